@@ -1,0 +1,112 @@
+//! Durable storage of namespaces, actions (with their code) and activation
+//! records, behind the [`EntityStore`] trait.
+//!
+//! The store is untrusted: for confidential actions it only ever receives
+//! sealed code and sealed results, never plaintext. The default backend is
+//! [`RedbStore`], an embedded, crash-safe store with group commit; a
+//! scale-out backend (PostgreSQL) implements the same trait.
+
+mod error;
+mod redb_store;
+
+use async_trait::async_trait;
+use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord};
+
+pub use error::StoreError;
+pub use redb_store::RedbStore;
+
+/// What to do when `put_action` finds an action of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with [`StoreError::Conflict`] if the action exists.
+    CreateOnly,
+    /// Replace the action if it exists.
+    Overwrite,
+}
+
+/// Filters of `GET …/activations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivationFilter {
+    /// Only activations of this action name.
+    pub name: Option<String>,
+    /// Only activations that started at or after this epoch-ms instant.
+    pub since: Option<u64>,
+    /// Only activations that started at or before this epoch-ms instant.
+    pub upto: Option<u64>,
+    /// Number of matching records to skip (newest first).
+    pub skip: usize,
+    /// Maximum number of records to return.
+    pub limit: usize,
+}
+
+/// Storage of every entity the controller and invokers persist.
+///
+/// Writes return once the data is durable: an acknowledged write survives a
+/// crash of the server process.
+#[async_trait]
+pub trait EntityStore: Send + Sync + 'static {
+    /// Creates or replaces a namespace record.
+    async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError>;
+    /// The namespace of this name.
+    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError>;
+    /// The namespace whose API key has this UUID.
+    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError>;
+    /// Every namespace, ordered by name.
+    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
+
+    /// Stores `action` and, for code actions, its code, atomically.
+    async fn put_action(
+        &self,
+        action: Action,
+        code: Option<Vec<u8>>,
+        mode: PutMode,
+    ) -> Result<(), StoreError>;
+    /// The action `namespace/name`.
+    fn get_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// The stored code of action `namespace/name`.
+    fn get_code(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes an action and its code; returns what was removed.
+    async fn delete_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// Actions of a namespace ordered by name, after `skip`, at most `limit`.
+    fn list_actions(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError>;
+    /// Number of actions in a namespace.
+    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
+
+    /// Stores an activation record.
+    async fn put_activation(&self, activation: Activation) -> Result<(), StoreError>;
+    /// The activation `id` of `namespace`.
+    fn get_activation(
+        &self,
+        namespace: &str,
+        id: &ActivationId,
+    ) -> Result<Option<Activation>, StoreError>;
+    /// Matching activations, newest first.
+    fn list_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<Vec<Activation>, StoreError>;
+    /// Number of matching activations (ignoring `limit`, honouring `skip`).
+    fn count_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<usize, StoreError>;
+}

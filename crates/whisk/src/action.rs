@@ -1,0 +1,339 @@
+//! Actions: the stored document, the `PUT` body, and their OpenWhisk JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::limits::{ActionLimits, ActionLimitsPut};
+use crate::name::EntityName;
+
+/// One `{key, value}` pair of OpenWhisk's parameter and annotation arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// Any JSON value.
+    pub value: Value,
+}
+
+/// An ordered list of `{key, value}` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyValues(pub Vec<KeyValue>);
+
+impl KeyValues {
+    /// The value stored under `key`, if any (the last one wins, as in OpenWhisk).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .rev()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
+    }
+
+    /// Whether `key` is present with the JSON value `true`.
+    pub fn is_true(&self, key: &str) -> bool {
+        self.get(key) == Some(&Value::Bool(true))
+    }
+
+    /// Sets `key` to `value`, replacing any earlier entry.
+    pub fn set(&mut self, key: &str, value: Value) {
+        self.0.retain(|kv| kv.key != key);
+        self.0.push(KeyValue {
+            key: key.to_owned(),
+            value,
+        });
+    }
+
+    /// The pairs as a JSON object (later keys override earlier ones).
+    pub fn to_object(&self) -> Map<String, Value> {
+        self.0
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect()
+    }
+
+    /// The pairs from a JSON object, in key order.
+    pub fn from_object(object: &Map<String, Value>) -> Self {
+        Self(
+            object
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A parameter was bound with annotation `final: true` and an invoke tried
+/// to override it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Request defines parameters that are not allowed (e.g., reserved properties).")]
+pub struct FinalParameterOverridden;
+
+/// Merges bound parameters under invoke parameters: the invoke wins, unless
+/// the action carries annotation `final: true`, in which case overriding a
+/// bound parameter is an error (OpenWhisk answers 400).
+pub fn merge_parameters(
+    bound: &KeyValues,
+    annotations: &KeyValues,
+    invoke: Map<String, Value>,
+) -> Result<Map<String, Value>, FinalParameterOverridden> {
+    if bound.is_empty() {
+        return Ok(invoke);
+    }
+    let mut merged = bound.to_object();
+    if annotations.is_true("final") && invoke.keys().any(|key| merged.contains_key(key)) {
+        return Err(FinalParameterOverridden);
+    }
+    merged.extend(invoke);
+    Ok(merged)
+}
+
+/// How an action runs, as stored. Code is kept outside the document, under
+/// its digest, so that listing actions never loads code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Exec {
+    /// A WASI preview-1 command module (or, for a confidential action, the
+    /// sealed envelope of one).
+    Wasm {
+        /// SHA-256 of the stored code bytes, lowercase hex.
+        code_digest: String,
+        /// Size of the stored code in bytes.
+        code_size: u64,
+        /// Optional export to run instead of `_start`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        main: Option<String>,
+    },
+    /// An OpenWhisk sequence of fully qualified action names.
+    Sequence {
+        /// `/ns/[pkg/]name` of each step, in order.
+        components: Vec<String>,
+    },
+}
+
+impl Exec {
+    /// The OpenWhisk kind string.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Exec::Wasm { .. } => crate::WASM_KIND,
+            Exec::Sequence { .. } => crate::SEQUENCE_KIND,
+        }
+    }
+}
+
+/// A stored action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// The namespace the action lives in.
+    pub namespace: EntityName,
+    /// The action's name.
+    pub name: EntityName,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: semver::Version,
+    /// Whether the action is shared with other namespaces.
+    pub publish: bool,
+    /// How it runs.
+    pub exec: Exec,
+    /// Its limits.
+    pub limits: ActionLimits,
+    /// Annotations, as given by the owner plus the ones the platform adds.
+    pub annotations: KeyValues,
+    /// Bound parameters.
+    pub parameters: KeyValues,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
+impl Action {
+    /// Whether the action's code and data are sealed end to end.
+    pub fn is_confidential(&self) -> bool {
+        self.annotations.is_true(crate::CONFIDENTIAL_ANNOTATION)
+    }
+
+    /// `namespace/name`, the `path` OpenWhisk puts in activation annotations.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The `exec` object of the OpenWhisk JSON. `code` is the base64 text to
+    /// show, or `None` when the caller asked for `code=false`.
+    fn exec_json(&self, code: Option<String>) -> Value {
+        match &self.exec {
+            Exec::Wasm { main, .. } => {
+                let mut exec = json!({ "kind": crate::WASM_KIND, "binary": true });
+                if let Some(code) = code {
+                    exec["code"] = Value::String(code);
+                }
+                if let Some(main) = main {
+                    exec["main"] = Value::String(main.clone());
+                }
+                exec
+            }
+            Exec::Sequence { components } => {
+                json!({ "kind": crate::SEQUENCE_KIND, "components": components })
+            }
+        }
+    }
+
+    /// The full OpenWhisk JSON of `GET …/actions/{name}`.
+    pub fn to_api_json(&self, code: Option<String>) -> Value {
+        json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version.to_string(),
+            "publish": self.publish,
+            "exec": self.exec_json(code),
+            "limits": self.limits,
+            "annotations": self.annotations,
+            "parameters": self.parameters,
+            "updated": self.updated,
+        })
+    }
+
+    /// The summary JSON of one entry in `GET …/actions`.
+    pub fn to_summary_json(&self) -> Value {
+        let binary = matches!(self.exec, Exec::Wasm { .. });
+        json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version.to_string(),
+            "publish": self.publish,
+            "annotations": self.annotations,
+            "limits": self.limits,
+            "exec": { "binary": binary },
+            "updated": self.updated,
+        })
+    }
+}
+
+/// The `exec` of a `PUT` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecPut {
+    /// `wasm` or `sequence` (OpenWhisk kinds such as `nodejs:20` are refused
+    /// with a message listing the supported ones).
+    pub kind: String,
+    /// Base64 code for `wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Whether `code` is base64; wasm code always is, so this may be omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<bool>,
+    /// Optional entry point export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
+    /// Components of a sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+}
+
+/// The body of `PUT …/actions/{name}`: every field optional, as in OpenWhisk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionPut {
+    /// Ignored if present (the path decides), accepted for compatibility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Ignored if present (the path decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ignored: the platform assigns versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether to publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<bool>,
+    /// The code or sequence; required on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecPut>,
+    /// Limits to set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ActionLimitsPut>,
+    /// Annotations (replace the old ones when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<KeyValues>,
+    /// Bound parameters (replace the old ones when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<KeyValues>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, Value)]) -> KeyValues {
+        KeyValues(
+            pairs
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: (*k).into(),
+                    value: v.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn invoke_parameters_override_bound_ones() {
+        let bound = kv(&[("a", json!(1)), ("b", json!(2))]);
+        let invoke = json!({"b": 3, "c": 4})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let merged = merge_parameters(&bound, &KeyValues::default(), invoke).expect("merge");
+        assert_eq!(Value::Object(merged), json!({"a": 1, "b": 3, "c": 4}));
+    }
+
+    #[test]
+    fn final_parameters_cannot_be_overridden() {
+        let bound = kv(&[("a", json!(1))]);
+        let annotations = kv(&[("final", json!(true))]);
+        let invoke = json!({"a": 2}).as_object().cloned().expect("object");
+        assert_eq!(
+            merge_parameters(&bound, &annotations, invoke),
+            Err(FinalParameterOverridden)
+        );
+    }
+
+    #[test]
+    fn action_json_has_openwhisk_shape() {
+        let action = Action {
+            namespace: EntityName::new("guest").expect("name"),
+            name: EntityName::new("hello").expect("name"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            exec: Exec::Wasm {
+                code_digest: "00".into(),
+                code_size: 1,
+                main: None,
+            },
+            limits: ActionLimits::default(),
+            annotations: kv(&[("exec", json!("wasm"))]),
+            parameters: KeyValues::default(),
+            updated: 5,
+        };
+        let full = action.to_api_json(Some("AGFzbQ==".into()));
+        assert_eq!(
+            full["exec"],
+            json!({"kind": "wasm", "binary": true, "code": "AGFzbQ=="})
+        );
+        assert_eq!(full["version"], "0.0.1");
+        assert_eq!(
+            full["limits"],
+            json!({"timeout": 60000, "memory": 256, "logs": 10, "concurrency": 1})
+        );
+        assert_eq!(
+            full["annotations"],
+            json!([{"key": "exec", "value": "wasm"}])
+        );
+        let summary = action.to_summary_json();
+        assert_eq!(summary["exec"], json!({"binary": true}));
+        assert!(summary.get("parameters").is_none());
+    }
+}

@@ -1,0 +1,234 @@
+//! Activation records with OpenWhisk's JSON, status strings and codes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::action::KeyValues;
+
+/// A 32-character lowercase hex activation id, as OpenWhisk prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ActivationId([u8; 16]);
+
+/// Text that is not a 32-character hex activation id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("The activation id is not valid.")]
+pub struct InvalidActivationId;
+
+impl ActivationId {
+    /// An id from 16 random bytes supplied by the caller.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ActivationId {
+    type Err = InvalidActivationId;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() != 32 {
+            return Err(InvalidActivationId);
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            let pair = text.get(2 * i..2 * i + 2).ok_or(InvalidActivationId)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| InvalidActivationId)?;
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl TryFrom<String> for ActivationId {
+    type Error = InvalidActivationId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+impl From<ActivationId> for String {
+    fn from(value: ActivationId) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for ActivationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of an activation: OpenWhisk's four statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivationStatus {
+    /// The action ran and returned a result.
+    #[serde(rename = "success")]
+    Success,
+    /// The action ran and returned `{error: …}`.
+    #[serde(rename = "application error")]
+    ApplicationError,
+    /// The action failed: trap, exit, bad output, timeout, memory.
+    #[serde(rename = "action developer error")]
+    DeveloperError,
+    /// The platform failed.
+    #[serde(rename = "whisk internal error")]
+    InternalError,
+}
+
+impl ActivationStatus {
+    /// OpenWhisk's numeric status code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::ApplicationError => 1,
+            Self::DeveloperError => 2,
+            Self::InternalError => 3,
+        }
+    }
+
+    /// OpenWhisk's status string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::ApplicationError => "application error",
+            Self::DeveloperError => "action developer error",
+            Self::InternalError => "whisk internal error",
+        }
+    }
+}
+
+/// `response` of an activation, as the API shows it: `{status, success,
+/// result}` (OpenWhisk keeps the numeric code internal and shows it only as
+/// `statusCode` in list summaries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationResponse {
+    /// One of the four status strings.
+    pub status: ActivationStatus,
+    /// `status == success`.
+    pub success: bool,
+    /// The result object (or `{error: …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+impl ActivationResponse {
+    /// A response with a consistent code and success flag.
+    pub fn new(status: ActivationStatus, result: Value) -> Self {
+        Self {
+            status,
+            success: status == ActivationStatus::Success,
+            result: Some(result),
+        }
+    }
+
+    /// A successful response.
+    pub fn success(result: Value) -> Self {
+        Self::new(ActivationStatus::Success, result)
+    }
+
+    /// An error response of `status` whose result is `{"error": message}`.
+    pub fn error(status: ActivationStatus, message: impl Into<String>) -> Self {
+        Self::new(status, json!({ "error": message.into() }))
+    }
+}
+
+/// One activation record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    /// Namespace of the action (the caller's namespace).
+    pub namespace: String,
+    /// Name of the action.
+    pub name: String,
+    /// Who invoked it.
+    pub subject: String,
+    /// Its id.
+    pub activation_id: ActivationId,
+    /// Version of the action that ran.
+    pub version: String,
+    /// Whether the record is published.
+    pub publish: bool,
+    /// Start, epoch milliseconds.
+    pub start: u64,
+    /// End, epoch milliseconds.
+    pub end: u64,
+    /// Milliseconds between start and end (for sequences, the sum of steps).
+    pub duration: u64,
+    /// The enclosing sequence's activation, for sequence components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ActivationId>,
+    /// Outcome and result.
+    pub response: ActivationResponse,
+    /// `"<ISO time> stderr: line"` log lines (for sequences, component ids).
+    pub logs: Vec<String>,
+    /// `path`, `kind`, `limits`, `waitTime`, `initTime`, `timeout`, …
+    pub annotations: KeyValues,
+}
+
+impl Activation {
+    /// The summary OpenWhisk lists without `docs=true`.
+    pub fn to_summary_json(&self) -> Value {
+        let mut summary = json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version,
+            "subject": self.subject,
+            "publish": self.publish,
+            "annotations": self.annotations,
+            "activationId": self.activation_id,
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "statusCode": self.response.status.code(),
+        });
+        if let Some(cause) = self.cause {
+            summary["cause"] = json!(cause);
+        }
+        summary
+    }
+
+    /// `GET …/activations/{id}/result`: `{result, success, status}`.
+    pub fn to_result_json(&self) -> Value {
+        json!({
+            "result": self.response.result.clone().unwrap_or_else(|| json!({})),
+            "success": self.response.success,
+            "status": self.response.status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_ids_round_trip_as_hex() {
+        let id = ActivationId::from_bytes([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text, "ab".repeat(16));
+        assert_eq!(text.parse::<ActivationId>(), Ok(id));
+        assert!("xyz".parse::<ActivationId>().is_err());
+        assert!("zz".repeat(16).parse::<ActivationId>().is_err());
+        assert!("é".repeat(16).parse::<ActivationId>().is_err());
+    }
+
+    #[test]
+    fn response_uses_openwhisk_status_strings() {
+        let response = ActivationResponse::error(ActivationStatus::DeveloperError, "boom");
+        let value = serde_json::to_value(&response).expect("serialise");
+        assert_eq!(
+            value,
+            json!({"status": "action developer error", "success": false, "result": {"error": "boom"}})
+        );
+        let back: ActivationResponse = serde_json::from_value(value).expect("parse");
+        assert_eq!(back, response);
+    }
+}

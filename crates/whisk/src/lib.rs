@@ -1,0 +1,30 @@
+//! The OpenWhisk entity model: names, limits, actions, activations and
+//! credentials, with the exact JSON shapes of Apache OpenWhisk's REST API.
+//!
+//! This crate is pure data and validation: no I/O, no clocks, no randomness
+//! (callers pass times and ids in). Every other part of Clemmys (controller,
+//! invoker, store, client) speaks in these types, so the JSON a user sees is
+//! decided here and nowhere else.
+//!
+//! Confidential actions use the same types: their `exec.code`, parameters and
+//! results simply carry sealed envelopes that this crate never interprets.
+
+pub mod action;
+pub mod activation;
+pub mod auth;
+pub mod limits;
+pub mod name;
+
+pub use action::{Action, ActionPut, Exec, KeyValue, KeyValues};
+pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus};
+pub use auth::{AuthKey, NamespaceRecord};
+pub use limits::{ActionLimits, LimitError, NamespaceLimits};
+pub use name::{EntityName, FullyQualifiedName, NameError};
+
+/// Annotation marking an action whose code, inputs and outputs are sealed.
+pub const CONFIDENTIAL_ANNOTATION: &str = "confidential";
+
+/// The one runtime kind for code actions: a WASI preview-1 command module.
+pub const WASM_KIND: &str = "wasm";
+/// The kind of OpenWhisk sequences.
+pub const SEQUENCE_KIND: &str = "sequence";
