@@ -1,0 +1,215 @@
+//! The message bus between controller and invokers.
+//!
+//! The controller publishes [`InvokerMessage`]s to an invoker through an
+//! [`ActivationQueue`]; the invoker reports each finished activation through
+//! a [`CompletionSink`], which wakes the controller's blocking request via
+//! the [`CompletionRegistry`]. The default bus is in-process ([`in_process`]);
+//! a networked bus implements the same two traits with the same (serde)
+//! messages.
+//!
+//! The bus is untrusted: for confidential actions the payload it carries is
+//! a sealed envelope, and the results in completions are sealed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use clemmys_whisk::{Action, Activation, ActivationId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// Failure to hand a message to the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The queue is full: the system is overloaded.
+    #[error("System is overloaded, try again later.")]
+    Overloaded,
+    /// No invoker consumes the queue any more.
+    #[error("no invoker is available")]
+    Closed,
+}
+
+/// One activation to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActivationMessage {
+    /// The id the controller assigned.
+    pub activation_id: ActivationId,
+    /// The invoking namespace (where the record is stored).
+    pub namespace: String,
+    /// Who invoked it.
+    pub subject: String,
+    /// The action as it was when invoked (metadata, no code).
+    pub action: Action,
+    /// Parameters (bound merged under invoked), or a sealed envelope for a
+    /// confidential action.
+    pub payload: serde_json::Value,
+    /// Whether a client is waiting for the answer.
+    pub blocking: bool,
+    /// The enclosing sequence activation, if any.
+    pub cause: Option<ActivationId>,
+    /// When the controller accepted the request, epoch ms (for `waitTime`).
+    pub accepted_at: u64,
+}
+
+/// What the controller sends an invoker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum InvokerMessage {
+    /// Run an activation.
+    Activate(Box<ActivationMessage>),
+    /// An action was created or updated: prepare its code before the first
+    /// invoke arrives.
+    Prewarm(Box<Action>),
+}
+
+/// A finished activation, reported by the invoker after its record is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completion {
+    /// The stored record.
+    pub activation: Activation,
+}
+
+/// The controller's side of the activation queue.
+#[async_trait]
+pub trait ActivationQueue: Send + Sync + 'static {
+    /// Enqueues a message for an invoker.
+    async fn send(&self, message: InvokerMessage) -> Result<(), BusError>;
+}
+
+/// The invoker's side of the completion channel.
+pub trait CompletionSink: Send + Sync + 'static {
+    /// Reports a finished activation.
+    fn complete(&self, completion: Completion);
+}
+
+/// Blocking requests waiting for their activation to finish.
+#[derive(Debug, Default)]
+pub struct CompletionRegistry {
+    waiting: Mutex<HashMap<ActivationId, oneshot::Sender<Completion>>>,
+}
+
+impl CompletionRegistry {
+    /// Registers interest in `id`; call before publishing the activation.
+    pub fn wait_for(&self, id: ActivationId) -> oneshot::Receiver<Completion> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().insert(id, sender);
+        receiver
+    }
+
+    /// Stops waiting for `id` (the request gave up or was answered 202).
+    pub fn forget(&self, id: &ActivationId) {
+        self.lock().remove(id);
+    }
+
+    /// Number of requests currently waiting.
+    pub fn waiting(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ActivationId, oneshot::Sender<Completion>>> {
+        // The map stays consistent even if a holder panicked: every
+        // operation on it is a single insert or remove.
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl CompletionSink for CompletionRegistry {
+    fn complete(&self, completion: Completion) {
+        let waiter = self.lock().remove(&completion.activation.activation_id);
+        if let Some(waiter) = waiter {
+            // The request may have stopped waiting in the meantime; the
+            // record is stored either way.
+            let _ = waiter.send(completion);
+        }
+    }
+}
+
+/// The in-process queue: a bounded channel from controller to invoker.
+#[derive(Debug, Clone)]
+pub struct InProcessQueue {
+    sender: mpsc::Sender<InvokerMessage>,
+}
+
+/// The receiving end an in-process invoker consumes.
+pub type InvokerFeed = mpsc::Receiver<InvokerMessage>;
+
+/// Creates an in-process queue holding at most `capacity` messages.
+pub fn in_process(capacity: usize) -> (InProcessQueue, InvokerFeed) {
+    let (sender, receiver) = mpsc::channel(capacity);
+    (InProcessQueue { sender }, receiver)
+}
+
+#[async_trait]
+impl ActivationQueue for InProcessQueue {
+    async fn send(&self, message: InvokerMessage) -> Result<(), BusError> {
+        self.sender.try_send(message).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => BusError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => BusError::Closed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clemmys_whisk::{ActivationResponse, KeyValues};
+
+    fn record(id: u8) -> Activation {
+        Activation {
+            namespace: "guest".into(),
+            name: "a".into(),
+            subject: "guest".into(),
+            activation_id: ActivationId::from_bytes([id; 16]),
+            version: "0.0.1".into(),
+            publish: false,
+            start: 0,
+            end: 0,
+            duration: 0,
+            cause: None,
+            response: ActivationResponse::success(serde_json::json!({})),
+            logs: vec![],
+            annotations: KeyValues::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn completion_wakes_only_its_waiter() {
+        let registry = CompletionRegistry::default();
+        let first = registry.wait_for(ActivationId::from_bytes([1; 16]));
+        let mut second = registry.wait_for(ActivationId::from_bytes([2; 16]));
+        registry.complete(Completion { activation: record(1) });
+        let done = first.await.expect("completed");
+        assert_eq!(done.activation.activation_id, ActivationId::from_bytes([1; 16]));
+        assert!(second.try_recv().is_err(), "the other request is still waiting");
+        assert_eq!(registry.waiting(), 1);
+        registry.forget(&ActivationId::from_bytes([2; 16]));
+        assert_eq!(registry.waiting(), 0);
+        // Completing an activation nobody waits for is harmless.
+        registry.complete(Completion { activation: record(3) });
+    }
+
+    #[tokio::test]
+    async fn full_queue_reports_overload() {
+        let (queue, mut feed) = in_process(1);
+        let message = || InvokerMessage::Prewarm(Box::new(test_action()));
+        queue.send(message()).await.expect("room for one");
+        assert!(matches!(queue.send(message()).await, Err(BusError::Overloaded)));
+        assert!(feed.recv().await.is_some());
+        drop(feed);
+        assert!(matches!(queue.send(message()).await, Err(BusError::Closed)));
+    }
+
+    fn test_action() -> Action {
+        Action {
+            namespace: clemmys_whisk::EntityName::new("guest").expect("name"),
+            name: clemmys_whisk::EntityName::new("a").expect("name"),
+            version: "0.0.1".parse().expect("version"),
+            publish: false,
+            exec: clemmys_whisk::Exec::Sequence { components: vec![] },
+            limits: Default::default(),
+            annotations: KeyValues::default(),
+            parameters: KeyValues::default(),
+            updated: 0,
+        }
+    }
+}
