@@ -106,10 +106,14 @@ impl CompletionRegistry {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ActivationId, oneshot::Sender<Completion>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<ActivationId, oneshot::Sender<Completion>>> {
         // The map stays consistent even if a holder panicked: every
         // operation on it is a single insert or remove.
-        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -177,15 +181,25 @@ mod tests {
         let registry = CompletionRegistry::default();
         let first = registry.wait_for(ActivationId::from_bytes([1; 16]));
         let mut second = registry.wait_for(ActivationId::from_bytes([2; 16]));
-        registry.complete(Completion { activation: record(1) });
+        registry.complete(Completion {
+            activation: record(1),
+        });
         let done = first.await.expect("completed");
-        assert_eq!(done.activation.activation_id, ActivationId::from_bytes([1; 16]));
-        assert!(second.try_recv().is_err(), "the other request is still waiting");
+        assert_eq!(
+            done.activation.activation_id,
+            ActivationId::from_bytes([1; 16])
+        );
+        assert!(
+            second.try_recv().is_err(),
+            "the other request is still waiting"
+        );
         assert_eq!(registry.waiting(), 1);
         registry.forget(&ActivationId::from_bytes([2; 16]));
         assert_eq!(registry.waiting(), 0);
         // Completing an activation nobody waits for is harmless.
-        registry.complete(Completion { activation: record(3) });
+        registry.complete(Completion {
+            activation: record(3),
+        });
     }
 
     #[tokio::test]
@@ -193,7 +207,10 @@ mod tests {
         let (queue, mut feed) = in_process(1);
         let message = || InvokerMessage::Prewarm(Box::new(test_action()));
         queue.send(message()).await.expect("room for one");
-        assert!(matches!(queue.send(message()).await, Err(BusError::Overloaded)));
+        assert!(matches!(
+            queue.send(message()).await,
+            Err(BusError::Overloaded)
+        ));
         assert!(feed.recv().await.is_some());
         drop(feed);
         assert!(matches!(queue.send(message()).await, Err(BusError::Closed)));

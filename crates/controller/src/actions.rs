@@ -1,0 +1,307 @@
+//! `…/namespaces/{ns}/actions[/{name}]`: list, get, create/update, delete.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use clemmys_bus::InvokerMessage;
+use clemmys_store::PutMode;
+use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::limits::{MAX_CODE_BYTES, MAX_PAYLOAD_BYTES};
+use clemmys_whisk::{
+    Action, ActionLimits, CONFIDENTIAL_ANNOTATION, EntityName, Exec, FullyQualifiedName, KeyValues,
+    SEQUENCE_KIND, WASM_KIND,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::body::{parse_json, read_limited};
+use crate::query::{self, Params};
+use crate::{ApiError, Controller};
+
+/// Most components a sequence may have.
+pub const MAX_SEQUENCE_LENGTH: usize = 50;
+/// Largest `PUT` body: 48 MB of code, base64-encoded, plus the JSON around it.
+const MAX_PUT_BODY: usize = MAX_CODE_BYTES / 3 * 4 + MAX_PAYLOAD_BYTES + 64 * 1024;
+
+fn entity_name(text: &str) -> Result<EntityName, ApiError> {
+    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// `GET …/actions`.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?;
+    if query::flag(&params, "count", false)? {
+        let count = controller.store.count_actions(namespace)?;
+        return Ok(Json(json!({ "actions": count })).into_response());
+    }
+    let (skip, limit) = query::paging(&params, "actions")?;
+    let actions = controller.store.list_actions(namespace, skip, limit)?;
+    let summaries: Vec<Value> = actions.iter().map(Action::to_summary_json).collect();
+    Ok(Json(summaries).into_response())
+}
+
+/// `GET …/actions/{name}`.
+pub async fn get(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?;
+    let name = entity_name(&name)?;
+    let action = controller
+        .action(namespace, &name)?
+        .ok_or_else(ApiError::not_found)?;
+    let code = if query::flag(&params, "code", true)? {
+        controller.code_text(&action)?
+    } else {
+        None
+    };
+    Ok(Json(action.to_api_json(code)).into_response())
+}
+
+/// `DELETE …/actions/{name}`: answers the deleted action.
+pub async fn delete(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?;
+    let name = entity_name(&name)?;
+    let code = match controller.action(namespace, &name)? {
+        Some(action) => controller.code_text(&action)?,
+        None => None,
+    };
+    let removed = controller.store.delete_action(namespace, &name).await?;
+    controller.forget_action(namespace, &name);
+    let removed = removed.ok_or_else(ApiError::not_found)?;
+    Ok(Json(removed.to_api_json(code)).into_response())
+}
+
+/// `PUT …/actions/{name}[?overwrite=true]`.
+pub async fn put(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let name = entity_name(&name)?;
+    let overwrite = query::flag(&params, "overwrite", false)?;
+    let bytes = read_limited(body, MAX_PUT_BODY).await?;
+    let put: ActionPut = parse_json(&bytes)?;
+
+    let existing = controller.action(&namespace, &name)?;
+    if existing.is_some() && !overwrite {
+        return Err(ApiError::conflict());
+    }
+    let old = existing.as_deref();
+
+    let annotations = put
+        .annotations
+        .clone()
+        .or_else(|| old.map(|action| action.annotations.clone()))
+        .unwrap_or_default();
+    let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
+    if caller.0.limits.confidential_only && !confidential {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Namespace '{namespace}' accepts only confidential actions."),
+        ));
+    }
+
+    let parameters = put
+        .parameters
+        .clone()
+        .or_else(|| old.map(|action| action.parameters.clone()))
+        .unwrap_or_default();
+    check_parameters(&parameters, confidential)?;
+
+    let limits = old
+        .map_or_else(ActionLimits::default, |action| action.limits)
+        .updated_with(&put.limits.unwrap_or_default())
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+
+    let (exec, code) = match &put.exec {
+        Some(exec) => controller.new_exec(exec, &namespace, &name, confidential)?,
+        None => match old {
+            Some(action) => (action.exec.clone(), controller.stored_code(action)?),
+            None => return Err(ApiError::bad_request("exec undefined")),
+        },
+    };
+
+    let mut annotations = annotations;
+    annotations.set("exec", Value::String(exec.kind().to_owned()));
+    let version = match old {
+        Some(action) => {
+            let mut version = action.version.clone();
+            version.patch += 1;
+            version
+        }
+        None => semver::Version::new(0, 0, 1),
+    };
+    let action = Action {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        version,
+        publish: put
+            .publish
+            .or(old.map(|action| action.publish))
+            .unwrap_or(false),
+        exec,
+        limits,
+        annotations,
+        parameters,
+        updated: crate::ids::now_ms(),
+    };
+    let mode = if overwrite {
+        PutMode::Overwrite
+    } else {
+        PutMode::CreateOnly
+    };
+    let code_text = code
+        .as_ref()
+        .map(|code| base64::engine::general_purpose::STANDARD.encode(code));
+    controller
+        .store
+        .put_action(action.clone(), code, mode)
+        .await?;
+    let action = Arc::new(action);
+    controller.cache_action(action.clone());
+    if matches!(action.exec, Exec::Wasm { .. }) {
+        // Compiling ahead of the first invoke is an optimisation: if the
+        // queue is full, the first invoke compiles instead.
+        let _ = controller
+            .queue
+            .send(InvokerMessage::Prewarm(Box::new((*action).clone())))
+            .await;
+    }
+    Ok(Json(action.to_api_json(code_text)).into_response())
+}
+
+fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), ApiError> {
+    if confidential && !parameters.is_empty() {
+        return Err(ApiError::bad_request(
+            "A confidential action cannot have bound parameters: the provider would store them \
+             in the clear. Pass them at invoke time, where they are sealed.",
+        ));
+    }
+    let size = serde_json::to_vec(parameters).map_or(0, |bytes| bytes.len());
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::too_large("Parameters", size, MAX_PAYLOAD_BYTES));
+    }
+    Ok(())
+}
+
+impl Controller {
+    /// The base64 code of `action` to show in its JSON, if it has code.
+    fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .stored_code(action)?
+            .map(|code| base64::engine::general_purpose::STANDARD.encode(code)))
+    }
+
+    fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
+        match action.exec {
+            Exec::Wasm { .. } => Ok(self.store.get_code(&action.namespace, &action.name)?),
+            Exec::Sequence { .. } => Ok(None),
+        }
+    }
+
+    /// Validates the `exec` of a `PUT` and returns it with its code bytes.
+    fn new_exec(
+        &self,
+        exec: &ExecPut,
+        namespace: &EntityName,
+        name: &EntityName,
+        confidential: bool,
+    ) -> Result<(Exec, Option<Vec<u8>>), ApiError> {
+        match exec.kind.as_str() {
+            WASM_KIND => {
+                let text = exec.code.as_deref().ok_or_else(|| {
+                    ApiError::bad_request("exec.code is required for kind 'wasm'")
+                })?;
+                let code = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|error| {
+                        ApiError::bad_request(format!(
+                            "exec.code must be the base64 encoding of a WebAssembly module: {error}"
+                        ))
+                    })?;
+                if code.len() > MAX_CODE_BYTES {
+                    return Err(ApiError::too_large("Code", code.len(), MAX_CODE_BYTES));
+                }
+                self.code_check
+                    .check(&code, confidential)
+                    .map_err(ApiError::bad_request)?;
+                let exec = Exec::Wasm {
+                    code_digest: hex::encode(Sha256::digest(&code)),
+                    code_size: code.len() as u64,
+                    main: exec.main.clone(),
+                };
+                Ok((exec, Some(code)))
+            }
+            SEQUENCE_KIND => {
+                let components = self.sequence_components(exec, namespace, name)?;
+                Ok((Exec::Sequence { components }, None))
+            }
+            other => Err(ApiError::bad_request(format!(
+                "The specified runtime '{other}' is not supported by this platform. Valid values are: '{WASM_KIND}', '{SEQUENCE_KIND}'."
+            ))),
+        }
+    }
+
+    /// Resolves and checks the components of a sequence.
+    fn sequence_components(
+        &self,
+        exec: &ExecPut,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Vec<String>, ApiError> {
+        let components = exec.components.as_deref().unwrap_or_default();
+        if components.is_empty() {
+            return Err(ApiError::bad_request(
+                "No component specified for the sequence.",
+            ));
+        }
+        if components.len() > MAX_SEQUENCE_LENGTH {
+            return Err(ApiError::bad_request("Too many actions in the sequence."));
+        }
+        components
+            .iter()
+            .map(|text| {
+                let mut component = FullyQualifiedName::parse(text, None)
+                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
+                if component.namespace.as_str() == "_" {
+                    component.namespace = namespace.clone();
+                }
+                if &component.namespace != namespace || component.package.is_some() {
+                    return Err(ApiError::bad_request(format!(
+                        "Sequence component '{text}' must be an action of namespace '{namespace}'."
+                    )));
+                }
+                if &component.name == name {
+                    return Err(ApiError::bad_request("Sequence may not refer to itself."));
+                }
+                if self.action(namespace, &component.name)?.is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "Sequence component does not exist: '{text}'."
+                    )));
+                }
+                Ok(component.to_string())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,114 @@
+//! `…/namespaces/{ns}/activations[/{id}[/result|/logs]]`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use clemmys_store::ActivationFilter;
+use clemmys_whisk::{Activation, ActivationId, FullyQualifiedName};
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::query::{self, Params};
+use crate::{ApiError, Controller};
+
+/// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.to_string();
+    let (skip, limit) = query::paging(&params, "activations")?;
+    let count = query::flag(&params, "count", false)?;
+    let docs = query::flag(&params, "docs", false)?;
+    if count && docs {
+        return Err(ApiError::bad_request(
+            "The parameter 'docs' is not permitted with 'count'.",
+        ));
+    }
+    let name = params
+        .get("name")
+        .map(|text| name_filter(text))
+        .transpose()?;
+    let filter = ActivationFilter {
+        name,
+        since: query::instant(&params, "since")?,
+        upto: query::instant(&params, "upto")?,
+        skip,
+        limit,
+    };
+    if count {
+        let count = controller.store.count_activations(&namespace, &filter)?;
+        return Ok(Json(json!({ "activations": count })).into_response());
+    }
+    let activations = controller.store.list_activations(&namespace, &filter)?;
+    let listed: Vec<Value> = if docs {
+        activations
+            .iter()
+            .map(|activation| serde_json::to_value(activation).unwrap_or_default())
+            .collect()
+    } else {
+        activations
+            .iter()
+            .map(Activation::to_summary_json)
+            .collect()
+    };
+    Ok(Json(listed).into_response())
+}
+
+/// The `name` filter: a simple name or `package/name`.
+fn name_filter(text: &str) -> Result<String, ApiError> {
+    FullyQualifiedName::parse(text, Some("_"))
+        .map(|name| name.path_in_namespace())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "Parameter may be a 'simple' name or 'package-name/simple' name: {text}"
+            ))
+        })
+}
+
+fn find(
+    controller: &Controller,
+    caller: &Caller,
+    ns: &str,
+    id: &str,
+) -> Result<Activation, ApiError> {
+    let namespace = caller.namespace(ns)?;
+    let id: ActivationId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("The activation id is not valid."))?;
+    controller
+        .store
+        .get_activation(namespace.as_str(), &id)?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `GET …/activations/{id}`.
+pub async fn get(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<Activation>, ApiError> {
+    find(&controller, &caller, &ns, &id).map(Json)
+}
+
+/// `GET …/activations/{id}/result`.
+pub async fn result(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find(&controller, &caller, &ns, &id).map(|activation| Json(activation.to_result_json()))
+}
+
+/// `GET …/activations/{id}/logs`.
+pub async fn logs(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    find(&controller, &caller, &ns, &id).map(|activation| Json(json!({ "logs": activation.logs })))
+}

@@ -1,0 +1,183 @@
+//! `POST …/actions/{name}`: invoke, blocking or not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use clemmys_bus::{ActivationMessage, BusError, InvokerMessage};
+use clemmys_whisk::action::merge_parameters;
+use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+use clemmys_whisk::{Activation, ActivationId, ActivationStatus, EntityName, Exec};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Caller;
+use crate::body::read_limited;
+use crate::query::{self, Params};
+use crate::{ApiError, Controller};
+
+/// The header OpenWhisk puts on every invoke answer.
+pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
+
+/// The field of a confidential invoke body that carries the sealed envelope.
+pub const SEALED_FIELD: &str = "sealed";
+
+/// How the caller wants the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct InvokeMode {
+    /// Wait for the activation to finish.
+    pub blocking: bool,
+    /// Answer only `response.result`.
+    pub result_only: bool,
+    /// How long to wait before answering 202.
+    pub wait: Duration,
+}
+
+/// `POST …/actions/{name}?blocking=&result=&timeout=`.
+pub async fn invoke(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let name = EntityName::new(name).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let max_wait = controller.config.max_blocking_wait;
+    let wait_ms = query::wait_timeout(&params, max_wait.as_millis() as u64)?;
+    let mode = InvokeMode {
+        blocking: query::flag(&params, "blocking", false)?,
+        result_only: query::flag(&params, "result", false)?,
+        wait: wait_ms.map_or(max_wait, Duration::from_millis),
+    };
+    let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
+    let params = parse_params(&bytes)?;
+    let action = controller
+        .action(&namespace, &name)?
+        .ok_or_else(ApiError::not_found)?;
+
+    let payload = if action.is_confidential() {
+        if !params.get(SEALED_FIELD).is_some_and(Value::is_string) {
+            return Err(ApiError::bad_request(
+                "This action is confidential: its parameters must be sealed by a Clemmys client \
+                 (clemmys action invoke).",
+            ));
+        }
+        Value::Object(params)
+    } else {
+        let merged = merge_parameters(&action.parameters, &action.annotations, params)
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        let payload = Value::Object(merged);
+        let size = serde_json::to_vec(&payload).map_or(0, |bytes| bytes.len());
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(ApiError::too_large("Request", size, MAX_PAYLOAD_BYTES));
+        }
+        payload
+    };
+
+    if let Exec::Sequence { .. } = action.exec {
+        return Err(ApiError::bad_request("sequences are not supported yet"));
+    }
+    let activation_id = crate::ids::activation_id();
+    let message = ActivationMessage {
+        activation_id,
+        namespace: namespace.to_string(),
+        subject: caller.0.name.to_string(),
+        action: (*action).clone(),
+        payload,
+        blocking: mode.blocking,
+        cause: None,
+        accepted_at: crate::ids::now_ms(),
+    };
+    let answer = controller.run(message, mode).await;
+    Ok(with_activation_header(answer, activation_id))
+}
+
+/// Parameters of an invoke body: empty means `{}`; anything but an object is
+/// malformed.
+fn parse_params(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(bytes).map_err(ApiError::malformed)? {
+        Value::Object(params) => Ok(params),
+        _ => Err(ApiError::malformed("the parameters must be a JSON object")),
+    }
+}
+
+impl Controller {
+    /// Publishes one activation and answers as `mode` asks.
+    async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
+        let id = message.activation_id;
+        if !mode.blocking {
+            return match self
+                .queue
+                .send(InvokerMessage::Activate(Box::new(message)))
+                .await
+            {
+                Ok(()) => accepted(id),
+                Err(error) => bus_error(error).into_response(),
+            };
+        }
+        let completion = self.completions.wait_for(id);
+        if let Err(error) = self
+            .queue
+            .send(InvokerMessage::Activate(Box::new(message)))
+            .await
+        {
+            self.completions.forget(&id);
+            return bus_error(error).into_response();
+        }
+        match tokio::time::timeout(mode.wait, completion).await {
+            Ok(Ok(done)) => activation_answer(&done.activation, mode.result_only),
+            Ok(Err(_)) => {
+                ApiError::internal("invoker dropped a blocking activation").into_response()
+            }
+            Err(_) => {
+                self.completions.forget(&id);
+                accepted(id)
+            }
+        }
+    }
+}
+
+fn bus_error(error: BusError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+}
+
+/// 202 `{activationId}`.
+fn accepted(id: ActivationId) -> Response {
+    (StatusCode::ACCEPTED, Json(json!({ "activationId": id }))).into_response()
+}
+
+/// 200 for success, 502 for application and developer errors, 500 for
+/// internal ones; the body is the activation or only its result.
+pub fn activation_answer(activation: &Activation, result_only: bool) -> Response {
+    let status = match activation.response.status {
+        ActivationStatus::Success => StatusCode::OK,
+        ActivationStatus::ApplicationError | ActivationStatus::DeveloperError => {
+            StatusCode::BAD_GATEWAY
+        }
+        ActivationStatus::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = if result_only {
+        activation
+            .response
+            .result
+            .clone()
+            .unwrap_or_else(|| json!({}))
+    } else {
+        serde_json::to_value(activation).unwrap_or_else(|_| json!({}))
+    };
+    (status, Json(body)).into_response()
+}
+
+fn with_activation_header(mut response: Response, id: ActivationId) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(ACTIVATION_ID_HEADER, value);
+    }
+    response
+}

@@ -1,0 +1,125 @@
+//! The controller: Apache OpenWhisk's REST API (`/api/v1`) over axum.
+//!
+//! It authenticates callers, keeps actions and activation records in the
+//! [`EntityStore`], and hands activations to invokers through the bus,
+//! waiting for blocking ones. It is untrusted: for a confidential action it
+//! stores and forwards only sealed bytes (code, parameters, results, logs)
+//! and never holds a key that could open them.
+
+mod actions;
+mod activations;
+mod auth;
+mod body;
+mod error;
+mod ids;
+mod invoke;
+mod namespaces;
+mod query;
+mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use clemmys_bus::{ActivationQueue, CompletionRegistry};
+use clemmys_store::{EntityStore, StoreError};
+use clemmys_whisk::{Action, EntityName, NamespaceRecord};
+
+pub use error::ApiError;
+pub use routes::router;
+
+/// Checks the code of an action before it is stored.
+pub trait CodeCheck: Send + Sync + 'static {
+    /// `Ok` if `code` can run; for confidential actions `code` is a sealed
+    /// envelope and only its framing can be checked. The error message is
+    /// shown to the caller.
+    fn check(&self, code: &[u8], confidential: bool) -> Result<(), String>;
+}
+
+/// Tunables of the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Longest a blocking invoke waits before answering 202.
+    pub max_blocking_wait: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            max_blocking_wait: Duration::from_millis(clemmys_whisk::limits::MAX_BLOCKING_WAIT_MS),
+        }
+    }
+}
+
+/// Shared state of every request.
+pub struct Controller {
+    store: Arc<dyn EntityStore>,
+    queue: Arc<dyn ActivationQueue>,
+    completions: Arc<CompletionRegistry>,
+    code_check: Arc<dyn CodeCheck>,
+    config: ControllerConfig,
+    /// API key UUID → namespace, filled on first use.
+    namespaces: RwLock<HashMap<String, Arc<NamespaceRecord>>>,
+    /// `namespace/name` → action; this process is the only writer of the
+    /// store's actions, so the cache is kept coherent on every write.
+    actions: RwLock<HashMap<String, Arc<Action>>>,
+}
+
+impl Controller {
+    /// A controller over these parts.
+    pub fn new(
+        store: Arc<dyn EntityStore>,
+        queue: Arc<dyn ActivationQueue>,
+        completions: Arc<CompletionRegistry>,
+        code_check: Arc<dyn CodeCheck>,
+        config: ControllerConfig,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            completions,
+            code_check,
+            config,
+            namespaces: RwLock::default(),
+            actions: RwLock::default(),
+        }
+    }
+
+    /// The action `namespace/name`, from the cache or the store.
+    fn action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Arc<Action>>, StoreError> {
+        let key = format!("{namespace}/{name}");
+        if let Some(action) = read(&self.actions).get(&key) {
+            return Ok(Some(action.clone()));
+        }
+        let Some(action) = self.store.get_action(namespace, name)? else {
+            return Ok(None);
+        };
+        let action = Arc::new(action);
+        write(&self.actions).insert(key, action.clone());
+        Ok(Some(action))
+    }
+
+    fn cache_action(&self, action: Arc<Action>) {
+        write(&self.actions).insert(action.path(), action);
+    }
+
+    fn forget_action(&self, namespace: &EntityName, name: &EntityName) {
+        write(&self.actions).remove(&format!("{namespace}/{name}"));
+    }
+}
+
+/// Lock helpers: the maps hold plain values, so a panic elsewhere cannot
+/// leave them half-updated; recover the guard instead of propagating poison.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,89 @@
+//! Activation records built from a run, with OpenWhisk's annotations.
+
+use std::time::{Duration, Instant};
+
+use clemmys_bus::ActivationMessage;
+use clemmys_whisk::{Activation, ActivationResponse, KeyValues};
+use serde_json::{Value, json};
+
+/// What an invoker observed about one run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// When the run started, epoch ms.
+    pub start_ms: u64,
+    /// How long it took, compile included.
+    pub duration: Duration,
+    /// Compile time, when this run had to compile (a cold start).
+    pub init_time: Option<Duration>,
+    /// Whether the run hit its time limit.
+    pub timed_out: bool,
+    /// The outcome.
+    pub response: ActivationResponse,
+    /// Formatted log lines.
+    pub logs: Vec<String>,
+}
+
+impl RunReport {
+    /// A run that never started.
+    pub(crate) fn failed(
+        start_ms: u64,
+        started: Instant,
+        message: &str,
+        error: &super::StartError,
+    ) -> Self {
+        Self {
+            start_ms,
+            duration: started.elapsed(),
+            init_time: None,
+            timed_out: false,
+            response: ActivationResponse::error(error.status(), message),
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The activation record of `message` after `report`.
+pub(crate) fn activation(message: &ActivationMessage, report: RunReport) -> Activation {
+    let action = &message.action;
+    let duration = millis(report.duration);
+    let mut annotations = KeyValues::default();
+    annotations.set("path", Value::String(action.path()));
+    annotations.set(
+        "waitTime",
+        json!(report.start_ms.saturating_sub(message.accepted_at)),
+    );
+    annotations.set("kind", Value::String(action.exec.kind().to_owned()));
+    annotations.set("timeout", Value::Bool(report.timed_out));
+    annotations.set("limits", json!(action.limits));
+    if let Some(init) = report.init_time {
+        annotations.set("initTime", json!(millis(init)));
+    }
+    Activation {
+        namespace: message.namespace.clone(),
+        name: action.name.to_string(),
+        subject: message.subject.clone(),
+        activation_id: message.activation_id,
+        version: action.version.to_string(),
+        publish: false,
+        start: report.start_ms,
+        end: report.start_ms + duration,
+        duration,
+        cause: message.cause,
+        response: report.response,
+        logs: report.logs,
+        annotations,
+    }
+}

@@ -1,0 +1,159 @@
+//! Assembles one Clemmys node: controller, in-process bus, invoker and the
+//! embedded store, serving the OpenWhisk API over HTTP.
+//!
+//! `clemmys serve` runs this; integration tests start it on `127.0.0.1:0`
+//! with a temporary data directory.
+
+mod bootstrap;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use clemmys_bus::CompletionRegistry;
+use clemmys_controller::{CodeCheck, Controller, ControllerConfig};
+use clemmys_invoker::{Invoker, InvokerConfig};
+use clemmys_sandbox::{Sandbox, SandboxConfig};
+use clemmys_store::{EntityStore, RedbStore};
+use clemmys_whisk::AuthKey;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Messages the in-process bus holds before answering 503.
+const QUEUE_CAPACITY: usize = 16_384;
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Directory holding the store, keys and `wskprops`.
+    pub data_dir: PathBuf,
+    /// Sizing of the wasm sandbox.
+    pub sandbox: SandboxConfig,
+    /// Sizing of the invoker.
+    pub invoker: InvokerConfig,
+    /// Controller tunables.
+    pub controller: ControllerConfig,
+}
+
+impl ServerConfig {
+    /// Defaults for `listen` and `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            sandbox: SandboxConfig::default(),
+            invoker: InvokerConfig::default(),
+            controller: ControllerConfig::default(),
+        }
+    }
+}
+
+/// A node that is serving.
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The credential of namespace `guest`.
+    pub guest_auth: AuthKey,
+    /// The node's store (tests use it to inspect what was persisted).
+    pub store: Arc<dyn EntityStore>,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+/// Checks plain code with the sandbox; sealed code is checked by framing only.
+struct SandboxCheck(Arc<Sandbox>);
+
+impl CodeCheck for SandboxCheck {
+    fn check(&self, code: &[u8], confidential: bool) -> Result<(), String> {
+        if confidential {
+            return Err("confidential actions are not supported yet".into());
+        }
+        self.0.validate(code).map_err(|error| error.to_string())
+    }
+}
+
+impl RunningServer {
+    /// Starts a node: opens the store, creates namespace `guest` on first
+    /// start, binds the listener and writes `DATA_DIR/wskprops`.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        bootstrap::create_private_dir(&config.data_dir)?;
+        let store_path = config.data_dir.join("store.redb");
+        let store: Arc<dyn EntityStore> = Arc::new(
+            RedbStore::open(&store_path)
+                .with_context(|| format!("opening the store {}", store_path.display()))?,
+        );
+        let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
+
+        let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
+        let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
+        let completions = Arc::new(CompletionRegistry::default());
+        let invoker = Invoker::new(
+            sandbox.clone(),
+            store.clone(),
+            completions.clone(),
+            config.invoker.clone(),
+        );
+        tokio::spawn(invoker.run(feed));
+        let controller = Arc::new(Controller::new(
+            store.clone(),
+            Arc::new(queue),
+            completions,
+            Arc::new(SandboxCheck(sandbox)),
+            config.controller.clone(),
+        ));
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
+        let listener = listener.tap_io(|stream| {
+            // Small request/response exchanges: never wait for Nagle.
+            let _ = stream.set_nodelay(true);
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = clemmys_controller::router(controller);
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "serving the OpenWhisk API");
+        Ok(Self {
+            addr,
+            guest_auth,
+            store,
+            stop,
+            serving,
+        })
+    }
+
+    /// `http://ADDR`, the API host clients use.
+    pub fn api_host(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until ctrl-c or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        bootstrap::shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops accepting requests and waits for those in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        match self.serving.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
+            Err(error) => tracing::error!(%error, "server task failed"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The shared test server and a small HTTP client that returns status,
+//! headers and JSON, so tests can assert the exact API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use clemmys_server::{RunningServer, ServerConfig};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// A running node and an HTTP client authenticated as `guest`.
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub data_dir: tempfile::TempDir,
+    pub http: Client<HttpConnector, Full<Bytes>>,
+    pub base: String,
+    pub auth: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+/// The compiled example action `name` (built by scripts/build-examples.sh).
+pub fn example(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("CLEMMYS_EXAMPLES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/examples/wasm32-wasip1/release")
+        });
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run scripts/build-examples.sh first",
+            path.display()
+        )
+    })
+}
+
+/// The JSON `PUT` body creating a wasm action from `code`.
+pub fn wasm_body(code: &[u8]) -> Value {
+    json!({ "exec": { "kind": "wasm", "code": base64::engine::general_purpose::STANDARD.encode(code), "binary": true } })
+}
+
+/// The Basic authorization header of the node's guest key.
+fn basic(server: &RunningServer) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(server.guest_auth.to_string())
+    )
+}
+
+fn config(dir: &tempfile::TempDir) -> ServerConfig {
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        dir.path().join("data"),
+    );
+    // A small pool keeps each test server's address-space reservation small.
+    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
+    config.invoker.concurrency = 16;
+    config
+}
+
+impl TestServer {
+    /// Starts a node on a fresh data directory.
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(data_dir).await
+    }
+
+    /// Starts a node on `data_dir` (reused by restart tests).
+    pub async fn start_in(data_dir: tempfile::TempDir) -> Self {
+        let server = RunningServer::start(config(&data_dir))
+            .await
+            .expect("server starts");
+        let auth = basic(&server);
+        Self {
+            base: server.api_host(),
+            server: Some(server),
+            data_dir,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            auth,
+        }
+    }
+
+    /// Stops the node and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        // The store's writer releases the file once the old node is gone.
+        for _ in 0..200 {
+            match RunningServer::start(config(&self.data_dir)).await {
+                Ok(server) => {
+                    self.base = server.api_host();
+                    self.auth = basic(&server);
+                    self.server = Some(server);
+                    return self;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        panic!("the node did not restart on its data directory within 2 s");
+    }
+
+    /// A request with the guest's credentials.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let body = body.map(|value| value.to_string()).unwrap_or_default();
+        self.raw(method, path, Bytes::from(body), Some(&self.auth))
+            .await
+    }
+
+    /// A request with any body and authorization header.
+    pub async fn raw(&self, method: Method, path: &str, body: Bytes, auth: Option<&str>) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(auth) = auth {
+            request = request.header(AUTHORIZATION, HeaderValue::from_str(auth).expect("header"));
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        let response = self.http.request(request).await.expect("HTTP exchange");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// Creates action `name` from example `example`, asserting success.
+    pub async fn create(&self, name: &str, example_name: &str) -> Answer {
+        let answer = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/namespaces/_/actions/{name}"),
+                Some(wasm_body(&example(example_name))),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "creating {name}: {:?}",
+            answer.json
+        );
+        answer
+    }
+
+    /// Blocking invoke of `name` with `params`.
+    pub async fn invoke(&self, name: &str, params: Value) -> Answer {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/namespaces/_/actions/{name}?blocking=true"),
+            Some(params),
+        )
+        .await
+    }
+
+    /// Polls until activation `id` is stored, at most 10 s.
+    pub async fn wait_for_activation(&self, id: &str) -> Value {
+        for _ in 0..1000 {
+            let answer = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/namespaces/_/activations/{id}"),
+                    None,
+                )
+                .await;
+            if answer.status == StatusCode::OK {
+                return answer.json;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("activation {id} was not stored within 10 s");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Dropping the node's handles stops it with the test runtime.
+        self.server.take();
+    }
+}
+
+/// The value of annotation `key` in an activation or action JSON.
+pub fn annotation<'a>(entity: &'a Value, key: &str) -> Option<&'a Value> {
+    entity["annotations"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}

@@ -1,0 +1,12 @@
+//! Integration tests of a whole node: a real server on an ephemeral port
+//! with a temporary data directory, driven over real HTTP. One module per
+//! feature; shared setup in `common`.
+
+mod common;
+
+mod actions;
+mod activations;
+mod auth;
+mod invoke;
+mod misbehaving;
+mod restart;

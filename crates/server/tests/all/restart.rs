@@ -1,0 +1,49 @@
+//! A restarted node keeps every acknowledged action and activation record.
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::TestServer;
+
+#[tokio::test]
+async fn restart_keeps_actions_and_acknowledged_activations() {
+    let server = TestServer::start().await;
+    server.create("echo", "echo").await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let answer = server.invoke("echo", json!({"n": n})).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        ids.push(answer.json["activationId"].as_str().expect("id").to_owned());
+    }
+    let auth_before = server.auth.clone();
+
+    let server = server.restart().await;
+    assert_eq!(server.auth, auth_before, "the guest key survives a restart");
+    let action = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions/echo", None)
+        .await;
+    assert_eq!(action.status, StatusCode::OK);
+    for (n, id) in ids.iter().enumerate() {
+        let record = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/namespaces/_/activations/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(record.status, StatusCode::OK, "activation {id} lost");
+        assert_eq!(record.json["response"]["result"], json!({"n": n}));
+    }
+    // And the restarted node still runs the stored code.
+    let again = server.invoke("echo", json!({"after": "restart"})).await;
+    assert_eq!(
+        again.json["response"]["result"],
+        json!({"after": "restart"})
+    );
+    let wskprops =
+        std::fs::read_to_string(server.data_dir.path().join("data/wskprops")).expect("wskprops");
+    assert!(
+        wskprops.contains(&format!("APIHOST={}", server.base)),
+        "{wskprops}"
+    );
+}
