@@ -1,0 +1,433 @@
+//! Messages of the key broker (the paper's configuration and attestation
+//! service):
+//!
+//! * client ↔ broker: [`BrokerRequest`]s sealed with HPKE to the broker's
+//!   attested key and signed by the client; the [`BrokerReply`] is sealed
+//!   under a key exported from the request's context, so only the requester
+//!   reads it and only the broker could have written it;
+//! * enclave ↔ broker: a [`KeyRequest`] carrying the enclave's evidence and
+//!   public keys; the [`KeyGrant`] (the action's secret key and policy) is
+//!   sealed to the key the evidence binds and signed by the broker.
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::evidence::Evidence;
+use crate::identity::{ClientIdentity, EnclaveKeys, EnclavePublicKeys, SIGNATURE_LEN};
+use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
+use crate::wire::{Reader, Writer};
+use crate::{ClientId, Digest, KemPublicKey, Measurement, ProtoError, SigningPublicKey};
+
+/// Who may receive an action's key and who may invoke it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Enclave measurements allowed to receive the action key.
+    pub allowed_measurements: Vec<Measurement>,
+    /// Refuse evidence that does not come from hardware (e.g. `sim`).
+    pub require_hardware: bool,
+    /// Clients allowed to invoke, besides the owner.
+    #[serde(default)]
+    pub allowed_clients: Vec<ClientId>,
+    /// Versions below this are refused even if presented correctly sealed.
+    #[serde(default)]
+    pub min_version: u64,
+}
+
+/// An action as the broker knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionDescriptor {
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub name: String,
+    /// Current policy version.
+    pub version: u64,
+    /// SHA-256 of the current plaintext module.
+    pub code_digest: Digest,
+    /// Where code and parameters are sealed to.
+    pub action_key: KemPublicKey,
+    /// The client that registered the action.
+    pub owner: ClientId,
+    /// Its policy.
+    pub policy: Policy,
+}
+
+impl ActionDescriptor {
+    /// Whether `client` may invoke the action.
+    pub fn allows_client(&self, client: &ClientId) -> bool {
+        &self.owner == client || self.policy.allowed_clients.contains(client)
+    }
+}
+
+/// What a client asks the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BrokerOp {
+    /// Creates the action (and its key) or moves it to a new version.
+    Register {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// New version: strictly above the current one.
+        version: u64,
+        /// Digest of the new plaintext module.
+        code_digest: Digest,
+        /// The new policy.
+        policy: Policy,
+    },
+    /// Reads the current descriptor.
+    Describe {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+/// A signed client request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRequest {
+    /// The operation.
+    pub op: BrokerOp,
+    /// The signer.
+    pub client: ClientId,
+    /// Client clock, epoch ms.
+    pub timestamp_ms: u64,
+}
+
+/// The broker's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BrokerReply {
+    /// The action as it now stands.
+    Action(ActionDescriptor),
+    /// Refused, with the reason.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+const REQUEST_FRAME: &str = "clemmys/broker-request/v1";
+const REQUEST_BODY: &str = "clemmys/broker-request-body/v1";
+const REQUEST_INFO: &[u8] = b"clemmys/broker-request-info/v1";
+const REPLY_LABEL: &[u8] = b"clemmys/broker-reply-key/v1";
+
+fn request_signature_transcript(json: &[u8]) -> Vec<u8> {
+    Writer::new("clemmys/broker-request-sig/v1")
+        .bytes(json)
+        .finish()
+}
+
+/// Seals and signs a request to the broker; keep the key to open the reply.
+pub fn seal_broker_request(
+    identity: &ClientIdentity,
+    broker_key: &KemPublicKey,
+    op: BrokerOp,
+    timestamp_ms: u64,
+    rng: &mut impl CryptoRng,
+) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
+    let request = BrokerRequest {
+        op,
+        client: identity.id(),
+        timestamp_ms,
+    };
+    let json = serde_json::to_vec(&request).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let signature = identity.sign(&request_signature_transcript(&json));
+    let body = Writer::new(REQUEST_BODY)
+        .bytes(&json)
+        .bytes(&signature)
+        .finish();
+    let (message, key) = hpke_seal(broker_key, REQUEST_INFO, b"", &body, Some(REPLY_LABEL), rng)?;
+    let key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+    Ok((
+        Writer::new(REQUEST_FRAME)
+            .bytes(&message.enc)
+            .bytes(&message.ciphertext)
+            .finish(),
+        key,
+    ))
+}
+
+/// Opens a request (broker side) and checks the client's signature.
+pub fn open_broker_request(
+    broker: &KemKeyPair,
+    bytes: &[u8],
+) -> Result<(BrokerRequest, ExportedKey), ProtoError> {
+    let mut reader = Reader::new(bytes, REQUEST_FRAME)?;
+    let message = HpkeMessage {
+        enc: reader.array()?,
+        ciphertext: reader.bytes()?.to_vec(),
+    };
+    reader.finish()?;
+    let (body, key) = hpke_open(
+        broker,
+        &message,
+        REQUEST_INFO,
+        b"",
+        Some(REPLY_LABEL),
+        "broker request",
+    )?;
+    let key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+    let mut reader = Reader::new(&body, REQUEST_BODY)?;
+    let json = reader.bytes()?;
+    let signature: [u8; SIGNATURE_LEN] = reader.array()?;
+    reader.finish()?;
+    let request: BrokerRequest = serde_json::from_slice(json)
+        .map_err(|_| ProtoError::Malformed("broker request is not valid JSON"))?;
+    request.client.verify(
+        &request_signature_transcript(json),
+        &signature,
+        "broker request",
+    )?;
+    Ok((request, key))
+}
+
+/// Seals a reply (broker side).
+pub fn seal_broker_reply(reply: &BrokerReply, key: &ExportedKey) -> Result<Vec<u8>, ProtoError> {
+    let json = serde_json::to_vec(reply).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    key.seal(&json, b"clemmys/broker-reply/v1")
+}
+
+/// Opens a reply (client side).
+pub fn open_broker_reply(sealed: &[u8], key: &ExportedKey) -> Result<BrokerReply, ProtoError> {
+    let json = key.open(sealed, b"clemmys/broker-reply/v1", "broker reply")?;
+    serde_json::from_slice(&json)
+        .map_err(|_| ProtoError::Malformed("broker reply is not valid JSON"))
+}
+
+/// An enclave asking for an action's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRequest {
+    /// The enclave's evidence; its report data must bind `enclave`.
+    pub evidence: Evidence,
+    /// The enclave's public keys.
+    pub enclave: EnclavePublicKeys,
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub name: String,
+}
+
+/// What the broker provisions into an enclave.
+pub struct KeyGrant {
+    /// The action's descriptor (version, code digest, policy, owner).
+    pub action: ActionDescriptor,
+    /// The action's HPKE key pair.
+    pub action_keys: KemKeyPair,
+    /// Broker clock when granted, epoch ms.
+    pub issued_at_ms: u64,
+}
+
+impl std::fmt::Debug for KeyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGrant")
+            .field("action", &self.action)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+const GRANT_FRAME: &str = "clemmys/sealed-grant/v1";
+const GRANT_BODY: &str = "clemmys/grant-body/v1";
+
+fn grant_info(request: &KeyRequest) -> Vec<u8> {
+    Writer::new("clemmys/grant-info/v1")
+        .str(&request.namespace)
+        .str(&request.name)
+        .finish()
+}
+
+fn grant_aad(request: &KeyRequest) -> Vec<u8> {
+    Writer::new("clemmys/grant-aad/v1")
+        .str(&request.namespace)
+        .str(&request.name)
+        .bytes(request.evidence.digest().as_bytes())
+        .finish()
+}
+
+fn grant_signature_transcript(request: &KeyRequest, message: &HpkeMessage) -> Vec<u8> {
+    Writer::new("clemmys/grant-sig/v1")
+        .bytes(request.evidence.digest().as_bytes())
+        .bytes(request.enclave.kem.as_bytes())
+        .bytes(&message.enc)
+        .bytes(Digest::of(&message.ciphertext).as_bytes())
+        .finish()
+}
+
+/// Seals `grant` to the enclave that sent `request` and signs it with the
+/// broker's key. The caller must have verified the request's evidence.
+pub fn seal_grant(
+    grant: &KeyGrant,
+    request: &KeyRequest,
+    broker: &EnclaveKeys,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, ProtoError> {
+    let descriptor =
+        serde_json::to_vec(&grant.action).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let body = Zeroizing::new(
+        Writer::new(GRANT_BODY)
+            .bytes(&descriptor)
+            .bytes(grant.action_keys.secret_bytes().as_slice())
+            .u64(grant.issued_at_ms)
+            .finish(),
+    );
+    let (message, _) = hpke_seal(
+        &request.enclave.kem,
+        &grant_info(request),
+        &grant_aad(request),
+        &body,
+        None,
+        rng,
+    )?;
+    let signature = broker.sign(&grant_signature_transcript(request, &message));
+    Ok(Writer::new(GRANT_FRAME)
+        .bytes(&message.enc)
+        .bytes(&message.ciphertext)
+        .bytes(&signature)
+        .finish())
+}
+
+/// Opens a grant (enclave side): checks the broker's signature, opens it
+/// with the enclave's keys and checks it is for the action asked for.
+pub fn open_grant(
+    sealed: &[u8],
+    request: &KeyRequest,
+    enclave: &EnclaveKeys,
+    broker_signing: &SigningPublicKey,
+) -> Result<KeyGrant, ProtoError> {
+    let mut reader = Reader::new(sealed, GRANT_FRAME)?;
+    let message = HpkeMessage {
+        enc: reader.array()?,
+        ciphertext: reader.bytes()?.to_vec(),
+    };
+    let signature: [u8; SIGNATURE_LEN] = reader.array()?;
+    reader.finish()?;
+    broker_signing.verify(
+        &grant_signature_transcript(request, &message),
+        &signature,
+        "key grant",
+    )?;
+    let (body, _) = hpke_open(
+        enclave.kem(),
+        &message,
+        &grant_info(request),
+        &grant_aad(request),
+        None,
+        "key grant",
+    )?;
+    let mut reader = Reader::new(&body, GRANT_BODY)?;
+    let action: ActionDescriptor = serde_json::from_slice(reader.bytes()?)
+        .map_err(|_| ProtoError::Malformed("grant descriptor"))?;
+    let secret: Zeroizing<[u8; 32]> = Zeroizing::new(reader.array()?);
+    let issued_at_ms = reader.u64()?;
+    reader.finish()?;
+    let action_keys = KemKeyPair::from_secret(&secret)?;
+    if action.namespace != request.namespace
+        || action.name != request.name
+        || action.action_key != action_keys.public()
+    {
+        return Err(ProtoError::Tampered("key grant"));
+    }
+    Ok(KeyGrant {
+        action,
+        action_keys,
+        issued_at_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::TeeKind;
+    use crate::suite::tests::os_rng;
+
+    fn descriptor(owner: ClientId, key: KemPublicKey) -> ActionDescriptor {
+        ActionDescriptor {
+            namespace: "guest".into(),
+            name: "a".into(),
+            version: 1,
+            code_digest: Digest::of(b"code"),
+            action_key: key,
+            owner,
+            policy: Policy {
+                allowed_measurements: vec![Measurement([1; 32])],
+                require_hardware: false,
+                allowed_clients: vec![],
+                min_version: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn client_requests_are_confidential_signed_and_answered_privately() {
+        let mut rng = os_rng();
+        let broker = EnclaveKeys::generate(&mut rng);
+        let client = ClientIdentity::generate(&mut rng);
+        let op = BrokerOp::Describe {
+            namespace: "guest".into(),
+            name: "a".into(),
+        };
+        let (sealed, key) =
+            seal_broker_request(&client, &broker.public().kem, op.clone(), 5, &mut rng)
+                .expect("seal");
+        let (request, broker_key) = open_broker_request(broker.kem(), &sealed).expect("open");
+        assert_eq!(request.op, op);
+        assert_eq!(request.client, client.id());
+        let reply = BrokerReply::Refused {
+            reason: "nope".into(),
+        };
+        let sealed_reply = seal_broker_reply(&reply, &broker_key).expect("seal");
+        assert_eq!(open_broker_reply(&sealed_reply, &key).expect("open"), reply);
+
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(open_broker_request(broker.kem(), &flipped).is_err());
+    }
+
+    #[test]
+    fn grants_open_only_for_the_requesting_enclave_and_from_the_broker() {
+        let mut rng = os_rng();
+        let broker = EnclaveKeys::generate(&mut rng);
+        let enclave = EnclaveKeys::generate(&mut rng);
+        let action_keys = KemKeyPair::generate(&mut rng);
+        let owner = ClientIdentity::generate(&mut rng).id();
+        let request = KeyRequest {
+            evidence: Evidence {
+                tee: TeeKind::Sim,
+                data: vec![1],
+            },
+            enclave: enclave.public(),
+            namespace: "guest".into(),
+            name: "a".into(),
+        };
+        let grant = KeyGrant {
+            action: descriptor(owner, action_keys.public()),
+            action_keys: KemKeyPair::from_secret(&action_keys.secret_bytes()).expect("key"),
+            issued_at_ms: 9,
+        };
+        let sealed = seal_grant(&grant, &request, &broker, &mut rng).expect("seal");
+        let opened =
+            open_grant(&sealed, &request, &enclave, &broker.public().signing).expect("open");
+        assert_eq!(opened.action, grant.action);
+        assert_eq!(opened.action_keys.public(), action_keys.public());
+
+        // Another enclave cannot open it.
+        let thief = EnclaveKeys::generate(&mut rng);
+        assert!(open_grant(&sealed, &request, &thief, &broker.public().signing).is_err());
+        // A grant not signed by the broker is refused.
+        let impostor = EnclaveKeys::generate(&mut rng);
+        let forged = seal_grant(&grant, &request, &impostor, &mut rng).expect("seal");
+        assert!(matches!(
+            open_grant(&forged, &request, &enclave, &broker.public().signing),
+            Err(ProtoError::BadSignature(_))
+        ));
+        // A grant made for other evidence does not open for this request.
+        let mut other = request.clone();
+        other.evidence.data = vec![2];
+        assert!(open_grant(&sealed, &other, &enclave, &broker.public().signing).is_err());
+    }
+}

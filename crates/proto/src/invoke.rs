@@ -1,0 +1,496 @@
+//! One confidential invocation, end to end:
+//!
+//! 1. the client seals the parameters with HPKE to the action key
+//!    ([`seal_invocation`]), binding namespace, action, policy version, code
+//!    digest, a fresh nonce and a timestamp, and signs the result;
+//! 2. the enclave opens it ([`SealedInvocation::open`]) with the action's
+//!    key pair and the code digest from its grant;
+//! 3. the enclave seals its answer (result, logs, signed receipt) under a key
+//!    exported from the same HPKE context ([`seal_answer`]), so only the
+//!    client that sealed the parameters can read it ([`open_answer`]).
+
+use clemmys_whisk::ActivationStatus;
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::evidence::Evidence;
+use crate::identity::{ClientIdentity, EnclaveKeys, EnclavePublicKeys, SIGNATURE_LEN};
+use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
+use crate::wire::{Reader, Writer};
+use crate::{ClientId, Digest, KemPublicKey, Measurement, ProtoError};
+
+const FRAME: &str = "clemmys/sealed-invocation/v1";
+const EXPORT_LABEL: &[u8] = b"clemmys/answer-key/v1";
+
+/// The clear part of an invocation: who asks which action of which version,
+/// with which nonce and when. Authenticated, not secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationHeader {
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub action: String,
+    /// The policy version the client expects to run.
+    pub version: u64,
+    /// Fresh random nonce; the broker refuses to see it twice.
+    pub nonce: [u8; 16],
+    /// The client's clock, epoch ms; old requests are refused.
+    pub timestamp_ms: u64,
+    /// Who sealed it.
+    pub client: ClientId,
+}
+
+impl InvocationHeader {
+    fn write(&self, writer: Writer) -> Writer {
+        writer
+            .str(&self.namespace)
+            .str(&self.action)
+            .u64(self.version)
+            .bytes(&self.nonce)
+            .u64(self.timestamp_ms)
+            .bytes(self.client.as_bytes())
+    }
+
+    fn info(&self) -> Vec<u8> {
+        Writer::new("clemmys/invoke-info/v1")
+            .str(&self.namespace)
+            .str(&self.action)
+            .finish()
+    }
+
+    fn aad(&self, code_digest: &Digest) -> Vec<u8> {
+        self.write(Writer::new("clemmys/invoke-aad/v1"))
+            .bytes(code_digest.as_bytes())
+            .finish()
+    }
+}
+
+/// Parameters sealed for one enclave run, signed by the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedInvocation {
+    /// The authenticated clear header.
+    pub header: InvocationHeader,
+    message: HpkeMessage,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+/// What the client keeps to read the answer.
+#[derive(Debug)]
+pub struct PendingAnswer {
+    /// The key the answer is sealed under.
+    pub key: ExportedKey,
+    /// The nonce of the invocation (the answer is bound to it).
+    pub nonce: [u8; 16],
+    /// Digest of the sealed invocation, which the receipt must name.
+    pub input_hash: Digest,
+}
+
+/// Seals `params` (JSON bytes) for `action_key`, expecting code `code_digest`.
+pub fn seal_invocation(
+    identity: &ClientIdentity,
+    action_key: &KemPublicKey,
+    header: InvocationHeader,
+    code_digest: &Digest,
+    params: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<(SealedInvocation, PendingAnswer), ProtoError> {
+    let (message, key) = hpke_seal(
+        action_key,
+        &header.info(),
+        &header.aad(code_digest),
+        params,
+        Some(EXPORT_LABEL),
+        rng,
+    )?;
+    let key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+    let signature = identity.sign(&signed_transcript(&header, &message));
+    let sealed = SealedInvocation {
+        header,
+        message,
+        signature,
+    };
+    let pending = PendingAnswer {
+        key,
+        nonce: sealed.header.nonce,
+        input_hash: sealed.input_hash(),
+    };
+    Ok((sealed, pending))
+}
+
+fn signed_transcript(header: &InvocationHeader, message: &HpkeMessage) -> Vec<u8> {
+    header
+        .write(Writer::new("clemmys/invoke-sig/v1"))
+        .bytes(&message.enc)
+        .bytes(Digest::of(&message.ciphertext).as_bytes())
+        .finish()
+}
+
+/// An invocation the enclave opened.
+pub struct OpenedInvocation {
+    /// The parameters (JSON bytes).
+    pub params: Zeroizing<Vec<u8>>,
+    /// The key to seal the answer under.
+    pub answer_key: ExportedKey,
+}
+
+impl SealedInvocation {
+    /// Checks the client's signature.
+    pub fn verify_signature(&self) -> Result<(), ProtoError> {
+        self.header.client.verify(
+            &signed_transcript(&self.header, &self.message),
+            &self.signature,
+            "invocation",
+        )
+    }
+
+    /// Opens with the action's key pair, for the code the enclave runs.
+    /// Fails if anything in the header, the ciphertext or the expected code
+    /// differs from what the client sealed.
+    pub fn open(
+        &self,
+        action_keys: &KemKeyPair,
+        code_digest: &Digest,
+    ) -> Result<OpenedInvocation, ProtoError> {
+        let (params, key) = hpke_open(
+            action_keys,
+            &self.message,
+            &self.header.info(),
+            &self.header.aad(code_digest),
+            Some(EXPORT_LABEL),
+            "sealed parameters",
+        )?;
+        let answer_key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+        Ok(OpenedInvocation { params, answer_key })
+    }
+
+    /// The digest receipts name as the input.
+    pub fn input_hash(&self) -> Digest {
+        Digest::of(&self.to_bytes())
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.header
+            .write(Writer::new(FRAME))
+            .bytes(&self.message.enc)
+            .bytes(&self.message.ciphertext)
+            .bytes(&self.signature)
+            .finish()
+    }
+
+    /// Parses the wire form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let mut reader = Reader::new(bytes, FRAME)?;
+        let header = InvocationHeader {
+            namespace: reader.str()?.to_owned(),
+            action: reader.str()?.to_owned(),
+            version: reader.u64()?,
+            nonce: reader.array()?,
+            timestamp_ms: reader.u64()?,
+            client: ClientId(reader.array()?),
+        };
+        let enc = reader.array()?;
+        let ciphertext = reader.bytes()?.to_vec();
+        let signature = reader.array()?;
+        reader.finish()?;
+        Ok(Self {
+            header,
+            message: HpkeMessage { enc, ciphertext },
+            signature,
+        })
+    }
+}
+
+/// What an enclave attests about one run. Signed by the enclave's key,
+/// which its evidence binds to its measurement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The activation id the provider assigned.
+    pub activation_id: String,
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub action: String,
+    /// Policy version that ran.
+    pub version: u64,
+    /// SHA-256 of the module that ran.
+    pub code_digest: Digest,
+    /// Measurement of the enclave that ran it.
+    pub measurement: Measurement,
+    /// Digest of the sealed invocation it opened.
+    pub input_hash: Digest,
+    /// Digest of the result JSON it produced.
+    pub output_hash: Digest,
+    /// The invocation nonce.
+    #[serde(with = "hex_nonce")]
+    pub nonce: [u8; 16],
+}
+
+impl Receipt {
+    fn transcript(&self, enclave: &EnclavePublicKeys, evidence: &Evidence) -> Vec<u8> {
+        Writer::new("clemmys/receipt/v1")
+            .str(&self.activation_id)
+            .str(&self.namespace)
+            .str(&self.action)
+            .u64(self.version)
+            .bytes(self.code_digest.as_bytes())
+            .bytes(self.measurement.as_bytes())
+            .bytes(self.input_hash.as_bytes())
+            .bytes(self.output_hash.as_bytes())
+            .bytes(&self.nonce)
+            .bytes(enclave.kem.as_bytes())
+            .bytes(enclave.signing.as_bytes())
+            .bytes(evidence.digest().as_bytes())
+            .finish()
+    }
+}
+
+/// A receipt with the enclave's keys, evidence and signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    /// What is attested.
+    pub receipt: Receipt,
+    /// The enclave's public keys (bound by `evidence`).
+    pub enclave: EnclavePublicKeys,
+    /// The enclave's attestation evidence.
+    pub evidence: Evidence,
+    /// Ed25519 signature by `enclave.signing`.
+    #[serde(with = "crate::evidence::base64_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedReceipt {
+    /// Signs `receipt` with the enclave's keys.
+    pub fn sign(receipt: Receipt, keys: &EnclaveKeys, evidence: Evidence) -> Self {
+        let enclave = keys.public();
+        let signature = keys.sign(&receipt.transcript(&enclave, &evidence)).to_vec();
+        Self {
+            receipt,
+            enclave,
+            evidence,
+            signature,
+        }
+    }
+
+    /// Checks the signature. The caller must still verify `evidence` (with
+    /// `clemmys-tee`) and that it binds `enclave`.
+    pub fn verify_signature(&self) -> Result<(), ProtoError> {
+        let signature: [u8; SIGNATURE_LEN] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ProtoError::BadSignature("receipt"))?;
+        self.enclave.signing.verify(
+            &self.receipt.transcript(&self.enclave, &self.evidence),
+            &signature,
+            "receipt",
+        )
+    }
+}
+
+/// The plaintext answer of an enclave run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// How the run ended.
+    pub status: ActivationStatus,
+    /// The result object (or `{error}`).
+    pub result: serde_json::Value,
+    /// Log lines.
+    pub logs: Vec<String>,
+    /// The signed receipt.
+    pub receipt: SignedReceipt,
+}
+
+fn answer_aad(activation_id: &str, nonce: &[u8; 16]) -> Vec<u8> {
+    Writer::new("clemmys/answer-aad/v1")
+        .str(activation_id)
+        .bytes(nonce)
+        .finish()
+}
+
+/// Seals an answer for the client (enclave side).
+pub fn seal_answer(
+    answer: &Answer,
+    key: &ExportedKey,
+    activation_id: &str,
+    nonce: &[u8; 16],
+) -> Result<Vec<u8>, ProtoError> {
+    let plaintext =
+        Zeroizing::new(serde_json::to_vec(answer).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    key.seal(&plaintext, &answer_aad(activation_id, nonce))
+}
+
+/// Opens an answer (client side).
+pub fn open_answer(
+    sealed: &[u8],
+    key: &ExportedKey,
+    activation_id: &str,
+    nonce: &[u8; 16],
+) -> Result<Answer, ProtoError> {
+    let plaintext =
+        Zeroizing::new(key.open(sealed, &answer_aad(activation_id, nonce), "sealed answer")?);
+    serde_json::from_slice(&plaintext)
+        .map_err(|_| ProtoError::Malformed("answer is not valid JSON"))
+}
+
+/// Serde adapter: a 16-byte nonce as hex.
+pub mod hex_nonce {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises as hex.
+    pub fn serialize<S: Serializer>(nonce: &[u8; 16], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(nonce))
+    }
+
+    /// Parses hex.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 16], D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut nonce = [0u8; 16];
+        hex::decode_to_slice(text, &mut nonce).map_err(serde::de::Error::custom)?;
+        Ok(nonce)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::TeeKind;
+    use crate::suite::tests::os_rng;
+
+    fn header(client: &ClientIdentity) -> InvocationHeader {
+        InvocationHeader {
+            namespace: "guest".into(),
+            action: "a".into(),
+            version: 3,
+            nonce: [7; 16],
+            timestamp_ms: 1_000,
+            client: client.id(),
+        }
+    }
+
+    #[test]
+    fn invocation_round_trip_and_answer() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let action = KemKeyPair::generate(&mut rng);
+        let code = Digest::of(b"code");
+        let (sealed, pending) = seal_invocation(
+            &client,
+            &action.public(),
+            header(&client),
+            &code,
+            br#"{"x":1}"#,
+            &mut rng,
+        )
+        .expect("seal");
+        let parsed = SealedInvocation::from_bytes(&sealed.to_bytes()).expect("parse");
+        parsed.verify_signature().expect("signed");
+        let opened = parsed.open(&action, &code).expect("open");
+        assert_eq!(opened.params.as_slice(), br#"{"x":1}"#);
+        assert_eq!(parsed.input_hash(), pending.input_hash);
+
+        let keys = EnclaveKeys::generate(&mut rng);
+        let evidence = Evidence {
+            tee: TeeKind::Sim,
+            data: vec![1, 2, 3],
+        };
+        let receipt = Receipt {
+            activation_id: "id".into(),
+            namespace: "guest".into(),
+            action: "a".into(),
+            version: 3,
+            code_digest: code,
+            measurement: Measurement([1; 32]),
+            input_hash: parsed.input_hash(),
+            output_hash: Digest::of(b"{}"),
+            nonce: [7; 16],
+        };
+        let answer = Answer {
+            status: ActivationStatus::Success,
+            result: serde_json::json!({"y": 2}),
+            logs: vec!["line".into()],
+            receipt: SignedReceipt::sign(receipt, &keys, evidence),
+        };
+        let sealed_answer = seal_answer(&answer, &opened.answer_key, "id", &[7; 16]).expect("seal");
+        let opened_answer =
+            open_answer(&sealed_answer, &pending.key, "id", &pending.nonce).expect("open");
+        assert_eq!(opened_answer, answer);
+        opened_answer
+            .receipt
+            .verify_signature()
+            .expect("receipt signed");
+        // The answer is bound to its activation id.
+        assert!(open_answer(&sealed_answer, &pending.key, "other", &pending.nonce).is_err());
+    }
+
+    #[test]
+    fn tampering_with_any_part_is_detected() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let action = KemKeyPair::generate(&mut rng);
+        let code = Digest::of(b"code");
+        let (sealed, _) = seal_invocation(
+            &client,
+            &action.public(),
+            header(&client),
+            &code,
+            b"{}",
+            &mut rng,
+        )
+        .expect("seal");
+
+        let mut other_version = sealed.clone();
+        other_version.header.version = 2;
+        assert!(other_version.verify_signature().is_err());
+        assert!(other_version.open(&action, &code).is_err());
+
+        let mut other_nonce = sealed.clone();
+        other_nonce.header.nonce = [8; 16];
+        assert!(other_nonce.open(&action, &code).is_err());
+
+        assert!(
+            sealed.open(&action, &Digest::of(b"substituted")).is_err(),
+            "other code"
+        );
+
+        let mut bytes = sealed.to_bytes();
+        let middle = bytes.len() - 80;
+        bytes[middle] ^= 1;
+        let flipped = SealedInvocation::from_bytes(&bytes).expect("parses");
+        assert!(flipped.open(&action, &code).is_err() || flipped.verify_signature().is_err());
+    }
+
+    #[test]
+    fn receipts_with_changed_fields_do_not_verify() {
+        let mut rng = os_rng();
+        let keys = EnclaveKeys::generate(&mut rng);
+        let receipt = Receipt {
+            activation_id: "id".into(),
+            namespace: "guest".into(),
+            action: "a".into(),
+            version: 1,
+            code_digest: Digest::of(b"code"),
+            measurement: Measurement([1; 32]),
+            input_hash: Digest::of(b"in"),
+            output_hash: Digest::of(b"out"),
+            nonce: [0; 16],
+        };
+        let signed = SignedReceipt::sign(
+            receipt,
+            &keys,
+            Evidence {
+                tee: TeeKind::Sim,
+                data: vec![],
+            },
+        );
+        signed.verify_signature().expect("valid");
+        let mut forged = signed.clone();
+        forged.receipt.code_digest = Digest::of(b"other");
+        assert!(forged.verify_signature().is_err());
+        let json = serde_json::to_string(&signed).expect("json");
+        let back: SignedReceipt = serde_json::from_str(&json).expect("json");
+        back.verify_signature()
+            .expect("valid after a JSON round trip");
+    }
+}

@@ -1,0 +1,33 @@
+//! The Clemmys confidential protocol: wire types, envelopes and state, with
+//! no I/O. Time and randomness come in as arguments.
+//!
+//! What it defines (the specification is `docs/PROTOCOL.md`):
+//! * [`suite`]: the cipher suite, HPKE (RFC 9180) with DHKEM(X25519,
+//!   HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305, and Ed25519;
+//! * [`identity`]: client identities and enclave key pairs, and the report
+//!   data binding enclave keys into attestation evidence;
+//! * [`code`]: code sealed to an action key;
+//! * [`invoke`]: sealed invocations, sealed answers and signed receipts;
+//! * [`broker`]: client ↔ broker requests and enclave key grants;
+//! * [`replay`]: the nonce window that refuses replays;
+//! * [`wire`]: the injective binary framing all of the above use.
+//!
+//! Who holds what: clients hold their identity; enclaves hold their keys
+//! and the action keys granted to them; the broker holds action keys and
+//! policies. The provider (controller, invoker host, bus, store) handles
+//! only the sealed forms defined here.
+
+pub mod broker;
+pub mod code;
+pub mod error;
+pub mod evidence;
+pub mod identity;
+pub mod ids;
+pub mod invoke;
+pub mod replay;
+pub mod suite;
+pub mod wire;
+
+pub use error::ProtoError;
+pub use evidence::{Evidence, TeeKind};
+pub use ids::{ClientId, Digest, KemPublicKey, Measurement, SigningPublicKey};

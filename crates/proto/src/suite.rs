@@ -1,0 +1,265 @@
+//! The cipher suite and its thin wrappers: HPKE (RFC 9180) with
+//! DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305 from the
+//! `hpke` crate; ChaCha20-Poly1305 under exported keys for answers;
+//! Ed25519 signatures from `ed25519-dalek`. Nothing here invents
+//! cryptography: it fixes the suite, the sizes and the error mapping.
+
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use rand_core::CryptoRng;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{KemPublicKey, ProtoError};
+
+/// HPKE's KEM: DHKEM(X25519, HKDF-SHA256).
+pub type Kem = hpke::kem::X25519HkdfSha256;
+/// HPKE's KDF.
+pub type Kdf = hpke::kdf::HkdfSha256;
+/// HPKE's AEAD.
+pub type HpkeAead = hpke::aead::ChaCha20Poly1305;
+
+/// Length of an HPKE encapsulated key.
+pub const ENC_LEN: usize = 32;
+/// Length of an AEAD tag.
+pub const TAG_LEN: usize = 16;
+
+/// An X25519 key pair whose secret is zeroed on drop.
+pub struct KemKeyPair {
+    secret: <Kem as hpke::Kem>::PrivateKey,
+    public: KemPublicKey,
+}
+
+impl KemKeyPair {
+    /// A fresh key pair.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let (secret, public) = Kem::gen_keypair_with_rng(rng);
+        Self {
+            secret,
+            public: KemPublicKey(public.to_bytes().into()),
+        }
+    }
+
+    /// The key pair of a stored secret.
+    pub fn from_secret(secret: &[u8; 32]) -> Result<Self, ProtoError> {
+        let secret = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret)
+            .map_err(|_| ProtoError::InvalidKey)?;
+        let public = KemPublicKey(Kem::sk_to_pk(&secret).to_bytes().into());
+        Ok(Self { secret, public })
+    }
+
+    /// The public half.
+    pub fn public(&self) -> KemPublicKey {
+        self.public
+    }
+
+    /// The secret bytes, for sealed storage or provisioning.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.to_bytes().into())
+    }
+}
+
+impl std::fmt::Debug for KemKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KemKeyPair(public: {}, secret: <redacted>)", self.public)
+    }
+}
+
+fn recipient_key(public: &KemPublicKey) -> Result<<Kem as hpke::Kem>::PublicKey, ProtoError> {
+    <Kem as hpke::Kem>::PublicKey::from_bytes(public.as_bytes()).map_err(|_| ProtoError::InvalidKey)
+}
+
+/// A 32-byte symmetric key exported from an HPKE context, zeroed on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ExportedKey([u8; 32]);
+
+impl ExportedKey {
+    /// A key from stored bytes (the client keeps answer keys to read
+    /// activation records later).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Seals `plaintext` under this key. Every exported key seals exactly
+    /// one message, so the nonce is fixed.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, ProtoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        cipher
+            .encrypt(
+                &Default::default(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|e| ProtoError::Crypto(e.to_string()))
+    }
+
+    /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
+    pub fn open(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<u8>, ProtoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        cipher
+            .decrypt(&Default::default(), Payload { msg: sealed, aad })
+            .map_err(|_| ProtoError::Tampered(what))
+    }
+}
+
+impl std::fmt::Debug for ExportedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportedKey(<redacted>)")
+    }
+}
+
+/// One HPKE message: the encapsulated key and the ciphertext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HpkeMessage {
+    /// The encapsulated key.
+    pub enc: [u8; ENC_LEN],
+    /// The ciphertext with its tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for HpkeMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HpkeMessage({} ciphertext bytes)", self.ciphertext.len())
+    }
+}
+
+/// Seals `plaintext` to `recipient`; returns the message and, when
+/// `export_label` is given, a key exported from the same context for the
+/// answer.
+pub fn hpke_seal(
+    recipient: &KemPublicKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    export_label: Option<&[u8]>,
+    rng: &mut impl CryptoRng,
+) -> Result<(HpkeMessage, Option<ExportedKey>), ProtoError> {
+    let recipient = recipient_key(recipient)?;
+    let (enc, mut context) =
+        hpke::setup_sender_with_rng::<HpkeAead, Kdf, Kem>(&OpModeS::Base, &recipient, info, rng)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let ciphertext = context
+        .seal(plaintext, aad)
+        .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let exported = export_label
+        .map(|label| {
+            let mut key = [0u8; 32];
+            context
+                .export(label, &mut key)
+                .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+            Ok::<_, ProtoError>(ExportedKey(key))
+        })
+        .transpose()?;
+    Ok((
+        HpkeMessage {
+            enc: enc.to_bytes().into(),
+            ciphertext,
+        },
+        exported,
+    ))
+}
+
+/// Opens an [`HpkeMessage`] with `keys`; `what` names it in errors.
+pub fn hpke_open(
+    keys: &KemKeyPair,
+    message: &HpkeMessage,
+    info: &[u8],
+    aad: &[u8],
+    export_label: Option<&[u8]>,
+    what: &'static str,
+) -> Result<(Zeroizing<Vec<u8>>, Option<ExportedKey>), ProtoError> {
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&message.enc)
+        .map_err(|_| ProtoError::Tampered(what))?;
+    let mut context =
+        hpke::setup_receiver::<HpkeAead, Kdf, Kem>(&OpModeR::Base, &keys.secret, &enc, info)
+            .map_err(|_| ProtoError::Tampered(what))?;
+    let plaintext = context
+        .open(&message.ciphertext, aad)
+        .map_err(|_| ProtoError::Tampered(what))?;
+    let exported = export_label
+        .map(|label| {
+            let mut key = [0u8; 32];
+            context
+                .export(label, &mut key)
+                .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+            Ok::<_, ProtoError>(ExportedKey(key))
+        })
+        .transpose()?;
+    Ok((Zeroizing::new(plaintext), exported))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The OS RNG, for tests.
+    pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+        rand_core::UnwrapErr(getrandom::SysRng)
+    }
+
+    #[test]
+    fn seal_open_and_export_agree() {
+        let mut rng = os_rng();
+        let keys = KemKeyPair::generate(&mut rng);
+        let (message, sender_key) = hpke_seal(
+            &keys.public(),
+            b"info",
+            b"aad",
+            b"secret",
+            Some(b"answer"),
+            &mut rng,
+        )
+        .expect("seal");
+        let (plaintext, receiver_key) =
+            hpke_open(&keys, &message, b"info", b"aad", Some(b"answer"), "test").expect("open");
+        assert_eq!(plaintext.as_slice(), b"secret");
+        let (sender_key, receiver_key) = (sender_key.expect("key"), receiver_key.expect("key"));
+        assert_eq!(sender_key.as_bytes(), receiver_key.as_bytes());
+        let answer = receiver_key.seal(b"reply", b"ctx").expect("seal");
+        assert_eq!(
+            sender_key.open(&answer, b"ctx", "reply").expect("open"),
+            b"reply"
+        );
+        assert!(sender_key.open(&answer, b"other", "reply").is_err());
+    }
+
+    #[test]
+    fn wrong_info_aad_key_or_bits_fail() {
+        let mut rng = os_rng();
+        let keys = KemKeyPair::generate(&mut rng);
+        let other = KemKeyPair::generate(&mut rng);
+        let (message, _) =
+            hpke_seal(&keys.public(), b"info", b"aad", b"secret", None, &mut rng).expect("seal");
+        assert!(hpke_open(&keys, &message, b"other", b"aad", None, "t").is_err());
+        assert!(hpke_open(&keys, &message, b"info", b"other", None, "t").is_err());
+        assert!(hpke_open(&other, &message, b"info", b"aad", None, "t").is_err());
+        let mut flipped = message.clone();
+        flipped.ciphertext[0] ^= 1;
+        assert_eq!(
+            hpke_open(&keys, &flipped, b"info", b"aad", None, "t").err(),
+            Some(ProtoError::Tampered("t"))
+        );
+    }
+
+    #[test]
+    fn key_pairs_round_trip_through_their_secret() {
+        let keys = KemKeyPair::generate(&mut os_rng());
+        let again = KemKeyPair::from_secret(&keys.secret_bytes()).expect("valid");
+        assert_eq!(again.public(), keys.public());
+        assert!(!format!("{keys:?}").contains(&hex::encode(*keys.secret_bytes())));
+    }
+}

@@ -1,0 +1,43 @@
+//! Trusted execution environments: producing attestation evidence inside an
+//! enclave ([`Tee`]) and verifying it outside ([`Verifier`]).
+//!
+//! Backends:
+//! * [`sim`]: a software simulation for machines without SGX/SEV/TDX. Its
+//!   evidence is signed by a per-host platform key that the provider holds,
+//!   so it exercises the whole protocol but gives **no hardware protection**:
+//!   the provider can forge it, read enclave memory and change the code.
+//!   Every surface that shows sim attestation says so ([`SIM_WARNING`]).
+//!
+//! A [`VerifiedEvidence`] can only come out of [`Verifier::verify`]: code
+//! that holds one knows the evidence was checked.
+
+pub mod measurement;
+pub mod sim;
+mod verify;
+
+pub use clemmys_proto::{Evidence, Measurement, TeeKind};
+pub use measurement::Role;
+pub use verify::{AttestError, VerifiedEvidence, Verifier};
+
+/// What every output showing `sim` attestation must say.
+pub const SIM_WARNING: &str = "SIMULATED TEE: this evidence was made by software with a key the \
+provider holds. It gives NO hardware protection: the provider can read and change the code, the \
+data and the results.";
+
+/// An enclave's access to its TEE.
+pub trait Tee: Send + Sync + 'static {
+    /// The kind of evidence it produces.
+    fn kind(&self) -> TeeKind;
+    /// The measurement its evidence reports.
+    fn measurement(&self) -> Measurement;
+    /// Evidence binding `report_data` (a hash of the enclave's public keys)
+    /// to this enclave's measurement.
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError>;
+}
+
+/// The operating system's RNG as the infallible `CryptoRng` the protocol
+/// takes. It panics if the OS cannot supply randomness: nothing secure can
+/// go on without it.
+pub fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}

@@ -1,0 +1,55 @@
+//! Measurements of the enclaves Clemmys runs.
+//!
+//! A hardware TEE measures the enclave binary itself (SGX's MRENCLAVE). The
+//! `sim` backend has nothing to measure with, so an enclave's measurement
+//! is defined as a digest of what determines its behaviour: its role, the
+//! Clemmys release, the sandbox engine and the enclave configuration. A
+//! client computes the same value from its own release to know what a
+//! genuine enclave of that release reports; any change of release or
+//! configuration changes it.
+
+use clemmys_proto::Measurement;
+use clemmys_proto::wire::Writer;
+
+/// What an enclave does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs confidential actions.
+    ActionRuntime,
+    /// Holds action keys and policies (the key broker).
+    KeyBroker,
+}
+
+impl Role {
+    /// Its name, as measured.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ActionRuntime => "action-runtime",
+            Role::KeyBroker => "key-broker",
+        }
+    }
+}
+
+/// The sandbox engine the action runtime embeds; part of its measurement.
+pub const SANDBOX_ENGINE: &str = "wasmtime-48; wasi-p1; pooling; cow; epoch-interruption";
+
+/// The measurement a genuine enclave of this release reports for `role`.
+pub fn expected(role: Role) -> Measurement {
+    let transcript = Writer::new("clemmys/measurement/v1")
+        .str(role.name())
+        .str(env!("CARGO_PKG_VERSION"))
+        .str(SANDBOX_ENGINE)
+        .finish();
+    Measurement(clemmys_proto::Digest::of(&transcript).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_have_distinct_stable_measurements() {
+        assert_ne!(expected(Role::ActionRuntime), expected(Role::KeyBroker));
+        assert_eq!(expected(Role::KeyBroker), expected(Role::KeyBroker));
+    }
+}

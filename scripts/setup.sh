@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes sure this machine can build Clemmys: a C toolchain, curl and a Rust
+# toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
+# actions. Safe to rerun; does nothing that is already done.
+#
+# Sourced by demo.sh and test.sh; can also be run on its own.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${missing[*]}" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "setup: please install ${missing[*]} (no apt-get here)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup: installing Rust with rustup" >&2
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt >&2
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+    echo "setup: adding the wasm32-wasip1 target" >&2
+    rustup target add wasm32-wasip1 >&2
+fi

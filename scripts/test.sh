@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of Clemmys: formatting, the unit and integration tests of
+# the whole workspace (real servers on loopback, real wasm), doc tests, and
+# clippy with warnings denied. This is what CI runs (.ci/run).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+source scripts/setup.sh
+
+echo "== building the example actions (wasm32-wasip1)"
+bash scripts/build-examples.sh >/dev/null
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+    cargo test --workspace --doc --quiet
+else
+    cargo test --workspace --no-fail-fast
+fi
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== all tests passed"
