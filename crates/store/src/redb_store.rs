@@ -57,7 +57,7 @@ enum WriteOp {
 
 enum WriteOutcome {
     Done,
-    Deleted(Option<Action>),
+    Deleted(Option<Box<Action>>),
 }
 
 struct PendingWrite {
@@ -219,7 +219,7 @@ fn apply(
         WriteOp::DeleteAction { key } => {
             let mut actions = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
             let removed = match actions.remove(key.as_str()).map_err(StoreError::backend)? {
-                Some(old) => Some(decode::<Action>(old.value())?),
+                Some(old) => Some(Box::new(decode::<Action>(old.value())?)),
                 None => None,
             };
             let mut codes = txn.open_table(CODE).map_err(StoreError::backend)?;
@@ -350,7 +350,7 @@ impl EntityStore for RedbStore {
             })
             .await?
         {
-            WriteOutcome::Deleted(removed) => Ok(removed),
+            WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
             WriteOutcome::Done => Ok(None),
         }
     }

@@ -1,0 +1,178 @@
+//! Compiled modules: [`PreparedModule`] (a module compiled and linked
+//! against WASI, ready to instantiate) and the bounded cache that keeps them
+//! by [`CodeDigest`].
+//!
+//! Compiling takes tens of milliseconds; instantiating a prepared module
+//! takes microseconds, so each distinct code is compiled once per process
+//! while it stays among the most recently used. Concurrent prepares of the
+//! same digest wait for one compilation instead of repeating it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use wasmtime::InstancePre;
+
+use crate::CodeDigest;
+use crate::run::Host;
+
+/// A module compiled for this sandbox and linked against WASI preview 1.
+pub struct PreparedModule {
+    digest: CodeDigest,
+    compile_time: Duration,
+    pub(crate) pre: InstancePre<Host>,
+}
+
+impl PreparedModule {
+    pub(crate) fn new(digest: CodeDigest, compile_time: Duration, pre: InstancePre<Host>) -> Self {
+        Self {
+            digest,
+            compile_time,
+            pre,
+        }
+    }
+
+    /// The digest of the code it was compiled from.
+    pub fn digest(&self) -> CodeDigest {
+        self.digest
+    }
+
+    /// How long compiling and linking took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}
+
+impl fmt::Debug for PreparedModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedModule")
+            .field("digest", &self.digest)
+            .field("compile_time", &self.compile_time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Sandbox::prepare`](crate::Sandbox::prepare) returns.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The module, shared with the cache.
+    pub module: Arc<PreparedModule>,
+    /// How long this call spent compiling (`None` when the module came from
+    /// the cache): an activation's `initTime`.
+    pub compiled_in: Option<Duration>,
+}
+
+/// Prepared modules by digest, least recently used dropped first.
+pub(crate) struct ModuleCache {
+    capacity: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Bumped on every use; an entry's stamp says how recently it was used.
+    clock: u64,
+    entries: HashMap<CodeDigest, Entry>,
+    /// Locks held while a digest is being compiled.
+    compiling: HashMap<CodeDigest, Arc<Mutex<()>>>,
+}
+
+struct Entry {
+    module: Arc<PreparedModule>,
+    used: u64,
+}
+
+impl ModuleCache {
+    /// A cache of at most `capacity` modules (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheState> {
+        // Nothing panics while holding the lock: a poisoned map is intact.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached module for `digest`, marking it used.
+    pub(crate) fn get(&self, digest: &CodeDigest) -> Option<Arc<PreparedModule>> {
+        let mut state = self.lock();
+        state.clock += 1;
+        let now = state.clock;
+        let entry = state.entries.get_mut(digest)?;
+        entry.used = now;
+        Some(Arc::clone(&entry.module))
+    }
+
+    /// The module for `digest` from the cache, or from `compile` run once
+    /// even when several threads ask at the same time.
+    pub(crate) fn get_or_compile<E>(
+        &self,
+        digest: CodeDigest,
+        compile: impl FnOnce() -> Result<PreparedModule, E>,
+    ) -> Result<Prepared, E> {
+        if let Some(module) = self.get(&digest) {
+            return Ok(Prepared {
+                module,
+                compiled_in: None,
+            });
+        }
+        let gate = Arc::clone(self.lock().compiling.entry(digest).or_default());
+        let _compiling = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        // Whoever held the gate before us may have compiled it.
+        if let Some(module) = self.get(&digest) {
+            return Ok(Prepared {
+                module,
+                compiled_in: None,
+            });
+        }
+        let compiled = compile().map(Arc::new);
+        let mut state = self.lock();
+        if state
+            .compiling
+            .get(&digest)
+            .is_some_and(|held| Arc::ptr_eq(held, &gate))
+        {
+            state.compiling.remove(&digest);
+        }
+        let module = compiled?;
+        state.clock += 1;
+        let used = state.clock;
+        state.entries.insert(
+            digest,
+            Entry {
+                module: Arc::clone(&module),
+                used,
+            },
+        );
+        while state.entries.len() > self.capacity {
+            let Some(oldest) = state
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(d, _)| *d)
+            else {
+                break;
+            };
+            state.entries.remove(&oldest);
+        }
+        let compiled_in = Some(module.compile_time());
+        Ok(Prepared {
+            module,
+            compiled_in,
+        })
+    }
+
+    /// Drops `digest`'s module (runs holding it finish normally).
+    pub(crate) fn remove(&self, digest: &CodeDigest) -> bool {
+        self.lock().entries.remove(digest).is_some()
+    }
+
+    /// Modules cached.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+}

@@ -1,0 +1,88 @@
+//! [`SandboxConfig`] and the one function that turns it into the process's
+//! wasmtime [`Config`].
+//!
+//! Every activation gets a slot of the pooling instance allocator (instance
+//! metadata, one linear memory, one table): slots are reserved once at
+//! start-up and recycled, and linear memories are mapped copy-on-write from
+//! the module's initial image, so instantiating a cached module costs a few
+//! microseconds. Guests are interrupted by epochs: a background thread bumps
+//! the engine's epoch every [`SandboxConfig::epoch_tick`], and each store
+//! traps once its deadline (the action's timeout, in ticks) has passed.
+
+use std::time::Duration;
+
+use clemmys_whisk::limits::{MAX_MEMORY_MB, MB};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
+
+/// Table elements any one activation may have (wasmtime's pooling default;
+/// large debug builds of some toolchains need thousands).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+/// How the process's sandbox is sized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Core instances that may be live at once (pooling allocator slots).
+    pub total_core_instances: u32,
+    /// Linear memories that may be live at once. Each reserves about 4 GiB of
+    /// address space (not memory) for bounds-check-free access.
+    pub total_memories: u32,
+    /// Tables that may be live at once.
+    pub total_tables: u32,
+    /// Execution stacks for async calls that may be live at once.
+    pub total_stacks: u32,
+    /// The largest linear memory any action may have, in bytes (the largest
+    /// action memory limit, 512 MB).
+    pub max_memory_bytes: u64,
+    /// How often the engine's epoch advances: the granularity of timeouts.
+    pub epoch_tick: Duration,
+    /// Compiled modules kept in memory (least recently used ones are dropped).
+    pub module_cache_capacity: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self::with_slots(256)
+    }
+}
+
+impl SandboxConfig {
+    /// The default configuration with `slots` instances, memories, tables
+    /// and stacks: the number of activations that can run at once. Tests use
+    /// a handful to keep the address space reserved per sandbox small.
+    pub fn with_slots(slots: u32) -> Self {
+        Self {
+            total_core_instances: slots,
+            total_memories: slots,
+            total_tables: slots,
+            total_stacks: slots,
+            max_memory_bytes: u64::from(MAX_MEMORY_MB) * MB,
+            epoch_tick: Duration::from_millis(5),
+            module_cache_capacity: 128,
+        }
+    }
+
+    /// The wasmtime configuration of the process's engine.
+    pub(crate) fn to_wasmtime(&self) -> Config {
+        let max_memory_size = usize::try_from(self.max_memory_bytes).unwrap_or(usize::MAX);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(self.total_core_instances)
+            .total_memories(self.total_memories)
+            .total_tables(self.total_tables)
+            .total_stacks(self.total_stacks)
+            .max_memory_size(max_memory_size)
+            .table_elements(MAX_TABLE_ELEMENTS);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .memory_init_cow(true)
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            // Traps are reported in one line; guest backtraces are neither
+            // shown nor logged (they describe confidential code), so don't
+            // pay for collecting them, and don't let the environment decide.
+            .wasm_backtrace_max_frames(None)
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        config
+    }
+}

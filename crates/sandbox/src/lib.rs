@@ -1,0 +1,72 @@
+//! The Clemmys sandbox: runs untrusted WebAssembly actions (WASI preview-1
+//! command modules) under wasmtime, with OpenWhisk's limits and semantics.
+//!
+//! It owns the process's one wasm [`Sandbox`]: a wasmtime engine with a
+//! pooling instance allocator and copy-on-write memory images, a cache of
+//! compiled modules keyed by [`CodeDigest`], and the epoch thread that
+//! enforces timeouts. [`Sandbox::run`] gives the guest its parameters as one
+//! JSON object on stdin, reads one JSON value from its stdout and its log
+//! lines from stderr, and returns OpenWhisk's [`ActivationResponse`]
+//! (success, application error or developer error, with OpenWhisk's
+//! messages for timeouts, memory exhaustion and bad output).
+//!
+//! # Trust
+//!
+//! The sandbox sees action code, parameters, results and logs **in the
+//! clear**: in a confidential deployment it runs inside the enclave
+//! boundary, and nothing it returns may leave the enclave unsealed. For the
+//! same reason it logs nothing derived from guest code or data (no trap
+//! backtraces, no output) through `tracing`.
+//!
+//! The guest is untrusted. It never gets a filesystem (no preopens), network
+//! (TCP, UDP and name lookup are refused), environment variables, arguments
+//! or clocks beyond WASI's own; its memory, tables, log and result sizes and
+//! its wall-clock time are capped; and nothing is shared between
+//! activations: each run gets a fresh store, instance and linear memory, and
+//! a memory slot is reset before it is reused.
+//!
+//! Timeouts are epoch interruptions, which stop a guest while it runs wasm
+//! code. A guest blocked inside a host call is stopped only when the call
+//! returns: in this sandbox the only such call is a WASI sleep
+//! (`poll_oneoff` on a clock), so a guest that sleeps past its deadline
+//! holds its thread until it wakes and is then reported as timed out.
+//!
+//! # Use
+//!
+//! ```no_run
+//! use clemmys_sandbox::{CodeDigest, RunRequest, Sandbox, SandboxConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Sandbox::new(&SandboxConfig::default())?;
+//! let code = std::fs::read("hello.wasm")?;
+//! sandbox.validate(&code)?; // at deploy time
+//! let prepared = sandbox.prepare(CodeDigest::of(&code), &code)?; // compiles once
+//! let outcome = sandbox.run(
+//!     &prepared.module,
+//!     RunRequest { input: br#"{"name":"world"}"#.to_vec(), ..RunRequest::default() },
+//! );
+//! println!("{:?} {:?}", outcome.response, outcome.logs);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`ActivationResponse`]: clemmys_whisk::ActivationResponse
+
+mod cache;
+mod capture;
+mod config;
+mod digest;
+mod error;
+mod limiter;
+mod outcome;
+mod run;
+mod sandbox;
+mod validate;
+
+pub use cache::{Prepared, PreparedModule};
+pub use config::SandboxConfig;
+pub use digest::{CodeDigest, InvalidDigest};
+pub use error::{InvalidModule, SandboxError};
+pub use outcome::{Failure, interpret};
+pub use run::{RunLimits, RunOutcome, RunRequest};
+pub use sandbox::Sandbox;

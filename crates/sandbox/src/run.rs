@@ -1,0 +1,317 @@
+//! One activation: a fresh [`Store`] with WASI preview 1 wired to in-memory
+//! stdio, memory limits and an epoch deadline; instantiate the prepared
+//! module, call its entry point, and turn the ending into a [`RunOutcome`].
+//!
+//! Nothing survives a run: the store, its instance, linear memory and WASI
+//! context are dropped before the outcome is returned, and the pooling
+//! allocator resets the memory slot before any other run reuses it.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+use clemmys_whisk::{ActionLimits, ActivationResponse};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::PreparedModule;
+use crate::capture::{Capture, LogBuffer, ResultBuffer};
+use crate::config::MAX_TABLE_ELEMENTS;
+use crate::limiter::MemoryLimiter;
+use crate::outcome::{Failure, interpret};
+use crate::validate::DEFAULT_ENTRY;
+
+/// Longest trap or host error message kept, in characters.
+const MAX_ERROR_CHARS: usize = 200;
+
+/// The limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Wall-clock time the guest may run.
+    pub timeout: Duration,
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Log bytes kept; more are dropped.
+    pub log_bytes: u64,
+    /// Largest result (stdout), in bytes.
+    pub max_result_bytes: usize,
+}
+
+impl From<&ActionLimits> for RunLimits {
+    fn from(limits: &ActionLimits) -> Self {
+        Self {
+            timeout: Duration::from_millis(limits.timeout),
+            memory_bytes: limits.memory_bytes(),
+            log_bytes: limits.log_bytes(),
+            max_result_bytes: MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+impl From<ActionLimits> for RunLimits {
+    fn from(limits: ActionLimits) -> Self {
+        Self::from(&limits)
+    }
+}
+
+impl Default for RunLimits {
+    /// OpenWhisk's default action limits.
+    fn default() -> Self {
+        Self::from(ActionLimits::default())
+    }
+}
+
+/// One activation's input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunRequest {
+    /// The parameters: one JSON object, given to the guest as stdin.
+    pub input: Vec<u8>,
+    /// What the run may use.
+    pub limits: RunLimits,
+    /// The export to call instead of `_start` (after `_initialize`, if the
+    /// module has one).
+    pub entry: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// Status and result, as the activation record shows them.
+    pub response: ActivationResponse,
+    /// Log lines, formatted `<time> stderr: <line>`.
+    pub logs: Vec<String>,
+    /// Whether log output past the limit was dropped (the last line says so).
+    pub logs_truncated: bool,
+    /// Wall-clock time of the run, from building the store to the outcome.
+    pub duration: Duration,
+    /// Bytes the guest wrote to stdout (also those past the limit).
+    pub result_bytes: u64,
+    /// The largest the guest's linear memory grew, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Why the run failed, if it did (also summarised in `response`).
+    pub failure: Option<Failure>,
+}
+
+/// The data of an activation's store.
+pub(crate) struct Host {
+    pub(crate) wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// How a call into the guest ended, before interpretation.
+enum Ended {
+    /// The entry export is missing or has the wrong type.
+    MissingEntry(String),
+    /// Wasmtime reported an error: a trap, an exit, a host error.
+    Error(wasmtime::Error),
+}
+
+impl From<wasmtime::Error> for Ended {
+    fn from(error: wasmtime::Error) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// Runs `module` once with `request`; see the module docs.
+pub(crate) fn run(
+    epoch_tick: Duration,
+    module: &PreparedModule,
+    request: RunRequest,
+) -> RunOutcome {
+    let started = Instant::now();
+    let RunRequest {
+        input,
+        limits,
+        entry,
+    } = request;
+    let stdout = Capture::new(ResultBuffer::new(limits.max_result_bytes));
+    let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
+    let wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(input))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .build_p1();
+    let host = Host {
+        wasi,
+        limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
+    };
+    let mut store = Store::new(module.pre.module().engine(), host);
+    store.limiter(|host| &mut host.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
+
+    let ended = call(
+        &mut store,
+        module,
+        entry.as_deref().unwrap_or(DEFAULT_ENTRY),
+    );
+    let memory_denied = store.data().limiter.denied();
+    let peak_memory_bytes = store.data().limiter.peak_memory_bytes() as u64;
+    // Release the instance slot before the bookkeeping below.
+    drop(store);
+
+    let mut failure = ended
+        .err()
+        .and_then(|ended| classify(ended, memory_denied, &limits));
+    let (result, result_bytes) = {
+        let mut stdout = stdout.lock();
+        if failure.is_none() && stdout.overflowed() {
+            failure = Some(Failure::ResultTooLarge {
+                size: stdout.written(),
+                max: limits.max_result_bytes,
+            });
+        }
+        (stdout.take(), stdout.written())
+    };
+    let response = interpret(&result, failure.as_ref());
+    let logs = stderr.lock().finish_at(SystemTime::now());
+    RunOutcome {
+        response,
+        logs: logs.lines,
+        logs_truncated: logs.truncated,
+        duration: started.elapsed(),
+        result_bytes,
+        peak_memory_bytes,
+        failure,
+    }
+}
+
+/// Instantiates the module and calls `entry`.
+fn call(store: &mut Store<Host>, module: &PreparedModule, entry: &str) -> Result<(), Ended> {
+    let instance = module.pre.instantiate(&mut *store)?;
+    if entry != DEFAULT_ENTRY
+        && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+    {
+        initialize.call(&mut *store, ())?;
+    }
+    let main = instance
+        .get_typed_func::<(), ()>(&mut *store, entry)
+        .map_err(|_| Ended::MissingEntry(entry.to_owned()))?;
+    main.call(&mut *store, ())?;
+    Ok(())
+}
+
+/// What an error ending a run means; `None` for a successful `exit(0)`.
+fn classify(ended: Ended, memory_denied: bool, limits: &RunLimits) -> Option<Failure> {
+    let error = match ended {
+        Ended::MissingEntry(entry) => return Some(Failure::MissingEntry(entry)),
+        Ended::Error(error) => error,
+    };
+    let exit = error.downcast_ref::<I32Exit>().map(|exit| exit.0);
+    if exit == Some(0) {
+        return None;
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return Some(Failure::Timeout {
+            limit: limits.timeout,
+        });
+    }
+    if let Some(limit) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+        return Some(Failure::Internal(format!(
+            "The sandbox has no room for another activation: {limit}."
+        )));
+    }
+    if memory_denied {
+        return Some(Failure::MemoryExhausted);
+    }
+    if let Some(code) = exit {
+        return Some(Failure::Exit(code));
+    }
+    let message = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => one_line(&format!("{error:#}")),
+    };
+    Some(Failure::Trap(message))
+}
+
+/// The first line of `text`, at most [`MAX_ERROR_CHARS`] characters.
+fn one_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut short: String = line.chars().take(MAX_ERROR_CHARS).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// Epoch ticks covering `timeout`, plus one for the tick already under way.
+fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_covers_the_timeout_in_whole_ticks() {
+        let tick = Duration::from_millis(5);
+        assert_eq!(deadline_ticks(Duration::from_millis(200), tick), 41);
+        assert_eq!(deadline_ticks(Duration::from_millis(201), tick), 42);
+        assert_eq!(deadline_ticks(Duration::ZERO, tick), 1);
+        assert_eq!(deadline_ticks(Duration::MAX, Duration::ZERO), u64::MAX);
+    }
+
+    #[test]
+    fn limits_follow_the_action_limits() {
+        let limits = RunLimits::from(ActionLimits {
+            timeout: 200,
+            memory: 128,
+            logs: 1,
+            concurrency: 1,
+        });
+        assert_eq!(limits.timeout, Duration::from_millis(200));
+        assert_eq!(limits.memory_bytes, 128 << 20);
+        assert_eq!(limits.log_bytes, 1 << 20);
+        assert_eq!(limits.max_result_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn exit_zero_is_success_and_other_codes_are_failures() {
+        let limits = RunLimits::default();
+        let exit = |code| Ended::Error(wasmtime::Error::new(I32Exit(code)));
+        assert_eq!(classify(exit(0), false, &limits), None);
+        assert_eq!(classify(exit(0), true, &limits), None);
+        assert_eq!(classify(exit(2), false, &limits), Some(Failure::Exit(2)));
+        assert_eq!(
+            classify(exit(2), true, &limits),
+            Some(Failure::MemoryExhausted)
+        );
+    }
+
+    #[test]
+    fn interrupts_are_timeouts_and_other_traps_keep_their_message() {
+        let limits = RunLimits {
+            timeout: Duration::from_millis(300),
+            ..RunLimits::default()
+        };
+        let trap = |trap: Trap| Ended::Error(wasmtime::Error::new(trap));
+        assert_eq!(
+            classify(trap(Trap::Interrupt), true, &limits),
+            Some(Failure::Timeout {
+                limit: Duration::from_millis(300)
+            })
+        );
+        assert_eq!(
+            classify(trap(Trap::UnreachableCodeReached), false, &limits),
+            Some(Failure::Trap(
+                "wasm trap: wasm `unreachable` instruction executed".into()
+            ))
+        );
+        assert_eq!(
+            classify(trap(Trap::UnreachableCodeReached), true, &limits),
+            Some(Failure::MemoryExhausted)
+        );
+    }
+
+    #[test]
+    fn error_messages_are_cut_to_one_short_line() {
+        assert_eq!(one_line("first\nsecond"), "first");
+        let long = one_line(&"x".repeat(500));
+        assert_eq!(long.chars().count(), MAX_ERROR_CHARS + 1);
+    }
+}

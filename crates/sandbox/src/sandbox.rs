@@ -1,0 +1,175 @@
+//! [`Sandbox`]: the process's one wasm engine, its WASI linker, its compiled
+//! module cache and the thread that drives timeouts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Linker, Module};
+
+use crate::cache::ModuleCache;
+use crate::run::{self, Host};
+use crate::validate::check_module;
+use crate::{
+    CodeDigest, InvalidModule, Prepared, PreparedModule, RunOutcome, RunRequest, SandboxConfig,
+    SandboxError,
+};
+
+/// Runs untrusted wasm actions with limits. Create one per process and share
+/// it (`Sync`); see the crate docs.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<Host>,
+    cache: ModuleCache,
+    epoch_tick: Duration,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    /// Creates the engine, pooling allocator, WASI linker and epoch thread.
+    pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&config.to_wasmtime())
+            .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let linker =
+            build_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let epoch_tick = config.epoch_tick.max(Duration::from_micros(100));
+        let ticker = EpochTicker::start(engine.clone(), epoch_tick).map_err(|error| {
+            SandboxError::Engine(format!("cannot start the epoch thread: {error}"))
+        })?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: ModuleCache::new(config.module_cache_capacity),
+            epoch_tick,
+            _ticker: ticker,
+        })
+    }
+
+    /// Checks at deploy time, without compiling, that `code` is a WASI
+    /// preview-1 command this sandbox can run: WebAssembly, valid, importing
+    /// only WASI and exporting `_start`.
+    pub fn validate(&self, code: &[u8]) -> Result<(), InvalidModule> {
+        check_module(&self.engine, code, None)
+    }
+
+    /// Like [`validate`](Self::validate), for an action that names the
+    /// export to call (`exec.main`) instead of `_start`.
+    pub fn validate_entry(&self, code: &[u8], entry: Option<&str>) -> Result<(), InvalidModule> {
+        check_module(&self.engine, code, entry)
+    }
+
+    /// The prepared module for `digest`: from the cache, or compiled from
+    /// `code` (which must hash to `digest`), linked against WASI and cached.
+    pub fn prepare(&self, digest: CodeDigest, code: &[u8]) -> Result<Prepared, SandboxError> {
+        self.cache.get_or_compile(digest, || {
+            let actual = CodeDigest::of(code);
+            if actual != digest {
+                return Err(SandboxError::DigestMismatch {
+                    expected: digest,
+                    actual,
+                });
+            }
+            if !code.starts_with(b"\0asm") {
+                return Err(InvalidModule::NotWasm.into());
+            }
+            let started = Instant::now();
+            let module = Module::new(&self.engine, code)
+                .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
+            let pre = self
+                .linker
+                .instantiate_pre(&module)
+                .map_err(|error| SandboxError::Link(format!("{error:#}")))?;
+            let compile_time = started.elapsed();
+            tracing::debug!(%digest, ?compile_time, "compiled action module");
+            Ok(PreparedModule::new(digest, compile_time, pre))
+        })
+    }
+
+    /// The cached prepared module for `digest`, if any.
+    pub fn cached(&self, digest: &CodeDigest) -> Option<Arc<PreparedModule>> {
+        self.cache.get(digest)
+    }
+
+    /// Drops `digest`'s module from the cache; returns whether it was there.
+    pub fn evict(&self, digest: &CodeDigest) -> bool {
+        self.cache.remove(digest)
+    }
+
+    /// How many modules are cached.
+    pub fn cached_modules(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Runs one activation of `module` (blocking; call it from a blocking
+    /// thread). Every failure of the guest is in the outcome's response.
+    pub fn run(&self, module: &PreparedModule, request: RunRequest) -> RunOutcome {
+        run::run(self.epoch_tick, module, request)
+    }
+}
+
+// The invoker shares one sandbox, and prepared modules, across threads.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Sandbox>();
+    shared::<PreparedModule>();
+};
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("epoch_tick", &self.epoch_tick)
+            .field("cached_modules", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The one linker: WASI preview 1, built once.
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)?;
+    Ok(linker)
+}
+
+/// The thread advancing the engine's epoch every tick, stopped on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("clemmys-epoch".into())
+            .spawn(move || {
+                let mut next = Instant::now() + tick;
+                while !stopping.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    if now < next {
+                        // Woken early by `drop` (or spuriously): check again.
+                        std::thread::park_timeout(next - now);
+                        continue;
+                    }
+                    engine.increment_epoch();
+                    next += tick;
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            // The loop body cannot panic; a join error would only repeat one.
+            let _ = thread.join();
+        }
+    }
+}

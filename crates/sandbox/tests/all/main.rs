@@ -1,0 +1,13 @@
+//! Integration tests of the sandbox: real modules (small WAT guests, and the
+//! example actions when built) run under real limits. One module per
+//! feature.
+
+mod attacks;
+mod cache;
+mod common;
+mod engine;
+mod examples;
+mod failures;
+mod limits;
+mod results;
+mod validate;
