@@ -10,6 +10,7 @@ mod actions;
 mod activations;
 mod auth;
 mod body;
+mod broker;
 mod error;
 mod ids;
 mod invoke;
@@ -25,6 +26,7 @@ use clemmys_bus::{ActivationQueue, CompletionRegistry};
 use clemmys_store::{EntityStore, StoreError};
 use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 
+pub use broker::BrokerGateway;
 pub use error::ApiError;
 pub use routes::router;
 
@@ -58,6 +60,7 @@ pub struct Controller {
     completions: Arc<CompletionRegistry>,
     code_check: Arc<dyn CodeCheck>,
     config: ControllerConfig,
+    broker: Option<Arc<dyn BrokerGateway>>,
     /// API key UUID → namespace, filled on first use.
     namespaces: RwLock<HashMap<String, Arc<NamespaceRecord>>>,
     /// `namespace/name` → action; this process is the only writer of the
@@ -80,9 +83,16 @@ impl Controller {
             completions,
             code_check,
             config,
+            broker: None,
             namespaces: RwLock::default(),
             actions: RwLock::default(),
         }
+    }
+
+    /// Serves the key broker's routes through `broker`.
+    pub fn with_broker(mut self, broker: Arc<dyn BrokerGateway>) -> Self {
+        self.broker = Some(broker);
+        self
     }
 
     /// The action `namespace/name`, from the cache or the store.

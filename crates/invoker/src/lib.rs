@@ -6,17 +6,20 @@
 //! [`Sandbox`] directly; confidential actions are handed, still sealed, to
 //! the enclave runtime, and only sealed results come back.
 
+mod confidential;
 mod record;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clemmys_bus::{ActivationMessage, Completion, CompletionSink, InvokerFeed, InvokerMessage};
+use clemmys_enclave::EnclaveRuntime;
 use clemmys_sandbox::{CodeDigest, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, Exec};
 use tokio::sync::Semaphore;
 
+pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX};
 pub use record::RunReport;
 
 /// Tunables of an invoker.
@@ -52,6 +55,7 @@ pub struct Invoker {
     store: Arc<dyn EntityStore>,
     completions: Arc<dyn CompletionSink>,
     slots: Arc<Semaphore>,
+    enclave: Option<Arc<EnclaveRuntime>>,
 }
 
 impl Invoker {
@@ -67,6 +71,24 @@ impl Invoker {
             store,
             completions,
             slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            enclave: None,
+        })
+    }
+
+    /// An invoker that also runs confidential actions in `enclave`.
+    pub fn with_enclave(
+        sandbox: Arc<Sandbox>,
+        store: Arc<dyn EntityStore>,
+        completions: Arc<dyn CompletionSink>,
+        config: InvokerConfig,
+        enclave: Arc<EnclaveRuntime>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            sandbox,
+            store,
+            completions,
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            enclave: Some(enclave),
         })
     }
 
@@ -104,6 +126,9 @@ impl Invoker {
 
     /// Runs the action of `message` and reports what happened.
     async fn execute(&self, message: &ActivationMessage) -> RunReport {
+        if message.action.is_confidential() {
+            return self.execute_confidential(message).await;
+        }
         let started = Instant::now();
         let start_ms = record::now_ms();
         let (module, init_time) = match self.module_for(&message.action).await {
@@ -173,6 +198,10 @@ impl Invoker {
 
     /// Compiles a new or updated action ahead of its first invoke.
     async fn prewarm(&self, action: &Action) {
+        if action.is_confidential() {
+            // Sealed code can only be opened by the enclave, on first use.
+            return;
+        }
         if let Err(error) = self.module_for(action).await {
             tracing::warn!(action = %action.path(), %error, "prewarming failed");
         }

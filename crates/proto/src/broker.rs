@@ -431,3 +431,13 @@ mod tests {
         assert!(open_grant(&sealed, &other, &enclave, &broker.public().signing).is_err());
     }
 }
+
+/// The broker's public identity: its keys and the evidence binding them to
+/// its measurement. Clients verify it before sending anything secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerIdentity {
+    /// Evidence whose report data binds `keys`.
+    pub evidence: Evidence,
+    /// The broker's HPKE and signing keys.
+    pub keys: EnclavePublicKeys,
+}

@@ -75,10 +75,12 @@ impl SealedCode {
             None,
             "sealed code",
         )?;
+        // The action key is public: anyone can seal other code under the
+        // right binding. Only this check ties the code to the owner's policy.
         if Digest::of(&code) != binding.code_digest {
-            // Unreachable unless SHA-256 or the AEAD is broken: the digest is
-            // in the associated data. Checked anyway, as the policy demands.
-            return Err(ProtoError::Tampered("sealed code"));
+            return Err(ProtoError::Tampered(
+                "sealed code (its digest is not the policy's)",
+            ));
         }
         Ok(code)
     }
@@ -137,6 +139,11 @@ mod tests {
         assert!(parsed.open(&keys, &binding(1, code)).is_err());
         // Nor does it pass for other code under the same name.
         assert!(parsed.open(&keys, &binding(2, b"other")).is_err());
+        // Other code sealed to the (public) action key under the genuine
+        // binding is refused by the digest check.
+        let forged =
+            SealedCode::seal(b"evil", &keys.public(), &binding(2, code), &mut rng).expect("seal");
+        assert!(forged.open(&keys, &binding(2, code)).is_err());
         let mut flipped = sealed.to_bytes();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;

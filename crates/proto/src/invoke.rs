@@ -21,7 +21,8 @@ use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, Measurement, ProtoError};
 
 const FRAME: &str = "clemmys/sealed-invocation/v1";
-const EXPORT_LABEL: &[u8] = b"clemmys/answer-key/v1";
+const RESULT_LABEL: &[u8] = b"clemmys/answer-result-key/v1";
+const LOGS_LABEL: &[u8] = b"clemmys/answer-logs-key/v1";
 
 /// The clear part of an invocation: who asks which action of which version,
 /// with which nonce and when. Authenticated, not secret.
@@ -75,11 +76,22 @@ pub struct SealedInvocation {
     signature: [u8; SIGNATURE_LEN],
 }
 
+/// The two keys an answer is sealed under, exported from the invocation's
+/// HPKE context: one for the result (with the receipt), one for the logs,
+/// so that each can be fetched and opened on its own.
+#[derive(Debug, Clone)]
+pub struct AnswerKeys {
+    /// Seals the [`SealedResultBody`].
+    pub result: ExportedKey,
+    /// Seals the log lines.
+    pub logs: ExportedKey,
+}
+
 /// What the client keeps to read the answer.
 #[derive(Debug)]
 pub struct PendingAnswer {
-    /// The key the answer is sealed under.
-    pub key: ExportedKey,
+    /// The keys the answer is sealed under.
+    pub keys: AnswerKeys,
     /// The nonce of the invocation (the answer is bound to it).
     pub nonce: [u8; 16],
     /// Digest of the sealed invocation, which the receipt must name.
@@ -95,23 +107,28 @@ pub fn seal_invocation(
     params: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<(SealedInvocation, PendingAnswer), ProtoError> {
-    let (message, key) = hpke_seal(
+    let (message, result_key) = hpke_seal(
         action_key,
         &header.info(),
         &header.aad(code_digest),
         params,
-        Some(EXPORT_LABEL),
+        Some(RESULT_LABEL),
         rng,
     )?;
-    let key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+    let result_key = result_key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+    let logs_key = ExportedKey::derive(&result_key, LOGS_LABEL)?;
     let signature = identity.sign(&signed_transcript(&header, &message));
     let sealed = SealedInvocation {
         header,
         message,
         signature,
     };
+    let keys = AnswerKeys {
+        result: result_key,
+        logs: logs_key,
+    };
     let pending = PendingAnswer {
-        key,
+        keys,
         nonce: sealed.header.nonce,
         input_hash: sealed.input_hash(),
     };
@@ -130,8 +147,8 @@ fn signed_transcript(header: &InvocationHeader, message: &HpkeMessage) -> Vec<u8
 pub struct OpenedInvocation {
     /// The parameters (JSON bytes).
     pub params: Zeroizing<Vec<u8>>,
-    /// The key to seal the answer under.
-    pub answer_key: ExportedKey,
+    /// The keys to seal the answer under.
+    pub answer_keys: AnswerKeys,
 }
 
 impl SealedInvocation {
@@ -157,11 +174,15 @@ impl SealedInvocation {
             &self.message,
             &self.header.info(),
             &self.header.aad(code_digest),
-            Some(EXPORT_LABEL),
+            Some(RESULT_LABEL),
             "sealed parameters",
         )?;
-        let answer_key = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
-        Ok(OpenedInvocation { params, answer_key })
+        let result = key.ok_or(ProtoError::Crypto("no exported key".into()))?;
+        let logs = ExportedKey::derive(&result, LOGS_LABEL)?;
+        Ok(OpenedInvocation {
+            params,
+            answer_keys: AnswerKeys { result, logs },
+        })
     }
 
     /// The digest receipts name as the input.
@@ -289,21 +310,29 @@ impl SignedReceipt {
     }
 }
 
-/// The plaintext answer of an enclave run.
+/// The result part of an enclave's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Answer {
+pub struct SealedResultBody {
     /// How the run ended.
     pub status: ActivationStatus,
     /// The result object (or `{error}`).
     pub result: serde_json::Value,
-    /// Log lines.
-    pub logs: Vec<String>,
     /// The signed receipt.
     pub receipt: SignedReceipt,
 }
 
-fn answer_aad(activation_id: &str, nonce: &[u8; 16]) -> Vec<u8> {
+/// An enclave's answer, sealed to the client in two parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedAnswer {
+    /// The sealed [`SealedResultBody`].
+    pub result: Vec<u8>,
+    /// The sealed log lines.
+    pub logs: Vec<u8>,
+}
+
+fn answer_aad(part: &str, activation_id: &str, nonce: &[u8; 16]) -> Vec<u8> {
     Writer::new("clemmys/answer-aad/v1")
+        .str(part)
         .str(activation_id)
         .bytes(nonce)
         .finish()
@@ -311,27 +340,55 @@ fn answer_aad(activation_id: &str, nonce: &[u8; 16]) -> Vec<u8> {
 
 /// Seals an answer for the client (enclave side).
 pub fn seal_answer(
-    answer: &Answer,
-    key: &ExportedKey,
+    body: &SealedResultBody,
+    logs: &[String],
+    keys: &AnswerKeys,
     activation_id: &str,
     nonce: &[u8; 16],
-) -> Result<Vec<u8>, ProtoError> {
-    let plaintext =
-        Zeroizing::new(serde_json::to_vec(answer).map_err(|e| ProtoError::Crypto(e.to_string()))?);
-    key.seal(&plaintext, &answer_aad(activation_id, nonce))
+) -> Result<SealedAnswer, ProtoError> {
+    let result =
+        Zeroizing::new(serde_json::to_vec(body).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    let logs =
+        Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    Ok(SealedAnswer {
+        result: keys
+            .result
+            .seal(&result, &answer_aad("result", activation_id, nonce))?,
+        logs: keys
+            .logs
+            .seal(&logs, &answer_aad("logs", activation_id, nonce))?,
+    })
 }
 
-/// Opens an answer (client side).
-pub fn open_answer(
+/// Opens the result part of an answer (client side).
+pub fn open_result(
     sealed: &[u8],
-    key: &ExportedKey,
+    keys: &AnswerKeys,
     activation_id: &str,
     nonce: &[u8; 16],
-) -> Result<Answer, ProtoError> {
-    let plaintext =
-        Zeroizing::new(key.open(sealed, &answer_aad(activation_id, nonce), "sealed answer")?);
+) -> Result<SealedResultBody, ProtoError> {
+    let plaintext = Zeroizing::new(keys.result.open(
+        sealed,
+        &answer_aad("result", activation_id, nonce),
+        "sealed result",
+    )?);
     serde_json::from_slice(&plaintext)
-        .map_err(|_| ProtoError::Malformed("answer is not valid JSON"))
+        .map_err(|_| ProtoError::Malformed("result is not valid JSON"))
+}
+
+/// Opens the logs part of an answer (client side).
+pub fn open_logs(
+    sealed: &[u8],
+    keys: &AnswerKeys,
+    activation_id: &str,
+    nonce: &[u8; 16],
+) -> Result<Vec<String>, ProtoError> {
+    let plaintext = Zeroizing::new(keys.logs.open(
+        sealed,
+        &answer_aad("logs", activation_id, nonce),
+        "sealed logs",
+    )?);
+    serde_json::from_slice(&plaintext).map_err(|_| ProtoError::Malformed("logs are not valid JSON"))
 }
 
 /// Serde adapter: a 16-byte nonce as hex.
@@ -406,22 +463,28 @@ mod tests {
             output_hash: Digest::of(b"{}"),
             nonce: [7; 16],
         };
-        let answer = Answer {
+        let body = SealedResultBody {
             status: ActivationStatus::Success,
             result: serde_json::json!({"y": 2}),
-            logs: vec!["line".into()],
             receipt: SignedReceipt::sign(receipt, &keys, evidence),
         };
-        let sealed_answer = seal_answer(&answer, &opened.answer_key, "id", &[7; 16]).expect("seal");
-        let opened_answer =
-            open_answer(&sealed_answer, &pending.key, "id", &pending.nonce).expect("open");
-        assert_eq!(opened_answer, answer);
-        opened_answer
+        let logs = vec!["line".to_owned()];
+        let sealed = seal_answer(&body, &logs, &opened.answer_keys, "id", &[7; 16]).expect("seal");
+        let opened_body =
+            open_result(&sealed.result, &pending.keys, "id", &pending.nonce).expect("open");
+        assert_eq!(opened_body, body);
+        opened_body
             .receipt
             .verify_signature()
             .expect("receipt signed");
-        // The answer is bound to its activation id.
-        assert!(open_answer(&sealed_answer, &pending.key, "other", &pending.nonce).is_err());
+        assert_eq!(
+            open_logs(&sealed.logs, &pending.keys, "id", &pending.nonce).expect("open"),
+            logs
+        );
+        // Each part is bound to its activation id and to its role.
+        assert!(open_result(&sealed.result, &pending.keys, "other", &pending.nonce).is_err());
+        assert!(open_logs(&sealed.result, &pending.keys, "id", &pending.nonce).is_err());
+        assert!(open_result(&sealed.logs, &pending.keys, "id", &pending.nonce).is_err());
     }
 
     #[test]

@@ -85,6 +85,15 @@ impl ExportedKey {
         &self.0
     }
 
+    /// A second, independent key derived from this one with HKDF-SHA256.
+    pub fn derive(&self, label: &[u8]) -> Result<Self, ProtoError> {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, &self.0);
+        let mut key = [0u8; 32];
+        hkdf.expand(label, &mut key)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        Ok(Self(key))
+    }
+
     /// Seals `plaintext` under this key. Every exported key seals exactly
     /// one message, so the nonce is fixed.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, ProtoError> {
@@ -119,6 +128,77 @@ impl ExportedKey {
 impl std::fmt::Debug for ExportedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ExportedKey(<redacted>)")
+    }
+}
+
+/// A symmetric key for data at rest (an enclave's sealing key), zeroed on
+/// drop. Each sealed record carries its own random nonce.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct StorageKey([u8; 32]);
+
+impl StorageKey {
+    /// A key from its bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Seals `plaintext` bound to `aad` under a fresh nonce.
+    pub fn seal(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, ProtoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let ciphertext = cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// Opens what [`StorageKey::seal`] produced.
+    pub fn open(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+        what: &'static str,
+    ) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+        if sealed.len() < 12 + TAG_LEN {
+            return Err(ProtoError::Malformed("sealed record too short"));
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| ProtoError::Malformed("nonce"))?;
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| ProtoError::Tampered(what))
+    }
+}
+
+impl std::fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageKey(<redacted>)")
     }
 }
 
@@ -253,6 +333,17 @@ pub(crate) mod tests {
             hpke_open(&keys, &flipped, b"info", b"aad", None, "t").err(),
             Some(ProtoError::Tampered("t"))
         );
+    }
+
+    #[test]
+    fn storage_key_seals_with_fresh_nonces() {
+        let key = StorageKey::from_bytes([5; 32]);
+        let a = key.seal(b"record", b"k", &mut os_rng()).expect("seal");
+        let b = key.seal(b"record", b"k", &mut os_rng()).expect("seal");
+        assert_ne!(a, b, "fresh nonce per record");
+        assert_eq!(key.open(&a, b"k", "r").expect("open").as_slice(), b"record");
+        assert!(key.open(&a, b"other", "r").is_err(), "bound to its key");
+        assert!(key.open(&a[..10], b"k", "r").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! with a temporary data directory.
 
 mod bootstrap;
+mod confidential;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,7 +71,13 @@ struct SandboxCheck(Arc<Sandbox>);
 impl CodeCheck for SandboxCheck {
     fn check(&self, code: &[u8], confidential: bool) -> Result<(), String> {
         if confidential {
-            return Err("confidential actions are not supported yet".into());
+            return clemmys_proto::code::SealedCode::from_bytes(code)
+                .map(drop)
+                .map_err(|error| {
+                    format!(
+                        "a confidential action's code must be sealed by a Clemmys client: {error}"
+                    )
+                });
         }
         self.0.validate(code).map_err(|error| error.to_string())
     }
@@ -89,22 +96,26 @@ impl RunningServer {
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
 
         let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
+        let trusted = confidential::TrustedParts::start(&config.data_dir, sandbox.clone())?;
         let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
         let completions = Arc::new(CompletionRegistry::default());
-        let invoker = Invoker::new(
+        let invoker = Invoker::with_enclave(
             sandbox.clone(),
             store.clone(),
             completions.clone(),
             config.invoker.clone(),
+            trusted.enclave.clone(),
         );
         tokio::spawn(invoker.run(feed));
-        let controller = Arc::new(Controller::new(
+        let controller = Controller::new(
             store.clone(),
             Arc::new(queue),
             completions,
             Arc::new(SandboxCheck(sandbox)),
             config.controller.clone(),
-        ));
+        )
+        .with_broker(Arc::new(trusted.gateway()));
+        let controller = Arc::new(controller);
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -15,6 +15,7 @@ pub mod measurement;
 pub mod sim;
 mod verify;
 
+pub use clemmys_proto::suite::StorageKey;
 pub use clemmys_proto::{Evidence, Measurement, TeeKind};
 pub use measurement::Role;
 pub use verify::{AttestError, VerifiedEvidence, Verifier};
@@ -33,6 +34,9 @@ pub trait Tee: Send + Sync + 'static {
     /// Evidence binding `report_data` (a hash of the enclave's public keys)
     /// to this enclave's measurement.
     fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError>;
+    /// A key only enclaves of this measurement on this platform can derive,
+    /// for data the enclave stores outside itself (SGX's sealing key).
+    fn sealing_key(&self) -> StorageKey;
 }
 
 /// The operating system's RNG as the infallible `CryptoRng` the protocol

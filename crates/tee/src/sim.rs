@@ -16,7 +16,7 @@ use clemmys_proto::{Evidence, Measurement, ProtoError, SigningPublicKey, TeeKind
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
-use crate::{AttestError, Tee};
+use crate::{AttestError, StorageKey, Tee};
 
 const REPORT: &str = "clemmys/sim-report/v1";
 
@@ -158,6 +158,19 @@ impl Tee for SimTee {
 
     fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError> {
         Ok(self.platform.report(&self.measurement, report_data))
+    }
+
+    /// Derived from the platform key, which the provider can read: sealed
+    /// data is only as safe as that file.
+    fn sealing_key(&self) -> StorageKey {
+        let secret = Zeroizing::new(self.platform.key.to_bytes());
+        let hkdf =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(self.measurement.as_bytes()), secret.as_slice());
+        let mut key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
+        hkdf.expand(b"clemmys/sim-sealing-key/v1", key.as_mut_slice())
+            .expect("32-byte HKDF output");
+        StorageKey::from_bytes(*key)
     }
 }
 

@@ -1,0 +1,57 @@
+//! Why the broker refused something.
+
+use clemmys_proto::replay::ReplayError;
+use clemmys_proto::{Measurement, ProtoError};
+use clemmys_tee::AttestError;
+
+/// A refusal or failure of the key broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The enclave's evidence did not verify.
+    #[error("attestation refused: {0}")]
+    Attestation(AttestError),
+    /// The evidence verified but its measurement is not in the policy.
+    #[error("enclave measurement {0} is not allowed by the action's policy")]
+    MeasurementNotAllowed(Measurement),
+    /// The policy demands hardware and the evidence is not.
+    #[error("the action's policy requires a hardware TEE; {0} evidence was presented")]
+    HardwareRequired(&'static str),
+    /// No such confidential action.
+    #[error("no confidential action of that name is registered")]
+    UnknownAction,
+    /// The client may not use this action.
+    #[error("this client is not allowed to use the action")]
+    ClientNotAllowed,
+    /// Only the owner may change an action.
+    #[error("the action is owned by another client")]
+    NotOwner,
+    /// A registration did not move the version forward (replay or rollback).
+    #[error(
+        "version {requested} is not above the current version {current} (a replayed or stale registration)"
+    )]
+    VersionNotNewer {
+        /// What was asked.
+        requested: u64,
+        /// What the broker holds.
+        current: u64,
+    },
+    /// A policy that allows no enclave at all.
+    #[error("the policy allows no enclave measurement")]
+    EmptyPolicy,
+    /// The request's timestamp is outside the window.
+    #[error("the request is too old or from the future")]
+    StaleRequest,
+    /// A nonce was refused.
+    #[error("{0}")]
+    Replay(ReplayError),
+    /// A protocol object did not open or parse.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    /// The sealed state could not be read or written.
+    #[error("broker storage: {0}")]
+    Storage(String),
+    /// The broker could not be reached (remote broker).
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+}

@@ -1,0 +1,75 @@
+//! `/api/v1/broker/…`: the key broker's public face, forwarded by the
+//! untrusted controller. The controller sees the broker's public identity
+//! and opaque sealed requests and replies; it can drop or delay them but not
+//! read or forge them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::body::{parse_json, read_limited};
+use crate::{ApiError, Controller};
+
+/// Largest sealed broker request.
+const MAX_BROKER_REQUEST: usize = 256 * 1024;
+
+/// What the controller needs from the key broker.
+pub trait BrokerGateway: Send + Sync + 'static {
+    /// The broker's identity document (evidence, keys, TEE kind and, for
+    /// `sim`, the warning that it protects nothing).
+    fn identity(&self) -> Value;
+    /// Handles one sealed client request; answers the sealed reply.
+    fn handle(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// `GET /api/v1/broker/identity`.
+pub async fn identity(
+    State(controller): State<Arc<Controller>>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let broker = controller.broker()?;
+    Ok(Json(broker.identity()))
+}
+
+/// `POST /api/v1/broker/request` with `{"request": "<base64>"}`.
+pub async fn request(
+    State(controller): State<Arc<Controller>>,
+    _caller: Caller,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let broker = controller.broker()?.clone();
+    let bytes = read_limited(body, MAX_BROKER_REQUEST).await?;
+    let body: Value = parse_json(&bytes)?;
+    let sealed = body["request"]
+        .as_str()
+        .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("expected {\"request\": \"<base64 sealed request>\"}")
+        })?;
+    let reply = tokio::task::spawn_blocking(move || broker.handle(&sealed))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|error| {
+            ApiError::bad_request(format!("the key broker refused the request: {error}"))
+        })?;
+    Ok(Json(
+        json!({ "reply": base64::engine::general_purpose::STANDARD.encode(reply) }),
+    ))
+}
+
+impl Controller {
+    fn broker(&self) -> Result<&Arc<dyn BrokerGateway>, ApiError> {
+        self.broker.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "this server runs no key broker",
+            )
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! Why the enclave refused to run something. Every message is safe to show
+//! the provider: none contains plaintext.
+
+use clemmys_broker::BrokerError;
+use clemmys_proto::ProtoError;
+use clemmys_tee::AttestError;
+
+/// A refusal or failure inside the enclave.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnclaveError {
+    /// The broker's evidence did not verify or has the wrong measurement.
+    #[error("the key broker failed attestation: {0}")]
+    BrokerNotTrusted(String),
+    /// The broker refused to release the action key.
+    #[error("the key broker refused the action key: {0}")]
+    KeyRefused(BrokerError),
+    /// The sealed invocation names another action than the one to run.
+    #[error("the sealed parameters belong to action {claimed}, not {running}")]
+    WrongAction {
+        /// The action the client sealed for.
+        claimed: String,
+        /// The action the provider asked to run.
+        running: String,
+    },
+    /// The invocation names an older version than the policy (rollback).
+    #[error(
+        "the invocation is for version {requested} but the policy requires version {current}: refresh the action and retry"
+    )]
+    VersionMismatch {
+        /// The version the client sealed for.
+        requested: u64,
+        /// The version the broker's policy holds.
+        current: u64,
+    },
+    /// The client is not allowed by the action's policy.
+    #[error("this client is not allowed to invoke the action")]
+    ClientNotAllowed,
+    /// The invocation was refused by the replay guard.
+    #[error("{0}")]
+    Replay(BrokerError),
+    /// The stored code is missing.
+    #[error("the action's sealed code is not stored")]
+    CodeMissing,
+    /// The stored code does not open under the policy: it was tampered
+    /// with, substituted, or is an older version (rollback).
+    #[error(
+        "the stored code does not match the action's policy (tampered, substituted or rolled back): {0}"
+    )]
+    CodeRejected(ProtoError),
+    /// The decrypted code does not compile.
+    #[error("the action's code failed to compile: {0}")]
+    Compile(String),
+    /// A sealed object did not open or parse.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+    /// The enclave's own attestation failed.
+    #[error("enclave attestation failed: {0}")]
+    Attestation(#[from] AttestError),
+}
