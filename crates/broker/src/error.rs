@@ -36,6 +36,16 @@ pub enum BrokerError {
         /// What the broker holds.
         current: u64,
     },
+    /// An invocation for a version other than the current one.
+    #[error(
+        "the invocation is for version {requested} but the action is at version {current}: refresh the action and retry"
+    )]
+    StaleVersion {
+        /// The version invoked.
+        requested: u64,
+        /// The current version.
+        current: u64,
+    },
     /// A policy that allows no enclave at all.
     #[error("the policy allows no enclave measurement")]
     EmptyPolicy,

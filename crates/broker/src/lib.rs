@@ -15,6 +15,7 @@
 mod error;
 mod state;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -41,10 +42,14 @@ pub trait BrokerLink: Send + Sync + 'static {
     fn identity(&self) -> BrokerIdentity;
     /// Asks for an action key; answers the sealed grant.
     fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError>;
-    /// Records an invocation nonce; refuses it if seen before.
-    fn consume_nonce(
+    /// Admits one invocation of `namespace/name`: refuses a `version` that
+    /// is not the action's current one (a stale enclave or client), then
+    /// records the nonce, refusing it if seen before.
+    fn admit(
         &self,
-        scope: &str,
+        namespace: &str,
+        name: &str,
+        version: u64,
         nonce: [u8; 16],
         timestamp_ms: u64,
     ) -> Result<(), BrokerError>;
@@ -57,6 +62,9 @@ pub struct Broker {
     verifier: Verifier,
     state: BrokerState,
     replay: Mutex<ReplayWindow>,
+    /// `namespace/name` → current version; the broker is the only writer of
+    /// its state, so this cache stays exact.
+    versions: Mutex<HashMap<String, u64>>,
 }
 
 impl Broker {
@@ -86,6 +94,7 @@ impl Broker {
             verifier,
             state,
             replay: Mutex::new(ReplayWindow::new(now, REPLAY_WINDOW_MS, MAX_CLOCK_SKEW_MS)),
+            versions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -171,6 +180,8 @@ impl Broker {
                     }
                 };
                 self.state.put_action(&record)?;
+                self.lock_versions()
+                    .insert(format!("{namespace}/{name}"), *version);
                 tracing::info!(action = %format!("{namespace}/{name}"), version, "registered confidential action");
                 Ok(record.descriptor)
             }
@@ -209,6 +220,25 @@ impl Broker {
         Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
     }
 
+    /// The current version of `namespace/name`.
+    fn current_version(&self, namespace: &str, name: &str) -> Result<u64, BrokerError> {
+        let key = format!("{namespace}/{name}");
+        if let Some(version) = self.lock_versions().get(&key) {
+            return Ok(*version);
+        }
+        let record = self
+            .state
+            .action(namespace, name)?
+            .ok_or(BrokerError::UnknownAction)?;
+        let version = record.descriptor.version;
+        self.lock_versions().insert(key, version);
+        Ok(version)
+    }
+
+    fn lock_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records an invocation nonce for `scope` (an action or chain).
     pub fn consume_nonce(
         &self,
@@ -230,13 +260,23 @@ impl BrokerLink for Broker {
         self.grant(request)
     }
 
-    fn consume_nonce(
+    fn admit(
         &self,
-        scope: &str,
+        namespace: &str,
+        name: &str,
+        version: u64,
         nonce: [u8; 16],
         timestamp_ms: u64,
     ) -> Result<(), BrokerError> {
-        Broker::consume_nonce(self, scope, nonce, timestamp_ms).map_err(BrokerError::Replay)
+        let current = self.current_version(namespace, name)?;
+        if version != current {
+            return Err(BrokerError::StaleVersion {
+                requested: version,
+                current,
+            });
+        }
+        self.consume_nonce(&format!("{namespace}/{name}"), nonce, timestamp_ms)
+            .map_err(BrokerError::Replay)
     }
 }
 

@@ -33,7 +33,7 @@ impl FromRequestParts<Arc<Controller>> for Caller {
         parts: &mut Parts,
         controller: &Arc<Controller>,
     ) -> Result<Self, Self::Rejection> {
-        let (uuid, key) = basic_credentials(parts).ok_or_else(ApiError::unauthorized)?;
+        let (uuid, key) = basic_credentials(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let record = controller
             .namespace_for(&uuid)?
             .ok_or_else(ApiError::unauthorized)?;
@@ -45,8 +45,9 @@ impl FromRequestParts<Arc<Controller>> for Caller {
     }
 }
 
-fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
-    let header = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+/// The user and password of an HTTP Basic `Authorization` header.
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = header.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

@@ -8,6 +8,7 @@
 
 mod actions;
 mod activations;
+mod admin;
 mod auth;
 mod body;
 mod broker;
@@ -43,12 +44,15 @@ pub trait CodeCheck: Send + Sync + 'static {
 pub struct ControllerConfig {
     /// Longest a blocking invoke waits before answering 202.
     pub max_blocking_wait: Duration,
+    /// The bearer token of `/admin/v1` (no admin routes when `None`).
+    pub admin_token: Option<String>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             max_blocking_wait: Duration::from_millis(clemmys_whisk::limits::MAX_BLOCKING_WAIT_MS),
+            admin_token: None,
         }
     }
 }

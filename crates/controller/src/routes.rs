@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::{ApiError, Controller, actions, activations, broker, invoke, namespaces};
+use crate::{ApiError, Controller, actions, activations, admin, broker, invoke, namespaces};
 
 /// The OpenWhisk API router over `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
@@ -35,6 +35,8 @@ pub fn router(controller: Arc<Controller>) -> Router {
             "/namespaces/{ns}/activations/{id}/logs",
             get(activations::logs),
         )
+        .route("/admin/namespaces", get(admin::list))
+        .route("/admin/namespaces/{name}", axum::routing::put(admin::put))
         .route("/broker/identity", get(broker::identity))
         .route("/broker/request", axum::routing::post(broker::request))
         .route("/", get(api_info));

@@ -36,7 +36,8 @@ pub enum EnclaveError {
     /// The client is not allowed by the action's policy.
     #[error("this client is not allowed to invoke the action")]
     ClientNotAllowed,
-    /// The invocation was refused by the replay guard.
+    /// The broker refused to admit the invocation: a replay, a stale
+    /// timestamp, or a version that is no longer current.
     #[error("{0}")]
     Replay(BrokerError),
     /// The stored code is missing.

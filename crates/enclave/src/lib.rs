@@ -24,9 +24,8 @@ use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::invoke::{
     Receipt, SealedAnswer, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
-use clemmys_proto::wire::Writer;
 use clemmys_proto::{Digest, Evidence, Measurement, SigningPublicKey};
-use clemmys_sandbox::{CodeDigest, Failure, PreparedModule, RunRequest, Sandbox};
+use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::ActionLimits;
 
@@ -155,9 +154,16 @@ impl EnclaveRuntime {
             return Err(EnclaveError::ClientNotAllowed);
         }
         invocation.verify_signature()?;
-        let scope = format!("{}/{}", run.namespace, run.action);
+        // One call to the broker both refuses replays and stale versions
+        // (this enclave's grant may predate an update).
         self.broker
-            .consume_nonce(&scope, header.nonce, header.timestamp_ms)
+            .admit(
+                run.namespace,
+                run.action,
+                header.version,
+                header.nonce,
+                header.timestamp_ms,
+            )
             .map_err(EnclaveError::Replay)?;
         let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
         let module = self.module(&provisioned, load_code, &mut init_time)?;
@@ -268,22 +274,15 @@ impl EnclaveRuntime {
         let code = sealed
             .open(&provisioned.grant.action_keys, &binding)
             .map_err(EnclaveError::CodeRejected)?;
-        // A cache key of its own: a plain action with the same bytes must not
-        // reveal, by a cache hit, that it equals this confidential code.
-        let cache_key = CodeDigest::of(
-            &Writer::new("clemmys/enclave-module/v1")
-                .str(&descriptor.namespace)
-                .str(&descriptor.name)
-                .bytes(descriptor.code_digest.as_bytes())
-                .finish(),
-        );
-        let prepared = self
+        // Compiled outside the sandbox's shared cache: a plain action with the
+        // same bytes must not reveal, by a cache hit, that it equals this code.
+        let module = self
             .sandbox
-            .prepare(cache_key, &code)
+            .compile_private(&code)
             .map_err(|error| EnclaveError::Compile(error.to_string()))?;
-        *slot = Some(prepared.module.clone());
+        *slot = Some(module.clone());
         *init_time = Some(init_time.unwrap_or_default() + started.elapsed());
-        Ok(prepared.module)
+        Ok(module)
     }
 
     fn lock_actions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Provisioned>>> {

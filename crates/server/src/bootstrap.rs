@@ -66,6 +66,33 @@ pub fn write_wskprops(dir: &Path, api_host: &str, auth: &AuthKey) -> anyhow::Res
     Ok(())
 }
 
+/// The admin token in `dir/admin.key`, created (mode 0600) on first start.
+pub fn admin_token(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("admin.key");
+    match std::fs::read_to_string(&path) {
+        Ok(token) => Ok(token.trim().to_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).context("reading the OS RNG")?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            use std::io::Write;
+            let mut file = options
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(token.as_bytes())?;
+            Ok(token)
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Resolves on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {
     let interrupt = async {

@@ -4,7 +4,7 @@
 //! `clemmys serve` runs this; integration tests start it on `127.0.0.1:0`
 //! with a temporary data directory.
 
-mod bootstrap;
+pub mod bootstrap;
 mod confidential;
 
 use std::net::SocketAddr;
@@ -59,8 +59,10 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The credential of namespace `guest`.
     pub guest_auth: AuthKey,
-    /// The node's store (tests use it to inspect what was persisted).
+    /// The node's store (tests play the provider through it).
     pub store: Arc<dyn EntityStore>,
+    /// The node's key broker (tests present forged evidence to it).
+    pub broker: Arc<clemmys_broker::Broker>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
 }
@@ -107,12 +109,14 @@ impl RunningServer {
             trusted.enclave.clone(),
         );
         tokio::spawn(invoker.run(feed));
+        let mut controller_config = config.controller.clone();
+        controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
         let controller = Controller::new(
             store.clone(),
             Arc::new(queue),
             completions,
             Arc::new(SandboxCheck(sandbox)),
-            config.controller.clone(),
+            controller_config,
         )
         .with_broker(Arc::new(trusted.gateway()));
         let controller = Arc::new(controller);
@@ -140,6 +144,7 @@ impl RunningServer {
             addr,
             guest_auth,
             store,
+            broker: trusted.broker.clone(),
             stop,
             serving,
         })

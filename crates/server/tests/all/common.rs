@@ -96,13 +96,17 @@ impl TestServer {
     }
 
     /// Stops the node and starts a new one on the same data directory.
+    /// The node comes back on the same address, as a restarted service
+    /// would, so clients' pins (per API host) still apply.
     pub async fn restart(mut self) -> Self {
+        let mut config = config(&self.data_dir);
         if let Some(server) = self.server.take() {
+            config.listen = server.addr;
             server.shutdown().await;
         }
         // The store's writer releases the file once the old node is gone.
         for _ in 0..200 {
-            match RunningServer::start(config(&self.data_dir)).await {
+            match RunningServer::start(config.clone()).await {
                 Ok(server) => {
                     self.base = server.api_host();
                     self.auth = basic(&server);
@@ -217,4 +221,88 @@ pub fn annotation<'a>(entity: &'a Value, key: &str) -> Option<&'a Value> {
         .iter()
         .find(|kv| kv["key"] == key)
         .map(|kv| &kv["value"])
+}
+
+/// A confidential client of `server` with its own state directory, which
+/// has verified and pinned the node's broker.
+pub struct Owner {
+    pub client: clemmys_client::confidential::Confidential,
+    pub home: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A fresh confidential client (its own identity) with the broker pinned.
+    pub async fn owner(&self) -> Owner {
+        use clemmys_client::confidential::{
+            BrokerIdentityDoc, ClientHome, Confidential, expected_broker_measurement,
+        };
+        let home = tempfile::tempdir().expect("tempdir");
+        let client = self.api_client();
+        let doc = BrokerIdentityDoc::fetch(&client)
+            .await
+            .expect("broker identity");
+        let pin = doc
+            .verify(expected_broker_measurement(), doc.sim_platform_key)
+            .expect("broker verifies");
+        let state = ClientHome::open(home.path()).expect("client home");
+        state.save_broker_pin(client.api_host(), &pin).expect("pin");
+        let client = Confidential::connect(client, state).await.expect("connect");
+        Owner { client, home }
+    }
+
+    /// A plain API client with the guest key.
+    pub fn api_client(&self) -> clemmys_client::Client {
+        let auth = self.server.as_ref().expect("running").guest_auth.clone();
+        clemmys_client::Client::new(&self.base, auth).expect("client")
+    }
+}
+
+impl Owner {
+    /// Deploys example `example_name` as confidential action `name`.
+    pub async fn deploy(&self, name: &str, example_name: &str) {
+        self.deploy_with(name, example_name, &Default::default(), true)
+            .await;
+    }
+
+    /// Deploys with explicit policy options.
+    pub async fn deploy_with(
+        &self,
+        name: &str,
+        example_name: &str,
+        options: &clemmys_client::confidential::DeployOptions,
+        overwrite: bool,
+    ) {
+        self.client
+            .deploy(
+                name,
+                &example(example_name),
+                Default::default(),
+                overwrite,
+                options,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
+    }
+
+    /// Blocking confidential invoke; the opened, verified answer.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        params: Value,
+    ) -> Result<
+        clemmys_client::confidential::OpenedActivation,
+        clemmys_client::confidential::ConfidentialError,
+    > {
+        use clemmys_client::confidential::ConfidentialInvoked;
+        match self
+            .client
+            .invoke(name, &params, clemmys_client::InvokeOptions::blocking())
+            .await?
+        {
+            ConfidentialInvoked::Completed(opened) => Ok(*opened),
+            ConfidentialInvoked::Accepted { activation_id } => {
+                panic!("{activation_id} did not finish in time")
+            }
+        }
+    }
 }

@@ -6,7 +6,9 @@ mod common;
 
 mod actions;
 mod activations;
+mod attacks;
 mod auth;
+mod confidential;
 mod invoke;
 mod misbehaving;
 mod restart;

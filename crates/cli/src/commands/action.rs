@@ -1,0 +1,815 @@
+//! `clemmys action …`: create, update, invoke, get, delete and list actions.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use clemmys_client::{ActionDoc, Client, InvokeOptions, Invoked};
+use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::limits::ActionLimitsPut;
+use clemmys_whisk::{Activation, EntityName, FullyQualifiedName, KeyValues};
+use serde_json::{Value, json};
+
+use clemmys_client::confidential::{ConfidentialInvoked, DeployOptions};
+
+use super::{AnnotationArgs, Context, ParamArgs, confidential};
+use crate::output::Table;
+use crate::output::{out, outln};
+
+/// `clemmys action …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ActionCommand {
+    /// Create an action from a WebAssembly module, or a sequence.
+    Create(PutArgs),
+    /// Update an action (only what is given changes).
+    Update(PutArgs),
+    /// Invoke an action.
+    Invoke(InvokeArgs),
+    /// Get an action.
+    Get(GetArgs),
+    /// Delete an action.
+    Delete {
+        /// The action (`name`, `pkg/name` or `/ns/name`).
+        name: String,
+    },
+    /// List actions.
+    List(ListArgs),
+}
+
+/// Arguments of `action create` and `action update`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PutArgs {
+    /// The action (`name`, `pkg/name` or `/ns/name`).
+    pub name: String,
+    /// The code: a WebAssembly module (FILE.wasm).
+    pub file: Option<PathBuf>,
+    /// The runtime kind; only `wasm` (inferred from a .wasm FILE).
+    #[arg(long, value_name = "KIND", conflicts_with = "sequence")]
+    pub kind: Option<String>,
+    /// The export to run instead of `_start`.
+    #[arg(long, value_name = "EXPORT", conflicts_with = "sequence")]
+    pub main: Option<String>,
+    /// Make the action a sequence of these actions, comma-separated.
+    #[arg(
+        long,
+        value_name = "A,B,…",
+        value_delimiter = ',',
+        conflicts_with = "file"
+    )]
+    pub sequence: Option<Vec<String>>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub params: ParamArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub annotations: AnnotationArgs,
+    /// Timeout LIMIT in milliseconds after which the action is terminated.
+    #[arg(short = 't', long, value_name = "MS")]
+    pub timeout: Option<u64>,
+    /// Maximum memory LIMIT in MB.
+    #[arg(short = 'm', long, value_name = "MB")]
+    pub memory: Option<u32>,
+    /// Maximum log size LIMIT in MB.
+    #[arg(short = 'l', long = "logsize", value_name = "MB")]
+    pub logsize: Option<u32>,
+    /// Maximum activations one instance runs at once.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// An ordinary, unprotected OpenWhisk action: the provider can read and
+    /// change its code, parameters and results. (Actions created from a
+    /// FILE are confidential by default.)
+    #[arg(long)]
+    pub plain: bool,
+    /// Confidential: release the action key only to hardware TEEs, never to
+    /// the `sim` TEE.
+    #[arg(long, conflicts_with = "plain")]
+    pub require_hardware: bool,
+    /// Confidential: also allow the client with this identity (64 hex
+    /// digits, see `clemmys broker show`) to invoke the action.
+    #[arg(long = "allow-client", value_name = "HEX", conflicts_with = "plain")]
+    pub allow_clients: Vec<clemmys_proto::ClientId>,
+}
+
+/// Arguments of `action invoke`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvokeArgs {
+    /// The action (`name`, `pkg/name` or `/ns/name`).
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub params: ParamArgs,
+    /// Wait for the result (up to the server's limit, 60 s).
+    #[arg(short = 'b', long)]
+    pub blocking: bool,
+    /// Wait and print only the result (implies --blocking).
+    #[arg(short = 'r', long)]
+    pub result: bool,
+    /// With --blocking, wait at most MS milliseconds before answering with the id.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+}
+
+/// Arguments of `action get`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// The action (`name`, `pkg/name` or `/ns/name`).
+    pub name: String,
+    /// Show only this field of the action (e.g. `limits`).
+    pub field: Option<String>,
+    /// Summarize the action: its name, description and parameters.
+    #[arg(short = 's', long, conflicts_with = "field")]
+    pub summary: bool,
+    /// Save the action's code to FILE.
+    #[arg(long = "save-as", value_name = "FILE")]
+    pub save_as: Option<PathBuf>,
+    /// Save the action's code to NAME.wasm.
+    #[arg(long, conflicts_with = "save_as")]
+    pub save: bool,
+}
+
+/// Arguments of `action list`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// Return at most LIMIT actions (the server caps it at 200).
+    #[arg(short = 'l', long, default_value_t = 30)]
+    pub limit: u32,
+    /// Skip the first SKIP actions.
+    #[arg(short = 's', long, default_value_t = 0)]
+    pub skip: u32,
+    /// Print only how many actions there are.
+    #[arg(long)]
+    pub count: bool,
+    /// Sort the page by name.
+    #[arg(short = 'n', long = "name-sort")]
+    pub name_sort: bool,
+}
+
+/// Runs an action command.
+pub async fn run(command: ActionCommand, ctx: &Context) -> anyhow::Result<()> {
+    match command {
+        ActionCommand::Create(args) => put(args, false, ctx).await,
+        ActionCommand::Update(args) => put(args, true, ctx).await,
+        ActionCommand::Invoke(args) => invoke(args, ctx).await,
+        ActionCommand::Get(args) => get(args, ctx).await,
+        ActionCommand::Delete { name } => delete(&name, ctx).await,
+        ActionCommand::List(args) => list(args, ctx).await,
+    }
+}
+
+async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
+    let verb = if update { "updating" } else { "creating" };
+    let client = ctx.client()?;
+    let body = action_put(&args, update, ctx, &client)
+        .await
+        .with_context(|| format!("{verb} action {}", args.name))?;
+    let confidential = match (&args.file, args.plain) {
+        (Some(_), false) if update => is_confidential(&client, &args.name).await.unwrap_or(true),
+        (Some(_), false) => true,
+        _ => false,
+    };
+    let doc = if let (true, Some(file)) = (confidential, &args.file) {
+        let code = read_wasm(file)?;
+        let options = DeployOptions {
+            require_hardware: args.require_hardware,
+            allowed_clients: args.allow_clients.clone(),
+            ..DeployOptions::default()
+        };
+        let sealing = confidential::connect(client.clone()).await?;
+        sealing
+            .deploy(&args.name, &code, body, update, &options)
+            .await
+            .with_context(|| format!("{verb} confidential action {}", args.name))?
+    } else {
+        client
+            .put_action(&args.name, &body, update)
+            .await
+            .with_context(|| format!("{verb} action {}", args.name))?
+    };
+    if ctx.output.is_json() {
+        return ctx.output.print_json(&doc);
+    }
+    let done = if update { "updated" } else { "created" };
+    if confidential {
+        ctx.output.ok(format_args!(
+            "{done} confidential action {} (its code is sealed: only attested enclaves can run it)",
+            args.name
+        ));
+    } else {
+        ctx.output.ok(format_args!("{done} action {}", args.name));
+    }
+    Ok(())
+}
+
+/// Whether the stored action `name` is confidential.
+async fn is_confidential(client: &Client, name: &str) -> anyhow::Result<bool> {
+    let doc = client.get_action(name, false).await?;
+    Ok(doc
+        .annotations
+        .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION))
+}
+
+/// The `PUT` body for `action create`/`update`.
+pub async fn action_put(
+    args: &PutArgs,
+    update: bool,
+    ctx: &Context,
+    client: &Client,
+) -> anyhow::Result<ActionPut> {
+    let exec = match (&args.sequence, &args.file) {
+        (Some(components), _) => Some(ExecPut {
+            kind: clemmys_whisk::SEQUENCE_KIND.into(),
+            components: Some(resolve_components(components, ctx, client).await?),
+            ..ExecPut::default()
+        }),
+        (None, Some(file)) => {
+            check_kind(args.kind.as_deref(), file)?;
+            let code = read_wasm(file)?;
+            Some(wasm_exec(&code, args.main.clone()))
+        }
+        (None, None) if !update => {
+            bail!("an action needs code: give FILE.wasm, or --sequence A,B,… for a sequence")
+        }
+        (None, None) => {
+            if args.kind.is_some() || args.main.is_some() {
+                bail!("--kind and --main need FILE.wasm");
+            }
+            None
+        }
+    };
+    let limits = ActionLimitsPut {
+        timeout: args.timeout,
+        memory: args.memory,
+        logs: args.logsize,
+        concurrency: args.concurrency,
+    };
+    let any_limit = limits != ActionLimitsPut::default();
+    Ok(ActionPut {
+        exec,
+        limits: any_limit.then_some(limits),
+        parameters: args
+            .params
+            .to_object()?
+            .map(|object| KeyValues::from_object(&object)),
+        annotations: args
+            .annotations
+            .to_object()?
+            .map(|object| KeyValues::from_object(&object)),
+        ..ActionPut::default()
+    })
+}
+
+/// The `exec` of a wasm action: the module base64-encoded, `binary: true`.
+pub fn wasm_exec(code: &[u8], main: Option<String>) -> ExecPut {
+    ExecPut {
+        kind: clemmys_whisk::WASM_KIND.into(),
+        code: Some(base64::engine::general_purpose::STANDARD.encode(code)),
+        binary: Some(true),
+        main,
+        components: None,
+    }
+}
+
+/// Only `wasm` runs here: accepts `--kind wasm` or a `.wasm` file name.
+fn check_kind(kind: Option<&str>, file: &Path) -> anyhow::Result<()> {
+    match kind {
+        Some(kind) if kind == clemmys_whisk::WASM_KIND => Ok(()),
+        Some(other) => bail!(
+            "kind '{other}' is not supported: Clemmys runs WebAssembly modules only (--kind wasm)"
+        ),
+        None if file
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm")) =>
+        {
+            Ok(())
+        }
+        None => bail!(
+            "cannot tell the kind of {}: Clemmys actions are WebAssembly modules; name the file *.wasm or pass --kind wasm",
+            file.display()
+        ),
+    }
+}
+
+/// Reads a module and checks its magic number, to fail early on a `.wat`
+/// or a wrong file.
+fn read_wasm(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let code = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if !code.starts_with(b"\0asm") {
+        bail!(
+            "{} is not a binary WebAssembly module (it does not start with \\0asm)",
+            file.display()
+        );
+    }
+    Ok(code)
+}
+
+/// Sequence components, fully qualified as OpenWhisk requires: relative
+/// names (and `/_/…`) go into `NAMESPACE` or, when that is unset or `_`,
+/// the first namespace the API key may use.
+pub async fn resolve_components(
+    components: &[String],
+    ctx: &Context,
+    client: &Client,
+) -> anyhow::Result<Vec<String>> {
+    let mut own_namespace: Option<EntityName> = None;
+    let mut resolved = Vec::with_capacity(components.len());
+    for component in components {
+        let component = component.trim();
+        if component.is_empty() {
+            bail!("a sequence component is empty (check the commas in --sequence)");
+        }
+        let mut name = FullyQualifiedName::parse(component, Some("_"))
+            .with_context(|| format!("sequence component '{component}'"))?;
+        if name.namespace.as_str() == "_" {
+            if own_namespace.is_none() {
+                own_namespace = Some(own_namespace_name(ctx, client).await?);
+            }
+            if let Some(namespace) = &own_namespace {
+                name.namespace = namespace.clone();
+            }
+        }
+        resolved.push(name.to_string());
+    }
+    Ok(resolved)
+}
+
+async fn own_namespace_name(ctx: &Context, client: &Client) -> anyhow::Result<EntityName> {
+    let configured = ctx.namespace();
+    let name = if configured != "_" {
+        configured.to_owned()
+    } else {
+        client
+            .list_namespaces()
+            .await
+            .context("finding your namespace to qualify the sequence's components")?
+            .into_iter()
+            .next()
+            .context("the API key has no namespace to qualify the sequence's components")?
+    };
+    EntityName::new(name.clone()).with_context(|| format!("namespace '{name}'"))
+}
+
+async fn invoke(args: InvokeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let shown = ctx.display_name(&args.name)?;
+    let params = args.params.to_object()?.map_or(Value::Null, Value::Object);
+    let blocking = args.blocking || args.result;
+    let options = InvokeOptions {
+        blocking,
+        result: args.result,
+        timeout_ms: args.timeout,
+    };
+    if is_confidential(&client, &args.name)
+        .await
+        .with_context(|| format!("invoking action {}", args.name))?
+    {
+        return invoke_confidential(&args, params, options, &shown, client, ctx).await;
+    }
+    let invoked = client
+        .invoke(&args.name, params, options)
+        .await
+        .with_context(|| format!("invoking action {}", args.name))?;
+    print_invoked(&invoked, &shown, blocking, args.result, ctx)
+}
+
+/// Seals the parameters, invokes, and prints the opened answer exactly as
+/// a plain action's would print.
+async fn invoke_confidential(
+    args: &InvokeArgs,
+    params: Value,
+    options: InvokeOptions,
+    shown: &FullyQualifiedName,
+    client: Client,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let sealing = confidential::connect(client.clone()).await?;
+    let params = if params.is_null() { json!({}) } else { params };
+    // The whole record is needed to open the logs too; `-r` prints the result only.
+    let full = InvokeOptions {
+        result: false,
+        ..options
+    };
+    let invoked = sealing
+        .invoke(&args.name, &params, full)
+        .await
+        .with_context(|| format!("invoking confidential action {}", args.name))?;
+    let opened = match invoked {
+        ConfidentialInvoked::Accepted { activation_id } => {
+            let accepted = Invoked::Accepted { activation_id };
+            return print_invoked(&accepted, shown, options.blocking, options.result, ctx);
+        }
+        ConfidentialInvoked::Completed(opened) => opened,
+    };
+    confidential::note_verified(ctx, &opened);
+    let mut activation = client
+        .get_activation(opened.activation_id)
+        .await
+        .with_context(|| format!("getting activation {}", opened.activation_id))?;
+    confidential::reveal(&mut activation, &opened);
+    let status = if opened.status == clemmys_whisk::ActivationStatus::Success {
+        200
+    } else {
+        502
+    };
+    let body = if options.result {
+        opened.result.clone()
+    } else {
+        serde_json::to_value(&activation)?
+    };
+    let completed = Invoked::Completed {
+        status,
+        activation_id: opened.activation_id,
+        body,
+    };
+    print_invoked(&completed, shown, options.blocking, options.result, ctx)
+}
+
+/// Prints an invoke's outcome as `wsk` does, and fails (after printing the
+/// activation or result) when the action failed.
+pub fn print_invoked(
+    invoked: &Invoked,
+    shown: &FullyQualifiedName,
+    blocking: bool,
+    result_only: bool,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let output = &ctx.output;
+    match invoked {
+        Invoked::Accepted { activation_id } => {
+            if output.is_json() {
+                output.print_json(&json!({ "activationId": activation_id }))?;
+            } else {
+                output.ok(format_args!("invoked {shown} with id {activation_id}"));
+                if blocking {
+                    output.hint(format_args!(
+                        "the activation has not finished yet; get it later with `clemmys activation get {activation_id}`"
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Invoked::Completed {
+            status,
+            activation_id,
+            body,
+        } => {
+            if result_only {
+                output.print_json(body)?;
+            } else {
+                output.ok(format_args!("invoked {shown} with id {activation_id}"));
+                // The record in OpenWhisk's field order when it is one.
+                match serde_json::from_value::<Activation>(body.clone()) {
+                    Ok(activation) => output.print_json(&activation)?,
+                    Err(_) => output.print_json(body)?,
+                }
+            }
+            if *status == 200 {
+                return Ok(());
+            }
+            match body.pointer("/response/status").and_then(Value::as_str) {
+                Some(outcome) => {
+                    bail!("action {shown} failed: {outcome} (activation {activation_id})")
+                }
+                None => bail!(
+                    "action {shown} failed (activation {activation_id}; see `clemmys activation get {activation_id}`)"
+                ),
+            }
+        }
+    }
+}
+
+async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let saving = args.save || args.save_as.is_some();
+    let doc = client
+        .get_action(&args.name, saving)
+        .await
+        .with_context(|| format!("getting action {}", args.name))?;
+    let output = &ctx.output;
+    if saving {
+        let path = args
+            .save_as
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.wasm", doc.name)));
+        save_code(&doc, &path)?;
+        if output.is_json() {
+            return output.print_json(&json!({ "saved": path }));
+        }
+        output.ok(format_args!("saved action code to {}", path.display()));
+        return Ok(());
+    }
+    if args.summary {
+        if output.is_json() {
+            return output.print_json(&doc);
+        }
+        out!("{}", action_summary(&doc));
+        return Ok(());
+    }
+    if let Some(field) = &args.field {
+        let value = serde_json::to_value(&doc)?;
+        let Some(selected) = value.get(field) else {
+            bail!("invalid field filter '{field}'");
+        };
+        output.ok(format_args!(
+            "got action {}, displaying field {field}",
+            args.name
+        ));
+        return output.print_json(selected);
+    }
+    output.ok(format_args!("got action {}", args.name));
+    output.print_json(&doc)
+}
+
+fn save_code(doc: &ActionDoc, path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!("the file '{}' already exists", path.display());
+    }
+    let Some(code) = doc.code_bytes()? else {
+        bail!(
+            "action {} has no code to save (is it a sequence?)",
+            doc.qualified_name()
+        );
+    };
+    std::fs::write(path, code).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `wsk action get --summary`: name, description and parameters, bound
+/// ones marked `*` (`**` when final).
+pub fn action_summary(doc: &ActionDoc) -> String {
+    let tag = if doc.annotations.is_true("final") {
+        "**"
+    } else {
+        "*"
+    };
+    let bound: Vec<&str> = doc
+        .parameters
+        .iter()
+        .flat_map(|p| p.0.iter().map(|kv| kv.key.as_str()))
+        .collect();
+    let mut names: Vec<&str> = bound.clone();
+    if let Some(Value::Array(described)) = doc.annotations.get("parameters") {
+        names.extend(
+            described
+                .iter()
+                .filter_map(|p| p.get("name").and_then(Value::as_str)),
+        );
+    }
+    names.sort_unstable();
+    names.dedup();
+    let params: Vec<String> = names
+        .iter()
+        .map(|name| {
+            if bound.contains(name) {
+                format!("{tag}{name}")
+            } else {
+                (*name).to_owned()
+            }
+        })
+        .collect();
+    let description = doc
+        .annotations
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| match names.as_slice() {
+            [] => None,
+            [one] => Some(format!("Returns a result based on parameter {one}")),
+            [init @ .., last] => Some(format!(
+                "Returns a result based on parameters {} and {last}",
+                init.join(", ")
+            )),
+        });
+    let mut out = format!("action {}", doc.qualified_name());
+    if let Some(description) = description {
+        out.push_str(&format!(": {description}"));
+    }
+    out.push('\n');
+    let params = if params.is_empty() {
+        "none defined".to_owned()
+    } else {
+        params.join(", ")
+    };
+    out.push_str(&format!("   (parameters: {params})\n"));
+    out
+}
+
+async fn delete(name: &str, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    client
+        .delete_action(name)
+        .await
+        .with_context(|| format!("deleting action {name}"))?;
+    if ctx.output.is_json() {
+        return ctx
+            .output
+            .print_json(&json!({ "deleted": ctx.display_name(name)?.to_string() }));
+    }
+    ctx.output.ok(format_args!("deleted action {name}"));
+    Ok(())
+}
+
+async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    if args.count {
+        let count = client.count_actions().await.context("counting actions")?;
+        if ctx.output.is_json() {
+            return ctx.output.print_json(&json!({ "actions": count }));
+        }
+        outln!("{count}");
+        return Ok(());
+    }
+    let mut actions = client
+        .list_actions(args.skip, Some(args.limit))
+        .await
+        .context("listing actions")?;
+    if args.name_sort {
+        actions.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    if ctx.output.is_json() {
+        return ctx.output.print_json(&actions);
+    }
+    out!("{}", action_table(&actions));
+    Ok(())
+}
+
+/// `wsk action list`: an `actions` header, then `/ns/name  private  kind`.
+pub fn action_table(actions: &[ActionDoc]) -> String {
+    let mut table = Table::headless().gap(2);
+    for action in actions {
+        table.push([
+            action.qualified_name(),
+            if action.publish { "shared" } else { "private" }.to_owned(),
+            action.kind().unwrap_or_default().to_owned(),
+        ]);
+    }
+    format!("actions\n{table}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn doc(value: Value) -> ActionDoc {
+        serde_json::from_value(value).expect("action doc")
+    }
+
+    #[test]
+    fn lists_actions_like_wsk() {
+        let actions = [
+            doc(
+                json!({"namespace": "guest", "name": "hello", "publish": false,
+                "annotations": [{"key": "exec", "value": "wasm"}]}),
+            ),
+            doc(
+                json!({"namespace": "guest", "name": "my-sequence", "publish": true,
+                "exec": {"kind": "sequence"}, "annotations": []}),
+            ),
+        ];
+        assert_eq!(
+            action_table(&actions),
+            "actions\n\
+             /guest/hello        private  wasm\n\
+             /guest/my-sequence  shared   sequence\n"
+        );
+        assert_eq!(action_table(&[]), "actions\n");
+    }
+
+    #[test]
+    fn summarizes_like_wsk() {
+        let action = doc(json!({"namespace": "guest", "name": "hello",
+            "parameters": [{"key": "b", "value": 1}, {"key": "a", "value": 2}],
+            "annotations": [{"key": "parameters", "value": [{"name": "c"}]}]}));
+        assert_eq!(
+            action_summary(&action),
+            "action /guest/hello: Returns a result based on parameters a, b and c\n   (parameters: *a, *b, c)\n"
+        );
+        let bare = doc(json!({"namespace": "guest", "name": "bare"}));
+        assert_eq!(
+            action_summary(&bare),
+            "action /guest/bare\n   (parameters: none defined)\n"
+        );
+        let described = doc(json!({"namespace": "guest", "name": "d",
+            "parameters": [{"key": "x", "value": 1}],
+            "annotations": [{"key": "final", "value": true}, {"key": "description", "value": "Says hi"}]}));
+        assert_eq!(
+            action_summary(&described),
+            "action /guest/d: Says hi\n   (parameters: **x)\n"
+        );
+    }
+
+    #[test]
+    fn infers_and_checks_the_kind() {
+        assert!(check_kind(None, Path::new("hello.wasm")).is_ok());
+        assert!(check_kind(None, Path::new("HELLO.WASM")).is_ok());
+        assert!(check_kind(Some("wasm"), Path::new("hello.bin")).is_ok());
+        let err = check_kind(Some("nodejs:20"), Path::new("hello.js")).expect_err("js");
+        assert!(err.to_string().contains("WebAssembly"), "{err}");
+        let err = check_kind(None, Path::new("hello.js")).expect_err("unknown");
+        assert!(err.to_string().contains("--kind wasm"), "{err}");
+    }
+
+    #[test]
+    fn wasm_exec_is_base64_binary() {
+        let exec = wasm_exec(b"\0asm\x01\0\0\0", Some("run".into()));
+        assert_eq!(
+            serde_json::to_value(&exec).expect("json"),
+            json!({"kind": "wasm", "code": "AGFzbQEAAAA=", "binary": true, "main": "run"})
+        );
+    }
+
+    #[tokio::test]
+    async fn sequence_components_are_fully_qualified() {
+        let ctx = crate::commands::tests::context_with_namespace(Some("guest"));
+        // Never contacted: NAMESPACE is configured.
+        let client =
+            Client::new("http://127.0.0.1:1", "u:k".parse().expect("key")).expect("client");
+        let components = ["a", "/other/b", "pkg/c", "/_/d"].map(String::from);
+        assert_eq!(
+            resolve_components(&components, &ctx, &client)
+                .await
+                .expect("resolved"),
+            ["/guest/a", "/other/b", "/guest/pkg/c", "/guest/d"]
+        );
+        let err = resolve_components(&["a".into(), " ".into()], &ctx, &client)
+            .await
+            .expect_err("empty");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = resolve_components(&["/x".into()], &ctx, &client)
+            .await
+            .expect_err("malformed");
+        assert!(format!("{err:#}").contains("/x"), "{err:#}");
+    }
+
+    /// Parses `clemmys action …` arguments.
+    #[derive(Debug, clap::Parser)]
+    struct Harness {
+        #[command(subcommand)]
+        command: ActionCommand,
+    }
+
+    #[test]
+    fn parses_wsk_style_flags() {
+        let parsed = Harness::try_parse_from([
+            "action",
+            "create",
+            "hello",
+            "hello.wasm",
+            "-p",
+            "k",
+            r#"{"a":1}"#,
+            "-p",
+            "n",
+            "-5",
+            "-a",
+            "description",
+            "hi",
+            "-t",
+            "1000",
+            "-m",
+            "128",
+            "-l",
+            "1",
+            "-c",
+            "2",
+        ])
+        .expect("parse");
+        let ActionCommand::Create(args) = parsed.command else {
+            panic!("not create");
+        };
+        let params = args.params.to_object().expect("params").expect("some");
+        assert_eq!(Value::Object(params), json!({"k": {"a": 1}, "n": -5}));
+        assert_eq!(
+            (args.timeout, args.memory, args.logsize, args.concurrency),
+            (Some(1000), Some(128), Some(1), Some(2))
+        );
+
+        let parsed =
+            Harness::try_parse_from(["action", "create", "seq", "--sequence", "a,/guest/b"])
+                .expect("parse");
+        let ActionCommand::Create(args) = parsed.command else {
+            panic!("not create");
+        };
+        assert_eq!(args.sequence, Some(vec!["a".into(), "/guest/b".into()]));
+        assert!(
+            Harness::try_parse_from(["action", "create", "s", "f.wasm", "--sequence", "a"])
+                .is_err()
+        );
+
+        let parsed = Harness::try_parse_from([
+            "action",
+            "invoke",
+            "hello",
+            "-r",
+            "-p",
+            "name",
+            "hello world",
+        ])
+        .expect("parse");
+        let ActionCommand::Invoke(args) = parsed.command else {
+            panic!("not invoke");
+        };
+        assert!(args.result && !args.blocking);
+        let params = args.params.to_object().expect("params").expect("some");
+        assert_eq!(Value::Object(params), json!({"name": "hello world"}));
+    }
+}

@@ -1,0 +1,129 @@
+//! `clemmys broker …`: verify and pin the key broker of the API host.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::{Context as _, bail};
+use clemmys_client::confidential::{BrokerIdentityDoc, expected_broker_measurement, sim_warning};
+use clemmys_proto::Measurement;
+use serde_json::json;
+
+use super::Context;
+use super::confidential::home;
+use crate::output::outln;
+
+/// `clemmys broker …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BrokerCommand {
+    /// Show the broker's attestation and pin it after verifying it.
+    Trust(TrustArgs),
+    /// Show what is pinned for the API host.
+    Show,
+}
+
+/// Arguments of `broker trust`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustArgs {
+    /// Pin only a broker of exactly this measurement (for scripts).
+    #[arg(long, value_name = "HEX")]
+    pub expect_measurement: Option<Measurement>,
+    /// Do not ask: pin if the measurement is the expected one.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// Runs a broker command.
+pub async fn run(command: BrokerCommand, ctx: &Context) -> anyhow::Result<()> {
+    match command {
+        BrokerCommand::Trust(args) => trust(args, ctx).await,
+        BrokerCommand::Show => show(ctx),
+    }
+}
+
+async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let doc = BrokerIdentityDoc::fetch(&client)
+        .await
+        .context("fetching the key broker's identity")?;
+    let claimed = doc
+        .claimed_measurement()
+        .context("the broker's evidence does not verify")?;
+    let expected = args
+        .expect_measurement
+        .unwrap_or_else(expected_broker_measurement);
+    let output = &ctx.output;
+    if !output.is_json() {
+        outln!("key broker of {}", client.api_host());
+        outln!("  TEE:                  {}", doc.tee.name());
+        outln!("  measurement:          {claimed}");
+        outln!(
+            "  expected measurement: {expected}{}",
+            if args.expect_measurement.is_some() {
+                ""
+            } else {
+                " (this release's broker)"
+            }
+        );
+        outln!("  HPKE key:             {}", doc.identity.keys.kem);
+        outln!("  signing key:          {}", doc.identity.keys.signing);
+        if let Some(platform) = doc.sim_platform_key {
+            outln!("  sim platform key:     {platform}");
+        }
+        if let Some(warning) = sim_warning(doc.tee) {
+            outln!("");
+            outln!("WARNING: {warning}");
+        }
+    }
+    if claimed != expected {
+        bail!("refusing to pin: the broker's measurement {claimed} is not the expected {expected}");
+    }
+    if !args.yes && args.expect_measurement.is_none() && !confirm("Pin this key broker?")? {
+        bail!("not pinned");
+    }
+    // For sim, the platform key comes from the provider itself: accepting it
+    // is exactly the trust-on-first-use that sim cannot avoid.
+    let pin = doc.verify(expected, doc.sim_platform_key)?;
+    home()?.save_broker_pin(client.api_host(), &pin)?;
+    if output.is_json() {
+        return output.print_json(&json!({ "pinned": pin, "apiHost": client.api_host() }));
+    }
+    output.ok(format_args!(
+        "pinned the key broker of {}",
+        client.api_host()
+    ));
+    Ok(())
+}
+
+/// Asks on the terminal; refuses when there is none.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not a terminal: pass --yes to pin a broker of the expected measurement, or --expect-measurement HEX"
+        );
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn show(ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let pin = home()?.broker_pin(client.api_host())?;
+    let Some(pin) = pin else {
+        bail!(
+            "no key broker is pinned for {}: run `clemmys broker trust`",
+            client.api_host()
+        );
+    };
+    if ctx.output.is_json() {
+        return ctx.output.print_json(&pin);
+    }
+    outln!("key broker pinned for {}", client.api_host());
+    outln!("  TEE:         {}", pin.tee.name());
+    outln!("  measurement: {}", pin.measurement);
+    if let Some(warning) = sim_warning(pin.tee) {
+        outln!("WARNING: {warning}");
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! What the API subcommands share for confidential actions: the client's
+//! state directory, a connected [`Confidential`] client, and turning sealed
+//! records back into what a plain action's record would show.
+
+use anyhow::Context as _;
+use clemmys_client::Client;
+use clemmys_client::confidential::{ClientHome, Confidential, OpenedActivation, sim_warning};
+use clemmys_whisk::{Activation, ActivationResponse};
+use serde_json::Value;
+
+use super::Context;
+
+/// The client's state directory (`$CLEMMYS_HOME` or `~/.config/clemmys`).
+pub fn home() -> anyhow::Result<ClientHome> {
+    let dir = ClientHome::default_dir();
+    ClientHome::open(&dir).with_context(|| format!("opening the client state in {}", dir.display()))
+}
+
+/// A confidential client of the configured API host.
+pub async fn connect(client: Client) -> anyhow::Result<Confidential> {
+    Confidential::connect(client, home()?)
+        .await
+        .context("connecting to the key broker")
+}
+
+/// Whether a stored record carries a sealed answer.
+pub fn is_sealed(activation: &Activation) -> bool {
+    activation
+        .response
+        .result
+        .as_ref()
+        .and_then(|result| result.get("sealed"))
+        .is_some_and(Value::is_string)
+}
+
+/// Replaces the sealed result and logs of `activation` with the opened ones.
+pub fn reveal(activation: &mut Activation, opened: &OpenedActivation) {
+    activation.response = ActivationResponse::new(opened.status, opened.result.clone());
+    if let Some(logs) = &opened.logs {
+        activation.logs = logs.clone();
+    }
+}
+
+/// Opens `activation` in place when it is sealed and this client holds its
+/// keys; says on stderr what was verified.
+pub async fn open_if_sealed(
+    ctx: &Context,
+    client: &Client,
+    activation: &mut Activation,
+) -> anyhow::Result<bool> {
+    if !is_sealed(activation) {
+        return Ok(false);
+    }
+    let confidential = connect(client.clone()).await?;
+    let opened = confidential
+        .open_activation(activation.activation_id)
+        .await
+        .with_context(|| {
+            format!(
+                "opening confidential activation {}",
+                activation.activation_id
+            )
+        })?;
+    reveal(activation, &opened);
+    note_verified(ctx, &opened);
+    Ok(true)
+}
+
+/// Tells the user (on stderr) that the answer was decrypted and its receipt
+/// verified, and what the TEE does not protect.
+pub fn note_verified(ctx: &Context, opened: &OpenedActivation) {
+    if ctx.output.is_json() {
+        return;
+    }
+    let receipt = &opened.receipt.receipt;
+    ctx.output.hint(format_args!(
+        "decrypted; receipt verified: code {} v{} ran in a {} enclave of measurement {}",
+        receipt.code_digest,
+        receipt.version,
+        opened.tee.name(),
+        receipt.measurement
+    ));
+    if let Some(warning) = sim_warning(opened.tee) {
+        ctx.output.hint(format_args!("WARNING: {warning}"));
+    }
+}

@@ -1,0 +1,173 @@
+//! `clemmys property …`: show and set the `wskprops` settings (`APIHOST`,
+//! `AUTH`, `NAMESPACE`), as `wsk property` does.
+
+use anyhow::{Context as _, bail};
+use clemmys_client::transport::parse_api_host;
+use clemmys_client::{ClientError, wskprops};
+use clemmys_whisk::{AuthKey, EntityName};
+use serde_json::{Map, Value};
+
+use super::{Context, Setting, Source};
+use crate::output::outln;
+
+/// `clemmys property …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PropertyCommand {
+    /// Show properties: all of them, or those picked with --apihost, --auth
+    /// and --namespace.
+    Get(GetArgs),
+    /// Save properties in the wskprops file: --apihost HOST, --auth KEY,
+    /// --namespace NAME.
+    Set(SetArgs),
+}
+
+/// Arguments of `property get` (`--apihost` and `--auth` are the global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GetArgs {
+    /// Show the namespace.
+    #[arg(long)]
+    pub namespace: bool,
+    /// Show every property.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `property set` (`--apihost HOST` and `--auth KEY` are the
+/// global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetArgs {
+    /// The default namespace.
+    #[arg(long, value_name = "NAME")]
+    pub namespace: Option<String>,
+}
+
+/// Runs a property command.
+pub async fn run(command: PropertyCommand, ctx: &Context) -> anyhow::Result<()> {
+    match command {
+        PropertyCommand::Get(args) => get(&args, ctx),
+        PropertyCommand::Set(args) => set(&args, ctx),
+    }
+}
+
+fn given_on_command_line(flag_alone: bool, setting: &Option<Setting>) -> bool {
+    flag_alone
+        || matches!(
+            setting,
+            Some(Setting {
+                source: Source::Flag,
+                ..
+            })
+        )
+}
+
+fn get(args: &GetArgs, ctx: &Context) -> anyhow::Result<()> {
+    let want_apihost = given_on_command_line(ctx.apihost_flag_alone, &ctx.api_host);
+    let want_auth = given_on_command_line(ctx.auth_flag_alone, &ctx.auth);
+    let all = args.all || !(want_apihost || want_auth || args.namespace);
+    let value = |setting: &Option<Setting>| {
+        setting
+            .as_ref()
+            .map_or_else(String::new, |s| s.value.clone())
+    };
+    let mut rows: Vec<(&str, &str, String)> = Vec::new();
+    if all || want_apihost {
+        rows.push(("apihost", "whisk API host", value(&ctx.api_host)));
+    }
+    if all || want_auth {
+        rows.push(("auth", "whisk auth", value(&ctx.auth)));
+    }
+    if all || args.namespace {
+        rows.push(("namespace", "whisk namespace", ctx.namespace().to_owned()));
+    }
+    if all {
+        rows.push(("apiversion", "whisk API version", "v1".to_owned()));
+        rows.push((
+            "cliversion",
+            "clemmys CLI version",
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ));
+        rows.push((
+            "propsFile",
+            "properties file",
+            ctx.props_path.display().to_string(),
+        ));
+    }
+    if ctx.output.is_json() {
+        let object: Map<String, Value> = rows
+            .into_iter()
+            .map(|(key, _, value)| (key.to_owned(), Value::String(value)))
+            .collect();
+        return ctx.output.print_json(&object);
+    }
+    for (_, label, value) in rows {
+        // wsk separates labels and values with tabs: two for short labels.
+        let tabs = if label.len() < 16 { "\t\t" } else { "\t" };
+        outln!("{label}{tabs}{value}");
+    }
+    Ok(())
+}
+
+fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
+    if ctx.apihost_flag_alone {
+        bail!("--apihost needs a value: --apihost http://HOST:PORT");
+    }
+    if ctx.auth_flag_alone {
+        bail!("--auth needs a value: --auth UUID:KEY");
+    }
+    let mut props = ctx.props.clone();
+    let mut done = Vec::new();
+    if let Some(Setting {
+        value,
+        source: Source::Flag,
+    }) = &ctx.api_host
+    {
+        match parse_api_host(value) {
+            Ok(_) => {}
+            Err(warning @ ClientError::PlainHttpOnly { .. }) => {
+                ctx.output.hint(format_args!("warning: {warning}"));
+            }
+            Err(error) => return Err(error).context("setting the API host"),
+        }
+        props.set(wskprops::APIHOST, value);
+        done.push(format!("whisk API host set to {value}"));
+    }
+    if let Some(Setting {
+        value,
+        source: Source::Flag,
+    }) = &ctx.auth
+    {
+        value
+            .parse::<AuthKey>()
+            .context("setting the API key: it must have the form UUID:KEY")?;
+        props.set(wskprops::AUTH, value);
+        done.push(
+            "whisk auth set. Run 'clemmys property get --auth' to see the new value.".to_owned(),
+        );
+    }
+    if let Some(namespace) = &args.namespace {
+        if namespace != "_" {
+            EntityName::new(namespace.clone())
+                .with_context(|| format!("setting the namespace '{namespace}'"))?;
+        }
+        props.set(wskprops::NAMESPACE, namespace);
+        done.push(format!("whisk namespace set to {namespace}"));
+    }
+    if done.is_empty() {
+        bail!("nothing to set: give --apihost HOST, --auth KEY and/or --namespace NAME");
+    }
+    props
+        .save_to(&ctx.props_path)
+        .with_context(|| format!("saving {}", ctx.props_path.display()))?;
+    if ctx.output.is_json() {
+        let object: Map<String, Value> = props
+            .entries()
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), Value::String(value.to_owned())))
+            .collect();
+        return ctx.output.print_json(&object);
+    }
+    for message in done {
+        ctx.output.ok(message);
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! `clemmys`: the command-line tool of Clemmys, a confidential serverless
+//! platform that speaks the Apache OpenWhisk REST API.
+//!
+//! As a client it behaves like OpenWhisk's `wsk` (`action`, `activation`,
+//! `namespace`, `property`, with the same flags, `~/.wskprops` and output);
+//! it also runs a whole node (`serve`) and administers one (`admin`).
+//!
+//! What it trusts: the API host and key it is configured with. It holds the
+//! API key in memory and in the properties file (written owner-readable
+//! only); it never sees a confidential action's plaintext unless the user
+//! gives it that plaintext.
+
+mod admin;
+mod commands;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{
+    Context, GlobalArgs, action::ActionCommand, activation::ActivationCommand,
+    broker::BrokerCommand, namespace::NamespaceCommand, property::PropertyCommand,
+};
+use crate::output::Output;
+
+/// Clemmys: confidential serverless functions with the OpenWhisk API.
+#[derive(Debug, Parser)]
+#[command(name = "clemmys", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with actions.
+    Action {
+        #[command(subcommand)]
+        command: ActionCommand,
+    },
+    /// Work with activations.
+    Activation {
+        #[command(subcommand)]
+        command: ActivationCommand,
+    },
+    /// Work with namespaces.
+    Namespace {
+        #[command(subcommand)]
+        command: NamespaceCommand,
+    },
+    /// Verify and pin the key broker (before deploying confidential actions).
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
+    /// Work with the properties in ~/.wskprops.
+    Property {
+        #[command(subcommand)]
+        command: PropertyCommand,
+    },
+    /// Run a whole Clemmys node in this process.
+    Serve(serve::ServeArgs),
+    /// Administer a node's namespaces and keys.
+    Admin(admin::AdminArgs),
+}
+
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing("info");
+            serve::run(args).await
+        }
+        Command::Admin(args) => {
+            init_tracing("warn");
+            admin::run(args, cli.global.json).await
+        }
+        Command::Action { command } => {
+            commands::action::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Activation { command } => {
+            commands::activation::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Namespace { command } => {
+            commands::namespace::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Broker { command } => {
+            commands::broker::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Property { command } => {
+            commands::property::run(command, &Context::new(&cli.global)?).await
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let output = Output::new(cli.global.json);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output.print_error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_subcommands() {
+        let cli = Cli::try_parse_from([
+            "clemmys",
+            "--json",
+            "action",
+            "list",
+            "--apihost",
+            "http://h:1",
+            "-u",
+            "a:b",
+            "-v",
+        ])
+        .expect("parse");
+        assert!(cli.global.json && cli.global.verbose);
+        assert_eq!(cli.global.apihost, Some(Some("http://h:1".into())));
+        assert_eq!(cli.global.auth, Some(Some("a:b".into())));
+        let cli = Cli::try_parse_from(["clemmys", "property", "get", "--auth"]).expect("parse");
+        assert_eq!(cli.global.auth, Some(None));
+    }
+}

@@ -1,0 +1,255 @@
+//! The client's own state directory (`$CLEMMYS_HOME`, default
+//! `~/.config/clemmys`): its identity key, the brokers it pinned and the
+//! keys of the answers it can still read. Everything here is secret to the
+//! client; files are created mode 0600.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
+use clemmys_proto::invoke::{AnswerKeys, hex_nonce};
+use clemmys_proto::suite::ExportedKey;
+use clemmys_proto::{Digest, Measurement, SigningPublicKey, TeeKind};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::ConfidentialError;
+
+/// The client's state directory.
+#[derive(Debug, Clone)]
+pub struct ClientHome {
+    dir: PathBuf,
+}
+
+/// What the client pinned about one API host's key broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerPin {
+    /// The kind of TEE the broker runs in.
+    pub tee: TeeKind,
+    /// The broker measurement the client accepted.
+    pub measurement: Measurement,
+    /// For `sim`: the platform key whose reports the client accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_platform: Option<SigningPublicKey>,
+    /// The broker keys last verified.
+    pub keys: EnclavePublicKeys,
+}
+
+/// What the client keeps about one confidential invocation, to read its
+/// answer later (`activation result|logs|verify`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyringEntry {
+    /// The activation id.
+    pub activation_id: String,
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub action: String,
+    /// Policy version invoked.
+    pub version: u64,
+    /// Code digest expected.
+    pub code_digest: Digest,
+    /// The invocation nonce.
+    #[serde(with = "hex_nonce")]
+    pub nonce: [u8; 16],
+    /// Digest of the sealed invocation sent.
+    pub input_hash: Digest,
+    /// Key of the sealed result (hex).
+    result_key: String,
+    /// Key of the sealed logs (hex).
+    logs_key: String,
+}
+
+impl KeyringEntry {
+    /// An entry for `keys`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        activation_id: String,
+        namespace: String,
+        action: String,
+        version: u64,
+        code_digest: Digest,
+        nonce: [u8; 16],
+        input_hash: Digest,
+        keys: &AnswerKeys,
+    ) -> Self {
+        Self {
+            activation_id,
+            namespace,
+            action,
+            version,
+            code_digest,
+            nonce,
+            input_hash,
+            result_key: hex::encode(keys.result.as_bytes()),
+            logs_key: hex::encode(keys.logs.as_bytes()),
+        }
+    }
+
+    /// The answer keys.
+    pub fn keys(&self) -> Result<AnswerKeys, ConfidentialError> {
+        let parse = |text: &str| {
+            let mut key = Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(text, key.as_mut_slice())
+                .map_err(|_| ConfidentialError::State("a keyring entry is corrupted".into()))?;
+            Ok::<_, ConfidentialError>(ExportedKey::from_bytes(*key))
+        };
+        Ok(AnswerKeys {
+            result: parse(&self.result_key)?,
+            logs: parse(&self.logs_key)?,
+        })
+    }
+}
+
+impl ClientHome {
+    /// `$CLEMMYS_HOME`, else `$XDG_CONFIG_HOME/clemmys`, else `~/.config/clemmys`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("CLEMMYS_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(dir).join("clemmys");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".config/clemmys"),
+            None => PathBuf::from(".clemmys-client"),
+        }
+    }
+
+    /// The state in `dir`, created (mode 0700) if needed.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, ConfidentialError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_error(&dir, e))?;
+        }
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The client identity, created on first use.
+    pub fn identity(&self) -> Result<ClientIdentity, ConfidentialError> {
+        let path = self.dir.join("identity.key");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let secret: Zeroizing<[u8; 32]> =
+                    Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+                        ConfidentialError::State(format!("{} is not a 32-byte key", path.display()))
+                    })?);
+                Ok(ClientIdentity::from_secret(&secret))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let identity = ClientIdentity::generate(&mut clemmys_tee::os_rng());
+                write_private(&path, identity.secret_bytes().as_slice(), false)?;
+                Ok(identity)
+            }
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    fn pins_path(&self) -> PathBuf {
+        self.dir.join("brokers.json")
+    }
+
+    fn pins(&self) -> Result<BTreeMap<String, BrokerPin>, ConfidentialError> {
+        match std::fs::read(self.pins_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ConfidentialError::State(format!("{}: {e}", self.pins_path().display()))
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(error) => Err(io_error(&self.pins_path(), error)),
+        }
+    }
+
+    /// The broker pinned for `api_host`, if any.
+    pub fn broker_pin(&self, api_host: &str) -> Result<Option<BrokerPin>, ConfidentialError> {
+        Ok(self.pins()?.remove(api_host))
+    }
+
+    /// Pins (or re-pins) the broker of `api_host`.
+    pub fn save_broker_pin(
+        &self,
+        api_host: &str,
+        pin: &BrokerPin,
+    ) -> Result<(), ConfidentialError> {
+        let mut pins = self.pins()?;
+        pins.insert(api_host.to_owned(), pin.clone());
+        let json = serde_json::to_vec_pretty(&pins)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        write_private(&self.pins_path(), &json, true)
+    }
+
+    fn keyring_path(&self) -> PathBuf {
+        self.dir.join("keyring.jsonl")
+    }
+
+    /// Remembers the keys of one invocation's answer.
+    pub fn remember(&self, entry: &KeyringEntry) -> Result<(), ConfidentialError> {
+        let mut line =
+            serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        line.push(b'\n');
+        let path = self.keyring_path();
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(|e| io_error(&path, e))?;
+        file.write_all(&line).map_err(|e| io_error(&path, e))
+    }
+
+    /// The keys of activation `id`, if this client invoked it.
+    pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
+        let path = self.keyring_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        // Newest last; a torn last line (a crash mid-append) is skipped.
+        Ok(text
+            .lines()
+            .rev()
+            .filter_map(|line| serde_json::from_str::<KeyringEntry>(line).ok())
+            .find(|entry| entry.activation_id == activation_id))
+    }
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> ConfidentialError {
+    ConfidentialError::State(format!("{}: {error}", path.display()))
+}
+
+/// Writes `bytes` to `path` with mode 0600 (replacing it when `replace`).
+fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), ConfidentialError> {
+    let temporary = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let target = if replace { &temporary } else { path };
+    if !replace {
+        options.create_new(true).truncate(false);
+    }
+    let mut file = options.open(target).map_err(|e| io_error(target, e))?;
+    file.write_all(bytes).map_err(|e| io_error(target, e))?;
+    file.sync_all().map_err(|e| io_error(target, e))?;
+    if replace {
+        std::fs::rename(&temporary, path).map_err(|e| io_error(path, e))?;
+    }
+    Ok(())
+}

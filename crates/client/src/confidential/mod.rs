@@ -1,0 +1,672 @@
+//! The confidential layer: everything a client does so that the provider
+//! sees only ciphertext.
+//!
+//! * [`BrokerIdentityDoc`] and [`BrokerPin`]: the broker's attested identity
+//!   and what the client pinned about it (measurement; for `sim`, the
+//!   platform key). Nothing secret goes to a broker that does not verify.
+//! * [`Confidential::deploy`]: registers the action's policy and code digest
+//!   with the broker, seals the code to the action key, stores it.
+//! * [`Confidential::invoke`]: seals parameters to the action key, binding
+//!   namespace, action, version, code digest, a nonce and a timestamp;
+//!   opens the sealed answer and verifies the enclave's receipt.
+//!
+//! The specification is `docs/PROTOCOL.md`.
+
+mod home;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use bytes::Bytes;
+use clemmys_proto::broker::{
+    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
+    seal_broker_request,
+};
+use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::identity::ClientIdentity;
+use clemmys_proto::invoke::{
+    InvocationHeader, PendingAnswer, SealedInvocation, SealedResultBody, SignedReceipt, open_logs,
+    open_result, seal_invocation,
+};
+use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
+use clemmys_tee::{AttestError, Role, SIM_WARNING, Verifier, measurement, os_rng};
+use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION};
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use home::{BrokerPin, ClientHome, KeyringEntry};
+
+use crate::{Client, ClientError, InvokeOptions, Invoked};
+
+/// The field of a confidential invoke body (and result) holding sealed bytes.
+pub const SEALED_FIELD: &str = "sealed";
+/// The prefix of the log line that carries a confidential activation's
+/// sealed logs.
+pub const SEALED_LOGS_PREFIX: &str = "sealed:";
+/// What the enclave says when a fresh request would succeed.
+const RETRY_HINT: &str = "refresh the action and retry";
+const RESEAL_HINT: &str = "seal it again";
+
+/// A confidential operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfidentialError {
+    /// The API call failed.
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    /// The broker's identity or an enclave's receipt failed attestation.
+    #[error("attestation failed: {0}")]
+    Attestation(String),
+    /// The broker's measurement is not the one pinned or expected.
+    #[error("the key broker reports measurement {found}, but {expected} is expected")]
+    UnexpectedMeasurement {
+        /// What the broker reported.
+        found: Measurement,
+        /// What the client expects.
+        expected: Measurement,
+    },
+    /// No broker is pinned for this API host yet.
+    #[error("no key broker is trusted for {0} yet: run `clemmys broker trust` first")]
+    NotPinned(String),
+    /// The broker refused the request.
+    #[error("the key broker refused: {0}")]
+    Refused(String),
+    /// The enclave refused to run the invocation, or the platform failed.
+    #[error("{0}")]
+    Execution(String),
+    /// A sealed object did not open or verify: the provider tampered with,
+    /// replayed, swapped or substituted something.
+    #[error("tampering detected: {0}")]
+    Tampered(ProtoError),
+    /// The receipt does not prove what the client asked for.
+    #[error("the receipt does not match the request: {0}")]
+    ReceiptMismatch(&'static str),
+    /// This client holds no key for that activation.
+    #[error("activation {0} was not invoked by this client (no key in its keyring)")]
+    NoKey(String),
+    /// The activation is not a confidential one, or not finished.
+    #[error("activation {0} carries no sealed answer")]
+    NotSealed(String),
+    /// The client's state directory.
+    #[error("client state: {0}")]
+    State(String),
+}
+
+impl From<ProtoError> for ConfidentialError {
+    fn from(error: ProtoError) -> Self {
+        ConfidentialError::Tampered(error)
+    }
+}
+
+/// `GET /api/v1/broker/identity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerIdentityDoc {
+    /// The TEE kind.
+    pub tee: TeeKind,
+    /// The provider's statement of what `sim` does not protect.
+    #[serde(default)]
+    pub warning: Option<String>,
+    /// Keys and evidence.
+    pub identity: BrokerIdentity,
+    /// For `sim`: the platform key that signs reports on that host.
+    #[serde(default)]
+    pub sim_platform_key: Option<SigningPublicKey>,
+}
+
+impl BrokerIdentityDoc {
+    /// Fetches the identity document of `client`'s API host.
+    pub async fn fetch(client: &Client) -> Result<Self, ConfidentialError> {
+        Ok(client
+            .request(Method::GET, "/broker/identity", None)
+            .await?
+            .json("broker identity")?)
+    }
+
+    /// The measurement the evidence claims, before verification (to show).
+    pub fn claimed_measurement(&self) -> Result<Measurement, ConfidentialError> {
+        let verifier = match self.sim_platform_key {
+            Some(key) => Verifier::new().trust_sim_platform(key),
+            None => Verifier::new(),
+        };
+        let verified = verifier
+            .verify(&self.identity.evidence)
+            .map_err(attestation)?;
+        Ok(verified.measurement())
+    }
+
+    /// Verifies the evidence against `expected_measurement` and, for `sim`,
+    /// `trusted_platform`; answers what to pin.
+    pub fn verify(
+        &self,
+        expected_measurement: Measurement,
+        trusted_platform: Option<SigningPublicKey>,
+    ) -> Result<BrokerPin, ConfidentialError> {
+        let verifier = match trusted_platform {
+            Some(key) => Verifier::new().trust_sim_platform(key),
+            None => Verifier::new(),
+        };
+        let verified = verifier
+            .verify(&self.identity.evidence)
+            .map_err(attestation)?;
+        verified
+            .check_binds(&self.identity.keys)
+            .map_err(attestation)?;
+        if verified.measurement() != expected_measurement {
+            return Err(ConfidentialError::UnexpectedMeasurement {
+                found: verified.measurement(),
+                expected: expected_measurement,
+            });
+        }
+        Ok(BrokerPin {
+            tee: verified.tee(),
+            measurement: verified.measurement(),
+            sim_platform: trusted_platform,
+            keys: self.identity.keys,
+        })
+    }
+}
+
+fn attestation(error: AttestError) -> ConfidentialError {
+    ConfidentialError::Attestation(error.to_string())
+}
+
+/// The measurement a broker of this client's own release reports.
+pub fn expected_broker_measurement() -> Measurement {
+    measurement::expected(Role::KeyBroker)
+}
+
+/// The measurement an action runtime of this client's own release reports.
+pub fn expected_runtime_measurement() -> Measurement {
+    measurement::expected(Role::ActionRuntime)
+}
+
+/// The warning to print wherever `sim` attestation is shown.
+pub fn sim_warning(tee: TeeKind) -> Option<&'static str> {
+    (!tee.is_hardware()).then_some(SIM_WARNING)
+}
+
+/// A deploy's policy choices.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Refuse `sim` enclaves.
+    pub require_hardware: bool,
+    /// Enclave measurements allowed besides this release's action runtime.
+    pub extra_measurements: Vec<Measurement>,
+    /// Clients allowed to invoke besides the owner.
+    pub allowed_clients: Vec<clemmys_proto::ClientId>,
+}
+
+/// A verified answer of one confidential activation.
+#[derive(Debug, Clone)]
+pub struct OpenedActivation {
+    /// The activation id.
+    pub activation_id: ActivationId,
+    /// How the run ended (inside the enclave).
+    pub status: ActivationStatus,
+    /// The result.
+    pub result: Value,
+    /// The log lines, when the record carried them.
+    pub logs: Option<Vec<String>>,
+    /// The enclave's receipt, verified.
+    pub receipt: SignedReceipt,
+    /// The TEE that ran it.
+    pub tee: TeeKind,
+}
+
+impl OpenedActivation {
+    /// The activation JSON as OpenWhisk would show it for a plain action.
+    pub fn response_json(&self) -> Value {
+        json!({"status": self.status, "success": self.status == ActivationStatus::Success, "result": self.result})
+    }
+}
+
+/// A client for confidential actions of one API host.
+pub struct Confidential {
+    client: Client,
+    home: ClientHome,
+    identity: ClientIdentity,
+    pin: BrokerPin,
+    namespace: String,
+    descriptors: Mutex<HashMap<String, ActionDescriptor>>,
+}
+
+impl Confidential {
+    /// Connects through `client`, re-verifying the broker against the pin in
+    /// `home` (its keys may have changed; its measurement and platform must
+    /// not).
+    pub async fn connect(client: Client, home: ClientHome) -> Result<Self, ConfidentialError> {
+        let api_host = client.api_host().to_owned();
+        let pin = home
+            .broker_pin(&api_host)?
+            .ok_or_else(|| ConfidentialError::NotPinned(api_host.clone()))?;
+        let doc = BrokerIdentityDoc::fetch(&client).await?;
+        let pin = if doc.identity.keys == pin.keys {
+            pin
+        } else {
+            let fresh = doc.verify(pin.measurement, pin.sim_platform)?;
+            home.save_broker_pin(&api_host, &fresh)?;
+            fresh
+        };
+        let namespace = client
+            .list_namespaces()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConfidentialError::State("the API key has no namespace".into()))?;
+        let identity = home.identity()?;
+        Ok(Self {
+            client,
+            home,
+            identity,
+            pin,
+            namespace,
+            descriptors: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The underlying API client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The pinned broker.
+    pub fn pin(&self) -> &BrokerPin {
+        &self.pin
+    }
+
+    /// The client's identity.
+    pub fn client_id(&self) -> clemmys_proto::ClientId {
+        self.identity.id()
+    }
+
+    /// The caller's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The client's state directory.
+    pub fn home(&self) -> &ClientHome {
+        &self.home
+    }
+
+    fn short_name<'a>(&self, name: &'a str) -> Result<&'a str, ConfidentialError> {
+        let qualified = crate::resolve_name(name)?;
+        if qualified.package.is_some() {
+            return Err(ConfidentialError::State(
+                "confidential actions in packages are not supported".into(),
+            ));
+        }
+        let namespace = qualified.namespace.as_str();
+        if namespace != "_" && namespace != self.namespace {
+            return Err(ConfidentialError::State(format!(
+                "namespace {namespace} is not this key's"
+            )));
+        }
+        Ok(name.rsplit('/').next().unwrap_or(name))
+    }
+
+    async fn broker(&self, op: BrokerOp) -> Result<ActionDescriptor, ConfidentialError> {
+        let (sealed, key) = seal_broker_request(
+            &self.identity,
+            &self.pin.keys.kem,
+            op,
+            now_ms(),
+            &mut os_rng(),
+        )?;
+        let body = json!({ "request": base64::engine::general_purpose::STANDARD.encode(sealed) });
+        let response = self
+            .client
+            .request(
+                Method::POST,
+                "/broker/request",
+                Some(Bytes::from(body.to_string())),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Reply {
+            reply: String,
+        }
+        let reply: Reply = response.json("broker reply")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(reply.reply)
+            .map_err(|_| {
+                ConfidentialError::Tampered(ProtoError::Malformed("broker reply is not base64"))
+            })?;
+        match open_broker_reply(&bytes, &key)? {
+            BrokerReply::Action(descriptor) => Ok(descriptor),
+            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+        }
+    }
+
+    /// The broker's current descriptor of `name` (cached until a refresh).
+    pub async fn describe(
+        &self,
+        name: &str,
+        refresh: bool,
+    ) -> Result<ActionDescriptor, ConfidentialError> {
+        let name = self.short_name(name)?.to_owned();
+        if !refresh && let Some(found) = self.lock().get(&name) {
+            return Ok(found.clone());
+        }
+        let descriptor = self
+            .broker(BrokerOp::Describe {
+                namespace: self.namespace.clone(),
+                name: name.clone(),
+            })
+            .await?;
+        self.lock().insert(name, descriptor.clone());
+        Ok(descriptor)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActionDescriptor>> {
+        self.descriptors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Deploys `wasm` as confidential action `name`: registers a new policy
+    /// version with the broker, seals the code to the action key and stores
+    /// it with `put` (limits, annotations) through the API.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        mut put: ActionPut,
+        overwrite: bool,
+        options: &DeployOptions,
+    ) -> Result<crate::ActionDoc, ConfidentialError> {
+        let short = self.short_name(name)?.to_owned();
+        let version = match self.describe(&short, true).await {
+            Ok(current) => current.version + 1,
+            Err(ConfidentialError::Refused(_)) => 1,
+            Err(other) => return Err(other),
+        };
+        let code_digest = Digest::of(wasm);
+        let mut allowed_measurements = vec![expected_runtime_measurement()];
+        allowed_measurements.extend(options.extra_measurements.iter().copied());
+        let policy = Policy {
+            allowed_measurements,
+            require_hardware: options.require_hardware,
+            allowed_clients: options.allowed_clients.clone(),
+            min_version: version,
+        };
+        let descriptor = self
+            .broker(BrokerOp::Register {
+                namespace: self.namespace.clone(),
+                name: short.clone(),
+                version,
+                code_digest,
+                policy,
+            })
+            .await?;
+        let binding = CodeBinding {
+            namespace: &self.namespace,
+            action: &short,
+            version,
+            code_digest,
+        };
+        let sealed = SealedCode::seal(wasm, &descriptor.action_key, &binding, &mut os_rng())?;
+        self.lock().insert(short.clone(), descriptor);
+        put.exec = Some(ExecPut {
+            kind: clemmys_whisk::WASM_KIND.into(),
+            code: Some(base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes())),
+            binary: Some(true),
+            main: put.exec.as_ref().and_then(|exec| exec.main.clone()),
+            components: None,
+        });
+        let mut annotations = put.annotations.take().unwrap_or_default();
+        annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
+        put.annotations = Some(annotations);
+        Ok(self.client.put_action(&short, &put, overwrite).await?)
+    }
+
+    /// Seals `params` for action `name` without sending them.
+    pub async fn seal(
+        &self,
+        name: &str,
+        params: &Value,
+    ) -> Result<(SealedInvocation, PendingAnswer, ActionDescriptor), ConfidentialError> {
+        let descriptor = self.describe(name, false).await?;
+        let mut nonce = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut nonce);
+        let header = InvocationHeader {
+            namespace: descriptor.namespace.clone(),
+            action: descriptor.name.clone(),
+            version: descriptor.version,
+            nonce,
+            timestamp_ms: now_ms(),
+            client: self.identity.id(),
+        };
+        let plaintext =
+            serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        let (sealed, pending) = seal_invocation(
+            &self.identity,
+            &descriptor.action_key,
+            header,
+            &descriptor.code_digest,
+            &plaintext,
+            &mut os_rng(),
+        )?;
+        Ok((sealed, pending, descriptor))
+    }
+
+    /// The JSON body that carries a sealed invocation.
+    pub fn invoke_body(sealed: &SealedInvocation) -> Value {
+        json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes()) })
+    }
+
+    /// Invokes confidential action `name`: seals, sends, and (when the
+    /// answer comes back within the wait) opens and verifies it. A refusal
+    /// that a fresh request would cure (the action was updated, the broker
+    /// restarted) is retried once.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        match self.invoke_once(name, params, options).await {
+            Err(ConfidentialError::Execution(message))
+                if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
+            {
+                self.describe(name, true).await?;
+                self.invoke_once(name, params, options).await
+            }
+            other => other,
+        }
+    }
+
+    async fn invoke_once(
+        &self,
+        name: &str,
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        let (sealed, pending, descriptor) = self.seal(name, params).await?;
+        let invoked = self
+            .client
+            .invoke(&descriptor.name, Self::invoke_body(&sealed), options)
+            .await?;
+        let activation_id = invoked.activation_id();
+        let entry = KeyringEntry::new(
+            activation_id.to_string(),
+            descriptor.namespace.clone(),
+            descriptor.name.clone(),
+            descriptor.version,
+            descriptor.code_digest,
+            pending.nonce,
+            pending.input_hash,
+            &pending.keys,
+        );
+        self.home.remember(&entry)?;
+        match invoked {
+            Invoked::Accepted { activation_id } => {
+                Ok(ConfidentialInvoked::Accepted { activation_id })
+            }
+            Invoked::Completed { body, .. } => {
+                let (result, logs) = if options.result {
+                    (body, None)
+                } else {
+                    split_record(&body)
+                };
+                let opened =
+                    self.open(&entry, &descriptor, activation_id, &result, logs.as_deref())?;
+                Ok(ConfidentialInvoked::Completed(Box::new(opened)))
+            }
+        }
+    }
+
+    /// Opens and verifies a stored activation that this client invoked.
+    pub async fn open_activation(
+        &self,
+        id: ActivationId,
+    ) -> Result<OpenedActivation, ConfidentialError> {
+        let entry = self
+            .home
+            .recall(&id.to_string())?
+            .ok_or_else(|| ConfidentialError::NoKey(id.to_string()))?;
+        let record = self.client.get_activation(id).await?;
+        let record =
+            serde_json::to_value(record).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        let (result, logs) = split_record(&record);
+        let descriptor = self.describe(&entry.action, false).await?;
+        self.open(&entry, &descriptor, id, &result, logs.as_deref())
+    }
+
+    fn open(
+        &self,
+        entry: &KeyringEntry,
+        descriptor: &ActionDescriptor,
+        activation_id: ActivationId,
+        result: &Value,
+        sealed_logs: Option<&str>,
+    ) -> Result<OpenedActivation, ConfidentialError> {
+        let id = activation_id.to_string();
+        let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
+            // No sealed answer: the enclave refused or the platform failed;
+            // the error is not secret and says why.
+            let message = result
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no sealed answer");
+            return Err(ConfidentialError::Execution(message.to_owned()));
+        };
+        let keys = entry.keys()?;
+        let sealed = decode(sealed)?;
+        let body = open_result(&sealed, &keys, &id, &entry.nonce)?;
+        let logs = match sealed_logs {
+            Some(text) => Some(open_logs(&decode(text)?, &keys, &id, &entry.nonce)?),
+            None => None,
+        };
+        let tee = self.verify_receipt(&body, entry, descriptor, &id)?;
+        Ok(OpenedActivation {
+            activation_id,
+            status: body.status,
+            result: body.result,
+            logs,
+            receipt: body.receipt,
+            tee,
+        })
+    }
+
+    /// Checks that the receipt is signed by an enclave whose evidence
+    /// verifies, whose measurement the policy allows, and that it names
+    /// this request, this code and this result.
+    fn verify_receipt(
+        &self,
+        body: &SealedResultBody,
+        entry: &KeyringEntry,
+        descriptor: &ActionDescriptor,
+        activation_id: &str,
+    ) -> Result<TeeKind, ConfidentialError> {
+        let signed = &body.receipt;
+        signed.verify_signature()?;
+        let verifier = match self.pin.sim_platform {
+            Some(key) => Verifier::new().trust_sim_platform(key),
+            None => Verifier::new(),
+        };
+        let verified = verifier.verify(&signed.evidence).map_err(attestation)?;
+        verified.check_binds(&signed.enclave).map_err(attestation)?;
+        let receipt = &signed.receipt;
+        if receipt.measurement != verified.measurement() {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "measurement differs from the evidence",
+            ));
+        }
+        if !descriptor
+            .policy
+            .allowed_measurements
+            .contains(&receipt.measurement)
+        {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the enclave's measurement is not in the policy",
+            ));
+        }
+        if receipt.activation_id != activation_id
+            || receipt.nonce != entry.nonce
+            || receipt.input_hash != entry.input_hash
+        {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "it is the receipt of another request",
+            ));
+        }
+        if receipt.code_digest != entry.code_digest || receipt.version != entry.version {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "another code version ran",
+            ));
+        }
+        let output = serde_json::to_vec(&body.result)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        if receipt.output_hash != Digest::of(&output) {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the result is not the one the enclave produced",
+            ));
+        }
+        Ok(verified.tee())
+    }
+}
+
+/// The outcome of a confidential invoke.
+#[derive(Debug)]
+pub enum ConfidentialInvoked {
+    /// Answered within the wait, opened and verified.
+    Completed(Box<OpenedActivation>),
+    /// Still running; open it later with [`Confidential::open_activation`].
+    Accepted {
+        /// The activation id.
+        activation_id: ActivationId,
+    },
+}
+
+/// The sealed result and sealed logs of an activation record.
+fn split_record(record: &Value) -> (Value, Option<String>) {
+    let result = record["response"]["result"].clone();
+    let logs = record["logs"]
+        .as_array()
+        .and_then(|lines| lines.first())
+        .and_then(Value::as_str)
+        .and_then(|line| line.strip_prefix(SEALED_LOGS_PREFIX))
+        .map(str::to_owned);
+    (result, logs)
+}
+
+fn decode(text: &str) -> Result<Vec<u8>, ConfidentialError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| {
+            ConfidentialError::Tampered(ProtoError::Malformed("sealed field is not base64"))
+        })
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}

@@ -1,0 +1,341 @@
+//! The HTTP plumbing: one pooled HTTP/1 connection set per [`Transport`],
+//! Basic authentication, and raw requests relative to `APIHOST/api/v1`.
+//!
+//! [`Client`](crate::Client) builds its typed calls on
+//! [`Transport::request`]; a layer that must see or rewrite bodies (sealing
+//! parameters before an invoke, opening results after) can do the same with
+//! [`Client::request`](crate::Client::request) without touching either.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clemmys_whisk::AuthKey;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::error::ClientError;
+
+/// The path of the OpenWhisk API under the API host.
+pub const API_PATH: &str = "/api/v1";
+
+/// Largest response body read (action code is at most 48 MB, 64 MB as base64).
+pub const MAX_RESPONSE_BYTES: usize = 96 * 1024 * 1024;
+
+/// How long establishing a TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unused pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An answer of the API host, whatever its status.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// The body as `T` when the status is a success, or the API's error.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+    ) -> Result<T, ClientError> {
+        self.error_for_status()?;
+        serde_json::from_slice(&self.body).map_err(|e| ClientError::decode(what, e))
+    }
+
+    /// `Err(ClientError::Api)` when the status is 400 or above.
+    pub fn error_for_status(&self) -> Result<(), ClientError> {
+        if self.status.is_client_error() || self.status.is_server_error() {
+            Err(ClientError::from_response(self.status.as_u16(), &self.body))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One finished (or failed) exchange, reported to an [`Observer`].
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The full request URI.
+    pub uri: &'a Uri,
+    /// The response status, or `None` when no response arrived.
+    pub status: Option<StatusCode>,
+    /// Time from sending the request to having the whole body.
+    pub elapsed: Duration,
+}
+
+/// A callback told about every exchange (for `--verbose` output or metrics).
+pub type Observer = Arc<dyn Fn(&Exchange<'_>) + Send + Sync>;
+
+/// Where and as whom to send requests; shared by all clones of a transport.
+struct Target {
+    api_host: String,
+    authority: Authority,
+    /// Path prefix up to and including `/api/v1`.
+    prefix: String,
+    authorization: HeaderValue,
+    observer: Option<Observer>,
+}
+
+/// A connection-pooling HTTP/1 client bound to one API host and one key.
+/// Cloning is cheap and clones share the connection pool.
+#[derive(Clone)]
+pub struct Transport {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    target: Arc<Target>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("api_host", &self.target.api_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A transport for `api_host` (see [`parse_api_host`]) authenticating
+    /// with `auth`.
+    pub fn new(api_host: &str, auth: &AuthKey) -> Result<Self, ClientError> {
+        let (authority, path) = parse_api_host(api_host)?;
+        let credentials = base64::engine::general_purpose::STANDARD.encode(auth.to_string());
+        let mut authorization =
+            HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+                ClientError::Config {
+                    message: "the API key contains characters that cannot be sent in a header"
+                        .into(),
+                }
+            })?;
+        authorization.set_sensitive(true);
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Ok(Self {
+            http,
+            target: Arc::new(Target {
+                api_host: api_host.trim().to_owned(),
+                authority,
+                prefix: format!("{path}{API_PATH}"),
+                authorization,
+                observer: None,
+            }),
+        })
+    }
+
+    /// This transport, reporting every exchange to `observer`.
+    pub fn with_observer(self, observer: Observer) -> Self {
+        let target = Target {
+            api_host: self.target.api_host.clone(),
+            authority: self.target.authority.clone(),
+            prefix: self.target.prefix.clone(),
+            authorization: self.target.authorization.clone(),
+            observer: Some(observer),
+        };
+        Self {
+            http: self.http,
+            target: Arc::new(target),
+        }
+    }
+
+    /// The API host as configured.
+    pub fn api_host(&self) -> &str {
+        &self.target.api_host
+    }
+
+    /// Sends `method` to `APIHOST/api/v1{path_and_query}` (which must start
+    /// with `/` and be percent-encoded) with an optional JSON body, and
+    /// returns the answer whatever its status.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+    ) -> Result<RawResponse, ClientError> {
+        let target = &*self.target;
+        let uri = Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(target.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", target.prefix))
+            .build()
+            .map_err(|e| ClientError::Config {
+                message: format!("cannot build a request for '{path_and_query}': {e}"),
+            })?;
+        // Kept only when someone observes exchanges.
+        let observed = target
+            .observer
+            .as_ref()
+            .map(|observer| (observer, method.clone(), uri.clone(), Instant::now()));
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, target.authorization.clone())
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+            .header(
+                header::USER_AGENT,
+                HeaderValue::from_static(concat!("clemmys-client/", env!("CARGO_PKG_VERSION"))),
+            );
+        if body.is_some() {
+            builder = builder.header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| ClientError::Config {
+                message: format!("cannot build a request for '{path_and_query}': {e}"),
+            })?;
+
+        let result = self.exchange(request).await;
+        if let Some((observer, method, uri, started)) = observed {
+            observer(&Exchange {
+                method: &method,
+                uri: &uri,
+                status: result.as_ref().ok().map(|r| r.status),
+                elapsed: started.elapsed(),
+            });
+        }
+        result
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<RawResponse, ClientError> {
+        let transport_error =
+            |source: Box<dyn std::error::Error + Send + Sync>| ClientError::Transport {
+                api_host: self.target.api_host.clone(),
+                source,
+            };
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| transport_error(Box::new(e)))?;
+        let (parts, incoming) = response.into_parts();
+        let body = Limited::new(incoming, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(transport_error)?
+            .to_bytes();
+        Ok(RawResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// Splits an OpenWhisk `APIHOST` into the authority and an optional path
+/// prefix. As in OpenWhisk, a host without a scheme means `https://`; this
+/// build speaks plain HTTP only, so that and `https://` are refused with
+/// [`ClientError::PlainHttpOnly`].
+pub fn parse_api_host(api_host: &str) -> Result<(Authority, String), ClientError> {
+    let trimmed = api_host.trim();
+    let invalid = |reason: &str| ClientError::InvalidApiHost {
+        api_host: trimmed.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if trimmed.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        trimmed.get("http://".len()..).unwrap_or_default()
+    } else if lower.starts_with("https://") || !lower.contains("://") {
+        return Err(ClientError::PlainHttpOnly {
+            api_host: trimmed.to_owned(),
+        });
+    } else {
+        return Err(invalid("only http:// is supported"));
+    };
+    let (host, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    if host.is_empty() {
+        return Err(invalid("it has no host name"));
+    }
+    if host.contains('@') {
+        return Err(invalid(
+            "credentials do not belong in the API host; use AUTH",
+        ));
+    }
+    if path.contains(['?', '#']) {
+        return Err(invalid("it must not have a query or fragment"));
+    }
+    let authority: Authority = host.parse().map_err(|_| invalid("bad host or port"))?;
+    let after_ipv6 = host.rsplit(']').next().unwrap_or(host);
+    if let Some((_, port)) = after_ipv6.rsplit_once(':')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(invalid("the port must be a number from 0 to 65535"));
+    }
+    let path = path.trim_end_matches('/').to_owned();
+    Ok((authority, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_http_hosts() {
+        let (authority, path) = parse_api_host("http://127.0.0.1:3233").expect("valid");
+        assert_eq!(authority.as_str(), "127.0.0.1:3233");
+        assert_eq!(path, "");
+        let (authority, path) = parse_api_host(" HTTP://example.test/openwhisk/ ").expect("valid");
+        assert_eq!(authority.as_str(), "example.test");
+        assert_eq!(path, "/openwhisk");
+        let (authority, _) = parse_api_host("http://[::1]:3233/").expect("valid");
+        assert_eq!(authority.port_u16(), Some(3233));
+    }
+
+    #[test]
+    fn refuses_https_and_schemeless_hosts_clearly() {
+        for host in [
+            "https://openwhisk.example",
+            "localhost:3233",
+            "openwhisk.ng.bluemix.net",
+        ] {
+            let err = parse_api_host(host).expect_err(host);
+            assert!(matches!(err, ClientError::PlainHttpOnly { .. }), "{host}");
+            assert!(err.to_string().contains("plain HTTP only"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_hosts() {
+        for host in [
+            "",
+            "ftp://x",
+            "http://",
+            "http://u:p@host",
+            "http://host:port",
+            "http://h/?q",
+        ] {
+            assert!(
+                matches!(
+                    parse_api_host(host),
+                    Err(ClientError::InvalidApiHost { .. })
+                ),
+                "{host}"
+            );
+        }
+    }
+}

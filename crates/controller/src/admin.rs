@@ -1,0 +1,106 @@
+//! `/api/v1/admin/namespaces[/{name}]`: namespace administration for
+//! `clemmys admin` while the node runs (the store is then locked by this
+//! process). Authenticated with HTTP Basic `admin:<token>`, the token being
+//! the node's `DATA_DIR/admin.key`, never with a namespace key.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use clemmys_whisk::{AuthKey, EntityName, NamespaceLimits, NamespaceRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::body::{parse_json, read_limited};
+use crate::{ApiError, Controller};
+
+/// The body of `PUT /admin/v1/namespaces/{name}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NamespacePut {
+    /// New limits (omitted: keep, or defaults on create).
+    limits: Option<NamespaceLimits>,
+    /// Replace the namespace's key.
+    #[serde(default)]
+    rekey: bool,
+}
+
+/// The user name of admin credentials.
+pub const ADMIN_USER: &str = "admin";
+
+fn check_admin(controller: &Controller, headers: &HeaderMap) -> Result<(), ApiError> {
+    let expected = controller
+        .config
+        .admin_token
+        .as_deref()
+        .ok_or_else(ApiError::forbidden)?;
+    let (user, given) =
+        crate::auth::basic_credentials(headers).ok_or_else(ApiError::unauthorized)?;
+    if user == ADMIN_USER && bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// The JSON of a namespace record, key included (admins see keys).
+pub fn record_json(record: &NamespaceRecord) -> Value {
+    json!({ "name": record.name, "auth": record.auth.to_string(), "limits": record.limits })
+}
+
+/// `GET /admin/v1/namespaces`.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&controller, &headers)?;
+    let records = controller.store.list_namespaces()?;
+    Ok(Json(Value::Array(
+        records.iter().map(record_json).collect(),
+    )))
+}
+
+/// `PUT /admin/v1/namespaces/{name}`: creates, re-limits or re-keys.
+pub async fn put(
+    State(controller): State<Arc<Controller>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&controller, &headers)?;
+    let name = EntityName::new(name).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let bytes = read_limited(body, 64 * 1024).await?;
+    let put: NamespacePut = if bytes.is_empty() {
+        NamespacePut::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let existing = controller.store.get_namespace(&name)?;
+    let auth = match &existing {
+        Some(record) if !put.rekey => record.auth.clone(),
+        _ => random_key(),
+    };
+    let limits = put
+        .limits
+        .or(existing.as_ref().map(|record| record.limits))
+        .unwrap_or_default();
+    let record = NamespaceRecord { name, auth, limits };
+    controller.store.put_namespace(record.clone()).await?;
+    // Keys and limits are cached by key UUID: drop the old entry.
+    if let Some(old) = existing {
+        crate::write(&controller.namespaces).remove(&old.auth.uuid);
+    }
+    Ok(Json(record_json(&record)))
+}
+
+fn random_key() -> AuthKey {
+    let mut uuid = [0u8; 16];
+    let mut key = [0u8; 48];
+    // See ids.rs: without OS randomness no key can be minted.
+    getrandom::fill(&mut uuid).expect("operating system RNG unavailable");
+    getrandom::fill(&mut key).expect("operating system RNG unavailable");
+    AuthKey::from_random(uuid, key)
+}

@@ -1,0 +1,502 @@
+//! Attacks on confidential execution: each test plays the untrusted
+//! provider (store, controller, invoker host, network) and shows the attack
+//! is detected with a clear error and that nothing runs on forged input.
+
+use base64::Engine;
+use clemmys_client::confidential::{
+    ConfidentialError, DeployOptions, expected_runtime_measurement,
+};
+use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy, seal_broker_request};
+use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::identity::EnclaveKeys;
+use clemmys_proto::{Digest, Measurement};
+use clemmys_tee::sim::SimPlatform;
+use clemmys_tee::{AttestError, Role, measurement, os_rng};
+use clemmys_whisk::{ActivationId, EntityName};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Owner, TestServer, example};
+
+fn name(text: &str) -> EntityName {
+    EntityName::new(text).expect("name")
+}
+
+/// The provider rewrites the stored code of `action` with `edit`.
+async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+    let store = &server.server.as_ref().expect("running").store;
+    let mut code = store
+        .get_code(&name("guest"), &name(action))
+        .expect("read")
+        .expect("stored");
+    edit(&mut code);
+    let doc = store
+        .get_action(&name("guest"), &name(action))
+        .expect("read")
+        .expect("stored");
+    store
+        .put_action(doc, Some(code), clemmys_store::PutMode::Overwrite)
+        .await
+        .expect("write");
+}
+
+/// The provider rewrites a stored activation record with `edit`.
+async fn tamper_record(
+    server: &TestServer,
+    id: ActivationId,
+    edit: impl FnOnce(&mut clemmys_whisk::Activation),
+) {
+    let store = &server.server.as_ref().expect("running").store;
+    let mut record = store
+        .get_activation("guest", &id)
+        .expect("read")
+        .expect("stored");
+    edit(&mut record);
+    store.put_activation(record).await.expect("write");
+}
+
+fn flip_base64_bit(text: &str, from_end: usize) -> String {
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64");
+    let at = bytes.len() - from_end;
+    bytes[at] ^= 0x01;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Asserts the invoke was refused with a message containing `expected`.
+fn refused(
+    outcome: Result<clemmys_client::confidential::OpenedActivation, ConfidentialError>,
+    expected: &str,
+) {
+    match outcome {
+        Err(ConfidentialError::Execution(message)) => {
+            assert!(
+                message.contains("confidential execution refused"),
+                "{message}"
+            );
+            assert!(
+                message.contains(expected),
+                "expected {expected:?} in {message:?}"
+            );
+        }
+        other => panic!("expected a refusal mentioning {expected:?}, got {other:?}"),
+    }
+}
+
+/// Posts a raw body as the provider would, answering the activation.
+async fn post_sealed(server: &TestServer, action: &str, body: &Value) -> Value {
+    let answer = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces/_/actions/{action}?blocking=true"),
+            Some(body.clone()),
+        )
+        .await;
+    answer.json
+}
+
+fn refusal_message(record: &Value) -> String {
+    assert_eq!(
+        record["response"]["status"], "action developer error",
+        "{record}"
+    );
+    record["response"]["result"]["error"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+async fn count_activations(server: &TestServer) -> u64 {
+    server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?count=true",
+            None,
+        )
+        .await
+        .json["activations"]
+        .as_u64()
+        .expect("count")
+}
+
+#[tokio::test]
+async fn flipped_bit_in_sealed_code_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    tamper_code(&server, "hello", |code| {
+        let last = code.len() - 1;
+        code[last] ^= 1;
+    })
+    .await;
+    refused(
+        owner.invoke("hello", json!({})).await,
+        "does not match the action's policy",
+    );
+}
+
+#[tokio::test]
+async fn flipped_bit_in_sealed_parameters_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let (sealed, _, _) = owner
+        .client
+        .seal("echo", &json!({"secret": 1}))
+        .await
+        .expect("seal");
+    let mut body = clemmys_client::confidential::Confidential::invoke_body(&sealed);
+    // A bit of the ciphertext's tag (the signature is the last 4+64 bytes).
+    body["sealed"] = json!(flip_base64_bit(
+        body["sealed"].as_str().expect("text"),
+        68 + 5
+    ));
+    let record = post_sealed(&server, "echo", &body).await;
+    let message = refusal_message(&record);
+    assert!(
+        message.contains("signature") || message.contains("failed authentication"),
+        "{message}"
+    );
+    assert!(
+        record["response"]["result"].get("sealed").is_none(),
+        "nothing ran"
+    );
+}
+
+#[tokio::test]
+async fn flipped_bit_in_sealed_result_is_detected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let opened = owner.invoke("echo", json!({"v": 1})).await.expect("invoke");
+    tamper_record(&server, opened.activation_id, |record| {
+        let result = record.response.result.as_mut().expect("result");
+        let text = result["sealed"].as_str().expect("sealed").to_owned();
+        result["sealed"] = json!(flip_base64_bit(&text, 1));
+    })
+    .await;
+    let outcome = owner.client.open_activation(opened.activation_id).await;
+    assert!(
+        matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed result")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn flipped_bit_in_sealed_logs_is_detected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    let opened = owner.invoke("hello", json!({})).await.expect("invoke");
+    tamper_record(&server, opened.activation_id, |record| {
+        let line = record.logs[0]
+            .strip_prefix("sealed:")
+            .expect("sealed logs")
+            .to_owned();
+        record.logs[0] = format!("sealed:{}", flip_base64_bit(&line, 3));
+    })
+    .await;
+    let outcome = owner.client.open_activation(opened.activation_id).await;
+    assert!(
+        matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed logs")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn parameters_swapped_between_actions_are_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    owner.deploy("hello", "hello").await;
+    let (sealed, _, _) = owner
+        .client
+        .seal("echo", &json!({"for": "echo"}))
+        .await
+        .expect("seal");
+    let body = clemmys_client::confidential::Confidential::invoke_body(&sealed);
+    let record = post_sealed(&server, "hello", &body).await;
+    let message = refusal_message(&record);
+    assert!(
+        message.contains("belong to action guest/echo, not guest/hello"),
+        "{message}"
+    );
+    // The genuine request still works on its own action: nothing consumed it.
+    let genuine = post_sealed(&server, "echo", &body).await;
+    assert_eq!(genuine["response"]["status"], "success", "{genuine}");
+}
+
+#[tokio::test]
+async fn results_swapped_between_concurrent_requests_are_detected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let (first, second) = tokio::join!(
+        owner.invoke("echo", json!({"who": "first"})),
+        owner.invoke("echo", json!({"who": "second"}))
+    );
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    let store = &server.server.as_ref().expect("running").store;
+    let a = store
+        .get_activation("guest", &first.activation_id)
+        .expect("read")
+        .expect("a");
+    let b = store
+        .get_activation("guest", &second.activation_id)
+        .expect("read")
+        .expect("b");
+    tamper_record(&server, first.activation_id, |record| {
+        record.response = b.response.clone()
+    })
+    .await;
+    tamper_record(&server, second.activation_id, |record| {
+        record.response = a.response.clone()
+    })
+    .await;
+    for id in [first.activation_id, second.activation_id] {
+        let outcome = owner.client.open_activation(id).await;
+        assert!(
+            matches!(outcome, Err(ConfidentialError::Tampered(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn replayed_invocation_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let (sealed, _, _) = owner
+        .client
+        .seal("echo", &json!({"pay": 100}))
+        .await
+        .expect("seal");
+    let body = clemmys_client::confidential::Confidential::invoke_body(&sealed);
+    let first = post_sealed(&server, "echo", &body).await;
+    assert_eq!(first["response"]["status"], "success");
+    let replay = post_sealed(&server, "echo", &body).await;
+    let message = refusal_message(&replay);
+    assert!(message.contains("replayed request"), "{message}");
+}
+
+#[tokio::test]
+async fn rolled_back_code_version_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("act", "echo").await;
+    let store = &server.server.as_ref().expect("running").store;
+    let version_one = store
+        .get_code(&name("guest"), &name("act"))
+        .expect("read")
+        .expect("v1");
+    owner.deploy("act", "hello").await;
+    // The provider serves the first version's sealed code again.
+    tamper_code(&server, "act", |code| *code = version_one.clone()).await;
+    refused(
+        owner.invoke("act", json!({})).await,
+        "does not match the action's policy",
+    );
+
+    // Nor can it roll the broker back by replaying the first registration.
+    let identity = owner.client.home().identity().expect("identity");
+    let replayed = BrokerOp::Register {
+        namespace: "guest".into(),
+        name: "act".into(),
+        version: 1,
+        code_digest: Digest::of(&example("echo")),
+        policy: Policy {
+            allowed_measurements: vec![expected_runtime_measurement()],
+            require_hardware: false,
+            allowed_clients: vec![],
+            min_version: 1,
+        },
+    };
+    let (request, key) = seal_broker_request(
+        &identity,
+        &owner.client.pin().keys.kem,
+        replayed,
+        now_ms(),
+        &mut os_rng(),
+    )
+    .expect("seal");
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/broker/request",
+            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(request)})),
+        )
+        .await;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(reply.json["reply"].as_str().expect("reply"))
+        .expect("b64");
+    let reply = clemmys_proto::broker::open_broker_reply(&sealed, &key).expect("open");
+    assert!(
+        matches!(&reply, clemmys_proto::broker::BrokerReply::Refused { reason } if reason.contains("not above the current version")),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn substituted_code_under_the_same_name_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    let descriptor = owner
+        .client
+        .describe("hello", true)
+        .await
+        .expect("describe");
+    // The action key is public and the provider is assumed to know the
+    // genuine digest and version: it seals other code under the genuine binding.
+    let binding = CodeBinding {
+        namespace: "guest",
+        action: "hello",
+        version: descriptor.version,
+        code_digest: descriptor.code_digest,
+    };
+    let evil = SealedCode::seal(
+        &example("echo"),
+        &descriptor.action_key,
+        &binding,
+        &mut os_rng(),
+    )
+    .expect("seal");
+    tamper_code(&server, "hello", |code| *code = evil.to_bytes()).await;
+    refused(
+        owner.invoke("hello", json!({"name": "x"})).await,
+        "its digest is not the policy's",
+    );
+}
+
+fn key_request(evidence: clemmys_proto::Evidence, keys: &EnclaveKeys, action: &str) -> KeyRequest {
+    KeyRequest {
+        evidence,
+        enclave: keys.public(),
+        namespace: "guest".into(),
+        name: action.into(),
+    }
+}
+
+#[tokio::test]
+async fn forged_or_unsigned_evidence_gets_no_key() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    let broker = &server.server.as_ref().expect("running").broker;
+    let keys = EnclaveKeys::generate(&mut os_rng());
+    let runtime = measurement::expected(Role::ActionRuntime);
+
+    // Signed by a platform key the broker does not trust.
+    let stranger = SimPlatform::generate();
+    let foreign = stranger.report(&runtime, &keys.public().report_data());
+    let error = broker
+        .grant(&key_request(foreign, &keys, "hello"))
+        .expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            clemmys_broker::BrokerError::Attestation(AttestError::UntrustedPlatform(_))
+        ),
+        "{error}"
+    );
+
+    // No signature at all.
+    let unsigned = clemmys_proto::Evidence {
+        tee: clemmys_proto::TeeKind::Sim,
+        data: b"trust me".to_vec(),
+    };
+    let error = broker
+        .grant(&key_request(unsigned, &keys, "hello"))
+        .expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            clemmys_broker::BrokerError::Attestation(AttestError::Malformed(_))
+        ),
+        "{error}"
+    );
+
+    // Genuine evidence, but presented with other keys than it binds.
+    let platform =
+        SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
+            .expect("key");
+    let genuine = platform.report(&runtime, &keys.public().report_data());
+    let thief = EnclaveKeys::generate(&mut os_rng());
+    let error = broker
+        .grant(&key_request(genuine.clone(), &thief, "hello"))
+        .expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            clemmys_broker::BrokerError::Attestation(AttestError::KeysNotBound)
+        ),
+        "{error}"
+    );
+
+    // Genuine evidence with one bit of the measurement flipped.
+    let mut tampered = genuine;
+    let at = tampered.data.len() - 200;
+    tampered.data[at] ^= 1;
+    assert!(
+        broker
+            .grant(&key_request(tampered, &keys, "hello"))
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn evidence_with_a_wrong_measurement_gets_no_key() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    let broker = &server.server.as_ref().expect("running").broker;
+    let keys = EnclaveKeys::generate(&mut os_rng());
+    let platform =
+        SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
+            .expect("key");
+    let modified_runtime = Measurement([0x42; 32]);
+    let evidence = platform.report(&modified_runtime, &keys.public().report_data());
+    let error = broker
+        .grant(&key_request(evidence, &keys, "hello"))
+        .expect_err("refused");
+    assert!(
+        matches!(error, clemmys_broker::BrokerError::MeasurementNotAllowed(m) if m == modified_runtime),
+        "{error}"
+    );
+    // The genuine measurement from the same platform is granted: the check is the measurement.
+    let evidence = platform.report(
+        &measurement::expected(Role::ActionRuntime),
+        &keys.public().report_data(),
+    );
+    assert!(broker.grant(&key_request(evidence, &keys, "hello")).is_ok());
+}
+
+#[tokio::test]
+async fn sim_enclave_under_a_hardware_only_policy_gets_no_key() {
+    let server = TestServer::start().await;
+    let owner: Owner = server.owner().await;
+    let options = DeployOptions {
+        require_hardware: true,
+        ..Default::default()
+    };
+    owner.deploy_with("vault", "hello", &options, false).await;
+    let before = count_activations(&server).await;
+    refused(
+        owner.invoke("vault", json!({})).await,
+        "requires a hardware TEE",
+    );
+    assert_eq!(
+        count_activations(&server).await,
+        before + 1,
+        "one refused record, nothing else"
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}

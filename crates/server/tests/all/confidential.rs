@@ -1,0 +1,217 @@
+//! Confidential actions end to end: deploy, invoke, read results and logs,
+//! with the provider seeing only ciphertext.
+
+use clemmys_client::InvokeOptions;
+use clemmys_client::confidential::{ConfidentialError, ConfidentialInvoked};
+use clemmys_whisk::ActivationStatus;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::{TestServer, annotation};
+
+#[tokio::test]
+async fn confidential_invoke_returns_the_result_and_logs_with_a_verified_receipt() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+
+    let opened = owner
+        .invoke("hello", json!({"name": "enclave"}))
+        .await
+        .expect("invoke");
+    assert_eq!(opened.status, ActivationStatus::Success);
+    assert_eq!(opened.result, json!({"payload": "Hello, enclave!"}));
+    let logs = opened.logs.clone().expect("logs came with the record");
+    assert_eq!(logs.len(), 1);
+    assert!(
+        logs[0].ends_with("stderr: hello: greeting enclave"),
+        "{logs:?}"
+    );
+    let receipt = &opened.receipt.receipt;
+    assert_eq!(receipt.activation_id, opened.activation_id.to_string());
+    assert_eq!(
+        receipt.code_digest,
+        clemmys_proto::Digest::of(&crate::common::example("hello"))
+    );
+    assert_eq!(
+        receipt.measurement,
+        clemmys_client::confidential::expected_runtime_measurement()
+    );
+    assert_eq!(opened.tee, clemmys_proto::TeeKind::Sim);
+
+    // The provider's record holds ciphertext only.
+    let id = opened.activation_id;
+    let record = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(record.status, StatusCode::OK);
+    let result = &record.json["response"]["result"];
+    assert!(
+        result["sealed"].is_string() && result.as_object().map(|o| o.len()) == Some(1),
+        "{result}"
+    );
+    assert!(
+        !record.json.to_string().contains("enclave!"),
+        "plaintext in the record"
+    );
+    let action = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions/hello", None)
+        .await;
+    assert_eq!(annotation(&action.json, "confidential"), Some(&json!(true)));
+
+    // Reading it back later uses the client's keyring.
+    let again = owner.client.open_activation(id).await.expect("reopen");
+    assert_eq!(again.result, opened.result);
+}
+
+#[tokio::test]
+async fn non_blocking_confidential_invoke_can_be_opened_later() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let invoked = owner
+        .client
+        .invoke("echo", &json!({"k": [1, 2]}), InvokeOptions::default())
+        .await
+        .expect("invoke");
+    let ConfidentialInvoked::Accepted { activation_id } = invoked else {
+        panic!("expected 202")
+    };
+    server.wait_for_activation(&activation_id.to_string()).await;
+    let opened = owner
+        .client
+        .open_activation(activation_id)
+        .await
+        .expect("open");
+    assert_eq!(opened.result, json!({"k": [1, 2]}));
+}
+
+#[tokio::test]
+async fn application_errors_stay_sealed_and_are_reported_to_the_client() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("fail", "fail").await;
+    let opened = owner.invoke("fail", json!({})).await.expect("invoke");
+    assert_eq!(opened.status, ActivationStatus::ApplicationError);
+    assert_eq!(opened.result, json!({"error": "this action always fails"}));
+    let record = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations/{}", opened.activation_id),
+            None,
+        )
+        .await;
+    assert!(!record.json.to_string().contains("always fails"));
+}
+
+#[tokio::test]
+async fn an_update_runs_the_new_version_even_for_a_client_with_a_stale_view() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("act", "echo").await;
+    assert_eq!(
+        owner
+            .invoke("act", json!({"v": 1}))
+            .await
+            .expect("v1")
+            .result,
+        json!({"v": 1})
+    );
+
+    // Another client of the same owner updates the action.
+    let other = clemmys_client::confidential::Confidential::connect(
+        server.api_client(),
+        clemmys_client::confidential::ClientHome::open(owner.home.path()).expect("home"),
+    )
+    .await
+    .expect("connect");
+    other
+        .deploy(
+            "act",
+            &crate::common::example("hello"),
+            Default::default(),
+            true,
+            &Default::default(),
+        )
+        .await
+        .expect("update");
+
+    // The first client still caches version 1; the enclave says so and the
+    // client refreshes and retries.
+    let opened = owner
+        .invoke("act", json!({"name": "v2"}))
+        .await
+        .expect("v2");
+    assert_eq!(opened.result, json!({"payload": "Hello, v2!"}));
+    assert_eq!(opened.receipt.receipt.version, 2);
+}
+
+#[tokio::test]
+async fn a_confidential_action_refuses_plain_parameters_and_bound_parameters() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    let plain = server
+        .invoke("hello", json!({"name": "in the clear"}))
+        .await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST);
+    assert!(
+        plain.json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("confidential")
+    );
+
+    let put = clemmys_whisk::action::ActionPut {
+        parameters: Some(clemmys_whisk::KeyValues(vec![clemmys_whisk::KeyValue {
+            key: "k".into(),
+            value: json!(1),
+        }])),
+        ..Default::default()
+    };
+    let refused = owner
+        .client
+        .deploy(
+            "bound",
+            &crate::common::example("hello"),
+            put,
+            false,
+            &Default::default(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(ConfidentialError::Api(ref e)) if e.status() == Some(400)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_keeps_serving_confidential_actions_to_pinned_clients() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    assert!(owner.invoke("echo", json!({"before": true})).await.is_ok());
+    let home = owner.home;
+    let server = server.restart().await;
+    let client = clemmys_client::confidential::Confidential::connect(
+        server.api_client(),
+        clemmys_client::confidential::ClientHome::open(home.path()).expect("home"),
+    )
+    .await;
+    let client = match client {
+        Ok(client) => client,
+        Err(error) => panic!("the pin must still verify after a restart: {error}"),
+    };
+    let invoked = client
+        .invoke("echo", &json!({"after": true}), InvokeOptions::blocking())
+        .await
+        .expect("invoke");
+    let ConfidentialInvoked::Completed(opened) = invoked else {
+        panic!("202")
+    };
+    assert_eq!(opened.result, json!({"after": true}));
+}
