@@ -8,7 +8,9 @@
 //!   each line with the time its first byte was written, formats it as
 //!   OpenWhisk does (`<RFC 3339 time> stderr: <line>`) and silently drops
 //!   whatever exceeds the log limit, ending the log with OpenWhisk's
-//!   truncation notice.
+//!   truncation notice. The limit counts the log as formatted: each line
+//!   costs its prefix as well as its text, so a flood of empty lines cannot
+//!   make millions of small strings out of a few megabytes.
 //!
 //! [`Capture`] adapts either buffer to the traits wasmtime-wasi wants for a
 //! stdio stream; the run keeps one handle and reads the buffer afterwards.
@@ -23,6 +25,11 @@ use humantime::format_rfc3339_nanos;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+/// What each log line's `<time> stderr: ` prefix costs against the limit:
+/// its length for any time in years 0 to 9999 (longer ones are charged when
+/// the line is formatted).
+const LINE_PREFIX_BYTES: u64 = "2026-01-01T00:00:00.000000000Z stderr: ".len() as u64;
 
 /// What `check_write` grants: writes are never refused, so any large number
 /// will do (WASI p1 writes in 4 KiB chunks anyway).
@@ -154,10 +161,14 @@ impl Buffer for ResultBuffer {
     }
 }
 
-/// The guest's stderr as formatted log lines, at most `limit` bytes of it.
+/// The guest's stderr as formatted log lines, at most `limit` bytes of them
+/// (the one line the limit cuts may be longer by what formatting adds to
+/// its text, such as replacement characters for invalid UTF-8).
 #[derive(Debug)]
 pub(crate) struct LogBuffer {
     limit: u64,
+    /// Bytes of the formatted log so far, the unfinished line included;
+    /// never less than the formatted lines' total length.
     used: u64,
     truncated: bool,
     lines: Vec<String>,
@@ -176,7 +187,7 @@ pub(crate) struct Logs {
 }
 
 impl LogBuffer {
-    /// Keeps at most `limit` bytes of guest output (newlines included).
+    /// Keeps at most `limit` bytes of formatted lines.
     pub(crate) fn new(limit: u64) -> Self {
         Self {
             limit,
@@ -188,30 +199,53 @@ impl LogBuffer {
         }
     }
 
-    /// Takes bytes written at `now`.
+    /// Takes bytes written at `now`. Once something is dropped, everything
+    /// after it is too: the log is always a prefix of the output.
     pub(crate) fn write_at(&mut self, data: &[u8], now: SystemTime) {
-        let room = usize::try_from(self.limit.saturating_sub(self.used)).unwrap_or(usize::MAX);
-        if data.len() > room {
-            self.truncated = true;
-        }
-        let (kept, _dropped) = data.split_at(data.len().min(room));
-        self.used += kept.len() as u64;
-
-        for piece in kept.split_inclusive(|&byte| byte == b'\n') {
-            let since = *self.partial_since.get_or_insert(now);
-            match piece.strip_suffix(b"\n") {
-                Some(end) if self.partial.is_empty() => self.push_line(since, end),
-                Some(end) => {
-                    let mut line = std::mem::take(&mut self.partial);
-                    line.extend_from_slice(end);
-                    self.push_line(since, &line);
-                    // Keep the allocation for the next partial line.
-                    line.clear();
-                    self.partial = line;
+        for piece in data.split_inclusive(|&byte| byte == b'\n') {
+            if self.truncated {
+                return;
+            }
+            let since = match self.partial_since {
+                Some(since) => since,
+                None if self.room() < LINE_PREFIX_BYTES => {
+                    self.truncated = true;
+                    return;
                 }
-                None => self.partial.extend_from_slice(piece),
+                None => {
+                    self.used += LINE_PREFIX_BYTES;
+                    *self.partial_since.insert(now)
+                }
+            };
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            let room = usize::try_from(self.room()).unwrap_or(usize::MAX);
+            let (kept, dropped) = text.split_at(text.len().min(room));
+            self.used += kept.len() as u64;
+            if !dropped.is_empty() {
+                // `finish_at` flushes the cut line.
+                self.truncated = true;
+                self.partial.extend_from_slice(kept);
+            } else if !ends_line {
+                self.partial.extend_from_slice(kept);
+            } else if self.partial.is_empty() {
+                self.push_line(since, kept);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(kept);
+                self.push_line(since, &line);
+                // Keep the allocation for the next partial line.
+                line.clear();
+                self.partial = line;
             }
         }
+    }
+
+    /// Bytes the limit still allows.
+    fn room(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
     }
 
     /// Ends the log at `now`: flushes an unfinished line and appends the
@@ -234,11 +268,16 @@ impl LogBuffer {
         }
     }
 
+    /// Formats and keeps a line whose text (`line`) and prefix are charged.
     fn push_line(&mut self, since: SystemTime, line: &[u8]) {
+        let charged = LINE_PREFIX_BYTES + line.len() as u64;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line);
-        self.lines
-            .push(format!("{} stderr: {text}", format_rfc3339_nanos(since)));
+        let formatted = format!("{} stderr: {text}", format_rfc3339_nanos(since));
+        // Replacement characters (and years past 9999) are longer than what
+        // was charged: charge the difference, so that later lines see it.
+        self.used += (formatted.len() as u64).saturating_sub(charged);
+        self.lines.push(formatted);
         self.partial_since = None;
     }
 }
@@ -303,9 +342,23 @@ mod tests {
         );
     }
 
+    /// The bytes of `lines` but the last (the truncation notice).
+    fn kept_bytes(logs: &Logs) -> u64 {
+        let kept = logs.lines.split_last().map_or(&[][..], |(_, kept)| kept);
+        kept.iter().map(|line| line.len() as u64).sum()
+    }
+
+    #[test]
+    fn the_prefix_is_as_long_as_formatting_makes_it() {
+        let line = format!("{} stderr: ", format_rfc3339_nanos(SystemTime::now()));
+        assert_eq!(line.len() as u64, LINE_PREFIX_BYTES);
+    }
+
     #[test]
     fn output_past_the_limit_is_dropped_and_a_notice_appended() {
-        let mut log = LogBuffer::new(10);
+        // Room for two lines of five characters and one of three.
+        let limit = 3 * LINE_PREFIX_BYTES + 13;
+        let mut log = LogBuffer::new(limit);
         log.write_at(b"12345\n", at(1));
         log.write_at(b"6789\nabc\n", at(2));
         log.write_at(b"more\n", at(3));
@@ -316,21 +369,86 @@ mod tests {
             [
                 format!("{} stderr: 12345", stamp(1)),
                 format!("{} stderr: 6789", stamp(2)),
+                format!("{} stderr: abc", stamp(2)),
                 format!(
-                    "{} stderr: Logs were truncated because the total bytes size exceeds the limit of 10 bytes.",
+                    "{} stderr: Logs were truncated because the total bytes size exceeds the limit of {limit} bytes.",
                     stamp(4)
                 ),
             ]
         );
+        assert_eq!(kept_bytes(&logs), limit - 1);
     }
 
     #[test]
     fn a_line_cut_by_the_limit_is_kept_up_to_the_limit() {
-        let mut log = LogBuffer::new(4);
+        let mut log = LogBuffer::new(LINE_PREFIX_BYTES + 4);
         log.write_at(b"abcdef\n", at(1));
         let logs = log.finish_at(at(2));
         assert_eq!(logs.lines.len(), 2);
         assert_eq!(logs.lines[0], format!("{} stderr: abcd", stamp(1)));
+        assert_eq!(kept_bytes(&logs), LINE_PREFIX_BYTES + 4);
+    }
+
+    #[test]
+    fn empty_lines_are_charged_their_prefix() {
+        // 1 MB of bare newlines against 64 KiB: about 1,700 lines, not a
+        // million.
+        let limit = 64 * 1024;
+        let mut log = LogBuffer::new(limit);
+        for _ in 0..256 {
+            log.write_at(&[b'\n'; 4096], at(1));
+        }
+        let logs = log.finish_at(at(2));
+        assert!(logs.truncated);
+        assert_eq!(logs.lines.len() as u64, limit / LINE_PREFIX_BYTES + 1);
+        assert!(kept_bytes(&logs) <= limit, "{}", kept_bytes(&logs));
+    }
+
+    #[test]
+    fn replacement_characters_count_against_the_limit() {
+        // Each invalid byte becomes three bytes of U+FFFD: the line is kept
+        // whole, but nothing fits after it.
+        let mut log = LogBuffer::new(LINE_PREFIX_BYTES + 100);
+        log.write_at(&[0xff; 60], at(1));
+        log.write_at(b"\nok\n", at(1));
+        let logs = log.finish_at(at(2));
+        assert!(logs.truncated);
+        assert_eq!(logs.lines.len(), 2);
+        assert_eq!(kept_bytes(&logs), LINE_PREFIX_BYTES + 180);
+    }
+
+    #[test]
+    fn valid_utf8_never_exceeds_the_limit() {
+        // xorshift64*: writes of random lengths, newline density and limits.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        for _ in 0..300 {
+            let limit = next() % 4096;
+            let mut log = LogBuffer::new(limit);
+            let newline_every = next() % 64 + 1;
+            for _ in 0..next() % 40 {
+                let write: Vec<u8> = (0..next() % 300)
+                    .map(|_| match next() % newline_every {
+                        0 => b'\n',
+                        _ => b'x',
+                    })
+                    .collect();
+                log.write_at(&write, at(1));
+            }
+            let logs = log.finish_at(at(2));
+            let kept = if logs.truncated {
+                kept_bytes(&logs)
+            } else {
+                logs.lines.iter().map(|line| line.len() as u64).sum()
+            };
+            assert!(kept <= limit, "kept {kept} of {limit}");
+            assert!(logs.truncated || logs.lines.len() as u64 <= limit / LINE_PREFIX_BYTES);
+        }
     }
 
     #[test]

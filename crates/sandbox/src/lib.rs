@@ -26,10 +26,9 @@
 //! a memory slot is reset before it is reused.
 //!
 //! Timeouts are epoch interruptions, which stop a guest while it runs wasm
-//! code. A guest blocked inside a host call is stopped only when the call
-//! returns: in this sandbox the only such call is a WASI sleep
-//! (`poll_oneoff` on a clock), so a guest that sleeps past its deadline
-//! holds its thread until it wakes and is then reported as timed out.
+//! code. The only host call that can block, a WASI sleep (`poll_oneoff` on
+//! a clock), is the sandbox's own: it never sleeps past the activation's
+//! deadline, so a sleeping guest is stopped at its time limit too.
 //!
 //! # Use
 //!
@@ -59,6 +58,7 @@ mod digest;
 mod error;
 mod limiter;
 mod outcome;
+mod poll;
 mod run;
 mod sandbox;
 mod validate;

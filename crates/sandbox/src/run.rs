@@ -20,6 +20,7 @@ use crate::capture::{Capture, LogBuffer, ResultBuffer};
 use crate::config::MAX_TABLE_ELEMENTS;
 use crate::limiter::MemoryLimiter;
 use crate::outcome::{Failure, interpret};
+use crate::poll::{DeadlinePassed, Timing};
 use crate::validate::DEFAULT_ENTRY;
 
 /// Longest trap or host error message kept, in characters.
@@ -32,7 +33,8 @@ pub struct RunLimits {
     pub timeout: Duration,
     /// Largest linear memory, in bytes.
     pub memory_bytes: u64,
-    /// Log bytes kept; more are dropped.
+    /// Log bytes kept, counting each line as formatted (with its time stamp
+    /// and `stderr: `); more are dropped.
     pub log_bytes: u64,
     /// Largest result (stdout), in bytes.
     pub max_result_bytes: usize,
@@ -96,6 +98,8 @@ pub struct RunOutcome {
 /// The data of an activation's store.
 pub(crate) struct Host {
     pub(crate) wasi: WasiP1Ctx,
+    /// The deadline and monotonic clock `poll_oneoff` sleeps by.
+    pub(crate) timing: Timing,
     limiter: MemoryLimiter,
 }
 
@@ -127,15 +131,18 @@ pub(crate) fn run(
     } = request;
     let stdout = Capture::new(ResultBuffer::new(limits.max_result_bytes));
     let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
+    let timing = Timing::new(started, limits.timeout);
     let wasi = WasiCtxBuilder::new()
         .stdin(MemoryInputPipe::new(input))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
+        .monotonic_clock(timing.clock())
         .allow_tcp(false)
         .allow_udp(false)
         .build_p1();
     let host = Host {
         wasi,
+        timing,
         limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
     };
     let mut store = Store::new(module.pre.module().engine(), host);
@@ -204,7 +211,9 @@ fn classify(ended: Ended, memory_denied: bool, limits: &RunLimits) -> Option<Fai
     if exit == Some(0) {
         return None;
     }
-    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+        || error.downcast_ref::<DeadlinePassed>().is_some()
+    {
         return Some(Failure::Timeout {
             limit: limits.timeout,
         });
@@ -295,6 +304,13 @@ mod tests {
             Some(Failure::Timeout {
                 limit: Duration::from_millis(300)
             })
+        );
+        assert_eq!(
+            classify(Ended::Error(DeadlinePassed.into()), false, &limits),
+            Some(Failure::Timeout {
+                limit: Duration::from_millis(300)
+            }),
+            "a sleep that reached the deadline"
         );
         assert_eq!(
             classify(trap(Trap::UnreachableCodeReached), false, &limits),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Linker, Module};
 
 use crate::cache::ModuleCache;
+use crate::poll;
 use crate::run::{self, Host};
 use crate::validate::check_module;
 use crate::{
@@ -70,20 +71,31 @@ impl Sandbox {
                     actual,
                 });
             }
-            if !code.starts_with(b"\0asm") {
-                return Err(InvalidModule::NotWasm.into());
-            }
-            let started = Instant::now();
-            let module = Module::new(&self.engine, code)
-                .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
-            let pre = self
-                .linker
-                .instantiate_pre(&module)
-                .map_err(|error| SandboxError::Link(format!("{error:#}")))?;
-            let compile_time = started.elapsed();
-            tracing::debug!(%digest, ?compile_time, "compiled action module");
-            Ok(PreparedModule::new(digest, compile_time, pre))
+            self.compile(digest, code)
         })
+    }
+
+    /// Compiles `code` without the shared cache, for a caller that keeps the
+    /// module itself: the enclave runtime, whose compiled confidential code
+    /// must not be found by digest by anyone else.
+    pub fn compile_private(&self, code: &[u8]) -> Result<Arc<PreparedModule>, SandboxError> {
+        self.compile(CodeDigest::of(code), code).map(Arc::new)
+    }
+
+    fn compile(&self, digest: CodeDigest, code: &[u8]) -> Result<PreparedModule, SandboxError> {
+        if !code.starts_with(b"\0asm") {
+            return Err(InvalidModule::NotWasm.into());
+        }
+        let started = Instant::now();
+        let module = Module::new(&self.engine, code)
+            .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|error| SandboxError::Link(format!("{error:#}")))?;
+        let compile_time = started.elapsed();
+        tracing::debug!(%digest, ?compile_time, "compiled action module");
+        Ok(PreparedModule::new(digest, compile_time, pre))
     }
 
     /// The cached prepared module for `digest`, if any.
@@ -124,10 +136,12 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// The one linker: WASI preview 1, built once.
+/// The one linker: WASI preview 1, built once, with our `poll_oneoff`
+/// (which stops a sleeping guest at its deadline) in place of wasmtime-wasi's.
 fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)?;
+    poll::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -1,8 +1,41 @@
-//! A guest trying to keep state, or to reach what it must not.
+//! A guest trying to keep state, to reach what it must not, or to hold more
+//! time or memory than its limits allow.
 
+use std::time::{Duration, Instant};
+
+use clemmys_sandbox::{Failure, RunLimits, RunOutcome};
 use serde_json::json;
 
 use crate::common::*;
+use crate::sleep::{ABSTIME, MONOTONIC, MS, REALTIME, clock, poller};
+
+/// Runs `wasm` with a 200 ms time limit and checks that it timed out, at
+/// about that time rather than when its sleep would have ended.
+fn assert_stopped_at_200ms(wasm: &[u8]) -> RunOutcome {
+    let limit = Duration::from_millis(200);
+    let started = Instant::now();
+    let outcome = run_with(
+        wasm,
+        "{}",
+        RunLimits {
+            timeout: limit,
+            ..limits()
+        },
+    );
+    assert_developer_error(
+        &outcome,
+        "The action exceeded its time limits of 200 milliseconds.",
+    );
+    assert_eq!(outcome.failure, Some(Failure::Timeout { limit }));
+    assert!(outcome.duration >= limit, "{:?}", outcome.duration);
+    // A few epoch ticks of 5 ms after the limit; generous for a busy host.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ended {:?} after starting",
+        started.elapsed()
+    );
+    outcome
+}
 
 #[test]
 fn state_left_by_one_activation_is_invisible_to_the_next() {
@@ -67,4 +100,82 @@ fn guest_sees_no_preopened_directory_environment_or_arguments() {
         success(&outcome),
         &json!({"prestat": 8, "env": 0, "args": 0})
     );
+}
+
+#[test]
+fn sleeping_past_the_time_limit_is_stopped_at_the_deadline() {
+    // Ten seconds: without the deadline this would fail, in ten seconds.
+    let outcome = assert_stopped_at_200ms(&sleeper(10_000 * MS));
+    assert!(outcome.logs.is_empty());
+}
+
+#[test]
+fn hour_long_and_endless_sleeps_are_stopped_at_the_deadline() {
+    assert_stopped_at_200ms(&sleeper(3_600_000 * MS));
+    // Too long for an `Instant`, let alone tokio's timer.
+    assert_stopped_at_200ms(&sleeper(u64::MAX));
+    assert_stopped_at_200ms(&poller(&[clock(1, REALTIME, u64::MAX, ABSTIME)], "", None));
+    // Several clocks at once (wasmtime-wasi would wait on tokio timers).
+    assert_stopped_at_200ms(&poller(
+        &[
+            clock(1, MONOTONIC, 3_600_000 * MS, 0),
+            clock(2, MONOTONIC, u64::MAX, ABSTIME),
+        ],
+        "",
+        None,
+    ));
+}
+
+#[test]
+fn sleeping_in_short_naps_forever_is_stopped_at_the_deadline() {
+    let wasm = module(
+        r#"(func (export "_start")
+          ;; subscription at 256: relative monotonic clock, 10 ms.
+          (i32.store (i32.const 272) (i32.const 1))
+          (i64.store (i32.const 280) (i64.const 10000000))
+          (loop $nap
+            (drop (call $poll_oneoff (i32.const 256) (i32.const 512) (i32.const 1) (i32.const 600)))
+            (br $nap)))"#,
+    );
+    assert_stopped_at_200ms(&wasm);
+}
+
+#[test]
+fn a_flood_of_empty_log_lines_is_charged_per_line() {
+    // 1 MB of bare newlines, in 4 KiB writes, against a 64 KiB log limit:
+    // each line costs its 39-byte `<time> stderr: ` prefix, so about 1,700
+    // lines are kept, not a million.
+    let result = r#"{"done":true}"#;
+    let newlines_at = DATA + result.len() as u32;
+    let wasm = module(&format!(
+        r#"{out} {newlines}
+        (func (export "_start") (local $i i32)
+          (loop $more
+            (call $write (i32.const 2) (i32.const {newlines_at}) (i32.const 4096))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $more (i32.lt_u (local.get $i) (i32.const 256))))
+          (call $write (i32.const 1) (i32.const {DATA}) (i32.const {len})))"#,
+        out = data(DATA, result.as_bytes()),
+        newlines = data(newlines_at, &[b'\n'; 4096]),
+        len = result.len(),
+    ));
+    let limit = 64 * 1024;
+    let limits = RunLimits {
+        log_bytes: limit,
+        ..limits()
+    };
+    let outcome = run_with(&wasm, "{}", limits);
+    assert_eq!(success(&outcome), &json!({"done": true}));
+    assert!(outcome.logs_truncated);
+    let (notice, kept) = outcome.logs.split_last().expect("a notice");
+    assert!(
+        notice.ends_with(
+            " stderr: Logs were truncated because the total bytes size exceeds the limit of 65536 bytes."
+        ),
+        "{notice}"
+    );
+    let kept_bytes: u64 = kept.iter().map(|line| line.len() as u64).sum();
+    assert!(kept_bytes <= limit, "{kept_bytes} bytes kept");
+    assert_eq!(kept.len() as u64, limit / 39, "lines kept");
+    assert!(kept.iter().all(|line| line.ends_with(" stderr: ")));
 }

@@ -104,8 +104,10 @@ fn logs_past_the_limit_are_dropped_and_the_guest_still_succeeds() {
     let outcome = run_with(&wasm, "{}", limits);
     assert_eq!(success(&outcome), &json!({"done": true}));
     assert!(outcome.logs_truncated);
-    // 65 whole lines fit in 65,536 bytes, then 536 bytes of the 66th.
-    assert_eq!(outcome.logs.len(), 67, "kept lines plus the notice");
+    // Each line costs its 39-byte `<time> stderr: ` prefix and 999 bytes of
+    // text: 63 whole lines fit in 65,536 bytes (65,394), then the prefix
+    // and 103 bytes of the 64th.
+    assert_eq!(outcome.logs.len(), 65, "kept lines plus the notice");
     let last = outcome.logs.last().expect("notice");
     assert!(
         last.ends_with(
@@ -113,11 +115,13 @@ fn logs_past_the_limit_are_dropped_and_the_guest_still_succeeds() {
         ),
         "{last}"
     );
-    let cut = &outcome.logs[65];
+    let cut = &outcome.logs[63];
     assert!(
-        cut.ends_with(&format!(" stderr: {}", "x".repeat(536))),
+        cut.ends_with(&format!(" stderr: {}", "x".repeat(103))),
         "{cut}"
     );
+    let kept: usize = outcome.logs[..64].iter().map(String::len).sum();
+    assert_eq!(kept, 64 * 1024, "the formatted lines fill the limit");
 }
 
 #[test]

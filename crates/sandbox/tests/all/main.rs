@@ -10,4 +10,5 @@ mod examples;
 mod failures;
 mod limits;
 mod results;
+mod sleep;
 mod validate;
