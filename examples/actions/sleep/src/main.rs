@@ -1,7 +1,7 @@
-//! `sleep`: busy-waits (WASI preview 1 has no cheap sleep the host can
-//! interrupt, and burning CPU is what a timeout test wants) until param `ms`
-//! milliseconds (default 1000) have passed on the monotonic clock, then
-//! returns `{"slept": ms}`. Used to test timeouts and the 202 path.
+//! `sleep`: busy-waits (burning CPU is what a timeout test wants; a WASI
+//! sleep would also be cut at the deadline) until param `ms` milliseconds
+//! (default 1000) have passed on the monotonic clock, then returns
+//! `{"slept": ms}`. Used to test timeouts and the 202 path.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
