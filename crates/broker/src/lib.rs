@@ -53,6 +53,18 @@ pub trait BrokerLink: Send + Sync + 'static {
         nonce: [u8; 16],
         timestamp_ms: u64,
     ) -> Result<(), BrokerError>;
+    /// Admits step `index` of chain `chain_id`, once: refuses a second
+    /// delivery of the same step (or a replayed chain), a stale ticket, and
+    /// a version that is not the action's current one.
+    fn admit_chain_step(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+        chain_id: [u8; 16],
+        index: u64,
+        timestamp_ms: u64,
+    ) -> Result<(), BrokerError>;
 }
 
 /// The key broker.
@@ -278,6 +290,34 @@ impl BrokerLink for Broker {
         self.consume_nonce(&format!("{namespace}/{name}"), nonce, timestamp_ms)
             .map_err(BrokerError::Replay)
     }
+
+    fn admit_chain_step(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: u64,
+        chain_id: [u8; 16],
+        index: u64,
+        timestamp_ms: u64,
+    ) -> Result<(), BrokerError> {
+        let current = self.current_version(namespace, name)?;
+        if version != current {
+            return Err(BrokerError::StaleVersion {
+                requested: version,
+                current,
+            });
+        }
+        // The scope is the chain; the nonce is the step index.
+        let mut step = [0u8; 16];
+        step[8..].copy_from_slice(&index.to_be_bytes());
+        let scope = format!("chain:{}", hex_id(&chain_id));
+        self.consume_nonce(&scope, step, timestamp_ms)
+            .map_err(BrokerError::Replay)
+    }
+}
+
+fn hex_id(id: &[u8; 16]) -> String {
+    id.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -109,11 +109,30 @@ pub async fn put(
     }
     let old = existing.as_deref();
 
-    let annotations = put
+    let mut annotations = put
         .annotations
         .clone()
         .or_else(|| old.map(|action| action.annotations.clone()))
         .unwrap_or_default();
+    let limits = old
+        .map_or_else(ActionLimits::default, |action| action.limits)
+        .updated_with(&put.limits.unwrap_or_default())
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let (exec, code) = match &put.exec {
+        Some(exec) => {
+            let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
+            controller.new_exec(exec, &namespace, &name, confidential)?
+        }
+        None => match old {
+            Some(action) => (action.exec.clone(), controller.stored_code(action)?),
+            None => return Err(ApiError::bad_request("exec undefined")),
+        },
+    };
+    if let Exec::Sequence { components } = &exec {
+        // A sequence is confidential exactly when its components are.
+        let confidential = controller.components_confidential(components)?;
+        annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(confidential));
+    }
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
     if caller.0.limits.confidential_only && !confidential {
         return Err(ApiError::new(
@@ -121,7 +140,6 @@ pub async fn put(
             format!("Namespace '{namespace}' accepts only confidential actions."),
         ));
     }
-
     let parameters = put
         .parameters
         .clone()
@@ -129,20 +147,6 @@ pub async fn put(
         .unwrap_or_default();
     check_parameters(&parameters, confidential)?;
 
-    let limits = old
-        .map_or_else(ActionLimits::default, |action| action.limits)
-        .updated_with(&put.limits.unwrap_or_default())
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
-
-    let (exec, code) = match &put.exec {
-        Some(exec) => controller.new_exec(exec, &namespace, &name, confidential)?,
-        None => match old {
-            Some(action) => (action.exec.clone(), controller.stored_code(action)?),
-            None => return Err(ApiError::bad_request("exec undefined")),
-        },
-    };
-
-    let mut annotations = annotations;
     annotations.set("exec", Value::String(exec.kind().to_owned()));
     let version = match old {
         Some(action) => {
@@ -263,6 +267,28 @@ impl Controller {
         }
     }
 
+    /// Whether all components are confidential; mixing is refused, since a
+    /// plain step would see the values a confidential one hides.
+    fn components_confidential(&self, components: &[String]) -> Result<bool, ApiError> {
+        let mut kinds = Vec::with_capacity(components.len());
+        for text in components {
+            let name = FullyQualifiedName::parse(text, None)
+                .map_err(|error| ApiError::bad_request(error.to_string()))?;
+            let action = self.action(&name.namespace, &name.name)?.ok_or_else(|| {
+                ApiError::bad_request(format!("Sequence component does not exist: '{text}'."))
+            })?;
+            kinds.push(action.is_confidential());
+        }
+        match (kinds.iter().all(|k| *k), kinds.iter().any(|k| *k)) {
+            (true, _) => Ok(true),
+            (false, false) => Ok(false),
+            (false, true) => Err(ApiError::bad_request(
+                "A sequence cannot mix confidential and plain actions: a plain step would see the \
+                 values the confidential ones protect.",
+            )),
+        }
+    }
+
     /// Resolves and checks the components of a sequence.
     fn sequence_components(
         &self,
@@ -295,9 +321,14 @@ impl Controller {
                 if &component.name == name {
                     return Err(ApiError::bad_request("Sequence may not refer to itself."));
                 }
-                if self.action(namespace, &component.name)?.is_none() {
+                let Some(action) = self.action(namespace, &component.name)? else {
                     return Err(ApiError::bad_request(format!(
                         "Sequence component does not exist: '{text}'."
+                    )));
+                };
+                if matches!(action.exec, Exec::Sequence { .. }) {
+                    return Err(ApiError::bad_request(format!(
+                        "Sequence component '{text}' is itself a sequence; nested sequences are not supported."
                     )));
                 }
                 Ok(component.to_string())

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Caller;
 use crate::body::read_limited;
 use crate::query::{self, Params};
+use crate::sequence::SequenceRun;
 use crate::{ApiError, Controller};
 
 /// The header OpenWhisk puts on every invoke answer.
@@ -78,10 +79,19 @@ pub async fn invoke(
         payload
     };
 
-    if let Exec::Sequence { .. } = action.exec {
-        return Err(ApiError::bad_request("sequences are not supported yet"));
-    }
     let activation_id = crate::ids::activation_id();
+    if let Exec::Sequence { .. } = action.exec {
+        let run = SequenceRun {
+            sequence: action,
+            namespace: namespace.to_string(),
+            subject: caller.0.name.to_string(),
+            payload,
+            activation_id,
+            accepted_at: crate::ids::now_ms(),
+        };
+        let answer = controller.run_sequence(run, mode).await;
+        return Ok(with_activation_header(answer, activation_id));
+    }
     let message = ActivationMessage {
         activation_id,
         namespace: namespace.to_string(),
@@ -149,7 +159,7 @@ fn bus_error(error: BusError) -> ApiError {
 }
 
 /// 202 `{activationId}`.
-fn accepted(id: ActivationId) -> Response {
+pub(crate) fn accepted(id: ActivationId) -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "activationId": id }))).into_response()
 }
 

@@ -18,6 +18,7 @@ mod invoke;
 mod namespaces;
 mod query;
 mod routes;
+mod sequence;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

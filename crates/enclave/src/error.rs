@@ -33,6 +33,21 @@ pub enum EnclaveError {
         /// The version the broker's policy holds.
         current: u64,
     },
+    /// A chain hop reached an enclave whose action is not the step the
+    /// client's ticket names at that index (reordered, skipped or injected).
+    #[error(
+        "this action is not step {index} of the client's chain ticket (a reordered, skipped or injected step)"
+    )]
+    NotTheTicketsStep {
+        /// The hop's index.
+        index: u64,
+    },
+    /// The code the policy holds is not the code the ticket names.
+    #[error("the action's code is not the code the client's chain ticket names for step {index}")]
+    CodeNotTheTickets {
+        /// The step.
+        index: u64,
+    },
     /// The client is not allowed by the action's policy.
     #[error("this client is not allowed to invoke the action")]
     ClientNotAllowed,

@@ -71,19 +71,27 @@ impl Invoker {
         })
         .await;
         match outcome {
-            Ok(Ok(sealed)) => RunReport {
-                start_ms,
-                duration: started.elapsed(),
-                init_time: sealed.init_time,
-                timed_out: sealed.timed_out,
-                response: ActivationResponse::success(json!({
-                    SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.sealed_answer.result)
-                })),
-                logs: vec![format!(
-                    "{SEALED_LOGS_PREFIX}{}",
-                    base64::engine::general_purpose::STANDARD.encode(&sealed.sealed_answer.logs)
-                )],
-            },
+            Ok(Ok(sealed)) => {
+                let result = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.result) });
+                // The outer status is success whatever happened inside (it is
+                // sealed), except for a chain step that must stop the chain.
+                let status = if sealed.stop_chain {
+                    ActivationStatus::ApplicationError
+                } else {
+                    ActivationStatus::Success
+                };
+                RunReport {
+                    start_ms,
+                    duration: started.elapsed(),
+                    init_time: sealed.init_time,
+                    timed_out: sealed.timed_out,
+                    response: ActivationResponse::new(status, result),
+                    logs: vec![format!(
+                        "{SEALED_LOGS_PREFIX}{}",
+                        base64::engine::general_purpose::STANDARD.encode(&sealed.logs)
+                    )],
+                }
+            }
             Ok(Err(refusal)) => {
                 tracing::warn!(action = %message.action.path(), %refusal, "enclave refused an activation");
                 refuse(

@@ -243,14 +243,27 @@ pub struct Receipt {
     pub input_hash: Digest,
     /// Digest of the result JSON it produced.
     pub output_hash: Digest,
-    /// The invocation nonce.
+    /// The invocation nonce (for a chain step, the chain id).
     #[serde(with = "hex_nonce")]
     pub nonce: [u8; 16],
+    /// For a chain step: its position in the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainPosition>,
+}
+
+/// Where a receipt's run sits in a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPosition {
+    /// The chain id of the client's ticket.
+    #[serde(with = "hex_nonce")]
+    pub chain_id: [u8; 16],
+    /// The step index.
+    pub index: u64,
 }
 
 impl Receipt {
     fn transcript(&self, enclave: &EnclavePublicKeys, evidence: &Evidence) -> Vec<u8> {
-        Writer::new("clemmys/receipt/v1")
+        let writer = Writer::new("clemmys/receipt/v1")
             .str(&self.activation_id)
             .str(&self.namespace)
             .str(&self.action)
@@ -259,7 +272,12 @@ impl Receipt {
             .bytes(self.measurement.as_bytes())
             .bytes(self.input_hash.as_bytes())
             .bytes(self.output_hash.as_bytes())
-            .bytes(&self.nonce)
+            .bytes(&self.nonce);
+        let writer = match &self.chain {
+            None => writer.u64(0),
+            Some(position) => writer.u64(1).bytes(&position.chain_id).u64(position.index),
+        };
+        writer
             .bytes(enclave.kem.as_bytes())
             .bytes(enclave.signing.as_bytes())
             .bytes(evidence.digest().as_bytes())
@@ -462,6 +480,7 @@ mod tests {
             input_hash: parsed.input_hash(),
             output_hash: Digest::of(b"{}"),
             nonce: [7; 16],
+            chain: None,
         };
         let body = SealedResultBody {
             status: ActivationStatus::Success,
@@ -538,6 +557,7 @@ mod tests {
             input_hash: Digest::of(b"in"),
             output_hash: Digest::of(b"out"),
             nonce: [0; 16],
+            chain: None,
         };
         let signed = SignedReceipt::sign(
             receipt,

@@ -9,6 +9,7 @@
 //! * [`code`]: code sealed to an action key;
 //! * [`invoke`]: sealed invocations, sealed answers and signed receipts;
 //! * [`broker`]: client ↔ broker requests and enclave key grants;
+//! * [`chain`]: chain tickets, sealed hops between steps, chain answers;
 //! * [`replay`]: the nonce window that refuses replays;
 //! * [`wire`]: the injective binary framing all of the above use.
 //!
@@ -18,6 +19,7 @@
 //! only the sealed forms defined here.
 
 pub mod broker;
+pub mod chain;
 pub mod code;
 pub mod error;
 pub mod evidence;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use clemmys_proto::chain::{ChainKey, ChainStep};
 use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
 use clemmys_proto::invoke::{AnswerKeys, hex_nonce};
 use clemmys_proto::suite::ExportedKey;
@@ -46,7 +47,7 @@ pub struct KeyringEntry {
     pub activation_id: String,
     /// Namespace of the action.
     pub namespace: String,
-    /// Name of the action.
+    /// Name of the action (of the sequence, for a chain).
     pub action: String,
     /// Policy version invoked.
     pub version: u64,
@@ -61,6 +62,37 @@ pub struct KeyringEntry {
     result_key: String,
     /// Key of the sealed logs (hex).
     logs_key: String,
+    /// For a chain: its plan and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainEntry>,
+}
+
+/// What the client keeps about one confidential chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainEntry {
+    /// The steps the ticket named.
+    pub steps: Vec<ChainStep>,
+    /// The chain key (hex).
+    chain_key: String,
+}
+
+impl ChainEntry {
+    /// An entry for `steps` under `key`.
+    pub fn new(steps: Vec<ChainStep>, key: &ChainKey) -> Self {
+        Self {
+            steps,
+            chain_key: hex::encode(key.as_bytes()),
+        }
+    }
+
+    /// The chain key.
+    pub fn key(&self) -> Result<ChainKey, ConfidentialError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&self.chain_key, key.as_mut_slice())
+            .map_err(|_| ConfidentialError::State("a keyring entry is corrupted".into()))?;
+        Ok(ChainKey::from_bytes(*key))
+    }
 }
 
 impl KeyringEntry {
@@ -86,6 +118,7 @@ impl KeyringEntry {
             input_hash,
             result_key: hex::encode(keys.result.as_bytes()),
             logs_key: hex::encode(keys.logs.as_bytes()),
+            chain: None,
         }
     }
 

@@ -23,6 +23,9 @@ use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
     seal_broker_request,
 };
+use clemmys_proto::chain::{
+    ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
+};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
@@ -37,7 +40,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use home::{BrokerPin, ClientHome, KeyringEntry};
+pub use home::{BrokerPin, ChainEntry, ClientHome, KeyringEntry};
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
 
@@ -211,8 +214,10 @@ pub struct OpenedActivation {
     pub result: Value,
     /// The log lines, when the record carried them.
     pub logs: Option<Vec<String>>,
-    /// The enclave's receipt, verified.
+    /// The enclave's receipt, verified (for a chain: the last step's).
     pub receipt: SignedReceipt,
+    /// For a chain: every step's receipt, verified, in order.
+    pub chain: Option<Vec<SignedReceipt>>,
     /// The TEE that ran it.
     pub tee: TeeKind,
 }
@@ -232,6 +237,8 @@ pub struct Confidential {
     pin: BrokerPin,
     namespace: String,
     descriptors: Mutex<HashMap<String, ActionDescriptor>>,
+    /// Action name → its components when it is a sequence.
+    kinds: Mutex<HashMap<String, Option<Vec<String>>>>,
 }
 
 impl Confidential {
@@ -265,6 +272,7 @@ impl Confidential {
             pin,
             namespace,
             descriptors: Mutex::new(HashMap::new()),
+            kinds: Mutex::new(HashMap::new()),
         })
     }
 
@@ -469,6 +477,23 @@ impl Confidential {
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        if let Some(components) = self.sequence_components(name).await? {
+            return match self
+                .invoke_chain_once(name, &components, params, options)
+                .await
+            {
+                Err(ConfidentialError::Execution(message))
+                    if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
+                {
+                    for component in &components {
+                        self.describe(component, true).await?;
+                    }
+                    self.invoke_chain_once(name, &components, params, options)
+                        .await
+                }
+                other => other,
+            };
+        }
         match self.invoke_once(name, params, options).await {
             Err(ConfidentialError::Execution(message))
                 if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
@@ -520,6 +545,274 @@ impl Confidential {
         }
     }
 
+    /// The components of `name` if it is a sequence (cached per name).
+    async fn sequence_components(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<String>>, ConfidentialError> {
+        let short = self.short_name(name)?.to_owned();
+        if let Some(known) = self.lock_kinds().get(&short) {
+            return Ok(known.clone());
+        }
+        let doc = self.client.get_action(&short, false).await?;
+        let components = (doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND))
+            .then(|| doc.exec.components.clone().unwrap_or_default());
+        self.lock_kinds().insert(short, components.clone());
+        Ok(components)
+    }
+
+    fn lock_kinds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Vec<String>>>> {
+        self.kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Invokes a confidential sequence as a chain: signs a ticket naming
+    /// every step, seals the parameters as the first hop, and opens and
+    /// verifies the final answer and every step's receipt.
+    async fn invoke_chain_once(
+        &self,
+        name: &str,
+        components: &[String],
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        let (body, mut entry) = self.seal_chain(components, params).await?;
+        let short = self.short_name(name)?.to_owned();
+        let invoked = self
+            .client
+            .invoke(
+                &short,
+                body,
+                InvokeOptions {
+                    result: false,
+                    ..options
+                },
+            )
+            .await?;
+        let activation_id = invoked.activation_id();
+        entry.activation_id = activation_id.to_string();
+        entry.action = short;
+        self.home.remember(&entry)?;
+        match invoked {
+            Invoked::Accepted { activation_id } => {
+                Ok(ConfidentialInvoked::Accepted { activation_id })
+            }
+            Invoked::Completed { body, .. } => {
+                let opened = self.open_chain(&entry, activation_id, &body).await?;
+                Ok(ConfidentialInvoked::Completed(Box::new(opened)))
+            }
+        }
+    }
+
+    /// Signs a ticket for `components` and seals `params` as the chain's
+    /// first hop: the invoke body, and the keyring entry to open the answer
+    /// (its activation id is filled in once the invoke answers).
+    pub async fn seal_chain(
+        &self,
+        components: &[String],
+        params: &Value,
+    ) -> Result<(Value, KeyringEntry), ConfidentialError> {
+        let mut steps = Vec::with_capacity(components.len());
+        for component in components {
+            let descriptor = self.describe(component, false).await?;
+            steps.push(ChainStep {
+                namespace: descriptor.namespace,
+                action: descriptor.name,
+                version: descriptor.version,
+                code_digest: descriptor.code_digest,
+                action_key: descriptor.action_key,
+            });
+        }
+        let mut chain_id = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut chain_id);
+        let chain_key = ChainKey::generate(&mut os_rng());
+        let ticket = ChainTicket {
+            chain_id,
+            steps: steps.clone(),
+            client: self.identity.id(),
+            timestamp_ms: now_ms(),
+        }
+        .sign(&self.identity);
+        let value =
+            serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        let input_hash = Digest::of(&value);
+        let hop = HopBody {
+            ticket,
+            chain_key: chain_key.clone(),
+            index: 0,
+            value: zeroize::Zeroizing::new(value),
+            receipts: Vec::new(),
+        };
+        let sealed = seal_hop(&hop, &mut os_rng())?;
+        let body =
+            json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(sealed) });
+        let keys = clemmys_proto::invoke::AnswerKeys {
+            result: chain_key.answer_key()?,
+            logs: chain_key.logs_key(0)?,
+        };
+        let mut entry = KeyringEntry::new(
+            String::new(),
+            self.namespace.clone(),
+            String::new(),
+            0,
+            input_hash,
+            chain_id,
+            input_hash,
+            &keys,
+        );
+        entry.chain = Some(ChainEntry::new(steps, &chain_key));
+        Ok((body, entry))
+    }
+
+    /// Opens a chain's final answer from its sequence record and verifies
+    /// every step's receipt against the ticket.
+    async fn open_chain(
+        &self,
+        entry: &KeyringEntry,
+        activation_id: ActivationId,
+        record: &Value,
+    ) -> Result<OpenedActivation, ConfidentialError> {
+        let chain = entry
+            .chain
+            .as_ref()
+            .ok_or_else(|| ConfidentialError::State("not a chain entry".into()))?;
+        let (result, _) = split_record(record);
+        let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
+            let message = result
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no sealed answer");
+            return Err(ConfidentialError::Execution(message.to_owned()));
+        };
+        let chain_key = chain.key()?;
+        let answer = open_chain_answer(&decode(sealed)?, &chain_key, &entry.nonce)?;
+        let component_ids: Vec<String> = record["logs"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tee = self
+            .verify_chain(&answer, chain, entry, &component_ids)
+            .await?;
+        let receipt = answer
+            .receipts
+            .last()
+            .cloned()
+            .ok_or(ConfidentialError::ReceiptMismatch(
+                "the chain answer carries no receipt",
+            ))?;
+        Ok(OpenedActivation {
+            activation_id,
+            status: answer.status,
+            result: answer.result,
+            logs: None,
+            receipt,
+            chain: Some(answer.receipts),
+            tee,
+        })
+    }
+
+    /// Checks that every step of the ticket that ran, ran in order, exactly
+    /// once, as the ticket's code, in an allowed enclave, on the previous
+    /// step's output, and that the answer is the last step's output.
+    async fn verify_chain(
+        &self,
+        answer: &ChainAnswer,
+        chain: &ChainEntry,
+        entry: &KeyringEntry,
+        component_ids: &[String],
+    ) -> Result<TeeKind, ConfidentialError> {
+        let ran = usize::try_from(answer.last_index)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        if answer.receipts.len() != ran || ran > chain.steps.len() {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the chain's receipts do not match its steps",
+            ));
+        }
+        if ran < chain.steps.len() && answer.status == ActivationStatus::Success {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the chain stopped early without an error (truncated)",
+            ));
+        }
+        if !component_ids.is_empty() && component_ids.len() != ran {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the sequence record lists other steps than ran",
+            ));
+        }
+        let verifier = self.verifier();
+        let mut expected_input = entry.input_hash;
+        let mut tee = TeeKind::Sim;
+        for (index, (signed, step)) in answer.receipts.iter().zip(&chain.steps).enumerate() {
+            signed.verify_signature()?;
+            let verified = verifier.verify(&signed.evidence).map_err(attestation)?;
+            verified.check_binds(&signed.enclave).map_err(attestation)?;
+            tee = verified.tee();
+            let receipt = &signed.receipt;
+            let position = receipt.chain.ok_or(ConfidentialError::ReceiptMismatch(
+                "a step's receipt is not a chain receipt",
+            ))?;
+            if position.chain_id != entry.nonce || position.index != index as u64 {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran out of order or in another chain",
+                ));
+            }
+            if receipt.namespace != step.namespace
+                || receipt.action != step.action
+                || receipt.version != step.version
+                || receipt.code_digest != step.code_digest
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran other code than the ticket names",
+                ));
+            }
+            let descriptor = self.describe(&step.action, false).await?;
+            if receipt.measurement != verified.measurement()
+                || !descriptor
+                    .policy
+                    .allowed_measurements
+                    .contains(&receipt.measurement)
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran in an enclave the policy does not allow",
+                ));
+            }
+            if receipt.input_hash != expected_input {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran on another input than its predecessor's output",
+                ));
+            }
+            if let Some(id) = component_ids.get(index)
+                && &receipt.activation_id != id
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step's receipt names another activation",
+                ));
+            }
+            expected_input = receipt.output_hash;
+        }
+        let output = serde_json::to_vec(&answer.result)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        if Digest::of(&output) != expected_input {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the answer is not the last step's output",
+            ));
+        }
+        Ok(tee)
+    }
+
+    fn verifier(&self) -> Verifier {
+        match self.pin.sim_platform {
+            Some(key) => Verifier::new().trust_sim_platform(key),
+            None => Verifier::new(),
+        }
+    }
+
     /// Opens and verifies a stored activation that this client invoked.
     pub async fn open_activation(
         &self,
@@ -532,6 +825,9 @@ impl Confidential {
         let record = self.client.get_activation(id).await?;
         let record =
             serde_json::to_value(record).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        if entry.chain.is_some() {
+            return self.open_chain(&entry, id, &record).await;
+        }
         let (result, logs) = split_record(&record);
         let descriptor = self.describe(&entry.action, false).await?;
         self.open(&entry, &descriptor, id, &result, logs.as_deref())
@@ -569,6 +865,7 @@ impl Confidential {
             result: body.result,
             logs,
             receipt: body.receipt,
+            chain: None,
             tee,
         })
     }

@@ -306,3 +306,28 @@ impl Owner {
         }
     }
 }
+
+impl TestServer {
+    /// Creates sequence `name` of `components` (short names in `guest`).
+    pub async fn create_sequence(&self, name: &str, components: &[&str]) -> Answer {
+        let components: Vec<String> = components.iter().map(|c| format!("/guest/{c}")).collect();
+        let body = serde_json::json!({"exec": {"kind": "sequence", "components": components}});
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/namespaces/_/actions/{name}"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// The stored activation `id`, as the provider sees it.
+    pub async fn record(&self, id: &str) -> Value {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations/{id}"),
+            None,
+        )
+        .await
+        .json
+    }
+}

@@ -1,0 +1,216 @@
+//! OpenWhisk sequences: the controller runs the components one after
+//! another, each result becoming the next component's parameters, and
+//! records the sequence's own activation (component ids as its logs, the
+//! last component's response, the summed duration).
+//!
+//! For a confidential sequence the controller does exactly the same with
+//! opaque values: each component's sealed output is the next component's
+//! sealed input, bound by the chain ticket the enclaves check. It cannot
+//! read, reorder, skip, repeat or splice steps without the enclaves or the
+//! client noticing (see docs/PROTOCOL.md, "Chains").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use clemmys_bus::{ActivationMessage, InvokerMessage};
+use clemmys_whisk::action::merge_parameters;
+use clemmys_whisk::{
+    Action, Activation, ActivationId, ActivationResponse, ActivationStatus, Exec,
+    FullyQualifiedName, KeyValues,
+};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::invoke::{InvokeMode, accepted, activation_answer};
+use crate::{ApiError, Controller};
+
+/// How long past its own time limit a component may take before the
+/// sequence gives up on it (queueing, compiling, storing).
+const COMPONENT_GRACE: Duration = Duration::from_secs(60);
+
+/// Who invoked a sequence and with what.
+pub struct SequenceRun {
+    /// The sequence action.
+    pub sequence: Arc<Action>,
+    /// The invoking namespace.
+    pub namespace: String,
+    /// Who invoked it.
+    pub subject: String,
+    /// The sequence's parameters (sealed for a confidential sequence).
+    pub payload: Value,
+    /// The sequence's activation id.
+    pub activation_id: ActivationId,
+    /// When it was accepted, epoch ms.
+    pub accepted_at: u64,
+}
+
+impl Controller {
+    /// Starts a sequence and answers as `mode` asks; the sequence runs to
+    /// its end even when the caller stops waiting.
+    pub(crate) async fn run_sequence(
+        self: &Arc<Self>,
+        run: SequenceRun,
+        mode: InvokeMode,
+    ) -> Response {
+        let id = run.activation_id;
+        let (done, finished) = oneshot::channel();
+        let controller = self.clone();
+        tokio::spawn(async move {
+            let record = controller.orchestrate(run).await;
+            if let Err(error) = controller.store.put_activation(record.clone()).await {
+                tracing::error!(%error, %id, "storing a sequence activation failed");
+            }
+            let _ = done.send(record);
+        });
+        if !mode.blocking {
+            return accepted(id);
+        }
+        match tokio::time::timeout(mode.wait, finished).await {
+            Ok(Ok(record)) => activation_answer(&record, mode.result_only),
+            Ok(Err(_)) => {
+                ApiError::internal("a sequence task ended without a record").into_response()
+            }
+            Err(_) => accepted(id),
+        }
+    }
+
+    /// Runs every component in order and builds the sequence's record.
+    async fn orchestrate(&self, run: SequenceRun) -> Activation {
+        let Exec::Sequence { components } = &run.sequence.exec else {
+            return self.sequence_record(&run, Vec::new(), internal("not a sequence"));
+        };
+        let mut payload = run.payload.clone();
+        let mut steps: Vec<Activation> = Vec::with_capacity(components.len());
+        let mut response = ActivationResponse::success(json!({}));
+        for component in components {
+            let step = match self.run_component(&run, component, payload).await {
+                Ok(step) => step,
+                Err(failure) => {
+                    response = failure;
+                    break;
+                }
+            };
+            response = step.response.clone();
+            let result = step.response.result.clone().unwrap_or_else(|| json!({}));
+            steps.push(step);
+            if response.status != ActivationStatus::Success {
+                break;
+            }
+            if !result.is_object() {
+                response = ActivationResponse::error(
+                    ActivationStatus::ApplicationError,
+                    "a sequence component returned a result that is not a JSON object",
+                );
+                break;
+            }
+            payload = result;
+        }
+        self.sequence_record(&run, steps, response)
+    }
+
+    /// Runs one component and waits for its record.
+    async fn run_component(
+        &self,
+        run: &SequenceRun,
+        component: &str,
+        payload: Value,
+    ) -> Result<Activation, ActivationResponse> {
+        let name = FullyQualifiedName::parse(component, None)
+            .map_err(|_| internal("a sequence component name is malformed"))?;
+        let action = self
+            .action(&name.namespace, &name.name)
+            .map_err(|error| internal(&error.to_string()))?
+            .ok_or_else(|| {
+                ActivationResponse::error(
+                    ActivationStatus::ApplicationError,
+                    format!("Sequence component does not exist: '{component}'."),
+                )
+            })?;
+        let payload = match (&payload, action.is_confidential()) {
+            (Value::Object(params), false) => {
+                let merged =
+                    merge_parameters(&action.parameters, &action.annotations, params.clone())
+                        .map_err(|error| {
+                            ActivationResponse::error(
+                                ActivationStatus::ApplicationError,
+                                error.to_string(),
+                            )
+                        })?;
+                Value::Object(merged)
+            }
+            _ => payload,
+        };
+        let id = crate::ids::activation_id();
+        let wait = Duration::from_millis(action.limits.timeout) + COMPONENT_GRACE;
+        let completion = self.completions.wait_for(id);
+        let message = ActivationMessage {
+            activation_id: id,
+            namespace: run.namespace.clone(),
+            subject: run.subject.clone(),
+            action: (*action).clone(),
+            payload,
+            blocking: true,
+            cause: Some(run.activation_id),
+            accepted_at: crate::ids::now_ms(),
+        };
+        if let Err(error) = self
+            .queue
+            .send(InvokerMessage::Activate(Box::new(message)))
+            .await
+        {
+            self.completions.forget(&id);
+            return Err(internal(&error.to_string()));
+        }
+        match tokio::time::timeout(wait, completion).await {
+            Ok(Ok(done)) => Ok(done.activation),
+            Ok(Err(_)) => Err(internal("the invoker dropped a sequence component")),
+            Err(_) => {
+                self.completions.forget(&id);
+                Err(internal("a sequence component did not finish in time"))
+            }
+        }
+    }
+
+    /// The sequence's own record, as OpenWhisk shapes it.
+    fn sequence_record(
+        &self,
+        run: &SequenceRun,
+        steps: Vec<Activation>,
+        response: ActivationResponse,
+    ) -> Activation {
+        let now = crate::ids::now_ms();
+        let start = steps.first().map_or(now, |step| step.start);
+        let end = steps.last().map_or(now, |step| step.end);
+        let duration = steps.iter().map(|step| step.duration).sum();
+        let sequence = &run.sequence;
+        let mut annotations = KeyValues::default();
+        annotations.set("topmost", Value::Bool(true));
+        annotations.set("path", Value::String(sequence.path()));
+        annotations.set("kind", Value::String(clemmys_whisk::SEQUENCE_KIND.into()));
+        annotations.set("limits", json!(sequence.limits));
+        annotations.set("waitTime", json!(start.saturating_sub(run.accepted_at)));
+        Activation {
+            namespace: run.namespace.clone(),
+            name: sequence.name.to_string(),
+            subject: run.subject.clone(),
+            activation_id: run.activation_id,
+            version: sequence.version.to_string(),
+            publish: false,
+            start,
+            end,
+            duration,
+            cause: None,
+            response,
+            logs: steps
+                .iter()
+                .map(|step| step.activation_id.to_string())
+                .collect(),
+            annotations,
+        }
+    }
+}
+
+fn internal(message: &str) -> ActivationResponse {
+    ActivationResponse::error(ActivationStatus::InternalError, message)
+}

@@ -1,0 +1,489 @@
+//! Confidential chains: OpenWhisk sequences whose steps are confidential
+//! actions, run by an untrusted orchestrator.
+//!
+//! The client signs a [`ChainTicket`] naming the chain id and, in order,
+//! every step's action, version, code digest and action key; it draws a
+//! random [`ChainKey`] known only to itself and the chain's enclaves. Each
+//! value travelling between steps is a [`sealed hop`](seal_hop): HPKE to the
+//! receiving step's action key, bound to (chain id, index), carrying the
+//! ticket, the chain key, the value and the receipts so far, and MACed
+//! under the chain key. A step's enclave checks that it is the step the
+//! ticket names at that index and that (chain id, index) was never admitted
+//! before; it seals its output to the next step, or, as the last step (or
+//! when the chain stops on an error), seals the final answer to the client
+//! under a key derived from the chain key. The orchestrator only ever
+//! forwards opaque hops.
+
+use hmac::{KeyInit, Mac};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::identity::{ClientIdentity, SIGNATURE_LEN};
+use crate::invoke::{SignedReceipt, hex_nonce};
+use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
+use crate::wire::{Reader, Writer};
+use crate::{ClientId, Digest, KemPublicKey, ProtoError};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// One step as the ticket names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStep {
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub action: String,
+    /// The policy version the client expects.
+    pub version: u64,
+    /// The code digest the client expects.
+    pub code_digest: Digest,
+    /// The action key values for this step are sealed to.
+    pub action_key: KemPublicKey,
+}
+
+/// The client's signed plan of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainTicket {
+    /// Fresh random id: binds every hop, answer and receipt to this run.
+    #[serde(with = "hex_nonce")]
+    pub chain_id: [u8; 16],
+    /// The steps, in order.
+    pub steps: Vec<ChainStep>,
+    /// The client that signed it.
+    pub client: ClientId,
+    /// The client's clock, epoch ms.
+    pub timestamp_ms: u64,
+}
+
+impl ChainTicket {
+    fn transcript(&self) -> Vec<u8> {
+        let mut writer = Writer::new("clemmys/chain-ticket/v1")
+            .bytes(&self.chain_id)
+            .bytes(self.client.as_bytes())
+            .u64(self.timestamp_ms)
+            .u64(self.steps.len() as u64);
+        for step in &self.steps {
+            writer = writer
+                .str(&step.namespace)
+                .str(&step.action)
+                .u64(step.version)
+                .bytes(step.code_digest.as_bytes())
+                .bytes(step.action_key.as_bytes());
+        }
+        writer.finish()
+    }
+
+    /// Signs the ticket.
+    pub fn sign(self, identity: &ClientIdentity) -> SignedTicket {
+        let signature = identity.sign(&self.transcript()).to_vec();
+        SignedTicket {
+            ticket: self,
+            signature,
+        }
+    }
+}
+
+/// A ticket with the client's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTicket {
+    /// The plan.
+    pub ticket: ChainTicket,
+    /// Ed25519 signature by `ticket.client`.
+    #[serde(with = "crate::evidence::base64_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl SignedTicket {
+    /// Checks the client's signature.
+    pub fn verify(&self) -> Result<(), ProtoError> {
+        let signature: [u8; SIGNATURE_LEN] = self
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ProtoError::BadSignature("chain ticket"))?;
+        self.ticket
+            .client
+            .verify(&self.ticket.transcript(), &signature, "chain ticket")
+    }
+}
+
+/// The key shared by the client and the chain's enclaves, zeroed on drop.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct ChainKey([u8; 32]);
+
+impl ChainKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    /// A key from stored bytes (the client's keyring).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn mac(&self, transcript: &[u8]) -> Result<[u8; 32], ProtoError> {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(transcript);
+        Ok(mac.finalize().into_bytes().into())
+    }
+
+    fn verify_mac(&self, transcript: &[u8], tag: &[u8]) -> Result<(), ProtoError> {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(transcript);
+        // Constant-time comparison.
+        mac.verify_slice(tag)
+            .map_err(|_| ProtoError::Tampered("chain hop MAC"))
+    }
+
+    /// The key the final answer is sealed under.
+    pub fn answer_key(&self) -> Result<ExportedKey, ProtoError> {
+        ExportedKey::from_bytes(self.0).derive(b"clemmys/chain-answer-key/v1")
+    }
+
+    /// The key step `index`'s logs are sealed under.
+    pub fn logs_key(&self, index: u64) -> Result<ExportedKey, ProtoError> {
+        let label = Writer::new("clemmys/chain-logs-key/v1").u64(index).finish();
+        ExportedKey::from_bytes(self.0).derive(&label)
+    }
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(<redacted>)")
+    }
+}
+
+/// What a hop carries, sealed.
+pub struct HopBody {
+    /// The signed plan.
+    pub ticket: SignedTicket,
+    /// The chain key.
+    pub chain_key: ChainKey,
+    /// Which step this hop is for.
+    pub index: u64,
+    /// The step's parameters (the previous step's result), JSON.
+    pub value: Zeroizing<Vec<u8>>,
+    /// Receipts of the steps so far.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+const HOP_FRAME: &str = "clemmys/chain-hop/v1";
+const HOP_BODY: &str = "clemmys/chain-hop-body/v1";
+
+fn hop_info(step: &ChainStep) -> Vec<u8> {
+    Writer::new("clemmys/chain-info/v1")
+        .str(&step.namespace)
+        .str(&step.action)
+        .finish()
+}
+
+fn hop_aad(chain_id: &[u8; 16], index: u64) -> Vec<u8> {
+    Writer::new("clemmys/chain-aad/v1")
+        .bytes(chain_id)
+        .u64(index)
+        .finish()
+}
+
+fn hop_mac_transcript(chain_id: &[u8; 16], index: u64, message: &HpkeMessage) -> Vec<u8> {
+    Writer::new("clemmys/chain-mac/v1")
+        .bytes(chain_id)
+        .u64(index)
+        .bytes(&message.enc)
+        .bytes(Digest::of(&message.ciphertext).as_bytes())
+        .finish()
+}
+
+/// Seals `body` to the step it names (its `index` in the ticket).
+pub fn seal_hop(body: &HopBody, rng: &mut impl CryptoRng) -> Result<Vec<u8>, ProtoError> {
+    let ticket = &body.ticket.ticket;
+    let step = usize::try_from(body.index)
+        .ok()
+        .and_then(|index| ticket.steps.get(index))
+        .ok_or(ProtoError::Malformed("hop index beyond the ticket"))?;
+    let ticket_json =
+        serde_json::to_vec(&body.ticket).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let receipts =
+        serde_json::to_vec(&body.receipts).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let plaintext = Zeroizing::new(
+        Writer::new(HOP_BODY)
+            .bytes(&ticket_json)
+            .bytes(body.chain_key.as_bytes())
+            .u64(body.index)
+            .bytes(&body.value)
+            .bytes(&receipts)
+            .finish(),
+    );
+    let (message, _) = hpke_seal(
+        &step.action_key,
+        &hop_info(step),
+        &hop_aad(&ticket.chain_id, body.index),
+        &plaintext,
+        None,
+        rng,
+    )?;
+    let tag = body
+        .chain_key
+        .mac(&hop_mac_transcript(&ticket.chain_id, body.index, &message))?;
+    Ok(Writer::new(HOP_FRAME)
+        .bytes(&ticket.chain_id)
+        .u64(body.index)
+        .bytes(&message.enc)
+        .bytes(&message.ciphertext)
+        .bytes(&tag)
+        .finish())
+}
+
+/// Whether `bytes` are a chain hop (rather than a single invocation).
+pub fn is_hop(bytes: &[u8]) -> bool {
+    Reader::new(bytes, HOP_FRAME).is_ok()
+}
+
+/// Opens a hop for the step `(namespace, action)` with its action keys:
+/// checks the AEAD, the ticket's signature, the MAC, and that the hop's
+/// index and chain id agree with what is sealed inside. The caller checks
+/// that the ticket's step at that index is really this enclave's action.
+pub fn open_hop(
+    bytes: &[u8],
+    namespace: &str,
+    action: &str,
+    keys: &KemKeyPair,
+) -> Result<HopBody, ProtoError> {
+    let mut reader = Reader::new(bytes, HOP_FRAME)?;
+    let chain_id: [u8; 16] = reader.array()?;
+    let index = reader.u64()?;
+    let message = HpkeMessage {
+        enc: reader.array()?,
+        ciphertext: reader.bytes()?.to_vec(),
+    };
+    let tag = reader.bytes()?.to_vec();
+    reader.finish()?;
+    let info = Writer::new("clemmys/chain-info/v1")
+        .str(namespace)
+        .str(action)
+        .finish();
+    let (plaintext, _) = hpke_open(
+        keys,
+        &message,
+        &info,
+        &hop_aad(&chain_id, index),
+        None,
+        "sealed chain hop",
+    )?;
+    let mut reader = Reader::new(&plaintext, HOP_BODY)?;
+    let ticket: SignedTicket = serde_json::from_slice(reader.bytes()?)
+        .map_err(|_| ProtoError::Malformed("chain ticket"))?;
+    let chain_key = ChainKey(reader.array()?);
+    let inner_index = reader.u64()?;
+    let value = Zeroizing::new(reader.bytes()?.to_vec());
+    let receipts: Vec<SignedReceipt> = serde_json::from_slice(reader.bytes()?)
+        .map_err(|_| ProtoError::Malformed("chain receipts"))?;
+    reader.finish()?;
+    chain_key.verify_mac(&hop_mac_transcript(&chain_id, index, &message), &tag)?;
+    if inner_index != index || ticket.ticket.chain_id != chain_id {
+        return Err(ProtoError::Tampered("sealed chain hop"));
+    }
+    ticket.verify()?;
+    Ok(HopBody {
+        ticket,
+        chain_key,
+        index,
+        value,
+        receipts,
+    })
+}
+
+/// The final answer of a chain, sealed to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainAnswer {
+    /// How the last step that ran ended.
+    pub status: clemmys_whisk::ActivationStatus,
+    /// Its result.
+    pub result: serde_json::Value,
+    /// The index of the last step that ran (below the last one only when
+    /// the chain stopped on an error).
+    pub last_index: u64,
+    /// One receipt per step that ran, in order.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+fn answer_aad(chain_id: &[u8; 16]) -> Vec<u8> {
+    Writer::new("clemmys/chain-answer-aad/v1")
+        .bytes(chain_id)
+        .finish()
+}
+
+/// Seals the final answer (enclave side).
+pub fn seal_chain_answer(
+    answer: &ChainAnswer,
+    key: &ChainKey,
+    chain_id: &[u8; 16],
+) -> Result<Vec<u8>, ProtoError> {
+    let json =
+        Zeroizing::new(serde_json::to_vec(answer).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    key.answer_key()?.seal(&json, &answer_aad(chain_id))
+}
+
+/// Opens the final answer (client side).
+pub fn open_chain_answer(
+    sealed: &[u8],
+    key: &ChainKey,
+    chain_id: &[u8; 16],
+) -> Result<ChainAnswer, ProtoError> {
+    let json = Zeroizing::new(key.answer_key()?.open(
+        sealed,
+        &answer_aad(chain_id),
+        "sealed chain answer",
+    )?);
+    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("chain answer"))
+}
+
+fn logs_aad(chain_id: &[u8; 16], index: u64) -> Vec<u8> {
+    Writer::new("clemmys/chain-logs-aad/v1")
+        .bytes(chain_id)
+        .u64(index)
+        .finish()
+}
+
+/// Seals step `index`'s logs to the client.
+pub fn seal_chain_logs(
+    logs: &[String],
+    key: &ChainKey,
+    chain_id: &[u8; 16],
+    index: u64,
+) -> Result<Vec<u8>, ProtoError> {
+    let json =
+        Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    key.logs_key(index)?.seal(&json, &logs_aad(chain_id, index))
+}
+
+/// Opens step `index`'s logs.
+pub fn open_chain_logs(
+    sealed: &[u8],
+    key: &ChainKey,
+    chain_id: &[u8; 16],
+    index: u64,
+) -> Result<Vec<String>, ProtoError> {
+    let json = Zeroizing::new(key.logs_key(index)?.open(
+        sealed,
+        &logs_aad(chain_id, index),
+        "sealed chain logs",
+    )?);
+    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("chain logs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::tests::os_rng;
+
+    fn plan(client: &ClientIdentity, keys: &[&KemKeyPair]) -> SignedTicket {
+        ChainTicket {
+            chain_id: [9; 16],
+            steps: keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| ChainStep {
+                    namespace: "guest".into(),
+                    action: format!("step{i}"),
+                    version: 1,
+                    code_digest: Digest::of(&[i as u8]),
+                    action_key: key.public(),
+                })
+                .collect(),
+            client: client.id(),
+            timestamp_ms: 5,
+        }
+        .sign(client)
+    }
+
+    fn hop(ticket: &SignedTicket, key: &ChainKey, index: u64) -> HopBody {
+        HopBody {
+            ticket: ticket.clone(),
+            chain_key: key.clone(),
+            index,
+            value: Zeroizing::new(br#"{"v":1}"#.to_vec()),
+            receipts: vec![],
+        }
+    }
+
+    #[test]
+    fn hops_open_only_at_their_step() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let (a, b) = (
+            KemKeyPair::generate(&mut rng),
+            KemKeyPair::generate(&mut rng),
+        );
+        let ticket = plan(&client, &[&a, &b]);
+        let key = ChainKey::generate(&mut rng);
+        let sealed = seal_hop(&hop(&ticket, &key, 1), &mut rng).expect("seal");
+        let opened = open_hop(&sealed, "guest", "step1", &b).expect("open");
+        assert_eq!(opened.index, 1);
+        assert_eq!(opened.value.as_slice(), br#"{"v":1}"#);
+        assert!(is_hop(&sealed));
+        // Delivered to another step (reorder, skip): its key and info differ.
+        assert!(open_hop(&sealed, "guest", "step0", &a).is_err());
+        // Any bit flipped fails.
+        let mut flipped = sealed.clone();
+        let at = flipped.len() - 40;
+        flipped[at] ^= 1;
+        assert!(open_hop(&flipped, "guest", "step1", &b).is_err());
+    }
+
+    #[test]
+    fn a_forged_ticket_or_foreign_chain_key_is_refused() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let a = KemKeyPair::generate(&mut rng);
+        let mut ticket = plan(&client, &[&a]);
+        ticket.ticket.timestamp_ms += 1;
+        let key = ChainKey::generate(&mut rng);
+        let sealed = seal_hop(&hop(&ticket, &key, 0), &mut rng).expect("seal");
+        assert_eq!(
+            open_hop(&sealed, "guest", "step0", &a).err(),
+            Some(ProtoError::BadSignature("chain ticket"))
+        );
+    }
+
+    #[test]
+    fn answers_and_logs_open_only_with_the_chain_key() {
+        let mut rng = os_rng();
+        let key = ChainKey::generate(&mut rng);
+        let answer = ChainAnswer {
+            status: clemmys_whisk::ActivationStatus::Success,
+            result: serde_json::json!({"done": true}),
+            last_index: 2,
+            receipts: vec![],
+        };
+        let sealed = seal_chain_answer(&answer, &key, &[1; 16]).expect("seal");
+        assert_eq!(
+            open_chain_answer(&sealed, &key, &[1; 16]).expect("open"),
+            answer
+        );
+        assert!(
+            open_chain_answer(&sealed, &key, &[2; 16]).is_err(),
+            "another chain"
+        );
+        assert!(open_chain_answer(&sealed, &ChainKey::generate(&mut rng), &[1; 16]).is_err());
+        let logs = seal_chain_logs(&["l".to_owned()], &key, &[1; 16], 0).expect("seal");
+        assert!(
+            open_chain_logs(&logs, &key, &[1; 16], 1).is_err(),
+            "another step"
+        );
+        assert_eq!(
+            open_chain_logs(&logs, &key, &[1; 16], 0).expect("open"),
+            vec!["l".to_owned()]
+        );
+    }
+}

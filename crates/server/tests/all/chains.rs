@@ -1,0 +1,299 @@
+//! Confidential chains (sequences of confidential actions). The functional
+//! tests run them through the real API; the attack tests play the
+//! orchestrator: they deliver sealed hops to the wrong steps, twice, out of
+//! order, splice values between chains and rewrite records, and show every
+//! attack is detected and that no step runs on forged input.
+
+use clemmys_client::confidential::ConfidentialError;
+use clemmys_whisk::ActivationStatus;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Owner, TestServer, annotation};
+
+/// A node with confidential actions `greet` (hello), `echo`, `fail`, `shout`
+/// (secret) and a pinned owner.
+async fn setup() -> (TestServer, Owner) {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    for (name, example) in [
+        ("greet", "hello"),
+        ("echo", "echo"),
+        ("fail", "fail"),
+        ("shout", "secret"),
+    ] {
+        owner.deploy(name, example).await;
+    }
+    (server, owner)
+}
+
+async fn create(server: &TestServer, name: &str, components: &[&str]) {
+    let answer = server.create_sequence(name, components).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+}
+
+/// Posts a sealed body to `action` (a step or a sequence) as the
+/// orchestrator would; answers the record.
+async fn deliver(server: &TestServer, action: &str, body: &Value) -> Value {
+    server
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces/_/actions/{action}?blocking=true"),
+            Some(body.clone()),
+        )
+        .await
+        .json
+}
+
+fn refusal(record: &Value) -> String {
+    assert_eq!(
+        record["response"]["status"], "action developer error",
+        "{record}"
+    );
+    assert!(
+        record["response"]["result"].get("sealed").is_none(),
+        "nothing ran: {record}"
+    );
+    record["response"]["result"]["error"]
+        .as_str()
+        .expect("message")
+        .to_owned()
+}
+
+/// The sealed value a component record passes on (the next step's input).
+fn passed_on(record: &Value) -> Value {
+    json!({ "sealed": record["response"]["result"]["sealed"].clone() })
+}
+
+#[tokio::test]
+async fn a_confidential_chain_returns_the_last_result_with_every_receipt() {
+    let (server, owner) = setup().await;
+    create(&server, "pipeline", &["echo", "shout", "echo"]).await;
+    let action = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions/pipeline", None)
+        .await;
+    assert_eq!(
+        annotation(&action.json, "confidential"),
+        Some(&json!(true)),
+        "confidential because its steps are"
+    );
+
+    let opened = owner
+        .invoke("pipeline", json!({"secret": "turtle"}))
+        .await
+        .expect("chain");
+    assert_eq!(opened.status, ActivationStatus::Success);
+    assert_eq!(opened.result, json!({"shout": "TURTLE"}));
+    let receipts = opened.chain.expect("chain receipts");
+    let names: Vec<&str> = receipts.iter().map(|r| r.receipt.action.as_str()).collect();
+    assert_eq!(names, ["echo", "shout", "echo"]);
+
+    // The orchestrator only ever held ciphertext.
+    let record = server.record(&opened.activation_id.to_string()).await;
+    for id in record["logs"].as_array().expect("component ids") {
+        let step = server.record(id.as_str().expect("id")).await;
+        assert!(
+            !step.to_string().contains("turtle") && !step.to_string().contains("TURTLE"),
+            "{step}"
+        );
+    }
+    assert!(!record.to_string().contains("TURTLE"));
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_the_chain_and_the_client_learns_why() {
+    let (server, owner) = setup().await;
+    create(&server, "broken", &["echo", "fail", "greet"]).await;
+    let opened = owner
+        .invoke("broken", json!({}))
+        .await
+        .expect("chain answer");
+    assert_eq!(opened.status, ActivationStatus::ApplicationError);
+    assert_eq!(opened.result, json!({"error": "this action always fails"}));
+    assert_eq!(opened.chain.map(|r| r.len()), Some(2), "greet never ran");
+}
+
+#[tokio::test]
+async fn mixing_plain_and_confidential_steps_is_refused() {
+    let (server, _owner) = setup().await;
+    server.create("plain", "echo").await;
+    let mixed = server.create_sequence("mixed", &["echo", "plain"]).await;
+    assert_eq!(mixed.status, StatusCode::BAD_REQUEST);
+    assert!(
+        mixed.json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot mix")
+    );
+}
+
+/// Runs a two-step chain echo → greet and returns the client's first hop
+/// body, the sequence record and the records of its two components.
+async fn run_pair(server: &TestServer, owner: &Owner) -> (Value, Value, Vec<Value>) {
+    create(server, "pair", &["echo", "greet"]).await;
+    let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
+    let (body, mut entry) = owner
+        .client
+        .seal_chain(&components, &json!({"name": "Ada"}))
+        .await
+        .expect("seal");
+    let record = deliver(server, "pair", &body).await;
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    entry.activation_id = record["activationId"].as_str().expect("id").to_owned();
+    entry.action = "pair".into();
+    owner.client.home().remember(&entry).expect("remember");
+    let mut steps = Vec::new();
+    for id in record["logs"].as_array().expect("ids") {
+        steps.push(server.record(id.as_str().expect("id")).await);
+    }
+    (body, record, steps)
+}
+
+#[tokio::test]
+async fn chain_step_reordered_is_rejected() {
+    let (server, owner) = setup().await;
+    let (first_hop, _, _) = run_pair(&server, &owner).await;
+    create(&server, "shuffled", &["greet", "echo"]).await;
+    // The orchestrator runs greet first on the input sealed for echo.
+    let message = refusal(&deliver(&server, "greet", &first_hop).await);
+    assert!(message.contains("failed authentication"), "{message}");
+}
+
+#[tokio::test]
+async fn chain_step_skipped_is_rejected() {
+    let (server, owner) = setup().await;
+    create(&server, "three", &["echo", "echo", "greet"]).await;
+    let components: Vec<String> = ["echo", "echo", "greet"]
+        .iter()
+        .map(|c| format!("/guest/{c}"))
+        .collect();
+    let (body, _) = owner
+        .client
+        .seal_chain(&components, &json!({"name": "Ada"}))
+        .await
+        .expect("seal");
+    // Step 0 runs; its output (for step 1, echo) is given to step 2 (greet).
+    let step0 = deliver(&server, "echo", &body).await;
+    assert_eq!(step0["response"]["status"], "success", "{step0}");
+    let message = refusal(&deliver(&server, "greet", &passed_on(&step0)).await);
+    assert!(message.contains("failed authentication"), "{message}");
+}
+
+#[tokio::test]
+async fn chain_step_injected_is_rejected() {
+    let (server, owner) = setup().await;
+    let (_, _, steps) = run_pair(&server, &owner).await;
+    // The output of echo (for greet) is fed to an action the ticket never named.
+    let message = refusal(&deliver(&server, "shout", &passed_on(&steps[0])).await);
+    assert!(message.contains("failed authentication"), "{message}");
+    // Even with the same code as the named step, another action is refused:
+    // it has its own key, and the ticket names greet at index 1.
+    owner.deploy("greet2", "hello").await;
+    let message = refusal(&deliver(&server, "greet2", &passed_on(&steps[0])).await);
+    assert!(message.contains("failed authentication"), "{message}");
+}
+
+#[tokio::test]
+async fn chain_step_input_delivered_twice_is_rejected() {
+    let (server, owner) = setup().await;
+    let (_, _, steps) = run_pair(&server, &owner).await;
+    // greet already ran on this input within the chain: a second delivery is refused.
+    let message = refusal(&deliver(&server, "greet", &passed_on(&steps[0])).await);
+    assert!(message.contains("replayed"), "{message}");
+}
+
+#[tokio::test]
+async fn replayed_whole_chain_is_rejected() {
+    let (server, owner) = setup().await;
+    let (first_hop, _, _) = run_pair(&server, &owner).await;
+    let replay = deliver(&server, "pair", &first_hop).await;
+    let message = refusal(&replay);
+    assert!(message.contains("replayed"), "{message}");
+    assert_eq!(
+        replay["logs"].as_array().map(Vec::len),
+        Some(1),
+        "the first step refused; nothing else ran"
+    );
+}
+
+#[tokio::test]
+async fn truncated_chain_reported_as_final_is_detected() {
+    let (server, owner) = setup().await;
+    let (_, record, steps) = run_pair(&server, &owner).await;
+    let id: clemmys_whisk::ActivationId = record["activationId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("id");
+    // The orchestrator reports echo's (middle) output as the chain's result.
+    let store = &server.server.as_ref().expect("running").store;
+    let mut forged = store
+        .get_activation("guest", &id)
+        .expect("read")
+        .expect("stored");
+    forged.response.result = Some(passed_on(&steps[0]));
+    forged.logs.truncate(1);
+    store.put_activation(forged).await.expect("write");
+    let outcome = owner.client.open_activation(id).await;
+    assert!(
+        matches!(outcome, Err(ConfidentialError::Tampered(_))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn chain_values_spliced_between_concurrent_chains_are_detected() {
+    let (server, owner) = setup().await;
+    create(&server, "pair", &["echo", "greet"]).await;
+    let (first, second) = tokio::join!(
+        owner.invoke("pair", json!({"name": "first"})),
+        owner.invoke("pair", json!({"name": "second"}))
+    );
+    let (first, second) = (first.expect("first"), second.expect("second"));
+    assert_eq!(first.result, json!({"payload": "Hello, first!"}));
+    assert_eq!(second.result, json!({"payload": "Hello, second!"}));
+    // The orchestrator splices: each chain's record gets the other's value.
+    let store = &server.server.as_ref().expect("running").store;
+    let a = store
+        .get_activation("guest", &first.activation_id)
+        .expect("read")
+        .expect("a");
+    let b = store
+        .get_activation("guest", &second.activation_id)
+        .expect("read")
+        .expect("b");
+    let (mut spliced_a, mut spliced_b) = (a.clone(), b.clone());
+    spliced_a.response = b.response.clone();
+    spliced_b.response = a.response.clone();
+    store.put_activation(spliced_a).await.expect("write");
+    store.put_activation(spliced_b).await.expect("write");
+    for id in [first.activation_id, second.activation_id] {
+        let outcome = owner.client.open_activation(id).await;
+        assert!(
+            matches!(outcome, Err(ConfidentialError::Tampered(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn component_code_substituted_between_ticket_and_execution_is_rejected() {
+    let (server, owner) = setup().await;
+    create(&server, "pair", &["echo", "greet"]).await;
+    let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
+    let (body, _) = owner
+        .client
+        .seal_chain(&components, &json!({"name": "Ada"}))
+        .await
+        .expect("seal");
+    // After the ticket was signed, greet's code changes (here: a new version).
+    owner.deploy("greet", "echo").await;
+    let record = deliver(&server, "pair", &body).await;
+    let message = refusal(&record);
+    assert!(message.contains("version"), "{message}");
+    assert_eq!(
+        record["logs"].as_array().map(Vec::len),
+        Some(2),
+        "echo ran, greet refused"
+    );
+}
