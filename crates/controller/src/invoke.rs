@@ -80,6 +80,12 @@ pub async fn invoke(
     };
 
     let activation_id = crate::ids::activation_id();
+    controller.throttle.admit(
+        namespace.as_str(),
+        activation_id,
+        &caller.0.limits,
+        crate::ids::now_ms(),
+    )?;
     if let Exec::Sequence { .. } = action.exec {
         let run = SequenceRun {
             sequence: action,
@@ -129,7 +135,10 @@ impl Controller {
                 .await
             {
                 Ok(()) => accepted(id),
-                Err(error) => bus_error(error).into_response(),
+                Err(error) => {
+                    self.throttle.release(&id);
+                    bus_error(error).into_response()
+                }
             };
         }
         let completion = self.completions.wait_for(id);
@@ -139,6 +148,7 @@ impl Controller {
             .await
         {
             self.completions.forget(&id);
+            self.throttle.release(&id);
             return bus_error(error).into_response();
         }
         match tokio::time::timeout(mode.wait, completion).await {

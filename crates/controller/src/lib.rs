@@ -19,6 +19,7 @@ mod namespaces;
 mod query;
 mod routes;
 mod sequence;
+mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -31,6 +32,7 @@ use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 pub use broker::BrokerGateway;
 pub use error::ApiError;
 pub use routes::router;
+pub use throttle::{Completions, Throttle};
 
 /// Checks the code of an action before it is stored.
 pub trait CodeCheck: Send + Sync + 'static {
@@ -63,6 +65,7 @@ pub struct Controller {
     store: Arc<dyn EntityStore>,
     queue: Arc<dyn ActivationQueue>,
     completions: Arc<CompletionRegistry>,
+    throttle: Arc<Throttle>,
     code_check: Arc<dyn CodeCheck>,
     config: ControllerConfig,
     broker: Option<Arc<dyn BrokerGateway>>,
@@ -79,6 +82,7 @@ impl Controller {
         store: Arc<dyn EntityStore>,
         queue: Arc<dyn ActivationQueue>,
         completions: Arc<CompletionRegistry>,
+        throttle: Arc<Throttle>,
         code_check: Arc<dyn CodeCheck>,
         config: ControllerConfig,
     ) -> Self {
@@ -86,6 +90,7 @@ impl Controller {
             store,
             queue,
             completions,
+            throttle,
             code_check,
             config,
             broker: None,

@@ -61,6 +61,7 @@ impl Controller {
             if let Err(error) = controller.store.put_activation(record.clone()).await {
                 tracing::error!(%error, %id, "storing a sequence activation failed");
             }
+            controller.throttle.release(&id);
             let _ = done.send(record);
         });
         if !mode.blocking {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clemmys_bus::CompletionRegistry;
-use clemmys_controller::{CodeCheck, Controller, ControllerConfig};
+use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
 use clemmys_store::{EntityStore, RedbStore};
@@ -101,10 +101,15 @@ impl RunningServer {
         let trusted = confidential::TrustedParts::start(&config.data_dir, sandbox.clone())?;
         let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
         let completions = Arc::new(CompletionRegistry::default());
+        let throttle = Arc::new(Throttle::default());
+        let sink = Arc::new(Completions {
+            registry: completions.clone(),
+            throttle: throttle.clone(),
+        });
         let invoker = Invoker::with_enclave(
             sandbox.clone(),
             store.clone(),
-            completions.clone(),
+            sink,
             config.invoker.clone(),
             trusted.enclave.clone(),
         );
@@ -115,6 +120,7 @@ impl RunningServer {
             store.clone(),
             Arc::new(queue),
             completions,
+            throttle,
             Arc::new(SandboxCheck(sandbox)),
             controller_config,
         )

@@ -14,3 +14,4 @@ mod invoke;
 mod misbehaving;
 mod restart;
 mod sequences;
+mod throttles;
