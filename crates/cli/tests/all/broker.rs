@@ -1,0 +1,136 @@
+//! `clemmys broker trust|show`: the user verifies and pins the node's key
+//! broker before deploying confidential actions, and is told what the `sim`
+//! TEE does not protect.
+
+use clemmys_client::confidential::expected_broker_measurement;
+
+use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server};
+
+/// The value after `label` on the line of `text` that starts with it.
+#[track_caller]
+fn field<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|line| line.trim_start().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{text}"))
+}
+
+#[test]
+fn broker_trust_shows_the_sim_tee_and_its_warning_then_pins() {
+    let server = Server::start();
+    let user = server.user();
+    let expected = expected_broker_measurement().to_string();
+
+    let trusted = user.clemmys(&["broker", "trust", "--yes"]).success();
+    let text = &trusted.stdout;
+    assert_eq!(
+        text.lines().next(),
+        Some(format!("key broker of {}", server.api_host).as_str()),
+        "{trusted}"
+    );
+    assert_eq!(field(text, "TEE:"), "sim", "{trusted}");
+    let measurement = field(text, "measurement:");
+    assert_eq!(measurement, expected, "{trusted}");
+    assert_eq!(
+        field(text, "expected measurement:"),
+        format!("{expected} (this release's broker)"),
+        "{trusted}"
+    );
+    for label in ["HPKE key:", "signing key:", "sim platform key:"] {
+        let key = field(text, label);
+        assert!(
+            key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{label} {key:?} in {trusted}"
+        );
+    }
+    trusted
+        .stdout_has(SIM_WARNING_START)
+        .stdout_has(SIM_WARNING_POINT)
+        .stdout_has(&format!("ok: pinned the key broker of {}", server.api_host));
+
+    let shown = user.clemmys(&["broker", "show"]).success();
+    assert_eq!(
+        shown.stdout.lines().next(),
+        Some(format!("key broker pinned for {}", server.api_host).as_str()),
+        "{shown}"
+    );
+    assert_eq!(field(&shown.stdout, "TEE:"), "sim", "{shown}");
+    assert_eq!(field(&shown.stdout, "measurement:"), expected, "{shown}");
+    shown
+        .stdout_has(SIM_WARNING_START)
+        .stdout_has(SIM_WARNING_POINT);
+
+    let json = user.clemmys(&["broker", "show", "--json"]).success().json();
+    assert_eq!(json["tee"], "sim", "{json}");
+    assert_eq!(json["measurement"], expected.as_str(), "{json}");
+
+    // The pin lives in CLEMMYS_HOME; nothing went to the user's HOME.
+    assert!(
+        std::fs::read_dir(user.clemmys_home())
+            .map(|mut dir| dir.next().is_some())
+            .unwrap_or(false),
+        "nothing was written to CLEMMYS_HOME"
+    );
+    assert_eq!(
+        std::fs::read_dir(user.home()).map(Iterator::count).ok(),
+        Some(0),
+        "the CLI wrote into HOME"
+    );
+}
+
+#[test]
+fn broker_trust_json_reports_the_pin() {
+    let server = Server::start();
+    let user = server.user();
+    let out = user
+        .clemmys(&["broker", "trust", "--yes", "--json"])
+        .success();
+    let json = out.json();
+    assert_eq!(json["apiHost"], server.api_host.as_str(), "{out}");
+    assert_eq!(json["pinned"]["tee"], "sim", "{out}");
+    assert_eq!(
+        json["pinned"]["measurement"],
+        expected_broker_measurement().to_string().as_str(),
+        "{out}"
+    );
+}
+
+#[test]
+fn broker_show_before_trust_fails() {
+    let server = Server::start();
+    let out = server.user().clemmys(&["broker", "show"]).failure();
+    out.stderr_has(&format!(
+        "error: no key broker is pinned for {}: run `clemmys broker trust`",
+        server.api_host
+    ));
+    assert!(out.stdout.is_empty(), "{out}");
+}
+
+#[test]
+fn broker_trust_without_a_terminal_or_yes_refuses_to_pin() {
+    let server = Server::start();
+    let user = server.user();
+    let out = user.clemmys(&["broker", "trust"]).failure();
+    // The attestation is still shown, with the warning.
+    out.stdout_has("TEE:                  sim")
+        .stdout_has(SIM_WARNING_START)
+        .stderr_has("not a terminal: pass --yes");
+    assert!(!out.stdout.contains("ok: pinned"), "{out}");
+    user.clemmys(&["broker", "show"]).failure();
+}
+
+#[test]
+fn broker_trust_of_an_unexpected_measurement_refuses_to_pin() {
+    let server = Server::start();
+    let user = server.user();
+    let wrong = "00".repeat(32);
+    let out = user
+        .clemmys(&["broker", "trust", "--expect-measurement", &wrong])
+        .failure();
+    out.stdout_has(&format!("expected measurement: {wrong}"))
+        .stderr_has(&format!(
+            "refusing to pin: the broker's measurement {} is not the expected {wrong}",
+            expected_broker_measurement()
+        ));
+    user.clemmys(&["broker", "show"]).failure();
+}

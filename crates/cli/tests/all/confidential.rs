@@ -1,0 +1,471 @@
+//! Confidential actions through the CLI: created confidential by default,
+//! invoked with sealed parameters, answers decrypted and receipts verified
+//! by the client, and unreadable to anyone else.
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server, annotation, example};
+
+/// The SHA-256 of `path` in hex, computed here independently of the CLI.
+fn sha256_hex(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The JSON document after the `ok: …` line of a human-mode answer.
+#[track_caller]
+fn json_after_ok_line(stdout: &str) -> (String, Value) {
+    let (first, rest) = stdout
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("one line only:\n{stdout}"));
+    let json = serde_json::from_str(rest)
+        .unwrap_or_else(|error| panic!("not JSON after the ok line ({error}):\n{stdout}"));
+    (first.to_owned(), json)
+}
+
+/// The measurement in `… measurement HEX` on stderr's receipt line.
+#[track_caller]
+fn receipt_measurement(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("decrypted; receipt verified: "))
+        .unwrap_or_else(|| panic!("no receipt line on stderr:\n{stderr}"));
+    line.rsplit_once("enclave of measurement ")
+        .map(|(_, hex)| hex.trim().to_owned())
+        .unwrap_or_else(|| panic!("no measurement in {line:?}"))
+}
+
+#[test]
+fn confidential_hello_is_created_invoked_decrypted_and_verified() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let hello = example("hello");
+    let code_digest = sha256_hex(&hello);
+    let runtime = clemmys_client::confidential::expected_runtime_measurement().to_string();
+
+    let created = user
+        .clemmys(&["action", "create", "hello", crate::common::arg(&hello)])
+        .success();
+    assert_eq!(
+        created.stdout,
+        "ok: created confidential action hello (its code is sealed: only attested enclaves can run it)\n",
+        "{created}"
+    );
+    let action = user
+        .clemmys(&["action", "get", "hello", "--json"])
+        .success()
+        .json();
+    assert_eq!(annotation(&action, "confidential"), Some(&json!(true)));
+
+    // -r: exactly the decrypted result on stdout; the receipt on stderr.
+    let invoked = user
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "Ada", "-r"])
+        .success();
+    assert_eq!(
+        invoked.json(),
+        json!({"payload": "Hello, Ada!"}),
+        "{invoked}"
+    );
+    invoked
+        .stderr_has(&format!(
+            "decrypted; receipt verified: code {code_digest} v1 ran in a sim enclave of measurement {runtime}"
+        ))
+        .stderr_has(SIM_WARNING_START)
+        .stderr_has(SIM_WARNING_POINT);
+    assert_eq!(receipt_measurement(&invoked.stderr), runtime);
+
+    // -b: the whole activation, its response and logs decrypted.
+    let blocking = user.clemmys(&["action", "invoke", "hello", "-b"]).success();
+    let (ok_line, record) = json_after_ok_line(&blocking.stdout);
+    let id = crate::common::activation_id(&record);
+    assert_eq!(ok_line, format!("ok: invoked /guest/hello with id {id}"));
+    assert_eq!(record["name"], "hello");
+    assert_eq!(record["namespace"], "guest");
+    assert_eq!(
+        record["response"],
+        json!({"status": "success", "success": true, "result": {"payload": "Hello, World!"}}),
+        "{blocking}"
+    );
+    let logs = record["logs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(logs.len(), 1, "{blocking}");
+    assert!(
+        logs[0]
+            .as_str()
+            .is_some_and(|line| line.ends_with(" stderr: hello: greeting World")),
+        "{blocking}"
+    );
+    blocking.stderr_has("decrypted; receipt verified: ");
+
+    // Read back later with the keyring.
+    let result = user.clemmys(&["activation", "result", &id]).success();
+    assert_eq!(
+        result.json(),
+        json!({"payload": "Hello, World!"}),
+        "{result}"
+    );
+    result.stderr_has("decrypted; receipt verified: ");
+
+    let logs = user.clemmys(&["activation", "logs", &id]).success();
+    let lines: Vec<&str> = logs.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert!(
+        lines[0].ends_with(" stderr: hello: greeting World"),
+        "{logs}"
+    );
+    let stripped = user
+        .clemmys(&["activation", "logs", &id, "--strip"])
+        .success();
+    assert_eq!(stripped.stdout, "hello: greeting World\n", "{stripped}");
+
+    let got = user
+        .clemmys(&["activation", "get", &id, "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        got["response"]["result"],
+        json!({"payload": "Hello, World!"})
+    );
+
+    let verified = user.clemmys(&["activation", "verify", &id]).success();
+    verified
+        .stdout_has(&format!("ok: activation {id} verified"))
+        .stdout_has("action:       /guest/hello version 1")
+        .stdout_has(&format!("code sha256:  {code_digest}"))
+        .stdout_has(&format!("enclave:      sim measurement {runtime}"))
+        .stdout_has("status:       success")
+        .stdout_has(SIM_WARNING_START)
+        .stdout_has(SIM_WARNING_POINT);
+    let verified = user
+        .clemmys(&["activation", "verify", &id, "--json"])
+        .success()
+        .json();
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["tee"], "sim", "{verified}");
+    assert_eq!(verified["hardware"], false, "{verified}");
+    assert_eq!(
+        verified["receipt"]["activation_id"],
+        id.as_str(),
+        "{verified}"
+    );
+}
+
+#[test]
+fn confidential_failure_exits_1_and_still_prints_the_decrypted_result() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "fail",
+        crate::common::arg(&example("fail")),
+    ])
+    .success()
+    .stdout_has("confidential action fail");
+
+    let out = user.clemmys(&["action", "invoke", "fail", "-r"]).failure();
+    assert_eq!(
+        out.json(),
+        json!({"error": "this action always fails"}),
+        "{out}"
+    );
+    out.stderr_has("decrypted; receipt verified: ")
+        .stderr_has("error: action /guest/fail failed");
+
+    let out = user.clemmys(&["action", "invoke", "fail", "-b"]).failure();
+    let (_, record) = json_after_ok_line(&out.stdout);
+    assert_eq!(record["response"]["status"], "application error", "{out}");
+    assert_eq!(
+        record["response"]["result"],
+        json!({"error": "this action always fails"})
+    );
+    out.stderr_has("error: action /guest/fail failed: application error (activation ");
+}
+
+#[test]
+fn confidential_create_before_trusting_the_broker_is_refused() {
+    let server = Server::start();
+    let user = server.user();
+    let out = user
+        .clemmys(&[
+            "action",
+            "create",
+            "hello",
+            crate::common::arg(&example("hello")),
+        ])
+        .failure();
+    out.stderr_has("clemmys broker trust");
+    // Nothing was stored.
+    let listed = user.clemmys(&["action", "list"]).success();
+    assert_eq!(listed.stdout, "actions\n", "{listed}");
+}
+
+#[test]
+fn another_client_cannot_read_or_invoke_a_confidential_action() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "hello",
+            crate::common::arg(&example("hello")),
+        ])
+        .success();
+    let id = owner.invoke_for_id("hello", &[("name", "Owner")]);
+
+    // Same namespace key, another client identity (no keyring).
+    let other = server.user();
+    other.trust_broker();
+    let out = other.clemmys(&["activation", "result", &id]).failure();
+    assert!(!out.stdout.contains("Owner"), "{out}");
+    out.stderr_has(&format!(
+        "activation {id} was not invoked by this client (no key in its keyring)"
+    ));
+    let out = other.clemmys(&["activation", "logs", &id]).failure();
+    assert!(!out.stdout.contains("Owner"), "{out}");
+
+    // Only the deployer's identity may invoke by default.
+    let out = other
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "Eve", "-r"])
+        .failure();
+    assert!(!out.stdout.contains("Hello"), "{out}");
+    out.stderr_has("error: invoking confidential action hello");
+}
+
+#[test]
+fn updating_a_confidential_action_with_new_code_keeps_it_confidential() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "act",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let echo = example("echo");
+    let updated = user
+        .clemmys(&["action", "update", "act", crate::common::arg(&echo)])
+        .success();
+    assert_eq!(
+        updated.stdout,
+        "ok: updated confidential action act (its code is sealed: only attested enclaves can run it)\n",
+        "{updated}"
+    );
+    let invoked = user
+        .clemmys(&["action", "invoke", "act", "-p", "k", "[1,2]", "-r"])
+        .success();
+    assert_eq!(invoked.json(), json!({"k": [1, 2]}), "{invoked}");
+    invoked.stderr_has(&format!(
+        "decrypted; receipt verified: code {} v2 ran in a sim enclave",
+        sha256_hex(&echo)
+    ));
+    let id = user.invoke_for_id("act", &[("v", "2")]);
+    user.clemmys(&["activation", "verify", &id])
+        .success()
+        .stdout_has("action:       /guest/act version 2")
+        .stdout_has(&format!("code sha256:  {}", sha256_hex(&echo)));
+}
+
+#[test]
+fn a_non_blocking_confidential_invoke_is_opened_later_with_the_keyring() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let out = user
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "Zoë ☃"])
+        .success();
+    let id = out
+        .stdout
+        .trim()
+        .strip_prefix("ok: invoked /guest/hello with id ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    // Poll until the activation is stored; nothing is timed.
+    let deadline = std::time::Instant::now() + crate::common::COMMAND_TIMEOUT;
+    let result = loop {
+        let result = user.clemmys(&["activation", "result", &id]);
+        if result.status.success() {
+            break result;
+        }
+        assert!(std::time::Instant::now() < deadline, "{result}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        result.json(),
+        json!({"payload": "Hello, Zoë ☃!"}),
+        "{result}"
+    );
+    result.stderr_has("decrypted; receipt verified: ");
+}
+
+#[test]
+fn a_sequence_of_confidential_actions_is_confidential_and_mixed_ones_are_refused() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let echo = example("echo");
+    user.clemmys(&["action", "create", "c1", crate::common::arg(&echo)])
+        .success();
+    user.clemmys(&[
+        "action",
+        "create",
+        "c2",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    user.clemmys(&[
+        "action",
+        "create",
+        "p1",
+        crate::common::arg(&echo),
+        "--plain",
+    ])
+    .success();
+
+    user.clemmys(&["action", "create", "chain", "--sequence", "c1,c2"])
+        .success();
+    let doc = user
+        .clemmys(&["action", "get", "chain", "--json"])
+        .success()
+        .json();
+    assert_eq!(doc["exec"]["components"], json!(["/guest/c1", "/guest/c2"]));
+    assert_eq!(
+        annotation(&doc, "confidential"),
+        Some(&json!(true)),
+        "{doc}"
+    );
+    let out = user
+        .clemmys(&["action", "invoke", "chain", "-p", "name", "Ada", "-r"])
+        .success();
+    assert_eq!(out.json(), json!({"payload": "Hello, Ada!"}), "{out}");
+    out.stderr_has("decrypted; receipt verified: ");
+
+    for components in ["p1,c1", "c1,p1"] {
+        user.clemmys(&["action", "create", "mixed", "--sequence", components])
+            .failure()
+            .stderr_has("A sequence cannot mix confidential and plain actions");
+    }
+}
+
+#[test]
+fn a_confidential_only_namespace_refuses_plain_actions() {
+    let server = Server::start();
+    let key = server
+        .admin(&["create", "vault", "--confidential-only", "true"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    let user = server.user();
+    user.trust_broker();
+    let hello = example("hello");
+    user.clemmys(&[
+        "action",
+        "create",
+        "p",
+        crate::common::arg(&hello),
+        "--plain",
+        "-u",
+        &key,
+    ])
+    .failure()
+    .stderr_has("Namespace 'vault' accepts only confidential actions. (HTTP 403");
+    user.clemmys(&[
+        "action",
+        "create",
+        "c",
+        crate::common::arg(&hello),
+        "-u",
+        &key,
+    ])
+    .success()
+    .stdout_has("created confidential action c");
+    let out = user
+        .clemmys(&["action", "invoke", "c", "-p", "name", "V", "-r", "-u", &key])
+        .success();
+    assert_eq!(out.json(), json!({"payload": "Hello, V!"}), "{out}");
+    let listed = user.clemmys(&["action", "list", "-u", &key]).success();
+    assert_eq!(
+        listed.stdout, "actions\n/vault/c  private  wasm\n",
+        "{listed}"
+    );
+}
+
+#[test]
+#[ignore = "bug: `activation get` exits 1 for a sealed activation this client cannot open \
+            (no pin or no key) instead of showing the sealed record as `activation list --full` \
+            does; crates/cli/src/commands/confidential.rs open_if_sealed propagates \
+            NotPinned/NoKey"]
+fn activation_get_shows_the_sealed_record_to_a_client_without_its_key() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "hello",
+            crate::common::arg(&example("hello")),
+        ])
+        .success();
+    let id = owner.invoke_for_id("hello", &[("name", "Owner")]);
+
+    for trusted in [false, true] {
+        let other = server.user();
+        if trusted {
+            other.trust_broker();
+        }
+        let out = other
+            .clemmys(&["activation", "get", &id, "--json"])
+            .success();
+        let record = out.json();
+        assert_eq!(record["activationId"], id.as_str(), "{out}");
+        assert!(
+            record["response"]["result"]["sealed"].is_string(),
+            "the record is shown sealed: {out}"
+        );
+        assert!(!out.stdout.contains("Owner"), "{out}");
+        // The result itself still cannot be had.
+        other.clemmys(&["activation", "result", &id]).failure();
+    }
+}
+
+#[test]
+#[ignore = "bug: `activation poll` prints a confidential activation's logs as `sealed:…` even \
+            to the client that holds its key (`activation logs` decrypts them); \
+            crates/cli/src/commands/activation.rs print_polled never opens sealed records"]
+fn activation_poll_decrypts_the_logs_of_this_clients_activations() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let id = user.invoke_for_id("hello", &[("name", "Polly")]);
+    let out = user
+        .clemmys(&["activation", "poll", "--exit", "1", "--since-minutes", "10"])
+        .success();
+    out.stdout_has(&format!("Activation: 'hello' ({id})"))
+        .stdout_has("hello: greeting Polly");
+    assert!(!out.stdout.contains("sealed:"), "{out}");
+}

@@ -1,0 +1,587 @@
+//! The confidential leak scan (the security issue's acceptance test).
+//!
+//! The `secret` example is deployed and invoked through the CLI with a
+//! parameter no one could guess. Four markers follow from it:
+//!
+//! * CODE: `clemmys-code-marker-4e1f0c2b`, a constant in the module's data
+//!   section that the action never prints;
+//! * PARAM: the parameter itself;
+//! * RESULT: the parameter uppercased (the action returns `{"shout": …}`);
+//! * LOG: the parameter reversed (the action logs `log: …`).
+//!
+//! The owner's client must see RESULT and LOG, so the scan is meaningful.
+//! The provider must see none of the four, in any of raw, hex or base64
+//! form: not in any file the server wrote (data directory with its redb
+//! files and broker state, and the process's own home and temp dirs), not
+//! in its `RUST_LOG=debug` output, not in any API answer, fetched over raw
+//! HTTP or through the CLI of a user without the owner's keys, and not on
+//! the wire: every CLI command goes through a recording TCP proxy, so
+//! every request and response the provider's network saw is scanned too.
+//!
+//! The same scan over the same action deployed `--plain` must find all
+//! four: the positive control that proves the scan can fail.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::common::{Server, User, activation_id, arg, example, unique};
+
+/// The constant compiled into `secret.wasm` and never printed.
+const CODE_MARKER: &str = "clemmys-code-marker-4e1f0c2b";
+
+/// A string that must not leak, by name.
+struct Marker {
+    name: &'static str,
+    text: String,
+}
+
+/// CODE, PARAM, RESULT and LOG for parameter `param`.
+fn markers(param: &str) -> Vec<Marker> {
+    vec![
+        Marker {
+            name: "CODE",
+            text: CODE_MARKER.to_owned(),
+        },
+        Marker {
+            name: "PARAM",
+            text: param.to_owned(),
+        },
+        Marker {
+            name: "RESULT",
+            text: param.to_uppercase(),
+        },
+        Marker {
+            name: "LOG",
+            text: param.chars().rev().collect(),
+        },
+    ]
+}
+
+/// The forms in which `text` could appear in a byte stream: raw, hex, and
+/// base64 (standard and URL-safe) at each of the three alignments. A base64
+/// form is the part of the encoding that does not depend on the bytes
+/// around the marker.
+fn encodings(text: &str) -> Vec<(String, Vec<u8>)> {
+    let bytes = text.as_bytes();
+    let mut forms = vec![
+        ("raw".to_owned(), bytes.to_vec()),
+        (
+            "hex".to_owned(),
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+    ];
+    for offset in 0..3 {
+        let mut shifted = vec![0u8; offset];
+        shifted.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&shifted);
+        let start = if offset == 0 { 0 } else { 4 };
+        let stable = encoded
+            .get(start..encoded.len().saturating_sub(4))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(stable.len() >= 12, "marker {text:?} is too short to scan");
+        let url_safe = stable.replace('+', "-").replace('/', "_");
+        forms.push((format!("base64@{offset}"), stable.clone().into_bytes()));
+        if url_safe != stable {
+            forms.push((format!("base64url@{offset}"), url_safe.into_bytes()));
+        }
+    }
+    forms
+}
+
+/// Bytes the provider can see, and where they came from.
+struct Source {
+    label: String,
+    bytes: Vec<u8>,
+}
+
+/// A marker found in a source.
+#[derive(Debug)]
+struct Finding {
+    marker: &'static str,
+    form: String,
+    source: String,
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+/// Every (marker, form, source) where a marker occurs.
+fn scan(sources: &[Source], markers: &[Marker]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for marker in markers {
+        for (form, needle) in encodings(&marker.text) {
+            for source in sources {
+                if contains(&source.bytes, &needle) {
+                    findings.push(Finding {
+                        marker: marker.name,
+                        form: form.clone(),
+                        source: source.label.clone(),
+                    });
+                }
+            }
+        }
+    }
+    findings
+}
+
+/// Every file under `dir`, recursively (symlinks are not followed).
+fn add_files(dir: &Path, sources: &mut Vec<Source>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|error| panic!("reading {}: {error}", dir.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|error| panic!("in {}: {error}", dir.display()));
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        if kind.is_dir() {
+            add_files(&path, sources);
+        } else if kind.is_file() {
+            let bytes =
+                std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            sources.push(Source {
+                label: format!("file {}", path.display()),
+                bytes,
+            });
+        }
+    }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`), so that colour
+/// codes cannot split a marker in the server's log.
+fn strip_ansi(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte == 0x1b && bytes.peek() == Some(&b'[') {
+            for next in bytes.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(byte);
+        }
+    }
+    out
+}
+
+/// The bytes of one direction of one connection.
+type Recording = Arc<Mutex<Vec<u8>>>;
+/// Every recording so far, labelled.
+type Recordings = Arc<Mutex<Vec<(String, Recording)>>>;
+
+/// A TCP proxy in front of the server that records every byte of every
+/// connection, each direction in a buffer of its own (so a marker is never
+/// split by interleaving). Bytes are recorded before they are forwarded:
+/// once a command has its answer, the recording holds it.
+struct Wire {
+    addr: std::net::SocketAddr,
+    streams: Recordings,
+    stop: Arc<AtomicBool>,
+}
+
+impl Wire {
+    /// Starts a proxy to `upstream` (`http://HOST:PORT`).
+    fn start(upstream: &str) -> Self {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("not an http:// API host: {upstream}"))
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let streams = Recordings::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (recorded, stopping) = (streams.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for (number, client) in listener.incoming().enumerate() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (direction, from, to) in [
+                    ("request", client.try_clone(), server.try_clone()),
+                    ("response", server.try_clone(), client.try_clone()),
+                ] {
+                    let (Ok(from), Ok(to)) = (from, to) else {
+                        continue;
+                    };
+                    let buffer = Recording::default();
+                    if let Ok(mut all) = recorded.lock() {
+                        all.push((
+                            format!("wire connection {number} {direction}s"),
+                            buffer.clone(),
+                        ));
+                    }
+                    std::thread::spawn(move || copy_recording(from, to, &buffer));
+                }
+            }
+        });
+        Self {
+            addr,
+            streams,
+            stop,
+        }
+    }
+
+    /// `http://ADDR` of the proxy.
+    fn api_host(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything recorded so far, one source per connection and direction.
+    fn sources(&self) -> Vec<Source> {
+        let all = self
+            .streams
+            .lock()
+            .map(|all| all.clone())
+            .unwrap_or_default();
+        all.into_iter()
+            .map(|(label, buffer)| Source {
+                label,
+                bytes: buffer.lock().map(|b| b.clone()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        // Wake the accepting thread so that it sees the flag and ends.
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Forwards `from` to `to` until either closes, recording each chunk first.
+fn copy_recording(mut from: TcpStream, mut to: TcpStream, buffer: &Mutex<Vec<u8>>) {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let Some(bytes) = chunk.get(..read) else {
+            break;
+        };
+        if let Ok(mut recorded) = buffer.lock() {
+            recorded.extend_from_slice(bytes);
+        }
+        if to.write_all(bytes).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// What one run of the scenario leaves for the scan.
+struct Scenario {
+    markers: Vec<Marker>,
+    sources: Vec<Source>,
+    /// The data directory, to name the files that must have been scanned.
+    data_dir: std::path::PathBuf,
+}
+
+/// Deploys `secret` (confidential, or `--plain`), invokes it through the
+/// CLI, checks that the owner sees the answer, gathers everything the
+/// provider can see, then stops the server and gathers its files.
+fn deploy_and_invoke_secret(plain: bool) -> Scenario {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owner = server.user_via(&wire.api_host());
+    owner.trust_broker();
+    let param = unique("pmk-");
+    let markers = markers(&param);
+    let result_marker = param.to_uppercase();
+    let log_marker: String = param.chars().rev().collect();
+
+    let secret = example("secret");
+    assert!(
+        contains(
+            &std::fs::read(&secret).unwrap_or_default(),
+            CODE_MARKER.as_bytes()
+        ),
+        "{} does not contain the code marker: rebuild the examples",
+        secret.display()
+    );
+    let mut create = vec!["action", "create", "secret", arg(&secret)];
+    if plain {
+        create.push("--plain");
+    }
+    let created = owner.clemmys(&create).success();
+    assert_eq!(created.stdout.contains("confidential"), !plain, "{created}");
+
+    // The owner's client sees the answer: the scan below is meaningful.
+    let shouted = owner
+        .clemmys(&["action", "invoke", "secret", "-p", "secret", &param, "-r"])
+        .success();
+    assert_eq!(
+        shouted.json(),
+        json!({ "shout": result_marker }),
+        "{shouted}"
+    );
+    let record = owner
+        .clemmys(&[
+            "action", "invoke", "secret", "-p", "secret", &param, "-b", "--json",
+        ])
+        .success()
+        .json();
+    let id = activation_id(&record);
+    assert_eq!(
+        record["response"]["result"]["shout"],
+        result_marker.as_str()
+    );
+    let result = owner.clemmys(&["activation", "result", &id]).success();
+    assert_eq!(result.json(), json!({ "shout": result_marker }), "{result}");
+    let logs = owner
+        .clemmys(&["activation", "logs", &id, "--strip"])
+        .success();
+    assert_eq!(logs.stdout, format!("log: {log_marker}\n"), "{logs}");
+    if !plain {
+        owner
+            .clemmys(&["activation", "verify", &id])
+            .success()
+            .stdout_has(&format!("ok: activation {id} verified"));
+    }
+
+    let mut sources = Vec::new();
+    provider_api_view(&server, &id, plain, &mut sources);
+    let stranger = server.user_via(&wire.api_host());
+    stranger_cli_view(&stranger, &id, &mut sources);
+
+    server.stop();
+    let recorded = wire.sources();
+    assert!(
+        recorded.iter().any(|s| s.label.ends_with("requests")
+            && contains(&s.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
+        "the proxy recorded no invoke request"
+    );
+    sources.extend(recorded);
+    add_files(&server.data_dir, &mut sources);
+    for dir in server.process_dirs() {
+        add_files(&dir, &mut sources);
+    }
+    let log = std::fs::read(&server.log_path).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&strip_ansi(&log)).contains(" DEBUG "),
+        "the server did not log at debug level:\n{}",
+        String::from_utf8_lossy(&log)
+    );
+    sources.push(Source {
+        label: "server log (without colours)".into(),
+        bytes: strip_ansi(&log),
+    });
+    sources.push(Source {
+        label: "server log".into(),
+        bytes: log,
+    });
+    Scenario {
+        markers,
+        sources,
+        data_dir: server.data_dir.clone(),
+    }
+}
+
+/// The API as the provider sees it: raw HTTP with the namespace key, no
+/// client keys.
+fn provider_api_view(server: &Server, id: &str, plain: bool, sources: &mut Vec<Source>) {
+    let paths = [
+        "/api/v1/namespaces/_/actions/secret?code=true".to_owned(),
+        "/api/v1/namespaces/_/actions/secret?code=false".to_owned(),
+        "/api/v1/namespaces/_/actions".to_owned(),
+        "/api/v1/namespaces/_/activations".to_owned(),
+        "/api/v1/namespaces/_/activations?docs=true".to_owned(),
+        "/api/v1/namespaces/guest/activations?docs=true&name=secret".to_owned(),
+        format!("/api/v1/namespaces/_/activations/{id}"),
+        format!("/api/v1/namespaces/_/activations/{id}/result"),
+        format!("/api/v1/namespaces/_/activations/{id}/logs"),
+        "/api/v1/broker/identity".to_owned(),
+    ];
+    let first = sources.len();
+    for path in paths {
+        let (status, body) = server.get(&path);
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        sources.push(Source {
+            label: format!("GET {path}"),
+            bytes: body,
+        });
+    }
+    // The scan holds the stored code and the stored answer.
+    let action: Value = serde_json::from_slice(&sources[first].bytes).unwrap_or_default();
+    let code = action["exec"]["code"].as_str().unwrap_or_default();
+    assert!(
+        code.len() > 1000,
+        "GET …/actions/secret?code=true returned no code: {action}"
+    );
+    let record: Value = serde_json::from_slice(&sources[first + 6].bytes).unwrap_or_default();
+    assert_eq!(
+        record["response"]["result"]["sealed"].is_string(),
+        !plain,
+        "{record}"
+    );
+}
+
+/// The API through the CLI of a user in the same namespace without the
+/// owner's keyring (and without a pinned broker): it cannot decrypt.
+fn stranger_cli_view(stranger: &User, id: &str, sources: &mut Vec<Source>) {
+    let saved = stranger.home().join("secret.saved");
+    let commands: [&[&str]; 7] = [
+        &["action", "get", "secret", "--json"],
+        &["action", "get", "secret", "--save-as", arg(&saved)],
+        &["activation", "list", "--full", "--json"],
+        &["activation", "list", "--full"],
+        &["activation", "get", id, "--json"],
+        &["activation", "result", id],
+        &["activation", "logs", id],
+    ];
+    for args in commands {
+        let out = stranger.clemmys(args);
+        sources.push(Source {
+            label: format!("`{}` stdout", out.command),
+            bytes: out.stdout.clone().into_bytes(),
+        });
+        sources.push(Source {
+            label: format!("`{}` stderr", out.command),
+            bytes: out.stderr.clone().into_bytes(),
+        });
+    }
+    let code = std::fs::read(&saved)
+        .unwrap_or_else(|error| panic!("`action get --save-as` saved nothing: {error}"));
+    sources.push(Source {
+        label: "code saved by `action get --save-as`".into(),
+        bytes: code,
+    });
+}
+
+/// The findings, one per line.
+fn report(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("  {} ({}) in {}\n", f.marker, f.form, f.source))
+        .collect()
+}
+
+#[test]
+fn confidential_deploy_and_invoke_leak_nothing() {
+    let scenario = deploy_and_invoke_secret(false);
+    for file in ["store.redb", "broker.redb"] {
+        let path = format!("file {}", scenario.data_dir.join(file).display());
+        assert!(
+            scenario
+                .sources
+                .iter()
+                .any(|s| s.label == path && !s.bytes.is_empty()),
+            "{path} was not scanned"
+        );
+    }
+    let findings = scan(&scenario.sources, &scenario.markers);
+    assert!(
+        findings.is_empty(),
+        "confidential plaintext reached the provider:\n{}",
+        report(&findings)
+    );
+}
+
+#[test]
+fn plain_deploy_and_invoke_leak_everything() {
+    let scenario = deploy_and_invoke_secret(true);
+    let findings = scan(&scenario.sources, &scenario.markers);
+    for marker in &scenario.markers {
+        assert!(
+            findings.iter().any(|f| f.marker == marker.name),
+            "the scan did not find {} ({:?}) in a plain deployment, so it could not \
+             catch a leak of it; found:\n{}",
+            marker.name,
+            marker.text,
+            report(&findings)
+        );
+    }
+    // Each kind of source can catch a leak.
+    for (channel, prefix) in [
+        ("the data directory", "file "),
+        ("raw API answers", "GET "),
+        ("the CLI of a user without keys", "`clemmys "),
+        ("the wire", "wire "),
+    ] {
+        assert!(
+            findings.iter().any(|f| f.source.starts_with(prefix)),
+            "the scan found nothing in {channel} of a plain deployment; found:\n{}",
+            report(&findings)
+        );
+    }
+}
+
+#[test]
+fn the_scan_finds_markers_in_every_encoding() {
+    let markers = markers("pmk-0123456789abcdef");
+    for marker in &markers {
+        let text = format!("{{\"x\":\"..{}..\"}}", marker.text);
+        for padding in 0..3 {
+            let mut plain = vec![b'#'; padding];
+            plain.extend_from_slice(text.as_bytes());
+            let sources = [
+                Source {
+                    label: "raw".into(),
+                    bytes: plain.clone(),
+                },
+                Source {
+                    label: "base64".into(),
+                    bytes: base64::engine::general_purpose::STANDARD
+                        .encode(&plain)
+                        .into_bytes(),
+                },
+                Source {
+                    label: "base64url".into(),
+                    bytes: base64::engine::general_purpose::URL_SAFE
+                        .encode(&plain)
+                        .into_bytes(),
+                },
+                Source {
+                    label: "hex".into(),
+                    bytes: plain
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                        .into_bytes(),
+                },
+            ];
+            let found = scan(&sources, std::slice::from_ref(marker));
+            for source in &sources {
+                assert!(
+                    found.iter().any(|f| f.source == source.label),
+                    "{} not found in {} with padding {padding}",
+                    marker.name,
+                    source.label
+                );
+            }
+        }
+    }
+    let clean = Source {
+        label: "noise".into(),
+        bytes: b"nothing to see here".to_vec(),
+    };
+    assert!(scan(&[clean], &markers).is_empty());
+}
