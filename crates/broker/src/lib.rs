@@ -122,7 +122,7 @@ impl Broker {
         let reply = match self.apply(&request) {
             Ok(descriptor) => BrokerReply::Action(descriptor),
             Err(error) => {
-                tracing::info!(client = %request.client, %error, "broker refused a client request");
+                tracing::debug!(client = %request.client, %error, "broker refused a client request");
                 BrokerReply::Refused {
                     reason: error.to_string(),
                 }

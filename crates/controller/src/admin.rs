@@ -98,7 +98,7 @@ pub async fn put(
 
 fn random_key() -> AuthKey {
     let mut uuid = [0u8; 16];
-    let mut key = [0u8; 48];
+    let mut key = [0u8; 64];
     // See ids.rs: without OS randomness no key can be minted.
     getrandom::fill(&mut uuid).expect("operating system RNG unavailable");
     getrandom::fill(&mut key).expect("operating system RNG unavailable");

@@ -226,6 +226,7 @@ impl SealedInvocation {
 /// What an enclave attests about one run. Signed by the enclave's key,
 /// which its evidence binds to its measurement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Receipt {
     /// The activation id the provider assigned.
     pub activation_id: String,
@@ -253,6 +254,7 @@ pub struct Receipt {
 
 /// Where a receipt's run sits in a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ChainPosition {
     /// The chain id of the client's ticket.
     #[serde(with = "hex_nonce")]

@@ -25,7 +25,7 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 /// A fresh random API key.
 pub fn random_auth_key() -> anyhow::Result<AuthKey> {
     let mut uuid = [0u8; 16];
-    let mut key = [0u8; 48];
+    let mut key = [0u8; 64];
     getrandom::fill(&mut uuid).context("reading the OS RNG")?;
     getrandom::fill(&mut key).context("reading the OS RNG")?;
     Ok(AuthKey::from_random(uuid, key))

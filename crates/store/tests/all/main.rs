@@ -228,7 +228,7 @@ async fn activations_filter_by_name_and_time_newest_first() {
 async fn namespaces_are_found_by_key_uuid_and_rekeyed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
-    let first = AuthKey::from_random([1; 16], [2; 48]);
+    let first = AuthKey::from_random([1; 16], [2; 64]);
     let record = NamespaceRecord {
         name: name("guest"),
         auth: first.clone(),
@@ -240,7 +240,7 @@ async fn namespaces_are_found_by_key_uuid_and_rekeyed() {
         Some(record.clone())
     );
 
-    let second = AuthKey::from_random([3; 16], [4; 48]);
+    let second = AuthKey::from_random([3; 16], [4; 64]);
     let rekeyed = NamespaceRecord {
         auth: second.clone(),
         ..record
