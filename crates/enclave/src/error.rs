@@ -23,6 +23,15 @@ pub enum EnclaveError {
         /// The action the provider asked to run.
         running: String,
     },
+    /// The host asked an enclave bound to one action to run or provision
+    /// another: an enclave holds the key of one action only.
+    #[error("this enclave serves action {bound}, not {requested}")]
+    BoundToAnotherAction {
+        /// The action the enclave is bound to.
+        bound: String,
+        /// The action the host asked for.
+        requested: String,
+    },
     /// The invocation names an older version than the policy (rollback).
     #[error(
         "the invocation is for version {requested} but the policy requires version {current}: refresh the action and retry"
@@ -70,6 +79,9 @@ pub enum EnclaveError {
     /// A sealed object did not open or parse.
     #[error(transparent)]
     Proto(#[from] ProtoError),
+    /// The enclave pool's maintenance thread could not start.
+    #[error("cannot start the enclave pool's thread: {0}")]
+    PoolThread(std::io::Error),
     /// The enclave's own attestation failed.
     #[error("enclave attestation failed: {0}")]
     Attestation(#[from] AttestError),

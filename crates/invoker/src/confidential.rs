@@ -1,16 +1,36 @@
-//! Confidential activations: the invoker hands the sealed invocation and a
-//! way to fetch the sealed code to the enclave runtime, and stores what
-//! comes back, which is sealed to the client. It never sees plaintext.
+//! Confidential activations: the invoker hands the sealed invocation to the
+//! enclave pool (which fetches the sealed code from the store through
+//! [`StoredCode`]), and stores what comes back, which is sealed to the
+//! client. It never sees plaintext.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
 use clemmys_bus::ActivationMessage;
-use clemmys_enclave::SealedRun;
-use clemmys_whisk::{ActivationResponse, ActivationStatus, Exec};
+use clemmys_enclave::{CodeSource, SealedRun};
+use clemmys_store::EntityStore;
+use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::json;
 
 use crate::{Invoker, RunReport, record};
+
+/// The store as the enclave pool's source of sealed code.
+pub struct StoredCode(pub Arc<dyn EntityStore>);
+
+impl CodeSource for StoredCode {
+    fn sealed_code(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
+        let namespace = EntityName::new(namespace).ok()?;
+        let name = EntityName::new(name).ok()?;
+        match self.0.get_code(&namespace, &name) {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::warn!(action = %format!("{namespace}/{name}"), %error, "reading sealed code failed");
+                None
+            }
+        }
+    }
+}
 
 /// The field of a confidential payload or result holding sealed bytes.
 pub const SEALED_FIELD: &str = "sealed";
@@ -31,7 +51,7 @@ impl Invoker {
             response: ActivationResponse::error(status, text),
             logs: Vec::new(),
         };
-        let Some(enclave) = self.enclave.clone() else {
+        let Some(enclaves) = self.enclaves.clone() else {
             return refuse(
                 ActivationStatus::InternalError,
                 "this invoker has no enclave runtime".into(),
@@ -48,7 +68,6 @@ impl Invoker {
         };
         let action = message.action.clone();
         let activation_id = message.activation_id.to_string();
-        let store = self.store.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let entry = match &action.exec {
                 Exec::Wasm { main, .. } => main.clone(),
@@ -62,12 +81,7 @@ impl Invoker {
                 limits: action.limits,
                 entry,
             };
-            enclave.run(run, || {
-                store
-                    .get_code(&action.namespace, &action.name)
-                    .ok()
-                    .flatten()
-            })
+            enclaves.run(run)
         })
         .await;
         match outcome {
@@ -103,6 +117,23 @@ impl Invoker {
                 ActivationStatus::InternalError,
                 format!("the enclave thread failed: {join_error}"),
             ),
+        }
+    }
+
+    /// Provisions an enclave with a new or updated confidential action's
+    /// key and compiled code, ahead of its first invoke.
+    pub(crate) async fn prewarm_confidential(&self, action: &Action) {
+        let Some(enclaves) = self.enclaves.clone() else {
+            return;
+        };
+        let path = action.path();
+        let (namespace, name) = (action.namespace.to_string(), action.name.to_string());
+        match tokio::task::spawn_blocking(move || enclaves.prewarm(&namespace, &name)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(action = %path, %error, "provisioning an enclave ahead of time failed")
+            }
+            Err(error) => tracing::warn!(action = %path, %error, "the provisioning thread failed"),
         }
     }
 }

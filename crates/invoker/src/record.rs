@@ -13,7 +13,9 @@ pub struct RunReport {
     pub start_ms: u64,
     /// How long it took, compile included.
     pub duration: Duration,
-    /// Compile time, when this run had to compile (a cold start).
+    /// Time before the function could start, when this run was a cold
+    /// start: compiling; for a confidential action also starting an enclave
+    /// and obtaining the action's key, or waiting for another run doing so.
     pub init_time: Option<Duration>,
     /// Whether the run hit its time limit.
     pub timed_out: bool,

@@ -1,5 +1,5 @@
 //! The trusted parts of a node: the simulated TEE platform, the key broker
-//! and the enclave runtime, all in this process.
+//! and the invoker's pool of enclaves, all in this process.
 //!
 //! With `sim`, "trusted" is a role in the protocol, not a protection: this
 //! process, its memory and its data directory belong to the provider. The
@@ -11,25 +11,33 @@ use std::sync::Arc;
 use anyhow::Context;
 use clemmys_broker::Broker;
 use clemmys_controller::BrokerGateway;
-use clemmys_enclave::EnclaveRuntime;
+use clemmys_enclave::{Enclave, EnclavePool, EnclavePoolConfig};
+use clemmys_invoker::StoredCode;
 use clemmys_sandbox::Sandbox;
+use clemmys_store::EntityStore;
 use clemmys_tee::sim::{SimPlatform, SimTee};
 use clemmys_tee::{Role, SIM_WARNING, Verifier, measurement};
 use serde_json::{Value, json};
 
-/// The broker and enclave runtime of this node.
+/// The broker and enclaves of this node.
 pub struct TrustedParts {
     /// The key broker.
     pub broker: Arc<Broker>,
-    /// The enclave runtime the invoker hands confidential runs to.
-    pub enclave: Arc<EnclaveRuntime>,
+    /// The enclaves the invoker hands confidential runs to.
+    pub enclaves: Arc<EnclavePool>,
     platform: Arc<SimPlatform>,
 }
 
 impl TrustedParts {
     /// Starts the simulated platform (its key in `data_dir`), the broker
-    /// (its sealed state in `data_dir/broker.redb`) and an enclave runtime.
-    pub fn start(data_dir: &Path, sandbox: Arc<Sandbox>) -> anyhow::Result<Self> {
+    /// (its sealed state in `data_dir/broker.redb`) and the pool of action
+    /// enclaves, which fetch sealed code from `store`.
+    pub fn start(
+        data_dir: &Path,
+        sandbox: Arc<Sandbox>,
+        store: Arc<dyn EntityStore>,
+        pool: EnclavePoolConfig,
+    ) -> anyhow::Result<Self> {
         let platform_path = data_dir.join("sim-platform.key");
         let platform = Arc::new(SimPlatform::load_or_create(&platform_path).with_context(
             || format!("loading the sim platform key {}", platform_path.display()),
@@ -48,19 +56,21 @@ impl TrustedParts {
             })?,
         );
         let runtime_tee = SimTee::new(platform.clone(), measurement::expected(Role::ActionRuntime));
-        let enclave = Arc::new(
-            EnclaveRuntime::start(
+        let link = broker.clone();
+        let launch = Box::new(move || {
+            Enclave::start(
                 &runtime_tee,
-                sandbox,
-                broker.clone(),
+                sandbox.clone(),
+                link.clone(),
                 &verifier,
                 measurement::expected(Role::KeyBroker),
             )
-            .context("starting the enclave runtime")?,
-        );
+        });
+        let enclaves = EnclavePool::start(launch, Arc::new(StoredCode(store)), pool)
+            .context("starting the enclave pool")?;
         Ok(Self {
             broker,
-            enclave,
+            enclaves,
             platform,
         })
     }

@@ -15,6 +15,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clemmys_bus::CompletionRegistry;
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
+use clemmys_enclave::{EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
 use clemmys_store::{EntityStore, RedbStore};
@@ -34,8 +35,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Sizing of the wasm sandbox.
     pub sandbox: SandboxConfig,
-    /// Sizing of the invoker.
+    /// Sizing of the invoker: its memory budget and its concurrency (at
+    /// most the sandbox's instance slots).
     pub invoker: InvokerConfig,
+    /// The invoker's enclaves: how many wait idle, how many stay bound,
+    /// their keep-alive, and whether actions are provisioned ahead of time.
+    pub enclave_pool: EnclavePoolConfig,
     /// Controller tunables.
     pub controller: ControllerConfig,
 }
@@ -48,6 +53,7 @@ impl ServerConfig {
             data_dir,
             sandbox: SandboxConfig::default(),
             invoker: InvokerConfig::default(),
+            enclave_pool: EnclavePoolConfig::default(),
             controller: ControllerConfig::default(),
         }
     }
@@ -63,6 +69,8 @@ pub struct RunningServer {
     pub store: Arc<dyn EntityStore>,
     /// The node's key broker (tests present forged evidence to it).
     pub broker: Arc<clemmys_broker::Broker>,
+    /// The invoker's enclaves (benchmarks and tests read their counters).
+    pub enclaves: Arc<EnclavePool>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
 }
@@ -98,7 +106,12 @@ impl RunningServer {
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
 
         let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
-        let trusted = confidential::TrustedParts::start(&config.data_dir, sandbox.clone())?;
+        let trusted = confidential::TrustedParts::start(
+            &config.data_dir,
+            sandbox.clone(),
+            store.clone(),
+            config.enclave_pool.clone(),
+        )?;
         let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
         let completions = Arc::new(CompletionRegistry::default());
         let throttle = Arc::new(Throttle::default());
@@ -106,12 +119,16 @@ impl RunningServer {
             registry: completions.clone(),
             throttle: throttle.clone(),
         });
+        let mut invoker_config = config.invoker.clone();
+        // An activation past the sandbox's slots could not be instantiated.
+        let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
+        invoker_config.concurrency = invoker_config.concurrency.min(slots);
         let invoker = Invoker::with_enclave(
             sandbox.clone(),
             store.clone(),
             sink,
-            config.invoker.clone(),
-            trusted.enclave.clone(),
+            invoker_config,
+            trusted.enclaves.clone(),
         );
         tokio::spawn(invoker.run(feed));
         let mut controller_config = config.controller.clone();
@@ -151,6 +168,7 @@ impl RunningServer {
             guest_auth,
             store,
             broker: trusted.broker.clone(),
+            enclaves: trusted.enclaves.clone(),
             stop,
             serving,
         })

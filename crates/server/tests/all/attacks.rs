@@ -38,6 +38,10 @@ async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut V
         .put_action(doc, Some(code), clemmys_store::PutMode::Overwrite)
         .await
         .expect("write");
+    // The enclave prewarmed at deploy compiled the genuine code; evicting it
+    // (the provider's call) makes the next invoke load what was written.
+    let node = server.server.as_ref().expect("running");
+    node.enclaves.evict("guest", action);
 }
 
 /// The provider rewrites a stored activation record with `edit`.

@@ -10,6 +10,7 @@ mod attacks;
 mod auth;
 mod chains;
 mod confidential;
+mod enclave_pool;
 mod invoke;
 mod misbehaving;
 mod restart;

@@ -1,0 +1,606 @@
+//! [`Enclave`]: one enclave of the action runtime. It generates its keys
+//! inside and attests them when it starts, holds the key of at most one
+//! action (fixed by its first provisioning, then never changed), and runs
+//! any number of that action's activations at once, each in a fresh wasm
+//! instance of the module it compiled from the sealed code.
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use clemmys_broker::BrokerLink;
+use clemmys_proto::broker::{ActionDescriptor, KeyGrant, KeyRequest, open_grant};
+use clemmys_proto::chain::{
+    ChainAnswer, HopBody, is_hop, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
+};
+use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
+use clemmys_proto::invoke::{
+    ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
+};
+use clemmys_proto::{Digest, Evidence, Measurement, SigningPublicKey};
+use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
+use clemmys_tee::{Tee, Verifier, os_rng};
+use clemmys_whisk::{ActionLimits, ActivationStatus};
+
+use crate::EnclaveError;
+
+/// One run the host asks for: everything in it is sealed or public.
+#[derive(Debug)]
+pub struct SealedRun<'a> {
+    /// Namespace of the action to run.
+    pub namespace: &'a str,
+    /// Name of the action to run.
+    pub action: &'a str,
+    /// The activation id, bound into the receipt and the sealed answer.
+    pub activation_id: &'a str,
+    /// The sealed invocation from the client.
+    pub invocation: &'a [u8],
+    /// The action's limits.
+    pub limits: ActionLimits,
+    /// Export to call instead of `_start`.
+    pub entry: Option<String>,
+}
+
+/// What the host gets back: sealed bytes, one public flag and timings.
+#[derive(Debug)]
+pub struct SealedOutcome {
+    /// What goes in the activation's result: the answer sealed to the
+    /// client, or, for a chain step that is not the last, the next step's
+    /// sealed input.
+    pub result: Vec<u8>,
+    /// The logs, sealed to the client.
+    pub logs: Vec<u8>,
+    /// A chain step that failed: the chain must stop here (its sealed final
+    /// answer carries the error). The one bit the orchestrator must know.
+    pub stop_chain: bool,
+    /// Time spent opening, compiling and running.
+    pub duration: Duration,
+    /// Time this run spent before it could start the function: starting an
+    /// enclave, obtaining the key and compiling, or waiting for another run
+    /// or a prewarm doing so. `None` when the enclave was ready (warm).
+    pub init_time: Option<Duration>,
+    /// Whether the run hit its time limit (the host sees this anyway).
+    pub timed_out: bool,
+}
+
+/// What one run inside the enclave produced.
+struct Ran {
+    status: ActivationStatus,
+    result: serde_json::Value,
+    /// `result` as JSON bytes (what the receipt hashes).
+    output: Vec<u8>,
+    logs: Vec<String>,
+    timed_out: bool,
+}
+
+/// The action's grant, and its module once the sealed code was opened.
+struct Provisioned {
+    grant: KeyGrant,
+    module: OnceLock<Arc<PreparedModule>>,
+    /// Held while the sealed code is opened and compiled, so concurrent
+    /// first runs compile once.
+    compiling: Mutex<()>,
+}
+
+impl Provisioned {
+    fn version(&self) -> u64 {
+        self.grant.action.version
+    }
+}
+
+/// One enclave: its keys, its evidence and the one action provisioned to it.
+pub struct Enclave {
+    keys: EnclaveKeys,
+    evidence: Evidence,
+    measurement: Measurement,
+    broker: Arc<dyn BrokerLink>,
+    broker_signing: SigningPublicKey,
+    sandbox: Arc<Sandbox>,
+    /// `(namespace, name)` of the only action this enclave may ever hold a
+    /// key for, fixed by its first provisioning.
+    action: OnceLock<(String, String)>,
+    /// The current grant; replaced when the action moves to a new version.
+    /// Runs under way keep the grant they started with.
+    provisioned: Mutex<Option<Arc<Provisioned>>>,
+    /// Held while asking the broker, so concurrent runs ask once.
+    provisioning: Mutex<()>,
+}
+
+impl Enclave {
+    /// Starts an enclave: verifies the broker's evidence against
+    /// `expected_broker` before trusting anything it sends, then generates
+    /// its keys inside and attests them.
+    pub fn start(
+        tee: &dyn Tee,
+        sandbox: Arc<Sandbox>,
+        broker: Arc<dyn BrokerLink>,
+        verifier: &Verifier,
+        expected_broker: Measurement,
+    ) -> Result<Self, EnclaveError> {
+        let identity = broker.identity();
+        let verified = verifier
+            .verify(&identity.evidence)
+            .map_err(|error| EnclaveError::BrokerNotTrusted(error.to_string()))?;
+        if verified.measurement() != expected_broker {
+            return Err(EnclaveError::BrokerNotTrusted(format!(
+                "measurement {} is not the expected {expected_broker}",
+                verified.measurement()
+            )));
+        }
+        verified
+            .check_binds(&identity.keys)
+            .map_err(|error| EnclaveError::BrokerNotTrusted(error.to_string()))?;
+        let keys = EnclaveKeys::generate(&mut os_rng());
+        let evidence = tee.attest(&keys.public().report_data())?;
+        Ok(Self {
+            keys,
+            evidence,
+            measurement: tee.measurement(),
+            broker,
+            broker_signing: identity.keys.signing,
+            sandbox,
+            action: OnceLock::new(),
+            provisioned: Mutex::new(None),
+            provisioning: Mutex::new(()),
+        })
+    }
+
+    /// This enclave's evidence.
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    /// This enclave's public keys (its receipts are signed with them).
+    pub fn public_keys(&self) -> EnclavePublicKeys {
+        self.keys.public()
+    }
+
+    /// `(namespace, name)` of the action this enclave is bound to, if any.
+    pub fn action(&self) -> Option<(&str, &str)> {
+        self.action
+            .get()
+            .map(|(namespace, name)| (namespace.as_str(), name.as_str()))
+    }
+
+    /// Whether it holds its action's key.
+    pub fn is_provisioned(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Whether it holds its action's key and compiled module: a run needs
+    /// neither the broker nor the compiler (unless the version moved).
+    pub fn is_ready(&self) -> bool {
+        self.current()
+            .is_some_and(|provisioned| provisioned.module.get().is_some())
+    }
+
+    /// Provisions `namespace/name` ahead of its invocations: asks the broker
+    /// for the current grant (a deploy just moved the version), then opens
+    /// and compiles the sealed code `load_code` fetches. Returns whether
+    /// anything was done (false: already ready at the current version).
+    pub fn prewarm(
+        &self,
+        namespace: &str,
+        name: &str,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<bool, EnclaveError> {
+        self.bind(namespace, name)?;
+        let provisioned = {
+            let _provisioning = lock(&self.provisioning);
+            let fresh = self.request_grant(namespace, name)?;
+            match self.current() {
+                // Same version: keep the grant (and module) runs already use.
+                Some(current) if current.version() == fresh.version() => current,
+                _ => {
+                    *lock(&self.provisioned) = Some(fresh.clone());
+                    fresh
+                }
+            }
+        };
+        if provisioned.module.get().is_some() {
+            return Ok(false);
+        }
+        self.module(&provisioned, load_code, &mut None)?;
+        Ok(true)
+    }
+
+    /// Runs one sealed input: a client's invocation, or one step of a
+    /// confidential chain. `load_code` fetches the action's sealed code from
+    /// the untrusted store when this enclave has not compiled it yet.
+    pub fn run(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        if is_hop(run.invocation) {
+            self.run_chain_step(run, load_code)
+        } else {
+            self.run_invocation(run, load_code)
+        }
+    }
+
+    fn run_invocation(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        let started = Instant::now();
+        let invocation = SealedInvocation::from_bytes(run.invocation)?;
+        let header = &invocation.header;
+        if header.namespace != run.namespace || header.action != run.action {
+            return Err(EnclaveError::WrongAction {
+                claimed: format!("{}/{}", header.namespace, header.action),
+                running: format!("{}/{}", run.namespace, run.action),
+            });
+        }
+        let mut init_time = None;
+        let provisioned = self.provisioned_for(&run, header.version, &mut init_time)?;
+        let descriptor = &provisioned.grant.action;
+        if !descriptor.allows_client(&header.client) {
+            return Err(EnclaveError::ClientNotAllowed);
+        }
+        invocation.verify_signature()?;
+        // One call to the broker both refuses replays and stale versions
+        // (this enclave's grant may predate an update).
+        self.broker
+            .admit(
+                run.namespace,
+                run.action,
+                header.version,
+                header.nonce,
+                header.timestamp_ms,
+            )
+            .map_err(EnclaveError::Replay)?;
+        let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
+        let ran = self.execute(
+            &run,
+            &provisioned,
+            &opened.params,
+            load_code,
+            &mut init_time,
+        )?;
+        let receipt = self.receipt(
+            &run,
+            descriptor,
+            invocation.input_hash(),
+            &ran.output,
+            header.nonce,
+            None,
+        );
+        let body = SealedResultBody {
+            status: ran.status,
+            result: ran.result,
+            receipt,
+        };
+        let sealed = seal_answer(
+            &body,
+            &ran.logs,
+            &opened.answer_keys,
+            run.activation_id,
+            &header.nonce,
+        )?;
+        Ok(SealedOutcome {
+            result: sealed.result,
+            logs: sealed.logs,
+            stop_chain: false,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: ran.timed_out,
+        })
+    }
+
+    /// One step of a confidential chain: checks that this enclave's action is
+    /// the step the client's ticket names at the hop's index and that the
+    /// broker never admitted (chain id, index) before; runs; seals the output
+    /// to the next step, or the final answer to the client.
+    fn run_chain_step(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        let started = Instant::now();
+        let mut init_time = None;
+        let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
+        let mut hop = open_hop(
+            run.invocation,
+            run.namespace,
+            run.action,
+            &provisioned.grant.action_keys,
+        )?;
+        let ticket = &hop.ticket.ticket;
+        let index = hop.index;
+        let step = usize::try_from(index)
+            .ok()
+            .and_then(|i| ticket.steps.get(i))
+            .ok_or(EnclaveError::NotTheTicketsStep { index })?;
+        if step.namespace != run.namespace || step.action != run.action {
+            return Err(EnclaveError::NotTheTicketsStep { index });
+        }
+        let provisioned = self.provisioned_for(&run, step.version, &mut init_time)?;
+        let descriptor = &provisioned.grant.action;
+        if step.code_digest != descriptor.code_digest || step.action_key != descriptor.action_key {
+            return Err(EnclaveError::CodeNotTheTickets { index });
+        }
+        if !descriptor.allows_client(&ticket.client) {
+            return Err(EnclaveError::ClientNotAllowed);
+        }
+        self.broker
+            .admit_chain_step(
+                run.namespace,
+                run.action,
+                step.version,
+                ticket.chain_id,
+                index,
+                ticket.timestamp_ms,
+            )
+            .map_err(EnclaveError::Replay)?;
+        let input_hash = Digest::of(&hop.value);
+        let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
+        let position = ChainPosition {
+            chain_id: ticket.chain_id,
+            index,
+        };
+        let receipt = self.receipt(
+            &run,
+            descriptor,
+            input_hash,
+            &ran.output,
+            ticket.chain_id,
+            Some(position),
+        );
+        let chain_id = ticket.chain_id;
+        let last = index + 1 >= ticket.steps.len() as u64;
+        let succeeded = ran.status == ActivationStatus::Success;
+        let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
+        hop.receipts.push(receipt);
+        let (result, stop_chain) = if succeeded && !last {
+            let next = HopBody {
+                ticket: hop.ticket.clone(),
+                chain_key: hop.chain_key.clone(),
+                index: index + 1,
+                value: zeroize::Zeroizing::new(ran.output.clone()),
+                receipts: std::mem::take(&mut hop.receipts),
+            };
+            (seal_hop(&next, &mut os_rng())?, false)
+        } else {
+            let answer = ChainAnswer {
+                status: ran.status,
+                result: ran.result,
+                last_index: index,
+                receipts: std::mem::take(&mut hop.receipts),
+            };
+            (
+                seal_chain_answer(&answer, &hop.chain_key, &chain_id)?,
+                !last,
+            )
+        };
+        Ok(SealedOutcome {
+            result,
+            logs,
+            stop_chain,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: ran.timed_out,
+        })
+    }
+
+    /// The grant of the action to run, refreshed when the input names a
+    /// newer version; refuses any other version than the grant's.
+    fn provisioned_for(
+        &self,
+        run: &SealedRun<'_>,
+        version: u64,
+        init_time: &mut Option<Duration>,
+    ) -> Result<Arc<Provisioned>, EnclaveError> {
+        // A version above the grant's: the owner updated the action since
+        // this enclave got its key, so ask again (once).
+        let provisioned = self.grant(run.namespace, run.action, Some(version), init_time)?;
+        let descriptor = &provisioned.grant.action;
+        if version != descriptor.version || version < descriptor.policy.min_version {
+            return Err(EnclaveError::VersionMismatch {
+                requested: version,
+                current: descriptor.version,
+            });
+        }
+        Ok(provisioned)
+    }
+
+    /// Opens and compiles the code if needed and runs it on `input`.
+    fn execute(
+        &self,
+        run: &SealedRun<'_>,
+        provisioned: &Provisioned,
+        input: &[u8],
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+        init_time: &mut Option<Duration>,
+    ) -> Result<Ran, EnclaveError> {
+        let module = self.module(provisioned, load_code, init_time)?;
+        let outcome = self.sandbox.run(
+            &module,
+            RunRequest {
+                input: input.to_vec(),
+                limits: (&run.limits).into(),
+                entry: run.entry.clone(),
+            },
+        );
+        let result = outcome
+            .response
+            .result
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        let output = serde_json::to_vec(&result).unwrap_or_default();
+        Ok(Ran {
+            status: outcome.response.status,
+            result,
+            output,
+            logs: outcome.logs,
+            timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
+        })
+    }
+
+    fn receipt(
+        &self,
+        run: &SealedRun<'_>,
+        descriptor: &ActionDescriptor,
+        input_hash: Digest,
+        output: &[u8],
+        nonce: [u8; 16],
+        chain: Option<ChainPosition>,
+    ) -> SignedReceipt {
+        let receipt = Receipt {
+            activation_id: run.activation_id.to_owned(),
+            namespace: run.namespace.to_owned(),
+            action: run.action.to_owned(),
+            version: descriptor.version,
+            code_digest: descriptor.code_digest,
+            measurement: self.measurement,
+            input_hash,
+            output_hash: Digest::of(output),
+            nonce,
+            chain,
+        };
+        SignedReceipt::sign(receipt, &self.keys, self.evidence.clone())
+    }
+
+    /// Binds this enclave to `namespace/name` if it is not bound yet;
+    /// refuses any other action afterwards, whatever the host asks.
+    fn bind(&self, namespace: &str, name: &str) -> Result<(), EnclaveError> {
+        let (bound_namespace, bound_name) = self
+            .action
+            .get_or_init(|| (namespace.to_owned(), name.to_owned()));
+        if bound_namespace != namespace || bound_name != name {
+            return Err(EnclaveError::BoundToAnotherAction {
+                bound: format!("{bound_namespace}/{bound_name}"),
+                requested: format!("{namespace}/{name}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Option<Arc<Provisioned>> {
+        lock(&self.provisioned).clone()
+    }
+
+    /// The action's grant, asking the broker when there is none or when it
+    /// is older than `at_least`. Time spent asking, or waiting for another
+    /// thread asking, is added to `init_time`.
+    fn grant(
+        &self,
+        namespace: &str,
+        name: &str,
+        at_least: Option<u64>,
+        init_time: &mut Option<Duration>,
+    ) -> Result<Arc<Provisioned>, EnclaveError> {
+        self.bind(namespace, name)?;
+        let fresh_enough =
+            |provisioned: &Provisioned| at_least.is_none_or(|v| provisioned.version() >= v);
+        if let Some(current) = self.current()
+            && fresh_enough(&current)
+        {
+            return Ok(current);
+        }
+        let started = Instant::now();
+        let result = {
+            let _provisioning = lock(&self.provisioning);
+            // Whoever held the lock before may have got what we need.
+            match self.current() {
+                Some(current) if fresh_enough(&current) => Ok(current),
+                _ => self.request_grant(namespace, name).inspect(|fresh| {
+                    *lock(&self.provisioned) = Some(fresh.clone());
+                }),
+            }
+        };
+        add_time(init_time, started.elapsed());
+        result
+    }
+
+    /// Asks the broker for the action's key and opens the grant.
+    fn request_grant(&self, namespace: &str, name: &str) -> Result<Arc<Provisioned>, EnclaveError> {
+        let request = KeyRequest {
+            evidence: self.evidence.clone(),
+            enclave: self.keys.public(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let sealed = self
+            .broker
+            .request_key(&request)
+            .map_err(EnclaveError::KeyRefused)?;
+        let grant = open_grant(&sealed, &request, &self.keys, &self.broker_signing)?;
+        Ok(Arc::new(Provisioned {
+            grant,
+            module: OnceLock::new(),
+            compiling: Mutex::new(()),
+        }))
+    }
+
+    /// The compiled module of a provisioned action, opening and compiling
+    /// its sealed code on first use (or waiting for the run doing so).
+    fn module(
+        &self,
+        provisioned: &Provisioned,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+        init_time: &mut Option<Duration>,
+    ) -> Result<Arc<PreparedModule>, EnclaveError> {
+        if let Some(module) = provisioned.module.get() {
+            return Ok(module.clone());
+        }
+        let started = Instant::now();
+        let result = {
+            let _compiling = lock(&provisioned.compiling);
+            match provisioned.module.get() {
+                Some(module) => Ok(module.clone()),
+                None => self
+                    .compile(provisioned, load_code)
+                    .map(|module| provisioned.module.get_or_init(|| module).clone()),
+            }
+        };
+        add_time(init_time, started.elapsed());
+        result
+    }
+
+    fn compile(
+        &self,
+        provisioned: &Provisioned,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<Arc<PreparedModule>, EnclaveError> {
+        let descriptor = &provisioned.grant.action;
+        let sealed = SealedCode::from_bytes(&load_code().ok_or(EnclaveError::CodeMissing)?)
+            .map_err(EnclaveError::CodeRejected)?;
+        let binding = CodeBinding {
+            namespace: &descriptor.namespace,
+            action: &descriptor.name,
+            version: descriptor.version,
+            code_digest: descriptor.code_digest,
+        };
+        let code = sealed
+            .open(&provisioned.grant.action_keys, &binding)
+            .map_err(EnclaveError::CodeRejected)?;
+        // Compiled outside the sandbox's shared cache: a plain action with the
+        // same bytes must not reveal, by a cache hit, that it equals this code.
+        self.sandbox
+            .compile_private(&code)
+            .map_err(|error| EnclaveError::Compile(error.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Enclave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enclave")
+            .field("keys", &self.keys)
+            .field("measurement", &self.measurement)
+            .field("action", &self.action.get())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks `mutex`; nothing panics while holding these locks, so a poisoned
+/// one holds intact data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn add_time(total: &mut Option<Duration>, spent: Duration) {
+    *total = Some(total.unwrap_or_default() + spent);
+}
