@@ -219,7 +219,7 @@ pub async fn run(args: AdminArgs, json_output: bool) -> anyhow::Result<()> {
     let AdminCommand::Namespace { command } = args.command;
     let print = |record: &Value| -> anyhow::Result<()> {
         if json_output {
-            outln!("{}", serde_json::to_string_pretty(record)?);
+            outln!("{}", crate::output::to_pretty_json(record)?);
         } else {
             outln!("{}", record["auth"].as_str().unwrap_or_default());
         }
@@ -236,7 +236,7 @@ pub async fn run(args: AdminArgs, json_output: bool) -> anyhow::Result<()> {
         NamespaceAdmin::List => {
             let records = backend.list().await?;
             if json_output {
-                outln!("{}", serde_json::to_string_pretty(&records)?);
+                outln!("{}", crate::output::to_pretty_json(&records)?);
             } else {
                 for record in records {
                     outln!(
@@ -274,7 +274,7 @@ pub async fn run(args: AdminArgs, json_output: bool) -> anyhow::Result<()> {
             if json_output {
                 print(&record)
             } else {
-                outln!("{}", serde_json::to_string_pretty(&record["limits"])?);
+                outln!("{}", crate::output::to_pretty_json(&record["limits"])?);
                 Ok(())
             }
         }

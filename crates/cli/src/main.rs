@@ -11,6 +11,7 @@
 //! gives it that plaintext.
 
 mod admin;
+mod bench;
 mod commands;
 mod output;
 mod serve;
@@ -67,6 +68,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Administer a node's namespaces and keys.
     Admin(admin::AdminArgs),
+    /// Measure a node started in this process (a table, or JSON with --json).
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing(default_level: &str) {
@@ -74,6 +77,7 @@ fn init_tracing(default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -87,6 +91,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(args) => {
             init_tracing("warn");
             admin::run(args, cli.global.json).await
+        }
+        Command::Bench(args) => {
+            init_tracing("warn");
+            bench::run(args, cli.global.json).await
         }
         Command::Action { command } => {
             commands::action::run(command, &Context::new(&cli.global)?).await

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clemmys_server::{RunningServer, ServerConfig};
@@ -15,26 +16,57 @@ pub struct ServeArgs {
     /// Directory for the store, keys and the generated `wskprops`.
     #[arg(long, env = "CLEMMYS_DATA_DIR", default_value_os_t = crate::admin::default_data_dir())]
     pub data_dir: PathBuf,
+    /// Wasm instances that may exist at once (the sandbox's pooling
+    /// allocator slots; each reserves address space, not memory).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub instance_slots: u32,
+    /// MB that the memory limits of running activations may add up to
+    /// (default: half of this machine's memory).
+    #[arg(long, value_name = "MB")]
+    pub memory_budget: Option<u32>,
+    /// Pre-started, pre-attested enclaves kept idle (0: start on demand).
+    #[arg(long, value_name = "N")]
+    pub idle_enclaves: Option<usize>,
+    /// Most enclaves bound to actions at once.
+    #[arg(long, value_name = "N")]
+    pub max_bound_enclaves: Option<usize>,
+    /// Do not provision confidential actions ahead of their first invoke.
+    #[arg(long)]
+    pub no_prewarm: bool,
+    /// Keep-alive of a bound enclave when an action's history says nothing
+    /// better, in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub keep_alive: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The node configuration these arguments describe.
+    pub fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
+        config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(self.instance_slots.max(1));
+        if let Some(budget) = self.memory_budget {
+            config.invoker.memory_budget_mb = budget;
+        }
+        if let Some(idle) = self.idle_enclaves {
+            config.enclave_pool.idle_target = idle;
+        }
+        if let Some(max) = self.max_bound_enclaves {
+            config.enclave_pool.max_bound = max.max(1);
+        }
+        config.enclave_pool.prewarm = !self.no_prewarm;
+        if let Some(seconds) = self.keep_alive {
+            config.enclave_pool.keep_alive.fixed_keep_alive = Duration::from_secs(seconds);
+        }
+        config
+    }
 }
 
 /// Runs the server until ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let server = RunningServer::start(ServerConfig::new(args.listen, args.data_dir.clone()))
-        .await
-        .with_context(|| {
-            format!(
-                "starting the server on {} with data dir {}",
-                args.listen,
-                args.data_dir.display()
-            )
-        })?;
-    eprintln!(
-        "clemmys: serving the OpenWhisk API on {}/api/v1",
-        server.api_host()
-    );
-    eprintln!(
-        "clemmys: credentials for namespace 'guest' are in {}",
-        args.data_dir.join("wskprops").display()
-    );
+    let server = RunningServer::start(args.config()).await.with_context(|| {
+        format!("starting the server on {} with data dir {}", args.listen, args.data_dir.display())
+    })?;
+    eprintln!("clemmys: serving the OpenWhisk API on {}/api/v1", server.api_host());
+    eprintln!("clemmys: credentials for namespace 'guest' are in {}", args.data_dir.join("wskprops").display());
     server.run_until_signal().await
 }

@@ -195,7 +195,16 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
             args.name
         ));
     } else {
-        ctx.output.ok(format_args!("{done} action {}", args.name));
+        let chain = doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND)
+            && doc.annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION);
+        if chain {
+            ctx.output.ok(format_args!(
+                "{done} action {} (a confidential chain: all its steps are confidential)",
+                args.name
+            ));
+        } else {
+            ctx.output.ok(format_args!("{done} action {}", args.name));
+        }
     }
     Ok(())
 }
@@ -350,7 +359,8 @@ async fn own_namespace_name(ctx: &Context, client: &Client) -> anyhow::Result<En
 
 async fn invoke(args: InvokeArgs, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
-    let shown = ctx.display_name(&args.name)?;
+    let own = ctx.own_namespace(&client).await;
+    let shown = clemmys_client::resolve_name_in(&args.name, &own)?;
     let params = args.params.to_object()?.map_or(Value::Null, Value::Object);
     let blocking = args.blocking || args.result;
     let options = InvokeOptions {
@@ -494,7 +504,12 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         if output.is_json() {
             return output.print_json(&json!({ "saved": path }));
         }
-        output.ok(format_args!("saved action code to {}", path.display()));
+        if doc.annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION) {
+            output.ok(format_args!("saved the SEALED code of confidential action {} to {}", doc.name, path.display()));
+            output.hint("it is ciphertext, not a runnable module: only attested enclaves can open it");
+        } else {
+            output.ok(format_args!("saved action code to {}", path.display()));
+        }
         return Ok(());
     }
     if args.summary {

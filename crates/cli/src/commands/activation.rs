@@ -151,10 +151,18 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
             "tee": opened.tee,
             "hardware": opened.tee.is_hardware(),
             "receipt": receipt,
+            "chain": opened.chain.as_ref().map(|steps| steps.iter().map(|step| &step.receipt).collect::<Vec<_>>()),
             "enclave": opened.receipt.enclave,
         }));
     }
     ctx.output.ok(format_args!("activation {id} verified"));
+    if let Some(steps) = &opened.chain {
+        outln!("  chain of {} step(s), in order, each on the previous step's output:", steps.len());
+        for (index, step) in steps.iter().enumerate() {
+            let r = &step.receipt;
+            outln!("    {index}: /{}/{} v{} code {} (activation {})", r.namespace, r.action, r.version, r.code_digest, r.activation_id);
+        }
+    }
     outln!(
         "  action:       /{}/{} version {}",
         receipt.namespace,
@@ -348,7 +356,7 @@ async fn result(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
         .get_activation(id)
         .await
         .with_context(|| format!("getting the result of activation {id}"))?;
-    confidential::open_if_sealed(ctx, &client, &mut activation).await?;
+    confidential::open_sealed(ctx, &client, &mut activation).await?;
     ctx.output
         .print_json(&activation.response.result.unwrap_or_else(|| json!({})))
 }
@@ -360,7 +368,7 @@ async fn logs(args: LogsArgs, ctx: &Context) -> anyhow::Result<()> {
         .get_activation(id)
         .await
         .with_context(|| format!("getting the logs of activation {id}"))?;
-    confidential::open_if_sealed(ctx, &client, &mut activation).await?;
+    confidential::open_sealed(ctx, &client, &mut activation).await?;
     let lines = activation.logs;
     let lines: Vec<&str> = lines
         .iter()
@@ -445,6 +453,8 @@ async fn poll_loop(
     // Activations already shown, with their start, to forget them once
     // they fall out of the window.
     let mut reported: HashMap<ActivationId, u64> = HashMap::new();
+    // Connected on the first sealed record this client holds a key for.
+    let mut sealing: Option<clemmys_client::confidential::Confidential> = None;
     loop {
         if let Some(exit) = args.exit
             && started.elapsed() >= Duration::from_secs(exit)
@@ -466,7 +476,8 @@ async fn poll_loop(
                         continue;
                     }
                     reported.insert(activation.activation_id, activation.start);
-                    print_polled(activation, ctx)?;
+                    let logs = open_logs(activation, client, &mut sealing).await;
+                    print_polled(activation, logs, ctx)?;
                 }
                 if let Some(newest) = activations.iter().map(|a| a.start).max() {
                     since = since.max(newest.saturating_sub(POLL_LOOKBACK_MS));
@@ -483,8 +494,33 @@ async fn poll_loop(
     }
 }
 
-fn print_polled(activation: &ActivationSummary, ctx: &Context) -> anyhow::Result<()> {
+/// The logs of a polled activation, decrypted when they are sealed and this
+/// client invoked it (otherwise as stored).
+async fn open_logs(
+    activation: &ActivationSummary,
+    client: &Client,
+    sealing: &mut Option<clemmys_client::confidential::Confidential>,
+) -> Vec<String> {
     let logs = activation.logs.clone().unwrap_or_default();
+    let sealed = logs.first().is_some_and(|line| line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX));
+    let id = activation.activation_id;
+    let ours = confidential::home().ok().and_then(|home| home.recall(&id.to_string()).ok().flatten()).is_some();
+    if !sealed || !ours {
+        return logs;
+    }
+    if sealing.is_none() {
+        *sealing = confidential::connect(client.clone()).await.ok();
+    }
+    match sealing.as_ref() {
+        Some(sealing) => match sealing.open_activation(id).await {
+            Ok(opened) => opened.logs.unwrap_or(logs),
+            Err(_) => logs,
+        },
+        None => logs,
+    }
+}
+
+fn print_polled(activation: &ActivationSummary, logs: Vec<String>, ctx: &Context) -> anyhow::Result<()> {
     if ctx.output.is_json() {
         // One compact JSON object per line.
         let line = json!({

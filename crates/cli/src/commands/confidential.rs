@@ -42,13 +42,24 @@ pub fn reveal(activation: &mut Activation, opened: &OpenedActivation) {
 }
 
 /// Opens `activation` in place when it is sealed and this client holds its
-/// keys; says on stderr what was verified.
+/// keys; says on stderr what was verified. A sealed record this client
+/// cannot open (no pinned broker, no key in its keyring) is left sealed,
+/// with a note on stderr; tampering is an error.
 pub async fn open_if_sealed(
     ctx: &Context,
     client: &Client,
     activation: &mut Activation,
 ) -> anyhow::Result<bool> {
     if !is_sealed(activation) {
+        return Ok(false);
+    }
+    let holds_key = home()?.recall(&activation.activation_id.to_string())?.is_some();
+    let pinned = home()?.broker_pin(client.api_host())?.is_some();
+    if !holds_key || !pinned {
+        ctx.output.hint(format_args!(
+            "activation {} is confidential and sealed; this client holds no key to open it",
+            activation.activation_id
+        ));
         return Ok(false);
     }
     let confidential = connect(client.clone()).await?;
@@ -64,6 +75,26 @@ pub async fn open_if_sealed(
     reveal(activation, &opened);
     note_verified(ctx, &opened);
     Ok(true)
+}
+
+/// Opens `activation` in place when it is sealed, failing when this client
+/// cannot (for `activation result|logs`, which have nothing else to show).
+pub async fn open_sealed(ctx: &Context, client: &Client, activation: &mut Activation) -> anyhow::Result<()> {
+    if !is_sealed(activation) {
+        return Ok(());
+    }
+    let id = activation.activation_id;
+    if home()?.recall(&id.to_string())?.is_none() {
+        return Err(clemmys_client::confidential::ConfidentialError::NoKey(id.to_string()).into());
+    }
+    let confidential = connect(client.clone()).await?;
+    let opened = confidential
+        .open_activation(id)
+        .await
+        .with_context(|| format!("opening confidential activation {id}"))?;
+    reveal(activation, &opened);
+    note_verified(ctx, &opened);
+    Ok(())
 }
 
 /// Tells the user (on stderr) that the answer was decrypted and its receipt

@@ -97,6 +97,8 @@ pub struct Context {
     pub apihost_flag_alone: bool,
     /// `--auth` was given without a value.
     pub auth_flag_alone: bool,
+    /// The key's own namespace, once asked for (see [`Context::own_namespace`]).
+    resolved_namespace: std::sync::OnceLock<String>,
 }
 
 impl Context {
@@ -125,9 +127,12 @@ impl Context {
             verbose: global.verbose,
             api_host: flag(&global.apihost).or_else(|| from_props(props.api_host())),
             auth: flag(&global.auth).or_else(|| from_props(props.auth())),
-            namespace: from_props(props.namespace()),
+            // NAMESPACE belongs to the key in the same file: a key given on
+            // the command line may be of another namespace.
+            namespace: if flag(&global.auth).is_some() { None } else { from_props(props.namespace()) },
             apihost_flag_alone: matches!(global.apihost, Some(None)),
             auth_flag_alone: matches!(global.auth, Some(None)),
+            resolved_namespace: std::sync::OnceLock::new(),
             props,
             props_path,
         };
@@ -187,6 +192,25 @@ impl Context {
         self.namespace
             .as_ref()
             .map_or(clemmys_client::DEFAULT_NAMESPACE, |s| s.value.as_str())
+    }
+
+    /// The namespace to show: `NAMESPACE` when set, else the first
+    /// namespace the key may use (asked once), else `_`.
+    pub async fn own_namespace(&self, client: &Client) -> String {
+        let configured = self.namespace();
+        if configured != clemmys_client::DEFAULT_NAMESPACE {
+            return configured.to_owned();
+        }
+        if let Some(known) = self.resolved_namespace.get() {
+            return known.clone();
+        }
+        let found = client
+            .list_namespaces()
+            .await
+            .ok()
+            .and_then(|names| names.into_iter().next())
+            .unwrap_or_else(|| clemmys_client::DEFAULT_NAMESPACE.to_owned());
+        self.resolved_namespace.get_or_init(|| found).clone()
     }
 
     /// A name as `wsk` shows it: `/ns/[pkg/]name`, relative names in
@@ -401,6 +425,7 @@ mod tests {
             }),
             apihost_flag_alone: false,
             auth_flag_alone: false,
+            resolved_namespace: std::sync::OnceLock::new(),
         }
     }
 

@@ -60,11 +60,6 @@ fn property_get_all_shows_the_server_settings() {
 }
 
 #[test]
-#[ignore = "bug: with `-u KEY` of another namespace, names and headers still use NAMESPACE \
-            from the properties file: `namespace get` prints `limits of namespace guest` over \
-            the other namespace's limits and `action invoke -b` prints `/guest/NAME`; \
-            crates/cli/src/commands/mod.rs Context::new keeps the props NAMESPACE when AUTH \
-            comes from the flag (namespace.rs:49 uses it)"]
 fn another_namespaces_key_is_shown_in_its_own_namespace() {
     let server = Server::start();
     let key = server

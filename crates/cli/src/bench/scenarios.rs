@@ -1,0 +1,535 @@
+//! The node under test and the scenarios measured against it.
+//!
+//! [`Node`] is one in-process Clemmys node plus the clients a user would
+//! have: a plain [`Client`] with the guest key and a [`Confidential`]
+//! client with its own identity that has verified and pinned the broker.
+//! Everything goes through the real HTTP API on loopback, except starting
+//! the node.
+//!
+//! A scenario is an async function of the node that returns report rows;
+//! adding one (chains, enclave pools, density) means adding a function here
+//! and a call in `bench::run`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use base64::Engine as _;
+use clemmys_client::confidential::{
+    BrokerIdentityDoc, ClientHome, Confidential, ConfidentialInvoked, DeployOptions,
+    expected_broker_measurement,
+};
+use clemmys_client::{Client, InvokeOptions, Invoked, Method};
+use clemmys_proto::TeeKind;
+use clemmys_server::{RunningServer, ServerConfig};
+use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::{ActivationId, ActivationStatus, NamespaceLimits};
+use serde_json::{Value, json};
+
+use super::load::{self, LoadSpec};
+use super::progress::Progress;
+use super::report::{ColdRow, ColdSample, Mode, TeeFacts, WarmRow};
+
+/// The name of the custom section that makes each cold-start module unique.
+const NONCE_SECTION: &str = "clemmys-bench-nonce";
+/// How long a graceful shutdown may wait for connections to close.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+/// The example modules the scenarios deploy.
+#[derive(Debug, Clone)]
+pub struct Modules {
+    /// `noop.wasm`: returns `{}`.
+    pub noop: Vec<u8>,
+    /// `hello.wasm`: greets, logs one line.
+    pub hello: Vec<u8>,
+}
+
+impl Modules {
+    /// Reads the examples from `dir`.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let read = |name: &str| {
+            let path = dir.join(format!("{name}.wasm"));
+            std::fs::read(&path).with_context(|| {
+                format!(
+                    "reading {}: the example actions are missing; run scripts/build-examples.sh first",
+                    path.display()
+                )
+            })
+        };
+        Ok(Self {
+            noop: read("noop")?,
+            hello: read("hello")?,
+        })
+    }
+
+    /// The module of example `name`.
+    pub fn get(&self, name: &str) -> anyhow::Result<&[u8]> {
+        match name {
+            "noop" => Ok(&self.noop),
+            "hello" => Ok(&self.hello),
+            other => bail!("no example module {other} is loaded"),
+        }
+    }
+}
+
+/// A running node and its users.
+pub struct Node {
+    server: RunningServer,
+    /// The guest namespace's plain API client.
+    pub client: Client,
+    /// A confidential client of the guest namespace, broker pinned.
+    pub owner: Arc<Confidential>,
+    /// The broker's identity document, as fetched.
+    broker: BrokerIdentityDoc,
+    _client_home: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+}
+
+impl Node {
+    /// Starts a node on `data_dir` sized for `clients` concurrent clients,
+    /// raises the guest namespace's limits so they cannot throttle the run,
+    /// and connects a confidential client.
+    pub async fn start(data_dir: &Path, clients: usize) -> anyhow::Result<Self> {
+        let mut config = ServerConfig::new(
+            "127.0.0.1:0".parse().context("the loopback address")?,
+            data_dir.to_owned(),
+        );
+        // Every client has one activation running at most; the headroom
+        // covers cold-start runs and stragglers.
+        let slots = clients.saturating_add(8).max(16);
+        config.sandbox =
+            clemmys_sandbox::SandboxConfig::with_slots(u32::try_from(slots).unwrap_or(u32::MAX));
+        config.invoker.concurrency = slots;
+        let server = RunningServer::start(config)
+            .await
+            .with_context(|| format!("starting a node on {}", data_dir.display()))?;
+        let client = Client::new(&server.api_host(), server.guest_auth.clone())?;
+        raise_limits(&server.api_host(), data_dir, slots).await?;
+
+        let broker = BrokerIdentityDoc::fetch(&client)
+            .await
+            .context("fetching the broker identity")?;
+        let pin = broker
+            .verify(expected_broker_measurement(), broker.sim_platform_key)
+            .context("verifying the node's broker")?;
+        let home_dir = tempfile::Builder::new()
+            .prefix("clemmys-bench-client-")
+            .tempdir()
+            .context("creating the confidential client's state directory")?;
+        let home = ClientHome::open(home_dir.path())?;
+        home.save_broker_pin(client.api_host(), &pin)?;
+        let owner = Confidential::connect(client.clone(), home)
+            .await
+            .context("connecting the confidential client")?;
+        Ok(Self {
+            server,
+            client,
+            owner: Arc::new(owner),
+            broker,
+            _client_home: home_dir,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// What the broker says about its TEE.
+    pub fn tee(&self) -> TeeFacts {
+        let kind: TeeKind = self.broker.tee;
+        TeeFacts {
+            kind: kind.name().to_owned(),
+            hardware: kind.is_hardware(),
+            warning: self
+                .broker
+                .warning
+                .clone()
+                .or_else(|| clemmys_client::confidential::sim_warning(kind).map(str::to_owned)),
+        }
+    }
+
+    /// Creates plain action `name` from `wasm` (replacing it if present).
+    pub async fn put_plain(&self, name: &str, wasm: &[u8], overwrite: bool) -> anyhow::Result<()> {
+        self.client
+            .put_action(name, &wasm_action(wasm), overwrite)
+            .await
+            .with_context(|| format!("creating plain action {name}"))?;
+        Ok(())
+    }
+
+    /// Deploys confidential action `name` from `wasm`.
+    pub async fn put_confidential(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        overwrite: bool,
+    ) -> anyhow::Result<()> {
+        self.owner
+            .deploy(
+                name,
+                wasm,
+                ActionPut::default(),
+                overwrite,
+                &DeployOptions::default(),
+            )
+            .await
+            .with_context(|| format!("deploying confidential action {name}"))?;
+        Ok(())
+    }
+
+    /// Stops the node (dropping the clients' connections first).
+    pub async fn shutdown(self) {
+        let Self {
+            server,
+            client,
+            owner,
+            ..
+        } = self;
+        drop(client);
+        drop(owner);
+        if tokio::time::timeout(SHUTDOWN_WAIT, server.shutdown())
+            .await
+            .is_err()
+        {
+            eprintln!("bench: the node did not stop within {SHUTDOWN_WAIT:?}; leaving it");
+        }
+    }
+}
+
+/// Raises the guest namespace's limits through the node's admin API
+/// (`admin:<DATA_DIR/admin.key>`), so that no present or future throttle
+/// shapes the load. The controller drops its cached limits on that route.
+async fn raise_limits(api_host: &str, data_dir: &Path, concurrent: usize) -> anyhow::Result<()> {
+    let token_path = data_dir.join("admin.key");
+    let token = std::fs::read_to_string(&token_path)
+        .with_context(|| format!("reading {}", token_path.display()))?;
+    let admin = Client::new(
+        api_host,
+        clemmys_whisk::AuthKey {
+            uuid: "admin".into(),
+            key: token.trim().to_owned(),
+        },
+    )?;
+    let records: Vec<Value> = admin
+        .request(Method::GET, "/admin/namespaces", None)
+        .await?
+        .json("namespaces")?;
+    let guest = records
+        .iter()
+        .find(|record| record["name"] == "guest")
+        .context("the node has no guest namespace")?;
+    let mut limits: NamespaceLimits = serde_json::from_value(guest["limits"].clone())
+        .context("reading the guest namespace's limits")?;
+    limits.concurrent_invocations = limits
+        .concurrent_invocations
+        .max(u32::try_from(concurrent).unwrap_or(u32::MAX));
+    // Far above what two cores can do in a minute (about 10^5 invokes).
+    limits.invocations_per_minute = limits.invocations_per_minute.max(1_000_000_000);
+    admin
+        .request(
+            Method::PUT,
+            "/admin/namespaces/guest",
+            Some(json!({ "limits": limits }).to_string().into()),
+        )
+        .await?
+        .error_for_status()
+        .context("raising the guest namespace's limits")?;
+    Ok(())
+}
+
+/// The `PUT` body of a wasm action.
+fn wasm_action(wasm: &[u8]) -> ActionPut {
+    ActionPut {
+        exec: Some(ExecPut {
+            kind: clemmys_whisk::WASM_KIND.into(),
+            code: Some(base64::engine::general_purpose::STANDARD.encode(wasm)),
+            binary: Some(true),
+            main: None,
+            components: None,
+        }),
+        ..ActionPut::default()
+    }
+}
+
+/// One blocking plain invoke that must succeed.
+async fn invoke_plain(client: &Client, name: &str) -> anyhow::Result<Invoked> {
+    let invoked = client
+        .invoke(name, Value::Null, InvokeOptions::blocking())
+        .await?;
+    match &invoked {
+        Invoked::Completed { status: 200, .. } => Ok(invoked),
+        Invoked::Completed { status, body, .. } => {
+            bail!("{name} answered HTTP {status}: {body}")
+        }
+        Invoked::Accepted { activation_id } => {
+            bail!("{name} did not finish within the blocking wait ({activation_id})")
+        }
+    }
+}
+
+/// One blocking confidential invoke, opened and verified, that must succeed.
+async fn invoke_confidential(owner: &Confidential, name: &str) -> anyhow::Result<ActivationId> {
+    match owner
+        .invoke(name, &json!({}), InvokeOptions::blocking())
+        .await?
+    {
+        ConfidentialInvoked::Completed(opened) => {
+            ensure!(
+                opened.status == ActivationStatus::Success,
+                "{name} finished with {:?}: {}",
+                opened.status,
+                opened.result
+            );
+            Ok(opened.activation_id)
+        }
+        ConfidentialInvoked::Accepted { activation_id } => {
+            bail!("{name} did not finish within the blocking wait ({activation_id})")
+        }
+    }
+}
+
+/// How long and how wide the scenarios measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The client counts of warm measurements (1 and N).
+    pub clients: Vec<usize>,
+    /// Unrecorded warm-up before each window.
+    pub warmup: Duration,
+    /// Each warm measurement's window.
+    pub duration: Duration,
+    /// Cold starts per action.
+    pub cold_runs: usize,
+}
+
+/// Warm closed-loop blocking invokes of `action` (already created as
+/// `name`) in `mode` from `clients` concurrent clients.
+pub async fn warm(
+    node: &Node,
+    plan: &Plan,
+    clients: usize,
+    action: &str,
+    name: &str,
+    mode: Mode,
+    progress: &Progress,
+) -> anyhow::Result<WarmRow> {
+    // One invoke outside any window: a failure here is a setup error,
+    // reported as such instead of as a window full of errors.
+    match mode {
+        Mode::Plain => {
+            invoke_plain(&node.client, name).await?;
+        }
+        Mode::Confidential => {
+            invoke_confidential(&node.owner, name).await?;
+        }
+    }
+    let spec = LoadSpec {
+        clients,
+        warmup: plan.warmup,
+        duration: plan.duration,
+    };
+    let finished = Arc::new(AtomicU64::new(0));
+    let label = format!("warm {} {action}, {clients} client(s)", mode.name());
+    let step = progress.timed(&label, plan.warmup + plan.duration, finished.clone());
+    let (recording, window) = match mode {
+        Mode::Plain => {
+            let client = node.client.clone();
+            let name: Arc<str> = name.into();
+            let operation = move || {
+                let client = client.clone();
+                let name = name.clone();
+                async move { invoke_plain(&client, &name).await.map(|_| ()) }
+            };
+            load::generate(spec, operation, finished).await?
+        }
+        Mode::Confidential => {
+            let owner = node.owner.clone();
+            let name: Arc<str> = name.into();
+            let operation = move || {
+                let owner = owner.clone();
+                let name = name.clone();
+                async move { invoke_confidential(&owner, &name).await.map(|_| ()) }
+            };
+            load::generate(spec, operation, finished).await?
+        }
+    };
+    let summary = recording.summarize(window);
+    if summary.requests == 0 {
+        bail!(
+            "{label}: no request succeeded{}",
+            recording
+                .first_error()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    step.finish(&format!(
+        "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms{}",
+        summary.throughput_rps,
+        summary.p50_ms,
+        summary.p99_ms,
+        recording
+            .first_error()
+            .map(|e| format!(", {} errors (first: {e})", summary.errors))
+            .unwrap_or_default()
+    ));
+    Ok(WarmRow {
+        action: action.to_owned(),
+        mode,
+        clients,
+        summary,
+    })
+}
+
+/// `plan.cold_runs` cold starts of example `action` in `mode`: each run creates a
+/// fresh action (a unique name, and unique code so that no compiled module
+/// is reused) and invokes it once, timing both.
+pub async fn cold(
+    node: &Node,
+    plan: &Plan,
+    modules: &Modules,
+    action: &str,
+    mode: Mode,
+    progress: &Progress,
+) -> anyhow::Result<ColdRow> {
+    let runs = plan.cold_runs;
+    let wasm = modules.get(action)?;
+    let run_id = random_hex()?;
+    let step = progress.counted(&format!("cold {} {action}", mode.name()), runs as u64);
+    let mut samples = Vec::with_capacity(runs);
+    let mut errors = 0;
+    let mut first_error = None;
+    for run in 0..runs {
+        let name = format!("bench-cold-{}-{action}-{run_id}-{run}", mode.name());
+        let code = with_custom_section(wasm, NONCE_SECTION, format!("{run_id}-{run}").as_bytes());
+        match cold_once(node, &name, &code, mode).await {
+            Ok(sample) => samples.push(sample),
+            Err(error) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{error:#}"));
+            }
+        }
+        step.inc();
+    }
+    let row = ColdRow::from_samples(action, mode, samples, errors);
+    if row.runs == 0 {
+        bail!(
+            "cold {} {action}: every run failed: {}",
+            mode.name(),
+            first_error.unwrap_or_default()
+        );
+    }
+    step.finish(&format!(
+        "create+invoke p50 {:.2} ms, p90 {:.2} ms{}",
+        row.total_ms.p50,
+        row.total_ms.p90,
+        first_error
+            .map(|e| format!(", {errors} errors (first: {e})"))
+            .unwrap_or_default()
+    ));
+    Ok(row)
+}
+
+async fn cold_once(node: &Node, name: &str, code: &[u8], mode: Mode) -> anyhow::Result<ColdSample> {
+    let (create, first_invoke, activation_id) = match mode {
+        Mode::Plain => {
+            let started = Instant::now();
+            node.put_plain(name, code, false).await?;
+            let created = Instant::now();
+            let invoked = invoke_plain(&node.client, name).await?;
+            let done = Instant::now();
+            (created - started, done - created, invoked.activation_id())
+        }
+        Mode::Confidential => {
+            let started = Instant::now();
+            node.put_confidential(name, code, false).await?;
+            let created = Instant::now();
+            let id = invoke_confidential(&node.owner, name).await?;
+            let done = Instant::now();
+            (created - started, done - created, id)
+        }
+    };
+    // Untimed: the stored record's annotations.
+    let record = node
+        .client
+        .get_activation(activation_id)
+        .await
+        .with_context(|| format!("reading activation {activation_id}"))?;
+    let init_time_ms = record.annotations.get("initTime").and_then(Value::as_f64);
+    Ok(ColdSample {
+        create_ms: create.as_secs_f64() * 1e3,
+        first_invoke_ms: first_invoke.as_secs_f64() * 1e3,
+        init_time_ms,
+    })
+}
+
+/// 8 random bytes in hex, to keep names of separate runs apart.
+fn random_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).context("reading the OS RNG")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `wasm` with a custom section `name` holding `payload` appended. Custom
+/// sections may appear anywhere and carry no semantics, so the module
+/// behaves the same but has a different digest: no cache keyed by the code
+/// can serve it.
+pub fn with_custom_section(wasm: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 5);
+    push_leb128(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = Vec::with_capacity(wasm.len() + body.len() + 6);
+    out.extend_from_slice(wasm);
+    out.push(0); // custom section id
+    push_leb128(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Appends `value` as unsigned LEB128.
+fn push_leb128(out: &mut Vec<u8>, mut value: usize) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leb128_matches_the_spec_examples() {
+        let encode = |value| {
+            let mut out = Vec::new();
+            push_leb128(&mut out, value);
+            out
+        };
+        assert_eq!(encode(0), vec![0x00]);
+        assert_eq!(encode(127), vec![0x7f]);
+        assert_eq!(encode(128), vec![0x80, 0x01]);
+        assert_eq!(encode(624_485), vec![0xe5, 0x8e, 0x26]);
+    }
+
+    #[test]
+    fn custom_section_is_appended_after_the_module() {
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let out = with_custom_section(&module, "ab", b"xyz");
+        assert_eq!(&out[..module.len()], &module[..]);
+        assert_eq!(
+            &out[module.len()..],
+            &[0, 6, 2, b'a', b'b', b'x', b'y', b'z']
+        );
+        let other = with_custom_section(&module, "ab", b"xyw");
+        assert_ne!(out, other, "the payload makes each module unique");
+    }
+}
