@@ -12,7 +12,10 @@
 use std::time::Duration;
 
 use clemmys_whisk::limits::{MAX_MEMORY_MB, MB};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, WasmBacktraceDetails};
+use wasmtime::{
+    Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, RegallocAlgorithm,
+    WasmBacktraceDetails,
+};
 
 /// Table elements any one activation may have (wasmtime's pooling default;
 /// large debug builds of some toolchains need thousands).
@@ -37,6 +40,16 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// Compiled modules kept in memory (least recently used ones are dropped).
     pub module_cache_capacity: usize,
+    /// Compile for start-up rather than speed: Cranelift without
+    /// optimisations and with its single-pass register allocator. Cold
+    /// starts get shorter; CPU-bound guests run slower.
+    pub fast_compile: bool,
+    /// Bytes at the start of each pooled linear memory that are zeroed in
+    /// place when an instance ends, instead of being returned to the kernel
+    /// (`madvise`) and faulted in again by the next instance. Small actions
+    /// touch little memory; keeping it resident saves a system call and
+    /// page faults per activation.
+    pub keep_resident_bytes: usize,
 }
 
 impl Default for SandboxConfig {
@@ -58,6 +71,8 @@ impl SandboxConfig {
             max_memory_bytes: u64::from(MAX_MEMORY_MB) * MB,
             epoch_tick: Duration::from_millis(5),
             module_cache_capacity: 128,
+            fast_compile: false,
+            keep_resident_bytes: 64 * 1024,
         }
     }
 
@@ -70,7 +85,9 @@ impl SandboxConfig {
             .total_tables(self.total_tables)
             .total_stacks(self.total_stacks)
             .max_memory_size(max_memory_size)
-            .table_elements(MAX_TABLE_ELEMENTS);
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .linear_memory_keep_resident(self.keep_resident_bytes)
+            .table_keep_resident(self.keep_resident_bytes.min(64 * 1024));
 
         let mut config = Config::new();
         config
@@ -78,6 +95,16 @@ impl SandboxConfig {
             .memory_init_cow(true)
             .epoch_interruption(true)
             .parallel_compilation(true)
+            .cranelift_opt_level(if self.fast_compile {
+                OptLevel::None
+            } else {
+                OptLevel::Speed
+            })
+            .cranelift_regalloc_algorithm(if self.fast_compile {
+                RegallocAlgorithm::SinglePass
+            } else {
+                RegallocAlgorithm::Backtracking
+            })
             // Traps are reported in one line; guest backtraces are neither
             // shown nor logged (they describe confidential code), so don't
             // pay for collecting them, and don't let the environment decide.
