@@ -64,9 +64,19 @@ impl ServeArgs {
 /// Runs the server until ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = RunningServer::start(args.config()).await.with_context(|| {
-        format!("starting the server on {} with data dir {}", args.listen, args.data_dir.display())
+        format!(
+            "starting the server on {} with data dir {}",
+            args.listen,
+            args.data_dir.display()
+        )
     })?;
-    eprintln!("clemmys: serving the OpenWhisk API on {}/api/v1", server.api_host());
-    eprintln!("clemmys: credentials for namespace 'guest' are in {}", args.data_dir.join("wskprops").display());
+    eprintln!(
+        "clemmys: serving the OpenWhisk API on {}/api/v1",
+        server.api_host()
+    );
+    eprintln!(
+        "clemmys: credentials for namespace 'guest' are in {}",
+        args.data_dir.join("wskprops").display()
+    );
     server.run_until_signal().await
 }

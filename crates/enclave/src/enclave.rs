@@ -4,6 +4,7 @@
 //! any number of that action's activations at once, each in a fresh wasm
 //! instance of the module it compiled from the sealed code.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,11 @@ use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
-use clemmys_proto::{Digest, Evidence, Measurement, SigningPublicKey};
+use clemmys_proto::session::{
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, SessionResultBody,
+    is_session_invocation, seal_session_answer,
+};
+use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
 use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::{ActionLimits, ActivationStatus};
@@ -104,6 +109,21 @@ pub struct Enclave {
     provisioned: Mutex<Option<Arc<Provisioned>>>,
     /// Held while asking the broker, so concurrent runs ask once.
     provisioning: Mutex<()>,
+    /// Sessions opened by clients, by id.
+    sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
+}
+
+/// Most sessions one enclave keeps; past it the oldest is dropped (its
+/// client opens a new one).
+const MAX_SESSIONS: usize = 4096;
+
+/// A client's session with this enclave's action.
+struct Session {
+    keys: SessionKeys,
+    client: ClientId,
+    /// The policy version it was opened for; an update ends it.
+    version: u64,
+    opened: Instant,
 }
 
 impl Enclave {
@@ -142,6 +162,7 @@ impl Enclave {
             action: OnceLock::new(),
             provisioned: Mutex::new(None),
             provisioning: Mutex::new(()),
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -212,7 +233,9 @@ impl Enclave {
         run: SealedRun<'_>,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
-        if is_hop(run.invocation) {
+        if is_session_invocation(run.invocation) {
+            self.run_session(run, load_code)
+        } else if is_hop(run.invocation) {
             self.run_chain_step(run, load_code)
         } else {
             self.run_invocation(run, load_code)
@@ -252,6 +275,15 @@ impl Enclave {
             )
             .map_err(EnclaveError::Replay)?;
         let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
+        if header.open_session {
+            let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash())?;
+            self.keep_session(Session {
+                keys,
+                client: header.client,
+                version: header.version,
+                opened: Instant::now(),
+            });
+        }
         let ran = self.execute(
             &run,
             &provisioned,
@@ -287,6 +319,97 @@ impl Enclave {
             init_time,
             timed_out: ran.timed_out,
         })
+    }
+
+    /// One request of a session: symmetric keys only. The session fixes the
+    /// client and the version; the broker still refuses replays and stale
+    /// versions, as for any invocation.
+    fn run_session(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        let started = Instant::now();
+        let request = SessionInvocation::from_bytes(run.invocation)?;
+        let session = lock(&self.sessions)
+            .get(&request.session_id)
+            .cloned()
+            .ok_or(EnclaveError::UnknownSession)?;
+        let mut init_time = None;
+        let provisioned = match self.provisioned_for(&run, session.version, &mut init_time) {
+            Ok(provisioned) => provisioned,
+            Err(error) => {
+                // The action moved on: this session is over.
+                lock(&self.sessions).remove(&request.session_id);
+                return Err(error);
+            }
+        };
+        let descriptor = &provisioned.grant.action;
+        if !descriptor.allows_client(&session.client) {
+            return Err(EnclaveError::ClientNotAllowed);
+        }
+        self.broker
+            .admit(
+                run.namespace,
+                run.action,
+                session.version,
+                session.keys.replay_nonce(request.counter),
+                request.timestamp_ms,
+            )
+            .map_err(EnclaveError::Replay)?;
+        let binding = SessionBinding {
+            namespace: run.namespace,
+            action: run.action,
+            version: session.version,
+            code_digest: descriptor.code_digest,
+        };
+        let params = request.open(&session.keys, &binding)?;
+        let ran = self.execute(&run, &provisioned, &params, load_code, &mut init_time)?;
+        let receipt = SessionReceipt {
+            activation_id: run.activation_id.to_owned(),
+            session_id: request.session_id,
+            counter: request.counter,
+            version: session.version,
+            code_digest: descriptor.code_digest,
+            input_hash: request.input_hash(),
+            output_hash: Digest::of(&ran.output),
+            mac: String::new(),
+        }
+        .seal(&session.keys)?;
+        let body = SessionResultBody {
+            status: ran.status,
+            result: ran.result,
+            receipt,
+        };
+        let (result, logs) = seal_session_answer(
+            &body,
+            &ran.logs,
+            &session.keys,
+            run.activation_id,
+            request.counter,
+        )?;
+        Ok(SealedOutcome {
+            result,
+            logs,
+            stop_chain: false,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: ran.timed_out,
+        })
+    }
+
+    /// Keeps a session, dropping the oldest past [`MAX_SESSIONS`].
+    fn keep_session(&self, session: Session) {
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.opened)
+                .map(|(id, _)| *id)
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(session.keys.id, Arc::new(session));
     }
 
     /// One step of a confidential chain: checks that this enclave's action is

@@ -57,6 +57,10 @@ pub enum EnclaveError {
         /// The step.
         index: u64,
     },
+    /// A session request names a session this enclave does not hold
+    /// (expired, dropped, or opened with another enclave).
+    #[error("unknown session (it ended or its enclave was replaced): seal it again")]
+    UnknownSession,
     /// The client is not allowed by the action's policy.
     #[error("this client is not allowed to invoke the action")]
     ClientNotAllowed,

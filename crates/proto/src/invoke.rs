@@ -40,6 +40,9 @@ pub struct InvocationHeader {
     pub timestamp_ms: u64,
     /// Who sealed it.
     pub client: ClientId,
+    /// Ask the enclave to keep a session with this client, so that later
+    /// invocations use symmetric keys only (see [`crate::session`]).
+    pub open_session: bool,
 }
 
 impl InvocationHeader {
@@ -51,6 +54,7 @@ impl InvocationHeader {
             .bytes(&self.nonce)
             .u64(self.timestamp_ms)
             .bytes(self.client.as_bytes())
+            .u64(u64::from(self.open_session))
     }
 
     fn info(&self) -> Vec<u8> {
@@ -210,6 +214,11 @@ impl SealedInvocation {
             nonce: reader.array()?,
             timestamp_ms: reader.u64()?,
             client: ClientId(reader.array()?),
+            open_session: match reader.u64()? {
+                0 => false,
+                1 => true,
+                _ => return Err(ProtoError::Malformed("session flag")),
+            },
         };
         let enc = reader.array()?;
         let ciphertext = reader.bytes()?.to_vec();
@@ -443,6 +452,7 @@ mod tests {
             nonce: [7; 16],
             timestamp_ms: 1_000,
             client: client.id(),
+            open_session: false,
         }
     }
 

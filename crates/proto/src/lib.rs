@@ -11,6 +11,7 @@
 //! * [`broker`]: client ↔ broker requests and enclave key grants;
 //! * [`chain`]: chain tickets, sealed hops between steps, chain answers;
 //! * [`replay`]: the nonce window that refuses replays;
+//! * [`session`]: symmetric-key sessions opened by an attested invocation;
 //! * [`wire`]: the injective binary framing all of the above use.
 //!
 //! Who holds what: clients hold their identity; enclaves hold their keys
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod ids;
 pub mod invoke;
 pub mod replay;
+pub mod session;
 pub mod suite;
 pub mod wire;
 

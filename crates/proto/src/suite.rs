@@ -110,6 +110,42 @@ impl ExportedKey {
             .map_err(|e| ProtoError::Crypto(e.to_string()))
     }
 
+    /// Seals `plaintext` with an explicit nonce; the caller guarantees each
+    /// nonce is used once under this key (a session's request counter).
+    pub fn seal_with_nonce(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        nonce: &[u8; 12],
+    ) -> Result<Vec<u8>, ProtoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        cipher
+            .encrypt(
+                &(*nonce).into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|e| ProtoError::Crypto(e.to_string()))
+    }
+
+    /// Opens what [`ExportedKey::seal_with_nonce`] produced.
+    pub fn open_with_nonce(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+        nonce: &[u8; 12],
+        what: &'static str,
+    ) -> Result<Vec<u8>, ProtoError> {
+        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        cipher
+            .decrypt(&(*nonce).into(), Payload { msg: sealed, aad })
+            .map_err(|_| ProtoError::Tampered(what))
+    }
+
     /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
     pub fn open(
         &self,

@@ -196,7 +196,9 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         ));
     } else {
         let chain = doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND)
-            && doc.annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION);
+            && doc
+                .annotations
+                .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION);
         if chain {
             ctx.output.ok(format_args!(
                 "{done} action {} (a confidential chain: all its steps are confidential)",
@@ -504,9 +506,18 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         if output.is_json() {
             return output.print_json(&json!({ "saved": path }));
         }
-        if doc.annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION) {
-            output.ok(format_args!("saved the SEALED code of confidential action {} to {}", doc.name, path.display()));
-            output.hint("it is ciphertext, not a runnable module: only attested enclaves can open it");
+        if doc
+            .annotations
+            .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
+        {
+            output.ok(format_args!(
+                "saved the SEALED code of confidential action {} to {}",
+                doc.name,
+                path.display()
+            ));
+            output.hint(
+                "it is ciphertext, not a runnable module: only attested enclaves can open it",
+            );
         } else {
             output.ok(format_args!("saved action code to {}", path.display()));
         }

@@ -157,10 +157,20 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     ctx.output.ok(format_args!("activation {id} verified"));
     if let Some(steps) = &opened.chain {
-        outln!("  chain of {} step(s), in order, each on the previous step's output:", steps.len());
+        outln!(
+            "  chain of {} step(s), in order, each on the previous step's output:",
+            steps.len()
+        );
         for (index, step) in steps.iter().enumerate() {
             let r = &step.receipt;
-            outln!("    {index}: /{}/{} v{} code {} (activation {})", r.namespace, r.action, r.version, r.code_digest, r.activation_id);
+            outln!(
+                "    {index}: /{}/{} v{} code {} (activation {})",
+                r.namespace,
+                r.action,
+                r.version,
+                r.code_digest,
+                r.activation_id
+            );
         }
     }
     outln!(
@@ -502,9 +512,14 @@ async fn open_logs(
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
 ) -> Vec<String> {
     let logs = activation.logs.clone().unwrap_or_default();
-    let sealed = logs.first().is_some_and(|line| line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX));
+    let sealed = logs
+        .first()
+        .is_some_and(|line| line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX));
     let id = activation.activation_id;
-    let ours = confidential::home().ok().and_then(|home| home.recall(&id.to_string()).ok().flatten()).is_some();
+    let ours = confidential::home()
+        .ok()
+        .and_then(|home| home.recall(&id.to_string()).ok().flatten())
+        .is_some();
     if !sealed || !ours {
         return logs;
     }
@@ -520,7 +535,11 @@ async fn open_logs(
     }
 }
 
-fn print_polled(activation: &ActivationSummary, logs: Vec<String>, ctx: &Context) -> anyhow::Result<()> {
+fn print_polled(
+    activation: &ActivationSummary,
+    logs: Vec<String>,
+    ctx: &Context,
+) -> anyhow::Result<()> {
     if ctx.output.is_json() {
         // One compact JSON object per line.
         let line = json!({

@@ -53,7 +53,9 @@ pub async fn open_if_sealed(
     if !is_sealed(activation) {
         return Ok(false);
     }
-    let holds_key = home()?.recall(&activation.activation_id.to_string())?.is_some();
+    let holds_key = home()?
+        .recall(&activation.activation_id.to_string())?
+        .is_some();
     let pinned = home()?.broker_pin(client.api_host())?.is_some();
     if !holds_key || !pinned {
         ctx.output.hint(format_args!(
@@ -79,7 +81,11 @@ pub async fn open_if_sealed(
 
 /// Opens `activation` in place when it is sealed, failing when this client
 /// cannot (for `activation result|logs`, which have nothing else to show).
-pub async fn open_sealed(ctx: &Context, client: &Client, activation: &mut Activation) -> anyhow::Result<()> {
+pub async fn open_sealed(
+    ctx: &Context,
+    client: &Client,
+    activation: &mut Activation,
+) -> anyhow::Result<()> {
     if !is_sealed(activation) {
         return Ok(());
     }

@@ -129,7 +129,11 @@ impl Context {
             auth: flag(&global.auth).or_else(|| from_props(props.auth())),
             // NAMESPACE belongs to the key in the same file: a key given on
             // the command line may be of another namespace.
-            namespace: if flag(&global.auth).is_some() { None } else { from_props(props.namespace()) },
+            namespace: if flag(&global.auth).is_some() {
+                None
+            } else {
+                from_props(props.namespace())
+            },
             apihost_flag_alone: matches!(global.apihost, Some(None)),
             auth_flag_alone: matches!(global.auth, Some(None)),
             resolved_namespace: std::sync::OnceLock::new(),

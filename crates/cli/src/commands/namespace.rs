@@ -46,7 +46,11 @@ pub async fn run(command: NamespaceCommand, ctx: &Context) -> anyhow::Result<()>
             if ctx.output.is_json() {
                 return ctx.output.print_json(&limits);
             }
-            let shown = if requested == "_" { ctx.own_namespace(&client).await } else { requested };
+            let shown = if requested == "_" {
+                ctx.own_namespace(&client).await
+            } else {
+                requested
+            };
             out!("{}", limits_table(&shown, &limits));
             Ok(())
         }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use clemmys_proto::chain::{ChainKey, ChainStep};
 use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
 use clemmys_proto::invoke::{AnswerKeys, hex_nonce};
+use clemmys_proto::session::SessionKeys;
 use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::{Digest, Measurement, SigningPublicKey, TeeKind};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,12 @@ use super::ConfidentialError;
 #[derive(Debug, Clone)]
 pub struct ClientHome {
     dir: PathBuf,
+    /// The keyring, appended through a buffer shared by all clones: one
+    /// write per few dozen invocations instead of one each. It is flushed
+    /// before every read and when the last clone is dropped; a client that
+    /// is killed may lose the keys of its last few answers (which it has
+    /// already read).
+    keyring: std::sync::Arc<std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>>,
 }
 
 /// What the client pinned about one API host's key broker.
@@ -65,6 +72,56 @@ pub struct KeyringEntry {
     /// For a chain: its plan and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainEntry>,
+    /// For a request within a session: the session and the counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionEntry>,
+}
+
+/// How a session was opened: the enclave's signed receipt of the opening
+/// invocation (verified then) and the TEE it ran in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenedSession {
+    /// The signed receipt.
+    pub receipt: clemmys_proto::invoke::SignedReceipt,
+    /// The TEE kind.
+    pub tee: TeeKind,
+}
+
+/// What the client keeps about one request of a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionEntry {
+    /// The session id (hex).
+    session_id: String,
+    /// The session secret (hex).
+    secret: String,
+    /// The request's counter.
+    pub counter: u64,
+}
+
+impl SessionEntry {
+    /// An entry for request `counter` of the session with `keys`.
+    pub fn new(keys: &SessionKeys, counter: u64) -> Self {
+        Self {
+            session_id: hex::encode(keys.id),
+            secret: hex::encode(keys.secret().as_bytes()),
+            counter,
+        }
+    }
+
+    /// The session's keys.
+    pub fn keys(&self) -> Result<SessionKeys, ConfidentialError> {
+        let corrupted = || ConfidentialError::State("a keyring entry is corrupted".into());
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(&self.session_id, &mut id).map_err(|_| corrupted())?;
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&self.secret, secret.as_mut_slice()).map_err(|_| corrupted())?;
+        Ok(SessionKeys::from_secret(
+            id,
+            ExportedKey::from_bytes(*secret),
+        )?)
+    }
 }
 
 /// What the client keeps about one confidential chain.
@@ -119,6 +176,7 @@ impl KeyringEntry {
             result_key: hex::encode(keys.result.as_bytes()),
             logs_key: hex::encode(keys.logs.as_bytes()),
             chain: None,
+            session: None,
         }
     }
 
@@ -162,7 +220,10 @@ impl ClientHome {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| io_error(&dir, e))?;
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            keyring: Default::default(),
+        })
     }
 
     /// The directory.
@@ -226,12 +287,63 @@ impl ClientHome {
         self.dir.join("keyring.jsonl")
     }
 
-    /// Remembers the keys of one invocation's answer.
+    /// Remembers the keys of one invocation's answer (buffered).
     pub fn remember(&self, entry: &KeyringEntry) -> Result<(), ConfidentialError> {
         let mut line =
             serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?;
         line.push(b'\n');
         let path = self.keyring_path();
+        let mut keyring = self
+            .keyring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keyring.is_none() {
+            let mut options = std::fs::OpenOptions::new();
+            options.append(true).create(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let file = options.open(&path).map_err(|e| io_error(&path, e))?;
+            *keyring = Some(std::io::BufWriter::with_capacity(16 * 1024, file));
+        }
+        match keyring.as_mut() {
+            Some(writer) => writer.write_all(&line).map_err(|e| io_error(&path, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes out buffered keyring entries.
+    pub fn flush(&self) -> Result<(), ConfidentialError> {
+        let mut keyring = self
+            .keyring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match keyring.as_mut() {
+            Some(writer) => writer
+                .flush()
+                .map_err(|e| io_error(&self.keyring_path(), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn sessions_path(&self) -> PathBuf {
+        self.dir.join("sessions.jsonl")
+    }
+
+    /// Remembers the signed receipt that opened session `id` (once per
+    /// session), so its requests can be verified later by any process.
+    pub fn remember_session(
+        &self,
+        id: &[u8; 16],
+        opening: &OpenedSession,
+    ) -> Result<(), ConfidentialError> {
+        let record = serde_json::json!({ "sessionId": hex::encode(id), "opening": opening });
+        let mut line =
+            serde_json::to_vec(&record).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        line.push(b'\n');
+        let path = self.sessions_path();
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
@@ -243,8 +355,28 @@ impl ClientHome {
         file.write_all(&line).map_err(|e| io_error(&path, e))
     }
 
+    /// The opening of session `id`, if this client opened it.
+    pub fn recall_session(
+        &self,
+        id: &[u8; 16],
+    ) -> Result<Option<OpenedSession>, ConfidentialError> {
+        let path = self.sessions_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        let wanted = hex::encode(id);
+        Ok(text.lines().rev().find_map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).ok()?;
+            (record["sessionId"] == wanted.as_str())
+                .then(|| serde_json::from_value(record["opening"].clone()).ok())?
+        }))
+    }
+
     /// The keys of activation `id`, if this client invoked it.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
+        self.flush()?;
         let path = self.keyring_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,

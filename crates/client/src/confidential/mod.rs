@@ -15,7 +15,8 @@
 mod home;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -32,6 +33,10 @@ use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, SealedInvocation, SealedResultBody, SignedReceipt, open_logs,
     open_result, seal_invocation,
 };
+use clemmys_proto::session::{
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_logs,
+    open_session_result,
+};
 use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
 use clemmys_tee::{AttestError, Role, SIM_WARNING, Verifier, measurement, os_rng};
 use clemmys_whisk::action::{ActionPut, ExecPut};
@@ -40,7 +45,7 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use home::{BrokerPin, ChainEntry, ClientHome, KeyringEntry};
+pub use home::{BrokerPin, ChainEntry, ClientHome, KeyringEntry, OpenedSession, SessionEntry};
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
 
@@ -218,6 +223,9 @@ pub struct OpenedActivation {
     pub receipt: SignedReceipt,
     /// For a chain: every step's receipt, verified, in order.
     pub chain: Option<Vec<SignedReceipt>>,
+    /// For a request within a session: its MAC'd receipt, verified
+    /// (`receipt` is then the session's opening receipt, signed).
+    pub session: Option<SessionReceipt>,
     /// The TEE that ran it.
     pub tee: TeeKind,
 }
@@ -239,6 +247,105 @@ pub struct Confidential {
     descriptors: Mutex<HashMap<String, ActionDescriptor>>,
     /// Action name → its components when it is a sequence.
     kinds: Mutex<HashMap<String, Option<Vec<String>>>>,
+    /// Whether to open sessions with enclaves (see `proto::session`).
+    use_sessions: bool,
+    /// Action name → this client's session with its enclave.
+    sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+}
+
+/// A session this client holds with an action's enclave.
+struct ClientSession {
+    keys: SessionKeys,
+    /// The next request's counter.
+    counter: AtomicU64,
+    version: u64,
+    code_digest: Digest,
+    /// The enclave's signed receipt of the opening invocation (verified).
+    opening: SignedReceipt,
+    tee: TeeKind,
+}
+
+/// The next request of `session`: its invoke body, its bytes, its counter.
+fn seal_session_request(
+    session: &ClientSession,
+    descriptor: &ActionDescriptor,
+    params: &Value,
+) -> Result<(Value, Vec<u8>, u64), ConfidentialError> {
+    let counter = session.counter.fetch_add(1, Ordering::Relaxed);
+    let binding = SessionBinding {
+        namespace: &descriptor.namespace,
+        action: &descriptor.name,
+        version: session.version,
+        code_digest: session.code_digest,
+    };
+    let plaintext =
+        serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
+    let request = SessionInvocation::seal(&session.keys, &binding, counter, now_ms(), &plaintext)?;
+    let bytes = request.to_bytes();
+    let body = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&bytes) });
+    Ok((body, bytes, counter))
+}
+
+/// Opens and checks a session answer: the MAC'd receipt must name this
+/// request, the session's code and the result.
+#[allow(clippy::too_many_arguments)]
+fn open_in_session(
+    keys: &SessionKeys,
+    counter: u64,
+    entry: &KeyringEntry,
+    activation_id: ActivationId,
+    result: &Value,
+    sealed_logs: Option<&str>,
+    opening: &SignedReceipt,
+    tee: TeeKind,
+) -> Result<OpenedActivation, ConfidentialError> {
+    let id = activation_id.to_string();
+    let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
+        let message = result
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("no sealed answer");
+        return Err(ConfidentialError::Execution(message.to_owned()));
+    };
+    let body = open_session_result(&decode(sealed)?, keys, &id, counter)?;
+    let logs = match sealed_logs {
+        Some(text) => Some(open_session_logs(&decode(text)?, keys, &id, counter)?),
+        None => None,
+    };
+    let receipt = &body.receipt;
+    receipt.verify(keys)?;
+    if receipt.activation_id != id || receipt.counter != counter || receipt.session_id != keys.id {
+        return Err(ConfidentialError::ReceiptMismatch(
+            "it is the receipt of another request",
+        ));
+    }
+    if receipt.input_hash != entry.input_hash {
+        return Err(ConfidentialError::ReceiptMismatch(
+            "the enclave ran another request",
+        ));
+    }
+    if receipt.code_digest != entry.code_digest || receipt.version != entry.version {
+        return Err(ConfidentialError::ReceiptMismatch(
+            "another code version ran",
+        ));
+    }
+    let output =
+        serde_json::to_vec(&body.result).map_err(|e| ConfidentialError::State(e.to_string()))?;
+    if receipt.output_hash != Digest::of(&output) {
+        return Err(ConfidentialError::ReceiptMismatch(
+            "the result is not the one the enclave produced",
+        ));
+    }
+    Ok(OpenedActivation {
+        activation_id,
+        status: body.status,
+        result: body.result,
+        logs,
+        receipt: opening.clone(),
+        chain: None,
+        session: Some(body.receipt),
+        tee,
+    })
 }
 
 impl Confidential {
@@ -273,7 +380,17 @@ impl Confidential {
             namespace,
             descriptors: Mutex::new(HashMap::new()),
             kinds: Mutex::new(HashMap::new()),
+            use_sessions: true,
+            sessions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Invokes without sessions: every invocation is sealed with HPKE,
+    /// signed, and answered with a signed receipt. For one-shot clients
+    /// (the CLI), where a session would never be reused.
+    pub fn without_sessions(mut self) -> Self {
+        self.use_sessions = false;
+        self
     }
 
     /// The underlying API client.
@@ -448,6 +565,7 @@ impl Confidential {
             nonce,
             timestamp_ms: now_ms(),
             client: self.identity.id(),
+            open_session: self.use_sessions,
         };
         let plaintext =
             serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
@@ -498,6 +616,7 @@ impl Confidential {
             Err(ConfidentialError::Execution(message))
                 if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
             {
+                self.end_session(name);
                 self.describe(name, true).await?;
                 self.invoke_once(name, params, options).await
             }
@@ -511,6 +630,12 @@ impl Confidential {
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        let descriptor = self.describe(name, false).await?;
+        if let Some(session) = self.session_for(&descriptor) {
+            return self
+                .invoke_in_session(&session, &descriptor, params, options)
+                .await;
+        }
         let (sealed, pending, descriptor) = self.seal(name, params).await?;
         let invoked = self
             .client
@@ -540,6 +665,114 @@ impl Confidential {
                 };
                 let opened =
                     self.open(&entry, &descriptor, activation_id, &result, logs.as_deref())?;
+                if self.use_sessions {
+                    // The answer opened and its signed receipt verified: the
+                    // enclave holds the session this invocation asked for.
+                    let session = ClientSession {
+                        keys: SessionKeys::for_client(&pending)?,
+                        counter: AtomicU64::new(1),
+                        version: descriptor.version,
+                        code_digest: descriptor.code_digest,
+                        opening: opened.receipt.clone(),
+                        tee: opened.tee,
+                    };
+                    self.home.remember_session(
+                        &session.keys.id,
+                        &OpenedSession {
+                            receipt: session.opening.clone(),
+                            tee: session.tee,
+                        },
+                    )?;
+                    self.lock_sessions()
+                        .insert(descriptor.name.clone(), Arc::new(session));
+                }
+                Ok(ConfidentialInvoked::Completed(Box::new(opened)))
+            }
+        }
+    }
+
+    /// Seals `params` as the next request of this client's session with
+    /// `descriptor`'s action, without sending it (tests that play the
+    /// provider replay or tamper with it). `None` without a session.
+    pub fn seal_in_session(&self, descriptor: &ActionDescriptor, params: &Value) -> Option<Value> {
+        let session = self.session_for(descriptor)?;
+        seal_session_request(&session, descriptor, params)
+            .ok()
+            .map(|(body, _, _)| body)
+    }
+
+    /// The open session for `descriptor`'s action at its current version.
+    fn session_for(&self, descriptor: &ActionDescriptor) -> Option<Arc<ClientSession>> {
+        if !self.use_sessions {
+            return None;
+        }
+        let sessions = self.lock_sessions();
+        sessions
+            .get(&descriptor.name)
+            .filter(|session| session.version == descriptor.version)
+            .cloned()
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ClientSession>>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Ends the client's session with `name` (the enclave forgot it, or the
+    /// action moved on); the next invoke opens a new one.
+    fn end_session(&self, name: &str) {
+        if let Ok(short) = self.short_name(name) {
+            self.lock_sessions().remove(short);
+        }
+    }
+
+    /// One request within a session: symmetric keys only.
+    async fn invoke_in_session(
+        &self,
+        session: &ClientSession,
+        descriptor: &ActionDescriptor,
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        let (body, bytes, counter) = seal_session_request(session, descriptor, params)?;
+        let invoked = self.client.invoke(&descriptor.name, body, options).await?;
+        let activation_id = invoked.activation_id();
+        let mut entry = KeyringEntry::new(
+            activation_id.to_string(),
+            descriptor.namespace.clone(),
+            descriptor.name.clone(),
+            session.version,
+            session.code_digest,
+            session.keys.replay_nonce(counter),
+            Digest::of(&bytes),
+            &clemmys_proto::invoke::AnswerKeys {
+                result: session.keys.secret().clone(),
+                logs: session.keys.secret().clone(),
+            },
+        );
+        entry.session = Some(SessionEntry::new(&session.keys, counter));
+        self.home.remember(&entry)?;
+        match invoked {
+            Invoked::Accepted { activation_id } => {
+                Ok(ConfidentialInvoked::Accepted { activation_id })
+            }
+            Invoked::Completed { body, .. } => {
+                let (result, logs) = if options.result {
+                    (body, None)
+                } else {
+                    split_record(&body)
+                };
+                let opened = open_in_session(
+                    &session.keys,
+                    counter,
+                    &entry,
+                    activation_id,
+                    &result,
+                    logs.as_deref(),
+                    &session.opening,
+                    session.tee,
+                )?;
                 Ok(ConfidentialInvoked::Completed(Box::new(opened)))
             }
         }
@@ -713,6 +946,7 @@ impl Confidential {
             logs: None,
             receipt,
             chain: Some(answer.receipts),
+            session: None,
             tee,
         })
     }
@@ -828,6 +1062,25 @@ impl Confidential {
         if entry.chain.is_some() {
             return self.open_chain(&entry, id, &record).await;
         }
+        if let Some(session_entry) = &entry.session {
+            let keys = session_entry.keys()?;
+            let (result, logs) = split_record(&record);
+            let opened = self
+                .home
+                .recall_session(&keys.id)?
+                .ok_or_else(|| ConfidentialError::NoKey(id.to_string()))?;
+            let (opening, tee) = (opened.receipt, opened.tee);
+            return open_in_session(
+                &keys,
+                session_entry.counter,
+                &entry,
+                id,
+                &result,
+                logs.as_deref(),
+                &opening,
+                tee,
+            );
+        }
         let (result, logs) = split_record(&record);
         let descriptor = self.describe(&entry.action, false).await?;
         self.open(&entry, &descriptor, id, &result, logs.as_deref())
@@ -866,6 +1119,7 @@ impl Confidential {
             logs,
             receipt: body.receipt,
             chain: None,
+            session: None,
             tee,
         })
     }

@@ -504,3 +504,53 @@ fn now_ms() -> u64 {
         .expect("clock")
         .as_millis() as u64
 }
+
+/// Opens a session with `echo` and seals one session request without
+/// sending it; answers the body.
+async fn session_request(owner: &Owner) -> Value {
+    owner.deploy("echo", "echo").await;
+    owner
+        .invoke("echo", json!({"open": "session"}))
+        .await
+        .expect("opening invoke");
+    let descriptor = owner
+        .client
+        .describe("echo", false)
+        .await
+        .expect("describe");
+    owner
+        .client
+        .seal_in_session(&descriptor, &json!({"in": "session"}))
+        .expect("sealed in a session")
+}
+
+#[tokio::test]
+async fn replayed_session_request_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let body = session_request(&owner).await;
+    let first = post_sealed(&server, "echo", &body).await;
+    assert_eq!(first["response"]["status"], "success", "{first}");
+    let message = refusal_message(&post_sealed(&server, "echo", &body).await);
+    assert!(message.contains("replayed request"), "{message}");
+}
+
+#[tokio::test]
+async fn flipped_bit_in_a_session_request_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let mut body = session_request(&owner).await;
+    body["sealed"] = json!(flip_base64_bit(body["sealed"].as_str().expect("text"), 3));
+    let message = refusal_message(&post_sealed(&server, "echo", &body).await);
+    assert!(message.contains("failed authentication"), "{message}");
+}
+
+#[tokio::test]
+async fn session_request_sent_to_another_action_is_rejected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let body = session_request(&owner).await;
+    owner.deploy("hello", "hello").await;
+    let message = refusal_message(&post_sealed(&server, "hello", &body).await);
+    assert!(message.contains("unknown session"), "{message}");
+}

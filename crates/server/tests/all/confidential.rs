@@ -215,3 +215,41 @@ async fn a_restarted_node_keeps_serving_confidential_actions_to_pinned_clients()
     };
     assert_eq!(opened.result, json!({"after": true}));
 }
+
+#[tokio::test]
+async fn repeated_invokes_use_a_session_after_the_first() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let first = owner.invoke("echo", json!({"n": 1})).await.expect("first");
+    assert!(
+        first.session.is_none(),
+        "the first invoke is sealed with HPKE and opens the session"
+    );
+    for n in 2..5 {
+        let next = owner
+            .invoke("echo", json!({"n": n}))
+            .await
+            .expect("in session");
+        assert_eq!(next.result, json!({"n": n}));
+        let session = next.session.as_ref().expect("a session request");
+        assert_eq!(session.counter, n - 1);
+        assert_eq!(
+            next.receipt, first.receipt,
+            "the session's opening receipt vouches for the enclave"
+        );
+        let again = owner
+            .client
+            .open_activation(next.activation_id)
+            .await
+            .expect("reopen from the keyring");
+        assert_eq!(again.result, json!({"n": n}));
+    }
+    // After an update the session ends and the new version runs.
+    owner.deploy("echo", "hello").await;
+    let updated = owner
+        .invoke("echo", json!({"name": "v2"}))
+        .await
+        .expect("after update");
+    assert_eq!(updated.result, json!({"payload": "Hello, v2!"}));
+}

@@ -1,0 +1,457 @@
+//! Sessions: after one attested, HPKE-sealed and signed invocation that asks
+//! for it (`InvocationHeader::open_session`), the client and the enclave
+//! share a secret exported from that invocation's HPKE context. Later
+//! invocations of the same action and version use only symmetric
+//! cryptography under keys derived from it: ChaCha20-Poly1305 with the
+//! request counter as nonce, and an HMAC-SHA256 receipt.
+//!
+//! Why it is as strong for the client: the session secret comes from an
+//! HPKE context with the action key, which the broker releases only to
+//! enclaves matching the policy, and the opening answer carried a receipt
+//! signed by that enclave. Only the client and that enclave know the
+//! secret, so a request that opens under it is the client's, and an answer
+//! that opens and whose receipt MAC verifies is that enclave's. Replays are
+//! refused by the broker as for any invocation (nonce = session id prefix
+//! and counter). What it gives up: a session receipt convinces the client,
+//! not a third party (it is a MAC, not a signature).
+
+use zeroize::Zeroizing;
+
+use crate::invoke::{AnswerKeys, PendingAnswer};
+use crate::suite::ExportedKey;
+use crate::wire::{Reader, Writer};
+use crate::{Digest, ProtoError};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+const FRAME: &str = "clemmys/session-invocation/v1";
+const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
+
+/// The keys of one session, derived from its secret; zeroed on drop.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    /// The session id (a prefix of the opening invocation's digest).
+    pub id: [u8; 16],
+    secret: ExportedKey,
+    request: ExportedKey,
+    result: ExportedKey,
+    logs: ExportedKey,
+    receipt: ExportedKey,
+}
+
+impl SessionKeys {
+    /// The session that the invocation with these answer keys and input
+    /// hash opened. Client and enclave derive the same.
+    pub fn derive(answer: &AnswerKeys, input_hash: &Digest) -> Result<Self, ProtoError> {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&input_hash.as_bytes()[..16]);
+        Self::from_secret(id, answer.result.derive(SECRET_LABEL)?)
+    }
+
+    /// The keys of session `id` from its secret (the client's keyring).
+    pub fn from_secret(id: [u8; 16], secret: ExportedKey) -> Result<Self, ProtoError> {
+        Ok(Self {
+            id,
+            request: secret.derive(b"clemmys/session-request-key/v1")?,
+            result: secret.derive(b"clemmys/session-result-key/v1")?,
+            logs: secret.derive(b"clemmys/session-logs-key/v1")?,
+            receipt: secret.derive(b"clemmys/session-receipt-key/v1")?,
+            secret,
+        })
+    }
+
+    /// The session secret, for the client's keyring.
+    pub fn secret(&self) -> &ExportedKey {
+        &self.secret
+    }
+
+    /// The session a client opened with `pending`.
+    pub fn for_client(pending: &PendingAnswer) -> Result<Self, ProtoError> {
+        Self::derive(&pending.keys, &pending.input_hash)
+    }
+
+    /// The broker nonce of request `counter`: unique per session and counter.
+    pub fn replay_nonce(&self, counter: u64) -> [u8; 16] {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.id[..8]);
+        nonce[8..].copy_from_slice(&counter.to_be_bytes());
+        nonce
+    }
+}
+
+/// What a session request binds besides its counter and time: the action,
+/// its version and code, as both sides know them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBinding<'a> {
+    /// Namespace of the action.
+    pub namespace: &'a str,
+    /// Name of the action.
+    pub action: &'a str,
+    /// Policy version of the session.
+    pub version: u64,
+    /// Code digest of that version.
+    pub code_digest: Digest,
+}
+
+/// One request within a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInvocation {
+    /// Which session.
+    pub session_id: [u8; 16],
+    /// Strictly increasing per session (the AEAD nonce and replay nonce).
+    pub counter: u64,
+    /// The client's clock, epoch ms.
+    pub timestamp_ms: u64,
+    ciphertext: Vec<u8>,
+}
+
+fn nonce(counter: u64) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_be_bytes());
+    nonce
+}
+
+fn request_aad(
+    binding: &SessionBinding<'_>,
+    id: &[u8; 16],
+    counter: u64,
+    timestamp_ms: u64,
+) -> Vec<u8> {
+    Writer::new("clemmys/session-aad/v1")
+        .str(binding.namespace)
+        .str(binding.action)
+        .u64(binding.version)
+        .bytes(binding.code_digest.as_bytes())
+        .bytes(id)
+        .u64(counter)
+        .u64(timestamp_ms)
+        .finish()
+}
+
+fn answer_aad(part: &str, activation_id: &str, id: &[u8; 16], counter: u64) -> Vec<u8> {
+    Writer::new("clemmys/session-answer-aad/v1")
+        .str(part)
+        .str(activation_id)
+        .bytes(id)
+        .u64(counter)
+        .finish()
+}
+
+impl SessionInvocation {
+    /// Seals `params` (client side).
+    pub fn seal(
+        keys: &SessionKeys,
+        binding: &SessionBinding<'_>,
+        counter: u64,
+        timestamp_ms: u64,
+        params: &[u8],
+    ) -> Result<Self, ProtoError> {
+        let aad = request_aad(binding, &keys.id, counter, timestamp_ms);
+        let ciphertext = keys
+            .request
+            .seal_with_nonce(params, &aad, &nonce(counter))?;
+        Ok(Self {
+            session_id: keys.id,
+            counter,
+            timestamp_ms,
+            ciphertext,
+        })
+    }
+
+    /// Opens the parameters (enclave side).
+    pub fn open(
+        &self,
+        keys: &SessionKeys,
+        binding: &SessionBinding<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+        let aad = request_aad(binding, &keys.id, self.counter, self.timestamp_ms);
+        keys.request
+            .open_with_nonce(
+                &self.ciphertext,
+                &aad,
+                &nonce(self.counter),
+                "session parameters",
+            )
+            .map(Zeroizing::new)
+    }
+
+    /// The digest the receipt names as the input.
+    pub fn input_hash(&self) -> Digest {
+        Digest::of(&self.to_bytes())
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Writer::new(FRAME)
+            .bytes(&self.session_id)
+            .u64(self.counter)
+            .u64(self.timestamp_ms)
+            .bytes(&self.ciphertext)
+            .finish()
+    }
+
+    /// Parses the wire form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let mut reader = Reader::new(bytes, FRAME)?;
+        let invocation = Self {
+            session_id: reader.array()?,
+            counter: reader.u64()?,
+            timestamp_ms: reader.u64()?,
+            ciphertext: reader.bytes()?.to_vec(),
+        };
+        reader.finish()?;
+        Ok(invocation)
+    }
+}
+
+/// Whether `bytes` are a session request.
+pub fn is_session_invocation(bytes: &[u8]) -> bool {
+    Reader::new(bytes, FRAME).is_ok()
+}
+
+/// What the enclave attests about one session request, under the session's
+/// receipt key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionReceipt {
+    /// The activation id.
+    pub activation_id: String,
+    /// The session.
+    #[serde(with = "crate::invoke::hex_nonce")]
+    pub session_id: [u8; 16],
+    /// The request counter.
+    pub counter: u64,
+    /// Policy version that ran.
+    pub version: u64,
+    /// SHA-256 of the module that ran.
+    pub code_digest: Digest,
+    /// Digest of the session request.
+    pub input_hash: Digest,
+    /// Digest of the result JSON.
+    pub output_hash: Digest,
+    /// HMAC-SHA256 over the above (hex).
+    pub mac: String,
+}
+
+fn receipt_transcript(receipt: &SessionReceipt) -> Vec<u8> {
+    Writer::new("clemmys/session-receipt/v1")
+        .str(&receipt.activation_id)
+        .bytes(&receipt.session_id)
+        .u64(receipt.counter)
+        .u64(receipt.version)
+        .bytes(receipt.code_digest.as_bytes())
+        .bytes(receipt.input_hash.as_bytes())
+        .bytes(receipt.output_hash.as_bytes())
+        .finish()
+}
+
+impl SessionReceipt {
+    /// Computes the MAC (enclave side).
+    pub fn seal(mut self, keys: &SessionKeys) -> Result<Self, ProtoError> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(keys.receipt.as_bytes())
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(&receipt_transcript(&self));
+        self.mac = hex::encode(mac.finalize().into_bytes());
+        Ok(self)
+    }
+
+    /// Checks the MAC (client side), in constant time.
+    pub fn verify(&self, keys: &SessionKeys) -> Result<(), ProtoError> {
+        use hmac::{KeyInit, Mac};
+        let tag =
+            hex::decode(&self.mac).map_err(|_| ProtoError::BadSignature("session receipt"))?;
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(keys.receipt.as_bytes())
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(&receipt_transcript(self));
+        mac.verify_slice(&tag)
+            .map_err(|_| ProtoError::BadSignature("session receipt"))
+    }
+}
+
+/// The result part of a session answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionResultBody {
+    /// How the run ended.
+    pub status: clemmys_whisk::ActivationStatus,
+    /// The result.
+    pub result: serde_json::Value,
+    /// The MAC'd receipt.
+    pub receipt: SessionReceipt,
+}
+
+/// Seals a session answer (enclave side): result and logs, each under its
+/// own key with the request counter as nonce.
+pub fn seal_session_answer(
+    body: &SessionResultBody,
+    logs: &[String],
+    keys: &SessionKeys,
+    activation_id: &str,
+    counter: u64,
+) -> Result<(Vec<u8>, Vec<u8>), ProtoError> {
+    let result =
+        Zeroizing::new(serde_json::to_vec(body).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    let logs =
+        Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    let id = &keys.id;
+    Ok((
+        keys.result.seal_with_nonce(
+            &result,
+            &answer_aad("result", activation_id, id, counter),
+            &nonce(counter),
+        )?,
+        keys.logs.seal_with_nonce(
+            &logs,
+            &answer_aad("logs", activation_id, id, counter),
+            &nonce(counter),
+        )?,
+    ))
+}
+
+/// Opens a session answer's result (client side).
+pub fn open_session_result(
+    sealed: &[u8],
+    keys: &SessionKeys,
+    activation_id: &str,
+    counter: u64,
+) -> Result<SessionResultBody, ProtoError> {
+    let aad = answer_aad("result", activation_id, &keys.id, counter);
+    let json = Zeroizing::new(keys.result.open_with_nonce(
+        sealed,
+        &aad,
+        &nonce(counter),
+        "sealed result",
+    )?);
+    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("session result"))
+}
+
+/// Opens a session answer's logs (client side).
+pub fn open_session_logs(
+    sealed: &[u8],
+    keys: &SessionKeys,
+    activation_id: &str,
+    counter: u64,
+) -> Result<Vec<String>, ProtoError> {
+    let aad = answer_aad("logs", activation_id, &keys.id, counter);
+    let json =
+        Zeroizing::new(
+            keys.logs
+                .open_with_nonce(sealed, &aad, &nonce(counter), "sealed logs")?,
+        );
+    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("session logs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ClientIdentity;
+    use crate::invoke::{InvocationHeader, seal_invocation};
+    use crate::suite::KemKeyPair;
+    use crate::suite::tests::os_rng;
+
+    fn binding() -> SessionBinding<'static> {
+        SessionBinding {
+            namespace: "guest",
+            action: "a",
+            version: 2,
+            code_digest: Digest::of(b"code"),
+        }
+    }
+
+    /// Opens a session the way client and enclave do; both sides' keys.
+    fn open_session() -> (SessionKeys, SessionKeys) {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let action = KemKeyPair::generate(&mut rng);
+        let header = InvocationHeader {
+            namespace: "guest".into(),
+            action: "a".into(),
+            version: 2,
+            nonce: [1; 16],
+            timestamp_ms: 1,
+            client: client.id(),
+            open_session: true,
+        };
+        let code = Digest::of(b"code");
+        let (sealed, pending) =
+            seal_invocation(&client, &action.public(), header, &code, b"{}", &mut rng)
+                .expect("seal");
+        let opened = sealed.open(&action, &code).expect("open");
+        let enclave = SessionKeys::derive(&opened.answer_keys, &sealed.input_hash()).expect("keys");
+        (SessionKeys::for_client(&pending).expect("keys"), enclave)
+    }
+
+    #[test]
+    fn requests_and_answers_round_trip_under_the_shared_keys() {
+        let (client, enclave) = open_session();
+        assert_eq!(client.id, enclave.id);
+        let request =
+            SessionInvocation::seal(&client, &binding(), 7, 100, br#"{"x":1}"#).expect("seal");
+        let parsed = SessionInvocation::from_bytes(&request.to_bytes()).expect("parse");
+        assert!(is_session_invocation(&request.to_bytes()));
+        assert_eq!(
+            parsed.open(&enclave, &binding()).expect("open").as_slice(),
+            br#"{"x":1}"#
+        );
+
+        let receipt = SessionReceipt {
+            activation_id: "id".into(),
+            session_id: enclave.id,
+            counter: 7,
+            version: 2,
+            code_digest: Digest::of(b"code"),
+            input_hash: parsed.input_hash(),
+            output_hash: Digest::of(b"{}"),
+            mac: String::new(),
+        }
+        .seal(&enclave)
+        .expect("mac");
+        let body = SessionResultBody {
+            status: clemmys_whisk::ActivationStatus::Success,
+            result: serde_json::json!({}),
+            receipt,
+        };
+        let (result, logs) =
+            seal_session_answer(&body, &["l".into()], &enclave, "id", 7).expect("seal");
+        let opened = open_session_result(&result, &client, "id", 7).expect("open");
+        opened.receipt.verify(&client).expect("mac verifies");
+        assert_eq!(
+            open_session_logs(&logs, &client, "id", 7).expect("logs"),
+            vec!["l".to_owned()]
+        );
+        assert!(
+            open_session_result(&result, &client, "id", 8).is_err(),
+            "bound to its counter"
+        );
+        assert!(
+            open_session_result(&result, &client, "other", 7).is_err(),
+            "bound to its activation"
+        );
+        let mut forged = opened.receipt.clone();
+        forged.code_digest = Digest::of(b"other");
+        assert!(forged.verify(&client).is_err());
+    }
+
+    #[test]
+    fn a_request_for_another_binding_or_counter_does_not_open() {
+        let (client, enclave) = open_session();
+        let request = SessionInvocation::seal(&client, &binding(), 7, 100, b"{}").expect("seal");
+        let mut other = binding();
+        other.version = 1;
+        assert!(
+            request.open(&enclave, &other).is_err(),
+            "rolled back version"
+        );
+        let mut moved = request.clone();
+        moved.counter = 8;
+        assert!(
+            moved.open(&enclave, &binding()).is_err(),
+            "counter is bound"
+        );
+        let (_, stranger) = open_session();
+        assert!(
+            request.open(&stranger, &binding()).is_err(),
+            "another session's keys"
+        );
+    }
+}
