@@ -17,6 +17,10 @@ pub enum BrokerError {
     /// The policy demands hardware and the evidence is not.
     #[error("the action's policy requires a hardware TEE; {0} evidence was presented")]
     HardwareRequired(&'static str),
+    /// An admission request names a grant the broker does not know (it
+    /// restarted, or the grant is forged): the enclave asks for a new grant.
+    #[error("unknown grant: ask for the action key again")]
+    UnknownGrant,
     /// No such confidential action.
     #[error("no confidential action of that name is registered")]
     UnknownAction,
@@ -61,6 +65,9 @@ pub enum BrokerError {
     /// The sealed state could not be read or written.
     #[error("broker storage: {0}")]
     Storage(String),
+    /// A broker running as its own process refused, with its reason.
+    #[error("the key broker refused: {0}")]
+    Remote(String),
     /// The broker could not be reached (remote broker).
     #[error("broker unreachable: {0}")]
     Unreachable(String),

@@ -13,6 +13,8 @@
 //! the broker runs as its own process.
 
 mod error;
+pub mod remote;
+pub mod service;
 mod state;
 
 use std::collections::HashMap;
@@ -20,8 +22,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use clemmys_proto::broker::{
-    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, BrokerRequest, KeyGrant, KeyRequest,
-    open_broker_request, seal_broker_reply, seal_grant,
+    ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity, BrokerOp,
+    BrokerReply, BrokerRequest, KeyGrant, KeyRequest, open_broker_request, seal_broker_reply,
+    seal_grant,
 };
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::replay::{ReplayError, ReplayWindow};
@@ -42,29 +45,12 @@ pub trait BrokerLink: Send + Sync + 'static {
     fn identity(&self) -> BrokerIdentity;
     /// Asks for an action key; answers the sealed grant.
     fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError>;
-    /// Admits one invocation of `namespace/name`: refuses a `version` that
-    /// is not the action's current one (a stale enclave or client), then
-    /// records the nonce, refusing it if seen before.
-    fn admit(
-        &self,
-        namespace: &str,
-        name: &str,
-        version: u64,
-        nonce: [u8; 16],
-        timestamp_ms: u64,
-    ) -> Result<(), BrokerError>;
-    /// Admits step `index` of chain `chain_id`, once: refuses a second
-    /// delivery of the same step (or a replayed chain), a stale ticket, and
-    /// a version that is not the action's current one.
-    fn admit_chain_step(
-        &self,
-        namespace: &str,
-        name: &str,
-        version: u64,
-        chain_id: [u8; 16],
-        index: u64,
-        timestamp_ms: u64,
-    ) -> Result<(), BrokerError>;
+    /// Admits one invocation, session request or chain step: the request
+    /// is MACed with the enclave's grant's admission key, and so is the
+    /// answer, so neither can be forged or altered on the way. Refuses a
+    /// version that is not the action's current one and anything seen
+    /// before within the replay window.
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError>;
 }
 
 /// The key broker.
@@ -77,7 +63,15 @@ pub struct Broker {
     /// `namespace/name` → current version; the broker is the only writer of
     /// its state, so this cache stays exact.
     versions: Mutex<HashMap<String, u64>>,
+    /// Grant id → the admission key shared with that grant's enclave, and
+    /// the action it is for. In memory: after a restart enclaves ask for a
+    /// new grant.
+    admissions: Mutex<HashMap<[u8; 16], (AdmissionKey, String, String)>>,
 }
+
+/// Most grants whose admission keys are kept; past it the map is cleared
+/// and enclaves re-request their grants.
+const MAX_ADMISSIONS: usize = 100_000;
 
 impl Broker {
     /// Opens the broker whose sealed state lives at `path`, inside the
@@ -107,12 +101,34 @@ impl Broker {
             state,
             replay: Mutex::new(ReplayWindow::new(now, REPLAY_WINDOW_MS, MAX_CLOCK_SKEW_MS)),
             versions: Mutex::new(HashMap::new()),
+            admissions: Mutex::new(HashMap::new()),
         })
     }
 
     /// The broker's identity, which clients verify and pin.
     pub fn identity(&self) -> &BrokerIdentity {
         &self.identity
+    }
+
+    /// The identity document the API serves: evidence and keys, the TEE
+    /// kind and, for `sim`, the warning and the platform key to trust.
+    pub fn identity_document(
+        &self,
+        sim_platform: Option<clemmys_proto::SigningPublicKey>,
+    ) -> serde_json::Value {
+        use clemmys_tee::{Role, SIM_WARNING, measurement};
+        let identity = &self.identity;
+        serde_json::json!({
+            "tee": identity.evidence.tee,
+            "hardware": identity.evidence.tee.is_hardware(),
+            "warning": (!identity.evidence.tee.is_hardware()).then_some(SIM_WARNING),
+            "identity": identity,
+            "simPlatformKey": sim_platform,
+            "measurements": {
+                "keyBroker": measurement::expected(Role::KeyBroker),
+                "actionRuntime": measurement::expected(Role::ActionRuntime),
+            },
+        })
     }
 
     /// Handles one sealed client request and answers the sealed reply.
@@ -224,10 +240,32 @@ impl Broker {
         if policy.require_hardware && !verified.is_hardware() {
             return Err(BrokerError::HardwareRequired(verified.tee().name()));
         }
+        let mut grant_id = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut grant_id);
+        let admission_key = AdmissionKey::generate(&mut os_rng());
+        {
+            let mut admissions = self
+                .admissions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if admissions.len() >= MAX_ADMISSIONS {
+                admissions.clear();
+            }
+            admissions.insert(
+                grant_id,
+                (
+                    admission_key.clone(),
+                    request.namespace.clone(),
+                    request.name.clone(),
+                ),
+            );
+        }
         let grant = KeyGrant {
             action_keys: record.keys()?,
             action: record.descriptor,
             issued_at_ms: now_ms(),
+            grant_id,
+            admission_key,
         };
         Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
     }
@@ -251,6 +289,49 @@ impl Broker {
         self.versions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Answers an enclave's admission request (see [`BrokerLink::admit`]).
+    pub fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
+        let key = {
+            let admissions = self
+                .admissions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (key, namespace, name) = admissions
+                .get(&request.grant_id)
+                .ok_or(BrokerError::UnknownGrant)?;
+            if *namespace != request.namespace || *name != request.name {
+                return Err(BrokerError::UnknownGrant);
+            }
+            key.clone()
+        };
+        request.verify(&key)?;
+        let refusal = self.decide(request).err().map(|error| error.to_string());
+        Ok(AdmitReply::new(&key, request, refusal)?)
+    }
+
+    fn decide(&self, request: &AdmitRequest) -> Result<(), BrokerError> {
+        let current = self.current_version(&request.namespace, &request.name)?;
+        if request.version != current {
+            return Err(BrokerError::StaleVersion {
+                requested: request.version,
+                current,
+            });
+        }
+        let (scope, nonce) = match request.admission {
+            Admission::Invocation { nonce } => {
+                (format!("{}/{}", request.namespace, request.name), nonce)
+            }
+            Admission::ChainStep { chain_id, index } => {
+                // The scope is the chain; the nonce is the step index.
+                let mut step = [0u8; 16];
+                step[8..].copy_from_slice(&index.to_be_bytes());
+                (format!("chain:{}", hex_id(&chain_id)), step)
+            }
+        };
+        self.consume_nonce(&scope, nonce, request.timestamp_ms)
+            .map_err(BrokerError::Replay)
+    }
+
     /// Records an invocation nonce for `scope` (an action or chain).
     pub fn consume_nonce(
         &self,
@@ -272,47 +353,8 @@ impl BrokerLink for Broker {
         self.grant(request)
     }
 
-    fn admit(
-        &self,
-        namespace: &str,
-        name: &str,
-        version: u64,
-        nonce: [u8; 16],
-        timestamp_ms: u64,
-    ) -> Result<(), BrokerError> {
-        let current = self.current_version(namespace, name)?;
-        if version != current {
-            return Err(BrokerError::StaleVersion {
-                requested: version,
-                current,
-            });
-        }
-        self.consume_nonce(&format!("{namespace}/{name}"), nonce, timestamp_ms)
-            .map_err(BrokerError::Replay)
-    }
-
-    fn admit_chain_step(
-        &self,
-        namespace: &str,
-        name: &str,
-        version: u64,
-        chain_id: [u8; 16],
-        index: u64,
-        timestamp_ms: u64,
-    ) -> Result<(), BrokerError> {
-        let current = self.current_version(namespace, name)?;
-        if version != current {
-            return Err(BrokerError::StaleVersion {
-                requested: version,
-                current,
-            });
-        }
-        // The scope is the chain; the nonce is the step index.
-        let mut step = [0u8; 16];
-        step[8..].copy_from_slice(&index.to_be_bytes());
-        let scope = format!("chain:{}", hex_id(&chain_id));
-        self.consume_nonce(&scope, step, timestamp_ms)
-            .map_err(BrokerError::Replay)
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
+        Broker::admit(self, request)
     }
 }
 

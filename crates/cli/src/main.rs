@@ -105,6 +105,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Namespace { command } => {
             commands::namespace::run(command, &Context::new(&cli.global)?).await
         }
+        Command::Broker {
+            command: commands::broker::BrokerCommand::Serve(args),
+        } => {
+            init_tracing("info");
+            commands::broker::serve(args).await
+        }
         Command::Broker { command } => {
             commands::broker::run(command, &Context::new(&cli.global)?).await
         }

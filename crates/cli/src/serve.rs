@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// better, in seconds.
     #[arg(long, value_name = "SECONDS")]
     pub keep_alive: Option<u64>,
+    /// Use the key broker running as its own process at this URL
+    /// (`clemmys broker serve`) instead of one in this process.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// This host's simulated platform key file (default:
+    /// DATA_DIR/sim-platform.key); a broker on this host must share it.
+    #[arg(long, value_name = "FILE")]
+    pub sim_platform_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -57,6 +65,10 @@ impl ServeArgs {
         if let Some(seconds) = self.keep_alive {
             config.enclave_pool.keep_alive.fixed_keep_alive = Duration::from_secs(seconds);
         }
+        if let Some(url) = &self.broker {
+            config.broker = clemmys_server::BrokerLocation::Remote(url.clone());
+        }
+        config.sim_platform_key = self.sim_platform_key.clone();
         config
     }
 }

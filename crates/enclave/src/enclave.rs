@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use clemmys_broker::BrokerLink;
-use clemmys_proto::broker::{ActionDescriptor, KeyGrant, KeyRequest, open_grant};
+use clemmys_broker::{BrokerError, BrokerLink};
+use clemmys_proto::broker::{
+    ActionDescriptor, Admission, AdmitRequest, KeyGrant, KeyRequest, open_grant,
+};
 use clemmys_proto::chain::{
     ChainAnswer, HopBody, is_hop, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
 };
@@ -265,15 +267,15 @@ impl Enclave {
         invocation.verify_signature()?;
         // One call to the broker both refuses replays and stale versions
         // (this enclave's grant may predate an update).
-        self.broker
-            .admit(
-                run.namespace,
-                run.action,
-                header.version,
-                header.nonce,
-                header.timestamp_ms,
-            )
-            .map_err(EnclaveError::Replay)?;
+        self.admit(
+            &run,
+            &provisioned,
+            header.version,
+            Admission::Invocation {
+                nonce: header.nonce,
+            },
+            header.timestamp_ms,
+        )?;
         let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
         if header.open_session {
             let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash())?;
@@ -348,15 +350,15 @@ impl Enclave {
         if !descriptor.allows_client(&session.client) {
             return Err(EnclaveError::ClientNotAllowed);
         }
-        self.broker
-            .admit(
-                run.namespace,
-                run.action,
-                session.version,
-                session.keys.replay_nonce(request.counter),
-                request.timestamp_ms,
-            )
-            .map_err(EnclaveError::Replay)?;
+        self.admit(
+            &run,
+            &provisioned,
+            session.version,
+            Admission::Invocation {
+                nonce: session.keys.replay_nonce(request.counter),
+            },
+            request.timestamp_ms,
+        )?;
         let binding = SessionBinding {
             namespace: run.namespace,
             action: run.action,
@@ -447,16 +449,16 @@ impl Enclave {
         if !descriptor.allows_client(&ticket.client) {
             return Err(EnclaveError::ClientNotAllowed);
         }
-        self.broker
-            .admit_chain_step(
-                run.namespace,
-                run.action,
-                step.version,
-                ticket.chain_id,
+        self.admit(
+            &run,
+            &provisioned,
+            step.version,
+            Admission::ChainStep {
+                chain_id: ticket.chain_id,
                 index,
-                ticket.timestamp_ms,
-            )
-            .map_err(EnclaveError::Replay)?;
+            },
+            ticket.timestamp_ms,
+        )?;
         let input_hash = Digest::of(&hop.value);
         let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
         let position = ChainPosition {
@@ -607,6 +609,49 @@ impl Enclave {
     /// The action's grant, asking the broker when there is none or when it
     /// is older than `at_least`. Time spent asking, or waiting for another
     /// thread asking, is added to `init_time`.
+    /// Asks the broker to admit one request, over a link the provider
+    /// controls: the request and the answer are MACed with the grant's
+    /// admission key. A broker that no longer knows the grant (it restarted)
+    /// gets asked for a new one, once.
+    fn admit(
+        &self,
+        run: &SealedRun<'_>,
+        provisioned: &Provisioned,
+        version: u64,
+        admission: Admission,
+        timestamp_ms: u64,
+    ) -> Result<(), EnclaveError> {
+        let ask = |grant: &KeyGrant| -> Result<Result<(), String>, EnclaveError> {
+            let request = AdmitRequest::new(
+                &grant.admission_key,
+                grant.grant_id,
+                run.namespace,
+                run.action,
+                version,
+                admission,
+                timestamp_ms,
+            )?;
+            let reply = self
+                .broker
+                .admit(&request)
+                .map_err(EnclaveError::KeyRefused)?;
+            Ok(reply.verify(&grant.admission_key, &request)?)
+        };
+        let answer = match ask(&provisioned.grant) {
+            Err(EnclaveError::KeyRefused(BrokerError::UnknownGrant)) => {
+                let fresh = {
+                    let _provisioning = lock(&self.provisioning);
+                    let fresh = self.request_grant(run.namespace, run.action)?;
+                    *lock(&self.provisioned) = Some(fresh.clone());
+                    fresh
+                };
+                ask(&fresh.grant)?
+            }
+            other => other?,
+        };
+        answer.map_err(EnclaveError::Refused)
+    }
+
     fn grant(
         &self,
         namespace: &str,

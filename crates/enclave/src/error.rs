@@ -64,10 +64,10 @@ pub enum EnclaveError {
     /// The client is not allowed by the action's policy.
     #[error("this client is not allowed to invoke the action")]
     ClientNotAllowed,
-    /// The broker refused to admit the invocation: a replay, a stale
-    /// timestamp, or a version that is no longer current.
+    /// The broker refused to admit the request: a replay, a stale
+    /// timestamp, or a version that is no longer current. Its reason.
     #[error("{0}")]
-    Replay(BrokerError),
+    Refused(String),
     /// The stored code is missing.
     #[error("the action's sealed code is not stored")]
     CodeMissing,

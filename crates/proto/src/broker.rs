@@ -219,6 +219,11 @@ pub struct KeyGrant {
     pub action_keys: KemKeyPair,
     /// Broker clock when granted, epoch ms.
     pub issued_at_ms: u64,
+    /// Names this grant in admission requests.
+    pub grant_id: [u8; 16],
+    /// Authenticates admission requests and the broker's answers between
+    /// this enclave and the broker, over any untrusted link.
+    pub admission_key: AdmissionKey,
 }
 
 impl std::fmt::Debug for KeyGrant {
@@ -272,6 +277,8 @@ pub fn seal_grant(
             .bytes(&descriptor)
             .bytes(grant.action_keys.secret_bytes().as_slice())
             .u64(grant.issued_at_ms)
+            .bytes(&grant.grant_id)
+            .bytes(&grant.admission_key.0)
             .finish(),
     );
     let (message, _) = hpke_seal(
@@ -323,6 +330,8 @@ pub fn open_grant(
         .map_err(|_| ProtoError::Malformed("grant descriptor"))?;
     let secret: Zeroizing<[u8; 32]> = Zeroizing::new(reader.array()?);
     let issued_at_ms = reader.u64()?;
+    let grant_id = reader.array()?;
+    let admission_key = AdmissionKey(reader.array()?);
     reader.finish()?;
     let action_keys = KemKeyPair::from_secret(&secret)?;
     if action.namespace != request.namespace
@@ -335,7 +344,183 @@ pub fn open_grant(
         action,
         action_keys,
         issued_at_ms,
+        grant_id,
+        admission_key,
     })
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The key shared by one grant's enclave and the broker, zeroed on drop.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct AdmissionKey([u8; 32]);
+
+impl AdmissionKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut impl CryptoRng) -> Self {
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    fn mac(&self, transcript: &[u8]) -> Result<String, ProtoError> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(transcript);
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn verify(&self, transcript: &[u8], tag: &str, what: &'static str) -> Result<(), ProtoError> {
+        use hmac::{KeyInit, Mac};
+        let tag = hex::decode(tag).map_err(|_| ProtoError::Tampered(what))?;
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        mac.update(transcript);
+        mac.verify_slice(&tag)
+            .map_err(|_| ProtoError::Tampered(what))
+    }
+}
+
+impl std::fmt::Debug for AdmissionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdmissionKey(<redacted>)")
+    }
+}
+
+/// What an enclave asks the broker to admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Admission {
+    /// One invocation (or session request), by its nonce.
+    Invocation {
+        /// The nonce, once per action.
+        #[serde(with = "crate::invoke::hex_nonce")]
+        nonce: [u8; 16],
+    },
+    /// One step of a chain, once per chain.
+    ChainStep {
+        /// The chain.
+        #[serde(with = "crate::invoke::hex_nonce")]
+        chain_id: [u8; 16],
+        /// The step.
+        index: u64,
+    },
+}
+
+/// An enclave's admission request, MACed with its grant's admission key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmitRequest {
+    /// The grant whose key MACs this request.
+    #[serde(with = "crate::invoke::hex_nonce")]
+    pub grant_id: [u8; 16],
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub name: String,
+    /// The version the enclave runs for this request.
+    pub version: u64,
+    /// What to admit.
+    pub admission: Admission,
+    /// The request's timestamp (client clock), epoch ms.
+    pub timestamp_ms: u64,
+    /// HMAC-SHA256 (hex).
+    pub mac: String,
+}
+
+impl AdmitRequest {
+    fn transcript(&self) -> Vec<u8> {
+        let writer = Writer::new("clemmys/admit-request/v1")
+            .bytes(&self.grant_id)
+            .str(&self.namespace)
+            .str(&self.name)
+            .u64(self.version)
+            .u64(self.timestamp_ms);
+        match self.admission {
+            Admission::Invocation { nonce } => writer.u64(0).bytes(&nonce),
+            Admission::ChainStep { chain_id, index } => writer.u64(1).bytes(&chain_id).u64(index),
+        }
+        .finish()
+    }
+
+    /// A MACed request (enclave side).
+    pub fn new(
+        key: &AdmissionKey,
+        grant_id: [u8; 16],
+        namespace: &str,
+        name: &str,
+        version: u64,
+        admission: Admission,
+        timestamp_ms: u64,
+    ) -> Result<Self, ProtoError> {
+        let mut request = Self {
+            grant_id,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            version,
+            admission,
+            timestamp_ms,
+            mac: String::new(),
+        };
+        request.mac = key.mac(&request.transcript())?;
+        Ok(request)
+    }
+
+    /// Checks the MAC (broker side).
+    pub fn verify(&self, key: &AdmissionKey) -> Result<(), ProtoError> {
+        key.verify(&self.transcript(), &self.mac, "admission request")
+    }
+}
+
+/// The broker's answer to an [`AdmitRequest`], MACed with the same key and
+/// bound to the request's MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmitReply {
+    /// Why it was refused; `None` when admitted.
+    pub refusal: Option<String>,
+    /// HMAC-SHA256 (hex).
+    pub mac: String,
+}
+
+fn reply_transcript(request: &AdmitRequest, refusal: Option<&str>) -> Vec<u8> {
+    let writer = Writer::new("clemmys/admit-reply/v1").str(&request.mac);
+    match refusal {
+        None => writer.u64(0),
+        Some(reason) => writer.u64(1).str(reason),
+    }
+    .finish()
+}
+
+impl AdmitReply {
+    /// The broker's MACed answer.
+    pub fn new(
+        key: &AdmissionKey,
+        request: &AdmitRequest,
+        refusal: Option<String>,
+    ) -> Result<Self, ProtoError> {
+        let mac = key.mac(&reply_transcript(request, refusal.as_deref()))?;
+        Ok(Self { refusal, mac })
+    }
+
+    /// Checks the answer came from the broker for this request (enclave
+    /// side); then `Ok(Ok(()))` when admitted, `Ok(Err(reason))` if not.
+    pub fn verify(
+        &self,
+        key: &AdmissionKey,
+        request: &AdmitRequest,
+    ) -> Result<Result<(), String>, ProtoError> {
+        key.verify(
+            &reply_transcript(request, self.refusal.as_deref()),
+            &self.mac,
+            "broker admission answer",
+        )?;
+        Ok(match &self.refusal {
+            None => Ok(()),
+            Some(reason) => Err(reason.clone()),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +593,8 @@ mod tests {
             action: descriptor(owner, action_keys.public()),
             action_keys: KemKeyPair::from_secret(&action_keys.secret_bytes()).expect("key"),
             issued_at_ms: 9,
+            grant_id: [3; 16],
+            admission_key: AdmissionKey::generate(&mut rng),
         };
         let sealed = seal_grant(&grant, &request, &broker, &mut rng).expect("seal");
         let opened =
@@ -425,10 +612,59 @@ mod tests {
             open_grant(&forged, &request, &enclave, &broker.public().signing),
             Err(ProtoError::BadSignature(_))
         ));
+        assert_eq!(opened.grant_id, [3; 16]);
         // A grant made for other evidence does not open for this request.
         let mut other = request.clone();
         other.evidence.data = vec![2];
         assert!(open_grant(&sealed, &other, &enclave, &broker.public().signing).is_err());
+    }
+
+    #[test]
+    fn admission_answers_are_bound_to_their_request_and_key() {
+        let mut rng = os_rng();
+        let key = AdmissionKey::generate(&mut rng);
+        let request = AdmitRequest::new(
+            &key,
+            [1; 16],
+            "guest",
+            "a",
+            2,
+            Admission::Invocation { nonce: [5; 16] },
+            7,
+        )
+        .expect("request");
+        request.verify(&key).expect("the broker accepts it");
+        let mut forged = request.clone();
+        forged.version = 1;
+        assert!(forged.verify(&key).is_err(), "a changed request is refused");
+        let admitted = AdmitReply::new(&key, &request, None).expect("reply");
+        assert_eq!(admitted.verify(&key, &request).expect("authentic"), Ok(()));
+        let refused = AdmitReply::new(&key, &request, Some("replayed".into())).expect("reply");
+        assert_eq!(
+            refused.verify(&key, &request).expect("authentic"),
+            Err("replayed".into())
+        );
+        // A provider that flips a refusal into an admission is caught.
+        let mut flipped = refused.clone();
+        flipped.refusal = None;
+        assert!(flipped.verify(&key, &request).is_err());
+        // An answer to another request does not verify for this one.
+        let other = AdmitRequest::new(
+            &key,
+            [1; 16],
+            "guest",
+            "a",
+            2,
+            Admission::Invocation { nonce: [6; 16] },
+            7,
+        )
+        .expect("request");
+        assert!(admitted.verify(&key, &other).is_err());
+        assert!(
+            admitted
+                .verify(&AdmissionKey::generate(&mut rng), &request)
+                .is_err()
+        );
     }
 }
 

@@ -1,15 +1,17 @@
 //! The trusted parts of a node: the simulated TEE platform, the key broker
-//! and the invoker's pool of enclaves, all in this process.
+//! (in this process, or reached over HTTP when it runs as its own process)
+//! and the invoker's pool of enclaves.
 //!
 //! With `sim`, "trusted" is a role in the protocol, not a protection: this
 //! process, its memory and its data directory belong to the provider. The
 //! broker's identity document says so on every request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clemmys_broker::Broker;
+use clemmys_broker::remote::RemoteBroker;
+use clemmys_broker::{Broker, BrokerLink};
 use clemmys_controller::BrokerGateway;
 use clemmys_enclave::{Enclave, EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::StoredCode;
@@ -17,46 +19,88 @@ use clemmys_sandbox::Sandbox;
 use clemmys_store::EntityStore;
 use clemmys_tee::sim::{SimPlatform, SimTee};
 use clemmys_tee::{Role, SIM_WARNING, Verifier, measurement};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+/// Where the node's key broker runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BrokerLocation {
+    /// In this process, its sealed state in `DATA_DIR/broker.redb`.
+    #[default]
+    InProcess,
+    /// Its own process (`clemmys broker serve`), at this `http://` URL.
+    Remote(String),
+}
+
+/// The simulated platform key of this host: `path`, or
+/// `data_dir/sim-platform.key`. Processes of one host share it.
+pub fn load_platform(data_dir: &Path, path: Option<&PathBuf>) -> anyhow::Result<Arc<SimPlatform>> {
+    let path = path
+        .cloned()
+        .unwrap_or_else(|| data_dir.join("sim-platform.key"));
+    let platform = SimPlatform::load_or_create(&path)
+        .with_context(|| format!("loading the sim platform key {}", path.display()))?;
+    tracing::warn!("{SIM_WARNING}");
+    Ok(Arc::new(platform))
+}
+
+/// Opens the key broker in this process, inside its (simulated) enclave.
+pub fn open_broker(
+    data_dir: &Path,
+    platform: &Arc<SimPlatform>,
+    verifier: Verifier,
+) -> anyhow::Result<Arc<Broker>> {
+    let tee = Arc::new(SimTee::new(
+        platform.clone(),
+        measurement::expected(Role::KeyBroker),
+    ));
+    let path = data_dir.join("broker.redb");
+    let broker = Broker::open(&path, tee, verifier)
+        .with_context(|| format!("opening the key broker state {}", path.display()))?;
+    Ok(Arc::new(broker))
+}
 
 /// The broker and enclaves of this node.
 pub struct TrustedParts {
-    /// The key broker.
-    pub broker: Arc<Broker>,
+    /// The key broker, when it runs in this process.
+    pub broker: Option<Arc<Broker>>,
     /// The enclaves the invoker hands confidential runs to.
     pub enclaves: Arc<EnclavePool>,
-    platform: Arc<SimPlatform>,
+    gateway: Arc<Gateway>,
 }
 
 impl TrustedParts {
-    /// Starts the simulated platform (its key in `data_dir`), the broker
-    /// (its sealed state in `data_dir/broker.redb`) and the pool of action
-    /// enclaves, which fetch sealed code from `store`.
+    /// Starts the simulated platform, the broker (or the link to it) and
+    /// the pool of action enclaves, which fetch sealed code from `store`.
     pub fn start(
         data_dir: &Path,
+        platform_key: Option<&PathBuf>,
+        location: &BrokerLocation,
         sandbox: Arc<Sandbox>,
         store: Arc<dyn EntityStore>,
         pool: EnclavePoolConfig,
     ) -> anyhow::Result<Self> {
-        let platform_path = data_dir.join("sim-platform.key");
-        let platform = Arc::new(SimPlatform::load_or_create(&platform_path).with_context(
-            || format!("loading the sim platform key {}", platform_path.display()),
-        )?);
-        tracing::warn!("{SIM_WARNING}");
-        // Enclaves and broker on this host attest with this host's platform.
+        let platform = load_platform(data_dir, platform_key)?;
+        // Enclaves and broker of this host attest with this host's platform.
         let verifier = Verifier::new().trust_sim_platform(platform.public_key());
-        let broker_tee = Arc::new(SimTee::new(
-            platform.clone(),
-            measurement::expected(Role::KeyBroker),
-        ));
-        let broker_path = data_dir.join("broker.redb");
-        let broker = Arc::new(
-            Broker::open(&broker_path, broker_tee, verifier.clone()).with_context(|| {
-                format!("opening the key broker state {}", broker_path.display())
-            })?,
-        );
+        let (broker, link, gateway): (Option<Arc<Broker>>, Arc<dyn BrokerLink>, Gateway) =
+            match location {
+                BrokerLocation::InProcess => {
+                    let broker = open_broker(data_dir, &platform, verifier.clone())?;
+                    let gateway = Gateway::Local {
+                        broker: broker.clone(),
+                        platform: platform.public_key(),
+                    };
+                    (Some(broker.clone()), broker, gateway)
+                }
+                BrokerLocation::Remote(url) => {
+                    let remote = Arc::new(
+                        RemoteBroker::connect(url)
+                            .with_context(|| format!("connecting to the key broker at {url}"))?,
+                    );
+                    (None, remote.clone(), Gateway::Remote(remote))
+                }
+            };
         let runtime_tee = SimTee::new(platform.clone(), measurement::expected(Role::ActionRuntime));
-        let link = broker.clone();
         let launch = Box::new(move || {
             Enclave::start(
                 &runtime_tee,
@@ -71,44 +115,42 @@ impl TrustedParts {
         Ok(Self {
             broker,
             enclaves,
-            platform,
+            gateway: Arc::new(gateway),
         })
     }
 
     /// The controller's view of the broker.
-    pub fn gateway(&self) -> Gateway {
-        Gateway {
-            broker: self.broker.clone(),
-            platform_key: self.platform.public_key().to_string(),
-        }
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
     }
 }
 
-/// Forwards the controller's broker routes to the in-process broker.
-pub struct Gateway {
-    broker: Arc<Broker>,
-    platform_key: String,
+/// Forwards the controller's broker routes to the broker.
+pub enum Gateway {
+    /// The broker in this process.
+    Local {
+        /// The broker.
+        broker: Arc<Broker>,
+        /// The platform key its evidence verifies with.
+        platform: clemmys_proto::SigningPublicKey,
+    },
+    /// A broker in its own process.
+    Remote(Arc<RemoteBroker>),
 }
 
 impl BrokerGateway for Gateway {
     fn identity(&self) -> Value {
-        let identity = self.broker.identity();
-        json!({
-            "tee": identity.evidence.tee,
-            "hardware": identity.evidence.tee.is_hardware(),
-            "warning": SIM_WARNING,
-            "identity": identity,
-            "simPlatformKey": self.platform_key,
-            "measurements": {
-                "keyBroker": measurement::expected(Role::KeyBroker),
-                "actionRuntime": measurement::expected(Role::ActionRuntime),
-            },
-        })
+        match self {
+            Gateway::Local { broker, platform } => broker.identity_document(Some(*platform)),
+            Gateway::Remote(remote) => remote.identity_document().clone(),
+        }
     }
 
     fn handle(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
-        self.broker
-            .handle_client(sealed)
-            .map_err(|error| error.to_string())
+        match self {
+            Gateway::Local { broker, .. } => broker.handle_client(sealed),
+            Gateway::Remote(remote) => remote.handle_client(sealed),
+        }
+        .map_err(|error| error.to_string())
     }
 }

@@ -5,7 +5,8 @@
 //! with a temporary data directory.
 
 pub mod bootstrap;
-mod confidential;
+pub mod broker_node;
+pub mod confidential;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
 use clemmys_store::{EntityStore, RedbStore};
 use clemmys_whisk::AuthKey;
+pub use confidential::BrokerLocation;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -43,6 +45,12 @@ pub struct ServerConfig {
     pub enclave_pool: EnclavePoolConfig,
     /// Controller tunables.
     pub controller: ControllerConfig,
+    /// Where the key broker runs.
+    pub broker: BrokerLocation,
+    /// The simulated platform key of this host (default
+    /// `DATA_DIR/sim-platform.key`); a broker in its own process on the same
+    /// host must use the same file.
+    pub sim_platform_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -55,6 +63,8 @@ impl ServerConfig {
             invoker: InvokerConfig::default(),
             enclave_pool: EnclavePoolConfig::default(),
             controller: ControllerConfig::default(),
+            broker: BrokerLocation::InProcess,
+            sim_platform_key: None,
         }
     }
 }
@@ -67,8 +77,9 @@ pub struct RunningServer {
     pub guest_auth: AuthKey,
     /// The node's store (tests play the provider through it).
     pub store: Arc<dyn EntityStore>,
-    /// The node's key broker (tests present forged evidence to it).
-    pub broker: Arc<clemmys_broker::Broker>,
+    /// The node's key broker when it runs in this process (tests present
+    /// forged evidence to it).
+    pub broker: Option<Arc<clemmys_broker::Broker>>,
     /// The invoker's enclaves (benchmarks and tests read their counters).
     pub enclaves: Arc<EnclavePool>,
     stop: oneshot::Sender<()>,
@@ -106,12 +117,24 @@ impl RunningServer {
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
 
         let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
-        let trusted = confidential::TrustedParts::start(
-            &config.data_dir,
-            sandbox.clone(),
-            store.clone(),
-            config.enclave_pool.clone(),
-        )?;
+        let location = config.broker.clone();
+        let platform_key = config.sim_platform_key.clone();
+        let data_dir = config.data_dir.clone();
+        let pool_config = config.enclave_pool.clone();
+        let (sandbox_for_pool, store_for_pool) = (sandbox.clone(), store.clone());
+        // Connecting to a remote broker blocks: keep it off the async workers.
+        let trusted = tokio::task::spawn_blocking(move || {
+            confidential::TrustedParts::start(
+                &data_dir,
+                platform_key.as_ref(),
+                &location,
+                sandbox_for_pool,
+                store_for_pool,
+                pool_config,
+            )
+        })
+        .await
+        .context("starting the trusted parts")??;
         let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
         let completions = Arc::new(CompletionRegistry::default());
         let throttle = Arc::new(Throttle::default());
@@ -141,7 +164,7 @@ impl RunningServer {
             Arc::new(SandboxCheck(sandbox)),
             controller_config,
         )
-        .with_broker(Arc::new(trusted.gateway()));
+        .with_broker(trusted.gateway());
         let controller = Arc::new(controller);
 
         let listener = tokio::net::TcpListener::bind(config.listen)

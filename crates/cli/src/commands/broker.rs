@@ -18,6 +18,44 @@ pub enum BrokerCommand {
     Trust(TrustArgs),
     /// Show what is pinned for the API host.
     Show,
+    /// Run the key broker as its own process (nodes reach it with
+    /// `clemmys serve --broker URL`).
+    Serve(BrokerServeArgs),
+}
+
+/// Arguments of `broker serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3234")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the broker's sealed state.
+    #[arg(long)]
+    pub data_dir: std::path::PathBuf,
+    /// This host's simulated platform key file, shared with the nodes of
+    /// this host (default: DATA_DIR/sim-platform.key).
+    #[arg(long, value_name = "FILE")]
+    pub sim_platform_key: Option<std::path::PathBuf>,
+    /// Also accept enclaves of another host's simulated platform (its
+    /// public key, hex); repeatable.
+    #[arg(long = "trust-sim-platform", value_name = "HEX")]
+    pub trust_sim_platforms: Vec<clemmys_proto::SigningPublicKey>,
+}
+
+/// Runs the broker until ctrl-c.
+pub async fn serve(args: BrokerServeArgs) -> anyhow::Result<()> {
+    let broker = clemmys_server::broker_node::RunningBroker::start(
+        clemmys_server::broker_node::BrokerConfig {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            sim_platform_key: args.sim_platform_key,
+            trust_sim_platforms: args.trust_sim_platforms,
+        },
+    )
+    .await
+    .with_context(|| format!("starting the key broker on {}", args.listen))?;
+    eprintln!("clemmys: key broker serving on {}", broker.url());
+    broker.run_until_signal().await
 }
 
 /// Arguments of `broker trust`.
@@ -36,6 +74,7 @@ pub async fn run(command: BrokerCommand, ctx: &Context) -> anyhow::Result<()> {
     match command {
         BrokerCommand::Trust(args) => trust(args, ctx).await,
         BrokerCommand::Show => show(ctx),
+        BrokerCommand::Serve(args) => serve(args).await,
     }
 }
 

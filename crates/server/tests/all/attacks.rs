@@ -388,7 +388,13 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let broker = &server.server.as_ref().expect("running").broker;
+    let broker = server
+        .server
+        .as_ref()
+        .expect("running")
+        .broker
+        .as_ref()
+        .expect("in-process broker");
     let keys = EnclaveKeys::generate(&mut os_rng());
     let runtime = measurement::expected(Role::ActionRuntime);
 
@@ -455,7 +461,13 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let broker = &server.server.as_ref().expect("running").broker;
+    let broker = server
+        .server
+        .as_ref()
+        .expect("running")
+        .broker
+        .as_ref()
+        .expect("in-process broker");
     let keys = EnclaveKeys::generate(&mut os_rng());
     let platform =
         SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))

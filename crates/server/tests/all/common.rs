@@ -80,6 +80,17 @@ impl TestServer {
         Self::start_in(data_dir).await
     }
 
+    /// Wraps a node started elsewhere, whose data dir lives in `data_dir`.
+    pub fn wrap(server: RunningServer, data_dir: tempfile::TempDir) -> Self {
+        Self {
+            base: server.api_host(),
+            auth: basic(&server),
+            server: Some(server),
+            data_dir,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
     /// Starts a node on `data_dir` (reused by restart tests).
     pub async fn start_in(data_dir: tempfile::TempDir) -> Self {
         let server = RunningServer::start(config(&data_dir))

@@ -13,6 +13,7 @@ mod confidential;
 mod enclave_pool;
 mod invoke;
 mod misbehaving;
+mod remote_broker;
 mod restart;
 mod sequences;
 mod throttles;

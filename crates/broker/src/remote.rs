@@ -1,0 +1,200 @@
+//! [`RemoteBroker`]: a [`BrokerLink`] to a broker running as its own
+//! process ([`crate::service`]), over HTTP. It is host code: it carries only
+//! self-authenticating messages (evidence, sealed grants, MACed admissions).
+//!
+//! Enclaves call the link synchronously, from blocking threads; the HTTP
+//! exchanges run on a small runtime of the link's own.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use clemmys_proto::broker::{AdmitReply, AdmitRequest, BrokerIdentity, KeyRequest};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::{BrokerError, BrokerLink};
+
+/// Longest one exchange with the broker may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A link to a broker at `http://HOST:PORT`.
+pub struct RemoteBroker {
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    identity: BrokerIdentity,
+    document: Value,
+}
+
+impl std::fmt::Debug for RemoteBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBroker")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteBroker {
+    /// Connects to the broker at `base` (`http://HOST:PORT`) and fetches
+    /// its identity document. Call from outside any async runtime (or from
+    /// a blocking thread).
+    pub fn connect(base: &str) -> Result<Self, BrokerError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("broker-link")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        let base = base.trim_end_matches('/').to_owned();
+        let mut link = Self {
+            base,
+            http,
+            runtime: Some(runtime),
+            identity: placeholder_identity(),
+            document: Value::Null,
+        };
+        let document = link.exchange("GET", "/identity", None)?;
+        link.identity = serde_json::from_value(document["identity"].clone()).map_err(|e| {
+            BrokerError::Unreachable(format!("the broker's identity is malformed: {e}"))
+        })?;
+        link.document = document;
+        Ok(link)
+    }
+
+    /// The broker's identity document, as its `/identity` route serves it.
+    pub fn identity_document(&self) -> &Value {
+        &self.document
+    }
+
+    /// Forwards a sealed client request; answers the sealed reply.
+    pub fn handle_client(&self, sealed: &[u8]) -> Result<Vec<u8>, BrokerError> {
+        let body = serde_json::json!({ "request": base64::engine::general_purpose::STANDARD.encode(sealed) });
+        let reply = self.exchange("POST", "/client", Some(body))?;
+        decode(&reply["reply"])
+    }
+
+    /// One JSON exchange, run on the link's own runtime.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BrokerError> {
+        let uri = format!("{}{path}", self.base);
+        let body = body.map(|value| value.to_string()).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let http = self.http.clone();
+        let exchange = async move {
+            let response = http
+                .request(request)
+                .await
+                .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| BrokerError::Unreachable(e.to_string()))?
+                .to_bytes();
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                BrokerError::Unreachable(format!(
+                    "the broker answered something that is not JSON: {e}"
+                ))
+            })?;
+            if status.is_success() {
+                return Ok(value);
+            }
+            let message = value["error"].as_str().unwrap_or("refused").to_owned();
+            Err(match value["kind"].as_str() {
+                Some("unknown-grant") => BrokerError::UnknownGrant,
+                _ => BrokerError::Remote(message),
+            })
+        };
+        let timed = async move {
+            tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+                .await
+                .map_err(|_| {
+                    BrokerError::Unreachable(format!(
+                        "no answer from {uri} within {EXCHANGE_TIMEOUT:?}"
+                    ))
+                })?
+        };
+        // The link's runtime runs the exchange; this thread only waits for
+        // it, so the call is safe from any thread, async or not.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| BrokerError::Unreachable("the broker link stopped".into()))?;
+        runtime.spawn(async move {
+            let _ = sender.send(timed.await);
+        });
+        receiver
+            .recv()
+            .map_err(|_| BrokerError::Unreachable("the broker link stopped".into()))?
+    }
+}
+
+impl Drop for RemoteBroker {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the link may be dropped inside another
+        // runtime, so let this one wind down in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn decode(value: &Value) -> Result<Vec<u8>, BrokerError> {
+    value
+        .as_str()
+        .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .ok_or_else(|| BrokerError::Unreachable("the broker answered without its payload".into()))
+}
+
+/// Replaced by the real identity before `connect` returns.
+fn placeholder_identity() -> BrokerIdentity {
+    BrokerIdentity {
+        evidence: clemmys_proto::Evidence {
+            tee: clemmys_proto::TeeKind::Sim,
+            data: Vec::new(),
+        },
+        keys: clemmys_proto::identity::EnclavePublicKeys {
+            kem: clemmys_proto::KemPublicKey([0; 32]),
+            signing: clemmys_proto::SigningPublicKey([0; 32]),
+        },
+    }
+}
+
+impl BrokerLink for RemoteBroker {
+    fn identity(&self) -> BrokerIdentity {
+        self.identity.clone()
+    }
+
+    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError> {
+        let body =
+            serde_json::to_value(request).map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let reply = self.exchange("POST", "/grant", Some(body))?;
+        decode(&reply["grant"])
+    }
+
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
+        let body =
+            serde_json::to_value(request).map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+        let reply = self.exchange("POST", "/admit", Some(body))?;
+        serde_json::from_value(reply)
+            .map_err(|e| BrokerError::Unreachable(format!("malformed admission answer: {e}")))
+    }
+}
