@@ -97,17 +97,17 @@ impl ExportedKey {
     /// Seals `plaintext` under this key. Every exported key seals exactly
     /// one message, so the nonce is fixed.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        cipher
-            .encrypt(
-                &Default::default(),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|e| ProtoError::Crypto(e.to_string()))
+        self.seal_with_nonce(plaintext, aad, &[0; 12])
+    }
+
+    /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
+    pub fn open(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<u8>, ProtoError> {
+        self.open_with_nonce(sealed, aad, &[0; 12], what)
     }
 
     /// Seals `plaintext` with an explicit nonce; the caller guarantees each
@@ -118,8 +118,7 @@ impl ExportedKey {
         aad: &[u8],
         nonce: &[u8; 12],
     ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let cipher = cipher(&self.0)?;
         cipher
             .encrypt(
                 &(*nonce).into(),
@@ -139,24 +138,9 @@ impl ExportedKey {
         nonce: &[u8; 12],
         what: &'static str,
     ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let cipher = cipher(&self.0)?;
         cipher
             .decrypt(&(*nonce).into(), Payload { msg: sealed, aad })
-            .map_err(|_| ProtoError::Tampered(what))
-    }
-
-    /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
-    pub fn open(
-        &self,
-        sealed: &[u8],
-        aad: &[u8],
-        what: &'static str,
-    ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        cipher
-            .decrypt(&Default::default(), Payload { msg: sealed, aad })
             .map_err(|_| ProtoError::Tampered(what))
     }
 }
@@ -165,6 +149,10 @@ impl std::fmt::Debug for ExportedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ExportedKey(<redacted>)")
     }
+}
+
+fn cipher(key: &[u8; 32]) -> Result<ChaCha20Poly1305, ProtoError> {
+    ChaCha20Poly1305::new_from_slice(key).map_err(|e| ProtoError::Crypto(e.to_string()))
 }
 
 /// A symmetric key for data at rest (an enclave's sealing key), zeroed on
@@ -185,8 +173,7 @@ impl StorageKey {
         aad: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let cipher = cipher(&self.0)?;
         let mut nonce = [0u8; 12];
         rng.fill_bytes(&mut nonce);
         let ciphertext = cipher
@@ -217,8 +204,7 @@ impl StorageKey {
         let nonce: [u8; 12] = nonce
             .try_into()
             .map_err(|_| ProtoError::Malformed("nonce"))?;
-        let cipher = ChaCha20Poly1305::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let cipher = cipher(&self.0)?;
         cipher
             .decrypt(
                 &nonce.into(),

@@ -300,13 +300,7 @@ fn open_in_session(
     tee: TeeKind,
 ) -> Result<OpenedActivation, ConfidentialError> {
     let id = activation_id.to_string();
-    let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
-        let message = result
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("no sealed answer");
-        return Err(ConfidentialError::Execution(message.to_owned()));
-    };
+    let sealed = sealed_answer(result)?;
     let body = open_session_result(&decode(sealed)?, keys, &id, counter)?;
     let logs = match sealed_logs {
         Some(text) => Some(open_session_logs(&decode(text)?, keys, &id, counter)?),
@@ -911,13 +905,7 @@ impl Confidential {
             .as_ref()
             .ok_or_else(|| ConfidentialError::State("not a chain entry".into()))?;
         let (result, _) = split_record(record);
-        let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
-            let message = result
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no sealed answer");
-            return Err(ConfidentialError::Execution(message.to_owned()));
-        };
+        let sealed = sealed_answer(&result)?;
         let chain_key = chain.key()?;
         let answer = open_chain_answer(&decode(sealed)?, &chain_key, &entry.nonce)?;
         let component_ids: Vec<String> = record["logs"]
@@ -1095,15 +1083,7 @@ impl Confidential {
         sealed_logs: Option<&str>,
     ) -> Result<OpenedActivation, ConfidentialError> {
         let id = activation_id.to_string();
-        let Some(sealed) = result.get(SEALED_FIELD).and_then(Value::as_str) else {
-            // No sealed answer: the enclave refused or the platform failed;
-            // the error is not secret and says why.
-            let message = result
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no sealed answer");
-            return Err(ConfidentialError::Execution(message.to_owned()));
-        };
+        let sealed = sealed_answer(result)?;
         let keys = entry.keys()?;
         let sealed = decode(sealed)?;
         let body = open_result(&sealed, &keys, &id, &entry.nonce)?;
@@ -1203,6 +1183,22 @@ fn split_record(record: &Value) -> (Value, Option<String>) {
         .and_then(|line| line.strip_prefix(SEALED_LOGS_PREFIX))
         .map(str::to_owned);
     (result, logs)
+}
+
+/// The sealed answer in an activation's result. Without one, the enclave
+/// refused or the platform failed; the error it recorded is not secret and
+/// says why.
+fn sealed_answer(result: &Value) -> Result<&str, ConfidentialError> {
+    result
+        .get(SEALED_FIELD)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            let message = result
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no sealed answer");
+            ConfidentialError::Execution(message.to_owned())
+        })
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, ConfidentialError> {
