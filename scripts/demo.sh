@@ -25,7 +25,8 @@ export CLEMMYS_HOME="${CLEMMYS_HOME:-$REPO/target/demo/client}"
 export WSK_CONFIG_FILE="$DATA/wskprops"
 
 echo "== building the example actions (wasm32-wasip1)"
-EXAMPLES="$(bash scripts/build-examples.sh | head -n 1)"
+bash scripts/build-examples.sh >/dev/null
+EXAMPLES="$REPO/target/examples/wasm32-wasip1/release"
 echo "== building clemmys (release; the first build takes about 10 minutes)"
 cargo build --release --quiet -p clemmys
 BIN="$REPO/target/release/clemmys"
@@ -50,7 +51,7 @@ echo "== deploying hello as a confidential action"
 echo "== invoking it: parameters sealed to the enclave, result decrypted here"
 "$BIN" action invoke hello --param name Clemmys --result
 echo "== what the provider stored (ciphertext only):"
-"$BIN" --json activation list --limit 1 | head -n 20
+"$BIN" --json activation list --limit 1 --full | grep -E '"(activationId|status|sealed)"' | cut -c1-100
 echo "== verifying the enclave's receipt"
 "$BIN" activation verify --last
 

@@ -190,7 +190,7 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
         receipt.input_hash
     );
     outln!(
-        "  output sha256:{} (the result it decrypted)",
+        "  output sha256: {} (the result it decrypted)",
         receipt.output_hash
     );
     outln!("  status:       {}", opened.status.as_str());
