@@ -7,17 +7,23 @@
 //!   so it exercises the whole protocol but gives **no hardware protection**:
 //!   the provider can forge it, read enclave memory and change the code.
 //!   Every surface that shows sim attestation says so ([`SIM_WARNING`]).
+//! * [`sgx`]: Intel SGX DCAP quotes, verified with the `dcap-qvl` crate
+//!   against Intel's production root ([`Verifier::trust_sgx_dcap`]). Only
+//!   the verifier side exists: producing quotes needs SGX hardware and a
+//!   runtime such as Gramine (`docs/SGX.md`).
 //!
 //! A [`VerifiedEvidence`] can only come out of [`Verifier::verify`]: code
 //! that holds one knows the evidence was checked.
 
 pub mod measurement;
+pub mod sgx;
 pub mod sim;
 mod verify;
 
 pub use clemmys_proto::suite::StorageKey;
 pub use clemmys_proto::{Evidence, Measurement, TeeKind};
 pub use measurement::Role;
+pub use sgx::SgxPolicy;
 pub use verify::{AttestError, VerifiedEvidence, Verifier};
 
 /// What every output showing `sim` attestation must say.

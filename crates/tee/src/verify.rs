@@ -4,6 +4,7 @@
 use clemmys_proto::identity::EnclavePublicKeys;
 use clemmys_proto::{Evidence, Measurement, SigningPublicKey, TeeKind};
 
+use crate::sgx::{self, SgxDetails, SgxPolicy, TcbStatus};
 use crate::sim::SimReport;
 
 /// Evidence was refused.
@@ -25,6 +26,27 @@ pub enum AttestError {
     /// The report data does not bind the keys presented with it.
     #[error("the evidence does not bind the presented enclave keys")]
     KeysNotBound,
+    /// The DCAP quote or its collateral did not verify (bad signature,
+    /// certificate chain, CRL, expired or not yet valid collateral, …);
+    /// the text is the quote verification library's.
+    #[error("invalid sgx-dcap quote: {0}")]
+    QuoteInvalid(String),
+    /// The quote verified, but the platform's TCB status is not one the
+    /// policy accepts.
+    #[error("sgx-dcap platform TCB status {status} is not accepted (advisories: {advisories:?})")]
+    TcbNotAccepted {
+        /// The platform's status.
+        status: TcbStatus,
+        /// The Intel security advisories that come with it.
+        advisories: Vec<String>,
+    },
+    /// The quote is from a debug enclave, whose memory the host can read;
+    /// the policy does not allow debug.
+    #[error("sgx-dcap evidence from a debug enclave")]
+    DebugEnclave,
+    /// The quote is not of an SGX enclave (for example a TDX quote).
+    #[error("the quote is not from an SGX enclave")]
+    NotSgx,
 }
 
 /// Evidence that verified: its measurement and report data can be trusted
@@ -34,6 +56,7 @@ pub struct VerifiedEvidence {
     tee: TeeKind,
     measurement: Measurement,
     report_data: [u8; 64],
+    sgx: Option<SgxDetails>,
 }
 
 impl VerifiedEvidence {
@@ -42,14 +65,27 @@ impl VerifiedEvidence {
         self.tee
     }
 
-    /// Whether it comes from hardware (never true for `sim`).
+    /// Whether it comes from hardware that protects the enclave: never true
+    /// for `sim`, nor for an SGX debug enclave (whose memory the host can
+    /// read), which a verifier accepts only if told to.
     pub fn is_hardware(&self) -> bool {
-        self.tee.is_hardware()
+        self.tee.is_hardware() && !self.sgx.as_ref().is_some_and(SgxDetails::is_debug)
     }
 
-    /// The enclave's measurement.
+    /// The enclave's measurement (for `sgx-dcap`, MRENCLAVE).
     pub fn measurement(&self) -> Measurement {
         self.measurement
+    }
+
+    /// The 64 bytes of report data the evidence carries.
+    pub fn report_data(&self) -> &[u8; 64] {
+        &self.report_data
+    }
+
+    /// For `sgx-dcap` evidence, what the quote says besides measurement and
+    /// report data: TCB status, advisories, MRSIGNER.
+    pub fn sgx(&self) -> Option<&SgxDetails> {
+        self.sgx.as_ref()
     }
 
     /// Checks that the report data binds `keys`.
@@ -66,6 +102,7 @@ impl VerifiedEvidence {
 #[derive(Debug, Clone, Default)]
 pub struct Verifier {
     sim_platforms: Vec<SigningPublicKey>,
+    sgx: Option<SgxPolicy>,
 }
 
 impl Verifier {
@@ -80,6 +117,14 @@ impl Verifier {
         if !self.sim_platforms.contains(&platform) {
             self.sim_platforms.push(platform);
         }
+        self
+    }
+
+    /// Also accepts `sgx-dcap` evidence: quotes that chain to Intel's SGX
+    /// production root, of SGX enclaves, that `policy` accepts (see
+    /// [`SgxPolicy`]). Replaces any earlier SGX policy.
+    pub fn trust_sgx_dcap(mut self, policy: SgxPolicy) -> Self {
+        self.sgx = Some(policy);
         self
     }
 
@@ -99,9 +144,22 @@ impl Verifier {
                     tee: TeeKind::Sim,
                     measurement: report.measurement,
                     report_data: report.report_data,
+                    sgx: None,
                 })
             }
-            TeeKind::SgxDcap => Err(AttestError::Unsupported("sgx-dcap")),
+            TeeKind::SgxDcap => {
+                let policy = self
+                    .sgx
+                    .as_ref()
+                    .ok_or(AttestError::Unsupported("sgx-dcap"))?;
+                let quote = sgx::verify(&evidence.data, policy)?;
+                Ok(VerifiedEvidence {
+                    tee: TeeKind::SgxDcap,
+                    measurement: quote.mr_enclave,
+                    report_data: quote.report_data,
+                    sgx: Some(quote.details),
+                })
+            }
         }
     }
 }
