@@ -45,7 +45,9 @@ impl RunningBroker {
         crate::bootstrap::create_private_dir(&config.data_dir)?;
         let platform = load_platform(&config.data_dir, config.sim_platform_key.as_ref())?;
         let verifier = config.trust_sim_platforms.iter().fold(
-            Verifier::new().trust_sim_platform(platform.public_key()),
+            Verifier::new()
+                .trust_sgx_dcap(clemmys_tee::SgxPolicy::new())
+                .trust_sim_platform(platform.public_key()),
             |verifier, key| verifier.trust_sim_platform(*key),
         );
         let broker = open_broker(&config.data_dir, &platform, verifier)?;

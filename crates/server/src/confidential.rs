@@ -81,7 +81,10 @@ impl TrustedParts {
     ) -> anyhow::Result<Self> {
         let platform = load_platform(data_dir, platform_key)?;
         // Enclaves and broker of this host attest with this host's platform.
-        let verifier = Verifier::new().trust_sim_platform(platform.public_key());
+        // Enclaves may be real SGX ones (up-to-date TCB) or of this host's sim platform.
+        let verifier = Verifier::new()
+            .trust_sgx_dcap(clemmys_tee::SgxPolicy::new())
+            .trust_sim_platform(platform.public_key());
         let (broker, link, gateway): (Option<Arc<Broker>>, Arc<dyn BrokerLink>, Gateway) =
             match location {
                 BrokerLocation::InProcess => {

@@ -38,7 +38,7 @@ use clemmys_proto::session::{
     open_session_result,
 };
 use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
-use clemmys_tee::{AttestError, Role, SIM_WARNING, Verifier, measurement, os_rng};
+use clemmys_tee::{AttestError, Role, SIM_WARNING, SgxPolicy, Verifier, measurement, os_rng};
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION};
 use hyper::Method;
@@ -136,10 +136,7 @@ impl BrokerIdentityDoc {
 
     /// The measurement the evidence claims, before verification (to show).
     pub fn claimed_measurement(&self) -> Result<Measurement, ConfidentialError> {
-        let verifier = match self.sim_platform_key {
-            Some(key) => Verifier::new().trust_sim_platform(key),
-            None => Verifier::new(),
-        };
+        let verifier = verifier_for(self.sim_platform_key);
         let verified = verifier
             .verify(&self.identity.evidence)
             .map_err(attestation)?;
@@ -153,10 +150,7 @@ impl BrokerIdentityDoc {
         expected_measurement: Measurement,
         trusted_platform: Option<SigningPublicKey>,
     ) -> Result<BrokerPin, ConfidentialError> {
-        let verifier = match trusted_platform {
-            Some(key) => Verifier::new().trust_sim_platform(key),
-            None => Verifier::new(),
-        };
+        let verifier = verifier_for(trusted_platform);
         let verified = verifier
             .verify(&self.identity.evidence)
             .map_err(attestation)?;
@@ -180,6 +174,16 @@ impl BrokerIdentityDoc {
 
 fn attestation(error: AttestError) -> ConfidentialError {
     ConfidentialError::Attestation(error.to_string())
+}
+
+/// A verifier of the roots this client trusts: Intel's SGX root (up-to-date
+/// TCB only), and for `sim` the platform key pinned with the broker.
+fn verifier_for(sim_platform: Option<SigningPublicKey>) -> Verifier {
+    let verifier = Verifier::new().trust_sgx_dcap(SgxPolicy::new());
+    match sim_platform {
+        Some(key) => verifier.trust_sim_platform(key),
+        None => verifier,
+    }
 }
 
 /// The measurement a broker of this client's own release reports.
@@ -1029,10 +1033,7 @@ impl Confidential {
     }
 
     fn verifier(&self) -> Verifier {
-        match self.pin.sim_platform {
-            Some(key) => Verifier::new().trust_sim_platform(key),
-            None => Verifier::new(),
-        }
+        verifier_for(self.pin.sim_platform)
     }
 
     /// Opens and verifies a stored activation that this client invoked.
@@ -1116,10 +1117,7 @@ impl Confidential {
     ) -> Result<TeeKind, ConfidentialError> {
         let signed = &body.receipt;
         signed.verify_signature()?;
-        let verifier = match self.pin.sim_platform {
-            Some(key) => Verifier::new().trust_sim_platform(key),
-            None => Verifier::new(),
-        };
+        let verifier = self.verifier();
         let verified = verifier.verify(&signed.evidence).map_err(attestation)?;
         verified.check_binds(&signed.enclave).map_err(attestation)?;
         let receipt = &signed.receipt;
