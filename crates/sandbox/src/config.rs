@@ -8,6 +8,10 @@
 //! microseconds. Guests are interrupted by epochs: a background thread bumps
 //! the engine's epoch every [`SandboxConfig::epoch_tick`], and each store
 //! traps once its deadline (the action's timeout, in ticks) has passed.
+//!
+//! [`SandboxConfig::pooling`] and [`SandboxConfig::copy_on_write`] turn the
+//! pooling allocator and copy-on-write images off, one at a time, so that
+//! `clemmys bench` can show what each is worth.
 
 use std::time::Duration;
 
@@ -50,6 +54,16 @@ pub struct SandboxConfig {
     /// touch little memory; keeping it resident saves a system call and
     /// page faults per activation.
     pub keep_resident_bytes: usize,
+    /// Whether instances come from the pooling allocator (slots reserved
+    /// once at start-up and recycled). false: every instance maps and
+    /// unmaps its memory and tables on demand (`OnDemand`), as a plain
+    /// wasmtime embedding does; the slot counts above are then unused.
+    /// Default true.
+    pub pooling: bool,
+    /// Whether linear memories are mapped copy-on-write from the module's
+    /// initial image (`memory_init_cow`) instead of being filled by copying
+    /// the data segments on every instantiation. Default true.
+    pub copy_on_write: bool,
 }
 
 impl Default for SandboxConfig {
@@ -73,6 +87,8 @@ impl SandboxConfig {
             module_cache_capacity: 128,
             fast_compile: false,
             keep_resident_bytes: 64 * 1024,
+            pooling: true,
+            copy_on_write: true,
         }
     }
 
@@ -89,10 +105,15 @@ impl SandboxConfig {
             .linear_memory_keep_resident(self.keep_resident_bytes)
             .table_keep_resident(self.keep_resident_bytes.min(64 * 1024));
 
+        let strategy = if self.pooling {
+            InstanceAllocationStrategy::Pooling(pool)
+        } else {
+            InstanceAllocationStrategy::OnDemand
+        };
         let mut config = Config::new();
         config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
+            .allocation_strategy(strategy)
+            .memory_init_cow(self.copy_on_write)
             .epoch_interruption(true)
             .parallel_compilation(true)
             .cranelift_opt_level(if self.fast_compile {
@@ -111,5 +132,39 @@ impl SandboxConfig {
             .wasm_backtrace_max_frames(None)
             .wasm_backtrace_details(WasmBacktraceDetails::Disable);
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_and_copy_on_write_are_on_by_default() {
+        let config = SandboxConfig::default();
+        assert!(config.pooling && config.copy_on_write);
+        assert_eq!(config, SandboxConfig::with_slots(256));
+    }
+
+    #[test]
+    fn each_knob_alone_still_makes_an_engine() {
+        let base = SandboxConfig::with_slots(2);
+        for config in [
+            SandboxConfig {
+                pooling: false,
+                ..base.clone()
+            },
+            SandboxConfig {
+                copy_on_write: false,
+                ..base.clone()
+            },
+            SandboxConfig {
+                keep_resident_bytes: 0,
+                fast_compile: true,
+                ..base.clone()
+            },
+        ] {
+            wasmtime::Engine::new(&config.to_wasmtime()).expect("engine");
+        }
     }
 }

@@ -68,5 +68,5 @@ pub use config::SandboxConfig;
 pub use digest::{CodeDigest, InvalidDigest};
 pub use error::{InvalidModule, SandboxError};
 pub use outcome::{Failure, interpret};
-pub use run::{RunLimits, RunOutcome, RunRequest};
+pub use run::{IdleInstance, RunLimits, RunOutcome, RunRequest};
 pub use sandbox::Sandbox;

@@ -131,24 +131,14 @@ pub(crate) fn run(
     } = request;
     let stdout = Capture::new(ResultBuffer::new(limits.max_result_bytes));
     let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
-    let timing = Timing::new(started, limits.timeout);
-    let wasi = WasiCtxBuilder::new()
-        .stdin(MemoryInputPipe::new(input))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .monotonic_clock(timing.clock())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .build_p1();
-    let host = Host {
-        wasi,
-        timing,
-        limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
-    };
-    let mut store = Store::new(module.pre.module().engine(), host);
-    store.limiter(|host| &mut host.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
+    let mut store = new_store(
+        module,
+        input,
+        &limits,
+        (stdout.clone(), stderr.clone()),
+        started,
+        epoch_tick,
+    );
 
     let ended = call(
         &mut store,
@@ -183,6 +173,118 @@ pub(crate) fn run(
         result_bytes,
         peak_memory_bytes,
         failure,
+    }
+}
+
+/// A fresh store for one activation of `module`: WASI preview 1 with
+/// `input` on stdin and the captures on stdout and stderr, the memory
+/// limiter, and an epoch deadline `limits.timeout` from `started`.
+fn new_store(
+    module: &PreparedModule,
+    input: Vec<u8>,
+    limits: &RunLimits,
+    (stdout, stderr): (Capture<ResultBuffer>, Capture<LogBuffer>),
+    started: Instant,
+    epoch_tick: Duration,
+) -> Store<Host> {
+    let timing = Timing::new(started, limits.timeout);
+    let wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(input))
+        .stdout(stdout)
+        .stderr(stderr)
+        .monotonic_clock(timing.clock())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .build_p1();
+    let host = Host {
+        wasi,
+        timing,
+        limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
+    };
+    let mut store = Store::new(module.pre.module().engine(), host);
+    store.limiter(|host| &mut host.limiter);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
+    store
+}
+
+/// A warm instance kept alive: its own store (WASI context with an empty
+/// stdin, capped captures, memory limiter), instantiated from a prepared
+/// module, its linear memory initialised, and nothing run yet unless
+/// [`run_start`](Self::run_start) is called. It holds its pooling slot
+/// until dropped.
+///
+/// It exists to measure density (how many warm instances fit in a given
+/// memory, as `clemmys bench` does); activations never use it: each one
+/// gets a fresh instance that [`Sandbox::run`](crate::Sandbox::run) drops
+/// before returning.
+pub struct IdleInstance {
+    store: Store<Host>,
+    instance: wasmtime::Instance,
+    epoch_tick: Duration,
+    limits: RunLimits,
+}
+
+impl IdleInstance {
+    /// Calls the module's `_start` once, as an activation would (touching
+    /// its stack and heap pages), and keeps the instance alive afterwards.
+    /// A guest that exits with 0 succeeded.
+    pub fn run_start(&mut self) -> Result<(), Failure> {
+        let started = Instant::now();
+        // The guest's clock keeps its origin; the deadline counts from now.
+        self.store.data_mut().timing.deadline = started.checked_add(self.limits.timeout);
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.limits.timeout, self.epoch_tick));
+        let outcome = self
+            .instance
+            .get_typed_func::<(), ()>(&mut self.store, DEFAULT_ENTRY)
+            .map_err(|_| Ended::MissingEntry(DEFAULT_ENTRY.to_owned()))
+            .and_then(|start| start.call(&mut self.store, ()).map_err(Ended::from));
+        let denied = self.store.data().limiter.denied();
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(ended) => classify(ended, denied, &self.limits).map_or(Ok(()), Err),
+        }
+    }
+}
+
+impl std::fmt::Debug for IdleInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdleInstance").finish_non_exhaustive()
+    }
+}
+
+/// Instantiates `module` in a store of its own with the default limits and
+/// keeps it; see [`IdleInstance`].
+pub(crate) fn instantiate_idle(
+    epoch_tick: Duration,
+    module: &PreparedModule,
+) -> Result<IdleInstance, Failure> {
+    let limits = RunLimits::default();
+    let captures = (
+        Capture::new(ResultBuffer::new(limits.max_result_bytes)),
+        Capture::new(LogBuffer::new(limits.log_bytes)),
+    );
+    let mut store = new_store(
+        module,
+        Vec::new(),
+        &limits,
+        captures,
+        Instant::now(),
+        epoch_tick,
+    );
+    match module.pre.instantiate(&mut store) {
+        Ok(instance) => Ok(IdleInstance {
+            store,
+            instance,
+            epoch_tick,
+            limits,
+        }),
+        Err(error) => {
+            let denied = store.data().limiter.denied();
+            Err(classify(Ended::Error(error), denied, &limits)
+                .unwrap_or_else(|| Failure::Internal("instantiation ended early".into())))
+        }
     }
 }
 
@@ -322,6 +424,33 @@ mod tests {
             classify(trap(Trap::UnreachableCodeReached), true, &limits),
             Some(Failure::MemoryExhausted)
         );
+    }
+
+    #[test]
+    fn idle_instances_hold_their_slot_until_dropped() {
+        let wat = r#"(module
+            (memory (export "memory") 1)
+            (func (export "_start")))"#;
+        let code = wat::parse_str(wat).expect("wat");
+        let sandbox = crate::Sandbox::new(&crate::SandboxConfig::with_slots(1)).expect("sandbox");
+        let prepared = sandbox
+            .prepare(crate::CodeDigest::of(&code), &code)
+            .expect("prepare");
+        let mut first = sandbox
+            .instantiate_idle(&prepared.module)
+            .expect("one slot");
+        first.run_start().expect("_start runs");
+        first
+            .run_start()
+            .expect("and again: the instance stays alive");
+        let refused = sandbox
+            .instantiate_idle(&prepared.module)
+            .expect_err("the only slot is held");
+        assert!(matches!(refused, Failure::Internal(_)), "{refused:?}");
+        drop(first);
+        sandbox
+            .instantiate_idle(&prepared.module)
+            .expect("the slot is free again");
     }
 
     #[test]

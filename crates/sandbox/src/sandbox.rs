@@ -13,8 +13,8 @@ use crate::poll;
 use crate::run::{self, Host};
 use crate::validate::check_module;
 use crate::{
-    CodeDigest, InvalidModule, Prepared, PreparedModule, RunOutcome, RunRequest, SandboxConfig,
-    SandboxError,
+    CodeDigest, Failure, InvalidModule, Prepared, PreparedModule, RunOutcome, RunRequest,
+    SandboxConfig, SandboxError,
 };
 
 /// Runs untrusted wasm actions with limits. Create one per process and share
@@ -117,6 +117,15 @@ impl Sandbox {
     /// thread). Every failure of the guest is in the outcome's response.
     pub fn run(&self, module: &PreparedModule, request: RunRequest) -> RunOutcome {
         run::run(self.epoch_tick, module, request)
+    }
+
+    /// Instantiates `module` and keeps the instance alive, unrun, until the
+    /// returned [`IdleInstance`](run::IdleInstance) is dropped. For
+    /// measuring how many warm instances fit in memory (`clemmys bench`);
+    /// activations use [`run`](Self::run). Fails like an activation would
+    /// when no instance slot is free.
+    pub fn instantiate_idle(&self, module: &PreparedModule) -> Result<run::IdleInstance, Failure> {
+        run::instantiate_idle(self.epoch_tick, module)
     }
 }
 

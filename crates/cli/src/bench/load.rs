@@ -15,6 +15,10 @@
 //! end: recording is allocation-free and lock-free in the hot loop, memory
 //! stays bounded whatever `--duration` is, and quantiles are within 0.1%
 //! (3 significant digits). The mean, minimum and maximum are kept exactly.
+//!
+//! The operations are Clemmys invokes through `clemmys_client`, or, for a
+//! server that is not Clemmys, [`RawGet`]: the same closed loop over the
+//! same kind of keep-alive HTTP/1.1 connections.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,7 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Serialize;
 
 /// Largest latency the histogram holds, in nanoseconds (longer ones are
@@ -236,6 +245,83 @@ where
     Ok((total, spec.duration))
 }
 
+/// A raw HTTP/1.1 `GET` of one URL, answered with an expected body: the
+/// operation the load generator drives a server that is not Clemmys with
+/// (the `wasmtime serve` peer). Like [`clemmys_client::Client`], it keeps a
+/// pool of keep-alive connections with `TCP_NODELAY`, shared by its clones,
+/// so each closed-loop client reuses one connection.
+#[derive(Clone)]
+pub struct RawGet {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    uri: hyper::Uri,
+    expected: Bytes,
+}
+
+impl std::fmt::Debug for RawGet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawGet")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawGet {
+    /// A `GET uri` whose answer must be `200` with body `expected`.
+    pub fn new(uri: &str, expected: &[u8]) -> anyhow::Result<Self> {
+        let uri: hyper::Uri = uri.parse().with_context(|| format!("parsing {uri}"))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Self {
+            http,
+            uri,
+            expected: Bytes::copy_from_slice(expected),
+        })
+    }
+
+    /// One request; an error unless it answered `200` with the expected body.
+    pub async fn get(&self) -> anyhow::Result<()> {
+        let request = hyper::Request::get(self.uri.clone())
+            .body(Full::new(Bytes::new()))
+            .context("building the request")?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("GET {}", self.uri))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the answer of GET {}", self.uri))?
+            .to_bytes();
+        check_answer(status.as_u16(), &body, &self.expected)
+    }
+}
+
+/// `Ok` when an answer is `200` with `expected` as its body.
+fn check_answer(status: u16, body: &[u8], expected: &[u8]) -> anyhow::Result<()> {
+    if status != 200 {
+        anyhow::bail!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(body.get(..200).unwrap_or(body))
+        );
+    }
+    if body != expected {
+        anyhow::bail!(
+            "unexpected answer {:?} (expected {:?})",
+            String::from_utf8_lossy(body.get(..200).unwrap_or(body)),
+            String::from_utf8_lossy(expected)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +400,17 @@ mod tests {
         assert_eq!(summary.requests, 2);
         assert!(summary.min_ms > 0.0);
         assert!((summary.max_ms - 120_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn raw_answers_must_be_200_with_the_expected_body() {
+        let hello = br#"{"payload":"Hello, World!"}"#;
+        assert!(check_answer(200, hello, hello).is_ok());
+        let error = check_answer(500, b"boom", hello).expect_err("500");
+        assert!(error.to_string().contains("HTTP 500: boom"), "{error}");
+        let error = check_answer(200, b"Hello, WASI!", hello).expect_err("body");
+        assert!(error.to_string().contains("Hello, WASI!"), "{error}");
+        assert!(RawGet::new("not a uri", hello).is_err());
     }
 
     #[tokio::test]

@@ -1,17 +1,37 @@
-//! `clemmys bench`: starts one node in this process and measures it over
-//! loopback HTTP the way users reach it, then prints a table (or JSON).
+//! `clemmys bench`: the benchmark suite. It starts Clemmys nodes in this
+//! process and measures them over loopback HTTP the way users reach them,
+//! then prints a table (or JSON), writes the JSON and an SVG plot.
 //!
 //! * [`load`]: the closed-loop load generator and latency summaries.
-//! * [`scenarios`]: the node under test and what is measured on it.
+//! * [`scenarios`]: the node under test, warm and cold invokes.
+//! * [`floors`]: what an invoke pays before wasm runs (API round trip,
+//!   fsync).
+//! * [`chains`]: sequences of 1, 5 and 10 steps, plain and confidential.
+//! * [`coldstart`]: cold starts with and without the enclave pool and the
+//!   module cache.
+//! * [`knobs`]: the sandbox's knobs, one at a time.
+//! * [`peer`]: `wasmtime serve`, driven by the same load generator.
+//! * [`density`]: warm instances per 2 GiB.
 //! * [`report`]: the figures, the goals, the table and the JSON.
+//! * [`plot`]: the SVG picture.
 //! * [`progress`]: progress on stderr.
+//! * [`cpu`]: how busy the rest of the machine was meanwhile.
 //!
-//! Every figure printed is measured in the run that prints it; goals are
-//! evaluated on those figures only. The node's TEE is whatever it attests
-//! with: on a machine without SGX that is `sim`, which protects nothing, and
-//! the report says so.
+//! Every figure printed is measured in the run that prints it, side by side
+//! on the same machine; goals are evaluated on those figures only, and a
+//! figure that was not measured says so. The nodes' TEE is whatever they
+//! attest with: on a machine without SGX that is `sim`, which protects
+//! nothing, and the report says so.
 
+mod chains;
+mod coldstart;
+mod cpu;
+mod density;
+mod floors;
+mod knobs;
 mod load;
+mod peer;
+mod plot;
 mod progress;
 mod report;
 mod scenarios;
@@ -21,35 +41,116 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+use self::peer::{PeerServer, PeerSpec};
 use self::progress::Progress;
-use self::report::{Machine, Mode, Report, Settings};
+use self::report::{Machine, Mode, PeerRow, PeerSection, Report, Settings};
 use self::scenarios::{Modules, Node, Plan};
 use crate::output::outln;
 
 /// Where `scripts/build-examples.sh` puts the example modules, relative to
 /// the repository root.
 const DEFAULT_ACTIONS_DIR: &str = "target/examples/wasm32-wasip1/release";
+/// Where the plot goes when `--out` is given without `--plot`: beside it.
+const DEFAULT_PLOT: &str = "target/bench/bench.svg";
+/// Where `--publish` copies the plot and the JSON, for the README.
+const PUBLISHED_PLOT: &str = "docs/bench.svg";
+const PUBLISHED_JSON: &str = "docs/bench.json";
+/// The wasmtime line Clemmys is built on; the peer should be on it too.
+const OUR_WASMTIME_LINE: &str = "48.0.";
+/// Other processes' CPU use, in % of one core, past which a scenario's
+/// figures are called disturbed.
+const DISTURBED_PCT: f64 = 10.0;
 /// The warm actions' names.
 const PLAIN_NOOP: &str = "bench-noop";
 const CONFIDENTIAL_NOOP: &str = "bench-confidential-noop";
+const PLAIN_HELLO: &str = "bench-hello";
+const CONFIDENTIAL_HELLO: &str = "bench-confidential-hello";
+
+/// A part of the suite (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Scenario {
+    /// Warm blocking invokes of noop, plain and confidential, 1 and N clients.
+    Warm,
+    /// `wasmtime serve` against our warm hello (needs --peer).
+    Peer,
+    /// Cold starts: create + first invoke.
+    Cold,
+    /// Sequences of 1, 5 and 10 noop steps.
+    Chains,
+    /// Cold starts with and without the enclave pool.
+    Pool,
+    /// Cold starts with and without the module cache.
+    Cache,
+    /// The sandbox's knobs, one at a time.
+    Knobs,
+    /// Warm instances per 2 GiB.
+    Density,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 8] = [
+        Scenario::Warm,
+        Scenario::Peer,
+        Scenario::Cold,
+        Scenario::Chains,
+        Scenario::Pool,
+        Scenario::Cache,
+        Scenario::Knobs,
+        Scenario::Density,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Warm => "warm",
+            Scenario::Peer => "peer",
+            Scenario::Cold => "cold",
+            Scenario::Chains => "chains",
+            Scenario::Pool => "pool",
+            Scenario::Cache => "cache",
+            Scenario::Knobs => "knobs",
+            Scenario::Density => "density",
+        }
+    }
+}
 
 /// Arguments of `clemmys bench`. With the global `--json`, the report is
 /// printed as JSON instead of a table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Seconds of each warm measurement (after its warm-up).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub duration: f64,
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
     /// Seconds of unrecorded warm-up before each warm measurement.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub warmup: f64,
+    #[arg(long, value_name = "SECS")]
+    pub warmup: Option<f64>,
     /// The "N concurrent clients" of the warm measurements (1 is always
     /// measured too).
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
-    /// Cold starts per action (each creates a fresh action).
-    #[arg(long, value_name = "N", default_value_t = 15)]
-    pub cold_runs: usize,
+    /// Cold starts per action and setting (each creates a fresh action).
+    #[arg(long, value_name = "N")]
+    pub cold_runs: Option<usize>,
+    /// Seconds of each chain length's measurement, per mode.
+    #[arg(long, value_name = "SECS")]
+    pub chain_duration: Option<f64>,
+    /// Warm instances the density measurement keeps alive at once.
+    #[arg(long, value_name = "N", default_value_t = 6_000)]
+    pub density: usize,
+    /// A smoke run of about a minute: shorter windows, fewer cold starts.
+    /// Explicit flags still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only these scenarios (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIO,...")]
+    pub only: Vec<Scenario>,
+    /// The `wasmtime` binary to compare with (`wasmtime serve`);
+    /// `scripts/bench.sh` installs it into target/peer/bin/.
+    #[arg(long, value_name = "WASMTIME")]
+    pub peer: Option<PathBuf>,
+    /// The wasi:http component `wasmtime serve` runs (scripts/bench.sh
+    /// builds examples/peer/hello-http).
+    #[arg(long, value_name = "FILE.wasm", requires = "peer")]
+    pub peer_component: Option<PathBuf>,
     /// Directory of the example modules (noop.wasm, hello.wasm).
     #[arg(
         long,
@@ -58,13 +159,22 @@ pub struct BenchArgs {
         default_value = DEFAULT_ACTIONS_DIR
     )]
     pub actions_dir: PathBuf,
-    /// The node's data directory: absent or empty (default: a fresh
-    /// temporary directory, removed afterwards).
+    /// The main node's data directory: absent or empty (default: a fresh
+    /// temporary directory, removed afterwards). The nodes of the pool,
+    /// cache and knob comparisons always get temporary ones.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file (and the plot to
+    /// target/bench/bench.svg unless --plot says where).
     #[arg(long, value_name = "FILE.json")]
     pub out: Option<PathBuf>,
+    /// Draw the key comparisons as SVG to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Also write the plot to docs/bench.svg and the JSON to
+    /// docs/bench.json (run from the repository root), for the README.
+    #[arg(long)]
+    pub publish: bool,
 }
 
 impl BenchArgs {
@@ -77,15 +187,31 @@ impl BenchArgs {
                 bail!("--{flag} must be between 0 and 86400 seconds, not {value}")
             }
         };
-        let duration = seconds(self.duration, "duration")?;
+        let (duration, warmup, cold_runs, chain_duration) = if self.quick {
+            (1.5, 0.5, 5, 1.0)
+        } else {
+            (5.0, 1.0, 15, 3.0)
+        };
+        let duration = seconds(self.duration.unwrap_or(duration), "duration")?;
         if duration.is_zero() {
             bail!("--duration must be more than 0 seconds");
+        }
+        let chain_duration = seconds(
+            self.chain_duration.unwrap_or(chain_duration),
+            "chain-duration",
+        )?;
+        if chain_duration.is_zero() {
+            bail!("--chain-duration must be more than 0 seconds");
         }
         if self.concurrency == 0 || self.concurrency > 4096 {
             bail!("--concurrency must be between 1 and 4096");
         }
-        if self.cold_runs == 0 {
+        let cold_runs = self.cold_runs.unwrap_or(cold_runs);
+        if cold_runs == 0 {
             bail!("--cold-runs must be at least 1");
+        }
+        if self.density == 0 || self.density > 100_000 {
+            bail!("--density must be between 1 and 100000");
         }
         let mut clients = vec![1];
         if self.concurrency > 1 {
@@ -93,11 +219,51 @@ impl BenchArgs {
         }
         Ok(Plan {
             clients,
-            warmup: seconds(self.warmup, "warmup")?,
+            warmup: seconds(self.warmup.unwrap_or(warmup), "warmup")?,
             duration,
-            cold_runs: self.cold_runs,
+            cold_runs,
+            chain_duration,
+            density_instances: self.density,
         })
     }
+
+    /// The scenarios to run, in the suite's order.
+    fn scenarios(&self) -> Vec<Scenario> {
+        if self.only.is_empty() {
+            return Scenario::ALL.to_vec();
+        }
+        let mut chosen = self.only.clone();
+        chosen.sort();
+        chosen.dedup();
+        chosen
+    }
+
+    /// The peer, when `--peer` is given.
+    fn peer(&self) -> Option<PeerSpec> {
+        let wasmtime = self.peer.clone()?;
+        let component = self.peer_component.clone().unwrap_or_else(|| {
+            PathBuf::from("target/peer-build/wasm32-wasip2/release/hello_http.wasm")
+        });
+        Some(PeerSpec {
+            wasmtime,
+            component,
+        })
+    }
+
+    /// Where the plot goes, if anywhere.
+    fn plot_path(&self) -> Option<PathBuf> {
+        self.plot
+            .clone()
+            .or_else(|| (self.out.is_some() || self.publish).then(|| PathBuf::from(DEFAULT_PLOT)))
+    }
+}
+
+/// A temporary data directory for a node of its own (removed on drop).
+fn temporary_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("clemmys-bench-")
+        .tempdir()
+        .context("creating a temporary data directory")
 }
 
 /// The node's data directory: a temporary one (removed on drop) or the
@@ -111,10 +277,7 @@ enum DataDir {
 impl DataDir {
     fn prepare(given: Option<PathBuf>) -> anyhow::Result<Self> {
         let Some(dir) = given else {
-            let dir = tempfile::Builder::new()
-                .prefix("clemmys-bench-")
-                .tempdir()
-                .context("creating a temporary data directory")?;
+            let dir = temporary_dir()?;
             return Ok(Self::Temporary(dir));
         };
         match std::fs::read_dir(&dir) {
@@ -145,6 +308,7 @@ impl DataDir {
 /// Runs the benchmark and prints its report (JSON when `json_output`).
 pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
     let plan = args.plan()?;
+    let scenarios = args.scenarios();
     let debug_build = cfg!(debug_assertions);
     if debug_build {
         eprintln!(
@@ -161,37 +325,343 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(args.data_dir.clone())?;
     let progress = Progress::new();
     progress.note(&format!(
-        "starting a node on {} ({} s per measurement, N = {})",
+        "starting a node on {} ({} s per measurement, N = {}; {})",
         data_dir.path().display(),
         plan.duration.as_secs_f64(),
-        args.concurrency
+        args.concurrency,
+        scenarios
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let largest = plan.clients.iter().copied().max().unwrap_or(1);
     let node = Node::start(data_dir.path(), largest).await?;
     let machine = machine_facts(node.data_dir(), debug_build);
     let tee = node.tee();
-    let measured = measure(&node, &plan, &modules, &progress).await;
+    let mut found = Findings::default();
+    let measured = measure_on_main_node(
+        &node,
+        &plan,
+        &modules,
+        &scenarios,
+        args.peer().as_ref(),
+        &mut found,
+        &progress,
+    )
+    .await;
     node.shutdown().await;
     drop(data_dir);
-    let (warm, cold) = measured?;
+    measured?;
+    measure_on_own_nodes(&plan, &modules, &scenarios, &mut found, &progress).await?;
 
-    let ratios = report::ratios(&warm);
-    let goals = report::evaluate_goals(&warm, &ratios, &cold, args.concurrency);
-    let mut notes = vec![
+    let mut notes = notes(&found, &scenarios);
+    let ratios = report::ratios(&found.warm);
+    let chain_summary = chains::ChainSummary::of(&found.chains);
+    found.peer.ratios = report::peer_ratios(&found.warm, &found.peer.rows);
+    if let Some(version) = &found.peer.version
+        && !peer::version_number(version).is_some_and(|n| n.starts_with(OUR_WASMTIME_LINE))
+    {
+        notes.push(format!(
+            "the peer is {version}, not on the wasmtime {OUR_WASMTIME_LINE}x line Clemmys uses"
+        ));
+    }
+    let plot_path = args.plot_path();
+    let mut report = Report {
+        title: report::title(debug_build),
+        machine,
+        other_load: found.others,
+        tee,
+        settings: Settings {
+            duration_s: plan.duration.as_secs_f64(),
+            warmup_s: plan.warmup.as_secs_f64(),
+            concurrency: args.concurrency,
+            cold_runs: plan.cold_runs,
+            actions_dir: args.actions_dir.display().to_string(),
+            chain_duration_s: plan.chain_duration.as_secs_f64(),
+            density_instances: plan.density_instances,
+            scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
+            quick: args.quick,
+        },
+        floors: found.floors,
+        warm: found.warm,
+        ratios,
+        cold: found.cold,
+        chains: found.chains,
+        chain_summary,
+        pool: found.pool,
+        cache: found.cache,
+        knobs: found.knobs,
+        peer: found.peer,
+        density: found.density,
+        goals: Vec::new(),
+        notes,
+        plot: plot_path.as_ref().map(|path| path.display().to_string()),
+    };
+    report.goals = report::evaluate_goals(&report);
+    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    if let Some(path) = &args.out {
+        write_file(path, &format!("{json}\n"))?;
+        progress.note(&format!("wrote {}", path.display()));
+    }
+    if let Some(path) = &plot_path {
+        let svg = plot::render_svg(&plot::PlotData::from_report(&report))?;
+        write_file(path, &svg)?;
+        progress.note(&format!("wrote {}", path.display()));
+        if args.publish {
+            write_file(Path::new(PUBLISHED_PLOT), &svg)?;
+            write_file(Path::new(PUBLISHED_JSON), &format!("{json}\n"))?;
+            progress.note(&format!("published {PUBLISHED_PLOT} and {PUBLISHED_JSON}"));
+        }
+    }
+    if json_output {
+        outln!("{json}");
+    } else {
+        crate::output::out!("{}", report.render_table());
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, creating its directory.
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Everything measured so far.
+#[derive(Default)]
+struct Findings {
+    others: Vec<cpu::OtherLoad>,
+    floors: Option<floors::Floors>,
+    warm: Vec<report::WarmRow>,
+    cold: Vec<report::ColdRow>,
+    chains: Vec<chains::ChainRow>,
+    pool: Vec<coldstart::ColdVariant>,
+    cache: Vec<coldstart::ColdVariant>,
+    knobs: Vec<knobs::KnobRow>,
+    peer: PeerSection,
+    density: Option<density::DensityReport>,
+}
+
+/// The scenarios that run on the main node, in an order that keeps each
+/// compared pair adjacent in time (the store grows as it runs).
+async fn measure_on_main_node(
+    node: &Node,
+    plan: &Plan,
+    modules: &Modules,
+    scenarios: &[Scenario],
+    peer: Option<&PeerSpec>,
+    found: &mut Findings,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    if scenarios.contains(&Scenario::Warm) {
+        let watch = cpu::CpuWatch::start();
+        found.floors = Some(floors::measure(node, plan, progress).await?);
+        node.put_plain(PLAIN_NOOP, &modules.noop, true).await?;
+        node.put_confidential(CONFIDENTIAL_NOOP, &modules.noop, true)
+            .await?;
+        for &clients in &plan.clients {
+            for (mode, name) in [
+                (Mode::Plain, PLAIN_NOOP),
+                (Mode::Confidential, CONFIDENTIAL_NOOP),
+            ] {
+                found.warm.push(
+                    scenarios::warm(node, plan, clients, "noop", name, mode, progress).await?,
+                );
+            }
+        }
+        found.watched(watch, Scenario::Warm);
+    }
+    if scenarios.contains(&Scenario::Peer) {
+        match peer {
+            None => {
+                progress.note("peer: not measured (run scripts/bench.sh)");
+                found.peer.note = Some("run scripts/bench.sh".into());
+            }
+            Some(spec) => {
+                let watch = cpu::CpuWatch::start();
+                measure_peer(node, plan, modules, spec, found, progress).await?;
+                found.watched(watch, Scenario::Peer);
+            }
+        }
+    }
+    if scenarios.contains(&Scenario::Cold) {
+        let watch = cpu::CpuWatch::start();
+        for (action, mode) in [
+            ("noop", Mode::Plain),
+            ("hello", Mode::Plain),
+            ("noop", Mode::Confidential),
+        ] {
+            found
+                .cold
+                .push(scenarios::cold(node, plan, modules, action, mode, progress).await?);
+        }
+        found.watched(watch, Scenario::Cold);
+    }
+    if scenarios.contains(&Scenario::Chains) {
+        let watch = cpu::CpuWatch::start();
+        found.chains = chains::measure(node, plan, modules, progress).await?;
+        found.watched(watch, Scenario::Chains);
+    }
+    Ok(())
+}
+
+impl Findings {
+    /// Records what other processes used since `watch` started.
+    fn watched(&mut self, watch: Option<cpu::CpuWatch>, scenario: Scenario) {
+        if let Some(load) = watch.and_then(|watch| watch.stop(scenario.name())) {
+            self.others.push(load);
+        }
+    }
+}
+
+/// Our warm hello, plain and confidential, and `wasmtime serve` at each
+/// client count, one after the other.
+async fn measure_peer(
+    node: &Node,
+    plan: &Plan,
+    modules: &Modules,
+    spec: &PeerSpec,
+    found: &mut Findings,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    node.put_plain(PLAIN_HELLO, &modules.hello, true).await?;
+    node.put_confidential(CONFIDENTIAL_HELLO, &modules.hello, true)
+        .await?;
+    progress.note(&format!(
+        "starting {} serve {}",
+        spec.wasmtime.display(),
+        spec.component.display()
+    ));
+    let server = PeerServer::start(spec).await?;
+    found.peer.measured = true;
+    found.peer.version = Some(server.version.clone());
+    found.peer.component = Some(spec.component.display().to_string());
+    let probe = load::RawGet::new(&server.url(), peer::PEER_BODY)?;
+    for &clients in &plan.clients {
+        for (mode, name) in [
+            (Mode::Plain, PLAIN_HELLO),
+            (Mode::Confidential, CONFIDENTIAL_HELLO),
+        ] {
+            found
+                .warm
+                .push(scenarios::warm(node, plan, clients, "hello", name, mode, progress).await?);
+        }
+        let probe = probe.clone();
+        let operation = move || {
+            let probe = probe.clone();
+            async move { probe.get().await }
+        };
+        let label = format!("wasmtime serve hello, {clients} client(s)");
+        let summary =
+            scenarios::closed_loop(&label, plan.spec(clients), operation, progress).await?;
+        found.peer.rows.push(PeerRow { clients, summary });
+    }
+    drop(server);
+    Ok(())
+}
+
+/// The scenarios that need nodes (or a sandbox) of their own.
+async fn measure_on_own_nodes(
+    plan: &Plan,
+    modules: &Modules,
+    scenarios: &[Scenario],
+    found: &mut Findings,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    if scenarios.contains(&Scenario::Pool) {
+        let watch = cpu::CpuWatch::start();
+        found.pool = coldstart::pool(plan, modules, progress).await?;
+        found.watched(watch, Scenario::Pool);
+    }
+    if scenarios.contains(&Scenario::Cache) {
+        let watch = cpu::CpuWatch::start();
+        found.cache = coldstart::cache(plan, modules, progress).await?;
+        found.watched(watch, Scenario::Cache);
+    }
+    if scenarios.contains(&Scenario::Knobs) {
+        let watch = cpu::CpuWatch::start();
+        found.knobs = knobs::measure(plan, modules, progress).await?;
+        found.watched(watch, Scenario::Knobs);
+    }
+    if scenarios.contains(&Scenario::Density) {
+        let watch = cpu::CpuWatch::start();
+        let noop = modules.noop.clone();
+        let count = plan.density_instances;
+        let progress = progress.clone();
+        found.density = Some(
+            tokio::task::spawn_blocking(move || density::measure(&noop, count, &progress))
+                .await
+                .context("the density measurement panicked")??,
+        );
+        found.watched(watch, Scenario::Density);
+    }
+    Ok(())
+}
+
+/// What a reader should know about the figures.
+fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for load in found
+        .others
+        .iter()
+        .filter(|load| load.others_pct > DISTURBED_PCT)
+    {
+        notes.push(format!(
+            "WARNING: other processes used {:.0}% of a core while {} ran: its figures are \
+             disturbed; run again on an idle machine",
+            load.others_pct, load.scenario
+        ));
+    }
+    notes.extend([
         "warm: each client loops blocking invokes (?blocking=true) of one action; a request \
          counts if it starts and ends inside the window; the confidential client seals params \
-         (HPKE), opens the answer and verifies the receipt on the same cores as the node"
+         (HPKE, then a symmetric session), opens the answer and verifies the receipt on the same \
+         cores as the node"
             .to_owned(),
         "cold: each run creates a fresh action (unique name, and a unique custom section so no \
          compiled module is reused); confidential create includes the broker round trips and \
-         sealing, its first invoke the key grant and the in-enclave decrypt and compile"
+         sealing; runs on a node with a pool start once its idle enclaves are refilled"
             .to_owned(),
         "initTime: plain actions are compiled in the background right after create \
          (prewarm), so a first activation that finds that compile running waits for it and \
          carries no initTime; its latency still includes the wait"
             .to_owned(),
-    ];
-    for row in &warm {
+    ]);
+    if scenarios.contains(&Scenario::Chains) {
+        notes.push(
+            "chains: the confidential client signs a chain ticket per invoke and verifies every \
+             step's receipt and evidence; each step's record is stored (fsynced) in both modes"
+                .into(),
+        );
+    }
+    if scenarios.contains(&Scenario::Cache) {
+        notes.push(
+            "module cache: the cache keeps at least one module, so the node without it has \
+             capacity 0 (kept as 1) and invokes another action before each timed invoke to evict \
+             the new one's module; initTime shows the compile"
+                .into(),
+        );
+    }
+    if found.peer.measured {
+        notes.push(
+            "peer: wasmtime serve instantiates its component for every request; our hello \
+             also logs one line, which is captured and stored with the activation record"
+                .into(),
+        );
+    }
+    if let Some(d) = &found.density {
+        notes.push(format!(
+            "density: a warm instance is a store + instance of noop with its WASI context and \
+             linear memory initialised ({} allocator, copy-on-write images), kept alive; RSS counts \
+             shared image pages once per instance, PSS shares them out",
+            d.allocator
+        ));
+    }
+    for row in &found.warm {
         if row.summary.errors > 0 {
             notes.push(format!(
                 "warm {} {} with {} clients had {} failed requests (not in the latencies)",
@@ -202,7 +672,20 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
             ));
         }
     }
-    for row in &cold {
+    for row in &found.peer.rows {
+        if row.summary.errors > 0 {
+            notes.push(format!(
+                "wasmtime serve with {} clients had {} failed requests (not in the latencies)",
+                row.clients, row.summary.errors
+            ));
+        }
+    }
+    let cold_rows = found
+        .cold
+        .iter()
+        .chain(found.pool.iter().chain(&found.cache).map(|v| &v.row))
+        .chain(found.knobs.iter().filter_map(|k| k.cold_hello.as_ref()));
+    for row in cold_rows {
         if row.errors > 0 {
             notes.push(format!(
                 "cold {} {} had {} failed runs (not in the figures)",
@@ -212,66 +695,7 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
             ));
         }
     }
-    let report = Report {
-        title: report::title(debug_build),
-        machine,
-        tee,
-        settings: Settings {
-            duration_s: plan.duration.as_secs_f64(),
-            warmup_s: plan.warmup.as_secs_f64(),
-            concurrency: args.concurrency,
-            cold_runs: plan.cold_runs,
-            actions_dir: args.actions_dir.display().to_string(),
-        },
-        warm,
-        ratios,
-        cold,
-        goals,
-        notes,
-    };
-    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
-    if let Some(path) = &args.out {
-        std::fs::write(path, format!("{json}\n"))
-            .with_context(|| format!("writing {}", path.display()))?;
-        progress.note(&format!("wrote {}", path.display()));
-    }
-    if json_output {
-        outln!("{json}");
-    } else {
-        crate::output::out!("{}", report.render_table());
-    }
-    Ok(())
-}
-
-/// Creates the warm actions, then measures, in an order that keeps each
-/// plain/confidential pair adjacent in time (the store grows as it runs).
-async fn measure(
-    node: &Node,
-    plan: &Plan,
-    modules: &Modules,
-    progress: &Progress,
-) -> anyhow::Result<(Vec<report::WarmRow>, Vec<report::ColdRow>)> {
-    node.put_plain(PLAIN_NOOP, &modules.noop, true).await?;
-    node.put_confidential(CONFIDENTIAL_NOOP, &modules.noop, true)
-        .await?;
-    let mut warm = Vec::new();
-    for &clients in &plan.clients {
-        for (mode, name) in [
-            (Mode::Plain, PLAIN_NOOP),
-            (Mode::Confidential, CONFIDENTIAL_NOOP),
-        ] {
-            warm.push(scenarios::warm(node, plan, clients, "noop", name, mode, progress).await?);
-        }
-    }
-    let mut cold = Vec::new();
-    for (action, mode) in [
-        ("noop", Mode::Plain),
-        ("hello", Mode::Plain),
-        ("noop", Mode::Confidential),
-    ] {
-        cold.push(scenarios::cold(node, plan, modules, action, mode, progress).await?);
-    }
-    Ok((warm, cold))
+    notes
 }
 
 /// Facts about this machine and build.
@@ -337,10 +761,73 @@ mod tests {
         let args = parse(&[]);
         let plan = args.plan().expect("plan");
         assert_eq!(plan.clients, vec![1, 8]);
-        assert_eq!(plan.duration, Duration::from_secs(10));
-        assert_eq!(plan.warmup, Duration::from_secs(2));
+        assert_eq!(plan.duration, Duration::from_secs(5));
+        assert_eq!(plan.warmup, Duration::from_secs(1));
         assert_eq!(plan.cold_runs, 15);
+        assert_eq!(plan.chain_duration, Duration::from_secs(3));
+        assert_eq!(plan.density_instances, 6_000);
         assert!(args.data_dir.is_none() && args.out.is_none());
+        assert_eq!(args.scenarios(), Scenario::ALL.to_vec(), "everything");
+        assert!(args.peer().is_none(), "no peer unless asked");
+        assert_eq!(args.plot_path(), None, "no files unless asked");
+    }
+
+    #[test]
+    fn quick_shortens_the_run_and_flags_still_win() {
+        let plan = parse(&["--quick"]).plan().expect("plan");
+        assert_eq!(plan.duration, Duration::from_millis(1500));
+        assert_eq!(plan.cold_runs, 5);
+        assert_eq!(plan.chain_duration, Duration::from_secs(1));
+        let plan = parse(&["--quick", "--cold-runs", "9", "--duration", "2"])
+            .plan()
+            .expect("plan");
+        assert_eq!(plan.cold_runs, 9);
+        assert_eq!(plan.duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_picks_scenarios_in_the_suite_order() {
+        let args = parse(&["--only", "density,chains,chains,warm"]);
+        assert_eq!(
+            args.scenarios(),
+            vec![Scenario::Warm, Scenario::Chains, Scenario::Density]
+        );
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        for name in names {
+            let args = parse(&["--only", name]);
+            assert_eq!(args.scenarios().len(), 1, "{name}");
+        }
+        assert!(
+            Cli::try_parse_from(["bench", "--only", "everything"]).is_err(),
+            "unknown scenario"
+        );
+    }
+
+    #[test]
+    fn the_peer_and_the_plot_go_where_they_are_told() {
+        let args = parse(&["--peer", "/x/wasmtime", "--peer-component", "/x/h.wasm"]);
+        let peer = args.peer().expect("peer");
+        assert_eq!(peer.wasmtime, PathBuf::from("/x/wasmtime"));
+        assert_eq!(peer.component, PathBuf::from("/x/h.wasm"));
+        let args = parse(&["--peer", "/x/wasmtime"]);
+        assert!(
+            args.peer()
+                .expect("peer")
+                .component
+                .ends_with("hello_http.wasm")
+        );
+        assert!(
+            Cli::try_parse_from(["bench", "--peer-component", "/x/h.wasm"]).is_err(),
+            "a component needs a peer"
+        );
+        let args = parse(&["--out", "r.json"]);
+        assert_eq!(args.plot_path(), Some(PathBuf::from(DEFAULT_PLOT)));
+        let args = parse(&["--out", "r.json", "--plot", "p.svg"]);
+        assert_eq!(args.plot_path(), Some(PathBuf::from("p.svg")));
+        assert_eq!(
+            parse(&["--publish"]).plot_path(),
+            Some(PathBuf::from(DEFAULT_PLOT))
+        );
     }
 
     #[test]
@@ -357,6 +844,8 @@ mod tests {
             &["--concurrency", "0"],
             &["--cold-runs", "0"],
             &["--warmup", "NaN"],
+            &["--chain-duration", "0"],
+            &["--density", "0"],
         ] {
             assert!(parse(bad).plan().is_err(), "{bad:?}");
         }

@@ -110,6 +110,11 @@ impl CountedStep {
         self.bar.inc(1);
     }
 
+    /// `done` runs done.
+    pub fn set(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+
     /// Ends the bar and prints `summary` as the step's line.
     pub fn finish(self, summary: &str) {
         let label = self.bar.prefix();

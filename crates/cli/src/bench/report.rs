@@ -10,6 +10,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::chains::{ChainRow, ChainSummary};
+use super::coldstart::{self, ColdVariant};
+use super::cpu::OtherLoad;
+use super::density::DensityReport;
+use super::floors::Floors;
+use super::knobs::KnobRow;
 use super::load::LatencySummary;
 
 /// Whether an action runs in the clear or sealed in an enclave.
@@ -78,6 +84,14 @@ pub struct Settings {
     pub cold_runs: usize,
     /// Where the example modules came from.
     pub actions_dir: String,
+    /// Each chain length's window, seconds.
+    pub chain_duration_s: f64,
+    /// Warm instances kept alive by the density measurement.
+    pub density_instances: usize,
+    /// The scenarios run, in order.
+    pub scenarios: Vec<String>,
+    /// Whether `--quick` shortened the run.
+    pub quick: bool,
 }
 
 /// One warm measurement: an action invoked in a closed loop.
@@ -119,6 +133,8 @@ pub struct ColdSample {
     pub first_invoke_ms: f64,
     /// The first activation's `initTime` annotation, ms, when present.
     pub init_time_ms: Option<f64>,
+    /// Untimed wait between create and invoke (for provisioning), ms.
+    pub wait_ms: Option<f64>,
 }
 
 impl ColdSample {
@@ -191,6 +207,9 @@ pub struct ColdRow {
     pub init_time_ms: Quantiles,
     /// How many first activations carried `initTime`.
     pub init_time_present: usize,
+    /// The untimed wait between create and invoke, over the runs that
+    /// waited for something (the enclave pool's provisioning).
+    pub wait_ms: Quantiles,
     /// Every run, in order.
     pub samples: Vec<ColdSample>,
 }
@@ -209,9 +228,87 @@ impl ColdRow {
             total_ms: Quantiles::of(samples.iter().map(ColdSample::total_ms)),
             init_time_present: init.len(),
             init_time_ms: Quantiles::of(init),
+            wait_ms: Quantiles::of(samples.iter().filter_map(|s| s.wait_ms)),
             samples,
         }
     }
+}
+
+/// The `wasmtime serve` peer: measured, or why not.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSection {
+    /// Whether it was measured in this run.
+    pub measured: bool,
+    /// Why not, or what went wrong.
+    pub note: Option<String>,
+    /// `wasmtime --version`.
+    pub version: Option<String>,
+    /// Its component.
+    pub component: Option<String>,
+    /// Closed-loop `GET`s at 1 and N clients.
+    pub rows: Vec<PeerRow>,
+    /// Ours (warm `hello`) over the peer's.
+    pub ratios: Vec<PeerRatio>,
+}
+
+/// The peer at one client count.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRow {
+    /// Concurrent clients (keep-alive connections).
+    pub clients: usize,
+    /// What was measured.
+    #[serde(flatten)]
+    pub summary: LatencySummary,
+}
+
+/// Our warm `hello` over the peer's, at one client count.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerRatio {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Our plain throughput / the peer's (higher is better).
+    pub plain_throughput: f64,
+    /// Our confidential throughput / the peer's.
+    pub confidential_throughput: f64,
+    /// Our plain p50 / the peer's (lower is better).
+    pub plain_p50: f64,
+    /// Our confidential p50 / the peer's.
+    pub confidential_p50: f64,
+}
+
+/// The action our side of the peer comparison invokes.
+pub const PEER_ACTION: &str = "hello";
+
+/// Ours over the peer's for every client count measured on both sides
+/// (NaN where one of our modes is missing).
+pub fn peer_ratios(warm: &[WarmRow], peer: &[PeerRow]) -> Vec<PeerRatio> {
+    let ours = |mode: Mode, clients: usize| {
+        warm.iter()
+            .find(|row| row.action == PEER_ACTION && row.mode == mode && row.clients == clients)
+            .map(|row| row.summary)
+    };
+    peer.iter()
+        .filter_map(|theirs| {
+            let plain = ours(Mode::Plain, theirs.clients);
+            let sealed = ours(Mode::Confidential, theirs.clients);
+            if plain.is_none() && sealed.is_none() {
+                return None;
+            }
+            let over = |ours: Option<LatencySummary>, field: fn(&LatencySummary) -> f64| {
+                ours.map_or(f64::NAN, |ours| field(&ours) / field(&theirs.summary))
+            };
+            Some(PeerRatio {
+                clients: theirs.clients,
+                plain_throughput: over(plain, |s| s.throughput_rps),
+                confidential_throughput: over(sealed, |s| s.throughput_rps),
+                plain_p50: over(plain, |s| s.p50_ms),
+                confidential_p50: over(sealed, |s| s.p50_ms),
+            })
+        })
+        .collect()
 }
 
 /// Which way a goal's bound goes.
@@ -232,6 +329,8 @@ pub enum Unit {
     Ms,
     /// A dimensionless ratio.
     Ratio,
+    /// A number of things (instances).
+    Count,
 }
 
 /// PASS, FAIL, or not measured in this run.
@@ -314,6 +413,7 @@ fn format_value(value: f64, unit: Unit) -> String {
     match unit {
         Unit::Ms => format!("{} ms", ms(value)),
         Unit::Ratio => ratio(value),
+        Unit::Count => rate(value),
     }
 }
 
@@ -325,18 +425,38 @@ pub struct Report {
     pub title: String,
     /// The machine and build.
     pub machine: Machine,
+    /// Other processes' CPU use while each scenario ran.
+    pub other_load: Vec<OtherLoad>,
     /// The node's TEE.
     pub tee: TeeFacts,
     /// The run's configuration.
     pub settings: Settings,
+    /// What an invoke pays before wasm runs.
+    pub floors: Option<Floors>,
     /// Warm closed-loop measurements.
     pub warm: Vec<WarmRow>,
     /// Confidential over plain, from `warm`.
     pub ratios: Vec<RatioRow>,
     /// Cold starts.
     pub cold: Vec<ColdRow>,
+    /// Chains of noop steps, plain and confidential.
+    pub chains: Vec<ChainRow>,
+    /// What the chain rows say per hop.
+    pub chain_summary: Option<ChainSummary>,
+    /// Cold starts with and without the enclave pool.
+    pub pool: Vec<ColdVariant>,
+    /// Cold starts with and without the module cache.
+    pub cache: Vec<ColdVariant>,
+    /// The sandbox's knobs, one at a time.
+    pub knobs: Vec<KnobRow>,
+    /// The `wasmtime serve` peer.
+    pub peer: PeerSection,
+    /// Warm instances per 2 GiB.
+    pub density: Option<DensityReport>,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
+    /// Where the plot was written, if it was.
+    pub plot: Option<String>,
     /// Things a reader should know about this run (errors, caveats).
     pub notes: Vec<String>,
 }
@@ -371,26 +491,27 @@ pub fn ratios(warm: &[WarmRow]) -> Vec<RatioRow> {
         .collect()
 }
 
-/// The goals of the benchmark issue, evaluated on what was measured.
-/// `concurrency` is the "N clients" figure.
-pub fn evaluate_goals(
-    warm: &[WarmRow],
-    ratios: &[RatioRow],
-    cold: &[ColdRow],
-    concurrency: usize,
-) -> Vec<GoalCheck> {
+/// The goals of the benchmark issues, evaluated on what `report` measured
+/// (its `goals` are ignored). `settings.concurrency` is the "N clients"
+/// figure.
+pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
+    let warm = &report.warm;
+    let concurrency = report.settings.concurrency;
     let warm_p50 = |mode: Mode, clients: usize| {
         warm.iter()
             .find(|row| row.action == "noop" && row.mode == mode && row.clients == clients)
             .map(|row| row.summary.p50_ms)
     };
     let ratio = |clients: usize| {
-        ratios
+        report
+            .ratios
             .iter()
             .find(|row| row.action == "noop" && row.clients == clients)
     };
     let cold_total = |action: &str, mode: Mode| {
-        cold.iter()
+        report
+            .cold
+            .iter()
             .find(|row| row.action == action && row.mode == mode && row.runs > 0)
             .map(|row| row.total_ms.p50)
     };
@@ -436,6 +557,67 @@ pub fn evaluate_goals(
         20.0,
         Unit::Ms,
         cold_total("noop", Mode::Confidential),
+    ));
+
+    let chain = report.chain_summary.filter(|summary| summary.steps == 10);
+    goals.push(GoalCheck::new(
+        "chain per-hop overhead, confidential over plain (p50, 10 steps)".into(),
+        Bound::AtMost,
+        0.2,
+        Unit::Ms,
+        chain.map(|summary| summary.per_hop_overhead_ms),
+    ));
+    goals.push(GoalCheck::new(
+        "confidential/plain chain latency p50, 10 steps".into(),
+        Bound::AtMost,
+        1.2,
+        Unit::Ratio,
+        chain.map(|summary| summary.ratio),
+    ));
+    goals.push(GoalCheck::new(
+        "cold confidential invoke with the pool (p50, once provisioned)".into(),
+        Bound::AtMost,
+        10.0,
+        Unit::Ms,
+        report
+            .pool
+            .iter()
+            .find(|row| {
+                row.setting == coldstart::POOL
+                    && row.measure == coldstart::AFTER_READY
+                    && row.row.runs > 0
+            })
+            .map(|row| row.row.first_invoke_ms.p50),
+    ));
+    let peer_ratio = |clients: usize| report.peer.ratios.iter().find(|row| row.clients == clients);
+    for (mode, target) in [(Mode::Plain, 0.5), (Mode::Confidential, 0.45)] {
+        for &n in &clients {
+            goals.push(GoalCheck::new(
+                format!(
+                    "ours/wasmtime serve throughput, {} hello, {}",
+                    mode.name(),
+                    clients_label(n)
+                ),
+                Bound::AtLeast,
+                target,
+                Unit::Ratio,
+                peer_ratio(n).map(|row| match mode {
+                    Mode::Plain => row.plain_throughput,
+                    Mode::Confidential => row.confidential_throughput,
+                }),
+            ));
+        }
+    }
+    goals.push(GoalCheck::new(
+        "warm instances in 2 GiB (RSS, instantiated, not run)".into(),
+        Bound::AtLeast,
+        5_000.0,
+        Unit::Count,
+        report
+            .density
+            .as_ref()
+            .and_then(|density| density.per_idle.fit_in_budget)
+            .map(|count| count as f64),
     ));
     goals
 }
@@ -491,12 +673,27 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "load      closed loop, {} s per measurement after {} s warm-up; N = {} clients; {} cold starts per action",
+            "load      closed loop, {} s per measurement after {} s warm-up; N = {} clients; {} cold starts per action; {} s per chain length{}",
             trim_float(s.duration_s),
             trim_float(s.warmup_s),
             s.concurrency,
-            s.cold_runs
+            s.cold_runs,
+            trim_float(s.chain_duration_s),
+            if s.quick { " (--quick)" } else { "" }
         );
+        let _ = writeln!(out, "scenarios {}", s.scenarios.join(", "));
+        if !self.other_load.is_empty() {
+            let loads: Vec<String> = self
+                .other_load
+                .iter()
+                .map(|load| format!("{} {:.1}%", load.scenario, load.others_pct))
+                .collect();
+            let _ = writeln!(
+                out,
+                "others    CPU used by other processes, % of one core: {}",
+                loads.join(", ")
+            );
+        }
 
         let _ = writeln!(out, "\nWarm blocking invokes (latency in ms)");
         let mut table = Table::new(&[
@@ -520,6 +717,18 @@ impl Report {
             ]);
         }
         out.push_str(&table.render());
+
+        if let Some(floors) = &self.floors {
+            let _ = writeln!(
+                out,
+                "floors (1 client): GET /namespaces p50 {} ms ({} req/s), no activation; 4 KiB \
+                 write + fdatasync in the data dir p50 {} ms (p90 {})",
+                ms(floors.api_get.p50_ms),
+                rate(floors.api_get.throughput_rps),
+                ms(floors.fsync_ms.p50),
+                ms(floors.fsync_ms.p90)
+            );
+        }
 
         let _ = writeln!(out, "\nConfidential / plain");
         let mut table = Table::new(&["action", "clients", "throughput", "p50"]);
@@ -568,6 +777,12 @@ impl Report {
         }
         out.push_str(&table.render());
 
+        self.render_chains(&mut out);
+        self.render_cold_variants(&mut out);
+        self.render_knobs(&mut out);
+        self.render_peer(&mut out);
+        self.render_density(&mut out);
+
         let _ = writeln!(out, "\nGoals");
         let mut table = Table::new(&["goal", "target", "measured", "result"]);
         for goal in &self.goals {
@@ -588,6 +803,332 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl Report {
+    fn render_chains(&self, out: &mut String) {
+        if self.chains.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nChains: blocking invoke of a sequence of noop steps, 1 client (latency in ms)"
+        );
+        let mut table = Table::new(&[
+            "steps", "mode", "requests", "errors", "p50", "p90", "p99", "mean",
+        ]);
+        for row in &self.chains {
+            let s = &row.summary;
+            table.row(vec![
+                row.steps.to_string(),
+                row.mode.name().into(),
+                s.requests.to_string(),
+                s.errors.to_string(),
+                ms(s.p50_ms),
+                ms(s.p90_ms),
+                ms(s.p99_ms),
+                ms(s.mean_ms),
+            ]);
+        }
+        out.push_str(&table.render());
+        if let Some(c) = &self.chain_summary {
+            let _ = writeln!(
+                out,
+                "per hop, confidential over plain: {} us at {} steps ((conf p50 - plain p50) / {}); \
+                 {} us from the slopes 1..{} (plain {} us/step, confidential {} us/step); \
+                 confidential/plain p50 at {} steps: {}",
+                micros(c.per_hop_overhead_ms),
+                c.steps,
+                c.steps,
+                micros(c.per_hop_overhead_slope_ms),
+                c.steps,
+                micros(c.plain_per_hop_ms),
+                micros(c.confidential_per_hop_ms),
+                c.steps,
+                ratio(c.ratio)
+            );
+        }
+    }
+
+    fn render_cold_variants(&self, out: &mut String) {
+        if self.pool.is_empty() && self.cache.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nCold start with and without the enclave pool and the module cache: noop, a node per \
+             setting (p50 / p90, ms)"
+        );
+        let mut table = Table::new(&[
+            "setting",
+            "mode",
+            "measured",
+            "runs",
+            "create",
+            "wait",
+            "first invoke",
+            "create+invoke",
+            "initTime",
+        ]);
+        for variant in self.pool.iter().chain(&self.cache) {
+            let row = &variant.row;
+            table.row(vec![
+                variant.setting.clone(),
+                row.mode.name().into(),
+                variant.measure.clone(),
+                runs(row),
+                pair(&row.create_ms),
+                if row.wait_ms.p50.is_finite() {
+                    pair(&row.wait_ms)
+                } else {
+                    "-".into()
+                },
+                pair(&row.first_invoke_ms),
+                pair(&row.total_ms),
+                init_time(row),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+
+    fn render_knobs(&self, out: &mut String) {
+        if self.knobs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nSandbox knobs, one at a time, a node each: warm plain noop at 1 client; cold plain \
+             hello (p50 / p90, ms)"
+        );
+        let mut table = Table::new(&[
+            "setting",
+            "req/s",
+            "p50",
+            "p99",
+            "cold create+invoke",
+            "cold initTime",
+        ]);
+        for row in &self.knobs {
+            let warm = row.warm.as_ref();
+            let cold = row.cold_hello.as_ref();
+            table.row(vec![
+                row.setting.clone(),
+                warm.map_or_else(|| "-".into(), |s| rate(s.throughput_rps)),
+                warm.map_or_else(|| "-".into(), |s| ms(s.p50_ms)),
+                warm.map_or_else(|| "-".into(), |s| ms(s.p99_ms)),
+                cold.map_or_else(|| "-".into(), |c| pair(&c.total_ms)),
+                cold.map_or_else(|| "-".into(), init_time),
+            ]);
+        }
+        out.push_str(&table.render());
+    }
+
+    fn render_peer(&self, out: &mut String) {
+        let peer = &self.peer;
+        if !peer.measured {
+            let _ = writeln!(
+                out,
+                "\npeer: not measured ({})",
+                peer.note.as_deref().unwrap_or("run scripts/bench.sh")
+            );
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nAgainst wasmtime serve ({}), same load generator and clients: GET of a wasi:http \
+             hello component vs our blocking invoke of hello (latency in ms)",
+            peer.version.as_deref().unwrap_or("unknown version")
+        );
+        let mut table = Table::new(&[
+            "server", "clients", "requests", "errors", "req/s", "p50", "p99",
+        ]);
+        for clients in peer.rows.iter().map(|row| row.clients) {
+            for row in self
+                .warm
+                .iter()
+                .filter(|row| row.action == PEER_ACTION && row.clients == clients)
+            {
+                let s = &row.summary;
+                table.row(vec![
+                    format!("clemmys {} hello", row.mode.name()),
+                    clients.to_string(),
+                    s.requests.to_string(),
+                    s.errors.to_string(),
+                    rate(s.throughput_rps),
+                    ms(s.p50_ms),
+                    ms(s.p99_ms),
+                ]);
+            }
+            for row in peer.rows.iter().filter(|row| row.clients == clients) {
+                let s = &row.summary;
+                table.row(vec![
+                    "wasmtime serve".into(),
+                    clients.to_string(),
+                    s.requests.to_string(),
+                    s.errors.to_string(),
+                    rate(s.throughput_rps),
+                    ms(s.p50_ms),
+                    ms(s.p99_ms),
+                ]);
+            }
+        }
+        out.push_str(&table.render());
+        let _ = writeln!(out, "\nOurs / wasmtime serve");
+        let mut table = Table::new(&[
+            "clients",
+            "plain req/s",
+            "confidential req/s",
+            "plain p50",
+            "confidential p50",
+        ]);
+        for row in &peer.ratios {
+            table.row(vec![
+                row.clients.to_string(),
+                ratio(row.plain_throughput),
+                ratio(row.confidential_throughput),
+                ratio(row.plain_p50),
+                ratio(row.confidential_p50),
+            ]);
+        }
+        out.push_str(&table.render());
+        let _ = writeln!(
+            out,
+            "\nCold start vs wasmtime serve's per-request instantiation (p50, ms)"
+        );
+        let mut table = Table::new(&["what", "p50"]);
+        for (what, value) in self.cold_comparison() {
+            table.row(vec![what, ms(value)]);
+        }
+        out.push_str(&table.render());
+    }
+
+    /// Our cold starts next to the peer's per-request latency at 1 client
+    /// (it instantiates the component for every request), as shown.
+    pub fn cold_comparison(&self) -> Vec<(String, f64)> {
+        let mut rows = Vec::new();
+        if let Some(peer) = self.peer.rows.iter().find(|row| row.clients == 1) {
+            rows.push((
+                "wasmtime serve: a request (instantiate + handle), 1 client".to_owned(),
+                peer.summary.p50_ms,
+            ));
+        }
+        for variant in self.pool.iter().chain(&self.cache) {
+            rows.push((
+                format!(
+                    "clemmys {} noop, {}: {}",
+                    variant.row.mode.name(),
+                    variant.setting,
+                    variant.measure
+                ),
+                variant.row.first_invoke_ms.p50,
+            ));
+        }
+        for row in &self.cold {
+            rows.push((
+                format!(
+                    "clemmys {} {}: create + first invoke",
+                    row.mode.name(),
+                    row.action
+                ),
+                row.total_ms.p50,
+            ));
+        }
+        rows
+    }
+
+    fn render_density(&self, out: &mut String) {
+        let Some(d) = &self.density else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "\nDensity: {} warm noop instances alive at once in this process ({} allocator{})",
+            d.instances,
+            d.allocator,
+            d.fallback
+                .as_deref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
+        );
+        let mut table = Table::new(&[
+            "instances",
+            "RSS growth",
+            "RSS / instance",
+            "PSS / instance",
+            "fit in 2 GiB (RSS)",
+            "took",
+        ]);
+        for (what, per, took) in [
+            ("instantiated, not run", &d.per_idle, d.instantiate_ms),
+            ("after one _start each", &d.per_started, d.start_ms),
+        ] {
+            table.row(vec![
+                what.into(),
+                format!(
+                    "{:.1} MiB",
+                    per.total_rss_bytes as f64 / f64::from(1u32 << 20)
+                ),
+                kib(per.rss_bytes),
+                per.pss_bytes.map_or_else(|| "-".into(), kib),
+                per.fit_in_budget
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+                format!("{} ms", ms(took)),
+            ]);
+        }
+        out.push_str(&table.render());
+        let within = |per: &super::density::PerInstance| {
+            if per.total_rss_bytes <= super::density::BUDGET_BYTES {
+                "within"
+            } else {
+                "MORE than"
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{} instances alive at once, measured: {} 2 GiB of RSS growth instantiated, {} 2 GiB \
+             after _start",
+            d.instances,
+            within(&d.per_idle),
+            within(&d.per_started)
+        );
+    }
+}
+
+fn runs(row: &ColdRow) -> String {
+    if row.errors == 0 {
+        row.runs.to_string()
+    } else {
+        format!("{} ({} failed)", row.runs, row.errors)
+    }
+}
+
+fn init_time(row: &ColdRow) -> String {
+    if row.init_time_present == 0 {
+        "-".to_owned()
+    } else {
+        format!(
+            "{} ({}/{})",
+            pair(&row.init_time_ms),
+            row.init_time_present,
+            row.runs
+        )
+    }
+}
+
+fn micros(value_ms: f64) -> String {
+    if value_ms.is_finite() {
+        format!("{:.0}", value_ms * 1e3)
+    } else {
+        "-".into()
+    }
+}
+
+fn kib(bytes: f64) -> String {
+    if bytes.is_finite() {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        "-".into()
     }
 }
 
@@ -677,8 +1218,9 @@ fn trim_float(value: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::bench::density::{MemorySample, PerInstance};
 
     fn summary(rps: f64, p50: f64) -> LatencySummary {
         LatencySummary {
@@ -711,26 +1253,80 @@ mod tests {
                 create_ms: total / 2.0,
                 first_invoke_ms: total / 2.0,
                 init_time_ms: Some(1.0),
+                wait_ms: None,
             })
             .collect();
         ColdRow::from_samples(action, mode, samples, 0)
     }
 
-    fn report() -> Report {
-        let warm = vec![
+    fn chain(steps: usize, mode: Mode, p50: f64) -> ChainRow {
+        ChainRow {
+            steps,
+            mode,
+            summary: summary(1e3 / p50, p50),
+        }
+    }
+
+    fn variant(setting: &str, measure: &str, mode: Mode, invoke: f64) -> ColdVariant {
+        let mut row = cold("noop", mode, &[2.0 * invoke]);
+        row.samples[0].wait_ms = Some(7.0);
+        let row = ColdRow::from_samples("noop", mode, row.samples, 0);
+        ColdVariant {
+            setting: setting.into(),
+            measure: measure.into(),
+            row,
+        }
+    }
+
+    /// A report with every section, as a full run makes it.
+    pub(crate) fn report() -> Report {
+        let mut warm = vec![
             warm(Mode::Plain, 1, 2000.0, 0.5),
             warm(Mode::Plain, 8, 4000.0, 2.0),
             warm(Mode::Confidential, 1, 1000.0, 1.0),
             warm(Mode::Confidential, 8, 3900.0, 2.1),
         ];
-        let ratios = ratios(&warm);
-        let cold = vec![
-            cold("noop", Mode::Plain, &[10.0, 12.0]),
-            cold("hello", Mode::Plain, &[40.0, 60.0, 45.0]),
-            cold("noop", Mode::Confidential, &[30.0]),
+        for (mode, clients, rps) in [
+            (Mode::Plain, 1, 1900.0),
+            (Mode::Confidential, 1, 1500.0),
+            (Mode::Plain, 8, 3000.0),
+            (Mode::Confidential, 8, 2000.0),
+        ] {
+            let mut row = self::warm(mode, clients, rps, 1e3 / rps);
+            row.action = PEER_ACTION.into();
+            warm.push(row);
+        }
+        let peer_rows = vec![
+            PeerRow {
+                clients: 1,
+                summary: summary(3800.0, 0.25),
+            },
+            PeerRow {
+                clients: 8,
+                summary: summary(5000.0, 1.5),
+            },
         ];
-        let goals = evaluate_goals(&warm, &ratios, &cold, 8);
-        Report {
+        let chains = vec![
+            chain(1, Mode::Plain, 2.0),
+            chain(1, Mode::Confidential, 3.0),
+            chain(5, Mode::Plain, 6.0),
+            chain(5, Mode::Confidential, 8.0),
+            chain(10, Mode::Plain, 11.0),
+            chain(10, Mode::Confidential, 13.0),
+        ];
+        let before = MemorySample {
+            rss_bytes: 50 << 20,
+            ..MemorySample::default()
+        };
+        let idle = MemorySample {
+            rss_bytes: (50 << 20) + 6_000 * 64 * 1024,
+            ..MemorySample::default()
+        };
+        let started = MemorySample {
+            rss_bytes: (50 << 20) + 6_000 * 256 * 1024,
+            ..MemorySample::default()
+        };
+        let mut report = Report {
             title: title(false),
             machine: Machine {
                 cores: 2,
@@ -741,6 +1337,11 @@ mod tests {
                 debug_assertions: false,
                 data_dir_fs: Some("ext4".into()),
             },
+            other_load: vec![OtherLoad {
+                scenario: "warm".into(),
+                seconds: 30.0,
+                others_pct: 1.25,
+            }],
             tee: TeeFacts {
                 kind: "sim".into(),
                 hardware: false,
@@ -752,13 +1353,110 @@ mod tests {
                 concurrency: 8,
                 cold_runs: 15,
                 actions_dir: "target/examples".into(),
+                chain_duration_s: 3.0,
+                density_instances: 6_000,
+                scenarios: vec!["warm".into(), "peer".into()],
+                quick: false,
             },
+            ratios: ratios(&warm),
+            cold: vec![
+                cold("noop", Mode::Plain, &[10.0, 12.0]),
+                cold("hello", Mode::Plain, &[40.0, 60.0, 45.0]),
+                cold("noop", Mode::Confidential, &[30.0]),
+            ],
+            chain_summary: ChainSummary::of(&chains),
+            chains,
+            pool: vec![
+                variant(
+                    coldstart::POOL,
+                    coldstart::AFTER_CREATE,
+                    Mode::Confidential,
+                    9.0,
+                ),
+                variant(
+                    coldstart::POOL,
+                    coldstart::AFTER_READY,
+                    Mode::Confidential,
+                    4.0,
+                ),
+                variant(
+                    coldstart::NO_POOL,
+                    coldstart::AFTER_CREATE,
+                    Mode::Confidential,
+                    40.0,
+                ),
+            ],
+            cache: vec![
+                variant(coldstart::CACHE, coldstart::AFTER_COMPILE, Mode::Plain, 0.8),
+                variant(
+                    coldstart::NO_CACHE,
+                    coldstart::NOT_CACHED,
+                    Mode::Plain,
+                    30.0,
+                ),
+            ],
+            knobs: vec![
+                KnobRow {
+                    setting: "default".into(),
+                    warm: Some(summary(2100.0, 0.45)),
+                    cold_hello: Some(cold("hello", Mode::Plain, &[40.0])),
+                },
+                KnobRow {
+                    setting: "pooling off (on-demand)".into(),
+                    warm: Some(summary(1900.0, 0.52)),
+                    cold_hello: None,
+                },
+            ],
+            peer: PeerSection {
+                measured: true,
+                note: None,
+                version: Some("wasmtime 48.0.8 (abc 2025-11-20)".into()),
+                component: Some("hello_http.wasm".into()),
+                ratios: peer_ratios(&warm, &peer_rows),
+                rows: peer_rows,
+            },
+            density: Some(DensityReport {
+                instances: 6_000,
+                allocator: "pooling".into(),
+                fallback: None,
+                instantiate_ms: 120.0,
+                start_ms: 300.0,
+                before,
+                idle,
+                started,
+                per_idle: PerInstance::between(&before, &idle, 6_000),
+                per_started: PerInstance::between(&before, &started, 6_000),
+            }),
+            floors: Some(Floors {
+                api_get: summary(9000.0, 0.11),
+                fsync_ms: Quantiles::of([0.4, 0.5, 0.6]),
+            }),
             warm,
-            ratios,
-            cold,
-            goals,
+            goals: Vec::new(),
             notes: vec!["a note".into()],
-        }
+            plot: None,
+        };
+        report.goals = evaluate_goals(&report);
+        report
+    }
+
+    /// A report of a run that measured nothing.
+    fn empty_report() -> Report {
+        let mut report = report();
+        report.settings.concurrency = 1;
+        report.warm.clear();
+        report.ratios.clear();
+        report.cold.clear();
+        report.chains.clear();
+        report.chain_summary = None;
+        report.pool.clear();
+        report.cache.clear();
+        report.knobs.clear();
+        report.peer = PeerSection::default();
+        report.density = None;
+        report.floors = None;
+        report.goals = evaluate_goals(&report);
+        report
     }
 
     #[test]
@@ -790,16 +1488,19 @@ mod tests {
                 create_ms: 1.0,
                 first_invoke_ms: 10.0,
                 init_time_ms: None,
+                wait_ms: None,
             },
             ColdSample {
                 create_ms: 10.0,
                 first_invoke_ms: 2.0,
                 init_time_ms: Some(4.0),
+                wait_ms: None,
             },
             ColdSample {
                 create_ms: 3.0,
                 first_invoke_ms: 3.0,
                 init_time_ms: Some(2.0),
+                wait_ms: None,
             },
         ];
         let row = ColdRow::from_samples("noop", Mode::Plain, samples, 1);
@@ -868,16 +1569,114 @@ mod tests {
                     "cold start p50, confidential noop (create + first invoke)",
                     Verdict::Fail
                 ),
+                (
+                    "chain per-hop overhead, confidential over plain (p50, 10 steps)",
+                    Verdict::Pass
+                ),
+                (
+                    "confidential/plain chain latency p50, 10 steps",
+                    Verdict::Pass
+                ),
+                (
+                    "cold confidential invoke with the pool (p50, once provisioned)",
+                    Verdict::Pass
+                ),
+                (
+                    "ours/wasmtime serve throughput, plain hello, 1 client",
+                    Verdict::Pass
+                ),
+                (
+                    "ours/wasmtime serve throughput, plain hello, 8 clients",
+                    Verdict::Pass
+                ),
+                (
+                    "ours/wasmtime serve throughput, confidential hello, 1 client",
+                    Verdict::Fail
+                ),
+                (
+                    "ours/wasmtime serve throughput, confidential hello, 8 clients",
+                    Verdict::Fail
+                ),
+                (
+                    "warm instances in 2 GiB (RSS, instantiated, not run)",
+                    Verdict::Pass
+                ),
             ]
         );
-        assert_eq!(report.goals[5].measured, Some(45.0));
+        let measured = |name: &str| {
+            report
+                .goals
+                .iter()
+                .find(|g| g.goal.starts_with(name))
+                .and_then(|g| g.measured)
+                .expect("measured")
+        };
+        assert_eq!(measured("cold start p50, plain hello"), 45.0);
+        // (13 - 11) / 10 ms per hop; 13 / 11 end to end.
+        assert!((measured("chain per-hop") - 0.2).abs() < 1e-12);
+        assert!((measured("confidential/plain chain") - 13.0 / 11.0).abs() < 1e-12);
+        assert_eq!(measured("cold confidential invoke with the pool"), 4.0);
+        assert!((measured("ours/wasmtime serve throughput, plain hello, 1") - 0.5).abs() < 1e-12);
+        assert_eq!(measured("warm instances"), 32_768.0);
+    }
+
+    #[test]
+    fn peer_ratios_pair_our_hello_with_the_peer_at_each_client_count() {
+        let report = report();
+        let one = &report.peer.ratios[0];
+        assert_eq!(one.clients, 1);
+        assert!((one.plain_throughput - 1900.0 / 3800.0).abs() < 1e-12);
+        assert!((one.confidential_throughput - 1500.0 / 3800.0).abs() < 1e-12);
+        assert!((one.plain_p50 - (1e3 / 1900.0) / 0.25).abs() < 1e-9);
+        // Rows of noop are not hello: no peer ratio from them alone.
+        let noop_only: Vec<WarmRow> = report
+            .warm
+            .iter()
+            .filter(|row| row.action == "noop")
+            .cloned()
+            .collect();
+        assert!(peer_ratios(&noop_only, &report.peer.rows).is_empty());
+        // One mode missing: its ratio is not a number, the other stays.
+        let plain_only: Vec<WarmRow> = report
+            .warm
+            .iter()
+            .filter(|row| row.mode == Mode::Plain)
+            .cloned()
+            .collect();
+        let ratios = peer_ratios(&plain_only, &report.peer.rows);
+        assert!(ratios[0].confidential_throughput.is_nan());
+        assert!(ratios[0].plain_throughput.is_finite());
+    }
+
+    #[test]
+    fn a_chain_shorter_than_ten_steps_does_not_answer_the_chain_goals() {
+        let mut report = report();
+        report.chains.retain(|row| row.steps != 10);
+        report.chain_summary = ChainSummary::of(&report.chains);
+        let goals = evaluate_goals(&report);
+        for goal in goals.iter().filter(|g| g.goal.contains("chain")) {
+            assert_eq!(goal.verdict, Verdict::NotMeasured, "{}", goal.goal);
+        }
     }
 
     #[test]
     fn unmeasured_goals_are_not_applicable() {
-        let goals = evaluate_goals(&[], &[], &[], 1);
-        assert_eq!(goals.len(), 5, "one client count only");
-        assert!(goals.iter().all(|g| g.verdict == Verdict::NotMeasured));
+        let report = empty_report();
+        assert_eq!(report.goals.len(), 11, "one client count only");
+        assert!(
+            report
+                .goals
+                .iter()
+                .all(|g| g.verdict == Verdict::NotMeasured)
+        );
+        let text = report.render_table();
+        assert!(
+            text.contains("peer: not measured (run scripts/bench.sh)"),
+            "{text}"
+        );
+        for absent in ["Chains:", "Density:", "Sandbox knobs", "enclave pool"] {
+            assert!(!text.contains(absent), "{absent} in:\n{text}");
+        }
     }
 
     #[test]
@@ -890,10 +1689,18 @@ mod tests {
         );
         assert!(text.contains("SIMULATED TEE"));
         assert!(text.contains("data dir on ext4"));
+        assert!(text.contains("% of one core: warm 1.2%"), "{text}");
         for section in [
             "Warm blocking invokes",
             "Confidential / plain",
             "Cold start",
+            "Chains:",
+            "enclave pool",
+            "Sandbox knobs",
+            "Against wasmtime serve (wasmtime 48.0.8",
+            "Ours / wasmtime serve",
+            "per-request instantiation",
+            "Density: 6000 warm noop instances",
             "Goals",
             "Notes",
         ] {
@@ -915,6 +1722,45 @@ mod tests {
         assert!(
             text.contains("22.50 / 30.00"),
             "cold hello create p50/p90:\n{text}"
+        );
+        assert!(
+            text.contains("per hop, confidential over plain: 200 us at 10 steps"),
+            "{text}"
+        );
+        assert!(
+            text.contains("GET /namespaces p50 0.110 ms (9000 req/s)")
+                && text.contains("fdatasync in the data dir p50 0.500 ms"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("warm instances in 2 GiB"))
+            .expect("density goal");
+        assert!(line.contains(">= 5000") && line.contains("32768"), "{line}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("instantiated, not run"))
+            .expect("density row");
+        assert!(
+            line.contains("64.0 KiB") && line.contains("375.0 MiB"),
+            "{line}"
+        );
+        assert!(
+            text.contains("within 2 GiB of RSS growth instantiated, within 2 GiB after"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("enclave pool") && l.contains("provisioned"))
+            .expect("pool row");
+        assert!(line.contains("7.000 / 7.000"), "the wait: {line}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("pooling off"))
+            .expect("knob row");
+        assert!(
+            line.contains("1900") && line.trim_end().ends_with('-'),
+            "{line}"
         );
     }
 
@@ -941,6 +1787,16 @@ mod tests {
         let mut report = report();
         report.warm[0].summary.p99_ms = f64::NAN;
         let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["chains"][5]["steps"], 10);
+        assert_eq!(json["chainSummary"]["ratio"], 13.0 / 11.0);
+        assert_eq!(json["pool"][1]["measure"], "invoke once provisioned");
+        assert_eq!(json["pool"][1]["firstInvokeMs"]["p50"], 4.0);
+        assert_eq!(json["cache"][0]["coldHello"], serde_json::Value::Null);
+        assert_eq!(json["knobs"][1]["coldHello"], serde_json::Value::Null);
+        assert_eq!(json["peer"]["rows"][1]["throughputRps"], 5000.0);
+        assert_eq!(json["peer"]["ratios"][0]["plainThroughput"], 0.5);
+        assert_eq!(json["density"]["perIdle"]["fitInBudget"], 32_768);
+        assert_eq!(json["settings"]["densityInstances"], 6_000);
         assert_eq!(json["warm"][1]["throughputRps"], 4000.0);
         assert_eq!(json["warm"][1]["mode"], "plain");
         assert_eq!(json["warm"][0]["p99Ms"], serde_json::Value::Null);

@@ -6,9 +6,9 @@
 //! Everything goes through the real HTTP API on loopback, except starting
 //! the node.
 //!
-//! A scenario is an async function of the node that returns report rows;
-//! adding one (chains, enclave pools, density) means adding a function here
-//! and a call in `bench::run`.
+//! A scenario is an async function of a node that returns report rows:
+//! warm and cold starts here, chains, pool and cache cold starts, and the
+//! sandbox knobs in modules of their own; `bench::run` calls them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, NamespaceLimits};
 use serde_json::{Value, json};
 
-use super::load::{self, LoadSpec};
+use super::load::{self, LatencySummary, LoadSpec};
 use super::progress::Progress;
 use super::report::{ColdRow, ColdSample, Mode, TeeFacts, WarmRow};
 
@@ -92,6 +92,16 @@ impl Node {
     /// raises the guest namespace's limits so they cannot throttle the run,
     /// and connects a confidential client.
     pub async fn start(data_dir: &Path, clients: usize) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, clients, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), with `configure` changing the node's
+    /// configuration (its sandbox or enclave pool) before it starts.
+    pub async fn start_with(
+        data_dir: &Path,
+        clients: usize,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> anyhow::Result<Self> {
         let mut config = ServerConfig::new(
             "127.0.0.1:0".parse().context("the loopback address")?,
             data_dir.to_owned(),
@@ -102,6 +112,7 @@ impl Node {
         config.sandbox =
             clemmys_sandbox::SandboxConfig::with_slots(u32::try_from(slots).unwrap_or(u32::MAX));
         config.invoker.concurrency = slots;
+        configure(&mut config);
         let server = RunningServer::start(config)
             .await
             .with_context(|| format!("starting a node on {}", data_dir.display()))?;
@@ -131,6 +142,54 @@ impl Node {
             _client_home: home_dir,
             data_dir: data_dir.to_owned(),
         })
+    }
+
+    /// Whether confidential action `name` has an enclave holding its key
+    /// and compiled code (the pool provisioned it).
+    pub fn enclave_ready(&self, name: &str) -> bool {
+        self.server.enclaves.is_ready(self.owner.namespace(), name)
+    }
+
+    /// Idle pre-attested enclaves now, and how many the pool keeps.
+    pub fn idle_enclaves(&self) -> (usize, usize) {
+        (
+            self.server.enclaves.stats().idle,
+            self.server.enclaves.config().idle_target,
+        )
+    }
+
+    /// `/NAMESPACE/name`, as sequences name their components.
+    pub fn qualified(&self, name: &str) -> String {
+        format!("/{}/{name}", self.owner.namespace())
+    }
+
+    /// Creates sequence `name` of `components` (qualified names) through
+    /// the API; the node makes it a confidential chain when every
+    /// component is confidential.
+    pub async fn put_sequence(&self, name: &str, components: Vec<String>) -> anyhow::Result<()> {
+        let put = ActionPut {
+            exec: Some(ExecPut {
+                kind: clemmys_whisk::SEQUENCE_KIND.into(),
+                code: None,
+                binary: None,
+                main: None,
+                components: Some(components),
+            }),
+            ..ActionPut::default()
+        };
+        self.client
+            .put_action(name, &put, true)
+            .await
+            .with_context(|| format!("creating sequence {name}"))?;
+        Ok(())
+    }
+
+    /// One blocking invoke of `name` in `mode` that must succeed.
+    pub async fn invoke(&self, name: &str, mode: Mode) -> anyhow::Result<ActivationId> {
+        match mode {
+            Mode::Plain => Ok(invoke_plain(&self.client, name).await?.activation_id()),
+            Mode::Confidential => invoke_confidential(&self.owner, name).await,
+        }
     }
 
     /// The data directory.
@@ -256,7 +315,7 @@ fn wasm_action(wasm: &[u8]) -> ActionPut {
 }
 
 /// One blocking plain invoke that must succeed.
-async fn invoke_plain(client: &Client, name: &str) -> anyhow::Result<Invoked> {
+pub async fn invoke_plain(client: &Client, name: &str) -> anyhow::Result<Invoked> {
     let invoked = client
         .invoke(name, Value::Null, InvokeOptions::blocking())
         .await?;
@@ -272,7 +331,7 @@ async fn invoke_plain(client: &Client, name: &str) -> anyhow::Result<Invoked> {
 }
 
 /// One blocking confidential invoke, opened and verified, that must succeed.
-async fn invoke_confidential(owner: &Confidential, name: &str) -> anyhow::Result<ActivationId> {
+pub async fn invoke_confidential(owner: &Confidential, name: &str) -> anyhow::Result<ActivationId> {
     match owner
         .invoke(name, &json!({}), InvokeOptions::blocking())
         .await?
@@ -303,6 +362,21 @@ pub struct Plan {
     pub duration: Duration,
     /// Cold starts per action.
     pub cold_runs: usize,
+    /// Each chain length's window (one client).
+    pub chain_duration: Duration,
+    /// Warm instances the density measurement keeps alive.
+    pub density_instances: usize,
+}
+
+impl Plan {
+    /// The load of a warm measurement with `clients` clients.
+    pub fn spec(&self, clients: usize) -> LoadSpec {
+        LoadSpec {
+            clients,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
+    }
 }
 
 /// Warm closed-loop blocking invokes of `action` (already created as
@@ -316,46 +390,66 @@ pub async fn warm(
     mode: Mode,
     progress: &Progress,
 ) -> anyhow::Result<WarmRow> {
-    // One invoke outside any window: a failure here is a setup error,
-    // reported as such instead of as a window full of errors.
+    let label = format!("warm {} {action}, {clients} client(s)", mode.name());
+    let summary = invoke_loop(node, name, mode, &label, plan.spec(clients), progress).await?;
+    Ok(WarmRow {
+        action: action.to_owned(),
+        mode,
+        clients,
+        summary,
+    })
+}
+
+/// Closed-loop blocking invokes of `name` in `mode` as `spec` says, after
+/// one untimed invoke (a failure there is a setup error, reported as such
+/// instead of as a window full of errors).
+pub async fn invoke_loop(
+    node: &Node,
+    name: &str,
+    mode: Mode,
+    label: &str,
+    spec: LoadSpec,
+    progress: &Progress,
+) -> anyhow::Result<LatencySummary> {
+    node.invoke(name, mode).await?;
+    let name: Arc<str> = name.into();
     match mode {
         Mode::Plain => {
-            invoke_plain(&node.client, name).await?;
-        }
-        Mode::Confidential => {
-            invoke_confidential(&node.owner, name).await?;
-        }
-    }
-    let spec = LoadSpec {
-        clients,
-        warmup: plan.warmup,
-        duration: plan.duration,
-    };
-    let finished = Arc::new(AtomicU64::new(0));
-    let label = format!("warm {} {action}, {clients} client(s)", mode.name());
-    let step = progress.timed(&label, plan.warmup + plan.duration, finished.clone());
-    let (recording, window) = match mode {
-        Mode::Plain => {
             let client = node.client.clone();
-            let name: Arc<str> = name.into();
             let operation = move || {
                 let client = client.clone();
                 let name = name.clone();
                 async move { invoke_plain(&client, &name).await.map(|_| ()) }
             };
-            load::generate(spec, operation, finished).await?
+            closed_loop(label, spec, operation, progress).await
         }
         Mode::Confidential => {
             let owner = node.owner.clone();
-            let name: Arc<str> = name.into();
             let operation = move || {
                 let owner = owner.clone();
                 let name = name.clone();
                 async move { invoke_confidential(&owner, &name).await.map(|_| ()) }
             };
-            load::generate(spec, operation, finished).await?
+            closed_loop(label, spec, operation, progress).await
         }
-    };
+    }
+}
+
+/// Runs `operation` in a closed loop as `spec` says, with a progress bar
+/// named `label`; the window's figures, or an error if nothing succeeded.
+pub async fn closed_loop<F, Fut>(
+    label: &str,
+    spec: LoadSpec,
+    operation: F,
+    progress: &Progress,
+) -> anyhow::Result<LatencySummary>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let finished = Arc::new(AtomicU64::new(0));
+    let step = progress.timed(label, spec.warmup + spec.duration, finished.clone());
+    let (recording, window) = load::generate(spec, operation, finished).await?;
     let summary = recording.summarize(window);
     if summary.requests == 0 {
         bail!(
@@ -376,13 +470,34 @@ pub async fn warm(
             .map(|e| format!(", {} errors (first: {e})", summary.errors))
             .unwrap_or_default()
     ));
-    Ok(WarmRow {
-        action: action.to_owned(),
-        mode,
-        clients,
-        summary,
-    })
+    Ok(summary)
 }
+
+/// What a cold-start run does, untimed, between creating its action and
+/// invoking it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BeforeInvoke {
+    /// Nothing: the invoke follows the create at once (and may wait for a
+    /// compile or provisioning the create started).
+    Nothing,
+    /// Wait until the node's enclave pool has provisioned the confidential
+    /// action (key granted, code decrypted and compiled).
+    EnclaveReady,
+    /// Pause (long enough for a compile started at create to finish), then
+    /// invoke another action, untimed: with a module cache of one, that
+    /// evicts the new action's module, so the timed invoke compiles.
+    Pause {
+        /// How long.
+        pause: Duration,
+        /// The action invoked after the pause, if any.
+        then_invoke: Option<String>,
+    },
+}
+
+/// How long a run waits at most for an enclave to be provisioned.
+const READY_WAIT: Duration = Duration::from_secs(30);
+/// How long a run waits at most for the idle enclaves to be refilled.
+const REFILL_WAIT: Duration = Duration::from_secs(10);
 
 /// `plan.cold_runs` cold starts of example `action` in `mode`: each run creates a
 /// fresh action (a unique name, and unique code so that no compiled module
@@ -395,17 +510,45 @@ pub async fn cold(
     mode: Mode,
     progress: &Progress,
 ) -> anyhow::Result<ColdRow> {
+    let label = format!("cold {} {action}", mode.name());
+    cold_with(
+        node,
+        plan,
+        modules,
+        (action, mode),
+        &BeforeInvoke::Nothing,
+        &label,
+        progress,
+    )
+    .await
+}
+
+/// Like [`cold`], doing `before` between each create and its invoke; on a
+/// node with idle enclaves, each run starts once they are all refilled (a
+/// pool in its steady state), untimed.
+pub async fn cold_with(
+    node: &Node,
+    plan: &Plan,
+    modules: &Modules,
+    (action, mode): (&str, Mode),
+    before: &BeforeInvoke,
+    label: &str,
+    progress: &Progress,
+) -> anyhow::Result<ColdRow> {
     let runs = plan.cold_runs;
     let wasm = modules.get(action)?;
     let run_id = random_hex()?;
-    let step = progress.counted(&format!("cold {} {action}", mode.name()), runs as u64);
+    let step = progress.counted(label, runs as u64);
     let mut samples = Vec::with_capacity(runs);
     let mut errors = 0;
     let mut first_error = None;
     for run in 0..runs {
         let name = format!("bench-cold-{}-{action}-{run_id}-{run}", mode.name());
         let code = with_custom_section(wasm, NONCE_SECTION, format!("{run_id}-{run}").as_bytes());
-        match cold_once(node, &name, &code, mode).await {
+        if mode == Mode::Confidential {
+            wait_for_idle_enclaves(node).await;
+        }
+        match cold_once(node, &name, &code, mode, before).await {
             Ok(sample) => samples.push(sample),
             Err(error) => {
                 errors += 1;
@@ -417,8 +560,7 @@ pub async fn cold(
     let row = ColdRow::from_samples(action, mode, samples, errors);
     if row.runs == 0 {
         bail!(
-            "cold {} {action}: every run failed: {}",
-            mode.name(),
+            "{label}: every run failed: {}",
             first_error.unwrap_or_default()
         );
     }
@@ -433,25 +575,56 @@ pub async fn cold(
     Ok(row)
 }
 
-async fn cold_once(node: &Node, name: &str, code: &[u8], mode: Mode) -> anyhow::Result<ColdSample> {
-    let (create, first_invoke, activation_id) = match mode {
-        Mode::Plain => {
-            let started = Instant::now();
-            node.put_plain(name, code, false).await?;
-            let created = Instant::now();
-            let invoked = invoke_plain(&node.client, name).await?;
-            let done = Instant::now();
-            (created - started, done - created, invoked.activation_id())
+/// Waits (untimed, up to [`REFILL_WAIT`]) until the node's pool has all
+/// the idle enclaves it keeps.
+async fn wait_for_idle_enclaves(node: &Node) {
+    let deadline = Instant::now() + REFILL_WAIT;
+    loop {
+        let (idle, target) = node.idle_enclaves();
+        if idle >= target || Instant::now() > deadline {
+            return;
         }
-        Mode::Confidential => {
-            let started = Instant::now();
-            node.put_confidential(name, code, false).await?;
-            let created = Instant::now();
-            let id = invoke_confidential(&node.owner, name).await?;
-            let done = Instant::now();
-            (created - started, done - created, id)
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn cold_once(
+    node: &Node,
+    name: &str,
+    code: &[u8],
+    mode: Mode,
+    before: &BeforeInvoke,
+) -> anyhow::Result<ColdSample> {
+    let started = Instant::now();
+    match mode {
+        Mode::Plain => node.put_plain(name, code, false).await?,
+        Mode::Confidential => node.put_confidential(name, code, false).await?,
+    }
+    let create = started.elapsed();
+    let waited = Instant::now();
+    let wait_ms = match before {
+        BeforeInvoke::Nothing => None,
+        BeforeInvoke::EnclaveReady => {
+            let deadline = waited + READY_WAIT;
+            while !node.enclave_ready(name) {
+                if Instant::now() > deadline {
+                    bail!("{name} was not provisioned within {READY_WAIT:?}");
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            Some(waited.elapsed().as_secs_f64() * 1e3)
+        }
+        BeforeInvoke::Pause { pause, then_invoke } => {
+            tokio::time::sleep(*pause).await;
+            if let Some(other) = then_invoke {
+                node.invoke(other, mode).await?;
+            }
+            None
         }
     };
+    let invoking = Instant::now();
+    let activation_id = node.invoke(name, mode).await?;
+    let first_invoke = invoking.elapsed();
     // Untimed: the stored record's annotations.
     let record = node
         .client
@@ -463,11 +636,12 @@ async fn cold_once(node: &Node, name: &str, code: &[u8], mode: Mode) -> anyhow::
         create_ms: create.as_secs_f64() * 1e3,
         first_invoke_ms: first_invoke.as_secs_f64() * 1e3,
         init_time_ms,
+        wait_ms,
     })
 }
 
 /// 8 random bytes in hex, to keep names of separate runs apart.
-fn random_hex() -> anyhow::Result<String> {
+pub fn random_hex() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).context("reading the OS RNG")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

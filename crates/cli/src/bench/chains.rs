@@ -1,0 +1,197 @@
+//! Chains: sequences of 1, 5 and 10 `noop` steps, plain and confidential,
+//! invoked blocking by one client on the same node in the same run.
+//!
+//! A plain sequence is orchestrated by the controller, one activation per
+//! step. A confidential one is the same sequence of a confidential `noop`:
+//! the client signs a chain ticket naming every step and seals the input as
+//! the first hop; each step's enclave checks its position, the broker
+//! admits it once, and the value is sealed to the next step; the client
+//! opens the answer and verifies every step's receipt (signature, evidence,
+//! position, code, input and output hashes). All of that is in the
+//! confidential latency.
+
+use serde::Serialize;
+
+use super::load::LatencySummary;
+use super::progress::Progress;
+use super::report::Mode;
+use super::scenarios::{Modules, Node, Plan, invoke_loop};
+
+/// The chain lengths measured.
+pub const LENGTHS: [usize; 3] = [1, 5, 10];
+/// The plain and confidential `noop` the chains are made of.
+const PLAIN_STEP: &str = "bench-chain-noop";
+const CONFIDENTIAL_STEP: &str = "bench-chain-confidential-noop";
+
+/// One chain length in one mode.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainRow {
+    /// Steps in the sequence.
+    pub steps: usize,
+    /// Plain or confidential.
+    pub mode: Mode,
+    /// End-to-end blocking invoke latency, one client.
+    #[serde(flatten)]
+    pub summary: LatencySummary,
+}
+
+/// What the chain rows say about the cost of a confidential hop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainSummary {
+    /// The longest chain measured in both modes.
+    pub steps: usize,
+    /// (confidential p50 − plain p50) / steps at that length, ms.
+    pub per_hop_overhead_ms: f64,
+    /// The same from the slopes between the shortest and longest chain:
+    /// ((conf(n) − conf(1)) − (plain(n) − plain(1))) / (n − 1), ms; it
+    /// leaves out what a chain pays once (ticket, first sealing, opening).
+    pub per_hop_overhead_slope_ms: f64,
+    /// Plain p50 added per step (slope), ms.
+    pub plain_per_hop_ms: f64,
+    /// Confidential p50 added per step (slope), ms.
+    pub confidential_per_hop_ms: f64,
+    /// Confidential p50 / plain p50 at the longest length.
+    pub ratio: f64,
+}
+
+impl ChainSummary {
+    /// The summary of `rows`, if the shortest and longest lengths were
+    /// measured in both modes (and they differ).
+    pub fn of(rows: &[ChainRow]) -> Option<Self> {
+        let p50 = |steps: usize, mode: Mode| {
+            rows.iter()
+                .find(|row| row.steps == steps && row.mode == mode)
+                .map(|row| row.summary.p50_ms)
+                .filter(|value| value.is_finite())
+        };
+        let both = |steps: usize| Some((p50(steps, Mode::Plain)?, p50(steps, Mode::Confidential)?));
+        let mut lengths: Vec<usize> = rows
+            .iter()
+            .map(|row| row.steps)
+            .filter(|&steps| both(steps).is_some())
+            .collect();
+        lengths.sort_unstable();
+        let (&short, &long) = (lengths.first()?, lengths.last()?);
+        if short == long {
+            return None;
+        }
+        let (plain_short, conf_short) = both(short)?;
+        let (plain_long, conf_long) = both(long)?;
+        let span = (long - short) as f64;
+        let plain_per_hop = (plain_long - plain_short) / span;
+        let confidential_per_hop = (conf_long - conf_short) / span;
+        Some(Self {
+            steps: long,
+            per_hop_overhead_ms: (conf_long - plain_long) / long as f64,
+            per_hop_overhead_slope_ms: confidential_per_hop - plain_per_hop,
+            plain_per_hop_ms: plain_per_hop,
+            confidential_per_hop_ms: confidential_per_hop,
+            ratio: conf_long / plain_long,
+        })
+    }
+}
+
+/// Creates the steps and the sequences, then measures every length, the
+/// plain and confidential chain of a length one after the other.
+pub async fn measure(
+    node: &Node,
+    plan: &Plan,
+    modules: &Modules,
+    progress: &Progress,
+) -> anyhow::Result<Vec<ChainRow>> {
+    node.put_plain(PLAIN_STEP, &modules.noop, true).await?;
+    node.put_confidential(CONFIDENTIAL_STEP, &modules.noop, true)
+        .await?;
+    let mut rows = Vec::new();
+    for steps in LENGTHS {
+        for (mode, step) in [
+            (Mode::Plain, PLAIN_STEP),
+            (Mode::Confidential, CONFIDENTIAL_STEP),
+        ] {
+            let name = format!("bench-chain-{}-{steps}", mode.name());
+            node.put_sequence(&name, vec![node.qualified(step); steps])
+                .await?;
+            let spec = super::load::LoadSpec {
+                clients: 1,
+                warmup: plan.warmup.min(plan.chain_duration),
+                duration: plan.chain_duration,
+            };
+            let label = format!("chain {} x{steps}", mode.name());
+            let summary = invoke_loop(node, &name, mode, &label, spec, progress).await?;
+            rows.push(ChainRow {
+                steps,
+                mode,
+                summary,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(steps: usize, mode: Mode, p50: f64) -> ChainRow {
+        ChainRow {
+            steps,
+            mode,
+            summary: LatencySummary {
+                requests: 10,
+                errors: 0,
+                window_s: 1.0,
+                throughput_rps: 1e3 / p50,
+                mean_ms: p50,
+                p50_ms: p50,
+                p90_ms: p50,
+                p99_ms: p50,
+                min_ms: p50,
+                max_ms: p50,
+            },
+        }
+    }
+
+    #[test]
+    fn overheads_come_from_the_longest_chain_and_the_slopes() {
+        let rows = vec![
+            row(1, Mode::Plain, 1.0),
+            row(1, Mode::Confidential, 2.0),
+            row(5, Mode::Plain, 3.0),
+            row(5, Mode::Confidential, 5.5),
+            row(10, Mode::Plain, 5.5),
+            row(10, Mode::Confidential, 8.0),
+        ];
+        let summary = ChainSummary::of(&rows).expect("summary");
+        assert_eq!(summary.steps, 10);
+        assert!((summary.per_hop_overhead_ms - 0.25).abs() < 1e-12);
+        // Plain adds 0.5 ms a step, confidential 6/9 ms.
+        assert!((summary.plain_per_hop_ms - 0.5).abs() < 1e-12);
+        assert!((summary.confidential_per_hop_ms - 6.0 / 9.0).abs() < 1e-12);
+        assert!((summary.per_hop_overhead_slope_ms - (6.0 / 9.0 - 0.5)).abs() < 1e-12);
+        assert!((summary.ratio - 8.0 / 5.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lengths_missing_a_mode_are_left_out() {
+        let rows = vec![
+            row(1, Mode::Plain, 1.0),
+            row(1, Mode::Confidential, 2.0),
+            row(5, Mode::Plain, 3.0),
+            row(5, Mode::Confidential, 4.0),
+            row(10, Mode::Plain, 5.0),
+        ];
+        let summary = ChainSummary::of(&rows).expect("1 and 5");
+        assert_eq!(summary.steps, 5);
+        assert!((summary.ratio - 4.0 / 3.0).abs() < 1e-12);
+        assert!(ChainSummary::of(&rows[..2]).is_none(), "one length");
+        assert!(ChainSummary::of(&[]).is_none());
+        let mut unmeasured = rows.clone();
+        unmeasured[3].summary.p50_ms = f64::NAN;
+        assert!(
+            ChainSummary::of(&unmeasured).is_none(),
+            "5 has no confidential figure and 10 no confidential row"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! How busy the rest of the machine was while each scenario ran: CPU time
+//! of every process but this one (and its children, such as the peer),
+//! from `/proc/stat` and `/proc/self/stat`. Figures taken while something
+//! else used the CPU are not worth much; the report says how much it did.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Clock ticks per second of `/proc` CPU times (Linux's `USER_HZ`, 100 on
+/// every architecture the kernel exports it for).
+const USER_HZ: f64 = 100.0;
+
+/// CPU use by other processes during one scenario.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtherLoad {
+    /// The scenario.
+    pub scenario: String,
+    /// Seconds it ran.
+    pub seconds: f64,
+    /// Other processes' CPU time over that time, in % of one core.
+    pub others_pct: f64,
+}
+
+/// CPU counters at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuWatch {
+    at: Instant,
+    busy: u64,
+    own: u64,
+}
+
+impl CpuWatch {
+    /// Starts watching; `None` where `/proc` cannot be read.
+    pub fn start() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        Some(Self {
+            at: Instant::now(),
+            busy: busy_ticks(&stat)?,
+            own: own_ticks(&own)?,
+        })
+    }
+
+    /// Other processes' CPU since [`start`](Self::start).
+    pub fn stop(self, scenario: &str) -> Option<OtherLoad> {
+        let end = Self::start()?;
+        let seconds = end.at.duration_since(self.at).as_secs_f64();
+        Some(OtherLoad {
+            scenario: scenario.to_owned(),
+            seconds,
+            others_pct: others_pct(
+                end.busy.saturating_sub(self.busy),
+                end.own.saturating_sub(self.own),
+                seconds,
+            ),
+        })
+    }
+}
+
+/// Busy ticks of all CPUs from `/proc/stat` text: user, nice, system, irq,
+/// softirq and steal (not idle or iowait; guest time is already in user).
+pub fn busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let field = |index: usize| fields.get(index).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    Some(field(0) + field(1) + field(2) + field(5) + field(6) + field(7))
+}
+
+/// This process's CPU ticks, with its waited-for children's, from
+/// `/proc/self/stat` text (utime, stime, cutime, cstime).
+pub fn own_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'. Then state is field 3; utime is field 14.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(tick(11)? + tick(12)? + tick(13)? + tick(14)?)
+}
+
+/// Others' busy ticks over `seconds`, in % of one core.
+pub fn others_pct(busy: u64, own: u64, seconds: f64) -> f64 {
+    if seconds <= 0.0 {
+        return 0.0;
+    }
+    busy.saturating_sub(own) as f64 / USER_HZ / seconds * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\n";
+        assert_eq!(busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
+        assert_eq!(busy_ticks("cpu0 1 2 3\n"), None, "the total line only");
+        assert_eq!(busy_ticks("cpu  1 x 3\n"), None);
+    }
+
+    #[test]
+    fn own_ticks_survive_odd_command_names() {
+        let stat = "4242 (clem (my) s) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    700 300 20 10 20 0 12 0 100 0 0";
+        assert_eq!(own_ticks(stat), Some(700 + 300 + 20 + 10));
+        assert_eq!(own_ticks("4242 (x) S 1"), None);
+        assert_eq!(own_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn others_are_what_this_process_did_not_use() {
+        // 300 busy ticks in 2 s, 250 of them ours: 50 ticks = 0.25 core.
+        assert!((others_pct(300, 250, 2.0) - 25.0).abs() < 1e-9);
+        assert_eq!(others_pct(100, 200, 1.0), 0.0, "never negative");
+        assert_eq!(others_pct(100, 0, 0.0), 0.0);
+    }
+
+    #[test]
+    fn this_process_can_be_watched() {
+        if let Some(watch) = CpuWatch::start() {
+            let load = watch.stop("test").expect("stop");
+            assert!(load.seconds >= 0.0 && load.others_pct >= 0.0);
+        }
+    }
+}

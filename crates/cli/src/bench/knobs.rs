@@ -1,0 +1,112 @@
+//! The sandbox's knobs, each turned on its own, each on a node of its own:
+//! warm plain `noop` at one client (throughput and p50) with the default
+//! sandbox, without the pooling allocator, without copy-on-write memory
+//! images and with nothing kept resident; and the cold start (create +
+//! first invoke) of plain `hello` with the optimising compiler (default)
+//! and with the fast one.
+
+use clemmys_server::ServerConfig;
+use serde::Serialize;
+
+use super::load::LatencySummary;
+use super::progress::Progress;
+use super::report::{ColdRow, Mode};
+use super::scenarios::{BeforeInvoke, Modules, Node, Plan, cold_with, invoke_loop};
+
+/// The setting measured as the default.
+pub const DEFAULT: &str = "default";
+/// `fast_compile = true`.
+pub const FAST_COMPILE: &str = "fast_compile on";
+
+/// A setting and what it changes.
+struct Knob {
+    name: &'static str,
+    configure: fn(&mut ServerConfig),
+    warm: bool,
+    cold: bool,
+}
+
+const KNOBS: [Knob; 5] = [
+    Knob {
+        name: DEFAULT,
+        configure: |_| {},
+        warm: true,
+        cold: true,
+    },
+    Knob {
+        name: "pooling off (on-demand)",
+        configure: |config| config.sandbox.pooling = false,
+        warm: true,
+        cold: false,
+    },
+    Knob {
+        name: "copy-on-write off",
+        configure: |config| config.sandbox.copy_on_write = false,
+        warm: true,
+        cold: false,
+    },
+    Knob {
+        name: "keep_resident 0",
+        configure: |config| config.sandbox.keep_resident_bytes = 0,
+        warm: true,
+        cold: false,
+    },
+    Knob {
+        name: FAST_COMPILE,
+        configure: |config| config.sandbox.fast_compile = true,
+        warm: false,
+        cold: true,
+    },
+];
+
+/// One setting's figures (`None`: not measured for this setting).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KnobRow {
+    /// The setting.
+    pub setting: String,
+    /// Warm plain noop, one client.
+    pub warm: Option<LatencySummary>,
+    /// Cold starts of plain hello.
+    pub cold_hello: Option<ColdRow>,
+}
+
+/// Measures every knob on a fresh node.
+pub async fn measure(
+    plan: &Plan,
+    modules: &Modules,
+    progress: &Progress,
+) -> anyhow::Result<Vec<KnobRow>> {
+    let mut rows = Vec::new();
+    for knob in &KNOBS {
+        let dir = super::temporary_dir()?;
+        let node = Node::start_with(dir.path(), 1, knob.configure).await?;
+        let measured = async {
+            let mut row = KnobRow {
+                setting: knob.name.into(),
+                warm: None,
+                cold_hello: None,
+            };
+            if knob.warm {
+                let name = "bench-knob-noop";
+                node.put_plain(name, &modules.noop, true).await?;
+                let label = format!("knob {}: warm plain noop", knob.name);
+                row.warm = Some(
+                    invoke_loop(&node, name, Mode::Plain, &label, plan.spec(1), progress).await?,
+                );
+            }
+            if knob.cold {
+                let label = format!("knob {}: cold plain hello", knob.name);
+                let before = BeforeInvoke::Nothing;
+                let hello = ("hello", Mode::Plain);
+                row.cold_hello =
+                    Some(cold_with(&node, plan, modules, hello, &before, &label, progress).await?);
+            }
+            anyhow::Ok(row)
+        }
+        .await;
+        node.shutdown().await;
+        rows.push(measured?);
+    }
+    Ok(rows)
+}
