@@ -60,6 +60,7 @@ fn main() {
         ("noop", "{}"),
         ("echo", r#"{"a":1}"#),
         ("hello", r#"{"name":"Ada"}"#),
+        ("cpu", r#"{"n":20000}"#),
     ] {
         match std::fs::read(examples_dir().join(format!("{name}.wasm"))) {
             Ok(wasm) => guests.push((format!("{name} (Rust)"), wasm, input)),

@@ -38,7 +38,10 @@ use clemmys_proto::session::{
     open_session_result,
 };
 use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
-use clemmys_tee::{AttestError, Role, SIM_WARNING, SgxPolicy, Verifier, measurement, os_rng};
+use clemmys_tee::{
+    AttestError, Evidence, Role, SIM_WARNING, SgxPolicy, VerifiedEvidence, Verifier, measurement,
+    os_rng,
+};
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION};
 use hyper::Method;
@@ -255,7 +258,12 @@ pub struct Confidential {
     use_sessions: bool,
     /// Action name → this client's session with its enclave.
     sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// Evidence already verified, by digest.
+    evidence: Mutex<HashMap<Digest, VerifiedEvidence>>,
 }
+
+/// Most verified evidence kept (one per enclave met).
+const MAX_CACHED_EVIDENCE: usize = 1024;
 
 /// A session this client holds with an action's enclave.
 struct ClientSession {
@@ -380,6 +388,7 @@ impl Confidential {
             kinds: Mutex::new(HashMap::new()),
             use_sessions: true,
             sessions: Mutex::new(HashMap::new()),
+            evidence: Mutex::new(HashMap::new()),
         })
     }
 
@@ -971,12 +980,11 @@ impl Confidential {
                 "the sequence record lists other steps than ran",
             ));
         }
-        let verifier = self.verifier();
         let mut expected_input = entry.input_hash;
         let mut tee = TeeKind::Sim;
         for (index, (signed, step)) in answer.receipts.iter().zip(&chain.steps).enumerate() {
             signed.verify_signature()?;
-            let verified = verifier.verify(&signed.evidence).map_err(attestation)?;
+            let verified = self.verify_evidence(&signed.evidence)?;
             verified.check_binds(&signed.enclave).map_err(attestation)?;
             tee = verified.tee();
             let receipt = &signed.receipt;
@@ -1032,8 +1040,25 @@ impl Confidential {
         Ok(tee)
     }
 
-    fn verifier(&self) -> Verifier {
-        verifier_for(self.pin.sim_platform)
+    /// Verifies an enclave's evidence once: an enclave presents the same
+    /// evidence with every receipt, so later checks are a lookup by digest.
+    fn verify_evidence(&self, evidence: &Evidence) -> Result<VerifiedEvidence, ConfidentialError> {
+        let digest = evidence.digest();
+        let mut cache = self
+            .evidence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(verified) = cache.get(&digest) {
+            return Ok(verified.clone());
+        }
+        let verified = verifier_for(self.pin.sim_platform)
+            .verify(evidence)
+            .map_err(attestation)?;
+        if cache.len() >= MAX_CACHED_EVIDENCE {
+            cache.clear();
+        }
+        cache.insert(digest, verified.clone());
+        Ok(verified)
     }
 
     /// Opens and verifies a stored activation that this client invoked.
@@ -1117,8 +1142,7 @@ impl Confidential {
     ) -> Result<TeeKind, ConfidentialError> {
         let signed = &body.receipt;
         signed.verify_signature()?;
-        let verifier = self.verifier();
-        let verified = verifier.verify(&signed.evidence).map_err(attestation)?;
+        let verified = self.verify_evidence(&signed.evidence)?;
         verified.check_binds(&signed.enclave).map_err(attestation)?;
         let receipt = &signed.receipt;
         if receipt.measurement != verified.measurement() {
