@@ -19,6 +19,7 @@ if ! grep -qx "$TARGET" <<<"$installed"; then
 fi
 
 # Quiet on success; on failure cargo's diagnostics still go to stderr.
+cd "$REPO/examples/actions"  # so that examples/actions/.cargo/config.toml applies
 cargo build --quiet --release \
     --manifest-path "$REPO/examples/actions/Cargo.toml" \
     --target "$TARGET"

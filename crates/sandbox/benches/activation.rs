@@ -39,7 +39,9 @@ fn main() {
     let mut config = SandboxConfig::with_slots(16);
     // Knobs to compare, from the environment (see the crate's README lines
     // in Cargo.toml): CLEMMYS_FAST_COMPILE=1, CLEMMYS_KEEP_RESIDENT=<bytes>.
-    config.fast_compile = std::env::var("CLEMMYS_FAST_COMPILE").is_ok_and(|v| v == "1");
+    if let Ok(value) = std::env::var("CLEMMYS_FAST_COMPILE") {
+        config.fast_compile = value == "1";
+    }
     if let Some(bytes) = std::env::var("CLEMMYS_KEEP_RESIDENT")
         .ok()
         .and_then(|v| v.parse().ok())
