@@ -164,6 +164,13 @@ impl SessionInvocation {
         keys: &SessionKeys,
         binding: &SessionBinding<'_>,
     ) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+        // The caller found `keys` by this id; checking it here too means
+        // the function alone refuses a request naming another session.
+        if self.session_id != keys.id {
+            return Err(ProtoError::Tampered(
+                "session parameters (another session's id)",
+            ));
+        }
         let aad = request_aad(binding, &keys.id, self.counter, self.timestamp_ms);
         keys.request
             .open_with_nonce(
@@ -452,6 +459,15 @@ mod tests {
         assert!(
             request.open(&stranger, &binding()).is_err(),
             "another session's keys"
+        );
+        let mut renamed = request.clone();
+        renamed.session_id[0] ^= 1;
+        assert!(
+            matches!(
+                renamed.open(&enclave, &binding()),
+                Err(ProtoError::Tampered(_))
+            ),
+            "the session id is checked, not only used to find the keys"
         );
     }
 }
