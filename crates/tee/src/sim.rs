@@ -33,6 +33,14 @@ impl SimPlatform {
         }
     }
 
+    /// The platform whose signing key is `secret` (fixed keys for fuzzing and
+    /// reproducible tests; a real host uses [`SimPlatform::load_or_create`]).
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self {
+            key: SigningKey::from_bytes(secret),
+        }
+    }
+
     /// The platform key stored at `path`, created (mode 0600) if absent.
     pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
         match std::fs::read(path) {
@@ -43,10 +51,7 @@ impl SimPlatform {
                         "sim platform key must be 32 bytes",
                     )
                 })?;
-                let secret = Zeroizing::new(secret);
-                Ok(Self {
-                    key: SigningKey::from_bytes(&secret),
-                })
+                Ok(Self::from_secret(&Zeroizing::new(secret)))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let platform = Self::generate();

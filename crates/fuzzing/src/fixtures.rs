@@ -1,0 +1,293 @@
+//! Valid protocol objects for the oracles to parse and to edit, with the
+//! keys that open them.
+//!
+//! Everything derives from fixed seeds (keys from fixed secrets, HPKE and
+//! nonces from a seeded ChaCha20 RNG, Ed25519 is deterministic), so the
+//! fixtures are the same bytes in every process: a crash found by the
+//! fuzzer reproduces from its input alone.
+
+use std::sync::OnceLock;
+
+use chacha20::ChaCha20Rng;
+use clemmys_proto::broker::{BrokerOp, BrokerRequest, seal_broker_request};
+use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
+use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::identity::{ClientIdentity, EnclaveKeys};
+use clemmys_proto::invoke::{
+    AnswerKeys, InvocationHeader, Receipt, SealedResultBody, SignedReceipt, seal_answer,
+    seal_invocation,
+};
+use clemmys_proto::session::{SessionBinding, SessionInvocation, SessionKeys};
+use clemmys_proto::suite::KemKeyPair;
+use clemmys_proto::{Digest, Evidence, Measurement};
+use clemmys_tee::sim::SimPlatform;
+use clemmys_tee::{SgxPolicy, Verifier};
+use clemmys_whisk::ActivationStatus;
+use rand_core::SeedableRng;
+use zeroize::Zeroizing;
+
+/// The namespace every fixture lives in.
+pub const NAMESPACE: &str = "guest";
+/// The action of the invocation, code, session and answer fixtures.
+pub const ACTION: &str = "hello";
+/// The policy version they are sealed for.
+pub const VERSION: u64 = 3;
+/// The activation id of the answer fixture.
+pub const ACTIVATION_ID: &str = "0123456789abcdef0123456789abcdef";
+/// The enclave measurement of the evidence fixture.
+pub const MEASUREMENT: Measurement = Measurement([0x4d; 32]);
+
+/// The module the code fixture seals (a valid, empty WebAssembly module).
+pub const CODE: &[u8] = b"\0asm\x01\0\0\0";
+/// The parameters the invocation, session and chain fixtures carry.
+pub const PARAMS: &[u8] = br#"{"name":"fuzz"}"#;
+
+/// Valid objects and the keys that open them.
+pub struct Fixtures {
+    /// The client that sealed and signed them.
+    pub client: ClientIdentity,
+    /// The action's key pair (the broker's and its enclaves').
+    pub action_keys: KemKeyPair,
+    /// What the code is bound to.
+    pub code_digest: Digest,
+    /// A [`SealedCode`] of [`CODE`], wire form.
+    pub sealed_code: Vec<u8>,
+    /// A sealed invocation of [`ACTION`] with [`PARAMS`], wire form.
+    pub invocation: Vec<u8>,
+    /// The invocation's nonce.
+    pub nonce: [u8; 16],
+    /// The keys its answer is sealed under (the client keeps them).
+    pub answer_keys: AnswerKeys,
+    /// The sealed result part of the answer to it.
+    pub sealed_result: Vec<u8>,
+    /// Session keys both sides derived.
+    pub session_keys: SessionKeys,
+    /// A session invocation with [`PARAMS`], wire form.
+    pub session_invocation: Vec<u8>,
+    /// The sim platform that signed [`Fixtures::evidence`].
+    pub platform: SimPlatform,
+    /// Sim evidence of an enclave with [`MEASUREMENT`].
+    pub evidence: Evidence,
+    /// The key pairs of the two steps of the chain fixture.
+    pub step_keys: [KemKeyPair; 2],
+    /// The chain's signed ticket.
+    pub ticket: SignedTicket,
+    /// The ticket as JSON, as it travels inside a hop.
+    pub ticket_json: Vec<u8>,
+    /// The sealed hop to step 1 (`step1`), wire form.
+    pub hop: Vec<u8>,
+    /// The broker's key pair.
+    pub broker_keys: KemKeyPair,
+    /// A sealed, signed broker request, wire form.
+    pub broker_request: Vec<u8>,
+    /// The request inside it.
+    pub broker_request_body: BrokerRequest,
+}
+
+impl Fixtures {
+    /// A verifier that trusts this fixture's sim platform and Intel's SGX
+    /// root, as clients and brokers do.
+    pub fn verifier(&self) -> Verifier {
+        Verifier::new()
+            .trust_sgx_dcap(SgxPolicy::new())
+            .trust_sim_platform(self.platform.public_key())
+    }
+
+    /// The code binding of [`Fixtures::sealed_code`].
+    pub fn code_binding(&self) -> CodeBinding<'static> {
+        CodeBinding {
+            namespace: NAMESPACE,
+            action: ACTION,
+            version: VERSION,
+            code_digest: self.code_digest,
+        }
+    }
+
+    /// The session binding of [`Fixtures::session_invocation`].
+    pub fn session_binding(&self) -> SessionBinding<'static> {
+        SessionBinding {
+            namespace: NAMESPACE,
+            action: ACTION,
+            version: VERSION,
+            code_digest: self.code_digest,
+        }
+    }
+}
+
+/// The fixtures, built once per process.
+pub fn fixtures() -> &'static Fixtures {
+    static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
+    FIXTURES.get_or_init(build)
+}
+
+fn build() -> Fixtures {
+    let mut rng = ChaCha20Rng::from_seed([0x5e; 32]);
+    let client = ClientIdentity::from_secret(&[0x01; 32]);
+    let action_keys = KemKeyPair::generate(&mut rng);
+    let code_digest = Digest::of(CODE);
+    let timestamp_ms = 1_764_000_000_000;
+
+    let binding = CodeBinding {
+        namespace: NAMESPACE,
+        action: ACTION,
+        version: VERSION,
+        code_digest,
+    };
+    let sealed_code = SealedCode::seal(CODE, &action_keys.public(), &binding, &mut rng)
+        .expect("fixture: seal code")
+        .to_bytes();
+
+    let nonce = [0x6e; 16];
+    let header = InvocationHeader {
+        namespace: NAMESPACE.into(),
+        action: ACTION.into(),
+        version: VERSION,
+        nonce,
+        timestamp_ms,
+        client: client.id(),
+        open_session: true,
+    };
+    let (sealed, pending) = seal_invocation(
+        &client,
+        &action_keys.public(),
+        header,
+        &code_digest,
+        PARAMS,
+        &mut rng,
+    )
+    .expect("fixture: seal invocation");
+    let invocation = sealed.to_bytes();
+
+    let platform = SimPlatform::from_secret(&[0x02; 32]);
+    let enclave = EnclaveKeys::generate(&mut rng);
+    let evidence = platform.report(&MEASUREMENT, &enclave.public().report_data());
+    let receipt = |activation_id: &str, input_hash, output: &[u8], nonce, chain| {
+        SignedReceipt::sign(
+            Receipt {
+                activation_id: activation_id.into(),
+                namespace: NAMESPACE.into(),
+                action: ACTION.into(),
+                version: VERSION,
+                code_digest,
+                measurement: MEASUREMENT,
+                input_hash,
+                output_hash: Digest::of(output),
+                nonce,
+                chain,
+            },
+            &enclave,
+            evidence.clone(),
+        )
+    };
+    let result = serde_json::json!({"greeting": "Hello, fuzz!"});
+    let result_bytes = serde_json::to_vec(&result).expect("fixture: result JSON");
+    let body = SealedResultBody {
+        status: ActivationStatus::Success,
+        result,
+        receipt: receipt(
+            ACTIVATION_ID,
+            pending.input_hash,
+            &result_bytes,
+            nonce,
+            None,
+        ),
+    };
+    let sealed_result = seal_answer(
+        &body,
+        &["a log line".to_owned()],
+        &pending.keys,
+        ACTIVATION_ID,
+        &nonce,
+    )
+    .expect("fixture: seal answer")
+    .result;
+
+    let session_keys = SessionKeys::derive(&pending.keys, &pending.input_hash)
+        .expect("fixture: derive session keys");
+    let session_binding = SessionBinding {
+        namespace: NAMESPACE,
+        action: ACTION,
+        version: VERSION,
+        code_digest,
+    };
+    let session_invocation =
+        SessionInvocation::seal(&session_keys, &session_binding, 1, timestamp_ms, PARAMS)
+            .expect("fixture: seal session invocation")
+            .to_bytes();
+
+    let step_keys = [
+        KemKeyPair::generate(&mut rng),
+        KemKeyPair::generate(&mut rng),
+    ];
+    let chain_id = [0x63; 16];
+    let ticket = ChainTicket {
+        chain_id,
+        steps: step_keys
+            .iter()
+            .enumerate()
+            .map(|(index, keys)| ChainStep {
+                namespace: NAMESPACE.into(),
+                action: format!("step{index}"),
+                version: 1,
+                code_digest,
+                action_key: keys.public(),
+            })
+            .collect(),
+        client: client.id(),
+        timestamp_ms,
+    }
+    .sign(&client);
+    let ticket_json = serde_json::to_vec(&ticket).expect("fixture: ticket JSON");
+    let hop = seal_hop(
+        &HopBody {
+            ticket: ticket.clone(),
+            chain_key: ChainKey::from_bytes([0x6b; 32]),
+            index: 1,
+            value: Zeroizing::new(PARAMS.to_vec()),
+            receipts: vec![body.receipt.clone()],
+        },
+        &mut rng,
+    )
+    .expect("fixture: seal hop");
+
+    let broker_keys = KemKeyPair::generate(&mut rng);
+    let op = BrokerOp::Describe {
+        namespace: NAMESPACE.into(),
+        name: ACTION.into(),
+    };
+    let (broker_request, _) = seal_broker_request(
+        &client,
+        &broker_keys.public(),
+        op.clone(),
+        timestamp_ms,
+        &mut rng,
+    )
+    .expect("fixture: seal broker request");
+    let broker_request_body = BrokerRequest {
+        op,
+        client: client.id(),
+        timestamp_ms,
+    };
+
+    Fixtures {
+        client,
+        action_keys,
+        code_digest,
+        sealed_code,
+        invocation,
+        nonce,
+        answer_keys: pending.keys,
+        sealed_result,
+        session_keys,
+        session_invocation,
+        platform,
+        evidence,
+        step_keys,
+        ticket,
+        ticket_json,
+        hop,
+        broker_keys,
+        broker_request,
+        broker_request_body,
+    }
+}

@@ -1,0 +1,109 @@
+//! Fuzzing Clemmys: an oracle for every parser of bytes that someone we do
+//! not trust controls, with the fixtures they start from.
+//!
+//! Most of these bytes come from the provider: sealed invocations, code and
+//! chain hops reach the enclave through the untrusted host, evidence
+//! reaches the client and the broker through it, sealed answers reach the
+//! client. Request bodies come from any API user. Each oracle in
+//! [`oracles`] is a function of arbitrary bytes that panics exactly when a
+//! property is broken; its doc line names the property.
+//!
+//! Two drivers run them:
+//! * `fuzz/fuzz_targets/<target>.rs`, thin [libFuzzer] targets for
+//!   `cargo +nightly fuzz run <target>` (see `fuzz/README.md`);
+//! * this crate's tests, on stable and in CI: every oracle over the valid
+//!   fixture, every byte of it flipped, and thousands of deterministic
+//!   random inputs and edits.
+//!
+//! An oracle reads its input through [`input::Input`]: raw bytes for the
+//! parser, or edits (flip, insert, remove, truncate) to a valid object from
+//! [`fixtures`], so that a fuzzer reaches the checks behind the framing.
+//!
+//! [libFuzzer]: https://llvm.org/docs/LibFuzzer.html
+
+pub mod fixtures;
+pub mod input;
+pub mod oracles;
+
+/// An oracle: panics if and only if its property is broken for `data`.
+pub type Oracle = fn(&[u8]);
+
+/// A fuzz target: its name (of `fuzz/fuzz_targets/<name>.rs`), its oracle
+/// and the valid object its edits apply to.
+#[derive(Clone, Copy)]
+pub struct Target {
+    /// The fuzz target's name.
+    pub name: &'static str,
+    /// What it checks.
+    pub oracle: Oracle,
+    /// The valid bytes its edits start from (empty for `wire`, which takes
+    /// no edits).
+    pub valid: fn() -> &'static [u8],
+}
+
+impl Target {
+    /// Inputs a fuzzer should start from: the valid object, raw and as an
+    /// empty edit list.
+    pub fn seeds(&self) -> Vec<Vec<u8>> {
+        vec![input::raw((self.valid)()), input::edits(&[])]
+    }
+}
+
+/// Every target.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "wire",
+        oracle: oracles::wire,
+        valid: || &[],
+    },
+    Target {
+        name: "invocation",
+        oracle: oracles::invocation,
+        valid: || &fixtures::fixtures().invocation,
+    },
+    Target {
+        name: "session",
+        oracle: oracles::session,
+        valid: || &fixtures::fixtures().session_invocation,
+    },
+    Target {
+        name: "sealed_code",
+        oracle: oracles::sealed_code,
+        valid: || &fixtures::fixtures().sealed_code,
+    },
+    Target {
+        name: "chain_hop",
+        oracle: oracles::chain_hop,
+        valid: || &fixtures::fixtures().hop,
+    },
+    Target {
+        name: "chain_ticket",
+        oracle: oracles::chain_ticket,
+        valid: || &fixtures::fixtures().ticket_json,
+    },
+    Target {
+        name: "answer",
+        oracle: oracles::answer,
+        valid: || &fixtures::fixtures().sealed_result,
+    },
+    Target {
+        name: "evidence",
+        oracle: oracles::evidence,
+        valid: || &fixtures::fixtures().evidence.data,
+    },
+    Target {
+        name: "broker_request",
+        oracle: oracles::broker_request,
+        valid: || &fixtures::fixtures().broker_request,
+    },
+    Target {
+        name: "action_put",
+        oracle: oracles::action_put,
+        valid: || oracles::ACTION_PUT,
+    },
+];
+
+/// The target named `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|target| target.name == name)
+}

@@ -1,0 +1,336 @@
+//! The oracles: one per parser of untrusted bytes. Each panics exactly when
+//! its property (its doc line) is broken; returning means the input was
+//! handled, accepted or refused, as it should be.
+//!
+//! The property of every sealed or signed object is the same: the parser
+//! never panics, and it accepts the bytes only if they are exactly the ones
+//! that were sealed (or, for JSON, parse to exactly the object that was
+//! signed). Framed objects must also encode canonically: what parses
+//! re-encodes to the same bytes, so a digest of them names one object.
+
+use clemmys_proto::broker::open_broker_request;
+use clemmys_proto::chain::{SignedTicket, open_hop};
+use clemmys_proto::code::SealedCode;
+use clemmys_proto::invoke::{SealedInvocation, open_result};
+use clemmys_proto::session::SessionInvocation;
+use clemmys_proto::wire::{Reader, Writer};
+use clemmys_proto::{Evidence, TeeKind};
+use clemmys_whisk::action::{ActionPut, merge_parameters};
+use clemmys_whisk::{ActionLimits, FullyQualifiedName};
+
+use crate::fixtures::{self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, fixtures};
+use crate::input::Input;
+
+/// Panics unless `accepted` holds exactly when `candidate` is `valid`.
+fn accepted_only_if_unchanged(what: &str, valid: &[u8], candidate: &[u8], accepted: bool) {
+    if accepted {
+        assert_eq!(
+            candidate, valid,
+            "{what}: accepted bytes that differ from the sealed ones"
+        );
+    } else {
+        assert_ne!(candidate, valid, "{what}: refused the valid bytes");
+    }
+}
+
+/// Panics unless `parsed` re-encodes to `candidate`.
+fn canonical(what: &str, candidate: &[u8], encoded: Vec<u8>) {
+    assert_eq!(
+        encoded, candidate,
+        "{what}: parsed bytes re-encode differently (two encodings of one object)"
+    );
+}
+
+/// One field of a [`wire`] program.
+#[derive(Debug)]
+enum Field {
+    Bytes(Vec<u8>),
+    Str(String),
+    U64(u64),
+    Array([u8; 16]),
+}
+
+/// `wire::Reader` never panics, and whatever it reads with `finish()`
+/// succeeding re-encodes with `Writer` to the same bytes (the framing is
+/// canonical). The input's first byte is the field count, the next bytes
+/// the field types, the rest the frame after its domain.
+pub fn wire(data: &[u8]) {
+    const DOMAIN: &str = "clemmys/fuzz/v1";
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
+    let count = usize::from(count % 16).min(rest.len());
+    let (program, body) = rest.split_at(count);
+    let mut frame = Writer::new(DOMAIN).finish();
+    frame.extend_from_slice(body);
+
+    let Ok(mut reader) = Reader::new(&frame, DOMAIN) else {
+        panic!("wire: the domain written by Writer did not read back");
+    };
+    let mut fields = Vec::with_capacity(program.len());
+    for op in program {
+        let field = match op % 4 {
+            0 => reader.bytes().map(|b| Field::Bytes(b.to_vec())),
+            1 => reader.str().map(|s| Field::Str(s.to_owned())),
+            2 => reader.u64().map(Field::U64),
+            _ => reader.array::<16>().map(Field::Array),
+        };
+        match field {
+            Ok(field) => fields.push(field),
+            Err(_) => return,
+        }
+    }
+    if reader.finish().is_err() {
+        return;
+    }
+    let encoded = fields
+        .iter()
+        .fold(Writer::new(DOMAIN), |writer, field| match field {
+            Field::Bytes(bytes) => writer.bytes(bytes),
+            Field::Str(text) => writer.str(text),
+            Field::U64(value) => writer.u64(*value),
+            Field::Array(array) => writer.bytes(array),
+        })
+        .finish();
+    canonical("wire", &frame, encoded);
+}
+
+/// A sealed invocation (host → enclave) is accepted, signature and AEAD
+/// both, only if it is exactly the one the client sealed; what parses
+/// re-encodes to the same bytes.
+pub fn invocation(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.invocation);
+    let parsed = SealedInvocation::from_bytes(&candidate);
+    if let Ok(sealed) = &parsed {
+        canonical("invocation", &candidate, sealed.to_bytes());
+    }
+    let accepted = parsed.is_ok_and(|sealed| {
+        sealed.verify_signature().is_ok() && sealed.open(&fx.action_keys, &fx.code_digest).is_ok()
+    });
+    accepted_only_if_unchanged("invocation", &fx.invocation, &candidate, accepted);
+}
+
+/// A session invocation (host → enclave) opens only if it is exactly the
+/// one the client sealed; what parses re-encodes to the same bytes.
+pub fn session(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.session_invocation);
+    let parsed = SessionInvocation::from_bytes(&candidate);
+    if let Ok(sealed) = &parsed {
+        canonical("session", &candidate, sealed.to_bytes());
+    }
+    let accepted =
+        parsed.is_ok_and(|sealed| sealed.open(&fx.session_keys, &fx.session_binding()).is_ok());
+    accepted_only_if_unchanged("session", &fx.session_invocation, &candidate, accepted);
+}
+
+/// Sealed code (store → enclave) opens only if it is exactly what the
+/// owner sealed, and then it is the owner's module; what parses re-encodes
+/// to the same bytes.
+pub fn sealed_code(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.sealed_code);
+    let parsed = SealedCode::from_bytes(&candidate);
+    if let Ok(sealed) = &parsed {
+        canonical("sealed code", &candidate, sealed.to_bytes());
+    }
+    let opened = parsed
+        .ok()
+        .and_then(|sealed| sealed.open(&fx.action_keys, &fx.code_binding()).ok());
+    if let Some(code) = &opened {
+        assert_eq!(
+            code.as_slice(),
+            fixtures::CODE,
+            "sealed code: other code opened"
+        );
+    }
+    accepted_only_if_unchanged("sealed code", &fx.sealed_code, &candidate, opened.is_some());
+}
+
+/// A chain hop (orchestrator → enclave) opens at its step only if it is
+/// exactly the hop the previous step sealed, and then it carries that
+/// step's index, ticket and value.
+pub fn chain_hop(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.hop);
+    let opened = open_hop(&candidate, NAMESPACE, "step1", &fx.step_keys[1]).ok();
+    if let Some(hop) = &opened {
+        assert_eq!(hop.index, 1, "chain hop: index changed");
+        assert_eq!(hop.ticket, fx.ticket, "chain hop: ticket changed");
+        assert_eq!(
+            hop.value.as_slice(),
+            fixtures::PARAMS,
+            "chain hop: value changed"
+        );
+    }
+    accepted_only_if_unchanged("chain hop", &fx.hop, &candidate, opened.is_some());
+}
+
+/// A chain ticket (JSON inside a hop) verifies only if it parses to exactly
+/// the plan the client signed: same id, steps, order, client and time.
+pub fn chain_ticket(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.ticket_json);
+    let Ok(ticket) = serde_json::from_slice::<SignedTicket>(&candidate) else {
+        return;
+    };
+    if ticket.verify().is_ok() {
+        assert_eq!(
+            ticket.ticket, fx.ticket.ticket,
+            "chain ticket: a changed plan verified"
+        );
+    }
+}
+
+/// A sealed result (host → client) opens only if it is exactly what the
+/// enclave sealed, and its receipt then names this activation and action.
+pub fn answer(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.sealed_result);
+    let opened = open_result(&candidate, &fx.answer_keys, ACTIVATION_ID, &fx.nonce).ok();
+    if let Some(body) = &opened {
+        let receipt = &body.receipt;
+        assert!(
+            receipt.verify_signature().is_ok(),
+            "answer: receipt signature broken"
+        );
+        assert_eq!(receipt.receipt.activation_id, ACTIVATION_ID);
+        assert_eq!(receipt.receipt.action, ACTION);
+    }
+    accepted_only_if_unchanged("answer", &fx.sealed_result, &candidate, opened.is_some());
+}
+
+/// Evidence (host → client, broker) verifies only if it is exactly what the
+/// platform signed, and then reports its measurement; SGX quotes made of
+/// fuzz never verify.
+pub fn evidence(data: &[u8]) {
+    let fx = fixtures();
+    let verifier = fx.verifier();
+    let input = Input::of(data);
+    let candidate = input.bytes(&fx.evidence.data);
+    let sim = Evidence {
+        tee: TeeKind::Sim,
+        data: candidate.to_vec(),
+    };
+    let verified = verifier.verify(&sim).ok();
+    if let Some(verified) = &verified {
+        assert_eq!(
+            verified.measurement(),
+            MEASUREMENT,
+            "evidence: measurement changed"
+        );
+        assert!(
+            !verified.is_hardware(),
+            "evidence: sim evidence claims hardware"
+        );
+    }
+    accepted_only_if_unchanged(
+        "evidence",
+        &fx.evidence.data,
+        &candidate,
+        verified.is_some(),
+    );
+    if let Input::Raw(bytes) = input {
+        let quote = Evidence {
+            tee: TeeKind::SgxDcap,
+            data: bytes.to_vec(),
+        };
+        assert!(
+            verifier.verify(&quote).is_err(),
+            "evidence: fuzz verified as an SGX quote"
+        );
+    }
+}
+
+/// A broker request (network → broker) opens only if it is exactly what
+/// the client sealed and signed, and then it is the client's request.
+pub fn broker_request(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.broker_request);
+    let opened = open_broker_request(&fx.broker_keys, &candidate).ok();
+    if let Some((request, _)) = &opened {
+        assert_eq!(
+            request, &fx.broker_request_body,
+            "broker request: changed request opened"
+        );
+    }
+    accepted_only_if_unchanged(
+        "broker request",
+        &fx.broker_request,
+        &candidate,
+        opened.is_some(),
+    );
+}
+
+/// A valid `PUT` body of an action, for [`action_put`]'s edits.
+pub const ACTION_PUT: &[u8] = br#"{"exec":{"kind":"sequence","components":["/guest/a","b","/guest/pkg/c"]},"limits":{"timeout":1000,"memory":256},"parameters":[{"key":"x","value":1}],"annotations":[{"key":"final","value":true}]}"#;
+
+/// An action `PUT` body (API user → controller) never panics the parsing,
+/// limit checks, name parsing or parameter merging; limits that are
+/// accepted are in OpenWhisk's ranges, and a name that parses prints as
+/// text that parses back to it.
+pub fn action_put(data: &[u8]) {
+    let candidate = Input::of(data).bytes(ACTION_PUT);
+    let Ok(put) = serde_json::from_slice::<ActionPut>(&candidate) else {
+        return;
+    };
+    if let Some(limits) = &put.limits
+        && let Ok(updated) = ActionLimits::default().updated_with(limits)
+    {
+        assert!(
+            updated.validate().is_ok(),
+            "action put: accepted limits out of range"
+        );
+    }
+    let components = put
+        .exec
+        .iter()
+        .flat_map(|exec| exec.components.iter().flatten());
+    for component in components {
+        if let Ok(name) = FullyQualifiedName::parse(component, Some(NAMESPACE)) {
+            assert_eq!(
+                FullyQualifiedName::parse(&name.to_string(), None).ok(),
+                Some(name),
+                "action put: a component name does not print as itself"
+            );
+        }
+    }
+    if let Some(parameters) = &put.parameters {
+        let annotations = put.annotations.clone().unwrap_or_default();
+        let invoke = parameters.to_object();
+        let _ = merge_parameters(parameters, &annotations, invoke);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The checks can fail: an oracle is only as good as them.
+    #[test]
+    #[should_panic(expected = "refused the valid bytes")]
+    fn refusing_the_valid_bytes_is_a_failure() {
+        accepted_only_if_unchanged("t", b"valid", b"valid", false);
+    }
+
+    #[test]
+    #[should_panic(expected = "accepted bytes that differ")]
+    fn accepting_changed_bytes_is_a_failure() {
+        accepted_only_if_unchanged("t", b"valid", b"valiD", true);
+    }
+
+    #[test]
+    #[should_panic(expected = "two encodings of one object")]
+    fn a_second_encoding_is_a_failure() {
+        canonical("t", b"\x00\x01", b"\x01".to_vec());
+    }
+
+    #[test]
+    fn the_valid_fixtures_are_accepted() {
+        // Each oracle panics if it refuses its untouched valid object.
+        for target in crate::TARGETS {
+            (target.oracle)(&crate::input::edits(&[]));
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Runs every fuzz oracle on stable Rust, as CI does: over its seeds, over
+//! its valid object with every byte flipped (two ways), and over thousands
+//! of deterministic random inputs and edits. An oracle panics when its
+//! property breaks, so a passing run means none broke on these inputs.
+
+use chacha20::ChaCha20Rng;
+use clemmys_fuzzing::input::{Edit, edits, raw};
+use clemmys_fuzzing::{TARGETS, Target, target};
+use rand_core::{Rng, SeedableRng};
+
+const RANDOM_INPUTS: usize = 10_000;
+
+fn seeds_are_handled(target: &Target) {
+    for seed in target.seeds() {
+        (target.oracle)(&seed);
+    }
+}
+
+fn every_byte_flipped(target: &Target) {
+    let valid = (target.valid)();
+    for at in 0..valid.len() {
+        let at = u16::try_from(at).expect("fixtures are under 64 KiB");
+        for mask in [0x01, 0x80] {
+            (target.oracle)(&edits(&[Edit::Xor { at, mask }]));
+        }
+    }
+}
+
+fn random_inputs(target: &Target, seed: u8) {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let valid = (target.valid)();
+    let len = u16::try_from(valid.len().max(1)).expect("fixtures are under 64 KiB");
+    for _ in 0..RANDOM_INPUTS {
+        let data = if rng.next_u32() % 3 == 0 {
+            let mut bytes = vec![0u8; (rng.next_u32() % 300) as usize];
+            rng.fill_bytes(&mut bytes);
+            // Half of them start like the valid object, to get past framing.
+            if rng.next_u32() % 2 == 0 {
+                let keep = valid.len().min(bytes.len());
+                bytes[..keep].copy_from_slice(&valid[..keep]);
+            }
+            raw(&bytes)
+        } else {
+            let count = 1 + rng.next_u32() % 4;
+            let list: Vec<Edit> = (0..count)
+                .map(|_| {
+                    let at = (rng.next_u32() % u32::from(len)) as u16;
+                    let value = (rng.next_u32() & 0xff) as u8;
+                    match rng.next_u32() % 8 {
+                        0 => Edit::Insert { at, value },
+                        1 => Edit::Remove { at },
+                        2 => Edit::Truncate { at },
+                        _ => Edit::Xor {
+                            at,
+                            mask: value.max(1),
+                        },
+                    }
+                })
+                .collect();
+            edits(&list)
+        };
+        (target.oracle)(&data);
+    }
+}
+
+fn run(name: &str, seed: u8) {
+    let target = target(name).expect("known target");
+    seeds_are_handled(target);
+    every_byte_flipped(target);
+    random_inputs(target, seed);
+}
+
+#[test]
+fn every_target_is_tested_here() {
+    let names: Vec<&str> = TARGETS.iter().map(|target| target.name).collect();
+    assert_eq!(
+        names,
+        [
+            "wire",
+            "invocation",
+            "session",
+            "sealed_code",
+            "chain_hop",
+            "chain_ticket",
+            "answer",
+            "evidence",
+            "broker_request",
+            "action_put"
+        ],
+        "add a test below for each new target"
+    );
+}
+
+#[test]
+fn wire() {
+    run("wire", 1);
+}
+
+#[test]
+fn invocation() {
+    run("invocation", 2);
+}
+
+#[test]
+fn session() {
+    run("session", 3);
+}
+
+#[test]
+fn sealed_code() {
+    run("sealed_code", 4);
+}
+
+#[test]
+fn chain_hop() {
+    run("chain_hop", 5);
+}
+
+#[test]
+fn chain_ticket() {
+    run("chain_ticket", 6);
+}
+
+#[test]
+fn answer() {
+    run("answer", 7);
+}
+
+#[test]
+fn evidence() {
+    run("evidence", 8);
+}
+
+#[test]
+fn broker_request() {
+    run("broker_request", 9);
+}
+
+#[test]
+fn action_put() {
+    run("action_put", 10);
+}

@@ -1,0 +1,5 @@
+//! A sealed result opens only if it is exactly what the enclave sealed.
+//! The property is `clemmys_fuzzing::oracles::answer`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| clemmys_fuzzing::oracles::answer(data));

@@ -1,0 +1,5 @@
+//! A chain hop opens at its step only if it is exactly the hop that was sealed.
+//! The property is `clemmys_fuzzing::oracles::chain_hop`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| clemmys_fuzzing::oracles::chain_hop(data));
