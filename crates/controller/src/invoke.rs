@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use clemmys_bus::{ActivationMessage, BusError, InvokerMessage};
 use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
-use clemmys_whisk::{Activation, ActivationId, ActivationStatus, EntityName, Exec};
+use clemmys_whisk::{
+    Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, Exec, KeyValues,
+};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
@@ -25,6 +27,11 @@ pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
 
 /// The field of a confidential invoke body that carries the sealed envelope.
 pub const SEALED_FIELD: &str = "sealed";
+
+/// The error of the record kept for an acknowledged activation that was
+/// still running when the node stopped.
+pub const INTERRUPTED: &str = "The node stopped before this activation finished; it may have \
+run in part or not at all, and its result is lost.";
 
 /// How the caller wants the answer.
 #[derive(Debug, Clone, Copy)]
@@ -124,17 +131,55 @@ fn parse_params(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The record kept for `message` if the node stops before the
+/// activation's own record is stored.
+fn stand_in(message: &ActivationMessage) -> Activation {
+    let action = &message.action;
+    let mut annotations = KeyValues::default();
+    annotations.set("path", Value::String(action.path()));
+    annotations.set("kind", Value::String(action.exec.kind().to_owned()));
+    annotations.set("limits", json!(action.limits));
+    Activation {
+        namespace: message.namespace.clone(),
+        name: action.name.to_string(),
+        subject: message.subject.clone(),
+        activation_id: message.activation_id,
+        version: action.version.to_string(),
+        publish: false,
+        start: message.accepted_at,
+        end: message.accepted_at,
+        duration: 0,
+        cause: message.cause,
+        response: ActivationResponse::error(ActivationStatus::InternalError, INTERRUPTED),
+        logs: Vec::new(),
+        annotations,
+    }
+}
+
 impl Controller {
+    /// Answers 202 for an activation that goes on without the caller, once
+    /// a stand-in record is durable: if the node stops before the
+    /// activation's own record is stored, the caller still finds a record
+    /// saying so under this id.
+    pub(crate) async fn acknowledge(&self, stand_in: Activation) -> Response {
+        let id = stand_in.activation_id;
+        if let Err(error) = self.store.put_stand_in(stand_in).await {
+            tracing::error!(%error, %id, "storing the stand-in of an accepted activation failed");
+        }
+        accepted(id)
+    }
+
     /// Publishes one activation and answers as `mode` asks.
     async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
         let id = message.activation_id;
+        let stand_in = stand_in(&message);
         if !mode.blocking {
             return match self
                 .queue
                 .send(InvokerMessage::Activate(Box::new(message)))
                 .await
             {
-                Ok(()) => accepted(id),
+                Ok(()) => self.acknowledge(stand_in).await,
                 Err(error) => {
                     self.throttle.release(&id);
                     bus_error(error).into_response()
@@ -158,7 +203,7 @@ impl Controller {
             }
             Err(_) => {
                 self.completions.forget(&id);
-                accepted(id)
+                self.acknowledge(stand_in).await
             }
         }
     }

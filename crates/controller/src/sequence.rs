@@ -22,7 +22,7 @@ use clemmys_whisk::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::invoke::{InvokeMode, accepted, activation_answer};
+use crate::invoke::{INTERRUPTED, InvokeMode, activation_answer};
 use crate::{ApiError, Controller};
 
 /// How long past its own time limit a component may take before the
@@ -54,6 +54,7 @@ impl Controller {
         mode: InvokeMode,
     ) -> Response {
         let id = run.activation_id;
+        let stand_in = self.sequence_record(&run, Vec::new(), internal(INTERRUPTED));
         let (done, finished) = oneshot::channel();
         let controller = self.clone();
         tokio::spawn(async move {
@@ -65,14 +66,14 @@ impl Controller {
             let _ = done.send(record);
         });
         if !mode.blocking {
-            return accepted(id);
+            return self.acknowledge(stand_in).await;
         }
         match tokio::time::timeout(mode.wait, finished).await {
             Ok(Ok(record)) => activation_answer(&record, mode.result_only),
             Ok(Err(_)) => {
                 ApiError::internal("a sequence task ended without a record").into_response()
             }
-            Err(_) => accepted(id),
+            Err(_) => self.acknowledge(stand_in).await,
         }
     }
 

@@ -115,6 +115,16 @@ impl RunningServer {
                 .with_context(|| format!("opening the store {}", store_path.display()))?,
         );
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
+        let interrupted = store
+            .settle_interrupted()
+            .await
+            .context("recording the activations the last stop interrupted")?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "recorded accepted activations that the last stop interrupted as internal errors"
+            );
+        }
 
         let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
         let location = config.broker.clone();

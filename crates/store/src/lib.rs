@@ -89,8 +89,17 @@ pub trait EntityStore: Send + Sync + 'static {
     /// Number of actions in a namespace.
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
 
-    /// Stores an activation record.
+    /// Stores an activation record (and forgets its stand-in, if any).
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError>;
+    /// Remembers `stand_in`, the record to keep for an activation that was
+    /// acknowledged before it finished, should the node stop before storing
+    /// the activation's own record. Does nothing if that record is already
+    /// stored; storing it later forgets the stand-in.
+    async fn put_stand_in(&self, stand_in: Activation) -> Result<(), StoreError>;
+    /// Stores the stand-in of every acknowledged activation whose own record
+    /// was never stored, and forgets the rest; returns how many were stored.
+    /// A node calls it once at start, before it serves.
+    async fn settle_interrupted(&self) -> Result<usize, StoreError>;
     /// The activation `id` of `namespace`.
     fn get_activation(
         &self,

@@ -36,6 +36,9 @@ const ACTIVATIONS_BY_NAME: TableDefinition<(&str, &str, u64, &[u8]), ()> =
     TableDefinition::new("activations_by_name");
 /// id → (namespace, start ms), to get one activation by id.
 const ACTIVATION_IDS: TableDefinition<&[u8], (&str, u64)> = TableDefinition::new("activation_ids");
+/// id → JSON `Activation`: the stand-in record of an acknowledged activation
+/// whose own record is not stored yet (see `EntityStore::put_stand_in`).
+const STAND_INS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stand_ins");
 
 /// Writes taken from the queue in one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -53,11 +56,14 @@ enum WriteOp {
         key: String,
     },
     PutActivation(Activation),
+    PutStandIn(Activation),
+    SettleInterrupted,
 }
 
 enum WriteOutcome {
     Done,
     Deleted(Option<Box<Action>>),
+    Settled(usize),
 }
 
 struct PendingWrite {
@@ -120,6 +126,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
         .map_err(StoreError::backend)?;
     txn.open_table(ACTIVATION_IDS)
         .map_err(StoreError::backend)?;
+    txn.open_table(STAND_INS).map_err(StoreError::backend)?;
     Ok(())
 }
 
@@ -227,26 +234,67 @@ fn apply(
             Ok(Ok(WriteOutcome::Deleted(removed)))
         }
         WriteOp::PutActivation(activation) => {
-            let id = activation.activation_id.as_bytes().as_slice();
-            let ns = activation.namespace.as_str();
-            let mut records = txn.open_table(ACTIVATIONS).map_err(StoreError::backend)?;
-            records
-                .insert((ns, activation.start, id), encode(activation)?.as_slice())
-                .map_err(StoreError::backend)?;
-            let mut by_name = txn
-                .open_table(ACTIVATIONS_BY_NAME)
-                .map_err(StoreError::backend)?;
-            by_name
-                .insert((ns, activation.name.as_str(), activation.start, id), ())
-                .map_err(StoreError::backend)?;
-            let mut ids = txn
-                .open_table(ACTIVATION_IDS)
-                .map_err(StoreError::backend)?;
-            ids.insert(id, (ns, activation.start))
+            insert_activation(txn, activation)?;
+            let mut stand_ins = txn.open_table(STAND_INS).map_err(StoreError::backend)?;
+            stand_ins
+                .remove(activation.activation_id.as_bytes().as_slice())
                 .map_err(StoreError::backend)?;
             Ok(Ok(WriteOutcome::Done))
         }
+        WriteOp::PutStandIn(stand_in) => {
+            let id = stand_in.activation_id.as_bytes().as_slice();
+            if !is_stored(txn, id)? {
+                let mut stand_ins = txn.open_table(STAND_INS).map_err(StoreError::backend)?;
+                stand_ins
+                    .insert(id, encode(stand_in)?.as_slice())
+                    .map_err(StoreError::backend)?;
+            }
+            Ok(Ok(WriteOutcome::Done))
+        }
+        WriteOp::SettleInterrupted => {
+            let mut stand_ins = txn.open_table(STAND_INS).map_err(StoreError::backend)?;
+            let mut settled = 0;
+            while let Some((_, record)) = stand_ins.pop_first().map_err(StoreError::backend)? {
+                let stand_in: Activation = decode(record.value())?;
+                drop(record);
+                if !is_stored(txn, stand_in.activation_id.as_bytes())? {
+                    insert_activation(txn, &stand_in)?;
+                    settled += 1;
+                }
+            }
+            Ok(Ok(WriteOutcome::Settled(settled)))
+        }
     }
+}
+
+/// Whether the activation `id` has a stored record.
+fn is_stored(txn: &WriteTransaction, id: &[u8]) -> Result<bool, StoreError> {
+    let ids = txn
+        .open_table(ACTIVATION_IDS)
+        .map_err(StoreError::backend)?;
+    Ok(ids.get(id).map_err(StoreError::backend)?.is_some())
+}
+
+/// Writes `activation` and its two indexes.
+fn insert_activation(txn: &WriteTransaction, activation: &Activation) -> Result<(), StoreError> {
+    let id = activation.activation_id.as_bytes().as_slice();
+    let ns = activation.namespace.as_str();
+    let mut records = txn.open_table(ACTIVATIONS).map_err(StoreError::backend)?;
+    records
+        .insert((ns, activation.start, id), encode(activation)?.as_slice())
+        .map_err(StoreError::backend)?;
+    let mut by_name = txn
+        .open_table(ACTIVATIONS_BY_NAME)
+        .map_err(StoreError::backend)?;
+    by_name
+        .insert((ns, activation.name.as_str(), activation.start, id), ())
+        .map_err(StoreError::backend)?;
+    let mut ids = txn
+        .open_table(ACTIVATION_IDS)
+        .map_err(StoreError::backend)?;
+    ids.insert(id, (ns, activation.start))
+        .map_err(StoreError::backend)?;
+    Ok(())
 }
 
 fn action_key(namespace: &EntityName, name: &EntityName) -> String {
@@ -351,7 +399,7 @@ impl EntityStore for RedbStore {
             .await?
         {
             WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
-            WriteOutcome::Done => Ok(None),
+            WriteOutcome::Done | WriteOutcome::Settled(_) => Ok(None),
         }
     }
 
@@ -407,6 +455,17 @@ impl EntityStore for RedbStore {
         self.write(WriteOp::PutActivation(activation))
             .await
             .map(drop)
+    }
+
+    async fn put_stand_in(&self, stand_in: Activation) -> Result<(), StoreError> {
+        self.write(WriteOp::PutStandIn(stand_in)).await.map(drop)
+    }
+
+    async fn settle_interrupted(&self) -> Result<usize, StoreError> {
+        match self.write(WriteOp::SettleInterrupted).await? {
+            WriteOutcome::Settled(count) => Ok(count),
+            WriteOutcome::Done | WriteOutcome::Deleted(_) => Ok(0),
+        }
     }
 
     fn get_activation(

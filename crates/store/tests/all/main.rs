@@ -334,3 +334,49 @@ async fn concurrent_writes_share_commits_and_all_land() {
     };
     assert_eq!(store.count_activations("guest", &all).expect("count"), 200);
 }
+
+#[tokio::test]
+async fn stand_ins_are_settled_only_for_activations_never_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let interrupted = |id: u8| {
+        let mut record = activation("guest", "slow", 10, id);
+        record.response = ActivationResponse::error(
+            clemmys_whisk::ActivationStatus::InternalError,
+            "interrupted",
+        );
+        record
+    };
+    // 1: finished after its stand-in; 2: finished before it (the stand-in
+    // is ignored); 3: never finished.
+    store.put_stand_in(interrupted(1)).await.expect("stand-in");
+    store
+        .put_activation(activation("guest", "slow", 11, 1))
+        .await
+        .expect("record");
+    store
+        .put_activation(activation("guest", "slow", 12, 2))
+        .await
+        .expect("record");
+    store.put_stand_in(interrupted(2)).await.expect("stand-in");
+    store.put_stand_in(interrupted(3)).await.expect("stand-in");
+    let unknown = ActivationId::from_bytes([3; 16]);
+    assert!(
+        store
+            .get_activation("guest", &unknown)
+            .expect("read")
+            .is_none(),
+        "a stand-in is not a record until settled"
+    );
+
+    assert_eq!(store.settle_interrupted().await.expect("settle"), 1);
+    for (id, status) in [(1, "success"), (2, "success"), (3, "whisk internal error")] {
+        let record = store
+            .get_activation("guest", &ActivationId::from_bytes([id; 16]))
+            .expect("read")
+            .unwrap_or_else(|| panic!("activation {id} lost"));
+        assert_eq!(record.response.status.as_str(), status, "activation {id}");
+    }
+    // Settling forgets every stand-in: a second pass stores nothing.
+    assert_eq!(store.settle_interrupted().await.expect("settle"), 0);
+}
