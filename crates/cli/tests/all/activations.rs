@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, arg, example};
+use crate::common::{Server, activation_id, arg, example};
 
 /// The activations in a `--json` list, by id.
 fn ids(list: &Value) -> Vec<String> {
@@ -135,4 +135,61 @@ fn a_malformed_or_unknown_activation_id_exits_1() {
     user.clemmys(&["activation", "get", "--last"])
         .failure()
         .stderr_has("there are no activations yet");
+}
+
+#[test]
+fn an_accepted_activation_cut_off_by_a_crash_keeps_a_record_saying_so() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let sleep = example("sleep");
+    for (name, plain) in [("plainsleep", true), ("sealedsleep", false)] {
+        let mut args = vec!["action", "create", name, arg(&sleep), "--timeout", "60000"];
+        if plain {
+            args.push("--plain");
+        }
+        user.clemmys(&args).success();
+    }
+    let accepted: Vec<(&str, String)> = ["plainsleep", "sealedsleep"]
+        .into_iter()
+        .map(|name| {
+            let out = user
+                .clemmys(&["action", "invoke", name, "-p", "ms", "30000", "--json"])
+                .success();
+            (name, activation_id(&out.json()))
+        })
+        .collect();
+
+    server.crash_and_restart();
+    assert!(
+        server.log().contains("the last stop interrupted"),
+        "{}",
+        server.log()
+    );
+    for (name, id) in &accepted {
+        let record = user
+            .clemmys(&["activation", "get", id, "--json"])
+            .success()
+            .json();
+        assert_eq!(record["name"], json!(name), "{record}");
+        assert_eq!(
+            record["response"]["status"],
+            json!("whisk internal error"),
+            "{record}"
+        );
+        let error = record["response"]["result"]["error"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(error.contains("stopped before"), "{record}");
+        // The confidential client shows the platform's error, unsealed and
+        // not secret, as it does for any record without a sealed answer.
+        user.clemmys(&["activation", "result", id])
+            .success()
+            .stdout_has("stopped before");
+    }
+    // The restarted node still runs the action.
+    let out = user
+        .clemmys(&["action", "invoke", "plainsleep", "-p", "ms", "1", "-r"])
+        .success();
+    assert_eq!(out.json(), json!({"slept": 1}));
 }

@@ -391,6 +391,18 @@ impl Server {
         self.spawn();
     }
 
+    /// Kills the server (SIGKILL: no shutdown at all, as a crash or a power
+    /// cut would) and starts it again on the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child
+                .kill()
+                .unwrap_or_else(|error| panic!("killing the server: {error}"));
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
     /// A new user of this server: their own home, client identity, pins
     /// and keyring.
     pub fn user(&self) -> User {
