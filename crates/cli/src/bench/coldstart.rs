@@ -17,14 +17,13 @@
 //!   has capacity 0 (kept as 1) and each run invokes another action between
 //!   the pause and the timed invoke, which evicts the new action's module.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::progress::Progress;
 use super::report::{ColdRow, Mode};
-use super::scenarios::{BeforeInvoke, Modules, Node, Plan, cold_with};
+use super::scenarios::{BeforeInvoke, Modules, Node, Plan, cold_with, on_fresh_node};
 
 /// Long enough for a module compiled at create to be ready (noop compiles
 /// in tens of milliseconds here).
@@ -68,17 +67,16 @@ pub async fn pool(
     modules: &Modules,
     progress: &Progress,
 ) -> anyhow::Result<Vec<ColdVariant>> {
-    let mut rows = Vec::new();
-    let dir = super::temporary_dir()?;
-    let node = Node::start_with(dir.path(), 1, |_| {}).await?;
-    let measured = async {
-        for (measure, before) in [
-            (AFTER_CREATE, BeforeInvoke::Nothing),
-            (AFTER_READY, BeforeInvoke::EnclaveReady),
-        ] {
-            rows.push(
-                variant(
-                    &node,
+    let mut rows = on_fresh_node(
+        |_| {},
+        async |node| {
+            let mut rows = Vec::new();
+            for (measure, before) in [
+                (AFTER_CREATE, BeforeInvoke::Nothing),
+                (AFTER_READY, BeforeInvoke::EnclaveReady),
+            ] {
+                let row = variant(
+                    node,
                     plan,
                     modules,
                     (POOL, measure),
@@ -86,38 +84,34 @@ pub async fn pool(
                     &before,
                     progress,
                 )
-                .await?,
-            );
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    node.shutdown().await;
-    measured?;
-
-    let dir = super::temporary_dir()?;
-    let node = without_pool(dir.path()).await?;
-    let measured = variant(
-        &node,
-        plan,
-        modules,
-        (NO_POOL, AFTER_CREATE),
-        Mode::Confidential,
-        &BeforeInvoke::Nothing,
-        progress,
+                .await?;
+                rows.push(row);
+            }
+            Ok(rows)
+        },
     )
-    .await;
-    node.shutdown().await;
-    rows.push(measured?);
+    .await?;
+    let without = on_fresh_node(
+        |config| {
+            config.enclave_pool.idle_target = 0;
+            config.enclave_pool.prewarm = false;
+        },
+        async |node| {
+            variant(
+                node,
+                plan,
+                modules,
+                (NO_POOL, AFTER_CREATE),
+                Mode::Confidential,
+                &BeforeInvoke::Nothing,
+                progress,
+            )
+            .await
+        },
+    )
+    .await?;
+    rows.push(without);
     Ok(rows)
-}
-
-async fn without_pool(dir: &Path) -> anyhow::Result<Node> {
-    Node::start_with(dir, 1, |config| {
-        config.enclave_pool.idle_target = 0;
-        config.enclave_pool.prewarm = false;
-    })
-    .await
 }
 
 /// With and without the module cache.
@@ -126,23 +120,22 @@ pub async fn cache(
     modules: &Modules,
     progress: &Progress,
 ) -> anyhow::Result<Vec<ColdVariant>> {
-    let mut rows = Vec::new();
-    let dir = super::temporary_dir()?;
-    let node = Node::start_with(dir.path(), 1, |_| {}).await?;
-    let measured = async {
-        for (measure, before) in [
-            (AFTER_CREATE, BeforeInvoke::Nothing),
-            (
-                AFTER_COMPILE,
-                BeforeInvoke::Pause {
-                    pause: COMPILE_PAUSE,
-                    then_invoke: None,
-                },
-            ),
-        ] {
-            rows.push(
-                variant(
-                    &node,
+    let mut rows = on_fresh_node(
+        |_| {},
+        async |node| {
+            let mut rows = Vec::new();
+            for (measure, before) in [
+                (AFTER_CREATE, BeforeInvoke::Nothing),
+                (
+                    AFTER_COMPILE,
+                    BeforeInvoke::Pause {
+                        pause: COMPILE_PAUSE,
+                        then_invoke: None,
+                    },
+                ),
+            ] {
+                let row = variant(
+                    node,
                     plan,
                     modules,
                     (CACHE, measure),
@@ -150,46 +143,41 @@ pub async fn cache(
                     &before,
                     progress,
                 )
-                .await?,
-            );
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    node.shutdown().await;
-    measured?;
-
-    let dir = super::temporary_dir()?;
-    let node = Node::start_with(dir.path(), 1, |config| {
-        config.sandbox.module_cache_capacity = 0;
-    })
+                .await?;
+                rows.push(row);
+            }
+            Ok(rows)
+        },
+    )
     .await?;
-    let measured = async {
-        // Other code than the runs' (whose custom sections differ anyway).
-        let evictor = super::scenarios::with_custom_section(
-            &modules.noop,
-            "clemmys-bench-evictor",
-            b"evictor",
-        );
-        node.put_plain(EVICTOR, &evictor, true).await?;
-        let before = BeforeInvoke::Pause {
-            pause: COMPILE_PAUSE,
-            then_invoke: Some(EVICTOR.into()),
-        };
-        variant(
-            &node,
-            plan,
-            modules,
-            (NO_CACHE, NOT_CACHED),
-            Mode::Plain,
-            &before,
-            progress,
-        )
-        .await
-    }
-    .await;
-    node.shutdown().await;
-    rows.push(measured?);
+    let without = on_fresh_node(
+        |config| config.sandbox.module_cache_capacity = 0,
+        async |node| {
+            // Other code than the runs' (whose custom sections differ anyway).
+            let evictor = super::scenarios::with_custom_section(
+                &modules.noop,
+                "clemmys-bench-evictor",
+                b"evictor",
+            );
+            node.put_plain(EVICTOR, &evictor, true).await?;
+            let before = BeforeInvoke::Pause {
+                pause: COMPILE_PAUSE,
+                then_invoke: Some(EVICTOR.into()),
+            };
+            variant(
+                node,
+                plan,
+                modules,
+                (NO_CACHE, NOT_CACHED),
+                Mode::Plain,
+                &before,
+                progress,
+            )
+            .await
+        },
+    )
+    .await?;
+    rows.push(without);
     Ok(rows)
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::load::LatencySummary;
 use super::progress::Progress;
 use super::report::{ColdRow, Mode};
-use super::scenarios::{BeforeInvoke, Modules, Node, Plan, cold_with, invoke_loop};
+use super::scenarios::{BeforeInvoke, Modules, Plan, cold_with, invoke_loop, on_fresh_node};
 
 /// The setting measured as the default.
 pub const DEFAULT: &str = "default";
@@ -79,9 +79,7 @@ pub async fn measure(
 ) -> anyhow::Result<Vec<KnobRow>> {
     let mut rows = Vec::new();
     for knob in &KNOBS {
-        let dir = super::temporary_dir()?;
-        let node = Node::start_with(dir.path(), 1, knob.configure).await?;
-        let measured = async {
+        let row = on_fresh_node(knob.configure, async |node| {
             let mut row = KnobRow {
                 setting: knob.name.into(),
                 warm: None,
@@ -92,7 +90,7 @@ pub async fn measure(
                 node.put_plain(name, &modules.noop, true).await?;
                 let label = format!("knob {}: warm plain noop", knob.name);
                 row.warm = Some(
-                    invoke_loop(&node, name, Mode::Plain, &label, plan.spec(1), progress).await?,
+                    invoke_loop(node, name, Mode::Plain, &label, plan.spec(1), progress).await?,
                 );
             }
             if knob.cold {
@@ -100,13 +98,12 @@ pub async fn measure(
                 let before = BeforeInvoke::Nothing;
                 let hello = ("hello", Mode::Plain);
                 row.cold_hello =
-                    Some(cold_with(&node, plan, modules, hello, &before, &label, progress).await?);
+                    Some(cold_with(node, plan, modules, hello, &before, &label, progress).await?);
             }
-            anyhow::Ok(row)
-        }
-        .await;
-        node.shutdown().await;
-        rows.push(measured?);
+            Ok(row)
+        })
+        .await?;
+        rows.push(row);
     }
     Ok(rows)
 }

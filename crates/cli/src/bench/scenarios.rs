@@ -87,6 +87,20 @@ pub struct Node {
     data_dir: std::path::PathBuf,
 }
 
+/// Starts a one-client node on a fresh temporary data directory,
+/// configured by `configure`, runs `measure` on it and shuts it down
+/// whatever `measure` returned.
+pub async fn on_fresh_node<T>(
+    configure: impl FnOnce(&mut ServerConfig),
+    measure: impl AsyncFnOnce(&Node) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = super::temporary_dir()?;
+    let node = Node::start_with(dir.path(), 1, configure).await?;
+    let measured = measure(&node).await;
+    node.shutdown().await;
+    measured
+}
+
 impl Node {
     /// Starts a node on `data_dir` sized for `clients` concurrent clients,
     /// raises the guest namespace's limits so they cannot throttle the run,
