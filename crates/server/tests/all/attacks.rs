@@ -241,23 +241,9 @@ async fn results_swapped_between_concurrent_requests_are_detected() {
         owner.invoke("echo", json!({"who": "second"}))
     );
     let (first, second) = (first.expect("first"), second.expect("second"));
-    let store = &server.server.as_ref().expect("running").store;
-    let a = store
-        .get_activation("guest", &first.activation_id)
-        .expect("read")
-        .expect("a");
-    let b = store
-        .get_activation("guest", &second.activation_id)
-        .expect("read")
-        .expect("b");
-    tamper_record(&server, first.activation_id, |record| {
-        record.response = b.response.clone()
-    })
-    .await;
-    tamper_record(&server, second.activation_id, |record| {
-        record.response = a.response.clone()
-    })
-    .await;
+    server
+        .swap_responses(first.activation_id, second.activation_id)
+        .await;
     for id in [first.activation_id, second.activation_id] {
         let outcome = owner.client.open_activation(id).await;
         assert!(

@@ -253,20 +253,9 @@ async fn chain_values_spliced_between_concurrent_chains_are_detected() {
     assert_eq!(first.result, json!({"payload": "Hello, first!"}));
     assert_eq!(second.result, json!({"payload": "Hello, second!"}));
     // The orchestrator splices: each chain's record gets the other's value.
-    let store = &server.server.as_ref().expect("running").store;
-    let a = store
-        .get_activation("guest", &first.activation_id)
-        .expect("read")
-        .expect("a");
-    let b = store
-        .get_activation("guest", &second.activation_id)
-        .expect("read")
-        .expect("b");
-    let (mut spliced_a, mut spliced_b) = (a.clone(), b.clone());
-    spliced_a.response = b.response.clone();
-    spliced_b.response = a.response.clone();
-    store.put_activation(spliced_a).await.expect("write");
-    store.put_activation(spliced_b).await.expect("write");
+    server
+        .swap_responses(first.activation_id, second.activation_id)
+        .await;
     for id in [first.activation_id, second.activation_id] {
         let outcome = owner.client.open_activation(id).await;
         assert!(

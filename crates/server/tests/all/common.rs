@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_server::{RunningServer, ServerConfig};
+use clemmys_whisk::ActivationId;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode};
@@ -104,6 +105,22 @@ impl TestServer {
             http: Client::builder(TokioExecutor::new()).build_http(),
             auth,
         }
+    }
+
+    /// Plays the provider: swaps the stored responses of activations `a`
+    /// and `b` (results of two requests, or values of two chains).
+    pub async fn swap_responses(&self, a: ActivationId, b: ActivationId) {
+        let store = &self.server.as_ref().expect("running").store;
+        let read = |id: &ActivationId| {
+            store
+                .get_activation("guest", id)
+                .expect("read")
+                .expect("stored")
+        };
+        let (mut first, mut second) = (read(&a), read(&b));
+        std::mem::swap(&mut first.response, &mut second.response);
+        store.put_activation(first).await.expect("write");
+        store.put_activation(second).await.expect("write");
     }
 
     /// Stops the node and starts a new one on the same data directory.
