@@ -68,6 +68,9 @@ pub struct Fixtures {
     pub platform: SimPlatform,
     /// Sim evidence of an enclave with [`MEASUREMENT`].
     pub evidence: Evidence,
+    /// A verifier that trusts [`Fixtures::platform`] and Intel's SGX root,
+    /// as clients and brokers do.
+    pub verifier: Verifier,
     /// The key pairs of the two steps of the chain fixture.
     pub step_keys: [KemKeyPair; 2],
     /// The chain's signed ticket.
@@ -85,14 +88,6 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
-    /// A verifier that trusts this fixture's sim platform and Intel's SGX
-    /// root, as clients and brokers do.
-    pub fn verifier(&self) -> Verifier {
-        Verifier::new()
-            .trust_sgx_dcap(SgxPolicy::new())
-            .trust_sim_platform(self.platform.public_key())
-    }
-
     /// The code binding of [`Fixtures::sealed_code`].
     pub fn code_binding(&self) -> CodeBinding<'static> {
         CodeBinding {
@@ -161,6 +156,9 @@ fn build() -> Fixtures {
     let platform = SimPlatform::from_secret(&[0x02; 32]);
     let enclave = EnclaveKeys::generate(&mut rng);
     let evidence = platform.report(&MEASUREMENT, &enclave.public().report_data());
+    let verifier = Verifier::new()
+        .trust_sgx_dcap(SgxPolicy::new())
+        .trust_sim_platform(platform.public_key());
     let receipt = |activation_id: &str, input_hash, output: &[u8], nonce, chain| {
         SignedReceipt::sign(
             Receipt {
@@ -282,6 +280,7 @@ fn build() -> Fixtures {
         session_invocation,
         platform,
         evidence,
+        verifier,
         step_keys,
         ticket,
         ticket_json,

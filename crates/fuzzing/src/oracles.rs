@@ -206,7 +206,7 @@ pub fn answer(data: &[u8]) {
 /// fuzz never verify.
 pub fn evidence(data: &[u8]) {
     let fx = fixtures();
-    let verifier = fx.verifier();
+    let verifier = &fx.verifier;
     let input = Input::of(data);
     let candidate = input.bytes(&fx.evidence.data);
     let sim = Evidence {
