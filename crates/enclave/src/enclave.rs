@@ -12,9 +12,8 @@ use clemmys_broker::{BrokerError, BrokerLink};
 use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmitRequest, KeyGrant, KeyRequest, open_grant,
 };
-use clemmys_proto::chain::{
-    ChainAnswer, HopBody, is_hop, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
-};
+use clemmys_proto::chain::is_hop;
+use clemmys_proto::chain_session::is_session_hop;
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::invoke::{
@@ -30,6 +29,10 @@ use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::{ActionLimits, ActivationStatus};
 
 use crate::EnclaveError;
+
+mod chain;
+
+use chain::{ChainSession, ChainSessionStep};
 
 /// One run the host asks for: everything in it is sealed or public.
 #[derive(Debug)]
@@ -113,10 +116,12 @@ pub struct Enclave {
     provisioning: Mutex<()>,
     /// Sessions opened by clients, by id.
     sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
+    /// Chain sessions this enclave takes part in, by (session id, step).
+    chain_sessions: Mutex<HashMap<ChainSessionStep, Arc<ChainSession>>>,
 }
 
-/// Most sessions one enclave keeps; past it the oldest is dropped (its
-/// client opens a new one).
+/// Most sessions (and, separately, chain session steps) one enclave keeps;
+/// past it the oldest is dropped (its client opens a new one).
 const MAX_SESSIONS: usize = 4096;
 
 /// A client's session with this enclave's action.
@@ -165,6 +170,7 @@ impl Enclave {
             provisioned: Mutex::new(None),
             provisioning: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
+            chain_sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -239,6 +245,8 @@ impl Enclave {
             self.run_session(run, load_code)
         } else if is_hop(run.invocation) {
             self.run_chain_step(run, load_code)
+        } else if is_session_hop(run.invocation) {
+            self.run_chain_session_step(run, load_code)
         } else {
             self.run_invocation(run, load_code)
         }
@@ -402,111 +410,10 @@ impl Enclave {
 
     /// Keeps a session, dropping the oldest past [`MAX_SESSIONS`].
     fn keep_session(&self, session: Session) {
-        let mut sessions = lock(&self.sessions);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.opened)
-                .map(|(id, _)| *id)
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(session.keys.id, Arc::new(session));
-    }
-
-    /// One step of a confidential chain: checks that this enclave's action is
-    /// the step the client's ticket names at the hop's index and that the
-    /// broker never admitted (chain id, index) before; runs; seals the output
-    /// to the next step, or the final answer to the client.
-    fn run_chain_step(
-        &self,
-        run: SealedRun<'_>,
-        load_code: impl FnOnce() -> Option<Vec<u8>>,
-    ) -> Result<SealedOutcome, EnclaveError> {
-        let started = Instant::now();
-        let mut init_time = None;
-        let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
-        let mut hop = open_hop(
-            run.invocation,
-            run.namespace,
-            run.action,
-            &provisioned.grant.action_keys,
-        )?;
-        let ticket = &hop.ticket.ticket;
-        let index = hop.index;
-        let step = usize::try_from(index)
-            .ok()
-            .and_then(|i| ticket.steps.get(i))
-            .ok_or(EnclaveError::NotTheTicketsStep { index })?;
-        if step.namespace != run.namespace || step.action != run.action {
-            return Err(EnclaveError::NotTheTicketsStep { index });
-        }
-        let provisioned = self.provisioned_for(&run, step.version, &mut init_time)?;
-        let descriptor = &provisioned.grant.action;
-        if step.code_digest != descriptor.code_digest || step.action_key != descriptor.action_key {
-            return Err(EnclaveError::CodeNotTheTickets { index });
-        }
-        if !descriptor.allows_client(&ticket.client) {
-            return Err(EnclaveError::ClientNotAllowed);
-        }
-        self.admit(
-            &run,
-            &provisioned,
-            step.version,
-            Admission::ChainStep {
-                chain_id: ticket.chain_id,
-                index,
-            },
-            ticket.timestamp_ms,
-        )?;
-        let input_hash = Digest::of(&hop.value);
-        let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
-        let position = ChainPosition {
-            chain_id: ticket.chain_id,
-            index,
-        };
-        let receipt = self.receipt(
-            &run,
-            descriptor,
-            input_hash,
-            &ran.output,
-            ticket.chain_id,
-            Some(position),
-        );
-        let chain_id = ticket.chain_id;
-        let last = index + 1 >= ticket.steps.len() as u64;
-        let succeeded = ran.status == ActivationStatus::Success;
-        let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
-        hop.receipts.push(receipt);
-        let (result, stop_chain) = if succeeded && !last {
-            let next = HopBody {
-                ticket: hop.ticket.clone(),
-                chain_key: hop.chain_key.clone(),
-                index: index + 1,
-                value: zeroize::Zeroizing::new(ran.output.clone()),
-                receipts: std::mem::take(&mut hop.receipts),
-            };
-            (seal_hop(&next, &mut os_rng())?, false)
-        } else {
-            let answer = ChainAnswer {
-                status: ran.status,
-                result: ran.result,
-                last_index: index,
-                receipts: std::mem::take(&mut hop.receipts),
-            };
-            (
-                seal_chain_answer(&answer, &hop.chain_key, &chain_id)?,
-                !last,
-            )
-        };
-        Ok(SealedOutcome {
-            result,
-            logs,
-            stop_chain,
-            duration: started.elapsed(),
-            init_time,
-            timed_out: ran.timed_out,
-        })
+        let id = session.keys.id;
+        keep_bounded(&mut lock(&self.sessions), id, Arc::new(session), |s| {
+            s.opened
+        });
     }
 
     /// The grant of the action to run, refreshed when the input names a
@@ -572,7 +479,21 @@ impl Enclave {
         nonce: [u8; 16],
         chain: Option<ChainPosition>,
     ) -> SignedReceipt {
-        let receipt = Receipt {
+        let receipt = self.report(run, descriptor, input_hash, output, nonce, chain);
+        SignedReceipt::sign(receipt, &self.keys, self.evidence.clone())
+    }
+
+    /// What this enclave reports about a run, to sign or MAC.
+    fn report(
+        &self,
+        run: &SealedRun<'_>,
+        descriptor: &ActionDescriptor,
+        input_hash: Digest,
+        output: &[u8],
+        nonce: [u8; 16],
+        chain: Option<ChainPosition>,
+    ) -> Receipt {
+        Receipt {
             activation_id: run.activation_id.to_owned(),
             namespace: run.namespace.to_owned(),
             action: run.action.to_owned(),
@@ -583,8 +504,7 @@ impl Enclave {
             output_hash: Digest::of(output),
             nonce,
             chain,
-        };
-        SignedReceipt::sign(receipt, &self.keys, self.evidence.clone())
+        }
     }
 
     /// Binds this enclave to `namespace/name` if it is not bound yet;
@@ -767,6 +687,22 @@ impl std::fmt::Debug for Enclave {
 /// one holds intact data.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Inserts `value` under `key`, first dropping the entry `opened` says is
+/// oldest when `map` holds [`MAX_SESSIONS`] already.
+fn keep_bounded<K: Copy + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    value: V,
+    opened: impl Fn(&V) -> Instant,
+) {
+    if map.len() >= MAX_SESSIONS
+        && let Some(oldest) = map.iter().min_by_key(|(_, v)| opened(v)).map(|(k, _)| *k)
+    {
+        map.remove(&oldest);
+    }
+    map.insert(key, value);
 }
 
 fn add_time(total: &mut Option<Duration>, spent: Duration) {

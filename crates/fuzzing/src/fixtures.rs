@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use chacha20::ChaCha20Rng;
 use clemmys_proto::broker::{BrokerOp, BrokerRequest, seal_broker_request};
 use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
+use clemmys_proto::chain_session::{HopHeader, SessionHop, SessionHopBody, hop_key};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::{ClientIdentity, EnclaveKeys};
 use clemmys_proto::invoke::{
@@ -18,7 +19,7 @@ use clemmys_proto::invoke::{
     seal_invocation,
 };
 use clemmys_proto::session::{SessionBinding, SessionInvocation, SessionKeys};
-use clemmys_proto::suite::KemKeyPair;
+use clemmys_proto::suite::{ExportedKey, KemKeyPair};
 use clemmys_proto::{Digest, Evidence, Measurement};
 use clemmys_tee::sim::SimPlatform;
 use clemmys_tee::{SgxPolicy, Verifier};
@@ -79,6 +80,10 @@ pub struct Fixtures {
     pub ticket_json: Vec<u8>,
     /// The sealed hop to step 1 (`step1`), wire form.
     pub hop: Vec<u8>,
+    /// The key of a chain session's hops into step 1.
+    pub session_hop_key: ExportedKey,
+    /// A chain session run's sealed hop into step 1, wire form.
+    pub session_hop: Vec<u8>,
     /// The broker's key pair.
     pub broker_keys: KemKeyPair,
     /// A sealed, signed broker request, wire form.
@@ -233,10 +238,11 @@ fn build() -> Fixtures {
             .collect(),
         client: client.id(),
         timestamp_ms,
+        open_session: true,
     }
     .sign(&client);
     let ticket_json = serde_json::to_vec(&ticket).expect("fixture: ticket JSON");
-    let hop = seal_hop(
+    let (hop, _) = seal_hop(
         &HopBody {
             ticket: ticket.clone(),
             chain_key: ChainKey::from_bytes([0x6b; 32]),
@@ -247,6 +253,22 @@ fn build() -> Fixtures {
         &mut rng,
     )
     .expect("fixture: seal hop");
+    let session_hop_key = hop_key(&ExportedKey::from_bytes([0x73; 32])).expect("fixture: hop key");
+    let session_hop = SessionHop::seal(
+        &session_hop_key,
+        HopHeader {
+            session_id: chain_id,
+            counter: 2,
+            index: 1,
+            timestamp_ms,
+        },
+        &SessionHopBody {
+            value: Zeroizing::new(PARAMS.to_vec()),
+            receipts: Vec::new(),
+        },
+    )
+    .expect("fixture: seal session hop")
+    .to_bytes();
 
     let broker_keys = KemKeyPair::generate(&mut rng);
     let op = BrokerOp::Describe {
@@ -285,6 +307,8 @@ fn build() -> Fixtures {
         ticket,
         ticket_json,
         hop,
+        session_hop_key,
+        session_hop,
         broker_keys,
         broker_request,
         broker_request_body,

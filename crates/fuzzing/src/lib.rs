@@ -77,6 +77,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().hop,
     },
     Target {
+        name: "chain_session_hop",
+        oracle: oracles::chain_session_hop,
+        valid: || &fixtures::fixtures().session_hop,
+    },
+    Target {
         name: "chain_ticket",
         oracle: oracles::chain_ticket,
         valid: || &fixtures::fixtures().ticket_json,

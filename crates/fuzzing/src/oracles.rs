@@ -10,6 +10,7 @@
 
 use clemmys_proto::broker::open_broker_request;
 use clemmys_proto::chain::{SignedTicket, open_hop};
+use clemmys_proto::chain_session::SessionHop;
 use clemmys_proto::code::SealedCode;
 use clemmys_proto::invoke::{SealedInvocation, open_result};
 use clemmys_proto::session::SessionInvocation;
@@ -155,7 +156,7 @@ pub fn chain_hop(data: &[u8]) {
     let fx = fixtures();
     let candidate = Input::of(data).bytes(&fx.hop);
     let opened = open_hop(&candidate, NAMESPACE, "step1", &fx.step_keys[1]).ok();
-    if let Some(hop) = &opened {
+    if let Some((hop, _)) = &opened {
         assert_eq!(hop.index, 1, "chain hop: index changed");
         assert_eq!(hop.ticket, fx.ticket, "chain hop: ticket changed");
         assert_eq!(
@@ -165,6 +166,34 @@ pub fn chain_hop(data: &[u8]) {
         );
     }
     accepted_only_if_unchanged("chain hop", &fx.hop, &candidate, opened.is_some());
+}
+
+/// A chain session hop opens under its step's hop key only if it is exactly
+/// the hop that was sealed, and then it carries that value.
+pub fn chain_session_hop(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.session_hop);
+    let opened = SessionHop::from_bytes(&candidate)
+        .and_then(|hop| hop.open(&fx.session_hop_key).map(|body| (hop.header, body)))
+        .ok();
+    if let Some((header, body)) = &opened {
+        assert_eq!(
+            (header.counter, header.index),
+            (2, 1),
+            "chain session hop: header changed"
+        );
+        assert_eq!(
+            body.value.as_slice(),
+            fixtures::PARAMS,
+            "chain session hop: value changed"
+        );
+    }
+    accepted_only_if_unchanged(
+        "chain session hop",
+        &fx.session_hop,
+        &candidate,
+        opened.is_some(),
+    );
 }
 
 /// A chain ticket (JSON inside a hop) verifies only if it parses to exactly

@@ -81,6 +81,7 @@ fn every_target_is_tested_here() {
             "session",
             "sealed_code",
             "chain_hop",
+            "chain_session_hop",
             "chain_ticket",
             "answer",
             "evidence",
@@ -114,6 +115,11 @@ fn sealed_code() {
 #[test]
 fn chain_hop() {
     run("chain_hop", 5);
+}
+
+#[test]
+fn chain_session_hop() {
+    run("chain_session_hop", 11);
 }
 
 #[test]

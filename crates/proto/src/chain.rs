@@ -54,14 +54,19 @@ pub struct ChainTicket {
     pub client: ClientId,
     /// The client's clock, epoch ms.
     pub timestamp_ms: u64,
+    /// Whether each step keeps the keys of this run's hops for later runs
+    /// of the same chain (a [chain session](crate::chain_session)).
+    #[serde(default)]
+    pub open_session: bool,
 }
 
 impl ChainTicket {
     fn transcript(&self) -> Vec<u8> {
-        let mut writer = Writer::new("clemmys/chain-ticket/v1")
+        let mut writer = Writer::new("clemmys/chain-ticket/v2")
             .bytes(&self.chain_id)
             .bytes(self.client.as_bytes())
             .u64(self.timestamp_ms)
+            .u64(u64::from(self.open_session))
             .u64(self.steps.len() as u64);
         for step in &self.steps {
             writer = writer
@@ -130,20 +135,36 @@ impl ChainKey {
         &self.0
     }
 
-    fn mac(&self, transcript: &[u8]) -> Result<[u8; 32], ProtoError> {
+    /// The key of run `run_id` of a chain session opened under this key:
+    /// each run seals its answer, logs and receipts under its own key, so
+    /// no key ever seals two messages with the same nonce.
+    pub fn for_run(&self, run_id: &[u8; 16]) -> Result<ChainKey, ProtoError> {
+        let label = Writer::new("clemmys/chain-run-key/v1")
+            .bytes(run_id)
+            .finish();
+        let derived = ExportedKey::from_bytes(self.0).derive(&label)?;
+        Ok(Self(*derived.as_bytes()))
+    }
+
+    pub(crate) fn mac(&self, transcript: &[u8]) -> Result<[u8; 32], ProtoError> {
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .map_err(|e| ProtoError::Crypto(e.to_string()))?;
         mac.update(transcript);
         Ok(mac.finalize().into_bytes().into())
     }
 
-    fn verify_mac(&self, transcript: &[u8], tag: &[u8]) -> Result<(), ProtoError> {
+    pub(crate) fn verify_mac(
+        &self,
+        transcript: &[u8],
+        tag: &[u8],
+        what: &'static str,
+    ) -> Result<(), ProtoError> {
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .map_err(|e| ProtoError::Crypto(e.to_string()))?;
         mac.update(transcript);
         // Constant-time comparison.
         mac.verify_slice(tag)
-            .map_err(|_| ProtoError::Tampered("chain hop MAC"))
+            .map_err(|_| ProtoError::Tampered(what))
     }
 
     /// The key the final answer is sealed under.
@@ -179,6 +200,9 @@ pub struct HopBody {
 }
 
 const HOP_FRAME: &str = "clemmys/chain-hop/v1";
+/// What both ends of a hop export from its HPKE context: the secret later
+/// runs of a chain session seal this hop under.
+const HOP_SESSION_LABEL: &[u8] = b"clemmys/chain-hop-session/v1";
 const HOP_BODY: &str = "clemmys/chain-hop-body/v1";
 
 fn hop_info(step: &ChainStep) -> Vec<u8> {
@@ -204,8 +228,13 @@ fn hop_mac_transcript(chain_id: &[u8; 16], index: u64, message: &HpkeMessage) ->
         .finish()
 }
 
-/// Seals `body` to the step it names (its `index` in the ticket).
-pub fn seal_hop(body: &HopBody, rng: &mut impl CryptoRng) -> Result<Vec<u8>, ProtoError> {
+/// Seals `body` to the step it names (its `index` in the ticket). Also
+/// returns the hop's session secret, which only the sender and that step
+/// know (kept when the ticket opens a chain session).
+pub fn seal_hop(
+    body: &HopBody,
+    rng: &mut impl CryptoRng,
+) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
     let ticket = &body.ticket.ticket;
     let step = usize::try_from(body.index)
         .ok()
@@ -224,24 +253,26 @@ pub fn seal_hop(body: &HopBody, rng: &mut impl CryptoRng) -> Result<Vec<u8>, Pro
             .bytes(&receipts)
             .finish(),
     );
-    let (message, _) = hpke_seal(
+    let (message, secret) = hpke_seal(
         &step.action_key,
         &hop_info(step),
         &hop_aad(&ticket.chain_id, body.index),
         &plaintext,
-        None,
+        Some(HOP_SESSION_LABEL),
         rng,
     )?;
+    let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
     let tag = body
         .chain_key
         .mac(&hop_mac_transcript(&ticket.chain_id, body.index, &message))?;
-    Ok(Writer::new(HOP_FRAME)
+    let frame = Writer::new(HOP_FRAME)
         .bytes(&ticket.chain_id)
         .u64(body.index)
         .bytes(&message.enc)
         .bytes(&message.ciphertext)
         .bytes(&tag)
-        .finish())
+        .finish();
+    Ok((frame, secret))
 }
 
 /// Whether `bytes` are a chain hop (rather than a single invocation).
@@ -253,12 +284,13 @@ pub fn is_hop(bytes: &[u8]) -> bool {
 /// checks the AEAD, the ticket's signature, the MAC, and that the hop's
 /// index and chain id agree with what is sealed inside. The caller checks
 /// that the ticket's step at that index is really this enclave's action.
+/// Also returns the hop's session secret (see [`seal_hop`]).
 pub fn open_hop(
     bytes: &[u8],
     namespace: &str,
     action: &str,
     keys: &KemKeyPair,
-) -> Result<HopBody, ProtoError> {
+) -> Result<(HopBody, ExportedKey), ProtoError> {
     let mut reader = Reader::new(bytes, HOP_FRAME)?;
     let chain_id: [u8; 16] = reader.array()?;
     let index = reader.u64()?;
@@ -272,14 +304,15 @@ pub fn open_hop(
         .str(namespace)
         .str(action)
         .finish();
-    let (plaintext, _) = hpke_open(
+    let (plaintext, secret) = hpke_open(
         keys,
         &message,
         &info,
         &hop_aad(&chain_id, index),
-        None,
+        Some(HOP_SESSION_LABEL),
         "sealed chain hop",
     )?;
+    let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
     let mut reader = Reader::new(&plaintext, HOP_BODY)?;
     let ticket: SignedTicket = serde_json::from_slice(reader.bytes()?)
         .map_err(|_| ProtoError::Malformed("chain ticket"))?;
@@ -289,23 +322,30 @@ pub fn open_hop(
     let receipts: Vec<SignedReceipt> = serde_json::from_slice(reader.bytes()?)
         .map_err(|_| ProtoError::Malformed("chain receipts"))?;
     reader.finish()?;
-    chain_key.verify_mac(&hop_mac_transcript(&chain_id, index, &message), &tag)?;
+    chain_key.verify_mac(
+        &hop_mac_transcript(&chain_id, index, &message),
+        &tag,
+        "chain hop MAC",
+    )?;
     if inner_index != index || ticket.ticket.chain_id != chain_id {
         return Err(ProtoError::Tampered("sealed chain hop"));
     }
     ticket.verify()?;
-    Ok(HopBody {
+    let body = HopBody {
         ticket,
         chain_key,
         index,
         value,
         receipts,
-    })
+    };
+    Ok((body, secret))
 }
 
-/// The final answer of a chain, sealed to the client.
+/// The final answer of a chain, sealed to the client. `R` is the receipt
+/// of one step: signed in a chain's first run, MACed under the run key in
+/// a [chain session](crate::chain_session).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChainAnswer {
+pub struct ChainAnswer<R = SignedReceipt> {
     /// How the last step that ran ended.
     pub status: clemmys_whisk::ActivationStatus,
     /// Its result.
@@ -314,7 +354,7 @@ pub struct ChainAnswer {
     /// the chain stopped on an error).
     pub last_index: u64,
     /// One receipt per step that ran, in order.
-    pub receipts: Vec<SignedReceipt>,
+    pub receipts: Vec<R>,
 }
 
 fn answer_aad(chain_id: &[u8; 16]) -> Vec<u8> {
@@ -324,8 +364,8 @@ fn answer_aad(chain_id: &[u8; 16]) -> Vec<u8> {
 }
 
 /// Seals the final answer (enclave side).
-pub fn seal_chain_answer(
-    answer: &ChainAnswer,
+pub fn seal_chain_answer<R: Serialize>(
+    answer: &ChainAnswer<R>,
     key: &ChainKey,
     chain_id: &[u8; 16],
 ) -> Result<Vec<u8>, ProtoError> {
@@ -335,11 +375,11 @@ pub fn seal_chain_answer(
 }
 
 /// Opens the final answer (client side).
-pub fn open_chain_answer(
+pub fn open_chain_answer<R: serde::de::DeserializeOwned>(
     sealed: &[u8],
     key: &ChainKey,
     chain_id: &[u8; 16],
-) -> Result<ChainAnswer, ProtoError> {
+) -> Result<ChainAnswer<R>, ProtoError> {
     let json = Zeroizing::new(key.answer_key()?.open(
         sealed,
         &answer_aad(chain_id),
@@ -403,6 +443,7 @@ mod tests {
                 .collect(),
             client: client.id(),
             timestamp_ms: 5,
+            open_session: false,
         }
         .sign(client)
     }
@@ -427,9 +468,14 @@ mod tests {
         );
         let ticket = plan(&client, &[&a, &b]);
         let key = ChainKey::generate(&mut rng);
-        let sealed = seal_hop(&hop(&ticket, &key, 1), &mut rng).expect("seal");
-        let opened = open_hop(&sealed, "guest", "step1", &b).expect("open");
+        let (sealed, sent) = seal_hop(&hop(&ticket, &key, 1), &mut rng).expect("seal");
+        let (opened, received) = open_hop(&sealed, "guest", "step1", &b).expect("open");
         assert_eq!(opened.index, 1);
+        assert_eq!(
+            sent.as_bytes(),
+            received.as_bytes(),
+            "both ends share the hop secret"
+        );
         assert_eq!(opened.value.as_slice(), br#"{"v":1}"#);
         assert!(is_hop(&sealed));
         // Delivered to another step (reorder, skip): its key and info differ.
@@ -449,7 +495,7 @@ mod tests {
         let mut ticket = plan(&client, &[&a]);
         ticket.ticket.timestamp_ms += 1;
         let key = ChainKey::generate(&mut rng);
-        let sealed = seal_hop(&hop(&ticket, &key, 0), &mut rng).expect("seal");
+        let (sealed, _) = seal_hop(&hop(&ticket, &key, 0), &mut rng).expect("seal");
         assert_eq!(
             open_hop(&sealed, "guest", "step0", &a).err(),
             Some(ProtoError::BadSignature("chain ticket"))
@@ -460,7 +506,7 @@ mod tests {
     fn answers_and_logs_open_only_with_the_chain_key() {
         let mut rng = os_rng();
         let key = ChainKey::generate(&mut rng);
-        let answer = ChainAnswer {
+        let answer: ChainAnswer = ChainAnswer {
             status: clemmys_whisk::ActivationStatus::Success,
             result: serde_json::json!({"done": true}),
             last_index: 2,
@@ -472,10 +518,13 @@ mod tests {
             answer
         );
         assert!(
-            open_chain_answer(&sealed, &key, &[2; 16]).is_err(),
+            open_chain_answer::<SignedReceipt>(&sealed, &key, &[2; 16]).is_err(),
             "another chain"
         );
-        assert!(open_chain_answer(&sealed, &ChainKey::generate(&mut rng), &[1; 16]).is_err());
+        assert!(
+            open_chain_answer::<SignedReceipt>(&sealed, &ChainKey::generate(&mut rng), &[1; 16])
+                .is_err()
+        );
         let logs = seal_chain_logs(&["l".to_owned()], &key, &[1; 16], 0).expect("seal");
         assert!(
             open_chain_logs(&logs, &key, &[1; 16], 1).is_err(),

@@ -274,7 +274,17 @@ pub struct ChainPosition {
 
 impl Receipt {
     fn transcript(&self, enclave: &EnclavePublicKeys, evidence: &Evidence) -> Vec<u8> {
-        let writer = Writer::new("clemmys/receipt/v1")
+        self.write_fields(Writer::new("clemmys/receipt/v1"))
+            .bytes(enclave.kem.as_bytes())
+            .bytes(enclave.signing.as_bytes())
+            .bytes(evidence.digest().as_bytes())
+            .finish()
+    }
+
+    /// Appends every field, injectively, to `writer` (what a signature or a
+    /// MAC over the receipt covers).
+    pub(crate) fn write_fields(&self, writer: Writer) -> Writer {
+        let writer = writer
             .str(&self.activation_id)
             .str(&self.namespace)
             .str(&self.action)
@@ -284,15 +294,10 @@ impl Receipt {
             .bytes(self.input_hash.as_bytes())
             .bytes(self.output_hash.as_bytes())
             .bytes(&self.nonce);
-        let writer = match &self.chain {
+        match &self.chain {
             None => writer.u64(0),
             Some(position) => writer.u64(1).bytes(&position.chain_id).u64(position.index),
-        };
-        writer
-            .bytes(enclave.kem.as_bytes())
-            .bytes(enclave.signing.as_bytes())
-            .bytes(evidence.digest().as_bytes())
-            .finish()
+        }
     }
 }
 

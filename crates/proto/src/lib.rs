@@ -10,6 +10,7 @@
 //! * [`invoke`]: sealed invocations, sealed answers and signed receipts;
 //! * [`broker`]: client ↔ broker requests and enclave key grants;
 //! * [`chain`]: chain tickets, sealed hops between steps, chain answers;
+//! * [`chain_session`]: later runs of a chain with symmetric keys only;
 //! * [`replay`]: the nonce window that refuses replays;
 //! * [`session`]: symmetric-key sessions opened by an attested invocation;
 //! * [`wire`]: the injective binary framing all of the above use.
@@ -21,6 +22,7 @@
 
 pub mod broker;
 pub mod chain;
+pub mod chain_session;
 pub mod code;
 pub mod error;
 pub mod evidence;

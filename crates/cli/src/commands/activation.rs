@@ -144,14 +144,19 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
         .open_activation(id)
         .await
         .with_context(|| format!("verifying activation {id}"))?;
-    let receipt = &opened.receipt.receipt;
+    // For a chain, the last step's (verified) receipt; else the signed one.
+    let receipt = opened
+        .chain
+        .as_ref()
+        .and_then(|steps| steps.last())
+        .unwrap_or(&opened.receipt.receipt);
     if ctx.output.is_json() {
         return ctx.output.print_json(&json!({
             "verified": true,
             "tee": opened.tee,
             "hardware": opened.tee.is_hardware(),
             "receipt": receipt,
-            "chain": opened.chain.as_ref().map(|steps| steps.iter().map(|step| &step.receipt).collect::<Vec<_>>()),
+            "chain": opened.chain,
             "enclave": opened.receipt.enclave,
         }));
     }
@@ -161,8 +166,7 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
             "  chain of {} step(s), in order, each on the previous step's output:",
             steps.len()
         );
-        for (index, step) in steps.iter().enumerate() {
-            let r = &step.receipt;
+        for (index, r) in steps.iter().enumerate() {
             outln!(
                 "    {index}: /{}/{} v{} code {} (activation {})",
                 r.namespace,

@@ -130,17 +130,34 @@ impl SessionEntry {
 pub struct ChainEntry {
     /// The steps the ticket named.
     pub steps: Vec<ChainStep>,
-    /// The chain key (hex).
+    /// The chain key (hex); for a run of a chain session, that run's key.
     chain_key: String,
+    /// For a run of a chain session: the session id (hex). Its receipts are
+    /// MACs under the run key, and the session's first run is remembered
+    /// under this id (see [`ClientHome::recall_session`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
 }
 
 impl ChainEntry {
-    /// An entry for `steps` under `key`.
-    pub fn new(steps: Vec<ChainStep>, key: &ChainKey) -> Self {
+    /// An entry for `steps` under `key`; `session` for a chain session run.
+    pub fn new(steps: Vec<ChainStep>, key: &ChainKey, session: Option<&[u8; 16]>) -> Self {
         Self {
             steps,
             chain_key: hex::encode(key.as_bytes()),
+            session: session.map(hex::encode),
         }
+    }
+
+    /// The chain session this run belongs to, if any.
+    pub fn session(&self) -> Result<Option<[u8; 16]>, ConfidentialError> {
+        let Some(text) = &self.session else {
+            return Ok(None);
+        };
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(text, &mut id)
+            .map_err(|_| ConfidentialError::State("a keyring entry is corrupted".into()))?;
+        Ok(Some(id))
     }
 
     /// The chain key.

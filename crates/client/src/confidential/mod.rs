@@ -12,6 +12,7 @@
 //!
 //! The specification is `docs/PROTOCOL.md`.
 
+mod chain;
 mod home;
 
 use std::collections::HashMap;
@@ -24,14 +25,11 @@ use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
     seal_broker_request,
 };
-use clemmys_proto::chain::{
-    ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
-};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
-    InvocationHeader, PendingAnswer, SealedInvocation, SealedResultBody, SignedReceipt, open_logs,
-    open_result, seal_invocation,
+    InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
+    open_logs, open_result, seal_invocation,
 };
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_logs,
@@ -226,10 +224,12 @@ pub struct OpenedActivation {
     pub result: Value,
     /// The log lines, when the record carried them.
     pub logs: Option<Vec<String>>,
-    /// The enclave's receipt, verified (for a chain: the last step's).
+    /// The enclave's signed receipt, verified (for a chain: the last
+    /// step's; within a session or chain session: that of the run that
+    /// opened it).
     pub receipt: SignedReceipt,
     /// For a chain: every step's receipt, verified, in order.
-    pub chain: Option<Vec<SignedReceipt>>,
+    pub chain: Option<Vec<Receipt>>,
     /// For a request within a session: its MAC'd receipt, verified
     /// (`receipt` is then the session's opening receipt, signed).
     pub session: Option<SessionReceipt>,
@@ -258,6 +258,8 @@ pub struct Confidential {
     use_sessions: bool,
     /// Action name → this client's session with its enclave.
     sessions: Mutex<HashMap<String, Arc<ClientSession>>>,
+    /// Sequence name → this client's chain session with its enclaves.
+    chain_sessions: Mutex<HashMap<String, Arc<chain::ClientChainSession>>>,
     /// Evidence already verified, by digest.
     evidence: Mutex<HashMap<Digest, VerifiedEvidence>>,
 }
@@ -388,6 +390,7 @@ impl Confidential {
             kinds: Mutex::new(HashMap::new()),
             use_sessions: true,
             sessions: Mutex::new(HashMap::new()),
+            chain_sessions: Mutex::new(HashMap::new()),
             evidence: Mutex::new(HashMap::new()),
         })
     }
@@ -610,6 +613,7 @@ impl Confidential {
                 Err(ConfidentialError::Execution(message))
                     if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
                 {
+                    self.end_chain_session(name);
                     for component in &components {
                         self.describe(component, true).await?;
                     }
@@ -807,239 +811,6 @@ impl Confidential {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Invokes a confidential sequence as a chain: signs a ticket naming
-    /// every step, seals the parameters as the first hop, and opens and
-    /// verifies the final answer and every step's receipt.
-    async fn invoke_chain_once(
-        &self,
-        name: &str,
-        components: &[String],
-        params: &Value,
-        options: InvokeOptions,
-    ) -> Result<ConfidentialInvoked, ConfidentialError> {
-        let (body, mut entry) = self.seal_chain(components, params).await?;
-        let short = self.short_name(name)?.to_owned();
-        let invoked = self
-            .client
-            .invoke(
-                &short,
-                body,
-                InvokeOptions {
-                    result: false,
-                    ..options
-                },
-            )
-            .await?;
-        let activation_id = invoked.activation_id();
-        entry.activation_id = activation_id.to_string();
-        entry.action = short;
-        self.home.remember(&entry)?;
-        match invoked {
-            Invoked::Accepted { activation_id } => {
-                Ok(ConfidentialInvoked::Accepted { activation_id })
-            }
-            Invoked::Completed { body, .. } => {
-                let opened = self.open_chain(&entry, activation_id, &body).await?;
-                Ok(ConfidentialInvoked::Completed(Box::new(opened)))
-            }
-        }
-    }
-
-    /// Signs a ticket for `components` and seals `params` as the chain's
-    /// first hop: the invoke body, and the keyring entry to open the answer
-    /// (its activation id is filled in once the invoke answers).
-    pub async fn seal_chain(
-        &self,
-        components: &[String],
-        params: &Value,
-    ) -> Result<(Value, KeyringEntry), ConfidentialError> {
-        let mut steps = Vec::with_capacity(components.len());
-        for component in components {
-            let descriptor = self.describe(component, false).await?;
-            steps.push(ChainStep {
-                namespace: descriptor.namespace,
-                action: descriptor.name,
-                version: descriptor.version,
-                code_digest: descriptor.code_digest,
-                action_key: descriptor.action_key,
-            });
-        }
-        let mut chain_id = [0u8; 16];
-        rand_core::Rng::fill_bytes(&mut os_rng(), &mut chain_id);
-        let chain_key = ChainKey::generate(&mut os_rng());
-        let ticket = ChainTicket {
-            chain_id,
-            steps: steps.clone(),
-            client: self.identity.id(),
-            timestamp_ms: now_ms(),
-        }
-        .sign(&self.identity);
-        let value =
-            serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
-        let input_hash = Digest::of(&value);
-        let hop = HopBody {
-            ticket,
-            chain_key: chain_key.clone(),
-            index: 0,
-            value: zeroize::Zeroizing::new(value),
-            receipts: Vec::new(),
-        };
-        let sealed = seal_hop(&hop, &mut os_rng())?;
-        let body =
-            json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(sealed) });
-        let keys = clemmys_proto::invoke::AnswerKeys {
-            result: chain_key.answer_key()?,
-            logs: chain_key.logs_key(0)?,
-        };
-        let mut entry = KeyringEntry::new(
-            String::new(),
-            self.namespace.clone(),
-            String::new(),
-            0,
-            input_hash,
-            chain_id,
-            input_hash,
-            &keys,
-        );
-        entry.chain = Some(ChainEntry::new(steps, &chain_key));
-        Ok((body, entry))
-    }
-
-    /// Opens a chain's final answer from its sequence record and verifies
-    /// every step's receipt against the ticket.
-    async fn open_chain(
-        &self,
-        entry: &KeyringEntry,
-        activation_id: ActivationId,
-        record: &Value,
-    ) -> Result<OpenedActivation, ConfidentialError> {
-        let chain = entry
-            .chain
-            .as_ref()
-            .ok_or_else(|| ConfidentialError::State("not a chain entry".into()))?;
-        let (result, _) = split_record(record);
-        let sealed = sealed_answer(&result)?;
-        let chain_key = chain.key()?;
-        let answer = open_chain_answer(&decode(sealed)?, &chain_key, &entry.nonce)?;
-        let component_ids: Vec<String> = record["logs"]
-            .as_array()
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let tee = self
-            .verify_chain(&answer, chain, entry, &component_ids)
-            .await?;
-        let receipt = answer
-            .receipts
-            .last()
-            .cloned()
-            .ok_or(ConfidentialError::ReceiptMismatch(
-                "the chain answer carries no receipt",
-            ))?;
-        Ok(OpenedActivation {
-            activation_id,
-            status: answer.status,
-            result: answer.result,
-            logs: None,
-            receipt,
-            chain: Some(answer.receipts),
-            session: None,
-            tee,
-        })
-    }
-
-    /// Checks that every step of the ticket that ran, ran in order, exactly
-    /// once, as the ticket's code, in an allowed enclave, on the previous
-    /// step's output, and that the answer is the last step's output.
-    async fn verify_chain(
-        &self,
-        answer: &ChainAnswer,
-        chain: &ChainEntry,
-        entry: &KeyringEntry,
-        component_ids: &[String],
-    ) -> Result<TeeKind, ConfidentialError> {
-        let ran = usize::try_from(answer.last_index)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        if answer.receipts.len() != ran || ran > chain.steps.len() {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the chain's receipts do not match its steps",
-            ));
-        }
-        if ran < chain.steps.len() && answer.status == ActivationStatus::Success {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the chain stopped early without an error (truncated)",
-            ));
-        }
-        if !component_ids.is_empty() && component_ids.len() != ran {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the sequence record lists other steps than ran",
-            ));
-        }
-        let mut expected_input = entry.input_hash;
-        let mut tee = TeeKind::Sim;
-        for (index, (signed, step)) in answer.receipts.iter().zip(&chain.steps).enumerate() {
-            signed.verify_signature()?;
-            let verified = self.verify_evidence(&signed.evidence)?;
-            verified.check_binds(&signed.enclave).map_err(attestation)?;
-            tee = verified.tee();
-            let receipt = &signed.receipt;
-            let position = receipt.chain.ok_or(ConfidentialError::ReceiptMismatch(
-                "a step's receipt is not a chain receipt",
-            ))?;
-            if position.chain_id != entry.nonce || position.index != index as u64 {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran out of order or in another chain",
-                ));
-            }
-            if receipt.namespace != step.namespace
-                || receipt.action != step.action
-                || receipt.version != step.version
-                || receipt.code_digest != step.code_digest
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran other code than the ticket names",
-                ));
-            }
-            let descriptor = self.describe(&step.action, false).await?;
-            if receipt.measurement != verified.measurement()
-                || !descriptor
-                    .policy
-                    .allowed_measurements
-                    .contains(&receipt.measurement)
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran in an enclave the policy does not allow",
-                ));
-            }
-            if receipt.input_hash != expected_input {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran on another input than its predecessor's output",
-                ));
-            }
-            if let Some(id) = component_ids.get(index)
-                && &receipt.activation_id != id
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step's receipt names another activation",
-                ));
-            }
-            expected_input = receipt.output_hash;
-        }
-        let output = serde_json::to_vec(&answer.result)
-            .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        if Digest::of(&output) != expected_input {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the answer is not the last step's output",
-            ));
-        }
-        Ok(tee)
-    }
-
     /// Verifies an enclave's evidence once: an enclave presents the same
     /// evidence with every receipt, so later checks are a lookup by digest.
     fn verify_evidence(&self, evidence: &Evidence) -> Result<VerifiedEvidence, ConfidentialError> {
@@ -1074,7 +845,7 @@ impl Confidential {
         let record =
             serde_json::to_value(record).map_err(|e| ConfidentialError::State(e.to_string()))?;
         if entry.chain.is_some() {
-            return self.open_chain(&entry, id, &record).await;
+            return self.open_chain(&entry, id, &record, None).await;
         }
         if let Some(session_entry) = &entry.session {
             let keys = session_entry.keys()?;

@@ -13,7 +13,7 @@ use crate::common::{Owner, TestServer, annotation};
 
 /// A node with confidential actions `greet` (hello), `echo`, `fail`, `shout`
 /// (secret) and a pinned owner.
-async fn setup() -> (TestServer, Owner) {
+pub(crate) async fn setup() -> (TestServer, Owner) {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     for (name, example) in [
@@ -27,14 +27,14 @@ async fn setup() -> (TestServer, Owner) {
     (server, owner)
 }
 
-async fn create(server: &TestServer, name: &str, components: &[&str]) {
+pub(crate) async fn create(server: &TestServer, name: &str, components: &[&str]) {
     let answer = server.create_sequence(name, components).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
 }
 
 /// Posts a sealed body to `action` (a step or a sequence) as the
 /// orchestrator would; answers the record.
-async fn deliver(server: &TestServer, action: &str, body: &Value) -> Value {
+pub(crate) async fn deliver(server: &TestServer, action: &str, body: &Value) -> Value {
     server
         .call(
             Method::POST,
@@ -45,7 +45,7 @@ async fn deliver(server: &TestServer, action: &str, body: &Value) -> Value {
         .json
 }
 
-fn refusal(record: &Value) -> String {
+pub(crate) fn refusal(record: &Value) -> String {
     assert_eq!(
         record["response"]["status"], "action developer error",
         "{record}"
@@ -61,7 +61,7 @@ fn refusal(record: &Value) -> String {
 }
 
 /// The sealed value a component record passes on (the next step's input).
-fn passed_on(record: &Value) -> Value {
+pub(crate) fn passed_on(record: &Value) -> Value {
     json!({ "sealed": record["response"]["result"]["sealed"].clone() })
 }
 
@@ -85,7 +85,7 @@ async fn a_confidential_chain_returns_the_last_result_with_every_receipt() {
     assert_eq!(opened.status, ActivationStatus::Success);
     assert_eq!(opened.result, json!({"shout": "TURTLE"}));
     let receipts = opened.chain.expect("chain receipts");
-    let names: Vec<&str> = receipts.iter().map(|r| r.receipt.action.as_str()).collect();
+    let names: Vec<&str> = receipts.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(names, ["echo", "shout", "echo"]);
 
     // The orchestrator only ever held ciphertext.

@@ -1,0 +1,541 @@
+//! Confidential chains on the client side: signing a chain's ticket and
+//! sealing its first hop, opening the final answer and checking every
+//! step's receipt against the ticket. And chain sessions: once a first run
+//! of a sequence opened one, later runs of the same sequence (same steps,
+//! versions and code) seal their first hop with the key that run
+//! established and get MAC receipts, so a run costs no public-key
+//! operation (`clemmys_proto::chain_session`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use clemmys_proto::chain::{
+    ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
+};
+use clemmys_proto::chain_session::{HopHeader, MacReceipt, SessionHop, SessionHopBody, hop_key};
+use clemmys_proto::invoke::{AnswerKeys, Receipt, SignedReceipt};
+use clemmys_proto::suite::ExportedKey;
+use clemmys_proto::{Digest, TeeKind};
+use clemmys_tee::os_rng;
+use clemmys_whisk::{ActivationId, ActivationStatus};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::{
+    ChainEntry, Confidential, ConfidentialError, ConfidentialInvoked, KeyringEntry,
+    OpenedActivation, OpenedSession, SEALED_FIELD, attestation, decode, now_ms, sealed_answer,
+    split_record,
+};
+use crate::{InvokeOptions, Invoked};
+
+/// A chain session this client holds with the enclaves of a sequence.
+pub(super) struct ClientChainSession {
+    /// The session id: the chain id of the run that opened it.
+    id: [u8; 16],
+    /// The steps it was opened for; any change (an update) ends it.
+    steps: Vec<ChainStep>,
+    chain_key: ChainKey,
+    /// The key of the hops into the first step.
+    first_hop: ExportedKey,
+    /// The next run's counter.
+    counter: AtomicU64,
+    /// The last step's signed receipt of the opening run, and its TEE.
+    opening: SignedReceipt,
+    tee: TeeKind,
+}
+
+/// A chain's first run, sealed: the invoke body, the keyring entry (its
+/// activation id is filled in once the invoke answers) and what keeping a
+/// session after it needs.
+struct FirstRun {
+    body: Value,
+    entry: KeyringEntry,
+    chain_key: ChainKey,
+    first_hop_secret: ExportedKey,
+}
+
+/// The invoke body carrying sealed `bytes`.
+fn sealed_body(bytes: &[u8]) -> Value {
+    json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(bytes) })
+}
+
+/// The keyring entry of a chain run whose answer opens under `key` and
+/// binds `chain_id` (for a session run: the run key and run id).
+fn chain_entry(
+    namespace: &str,
+    chain_id: [u8; 16],
+    input_hash: Digest,
+    key: &ChainKey,
+    steps: Vec<ChainStep>,
+    session: Option<&[u8; 16]>,
+) -> Result<KeyringEntry, ConfidentialError> {
+    let keys = AnswerKeys {
+        result: key.answer_key()?,
+        logs: key.logs_key(0)?,
+    };
+    let mut entry = KeyringEntry::new(
+        String::new(),
+        namespace.to_owned(),
+        String::new(),
+        0,
+        input_hash,
+        chain_id,
+        input_hash,
+        &keys,
+    );
+    entry.chain = Some(ChainEntry::new(steps, key, session));
+    Ok(entry)
+}
+
+/// The next run of `session`: its first hop, sealed under the session's
+/// key into step 0, and its keyring entry.
+fn seal_session_run(
+    session: &ClientChainSession,
+    namespace: &str,
+    params: &Value,
+) -> Result<(Value, KeyringEntry), ConfidentialError> {
+    let header = HopHeader {
+        session_id: session.id,
+        counter: session.counter.fetch_add(1, Ordering::Relaxed),
+        index: 0,
+        timestamp_ms: now_ms(),
+    };
+    let value = serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
+    let input_hash = Digest::of(&value);
+    let hop = SessionHop::seal(
+        &session.first_hop,
+        header,
+        &SessionHopBody {
+            value: Zeroizing::new(value),
+            receipts: Vec::new(),
+        },
+    )?;
+    let run_id = header.run_id();
+    let entry = chain_entry(
+        namespace,
+        run_id,
+        input_hash,
+        &session.chain_key.for_run(&run_id)?,
+        session.steps.clone(),
+        Some(&session.id),
+    )?;
+    Ok((sealed_body(&hop.to_bytes()), entry))
+}
+
+impl Confidential {
+    /// Invokes a confidential sequence as a chain: in this client's chain
+    /// session with it if it holds one for these steps, else as a first run
+    /// (which opens a session when sessions are on); opens and verifies the
+    /// final answer and every step's receipt.
+    pub(super) async fn invoke_chain_once(
+        &self,
+        name: &str,
+        components: &[String],
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        let short = self.short_name(name)?.to_owned();
+        let steps = self.chain_steps(components).await?;
+        let session = self.chain_session_for(&short, &steps);
+        let (body, mut entry, first_run) = match &session {
+            Some(session) => {
+                let (body, entry) = seal_session_run(session, &self.namespace, params)?;
+                (body, entry, None)
+            }
+            None => {
+                let run = self.seal_first_run(steps, params, self.use_sessions)?;
+                let keep = (run.chain_key, run.first_hop_secret);
+                (run.body, run.entry, Some(keep))
+            }
+        };
+        let invoked = self
+            .client
+            .invoke(
+                &short,
+                body,
+                InvokeOptions {
+                    result: false,
+                    ..options
+                },
+            )
+            .await?;
+        let activation_id = invoked.activation_id();
+        entry.activation_id = activation_id.to_string();
+        entry.action = short.clone();
+        self.home.remember(&entry)?;
+        let record = match invoked {
+            Invoked::Accepted { activation_id } => {
+                return Ok(ConfidentialInvoked::Accepted { activation_id });
+            }
+            Invoked::Completed { body, .. } => body,
+        };
+        let known = session.as_deref().map(|s| (&s.opening, s.tee));
+        let opened = self
+            .open_chain(&entry, activation_id, &record, known)
+            .await?;
+        if let Some((chain_key, first_hop_secret)) = first_run
+            && self.use_sessions
+        {
+            self.keep_chain_session(short, &entry, chain_key, &first_hop_secret, &opened)?;
+        }
+        Ok(ConfidentialInvoked::Completed(Box::new(opened)))
+    }
+
+    /// The ticket's steps for `components`, as the broker describes them.
+    async fn chain_steps(
+        &self,
+        components: &[String],
+    ) -> Result<Vec<ChainStep>, ConfidentialError> {
+        let mut steps = Vec::with_capacity(components.len());
+        for component in components {
+            let descriptor = self.describe(component, false).await?;
+            steps.push(ChainStep {
+                namespace: descriptor.namespace,
+                action: descriptor.name,
+                version: descriptor.version,
+                code_digest: descriptor.code_digest,
+                action_key: descriptor.action_key,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// Signs a ticket for `components` and seals `params` as the first hop
+    /// of a chain run that opens no session: the invoke body, and the
+    /// keyring entry to open the answer (its activation id is filled in once
+    /// the invoke answers).
+    pub async fn seal_chain(
+        &self,
+        components: &[String],
+        params: &Value,
+    ) -> Result<(Value, KeyringEntry), ConfidentialError> {
+        let steps = self.chain_steps(components).await?;
+        let run = self.seal_first_run(steps, params, false)?;
+        Ok((run.body, run.entry))
+    }
+
+    /// Seals `params` as the next run of this client's chain session with
+    /// sequence `name`, without sending it; `None` without a session. For
+    /// tests that play the orchestrator.
+    pub fn seal_in_chain_session(
+        &self,
+        name: &str,
+        params: &Value,
+    ) -> Option<Result<(Value, KeyringEntry), ConfidentialError>> {
+        let short = self.short_name(name).ok()?;
+        let session = self.lock_chain_sessions().get(short).cloned()?;
+        Some(seal_session_run(&session, &self.namespace, params))
+    }
+
+    fn seal_first_run(
+        &self,
+        steps: Vec<ChainStep>,
+        params: &Value,
+        open_session: bool,
+    ) -> Result<FirstRun, ConfidentialError> {
+        let mut chain_id = [0u8; 16];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut chain_id);
+        let chain_key = ChainKey::generate(&mut os_rng());
+        let ticket = ChainTicket {
+            chain_id,
+            steps: steps.clone(),
+            client: self.identity.id(),
+            timestamp_ms: now_ms(),
+            open_session,
+        }
+        .sign(&self.identity);
+        let value =
+            serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
+        let input_hash = Digest::of(&value);
+        let hop = HopBody {
+            ticket,
+            chain_key: chain_key.clone(),
+            index: 0,
+            value: Zeroizing::new(value),
+            receipts: Vec::new(),
+        };
+        let (sealed, first_hop_secret) = seal_hop(&hop, &mut os_rng())?;
+        let entry = chain_entry(
+            &self.namespace,
+            chain_id,
+            input_hash,
+            &chain_key,
+            steps,
+            None,
+        )?;
+        Ok(FirstRun {
+            body: sealed_body(&sealed),
+            entry,
+            chain_key,
+            first_hop_secret,
+        })
+    }
+
+    /// Keeps the chain session a first run opened, if every step ran and
+    /// succeeded (each step's enclave then holds its part).
+    fn keep_chain_session(
+        &self,
+        name: String,
+        entry: &KeyringEntry,
+        chain_key: ChainKey,
+        first_hop_secret: &ExportedKey,
+        opened: &OpenedActivation,
+    ) -> Result<(), ConfidentialError> {
+        let Some(chain) = &entry.chain else {
+            return Ok(());
+        };
+        let ran = opened.chain.as_ref().map_or(0, Vec::len);
+        if opened.status != ActivationStatus::Success || ran != chain.steps.len() {
+            return Ok(());
+        }
+        let session = ClientChainSession {
+            id: entry.nonce,
+            steps: chain.steps.clone(),
+            chain_key,
+            first_hop: hop_key(first_hop_secret)?,
+            counter: AtomicU64::new(1),
+            opening: opened.receipt.clone(),
+            tee: opened.tee,
+        };
+        self.home.remember_session(
+            &session.id,
+            &OpenedSession {
+                receipt: session.opening.clone(),
+                tee: session.tee,
+            },
+        )?;
+        self.lock_chain_sessions().insert(name, Arc::new(session));
+        Ok(())
+    }
+
+    /// This client's chain session with sequence `name`, if it was opened
+    /// for exactly `steps`.
+    fn chain_session_for(
+        &self,
+        name: &str,
+        steps: &[ChainStep],
+    ) -> Option<Arc<ClientChainSession>> {
+        if !self.use_sessions {
+            return None;
+        }
+        self.lock_chain_sessions()
+            .get(name)
+            .filter(|session| session.steps == steps)
+            .cloned()
+    }
+
+    /// Ends the client's chain session with sequence `name` (a step's
+    /// enclave forgot it, or a step moved on); the next run opens a new one.
+    pub(super) fn end_chain_session(&self, name: &str) {
+        if let Ok(short) = self.short_name(name) {
+            self.lock_chain_sessions().remove(short);
+        }
+    }
+
+    fn lock_chain_sessions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<ClientChainSession>>> {
+        self.chain_sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a chain's final answer from its sequence record and verifies
+    /// every step's receipt against the ticket. `known` is the opening run
+    /// of the run's chain session when the caller holds it (else it is
+    /// recalled from the client's state).
+    pub(super) async fn open_chain(
+        &self,
+        entry: &KeyringEntry,
+        activation_id: ActivationId,
+        record: &Value,
+        known: Option<(&SignedReceipt, TeeKind)>,
+    ) -> Result<OpenedActivation, ConfidentialError> {
+        let chain = entry
+            .chain
+            .as_ref()
+            .ok_or_else(|| ConfidentialError::State("not a chain entry".into()))?;
+        let (result, _) = split_record(record);
+        let sealed = decode(sealed_answer(&result)?)?;
+        let chain_key = chain.key()?;
+        let component_ids: Vec<String> = record["logs"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (answer, signed, tee) = match chain.session()? {
+            None => {
+                let answer: ChainAnswer = open_chain_answer(&sealed, &chain_key, &entry.nonce)?;
+                let tee = self.verify_signed_steps(&answer.receipts)?;
+                let signed = answer.receipts.last().cloned();
+                let receipts = answer.receipts.into_iter().map(|s| s.receipt).collect();
+                (
+                    with_receipts(answer.status, answer.result, answer.last_index, receipts),
+                    signed,
+                    tee,
+                )
+            }
+            Some(session_id) => {
+                let answer: ChainAnswer<MacReceipt> =
+                    open_chain_answer(&sealed, &chain_key, &entry.nonce)?;
+                for receipt in &answer.receipts {
+                    receipt.verify(&chain_key)?;
+                }
+                let (opening, tee) = match known {
+                    Some((opening, tee)) => (opening.clone(), tee),
+                    None => {
+                        let opened = self
+                            .home
+                            .recall_session(&session_id)?
+                            .ok_or_else(|| ConfidentialError::NoKey(activation_id.to_string()))?;
+                        (opened.receipt, opened.tee)
+                    }
+                };
+                let receipts = answer.receipts.into_iter().map(|m| m.receipt).collect();
+                (
+                    with_receipts(answer.status, answer.result, answer.last_index, receipts),
+                    Some(opening),
+                    tee,
+                )
+            }
+        };
+        self.verify_chain(&answer, chain, entry, &component_ids)
+            .await?;
+        let receipt = signed.ok_or(ConfidentialError::ReceiptMismatch(
+            "the chain answer carries no receipt",
+        ))?;
+        Ok(OpenedActivation {
+            activation_id,
+            status: answer.status,
+            result: answer.result,
+            logs: None,
+            receipt,
+            chain: Some(answer.receipts),
+            session: None,
+            tee,
+        })
+    }
+
+    /// Checks each signed step receipt's signature and evidence, and that
+    /// the measurement it names is the evidence's; the TEE they ran in.
+    fn verify_signed_steps(
+        &self,
+        receipts: &[SignedReceipt],
+    ) -> Result<TeeKind, ConfidentialError> {
+        let mut tee = TeeKind::Sim;
+        for signed in receipts {
+            signed.verify_signature()?;
+            let verified = self.verify_evidence(&signed.evidence)?;
+            verified.check_binds(&signed.enclave).map_err(attestation)?;
+            if signed.receipt.measurement != verified.measurement() {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step's measurement differs from its evidence",
+                ));
+            }
+            tee = verified.tee();
+        }
+        Ok(tee)
+    }
+
+    /// Checks that every step of the ticket that ran, ran in order, exactly
+    /// once, as the ticket's code, in an allowed enclave, on the previous
+    /// step's output, and that the answer is the last step's output. The
+    /// receipts' authenticity (signatures or MACs) is checked by the caller.
+    async fn verify_chain(
+        &self,
+        answer: &ChainAnswer<Receipt>,
+        chain: &ChainEntry,
+        entry: &KeyringEntry,
+        component_ids: &[String],
+    ) -> Result<(), ConfidentialError> {
+        let ran = usize::try_from(answer.last_index)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        if answer.receipts.len() != ran || ran > chain.steps.len() {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the chain's receipts do not match its steps",
+            ));
+        }
+        if ran < chain.steps.len() && answer.status == ActivationStatus::Success {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the chain stopped early without an error (truncated)",
+            ));
+        }
+        if !component_ids.is_empty() && component_ids.len() != ran {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the sequence record lists other steps than ran",
+            ));
+        }
+        let mut expected_input = entry.input_hash;
+        for (index, (receipt, step)) in answer.receipts.iter().zip(&chain.steps).enumerate() {
+            let position = receipt.chain.ok_or(ConfidentialError::ReceiptMismatch(
+                "a step's receipt is not a chain receipt",
+            ))?;
+            if position.chain_id != entry.nonce || position.index != index as u64 {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran out of order or in another chain",
+                ));
+            }
+            if receipt.namespace != step.namespace
+                || receipt.action != step.action
+                || receipt.version != step.version
+                || receipt.code_digest != step.code_digest
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran other code than the ticket names",
+                ));
+            }
+            let descriptor = self.describe(&step.action, false).await?;
+            if !descriptor
+                .policy
+                .allowed_measurements
+                .contains(&receipt.measurement)
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran in an enclave the policy does not allow",
+                ));
+            }
+            if receipt.input_hash != expected_input {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step ran on another input than its predecessor's output",
+                ));
+            }
+            if let Some(id) = component_ids.get(index)
+                && &receipt.activation_id != id
+            {
+                return Err(ConfidentialError::ReceiptMismatch(
+                    "a step's receipt names another activation",
+                ));
+            }
+            expected_input = receipt.output_hash;
+        }
+        let output = serde_json::to_vec(&answer.result)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        if Digest::of(&output) != expected_input {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the answer is not the last step's output",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `answer`'s fields with its receipts' authenticity already checked.
+fn with_receipts(
+    status: ActivationStatus,
+    result: Value,
+    last_index: u64,
+    receipts: Vec<Receipt>,
+) -> ChainAnswer<Receipt> {
+    ChainAnswer {
+        status,
+        result,
+        last_index,
+        receipts,
+    }
+}

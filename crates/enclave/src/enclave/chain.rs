@@ -1,0 +1,267 @@
+//! Confidential chains inside the enclave: a step of a chain's first run
+//! (HPKE hops, signed ticket and receipts, see `clemmys_proto::chain`), and
+//! a step of a later run of a chain session (symmetric hops and MAC
+//! receipts, see `clemmys_proto::chain_session`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clemmys_proto::broker::Admission;
+use clemmys_proto::chain::{
+    ChainAnswer, ChainKey, HopBody, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
+};
+use clemmys_proto::chain_session::{MacReceipt, SessionHop, SessionHopBody, hop_key};
+use clemmys_proto::invoke::ChainPosition;
+use clemmys_proto::suite::ExportedKey;
+use clemmys_proto::{ClientId, Digest};
+use clemmys_tee::os_rng;
+use clemmys_whisk::ActivationStatus;
+use zeroize::Zeroizing;
+
+use super::{Enclave, SealedOutcome, SealedRun, keep_bounded, lock};
+use crate::EnclaveError;
+
+/// A chain session and a step index: where a session hop is going.
+pub(super) type ChainSessionStep = ([u8; 16], u64);
+
+/// This enclave's part in a chain session: what the first run's hops into
+/// and out of its step established.
+pub(super) struct ChainSession {
+    /// The client that signed the first run's ticket.
+    client: ClientId,
+    /// The version and code the ticket named for this step; an update ends
+    /// the session.
+    version: u64,
+    code_digest: Digest,
+    /// How many steps the chain has.
+    steps: u64,
+    chain_key: ChainKey,
+    /// The key of the hops into this step.
+    receive: ExportedKey,
+    /// The key of the hops into the next step (`None` for the last step).
+    send: Option<ExportedKey>,
+    opened: Instant,
+}
+
+impl Enclave {
+    /// One step of a confidential chain: checks that this enclave's action is
+    /// the step the client's ticket names at the hop's index and that the
+    /// broker never admitted (chain id, index) before; runs; seals the output
+    /// to the next step, or the final answer to the client.
+    pub(super) fn run_chain_step(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        let started = Instant::now();
+        let mut init_time = None;
+        let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
+        let (mut hop, secret_in) = open_hop(
+            run.invocation,
+            run.namespace,
+            run.action,
+            &provisioned.grant.action_keys,
+        )?;
+        let ticket = &hop.ticket.ticket;
+        let index = hop.index;
+        let step = usize::try_from(index)
+            .ok()
+            .and_then(|i| ticket.steps.get(i))
+            .ok_or(EnclaveError::NotTheTicketsStep { index })?;
+        if step.namespace != run.namespace || step.action != run.action {
+            return Err(EnclaveError::NotTheTicketsStep { index });
+        }
+        let provisioned = self.provisioned_for(&run, step.version, &mut init_time)?;
+        let descriptor = &provisioned.grant.action;
+        if step.code_digest != descriptor.code_digest || step.action_key != descriptor.action_key {
+            return Err(EnclaveError::CodeNotTheTickets { index });
+        }
+        if !descriptor.allows_client(&ticket.client) {
+            return Err(EnclaveError::ClientNotAllowed);
+        }
+        self.admit(
+            &run,
+            &provisioned,
+            step.version,
+            Admission::ChainStep {
+                chain_id: ticket.chain_id,
+                index,
+            },
+            ticket.timestamp_ms,
+        )?;
+        let input_hash = Digest::of(&hop.value);
+        let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
+        let position = ChainPosition {
+            chain_id: ticket.chain_id,
+            index,
+        };
+        let receipt = self.receipt(
+            &run,
+            descriptor,
+            input_hash,
+            &ran.output,
+            ticket.chain_id,
+            Some(position),
+        );
+        let chain_id = ticket.chain_id;
+        let last = index + 1 >= ticket.steps.len() as u64;
+        let succeeded = ran.status == ActivationStatus::Success;
+        let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
+        hop.receipts.push(receipt);
+        let mut secret_out = None;
+        let (result, stop_chain) = if succeeded && !last {
+            let next = HopBody {
+                ticket: hop.ticket.clone(),
+                chain_key: hop.chain_key.clone(),
+                index: index + 1,
+                value: Zeroizing::new(ran.output.clone()),
+                receipts: std::mem::take(&mut hop.receipts),
+            };
+            let (sealed, secret) = seal_hop(&next, &mut os_rng())?;
+            secret_out = Some(secret);
+            (sealed, false)
+        } else {
+            let answer = ChainAnswer {
+                status: ran.status,
+                result: ran.result,
+                last_index: index,
+                receipts: std::mem::take(&mut hop.receipts),
+            };
+            (
+                seal_chain_answer(&answer, &hop.chain_key, &chain_id)?,
+                !last,
+            )
+        };
+        // A step that stopped the chain keeps nothing: its client will not
+        // run this chain again as a session.
+        if ticket.open_session && (last || secret_out.is_some()) {
+            self.keep_chain_session(
+                (chain_id, index),
+                ChainSession {
+                    client: ticket.client,
+                    version: step.version,
+                    code_digest: step.code_digest,
+                    steps: ticket.steps.len() as u64,
+                    chain_key: hop.chain_key.clone(),
+                    receive: hop_key(&secret_in)?,
+                    send: secret_out.as_ref().map(hop_key).transpose()?,
+                    opened: Instant::now(),
+                },
+            );
+        }
+        Ok(SealedOutcome {
+            result,
+            logs,
+            stop_chain,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: ran.timed_out,
+        })
+    }
+
+    /// One step of a later run of a chain session: finds this step's part
+    /// in the session, has the broker admit (run, index) once, opens the hop
+    /// with the kept key, runs, and seals the output to the next step (or
+    /// the answer to the client) under keys only the chain's enclaves and
+    /// the client hold.
+    pub(super) fn run_chain_session_step(
+        &self,
+        run: SealedRun<'_>,
+        load_code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Result<SealedOutcome, EnclaveError> {
+        let started = Instant::now();
+        let hop = SessionHop::from_bytes(run.invocation)?;
+        let header = hop.header;
+        let key = (header.session_id, header.index);
+        let session = lock(&self.chain_sessions)
+            .get(&key)
+            .cloned()
+            .ok_or(EnclaveError::UnknownSession)?;
+        let mut init_time = None;
+        let provisioned = self
+            .provisioned_for(&run, session.version, &mut init_time)
+            .inspect_err(|_| {
+                // The action moved on: this session is over.
+                lock(&self.chain_sessions).remove(&key);
+            })?;
+        let descriptor = &provisioned.grant.action;
+        if descriptor.code_digest != session.code_digest {
+            lock(&self.chain_sessions).remove(&key);
+            return Err(EnclaveError::CodeNotTheTickets {
+                index: header.index,
+            });
+        }
+        if !descriptor.allows_client(&session.client) {
+            return Err(EnclaveError::ClientNotAllowed);
+        }
+        let run_id = header.run_id();
+        self.admit(
+            &run,
+            &provisioned,
+            session.version,
+            Admission::ChainStep {
+                chain_id: run_id,
+                index: header.index,
+            },
+            header.timestamp_ms,
+        )?;
+        let mut body = hop.open(&session.receive)?;
+        let input_hash = Digest::of(&body.value);
+        let ran = self.execute(&run, &provisioned, &body.value, load_code, &mut init_time)?;
+        let run_key = session.chain_key.for_run(&run_id)?;
+        let position = ChainPosition {
+            chain_id: run_id,
+            index: header.index,
+        };
+        let report = self.report(
+            &run,
+            descriptor,
+            input_hash,
+            &ran.output,
+            run_id,
+            Some(position),
+        );
+        body.receipts.push(MacReceipt::new(report, &run_key)?);
+        let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index)?;
+        let last = header.index + 1 >= session.steps;
+        let succeeded = ran.status == ActivationStatus::Success;
+        let (result, stop_chain) = match &session.send {
+            Some(send) if succeeded && !last => {
+                let next = SessionHopBody {
+                    value: Zeroizing::new(ran.output),
+                    receipts: body.receipts,
+                };
+                let sealed = SessionHop::seal(send, header.next(), &next)?;
+                (sealed.to_bytes(), false)
+            }
+            _ => {
+                let answer = ChainAnswer {
+                    status: ran.status,
+                    result: ran.result,
+                    last_index: header.index,
+                    receipts: body.receipts,
+                };
+                (seal_chain_answer(&answer, &run_key, &run_id)?, !last)
+            }
+        };
+        Ok(SealedOutcome {
+            result,
+            logs,
+            stop_chain,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: ran.timed_out,
+        })
+    }
+
+    /// Keeps this step's part in a chain session, dropping the oldest past
+    /// the bound.
+    fn keep_chain_session(&self, key: ChainSessionStep, session: ChainSession) {
+        keep_bounded(
+            &mut lock(&self.chain_sessions),
+            key,
+            Arc::new(session),
+            |s| s.opened,
+        );
+    }
+}
