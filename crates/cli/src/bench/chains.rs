@@ -2,20 +2,28 @@
 //! invoked blocking by one client on the same node in the same run.
 //!
 //! A plain sequence is orchestrated by the controller, one activation per
-//! step. A confidential one is the same sequence of a confidential `noop`:
-//! the client signs a chain ticket naming every step and seals the input as
-//! the first hop; each step's enclave checks its position, the broker
-//! admits it once, and the value is sealed to the next step; the client
-//! opens the answer and verifies every step's receipt (signature, evidence,
-//! position, code, input and output hashes). All of that is in the
-//! confidential latency.
+//! step. A confidential one is the same sequence of a confidential `noop`,
+//! measured two ways:
+//! * in a chain session (the steady state of a client that runs the
+//!   sequence more than once): the untimed first invoke opens the session,
+//!   then each run seals its hops with the keys that run established, the
+//!   broker admits each (run, step) once, and the client verifies every
+//!   step's MAC receipt (position, code, input and output hashes);
+//! * as first runs (a client without sessions, like the CLI): each invoke
+//!   signs a chain ticket, seals each hop with HPKE to the next step's
+//!   action key, and verifies every step's signed receipt and evidence.
+//!
+//! All of that is in the confidential latency.
 
+use std::sync::Arc;
+
+use clemmys_client::confidential::Confidential;
 use serde::Serialize;
 
 use super::load::LatencySummary;
 use super::progress::Progress;
 use super::report::Mode;
-use super::scenarios::{Modules, Node, Plan, invoke_loop};
+use super::scenarios::{Modules, Node, Plan, closed_loop, invoke_confidential, invoke_loop};
 
 /// The chain lengths measured.
 pub const LENGTHS: [usize; 3] = [1, 5, 10];
@@ -31,6 +39,8 @@ pub struct ChainRow {
     pub steps: usize,
     /// Plain or confidential.
     pub mode: Mode,
+    /// A confidential chain measured as first runs (no chain session).
+    pub first_run: bool,
     /// End-to-end blocking invoke latency, one client.
     #[serde(flatten)]
     pub summary: LatencySummary,
@@ -54,18 +64,24 @@ pub struct ChainSummary {
     pub confidential_per_hop_ms: f64,
     /// Confidential p50 / plain p50 at the longest length.
     pub ratio: f64,
+    /// For first runs (no chain session) at the longest length, when
+    /// measured: (first-run p50 − plain p50) / steps, ms.
+    pub first_run_per_hop_overhead_ms: Option<f64>,
+    /// First-run p50 / plain p50 at the longest length, when measured.
+    pub first_run_ratio: Option<f64>,
 }
 
 impl ChainSummary {
     /// The summary of `rows`, if the shortest and longest lengths were
     /// measured in both modes (and they differ).
     pub fn of(rows: &[ChainRow]) -> Option<Self> {
-        let p50 = |steps: usize, mode: Mode| {
+        let p50_of = |steps: usize, mode: Mode, first_run: bool| {
             rows.iter()
-                .find(|row| row.steps == steps && row.mode == mode)
+                .find(|row| row.steps == steps && row.mode == mode && row.first_run == first_run)
                 .map(|row| row.summary.p50_ms)
                 .filter(|value| value.is_finite())
         };
+        let p50 = |steps: usize, mode: Mode| p50_of(steps, mode, false);
         let both = |steps: usize| Some((p50(steps, Mode::Plain)?, p50(steps, Mode::Confidential)?));
         let mut lengths: Vec<usize> = rows
             .iter()
@@ -82,6 +98,7 @@ impl ChainSummary {
         let span = (long - short) as f64;
         let plain_per_hop = (plain_long - plain_short) / span;
         let confidential_per_hop = (conf_long - conf_short) / span;
+        let first_run_long = p50_of(long, Mode::Confidential, true);
         Some(Self {
             steps: long,
             per_hop_overhead_ms: (conf_long - plain_long) / long as f64,
@@ -89,12 +106,16 @@ impl ChainSummary {
             plain_per_hop_ms: plain_per_hop,
             confidential_per_hop_ms: confidential_per_hop,
             ratio: conf_long / plain_long,
+            first_run_per_hop_overhead_ms: first_run_long
+                .map(|first| (first - plain_long) / long as f64),
+            first_run_ratio: first_run_long.map(|first| first / plain_long),
         })
     }
 }
 
-/// Creates the steps and the sequences, then measures every length, the
-/// plain and confidential chain of a length one after the other.
+/// Creates the steps and the sequences, then measures every length: the
+/// plain chain, the confidential one in a chain session, and the
+/// confidential one as first runs, one after the other.
 pub async fn measure(
     node: &Node,
     plan: &Plan,
@@ -104,6 +125,12 @@ pub async fn measure(
     node.put_plain(PLAIN_STEP, &modules.noop, true).await?;
     node.put_confidential(CONFIDENTIAL_STEP, &modules.noop, true)
         .await?;
+    let one_shot = Arc::new(node.one_shot_owner().await?);
+    let spec = super::load::LoadSpec {
+        clients: 1,
+        warmup: plan.warmup.min(plan.chain_duration),
+        duration: plan.chain_duration,
+    };
     let mut rows = Vec::new();
     for steps in LENGTHS {
         for (mode, step) in [
@@ -113,21 +140,46 @@ pub async fn measure(
             let name = format!("bench-chain-{}-{steps}", mode.name());
             node.put_sequence(&name, vec![node.qualified(step); steps])
                 .await?;
-            let spec = super::load::LoadSpec {
-                clients: 1,
-                warmup: plan.warmup.min(plan.chain_duration),
-                duration: plan.chain_duration,
-            };
             let label = format!("chain {} x{steps}", mode.name());
             let summary = invoke_loop(node, &name, mode, &label, spec, progress).await?;
             rows.push(ChainRow {
                 steps,
                 mode,
+                first_run: false,
                 summary,
             });
+            if mode == Mode::Confidential {
+                let label = format!("chain confidential first runs x{steps}");
+                let summary = first_runs(&one_shot, &name, &label, spec, progress).await?;
+                rows.push(ChainRow {
+                    steps,
+                    mode,
+                    first_run: true,
+                    summary,
+                });
+            }
         }
     }
     Ok(rows)
+}
+
+/// Closed-loop invokes of chain `name` by `one_shot`, a client without
+/// sessions: each one a first run.
+async fn first_runs(
+    one_shot: &Arc<Confidential>,
+    name: &str,
+    label: &str,
+    spec: super::load::LoadSpec,
+    progress: &Progress,
+) -> anyhow::Result<LatencySummary> {
+    invoke_confidential(one_shot, name).await?;
+    let name: Arc<str> = name.into();
+    let one_shot = one_shot.clone();
+    let operation = move || {
+        let (client, name) = (one_shot.clone(), name.clone());
+        async move { invoke_confidential(&client, &name).await.map(|_| ()) }
+    };
+    closed_loop(label, spec, operation, progress).await
 }
 
 #[cfg(test)]
@@ -138,6 +190,7 @@ mod tests {
         ChainRow {
             steps,
             mode,
+            first_run: false,
             summary: LatencySummary {
                 requests: 10,
                 errors: 0,
@@ -171,6 +224,19 @@ mod tests {
         assert!((summary.confidential_per_hop_ms - 6.0 / 9.0).abs() < 1e-12);
         assert!((summary.per_hop_overhead_slope_ms - (6.0 / 9.0 - 0.5)).abs() < 1e-12);
         assert!((summary.ratio - 8.0 / 5.5).abs() < 1e-12);
+        assert_eq!(summary.first_run_ratio, None, "no first runs measured");
+
+        let mut with_first_runs = rows.clone();
+        let mut first = row(10, Mode::Confidential, 11.0);
+        first.first_run = true;
+        with_first_runs.push(first);
+        let summary = ChainSummary::of(&with_first_runs).expect("summary");
+        assert!(
+            (summary.ratio - 8.0 / 5.5).abs() < 1e-12,
+            "sessions unchanged"
+        );
+        assert_eq!(summary.first_run_ratio, Some(2.0));
+        assert!((summary.first_run_per_hop_overhead_ms.expect("measured") - 0.55).abs() < 1e-12);
     }
 
     #[test]

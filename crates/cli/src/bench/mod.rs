@@ -633,8 +633,10 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
     ]);
     if scenarios.contains(&Scenario::Chains) {
         notes.push(
-            "chains: the confidential client signs a chain ticket per invoke and verifies every \
-             step's receipt and evidence; each step's record is stored (fsynced) in both modes"
+            "chains: 'confidential, session' runs in the chain session its untimed first invoke \
+             opened (symmetric hops, MAC receipts, each verified); 'confidential, first runs' is a \
+             client without sessions: a signed ticket, HPKE per hop and signed receipts with \
+             evidence on every invoke; each step's record is stored (fsynced) in every mode"
                 .into(),
         );
     }

@@ -820,9 +820,16 @@ impl Report {
         ]);
         for row in &self.chains {
             let s = &row.summary;
+            let mode = if row.first_run {
+                "confidential, first runs".into()
+            } else if row.mode == Mode::Confidential {
+                "confidential, session".into()
+            } else {
+                row.mode.name().into()
+            };
             table.row(vec![
                 row.steps.to_string(),
-                row.mode.name().into(),
+                mode,
                 s.requests.to_string(),
                 s.errors.to_string(),
                 ms(s.p50_ms),
@@ -848,6 +855,18 @@ impl Report {
                 c.steps,
                 ratio(c.ratio)
             );
+            if let (Some(per_hop), Some(first_ratio)) =
+                (c.first_run_per_hop_overhead_ms, c.first_run_ratio)
+            {
+                let _ = writeln!(
+                    out,
+                    "first runs (no chain session: ticket signed, HPKE per hop, signed receipts): \
+                     {} us per hop over plain, first-run/plain p50 at {} steps: {}",
+                    micros(per_hop),
+                    c.steps,
+                    ratio(first_ratio)
+                );
+            }
         }
     }
 
@@ -1263,6 +1282,7 @@ pub(crate) mod tests {
         ChainRow {
             steps,
             mode,
+            first_run: false,
             summary: summary(1e3 / p50, p50),
         }
     }

@@ -158,6 +158,15 @@ impl Node {
         })
     }
 
+    /// A second confidential client with the owner's identity that opens
+    /// no sessions: every invoke a first run, as the CLI's.
+    pub async fn one_shot_owner(&self) -> anyhow::Result<Confidential> {
+        let client = Confidential::connect(self.client.clone(), self.owner.home().clone())
+            .await
+            .context("connecting a second confidential client")?;
+        Ok(client.without_sessions())
+    }
+
     /// Whether confidential action `name` has an enclave holding its key
     /// and compiled code (the pool provisioned it).
     pub fn enclave_ready(&self, name: &str) -> bool {
