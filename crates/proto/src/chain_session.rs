@@ -19,20 +19,26 @@
 //! between runs), and each (run, index) is admitted once by the broker (no
 //! replay). Receipts are HMACs under the run's key ([`ChainKey::for_run`]),
 //! which only the client and the chain's enclaves hold: they convince the
-//! client, not a third party, as for invocation sessions.
+//! client, not a third party, as for invocation sessions. A receipt
+//! travels compact ([`StepReceipt`]): only what the client cannot know in
+//! advance (the activation id, the measurement and the output hash); the
+//! MAC covers the whole receipt, which the client rebuilds from the ticket.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::chain::ChainKey;
-use crate::invoke::Receipt;
+use crate::chain::{ChainKey, ChainStep};
+use crate::invoke::{ChainPosition, Receipt};
 use crate::suite::ExportedKey;
 use crate::wire::{Reader, Writer};
-use crate::{Digest, ProtoError};
+use crate::{Digest, Measurement, ProtoError};
 
 const FRAME: &str = "clemmys/chain-session-hop/v1";
 const BODY: &str = "clemmys/chain-session-hop-body/v1";
 const HOP_KEY_LABEL: &[u8] = b"clemmys/chain-session-hop-key/v1";
+const RECEIPTS: &str = "clemmys/chain-session-receipts/v1";
+/// Most receipts a hop can carry (a sequence has at most 50 steps).
+const MAX_RECEIPTS: u64 = 1024;
 
 /// The key the hops of a session into one step are sealed under, from the
 /// secret both ends of that step's first-run hop exported.
@@ -54,13 +60,19 @@ pub fn run_id(session_id: &[u8; 16], counter: u64) -> [u8; 16] {
     id
 }
 
-/// A step's receipt in a session run: the same fields as a signed receipt,
-/// MACed under the run key.
+/// A step's receipt in a session run, compact: the fields the client cannot
+/// know in advance, and an HMAC-SHA256 under the run key over the whole
+/// [`Receipt`] (which [`StepReceipt::verify`] rebuilds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MacReceipt {
-    /// What the step's enclave reports.
-    pub receipt: Receipt,
-    /// HMAC-SHA256 under the run key.
+#[serde(rename_all = "camelCase")]
+pub struct StepReceipt {
+    /// The activation id the provider assigned to the step.
+    pub activation_id: String,
+    /// Measurement of the enclave that ran it.
+    pub measurement: Measurement,
+    /// Digest of the result JSON it produced (the next step's input).
+    pub output_hash: Digest,
+    /// The MAC.
     #[serde(with = "crate::evidence::base64_bytes")]
     pub tag: Vec<u8>,
 }
@@ -71,21 +83,86 @@ fn receipt_transcript(receipt: &Receipt) -> Vec<u8> {
         .finish()
 }
 
-impl MacReceipt {
+impl StepReceipt {
     /// MACs `receipt` under `run_key` (enclave side).
-    pub fn new(receipt: Receipt, run_key: &ChainKey) -> Result<Self, ProtoError> {
-        let tag = run_key.mac(&receipt_transcript(&receipt))?.to_vec();
-        Ok(Self { receipt, tag })
+    pub fn new(receipt: &Receipt, run_key: &ChainKey) -> Result<Self, ProtoError> {
+        Ok(Self {
+            activation_id: receipt.activation_id.clone(),
+            measurement: receipt.measurement,
+            output_hash: receipt.output_hash,
+            tag: run_key.mac(&receipt_transcript(receipt))?.to_vec(),
+        })
     }
 
-    /// Checks the MAC (client side).
-    pub fn verify(&self, run_key: &ChainKey) -> Result<(), ProtoError> {
+    /// The full receipt of step `index` (`step` in the ticket) of run
+    /// `run_id`, whose input had digest `input_hash`, if the MAC under
+    /// `run_key` says the step's enclave reported exactly that (client
+    /// side).
+    pub fn verify(
+        &self,
+        step: &ChainStep,
+        run_id: [u8; 16],
+        index: u64,
+        input_hash: Digest,
+        run_key: &ChainKey,
+    ) -> Result<Receipt, ProtoError> {
+        let receipt = Receipt {
+            activation_id: self.activation_id.clone(),
+            namespace: step.namespace.clone(),
+            action: step.action.clone(),
+            version: step.version,
+            code_digest: step.code_digest,
+            measurement: self.measurement,
+            input_hash,
+            output_hash: self.output_hash,
+            nonce: run_id,
+            chain: Some(ChainPosition {
+                chain_id: run_id,
+                index,
+            }),
+        };
         run_key.verify_mac(
-            &receipt_transcript(&self.receipt),
+            &receipt_transcript(&receipt),
             &self.tag,
             "chain session receipt",
-        )
+        )?;
+        Ok(receipt)
     }
+}
+
+fn write_receipts(receipts: &[StepReceipt]) -> Vec<u8> {
+    receipts
+        .iter()
+        .fold(
+            Writer::new(RECEIPTS).u64(receipts.len() as u64),
+            |writer, receipt| {
+                writer
+                    .str(&receipt.activation_id)
+                    .bytes(receipt.measurement.as_bytes())
+                    .bytes(receipt.output_hash.as_bytes())
+                    .bytes(&receipt.tag)
+            },
+        )
+        .finish()
+}
+
+fn read_receipts(bytes: &[u8]) -> Result<Vec<StepReceipt>, ProtoError> {
+    let mut reader = Reader::new(bytes, RECEIPTS)?;
+    let count = reader.u64()?;
+    if count > MAX_RECEIPTS {
+        return Err(ProtoError::Malformed("too many chain session receipts"));
+    }
+    let mut receipts = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        receipts.push(StepReceipt {
+            activation_id: reader.str()?.to_owned(),
+            measurement: Measurement(reader.array()?),
+            output_hash: Digest(reader.array()?),
+            tag: reader.bytes()?.to_vec(),
+        });
+    }
+    reader.finish()?;
+    Ok(receipts)
 }
 
 /// Where a session hop goes: all of it is bound into the AEAD.
@@ -136,7 +213,7 @@ pub struct SessionHopBody {
     /// The step's parameters (the previous step's result), JSON.
     pub value: Zeroizing<Vec<u8>>,
     /// Receipts of the steps of this run so far.
-    pub receipts: Vec<MacReceipt>,
+    pub receipts: Vec<StepReceipt>,
 }
 
 /// A sealed hop of a session run, as the orchestrator forwards it.
@@ -156,12 +233,10 @@ impl SessionHop {
         header: HopHeader,
         body: &SessionHopBody,
     ) -> Result<Self, ProtoError> {
-        let receipts =
-            serde_json::to_vec(&body.receipts).map_err(|e| ProtoError::Crypto(e.to_string()))?;
         let plaintext = Zeroizing::new(
             Writer::new(BODY)
                 .bytes(&body.value)
-                .bytes(&receipts)
+                .bytes(&write_receipts(&body.receipts))
                 .finish(),
         );
         let ciphertext = key.seal_with_nonce(&plaintext, &header.aad(), &header.nonce())?;
@@ -178,8 +253,7 @@ impl SessionHop {
         )?);
         let mut reader = Reader::new(&plaintext, BODY)?;
         let value = Zeroizing::new(reader.bytes()?.to_vec());
-        let receipts = serde_json::from_slice(reader.bytes()?)
-            .map_err(|_| ProtoError::Malformed("chain session receipts"))?;
+        let receipts = read_receipts(reader.bytes()?)?;
         reader.finish()?;
         Ok(SessionHopBody { value, receipts })
     }
@@ -218,8 +292,6 @@ pub fn is_session_hop(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Measurement;
-    use crate::invoke::ChainPosition;
 
     fn header(counter: u64, index: u64) -> HopHeader {
         HopHeader {
@@ -291,17 +363,25 @@ mod tests {
     }
 
     #[test]
-    fn a_receipt_verifies_under_its_run_key_only() {
+    fn a_receipt_verifies_under_its_run_key_and_step_only() {
         let run = run_id(&[3; 16], 1);
         let key = ChainKey::from_bytes([9; 32]).for_run(&run).expect("key");
-        let receipt = Receipt {
-            activation_id: "a1".into(),
+        let step = ChainStep {
             namespace: "guest".into(),
             action: "step".into(),
             version: 2,
             code_digest: Digest::of(b"code"),
+            action_key: crate::KemPublicKey([1; 32]),
+        };
+        let input = Digest::of(b"in");
+        let receipt = Receipt {
+            activation_id: "a1".into(),
+            namespace: step.namespace.clone(),
+            action: step.action.clone(),
+            version: step.version,
+            code_digest: step.code_digest,
             measurement: Measurement([5; 32]),
-            input_hash: Digest::of(b"in"),
+            input_hash: input,
             output_hash: Digest::of(b"out"),
             nonce: run,
             chain: Some(ChainPosition {
@@ -309,14 +389,54 @@ mod tests {
                 index: 0,
             }),
         };
-        let mac = MacReceipt::new(receipt, &key).expect("mac");
-        mac.verify(&key).expect("verifies");
-        let other = ChainKey::from_bytes([9; 32])
-            .for_run(&run_id(&[3; 16], 2))
+        let compact = StepReceipt::new(&receipt, &key).expect("mac");
+        assert_eq!(
+            compact
+                .verify(&step, run, 0, input, &key)
+                .expect("verifies"),
+            receipt
+        );
+        // Carried in a hop, it comes back the same.
+        assert_eq!(
+            read_receipts(&write_receipts(std::slice::from_ref(&compact))).expect("parse"),
+            vec![compact.clone()]
+        );
+
+        let other_run = run_id(&[3; 16], 2);
+        let other_key = ChainKey::from_bytes([9; 32])
+            .for_run(&other_run)
             .expect("key");
-        assert!(mac.verify(&other).is_err(), "another run");
-        let mut forged = mac.clone();
-        forged.receipt.output_hash = Digest::of(b"other");
-        assert!(forged.verify(&key).is_err(), "another output");
+        assert!(
+            compact.verify(&step, run, 0, input, &other_key).is_err(),
+            "another run's key"
+        );
+        assert!(
+            compact.verify(&step, other_run, 0, input, &key).is_err(),
+            "another run"
+        );
+        assert!(
+            compact.verify(&step, run, 1, input, &key).is_err(),
+            "another index"
+        );
+        assert!(
+            compact
+                .verify(&step, run, 0, Digest::of(b"other"), &key)
+                .is_err(),
+            "another input"
+        );
+        let newer = ChainStep {
+            version: 3,
+            ..step.clone()
+        };
+        assert!(
+            compact.verify(&newer, run, 0, input, &key).is_err(),
+            "another version"
+        );
+        let mut forged = compact.clone();
+        forged.output_hash = Digest::of(b"other");
+        assert!(
+            forged.verify(&step, run, 0, input, &key).is_err(),
+            "another output"
+        );
     }
 }

@@ -13,7 +13,7 @@ use base64::Engine;
 use clemmys_proto::chain::{
     ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
 };
-use clemmys_proto::chain_session::{HopHeader, MacReceipt, SessionHop, SessionHopBody, hop_key};
+use clemmys_proto::chain_session::{HopHeader, SessionHop, SessionHopBody, StepReceipt, hop_key};
 use clemmys_proto::invoke::{AnswerKeys, Receipt, SignedReceipt};
 use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::{Digest, TeeKind};
@@ -381,11 +381,9 @@ impl Confidential {
                 )
             }
             Some(session_id) => {
-                let answer: ChainAnswer<MacReceipt> =
+                let answer: ChainAnswer<StepReceipt> =
                     open_chain_answer(&sealed, &chain_key, &entry.nonce)?;
-                for receipt in &answer.receipts {
-                    receipt.verify(&chain_key)?;
-                }
+                let receipts = expand_step_receipts(&answer.receipts, chain, entry, &chain_key)?;
                 let (opening, tee) = match known {
                     Some((opening, tee)) => (opening.clone(), tee),
                     None => {
@@ -396,7 +394,6 @@ impl Confidential {
                         (opened.receipt, opened.tee)
                     }
                 };
-                let receipts = answer.receipts.into_iter().map(|m| m.receipt).collect();
                 (
                     with_receipts(answer.status, answer.result, answer.last_index, receipts),
                     Some(opening),
@@ -523,6 +520,29 @@ impl Confidential {
         }
         Ok(())
     }
+}
+
+/// The full receipts of a session run's steps, each rebuilt from the ticket
+/// and the previous step's output and checked against its MAC.
+fn expand_step_receipts(
+    compact: &[StepReceipt],
+    chain: &ChainEntry,
+    entry: &KeyringEntry,
+    run_key: &ChainKey,
+) -> Result<Vec<Receipt>, ConfidentialError> {
+    if compact.len() > chain.steps.len() {
+        return Err(ConfidentialError::ReceiptMismatch(
+            "the chain's receipts do not match its steps",
+        ));
+    }
+    let mut input_hash = entry.input_hash;
+    let mut receipts = Vec::with_capacity(compact.len());
+    for (index, (receipt, step)) in compact.iter().zip(&chain.steps).enumerate() {
+        let receipt = receipt.verify(step, entry.nonce, index as u64, input_hash, run_key)?;
+        input_hash = receipt.output_hash;
+        receipts.push(receipt);
+    }
+    Ok(receipts)
 }
 
 /// `answer`'s fields with its receipts' authenticity already checked.

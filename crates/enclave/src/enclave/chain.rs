@@ -10,7 +10,7 @@ use clemmys_proto::broker::Admission;
 use clemmys_proto::chain::{
     ChainAnswer, ChainKey, HopBody, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
 };
-use clemmys_proto::chain_session::{MacReceipt, SessionHop, SessionHopBody, hop_key};
+use clemmys_proto::chain_session::{SessionHop, SessionHopBody, StepReceipt, hop_key};
 use clemmys_proto::invoke::ChainPosition;
 use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::{ClientId, Digest};
@@ -221,7 +221,7 @@ impl Enclave {
             run_id,
             Some(position),
         );
-        body.receipts.push(MacReceipt::new(report, &run_key)?);
+        body.receipts.push(StepReceipt::new(&report, &run_key)?);
         let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index)?;
         let last = header.index + 1 >= session.steps;
         let succeeded = ran.status == ActivationStatus::Success;
