@@ -20,8 +20,8 @@ use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, SessionResultBody,
-    is_session_invocation, seal_session_answer,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, is_session_invocation,
+    seal_session_answer,
 };
 use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
 use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
@@ -386,18 +386,8 @@ impl Enclave {
             mac: String::new(),
         }
         .seal(&session.keys)?;
-        let body = SessionResultBody {
-            status: ran.status,
-            result: ran.result,
-            receipt,
-        };
-        let (result, logs) = seal_session_answer(
-            &body,
-            &ran.logs,
-            &session.keys,
-            run.activation_id,
-            request.counter,
-        )?;
+        let (result, logs) =
+            seal_session_answer(ran.status, &ran.output, &receipt, &ran.logs, &session.keys)?;
         Ok(SealedOutcome {
             result,
             logs,

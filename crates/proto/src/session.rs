@@ -14,6 +14,11 @@
 //! refused by the broker as for any invocation (nonce = session id prefix
 //! and counter). What it gives up: a session receipt convinces the client,
 //! not a third party (it is a MAC, not a signature).
+//!
+//! The answer is compact: the sealed result carries the status, the result
+//! JSON exactly as the enclave hashed it, and the receipt's MAC only. The
+//! client knows every other field of the [`SessionReceipt`] (its request,
+//! the record's activation id) and rebuilds it to check the MAC.
 
 use zeroize::Zeroizing;
 
@@ -25,6 +30,7 @@ use crate::{Digest, ProtoError};
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const FRAME: &str = "clemmys/session-invocation/v1";
+const RESULT_FRAME: &str = "clemmys/session-result/v2";
 const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
 
 /// The keys of one session, derived from its secret; zeroed on drop.
@@ -236,7 +242,7 @@ pub struct SessionReceipt {
     pub input_hash: Digest,
     /// Digest of the result JSON.
     pub output_hash: Digest,
-    /// HMAC-SHA256 over the above (hex).
+    /// HMAC-SHA256 over the above (hex); empty until computed or checked.
     pub mac: String,
 }
 
@@ -253,25 +259,32 @@ fn receipt_transcript(receipt: &SessionReceipt) -> Vec<u8> {
 }
 
 impl SessionReceipt {
-    /// Computes the MAC (enclave side).
-    pub fn seal(mut self, keys: &SessionKeys) -> Result<Self, ProtoError> {
+    fn hmac(&self, keys: &SessionKeys) -> Result<HmacSha256, ProtoError> {
         use hmac::{KeyInit, Mac};
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(keys.receipt.as_bytes())
             .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        mac.update(&receipt_transcript(&self));
-        self.mac = hex::encode(mac.finalize().into_bytes());
+        mac.update(&receipt_transcript(self));
+        Ok(mac)
+    }
+
+    /// Computes the MAC (enclave side).
+    pub fn seal(mut self, keys: &SessionKeys) -> Result<Self, ProtoError> {
+        use hmac::Mac;
+        self.mac = hex::encode(self.hmac(keys)?.finalize().into_bytes());
         Ok(self)
     }
 
     /// Checks the MAC (client side), in constant time.
     pub fn verify(&self, keys: &SessionKeys) -> Result<(), ProtoError> {
-        use hmac::{KeyInit, Mac};
         let tag =
             hex::decode(&self.mac).map_err(|_| ProtoError::BadSignature("session receipt"))?;
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(keys.receipt.as_bytes())
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        mac.update(&receipt_transcript(self));
-        mac.verify_slice(&tag)
+        self.verify_tag(keys, &tag)
+    }
+
+    fn verify_tag(&self, keys: &SessionKeys, tag: &[u8]) -> Result<(), ProtoError> {
+        use hmac::Mac;
+        self.hmac(keys)?
+            .verify_slice(tag)
             .map_err(|_| ProtoError::BadSignature("session receipt"))
     }
 }
@@ -287,17 +300,25 @@ pub struct SessionResultBody {
     pub receipt: SessionReceipt,
 }
 
-/// Seals a session answer (enclave side): result and logs, each under its
-/// own key with the request counter as nonce.
+/// Seals a session answer (enclave side): the status, the result JSON
+/// (`output`, what `receipt.output_hash` hashes) and the receipt's MAC, and
+/// the logs, each under its own key with the request counter as nonce.
 pub fn seal_session_answer(
-    body: &SessionResultBody,
+    status: clemmys_whisk::ActivationStatus,
+    output: &[u8],
+    receipt: &SessionReceipt,
     logs: &[String],
     keys: &SessionKeys,
-    activation_id: &str,
-    counter: u64,
 ) -> Result<(Vec<u8>, Vec<u8>), ProtoError> {
-    let result =
-        Zeroizing::new(serde_json::to_vec(body).map_err(|e| ProtoError::Crypto(e.to_string()))?);
+    let tag = hex::decode(&receipt.mac).map_err(|_| ProtoError::BadSignature("session receipt"))?;
+    let result = Zeroizing::new(
+        Writer::new(RESULT_FRAME)
+            .u64(u64::from(status.code()))
+            .bytes(output)
+            .bytes(&tag)
+            .finish(),
+    );
+    let (activation_id, counter) = (receipt.activation_id.as_str(), receipt.counter);
     let logs =
         Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
     let id = &keys.id;
@@ -315,21 +336,49 @@ pub fn seal_session_answer(
     ))
 }
 
-/// Opens a session answer's result (client side).
+/// Opens a session answer's result (client side) and checks its receipt:
+/// `expected` is the receipt of the client's request as the client knows
+/// it (activation id, session, counter, version, code, input hash); the
+/// answer supplies the output hash, of the result JSON it carries, and the
+/// MAC, which must verify over the whole.
 pub fn open_session_result(
     sealed: &[u8],
     keys: &SessionKeys,
-    activation_id: &str,
-    counter: u64,
+    expected: SessionReceipt,
 ) -> Result<SessionResultBody, ProtoError> {
-    let aad = answer_aad("result", activation_id, &keys.id, counter);
-    let json = Zeroizing::new(keys.result.open_with_nonce(
+    let aad = answer_aad(
+        "result",
+        &expected.activation_id,
+        &keys.id,
+        expected.counter,
+    );
+    let plaintext = Zeroizing::new(keys.result.open_with_nonce(
         sealed,
         &aad,
-        &nonce(counter),
+        &nonce(expected.counter),
         "sealed result",
     )?);
-    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("session result"))
+    let mut reader = Reader::new(&plaintext, RESULT_FRAME)?;
+    let status = u8::try_from(reader.u64()?)
+        .ok()
+        .and_then(clemmys_whisk::ActivationStatus::from_code)
+        .ok_or(ProtoError::Malformed("session result status"))?;
+    let output = reader.bytes()?;
+    let tag = reader.bytes()?;
+    reader.finish()?;
+    let mut receipt = SessionReceipt {
+        output_hash: Digest::of(output),
+        ..expected
+    };
+    receipt.verify_tag(keys, tag)?;
+    receipt.mac = hex::encode(tag);
+    let result =
+        serde_json::from_slice(output).map_err(|_| ProtoError::Malformed("session result"))?;
+    Ok(SessionResultBody {
+        status,
+        result,
+        receipt,
+    })
 }
 
 /// Opens a session answer's logs (client side).
@@ -401,42 +450,63 @@ mod tests {
             br#"{"x":1}"#
         );
 
-        let receipt = SessionReceipt {
+        let expected = SessionReceipt {
             activation_id: "id".into(),
             session_id: enclave.id,
             counter: 7,
             version: 2,
             code_digest: Digest::of(b"code"),
             input_hash: parsed.input_hash(),
-            output_hash: Digest::of(b"{}"),
+            output_hash: Digest::of(b""),
             mac: String::new(),
+        };
+        let receipt = SessionReceipt {
+            output_hash: Digest::of(b"{}"),
+            ..expected.clone()
         }
         .seal(&enclave)
         .expect("mac");
-        let body = SessionResultBody {
-            status: clemmys_whisk::ActivationStatus::Success,
-            result: serde_json::json!({}),
-            receipt,
-        };
+        let status = clemmys_whisk::ActivationStatus::Success;
         let (result, logs) =
-            seal_session_answer(&body, &["l".into()], &enclave, "id", 7).expect("seal");
-        let opened = open_session_result(&result, &client, "id", 7).expect("open");
+            seal_session_answer(status, b"{}", &receipt, &["l".into()], &enclave).expect("seal");
+        let opened = open_session_result(&result, &client, expected.clone()).expect("open");
+        assert_eq!(opened.receipt, receipt, "the client rebuilds the receipt");
+        assert_eq!(opened.result, serde_json::json!({}));
         opened.receipt.verify(&client).expect("mac verifies");
         assert_eq!(
             open_session_logs(&logs, &client, "id", 7).expect("logs"),
             vec!["l".to_owned()]
         );
+        let expecting = |change: fn(&mut SessionReceipt)| {
+            let mut other = expected.clone();
+            change(&mut other);
+            other
+        };
         assert!(
-            open_session_result(&result, &client, "id", 8).is_err(),
+            open_session_result(&result, &client, expecting(|r| r.counter = 8)).is_err(),
             "bound to its counter"
         );
         assert!(
-            open_session_result(&result, &client, "other", 7).is_err(),
+            open_session_result(
+                &result,
+                &client,
+                expecting(|r| r.activation_id = "other".into())
+            )
+            .is_err(),
             "bound to its activation"
         );
-        let mut forged = opened.receipt.clone();
-        forged.code_digest = Digest::of(b"other");
-        assert!(forged.verify(&client).is_err());
+        // Fields only the MAC binds: the enclave ran other code, another
+        // version or another request.
+        for change in [
+            (|r: &mut SessionReceipt| r.code_digest = Digest::of(b"other")) as fn(&mut _),
+            |r| r.version = 1,
+            |r| r.input_hash = Digest::of(b"other"),
+        ] {
+            assert_eq!(
+                open_session_result(&result, &client, expecting(change)).err(),
+                Some(ProtoError::BadSignature("session receipt"))
+            );
+        }
     }
 
     #[test]

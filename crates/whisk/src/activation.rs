@@ -94,6 +94,17 @@ impl ActivationStatus {
         }
     }
 
+    /// The status with OpenWhisk's numeric `code`.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::Success),
+            1 => Some(Self::ApplicationError),
+            2 => Some(Self::DeveloperError),
+            3 => Some(Self::InternalError),
+            _ => None,
+        }
+    }
+
     /// OpenWhisk's status string.
     pub fn as_str(self) -> &'static str {
         match self {
