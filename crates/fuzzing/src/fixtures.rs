@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use chacha20::ChaCha20Rng;
 use clemmys_proto::broker::{BrokerOp, BrokerRequest, seal_broker_request};
 use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
-use clemmys_proto::chain_session::{HopHeader, SessionHop, SessionHopBody, hop_key};
+use clemmys_proto::chain_session::{
+    HopHeader, ReceiptMac, SessionHop, SessionHopBody, StepTrace, hop_key,
+};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::{ClientIdentity, EnclaveKeys};
 use clemmys_proto::invoke::{
@@ -264,7 +266,11 @@ fn build() -> Fixtures {
         },
         &SessionHopBody {
             value: Zeroizing::new(PARAMS.to_vec()),
-            receipts: Vec::new(),
+            traces: vec![StepTrace {
+                measurement: MEASUREMENT,
+                output_hash: Digest::of(PARAMS),
+            }],
+            receipts: ReceiptMac::start(),
         },
     )
     .expect("fixture: seal session hop")

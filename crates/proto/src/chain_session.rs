@@ -17,14 +17,18 @@
 //! So a hop that opens under it was sealed by the previous step of this
 //! chain (order, no skip, no injection), for this index and run (no splice
 //! between runs), and each (run, index) is admitted once by the broker (no
-//! replay). Receipts are HMACs under the run's key ([`ChainKey::for_run`]),
-//! which only the client and the chain's enclaves hold: they convince the
-//! client, not a third party, as for invocation sessions. A receipt
-//! travels compact ([`StepReceipt`]): only what the client cannot know in
-//! advance (the activation id, the measurement and the output hash); the
-//! MAC covers the whole receipt, which the client rebuilds from the ticket.
+//! replay).
+//!
+//! Receipts: each step folds its whole [`Receipt`] into a running HMAC
+//! under the run's key ([`ChainKey::for_run`], which only the client and the
+//! chain's enclaves hold), and passes on only what the client cannot know
+//! in advance: a [`StepTrace`] (its enclave's measurement and its output
+//! hash). The client rebuilds every receipt from the ticket, its input, the
+//! traces and the component activation ids of the sequence record, and the
+//! running MAC must match. So a hop carries 32 bytes of MAC however long the
+//! chain, and the receipts convince the client, not a third party, as for
+//! invocation sessions.
 
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::chain::{ChainKey, ChainStep};
@@ -36,9 +40,10 @@ use crate::{Digest, Measurement, ProtoError};
 const FRAME: &str = "clemmys/chain-session-hop/v1";
 const BODY: &str = "clemmys/chain-session-hop-body/v1";
 const HOP_KEY_LABEL: &[u8] = b"clemmys/chain-session-hop-key/v1";
-const RECEIPTS: &str = "clemmys/chain-session-receipts/v1";
-/// Most receipts a hop can carry (a sequence has at most 50 steps).
-const MAX_RECEIPTS: u64 = 1024;
+const TRACES: &str = "clemmys/chain-session-traces/v1";
+const ANSWER: &str = "clemmys/chain-session-answer/v1";
+/// Most traces a hop can carry (a sequence has at most 50 steps).
+const MAX_TRACES: u64 = 1024;
 
 /// The key the hops of a session into one step are sealed under, from the
 /// secret both ends of that step's first-run hop exported.
@@ -60,109 +65,175 @@ pub fn run_id(session_id: &[u8; 16], counter: u64) -> [u8; 16] {
     id
 }
 
-/// A step's receipt in a session run, compact: the fields the client cannot
-/// know in advance, and an HMAC-SHA256 under the run key over the whole
-/// [`Receipt`] (which [`StepReceipt::verify`] rebuilds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StepReceipt {
-    /// The activation id the provider assigned to the step.
-    pub activation_id: String,
+/// What a step of a session run passes on about itself: what its receipt
+/// holds that the client cannot know in advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepTrace {
     /// Measurement of the enclave that ran it.
     pub measurement: Measurement,
     /// Digest of the result JSON it produced (the next step's input).
     pub output_hash: Digest,
-    /// The MAC.
-    #[serde(with = "crate::evidence::base64_bytes")]
-    pub tag: Vec<u8>,
 }
 
-fn receipt_transcript(receipt: &Receipt) -> Vec<u8> {
-    receipt
-        .write_fields(Writer::new("clemmys/chain-session-receipt/v1"))
-        .finish()
-}
+/// The running MAC of a session run's receipts, under the run key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptMac([u8; 32]);
 
-impl StepReceipt {
-    /// MACs `receipt` under `run_key` (enclave side).
-    pub fn new(receipt: &Receipt, run_key: &ChainKey) -> Result<Self, ProtoError> {
-        Ok(Self {
-            activation_id: receipt.activation_id.clone(),
-            measurement: receipt.measurement,
-            output_hash: receipt.output_hash,
-            tag: run_key.mac(&receipt_transcript(receipt))?.to_vec(),
-        })
+impl ReceiptMac {
+    /// Before the first step.
+    pub fn start() -> Self {
+        Self([0; 32])
     }
 
-    /// The full receipt of step `index` (`step` in the ticket) of run
-    /// `run_id`, whose input had digest `input_hash`, if the MAC under
-    /// `run_key` says the step's enclave reported exactly that (client
-    /// side).
-    pub fn verify(
-        &self,
-        step: &ChainStep,
-        run_id: [u8; 16],
-        index: u64,
-        input_hash: Digest,
-        run_key: &ChainKey,
-    ) -> Result<Receipt, ProtoError> {
-        let receipt = Receipt {
-            activation_id: self.activation_id.clone(),
-            namespace: step.namespace.clone(),
-            action: step.action.clone(),
-            version: step.version,
-            code_digest: step.code_digest,
-            measurement: self.measurement,
-            input_hash,
-            output_hash: self.output_hash,
-            nonce: run_id,
-            chain: Some(ChainPosition {
-                chain_id: run_id,
-                index,
-            }),
+    /// This MAC with step `receipt` folded in (enclave side).
+    pub fn extend(&self, receipt: &Receipt, run_key: &ChainKey) -> Result<Self, ProtoError> {
+        run_key.mac(&self.transcript(receipt)).map(Self)
+    }
+
+    fn transcript(&self, receipt: &Receipt) -> Vec<u8> {
+        receipt
+            .write_fields(Writer::new("clemmys/chain-session-receipt/v2").bytes(&self.0))
+            .finish()
+    }
+
+    /// Checks that `receipts`, in order, are what the steps folded into
+    /// this MAC under `run_key` (client side; the last comparison is
+    /// constant-time).
+    pub fn verify(&self, receipts: &[Receipt], run_key: &ChainKey) -> Result<(), ProtoError> {
+        let Some((last, earlier)) = receipts.split_last() else {
+            return Err(ProtoError::Tampered("chain session receipts"));
         };
-        run_key.verify_mac(
-            &receipt_transcript(&receipt),
-            &self.tag,
-            "chain session receipt",
-        )?;
-        Ok(receipt)
+        let before = earlier
+            .iter()
+            .try_fold(Self::start(), |mac, receipt| mac.extend(receipt, run_key))?;
+        run_key.verify_mac(&before.transcript(last), &self.0, "chain session receipts")
     }
 }
 
-fn write_receipts(receipts: &[StepReceipt]) -> Vec<u8> {
-    receipts
+impl std::fmt::Debug for ReceiptMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReceiptMac({})", hex::encode(self.0))
+    }
+}
+
+/// The receipt of step `index` (`step` in the ticket) of run `run_id`, as
+/// the client rebuilds it from what it knows and the step's trace.
+pub fn rebuild_receipt(
+    step: &ChainStep,
+    run_id: [u8; 16],
+    index: u64,
+    activation_id: String,
+    input_hash: Digest,
+    trace: &StepTrace,
+) -> Receipt {
+    Receipt {
+        activation_id,
+        namespace: step.namespace.clone(),
+        action: step.action.clone(),
+        version: step.version,
+        code_digest: step.code_digest,
+        measurement: trace.measurement,
+        input_hash,
+        output_hash: trace.output_hash,
+        nonce: run_id,
+        chain: Some(ChainPosition {
+            chain_id: run_id,
+            index,
+        }),
+    }
+}
+
+fn write_traces(writer: Writer, traces: &[StepTrace]) -> Writer {
+    let list = traces
         .iter()
-        .fold(
-            Writer::new(RECEIPTS).u64(receipts.len() as u64),
-            |writer, receipt| {
-                writer
-                    .str(&receipt.activation_id)
-                    .bytes(receipt.measurement.as_bytes())
-                    .bytes(receipt.output_hash.as_bytes())
-                    .bytes(&receipt.tag)
-            },
-        )
-        .finish()
+        .fold(Writer::new(TRACES).u64(traces.len() as u64), |w, trace| {
+            w.bytes(trace.measurement.as_bytes())
+                .bytes(trace.output_hash.as_bytes())
+        })
+        .finish();
+    writer.bytes(&list)
 }
 
-fn read_receipts(bytes: &[u8]) -> Result<Vec<StepReceipt>, ProtoError> {
-    let mut reader = Reader::new(bytes, RECEIPTS)?;
-    let count = reader.u64()?;
-    if count > MAX_RECEIPTS {
-        return Err(ProtoError::Malformed("too many chain session receipts"));
+fn read_traces(reader: &mut Reader<'_>) -> Result<Vec<StepTrace>, ProtoError> {
+    let mut list = Reader::new(reader.bytes()?, TRACES)?;
+    let count = list.u64()?;
+    if count > MAX_TRACES {
+        return Err(ProtoError::Malformed("too many chain session traces"));
     }
-    let mut receipts = Vec::with_capacity(count as usize);
+    let mut traces = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        receipts.push(StepReceipt {
-            activation_id: reader.str()?.to_owned(),
-            measurement: Measurement(reader.array()?),
-            output_hash: Digest(reader.array()?),
-            tag: reader.bytes()?.to_vec(),
+        traces.push(StepTrace {
+            measurement: Measurement(list.array()?),
+            output_hash: Digest(list.array()?),
         });
     }
-    reader.finish()?;
-    Ok(receipts)
+    list.finish()?;
+    Ok(traces)
+}
+
+/// The final answer of a session run, sealed to the client under the run
+/// key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAnswer {
+    /// How the last step that ran ended.
+    pub status: clemmys_whisk::ActivationStatus,
+    /// Its result JSON, exactly as its trace's output hash hashes it.
+    pub result: Vec<u8>,
+    /// The index of the last step that ran.
+    pub last_index: u64,
+    /// One trace per step that ran, in order.
+    pub traces: Vec<StepTrace>,
+    /// The running MAC of their receipts.
+    pub receipts: ReceiptMac,
+}
+
+fn answer_aad(run_id: &[u8; 16]) -> Vec<u8> {
+    Writer::new("clemmys/chain-session-answer-aad/v1")
+        .bytes(run_id)
+        .finish()
+}
+
+impl SessionAnswer {
+    /// Seals the answer of run `run_id` (enclave side).
+    pub fn seal(&self, run_key: &ChainKey, run_id: &[u8; 16]) -> Result<Vec<u8>, ProtoError> {
+        let writer = Writer::new(ANSWER)
+            .u64(u64::from(self.status.code()))
+            .bytes(&self.result)
+            .u64(self.last_index);
+        let plaintext = Zeroizing::new(
+            write_traces(writer, &self.traces)
+                .bytes(&self.receipts.0)
+                .finish(),
+        );
+        run_key.answer_key()?.seal(&plaintext, &answer_aad(run_id))
+    }
+
+    /// Opens the answer of run `run_id` (client side). The receipts are
+    /// still to be checked.
+    pub fn open(sealed: &[u8], run_key: &ChainKey, run_id: &[u8; 16]) -> Result<Self, ProtoError> {
+        let plaintext = Zeroizing::new(run_key.answer_key()?.open(
+            sealed,
+            &answer_aad(run_id),
+            "sealed chain answer",
+        )?);
+        let mut reader = Reader::new(&plaintext, ANSWER)?;
+        let status = u8::try_from(reader.u64()?)
+            .ok()
+            .and_then(clemmys_whisk::ActivationStatus::from_code)
+            .ok_or(ProtoError::Malformed("chain answer status"))?;
+        let result = reader.bytes()?.to_vec();
+        let last_index = reader.u64()?;
+        let traces = read_traces(&mut reader)?;
+        let receipts = ReceiptMac(reader.array()?);
+        reader.finish()?;
+        Ok(Self {
+            status,
+            result,
+            last_index,
+            traces,
+            receipts,
+        })
+    }
 }
 
 /// Where a session hop goes: all of it is bound into the AEAD.
@@ -212,8 +283,10 @@ impl HopHeader {
 pub struct SessionHopBody {
     /// The step's parameters (the previous step's result), JSON.
     pub value: Zeroizing<Vec<u8>>,
-    /// Receipts of the steps of this run so far.
-    pub receipts: Vec<StepReceipt>,
+    /// The traces of the steps of this run so far.
+    pub traces: Vec<StepTrace>,
+    /// The running MAC of their receipts.
+    pub receipts: ReceiptMac,
 }
 
 /// A sealed hop of a session run, as the orchestrator forwards it.
@@ -234,9 +307,8 @@ impl SessionHop {
         body: &SessionHopBody,
     ) -> Result<Self, ProtoError> {
         let plaintext = Zeroizing::new(
-            Writer::new(BODY)
-                .bytes(&body.value)
-                .bytes(&write_receipts(&body.receipts))
+            write_traces(Writer::new(BODY).bytes(&body.value), &body.traces)
+                .bytes(&body.receipts.0)
                 .finish(),
         );
         let ciphertext = key.seal_with_nonce(&plaintext, &header.aad(), &header.nonce())?;
@@ -253,9 +325,14 @@ impl SessionHop {
         )?);
         let mut reader = Reader::new(&plaintext, BODY)?;
         let value = Zeroizing::new(reader.bytes()?.to_vec());
-        let receipts = read_receipts(reader.bytes()?)?;
+        let traces = read_traces(&mut reader)?;
+        let receipts = ReceiptMac(reader.array()?);
         reader.finish()?;
-        Ok(SessionHopBody { value, receipts })
+        Ok(SessionHopBody {
+            value,
+            traces,
+            receipts,
+        })
     }
 
     /// The wire form.
@@ -305,7 +382,8 @@ mod tests {
     fn body() -> SessionHopBody {
         SessionHopBody {
             value: Zeroizing::new(br#"{"v":1}"#.to_vec()),
-            receipts: Vec::new(),
+            traces: Vec::new(),
+            receipts: ReceiptMac::start(),
         }
     }
 
@@ -362,81 +440,108 @@ mod tests {
         assert_ne!(one.as_bytes(), two.as_bytes());
     }
 
+    fn step(index: u8) -> ChainStep {
+        ChainStep {
+            namespace: "guest".into(),
+            action: format!("step{index}"),
+            version: 2,
+            code_digest: Digest::of(&[index]),
+            action_key: crate::KemPublicKey([index; 32]),
+        }
+    }
+
+    /// Two steps' receipts as the enclaves make them, their traces and MAC.
+    fn two_steps(run: [u8; 16], key: &ChainKey) -> (Vec<Receipt>, Vec<StepTrace>, ReceiptMac) {
+        let mut input = Digest::of(b"in");
+        let (mut receipts, mut traces, mut mac) = (Vec::new(), Vec::new(), ReceiptMac::start());
+        for index in 0..2u8 {
+            let trace = StepTrace {
+                measurement: Measurement([5; 32]),
+                output_hash: Digest::of(&[b'o', index]),
+            };
+            let receipt = rebuild_receipt(
+                &step(index),
+                run,
+                index.into(),
+                format!("a{index}"),
+                input,
+                &trace,
+            );
+            mac = mac.extend(&receipt, key).expect("mac");
+            input = trace.output_hash;
+            receipts.push(receipt);
+            traces.push(trace);
+        }
+        (receipts, traces, mac)
+    }
+
     #[test]
-    fn a_receipt_verifies_under_its_run_key_and_step_only() {
+    fn receipts_verify_only_as_the_steps_made_them() {
         let run = run_id(&[3; 16], 1);
         let key = ChainKey::from_bytes([9; 32]).for_run(&run).expect("key");
-        let step = ChainStep {
-            namespace: "guest".into(),
-            action: "step".into(),
-            version: 2,
-            code_digest: Digest::of(b"code"),
-            action_key: crate::KemPublicKey([1; 32]),
-        };
-        let input = Digest::of(b"in");
-        let receipt = Receipt {
-            activation_id: "a1".into(),
-            namespace: step.namespace.clone(),
-            action: step.action.clone(),
-            version: step.version,
-            code_digest: step.code_digest,
-            measurement: Measurement([5; 32]),
-            input_hash: input,
-            output_hash: Digest::of(b"out"),
-            nonce: run,
-            chain: Some(ChainPosition {
-                chain_id: run,
-                index: 0,
-            }),
-        };
-        let compact = StepReceipt::new(&receipt, &key).expect("mac");
-        assert_eq!(
-            compact
-                .verify(&step, run, 0, input, &key)
-                .expect("verifies"),
-            receipt
-        );
-        // Carried in a hop, it comes back the same.
-        assert_eq!(
-            read_receipts(&write_receipts(std::slice::from_ref(&compact))).expect("parse"),
-            vec![compact.clone()]
-        );
+        let (receipts, _, mac) = two_steps(run, &key);
+        mac.verify(&receipts, &key).expect("verifies");
 
-        let other_run = run_id(&[3; 16], 2);
         let other_key = ChainKey::from_bytes([9; 32])
-            .for_run(&other_run)
+            .for_run(&run_id(&[3; 16], 2))
             .expect("key");
         assert!(
-            compact.verify(&step, run, 0, input, &other_key).is_err(),
+            mac.verify(&receipts, &other_key).is_err(),
             "another run's key"
         );
+        assert!(mac.verify(&receipts[..1], &key).is_err(), "truncated");
+        assert!(mac.verify(&[], &key).is_err(), "none");
+        let swapped = vec![receipts[1].clone(), receipts[0].clone()];
+        assert!(mac.verify(&swapped, &key).is_err(), "reordered");
+        for change in [
+            (|r: &mut Receipt| r.activation_id = "other".into()) as fn(&mut Receipt),
+            |r| r.version = 3,
+            |r| r.code_digest = Digest::of(b"other"),
+            |r| r.measurement = Measurement([6; 32]),
+            |r| r.input_hash = Digest::of(b"other"),
+            |r| r.output_hash = Digest::of(b"other"),
+        ] {
+            let mut forged = receipts.clone();
+            change(&mut forged[0]);
+            assert!(mac.verify(&forged, &key).is_err());
+        }
+    }
+
+    #[test]
+    fn answers_round_trip_and_open_only_for_their_run() {
+        let run = run_id(&[3; 16], 1);
+        let key = ChainKey::from_bytes([9; 32]).for_run(&run).expect("key");
+        let (_, traces, receipts) = two_steps(run, &key);
+        let answer = SessionAnswer {
+            status: clemmys_whisk::ActivationStatus::Success,
+            result: br#"{"ok":true}"#.to_vec(),
+            last_index: 1,
+            traces,
+            receipts,
+        };
+        let sealed = answer.seal(&key, &run).expect("seal");
+        assert_eq!(
+            SessionAnswer::open(&sealed, &key, &run).expect("open"),
+            answer
+        );
+        let other = run_id(&[3; 16], 2);
         assert!(
-            compact.verify(&step, other_run, 0, input, &key).is_err(),
+            SessionAnswer::open(&sealed, &key, &other).is_err(),
             "another run"
         );
-        assert!(
-            compact.verify(&step, run, 1, input, &key).is_err(),
-            "another index"
-        );
-        assert!(
-            compact
-                .verify(&step, run, 0, Digest::of(b"other"), &key)
-                .is_err(),
-            "another input"
-        );
-        let newer = ChainStep {
-            version: 3,
-            ..step.clone()
+
+        // Carried in a hop, traces and MAC come back the same.
+        let hop_key = hop_key(&ExportedKey::from_bytes([1; 32])).expect("key");
+        let body = SessionHopBody {
+            value: Zeroizing::new(b"{}".to_vec()),
+            traces: answer.traces.clone(),
+            receipts: answer.receipts,
         };
-        assert!(
-            compact.verify(&newer, run, 0, input, &key).is_err(),
-            "another version"
-        );
-        let mut forged = compact.clone();
-        forged.output_hash = Digest::of(b"other");
-        assert!(
-            forged.verify(&step, run, 0, input, &key).is_err(),
-            "another output"
+        let hop = SessionHop::seal(&hop_key, header(1, 2), &body).expect("seal");
+        let opened = hop.open(&hop_key).expect("open");
+        assert_eq!(
+            (opened.traces, opened.receipts),
+            (answer.traces, answer.receipts)
         );
     }
 }

@@ -13,10 +13,13 @@ use base64::Engine;
 use clemmys_proto::chain::{
     ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
 };
-use clemmys_proto::chain_session::{HopHeader, SessionHop, SessionHopBody, StepReceipt, hop_key};
+use clemmys_proto::chain_session::{
+    HopHeader, ReceiptMac, SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key,
+    rebuild_receipt,
+};
 use clemmys_proto::invoke::{AnswerKeys, Receipt, SignedReceipt};
 use clemmys_proto::suite::ExportedKey;
-use clemmys_proto::{Digest, TeeKind};
+use clemmys_proto::{Digest, ProtoError, TeeKind};
 use clemmys_tee::os_rng;
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use serde_json::{Value, json};
@@ -108,7 +111,8 @@ fn seal_session_run(
         header,
         &SessionHopBody {
             value: Zeroizing::new(value),
-            receipts: Vec::new(),
+            traces: Vec::new(),
+            receipts: ReceiptMac::start(),
         },
     )?;
     let run_id = header.run_id();
@@ -381,9 +385,11 @@ impl Confidential {
                 )
             }
             Some(session_id) => {
-                let answer: ChainAnswer<StepReceipt> =
-                    open_chain_answer(&sealed, &chain_key, &entry.nonce)?;
-                let receipts = expand_step_receipts(&answer.receipts, chain, entry, &chain_key)?;
+                let answer = SessionAnswer::open(&sealed, &chain_key, &entry.nonce)?;
+                let receipts = rebuild_receipts(&answer.traces, chain, entry, &component_ids)?;
+                answer.receipts.verify(&receipts, &chain_key)?;
+                let result = serde_json::from_slice(&answer.result)
+                    .map_err(|_| ProtoError::Malformed("chain answer result"))?;
                 let (opening, tee) = match known {
                     Some((opening, tee)) => (opening.clone(), tee),
                     None => {
@@ -395,7 +401,7 @@ impl Confidential {
                     }
                 };
                 (
-                    with_receipts(answer.status, answer.result, answer.last_index, receipts),
+                    with_receipts(answer.status, result, answer.last_index, receipts),
                     Some(opening),
                     tee,
                 )
@@ -522,23 +528,36 @@ impl Confidential {
     }
 }
 
-/// The full receipts of a session run's steps, each rebuilt from the ticket
-/// and the previous step's output and checked against its MAC.
-fn expand_step_receipts(
-    compact: &[StepReceipt],
+/// The receipts of a session run's steps, rebuilt from the ticket, the
+/// client's input, the steps' traces and the component activation ids the
+/// sequence record lists; the caller checks them against the running MAC.
+fn rebuild_receipts(
+    traces: &[StepTrace],
     chain: &ChainEntry,
     entry: &KeyringEntry,
-    run_key: &ChainKey,
+    component_ids: &[String],
 ) -> Result<Vec<Receipt>, ConfidentialError> {
-    if compact.len() > chain.steps.len() {
+    if traces.len() > chain.steps.len() || component_ids.len() != traces.len() {
         return Err(ConfidentialError::ReceiptMismatch(
-            "the chain's receipts do not match its steps",
+            "the sequence record lists other steps than ran",
         ));
     }
     let mut input_hash = entry.input_hash;
-    let mut receipts = Vec::with_capacity(compact.len());
-    for (index, (receipt, step)) in compact.iter().zip(&chain.steps).enumerate() {
-        let receipt = receipt.verify(step, entry.nonce, index as u64, input_hash, run_key)?;
+    let mut receipts = Vec::with_capacity(traces.len());
+    for (index, ((trace, step), id)) in traces
+        .iter()
+        .zip(&chain.steps)
+        .zip(component_ids)
+        .enumerate()
+    {
+        let receipt = rebuild_receipt(
+            step,
+            entry.nonce,
+            index as u64,
+            id.clone(),
+            input_hash,
+            trace,
+        );
         input_hash = receipt.output_hash;
         receipts.push(receipt);
     }

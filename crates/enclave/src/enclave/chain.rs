@@ -10,7 +10,7 @@ use clemmys_proto::broker::Admission;
 use clemmys_proto::chain::{
     ChainAnswer, ChainKey, HopBody, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
 };
-use clemmys_proto::chain_session::{SessionHop, SessionHopBody, StepReceipt, hop_key};
+use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
 use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::{ClientId, Digest};
@@ -221,7 +221,11 @@ impl Enclave {
             run_id,
             Some(position),
         );
-        body.receipts.push(StepReceipt::new(&report, &run_key)?);
+        body.receipts = body.receipts.extend(&report, &run_key)?;
+        body.traces.push(StepTrace {
+            measurement: report.measurement,
+            output_hash: report.output_hash,
+        });
         let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index)?;
         let last = header.index + 1 >= session.steps;
         let succeeded = ran.status == ActivationStatus::Success;
@@ -229,19 +233,21 @@ impl Enclave {
             Some(send) if succeeded && !last => {
                 let next = SessionHopBody {
                     value: Zeroizing::new(ran.output),
+                    traces: body.traces,
                     receipts: body.receipts,
                 };
                 let sealed = SessionHop::seal(send, header.next(), &next)?;
                 (sealed.to_bytes(), false)
             }
             _ => {
-                let answer = ChainAnswer {
+                let answer = SessionAnswer {
                     status: ran.status,
-                    result: ran.result,
+                    result: ran.output,
                     last_index: header.index,
+                    traces: body.traces,
                     receipts: body.receipts,
                 };
-                (seal_chain_answer(&answer, &run_key, &run_id)?, !last)
+                (answer.seal(&run_key, &run_id)?, !last)
             }
         };
         Ok(SealedOutcome {

@@ -283,3 +283,32 @@ async fn truncated_chain_session_run_reported_as_final_is_detected() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn component_ids_rewritten_in_a_session_run_record_are_detected() {
+    let (server, owner) = setup().await;
+    open_session(&server, &owner, "pipeline", &["echo", "echo", "greet"]).await;
+    let record = run_through(
+        &server,
+        &owner,
+        "pipeline",
+        session_run(&owner, "pipeline", json!({"name": "Ada"})),
+    )
+    .await;
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    let id = activation_id(&record);
+    // The receipts name the activations the steps ran as; the orchestrator
+    // lists them in another order (blaming one step's run on another).
+    let store = &server.server.as_ref().expect("running").store;
+    let mut forged = store
+        .get_activation("guest", &id)
+        .expect("read")
+        .expect("stored");
+    forged.logs.swap(0, 1);
+    store.put_activation(forged).await.expect("write");
+    let outcome = owner.client.open_activation(id).await;
+    assert!(
+        matches!(outcome, Err(ConfidentialError::Tampered(_))),
+        "{outcome:?}"
+    );
+}
