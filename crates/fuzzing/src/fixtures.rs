@@ -20,7 +20,9 @@ use clemmys_proto::invoke::{
     AnswerKeys, InvocationHeader, Receipt, SealedResultBody, SignedReceipt, seal_answer,
     seal_invocation,
 };
-use clemmys_proto::session::{SessionBinding, SessionInvocation, SessionKeys};
+use clemmys_proto::session::{
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
+};
 use clemmys_proto::suite::{ExportedKey, KemKeyPair};
 use clemmys_proto::{Digest, Evidence, Measurement};
 use clemmys_tee::sim::SimPlatform;
@@ -44,6 +46,10 @@ pub const MEASUREMENT: Measurement = Measurement([0x4d; 32]);
 pub const CODE: &[u8] = b"\0asm\x01\0\0\0";
 /// The parameters the invocation, session and chain fixtures carry.
 pub const PARAMS: &[u8] = br#"{"name":"fuzz"}"#;
+/// The result the session answer fixture carries.
+pub const RESULT: &[u8] = br#"{"greeting":"Hello, fuzz!"}"#;
+/// The activation id of the session answer fixture.
+pub const SESSION_ACTIVATION: &str = "fedcba9876543210fedcba9876543210";
 
 /// Valid objects and the keys that open them.
 pub struct Fixtures {
@@ -67,6 +73,8 @@ pub struct Fixtures {
     pub session_keys: SessionKeys,
     /// A session invocation with [`PARAMS`], wire form.
     pub session_invocation: Vec<u8>,
+    /// The enclave's sealed answer to it (the result part).
+    pub session_answer: Vec<u8>,
     /// The sim platform that signed [`Fixtures::evidence`].
     pub platform: SimPlatform,
     /// Sim evidence of an enclave with [`MEASUREMENT`].
@@ -113,6 +121,25 @@ impl Fixtures {
             version: VERSION,
             code_digest: self.code_digest,
         }
+    }
+}
+
+/// The receipt the client expects for [`Fixtures::session_invocation`]:
+/// everything but the output hash and the MAC, which the answer supplies.
+pub fn session_expectation(
+    keys: &SessionKeys,
+    code_digest: Digest,
+    invocation: &[u8],
+) -> SessionReceipt {
+    SessionReceipt {
+        activation_id: SESSION_ACTIVATION.into(),
+        session_id: keys.id,
+        counter: 1,
+        version: VERSION,
+        code_digest,
+        input_hash: Digest::of(invocation),
+        output_hash: Digest::of(b""),
+        mac: String::new(),
     }
 }
 
@@ -219,6 +246,20 @@ fn build() -> Fixtures {
         SessionInvocation::seal(&session_keys, &session_binding, 1, timestamp_ms, PARAMS)
             .expect("fixture: seal session invocation")
             .to_bytes();
+    let session_receipt = SessionReceipt {
+        output_hash: Digest::of(RESULT),
+        ..session_expectation(&session_keys, code_digest, &session_invocation)
+    }
+    .seal(&session_keys)
+    .expect("fixture: session receipt MAC");
+    let (session_answer, _) = seal_session_answer(
+        ActivationStatus::Success,
+        RESULT,
+        &session_receipt,
+        &[],
+        &session_keys,
+    )
+    .expect("fixture: seal session answer");
 
     let step_keys = [
         KemKeyPair::generate(&mut rng),
@@ -306,6 +347,7 @@ fn build() -> Fixtures {
         sealed_result,
         session_keys,
         session_invocation,
+        session_answer,
         platform,
         evidence,
         verifier,

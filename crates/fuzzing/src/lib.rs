@@ -67,6 +67,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().session_invocation,
     },
     Target {
+        name: "session_answer",
+        oracle: oracles::session_answer,
+        valid: || &fixtures::fixtures().session_answer,
+    },
+    Target {
         name: "sealed_code",
         oracle: oracles::sealed_code,
         valid: || &fixtures::fixtures().sealed_code,

@@ -13,7 +13,7 @@ use clemmys_proto::chain::{SignedTicket, open_hop};
 use clemmys_proto::chain_session::SessionHop;
 use clemmys_proto::code::SealedCode;
 use clemmys_proto::invoke::{SealedInvocation, open_result};
-use clemmys_proto::session::SessionInvocation;
+use clemmys_proto::session::{SessionInvocation, open_session_result};
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, TeeKind};
 use clemmys_whisk::action::{ActionPut, merge_parameters};
@@ -124,6 +124,30 @@ pub fn session(data: &[u8]) {
     let accepted =
         parsed.is_ok_and(|sealed| sealed.open(&fx.session_keys, &fx.session_binding()).is_ok());
     accepted_only_if_unchanged("session", &fx.session_invocation, &candidate, accepted);
+}
+
+/// A session answer (enclave → provider → client) opens, and its receipt
+/// verifies, only if it is exactly what the enclave sealed; then it carries
+/// that result.
+pub fn session_answer(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.session_answer);
+    let expected =
+        fixtures::session_expectation(&fx.session_keys, fx.code_digest, &fx.session_invocation);
+    let opened = open_session_result(&candidate, &fx.session_keys, expected).ok();
+    if let Some(body) = &opened {
+        assert_eq!(
+            serde_json::to_vec(&body.result).ok().as_deref(),
+            Some(fixtures::RESULT),
+            "session answer: result changed"
+        );
+    }
+    accepted_only_if_unchanged(
+        "session answer",
+        &fx.session_answer,
+        &candidate,
+        opened.is_some(),
+    );
 }
 
 /// Sealed code (store → enclave) opens only if it is exactly what the

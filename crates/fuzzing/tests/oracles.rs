@@ -79,6 +79,7 @@ fn every_target_is_tested_here() {
             "wire",
             "invocation",
             "session",
+            "session_answer",
             "sealed_code",
             "chain_hop",
             "chain_session_hop",
@@ -105,6 +106,11 @@ fn invocation() {
 #[test]
 fn session() {
     run("session", 3);
+}
+
+#[test]
+fn session_answer() {
+    run("session_answer", 12);
 }
 
 #[test]
