@@ -17,13 +17,15 @@
 
 use std::sync::Arc;
 
-use clemmys_client::confidential::Confidential;
 use serde::Serialize;
 
+use super::alternate;
 use super::load::LatencySummary;
 use super::progress::Progress;
 use super::report::Mode;
-use super::scenarios::{Modules, Node, Plan, closed_loop, invoke_confidential, invoke_loop};
+use super::scenarios::{
+    Modules, Node, Plan, confidential_operation, invoke_confidential, invoke_operation,
+};
 
 /// The chain lengths measured.
 pub const LENGTHS: [usize; 3] = [1, 5, 10];
@@ -115,7 +117,7 @@ impl ChainSummary {
 
 /// Creates the steps and the sequences, then measures every length: the
 /// plain chain, the confidential one in a chain session, and the
-/// confidential one as first runs, one after the other.
+/// confidential one as first runs, side by side (see [`alternate`]).
 pub async fn measure(
     node: &Node,
     plan: &Plan,
@@ -133,6 +135,7 @@ pub async fn measure(
     };
     let mut rows = Vec::new();
     for steps in LENGTHS {
+        let mut names = Vec::new();
         for (mode, step) in [
             (Mode::Plain, PLAIN_STEP),
             (Mode::Confidential, CONFIDENTIAL_STEP),
@@ -140,46 +143,34 @@ pub async fn measure(
             let name = format!("bench-chain-{}-{steps}", mode.name());
             node.put_sequence(&name, vec![node.qualified(step); steps])
                 .await?;
-            let label = format!("chain {} x{steps}", mode.name());
-            let summary = invoke_loop(node, &name, mode, &label, spec, progress).await?;
+            names.push(name);
+        }
+        let (plain, confidential) = (&names[0], &names[1]);
+        // The first run of each client opens nothing (one-shot) or its
+        // chain session (the owner), untimed.
+        invoke_confidential(&one_shot, confidential).await?;
+        let operations = [
+            invoke_operation(node, plain, Mode::Plain).await?,
+            invoke_operation(node, confidential, Mode::Confidential).await?,
+            confidential_operation(one_shot.clone(), confidential.as_str().into()),
+        ];
+        let label = format!("chains of {steps}: plain, session, first runs");
+        let summaries = alternate::side_by_side(&label, spec, &operations, progress).await?;
+        let variants = [
+            (Mode::Plain, false),
+            (Mode::Confidential, false),
+            (Mode::Confidential, true),
+        ];
+        for ((mode, first_run), summary) in variants.into_iter().zip(summaries) {
             rows.push(ChainRow {
                 steps,
                 mode,
-                first_run: false,
+                first_run,
                 summary,
             });
-            if mode == Mode::Confidential {
-                let label = format!("chain confidential first runs x{steps}");
-                let summary = first_runs(&one_shot, &name, &label, spec, progress).await?;
-                rows.push(ChainRow {
-                    steps,
-                    mode,
-                    first_run: true,
-                    summary,
-                });
-            }
         }
     }
     Ok(rows)
-}
-
-/// Closed-loop invokes of chain `name` by `one_shot`, a client without
-/// sessions: each one a first run.
-async fn first_runs(
-    one_shot: &Arc<Confidential>,
-    name: &str,
-    label: &str,
-    spec: super::load::LoadSpec,
-    progress: &Progress,
-) -> anyhow::Result<LatencySummary> {
-    invoke_confidential(one_shot, name).await?;
-    let name: Arc<str> = name.into();
-    let one_shot = one_shot.clone();
-    let operation = move || {
-        let (client, name) = (one_shot.clone(), name.clone());
-        async move { invoke_confidential(&client, &name).await.map(|_| ()) }
-    };
-    closed_loop(label, spec, operation, progress).await
 }
 
 #[cfg(test)]

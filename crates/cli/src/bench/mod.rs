@@ -23,6 +23,7 @@
 //! attest with: on a machine without SGX that is `sim`, which protects
 //! nothing, and the report says so.
 
+mod alternate;
 mod chains;
 mod coldstart;
 mod cpu;
@@ -464,14 +465,13 @@ async fn measure_on_main_node(
         node.put_confidential(CONFIDENTIAL_NOOP, &modules.noop, true)
             .await?;
         for &clients in &plan.clients {
-            for (mode, name) in [
+            let pair = [
                 (Mode::Plain, PLAIN_NOOP),
                 (Mode::Confidential, CONFIDENTIAL_NOOP),
-            ] {
-                found.warm.push(
-                    scenarios::warm(node, plan, clients, "noop", name, mode, progress).await?,
-                );
-            }
+            ];
+            found
+                .warm
+                .extend(scenarios::warm(node, plan, clients, "noop", &pair, progress).await?);
         }
         found.watched(watch, Scenario::Warm);
     }
@@ -542,14 +542,13 @@ async fn measure_peer(
     found.peer.component = Some(spec.component.display().to_string());
     let probe = load::RawGet::new(&server.url(), peer::PEER_BODY)?;
     for &clients in &plan.clients {
-        for (mode, name) in [
+        let pair = [
             (Mode::Plain, PLAIN_HELLO),
             (Mode::Confidential, CONFIDENTIAL_HELLO),
-        ] {
-            found
-                .warm
-                .push(scenarios::warm(node, plan, clients, "hello", name, mode, progress).await?);
-        }
+        ];
+        found
+            .warm
+            .extend(scenarios::warm(node, plan, clients, "hello", &pair, progress).await?);
         let probe = probe.clone();
         let operation = move || {
             let probe = probe.clone();
@@ -621,6 +620,11 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
          counts if it starts and ends inside the window; the confidential client seals params \
          (HPKE, then a symmetric session), opens the answer and verifies the receipt on the same \
          cores as the node"
+            .to_owned(),
+        "side by side: the plain and confidential warm rows of a client count (and the three \
+         chain rows of a length) share one window, cut into 5 slices run in ABBA order, so the \
+         node's drift during a run (its store grows, the disk's flush time wanders) falls on each \
+         alike"
             .to_owned(),
         "cold: each run creates a fresh action (unique name, and a unique custom section so no \
          compiled module is reused); confidential create includes the broker round trips and \

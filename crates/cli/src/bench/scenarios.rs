@@ -28,6 +28,7 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, NamespaceLimits};
 use serde_json::{Value, json};
 
+use super::alternate;
 use super::load::{self, LatencySummary, LoadSpec};
 use super::progress::Progress;
 use super::report::{ColdRow, ColdSample, Mode, TeeFacts, WarmRow};
@@ -402,30 +403,60 @@ impl Plan {
     }
 }
 
-/// Warm closed-loop blocking invokes of `action` (already created as
-/// `name`) in `mode` from `clients` concurrent clients.
+/// Warm closed-loop blocking invokes of `action`, created under each
+/// `(mode, name)` of `variants`, from `clients` concurrent clients, the
+/// variants measured side by side (see [`alternate`]); one row each.
 pub async fn warm(
     node: &Node,
     plan: &Plan,
     clients: usize,
     action: &str,
+    variants: &[(Mode, &str)],
+    progress: &Progress,
+) -> anyhow::Result<Vec<WarmRow>> {
+    let mut operations = Vec::with_capacity(variants.len());
+    for &(mode, name) in variants {
+        operations.push(invoke_operation(node, name, mode).await?);
+    }
+    let modes: Vec<&str> = variants.iter().map(|(mode, _)| mode.name()).collect();
+    let label = format!("warm {action} {}, {clients} client(s)", modes.join(" vs "));
+    let summaries =
+        alternate::side_by_side(&label, plan.spec(clients), &operations, progress).await?;
+    Ok(variants
+        .iter()
+        .zip(summaries)
+        .map(|(&(mode, _), summary)| WarmRow {
+            action: action.to_owned(),
+            mode,
+            clients,
+            summary,
+        })
+        .collect())
+}
+
+/// The blocking invoke of `name` in `mode` as a load-generator operation,
+/// after one untimed invoke (a failure there is a setup error, reported as
+/// such instead of as a window full of errors).
+pub async fn invoke_operation(
+    node: &Node,
     name: &str,
     mode: Mode,
-    progress: &Progress,
-) -> anyhow::Result<WarmRow> {
-    let label = format!("warm {} {action}, {clients} client(s)", mode.name());
-    let summary = invoke_loop(node, name, mode, &label, plan.spec(clients), progress).await?;
-    Ok(WarmRow {
-        action: action.to_owned(),
-        mode,
-        clients,
-        summary,
+) -> anyhow::Result<alternate::Operation> {
+    node.invoke(name, mode).await?;
+    let name: Arc<str> = name.into();
+    Ok(match mode {
+        Mode::Plain => {
+            let client = node.client.clone();
+            alternate::operation(move || {
+                let (client, name) = (client.clone(), name.clone());
+                async move { invoke_plain(&client, &name).await.map(|_| ()) }
+            })
+        }
+        Mode::Confidential => confidential_operation(node.owner.clone(), name),
     })
 }
 
-/// Closed-loop blocking invokes of `name` in `mode` as `spec` says, after
-/// one untimed invoke (a failure there is a setup error, reported as such
-/// instead of as a window full of errors).
+/// Closed-loop blocking invokes of `name` in `mode` as `spec` says, alone.
 pub async fn invoke_loop(
     node: &Node,
     name: &str,
@@ -434,28 +465,17 @@ pub async fn invoke_loop(
     spec: LoadSpec,
     progress: &Progress,
 ) -> anyhow::Result<LatencySummary> {
-    node.invoke(name, mode).await?;
-    let name: Arc<str> = name.into();
-    match mode {
-        Mode::Plain => {
-            let client = node.client.clone();
-            let operation = move || {
-                let client = client.clone();
-                let name = name.clone();
-                async move { invoke_plain(&client, &name).await.map(|_| ()) }
-            };
-            closed_loop(label, spec, operation, progress).await
-        }
-        Mode::Confidential => {
-            let owner = node.owner.clone();
-            let operation = move || {
-                let owner = owner.clone();
-                let name = name.clone();
-                async move { invoke_confidential(&owner, &name).await.map(|_| ()) }
-            };
-            closed_loop(label, spec, operation, progress).await
-        }
-    }
+    let operation = invoke_operation(node, name, mode).await?;
+    closed_loop(label, spec, move || operation(), progress).await
+}
+
+/// The blocking invoke of confidential `name` by `owner` as a
+/// load-generator operation.
+pub fn confidential_operation(owner: Arc<Confidential>, name: Arc<str>) -> alternate::Operation {
+    alternate::operation(move || {
+        let (owner, name) = (owner.clone(), name.clone());
+        async move { invoke_confidential(&owner, &name).await.map(|_| ()) }
+    })
 }
 
 /// Runs `operation` in a closed loop as `spec` says, with a progress bar

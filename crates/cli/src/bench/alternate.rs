@@ -1,0 +1,106 @@
+//! Side-by-side measurement: several operations (plain and confidential
+//! invokes, say) measured in alternating slices of one window instead of
+//! one whole window after the other.
+//!
+//! Why: a node drifts during a run (its store grows, the disk's flush time
+//! wanders, caches fill), and whatever ran second always ran on the later,
+//! usually slower, node. Alternating in ABBA order (A B, then B A, …) puts
+//! every operation on every part of the drift, so the ratios compare like
+//! with like.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::load::{self, LatencySummary, LoadSpec, Recording};
+use super::progress::Progress;
+
+/// One operation of the load generator, boxed so that different ones can
+/// be measured side by side.
+pub type Operation =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
+
+/// Wraps `operation` as an [`Operation`].
+pub fn operation<F, Fut>(operation: F) -> Operation
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(operation()))
+}
+
+/// Slices each operation's window is cut into.
+pub const ROUNDS: u32 = 5;
+/// Unrecorded warm-up before every slice after the first (the first has the
+/// whole warm-up of `spec`): enough for the clients to reach steady state
+/// again after the other operation ran.
+const SLICE_WARMUP: Duration = Duration::from_millis(200);
+
+/// Measures each of `operations` with `spec.clients` closed-loop clients
+/// for `spec.duration` in all, in [`ROUNDS`] alternating slices; one
+/// summary per operation, in order. `label` names the progress bar.
+pub async fn side_by_side(
+    label: &str,
+    spec: LoadSpec,
+    operations: &[Operation],
+    progress: &Progress,
+) -> anyhow::Result<Vec<LatencySummary>> {
+    let slice = spec.duration / ROUNDS;
+    let later_warmup = SLICE_WARMUP.min(spec.warmup);
+    let per_operation = spec.warmup + spec.duration + later_warmup * ROUNDS.saturating_sub(1);
+    let total = per_operation * u32::try_from(operations.len()).unwrap_or(u32::MAX);
+    let finished = Arc::new(AtomicU64::new(0));
+    let step = progress.timed(label, total, finished.clone());
+    let mut recordings = operations
+        .iter()
+        .map(|_| Recording::new())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for round in 0..ROUNDS {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..operations.len()).collect()
+        } else {
+            (0..operations.len()).rev().collect()
+        };
+        for index in order {
+            let slice_spec = LoadSpec {
+                clients: spec.clients,
+                warmup: if round == 0 {
+                    spec.warmup
+                } else {
+                    later_warmup
+                },
+                duration: slice,
+            };
+            let operation = operations[index].clone();
+            let (recording, _) =
+                load::generate(slice_spec, move || operation(), finished.clone()).await?;
+            recordings[index].merge(&recording)?;
+        }
+    }
+    let window = slice * ROUNDS;
+    let summaries: Vec<LatencySummary> = recordings
+        .iter()
+        .map(|recording| recording.summarize(window))
+        .collect();
+    for (summary, recording) in summaries.iter().zip(&recordings) {
+        if summary.requests == 0 {
+            bail!(
+                "{label}: no request succeeded{}",
+                recording
+                    .first_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let figures: Vec<String> = summaries
+        .iter()
+        .map(|s| format!("{:.0} req/s p50 {:.3} ms", s.throughput_rps, s.p50_ms))
+        .collect();
+    step.finish(&figures.join(" | "));
+    Ok(summaries)
+}
