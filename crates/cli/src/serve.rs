@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// DATA_DIR/sim-platform.key); a broker on this host must share it.
     #[arg(long, value_name = "FILE")]
     pub sim_platform_key: Option<PathBuf>,
+    /// On ctrl-c or SIGTERM, wait at most this long for accepted
+    /// activations to finish and be recorded (those still running are
+    /// recorded as interrupted at the next start).
+    #[arg(long, value_name = "SECONDS", default_value_t = clemmys_server::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    pub shutdown_grace: u64,
 }
 
 impl ServeArgs {
@@ -69,6 +74,7 @@ impl ServeArgs {
             config.broker = clemmys_server::BrokerLocation::Remote(url.clone());
         }
         config.sim_platform_key = self.sim_platform_key.clone();
+        config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config
     }
 }

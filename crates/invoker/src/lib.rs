@@ -34,6 +34,7 @@ use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, Exec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
 pub use record::RunReport;
@@ -122,6 +123,8 @@ pub struct Invoker {
     memory: Arc<Semaphore>,
     memory_budget_mb: u32,
     enclaves: Option<Arc<EnclavePool>>,
+    /// The activations handed to this invoker and not finished yet.
+    activations: TaskTracker,
 }
 
 /// What a running activation holds; dropping it admits the next.
@@ -175,7 +178,14 @@ impl Invoker {
             memory: Arc::new(Semaphore::new(memory_budget_mb as usize)),
             memory_budget_mb,
             enclaves,
+            activations: TaskTracker::new(),
         }
+    }
+
+    /// The activations this invoker is running or waiting to run (admitted
+    /// off the bus, not yet recorded): what a stopping node waits for.
+    pub fn activations(&self) -> TaskTracker {
+        self.activations.clone()
     }
 
     /// Consumes `feed` until the controller side closes it.
@@ -188,7 +198,8 @@ impl Invoker {
                     let Some(admitted) = self.admit(&message).await else {
                         return; // the semaphores are never closed
                     };
-                    tokio::spawn(async move { invoker.activate(*message, admitted).await });
+                    self.activations
+                        .spawn(async move { invoker.activate(*message, admitted).await });
                 }
                 InvokerMessage::Prewarm(action) => {
                     tokio::spawn(async move { invoker.prewarm(&action).await });

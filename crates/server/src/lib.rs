@@ -11,6 +11,7 @@ pub mod confidential;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -24,6 +25,7 @@ use clemmys_whisk::AuthKey;
 pub use confidential::BrokerLocation;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// Messages the in-process bus holds before answering 503.
 const QUEUE_CAPACITY: usize = 16_384;
@@ -51,7 +53,14 @@ pub struct ServerConfig {
     /// `DATA_DIR/sim-platform.key`); a broker in its own process on the same
     /// host must use the same file.
     pub sim_platform_key: Option<PathBuf>,
+    /// How long a stopping node waits for the activations it accepted to
+    /// finish and be recorded; those still running then are recorded as
+    /// interrupted at the next start. Default [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Duration,
 }
+
+/// How long a stopping node waits for accepted activations by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl ServerConfig {
     /// Defaults for `listen` and `data_dir`.
@@ -65,6 +74,7 @@ impl ServerConfig {
             controller: ControllerConfig::default(),
             broker: BrokerLocation::InProcess,
             sim_platform_key: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -84,6 +94,9 @@ pub struct RunningServer {
     pub enclaves: Arc<EnclavePool>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
+    /// The invoker's accepted, unfinished activations.
+    activations: TaskTracker,
+    shutdown_grace: Duration,
 }
 
 /// Checks plain code with the sandbox; sealed code is checked by framing only.
@@ -163,6 +176,7 @@ impl RunningServer {
             invoker_config,
             trusted.enclaves.clone(),
         );
+        let activations = invoker.activations();
         tokio::spawn(invoker.run(feed));
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
@@ -204,6 +218,8 @@ impl RunningServer {
             enclaves: trusted.enclaves.clone(),
             stop,
             serving,
+            activations,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -220,13 +236,35 @@ impl RunningServer {
         Ok(())
     }
 
-    /// Stops accepting requests and waits for those in flight.
+    /// Stops accepting requests, waits for those in flight, then for the
+    /// activations it accepted (non-blocking ones, and blocking ones whose
+    /// wait ran out) to finish and be recorded, for at most the grace
+    /// period.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         match self.serving.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
             Err(error) => tracing::error!(%error, "server task failed"),
+        }
+        self.activations.close();
+        let running = self.activations.len();
+        if running == 0 {
+            return;
+        }
+        tracing::info!(
+            running,
+            grace_s = self.shutdown_grace.as_secs_f64(),
+            "waiting for accepted activations to finish"
+        );
+        if tokio::time::timeout(self.shutdown_grace, self.activations.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.activations.len(),
+                "stopping with activations still running: the next start records them as interrupted"
+            );
         }
     }
 }

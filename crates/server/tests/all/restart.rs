@@ -1,5 +1,6 @@
 //! A restarted node keeps every acknowledged action and activation record.
 
+use clemmys_whisk::{ActivationId, ActivationStatus};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
@@ -46,4 +47,37 @@ async fn restart_keeps_actions_and_acknowledged_activations() {
         wskprops.contains(&format!("APIHOST={}", server.base)),
         "{wskprops}"
     );
+}
+
+#[tokio::test]
+async fn a_stopping_node_finishes_and_records_the_activations_it_accepted() {
+    let mut server = TestServer::start().await;
+    server.create("sleep", "sleep").await;
+    // Non-blocking: acknowledged with 202, still running when the stop comes.
+    let accepted = server
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/sleep",
+            Some(json!({"ms": 400})),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.json);
+    let id: ActivationId = accepted.json["activationId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("an activation id");
+
+    // Once the stop returns, the activation has finished and is recorded
+    // (within the grace period), not left to be recorded as interrupted at
+    // the next start.
+    let running = server.server.take().expect("running");
+    let store = running.store.clone();
+    running.shutdown().await;
+    let record = store
+        .get_activation("guest", &id)
+        .expect("read")
+        .expect("recorded before the stop returned");
+    assert_eq!(record.response.status, ActivationStatus::Success);
+    assert_eq!(record.response.result, Some(json!({"slept": 400})));
 }
