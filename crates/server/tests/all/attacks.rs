@@ -12,11 +12,11 @@ use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::{Digest, Measurement};
 use clemmys_tee::sim::SimPlatform;
 use clemmys_tee::{AttestError, Role, measurement, os_rng};
-use clemmys_whisk::{ActivationId, EntityName};
+use clemmys_whisk::EntityName;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Owner, TestServer, example};
+use crate::common::{Owner, TestServer, example, expect_tampered};
 
 fn name(text: &str) -> EntityName {
     EntityName::new(text).expect("name")
@@ -42,21 +42,6 @@ async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut V
     // (the provider's call) makes the next invoke load what was written.
     let node = server.server.as_ref().expect("running");
     node.enclaves.evict("guest", action);
-}
-
-/// The provider rewrites a stored activation record with `edit`.
-async fn tamper_record(
-    server: &TestServer,
-    id: ActivationId,
-    edit: impl FnOnce(&mut clemmys_whisk::Activation),
-) {
-    let store = &server.server.as_ref().expect("running").store;
-    let mut record = store
-        .get_activation("guest", &id)
-        .expect("read")
-        .expect("stored");
-    edit(&mut record);
-    store.put_activation(record).await.expect("write");
 }
 
 fn flip_base64_bit(text: &str, from_end: usize) -> String {
@@ -174,12 +159,13 @@ async fn flipped_bit_in_sealed_result_is_detected() {
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     let opened = owner.invoke("echo", json!({"v": 1})).await.expect("invoke");
-    tamper_record(&server, opened.activation_id, |record| {
-        let result = record.response.result.as_mut().expect("result");
-        let text = result["sealed"].as_str().expect("sealed").to_owned();
-        result["sealed"] = json!(flip_base64_bit(&text, 1));
-    })
-    .await;
+    server
+        .tamper_record(opened.activation_id, |record| {
+            let result = record.response.result.as_mut().expect("result");
+            let text = result["sealed"].as_str().expect("sealed").to_owned();
+            result["sealed"] = json!(flip_base64_bit(&text, 1));
+        })
+        .await;
     let outcome = owner.client.open_activation(opened.activation_id).await;
     assert!(
         matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed result")),
@@ -193,14 +179,15 @@ async fn flipped_bit_in_sealed_logs_is_detected() {
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
     let opened = owner.invoke("hello", json!({})).await.expect("invoke");
-    tamper_record(&server, opened.activation_id, |record| {
-        let line = record.logs[0]
-            .strip_prefix("sealed:")
-            .expect("sealed logs")
-            .to_owned();
-        record.logs[0] = format!("sealed:{}", flip_base64_bit(&line, 3));
-    })
-    .await;
+    server
+        .tamper_record(opened.activation_id, |record| {
+            let line = record.logs[0]
+                .strip_prefix("sealed:")
+                .expect("sealed logs")
+                .to_owned();
+            record.logs[0] = format!("sealed:{}", flip_base64_bit(&line, 3));
+        })
+        .await;
     let outcome = owner.client.open_activation(opened.activation_id).await;
     assert!(
         matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed logs")),
@@ -245,11 +232,7 @@ async fn results_swapped_between_concurrent_requests_are_detected() {
         .swap_responses(first.activation_id, second.activation_id)
         .await;
     for id in [first.activation_id, second.activation_id] {
-        let outcome = owner.client.open_activation(id).await;
-        assert!(
-            matches!(outcome, Err(ConfidentialError::Tampered(_))),
-            "{outcome:?}"
-        );
+        expect_tampered(&owner.client.open_activation(id).await);
     }
 }
 

@@ -6,13 +6,13 @@
 //! is detected and that no step runs on forged input.
 
 use base64::Engine;
-use clemmys_client::confidential::{ConfidentialError, KeyringEntry};
+use clemmys_client::confidential::KeyringEntry;
 use clemmys_proto::chain_session::{SessionHop, is_session_hop};
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use serde_json::{Value, json};
 
-use crate::chains::{create, deliver, passed_on, refusal, setup};
-use crate::common::{Owner, TestServer};
+use crate::chains::{create, deliver, expect_replay_refused, passed_on, refusal, setup};
+use crate::common::{Owner, TestServer, expect_tampered};
 
 fn hop_bytes(body: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
@@ -65,6 +65,11 @@ async fn run_through(
     entry.action = name.into();
     owner.client.home().remember(&entry).expect("remember");
     record
+}
+
+/// Seals the next session run of `name` and runs it through the sequence.
+async fn next_run(server: &TestServer, owner: &Owner, name: &str, params: Value) -> Value {
+    run_through(server, owner, name, session_run(owner, name, params)).await
 }
 
 async fn component_records(server: &TestServer, record: &Value) -> Vec<Value> {
@@ -183,13 +188,7 @@ async fn chain_session_step_injected_is_rejected() {
 async fn chain_session_input_delivered_twice_is_rejected() {
     let (server, owner) = setup().await;
     open_session(&server, &owner, "pair", &["echo", "greet"]).await;
-    let record = run_through(
-        &server,
-        &owner,
-        "pair",
-        session_run(&owner, "pair", json!({"name": "Ada"})),
-    )
-    .await;
+    let record = next_run(&server, &owner, "pair", json!({"name": "Ada"})).await;
     assert_eq!(record["response"]["status"], "success", "{record}");
     let steps = component_records(&server, &record).await;
     let message = refusal(&deliver(&server, "greet", &passed_on(&steps[0])).await);
@@ -203,14 +202,7 @@ async fn replayed_chain_session_run_is_rejected() {
     let (body, entry) = session_run(&owner, "pair", json!({"name": "Ada"}));
     let first = run_through(&server, &owner, "pair", (body.clone(), entry)).await;
     assert_eq!(first["response"]["status"], "success", "{first}");
-    let replay = deliver(&server, "pair", &body).await;
-    let message = refusal(&replay);
-    assert!(message.contains("replayed"), "{message}");
-    assert_eq!(
-        replay["logs"].as_array().map(Vec::len),
-        Some(1),
-        "the first step refused; nothing else ran"
-    );
+    expect_replay_refused(&server, "pair", &body).await;
 }
 
 #[tokio::test]
@@ -231,28 +223,12 @@ async fn chain_session_values_spliced_between_runs_are_detected() {
     assert!(message.contains("failed authentication"), "{message}");
 
     // Two whole runs, then each record made to carry the other's answer.
-    let first = run_through(
-        &server,
-        &owner,
-        "pair",
-        session_run(&owner, "pair", json!({"name": "first"})),
-    )
-    .await;
-    let second = run_through(
-        &server,
-        &owner,
-        "pair",
-        session_run(&owner, "pair", json!({"name": "second"})),
-    )
-    .await;
+    let first = next_run(&server, &owner, "pair", json!({"name": "first"})).await;
+    let second = next_run(&server, &owner, "pair", json!({"name": "second"})).await;
     let (first, second) = (activation_id(&first), activation_id(&second));
     server.swap_responses(first, second).await;
     for id in [first, second] {
-        let outcome = owner.client.open_activation(id).await;
-        assert!(
-            matches!(outcome, Err(ConfidentialError::Tampered(_))),
-            "{outcome:?}"
-        );
+        expect_tampered(&owner.client.open_activation(id).await);
     }
 }
 
@@ -260,55 +236,29 @@ async fn chain_session_values_spliced_between_runs_are_detected() {
 async fn truncated_chain_session_run_reported_as_final_is_detected() {
     let (server, owner) = setup().await;
     open_session(&server, &owner, "pair", &["echo", "greet"]).await;
-    let record = run_through(
-        &server,
-        &owner,
-        "pair",
-        session_run(&owner, "pair", json!({"name": "Ada"})),
-    )
-    .await;
+    let record = next_run(&server, &owner, "pair", json!({"name": "Ada"})).await;
     let steps = component_records(&server, &record).await;
     let id = activation_id(&record);
-    let store = &server.server.as_ref().expect("running").store;
-    let mut forged = store
-        .get_activation("guest", &id)
-        .expect("read")
-        .expect("stored");
-    forged.response.result = Some(passed_on(&steps[0]));
-    forged.logs.truncate(1);
-    store.put_activation(forged).await.expect("write");
-    let outcome = owner.client.open_activation(id).await;
-    assert!(
-        matches!(outcome, Err(ConfidentialError::Tampered(_))),
-        "{outcome:?}"
-    );
+    server
+        .tamper_record(id, |record| {
+            record.response.result = Some(passed_on(&steps[0]));
+            record.logs.truncate(1);
+        })
+        .await;
+    expect_tampered(&owner.client.open_activation(id).await);
 }
 
 #[tokio::test]
 async fn component_ids_rewritten_in_a_session_run_record_are_detected() {
     let (server, owner) = setup().await;
     open_session(&server, &owner, "pipeline", &["echo", "echo", "greet"]).await;
-    let record = run_through(
-        &server,
-        &owner,
-        "pipeline",
-        session_run(&owner, "pipeline", json!({"name": "Ada"})),
-    )
-    .await;
+    let record = next_run(&server, &owner, "pipeline", json!({"name": "Ada"})).await;
     assert_eq!(record["response"]["status"], "success", "{record}");
     let id = activation_id(&record);
     // The receipts name the activations the steps ran as; the orchestrator
     // lists them in another order (blaming one step's run on another).
-    let store = &server.server.as_ref().expect("running").store;
-    let mut forged = store
-        .get_activation("guest", &id)
-        .expect("read")
-        .expect("stored");
-    forged.logs.swap(0, 1);
-    store.put_activation(forged).await.expect("write");
-    let outcome = owner.client.open_activation(id).await;
-    assert!(
-        matches!(outcome, Err(ConfidentialError::Tampered(_))),
-        "{outcome:?}"
-    );
+    server
+        .tamper_record(id, |record| record.logs.swap(0, 1))
+        .await;
+    expect_tampered(&owner.client.open_activation(id).await);
 }

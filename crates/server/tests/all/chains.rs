@@ -4,12 +4,11 @@
 //! order, splice values between chains and rewrite records, and show every
 //! attack is detected and that no step runs on forged input.
 
-use clemmys_client::confidential::ConfidentialError;
 use clemmys_whisk::ActivationStatus;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{Owner, TestServer, annotation};
+use crate::common::{Owner, TestServer, annotation, expect_tampered};
 
 /// A node with confidential actions `greet` (hello), `echo`, `fail`, `shout`
 /// (secret) and a pinned owner.
@@ -206,7 +205,13 @@ async fn chain_step_input_delivered_twice_is_rejected() {
 async fn replayed_whole_chain_is_rejected() {
     let (server, owner) = setup().await;
     let (first_hop, _, _) = run_pair(&server, &owner).await;
-    let replay = deliver(&server, "pair", &first_hop).await;
+    expect_replay_refused(&server, "pair", &first_hop).await;
+}
+
+/// Delivers a run's first hop to `sequence` again, as a provider replaying
+/// the whole run, and checks its first step refused it, so nothing ran.
+pub(crate) async fn expect_replay_refused(server: &TestServer, sequence: &str, first_hop: &Value) {
+    let replay = deliver(server, sequence, first_hop).await;
     let message = refusal(&replay);
     assert!(message.contains("replayed"), "{message}");
     assert_eq!(
@@ -226,19 +231,13 @@ async fn truncated_chain_reported_as_final_is_detected() {
         .parse()
         .expect("id");
     // The orchestrator reports echo's (middle) output as the chain's result.
-    let store = &server.server.as_ref().expect("running").store;
-    let mut forged = store
-        .get_activation("guest", &id)
-        .expect("read")
-        .expect("stored");
-    forged.response.result = Some(passed_on(&steps[0]));
-    forged.logs.truncate(1);
-    store.put_activation(forged).await.expect("write");
-    let outcome = owner.client.open_activation(id).await;
-    assert!(
-        matches!(outcome, Err(ConfidentialError::Tampered(_))),
-        "{outcome:?}"
-    );
+    server
+        .tamper_record(id, |record| {
+            record.response.result = Some(passed_on(&steps[0]));
+            record.logs.truncate(1);
+        })
+        .await;
+    expect_tampered(&owner.client.open_activation(id).await);
 }
 
 #[tokio::test]
@@ -257,11 +256,7 @@ async fn chain_values_spliced_between_concurrent_chains_are_detected() {
         .swap_responses(first.activation_id, second.activation_id)
         .await;
     for id in [first.activation_id, second.activation_id] {
-        let outcome = owner.client.open_activation(id).await;
-        assert!(
-            matches!(outcome, Err(ConfidentialError::Tampered(_))),
-            "{outcome:?}"
-        );
+        expect_tampered(&owner.client.open_activation(id).await);
     }
 }
 

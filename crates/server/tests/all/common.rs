@@ -107,6 +107,22 @@ impl TestServer {
         }
     }
 
+    /// Plays the provider: rewrites stored activation record `id` with
+    /// `edit`.
+    pub async fn tamper_record(
+        &self,
+        id: ActivationId,
+        edit: impl FnOnce(&mut clemmys_whisk::Activation),
+    ) {
+        let store = &self.server.as_ref().expect("running").store;
+        let mut record = store
+            .get_activation("guest", &id)
+            .expect("read")
+            .expect("stored");
+        edit(&mut record);
+        store.put_activation(record).await.expect("write");
+    }
+
     /// Plays the provider: swaps the stored responses of activations `a`
     /// and `b` (results of two requests, or values of two chains).
     pub async fn swap_responses(&self, a: ActivationId, b: ActivationId) {
@@ -358,4 +374,20 @@ impl TestServer {
         .await
         .json
     }
+}
+
+/// Asserts that the client detected tampering in what it opened.
+pub fn expect_tampered(
+    outcome: &Result<
+        clemmys_client::confidential::OpenedActivation,
+        clemmys_client::confidential::ConfidentialError,
+    >,
+) {
+    assert!(
+        matches!(
+            outcome,
+            Err(clemmys_client::confidential::ConfidentialError::Tampered(_))
+        ),
+        "{outcome:?}"
+    );
 }
