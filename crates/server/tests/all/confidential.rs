@@ -253,3 +253,42 @@ async fn repeated_invokes_use_a_session_after_the_first() {
         .expect("after update");
     assert_eq!(updated.result, json!({"payload": "Hello, v2!"}));
 }
+
+/// Floats whose shortest decimal form a best-effort parser reads one unit
+/// in the last place off (found by round-tripping random doubles).
+fn tricky_floats() -> serde_json::Value {
+    json!({"values": [
+        8.210489758862588e268,
+        -1.4534766179566985e197,
+        4.043184390901307e-108,
+        3.975127821304032e146
+    ]})
+}
+
+#[tokio::test]
+async fn results_with_any_float_verify_in_every_mode() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    server.create("plain-echo", "echo").await;
+    let plain = server.invoke("plain-echo", tricky_floats()).await;
+    assert_eq!(plain.json["response"]["result"], tricky_floats(), "plain");
+    // The first invoke (HPKE, signed receipt), then one in its session.
+    for run in ["first", "session"] {
+        let opened = owner
+            .invoke("echo", tricky_floats())
+            .await
+            .unwrap_or_else(|error| panic!("{run} invoke: {error}"));
+        assert_eq!(opened.result, tricky_floats(), "{run}");
+    }
+    // A chain's first run, then a run in its chain session.
+    let answer = server.create_sequence("twice", &["echo", "echo"]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    for run in ["first", "session"] {
+        let opened = owner
+            .invoke("twice", tricky_floats())
+            .await
+            .unwrap_or_else(|error| panic!("{run} chain run: {error}"));
+        assert_eq!(opened.result, tricky_floats(), "{run}");
+    }
+}
