@@ -262,3 +262,33 @@ async fn component_ids_rewritten_in_a_session_run_record_are_detected() {
         .await;
     expect_tampered(&owner.client.open_activation(id).await);
 }
+
+#[tokio::test]
+async fn a_failing_step_stops_a_session_run_and_the_session_goes_on() {
+    let (server, owner) = setup().await;
+    // shout needs a `secret`; the first run has one and opens the session.
+    open_session(&server, &owner, "loud", &["shout", "echo"]).await;
+    let failed = owner
+        .invoke("loud", json!({"name": "no secret"}))
+        .await
+        .expect("an answer");
+    assert_eq!(failed.status, ActivationStatus::ApplicationError);
+    assert_eq!(
+        failed.result,
+        json!({"error": "parameter 'secret' (a string) is required"})
+    );
+    assert_eq!(failed.chain.map(|r| r.len()), Some(1), "echo never ran");
+    let record = server.record(&failed.activation_id.to_string()).await;
+    let steps = component_records(&server, &record).await;
+    assert_eq!(steps.len(), 1);
+
+    // The next run is still a session run, and succeeds.
+    let next = owner
+        .invoke("loud", json!({"secret": "again"}))
+        .await
+        .expect("next run");
+    assert_eq!(next.result, json!({"shout": "AGAIN"}));
+    let record = server.record(&next.activation_id.to_string()).await;
+    let steps = component_records(&server, &record).await;
+    assert!(is_session_hop(&hop_bytes(&passed_on(&steps[0]))));
+}
