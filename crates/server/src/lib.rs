@@ -94,6 +94,9 @@ pub struct RunningServer {
     pub enclaves: Arc<EnclavePool>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
+    /// The invoker's loop taking activations off the bus; it ends once the
+    /// bus is closed and drained.
+    dispatching: JoinHandle<()>,
     /// The invoker's accepted, unfinished activations.
     activations: TaskTracker,
     shutdown_grace: Duration,
@@ -177,7 +180,7 @@ impl RunningServer {
             trusted.enclaves.clone(),
         );
         let activations = invoker.activations();
-        tokio::spawn(invoker.run(feed));
+        let dispatching = tokio::spawn(invoker.run(feed));
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
         let controller = Controller::new(
@@ -218,6 +221,7 @@ impl RunningServer {
             enclaves: trusted.enclaves.clone(),
             stop,
             serving,
+            dispatching,
             activations,
             shutdown_grace: config.shutdown_grace,
         })
@@ -247,22 +251,26 @@ impl RunningServer {
             Ok(Err(error)) => tracing::error!(%error, "server stopped with an error"),
             Err(error) => tracing::error!(%error, "server task failed"),
         }
-        self.activations.close();
-        let running = self.activations.len();
-        if running == 0 {
-            return;
-        }
-        tracing::info!(
-            running,
-            grace_s = self.shutdown_grace.as_secs_f64(),
-            "waiting for accepted activations to finish"
-        );
-        if tokio::time::timeout(self.shutdown_grace, self.activations.wait())
-            .await
-            .is_err()
-        {
+        let activations = self.activations;
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            // With the API closed the controller is gone, so the bus closes:
+            // the invoker takes what is still queued on it, then its loop
+            // ends. Then every activation it started must finish.
+            let _ = self.dispatching.await;
+            activations.close();
+            if !activations.is_empty() {
+                tracing::info!(
+                    running = activations.len(),
+                    grace_s = self.shutdown_grace.as_secs_f64(),
+                    "waiting for accepted activations to finish"
+                );
+            }
+            activations.wait().await;
+        })
+        .await;
+        if drained.is_err() {
             tracing::warn!(
-                running = self.activations.len(),
+                running = activations.len(),
                 "stopping with activations still running: the next start records them as interrupted"
             );
         }

@@ -63,7 +63,8 @@ fn basic(server: &RunningServer) -> String {
     )
 }
 
-fn config(dir: &tempfile::TempDir) -> ServerConfig {
+/// The test nodes' configuration, on data directory `dir`.
+pub fn config(dir: &tempfile::TempDir) -> ServerConfig {
     let mut config = ServerConfig::new(
         "127.0.0.1:0".parse().expect("address"),
         dir.path().join("data"),

@@ -4,6 +4,8 @@ use clemmys_whisk::{ActivationId, ActivationStatus};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
+use clemmys_server::RunningServer;
+
 use crate::common::TestServer;
 
 #[tokio::test]
@@ -80,4 +82,44 @@ async fn a_stopping_node_finishes_and_records_the_activations_it_accepted() {
         .expect("recorded before the stop returned");
     assert_eq!(record.response.status, ActivationStatus::Success);
     assert_eq!(record.response.result, Some(json!({"slept": 400})));
+}
+
+#[tokio::test]
+async fn a_stopping_node_also_runs_the_activations_still_waiting_for_a_slot() {
+    // One activation at a time: the second waits, off the bus, for the slot.
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::common::config(&data_dir);
+    config.invoker.concurrency = 1;
+    let server = RunningServer::start(config).await.expect("server starts");
+    let mut server = TestServer::wrap(server, data_dir);
+    server.create("sleep", "sleep").await;
+    let mut ids = Vec::new();
+    for ms in [300, 200] {
+        let accepted = server
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/_/actions/sleep",
+                Some(json!({ "ms": ms })),
+            )
+            .await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.json);
+        let id: ActivationId = accepted.json["activationId"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("an activation id");
+        ids.push((id, ms));
+    }
+
+    let running = server.server.take().expect("running");
+    let store = running.store.clone();
+    running.shutdown().await;
+    for (id, ms) in ids {
+        let record = store
+            .get_activation("guest", &id)
+            .expect("read")
+            .expect("recorded before the stop returned");
+        assert_eq!(record.response.status, ActivationStatus::Success);
+        assert_eq!(record.response.result, Some(json!({ "slept": ms })));
+    }
 }
