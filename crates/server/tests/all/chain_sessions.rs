@@ -8,10 +8,13 @@
 use base64::Engine;
 use clemmys_client::confidential::KeyringEntry;
 use clemmys_proto::chain_session::{SessionHop, is_session_hop};
-use clemmys_whisk::{ActivationId, ActivationStatus};
+use clemmys_whisk::ActivationStatus;
 use serde_json::{Value, json};
 
-use crate::chains::{create, deliver, expect_replay_refused, passed_on, refusal, setup};
+use crate::chains::{
+    activation_id, component_records, create, deliver, expect_replay_refused,
+    expect_truncation_detected, passed_on, refusal, run_through, setup,
+};
 use crate::common::{Owner, TestServer, expect_tampered};
 
 fn hop_bytes(body: &Value) -> Vec<u8> {
@@ -52,40 +55,9 @@ fn session_run(owner: &Owner, name: &str, params: Value) -> (Value, KeyringEntry
         .expect("sealed")
 }
 
-/// Delivers a session run to sequence `name` and remembers its key, as the
-/// client would; answers the sequence record.
-async fn run_through(
-    server: &TestServer,
-    owner: &Owner,
-    name: &str,
-    (body, mut entry): (Value, KeyringEntry),
-) -> Value {
-    let record = deliver(server, name, &body).await;
-    entry.activation_id = record["activationId"].as_str().expect("id").to_owned();
-    entry.action = name.into();
-    owner.client.home().remember(&entry).expect("remember");
-    record
-}
-
 /// Seals the next session run of `name` and runs it through the sequence.
 async fn next_run(server: &TestServer, owner: &Owner, name: &str, params: Value) -> Value {
     run_through(server, owner, name, session_run(owner, name, params)).await
-}
-
-async fn component_records(server: &TestServer, record: &Value) -> Vec<Value> {
-    let mut steps = Vec::new();
-    for id in record["logs"].as_array().expect("component ids") {
-        steps.push(server.record(id.as_str().expect("id")).await);
-    }
-    steps
-}
-
-fn activation_id(record: &Value) -> ActivationId {
-    record["activationId"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("an activation id")
 }
 
 #[tokio::test]
@@ -238,14 +210,7 @@ async fn truncated_chain_session_run_reported_as_final_is_detected() {
     open_session(&server, &owner, "pair", &["echo", "greet"]).await;
     let record = next_run(&server, &owner, "pair", json!({"name": "Ada"})).await;
     let steps = component_records(&server, &record).await;
-    let id = activation_id(&record);
-    server
-        .tamper_record(id, |record| {
-            record.response.result = Some(passed_on(&steps[0]));
-            record.logs.truncate(1);
-        })
-        .await;
-    expect_tampered(&owner.client.open_activation(id).await);
+    expect_truncation_detected(&server, &owner, &record, &steps).await;
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! order, splice values between chains and rewrite records, and show every
 //! attack is detected and that no step runs on forged input.
 
-use clemmys_whisk::ActivationStatus;
+use clemmys_client::confidential::KeyringEntry;
+use clemmys_whisk::{ActivationId, ActivationStatus};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -89,8 +90,7 @@ async fn a_confidential_chain_returns_the_last_result_with_every_receipt() {
 
     // The orchestrator only ever held ciphertext.
     let record = server.record(&opened.activation_id.to_string()).await;
-    for id in record["logs"].as_array().expect("component ids") {
-        let step = server.record(id.as_str().expect("id")).await;
+    for step in component_records(&server, &record).await {
         assert!(
             !step.to_string().contains("turtle") && !step.to_string().contains("TURTLE"),
             "{step}"
@@ -126,25 +126,72 @@ async fn mixing_plain_and_confidential_steps_is_refused() {
     );
 }
 
+/// Delivers a sealed run (`body`, and the keyring `entry` to read its
+/// answer) to sequence `name` as the client would, remembering its key;
+/// answers the sequence record.
+pub(crate) async fn run_through(
+    server: &TestServer,
+    owner: &Owner,
+    name: &str,
+    (body, mut entry): (Value, KeyringEntry),
+) -> Value {
+    let record = deliver(server, name, &body).await;
+    entry.activation_id = record["activationId"].as_str().expect("id").to_owned();
+    entry.action = name.into();
+    owner.client.home().remember(&entry).expect("remember");
+    record
+}
+
+/// The records of a sequence record's components, in order.
+pub(crate) async fn component_records(server: &TestServer, record: &Value) -> Vec<Value> {
+    let mut steps = Vec::new();
+    for id in record["logs"].as_array().expect("component ids") {
+        steps.push(server.record(id.as_str().expect("id")).await);
+    }
+    steps
+}
+
+/// The activation id of a record.
+pub(crate) fn activation_id(record: &Value) -> ActivationId {
+    record["activationId"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("an activation id")
+}
+
+/// The orchestrator reports the first step's (middle) output as the
+/// chain's result in its sequence record; the client must detect it.
+pub(crate) async fn expect_truncation_detected(
+    server: &TestServer,
+    owner: &Owner,
+    record: &Value,
+    steps: &[Value],
+) {
+    let id = activation_id(record);
+    let middle = passed_on(&steps[0]);
+    server
+        .tamper_record(id, |record| {
+            record.response.result = Some(middle);
+            record.logs.truncate(1);
+        })
+        .await;
+    expect_tampered(&owner.client.open_activation(id).await);
+}
+
 /// Runs a two-step chain echo → greet and returns the client's first hop
 /// body, the sequence record and the records of its two components.
 async fn run_pair(server: &TestServer, owner: &Owner) -> (Value, Value, Vec<Value>) {
     create(server, "pair", &["echo", "greet"]).await;
     let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
-    let (body, mut entry) = owner
+    let (body, entry) = owner
         .client
         .seal_chain(&components, &json!({"name": "Ada"}))
         .await
         .expect("seal");
-    let record = deliver(server, "pair", &body).await;
+    let record = run_through(server, owner, "pair", (body.clone(), entry)).await;
     assert_eq!(record["response"]["status"], "success", "{record}");
-    entry.activation_id = record["activationId"].as_str().expect("id").to_owned();
-    entry.action = "pair".into();
-    owner.client.home().remember(&entry).expect("remember");
-    let mut steps = Vec::new();
-    for id in record["logs"].as_array().expect("ids") {
-        steps.push(server.record(id.as_str().expect("id")).await);
-    }
+    let steps = component_records(server, &record).await;
     (body, record, steps)
 }
 
@@ -225,19 +272,7 @@ pub(crate) async fn expect_replay_refused(server: &TestServer, sequence: &str, f
 async fn truncated_chain_reported_as_final_is_detected() {
     let (server, owner) = setup().await;
     let (_, record, steps) = run_pair(&server, &owner).await;
-    let id: clemmys_whisk::ActivationId = record["activationId"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("id");
-    // The orchestrator reports echo's (middle) output as the chain's result.
-    server
-        .tamper_record(id, |record| {
-            record.response.result = Some(passed_on(&steps[0]));
-            record.logs.truncate(1);
-        })
-        .await;
-    expect_tampered(&owner.client.open_activation(id).await);
+    expect_truncation_detected(&server, &owner, &record, &steps).await;
 }
 
 #[tokio::test]
