@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use anyhow::bail;
-
 use super::load::{self, LatencySummary, LoadSpec, Recording};
 use super::progress::Progress;
 
@@ -82,21 +80,10 @@ pub async fn side_by_side(
         }
     }
     let window = slice * ROUNDS;
-    let summaries: Vec<LatencySummary> = recordings
+    let summaries = recordings
         .iter()
-        .map(|recording| recording.summarize(window))
-        .collect();
-    for (summary, recording) in summaries.iter().zip(&recordings) {
-        if summary.requests == 0 {
-            bail!(
-                "{label}: no request succeeded{}",
-                recording
-                    .first_error()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            );
-        }
-    }
+        .map(|recording| recording.summarize_successes(label, window))
+        .collect::<anyhow::Result<Vec<LatencySummary>>>()?;
     let figures: Vec<String> = summaries
         .iter()
         .map(|s| format!("{:.0} req/s p50 {:.3} ms", s.throughput_rps, s.p50_ms))

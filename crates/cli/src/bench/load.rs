@@ -121,6 +121,26 @@ impl Recording {
         self.first_error.as_deref()
     }
 
+    /// [`summarize`](Self::summarize), or an error naming `label` and the
+    /// first failure if no operation succeeded (a window full of errors is
+    /// a broken setup, not a figure).
+    pub fn summarize_successes(
+        &self,
+        label: &str,
+        window: Duration,
+    ) -> anyhow::Result<LatencySummary> {
+        let summary = self.summarize(window);
+        if summary.requests == 0 {
+            anyhow::bail!(
+                "{label}: no request succeeded{}",
+                self.first_error()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(summary)
+    }
+
     /// The figures of this recording over a window of `window`.
     pub fn summarize(&self, window: Duration) -> LatencySummary {
         let count = self.count();

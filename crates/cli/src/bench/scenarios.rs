@@ -493,16 +493,7 @@ where
     let finished = Arc::new(AtomicU64::new(0));
     let step = progress.timed(label, spec.warmup + spec.duration, finished.clone());
     let (recording, window) = load::generate(spec, operation, finished).await?;
-    let summary = recording.summarize(window);
-    if summary.requests == 0 {
-        bail!(
-            "{label}: no request succeeded{}",
-            recording
-                .first_error()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-    }
+    let summary = recording.summarize_successes(label, window)?;
     step.finish(&format!(
         "{:.0} req/s, p50 {:.3} ms, p99 {:.3} ms{}",
         summary.throughput_rps,
