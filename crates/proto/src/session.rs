@@ -289,8 +289,8 @@ impl SessionReceipt {
     }
 }
 
-/// The result part of a session answer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// The result part of a session answer, as the client opened it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionResultBody {
     /// How the run ended.
     pub status: clemmys_whisk::ActivationStatus,
