@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use clemmys_whisk::{Action, Activation, ActivationId};
+use clemmys_whisk::{Action, Activation, ActivationId, ActivationResponse, KeyValues};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +50,35 @@ pub struct ActivationMessage {
     pub cause: Option<ActivationId>,
     /// When the controller accepted the request, epoch ms (for `waitTime`).
     pub accepted_at: u64,
+}
+
+impl ActivationMessage {
+    /// The activation record of this message: it started at `start` (epoch
+    /// ms), took `duration` ms and ended with `response` and `logs`.
+    pub fn record(
+        &self,
+        start: u64,
+        duration: u64,
+        response: ActivationResponse,
+        logs: Vec<String>,
+        annotations: KeyValues,
+    ) -> Activation {
+        Activation {
+            namespace: self.namespace.clone(),
+            name: self.action.name.to_string(),
+            subject: self.subject.clone(),
+            activation_id: self.activation_id,
+            version: self.action.version.to_string(),
+            publish: false,
+            start,
+            end: start + duration,
+            duration,
+            cause: self.cause,
+            response,
+            logs,
+            annotations,
+        }
+    }
 }
 
 /// What the controller sends an invoker.

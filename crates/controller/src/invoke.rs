@@ -139,21 +139,13 @@ fn stand_in(message: &ActivationMessage) -> Activation {
     annotations.set("path", Value::String(action.path()));
     annotations.set("kind", Value::String(action.exec.kind().to_owned()));
     annotations.set("limits", json!(action.limits));
-    Activation {
-        namespace: message.namespace.clone(),
-        name: action.name.to_string(),
-        subject: message.subject.clone(),
-        activation_id: message.activation_id,
-        version: action.version.to_string(),
-        publish: false,
-        start: message.accepted_at,
-        end: message.accepted_at,
-        duration: 0,
-        cause: message.cause,
-        response: ActivationResponse::error(ActivationStatus::InternalError, INTERRUPTED),
-        logs: Vec::new(),
+    message.record(
+        message.accepted_at,
+        0,
+        ActivationResponse::error(ActivationStatus::InternalError, INTERRUPTED),
+        Vec::new(),
         annotations,
-    }
+    )
 }
 
 impl Controller {

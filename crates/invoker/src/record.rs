@@ -73,19 +73,11 @@ pub(crate) fn activation(message: &ActivationMessage, report: RunReport) -> Acti
     if let Some(init) = report.init_time {
         annotations.set("initTime", json!(millis(init)));
     }
-    Activation {
-        namespace: message.namespace.clone(),
-        name: action.name.to_string(),
-        subject: message.subject.clone(),
-        activation_id: message.activation_id,
-        version: action.version.to_string(),
-        publish: false,
-        start: report.start_ms,
-        end: report.start_ms + duration,
+    message.record(
+        report.start_ms,
         duration,
-        cause: message.cause,
-        response: report.response,
-        logs: report.logs,
+        report.response,
+        report.logs,
         annotations,
-    }
+    )
 }
