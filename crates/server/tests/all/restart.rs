@@ -51,37 +51,47 @@ async fn restart_keeps_actions_and_acknowledged_activations() {
     );
 }
 
-#[tokio::test]
-async fn a_stopping_node_finishes_and_records_the_activations_it_accepted() {
-    let mut server = TestServer::start().await;
-    server.create("sleep", "sleep").await;
-    // Non-blocking: acknowledged with 202, still running when the stop comes.
+/// Invokes `sleep` for `ms` non-blocking: acknowledged with 202, still
+/// running when a stop comes right after.
+async fn accept_sleep(server: &TestServer, ms: u64) -> ActivationId {
     let accepted = server
         .call(
             Method::POST,
             "/api/v1/namespaces/_/actions/sleep",
-            Some(json!({"ms": 400})),
+            Some(json!({ "ms": ms })),
         )
         .await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.json);
-    let id: ActivationId = accepted.json["activationId"]
+    accepted.json["activationId"]
         .as_str()
         .expect("id")
         .parse()
-        .expect("an activation id");
+        .expect("an activation id")
+}
 
-    // Once the stop returns, the activation has finished and is recorded
-    // (within the grace period), not left to be recorded as interrupted at
-    // the next start.
+/// Stops the node and checks that, once the stop returns, every accepted
+/// `(activation, ms)` has finished and is recorded (within the grace
+/// period), not left to be recorded as interrupted at the next start.
+async fn stop_and_expect_recorded(mut server: TestServer, accepted: &[(ActivationId, u64)]) {
     let running = server.server.take().expect("running");
     let store = running.store.clone();
     running.shutdown().await;
-    let record = store
-        .get_activation("guest", &id)
-        .expect("read")
-        .expect("recorded before the stop returned");
-    assert_eq!(record.response.status, ActivationStatus::Success);
-    assert_eq!(record.response.result, Some(json!({"slept": 400})));
+    for (id, ms) in accepted {
+        let record = store
+            .get_activation("guest", id)
+            .expect("read")
+            .expect("recorded before the stop returned");
+        assert_eq!(record.response.status, ActivationStatus::Success);
+        assert_eq!(record.response.result, Some(json!({ "slept": ms })));
+    }
+}
+
+#[tokio::test]
+async fn a_stopping_node_finishes_and_records_the_activations_it_accepted() {
+    let server = TestServer::start().await;
+    server.create("sleep", "sleep").await;
+    let id = accept_sleep(&server, 400).await;
+    stop_and_expect_recorded(server, &[(id, 400)]).await;
 }
 
 #[tokio::test]
@@ -91,35 +101,11 @@ async fn a_stopping_node_also_runs_the_activations_still_waiting_for_a_slot() {
     let mut config = crate::common::config(&data_dir);
     config.invoker.concurrency = 1;
     let server = RunningServer::start(config).await.expect("server starts");
-    let mut server = TestServer::wrap(server, data_dir);
+    let server = TestServer::wrap(server, data_dir);
     server.create("sleep", "sleep").await;
-    let mut ids = Vec::new();
+    let mut accepted = Vec::new();
     for ms in [300, 200] {
-        let accepted = server
-            .call(
-                Method::POST,
-                "/api/v1/namespaces/_/actions/sleep",
-                Some(json!({ "ms": ms })),
-            )
-            .await;
-        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.json);
-        let id: ActivationId = accepted.json["activationId"]
-            .as_str()
-            .expect("id")
-            .parse()
-            .expect("an activation id");
-        ids.push((id, ms));
+        accepted.push((accept_sleep(&server, ms).await, ms));
     }
-
-    let running = server.server.take().expect("running");
-    let store = running.store.clone();
-    running.shutdown().await;
-    for (id, ms) in ids {
-        let record = store
-            .get_activation("guest", &id)
-            .expect("read")
-            .expect("recorded before the stop returned");
-        assert_eq!(record.response.status, ActivationStatus::Success);
-        assert_eq!(record.response.result, Some(json!({ "slept": ms })));
-    }
+    stop_and_expect_recorded(server, &accepted).await;
 }
