@@ -24,7 +24,7 @@ fn name(text: &str) -> EntityName {
 
 /// The provider rewrites the stored code of `action` with `edit`.
 async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut Vec<u8>)) {
-    let store = &server.server.as_ref().expect("running").store;
+    let store = &server.node().store;
     let mut code = store
         .get_code(&name("guest"), &name(action))
         .expect("read")
@@ -40,7 +40,7 @@ async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut V
         .expect("write");
     // The enclave prewarmed at deploy compiled the genuine code; evicting it
     // (the provider's call) makes the next invoke load what was written.
-    let node = server.server.as_ref().expect("running");
+    let node = server.node();
     node.enclaves.evict("guest", action);
 }
 
@@ -259,7 +259,7 @@ async fn rolled_back_code_version_is_rejected() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("act", "echo").await;
-    let store = &server.server.as_ref().expect("running").store;
+    let store = &server.node().store;
     let version_one = store
         .get_code(&name("guest"), &name("act"))
         .expect("read")
@@ -357,13 +357,7 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let broker = server
-        .server
-        .as_ref()
-        .expect("running")
-        .broker
-        .as_ref()
-        .expect("in-process broker");
+    let broker = server.node().broker.as_ref().expect("in-process broker");
     let keys = EnclaveKeys::generate(&mut os_rng());
     let runtime = measurement::expected(Role::ActionRuntime);
 
@@ -430,13 +424,7 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let broker = server
-        .server
-        .as_ref()
-        .expect("running")
-        .broker
-        .as_ref()
-        .expect("in-process broker");
+    let broker = server.node().broker.as_ref().expect("in-process broker");
     let keys = EnclaveKeys::generate(&mut os_rng());
     let platform =
         SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))

@@ -18,7 +18,7 @@ async fn missing_or_wrong_credentials_are_401() {
     );
     assert!(missing.json["code"].is_string());
 
-    let uuid = &server.server.as_ref().expect("running").guest_auth.uuid;
+    let uuid = &server.node().guest_auth.uuid;
     let wrong_key = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{uuid}:wrong"))

@@ -63,8 +63,7 @@ fn basic(server: &RunningServer) -> String {
     )
 }
 
-/// The test nodes' configuration, on data directory `dir`.
-pub fn config(dir: &tempfile::TempDir) -> ServerConfig {
+fn config(dir: &tempfile::TempDir) -> ServerConfig {
     let mut config = ServerConfig::new(
         "127.0.0.1:0".parse().expect("address"),
         dir.path().join("data"),
@@ -95,17 +94,29 @@ impl TestServer {
 
     /// Starts a node on `data_dir` (reused by restart tests).
     pub async fn start_in(data_dir: tempfile::TempDir) -> Self {
-        let server = RunningServer::start(config(&data_dir))
-            .await
-            .expect("server starts");
-        let auth = basic(&server);
-        Self {
-            base: server.api_host(),
-            server: Some(server),
-            data_dir,
-            http: Client::builder(TokioExecutor::new()).build_http(),
-            auth,
-        }
+        Self::start_configured(data_dir, |_| {}).await
+    }
+
+    /// Starts a node configured like [`start`](Self::start), then by
+    /// `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        Self::start_configured(data_dir, configure).await
+    }
+
+    async fn start_configured(
+        data_dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let mut config = config(&data_dir);
+        configure(&mut config);
+        let server = RunningServer::start(config).await.expect("server starts");
+        Self::wrap(server, data_dir)
+    }
+
+    /// The running node.
+    pub fn node(&self) -> &RunningServer {
+        self.server.as_ref().expect("running")
     }
 
     /// Plays the provider: rewrites stored activation record `id` with
@@ -115,7 +126,7 @@ impl TestServer {
         id: ActivationId,
         edit: impl FnOnce(&mut clemmys_whisk::Activation),
     ) {
-        let store = &self.server.as_ref().expect("running").store;
+        let store = &self.node().store;
         let mut record = store
             .get_activation("guest", &id)
             .expect("read")
@@ -127,7 +138,7 @@ impl TestServer {
     /// Plays the provider: swaps the stored responses of activations `a`
     /// and `b` (results of two requests, or values of two chains).
     pub async fn swap_responses(&self, a: ActivationId, b: ActivationId) {
-        let store = &self.server.as_ref().expect("running").store;
+        let store = &self.node().store;
         let read = |id: &ActivationId| {
             store
                 .get_activation("guest", id)
@@ -297,7 +308,7 @@ impl TestServer {
 
     /// A plain API client with the guest key.
     pub fn api_client(&self) -> clemmys_client::Client {
-        let auth = self.server.as_ref().expect("running").guest_auth.clone();
+        let auth = self.node().guest_auth.clone();
         clemmys_client::Client::new(&self.base, auth).expect("client")
     }
 }

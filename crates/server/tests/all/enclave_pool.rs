@@ -7,44 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use clemmys_client::confidential::OpenedActivation;
-use clemmys_server::{RunningServer, ServerConfig};
 use clemmys_whisk::ActivationStatus;
 use hyper::StatusCode;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use crate::common::{Owner, TestServer, annotation};
-
-/// Starts a node configured like `TestServer::start`, then by `configure`.
-async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
-    let data_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        data_dir.path().join("data"),
-    );
-    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
-    config.invoker.concurrency = 16;
-    configure(&mut config);
-    let server = RunningServer::start(config).await.expect("server starts");
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(server.guest_auth.to_string())
-    );
-    TestServer {
-        base: server.api_host(),
-        server: Some(server),
-        data_dir,
-        http: Client::builder(TokioExecutor::new()).build_http(),
-        auth,
-    }
-}
-
-fn node(server: &TestServer) -> &RunningServer {
-    server.server.as_ref().expect("running")
-}
 
 /// Waits (at most 10 s) until `condition` holds.
 async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
@@ -113,7 +81,7 @@ async fn a_deployed_confidential_action_is_ready_before_its_first_invoke() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let enclaves = &node(&server).enclaves;
+    let enclaves = &server.node().enclaves;
     eventually("provisioning hello ahead of time", || {
         enclaves.is_ready("guest", "hello")
     })
@@ -137,10 +105,10 @@ async fn a_deployed_confidential_action_is_ready_before_its_first_invoke() {
 
 #[tokio::test]
 async fn without_prewarm_the_first_invoke_provisions_an_idle_enclave() {
-    let server = start_with(|config| config.enclave_pool.prewarm = false).await;
+    let server = TestServer::start_with(|config| config.enclave_pool.prewarm = false).await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let enclaves = &node(&server).enclaves;
+    let enclaves = &server.node().enclaves;
     assert!(!enclaves.is_ready("guest", "hello"));
 
     let first = owner.invoke("hello", json!({})).await.expect("first");
@@ -163,7 +131,7 @@ async fn without_prewarm_the_first_invoke_provisions_an_idle_enclave() {
 
 #[tokio::test]
 async fn without_the_pool_the_first_invoke_starts_its_enclave() {
-    let server = start_with(|config| {
+    let server = TestServer::start_with(|config| {
         config.enclave_pool.prewarm = false;
         config.enclave_pool.idle_target = 0;
     })
@@ -176,7 +144,7 @@ async fn without_the_pool_the_first_invoke_starts_its_enclave() {
         annotation(&record, "initTime").is_some_and(Value::is_u64),
         "{record}"
     );
-    let stats = node(&server).enclaves.stats();
+    let stats = server.node().enclaves.stats();
     assert_eq!((stats.idle, stats.bound), (0, 1));
     assert_eq!(stats.started_on_demand, 1);
 }
@@ -195,7 +163,7 @@ async fn two_confidential_actions_run_in_two_enclaves() {
     // Each keeps serving its own action.
     let again = owner.invoke("hello", json!({})).await.expect("hello again");
     assert_eq!(again.receipt.enclave, hello.receipt.enclave);
-    assert_eq!(node(&server).enclaves.stats().bound, 2);
+    assert_eq!(server.node().enclaves.stats().bound, 2);
 }
 
 #[tokio::test]
@@ -216,12 +184,12 @@ async fn concurrent_invokes_of_one_action_all_succeed_in_its_enclave() {
     assert_eq!(seen, (0..8).collect::<Vec<_>>(), "each got its own answer");
     let enclave = opened[0].receipt.enclave;
     assert!(opened.iter().all(|o| o.receipt.enclave == enclave));
-    assert_eq!(node(&server).enclaves.stats().bound, 1);
+    assert_eq!(server.node().enclaves.stats().bound, 1);
 }
 
 #[tokio::test]
 async fn activations_past_the_memory_budget_queue_instead_of_overlapping() {
-    let server = start_with(|config| config.invoker.memory_budget_mb = 256).await;
+    let server = TestServer::start_with(|config| config.invoker.memory_budget_mb = 256).await;
     server.create("sleep", "sleep").await;
     let mut requests = tokio::task::JoinSet::new();
     let server = Arc::new(server);
@@ -246,7 +214,7 @@ async fn activations_past_the_memory_budget_queue_instead_of_overlapping() {
 
 #[tokio::test]
 async fn confidential_activations_past_the_memory_budget_queue_too() {
-    let server = start_with(|config| config.invoker.memory_budget_mb = 256).await;
+    let server = TestServer::start_with(|config| config.invoker.memory_budget_mb = 256).await;
     let owner = Arc::new(server.owner().await);
     owner.deploy("sleep", "sleep").await;
     let opened = invoke_concurrently(&owner, "sleep", 4, json!({"ms": 300})).await;
@@ -260,7 +228,7 @@ async fn confidential_activations_past_the_memory_budget_queue_too() {
 
 #[tokio::test]
 async fn an_evicted_action_is_provisioned_again_on_its_next_invoke() {
-    let server = start_with(|config| {
+    let server = TestServer::start_with(|config| {
         // Evict an enclave as soon as its action is idle.
         config.enclave_pool.keep_alive.fixed_keep_alive = Duration::ZERO;
         config.enclave_pool.maintenance_period = Duration::from_millis(10);
@@ -269,7 +237,7 @@ async fn an_evicted_action_is_provisioned_again_on_its_next_invoke() {
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     let first = owner.invoke("echo", json!({"n": 1})).await.expect("first");
-    let enclaves = &node(&server).enclaves;
+    let enclaves = &server.node().enclaves;
     eventually("evicting the idle enclave", || {
         enclaves.bound_enclave("guest", "echo").is_none()
     })

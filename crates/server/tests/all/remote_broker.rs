@@ -37,10 +37,7 @@ async fn node_with_remote_broker() -> (TestServer, RunningBroker, tempfile::Temp
 #[tokio::test]
 async fn confidential_actions_work_through_a_broker_in_its_own_process() {
     let (server, broker, _dir) = node_with_remote_broker().await;
-    assert!(
-        server.server.as_ref().expect("running").broker.is_none(),
-        "no broker in the node"
-    );
+    assert!(server.node().broker.is_none(), "no broker in the node");
     let identity = server
         .call(Method::GET, "/api/v1/broker/identity", None)
         .await;

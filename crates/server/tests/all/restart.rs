@@ -4,8 +4,6 @@ use clemmys_whisk::{ActivationId, ActivationStatus};
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use clemmys_server::RunningServer;
-
 use crate::common::TestServer;
 
 #[tokio::test]
@@ -97,11 +95,7 @@ async fn a_stopping_node_finishes_and_records_the_activations_it_accepted() {
 #[tokio::test]
 async fn a_stopping_node_also_runs_the_activations_still_waiting_for_a_slot() {
     // One activation at a time: the second waits, off the bus, for the slot.
-    let data_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::common::config(&data_dir);
-    config.invoker.concurrency = 1;
-    let server = RunningServer::start(config).await.expect("server starts");
-    let server = TestServer::wrap(server, data_dir);
+    let server = TestServer::start_with(|config| config.invoker.concurrency = 1).await;
     server.create("sleep", "sleep").await;
     let mut accepted = Vec::new();
     for ms in [300, 200] {

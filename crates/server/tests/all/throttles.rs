@@ -11,7 +11,7 @@ use crate::common::TestServer;
 
 async fn limit_guest(server: &TestServer, limits: NamespaceLimits) {
     // Before the first request, so the controller has not cached the record.
-    let store = &server.server.as_ref().expect("running").store;
+    let store = &server.node().store;
     let name = EntityName::new("guest").expect("name");
     let mut record = store.get_namespace(&name).expect("read").expect("guest");
     record.limits = limits;
