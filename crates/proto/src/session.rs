@@ -15,10 +15,14 @@
 //! and counter). What it gives up: a session receipt convinces the client,
 //! not a third party (it is a MAC, not a signature).
 //!
-//! The answer is compact: the sealed result carries the status, the result
-//! JSON exactly as the enclave hashed it, and the receipt's MAC only. The
-//! client knows every other field of the [`SessionReceipt`] (its request,
-//! the record's activation id) and rebuilds it to check the MAC.
+//! The answer is compact, because every byte of it is stored in the
+//! activation record: the sealed result is the status (one byte), the
+//! receipt's MAC (HMAC-SHA256 truncated to 128 bits, as RFC 4868 does) and
+//! the result JSON exactly as the enclave hashed it. Its framing needs no
+//! name or lengths: the AEAD's associated data names the part and the
+//! format version. The client knows every other field of the
+//! [`SessionReceipt`] (its request, the record's activation id) and
+//! rebuilds it to check the MAC.
 
 use zeroize::Zeroizing;
 
@@ -30,7 +34,8 @@ use crate::{Digest, ProtoError};
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const FRAME: &str = "clemmys/session-invocation/v1";
-const RESULT_FRAME: &str = "clemmys/session-result/v2";
+/// Bytes of a session receipt's MAC: HMAC-SHA256 truncated to 128 bits.
+pub const SESSION_MAC_BYTES: usize = 16;
 const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
 
 /// The keys of one session, derived from its secret; zeroed on drop.
@@ -135,7 +140,8 @@ fn request_aad(
 }
 
 fn answer_aad(part: &str, activation_id: &str, id: &[u8; 16], counter: u64) -> Vec<u8> {
-    Writer::new("clemmys/session-answer-aad/v1")
+    // v2: the result is `status ‖ mac ‖ output`, unframed.
+    Writer::new("clemmys/session-answer-aad/v2")
         .str(part)
         .str(activation_id)
         .bytes(id)
@@ -242,7 +248,8 @@ pub struct SessionReceipt {
     pub input_hash: Digest,
     /// Digest of the result JSON.
     pub output_hash: Digest,
-    /// HMAC-SHA256 over the above (hex); empty until computed or checked.
+    /// HMAC-SHA256 over the above, truncated to [`SESSION_MAC_BYTES`]
+    /// (hex); empty until computed or checked.
     pub mac: String,
 }
 
@@ -270,7 +277,8 @@ impl SessionReceipt {
     /// Computes the MAC (enclave side).
     pub fn seal(mut self, keys: &SessionKeys) -> Result<Self, ProtoError> {
         use hmac::Mac;
-        self.mac = hex::encode(self.hmac(keys)?.finalize().into_bytes());
+        let full = self.hmac(keys)?.finalize().into_bytes();
+        self.mac = hex::encode(&full[..SESSION_MAC_BYTES]);
         Ok(self)
     }
 
@@ -283,8 +291,11 @@ impl SessionReceipt {
 
     fn verify_tag(&self, keys: &SessionKeys, tag: &[u8]) -> Result<(), ProtoError> {
         use hmac::Mac;
+        if tag.len() != SESSION_MAC_BYTES {
+            return Err(ProtoError::BadSignature("session receipt"));
+        }
         self.hmac(keys)?
-            .verify_slice(tag)
+            .verify_truncated_left(tag)
             .map_err(|_| ProtoError::BadSignature("session receipt"))
     }
 }
@@ -300,9 +311,9 @@ pub struct SessionResultBody {
     pub receipt: SessionReceipt,
 }
 
-/// Seals a session answer (enclave side): the status, the result JSON
-/// (`output`, what `receipt.output_hash` hashes) and the receipt's MAC, and
-/// the logs, each under its own key with the request counter as nonce.
+/// Seals a session answer (enclave side): the status, the receipt's MAC and
+/// the result JSON (`output`, what `receipt.output_hash` hashes), and the
+/// logs, each under its own key with the request counter as nonce.
 pub fn seal_session_answer(
     status: clemmys_whisk::ActivationStatus,
     output: &[u8],
@@ -310,14 +321,13 @@ pub fn seal_session_answer(
     logs: &[String],
     keys: &SessionKeys,
 ) -> Result<(Vec<u8>, Vec<u8>), ProtoError> {
-    let tag = hex::decode(&receipt.mac).map_err(|_| ProtoError::BadSignature("session receipt"))?;
-    let result = Zeroizing::new(
-        Writer::new(RESULT_FRAME)
-            .u64(u64::from(status.code()))
-            .bytes(output)
-            .bytes(&tag)
-            .finish(),
-    );
+    let mut tag = [0u8; SESSION_MAC_BYTES];
+    hex::decode_to_slice(&receipt.mac, &mut tag)
+        .map_err(|_| ProtoError::BadSignature("session receipt"))?;
+    let mut result = Zeroizing::new(Vec::with_capacity(1 + SESSION_MAC_BYTES + output.len()));
+    result.push(status.code());
+    result.extend_from_slice(&tag);
+    result.extend_from_slice(output);
     let (activation_id, counter) = (receipt.activation_id.as_str(), receipt.counter);
     let logs =
         Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
@@ -358,14 +368,14 @@ pub fn open_session_result(
         &nonce(expected.counter),
         "sealed result",
     )?);
-    let mut reader = Reader::new(&plaintext, RESULT_FRAME)?;
-    let status = u8::try_from(reader.u64()?)
-        .ok()
-        .and_then(clemmys_whisk::ActivationStatus::from_code)
+    let (&status, rest) = plaintext
+        .split_first()
+        .ok_or(ProtoError::Malformed("session result"))?;
+    let status = clemmys_whisk::ActivationStatus::from_code(status)
         .ok_or(ProtoError::Malformed("session result status"))?;
-    let output = reader.bytes()?;
-    let tag = reader.bytes()?;
-    reader.finish()?;
+    let (tag, output) = rest
+        .split_at_checked(SESSION_MAC_BYTES)
+        .ok_or(ProtoError::Malformed("session result"))?;
     let mut receipt = SessionReceipt {
         output_hash: Digest::of(output),
         ..expected
