@@ -5,8 +5,16 @@
 //! Pure state: the caller passes the current time in. The cut-off only ever
 //! moves forward (it follows the largest time seen), so turning a clock back
 //! cannot make an evicted nonce acceptable again.
+//!
+//! It is on the path of every confidential request and holds every nonce of
+//! the last minutes (hundreds of thousands under load), so an entry is a
+//! fixed 16 bytes and entries leave in the order they came: a nonce is
+//! forgotten once the cut-off has passed the latest timestamp it could
+//! carry (accepted time + allowed skew), never before.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{HashSet, VecDeque};
+
+use sha2::{Digest as _, Sha256};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +42,25 @@ pub struct ReplayWindow {
     max_skew_ms: u64,
     started_ms: u64,
     high_water_ms: u64,
-    seen: HashSet<(String, [u8; 16])>,
-    by_time: BTreeSet<(u64, String, [u8; 16])>,
+    seen: HashSet<NonceKey>,
+    /// The keys of `seen` in the order they were accepted, each with the
+    /// time after which it can be forgotten.
+    expiries: VecDeque<(u64, NonceKey)>,
+}
+
+/// A (scope, nonce) pair: SHA-256 of both, truncated to 128 bits. Fixed
+/// size, so remembering one allocates nothing; collisions are out of reach.
+type NonceKey = [u8; 16];
+
+fn nonce_key(scope: &str, nonce: &[u8; 16]) -> NonceKey {
+    // The nonce has a fixed length, so `scope ‖ nonce` is unambiguous.
+    let digest = Sha256::new()
+        .chain_update(scope.as_bytes())
+        .chain_update(nonce)
+        .finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 impl ReplayWindow {
@@ -48,7 +73,7 @@ impl ReplayWindow {
             started_ms: now_ms.saturating_sub(max_skew_ms),
             high_water_ms: now_ms,
             seen: HashSet::new(),
-            by_time: BTreeSet::new(),
+            expiries: VecDeque::new(),
         }
     }
 
@@ -62,7 +87,7 @@ impl ReplayWindow {
     ) -> Result<(), ReplayError> {
         self.high_water_ms = self.high_water_ms.max(now_ms);
         let cutoff = self.high_water_ms.saturating_sub(self.window_ms);
-        self.evict(cutoff);
+        self.evict();
         if timestamp_ms < self.started_ms {
             return Err(ReplayError::PredatesStart);
         }
@@ -72,22 +97,28 @@ impl ReplayWindow {
         if timestamp_ms > self.high_water_ms.saturating_add(self.max_skew_ms) {
             return Err(ReplayError::Future);
         }
-        let key = (scope.to_owned(), nonce);
-        if !self.seen.insert(key.clone()) {
+        let key = nonce_key(scope, &nonce);
+        if !self.seen.insert(key) {
             return Err(ReplayError::Replayed);
         }
-        self.by_time.insert((timestamp_ms, key.0, key.1));
+        // The timestamp is at most `high_water_ms + max_skew_ms`, and a
+        // replay of it is stale once the cut-off passes it.
+        let expiry = self
+            .high_water_ms
+            .saturating_add(self.max_skew_ms)
+            .saturating_add(self.window_ms);
+        self.expiries.push_back((expiry, key));
         Ok(())
     }
 
-    fn evict(&mut self, cutoff: u64) {
-        while let Some(first) = self.by_time.first() {
-            if first.0 >= cutoff {
+    /// Forgets the nonces no request inside the window can carry any more.
+    fn evict(&mut self) {
+        while let Some(&(expiry, key)) = self.expiries.front() {
+            if expiry >= self.high_water_ms {
                 break;
             }
-            if let Some((_, scope, nonce)) = self.by_time.pop_first() {
-                self.seen.remove(&(scope, nonce));
-            }
+            self.expiries.pop_front();
+            self.seen.remove(&key);
         }
     }
 
@@ -148,5 +179,23 @@ mod tests {
             window.check("a", [1; 16], 10_000, 10_000),
             Err(ReplayError::Stale)
         );
+    }
+
+    #[test]
+    fn a_nonce_from_the_future_is_remembered_until_its_replay_is_stale() {
+        let mut window = ReplayWindow::new(10_000, 1_000, 100);
+        // Stamped 100 ms ahead (within the allowed skew).
+        window.check("a", [1; 16], 10_100, 10_000).expect("first");
+        // The cut-off (10_050) has not passed it: still a replay.
+        assert_eq!(
+            window.check("a", [1; 16], 10_100, 11_050),
+            Err(ReplayError::Replayed)
+        );
+        // Once it has, the request is stale, and the nonce forgotten.
+        assert_eq!(
+            window.check("a", [1; 16], 10_100, 11_150),
+            Err(ReplayError::Stale)
+        );
+        assert!(window.is_empty());
     }
 }
