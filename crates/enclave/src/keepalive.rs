@@ -16,7 +16,12 @@
 //!   [`min_cv`](KeepAliveConfig::min_cv)), the [`Window`] is cut from it: the
 //!   enclave may be unloaded after a run and provisioned again at the 5th
 //!   percentile idle time (less a 10% margin), and stays until the 99th
-//!   percentile (plus a 10% margin);
+//!   percentile (plus a 10% margin), but at least
+//!   [`min_keep_alive`](KeepAliveConfig::min_keep_alive): the paper's
+//!   buckets are a minute wide, so its shortest keep-alive is a minute;
+//!   ours are finer, and without a floor a busy action (idle times all
+//!   near zero) would lose its enclave, compiled code and sessions in any
+//!   pause over a second;
 //! * otherwise a fixed keep-alive applies, as on today's FaaS platforms.
 //!
 //! Everything here is pure: time comes in as arguments, so the policy is
@@ -58,6 +63,10 @@ pub struct KeepAliveConfig {
     /// instead: unloading it and provisioning again would cost more than
     /// it saves. Default 30 s.
     pub min_unload: Duration,
+    /// The shortest keep-alive cut from a histogram, for the same reason:
+    /// an action used again within it keeps its enclave (and its clients'
+    /// sessions). Default 30 s.
+    pub min_keep_alive: Duration,
 }
 
 impl Default for KeepAliveConfig {
@@ -70,6 +79,7 @@ impl Default for KeepAliveConfig {
             max_out_of_range: 0.5,
             min_cv: 2.0,
             min_unload: Duration::from_secs(30),
+            min_keep_alive: Duration::from_secs(30),
         }
     }
 }
@@ -196,7 +206,7 @@ impl KeepAlivePolicy {
         let head = scale(width, percentile_bucket(history, HEAD_PERCENTILE));
         let tail = scale(width, percentile_bucket(history, TAIL_PERCENTILE) + 1);
         let prewarm = head.mul_f64(1.0 - MARGIN);
-        let keep_alive = tail.mul_f64(1.0 + MARGIN);
+        let keep_alive = tail.mul_f64(1.0 + MARGIN).max(config.min_keep_alive);
         Window {
             prewarm: if prewarm < config.min_unload {
                 Duration::ZERO
@@ -263,8 +273,13 @@ fn coefficient_of_variation(history: &IdleHistory, bins: u64) -> f64 {
 mod tests {
     use super::*;
 
+    /// The default policy without the keep-alive floor, so the windows
+    /// show the percentiles themselves.
     fn policy() -> KeepAlivePolicy {
-        KeepAlivePolicy::new(KeepAliveConfig::default())
+        KeepAlivePolicy::new(KeepAliveConfig {
+            min_keep_alive: Duration::ZERO,
+            ..KeepAliveConfig::default()
+        })
     }
 
     /// Runs `idle_times` through the history: each activation arrives that
@@ -369,6 +384,28 @@ mod tests {
         assert_eq!(window.basis, WindowBasis::Histogram);
         assert_eq!(window.prewarm, Duration::from_secs(36));
         assert_eq!(window.keep_alive, Duration::from_secs(101).mul_f64(1.1));
+    }
+
+    #[test]
+    fn a_busy_action_keeps_its_enclave_for_the_floor_not_a_second() {
+        let policy = KeepAlivePolicy::new(KeepAliveConfig::default());
+        // Back-to-back activations: every idle time is in the first bucket.
+        let mut idle = vec![Duration::from_millis(1); 10_000];
+        idle.extend([Duration::from_secs(2); 20]);
+        let window = policy.window(&history_of(&policy, &idle));
+        assert_eq!(window.basis, WindowBasis::Histogram);
+        assert_eq!(window.prewarm, Duration::ZERO);
+        assert_eq!(window.keep_alive, policy.config().min_keep_alive);
+        // Without the floor it would be the first bucket's edge plus 10%.
+        assert_eq!(
+            policy_without_floor_keep_alive(&idle),
+            Duration::from_secs(1).mul_f64(1.1)
+        );
+    }
+
+    fn policy_without_floor_keep_alive(idle: &[Duration]) -> Duration {
+        let policy = policy();
+        policy.window(&history_of(&policy, idle)).keep_alive
     }
 
     #[test]
