@@ -445,18 +445,19 @@ impl Enclave {
                 entry: run.entry.clone(),
             },
         );
+        let timed_out = matches!(outcome.failure, Some(Failure::Timeout { .. }));
+        let status = outcome.response.status;
         let result = outcome
             .response
             .result
-            .clone()
             .unwrap_or_else(|| serde_json::json!({}));
         let output = serde_json::to_vec(&result).unwrap_or_default();
         Ok(Ran {
-            status: outcome.response.status,
+            status,
             result,
             output,
             logs: outcome.logs,
-            timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
+            timed_out,
         })
     }
 

@@ -65,10 +65,13 @@ pub struct KeyringEntry {
     pub nonce: [u8; 16],
     /// Digest of the sealed invocation sent.
     pub input_hash: Digest,
-    /// Key of the sealed result (hex).
-    result_key: String,
-    /// Key of the sealed logs (hex).
-    logs_key: String,
+    /// Key of the sealed result (hex); none within a session, whose keys
+    /// open the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result_key: Option<String>,
+    /// Key of the sealed logs (hex); none within a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    logs_key: Option<String>,
     /// For a chain: its plan and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainEntry>,
@@ -190,19 +193,48 @@ impl KeyringEntry {
             code_digest,
             nonce,
             input_hash,
-            result_key: hex::encode(keys.result.as_bytes()),
-            logs_key: hex::encode(keys.logs.as_bytes()),
+            result_key: Some(hex::encode(keys.result.as_bytes())),
+            logs_key: Some(hex::encode(keys.logs.as_bytes())),
             chain: None,
             session: None,
         }
     }
 
-    /// The answer keys.
+    /// An entry for request `session.counter` of a session (the client
+    /// writes one per request, so it keeps only what opening needs).
+    #[allow(clippy::too_many_arguments)]
+    pub fn in_session(
+        activation_id: String,
+        namespace: String,
+        action: String,
+        version: u64,
+        code_digest: Digest,
+        nonce: [u8; 16],
+        input_hash: Digest,
+        session: SessionEntry,
+    ) -> Self {
+        Self {
+            activation_id,
+            namespace,
+            action,
+            version,
+            code_digest,
+            nonce,
+            input_hash,
+            result_key: None,
+            logs_key: None,
+            chain: None,
+            session: Some(session),
+        }
+    }
+
+    /// The answer keys (not kept for a request within a session).
     pub fn keys(&self) -> Result<AnswerKeys, ConfidentialError> {
-        let parse = |text: &str| {
+        let parse = |text: &Option<String>| {
+            let corrupted = || ConfidentialError::State("a keyring entry is corrupted".into());
             let mut key = Zeroizing::new([0u8; 32]);
-            hex::decode_to_slice(text, key.as_mut_slice())
-                .map_err(|_| ConfidentialError::State("a keyring entry is corrupted".into()))?;
+            hex::decode_to_slice(text.as_deref().ok_or_else(corrupted)?, key.as_mut_slice())
+                .map_err(|_| corrupted())?;
             Ok::<_, ConfidentialError>(ExportedKey::from_bytes(*key))
         };
         Ok(AnswerKeys {

@@ -737,7 +737,7 @@ impl Confidential {
         let (body, bytes, counter) = seal_session_request(session, descriptor, params)?;
         let invoked = self.client.invoke(&descriptor.name, body, options).await?;
         let activation_id = invoked.activation_id();
-        let mut entry = KeyringEntry::new(
+        let entry = KeyringEntry::in_session(
             activation_id.to_string(),
             descriptor.namespace.clone(),
             descriptor.name.clone(),
@@ -745,12 +745,8 @@ impl Confidential {
             session.code_digest,
             session.keys.replay_nonce(counter),
             Digest::of(&bytes),
-            &clemmys_proto::invoke::AnswerKeys {
-                result: session.keys.secret().clone(),
-                logs: session.keys.secret().clone(),
-            },
+            SessionEntry::new(&session.keys, counter),
         );
-        entry.session = Some(SessionEntry::new(&session.keys, counter));
         self.home.remember(&entry)?;
         match invoked {
             Invoked::Accepted { activation_id } => {
