@@ -85,7 +85,7 @@ fn chain_entry(
         input_hash,
         chain_id,
         input_hash,
-        &keys,
+        Some(&keys),
     );
     entry.chain = Some(ChainEntry::new(steps, key, session));
     Ok(entry)

@@ -173,7 +173,9 @@ impl ChainEntry {
 }
 
 impl KeyringEntry {
-    /// An entry for `keys`.
+    /// An entry whose answer opens with `keys`; `None` for a request
+    /// within a session, whose keys (in `session`) open it: the client
+    /// writes one per request, so it keeps only what opening needs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         activation_id: String,
@@ -183,8 +185,9 @@ impl KeyringEntry {
         code_digest: Digest,
         nonce: [u8; 16],
         input_hash: Digest,
-        keys: &AnswerKeys,
+        keys: Option<&AnswerKeys>,
     ) -> Self {
+        let hex_of = |key: &ExportedKey| hex::encode(key.as_bytes());
         Self {
             activation_id,
             namespace,
@@ -193,38 +196,10 @@ impl KeyringEntry {
             code_digest,
             nonce,
             input_hash,
-            result_key: Some(hex::encode(keys.result.as_bytes())),
-            logs_key: Some(hex::encode(keys.logs.as_bytes())),
+            result_key: keys.map(|keys| hex_of(&keys.result)),
+            logs_key: keys.map(|keys| hex_of(&keys.logs)),
             chain: None,
             session: None,
-        }
-    }
-
-    /// An entry for request `session.counter` of a session (the client
-    /// writes one per request, so it keeps only what opening needs).
-    #[allow(clippy::too_many_arguments)]
-    pub fn in_session(
-        activation_id: String,
-        namespace: String,
-        action: String,
-        version: u64,
-        code_digest: Digest,
-        nonce: [u8; 16],
-        input_hash: Digest,
-        session: SessionEntry,
-    ) -> Self {
-        Self {
-            activation_id,
-            namespace,
-            action,
-            version,
-            code_digest,
-            nonce,
-            input_hash,
-            result_key: None,
-            logs_key: None,
-            chain: None,
-            session: Some(session),
         }
     }
 

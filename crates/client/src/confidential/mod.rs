@@ -649,7 +649,7 @@ impl Confidential {
             descriptor.code_digest,
             pending.nonce,
             pending.input_hash,
-            &pending.keys,
+            Some(&pending.keys),
         );
         self.home.remember(&entry)?;
         match invoked {
@@ -737,7 +737,7 @@ impl Confidential {
         let (body, bytes, counter) = seal_session_request(session, descriptor, params)?;
         let invoked = self.client.invoke(&descriptor.name, body, options).await?;
         let activation_id = invoked.activation_id();
-        let entry = KeyringEntry::in_session(
+        let mut entry = KeyringEntry::new(
             activation_id.to_string(),
             descriptor.namespace.clone(),
             descriptor.name.clone(),
@@ -745,8 +745,9 @@ impl Confidential {
             session.code_digest,
             session.keys.replay_nonce(counter),
             Digest::of(&bytes),
-            SessionEntry::new(&session.keys, counter),
+            None,
         );
+        entry.session = Some(SessionEntry::new(&session.keys, counter));
         self.home.remember(&entry)?;
         match invoked {
             Invoked::Accepted { activation_id } => {
