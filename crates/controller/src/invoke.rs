@@ -220,16 +220,14 @@ pub fn activation_answer(activation: &Activation, result_only: bool) -> Response
         }
         ActivationStatus::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let body = if result_only {
-        activation
-            .response
-            .result
-            .clone()
-            .unwrap_or_else(|| json!({}))
-    } else {
-        serde_json::to_value(activation).unwrap_or_else(|_| json!({}))
-    };
-    (status, Json(body)).into_response()
+    // Serialised straight from the record, without a `Value` in between.
+    if !result_only {
+        return (status, Json(activation)).into_response();
+    }
+    match &activation.response.result {
+        Some(result) => (status, Json(result)).into_response(),
+        None => (status, Json(json!({}))).into_response(),
+    }
 }
 
 fn with_activation_header(mut response: Response, id: ActivationId) -> Response {
