@@ -29,9 +29,10 @@ use super::scenarios::{
 
 /// The chain lengths measured.
 pub const LENGTHS: [usize; 3] = [1, 5, 10];
-/// The plain and confidential `noop` the chains are made of.
-const PLAIN_STEP: &str = "bench-chain-noop";
-const CONFIDENTIAL_STEP: &str = "bench-chain-confidential-noop";
+/// The plain and confidential `noop` the chains are made of (names of
+/// nearly equal length, as for the warm actions).
+const PLAIN_STEP: &str = "bench-step-plain";
+const CONFIDENTIAL_STEP: &str = "bench-step-conf";
 
 /// One chain length in one mode.
 #[derive(Debug, Clone, Serialize)]
@@ -136,11 +137,8 @@ pub async fn measure(
     let mut rows = Vec::new();
     for steps in LENGTHS {
         let mut names = Vec::new();
-        for (mode, step) in [
-            (Mode::Plain, PLAIN_STEP),
-            (Mode::Confidential, CONFIDENTIAL_STEP),
-        ] {
-            let name = format!("bench-chain-{}-{steps}", mode.name());
+        for (tag, step) in [("plain", PLAIN_STEP), ("conf", CONFIDENTIAL_STEP)] {
+            let name = format!("bench-chain-{steps}-{tag}");
             node.put_sequence(&name, vec![node.qualified(step); steps])
                 .await?;
             names.push(name);

@@ -61,11 +61,13 @@ const OUR_WASMTIME_LINE: &str = "48.0.";
 /// Other processes' CPU use, in % of one core, past which a scenario's
 /// figures are called disturbed.
 const DISTURBED_PCT: f64 = 10.0;
-/// The warm actions' names.
-const PLAIN_NOOP: &str = "bench-noop";
-const CONFIDENTIAL_NOOP: &str = "bench-confidential-noop";
-const PLAIN_HELLO: &str = "bench-hello";
-const CONFIDENTIAL_HELLO: &str = "bench-confidential-hello";
+/// The warm actions' names, of (nearly) equal length in both modes: each
+/// record stores the name twice (name and path), and its size shows in the
+/// fsynced write, which should differ only by what protection costs.
+const PLAIN_NOOP: &str = "bench-noop-plain";
+const CONFIDENTIAL_NOOP: &str = "bench-noop-conf";
+const PLAIN_HELLO: &str = "bench-hello-plain";
+const CONFIDENTIAL_HELLO: &str = "bench-hello-conf";
 
 /// A part of the suite (`--only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
