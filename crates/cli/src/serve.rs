@@ -34,7 +34,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_prewarm: bool,
     /// Keep-alive of a bound enclave when an action's history says nothing
-    /// better, in seconds.
+    /// better, in seconds; also the most that the 30 s floor of a
+    /// history-based keep-alive can be.
     #[arg(long, value_name = "SECONDS")]
     pub keep_alive: Option<u64>,
     /// Use the key broker running as its own process at this URL

@@ -65,7 +65,8 @@ pub struct KeepAliveConfig {
     pub min_unload: Duration,
     /// The shortest keep-alive cut from a histogram, for the same reason:
     /// an action used again within it keeps its enclave (and its clients'
-    /// sessions). Default 30 s.
+    /// sessions). Never above `fixed_keep_alive`: a node told to keep
+    /// enclaves for less keeps them for less. Default 30 s.
     pub min_keep_alive: Duration,
 }
 
@@ -206,7 +207,8 @@ impl KeepAlivePolicy {
         let head = scale(width, percentile_bucket(history, HEAD_PERCENTILE));
         let tail = scale(width, percentile_bucket(history, TAIL_PERCENTILE) + 1);
         let prewarm = head.mul_f64(1.0 - MARGIN);
-        let keep_alive = tail.mul_f64(1.0 + MARGIN).max(config.min_keep_alive);
+        let floor = config.min_keep_alive.min(config.fixed_keep_alive);
+        let keep_alive = tail.mul_f64(1.0 + MARGIN).max(floor);
         Window {
             prewarm: if prewarm < config.min_unload {
                 Duration::ZERO
@@ -401,6 +403,13 @@ mod tests {
             policy_without_floor_keep_alive(&idle),
             Duration::from_secs(1).mul_f64(1.1)
         );
+        // A shorter fixed keep-alive lowers the floor with it.
+        let short = KeepAlivePolicy::new(KeepAliveConfig {
+            fixed_keep_alive: Duration::from_secs(5),
+            ..KeepAliveConfig::default()
+        });
+        let window = short.window(&history_of(&short, &idle));
+        assert_eq!(window.keep_alive, Duration::from_secs(5));
     }
 
     fn policy_without_floor_keep_alive(idle: &[Duration]) -> Duration {
