@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use clemmys_bus::ActivationMessage;
-use clemmys_enclave::{CodeSource, SealedRun};
+use clemmys_enclave::{CodeSource, EnclaveError, SealedRun};
 use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::json;
@@ -107,7 +107,13 @@ impl Invoker {
                 }
             }
             Ok(Err(refusal)) => {
-                tracing::warn!(action = %message.action.path(), %refusal, "enclave refused an activation");
+                if matches!(refusal, EnclaveError::UnknownSession) {
+                    // Routine after an enclave was evicted: the client
+                    // opens a new session and retries.
+                    tracing::info!(action = %message.action.path(), %refusal, "enclave refused an activation");
+                } else {
+                    tracing::warn!(action = %message.action.path(), %refusal, "enclave refused an activation");
+                }
                 refuse(
                     ActivationStatus::DeveloperError,
                     format!("confidential execution refused: {refusal}"),
