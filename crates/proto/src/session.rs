@@ -483,6 +483,23 @@ mod tests {
         assert_eq!(opened.receipt, receipt, "the client rebuilds the receipt");
         assert_eq!(opened.result, serde_json::json!({}));
         opened.receipt.verify(&client).expect("mac verifies");
+        assert_eq!(receipt.mac.len(), 2 * SESSION_MAC_BYTES);
+        let mut shortened = receipt.clone();
+        shortened.mac.truncate(2 * SESSION_MAC_BYTES - 2);
+        assert!(
+            shortened.verify(&client).is_err(),
+            "a shorter tag is refused"
+        );
+        let mut flipped = receipt.clone();
+        flipped.mac.replace_range(
+            0..2,
+            if &receipt.mac[..2] == "00" {
+                "01"
+            } else {
+                "00"
+            },
+        );
+        assert!(flipped.verify(&client).is_err(), "another tag is refused");
         assert_eq!(
             open_session_logs(&logs, &client, "id", 7).expect("logs"),
             vec!["l".to_owned()]
