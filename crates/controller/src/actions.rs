@@ -168,7 +168,7 @@ pub async fn put(
         limits,
         annotations,
         parameters,
-        updated: crate::ids::now_ms(),
+        updated: clemmys_whisk::now_ms(),
     };
     let mode = if overwrite {
         PutMode::Overwrite

@@ -20,12 +20,3 @@ pub fn activation_id() -> ActivationId {
 pub fn request_code() -> String {
     hex::encode(&random_16()[..8])
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}

@@ -91,7 +91,7 @@ pub async fn invoke(
         namespace.as_str(),
         activation_id,
         &caller.0.limits,
-        crate::ids::now_ms(),
+        clemmys_whisk::now_ms(),
     )?;
     if let Exec::Sequence { .. } = action.exec {
         let run = SequenceRun {
@@ -100,7 +100,7 @@ pub async fn invoke(
             subject: caller.0.name.to_string(),
             payload,
             activation_id,
-            accepted_at: crate::ids::now_ms(),
+            accepted_at: clemmys_whisk::now_ms(),
         };
         let answer = controller.run_sequence(run, mode).await;
         return Ok(with_activation_header(answer, activation_id));
@@ -113,7 +113,7 @@ pub async fn invoke(
         payload,
         blocking: mode.blocking,
         cause: None,
-        accepted_at: crate::ids::now_ms(),
+        accepted_at: clemmys_whisk::now_ms(),
     };
     let answer = controller.run(message, mode).await;
     Ok(with_activation_header(answer, activation_id))

@@ -154,7 +154,7 @@ impl Controller {
             payload,
             blocking: true,
             cause: Some(run.activation_id),
-            accepted_at: crate::ids::now_ms(),
+            accepted_at: clemmys_whisk::now_ms(),
         };
         if let Err(error) = self
             .queue
@@ -181,7 +181,7 @@ impl Controller {
         steps: Vec<Activation>,
         response: ActivationResponse,
     ) -> Activation {
-        let now = crate::ids::now_ms();
+        let now = clemmys_whisk::now_ms();
         let start = steps.first().map_or(now, |step| step.start);
         let end = steps.last().map_or(now, |step| step.end);
         let duration = steps.iter().map(|step| step.duration).sum();

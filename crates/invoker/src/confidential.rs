@@ -13,7 +13,7 @@ use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::json;
 
-use crate::{Invoker, RunReport, record};
+use crate::{Invoker, RunReport};
 
 /// The store as the enclave pool's source of sealed code.
 pub struct StoredCode(pub Arc<dyn EntityStore>);
@@ -42,7 +42,7 @@ impl Invoker {
     /// Runs a confidential action inside the enclave.
     pub(crate) async fn execute_confidential(&self, message: &ActivationMessage) -> RunReport {
         let started = Instant::now();
-        let start_ms = record::now_ms();
+        let start_ms = clemmys_whisk::now_ms();
         let refuse = |status: ActivationStatus, text: String| RunReport {
             start_ms,
             duration: started.elapsed(),

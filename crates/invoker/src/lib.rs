@@ -247,7 +247,7 @@ impl Invoker {
             return self.execute_confidential(message).await;
         }
         let started = Instant::now();
-        let start_ms = record::now_ms();
+        let start_ms = clemmys_whisk::now_ms();
         let (module, init_time) = match self.module_for(&message.action).await {
             Ok(found) => found,
             Err(error) => return RunReport::failed(start_ms, started, &error.to_string(), &error),

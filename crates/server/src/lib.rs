@@ -7,6 +7,7 @@
 pub mod bootstrap;
 pub mod broker_node;
 pub mod confidential;
+mod restart_prewarm;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -181,6 +182,11 @@ impl RunningServer {
         );
         let activations = invoker.activations();
         let dispatching = tokio::spawn(invoker.run(feed));
+        restart_prewarm::spawn(
+            store.clone(),
+            trusted.enclaves.clone(),
+            config.enclave_pool.keep_alive.fixed_keep_alive,
+        );
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
         let controller = Controller::new(

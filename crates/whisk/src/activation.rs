@@ -216,6 +216,16 @@ impl Activation {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch: the clock of activation
+/// records (`start`, `end`) and of everything compared with them.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub mod limits;
 pub mod name;
 
 pub use action::{Action, ActionPut, Exec, KeyValue, KeyValues};
-pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus};
+pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};
 pub use auth::{AuthKey, NamespaceRecord};
 pub use limits::{ActionLimits, LimitError, NamespaceLimits};
 pub use name::{EntityName, FullyQualifiedName, NameError};

@@ -1,7 +1,7 @@
 //! `clemmys activation …`: list, get, result, logs and poll activations.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clemmys_client::{ActivationFilter, ActivationSummary, Client};
@@ -403,12 +403,6 @@ async fn logs(args: LogsArgs, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 async fn poll(args: PollArgs, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let output = &ctx.output;
@@ -419,7 +413,7 @@ async fn poll(args: PollArgs, ctx: &Context) -> anyhow::Result<()> {
         .saturating_mul(1000);
     // As wsk: without --since-*, start after the newest activation so far.
     let start_since = if lookback_ms > 0 {
-        now_ms().saturating_sub(lookback_ms)
+        clemmys_whisk::now_ms().saturating_sub(lookback_ms)
     } else {
         match client
             .list_activations(&ActivationFilter {
@@ -433,7 +427,7 @@ async fn poll(args: PollArgs, ctx: &Context) -> anyhow::Result<()> {
                 if ctx.verbose {
                     eprintln!("clemmys: listing activations failed ({error}); polling from now");
                 }
-                now_ms()
+                clemmys_whisk::now_ms()
             }
         }
     };

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::{
     ChainEntry, Confidential, ConfidentialError, ConfidentialInvoked, KeyringEntry,
-    OpenedActivation, OpenedSession, SEALED_FIELD, attestation, decode, now_ms, sealed_answer,
+    OpenedActivation, OpenedSession, SEALED_FIELD, attestation, decode, sealed_answer,
     split_record,
 };
 use crate::{InvokeOptions, Invoked};
@@ -102,7 +102,7 @@ fn seal_session_run(
         session_id: session.id,
         counter: session.counter.fetch_add(1, Ordering::Relaxed),
         index: 0,
-        timestamp_ms: now_ms(),
+        timestamp_ms: clemmys_whisk::now_ms(),
     };
     let value = serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
     let input_hash = Digest::of(&value);
@@ -245,7 +245,7 @@ impl Confidential {
             chain_id,
             steps: steps.clone(),
             client: self.identity.id(),
-            timestamp_ms: now_ms(),
+            timestamp_ms: clemmys_whisk::now_ms(),
             open_session,
         }
         .sign(&self.identity);

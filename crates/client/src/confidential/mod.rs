@@ -41,7 +41,7 @@ use clemmys_tee::{
     os_rng,
 };
 use clemmys_whisk::action::{ActionPut, ExecPut};
-use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION};
+use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, now_ms};
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -984,14 +984,5 @@ fn decode(text: &str) -> Result<Vec<u8>, ConfidentialError> {
         .decode(text)
         .map_err(|_| {
             ConfidentialError::Tampered(ProtoError::Malformed("sealed field is not base64"))
-        })
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
 }

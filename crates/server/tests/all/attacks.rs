@@ -290,7 +290,7 @@ async fn rolled_back_code_version_is_rejected() {
         &identity,
         &owner.client.pin().keys.kem,
         replayed,
-        now_ms(),
+        clemmys_whisk::now_ms(),
         &mut os_rng(),
     )
     .expect("seal");
@@ -465,13 +465,6 @@ async fn sim_enclave_under_a_hardware_only_policy_gets_no_key() {
         before + 1,
         "one refused record, nothing else"
     );
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
 }
 
 /// Opens a session with `echo` and seals one session request without

@@ -104,6 +104,38 @@ async fn a_deployed_confidential_action_is_ready_before_its_first_invoke() {
 }
 
 #[tokio::test]
+async fn a_restarted_node_provisions_the_confidential_actions_invoked_before_it_stopped() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    owner.deploy("unused", "hello").await;
+    owner.invoke("hello", json!({})).await.expect("invoke");
+
+    let server = server.restart().await;
+    let enclaves = &server.node().enclaves;
+    eventually("provisioning hello after the restart", || {
+        enclaves.is_ready("guest", "hello")
+    })
+    .await;
+    assert!(
+        !enclaves.is_ready("guest", "unused"),
+        "only actions invoked before the stop are provisioned"
+    );
+    assert_eq!(enclaves.stats().prewarmed, 1);
+
+    // The first invoke after the restart finds key and code ready (the
+    // client's session died with the old enclave: it opens a new one).
+    let opened = owner
+        .invoke("hello", json!({"name": "again"}))
+        .await
+        .expect("invoke after the restart");
+    assert_eq!(opened.result, json!({"payload": "Hello, again!"}));
+    let record = record_of(&server, &opened).await;
+    assert_eq!(annotation(&record, "initTime"), None, "{record}");
+    assert_eq!(enclaves.stats().misses, 0);
+}
+
+#[tokio::test]
 async fn without_prewarm_the_first_invoke_provisions_an_idle_enclave() {
     let server = TestServer::start_with(|config| config.enclave_pool.prewarm = false).await;
     let owner = server.owner().await;
