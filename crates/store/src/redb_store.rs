@@ -502,10 +502,17 @@ impl EntityStore for RedbStore {
     ) -> Result<Vec<Activation>, StoreError> {
         self.read(|txn| {
             let records = txn.open_table(ACTIVATIONS).map_err(StoreError::backend)?;
-            let keys = matching_keys(txn, namespace, filter)?;
+            if filter.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let wanted = filter.skip.saturating_add(filter.limit);
+            let mut keys = Vec::with_capacity(wanted.min(1024));
+            visit_matching(txn, namespace, filter, |start, id| {
+                keys.push((start, id.to_vec()));
+                keys.len() < wanted
+            })?;
             keys.into_iter()
                 .skip(filter.skip)
-                .take(filter.limit)
                 .filter_map(
                     |(start, id)| match records.get((namespace, start, id.as_slice())) {
                         Ok(Some(guard)) => Some(decode(guard.value())),
@@ -523,25 +530,30 @@ impl EntityStore for RedbStore {
         filter: &ActivationFilter,
     ) -> Result<usize, StoreError> {
         self.read(|txn| {
-            Ok(matching_keys(txn, namespace, filter)?
-                .len()
-                .saturating_sub(filter.skip))
+            let mut count = 0usize;
+            visit_matching(txn, namespace, filter, |_, _| {
+                count += 1;
+                true
+            })?;
+            Ok(count.saturating_sub(filter.skip))
         })
     }
 }
 
-/// (start, id) of the activations matching `filter`, newest first.
-fn matching_keys(
+/// Calls `visit` with (start, id) of each activation matching `filter`,
+/// newest first, until it returns `false`. Reads keys only: a caller that
+/// needs the first few of a long history stops there.
+fn visit_matching(
     txn: &redb::ReadTransaction,
     namespace: &str,
     filter: &ActivationFilter,
-) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    mut visit: impl FnMut(u64, &[u8]) -> bool,
+) -> Result<(), StoreError> {
     let since = filter.since.unwrap_or(0);
     let upto = filter.upto.unwrap_or(u64::MAX);
     if since > upto {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let mut keys = Vec::new();
     match &filter.name {
         Some(name) => {
             let table = txn
@@ -552,7 +564,9 @@ fn matching_keys(
             for entry in table.range(low..=high).map_err(StoreError::backend)?.rev() {
                 let (key, _) = entry.map_err(StoreError::backend)?;
                 let (_, _, start, id) = key.value();
-                keys.push((start, id.to_vec()));
+                if !visit(start, id) {
+                    break;
+                }
             }
         }
         None => {
@@ -562,9 +576,11 @@ fn matching_keys(
             for entry in table.range(low..=high).map_err(StoreError::backend)?.rev() {
                 let (key, _) = entry.map_err(StoreError::backend)?;
                 let (_, start, id) = key.value();
-                keys.push((start, id.to_vec()));
+                if !visit(start, id) {
+                    break;
+                }
             }
         }
     }
-    Ok(keys)
+    Ok(())
 }
