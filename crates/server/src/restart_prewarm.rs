@@ -5,58 +5,64 @@
 //! of paying a cold start (~12 ms). The activation records say which
 //! actions those are; a node's keep-alive histories are not kept.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clemmys_enclave::EnclavePool;
 use clemmys_store::{ActivationFilter, EntityStore, StoreError};
-use clemmys_whisk::{EntityName, Exec};
+use clemmys_whisk::Exec;
 
-/// Activation records read per namespace to find the recent actions.
-const RECORDS_PER_NAMESPACE: usize = 2000;
+/// Actions read from the store at a time.
+const ACTIONS_PER_PAGE: usize = 1000;
 
 /// The confidential code actions invoked since `since_ms` (epoch ms),
-/// newest first, at most `limit`, as (namespace, name).
+/// newest activation first, at most `limit`, as (namespace, name). One
+/// indexed lookup of the newest activation per confidential action, so a
+/// busy action does not hide the others.
 pub fn recently_invoked_confidential(
     store: &dyn EntityStore,
     since_ms: u64,
     limit: usize,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let filter = ActivationFilter {
-        since: Some(since_ms),
-        limit: RECORDS_PER_NAMESPACE,
-        ..ActivationFilter::default()
-    };
-    // (start, namespace, name) of each action's newest activation.
-    let mut newest = Vec::new();
-    let mut seen = HashSet::new();
+    // (start of its newest activation, namespace, name)
+    let mut recent = Vec::new();
     for namespace in store.list_namespaces()? {
-        for record in store.list_activations(namespace.name.as_str(), &filter)? {
-            let key = (namespace.name.to_string(), record.name.to_string());
-            if seen.insert(key.clone()) {
-                newest.push((record.start, key));
+        let mut skip = 0;
+        loop {
+            let page = store.list_actions(&namespace.name, skip, ACTIONS_PER_PAGE)?;
+            for action in &page {
+                if !action.is_confidential() || !matches!(action.exec, Exec::Wasm { .. }) {
+                    continue;
+                }
+                let newest = ActivationFilter {
+                    name: Some(action.name.to_string()),
+                    since: Some(since_ms),
+                    limit: 1,
+                    ..ActivationFilter::default()
+                };
+                if let Some(record) = store
+                    .list_activations(namespace.name.as_str(), &newest)?
+                    .first()
+                {
+                    recent.push((
+                        record.start,
+                        namespace.name.to_string(),
+                        action.name.to_string(),
+                    ));
+                }
             }
+            if page.len() < ACTIONS_PER_PAGE {
+                break;
+            }
+            skip += page.len();
         }
     }
-    newest.sort_by_key(|(start, _)| std::cmp::Reverse(*start));
-    let mut found = Vec::new();
-    for (_, (namespace, name)) in newest {
-        if found.len() >= limit {
-            break;
-        }
-        let (Ok(ns), Ok(action_name)) = (EntityName::new(&namespace), EntityName::new(&name))
-        else {
-            continue;
-        };
-        let Some(action) = store.get_action(&ns, &action_name)? else {
-            continue; // deleted since
-        };
-        if action.is_confidential() && matches!(action.exec, Exec::Wasm { .. }) {
-            found.push((namespace, name));
-        }
-    }
-    Ok(found)
+    recent.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    Ok(recent
+        .into_iter()
+        .take(limit)
+        .map(|(_, namespace, name)| (namespace, name))
+        .collect())
 }
 
 /// Provisions, in the background, the enclaves of the confidential actions
