@@ -191,6 +191,7 @@ mod tests {
                 p99_ms: p50,
                 min_ms: p50,
                 max_ms: p50,
+                cpu_us_per_request: f64::NAN,
             },
         }
     }

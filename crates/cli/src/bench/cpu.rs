@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// Clock ticks per second of `/proc` CPU times (Linux's `USER_HZ`, 100 on
 /// every architecture the kernel exports it for).
-const USER_HZ: f64 = 100.0;
+pub const USER_HZ: f64 = 100.0;
 
 /// CPU use by other processes during one scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -35,11 +35,10 @@ impl CpuWatch {
     /// Starts watching; `None` where `/proc` cannot be read.
     pub fn start() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
         Some(Self {
             at: Instant::now(),
             busy: busy_ticks(&stat)?,
-            own: own_ticks(&own)?,
+            own: own_ticks_now()?,
         })
     }
 
@@ -83,6 +82,12 @@ pub fn own_ticks(stat: &str) -> Option<u64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let tick = |index: usize| fields.get(index)?.parse::<u64>().ok();
     Some(tick(11)? + tick(12)? + tick(13)? + tick(14)?)
+}
+
+/// This process's CPU ticks now (with its waited-for children's); `None`
+/// where `/proc` cannot be read.
+pub fn own_ticks_now() -> Option<u64> {
+    own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
 /// Others' busy ticks over `seconds`, in % of one core.

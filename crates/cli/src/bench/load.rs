@@ -60,6 +60,9 @@ pub struct Recording {
     max_ns: u64,
     errors: u64,
     first_error: Option<String>,
+    /// This process's CPU ticks (node and clients) inside the window(s);
+    /// `None` where `/proc` cannot be read.
+    cpu_ticks: Option<u64>,
 }
 
 impl Recording {
@@ -74,6 +77,7 @@ impl Recording {
             max_ns: 0,
             errors: 0,
             first_error: None,
+            cpu_ticks: None,
         })
     }
 
@@ -108,6 +112,10 @@ impl Recording {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+        self.cpu_ticks = match (self.cpu_ticks, other.cpu_ticks) {
+            (Some(ours), Some(theirs)) => Some(ours + theirs),
+            (ours, theirs) => ours.or(theirs),
+        };
         Ok(())
     }
 
@@ -179,6 +187,10 @@ impl Recording {
             } else {
                 ns_to_ms(self.max_ns as f64)
             },
+            cpu_us_per_request: match self.cpu_ticks {
+                Some(ticks) if count > 0 => ticks as f64 / super::cpu::USER_HZ * 1e6 / count as f64,
+                _ => f64::NAN,
+            },
         }
     }
 }
@@ -213,6 +225,10 @@ pub struct LatencySummary {
     pub min_ms: f64,
     /// Slowest request.
     pub max_ms: f64,
+    /// CPU time of this process (node and clients together) inside the
+    /// window, per counted request, in µs; NaN where `/proc` cannot be
+    /// read. Steadier than req/s as a measure of what a request costs.
+    pub cpu_us_per_request: f64,
 }
 
 /// Runs `operation` in a closed loop from `spec.clients` tasks through the
@@ -257,7 +273,18 @@ where
             recording
         });
     }
+    // This process's CPU time inside the window: sampled at its edges
+    // while the clients run.
+    let ticks_at = |instant: Instant| async move {
+        tokio::time::sleep_until(instant.into()).await;
+        super::cpu::own_ticks_now()
+    };
+    let window_ticks = match (ticks_at(window_start).await, ticks_at(window_end).await) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
     let mut total = Recording::new()?;
+    total.cpu_ticks = window_ticks;
     while let Some(joined) = tasks.join_next().await {
         let recording = joined.context("a load-generator task failed")?;
         total.merge(&recording)?;
@@ -399,6 +426,31 @@ mod tests {
         assert!((summary.max_ms - 8.0).abs() < 1e-9);
         assert!((summary.mean_ms - 5.0).abs() < 1e-9);
         assert_eq!(one.first_error(), Some("first"));
+    }
+
+    #[test]
+    fn cpu_per_request_sums_the_windows_ticks_over_their_requests() {
+        let mut one = Recording::new().expect("recording");
+        one.cpu_ticks = Some(30);
+        one.record(ms(1));
+        let mut two = Recording::new().expect("recording");
+        two.cpu_ticks = Some(70);
+        for _ in 0..999 {
+            two.record(ms(1));
+        }
+        one.merge(&two).expect("merge");
+        // 100 ticks of 10 ms = 1 s of CPU over 1000 requests: 1000 µs each.
+        let summary = one.summarize(Duration::from_secs(1));
+        assert!((summary.cpu_us_per_request - 1000.0).abs() < 1e-9);
+        // Unmeasured CPU is no figure, not zero.
+        let mut unmeasured = Recording::new().expect("recording");
+        unmeasured.record(ms(1));
+        assert!(
+            unmeasured
+                .summarize(Duration::from_secs(1))
+                .cpu_us_per_request
+                .is_nan()
+        );
     }
 
     #[test]

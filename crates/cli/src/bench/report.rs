@@ -121,6 +121,9 @@ pub struct RatioRow {
     pub throughput_ratio: f64,
     /// Confidential p50 / plain p50 (lower is better).
     pub p50_ratio: f64,
+    /// Confidential CPU per request / plain CPU per request (node and
+    /// clients; lower is better).
+    pub cpu_ratio: f64,
 }
 
 /// One cold start: a fresh action created, then invoked once.
@@ -486,6 +489,7 @@ pub fn ratios(warm: &[WarmRow]) -> Vec<RatioRow> {
                 clients: plain.clients,
                 throughput_ratio: sealed.summary.throughput_rps / plain.summary.throughput_rps,
                 p50_ratio: sealed.summary.p50_ms / plain.summary.p50_ms,
+                cpu_ratio: sealed.summary.cpu_us_per_request / plain.summary.cpu_us_per_request,
             })
         })
         .collect()
@@ -695,10 +699,13 @@ impl Report {
             );
         }
 
-        let _ = writeln!(out, "\nWarm blocking invokes (latency in ms)");
+        let _ = writeln!(
+            out,
+            "\nWarm blocking invokes (latency in ms; cpu: this process's CPU time per request, node and clients, µs)"
+        );
         let mut table = Table::new(&[
             "action", "mode", "clients", "requests", "errors", "req/s", "p50", "p90", "p99",
-            "mean", "max",
+            "mean", "max", "cpu",
         ]);
         for row in &self.warm {
             let s = &row.summary;
@@ -714,6 +721,7 @@ impl Report {
                 ms(s.p99_ms),
                 ms(s.mean_ms),
                 ms(s.max_ms),
+                rate(s.cpu_us_per_request),
             ]);
         }
         out.push_str(&table.render());
@@ -731,13 +739,14 @@ impl Report {
         }
 
         let _ = writeln!(out, "\nConfidential / plain");
-        let mut table = Table::new(&["action", "clients", "throughput", "p50"]);
+        let mut table = Table::new(&["action", "clients", "throughput", "p50", "cpu/request"]);
         for row in &self.ratios {
             table.row(vec![
                 row.action.clone(),
                 row.clients.to_string(),
                 ratio(row.throughput_ratio),
                 ratio(row.p50_ratio),
+                ratio(row.cpu_ratio),
             ]);
         }
         out.push_str(&table.render());
@@ -1253,6 +1262,7 @@ pub(crate) mod tests {
             p99_ms: p50,
             min_ms: p50,
             max_ms: p50,
+            cpu_us_per_request: 1e6 / rps,
         }
     }
 
@@ -1546,6 +1556,8 @@ pub(crate) mod tests {
         assert_eq!(found[0].clients, 1);
         assert!((found[0].throughput_ratio - 0.5).abs() < 1e-12);
         assert!((found[0].p50_ratio - 2.0).abs() < 1e-12);
+        // The fixture's CPU per request is 1e6 / req/s: twice as much.
+        assert!((found[0].cpu_ratio - 2.0).abs() < 1e-12);
     }
 
     #[test]
