@@ -30,6 +30,7 @@ use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::replay::{ReplayError, ReplayWindow};
 use clemmys_proto::suite::KemKeyPair;
 use clemmys_tee::{Tee, Verifier, os_rng};
+use clemmys_whisk::now_ms;
 
 pub use error::BrokerError;
 use state::{ActionRecord, BrokerState};
@@ -360,13 +361,4 @@ impl BrokerLink for Broker {
 
 fn hex_id(id: &[u8; 16]) -> String {
     id.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }

@@ -800,7 +800,7 @@ mod tests {
                 &self.owner,
                 &self.broker.identity().keys.kem,
                 op,
-                clemmys_broker::now_ms(),
+                clemmys_whisk::now_ms(),
                 &mut os_rng(),
             )
             .expect("request seals");
