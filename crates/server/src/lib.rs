@@ -182,11 +182,7 @@ impl RunningServer {
         );
         let activations = invoker.activations();
         let dispatching = tokio::spawn(invoker.run(feed));
-        restart_prewarm::spawn(
-            store.clone(),
-            trusted.enclaves.clone(),
-            config.enclave_pool.keep_alive.fixed_keep_alive,
-        );
+        restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
         let controller = Controller::new(

@@ -6,7 +6,6 @@
 //! actions those are; a node's keep-alive histories are not kept.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clemmys_enclave::EnclavePool;
 use clemmys_store::{ActivationFilter, EntityStore, StoreError};
@@ -66,9 +65,11 @@ pub fn recently_invoked_confidential(
 }
 
 /// Provisions, in the background, the enclaves of the confidential actions
-/// invoked within `keep_alive` before now (see the module docs).
-pub fn spawn(store: Arc<dyn EntityStore>, enclaves: Arc<EnclavePool>, keep_alive: Duration) {
+/// invoked within the pool's fixed keep-alive before now (see the module
+/// docs).
+pub fn spawn(store: Arc<dyn EntityStore>, enclaves: Arc<EnclavePool>) {
     let config = enclaves.config();
+    let keep_alive = config.keep_alive.fixed_keep_alive;
     if !config.prewarm || keep_alive.is_zero() {
         return;
     }
