@@ -6,8 +6,11 @@
 //! attested key ([`Broker::handle_client`]); it releases an action key only
 //! to an enclave whose evidence verifies and matches the action's policy,
 //! sealed to the key that evidence binds ([`Broker::grant`]); and it is the
-//! one replay authority that refuses any invocation nonce seen twice
-//! ([`Broker::consume_nonce`]).
+//! one replay authority that refuses any invocation nonce or chain step seen
+//! twice ([`Broker::consume_nonce`]), and the one that knows each action's
+//! current version ([`Broker::admit`]). (A session's requests can only be
+//! opened by the one enclave holding the session, which refuses their
+//! repeated counters itself; the broker still checks their version.)
 //!
 //! [`BrokerLink`] is how enclaves reach it: in-process here, over HTTP when
 //! the broker runs as its own process.
@@ -19,6 +22,7 @@ mod state;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use clemmys_proto::broker::{
@@ -62,12 +66,23 @@ pub struct Broker {
     state: BrokerState,
     replay: Mutex<ReplayWindow>,
     /// `namespace/name` → current version; the broker is the only writer of
-    /// its state, so this cache stays exact.
-    versions: Mutex<HashMap<String, u64>>,
-    /// Grant id → the admission key shared with that grant's enclave, and
-    /// the action it is for. In memory: after a restart enclaves ask for a
-    /// new grant.
-    admissions: Mutex<HashMap<[u8; 16], (AdmissionKey, String, String)>>,
+    /// its state, so this cache stays exact. Each grant's [`Admitting`]
+    /// shares its action's counter, so admissions read it without a lookup.
+    versions: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Grant id → what admits that grant's requests. In memory: after a
+    /// restart enclaves ask for a new grant.
+    admissions: Mutex<HashMap<[u8; 16], Admitting>>,
+}
+
+/// What the broker keeps of one grant to admit its enclave's requests.
+struct Admitting {
+    /// The key shared with the grant's enclave.
+    key: AdmissionKey,
+    /// The action it is for.
+    namespace: String,
+    name: String,
+    /// The action's current version (shared with `Broker::versions`).
+    version: Arc<AtomicU64>,
 }
 
 /// Most grants whose admission keys are kept; past it the map is cleared
@@ -209,8 +224,8 @@ impl Broker {
                     }
                 };
                 self.state.put_action(&record)?;
-                self.lock_versions()
-                    .insert(format!("{namespace}/{name}"), *version);
+                self.version_of(namespace, name, *version)
+                    .store(*version, Ordering::SeqCst);
                 tracing::info!(action = %format!("{namespace}/{name}"), version, "registered confidential action");
                 Ok(record.descriptor)
             }
@@ -244,6 +259,12 @@ impl Broker {
         let mut grant_id = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut grant_id);
         let admission_key = AdmissionKey::generate(&mut os_rng());
+        let admitting = Admitting {
+            key: admission_key.clone(),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            version: self.version_of(&request.namespace, &request.name, record.descriptor.version),
+        };
         {
             let mut admissions = self
                 .admissions
@@ -252,14 +273,7 @@ impl Broker {
             if admissions.len() >= MAX_ADMISSIONS {
                 admissions.clear();
             }
-            admissions.insert(
-                grant_id,
-                (
-                    admission_key.clone(),
-                    request.namespace.clone(),
-                    request.name.clone(),
-                ),
-            );
+            admissions.insert(grant_id, admitting);
         }
         let grant = KeyGrant {
             action_keys: record.keys()?,
@@ -271,47 +285,42 @@ impl Broker {
         Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
     }
 
-    /// The current version of `namespace/name`.
-    fn current_version(&self, namespace: &str, name: &str) -> Result<u64, BrokerError> {
-        let key = format!("{namespace}/{name}");
-        if let Some(version) = self.lock_versions().get(&key) {
-            return Ok(*version);
-        }
-        let record = self
-            .state
-            .action(namespace, name)?
-            .ok_or(BrokerError::UnknownAction)?;
-        let version = record.descriptor.version;
-        self.lock_versions().insert(key, version);
-        Ok(version)
-    }
-
-    fn lock_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The shared current version of `namespace/name`, starting at
+    /// `stored` (the version of the record just read or written) if the
+    /// broker holds none yet.
+    fn version_of(&self, namespace: &str, name: &str, stored: u64) -> Arc<AtomicU64> {
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(format!("{namespace}/{name}"))
+            .or_insert_with(|| Arc::new(AtomicU64::new(stored)))
+            .clone()
     }
 
     /// Answers an enclave's admission request (see [`BrokerLink::admit`]).
     pub fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
-        let key = {
+        let (key, version) = {
             let admissions = self
                 .admissions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let (key, namespace, name) = admissions
+            let admitting = admissions
                 .get(&request.grant_id)
                 .ok_or(BrokerError::UnknownGrant)?;
-            if *namespace != request.namespace || *name != request.name {
+            if admitting.namespace != request.namespace || admitting.name != request.name {
                 return Err(BrokerError::UnknownGrant);
             }
-            key.clone()
+            (admitting.key.clone(), admitting.version.clone())
         };
         request.verify(&key)?;
-        let refusal = self.decide(request).err().map(|error| error.to_string());
+        let refusal = self
+            .decide(request, version.load(Ordering::SeqCst))
+            .err()
+            .map(|error| error.to_string());
         Ok(AdmitReply::new(&key, request, refusal)?)
     }
 
-    fn decide(&self, request: &AdmitRequest) -> Result<(), BrokerError> {
-        let current = self.current_version(&request.namespace, &request.name)?;
+    fn decide(&self, request: &AdmitRequest, current: u64) -> Result<(), BrokerError> {
         if request.version != current {
             return Err(BrokerError::StaleVersion {
                 requested: request.version,
@@ -319,6 +328,18 @@ impl Broker {
             });
         }
         let (scope, nonce) = match request.admission {
+            // Only the session's enclave can open it, and it refuses a
+            // counter it accepted before; here, only its age is checked.
+            Admission::SessionRequest { .. } => {
+                let now = now_ms();
+                return if request.timestamp_ms.saturating_add(REPLAY_WINDOW_MS) < now {
+                    Err(BrokerError::Replay(ReplayError::Stale))
+                } else if request.timestamp_ms > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+                    Err(BrokerError::Replay(ReplayError::Future))
+                } else {
+                    Ok(())
+                };
+            }
             Admission::Invocation { nonce } => {
                 (format!("{}/{}", request.namespace, request.name), nonce)
             }

@@ -183,6 +183,25 @@ impl Client {
         params: Value,
         options: InvokeOptions,
     ) -> Result<Invoked, ClientError> {
+        let body = if params.is_null() {
+            Bytes::from_static(b"{}")
+        } else {
+            Bytes::from(
+                serde_json::to_vec(&params)
+                    .map_err(|e| ClientError::decode("parameters to send", e))?,
+            )
+        };
+        self.invoke_body(name, body, options).await
+    }
+
+    /// Like [`invoke`](Self::invoke), with the JSON body already encoded
+    /// (a confidential client's sealed parameters).
+    pub async fn invoke_body(
+        &self,
+        name: &str,
+        body: Bytes,
+        options: InvokeOptions,
+    ) -> Result<Invoked, ClientError> {
         let mut query = Query::new();
         if options.blocking {
             query.push("blocking", true);
@@ -196,14 +215,6 @@ impl Client {
             entity_path("actions", &resolve_name(name)?),
             query.as_str()
         );
-        let body = if params.is_null() {
-            Bytes::from_static(b"{}")
-        } else {
-            Bytes::from(
-                serde_json::to_vec(&params)
-                    .map_err(|e| ClientError::decode("parameters to send", e))?,
-            )
-        };
         let response = self.request(Method::POST, &path, Some(body)).await?;
         invoked_from_response(&response)
     }

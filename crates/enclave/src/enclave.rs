@@ -19,6 +19,7 @@ use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
+use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, is_session_invocation,
     seal_session_answer,
@@ -131,6 +132,10 @@ struct Session {
     /// The policy version it was opened for; an update ends it.
     version: u64,
     opened: Instant,
+    /// The request counters accepted so far. Only this enclave holds the
+    /// session's keys, so only it could open a replayed request: the
+    /// replay guard of a session lives here, not in the broker.
+    counters: Mutex<CounterWindow>,
 }
 
 impl Enclave {
@@ -292,6 +297,7 @@ impl Enclave {
                 client: header.client,
                 version: header.version,
                 opened: Instant::now(),
+                counters: Mutex::new(CounterWindow::new()),
             });
         }
         let ran = self.execute(
@@ -332,8 +338,8 @@ impl Enclave {
     }
 
     /// One request of a session: symmetric keys only. The session fixes the
-    /// client and the version; the broker still refuses replays and stale
-    /// versions, as for any invocation.
+    /// client and the version; the session refuses a counter it accepted
+    /// before, and the broker a version that is no longer current.
     fn run_session(
         &self,
         run: SealedRun<'_>,
@@ -358,22 +364,27 @@ impl Enclave {
         if !descriptor.allows_client(&session.client) {
             return Err(EnclaveError::ClientNotAllowed);
         }
-        self.admit(
-            &run,
-            &provisioned,
-            session.version,
-            Admission::Invocation {
-                nonce: session.keys.replay_nonce(request.counter),
-            },
-            request.timestamp_ms,
-        )?;
         let binding = SessionBinding {
             namespace: run.namespace,
             action: run.action,
             version: session.version,
             code_digest: descriptor.code_digest,
         };
+        // Opened first: only an authentic counter may move the window.
         let params = request.open(&session.keys, &binding)?;
+        lock(&session.counters)
+            .accept(request.counter)
+            .map_err(|replay| EnclaveError::Refused(replay.to_string()))?;
+        self.admit(
+            &run,
+            &provisioned,
+            session.version,
+            Admission::SessionRequest {
+                session_id: request.session_id,
+                counter: request.counter,
+            },
+            request.timestamp_ms,
+        )?;
         let ran = self.execute(&run, &provisioned, &params, load_code, &mut init_time)?;
         let receipt = SessionReceipt {
             activation_id: run.activation_id.to_owned(),

@@ -23,7 +23,7 @@ use clemmys_proto::invoke::{
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
-use clemmys_proto::suite::{ExportedKey, KemKeyPair};
+use clemmys_proto::suite::{ChannelKey, ExportedKey, KemKeyPair};
 use clemmys_proto::{Digest, Evidence, Measurement};
 use clemmys_tee::sim::SimPlatform;
 use clemmys_tee::{SgxPolicy, Verifier};
@@ -91,7 +91,7 @@ pub struct Fixtures {
     /// The sealed hop to step 1 (`step1`), wire form.
     pub hop: Vec<u8>,
     /// The key of a chain session's hops into step 1.
-    pub session_hop_key: ExportedKey,
+    pub session_hop_key: ChannelKey,
     /// A chain session run's sealed hop into step 1, wire form.
     pub session_hop: Vec<u8>,
     /// The broker's key pair.

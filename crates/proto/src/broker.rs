@@ -363,21 +363,29 @@ impl AdmissionKey {
         Self(key)
     }
 
-    fn mac(&self, transcript: &[u8]) -> Result<String, ProtoError> {
+    fn hmac(&self, transcript: &[u8]) -> Result<HmacSha256, ProtoError> {
         use hmac::{KeyInit, Mac};
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .map_err(|e| ProtoError::Crypto(e.to_string()))?;
         mac.update(transcript);
-        Ok(hex::encode(mac.finalize().into_bytes()))
+        Ok(mac)
     }
 
-    fn verify(&self, transcript: &[u8], tag: &str, what: &'static str) -> Result<(), ProtoError> {
-        use hmac::{KeyInit, Mac};
-        let tag = hex::decode(tag).map_err(|_| ProtoError::Tampered(what))?;
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        mac.update(transcript);
-        mac.verify_slice(&tag)
+    fn mac(&self, transcript: &[u8]) -> Result<[u8; 32], ProtoError> {
+        use hmac::Mac;
+        Ok(self.hmac(transcript)?.finalize().into_bytes().into())
+    }
+
+    /// Checks `tag` over `transcript`, in constant time.
+    fn verify(
+        &self,
+        transcript: &[u8],
+        tag: &[u8; 32],
+        what: &'static str,
+    ) -> Result<(), ProtoError> {
+        use hmac::Mac;
+        self.hmac(transcript)?
+            .verify_slice(tag)
             .map_err(|_| ProtoError::Tampered(what))
     }
 }
@@ -392,16 +400,27 @@ impl std::fmt::Debug for AdmissionKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Admission {
-    /// One invocation (or session request), by its nonce.
+    /// One invocation, by its nonce.
     Invocation {
         /// The nonce, once per action.
-        #[serde(with = "crate::invoke::hex_nonce")]
+        #[serde(with = "crate::invoke::hex_bytes")]
         nonce: [u8; 16],
+    },
+    /// One request of a session. The broker checks the version only: the
+    /// session's keys live in one enclave, which refuses a repeated counter
+    /// itself ([`CounterWindow`](crate::replay::CounterWindow)). Naming the
+    /// request makes the MACed answer unique to it.
+    SessionRequest {
+        /// The session.
+        #[serde(with = "crate::invoke::hex_bytes")]
+        session_id: [u8; 16],
+        /// The request's counter.
+        counter: u64,
     },
     /// One step of a chain, once per chain.
     ChainStep {
         /// The chain.
-        #[serde(with = "crate::invoke::hex_nonce")]
+        #[serde(with = "crate::invoke::hex_bytes")]
         chain_id: [u8; 16],
         /// The step.
         index: u64,
@@ -413,7 +432,7 @@ pub enum Admission {
 #[serde(rename_all = "camelCase")]
 pub struct AdmitRequest {
     /// The grant whose key MACs this request.
-    #[serde(with = "crate::invoke::hex_nonce")]
+    #[serde(with = "crate::invoke::hex_bytes")]
     pub grant_id: [u8; 16],
     /// Namespace of the action.
     pub namespace: String,
@@ -425,8 +444,9 @@ pub struct AdmitRequest {
     pub admission: Admission,
     /// The request's timestamp (client clock), epoch ms.
     pub timestamp_ms: u64,
-    /// HMAC-SHA256 (hex).
-    pub mac: String,
+    /// HMAC-SHA256 (hex in JSON).
+    #[serde(with = "crate::invoke::hex_bytes")]
+    pub mac: [u8; 32],
 }
 
 impl AdmitRequest {
@@ -440,6 +460,10 @@ impl AdmitRequest {
         match self.admission {
             Admission::Invocation { nonce } => writer.u64(0).bytes(&nonce),
             Admission::ChainStep { chain_id, index } => writer.u64(1).bytes(&chain_id).u64(index),
+            Admission::SessionRequest {
+                session_id,
+                counter,
+            } => writer.u64(2).bytes(&session_id).u64(counter),
         }
         .finish()
     }
@@ -461,7 +485,7 @@ impl AdmitRequest {
             version,
             admission,
             timestamp_ms,
-            mac: String::new(),
+            mac: [0; 32],
         };
         request.mac = key.mac(&request.transcript())?;
         Ok(request)
@@ -480,12 +504,13 @@ impl AdmitRequest {
 pub struct AdmitReply {
     /// Why it was refused; `None` when admitted.
     pub refusal: Option<String>,
-    /// HMAC-SHA256 (hex).
-    pub mac: String,
+    /// HMAC-SHA256 (hex in JSON).
+    #[serde(with = "crate::invoke::hex_bytes")]
+    pub mac: [u8; 32],
 }
 
 fn reply_transcript(request: &AdmitRequest, refusal: Option<&str>) -> Vec<u8> {
-    let writer = Writer::new("clemmys/admit-reply/v1").str(&request.mac);
+    let writer = Writer::new("clemmys/admit-reply/v2").bytes(&request.mac);
     match refusal {
         None => writer.u64(0),
         Some(reason) => writer.u64(1).str(reason),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::identity::{ClientIdentity, SIGNATURE_LEN};
-use crate::invoke::{SignedReceipt, hex_nonce};
+use crate::invoke::{SignedReceipt, hex_bytes};
 use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
 use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, ProtoError};
@@ -46,7 +46,7 @@ pub struct ChainStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainTicket {
     /// Fresh random id: binds every hop, answer and receipt to this run.
-    #[serde(with = "hex_nonce")]
+    #[serde(with = "hex_bytes")]
     pub chain_id: [u8; 16],
     /// The steps, in order.
     pub steps: Vec<ChainStep>,

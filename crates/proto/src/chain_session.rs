@@ -6,8 +6,8 @@
 //! export a secret from its HPKE context. Each step's enclave keeps, for
 //! the session (named by the first run's chain id): the ticket, the chain
 //! key, the key of the hop into it and the key of the hop out of it. A
-//! later run carries a counter; each of its hops is ChaCha20-Poly1305
-//! under the kept hop key, with the counter as nonce and (session, counter,
+//! later run carries a counter; each of its hops is AES-256-GCM
+//! ([`ChannelKey`]) under the kept hop key, with the counter as nonce and (session, counter,
 //! index, timestamp) as associated data, so a run costs no public-key
 //! operation at all.
 //!
@@ -33,13 +33,15 @@ use zeroize::Zeroizing;
 
 use crate::chain::{ChainKey, ChainStep};
 use crate::invoke::{ChainPosition, Receipt};
-use crate::suite::ExportedKey;
+use crate::suite::{ChannelKey, ExportedKey};
 use crate::wire::{Reader, Writer};
 use crate::{Digest, Measurement, ProtoError};
 
-const FRAME: &str = "clemmys/chain-session-hop/v1";
+// v2: sealed under AES-256-GCM hop keys (v1: ChaCha20-Poly1305).
+const FRAME: &str = "clemmys/chain-session-hop/v2";
 const BODY: &str = "clemmys/chain-session-hop-body/v1";
-const HOP_KEY_LABEL: &[u8] = b"clemmys/chain-session-hop-key/v1";
+// v2: hop keys are AES-256-GCM keys (v1 was ChaCha20-Poly1305).
+const HOP_KEY_LABEL: &[u8] = b"clemmys/chain-session-hop-key/v2";
 const TRACES: &str = "clemmys/chain-session-traces/v1";
 const ANSWER: &str = "clemmys/chain-session-answer/v1";
 /// Most traces a hop can carry (a sequence has at most 50 steps).
@@ -47,8 +49,8 @@ const MAX_TRACES: u64 = 1024;
 
 /// The key the hops of a session into one step are sealed under, from the
 /// secret both ends of that step's first-run hop exported.
-pub fn hop_key(hop_secret: &ExportedKey) -> Result<ExportedKey, ProtoError> {
-    hop_secret.derive(HOP_KEY_LABEL)
+pub fn hop_key(hop_secret: &ExportedKey) -> Result<ChannelKey, ProtoError> {
+    ChannelKey::derive(hop_secret, HOP_KEY_LABEL)
 }
 
 /// The id of run `counter` of session `session_id`: what the broker admits
@@ -302,7 +304,7 @@ impl SessionHop {
     /// (key, counter) seals once: the client draws each counter once, and a
     /// step seals its output only after the broker admitted its run.
     pub fn seal(
-        key: &ExportedKey,
+        key: &ChannelKey,
         header: HopHeader,
         body: &SessionHopBody,
     ) -> Result<Self, ProtoError> {
@@ -311,13 +313,13 @@ impl SessionHop {
                 .bytes(&body.receipts.0)
                 .finish(),
         );
-        let ciphertext = key.seal_with_nonce(&plaintext, &header.aad(), &header.nonce())?;
+        let ciphertext = key.seal(&plaintext, &header.aad(), &header.nonce())?;
         Ok(Self { header, ciphertext })
     }
 
     /// Opens the hop with the hop key of the step it names.
-    pub fn open(&self, key: &ExportedKey) -> Result<SessionHopBody, ProtoError> {
-        let plaintext = Zeroizing::new(key.open_with_nonce(
+    pub fn open(&self, key: &ChannelKey) -> Result<SessionHopBody, ProtoError> {
+        let plaintext = Zeroizing::new(key.open(
             &self.ciphertext,
             &self.header.aad(),
             &self.header.nonce(),

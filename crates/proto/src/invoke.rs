@@ -254,7 +254,7 @@ pub struct Receipt {
     /// Digest of the result JSON it produced.
     pub output_hash: Digest,
     /// The invocation nonce (for a chain step, the chain id).
-    #[serde(with = "hex_nonce")]
+    #[serde(with = "hex_bytes")]
     pub nonce: [u8; 16],
     /// For a chain step: its position in the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,7 +266,7 @@ pub struct Receipt {
 #[serde(rename_all = "camelCase")]
 pub struct ChainPosition {
     /// The chain id of the client's ticket.
-    #[serde(with = "hex_nonce")]
+    #[serde(with = "hex_bytes")]
     pub chain_id: [u8; 16],
     /// The step index.
     pub index: u64,
@@ -425,21 +425,26 @@ pub fn open_logs(
     serde_json::from_slice(&plaintext).map_err(|_| ProtoError::Malformed("logs are not valid JSON"))
 }
 
-/// Serde adapter: a 16-byte nonce as hex.
-pub mod hex_nonce {
+/// Serde adapter: fixed-size bytes (a nonce, an id, a MAC) as hex.
+pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serialises as hex.
-    pub fn serialize<S: Serializer>(nonce: &[u8; 16], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(nonce))
+    pub fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
     }
 
-    /// Parses hex.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 16], D::Error> {
+    /// Parses hex of exactly `N` bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(deserializer)?;
-        let mut nonce = [0u8; 16];
-        hex::decode_to_slice(text, &mut nonce).map_err(serde::de::Error::custom)?;
-        Ok(nonce)
+        let mut bytes = [0u8; N];
+        hex::decode_to_slice(text, &mut bytes).map_err(serde::de::Error::custom)?;
+        Ok(bytes)
     }
 }
 

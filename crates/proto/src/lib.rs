@@ -3,7 +3,8 @@
 //!
 //! What it defines (the specification is `docs/PROTOCOL.md`):
 //! * [`suite`]: the cipher suite, HPKE (RFC 9180) with DHKEM(X25519,
-//!   HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305, and Ed25519;
+//!   HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305, AES-256-GCM for
+//!   session channels, and Ed25519;
 //! * [`identity`]: client identities and enclave key pairs, and the report
 //!   data binding enclave keys into attestation evidence;
 //! * [`code`]: code sealed to an action key;
@@ -11,7 +12,7 @@
 //! * [`broker`]: client ↔ broker requests and enclave key grants;
 //! * [`chain`]: chain tickets, sealed hops between steps, chain answers;
 //! * [`chain_session`]: later runs of a chain with symmetric keys only;
-//! * [`replay`]: the nonce window that refuses replays;
+//! * [`replay`]: the nonce and counter windows that refuse replays;
 //! * [`session`]: symmetric-key sessions opened by an attested invocation;
 //! * [`wire`]: the injective binary framing all of the above use.
 //!

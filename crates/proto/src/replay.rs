@@ -1,6 +1,11 @@
-//! The replay window: accepts each (scope, nonce) once within a time
-//! window, refuses requests that are too old, from the future, or older than
-//! the window's own start (whose earlier nonces it cannot know).
+//! Replay guards.
+//!
+//! * [`ReplayWindow`]: accepts each (scope, nonce) once within a time
+//!   window, refuses requests that are too old, from the future, or older
+//!   than the window's own start (whose earlier nonces it cannot know). The
+//!   broker's, for requests any enclave of an action could open.
+//! * [`CounterWindow`]: accepts each counter of one numbered stream once
+//!   (a session's requests, which only one enclave can open).
 //!
 //! Pure state: the caller passes the current time in. The cut-off only ever
 //! moves forward (it follows the largest time seen), so turning a clock back
@@ -33,6 +38,89 @@ pub enum ReplayError {
     /// a fresh request will be accepted.
     #[error("request predates the replay guard's start; seal it again")]
     PredatesStart,
+    /// The counter is too far below the highest one accepted for its
+    /// stream to tell whether it was seen; a fresh request will be accepted.
+    #[error("request counter is below the replay window; seal it again")]
+    BelowWindow,
+}
+
+/// Counters below the highest accepted one that a [`CounterWindow`] still
+/// tells apart: how far a stream's messages may arrive out of order.
+pub const COUNTER_WINDOW: u64 = 2048;
+const COUNTER_WORDS: usize = (COUNTER_WINDOW / 64) as usize;
+
+/// Each counter of one numbered stream accepted once: the highest accepted
+/// counter and a bitmap of the [`COUNTER_WINDOW`] counters up to it, as
+/// IPsec's anti-replay window (RFC 4303, section 3.4.3) keeps them.
+/// Counters further below are refused ([`ReplayError::BelowWindow`]), so the
+/// state is fixed-size however long the stream runs.
+///
+/// Check a counter only after its message authenticated: a forged counter
+/// would otherwise move the window.
+#[derive(Debug, Clone)]
+pub struct CounterWindow {
+    highest: u64,
+    /// Bit `c % COUNTER_WINDOW` is set when counter `c` (within the window)
+    /// was accepted.
+    seen: [u64; COUNTER_WORDS],
+}
+
+impl Default for CounterWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CounterWindow {
+    /// A window that has accepted nothing.
+    pub fn new() -> Self {
+        Self {
+            highest: 0,
+            seen: [0; COUNTER_WORDS],
+        }
+    }
+
+    /// Accepts `counter` once.
+    pub fn accept(&mut self, counter: u64) -> Result<(), ReplayError> {
+        if counter > self.highest {
+            // Forget the counters that slide out of the window.
+            let advance = counter - self.highest;
+            if advance >= COUNTER_WINDOW {
+                self.seen = [0; COUNTER_WORDS];
+            } else {
+                for skipped in self.highest + 1..=counter {
+                    self.clear(skipped);
+                }
+            }
+            self.highest = counter;
+        } else if self.highest - counter >= COUNTER_WINDOW {
+            return Err(ReplayError::BelowWindow);
+        } else if self.is_set(counter) {
+            return Err(ReplayError::Replayed);
+        }
+        self.set(counter);
+        Ok(())
+    }
+
+    fn position(counter: u64) -> (usize, u64) {
+        let bit = counter % COUNTER_WINDOW;
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn is_set(&self, counter: u64) -> bool {
+        let (word, mask) = Self::position(counter);
+        self.seen[word] & mask != 0
+    }
+
+    fn set(&mut self, counter: u64) {
+        let (word, mask) = Self::position(counter);
+        self.seen[word] |= mask;
+    }
+
+    fn clear(&mut self, counter: u64) {
+        let (word, mask) = Self::position(counter);
+        self.seen[word] &= !mask;
+    }
 }
 
 /// Nonces seen within the window.
@@ -136,6 +224,51 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_are_accepted_once_in_any_order_within_the_window() {
+        let mut window = CounterWindow::new();
+        for counter in [1, 3, 2, 10, 4] {
+            window.accept(counter).expect("first time");
+        }
+        for counter in [1, 2, 3, 4, 10] {
+            assert_eq!(window.accept(counter), Err(ReplayError::Replayed));
+        }
+        window.accept(5).expect("a gap is filled later");
+    }
+
+    #[test]
+    fn counters_below_the_window_are_refused_and_slid_out_bits_cleared() {
+        let mut window = CounterWindow::new();
+        window.accept(1).expect("first");
+        window.accept(COUNTER_WINDOW).expect("still inside");
+        assert_eq!(window.accept(1), Err(ReplayError::Replayed));
+        window.accept(COUNTER_WINDOW + 1).expect("moves the window");
+        // Counter 1 left the window: not accepted again, whatever its bit.
+        assert_eq!(window.accept(1), Err(ReplayError::BelowWindow));
+        // Counter 2 was never seen and is still inside.
+        window.accept(2).expect("inside the window");
+        // Counters 1, COUNTER_WINDOW + 1 and 2 * COUNTER_WINDOW + 1 share a
+        // bit: sliding the window must clear it for each in turn.
+        assert_eq!(
+            window.accept(COUNTER_WINDOW + 1),
+            Err(ReplayError::Replayed)
+        );
+        window
+            .accept(3 * COUNTER_WINDOW)
+            .expect("a jump past the window");
+        assert_eq!(
+            window.accept(COUNTER_WINDOW + 1),
+            Err(ReplayError::BelowWindow)
+        );
+        window
+            .accept(2 * COUNTER_WINDOW + 1)
+            .expect("inside and never seen, though its bit was set before the jump");
+        assert_eq!(
+            window.accept(3 * COUNTER_WINDOW),
+            Err(ReplayError::Replayed)
+        );
+    }
 
     #[test]
     fn accepts_once_and_refuses_replays() {

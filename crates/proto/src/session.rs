@@ -2,8 +2,8 @@
 //! for it (`InvocationHeader::open_session`), the client and the enclave
 //! share a secret exported from that invocation's HPKE context. Later
 //! invocations of the same action and version use only symmetric
-//! cryptography under keys derived from it: ChaCha20-Poly1305 with the
-//! request counter as nonce, and an HMAC-SHA256 receipt.
+//! cryptography under keys derived from it: AES-256-GCM with the request
+//! counter as nonce ([`ChannelKey`]), and an HMAC-SHA256 receipt.
 //!
 //! Why it is as strong for the client: the session secret comes from an
 //! HPKE context with the action key, which the broker releases only to
@@ -27,13 +27,14 @@
 use zeroize::Zeroizing;
 
 use crate::invoke::{AnswerKeys, PendingAnswer};
-use crate::suite::ExportedKey;
+use crate::suite::{ChannelKey, ExportedKey};
 use crate::wire::{Reader, Writer};
 use crate::{Digest, ProtoError};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const FRAME: &str = "clemmys/session-invocation/v1";
+// v2: the channel keys are AES-256-GCM (v1 was ChaCha20-Poly1305).
+const FRAME: &str = "clemmys/session-invocation/v2";
 /// Bytes of a session receipt's MAC: HMAC-SHA256 truncated to 128 bits.
 pub const SESSION_MAC_BYTES: usize = 16;
 const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
@@ -44,9 +45,9 @@ pub struct SessionKeys {
     /// The session id (a prefix of the opening invocation's digest).
     pub id: [u8; 16],
     secret: ExportedKey,
-    request: ExportedKey,
-    result: ExportedKey,
-    logs: ExportedKey,
+    request: ChannelKey,
+    result: ChannelKey,
+    logs: ChannelKey,
     receipt: ExportedKey,
 }
 
@@ -63,9 +64,10 @@ impl SessionKeys {
     pub fn from_secret(id: [u8; 16], secret: ExportedKey) -> Result<Self, ProtoError> {
         Ok(Self {
             id,
-            request: secret.derive(b"clemmys/session-request-key/v1")?,
-            result: secret.derive(b"clemmys/session-result-key/v1")?,
-            logs: secret.derive(b"clemmys/session-logs-key/v1")?,
+            // v2 labels: keys of another algorithm than v1's.
+            request: ChannelKey::derive(&secret, b"clemmys/session-request-key/v2")?,
+            result: ChannelKey::derive(&secret, b"clemmys/session-result-key/v2")?,
+            logs: ChannelKey::derive(&secret, b"clemmys/session-logs-key/v2")?,
             receipt: secret.derive(b"clemmys/session-receipt-key/v1")?,
             secret,
         })
@@ -159,9 +161,7 @@ impl SessionInvocation {
         params: &[u8],
     ) -> Result<Self, ProtoError> {
         let aad = request_aad(binding, &keys.id, counter, timestamp_ms);
-        let ciphertext = keys
-            .request
-            .seal_with_nonce(params, &aad, &nonce(counter))?;
+        let ciphertext = keys.request.seal(params, &aad, &nonce(counter))?;
         Ok(Self {
             session_id: keys.id,
             counter,
@@ -185,7 +185,7 @@ impl SessionInvocation {
         }
         let aad = request_aad(binding, &keys.id, self.counter, self.timestamp_ms);
         keys.request
-            .open_with_nonce(
+            .open(
                 &self.ciphertext,
                 &aad,
                 &nonce(self.counter),
@@ -236,7 +236,7 @@ pub struct SessionReceipt {
     /// The activation id.
     pub activation_id: String,
     /// The session.
-    #[serde(with = "crate::invoke::hex_nonce")]
+    #[serde(with = "crate::invoke::hex_bytes")]
     pub session_id: [u8; 16],
     /// The request counter.
     pub counter: u64,
@@ -333,12 +333,12 @@ pub fn seal_session_answer(
         Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
     let id = &keys.id;
     Ok((
-        keys.result.seal_with_nonce(
+        keys.result.seal(
             &result,
             &answer_aad("result", activation_id, id, counter),
             &nonce(counter),
         )?,
-        keys.logs.seal_with_nonce(
+        keys.logs.seal(
             &logs,
             &answer_aad("logs", activation_id, id, counter),
             &nonce(counter),
@@ -362,7 +362,7 @@ pub fn open_session_result(
         &keys.id,
         expected.counter,
     );
-    let plaintext = Zeroizing::new(keys.result.open_with_nonce(
+    let plaintext = Zeroizing::new(keys.result.open(
         sealed,
         &aad,
         &nonce(expected.counter),
@@ -399,11 +399,10 @@ pub fn open_session_logs(
     counter: u64,
 ) -> Result<Vec<String>, ProtoError> {
     let aad = answer_aad("logs", activation_id, &keys.id, counter);
-    let json =
-        Zeroizing::new(
-            keys.logs
-                .open_with_nonce(sealed, &aad, &nonce(counter), "sealed logs")?,
-        );
+    let json = Zeroizing::new(
+        keys.logs
+            .open(sealed, &aad, &nonce(counter), "sealed logs")?,
+    );
     serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("session logs"))
 }
 

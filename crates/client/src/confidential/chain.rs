@@ -18,7 +18,7 @@ use clemmys_proto::chain_session::{
     rebuild_receipt,
 };
 use clemmys_proto::invoke::{AnswerKeys, Receipt, SignedReceipt};
-use clemmys_proto::suite::ExportedKey;
+use clemmys_proto::suite::{ChannelKey, ExportedKey};
 use clemmys_proto::{Digest, ProtoError, TeeKind};
 use clemmys_tee::os_rng;
 use clemmys_whisk::{ActivationId, ActivationStatus};
@@ -28,7 +28,6 @@ use zeroize::Zeroizing;
 use super::{
     ChainEntry, Confidential, ConfidentialError, ConfidentialInvoked, KeyringEntry,
     OpenedActivation, OpenedSession, SEALED_FIELD, attestation, decode, sealed_answer,
-    split_record,
 };
 use crate::{InvokeOptions, Invoked};
 
@@ -40,7 +39,7 @@ pub(super) struct ClientChainSession {
     steps: Vec<ChainStep>,
     chain_key: ChainKey,
     /// The key of the hops into the first step.
-    first_hop: ExportedKey,
+    first_hop: ChannelKey,
     /// The next run's counter.
     counter: AtomicU64,
     /// The last step's signed receipt of the opening run, and its TEE.
@@ -195,8 +194,8 @@ impl Confidential {
         for component in components {
             let descriptor = self.describe(component, false).await?;
             steps.push(ChainStep {
-                namespace: descriptor.namespace,
-                action: descriptor.name,
+                namespace: descriptor.namespace.clone(),
+                action: descriptor.name.clone(),
                 version: descriptor.version,
                 code_digest: descriptor.code_digest,
                 action_key: descriptor.action_key,
@@ -299,7 +298,7 @@ impl Confidential {
             chain_key,
             first_hop: hop_key(first_hop_secret)?,
             counter: AtomicU64::new(1),
-            opening: opened.receipt.clone(),
+            opening: SignedReceipt::clone(&opened.receipt),
             tee: opened.tee,
         };
         self.home.remember_session(
@@ -307,6 +306,7 @@ impl Confidential {
             &OpenedSession {
                 receipt: session.opening.clone(),
                 tee: session.tee,
+                secret: None,
             },
         )?;
         self.lock_chain_sessions().insert(name, Arc::new(session));
@@ -360,8 +360,8 @@ impl Confidential {
             .chain
             .as_ref()
             .ok_or_else(|| ConfidentialError::State("not a chain entry".into()))?;
-        let (result, _) = split_record(record);
-        let sealed = decode(sealed_answer(&result)?)?;
+        let result = &record["response"]["result"];
+        let sealed = decode(sealed_answer(result)?)?;
         let chain_key = chain.key()?;
         let component_ids: Vec<String> = record["logs"]
             .as_array()
@@ -417,7 +417,7 @@ impl Confidential {
             status: answer.status,
             result: answer.result,
             logs: None,
-            receipt,
+            receipt: Arc::new(receipt),
             chain: Some(answer.receipts),
             session: None,
             tee,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clemmys_proto::chain::{ChainKey, ChainStep};
 use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
-use clemmys_proto::invoke::{AnswerKeys, hex_nonce};
+use clemmys_proto::invoke::{AnswerKeys, hex_bytes};
 use clemmys_proto::session::SessionKeys;
 use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::{Digest, Measurement, SigningPublicKey, TeeKind};
@@ -61,7 +61,7 @@ pub struct KeyringEntry {
     /// Code digest expected.
     pub code_digest: Digest,
     /// The invocation nonce.
-    #[serde(with = "hex_nonce")]
+    #[serde(with = "hex_bytes")]
     pub nonce: [u8; 16],
     /// Digest of the sealed invocation sent.
     pub input_hash: Digest,
@@ -81,7 +81,8 @@ pub struct KeyringEntry {
 }
 
 /// How a session was opened: the enclave's signed receipt of the opening
-/// invocation (verified then) and the TEE it ran in.
+/// invocation (verified then), the TEE it ran in and, for an invocation
+/// session, its secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenedSession {
@@ -89,16 +90,56 @@ pub struct OpenedSession {
     pub receipt: clemmys_proto::invoke::SignedReceipt,
     /// The TEE kind.
     pub tee: TeeKind,
+    /// The secret the session's keys derive from: kept once here, not in
+    /// the keyring line of each of its requests. `None` for a chain
+    /// session (its runs' keys are in their own keyring lines) and in
+    /// records written before it was kept here (their requests' lines
+    /// carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SessionSecret>,
 }
 
-/// What the client keeps about one request of a session.
+/// A session secret as the client stores it (hex); zeroed on drop.
+#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct SessionSecret(String);
+
+impl SessionSecret {
+    /// The secret of the session with `keys`.
+    pub fn of(keys: &SessionKeys) -> Self {
+        Self(hex::encode(keys.secret().as_bytes()))
+    }
+
+    fn key(&self) -> Result<ExportedKey, ConfidentialError> {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&self.0, secret.as_mut_slice()).map_err(|_| corrupted())?;
+        Ok(ExportedKey::from_bytes(*secret))
+    }
+}
+
+impl std::fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
+}
+
+fn corrupted() -> ConfidentialError {
+    ConfidentialError::State("a keyring entry is corrupted".into())
+}
+
+/// What the client keeps about one request of a session: which session,
+/// and which of its requests. Written for every request, so it holds no
+/// more: the session's secret is kept once, with its opening
+/// ([`ClientHome::remember_session`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionEntry {
     /// The session id (hex).
     session_id: String,
-    /// The session secret (hex).
-    secret: String,
+    /// The session secret, in lines written before it was kept with the
+    /// session's opening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    secret: Option<SessionSecret>,
     /// The request's counter.
     pub counter: u64,
 }
@@ -108,22 +149,23 @@ impl SessionEntry {
     pub fn new(keys: &SessionKeys, counter: u64) -> Self {
         Self {
             session_id: hex::encode(keys.id),
-            secret: hex::encode(keys.secret().as_bytes()),
+            secret: None,
             counter,
         }
     }
 
-    /// The session's keys.
-    pub fn keys(&self) -> Result<SessionKeys, ConfidentialError> {
-        let corrupted = || ConfidentialError::State("a keyring entry is corrupted".into());
+    /// The session's id.
+    pub fn session_id(&self) -> Result<[u8; 16], ConfidentialError> {
         let mut id = [0u8; 16];
         hex::decode_to_slice(&self.session_id, &mut id).map_err(|_| corrupted())?;
-        let mut secret = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(&self.secret, secret.as_mut_slice()).map_err(|_| corrupted())?;
-        Ok(SessionKeys::from_secret(
-            id,
-            ExportedKey::from_bytes(*secret),
-        )?)
+        Ok(id)
+    }
+
+    /// The session's keys, from the secret kept with its opening (`kept`)
+    /// or, in older lines, in this entry.
+    pub fn keys(&self, kept: Option<&SessionSecret>) -> Result<SessionKeys, ConfidentialError> {
+        let secret = self.secret.as_ref().or(kept).ok_or_else(corrupted)?;
+        Ok(SessionKeys::from_secret(self.session_id()?, secret.key()?)?)
     }
 }
 
@@ -441,4 +483,44 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Confide
         std::fs::rename(&temporary, path).map_err(|e| io_error(path, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> SessionKeys {
+        SessionKeys::from_secret([3; 16], ExportedKey::from_bytes([7; 32])).expect("keys")
+    }
+
+    #[test]
+    fn a_session_requests_line_keeps_no_secret_and_opens_with_the_kept_one() {
+        let keys = keys();
+        let entry = SessionEntry::new(&keys, 5);
+        let line = serde_json::to_string(&entry).expect("json");
+        assert!(
+            !line.contains(&hex::encode(keys.secret().as_bytes())),
+            "{line}"
+        );
+        let read: SessionEntry = serde_json::from_str(&line).expect("parse");
+        assert!(read.keys(None).is_err(), "no secret anywhere");
+        let kept = SessionSecret::of(&keys);
+        let opened = read.keys(Some(&kept)).expect("keys");
+        assert_eq!((opened.id, read.counter), (keys.id, 5));
+        assert_eq!(opened.secret().as_bytes(), keys.secret().as_bytes());
+    }
+
+    #[test]
+    fn older_lines_carrying_the_secret_still_open() {
+        let keys = keys();
+        let line = format!(
+            r#"{{"sessionId":"{}","secret":"{}","counter":9}}"#,
+            hex::encode(keys.id),
+            hex::encode(keys.secret().as_bytes())
+        );
+        let read: SessionEntry = serde_json::from_str(&line).expect("parse");
+        let opened = read.keys(None).expect("the line's own secret");
+        assert_eq!(opened.secret().as_bytes(), keys.secret().as_bytes());
+        assert!(!format!("{:?}", SessionSecret::of(&keys)).contains("07"));
+    }
 }

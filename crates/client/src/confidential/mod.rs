@@ -46,7 +46,9 @@ use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use home::{BrokerPin, ChainEntry, ClientHome, KeyringEntry, OpenedSession, SessionEntry};
+pub use home::{
+    BrokerPin, ChainEntry, ClientHome, KeyringEntry, OpenedSession, SessionEntry, SessionSecret,
+};
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
 
@@ -226,8 +228,8 @@ pub struct OpenedActivation {
     pub logs: Option<Vec<String>>,
     /// The enclave's signed receipt, verified (for a chain: the last
     /// step's; within a session or chain session: that of the run that
-    /// opened it).
-    pub receipt: SignedReceipt,
+    /// opened it, shared by all of its requests).
+    pub receipt: Arc<SignedReceipt>,
     /// For a chain: every step's receipt, verified, in order.
     pub chain: Option<Vec<Receipt>>,
     /// For a request within a session: its MAC'd receipt, verified
@@ -251,7 +253,7 @@ pub struct Confidential {
     identity: ClientIdentity,
     pin: BrokerPin,
     namespace: String,
-    descriptors: Mutex<HashMap<String, ActionDescriptor>>,
+    descriptors: Mutex<HashMap<String, Arc<ActionDescriptor>>>,
     /// Action name → its components when it is a sequence.
     kinds: Mutex<HashMap<String, Option<Vec<String>>>>,
     /// Whether to open sessions with enclaves (see `proto::session`).
@@ -275,16 +277,28 @@ struct ClientSession {
     version: u64,
     code_digest: Digest,
     /// The enclave's signed receipt of the opening invocation (verified).
-    opening: SignedReceipt,
+    opening: Arc<SignedReceipt>,
     tee: TeeKind,
 }
 
-/// The next request of `session`: its invoke body, its bytes, its counter.
+/// The JSON body of an invoke that carries `sealed`: `{"sealed": base64}`.
+/// Base64 needs no JSON escaping, so it is written as is.
+fn sealed_body(sealed: &[u8]) -> String {
+    let mut body = String::with_capacity(16 + sealed.len().div_ceil(3) * 4);
+    body.push_str("{\"");
+    body.push_str(SEALED_FIELD);
+    body.push_str("\":\"");
+    base64::engine::general_purpose::STANDARD.encode_string(sealed, &mut body);
+    body.push_str("\"}");
+    body
+}
+
+/// The next request of `session`: its sealed bytes and its counter.
 fn seal_session_request(
     session: &ClientSession,
     descriptor: &ActionDescriptor,
     params: &Value,
-) -> Result<(Value, Vec<u8>, u64), ConfidentialError> {
+) -> Result<(Vec<u8>, u64), ConfidentialError> {
     let counter = session.counter.fetch_add(1, Ordering::Relaxed);
     let binding = SessionBinding {
         namespace: &descriptor.namespace,
@@ -295,9 +309,7 @@ fn seal_session_request(
     let plaintext =
         serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
     let request = SessionInvocation::seal(&session.keys, &binding, counter, now_ms(), &plaintext)?;
-    let bytes = request.to_bytes();
-    let body = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&bytes) });
-    Ok((body, bytes, counter))
+    Ok((request.to_bytes(), counter))
 }
 
 /// Opens and checks a session answer: the MAC'd receipt must name this
@@ -310,7 +322,7 @@ fn open_in_session(
     activation_id: ActivationId,
     result: &Value,
     sealed_logs: Option<&str>,
-    opening: &SignedReceipt,
+    opening: &Arc<SignedReceipt>,
     tee: TeeKind,
 ) -> Result<OpenedActivation, ConfidentialError> {
     let id = activation_id.to_string();
@@ -470,22 +482,23 @@ impl Confidential {
         &self,
         name: &str,
         refresh: bool,
-    ) -> Result<ActionDescriptor, ConfidentialError> {
-        let name = self.short_name(name)?.to_owned();
-        if !refresh && let Some(found) = self.lock().get(&name) {
+    ) -> Result<Arc<ActionDescriptor>, ConfidentialError> {
+        let name = self.short_name(name)?;
+        if !refresh && let Some(found) = self.lock().get(name) {
             return Ok(found.clone());
         }
-        let descriptor = self
-            .broker(BrokerOp::Describe {
+        let descriptor = Arc::new(
+            self.broker(BrokerOp::Describe {
                 namespace: self.namespace.clone(),
-                name: name.clone(),
+                name: name.to_owned(),
             })
-            .await?;
-        self.lock().insert(name, descriptor.clone());
+            .await?,
+        );
+        self.lock().insert(name.to_owned(), descriptor.clone());
         Ok(descriptor)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActionDescriptor>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ActionDescriptor>>> {
         self.descriptors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -533,7 +546,7 @@ impl Confidential {
             code_digest,
         };
         let sealed = SealedCode::seal(wasm, &descriptor.action_key, &binding, &mut os_rng())?;
-        self.lock().insert(short.clone(), descriptor);
+        self.lock().insert(short.clone(), Arc::new(descriptor));
         put.exec = Some(ExecPut {
             kind: clemmys_whisk::WASM_KIND.into(),
             code: Some(base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes())),
@@ -552,7 +565,7 @@ impl Confidential {
         &self,
         name: &str,
         params: &Value,
-    ) -> Result<(SealedInvocation, PendingAnswer, ActionDescriptor), ConfidentialError> {
+    ) -> Result<(SealedInvocation, PendingAnswer, Arc<ActionDescriptor>), ConfidentialError> {
         let descriptor = self.describe(name, false).await?;
         let mut nonce = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut nonce);
@@ -638,7 +651,11 @@ impl Confidential {
         let (sealed, pending, descriptor) = self.seal(name, params).await?;
         let invoked = self
             .client
-            .invoke(&descriptor.name, Self::invoke_body(&sealed), options)
+            .invoke_body(
+                &descriptor.name,
+                sealed_body(&sealed.to_bytes()).into(),
+                options,
+            )
             .await?;
         let activation_id = invoked.activation_id();
         let entry = KeyringEntry::new(
@@ -660,7 +677,7 @@ impl Confidential {
                 let (result, logs) = if options.result {
                     (body, None)
                 } else {
-                    split_record(&body)
+                    split_record(body)
                 };
                 let opened =
                     self.open(&entry, &descriptor, activation_id, &result, logs.as_deref())?;
@@ -678,8 +695,9 @@ impl Confidential {
                     self.home.remember_session(
                         &session.keys.id,
                         &OpenedSession {
-                            receipt: session.opening.clone(),
+                            receipt: SignedReceipt::clone(&session.opening),
                             tee: session.tee,
+                            secret: Some(SessionSecret::of(&session.keys)),
                         },
                     )?;
                     self.lock_sessions()
@@ -695,9 +713,8 @@ impl Confidential {
     /// provider replay or tamper with it). `None` without a session.
     pub fn seal_in_session(&self, descriptor: &ActionDescriptor, params: &Value) -> Option<Value> {
         let session = self.session_for(descriptor)?;
-        seal_session_request(&session, descriptor, params)
-            .ok()
-            .map(|(body, _, _)| body)
+        let (sealed, _) = seal_session_request(&session, descriptor, params).ok()?;
+        serde_json::from_str(&sealed_body(&sealed)).ok()
     }
 
     /// The open session for `descriptor`'s action at its current version.
@@ -734,8 +751,12 @@ impl Confidential {
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
-        let (body, bytes, counter) = seal_session_request(session, descriptor, params)?;
-        let invoked = self.client.invoke(&descriptor.name, body, options).await?;
+        let (sealed, counter) = seal_session_request(session, descriptor, params)?;
+        let input_hash = Digest::of(&sealed);
+        let invoked = self
+            .client
+            .invoke_body(&descriptor.name, sealed_body(&sealed).into(), options)
+            .await?;
         let activation_id = invoked.activation_id();
         let mut entry = KeyringEntry::new(
             activation_id.to_string(),
@@ -744,7 +765,7 @@ impl Confidential {
             session.version,
             session.code_digest,
             session.keys.replay_nonce(counter),
-            Digest::of(&bytes),
+            input_hash,
             None,
         );
         entry.session = Some(SessionEntry::new(&session.keys, counter));
@@ -757,7 +778,7 @@ impl Confidential {
                 let (result, logs) = if options.result {
                     (body, None)
                 } else {
-                    split_record(&body)
+                    split_record(body)
                 };
                 let opened = open_in_session(
                     &session.keys,
@@ -833,13 +854,13 @@ impl Confidential {
             return self.open_chain(&entry, id, &record, None).await;
         }
         if let Some(session_entry) = &entry.session {
-            let keys = session_entry.keys()?;
-            let (result, logs) = split_record(&record);
             let opened = self
                 .home
-                .recall_session(&keys.id)?
+                .recall_session(&session_entry.session_id()?)?
                 .ok_or_else(|| ConfidentialError::NoKey(id.to_string()))?;
-            let (opening, tee) = (opened.receipt, opened.tee);
+            let keys = session_entry.keys(opened.secret.as_ref())?;
+            let (result, logs) = split_record(record);
+            let (opening, tee) = (Arc::new(opened.receipt), opened.tee);
             return open_in_session(
                 &keys,
                 session_entry.counter,
@@ -851,7 +872,7 @@ impl Confidential {
                 tee,
             );
         }
-        let (result, logs) = split_record(&record);
+        let (result, logs) = split_record(record);
         let descriptor = self.describe(&entry.action, false).await?;
         self.open(&entry, &descriptor, id, &result, logs.as_deref())
     }
@@ -879,7 +900,7 @@ impl Confidential {
             status: body.status,
             result: body.result,
             logs,
-            receipt: body.receipt,
+            receipt: Arc::new(body.receipt),
             chain: None,
             session: None,
             tee,
@@ -952,14 +973,19 @@ pub enum ConfidentialInvoked {
 }
 
 /// The sealed result and sealed logs of an activation record.
-fn split_record(record: &Value) -> (Value, Option<String>) {
-    let result = record["response"]["result"].clone();
-    let logs = record["logs"]
-        .as_array()
-        .and_then(|lines| lines.first())
-        .and_then(Value::as_str)
-        .and_then(|line| line.strip_prefix(SEALED_LOGS_PREFIX))
-        .map(str::to_owned);
+fn split_record(mut record: Value) -> (Value, Option<String>) {
+    let result = record["response"]["result"].take();
+    let logs = match record["logs"]
+        .as_array_mut()
+        .and_then(|lines| lines.first_mut())
+    {
+        Some(Value::String(line)) if line.starts_with(SEALED_LOGS_PREFIX) => {
+            let mut line = std::mem::take(line);
+            line.drain(..SEALED_LOGS_PREFIX.len());
+            Some(line)
+        }
+        _ => None,
+    };
     (result, logs)
 }
 

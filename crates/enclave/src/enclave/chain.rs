@@ -12,7 +12,7 @@ use clemmys_proto::chain::{
 };
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
-use clemmys_proto::suite::ExportedKey;
+use clemmys_proto::suite::ChannelKey;
 use clemmys_proto::{ClientId, Digest};
 use clemmys_tee::os_rng;
 use clemmys_whisk::ActivationStatus;
@@ -37,9 +37,9 @@ pub(super) struct ChainSession {
     steps: u64,
     chain_key: ChainKey,
     /// The key of the hops into this step.
-    receive: ExportedKey,
+    receive: ChannelKey,
     /// The key of the hops into the next step (`None` for the last step).
-    send: Option<ExportedKey>,
+    send: Option<ChannelKey>,
     opened: Instant,
 }
 
