@@ -674,9 +674,17 @@ fn key(namespace: &str, name: &str) -> ActionKey {
     (namespace.to_owned(), name.to_owned())
 }
 
-/// The state of `key`'s action, tracked from now on.
+/// The state of `key`'s action, tracked from now on. (Looked up before
+/// inserting: on every run but the first the key is there, and cloning it
+/// would allocate.)
 fn tracked<'s>(state: &'s mut PoolState, key: &ActionKey) -> &'s mut ActionState {
-    state.actions.entry(key.clone()).or_default()
+    if !state.actions.contains_key(key) {
+        state.actions.insert(key.clone(), ActionState::default());
+    }
+    state
+        .actions
+        .get_mut(key)
+        .expect("the action's state is present: inserted just above if it was not")
 }
 
 /// Forgets the histories of the actions idle the longest, past

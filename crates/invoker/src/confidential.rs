@@ -66,22 +66,27 @@ impl Invoker {
                 "the sealed parameters are not valid base64".into(),
             );
         };
-        let action = message.action.clone();
+        // Only what the run needs crosses to the blocking thread.
+        let action = &message.action;
+        let (namespace, name, limits) = (
+            action.namespace.to_string(),
+            action.name.to_string(),
+            action.limits,
+        );
+        let entry = match &action.exec {
+            Exec::Wasm { main, .. } => main.clone(),
+            Exec::Sequence { .. } => None,
+        };
         let activation_id = message.activation_id.to_string();
         let outcome = tokio::task::spawn_blocking(move || {
-            let entry = match &action.exec {
-                Exec::Wasm { main, .. } => main.clone(),
-                Exec::Sequence { .. } => None,
-            };
-            let run = SealedRun {
-                namespace: action.namespace.as_str(),
-                action: action.name.as_str(),
+            enclaves.run(SealedRun {
+                namespace: &namespace,
+                action: &name,
                 activation_id: &activation_id,
                 invocation: &invocation,
-                limits: action.limits,
+                limits,
                 entry,
-            };
-            enclaves.run(run)
+            })
         })
         .await;
         match outcome {

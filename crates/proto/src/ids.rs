@@ -9,6 +9,14 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ProtoError;
 
+/// `bytes` as lowercase hex in `buf`, which is exactly twice as long.
+fn hex_str<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
+    // Both hold: `buf` is sized for `bytes` by every caller, and hex digits
+    // are ASCII.
+    hex::encode_to_slice(bytes, buf).expect("a buffer twice the input's length");
+    std::str::from_utf8(buf).expect("hex digits are ASCII")
+}
+
 macro_rules! hex32 {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -20,11 +28,16 @@ macro_rules! hex32 {
             pub fn as_bytes(&self) -> &[u8; 32] {
                 &self.0
             }
+
+            /// The hex form, written into `buf` (no allocation).
+            fn hex<'b>(&self, buf: &'b mut [u8; 64]) -> &'b str {
+                hex_str(&self.0, buf)
+            }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                f.write_str(self.hex(&mut [0; 64]))
             }
         }
 
@@ -46,7 +59,7 @@ macro_rules! hex32 {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.to_string())
+                serializer.serialize_str(self.hex(&mut [0; 64]))
             }
         }
 

@@ -8,9 +8,15 @@ use serde_json::{Value, json};
 use crate::action::KeyValues;
 
 /// A 32-character lowercase hex activation id, as OpenWhisk prints them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ActivationId([u8; 16]);
+
+impl Serialize for ActivationId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.hex(&mut [0; 32]))
+    }
+}
 
 /// Text that is not a 32-character hex activation id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,12 +63,19 @@ impl From<ActivationId> for String {
     }
 }
 
+impl ActivationId {
+    /// The 32 hex digits, written into `buf` (no allocation: ids are
+    /// printed into every record, header and log line).
+    fn hex<'b>(&self, buf: &'b mut [u8; 32]) -> &'b str {
+        // The buffer is twice the id's 16 bytes, and hex digits are ASCII.
+        hex::encode_to_slice(self.0, buf).expect("32 bytes hold 16 in hex");
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
+    }
+}
+
 impl fmt::Display for ActivationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(self.hex(&mut [0; 32]))
     }
 }
 
