@@ -59,7 +59,8 @@ pub struct SealedOutcome {
     /// client, or, for a chain step that is not the last, the next step's
     /// sealed input.
     pub result: Vec<u8>,
-    /// The logs, sealed to the client.
+    /// The logs, sealed to the client; empty when they are sealed inside
+    /// `result` (a session answer).
     pub logs: Vec<u8>,
     /// A chain step that failed: the chain must stop here (its sealed final
     /// answer carries the error). The one bit the orchestrator must know.
@@ -397,11 +398,12 @@ impl Enclave {
             mac: String::new(),
         }
         .seal(&session.keys)?;
-        let (result, logs) =
+        let result =
             seal_session_answer(ran.status, &ran.output, &receipt, &ran.logs, &session.keys)?;
         Ok(SealedOutcome {
             result,
-            logs,
+            // Sealed inside the result.
+            logs: Vec::new(),
             stop_chain: false,
             duration: started.elapsed(),
             init_time,

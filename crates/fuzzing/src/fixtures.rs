@@ -252,7 +252,7 @@ fn build() -> Fixtures {
     }
     .seal(&session_keys)
     .expect("fixture: session receipt MAC");
-    let (session_answer, _) = seal_session_answer(
+    let session_answer = seal_session_answer(
         ActivationStatus::Success,
         RESULT,
         &session_receipt,

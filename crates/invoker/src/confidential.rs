@@ -35,7 +35,8 @@ impl CodeSource for StoredCode {
 /// The field of a confidential payload or result holding sealed bytes.
 pub const SEALED_FIELD: &str = "sealed";
 /// The prefix of the one log line of a confidential activation, which
-/// carries its sealed logs.
+/// carries its sealed logs (none for a session request, whose logs are
+/// sealed inside its result).
 pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 
 impl Invoker {
@@ -105,10 +106,15 @@ impl Invoker {
                     init_time: sealed.init_time,
                     timed_out: sealed.timed_out,
                     response: ActivationResponse::new(status, result),
-                    logs: vec![format!(
-                        "{SEALED_LOGS_PREFIX}{}",
-                        base64::engine::general_purpose::STANDARD.encode(&sealed.logs)
-                    )],
+                    // A session answer carries its logs inside the result.
+                    logs: if sealed.logs.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![format!(
+                            "{SEALED_LOGS_PREFIX}{}",
+                            base64::engine::general_purpose::STANDARD.encode(&sealed.logs)
+                        )]
+                    },
                 }
             }
             Ok(Err(refusal)) => {

@@ -10,17 +10,19 @@
 //! enclaves matching the policy, and the opening answer carried a receipt
 //! signed by that enclave. Only the client and that enclave know the
 //! secret, so a request that opens under it is the client's, and an answer
-//! that opens and whose receipt MAC verifies is that enclave's. Replays are
-//! refused by the broker as for any invocation (nonce = session id prefix
-//! and counter). What it gives up: a session receipt convinces the client,
-//! not a third party (it is a MAC, not a signature).
+//! that opens and whose receipt MAC verifies is that enclave's. Replays:
+//! only that enclave can open the session's requests, and it accepts each
+//! counter once ([`CounterWindow`](crate::replay::CounterWindow)); the
+//! broker still checks each request's version. What it gives up: a session
+//! receipt convinces the client, not a third party (it is a MAC, not a
+//! signature).
 //!
 //! The answer is compact, because every byte of it is stored in the
-//! activation record: the sealed result is the status (one byte), the
-//! receipt's MAC (HMAC-SHA256 truncated to 128 bits, as RFC 4868 does) and
-//! the result JSON exactly as the enclave hashed it. Its framing needs no
-//! name or lengths: the AEAD's associated data names the part and the
-//! format version. The client knows every other field of the
+//! activation record: one AEAD message holding the status (one byte), the
+//! receipt's MAC (HMAC-SHA256 truncated to 128 bits, as RFC 4868 does), the
+//! result JSON exactly as the enclave hashed it (length-prefixed) and the
+//! logs. The AEAD's associated data names the format version and binds the
+//! activation id and request. The client knows every other field of the
 //! [`SessionReceipt`] (its request, the record's activation id) and
 //! rebuilds it to check the MAC.
 
@@ -47,7 +49,6 @@ pub struct SessionKeys {
     secret: ExportedKey,
     request: ChannelKey,
     result: ChannelKey,
-    logs: ChannelKey,
     receipt: ExportedKey,
 }
 
@@ -67,7 +68,6 @@ impl SessionKeys {
             // v2 labels: keys of another algorithm than v1's.
             request: ChannelKey::derive(&secret, b"clemmys/session-request-key/v2")?,
             result: ChannelKey::derive(&secret, b"clemmys/session-result-key/v2")?,
-            logs: ChannelKey::derive(&secret, b"clemmys/session-logs-key/v2")?,
             receipt: secret.derive(b"clemmys/session-receipt-key/v1")?,
             secret,
         })
@@ -141,10 +141,9 @@ fn request_aad(
         .finish()
 }
 
-fn answer_aad(part: &str, activation_id: &str, id: &[u8; 16], counter: u64) -> Vec<u8> {
-    // v2: the result is `status ‖ mac ‖ output`, unframed.
-    Writer::new("clemmys/session-answer-aad/v2")
-        .str(part)
+fn answer_aad(activation_id: &str, id: &[u8; 16], counter: u64) -> Vec<u8> {
+    // v3: one message, `status ‖ mac ‖ output length ‖ output ‖ logs`.
+    Writer::new("clemmys/session-answer-aad/v3")
         .str(activation_id)
         .bytes(id)
         .u64(counter)
@@ -300,55 +299,58 @@ impl SessionReceipt {
     }
 }
 
-/// The result part of a session answer, as the client opened it.
+/// A session answer, as the client opened it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionResultBody {
     /// How the run ended.
     pub status: clemmys_whisk::ActivationStatus,
     /// The result.
     pub result: serde_json::Value,
+    /// The log lines.
+    pub logs: Vec<String>,
     /// The MAC'd receipt.
     pub receipt: SessionReceipt,
 }
 
-/// Seals a session answer (enclave side): the status, the receipt's MAC and
-/// the result JSON (`output`, what `receipt.output_hash` hashes), and the
-/// logs, each under its own key with the request counter as nonce.
+/// Bytes of the result length in a sealed session answer.
+const OUTPUT_LEN_BYTES: usize = 4;
+
+/// Seals a session answer (enclave side) in one AEAD message under the
+/// session's result key, with the request counter as nonce:
+/// `status ‖ receipt MAC ‖ u32 length of output ‖ output ‖ logs JSON`,
+/// where `output` is the result JSON that `receipt.output_hash` hashes.
+/// The logs travel with the result: neither can be dropped, swapped or
+/// replaced without the other failing to open.
 pub fn seal_session_answer(
     status: clemmys_whisk::ActivationStatus,
     output: &[u8],
     receipt: &SessionReceipt,
     logs: &[String],
     keys: &SessionKeys,
-) -> Result<(Vec<u8>, Vec<u8>), ProtoError> {
+) -> Result<Vec<u8>, ProtoError> {
     let mut tag = [0u8; SESSION_MAC_BYTES];
     hex::decode_to_slice(&receipt.mac, &mut tag)
         .map_err(|_| ProtoError::BadSignature("session receipt"))?;
-    let mut result = Zeroizing::new(Vec::with_capacity(1 + SESSION_MAC_BYTES + output.len()));
-    result.push(status.code());
-    result.extend_from_slice(&tag);
-    result.extend_from_slice(output);
-    let (activation_id, counter) = (receipt.activation_id.as_str(), receipt.counter);
-    let logs =
-        Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
-    let id = &keys.id;
-    Ok((
-        keys.result.seal(
-            &result,
-            &answer_aad("result", activation_id, id, counter),
-            &nonce(counter),
-        )?,
-        keys.logs.seal(
-            &logs,
-            &answer_aad("logs", activation_id, id, counter),
-            &nonce(counter),
-        )?,
-    ))
+    let output_len = u32::try_from(output.len())
+        .map_err(|_| ProtoError::Malformed("session result longer than 4 GiB"))?;
+    let mut answer = Zeroizing::new(Vec::with_capacity(
+        1 + SESSION_MAC_BYTES + OUTPUT_LEN_BYTES + output.len() + 2,
+    ));
+    answer.push(status.code());
+    answer.extend_from_slice(&tag);
+    answer.extend_from_slice(&output_len.to_be_bytes());
+    answer.extend_from_slice(output);
+    serde_json::to_writer(&mut *answer, logs).map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    keys.result.seal(
+        &answer,
+        &answer_aad(&receipt.activation_id, &keys.id, receipt.counter),
+        &nonce(receipt.counter),
+    )
 }
 
-/// Opens a session answer's result (client side) and checks its receipt:
-/// `expected` is the receipt of the client's request as the client knows
-/// it (activation id, session, counter, version, code, input hash); the
+/// Opens a session answer (client side) and checks its receipt: `expected`
+/// is the receipt of the client's request as the client knows it
+/// (activation id, session, counter, version, code, input hash); the
 /// answer supplies the output hash, of the result JSON it carries, and the
 /// MAC, which must verify over the whole.
 pub fn open_session_result(
@@ -356,54 +358,38 @@ pub fn open_session_result(
     keys: &SessionKeys,
     expected: SessionReceipt,
 ) -> Result<SessionResultBody, ProtoError> {
-    let aad = answer_aad(
-        "result",
-        &expected.activation_id,
-        &keys.id,
-        expected.counter,
-    );
+    let aad = answer_aad(&expected.activation_id, &keys.id, expected.counter);
     let plaintext = Zeroizing::new(keys.result.open(
         sealed,
         &aad,
         &nonce(expected.counter),
         "sealed result",
     )?);
-    let (&status, rest) = plaintext
-        .split_first()
-        .ok_or(ProtoError::Malformed("session result"))?;
-    let status = clemmys_whisk::ActivationStatus::from_code(status)
-        .ok_or(ProtoError::Malformed("session result status"))?;
-    let (tag, output) = rest
+    let malformed = || ProtoError::Malformed("session result");
+    let (&status, rest) = plaintext.split_first().ok_or_else(malformed)?;
+    let status = clemmys_whisk::ActivationStatus::from_code(status).ok_or_else(malformed)?;
+    let (tag, rest) = rest
         .split_at_checked(SESSION_MAC_BYTES)
-        .ok_or(ProtoError::Malformed("session result"))?;
+        .ok_or_else(malformed)?;
+    let (output_len, rest) = rest
+        .split_first_chunk::<OUTPUT_LEN_BYTES>()
+        .ok_or_else(malformed)?;
+    let output_len = usize::try_from(u32::from_be_bytes(*output_len)).map_err(|_| malformed())?;
+    let (output, logs) = rest.split_at_checked(output_len).ok_or_else(malformed)?;
     let mut receipt = SessionReceipt {
         output_hash: Digest::of(output),
         ..expected
     };
     receipt.verify_tag(keys, tag)?;
     receipt.mac = hex::encode(tag);
-    let result =
-        serde_json::from_slice(output).map_err(|_| ProtoError::Malformed("session result"))?;
+    let result = serde_json::from_slice(output).map_err(|_| malformed())?;
+    let logs = serde_json::from_slice(logs).map_err(|_| ProtoError::Malformed("session logs"))?;
     Ok(SessionResultBody {
         status,
         result,
+        logs,
         receipt,
     })
-}
-
-/// Opens a session answer's logs (client side).
-pub fn open_session_logs(
-    sealed: &[u8],
-    keys: &SessionKeys,
-    activation_id: &str,
-    counter: u64,
-) -> Result<Vec<String>, ProtoError> {
-    let aad = answer_aad("logs", activation_id, &keys.id, counter);
-    let json = Zeroizing::new(
-        keys.logs
-            .open(sealed, &aad, &nonce(counter), "sealed logs")?,
-    );
-    serde_json::from_slice(&json).map_err(|_| ProtoError::Malformed("session logs"))
 }
 
 #[cfg(test)]
@@ -476,11 +462,13 @@ mod tests {
         .seal(&enclave)
         .expect("mac");
         let status = clemmys_whisk::ActivationStatus::Success;
-        let (result, logs) =
-            seal_session_answer(status, b"{}", &receipt, &["l".into()], &enclave).expect("seal");
+        let result =
+            seal_session_answer(status, b"{}", &receipt, &["l".into(), "m".into()], &enclave)
+                .expect("seal");
         let opened = open_session_result(&result, &client, expected.clone()).expect("open");
         assert_eq!(opened.receipt, receipt, "the client rebuilds the receipt");
         assert_eq!(opened.result, serde_json::json!({}));
+        assert_eq!(opened.logs, ["l", "m"], "the logs travel with the result");
         opened.receipt.verify(&client).expect("mac verifies");
         assert_eq!(receipt.mac.len(), 2 * SESSION_MAC_BYTES);
         let mut shortened = receipt.clone();
@@ -499,10 +487,6 @@ mod tests {
             },
         );
         assert!(flipped.verify(&client).is_err(), "another tag is refused");
-        assert_eq!(
-            open_session_logs(&logs, &client, "id", 7).expect("logs"),
-            vec!["l".to_owned()]
-        );
         let expecting = |change: fn(&mut SessionReceipt)| {
             let mut other = expected.clone();
             change(&mut other);

@@ -31,15 +31,27 @@ where
     Arc::new(move || Box::pin(operation()))
 }
 
-/// Slices each operation's window is cut into.
-pub const ROUNDS: u32 = 5;
+/// Fewest slices each operation's window is cut into.
+const MIN_ROUNDS: u32 = 5;
+/// Most slices: past this the per-slice warm-ups cost more than the
+/// finer interleaving gains.
+const MAX_ROUNDS: u32 = 60;
+
+/// Slices a window of `duration` is cut into: about one per second, so a
+/// long window follows the node's drift (and a neighbour's bursts of CPU)
+/// as closely as a short one; between [`MIN_ROUNDS`] and [`MAX_ROUNDS`].
+fn rounds(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs())
+        .unwrap_or(u32::MAX)
+        .clamp(MIN_ROUNDS, MAX_ROUNDS)
+}
 /// Unrecorded warm-up before every slice after the first (the first has the
 /// whole warm-up of `spec`): enough for the clients to reach steady state
 /// again after the other operation ran.
 const SLICE_WARMUP: Duration = Duration::from_millis(200);
 
 /// Measures each of `operations` with `spec.clients` closed-loop clients
-/// for `spec.duration` in all, in [`ROUNDS`] alternating slices; one
+/// for `spec.duration` in all, in [`rounds`] alternating slices; one
 /// summary per operation, in order. `label` names the progress bar.
 pub async fn side_by_side(
     label: &str,
@@ -47,9 +59,10 @@ pub async fn side_by_side(
     operations: &[Operation],
     progress: &Progress,
 ) -> anyhow::Result<Vec<LatencySummary>> {
-    let slice = spec.duration / ROUNDS;
+    let rounds = rounds(spec.duration);
+    let slice = spec.duration / rounds;
     let later_warmup = SLICE_WARMUP.min(spec.warmup);
-    let per_operation = spec.warmup + spec.duration + later_warmup * ROUNDS.saturating_sub(1);
+    let per_operation = spec.warmup + spec.duration + later_warmup * rounds.saturating_sub(1);
     let total = per_operation * u32::try_from(operations.len()).unwrap_or(u32::MAX);
     let finished = Arc::new(AtomicU64::new(0));
     let step = progress.timed(label, total, finished.clone());
@@ -57,7 +70,7 @@ pub async fn side_by_side(
         .iter()
         .map(|_| Recording::new())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
             (0..operations.len()).collect()
         } else {
@@ -79,7 +92,7 @@ pub async fn side_by_side(
             recordings[index].merge(&recording)?;
         }
     }
-    let window = slice * ROUNDS;
+    let window = slice * rounds;
     let summaries = recordings
         .iter()
         .map(|recording| recording.summarize_successes(label, window))
@@ -90,4 +103,17 @@ pub async fn side_by_side(
         .collect();
     step.finish(&figures.join(" | "));
     Ok(summaries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_cut_into_slices_of_about_a_second() {
+        assert_eq!(rounds(Duration::from_millis(1500)), MIN_ROUNDS);
+        assert_eq!(rounds(Duration::from_secs(5)), 5);
+        assert_eq!(rounds(Duration::from_secs(20)), 20);
+        assert_eq!(rounds(Duration::from_secs(3600)), MAX_ROUNDS);
+    }
 }

@@ -502,23 +502,22 @@ async fn poll_loop(
     }
 }
 
-/// The logs of a polled activation, decrypted when they are sealed and this
-/// client invoked it (otherwise as stored).
+/// The logs of a polled activation, decrypted when this client invoked it
+/// confidentially (otherwise as stored). Its keyring decides, not the
+/// record: an activation in a session keeps its logs inside the sealed
+/// answer and stores none beside it.
 async fn open_logs(
     activation: &ActivationSummary,
     client: &Client,
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
 ) -> Vec<String> {
     let logs = activation.logs.clone().unwrap_or_default();
-    let sealed = logs
-        .first()
-        .is_some_and(|line| line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX));
     let id = activation.activation_id;
     let ours = confidential::home()
         .ok()
         .and_then(|home| home.recall(&id.to_string()).ok().flatten())
         .is_some();
-    if !sealed || !ours {
+    if !ours {
         return logs;
     }
     if sealing.is_none() {

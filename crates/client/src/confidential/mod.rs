@@ -32,8 +32,7 @@ use clemmys_proto::invoke::{
     open_logs, open_result, seal_invocation,
 };
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_logs,
-    open_session_result,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_result,
 };
 use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
 use clemmys_tee::{
@@ -312,25 +311,22 @@ fn seal_session_request(
     Ok((request.to_bytes(), counter))
 }
 
-/// Opens and checks a session answer: the MAC'd receipt must name this
-/// request, the session's code and the result.
-#[allow(clippy::too_many_arguments)]
+/// Opens and checks a session answer (its logs are sealed inside it): the
+/// MAC'd receipt must name this request, the session's code and the result.
 fn open_in_session(
     keys: &SessionKeys,
     counter: u64,
     entry: &KeyringEntry,
     activation_id: ActivationId,
     result: &Value,
-    sealed_logs: Option<&str>,
     opening: &Arc<SignedReceipt>,
     tee: TeeKind,
 ) -> Result<OpenedActivation, ConfidentialError> {
-    let id = activation_id.to_string();
     let sealed = sealed_answer(result)?;
     // The receipt of exactly this request; the answer adds the output hash
     // and the MAC, which opening checks.
     let expected = SessionReceipt {
-        activation_id: id.clone(),
+        activation_id: activation_id.to_string(),
         session_id: keys.id,
         counter,
         version: entry.version,
@@ -340,15 +336,11 @@ fn open_in_session(
         mac: String::new(),
     };
     let body = open_session_result(&decode(sealed)?, keys, expected)?;
-    let logs = match sealed_logs {
-        Some(text) => Some(open_session_logs(&decode(text)?, keys, &id, counter)?),
-        None => None,
-    };
     Ok(OpenedActivation {
         activation_id,
         status: body.status,
         result: body.result,
-        logs,
+        logs: Some(body.logs),
         receipt: opening.clone(),
         chain: None,
         session: Some(body.receipt),
@@ -775,10 +767,10 @@ impl Confidential {
                 Ok(ConfidentialInvoked::Accepted { activation_id })
             }
             Invoked::Completed { body, .. } => {
-                let (result, logs) = if options.result {
-                    (body, None)
+                let result = if options.result {
+                    body
                 } else {
-                    split_record(body)
+                    split_record(body).0
                 };
                 let opened = open_in_session(
                     &session.keys,
@@ -786,7 +778,6 @@ impl Confidential {
                     &entry,
                     activation_id,
                     &result,
-                    logs.as_deref(),
                     &session.opening,
                     session.tee,
                 )?;
@@ -859,7 +850,7 @@ impl Confidential {
                 .recall_session(&session_entry.session_id()?)?
                 .ok_or_else(|| ConfidentialError::NoKey(id.to_string()))?;
             let keys = session_entry.keys(opened.secret.as_ref())?;
-            let (result, logs) = split_record(record);
+            let (result, _) = split_record(record);
             let (opening, tee) = (Arc::new(opened.receipt), opened.tee);
             return open_in_session(
                 &keys,
@@ -867,7 +858,6 @@ impl Confidential {
                 &entry,
                 id,
                 &result,
-                logs.as_deref(),
                 &opening,
                 tee,
             );

@@ -254,6 +254,50 @@ async fn repeated_invokes_use_a_session_after_the_first() {
     assert_eq!(updated.result, json!({"payload": "Hello, v2!"}));
 }
 
+#[tokio::test]
+async fn a_session_invoke_seals_its_logs_inside_the_answer() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    owner
+        .invoke("hello", json!({"name": "opening"}))
+        .await
+        .expect("the invoke that opens the session");
+    let opened = owner
+        .invoke("hello", json!({"name": "in-session"}))
+        .await
+        .expect("in session");
+    assert!(opened.session.is_some(), "a session request");
+    let expect_logs = |logs: &Option<Vec<String>>| {
+        let logs = logs.clone().expect("a session answer carries its logs");
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert!(
+            logs[0].ends_with("stderr: hello: greeting in-session"),
+            "{logs:?}"
+        );
+    };
+    expect_logs(&opened.logs);
+
+    // The provider stores one sealed answer and no log lines beside it.
+    let id = opened.activation_id;
+    let record = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(record.status, StatusCode::OK);
+    assert_eq!(record.json["logs"], json!([]), "{}", record.json);
+    assert!(
+        !record.json.to_string().contains("in-session"),
+        "plaintext in the record: {}",
+        record.json
+    );
+    let again = owner.client.open_activation(id).await.expect("reopen");
+    expect_logs(&again.logs);
+}
+
 /// Floats whose shortest decimal form a best-effort parser reads one unit
 /// in the last place off (found by round-tripping random doubles).
 fn tricky_floats() -> serde_json::Value {
