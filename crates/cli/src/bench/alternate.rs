@@ -50,15 +50,27 @@ fn rounds(duration: Duration) -> u32 {
 /// again after the other operation ran.
 const SLICE_WARMUP: Duration = Duration::from_millis(200);
 
+/// What [`side_by_side`] measured of one operation.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The whole window.
+    pub summary: LatencySummary,
+    /// Successful requests in each slice, in round order: slice `k` of two
+    /// operations ran next to each other, so their ratio is one sample of
+    /// the ratio, and the spread of those samples says how far to trust
+    /// the whole window's.
+    pub slice_requests: Vec<u64>,
+}
+
 /// Measures each of `operations` with `spec.clients` closed-loop clients
 /// for `spec.duration` in all, in [`rounds`] alternating slices; one
-/// summary per operation, in order. `label` names the progress bar.
+/// [`Measured`] per operation, in order. `label` names the progress bar.
 pub async fn side_by_side(
     label: &str,
     spec: LoadSpec,
     operations: &[Operation],
     progress: &Progress,
-) -> anyhow::Result<Vec<LatencySummary>> {
+) -> anyhow::Result<Vec<Measured>> {
     let rounds = rounds(spec.duration);
     let slice = spec.duration / rounds;
     let later_warmup = SLICE_WARMUP.min(spec.warmup);
@@ -70,6 +82,7 @@ pub async fn side_by_side(
         .iter()
         .map(|_| Recording::new())
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut slice_requests = vec![Vec::with_capacity(rounds as usize); operations.len()];
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
             (0..operations.len()).collect()
@@ -89,6 +102,7 @@ pub async fn side_by_side(
             let operation = operations[index].clone();
             let (recording, _) =
                 load::generate(slice_spec, move || operation(), finished.clone()).await?;
+            slice_requests[index].push(recording.count());
             recordings[index].merge(&recording)?;
         }
     }
@@ -102,7 +116,14 @@ pub async fn side_by_side(
         .map(|s| format!("{:.0} req/s p50 {:.3} ms", s.throughput_rps, s.p50_ms))
         .collect();
     step.finish(&figures.join(" | "));
-    Ok(summaries)
+    Ok(summaries
+        .into_iter()
+        .zip(slice_requests)
+        .map(|(summary, slice_requests)| Measured {
+            summary,
+            slice_requests,
+        })
+        .collect())
 }
 
 #[cfg(test)]

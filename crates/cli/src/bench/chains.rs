@@ -159,12 +159,12 @@ pub async fn measure(
             (Mode::Confidential, false),
             (Mode::Confidential, true),
         ];
-        for ((mode, first_run), summary) in variants.into_iter().zip(summaries) {
+        for ((mode, first_run), measured) in variants.into_iter().zip(summaries) {
             rows.push(ChainRow {
                 steps,
                 mode,
                 first_run,
-                summary,
+                summary: measured.summary,
             });
         }
     }

@@ -624,9 +624,10 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
          cores as the node"
             .to_owned(),
         "side by side: the plain and confidential warm rows of a client count (and the three \
-         chain rows of a length) share one window, cut into 5 slices run in ABBA order, so the \
-         node's drift during a run (its store grows, the disk's flush time wanders) falls on each \
-         alike"
+         chain rows of a length) share one window, cut into slices of about a second (5 to 60) run \
+         in ABBA order, so the node's drift during a run (its store grows, the disk's flush time \
+         wanders) falls on each alike; 'slices' is the range of the throughput ratio over one \
+         round's two neighbouring slices"
             .to_owned(),
         "cold: each run creates a fresh action (unique name, and a unique custom section so no \
          compiled module is reused); confidential create includes the broker round trips and \

@@ -107,6 +107,9 @@ pub struct WarmRow {
     /// What was measured.
     #[serde(flatten)]
     pub summary: LatencySummary,
+    /// Successful requests in each alternating slice of the window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slice_requests: Vec<u64>,
 }
 
 /// Confidential over plain, for one action and client count.
@@ -119,6 +122,12 @@ pub struct RatioRow {
     pub clients: usize,
     /// Confidential throughput / plain throughput (higher is better).
     pub throughput_ratio: f64,
+    /// The lowest and highest throughput ratio of one pair of neighbouring
+    /// slices: how much the ratio moved within the run. NaN when the rows
+    /// have no slices to pair.
+    pub slice_throughput_ratio_min: f64,
+    /// See `slice_throughput_ratio_min`.
+    pub slice_throughput_ratio_max: f64,
     /// Confidential p50 / plain p50 (lower is better).
     pub p50_ratio: f64,
     /// Confidential CPU per request / plain CPU per request (node and
@@ -484,15 +493,32 @@ pub fn ratios(warm: &[WarmRow]) -> Vec<RatioRow> {
                     && row.action == plain.action
                     && row.clients == plain.clients
             })?;
+            let (slice_min, slice_max) =
+                slice_ratio_range(&plain.slice_requests, &sealed.slice_requests);
             Some(RatioRow {
                 action: plain.action.clone(),
                 clients: plain.clients,
                 throughput_ratio: sealed.summary.throughput_rps / plain.summary.throughput_rps,
+                slice_throughput_ratio_min: slice_min,
+                slice_throughput_ratio_max: slice_max,
                 p50_ratio: sealed.summary.p50_ms / plain.summary.p50_ms,
                 cpu_ratio: sealed.summary.cpu_us_per_request / plain.summary.cpu_us_per_request,
             })
         })
         .collect()
+}
+
+/// The range of `confidential[k] / plain[k]` over the slices `k` both
+/// measured (slices of one round are equally long); NaN without any.
+fn slice_ratio_range(plain: &[u64], confidential: &[u64]) -> (f64, f64) {
+    plain
+        .iter()
+        .zip(confidential)
+        .filter(|(plain, _)| **plain > 0)
+        .map(|(plain, confidential)| *confidential as f64 / *plain as f64)
+        .fold((f64::NAN, f64::NAN), |(low, high), ratio| {
+            (low.min(ratio), high.max(ratio))
+        })
 }
 
 /// The goals of the benchmark issues, evaluated on what `report` measured
@@ -739,12 +765,28 @@ impl Report {
         }
 
         let _ = writeln!(out, "\nConfidential / plain");
-        let mut table = Table::new(&["action", "clients", "throughput", "p50", "cpu/request"]);
+        let mut table = Table::new(&[
+            "action",
+            "clients",
+            "throughput",
+            "slices",
+            "p50",
+            "cpu/request",
+        ]);
         for row in &self.ratios {
             table.row(vec![
                 row.action.clone(),
                 row.clients.to_string(),
                 ratio(row.throughput_ratio),
+                if row.slice_throughput_ratio_min.is_nan() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{}-{}",
+                        ratio(row.slice_throughput_ratio_min),
+                        ratio(row.slice_throughput_ratio_max)
+                    )
+                },
                 ratio(row.p50_ratio),
                 ratio(row.cpu_ratio),
             ]);
@@ -1272,6 +1314,7 @@ pub(crate) mod tests {
             mode,
             clients,
             summary: summary(rps, p50),
+            slice_requests: Vec::new(),
         }
     }
 
@@ -1558,6 +1601,19 @@ pub(crate) mod tests {
         assert!((found[0].p50_ratio - 2.0).abs() < 1e-12);
         // The fixture's CPU per request is 1e6 / req/s: twice as much.
         assert!((found[0].cpu_ratio - 2.0).abs() < 1e-12);
+        assert!(found[0].slice_throughput_ratio_min.is_nan(), "no slices");
+    }
+
+    #[test]
+    fn slice_ratios_pair_the_slices_of_one_round() {
+        let mut plain = warm(Mode::Plain, 1, 1000.0, 1.0);
+        let mut sealed = warm(Mode::Confidential, 1, 900.0, 1.1);
+        plain.slice_requests = vec![100, 200, 0, 100];
+        // A missing last slice is not paired; a plain slice of 0, skipped.
+        sealed.slice_requests = vec![90, 210, 50];
+        let found = ratios(&[plain, sealed]);
+        assert!((found[0].slice_throughput_ratio_min - 0.9).abs() < 1e-12);
+        assert!((found[0].slice_throughput_ratio_max - 1.05).abs() < 1e-12);
     }
 
     #[test]

@@ -425,11 +425,12 @@ pub async fn warm(
     Ok(variants
         .iter()
         .zip(summaries)
-        .map(|(&(mode, _), summary)| WarmRow {
+        .map(|(&(mode, _), measured)| WarmRow {
             action: action.to_owned(),
             mode,
             clients,
-            summary,
+            summary: measured.summary,
+            slice_requests: measured.slice_requests,
         })
         .collect())
 }
