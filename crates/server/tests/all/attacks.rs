@@ -533,3 +533,53 @@ async fn session_request_to_an_enclave_kept_from_an_update_is_rejected() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn flipped_bit_in_a_session_answer_is_detected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hello", "hello").await;
+    owner
+        .invoke("hello", json!({}))
+        .await
+        .expect("opening invoke");
+    let opened = owner
+        .invoke("hello", json!({"name": "session"}))
+        .await
+        .expect("in session");
+    assert!(opened.session.is_some(), "a session request");
+    // Result and logs are one message: a flip anywhere in it (here near
+    // the end, where the logs are) fails the whole answer.
+    server
+        .tamper_record(opened.activation_id, |record| {
+            let result = record.response.result.as_mut().expect("result");
+            let text = result["sealed"].as_str().expect("sealed").to_owned();
+            result["sealed"] = json!(flip_base64_bit(&text, 24));
+        })
+        .await;
+    let outcome = owner.client.open_activation(opened.activation_id).await;
+    assert!(
+        matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed result")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn session_answers_swapped_between_requests_are_detected() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    owner
+        .invoke("echo", json!({}))
+        .await
+        .expect("opening invoke");
+    let first = owner.invoke("echo", json!({"n": 1})).await.expect("first");
+    let second = owner.invoke("echo", json!({"n": 2})).await.expect("second");
+    assert!(first.session.is_some() && second.session.is_some());
+    server
+        .swap_responses(first.activation_id, second.activation_id)
+        .await;
+    for id in [first.activation_id, second.activation_id] {
+        expect_tampered(&owner.client.open_activation(id).await);
+    }
+}
