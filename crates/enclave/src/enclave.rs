@@ -395,7 +395,7 @@ impl Enclave {
             code_digest: descriptor.code_digest,
             input_hash: request.input_hash(),
             output_hash: Digest::of(&ran.output),
-            mac: String::new(),
+            mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
         }
         .seal(&session.keys)?;
         let result =

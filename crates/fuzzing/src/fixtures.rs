@@ -139,7 +139,7 @@ pub fn session_expectation(
         code_digest,
         input_hash: Digest::of(invocation),
         output_hash: Digest::of(b""),
-        mac: String::new(),
+        mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
     }
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use crate::ProtoError;
 
 /// `bytes` as lowercase hex in `buf`, which is exactly twice as long.
-fn hex_str<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
+pub(crate) fn hex_str<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
     // Both hold: `buf` is sized for `bytes` by every caller, and hex digits
     // are ASCII.
     hex::encode_to_slice(bytes, buf).expect("a buffer twice the input's length");

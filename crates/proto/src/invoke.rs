@@ -429,12 +429,17 @@ pub fn open_logs(
 pub mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    /// Serialises as hex.
+    /// Serialises as hex (on the stack: these are ids, nonces and MACs of
+    /// every request).
     pub fn serialize<S: Serializer, const N: usize>(
         bytes: &[u8; N],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(bytes))
+        let mut buf = [0u8; 128];
+        match buf.get_mut(..2 * N) {
+            Some(buf) => serializer.serialize_str(crate::ids::hex_str(bytes, buf)),
+            None => serializer.serialize_str(&hex::encode(bytes)),
+        }
     }
 
     /// Parses hex of exactly `N` bytes.

@@ -248,8 +248,9 @@ pub struct SessionReceipt {
     /// Digest of the result JSON.
     pub output_hash: Digest,
     /// HMAC-SHA256 over the above, truncated to [`SESSION_MAC_BYTES`]
-    /// (hex); empty until computed or checked.
-    pub mac: String,
+    /// (hex in JSON); zero until computed or checked.
+    #[serde(with = "crate::invoke::hex_bytes")]
+    pub mac: [u8; SESSION_MAC_BYTES],
 }
 
 fn receipt_transcript(receipt: &SessionReceipt) -> Vec<u8> {
@@ -277,15 +278,13 @@ impl SessionReceipt {
     pub fn seal(mut self, keys: &SessionKeys) -> Result<Self, ProtoError> {
         use hmac::Mac;
         let full = self.hmac(keys)?.finalize().into_bytes();
-        self.mac = hex::encode(&full[..SESSION_MAC_BYTES]);
+        self.mac.copy_from_slice(&full[..SESSION_MAC_BYTES]);
         Ok(self)
     }
 
     /// Checks the MAC (client side), in constant time.
     pub fn verify(&self, keys: &SessionKeys) -> Result<(), ProtoError> {
-        let tag =
-            hex::decode(&self.mac).map_err(|_| ProtoError::BadSignature("session receipt"))?;
-        self.verify_tag(keys, &tag)
+        self.verify_tag(keys, &self.mac)
     }
 
     fn verify_tag(&self, keys: &SessionKeys, tag: &[u8]) -> Result<(), ProtoError> {
@@ -328,16 +327,13 @@ pub fn seal_session_answer(
     logs: &[String],
     keys: &SessionKeys,
 ) -> Result<Vec<u8>, ProtoError> {
-    let mut tag = [0u8; SESSION_MAC_BYTES];
-    hex::decode_to_slice(&receipt.mac, &mut tag)
-        .map_err(|_| ProtoError::BadSignature("session receipt"))?;
     let output_len = u32::try_from(output.len())
         .map_err(|_| ProtoError::Malformed("session result longer than 4 GiB"))?;
     let mut answer = Zeroizing::new(Vec::with_capacity(
         1 + SESSION_MAC_BYTES + OUTPUT_LEN_BYTES + output.len() + 2,
     ));
     answer.push(status.code());
-    answer.extend_from_slice(&tag);
+    answer.extend_from_slice(&receipt.mac);
     answer.extend_from_slice(&output_len.to_be_bytes());
     answer.extend_from_slice(output);
     serde_json::to_writer(&mut *answer, logs).map_err(|e| ProtoError::Crypto(e.to_string()))?;
@@ -381,7 +377,7 @@ pub fn open_session_result(
         ..expected
     };
     receipt.verify_tag(keys, tag)?;
-    receipt.mac = hex::encode(tag);
+    receipt.mac.copy_from_slice(tag);
     let result = serde_json::from_slice(output).map_err(|_| malformed())?;
     let logs = serde_json::from_slice(logs).map_err(|_| ProtoError::Malformed("session logs"))?;
     Ok(SessionResultBody {
@@ -453,7 +449,7 @@ mod tests {
             code_digest: Digest::of(b"code"),
             input_hash: parsed.input_hash(),
             output_hash: Digest::of(b""),
-            mac: String::new(),
+            mac: [0; SESSION_MAC_BYTES],
         };
         let receipt = SessionReceipt {
             output_hash: Digest::of(b"{}"),
@@ -470,22 +466,14 @@ mod tests {
         assert_eq!(opened.result, serde_json::json!({}));
         assert_eq!(opened.logs, ["l", "m"], "the logs travel with the result");
         opened.receipt.verify(&client).expect("mac verifies");
-        assert_eq!(receipt.mac.len(), 2 * SESSION_MAC_BYTES);
-        let mut shortened = receipt.clone();
-        shortened.mac.truncate(2 * SESSION_MAC_BYTES - 2);
         assert!(
-            shortened.verify(&client).is_err(),
+            receipt
+                .verify_tag(&client, &receipt.mac[..SESSION_MAC_BYTES - 1])
+                .is_err(),
             "a shorter tag is refused"
         );
         let mut flipped = receipt.clone();
-        flipped.mac.replace_range(
-            0..2,
-            if &receipt.mac[..2] == "00" {
-                "01"
-            } else {
-                "00"
-            },
-        );
+        flipped.mac[0] ^= 1;
         assert!(flipped.verify(&client).is_err(), "another tag is refused");
         let expecting = |change: fn(&mut SessionReceipt)| {
             let mut other = expected.clone();

@@ -333,7 +333,7 @@ fn open_in_session(
         code_digest: entry.code_digest,
         input_hash: entry.input_hash,
         output_hash: Digest::of(b""),
-        mac: String::new(),
+        mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
     };
     let body = open_session_result(&decode(sealed)?, keys, expected)?;
     Ok(OpenedActivation {
