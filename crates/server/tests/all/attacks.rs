@@ -54,6 +54,22 @@ fn flip_base64_bit(text: &str, from_end: usize) -> String {
 }
 
 /// Asserts the invoke was refused with a message containing `expected`.
+/// Flips a bit `from_end` base64 characters from the end of the sealed
+/// result stored for activation `id`.
+async fn flip_stored_result_bit(
+    server: &TestServer,
+    id: clemmys_whisk::ActivationId,
+    from_end: usize,
+) {
+    server
+        .tamper_record(id, |record| {
+            let result = record.response.result.as_mut().expect("result");
+            let text = result["sealed"].as_str().expect("sealed").to_owned();
+            result["sealed"] = json!(flip_base64_bit(&text, from_end));
+        })
+        .await;
+}
+
 fn refused(
     outcome: Result<clemmys_client::confidential::OpenedActivation, ConfidentialError>,
     expected: &str,
@@ -159,13 +175,7 @@ async fn flipped_bit_in_sealed_result_is_detected() {
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     let opened = owner.invoke("echo", json!({"v": 1})).await.expect("invoke");
-    server
-        .tamper_record(opened.activation_id, |record| {
-            let result = record.response.result.as_mut().expect("result");
-            let text = result["sealed"].as_str().expect("sealed").to_owned();
-            result["sealed"] = json!(flip_base64_bit(&text, 1));
-        })
-        .await;
+    flip_stored_result_bit(&server, opened.activation_id, 1).await;
     let outcome = owner.client.open_activation(opened.activation_id).await;
     assert!(
         matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed result")),
@@ -550,13 +560,7 @@ async fn flipped_bit_in_a_session_answer_is_detected() {
     assert!(opened.session.is_some(), "a session request");
     // Result and logs are one message: a flip anywhere in it (here near
     // the end, where the logs are) fails the whole answer.
-    server
-        .tamper_record(opened.activation_id, |record| {
-            let result = record.response.result.as_mut().expect("result");
-            let text = result["sealed"].as_str().expect("sealed").to_owned();
-            result["sealed"] = json!(flip_base64_bit(&text, 24));
-        })
-        .await;
+    flip_stored_result_bit(&server, opened.activation_id, 24).await;
     let outcome = owner.client.open_activation(opened.activation_id).await;
     assert!(
         matches!(&outcome, Err(ConfidentialError::Tampered(e)) if e.to_string().contains("sealed result")),

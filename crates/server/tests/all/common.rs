@@ -244,16 +244,20 @@ impl TestServer {
         .await
     }
 
+    /// `GET` of activation `id`, as the provider stores it.
+    pub async fn activation(&self, id: impl std::fmt::Display) -> Answer {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations/{id}"),
+            None,
+        )
+        .await
+    }
+
     /// Polls until activation `id` is stored, at most 10 s.
     pub async fn wait_for_activation(&self, id: &str) -> Value {
         for _ in 0..1000 {
-            let answer = self
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/namespaces/_/activations/{id}"),
-                    None,
-                )
-                .await;
+            let answer = self.activation(id).await;
             if answer.status == StatusCode::OK {
                 return answer.json;
             }
@@ -378,13 +382,7 @@ impl TestServer {
 
     /// The stored activation `id`, as the provider sees it.
     pub async fn record(&self, id: &str) -> Value {
-        self.call(
-            Method::GET,
-            &format!("/api/v1/namespaces/_/activations/{id}"),
-            None,
-        )
-        .await
-        .json
+        self.activation(id).await.json
     }
 }
 

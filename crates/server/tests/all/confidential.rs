@@ -41,13 +41,7 @@ async fn confidential_invoke_returns_the_result_and_logs_with_a_verified_receipt
 
     // The provider's record holds ciphertext only.
     let id = opened.activation_id;
-    let record = server
-        .call(
-            Method::GET,
-            &format!("/api/v1/namespaces/_/activations/{id}"),
-            None,
-        )
-        .await;
+    let record = server.activation(id).await;
     assert_eq!(record.status, StatusCode::OK);
     let result = &record.json["response"]["result"];
     assert!(
@@ -280,13 +274,7 @@ async fn a_session_invoke_seals_its_logs_inside_the_answer() {
 
     // The provider stores one sealed answer and no log lines beside it.
     let id = opened.activation_id;
-    let record = server
-        .call(
-            Method::GET,
-            &format!("/api/v1/namespaces/_/activations/{id}"),
-            None,
-        )
-        .await;
+    let record = server.activation(id).await;
     assert_eq!(record.status, StatusCode::OK);
     assert_eq!(record.json["logs"], json!([]), "{}", record.json);
     assert!(

@@ -25,13 +25,7 @@ async fn restart_keeps_actions_and_acknowledged_activations() {
         .await;
     assert_eq!(action.status, StatusCode::OK);
     for (n, id) in ids.iter().enumerate() {
-        let record = server
-            .call(
-                Method::GET,
-                &format!("/api/v1/namespaces/_/activations/{id}"),
-                None,
-            )
-            .await;
+        let record = server.activation(id).await;
         assert_eq!(record.status, StatusCode::OK, "activation {id} lost");
         assert_eq!(record.json["response"]["result"], json!({"n": n}));
     }
