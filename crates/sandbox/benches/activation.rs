@@ -1,11 +1,13 @@
-//! Warm activation cost: compile once, then time `Sandbox::run` (fresh
-//! store and WASI context, instantiate from the pooling allocator, `_start`,
-//! interpret stdout) for a few small guests, and print a table.
+//! Compile and warm activation cost of a few small guests with each
+//! compiler, side by side: compile (until a module can run, and until it
+//! runs its final code), then time `Sandbox::run` (fresh store and WASI
+//! context, instantiate from the pooling allocator, `_start`, interpret
+//! stdout) on the final code, and print a table.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clemmys_sandbox::{CodeDigest, RunRequest, Sandbox, SandboxConfig};
+use clemmys_sandbox::{CodeDigest, Compiler, RunRequest, Sandbox, SandboxConfig, Tier};
 use clemmys_whisk::ActivationStatus;
 
 const WARMUP: usize = 200;
@@ -35,24 +37,30 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e6
 }
 
+/// How long the bench waits for a tiered sandbox's optimising compile.
+const TIER_UP_WAIT: Duration = Duration::from_secs(60);
+
 fn main() {
+    // Knobs, from the environment: CLEMMYS_COMPILER=<tiered|winch|
+    // cranelift-fast|cranelift-optimizing> measures that compiler alone
+    // (default: each in turn), CLEMMYS_KEEP_RESIDENT=<bytes>.
+    let compilers: Vec<Compiler> = match std::env::var("CLEMMYS_COMPILER") {
+        Ok(value) => vec![
+            Compiler::ALL
+                .into_iter()
+                .find(|compiler| compiler.name() == value)
+                .expect("CLEMMYS_COMPILER names a compiler"),
+        ],
+        Err(_) => Compiler::ALL.to_vec(),
+    };
     let mut config = SandboxConfig::with_slots(16);
-    // Knobs to compare, from the environment (see the crate's README lines
-    // in Cargo.toml): CLEMMYS_FAST_COMPILE=1, CLEMMYS_KEEP_RESIDENT=<bytes>.
-    if let Ok(value) = std::env::var("CLEMMYS_FAST_COMPILE") {
-        config.fast_compile = value == "1";
-    }
     if let Some(bytes) = std::env::var("CLEMMYS_KEEP_RESIDENT")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         config.keep_resident_bytes = bytes;
     }
-    eprintln!(
-        "fast_compile={} keep_resident={}",
-        config.fast_compile, config.keep_resident_bytes
-    );
-    let sandbox = Sandbox::new(&config).expect("sandbox");
+    eprintln!("keep_resident={}", config.keep_resident_bytes);
     let mut guests = vec![(
         "noop (WAT)".to_owned(),
         wat::parse_str(NOOP_WAT).expect("wat"),
@@ -70,55 +78,78 @@ fn main() {
         }
     }
 
+    // compile: until the module can run (Winch's compile, when tiered);
+    // final code: until it runs its final code; run: with its final code.
     println!(
-        "| guest | size KB | validate ms | compile ms | run p50 µs | run p90 µs | run p99 µs |"
+        "| guest | compiler | size KB | validate ms | compile ms | final code ms | run p50 µs | run p90 µs | run p99 µs |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (name, wasm, input) in guests {
-        let started = Instant::now();
-        sandbox.validate(&wasm).expect("valid");
-        let validate = started.elapsed();
-        let prepared = sandbox
-            .prepare(CodeDigest::of(&wasm), &wasm)
-            .expect("prepare");
-        // The median of a few uncached compiles: one compile is noisy.
-        let mut compiles: Vec<Duration> = (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                sandbox.compile_private(&wasm).expect("compile");
-                started.elapsed()
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, wasm, input) in &guests {
+        for &compiler in &compilers {
+            let sandbox = Sandbox::new(&SandboxConfig {
+                compiler,
+                ..config.clone()
             })
-            .collect();
-        compiles.push(prepared.compiled_in.expect("fresh compile"));
-        compiles.sort();
-        let compile = compiles[compiles.len() / 2];
-        let request = RunRequest {
-            input: input.as_bytes().to_vec(),
-            ..RunRequest::default()
-        };
-        let mut times = Vec::with_capacity(RUNS);
-        for i in 0..WARMUP + RUNS {
-            let started = Instant::now();
-            let outcome = sandbox.run(&prepared.module, request.clone());
-            let elapsed = started.elapsed();
-            assert_eq!(
-                outcome.response.status,
-                ActivationStatus::Success,
-                "{outcome:?}"
-            );
-            if i >= WARMUP {
-                times.push(elapsed);
-            }
+            .expect("sandbox");
+            measure(&sandbox, name, wasm, input);
         }
-        times.sort();
-        println!(
-            "| {name} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            wasm.len() as f64 / 1024.0,
-            validate.as_secs_f64() * 1e3,
-            compile.as_secs_f64() * 1e3,
-            percentile(&times, 0.5),
-            percentile(&times, 0.9),
-            percentile(&times, 0.99),
-        );
     }
+}
+
+/// One guest in one sandbox: a row of the table.
+fn measure(sandbox: &Sandbox, name: &str, wasm: &[u8], input: &str) {
+    let started = Instant::now();
+    sandbox.validate(wasm).expect("valid");
+    let validate = started.elapsed();
+    // The median of a few uncached compiles: one compile is noisy. Each
+    // waits for the one before to be entirely done (tier-up included).
+    let mut compiles = Vec::new();
+    let mut finals = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let module = sandbox.compile_private(wasm).expect("compile");
+        compiles.push(started.elapsed());
+        assert!(sandbox.wait_for_tier_ups(TIER_UP_WAIT), "tier-up timed out");
+        finals.push(started.elapsed());
+        assert_eq!(module.tier(), Tier::Final);
+    }
+    let prepared = sandbox
+        .prepare(CodeDigest::of(wasm), wasm)
+        .expect("prepare");
+    assert!(sandbox.wait_for_tier_ups(TIER_UP_WAIT), "tier-up timed out");
+    let request = RunRequest {
+        input: input.as_bytes().to_vec(),
+        ..RunRequest::default()
+    };
+    let mut times = Vec::with_capacity(RUNS);
+    for i in 0..WARMUP + RUNS {
+        let started = Instant::now();
+        let outcome = sandbox.run(&prepared.module, request.clone());
+        let elapsed = started.elapsed();
+        assert_eq!(
+            outcome.response.status,
+            ActivationStatus::Success,
+            "{outcome:?}"
+        );
+        if i >= WARMUP {
+            times.push(elapsed);
+        }
+    }
+    times.sort();
+    println!(
+        "| {name} | {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        sandbox.compiler().name(),
+        wasm.len() as f64 / 1024.0,
+        validate.as_secs_f64() * 1e3,
+        median_ms(&mut compiles),
+        median_ms(&mut finals),
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        percentile(&times, 0.99),
+    );
+}
+
+fn median_ms(times: &mut [Duration]) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e3
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use wasmtime::InstancePre;
@@ -18,18 +18,43 @@ use crate::CodeDigest;
 use crate::run::Host;
 
 /// A module compiled for this sandbox and linked against WASI preview 1.
+///
+/// In a tiered sandbox its first code is Winch's, replaced by Cranelift's
+/// once the background compile finishes; a run keeps the code it started
+/// with, so a replacement never disturbs one.
 pub struct PreparedModule {
     digest: CodeDigest,
     compile_time: Duration,
+    code: RwLock<Arc<Code>>,
+}
+
+/// One compiler's code for a module.
+pub(crate) struct Code {
     pub(crate) pre: InstancePre<Host>,
+    pub(crate) tier: Tier,
+}
+
+/// Whether a module's code is the one it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch's code, which the optimising compile running in the background
+    /// will replace ([`Compiler::Tiered`](crate::Compiler::Tiered)).
+    Baseline,
+    /// The code the module keeps.
+    Final,
 }
 
 impl PreparedModule {
-    pub(crate) fn new(digest: CodeDigest, compile_time: Duration, pre: InstancePre<Host>) -> Self {
+    pub(crate) fn new(
+        digest: CodeDigest,
+        compile_time: Duration,
+        pre: InstancePre<Host>,
+        tier: Tier,
+    ) -> Self {
         Self {
             digest,
             compile_time,
-            pre,
+            code: RwLock::new(Arc::new(Code { pre, tier })),
         }
     }
 
@@ -38,9 +63,30 @@ impl PreparedModule {
         self.digest
     }
 
-    /// How long compiling and linking took.
+    /// How long compiling and linking took, until the module could first
+    /// run (for a tiered sandbox, Winch's compile).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+
+    /// Whether the module runs its final code yet.
+    pub fn tier(&self) -> Tier {
+        self.code().tier
+    }
+
+    /// The code a run starting now uses.
+    pub(crate) fn code(&self) -> Arc<Code> {
+        // Nothing panics while holding the lock: a poisoned one is intact.
+        Arc::clone(&self.code.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the baseline code with the final one.
+    pub(crate) fn finish(&self, pre: InstancePre<Host>) {
+        let code = Arc::new(Code {
+            pre,
+            tier: Tier::Final,
+        });
+        *self.code.write().unwrap_or_else(PoisonError::into_inner) = code;
     }
 }
 
@@ -49,6 +95,7 @@ impl fmt::Debug for PreparedModule {
         f.debug_struct("PreparedModule")
             .field("digest", &self.digest)
             .field("compile_time", &self.compile_time)
+            .field("tier", &self.tier())
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +159,7 @@ impl ModuleCache {
     pub(crate) fn get_or_compile<E>(
         &self,
         digest: CodeDigest,
-        compile: impl FnOnce() -> Result<PreparedModule, E>,
+        compile: impl FnOnce() -> Result<Arc<PreparedModule>, E>,
     ) -> Result<Prepared, E> {
         if let Some(module) = self.get(&digest) {
             return Ok(Prepared {
@@ -129,7 +176,7 @@ impl ModuleCache {
                 compiled_in: None,
             });
         }
-        let compiled = compile().map(Arc::new);
+        let compiled = compile();
         let mut state = self.lock();
         if state
             .compiling

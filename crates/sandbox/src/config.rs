@@ -1,12 +1,13 @@
-//! [`SandboxConfig`] and the one function that turns it into the process's
-//! wasmtime [`Config`].
+//! [`SandboxConfig`], the [`Compiler`] choice, and the functions that turn
+//! them into the wasmtime [`Config`]s of the sandbox's engines: the main
+//! one (Cranelift) and, for a tiered or Winch sandbox, the baseline one.
 //!
 //! Every activation gets a slot of the pooling instance allocator (instance
 //! metadata, one linear memory, one table): slots are reserved once at
 //! start-up and recycled, and linear memories are mapped copy-on-write from
 //! the module's initial image, so instantiating a cached module costs a few
 //! microseconds. Guests are interrupted by epochs: a background thread bumps
-//! the engine's epoch every [`SandboxConfig::epoch_tick`], and each store
+//! the engines' epochs every [`SandboxConfig::epoch_tick`], and each store
 //! traps once its deadline (the action's timeout, in ticks) has passed.
 //!
 //! [`SandboxConfig::pooling`] and [`SandboxConfig::copy_on_write`] turn the
@@ -18,7 +19,7 @@ use std::time::Duration;
 use clemmys_whisk::limits::{MAX_MEMORY_MB, MB};
 use wasmtime::{
     Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, RegallocAlgorithm,
-    WasmBacktraceDetails,
+    Strategy, WasmBacktraceDetails,
 };
 
 /// Table elements any one activation may have (wasmtime's pooling default;
@@ -44,13 +45,10 @@ pub struct SandboxConfig {
     pub epoch_tick: Duration,
     /// Compiled modules kept in memory (least recently used ones are dropped).
     pub module_cache_capacity: usize,
-    /// Compile for start-up rather than speed: Cranelift without
-    /// optimisations and with its single-pass register allocator. On by
-    /// default: measured here (`cargo bench -p clemmys-sandbox`), compiling
-    /// takes half as long (hello 47 → 24 ms, noop 20 → 10 ms) while the
-    /// CPU-bound `cpu` example runs 9% slower (414 → 451 µs): the guests are
-    /// already optimised by their own compiler, and cold starts dominate.
-    pub fast_compile: bool,
+    /// How action code is compiled; see [`Compiler`]. Default
+    /// [`Compiler::Tiered`] where Winch supports the host (x86-64), else
+    /// [`Compiler::CraneliftFast`].
+    pub compiler: Compiler,
     /// Bytes at the start of each pooled linear memory that are reset in
     /// place when an instance ends, instead of being returned to the kernel
     /// (`madvise`) and faulted in again by the next instance. Default
@@ -91,15 +89,57 @@ impl SandboxConfig {
             max_memory_bytes: u64::from(MAX_MEMORY_MB) * MB,
             epoch_tick: Duration::from_millis(5),
             module_cache_capacity: 128,
-            fast_compile: true,
+            compiler: Compiler::default_for_host(),
             keep_resident_bytes: 256 * 1024,
             pooling: true,
             copy_on_write: true,
         }
     }
 
-    /// The wasmtime configuration of the process's engine.
-    pub(crate) fn to_wasmtime(&self) -> Config {
+    /// The wasmtime configuration of the main engine: the one whose code
+    /// activations run (once it is ready, for a tiered sandbox), and that
+    /// validates code at deploy time.
+    pub(crate) fn main_engine(&self) -> Config {
+        let mut config = self.engine_base(self.allocation_strategy());
+        match self.compiler {
+            Compiler::Tiered => {
+                set_cranelift(&mut config, true);
+                // Compiled in the background on one thread, leaving the
+                // other cores to the activations.
+                config.parallel_compilation(false);
+            }
+            Compiler::Winch => {
+                // The few functions Winch leaves to Cranelift (trampolines
+                // between host and guest) are compiled for start-up too.
+                set_cranelift(&mut config, false);
+                config.strategy(Strategy::Winch).parallel_compilation(true);
+            }
+            Compiler::CraneliftFast | Compiler::CraneliftOptimizing => {
+                set_cranelift(&mut config, self.compiler == Compiler::CraneliftOptimizing);
+                config.parallel_compilation(true);
+            }
+        }
+        config
+    }
+
+    /// The configuration of a tiered sandbox's baseline engine: Winch,
+    /// compiling on every core. Its instances are allocated on demand:
+    /// they run only until the optimised code replaces them, and a second
+    /// pool would reserve the address space of every slot twice.
+    pub(crate) fn baseline_engine(&self) -> Option<Config> {
+        if self.compiler != Compiler::Tiered {
+            return None;
+        }
+        let mut config = self.engine_base(InstanceAllocationStrategy::OnDemand);
+        set_cranelift(&mut config, false);
+        config.strategy(Strategy::Winch).parallel_compilation(true);
+        Some(config)
+    }
+
+    fn allocation_strategy(&self) -> InstanceAllocationStrategy {
+        if !self.pooling {
+            return InstanceAllocationStrategy::OnDemand;
+        }
         let max_memory_size = usize::try_from(self.max_memory_bytes).unwrap_or(usize::MAX);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(self.total_core_instances)
@@ -110,34 +150,92 @@ impl SandboxConfig {
             .table_elements(MAX_TABLE_ELEMENTS)
             .linear_memory_keep_resident(self.keep_resident_bytes)
             .table_keep_resident(self.keep_resident_bytes.min(64 * 1024));
+        InstanceAllocationStrategy::Pooling(pool)
+    }
 
-        let strategy = if self.pooling {
-            InstanceAllocationStrategy::Pooling(pool)
-        } else {
-            InstanceAllocationStrategy::OnDemand
-        };
+    /// What every engine shares: allocation, images, interruption, traps.
+    fn engine_base(&self, strategy: InstanceAllocationStrategy) -> Config {
         let mut config = Config::new();
         config
             .allocation_strategy(strategy)
             .memory_init_cow(self.copy_on_write)
             .epoch_interruption(true)
-            .parallel_compilation(true)
-            .cranelift_opt_level(if self.fast_compile {
-                OptLevel::None
-            } else {
-                OptLevel::Speed
-            })
-            .cranelift_regalloc_algorithm(if self.fast_compile {
-                RegallocAlgorithm::SinglePass
-            } else {
-                RegallocAlgorithm::Backtracking
-            })
             // Traps are reported in one line; guest backtraces are neither
             // shown nor logged (they describe confidential code), so don't
             // pay for collecting them, and don't let the environment decide.
             .wasm_backtrace_max_frames(None)
             .wasm_backtrace_details(WasmBacktraceDetails::Disable);
         config
+    }
+}
+
+/// Cranelift's settings: optimising, or for start-up (no optimisations,
+/// single-pass register allocation).
+fn set_cranelift(config: &mut Config, optimizing: bool) {
+    if optimizing {
+        config
+            .cranelift_opt_level(OptLevel::Speed)
+            .cranelift_regalloc_algorithm(RegallocAlgorithm::Backtracking);
+    } else {
+        config
+            .cranelift_opt_level(OptLevel::None)
+            .cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass);
+    }
+}
+
+/// Which of wasmtime's compilers turn action code into machine code, and
+/// when. Measured on this project's 2-core x86-64 machine, compiling the
+/// `noop` example on one core: Winch 8.9 ms, Cranelift for start-up
+/// 28.6 ms, Cranelift optimising 58.5 ms (`cargo bench -p clemmys-sandbox`
+/// prints the figures of the machine it runs on, with each compiler's run
+/// times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiler {
+    /// Winch, wasmtime's single-pass baseline compiler, on the critical
+    /// path (an action is ready to run a few milliseconds after its code
+    /// arrives); then Cranelift's optimising compiler on a background
+    /// thread, whose code serves every activation that starts once it is
+    /// ready. A module Winch cannot compile (one using tail calls, say) is
+    /// compiled by Cranelift at once.
+    Tiered,
+    /// Winch only: the fastest compile, and the slowest code.
+    Winch,
+    /// Cranelift without optimisations and with its single-pass register
+    /// allocator, on the critical path: half the compile time of the
+    /// optimising compiler, code about 10 % slower on CPU-bound work (the
+    /// guests are already optimised by their own compiler).
+    CraneliftFast,
+    /// Cranelift's optimising compiler, on the critical path.
+    CraneliftOptimizing,
+}
+
+impl Compiler {
+    /// [`Tiered`](Self::Tiered) where Winch supports the host (x86-64),
+    /// else [`CraneliftFast`](Self::CraneliftFast).
+    pub fn default_for_host() -> Self {
+        if cfg!(target_arch = "x86_64") {
+            Self::Tiered
+        } else {
+            Self::CraneliftFast
+        }
+    }
+
+    /// Every compiler, in the order benchmarks show them.
+    pub const ALL: [Self; 4] = [
+        Self::Tiered,
+        Self::Winch,
+        Self::CraneliftFast,
+        Self::CraneliftOptimizing,
+    ];
+
+    /// The name benchmarks and logs show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tiered => "tiered",
+            Self::Winch => "winch",
+            Self::CraneliftFast => "cranelift-fast",
+            Self::CraneliftOptimizing => "cranelift-optimizing",
+        }
     }
 }
 
@@ -166,11 +264,18 @@ mod tests {
             },
             SandboxConfig {
                 keep_resident_bytes: 0,
-                fast_compile: true,
                 ..base.clone()
             },
-        ] {
-            wasmtime::Engine::new(&config.to_wasmtime()).expect("engine");
+        ]
+        .into_iter()
+        .chain(Compiler::ALL.map(|compiler| SandboxConfig {
+            compiler,
+            ..base.clone()
+        })) {
+            wasmtime::Engine::new(&config.main_engine()).expect("engine");
+            if let Some(baseline) = config.baseline_engine() {
+                wasmtime::Engine::new(&baseline).expect("baseline engine");
+            }
         }
     }
 }

@@ -61,10 +61,11 @@ mod outcome;
 mod poll;
 mod run;
 mod sandbox;
+mod tier;
 mod validate;
 
-pub use cache::{Prepared, PreparedModule};
-pub use config::SandboxConfig;
+pub use cache::{Prepared, PreparedModule, Tier};
+pub use config::{Compiler, SandboxConfig};
 pub use digest::{CodeDigest, InvalidDigest};
 pub use error::{InvalidModule, SandboxError};
 pub use outcome::{Failure, interpret};

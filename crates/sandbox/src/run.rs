@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{ActionLimits, ActivationResponse};
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
+use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -131,8 +131,9 @@ pub(crate) fn run(
     } = request;
     let stdout = Capture::new(ResultBuffer::new(limits.max_result_bytes));
     let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
+    let code = module.code();
     let mut store = new_store(
-        module,
+        &code.pre,
         input,
         &limits,
         (stdout.clone(), stderr.clone()),
@@ -142,7 +143,7 @@ pub(crate) fn run(
 
     let ended = call(
         &mut store,
-        module,
+        &code.pre,
         entry.as_deref().unwrap_or(DEFAULT_ENTRY),
     );
     let memory_denied = store.data().limiter.denied();
@@ -180,7 +181,7 @@ pub(crate) fn run(
 /// `input` on stdin and the captures on stdout and stderr, the memory
 /// limiter, and an epoch deadline `limits.timeout` from `started`.
 fn new_store(
-    module: &PreparedModule,
+    pre: &InstancePre<Host>,
     input: Vec<u8>,
     limits: &RunLimits,
     (stdout, stderr): (Capture<ResultBuffer>, Capture<LogBuffer>),
@@ -201,7 +202,7 @@ fn new_store(
         timing,
         limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
     };
-    let mut store = Store::new(module.pre.module().engine(), host);
+    let mut store = Store::new(pre.module().engine(), host);
     store.limiter(|host| &mut host.limiter);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
@@ -265,15 +266,16 @@ pub(crate) fn instantiate_idle(
         Capture::new(ResultBuffer::new(limits.max_result_bytes)),
         Capture::new(LogBuffer::new(limits.log_bytes)),
     );
+    let code = module.code();
     let mut store = new_store(
-        module,
+        &code.pre,
         Vec::new(),
         &limits,
         captures,
         Instant::now(),
         epoch_tick,
     );
-    match module.pre.instantiate(&mut store) {
+    match code.pre.instantiate(&mut store) {
         Ok(instance) => Ok(IdleInstance {
             store,
             instance,
@@ -289,8 +291,8 @@ pub(crate) fn instantiate_idle(
 }
 
 /// Instantiates the module and calls `entry`.
-fn call(store: &mut Store<Host>, module: &PreparedModule, entry: &str) -> Result<(), Ended> {
-    let instance = module.pre.instantiate(&mut *store)?;
+fn call(store: &mut Store<Host>, pre: &InstancePre<Host>, entry: &str) -> Result<(), Ended> {
+    let instance = pre.instantiate(&mut *store)?;
     if entry != DEFAULT_ENTRY
         && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
     {
@@ -436,6 +438,9 @@ mod tests {
         let prepared = sandbox
             .prepare(crate::CodeDigest::of(&code), &code)
             .expect("prepare");
+        // Slots are the pool's: a tiered module's Winch code, which runs
+        // only until the optimised code is in, is allocated on demand.
+        assert!(sandbox.wait_for_tier_ups(Duration::from_secs(30)));
         let mut first = sandbox
             .instantiate_idle(&prepared.module)
             .expect("one slot");

@@ -1,46 +1,87 @@
-//! [`Sandbox`]: the process's one wasm engine, its WASI linker, its compiled
-//! module cache and the thread that drives timeouts.
+//! [`Sandbox`]: the process's wasm engines (one, or a baseline and an
+//! optimising one for a tiered sandbox), their WASI linkers, the compiled
+//! module cache, and the threads that drive timeouts and tier-up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Linker, Module};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 
-use crate::cache::ModuleCache;
-use crate::poll;
+use crate::cache::{ModuleCache, Tier};
 use crate::run::{self, Host};
+use crate::tier::TierUp;
 use crate::validate::check_module;
 use crate::{
-    CodeDigest, Failure, InvalidModule, Prepared, PreparedModule, RunOutcome, RunRequest,
-    SandboxConfig, SandboxError,
+    CodeDigest, Compiler, Failure, InvalidModule, Prepared, PreparedModule, RunOutcome, RunRequest,
+    SandboxConfig, SandboxError, poll,
 };
 
 /// Runs untrusted wasm actions with limits. Create one per process and share
 /// it (`Sync`); see the crate docs.
 pub struct Sandbox {
-    engine: Engine,
-    linker: Linker<Host>,
+    main: Backend,
+    /// A tiered sandbox's Winch engine, and the thread that replaces its code.
+    baseline: Option<(Backend, TierUp)>,
+    compiler: Compiler,
     cache: ModuleCache,
     epoch_tick: Duration,
     _ticker: EpochTicker,
 }
 
-impl Sandbox {
-    /// Creates the engine, pooling allocator, WASI linker and epoch thread.
-    pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
-        let engine = Engine::new(&config.to_wasmtime())
-            .map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+/// An engine and its WASI linker.
+#[derive(Clone)]
+pub(crate) struct Backend {
+    engine: Engine,
+    linker: Linker<Host>,
+}
+
+impl Backend {
+    fn new(config: &Config) -> Result<Self, SandboxError> {
+        let engine = |error: wasmtime::Error| SandboxError::Engine(format!("{error:#}"));
+        let engine = Engine::new(config).map_err(engine)?;
         let linker =
             build_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        Ok(Self { engine, linker })
+    }
+
+    /// Compiles `code` and links it against WASI.
+    pub(crate) fn compile(&self, code: &[u8]) -> Result<InstancePre<Host>, SandboxError> {
+        let module = Module::new(&self.engine, code)
+            .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
+        self.linker
+            .instantiate_pre(&module)
+            .map_err(|error| SandboxError::Link(format!("{error:#}")))
+    }
+}
+
+impl Sandbox {
+    /// Creates the engines, pooling allocator, WASI linkers, and the epoch
+    /// and tier-up threads.
+    pub fn new(config: &SandboxConfig) -> Result<Self, SandboxError> {
+        let main = Backend::new(&config.main_engine())?;
+        let baseline = match config.baseline_engine() {
+            Some(baseline) => {
+                let tier_up = TierUp::start(main.clone()).map_err(|error| {
+                    SandboxError::Engine(format!("cannot start the tier-up thread: {error}"))
+                })?;
+                Some((Backend::new(&baseline)?, tier_up))
+            }
+            None => None,
+        };
         let epoch_tick = config.epoch_tick.max(Duration::from_micros(100));
-        let ticker = EpochTicker::start(engine.clone(), epoch_tick).map_err(|error| {
+        let engines = std::iter::once(&main)
+            .chain(baseline.as_ref().map(|(backend, _)| backend))
+            .map(|backend| backend.engine.clone())
+            .collect();
+        let ticker = EpochTicker::start(engines, epoch_tick).map_err(|error| {
             SandboxError::Engine(format!("cannot start the epoch thread: {error}"))
         })?;
         Ok(Self {
-            engine,
-            linker,
+            main,
+            baseline,
+            compiler: config.compiler,
             cache: ModuleCache::new(config.module_cache_capacity),
             epoch_tick,
             _ticker: ticker,
@@ -51,13 +92,13 @@ impl Sandbox {
     /// preview-1 command this sandbox can run: WebAssembly, valid, importing
     /// only WASI and exporting `_start`.
     pub fn validate(&self, code: &[u8]) -> Result<(), InvalidModule> {
-        check_module(&self.engine, code, None)
+        check_module(&self.main.engine, code, None)
     }
 
     /// Like [`validate`](Self::validate), for an action that names the
     /// export to call (`exec.main`) instead of `_start`.
     pub fn validate_entry(&self, code: &[u8], entry: Option<&str>) -> Result<(), InvalidModule> {
-        check_module(&self.engine, code, entry)
+        check_module(&self.main.engine, code, entry)
     }
 
     /// The prepared module for `digest`: from the cache, or compiled from
@@ -79,23 +120,72 @@ impl Sandbox {
     /// module itself: the enclave runtime, whose compiled confidential code
     /// must not be found by digest by anyone else.
     pub fn compile_private(&self, code: &[u8]) -> Result<Arc<PreparedModule>, SandboxError> {
-        self.compile(CodeDigest::of(code), code).map(Arc::new)
+        self.compile(CodeDigest::of(code), code)
     }
 
-    fn compile(&self, digest: CodeDigest, code: &[u8]) -> Result<PreparedModule, SandboxError> {
+    /// Compiles with Winch and queues the optimising compile (tiered), or
+    /// compiles with the main engine.
+    fn compile(
+        &self,
+        digest: CodeDigest,
+        code: &[u8],
+    ) -> Result<Arc<PreparedModule>, SandboxError> {
         if !code.starts_with(b"\0asm") {
             return Err(InvalidModule::NotWasm.into());
         }
         let started = Instant::now();
-        let module = Module::new(&self.engine, code)
-            .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|error| SandboxError::Link(format!("{error:#}")))?;
+        if let Some((baseline, tier_up)) = &self.baseline {
+            match baseline.compile(code) {
+                Ok(pre) => {
+                    let compile_time = started.elapsed();
+                    tracing::debug!(%digest, ?compile_time, "compiled action module (Winch)");
+                    let module = Arc::new(PreparedModule::new(
+                        digest,
+                        compile_time,
+                        pre,
+                        Tier::Baseline,
+                    ));
+                    tier_up.queue(&module, code.to_vec());
+                    return Ok(module);
+                }
+                // Validated code Winch does not support (tail calls, say):
+                // Cranelift compiles it now.
+                Err(error) => {
+                    tracing::debug!(%digest, %error, "Winch cannot compile this module");
+                }
+            }
+        }
+        let pre = self.main.compile(code)?;
         let compile_time = started.elapsed();
         tracing::debug!(%digest, ?compile_time, "compiled action module");
-        Ok(PreparedModule::new(digest, compile_time, pre))
+        Ok(Arc::new(PreparedModule::new(
+            digest,
+            compile_time,
+            pre,
+            Tier::Final,
+        )))
+    }
+
+    /// Which compiler this sandbox uses.
+    pub fn compiler(&self) -> Compiler {
+        self.compiler
+    }
+
+    /// Modules of a tiered sandbox waiting for, or in, their optimising
+    /// compile.
+    pub fn pending_tier_ups(&self) -> usize {
+        self.baseline
+            .as_ref()
+            .map_or(0, |(_, tier_up)| tier_up.pending())
+    }
+
+    /// Waits, at most `timeout`, until every module compiled so far runs
+    /// its final code; whether all do. Benchmarks call it to measure the
+    /// steady state, and tests to run optimised code.
+    pub fn wait_for_tier_ups(&self, timeout: Duration) -> bool {
+        self.baseline
+            .as_ref()
+            .is_none_or(|(_, tier_up)| tier_up.wait(timeout))
     }
 
     /// The cached prepared module for `digest`, if any.
@@ -139,6 +229,7 @@ const _: fn() = || {
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sandbox")
+            .field("compiler", &self.compiler)
             .field("epoch_tick", &self.epoch_tick)
             .field("cached_modules", &self.cache.len())
             .finish_non_exhaustive()
@@ -154,14 +245,14 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     Ok(linker)
 }
 
-/// The thread advancing the engine's epoch every tick, stopped on drop.
+/// The thread advancing the engines' epochs every tick, stopped on drop.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+    fn start(engines: Vec<Engine>, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -175,7 +266,9 @@ impl EpochTicker {
                         std::thread::park_timeout(next - now);
                         continue;
                     }
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                     next += tick;
                 }
             })?;

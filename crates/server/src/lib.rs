@@ -93,6 +93,9 @@ pub struct RunningServer {
     pub broker: Option<Arc<clemmys_broker::Broker>>,
     /// The invoker's enclaves (benchmarks and tests read their counters).
     pub enclaves: Arc<EnclavePool>,
+    /// The node's wasm sandbox (benchmarks wait for its background
+    /// compiles).
+    pub sandbox: Arc<Sandbox>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
     /// The invoker's loop taking activations off the bus; it ends once the
@@ -190,7 +193,7 @@ impl RunningServer {
             Arc::new(queue),
             completions,
             throttle,
-            Arc::new(SandboxCheck(sandbox)),
+            Arc::new(SandboxCheck(sandbox.clone())),
             controller_config,
         )
         .with_broker(trusted.gateway());
@@ -221,6 +224,7 @@ impl RunningServer {
             store,
             broker: trusted.broker.clone(),
             enclaves: trusted.enclaves.clone(),
+            sandbox,
             stop,
             serving,
             dispatching,

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use clemmys_sandbox::{CodeDigest, Sandbox, SandboxConfig};
 use serde::Serialize;
 
@@ -27,6 +27,8 @@ use super::progress::Progress;
 pub const BUDGET_BYTES: u64 = 2 << 30;
 /// Slots beyond `count`, so that slot exhaustion never cuts the run short.
 const SPARE_SLOTS: u32 = 16;
+/// How long the density run waits for noop's optimising compile.
+const TIER_UP_WAIT: Duration = Duration::from_secs(30);
 
 /// What the density measurement found.
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +171,11 @@ pub fn measure(noop: &[u8], count: usize, progress: &Progress) -> anyhow::Result
     let prepared = sandbox
         .prepare(CodeDigest::of(noop), noop)
         .context("compiling noop")?;
+    // The steady state: a tiered sandbox's instances come from the pool
+    // once the optimised code is in.
+    if !sandbox.wait_for_tier_ups(TIER_UP_WAIT) {
+        bail!("noop's optimising compile did not finish within {TIER_UP_WAIT:?}");
+    }
     // One instance made and dropped first, so that lazily built engine
     // state is not counted as the first instance's.
     drop(

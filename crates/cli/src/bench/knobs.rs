@@ -2,9 +2,11 @@
 //! warm plain `noop` at one client (throughput and p50) with the default
 //! sandbox, without the pooling allocator, without copy-on-write memory
 //! images and with nothing kept resident; and the cold start (create +
-//! first invoke) of plain `hello` with the fast compiler (default) and with
-//! the optimising one.
+//! first invoke) of plain `hello` with each compiler: tiered (Winch, then
+//! optimising Cranelift in the background; the default), Cranelift for
+//! start-up, and optimising Cranelift.
 
+use clemmys_sandbox::Compiler;
 use clemmys_server::ServerConfig;
 use serde::Serialize;
 
@@ -15,8 +17,6 @@ use super::scenarios::{BeforeInvoke, Modules, Plan, cold_with, invoke_loop, on_f
 
 /// The setting measured as the default.
 pub const DEFAULT: &str = "default";
-/// `fast_compile = false`: Cranelift's optimising compiler.
-pub const OPTIMIZING_COMPILE: &str = "fast_compile off (optimising)";
 
 /// A setting and what it changes.
 struct Knob {
@@ -26,7 +26,7 @@ struct Knob {
     cold: bool,
 }
 
-const KNOBS: [Knob; 5] = [
+const KNOBS: [Knob; 6] = [
     Knob {
         name: DEFAULT,
         configure: |_| {},
@@ -52,8 +52,14 @@ const KNOBS: [Knob; 5] = [
         cold: false,
     },
     Knob {
-        name: OPTIMIZING_COMPILE,
-        configure: |config| config.sandbox.fast_compile = false,
+        name: "compiler cranelift-fast",
+        configure: |config| config.sandbox.compiler = Compiler::CraneliftFast,
+        warm: false,
+        cold: true,
+    },
+    Knob {
+        name: "compiler cranelift-optimizing",
+        configure: |config| config.sandbox.compiler = Compiler::CraneliftOptimizing,
         warm: false,
         cold: true,
     },

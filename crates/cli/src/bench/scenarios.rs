@@ -182,6 +182,11 @@ impl Node {
         )
     }
 
+    /// Modules waiting for, or in, their optimising compile.
+    pub fn pending_tier_ups(&self) -> usize {
+        self.server.sandbox.pending_tier_ups()
+    }
+
     /// `/NAMESPACE/name`, as sequences name their components.
     pub fn qualified(&self, name: &str) -> String {
         format!("/{}/{name}", self.owner.namespace())
@@ -531,7 +536,7 @@ pub enum BeforeInvoke {
 
 /// How long a run waits at most for an enclave to be provisioned.
 const READY_WAIT: Duration = Duration::from_secs(30);
-/// How long a run waits at most for the idle enclaves to be refilled.
+/// How long a run waits at most for background compiles and enclave refills.
 const REFILL_WAIT: Duration = Duration::from_secs(10);
 
 /// `plan.cold_runs` cold starts of example `action` in `mode`: each run creates a
@@ -558,9 +563,10 @@ pub async fn cold(
     .await
 }
 
-/// Like [`cold`], doing `before` between each create and its invoke; on a
-/// node with idle enclaves, each run starts once they are all refilled (a
-/// pool in its steady state), untimed.
+/// Like [`cold`], doing `before` between each create and its invoke. Each
+/// run starts, untimed, once the last one's background work is done: the
+/// optimising compiles of a tiered sandbox, and on a node with idle
+/// enclaves, their refill (a pool in its steady state).
 pub async fn cold_with(
     node: &Node,
     plan: &Plan,
@@ -580,9 +586,7 @@ pub async fn cold_with(
     for run in 0..runs {
         let name = format!("bench-cold-{}-{action}-{run_id}-{run}", mode.name());
         let code = with_custom_section(wasm, NONCE_SECTION, format!("{run_id}-{run}").as_bytes());
-        if mode == Mode::Confidential {
-            wait_for_idle_enclaves(node).await;
-        }
+        wait_for_background_work(node, mode).await;
         match cold_once(node, &name, &code, mode, before).await {
             Ok(sample) => samples.push(sample),
             Err(error) => {
@@ -610,13 +614,15 @@ pub async fn cold_with(
     Ok(row)
 }
 
-/// Waits (untimed, up to [`REFILL_WAIT`]) until the node's pool has all
-/// the idle enclaves it keeps.
-async fn wait_for_idle_enclaves(node: &Node) {
+/// Waits (untimed, up to [`REFILL_WAIT`]) until the node compiles nothing
+/// in the background and, for a confidential run, its pool has all the
+/// idle enclaves it keeps.
+async fn wait_for_background_work(node: &Node, mode: Mode) {
     let deadline = Instant::now() + REFILL_WAIT;
     loop {
         let (idle, target) = node.idle_enclaves();
-        if idle >= target || Instant::now() > deadline {
+        let refilled = mode == Mode::Plain || idle >= target;
+        if (refilled && node.pending_tier_ups() == 0) || Instant::now() > deadline {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -508,29 +508,41 @@ impl Confidential {
         options: &DeployOptions,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let version = match self.describe(&short, true).await {
-            Ok(current) => current.version + 1,
-            Err(ConfidentialError::Refused(_)) => 1,
-            Err(other) => return Err(other),
-        };
         let code_digest = Digest::of(wasm);
-        let mut allowed_measurements = vec![expected_runtime_measurement()];
-        allowed_measurements.extend(options.extra_measurements.iter().copied());
-        let policy = Policy {
-            allowed_measurements,
-            require_hardware: options.require_hardware,
-            allowed_clients: options.allowed_clients.clone(),
-            min_version: version,
+        // A create registers version 1 (or the one after the version this
+        // client last saw) without asking first: one broker round trip
+        // fewer on every deploy of a new action. An update, or a guess the
+        // broker refuses (the action exists, our copy is stale), asks for
+        // the current version and registers the next one.
+        let guess = if overwrite {
+            None
+        } else {
+            Some(self.lock().get(&short).map_or(1, |known| known.version + 1))
         };
-        let descriptor = self
-            .broker(BrokerOp::Register {
-                namespace: self.namespace.clone(),
-                name: short.clone(),
-                version,
-                code_digest,
-                policy,
-            })
-            .await?;
+        let descriptor = match guess {
+            Some(version) => match self.register(&short, version, code_digest, options).await {
+                Err(ConfidentialError::Refused(reason)) => {
+                    match self.describe(&short, true).await {
+                        Ok(current) if current.version >= version => {
+                            self.register(&short, current.version + 1, code_digest, options)
+                                .await?
+                        }
+                        // Not a version clash: the first refusal says why.
+                        _ => return Err(ConfidentialError::Refused(reason)),
+                    }
+                }
+                registered => registered?,
+            },
+            None => {
+                let version = match self.describe(&short, true).await {
+                    Ok(current) => current.version + 1,
+                    Err(ConfidentialError::Refused(_)) => 1,
+                    Err(other) => return Err(other),
+                };
+                self.register(&short, version, code_digest, options).await?
+            }
+        };
+        let version = descriptor.version;
         let binding = CodeBinding {
             namespace: &self.namespace,
             action: &short,
@@ -550,6 +562,33 @@ impl Confidential {
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
         Ok(self.client.put_action(&short, &put, overwrite).await?)
+    }
+
+    /// Registers `version` of action `short` with the broker, with the
+    /// policy `options` describe (the new version is also its minimum).
+    async fn register(
+        &self,
+        short: &str,
+        version: u64,
+        code_digest: Digest,
+        options: &DeployOptions,
+    ) -> Result<ActionDescriptor, ConfidentialError> {
+        let mut allowed_measurements = vec![expected_runtime_measurement()];
+        allowed_measurements.extend(options.extra_measurements.iter().copied());
+        let policy = Policy {
+            allowed_measurements,
+            require_hardware: options.require_hardware,
+            allowed_clients: options.allowed_clients.clone(),
+            min_version: version,
+        };
+        self.broker(BrokerOp::Register {
+            namespace: self.namespace.clone(),
+            name: short.to_owned(),
+            version,
+            code_digest,
+            policy,
+        })
+        .await
     }
 
     /// Seals `params` for action `name` without sending them.

@@ -5,6 +5,7 @@
 mod attacks;
 mod cache;
 mod common;
+mod compilers;
 mod engine;
 mod examples;
 mod failures;
