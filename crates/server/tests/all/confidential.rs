@@ -145,6 +145,53 @@ async fn an_update_runs_the_new_version_even_for_a_client_with_a_stale_view() {
 }
 
 #[tokio::test]
+async fn creating_a_deleted_action_again_moves_its_version_past_the_old_one() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    // A create (no overwrite) guesses version 1 without asking the broker.
+    owner
+        .deploy_with("act", "echo", &Default::default(), false)
+        .await;
+    let first = owner.invoke("act", json!({"v": 1})).await.expect("v1");
+    assert_eq!(first.receipt.receipt.version, 1);
+
+    // Deleted from the store, the action stays registered with the broker
+    // at version 1. A client that never saw it creates it again: its guess
+    // (1) is refused, it asks for the current version and registers 2.
+    server
+        .api_client()
+        .delete_action("act")
+        .await
+        .expect("delete");
+    let fresh = crate::common::Owner {
+        client: clemmys_client::confidential::Confidential::connect(
+            server.api_client(),
+            clemmys_client::confidential::ClientHome::open(owner.home.path()).expect("home"),
+        )
+        .await
+        .expect("connect"),
+        home: tempfile::tempdir().expect("unused home"),
+    };
+    fresh
+        .client
+        .deploy(
+            "act",
+            &crate::common::example("hello"),
+            Default::default(),
+            false,
+            &Default::default(),
+        )
+        .await
+        .expect("create again");
+    let opened = fresh
+        .invoke("act", json!({"name": "again"}))
+        .await
+        .expect("v2");
+    assert_eq!(opened.result, json!({"payload": "Hello, again!"}));
+    assert_eq!(opened.receipt.receipt.version, 2);
+}
+
+#[tokio::test]
 async fn a_confidential_action_refuses_plain_parameters_and_bound_parameters() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
