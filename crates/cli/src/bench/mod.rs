@@ -631,7 +631,9 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
             .to_owned(),
         "cold: each run creates a fresh action (unique name, and a unique custom section so no \
          compiled module is reused); confidential create includes the broker round trips and \
-         sealing; runs on a node with a pool start once its idle enclaves are refilled"
+         sealing; each run starts once the last one's background work is done (the optimising \
+         recompile of a tiered sandbox, and on a node with a pool, the refill of its idle \
+         enclaves); initTime is the compile until the module can run (Winch, when tiered)"
             .to_owned(),
         "initTime: plain actions are compiled in the background right after create \
          (prewarm), so a first activation that finds that compile running waits for it and \
