@@ -39,10 +39,9 @@ pub(crate) struct Backend {
 
 impl Backend {
     fn new(config: &Config) -> Result<Self, SandboxError> {
-        let engine = |error: wasmtime::Error| SandboxError::Engine(format!("{error:#}"));
-        let engine = Engine::new(config).map_err(engine)?;
-        let linker =
-            build_linker(&engine).map_err(|error| SandboxError::Engine(format!("{error:#}")))?;
+        let failed = |error: wasmtime::Error| SandboxError::Engine(format!("{error:#}"));
+        let engine = Engine::new(config).map_err(failed)?;
+        let linker = build_linker(&engine).map_err(failed)?;
         Ok(Self { engine, linker })
     }
 
