@@ -53,7 +53,6 @@ fn flip_base64_bit(text: &str, from_end: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Asserts the invoke was refused with a message containing `expected`.
 /// Flips a bit `from_end` base64 characters from the end of the sealed
 /// result stored for activation `id`.
 async fn flip_stored_result_bit(
@@ -70,6 +69,7 @@ async fn flip_stored_result_bit(
         .await;
 }
 
+/// Asserts the invoke was refused with a message containing `expected`.
 fn refused(
     outcome: Result<clemmys_client::confidential::OpenedActivation, ConfidentialError>,
     expected: &str,

@@ -318,6 +318,19 @@ impl TestServer {
 }
 
 impl Owner {
+    /// A second client of the same owner, as on another of the owner's
+    /// machines: the same identity and broker pin, nothing cached.
+    pub async fn second_client(&self, server: &TestServer) -> Owner {
+        use clemmys_client::confidential::{ClientHome, Confidential};
+        let home = ClientHome::open(self.home.path()).expect("client home");
+        let client = Confidential::connect(server.api_client(), home)
+            .await
+            .expect("connect");
+        // It reads the first client's home; the one it owns stays empty.
+        let home = tempfile::tempdir().expect("tempdir");
+        Owner { client, home }
+    }
+
     /// Deploys example `example_name` as confidential action `name`.
     pub async fn deploy(&self, name: &str, example_name: &str) {
         self.deploy_with(name, example_name, &Default::default(), true)

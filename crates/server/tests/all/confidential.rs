@@ -117,22 +117,10 @@ async fn an_update_runs_the_new_version_even_for_a_client_with_a_stale_view() {
     );
 
     // Another client of the same owner updates the action.
-    let other = clemmys_client::confidential::Confidential::connect(
-        server.api_client(),
-        clemmys_client::confidential::ClientHome::open(owner.home.path()).expect("home"),
-    )
-    .await
-    .expect("connect");
+    let other = owner.second_client(&server).await;
     other
-        .deploy(
-            "act",
-            &crate::common::example("hello"),
-            Default::default(),
-            true,
-            &Default::default(),
-        )
-        .await
-        .expect("update");
+        .deploy_with("act", "hello", &Default::default(), true)
+        .await;
 
     // The first client still caches version 1; the enclave says so and the
     // client refreshes and retries.
@@ -163,26 +151,10 @@ async fn creating_a_deleted_action_again_moves_its_version_past_the_old_one() {
         .delete_action("act")
         .await
         .expect("delete");
-    let fresh = crate::common::Owner {
-        client: clemmys_client::confidential::Confidential::connect(
-            server.api_client(),
-            clemmys_client::confidential::ClientHome::open(owner.home.path()).expect("home"),
-        )
-        .await
-        .expect("connect"),
-        home: tempfile::tempdir().expect("unused home"),
-    };
+    let fresh = owner.second_client(&server).await;
     fresh
-        .client
-        .deploy(
-            "act",
-            &crate::common::example("hello"),
-            Default::default(),
-            false,
-            &Default::default(),
-        )
-        .await
-        .expect("create again");
+        .deploy_with("act", "hello", &Default::default(), false)
+        .await;
     let opened = fresh
         .invoke("act", json!({"name": "again"}))
         .await
