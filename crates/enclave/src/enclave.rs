@@ -59,9 +59,9 @@ pub struct SealedOutcome {
     /// client, or, for a chain step that is not the last, the next step's
     /// sealed input.
     pub result: Vec<u8>,
-    /// The logs, sealed to the client; empty when they are sealed inside
+    /// The logs, sealed to the client; `None` when they are sealed inside
     /// `result` (a session answer).
-    pub logs: Vec<u8>,
+    pub logs: Option<Vec<u8>>,
     /// A chain step that failed: the chain must stop here (its sealed final
     /// answer carries the error). The one bit the orchestrator must know.
     pub stop_chain: bool,
@@ -330,7 +330,7 @@ impl Enclave {
         )?;
         Ok(SealedOutcome {
             result: sealed.result,
-            logs: sealed.logs,
+            logs: Some(sealed.logs),
             stop_chain: false,
             duration: started.elapsed(),
             init_time,
@@ -403,7 +403,7 @@ impl Enclave {
         Ok(SealedOutcome {
             result,
             // Sealed inside the result.
-            logs: Vec::new(),
+            logs: None,
             stop_chain: false,
             duration: started.elapsed(),
             init_time,

@@ -107,14 +107,16 @@ impl Invoker {
                     timed_out: sealed.timed_out,
                     response: ActivationResponse::new(status, result),
                     // A session answer carries its logs inside the result.
-                    logs: if sealed.logs.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![format!(
-                            "{SEALED_LOGS_PREFIX}{}",
-                            base64::engine::general_purpose::STANDARD.encode(&sealed.logs)
-                        )]
-                    },
+                    logs: sealed
+                        .logs
+                        .iter()
+                        .map(|logs| {
+                            format!(
+                                "{SEALED_LOGS_PREFIX}{}",
+                                base64::engine::general_purpose::STANDARD.encode(logs)
+                            )
+                        })
+                        .collect(),
                 }
             }
             Ok(Err(refusal)) => {

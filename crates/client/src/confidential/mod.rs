@@ -520,27 +520,20 @@ impl Confidential {
             Some(self.lock().get(&short).map_or(1, |known| known.version + 1))
         };
         let descriptor = match guess {
-            Some(version) => match self.register(&short, version, code_digest, options).await {
-                Err(ConfidentialError::Refused(reason)) => {
-                    match self.describe(&short, true).await {
-                        Ok(current) if current.version >= version => {
-                            self.register(&short, current.version + 1, code_digest, options)
-                                .await?
-                        }
-                        // Not a version clash: the first refusal says why.
-                        _ => return Err(ConfidentialError::Refused(reason)),
+            None => {
+                let next = self.next_version(&short).await?;
+                self.register(&short, next, code_digest, options).await?
+            }
+            Some(guess) => match self.register(&short, guess, code_digest, options).await {
+                Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
+                    Ok(next) if next > guess => {
+                        self.register(&short, next, code_digest, options).await?
                     }
-                }
+                    // Not a version clash: the first refusal says why.
+                    _ => return Err(ConfidentialError::Refused(reason)),
+                },
                 registered => registered?,
             },
-            None => {
-                let version = match self.describe(&short, true).await {
-                    Ok(current) => current.version + 1,
-                    Err(ConfidentialError::Refused(_)) => 1,
-                    Err(other) => return Err(other),
-                };
-                self.register(&short, version, code_digest, options).await?
-            }
         };
         let version = descriptor.version;
         let binding = CodeBinding {
@@ -562,6 +555,16 @@ impl Confidential {
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
         Ok(self.client.put_action(&short, &put, overwrite).await?)
+    }
+
+    /// The version after the broker's current one of action `short`; 1 for
+    /// an action the broker does not know.
+    async fn next_version(&self, short: &str) -> Result<u64, ConfidentialError> {
+        match self.describe(short, true).await {
+            Ok(current) => Ok(current.version + 1),
+            Err(ConfidentialError::Refused(_)) => Ok(1),
+            Err(other) => Err(other),
+        }
     }
 
     /// Registers `version` of action `short` with the broker, with the

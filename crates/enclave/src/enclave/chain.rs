@@ -151,7 +151,7 @@ impl Enclave {
         }
         Ok(SealedOutcome {
             result,
-            logs,
+            logs: Some(logs),
             stop_chain,
             duration: started.elapsed(),
             init_time,
@@ -252,7 +252,7 @@ impl Enclave {
         };
         Ok(SealedOutcome {
             result,
-            logs,
+            logs: Some(logs),
             stop_chain,
             duration: started.elapsed(),
             init_time,
