@@ -5,6 +5,7 @@ use clemmys_whisk::action::ActionPut;
 use clemmys_whisk::{Activation, ActivationId, ActivationResponse, AuthKey};
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::ClientError;
@@ -196,12 +197,14 @@ impl Client {
 
     /// Like [`invoke`](Self::invoke), with the JSON body already encoded
     /// (a confidential client's sealed parameters).
-    pub async fn invoke_body(
+    ///
+    /// The answer's body is read as `B`.
+    pub async fn invoke_body<B: DeserializeOwned>(
         &self,
         name: &str,
         body: Bytes,
         options: InvokeOptions,
-    ) -> Result<Invoked, ClientError> {
+    ) -> Result<Invoked<B>, ClientError> {
         let mut query = Query::new();
         if options.blocking {
             query.push("blocking", true);
@@ -265,8 +268,16 @@ impl Client {
     }
 }
 
-/// Reads an invoke answer: see [`Client::invoke`].
-pub fn invoked_from_response(response: &RawResponse) -> Result<Invoked, ClientError> {
+/// Reads an invoke answer, its body as `B`: see [`Client::invoke`].
+pub fn invoked_from_response<B: DeserializeOwned>(
+    response: &RawResponse,
+) -> Result<Invoked<B>, ClientError> {
+    /// Where the id is when a proxy dropped the header.
+    #[derive(Deserialize)]
+    struct IdInBody {
+        #[serde(rename = "activationId")]
+        activation_id: Option<String>,
+    }
     let status = response.status;
     if status != StatusCode::OK
         && status != StatusCode::ACCEPTED
@@ -278,17 +289,17 @@ pub fn invoked_from_response(response: &RawResponse) -> Result<Invoked, ClientEr
             format!("HTTP status {status}"),
         ));
     }
-    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
     let from_header = response
         .headers
         .get(ACTIVATION_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.trim().parse::<ActivationId>().ok());
     let from_body = || {
-        body.as_ref()
-            .and_then(|b| b.get("activationId"))
-            .and_then(Value::as_str)
-            .and_then(|text| text.parse::<ActivationId>().ok())
+        serde_json::from_slice::<IdInBody>(&response.body)
+            .ok()?
+            .activation_id?
+            .parse::<ActivationId>()
+            .ok()
     };
     let Some(activation_id) = from_header.or_else(from_body) else {
         if status == StatusCode::BAD_GATEWAY {
@@ -303,17 +314,17 @@ pub fn invoked_from_response(response: &RawResponse) -> Result<Invoked, ClientEr
     if status == StatusCode::ACCEPTED {
         return Ok(Invoked::Accepted { activation_id });
     }
-    let Some(body) = body else {
-        if status == StatusCode::BAD_GATEWAY {
-            return Err(ClientError::from_response(status.as_u16(), &response.body));
+    match serde_json::from_slice(&response.body) {
+        Ok(body) => Ok(Invoked::Completed {
+            status: status.as_u16(),
+            activation_id,
+            body,
+        }),
+        Err(_) if status == StatusCode::BAD_GATEWAY => {
+            Err(ClientError::from_response(status.as_u16(), &response.body))
         }
-        return Err(ClientError::decode("invoke answer", "the body is not JSON"));
-    };
-    Ok(Invoked::Completed {
-        status: status.as_u16(),
-        activation_id,
-        body,
-    })
+        Err(error) => Err(ClientError::decode("invoke answer", error)),
+    }
 }
 
 fn activations_path(filter: &ActivationFilter, count: bool) -> Result<String, ClientError> {
@@ -376,7 +387,8 @@ mod tests {
     fn reads_invoke_answers() {
         let id = "0a".repeat(16);
         let done =
-            invoked_from_response(&response(200, Some(&id), r#"{"hello":"world"}"#)).expect("200");
+            invoked_from_response::<Value>(&response(200, Some(&id), r#"{"hello":"world"}"#))
+                .expect("200");
         assert!(done.is_success());
         assert_eq!(done.activation_id().to_string(), id);
         assert_eq!(
@@ -387,14 +399,14 @@ mod tests {
                 body: json!({"hello": "world"})
             }
         );
-        let failed = invoked_from_response(&response(
+        let failed = invoked_from_response::<Value>(&response(
             502,
             Some(&id),
             r#"{"activationId":"x","response":{"status":"application error"}}"#,
         ))
         .expect("502 is an activation");
         assert!(!failed.is_success());
-        let accepted = invoked_from_response(&response(
+        let accepted = invoked_from_response::<Value>(&response(
             202,
             None,
             &format!(r#"{{"activationId":"{id}"}}"#),
@@ -409,18 +421,58 @@ mod tests {
     }
 
     #[test]
+    fn an_invoke_answer_can_be_read_in_part() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Status {
+            status: String,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct ResponseOnly {
+            response: Status,
+        }
+        let id = "0b".repeat(16);
+        let record = r#"{"activationId":"x","logs":["a line"],"response":{"status":"success","result":{"big":[1,2,3]}}}"#;
+        let read = invoked_from_response::<ResponseOnly>(&response(200, Some(&id), record))
+            .expect("a record");
+        assert_eq!(
+            read,
+            Invoked::Completed {
+                status: 200,
+                activation_id: id.parse().expect("id"),
+                body: ResponseOnly {
+                    response: Status {
+                        status: "success".into()
+                    }
+                }
+            }
+        );
+        // A body that is not the shape asked for is a decode error.
+        let err = invoked_from_response::<ResponseOnly>(&response(200, Some(&id), "{}"))
+            .expect_err("no response");
+        assert!(matches!(err, ClientError::Decode { .. }));
+        // The id still comes from the body when the header is missing.
+        let accepted = invoked_from_response::<ResponseOnly>(&response(
+            202,
+            None,
+            &format!(r#"{{"activationId":"{id}"}}"#),
+        ))
+        .expect("202");
+        assert_eq!(accepted.activation_id().to_string(), id);
+    }
+
+    #[test]
     fn invoke_errors_are_api_errors() {
-        let err = invoked_from_response(&response(
+        let err = invoked_from_response::<Value>(&response(
             404,
             None,
             r#"{"error":"The requested resource does not exist.","code":"c0de"}"#,
         ))
         .expect_err("404");
         assert!(err.is_status(404));
-        let err = invoked_from_response(&response(502, None, "<html>Bad Gateway</html>"))
+        let err = invoked_from_response::<Value>(&response(502, None, "<html>Bad Gateway</html>"))
             .expect_err("proxy 502");
         assert!(err.is_status(502));
-        let err = invoked_from_response(&response(200, None, "{}")).expect_err("no id");
+        let err = invoked_from_response::<Value>(&response(200, None, "{}")).expect_err("no id");
         assert!(matches!(err, ClientError::Decode { .. }));
     }
 

@@ -205,9 +205,11 @@ impl InvokeOptions {
     }
 }
 
-/// The outcome of an invoke that the server accepted.
+/// The outcome of an invoke that the server accepted, its body read as
+/// `B` (by default the whole JSON; a caller that needs only part of the
+/// record names a type that reads that part and skips the rest).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Invoked {
+pub enum Invoked<B = Value> {
     /// The activation finished within the wait: 200 (success) or 502
     /// (application or developer error). `body` is the activation record,
     /// or only its result when [`InvokeOptions::result`] was set.
@@ -217,7 +219,7 @@ pub enum Invoked {
         /// The activation's id (from the `x-openwhisk-activation-id` header).
         activation_id: ActivationId,
         /// The activation record or its result.
-        body: Value,
+        body: B,
     },
     /// 202: running in the background (a non-blocking invoke, or a
     /// blocking one that outlasted the wait). Poll the activation by id.
@@ -227,7 +229,7 @@ pub enum Invoked {
     },
 }
 
-impl Invoked {
+impl<B> Invoked<B> {
     /// The activation's id.
     pub fn activation_id(&self) -> ActivationId {
         match self {

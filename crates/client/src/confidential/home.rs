@@ -358,12 +358,12 @@ impl ClientHome {
         let mut line =
             serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?;
         line.push(b'\n');
-        let path = self.keyring_path();
         let mut keyring = self
             .keyring
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if keyring.is_none() {
+            let path = self.keyring_path();
             let mut options = std::fs::OpenOptions::new();
             options.append(true).create(true);
             #[cfg(unix)]
@@ -375,7 +375,9 @@ impl ClientHome {
             *keyring = Some(std::io::BufWriter::with_capacity(16 * 1024, file));
         }
         match keyring.as_mut() {
-            Some(writer) => writer.write_all(&line).map_err(|e| io_error(&path, e)),
+            Some(writer) => writer
+                .write_all(&line)
+                .map_err(|e| io_error(&self.keyring_path(), e)),
             None => Ok(()),
         }
     }

@@ -318,11 +318,10 @@ fn open_in_session(
     counter: u64,
     entry: &KeyringEntry,
     activation_id: ActivationId,
-    result: &Value,
+    sealed: &str,
     opening: &Arc<SignedReceipt>,
     tee: TeeKind,
 ) -> Result<OpenedActivation, ConfidentialError> {
-    let sealed = sealed_answer(result)?;
     // The receipt of exactly this request; the answer adds the output hash
     // and the MAC, which opening checks.
     let expected = SessionReceipt {
@@ -789,7 +788,11 @@ impl Confidential {
         let input_hash = Digest::of(&sealed);
         let invoked = self
             .client
-            .invoke_body(&descriptor.name, sealed_body(&sealed).into(), options)
+            .invoke_body::<SessionAnswerBody>(
+                &descriptor.name,
+                sealed_body(&sealed).into(),
+                options,
+            )
             .await?;
         let activation_id = invoked.activation_id();
         let mut entry = KeyringEntry::new(
@@ -809,17 +812,13 @@ impl Confidential {
                 Ok(ConfidentialInvoked::Accepted { activation_id })
             }
             Invoked::Completed { body, .. } => {
-                let result = if options.result {
-                    body
-                } else {
-                    split_record(body).0
-                };
+                let result = body.into_stored_result(options.result);
                 let opened = open_in_session(
                     &session.keys,
                     counter,
                     &entry,
                     activation_id,
-                    &result,
+                    result.sealed()?,
                     &session.opening,
                     session.tee,
                 )?;
@@ -899,7 +898,7 @@ impl Confidential {
                 session_entry.counter,
                 &entry,
                 id,
-                &result,
+                sealed_answer(&result)?,
                 &opening,
                 tee,
             );
@@ -1025,16 +1024,69 @@ fn split_record(mut record: Value) -> (Value, Option<String>) {
 /// refused or the platform failed; the error it recorded is not secret and
 /// says why.
 fn sealed_answer(result: &Value) -> Result<&str, ConfidentialError> {
-    result
-        .get(SEALED_FIELD)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            let message = result
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no sealed answer");
-            ConfidentialError::Execution(message.to_owned())
-        })
+    sealed_or_error(result.get(SEALED_FIELD), result.get("error"))
+}
+
+fn sealed_or_error<'a>(
+    sealed: Option<&'a Value>,
+    error: Option<&Value>,
+) -> Result<&'a str, ConfidentialError> {
+    sealed.and_then(Value::as_str).ok_or_else(|| {
+        let message = error.and_then(Value::as_str).unwrap_or("no sealed answer");
+        ConfidentialError::Execution(message.to_owned())
+    })
+}
+
+/// A confidential activation's result as the platform stored it: the
+/// fields [`sealed_answer`] reads, without the rest.
+#[derive(Debug, Default, Deserialize)]
+struct StoredResult {
+    #[serde(default)]
+    sealed: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl StoredResult {
+    fn sealed(&self) -> Result<&str, ConfidentialError> {
+        sealed_or_error(self.sealed.as_ref(), self.error.as_ref())
+    }
+}
+
+/// What a session request reads of its blocking invoke's answer: the
+/// stored result, which is the whole body with `result=true` and the
+/// record's `response.result` otherwise. A session answer carries its logs
+/// inside the sealed result, so the rest of the record is skipped unread
+/// instead of being built as JSON values and dropped.
+#[derive(Debug, Deserialize)]
+struct SessionAnswerBody {
+    #[serde(default)]
+    response: Option<RecordResponse>,
+    #[serde(default)]
+    sealed: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordResponse {
+    #[serde(default)]
+    result: Option<StoredResult>,
+}
+
+impl SessionAnswerBody {
+    fn into_stored_result(self, result_only: bool) -> StoredResult {
+        if result_only {
+            StoredResult {
+                sealed: self.sealed,
+                error: self.error,
+            }
+        } else {
+            self.response
+                .and_then(|response| response.result)
+                .unwrap_or_default()
+        }
+    }
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, ConfidentialError> {
@@ -1043,4 +1095,63 @@ fn decode(text: &str) -> Result<Vec<u8>, ConfidentialError> {
         .map_err(|_| {
             ConfidentialError::Tampered(ProtoError::Malformed("sealed field is not base64"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(body: &str, result_only: bool) -> StoredResult {
+        serde_json::from_str::<SessionAnswerBody>(body)
+            .expect("an answer body")
+            .into_stored_result(result_only)
+    }
+
+    #[test]
+    fn a_session_answer_is_read_from_a_record_or_a_bare_result() {
+        let record = r#"{"activationId":"a","logs":[],"annotations":[{"key":"limits","value":{"memory":256}}],
+            "response":{"status":"success","success":true,"result":{"sealed":"c2VhbGVk"}}}"#;
+        assert_eq!(stored(record, false).sealed().expect("sealed"), "c2VhbGVk");
+        assert_eq!(
+            stored(r#"{"sealed":"c2VhbGVk"}"#, true)
+                .sealed()
+                .expect("sealed"),
+            "c2VhbGVk"
+        );
+    }
+
+    #[test]
+    fn an_answer_without_a_sealed_result_says_why() {
+        let refused =
+            r#"{"response":{"result":{"error":"confidential execution refused: replay"}}}"#;
+        let error = stored(refused, false)
+            .sealed()
+            .expect_err("no sealed answer");
+        assert!(
+            matches!(&error, ConfidentialError::Execution(m) if m.contains("replay")),
+            "{error}"
+        );
+        for body in [
+            r#"{"response":{"result":null}}"#,
+            r#"{"response":{}}"#,
+            "{}",
+        ] {
+            let error = stored(body, false).sealed().expect_err(body);
+            assert!(
+                matches!(&error, ConfidentialError::Execution(m) if m == "no sealed answer"),
+                "{body}: {error}"
+            );
+        }
+        // A sealed field that is not a string is no answer either.
+        let error = stored(r#"{"sealed":7}"#, true)
+            .sealed()
+            .expect_err("a number");
+        assert!(matches!(error, ConfidentialError::Execution(_)));
+        // The same rules as for a record read whole.
+        assert!(sealed_answer(&json!({"sealed": 7})).is_err());
+        assert_eq!(
+            sealed_answer(&json!({"sealed": "eA=="})).expect("sealed"),
+            "eA=="
+        );
+    }
 }
