@@ -1057,7 +1057,9 @@ impl StoredResult {
 /// stored result, which is the whole body with `result=true` and the
 /// record's `response.result` otherwise. A session answer carries its logs
 /// inside the sealed result, so the rest of the record is skipped unread
-/// instead of being built as JSON values and dropped.
+/// instead of being built as JSON values and dropped. (`sealed` and
+/// `error` repeat [`StoredResult`]'s fields rather than `#[serde(flatten)]`
+/// it, which would buffer every field of the record first.)
 #[derive(Debug, Deserialize)]
 struct SessionAnswerBody {
     #[serde(default)]
