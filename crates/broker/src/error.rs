@@ -27,9 +27,15 @@ pub enum BrokerError {
     /// The client may not use this action.
     #[error("this client is not allowed to use the action")]
     ClientNotAllowed,
-    /// Only the owner may change an action.
-    #[error("the action is owned by another client")]
-    NotOwner,
+    /// The identity has registered as many actions as one may.
+    #[error("this client has registered {limit} confidential actions, the most one may")]
+    TooManyActions {
+        /// The bound.
+        limit: usize,
+    },
+    /// The identity sent more requests than the broker answers per second.
+    #[error("too many broker requests from this client: retry in a second")]
+    Throttled,
     /// A registration did not move the version forward (replay or rollback).
     #[error(
         "version {requested} is not above the current version {current} (a replayed or stale registration)"

@@ -16,15 +16,19 @@
 //! the broker runs as its own process.
 
 mod error;
+#[cfg(test)]
+mod owner_tests;
 pub mod remote;
 pub mod service;
 mod state;
+mod throttle;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use clemmys_proto::ClientId;
 use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity, BrokerOp,
     BrokerReply, BrokerRequest, KeyGrant, KeyRequest, open_broker_request, seal_broker_reply,
@@ -65,13 +69,17 @@ pub struct Broker {
     verifier: Verifier,
     state: BrokerState,
     replay: Mutex<ReplayWindow>,
-    /// `namespace/name` → current version; the broker is the only writer of
+    /// `owner:namespace/name` → current version; the broker is the only writer of
     /// its state, so this cache stays exact. Each grant's [`Admitting`]
     /// shares its action's counter, so admissions read it without a lookup.
     versions: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// Grant id → what admits that grant's requests. In memory: after a
     /// restart enclaves ask for a new grant.
     admissions: Mutex<HashMap<[u8; 16], Admitting>>,
+    /// Per-client rate limits on client requests.
+    throttle: Mutex<throttle::Throttle>,
+    /// Most actions one identity may register.
+    max_actions_per_owner: usize,
 }
 
 /// What the broker keeps of one grant to admit its enclave's requests.
@@ -84,6 +92,10 @@ struct Admitting {
     /// The action's current version (shared with `Broker::versions`).
     version: Arc<AtomicU64>,
 }
+
+/// Most confidential actions one identity may register: registrations are
+/// stored for good, so one identity must not be able to fill the broker.
+pub const MAX_ACTIONS_PER_OWNER: usize = 10_000;
 
 /// Most grants whose admission keys are kept; past it the map is cleared
 /// and enclaves re-request their grants.
@@ -118,7 +130,24 @@ impl Broker {
             replay: Mutex::new(ReplayWindow::new(now, REPLAY_WINDOW_MS, MAX_CLOCK_SKEW_MS)),
             versions: Mutex::new(HashMap::new()),
             admissions: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(throttle::Throttle::default()),
+            max_actions_per_owner: MAX_ACTIONS_PER_OWNER,
         })
+    }
+
+    /// Rate-limits each identity's requests to `burst` at once and
+    /// `per_second` sustained (default 200 and 100).
+    pub fn with_request_rate(self, burst: u32, per_second: u32) -> Self {
+        *self.throttle.lock().unwrap_or_else(PoisonError::into_inner) =
+            throttle::Throttle::new(burst, per_second);
+        self
+    }
+
+    /// Bounds the actions one identity may register (default
+    /// [`MAX_ACTIONS_PER_OWNER`]).
+    pub fn with_max_actions_per_owner(mut self, limit: usize) -> Self {
+        self.max_actions_per_owner = limit;
+        self
     }
 
     /// The broker's identity, which clients verify and pin.
@@ -151,7 +180,17 @@ impl Broker {
     /// Refusals are sealed too, so only the client reads why.
     pub fn handle_client(&self, sealed: &[u8]) -> Result<Vec<u8>, BrokerError> {
         let (request, reply_key) = open_broker_request(self.keys.kem(), sealed)?;
-        let reply = match self.apply(&request) {
+        let allowed = self
+            .throttle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(&request.client, now_ms());
+        let outcome = if allowed {
+            self.apply(&request)
+        } else {
+            Err(BrokerError::Throttled)
+        };
+        let reply = match outcome {
             Ok(descriptor) => BrokerReply::Action(descriptor),
             Err(error) => {
                 tracing::debug!(client = %request.client, %error, "broker refused a client request");
@@ -171,10 +210,14 @@ impl Broker {
             return Err(BrokerError::StaleRequest);
         }
         match &request.op {
-            BrokerOp::Describe { namespace, name } => {
+            BrokerOp::Describe {
+                owner,
+                namespace,
+                name,
+            } => {
                 let record = self
                     .state
-                    .action(namespace, name)?
+                    .action(owner, namespace, name)?
                     .ok_or(BrokerError::UnknownAction)?;
                 if !record.descriptor.allows_client(&request.client) {
                     return Err(BrokerError::ClientNotAllowed);
@@ -191,11 +234,11 @@ impl Broker {
                 if policy.allowed_measurements.is_empty() {
                     return Err(BrokerError::EmptyPolicy);
                 }
-                let record = match self.state.action(namespace, name)? {
+                // The requester's own registration: another identity's
+                // action of the same name is another record.
+                let owner = &request.client;
+                let record = match self.state.action(owner, namespace, name)? {
                     Some(mut record) => {
-                        if record.descriptor.owner != request.client {
-                            return Err(BrokerError::NotOwner);
-                        }
                         if *version <= record.descriptor.version {
                             return Err(BrokerError::VersionNotNewer {
                                 requested: *version,
@@ -208,6 +251,12 @@ impl Broker {
                         record
                     }
                     None => {
+                        let registered = self.state.count_actions(owner)?;
+                        if registered >= self.max_actions_per_owner {
+                            return Err(BrokerError::TooManyActions {
+                                limit: self.max_actions_per_owner,
+                            });
+                        }
                         let keys = KemKeyPair::generate(&mut os_rng());
                         ActionRecord::new(
                             ActionDescriptor {
@@ -224,7 +273,7 @@ impl Broker {
                     }
                 };
                 self.state.put_action(&record)?;
-                self.version_of(namespace, name, *version)
+                self.version_of(owner, namespace, name, *version)
                     .store(*version, Ordering::SeqCst);
                 tracing::info!(action = %format!("{namespace}/{name}"), version, "registered confidential action");
                 Ok(record.descriptor)
@@ -244,7 +293,7 @@ impl Broker {
             .map_err(BrokerError::Attestation)?;
         let record = self
             .state
-            .action(&request.namespace, &request.name)?
+            .action(&request.owner, &request.namespace, &request.name)?
             .ok_or(BrokerError::UnknownAction)?;
         let policy = &record.descriptor.policy;
         if !policy
@@ -263,7 +312,12 @@ impl Broker {
             key: admission_key.clone(),
             namespace: request.namespace.clone(),
             name: request.name.clone(),
-            version: self.version_of(&request.namespace, &request.name, record.descriptor.version),
+            version: self.version_of(
+                &request.owner,
+                &request.namespace,
+                &request.name,
+                record.descriptor.version,
+            ),
         };
         {
             let mut admissions = self
@@ -285,14 +339,20 @@ impl Broker {
         Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
     }
 
-    /// The shared current version of `namespace/name`, starting at
-    /// `stored` (the version of the record just read or written) if the
+    /// The shared current version of `owner`'s `namespace/name`, starting
+    /// at `stored` (the version of the record just read or written) if the
     /// broker holds none yet.
-    fn version_of(&self, namespace: &str, name: &str, stored: u64) -> Arc<AtomicU64> {
+    fn version_of(
+        &self,
+        owner: &ClientId,
+        namespace: &str,
+        name: &str,
+        stored: u64,
+    ) -> Arc<AtomicU64> {
         self.versions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(format!("{namespace}/{name}"))
+            .entry(format!("{owner}:{namespace}/{name}"))
             .or_insert_with(|| Arc::new(AtomicU64::new(stored)))
             .clone()
     }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use clemmys_proto::ClientId;
 use clemmys_proto::broker::ActionDescriptor;
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::suite::{KemKeyPair, StorageKey};
@@ -45,8 +46,10 @@ fn storage(error: impl std::fmt::Display) -> BrokerError {
     BrokerError::Storage(error.to_string())
 }
 
-fn action_name(namespace: &str, name: &str) -> String {
-    format!("action:{namespace}/{name}")
+/// The key of an action record: its owner first, so that one identity's
+/// registration can never block or shadow another's of the same name.
+fn action_name(owner: &ClientId, namespace: &str, name: &str) -> String {
+    format!("action:{owner}:{namespace}/{name}")
 }
 
 impl BrokerState {
@@ -106,8 +109,13 @@ impl BrokerState {
         self.put(IDENTITY_KEY, &bytes)
     }
 
-    pub fn action(&self, namespace: &str, name: &str) -> Result<Option<ActionRecord>, BrokerError> {
-        let Some(bytes) = self.get(&action_name(namespace, name))? else {
+    pub fn action(
+        &self,
+        owner: &ClientId,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ActionRecord>, BrokerError> {
+        let Some(bytes) = self.get(&action_name(owner, namespace, name))? else {
             return Ok(None);
         };
         let mut reader = Reader::new(&bytes, "clemmys/broker-action/v1")?;
@@ -117,15 +125,33 @@ impl BrokerState {
         Ok(Some(ActionRecord { descriptor, secret }))
     }
 
+    /// How many actions `owner` has registered (read only when it
+    /// registers a new one, to bound what one identity can store).
+    pub fn count_actions(&self, owner: &ClientId) -> Result<usize, BrokerError> {
+        let prefix = format!("action:{owner}:");
+        let txn = self.db.begin_read().map_err(storage)?;
+        let table = txn.open_table(SEALED).map_err(storage)?;
+        let mut count = 0;
+        for entry in table.range(prefix.as_str()..).map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
     pub fn put_action(&self, record: &ActionRecord) -> Result<(), BrokerError> {
-        let descriptor = serde_json::to_vec(&record.descriptor).map_err(storage)?;
+        let json = serde_json::to_vec(&record.descriptor).map_err(storage)?;
         let bytes = Zeroizing::new(
             Writer::new("clemmys/broker-action/v1")
-                .bytes(&descriptor)
+                .bytes(&json)
                 .bytes(record.secret.as_slice())
                 .finish(),
         );
-        let name = action_name(&record.descriptor.namespace, &record.descriptor.name);
+        let descriptor = &record.descriptor;
+        let name = action_name(&descriptor.owner, &descriptor.namespace, &descriptor.name);
         self.put(&name, &bytes)
     }
 }

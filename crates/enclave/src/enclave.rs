@@ -111,6 +111,11 @@ pub struct Enclave {
     /// `(namespace, name)` of the only action this enclave may ever hold a
     /// key for, fixed by its first provisioning.
     action: OnceLock<(String, String)>,
+    /// The identity that registered that action, as its stored sealed code
+    /// names it (untrusted routing: the broker keys actions by owner, and a
+    /// wrong owner only yields a key under which nothing of this action's
+    /// clients opens). Read again at every prewarm, as a deploy may change it.
+    owner: Mutex<Option<ClientId>>,
     /// The current grant; replaced when the action moves to a new version.
     /// Runs under way keep the grant they started with.
     provisioned: Mutex<Option<Arc<Provisioned>>>,
@@ -173,6 +178,7 @@ impl Enclave {
             broker_signing: identity.keys.signing,
             sandbox,
             action: OnceLock::new(),
+            owner: Mutex::new(None),
             provisioned: Mutex::new(None),
             provisioning: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
@@ -220,6 +226,8 @@ impl Enclave {
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<bool, EnclaveError> {
         self.bind(namespace, name)?;
+        let code = load_code().ok_or(EnclaveError::CodeMissing)?;
+        self.learn_owner(&code)?;
         let provisioned = {
             let _provisioning = lock(&self.provisioning);
             let fresh = self.request_grant(namespace, name)?;
@@ -235,8 +243,17 @@ impl Enclave {
         if provisioned.module.get().is_some() {
             return Ok(false);
         }
-        self.module(&provisioned, load_code, &mut None)?;
+        self.module(&provisioned, move || Some(code), &mut None)?;
         Ok(true)
+    }
+
+    /// Reads the action's owner from its stored sealed code.
+    fn learn_owner(&self, sealed_code: &[u8]) -> Result<(), EnclaveError> {
+        let owner = SealedCode::from_bytes(sealed_code)
+            .map_err(EnclaveError::CodeRejected)?
+            .owner();
+        *lock(&self.owner) = Some(owner);
+        Ok(())
     }
 
     /// Runs one sealed input: a client's invocation, or one step of a
@@ -245,8 +262,13 @@ impl Enclave {
     pub fn run(
         &self,
         run: SealedRun<'_>,
-        load_code: impl FnOnce() -> Option<Vec<u8>>,
+        load_code: impl Fn() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
+        if self.current().is_none() {
+            // The first grant needs the owner the stored code names.
+            self.learn_owner(&load_code().ok_or(EnclaveError::CodeMissing)?)?;
+        }
+        let load_code = &load_code;
         if is_session_invocation(run.invocation) {
             self.run_session(run, load_code)
         } else if is_hop(run.invocation) {
@@ -608,9 +630,11 @@ impl Enclave {
 
     /// Asks the broker for the action's key and opens the grant.
     fn request_grant(&self, namespace: &str, name: &str) -> Result<Arc<Provisioned>, EnclaveError> {
+        let owner = (*lock(&self.owner)).ok_or(EnclaveError::CodeMissing)?;
         let request = KeyRequest {
             evidence: self.evidence.clone(),
             enclave: self.keys.public(),
+            owner,
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         };

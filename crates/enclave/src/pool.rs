@@ -248,7 +248,7 @@ impl EnclavePool {
         let (namespace, name) = (run.namespace, run.action);
         let (lease, enclave, started_in) = self.lease(namespace, name, Purpose::Run)?;
         let result = enclave.run(run, || self.code.sealed_code(namespace, name));
-        if let Err(EnclaveError::KeyRefused(_)) = &result {
+        if let Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) = &result {
             self.unbind_unprovisioned(&lease.key, &enclave);
         }
         drop(lease);
@@ -371,7 +371,9 @@ impl EnclavePool {
         match &result {
             Ok(true) => self.lock().stats.prewarmed += 1,
             Ok(false) => {}
-            Err(EnclaveError::KeyRefused(_)) => self.unbind_unprovisioned(&lease.key, &enclave),
+            Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) => {
+                self.unbind_unprovisioned(&lease.key, &enclave)
+            }
             Err(_) => {}
         }
         drop(lease);
@@ -824,8 +826,14 @@ mod tests {
                 version,
                 code_digest: descriptor.code_digest,
             };
-            let sealed = SealedCode::seal(MODULE, &descriptor.action_key, &binding, &mut os_rng())
-                .expect("code seals");
+            let sealed = SealedCode::seal(
+                MODULE,
+                self.owner.id(),
+                &descriptor.action_key,
+                &binding,
+                &mut os_rng(),
+            )
+            .expect("code seals");
             self.codes
                 .0
                 .lock()
@@ -1132,7 +1140,15 @@ mod tests {
         let fixture = Fixture::new();
         let pool = fixture.pool(config(1, 8));
         pool.maintain();
-        // Never registered with the broker.
+        // Stored (a copy of another action's code), never registered.
+        fixture.deploy("a", 1);
+        let codes = fixture.codes.clone();
+        let sealed = codes.sealed_code("ns", "a").expect("stored");
+        codes
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key("ns", "unknown"), sealed);
         let refused = pool.prewarm("ns", "unknown");
         assert!(
             matches!(refused, Err(EnclaveError::KeyRefused(_))),

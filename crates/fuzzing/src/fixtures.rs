@@ -162,9 +162,10 @@ fn build() -> Fixtures {
         version: VERSION,
         code_digest,
     };
-    let sealed_code = SealedCode::seal(CODE, &action_keys.public(), &binding, &mut rng)
-        .expect("fixture: seal code")
-        .to_bytes();
+    let sealed_code =
+        SealedCode::seal(CODE, client.id(), &action_keys.public(), &binding, &mut rng)
+            .expect("fixture: seal code")
+            .to_bytes();
 
     let nonce = [0x6e; 16];
     let header = InvocationHeader {
@@ -319,6 +320,7 @@ fn build() -> Fixtures {
 
     let broker_keys = KemKeyPair::generate(&mut rng);
     let op = BrokerOp::Describe {
+        owner: client.id(),
         namespace: NAMESPACE.into(),
         name: ACTION.into(),
     };

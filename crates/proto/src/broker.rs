@@ -77,8 +77,12 @@ pub enum BrokerOp {
         /// The new policy.
         policy: Policy,
     },
-    /// Reads the current descriptor.
+    /// Reads the current descriptor of `owner`'s action `namespace/name`.
+    /// Registrations are keyed by their owner, so a client names the owner
+    /// it trusts: nobody else's registration of the same name can answer.
     Describe {
+        /// The identity that registered the action.
+        owner: ClientId,
         /// Namespace.
         namespace: String,
         /// Name.
@@ -205,6 +209,10 @@ pub struct KeyRequest {
     pub evidence: Evidence,
     /// The enclave's public keys.
     pub enclave: EnclavePublicKeys,
+    /// The identity that registered the action (the broker keys actions by
+    /// owner; a wrong owner yields another registration's key, under which
+    /// nothing sealed for this owner's action opens).
+    pub owner: ClientId,
     /// Namespace of the action.
     pub namespace: String,
     /// Name of the action.
@@ -239,14 +247,16 @@ const GRANT_FRAME: &str = "clemmys/sealed-grant/v1";
 const GRANT_BODY: &str = "clemmys/grant-body/v1";
 
 fn grant_info(request: &KeyRequest) -> Vec<u8> {
-    Writer::new("clemmys/grant-info/v1")
+    Writer::new("clemmys/grant-info/v2")
+        .bytes(request.owner.as_bytes())
         .str(&request.namespace)
         .str(&request.name)
         .finish()
 }
 
 fn grant_aad(request: &KeyRequest) -> Vec<u8> {
-    Writer::new("clemmys/grant-aad/v1")
+    Writer::new("clemmys/grant-aad/v2")
+        .bytes(request.owner.as_bytes())
         .str(&request.namespace)
         .str(&request.name)
         .bytes(request.evidence.digest().as_bytes())
@@ -334,7 +344,8 @@ pub fn open_grant(
     let admission_key = AdmissionKey(reader.array()?);
     reader.finish()?;
     let action_keys = KemKeyPair::from_secret(&secret)?;
-    if action.namespace != request.namespace
+    if action.owner != request.owner
+        || action.namespace != request.namespace
         || action.name != request.name
         || action.action_key != action_keys.public()
     {
@@ -577,6 +588,7 @@ mod tests {
         let broker = EnclaveKeys::generate(&mut rng);
         let client = ClientIdentity::generate(&mut rng);
         let op = BrokerOp::Describe {
+            owner: client.id(),
             namespace: "guest".into(),
             name: "a".into(),
         };
@@ -611,6 +623,7 @@ mod tests {
                 data: vec![1],
             },
             enclave: enclave.public(),
+            owner,
             namespace: "guest".into(),
             name: "a".into(),
         };
@@ -641,6 +654,10 @@ mod tests {
         // A grant made for other evidence does not open for this request.
         let mut other = request.clone();
         other.evidence.data = vec![2];
+        assert!(open_grant(&sealed, &other, &enclave, &broker.public().signing).is_err());
+        // Nor for the same name asked of another owner.
+        let mut other = request.clone();
+        other.owner = ClientId([9; 32]);
         assert!(open_grant(&sealed, &other, &enclave, &broker.public().signing).is_err());
     }
 

@@ -7,9 +7,9 @@ use zeroize::Zeroizing;
 
 use crate::suite::{HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
 use crate::wire::{Reader, Writer};
-use crate::{Digest, KemPublicKey, ProtoError};
+use crate::{ClientId, Digest, KemPublicKey, ProtoError};
 
-const FRAME: &str = "clemmys/sealed-code/v1";
+const FRAME: &str = "clemmys/sealed-code/v2";
 
 /// What sealed code is bound to. The enclave rebuilds this from the policy
 /// the broker granted, so code sealed for another action, version or digest
@@ -44,20 +44,33 @@ impl CodeBinding<'_> {
     }
 }
 
-/// A sealed WebAssembly module.
+/// A sealed WebAssembly module, with the identity that registered its
+/// action in the clear: the enclave asks the broker for that owner's key.
+/// The owner needs no protection: the broker keys each registration by its
+/// owner, so a host that names another owner gets another action's key,
+/// under which this code and the owner's clients' parameters do not open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedCode(HpkeMessage);
+pub struct SealedCode {
+    owner: ClientId,
+    message: HpkeMessage,
+}
 
 impl SealedCode {
-    /// Seals `code` to the action key under `binding`.
+    /// Seals `code` to the action key of `owner`'s action under `binding`.
     pub fn seal(
         code: &[u8],
+        owner: ClientId,
         action_key: &KemPublicKey,
         binding: &CodeBinding<'_>,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, ProtoError> {
         let (message, _) = hpke_seal(action_key, &binding.info(), &binding.aad(), code, None, rng)?;
-        Ok(Self(message))
+        Ok(Self { owner, message })
+    }
+
+    /// The identity that registered the action (as the stored bytes say).
+    pub fn owner(&self) -> ClientId {
+        self.owner
     }
 
     /// Opens with the action's key pair; fails if the bytes, the binding or
@@ -69,7 +82,7 @@ impl SealedCode {
     ) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
         let (code, _) = hpke_open(
             keys,
-            &self.0,
+            &self.message,
             &binding.info(),
             &binding.aad(),
             None,
@@ -88,21 +101,26 @@ impl SealedCode {
     /// The stored form.
     pub fn to_bytes(&self) -> Vec<u8> {
         Writer::new(FRAME)
-            .bytes(&self.0.enc)
-            .bytes(&self.0.ciphertext)
+            .bytes(self.owner.as_bytes())
+            .bytes(&self.message.enc)
+            .bytes(&self.message.ciphertext)
             .finish()
     }
 
     /// Parses the stored form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtoError> {
         let mut reader = Reader::new(bytes, FRAME)?;
+        let owner = ClientId(reader.array()?);
         let enc = reader.array()?;
         let ciphertext = reader.bytes()?.to_vec();
         reader.finish()?;
         if ciphertext.len() < crate::suite::TAG_LEN {
             return Err(ProtoError::Malformed("sealed code shorter than a tag"));
         }
-        Ok(Self(HpkeMessage { enc, ciphertext }))
+        Ok(Self {
+            owner,
+            message: HpkeMessage { enc, ciphertext },
+        })
     }
 }
 
@@ -125,9 +143,16 @@ mod tests {
         let mut rng = os_rng();
         let keys = KemKeyPair::generate(&mut rng);
         let code = b"\0asm\x01\0\0\0";
-        let sealed =
-            SealedCode::seal(code, &keys.public(), &binding(2, code), &mut rng).expect("seal");
+        let sealed = SealedCode::seal(
+            code,
+            ClientId([7; 32]),
+            &keys.public(),
+            &binding(2, code),
+            &mut rng,
+        )
+        .expect("seal");
         let parsed = SealedCode::from_bytes(&sealed.to_bytes()).expect("parse");
+        assert_eq!(parsed.owner(), ClientId([7; 32]));
         assert_eq!(
             parsed
                 .open(&keys, &binding(2, code))
@@ -141,8 +166,14 @@ mod tests {
         assert!(parsed.open(&keys, &binding(2, b"other")).is_err());
         // Other code sealed to the (public) action key under the genuine
         // binding is refused by the digest check.
-        let forged =
-            SealedCode::seal(b"evil", &keys.public(), &binding(2, code), &mut rng).expect("seal");
+        let forged = SealedCode::seal(
+            b"evil",
+            ClientId([7; 32]),
+            &keys.public(),
+            &binding(2, code),
+            &mut rng,
+        )
+        .expect("seal");
         assert!(forged.open(&keys, &binding(2, code)).is_err());
         let mut flipped = sealed.to_bytes();
         let last = flipped.len() - 1;

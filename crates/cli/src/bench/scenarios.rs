@@ -137,9 +137,11 @@ impl Node {
         let broker = BrokerIdentityDoc::fetch(&client)
             .await
             .context("fetching the broker identity")?;
-        let pin = broker
+        let mut pin = broker
             .verify(expected_broker_measurement(), broker.sim_platform_key)
             .context("verifying the node's broker")?;
+        // The bench's own node: its guest key's namespace is the one to use.
+        pin.namespace = client.list_namespaces().await?.into_iter().next();
         let home_dir = tempfile::Builder::new()
             .prefix("clemmys-bench-client-")
             .tempdir()

@@ -67,6 +67,16 @@ pub struct TrustArgs {
     /// Do not ask: pin if the measurement is the expected one.
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// The namespace of your confidential actions (default: `NAMESPACE`
+    /// of the properties). Fixed in the pin: no answer of the controller
+    /// ever changes it.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Also accept actions and sequences registered by this client identity
+    /// (its public key, 64 hex digits, as its `clemmys broker show` prints);
+    /// repeatable. Without it only your own are accepted.
+    #[arg(long = "trust-owner", value_name = "HEX")]
+    pub trust_owners: Vec<clemmys_proto::ClientId>,
 }
 
 /// Runs a broker command.
@@ -120,8 +130,35 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     // For sim, the platform key comes from the provider itself: accepting it
     // is exactly the trust-on-first-use that sim cannot avoid.
-    let pin = doc.verify(expected, doc.sim_platform_key)?;
-    home()?.save_broker_pin(client.api_host(), &pin)?;
+    let mut pin = doc.verify(expected, doc.sim_platform_key)?;
+    let home = home()?;
+    // Trusting the same broker again keeps the owners trusted before.
+    if let Some(previous) = home.broker_pin(client.api_host())?
+        && previous.keys == pin.keys
+    {
+        pin.trusted_owners = previous.trusted_owners;
+    }
+    for owner in args.trust_owners {
+        if !pin.trusted_owners.contains(&owner) {
+            pin.trusted_owners.push(owner);
+        }
+    }
+    // From the user's own configuration only: a controller that named the
+    // namespace could name one the provider owns.
+    let namespace = args.namespace.unwrap_or_else(|| ctx.namespace().to_owned());
+    if namespace == clemmys_client::DEFAULT_NAMESPACE {
+        bail!(
+            "no namespace is configured: pass --namespace NAMESPACE (or set it with `clemmys property set --namespace NAMESPACE`)"
+        );
+    }
+    if !output.is_json() {
+        outln!("  namespace:            {namespace}");
+        for owner in &pin.trusted_owners {
+            outln!("  trusted owner:        {owner}");
+        }
+    }
+    pin.namespace = Some(namespace);
+    home.save_broker_pin(client.api_host(), &pin)?;
     if output.is_json() {
         return output.print_json(&json!({ "pinned": pin, "apiHost": client.api_host() }));
     }
@@ -161,6 +198,13 @@ fn show(ctx: &Context) -> anyhow::Result<()> {
     outln!("key broker pinned for {}", client.api_host());
     outln!("  TEE:         {}", pin.tee.name());
     outln!("  measurement: {}", pin.measurement);
+    if let Some(namespace) = &pin.namespace {
+        outln!("  namespace:   {namespace}");
+    }
+    for owner in &pin.trusted_owners {
+        outln!("  trusted owner: {owner}");
+    }
+    outln!("your client identity: {}", home()?.identity()?.id());
     if let Some(warning) = sim_warning(pin.tee) {
         outln!("WARNING: {warning}");
     }

@@ -12,7 +12,7 @@ use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
 use clemmys_proto::invoke::{AnswerKeys, hex_bytes};
 use clemmys_proto::session::SessionKeys;
 use clemmys_proto::suite::ExportedKey;
-use clemmys_proto::{Digest, Measurement, SigningPublicKey, TeeKind};
+use clemmys_proto::{ClientId, Digest, Measurement, SigningPublicKey, TeeKind};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -41,8 +41,18 @@ pub struct BrokerPin {
     /// For `sim`: the platform key whose reports the client accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim_platform: Option<SigningPublicKey>,
-    /// The broker keys last verified.
+    /// The broker keys verified when it was pinned. A broker that presents
+    /// other keys is not used until `clemmys broker trust` is run again.
     pub keys: EnclavePublicKeys,
+    /// The namespace this client's confidential actions live in, fixed when
+    /// the broker was pinned; never taken from a later answer of the
+    /// controller (which could name a namespace the provider controls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Identities besides this client whose actions it accepts (their
+    /// descriptors, their sequences' plans). Nobody else's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_owners: Vec<ClientId>,
 }
 
 /// What the client keeps about one confidential invocation, to read its

@@ -34,7 +34,7 @@ use clemmys_proto::invoke::{
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_result,
 };
-use clemmys_proto::{Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
+use clemmys_proto::{ClientId, Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
 use clemmys_tee::{
     AttestError, Evidence, Role, SIM_WARNING, SgxPolicy, VerifiedEvidence, Verifier, measurement,
     os_rng,
@@ -81,6 +81,32 @@ pub enum ConfidentialError {
     /// No broker is pinned for this API host yet.
     #[error("no key broker is trusted for {0} yet: run `clemmys broker trust` first")]
     NotPinned(String),
+    /// The broker presents something other than what was pinned: never
+    /// accepted silently.
+    #[error(
+        "the key broker of {api_host} is not the one pinned ({changes}): if this is expected, run `clemmys broker trust` again"
+    )]
+    BrokerChanged {
+        /// The API host.
+        api_host: String,
+        /// What changed, pinned → presented.
+        changes: String,
+    },
+    /// The pin names no namespace (made by an older release).
+    #[error(
+        "the broker pin of {0} names no namespace: run `clemmys broker trust` again (the namespace is fixed there, not taken from the controller)"
+    )]
+    NoNamespace(String),
+    /// A descriptor or plan of an identity this client does not trust.
+    #[error(
+        "action {action} is registered by {owner}, which this client does not trust (trust it with `clemmys broker trust --trust-owner {owner}`)"
+    )]
+    UntrustedOwner {
+        /// The action.
+        action: String,
+        /// Its owner.
+        owner: clemmys_proto::ClientId,
+    },
     /// The broker refused the request.
     #[error("the key broker refused: {0}")]
     Refused(String),
@@ -165,12 +191,39 @@ impl BrokerIdentityDoc {
                 expected: expected_measurement,
             });
         }
+        let tee = verified.tee();
         Ok(BrokerPin {
-            tee: verified.tee(),
+            tee,
             measurement: verified.measurement(),
-            sim_platform: trusted_platform,
+            // A hardware pin trusts no `sim` platform: the provider holds
+            // that key and could otherwise pass its own "enclaves" off.
+            sim_platform: trusted_platform.filter(|_| !tee.is_hardware()),
             keys: self.identity.keys,
+            namespace: None,
+            trusted_owners: Vec::new(),
         })
+    }
+
+    /// What differs between the pinned broker and this document, if
+    /// anything (keys, TEE kind).
+    pub fn changes_from(&self, pin: &BrokerPin) -> Option<String> {
+        let mut changes = Vec::new();
+        if self.tee != pin.tee {
+            changes.push(format!("TEE {} → {}", pin.tee.name(), self.tee.name()));
+        }
+        if self.identity.keys.kem != pin.keys.kem {
+            changes.push(format!(
+                "HPKE key {} → {}",
+                pin.keys.kem, self.identity.keys.kem
+            ));
+        }
+        if self.identity.keys.signing != pin.keys.signing {
+            changes.push(format!(
+                "signing key {} → {}",
+                pin.keys.signing, self.identity.keys.signing
+            ));
+        }
+        (!changes.is_empty()).then(|| changes.join(", "))
     }
 }
 
@@ -357,19 +410,13 @@ impl Confidential {
             .broker_pin(&api_host)?
             .ok_or_else(|| ConfidentialError::NotPinned(api_host.clone()))?;
         let doc = BrokerIdentityDoc::fetch(&client).await?;
-        let pin = if doc.identity.keys == pin.keys {
-            pin
-        } else {
-            let fresh = doc.verify(pin.measurement, pin.sim_platform)?;
-            home.save_broker_pin(&api_host, &fresh)?;
-            fresh
-        };
-        let namespace = client
-            .list_namespaces()
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ConfidentialError::State("the API key has no namespace".into()))?;
+        if let Some(changes) = doc.changes_from(&pin) {
+            return Err(ConfidentialError::BrokerChanged { api_host, changes });
+        }
+        let namespace = pin
+            .namespace
+            .clone()
+            .ok_or_else(|| ConfidentialError::NoNamespace(api_host.clone()))?;
         let identity = home.identity()?;
         Ok(Self {
             client,
@@ -478,14 +525,61 @@ impl Confidential {
         if !refresh && let Some(found) = self.lock().get(name) {
             return Ok(found.clone());
         }
-        let descriptor = Arc::new(
-            self.broker(BrokerOp::Describe {
-                namespace: self.namespace.clone(),
-                name: name.to_owned(),
-            })
-            .await?,
-        );
+        let descriptor = Arc::new(self.describe_trusted(name).await?);
         self.lock().insert(name.to_owned(), descriptor.clone());
+        Ok(descriptor)
+    }
+
+    /// The identities whose actions this client accepts: itself first, then
+    /// those pinned with the broker (`--trust-owner`).
+    pub fn trusted_owners(&self) -> impl Iterator<Item = ClientId> + '_ {
+        std::iter::once(self.identity.id()).chain(self.pin.trusted_owners.iter().copied())
+    }
+
+    /// Describes `short` as registered by each trusted owner in turn; the
+    /// first registration found answers. Registrations are keyed by owner
+    /// at the broker, so no other identity's action can answer.
+    async fn describe_trusted(&self, short: &str) -> Result<ActionDescriptor, ConfidentialError> {
+        let mut first_refusal = None;
+        for owner in self.trusted_owners() {
+            match self.describe_of(owner, short).await {
+                Ok(descriptor) => return Ok(descriptor),
+                Err(ConfidentialError::Refused(reason)) => {
+                    first_refusal.get_or_insert(reason);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ConfidentialError::Refused(
+            first_refusal.unwrap_or_else(|| "no trusted owner".into()),
+        ))
+    }
+
+    /// Describes `owner`'s action `short` in this client's namespace, and
+    /// checks the broker answered for exactly that.
+    async fn describe_of(
+        &self,
+        owner: ClientId,
+        short: &str,
+    ) -> Result<ActionDescriptor, ConfidentialError> {
+        let descriptor = self
+            .broker(BrokerOp::Describe {
+                owner,
+                namespace: self.namespace.clone(),
+                name: short.to_owned(),
+            })
+            .await?;
+        if descriptor.owner != owner {
+            return Err(ConfidentialError::UntrustedOwner {
+                action: short.to_owned(),
+                owner: descriptor.owner,
+            });
+        }
+        if descriptor.namespace != self.namespace || descriptor.name != short {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "the broker described another action than asked",
+            ));
+        }
         Ok(descriptor)
     }
 
@@ -541,7 +635,13 @@ impl Confidential {
             version,
             code_digest,
         };
-        let sealed = SealedCode::seal(wasm, &descriptor.action_key, &binding, &mut os_rng())?;
+        let sealed = SealedCode::seal(
+            wasm,
+            self.identity.id(),
+            &descriptor.action_key,
+            &binding,
+            &mut os_rng(),
+        )?;
         self.lock().insert(short.clone(), Arc::new(descriptor));
         put.exec = Some(ExecPut {
             kind: clemmys_whisk::WASM_KIND.into(),
@@ -559,7 +659,7 @@ impl Confidential {
     /// The version after the broker's current one of action `short`; 1 for
     /// an action the broker does not know.
     async fn next_version(&self, short: &str) -> Result<u64, ConfidentialError> {
-        match self.describe(short, true).await {
+        match self.describe_of(self.identity.id(), short).await {
             Ok(current) => Ok(current.version + 1),
             Err(ConfidentialError::Refused(_)) => Ok(1),
             Err(other) => Err(other),
@@ -579,7 +679,9 @@ impl Confidential {
         allowed_measurements.extend(options.extra_measurements.iter().copied());
         let policy = Policy {
             allowed_measurements,
-            require_hardware: options.require_hardware,
+            // Under a hardware broker, hardware is the default: a `sim`
+            // enclave would be the provider's own process.
+            require_hardware: options.require_hardware || self.pin.tee.is_hardware(),
             allowed_clients: options.allowed_clients.clone(),
             min_version: version,
         };

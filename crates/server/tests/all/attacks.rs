@@ -9,7 +9,7 @@ use clemmys_client::confidential::{
 use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy, seal_broker_request};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::EnclaveKeys;
-use clemmys_proto::{Digest, Measurement};
+use clemmys_proto::{ClientId, Digest, Measurement};
 use clemmys_tee::sim::SimPlatform;
 use clemmys_tee::{AttestError, Role, measurement, os_rng};
 use clemmys_whisk::EntityName;
@@ -341,6 +341,7 @@ async fn substituted_code_under_the_same_name_is_rejected() {
     };
     let evil = SealedCode::seal(
         &example("echo"),
+        descriptor.owner,
         &descriptor.action_key,
         &binding,
         &mut os_rng(),
@@ -353,10 +354,16 @@ async fn substituted_code_under_the_same_name_is_rejected() {
     );
 }
 
-fn key_request(evidence: clemmys_proto::Evidence, keys: &EnclaveKeys, action: &str) -> KeyRequest {
+fn key_request(
+    evidence: clemmys_proto::Evidence,
+    keys: &EnclaveKeys,
+    owner: ClientId,
+    action: &str,
+) -> KeyRequest {
     KeyRequest {
         evidence,
         enclave: keys.public(),
+        owner,
         namespace: "guest".into(),
         name: action.into(),
     }
@@ -375,7 +382,12 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     let stranger = SimPlatform::generate();
     let foreign = stranger.report(&runtime, &keys.public().report_data());
     let error = broker
-        .grant(&key_request(foreign, &keys, "hello"))
+        .grant(&key_request(
+            foreign,
+            &keys,
+            owner.client.client_id(),
+            "hello",
+        ))
         .expect_err("refused");
     assert!(
         matches!(
@@ -391,7 +403,12 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
         data: b"trust me".to_vec(),
     };
     let error = broker
-        .grant(&key_request(unsigned, &keys, "hello"))
+        .grant(&key_request(
+            unsigned,
+            &keys,
+            owner.client.client_id(),
+            "hello",
+        ))
         .expect_err("refused");
     assert!(
         matches!(
@@ -408,7 +425,12 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     let genuine = platform.report(&runtime, &keys.public().report_data());
     let thief = EnclaveKeys::generate(&mut os_rng());
     let error = broker
-        .grant(&key_request(genuine.clone(), &thief, "hello"))
+        .grant(&key_request(
+            genuine.clone(),
+            &thief,
+            owner.client.client_id(),
+            "hello",
+        ))
         .expect_err("refused");
     assert!(
         matches!(
@@ -424,7 +446,12 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     tampered.data[at] ^= 1;
     assert!(
         broker
-            .grant(&key_request(tampered, &keys, "hello"))
+            .grant(&key_request(
+                tampered,
+                &keys,
+                owner.client.client_id(),
+                "hello"
+            ))
             .is_err()
     );
 }
@@ -442,7 +469,12 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
     let modified_runtime = Measurement([0x42; 32]);
     let evidence = platform.report(&modified_runtime, &keys.public().report_data());
     let error = broker
-        .grant(&key_request(evidence, &keys, "hello"))
+        .grant(&key_request(
+            evidence,
+            &keys,
+            owner.client.client_id(),
+            "hello",
+        ))
         .expect_err("refused");
     assert!(
         matches!(error, clemmys_broker::BrokerError::MeasurementNotAllowed(m) if m == modified_runtime),
@@ -453,7 +485,16 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
         &measurement::expected(Role::ActionRuntime),
         &keys.public().report_data(),
     );
-    assert!(broker.grant(&key_request(evidence, &keys, "hello")).is_ok());
+    assert!(
+        broker
+            .grant(&key_request(
+                evidence,
+                &keys,
+                owner.client.client_id(),
+                "hello"
+            ))
+            .is_ok()
+    );
 }
 
 #[tokio::test]

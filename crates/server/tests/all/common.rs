@@ -154,12 +154,19 @@ impl TestServer {
     /// Stops the node and starts a new one on the same data directory.
     /// The node comes back on the same address, as a restarted service
     /// would, so clients' pins (per API host) still apply.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the node, lets `meanwhile` change its data directory (as the
+    /// provider, who owns the disk, may), and starts it again on it.
+    pub async fn restart_with(mut self, meanwhile: impl FnOnce(&std::path::Path)) -> Self {
         let mut config = config(&self.data_dir);
         if let Some(server) = self.server.take() {
             config.listen = server.addr;
             server.shutdown().await;
         }
+        meanwhile(&config.data_dir);
         // The store's writer releases the file once the old node is gone.
         for _ in 0..200 {
             match RunningServer::start(config.clone()).await {
@@ -293,20 +300,14 @@ pub struct Owner {
 impl TestServer {
     /// A fresh confidential client (its own identity) with the broker pinned.
     pub async fn owner(&self) -> Owner {
-        use clemmys_client::confidential::{
-            BrokerIdentityDoc, ClientHome, Confidential, expected_broker_measurement,
-        };
+        self.owner_via(self.api_client(), "guest").await
+    }
+
+    /// A fresh confidential client of `client`'s API host and key, which
+    /// pinned the broker with `namespace` as its own.
+    pub async fn owner_via(&self, client: clemmys_client::Client, namespace: &str) -> Owner {
         let home = tempfile::tempdir().expect("tempdir");
-        let client = self.api_client();
-        let doc = BrokerIdentityDoc::fetch(&client)
-            .await
-            .expect("broker identity");
-        let pin = doc
-            .verify(expected_broker_measurement(), doc.sim_platform_key)
-            .expect("broker verifies");
-        let state = ClientHome::open(home.path()).expect("client home");
-        state.save_broker_pin(client.api_host(), &pin).expect("pin");
-        let client = Confidential::connect(client, state).await.expect("connect");
+        let client = pin_and_connect(client, home.path(), namespace).await;
         Owner { client, home }
     }
 
@@ -315,6 +316,46 @@ impl TestServer {
         let auth = self.node().guest_auth.clone();
         clemmys_client::Client::new(&self.base, auth).expect("client")
     }
+
+    /// Creates namespace `name` with a fresh key, as the operator (the
+    /// provider) can; answers its key.
+    pub async fn add_namespace(&self, name: &str) -> clemmys_whisk::AuthKey {
+        let auth = clemmys_whisk::AuthKey::from_random(rand_bytes(), rand_bytes());
+        let record = clemmys_whisk::NamespaceRecord {
+            name: clemmys_whisk::EntityName::new(name).expect("namespace name"),
+            auth: auth.clone(),
+            limits: Default::default(),
+        };
+        self.node()
+            .store
+            .put_namespace(record)
+            .await
+            .expect("namespace stored");
+        auth
+    }
+}
+
+/// Pins the broker of `client`'s API host in the client home at `home`
+/// (with `namespace` as the user's own, as `clemmys broker trust` does) and
+/// connects.
+pub async fn pin_and_connect(
+    client: clemmys_client::Client,
+    home: &std::path::Path,
+    namespace: &str,
+) -> clemmys_client::confidential::Confidential {
+    use clemmys_client::confidential::{
+        BrokerIdentityDoc, ClientHome, Confidential, expected_broker_measurement,
+    };
+    let doc = BrokerIdentityDoc::fetch(&client)
+        .await
+        .expect("broker identity");
+    let mut pin = doc
+        .verify(expected_broker_measurement(), doc.sim_platform_key)
+        .expect("broker verifies");
+    pin.namespace = Some(namespace.into());
+    let state = ClientHome::open(home).expect("client home");
+    state.save_broker_pin(client.api_host(), &pin).expect("pin");
+    Confidential::connect(client, state).await.expect("connect")
 }
 
 impl Owner {
@@ -413,4 +454,11 @@ pub fn expect_tampered(
         ),
         "{outcome:?}"
     );
+}
+
+/// `N` random bytes.
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("OS RNG");
+    bytes
 }

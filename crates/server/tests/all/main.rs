@@ -14,6 +14,7 @@ mod confidential;
 mod enclave_pool;
 mod invoke;
 mod misbehaving;
+mod owners;
 mod remote_broker;
 mod restart;
 mod sequences;
