@@ -9,11 +9,9 @@
 //! result, the logs and a signed receipt to the invoking client. Key
 //! material lives in zeroizing types, dropped with the enclave.
 //!
-//! The [`EnclavePool`] is the host side: one per invoker, it keeps enclaves
-//! started and attested ahead of time, binds one to each action (ahead of
-//! its first invoke when the action is deployed), and evicts them after a
-//! keep-alive that adapts to each action's invocation pattern
-//! ([`KeepAlivePolicy`]). It never sees what the enclaves hold.
+//! Which enclave serves which action, and for how long, is the host's
+//! business: the invoker's enclave pool (`clemmys_invoker::pool`), which
+//! never sees what the enclaves hold, lives outside this trusted crate.
 //!
 //! With the `sim` TEE all of this runs in the provider's process and
 //! protects nothing from the provider; with a hardware TEE each [`Enclave`]
@@ -23,10 +21,6 @@
 
 mod enclave;
 mod error;
-mod keepalive;
-mod pool;
 
 pub use enclave::{Enclave, SealedOutcome, SealedRun};
 pub use error::EnclaveError;
-pub use keepalive::{IdleHistory, KeepAliveConfig, KeepAlivePolicy, Window, WindowBasis};
-pub use pool::{CodeSource, EnclavePool, EnclavePoolConfig, Launcher, PoolStats};

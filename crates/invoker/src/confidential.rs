@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use base64::Engine;
 use clemmys_bus::ActivationMessage;
-use clemmys_enclave::{CodeSource, EnclaveError, SealedRun};
+use clemmys_enclave::{EnclaveError, SealedRun};
+
+use crate::pool::CodeSource;
 use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::json;

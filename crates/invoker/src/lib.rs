@@ -4,7 +4,9 @@
 //!
 //! The invoker is host code and untrusted. Plain actions run in the
 //! [`Sandbox`] directly; confidential actions are handed, still sealed, to
-//! the [`EnclavePool`], and only sealed results come back.
+//! the [`EnclavePool`], and only sealed results come back. The pool and its
+//! keep-alive policy ([`pool`], [`keepalive`]) live here, on the host side,
+//! and not in the trusted `clemmys-enclave` crate.
 //!
 //! # Admission
 //!
@@ -22,13 +24,15 @@
 //! reaches the client instead of piling up here.
 
 mod confidential;
+pub mod keepalive;
+pub mod pool;
 mod record;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::pool::EnclavePool;
 use clemmys_bus::{ActivationMessage, Completion, CompletionSink, InvokerFeed, InvokerMessage};
-use clemmys_enclave::EnclavePool;
 use clemmys_sandbox::{CodeDigest, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use clemmys_bus::CompletionRegistry;
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
-use clemmys_enclave::{EnclavePool, EnclavePoolConfig};
+use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
 use clemmys_store::{EntityStore, RedbStore};

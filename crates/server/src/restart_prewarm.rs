@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use clemmys_enclave::EnclavePool;
+use clemmys_invoker::pool::EnclavePool;
 use clemmys_store::{ActivationFilter, EntityStore, StoreError};
 use clemmys_whisk::Exec;
 

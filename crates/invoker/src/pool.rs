@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use clemmys_proto::identity::EnclavePublicKeys;
 
+use clemmys_enclave::{Enclave, EnclaveError, SealedOutcome, SealedRun};
+
 use crate::keepalive::{IdleHistory, KeepAliveConfig, KeepAlivePolicy, Window, WindowBasis};
-use crate::{Enclave, EnclaveError, SealedOutcome, SealedRun};
 
 /// Actions whose idle history the pool keeps; past it, the histories of
 /// the actions idle the longest are forgotten (they start over as new).
