@@ -174,7 +174,8 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
             allowed_clients: args.allow_clients.clone(),
             ..DeployOptions::default()
         };
-        let sealing = confidential::connect(client.clone()).await?;
+        let namespace = confidential::sealing_namespace(ctx, Some(&args.name))?;
+        let sealing = confidential::connect(client.clone(), namespace).await?;
         sealing
             .deploy(&args.name, &code, body, update, &options)
             .await
@@ -393,7 +394,8 @@ async fn invoke_confidential(
     client: Client,
     ctx: &Context,
 ) -> anyhow::Result<()> {
-    let sealing = confidential::connect(client.clone()).await?;
+    let namespace = confidential::sealing_namespace(ctx, Some(&args.name))?;
+    let sealing = confidential::connect(client.clone(), namespace).await?;
     let params = if params.is_null() { json!({}) } else { params };
     // The whole record is needed to open the logs too; `-r` prints the result only.
     let full = InvokeOptions {

@@ -139,7 +139,8 @@ pub async fn run(command: ActivationCommand, ctx: &Context) -> anyhow::Result<()
 async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let id = activation_id(args.id.as_deref(), args.last, &client).await?;
-    let sealing = confidential::connect(client).await?;
+    let sealing =
+        confidential::connect(client, confidential::sealing_namespace(ctx, None)?).await?;
     let opened = sealing
         .open_activation(id)
         .await
@@ -521,7 +522,8 @@ async fn open_logs(
         return logs;
     }
     if sealing.is_none() {
-        *sealing = confidential::connect(client.clone()).await.ok();
+        // Opening needs only the keyring: the pinned namespace will do.
+        *sealing = confidential::connect(client.clone(), None).await.ok();
     }
     match sealing.as_ref() {
         Some(sealing) => match sealing.open_activation(id).await {

@@ -16,11 +16,44 @@ pub fn home() -> anyhow::Result<ClientHome> {
     ClientHome::open(&dir).with_context(|| format!("opening the client state in {}", dir.display()))
 }
 
-/// A confidential client of the configured API host.
-pub async fn connect(client: Client) -> anyhow::Result<Confidential> {
-    Confidential::connect(client, home()?)
+/// A confidential client of the configured API host, sealing for
+/// `namespace` (see [`sealing_namespace`]; `None`: the one pinned with the
+/// broker).
+pub async fn connect(client: Client, namespace: Option<String>) -> anyhow::Result<Confidential> {
+    Confidential::connect_in(client, home()?, namespace)
         .await
         .context("connecting to the key broker")
+}
+
+/// The namespace confidential commands seal for, from the user's own
+/// configuration only (a controller's answer could name a namespace the
+/// provider owns): the one a fully qualified `name` names, else `NAMESPACE`
+/// of the key in effect, else (`None`) the one pinned with the broker. A
+/// relative name with a key given on the command line, whose namespace
+/// nothing local says, is refused.
+pub fn sealing_namespace(ctx: &Context, name: Option<&str>) -> anyhow::Result<Option<String>> {
+    if let Some(name) = name {
+        let qualified = clemmys_client::resolve_name(name)?;
+        if qualified.namespace.as_str() != clemmys_client::DEFAULT_NAMESPACE {
+            return Ok(Some(qualified.namespace.to_string()));
+        }
+    }
+    let configured = ctx.namespace();
+    if configured != clemmys_client::DEFAULT_NAMESPACE {
+        return Ok(Some(configured.to_owned()));
+    }
+    let key_from_flag = ctx
+        .auth
+        .as_ref()
+        .is_some_and(|auth| matches!(auth.source, super::Source::Flag));
+    if let Some(name) = name
+        && key_from_flag
+    {
+        anyhow::bail!(
+            "the namespace of the API key given on the command line is not configured: name the action /NAMESPACE/{name}"
+        );
+    }
+    Ok(None)
 }
 
 /// Whether a stored record carries a sealed answer.
@@ -64,7 +97,7 @@ pub async fn open_if_sealed(
         ));
         return Ok(false);
     }
-    let confidential = connect(client.clone()).await?;
+    let confidential = connect(client.clone(), sealing_namespace(ctx, None)?).await?;
     let opened = confidential
         .open_activation(activation.activation_id)
         .await
@@ -93,7 +126,7 @@ pub async fn open_sealed(
     if home()?.recall(&id.to_string())?.is_none() {
         return Err(clemmys_client::confidential::ConfidentialError::NoKey(id.to_string()).into());
     }
-    let confidential = connect(client.clone()).await?;
+    let confidential = connect(client.clone(), sealing_namespace(ctx, None)?).await?;
     let opened = confidential
         .open_activation(id)
         .await

@@ -134,3 +134,72 @@ fn broker_trust_of_an_unexpected_measurement_refuses_to_pin() {
         ));
     user.clemmys(&["broker", "show"]).failure();
 }
+
+#[test]
+fn another_identity_uses_an_owners_action_only_once_it_trusts_the_owner() {
+    let server = Server::start();
+    let owner = server.user();
+    owner
+        .trust_broker()
+        .stdout_has("namespace:            guest");
+    let friend = server.user();
+    friend.trust_broker();
+    let friend_id = field(
+        &friend.clemmys(&["broker", "show"]).success().stdout,
+        "your client identity:",
+    )
+    .to_owned();
+    let owner_id = field(
+        &owner.clemmys(&["broker", "show"]).success().stdout,
+        "your client identity:",
+    )
+    .to_owned();
+    let hello = crate::common::example("hello");
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "hello",
+            crate::common::arg(&hello),
+            "--allow-client",
+            &friend_id,
+        ])
+        .success();
+    // Allowed by the owner's policy, but the friend trusts nobody else yet.
+    friend
+        .clemmys(&["action", "invoke", "hello", "-r"])
+        .failure()
+        .stderr_has("no confidential action of that name is registered");
+    friend
+        .clemmys(&["broker", "trust", "--yes", "--trust-owner", &owner_id])
+        .success()
+        .stdout_has(&format!("trusted owner:        {owner_id}"));
+    let out = friend
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "F", "-r"])
+        .success();
+    out.stdout_has("Hello, F!");
+}
+
+#[test]
+fn a_key_given_on_the_command_line_needs_a_qualified_confidential_name() {
+    let server = Server::start();
+    let key = server
+        .admin(&["create", "team"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    let user = server.user();
+    user.trust_broker();
+    let hello = crate::common::example("hello");
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&hello),
+        "-u",
+        &key,
+    ])
+    .failure()
+    .stderr_has("name the action /NAMESPACE/hello");
+}

@@ -389,15 +389,17 @@ fn a_confidential_only_namespace_refuses_plain_actions() {
     user.clemmys(&[
         "action",
         "create",
-        "c",
+        "/vault/c",
         crate::common::arg(&hello),
         "-u",
         &key,
     ])
     .success()
-    .stdout_has("created confidential action c");
+    .stdout_has("created confidential action /vault/c");
     let out = user
-        .clemmys(&["action", "invoke", "c", "-p", "name", "V", "-r", "-u", &key])
+        .clemmys(&[
+            "action", "invoke", "/vault/c", "-p", "name", "V", "-r", "-u", &key,
+        ])
         .success();
     assert_eq!(out.json(), json!({"payload": "Hello, V!"}), "{out}");
     let listed = user.clemmys(&["action", "list", "-u", &key]).success();

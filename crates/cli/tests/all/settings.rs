@@ -79,14 +79,14 @@ fn another_namespaces_key_is_shown_in_its_own_namespace() {
     user.clemmys(&[
         "action",
         "create",
-        "hello",
+        "/team/hello",
         arg(&crate::common::example("hello")),
         "-u",
         &key,
     ])
     .success();
     let invoked = user
-        .clemmys(&["action", "invoke", "hello", "-b", "-u", &key])
+        .clemmys(&["action", "invoke", "/team/hello", "-b", "-u", &key])
         .success();
     invoked.stdout_has("ok: invoked /team/hello with id ");
 }

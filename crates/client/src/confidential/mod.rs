@@ -405,6 +405,17 @@ impl Confidential {
     /// `home` (its keys may have changed; its measurement and platform must
     /// not).
     pub async fn connect(client: Client, home: ClientHome) -> Result<Self, ConfidentialError> {
+        Self::connect_in(client, home, None).await
+    }
+
+    /// Connects as [`connect`](Self::connect) does, sealing for `namespace`
+    /// (from the caller's own configuration) instead of the namespace
+    /// pinned with the broker.
+    pub async fn connect_in(
+        client: Client,
+        home: ClientHome,
+        namespace: Option<String>,
+    ) -> Result<Self, ConfidentialError> {
         let api_host = client.api_host().to_owned();
         let pin = home
             .broker_pin(&api_host)?
@@ -413,9 +424,8 @@ impl Confidential {
         if let Some(changes) = doc.changes_from(&pin) {
             return Err(ConfidentialError::BrokerChanged { api_host, changes });
         }
-        let namespace = pin
-            .namespace
-            .clone()
+        let namespace = namespace
+            .or_else(|| pin.namespace.clone())
             .ok_or_else(|| ConfidentialError::NoNamespace(api_host.clone()))?;
         let identity = home.identity()?;
         Ok(Self {
