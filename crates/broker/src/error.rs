@@ -71,10 +71,16 @@ pub enum BrokerError {
     /// The sealed state could not be read or written.
     #[error("broker storage: {0}")]
     Storage(String),
-    /// A broker running as its own process refused, with its reason.
-    #[error("the key broker refused: {0}")]
-    Remote(String),
-    /// The broker could not be reached (remote broker).
-    #[error("broker unreachable: {0}")]
-    Unreachable(String),
+}
+
+impl BrokerError {
+    /// What an enclave learns of this over its link: whether to ask for a
+    /// new grant, or the refusal's reason.
+    pub fn into_link(self) -> clemmys_proto::broker::LinkError {
+        use clemmys_proto::broker::LinkError;
+        match self {
+            Self::UnknownGrant => LinkError::UnknownGrant,
+            other => LinkError::Refused(other.to_string()),
+        }
+    }
 }

@@ -12,14 +12,13 @@
 //! opened by the one enclave holding the session, which refuses their
 //! repeated counters itself; the broker still checks their version.)
 //!
-//! [`BrokerLink`] is how enclaves reach it: in-process here, over HTTP when
-//! the broker runs as its own process.
+//! Enclaves reach it through a [`BrokerLink`] (defined in `clemmys-proto`):
+//! this type in-process; the HTTP service and the remote link of a broker
+//! running as its own process are host code and live in `clemmys-server`.
 
 mod error;
 #[cfg(test)]
 mod owner_tests;
-pub mod remote;
-pub mod service;
 mod state;
 mod throttle;
 
@@ -30,9 +29,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use clemmys_proto::ClientId;
 use clemmys_proto::broker::{
-    ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity, BrokerOp,
-    BrokerReply, BrokerRequest, KeyGrant, KeyRequest, open_broker_request, seal_broker_reply,
-    seal_grant,
+    ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity,
+    BrokerLink, BrokerOp, BrokerReply, BrokerRequest, KeyGrant, KeyRequest, LinkError,
+    open_broker_request, seal_broker_reply, seal_grant,
 };
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::replay::{ReplayError, ReplayWindow};
@@ -47,20 +46,6 @@ use state::{ActionRecord, BrokerState};
 pub const REPLAY_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// How far ahead of the broker's clock a request may be stamped.
 pub const MAX_CLOCK_SKEW_MS: u64 = 30 * 1000;
-
-/// How an enclave reaches the broker.
-pub trait BrokerLink: Send + Sync + 'static {
-    /// The broker's identity (keys and evidence).
-    fn identity(&self) -> BrokerIdentity;
-    /// Asks for an action key; answers the sealed grant.
-    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError>;
-    /// Admits one invocation, session request or chain step: the request
-    /// is MACed with the enclave's grant's admission key, and so is the
-    /// answer, so neither can be forged or altered on the way. Refuses a
-    /// version that is not the action's current one and anything seen
-    /// before within the replay window.
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError>;
-}
 
 /// The key broker.
 pub struct Broker {
@@ -431,12 +416,12 @@ impl BrokerLink for Broker {
         self.identity.clone()
     }
 
-    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError> {
-        self.grant(request)
+    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, LinkError> {
+        self.grant(request).map_err(BrokerError::into_link)
     }
 
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
-        Broker::admit(self, request)
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, LinkError> {
+        Broker::admit(self, request).map_err(BrokerError::into_link)
     }
 }
 

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use clemmys_broker::{BrokerError, BrokerLink};
 use clemmys_proto::broker::{
-    ActionDescriptor, Admission, AdmitRequest, KeyGrant, KeyRequest, open_grant,
+    ActionDescriptor, Admission, AdmitRequest, BrokerLink, KeyGrant, KeyRequest, LinkError,
+    open_grant,
 };
 use clemmys_proto::chain::is_hop;
 use clemmys_proto::chain_session::is_session_hop;
@@ -584,7 +584,7 @@ impl Enclave {
             Ok(reply.verify(&grant.admission_key, &request)?)
         };
         let answer = match ask(&provisioned.grant) {
-            Err(EnclaveError::KeyRefused(BrokerError::UnknownGrant)) => {
+            Err(EnclaveError::KeyRefused(LinkError::UnknownGrant)) => {
                 let fresh = {
                     let _provisioning = lock(&self.provisioning);
                     let fresh = self.request_grant(run.namespace, run.action)?;

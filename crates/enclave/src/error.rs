@@ -1,8 +1,8 @@
 //! Why the enclave refused to run something. Every message is safe to show
 //! the provider: none contains plaintext.
 
-use clemmys_broker::BrokerError;
 use clemmys_proto::ProtoError;
+use clemmys_proto::broker::LinkError;
 use clemmys_tee::AttestError;
 
 /// A refusal or failure inside the enclave.
@@ -14,7 +14,7 @@ pub enum EnclaveError {
     BrokerNotTrusted(String),
     /// The broker refused to release the action key.
     #[error("the key broker refused the action key: {0}")]
-    KeyRefused(BrokerError),
+    KeyRefused(LinkError),
     /// The sealed invocation names another action than the one to run.
     #[error("the sealed parameters belong to action {claimed}, not {running}")]
     WrongAction {

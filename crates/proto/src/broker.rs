@@ -202,6 +202,39 @@ pub fn open_broker_reply(sealed: &[u8], key: &ExportedKey) -> Result<BrokerReply
         .map_err(|_| ProtoError::Malformed("broker reply is not valid JSON"))
 }
 
+/// Why a call over a [`BrokerLink`] failed, as the enclave sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// An admission request names a grant the broker does not know (it
+    /// restarted, or the grant is forged): ask for a new grant.
+    #[error("unknown grant: ask for the action key again")]
+    UnknownGrant,
+    /// The broker refused, with its reason.
+    #[error("the key broker refused: {0}")]
+    Refused(String),
+    /// The broker could not be reached, or answered nonsense.
+    #[error("broker unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// How an enclave reaches the key broker: a function call when both run in
+/// one process, HTTP when the broker runs as its own. The link belongs to
+/// the provider; everything that crosses it authenticates itself (evidence,
+/// grants sealed and signed to the enclave, admissions MACed both ways).
+pub trait BrokerLink: Send + Sync + 'static {
+    /// The broker's identity (keys and evidence).
+    fn identity(&self) -> BrokerIdentity;
+    /// Asks for an action key; answers the sealed grant.
+    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, LinkError>;
+    /// Admits one invocation, session request or chain step: the request
+    /// is MACed with the enclave's grant's admission key, and so is the
+    /// answer, so neither can be forged or altered on the way. Refuses a
+    /// version that is not the action's current one and anything seen
+    /// before within the replay window.
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, LinkError>;
+}
+
 /// An enclave asking for an action's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRequest {

@@ -58,7 +58,7 @@ impl RunningBroker {
         let listener = listener.tap_io(|stream| {
             let _ = stream.set_nodelay(true);
         });
-        let app = clemmys_broker::service::router(broker.clone(), Some(platform.public_key()));
+        let app = crate::broker_service::router(broker.clone(), Some(platform.public_key()));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(async move {
             axum::serve(listener, app)

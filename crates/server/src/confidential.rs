@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clemmys_broker::remote::RemoteBroker;
-use clemmys_broker::{Broker, BrokerLink};
+use clemmys_broker::Broker;
+use clemmys_proto::broker::BrokerLink;
+
+use crate::broker_link::RemoteBroker;
 use clemmys_controller::BrokerGateway;
 use clemmys_enclave::Enclave;
 use clemmys_invoker::StoredCode;
@@ -152,9 +154,12 @@ impl BrokerGateway for Gateway {
 
     fn handle(&self, sealed: &[u8]) -> Result<Vec<u8>, String> {
         match self {
-            Gateway::Local { broker, .. } => broker.handle_client(sealed),
-            Gateway::Remote(remote) => remote.handle_client(sealed),
+            Gateway::Local { broker, .. } => broker
+                .handle_client(sealed)
+                .map_err(|error| error.to_string()),
+            Gateway::Remote(remote) => remote
+                .handle_client(sealed)
+                .map_err(|error| error.to_string()),
         }
-        .map_err(|error| error.to_string())
     }
 }

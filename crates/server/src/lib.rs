@@ -5,7 +5,9 @@
 //! with a temporary data directory.
 
 pub mod bootstrap;
+pub mod broker_link;
 pub mod broker_node;
+pub mod broker_service;
 pub mod confidential;
 mod restart_prewarm;
 

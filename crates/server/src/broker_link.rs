@@ -1,5 +1,5 @@
 //! [`RemoteBroker`]: a [`BrokerLink`] to a broker running as its own
-//! process ([`crate::service`]), over HTTP. It is host code: it carries only
+//! process ([`crate::broker_service`]), over HTTP. It is host code: it carries only
 //! self-authenticating messages (evidence, sealed grants, MACed admissions).
 //!
 //! Enclaves call the link synchronously, from blocking threads; the HTTP
@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use clemmys_proto::broker::{AdmitReply, AdmitRequest, BrokerIdentity, KeyRequest};
+use clemmys_proto::broker::{
+    AdmitReply, AdmitRequest, BrokerIdentity, BrokerLink, KeyRequest, LinkError,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-
-use crate::{BrokerError, BrokerLink};
 
 /// Longest one exchange with the broker may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,13 +44,13 @@ impl RemoteBroker {
     /// Connects to the broker at `base` (`http://HOST:PORT`) and fetches
     /// its identity document. Call from outside any async runtime (or from
     /// a blocking thread).
-    pub fn connect(base: &str) -> Result<Self, BrokerError> {
+    pub fn connect(base: &str) -> Result<Self, LinkError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("broker-link")
             .enable_all()
             .build()
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            .map_err(|e| LinkError::Unreachable(e.to_string()))?;
         let http = Client::builder(TokioExecutor::new()).build_http();
         let base = base.trim_end_matches('/').to_owned();
         let mut link = Self {
@@ -62,7 +62,7 @@ impl RemoteBroker {
         };
         let document = link.exchange("GET", "/identity", None)?;
         link.identity = serde_json::from_value(document["identity"].clone()).map_err(|e| {
-            BrokerError::Unreachable(format!("the broker's identity is malformed: {e}"))
+            LinkError::Unreachable(format!("the broker's identity is malformed: {e}"))
         })?;
         link.document = document;
         Ok(link)
@@ -74,19 +74,14 @@ impl RemoteBroker {
     }
 
     /// Forwards a sealed client request; answers the sealed reply.
-    pub fn handle_client(&self, sealed: &[u8]) -> Result<Vec<u8>, BrokerError> {
+    pub fn handle_client(&self, sealed: &[u8]) -> Result<Vec<u8>, LinkError> {
         let body = serde_json::json!({ "request": base64::engine::general_purpose::STANDARD.encode(sealed) });
         let reply = self.exchange("POST", "/client", Some(body))?;
         decode(&reply["reply"])
     }
 
     /// One JSON exchange, run on the link's own runtime.
-    fn exchange(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, BrokerError> {
+    fn exchange(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, LinkError> {
         let uri = format!("{}{path}", self.base);
         let body = body.map(|value| value.to_string()).unwrap_or_default();
         let request = Request::builder()
@@ -94,22 +89,22 @@ impl RemoteBroker {
             .uri(&uri)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            .map_err(|e| LinkError::Unreachable(e.to_string()))?;
         let http = self.http.clone();
         let exchange = async move {
             let response = http
                 .request(request)
                 .await
-                .map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+                .map_err(|e| LinkError::Unreachable(e.to_string()))?;
             let status = response.status();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| BrokerError::Unreachable(e.to_string()))?
+                .map_err(|e| LinkError::Unreachable(e.to_string()))?
                 .to_bytes();
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                BrokerError::Unreachable(format!(
+                LinkError::Unreachable(format!(
                     "the broker answered something that is not JSON: {e}"
                 ))
             })?;
@@ -118,15 +113,15 @@ impl RemoteBroker {
             }
             let message = value["error"].as_str().unwrap_or("refused").to_owned();
             Err(match value["kind"].as_str() {
-                Some("unknown-grant") => BrokerError::UnknownGrant,
-                _ => BrokerError::Remote(message),
+                Some("unknown-grant") => LinkError::UnknownGrant,
+                _ => LinkError::Refused(message),
             })
         };
         let timed = async move {
             tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
                 .await
                 .map_err(|_| {
-                    BrokerError::Unreachable(format!(
+                    LinkError::Unreachable(format!(
                         "no answer from {uri} within {EXCHANGE_TIMEOUT:?}"
                     ))
                 })?
@@ -137,13 +132,13 @@ impl RemoteBroker {
         let runtime = self
             .runtime
             .as_ref()
-            .ok_or_else(|| BrokerError::Unreachable("the broker link stopped".into()))?;
+            .ok_or_else(|| LinkError::Unreachable("the broker link stopped".into()))?;
         runtime.spawn(async move {
             let _ = sender.send(timed.await);
         });
         receiver
             .recv()
-            .map_err(|_| BrokerError::Unreachable("the broker link stopped".into()))?
+            .map_err(|_| LinkError::Unreachable("the broker link stopped".into()))?
     }
 }
 
@@ -157,11 +152,11 @@ impl Drop for RemoteBroker {
     }
 }
 
-fn decode(value: &Value) -> Result<Vec<u8>, BrokerError> {
+fn decode(value: &Value) -> Result<Vec<u8>, LinkError> {
     value
         .as_str()
         .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-        .ok_or_else(|| BrokerError::Unreachable("the broker answered without its payload".into()))
+        .ok_or_else(|| LinkError::Unreachable("the broker answered without its payload".into()))
 }
 
 /// Replaced by the real identity before `connect` returns.
@@ -183,18 +178,18 @@ impl BrokerLink for RemoteBroker {
         self.identity.clone()
     }
 
-    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError> {
+    fn request_key(&self, request: &KeyRequest) -> Result<Vec<u8>, LinkError> {
         let body =
-            serde_json::to_value(request).map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            serde_json::to_value(request).map_err(|e| LinkError::Unreachable(e.to_string()))?;
         let reply = self.exchange("POST", "/grant", Some(body))?;
         decode(&reply["grant"])
     }
 
-    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
+    fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, LinkError> {
         let body =
-            serde_json::to_value(request).map_err(|e| BrokerError::Unreachable(e.to_string()))?;
+            serde_json::to_value(request).map_err(|e| LinkError::Unreachable(e.to_string()))?;
         let reply = self.exchange("POST", "/admit", Some(body))?;
         serde_json::from_value(reply)
-            .map_err(|e| BrokerError::Unreachable(format!("malformed admission answer: {e}")))
+            .map_err(|e| LinkError::Unreachable(format!("malformed admission answer: {e}")))
     }
 }

@@ -19,7 +19,7 @@ use clemmys_proto::SigningPublicKey;
 use clemmys_proto::broker::{AdmitRequest, KeyRequest};
 use serde_json::{Value, json};
 
-use crate::{Broker, BrokerError};
+use clemmys_broker::{Broker, BrokerError};
 
 /// The routes' shared state.
 #[derive(Clone)]
