@@ -1,0 +1,321 @@
+//! The HTTP/1.1 listener of a node and of a key broker: hyper's connection
+//! builder serving an axum router, with the limits that keep clients which
+//! send nothing, or send it slowly, from holding every connection.
+//!
+//! * **Connection cap.** At most [`HttpLimits::max_connections`] are open;
+//!   past it the listener stops accepting, so new connections wait in the
+//!   kernel's listen backlog (they are not refused) until a slot frees,
+//!   while the open ones keep being served.
+//! * **Header read timeout.** A request's head (request line and headers)
+//!   must arrive in full within [`HttpLimits::header_read_timeout`] of the
+//!   connection being ready for it (accepted, or its previous response
+//!   sent); otherwise the connection is closed.
+//! * **Idle timeout.** A connection with no request in progress for
+//!   [`HttpLimits::idle_timeout`] is closed. A connection with a request in
+//!   progress is not idle, however long its handler runs.
+//!
+//! Together they free the slot of a slowloris connection (a half-sent head,
+//! or nothing at all) within the shorter of the two timeouts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response};
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tower_service::Service as _;
+
+/// How long a request's head may take to arrive, by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may sit with no request in progress, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many connections may be open at once, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Timeouts are capped at a year, so that deadlines never overflow.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The listener's limits against clients that hold connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a request's head may take to arrive, from when the
+    /// connection is ready for it.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in progress.
+    pub idle_timeout: Duration,
+    /// How many connections may be open at once (at least one); past it new
+    /// connections wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `stop` resolves, then
+/// stops accepting, lets the open connections finish their requests, and
+/// returns once they are all closed.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let limits = HttpLimits {
+        header_read_timeout: limits.header_read_timeout.min(LONGEST),
+        idle_timeout: limits.idle_timeout.min(LONGEST),
+        max_connections: limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stopping, stopped) = watch::channel(());
+    let connections = TaskTracker::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let slot = tokio::select! {
+            () = &mut stop => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for some to
+                // close rather than spin.
+                tracing::error!(%error, "accepting a connection");
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        // Small request/response exchanges: never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(
+            stream,
+            app.clone(),
+            builder.clone(),
+            limits.idle_timeout,
+            stopped.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    // Every connection closes once idle, after its request in progress.
+    let _ = stopping.send(());
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Errors of one connection that the accept loop skips.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// What woke a connection's task.
+enum Event {
+    /// hyper is done with the connection.
+    Closed(hyper::Result<()>),
+    /// The server is stopping.
+    Stopping,
+    /// The idle deadline passed (or was moved by a request).
+    Tick,
+}
+
+/// Serves one connection, holding `_slot` until it is closed.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    builder: http1::Builder,
+    idle_timeout: Duration,
+    mut stopping: watch::Receiver<()>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = AppService {
+        app,
+        activity: activity.clone(),
+    };
+    let mut connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut closing = false;
+    loop {
+        let deadline = activity.idle_deadline(idle_timeout);
+        let event = tokio::select! {
+            closed = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                Event::Closed(closed)
+            }
+            _ = stopping.changed(), if !closing => Event::Stopping,
+            () = tokio::time::sleep_until(deadline), if !closing => Event::Tick,
+        };
+        match event {
+            Event::Closed(Ok(())) => break,
+            Event::Closed(Err(error)) => {
+                // A half-sent head past its timeout, a malformed request, a
+                // client gone: nothing the server can do about any.
+                tracing::debug!(%error, "connection closed");
+                break;
+            }
+            Event::Stopping => {
+                Pin::new(&mut connection).graceful_shutdown();
+                closing = true;
+            }
+            Event::Tick => {
+                if activity.is_idle(idle_timeout) {
+                    // Closes it now if no head is arriving; otherwise after
+                    // that request (with `connection: close`).
+                    Pin::new(&mut connection).graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connection has a request in progress, and since when it has
+/// none.
+struct Activity {
+    /// When the connection was accepted.
+    opened: Instant,
+    /// Requests whose response has not been sent in full.
+    in_progress: AtomicUsize,
+    /// When the last request ended, in milliseconds after `opened`.
+    last_ended_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_progress: AtomicUsize::new(0),
+            last_ended_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks a request in progress until the returned guard drops.
+    fn begin(self: &Arc<Self>) -> InProgress {
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        InProgress(self.clone())
+    }
+
+    /// Since when no request is in progress, if none is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_progress.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let ended = Duration::from_millis(self.last_ended_ms.load(Ordering::Acquire));
+        self.opened.checked_add(ended)
+    }
+
+    /// When to look again whether the connection has been idle too long.
+    fn idle_deadline(&self, idle_timeout: Duration) -> Instant {
+        let from = self.idle_since().unwrap_or_else(Instant::now);
+        from.checked_add(idle_timeout)
+            .unwrap_or_else(|| Instant::now() + LONGEST)
+    }
+
+    /// Whether no request has been in progress for `idle_timeout`.
+    fn is_idle(&self, idle_timeout: Duration) -> bool {
+        self.idle_since()
+            .is_some_and(|since| since.elapsed() >= idle_timeout)
+    }
+}
+
+/// A request in progress on a connection; its drop (once the response is
+/// sent, or abandoned) ends it.
+struct InProgress(Arc<Activity>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        let ended = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_ended_ms.store(ended, Ordering::Release);
+        activity.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The router as a hyper service that tracks requests in progress.
+#[derive(Clone)]
+struct AppService {
+    app: Router,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for AppService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let in_progress = self.activity.begin();
+        let mut app = self.app.clone();
+        Box::pin(async move {
+            let Ok(response) = app.call(request).await;
+            Ok(response.map(|body| TrackedBody {
+                body,
+                _in_progress: in_progress,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request in progress until it is sent.
+struct TrackedBody {
+    body: Body,
+    _in_progress: InProgress,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
