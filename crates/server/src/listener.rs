@@ -16,25 +16,38 @@
 //!
 //! Together they free the slot of a slowloris connection (a half-sent head,
 //! or nothing at all) within the shorter of the two timeouts.
+//!
+//! **Early answers.** A handler may answer (401, 404, 405, 413, …) before
+//! reading the request's body. Closing the connection then, with the body
+//! unread, makes the kernel reset it, and a keep-alive client loses the
+//! answer or its next request (`write EPIPE`). So the unread rest of such a
+//! body is read and discarded, up to [`EARLY_DRAIN_BYTES`] within
+//! [`EARLY_DRAIN_TIME`], and the connection stays usable; a larger or
+//! slower body gets the answer with `connection: close`, and the
+//! connection then closes its write side first and discards what the
+//! client still sends for a moment ([`LINGER_TIME`]), so that the client
+//! reads the answer instead of a reset.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, Response};
+use axum::http::{HeaderValue, Request, Response, header};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
@@ -46,6 +59,16 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections may be open at once, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// The most of an unread request body read and discarded after an early
+/// answer so that the connection stays usable.
+pub const EARLY_DRAIN_BYTES: u64 = 1024 * 1024;
+/// How long that discarding may take.
+pub const EARLY_DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long a connection closing with a request body unread discards what
+/// the client still sends, so that the client reads the answer.
+pub const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most a closing connection discards.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
 /// Timeouts are capped at a year, so that deadlines never overflow.
 const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -205,6 +228,31 @@ async fn serve_connection(
             }
         }
     }
+    let stream = connection.into_parts().io.into_inner();
+    if activity.left_body_unread.load(Ordering::Relaxed) {
+        linger(stream).await;
+    }
+}
+
+/// Closes the write side of a connection whose client may still be sending
+/// a body, then discards what arrives for a moment before closing: closing
+/// with unread bytes would reset the connection, and the client would lose
+/// the answer it has not read yet.
+async fn linger(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let discard = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => left = left.saturating_sub(read),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, discard).await;
 }
 
 /// Whether a connection has a request in progress, and since when it has
@@ -216,6 +264,8 @@ struct Activity {
     in_progress: AtomicUsize,
     /// When the last request ended, in milliseconds after `opened`.
     last_ended_ms: AtomicU64,
+    /// An answer went out with a request body left unread.
+    left_body_unread: AtomicBool,
 }
 
 impl Activity {
@@ -224,6 +274,7 @@ impl Activity {
             opened: Instant::now(),
             in_progress: AtomicUsize::new(0),
             last_ended_ms: AtomicU64::new(0),
+            left_body_unread: AtomicBool::new(false),
         }
     }
 
@@ -269,7 +320,8 @@ impl Drop for InProgress {
     }
 }
 
-/// The router as a hyper service that tracks requests in progress.
+/// The router as a hyper service that tracks requests in progress and
+/// settles the bodies that handlers leave unread.
 #[derive(Clone)]
 struct AppService {
     app: Router,
@@ -284,13 +336,111 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_progress = self.activity.begin();
         let mut app = self.app.clone();
+        let activity = self.activity.clone();
         Box::pin(async move {
-            let Ok(response) = app.call(request).await;
+            let (parts, body) = request.into_parts();
+            let response = if body.is_end_stream() {
+                let Ok(response) = app.call(Request::from_parts(parts, body)).await;
+                response
+            } else {
+                let expects_continue = parts
+                    .headers
+                    .get(header::EXPECT)
+                    .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                let (give_back, mut given_back) = oneshot::channel();
+                let body = UnreadGivenBack {
+                    body: Some(body),
+                    give_back: Some(give_back),
+                };
+                let Ok(mut response) = app.call(Request::from_parts(parts, body)).await;
+                // The handler is done, so the body is dropped: given back if
+                // it was left unread.
+                if let Ok(unread) = given_back.try_recv() {
+                    // A client waiting for `100 continue` has not sent the
+                    // body: asking for it only to discard it is no help.
+                    if expects_continue || !drain(unread).await {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        activity.left_body_unread.store(true, Ordering::Relaxed);
+                    }
+                }
+                response
+            };
             Ok(response.map(|body| TrackedBody {
                 body,
                 _in_progress: in_progress,
             }))
         })
+    }
+}
+
+/// Reads and discards the rest of a request body, if it is small and quick
+/// enough; says whether it reached the end.
+async fn drain(mut unread: Incoming) -> bool {
+    if unread.size_hint().lower() > EARLY_DRAIN_BYTES {
+        return false;
+    }
+    let discard = async {
+        let mut left = EARLY_DRAIN_BYTES;
+        while let Some(frame) = unread.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Some(data) = frame.data_ref() {
+                let read = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                match left.checked_sub(read) {
+                    Some(rest) => left = rest,
+                    None => return false,
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(EARLY_DRAIN_TIME, discard)
+        .await
+        .unwrap_or(false)
+}
+
+/// A request body that, dropped before its end, gives what is left of it
+/// back to the listener.
+struct UnreadGivenBack {
+    body: Option<Incoming>,
+    give_back: Option<oneshot::Sender<Incoming>>,
+}
+
+impl HttpBody for UnreadGivenBack {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut().body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.as_ref().is_none_or(HttpBody::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    }
+}
+
+impl Drop for UnreadGivenBack {
+    fn drop(&mut self) {
+        if let (Some(body), Some(give_back)) = (self.body.take(), self.give_back.take())
+            && !body.is_end_stream()
+        {
+            let _ = give_back.send(body);
+        }
     }
 }
 

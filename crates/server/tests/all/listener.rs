@@ -1,6 +1,7 @@
-//! The HTTP listener against the slowloris attacks (half-sent headers,
-//! idle connections past the cap) that would otherwise hold every
-//! connection slot.
+//! The HTTP listener against clients that misbehave or are unlucky: a
+//! keep-alive client that gets an early answer while its body is unread,
+//! and the slowloris attacks (half-sent headers, idle connections past the
+//! cap) that would otherwise hold every connection slot.
 //!
 //! These tests speak HTTP/1.1 over a raw `TcpStream`, so that they see
 //! exactly what is on the wire: a `connection: close`, an EOF, a reset.
@@ -8,7 +9,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::Engine;
+use clemmys_whisk::{EntityName, NamespaceLimits};
 use hyper::StatusCode;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -144,6 +148,226 @@ async fn ping(wire: &mut Wire, write: OwnedWriteHalf) -> std::io::Result<Reply> 
     exchange(wire, write, "GET", "/ping", None, Vec::new())
         .await
         .0
+}
+
+/// A JSON object of about `size` bytes.
+fn json_of(size: usize) -> Vec<u8> {
+    let padding = "x".repeat(size.saturating_sub(12));
+    json!({ "pad": padding }).to_string().into_bytes()
+}
+
+fn basic(server: &TestServer) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(server.node().guest_auth.to_string())
+    )
+}
+
+/// After an early answer of `expected` to a request with `body`, the next
+/// request of the same keep-alive client is answered: on the same
+/// connection, or on a new one when the answer said `connection: close`.
+async fn next_request_is_answered(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Vec<u8>,
+    expected: StatusCode,
+) {
+    let addr = server.node().addr;
+    let size = body.len();
+    let (mut wire, write) = connect(addr).await;
+    let (reply, write) = exchange(&mut wire, write, method, path, auth, body).await;
+    let reply = reply.unwrap_or_else(|error| {
+        panic!("{method} {path} with {size} bytes: the early answer was lost: {error}")
+    });
+    assert_eq!(reply.status, expected, "{method} {path} with {size} bytes");
+    if reply.closes {
+        assert!(
+            wire.closed().await,
+            "a connection: close answer closes the connection"
+        );
+        let (mut wire, write) = connect(addr).await;
+        let next = ping(&mut wire, write)
+            .await
+            .expect("a new connection works");
+        assert_eq!(next.status, StatusCode::OK);
+    } else {
+        let write = write.unwrap_or_else(|| {
+            panic!(
+                "{method} {path} with {size} bytes: answered {expected} without connection: \
+                 close, then the body could not be sent"
+            )
+        });
+        let next = ping(&mut wire, write).await.unwrap_or_else(|error| {
+            panic!(
+                "{method} {path} with {size} bytes: answered {expected} without connection: \
+                 close, then the next request on the connection failed: {error}"
+            )
+        });
+        assert_eq!(next.status, StatusCode::OK);
+    }
+}
+
+/// The body sizes of a keep-alive client: a small JSON, an 88 KB wasm
+/// action's size class, and a megabyte.
+const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_401() {
+    let server = TestServer::start().await;
+    for size in SIZES {
+        let path = "/api/v1/namespaces/_/actions/hello";
+        let body = json_of(size);
+        next_request_is_answered(&server, "PUT", path, None, body, StatusCode::UNAUTHORIZED).await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_404() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    for size in SIZES {
+        // `{pkg}/{name}`: no such route.
+        let path = "/api/v1/namespaces/_/actions/pkg/hello";
+        let body = vec![0u8; size];
+        next_request_is_answered(
+            &server,
+            "PUT",
+            path,
+            Some(&auth),
+            body,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_405() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    for size in SIZES {
+        let path = "/api/v1/namespaces/_/actions/hello";
+        let body = json_of(size);
+        next_request_is_answered(
+            &server,
+            "PATCH",
+            path,
+            Some(&auth),
+            body,
+            StatusCode::METHOD_NOT_ALLOWED,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_413() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    server.create("echo", "echo").await;
+    let limit = clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+    for size in SIZES {
+        // An invoke's parameters past the limit, by `size`.
+        let path = "/api/v1/namespaces/_/actions/echo?blocking=true";
+        let body = json_of(limit + size);
+        next_request_is_answered(
+            &server,
+            "POST",
+            path,
+            Some(&auth),
+            body,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_429() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    let store = &server.node().store;
+    let name = EntityName::new("guest").expect("name");
+    let mut record = store.get_namespace(&name).expect("read").expect("guest");
+    record.limits = NamespaceLimits {
+        invocations_per_minute: 0,
+        ..Default::default()
+    };
+    store.put_namespace(record).await.expect("write");
+    server.create("echo", "echo").await;
+    for size in SIZES {
+        let path = "/api/v1/namespaces/_/actions/echo?blocking=true";
+        let body = json_of(size);
+        next_request_is_answered(
+            &server,
+            "POST",
+            path,
+            Some(&auth),
+            body,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_survives_an_early_400() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    for size in SIZES {
+        // Malformed JSON.
+        let path = "/api/v1/namespaces/_/actions/hello";
+        let mut body = json_of(size);
+        body.truncate(size / 2);
+        next_request_is_answered(
+            &server,
+            "PUT",
+            path,
+            Some(&auth),
+            body,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        // A name refused before the body is read.
+        let path = "/api/v1/namespaces/_/actions/%20hello";
+        next_request_is_answered(
+            &server,
+            "PUT",
+            path,
+            Some(&auth),
+            json_of(size),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_client_reads_the_early_answer_to_a_body_too_large_to_drain() {
+    let server = TestServer::start().await;
+    let auth = basic(&server);
+    let addr = server.node().addr;
+    let size = 4 * 1024 * 1024;
+    let (mut wire, write) = connect(addr).await;
+    let path = "/api/v1/namespaces/_/actions/pkg/hello";
+    let (reply, _write) = exchange(&mut wire, write, "PUT", path, Some(&auth), vec![0; size]).await;
+    let reply = reply.expect("the early answer reaches the client, not a reset");
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(
+        reply.closes,
+        "a body past the drain limit is not read: connection: close"
+    );
+    assert!(wire.closed().await);
+    let (mut wire, write) = connect(addr).await;
+    assert_eq!(
+        ping(&mut wire, write)
+            .await
+            .expect("a new connection works")
+            .status,
+        StatusCode::OK
+    );
 }
 
 /// A node with these listener limits.
