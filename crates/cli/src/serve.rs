@@ -62,7 +62,7 @@ pub struct ServeArgs {
 pub struct HttpArgs {
     /// Close a connection whose request head (request line and headers)
     /// has not arrived in full this long after the connection was ready
-    /// for it.
+    /// for it, or whose request body stalls this long.
     #[arg(
         long,
         value_name = "SECONDS",

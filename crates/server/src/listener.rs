@@ -10,12 +10,16 @@
 //!   must arrive in full within [`HttpLimits::header_read_timeout`] of the
 //!   connection being ready for it (accepted, or its previous response
 //!   sent); otherwise the connection is closed.
+//! * **Body stall timeout.** While a handler waits for a request body, its
+//!   next bytes must arrive within the same header read timeout; a body
+//!   that stalls longer fails (the handler answers 400) and the connection
+//!   is closed.
 //! * **Idle timeout.** A connection with no request in progress for
 //!   [`HttpLimits::idle_timeout`] is closed. A connection with a request in
 //!   progress is not idle, however long its handler runs.
 //!
 //! Together they free the slot of a slowloris connection (a half-sent head,
-//! or nothing at all) within the shorter of the two timeouts.
+//! a stalled body, or nothing at all) within a timeout.
 //!
 //! **Early answers.** A handler may answer (401, 404, 405, 413, …) before
 //! reading the request's body. Closing the connection then, with the body
@@ -76,7 +80,8 @@ const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     /// How long a request's head may take to arrive, from when the
-    /// connection is ready for it.
+    /// connection is ready for it; also how long a handler may wait for
+    /// the next bytes of a request body.
     pub header_read_timeout: Duration,
     /// How long a connection may sit with no request in progress.
     pub idle_timeout: Duration,
@@ -148,7 +153,7 @@ pub(crate) async fn serve(
             stream,
             app.clone(),
             builder.clone(),
-            limits.idle_timeout,
+            limits,
             stopped.clone(),
             slot,
         ));
@@ -186,7 +191,7 @@ async fn serve_connection(
     stream: TcpStream,
     app: Router,
     builder: http1::Builder,
-    idle_timeout: Duration,
+    limits: HttpLimits,
     mut stopping: watch::Receiver<()>,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -194,7 +199,9 @@ async fn serve_connection(
     let service = AppService {
         app,
         activity: activity.clone(),
+        body_stall_timeout: limits.header_read_timeout,
     };
+    let idle_timeout = limits.idle_timeout;
     let mut connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut closing = false;
     loop {
@@ -326,6 +333,8 @@ impl Drop for InProgress {
 struct AppService {
     app: Router,
     activity: Arc<Activity>,
+    /// How long a handler may wait for the next bytes of a body.
+    body_stall_timeout: Duration,
 }
 
 impl hyper::service::Service<Request<Incoming>> for AppService {
@@ -337,6 +346,7 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
         let in_progress = self.activity.begin();
         let mut app = self.app.clone();
         let activity = self.activity.clone();
+        let stall_timeout = self.body_stall_timeout;
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let response = if body.is_end_stream() {
@@ -351,6 +361,9 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
                 let body = UnreadGivenBack {
                     body: Some(body),
                     give_back: Some(give_back),
+                    stall_timeout,
+                    stall: None,
+                    stalled: false,
                 };
                 let Ok(mut response) = app.call(Request::from_parts(parts, body)).await;
                 // The handler is done, so the body is dropped: given back if
@@ -358,7 +371,12 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
                 if let Ok(unread) = given_back.try_recv() {
                     // A client waiting for `100 continue` has not sent the
                     // body: asking for it only to discard it is no help.
-                    if expects_continue || !drain(unread).await {
+                    // A stalled one will not send it either.
+                    let settled = match unread {
+                        Unread::Rest(rest) => !expects_continue && drain(rest).await,
+                        Unread::Stalled => false,
+                    };
+                    if !settled {
                         response
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -402,29 +420,67 @@ async fn drain(mut unread: Incoming) -> bool {
         .unwrap_or(false)
 }
 
-/// A request body that, dropped before its end, gives what is left of it
-/// back to the listener.
+/// A request body that fails when its next bytes take too long, and that,
+/// dropped before its end, gives what is left of it back to the listener.
 struct UnreadGivenBack {
     body: Option<Incoming>,
-    give_back: Option<oneshot::Sender<Incoming>>,
+    give_back: Option<oneshot::Sender<Unread>>,
+    /// How long a wait for the next bytes may last.
+    stall_timeout: Duration,
+    /// The deadline of the current wait, if one is running.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
 }
+
+/// What a request body left unread.
+enum Unread {
+    /// The rest of the body, still arriving.
+    Rest(Incoming),
+    /// Nothing usable: the client stopped sending it.
+    Stalled,
+}
+
+/// A request body whose next bytes did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled: no bytes for {0:?}")]
+pub struct BodyStalled(Duration);
 
 impl HttpBody for UnreadGivenBack {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut().body.as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.stalled {
+            return Poll::Ready(Some(Err(BodyStalled(this.stall_timeout).into())));
+        }
+        let Some(body) = this.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stall = None;
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.stall_timeout;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if stall.as_mut().poll(cx).is_ready() {
+                    this.stalled = true;
+                    return Poll::Ready(Some(Err(BodyStalled(timeout).into())));
+                }
+                Poll::Pending
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.as_ref().is_none_or(HttpBody::is_end_stream)
+        !self.stalled && self.body.as_ref().is_none_or(HttpBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -436,10 +492,13 @@ impl HttpBody for UnreadGivenBack {
 
 impl Drop for UnreadGivenBack {
     fn drop(&mut self) {
-        if let (Some(body), Some(give_back)) = (self.body.take(), self.give_back.take())
-            && !body.is_end_stream()
-        {
-            let _ = give_back.send(body);
+        let (Some(body), Some(give_back)) = (self.body.take(), self.give_back.take()) else {
+            return;
+        };
+        if self.stalled {
+            let _ = give_back.send(Unread::Stalled);
+        } else if !body.is_end_stream() {
+            let _ = give_back.send(Unread::Rest(body));
         }
     }
 }

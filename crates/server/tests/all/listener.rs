@@ -505,3 +505,29 @@ async fn idle_connections_filling_the_cap_are_reaped_for_a_new_client() {
         assert!(closed.is_ok(), "every slowloris connection is closed");
     }
 }
+
+#[tokio::test]
+async fn stalled_request_body_is_cut_off_after_the_header_timeout() {
+    let server = node_with(Duration::from_secs(1), LONG, 64).await;
+    let auth = basic(&server);
+    let addr = server.node().addr;
+    // The slow-POST client: a whole head, then a body that never ends.
+    let (mut slow, mut slow_write) = connect(addr).await;
+    let head = format!(
+        "PUT /api/v1/namespaces/_/actions/hello HTTP/1.1\r\nhost: clemmys\r\n\
+         authorization: {auth}\r\ncontent-type: application/json\r\n\
+         content-length: 100000\r\n\r\n{{\"exec\":"
+    );
+    slow_write.write_all(head.as_bytes()).await.expect("write");
+    // Meanwhile other clients are served.
+    let (mut wire, write) = connect(addr).await;
+    let reply = ping(&mut wire, write).await.expect("served meanwhile");
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = tokio::time::timeout(PATIENCE, slow.reply())
+        .await
+        .expect("a stalled body is cut off after the timeout");
+    let reply = reply.expect("answered");
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.closes, "the connection of a stalled body is closed");
+    assert!(tokio::time::timeout(PATIENCE, slow.closed()).await.is_ok());
+}
