@@ -148,3 +148,55 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     server.run_until_signal().await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    /// `HttpArgs` on their own.
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        http: super::HttpArgs,
+    }
+
+    #[test]
+    fn listener_flags_default_to_the_servers_limits() {
+        let flags = Flags::try_parse_from(["clemmys"]).expect("parses");
+        assert_eq!(flags.http.limits(), clemmys_server::HttpLimits::default());
+    }
+
+    #[test]
+    fn listener_flags_set_the_limits() {
+        let flags = Flags::try_parse_from([
+            "clemmys",
+            "--header-read-timeout",
+            "3",
+            "--idle-timeout",
+            "7",
+            "--max-connections",
+            "5",
+        ])
+        .expect("parses");
+        let limits = flags.http.limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(limits.max_connections, 5);
+    }
+
+    #[test]
+    fn zero_listener_limits_are_refused() {
+        for flag in [
+            "--header-read-timeout",
+            "--idle-timeout",
+            "--max-connections",
+        ] {
+            assert!(
+                Flags::try_parse_from(["clemmys", flag, "0"]).is_err(),
+                "{flag} 0"
+            );
+        }
+    }
+}
