@@ -16,7 +16,9 @@
 //!   is closed.
 //! * **Idle timeout.** A connection with no request in progress for
 //!   [`HttpLimits::idle_timeout`] is closed. A connection with a request in
-//!   progress is not idle, however long its handler runs.
+//!   progress is not idle, however long its handler runs. One that has not
+//!   closed twice that long after its last request ended (its client
+//!   stopped reading the response, so the write waits) is dropped.
 //!
 //! Together they free the slot of a slowloris connection (a half-sent head,
 //! a stalled body, or nothing at all) within a timeout.
@@ -204,14 +206,18 @@ async fn serve_connection(
     let idle_timeout = limits.idle_timeout;
     let mut connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut closing = false;
+    let mut stopping_seen = false;
+    // How long the connection must have been idle for the next tick to act:
+    // the idle timeout, then twice it once it was asked to close.
+    let mut idle_limit = idle_timeout;
     loop {
-        let deadline = activity.idle_deadline(idle_timeout);
+        let deadline = activity.idle_deadline(idle_limit);
         let event = tokio::select! {
             closed = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
                 Event::Closed(closed)
             }
-            _ = stopping.changed(), if !closing => Event::Stopping,
-            () = tokio::time::sleep_until(deadline), if !closing => Event::Tick,
+            _ = stopping.changed(), if !stopping_seen => Event::Stopping,
+            () = tokio::time::sleep_until(deadline) => Event::Tick,
         };
         match event {
             Event::Closed(Ok(())) => break,
@@ -222,16 +228,25 @@ async fn serve_connection(
                 break;
             }
             Event::Stopping => {
-                Pin::new(&mut connection).graceful_shutdown();
-                closing = true;
-            }
-            Event::Tick => {
-                if activity.is_idle(idle_timeout) {
-                    // Closes it now if no head is arriving; otherwise after
-                    // that request (with `connection: close`).
+                stopping_seen = true;
+                if !closing {
                     Pin::new(&mut connection).graceful_shutdown();
                     closing = true;
                 }
+            }
+            Event::Tick if !activity.is_idle(idle_limit) => {}
+            Event::Tick if !closing => {
+                // Closes it now if no head is arriving; otherwise after
+                // that request (with `connection: close`).
+                Pin::new(&mut connection).graceful_shutdown();
+                closing = true;
+                idle_limit = idle_timeout.saturating_mul(2);
+            }
+            Event::Tick => {
+                // Asked to close and still idle: stuck writing to a client
+                // that does not read, or reading a head too slowly. Drop it.
+                tracing::debug!("dropping a connection that did not close when idle");
+                return;
             }
         }
     }

@@ -531,3 +531,34 @@ async fn stalled_request_body_is_cut_off_after_the_header_timeout() {
     assert!(reply.closes, "the connection of a stalled body is closed");
     assert!(tokio::time::timeout(PATIENCE, slow.closed()).await.is_ok());
 }
+
+#[tokio::test]
+async fn client_that_stops_reading_is_disconnected_after_the_idle_timeout() {
+    // One slot: the slow reader holds it until the server gives up on it.
+    let server = node_with(LONG, Duration::from_secs(1), 1).await;
+    server.create("echo", "echo").await;
+    let auth = basic(&server);
+    let addr = server.node().addr;
+    // The slow-read client: asks for far more than the socket buffers hold
+    // (each answer carries the action's code) and never reads.
+    let (mut slow, mut slow_write) = connect(addr).await;
+    let request = format!(
+        "GET /api/v1/namespaces/_/actions/echo HTTP/1.1\r\nhost: clemmys\r\n\
+         authorization: {auth}\r\n\r\n"
+    );
+    slow_write
+        .write_all(request.repeat(400).as_bytes())
+        .await
+        .expect("write");
+    // The next client gets the slot once the server gives up on it.
+    let (mut wire, write) = connect(addr).await;
+    let reply = ping(&mut wire, write)
+        .await
+        .expect("served once the slow reader is dropped");
+    assert_eq!(reply.status, StatusCode::OK);
+    let closed = tokio::time::timeout(PATIENCE, slow.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "a client that stops reading is disconnected"
+    );
+}
