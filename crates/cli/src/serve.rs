@@ -51,6 +51,54 @@ pub struct ServeArgs {
     /// recorded as interrupted at the next start).
     #[arg(long, value_name = "SECONDS", default_value_t = clemmys_server::DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace: u64,
+    /// The HTTP listener's limits.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// The HTTP listener's limits against clients that hold connections (of
+/// `clemmys serve` and `clemmys broker serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Close a connection whose request head (request line and headers)
+    /// has not arrived in full this long after the connection was ready
+    /// for it, or whose request body stalls this long.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = clemmys_server::listener::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub header_read_timeout: u64,
+    /// Close a connection that has had no request in progress this long.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = clemmys_server::listener::DEFAULT_IDLE_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub idle_timeout: u64,
+    /// Connections open at once; past it new connections wait in the
+    /// listen backlog until one closes. Keep it below the process's
+    /// file-descriptor limit.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = clemmys_server::listener::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_connections: usize,
+}
+
+impl HttpArgs {
+    /// The listener limits these arguments describe.
+    pub fn limits(&self) -> clemmys_server::HttpLimits {
+        clemmys_server::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -76,6 +124,7 @@ impl ServeArgs {
         }
         config.sim_platform_key = self.sim_platform_key.clone();
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
+        config.http = self.http.limits();
         config
     }
 }
@@ -98,4 +147,56 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.data_dir.join("wskprops").display()
     );
     server.run_until_signal().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    /// `HttpArgs` on their own.
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        http: super::HttpArgs,
+    }
+
+    #[test]
+    fn listener_flags_default_to_the_servers_limits() {
+        let flags = Flags::try_parse_from(["clemmys"]).expect("parses");
+        assert_eq!(flags.http.limits(), clemmys_server::HttpLimits::default());
+    }
+
+    #[test]
+    fn listener_flags_set_the_limits() {
+        let flags = Flags::try_parse_from([
+            "clemmys",
+            "--header-read-timeout",
+            "3",
+            "--idle-timeout",
+            "7",
+            "--max-connections",
+            "5",
+        ])
+        .expect("parses");
+        let limits = flags.http.limits();
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(7));
+        assert_eq!(limits.max_connections, 5);
+    }
+
+    #[test]
+    fn zero_listener_limits_are_refused() {
+        for flag in [
+            "--header-read-timeout",
+            "--idle-timeout",
+            "--max-connections",
+        ] {
+            assert!(
+                Flags::try_parse_from(["clemmys", flag, "0"]).is_err(),
+                "{flag} 0"
+            );
+        }
+    }
 }

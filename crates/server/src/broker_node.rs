@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clemmys_broker::Broker;
 use clemmys_proto::SigningPublicKey;
 use clemmys_tee::Verifier;
@@ -14,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::confidential::{load_platform, open_broker};
+use crate::listener::{self, HttpLimits};
 
 /// How to run a broker.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct BrokerConfig {
     pub sim_platform_key: Option<PathBuf>,
     /// Other hosts' platform keys whose enclaves may ask for keys.
     pub trust_sim_platforms: Vec<SigningPublicKey>,
+    /// The HTTP listener's limits against clients that hold connections.
+    pub http: HttpLimits,
 }
 
 /// A broker that is serving.
@@ -55,18 +57,11 @@ impl RunningBroker {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let listener = listener.tap_io(|stream| {
-            let _ = stream.set_nodelay(true);
-        });
         let app = crate::broker_service::router(broker.clone(), Some(platform.public_key()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let serving = tokio::spawn(listener::serve(listener, app, config.http, async move {
+            let _ = stopped.await;
+        }));
         tracing::info!(%addr, "key broker serving");
         Ok(Self {
             addr,

@@ -9,6 +9,7 @@ pub mod broker_link;
 pub mod broker_node;
 pub mod broker_service;
 pub mod confidential;
+pub mod listener;
 mod restart_prewarm;
 
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clemmys_bus::CompletionRegistry;
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
@@ -26,6 +26,7 @@ use clemmys_sandbox::{Sandbox, SandboxConfig};
 use clemmys_store::{EntityStore, RedbStore};
 use clemmys_whisk::AuthKey;
 pub use confidential::BrokerLocation;
+pub use listener::HttpLimits;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     /// finish and be recorded; those still running then are recorded as
     /// interrupted at the next start. Default [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// The HTTP listener's limits against clients that hold connections.
+    pub http: HttpLimits,
 }
 
 /// How long a stopping node waits for accepted activations by default.
@@ -78,6 +81,7 @@ impl ServerConfig {
             broker: BrokerLocation::InProcess,
             sim_platform_key: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -206,19 +210,11 @@ impl RunningServer {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
-        let listener = listener.tap_io(|stream| {
-            // Small request/response exchanges: never wait for Nagle.
-            let _ = stream.set_nodelay(true);
-        });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let serving = tokio::spawn(listener::serve(listener, app, config.http, async move {
+            let _ = stopped.await;
+        }));
         tracing::info!(%addr, "serving the OpenWhisk API");
         Ok(Self {
             addr,

@@ -127,6 +127,8 @@ impl Node {
         config.sandbox =
             clemmys_sandbox::SandboxConfig::with_slots(u32::try_from(slots).unwrap_or(u32::MAX));
         config.invoker.concurrency = slots;
+        // One keep-alive connection per client, and the headroom again.
+        config.http.max_connections = config.http.max_connections.max(slots.saturating_mul(2));
         configure(&mut config);
         let server = RunningServer::start(config)
             .await

@@ -40,6 +40,9 @@ pub struct BrokerServeArgs {
     /// public key, hex); repeatable.
     #[arg(long = "trust-sim-platform", value_name = "HEX")]
     pub trust_sim_platforms: Vec<clemmys_proto::SigningPublicKey>,
+    /// The HTTP listener's limits.
+    #[command(flatten)]
+    pub http: crate::serve::HttpArgs,
 }
 
 /// Runs the broker until ctrl-c.
@@ -50,6 +53,7 @@ pub async fn serve(args: BrokerServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             sim_platform_key: args.sim_platform_key,
             trust_sim_platforms: args.trust_sim_platforms,
+            http: args.http.limits(),
         },
     )
     .await

@@ -13,6 +13,7 @@ mod chains;
 mod confidential;
 mod enclave_pool;
 mod invoke;
+mod listener;
 mod misbehaving;
 mod owners;
 mod remote_broker;

@@ -18,6 +18,7 @@ async fn node_with_remote_broker() -> (TestServer, RunningBroker, tempfile::Temp
         data_dir: broker_dir.path().join("broker"),
         sim_platform_key: Some(platform.clone()),
         trust_sim_platforms: Vec::new(),
+        http: Default::default(),
     })
     .await
     .expect("broker starts");
@@ -92,6 +93,7 @@ async fn confidential_actions_work_through_a_broker_in_its_own_process() {
         data_dir: dir.path().join("broker"),
         sim_platform_key: Some(dir.path().join("host-platform.key")),
         trust_sim_platforms: Vec::new(),
+        http: Default::default(),
     })
     .await
     .expect("broker restarts");
