@@ -175,6 +175,46 @@ impl TestServer {
         panic!("the node did not restart on its data directory within 2 s");
     }
 
+    /// Stops the node, lets `edit` change its data directory while it is
+    /// down (the provider restoring old copies), and starts it again on the
+    /// same address: the started node, or why it did not start.
+    pub async fn restart_after(
+        mut self,
+        edit: impl FnOnce(&std::path::Path),
+    ) -> Result<Self, anyhow::Error> {
+        let mut config = config(&self.data_dir);
+        if let Some(server) = self.server.take() {
+            config.listen = server.addr;
+            server.shutdown().await;
+        }
+        edit(&config.data_dir);
+        let mut last = None;
+        // The store's writer releases the file once the old node is gone;
+        // any other refusal is final.
+        for _ in 0..200 {
+            match RunningServer::start(config.clone()).await {
+                Ok(server) => {
+                    self.base = server.api_host();
+                    self.auth = basic(&server);
+                    self.server = Some(server);
+                    return Ok(self);
+                }
+                Err(error)
+                    if error
+                        .downcast_ref::<clemmys_broker::BrokerError>()
+                        .is_some() =>
+                {
+                    return Err(error);
+                }
+                Err(error) => {
+                    last = Some(error);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the node did not start")))
+    }
+
     /// A request with the guest's credentials.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let body = body.map(|value| value.to_string()).unwrap_or_default();
