@@ -139,7 +139,8 @@ impl Broker {
     }
 
     /// The identity document the API serves: evidence and keys, the TEE
-    /// kind and, for `sim`, the warning and the platform key to trust.
+    /// kind and, for `sim`, the warning and the platform key to trust; and
+    /// the admission window's replay floor.
     pub fn identity_document(
         &self,
         sim_platform: Option<clemmys_proto::SigningPublicKey>,
@@ -152,6 +153,10 @@ impl Broker {
             "warning": (!identity.evidence.tee.is_hardware()).then_some(SIM_WARNING),
             "identity": identity,
             "simPlatformKey": sim_platform,
+            // Unauthenticated, like everything here but the evidence: a
+            // hint so that clients stamp their first requests after a
+            // restart at the floor instead of being refused once.
+            "replayFloorMs": self.replay.lock().unwrap_or_else(PoisonError::into_inner).floor_ms(),
             "measurements": {
                 "keyBroker": measurement::expected(Role::KeyBroker),
                 "actionRuntime": measurement::expected(Role::ActionRuntime),

@@ -166,6 +166,10 @@ pub struct BrokerIdentityDoc {
     /// For `sim`: the platform key that signs reports on that host.
     #[serde(default)]
     pub sim_platform_key: Option<SigningPublicKey>,
+    /// The broker's replay floor (epoch ms): requests stamped earlier are
+    /// refused. Unauthenticated: only a hint, bounded like a refusal's.
+    #[serde(default)]
+    pub replay_floor_ms: Option<u64>,
 }
 
 impl BrokerIdentityDoc {
@@ -415,7 +419,7 @@ impl Confidential {
             .next()
             .ok_or_else(|| ConfidentialError::State("the API key has no namespace".into()))?;
         let identity = home.identity()?;
-        Ok(Self {
+        let connected = Self {
             client,
             home,
             identity,
@@ -428,7 +432,13 @@ impl Confidential {
             chain_sessions: Mutex::new(HashMap::new()),
             evidence: Mutex::new(HashMap::new()),
             floor_ms: AtomicU64::new(0),
-        })
+        };
+        // A broker that started less than its skew ago refuses requests
+        // stamped now; stamp at its floor from the first request on.
+        if let Some(floor_ms) = doc.replay_floor_ms {
+            connected.accept_floor(floor_ms);
+        }
+        Ok(connected)
     }
 
     /// The timestamp of a new request: now, or the broker's replay floor
