@@ -2,7 +2,7 @@
 
 use clemmys_proto::replay::ReplayError;
 use clemmys_proto::{Measurement, ProtoError};
-use clemmys_tee::AttestError;
+use clemmys_tee::{AttestError, CounterError};
 
 /// A refusal or failure of the key broker.
 #[derive(Debug, thiserror::Error)]
@@ -59,15 +59,27 @@ pub enum BrokerError {
     /// A policy that allows no enclave at all.
     #[error("the policy allows no enclave measurement")]
     EmptyPolicy,
-    /// The request's timestamp is outside the window.
-    #[error("the request is too old or from the future")]
-    StaleRequest,
     /// A nonce was refused.
     #[error("{0}")]
     Replay(ReplayError),
     /// A protocol object did not open or parse.
     #[error(transparent)]
     Proto(#[from] ProtoError),
+    /// The sealed state is older than the TEE's monotonic counter: the
+    /// provider restored an old copy of it (a rollback). The broker does
+    /// not start from it.
+    #[error(
+        "the broker's sealed state is at version {state_version} but its monotonic counter is at {counter}: it was rolled back"
+    )]
+    RolledBack {
+        /// The version of the state found.
+        state_version: u64,
+        /// The counter's value.
+        counter: u64,
+    },
+    /// The TEE's monotonic counter failed.
+    #[error(transparent)]
+    Counter(#[from] CounterError),
     /// The sealed state could not be read or written.
     #[error("broker storage: {0}")]
     Storage(String),

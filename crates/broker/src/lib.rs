@@ -54,6 +54,8 @@ pub struct Broker {
     verifier: Verifier,
     state: BrokerState,
     replay: Mutex<ReplayWindow>,
+    /// Client requests' nonces, per client: each is answered once.
+    client_requests: Mutex<ReplayWindow>,
     /// `owner:namespace/name` → current version; the broker is the only writer of
     /// its state, so this cache stays exact. Each grant's [`Admitting`]
     /// shares its action's counter, so admissions read it without a lookup.
@@ -90,7 +92,7 @@ impl Broker {
     /// Opens the broker whose sealed state lives at `path`, inside the
     /// enclave `tee`, trusting enclave evidence that `verifier` accepts.
     pub fn open(path: &Path, tee: Arc<dyn Tee>, verifier: Verifier) -> Result<Self, BrokerError> {
-        let state = BrokerState::open(path, tee.sealing_key())?;
+        let state = BrokerState::open(path, tee.clone())?;
         let keys = match state.identity()? {
             Some(keys) => keys,
             None => {
@@ -113,6 +115,16 @@ impl Broker {
             verifier,
             state,
             replay: Mutex::new(ReplayWindow::new(now, REPLAY_WINDOW_MS, MAX_CLOCK_SKEW_MS)),
+            // A client request replayed across a restart is answered again,
+            // under a fresh salt (no key or nonce reused), and can change
+            // nothing (a registration must raise the durable version): no
+            // floor, so that clients need not re-stamp after a restart.
+            client_requests: Mutex::new(ReplayWindow::with_floor(
+                0,
+                now,
+                REPLAY_WINDOW_MS,
+                MAX_CLOCK_SKEW_MS,
+            )),
             versions: Mutex::new(HashMap::new()),
             admissions: Mutex::new(HashMap::new()),
             throttle: Mutex::new(throttle::Throttle::default()),
@@ -141,7 +153,8 @@ impl Broker {
     }
 
     /// The identity document the API serves: evidence and keys, the TEE
-    /// kind and, for `sim`, the warning and the platform key to trust.
+    /// kind and, for `sim`, the warning and the platform key to trust; and
+    /// the admission window's replay floor.
     pub fn identity_document(
         &self,
         sim_platform: Option<clemmys_proto::SigningPublicKey>,
@@ -154,6 +167,10 @@ impl Broker {
             "warning": (!identity.evidence.tee.is_hardware()).then_some(SIM_WARNING),
             "identity": identity,
             "simPlatformKey": sim_platform,
+            // Unauthenticated, like everything here but the evidence: a
+            // hint so that clients stamp their first requests after a
+            // restart at the floor instead of being refused once.
+            "replayFloorMs": self.replay.lock().unwrap_or_else(PoisonError::into_inner).floor_ms(),
             "measurements": {
                 "keyBroker": measurement::expected(Role::KeyBroker),
                 "actionRuntime": measurement::expected(Role::ActionRuntime),
@@ -162,9 +179,21 @@ impl Broker {
     }
 
     /// Handles one sealed client request and answers the sealed reply.
-    /// Refusals are sealed too, so only the client reads why.
+    /// Refusals are sealed too, so only the client reads why; except a
+    /// replayed, stale or future request, which is refused before anything
+    /// is sealed under its reply key.
     pub fn handle_client(&self, sealed: &[u8]) -> Result<Vec<u8>, BrokerError> {
         let (request, reply_key) = open_broker_request(self.keys.kem(), sealed)?;
+        self.client_requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(
+                &format!("client:{}", request.client),
+                request.nonce,
+                request.timestamp_ms,
+                now_ms(),
+            )
+            .map_err(BrokerError::Replay)?;
         let allowed = self
             .throttle
             .lock()
@@ -184,16 +213,16 @@ impl Broker {
                 }
             }
         };
-        Ok(seal_broker_reply(&reply, &reply_key)?)
+        Ok(seal_broker_reply(
+            &reply,
+            self.state.version(),
+            &reply_key,
+            &mut os_rng(),
+        )?)
     }
 
+    /// Applies a request whose timestamp and nonce `handle_client` checked.
     fn apply(&self, request: &BrokerRequest) -> Result<ActionDescriptor, BrokerError> {
-        let now = now_ms();
-        if request.timestamp_ms + REPLAY_WINDOW_MS < now
-            || request.timestamp_ms > now + MAX_CLOCK_SKEW_MS
-        {
-            return Err(BrokerError::StaleRequest);
-        }
         match &request.op {
             BrokerOp::Describe {
                 owner,
@@ -236,7 +265,7 @@ impl Broker {
                         record
                     }
                     None => {
-                        let registered = self.state.count_actions(owner)?;
+                        let registered = self.state.count_actions(owner);
                         if registered >= self.max_actions_per_owner {
                             return Err(BrokerError::TooManyActions {
                                 limit: self.max_actions_per_owner,
@@ -358,11 +387,13 @@ impl Broker {
             (admitting.key.clone(), admitting.version.clone())
         };
         request.verify(&key)?;
-        let refusal = self
-            .decide(request, version.load(Ordering::SeqCst))
-            .err()
-            .map(|error| error.to_string());
-        Ok(AdmitReply::new(&key, request, refusal)?)
+        Ok(match self.decide(request, version.load(Ordering::SeqCst)) {
+            Ok(()) => AdmitReply::new(&key, request, None)?,
+            Err(error @ BrokerError::Replay(ReplayError::PredatesStart { floor_ms })) => {
+                AdmitReply::stamped_before_floor(&key, request, error.to_string(), floor_ms)?
+            }
+            Err(error) => AdmitReply::new(&key, request, Some(error.to_string()))?,
+        })
     }
 
     fn decide(&self, request: &AdmitRequest, current: u64) -> Result<(), BrokerError> {
@@ -427,4 +458,185 @@ impl BrokerLink for Broker {
 
 fn hex_id(id: &[u8; 16]) -> String {
     id.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clemmys_proto::broker::{Policy, open_broker_reply, seal_broker_request};
+    use clemmys_proto::identity::ClientIdentity;
+    use clemmys_proto::{Digest, Measurement};
+    use clemmys_tee::sim::{SimPlatform, SimTee};
+    use clemmys_tee::{Role, measurement};
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        platform: Arc<SimPlatform>,
+        client: ClientIdentity,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().expect("tempdir"),
+                platform: Arc::new(SimPlatform::generate()),
+                client: ClientIdentity::generate(&mut os_rng()),
+            }
+        }
+
+        fn open(&self) -> Result<Broker, BrokerError> {
+            let tee = SimTee::with_counter_file(
+                self.platform.clone(),
+                measurement::expected(Role::KeyBroker),
+                &self.dir.path().join("broker.counter"),
+            )
+            .expect("counter");
+            let verifier = Verifier::new().trust_sim_platform(self.platform.public_key());
+            Broker::open(
+                &self.dir.path().join("broker.redb"),
+                Arc::new(tee),
+                verifier,
+            )
+        }
+
+        fn request(
+            &self,
+            broker: &Broker,
+            op: BrokerOp,
+            timestamp_ms: u64,
+        ) -> (Vec<u8>, ExportedKey) {
+            seal_broker_request(
+                &self.client,
+                &broker.identity().keys.kem,
+                op,
+                timestamp_ms,
+                &mut os_rng(),
+            )
+            .expect("seal")
+        }
+    }
+
+    use clemmys_proto::suite::ExportedKey;
+
+    fn register(version: u64) -> BrokerOp {
+        BrokerOp::Register {
+            namespace: "guest".into(),
+            name: "a".into(),
+            version,
+            code_digest: Digest::of(b"code"),
+            policy: Policy {
+                allowed_measurements: vec![Measurement([1; 32])],
+                require_hardware: false,
+                allowed_clients: vec![],
+                min_version: version,
+            },
+        }
+    }
+
+    #[test]
+    fn extreme_client_timestamps_are_refused_without_overflow() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        for timestamp in [u64::MAX, u64::MAX - REPLAY_WINDOW_MS + 1, 0] {
+            let (sealed, _) = fixture.request(&broker, register(1), timestamp);
+            assert!(
+                matches!(broker.handle_client(&sealed), Err(BrokerError::Replay(_))),
+                "stamped {timestamp}"
+            );
+        }
+    }
+
+    #[test]
+    fn extreme_admission_timestamps_are_refused_without_overflow() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let request = AdmitRequest::new(
+            &AdmissionKey::generate(&mut os_rng()),
+            [0; 16],
+            "guest",
+            "a",
+            1,
+            Admission::SessionRequest {
+                session_id: [0; 16],
+                counter: 1,
+            },
+            u64::MAX,
+        )
+        .expect("request");
+        for admission in [
+            Admission::SessionRequest {
+                session_id: [0; 16],
+                counter: 1,
+            },
+            Admission::Invocation { nonce: [1; 16] },
+        ] {
+            let request = AdmitRequest {
+                admission,
+                ..request.clone()
+            };
+            assert!(broker.decide(&request, 1).is_err());
+        }
+    }
+
+    #[test]
+    fn a_replayed_client_request_is_refused_before_any_reply_is_sealed() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let (sealed, key) = fixture.request(&broker, register(1), now_ms());
+        let first = broker.handle_client(&sealed).expect("answered");
+        assert!(matches!(
+            open_broker_reply(&first, &key).expect("opens").reply,
+            BrokerReply::Action(_)
+        ));
+        assert!(matches!(
+            broker.handle_client(&sealed),
+            Err(BrokerError::Replay(ReplayError::Replayed))
+        ));
+    }
+
+    #[test]
+    fn replies_carry_the_state_version_and_each_write_raises_it() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let (sealed, key) = fixture.request(&broker, register(1), now_ms());
+        let reply = broker.handle_client(&sealed).expect("answered");
+        assert_eq!(
+            open_broker_reply(&reply, &key)
+                .expect("opens")
+                .state_version,
+            1
+        );
+        let (sealed, key) = fixture.request(&broker, register(2), now_ms());
+        let reply = broker.handle_client(&sealed).expect("answered");
+        assert_eq!(
+            open_broker_reply(&reply, &key)
+                .expect("opens")
+                .state_version,
+            2
+        );
+    }
+
+    #[test]
+    fn an_older_copy_of_the_state_is_refused_at_start() {
+        let fixture = Fixture::new();
+        let state = fixture.dir.path().join("broker.redb");
+        let old = fixture.dir.path().join("old.redb");
+        {
+            let broker = fixture.open().expect("opens");
+            let (sealed, _) = fixture.request(&broker, register(1), now_ms());
+            broker.handle_client(&sealed).expect("registered");
+            std::fs::copy(&state, &old).expect("copy");
+            let (sealed, _) = fixture.request(&broker, register(2), now_ms());
+            broker.handle_client(&sealed).expect("updated");
+        }
+        fixture.open().expect("the current state opens");
+        std::fs::copy(&old, &state).expect("restore");
+        assert!(matches!(
+            fixture.open(),
+            Err(BrokerError::RolledBack {
+                state_version: 1,
+                counter: 2
+            })
+        ));
+    }
 }

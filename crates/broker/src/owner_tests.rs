@@ -41,7 +41,7 @@ fn ask(broker: &Broker, identity: &ClientIdentity, op: BrokerOp) -> BrokerReply 
     )
     .expect("seals");
     let reply = broker.handle_client(&request).expect("answers");
-    open_broker_reply(&reply, &key).expect("opens")
+    open_broker_reply(&reply, &key).expect("opens").reply
 }
 
 fn register(name: &str, version: u64) -> BrokerOp {

@@ -1,15 +1,33 @@
-//! The broker's durable state: its identity keys and every action record,
-//! each sealed under the enclave's sealing key before it touches the disk.
+//! The broker's durable state: its identity keys, and every action record
+//! in one sealed snapshot carrying a monotonic state version, bound to the
+//! enclave's monotonic counter.
+//!
+//! Sealing (under the enclave's sealing key) hides and authenticates the
+//! state at rest, but a provider holding an older copy of the data
+//! directory could put it back: every record in it would still open. So the
+//! records are not sealed one by one but together, with the state version,
+//! and each write goes: seal the next version, write it durably, advance
+//! the TEE's monotonic counter to it, and only then act on it (answer the
+//! client). At open, a snapshot older than the counter is a rollback and
+//! the broker refuses to start ([`BrokerError::RolledBack`]); a snapshot
+//! newer than the counter is a write whose counter step was lost in a
+//! crash, and the counter catches up. Records cannot be mixed across
+//! copies: there is one sealed object.
+//!
+//! The snapshot is read once, at open, and kept in memory (the broker is
+//! its only writer): every grant and describe is a map lookup.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use clemmys_proto::ClientId;
 use clemmys_proto::broker::ActionDescriptor;
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::suite::{KemKeyPair, StorageKey};
 use clemmys_proto::wire::{Reader, Writer};
-use clemmys_tee::os_rng;
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use clemmys_tee::{Tee, os_rng};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroizing;
 
 use crate::BrokerError;
@@ -17,6 +35,12 @@ use crate::BrokerError;
 /// name → sealed record.
 const SEALED: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed");
 const IDENTITY_KEY: &str = "identity";
+const SNAPSHOT_KEY: &str = "snapshot";
+const SNAPSHOT_FRAME: &str = "clemmys/broker-snapshot/v1";
+/// Records of the layout before snapshots, one per action, read once to
+/// migrate them into the first snapshot.
+const LEGACY_ACTION_PREFIX: &str = "action:";
+const ACTION_FRAME: &str = "clemmys/broker-action/v1";
 
 /// An action's descriptor and secret key.
 pub struct ActionRecord {
@@ -35,30 +59,149 @@ impl ActionRecord {
     pub fn keys(&self) -> Result<KemKeyPair, BrokerError> {
         Ok(KemKeyPair::from_secret(&self.secret)?)
     }
+
+    /// A copy for a caller to read or change before writing it back (the
+    /// snapshot keeps its own).
+    fn copy(&self) -> Self {
+        Self {
+            descriptor: self.descriptor.clone(),
+            secret: Zeroizing::new(*self.secret),
+        }
+    }
+}
+
+/// The one place an action's record key is made: its owner first, so that
+/// one identity's registration can never block or shadow another's of the
+/// same name.
+fn record_key(owner: &ClientId, namespace: &str, name: &str) -> String {
+    format!("{owner}:{namespace}/{name}")
+}
+
+/// Every action record at one state version.
+struct Snapshot {
+    version: u64,
+    actions: BTreeMap<String, ActionRecord>,
+}
+
+impl Snapshot {
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
+        let count = u64::try_from(self.actions.len()).map_err(storage)?;
+        let mut writer = Writer::new(SNAPSHOT_FRAME).u64(self.version).u64(count);
+        for (key, record) in &self.actions {
+            let descriptor = serde_json::to_vec(&record.descriptor).map_err(storage)?;
+            writer = writer
+                .str(key)
+                .bytes(&descriptor)
+                .bytes(record.secret.as_slice());
+        }
+        Ok(Zeroizing::new(writer.finish()))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, BrokerError> {
+        let mut reader = Reader::new(bytes, SNAPSHOT_FRAME)?;
+        let version = reader.u64()?;
+        let count = reader.u64()?;
+        let mut actions = BTreeMap::new();
+        for _ in 0..count {
+            let key = reader.str()?.to_owned();
+            let descriptor: ActionDescriptor =
+                serde_json::from_slice(reader.bytes()?).map_err(storage)?;
+            let secret = Zeroizing::new(reader.array()?);
+            if key != record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name) {
+                return Err(BrokerError::Storage(format!(
+                    "snapshot record {key} holds another action"
+                )));
+            }
+            actions.insert(key, ActionRecord { descriptor, secret });
+        }
+        reader.finish()?;
+        Ok(Self { version, actions })
+    }
 }
 
 pub struct BrokerState {
     db: Database,
     key: StorageKey,
+    tee: Arc<dyn Tee>,
+    snapshot: Mutex<Snapshot>,
 }
 
 fn storage(error: impl std::fmt::Display) -> BrokerError {
     BrokerError::Storage(error.to_string())
 }
 
-/// The key of an action record: its owner first, so that one identity's
-/// registration can never block or shadow another's of the same name.
-fn action_name(owner: &ClientId, namespace: &str, name: &str) -> String {
-    format!("action:{owner}:{namespace}/{name}")
-}
-
 impl BrokerState {
-    pub fn open(path: &Path, key: StorageKey) -> Result<Self, BrokerError> {
+    /// Opens the state at `path`, sealed under `tee`'s sealing key, and
+    /// refuses it if it is older than `tee`'s monotonic counter.
+    pub fn open(path: &Path, tee: Arc<dyn Tee>) -> Result<Self, BrokerError> {
         let db = Database::create(path).map_err(storage)?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(SEALED).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(Self { db, key })
+        let key = tee.sealing_key();
+        let mut state = Self {
+            db,
+            key,
+            tee,
+            snapshot: Mutex::new(Snapshot {
+                version: 0,
+                actions: BTreeMap::new(),
+            }),
+        };
+        let snapshot = match state.get(SNAPSHOT_KEY)? {
+            Some(bytes) => Snapshot::decode(&bytes)?,
+            None => state.legacy_snapshot()?,
+        };
+        let counter = state.tee.read_counter()?;
+        if snapshot.version < counter {
+            return Err(BrokerError::RolledBack {
+                state_version: snapshot.version,
+                counter,
+            });
+        }
+        // A write whose counter step a crash lost: the counter catches up.
+        state.tee.advance_counter(snapshot.version)?;
+        let migrate = snapshot.version == 0 && !snapshot.actions.is_empty();
+        state.snapshot = Mutex::new(snapshot);
+        if migrate {
+            state.commit(|_| Ok(()))?;
+        }
+        Ok(state)
+    }
+
+    /// The action records of the layout before snapshots, at version 0.
+    fn legacy_snapshot(&self) -> Result<Snapshot, BrokerError> {
+        let names: Vec<String> = {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let table = txn.open_table(SEALED).map_err(storage)?;
+            let mut names = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (name, _) = entry.map_err(storage)?;
+                if name.value().starts_with(LEGACY_ACTION_PREFIX) {
+                    names.push(name.value().to_owned());
+                }
+            }
+            names
+        };
+        let mut actions = BTreeMap::new();
+        for name in names {
+            let Some(bytes) = self.get(&name)? else {
+                continue;
+            };
+            let mut reader = Reader::new(&bytes, ACTION_FRAME)?;
+            let descriptor: ActionDescriptor =
+                serde_json::from_slice(reader.bytes()?).map_err(storage)?;
+            let secret = Zeroizing::new(reader.array()?);
+            reader.finish()?;
+            actions.insert(
+                record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name),
+                ActionRecord { descriptor, secret },
+            );
+        }
+        Ok(Snapshot {
+            version: 0,
+            actions,
+        })
     }
 
     fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BrokerError> {
@@ -109,49 +252,71 @@ impl BrokerState {
         self.put(IDENTITY_KEY, &bytes)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state version: raised by every write, never lowered.
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
     pub fn action(
         &self,
         owner: &ClientId,
         namespace: &str,
         name: &str,
     ) -> Result<Option<ActionRecord>, BrokerError> {
-        let Some(bytes) = self.get(&action_name(owner, namespace, name))? else {
-            return Ok(None);
-        };
-        let mut reader = Reader::new(&bytes, "clemmys/broker-action/v1")?;
-        let descriptor = serde_json::from_slice(reader.bytes()?).map_err(storage)?;
-        let secret = Zeroizing::new(reader.array()?);
-        reader.finish()?;
-        Ok(Some(ActionRecord { descriptor, secret }))
+        Ok(self
+            .lock()
+            .actions
+            .get(&record_key(owner, namespace, name))
+            .map(ActionRecord::copy))
     }
 
-    /// How many actions `owner` has registered (read only when it
-    /// registers a new one, to bound what one identity can store).
-    pub fn count_actions(&self, owner: &ClientId) -> Result<usize, BrokerError> {
-        let prefix = format!("action:{owner}:");
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(SEALED).map_err(storage)?;
-        let mut count = 0;
-        for entry in table.range(prefix.as_str()..).map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            if !key.value().starts_with(&prefix) {
-                break;
-            }
-            count += 1;
-        }
-        Ok(count)
+    /// How many actions `owner` has registered (to bound what one identity
+    /// can store).
+    pub fn count_actions(&self, owner: &ClientId) -> usize {
+        let prefix = format!("{owner}:");
+        self.lock()
+            .actions
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .count()
     }
 
-    pub fn put_action(&self, record: &ActionRecord) -> Result<(), BrokerError> {
-        let json = serde_json::to_vec(&record.descriptor).map_err(storage)?;
-        let bytes = Zeroizing::new(
-            Writer::new("clemmys/broker-action/v1")
-                .bytes(&json)
-                .bytes(record.secret.as_slice())
-                .finish(),
-        );
+    /// Writes `record` as the next state version; answers that version once
+    /// the monotonic counter covers it.
+    pub fn put_action(&self, record: &ActionRecord) -> Result<u64, BrokerError> {
         let descriptor = &record.descriptor;
-        let name = action_name(&descriptor.owner, &descriptor.namespace, &descriptor.name);
-        self.put(&name, &bytes)
+        let key = record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name);
+        self.commit(|actions| {
+            actions.insert(key, record.copy());
+            Ok(())
+        })
+    }
+
+    /// Applies `change` to the records as the next version: sealed and
+    /// written durably, then the counter advanced, then kept in memory.
+    fn commit(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, ActionRecord>) -> Result<(), BrokerError>,
+    ) -> Result<u64, BrokerError> {
+        let mut snapshot = self.lock();
+        let version = snapshot
+            .version
+            .checked_add(1)
+            .ok_or_else(|| storage("the state version is exhausted"))?;
+        let mut actions: BTreeMap<String, ActionRecord> = snapshot
+            .actions
+            .iter()
+            .map(|(key, record)| (key.clone(), record.copy()))
+            .collect();
+        change(&mut actions)?;
+        let next = Snapshot { version, actions };
+        self.put(SNAPSHOT_KEY, &next.encode()?)?;
+        self.tee.advance_counter(version)?;
+        *snapshot = next;
+        Ok(version)
     }
 }

@@ -567,7 +567,7 @@ impl Enclave {
         admission: Admission,
         timestamp_ms: u64,
     ) -> Result<(), EnclaveError> {
-        let ask = |grant: &KeyGrant| -> Result<Result<(), String>, EnclaveError> {
+        let ask = |grant: &KeyGrant| -> Result<Result<(), EnclaveError>, EnclaveError> {
             let request = AdmitRequest::new(
                 &grant.admission_key,
                 grant.grant_id,
@@ -581,9 +581,18 @@ impl Enclave {
                 .broker
                 .admit(&request)
                 .map_err(EnclaveError::KeyRefused)?;
-            Ok(reply.verify(&grant.admission_key, &request)?)
+            Ok(
+                match (
+                    reply.verify(&grant.admission_key, &request)?,
+                    reply.not_before_ms,
+                ) {
+                    (Ok(()), _) => Ok(()),
+                    (Err(_), Some(floor_ms)) => Err(EnclaveError::StampedBeforeFloor { floor_ms }),
+                    (Err(reason), None) => Err(EnclaveError::Refused(reason)),
+                },
+            )
         };
-        let answer = match ask(&provisioned.grant) {
+        match ask(&provisioned.grant) {
             Err(EnclaveError::KeyRefused(LinkError::UnknownGrant)) => {
                 let fresh = {
                     let _provisioning = lock(&self.provisioning);
@@ -594,8 +603,7 @@ impl Enclave {
                 ask(&fresh.grant)?
             }
             other => other?,
-        };
-        answer.map_err(EnclaveError::Refused)
+        }
     }
 
     fn grant(

@@ -68,6 +68,16 @@ pub enum EnclaveError {
     /// timestamp, or a version that is no longer current. Its reason.
     #[error("{0}")]
     Refused(String),
+    /// The broker restarted and refuses requests stamped before its replay
+    /// floor (it cannot know what it admitted before): the client re-seals
+    /// the request stamped at or after `floor_ms` (MACed by the broker).
+    #[error(
+        "the request is stamped before {floor_ms}, the key broker's replay floor since it restarted: seal it again, stamped at or after it"
+    )]
+    StampedBeforeFloor {
+        /// The earliest timestamp the broker admits, epoch ms.
+        floor_ms: u64,
+    },
     /// The stored code is missing.
     #[error("the action's sealed code is not stored")]
     CodeMissing,

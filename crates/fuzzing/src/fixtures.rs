@@ -9,7 +9,11 @@
 use std::sync::OnceLock;
 
 use chacha20::ChaCha20Rng;
-use clemmys_proto::broker::{BrokerOp, BrokerRequest, seal_broker_request};
+use clemmys_proto::broker::{
+    ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity, BrokerOp,
+    BrokerReply, BrokerRequest, KeyGrant, KeyRequest, Policy, open_broker_request,
+    seal_broker_reply, seal_broker_request, seal_grant,
+};
 use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
 use clemmys_proto::chain_session::{
     HopHeader, ReceiptMac, SessionHop, SessionHopBody, StepTrace, hop_key,
@@ -100,6 +104,36 @@ pub struct Fixtures {
     pub broker_request: Vec<u8>,
     /// The request inside it.
     pub broker_request_body: BrokerRequest,
+    /// The key the client opens the broker's reply with.
+    pub broker_reply_key: ExportedKey,
+    /// The broker's sealed reply to it (state version 7).
+    pub broker_reply: Vec<u8>,
+    /// The keys of the enclave whose evidence is [`Fixtures::evidence`].
+    pub enclave: EnclaveKeys,
+    /// The broker's identity (its keys; its signing key signs grants).
+    pub broker_enclave: EnclaveKeys,
+    /// The broker's identity document part: evidence binding its keys.
+    pub broker_identity: BrokerIdentity,
+    /// Its JSON, as the remote broker link reads it.
+    pub broker_identity_json: Vec<u8>,
+    /// The enclave's key request for [`ACTION`].
+    pub key_request: KeyRequest,
+    /// Its JSON, as the broker's `/grant` route reads it.
+    pub key_request_json: Vec<u8>,
+    /// The descriptor the grant carries.
+    pub grant_descriptor: ActionDescriptor,
+    /// The broker's sealed, signed grant answering it.
+    pub grant: Vec<u8>,
+    /// The grant's admission key.
+    pub admission_key: AdmissionKey,
+    /// An admission request MACed with it.
+    pub admit_request: AdmitRequest,
+    /// Its JSON, as the broker's `/admit` route reads it.
+    pub admit_request_json: Vec<u8>,
+    /// The broker's MACed answer (a refusal carrying a replay floor).
+    pub admit_reply: AdmitReply,
+    /// Its JSON, as the enclave's link reads it.
+    pub admit_reply_json: Vec<u8>,
 }
 
 impl Fixtures {
@@ -332,11 +366,83 @@ fn build() -> Fixtures {
         &mut rng,
     )
     .expect("fixture: seal broker request");
-    let broker_request_body = BrokerRequest {
-        op,
-        client: client.id(),
-        timestamp_ms,
+    // The nonce is drawn inside; the body is what the broker opens.
+    let (broker_request_body, _) =
+        open_broker_request(&broker_keys, &broker_request).expect("fixture: open broker request");
+    debug_assert_eq!(broker_request_body.op, op);
+    let (_, broker_reply_key) =
+        open_broker_request(&broker_keys, &broker_request).expect("fixture: open broker request");
+    let grant_descriptor = ActionDescriptor {
+        namespace: NAMESPACE.into(),
+        name: ACTION.into(),
+        version: VERSION,
+        code_digest,
+        action_key: action_keys.public(),
+        owner: client.id(),
+        policy: Policy {
+            allowed_measurements: vec![MEASUREMENT],
+            require_hardware: false,
+            allowed_clients: Vec::new(),
+            min_version: VERSION,
+        },
     };
+    let broker_reply = seal_broker_reply(
+        &BrokerReply::Action(grant_descriptor.clone()),
+        7,
+        &broker_reply_key,
+        &mut rng,
+    )
+    .expect("fixture: seal broker reply");
+    let broker_enclave = EnclaveKeys::generate(&mut rng);
+    let broker_identity = BrokerIdentity {
+        evidence: platform.report(&MEASUREMENT, &broker_enclave.public().report_data()),
+        keys: broker_enclave.public(),
+    };
+    let broker_identity_json =
+        serde_json::to_vec(&broker_identity).expect("fixture: identity JSON");
+    let key_request = KeyRequest {
+        evidence: evidence.clone(),
+        enclave: enclave.public(),
+        owner: grant_descriptor.owner,
+        namespace: NAMESPACE.into(),
+        name: ACTION.into(),
+    };
+    let key_request_json = serde_json::to_vec(&key_request).expect("fixture: key request JSON");
+    let admission_key = AdmissionKey::generate(&mut rng);
+    let grant = seal_grant(
+        &KeyGrant {
+            action: grant_descriptor.clone(),
+            action_keys: KemKeyPair::from_secret(&action_keys.secret_bytes())
+                .expect("fixture: action keys"),
+            issued_at_ms: timestamp_ms,
+            grant_id: [0x67; 16],
+            admission_key: AdmissionKey::generate(&mut rng),
+        },
+        &key_request,
+        &broker_enclave,
+        &mut rng,
+    )
+    .expect("fixture: seal grant");
+    let admit_request = AdmitRequest::new(
+        &admission_key,
+        [0x67; 16],
+        NAMESPACE,
+        ACTION,
+        VERSION,
+        Admission::Invocation { nonce },
+        timestamp_ms,
+    )
+    .expect("fixture: admission request");
+    let admit_request_json =
+        serde_json::to_vec(&admit_request).expect("fixture: admission request JSON");
+    let admit_reply = AdmitReply::stamped_before_floor(
+        &admission_key,
+        &admit_request,
+        "stamped before the floor".into(),
+        timestamp_ms.saturating_add(1),
+    )
+    .expect("fixture: admission reply");
+    let admit_reply_json = serde_json::to_vec(&admit_reply).expect("fixture: admission reply JSON");
 
     Fixtures {
         client,
@@ -362,5 +468,20 @@ fn build() -> Fixtures {
         broker_keys,
         broker_request,
         broker_request_body,
+        broker_reply_key,
+        broker_reply,
+        enclave,
+        broker_enclave,
+        broker_identity,
+        broker_identity_json,
+        key_request,
+        key_request_json,
+        grant_descriptor,
+        grant,
+        admission_key,
+        admit_request,
+        admit_request_json,
+        admit_reply,
+        admit_reply_json,
     }
 }

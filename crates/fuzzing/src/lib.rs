@@ -107,6 +107,36 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().broker_request,
     },
     Target {
+        name: "broker_reply",
+        oracle: oracles::broker_reply,
+        valid: || &fixtures::fixtures().broker_reply,
+    },
+    Target {
+        name: "grant",
+        oracle: oracles::grant,
+        valid: || &fixtures::fixtures().grant,
+    },
+    Target {
+        name: "key_request",
+        oracle: oracles::key_request,
+        valid: || &fixtures::fixtures().key_request_json,
+    },
+    Target {
+        name: "broker_identity",
+        oracle: oracles::broker_identity,
+        valid: || &fixtures::fixtures().broker_identity_json,
+    },
+    Target {
+        name: "admit_request",
+        oracle: oracles::admit_request,
+        valid: || &fixtures::fixtures().admit_request_json,
+    },
+    Target {
+        name: "admit_reply",
+        oracle: oracles::admit_reply,
+        valid: || &fixtures::fixtures().admit_reply_json,
+    },
+    Target {
         name: "action_put",
         oracle: oracles::action_put,
         valid: || oracles::ACTION_PUT,

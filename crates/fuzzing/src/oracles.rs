@@ -8,11 +8,15 @@
 //! signed). Framed objects must also encode canonically: what parses
 //! re-encodes to the same bytes, so a digest of them names one object.
 
-use clemmys_proto::broker::open_broker_request;
+use clemmys_proto::broker::{
+    AdmitReply, AdmitRequest, BrokerIdentity, BrokerReply, KeyRequest, open_broker_reply,
+    open_broker_request, open_grant,
+};
 use clemmys_proto::chain::{SignedTicket, open_hop};
 use clemmys_proto::chain_session::SessionHop;
 use clemmys_proto::code::SealedCode;
 use clemmys_proto::invoke::{SealedInvocation, open_result};
+use clemmys_proto::replay::ReplayWindow;
 use clemmys_proto::session::{SessionInvocation, open_session_result};
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, TeeKind};
@@ -314,6 +318,133 @@ pub fn broker_request(data: &[u8]) {
         &candidate,
         opened.is_some(),
     );
+}
+
+/// A broker reply (network → client) opens only if it is exactly what the
+/// broker sealed, and then it is the broker's reply and state version.
+pub fn broker_reply(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.broker_reply);
+    let opened = open_broker_reply(&candidate, &fx.broker_reply_key).ok();
+    if let Some(opened) = &opened {
+        assert_eq!(opened.state_version, 7, "broker reply: changed version");
+        assert_eq!(
+            opened.reply,
+            BrokerReply::Action(fx.grant_descriptor.clone()),
+            "broker reply: changed reply opened"
+        );
+    }
+    accepted_only_if_unchanged(
+        "broker reply",
+        &fx.broker_reply,
+        &candidate,
+        opened.is_some(),
+    );
+}
+
+/// A key grant (network → enclave) opens only if it is exactly what the
+/// broker sealed and signed for this enclave's request, and then it grants
+/// the action asked for with the broker's descriptor.
+pub fn grant(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.grant);
+    let opened = open_grant(
+        &candidate,
+        &fx.key_request,
+        &fx.enclave,
+        &fx.broker_enclave.public().signing,
+    )
+    .ok();
+    if let Some(grant) = &opened {
+        assert_eq!(
+            grant.action, fx.grant_descriptor,
+            "grant: changed descriptor opened"
+        );
+    }
+    accepted_only_if_unchanged("grant", &fx.grant, &candidate, opened.is_some());
+}
+
+/// A key request as JSON (network → broker's `/grant` route) never panics
+/// parsing or verifying, and verifies only when its evidence is the
+/// platform's and binds the keys it carries.
+pub fn key_request(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.key_request_json);
+    let Ok(request) = serde_json::from_slice::<KeyRequest>(&candidate) else {
+        return;
+    };
+    let Ok(verified) = fx.verifier.verify(&request.evidence) else {
+        return;
+    };
+    if verified.check_binds(&request.enclave).is_ok() {
+        assert_eq!(
+            (&request.evidence, &request.enclave),
+            (&fx.key_request.evidence, &fx.key_request.enclave),
+            "key request: changed evidence or keys verified"
+        );
+    }
+}
+
+/// The broker's identity as JSON (network → the remote broker link and
+/// clients) never panics, and verifies only as the broker's own.
+pub fn broker_identity(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.broker_identity_json);
+    let Ok(identity) = serde_json::from_slice::<BrokerIdentity>(&candidate) else {
+        return;
+    };
+    let Ok(verified) = fx.verifier.verify(&identity.evidence) else {
+        return;
+    };
+    if verified.check_binds(&identity.keys).is_ok() {
+        assert_eq!(
+            identity, fx.broker_identity,
+            "broker identity: changed identity verified"
+        );
+    }
+}
+
+/// An admission request as JSON (enclave → broker's `/admit` route, over
+/// the provider's network) never panics, its MAC verifies only for the
+/// request the enclave made, and whatever numbers it carries, the replay
+/// window checks them without overflow.
+pub fn admit_request(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.admit_request_json);
+    let Ok(request) = serde_json::from_slice::<AdmitRequest>(&candidate) else {
+        return;
+    };
+    if request.verify(&fx.admission_key).is_ok() {
+        assert_eq!(
+            request, fx.admit_request,
+            "admission request: changed request verified"
+        );
+    }
+    let mut window = ReplayWindow::new(fx.admit_request.timestamp_ms, 300_000, 30_000);
+    let _ = window.check(
+        &request.namespace,
+        [0; 16],
+        request.timestamp_ms,
+        request.timestamp_ms,
+    );
+}
+
+/// The broker's admission answer as JSON (broker → enclave, over the
+/// provider's network) never panics and verifies only as the broker's
+/// answer to this request: a refusal cannot become an admission, nor its
+/// replay floor move.
+pub fn admit_reply(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.admit_reply_json);
+    let Ok(reply) = serde_json::from_slice::<AdmitReply>(&candidate) else {
+        return;
+    };
+    if reply.verify(&fx.admission_key, &fx.admit_request).is_ok() {
+        assert_eq!(
+            reply, fx.admit_reply,
+            "admission answer: changed answer verified"
+        );
+    }
 }
 
 /// A valid `PUT` body of an action, for [`action_put`]'s edits.

@@ -87,6 +87,12 @@ fn every_target_is_tested_here() {
             "answer",
             "evidence",
             "broker_request",
+            "broker_reply",
+            "grant",
+            "key_request",
+            "broker_identity",
+            "admit_request",
+            "admit_reply",
             "action_put"
         ],
         "add a test below for each new target"
@@ -151,4 +157,34 @@ fn broker_request() {
 #[test]
 fn action_put() {
     run("action_put", 10);
+}
+
+#[test]
+fn broker_reply() {
+    run("broker_reply", 20);
+}
+
+#[test]
+fn grant() {
+    run("grant", 21);
+}
+
+#[test]
+fn key_request() {
+    run("key_request", 22);
+}
+
+#[test]
+fn broker_identity() {
+    run("broker_identity", 23);
+}
+
+#[test]
+fn admit_request() {
+    run("admit_request", 24);
+}
+
+#[test]
+fn admit_reply() {
+    run("admit_reply", 25);
 }

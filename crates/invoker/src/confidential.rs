@@ -13,7 +13,7 @@ use clemmys_enclave::{EnclaveError, SealedRun};
 use crate::pool::CodeSource;
 use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{Invoker, RunReport};
 
@@ -36,6 +36,9 @@ impl CodeSource for StoredCode {
 
 /// The field of a confidential payload or result holding sealed bytes.
 pub const SEALED_FIELD: &str = "sealed";
+/// The field of a refused confidential result holding the broker's replay
+/// floor (epoch ms) when the refusal was for a request stamped before it.
+pub const NOT_BEFORE_FIELD: &str = "notBeforeMs";
 /// The prefix of the one log line of a confidential activation, which
 /// carries its sealed logs (none for a session request, whose logs are
 /// sealed inside its result).
@@ -129,10 +132,17 @@ impl Invoker {
                 } else {
                     tracing::warn!(action = %message.action.path(), %refusal, "enclave refused an activation");
                 }
-                refuse(
+                let mut report = refuse(
                     ActivationStatus::DeveloperError,
                     format!("confidential execution refused: {refusal}"),
-                )
+                );
+                // A restarted broker's floor, for the client to re-stamp at.
+                if let EnclaveError::StampedBeforeFloor { floor_ms } = refusal
+                    && let Some(Value::Object(result)) = report.response.result.as_mut()
+                {
+                    result.insert(NOT_BEFORE_FIELD.into(), floor_ms.into());
+                }
+                report
             }
             Err(join_error) => refuse(
                 ActivationStatus::InternalError,

@@ -816,8 +816,9 @@ mod tests {
             )
             .expect("request seals");
             let reply = self.broker.handle_client(&request).expect("broker answers");
-            let BrokerReply::Action(descriptor) =
-                open_broker_reply(&reply, &reply_key).expect("reply opens")
+            let BrokerReply::Action(descriptor) = open_broker_reply(&reply, &reply_key)
+                .expect("reply opens")
+                .reply
             else {
                 panic!("the broker refused the registration");
             };

@@ -99,6 +99,21 @@ pub struct BrokerRequest {
     pub client: ClientId,
     /// Client clock, epoch ms.
     pub timestamp_ms: u64,
+    /// Fresh per request: the broker answers each (client, nonce) once
+    /// within its replay window and refuses the rest unanswered.
+    #[serde(with = "crate::invoke::hex_bytes")]
+    pub nonce: [u8; 16],
+}
+
+/// An opened [`BrokerReply`] and the broker's state version when it
+/// answered, which the client compares with the highest it has seen
+/// (a lower one is a rolled-back broker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedBrokerReply {
+    /// The broker's state version (monotonic, bound to its TEE counter).
+    pub state_version: u64,
+    /// The answer.
+    pub reply: BrokerReply,
 }
 
 /// The broker's answer.
@@ -118,6 +133,9 @@ const REQUEST_FRAME: &str = "clemmys/broker-request/v1";
 const REQUEST_BODY: &str = "clemmys/broker-request-body/v1";
 const REQUEST_INFO: &[u8] = b"clemmys/broker-request-info/v1";
 const REPLY_LABEL: &[u8] = b"clemmys/broker-reply-key/v1";
+const REPLY_FRAME: &str = "clemmys/broker-reply/v2";
+const REPLY_KEY_LABEL: &str = "clemmys/broker-reply-salted-key/v2";
+const REPLY_SALT_LEN: usize = 16;
 
 fn request_signature_transcript(json: &[u8]) -> Vec<u8> {
     Writer::new("clemmys/broker-request-sig/v1")
@@ -133,10 +151,13 @@ pub fn seal_broker_request(
     timestamp_ms: u64,
     rng: &mut impl CryptoRng,
 ) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
+    let mut nonce = [0u8; 16];
+    rng.fill_bytes(&mut nonce);
     let request = BrokerRequest {
         op,
         client: identity.id(),
         timestamp_ms,
+        nonce,
     };
     let json = serde_json::to_vec(&request).map_err(|e| ProtoError::Crypto(e.to_string()))?;
     let signature = identity.sign(&request_signature_transcript(&json));
@@ -189,17 +210,54 @@ pub fn open_broker_request(
     Ok((request, key))
 }
 
-/// Seals a reply (broker side).
-pub fn seal_broker_reply(reply: &BrokerReply, key: &ExportedKey) -> Result<Vec<u8>, ProtoError> {
+/// The key one reply is sealed under: derived from the request's exported
+/// key and a salt the broker draws per reply, so that even a request
+/// answered twice (replayed across a broker restart) never reuses a
+/// (key, nonce) pair.
+fn reply_key(key: &ExportedKey, salt: &[u8; REPLY_SALT_LEN]) -> Result<ExportedKey, ProtoError> {
+    key.derive(&Writer::new(REPLY_KEY_LABEL).bytes(salt).finish())
+}
+
+/// Seals a reply (broker side) with the broker's current state version,
+/// under a key of its own (see [`reply_key`]).
+pub fn seal_broker_reply(
+    reply: &BrokerReply,
+    state_version: u64,
+    key: &ExportedKey,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, ProtoError> {
     let json = serde_json::to_vec(reply).map_err(|e| ProtoError::Crypto(e.to_string()))?;
-    key.seal(&json, b"clemmys/broker-reply/v1")
+    let mut salt = [0u8; REPLY_SALT_LEN];
+    rng.fill_bytes(&mut salt);
+    let body = Writer::new(REPLY_FRAME)
+        .u64(state_version)
+        .bytes(&json)
+        .finish();
+    let sealed = reply_key(key, &salt)?.seal(&body, REPLY_FRAME.as_bytes())?;
+    let mut framed = salt.to_vec();
+    framed.extend_from_slice(&sealed);
+    Ok(framed)
 }
 
 /// Opens a reply (client side).
-pub fn open_broker_reply(sealed: &[u8], key: &ExportedKey) -> Result<BrokerReply, ProtoError> {
-    let json = key.open(sealed, b"clemmys/broker-reply/v1", "broker reply")?;
-    serde_json::from_slice(&json)
-        .map_err(|_| ProtoError::Malformed("broker reply is not valid JSON"))
+pub fn open_broker_reply(
+    sealed: &[u8],
+    key: &ExportedKey,
+) -> Result<OpenedBrokerReply, ProtoError> {
+    let (salt, sealed) = sealed
+        .split_first_chunk::<REPLY_SALT_LEN>()
+        .ok_or(ProtoError::Malformed("broker reply too short"))?;
+    let body = reply_key(key, salt)?.open(sealed, REPLY_FRAME.as_bytes(), "broker reply")?;
+    let mut reader = Reader::new(&body, REPLY_FRAME)?;
+    let state_version = reader.u64()?;
+    let json = reader.bytes()?;
+    reader.finish()?;
+    let reply = serde_json::from_slice(json)
+        .map_err(|_| ProtoError::Malformed("broker reply is not valid JSON"))?;
+    Ok(OpenedBrokerReply {
+        state_version,
+        reply,
+    })
 }
 
 /// Why a call over a [`BrokerLink`] failed, as the enclave sees it.
@@ -548,16 +606,29 @@ impl AdmitRequest {
 pub struct AdmitReply {
     /// Why it was refused; `None` when admitted.
     pub refusal: Option<String>,
+    /// With a refusal of a request stamped before the broker's replay
+    /// floor (it restarted): the floor, at or after which the client
+    /// re-stamps. MACed with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
     /// HMAC-SHA256 (hex in JSON).
     #[serde(with = "crate::invoke::hex_bytes")]
     pub mac: [u8; 32],
 }
 
-fn reply_transcript(request: &AdmitRequest, refusal: Option<&str>) -> Vec<u8> {
-    let writer = Writer::new("clemmys/admit-reply/v2").bytes(&request.mac);
-    match refusal {
+fn reply_transcript(
+    request: &AdmitRequest,
+    refusal: Option<&str>,
+    not_before_ms: Option<u64>,
+) -> Vec<u8> {
+    let writer = Writer::new("clemmys/admit-reply/v3").bytes(&request.mac);
+    let writer = match refusal {
         None => writer.u64(0),
         Some(reason) => writer.u64(1).str(reason),
+    };
+    match not_before_ms {
+        None => writer.u64(0),
+        Some(floor) => writer.u64(1).u64(floor),
     }
     .finish()
 }
@@ -569,8 +640,28 @@ impl AdmitReply {
         request: &AdmitRequest,
         refusal: Option<String>,
     ) -> Result<Self, ProtoError> {
-        let mac = key.mac(&reply_transcript(request, refusal.as_deref()))?;
-        Ok(Self { refusal, mac })
+        let mac = key.mac(&reply_transcript(request, refusal.as_deref(), None))?;
+        Ok(Self {
+            refusal,
+            not_before_ms: None,
+            mac,
+        })
+    }
+
+    /// The broker's MACed refusal of a request stamped before its replay
+    /// floor `floor_ms`.
+    pub fn stamped_before_floor(
+        key: &AdmissionKey,
+        request: &AdmitRequest,
+        reason: String,
+        floor_ms: u64,
+    ) -> Result<Self, ProtoError> {
+        let mac = key.mac(&reply_transcript(request, Some(&reason), Some(floor_ms)))?;
+        Ok(Self {
+            refusal: Some(reason),
+            not_before_ms: Some(floor_ms),
+            mac,
+        })
     }
 
     /// Checks the answer came from the broker for this request (enclave
@@ -581,7 +672,7 @@ impl AdmitReply {
         request: &AdmitRequest,
     ) -> Result<Result<(), String>, ProtoError> {
         key.verify(
-            &reply_transcript(request, self.refusal.as_deref()),
+            &reply_transcript(request, self.refusal.as_deref(), self.not_before_ms),
             &self.mac,
             "broker admission answer",
         )?;
@@ -634,8 +725,21 @@ mod tests {
         let reply = BrokerReply::Refused {
             reason: "nope".into(),
         };
-        let sealed_reply = seal_broker_reply(&reply, &broker_key).expect("seal");
-        assert_eq!(open_broker_reply(&sealed_reply, &key).expect("open"), reply);
+        let sealed_reply = seal_broker_reply(&reply, 7, &broker_key, &mut rng).expect("seal");
+        let opened = open_broker_reply(&sealed_reply, &key).expect("open");
+        assert_eq!(opened.reply, reply);
+        assert_eq!(opened.state_version, 7);
+        // A second answer to the same request is sealed under another key:
+        // the same plaintext gives another ciphertext.
+        let again = seal_broker_reply(&reply, 7, &broker_key, &mut rng).expect("seal");
+        assert_ne!(again[REPLY_SALT_LEN..], sealed_reply[REPLY_SALT_LEN..]);
+        assert!(open_broker_reply(&sealed_reply[..REPLY_SALT_LEN - 1], &key).is_err());
+        // Each request carries its own nonce.
+        let (other, _) =
+            seal_broker_request(&client, &broker.public().kem, op.clone(), 5, &mut rng)
+                .expect("seal");
+        let (other, _) = open_broker_request(broker.kem(), &other).expect("open");
+        assert_ne!(other.nonce, request.nonce);
 
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;
@@ -719,6 +823,13 @@ mod tests {
             refused.verify(&key, &request).expect("authentic"),
             Err("replayed".into())
         );
+        // The floor of a restarted broker is MACed with the refusal.
+        let floored =
+            AdmitReply::stamped_before_floor(&key, &request, "early".into(), 99).expect("reply");
+        assert!(floored.verify(&key, &request).is_ok());
+        let mut moved = floored.clone();
+        moved.not_before_ms = Some(u64::MAX);
+        assert!(moved.verify(&key, &request).is_err());
         // A provider that flips a refusal into an admission is caught.
         let mut flipped = refused.clone();
         flipped.refusal = None;

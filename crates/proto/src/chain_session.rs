@@ -275,7 +275,7 @@ impl HopHeader {
     /// The header of the hop into the next step.
     pub fn next(&self) -> Self {
         Self {
-            index: self.index + 1,
+            index: self.index.saturating_add(1),
             ..*self
         }
     }

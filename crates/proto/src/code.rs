@@ -27,8 +27,11 @@ pub struct CodeBinding<'a> {
 }
 
 impl CodeBinding<'_> {
-    fn info(&self) -> Vec<u8> {
-        Writer::new("clemmys/code-info/v1")
+    /// The owner is in the HPKE info: sealed code whose (clear) owner was
+    /// changed does not open.
+    fn info(&self, owner: &ClientId) -> Vec<u8> {
+        Writer::new("clemmys/code-info/v2")
+            .bytes(owner.as_bytes())
             .str(self.namespace)
             .str(self.action)
             .finish()
@@ -64,7 +67,14 @@ impl SealedCode {
         binding: &CodeBinding<'_>,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, ProtoError> {
-        let (message, _) = hpke_seal(action_key, &binding.info(), &binding.aad(), code, None, rng)?;
+        let (message, _) = hpke_seal(
+            action_key,
+            &binding.info(&owner),
+            &binding.aad(),
+            code,
+            None,
+            rng,
+        )?;
         Ok(Self { owner, message })
     }
 
@@ -83,7 +93,7 @@ impl SealedCode {
         let (code, _) = hpke_open(
             keys,
             &self.message,
-            &binding.info(),
+            &binding.info(&self.owner),
             &binding.aad(),
             None,
             "sealed code",

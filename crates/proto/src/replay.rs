@@ -7,6 +7,13 @@
 //! * [`CounterWindow`]: accepts each counter of one numbered stream once
 //!   (a session's requests, which only one enclave can open).
 //!
+//! After a start a [`ReplayWindow`] knows nothing of what was accepted
+//! before, and a request accepted then may carry a timestamp up to the old
+//! clock plus the allowed skew; so it refuses everything stamped before its
+//! start plus that skew (its floor), with the floor in the refusal
+//! ([`ReplayError::PredatesStart`]) so that an honest client re-stamps at it
+//! (which the future bound still allows) and retries once.
+//!
 //! Pure state: the caller passes the current time in. The cut-off only ever
 //! moves forward (it follows the largest time seen), so turning a clock back
 //! cannot make an evicted nonce acceptable again.
@@ -34,10 +41,16 @@ pub enum ReplayError {
     /// The timestamp is too far in the future.
     #[error("request timestamp is in the future")]
     Future,
-    /// The timestamp predates this window's start (e.g. a broker restart);
-    /// a fresh request will be accepted.
-    #[error("request predates the replay guard's start; seal it again")]
-    PredatesStart,
+    /// The timestamp is below the window's floor (its start plus the
+    /// allowed skew: a broker restarted and cannot know what it accepted
+    /// before); a request stamped at or after `floor_ms` will be accepted.
+    #[error(
+        "request is stamped before {floor_ms}, the replay guard's floor since it restarted: seal it again, stamped at or after it"
+    )]
+    PredatesStart {
+        /// The earliest timestamp the window accepts, epoch ms.
+        floor_ms: u64,
+    },
     /// The counter is too far below the highest one accepted for its
     /// stream to tell whether it was seen; a fresh request will be accepted.
     #[error("request counter is below the replay window; seal it again")]
@@ -153,12 +166,28 @@ fn nonce_key(scope: &str, nonce: &[u8; 16]) -> NonceKey {
 
 impl ReplayWindow {
     /// A window of `window_ms` starting now, allowing `max_skew_ms` of clock
-    /// skew into the future.
+    /// skew into the future. It refuses everything stamped before
+    /// `now_ms + max_skew_ms` (see [`ReplayWindow::floor_ms`]): a request
+    /// accepted before this start, by a window now forgotten, cannot carry a
+    /// later timestamp, as long as the clock did not go back across the
+    /// restart.
     pub fn new(now_ms: u64, window_ms: u64, max_skew_ms: u64) -> Self {
+        Self::with_floor(
+            now_ms.saturating_add(max_skew_ms),
+            now_ms,
+            window_ms,
+            max_skew_ms,
+        )
+    }
+
+    /// A window that accepts timestamps from `floor_ms` on. Only for
+    /// requests whose replay after a restart is harmless (the broker's
+    /// client requests, whose every answer is sealed under a fresh salt).
+    pub fn with_floor(floor_ms: u64, now_ms: u64, window_ms: u64, max_skew_ms: u64) -> Self {
         Self {
             window_ms,
             max_skew_ms,
-            started_ms: now_ms.saturating_sub(max_skew_ms),
+            started_ms: floor_ms,
             high_water_ms: now_ms,
             seen: HashSet::new(),
             expiries: VecDeque::new(),
@@ -177,7 +206,9 @@ impl ReplayWindow {
         let cutoff = self.high_water_ms.saturating_sub(self.window_ms);
         self.evict();
         if timestamp_ms < self.started_ms {
-            return Err(ReplayError::PredatesStart);
+            return Err(ReplayError::PredatesStart {
+                floor_ms: self.started_ms,
+            });
         }
         if timestamp_ms < cutoff {
             return Err(ReplayError::Stale);
@@ -208,6 +239,11 @@ impl ReplayWindow {
             self.expiries.pop_front();
             self.seen.remove(&key);
         }
+    }
+
+    /// The earliest timestamp this window accepts, epoch ms.
+    pub fn floor_ms(&self) -> u64 {
+        self.started_ms
     }
 
     /// Nonces currently remembered.
@@ -272,7 +308,7 @@ mod tests {
 
     #[test]
     fn accepts_once_and_refuses_replays() {
-        let mut window = ReplayWindow::new(10_000, 1_000, 100);
+        let mut window = ReplayWindow::with_floor(0, 10_000, 1_000, 100);
         window.check("a", [1; 16], 10_000, 10_000).expect("first");
         assert_eq!(
             window.check("a", [1; 16], 10_000, 10_001),
@@ -285,10 +321,10 @@ mod tests {
 
     #[test]
     fn refuses_stale_future_and_pre_start_requests() {
-        let mut window = ReplayWindow::new(10_000, 1_000, 100);
+        let mut window = ReplayWindow::with_floor(10_000, 10_000, 1_000, 100);
         assert_eq!(
             window.check("a", [1; 16], 9_000, 10_000),
-            Err(ReplayError::PredatesStart)
+            Err(ReplayError::PredatesStart { floor_ms: 10_000 })
         );
         assert_eq!(
             window.check("a", [2; 16], 10_200, 10_000),
@@ -302,8 +338,42 @@ mod tests {
     }
 
     #[test]
-    fn evicts_old_nonces_and_never_moves_the_cutoff_back() {
+    fn after_a_start_nothing_stamped_before_start_plus_skew_passes() {
+        // Before the restart (clock at most 9_999), a request could be
+        // stamped up to 9_999 + 100 and accepted; the new window forgot it.
         let mut window = ReplayWindow::new(10_000, 1_000, 100);
+        assert_eq!(window.floor_ms(), 10_100);
+        for stamped in [9_950, 10_000, 10_099] {
+            assert_eq!(
+                window.check("a", [1; 16], stamped, 10_000),
+                Err(ReplayError::PredatesStart { floor_ms: 10_100 }),
+                "stamped {stamped}"
+            );
+        }
+        // An honest client re-stamps at the floor: the future bound allows it.
+        window
+            .check("a", [2; 16], 10_100, 10_000)
+            .expect("re-stamped at the floor");
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let mut window = ReplayWindow::new(u64::MAX - 1, u64::MAX, u64::MAX);
+        assert!(window.check("a", [1; 16], u64::MAX, u64::MAX).is_ok());
+        let mut window = ReplayWindow::new(0, 1_000, 100);
+        assert_eq!(
+            window.check("a", [1; 16], u64::MAX, 0),
+            Err(ReplayError::Future)
+        );
+        assert_eq!(
+            window.check("a", [1; 16], 0, u64::MAX),
+            Err(ReplayError::PredatesStart { floor_ms: 100 })
+        );
+    }
+
+    #[test]
+    fn evicts_old_nonces_and_never_moves_the_cutoff_back() {
+        let mut window = ReplayWindow::with_floor(0, 10_000, 1_000, 100);
         window.check("a", [1; 16], 10_000, 10_000).expect("first");
         window.check("a", [2; 16], 11_500, 11_500).expect("later");
         assert_eq!(window.len(), 1, "the first nonce left the window");
@@ -316,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_nonce_from_the_future_is_remembered_until_its_replay_is_stale() {
-        let mut window = ReplayWindow::new(10_000, 1_000, 100);
+        let mut window = ReplayWindow::with_floor(0, 10_000, 1_000, 100);
         // Stamped 100 ms ahead (within the allowed skew).
         window.check("a", [1; 16], 10_100, 10_000).expect("first");
         // The cut-off (10_050) has not passed it: still a replay.

@@ -52,10 +52,18 @@ pub fn open_broker(
     platform: &Arc<SimPlatform>,
     verifier: Verifier,
 ) -> anyhow::Result<Arc<Broker>> {
-    let tee = Arc::new(SimTee::new(
-        platform.clone(),
-        measurement::expected(Role::KeyBroker),
-    ));
+    // The sim counter lives beside the state, where the provider can
+    // restore it too: it catches a restore of the state alone, nothing more
+    // (`docs/SGX.md` for the hardware design).
+    let counter = data_dir.join("broker.counter");
+    let tee = Arc::new(
+        SimTee::with_counter_file(
+            platform.clone(),
+            measurement::expected(Role::KeyBroker),
+            &counter,
+        )
+        .with_context(|| format!("opening the broker's counter {}", counter.display()))?,
+    );
     let path = data_dir.join("broker.redb");
     let broker = Broker::open(&path, tee, verifier)
         .with_context(|| format!("opening the key broker state {}", path.display()))?;

@@ -43,6 +43,32 @@ pub trait Tee: Send + Sync + 'static {
     /// A key only enclaves of this measurement on this platform can derive,
     /// for data the enclave stores outside itself (SGX's sealing key).
     fn sealing_key(&self) -> StorageKey;
+    /// The enclave's monotonic counter: what sealed state it wrote last, so
+    /// that a copy of older state (a rollback) is refused. Sealing hides and
+    /// authenticates data at rest but cannot say it is the newest copy.
+    fn read_counter(&self) -> Result<u64, CounterError>;
+    /// Raises the counter to `value` (never lowers it); answers the value
+    /// it now holds. Only once it returns may the enclave act on state of
+    /// that version.
+    fn advance_counter(&self, value: u64) -> Result<u64, CounterError>;
+}
+
+/// The monotonic counter could not be read or advanced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CounterError {
+    /// Its storage failed.
+    #[error("monotonic counter {path}: {source}")]
+    Io {
+        /// Where it is kept.
+        path: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its storage holds something that is not a counter.
+    #[error("monotonic counter {0} is corrupted")]
+    Corrupted(String),
 }
 
 /// The operating system's RNG as the infallible `CryptoRng` the protocol

@@ -8,15 +8,15 @@
 //! lets tests forge, tamper and replay evidence; it cannot stop a provider
 //! who holds the platform key or reads the process memory.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, Measurement, ProtoError, SigningPublicKey, TeeKind};
 use ed25519_dalek::{Signer, SigningKey};
 use zeroize::Zeroizing;
 
-use crate::{AttestError, StorageKey, Tee};
+use crate::{AttestError, CounterError, StorageKey, Tee};
 
 const REPORT: &str = "clemmys/sim-report/v1";
 
@@ -140,16 +140,81 @@ impl SimReport {
 pub struct SimTee {
     platform: Arc<SimPlatform>,
     measurement: Measurement,
+    counter: SimCounter,
+}
+
+/// The simulated monotonic counter. **It gives no protection against a
+/// provider**: the file lives in the provider's data directory, and a
+/// provider who restores an old copy of it along with old sealed state
+/// rolls both back undetected (hardware counters, or a quorum of broker
+/// replicas, are the answer: `docs/SGX.md`). It still catches a restore of
+/// the sealed state alone, and exercises the protocol.
+struct SimCounter {
+    /// `None`: in memory only (tests, fuzzing).
+    path: Option<PathBuf>,
+    value: Mutex<u64>,
 }
 
 impl SimTee {
-    /// An enclave of `measurement` on `platform`.
+    /// An enclave of `measurement` on `platform`, with a counter in memory
+    /// only (it starts at 0 in every process).
     pub fn new(platform: Arc<SimPlatform>, measurement: Measurement) -> Self {
         Self {
             platform,
             measurement,
+            counter: SimCounter {
+                path: None,
+                value: Mutex::new(0),
+            },
         }
     }
+
+    /// An enclave whose monotonic counter is the file `path` (created at 0
+    /// if absent). The provider can restore
+    /// that file, so this gives **no protection** against a provider.
+    pub fn with_counter_file(
+        platform: Arc<SimPlatform>,
+        measurement: Measurement,
+        path: &Path,
+    ) -> Result<Self, CounterError> {
+        let value = match std::fs::read(path) {
+            Ok(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| CounterError::Corrupted(path.display().to_string()))?,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => {
+                return Err(CounterError::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            platform,
+            measurement,
+            counter: SimCounter {
+                path: Some(path.to_owned()),
+                value: Mutex::new(value),
+            },
+        })
+    }
+}
+
+/// Writes the counter atomically: a temporary file, synced, renamed over.
+fn write_counter(path: &Path, value: u64) -> Result<(), CounterError> {
+    use std::io::Write;
+    let io = |source| CounterError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(io)?;
+    file.write_all(&value.to_be_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)
 }
 
 impl Tee for SimTee {
@@ -177,11 +242,59 @@ impl Tee for SimTee {
             .expect("32-byte HKDF output");
         StorageKey::from_bytes(*key)
     }
+
+    fn read_counter(&self) -> Result<u64, CounterError> {
+        Ok(*self
+            .counter
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Writes the file (when there is one) before answering.
+    fn advance_counter(&self, value: u64) -> Result<u64, CounterError> {
+        let mut current = self
+            .counter
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if value > *current {
+            if let Some(path) = &self.counter.path {
+                write_counter(path, value)?;
+            }
+            *current = value;
+        }
+        Ok(*current)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counter_only_goes_up_and_persists_in_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broker.counter");
+        let platform = Arc::new(SimPlatform::generate());
+        let tee = SimTee::with_counter_file(platform.clone(), Measurement([1; 32]), &path)
+            .expect("counter");
+        assert_eq!(tee.read_counter().expect("read"), 0);
+        assert_eq!(tee.advance_counter(5).expect("advance"), 5);
+        assert_eq!(tee.advance_counter(3).expect("never lowered"), 5);
+        let again =
+            SimTee::with_counter_file(platform, Measurement([1; 32]), &path).expect("counter");
+        assert_eq!(again.read_counter().expect("read"), 5);
+        std::fs::write(&path, b"junk").expect("write");
+        assert!(matches!(
+            SimTee::with_counter_file(
+                Arc::new(SimPlatform::generate()),
+                Measurement([1; 32]),
+                &path
+            ),
+            Err(CounterError::Corrupted(_))
+        ));
+    }
 
     #[test]
     fn platform_key_persists_with_private_permissions() {

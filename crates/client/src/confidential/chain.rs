@@ -96,12 +96,13 @@ fn seal_session_run(
     session: &ClientChainSession,
     namespace: &str,
     params: &Value,
+    timestamp_ms: u64,
 ) -> Result<(Value, KeyringEntry), ConfidentialError> {
     let header = HopHeader {
         session_id: session.id,
         counter: session.counter.fetch_add(1, Ordering::Relaxed),
         index: 0,
-        timestamp_ms: clemmys_whisk::now_ms(),
+        timestamp_ms,
     };
     let value = serde_json::to_vec(params).map_err(|e| ConfidentialError::State(e.to_string()))?;
     let input_hash = Digest::of(&value);
@@ -143,7 +144,8 @@ impl Confidential {
         let session = self.chain_session_for(&short, &steps);
         let (body, mut entry, first_run) = match &session {
             Some(session) => {
-                let (body, entry) = seal_session_run(session, &self.namespace, params)?;
+                let (body, entry) =
+                    seal_session_run(session, &self.namespace, params, self.stamp())?;
                 (body, entry, None)
             }
             None => {
@@ -228,7 +230,12 @@ impl Confidential {
     ) -> Option<Result<(Value, KeyringEntry), ConfidentialError>> {
         let short = self.short_name(name).ok()?;
         let session = self.lock_chain_sessions().get(short).cloned()?;
-        Some(seal_session_run(&session, &self.namespace, params))
+        Some(seal_session_run(
+            &session,
+            &self.namespace,
+            params,
+            self.stamp(),
+        ))
     }
 
     fn seal_first_run(
@@ -244,7 +251,7 @@ impl Confidential {
             chain_id,
             steps: steps.clone(),
             client: self.identity.id(),
-            timestamp_ms: clemmys_whisk::now_ms(),
+            timestamp_ms: self.stamp(),
             open_session,
         }
         .sign(&self.identity);

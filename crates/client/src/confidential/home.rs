@@ -28,6 +28,18 @@ pub struct ClientHome {
     /// is killed may lose the keys of its last few answers (which it has
     /// already read).
     keyring: std::sync::Arc<std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>>,
+    /// Serializes this process's updates of the high-water marks.
+    freshness: std::sync::Arc<std::sync::Mutex<()>>,
+}
+
+/// The highest state version seen from one API host's broker, and the
+/// highest version seen of each of its actions (`freshness.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HighWater {
+    state_version: u64,
+    #[serde(default)]
+    actions: BTreeMap<String, u64>,
 }
 
 /// What the client pinned about one API host's key broker.
@@ -299,6 +311,7 @@ impl ClientHome {
         Ok(Self {
             dir,
             keyring: Default::default(),
+            freshness: Default::default(),
         })
     }
 
@@ -357,6 +370,60 @@ impl ClientHome {
         let json = serde_json::to_vec_pretty(&pins)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
         write_private(&self.pins_path(), &json, true)
+    }
+
+    fn freshness_path(&self) -> PathBuf {
+        self.dir.join("freshness.json")
+    }
+
+    /// Checks a broker answer against the highest versions this client has
+    /// seen from `api_host`'s broker (its state version and, when the answer
+    /// describes one, the action's version) and raises them: anything lower
+    /// is a rollback. Written atomically (a file renamed over the old).
+    pub fn check_fresh(
+        &self,
+        api_host: &str,
+        state_version: u64,
+        action: Option<(&str, u64)>,
+    ) -> Result<(), ConfidentialError> {
+        let _writing = self
+            .freshness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = self.freshness_path();
+        let mut marks: BTreeMap<String, HighWater> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ConfidentialError::State(format!("{}: {e}", path.display())))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        let marks_of = marks.entry(api_host.to_owned()).or_default();
+        if state_version < marks_of.state_version {
+            return Err(ConfidentialError::BrokerRolledBack {
+                found: state_version,
+                highest: marks_of.state_version,
+            });
+        }
+        let mut raised = state_version > marks_of.state_version;
+        marks_of.state_version = state_version;
+        if let Some((name, version)) = action {
+            let highest = marks_of.actions.entry(name.to_owned()).or_insert(0);
+            if version < *highest {
+                return Err(ConfidentialError::ActionRolledBack {
+                    action: name.to_owned(),
+                    found: version,
+                    highest: *highest,
+                });
+            }
+            raised |= version > *highest;
+            *highest = version;
+        }
+        if !raised {
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(&marks)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        write_private(&path, &json, true)
     }
 
     fn keyring_path(&self) -> PathBuf {
@@ -500,6 +567,36 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Confide
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_broker_or_action_versions_are_refused_as_rollbacks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        home.check_fresh("h", 3, Some(("guest/a", 2)))
+            .expect("first");
+        home.check_fresh("h", 3, Some(("guest/a", 2)))
+            .expect("same");
+        home.check_fresh("other", 1, None).expect("another host");
+        let again = ClientHome::open(dir.path()).expect("home");
+        assert!(matches!(
+            again.check_fresh("h", 2, None),
+            Err(ConfidentialError::BrokerRolledBack {
+                found: 2,
+                highest: 3
+            })
+        ));
+        assert!(matches!(
+            again.check_fresh("h", 4, Some(("guest/a", 1))),
+            Err(ConfidentialError::ActionRolledBack {
+                found: 1,
+                highest: 2,
+                ..
+            })
+        ));
+        again
+            .check_fresh("h", 4, Some(("guest/a", 3)))
+            .expect("newer");
+    }
 
     fn keys() -> SessionKeys {
         SessionKeys::from_secret([3; 16], ExportedKey::from_bytes([7; 32])).expect("keys")

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_proto::broker::{
-    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
-    seal_broker_request,
+    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, OpenedBrokerReply, Policy,
+    open_broker_reply, seal_broker_request,
 };
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
@@ -59,6 +59,13 @@ pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 /// What the enclave says when a fresh request would succeed.
 const RETRY_HINT: &str = "refresh the action and retry";
 const RESEAL_HINT: &str = "seal it again";
+/// The field of a refused result holding a restarted broker's replay floor.
+const NOT_BEFORE_FIELD: &str = "notBeforeMs";
+/// How far ahead of this client's clock a broker's replay floor may be for
+/// the client to re-stamp at it: the broker's allowed skew (30 s) and some
+/// clock difference. A provider that sends a later "floor" would otherwise
+/// obtain a request signed for the future, to submit then.
+const MAX_FLOOR_AHEAD_MS: u64 = 60 * 1000;
 
 /// A confidential operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +120,40 @@ pub enum ConfidentialError {
     /// The enclave refused to run the invocation, or the platform failed.
     #[error("{0}")]
     Execution(String),
+    /// The request was stamped before the replay floor of a broker that
+    /// restarted; a request stamped at or after `floor_ms` is accepted (the
+    /// client does so, once, when the floor is near enough).
+    #[error("{message}")]
+    StampedBeforeFloor {
+        /// The broker's floor, epoch ms (as the provider relayed it).
+        floor_ms: u64,
+        /// The refusal.
+        message: String,
+    },
+    /// The broker answered from state older than this client has seen from
+    /// it: its state was rolled back (an old copy of its data restored).
+    #[error(
+        "the key broker answered from state version {found}, but this client has seen version {highest}: its state was rolled back"
+    )]
+    BrokerRolledBack {
+        /// The state version of the answer.
+        found: u64,
+        /// The highest this client has seen.
+        highest: u64,
+    },
+    /// The broker described an action at a lower version than this client
+    /// has seen: the action was rolled back.
+    #[error(
+        "the key broker describes {action} at version {found}, but this client has seen version {highest}: it was rolled back"
+    )]
+    ActionRolledBack {
+        /// `namespace/name`.
+        action: String,
+        /// The version described.
+        found: u64,
+        /// The highest this client has seen.
+        highest: u64,
+    },
     /// A sealed object did not open or verify: the provider tampered with,
     /// replayed, swapped or substituted something.
     #[error("tampering detected: {0}")]
@@ -151,6 +192,10 @@ pub struct BrokerIdentityDoc {
     /// For `sim`: the platform key that signs reports on that host.
     #[serde(default)]
     pub sim_platform_key: Option<SigningPublicKey>,
+    /// The broker's replay floor (epoch ms): requests stamped earlier are
+    /// refused. Unauthenticated: only a hint, bounded like a refusal's.
+    #[serde(default)]
+    pub replay_floor_ms: Option<u64>,
 }
 
 impl BrokerIdentityDoc {
@@ -316,6 +361,9 @@ pub struct Confidential {
     chain_sessions: Mutex<HashMap<String, Arc<chain::ClientChainSession>>>,
     /// Evidence already verified, by digest.
     evidence: Mutex<HashMap<Digest, VerifiedEvidence>>,
+    /// The replay floor of the broker, once it refused a request stamped
+    /// before it (it restarted): requests are stamped no earlier.
+    floor_ms: AtomicU64,
 }
 
 /// Most verified evidence kept (one per enclave met).
@@ -428,7 +476,7 @@ impl Confidential {
             .or_else(|| pin.namespace.clone())
             .ok_or_else(|| ConfidentialError::NoNamespace(api_host.clone()))?;
         let identity = home.identity()?;
-        Ok(Self {
+        let connected = Self {
             client,
             home,
             identity,
@@ -440,7 +488,30 @@ impl Confidential {
             sessions: Mutex::new(HashMap::new()),
             chain_sessions: Mutex::new(HashMap::new()),
             evidence: Mutex::new(HashMap::new()),
-        })
+            floor_ms: AtomicU64::new(0),
+        };
+        // A broker that started less than its skew ago refuses requests
+        // stamped now; stamp at its floor from the first request on.
+        if let Some(floor_ms) = doc.replay_floor_ms {
+            connected.accept_floor(floor_ms);
+        }
+        Ok(connected)
+    }
+
+    /// The timestamp of a new request: now, or the broker's replay floor
+    /// when it is later.
+    fn stamp(&self) -> u64 {
+        now_ms().max(self.floor_ms.load(Ordering::Relaxed))
+    }
+
+    /// After a refusal naming the broker's replay floor: whether to re-stamp
+    /// at it and retry (only when it is not far in the future).
+    fn accept_floor(&self, floor_ms: u64) -> bool {
+        if floor_ms > now_ms().saturating_add(MAX_FLOOR_AHEAD_MS) {
+            return false;
+        }
+        self.floor_ms.fetch_max(floor_ms, Ordering::Relaxed);
+        true
     }
 
     /// Invokes without sessions: every invocation is sealed with HPKE,
@@ -519,7 +590,28 @@ impl Confidential {
             .map_err(|_| {
                 ConfidentialError::Tampered(ProtoError::Malformed("broker reply is not base64"))
             })?;
-        match open_broker_reply(&bytes, &key)? {
+        let OpenedBrokerReply {
+            state_version,
+            reply,
+        } = open_broker_reply(&bytes, &key)?;
+        let action = match &reply {
+            BrokerReply::Action(descriptor) => Some((
+                format!(
+                    "{}:{}/{}",
+                    descriptor.owner, descriptor.namespace, descriptor.name
+                ),
+                descriptor.version,
+            )),
+            BrokerReply::Refused { .. } => None,
+        };
+        self.home.check_fresh(
+            self.client.api_host(),
+            state_version,
+            action
+                .as_ref()
+                .map(|(name, version)| (name.as_str(), *version)),
+        )?;
+        match reply {
             BrokerReply::Action(descriptor) => Ok(descriptor),
             BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
         }
@@ -719,7 +811,7 @@ impl Confidential {
             action: descriptor.name.clone(),
             version: descriptor.version,
             nonce,
-            timestamp_ms: now_ms(),
+            timestamp_ms: self.stamp(),
             client: self.identity.id(),
             open_session: self.use_sessions,
         };
@@ -751,33 +843,46 @@ impl Confidential {
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
-        if let Some(components) = self.sequence_components(name).await? {
-            return match self
-                .invoke_chain_once(name, &components, params, options)
-                .await
-            {
-                Err(ConfidentialError::Execution(message))
-                    if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
-                {
-                    self.end_chain_session(name);
-                    for component in &components {
-                        self.describe(component, true).await?;
-                    }
+        // A refusal a fresh request cures is retried, each kind once: a
+        // restarted broker's floor (re-stamp at it), an updated action or a
+        // forgotten session (refresh and reseal).
+        let (mut refreshed, mut restamped) = (false, false);
+        loop {
+            let outcome = match self.sequence_components(name).await? {
+                Some(components) => {
                     self.invoke_chain_once(name, &components, params, options)
                         .await
                 }
-                other => other,
+                None => self.invoke_once(name, params, options).await,
             };
-        }
-        match self.invoke_once(name, params, options).await {
-            Err(ConfidentialError::Execution(message))
-                if message.contains(RETRY_HINT) || message.contains(RESEAL_HINT) =>
-            {
-                self.end_session(name);
-                self.describe(name, true).await?;
-                self.invoke_once(name, params, options).await
+            match outcome {
+                Err(ConfidentialError::StampedBeforeFloor { floor_ms, .. })
+                    if !restamped && self.accept_floor(floor_ms) =>
+                {
+                    restamped = true;
+                    self.end_session(name);
+                    self.end_chain_session(name);
+                }
+                Err(ConfidentialError::Execution(message))
+                    if !refreshed
+                        && (message.contains(RETRY_HINT) || message.contains(RESEAL_HINT)) =>
+                {
+                    refreshed = true;
+                    self.end_session(name);
+                    self.end_chain_session(name);
+                    match self.sequence_components(name).await? {
+                        Some(components) => {
+                            for component in &components {
+                                self.describe(component, true).await?;
+                            }
+                        }
+                        None => {
+                            self.describe(name, true).await?;
+                        }
+                    }
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -1136,16 +1241,27 @@ fn split_record(mut record: Value) -> (Value, Option<String>) {
 /// refused or the platform failed; the error it recorded is not secret and
 /// says why.
 fn sealed_answer(result: &Value) -> Result<&str, ConfidentialError> {
-    sealed_or_error(result.get(SEALED_FIELD), result.get("error"))
+    sealed_or_error(
+        result.get(SEALED_FIELD),
+        result.get("error"),
+        result.get(NOT_BEFORE_FIELD).and_then(Value::as_u64),
+    )
 }
 
 fn sealed_or_error<'a>(
     sealed: Option<&'a Value>,
     error: Option<&Value>,
+    not_before_ms: Option<u64>,
 ) -> Result<&'a str, ConfidentialError> {
     sealed.and_then(Value::as_str).ok_or_else(|| {
-        let message = error.and_then(Value::as_str).unwrap_or("no sealed answer");
-        ConfidentialError::Execution(message.to_owned())
+        let message = error
+            .and_then(Value::as_str)
+            .unwrap_or("no sealed answer")
+            .to_owned();
+        match not_before_ms {
+            Some(floor_ms) => ConfidentialError::StampedBeforeFloor { floor_ms, message },
+            None => ConfidentialError::Execution(message),
+        }
     })
 }
 
@@ -1157,11 +1273,17 @@ struct StoredResult {
     sealed: Option<Value>,
     #[serde(default)]
     error: Option<Value>,
+    #[serde(default, rename = "notBeforeMs")]
+    not_before_ms: Option<u64>,
 }
 
 impl StoredResult {
     fn sealed(&self) -> Result<&str, ConfidentialError> {
-        sealed_or_error(self.sealed.as_ref(), self.error.as_ref())
+        sealed_or_error(
+            self.sealed.as_ref(),
+            self.error.as_ref(),
+            self.not_before_ms,
+        )
     }
 }
 
@@ -1180,6 +1302,8 @@ struct SessionAnswerBody {
     sealed: Option<Value>,
     #[serde(default)]
     error: Option<Value>,
+    #[serde(default, rename = "notBeforeMs")]
+    not_before_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1194,6 +1318,7 @@ impl SessionAnswerBody {
             StoredResult {
                 sealed: self.sealed,
                 error: self.error,
+                not_before_ms: self.not_before_ms,
             }
         } else {
             self.response

@@ -104,7 +104,7 @@ impl Enclave {
             Some(position),
         );
         let chain_id = ticket.chain_id;
-        let last = index + 1 >= ticket.steps.len() as u64;
+        let last = index.saturating_add(1) >= ticket.steps.len() as u64;
         let succeeded = ran.status == ActivationStatus::Success;
         let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
         hop.receipts.push(receipt);
@@ -113,7 +113,7 @@ impl Enclave {
             let next = HopBody {
                 ticket: hop.ticket.clone(),
                 chain_key: hop.chain_key.clone(),
-                index: index + 1,
+                index: index.saturating_add(1),
                 value: Zeroizing::new(ran.output.clone()),
                 receipts: std::mem::take(&mut hop.receipts),
             };
@@ -227,7 +227,7 @@ impl Enclave {
             output_hash: report.output_hash,
         });
         let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index)?;
-        let last = header.index + 1 >= session.steps;
+        let last = header.index.saturating_add(1) >= session.steps;
         let succeeded = ran.status == ActivationStatus::Success;
         let (result, stop_chain) = match &session.send {
             Some(send) if succeeded && !last => {

@@ -314,7 +314,9 @@ async fn rolled_back_code_version_is_rejected() {
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(reply.json["reply"].as_str().expect("reply"))
         .expect("b64");
-    let reply = clemmys_proto::broker::open_broker_reply(&sealed, &key).expect("open");
+    let reply = clemmys_proto::broker::open_broker_reply(&sealed, &key)
+        .expect("open")
+        .reply;
     assert!(
         matches!(&reply, clemmys_proto::broker::BrokerReply::Refused { reason } if reason.contains("not above the current version")),
         "{reply:?}"

@@ -158,28 +158,51 @@ impl TestServer {
         self.restart_with(|_| {}).await
     }
 
-    /// Stops the node, lets `meanwhile` change its data directory (as the
-    /// provider, who owns the disk, may), and starts it again on it.
-    pub async fn restart_with(mut self, meanwhile: impl FnOnce(&std::path::Path)) -> Self {
+    /// [`restart_after`](Self::restart_after), which must succeed.
+    pub async fn restart_with(self, meanwhile: impl FnOnce(&std::path::Path)) -> Self {
+        self.restart_after(meanwhile)
+            .await
+            .unwrap_or_else(|error| panic!("the node did not restart: {error:#}"))
+    }
+
+    /// Stops the node, lets `edit` change its data directory while it is
+    /// down (the provider restoring old copies), and starts it again on the
+    /// same address: the started node, or why it did not start.
+    pub async fn restart_after(
+        mut self,
+        edit: impl FnOnce(&std::path::Path),
+    ) -> Result<Self, anyhow::Error> {
         let mut config = config(&self.data_dir);
         if let Some(server) = self.server.take() {
             config.listen = server.addr;
             server.shutdown().await;
         }
-        meanwhile(&config.data_dir);
-        // The store's writer releases the file once the old node is gone.
+        edit(&config.data_dir);
+        let mut last = None;
+        // The store's writer releases the file once the old node is gone;
+        // any other refusal is final.
         for _ in 0..200 {
             match RunningServer::start(config.clone()).await {
                 Ok(server) => {
                     self.base = server.api_host();
                     self.auth = basic(&server);
                     self.server = Some(server);
-                    return self;
+                    return Ok(self);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(error)
+                    if error
+                        .downcast_ref::<clemmys_broker::BrokerError>()
+                        .is_some() =>
+                {
+                    return Err(error);
+                }
+                Err(error) => {
+                    last = Some(error);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
-        panic!("the node did not restart on its data directory within 2 s");
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the node did not start")))
     }
 
     /// A request with the guest's credentials.

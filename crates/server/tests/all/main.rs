@@ -12,6 +12,7 @@ mod chain_sessions;
 mod chains;
 mod confidential;
 mod enclave_pool;
+mod freshness;
 mod invoke;
 mod listener;
 mod misbehaving;

@@ -223,7 +223,7 @@ async fn register_at_broker(
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(reply.json["reply"].as_str().expect("reply"))
         .expect("b64");
-    open_broker_reply(&sealed, &key).expect("open")
+    open_broker_reply(&sealed, &key).expect("open").reply
 }
 
 #[tokio::test]
@@ -257,10 +257,12 @@ async fn changed_broker_keys_stop_the_client_until_trusted_again() {
     let server = TestServer::start().await;
     let victim = server.owner().await;
     victim.deploy("hello", "hello").await;
-    // The provider wipes the broker's sealed state: a new broker identity.
+    // The provider wipes the broker's sealed state (and, with `sim`, the
+    // counter file it holds too): a new broker identity.
     let server = server
         .restart_with(|data_dir| {
             std::fs::remove_file(data_dir.join("broker.redb")).expect("broker state removed");
+            let _ = std::fs::remove_file(data_dir.join("broker.counter"));
         })
         .await;
     let home = clemmys_client::confidential::ClientHome::open(victim.home.path()).expect("home");

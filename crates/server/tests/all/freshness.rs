@@ -1,0 +1,209 @@
+//! Freshness attacks: the provider replays what it recorded on the wire
+//! (to the broker, to a restarted node) or restores old copies of the
+//! node's data directory, and each is refused; honest clients go on.
+
+use std::path::Path;
+
+use base64::Engine;
+use clemmys_broker::BrokerError;
+use clemmys_client::confidential::{Confidential, ConfidentialError};
+use clemmys_proto::broker::{BrokerOp, seal_broker_request};
+use clemmys_tee::os_rng;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Answer, Owner, TestServer};
+
+/// Posts sealed broker request bytes as the provider would.
+async fn post_broker_request(server: &TestServer, sealed: &[u8]) -> Answer {
+    server
+        .call(
+            Method::POST,
+            "/api/v1/broker/request",
+            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(sealed)})),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn replayed_broker_request_is_refused() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let identity = owner.client.home().identity().expect("identity");
+    let (sealed, _key) = seal_broker_request(
+        &identity,
+        &owner.client.pin().keys.kem,
+        BrokerOp::Describe {
+            owner: identity.id(),
+            namespace: "guest".into(),
+            name: "echo".into(),
+        },
+        clemmys_whisk::now_ms(),
+        &mut os_rng(),
+    )
+    .expect("seal");
+    let first = post_broker_request(&server, &sealed).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.json);
+    assert!(first.json["reply"].is_string());
+
+    // The provider sends the same bytes again: a second reply under the
+    // same reply key would leak the plaintext of both.
+    let replay = post_broker_request(&server, &sealed).await;
+    assert_ne!(replay.status, StatusCode::OK, "{:?}", replay.json);
+    assert!(
+        replay.json.get("reply").is_none(),
+        "a reply was sealed for the replay: {:?}",
+        replay.json
+    );
+}
+
+/// Invokes `action` with a body the provider recorded, as the provider.
+async fn post_recorded(server: &TestServer, action: &str, body: &Value) -> Value {
+    server
+        .call(
+            Method::POST,
+            &format!("/api/v1/namespaces/_/actions/{action}?blocking=true"),
+            Some(body.clone()),
+        )
+        .await
+        .json
+}
+
+#[tokio::test]
+async fn invoke_replayed_after_a_restart_is_refused_and_honest_clients_go_on() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    // An honest invoke opens a session, which the restart will end.
+    owner
+        .invoke("echo", json!({"before": true}))
+        .await
+        .expect("runs before the restart");
+    let (sealed, _, _) = owner
+        .client
+        .seal("echo", &json!({"pay": 100}))
+        .await
+        .expect("seal");
+    let recorded = Confidential::invoke_body(&sealed);
+    let first = post_recorded(&server, "echo", &recorded).await;
+    assert_eq!(first["response"]["status"], "success", "{first}");
+
+    let server = server.restart().await;
+    let replay = post_recorded(&server, "echo", &recorded).await;
+    assert_eq!(
+        replay["response"]["status"], "action developer error",
+        "the recorded invoke ran again after the restart: {replay}"
+    );
+    assert!(
+        replay["response"]["result"]["notBeforeMs"].is_u64(),
+        "{replay}"
+    );
+
+    // The honest client, right after the restart, still gets its answer:
+    // it re-stamps at the broker's floor and retries once.
+    let opened = owner
+        .invoke("echo", json!({"after": true}))
+        .await
+        .expect("an honest invoke right after the restart succeeds");
+    assert_eq!(opened.result, json!({"after": true}));
+    // And so does a client that never met the node before the restart.
+    let fresh = server.owner().await;
+    fresh.deploy("echo2", "echo").await;
+    fresh
+        .invoke("echo2", json!({"new": true}))
+        .await
+        .expect("a new client's first invoke after the restart succeeds");
+}
+
+/// Copies directory `from` into `to` (created), recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Replaces directory `dir` with the copy `backup`, keeping the files named
+/// in `keep` (those that exist) as they are now.
+fn restore_dir(backup: &Path, dir: &Path, keep: &[&str]) {
+    let kept = tempfile::tempdir().expect("tempdir");
+    let keep: Vec<&&str> = keep.iter().filter(|name| dir.join(name).exists()).collect();
+    for name in &keep {
+        std::fs::copy(dir.join(name), kept.path().join(name)).expect("keep");
+    }
+    std::fs::remove_dir_all(dir).expect("remove");
+    copy_dir(backup, dir);
+    for name in &keep {
+        std::fs::copy(kept.path().join(name), dir.join(name)).expect("put back");
+    }
+}
+
+/// The node's data directory copied before `update` redeploys `echo` as
+/// another action: the old state the provider keeps.
+async fn backup_then_update(server: TestServer, owner: &Owner, backup: &Path) -> TestServer {
+    owner.deploy("echo", "echo").await;
+    let server = server
+        .restart_after(|data| copy_dir(data, backup))
+        .await
+        .expect("restarts");
+    let owner = owner.second_client(&server).await;
+    owner.deploy("echo", "hello").await;
+    let opened = owner
+        .invoke("echo", json!({"name": "x"}))
+        .await
+        .expect("runs");
+    assert_eq!(opened.result, json!({"payload": "Hello, x!"}));
+    server
+}
+
+#[tokio::test]
+async fn rolled_back_broker_state_is_refused_at_start() {
+    let backup = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let server = backup_then_update(server, &owner, &backup.path().join("data")).await;
+    // The provider restores the whole data directory (but the counter).
+    let outcome = server
+        .restart_after(|data| restore_dir(&backup.path().join("data"), data, &["broker.counter"]))
+        .await;
+    let error = outcome.err().expect("the node refuses to start");
+    assert!(
+        matches!(
+            error.downcast_ref::<BrokerError>(),
+            Some(BrokerError::RolledBack { .. })
+        ),
+        "{error:#}"
+    );
+}
+
+#[tokio::test]
+async fn rolled_back_broker_state_and_counter_are_refused_by_the_owners_client() {
+    let backup = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let server = backup_then_update(server, &owner, &backup.path().join("data")).await;
+    // The provider restores everything, the sim counter file included.
+    let server = server
+        .restart_after(|data| restore_dir(&backup.path().join("data"), data, &[]))
+        .await
+        .expect("the sim counter gives no protection: the node starts");
+    // The owner's client (a new process, nothing cached but its home)
+    // refuses what the rolled-back broker says.
+    let client = owner.second_client(&server).await;
+    let outcome = client.invoke("echo", json!({"name": "x"})).await;
+    assert!(
+        matches!(
+            outcome,
+            Err(ConfidentialError::BrokerRolledBack { .. }
+                | ConfidentialError::ActionRolledBack { .. })
+        ),
+        "{outcome:?}"
+    );
+}
