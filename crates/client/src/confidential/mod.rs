@@ -25,6 +25,7 @@ use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
     seal_broker_request,
 };
+use clemmys_proto::chain_check::ChainCheckError;
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
@@ -94,6 +95,9 @@ pub enum ConfidentialError {
     /// The receipt does not prove what the client asked for.
     #[error("the receipt does not match the request: {0}")]
     ReceiptMismatch(&'static str),
+    /// A chain's answer does not prove that its ticket ran as signed.
+    #[error("the chain's answer does not prove its ticket ran: {0}")]
+    Chain(ChainCheckError),
     /// This client holds no key for that activation.
     #[error("activation {0} was not invoked by this client (no key in its keyring)")]
     NoKey(String),
@@ -103,6 +107,17 @@ pub enum ConfidentialError {
     /// The client's state directory.
     #[error("client state: {0}")]
     State(String),
+}
+
+impl From<ChainCheckError> for ConfidentialError {
+    fn from(error: ChainCheckError) -> Self {
+        match error {
+            // A sealed part or the receipts' MAC failed: tampering, as
+            // for any other sealed object.
+            ChainCheckError::Tampered(error) => ConfidentialError::Tampered(error),
+            other => ConfidentialError::Chain(other),
+        }
+    }
 }
 
 impl From<ProtoError> for ConfidentialError {
