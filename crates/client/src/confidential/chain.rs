@@ -15,6 +15,7 @@ use clemmys_proto::chain::{
     ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
 };
 use clemmys_proto::chain_check::{ExpectedChain, verify_chain_answer, verify_session_answer};
+use clemmys_proto::chain_plan::{ChainPlanError, VerifiedChainPlan};
 use clemmys_proto::chain_session::{
     HopHeader, ReceiptMac, SessionAnswer, SessionHop, SessionHopBody, hop_key,
 };
@@ -135,12 +136,12 @@ impl Confidential {
     pub(super) async fn invoke_chain_once(
         &self,
         name: &str,
-        components: &[String],
+        plan: &VerifiedChainPlan,
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let steps = self.chain_steps(components).await?;
+        let steps = self.planned_steps(plan).await?;
         let session = self.chain_session_for(&short, &steps);
         let (body, mut entry, first_run) = match &session {
             Some(session) => {
@@ -186,6 +187,24 @@ impl Confidential {
         Ok(ConfidentialInvoked::Completed(Box::new(opened)))
     }
 
+    /// The ticket's steps for a verified plan, in its order, as the broker
+    /// describes them; each descriptor must name the owner the plan names.
+    async fn planned_steps(
+        &self,
+        plan: &VerifiedChainPlan,
+    ) -> Result<Vec<ChainStep>, ConfidentialError> {
+        let mut steps = Vec::with_capacity(plan.components().len());
+        for (index, component) in plan.components().iter().enumerate() {
+            let descriptor = self.describe(&component.qualified(), false).await?;
+            plan.check_owner(index, &descriptor.owner)?;
+            if descriptor.namespace != component.namespace || descriptor.name != component.name {
+                return Err(ChainPlanError::ComponentOwner { index }.into());
+            }
+            steps.push(step_of(&descriptor));
+        }
+        Ok(steps)
+    }
+
     /// The ticket's steps for `components`, as the broker describes them.
     async fn chain_steps(
         &self,
@@ -194,13 +213,7 @@ impl Confidential {
         let mut steps = Vec::with_capacity(components.len());
         for component in components {
             let descriptor = self.describe(component, false).await?;
-            steps.push(ChainStep {
-                namespace: descriptor.namespace.clone(),
-                action: descriptor.name.clone(),
-                version: descriptor.version,
-                code_digest: descriptor.code_digest,
-                action_key: descriptor.action_key,
-            });
+            steps.push(step_of(&descriptor));
         }
         Ok(steps)
     }
@@ -459,6 +472,17 @@ impl Confidential {
             descriptors.push(self.describe(&step.action, false).await?);
         }
         Ok(descriptors)
+    }
+}
+
+/// The ticket's step for `descriptor`'s action as it now stands.
+fn step_of(descriptor: &ActionDescriptor) -> ChainStep {
+    ChainStep {
+        namespace: descriptor.namespace.clone(),
+        action: descriptor.name.clone(),
+        version: descriptor.version,
+        code_digest: descriptor.code_digest,
+        action_key: descriptor.action_key,
     }
 }
 
