@@ -257,3 +257,31 @@ async fn a_failing_step_stops_a_session_run_and_the_session_goes_on() {
     let steps = component_records(&server, &record).await;
     assert!(is_session_hop(&hop_bytes(&passed_on(&steps[0]))));
 }
+
+#[tokio::test]
+async fn forged_chain_session_hop_does_not_use_up_the_genuine_admission() {
+    let (server, owner) = setup().await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
+    let (body, entry) = session_run(&owner, "pair", json!({"name": "Ada"}));
+    // The provider sends hops with the genuine run's headers, (run, 0) and
+    // (run, 1), but forged contents, before the genuine run.
+    for (step, index) in [("echo", 0), ("greet", 1)] {
+        let forged = rewritten(&body, |hop| hop.header.index = index);
+        let mut bytes = hop_bytes(&forged);
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 1;
+        }
+        let forged = json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(bytes) });
+        let message = refusal(&deliver(&server, step, &forged).await);
+        assert!(message.contains("failed authentication"), "{message}");
+    }
+    // The genuine run still runs: the forgeries used up no admission.
+    let record = run_through(&server, &owner, "pair", (body, entry)).await;
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    let opened = owner
+        .client
+        .open_activation(activation_id(&record))
+        .await
+        .expect("verifies");
+    assert_eq!(opened.result, json!({"payload": "Hello, Ada!"}));
+}
