@@ -212,3 +212,41 @@ async fn older_signed_chain_plan_restored_is_refused() {
         ChainPlanError::RolledBack { version, newest } if version < newest
     ));
 }
+
+#[tokio::test]
+async fn a_chain_plan_annotation_that_is_no_plan_is_refused_by_the_controller() {
+    let (server, owner) = pipe().await;
+    let genuine = stored_plan(&server, "pipe").await;
+    let truncated = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let bytes = engine
+            .decode(genuine.as_str().expect("base64"))
+            .expect("base64");
+        engine.encode(&bytes[..bytes.len() - 1])
+    };
+    for bad in [json!("not base64!"), json!(7), json!(truncated)] {
+        let answer = server
+            .call(
+                Method::PUT,
+                "/api/v1/namespaces/_/actions/pipe?overwrite=true",
+                Some(json!({
+                    "exec": {"kind": "sequence", "components": ["/guest/echo", "/guest/greet"]},
+                    "annotations": [{"key": CHAIN_PLAN_ANNOTATION, "value": bad}],
+                })),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {:?}",
+            answer.json
+        );
+    }
+    // The stored sequence is unchanged and still runs.
+    assert_eq!(stored_plan(&server, "pipe").await, genuine);
+    owner
+        .invoke("pipe", json!({"name": "Ada"}))
+        .await
+        .expect("runs");
+}
