@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use clemmys_bus::InvokerMessage;
+use clemmys_proto::chain_plan::{CHAIN_PLAN_ANNOTATION, SignedChainPlan};
 use clemmys_store::PutMode;
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::limits::{MAX_CODE_BYTES, MAX_PAYLOAD_BYTES};
@@ -133,6 +134,7 @@ pub async fn put(
         let confidential = controller.components_confidential(components)?;
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(confidential));
     }
+    check_chain_plan(&annotations)?;
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
     if caller.0.limits.confidential_only && !confidential {
         return Err(ApiError::new(
@@ -193,6 +195,26 @@ pub async fn put(
             .await;
     }
     Ok(Json(action.to_api_json(code_text)).into_response())
+}
+
+/// A confidential sequence's signed plan is kept for its owner's clients,
+/// which verify it; the controller holds no key and checks only that the
+/// annotation is a well-framed plan (base64 of its wire form).
+fn check_chain_plan(annotations: &KeyValues) -> Result<(), ApiError> {
+    let Some(value) = annotations.get(CHAIN_PLAN_ANNOTATION) else {
+        return Ok(());
+    };
+    let framed = value
+        .as_str()
+        .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .is_some_and(|bytes| SignedChainPlan::from_bytes(&bytes).is_ok());
+    if framed {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "The '{CHAIN_PLAN_ANNOTATION}' annotation is not a signed chain plan."
+        )))
+    }
 }
 
 fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), ApiError> {

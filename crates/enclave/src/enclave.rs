@@ -301,6 +301,9 @@ impl Enclave {
             return Err(EnclaveError::ClientNotAllowed);
         }
         invocation.verify_signature()?;
+        // Authenticated and opened before admission: only the client's own
+        // request may use up its nonce.
+        let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
         // One call to the broker both refuses replays and stale versions
         // (this enclave's grant may predate an update).
         self.admit(
@@ -312,7 +315,6 @@ impl Enclave {
             },
             header.timestamp_ms,
         )?;
-        let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
         if header.open_session {
             let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash())?;
             self.keep_session(Session {

@@ -6,6 +6,7 @@
 //! fixtures are the same bytes in every process: a crash found by the
 //! fuzzer reproduces from its input alone.
 
+use clemmys_proto::chain_plan::{ChainPlan, PlanComponent, SignedChainPlan};
 use std::sync::OnceLock;
 
 use chacha20::ChaCha20Rng;
@@ -37,6 +38,8 @@ use zeroize::Zeroizing;
 
 /// The namespace every fixture lives in.
 pub const NAMESPACE: &str = "guest";
+/// The sequence the plan fixture is signed for.
+pub const PLAN_SEQUENCE: &str = "pipe";
 /// The action of the invocation, code, session and answer fixtures.
 pub const ACTION: &str = "hello";
 /// The policy version they are sealed for.
@@ -90,6 +93,10 @@ pub struct Fixtures {
     pub step_keys: [KemKeyPair; 2],
     /// The chain's signed ticket.
     pub ticket: SignedTicket,
+    /// The owner's signed plan of sequence `pipe` (its two steps).
+    pub plan: SignedChainPlan,
+    /// The plan's wire form, as the sequence's annotation holds it.
+    pub plan_bytes: Vec<u8>,
     /// The ticket as JSON, as it travels inside a hop.
     pub ticket_json: Vec<u8>,
     /// The sealed hop to step 1 (`step1`), wire form.
@@ -320,6 +327,24 @@ fn build() -> Fixtures {
     }
     .sign(&client);
     let ticket_json = serde_json::to_vec(&ticket).expect("fixture: ticket JSON");
+    let plan = ChainPlan {
+        owner: client.id(),
+        namespace: NAMESPACE.into(),
+        name: PLAN_SEQUENCE.into(),
+        version: 7,
+        components: ticket
+            .ticket
+            .steps
+            .iter()
+            .map(|step| PlanComponent {
+                owner: client.id(),
+                namespace: step.namespace.clone(),
+                name: step.action.clone(),
+            })
+            .collect(),
+    }
+    .sign(&client);
+    let plan_bytes = plan.to_bytes();
     let (hop, _) = seal_hop(
         &HopBody {
             ticket: ticket.clone(),
@@ -462,6 +487,8 @@ fn build() -> Fixtures {
         step_keys,
         ticket,
         ticket_json,
+        plan,
+        plan_bytes,
         hop,
         session_hop_key,
         session_hop,

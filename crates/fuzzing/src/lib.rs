@@ -92,6 +92,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().ticket_json,
     },
     Target {
+        name: "chain_plan",
+        oracle: oracles::chain_plan,
+        valid: || &fixtures::fixtures().plan_bytes,
+    },
+    Target {
         name: "answer",
         oracle: oracles::answer,
         valid: || &fixtures::fixtures().sealed_result,

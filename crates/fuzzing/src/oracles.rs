@@ -13,6 +13,7 @@ use clemmys_proto::broker::{
     open_broker_request, open_grant,
 };
 use clemmys_proto::chain::{SignedTicket, open_hop};
+use clemmys_proto::chain_plan::SignedChainPlan;
 use clemmys_proto::chain_session::SessionHop;
 use clemmys_proto::code::SealedCode;
 use clemmys_proto::invoke::{SealedInvocation, open_result};
@@ -23,7 +24,9 @@ use clemmys_proto::{Evidence, TeeKind};
 use clemmys_whisk::action::{ActionPut, merge_parameters};
 use clemmys_whisk::{ActionLimits, FullyQualifiedName};
 
-use crate::fixtures::{self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, fixtures};
+use crate::fixtures::{
+    self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, PLAN_SEQUENCE, fixtures,
+};
 use crate::input::Input;
 
 /// Panics unless `accepted` holds exactly when `candidate` is `valid`.
@@ -236,6 +239,28 @@ pub fn chain_ticket(data: &[u8]) {
         assert_eq!(
             ticket.ticket, fx.ticket.ticket,
             "chain ticket: a changed plan verified"
+        );
+    }
+}
+
+/// A chain plan (controller → client) verifies for its sequence only if it
+/// is exactly the plan the owner signed, and what parses re-encodes to the
+/// same bytes.
+pub fn chain_plan(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.plan_bytes);
+    let Ok(plan) = SignedChainPlan::from_bytes(&candidate) else {
+        return;
+    };
+    assert!(
+        plan.to_bytes() == *candidate,
+        "chain plan: framing not injective"
+    );
+    if let Ok(verified) = plan.verify(&[fx.client.id()], NAMESPACE, PLAN_SEQUENCE, None) {
+        assert_eq!(
+            verified.plan(),
+            fx.plan.unverified(),
+            "chain plan: a changed plan verified"
         );
     }
 }

@@ -84,6 +84,7 @@ fn every_target_is_tested_here() {
             "chain_hop",
             "chain_session_hop",
             "chain_ticket",
+            "chain_plan",
             "answer",
             "evidence",
             "broker_request",
@@ -97,6 +98,11 @@ fn every_target_is_tested_here() {
         ],
         "add a test below for each new target"
     );
+}
+
+#[test]
+fn chain_plan() {
+    run("chain_plan", 13);
 }
 
 #[test]

@@ -12,6 +12,8 @@
 //! * [`broker`]: client ↔ broker requests and enclave key grants;
 //! * [`chain`]: chain tickets, sealed hops between steps, chain answers;
 //! * [`chain_session`]: later runs of a chain with symmetric keys only;
+//! * [`chain_plan`]: the owner's signed plan of a confidential sequence;
+//! * [`chain_check`]: the client's check of a chain's answer;
 //! * [`replay`]: the nonce and counter windows that refuse replays;
 //! * [`session`]: symmetric-key sessions opened by an attested invocation;
 //! * [`wire`]: the injective binary framing all of the above use.
@@ -23,6 +25,8 @@
 
 pub mod broker;
 pub mod chain;
+pub mod chain_check;
+pub mod chain_plan;
 pub mod chain_session;
 pub mod code;
 pub mod error;

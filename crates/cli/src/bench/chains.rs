@@ -139,7 +139,7 @@ pub async fn measure(
         let mut names = Vec::new();
         for (tag, step) in [("plain", PLAIN_STEP), ("conf", CONFIDENTIAL_STEP)] {
             let name = format!("bench-chain-{steps}-{tag}");
-            node.put_sequence(&name, vec![node.qualified(step); steps])
+            node.put_sequence(&name, vec![node.qualified(step); steps], tag == "conf")
                 .await?;
             names.push(name);
         }

@@ -198,8 +198,21 @@ impl Node {
 
     /// Creates sequence `name` of `components` (qualified names) through
     /// the API; the node makes it a confidential chain when every
-    /// component is confidential.
-    pub async fn put_sequence(&self, name: &str, components: Vec<String>) -> anyhow::Result<()> {
+    /// component is confidential, and then (`confidential`) the owner signs
+    /// its plan.
+    pub async fn put_sequence(
+        &self,
+        name: &str,
+        components: Vec<String>,
+        confidential: bool,
+    ) -> anyhow::Result<()> {
+        if confidential {
+            self.owner
+                .put_sequence(name, &components, ActionPut::default(), true)
+                .await
+                .with_context(|| format!("creating confidential sequence {name}"))?;
+            return Ok(());
+        }
         let put = ActionPut {
             exec: Some(ExecPut {
                 kind: clemmys_whisk::SEQUENCE_KIND.into(),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use clemmys_client::{ActionDoc, Client, InvokeOptions, Invoked};
+use clemmys_proto::chain_plan::CHAIN_PLAN_ANNOTATION;
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{Activation, EntityName, FullyQualifiedName, KeyValues};
@@ -159,9 +160,18 @@ pub async fn run(command: ActionCommand, ctx: &Context) -> anyhow::Result<()> {
 async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     let verb = if update { "updating" } else { "creating" };
     let client = ctx.client()?;
-    let body = action_put(&args, update, ctx, &client)
+    let mut body = action_put(&args, update, ctx, &client)
         .await
         .with_context(|| format!("{verb} action {}", args.name))?;
+    // A sequence of confidential actions is a confidential chain: its
+    // owner signs its plan, which the controller stores with it.
+    let chain = match body.exec.as_ref().and_then(|exec| exec.components.clone()) {
+        Some(components) if all_confidential(&client, &components).await => Some(components),
+        _ => None,
+    };
+    if update && body.exec.is_none() {
+        keep_chain_plan(&client, &args.name, &mut body).await?;
+    }
     let confidential = match (&args.file, args.plain) {
         (Some(_), false) if update => is_confidential(&client, &args.name).await.unwrap_or(true),
         (Some(_), false) => true,
@@ -180,6 +190,13 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
             .deploy(&args.name, &code, body, update, &options)
             .await
             .with_context(|| format!("{verb} confidential action {}", args.name))?
+    } else if let Some(components) = &chain {
+        let namespace = confidential::sealing_namespace(ctx, Some(&args.name))?;
+        let signing = confidential::connect(client.clone(), namespace).await?;
+        signing
+            .put_sequence(&args.name, components, body, update)
+            .await
+            .with_context(|| format!("{verb} confidential sequence {}", args.name))?
     } else {
         client
             .put_action(&args.name, &body, update)
@@ -218,6 +235,31 @@ async fn is_confidential(client: &Client, name: &str) -> anyhow::Result<bool> {
     Ok(doc
         .annotations
         .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION))
+}
+
+/// Whether all of `components` are confidential actions (one that cannot
+/// be read counts as not; with a plain one the controller refuses the mix
+/// and says why).
+async fn all_confidential(client: &Client, components: &[String]) -> bool {
+    for component in components {
+        if !is_confidential(client, component).await.unwrap_or(false) {
+            return false;
+        }
+    }
+    !components.is_empty()
+}
+
+/// An update that replaces a sequence's annotations without changing its
+/// components keeps the signed plan stored with it.
+async fn keep_chain_plan(client: &Client, name: &str, body: &mut ActionPut) -> anyhow::Result<()> {
+    let Some(annotations) = body.annotations.as_mut() else {
+        return Ok(());
+    };
+    let doc = client.get_action(name, false).await?;
+    if let Some(plan) = doc.annotations.get(CHAIN_PLAN_ANNOTATION) {
+        annotations.set(CHAIN_PLAN_ANNOTATION, plan.clone());
+    }
+    Ok(())
 }
 
 /// The `PUT` body for `action create`/`update`.

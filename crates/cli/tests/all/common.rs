@@ -435,6 +435,18 @@ impl Server {
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
         http_get(&self.api_host, path, &self.guest_auth)
     }
+
+    /// `PUT path` of `body` with the guest key: the provider changing what
+    /// the API stores.
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Vec<u8>) {
+        http_send(
+            hyper::Method::PUT,
+            &self.api_host,
+            path,
+            &self.guest_auth,
+            body.to_string().into_bytes(),
+        )
+    }
 }
 
 impl Drop for Server {
@@ -546,6 +558,18 @@ pub const SIM_WARNING_POINT: &str = "It gives NO hardware protection";
 /// `GET api_host + path` with Basic authentication, returning the status
 /// and the raw body bytes.
 pub fn http_get(api_host: &str, path: &str, auth: &str) -> (u16, Vec<u8>) {
+    http_send(hyper::Method::GET, api_host, path, auth, Vec::new())
+}
+
+/// `METHOD api_host + path` with Basic authentication and a JSON `body`,
+/// returning the status and the raw body bytes.
+pub fn http_send(
+    method: hyper::Method,
+    api_host: &str,
+    path: &str,
+    auth: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -561,20 +585,23 @@ pub fn http_get(api_host: &str, path: &str, auth: &str) -> (u16, Vec<u8>) {
         .unwrap_or_else(|error| panic!("tokio runtime: {error}"));
     runtime.block_on(async {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-        let request = hyper::Request::get(&uri)
+        let request = hyper::Request::builder()
+            .method(&method)
+            .uri(&uri)
             .header(hyper::header::AUTHORIZATION, header)
-            .body(Full::default())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes::Bytes::from(body)))
             .unwrap_or_else(|error| panic!("request {uri}: {error}"));
         let response = tokio::time::timeout(COMMAND_TIMEOUT, client.request(request))
             .await
-            .unwrap_or_else(|_| panic!("GET {uri} timed out"))
-            .unwrap_or_else(|error| panic!("GET {uri}: {error}"));
+            .unwrap_or_else(|_| panic!("{method} {uri} timed out"))
+            .unwrap_or_else(|error| panic!("{method} {uri}: {error}"));
         let status = response.status().as_u16();
         let body = response
             .into_body()
             .collect()
             .await
-            .unwrap_or_else(|error| panic!("GET {uri} body: {error}"))
+            .unwrap_or_else(|error| panic!("{method} {uri} body: {error}"))
             .to_bytes();
         (status, body.to_vec())
     })

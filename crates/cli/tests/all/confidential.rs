@@ -364,6 +364,46 @@ fn a_sequence_of_confidential_actions_is_confidential_and_mixed_ones_are_refused
 }
 
 #[test]
+fn a_confidential_sequence_rewritten_by_the_provider_is_refused() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    for (name, example_name) in [("c1", "echo"), ("c2", "hello")] {
+        owner
+            .clemmys(&[
+                "action",
+                "create",
+                name,
+                crate::common::arg(&example(example_name)),
+            ])
+            .success();
+    }
+    owner
+        .clemmys(&["action", "create", "pipe", "--sequence", "c1,c2"])
+        .success();
+    // The provider, holding the namespace key, shortens the owner's
+    // sequence to c2 through the API.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/pipe?overwrite=true",
+        &json!({"exec": {"kind": "sequence", "components": ["/guest/c2"]}}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let out = owner
+        .clemmys(&["action", "invoke", "pipe", "-p", "name", "Ada", "-r"])
+        .failure();
+    out.stderr_has("components differ from its signed plan");
+    assert!(out.stdout.trim().is_empty(), "no result printed: {out}");
+    // The owner's own update is signed and runs again.
+    owner
+        .clemmys(&["action", "update", "pipe", "--sequence", "c1,c2"])
+        .success();
+    let out = owner
+        .clemmys(&["action", "invoke", "pipe", "-p", "name", "Ada", "-r"])
+        .success();
+    assert_eq!(out.json(), json!({"payload": "Hello, Ada!"}), "{out}");
+}
+
+#[test]
 fn a_confidential_only_namespace_refuses_plain_actions() {
     let server = Server::start();
     let key = server

@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
+use clemmys_proto::broker::ActionDescriptor;
 use clemmys_proto::chain::{
     ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
 };
+use clemmys_proto::chain_check::{ExpectedChain, verify_chain_answer, verify_session_answer};
+use clemmys_proto::chain_plan::{ChainPlanError, VerifiedChainPlan};
 use clemmys_proto::chain_session::{
-    HopHeader, ReceiptMac, SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key,
-    rebuild_receipt,
+    HopHeader, ReceiptMac, SessionAnswer, SessionHop, SessionHopBody, hop_key,
 };
 use clemmys_proto::invoke::{AnswerKeys, Receipt, SignedReceipt};
 use clemmys_proto::suite::{ChannelKey, ExportedKey};
-use clemmys_proto::{Digest, ProtoError, TeeKind};
+use clemmys_proto::{Digest, Measurement, TeeKind};
 use clemmys_tee::os_rng;
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use serde_json::{Value, json};
@@ -135,12 +137,12 @@ impl Confidential {
     pub(super) async fn invoke_chain_once(
         &self,
         name: &str,
-        components: &[String],
+        plan: &VerifiedChainPlan,
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let steps = self.chain_steps(components).await?;
+        let steps = self.planned_steps(plan).await?;
         let session = self.chain_session_for(&short, &steps);
         let (body, mut entry, first_run) = match &session {
             Some(session) => {
@@ -187,6 +189,39 @@ impl Confidential {
         Ok(ConfidentialInvoked::Completed(Box::new(opened)))
     }
 
+    /// The ticket's steps for a verified plan, in its order, as the broker
+    /// describes them; each descriptor must name the owner the plan names.
+    async fn planned_steps(
+        &self,
+        plan: &VerifiedChainPlan,
+    ) -> Result<Vec<ChainStep>, ConfidentialError> {
+        let mut steps = Vec::with_capacity(plan.components().len());
+        for (index, component) in plan.components().iter().enumerate() {
+            // A plan vouches for its components' owners only if this client
+            // trusts them too.
+            if !self.trusted_owners().any(|owner| owner == component.owner) {
+                return Err(ConfidentialError::UntrustedOwner {
+                    action: component.qualified(),
+                    owner: component.owner,
+                });
+            }
+            let cached = self.describe(&component.qualified(), false).await?;
+            let descriptor = if cached.owner == component.owner {
+                cached
+            } else {
+                // Another trusted owner's action of the same name answered
+                // first: ask for the planned owner's.
+                Arc::new(self.describe_of(component.owner, &component.name).await?)
+            };
+            plan.check_owner(index, &descriptor.owner)?;
+            if descriptor.namespace != component.namespace || descriptor.name != component.name {
+                return Err(ChainPlanError::ComponentOwner { index }.into());
+            }
+            steps.push(step_of(&descriptor));
+        }
+        Ok(steps)
+    }
+
     /// The ticket's steps for `components`, as the broker describes them.
     async fn chain_steps(
         &self,
@@ -195,13 +230,7 @@ impl Confidential {
         let mut steps = Vec::with_capacity(components.len());
         for component in components {
             let descriptor = self.describe(component, false).await?;
-            steps.push(ChainStep {
-                namespace: descriptor.namespace.clone(),
-                action: descriptor.name.clone(),
-                version: descriptor.version,
-                code_digest: descriptor.code_digest,
-                action_key: descriptor.action_key,
-            });
+            steps.push(step_of(&descriptor));
         }
         Ok(steps)
     }
@@ -379,24 +408,32 @@ impl Confidential {
                     .collect()
             })
             .unwrap_or_default();
+        let descriptors = self.step_descriptors(&chain.steps).await?;
+        let allowed: Vec<&[Measurement]> = descriptors
+            .iter()
+            .map(|d| d.policy.allowed_measurements.as_slice())
+            .collect();
+        let expected = ExpectedChain {
+            chain_id: entry.nonce,
+            input_hash: entry.input_hash,
+            steps: &chain.steps,
+            allowed_measurements: &allowed,
+            component_ids: &component_ids,
+        };
         let (answer, signed, tee) = match chain.session()? {
             None => {
                 let answer: ChainAnswer = open_chain_answer(&sealed, &chain_key, &entry.nonce)?;
                 let tee = self.verify_signed_steps(&answer.receipts)?;
                 let signed = answer.receipts.last().cloned();
                 let receipts = answer.receipts.into_iter().map(|s| s.receipt).collect();
-                (
-                    with_receipts(answer.status, answer.result, answer.last_index, receipts),
-                    signed,
-                    tee,
-                )
+                let answer =
+                    with_receipts(answer.status, answer.result, answer.last_index, receipts);
+                verify_chain_answer(&answer, &expected)?;
+                (answer, signed, tee)
             }
             Some(session_id) => {
-                let answer = SessionAnswer::open(&sealed, &chain_key, &entry.nonce)?;
-                let receipts = rebuild_receipts(&answer.traces, chain, entry, &component_ids)?;
-                answer.receipts.verify(&receipts, &chain_key)?;
-                let result = serde_json::from_slice(&answer.result)
-                    .map_err(|_| ProtoError::Malformed("chain answer result"))?;
+                let opened = SessionAnswer::open(&sealed, &chain_key, &entry.nonce)?;
+                let answer = verify_session_answer(opened, &chain_key, &expected)?;
                 let (opening, tee) = match known {
                     Some((opening, tee)) => (opening.clone(), tee),
                     None => {
@@ -407,15 +444,9 @@ impl Confidential {
                         (opened.receipt, opened.tee)
                     }
                 };
-                (
-                    with_receipts(answer.status, result, answer.last_index, receipts),
-                    Some(opening),
-                    tee,
-                )
+                (answer, Some(opening), tee)
             }
         };
-        self.verify_chain(&answer, chain, entry, &component_ids)
-            .await?;
         let receipt = signed.ok_or(ConfidentialError::ReceiptMismatch(
             "the chain answer carries no receipt",
         ))?;
@@ -452,123 +483,29 @@ impl Confidential {
         Ok(tee)
     }
 
-    /// Checks that every step of the ticket that ran, ran in order, exactly
-    /// once, as the ticket's code, in an allowed enclave, on the previous
-    /// step's output, and that the answer is the last step's output. The
-    /// receipts' authenticity (signatures or MACs) is checked by the caller.
-    async fn verify_chain(
+    /// The broker's descriptors of `steps` (cached), whose policies say
+    /// which enclaves may run them.
+    async fn step_descriptors(
         &self,
-        answer: &ChainAnswer<Receipt>,
-        chain: &ChainEntry,
-        entry: &KeyringEntry,
-        component_ids: &[String],
-    ) -> Result<(), ConfidentialError> {
-        let ran = usize::try_from(answer.last_index)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        if answer.receipts.len() != ran || ran > chain.steps.len() {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the chain's receipts do not match its steps",
-            ));
+        steps: &[ChainStep],
+    ) -> Result<Vec<Arc<ActionDescriptor>>, ConfidentialError> {
+        let mut descriptors = Vec::with_capacity(steps.len());
+        for step in steps {
+            descriptors.push(self.describe(&step.action, false).await?);
         }
-        if ran < chain.steps.len() && answer.status == ActivationStatus::Success {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the chain stopped early without an error (truncated)",
-            ));
-        }
-        if !component_ids.is_empty() && component_ids.len() != ran {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the sequence record lists other steps than ran",
-            ));
-        }
-        let mut expected_input = entry.input_hash;
-        for (index, (receipt, step)) in answer.receipts.iter().zip(&chain.steps).enumerate() {
-            let position = receipt.chain.ok_or(ConfidentialError::ReceiptMismatch(
-                "a step's receipt is not a chain receipt",
-            ))?;
-            if position.chain_id != entry.nonce || position.index != index as u64 {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran out of order or in another chain",
-                ));
-            }
-            if receipt.namespace != step.namespace
-                || receipt.action != step.action
-                || receipt.version != step.version
-                || receipt.code_digest != step.code_digest
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran other code than the ticket names",
-                ));
-            }
-            let descriptor = self.describe(&step.action, false).await?;
-            if !descriptor
-                .policy
-                .allowed_measurements
-                .contains(&receipt.measurement)
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran in an enclave the policy does not allow",
-                ));
-            }
-            if receipt.input_hash != expected_input {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step ran on another input than its predecessor's output",
-                ));
-            }
-            if let Some(id) = component_ids.get(index)
-                && &receipt.activation_id != id
-            {
-                return Err(ConfidentialError::ReceiptMismatch(
-                    "a step's receipt names another activation",
-                ));
-            }
-            expected_input = receipt.output_hash;
-        }
-        let output = serde_json::to_vec(&answer.result)
-            .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        if Digest::of(&output) != expected_input {
-            return Err(ConfidentialError::ReceiptMismatch(
-                "the answer is not the last step's output",
-            ));
-        }
-        Ok(())
+        Ok(descriptors)
     }
 }
 
-/// The receipts of a session run's steps, rebuilt from the ticket, the
-/// client's input, the steps' traces and the component activation ids the
-/// sequence record lists; the caller checks them against the running MAC.
-fn rebuild_receipts(
-    traces: &[StepTrace],
-    chain: &ChainEntry,
-    entry: &KeyringEntry,
-    component_ids: &[String],
-) -> Result<Vec<Receipt>, ConfidentialError> {
-    if traces.len() > chain.steps.len() || component_ids.len() != traces.len() {
-        return Err(ConfidentialError::ReceiptMismatch(
-            "the sequence record lists other steps than ran",
-        ));
+/// The ticket's step for `descriptor`'s action as it now stands.
+fn step_of(descriptor: &ActionDescriptor) -> ChainStep {
+    ChainStep {
+        namespace: descriptor.namespace.clone(),
+        action: descriptor.name.clone(),
+        version: descriptor.version,
+        code_digest: descriptor.code_digest,
+        action_key: descriptor.action_key,
     }
-    let mut input_hash = entry.input_hash;
-    let mut receipts = Vec::with_capacity(traces.len());
-    for (index, ((trace, step), id)) in traces
-        .iter()
-        .zip(&chain.steps)
-        .zip(component_ids)
-        .enumerate()
-    {
-        let receipt = rebuild_receipt(
-            step,
-            entry.nonce,
-            index as u64,
-            id.clone(),
-            input_hash,
-            trace,
-        );
-        input_hash = receipt.output_hash;
-        receipts.push(receipt);
-    }
-    Ok(receipts)
 }
 
 /// `answer`'s fields with its receipts' authenticity already checked.

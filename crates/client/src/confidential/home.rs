@@ -519,6 +519,41 @@ impl ClientHome {
         }))
     }
 
+    fn plans_path(&self) -> PathBuf {
+        self.dir.join("chain-plans.json")
+    }
+
+    fn plan_versions(&self) -> Result<BTreeMap<String, u64>, ConfidentialError> {
+        let path = self.plans_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ConfidentialError::State(format!("{}: {e}", path.display()))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    /// The newest version of sequence `sequence`'s signed chain plan this
+    /// client has signed or accepted (`sequence` names the API host too).
+    pub fn newest_plan(&self, sequence: &str) -> Result<Option<u64>, ConfidentialError> {
+        Ok(self.plan_versions()?.get(sequence).copied())
+    }
+
+    /// Records that sequence `sequence`'s plan `version` was signed or
+    /// accepted: the mark only grows, and the file is replaced atomically,
+    /// so an older plan restored by the provider is refused later.
+    pub fn see_plan(&self, sequence: &str, version: u64) -> Result<(), ConfidentialError> {
+        let mut versions = self.plan_versions()?;
+        let newest = versions.entry(sequence.to_owned()).or_insert(version);
+        if *newest > version {
+            return Ok(());
+        }
+        *newest = version;
+        let json = serde_json::to_vec_pretty(&versions)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        write_private(&self.plans_path(), &json, true)
+    }
+
     /// The keys of activation `id`, if this client invoked it.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
         self.flush()?;
@@ -596,6 +631,25 @@ mod tests {
         again
             .check_fresh("h", 4, Some(("guest/a", 3)))
             .expect("newer");
+    }
+
+    #[test]
+    fn the_newest_plan_seen_only_grows_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        assert_eq!(home.newest_plan("h /guest/pipe").expect("read"), None);
+        home.see_plan("h /guest/pipe", 5).expect("see");
+        home.see_plan("h /guest/pipe", 3).expect("an older one");
+        home.see_plan("h /guest/other", 1).expect("another");
+        let reopened = ClientHome::open(dir.path()).expect("home");
+        assert_eq!(
+            reopened.newest_plan("h /guest/pipe").expect("read"),
+            Some(5)
+        );
+        assert_eq!(
+            reopened.newest_plan("h /guest/other").expect("read"),
+            Some(1)
+        );
     }
 
     fn keys() -> SessionKeys {

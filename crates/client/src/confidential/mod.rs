@@ -25,6 +25,11 @@ use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, OpenedBrokerReply, Policy,
     open_broker_reply, seal_broker_request,
 };
+use clemmys_proto::chain_check::ChainCheckError;
+use clemmys_proto::chain_plan::{
+    CHAIN_PLAN_ANNOTATION, ChainPlan, ChainPlanError, PlanComponent, SignedChainPlan,
+    VerifiedChainPlan,
+};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
@@ -161,6 +166,14 @@ pub enum ConfidentialError {
     /// The receipt does not prove what the client asked for.
     #[error("the receipt does not match the request: {0}")]
     ReceiptMismatch(&'static str),
+    /// A confidential sequence's signed plan was refused: missing, forged,
+    /// another sequence's, older than one seen, or not what the controller
+    /// lists.
+    #[error("the confidential sequence's plan is refused: {0}")]
+    ChainPlan(#[from] ChainPlanError),
+    /// A chain's answer does not prove that its ticket ran as signed.
+    #[error("the chain's answer does not prove its ticket ran: {0}")]
+    Chain(ChainCheckError),
     /// This client holds no key for that activation.
     #[error("activation {0} was not invoked by this client (no key in its keyring)")]
     NoKey(String),
@@ -170,6 +183,17 @@ pub enum ConfidentialError {
     /// The client's state directory.
     #[error("client state: {0}")]
     State(String),
+}
+
+impl From<ChainCheckError> for ConfidentialError {
+    fn from(error: ChainCheckError) -> Self {
+        match error {
+            // A sealed part or the receipts' MAC failed: tampering, as
+            // for any other sealed object.
+            ChainCheckError::Tampered(error) => ConfidentialError::Tampered(error),
+            other => ConfidentialError::Chain(other),
+        }
+    }
 }
 
 impl From<ProtoError> for ConfidentialError {
@@ -351,8 +375,8 @@ pub struct Confidential {
     pin: BrokerPin,
     namespace: String,
     descriptors: Mutex<HashMap<String, Arc<ActionDescriptor>>>,
-    /// Action name → its components when it is a sequence.
-    kinds: Mutex<HashMap<String, Option<Vec<String>>>>,
+    /// Action name → its verified signed plan when it is a sequence.
+    kinds: Mutex<HashMap<String, Option<Arc<VerifiedChainPlan>>>>,
     /// Whether to open sessions with enclaves (see `proto::session`).
     use_sessions: bool,
     /// Action name → this client's session with its enclave.
@@ -632,8 +656,9 @@ impl Confidential {
         Ok(descriptor)
     }
 
-    /// The identities whose actions this client accepts: itself first, then
-    /// those pinned with the broker (`--trust-owner`).
+    /// The identities whose actions and signed chain plans this client
+    /// accepts: itself first, then those pinned with the broker
+    /// (`--trust-owner`).
     pub fn trusted_owners(&self) -> impl Iterator<Item = ClientId> + '_ {
         std::iter::once(self.identity.id()).chain(self.pin.trusted_owners.iter().copied())
     }
@@ -848,11 +873,8 @@ impl Confidential {
         // forgotten session (refresh and reseal).
         let (mut refreshed, mut restamped) = (false, false);
         loop {
-            let outcome = match self.sequence_components(name).await? {
-                Some(components) => {
-                    self.invoke_chain_once(name, &components, params, options)
-                        .await
-                }
+            let outcome = match self.sequence_plan(name).await? {
+                Some(plan) => self.invoke_chain_once(name, &plan, params, options).await,
                 None => self.invoke_once(name, params, options).await,
             };
             match outcome {
@@ -870,10 +892,10 @@ impl Confidential {
                     refreshed = true;
                     self.end_session(name);
                     self.end_chain_session(name);
-                    match self.sequence_components(name).await? {
-                        Some(components) => {
-                            for component in &components {
-                                self.describe(component, true).await?;
+                    match self.sequence_plan(name).await? {
+                        Some(plan) => {
+                            for component in plan.components() {
+                                self.describe(&component.qualified(), true).await?;
                             }
                         }
                         None => {
@@ -1044,23 +1066,115 @@ impl Confidential {
         }
     }
 
-    /// The components of `name` if it is a sequence (cached per name).
-    async fn sequence_components(
+    /// The key of sequence `short`'s newest plan seen in the client's home.
+    fn plan_key(&self, short: &str) -> String {
+        format!("{} /{}/{short}", self.client.api_host(), self.namespace)
+    }
+
+    /// The verified signed plan of `name` if it is a sequence (cached per
+    /// name). The controller's answer is untrusted: the plan must be signed
+    /// by a trusted owner for this sequence, not older than the newest seen,
+    /// and the controller must list exactly its components.
+    async fn sequence_plan(
         &self,
         name: &str,
-    ) -> Result<Option<Vec<String>>, ConfidentialError> {
+    ) -> Result<Option<Arc<VerifiedChainPlan>>, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         if let Some(known) = self.lock_kinds().get(&short) {
             return Ok(known.clone());
         }
         let doc = self.client.get_action(&short, false).await?;
-        let components = (doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND))
-            .then(|| doc.exec.components.clone().unwrap_or_default());
-        self.lock_kinds().insert(short, components.clone());
-        Ok(components)
+        if doc.exec.kind.as_deref() != Some(clemmys_whisk::SEQUENCE_KIND) {
+            self.lock_kinds().insert(short, None);
+            return Ok(None);
+        }
+        let encoded = doc
+            .annotations
+            .get(CHAIN_PLAN_ANNOTATION)
+            .and_then(Value::as_str)
+            .ok_or(ChainPlanError::Missing)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| {
+                ChainPlanError::Malformed(ProtoError::Malformed("chain plan is not base64"))
+            })?;
+        let signed = SignedChainPlan::from_bytes(&bytes).map_err(ChainPlanError::Malformed)?;
+        let key = self.plan_key(&short);
+        let plan = signed.verify(
+            &self.trusted_owners().collect::<Vec<_>>(),
+            &self.namespace,
+            &short,
+            self.home.newest_plan(&key)?,
+        )?;
+        plan.check_listed(doc.exec.components.as_deref().unwrap_or_default())?;
+        self.home.see_plan(&key, plan.plan().version)?;
+        let plan = Some(Arc::new(plan));
+        self.lock_kinds().insert(short, plan.clone());
+        Ok(plan)
     }
 
-    fn lock_kinds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Vec<String>>>> {
+    /// Creates (or, with `overwrite`, updates) confidential sequence `name`
+    /// of `components` (`/namespace/name` or short names): signs its plan
+    /// (each component's owner as the broker describes it, a version above
+    /// any this client has seen) and stores it with the sequence through
+    /// the API, with `put`'s limits and annotations.
+    pub async fn put_sequence(
+        &self,
+        name: &str,
+        components: &[String],
+        mut put: ActionPut,
+        overwrite: bool,
+    ) -> Result<crate::ActionDoc, ConfidentialError> {
+        let short = self.short_name(name)?.to_owned();
+        let mut planned = Vec::with_capacity(components.len());
+        for component in components {
+            let descriptor = self.describe(component, false).await?;
+            planned.push(PlanComponent {
+                owner: descriptor.owner,
+                namespace: descriptor.namespace.clone(),
+                name: descriptor.name.clone(),
+            });
+        }
+        let key = self.plan_key(&short);
+        let newest = self.home.newest_plan(&key)?;
+        let version = newest.map_or(0, |v| v.saturating_add(1)).max(now_ms());
+        let signed = ChainPlan {
+            owner: self.identity.id(),
+            namespace: self.namespace.clone(),
+            name: short.clone(),
+            version,
+            components: planned,
+        }
+        .sign(&self.identity);
+        put.exec = Some(ExecPut {
+            kind: clemmys_whisk::SEQUENCE_KIND.into(),
+            components: Some(
+                signed
+                    .unverified()
+                    .components
+                    .iter()
+                    .map(PlanComponent::qualified)
+                    .collect(),
+            ),
+            ..ExecPut::default()
+        });
+        let mut annotations = put.annotations.take().unwrap_or_default();
+        annotations.set(
+            CHAIN_PLAN_ANNOTATION,
+            Value::String(base64::engine::general_purpose::STANDARD.encode(signed.to_bytes())),
+        );
+        put.annotations = Some(annotations);
+        let doc = self.client.put_action(&short, &put, overwrite).await?;
+        // Marked once stored: a mark above the stored plan would refuse it.
+        self.home.see_plan(&key, version)?;
+        self.lock_kinds().remove(&short);
+        self.end_chain_session(&short);
+        Ok(doc)
+    }
+
+    fn lock_kinds(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<VerifiedChainPlan>>>> {
         self.kinds
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

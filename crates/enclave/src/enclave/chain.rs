@@ -160,10 +160,10 @@ impl Enclave {
     }
 
     /// One step of a later run of a chain session: finds this step's part
-    /// in the session, has the broker admit (run, index) once, opens the hop
-    /// with the kept key, runs, and seals the output to the next step (or
-    /// the answer to the client) under keys only the chain's enclaves and
-    /// the client hold.
+    /// in the session, opens the hop with the kept key, has the broker
+    /// admit (run, index) once, runs, and seals the output to the next step
+    /// (or the answer to the client) under keys only the chain's enclaves
+    /// and the client hold.
     pub(super) fn run_chain_session_step(
         &self,
         run: SealedRun<'_>,
@@ -194,6 +194,9 @@ impl Enclave {
         if !descriptor.allows_client(&session.client) {
             return Err(EnclaveError::ClientNotAllowed);
         }
+        // Opened first: only an authentic hop may use up the admission of
+        // (run, index), so a forged one cannot refuse the genuine one.
+        let mut body = hop.open(&session.receive)?;
         let run_id = header.run_id();
         self.admit(
             &run,
@@ -205,7 +208,6 @@ impl Enclave {
             },
             header.timestamp_ms,
         )?;
-        let mut body = hop.open(&session.receive)?;
         let input_hash = Digest::of(&body.value);
         let ran = self.execute(&run, &provisioned, &body.value, load_code, &mut init_time)?;
         let run_key = session.chain_key.for_run(&run_id)?;

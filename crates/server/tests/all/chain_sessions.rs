@@ -32,8 +32,8 @@ fn rewritten(body: &Value, forge: impl FnOnce(&mut SessionHop)) -> Value {
 
 /// Creates sequence `name` of `components` and runs it once, which opens
 /// the owner's chain session with it.
-async fn open_session(server: &TestServer, owner: &Owner, name: &str, components: &[&str]) {
-    create(server, name, components).await;
+async fn open_session(owner: &Owner, name: &str, components: &[&str]) {
+    create(owner, name, components).await;
     let first = owner
         .invoke(name, json!({"name": "first", "secret": "first"}))
         .await
@@ -63,7 +63,7 @@ async fn next_run(server: &TestServer, owner: &Owner, name: &str, params: Value)
 #[tokio::test]
 async fn a_chain_run_again_runs_in_its_session_and_verifies() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pipeline", &["echo", "shout", "echo"]).await;
+    open_session(&owner, "pipeline", &["echo", "shout", "echo"]).await;
 
     let again = owner
         .invoke("pipeline", json!({"secret": "turtle"}))
@@ -103,7 +103,7 @@ async fn a_chain_run_again_runs_in_its_session_and_verifies() {
 #[tokio::test]
 async fn a_step_updated_after_the_session_opened_is_refused_and_the_client_starts_over() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let stale = session_run(&owner, "pair", json!({"name": "Ada"}));
     // The provider serves greet's new version to a run sealed for the old one.
     owner.deploy("greet", "echo").await;
@@ -127,7 +127,7 @@ async fn a_step_updated_after_the_session_opened_is_refused_and_the_client_start
 #[tokio::test]
 async fn chain_session_step_reordered_or_skipped_is_rejected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "three", &["echo", "echo", "greet"]).await;
+    open_session(&owner, "three", &["echo", "echo", "greet"]).await;
     let (body, _) = session_run(&owner, "three", json!({"name": "Ada"}));
     let step0 = deliver(&server, "echo", &body).await;
     assert_eq!(step0["response"]["status"], "success", "{step0}");
@@ -148,7 +148,7 @@ async fn chain_session_step_reordered_or_skipped_is_rejected() {
 #[tokio::test]
 async fn chain_session_step_injected_is_rejected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let (body, _) = session_run(&owner, "pair", json!({"name": "Ada"}));
     let step0 = deliver(&server, "echo", &body).await;
     // echo's output fed to an action that is no step of this chain.
@@ -159,7 +159,7 @@ async fn chain_session_step_injected_is_rejected() {
 #[tokio::test]
 async fn chain_session_input_delivered_twice_is_rejected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let record = next_run(&server, &owner, "pair", json!({"name": "Ada"})).await;
     assert_eq!(record["response"]["status"], "success", "{record}");
     let steps = component_records(&server, &record).await;
@@ -170,7 +170,7 @@ async fn chain_session_input_delivered_twice_is_rejected() {
 #[tokio::test]
 async fn replayed_chain_session_run_is_rejected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let (body, entry) = session_run(&owner, "pair", json!({"name": "Ada"}));
     let first = run_through(&server, &owner, "pair", (body.clone(), entry)).await;
     assert_eq!(first["response"]["status"], "success", "{first}");
@@ -180,7 +180,7 @@ async fn replayed_chain_session_run_is_rejected() {
 #[tokio::test]
 async fn chain_session_values_spliced_between_runs_are_detected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let (a, _) = session_run(&owner, "pair", json!({"name": "a"}));
     let (b, _) = session_run(&owner, "pair", json!({"name": "b"}));
     let b_counter = SessionHop::from_bytes(&hop_bytes(&b))
@@ -207,7 +207,7 @@ async fn chain_session_values_spliced_between_runs_are_detected() {
 #[tokio::test]
 async fn truncated_chain_session_run_reported_as_final_is_detected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pair", &["echo", "greet"]).await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
     let record = next_run(&server, &owner, "pair", json!({"name": "Ada"})).await;
     let steps = component_records(&server, &record).await;
     expect_truncation_detected(&server, &owner, &record, &steps).await;
@@ -216,7 +216,7 @@ async fn truncated_chain_session_run_reported_as_final_is_detected() {
 #[tokio::test]
 async fn component_ids_rewritten_in_a_session_run_record_are_detected() {
     let (server, owner) = setup().await;
-    open_session(&server, &owner, "pipeline", &["echo", "echo", "greet"]).await;
+    open_session(&owner, "pipeline", &["echo", "echo", "greet"]).await;
     let record = next_run(&server, &owner, "pipeline", json!({"name": "Ada"})).await;
     assert_eq!(record["response"]["status"], "success", "{record}");
     let id = activation_id(&record);
@@ -232,7 +232,7 @@ async fn component_ids_rewritten_in_a_session_run_record_are_detected() {
 async fn a_failing_step_stops_a_session_run_and_the_session_goes_on() {
     let (server, owner) = setup().await;
     // shout needs a `secret`; the first run has one and opens the session.
-    open_session(&server, &owner, "loud", &["shout", "echo"]).await;
+    open_session(&owner, "loud", &["shout", "echo"]).await;
     let failed = owner
         .invoke("loud", json!({"name": "no secret"}))
         .await
@@ -256,4 +256,32 @@ async fn a_failing_step_stops_a_session_run_and_the_session_goes_on() {
     let record = server.record(&next.activation_id.to_string()).await;
     let steps = component_records(&server, &record).await;
     assert!(is_session_hop(&hop_bytes(&passed_on(&steps[0]))));
+}
+
+#[tokio::test]
+async fn forged_chain_session_hop_does_not_use_up_the_genuine_admission() {
+    let (server, owner) = setup().await;
+    open_session(&owner, "pair", &["echo", "greet"]).await;
+    let (body, entry) = session_run(&owner, "pair", json!({"name": "Ada"}));
+    // The provider sends hops with the genuine run's headers, (run, 0) and
+    // (run, 1), but forged contents, before the genuine run.
+    for (step, index) in [("echo", 0), ("greet", 1)] {
+        let forged = rewritten(&body, |hop| hop.header.index = index);
+        let mut bytes = hop_bytes(&forged);
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 1;
+        }
+        let forged = json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(bytes) });
+        let message = refusal(&deliver(&server, step, &forged).await);
+        assert!(message.contains("failed authentication"), "{message}");
+    }
+    // The genuine run still runs: the forgeries used up no admission.
+    let record = run_through(&server, &owner, "pair", (body, entry)).await;
+    assert_eq!(record["response"]["status"], "success", "{record}");
+    let opened = owner
+        .client
+        .open_activation(activation_id(&record))
+        .await
+        .expect("verifies");
+    assert_eq!(opened.result, json!({"payload": "Hello, Ada!"}));
 }

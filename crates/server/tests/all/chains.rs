@@ -27,9 +27,9 @@ pub(crate) async fn setup() -> (TestServer, Owner) {
     (server, owner)
 }
 
-pub(crate) async fn create(server: &TestServer, name: &str, components: &[&str]) {
-    let answer = server.create_sequence(name, components).await;
-    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+/// Creates confidential sequence `name`, its plan signed by `owner`.
+pub(crate) async fn create(owner: &Owner, name: &str, components: &[&str]) {
+    owner.create_sequence(name, components).await;
 }
 
 /// Posts a sealed body to `action` (a step or a sequence) as the
@@ -68,7 +68,7 @@ pub(crate) fn passed_on(record: &Value) -> Value {
 #[tokio::test]
 async fn a_confidential_chain_returns_the_last_result_with_every_receipt() {
     let (server, owner) = setup().await;
-    create(&server, "pipeline", &["echo", "shout", "echo"]).await;
+    create(&owner, "pipeline", &["echo", "shout", "echo"]).await;
     let action = server
         .call(Method::GET, "/api/v1/namespaces/_/actions/pipeline", None)
         .await;
@@ -101,8 +101,8 @@ async fn a_confidential_chain_returns_the_last_result_with_every_receipt() {
 
 #[tokio::test]
 async fn a_failing_step_stops_the_chain_and_the_client_learns_why() {
-    let (server, owner) = setup().await;
-    create(&server, "broken", &["echo", "fail", "greet"]).await;
+    let (_server, owner) = setup().await;
+    create(&owner, "broken", &["echo", "fail", "greet"]).await;
     let opened = owner
         .invoke("broken", json!({}))
         .await
@@ -182,7 +182,7 @@ pub(crate) async fn expect_truncation_detected(
 /// Runs a two-step chain echo → greet and returns the client's first hop
 /// body, the sequence record and the records of its two components.
 async fn run_pair(server: &TestServer, owner: &Owner) -> (Value, Value, Vec<Value>) {
-    create(server, "pair", &["echo", "greet"]).await;
+    create(owner, "pair", &["echo", "greet"]).await;
     let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
     let (body, entry) = owner
         .client
@@ -199,7 +199,7 @@ async fn run_pair(server: &TestServer, owner: &Owner) -> (Value, Value, Vec<Valu
 async fn chain_step_reordered_is_rejected() {
     let (server, owner) = setup().await;
     let (first_hop, _, _) = run_pair(&server, &owner).await;
-    create(&server, "shuffled", &["greet", "echo"]).await;
+    create(&owner, "shuffled", &["greet", "echo"]).await;
     // The orchestrator runs greet first on the input sealed for echo.
     let message = refusal(&deliver(&server, "greet", &first_hop).await);
     assert!(message.contains("failed authentication"), "{message}");
@@ -208,7 +208,7 @@ async fn chain_step_reordered_is_rejected() {
 #[tokio::test]
 async fn chain_step_skipped_is_rejected() {
     let (server, owner) = setup().await;
-    create(&server, "three", &["echo", "echo", "greet"]).await;
+    create(&owner, "three", &["echo", "echo", "greet"]).await;
     let components: Vec<String> = ["echo", "echo", "greet"]
         .iter()
         .map(|c| format!("/guest/{c}"))
@@ -278,7 +278,7 @@ async fn truncated_chain_reported_as_final_is_detected() {
 #[tokio::test]
 async fn chain_values_spliced_between_concurrent_chains_are_detected() {
     let (server, owner) = setup().await;
-    create(&server, "pair", &["echo", "greet"]).await;
+    create(&owner, "pair", &["echo", "greet"]).await;
     let (first, second) = tokio::join!(
         owner.invoke("pair", json!({"name": "first"})),
         owner.invoke("pair", json!({"name": "second"}))
@@ -298,7 +298,7 @@ async fn chain_values_spliced_between_concurrent_chains_are_detected() {
 #[tokio::test]
 async fn component_code_substituted_between_ticket_and_execution_is_rejected() {
     let (server, owner) = setup().await;
-    create(&server, "pair", &["echo", "greet"]).await;
+    create(&owner, "pair", &["echo", "greet"]).await;
     let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
     let (body, _) = owner
         .client

@@ -421,6 +421,16 @@ impl Owner {
             .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
     }
 
+    /// Creates (or updates) confidential sequence `name` of `components`
+    /// (short names in the owner's namespace), its plan signed by the owner.
+    pub async fn create_sequence(&self, name: &str, components: &[&str]) {
+        let components: Vec<String> = components.iter().map(|c| format!("/guest/{c}")).collect();
+        self.client
+            .put_sequence(name, &components, Default::default(), true)
+            .await
+            .unwrap_or_else(|error| panic!("creating sequence {name}: {error}"));
+    }
+
     /// Blocking confidential invoke; the opened, verified answer.
     pub async fn invoke(
         &self,

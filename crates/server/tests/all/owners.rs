@@ -179,7 +179,9 @@ async fn action_replaced_by_a_sequence_of_the_providers_action_is_refused() {
     assert!(
         matches!(
             &outcome,
-            Err(ConfidentialError::Refused(_) | ConfidentialError::UntrustedOwner { .. })
+            Err(ConfidentialError::Refused(_)
+                | ConfidentialError::UntrustedOwner { .. }
+                | ConfidentialError::ChainPlan(_))
         ),
         "the victim's parameters went to the provider's code: {outcome:?}"
     );
