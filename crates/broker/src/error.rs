@@ -86,6 +86,22 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// The refusal's code, for admission answers.
+    pub fn refusal(&self) -> clemmys_proto::refusal::Refusal {
+        use clemmys_proto::refusal::Refusal;
+        match self {
+            Self::StaleVersion { .. } | Self::VersionNotNewer { .. } => Refusal::StaleVersion,
+            Self::Replay(replay) => Refusal::from(*replay),
+            Self::ClientNotAllowed => Refusal::ClientNotAllowed,
+            Self::Attestation(_)
+            | Self::MeasurementNotAllowed(_)
+            | Self::HardwareRequired(_)
+            | Self::UnknownAction => Refusal::KeyRefused,
+            Self::Proto(_) => Refusal::Tampered,
+            _ => Refusal::Other,
+        }
+    }
+
     /// What an enclave learns of this over its link: whether to ask for a
     /// new grant, or the refusal's reason.
     pub fn into_link(self) -> clemmys_proto::broker::LinkError {

@@ -392,7 +392,9 @@ impl Broker {
             Err(error @ BrokerError::Replay(ReplayError::PredatesStart { floor_ms })) => {
                 AdmitReply::stamped_before_floor(&key, request, error.to_string(), floor_ms)?
             }
-            Err(error) => AdmitReply::new(&key, request, Some(error.to_string()))?,
+            Err(error) => {
+                AdmitReply::new(&key, request, Some((error.refusal(), error.to_string())))?
+            }
         })
     }
 

@@ -19,6 +19,7 @@ use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
+use clemmys_proto::refusal::Refusal;
 use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, is_session_invocation,
@@ -399,7 +400,10 @@ impl Enclave {
         let params = request.open(&session.keys, &binding)?;
         lock(&session.counters)
             .accept(request.counter)
-            .map_err(|replay| EnclaveError::Refused(replay.to_string()))?;
+            .map_err(|replay| EnclaveError::Refused {
+                refusal: Refusal::from(replay),
+                reason: replay.to_string(),
+            })?;
         self.admit(
             &run,
             &provisioned,
@@ -590,7 +594,9 @@ impl Enclave {
                 ) {
                     (Ok(()), _) => Ok(()),
                     (Err(_), Some(floor_ms)) => Err(EnclaveError::StampedBeforeFloor { floor_ms }),
-                    (Err(reason), None) => Err(EnclaveError::Refused(reason)),
+                    (Err((refusal, reason)), None) => {
+                        Err(EnclaveError::Refused { refusal, reason })
+                    }
                 },
             )
         };

@@ -3,6 +3,7 @@
 
 use clemmys_proto::ProtoError;
 use clemmys_proto::broker::LinkError;
+use clemmys_proto::refusal::Refusal;
 use clemmys_tee::AttestError;
 
 /// A refusal or failure inside the enclave.
@@ -66,8 +67,13 @@ pub enum EnclaveError {
     ClientNotAllowed,
     /// The broker refused to admit the request: a replay, a stale
     /// timestamp, or a version that is no longer current. Its reason.
-    #[error("{0}")]
-    Refused(String),
+    #[error("{reason}")]
+    Refused {
+        /// Its code.
+        refusal: Refusal,
+        /// Its reason.
+        reason: String,
+    },
     /// The broker restarted and refuses requests stamped before its replay
     /// floor (it cannot know what it admitted before): the client re-seals
     /// the request stamped at or after `floor_ms` (MACed by the broker).
@@ -99,4 +105,28 @@ pub enum EnclaveError {
     /// The enclave's own attestation failed.
     #[error("enclave attestation failed: {0}")]
     Attestation(#[from] AttestError),
+}
+
+impl EnclaveError {
+    /// The refusal's code, written into the provider-visible record so
+    /// that the client decides by it (retry or not), not by the message.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::Refused { refusal, .. } => *refusal,
+            Self::VersionMismatch { .. } => Refusal::StaleVersion,
+            Self::UnknownSession => Refusal::UnknownSession,
+            Self::StampedBeforeFloor { .. } => Refusal::StampedBeforeFloor,
+            Self::WrongAction { .. } | Self::BoundToAnotherAction { .. } => Refusal::WrongAction,
+            Self::NotTheTicketsStep { .. } | Self::CodeNotTheTickets { .. } => {
+                Refusal::NotTheTicketsStep
+            }
+            Self::ClientNotAllowed => Refusal::ClientNotAllowed,
+            Self::CodeMissing | Self::CodeRejected(_) | Self::Compile(_) => Refusal::CodeRejected,
+            Self::KeyRefused(_) | Self::BrokerNotTrusted(_) | Self::Attestation(_) => {
+                Refusal::KeyRefused
+            }
+            Self::Proto(_) => Refusal::Tampered,
+            Self::PoolThread(_) => Refusal::Other,
+        }
+    }
 }

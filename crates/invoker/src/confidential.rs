@@ -39,6 +39,9 @@ pub const SEALED_FIELD: &str = "sealed";
 /// The field of a refused confidential result holding the broker's replay
 /// floor (epoch ms) when the refusal was for a request stamped before it.
 pub const NOT_BEFORE_FIELD: &str = "notBeforeMs";
+/// The field of a refused confidential activation's result that holds the
+/// refusal's code ([`clemmys_proto::refusal::Refusal`]).
+pub const REFUSAL_FIELD: &str = "refusal";
 /// The prefix of the one log line of a confidential activation, which
 /// carries its sealed logs (none for a session request, whose logs are
 /// sealed inside its result).
@@ -136,11 +139,13 @@ impl Invoker {
                     ActivationStatus::DeveloperError,
                     format!("confidential execution refused: {refusal}"),
                 );
-                // A restarted broker's floor, for the client to re-stamp at.
-                if let EnclaveError::StampedBeforeFloor { floor_ms } = refusal
-                    && let Some(Value::Object(result)) = report.response.result.as_mut()
-                {
-                    result.insert(NOT_BEFORE_FIELD.into(), floor_ms.into());
+                if let Some(Value::Object(result)) = report.response.result.as_mut() {
+                    // The refusal's code, for the client to decide by.
+                    result.insert(REFUSAL_FIELD.into(), refusal.refusal().code().into());
+                    // A restarted broker's floor, for the client to re-stamp at.
+                    if let EnclaveError::StampedBeforeFloor { floor_ms } = refusal {
+                        result.insert(NOT_BEFORE_FIELD.into(), floor_ms.into());
+                    }
                 }
                 report
             }

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::evidence::Evidence;
 use crate::identity::{ClientIdentity, EnclaveKeys, EnclavePublicKeys, SIGNATURE_LEN};
+use crate::refusal::Refusal;
 use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
 use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, Measurement, ProtoError, SigningPublicKey};
@@ -606,6 +607,10 @@ impl AdmitRequest {
 pub struct AdmitReply {
     /// Why it was refused; `None` when admitted.
     pub refusal: Option<String>,
+    /// The refusal's code (MACed with the rest), for the enclave to pass
+    /// on and the client to decide by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Refusal>,
     /// With a refusal of a request stamped before the broker's replay
     /// floor (it restarted): the floor, at or after which the client
     /// re-stamps. MACed with the rest.
@@ -619,12 +624,17 @@ pub struct AdmitReply {
 fn reply_transcript(
     request: &AdmitRequest,
     refusal: Option<&str>,
+    code: Option<Refusal>,
     not_before_ms: Option<u64>,
 ) -> Vec<u8> {
-    let writer = Writer::new("clemmys/admit-reply/v3").bytes(&request.mac);
+    let writer = Writer::new("clemmys/admit-reply/v4").bytes(&request.mac);
     let writer = match refusal {
         None => writer.u64(0),
         Some(reason) => writer.u64(1).str(reason),
+    };
+    let writer = match code {
+        None => writer.u64(0),
+        Some(code) => writer.u64(1).str(code.code()),
     };
     match not_before_ms {
         None => writer.u64(0),
@@ -634,15 +644,19 @@ fn reply_transcript(
 }
 
 impl AdmitReply {
-    /// The broker's MACed answer.
+    /// The broker's MACed answer: admitted, or refused with a code and a
+    /// reason.
     pub fn new(
         key: &AdmissionKey,
         request: &AdmitRequest,
-        refusal: Option<String>,
+        refusal: Option<(Refusal, String)>,
     ) -> Result<Self, ProtoError> {
-        let mac = key.mac(&reply_transcript(request, refusal.as_deref(), None))?;
+        let (code, refusal) =
+            refusal.map_or((None, None), |(code, reason)| (Some(code), Some(reason)));
+        let mac = key.mac(&reply_transcript(request, refusal.as_deref(), code, None))?;
         Ok(Self {
             refusal,
+            code,
             not_before_ms: None,
             mac,
         })
@@ -656,29 +670,42 @@ impl AdmitReply {
         reason: String,
         floor_ms: u64,
     ) -> Result<Self, ProtoError> {
-        let mac = key.mac(&reply_transcript(request, Some(&reason), Some(floor_ms)))?;
+        let code = Some(Refusal::StampedBeforeFloor);
+        let mac = key.mac(&reply_transcript(
+            request,
+            Some(&reason),
+            code,
+            Some(floor_ms),
+        ))?;
         Ok(Self {
             refusal: Some(reason),
+            code,
             not_before_ms: Some(floor_ms),
             mac,
         })
     }
 
     /// Checks the answer came from the broker for this request (enclave
-    /// side); then `Ok(Ok(()))` when admitted, `Ok(Err(reason))` if not.
+    /// side); then `Ok(Ok(()))` when admitted, `Ok(Err((code, reason)))`
+    /// if not.
     pub fn verify(
         &self,
         key: &AdmissionKey,
         request: &AdmitRequest,
-    ) -> Result<Result<(), String>, ProtoError> {
+    ) -> Result<Result<(), (Refusal, String)>, ProtoError> {
         key.verify(
-            &reply_transcript(request, self.refusal.as_deref(), self.not_before_ms),
+            &reply_transcript(
+                request,
+                self.refusal.as_deref(),
+                self.code,
+                self.not_before_ms,
+            ),
             &self.mac,
             "broker admission answer",
         )?;
         Ok(match &self.refusal {
             None => Ok(()),
-            Some(reason) => Err(reason.clone()),
+            Some(reason) => Err((self.code.unwrap_or(Refusal::Other), reason.clone())),
         })
     }
 }
@@ -818,11 +845,16 @@ mod tests {
         assert!(forged.verify(&key).is_err(), "a changed request is refused");
         let admitted = AdmitReply::new(&key, &request, None).expect("reply");
         assert_eq!(admitted.verify(&key, &request).expect("authentic"), Ok(()));
-        let refused = AdmitReply::new(&key, &request, Some("replayed".into())).expect("reply");
+        let refused = AdmitReply::new(&key, &request, Some((Refusal::Replayed, "replayed".into())))
+            .expect("reply");
         assert_eq!(
             refused.verify(&key, &request).expect("authentic"),
-            Err("replayed".into())
+            Err((Refusal::Replayed, "replayed".into()))
         );
+        // Nor can it change the refusal's code (to make a client retry).
+        let mut recoded = refused.clone();
+        recoded.code = Some(Refusal::StaleVersion);
+        assert!(recoded.verify(&key, &request).is_err());
         // The floor of a restarted broker is MACed with the refusal.
         let floored =
             AdmitReply::stamped_before_floor(&key, &request, "early".into(), 99).expect("reply");

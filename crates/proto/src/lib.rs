@@ -34,6 +34,7 @@ pub mod evidence;
 pub mod identity;
 pub mod ids;
 pub mod invoke;
+pub mod refusal;
 pub mod replay;
 pub mod session;
 pub mod suite;

@@ -36,6 +36,7 @@ use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
     open_logs, open_result, seal_invocation,
 };
+use clemmys_proto::refusal::Refusal;
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_result,
 };
@@ -62,10 +63,10 @@ pub const SEALED_FIELD: &str = "sealed";
 /// sealed logs.
 pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 /// What the enclave says when a fresh request would succeed.
-const RETRY_HINT: &str = "refresh the action and retry";
-const RESEAL_HINT: &str = "seal it again";
 /// The field of a refused result holding a restarted broker's replay floor.
 const NOT_BEFORE_FIELD: &str = "notBeforeMs";
+/// The field of a refused activation's result naming the refusal's code.
+const REFUSAL_FIELD: &str = "refusal";
 /// How far ahead of this client's clock a broker's replay floor may be for
 /// the client to re-stamp at it: the broker's allowed skew (30 s) and some
 /// clock difference. A provider that sends a later "floor" would otherwise
@@ -125,6 +126,16 @@ pub enum ConfidentialError {
     /// The enclave refused to run the invocation, or the platform failed.
     #[error("{0}")]
     Execution(String),
+    /// The enclave refused the request, for the reason its code names (as
+    /// recorded by the provider: a hint, which at worst makes the client
+    /// retry once or give up).
+    #[error("{message}")]
+    EnclaveRefused {
+        /// The refusal's code.
+        refusal: Refusal,
+        /// What the record says.
+        message: String,
+    },
     /// The request was stamped before the replay floor of a broker that
     /// restarted; a request stamped at or after `floor_ms` is accepted (the
     /// client does so, once, when the floor is near enough).
@@ -885,9 +896,8 @@ impl Confidential {
                     self.end_session(name);
                     self.end_chain_session(name);
                 }
-                Err(ConfidentialError::Execution(message))
-                    if !refreshed
-                        && (message.contains(RETRY_HINT) || message.contains(RESEAL_HINT)) =>
+                Err(ConfidentialError::EnclaveRefused { refusal, .. })
+                    if !refreshed && refusal.is_cured_by_a_fresh_request() =>
                 {
                     refreshed = true;
                     self.end_session(name);
@@ -1359,6 +1369,9 @@ fn sealed_answer(result: &Value) -> Result<&str, ConfidentialError> {
         result.get(SEALED_FIELD),
         result.get("error"),
         result.get(NOT_BEFORE_FIELD).and_then(Value::as_u64),
+        result
+            .get(REFUSAL_FIELD)
+            .and_then(|code| serde_json::from_value(code.clone()).ok()),
     )
 }
 
@@ -1366,15 +1379,17 @@ fn sealed_or_error<'a>(
     sealed: Option<&'a Value>,
     error: Option<&Value>,
     not_before_ms: Option<u64>,
+    refusal: Option<Refusal>,
 ) -> Result<&'a str, ConfidentialError> {
     sealed.and_then(Value::as_str).ok_or_else(|| {
         let message = error
             .and_then(Value::as_str)
             .unwrap_or("no sealed answer")
             .to_owned();
-        match not_before_ms {
-            Some(floor_ms) => ConfidentialError::StampedBeforeFloor { floor_ms, message },
-            None => ConfidentialError::Execution(message),
+        match (not_before_ms, refusal) {
+            (Some(floor_ms), _) => ConfidentialError::StampedBeforeFloor { floor_ms, message },
+            (None, Some(refusal)) => ConfidentialError::EnclaveRefused { refusal, message },
+            (None, None) => ConfidentialError::Execution(message),
         }
     })
 }
@@ -1389,6 +1404,8 @@ struct StoredResult {
     error: Option<Value>,
     #[serde(default, rename = "notBeforeMs")]
     not_before_ms: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_refusal")]
+    refusal: Option<Refusal>,
 }
 
 impl StoredResult {
@@ -1397,8 +1414,17 @@ impl StoredResult {
             self.sealed.as_ref(),
             self.error.as_ref(),
             self.not_before_ms,
+            self.refusal,
         )
     }
+}
+
+/// A refusal code, or none for a code this release does not know.
+fn lenient_refusal<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Refusal>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|code| serde_json::from_value(code).ok()))
 }
 
 /// What a session request reads of its blocking invoke's answer: the
@@ -1418,6 +1444,8 @@ struct SessionAnswerBody {
     error: Option<Value>,
     #[serde(default, rename = "notBeforeMs")]
     not_before_ms: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_refusal")]
+    refusal: Option<Refusal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1433,6 +1461,7 @@ impl SessionAnswerBody {
                 sealed: self.sealed,
                 error: self.error,
                 not_before_ms: self.not_before_ms,
+                refusal: self.refusal,
             }
         } else {
             self.response

@@ -9,6 +9,7 @@ use clemmys_client::confidential::{
 use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy, seal_broker_request};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::EnclaveKeys;
+use clemmys_proto::refusal::Refusal;
 use clemmys_proto::{ClientId, Digest, Measurement};
 use clemmys_tee::sim::SimPlatform;
 use clemmys_tee::{AttestError, Role, measurement, os_rng};
@@ -69,13 +70,19 @@ async fn flip_stored_result_bit(
         .await;
 }
 
-/// Asserts the invoke was refused with a message containing `expected`.
+/// Asserts the enclave refused the invoke for `refusal`, with a message
+/// containing `expected`.
 fn refused(
     outcome: Result<clemmys_client::confidential::OpenedActivation, ConfidentialError>,
+    refusal: Refusal,
     expected: &str,
 ) {
     match outcome {
-        Err(ConfidentialError::Execution(message)) => {
+        Err(ConfidentialError::EnclaveRefused {
+            refusal: found,
+            message,
+        }) => {
+            assert_eq!(found, refusal, "{message}");
             assert!(
                 message.contains("confidential execution refused"),
                 "{message}"
@@ -137,6 +144,7 @@ async fn flipped_bit_in_sealed_code_is_rejected() {
     .await;
     refused(
         owner.invoke("hello", json!({})).await,
+        Refusal::CodeRejected,
         "does not match the action's policy",
     );
 }
@@ -279,6 +287,7 @@ async fn rolled_back_code_version_is_rejected() {
     tamper_code(&server, "act", |code| *code = version_one.clone()).await;
     refused(
         owner.invoke("act", json!({})).await,
+        Refusal::CodeRejected,
         "does not match the action's policy",
     );
 
@@ -352,6 +361,7 @@ async fn substituted_code_under_the_same_name_is_rejected() {
     tamper_code(&server, "hello", |code| *code = evil.to_bytes()).await;
     refused(
         owner.invoke("hello", json!({"name": "x"})).await,
+        Refusal::CodeRejected,
         "its digest is not the policy's",
     );
 }
@@ -511,6 +521,7 @@ async fn sim_enclave_under_a_hardware_only_policy_gets_no_key() {
     let before = count_activations(&server).await;
     refused(
         owner.invoke("vault", json!({})).await,
+        Refusal::KeyRefused,
         "requires a hardware TEE",
     );
     assert_eq!(

@@ -13,6 +13,7 @@ use clemmys_proto::broker::{
     BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request,
 };
 use clemmys_proto::identity::ClientIdentity;
+use clemmys_proto::refusal::Refusal;
 use clemmys_tee::os_rng;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, HeaderValue};
@@ -142,7 +143,10 @@ async fn namespace_named_by_the_controller_is_not_used() {
     match &outcome {
         Ok(opened) => panic!("the provider's code ran on the victim's parameters: {opened:?}"),
         // Sealed for guest/secret, delivered to evil/secret: refused there.
-        Err(ConfidentialError::Execution(_) | ConfidentialError::Api(_)) => {}
+        Err(ConfidentialError::EnclaveRefused {
+            refusal: Refusal::WrongAction,
+            ..
+        }) => {}
         Err(other) => panic!("unexpected error: {other:?}"),
     }
 }
