@@ -802,6 +802,7 @@ mod tests {
                     require_hardware: false,
                     allowed_clients: Vec::new(),
                     min_version: version,
+                    entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 },
             };
             let (request, reply_key) = seal_broker_request(
@@ -823,6 +824,7 @@ mod tests {
                 action: name,
                 version,
                 code_digest: descriptor.code_digest,
+                entry: &descriptor.policy.entry,
             };
             let sealed = SealedCode::seal(MODULE, &descriptor.action_key, &binding, &mut os_rng())
                 .expect("code seals");

@@ -110,6 +110,7 @@ impl Fixtures {
             action: ACTION,
             version: VERSION,
             code_digest: self.code_digest,
+            entry: clemmys_proto::code::DEFAULT_ENTRY,
         }
     }
 
@@ -137,6 +138,7 @@ pub fn session_expectation(
         counter: 1,
         version: VERSION,
         code_digest,
+        entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         input_hash: Digest::of(invocation),
         output_hash: Digest::of(b""),
         mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
@@ -161,6 +163,7 @@ fn build() -> Fixtures {
         action: ACTION,
         version: VERSION,
         code_digest,
+        entry: clemmys_proto::code::DEFAULT_ENTRY,
     };
     let sealed_code = SealedCode::seal(CODE, &action_keys.public(), &binding, &mut rng)
         .expect("fixture: seal code")
@@ -201,6 +204,7 @@ fn build() -> Fixtures {
                 action: ACTION.into(),
                 version: VERSION,
                 code_digest,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 measurement: MEASUREMENT,
                 input_hash,
                 output_hash: Digest::of(output),
@@ -276,6 +280,7 @@ fn build() -> Fixtures {
                 action: format!("step{index}"),
                 version: 1,
                 code_digest,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 action_key: keys.public(),
             })
             .collect(),

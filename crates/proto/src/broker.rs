@@ -32,6 +32,13 @@ pub struct Policy {
     /// Versions below this are refused even if presented correctly sealed.
     #[serde(default)]
     pub min_version: u64,
+    /// The export enclaves run (`exec.main`), whatever the host names.
+    #[serde(default = "default_entry")]
+    pub entry: String,
+}
+
+pub(crate) fn default_entry() -> String {
+    crate::code::DEFAULT_ENTRY.to_owned()
 }
 
 /// An action as the broker knows it.
@@ -567,6 +574,7 @@ mod tests {
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: 1,
+                entry: "_start".into(),
             },
         }
     }

@@ -198,6 +198,7 @@ impl Confidential {
                 action: descriptor.name.clone(),
                 version: descriptor.version,
                 code_digest: descriptor.code_digest,
+                entry: descriptor.policy.entry.clone(),
                 action_key: descriptor.action_key,
             });
         }
@@ -488,6 +489,7 @@ impl Confidential {
                 || receipt.action != step.action
                 || receipt.version != step.version
                 || receipt.code_digest != step.code_digest
+                || receipt.entry != step.entry
             {
                 return Err(ConfidentialError::ReceiptMismatch(
                     "a step ran other code than the ticket names",

@@ -25,7 +25,7 @@ use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Policy, open_broker_reply,
     seal_broker_request,
 };
-use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
@@ -275,6 +275,8 @@ struct ClientSession {
     counter: AtomicU64,
     version: u64,
     code_digest: Digest,
+    /// The entry export of the policy it was opened under.
+    entry: String,
     /// The enclave's signed receipt of the opening invocation (verified).
     opening: Arc<SignedReceipt>,
     tee: TeeKind,
@@ -330,6 +332,7 @@ fn open_in_session(
         counter,
         version: entry.version,
         code_digest: entry.code_digest,
+        entry: entry.entry.clone(),
         input_hash: entry.input_hash,
         output_hash: Digest::of(b""),
         mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
@@ -508,6 +511,15 @@ impl Confidential {
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let code_digest = Digest::of(wasm);
+        // The export to run is part of the code: the policy names it, so
+        // that enclaves run it whatever `exec.main` the host stores.
+        let entry = put
+            .exec
+            .as_ref()
+            .and_then(|exec| exec.main.as_deref())
+            .unwrap_or(DEFAULT_ENTRY)
+            .to_owned();
+        let code = (code_digest, entry.as_str());
         // A create registers version 1 (or the one after the version this
         // client last saw) without asking first: one broker round trip
         // fewer on every deploy of a new action. An update, or a guess the
@@ -521,12 +533,12 @@ impl Confidential {
         let descriptor = match guess {
             None => {
                 let next = self.next_version(&short).await?;
-                self.register(&short, next, code_digest, options).await?
+                self.register(&short, next, code, options).await?
             }
-            Some(guess) => match self.register(&short, guess, code_digest, options).await {
+            Some(guess) => match self.register(&short, guess, code, options).await {
                 Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
                     Ok(next) if next > guess => {
-                        self.register(&short, next, code_digest, options).await?
+                        self.register(&short, next, code, options).await?
                     }
                     // Not a version clash: the first refusal says why.
                     _ => return Err(ConfidentialError::Refused(reason)),
@@ -540,6 +552,7 @@ impl Confidential {
             action: &short,
             version,
             code_digest,
+            entry: &descriptor.policy.entry,
         };
         let sealed = SealedCode::seal(wasm, &descriptor.action_key, &binding, &mut os_rng())?;
         self.lock().insert(short.clone(), Arc::new(descriptor));
@@ -566,13 +579,14 @@ impl Confidential {
         }
     }
 
-    /// Registers `version` of action `short` with the broker, with the
-    /// policy `options` describe (the new version is also its minimum).
+    /// Registers `version` of action `short` with the broker: its code
+    /// digest and entry export, and the policy `options` describe (the new
+    /// version is also its minimum).
     async fn register(
         &self,
         short: &str,
         version: u64,
-        code_digest: Digest,
+        (code_digest, entry): (Digest, &str),
         options: &DeployOptions,
     ) -> Result<ActionDescriptor, ConfidentialError> {
         let mut allowed_measurements = vec![expected_runtime_measurement()];
@@ -582,6 +596,7 @@ impl Confidential {
             require_hardware: options.require_hardware,
             allowed_clients: options.allowed_clients.clone(),
             min_version: version,
+            entry: entry.to_owned(),
         };
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
@@ -700,7 +715,8 @@ impl Confidential {
             pending.nonce,
             pending.input_hash,
             Some(&pending.keys),
-        );
+        )
+        .with_entry(&descriptor.policy.entry);
         self.home.remember(&entry)?;
         match invoked {
             Invoked::Accepted { activation_id } => {
@@ -722,6 +738,7 @@ impl Confidential {
                         counter: AtomicU64::new(1),
                         version: descriptor.version,
                         code_digest: descriptor.code_digest,
+                        entry: descriptor.policy.entry.clone(),
                         opening: opened.receipt.clone(),
                         tee: opened.tee,
                     };
@@ -804,7 +821,8 @@ impl Confidential {
             session.keys.replay_nonce(counter),
             input_hash,
             None,
-        );
+        )
+        .with_entry(&session.entry);
         entry.session = Some(SessionEntry::new(&session.keys, counter));
         self.home.remember(&entry)?;
         match invoked {
@@ -978,6 +996,11 @@ impl Confidential {
         if receipt.code_digest != entry.code_digest || receipt.version != entry.version {
             return Err(ConfidentialError::ReceiptMismatch(
                 "another code version ran",
+            ));
+        }
+        if receipt.entry != entry.entry {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "another entry export of the code ran",
             ));
         }
         let output = serde_json::to_vec(&body.result)

@@ -10,6 +10,7 @@ mod attacks;
 mod auth;
 mod chain_sessions;
 mod chains;
+mod code_attacks;
 mod confidential;
 mod enclave_pool;
 mod invoke;
