@@ -531,6 +531,7 @@ mod tests {
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: version,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
             },
         }
     }

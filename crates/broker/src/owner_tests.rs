@@ -55,6 +55,7 @@ fn register(name: &str, version: u64) -> BrokerOp {
             require_hardware: false,
             allowed_clients: Vec::new(),
             min_version: version,
+            entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         },
     }
 }

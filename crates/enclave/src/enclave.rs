@@ -14,7 +14,7 @@ use clemmys_proto::broker::{
 };
 use clemmys_proto::chain::is_hop;
 use clemmys_proto::chain_session::is_session_hop;
-use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
 use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
@@ -49,7 +49,9 @@ pub struct SealedRun<'a> {
     pub invocation: &'a [u8],
     /// The action's limits.
     pub limits: ActionLimits,
-    /// Export to call instead of `_start`.
+    /// The export the host names (`exec.main`; `_start` if none). The
+    /// enclave runs the export the owner's policy binds, and refuses the
+    /// run if this names another.
     pub entry: Option<String>,
 }
 
@@ -421,6 +423,7 @@ impl Enclave {
             counter: request.counter,
             version: session.version,
             code_digest: descriptor.code_digest,
+            entry: descriptor.policy.entry.clone(),
             input_hash: request.input_hash(),
             output_hash: Digest::of(&ran.output),
             mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
@@ -448,7 +451,8 @@ impl Enclave {
     }
 
     /// The grant of the action to run, refreshed when the input names a
-    /// newer version; refuses any other version than the grant's.
+    /// newer version; refuses any other version than the grant's, and an
+    /// entry export other than the policy's.
     fn provisioned_for(
         &self,
         run: &SealedRun<'_>,
@@ -463,6 +467,14 @@ impl Enclave {
             return Err(EnclaveError::VersionMismatch {
                 requested: version,
                 current: descriptor.version,
+            });
+        }
+        // `exec.main` travels in the clear: another export of the same
+        // module is other code, so only the owner's choice runs.
+        let requested = run.entry.as_deref().unwrap_or(DEFAULT_ENTRY);
+        if requested != descriptor.policy.entry {
+            return Err(EnclaveError::EntryMismatch {
+                requested: requested.to_owned(),
             });
         }
         Ok(provisioned)
@@ -483,7 +495,7 @@ impl Enclave {
             RunRequest {
                 input: input.to_vec(),
                 limits: (&run.limits).into(),
-                entry: run.entry.clone(),
+                entry: Some(provisioned.grant.action.policy.entry.clone()),
             },
         );
         let timed_out = matches!(outcome.failure, Some(Failure::Timeout { .. }));
@@ -531,6 +543,7 @@ impl Enclave {
             action: run.action.to_owned(),
             version: descriptor.version,
             code_digest: descriptor.code_digest,
+            entry: descriptor.policy.entry.clone(),
             measurement: self.measurement,
             input_hash,
             output_hash: Digest::of(output),
@@ -704,6 +717,7 @@ impl Enclave {
             action: &descriptor.name,
             version: descriptor.version,
             code_digest: descriptor.code_digest,
+            entry: &descriptor.policy.entry,
         };
         let code = sealed
             .open(&provisioned.grant.action_keys, &binding)

@@ -43,6 +43,15 @@ pub enum EnclaveError {
         /// The version the broker's policy holds.
         current: u64,
     },
+    /// The host named another entry export (`exec.main`) than the one the
+    /// owner's policy binds: it would run other code of the same module.
+    #[error(
+        "the host names entry export {requested:?}, not the one the owner's policy binds for this code"
+    )]
+    EntryMismatch {
+        /// The export the host named.
+        requested: String,
+    },
     /// A chain hop reached an enclave whose action is not the step the
     /// client's ticket names at that index (reordered, skipped or injected).
     #[error(
@@ -117,6 +126,7 @@ impl EnclaveError {
             Self::UnknownSession => Refusal::UnknownSession,
             Self::StampedBeforeFloor { .. } => Refusal::StampedBeforeFloor,
             Self::WrongAction { .. } | Self::BoundToAnotherAction { .. } => Refusal::WrongAction,
+            Self::EntryMismatch { .. } => Refusal::CodeRejected,
             Self::NotTheTicketsStep { .. } | Self::CodeNotTheTickets { .. } => {
                 Refusal::NotTheTicketsStep
             }

@@ -151,6 +151,7 @@ impl Fixtures {
             action: ACTION,
             version: VERSION,
             code_digest: self.code_digest,
+            entry: clemmys_proto::code::DEFAULT_ENTRY,
         }
     }
 
@@ -178,6 +179,7 @@ pub fn session_expectation(
         counter: 1,
         version: VERSION,
         code_digest,
+        entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         input_hash: Digest::of(invocation),
         output_hash: Digest::of(b""),
         mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
@@ -202,6 +204,7 @@ fn build() -> Fixtures {
         action: ACTION,
         version: VERSION,
         code_digest,
+        entry: clemmys_proto::code::DEFAULT_ENTRY,
     };
     let sealed_code =
         SealedCode::seal(CODE, client.id(), &action_keys.public(), &binding, &mut rng)
@@ -243,6 +246,7 @@ fn build() -> Fixtures {
                 action: ACTION.into(),
                 version: VERSION,
                 code_digest,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 measurement: MEASUREMENT,
                 input_hash,
                 output_hash: Digest::of(output),
@@ -318,6 +322,7 @@ fn build() -> Fixtures {
                 action: format!("step{index}"),
                 version: 1,
                 code_digest,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 action_key: keys.public(),
             })
             .collect(),
@@ -409,6 +414,7 @@ fn build() -> Fixtures {
             require_hardware: false,
             allowed_clients: Vec::new(),
             min_version: VERSION,
+            entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         },
     };
     let broker_reply = seal_broker_reply(

@@ -805,6 +805,7 @@ mod tests {
                     require_hardware: false,
                     allowed_clients: Vec::new(),
                     min_version: version,
+                    entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 },
             };
             let (request, reply_key) = seal_broker_request(
@@ -827,6 +828,7 @@ mod tests {
                 action: name,
                 version,
                 code_digest: descriptor.code_digest,
+                entry: &descriptor.policy.entry,
             };
             let sealed = SealedCode::seal(
                 MODULE,

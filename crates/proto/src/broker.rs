@@ -33,6 +33,13 @@ pub struct Policy {
     /// Versions below this are refused even if presented correctly sealed.
     #[serde(default)]
     pub min_version: u64,
+    /// The export enclaves run (`exec.main`), whatever the host names.
+    #[serde(default = "default_entry")]
+    pub entry: String,
+}
+
+pub(crate) fn default_entry() -> String {
+    crate::code::DEFAULT_ENTRY.to_owned()
 }
 
 /// An action as the broker knows it.
@@ -120,6 +127,10 @@ pub struct OpenedBrokerReply {
 /// The broker's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived reply per broker request, almost always the descriptor"
+)]
 pub enum BrokerReply {
     /// The action as it now stands.
     Action(ActionDescriptor),
@@ -729,6 +740,7 @@ mod tests {
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: 1,
+                entry: "_start".into(),
             },
         }
     }

@@ -38,6 +38,9 @@ pub struct ChainStep {
     pub version: u64,
     /// The code digest the client expects.
     pub code_digest: Digest,
+    /// The entry export the client expects (its policy's).
+    #[serde(default = "crate::broker::default_entry")]
+    pub entry: String,
     /// The action key values for this step are sealed to.
     pub action_key: KemPublicKey,
 }
@@ -62,7 +65,7 @@ pub struct ChainTicket {
 
 impl ChainTicket {
     fn transcript(&self) -> Vec<u8> {
-        let mut writer = Writer::new("clemmys/chain-ticket/v2")
+        let mut writer = Writer::new("clemmys/chain-ticket/v3")
             .bytes(&self.chain_id)
             .bytes(self.client.as_bytes())
             .u64(self.timestamp_ms)
@@ -74,6 +77,7 @@ impl ChainTicket {
                 .str(&step.action)
                 .u64(step.version)
                 .bytes(step.code_digest.as_bytes())
+                .str(&step.entry)
                 .bytes(step.action_key.as_bytes());
         }
         writer.finish()
@@ -439,6 +443,7 @@ mod tests {
                     action: format!("step{i}"),
                     version: 1,
                     code_digest: Digest::of(&[i as u8]),
+                    entry: "_start".into(),
                     action_key: key.public(),
                 })
                 .collect(),

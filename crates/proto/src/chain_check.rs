@@ -122,6 +122,7 @@ pub fn verify_chain_answer(
             || receipt.action != step.action
             || receipt.version != step.version
             || receipt.code_digest != step.code_digest
+            || receipt.entry != step.entry
         {
             return Err(ChainCheckError::OtherCode { index });
         }
@@ -224,6 +225,7 @@ mod tests {
                 action: format!("step{i}"),
                 version: 1,
                 code_digest: Digest::of(&[i]),
+                entry: "_start".into(),
                 action_key: KemPublicKey([i; 32]),
             })
             .collect()
@@ -251,6 +253,7 @@ mod tests {
                     action: step.action.clone(),
                     version: step.version,
                     code_digest: step.code_digest,
+                    entry: step.entry.clone(),
                     measurement: GOOD,
                     input_hash: input,
                     output_hash: out,

@@ -94,7 +94,7 @@ impl ReceiptMac {
 
     fn transcript(&self, receipt: &Receipt) -> Vec<u8> {
         receipt
-            .write_fields(Writer::new("clemmys/chain-session-receipt/v2").bytes(&self.0))
+            .write_fields(Writer::new("clemmys/chain-session-receipt/v3").bytes(&self.0))
             .finish()
     }
 
@@ -134,6 +134,7 @@ pub fn rebuild_receipt(
         action: step.action.clone(),
         version: step.version,
         code_digest: step.code_digest,
+        entry: step.entry.clone(),
         measurement: trace.measurement,
         input_hash,
         output_hash: trace.output_hash,
@@ -448,6 +449,7 @@ mod tests {
             action: format!("step{index}"),
             version: 2,
             code_digest: Digest::of(&[index]),
+            entry: "_start".into(),
             action_key: crate::KemPublicKey([index; 32]),
         }
     }
@@ -499,6 +501,7 @@ mod tests {
             (|r: &mut Receipt| r.activation_id = "other".into()) as fn(&mut Receipt),
             |r| r.version = 3,
             |r| r.code_digest = Digest::of(b"other"),
+            |r| r.entry = "other".into(),
             |r| r.measurement = Measurement([6; 32]),
             |r| r.input_hash = Digest::of(b"other"),
             |r| r.output_hash = Digest::of(b"other"),

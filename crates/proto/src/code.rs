@@ -1,6 +1,6 @@
 //! Sealed code: an action's WebAssembly module sealed with HPKE to the
-//! action key, bound to the action's name, version and code digest. The
-//! provider stores only this.
+//! action key, bound to the action's name, version, code digest and entry
+//! export. The provider stores only this.
 
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -11,9 +11,12 @@ use crate::{ClientId, Digest, KemPublicKey, ProtoError};
 
 const FRAME: &str = "clemmys/sealed-code/v2";
 
+/// The export a WASI command runs when the owner names no other.
+pub const DEFAULT_ENTRY: &str = "_start";
+
 /// What sealed code is bound to. The enclave rebuilds this from the policy
-/// the broker granted, so code sealed for another action, version or digest
-/// does not open.
+/// the broker granted, so code sealed for another action, version, digest
+/// or entry export does not open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeBinding<'a> {
     /// Namespace of the action.
@@ -24,6 +27,9 @@ pub struct CodeBinding<'a> {
     pub version: u64,
     /// SHA-256 of the plaintext module.
     pub code_digest: Digest,
+    /// The export the owner runs (`exec.main`; [`DEFAULT_ENTRY`] if none):
+    /// another export of the same module is other code.
+    pub entry: &'a str,
 }
 
 impl CodeBinding<'_> {
@@ -38,11 +44,12 @@ impl CodeBinding<'_> {
     }
 
     fn aad(&self) -> Vec<u8> {
-        Writer::new("clemmys/code-aad/v1")
+        Writer::new("clemmys/code-aad/v2")
             .str(self.namespace)
             .str(self.action)
             .u64(self.version)
             .bytes(self.code_digest.as_bytes())
+            .str(self.entry)
             .finish()
     }
 }
@@ -145,6 +152,7 @@ mod tests {
             action: "a",
             version,
             code_digest: Digest::of(code),
+            entry: DEFAULT_ENTRY,
         }
     }
 
@@ -174,6 +182,12 @@ mod tests {
         assert!(parsed.open(&keys, &binding(1, code)).is_err());
         // Nor does it pass for other code under the same name.
         assert!(parsed.open(&keys, &binding(2, b"other")).is_err());
+        // Nor under another entry export of the same module.
+        let other_entry = CodeBinding {
+            entry: "other",
+            ..binding(2, code)
+        };
+        assert!(parsed.open(&keys, &other_entry).is_err());
         // Other code sealed to the (public) action key under the genuine
         // binding is refused by the digest check.
         let forged = SealedCode::seal(

@@ -247,6 +247,8 @@ pub struct Receipt {
     pub version: u64,
     /// SHA-256 of the module that ran.
     pub code_digest: Digest,
+    /// The export of the module that ran (the policy's entry).
+    pub entry: String,
     /// Measurement of the enclave that ran it.
     pub measurement: Measurement,
     /// Digest of the sealed invocation it opened.
@@ -274,7 +276,7 @@ pub struct ChainPosition {
 
 impl Receipt {
     fn transcript(&self, enclave: &EnclavePublicKeys, evidence: &Evidence) -> Vec<u8> {
-        self.write_fields(Writer::new("clemmys/receipt/v1"))
+        self.write_fields(Writer::new("clemmys/receipt/v2"))
             .bytes(enclave.kem.as_bytes())
             .bytes(enclave.signing.as_bytes())
             .bytes(evidence.digest().as_bytes())
@@ -290,6 +292,7 @@ impl Receipt {
             .str(&self.action)
             .u64(self.version)
             .bytes(self.code_digest.as_bytes())
+            .str(&self.entry)
             .bytes(self.measurement.as_bytes())
             .bytes(self.input_hash.as_bytes())
             .bytes(self.output_hash.as_bytes())
@@ -503,6 +506,7 @@ mod tests {
             action: "a".into(),
             version: 3,
             code_digest: code,
+            entry: "_start".into(),
             measurement: Measurement([1; 32]),
             input_hash: parsed.input_hash(),
             output_hash: Digest::of(b"{}"),
@@ -580,6 +584,7 @@ mod tests {
             action: "a".into(),
             version: 1,
             code_digest: Digest::of(b"code"),
+            entry: "_start".into(),
             measurement: Measurement([1; 32]),
             input_hash: Digest::of(b"in"),
             output_hash: Digest::of(b"out"),
@@ -598,6 +603,12 @@ mod tests {
         let mut forged = signed.clone();
         forged.receipt.code_digest = Digest::of(b"other");
         assert!(forged.verify_signature().is_err());
+        let mut other_entry = signed.clone();
+        other_entry.receipt.entry = "other".into();
+        assert!(
+            other_entry.verify_signature().is_err(),
+            "the signature binds the entry export that ran"
+        );
         let json = serde_json::to_string(&signed).expect("json");
         let back: SignedReceipt = serde_json::from_str(&json).expect("json");
         back.verify_signature()

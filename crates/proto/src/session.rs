@@ -243,6 +243,8 @@ pub struct SessionReceipt {
     pub version: u64,
     /// SHA-256 of the module that ran.
     pub code_digest: Digest,
+    /// The export of the module that ran (the policy's entry).
+    pub entry: String,
     /// Digest of the session request.
     pub input_hash: Digest,
     /// Digest of the result JSON.
@@ -254,12 +256,13 @@ pub struct SessionReceipt {
 }
 
 fn receipt_transcript(receipt: &SessionReceipt) -> Vec<u8> {
-    Writer::new("clemmys/session-receipt/v1")
+    Writer::new("clemmys/session-receipt/v2")
         .str(&receipt.activation_id)
         .bytes(&receipt.session_id)
         .u64(receipt.counter)
         .u64(receipt.version)
         .bytes(receipt.code_digest.as_bytes())
+        .str(&receipt.entry)
         .bytes(receipt.input_hash.as_bytes())
         .bytes(receipt.output_hash.as_bytes())
         .finish()
@@ -447,6 +450,7 @@ mod tests {
             counter: 7,
             version: 2,
             code_digest: Digest::of(b"code"),
+            entry: "_start".into(),
             input_hash: parsed.input_hash(),
             output_hash: Digest::of(b""),
             mac: [0; SESSION_MAC_BYTES],
@@ -498,6 +502,7 @@ mod tests {
         for change in [
             (|r: &mut SessionReceipt| r.code_digest = Digest::of(b"other")) as fn(&mut _),
             |r| r.version = 1,
+            |r| r.entry = "other".into(),
             |r| r.input_hash = Digest::of(b"other"),
         ] {
             assert_eq!(

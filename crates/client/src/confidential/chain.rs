@@ -504,6 +504,7 @@ fn step_of(descriptor: &ActionDescriptor) -> ChainStep {
         action: descriptor.name.clone(),
         version: descriptor.version,
         code_digest: descriptor.code_digest,
+        entry: descriptor.policy.entry.clone(),
         action_key: descriptor.action_key,
     }
 }

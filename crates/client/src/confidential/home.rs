@@ -82,6 +82,9 @@ pub struct KeyringEntry {
     pub version: u64,
     /// Code digest expected.
     pub code_digest: Digest,
+    /// Entry export expected (the policy's).
+    #[serde(default = "default_entry")]
+    pub entry: String,
     /// The invocation nonce.
     #[serde(with = "hex_bytes")]
     pub nonce: [u8; 16],
@@ -236,6 +239,10 @@ impl ChainEntry {
     }
 }
 
+fn default_entry() -> String {
+    clemmys_proto::code::DEFAULT_ENTRY.to_owned()
+}
+
 impl KeyringEntry {
     /// An entry whose answer opens with `keys`; `None` for a request
     /// within a session, whose keys (in `session`) open it: the client
@@ -258,6 +265,7 @@ impl KeyringEntry {
             action,
             version,
             code_digest,
+            entry: default_entry(),
             nonce,
             input_hash,
             result_key: keys.map(|keys| hex_of(&keys.result)),
@@ -265,6 +273,12 @@ impl KeyringEntry {
             chain: None,
             session: None,
         }
+    }
+
+    /// This entry, expecting `entry` to be the export that runs.
+    pub fn with_entry(mut self, entry: &str) -> Self {
+        entry.clone_into(&mut self.entry);
+        self
     }
 
     /// The answer keys (not kept for a request within a session).

@@ -30,7 +30,7 @@ use clemmys_proto::chain_plan::{
     CHAIN_PLAN_ANNOTATION, ChainPlan, ChainPlanError, PlanComponent, SignedChainPlan,
     VerifiedChainPlan,
 };
-use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
@@ -411,6 +411,8 @@ struct ClientSession {
     counter: AtomicU64,
     version: u64,
     code_digest: Digest,
+    /// The entry export of the policy it was opened under.
+    entry: String,
     /// The enclave's signed receipt of the opening invocation (verified).
     opening: Arc<SignedReceipt>,
     tee: TeeKind,
@@ -466,6 +468,7 @@ fn open_in_session(
         counter,
         version: entry.version,
         code_digest: entry.code_digest,
+        entry: entry.entry.clone(),
         input_hash: entry.input_hash,
         output_hash: Digest::of(b""),
         mac: [0; clemmys_proto::session::SESSION_MAC_BYTES],
@@ -740,6 +743,15 @@ impl Confidential {
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let code_digest = Digest::of(wasm);
+        // The export to run is part of the code: the policy names it, so
+        // that enclaves run it whatever `exec.main` the host stores.
+        let entry = put
+            .exec
+            .as_ref()
+            .and_then(|exec| exec.main.as_deref())
+            .unwrap_or(DEFAULT_ENTRY)
+            .to_owned();
+        let code = (code_digest, entry.as_str());
         // A create registers version 1 (or the one after the version this
         // client last saw) without asking first: one broker round trip
         // fewer on every deploy of a new action. An update, or a guess the
@@ -753,13 +765,11 @@ impl Confidential {
         let descriptor = match guess {
             None => {
                 let next = self.next_version(&short).await?;
-                self.register(&short, next, code_digest, options).await?
+                self.register(&short, next, code, options).await?
             }
-            Some(guess) => match self.register(&short, guess, code_digest, options).await {
+            Some(guess) => match self.register(&short, guess, code, options).await {
                 Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
-                    Ok(next) if next > guess => {
-                        self.register(&short, next, code_digest, options).await?
-                    }
+                    Ok(next) if next > guess => self.register(&short, next, code, options).await?,
                     // Not a version clash: the first refusal says why.
                     _ => return Err(ConfidentialError::Refused(reason)),
                 },
@@ -772,6 +782,7 @@ impl Confidential {
             action: &short,
             version,
             code_digest,
+            entry: &descriptor.policy.entry,
         };
         let sealed = SealedCode::seal(
             wasm,
@@ -804,13 +815,14 @@ impl Confidential {
         }
     }
 
-    /// Registers `version` of action `short` with the broker, with the
-    /// policy `options` describe (the new version is also its minimum).
+    /// Registers `version` of action `short` with the broker: its code
+    /// digest and entry export, and the policy `options` describe (the new
+    /// version is also its minimum).
     async fn register(
         &self,
         short: &str,
         version: u64,
-        code_digest: Digest,
+        (code_digest, entry): (Digest, &str),
         options: &DeployOptions,
     ) -> Result<ActionDescriptor, ConfidentialError> {
         let mut allowed_measurements = vec![expected_runtime_measurement()];
@@ -822,6 +834,7 @@ impl Confidential {
             require_hardware: options.require_hardware || self.pin.tee.is_hardware(),
             allowed_clients: options.allowed_clients.clone(),
             min_version: version,
+            entry: entry.to_owned(),
         };
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
@@ -949,7 +962,8 @@ impl Confidential {
             pending.nonce,
             pending.input_hash,
             Some(&pending.keys),
-        );
+        )
+        .with_entry(&descriptor.policy.entry);
         self.home.remember(&entry)?;
         match invoked {
             Invoked::Accepted { activation_id } => {
@@ -971,6 +985,7 @@ impl Confidential {
                         counter: AtomicU64::new(1),
                         version: descriptor.version,
                         code_digest: descriptor.code_digest,
+                        entry: descriptor.policy.entry.clone(),
                         opening: opened.receipt.clone(),
                         tee: opened.tee,
                     };
@@ -1053,7 +1068,8 @@ impl Confidential {
             session.keys.replay_nonce(counter),
             input_hash,
             None,
-        );
+        )
+        .with_entry(&session.entry);
         entry.session = Some(SessionEntry::new(&session.keys, counter));
         self.home.remember(&entry)?;
         match invoked {
@@ -1319,6 +1335,11 @@ impl Confidential {
         if receipt.code_digest != entry.code_digest || receipt.version != entry.version {
             return Err(ConfidentialError::ReceiptMismatch(
                 "another code version ran",
+            ));
+        }
+        if receipt.entry != entry.entry {
+            return Err(ConfidentialError::ReceiptMismatch(
+                "another entry export of the code ran",
             ));
         }
         let output = serde_json::to_vec(&body.result)

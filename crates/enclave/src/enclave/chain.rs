@@ -73,7 +73,10 @@ impl Enclave {
         }
         let provisioned = self.provisioned_for(&run, step.version, &mut init_time)?;
         let descriptor = &provisioned.grant.action;
-        if step.code_digest != descriptor.code_digest || step.action_key != descriptor.action_key {
+        if step.code_digest != descriptor.code_digest
+            || step.entry != descriptor.policy.entry
+            || step.action_key != descriptor.action_key
+        {
             return Err(EnclaveError::CodeNotTheTickets { index });
         }
         if !descriptor.allows_client(&ticket.client) {

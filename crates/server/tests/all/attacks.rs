@@ -303,6 +303,7 @@ async fn rolled_back_code_version_is_rejected() {
             require_hardware: false,
             allowed_clients: vec![],
             min_version: 1,
+            entry: "_start".into(),
         },
     };
     let (request, key) = seal_broker_request(
@@ -349,6 +350,7 @@ async fn substituted_code_under_the_same_name_is_rejected() {
         action: "hello",
         version: descriptor.version,
         code_digest: descriptor.code_digest,
+        entry: &descriptor.policy.entry,
     };
     let evil = SealedCode::seal(
         &example("echo"),

@@ -11,6 +11,7 @@ mod auth;
 mod chain_plans;
 mod chain_sessions;
 mod chains;
+mod code_attacks;
 mod confidential;
 mod enclave_pool;
 mod freshness;

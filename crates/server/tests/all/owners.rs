@@ -209,6 +209,7 @@ async fn register_at_broker(
             require_hardware: false,
             allowed_clients: vec![],
             min_version: 1,
+            entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         },
     };
     let (request, key) = seal_broker_request(
