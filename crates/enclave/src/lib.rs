@@ -27,6 +27,6 @@ mod keepalive;
 mod pool;
 
 pub use enclave::{Enclave, SealedOutcome, SealedRun};
-pub use error::EnclaveError;
+pub use error::{CompileFailure, EnclaveError, GENERIC_COMPILE_ERROR};
 pub use keepalive::{IdleHistory, KeepAliveConfig, KeepAlivePolicy, Window, WindowBasis};
 pub use pool::{CodeSource, EnclavePool, EnclavePoolConfig, Launcher, PoolStats};

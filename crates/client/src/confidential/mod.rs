@@ -537,9 +537,7 @@ impl Confidential {
             }
             Some(guess) => match self.register(&short, guess, code, options).await {
                 Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
-                    Ok(next) if next > guess => {
-                        self.register(&short, next, code, options).await?
-                    }
+                    Ok(next) if next > guess => self.register(&short, next, code, options).await?,
                     // Not a version clash: the first refusal says why.
                     _ => return Err(ConfidentialError::Refused(reason)),
                 },
