@@ -76,6 +76,10 @@ pub struct SealedOutcome {
     pub init_time: Option<Duration>,
     /// Whether the run hit its time limit (the host sees this anyway).
     pub timed_out: bool,
+    /// The action's code opened but failed to compile: the sealed answer
+    /// says why; the host may record and log only
+    /// [`GENERIC_COMPILE_ERROR`](crate::GENERIC_COMPILE_ERROR).
+    pub compile_failed: bool,
 }
 
 /// What one run inside the enclave produced.
@@ -86,6 +90,26 @@ struct Ran {
     output: Vec<u8>,
     logs: Vec<String>,
     timed_out: bool,
+    /// The code did not compile; `result` says why.
+    compile_failed: bool,
+}
+
+impl Ran {
+    /// The answer to a run whose code opened under the policy but did not
+    /// compile: why (derived from the code) is sealed to the client only.
+    fn compile_failed(failure: &crate::CompileFailure) -> Self {
+        let result = serde_json::json!({
+            "error": format!("the action's code failed to compile: {}", failure.detail())
+        });
+        Self {
+            status: ActivationStatus::DeveloperError,
+            output: serde_json::to_vec(&result).unwrap_or_default(),
+            result,
+            logs: Vec::new(),
+            timed_out: false,
+            compile_failed: true,
+        }
+    }
 }
 
 /// The action's grant, and its module once the sealed code was opened.
@@ -362,6 +386,7 @@ impl Enclave {
             duration: started.elapsed(),
             init_time,
             timed_out: ran.timed_out,
+            compile_failed: ran.compile_failed,
         })
     }
 
@@ -439,6 +464,7 @@ impl Enclave {
             duration: started.elapsed(),
             init_time,
             timed_out: ran.timed_out,
+            compile_failed: ran.compile_failed,
         })
     }
 
@@ -489,7 +515,11 @@ impl Enclave {
         load_code: impl FnOnce() -> Option<Vec<u8>>,
         init_time: &mut Option<Duration>,
     ) -> Result<Ran, EnclaveError> {
-        let module = self.module(provisioned, load_code, init_time)?;
+        let module = match self.module(provisioned, load_code, init_time) {
+            Ok(module) => module,
+            Err(EnclaveError::Compile(failure)) => return Ok(Ran::compile_failed(&failure)),
+            Err(other) => return Err(other),
+        };
         let outcome = self.sandbox.run(
             &module,
             RunRequest {
@@ -511,6 +541,7 @@ impl Enclave {
             output,
             logs: outcome.logs,
             timed_out,
+            compile_failed: false,
         })
     }
 
@@ -726,7 +757,7 @@ impl Enclave {
         // same bytes must not reveal, by a cache hit, that it equals this code.
         self.sandbox
             .compile_private(&code)
-            .map_err(|error| EnclaveError::Compile(error.to_string()))
+            .map_err(|error| EnclaveError::Compile(crate::CompileFailure::new(error.to_string())))
     }
 }
 

@@ -6,6 +6,38 @@ use clemmys_proto::broker::LinkError;
 use clemmys_proto::refusal::Refusal;
 use clemmys_tee::AttestError;
 
+/// What the provider may learn when a confidential action's code opened
+/// but failed to compile, link or instantiate.
+pub const GENERIC_COMPILE_ERROR: &str = "the confidential action's code failed to compile";
+
+/// Why a confidential action's code failed to compile (wasmtime's message,
+/// which names the code's imports, exports and offsets). Neither `Display`
+/// nor `Debug` shows it: only the sealed answer to the client does.
+pub struct CompileFailure(String);
+
+impl CompileFailure {
+    pub(crate) fn new(detail: String) -> Self {
+        Self(detail)
+    }
+
+    /// The detailed message, to seal for the client only.
+    pub(crate) fn detail(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CompileFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompileFailure(<sealed>)")
+    }
+}
+
+impl std::fmt::Display for CompileFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(GENERIC_COMPILE_ERROR)
+    }
+}
+
 /// A refusal or failure inside the enclave.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -102,9 +134,11 @@ pub enum EnclaveError {
         "the stored code does not match the action's policy (tampered, substituted or rolled back): {0}"
     )]
     CodeRejected(ProtoError),
-    /// The decrypted code does not compile.
-    #[error("the action's code failed to compile: {0}")]
-    Compile(String),
+    /// The decrypted code does not compile. Why is derived from the sealed
+    /// code, so it is shown only sealed to the client: this error says no
+    /// more than that it failed.
+    #[error("{GENERIC_COMPILE_ERROR}")]
+    Compile(CompileFailure),
     /// A sealed object did not open or parse.
     #[error(transparent)]
     Proto(#[from] ProtoError),

@@ -23,4 +23,4 @@ mod enclave;
 mod error;
 
 pub use enclave::{Enclave, SealedOutcome, SealedRun};
-pub use error::EnclaveError;
+pub use error::{CompileFailure, EnclaveError, GENERIC_COMPILE_ERROR};

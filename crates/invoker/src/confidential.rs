@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use base64::Engine;
 use clemmys_bus::ActivationMessage;
-use clemmys_enclave::{EnclaveError, SealedRun};
+use clemmys_enclave::{EnclaveError, GENERIC_COMPILE_ERROR, SealedRun};
 
 use crate::pool::CodeSource;
 use clemmys_store::EntityStore;
@@ -100,11 +100,19 @@ impl Invoker {
         .await;
         match outcome {
             Ok(Ok(sealed)) => {
-                let result = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.result) });
+                let mut result = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.result) });
                 // The outer status is success whatever happened inside (it is
-                // sealed), except for a chain step that must stop the chain.
+                // sealed), except for a chain step that must stop the chain,
+                // and code that did not compile, which the enclave tells the
+                // host in these words only (why is sealed for the client).
+                if sealed.compile_failed {
+                    tracing::info!(action = %message.action.path(), "{GENERIC_COMPILE_ERROR}");
+                    result["error"] = json!(GENERIC_COMPILE_ERROR);
+                }
                 let status = if sealed.stop_chain {
                     ActivationStatus::ApplicationError
+                } else if sealed.compile_failed {
+                    ActivationStatus::DeveloperError
                 } else {
                     ActivationStatus::Success
                 };

@@ -111,15 +111,17 @@ impl Sandbox {
                     actual,
                 });
             }
-            self.compile(digest, code)
+            self.compile(digest, code, Visibility::Shared)
         })
     }
 
     /// Compiles `code` without the shared cache, for a caller that keeps the
     /// module itself: the enclave runtime, whose compiled confidential code
     /// must not be found by digest by anyone else.
+    /// Nothing about that code (its digest, a compiler's message) is
+    /// logged.
     pub fn compile_private(&self, code: &[u8]) -> Result<Arc<PreparedModule>, SandboxError> {
-        self.compile(CodeDigest::of(code), code)
+        self.compile(CodeDigest::of(code), code, Visibility::Private)
     }
 
     /// Compiles with Winch and queues the optimising compile (tiered), or
@@ -128,7 +130,9 @@ impl Sandbox {
         &self,
         digest: CodeDigest,
         code: &[u8],
+        visibility: Visibility,
     ) -> Result<Arc<PreparedModule>, SandboxError> {
+        let private = visibility == Visibility::Private;
         if !code.starts_with(b"\0asm") {
             return Err(InvalidModule::NotWasm.into());
         }
@@ -137,18 +141,26 @@ impl Sandbox {
             match baseline.compile(code) {
                 Ok(pre) => {
                     let compile_time = started.elapsed();
-                    tracing::debug!(%digest, ?compile_time, "compiled action module (Winch)");
+                    if private {
+                        tracing::debug!(?compile_time, "compiled a private module (Winch)");
+                    } else {
+                        tracing::debug!(%digest, ?compile_time, "compiled action module (Winch)");
+                    }
                     let module = Arc::new(PreparedModule::new(
                         digest,
                         compile_time,
                         pre,
                         Tier::Baseline,
                     ));
-                    tier_up.queue(&module, code.to_vec());
+                    tier_up.queue(&module, code.to_vec(), visibility);
                     return Ok(module);
                 }
                 // Validated code Winch does not support (tail calls, say):
                 // Cranelift compiles it now.
+                // (Its message names the code's imports and offsets.)
+                Err(_) if private => {
+                    tracing::debug!("Winch cannot compile a private module");
+                }
                 Err(error) => {
                     tracing::debug!(%digest, %error, "Winch cannot compile this module");
                 }
@@ -156,7 +168,11 @@ impl Sandbox {
         }
         let pre = self.main.compile(code)?;
         let compile_time = started.elapsed();
-        tracing::debug!(%digest, ?compile_time, "compiled action module");
+        if private {
+            tracing::debug!(?compile_time, "compiled a private module");
+        } else {
+            tracing::debug!(%digest, ?compile_time, "compiled action module");
+        }
         Ok(Arc::new(PreparedModule::new(
             digest,
             compile_time,
@@ -216,6 +232,16 @@ impl Sandbox {
     pub fn instantiate_idle(&self, module: &PreparedModule) -> Result<run::IdleInstance, Failure> {
         run::instantiate_idle(self.epoch_tick, module)
     }
+}
+
+/// Whether a module's code may show in logs: a private module's (the
+/// enclave runtime's confidential code) may not, not even its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visibility {
+    /// Plain code, cached by digest.
+    Shared,
+    /// Confidential code, kept by its caller.
+    Private,
 }
 
 // The invoker shares one sandbox, and prepared modules, across threads.

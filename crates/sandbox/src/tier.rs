@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::PreparedModule;
-use crate::sandbox::Backend;
+use crate::sandbox::{Backend, Visibility};
 
 /// The tier-up thread and its queue; stopped on drop.
 pub(crate) struct TierUp {
@@ -27,6 +27,7 @@ pub(crate) struct TierUp {
 struct Job {
     module: Weak<PreparedModule>,
     code: Vec<u8>,
+    visibility: Visibility,
 }
 
 #[derive(Default)]
@@ -63,12 +64,18 @@ impl TierUp {
     }
 
     /// Queues `module`, compiled from `code`, for its optimised code.
-    pub(crate) fn queue(&self, module: &Arc<PreparedModule>, code: Vec<u8>) {
+    pub(crate) fn queue(
+        &self,
+        module: &Arc<PreparedModule>,
+        code: Vec<u8>,
+        visibility: Visibility,
+    ) {
         let Some(jobs) = &self.jobs else { return };
         *self.shared.pending() += 1;
         let job = Job {
             module: Arc::downgrade(module),
             code,
+            visibility,
         };
         if jobs.send(job).is_err() {
             // The thread is gone (it cannot panic; only drop ends it): the
@@ -118,11 +125,20 @@ impl Drop for TierUp {
 
 /// The thread's loop: compile each job's code, swap it in, count it done.
 fn work(optimizing: &Backend, queue: &Receiver<Job>, shared: &Shared) {
-    for Job { module, code } in queue {
+    for Job {
+        module,
+        code,
+        visibility,
+    } in queue
+    {
         if !shared.stop.load(Ordering::Relaxed)
             && let Some(module) = module.upgrade()
         {
             match optimizing.compile(&code) {
+                // A private module's digest and compiler messages derive
+                // from confidential code: nothing about it is logged.
+                Ok(pre) if visibility == Visibility::Private => module.finish(pre),
+                Err(_) if visibility == Visibility::Private => {}
                 Ok(pre) => {
                     module.finish(pre);
                     tracing::debug!(digest = %module.digest(), "optimised code swapped in");

@@ -159,6 +159,7 @@ impl Enclave {
             duration: started.elapsed(),
             init_time,
             timed_out: ran.timed_out,
+            compile_failed: ran.compile_failed,
         })
     }
 
@@ -262,6 +263,7 @@ impl Enclave {
             duration: started.elapsed(),
             init_time,
             timed_out: ran.timed_out,
+            compile_failed: ran.compile_failed,
         })
     }
 

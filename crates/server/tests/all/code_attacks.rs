@@ -1,5 +1,8 @@
-//! Attacks on what the provider can steer around the sealed code itself:
-//! the export it names as the entry point.
+//! Attacks on what the provider can steer around the sealed code itself
+//! (the export it names as the entry point) or learn from it (its compile
+//! errors).
+
+use std::sync::{Arc, Mutex};
 
 use clemmys_client::confidential::ConfidentialError;
 use clemmys_proto::refusal::Refusal;
@@ -87,5 +90,113 @@ async fn entry_point_switched_by_the_provider_is_refused() {
             })
         ),
         "the client took an answer of another entry point: {signed:?}"
+    );
+}
+
+/// The import [`missing_import`] names: text derived from the sealed code.
+const IMPORT_MARKER: &str = "secret_import_name_xyz";
+
+/// A WASI command importing a function the sandbox does not provide.
+fn missing_import() -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (import "env" "{IMPORT_MARKER}" (func)) (func (export "_start")))"#
+    ))
+    .expect("wat")
+}
+
+/// Every log line of this process, at every level (nextest runs each test
+/// in a process of its own).
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut log) = self.0.lock() {
+            log.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn start() -> Self {
+        let log = Self::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        log
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().map(|log| log.clone()).unwrap_or_default())
+            .into_owned()
+    }
+}
+
+#[tokio::test]
+async fn compile_error_of_sealed_code_reaches_only_its_owner() {
+    let log = CapturedLog::start();
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    // Deploying provisions an enclave, which compiles the code.
+    owner
+        .client
+        .deploy(
+            "missing",
+            &missing_import(),
+            Default::default(),
+            true,
+            &Default::default(),
+        )
+        .await
+        .expect("deploy");
+    let fresh = owner.second_client(&server).await.client.without_sessions();
+    let outcome = fresh
+        .invoke(
+            "missing",
+            &json!({}),
+            clemmys_client::InvokeOptions::blocking(),
+        )
+        .await;
+    // The owner is told why.
+    let shown = match &outcome {
+        Ok(clemmys_client::confidential::ConfidentialInvoked::Completed(opened)) => {
+            opened.result.to_string()
+        }
+        Err(ConfidentialError::Execution(message)) => message.clone(),
+        other => panic!("expected the compile error, got {other:?}"),
+    };
+    assert!(shown.contains(IMPORT_MARKER), "the owner sees {shown:?}");
+
+    // The provider's view: its API (with the namespace key) and its log.
+    let records = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?docs=true",
+            None,
+        )
+        .await
+        .json;
+    assert!(
+        records.as_array().is_some_and(|all| !all.is_empty()),
+        "{records}"
+    );
+    assert!(
+        !records.to_string().contains(IMPORT_MARKER),
+        "the record shows text of the sealed code: {records}"
+    );
+    let log = log.text();
+    assert!(log.contains("DEBUG"), "the log was not captured: {log}");
+    assert!(
+        !log.contains(IMPORT_MARKER),
+        "the log shows text of the sealed code:\n{log}"
     );
 }
