@@ -6,7 +6,7 @@ use base64::Engine;
 use clemmys_client::confidential::{
     ConfidentialError, DeployOptions, expected_runtime_measurement,
 };
-use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy, seal_broker_request};
+use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::refusal::Refusal;
@@ -306,27 +306,9 @@ async fn rolled_back_code_version_is_rejected() {
             entry: "_start".into(),
         },
     };
-    let (request, key) = seal_broker_request(
-        &identity,
-        &owner.client.pin().keys.kem,
-        replayed,
-        clemmys_whisk::now_ms(),
-        &mut os_rng(),
-    )
-    .expect("seal");
     let reply = server
-        .call(
-            Method::POST,
-            "/api/v1/broker/request",
-            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(request)})),
-        )
+        .ask_broker(&identity, &owner.client.pin().keys.kem, replayed)
         .await;
-    let sealed = base64::engine::general_purpose::STANDARD
-        .decode(reply.json["reply"].as_str().expect("reply"))
-        .expect("b64");
-    let reply = clemmys_proto::broker::open_broker_reply(&sealed, &key)
-        .expect("open")
-        .reply;
     assert!(
         matches!(&reply, clemmys_proto::broker::BrokerReply::Refused { reason } if reason.contains("not above the current version")),
         "{reply:?}"

@@ -340,6 +340,42 @@ impl TestServer {
         clemmys_client::Client::new(&self.base, auth).expect("client")
     }
 
+    /// Posts sealed bytes to the broker through the API, as any client (or
+    /// the provider replaying them) can.
+    pub async fn post_broker_request(&self, sealed: &[u8]) -> Answer {
+        self.call(
+            Method::POST,
+            "/api/v1/broker/request",
+            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(sealed)})),
+        )
+        .await
+    }
+
+    /// Sends `op` to the broker as `identity`, sealed to `broker_kem`;
+    /// answers the opened reply.
+    pub async fn ask_broker(
+        &self,
+        identity: &clemmys_proto::identity::ClientIdentity,
+        broker_kem: &clemmys_proto::KemPublicKey,
+        op: clemmys_proto::broker::BrokerOp,
+    ) -> clemmys_proto::broker::BrokerReply {
+        let (request, key) = clemmys_proto::broker::seal_broker_request(
+            identity,
+            broker_kem,
+            op,
+            clemmys_whisk::now_ms(),
+            &mut clemmys_tee::os_rng(),
+        )
+        .expect("seal");
+        let reply = self.post_broker_request(&request).await;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(reply.json["reply"].as_str().expect("reply"))
+            .expect("b64");
+        clemmys_proto::broker::open_broker_reply(&sealed, &key)
+            .expect("open")
+            .reply
+    }
+
     /// Creates namespace `name` with a fresh key, as the operator (the
     /// provider) can; answers its key.
     pub async fn add_namespace(&self, name: &str) -> clemmys_whisk::AuthKey {

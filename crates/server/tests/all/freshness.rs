@@ -4,26 +4,15 @@
 
 use std::path::Path;
 
-use base64::Engine;
 use clemmys_broker::BrokerError;
 use clemmys_client::confidential::{Confidential, ConfidentialError};
 use clemmys_proto::broker::{BrokerOp, seal_broker_request};
 use clemmys_tee::os_rng;
-use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use hyper::StatusCode;
+use serde_json::json;
 
-use crate::common::{Answer, Owner, TestServer};
-
-/// Posts sealed broker request bytes as the provider would.
-async fn post_broker_request(server: &TestServer, sealed: &[u8]) -> Answer {
-    server
-        .call(
-            Method::POST,
-            "/api/v1/broker/request",
-            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(sealed)})),
-        )
-        .await
-}
+use crate::chains::deliver;
+use crate::common::{Owner, TestServer};
 
 #[tokio::test]
 async fn replayed_broker_request_is_refused() {
@@ -43,31 +32,19 @@ async fn replayed_broker_request_is_refused() {
         &mut os_rng(),
     )
     .expect("seal");
-    let first = post_broker_request(&server, &sealed).await;
+    let first = server.post_broker_request(&sealed).await;
     assert_eq!(first.status, StatusCode::OK, "{:?}", first.json);
     assert!(first.json["reply"].is_string());
 
     // The provider sends the same bytes again: a second reply under the
     // same reply key would leak the plaintext of both.
-    let replay = post_broker_request(&server, &sealed).await;
+    let replay = server.post_broker_request(&sealed).await;
     assert_ne!(replay.status, StatusCode::OK, "{:?}", replay.json);
     assert!(
         replay.json.get("reply").is_none(),
         "a reply was sealed for the replay: {:?}",
         replay.json
     );
-}
-
-/// Invokes `action` with a body the provider recorded, as the provider.
-async fn post_recorded(server: &TestServer, action: &str, body: &Value) -> Value {
-    server
-        .call(
-            Method::POST,
-            &format!("/api/v1/namespaces/_/actions/{action}?blocking=true"),
-            Some(body.clone()),
-        )
-        .await
-        .json
 }
 
 #[tokio::test]
@@ -86,11 +63,11 @@ async fn invoke_replayed_after_a_restart_is_refused_and_honest_clients_go_on() {
         .await
         .expect("seal");
     let recorded = Confidential::invoke_body(&sealed);
-    let first = post_recorded(&server, "echo", &recorded).await;
+    let first = deliver(&server, "echo", &recorded).await;
     assert_eq!(first["response"]["status"], "success", "{first}");
 
     let server = server.restart().await;
-    let replay = post_recorded(&server, "echo", &recorded).await;
+    let replay = deliver(&server, "echo", &recorded).await;
     assert_eq!(
         replay["response"]["status"], "action developer error",
         "the recorded invoke ran again after the restart: {replay}"

@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_client::confidential::{ConfidentialError, DeployOptions};
-use clemmys_proto::broker::{
-    BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request,
-};
+use clemmys_proto::broker::{BrokerOp, BrokerReply, Policy};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::refusal::Refusal;
 use clemmys_tee::os_rng;
@@ -212,25 +210,9 @@ async fn register_at_broker(
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
         },
     };
-    let (request, key) = seal_broker_request(
-        identity,
-        &owner.client.pin().keys.kem,
-        op,
-        clemmys_whisk::now_ms(),
-        &mut os_rng(),
-    )
-    .expect("seal");
-    let reply = server
-        .call(
-            Method::POST,
-            "/api/v1/broker/request",
-            Some(json!({"request": base64::engine::general_purpose::STANDARD.encode(request)})),
-        )
-        .await;
-    let sealed = base64::engine::general_purpose::STANDARD
-        .decode(reply.json["reply"].as_str().expect("reply"))
-        .expect("b64");
-    open_broker_reply(&sealed, &key).expect("open").reply
+    server
+        .ask_broker(identity, &owner.client.pin().keys.kem, op)
+        .await
 }
 
 #[tokio::test]
