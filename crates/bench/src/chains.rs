@@ -22,10 +22,10 @@ use serde::Serialize;
 use super::alternate;
 use super::load::LatencySummary;
 use super::progress::Progress;
-use super::report::Mode;
 use super::scenarios::{
     Modules, Node, Plan, confidential_operation, invoke_confidential, invoke_operation,
 };
+use crate::model::Mode;
 
 /// The chain lengths measured.
 pub const LENGTHS: [usize; 3] = [1, 5, 10];
@@ -192,6 +192,8 @@ mod tests {
                 min_ms: p50,
                 max_ms: p50,
                 cpu_us_per_request: f64::NAN,
+                node_cpu_us_per_request: f64::NAN,
+                client_cpu_us_per_request: f64::NAN,
             },
         }
     }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::progress::Progress;
-use super::report::{ColdRow, Mode};
 use super::scenarios::{BeforeInvoke, Modules, Node, Plan, cold_with, on_fresh_node};
+use crate::model::{ColdRow, Mode};
 
 /// Long enough for a module compiled at create to be ready (noop compiles
 /// in tens of milliseconds here).

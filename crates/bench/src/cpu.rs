@@ -1,7 +1,19 @@
-//! How busy the rest of the machine was while each scenario ran: CPU time
-//! of every process but this one (and its children, such as the peer),
-//! from `/proc/stat` and `/proc/self/stat`. Figures taken while something
-//! else used the CPU are not worth much; the report says how much it did.
+//! CPU time: how busy the rest of the machine was while each scenario ran
+//! (CPU time of every process but this one and its children, such as the
+//! peer, from `/proc/stat` and `/proc/self/stat`: figures taken while
+//! something else used the CPU are not worth much, and the report says how
+//! much it did), and how this process's own CPU splits between the node
+//! and the load generator.
+//!
+//! The split: the load generator runs on the main runtime, whose threads
+//! are named [`CLIENT_THREAD`], and on the main thread; each node runs on
+//! a runtime of its own (see `scenarios::Node`), and its other threads
+//! (store writer, compilers, enclaves) have names of their own. So the
+//! clients' CPU is the sum over the threads named so
+//! (`/proc/self/task/*/stat`), and the node's is the process's less that.
+//! A client thread that exits inside a window takes its ticks with it
+//! (they then count as the node's); the main runtime's workers live as
+//! long as the run.
 
 use std::time::Instant;
 
@@ -10,6 +22,9 @@ use serde::Serialize;
 /// Clock ticks per second of `/proc` CPU times (Linux's `USER_HZ`, 100 on
 /// every architecture the kernel exports it for).
 pub const USER_HZ: f64 = 100.0;
+
+/// The name of the load generator's threads (the main runtime's).
+pub const CLIENT_THREAD: &str = "bench-client";
 
 /// CPU use by other processes during one scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +105,39 @@ pub fn own_ticks_now() -> Option<u64> {
     own_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// The CPU ticks of this process's client threads now: the main thread
+/// and those named [`CLIENT_THREAD`]. `None` where `/proc` cannot be read.
+pub fn client_ticks_now() -> Option<u64> {
+    let main = std::process::id().to_string();
+    let mut total: u64 = 0;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(entry) = entry else { continue };
+        // A thread that exited since the listing has no stat to read.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let is_main = entry.file_name().to_str() == Some(main.as_str());
+        if let Some(ticks) = thread_ticks(&stat, is_main) {
+            total = total.saturating_add(ticks);
+        }
+    }
+    Some(total)
+}
+
+/// A thread's CPU ticks (utime + stime) from its `/proc/…/task/TID/stat`
+/// text, if it is a client thread: `main`, or named [`CLIENT_THREAD`].
+pub fn thread_ticks(stat: &str, main: bool) -> Option<u64> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    if !main && !name.starts_with(CLIENT_THREAD) {
+        return None;
+    }
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let tick = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(tick(11)?.saturating_add(tick(12)?))
+}
+
 /// Others' busy ticks over `seconds`, in % of one core.
 pub fn others_pct(busy: u64, own: u64, seconds: f64) -> f64 {
     if seconds <= 0.0 {
@@ -117,6 +165,18 @@ mod tests {
         assert_eq!(own_ticks(stat), Some(700 + 300 + 20 + 10));
         assert_eq!(own_ticks("4242 (x) S 1"), None);
         assert_eq!(own_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn client_threads_are_the_main_one_and_those_named_so() {
+        let stat =
+            |name: &str| format!("77 ({name}) S 1 4242 4242 0 -1 4194560 100 0 0 0 70 30 5 5");
+        assert_eq!(thread_ticks(&stat("bench-client"), false), Some(100));
+        assert_eq!(thread_ticks(&stat("bench-node"), false), None);
+        assert_eq!(thread_ticks(&stat("store-writer"), false), None);
+        assert_eq!(thread_ticks(&stat("clemmys-bench"), true), Some(100));
+        assert_eq!(thread_ticks("77 (bench-client) S", false), None);
+        assert!(client_ticks_now().is_some() || !std::path::Path::new("/proc").exists());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::load::{LatencySummary, LoadSpec};
 use super::progress::Progress;
-use super::report::Quantiles;
 use super::scenarios::{Node, Plan, closed_loop};
+use crate::model::Quantiles;
 
 /// Flushes timed.
 const FSYNCS: usize = 200;

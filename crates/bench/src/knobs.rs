@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::load::LatencySummary;
 use super::progress::Progress;
-use super::report::{ColdRow, Mode};
 use super::scenarios::{BeforeInvoke, Modules, Plan, cold_with, invoke_loop, on_fresh_node};
+use crate::model::{ColdRow, Mode};
 
 /// The setting measured as the default.
 pub const DEFAULT: &str = "default";

@@ -63,6 +63,8 @@ pub struct Recording {
     /// This process's CPU ticks (node and clients) inside the window(s);
     /// `None` where `/proc` cannot be read.
     cpu_ticks: Option<u64>,
+    /// The clients' share of `cpu_ticks` (the load generator's threads).
+    client_ticks: Option<u64>,
 }
 
 impl Recording {
@@ -78,6 +80,7 @@ impl Recording {
             errors: 0,
             first_error: None,
             cpu_ticks: None,
+            client_ticks: None,
         })
     }
 
@@ -112,10 +115,12 @@ impl Recording {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
-        self.cpu_ticks = match (self.cpu_ticks, other.cpu_ticks) {
-            (Some(ours), Some(theirs)) => Some(ours + theirs),
+        let add = |ours: Option<u64>, theirs: Option<u64>| match (ours, theirs) {
+            (Some(ours), Some(theirs)) => Some(ours.saturating_add(theirs)),
             (ours, theirs) => ours.or(theirs),
         };
+        self.cpu_ticks = add(self.cpu_ticks, other.cpu_ticks);
+        self.client_ticks = add(self.client_ticks, other.client_ticks);
         Ok(())
     }
 
@@ -187,11 +192,23 @@ impl Recording {
             } else {
                 ns_to_ms(self.max_ns as f64)
             },
-            cpu_us_per_request: match self.cpu_ticks {
-                Some(ticks) if count > 0 => ticks as f64 / super::cpu::USER_HZ * 1e6 / count as f64,
-                _ => f64::NAN,
-            },
+            cpu_us_per_request: per_request_us(self.cpu_ticks, count),
+            node_cpu_us_per_request: per_request_us(
+                self.cpu_ticks
+                    .zip(self.client_ticks)
+                    .map(|(all, clients)| all.saturating_sub(clients)),
+                count,
+            ),
+            client_cpu_us_per_request: per_request_us(self.client_ticks, count),
         }
+    }
+}
+
+/// `ticks` of CPU over `count` requests, in µs each; NaN when unmeasured.
+fn per_request_us(ticks: Option<u64>, count: u64) -> f64 {
+    match ticks {
+        Some(ticks) if count > 0 => ticks as f64 / crate::cpu::USER_HZ * 1e6 / count as f64,
+        _ => f64::NAN,
     }
 }
 
@@ -229,6 +246,12 @@ pub struct LatencySummary {
     /// window, per counted request, in µs; NaN where `/proc` cannot be
     /// read. Steadier than req/s as a measure of what a request costs.
     pub cpu_us_per_request: f64,
+    /// The node's part of it: the process's CPU time less the load
+    /// generator's threads' (see [`crate::cpu::client_ticks_now`]).
+    pub node_cpu_us_per_request: f64,
+    /// The clients' part of it: the load generator's threads (sealing,
+    /// opening and verifying for a confidential client, HTTP for all).
+    pub client_cpu_us_per_request: f64,
 }
 
 /// Runs `operation` in a closed loop from `spec.clients` tasks through the
@@ -277,14 +300,13 @@ where
     // while the clients run.
     let ticks_at = |instant: Instant| async move {
         tokio::time::sleep_until(instant.into()).await;
-        super::cpu::own_ticks_now()
+        (crate::cpu::own_ticks_now(), crate::cpu::client_ticks_now())
     };
-    let window_ticks = match (ticks_at(window_start).await, ticks_at(window_end).await) {
-        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-        _ => None,
-    };
+    let (start, end) = (ticks_at(window_start).await, ticks_at(window_end).await);
+    let between = |start: Option<u64>, end: Option<u64>| Some(end?.saturating_sub(start?));
     let mut total = Recording::new()?;
-    total.cpu_ticks = window_ticks;
+    total.cpu_ticks = between(start.0, end.0);
+    total.client_ticks = between(start.1, end.1);
     while let Some(joined) = tasks.join_next().await {
         let recording = joined.context("a load-generator task failed")?;
         total.merge(&recording)?;
@@ -432,9 +454,11 @@ mod tests {
     fn cpu_per_request_sums_the_windows_ticks_over_their_requests() {
         let mut one = Recording::new().expect("recording");
         one.cpu_ticks = Some(30);
+        one.client_ticks = Some(10);
         one.record(ms(1));
         let mut two = Recording::new().expect("recording");
         two.cpu_ticks = Some(70);
+        two.client_ticks = Some(30);
         for _ in 0..999 {
             two.record(ms(1));
         }
@@ -442,6 +466,9 @@ mod tests {
         // 100 ticks of 10 ms = 1 s of CPU over 1000 requests: 1000 µs each.
         let summary = one.summarize(Duration::from_secs(1));
         assert!((summary.cpu_us_per_request - 1000.0).abs() < 1e-9);
+        // 40 of the 100 ticks were the clients': 400 µs, the node 600.
+        assert!((summary.client_cpu_us_per_request - 400.0).abs() < 1e-9);
+        assert!((summary.node_cpu_us_per_request - 600.0).abs() < 1e-9);
         // Unmeasured CPU is no figure, not zero.
         let mut unmeasured = Recording::new().expect("recording");
         unmeasured.record(ms(1));

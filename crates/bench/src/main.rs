@@ -1,8 +1,14 @@
-//! `clemmys bench`: the benchmark suite. It starts Clemmys nodes in this
-//! process and measures them over loopback HTTP the way users reach them,
-//! then prints a table (or JSON), writes the JSON and an SVG plot.
+//! `clemmys-bench`: the benchmark suite of Clemmys. It starts Clemmys
+//! nodes in this process and measures them over loopback HTTP the way
+//! users reach them, then prints a table (or JSON), writes the JSON and an
+//! SVG plot, and with `--publish` the README's results block.
+//!
+//! It is a binary of its own, not a subcommand of `clemmys`: the load
+//! generator, histograms, progress bars and plotting stay out of the
+//! `clemmys` binary. `scripts/bench.sh` builds and runs it with the peer.
 //!
 //! * [`load`]: the closed-loop load generator and latency summaries.
+//! * [`alternate`]: side-by-side windows in alternating slices.
 //! * [`scenarios`]: the node under test, warm and cold invokes.
 //! * [`floors`]: what an invoke pays before wasm runs (API round trip,
 //!   fsync).
@@ -12,10 +18,12 @@
 //! * [`knobs`]: the sandbox's knobs, one at a time.
 //! * [`peer`]: `wasmtime serve`, driven by the same load generator.
 //! * [`density`]: warm instances per 2 GiB.
-//! * [`report`]: the figures, the goals, the table and the JSON.
-//! * [`plot`]: the SVG picture.
+//! * [`growth`]: an empty store against one preloaded with many records.
+//! * [`model`]: the figures; [`goals`]: the targets and verdicts;
+//!   [`render`]: the table, the README block and the SVG plot.
 //! * [`progress`]: progress on stderr.
-//! * [`cpu`]: how busy the rest of the machine was meanwhile.
+//! * [`cpu`]: how busy the rest of the machine was, and the node's CPU
+//!   apart from the clients'.
 //!
 //! Every figure printed is measured in the run that prints it, side by side
 //! on the same machine; goals are evaluated on those figures only, and a
@@ -29,24 +37,29 @@ mod coldstart;
 mod cpu;
 mod density;
 mod floors;
+mod goals;
+mod growth;
 mod knobs;
 mod load;
+mod model;
 mod peer;
-mod plot;
 mod progress;
-mod report;
+mod render;
 mod scenarios;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::Parser as _;
 
+use self::model::{Machine, Mode, PeerRow, PeerSection, Report, Settings};
 use self::peer::{PeerServer, PeerSpec};
 use self::progress::Progress;
-use self::report::{Machine, Mode, PeerRow, PeerSection, Report, Settings};
+use self::render::svg as plot;
 use self::scenarios::{Modules, Node, Plan};
-use crate::output::outln;
 
 /// Where `scripts/build-examples.sh` puts the example modules, relative to
 /// the repository root.
@@ -56,7 +69,15 @@ const DEFAULT_PLOT: &str = "target/bench/bench.svg";
 /// Where `--publish` copies the plot and the JSON, for the README.
 const PUBLISHED_PLOT: &str = "docs/bench.svg";
 const PUBLISHED_JSON: &str = "docs/bench.json";
-/// The wasmtime line Clemmys is built on; the peer should be on it too.
+/// The README whose results block `--publish` rewrites.
+const PUBLISHED_README: &str = "README.md";
+/// Where `scripts/bench.sh` installs the peer and builds its component,
+/// relative to the repository root: used when `--peer` is not given and
+/// they are there.
+const DEFAULT_PEER: &str = "target/peer/bin/wasmtime";
+const DEFAULT_PEER_COMPONENT: &str = "target/peer-build/wasm32-wasip2/release/hello_http.wasm";
+/// The wasmtime line Clemmys is built on (the peer may be newer: the
+/// report says so).
 const OUR_WASMTIME_LINE: &str = "48.0.";
 /// Other processes' CPU use, in % of one core, past which a scenario's
 /// figures are called disturbed.
@@ -88,10 +109,12 @@ pub enum Scenario {
     Knobs,
     /// Warm instances per 2 GiB.
     Density,
+    /// An empty store against one preloaded with many records.
+    Growth,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 9] = [
         Scenario::Warm,
         Scenario::Peer,
         Scenario::Cold,
@@ -100,6 +123,7 @@ impl Scenario {
         Scenario::Cache,
         Scenario::Knobs,
         Scenario::Density,
+        Scenario::Growth,
     ];
 
     fn name(self) -> &'static str {
@@ -112,14 +136,24 @@ impl Scenario {
             Scenario::Cache => "cache",
             Scenario::Knobs => "knobs",
             Scenario::Density => "density",
+            Scenario::Growth => "growth",
         }
     }
 }
 
-/// Arguments of `clemmys bench`. With the global `--json`, the report is
-/// printed as JSON instead of a table.
-#[derive(Debug, Clone, clap::Args)]
+/// Activation records `--only growth` preloads by default, and with
+/// `--quick`.
+const GROWTH_RECORDS: usize = 1_000_000;
+const QUICK_GROWTH_RECORDS: usize = 20_000;
+
+/// Measures Clemmys nodes started in this process, side by side, and
+/// prints one table (JSON with --json). See docs/BENCHMARKS.md.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "clemmys-bench", version, about, long_about = None)]
 pub struct BenchArgs {
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     /// Seconds of each warm measurement (after its warm-up).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -133,6 +167,14 @@ pub struct BenchArgs {
     /// Cold starts per action and setting (each creates a fresh action).
     #[arg(long, value_name = "N")]
     pub cold_runs: Option<usize>,
+    /// Separate side-by-side windows of the warm plain/confidential pair
+    /// (the confidential/plain goals must hold in each of 5).
+    #[arg(long, value_name = "N")]
+    pub runs: Option<usize>,
+    /// Activation records the growth comparison preloads (default
+    /// 1,000,000; 20,000 with --quick).
+    #[arg(long, value_name = "N")]
+    pub growth_records: Option<usize>,
     /// Seconds of each chain length's measurement, per mode.
     #[arg(long, value_name = "SECS")]
     pub chain_duration: Option<f64>,
@@ -147,7 +189,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIO,...")]
     pub only: Vec<Scenario>,
     /// The `wasmtime` binary to compare with (`wasmtime serve`);
-    /// `scripts/bench.sh` installs it into target/peer/bin/.
+    /// default target/peer/bin/wasmtime when it is there (scripts/bench.sh
+    /// installs it).
     #[arg(long, value_name = "WASMTIME")]
     pub peer: Option<PathBuf>,
     /// The wasi:http component `wasmtime serve` runs (scripts/bench.sh
@@ -174,8 +217,8 @@ pub struct BenchArgs {
     /// Draw the key comparisons as SVG to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Also write the plot to docs/bench.svg and the JSON to
-    /// docs/bench.json (run from the repository root), for the README.
+    /// Also write the plot to docs/bench.svg, the JSON to docs/bench.json
+    /// and the results block of README.md (run from the repository root).
     #[arg(long)]
     pub publish: bool,
 }
@@ -190,10 +233,10 @@ impl BenchArgs {
                 bail!("--{flag} must be between 0 and 86400 seconds, not {value}")
             }
         };
-        let (duration, warmup, cold_runs, chain_duration) = if self.quick {
-            (1.5, 0.5, 5, 1.0)
+        let (duration, warmup, cold_runs, chain_duration, runs, growth_records) = if self.quick {
+            (1.5, 0.5, 5, 1.0, 2, QUICK_GROWTH_RECORDS)
         } else {
-            (5.0, 1.0, 15, 3.0)
+            (5.0, 1.0, 15, 3.0, goals::REQUIRED_RUNS, GROWTH_RECORDS)
         };
         let duration = seconds(self.duration.unwrap_or(duration), "duration")?;
         if duration.is_zero() {
@@ -216,6 +259,14 @@ impl BenchArgs {
         if self.density == 0 || self.density > 100_000 {
             bail!("--density must be between 1 and 100000");
         }
+        let runs = self.runs.unwrap_or(runs);
+        if runs == 0 || runs > 100 {
+            bail!("--runs must be between 1 and 100");
+        }
+        let growth_records = self.growth_records.unwrap_or(growth_records);
+        if growth_records == 0 || growth_records > 100_000_000 {
+            bail!("--growth-records must be between 1 and 100000000");
+        }
         let mut clients = vec![1];
         if self.concurrency > 1 {
             clients.push(self.concurrency);
@@ -227,6 +278,8 @@ impl BenchArgs {
             cold_runs,
             chain_duration,
             density_instances: self.density,
+            runs,
+            growth_records,
         })
     }
 
@@ -241,13 +294,26 @@ impl BenchArgs {
         chosen
     }
 
-    /// The peer, when `--peer` is given.
+    /// The peer: `--peer`, or else the one `scripts/bench.sh` installs
+    /// when it is there (with its component).
     fn peer(&self) -> Option<PeerSpec> {
-        let wasmtime = self.peer.clone()?;
-        let component = self.peer_component.clone().unwrap_or_else(|| {
-            PathBuf::from("target/peer-build/wasm32-wasip2/release/hello_http.wasm")
-        });
-        Some(PeerSpec {
+        self.peer_in(Path::new("."))
+    }
+
+    /// [`peer`](Self::peer), with the default paths under `root`.
+    fn peer_in(&self, root: &Path) -> Option<PeerSpec> {
+        let component = self
+            .peer_component
+            .clone()
+            .unwrap_or_else(|| root.join(DEFAULT_PEER_COMPONENT));
+        if let Some(wasmtime) = self.peer.clone() {
+            return Some(PeerSpec {
+                wasmtime,
+                component,
+            });
+        }
+        let wasmtime = root.join(DEFAULT_PEER);
+        (wasmtime.is_file() && component.is_file()).then_some(PeerSpec {
             wasmtime,
             component,
         })
@@ -308,15 +374,58 @@ impl DataDir {
     }
 }
 
-/// Runs the benchmark and prints its report (JSON when `json_output`).
-pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
+/// The load generator's runtime: its threads are named
+/// [`cpu::CLIENT_THREAD`], so that their CPU can be told from the nodes'.
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(cpu::CLIENT_THREAD)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("clemmys-bench: building the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = args.json;
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if json {
+                let message = serde_json::json!({ "error": format!("{error:#}") });
+                println!("{message}");
+            } else {
+                eprintln!("clemmys-bench: error: {error:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warnings of the nodes on stderr (`RUST_LOG` says otherwise).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the benchmark and prints its report (JSON with `--json`).
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let json_output = args.json;
     let plan = args.plan()?;
     let scenarios = args.scenarios();
     let debug_build = cfg!(debug_assertions);
     if debug_build {
         eprintln!(
             "bench: WARNING: this is a DEBUG build (debug assertions on); its figures are NOT \
-             representative. Build with `cargo build --release -p clemmys`."
+             representative. Build with `cargo build --release -p clemmys-bench`."
         );
     }
     let modules = Modules::load(&args.actions_dir).with_context(|| {
@@ -359,19 +468,19 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
     measure_on_own_nodes(&plan, &modules, &scenarios, &mut found, &progress).await?;
 
     let mut notes = notes(&found, &scenarios);
-    let ratios = report::ratios(&found.warm);
+    let ratios = model::ratios(&found.warm);
     let chain_summary = chains::ChainSummary::of(&found.chains);
-    found.peer.ratios = report::peer_ratios(&found.warm, &found.peer.rows);
+    found.peer.ratios = model::peer_ratios(&found.warm, &found.peer.rows);
     if let Some(version) = &found.peer.version
         && !peer::version_number(version).is_some_and(|n| n.starts_with(OUR_WASMTIME_LINE))
     {
         notes.push(format!(
-            "the peer is {version}, not on the wasmtime {OUR_WASMTIME_LINE}x line Clemmys uses"
+            "the peer is {version}, Clemmys runs on the wasmtime {OUR_WASMTIME_LINE}x line"
         ));
     }
     let plot_path = args.plot_path();
     let mut report = Report {
-        title: report::title(debug_build),
+        title: model::title(debug_build),
         machine,
         other_load: found.others,
         tee,
@@ -385,6 +494,8 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
             density_instances: plan.density_instances,
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
             quick: args.quick,
+            runs: plan.runs,
+            growth_records: plan.growth_records,
         },
         floors: found.floors,
         warm: found.warm,
@@ -397,11 +508,12 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
         knobs: found.knobs,
         peer: found.peer,
         density: found.density,
+        growth: found.growth,
         goals: Vec::new(),
         notes,
         plot: plot_path.as_ref().map(|path| path.display().to_string()),
     };
-    report.goals = report::evaluate_goals(&report);
+    report.goals = goals::evaluate_goals(&report);
     let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
     if let Some(path) = &args.out {
         write_file(path, &format!("{json}\n"))?;
@@ -414,15 +526,34 @@ pub async fn run(args: BenchArgs, json_output: bool) -> anyhow::Result<()> {
         if args.publish {
             write_file(Path::new(PUBLISHED_PLOT), &svg)?;
             write_file(Path::new(PUBLISHED_JSON), &format!("{json}\n"))?;
-            progress.note(&format!("published {PUBLISHED_PLOT} and {PUBLISHED_JSON}"));
+            publish_readme(Path::new(PUBLISHED_README), &report)?;
+            progress.note(&format!(
+                "published {PUBLISHED_PLOT}, {PUBLISHED_JSON} and the results block of \
+                 {PUBLISHED_README}"
+            ));
         }
     }
-    if json_output {
-        outln!("{json}");
+    let mut stdout = std::io::stdout().lock();
+    let printed = if json_output {
+        writeln!(stdout, "{json}")
     } else {
-        crate::output::out!("{}", report.render_table());
-    }
+        write!(stdout, "{}", report.render_table())
+    };
+    printed.context("writing the report to stdout")?;
     Ok(())
+}
+
+/// Rewrites the results block of the README at `path` with `report`'s.
+fn publish_readme(path: &Path, report: &Report) -> anyhow::Result<()> {
+    let readme =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let block = report.render_markdown(&render::markdown::utc_date(seconds));
+    let updated = render::markdown::replace_block(&readme, &block)
+        .with_context(|| format!("updating {}", path.display()))?;
+    write_file(path, &updated)
 }
 
 /// Writes `text` to `path`, creating its directory.
@@ -439,14 +570,15 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 struct Findings {
     others: Vec<cpu::OtherLoad>,
     floors: Option<floors::Floors>,
-    warm: Vec<report::WarmRow>,
-    cold: Vec<report::ColdRow>,
+    warm: Vec<model::WarmRow>,
+    cold: Vec<model::ColdRow>,
     chains: Vec<chains::ChainRow>,
     pool: Vec<coldstart::ColdVariant>,
     cache: Vec<coldstart::ColdVariant>,
     knobs: Vec<knobs::KnobRow>,
     peer: PeerSection,
     density: Option<density::DensityReport>,
+    growth: Option<growth::GrowthReport>,
 }
 
 /// The scenarios that run on the main node, in an order that keeps each
@@ -466,22 +598,30 @@ async fn measure_on_main_node(
         node.put_plain(PLAIN_NOOP, &modules.noop, true).await?;
         node.put_confidential(CONFIDENTIAL_NOOP, &modules.noop, true)
             .await?;
-        for &clients in &plan.clients {
-            let pair = [
-                (Mode::Plain, PLAIN_NOOP),
-                (Mode::Confidential, CONFIDENTIAL_NOOP),
-            ];
-            found
-                .warm
-                .extend(scenarios::warm(node, plan, clients, "noop", &pair, progress).await?);
+        // Separate runs, each a side-by-side window per client count: the
+        // confidential/plain goals must hold in every one.
+        for run in 1..=plan.runs {
+            for &clients in &plan.clients {
+                let pair = [
+                    (Mode::Plain, PLAIN_NOOP),
+                    (Mode::Confidential, CONFIDENTIAL_NOOP),
+                ];
+                found.warm.extend(
+                    scenarios::warm(node, plan, (clients, run), "noop", &pair, progress).await?,
+                );
+            }
         }
         found.watched(watch, Scenario::Warm);
     }
     if scenarios.contains(&Scenario::Peer) {
         match peer {
             None => {
-                progress.note("peer: not measured (run scripts/bench.sh)");
-                found.peer.note = Some("run scripts/bench.sh".into());
+                progress.note(
+                    "peer: wasmtime serve not measured in this run (not installed: run \
+                     scripts/bench.sh, or give --peer)",
+                );
+                found.peer.note =
+                    Some("not installed: run scripts/bench.sh, or give --peer".into());
             }
             Some(spec) => {
                 let watch = cpu::CpuWatch::start();
@@ -550,7 +690,7 @@ async fn measure_peer(
         ];
         found
             .warm
-            .extend(scenarios::warm(node, plan, clients, "hello", &pair, progress).await?);
+            .extend(scenarios::warm(node, plan, (clients, 1), "hello", &pair, progress).await?);
         let probe = probe.clone();
         let operation = move || {
             let probe = probe.clone();
@@ -599,6 +739,11 @@ async fn measure_on_own_nodes(
                 .context("the density measurement panicked")??,
         );
         found.watched(watch, Scenario::Density);
+    }
+    if scenarios.contains(&Scenario::Growth) {
+        let watch = cpu::CpuWatch::start();
+        found.growth = Some(growth::measure(plan, modules, plan.growth_records, progress).await?);
+        found.watched(watch, Scenario::Growth);
     }
     Ok(())
 }
@@ -664,6 +809,15 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
                 .into(),
         );
     }
+    if let Some(g) = &found.growth {
+        notes.push(format!(
+            "growth: {} copies of a real record of the measured action (own ids, start times \
+             spread over {} days) were stored through EntityStore::put_activation before the \
+             second node started; both nodes ran side by side in alternating slices",
+            g.records,
+            growth::SPREAD_DAYS
+        ));
+    }
     if let Some(d) = &found.density {
         notes.push(format!(
             "density: a warm instance is a store + instance of noop with its WASI context and \
@@ -725,6 +879,13 @@ fn machine_facts(data_dir: &Path, debug_assertions: bool) -> Machine {
     }
 }
 
+/// The file system holding `path`, from `/proc/mounts`.
+pub fn fs_type_of_path(path: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    fs_type_of(&mounts, &path)
+}
+
 /// The first `model name` of `/proc/cpuinfo`.
 fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|line| {
@@ -753,18 +914,10 @@ fn fs_type_of(mounts: &str, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
 
     fn parse(args: &[&str]) -> BenchArgs {
-        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+        BenchArgs::try_parse_from(std::iter::once("clemmys-bench").chain(args.iter().copied()))
             .expect("parse")
-            .bench
     }
 
     #[test]
@@ -777,9 +930,12 @@ mod tests {
         assert_eq!(plan.cold_runs, 15);
         assert_eq!(plan.chain_duration, Duration::from_secs(3));
         assert_eq!(plan.density_instances, 6_000);
-        assert!(args.data_dir.is_none() && args.out.is_none());
+        assert_eq!(plan.runs, 5, "the goals' five runs");
+        assert_eq!(plan.growth_records, 1_000_000);
+        assert!(args.data_dir.is_none() && args.out.is_none() && !args.json);
         assert_eq!(args.scenarios(), Scenario::ALL.to_vec(), "everything");
-        assert!(args.peer().is_none(), "no peer unless asked");
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(args.peer_in(empty.path()).is_none(), "no peer installed");
         assert_eq!(args.plot_path(), None, "no files unless asked");
     }
 
@@ -789,11 +945,24 @@ mod tests {
         assert_eq!(plan.duration, Duration::from_millis(1500));
         assert_eq!(plan.cold_runs, 5);
         assert_eq!(plan.chain_duration, Duration::from_secs(1));
-        let plan = parse(&["--quick", "--cold-runs", "9", "--duration", "2"])
-            .plan()
-            .expect("plan");
+        assert_eq!(plan.runs, 2);
+        assert_eq!(plan.growth_records, QUICK_GROWTH_RECORDS);
+        let plan = parse(&[
+            "--quick",
+            "--cold-runs",
+            "9",
+            "--duration",
+            "2",
+            "--runs",
+            "5",
+            "--growth-records",
+            "300",
+        ])
+        .plan()
+        .expect("plan");
         assert_eq!(plan.cold_runs, 9);
         assert_eq!(plan.duration, Duration::from_secs(2));
+        assert_eq!((plan.runs, plan.growth_records), (5, 300));
     }
 
     #[test]
@@ -809,7 +978,7 @@ mod tests {
             assert_eq!(args.scenarios().len(), 1, "{name}");
         }
         assert!(
-            Cli::try_parse_from(["bench", "--only", "everything"]).is_err(),
+            BenchArgs::try_parse_from(["clemmys-bench", "--only", "everything"]).is_err(),
             "unknown scenario"
         );
     }
@@ -828,7 +997,7 @@ mod tests {
                 .ends_with("hello_http.wasm")
         );
         assert!(
-            Cli::try_parse_from(["bench", "--peer-component", "/x/h.wasm"]).is_err(),
+            BenchArgs::try_parse_from(["clemmys-bench", "--peer-component", "/x/h.wasm"]).is_err(),
             "a component needs a peer"
         );
         let args = parse(&["--out", "r.json"]);
@@ -839,6 +1008,21 @@ mod tests {
             parse(&["--publish"]).plot_path(),
             Some(PathBuf::from(DEFAULT_PLOT))
         );
+    }
+
+    #[test]
+    fn an_installed_peer_is_measured_without_being_asked() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let args = parse(&[]);
+        for file in [DEFAULT_PEER, DEFAULT_PEER_COMPONENT] {
+            assert!(args.peer_in(root.path()).is_none(), "not yet: {file}");
+            let path = root.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, b"x").expect("write");
+        }
+        let peer = args.peer_in(root.path()).expect("installed");
+        assert_eq!(peer.wasmtime, root.path().join(DEFAULT_PEER));
+        assert_eq!(peer.component, root.path().join(DEFAULT_PEER_COMPONENT));
     }
 
     #[test]
@@ -857,6 +1041,8 @@ mod tests {
             &["--warmup", "NaN"],
             &["--chain-duration", "0"],
             &["--density", "0"],
+            &["--runs", "0"],
+            &["--growth-records", "0"],
         ] {
             assert!(parse(bad).plan().is_err(), "{bad:?}");
         }

@@ -4,7 +4,10 @@
 //! have: a plain [`Client`] with the guest key and a [`Confidential`]
 //! client with its own identity that has verified and pinned the broker.
 //! Everything goes through the real HTTP API on loopback, except starting
-//! the node.
+//! the node. Each node runs on a tokio runtime of its own (threads named
+//! [`NODE_THREAD`]), apart from the load generator's, as a node in another
+//! process would: the two do not share worker threads, and the node's CPU
+//! can be told from the clients' (see [`crate::cpu`]).
 //!
 //! A scenario is an async function of a node that returns report rows:
 //! warm and cold starts here, chains, pool and cache cold starts, and the
@@ -28,15 +31,20 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, NamespaceLimits};
 use serde_json::{Value, json};
 
-use super::alternate;
-use super::load::{self, LatencySummary, LoadSpec};
-use super::progress::Progress;
-use super::report::{ColdRow, ColdSample, Mode, TeeFacts, WarmRow};
+use crate::alternate;
+use crate::load::{self, LatencySummary, LoadSpec};
+use crate::model::{ColdRow, ColdSample, Mode, TeeFacts, WarmRow};
+use crate::progress::Progress;
 
 /// The name of the custom section that makes each cold-start module unique.
 const NONCE_SECTION: &str = "clemmys-bench-nonce";
 /// How long a graceful shutdown may wait for connections to close.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// The name of a node runtime's threads.
+pub const NODE_THREAD: &str = "bench-node";
+/// How long a node waits for its store file to be released by a store
+/// handle that was just dropped (its writer thread closes it).
+const STORE_RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// The example modules the scenarios deploy.
 #[derive(Debug, Clone)]
@@ -78,6 +86,8 @@ impl Modules {
 /// A running node and its users.
 pub struct Node {
     server: RunningServer,
+    /// The node's own runtime.
+    runtime: NodeRuntime,
     /// The guest namespace's plain API client.
     pub client: Client,
     /// A confidential client of the guest namespace, broker pinned.
@@ -95,7 +105,7 @@ pub async fn on_fresh_node<T>(
     configure: impl FnOnce(&mut ServerConfig),
     measure: impl AsyncFnOnce(&Node) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let dir = super::temporary_dir()?;
+    let dir = crate::temporary_dir()?;
     let node = Node::start_with(dir.path(), 1, configure).await?;
     let measured = measure(&node).await;
     node.shutdown().await;
@@ -130,7 +140,15 @@ impl Node {
         // One keep-alive connection per client, and the headroom again.
         config.http.max_connections = config.http.max_connections.max(slots.saturating_mul(2));
         configure(&mut config);
-        let server = RunningServer::start(config)
+        let runtime = NodeRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name(NODE_THREAD)
+                .build()
+                .context("building the node's runtime")?,
+        ));
+        let handle = runtime.handle().context("the node's runtime")?;
+        let server = start_server(&handle, config)
             .await
             .with_context(|| format!("starting a node on {}", data_dir.display()))?;
         let client = Client::new(&server.api_host(), server.guest_auth.clone())?;
@@ -155,6 +173,7 @@ impl Node {
             .context("connecting the confidential client")?;
         Ok(Self {
             server,
+            runtime,
             client,
             owner: Arc::new(owner),
             broker,
@@ -286,21 +305,73 @@ impl Node {
         Ok(())
     }
 
-    /// Stops the node (dropping the clients' connections first).
+    /// Stops the node (dropping the clients' connections first), then its
+    /// runtime.
     pub async fn shutdown(self) {
         let Self {
             server,
+            mut runtime,
             client,
             owner,
             ..
         } = self;
         drop(client);
         drop(owner);
-        if tokio::time::timeout(SHUTDOWN_WAIT, server.shutdown())
-            .await
-            .is_err()
-        {
+        let Some(runtime) = runtime.0.take() else {
+            return;
+        };
+        let stopping = runtime.spawn(tokio::time::timeout(SHUTDOWN_WAIT, server.shutdown()));
+        if !matches!(stopping.await, Ok(Ok(()))) {
             eprintln!("bench: the node did not stop within {SHUTDOWN_WAIT:?}; leaving it");
+        }
+        // Dropping a runtime blocks: not on an async worker.
+        let _ = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(SHUTDOWN_WAIT)).await;
+    }
+}
+
+/// A node's runtime. Dropped without [`Node::shutdown`] (a start that
+/// failed half-way), it is shut down in the background: dropping a runtime
+/// on an async worker would panic.
+struct NodeRuntime(Option<tokio::runtime::Runtime>);
+
+impl NodeRuntime {
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|runtime| runtime.handle().clone())
+    }
+}
+
+impl Drop for NodeRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts a node on `runtime`. A store handle dropped just before (the
+/// growth scenario's preload) releases the store file from its writer
+/// thread, a moment later: while the file is still held, the start is
+/// retried.
+async fn start_server(
+    runtime: &tokio::runtime::Handle,
+    config: ServerConfig,
+) -> anyhow::Result<RunningServer> {
+    let deadline = Instant::now() + STORE_RELEASE_WAIT;
+    loop {
+        let started = runtime
+            .spawn(RunningServer::start(config.clone()))
+            .await
+            .context("the node's start panicked")?;
+        match started {
+            Err(error)
+                if matches!(
+                    error.downcast_ref::<clemmys_store::StoreError>(),
+                    Some(clemmys_store::StoreError::Locked)
+                ) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
         }
     }
 }
@@ -412,6 +483,10 @@ pub struct Plan {
     pub chain_duration: Duration,
     /// Warm instances the density measurement keeps alive.
     pub density_instances: usize,
+    /// Separate side-by-side windows of the warm plain/confidential pair.
+    pub runs: usize,
+    /// Activation records the growth comparison preloads.
+    pub growth_records: usize,
 }
 
 impl Plan {
@@ -431,7 +506,7 @@ impl Plan {
 pub async fn warm(
     node: &Node,
     plan: &Plan,
-    clients: usize,
+    (clients, run): (usize, usize),
     action: &str,
     variants: &[(Mode, &str)],
     progress: &Progress,
@@ -441,7 +516,10 @@ pub async fn warm(
         operations.push(invoke_operation(node, name, mode).await?);
     }
     let modes: Vec<&str> = variants.iter().map(|(mode, _)| mode.name()).collect();
-    let label = format!("warm {action} {}, {clients} client(s)", modes.join(" vs "));
+    let label = format!(
+        "warm {action} {}, {clients} client(s), run {run}",
+        modes.join(" vs ")
+    );
     let summaries =
         alternate::side_by_side(&label, plan.spec(clients), &operations, progress).await?;
     Ok(variants
@@ -451,6 +529,7 @@ pub async fn warm(
             action: action.to_owned(),
             mode,
             clients,
+            run,
             summary: measured.summary,
             slice_requests: measured.slice_requests,
         })

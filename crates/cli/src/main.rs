@@ -11,7 +11,6 @@
 //! gives it that plaintext.
 
 mod admin;
-mod bench;
 mod commands;
 mod output;
 mod serve;
@@ -68,8 +67,6 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Administer a node's namespaces and keys.
     Admin(admin::AdminArgs),
-    /// Measure a node started in this process (a table, or JSON with --json).
-    Bench(bench::BenchArgs),
 }
 
 fn init_tracing(default_level: &str) {
@@ -91,10 +88,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(args) => {
             init_tracing("warn");
             admin::run(args, cli.global.json).await
-        }
-        Command::Bench(args) => {
-            init_tracing("warn");
-            bench::run(args, cli.global.json).await
         }
         Command::Action { command } => {
             commands::action::run(command, &Context::new(&cli.global)?).await

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::{Mode, PEER_ACTION, Report};
+use crate::model::{Mode, PEER_ACTION, Report};
 
 /// The picture's size in pixels.
 const SIZE: (u32, u32) = (1280, 900);
@@ -191,6 +191,9 @@ impl PlotData {
                     .fit_in_budget
                     .map_or_else(|| "-".into(), |n| n.to_string()),
             ));
+        }
+        if !report.peer.measured {
+            footer.push(format!("Peer: {}.", report.peer.not_measured_text()));
         }
         let passed = report
             .goals
@@ -543,7 +546,7 @@ mod tests {
 
     #[test]
     fn the_report_gives_each_panel_its_figures() {
-        let report = crate::bench::report::tests::report();
+        let report = crate::model::tests::report();
         let data = PlotData::from_report(&report);
         let labels: Vec<&str> = data.throughput.iter().map(|b| b.label.as_str()).collect();
         assert_eq!(
@@ -587,7 +590,7 @@ mod tests {
             "{:?}",
             data.footer
         );
-        assert!(data.footer[1].starts_with("Goals: 10 PASS, 5 FAIL, 0 not measured"));
+        assert!(data.footer[1].starts_with("Goals: 5 PASS, 8 FAIL, 5 not measured"));
         assert!(data.title.contains("2 cores, Test CPU"));
         let svg = render_svg(&data).expect("svg");
         assert!(svg.contains("wasmtime serve hello, 8 clients"));
