@@ -226,7 +226,7 @@ impl Report {
     fn render_markdown_peer(&self, out: &mut String) {
         let peer = &self.peer;
         if !peer.measured || peer.rows.is_empty() {
-            let _ = writeln!(out, "`{}`.", peer.not_measured_text());
+            let _ = writeln!(out, "{}.", peer.not_measured_text());
             return;
         }
         let mut clients: Vec<usize> = peer.rows.iter().map(|row| row.clients).collect();

@@ -953,4 +953,18 @@ mod tests {
         assert_eq!(markdown::utc_date(951_782_400), "2000-02-29");
         assert_eq!(markdown::utc_date(1_798_243_199), "2026-12-25");
     }
+
+    #[test]
+    fn the_repository_readme_has_the_results_markers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let block = report().render_markdown("2026-12-03");
+        let updated = markdown::replace_block(&readme, &block).expect("--publish can update it");
+        assert!(updated.contains("| `wasmtime serve` req/s | 3800 | 5000 |"));
+        assert_eq!(
+            updated.matches(markdown::BEGIN).count(),
+            1,
+            "one block, replaced in place"
+        );
+    }
 }
