@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::model::{Mode, PEER_ACTION, Report};
+use crate::model::{Mode, PEER_ACTION, Report, percentile};
 
 /// The picture's size in pixels.
 const SIZE: (u32, u32) = (1280, 900);
@@ -102,11 +102,39 @@ impl PlotData {
         clients.sort_unstable();
         clients.dedup();
         for &n in &clients {
+            // One bar per action and mode: the median of its runs.
+            let mut shown: Vec<(&str, Mode)> = Vec::new();
             for row in report.warm.iter().filter(|row| row.clients == n) {
+                let key = (row.action.as_str(), row.mode);
+                if shown.contains(&key) {
+                    continue;
+                }
+                shown.push(key);
+                let mut runs: Vec<f64> = report
+                    .warm
+                    .iter()
+                    .filter(|other| {
+                        other.clients == n && other.action == row.action && other.mode == row.mode
+                    })
+                    .map(|other| other.summary.throughput_rps)
+                    .filter(|value| value.is_finite())
+                    .collect();
+                runs.sort_by(f64::total_cmp);
+                let label = if runs.len() > 1 {
+                    format!(
+                        "{} {}, {} (median of {} runs)",
+                        row.mode.name(),
+                        row.action,
+                        clients_text(n),
+                        runs.len()
+                    )
+                } else {
+                    format!("{} {}, {}", row.mode.name(), row.action, clients_text(n))
+                };
                 push_bar(
                     &mut throughput,
-                    format!("{} {}, {}", row.mode.name(), row.action, clients_text(n)),
-                    row.summary.throughput_rps,
+                    label,
+                    percentile(&runs, 0.5),
                     Series::of(row.mode),
                 );
             }
@@ -594,6 +622,25 @@ mod tests {
         assert!(data.title.contains("2 cores, Test CPU"));
         let svg = render_svg(&data).expect("svg");
         assert!(svg.contains("wasmtime serve hello, 8 clients"));
+    }
+
+    #[test]
+    fn runs_of_one_row_make_one_bar_at_their_median() {
+        let mut report = crate::model::tests::report();
+        for (run, rps) in [(2, 1000.0), (3, 3000.0)] {
+            let mut row = crate::model::tests::warm(Mode::Plain, 1, rps, 0.5);
+            row.run = run;
+            report.warm.push(row);
+        }
+        let data = PlotData::from_report(&report);
+        let bars: Vec<&Bar> = data
+            .throughput
+            .iter()
+            .filter(|bar| bar.label.starts_with("plain noop, 1 client"))
+            .collect();
+        assert_eq!(bars.len(), 1, "{bars:?}");
+        assert_eq!(bars[0].label, "plain noop, 1 client (median of 3 runs)");
+        assert_eq!(bars[0].value, 2000.0);
     }
 
     #[test]
