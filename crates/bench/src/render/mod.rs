@@ -75,10 +75,11 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "load      closed loop, {} s per measurement after {} s warm-up; N = {} clients; {} cold starts per action; {} s per chain length{}",
+            "load      closed loop, {} s per measurement after {} s warm-up; N = {} clients; {} runs of the warm pair; {} cold starts per action; {} s per chain length{}",
             trim_float(s.duration_s),
             trim_float(s.warmup_s),
             s.concurrency,
+            s.runs,
             s.cold_runs,
             trim_float(s.chain_duration_s),
             if s.quick { " (--quick)" } else { "" }
