@@ -51,9 +51,70 @@ pub struct ServeArgs {
     /// recorded as interrupted at the next start).
     #[arg(long, value_name = "SECONDS", default_value_t = clemmys_server::DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace: u64,
+    /// How the store persists activation records.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The HTTP listener's limits.
     #[command(flatten)]
     pub http: HttpArgs,
+}
+
+/// When an activation record is durable (`--record-durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordDurabilityArg {
+    /// Answer once the record is readable; commit it with the others of
+    /// its interval.
+    Group,
+    /// Answer only once the record is on disk.
+    Sync,
+}
+
+/// How the node's store persists activation records.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// When a blocking invoke may be answered: `group` once its record is
+    /// readable (a crash loses the records of the last commit interval,
+    /// whose callers already hold their results); `sync` once the record
+    /// is on disk. Stand-ins of 202-acknowledged activations, actions and
+    /// namespaces are on disk before they are acknowledged either way.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = RecordDurabilityArg::Group)]
+    pub record_durability: RecordDurabilityArg,
+    /// Under `group`, the longest an activation record waits for the
+    /// commit that puts it on disk.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = u64::try_from(clemmys_store::DEFAULT_COMMIT_INTERVAL.as_millis()).unwrap_or(10),
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
+    pub record_commit_interval: u64,
+    /// Delete activation records that started more than this many days
+    /// ago, in the background (0: keep them forever).
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=36_500)
+    )]
+    pub activation_retention: u64,
+}
+
+impl StoreArgs {
+    /// The store configuration these arguments describe.
+    pub fn config(&self) -> clemmys_store::StoreConfig {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        clemmys_store::StoreConfig {
+            record_durability: match self.record_durability {
+                RecordDurabilityArg::Group => clemmys_store::RecordDurability::Group,
+                RecordDurabilityArg::Sync => clemmys_store::RecordDurability::Sync,
+            },
+            commit_interval: Duration::from_millis(self.record_commit_interval),
+            activation_retention: (self.activation_retention > 0).then(|| {
+                DAY.saturating_mul(u32::try_from(self.activation_retention).unwrap_or(u32::MAX))
+            }),
+            ..clemmys_store::StoreConfig::default()
+        }
+    }
 }
 
 /// The HTTP listener's limits against clients that hold connections (of
@@ -125,6 +186,7 @@ impl ServeArgs {
         config.sim_platform_key = self.sim_platform_key.clone();
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config.http = self.http.limits();
+        config.store = self.store.config();
         config
     }
 }
@@ -160,6 +222,53 @@ mod tests {
     struct Flags {
         #[command(flatten)]
         http: super::HttpArgs,
+    }
+
+    /// `StoreArgs` on their own.
+    #[derive(Debug, clap::Parser)]
+    struct StoreFlags {
+        #[command(flatten)]
+        store: super::StoreArgs,
+    }
+
+    #[test]
+    fn store_flags_default_to_group_commit_and_keeping_records() {
+        let flags = StoreFlags::try_parse_from(["clemmys"]).expect("parses");
+        assert_eq!(flags.store.config(), clemmys_store::StoreConfig::default());
+    }
+
+    #[test]
+    fn store_flags_set_durability_interval_and_retention() {
+        let flags = StoreFlags::try_parse_from([
+            "clemmys",
+            "--record-durability",
+            "sync",
+            "--record-commit-interval",
+            "25",
+            "--activation-retention",
+            "7",
+        ])
+        .expect("parses");
+        let config = flags.store.config();
+        assert_eq!(
+            config.record_durability,
+            clemmys_store::RecordDurability::Sync
+        );
+        assert_eq!(config.commit_interval, Duration::from_millis(25));
+        assert_eq!(
+            config.activation_retention,
+            Some(Duration::from_secs(7 * 24 * 3600))
+        );
+        for (flag, value) in [
+            ("--record-durability", "eventually"),
+            ("--record-commit-interval", "0"),
+            ("--activation-retention", "-1"),
+        ] {
+            assert!(
+                StoreFlags::try_parse_from(["clemmys", flag, value]).is_err(),
+                "{flag} {value}"
+            );
+        }
     }
 
     #[test]

@@ -152,13 +152,26 @@ impl Controller {
     /// Answers 202 for an activation that goes on without the caller, once
     /// a stand-in record is durable: if the node stops before the
     /// activation's own record is stored, the caller still finds a record
-    /// saying so under this id.
+    /// saying so under this id. If the stand-in cannot be stored the answer
+    /// is 503, never a 202 that a crash could leave without a record; this
+    /// holds for a blocking invoke whose wait ran out too.
     pub(crate) async fn acknowledge(&self, stand_in: Activation) -> Response {
         let id = stand_in.activation_id;
-        if let Err(error) = self.store.put_stand_in(stand_in).await {
-            tracing::error!(%error, %id, "storing the stand-in of an accepted activation failed");
+        match self.store.put_stand_in(stand_in).await {
+            Ok(()) => accepted(id),
+            Err(error) => {
+                tracing::error!(%error, %id, "storing the stand-in of an accepted activation failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "The activation {id} was started but could not be recorded as accepted: \
+                         the store is failing. It may still run; if the node stops before it \
+                         finishes, no record of it will be kept."
+                    ),
+                )
+                .into_response()
+            }
         }
-        accepted(id)
     }
 
     /// Publishes one activation and answers as `mode` asks.

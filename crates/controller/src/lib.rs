@@ -21,6 +21,9 @@ mod routes;
 mod sequence;
 mod throttle;
 
+#[cfg(test)]
+mod acknowledge_tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -23,7 +23,7 @@ use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, T
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
-use clemmys_store::{EntityStore, RedbStore};
+use clemmys_store::{EntityStore, RedbStore, StoreConfig};
 use clemmys_whisk::AuthKey;
 pub use confidential::BrokerLocation;
 pub use listener::HttpLimits;
@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Directory holding the store, keys and `wskprops`.
     pub data_dir: PathBuf,
+    /// How the store persists: record durability, commit interval,
+    /// activation retention.
+    pub store: StoreConfig,
     /// Sizing of the wasm sandbox.
     pub sandbox: SandboxConfig,
     /// Sizing of the invoker: its memory budget and its concurrency (at
@@ -74,6 +77,7 @@ impl ServerConfig {
         Self {
             listen,
             data_dir,
+            store: StoreConfig::default(),
             sandbox: SandboxConfig::default(),
             invoker: InvokerConfig::default(),
             enclave_pool: EnclavePoolConfig::default(),
@@ -137,7 +141,7 @@ impl RunningServer {
         bootstrap::create_private_dir(&config.data_dir)?;
         let store_path = config.data_dir.join("store.redb");
         let store: Arc<dyn EntityStore> = Arc::new(
-            RedbStore::open(&store_path)
+            RedbStore::open_with(&store_path, config.store.clone())
                 .with_context(|| format!("opening the store {}", store_path.display()))?,
         );
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
@@ -247,7 +251,7 @@ impl RunningServer {
     /// Stops accepting requests, waits for those in flight, then for the
     /// activations it accepted (non-blocking ones, and blocking ones whose
     /// wait ran out) to finish and be recorded, for at most the grace
-    /// period.
+    /// period; last makes every record written so far durable.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         match self.serving.await {
@@ -277,6 +281,11 @@ impl RunningServer {
                 running = activations.len(),
                 "stopping with activations still running: the next start records them as interrupted"
             );
+        }
+        // Records written under group durability may still be waiting for
+        // their commit: the process may exit right after this returns.
+        if let Err(error) = self.store.flush().await {
+            tracing::error!(%error, "committing the last activation records failed");
         }
     }
 }

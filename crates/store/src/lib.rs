@@ -5,15 +5,76 @@
 //! sealed code and sealed results, never plaintext. The default backend is
 //! [`RedbStore`], an embedded, crash-safe store with group commit; a
 //! scale-out backend (PostgreSQL) implements the same trait.
+//!
+//! How durable an activation record is when its write returns is a policy,
+//! [`RecordDurability`]: everything else is durable before its write
+//! returns.
 
 mod error;
 mod redb_store;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord};
 
 pub use error::StoreError;
 pub use redb_store::RedbStore;
+
+/// When `put_activation` returns, and so what a crash can lose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordDurability {
+    /// Once the record is visible to reads: it is committed durably, with
+    /// the other records of its interval, at most
+    /// [`StoreConfig::commit_interval`] later. A crash (power cut,
+    /// SIGKILL) loses the records written in that last interval: those of
+    /// blocking invokes, whose callers already hold the result (and for a
+    /// confidential action its receipt), and those of acknowledged (202)
+    /// activations, which are then kept as interrupted by their stand-ins.
+    /// A graceful stop loses nothing.
+    #[default]
+    Group,
+    /// Once the record is durable (group-committed with whatever else is
+    /// queued): a crash loses nothing that was acknowledged.
+    Sync,
+}
+
+/// How long a record may wait for its durable commit by default under
+/// [`RecordDurability::Group`]: long enough that at thousands of invokes a
+/// second one fsync serves tens of records, short enough that a crash
+/// loses only what a few milliseconds of load wrote.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often the store looks for activation records past their retention
+/// by default (each look deletes at most a bounded batch, and looks again
+/// at once while there is more).
+pub const DEFAULT_RETENTION_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How a store persists what it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// When an activation record's write returns.
+    pub record_durability: RecordDurability,
+    /// Under [`RecordDurability::Group`], the longest a record waits for
+    /// its durable commit.
+    pub commit_interval: Duration,
+    /// Activation records that started longer ago than this are deleted in
+    /// the background; `None` keeps them forever.
+    pub activation_retention: Option<Duration>,
+    /// How often to look for records past `activation_retention`.
+    pub retention_sweep_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            record_durability: RecordDurability::default(),
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            activation_retention: None,
+            retention_sweep_interval: DEFAULT_RETENTION_SWEEP_INTERVAL,
+        }
+    }
+}
 
 /// What to do when `put_action` finds an action of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +103,10 @@ pub struct ActivationFilter {
 /// Storage of every entity the controller and invokers persist.
 ///
 /// Writes return once the data is durable: an acknowledged write survives a
-/// crash of the server process.
+/// crash of the server process. The one exception is `put_activation`
+/// under [`RecordDurability::Group`], which returns once the record is
+/// visible to every read and makes it durable shortly after; `flush` waits
+/// for that.
 #[async_trait]
 pub trait EntityStore: Send + Sync + 'static {
     /// Creates or replaces a namespace record.
@@ -89,7 +153,9 @@ pub trait EntityStore: Send + Sync + 'static {
     /// Number of actions in a namespace.
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
 
-    /// Stores an activation record (and forgets its stand-in, if any).
+    /// Stores an activation record (and forgets its stand-in, if any). Once
+    /// it returns, `get_activation` finds the record from any thread; how
+    /// durable it is by then is the store's [`RecordDurability`].
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError>;
     /// Remembers `stand_in`, the record to keep for an activation that was
     /// acknowledged before it finished, should the node stop before storing
@@ -118,4 +184,11 @@ pub trait EntityStore: Send + Sync + 'static {
         namespace: &str,
         filter: &ActivationFilter,
     ) -> Result<usize, StoreError>;
+
+    /// Returns once every write that returned before it is durable (a
+    /// stopping node calls it last). Stores whose writes are all durable
+    /// when they return have nothing to do.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -220,12 +220,21 @@ pub struct Server {
     pub api_host: String,
     /// The `UUID:KEY` of namespace `guest`, from `DATA_DIR/wskprops`.
     pub guest_auth: String,
+    /// Flags of `clemmys serve` beyond the listen address and data
+    /// directory, kept across restarts.
+    serve_flags: Vec<String>,
 }
 
 impl Server {
     /// Starts `clemmys serve --listen 127.0.0.1:0` and waits until it
     /// announces its address and has written its `wskprops`.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `clemmys serve --listen 127.0.0.1:0` with `flags` as well
+    /// (also on every restart).
+    pub fn start_with(flags: &[&str]) -> Self {
         let root = tempfile::Builder::new()
             .prefix("clemmys-cli-server-")
             .tempdir()
@@ -238,6 +247,7 @@ impl Server {
             log_path,
             api_host: String::new(),
             guest_auth: String::new(),
+            serve_flags: flags.iter().map(|flag| (*flag).to_owned()).collect(),
             root,
         };
         server.spawn();
@@ -268,13 +278,15 @@ impl Server {
         let log_too = log
             .try_clone()
             .unwrap_or_else(|error| panic!("{}: {error}", self.log_path.display()));
-        let (mut command, shown) = clemmys_command(&[
+        let mut args = vec![
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
             arg(&self.data_dir),
-        ]);
+        ];
+        args.extend(self.serve_flags.iter().map(String::as_str));
+        let (mut command, shown) = clemmys_command(&args);
         command
             .env("RUST_LOG", "debug")
             .env("HOME", &home)
@@ -394,12 +406,24 @@ impl Server {
     /// Kills the server (SIGKILL: no shutdown at all, as a crash or a power
     /// cut would) and starts it again on the same data directory.
     pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.spawn_again();
+    }
+
+    /// Kills the server with SIGKILL and waits until it is gone.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child
                 .kill()
                 .unwrap_or_else(|error| panic!("killing the server: {error}"));
             let _ = child.wait();
         }
+    }
+
+    /// Starts the server again on the same data directory after
+    /// [`kill`](Self::kill).
+    pub fn spawn_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
         self.spawn();
     }
 
@@ -570,6 +594,20 @@ pub fn http_send(
     auth: &str,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
+    let shown = format!("{method} {api_host}{path}");
+    try_http_send(method, api_host, path, auth, body)
+        .unwrap_or_else(|error| panic!("{shown}: {error}"))
+}
+
+/// [`http_send`], with a failure to connect or to read the answer (a
+/// server that died) returned instead of failing the test.
+pub fn try_http_send(
+    method: hyper::Method,
+    api_host: &str,
+    path: &str,
+    auth: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -595,14 +633,14 @@ pub fn http_send(
         let response = tokio::time::timeout(COMMAND_TIMEOUT, client.request(request))
             .await
             .unwrap_or_else(|_| panic!("{method} {uri} timed out"))
-            .unwrap_or_else(|error| panic!("{method} {uri}: {error}"));
+            .map_err(|error| error.to_string())?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
             .collect()
             .await
-            .unwrap_or_else(|error| panic!("{method} {uri} body: {error}"))
+            .map_err(|error| format!("reading the body: {error}"))?
             .to_bytes();
-        (status, body.to_vec())
+        Ok((status, body.to_vec()))
     })
 }

@@ -11,6 +11,7 @@ mod admin;
 mod broker;
 mod common;
 mod confidential;
+mod durability;
 mod errors;
 mod leaks;
 mod settings;

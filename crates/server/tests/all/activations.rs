@@ -193,3 +193,31 @@ async fn get_result_and_logs_of_one_activation() {
     assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
     assert_eq!(invalid.json["error"], "The activation id is not valid.");
 }
+
+#[tokio::test]
+async fn an_answered_activation_is_readable_at_once_and_kept_by_a_stop() {
+    // Under group durability with an interval no test outlives, only the
+    // stop commits the record: reads find it in the store's pending set.
+    let server = TestServer::start_with(|config| {
+        config.store.commit_interval = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    server.create("echo", "echo").await;
+    let id = run(&server, "echo", json!({"n": 7})).await;
+    let record = server.activation(&id).await;
+    assert_eq!(record.status, StatusCode::OK);
+    assert_eq!(record.json["response"]["result"], json!({"n": 7}));
+    let listed = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?name=echo&count=true",
+            None,
+        )
+        .await;
+    assert_eq!(listed.json, json!({"activations": 1}));
+
+    let server = server.restart().await;
+    let record = server.activation(&id).await;
+    assert_eq!(record.status, StatusCode::OK, "the stop lost {id}");
+    assert_eq!(record.json["response"]["result"], json!({"n": 7}));
+}

@@ -1,6 +1,9 @@
 //! Integration tests of the embedded store: every operation against a real
 //! redb file, including reopening it as a restarted server would.
 
+mod durability;
+mod retention;
+
 use std::sync::Arc;
 
 use clemmys_store::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
@@ -379,4 +382,53 @@ async fn stand_ins_are_settled_only_for_activations_never_stored() {
     }
     // Settling forgets every stand-in: a second pass stores nothing.
     assert_eq!(store.settle_interrupted().await.expect("settle"), 0);
+}
+
+#[tokio::test]
+async fn a_store_written_before_the_key_index_gets_it_when_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.redb");
+    // The tables as the store had them before `activation_keys` existed.
+    {
+        const ACTIVATIONS: redb::TableDefinition<(&str, u64, &[u8]), &[u8]> =
+            redb::TableDefinition::new("activations");
+        const BY_NAME: redb::TableDefinition<(&str, &str, u64, &[u8]), ()> =
+            redb::TableDefinition::new("activations_by_name");
+        const IDS: redb::TableDefinition<&[u8], (&str, u64)> =
+            redb::TableDefinition::new("activation_ids");
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut records = txn.open_table(ACTIVATIONS).expect("table");
+            let mut by_name = txn.open_table(BY_NAME).expect("table");
+            let mut ids = txn.open_table(IDS).expect("table");
+            for n in 1..=3u8 {
+                let record = activation("guest", "old", u64::from(n), n);
+                let id = [n; 16];
+                let json = serde_json::to_vec(&record).expect("encode");
+                records
+                    .insert(("guest", u64::from(n), id.as_slice()), json.as_slice())
+                    .expect("insert");
+                by_name
+                    .insert(("guest", "old", u64::from(n), id.as_slice()), ())
+                    .expect("insert");
+                ids.insert(id.as_slice(), ("guest", u64::from(n)))
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(&path).expect("open");
+    let all = ActivationFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.count_activations("guest", &all).expect("count"), 3);
+    let starts: Vec<u64> = store
+        .list_activations("guest", &all)
+        .expect("list")
+        .into_iter()
+        .map(|a| a.start)
+        .collect();
+    assert_eq!(starts, [3, 2, 1]);
 }

@@ -1,0 +1,187 @@
+//! `Controller::acknowledge`: a 202 only once the stand-in is durable,
+//! otherwise a 503, against a store whose stand-in writes fail.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use clemmys_bus::{ActivationQueue, BusError, CompletionRegistry, InvokerMessage};
+use clemmys_store::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
+use clemmys_whisk::{
+    Action, Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, KeyValues,
+    NamespaceRecord,
+};
+
+use crate::{CodeCheck, Controller, ControllerConfig, Throttle};
+
+/// A real store whose stand-in writes fail, as a full disk would fail them.
+struct FailingStandIns(RedbStore);
+
+#[async_trait]
+impl EntityStore for FailingStandIns {
+    async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
+        self.0.put_namespace(record).await
+    }
+    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.0.get_namespace(name)
+    }
+    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.0.find_namespace_by_uuid(uuid)
+    }
+    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.0.list_namespaces()
+    }
+    async fn put_action(
+        &self,
+        action: Action,
+        code: Option<Vec<u8>>,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        self.0.put_action(action, code, mode).await
+    }
+    fn get_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.get_action(namespace, name)
+    }
+    fn get_code(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_code(namespace, name)
+    }
+    async fn delete_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.delete_action(namespace, name).await
+    }
+    fn list_actions(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.0.list_actions(namespace, skip, limit)
+    }
+    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
+        self.0.count_actions(namespace)
+    }
+    async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
+        self.0.put_activation(activation).await
+    }
+    async fn put_stand_in(&self, _stand_in: Activation) -> Result<(), StoreError> {
+        Err(StoreError::Backend("no space left on device".into()))
+    }
+    async fn settle_interrupted(&self) -> Result<usize, StoreError> {
+        self.0.settle_interrupted().await
+    }
+    fn get_activation(
+        &self,
+        namespace: &str,
+        id: &ActivationId,
+    ) -> Result<Option<Activation>, StoreError> {
+        self.0.get_activation(namespace, id)
+    }
+    fn list_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<Vec<Activation>, StoreError> {
+        self.0.list_activations(namespace, filter)
+    }
+    fn count_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<usize, StoreError> {
+        self.0.count_activations(namespace, filter)
+    }
+}
+
+/// A bus nobody reads; `acknowledge` does not use it.
+struct NoBus;
+
+#[async_trait]
+impl ActivationQueue for NoBus {
+    async fn send(&self, _message: InvokerMessage) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+struct AnyCode;
+
+impl CodeCheck for AnyCode {
+    fn check(&self, _code: &[u8], _confidential: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn controller(store: Arc<dyn EntityStore>) -> Controller {
+    Controller::new(
+        store,
+        Arc::new(NoBus),
+        Arc::new(CompletionRegistry::default()),
+        Arc::new(Throttle::default()),
+        Arc::new(AnyCode),
+        ControllerConfig::default(),
+    )
+}
+
+fn stand_in(id: u8) -> Activation {
+    Activation {
+        namespace: "guest".into(),
+        name: "slow".into(),
+        subject: "guest".into(),
+        activation_id: ActivationId::from_bytes([id; 16]),
+        version: "0.0.1".into(),
+        publish: false,
+        start: 1,
+        end: 1,
+        duration: 0,
+        cause: None,
+        response: ActivationResponse::error(ActivationStatus::InternalError, "interrupted"),
+        logs: Vec::new(),
+        annotations: KeyValues::default(),
+    }
+}
+
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test]
+async fn an_acknowledgement_whose_stand_in_cannot_be_stored_is_a_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
+    let controller = controller(Arc::new(FailingStandIns(store)));
+    let response = controller.acknowledge(stand_in(1)).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = body_text(response).await;
+    assert!(
+        body.contains(&ActivationId::from_bytes([1; 16]).to_string()),
+        "{body}"
+    );
+    assert!(body.contains("could not be recorded"), "{body}");
+}
+
+#[tokio::test]
+async fn an_acknowledgement_is_a_202_once_its_stand_in_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
+    let controller = controller(store.clone());
+    let response = controller.acknowledge(stand_in(2)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // The stand-in is there to be settled if the activation never ends.
+    assert_eq!(store.settle_interrupted().await.expect("settle"), 1);
+    let id = ActivationId::from_bytes([2; 16]);
+    assert!(store.get_activation("guest", &id).expect("get").is_some());
+}
