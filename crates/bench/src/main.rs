@@ -84,7 +84,7 @@ const OUR_WASMTIME_LINE: &str = "48.0.";
 const DISTURBED_PCT: f64 = 10.0;
 /// The warm actions' names, of (nearly) equal length in both modes: each
 /// record stores the name twice (name and path), and its size shows in the
-/// fsynced write, which should differ only by what protection costs.
+/// stored record, which should differ only by what protection costs.
 const PLAIN_NOOP: &str = "bench-noop-plain";
 const CONFIDENTIAL_NOOP: &str = "bench-noop-conf";
 const PLAIN_HELLO: &str = "bench-hello-plain";
@@ -790,7 +790,7 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
             "chains: 'confidential, session' runs in the chain session its untimed first invoke \
              opened (symmetric hops, MAC receipts, each verified); 'confidential, first runs' is a \
              client without sessions: a signed ticket, HPKE per hop and signed receipts with \
-             evidence on every invoke; each step's record is stored (fsynced) in every mode"
+             evidence on every invoke; each step's record is stored in every mode"
                 .into(),
         );
     }

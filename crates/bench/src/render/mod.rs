@@ -70,8 +70,9 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "node      in-process, loopback HTTP/1.1 keep-alive; data dir on {} (each activation fsynced, group commit)",
-            m.data_dir_fs.as_deref().unwrap_or("an unknown file system")
+            "node      in-process, loopback HTTP/1.1 keep-alive; data dir on {} (the default --record-durability group: records answered from memory, fsynced in groups every {} ms)",
+            m.data_dir_fs.as_deref().unwrap_or("an unknown file system"),
+            clemmys_store::DEFAULT_COMMIT_INTERVAL.as_millis()
         );
         let _ = writeln!(
             out,
