@@ -7,11 +7,17 @@
 //! a networked bus implements the same two traits with the same (serde)
 //! messages.
 //!
+//! When the invoker is in the controller's process, a blocking invoke skips
+//! the queue and the registry: the controller hands the message to an
+//! [`ActivationRunner`], which runs it on the request's own task. Both ways
+//! share one admission order (see `clemmys-invoker`).
+//!
 //! The bus is untrusted: for confidential actions the payload it carries is
 //! a sealed envelope, and the results in completions are sealed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use clemmys_whisk::{Action, Activation, ActivationId, ActivationResponse, KeyValues};
@@ -39,8 +45,9 @@ pub struct ActivationMessage {
     pub namespace: String,
     /// Who invoked it.
     pub subject: String,
-    /// The action as it was when invoked (metadata, no code).
-    pub action: Action,
+    /// The action as it was when invoked (metadata, no code), shared with
+    /// the controller's cache rather than copied per request.
+    pub action: Arc<Action>,
     /// Parameters (bound merged under invoked), or a sealed envelope for a
     /// confidential action.
     pub payload: serde_json::Value,
@@ -91,11 +98,13 @@ pub enum InvokerMessage {
     Prewarm(Box<Action>),
 }
 
-/// A finished activation, reported by the invoker after its record is stored.
+/// A finished activation, reported by the invoker after it tried to store
+/// its record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Completion {
-    /// The stored record.
-    pub activation: Activation,
+    /// The record, shared with whoever else holds it (the answer of a
+    /// direct run).
+    pub activation: Arc<Activation>,
 }
 
 /// The controller's side of the activation queue.
@@ -103,6 +112,32 @@ pub struct Completion {
 pub trait ActivationQueue: Send + Sync + 'static {
     /// Enqueues a message for an invoker.
     async fn send(&self, message: InvokerMessage) -> Result<(), BusError>;
+}
+
+/// An invoker in the controller's own process, which runs an activation on
+/// the caller's task: no queue, no thread in between, no completion
+/// registry.
+#[async_trait]
+pub trait ActivationRunner: Send + Sync + 'static {
+    /// Admits `message`'s activation in arrival order (one order with the
+    /// messages the invoker takes off the bus), runs it, stores its record,
+    /// reports its [`Completion`] and returns the record.
+    ///
+    /// `patience` is how long the caller waits for the record: a run whose
+    /// time limit fits in it may hold the caller's task while the guest
+    /// runs; a longer one is run elsewhere so that the caller can give up on
+    /// time.
+    ///
+    /// The activation runs to its end and is recorded even when the caller
+    /// drops the returned future first (its wait ran out, its client went
+    /// away): the rest then goes on in the background, and a stopping node
+    /// waits for it like for any activation it accepted. A record that
+    /// could not be stored is still returned.
+    async fn run(
+        self: Arc<Self>,
+        message: ActivationMessage,
+        patience: Duration,
+    ) -> Result<Arc<Activation>, BusError>;
 }
 
 /// The invoker's side of the completion channel.
@@ -211,7 +246,7 @@ mod tests {
         let first = registry.wait_for(ActivationId::from_bytes([1; 16]));
         let mut second = registry.wait_for(ActivationId::from_bytes([2; 16]));
         registry.complete(Completion {
-            activation: record(1),
+            activation: Arc::new(record(1)),
         });
         let done = first.await.expect("completed");
         assert_eq!(
@@ -227,7 +262,7 @@ mod tests {
         assert_eq!(registry.waiting(), 0);
         // Completing an activation nobody waits for is harmless.
         registry.complete(Completion {
-            activation: record(3),
+            activation: Arc::new(record(3)),
         });
     }
 

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use clemmys_bus::{ActivationMessage, BusError, InvokerMessage};
+use clemmys_bus::{ActivationMessage, ActivationRunner, BusError, InvokerMessage};
 use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{
@@ -79,7 +79,7 @@ pub async fn invoke(
         let merged = merge_parameters(&action.parameters, &action.annotations, params)
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
         let payload = Value::Object(merged);
-        let size = serde_json::to_vec(&payload).map_or(0, |bytes| bytes.len());
+        let size = encoded_len(&payload);
         if size > MAX_PAYLOAD_BYTES {
             return Err(ApiError::too_large("Request", size, MAX_PAYLOAD_BYTES));
         }
@@ -109,7 +109,7 @@ pub async fn invoke(
         activation_id,
         namespace: namespace.to_string(),
         subject: caller.0.name.to_string(),
-        action: (*action).clone(),
+        action,
         payload,
         blocking: mode.blocking,
         cause: None,
@@ -131,6 +131,26 @@ fn parse_params(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The length of `value` as JSON, without keeping the bytes.
+fn encoded_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(bytes.len());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        // A `Value` always encodes; were it not to, nothing is sent.
+        Err(_) => 0,
+    }
+}
+
 /// The record kept for `message` if the node stops before the
 /// activation's own record is stored.
 fn stand_in(message: &ActivationMessage) -> Activation {
@@ -146,6 +166,30 @@ fn stand_in(message: &ActivationMessage) -> Activation {
         Vec::new(),
         annotations,
     )
+}
+
+/// What a stand-in record is built from, kept while a direct run holds the
+/// message: the record itself is built only if the wait runs out.
+struct StandInSource(ActivationMessage);
+
+impl StandInSource {
+    /// Everything of `message` but its payload.
+    fn of(message: &ActivationMessage) -> Self {
+        Self(ActivationMessage {
+            activation_id: message.activation_id,
+            namespace: message.namespace.clone(),
+            subject: message.subject.clone(),
+            action: message.action.clone(),
+            payload: Value::Null,
+            blocking: message.blocking,
+            cause: message.cause,
+            accepted_at: message.accepted_at,
+        })
+    }
+
+    fn record(&self) -> Activation {
+        stand_in(&self.0)
+    }
 }
 
 impl Controller {
@@ -174,8 +218,35 @@ impl Controller {
         }
     }
 
+    /// Runs one blocking activation with the local invoker, on this task,
+    /// and answers as `mode` asks. If the wait runs out the activation goes
+    /// on without the caller (see [`ActivationRunner::run`]).
+    async fn run_direct(
+        &self,
+        invoker: Arc<dyn ActivationRunner>,
+        message: ActivationMessage,
+        mode: InvokeMode,
+    ) -> Response {
+        let id = message.activation_id;
+        let stand_in = StandInSource::of(&message);
+        match tokio::time::timeout(mode.wait, invoker.run(message, mode.wait)).await {
+            Ok(Ok(activation)) => activation_answer(&activation, mode.result_only),
+            Ok(Err(error)) => {
+                // It was never admitted, so never completed.
+                self.throttle.release(&id);
+                bus_error(error).into_response()
+            }
+            Err(_) => self.acknowledge(stand_in.record()).await,
+        }
+    }
+
     /// Publishes one activation and answers as `mode` asks.
     async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
+        if mode.blocking
+            && let Some(invoker) = &self.local_invoker
+        {
+            return self.run_direct(invoker.clone(), message, mode).await;
+        }
         let id = message.activation_id;
         let stand_in = stand_in(&message);
         if !mode.blocking {

@@ -1,8 +1,10 @@
 //! The controller: Apache OpenWhisk's REST API (`/api/v1`) over axum.
 //!
 //! It authenticates callers, keeps actions and activation records in the
-//! [`EntityStore`], and hands activations to invokers through the bus,
-//! waiting for blocking ones. It is untrusted: for a confidential action it
+//! [`EntityStore`], and hands activations to invokers: a blocking one to
+//! the invoker in its own process directly when there is one
+//! ([`Controller::with_local_invoker`]), running it on the request's task;
+//! the others through the bus, waiting for blocking ones. It is untrusted: for a confidential action it
 //! stores and forwards only sealed bytes (code, parameters, results, logs)
 //! and never holds a key that could open them.
 
@@ -28,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use clemmys_bus::{ActivationQueue, CompletionRegistry};
+use clemmys_bus::{ActivationQueue, ActivationRunner, CompletionRegistry};
 use clemmys_store::{EntityStore, StoreError};
 use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 
@@ -72,6 +74,9 @@ pub struct Controller {
     code_check: Arc<dyn CodeCheck>,
     config: ControllerConfig,
     broker: Option<Arc<dyn BrokerGateway>>,
+    /// The invoker in this process, which runs blocking activations on the
+    /// request's task; without one they go through the bus.
+    local_invoker: Option<Arc<dyn ActivationRunner>>,
     /// API key UUID → namespace, filled on first use.
     namespaces: RwLock<HashMap<String, Arc<NamespaceRecord>>>,
     /// `namespace/name` → action; this process is the only writer of the
@@ -97,6 +102,7 @@ impl Controller {
             code_check,
             config,
             broker: None,
+            local_invoker: None,
             namespaces: RwLock::default(),
             actions: RwLock::default(),
         }
@@ -105,6 +111,14 @@ impl Controller {
     /// Serves the key broker's routes through `broker`.
     pub fn with_broker(mut self, broker: Arc<dyn BrokerGateway>) -> Self {
         self.broker = Some(broker);
+        self
+    }
+
+    /// Runs blocking activations (sequence components included) with
+    /// `invoker`, in this process, instead of through the bus. Non-blocking
+    /// ones still go through the bus, whose bounded queue pushes back.
+    pub fn with_local_invoker(mut self, invoker: Arc<dyn ActivationRunner>) -> Self {
+        self.local_invoker = Some(invoker);
         self
     }
 

@@ -145,17 +145,24 @@ impl Controller {
         };
         let id = crate::ids::activation_id();
         let wait = Duration::from_millis(action.limits.timeout) + COMPONENT_GRACE;
-        let completion = self.completions.wait_for(id);
         let message = ActivationMessage {
             activation_id: id,
             namespace: run.namespace.clone(),
             subject: run.subject.clone(),
-            action: (*action).clone(),
+            action,
             payload,
             blocking: true,
             cause: Some(run.activation_id),
             accepted_at: clemmys_whisk::now_ms(),
         };
+        if let Some(invoker) = &self.local_invoker {
+            return match tokio::time::timeout(wait, invoker.clone().run(message, wait)).await {
+                Ok(Ok(activation)) => Ok(Arc::unwrap_or_clone(activation)),
+                Ok(Err(error)) => Err(internal(&error.to_string())),
+                Err(_) => Err(internal("a sequence component did not finish in time")),
+            };
+        }
+        let completion = self.completions.wait_for(id);
         if let Err(error) = self
             .queue
             .send(InvokerMessage::Activate(Box::new(message)))
@@ -165,7 +172,7 @@ impl Controller {
             return Err(internal(&error.to_string()));
         }
         match tokio::time::timeout(wait, completion).await {
-            Ok(Ok(done)) => Ok(done.activation),
+            Ok(Ok(done)) => Ok(Arc::unwrap_or_clone(done.activation)),
             Ok(Err(_)) => Err(internal("the invoker dropped a sequence component")),
             Err(_) => {
                 self.completions.forget(&id);

@@ -15,7 +15,7 @@ use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::{Value, json};
 
-use crate::{Invoker, RunReport};
+use crate::{Invoker, Placement, RunReport};
 
 /// The store as the enclave pool's source of sealed code.
 pub struct StoredCode(pub Arc<dyn EntityStore>);
@@ -49,7 +49,11 @@ pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 
 impl Invoker {
     /// Runs a confidential action inside the enclave.
-    pub(crate) async fn execute_confidential(&self, message: &ActivationMessage) -> RunReport {
+    pub(crate) async fn execute_confidential(
+        &self,
+        message: &ActivationMessage,
+        placement: Placement,
+    ) -> RunReport {
         let started = Instant::now();
         let start_ms = clemmys_whisk::now_ms();
         let refuse = |status: ActivationStatus, text: String| RunReport {
@@ -87,17 +91,18 @@ impl Invoker {
             Exec::Sequence { .. } => None,
         };
         let activation_id = message.activation_id.to_string();
-        let outcome = tokio::task::spawn_blocking(move || {
-            enclaves.run(SealedRun {
-                namespace: &namespace,
-                action: &name,
-                activation_id: &activation_id,
-                invocation: &invocation,
-                limits,
-                entry,
+        let outcome = placement
+            .run(move || {
+                enclaves.run(SealedRun {
+                    namespace: &namespace,
+                    action: &name,
+                    activation_id: &activation_id,
+                    invocation: &invocation,
+                    limits,
+                    entry,
+                })
             })
-        })
-        .await;
+            .await;
         match outcome {
             Ok(Ok(sealed)) => {
                 let mut result = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.result) });

@@ -17,27 +17,54 @@
 //! when its run ends. So the limits of the activations running at
 //! once never add up to more than the budget, and never more activations
 //! run than the sandbox has instance slots. Admission happens in the order
-//! messages leave the bus, one at a time: an activation that does not fit
-//! waits, and every message behind it waits too (first in, first out, no
-//! overtaking by smaller ones), so a saturated invoker stops draining the
-//! bus, whose bounded queue then refuses new work with 503: back-pressure
-//! reaches the client instead of piling up here.
+//! activations arrive, one at a time, whether they come off the bus or
+//! through [`ActivationRunner::run`]: an activation that does not fit
+//! waits, and every one behind it waits too (first in, first out, no
+//! overtaking by smaller ones). A saturated invoker stops draining the
+//! bus, whose bounded queue then refuses new work with 503; direct runs
+//! wait in line, bounded by the namespaces' concurrency throttles.
+//!
+//! # Where the guest runs
+//!
+//! The sandbox is synchronous. On a multi-threaded runtime a run whose
+//! caller may wait for it runs in place ([`tokio::task::block_in_place`]:
+//! the worker's other tasks move to another thread, no handoff to a
+//! blocking thread and back); the epoch deadline bounds it by the action's
+//! time limit. Elsewhere (a current-thread runtime, or a caller that must
+//! be able to give up before the time limit) it runs on a blocking thread.
+//!
+//! # Records
+//!
+//! A record that cannot be stored after the function ran does not turn
+//! the answer into an error inviting a retry: the result is returned
+//! anyway, the failure is logged and counted
+//! ([`InvokerStats::records_not_stored`]).
 
+mod admission;
 mod confidential;
 pub mod keepalive;
 pub mod pool;
 mod record;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::admission::{Admission, Admitted};
 use crate::pool::EnclavePool;
-use clemmys_bus::{ActivationMessage, Completion, CompletionSink, InvokerFeed, InvokerMessage};
+use clemmys_bus::{
+    ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, InvokerFeed,
+    InvokerMessage,
+};
 use clemmys_sandbox::{CodeDigest, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;
-use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, Exec};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use clemmys_whisk::{Action, Activation, ActivationStatus, Exec};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
 
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
@@ -116,25 +143,25 @@ enum StartError {
     Internal(String),
 }
 
+/// Counters of an invoker, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvokerStats {
+    /// Activations whose record could not be stored after they ran (their
+    /// result was answered anyway).
+    pub records_not_stored: u64,
+}
+
 /// One invoker.
 pub struct Invoker {
     sandbox: Arc<Sandbox>,
     store: Arc<dyn EntityStore>,
     completions: Arc<dyn CompletionSink>,
-    /// One permit per activation that may run at once.
-    slots: Arc<Semaphore>,
-    /// One permit per MB of the memory budget.
-    memory: Arc<Semaphore>,
-    memory_budget_mb: u32,
+    admission: Admission,
     enclaves: Option<Arc<EnclavePool>>,
     /// The activations handed to this invoker and not finished yet.
     activations: TaskTracker,
-}
-
-/// What a running activation holds; dropping it admits the next.
-struct Admitted {
-    _memory: OwnedSemaphorePermit,
-    _slot: OwnedSemaphorePermit,
+    records_not_stored: AtomicU64,
 }
 
 impl Invoker {
@@ -173,23 +200,29 @@ impl Invoker {
         config: InvokerConfig,
         enclaves: Option<Arc<EnclavePool>>,
     ) -> Self {
-        let memory_budget_mb = config.memory_budget_mb.max(1);
         Self {
             sandbox,
             store,
             completions,
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
-            memory: Arc::new(Semaphore::new(memory_budget_mb as usize)),
-            memory_budget_mb,
+            admission: Admission::new(config.concurrency, config.memory_budget_mb),
             enclaves,
             activations: TaskTracker::new(),
+            records_not_stored: AtomicU64::new(0),
         }
     }
 
-    /// The activations this invoker is running or waiting to run (admitted
-    /// off the bus, not yet recorded): what a stopping node waits for.
+    /// The activations this invoker is running or waiting to run (taken
+    /// off the bus or handed over directly, not yet recorded): what a
+    /// stopping node waits for.
     pub fn activations(&self) -> TaskTracker {
         self.activations.clone()
+    }
+
+    /// This invoker's counters.
+    pub fn stats(&self) -> InvokerStats {
+        InvokerStats {
+            records_not_stored: self.records_not_stored.load(Ordering::Relaxed),
+        }
     }
 
     /// Consumes `feed` until the controller side closes it.
@@ -199,11 +232,16 @@ impl Invoker {
             match message {
                 InvokerMessage::Activate(message) => {
                     // Wait here, not in the task: see "Admission".
-                    let Some(admitted) = self.admit(&message).await else {
+                    let Some(admitted) = self.admission.admit(message.action.limits.memory).await
+                    else {
                         return; // the semaphores are never closed
                     };
-                    self.activations
-                        .spawn(async move { invoker.activate(*message, admitted).await });
+                    // Nothing else waits on this task: the guest may hold it.
+                    self.activations.spawn(async move {
+                        invoker
+                            .activate(*message, admitted, Placement::InPlace)
+                            .await
+                    });
                 }
                 InvokerMessage::Prewarm(action) => {
                     tokio::spawn(async move { invoker.prewarm(&action).await });
@@ -212,43 +250,34 @@ impl Invoker {
         }
     }
 
-    /// Waits until `message`'s activation fits in the memory budget and a
-    /// slot is free, and takes both.
-    async fn admit(&self, message: &ActivationMessage) -> Option<Admitted> {
-        let memory_mb = message.action.limits.memory.clamp(1, self.memory_budget_mb);
-        let memory = self
-            .memory
-            .clone()
-            .acquire_many_owned(memory_mb)
-            .await
-            .ok()?;
-        let slot = self.slots.clone().acquire_owned().await.ok()?;
-        Some(Admitted {
-            _memory: memory,
-            _slot: slot,
-        })
-    }
-
     /// Runs one activation, gives back what it was `admitted` with (its
     /// instance is gone), stores its record and reports it.
-    async fn activate(&self, message: ActivationMessage, admitted: Admitted) {
-        let report = self.execute(&message).await;
+    async fn activate(
+        &self,
+        message: ActivationMessage,
+        admitted: Admitted,
+        placement: Placement,
+    ) -> Arc<Activation> {
+        let report = self.execute(&message, placement).await;
         drop(admitted);
-        let mut activation = record::activation(&message, report);
-        if let Err(error) = self.store.put_activation(activation.clone()).await {
-            tracing::error!(%error, id = %activation.activation_id, "storing activation failed");
-            activation.response = ActivationResponse::error(
-                ActivationStatus::InternalError,
-                "The activation record could not be stored.",
-            );
+        let activation = Arc::new(record::activation(&message, report));
+        // The store takes its own copy: its API takes the record by value.
+        if let Err(error) = self.store.put_activation((*activation).clone()).await {
+            // The function ran: answering an error would invite a retry that
+            // runs it again. Answer its result; the record is what is lost.
+            self.records_not_stored.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, id = %activation.activation_id, "storing an activation record failed; answering its result anyway");
         }
-        self.completions.complete(Completion { activation });
+        self.completions.complete(Completion {
+            activation: activation.clone(),
+        });
+        activation
     }
 
     /// Runs the action of `message` and reports what happened.
-    async fn execute(&self, message: &ActivationMessage) -> RunReport {
+    async fn execute(&self, message: &ActivationMessage, placement: Placement) -> RunReport {
         if message.action.is_confidential() {
-            return self.execute_confidential(message).await;
+            return self.execute_confidential(message, placement).await;
         }
         let started = Instant::now();
         let start_ms = clemmys_whisk::now_ms();
@@ -265,7 +294,7 @@ impl Invoker {
             },
         };
         let sandbox = self.sandbox.clone();
-        let outcome = tokio::task::spawn_blocking(move || sandbox.run(&module, request)).await;
+        let outcome = placement.run(move || sandbox.run(&module, request)).await;
         match outcome {
             Ok(outcome) => RunReport {
                 start_ms,
@@ -326,6 +355,113 @@ impl Invoker {
         }
         if let Err(error) = self.module_for(action).await {
             tracing::warn!(action = %action.path(), %error, "prewarming failed");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ActivationRunner for Invoker {
+    async fn run(
+        self: Arc<Self>,
+        message: ActivationMessage,
+        patience: Duration,
+    ) -> Result<Arc<Activation>, BusError> {
+        // The guest may hold the caller's task only if the caller cannot
+        // want to give up before the guest's time limit ends it.
+        let placement = if Duration::from_millis(message.action.limits.timeout) <= patience {
+            Placement::InPlace
+        } else {
+            Placement::BlockingThread
+        };
+        let tracker = self.activations.clone();
+        let run = tracker.track_future(async move {
+            let admitted = self
+                .admission
+                .admit(message.action.limits.memory)
+                .await
+                .ok_or(BusError::Closed)?;
+            Ok(self.activate(message, admitted, placement).await)
+        });
+        RunToEnd::new(run).await
+    }
+}
+
+/// Where a synchronous run (a guest, an enclave) goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// On the current task's worker thread, if the runtime can hand the
+    /// worker's other tasks to another thread; else a blocking thread.
+    InPlace,
+    /// On a blocking thread, so the current task can still do other work
+    /// (time out) meanwhile.
+    BlockingThread,
+}
+
+impl Placement {
+    /// Runs `work` where this placement says.
+    pub(crate) async fn run<T: Send + 'static>(
+        self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, JoinError> {
+        let multi_threaded = Handle::try_current()
+            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+        if self == Placement::InPlace && multi_threaded {
+            // `block_in_place` panics on a current-thread runtime only.
+            return Ok(tokio::task::block_in_place(work));
+        }
+        tokio::task::spawn_blocking(work).await
+    }
+}
+
+/// A future that, if dropped before it finishes, goes on as a task of its
+/// own: an activation runs to its end and is recorded whoever stops
+/// waiting for it.
+struct RunToEnd<F: Future + Send + 'static>
+where
+    F::Output: Send + 'static,
+{
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn new(future: F) -> Self {
+        Self {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Pending; // polled again after it finished
+        };
+        let output = std::task::ready!(future.as_mut().poll(context));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for RunToEnd<F>
+where
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            match Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(future)),
+                Err(_) => {
+                    tracing::error!("an activation was abandoned: no runtime to finish it on")
+                }
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Assembles one Clemmys node: controller, in-process bus, invoker and the
-//! embedded store, serving the OpenWhisk API over HTTP.
+//! embedded store, serving the OpenWhisk API over HTTP. The invoker is
+//! local, so the controller runs blocking activations with it directly;
+//! non-blocking ones go through the in-process bus.
 //!
 //! `clemmys serve` runs this; integration tests start it on `127.0.0.1:0`
 //! with a temporary data directory.
@@ -106,6 +108,8 @@ pub struct RunningServer {
     /// The node's wasm sandbox (benchmarks wait for its background
     /// compiles).
     pub sandbox: Arc<Sandbox>,
+    /// The node's invoker (operators and tests read its counters).
+    pub invoker: Arc<Invoker>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
     /// The invoker's loop taking activations off the bus; it ends once the
@@ -194,7 +198,7 @@ impl RunningServer {
             trusted.enclaves.clone(),
         );
         let activations = invoker.activations();
-        let dispatching = tokio::spawn(invoker.run(feed));
+        let dispatching = tokio::spawn(invoker.clone().run(feed));
         restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
@@ -206,7 +210,8 @@ impl RunningServer {
             Arc::new(SandboxCheck(sandbox.clone())),
             controller_config,
         )
-        .with_broker(trusted.gateway());
+        .with_broker(trusted.gateway())
+        .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -227,6 +232,7 @@ impl RunningServer {
             broker: trusted.broker.clone(),
             enclaves: trusted.enclaves.clone(),
             sandbox,
+            invoker,
             stop,
             serving,
             dispatching,

@@ -130,6 +130,37 @@ async fn blocking_invoke_past_the_wait_answers_202_and_the_activation_still_comp
     );
 }
 
+/// On a multi-threaded runtime, as `clemmys serve` runs, a blocking invoke
+/// runs its guest in place on the request's worker; one whose wait is
+/// shorter than its action's time limit still answers 202 when the wait
+/// runs out, and its record is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_invokes_on_a_multi_threaded_node_answer_or_time_out() {
+    let server = TestServer::start().await;
+    server.create("echo", "echo").await;
+    server.create("sleep", "sleep").await;
+    let answer = server
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/echo?blocking=true&result=true",
+            Some(json!({"k": "v"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    assert_eq!(answer.json, json!({"k": "v"}));
+    let answer = server
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/sleep?blocking=true&timeout=100",
+            Some(json!({"ms": 600})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.json);
+    let id = answer.json["activationId"].as_str().expect("id").to_owned();
+    let activation = server.wait_for_activation(&id).await;
+    assert_eq!(activation["response"]["result"], json!({"slept": 600}));
+}
+
 #[tokio::test]
 async fn application_error_answers_502_with_the_activation() {
     let server = TestServer::start().await;

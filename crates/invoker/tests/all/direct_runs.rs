@@ -1,0 +1,255 @@
+//! Activations handed to the invoker directly ([`ActivationRunner`]), as the
+//! controller of the same process does for blocking invokes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clemmys_bus::{ActivationMessage, ActivationRunner, CompletionRegistry};
+use clemmys_invoker::{Invoker, InvokerConfig};
+use clemmys_sandbox::{CodeDigest, Sandbox, SandboxConfig};
+use clemmys_store::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
+use clemmys_whisk::{
+    Action, Activation, ActivationId, ActivationStatus, EntityName, Exec, KeyValues,
+    NamespaceRecord,
+};
+use serde_json::json;
+
+/// The compiled example action `name` (built by scripts/build-examples.sh).
+fn example(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/examples/wasm32-wasip1/release")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error}; run scripts/build-examples.sh first",
+            path.display()
+        )
+    })
+}
+
+/// A store whose activation records cannot be written (a full disk, say);
+/// everything else goes to the store it wraps.
+struct RecordsFail(RedbStore);
+
+#[async_trait]
+impl EntityStore for RecordsFail {
+    async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
+        self.0.put_namespace(record).await
+    }
+    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.0.get_namespace(name)
+    }
+    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.0.find_namespace_by_uuid(uuid)
+    }
+    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.0.list_namespaces()
+    }
+    async fn put_action(
+        &self,
+        action: Action,
+        code: Option<Vec<u8>>,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        self.0.put_action(action, code, mode).await
+    }
+    fn get_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.get_action(namespace, name)
+    }
+    fn get_code(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_code(namespace, name)
+    }
+    async fn delete_action(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.delete_action(namespace, name).await
+    }
+    fn list_actions(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.0.list_actions(namespace, skip, limit)
+    }
+    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
+        self.0.count_actions(namespace)
+    }
+    async fn put_activation(&self, _activation: Activation) -> Result<(), StoreError> {
+        Err(StoreError::Backend("no space left on device".into()))
+    }
+    async fn put_stand_in(&self, stand_in: Activation) -> Result<(), StoreError> {
+        self.0.put_stand_in(stand_in).await
+    }
+    async fn settle_interrupted(&self) -> Result<usize, StoreError> {
+        self.0.settle_interrupted().await
+    }
+    fn get_activation(
+        &self,
+        namespace: &str,
+        id: &ActivationId,
+    ) -> Result<Option<Activation>, StoreError> {
+        self.0.get_activation(namespace, id)
+    }
+    fn list_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<Vec<Activation>, StoreError> {
+        self.0.list_activations(namespace, filter)
+    }
+    fn count_activations(
+        &self,
+        namespace: &str,
+        filter: &ActivationFilter,
+    ) -> Result<usize, StoreError> {
+        self.0.count_activations(namespace, filter)
+    }
+}
+
+struct Node {
+    invoker: Arc<Invoker>,
+    store: Arc<dyn EntityStore>,
+    _data: tempfile::TempDir,
+}
+
+/// An invoker over a fresh store (wrapped by `wrap`) holding action
+/// `guest/<example>`.
+async fn node_with(example_name: &str, wrap: fn(RedbStore) -> Arc<dyn EntityStore>) -> Node {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let store = wrap(RedbStore::open(&data.path().join("store.redb")).expect("store"));
+    let code = example(example_name);
+    let action = Action {
+        namespace: EntityName::new("guest").expect("name"),
+        name: EntityName::new(example_name).expect("name"),
+        version: "0.0.1".parse().expect("version"),
+        publish: false,
+        exec: Exec::Wasm {
+            code_digest: CodeDigest::of(&code).to_string(),
+            code_size: code.len() as u64,
+            main: None,
+        },
+        limits: Default::default(),
+        annotations: KeyValues::default(),
+        parameters: KeyValues::default(),
+        updated: 0,
+    };
+    store
+        .put_action(action, Some(code), PutMode::CreateOnly)
+        .await
+        .expect("action stored");
+    let sandbox = Arc::new(Sandbox::new(&SandboxConfig::default()).expect("sandbox"));
+    let invoker = Invoker::new(
+        sandbox,
+        store.clone(),
+        Arc::new(CompletionRegistry::default()),
+        InvokerConfig::default(),
+    );
+    Node {
+        invoker,
+        store,
+        _data: data,
+    }
+}
+
+fn redb(store: RedbStore) -> Arc<dyn EntityStore> {
+    Arc::new(store)
+}
+
+fn records_fail(store: RedbStore) -> Arc<dyn EntityStore> {
+    Arc::new(RecordsFail(store))
+}
+
+fn message(node: &Node, name: &str, payload: serde_json::Value) -> ActivationMessage {
+    let action = node
+        .store
+        .get_action(
+            &EntityName::new("guest").expect("name"),
+            &EntityName::new(name).expect("name"),
+        )
+        .expect("store")
+        .expect("action");
+    ActivationMessage {
+        activation_id: ActivationId::from_bytes([7; 16]),
+        namespace: "guest".into(),
+        subject: "guest".into(),
+        action: Arc::new(action),
+        payload,
+        blocking: true,
+        cause: None,
+        accepted_at: clemmys_whisk::now_ms(),
+    }
+}
+
+/// Long enough for any run here: the guest may run in place.
+const PATIENT: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_run_answers_and_stores_its_record() {
+    let node = node_with("echo", redb).await;
+    let message = message(&node, "echo", json!({"k": "v"}));
+    let id = message.activation_id;
+    let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
+        .await
+        .expect("ran");
+    assert_eq!(activation.response.status, ActivationStatus::Success);
+    assert_eq!(activation.response.result, Some(json!({"k": "v"})));
+    let stored = node
+        .store
+        .get_activation("guest", &id)
+        .expect("store")
+        .expect("recorded");
+    assert_eq!(stored, *activation);
+    assert_eq!(node.invoker.stats().records_not_stored, 0);
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_stored_still_answers_the_result() {
+    let node = node_with("echo", records_fail).await;
+    let message = message(&node, "echo", json!({"k": "v"}));
+    let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
+        .await
+        .expect("ran");
+    // The function ran: its result, not an error inviting a retry.
+    assert_eq!(activation.response.status, ActivationStatus::Success);
+    assert_eq!(activation.response.result, Some(json!({"k": "v"})));
+    assert_eq!(node.invoker.stats().records_not_stored, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_run_whose_caller_stops_waiting_still_stores_its_record() {
+    let node = node_with("sleep", redb).await;
+    let message = message(&node, "sleep", json!({"ms": 300}));
+    let id = message.activation_id;
+    // The caller waits 10 ms, far less than the action's time limit: the
+    // guest runs off its task, and the wait runs out first.
+    let patience = Duration::from_millis(10);
+    let waited = tokio::time::timeout(
+        patience,
+        ActivationRunner::run(node.invoker.clone(), message, patience),
+    )
+    .await;
+    assert!(waited.is_err(), "the caller gave up before the guest ended");
+    // As a stopping node does: wait for every accepted activation.
+    let activations = node.invoker.activations();
+    activations.close();
+    activations.wait().await;
+    let stored = node
+        .store
+        .get_activation("guest", &id)
+        .expect("store")
+        .expect("recorded although nobody waited");
+    assert_eq!(stored.response.result, Some(json!({"slept": 300})));
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the invoker: one module per feature.
+
+mod direct_runs;
