@@ -172,7 +172,7 @@ impl Broker {
             // restart at the floor instead of being refused once.
             "replayFloorMs": self.replay.lock().unwrap_or_else(PoisonError::into_inner).floor_ms(),
             "measurements": {
-                "keyBroker": measurement::expected(Role::KeyBroker),
+                "keyBroker": &measurement::expected_digest(Role::KeyBroker),
                 "actionRuntime": measurement::expected(Role::ActionRuntime),
             },
         })
@@ -310,11 +310,21 @@ impl Broker {
             .action(&request.owner, &request.namespace, &request.name)?
             .ok_or(BrokerError::UnknownAction)?;
         let policy = &record.descriptor.policy;
-        if !policy
-            .allowed_measurements
-            .contains(&verified.measurement())
-        {
-            return Err(BrokerError::MeasurementNotAllowed(verified.measurement()));
+        let presented = verified.measurement();
+        if !policy.allowed_measurements.contains(&presented) {
+            // Named apart because it is a downgrade attempt, not a stale
+            // build: the digest is allowed, but measured by another TEE.
+            if let Some(named) = policy
+                .allowed_measurements
+                .iter()
+                .find(|allowed| allowed.digest() == presented.digest())
+            {
+                return Err(BrokerError::MeasurementOfAnotherTee {
+                    presented,
+                    named: *named,
+                });
+            }
+            return Err(BrokerError::MeasurementNotAllowed(presented));
         }
         if policy.require_hardware && !verified.is_hardware() {
             return Err(BrokerError::HardwareRequired(verified.tee().name()));
@@ -489,7 +499,7 @@ mod tests {
         fn open(&self) -> Result<Broker, BrokerError> {
             let tee = SimTee::with_counter_file(
                 self.platform.clone(),
-                measurement::expected(Role::KeyBroker),
+                &measurement::expected_digest(Role::KeyBroker),
                 &self.dir.path().join("broker.counter"),
             )
             .expect("counter");
@@ -527,7 +537,7 @@ mod tests {
             version,
             code_digest: Digest::of(b"code"),
             policy: Policy {
-                allowed_measurements: vec![Measurement([1; 32])],
+                allowed_measurements: vec![Measurement::sim([1; 32])],
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: version,

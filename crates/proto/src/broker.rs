@@ -736,7 +736,7 @@ mod tests {
             action_key: key,
             owner,
             policy: Policy {
-                allowed_measurements: vec![Measurement([1; 32])],
+                allowed_measurements: vec![Measurement::sim([1; 32])],
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: 1,
