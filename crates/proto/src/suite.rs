@@ -198,7 +198,7 @@ fn cipher(key: &[u8; 32]) -> Result<ChaCha20Poly1305, ProtoError> {
 
 /// A symmetric key for data at rest (an enclave's sealing key), zeroed on
 /// drop. Each sealed record carries its own random nonce.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct StorageKey([u8; 32]);
 
 impl StorageKey {
