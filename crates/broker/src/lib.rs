@@ -71,8 +71,9 @@ pub struct Broker {
 
 /// What the broker keeps of one grant to admit its enclave's requests.
 struct Admitting {
-    /// The key shared with the grant's enclave.
-    key: AdmissionKey,
+    /// The key shared with the grant's enclave; shared (not copied) with
+    /// each admission in progress, which reads it outside the lock.
+    key: Arc<AdmissionKey>,
     /// The action it is for.
     namespace: String,
     name: String,
@@ -331,36 +332,37 @@ impl Broker {
         }
         let mut grant_id = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut grant_id);
-        let admission_key = AdmissionKey::generate(&mut os_rng());
-        let admitting = Admitting {
-            key: admission_key.clone(),
-            namespace: request.namespace.clone(),
-            name: request.name.clone(),
-            version: self.version_of(
-                &request.owner,
-                &request.namespace,
-                &request.name,
-                record.descriptor.version,
-            ),
-        };
-        {
-            let mut admissions = self
-                .admissions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if admissions.len() >= MAX_ADMISSIONS {
-                admissions.clear();
-            }
-            admissions.insert(grant_id, admitting);
-        }
+        let version = self.version_of(
+            &request.owner,
+            &request.namespace,
+            &request.name,
+            record.descriptor.version,
+        );
         let grant = KeyGrant {
             action_keys: record.keys()?,
             action: record.descriptor,
             issued_at_ms: now_ms(),
             grant_id,
-            admission_key,
+            admission_key: AdmissionKey::generate(&mut os_rng()),
         };
-        Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
+        let sealed = seal_grant(&grant, request, &self.keys, &mut os_rng())?;
+        // The one copy of the admission key the broker keeps moves out of
+        // the grant once that is sealed: secret keys are not cloned.
+        let admitting = Admitting {
+            key: Arc::new(grant.admission_key),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            version,
+        };
+        let mut admissions = self
+            .admissions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if admissions.len() >= MAX_ADMISSIONS {
+            admissions.clear();
+        }
+        admissions.insert(grant_id, admitting);
+        Ok(sealed)
     }
 
     /// The shared current version of `owner`'s `namespace/name`, starting
@@ -394,7 +396,7 @@ impl Broker {
             if admitting.namespace != request.namespace || admitting.name != request.name {
                 return Err(BrokerError::UnknownGrant);
             }
-            (admitting.key.clone(), admitting.version.clone())
+            (Arc::clone(&admitting.key), admitting.version.clone())
         };
         request.verify(&key)?;
         Ok(match self.decide(request, version.load(Ordering::SeqCst)) {

@@ -466,7 +466,7 @@ pub fn open_grant(
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The key shared by one grant's enclave and the broker, zeroed on drop.
-#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct AdmissionKey([u8; 32]);
 
 impl AdmissionKey {
