@@ -83,7 +83,7 @@ pub struct SealedInvocation {
 /// The two keys an answer is sealed under, exported from the invocation's
 /// HPKE context: one for the result (with the receipt), one for the logs,
 /// so that each can be fetched and opened on its own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AnswerKeys {
     /// Seals the [`SealedResultBody`].
     pub result: ExportedKey,

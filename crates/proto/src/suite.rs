@@ -73,7 +73,7 @@ fn recipient_key(public: &KemPublicKey) -> Result<<Kem as hpke::Kem>::PublicKey,
 }
 
 /// A 32-byte symmetric key exported from an HPKE context, zeroed on drop.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ExportedKey([u8; 32]);
 
 impl ExportedKey {
