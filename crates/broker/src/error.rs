@@ -14,6 +14,18 @@ pub enum BrokerError {
     /// The evidence verified but its measurement is not in the policy.
     #[error("enclave measurement {0} is not allowed by the action's policy")]
     MeasurementNotAllowed(Measurement),
+    /// The evidence's digest is one the policy names, but measured by
+    /// another kind of TEE (a `sim` enclave claiming an SGX enclave's
+    /// MRENCLAVE): a downgrade, refused.
+    #[error(
+        "enclave measurement {presented} is of another TEE than the policy's {named}: refused as a TEE downgrade"
+    )]
+    MeasurementOfAnotherTee {
+        /// What the evidence shows.
+        presented: Measurement,
+        /// The measurement of the policy with the same digest.
+        named: Measurement,
+    },
     /// The policy demands hardware and the evidence is not.
     #[error("the action's policy requires a hardware TEE; {0} evidence was presented")]
     HardwareRequired(&'static str),
@@ -95,6 +107,7 @@ impl BrokerError {
             Self::ClientNotAllowed => Refusal::ClientNotAllowed,
             Self::Attestation(_)
             | Self::MeasurementNotAllowed(_)
+            | Self::MeasurementOfAnotherTee { .. }
             | Self::HardwareRequired(_)
             | Self::UnknownAction => Refusal::KeyRefused,
             Self::Proto(_) => Refusal::Tampered,

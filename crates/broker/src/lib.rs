@@ -71,8 +71,9 @@ pub struct Broker {
 
 /// What the broker keeps of one grant to admit its enclave's requests.
 struct Admitting {
-    /// The key shared with the grant's enclave.
-    key: AdmissionKey,
+    /// The key shared with the grant's enclave; shared (not copied) with
+    /// each admission in progress, which reads it outside the lock.
+    key: Arc<AdmissionKey>,
     /// The action it is for.
     namespace: String,
     name: String,
@@ -172,7 +173,7 @@ impl Broker {
             // restart at the floor instead of being refused once.
             "replayFloorMs": self.replay.lock().unwrap_or_else(PoisonError::into_inner).floor_ms(),
             "measurements": {
-                "keyBroker": measurement::expected(Role::KeyBroker),
+                "keyBroker": &measurement::expected_digest(Role::KeyBroker),
                 "actionRuntime": measurement::expected(Role::ActionRuntime),
             },
         })
@@ -310,47 +311,58 @@ impl Broker {
             .action(&request.owner, &request.namespace, &request.name)?
             .ok_or(BrokerError::UnknownAction)?;
         let policy = &record.descriptor.policy;
-        if !policy
-            .allowed_measurements
-            .contains(&verified.measurement())
-        {
-            return Err(BrokerError::MeasurementNotAllowed(verified.measurement()));
+        let presented = verified.measurement();
+        if !policy.allowed_measurements.contains(&presented) {
+            // Named apart because it is a downgrade attempt, not a stale
+            // build: the digest is allowed, but measured by another TEE.
+            if let Some(named) = policy
+                .allowed_measurements
+                .iter()
+                .find(|allowed| allowed.digest() == presented.digest())
+            {
+                return Err(BrokerError::MeasurementOfAnotherTee {
+                    presented,
+                    named: *named,
+                });
+            }
+            return Err(BrokerError::MeasurementNotAllowed(presented));
         }
         if policy.require_hardware && !verified.is_hardware() {
             return Err(BrokerError::HardwareRequired(verified.tee().name()));
         }
         let mut grant_id = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut grant_id);
-        let admission_key = AdmissionKey::generate(&mut os_rng());
-        let admitting = Admitting {
-            key: admission_key.clone(),
-            namespace: request.namespace.clone(),
-            name: request.name.clone(),
-            version: self.version_of(
-                &request.owner,
-                &request.namespace,
-                &request.name,
-                record.descriptor.version,
-            ),
-        };
-        {
-            let mut admissions = self
-                .admissions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if admissions.len() >= MAX_ADMISSIONS {
-                admissions.clear();
-            }
-            admissions.insert(grant_id, admitting);
-        }
+        let version = self.version_of(
+            &request.owner,
+            &request.namespace,
+            &request.name,
+            record.descriptor.version,
+        );
         let grant = KeyGrant {
             action_keys: record.keys()?,
             action: record.descriptor,
             issued_at_ms: now_ms(),
             grant_id,
-            admission_key,
+            admission_key: AdmissionKey::generate(&mut os_rng()),
         };
-        Ok(seal_grant(&grant, request, &self.keys, &mut os_rng())?)
+        let sealed = seal_grant(&grant, request, &self.keys, &mut os_rng())?;
+        // The one copy of the admission key the broker keeps moves out of
+        // the grant once that is sealed: secret keys are not cloned.
+        let admitting = Admitting {
+            key: Arc::new(grant.admission_key),
+            namespace: request.namespace.clone(),
+            name: request.name.clone(),
+            version,
+        };
+        let mut admissions = self
+            .admissions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if admissions.len() >= MAX_ADMISSIONS {
+            admissions.clear();
+        }
+        admissions.insert(grant_id, admitting);
+        Ok(sealed)
     }
 
     /// The shared current version of `owner`'s `namespace/name`, starting
@@ -384,7 +396,7 @@ impl Broker {
             if admitting.namespace != request.namespace || admitting.name != request.name {
                 return Err(BrokerError::UnknownGrant);
             }
-            (admitting.key.clone(), admitting.version.clone())
+            (Arc::clone(&admitting.key), admitting.version.clone())
         };
         request.verify(&key)?;
         Ok(match self.decide(request, version.load(Ordering::SeqCst)) {
@@ -489,7 +501,7 @@ mod tests {
         fn open(&self) -> Result<Broker, BrokerError> {
             let tee = SimTee::with_counter_file(
                 self.platform.clone(),
-                measurement::expected(Role::KeyBroker),
+                &measurement::expected_digest(Role::KeyBroker),
                 &self.dir.path().join("broker.counter"),
             )
             .expect("counter");
@@ -527,7 +539,7 @@ mod tests {
             version,
             code_digest: Digest::of(b"code"),
             policy: Policy {
-                allowed_measurements: vec![Measurement([1; 32])],
+                allowed_measurements: vec![Measurement::sim([1; 32])],
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: version,

@@ -24,7 +24,7 @@ fn broker() -> Fixture {
     let platform = Arc::new(SimPlatform::generate());
     let tee = Arc::new(SimTee::new(
         platform.clone(),
-        measurement::expected(Role::KeyBroker),
+        &measurement::expected_digest(Role::KeyBroker),
     ));
     let verifier = Verifier::new().trust_sim_platform(platform.public_key());
     let broker = Broker::open(&dir.path().join("broker.redb"), tee, verifier).expect("opens");

@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use clemmys_proto::ClientId;
 use clemmys_proto::broker::ActionDescriptor;
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::suite::{KemKeyPair, StorageKey};
 use clemmys_proto::wire::{Reader, Writer};
+use clemmys_proto::{ClientId, TeeKind};
 use clemmys_tee::{Tee, os_rng};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroizing;
@@ -104,8 +104,7 @@ impl Snapshot {
         let mut actions = BTreeMap::new();
         for _ in 0..count {
             let key = reader.str()?.to_owned();
-            let descriptor: ActionDescriptor =
-                serde_json::from_slice(reader.bytes()?).map_err(storage)?;
+            let descriptor = decode_descriptor(reader.bytes()?)?;
             let secret = Zeroizing::new(reader.array()?);
             if key != record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name) {
                 return Err(BrokerError::Storage(format!(
@@ -124,6 +123,34 @@ pub struct BrokerState {
     key: StorageKey,
     tee: Arc<dyn Tee>,
     snapshot: Mutex<Snapshot>,
+}
+
+/// A stored descriptor. Policies stored before measurements were typed by
+/// TEE kind hold bare digests; each is read as the one kind the policy
+/// could be met by without accepting more than before: `sgx-dcap` under a
+/// hardware-only policy, else `sim` (the only kind any enclave of this
+/// release produces). An owner who meant SGX without requiring hardware
+/// registers again; until then no SGX enclave gets the key (fail closed).
+fn decode_descriptor(bytes: &[u8]) -> Result<ActionDescriptor, BrokerError> {
+    let mut json: serde_json::Value = serde_json::from_slice(bytes).map_err(storage)?;
+    if let Some(policy) = json.get_mut("policy") {
+        let kind = if policy.get("require_hardware") == Some(&serde_json::Value::Bool(true)) {
+            TeeKind::SgxDcap
+        } else {
+            TeeKind::Sim
+        };
+        if let Some(serde_json::Value::Array(measurements)) = policy.get_mut("allowed_measurements")
+        {
+            for measurement in measurements {
+                if let serde_json::Value::String(text) = measurement
+                    && !text.contains(':')
+                {
+                    *text = format!("{}:{text}", kind.name());
+                }
+            }
+        }
+    }
+    serde_json::from_value(json).map_err(storage)
 }
 
 fn storage(error: impl std::fmt::Display) -> BrokerError {
@@ -189,8 +216,7 @@ impl BrokerState {
                 continue;
             };
             let mut reader = Reader::new(&bytes, ACTION_FRAME)?;
-            let descriptor: ActionDescriptor =
-                serde_json::from_slice(reader.bytes()?).map_err(storage)?;
+            let descriptor = decode_descriptor(reader.bytes()?)?;
             let secret = Zeroizing::new(reader.array()?);
             reader.finish()?;
             actions.insert(
@@ -318,5 +344,43 @@ impl BrokerState {
         self.tee.advance_counter(version)?;
         *snapshot = next;
         Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clemmys_proto::Measurement;
+
+    /// A descriptor as stored before measurements were typed.
+    fn legacy_descriptor(require_hardware: bool) -> Vec<u8> {
+        let digest = "07".repeat(32);
+        serde_json::to_vec(&serde_json::json!({
+            "namespace": "guest",
+            "name": "a",
+            "version": 1,
+            "code_digest": "00".repeat(32),
+            "action_key": "01".repeat(32),
+            "owner": "02".repeat(32),
+            "policy": {
+                "allowed_measurements": [digest],
+                "require_hardware": require_hardware,
+            },
+        }))
+        .expect("json")
+    }
+
+    #[test]
+    fn untyped_stored_measurements_read_as_the_kind_the_policy_allowed() {
+        let hardware = decode_descriptor(&legacy_descriptor(true)).expect("decodes");
+        assert_eq!(
+            hardware.policy.allowed_measurements,
+            [Measurement::sgx_dcap([7; 32])]
+        );
+        let sim = decode_descriptor(&legacy_descriptor(false)).expect("decodes");
+        assert_eq!(sim.policy.allowed_measurements, [Measurement::sim([7; 32])]);
+        // Typed ones are read as they are.
+        let typed = serde_json::to_vec(&sim).expect("json");
+        assert_eq!(decode_descriptor(&typed).expect("decodes"), sim);
     }
 }

@@ -47,7 +47,7 @@ pub const VERSION: u64 = 3;
 /// The activation id of the answer fixture.
 pub const ACTIVATION_ID: &str = "0123456789abcdef0123456789abcdef";
 /// The enclave measurement of the evidence fixture.
-pub const MEASUREMENT: Measurement = Measurement([0x4d; 32]);
+pub const MEASUREMENT: Measurement = Measurement::sim([0x4d; 32]);
 
 /// The module the code fixture seals (a valid, empty WebAssembly module).
 pub const CODE: &[u8] = b"\0asm\x01\0\0\0";
@@ -234,7 +234,7 @@ fn build() -> Fixtures {
 
     let platform = SimPlatform::from_secret(&[0x02; 32]);
     let enclave = EnclaveKeys::generate(&mut rng);
-    let evidence = platform.report(&MEASUREMENT, &enclave.public().report_data());
+    let evidence = platform.report(MEASUREMENT.digest(), &enclave.public().report_data());
     let verifier = Verifier::new()
         .trust_sgx_dcap(SgxPolicy::new())
         .trust_sim_platform(platform.public_key());
@@ -426,7 +426,7 @@ fn build() -> Fixtures {
     .expect("fixture: seal broker reply");
     let broker_enclave = EnclaveKeys::generate(&mut rng);
     let broker_identity = BrokerIdentity {
-        evidence: platform.report(&MEASUREMENT, &broker_enclave.public().report_data()),
+        evidence: platform.report(MEASUREMENT.digest(), &broker_enclave.public().report_data()),
         keys: broker_enclave.public(),
     };
     let broker_identity_json =

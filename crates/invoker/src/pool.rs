@@ -777,7 +777,7 @@ mod tests {
             let verifier = Verifier::new().trust_sim_platform(platform.public_key());
             let broker_tee = Arc::new(SimTee::new(
                 platform.clone(),
-                measurement::expected(Role::KeyBroker),
+                &measurement::expected_digest(Role::KeyBroker),
             ));
             let broker = Broker::open(&dir.path().join("broker.redb"), broker_tee, verifier)
                 .expect("broker opens");
@@ -848,7 +848,7 @@ mod tests {
         fn launcher(&self) -> Launcher {
             let tee = SimTee::new(
                 self.platform.clone(),
-                measurement::expected(Role::ActionRuntime),
+                &measurement::expected_digest(Role::ActionRuntime),
             );
             let verifier = Verifier::new().trust_sim_platform(self.platform.public_key());
             let (sandbox, broker) = (self.sandbox.clone(), self.broker.clone());

@@ -466,7 +466,7 @@ pub fn open_grant(
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The key shared by one grant's enclave and the broker, zeroed on drop.
-#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[derive(zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct AdmissionKey([u8; 32]);
 
 impl AdmissionKey {
@@ -736,7 +736,7 @@ mod tests {
             action_key: key,
             owner,
             policy: Policy {
-                allowed_measurements: vec![Measurement([1; 32])],
+                allowed_measurements: vec![Measurement::sim([1; 32])],
                 require_hardware: false,
                 allowed_clients: vec![],
                 min_version: 1,

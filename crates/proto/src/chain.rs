@@ -118,7 +118,7 @@ impl SignedTicket {
 }
 
 /// The key shared by the client and the chain's enclaves, zeroed on drop.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ChainKey([u8; 32]);
 
 impl ChainKey {
@@ -457,7 +457,8 @@ mod tests {
     fn hop(ticket: &SignedTicket, key: &ChainKey, index: u64) -> HopBody {
         HopBody {
             ticket: ticket.clone(),
-            chain_key: key.clone(),
+            // A test fixture: the hop's own key with the same bytes.
+            chain_key: ChainKey::from_bytes(*key.as_bytes()),
             index,
             value: Zeroizing::new(br#"{"v":1}"#.to_vec()),
             receipts: vec![],

@@ -216,7 +216,7 @@ mod tests {
     use crate::invoke::ChainPosition;
 
     const CHAIN: [u8; 16] = [4; 16];
-    const GOOD: Measurement = Measurement([5; 32]);
+    const GOOD: Measurement = Measurement::sim([5; 32]);
 
     fn steps() -> Vec<ChainStep> {
         (0..3u8)
@@ -337,7 +337,7 @@ mod tests {
                 ChainCheckError::OtherCode { index: 1 },
             ),
             (
-                |a| a.receipts[2].measurement = Measurement([6; 32]),
+                |a| a.receipts[2].measurement = Measurement::sim([6; 32]),
                 ChainCheckError::MeasurementNotAllowed { index: 2 },
             ),
             (
@@ -420,7 +420,7 @@ mod tests {
             Err(ChainCheckError::Tampered(_))
         ));
         let mut traced = session(&good, &key);
-        traced.traces[1].measurement = Measurement([6; 32]);
+        traced.traces[1].measurement = Measurement::sim([6; 32]);
         assert!(matches!(
             verify_session_answer(traced, &key, &expected),
             Err(ChainCheckError::Tampered(_))
@@ -433,7 +433,7 @@ mod tests {
         );
         // A MAC'd answer the policy refuses is still refused.
         let mut bad_enclave = good.clone();
-        bad_enclave.receipts[0].measurement = Measurement([6; 32]);
+        bad_enclave.receipts[0].measurement = Measurement::sim([6; 32]);
         assert_eq!(
             verify_session_answer(session(&bad_enclave, &key), &key, &expected),
             Err(ChainCheckError::MeasurementNotAllowed { index: 0 })

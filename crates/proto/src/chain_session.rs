@@ -42,7 +42,7 @@ const FRAME: &str = "clemmys/chain-session-hop/v2";
 const BODY: &str = "clemmys/chain-session-hop-body/v1";
 // v2: hop keys are AES-256-GCM keys (v1 was ChaCha20-Poly1305).
 const HOP_KEY_LABEL: &[u8] = b"clemmys/chain-session-hop-key/v2";
-const TRACES: &str = "clemmys/chain-session-traces/v1";
+const TRACES: &str = "clemmys/chain-session-traces/v2";
 const ANSWER: &str = "clemmys/chain-session-answer/v1";
 /// Most traces a hop can carry (a sequence has at most 50 steps).
 const MAX_TRACES: u64 = 1024;
@@ -94,7 +94,7 @@ impl ReceiptMac {
 
     fn transcript(&self, receipt: &Receipt) -> Vec<u8> {
         receipt
-            .write_fields(Writer::new("clemmys/chain-session-receipt/v3").bytes(&self.0))
+            .write_fields(Writer::new("clemmys/chain-session-receipt/v4").bytes(&self.0))
             .finish()
     }
 
@@ -150,7 +150,9 @@ fn write_traces(writer: Writer, traces: &[StepTrace]) -> Writer {
     let list = traces
         .iter()
         .fold(Writer::new(TRACES).u64(traces.len() as u64), |w, trace| {
-            w.bytes(trace.measurement.as_bytes())
+            trace
+                .measurement
+                .write(w)
                 .bytes(trace.output_hash.as_bytes())
         })
         .finish();
@@ -166,7 +168,7 @@ fn read_traces(reader: &mut Reader<'_>) -> Result<Vec<StepTrace>, ProtoError> {
     let mut traces = Vec::with_capacity(count as usize);
     for _ in 0..count {
         traces.push(StepTrace {
-            measurement: Measurement(list.array()?),
+            measurement: Measurement::read(&mut list)?,
             output_hash: Digest(list.array()?),
         });
     }
@@ -460,7 +462,7 @@ mod tests {
         let (mut receipts, mut traces, mut mac) = (Vec::new(), Vec::new(), ReceiptMac::start());
         for index in 0..2u8 {
             let trace = StepTrace {
-                measurement: Measurement([5; 32]),
+                measurement: Measurement::sim([5; 32]),
                 output_hash: Digest::of(&[b'o', index]),
             };
             let receipt = rebuild_receipt(
@@ -502,7 +504,7 @@ mod tests {
             |r| r.version = 3,
             |r| r.code_digest = Digest::of(b"other"),
             |r| r.entry = "other".into(),
-            |r| r.measurement = Measurement([6; 32]),
+            |r| r.measurement = Measurement::sim([6; 32]),
             |r| r.input_hash = Digest::of(b"other"),
             |r| r.output_hash = Digest::of(b"other"),
         ] {

@@ -30,6 +30,13 @@ impl TeeKind {
             TeeKind::SgxDcap => "sgx-dcap",
         }
     }
+
+    /// The kind whose [`Self::name`] is `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TeeKind::Sim, TeeKind::SgxDcap]
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
 }
 
 /// Evidence bytes with their kind.

@@ -83,7 +83,7 @@ pub struct SealedInvocation {
 /// The two keys an answer is sealed under, exported from the invocation's
 /// HPKE context: one for the result (with the receipt), one for the logs,
 /// so that each can be fetched and opened on its own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AnswerKeys {
     /// Seals the [`SealedResultBody`].
     pub result: ExportedKey,
@@ -276,7 +276,7 @@ pub struct ChainPosition {
 
 impl Receipt {
     fn transcript(&self, enclave: &EnclavePublicKeys, evidence: &Evidence) -> Vec<u8> {
-        self.write_fields(Writer::new("clemmys/receipt/v2"))
+        self.write_fields(Writer::new("clemmys/receipt/v3"))
             .bytes(enclave.kem.as_bytes())
             .bytes(enclave.signing.as_bytes())
             .bytes(evidence.digest().as_bytes())
@@ -292,8 +292,10 @@ impl Receipt {
             .str(&self.action)
             .u64(self.version)
             .bytes(self.code_digest.as_bytes())
-            .str(&self.entry)
-            .bytes(self.measurement.as_bytes())
+            .str(&self.entry);
+        let writer = self
+            .measurement
+            .write(writer)
             .bytes(self.input_hash.as_bytes())
             .bytes(self.output_hash.as_bytes())
             .bytes(&self.nonce);
@@ -507,7 +509,7 @@ mod tests {
             version: 3,
             code_digest: code,
             entry: "_start".into(),
-            measurement: Measurement([1; 32]),
+            measurement: Measurement::sim([1; 32]),
             input_hash: parsed.input_hash(),
             output_hash: Digest::of(b"{}"),
             nonce: [7; 16],
@@ -585,7 +587,7 @@ mod tests {
             version: 1,
             code_digest: Digest::of(b"code"),
             entry: "_start".into(),
-            measurement: Measurement([1; 32]),
+            measurement: Measurement::sim([1; 32]),
             input_hash: Digest::of(b"in"),
             output_hash: Digest::of(b"out"),
             nonce: [0; 16],

@@ -42,7 +42,7 @@ pub const SESSION_MAC_BYTES: usize = 16;
 const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
 
 /// The keys of one session, derived from its secret; zeroed on drop.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionKeys {
     /// The session id (a prefix of the opening invocation's digest).
     pub id: [u8; 16],

@@ -59,7 +59,7 @@ pub fn open_broker(
     let tee = Arc::new(
         SimTee::with_counter_file(
             platform.clone(),
-            measurement::expected(Role::KeyBroker),
+            &measurement::expected_digest(Role::KeyBroker),
             &counter,
         )
         .with_context(|| format!("opening the broker's counter {}", counter.display()))?,
@@ -114,7 +114,10 @@ impl TrustedParts {
                     (None, remote.clone(), Gateway::Remote(remote))
                 }
             };
-        let runtime_tee = SimTee::new(platform.clone(), measurement::expected(Role::ActionRuntime));
+        let runtime_tee = SimTee::new(
+            platform.clone(),
+            &measurement::expected_digest(Role::ActionRuntime),
+        );
         let launch = Box::new(move || {
             Enclave::start(
                 &runtime_tee,

@@ -5,8 +5,9 @@
 //! is defined as a digest of what determines its behaviour: its role, the
 //! Clemmys release, the sandbox engine and the enclave configuration. A
 //! client computes the same value from its own release to know what a
-//! genuine enclave of that release reports; any change of release or
-//! configuration changes it.
+//! genuine `sim` enclave of that release reports; any change of release or
+//! configuration changes it. It is a `sim` [`Measurement`]: no `sgx-dcap`
+//! policy or pin is met by it, whatever its digest.
 
 use clemmys_proto::Measurement;
 use clemmys_proto::wire::Writer;
@@ -33,14 +34,20 @@ impl Role {
 /// The sandbox engine the action runtime embeds; part of its measurement.
 pub const SANDBOX_ENGINE: &str = "wasmtime-48; wasi-p1; pooling; cow; epoch-interruption";
 
-/// The measurement a genuine enclave of this release reports for `role`.
-pub fn expected(role: Role) -> Measurement {
+/// The digest a genuine `sim` enclave of this release reports for `role`.
+pub fn expected_digest(role: Role) -> [u8; 32] {
     let transcript = Writer::new("clemmys/measurement/v1")
         .str(role.name())
         .str(env!("CARGO_PKG_VERSION"))
         .str(SANDBOX_ENGINE)
         .finish();
-    Measurement(clemmys_proto::Digest::of(&transcript).0)
+    clemmys_proto::Digest::of(&transcript).0
+}
+
+/// The measurement a genuine `sim` enclave of this release reports for
+/// `role`.
+pub fn expected(role: Role) -> Measurement {
+    Measurement::sim(expected_digest(role))
 }
 
 #[cfg(test)]

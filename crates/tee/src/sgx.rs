@@ -324,7 +324,7 @@ pub(crate) fn verify(data: &[u8], policy: &SgxPolicy) -> Result<VerifiedQuote, A
         });
     }
     Ok(VerifiedQuote {
-        mr_enclave: Measurement(report.mr_enclave),
+        mr_enclave: Measurement::sgx_dcap(report.mr_enclave),
         report_data: report.report_data,
         details: SgxDetails {
             tcb_status,

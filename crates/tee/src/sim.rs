@@ -68,14 +68,14 @@ impl SimPlatform {
         SigningPublicKey(self.key.verifying_key().to_bytes())
     }
 
-    /// A report binding `report_data` to `measurement`.
-    pub fn report(&self, measurement: &Measurement, report_data: &[u8; 64]) -> Evidence {
-        let signature = self
-            .key
-            .sign(&signed_part(measurement, report_data))
-            .to_bytes();
+    /// A report binding `report_data` to the `sim` measurement `digest`.
+    /// The platform signs whatever digest it is given: a `sim` measurement
+    /// is a claim of the provider's software, and is typed as one (it never
+    /// equals an `sgx-dcap` measurement of the same digest).
+    pub fn report(&self, digest: &[u8; 32], report_data: &[u8; 64]) -> Evidence {
+        let signature = self.key.sign(&signed_part(digest, report_data)).to_bytes();
         let data = Writer::new(REPORT)
-            .bytes(measurement.as_bytes())
+            .bytes(digest)
             .bytes(report_data)
             .bytes(self.public_key().as_bytes())
             .bytes(&signature)
@@ -99,9 +99,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
-fn signed_part(measurement: &Measurement, report_data: &[u8; 64]) -> Vec<u8> {
+fn signed_part(digest: &[u8; 32], report_data: &[u8; 64]) -> Vec<u8> {
     Writer::new("clemmys/sim-report-sig/v1")
-        .bytes(measurement.as_bytes())
+        .bytes(digest)
         .bytes(report_data)
         .finish()
 }
@@ -118,7 +118,7 @@ impl SimReport {
     pub(crate) fn parse(data: &[u8]) -> Result<Self, ProtoError> {
         let mut reader = Reader::new(data, REPORT)?;
         let report = Self {
-            measurement: Measurement(reader.array()?),
+            measurement: Measurement::sim(reader.array()?),
             report_data: reader.array()?,
             platform: SigningPublicKey(reader.array()?),
             signature: reader.array()?,
@@ -129,7 +129,7 @@ impl SimReport {
 
     pub(crate) fn verify_signature(&self) -> Result<(), ProtoError> {
         self.platform.verify(
-            &signed_part(&self.measurement, &self.report_data),
+            &signed_part(self.measurement.digest(), &self.report_data),
             &self.signature,
             "sim report",
         )
@@ -156,12 +156,12 @@ struct SimCounter {
 }
 
 impl SimTee {
-    /// An enclave of `measurement` on `platform`, with a counter in memory
-    /// only (it starts at 0 in every process).
-    pub fn new(platform: Arc<SimPlatform>, measurement: Measurement) -> Self {
+    /// An enclave whose `sim` measurement is `digest`, on `platform`, with
+    /// a counter in memory only (it starts at 0 in every process).
+    pub fn new(platform: Arc<SimPlatform>, digest: &[u8; 32]) -> Self {
         Self {
             platform,
-            measurement,
+            measurement: Measurement::sim(*digest),
             counter: SimCounter {
                 path: None,
                 value: Mutex::new(0),
@@ -169,12 +169,12 @@ impl SimTee {
         }
     }
 
-    /// An enclave whose monotonic counter is the file `path` (created at 0
-    /// if absent). The provider can restore
-    /// that file, so this gives **no protection** against a provider.
+    /// An enclave whose `sim` measurement is `digest` and whose monotonic
+    /// counter is the file `path` (created at 0 if absent). The provider can
+    /// restore that file, so this gives **no protection** against a provider.
     pub fn with_counter_file(
         platform: Arc<SimPlatform>,
-        measurement: Measurement,
+        digest: &[u8; 32],
         path: &Path,
     ) -> Result<Self, CounterError> {
         let value = match std::fs::read(path) {
@@ -194,7 +194,7 @@ impl SimTee {
         };
         Ok(Self {
             platform,
-            measurement,
+            measurement: Measurement::sim(*digest),
             counter: SimCounter {
                 path: Some(path.to_owned()),
                 value: Mutex::new(value),
@@ -227,7 +227,7 @@ impl Tee for SimTee {
     }
 
     fn attest(&self, report_data: &[u8; 64]) -> Result<Evidence, AttestError> {
-        Ok(self.platform.report(&self.measurement, report_data))
+        Ok(self.platform.report(self.measurement.digest(), report_data))
     }
 
     /// Derived from the platform key, which the provider can read: sealed
@@ -235,7 +235,7 @@ impl Tee for SimTee {
     fn sealing_key(&self) -> StorageKey {
         let secret = Zeroizing::new(self.platform.key.to_bytes());
         let hkdf =
-            hkdf::Hkdf::<sha2::Sha256>::new(Some(self.measurement.as_bytes()), secret.as_slice());
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(self.measurement.digest()), secret.as_slice());
         let mut key = Zeroizing::new([0u8; 32]);
         // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
         hkdf.expand(b"clemmys/sim-sealing-key/v1", key.as_mut_slice())
@@ -277,21 +277,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("broker.counter");
         let platform = Arc::new(SimPlatform::generate());
-        let tee = SimTee::with_counter_file(platform.clone(), Measurement([1; 32]), &path)
-            .expect("counter");
+        let tee = SimTee::with_counter_file(platform.clone(), &[1; 32], &path).expect("counter");
         assert_eq!(tee.read_counter().expect("read"), 0);
         assert_eq!(tee.advance_counter(5).expect("advance"), 5);
         assert_eq!(tee.advance_counter(3).expect("never lowered"), 5);
-        let again =
-            SimTee::with_counter_file(platform, Measurement([1; 32]), &path).expect("counter");
+        let again = SimTee::with_counter_file(platform, &[1; 32], &path).expect("counter");
         assert_eq!(again.read_counter().expect("read"), 5);
         std::fs::write(&path, b"junk").expect("write");
         assert!(matches!(
-            SimTee::with_counter_file(
-                Arc::new(SimPlatform::generate()),
-                Measurement([1; 32]),
-                &path
-            ),
+            SimTee::with_counter_file(Arc::new(SimPlatform::generate()), &[1; 32], &path),
             Err(CounterError::Corrupted(_))
         ));
     }

@@ -174,12 +174,12 @@ mod tests {
     fn accepts_trusted_sim_evidence_binding_the_keys() {
         let platform = SimPlatform::generate();
         let keys = EnclaveKeys::generate(&mut crate::os_rng()).public();
-        let evidence = platform.report(&Measurement([3; 32]), &keys.report_data());
+        let evidence = platform.report(&[3; 32], &keys.report_data());
         let verified = Verifier::new()
             .trust_sim_platform(platform.public_key())
             .verify(&evidence)
             .expect("valid");
-        assert_eq!(verified.measurement(), Measurement([3; 32]));
+        assert_eq!(verified.measurement(), Measurement::sim([3; 32]));
         assert!(!verified.is_hardware());
         verified.check_binds(&keys).expect("binds");
         let other = EnclaveKeys::generate(&mut crate::os_rng()).public();
@@ -187,10 +187,26 @@ mod tests {
     }
 
     #[test]
+    fn sim_evidence_never_carries_an_sgx_measurement() {
+        // The provider holds the sim platform key and can claim any digest,
+        // an enclave's MRENCLAVE included: what verifies is still a `sim`
+        // measurement, unequal to the `sgx-dcap` one of the same digest.
+        let platform = SimPlatform::generate();
+        let mr_enclave = [9; 32];
+        let verified = Verifier::new()
+            .trust_sim_platform(platform.public_key())
+            .trust_sgx_dcap(SgxPolicy::new())
+            .verify(&platform.report(&mr_enclave, &[0; 64]))
+            .expect("valid sim evidence");
+        assert_eq!(verified.measurement(), Measurement::sim(mr_enclave));
+        assert_ne!(verified.measurement(), Measurement::sgx_dcap(mr_enclave));
+    }
+
+    #[test]
     fn refuses_forged_tampered_and_untrusted_evidence() {
         let platform = SimPlatform::generate();
         let verifier = Verifier::new().trust_sim_platform(platform.public_key());
-        let evidence = platform.report(&Measurement([3; 32]), &[0; 64]);
+        let evidence = platform.report(&[3; 32], &[0; 64]);
 
         let mut tampered = evidence.clone();
         // Flip a bit of the measurement: the platform signature breaks.
@@ -201,7 +217,7 @@ mod tests {
         ));
 
         let stranger = SimPlatform::generate();
-        let foreign = stranger.report(&Measurement([3; 32]), &[0; 64]);
+        let foreign = stranger.report(&[3; 32], &[0; 64]);
         assert_eq!(
             verifier.verify(&foreign),
             Err(AttestError::UntrustedPlatform(stranger.public_key()))

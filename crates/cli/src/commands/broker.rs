@@ -65,8 +65,9 @@ pub async fn serve(args: BrokerServeArgs) -> anyhow::Result<()> {
 /// Arguments of `broker trust`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrustArgs {
-    /// Pin only a broker of exactly this measurement (for scripts).
-    #[arg(long, value_name = "HEX")]
+    /// Pin only a broker of exactly this measurement, with its TEE kind
+    /// (`sim:HEX` or `sgx-dcap:HEX`; for scripts).
+    #[arg(long, value_name = "KIND:HEX")]
     pub expect_measurement: Option<Measurement>,
     /// Do not ask: pin if the measurement is the expected one.
     #[arg(short = 'y', long)]

@@ -123,7 +123,11 @@ fn broker_trust_without_a_terminal_or_yes_refuses_to_pin() {
 fn broker_trust_of_an_unexpected_measurement_refuses_to_pin() {
     let server = Server::start();
     let user = server.user();
-    let wrong = "00".repeat(32);
+    // The genuine broker's digest, but as an SGX measurement: the sim
+    // broker does not meet it (measurements carry their TEE kind).
+    let genuine = expected_broker_measurement().to_string();
+    let wrong = genuine.replacen("sim:", "sgx-dcap:", 1);
+    assert_ne!(wrong, genuine);
     let out = user
         .clemmys(&["broker", "trust", "--expect-measurement", &wrong])
         .failure();
@@ -133,6 +137,10 @@ fn broker_trust_of_an_unexpected_measurement_refuses_to_pin() {
             expected_broker_measurement()
         ));
     user.clemmys(&["broker", "show"]).failure();
+    // A bare digest names no TEE kind: refused as a usage error (exit 2).
+    let bare = user.clemmys(&["broker", "trust", "--expect-measurement", &"00".repeat(32)]);
+    assert_eq!(bare.code(), Some(2), "{bare}");
+    bare.stderr_has("KIND:HEX");
 }
 
 #[test]

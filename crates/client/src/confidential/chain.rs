@@ -289,12 +289,14 @@ impl Confidential {
         let input_hash = Digest::of(&value);
         let hop = HopBody {
             ticket,
-            chain_key: chain_key.clone(),
+            chain_key,
             index: 0,
             value: Zeroizing::new(value),
             receipts: Vec::new(),
         };
         let (sealed, first_hop_secret) = seal_hop(&hop, &mut os_rng())?;
+        // Back out of the sealed hop: the key is moved, never cloned.
+        let chain_key = hop.chain_key;
         let entry = chain_entry(
             &self.namespace,
             chain_id,

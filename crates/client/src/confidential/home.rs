@@ -44,11 +44,11 @@ struct HighWater {
 
 /// What the client pinned about one API host's key broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "StoredPin")]
 pub struct BrokerPin {
     /// The kind of TEE the broker runs in.
     pub tee: TeeKind,
-    /// The broker measurement the client accepted.
+    /// The broker measurement the client accepted (of kind `tee`).
     pub measurement: Measurement,
     /// For `sim`: the platform key whose reports the client accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +65,49 @@ pub struct BrokerPin {
     /// descriptors, their sequences' plans). Nobody else's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_owners: Vec<ClientId>,
+}
+
+/// A pin as stored, also as written before measurements were typed: a bare
+/// digest then, measured by the pin's `tee`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredPin {
+    tee: TeeKind,
+    measurement: String,
+    #[serde(default)]
+    sim_platform: Option<SigningPublicKey>,
+    keys: EnclavePublicKeys,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    trusted_owners: Vec<ClientId>,
+}
+
+impl TryFrom<StoredPin> for BrokerPin {
+    type Error = String;
+
+    fn try_from(stored: StoredPin) -> Result<Self, Self::Error> {
+        let text = if stored.measurement.contains(':') {
+            stored.measurement
+        } else {
+            format!("{}:{}", stored.tee.name(), stored.measurement)
+        };
+        let measurement: Measurement = text.parse().map_err(|error| format!("{error}"))?;
+        if measurement.tee() != stored.tee {
+            return Err(format!(
+                "the pinned measurement {measurement} is not of the pinned TEE {}",
+                stored.tee.name()
+            ));
+        }
+        Ok(Self {
+            tee: stored.tee,
+            measurement,
+            sim_platform: stored.sim_platform,
+            keys: stored.keys,
+            namespace: stored.namespace,
+            trusted_owners: stored.trusted_owners,
+        })
+    }
 }
 
 /// What the client keeps about one confidential invocation, to read its
@@ -664,6 +707,32 @@ mod tests {
             reopened.newest_plan("h /guest/other").expect("read"),
             Some(1)
         );
+    }
+
+    #[test]
+    fn pins_written_before_typed_measurements_read_with_their_tee() {
+        let pin = BrokerPin {
+            tee: TeeKind::SgxDcap,
+            measurement: Measurement::sgx_dcap([5; 32]),
+            sim_platform: None,
+            keys: clemmys_proto::identity::EnclaveKeys::generate(&mut clemmys_tee::os_rng())
+                .public(),
+            namespace: None,
+            trusted_owners: vec![],
+        };
+        let mut json = serde_json::to_value(&pin).expect("json");
+        assert_eq!(
+            serde_json::from_value::<BrokerPin>(json.clone()).expect("typed"),
+            pin
+        );
+        json["measurement"] = hex::encode([5u8; 32]).into();
+        assert_eq!(
+            serde_json::from_value::<BrokerPin>(json.clone()).expect("legacy"),
+            pin
+        );
+        // A measurement of another TEE than the pin's is refused.
+        json["measurement"] = Measurement::sim([5; 32]).to_string().into();
+        assert!(serde_json::from_value::<BrokerPin>(json).is_err());
     }
 
     fn keys() -> SessionKeys {

@@ -112,17 +112,19 @@ impl Enclave {
         let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
         hop.receipts.push(receipt);
         let mut secret_out = None;
-        let (result, stop_chain) = if succeeded && !last {
+        // The chain key moves into the next hop and back out once that is
+        // sealed, then into the kept session: secret keys are not cloned.
+        let (result, stop_chain, chain_key) = if succeeded && !last {
             let next = HopBody {
                 ticket: hop.ticket.clone(),
-                chain_key: hop.chain_key.clone(),
+                chain_key: hop.chain_key,
                 index: index.saturating_add(1),
                 value: Zeroizing::new(ran.output.clone()),
                 receipts: std::mem::take(&mut hop.receipts),
             };
             let (sealed, secret) = seal_hop(&next, &mut os_rng())?;
             secret_out = Some(secret);
-            (sealed, false)
+            (sealed, false, next.chain_key)
         } else {
             let answer = ChainAnswer {
                 status: ran.status,
@@ -133,6 +135,7 @@ impl Enclave {
             (
                 seal_chain_answer(&answer, &hop.chain_key, &chain_id)?,
                 !last,
+                hop.chain_key,
             )
         };
         // A step that stopped the chain keeps nothing: its client will not
@@ -145,7 +148,7 @@ impl Enclave {
                     version: step.version,
                     code_digest: step.code_digest,
                     steps: ticket.steps.len() as u64,
-                    chain_key: hop.chain_key.clone(),
+                    chain_key,
                     receive: hop_key(&secret_in)?,
                     send: secret_out.as_ref().map(hop_key).transpose()?,
                     opened: Instant::now(),

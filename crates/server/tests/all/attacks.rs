@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use clemmys_client::confidential::{
-    ConfidentialError, DeployOptions, expected_runtime_measurement,
+    BrokerIdentityDoc, ConfidentialError, DeployOptions, expected_runtime_measurement,
 };
 use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy};
 use clemmys_proto::code::{CodeBinding, SealedCode};
@@ -376,7 +376,7 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
 
     // Signed by a platform key the broker does not trust.
     let stranger = SimPlatform::generate();
-    let foreign = stranger.report(&runtime, &keys.public().report_data());
+    let foreign = stranger.report(runtime.digest(), &keys.public().report_data());
     let error = broker
         .grant(&key_request(
             foreign,
@@ -418,7 +418,7 @@ async fn forged_or_unsigned_evidence_gets_no_key() {
     let platform =
         SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
             .expect("key");
-    let genuine = platform.report(&runtime, &keys.public().report_data());
+    let genuine = platform.report(runtime.digest(), &keys.public().report_data());
     let thief = EnclaveKeys::generate(&mut os_rng());
     let error = broker
         .grant(&key_request(
@@ -462,8 +462,8 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
     let platform =
         SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
             .expect("key");
-    let modified_runtime = Measurement([0x42; 32]);
-    let evidence = platform.report(&modified_runtime, &keys.public().report_data());
+    let modified_runtime = Measurement::sim([0x42; 32]);
+    let evidence = platform.report(modified_runtime.digest(), &keys.public().report_data());
     let error = broker
         .grant(&key_request(
             evidence,
@@ -478,7 +478,7 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
     );
     // The genuine measurement from the same platform is granted: the check is the measurement.
     let evidence = platform.report(
-        &measurement::expected(Role::ActionRuntime),
+        &measurement::expected_digest(Role::ActionRuntime),
         &keys.public().report_data(),
     );
     assert!(
@@ -490,6 +490,95 @@ async fn evidence_with_a_wrong_measurement_gets_no_key() {
                 "hello"
             ))
             .is_ok()
+    );
+}
+
+/// The MRENCLAVE of an SGX build of the action runtime that an owner
+/// names in a policy or pin (any digest: the provider knows it, it is public).
+const SGX_MR_ENCLAVE: [u8; 32] = [0x5a; 32];
+
+#[tokio::test]
+async fn sim_evidence_claiming_an_sgx_digest_gets_no_key() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    // The owner allows only an SGX build of the runtime; not requiring
+    // hardware on top (the measurement already says SGX).
+    let sgx_runtime = Measurement::sgx_dcap(SGX_MR_ENCLAVE);
+    let identity = owner.client.home().identity().expect("identity");
+    let register = BrokerOp::Register {
+        namespace: "guest".into(),
+        name: "vault".into(),
+        version: 1,
+        code_digest: Digest::of(&example("hello")),
+        policy: Policy {
+            allowed_measurements: vec![sgx_runtime],
+            require_hardware: false,
+            allowed_clients: vec![],
+            min_version: 1,
+            entry: "_start".into(),
+        },
+    };
+    let reply = server
+        .ask_broker(&identity, &owner.client.pin().keys.kem, register)
+        .await;
+    assert!(
+        matches!(reply, clemmys_proto::broker::BrokerReply::Action(_)),
+        "{reply:?}"
+    );
+
+    // The provider holds the sim platform key and runs a sim enclave that
+    // claims the SGX build's digest.
+    let broker = server.node().broker.as_ref().expect("in-process broker");
+    let keys = EnclaveKeys::generate(&mut os_rng());
+    let platform =
+        SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
+            .expect("key");
+    let evidence = platform.report(&SGX_MR_ENCLAVE, &keys.public().report_data());
+    let error = broker
+        .grant(&key_request(
+            evidence,
+            &keys,
+            owner.client.client_id(),
+            "vault",
+        ))
+        .expect_err("a sim enclave is no SGX enclave");
+    assert!(
+        matches!(
+            error,
+            clemmys_broker::BrokerError::MeasurementOfAnotherTee { presented, named }
+                if presented == Measurement::sim(SGX_MR_ENCLAVE) && named == sgx_runtime
+        ),
+        "{error}"
+    );
+    assert_eq!(error.refusal(), Refusal::KeyRefused);
+}
+
+#[tokio::test]
+async fn sim_broker_claiming_a_pinned_sgx_digest_is_not_pinned() {
+    let server = TestServer::start().await;
+    let client = server.api_client();
+    // The provider answers the broker's identity with a sim report, signed
+    // by its own platform key, claiming the digest of the SGX broker build
+    // the user expects (`clemmys broker trust --expect-measurement
+    // sgx-dcap:…`).
+    let mut doc = BrokerIdentityDoc::fetch(&client)
+        .await
+        .expect("broker identity");
+    let platform =
+        SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
+            .expect("key");
+    doc.identity.evidence = platform.report(&SGX_MR_ENCLAVE, &doc.identity.keys.report_data());
+    let expected = Measurement::sgx_dcap(SGX_MR_ENCLAVE);
+    let error = doc
+        .verify(expected, doc.sim_platform_key)
+        .expect_err("a sim broker is no SGX broker");
+    assert!(
+        matches!(
+            error,
+            ConfidentialError::UnexpectedMeasurement { found, expected: wanted }
+                if found == Measurement::sim(SGX_MR_ENCLAVE) && wanted == expected
+        ),
+        "{error}"
     );
 }
 

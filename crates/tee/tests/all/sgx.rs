@@ -122,7 +122,7 @@ fn sample_quote_verifies_with_its_mrenclave_and_report_data() {
         .expect("the sample verifies within its collateral's validity");
     assert_eq!(verified.tee(), TeeKind::SgxDcap);
     assert!(verified.is_hardware());
-    assert_eq!(verified.measurement(), Measurement(MRENCLAVE));
+    assert_eq!(verified.measurement(), Measurement::sgx_dcap(MRENCLAVE));
     assert_eq!(verified.report_data(), &sample_report_data());
     let sgx = verified.sgx().expect("sgx details");
     assert_eq!(sgx.tcb_status(), SAMPLE_STATUS);
@@ -138,7 +138,7 @@ fn evidence_verifies_after_travelling_as_json() {
     let verified = verifier(accepting_policy())
         .verify(&evidence)
         .expect("verifies");
-    assert_eq!(verified.measurement(), Measurement(MRENCLAVE));
+    assert_eq!(verified.measurement(), Measurement::sgx_dcap(MRENCLAVE));
 }
 
 #[test]

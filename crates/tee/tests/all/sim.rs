@@ -4,7 +4,7 @@
 
 use clemmys_tee::sgx::{SgxPolicy, TcbStatus, evidence_from_quote};
 use clemmys_tee::sim::SimPlatform;
-use clemmys_tee::{AttestError, Evidence, Measurement, TeeKind, Verifier};
+use clemmys_tee::{AttestError, Evidence, TeeKind, Verifier};
 
 const SGX_QUOTE: &[u8] = include_bytes!("../fixtures/sgx_quote");
 const SGX_COLLATERAL: &[u8] = include_bytes!("../fixtures/sgx_quote_collateral.json");
@@ -20,7 +20,7 @@ fn sgx_verifier() -> Verifier {
 #[test]
 fn trusting_sgx_does_not_trust_sim_platforms() {
     let platform = SimPlatform::generate();
-    let evidence = platform.report(&Measurement([7; 32]), &[1; 64]);
+    let evidence = platform.report(&[7; 32], &[1; 64]);
     assert_eq!(
         sgx_verifier().verify(&evidence),
         Err(AttestError::UntrustedPlatform(platform.public_key()))
@@ -38,7 +38,7 @@ fn sim_evidence_relabelled_as_sgx_is_rejected() {
     let platform = SimPlatform::generate();
     let relabelled = Evidence {
         tee: TeeKind::SgxDcap,
-        ..platform.report(&Measurement([7; 32]), &[1; 64])
+        ..platform.report(&[7; 32], &[1; 64])
     };
     assert_eq!(
         sgx_verifier()
