@@ -12,7 +12,7 @@
 //!
 //! [`SandboxConfig::pooling`] and [`SandboxConfig::copy_on_write`] turn the
 //! pooling allocator and copy-on-write images off, one at a time, so that
-//! `clemmys bench` can show what each is worth.
+//! `clemmys-bench` can show what each is worth.
 
 use std::time::Duration;
 

@@ -216,7 +216,7 @@ fn new_store(
 /// until dropped.
 ///
 /// It exists to measure density (how many warm instances fit in a given
-/// memory, as `clemmys bench` does); activations never use it: each one
+/// memory, as `clemmys-bench` does); activations never use it: each one
 /// gets a fresh instance that [`Sandbox::run`](crate::Sandbox::run) drops
 /// before returning.
 pub struct IdleInstance {

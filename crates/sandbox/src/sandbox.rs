@@ -226,7 +226,7 @@ impl Sandbox {
 
     /// Instantiates `module` and keeps the instance alive, unrun, until the
     /// returned [`IdleInstance`](run::IdleInstance) is dropped. For
-    /// measuring how many warm instances fit in memory (`clemmys bench`);
+    /// measuring how many warm instances fit in memory (`clemmys-bench`);
     /// activations use [`run`](Self::run). Fails like an activation would
     /// when no instance slot is free.
     pub fn instantiate_idle(&self, module: &PreparedModule) -> Result<run::IdleInstance, Failure> {
