@@ -12,18 +12,16 @@ use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmitRequest, BrokerLink, KeyGrant, KeyRequest, LinkError,
     open_grant,
 };
-use clemmys_proto::chain::is_hop;
-use clemmys_proto::chain_session::is_session_hop;
 use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
 use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
+use clemmys_proto::inbound::SealedInput;
 use clemmys_proto::invoke::{
     ChainPosition, Receipt, SealedInvocation, SealedResultBody, SignedReceipt, seal_answer,
 };
 use clemmys_proto::refusal::Refusal;
 use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, is_session_invocation,
-    seal_session_answer,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
 use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
 use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
@@ -283,37 +281,38 @@ impl Enclave {
         Ok(())
     }
 
-    /// Runs one sealed input: a client's invocation, or one step of a
-    /// confidential chain. `load_code` fetches the action's sealed code from
-    /// the untrusted store when this enclave has not compiled it yet.
+    /// Runs one sealed input: a client's invocation, a request in a
+    /// session, or one step of a confidential chain. The bytes are parsed
+    /// once, here, before anything else; each kind then has one path:
+    /// authenticate and open, admit, execute, seal. `load_code` fetches the
+    /// action's sealed code from the untrusted store when this enclave has
+    /// not compiled it yet.
     pub fn run(
         &self,
         run: SealedRun<'_>,
         load_code: impl Fn() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
+        let input = SealedInput::from_bytes(run.invocation)?;
         if self.current().is_none() {
             // The first grant needs the owner the stored code names.
             self.learn_owner(&load_code().ok_or(EnclaveError::CodeMissing)?)?;
         }
         let load_code = &load_code;
-        if is_session_invocation(run.invocation) {
-            self.run_session(run, load_code)
-        } else if is_hop(run.invocation) {
-            self.run_chain_step(run, load_code)
-        } else if is_session_hop(run.invocation) {
-            self.run_chain_session_step(run, load_code)
-        } else {
-            self.run_invocation(run, load_code)
+        match input {
+            SealedInput::Invocation(invocation) => self.run_invocation(run, invocation, load_code),
+            SealedInput::SessionRequest(request) => self.run_session(run, request, load_code),
+            SealedInput::ChainHop(hop) => self.run_chain_step(run, hop, load_code),
+            SealedInput::ChainSessionHop(hop) => self.run_chain_session_step(run, hop, load_code),
         }
     }
 
     fn run_invocation(
         &self,
         run: SealedRun<'_>,
+        invocation: SealedInvocation,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
         let started = Instant::now();
-        let invocation = SealedInvocation::from_bytes(run.invocation)?;
         let header = &invocation.header;
         if header.namespace != run.namespace || header.action != run.action {
             return Err(EnclaveError::WrongAction {
@@ -396,10 +395,10 @@ impl Enclave {
     fn run_session(
         &self,
         run: SealedRun<'_>,
+        request: SessionInvocation,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
         let started = Instant::now();
-        let request = SessionInvocation::from_bytes(run.invocation)?;
         let session = lock(&self.sessions)
             .get(&request.session_id)
             .cloned()

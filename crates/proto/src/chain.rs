@@ -279,70 +279,102 @@ pub fn seal_hop(
     Ok((frame, secret))
 }
 
-/// Whether `bytes` are a chain hop (rather than a single invocation).
-pub fn is_hop(bytes: &[u8]) -> bool {
-    Reader::new(bytes, HOP_FRAME).is_ok()
+/// A chain hop as it travels: parsed, not opened.
+#[derive(Debug, Clone)]
+pub struct SealedHop {
+    chain_id: [u8; 16],
+    index: u64,
+    message: HpkeMessage,
+    tag: Vec<u8>,
 }
 
-/// Opens a hop for the step `(namespace, action)` with its action keys:
-/// checks the AEAD, the ticket's signature, the MAC, and that the hop's
-/// index and chain id agree with what is sealed inside. The caller checks
-/// that the ticket's step at that index is really this enclave's action.
-/// Also returns the hop's session secret (see [`seal_hop`]).
+impl SealedHop {
+    pub(crate) const FRAME: &'static str = HOP_FRAME;
+
+    /// Parses the wire form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let mut reader = Reader::new(bytes, HOP_FRAME)?;
+        let hop = Self {
+            chain_id: reader.array()?,
+            index: reader.u64()?,
+            message: HpkeMessage {
+                enc: reader.array()?,
+                ciphertext: reader.bytes()?.to_vec(),
+            },
+            tag: reader.bytes()?.to_vec(),
+        };
+        reader.finish()?;
+        Ok(hop)
+    }
+
+    /// Opens this hop for the step `(namespace, action)` with its action
+    /// keys: checks the AEAD, the ticket's signature, the MAC, and that the
+    /// hop's index and chain id agree with what is sealed inside. The caller
+    /// checks that the ticket's step at that index is really this enclave's
+    /// action. Also returns the hop's session secret (see [`seal_hop`]).
+    pub fn open(
+        &self,
+        namespace: &str,
+        action: &str,
+        keys: &KemKeyPair,
+    ) -> Result<(HopBody, ExportedKey), ProtoError> {
+        let Self {
+            chain_id,
+            index,
+            message,
+            tag,
+        } = self;
+        let (chain_id, index) = (*chain_id, *index);
+        let info = Writer::new("clemmys/chain-info/v1")
+            .str(namespace)
+            .str(action)
+            .finish();
+        let (plaintext, secret) = hpke_open(
+            keys,
+            message,
+            &info,
+            &hop_aad(&chain_id, index),
+            Some(HOP_SESSION_LABEL),
+            "sealed chain hop",
+        )?;
+        let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
+        let mut reader = Reader::new(&plaintext, HOP_BODY)?;
+        let ticket: SignedTicket = serde_json::from_slice(reader.bytes()?)
+            .map_err(|_| ProtoError::Malformed("chain ticket"))?;
+        let chain_key = ChainKey(reader.array()?);
+        let inner_index = reader.u64()?;
+        let value = Zeroizing::new(reader.bytes()?.to_vec());
+        let receipts: Vec<SignedReceipt> = serde_json::from_slice(reader.bytes()?)
+            .map_err(|_| ProtoError::Malformed("chain receipts"))?;
+        reader.finish()?;
+        chain_key.verify_mac(
+            &hop_mac_transcript(&chain_id, index, message),
+            tag,
+            "chain hop MAC",
+        )?;
+        if inner_index != index || ticket.ticket.chain_id != chain_id {
+            return Err(ProtoError::Tampered("sealed chain hop"));
+        }
+        ticket.verify()?;
+        let body = HopBody {
+            ticket,
+            chain_key,
+            index,
+            value,
+            receipts,
+        };
+        Ok((body, secret))
+    }
+}
+
+/// Parses and opens a hop: [`SealedHop::from_bytes`] then [`SealedHop::open`].
 pub fn open_hop(
     bytes: &[u8],
     namespace: &str,
     action: &str,
     keys: &KemKeyPair,
 ) -> Result<(HopBody, ExportedKey), ProtoError> {
-    let mut reader = Reader::new(bytes, HOP_FRAME)?;
-    let chain_id: [u8; 16] = reader.array()?;
-    let index = reader.u64()?;
-    let message = HpkeMessage {
-        enc: reader.array()?,
-        ciphertext: reader.bytes()?.to_vec(),
-    };
-    let tag = reader.bytes()?.to_vec();
-    reader.finish()?;
-    let info = Writer::new("clemmys/chain-info/v1")
-        .str(namespace)
-        .str(action)
-        .finish();
-    let (plaintext, secret) = hpke_open(
-        keys,
-        &message,
-        &info,
-        &hop_aad(&chain_id, index),
-        Some(HOP_SESSION_LABEL),
-        "sealed chain hop",
-    )?;
-    let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
-    let mut reader = Reader::new(&plaintext, HOP_BODY)?;
-    let ticket: SignedTicket = serde_json::from_slice(reader.bytes()?)
-        .map_err(|_| ProtoError::Malformed("chain ticket"))?;
-    let chain_key = ChainKey(reader.array()?);
-    let inner_index = reader.u64()?;
-    let value = Zeroizing::new(reader.bytes()?.to_vec());
-    let receipts: Vec<SignedReceipt> = serde_json::from_slice(reader.bytes()?)
-        .map_err(|_| ProtoError::Malformed("chain receipts"))?;
-    reader.finish()?;
-    chain_key.verify_mac(
-        &hop_mac_transcript(&chain_id, index, &message),
-        &tag,
-        "chain hop MAC",
-    )?;
-    if inner_index != index || ticket.ticket.chain_id != chain_id {
-        return Err(ProtoError::Tampered("sealed chain hop"));
-    }
-    ticket.verify()?;
-    let body = HopBody {
-        ticket,
-        chain_key,
-        index,
-        value,
-        receipts,
-    };
-    Ok((body, secret))
+    SealedHop::from_bytes(bytes)?.open(namespace, action, keys)
 }
 
 /// The final answer of a chain's first run, sealed to the client (`R`, a
@@ -484,7 +516,10 @@ mod tests {
             "both ends share the hop secret"
         );
         assert_eq!(opened.value.as_slice(), br#"{"v":1}"#);
-        assert!(is_hop(&sealed));
+        assert!(matches!(
+            crate::inbound::SealedInput::from_bytes(&sealed),
+            Ok(crate::inbound::SealedInput::ChainHop(_))
+        ));
         // Delivered to another step (reorder, skip): its key and info differ.
         assert!(open_hop(&sealed, "guest", "step0", &a).is_err());
         // Any bit flipped fails.

@@ -303,6 +303,8 @@ pub struct SessionHop {
 }
 
 impl SessionHop {
+    pub(crate) const FRAME: &'static str = FRAME;
+
     /// Seals `body` under `key`, the hop key of step `header.index`. Each
     /// (key, counter) seals once: the client draws each counter once, and a
     /// step seals its output only after the broker admitted its run.
@@ -366,11 +368,6 @@ impl SessionHop {
     }
 }
 
-/// Whether `bytes` are a session hop.
-pub fn is_session_hop(bytes: &[u8]) -> bool {
-    Reader::new(bytes, FRAME).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,7 +394,10 @@ mod tests {
         let key = hop_key(&ExportedKey::from_bytes([1; 32])).expect("key");
         let hop = SessionHop::seal(&key, header(4, 1), &body()).expect("seal");
         let parsed = SessionHop::from_bytes(&hop.to_bytes()).expect("parse");
-        assert!(is_session_hop(&hop.to_bytes()));
+        assert!(matches!(
+            crate::inbound::SealedInput::from_bytes(&hop.to_bytes()),
+            Ok(crate::inbound::SealedInput::ChainSessionHop(_))
+        ));
         assert_eq!(
             parsed.open(&key).expect("open").value.as_slice(),
             br#"{"v":1}"#

@@ -156,6 +156,8 @@ pub struct OpenedInvocation {
 }
 
 impl SealedInvocation {
+    pub(crate) const FRAME: &'static str = FRAME;
+
     /// Checks the client's signature.
     pub fn verify_signature(&self) -> Result<(), ProtoError> {
         self.header.client.verify(

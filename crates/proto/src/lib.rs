@@ -14,6 +14,7 @@
 //! * [`chain_session`]: later runs of a chain with symmetric keys only;
 //! * [`chain_plan`]: the owner's signed plan of a confidential sequence;
 //! * [`chain_check`]: the client's check of a chain's answer;
+//! * [`inbound`]: what a host hands an enclave to run, parsed once;
 //! * [`replay`]: the nonce and counter windows that refuse replays;
 //! * [`session`]: symmetric-key sessions opened by an attested invocation;
 //! * [`wire`]: the injective binary framing all of the above use.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod evidence;
 pub mod identity;
 pub mod ids;
+pub mod inbound;
 pub mod invoke;
 pub mod refusal;
 pub mod replay;

@@ -151,6 +151,8 @@ fn answer_aad(activation_id: &str, id: &[u8; 16], counter: u64) -> Vec<u8> {
 }
 
 impl SessionInvocation {
+    pub(crate) const FRAME: &'static str = FRAME;
+
     /// Seals `params` (client side).
     pub fn seal(
         keys: &SessionKeys,
@@ -220,11 +222,6 @@ impl SessionInvocation {
         reader.finish()?;
         Ok(invocation)
     }
-}
-
-/// Whether `bytes` are a session request.
-pub fn is_session_invocation(bytes: &[u8]) -> bool {
-    Reader::new(bytes, FRAME).is_ok()
 }
 
 /// What the enclave attests about one session request, under the session's
@@ -438,7 +435,10 @@ mod tests {
         let request =
             SessionInvocation::seal(&client, &binding(), 7, 100, br#"{"x":1}"#).expect("seal");
         let parsed = SessionInvocation::from_bytes(&request.to_bytes()).expect("parse");
-        assert!(is_session_invocation(&request.to_bytes()));
+        assert!(matches!(
+            crate::inbound::SealedInput::from_bytes(&request.to_bytes()),
+            Ok(crate::inbound::SealedInput::SessionRequest(_))
+        ));
         assert_eq!(
             parsed.open(&enclave, &binding()).expect("open").as_slice(),
             br#"{"x":1}"#

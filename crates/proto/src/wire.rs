@@ -73,6 +73,12 @@ impl<'a> Reader<'a> {
         Ok(reader)
     }
 
+    /// The domain `bytes` begin with, which names the structure and its
+    /// version; the rest is not looked at.
+    pub fn domain(bytes: &'a [u8]) -> Result<&'a [u8], ProtoError> {
+        Self { rest: bytes }.bytes()
+    }
+
     fn take(&mut self, len: usize) -> Result<&'a [u8], ProtoError> {
         if self.rest.len() < len {
             return Err(ProtoError::Malformed("truncated"));

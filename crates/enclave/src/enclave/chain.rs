@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clemmys_proto::broker::Admission;
 use clemmys_proto::chain::{
-    ChainAnswer, ChainKey, HopBody, open_hop, seal_chain_answer, seal_chain_logs, seal_hop,
+    ChainAnswer, ChainKey, HopBody, SealedHop, seal_chain_answer, seal_chain_logs, seal_hop,
 };
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
@@ -51,17 +51,14 @@ impl Enclave {
     pub(super) fn run_chain_step(
         &self,
         run: SealedRun<'_>,
+        hop: SealedHop,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
         let started = Instant::now();
         let mut init_time = None;
         let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
-        let (mut hop, secret_in) = open_hop(
-            run.invocation,
-            run.namespace,
-            run.action,
-            &provisioned.grant.action_keys,
-        )?;
+        let (mut hop, secret_in) =
+            hop.open(run.namespace, run.action, &provisioned.grant.action_keys)?;
         let ticket = &hop.ticket.ticket;
         let index = hop.index;
         let step = usize::try_from(index)
@@ -174,10 +171,10 @@ impl Enclave {
     pub(super) fn run_chain_session_step(
         &self,
         run: SealedRun<'_>,
+        hop: SessionHop,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Result<SealedOutcome, EnclaveError> {
         let started = Instant::now();
-        let hop = SessionHop::from_bytes(run.invocation)?;
         let header = hop.header;
         let key = (header.session_id, header.index);
         let session = lock(&self.chain_sessions)

@@ -7,7 +7,8 @@
 
 use base64::Engine;
 use clemmys_client::confidential::KeyringEntry;
-use clemmys_proto::chain_session::{SessionHop, is_session_hop};
+use clemmys_proto::chain_session::SessionHop;
+use clemmys_proto::inbound::SealedInput;
 use clemmys_whisk::ActivationStatus;
 use serde_json::{Value, json};
 
@@ -284,4 +285,12 @@ async fn forged_chain_session_hop_does_not_use_up_the_genuine_admission() {
         .await
         .expect("verifies");
     assert_eq!(opened.result, json!({"payload": "Hello, Ada!"}));
+}
+
+/// Whether `bytes` parse as a hop of a chain session's later run.
+fn is_session_hop(bytes: &[u8]) -> bool {
+    matches!(
+        SealedInput::from_bytes(bytes),
+        Ok(SealedInput::ChainSessionHop(_))
+    )
 }
