@@ -28,8 +28,6 @@ pub struct ClientHome {
     /// is killed may lose the keys of its last few answers (which it has
     /// already read).
     keyring: std::sync::Arc<std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>>,
-    /// Serializes this process's updates of the high-water marks.
-    freshness: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// The highest state version seen from one API host's broker, and the
@@ -368,7 +366,6 @@ impl ClientHome {
         Ok(Self {
             dir,
             keyring: Default::default(),
-            freshness: Default::default(),
         })
     }
 
@@ -422,11 +419,31 @@ impl ClientHome {
         api_host: &str,
         pin: &BrokerPin,
     ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("pins")?;
         let mut pins = self.pins()?;
         pins.insert(api_host.to_owned(), pin.clone());
         let json = serde_json::to_vec_pretty(&pins)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
         write_private(&self.pins_path(), &json, true)
+    }
+
+    /// Holds `{what}.lock` exclusively until the returned file is dropped:
+    /// every read-modify-write of a file in this directory holds it, so
+    /// that two clients sharing the directory (two CLI commands at once)
+    /// never lose each other's update. A lost raise of a high-water mark
+    /// would let a rollback through unseen.
+    fn exclusive(&self, what: &str) -> Result<std::fs::File, ConfidentialError> {
+        let path = self.dir.join(format!("{what}.lock"));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(|e| io_error(&path, e))?;
+        file.lock().map_err(|e| io_error(&path, e))?;
+        Ok(file)
     }
 
     fn freshness_path(&self) -> PathBuf {
@@ -443,10 +460,7 @@ impl ClientHome {
         state_version: u64,
         action: Option<(&str, u64)>,
     ) -> Result<(), ConfidentialError> {
-        let _writing = self
-            .freshness
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _updating = self.exclusive("freshness")?;
         let path = self.freshness_path();
         let mut marks: BTreeMap<String, HighWater> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -600,6 +614,7 @@ impl ClientHome {
     /// accepted: the mark only grows, and the file is replaced atomically,
     /// so an older plan restored by the provider is refused later.
     pub fn see_plan(&self, sequence: &str, version: u64) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("chain-plans")?;
         let mut versions = self.plan_versions()?;
         let newest = versions.entry(sequence.to_owned()).or_insert(version);
         if *newest > version {
@@ -768,5 +783,40 @@ mod tests {
         let opened = read.keys(None).expect("the line's own secret");
         assert_eq!(opened.secret().as_bytes(), keys.secret().as_bytes());
         assert!(!format!("{:?}", SessionSecret::of(&keys)).contains("07"));
+    }
+
+    #[test]
+    fn two_clients_raising_marks_at_once_lose_none() {
+        // Two CLI commands sharing one home are two processes, each with
+        // its own handle: nothing but the file lock orders their updates.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let threads: Vec<_> = (0..6)
+            .map(|client| {
+                let home = ClientHome::open(dir.path()).expect("home");
+                std::thread::spawn(move || {
+                    let action = format!("guest/a{client}");
+                    for version in 1..=40 {
+                        home.check_fresh("h", 1, Some((&action, version)))
+                            .expect("raise");
+                        home.see_plan(&action, version).expect("plan");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no panic");
+        }
+        let home = ClientHome::open(dir.path()).expect("home");
+        for client in 0..6 {
+            let action = format!("guest/a{client}");
+            assert!(
+                matches!(
+                    home.check_fresh("h", 1, Some((&action, 39))),
+                    Err(ConfidentialError::ActionRolledBack { highest: 40, .. })
+                ),
+                "{action}'s mark was lost"
+            );
+            assert_eq!(home.newest_plan(&action).expect("plans"), Some(40));
+        }
     }
 }
