@@ -110,7 +110,7 @@ impl TryFrom<StoredPin> for BrokerPin {
 
 /// What the client keeps about one confidential invocation, to read its
 /// answer later (`activation result|logs|verify`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyringEntry {
     /// The activation id.
@@ -134,10 +134,10 @@ pub struct KeyringEntry {
     /// Key of the sealed result (hex); none within a session, whose keys
     /// open the answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    result_key: Option<String>,
+    result_key: Option<HexKey>,
     /// Key of the sealed logs (hex); none within a session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    logs_key: Option<String>,
+    logs_key: Option<HexKey>,
     /// For a chain: its plan and key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain: Option<ChainEntry>,
@@ -149,7 +149,7 @@ pub struct KeyringEntry {
 /// How a session was opened: the enclave's signed receipt of the opening
 /// invocation (verified then), the TEE it ran in and, for an invocation
 /// session, its secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenedSession {
     /// The signed receipt.
@@ -165,27 +165,43 @@ pub struct OpenedSession {
     pub secret: Option<SessionSecret>,
 }
 
-/// A session secret as the client stores it (hex); zeroed on drop.
-#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+/// A 32-byte key as the keyring stores it (hex): zeroed on drop, never
+/// printed, never cloned.
+#[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 #[serde(transparent)]
-pub struct SessionSecret(String);
+struct HexKey(String);
+
+impl HexKey {
+    fn of(key: &[u8; 32]) -> Self {
+        Self(hex::encode(key))
+    }
+
+    fn bytes(&self) -> Result<Zeroizing<[u8; 32]>, ConfidentialError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(&self.0, key.as_mut_slice()).map_err(|_| corrupted())?;
+        Ok(key)
+    }
+}
+
+impl std::fmt::Debug for HexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A session secret as the client stores it (hex); zeroed on drop.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionSecret(HexKey);
 
 impl SessionSecret {
     /// The secret of the session with `keys`.
     pub fn of(keys: &SessionKeys) -> Self {
-        Self(hex::encode(keys.secret().as_bytes()))
+        Self(HexKey::of(keys.secret().as_bytes()))
     }
 
     fn key(&self) -> Result<ExportedKey, ConfidentialError> {
-        let mut secret = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(&self.0, secret.as_mut_slice()).map_err(|_| corrupted())?;
-        Ok(ExportedKey::from_bytes(*secret))
-    }
-}
-
-impl std::fmt::Debug for SessionSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionSecret(<redacted>)")
+        Ok(ExportedKey::from_bytes(*self.0.bytes()?))
     }
 }
 
@@ -197,7 +213,7 @@ fn corrupted() -> ConfidentialError {
 /// and which of its requests. Written for every request, so it holds no
 /// more: the session's secret is kept once, with its opening
 /// ([`ClientHome::remember_session`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionEntry {
     /// The session id (hex).
@@ -236,13 +252,13 @@ impl SessionEntry {
 }
 
 /// What the client keeps about one confidential chain.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainEntry {
     /// The steps the ticket named.
     pub steps: Vec<ChainStep>,
     /// The chain key (hex); for a run of a chain session, that run's key.
-    chain_key: String,
+    chain_key: HexKey,
     /// For a run of a chain session: the session id (hex). Its receipts are
     /// MACs under the run key, and the session's first run is remembered
     /// under this id (see [`ClientHome::recall_session`]).
@@ -255,7 +271,7 @@ impl ChainEntry {
     pub fn new(steps: Vec<ChainStep>, key: &ChainKey, session: Option<&[u8; 16]>) -> Self {
         Self {
             steps,
-            chain_key: hex::encode(key.as_bytes()),
+            chain_key: HexKey::of(key.as_bytes()),
             session: session.map(hex::encode),
         }
     }
@@ -273,10 +289,7 @@ impl ChainEntry {
 
     /// The chain key.
     pub fn key(&self) -> Result<ChainKey, ConfidentialError> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(&self.chain_key, key.as_mut_slice())
-            .map_err(|_| ConfidentialError::State("a keyring entry is corrupted".into()))?;
-        Ok(ChainKey::from_bytes(*key))
+        Ok(ChainKey::from_bytes(*self.chain_key.bytes()?))
     }
 }
 
@@ -299,7 +312,7 @@ impl KeyringEntry {
         input_hash: Digest,
         keys: Option<&AnswerKeys>,
     ) -> Self {
-        let hex_of = |key: &ExportedKey| hex::encode(key.as_bytes());
+        let hex_of = |key: &ExportedKey| HexKey::of(key.as_bytes());
         Self {
             activation_id,
             namespace,
@@ -324,11 +337,8 @@ impl KeyringEntry {
 
     /// The answer keys (not kept for a request within a session).
     pub fn keys(&self) -> Result<AnswerKeys, ConfidentialError> {
-        let parse = |text: &Option<String>| {
-            let corrupted = || ConfidentialError::State("a keyring entry is corrupted".into());
-            let mut key = Zeroizing::new([0u8; 32]);
-            hex::decode_to_slice(text.as_deref().ok_or_else(corrupted)?, key.as_mut_slice())
-                .map_err(|_| corrupted())?;
+        let parse = |key: &Option<HexKey>| {
+            let key = key.as_ref().ok_or_else(corrupted)?.bytes()?;
             Ok::<_, ConfidentialError>(ExportedKey::from_bytes(*key))
         };
         Ok(AnswerKeys {
