@@ -225,8 +225,10 @@ impl Invoker {
         }
     }
 
-    /// Consumes `feed` until the controller side closes it.
-    pub async fn run(self: Arc<Self>, mut feed: InvokerFeed) {
+    /// Consumes `feed` (the bus's activations) until the controller side
+    /// closes it. Blocking invokes of this node come through
+    /// [`ActivationRunner::run`] instead, on the request's own task.
+    pub async fn consume(self: Arc<Self>, mut feed: InvokerFeed) {
         while let Some(message) = feed.recv().await {
             let invoker = self.clone();
             match message {

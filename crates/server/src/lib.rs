@@ -198,7 +198,7 @@ impl RunningServer {
             trusted.enclaves.clone(),
         );
         let activations = invoker.activations();
-        let dispatching = tokio::spawn(invoker.clone().run(feed));
+        let dispatching = tokio::spawn(invoker.clone().consume(feed));
         restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
