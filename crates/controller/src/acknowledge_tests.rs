@@ -103,12 +103,14 @@ impl EntityStore for FailingStandIns {
     }
 }
 
-/// A bus nobody reads; `acknowledge` does not use it.
-struct NoBus;
+/// A bus nobody reads, counting what was sent to it.
+#[derive(Default)]
+struct CountingBus(std::sync::atomic::AtomicUsize);
 
 #[async_trait]
-impl ActivationQueue for NoBus {
+impl ActivationQueue for CountingBus {
     async fn send(&self, _message: InvokerMessage) -> Result<(), BusError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }
@@ -122,9 +124,13 @@ impl CodeCheck for AnyCode {
 }
 
 fn controller(store: Arc<dyn EntityStore>) -> Controller {
+    controller_on(store, Arc::new(CountingBus::default()))
+}
+
+fn controller_on(store: Arc<dyn EntityStore>, bus: Arc<CountingBus>) -> Controller {
     Controller::new(
         store,
-        Arc::new(NoBus),
+        bus,
         Arc::new(CompletionRegistry::default()),
         Arc::new(Throttle::default()),
         Arc::new(AnyCode),
@@ -184,4 +190,46 @@ async fn an_acknowledgement_is_a_202_once_its_stand_in_is_stored() {
     assert_eq!(store.settle_interrupted().await.expect("settle"), 1);
     let id = ActivationId::from_bytes([2; 16]);
     assert!(store.get_activation("guest", &id).expect("get").is_some());
+}
+
+#[tokio::test]
+async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
+    let bus = Arc::new(CountingBus::default());
+    let controller = controller_on(Arc::new(FailingStandIns(store)), bus.clone());
+    let action = Action {
+        namespace: EntityName::new("guest").expect("name"),
+        name: EntityName::new("slow").expect("name"),
+        version: "0.0.1".parse().expect("version"),
+        publish: false,
+        exec: clemmys_whisk::Exec::Wasm {
+            code_digest: "sha256:00".into(),
+            code_size: 1,
+            main: None,
+        },
+        limits: Default::default(),
+        annotations: KeyValues::default(),
+        parameters: KeyValues::default(),
+        updated: 0,
+    };
+    let message = clemmys_bus::ActivationMessage {
+        activation_id: ActivationId::from_bytes([3; 16]),
+        namespace: "guest".into(),
+        subject: "guest".into(),
+        action: Arc::new(action),
+        payload: serde_json::json!({}),
+        blocking: false,
+        cause: None,
+        accepted_at: 1,
+    };
+    let mode = crate::invoke::InvokeMode {
+        blocking: false,
+        result_only: false,
+        wait: std::time::Duration::from_secs(1),
+    };
+    let response = controller.run(message, mode).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A 503 the caller may retry: nothing went to the invokers.
+    assert_eq!(bus.0.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -241,7 +241,7 @@ impl Controller {
     }
 
     /// Publishes one activation and answers as `mode` asks.
-    async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
+    pub(crate) async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
         if mode.blocking
             && let Some(invoker) = &self.local_invoker
         {
@@ -250,13 +250,22 @@ impl Controller {
         let id = message.activation_id;
         let stand_in = stand_in(&message);
         if !mode.blocking {
+            // The stand-in first: a 503 then means the activation never
+            // started, so a caller may retry it without running it twice.
+            let acknowledged = self.acknowledge(stand_in).await;
+            if acknowledged.status() != StatusCode::ACCEPTED {
+                self.throttle.release(&id);
+                return acknowledged;
+            }
             return match self
                 .queue
                 .send(InvokerMessage::Activate(Box::new(message)))
                 .await
             {
-                Ok(()) => self.acknowledge(stand_in).await,
+                Ok(()) => acknowledged,
                 Err(error) => {
+                    // Its stand-in stays: the next start records it as
+                    // interrupted, which it was.
                     self.throttle.release(&id);
                     bus_error(error).into_response()
                 }
