@@ -226,3 +226,27 @@ fn a_stop_loses_no_record_however_long_the_commit_interval() {
         assert_eq!(record["response"]["result"], json!({ "slept": ms }));
     }
 }
+
+/// What the node logs when it must read its whole store before serving.
+const FULL_REPAIR: &str = "the store was not closed cleanly; repairing it";
+
+#[test]
+fn a_crash_under_quick_recovery_starts_without_reading_the_whole_store() {
+    let mut server = Server::start_with(&["--crash-recovery", "quick"]);
+    prepare(&server);
+    let answered = crash_under_load(&mut server);
+    assert_every_acknowledged_activation_recorded_once(&server, &answered);
+    let log = server.log();
+    assert!(!log.contains(FULL_REPAIR), "{log}");
+}
+
+#[test]
+fn a_crash_under_full_recovery_repairs_the_store_and_keeps_every_record() {
+    // The default.
+    let mut server = Server::start();
+    prepare(&server);
+    let answered = crash_under_load(&mut server);
+    assert_every_acknowledged_activation_recorded_once(&server, &answered);
+    let log = server.log();
+    assert!(log.contains(FULL_REPAIR), "{log}");
+}

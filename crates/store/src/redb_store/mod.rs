@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use clemmys_whisk::{
     Action, Activation, ActivationId, ActivationResponse, EntityName, KeyValues, NamespaceRecord,
 };
-use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -33,7 +33,10 @@ use self::tables::{
     EncodedRecord, ID_MAX, NAMESPACES, Tables, action_key, decode,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
-use crate::{ActivationFilter, EntityStore, PutMode, RecordDurability, StoreConfig, StoreError};
+use crate::{
+    ActivationFilter, CrashRecovery, EntityStore, PutMode, RecordDurability, StoreConfig,
+    StoreError,
+};
 
 /// Records written in one transaction at most by [`RedbStore::put_activations`].
 const BULK_BATCH: usize = 10_000;
@@ -48,6 +51,7 @@ pub struct RedbStore {
     writer: Option<thread::JoinHandle<()>>,
     pending: Arc<Pending>,
     record_durability: RecordDurability,
+    crash_recovery: CrashRecovery,
     failed_records: Arc<AtomicU64>,
 }
 
@@ -61,12 +65,15 @@ impl RedbStore {
     /// Opens (creating if needed) the store file at `path`, persisting as
     /// `config` says.
     pub fn open_with(path: &Path, config: StoreConfig) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|error| match error {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
-            other => StoreError::backend(other),
-        })?;
+        let db = Database::builder()
+            .set_repair_callback(log_repair_progress)
+            .create(path)
+            .map_err(|error| match error {
+                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked,
+                other => StoreError::backend(other),
+            })?;
         // Create every table up front so that reads never meet a missing one.
-        let txn = db.begin_write().map_err(StoreError::backend)?;
+        let txn = writer::begin_durable(&db, config.crash_recovery)?;
         Tables::open(&txn)?.rebuild_key_index_if_needed()?;
         txn.commit().map_err(StoreError::backend)?;
 
@@ -85,6 +92,7 @@ impl RedbStore {
             writer: Some(writer),
             pending,
             record_durability: config.record_durability,
+            crash_recovery: config.crash_recovery,
             failed_records,
         })
     }
@@ -108,9 +116,7 @@ impl RedbStore {
         let mut records = records.into_iter().peekable();
         let mut stored = 0usize;
         while records.peek().is_some() {
-            let mut txn = self.db.begin_write().map_err(StoreError::backend)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(StoreError::backend)?;
+            let txn = writer::begin_durable(&self.db, self.crash_recovery)?;
             {
                 let mut tables = Tables::open(&txn)?;
                 for record in records.by_ref().take(BULK_BATCH) {
@@ -577,6 +583,16 @@ fn visit_matching(
         }
     }
     Ok(())
+}
+
+/// Says, now and then, how far the repair of a store that was not closed
+/// cleanly (a crash, a kill) has come: it reads the whole file, so on a
+/// large store a start can take a while, and the operator should know why.
+fn log_repair_progress(session: &mut redb::RepairSession) {
+    tracing::warn!(
+        progress = format!("{:.0}%", session.progress() * 100.0),
+        "the store was not closed cleanly; repairing it before serving"
+    );
 }
 
 #[cfg(test)]

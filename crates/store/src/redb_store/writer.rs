@@ -15,12 +15,12 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use clemmys_whisk::{Action, Activation, NamespaceRecord};
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::pending::Pending;
 use super::tables::{EncodedRecord, ID_MAX, StoredKey, Tables, decode, encode};
-use crate::{PutMode, StoreConfig, StoreError};
+use crate::{CrashRecovery, PutMode, StoreConfig, StoreError};
 
 /// Writes taken from the queue into one transaction at most; also the most
 /// group-mode records held before their commit is due.
@@ -94,6 +94,7 @@ pub(super) struct Writer {
     pending: Arc<Pending>,
     failed_records: Arc<AtomicU64>,
     commit_interval: Duration,
+    recovery: CrashRecovery,
     /// Group-mode records taken off the queue, not committed yet.
     held: Vec<QueuedWrite>,
     held_bytes: usize,
@@ -119,6 +120,7 @@ impl Writer {
             pending,
             failed_records,
             commit_interval: config.commit_interval,
+            recovery: config.crash_recovery,
             held: Vec::new(),
             held_bytes: 0,
             held_since: None,
@@ -210,13 +212,13 @@ impl Writer {
         if writes.is_empty() {
             return;
         }
-        let outcomes = match apply_in_one_transaction(&self.db, &writes) {
+        let outcomes = match apply_in_one_transaction(&self.db, self.recovery, &writes) {
             Ok(outcomes) => outcomes,
             Err(error) if writes.len() > 1 => {
                 tracing::warn!(%error, writes = writes.len(), "a batch commit failed: retrying its writes one by one");
                 writes
                     .iter()
-                    .map(|write| apply_alone(&self.db, write))
+                    .map(|write| apply_alone(&self.db, self.recovery, write))
                     .collect()
             }
             Err(error) => vec![Err(error)],
@@ -253,7 +255,7 @@ impl Writer {
             return;
         }
         let cutoff = clemmys_whisk::now_ms().saturating_sub(sweep.retention_ms);
-        match delete_expired(&self.db, cutoff, &mut sweep.cursor) {
+        match delete_expired(&self.db, self.recovery, cutoff, &mut sweep.cursor) {
             Ok(SweepProgress { deleted, more }) => {
                 if deleted > 0 {
                     tracing::debug!(deleted, "deleted activation records past their retention");
@@ -269,19 +271,31 @@ impl Writer {
     }
 }
 
+/// A write transaction that is durable when it commits, and that saves
+/// what `recovery` needs to start quickly after a crash.
+pub(super) fn begin_durable(
+    db: &Database,
+    recovery: CrashRecovery,
+) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().map_err(StoreError::backend)?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(StoreError::backend)?;
+    txn.set_quick_repair(recovery == CrashRecovery::Quick);
+    Ok(txn)
+}
+
 /// Applies `writes` in one durable transaction. The outer `Result` is a
 /// failure of the transaction; the inner ones are each write's own outcome
 /// (a conflict fails only its write).
 fn apply_in_one_transaction(
     db: &Database,
+    recovery: CrashRecovery,
     writes: &[QueuedWrite],
 ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
     if writes.iter().all(QueuedWrite::is_marker) {
         return Ok(writes.iter().map(|_| Ok(WriteOutcome::Done)).collect());
     }
-    let mut txn = db.begin_write().map_err(StoreError::backend)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(StoreError::backend)?;
+    let txn = begin_durable(db, recovery)?;
     let outcomes = {
         let mut tables = Tables::open(&txn)?;
         writes
@@ -294,8 +308,12 @@ fn apply_in_one_transaction(
 }
 
 /// Applies `write` in a transaction of its own.
-fn apply_alone(db: &Database, write: &QueuedWrite) -> Result<WriteOutcome, StoreError> {
-    match apply_in_one_transaction(db, std::slice::from_ref(write))?.pop() {
+fn apply_alone(
+    db: &Database,
+    recovery: CrashRecovery,
+    write: &QueuedWrite,
+) -> Result<WriteOutcome, StoreError> {
+    match apply_in_one_transaction(db, recovery, std::slice::from_ref(write))?.pop() {
         Some(outcome) => outcome,
         None => Err(StoreError::Backend(
             "a write was applied without an outcome".into(),
@@ -420,6 +438,7 @@ struct SweepProgress {
 /// resuming at `cursor` and leaving there where to resume.
 fn delete_expired(
     db: &Database,
+    recovery: CrashRecovery,
     cutoff: u64,
     cursor: &mut Option<String>,
 ) -> Result<SweepProgress, StoreError> {
@@ -429,9 +448,7 @@ fn delete_expired(
             more: false,
         });
     };
-    let mut txn = db.begin_write().map_err(StoreError::backend)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(StoreError::backend)?;
+    let txn = begin_durable(db, recovery)?;
     let (victims, more) = {
         let mut tables = Tables::open(&txn)?;
         let (victims, more) = find_expired(&tables, last_expired, cursor)?;
