@@ -61,6 +61,10 @@ struct Args {
     /// Keep the node's data directory and log (printed at the end).
     #[arg(long)]
     keep: bool,
+    /// One more argument for `clemmys serve` (repeat for several), e.g.
+    /// `--serve-arg=--crash-recovery --serve-arg=quick`.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
 }
 
 /// One sampling window.
@@ -127,7 +131,7 @@ async fn soak(args: &Args) -> anyhow::Result<Verdict> {
     };
     let modules = Modules::load(&args.actions_dir)?;
     let root = tempfile::Builder::new().prefix("clemmys-soak-").tempdir()?;
-    let mut node = NodeProcess::start(&binary, root.path(), Vec::new())?;
+    let mut node = NodeProcess::start(&binary, root.path(), args.serve_arg.clone())?;
     node.admin(&[
         "namespace",
         "set-limits",
