@@ -13,6 +13,7 @@ mod chain_sessions;
 mod chains;
 mod code_attacks;
 mod confidential;
+mod contract;
 mod enclave_pool;
 mod freshness;
 mod invoke;
