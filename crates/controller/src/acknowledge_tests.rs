@@ -31,6 +31,35 @@ impl EntityStore for FailingStandIns {
     fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
         self.0.list_namespaces()
     }
+    async fn put_package(
+        &self,
+        package: clemmys_whisk::Package,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        self.0.put_package(package, mode).await
+    }
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
+        self.0.get_package(namespace, name)
+    }
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
+        self.0.delete_package(namespace, name).await
+    }
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<clemmys_whisk::Package>, StoreError> {
+        self.0.list_packages(namespace, skip, limit)
+    }
     async fn put_action(
         &self,
         action: Action,

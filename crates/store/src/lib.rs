@@ -1,5 +1,5 @@
-//! Durable storage of namespaces, actions (with their code) and activation
-//! records, behind the [`EntityStore`] trait.
+//! Durable storage of namespaces, actions (with their code), packages and
+//! activation records, behind the [`EntityStore`] trait.
 //!
 //! The store is untrusted: for confidential actions it only ever receives
 //! sealed code and sealed results, never plaintext. The default backend is
@@ -16,7 +16,7 @@ mod redb_store;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord};
+use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord, Package};
 
 pub use error::StoreError;
 pub use redb_store::RedbStore;
@@ -152,6 +152,30 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<Vec<Action>, StoreError>;
     /// Number of actions in a namespace.
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
+
+    /// Stores a package or binding; [`PutMode::CreateOnly`] fails with
+    /// [`StoreError::Conflict`] if one of that name exists.
+    async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError>;
+    /// The package (or binding) `namespace/name`.
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError>;
+    /// Removes a package; returns what was removed.
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError>;
+    /// Packages of a namespace ordered by name, after `skip`, at most
+    /// `limit`.
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Package>, StoreError>;
 
     /// Stores an activation record (and forgets its stand-in, if any). Once
     /// it returns, `get_activation` finds the record from any thread; how

@@ -22,6 +22,7 @@ use std::thread;
 use async_trait::async_trait;
 use clemmys_whisk::{
     Action, Activation, ActivationId, ActivationResponse, EntityName, KeyValues, NamespaceRecord,
+    Package,
 };
 use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable};
 use serde_json::json;
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 use self::pending::Pending;
 use self::tables::{
     ACTIONS, ACTIVATION_IDS, ACTIVATION_KEYS, ACTIVATIONS, ACTIVATIONS_BY_NAME, AUTH_UUIDS, CODE,
-    EncodedRecord, ID_MAX, NAMESPACES, Tables, action_key, decode,
+    EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
 use crate::{ActivationFilter, EntityStore, PutMode, RecordDurability, StoreConfig, StoreError};
@@ -315,7 +316,9 @@ impl EntityStore for RedbStore {
             .await?
         {
             WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
-            WriteOutcome::Done | WriteOutcome::Settled(_) => Ok(None),
+            WriteOutcome::Done | WriteOutcome::DeletedPackage(_) | WriteOutcome::Settled(_) => {
+                Ok(None)
+            }
         }
     }
 
@@ -367,6 +370,69 @@ impl EntityStore for RedbStore {
         })
     }
 
+    async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError> {
+        self.write(WriteOp::PutPackage { package, mode })
+            .await
+            .map(drop)
+    }
+
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(PACKAGES).map_err(StoreError::backend)?;
+            let found = table
+                .get(action_key(namespace, name).as_str())
+                .map_err(StoreError::backend)?;
+            found.map(|guard| decode(guard.value())).transpose()
+        })
+    }
+
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError> {
+        match self
+            .write(WriteOp::DeletePackage {
+                key: action_key(namespace, name),
+            })
+            .await?
+        {
+            WriteOutcome::DeletedPackage(removed) => Ok(removed.map(|package| *package)),
+            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::Settled(_) => Ok(None),
+        }
+    }
+
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Package>, StoreError> {
+        let prefix = format!("{namespace}/");
+        self.read(|txn| {
+            let table = txn.open_table(PACKAGES).map_err(StoreError::backend)?;
+            let entries = table
+                .range(prefix.as_str()..)
+                .map_err(StoreError::backend)?;
+            let mut packages = Vec::new();
+            for entry in entries.skip(skip) {
+                if packages.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(StoreError::backend)?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                packages.push(decode(value.value())?);
+            }
+            Ok(packages)
+        })
+    }
+
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
         let record = Arc::new(EncodedRecord::encode(activation)?);
         if self.record_durability == RecordDurability::Group && self.pending.try_insert(&record) {
@@ -391,7 +457,9 @@ impl EntityStore for RedbStore {
     async fn settle_interrupted(&self) -> Result<usize, StoreError> {
         match self.write(WriteOp::SettleInterrupted).await? {
             WriteOutcome::Settled(count) => Ok(count),
-            WriteOutcome::Done | WriteOutcome::Deleted(_) => Ok(0),
+            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::DeletedPackage(_) => {
+                Ok(0)
+            }
         }
     }
 
@@ -620,6 +688,66 @@ mod tests {
                     .is_some())
             })
             .expect("read")
+    }
+
+    fn package(namespace: &str, name: &str) -> Package {
+        Package {
+            namespace: EntityName::new(namespace).expect("name"),
+            name: EntityName::new(name).expect("name"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            binding: None,
+            parameters: KeyValues::default(),
+            annotations: KeyValues::default(),
+            updated: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn packages_are_kept_listed_per_namespace_and_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, StoreConfig::default());
+        let guest = EntityName::new("guest").expect("name");
+        for name in ["b", "a", "c"] {
+            store
+                .put_package(package("guest", name), PutMode::CreateOnly)
+                .await
+                .expect("put");
+        }
+        store
+            .put_package(package("guestx", "z"), PutMode::CreateOnly)
+            .await
+            .expect("put");
+        assert!(matches!(
+            store
+                .put_package(package("guest", "a"), PutMode::CreateOnly)
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        let mut updated = package("guest", "a");
+        updated.publish = true;
+        store
+            .put_package(updated.clone(), PutMode::Overwrite)
+            .await
+            .expect("overwrite");
+        let a = EntityName::new("a").expect("name");
+        assert_eq!(store.get_package(&guest, &a).expect("get"), Some(updated));
+        let names = |packages: Vec<Package>| -> Vec<String> {
+            packages.iter().map(|p| p.name.to_string()).collect()
+        };
+        assert_eq!(
+            names(store.list_packages(&guest, 0, 10).expect("list")),
+            ["a", "b", "c"],
+            "ordered, and not another namespace's"
+        );
+        assert_eq!(
+            names(store.list_packages(&guest, 1, 1).expect("list")),
+            ["b"]
+        );
+        let removed = store.delete_package(&guest, &a).await.expect("delete");
+        assert_eq!(removed.map(|p| p.name), Some(a.clone()));
+        assert_eq!(store.get_package(&guest, &a).expect("get"), None);
+        assert_eq!(store.delete_package(&guest, &a).await.expect("again"), None);
     }
 
     fn group(interval: Duration) -> StoreConfig {
