@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::{ApiError, Controller, actions, activations, admin, broker, invoke, namespaces};
+use crate::{
+    ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, packages,
+};
 
 /// The OpenWhisk API router over `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
@@ -24,6 +26,13 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(actions::put)
                 .delete(actions::delete)
                 .post(invoke::invoke),
+        )
+        .route("/namespaces/{ns}/packages", get(packages::list))
+        .route(
+            "/namespaces/{ns}/packages/{name}",
+            get(packages::get)
+                .put(packages::put)
+                .delete(packages::delete),
         )
         .route("/namespaces/{ns}/activations", get(activations::list))
         .route("/namespaces/{ns}/activations/{id}", get(activations::get))

@@ -20,6 +20,7 @@ mod invoke;
 mod listener;
 mod misbehaving;
 mod owners;
+mod packages;
 mod remote_broker;
 mod restart;
 mod sequences;
