@@ -1,4 +1,5 @@
-//! The API subcommands (`action`, `activation`, `namespace`, `property`) and
+//! The API subcommands (`action`, `activation`, `namespace`, `package`,
+//! `property`) and
 //! the [`Context`] they share: settings from flags and `wskprops`, the
 //! output mode, and a way to get a [`Client`].
 //!
@@ -11,6 +12,7 @@ pub mod activation;
 pub mod broker;
 pub mod confidential;
 pub mod namespace;
+pub mod package;
 pub mod property;
 
 use std::path::{Path, PathBuf};
