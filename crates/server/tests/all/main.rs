@@ -16,6 +16,7 @@ mod confidential;
 mod contract;
 mod enclave_pool;
 mod freshness;
+mod info;
 mod invoke;
 mod listener;
 mod misbehaving;
