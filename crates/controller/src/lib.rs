@@ -18,6 +18,7 @@ mod error;
 mod ids;
 mod invoke;
 mod namespaces;
+mod package_actions;
 mod packages;
 mod query;
 mod routes;

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::package_actions::action_summaries;
 use crate::query::{self, Params};
 use crate::{ApiError, Controller};
 
@@ -44,6 +45,9 @@ pub enum PackageError {
     /// An update would turn a package into a binding.
     #[error("Resource is a package and cannot be converted into a binding.")]
     PackageCannotBecomeBinding,
+    /// The package still holds actions.
+    #[error("Package not empty (contains {0} entities)")]
+    NotEmpty(usize),
     /// An update would turn a binding into a package.
     #[error("Resource is a binding and cannot be converted into a package.")]
     BindingCannotBecomePackage,
@@ -53,9 +57,9 @@ impl From<PackageError> for ApiError {
     fn from(error: PackageError) -> Self {
         let status = match error {
             PackageError::BindingTargetNotShared => StatusCode::FORBIDDEN,
-            PackageError::PackageCannotBecomeBinding | PackageError::BindingCannotBecomePackage => {
-                StatusCode::CONFLICT
-            }
+            PackageError::PackageCannotBecomeBinding
+            | PackageError::BindingCannotBecomePackage
+            | PackageError::NotEmpty(_) => StatusCode::CONFLICT,
             PackageError::BindingTargetMissing
             | PackageError::BindingToBinding
             | PackageError::MalformedBinding(_) => StatusCode::BAD_REQUEST,
@@ -69,7 +73,7 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 }
 
 /// The namespace a path segment names and whether it is the caller's own.
-fn namespace_of(caller: &Caller, segment: &str) -> Result<(EntityName, bool), ApiError> {
+pub(crate) fn namespace_of(caller: &Caller, segment: &str) -> Result<(EntityName, bool), ApiError> {
     match caller.namespace(segment) {
         Ok(own) => Ok((own.clone(), true)),
         Err(_) => Ok((entity_name(segment)?, false)),
@@ -165,8 +169,18 @@ pub async fn get(
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let name = entity_name(&name)?;
     let package = readable_package(&controller, &caller, &namespace, &name)?;
-    // Packages hold no actions yet: see `docs/`.
-    Ok(Json(package.to_api_json(Vec::new())).into_response())
+    let actions = match &package.binding {
+        Some(binding) => {
+            match readable_package(&controller, &caller, &binding.namespace, &binding.name) {
+                Ok(home) => action_summaries(&controller, &home)?,
+                // A binding whose package is gone or no longer shared
+                // shows no actions; invoking through it answers why.
+                Err(_) => Vec::new(),
+            }
+        }
+        None => action_summaries(&controller, &package)?,
+    };
+    Ok(Json(package.to_api_json(actions)).into_response())
 }
 
 /// `DELETE …/packages/{name}`: answers the deleted package.
@@ -177,6 +191,13 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
     let name = entity_name(&name)?;
+    let held = controller
+        .store
+        .list_package_actions(&namespace, &name, 0, usize::MAX)?
+        .len();
+    if held > 0 {
+        return Err(PackageError::NotEmpty(held).into());
+    }
     let removed = controller
         .store
         .delete_package(&namespace, &name)

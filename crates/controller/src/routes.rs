@@ -11,7 +11,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::{
-    ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, packages,
+    ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
+    packages,
 };
 
 /// The OpenWhisk API router over `controller`.
@@ -26,6 +27,17 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(actions::put)
                 .delete(actions::delete)
                 .post(invoke::invoke),
+        )
+        .route(
+            "/namespaces/{ns}/actions/{pkg}/",
+            get(package_actions::list),
+        )
+        .route(
+            "/namespaces/{ns}/actions/{pkg}/{name}",
+            get(package_actions::get)
+                .put(package_actions::put)
+                .delete(package_actions::delete)
+                .post(package_actions::invoke),
         )
         .route("/namespaces/{ns}/packages", get(packages::list))
         .route(

@@ -377,11 +377,14 @@ impl Invoker {
         {
             return Ok((module, None));
         }
-        let code = self
-            .store
-            .get_code(&action.namespace, &action.name)
-            .map_err(|error| StartError::Internal(error.to_string()))?
-            .ok_or(StartError::CodeMissing)?;
+        let code = match &action.package {
+            Some(package) => self
+                .store
+                .get_package_code(&action.namespace, package, &action.name),
+            None => self.store.get_code(&action.namespace, &action.name),
+        }
+        .map_err(|error| StartError::Internal(error.to_string()))?
+        .ok_or(StartError::CodeMissing)?;
         let sandbox = self.sandbox.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let digest = CodeDigest::of(&code);

@@ -118,7 +118,8 @@ pub trait EntityStore: Send + Sync + 'static {
     /// Every namespace, ordered by name.
     fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
 
-    /// Stores `action` and, for code actions, its code, atomically.
+    /// Stores `action` (in its package, if it names one) and, for code
+    /// actions, its code, atomically.
     async fn put_action(
         &self,
         action: Action,
@@ -143,14 +144,46 @@ pub trait EntityStore: Send + Sync + 'static {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError>;
-    /// Actions of a namespace ordered by name, after `skip`, at most `limit`.
+    /// The action `name` of package `namespace/package`.
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// The stored code of action `name` of package `namespace/package`.
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes an action of a package and its code; returns what was
+    /// removed.
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// Actions of package `namespace/package` ordered by name, after
+    /// `skip`, at most `limit`.
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError>;
+    /// Actions of a namespace (not those in its packages) ordered by name,
+    /// after `skip`, at most `limit`.
     fn list_actions(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError>;
-    /// Number of actions in a namespace.
+    /// Number of actions in a namespace (not in its packages).
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
 
     /// Stores a package or binding; [`PutMode::CreateOnly`] fails with

@@ -76,6 +76,39 @@ impl EntityStore for RecordsFail {
     ) -> Result<Vec<clemmys_whisk::Package>, StoreError> {
         self.0.list_packages(namespace, skip, limit)
     }
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.get_package_action(namespace, package, name)
+    }
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_package_code(namespace, package, name)
+    }
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.delete_package_action(namespace, package, name).await
+    }
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.0.list_package_actions(namespace, package, skip, limit)
+    }
     async fn put_action(
         &self,
         action: Action,
@@ -173,6 +206,7 @@ async fn node_with(example_name: &str, wrap: fn(RedbStore) -> Arc<dyn EntityStor
         limits: Default::default(),
         annotations: KeyValues::default(),
         parameters: KeyValues::default(),
+        package: None,
         updated: 0,
     };
     store

@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use self::pending::Pending;
 use self::tables::{
     ACTIONS, ACTIVATION_IDS, ACTIVATION_KEYS, ACTIVATIONS, ACTIVATIONS_BY_NAME, AUTH_UUIDS, CODE,
-    EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode,
+    EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, package_action_key,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
 use crate::{ActivationFilter, EntityStore, PutMode, RecordDurability, StoreConfig, StoreError};
@@ -186,6 +186,71 @@ impl RedbStore {
         let txn = self.db.begin_read().map_err(StoreError::backend)?;
         read(&txn)
     }
+
+    /// The action stored under `key`.
+    fn action_at(&self, key: &str) -> Result<Option<Action>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
+            let found = table.get(key).map_err(StoreError::backend)?;
+            found.map(|guard| decode(guard.value())).transpose()
+        })
+    }
+
+    /// The code stored under `key`.
+    fn code_at(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(CODE).map_err(StoreError::backend)?;
+            let found = table.get(key).map_err(StoreError::backend)?;
+            Ok(found.map(|guard| guard.value().to_vec()))
+        })
+    }
+
+    /// Removes the action (and code) stored under `key`.
+    async fn delete_action_at(&self, key: String) -> Result<Option<Action>, StoreError> {
+        match self.write(WriteOp::DeleteAction { key }).await? {
+            WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
+            WriteOutcome::Done | WriteOutcome::DeletedPackage(_) | WriteOutcome::Settled(_) => {
+                Ok(None)
+            }
+        }
+    }
+
+    /// The actions whose keys start with `prefix` and have no further `/`
+    /// (a namespace's own, or one package's), by name, after `skip`, at
+    /// most `limit`.
+    fn list_actions_under(
+        &self,
+        prefix: String,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
+            let entries = table
+                .range(prefix.as_str()..)
+                .map_err(StoreError::backend)?;
+            let mut actions = Vec::new();
+            let mut skipped = 0;
+            for entry in entries {
+                if actions.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(StoreError::backend)?;
+                let Some(rest) = key.value().strip_prefix(&prefix) else {
+                    break;
+                };
+                if rest.contains('/') {
+                    continue;
+                }
+                if skipped < skip {
+                    skipped += 1;
+                    continue;
+                }
+                actions.push(decode(value.value())?);
+            }
+            Ok(actions)
+        })
+    }
 }
 
 impl Drop for RedbStore {
@@ -281,13 +346,7 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
-            let found = table
-                .get(action_key(namespace, name).as_str())
-                .map_err(StoreError::backend)?;
-            found.map(|guard| decode(guard.value())).transpose()
-        })
+        self.action_at(&action_key(namespace, name))
     }
 
     fn get_code(
@@ -295,13 +354,45 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(CODE).map_err(StoreError::backend)?;
-            let found = table
-                .get(action_key(namespace, name).as_str())
-                .map_err(StoreError::backend)?;
-            Ok(found.map(|guard| guard.value().to_vec()))
-        })
+        self.code_at(&action_key(namespace, name))
+    }
+
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.action_at(&package_action_key(namespace, package, name))
+    }
+
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.code_at(&package_action_key(namespace, package, name))
+    }
+
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.delete_action_at(package_action_key(namespace, package, name))
+            .await
+    }
+
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.list_actions_under(format!("{namespace}/{package}/"), skip, limit)
     }
 
     async fn delete_action(
@@ -309,17 +400,7 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        match self
-            .write(WriteOp::DeleteAction {
-                key: action_key(namespace, name),
-            })
-            .await?
-        {
-            WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
-            WriteOutcome::Done | WriteOutcome::DeletedPackage(_) | WriteOutcome::Settled(_) => {
-                Ok(None)
-            }
-        }
+        self.delete_action_at(action_key(namespace, name)).await
     }
 
     fn list_actions(
@@ -328,27 +409,7 @@ impl EntityStore for RedbStore {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError> {
-        let prefix = format!("{namespace}/");
-        self.read(|txn| {
-            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
-            let entries = table
-                .range(prefix.as_str()..)
-                .map_err(StoreError::backend)?;
-            let mut actions = Vec::new();
-            for entry in entries {
-                let (key, value) = entry.map_err(StoreError::backend)?;
-                if !key.value().starts_with(&prefix) {
-                    break;
-                }
-                actions.push(value.value().to_vec());
-            }
-            actions
-                .into_iter()
-                .skip(skip)
-                .take(limit)
-                .map(|bytes| decode(&bytes))
-                .collect()
-        })
+        self.list_actions_under(format!("{namespace}/"), skip, limit)
     }
 
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
@@ -361,10 +422,13 @@ impl EntityStore for RedbStore {
             let mut count = 0;
             for entry in entries {
                 let (key, _) = entry.map_err(StoreError::backend)?;
-                if !key.value().starts_with(&prefix) {
+                let Some(rest) = key.value().strip_prefix(&prefix) else {
                     break;
+                };
+                // A package's actions are not the namespace's own.
+                if !rest.contains('/') {
+                    count += 1;
                 }
-                count += 1;
             }
             Ok(count)
         })

@@ -10,7 +10,7 @@ use crate::StoreError;
 pub(super) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 /// API key UUID → namespace name.
 pub(super) const AUTH_UUIDS: TableDefinition<&str, &str> = TableDefinition::new("auth_uuids");
-/// `namespace/name` → JSON `Action`.
+/// `namespace/name` (or `namespace/package/name`) → JSON `Action`.
 pub(super) const ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions");
 /// `namespace/name` → JSON `Package` (a package or a binding).
 pub(super) const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
@@ -192,6 +192,24 @@ impl EncodedRecord {
 
 pub(super) fn action_key(namespace: &EntityName, name: &EntityName) -> String {
     format!("{namespace}/{name}")
+}
+
+/// `namespace/package/name`: a package's actions sort after the package's
+/// prefix and never collide with a namespace's own (names have no `/`).
+pub(super) fn package_action_key(
+    namespace: &EntityName,
+    package: &EntityName,
+    name: &EntityName,
+) -> String {
+    format!("{namespace}/{package}/{name}")
+}
+
+/// The key of `action`, in its package if it has one.
+pub(super) fn key_of(action: &clemmys_whisk::Action) -> String {
+    match &action.package {
+        Some(package) => package_action_key(&action.namespace, package, &action.name),
+        None => action_key(&action.namespace, &action.name),
+    }
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

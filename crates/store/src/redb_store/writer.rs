@@ -341,7 +341,7 @@ fn apply(
             Ok(Ok(WriteOutcome::Done))
         }
         WriteOp::PutAction { action, code, mode } => {
-            let key = super::tables::action_key(&action.namespace, &action.name);
+            let key = super::tables::key_of(action);
             if *mode == PutMode::CreateOnly
                 && tables
                     .actions
