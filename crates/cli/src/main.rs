@@ -49,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: ActivationCommand,
     },
+    /// List the packages and actions of your namespace.
+    List,
     /// Work with packages and bindings.
     Package {
         #[command(subcommand)]
@@ -101,6 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Activation { command } => {
             commands::activation::run(command, &Context::new(&cli.global)?).await
         }
+        Command::List => commands::list::run(&Context::new(&cli.global)?).await,
         Command::Package { command } => {
             commands::package::run(command, &Context::new(&cli.global)?).await
         }

@@ -49,9 +49,56 @@ fn packages_are_created_bound_listed_and_deleted() {
         listed.stdout, "packages\n/guest/mytools  private\n/guest/tools    shared\n",
         "{listed}"
     );
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&crate::common::example("hello")),
+        "--plain",
+    ])
+    .success();
+    let everything = user.clemmys(&["list"]).success();
+    assert_eq!(
+        everything.stdout,
+        "Entities in namespace: guest\npackages\n/guest/mytools  private\n/guest/tools    shared\n\
+         actions\n/guest/hello  private  wasm\n",
+        "{everything}"
+    );
     user.clemmys(&["package", "bind", "missing", "other"])
         .failure()
         .stderr_has("does not exist");
+
+    // `pkg/name` paths reach actions in packages, which inherit its
+    // parameters (here through the binding's).
+    let hello = crate::common::example("hello");
+    user.clemmys(&[
+        "action",
+        "create",
+        "tools/greet",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let greeted = user
+        .clemmys(&[
+            "action",
+            "invoke",
+            "mytools/greet",
+            "-p",
+            "name",
+            "Ada",
+            "-r",
+        ])
+        .success();
+    assert_eq!(
+        greeted.json(),
+        json!({"payload": "Hello, Ada!"}),
+        "{greeted}"
+    );
+    user.clemmys(&["package", "delete", "tools"])
+        .failure()
+        .stderr_has("not empty");
+    user.clemmys(&["action", "delete", "tools/greet"]).success();
 
     let deleted = user.clemmys(&["package", "delete", "mytools"]).success();
     assert_eq!(deleted.stdout, "ok: deleted package mytools\n", "{deleted}");
