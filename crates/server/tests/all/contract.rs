@@ -90,3 +90,51 @@ async fn sequence_components_are_marked_caused_by_the_sequence() {
         assert_eq!(annotation(&step, "causedBy"), Some(&json!("sequence")));
     }
 }
+
+#[tokio::test]
+async fn a_confidential_action_gets_its_context_but_never_a_key_and_logs_stay_sealed() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let put = clemmys_whisk::ActionPut {
+        annotations: Some(clemmys_whisk::KeyValues::from_object(
+            json!({"provide-api-key": true})
+                .as_object()
+                .expect("object"),
+        )),
+        ..Default::default()
+    };
+    owner
+        .client
+        .deploy("chatty", &example("chatty"), put, true, &Default::default())
+        .await
+        .expect("deploy");
+    let opened = owner
+        .invoke("chatty", json!({"a": 1}))
+        .await
+        .expect("invoke");
+    let env = &opened.result["env"];
+    assert_eq!(env["__OW_ACTION_NAME"], "/guest/chatty");
+    assert_eq!(env["__OW_NAMESPACE"], "guest");
+    assert_eq!(
+        env["__OW_ACTIVATION_ID"],
+        opened.activation_id.to_string().as_str()
+    );
+    assert!(env["__OW_DEADLINE"].is_string());
+    assert!(
+        env.get("__OW_API_KEY").is_none(),
+        "never a key in an enclave"
+    );
+    assert!(env.get("__OW_API_HOST").is_none());
+    let logs = opened.logs.expect("the owner opens the logs");
+    assert!(
+        logs.iter().any(|line| line.ends_with(" stdout: starting")),
+        "{logs:?}"
+    );
+
+    // The provider's record holds no plaintext of them.
+    let record = server.record(&opened.activation_id.to_string()).await;
+    let stored = record.to_string();
+    for plaintext in ["starting", "__OW_", "chatty: done"] {
+        assert!(!stored.contains(plaintext), "{plaintext} in {stored}");
+    }
+}
