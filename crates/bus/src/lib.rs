@@ -290,6 +290,7 @@ mod tests {
             limits: Default::default(),
             annotations: KeyValues::default(),
             parameters: KeyValues::default(),
+            package: None,
             updated: 0,
         }
     }

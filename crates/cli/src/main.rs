@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     Context, GlobalArgs, action::ActionCommand, activation::ActivationCommand,
-    broker::BrokerCommand, namespace::NamespaceCommand, property::PropertyCommand,
+    broker::BrokerCommand, namespace::NamespaceCommand, package::PackageCommand,
+    property::PropertyCommand,
 };
 use crate::output::Output;
 
@@ -47,6 +48,13 @@ enum Command {
     Activation {
         #[command(subcommand)]
         command: ActivationCommand,
+    },
+    /// List the packages and actions of your namespace.
+    List,
+    /// Work with packages and bindings.
+    Package {
+        #[command(subcommand)]
+        command: PackageCommand,
     },
     /// Work with namespaces.
     Namespace {
@@ -94,6 +102,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Activation { command } => {
             commands::activation::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::List => commands::list::run(&Context::new(&cli.global)?).await,
+        Command::Package { command } => {
+            commands::package::run(command, &Context::new(&cli.global)?).await
         }
         Command::Namespace { command } => {
             commands::namespace::run(command, &Context::new(&cli.global)?).await

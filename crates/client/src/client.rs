@@ -115,6 +115,55 @@ impl Client {
         self.get_json(&path, "namespace limits").await
     }
 
+    // --- packages ---------------------------------------------------------
+
+    /// `GET /namespaces/{ns}/packages?skip&limit`: a page of package
+    /// summaries (another namespace's: its shared ones only).
+    pub async fn list_packages(
+        &self,
+        namespace: &str,
+        skip: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Value>, ClientError> {
+        let mut query = Query::new();
+        query.push("skip", skip).push_opt("limit", limit);
+        let path = format!("{}/packages{}", namespace_path(namespace), query.as_str());
+        self.get_json(&path, "package list").await
+    }
+
+    /// `GET …/packages/{name}`: one package or binding.
+    pub async fn get_package(&self, name: &str) -> Result<Value, ClientError> {
+        let path = entity_path("packages", &resolve_name(name)?);
+        self.get_json(&path, "package").await
+    }
+
+    /// `PUT …/packages/{name}?overwrite=` with `package` (OpenWhisk's
+    /// `PUT` body: `publish`, `parameters`, `annotations`, `binding`).
+    pub async fn put_package(
+        &self,
+        name: &str,
+        package: &Value,
+        overwrite: bool,
+    ) -> Result<Value, ClientError> {
+        let path = format!(
+            "{}?overwrite={overwrite}",
+            entity_path("packages", &resolve_name(name)?)
+        );
+        let body =
+            serde_json::to_vec(package).map_err(|e| ClientError::decode("package to send", e))?;
+        self.request(Method::PUT, &path, Some(Bytes::from(body)))
+            .await?
+            .json("package")
+    }
+
+    /// `DELETE …/packages/{name}`.
+    pub async fn delete_package(&self, name: &str) -> Result<(), ClientError> {
+        let path = entity_path("packages", &resolve_name(name)?);
+        self.request(Method::DELETE, &path, None)
+            .await?
+            .error_for_status()
+    }
+
     // --- actions ----------------------------------------------------------
 
     /// `GET /namespaces/_/actions?skip&limit`: a page of actions (summaries

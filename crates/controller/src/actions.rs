@@ -28,7 +28,7 @@ use crate::{ApiError, Controller};
 /// Most components a sequence may have.
 pub const MAX_SEQUENCE_LENGTH: usize = 50;
 /// Largest `PUT` body: 48 MB of code, base64-encoded, plus the JSON around it.
-const MAX_PUT_BODY: usize = MAX_CODE_BYTES / 3 * 4 + MAX_PAYLOAD_BYTES + 64 * 1024;
+pub(crate) const MAX_PUT_BODY: usize = MAX_CODE_BYTES / 3 * 4 + MAX_PAYLOAD_BYTES + 64 * 1024;
 
 fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
@@ -103,8 +103,32 @@ pub async fn put(
     let overwrite = query::flag(&params, "overwrite", false)?;
     let bytes = read_limited(body, MAX_PUT_BODY).await?;
     let put: ActionPut = parse_json(&bytes)?;
+    put_action(
+        &controller,
+        &caller,
+        (namespace, None, name),
+        overwrite,
+        put,
+    )
+    .await
+}
 
-    let existing = controller.action(&namespace, &name)?;
+/// Creates or updates action `name` of `namespace`, in `package` if given
+/// (the caller checked that the package exists and is not a binding).
+pub(crate) async fn put_action(
+    controller: &Controller,
+    caller: &Caller,
+    (namespace, package, name): (EntityName, Option<EntityName>, EntityName),
+    overwrite: bool,
+    put: ActionPut,
+) -> Result<Response, ApiError> {
+    let existing = match &package {
+        Some(package) => controller
+            .store
+            .get_package_action(&namespace, package, &name)?
+            .map(Arc::new),
+        None => controller.action(&namespace, &name)?,
+    };
     if existing.is_some() && !overwrite {
         return Err(ApiError::conflict());
     }
@@ -119,6 +143,10 @@ pub async fn put(
         .map_or_else(ActionLimits::default, |action| action.limits)
         .updated_with(&put.limits.unwrap_or_default())
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    if package.is_some() && annotations.is_true(CONFIDENTIAL_ANNOTATION) {
+        // Before the code is checked: sealed code would be refused anyway.
+        return Err(confidential_in_package());
+    }
     let (exec, code) = match &put.exec {
         Some(exec) => {
             let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
@@ -136,6 +164,10 @@ pub async fn put(
     }
     check_chain_plan(&annotations)?;
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
+    if package.is_some() {
+        check_packaged(&exec, confidential)?;
+    }
+
     if caller.0.limits.confidential_only && !confidential {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -170,6 +202,7 @@ pub async fn put(
         limits,
         annotations,
         parameters,
+        package,
         updated: clemmys_whisk::now_ms(),
     };
     let mode = if overwrite {
@@ -185,7 +218,9 @@ pub async fn put(
         .put_action(action.clone(), code, mode)
         .await?;
     let action = Arc::new(action);
-    controller.cache_action(action.clone());
+    if action.package.is_none() {
+        controller.cache_action(action.clone());
+    }
     if matches!(action.exec, Exec::Wasm { .. }) {
         // Compiling ahead of the first invoke is an optimisation: if the
         // queue is full, the first invoke compiles instead.
@@ -217,6 +252,30 @@ fn check_chain_plan(annotations: &KeyValues) -> Result<(), ApiError> {
     }
 }
 
+fn confidential_in_package() -> ApiError {
+    ApiError::bad_request(
+        "A confidential action cannot be put in a package yet: it would inherit the package's \
+         parameters, which the provider stores and merges in the clear. Create it outside a \
+         package, or as a plain action (--plain).",
+    )
+}
+
+/// What an action inside a package may be: plain wasm, for now. A
+/// confidential action would inherit the package's (and its bindings')
+/// parameters, which the provider stores and merges in the clear; a
+/// sequence's components are resolved outside packages.
+fn check_packaged(exec: &Exec, confidential: bool) -> Result<(), ApiError> {
+    if confidential {
+        return Err(confidential_in_package());
+    }
+    if matches!(exec, Exec::Sequence { .. }) {
+        return Err(ApiError::bad_request(
+            "A sequence cannot be put in a package yet.",
+        ));
+    }
+    Ok(())
+}
+
 fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), ApiError> {
     if confidential && !parameters.is_empty() {
         return Err(ApiError::bad_request(
@@ -233,7 +292,7 @@ fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), Ap
 
 impl Controller {
     /// The base64 code of `action` to show in its JSON, if it has code.
-    fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
+    pub(crate) fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
         Ok(self
             .stored_code(action)?
             .map(|code| base64::engine::general_purpose::STANDARD.encode(code)))
@@ -241,7 +300,13 @@ impl Controller {
 
     fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
         match action.exec {
-            Exec::Wasm { .. } => Ok(self.store.get_code(&action.namespace, &action.name)?),
+            Exec::Wasm { .. } => Ok(match &action.package {
+                Some(package) => {
+                    self.store
+                        .get_package_code(&action.namespace, package, &action.name)?
+                }
+                None => self.store.get_code(&action.namespace, &action.name)?,
+            }),
             Exec::Sequence { .. } => Ok(None),
         }
     }

@@ -54,20 +54,50 @@ pub async fn invoke(
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
     let name = EntityName::new(name).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let max_wait = controller.config.max_blocking_wait;
-    let wait_ms = query::wait_timeout(&params, max_wait.as_millis() as u64)?;
-    let mode = InvokeMode {
-        blocking: query::flag(&params, "blocking", false)?,
-        result_only: query::flag(&params, "result", false)?,
-        wait: wait_ms.map_or(max_wait, Duration::from_millis),
-    };
+    let mode = invoke_mode(&controller, &params)?;
     let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
     let params = parse_params(&bytes)?;
     let action = controller
         .action(&namespace, &name)?
         .ok_or_else(ApiError::not_found)?;
+    let bound = action.parameters.clone();
+    start(&controller, &caller, action, &bound, params, mode).await
+}
 
+/// The answer mode of an invoke's query (`blocking`, `result`, `timeout`).
+pub(crate) fn invoke_mode(
+    controller: &Controller,
+    params: &Params,
+) -> Result<InvokeMode, ApiError> {
+    let max_wait = controller.config.max_blocking_wait;
+    let wait_ms = query::wait_timeout(params, max_wait.as_millis() as u64)?;
+    Ok(InvokeMode {
+        blocking: query::flag(params, "blocking", false)?,
+        result_only: query::flag(params, "result", false)?,
+        wait: wait_ms.map_or(max_wait, Duration::from_millis),
+    })
+}
+
+/// Starts `action` for `caller` (whose namespace keeps the record) with
+/// `params` merged over `bound` (its own parameters, under its package's
+/// for an action in a package), and answers as `mode` asks.
+pub(crate) async fn start(
+    controller: &Arc<Controller>,
+    caller: &Caller,
+    action: Arc<clemmys_whisk::Action>,
+    bound: &KeyValues,
+    params: Map<String, Value>,
+    mode: InvokeMode,
+) -> Result<Response, ApiError> {
+    let namespace = caller.0.name.clone();
     let payload = if action.is_confidential() {
+        if !bound.is_empty() {
+            // Never merged by the provider: refused at create, and here too.
+            return Err(ApiError::bad_request(
+                "A confidential action cannot have bound parameters: the provider would merge \
+                 them in the clear.",
+            ));
+        }
         if !params.get(SEALED_FIELD).is_some_and(Value::is_string) {
             return Err(ApiError::bad_request(
                 "This action is confidential: its parameters must be sealed by a Clemmys client \
@@ -76,7 +106,7 @@ pub async fn invoke(
         }
         Value::Object(params)
     } else {
-        let merged = merge_parameters(&action.parameters, &action.annotations, params)
+        let merged = merge_parameters(bound, &action.annotations, params)
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
         let payload = Value::Object(merged);
         let size = encoded_len(&payload);
@@ -121,7 +151,7 @@ pub async fn invoke(
 
 /// Parameters of an invoke body: empty means `{}`; anything but an object is
 /// malformed.
-fn parse_params(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_params(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }

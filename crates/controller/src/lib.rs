@@ -18,6 +18,8 @@ mod error;
 mod ids;
 mod invoke;
 mod namespaces;
+mod package_actions;
+mod packages;
 mod query;
 mod routes;
 mod sequence;

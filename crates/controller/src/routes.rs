@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::{ApiError, Controller, actions, activations, admin, broker, invoke, namespaces};
+use crate::{
+    ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
+    packages,
+};
 
 /// The OpenWhisk API router over `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
@@ -24,6 +27,24 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(actions::put)
                 .delete(actions::delete)
                 .post(invoke::invoke),
+        )
+        .route(
+            "/namespaces/{ns}/actions/{pkg}/",
+            get(package_actions::list),
+        )
+        .route(
+            "/namespaces/{ns}/actions/{pkg}/{name}",
+            get(package_actions::get)
+                .put(package_actions::put)
+                .delete(package_actions::delete)
+                .post(package_actions::invoke),
+        )
+        .route("/namespaces/{ns}/packages", get(packages::list))
+        .route(
+            "/namespaces/{ns}/packages/{name}",
+            get(packages::get)
+                .put(packages::put)
+                .delete(packages::delete),
         )
         .route("/namespaces/{ns}/activations", get(activations::list))
         .route("/namespaces/{ns}/activations/{id}", get(activations::get))
@@ -42,6 +63,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/", get(api_info));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(root_info))
         .route("/ping", get(|| async { "pong" }))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -54,11 +76,42 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .with_state(controller)
 }
 
-/// `GET /api/v1`: what this server is.
-async fn api_info() -> impl IntoResponse {
+/// `GET /`: what this server is, its API paths, default limits and
+/// runtimes, in OpenWhisk's shape (durations in ms, memory and logs in
+/// bytes, as OpenWhisk's root answers them).
+async fn root_info() -> impl IntoResponse {
+    use clemmys_whisk::limits::{
+        MAX_LOGS_MB, MAX_MEMORY_MB, MAX_TIMEOUT_MS, MB, MIN_LOGS_MB, MIN_MEMORY_MB, MIN_TIMEOUT_MS,
+    };
+    let defaults = clemmys_whisk::NamespaceLimits::default();
     axum::Json(json!({
         "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
         "api_paths": ["/api/v1"],
+        "limits": {
+            "actions_per_minute": defaults.invocations_per_minute,
+            "triggers_per_minute": defaults.fires_per_minute,
+            "concurrent_actions": defaults.concurrent_invocations,
+            "sequence_length": crate::actions::MAX_SEQUENCE_LENGTH,
+            "min_action_duration": MIN_TIMEOUT_MS,
+            "max_action_duration": MAX_TIMEOUT_MS,
+            "min_action_memory": u64::from(MIN_MEMORY_MB) * MB,
+            "max_action_memory": u64::from(MAX_MEMORY_MB) * MB,
+            "min_action_logs": u64::from(MIN_LOGS_MB) * MB,
+            "max_action_logs": u64::from(MAX_LOGS_MB) * MB,
+        },
+        "runtimes": { "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] },
+    }))
+}
+
+/// `GET /api/v1`: the API's version, in OpenWhisk's shape (no
+/// `swagger_paths`: there is no OpenAPI document yet).
+async fn api_info() -> impl IntoResponse {
+    axum::Json(json!({
+        "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
+        "api_version": "1.0.0",
+        "api_version_path": "v1",
+        "build": env!("CARGO_PKG_VERSION"),
+        "buildno": env!("CARGO_PKG_VERSION"),
         "runtimes": { "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] },
         "version": env!("CARGO_PKG_VERSION"),
     }))

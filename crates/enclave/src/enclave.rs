@@ -24,7 +24,7 @@ use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
 use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
-use clemmys_sandbox::{Failure, PreparedModule, RunRequest, Sandbox};
+use clemmys_sandbox::{ActivationContext, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::{ActionLimits, ActivationStatus};
 
@@ -525,6 +525,7 @@ impl Enclave {
                 input: input.to_vec(),
                 limits: (&run.limits).into(),
                 entry: Some(provisioned.grant.action.policy.entry.clone()),
+                env: confidential_context(run, &provisioned.grant.action).env(),
             },
         );
         let timed_out = matches!(outcome.failure, Some(Failure::Timeout { .. }));
@@ -795,4 +796,25 @@ fn keep_bounded<K: Copy + Eq + std::hash::Hash, V>(
 
 fn add_time(total: &mut Option<Duration>, spent: Duration) {
     *total = Some(total.unwrap_or_default() + spent);
+}
+
+/// The `__OW_*` context of a confidential run: the action's name and
+/// policy version as the broker granted them, the activation id the
+/// receipt binds, and a deadline by this machine's clock. Never an API key
+/// nor the node's URL: the host does not hand the enclave credentials.
+fn confidential_context(run: &SealedRun<'_>, action: &ActionDescriptor) -> ActivationContext {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    ActivationContext {
+        action_name: format!("/{}/{}", action.namespace, action.name),
+        action_version: action.version.to_string(),
+        activation_id: run.activation_id.to_owned(),
+        namespace: run.namespace.to_owned(),
+        deadline_ms: now_ms.saturating_add(run.limits.timeout),
+        api_host: None,
+        api_key: None,
+    }
 }

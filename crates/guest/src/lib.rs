@@ -7,8 +7,9 @@
 //! | stream | direction | contents |
 //! | --- | --- | --- |
 //! | stdin  | in  | the parameters, ONE JSON object (empty stdin means `{}`) |
-//! | stdout | out | the result, ONE JSON value, written once at the end |
+//! | stdout | out | the result: its LAST line, ONE JSON value on one line; each earlier line is a log line |
 //! | stderr | out | logs: each line becomes one activation log line |
+//! | environment | in | `__OW_ACTION_NAME`, `__OW_ACTION_VERSION`, `__OW_ACTIVATION_ID`, `__OW_NAMESPACE`, `__OW_DEADLINE` (epoch ms), and `__OW_API_HOST` when the node knows its URL |
 //!
 //! How the server reads the outcome:
 //!

@@ -59,16 +59,22 @@ use clemmys_bus::{
     ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, InvokerFeed,
     InvokerMessage,
 };
-use clemmys_sandbox::{CodeDigest, Failure, PreparedModule, RunRequest, Sandbox};
+use clemmys_sandbox::{
+    ActivationContext, CodeDigest, Failure, PreparedModule, RunRequest, Sandbox,
+};
 use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;
-use clemmys_whisk::{Action, Activation, ActivationStatus, Exec};
+use clemmys_whisk::{Action, Activation, ActivationStatus, EntityName, Exec};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
 
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
 pub use record::RunReport;
+
+/// The annotation that gives a plain action its invoker's API key as
+/// `__OW_API_KEY`, as in OpenWhisk.
+pub const PROVIDE_API_KEY_ANNOTATION: &str = "provide-api-key";
 
 /// The memory budget when the machine's memory cannot be read: 2 GiB,
 /// OpenWhisk's default user memory per invoker.
@@ -89,6 +95,9 @@ pub struct InvokerConfig {
     /// An action whose limit exceeds the whole budget runs alone. Default:
     /// [`default_memory_budget_mb`].
     pub memory_budget_mb: u32,
+    /// The node's API URL, given to plain actions as `__OW_API_HOST`;
+    /// `None` (the default) leaves the variable out.
+    pub api_host: Option<String>,
 }
 
 impl Default for InvokerConfig {
@@ -96,6 +105,7 @@ impl Default for InvokerConfig {
         Self {
             concurrency: 64,
             memory_budget_mb: default_memory_budget_mb(),
+            api_host: None,
         }
     }
 }
@@ -159,6 +169,8 @@ pub struct Invoker {
     completions: Arc<dyn CompletionSink>,
     admission: Admission,
     enclaves: Option<Arc<EnclavePool>>,
+    /// The node's API URL, for `__OW_API_HOST`.
+    api_host: Option<String>,
     /// The activations handed to this invoker and not finished yet.
     activations: TaskTracker,
     records_not_stored: AtomicU64,
@@ -206,6 +218,7 @@ impl Invoker {
             completions,
             admission: Admission::new(config.concurrency, config.memory_budget_mb),
             enclaves,
+            api_host: config.api_host,
             activations: TaskTracker::new(),
             records_not_stored: AtomicU64::new(0),
         }
@@ -294,6 +307,7 @@ impl Invoker {
                 Exec::Wasm { main, .. } => main.clone(),
                 Exec::Sequence { .. } => None,
             },
+            env: self.context_of(message, start_ms).env(),
         };
         let sandbox = self.sandbox.clone();
         let outcome = placement.run(move || sandbox.run(&module, request)).await;
@@ -310,6 +324,39 @@ impl Invoker {
                 let error =
                     StartError::Internal(format!("the sandbox thread failed: {join_error}"));
                 RunReport::failed(start_ms, started, &error.to_string(), &error)
+            }
+        }
+    }
+
+    /// The `__OW_*` context of a plain activation that starts at `start_ms`.
+    /// The invoking subject's API key only with the `provide-api-key`
+    /// annotation (confidential actions never come here).
+    fn context_of(&self, message: &ActivationMessage, start_ms: u64) -> ActivationContext {
+        let action = &message.action;
+        let api_key = if action.annotations.is_true(PROVIDE_API_KEY_ANNOTATION) {
+            self.api_key_of(&message.subject)
+        } else {
+            None
+        };
+        ActivationContext {
+            action_name: format!("/{}", action.path()),
+            action_version: action.version.to_string(),
+            activation_id: message.activation_id.to_string(),
+            namespace: message.namespace.clone(),
+            deadline_ms: start_ms.saturating_add(action.limits.timeout),
+            api_host: self.api_host.clone(),
+            api_key,
+        }
+    }
+
+    /// The API key of namespace `subject`, if it can be read.
+    fn api_key_of(&self, subject: &str) -> Option<String> {
+        let name = EntityName::new(subject).ok()?;
+        match self.store.get_namespace(&name) {
+            Ok(record) => record.map(|record| record.auth.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "reading the invoker's API key failed; running without it");
+                None
             }
         }
     }
@@ -332,11 +379,14 @@ impl Invoker {
         {
             return Ok((module, None));
         }
-        let code = self
-            .store
-            .get_code(&action.namespace, &action.name)
-            .map_err(|error| StartError::Internal(error.to_string()))?
-            .ok_or(StartError::CodeMissing)?;
+        let code = match &action.package {
+            Some(package) => self
+                .store
+                .get_package_code(&action.namespace, package, &action.name),
+            None => self.store.get_code(&action.namespace, &action.name),
+        }
+        .map_err(|error| StartError::Internal(error.to_string()))?
+        .ok_or(StartError::CodeMissing)?;
         let sandbox = self.sandbox.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let digest = CodeDigest::of(&code);

@@ -61,6 +61,10 @@ pub(crate) fn activation(message: &ActivationMessage, report: RunReport) -> Acti
     annotations.set("kind", Value::String(action.exec.kind().to_owned()));
     annotations.set("timeout", Value::Bool(report.timed_out));
     annotations.set("limits", json!(action.limits));
+    if message.cause.is_some() {
+        // OpenWhisk marks a sequence's component activations so.
+        annotations.set("causedBy", Value::String("sequence".into()));
+    }
     if let Some(init) = report.init_time {
         annotations.set("initTime", json!(millis(init)));
     }

@@ -1,16 +1,23 @@
 //! The guest's stdout and stderr: in-memory streams that never block the
 //! guest and never fail its writes, but keep only what the limits allow.
 //!
-//! * stdout is the action's result: [`ResultBuffer`] keeps up to the result
-//!   limit and counts everything, so an oversized result is reported with its
-//!   real size.
-//! * stderr is the action's log: [`LogBuffer`] splits it into lines, stamps
+//! The guest follows OpenWhisk's action contract for native actions: the
+//! **last line of stdout is the result**; every earlier stdout line and every
+//! stderr line is a log line.
+//!
+//! * stdout goes to [`StdoutBuffer`], which splits it into lines, holds back
+//!   the latest one (the result, should nothing follow it) and hands each
+//!   earlier line to the log. Each line keeps at most the result limit and
+//!   counts everything, so an oversized result is reported with its real
+//!   size. Blank lines after the result are not part of it (a trailing
+//!   newline is fine).
+//! * stderr, and stdout's earlier lines, go to [`LogBuffer`], which stamps
 //!   each line with the time its first byte was written, formats it as
-//!   OpenWhisk does (`<RFC 3339 time> stderr: <line>`) and silently drops
-//!   whatever exceeds the log limit, ending the log with OpenWhisk's
-//!   truncation notice. The limit counts the log as formatted: each line
-//!   costs its prefix as well as its text, so a flood of empty lines cannot
-//!   make millions of small strings out of a few megabytes.
+//!   OpenWhisk does (`<RFC 3339 time> stderr: <line>`, or `stdout: `) and
+//!   silently drops whatever exceeds the log limit, ending the log with
+//!   OpenWhisk's truncation notice. The limit counts the log as formatted:
+//!   each line costs its prefix as well as its text, so a flood of empty
+//!   lines cannot make millions of small strings out of a few megabytes.
 //!
 //! [`Capture`] adapts either buffer to the traits wasmtime-wasi wants for a
 //! stdio stream; the run keeps one handle and reads the buffer afterwards.
@@ -118,27 +125,87 @@ impl<B: Buffer> AsyncWrite for Capture<B> {
     }
 }
 
-/// The guest's stdout: the first `max` bytes, and how many were written.
-#[derive(Debug, Default)]
-pub(crate) struct ResultBuffer {
-    kept: Vec<u8>,
-    max: usize,
-    written: u64,
+/// The stream a log line came from, as its prefix names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// A stdout line before the result line.
+    Stdout,
+    /// A stderr line.
+    Stderr,
 }
 
-impl ResultBuffer {
-    /// Keeps at most `max` bytes (allocated as they arrive).
-    pub(crate) fn new(max: usize) -> Self {
-        Self {
-            kept: Vec::new(),
-            max,
-            written: 0,
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
         }
     }
+}
 
-    /// Whether the guest wrote more than `max` bytes.
-    pub(crate) fn overflowed(&self) -> bool {
-        self.written > self.max as u64
+/// One stdout line: its first `max` bytes, its real size, and when its
+/// first byte was written.
+#[derive(Debug, Default)]
+struct Line {
+    kept: Vec<u8>,
+    size: u64,
+    since: Option<SystemTime>,
+}
+
+impl Line {
+    fn push(&mut self, text: &[u8], now: SystemTime, max: usize) {
+        self.since.get_or_insert(now);
+        self.size = self.size.saturating_add(text.len() as u64);
+        let room = max.saturating_sub(self.kept.len());
+        let (kept, _dropped) = text.split_at(text.len().min(room));
+        self.kept.extend_from_slice(kept);
+    }
+
+    /// Whether the line holds nothing but white space (a line cut by the
+    /// limit never does: what was cut is not known to be blank).
+    fn is_blank(&self) -> bool {
+        self.size == self.kept.len() as u64 && self.kept.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
+/// The guest's stdout: the last line is the result, every earlier line goes
+/// to the log (see the module docs).
+pub(crate) struct StdoutBuffer {
+    max: usize,
+    written: u64,
+    log: Capture<LogBuffer>,
+    /// The latest complete line that is not blank: the result, unless a
+    /// line that is not blank follows it.
+    last_line: Option<Line>,
+    /// Blank lines written after `last_line` (logged only if a line that is
+    /// not blank follows), and when the first of them was written.
+    blank_lines: u64,
+    blank_since: Option<SystemTime>,
+    /// The line being written.
+    current: Line,
+}
+
+/// The result line of a run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ResultLine {
+    /// Its first `max` bytes.
+    pub(crate) kept: Vec<u8>,
+    /// Its real size.
+    pub(crate) size: u64,
+}
+
+impl StdoutBuffer {
+    /// Keeps at most `max` bytes of each line; earlier lines go to `log`.
+    pub(crate) fn new(max: usize, log: Capture<LogBuffer>) -> Self {
+        Self {
+            max,
+            written: 0,
+            log,
+            last_line: None,
+            blank_lines: 0,
+            blank_since: None,
+            current: Line::default(),
+        }
     }
 
     /// Bytes the guest wrote, including dropped ones.
@@ -146,18 +213,68 @@ impl ResultBuffer {
         self.written
     }
 
-    /// The kept bytes, leaving the buffer empty.
-    pub(crate) fn take(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.kept)
+    /// Takes bytes written at `now`.
+    pub(crate) fn write_at(&mut self, data: &[u8], now: SystemTime) {
+        self.written = self.written.saturating_add(data.len() as u64);
+        for piece in data.split_inclusive(|&byte| byte == b'\n') {
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            self.current.push(text, now, self.max);
+            if ends_line {
+                let line = std::mem::take(&mut self.current);
+                if !line.is_blank() {
+                    self.log_held_lines();
+                    self.last_line = Some(line);
+                } else if self.last_line.is_some() {
+                    // Leading blank lines are dropped, as OpenWhisk strips
+                    // the output before it splits it.
+                    self.blank_lines = self.blank_lines.saturating_add(1);
+                    self.blank_since.get_or_insert(line.since.unwrap_or(now));
+                }
+            }
+        }
+    }
+
+    /// Sends the held line, and the blank lines after it, to the log: a
+    /// line that is not blank followed them.
+    fn log_held_lines(&mut self) {
+        let Some(line) = self.last_line.take() else {
+            return;
+        };
+        let mut log = self.log.lock();
+        let since = line.since.unwrap_or(SystemTime::UNIX_EPOCH);
+        log.write_line_at(Stream::Stdout, &line.kept, since);
+        let blank_since = self.blank_since.take().unwrap_or(since);
+        for _ in 0..std::mem::take(&mut self.blank_lines) {
+            if log.is_truncated() {
+                break;
+            }
+            log.write_line_at(Stream::Stdout, b"", blank_since);
+        }
+    }
+
+    /// Ends the output: the result line, after logging every line before
+    /// it. Empty if the guest wrote nothing but blank lines.
+    pub(crate) fn finish(&mut self) -> ResultLine {
+        let current = std::mem::take(&mut self.current);
+        let result = if current.is_blank() {
+            self.last_line.take().unwrap_or_default()
+        } else {
+            self.log_held_lines();
+            current
+        };
+        ResultLine {
+            kept: result.kept,
+            size: result.size,
+        }
     }
 }
 
-impl Buffer for ResultBuffer {
+impl Buffer for StdoutBuffer {
     fn accept(&mut self, data: &[u8]) {
-        self.written = self.written.saturating_add(data.len() as u64);
-        let room = self.max.saturating_sub(self.kept.len());
-        let (kept, _dropped) = data.split_at(data.len().min(room));
-        self.kept.extend_from_slice(kept);
+        self.write_at(data, SystemTime::now());
     }
 }
 
@@ -171,7 +288,8 @@ pub(crate) struct LogBuffer {
     /// never less than the formatted lines' total length.
     used: u64,
     truncated: bool,
-    lines: Vec<String>,
+    /// Formatted lines and when their first byte was written.
+    lines: Vec<(SystemTime, String)>,
     /// The unfinished last line and when its first byte was written.
     partial: Vec<u8>,
     partial_since: Option<SystemTime>,
@@ -231,11 +349,13 @@ impl LogBuffer {
             } else if !ends_line {
                 self.partial.extend_from_slice(kept);
             } else if self.partial.is_empty() {
-                self.push_line(since, kept);
+                self.push_line(Stream::Stderr, since, kept);
+                self.partial_since = None;
             } else {
                 let mut line = std::mem::take(&mut self.partial);
                 line.extend_from_slice(kept);
-                self.push_line(since, &line);
+                self.push_line(Stream::Stderr, since, &line);
+                self.partial_since = None;
                 // Keep the allocation for the next partial line.
                 line.clear();
                 self.partial = line;
@@ -243,42 +363,70 @@ impl LogBuffer {
         }
     }
 
+    /// Takes one whole line of `stream` whose first byte was written at
+    /// `since`, leaving an unfinished stderr line as it is.
+    pub(crate) fn write_line_at(&mut self, stream: Stream, line: &[u8], since: SystemTime) {
+        if self.truncated {
+            return;
+        }
+        if self.room() < LINE_PREFIX_BYTES {
+            self.truncated = true;
+            return;
+        }
+        self.used += LINE_PREFIX_BYTES;
+        let room = usize::try_from(self.room()).unwrap_or(usize::MAX);
+        let (kept, dropped) = line.split_at(line.len().min(room));
+        self.used += kept.len() as u64;
+        self.truncated = !dropped.is_empty();
+        self.push_line(stream, since, kept);
+    }
+
+    /// Whether output has been dropped: nothing more will be kept.
+    pub(crate) fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
     /// Bytes the limit still allows.
     fn room(&self) -> u64 {
         self.limit.saturating_sub(self.used)
     }
 
-    /// Ends the log at `now`: flushes an unfinished line and appends the
-    /// truncation notice if output was dropped.
+    /// Ends the log at `now`: flushes an unfinished line, orders the lines
+    /// by the time their first byte was written (stdout lines reach the log
+    /// only once the next one shows they are not the result) and appends
+    /// the truncation notice if output was dropped.
     pub(crate) fn finish_at(&mut self, now: SystemTime) -> Logs {
-        if let Some(since) = self.partial_since {
+        if let Some(since) = self.partial_since.take() {
             let line = std::mem::take(&mut self.partial);
-            self.push_line(since, &line);
+            self.push_line(Stream::Stderr, since, &line);
         }
+        self.lines.sort_by_key(|(since, _)| *since);
         if self.truncated {
             let notice = format!(
                 "Logs were truncated because the total bytes size exceeds the limit of {} bytes.",
                 self.limit
             );
-            self.push_line(now, notice.as_bytes());
+            self.push_line(Stream::Stderr, now, notice.as_bytes());
         }
         Logs {
-            lines: std::mem::take(&mut self.lines),
+            lines: std::mem::take(&mut self.lines)
+                .into_iter()
+                .map(|(_, line)| line)
+                .collect(),
             truncated: self.truncated,
         }
     }
 
     /// Formats and keeps a line whose text (`line`) and prefix are charged.
-    fn push_line(&mut self, since: SystemTime, line: &[u8]) {
+    fn push_line(&mut self, stream: Stream, since: SystemTime, line: &[u8]) {
         let charged = LINE_PREFIX_BYTES + line.len() as u64;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line);
-        let formatted = format!("{} stderr: {text}", format_rfc3339_nanos(since));
+        let formatted = format!("{} {}: {text}", format_rfc3339_nanos(since), stream.name());
         // Replacement characters (and years past 9999) are longer than what
         // was charged: charge the difference, so that later lines see it.
         self.used += (formatted.len() as u64).saturating_sub(charged);
-        self.lines.push(formatted);
-        self.partial_since = None;
+        self.lines.push((since, formatted));
     }
 }
 
@@ -463,29 +611,112 @@ mod tests {
         assert!(logs.lines[0].ends_with("exceeds the limit of 0 bytes."));
     }
 
-    #[test]
-    fn result_buffer_keeps_up_to_max_and_counts_everything() {
-        let mut result = ResultBuffer::new(4);
-        result.accept(b"ab");
-        result.accept(b"cdef");
-        assert!(result.overflowed());
-        assert_eq!(result.written(), 6);
-        assert_eq!(result.take(), b"abcd");
+    fn stdout(max: usize) -> (StdoutBuffer, Capture<LogBuffer>) {
+        let log = Capture::new(LogBuffer::new(1 << 20));
+        (StdoutBuffer::new(max, log.clone()), log)
+    }
 
-        let mut exact = ResultBuffer::new(4);
-        exact.accept(b"abcd");
-        assert!(!exact.overflowed());
+    #[test]
+    fn the_last_stdout_line_is_the_result_and_earlier_ones_are_logs() {
+        let (mut out, log) = stdout(1 << 20);
+        out.write_at(b"starting\nhalf", at(1));
+        out.write_at(b" way\n", at(2));
+        log.lock().write_at(b"a warning\n", at(3));
+        out.write_at(b"{\"ok\":true}\n\n", at(4));
+        let result = out.finish();
+        assert_eq!(result.kept, b"{\"ok\":true}");
+        assert_eq!(result.size, 11);
+        assert_eq!(out.written(), 31);
+        assert_eq!(
+            log.lock().finish_at(at(9)).lines,
+            [
+                format!("{} stdout: starting", stamp(1)),
+                format!("{} stdout: half way", stamp(1)),
+                format!("{} stderr: a warning", stamp(3)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_result_without_a_newline_follows_the_logged_lines() {
+        let (mut out, log) = stdout(1 << 20);
+        out.write_at(b"\n\nfirst\n\n\nsecond\n{}", at(1));
+        assert_eq!(out.finish().kept, b"{}");
+        let lines = log.lock().finish_at(at(2)).lines;
+        let texts: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line.split_once(" stdout: ").map(|(_, text)| text))
+            .collect();
+        assert_eq!(
+            texts,
+            ["first", "", "", "second"],
+            "leading blank lines dropped"
+        );
+    }
+
+    #[test]
+    fn only_blank_output_leaves_an_empty_result() {
+        let (mut out, log) = stdout(1 << 20);
+        out.write_at(b" \n\r\n", at(1));
+        assert_eq!(out.finish(), ResultLine::default());
+        assert!(log.lock().finish_at(at(2)).lines.is_empty());
+    }
+
+    #[test]
+    fn each_line_keeps_up_to_max_and_counts_everything() {
+        let (mut out, log) = stdout(4);
+        out.write_at(b"abcdefgh\nab", at(1));
+        out.write_at(b"cdef", at(1));
+        let result = out.finish();
+        assert_eq!(result.kept, b"abcd");
+        assert_eq!(result.size, 6);
+        assert_eq!(
+            log.lock().finish_at(at(2)).lines,
+            [format!("{} stdout: abcd", stamp(1))]
+        );
+    }
+
+    #[test]
+    fn a_stdout_line_does_not_split_an_unfinished_stderr_line() {
+        let log = Capture::new(LogBuffer::new(1 << 20));
+        let mut out = StdoutBuffer::new(1 << 20, log.clone());
+        log.lock().write_at(b"part", at(1));
+        out.write_at(b"log\nresult", at(2));
+        out.finish();
+        log.lock().write_at(b" two\n", at(3));
+        assert_eq!(
+            log.lock().finish_at(at(4)).lines,
+            [
+                format!("{} stderr: part two", stamp(1)),
+                format!("{} stdout: log", stamp(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn stdout_lines_count_against_the_log_limit() {
+        let log = Capture::new(LogBuffer::new(LINE_PREFIX_BYTES + 3));
+        let mut out = StdoutBuffer::new(1 << 20, log.clone());
+        out.write_at(b"abcdef\nmore\nresult", at(1));
+        assert_eq!(out.finish().kept, b"result");
+        let logs = log.lock().finish_at(at(2));
+        assert!(logs.truncated);
+        assert_eq!(logs.lines.len(), 2);
+        assert_eq!(logs.lines[0], format!("{} stdout: abc", stamp(1)));
     }
 
     #[test]
     fn capture_never_refuses_writes() {
-        let capture = Capture::new(ResultBuffer::new(2));
+        let log = Capture::new(LogBuffer::new(1 << 20));
+        let capture = Capture::new(StdoutBuffer::new(2, log));
         let mut stream = capture.p2_stream();
         for _ in 0..3 {
             assert_eq!(stream.check_write().expect("room"), WRITE_PERMIT);
             stream.write(Bytes::from_static(b"xyz")).expect("write");
         }
         assert_eq!(capture.lock().written(), 9);
-        assert_eq!(capture.lock().take(), b"xy");
+        let result = capture.lock().finish();
+        assert_eq!(result.kept, b"xy");
+        assert_eq!(result.size, 9);
     }
 }

@@ -5,8 +5,10 @@
 //! pooling instance allocator and copy-on-write memory images, a cache of
 //! compiled modules keyed by [`CodeDigest`], and the epoch thread that
 //! enforces timeouts. [`Sandbox::run`] gives the guest its parameters as one
-//! JSON object on stdin, reads one JSON value from its stdout and its log
-//! lines from stderr, and returns OpenWhisk's [`ActivationResponse`]
+//! JSON object on stdin and its [`ActivationContext`] as `__OW_*`
+//! environment variables, takes the last line of its stdout as its result
+//! (OpenWhisk's contract for native actions) and every other stdout and
+//! stderr line as a log line, and returns OpenWhisk's [`ActivationResponse`]
 //! (success, application error or developer error, with OpenWhisk's
 //! messages for timeouts, memory exhaustion and bad output).
 //!
@@ -19,9 +21,9 @@
 //! backtraces, no output) through `tracing`.
 //!
 //! The guest is untrusted. It never gets a filesystem (no preopens), network
-//! (TCP, UDP and name lookup are refused), environment variables, arguments
-//! or clocks beyond WASI's own; its memory, tables, log and result sizes and
-//! its wall-clock time are capped; and nothing is shared between
+//! (TCP, UDP and name lookup are refused), environment variables beyond
+//! its activation context, arguments or clocks beyond WASI's own; its
+//! memory, tables, log and result sizes and its wall-clock time are capped; and nothing is shared between
 //! activations: each run gets a fresh store, instance and linear memory, and
 //! a memory slot is reset before it is reused.
 //!
@@ -54,6 +56,7 @@
 mod cache;
 mod capture;
 mod config;
+mod context;
 mod digest;
 mod error;
 mod limiter;
@@ -66,6 +69,7 @@ mod validate;
 
 pub use cache::{Prepared, PreparedModule, Tier};
 pub use config::{Compiler, SandboxConfig};
+pub use context::ActivationContext;
 pub use digest::{CodeDigest, InvalidDigest};
 pub use error::{InvalidModule, SandboxError};
 pub use outcome::{Failure, interpret};

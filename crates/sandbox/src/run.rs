@@ -16,7 +16,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use crate::PreparedModule;
-use crate::capture::{Capture, LogBuffer, ResultBuffer};
+use crate::capture::{Capture, LogBuffer, StdoutBuffer};
 use crate::config::MAX_TABLE_ELEMENTS;
 use crate::limiter::MemoryLimiter;
 use crate::outcome::{Failure, interpret};
@@ -74,6 +74,10 @@ pub struct RunRequest {
     /// The export to call instead of `_start` (after `_initialize`, if the
     /// module has one).
     pub entry: Option<String>,
+    /// The guest's environment variables: OpenWhisk's `__OW_*` context of
+    /// the activation (see [`ActivationContext`](crate::ActivationContext)),
+    /// nothing of the host's.
+    pub env: Vec<(String, String)>,
 }
 
 /// How a run ended.
@@ -128,13 +132,14 @@ pub(crate) fn run(
         input,
         limits,
         entry,
+        env,
     } = request;
-    let stdout = Capture::new(ResultBuffer::new(limits.max_result_bytes));
     let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
+    let stdout = Capture::new(StdoutBuffer::new(limits.max_result_bytes, stderr.clone()));
     let code = module.code();
     let mut store = new_store(
         &code.pre,
-        input,
+        (input, &env),
         &limits,
         (stdout.clone(), stderr.clone()),
         started,
@@ -156,13 +161,14 @@ pub(crate) fn run(
         .and_then(|ended| classify(ended, memory_denied, &limits));
     let (result, result_bytes) = {
         let mut stdout = stdout.lock();
-        if failure.is_none() && stdout.overflowed() {
+        let result = stdout.finish();
+        if failure.is_none() && result.size > limits.max_result_bytes as u64 {
             failure = Some(Failure::ResultTooLarge {
-                size: stdout.written(),
+                size: result.size,
                 max: limits.max_result_bytes,
             });
         }
-        (stdout.take(), stdout.written())
+        (result.kept, stdout.written())
     };
     let response = interpret(&result, failure.as_ref());
     let logs = stderr.lock().finish_at(SystemTime::now());
@@ -179,18 +185,20 @@ pub(crate) fn run(
 
 /// A fresh store for one activation of `module`: WASI preview 1 with
 /// `input` on stdin and the captures on stdout and stderr, the memory
-/// limiter, and an epoch deadline `limits.timeout` from `started`.
+/// limiter, `env` as its environment, and an epoch deadline
+/// `limits.timeout` from `started`.
 fn new_store(
     pre: &InstancePre<Host>,
-    input: Vec<u8>,
+    (input, env): (Vec<u8>, &[(String, String)]),
     limits: &RunLimits,
-    (stdout, stderr): (Capture<ResultBuffer>, Capture<LogBuffer>),
+    (stdout, stderr): (Capture<StdoutBuffer>, Capture<LogBuffer>),
     started: Instant,
     epoch_tick: Duration,
 ) -> Store<Host> {
     let timing = Timing::new(started, limits.timeout);
     let wasi = WasiCtxBuilder::new()
         .stdin(MemoryInputPipe::new(input))
+        .envs(env)
         .stdout(stdout)
         .stderr(stderr)
         .monotonic_clock(timing.clock())
@@ -262,14 +270,15 @@ pub(crate) fn instantiate_idle(
     module: &PreparedModule,
 ) -> Result<IdleInstance, Failure> {
     let limits = RunLimits::default();
+    let log = Capture::new(LogBuffer::new(limits.log_bytes));
     let captures = (
-        Capture::new(ResultBuffer::new(limits.max_result_bytes)),
-        Capture::new(LogBuffer::new(limits.log_bytes)),
+        Capture::new(StdoutBuffer::new(limits.max_result_bytes, log.clone())),
+        log,
     );
     let code = module.code();
     let mut store = new_store(
         &code.pre,
-        Vec::new(),
+        (Vec::new(), &[]),
         &limits,
         captures,
         Instant::now(),

@@ -186,7 +186,13 @@ impl RunningServer {
             registry: completions.clone(),
             throttle: throttle.clone(),
         });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
         let mut invoker_config = config.invoker.clone();
+        // Actions learn where the API is (`__OW_API_HOST`).
+        invoker_config.api_host = Some(format!("http://{addr}"));
         // An activation past the sandbox's slots could not be instantiated.
         let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
         invoker_config.concurrency = invoker_config.concurrency.min(slots);
@@ -214,10 +220,6 @@ impl RunningServer {
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
 
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
         bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);

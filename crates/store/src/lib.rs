@@ -1,5 +1,5 @@
-//! Durable storage of namespaces, actions (with their code) and activation
-//! records, behind the [`EntityStore`] trait.
+//! Durable storage of namespaces, actions (with their code), packages and
+//! activation records, behind the [`EntityStore`] trait.
 //!
 //! The store is untrusted: for confidential actions it only ever receives
 //! sealed code and sealed results, never plaintext. The default backend is
@@ -16,7 +16,7 @@ mod redb_store;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord};
+use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord, Package};
 
 pub use error::StoreError;
 pub use redb_store::RedbStore;
@@ -139,7 +139,8 @@ pub trait EntityStore: Send + Sync + 'static {
     /// Every namespace, ordered by name.
     fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
 
-    /// Stores `action` and, for code actions, its code, atomically.
+    /// Stores `action` (in its package, if it names one) and, for code
+    /// actions, its code, atomically.
     async fn put_action(
         &self,
         action: Action,
@@ -164,15 +165,71 @@ pub trait EntityStore: Send + Sync + 'static {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError>;
-    /// Actions of a namespace ordered by name, after `skip`, at most `limit`.
+    /// The action `name` of package `namespace/package`.
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// The stored code of action `name` of package `namespace/package`.
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes an action of a package and its code; returns what was
+    /// removed.
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError>;
+    /// Actions of package `namespace/package` ordered by name, after
+    /// `skip`, at most `limit`.
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError>;
+    /// Actions of a namespace (not those in its packages) ordered by name,
+    /// after `skip`, at most `limit`.
     fn list_actions(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError>;
-    /// Number of actions in a namespace.
+    /// Number of actions in a namespace (not in its packages).
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
+
+    /// Stores a package or binding; [`PutMode::CreateOnly`] fails with
+    /// [`StoreError::Conflict`] if one of that name exists.
+    async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError>;
+    /// The package (or binding) `namespace/name`.
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError>;
+    /// Removes a package; returns what was removed.
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError>;
+    /// Packages of a namespace ordered by name, after `skip`, at most
+    /// `limit`.
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Package>, StoreError>;
 
     /// Stores an activation record (and forgets its stand-in, if any). Once
     /// it returns, `get_activation` finds the record from any thread; how

@@ -136,6 +136,9 @@ pub struct Action {
     pub namespace: EntityName,
     /// The action's name.
     pub name: EntityName,
+    /// The package it belongs to, if any (in the same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<EntityName>,
     /// Semantic version, bumped (patch) on every update.
     pub version: semver::Version,
     /// Whether the action is shared with other namespaces.
@@ -158,9 +161,19 @@ impl Action {
         self.annotations.is_true(crate::CONFIDENTIAL_ANNOTATION)
     }
 
-    /// `namespace/name`, the `path` OpenWhisk puts in activation annotations.
+    /// `namespace/name` or `namespace/package/name`, the `path` OpenWhisk
+    /// puts in activation annotations.
     pub fn path(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        format!("{}/{}", self.namespace_path(), self.name)
+    }
+
+    /// `namespace` or `namespace/package`: the `namespace` OpenWhisk shows
+    /// for an action.
+    pub fn namespace_path(&self) -> String {
+        match &self.package {
+            Some(package) => format!("{}/{package}", self.namespace),
+            None => self.namespace.to_string(),
+        }
     }
 
     /// The `exec` object of the OpenWhisk JSON. `code` is the base64 text to
@@ -186,7 +199,7 @@ impl Action {
     /// The full OpenWhisk JSON of `GET …/actions/{name}`.
     pub fn to_api_json(&self, code: Option<String>) -> Value {
         json!({
-            "namespace": self.namespace,
+            "namespace": self.namespace_path(),
             "name": self.name,
             "version": self.version.to_string(),
             "publish": self.publish,
@@ -202,7 +215,7 @@ impl Action {
     pub fn to_summary_json(&self) -> Value {
         let binary = matches!(self.exec, Exec::Wasm { .. });
         json!({
-            "namespace": self.namespace,
+            "namespace": self.namespace_path(),
             "name": self.name,
             "version": self.version.to_string(),
             "publish": self.publish,
@@ -316,6 +329,7 @@ mod tests {
             limits: ActionLimits::default(),
             annotations: kv(&[("exec", json!("wasm"))]),
             parameters: KeyValues::default(),
+            package: None,
             updated: 5,
         };
         let full = action.to_api_json(Some("AGFzbQ==".into()));

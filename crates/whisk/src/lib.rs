@@ -14,12 +14,14 @@ pub mod activation;
 pub mod auth;
 pub mod limits;
 pub mod name;
+pub mod package;
 
 pub use action::{Action, ActionPut, Exec, KeyValue, KeyValues};
 pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};
 pub use auth::{AuthKey, NamespaceRecord};
 pub use limits::{ActionLimits, LimitError, NamespaceLimits};
 pub use name::{EntityName, FullyQualifiedName, NameError};
+pub use package::{Binding, Package, PackagePut};
 
 /// Annotation marking an action whose code, inputs and outputs are sealed.
 pub const CONFIDENTIAL_ANNOTATION: &str = "confidential";

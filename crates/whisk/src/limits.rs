@@ -223,16 +223,18 @@ impl Default for NamespaceLimits {
 }
 
 impl NamespaceLimits {
-    /// The JSON OpenWhisk's `limits` route answers, with the action ranges.
+    /// The JSON OpenWhisk's `limits` route answers, with the action ranges
+    /// (memory and logs in MB, as OpenWhisk writes its memory and log
+    /// limits).
     pub fn to_api_json(&self) -> serde_json::Value {
         serde_json::json!({
             "concurrentInvocations": self.concurrent_invocations,
             "invocationsPerMinute": self.invocations_per_minute,
             "firesPerMinute": self.fires_per_minute,
-            "minActionMemory": MIN_MEMORY_MB * 1024 * 1024,
-            "maxActionMemory": MAX_MEMORY_MB * 1024 * 1024,
+            "minActionMemory": MIN_MEMORY_MB,
+            "maxActionMemory": MAX_MEMORY_MB,
             "minActionLogs": MIN_LOGS_MB,
-            "maxActionLogs": MAX_LOGS_MB * 1024 * 1024,
+            "maxActionLogs": MAX_LOGS_MB,
             "minActionTimeout": MIN_TIMEOUT_MS,
             "maxActionTimeout": MAX_TIMEOUT_MS,
             "minActionConcurrency": MIN_CONCURRENCY,

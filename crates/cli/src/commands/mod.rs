@@ -1,4 +1,5 @@
-//! The API subcommands (`action`, `activation`, `namespace`, `property`) and
+//! The API subcommands (`action`, `activation`, `namespace`, `package`,
+//! `property`) and
 //! the [`Context`] they share: settings from flags and `wskprops`, the
 //! output mode, and a way to get a [`Client`].
 //!
@@ -10,7 +11,9 @@ pub mod action;
 pub mod activation;
 pub mod broker;
 pub mod confidential;
+pub mod list;
 pub mod namespace;
+pub mod package;
 pub mod property;
 
 use std::path::{Path, PathBuf};

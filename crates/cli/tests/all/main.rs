@@ -14,4 +14,5 @@ mod confidential;
 mod durability;
 mod errors;
 mod leaks;
+mod packages;
 mod settings;

@@ -47,6 +47,68 @@ impl EntityStore for RecordsFail {
     fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
         self.0.list_namespaces()
     }
+    async fn put_package(
+        &self,
+        package: clemmys_whisk::Package,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        self.0.put_package(package, mode).await
+    }
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
+        self.0.get_package(namespace, name)
+    }
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
+        self.0.delete_package(namespace, name).await
+    }
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<clemmys_whisk::Package>, StoreError> {
+        self.0.list_packages(namespace, skip, limit)
+    }
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.get_package_action(namespace, package, name)
+    }
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get_package_code(namespace, package, name)
+    }
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.0.delete_package_action(namespace, package, name).await
+    }
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.0.list_package_actions(namespace, package, skip, limit)
+    }
     async fn put_action(
         &self,
         action: Action,
@@ -144,6 +206,7 @@ async fn node_with(example_name: &str, wrap: fn(RedbStore) -> Arc<dyn EntityStor
         limits: Default::default(),
         annotations: KeyValues::default(),
         parameters: KeyValues::default(),
+        package: None,
         updated: 0,
     };
     store

@@ -40,6 +40,7 @@ pub fn run_with(wasm: &[u8], input: &str, limits: RunLimits) -> RunOutcome {
             input: input.as_bytes().to_vec(),
             limits,
             entry: None,
+            env: Vec::new(),
         },
     )
 }

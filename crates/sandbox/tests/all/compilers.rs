@@ -80,6 +80,7 @@ fn run_once(
             input: br#"{"k":"v"}"#.to_vec(),
             limits,
             entry: None,
+            env: Vec::new(),
         },
     )
 }

@@ -49,6 +49,55 @@ fn hello_greets_and_logs() {
 }
 
 #[test]
+fn chatty_logs_its_stdout_lines_before_the_result_and_sees_its_context() {
+    let wasm = example("chatty");
+    let sandbox = sandbox();
+    let module = prepare(&sandbox, &wasm);
+    let context = clemmys_sandbox::ActivationContext {
+        action_name: "/guest/tools/chatty".into(),
+        action_version: "0.0.3".into(),
+        activation_id: "00112233445566778899aabbccddeeff".into(),
+        namespace: "guest".into(),
+        deadline_ms: 1_795_000_060_000,
+        api_host: Some("http://127.0.0.1:3233".into()),
+        api_key: None,
+    };
+    let outcome = sandbox.run(
+        &module,
+        clemmys_sandbox::RunRequest {
+            input: br#"{"a":1,"b":2}"#.to_vec(),
+            limits: limits(),
+            entry: None,
+            env: context.env(),
+        },
+    );
+    assert_eq!(
+        success(&outcome),
+        &json!({"env": {
+            "__OW_ACTION_NAME": "/guest/tools/chatty",
+            "__OW_ACTION_VERSION": "0.0.3",
+            "__OW_ACTIVATION_ID": "00112233445566778899aabbccddeeff",
+            "__OW_NAMESPACE": "guest",
+            "__OW_DEADLINE": "1795000060000",
+            "__OW_API_HOST": "http://127.0.0.1:3233",
+        }})
+    );
+    let texts: Vec<&str> = outcome
+        .logs
+        .iter()
+        .filter_map(|line| line.split_once(' ').map(|(_, text)| text))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "stdout: starting",
+            "stdout: working on 2 parameters",
+            "stderr: chatty: done"
+        ]
+    );
+}
+
+#[test]
 fn echo_returns_its_parameters() {
     let outcome = run_example("echo", r#"{"a":[1,{"b":null}]}"#, limits());
     assert_eq!(success(&outcome), &json!({"a": [1, {"b": null}]}));

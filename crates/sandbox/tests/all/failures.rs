@@ -53,6 +53,7 @@ fn missing_entry_at_run_time_is_a_developer_error() {
         input: b"{}".to_vec(),
         limits: limits(),
         entry: Some("nope".into()),
+        env: Vec::new(),
     };
     let outcome = sandbox.run(&module, request);
     assert_developer_error(

@@ -92,6 +92,7 @@ fn a_named_entry_is_called_after_initialize() {
         input: b"{}".to_vec(),
         limits: limits(),
         entry: Some("main".into()),
+        env: Vec::new(),
     };
     let outcome = sandbox.run(&module, request);
     assert_eq!(success(&outcome), &json!({"initialized": 1}));
@@ -111,6 +112,7 @@ fn parallel_runs_of_one_module_each_get_their_own_input() {
                         input: input.to_string().into_bytes(),
                         limits: limits(),
                         entry: None,
+                        env: Vec::new(),
                     };
                     assert_eq!(success(&sandbox.run(module, request)), &input);
                 }

@@ -22,6 +22,7 @@ use std::thread;
 use async_trait::async_trait;
 use clemmys_whisk::{
     Action, Activation, ActivationId, ActivationResponse, EntityName, KeyValues, NamespaceRecord,
+    Package,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use serde_json::json;
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 use self::pending::Pending;
 use self::tables::{
     ACTIONS, ACTIVATION_IDS, ACTIVATION_KEYS, ACTIVATIONS, ACTIVATIONS_BY_NAME, AUTH_UUIDS, CODE,
-    EncodedRecord, ID_MAX, NAMESPACES, Tables, action_key, decode,
+    EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, package_action_key,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
 use crate::{
@@ -191,6 +192,71 @@ impl RedbStore {
         let txn = self.db.begin_read().map_err(StoreError::backend)?;
         read(&txn)
     }
+
+    /// The action stored under `key`.
+    fn action_at(&self, key: &str) -> Result<Option<Action>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
+            let found = table.get(key).map_err(StoreError::backend)?;
+            found.map(|guard| decode(guard.value())).transpose()
+        })
+    }
+
+    /// The code stored under `key`.
+    fn code_at(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(CODE).map_err(StoreError::backend)?;
+            let found = table.get(key).map_err(StoreError::backend)?;
+            Ok(found.map(|guard| guard.value().to_vec()))
+        })
+    }
+
+    /// Removes the action (and code) stored under `key`.
+    async fn delete_action_at(&self, key: String) -> Result<Option<Action>, StoreError> {
+        match self.write(WriteOp::DeleteAction { key }).await? {
+            WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
+            WriteOutcome::Done | WriteOutcome::DeletedPackage(_) | WriteOutcome::Settled(_) => {
+                Ok(None)
+            }
+        }
+    }
+
+    /// The actions whose keys start with `prefix` and have no further `/`
+    /// (a namespace's own, or one package's), by name, after `skip`, at
+    /// most `limit`.
+    fn list_actions_under(
+        &self,
+        prefix: String,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
+            let entries = table
+                .range(prefix.as_str()..)
+                .map_err(StoreError::backend)?;
+            let mut actions = Vec::new();
+            let mut skipped = 0;
+            for entry in entries {
+                if actions.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(StoreError::backend)?;
+                let Some(rest) = key.value().strip_prefix(&prefix) else {
+                    break;
+                };
+                if rest.contains('/') {
+                    continue;
+                }
+                if skipped < skip {
+                    skipped += 1;
+                    continue;
+                }
+                actions.push(decode(value.value())?);
+            }
+            Ok(actions)
+        })
+    }
 }
 
 impl Drop for RedbStore {
@@ -286,13 +352,7 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
-            let found = table
-                .get(action_key(namespace, name).as_str())
-                .map_err(StoreError::backend)?;
-            found.map(|guard| decode(guard.value())).transpose()
-        })
+        self.action_at(&action_key(namespace, name))
     }
 
     fn get_code(
@@ -300,13 +360,45 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read(|txn| {
-            let table = txn.open_table(CODE).map_err(StoreError::backend)?;
-            let found = table
-                .get(action_key(namespace, name).as_str())
-                .map_err(StoreError::backend)?;
-            Ok(found.map(|guard| guard.value().to_vec()))
-        })
+        self.code_at(&action_key(namespace, name))
+    }
+
+    fn get_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.action_at(&package_action_key(namespace, package, name))
+    }
+
+    fn get_package_code(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.code_at(&package_action_key(namespace, package, name))
+    }
+
+    async fn delete_package_action(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Action>, StoreError> {
+        self.delete_action_at(package_action_key(namespace, package, name))
+            .await
+    }
+
+    fn list_package_actions(
+        &self,
+        namespace: &EntityName,
+        package: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        self.list_actions_under(format!("{namespace}/{package}/"), skip, limit)
     }
 
     async fn delete_action(
@@ -314,15 +406,7 @@ impl EntityStore for RedbStore {
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        match self
-            .write(WriteOp::DeleteAction {
-                key: action_key(namespace, name),
-            })
-            .await?
-        {
-            WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
-            WriteOutcome::Done | WriteOutcome::Settled(_) => Ok(None),
-        }
+        self.delete_action_at(action_key(namespace, name)).await
     }
 
     fn list_actions(
@@ -331,27 +415,7 @@ impl EntityStore for RedbStore {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError> {
-        let prefix = format!("{namespace}/");
-        self.read(|txn| {
-            let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
-            let entries = table
-                .range(prefix.as_str()..)
-                .map_err(StoreError::backend)?;
-            let mut actions = Vec::new();
-            for entry in entries {
-                let (key, value) = entry.map_err(StoreError::backend)?;
-                if !key.value().starts_with(&prefix) {
-                    break;
-                }
-                actions.push(value.value().to_vec());
-            }
-            actions
-                .into_iter()
-                .skip(skip)
-                .take(limit)
-                .map(|bytes| decode(&bytes))
-                .collect()
-        })
+        self.list_actions_under(format!("{namespace}/"), skip, limit)
     }
 
     fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
@@ -364,12 +428,78 @@ impl EntityStore for RedbStore {
             let mut count = 0;
             for entry in entries {
                 let (key, _) = entry.map_err(StoreError::backend)?;
+                let Some(rest) = key.value().strip_prefix(&prefix) else {
+                    break;
+                };
+                // A package's actions are not the namespace's own.
+                if !rest.contains('/') {
+                    count += 1;
+                }
+            }
+            Ok(count)
+        })
+    }
+
+    async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError> {
+        self.write(WriteOp::PutPackage { package, mode })
+            .await
+            .map(drop)
+    }
+
+    fn get_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(PACKAGES).map_err(StoreError::backend)?;
+            let found = table
+                .get(action_key(namespace, name).as_str())
+                .map_err(StoreError::backend)?;
+            found.map(|guard| decode(guard.value())).transpose()
+        })
+    }
+
+    async fn delete_package(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Package>, StoreError> {
+        match self
+            .write(WriteOp::DeletePackage {
+                key: action_key(namespace, name),
+            })
+            .await?
+        {
+            WriteOutcome::DeletedPackage(removed) => Ok(removed.map(|package| *package)),
+            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::Settled(_) => Ok(None),
+        }
+    }
+
+    fn list_packages(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Package>, StoreError> {
+        let prefix = format!("{namespace}/");
+        self.read(|txn| {
+            let table = txn.open_table(PACKAGES).map_err(StoreError::backend)?;
+            let entries = table
+                .range(prefix.as_str()..)
+                .map_err(StoreError::backend)?;
+            let mut packages = Vec::new();
+            for entry in entries.skip(skip) {
+                if packages.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(StoreError::backend)?;
                 if !key.value().starts_with(&prefix) {
                     break;
                 }
-                count += 1;
+                packages.push(decode(value.value())?);
             }
-            Ok(count)
+            Ok(packages)
         })
     }
 
@@ -397,7 +527,9 @@ impl EntityStore for RedbStore {
     async fn settle_interrupted(&self) -> Result<usize, StoreError> {
         match self.write(WriteOp::SettleInterrupted).await? {
             WriteOutcome::Settled(count) => Ok(count),
-            WriteOutcome::Done | WriteOutcome::Deleted(_) => Ok(0),
+            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::DeletedPackage(_) => {
+                Ok(0)
+            }
         }
     }
 
@@ -636,6 +768,66 @@ mod tests {
                     .is_some())
             })
             .expect("read")
+    }
+
+    fn package(namespace: &str, name: &str) -> Package {
+        Package {
+            namespace: EntityName::new(namespace).expect("name"),
+            name: EntityName::new(name).expect("name"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            binding: None,
+            parameters: KeyValues::default(),
+            annotations: KeyValues::default(),
+            updated: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn packages_are_kept_listed_per_namespace_and_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir, StoreConfig::default());
+        let guest = EntityName::new("guest").expect("name");
+        for name in ["b", "a", "c"] {
+            store
+                .put_package(package("guest", name), PutMode::CreateOnly)
+                .await
+                .expect("put");
+        }
+        store
+            .put_package(package("guestx", "z"), PutMode::CreateOnly)
+            .await
+            .expect("put");
+        assert!(matches!(
+            store
+                .put_package(package("guest", "a"), PutMode::CreateOnly)
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        let mut updated = package("guest", "a");
+        updated.publish = true;
+        store
+            .put_package(updated.clone(), PutMode::Overwrite)
+            .await
+            .expect("overwrite");
+        let a = EntityName::new("a").expect("name");
+        assert_eq!(store.get_package(&guest, &a).expect("get"), Some(updated));
+        let names = |packages: Vec<Package>| -> Vec<String> {
+            packages.iter().map(|p| p.name.to_string()).collect()
+        };
+        assert_eq!(
+            names(store.list_packages(&guest, 0, 10).expect("list")),
+            ["a", "b", "c"],
+            "ordered, and not another namespace's"
+        );
+        assert_eq!(
+            names(store.list_packages(&guest, 1, 1).expect("list")),
+            ["b"]
+        );
+        let removed = store.delete_package(&guest, &a).await.expect("delete");
+        assert_eq!(removed.map(|p| p.name), Some(a.clone()));
+        assert_eq!(store.get_package(&guest, &a).expect("get"), None);
+        assert_eq!(store.delete_package(&guest, &a).await.expect("again"), None);
     }
 
     fn group(interval: Duration) -> StoreConfig {

@@ -10,8 +10,10 @@ use crate::StoreError;
 pub(super) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
 /// API key UUID → namespace name.
 pub(super) const AUTH_UUIDS: TableDefinition<&str, &str> = TableDefinition::new("auth_uuids");
-/// `namespace/name` → JSON `Action`.
+/// `namespace/name` (or `namespace/package/name`) → JSON `Action`.
 pub(super) const ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions");
+/// `namespace/name` → JSON `Package` (a package or a binding).
+pub(super) const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
 /// `namespace/name` → code bytes (sealed for confidential actions).
 pub(super) const CODE: TableDefinition<&str, &[u8]> = TableDefinition::new("code");
 /// (namespace, start ms, id) → JSON `Activation`. Keyed by time so that
@@ -41,6 +43,7 @@ pub(super) struct Tables<'txn> {
     pub auth_uuids: Table<'txn, &'static str, &'static str>,
     pub actions: Table<'txn, &'static str, &'static [u8]>,
     pub code: Table<'txn, &'static str, &'static [u8]>,
+    pub packages: Table<'txn, &'static str, &'static [u8]>,
     pub records: Table<'txn, (&'static str, u64, &'static [u8]), &'static [u8]>,
     pub keys: Table<'txn, (&'static str, u64, &'static [u8]), &'static str>,
     pub by_name: Table<'txn, (&'static str, &'static str, u64, &'static [u8]), ()>,
@@ -56,6 +59,7 @@ impl<'txn> Tables<'txn> {
             auth_uuids: txn.open_table(AUTH_UUIDS).map_err(StoreError::backend)?,
             actions: txn.open_table(ACTIONS).map_err(StoreError::backend)?,
             code: txn.open_table(CODE).map_err(StoreError::backend)?,
+            packages: txn.open_table(PACKAGES).map_err(StoreError::backend)?,
             records: txn.open_table(ACTIVATIONS).map_err(StoreError::backend)?,
             keys: txn
                 .open_table(ACTIVATION_KEYS)
@@ -188,6 +192,24 @@ impl EncodedRecord {
 
 pub(super) fn action_key(namespace: &EntityName, name: &EntityName) -> String {
     format!("{namespace}/{name}")
+}
+
+/// `namespace/package/name`: a package's actions sort after the package's
+/// prefix and never collide with a namespace's own (names have no `/`).
+pub(super) fn package_action_key(
+    namespace: &EntityName,
+    package: &EntityName,
+    name: &EntityName,
+) -> String {
+    format!("{namespace}/{package}/{name}")
+}
+
+/// The key of `action`, in its package if it has one.
+pub(super) fn key_of(action: &clemmys_whisk::Action) -> String {
+    match &action.package {
+        Some(package) => package_action_key(&action.namespace, package, &action.name),
+        None => action_key(&action.namespace, &action.name),
+    }
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use clemmys_whisk::{Action, Activation, NamespaceRecord};
+use clemmys_whisk::{Action, Activation, NamespaceRecord, Package};
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
@@ -42,6 +42,13 @@ pub(super) enum WriteOp {
     DeleteAction {
         key: String,
     },
+    PutPackage {
+        package: Package,
+        mode: PutMode,
+    },
+    DeletePackage {
+        key: String,
+    },
     PutActivation(Arc<EncodedRecord>),
     PutStandIn(Activation),
     SettleInterrupted,
@@ -57,6 +64,7 @@ pub(super) enum WriteOp {
 pub(super) enum WriteOutcome {
     Done,
     Deleted(Option<Box<Action>>),
+    DeletedPackage(Option<Box<Package>>),
     Settled(usize),
 }
 
@@ -351,7 +359,7 @@ fn apply(
             Ok(Ok(WriteOutcome::Done))
         }
         WriteOp::PutAction { action, code, mode } => {
-            let key = super::tables::action_key(&action.namespace, &action.name);
+            let key = super::tables::key_of(action);
             if *mode == PutMode::CreateOnly
                 && tables
                     .actions
@@ -386,6 +394,34 @@ fn apply(
                 .remove(key.as_str())
                 .map_err(StoreError::backend)?;
             Ok(Ok(WriteOutcome::Deleted(removed)))
+        }
+        WriteOp::PutPackage { package, mode } => {
+            let key = super::tables::action_key(&package.namespace, &package.name);
+            if *mode == PutMode::CreateOnly
+                && tables
+                    .packages
+                    .get(key.as_str())
+                    .map_err(StoreError::backend)?
+                    .is_some()
+            {
+                return Ok(Err(StoreError::Conflict));
+            }
+            tables
+                .packages
+                .insert(key.as_str(), encode(package)?.as_slice())
+                .map_err(StoreError::backend)?;
+            Ok(Ok(WriteOutcome::Done))
+        }
+        WriteOp::DeletePackage { key } => {
+            let removed = match tables
+                .packages
+                .remove(key.as_str())
+                .map_err(StoreError::backend)?
+            {
+                Some(old) => Some(Box::new(decode::<Package>(old.value())?)),
+                None => None,
+            };
+            Ok(Ok(WriteOutcome::DeletedPackage(removed)))
         }
         WriteOp::PutActivation(record) => {
             tables.insert_record(record)?;

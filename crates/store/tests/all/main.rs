@@ -32,6 +32,7 @@ fn action(ns: &str, n: &str) -> Action {
         limits: ActionLimits::default(),
         annotations: KeyValues::default(),
         parameters: KeyValues::default(),
+        package: None,
         updated: 1,
     }
 }
@@ -56,6 +57,79 @@ fn activation(ns: &str, n: &str, start: u64, id: u8) -> Activation {
 
 fn open(dir: &tempfile::TempDir) -> Arc<RedbStore> {
     Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open store"))
+}
+
+#[tokio::test]
+async fn package_actions_are_kept_apart_from_the_namespaces_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    store
+        .put_action(
+            action("guest", "a"),
+            Some(b"own".to_vec()),
+            PutMode::CreateOnly,
+        )
+        .await
+        .expect("own action");
+    for n in ["b", "a"] {
+        let mut packaged = action("guest", n);
+        packaged.package = Some(name("tools"));
+        store
+            .put_action(packaged, Some(n.as_bytes().to_vec()), PutMode::CreateOnly)
+            .await
+            .expect("package action, even of a name the namespace uses");
+    }
+    let names = |actions: Vec<Action>| -> Vec<String> {
+        actions.iter().map(|a| a.name.to_string()).collect()
+    };
+    assert_eq!(
+        names(store.list_actions(&name("guest"), 0, 10).expect("list")),
+        ["a"]
+    );
+    assert_eq!(store.count_actions(&name("guest")).expect("count"), 1);
+    assert_eq!(
+        names(
+            store
+                .list_package_actions(&name("guest"), &name("tools"), 0, 10)
+                .expect("list")
+        ),
+        ["a", "b"]
+    );
+    assert_eq!(
+        names(
+            store
+                .list_package_actions(&name("guest"), &name("tools"), 1, 10)
+                .expect("list")
+        ),
+        ["b"]
+    );
+    assert_eq!(
+        store
+            .get_package_code(&name("guest"), &name("tools"), &name("a"))
+            .expect("code"),
+        Some(b"a".to_vec())
+    );
+    assert_eq!(
+        store.get_code(&name("guest"), &name("a")).expect("code"),
+        Some(b"own".to_vec())
+    );
+    let removed = store
+        .delete_package_action(&name("guest"), &name("tools"), &name("a"))
+        .await
+        .expect("delete");
+    assert_eq!(removed.and_then(|a| a.package), Some(name("tools")));
+    assert!(
+        store
+            .get_action(&name("guest"), &name("a"))
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        store
+            .get_package_action(&name("guest"), &name("tools"), &name("a"))
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,106 @@
+//! `clemmys package create|update|bind|get|list|delete` against a node.
+
+use serde_json::json;
+
+use crate::common::Server;
+
+#[test]
+fn packages_are_created_bound_listed_and_deleted() {
+    let server = Server::start();
+    let user = server.user();
+    let created = user
+        .clemmys(&["package", "create", "tools", "-p", "greeting", "hi"])
+        .success();
+    assert_eq!(created.stdout, "ok: created package tools\n", "{created}");
+    user.clemmys(&["package", "create", "tools"]).failure();
+
+    let updated = user
+        .clemmys(&["package", "update", "tools", "--shared", "yes"])
+        .success();
+    assert_eq!(updated.stdout, "ok: updated package tools\n", "{updated}");
+    let got = user
+        .clemmys(&["package", "get", "tools", "--json"])
+        .success()
+        .json();
+    assert_eq!(got["publish"], true);
+    assert_eq!(
+        got["parameters"],
+        json!([{"key": "greeting", "value": "hi"}]),
+        "an update without -p keeps the parameters"
+    );
+
+    let bound = user
+        .clemmys(&[
+            "package", "bind", "tools", "mytools", "-p", "greeting", "hey",
+        ])
+        .success();
+    assert_eq!(bound.stdout, "ok: created binding mytools\n", "{bound}");
+    let binding = user
+        .clemmys(&["package", "get", "mytools", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        binding["binding"],
+        json!({"namespace": "guest", "name": "tools"})
+    );
+
+    let listed = user.clemmys(&["package", "list"]).success();
+    assert_eq!(
+        listed.stdout, "packages\n/guest/mytools  private\n/guest/tools    shared\n",
+        "{listed}"
+    );
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&crate::common::example("hello")),
+        "--plain",
+    ])
+    .success();
+    let everything = user.clemmys(&["list"]).success();
+    assert_eq!(
+        everything.stdout,
+        "Entities in namespace: guest\npackages\n/guest/mytools  private\n/guest/tools    shared\n\
+         actions\n/guest/hello  private  wasm\n",
+        "{everything}"
+    );
+    user.clemmys(&["package", "bind", "missing", "other"])
+        .failure()
+        .stderr_has("does not exist");
+
+    // `pkg/name` paths reach actions in packages, which inherit its
+    // parameters (here through the binding's).
+    let hello = crate::common::example("hello");
+    user.clemmys(&[
+        "action",
+        "create",
+        "tools/greet",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let greeted = user
+        .clemmys(&[
+            "action",
+            "invoke",
+            "mytools/greet",
+            "-p",
+            "name",
+            "Ada",
+            "-r",
+        ])
+        .success();
+    assert_eq!(
+        greeted.json(),
+        json!({"payload": "Hello, Ada!"}),
+        "{greeted}"
+    );
+    user.clemmys(&["package", "delete", "tools"])
+        .failure()
+        .stderr_has("not empty");
+    user.clemmys(&["action", "delete", "tools/greet"]).success();
+
+    let deleted = user.clemmys(&["package", "delete", "mytools"]).success();
+    assert_eq!(deleted.stdout, "ok: deleted package mytools\n", "{deleted}");
+    user.clemmys(&["package", "get", "mytools"]).failure();
+}

@@ -1,0 +1,190 @@
+//! `…/namespaces/{ns}/actions/{pkg}/[{name}]`: the actions of a package:
+//! create/update, get, list, invoke, delete.
+//!
+//! Reading and invoking go through a binding to the package it refers to,
+//! and reach another namespace's package when it is published; writing
+//! only ever touches the caller's own packages (not bindings). An action
+//! of a package runs with the package's parameters, overridden by the
+//! binding's, then its own, then the invoke's (`final` holds them all).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use clemmys_whisk::action::ActionPut;
+use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+use clemmys_whisk::package::package_parameters;
+use clemmys_whisk::{Action, EntityName, KeyValues, Package};
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::body::{parse_json, read_limited};
+use crate::packages::{namespace_of, readable_package};
+use crate::query::{self, Params};
+use crate::{ApiError, Controller, actions, invoke};
+
+fn entity_name(text: &str) -> Result<EntityName, ApiError> {
+    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// The package whose actions `namespace/package` shows to `caller`: the
+/// package itself, or the one its binding refers to (with the binding).
+fn home_package(
+    controller: &Controller,
+    caller: &Caller,
+    namespace: &EntityName,
+    package: &EntityName,
+) -> Result<(Package, Option<Package>), ApiError> {
+    let package = readable_package(controller, caller, namespace, package)?;
+    match &package.binding {
+        Some(binding) => {
+            let home = readable_package(controller, caller, &binding.namespace, &binding.name)?;
+            Ok((home, Some(package)))
+        }
+        None => Ok((package, None)),
+    }
+}
+
+/// The action `name` of `namespace/package` and the parameters it runs
+/// with (package's, binding's, its own).
+fn resolve(
+    controller: &Controller,
+    caller: &Caller,
+    (namespace, package, name): (&EntityName, &EntityName, &EntityName),
+) -> Result<(Action, KeyValues), ApiError> {
+    let (home, binding) = home_package(controller, caller, namespace, package)?;
+    let action = controller
+        .store
+        .get_package_action(&home.namespace, &home.name, name)?
+        .ok_or_else(ApiError::not_found)?;
+    let mut bound = package_parameters(&home, binding.as_ref());
+    bound.extend(action.parameters.to_object());
+    Ok((action, KeyValues::from_object(&bound)))
+}
+
+/// The summaries of the actions of `package` (a package, not a binding).
+pub(crate) fn action_summaries(
+    controller: &Controller,
+    package: &Package,
+) -> Result<Vec<Value>, ApiError> {
+    Ok(controller
+        .store
+        .list_package_actions(&package.namespace, &package.name, 0, usize::MAX)?
+        .iter()
+        .map(Action::to_summary_json)
+        .collect())
+}
+
+/// `GET …/actions/{pkg}/`.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, package)): Path<(String, String)>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (namespace, _) = namespace_of(&caller, &ns)?;
+    let package = entity_name(&package)?;
+    let (home, _) = home_package(&controller, &caller, &namespace, &package)?;
+    let (skip, limit) = query::paging(&params, "actions")?;
+    let actions =
+        controller
+            .store
+            .list_package_actions(&home.namespace, &home.name, skip, limit)?;
+    let summaries: Vec<Value> = actions.iter().map(Action::to_summary_json).collect();
+    Ok(Json(summaries).into_response())
+}
+
+/// `GET …/actions/{pkg}/{name}`: the action, with the parameters it runs
+/// with.
+pub async fn get(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, package, name)): Path<(String, String, String)>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (namespace, _) = namespace_of(&caller, &ns)?;
+    let (package, name) = (entity_name(&package)?, entity_name(&name)?);
+    let (mut action, bound) = resolve(&controller, &caller, (&namespace, &package, &name))?;
+    let code = if query::flag(&params, "code", true)? {
+        controller.code_text(&action)?
+    } else {
+        None
+    };
+    action.parameters = bound;
+    Ok(Json(action.to_api_json(code)).into_response())
+}
+
+/// `PUT …/actions/{pkg}/{name}[?overwrite=true]`: into an own package.
+pub async fn put(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, package, name)): Path<(String, String, String)>,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let (package, name) = (entity_name(&package)?, entity_name(&name)?);
+    let overwrite = query::flag(&params, "overwrite", false)?;
+    let found = controller
+        .store
+        .get_package(&namespace, &package)?
+        .ok_or_else(ApiError::not_found)?;
+    if found.binding.is_some() {
+        return Err(ApiError::bad_request(
+            "A package binding cannot hold actions: put them in the package it refers to.",
+        ));
+    }
+    let bytes = read_limited(body, actions::MAX_PUT_BODY).await?;
+    let put: ActionPut = parse_json(&bytes)?;
+    actions::put_action(
+        &controller,
+        &caller,
+        (namespace, Some(package), name),
+        overwrite,
+        put,
+    )
+    .await
+}
+
+/// `DELETE …/actions/{pkg}/{name}`: from an own package.
+pub async fn delete(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, package, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let (package, name) = (entity_name(&package)?, entity_name(&name)?);
+    let code = match controller
+        .store
+        .get_package_action(&namespace, &package, &name)?
+    {
+        Some(action) => controller.code_text(&action)?,
+        None => None,
+    };
+    let removed = controller
+        .store
+        .delete_package_action(&namespace, &package, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(removed.to_api_json(code)).into_response())
+}
+
+/// `POST …/actions/{pkg}/{name}`: invoke, the record kept in the caller's
+/// namespace.
+pub async fn invoke(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, package, name)): Path<(String, String, String)>,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (namespace, _) = namespace_of(&caller, &ns)?;
+    let (package, name) = (entity_name(&package)?, entity_name(&name)?);
+    let mode = invoke::invoke_mode(&controller, &params)?;
+    let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
+    let params = invoke::parse_params(&bytes)?;
+    let (action, bound) = resolve(&controller, &caller, (&namespace, &package, &name))?;
+    invoke::start(&controller, &caller, Arc::new(action), &bound, params, mode).await
+}

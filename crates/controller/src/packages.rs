@@ -1,0 +1,365 @@
+//! `…/namespaces/{ns}/packages[/{name}]`: list, get, create/update (with
+//! bindings), delete, as OpenWhisk answers them.
+//!
+//! A package of another namespace is readable when it is published
+//! (`publish: true`), and never writable; a binding may refer to a
+//! package of the caller's own namespace or to a published one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use clemmys_store::PutMode;
+use clemmys_whisk::package::BindingPut;
+use clemmys_whisk::{Binding, EntityName, KeyValues, Package, PackagePut};
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::body::{parse_json, read_limited};
+use crate::package_actions::action_summaries;
+use crate::query::{self, Params};
+use crate::{ApiError, Controller};
+
+/// Largest `PUT` body: parameters and annotations only.
+const MAX_PUT_BODY: usize = clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+
+/// Why a package request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PackageError {
+    /// The binding names a package that does not exist.
+    #[error("Binding references a package that does not exist.")]
+    BindingTargetMissing,
+    /// The binding names another binding.
+    #[error("Cannot bind to another package binding.")]
+    BindingToBinding,
+    /// The binding names a package of another namespace that is not shared.
+    #[error("The supplied authentication is not authorized to access this resource.")]
+    BindingTargetNotShared,
+    /// The binding's namespace or name is missing or invalid.
+    #[error("The binding must name a package: {0}")]
+    MalformedBinding(String),
+    /// An update would turn a package into a binding.
+    #[error("Resource is a package and cannot be converted into a binding.")]
+    PackageCannotBecomeBinding,
+    /// The package still holds actions.
+    #[error("Package not empty (contains {0} entities)")]
+    NotEmpty(usize),
+    /// An update would turn a binding into a package.
+    #[error("Resource is a binding and cannot be converted into a package.")]
+    BindingCannotBecomePackage,
+}
+
+impl From<PackageError> for ApiError {
+    fn from(error: PackageError) -> Self {
+        let status = match error {
+            PackageError::BindingTargetNotShared => StatusCode::FORBIDDEN,
+            PackageError::PackageCannotBecomeBinding
+            | PackageError::BindingCannotBecomePackage
+            | PackageError::NotEmpty(_) => StatusCode::CONFLICT,
+            PackageError::BindingTargetMissing
+            | PackageError::BindingToBinding
+            | PackageError::MalformedBinding(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+fn entity_name(text: &str) -> Result<EntityName, ApiError> {
+    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// The namespace a path segment names and whether it is the caller's own.
+pub(crate) fn namespace_of(caller: &Caller, segment: &str) -> Result<(EntityName, bool), ApiError> {
+    match caller.namespace(segment) {
+        Ok(own) => Ok((own.clone(), true)),
+        Err(_) => Ok((entity_name(segment)?, false)),
+    }
+}
+
+/// The package `namespace/name` as `caller` may read it: its own, or a
+/// published one of another namespace (anything else is 403 there, so
+/// that private names do not leak).
+pub(crate) fn readable_package(
+    controller: &Controller,
+    caller: &Caller,
+    namespace: &EntityName,
+    name: &EntityName,
+) -> Result<Package, ApiError> {
+    let own = *namespace == caller.0.name;
+    match controller.store.get_package(namespace, name)? {
+        Some(package) if own || package.publish => Ok(package),
+        Some(_) => Err(ApiError::forbidden()),
+        None if own => Err(ApiError::not_found()),
+        None => Err(ApiError::forbidden()),
+    }
+}
+
+/// The binding a `PUT` asks for, checked against what it refers to.
+/// `lookup` reads a package; `caller` owns the binding.
+fn check_binding(
+    put: &BindingPut,
+    caller: &EntityName,
+    lookup: impl Fn(&EntityName, &EntityName) -> Result<Option<Package>, ApiError>,
+) -> Result<Binding, ApiError> {
+    let malformed = |why: &str| PackageError::MalformedBinding(why.to_owned());
+    let namespace = match put.namespace.as_deref() {
+        None | Some("_") => caller.clone(),
+        Some(text) => EntityName::new(text).map_err(|error| malformed(&error.to_string()))?,
+    };
+    let name = put
+        .name
+        .as_deref()
+        .ok_or_else(|| malformed("no name"))
+        .and_then(|text| EntityName::new(text).map_err(|error| malformed(&error.to_string())))?;
+    let target = lookup(&namespace, &name)?.ok_or(PackageError::BindingTargetMissing)?;
+    if namespace != *caller && !target.publish {
+        return Err(PackageError::BindingTargetNotShared.into());
+    }
+    if target.binding.is_some() {
+        return Err(PackageError::BindingToBinding.into());
+    }
+    Ok(Binding { namespace, name })
+}
+
+/// `GET …/packages`: the caller's packages, or another namespace's
+/// published ones.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (namespace, own) = namespace_of(&caller, &ns)?;
+    let (skip, limit) = query::paging(&params, "packages")?;
+    let summaries: Vec<Value> = if own {
+        controller
+            .store
+            .list_packages(&namespace, skip, limit)?
+            .iter()
+            .map(Package::to_summary_json)
+            .collect()
+    } else {
+        // Paging counts the shared ones only.
+        controller
+            .store
+            .list_packages(&namespace, 0, usize::MAX)?
+            .iter()
+            .filter(|package| package.publish)
+            .skip(skip)
+            .take(limit)
+            .map(Package::to_summary_json)
+            .collect()
+    };
+    if query::flag(&params, "count", false)? {
+        return Ok(Json(serde_json::json!({ "packages": summaries.len() })).into_response());
+    }
+    Ok(Json(summaries).into_response())
+}
+
+/// `GET …/packages/{name}`.
+pub async fn get(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (namespace, _) = namespace_of(&caller, &ns)?;
+    let name = entity_name(&name)?;
+    let package = readable_package(&controller, &caller, &namespace, &name)?;
+    let actions = match &package.binding {
+        Some(binding) => {
+            match readable_package(&controller, &caller, &binding.namespace, &binding.name) {
+                Ok(home) => action_summaries(&controller, &home)?,
+                // A binding whose package is gone or no longer shared
+                // shows no actions; invoking through it answers why.
+                Err(_) => Vec::new(),
+            }
+        }
+        None => action_summaries(&controller, &package)?,
+    };
+    Ok(Json(package.to_api_json(actions)).into_response())
+}
+
+/// `DELETE …/packages/{name}`: answers the deleted package.
+pub async fn delete(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let name = entity_name(&name)?;
+    let held = controller
+        .store
+        .list_package_actions(&namespace, &name, 0, usize::MAX)?
+        .len();
+    if held > 0 {
+        return Err(PackageError::NotEmpty(held).into());
+    }
+    let removed = controller
+        .store
+        .delete_package(&namespace, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(removed.to_api_json(Vec::new())).into_response())
+}
+
+/// `PUT …/packages/{name}[?overwrite=true]`.
+pub async fn put(
+    State(controller): State<Arc<Controller>>,
+    caller: Caller,
+    Path((ns, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let namespace = caller.namespace(&ns)?.clone();
+    let name = entity_name(&name)?;
+    let overwrite = query::flag(&params, "overwrite", false)?;
+    let bytes = read_limited(body, MAX_PUT_BODY).await?;
+    let put: PackagePut = parse_json(&bytes)?;
+
+    let existing = controller.store.get_package(&namespace, &name)?;
+    if existing.is_some() && !overwrite {
+        return Err(ApiError::conflict());
+    }
+    let old = existing.as_ref();
+    let requested = match put.binding.as_ref().filter(|binding| !binding.is_empty()) {
+        Some(binding) => Some(check_binding(binding, &namespace, |ns, name| {
+            Ok(controller.store.get_package(ns, name)?)
+        })?),
+        None => None,
+    };
+    let binding = match (old, requested) {
+        (None, requested) => requested,
+        (Some(old), Some(_)) if old.binding.is_none() => {
+            return Err(PackageError::PackageCannotBecomeBinding.into());
+        }
+        (Some(old), None) if old.binding.is_some() && put.binding.is_some() => {
+            return Err(PackageError::BindingCannotBecomePackage.into());
+        }
+        (Some(_), Some(requested)) => Some(requested),
+        (Some(old), None) => old.binding.clone(),
+    };
+    let version = match old {
+        Some(package) => {
+            let mut version = package.version.clone();
+            version.patch += 1;
+            version
+        }
+        None => semver::Version::new(0, 0, 1),
+    };
+    let keep = |new: Option<KeyValues>, old: Option<&KeyValues>| {
+        new.or_else(|| old.cloned()).unwrap_or_default()
+    };
+    let package = Package {
+        namespace,
+        name,
+        version,
+        publish: put
+            .publish
+            .or(old.map(|package| package.publish))
+            .unwrap_or(false),
+        binding,
+        parameters: keep(put.parameters, old.map(|package| &package.parameters)),
+        annotations: keep(put.annotations, old.map(|package| &package.annotations)),
+        updated: clemmys_whisk::now_ms(),
+    };
+    let mode = if overwrite {
+        PutMode::Overwrite
+    } else {
+        PutMode::CreateOnly
+    };
+    controller.store.put_package(package.clone(), mode).await?;
+    Ok(Json(package.to_api_json(Vec::new())).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> EntityName {
+        EntityName::new(text).expect("name")
+    }
+
+    fn package(namespace: &str, publish: bool, binding: Option<Binding>) -> Package {
+        Package {
+            namespace: name(namespace),
+            name: name("tools"),
+            version: semver::Version::new(0, 0, 1),
+            publish,
+            binding,
+            parameters: KeyValues::default(),
+            annotations: KeyValues::default(),
+            updated: 0,
+        }
+    }
+
+    fn put(namespace: Option<&str>, name: Option<&str>) -> BindingPut {
+        BindingPut {
+            namespace: namespace.map(Into::into),
+            name: name.map(Into::into),
+        }
+    }
+
+    fn refusal(result: Result<Binding, ApiError>) -> (StatusCode, String) {
+        let error = result.expect_err("refused");
+        (error.status, error.message)
+    }
+
+    #[test]
+    fn a_binding_may_name_an_own_or_a_shared_package() {
+        let caller = name("guest");
+        let own = check_binding(&put(Some("_"), Some("tools")), &caller, |ns, _| {
+            Ok(Some(package(ns.as_str(), false, None)))
+        })
+        .expect("own package");
+        assert_eq!(own.namespace, caller);
+        let shared = check_binding(&put(Some("other"), Some("tools")), &caller, |ns, _| {
+            Ok(Some(package(ns.as_str(), true, None)))
+        })
+        .expect("shared package");
+        assert_eq!(shared.namespace, name("other"));
+    }
+
+    #[test]
+    fn a_binding_to_an_unshared_missing_or_bound_package_is_refused() {
+        let caller = name("guest");
+        let unshared = refusal(check_binding(
+            &put(Some("other"), Some("tools")),
+            &caller,
+            |ns, _| Ok(Some(package(ns.as_str(), false, None))),
+        ));
+        assert_eq!(unshared.0, StatusCode::FORBIDDEN);
+        let missing = refusal(check_binding(&put(None, Some("tools")), &caller, |_, _| {
+            Ok(None)
+        }));
+        assert_eq!(
+            missing,
+            (
+                StatusCode::BAD_REQUEST,
+                PackageError::BindingTargetMissing.to_string()
+            )
+        );
+        let to_binding = refusal(check_binding(
+            &put(None, Some("tools")),
+            &caller,
+            |ns, name| {
+                Ok(Some(package(
+                    ns.as_str(),
+                    true,
+                    Some(Binding {
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                    }),
+                )))
+            },
+        ));
+        assert_eq!(to_binding.1, PackageError::BindingToBinding.to_string());
+        let nameless = refusal(check_binding(&put(Some("_"), None), &caller, |_, _| {
+            Ok(None)
+        }));
+        assert_eq!(nameless.0, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,214 @@
+//! Packages: named groups of actions with default parameters, and bindings
+//! (a package of one namespace that refers to a package, possibly shared,
+//! of another, with parameters of its own), as OpenWhisk has them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{EntityName, KeyValues};
+
+/// The package a binding refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// Its namespace.
+    pub namespace: EntityName,
+    /// Its name.
+    pub name: EntityName,
+}
+
+/// A stored package or binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Package {
+    /// The namespace the package lives in.
+    pub namespace: EntityName,
+    /// Its name.
+    pub name: EntityName,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: semver::Version,
+    /// Whether other namespaces may read it, bind to it and invoke its
+    /// actions (never write).
+    pub publish: bool,
+    /// For a binding, the package it refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
+    /// Default parameters of its actions.
+    pub parameters: KeyValues,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
+impl Package {
+    /// `binding` as OpenWhisk shows it: `{}` for a package, else the
+    /// referred package.
+    fn binding_json(&self) -> Value {
+        match &self.binding {
+            Some(binding) => json!({ "namespace": binding.namespace, "name": binding.name }),
+            None => json!({}),
+        }
+    }
+
+    /// The full OpenWhisk JSON of `GET …/packages/{name}`; `actions` are
+    /// the summaries of the actions it holds (a binding's are its
+    /// package's).
+    pub fn to_api_json(&self, actions: Vec<Value>) -> Value {
+        json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version.to_string(),
+            "publish": self.publish,
+            "binding": self.binding_json(),
+            "parameters": self.parameters,
+            "annotations": self.annotations,
+            "actions": actions,
+            "feeds": [],
+            "updated": self.updated,
+        })
+    }
+
+    /// The summary JSON of one entry in `GET …/packages`: `binding` is
+    /// `false` for a package, as OpenWhisk lists it.
+    pub fn to_summary_json(&self) -> Value {
+        let binding = match &self.binding {
+            Some(_) => self.binding_json(),
+            None => Value::Bool(false),
+        };
+        json!({
+            "namespace": self.namespace,
+            "name": self.name,
+            "version": self.version.to_string(),
+            "publish": self.publish,
+            "binding": binding,
+            "annotations": self.annotations,
+            "updated": self.updated,
+        })
+    }
+}
+
+/// The `binding` of a `PUT` body: `{}` (or absent) for a package.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BindingPut {
+    /// The referred package's namespace (`_` is the caller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The referred package's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl BindingPut {
+    /// Whether this is `{}`: no binding.
+    pub fn is_empty(&self) -> bool {
+        self.namespace.is_none() && self.name.is_none()
+    }
+}
+
+/// The body of `PUT …/packages/{name}`: every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PackagePut {
+    /// Ignored if present (the path decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Ignored if present (the path decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ignored: the platform assigns versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Whether to share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<bool>,
+    /// For a binding, the package it refers to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<BindingPut>,
+    /// Default parameters (replace the old ones when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<KeyValues>,
+    /// Annotations (replace the old ones when given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<KeyValues>,
+}
+
+/// The default parameters an action of `package` (reached through
+/// `binding`, if any) starts from: the package's, overridden by the
+/// binding's. The action's own and the invoke's come on top.
+pub fn package_parameters(package: &Package, binding: Option<&Package>) -> Map<String, Value> {
+    let mut merged = package.parameters.to_object();
+    if let Some(binding) = binding {
+        merged.extend(binding.parameters.to_object());
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeyValue;
+
+    fn name(text: &str) -> EntityName {
+        EntityName::new(text).expect("name")
+    }
+
+    fn kv(pairs: &[(&str, Value)]) -> KeyValues {
+        KeyValues(
+            pairs
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: (*key).into(),
+                    value: value.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn package(binding: Option<Binding>, parameters: KeyValues) -> Package {
+        Package {
+            namespace: name("guest"),
+            name: name("tools"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            binding,
+            parameters,
+            annotations: KeyValues::default(),
+            updated: 7,
+        }
+    }
+
+    #[test]
+    fn package_json_has_openwhisk_shape() {
+        let plain = package(None, kv(&[("a", json!(1))]));
+        let full = plain.to_api_json(vec![json!({"name": "hello"})]);
+        assert_eq!(full["binding"], json!({}));
+        assert_eq!(full["version"], "0.0.1");
+        assert_eq!(full["parameters"], json!([{"key": "a", "value": 1}]));
+        assert_eq!(full["actions"], json!([{"name": "hello"}]));
+        assert_eq!(plain.to_summary_json()["binding"], json!(false));
+        assert!(plain.to_summary_json().get("parameters").is_none());
+
+        let bound = package(
+            Some(Binding {
+                namespace: name("other"),
+                name: name("shared"),
+            }),
+            KeyValues::default(),
+        );
+        let expected = json!({"namespace": "other", "name": "shared"});
+        assert_eq!(bound.to_api_json(Vec::new())["binding"], expected);
+        assert_eq!(bound.to_summary_json()["binding"], expected);
+    }
+
+    #[test]
+    fn binding_parameters_override_the_packages() {
+        let shared = package(None, kv(&[("a", json!(1)), ("b", json!(2))]));
+        let binding = package(None, kv(&[("b", json!(3))]));
+        assert_eq!(
+            Value::Object(package_parameters(&shared, Some(&binding))),
+            json!({"a": 1, "b": 3})
+        );
+        assert_eq!(
+            Value::Object(package_parameters(&shared, None)),
+            json!({"a": 1, "b": 2})
+        );
+    }
+}
