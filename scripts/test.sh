@@ -10,6 +10,8 @@ source scripts/setup.sh
 
 echo "== building the example actions (wasm32-wasip1)"
 bash scripts/build-examples.sh >/dev/null
+echo "== building the JavaScript engine (runtimes/js, wasm32-wasip1)"
+bash scripts/build-runtimes.sh >/dev/null
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
