@@ -42,6 +42,7 @@
 
 mod admission;
 mod confidential;
+mod javascript;
 pub mod keepalive;
 pub mod pool;
 mod record;
@@ -68,6 +69,7 @@ use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
 
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
+pub use javascript::JsEngine;
 pub use record::RunReport;
 
 /// The memory budget when the machine's memory cannot be read: 2 GiB,
@@ -89,6 +91,9 @@ pub struct InvokerConfig {
     /// An action whose limit exceeds the whole budget runs alone. Default:
     /// [`default_memory_budget_mb`].
     pub memory_budget_mb: u32,
+    /// The engine that runs JavaScript actions; without one they fail with
+    /// an internal error (the controller refuses to create them).
+    pub javascript: Option<JsEngine>,
 }
 
 impl Default for InvokerConfig {
@@ -96,6 +101,7 @@ impl Default for InvokerConfig {
         Self {
             concurrency: 64,
             memory_budget_mb: default_memory_budget_mb(),
+            javascript: None,
         }
     }
 }
@@ -138,6 +144,12 @@ enum StartError {
     /// The code did not compile (the controller validated it, so this is rare).
     #[error("The action failed during initialization: {0}")]
     Compile(String),
+    /// A JavaScript action reached an invoker without a JavaScript engine.
+    #[error("this invoker has no JavaScript engine")]
+    NoJavaScriptEngine,
+    /// A JavaScript action's stored source is not UTF-8 text.
+    #[error("the action's JavaScript source is not UTF-8 text")]
+    SourceNotText,
     /// The platform failed.
     #[error("{0}")]
     Internal(String),
@@ -159,6 +171,7 @@ pub struct Invoker {
     completions: Arc<dyn CompletionSink>,
     admission: Admission,
     enclaves: Option<Arc<EnclavePool>>,
+    javascript: Option<JsEngine>,
     /// The activations handed to this invoker and not finished yet.
     activations: TaskTracker,
     records_not_stored: AtomicU64,
@@ -206,6 +219,7 @@ impl Invoker {
             completions,
             admission: Admission::new(config.concurrency, config.memory_budget_mb),
             enclaves,
+            javascript: config.javascript,
             activations: TaskTracker::new(),
             records_not_stored: AtomicU64::new(0),
         }
@@ -285,14 +299,32 @@ impl Invoker {
             Ok(found) => found,
             Err(error) => return RunReport::failed(start_ms, started, &error.to_string(), &error),
         };
-        let request = RunRequest {
-            input: serde_json::to_vec(&message.payload).unwrap_or_else(|_| b"{}".to_vec()),
-            limits: (&message.action.limits).into(),
-            entry: match &message.action.exec {
-                Exec::Wasm { main, .. } => main.clone(),
-                Exec::Sequence { .. } => None,
+        let limits = (&message.action.limits).into();
+        let request = match &message.action.exec {
+            Exec::JavaScript { main, .. } => {
+                let source = match self.javascript_source(&message.action) {
+                    Ok(source) => source,
+                    Err(error) => {
+                        return RunReport::failed(start_ms, started, &error.to_string(), &error);
+                    }
+                };
+                let env = javascript::ow_env(message, start_ms);
+                RunRequest {
+                    input: javascript::envelope(&source, main.as_deref(), &message.payload, &env),
+                    limits,
+                    entry: None,
+                }
+            }
+            exec => RunRequest {
+                input: serde_json::to_vec(&message.payload).unwrap_or_else(|_| b"{}".to_vec()),
+                limits,
+                entry: match exec {
+                    Exec::Wasm { main, .. } => main.clone(),
+                    Exec::JavaScript { .. } | Exec::Sequence { .. } => None,
+                },
             },
         };
+        let is_javascript = matches!(message.action.exec, Exec::JavaScript { .. });
         let sandbox = self.sandbox.clone();
         let outcome = placement.run(move || sandbox.run(&module, request)).await;
         match outcome {
@@ -301,7 +333,11 @@ impl Invoker {
                 duration: started.elapsed(),
                 init_time,
                 timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
-                response: outcome.response,
+                response: if is_javascript {
+                    javascript::engine_response(outcome.response)
+                } else {
+                    outcome.response
+                },
                 logs: outcome.logs,
             },
             Err(join_error) => {
@@ -312,16 +348,50 @@ impl Invoker {
         }
     }
 
+    /// The stored source of JavaScript `action`.
+    fn javascript_source(&self, action: &Action) -> Result<String, StartError> {
+        let code = self
+            .store
+            .get_code(&action.namespace, &action.name)
+            .map_err(|error| StartError::Internal(error.to_string()))?
+            .ok_or(StartError::CodeMissing)?;
+        String::from_utf8(code).map_err(|_| StartError::SourceNotText)
+    }
+
+    /// The node's JavaScript engine module, compiling it on its first use.
+    async fn javascript_engine(
+        &self,
+    ) -> Result<(Arc<PreparedModule>, Option<Duration>), StartError> {
+        let engine = self
+            .javascript
+            .clone()
+            .ok_or(StartError::NoJavaScriptEngine)?;
+        if let Some(module) = self.sandbox.cached(&engine.digest()) {
+            return Ok((module, None));
+        }
+        let sandbox = self.sandbox.clone();
+        let prepared =
+            tokio::task::spawn_blocking(move || sandbox.prepare(engine.digest(), engine.code()))
+                .await
+                .map_err(|error| StartError::Internal(error.to_string()))?
+                .map_err(|error| StartError::Compile(error.to_string()))?;
+        Ok((prepared.module, prepared.compiled_in))
+    }
+
     /// The prepared module of `action`, compiling it on a miss. The second
     /// value is the compile time when this call compiled (a cold start).
     async fn module_for(
         &self,
         action: &Action,
     ) -> Result<(Arc<PreparedModule>, Option<Duration>), StartError> {
-        let Exec::Wasm { code_digest, .. } = &action.exec else {
-            return Err(StartError::Internal(
-                "a sequence reached the invoker".into(),
-            ));
+        let code_digest = match &action.exec {
+            Exec::Wasm { code_digest, .. } => code_digest,
+            Exec::JavaScript { .. } => return self.javascript_engine().await,
+            Exec::Sequence { .. } => {
+                return Err(StartError::Internal(
+                    "a sequence reached the invoker".into(),
+                ));
+            }
         };
         if let Some(module) = code_digest
             .parse::<CodeDigest>()
@@ -470,7 +540,10 @@ impl StartError {
     fn status(&self) -> ActivationStatus {
         match self {
             StartError::Compile(_) => ActivationStatus::DeveloperError,
-            StartError::CodeMissing | StartError::Internal(_) => ActivationStatus::InternalError,
+            StartError::CodeMissing
+            | StartError::Internal(_)
+            | StartError::NoJavaScriptEngine
+            | StartError::SourceNotText => ActivationStatus::InternalError,
         }
     }
 }
