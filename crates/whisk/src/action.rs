@@ -427,7 +427,10 @@ mod tests {
         let stored = serde_json::to_value(&exec).expect("serialises");
         assert_eq!(stored["kind"], "javascript");
         assert_eq!(stored["runtime"], "nodejs:20");
-        assert_eq!(serde_json::from_value::<Exec>(stored).expect("reads back"), exec);
+        assert_eq!(
+            serde_json::from_value::<Exec>(stored).expect("reads back"),
+            exec
+        );
         let action = Action {
             namespace: EntityName::new("guest").expect("name"),
             name: EntityName::new("hello").expect("name"),
