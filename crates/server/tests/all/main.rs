@@ -16,6 +16,7 @@ mod confidential;
 mod enclave_pool;
 mod freshness;
 mod invoke;
+mod javascript;
 mod listener;
 mod misbehaving;
 mod owners;
