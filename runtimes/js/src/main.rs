@@ -67,7 +67,9 @@ fn main() {
     let mut input = Vec::new();
     let line = match std::io::stdin().read_to_end(&mut input) {
         Ok(_) => run(&input),
-        Err(error) => developer_error(&format!("The JavaScript engine could not read its input: {error}")),
+        Err(error) => developer_error(&format!(
+            "The JavaScript engine could not read its input: {error}"
+        )),
     };
     let mut stdout = std::io::stdout().lock();
     // Nothing else is on stdout: if it cannot be written, there is no one
@@ -139,20 +141,18 @@ fn start(ctx: &Ctx<'_>, envelope: &Envelope) -> Option<String> {
     let mut options = EvalOptions::default();
     options.strict = false;
     options.filename = Some("action.js".to_owned());
-    let factory: Function = match ctx.eval_with_options(
-        wrap_source(&envelope.code, &envelope.main),
-        options,
-    ) {
-        Ok(factory) => factory,
-        Err(_) => {
-            let error = describe(ctx, ctx.catch());
-            // Node prints the failing line; the logs get the message.
-            eprintln!("{error}");
-            return Some(developer_error(&format!(
-                "Initialization has failed due to: {error}"
-            )));
-        }
-    };
+    let factory: Function =
+        match ctx.eval_with_options(wrap_source(&envelope.code, &envelope.main), options) {
+            Ok(factory) => factory,
+            Err(_) => {
+                let error = describe(ctx, ctx.catch());
+                // Node prints the failing line; the logs get the message.
+                eprintln!("{error}");
+                return Some(developer_error(&format!(
+                    "Initialization has failed due to: {error}"
+                )));
+            }
+        };
     let started = (|| -> rquickjs::Result<()> {
         let params = ctx.json_parse(serde_json::to_string(&envelope.params).unwrap_or_default())?;
         let env = ctx.json_parse(serde_json::to_string(&envelope.env).unwrap_or_default())?;
@@ -290,7 +290,9 @@ mod tests {
     #[test]
     fn the_source_keeps_its_line_numbers() {
         let wrapped = wrap_source("function main() {}", "main");
-        assert!(wrapped.starts_with("(function (exports, require, module, __filename, __dirname) {function main"));
+        assert!(wrapped.starts_with(
+            "(function (exports, require, module, __filename, __dirname) {function main"
+        ));
         assert!(wrapped.ends_with("? main : undefined;\n})"));
     }
 }
