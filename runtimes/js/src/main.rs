@@ -277,6 +277,63 @@ fn event_loop(runtime: &Runtime, context: &Context) -> String {
 mod tests {
     use super::*;
 
+    fn run_source(code: &str, params: serde_json::Value) -> serde_json::Value {
+        let input =
+            serde_json::json!({"code": code, "params": params, "env": {"__OW_NAMESPACE": "guest"}});
+        let line = run(input.to_string().as_bytes());
+        serde_json::from_str(&line).expect("one JSON line")
+    }
+
+    #[test]
+    fn main_gets_params_and_env_and_its_result_is_wrapped() {
+        let answer = run_source(
+            "function main(p) { return { n: p.n + 1, ns: process.env.__OW_NAMESPACE }; }",
+            serde_json::json!({"n": 1}),
+        );
+        assert_eq!(
+            answer,
+            serde_json::json!({"result": {"n": 2, "ns": "guest"}})
+        );
+    }
+
+    #[test]
+    fn promises_wait_for_timers() {
+        let answer = run_source(
+            "exports.main = () => new Promise((ok) => setTimeout(() => ok({ late: true }), 5));",
+            serde_json::json!({}),
+        );
+        assert_eq!(answer, serde_json::json!({"result": {"late": true}}));
+    }
+
+    #[test]
+    fn failures_are_told_apart() {
+        let thrown = run_source(
+            "function main() { throw new Error('x'); }",
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            thrown,
+            serde_json::json!({"result": {"error": "An error has occurred: Error: x"}})
+        );
+        let missing = run_source("var x = 1;", serde_json::json!({}));
+        assert_eq!(
+            missing,
+            serde_json::json!({"developerError":
+                "Initialization has failed due to: Action entrypoint 'main' is not a function."})
+        );
+        let stuck = run_source(
+            "function main() { return new Promise(() => {}); }",
+            serde_json::json!({}),
+        );
+        assert!(
+            stuck["developerError"]
+                .as_str()
+                .is_some_and(|m| m.contains("never settled"))
+        );
+        let garbage = run(b"not json");
+        assert!(garbage.contains("developerError"));
+    }
+
     #[test]
     fn only_plain_identifiers_name_main() {
         assert!(is_identifier("main"));
