@@ -193,6 +193,13 @@
     return error;
   }
 
+  // QuickJS's own out-of-memory error: the action hit its memory limit,
+  // which OpenWhisk reports as the developer's error, not the action's.
+  const OUT_OF_MEMORY = { developerError: "The action exhausted its memory and was aborted." };
+  function isOutOfMemory(error) {
+    return error instanceof InternalError && error.message === "out of memory";
+  }
+
   let outcome;
   function settle(value) {
     if (outcome !== undefined) return;
@@ -245,6 +252,10 @@
     try {
       value = main(params);
     } catch (error) {
+      if (isOutOfMemory(error)) {
+        settle(OUT_OF_MEMORY);
+        return;
+      }
       console.error(show(error));
       settle({ result: { error: `An error has occurred: ${String(errorValue(error))}` } });
       return;
@@ -253,6 +264,10 @@
       Promise.resolve(value).then(
         (resolved) => settle(resultOf(resolved)),
         (error) => {
+          if (isOutOfMemory(error)) {
+            settle(OUT_OF_MEMORY);
+            return;
+          }
           if (error instanceof Error) console.error(show(error));
           settle({ result: { error: errorValue(error) } });
         });

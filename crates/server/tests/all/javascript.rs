@@ -392,3 +392,47 @@ async fn the_javascript_examples_answer_like_their_wasm_twins() {
     let answer = server.invoke("wordcount", json!({})).await;
     assert_eq!(answer.json["response"]["status"], "application error");
 }
+
+#[tokio::test]
+async fn a_memory_hog_and_runaway_recursion_are_developer_errors() {
+    let server = js_server().await;
+    let answer = server
+        .put_js(
+            "hog",
+            "nodejs:20",
+            "function main() { const kept = []; for (;;) kept.push(new Float64Array(1e7)); }",
+            json!({"limits": {"memory": 128}}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    let answer = server.invoke("hog", json!({})).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.json["response"]["status"], "action developer error");
+    assert_eq!(
+        error_text(&answer),
+        "The action exhausted its memory and was aborted."
+    );
+
+    // QuickJS has no stack check in wasm: the sandbox's stack limit traps.
+    server
+        .create_js(
+            "deep",
+            "function down(n) { return down(n + 1) + 1; }\nfunction main() { return { v: down(0) }; }",
+        )
+        .await;
+    let answer = server.invoke("deep", json!({})).await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(answer.json["response"]["status"], "action developer error");
+    assert!(
+        error_text(&answer).contains("call stack exhausted"),
+        "{:?}",
+        answer.json
+    );
+
+    // The node goes on serving.
+    server
+        .create_js("ok", "function main() { return { fine: true }; }")
+        .await;
+    let answer = server.invoke("ok", json!({})).await;
+    assert_eq!(answer.json["response"]["result"], json!({"fine": true}));
+}
