@@ -26,6 +26,8 @@ export WSK_CONFIG_FILE="$DATA/wskprops"
 
 echo "== building the example actions (wasm32-wasip1)"
 bash scripts/build-examples.sh >/dev/null
+echo "== building the JavaScript engine (runtimes/js, wasm32-wasip1)"
+bash scripts/build-runtimes.sh >/dev/null
 EXAMPLES="$REPO/target/examples/wasm32-wasip1/release"
 echo "== building clemmys (release; the first build takes about 10 minutes)"
 cargo build --release --quiet -p clemmys

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure this machine can build Clemmys: a C toolchain, curl and a Rust
 # toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
-# actions. Safe to rerun; does nothing that is already done.
+# actions and, for the JavaScript engine (QuickJS, C, built for wasm32-wasip1
+# in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library.
+# Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
 set -euo pipefail
@@ -14,6 +16,12 @@ missing=()
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+command -v llvm-ar >/dev/null 2>&1 || missing+=(llvm)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || missing+=(wasi-libc)
+compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' >/dev/null \
+    || missing+=(libclang-rt-dev-wasm32)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2

@@ -10,9 +10,15 @@ source scripts/setup.sh
 
 echo "== building the example actions (wasm32-wasip1)"
 bash scripts/build-examples.sh >/dev/null
+echo "== building the JavaScript engine (runtimes/js, wasm32-wasip1)"
+bash scripts/build-runtimes.sh >/dev/null
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path runtimes/js/Cargo.toml -- --check
+
+echo "== the JavaScript engine's own tests (native)"
+CARGO_TARGET_DIR="$REPO/target/runtimes" cargo test --quiet --manifest-path runtimes/js/Cargo.toml
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

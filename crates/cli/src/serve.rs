@@ -51,6 +51,16 @@ pub struct ServeArgs {
     /// recorded as interrupted at the next start).
     #[arg(long, value_name = "SECONDS", default_value_t = clemmys_server::DEFAULT_SHUTDOWN_GRACE.as_secs())]
     pub shutdown_grace: u64,
+    /// The JavaScript engine module (scripts/build-runtimes.sh builds it).
+    /// Default: `../runtimes/wasm32-wasip1/release/clemmys-js.wasm` beside
+    /// this program's directory, if it is there; without one, JavaScript
+    /// actions are refused.
+    #[arg(long, value_name = "FILE", env = "CLEMMYS_JS_ENGINE")]
+    pub js_engine: Option<PathBuf>,
+    /// Serve without a JavaScript engine, even if one is found: creating a
+    /// JavaScript action is then refused.
+    #[arg(long, conflicts_with = "js_engine")]
+    pub no_js_engine: bool,
     /// How the store persists activation records.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -208,8 +218,22 @@ impl ServeArgs {
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config.http = self.http.limits();
         config.store = self.store.config();
+        config.js_engine = if self.no_js_engine {
+            None
+        } else {
+            self.js_engine.clone().or_else(default_js_engine)
+        };
         config
     }
+}
+
+/// The engine a cargo build of this repository puts beside `target/<profile>`.
+fn default_js_engine() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe
+        .parent()?
+        .join("../runtimes/wasm32-wasip1/release/clemmys-js.wasm");
+    path.is_file().then_some(path)
 }
 
 /// Runs the server until ctrl-c.

@@ -11,11 +11,11 @@ use base64::Engine;
 use clemmys_bus::InvokerMessage;
 use clemmys_proto::chain_plan::{CHAIN_PLAN_ANNOTATION, SignedChainPlan};
 use clemmys_store::PutMode;
-use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::action::{ActionPut, ExecPut, is_js_identifier};
 use clemmys_whisk::limits::{MAX_CODE_BYTES, MAX_PAYLOAD_BYTES};
 use clemmys_whisk::{
-    Action, ActionLimits, CONFIDENTIAL_ANNOTATION, EntityName, Exec, FullyQualifiedName, KeyValues,
-    SEQUENCE_KIND, WASM_KIND,
+    Action, ActionLimits, CONFIDENTIAL_ANNOTATION, EntityName, Exec, FullyQualifiedName,
+    JAVASCRIPT_KINDS, JsKind, KeyValues, SEQUENCE_KIND, WASM_KIND,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -167,6 +167,14 @@ pub(crate) async fn put_action(
     if package.is_some() {
         check_packaged(&exec, confidential)?;
     }
+    if confidential && matches!(exec, Exec::JavaScript { .. }) {
+        // An update that only adds the annotation must not mark stored
+        // plaintext source as confidential.
+        return Err(ApiError::bad_request(
+            "Confidential JavaScript actions are not supported yet: the source is stored in the \
+             clear.",
+        ));
+    }
 
     if caller.0.limits.confidential_only && !confidential {
         return Err(ApiError::new(
@@ -210,9 +218,7 @@ pub(crate) async fn put_action(
     } else {
         PutMode::CreateOnly
     };
-    let code_text = code
-        .as_ref()
-        .map(|code| base64::engine::general_purpose::STANDARD.encode(code));
+    let code_text = code.as_ref().map(|code| shown_code(&action.exec, code));
     controller
         .store
         .put_action(action.clone(), code, mode)
@@ -221,7 +227,7 @@ pub(crate) async fn put_action(
     if action.package.is_none() {
         controller.cache_action(action.clone());
     }
-    if matches!(action.exec, Exec::Wasm { .. }) {
+    if action.exec.has_code() {
         // Compiling ahead of the first invoke is an optimisation: if the
         // queue is full, the first invoke compiles instead.
         let _ = controller
@@ -260,7 +266,7 @@ fn confidential_in_package() -> ApiError {
     )
 }
 
-/// What an action inside a package may be: plain wasm, for now. A
+/// What an action inside a package may be: plain code, for now. A
 /// confidential action would inherit the package's (and its bindings')
 /// parameters, which the provider stores and merges in the clear; a
 /// sequence's components are resolved outside packages.
@@ -274,6 +280,14 @@ fn check_packaged(exec: &Exec, confidential: bool) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Stored code as the API shows it: base64 for wasm, text for JavaScript.
+fn shown_code(exec: &Exec, code: &[u8]) -> String {
+    match exec {
+        Exec::JavaScript { .. } => String::from_utf8_lossy(code).into_owned(),
+        _ => base64::engine::general_purpose::STANDARD.encode(code),
+    }
 }
 
 fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), ApiError> {
@@ -291,23 +305,24 @@ fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), Ap
 }
 
 impl Controller {
-    /// The base64 code of `action` to show in its JSON, if it has code.
+    /// The code of `action` to show in its JSON, if it has code.
     pub(crate) fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
         Ok(self
             .stored_code(action)?
-            .map(|code| base64::engine::general_purpose::STANDARD.encode(code)))
+            .map(|code| shown_code(&action.exec, &code)))
     }
 
     fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
-        match action.exec {
-            Exec::Wasm { .. } => Ok(match &action.package {
-                Some(package) => {
-                    self.store
-                        .get_package_code(&action.namespace, package, &action.name)?
-                }
-                None => self.store.get_code(&action.namespace, &action.name)?,
-            }),
-            Exec::Sequence { .. } => Ok(None),
+        if !action.exec.has_code() {
+            return Ok(None);
+        }
+        match &action.package {
+            Some(package) => {
+                Ok(self
+                    .store
+                    .get_package_code(&action.namespace, package, &action.name)?)
+            }
+            None => Ok(self.store.get_code(&action.namespace, &action.name)?),
         }
     }
 
@@ -348,10 +363,64 @@ impl Controller {
                 let components = self.sequence_components(exec, namespace, name)?;
                 Ok((Exec::Sequence { components }, None))
             }
-            other => Err(ApiError::bad_request(format!(
-                "The specified runtime '{other}' is not supported by this platform. Valid values are: '{WASM_KIND}', '{SEQUENCE_KIND}'."
-            ))),
+            kind => match JsKind::parse(kind) {
+                Some(runtime) => {
+                    let source = self.javascript_source(exec, confidential)?;
+                    let exec = Exec::JavaScript {
+                        runtime,
+                        code_digest: hex::encode(Sha256::digest(source.as_bytes())),
+                        code_size: source.len() as u64,
+                        main: exec.main.clone(),
+                    };
+                    Ok((exec, Some(source.into_bytes())))
+                }
+                None => Err(ApiError::bad_request(format!(
+                    "The specified runtime '{kind}' is not supported by this platform. Valid values are: '{WASM_KIND}', {}, '{SEQUENCE_KIND}'.",
+                    JAVASCRIPT_KINDS.map(|kind| format!("'{kind}'")).join(", ")
+                ))),
+            },
         }
+    }
+
+    /// Checks the `exec` of a JavaScript action and returns its source.
+    /// OpenWhisk accepts any text and reports a syntax error when the
+    /// action runs; so does this.
+    fn javascript_source(&self, exec: &ExecPut, confidential: bool) -> Result<String, ApiError> {
+        if confidential {
+            return Err(ApiError::bad_request(
+                "Confidential JavaScript actions are not supported yet: the source would reach \
+                 the provider in the clear. Create it without the confidential annotation, or \
+                 compile the function to a wasm module.",
+            ));
+        }
+        if !self.code_check.runs_javascript() {
+            return Err(ApiError::bad_request(format!(
+                "The runtime '{}' is not available on this node: it was started without the \
+                 JavaScript engine (scripts/build-runtimes.sh builds it; `clemmys serve \
+                 --js-engine PATH` loads it).",
+                exec.kind
+            )));
+        }
+        if exec.binary == Some(true) {
+            return Err(ApiError::bad_request(
+                "Zipped JavaScript actions are not supported: send the source as text \
+                 (binary false).",
+            ));
+        }
+        let source = exec.code.clone().ok_or_else(|| {
+            ApiError::bad_request(format!("exec.code is required for kind '{}'", exec.kind))
+        })?;
+        if source.len() > MAX_CODE_BYTES {
+            return Err(ApiError::too_large("Code", source.len(), MAX_CODE_BYTES));
+        }
+        if let Some(main) = &exec.main
+            && !is_js_identifier(main)
+        {
+            return Err(ApiError::bad_request(format!(
+                "exec.main '{main}' must name a JavaScript function (a plain identifier)."
+            )));
+        }
+        Ok(source)
     }
 
     /// Whether all components are confidential; mixing is refused, since a

@@ -47,6 +47,11 @@ pub trait CodeCheck: Send + Sync + 'static {
     /// envelope and only its framing can be checked. The error message is
     /// shown to the caller.
     fn check(&self, code: &[u8], confidential: bool) -> Result<(), String>;
+
+    /// Whether the node can run JavaScript actions (it has the engine).
+    fn runs_javascript(&self) -> bool {
+        false
+    }
 }
 
 /// Tunables of the controller.

@@ -88,6 +88,14 @@ impl Invoker {
         );
         let entry = match &action.exec {
             Exec::Wasm { main, .. } => main.clone(),
+            // The controller refuses these at create; never run sealed
+            // bytes through a path that was not built for them.
+            Exec::JavaScript { .. } => {
+                return refuse(
+                    ActivationStatus::DeveloperError,
+                    "Confidential JavaScript actions are not supported yet.".into(),
+                );
+            }
             Exec::Sequence { .. } => None,
         };
         let activation_id = message.activation_id.to_string();

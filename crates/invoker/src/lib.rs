@@ -42,6 +42,7 @@
 
 mod admission;
 mod confidential;
+mod javascript;
 pub mod keepalive;
 pub mod pool;
 mod record;
@@ -70,6 +71,7 @@ use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
 
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
+pub use javascript::JsEngine;
 pub use record::RunReport;
 
 /// The annotation that gives a plain action its invoker's API key as
@@ -98,6 +100,9 @@ pub struct InvokerConfig {
     /// The node's API URL, given to plain actions as `__OW_API_HOST`;
     /// `None` (the default) leaves the variable out.
     pub api_host: Option<String>,
+    /// The engine that runs JavaScript actions; without one they fail with
+    /// an internal error (the controller refuses to create them).
+    pub javascript: Option<JsEngine>,
 }
 
 impl Default for InvokerConfig {
@@ -106,6 +111,7 @@ impl Default for InvokerConfig {
             concurrency: 64,
             memory_budget_mb: default_memory_budget_mb(),
             api_host: None,
+            javascript: None,
         }
     }
 }
@@ -148,6 +154,12 @@ enum StartError {
     /// The code did not compile (the controller validated it, so this is rare).
     #[error("The action failed during initialization: {0}")]
     Compile(String),
+    /// A JavaScript action reached an invoker without a JavaScript engine.
+    #[error("this invoker has no JavaScript engine")]
+    NoJavaScriptEngine,
+    /// A JavaScript action's stored source is not UTF-8 text.
+    #[error("the action's JavaScript source is not UTF-8 text")]
+    SourceNotText,
     /// The platform failed.
     #[error("{0}")]
     Internal(String),
@@ -171,6 +183,7 @@ pub struct Invoker {
     enclaves: Option<Arc<EnclavePool>>,
     /// The node's API URL, for `__OW_API_HOST`.
     api_host: Option<String>,
+    javascript: Option<JsEngine>,
     /// The activations handed to this invoker and not finished yet.
     activations: TaskTracker,
     records_not_stored: AtomicU64,
@@ -219,6 +232,7 @@ impl Invoker {
             admission: Admission::new(config.concurrency, config.memory_budget_mb),
             enclaves,
             api_host: config.api_host,
+            javascript: config.javascript,
             activations: TaskTracker::new(),
             records_not_stored: AtomicU64::new(0),
         }
@@ -300,15 +314,36 @@ impl Invoker {
             Ok(found) => found,
             Err(error) => return RunReport::failed(start_ms, started, &error.to_string(), &error),
         };
-        let request = RunRequest {
-            input: serde_json::to_vec(&message.payload).unwrap_or_else(|_| b"{}".to_vec()),
-            limits: (&message.action.limits).into(),
-            entry: match &message.action.exec {
-                Exec::Wasm { main, .. } => main.clone(),
-                Exec::Sequence { .. } => None,
+        let limits = (&message.action.limits).into();
+        let env = self.context_of(message, start_ms).env();
+        let request = match &message.action.exec {
+            Exec::JavaScript { main, .. } => {
+                let source = match self.javascript_source(&message.action) {
+                    Ok(source) => source,
+                    Err(error) => {
+                        return RunReport::failed(start_ms, started, &error.to_string(), &error);
+                    }
+                };
+                RunRequest {
+                    input: javascript::envelope(&source, main.as_deref(), &message.payload, &env),
+                    limits,
+                    entry: None,
+                    // The engine gives the function `process.env` from the
+                    // envelope; WASI's environment is the same.
+                    env,
+                }
+            }
+            exec => RunRequest {
+                input: serde_json::to_vec(&message.payload).unwrap_or_else(|_| b"{}".to_vec()),
+                limits,
+                entry: match exec {
+                    Exec::Wasm { main, .. } => main.clone(),
+                    Exec::JavaScript { .. } | Exec::Sequence { .. } => None,
+                },
+                env,
             },
-            env: self.context_of(message, start_ms).env(),
         };
+        let is_javascript = matches!(message.action.exec, Exec::JavaScript { .. });
         let sandbox = self.sandbox.clone();
         let outcome = placement.run(move || sandbox.run(&module, request)).await;
         match outcome {
@@ -317,7 +352,11 @@ impl Invoker {
                 duration: started.elapsed(),
                 init_time,
                 timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
-                response: outcome.response,
+                response: if is_javascript {
+                    javascript::engine_response(outcome.response)
+                } else {
+                    outcome.response
+                },
                 logs: outcome.logs,
             },
             Err(join_error) => {
@@ -361,16 +400,57 @@ impl Invoker {
         }
     }
 
+    /// The stored source of JavaScript `action`.
+    fn javascript_source(&self, action: &Action) -> Result<String, StartError> {
+        String::from_utf8(self.stored_code(action)?).map_err(|_| StartError::SourceNotText)
+    }
+
+    /// The stored code of `action`, in its package if it has one.
+    fn stored_code(&self, action: &Action) -> Result<Vec<u8>, StartError> {
+        match &action.package {
+            Some(package) => self
+                .store
+                .get_package_code(&action.namespace, package, &action.name),
+            None => self.store.get_code(&action.namespace, &action.name),
+        }
+        .map_err(|error| StartError::Internal(error.to_string()))?
+        .ok_or(StartError::CodeMissing)
+    }
+
+    /// The node's JavaScript engine module, compiling it on its first use.
+    async fn javascript_engine(
+        &self,
+    ) -> Result<(Arc<PreparedModule>, Option<Duration>), StartError> {
+        let engine = self
+            .javascript
+            .clone()
+            .ok_or(StartError::NoJavaScriptEngine)?;
+        if let Some(module) = self.sandbox.cached(&engine.digest()) {
+            return Ok((module, None));
+        }
+        let sandbox = self.sandbox.clone();
+        let prepared =
+            tokio::task::spawn_blocking(move || sandbox.prepare(engine.digest(), engine.code()))
+                .await
+                .map_err(|error| StartError::Internal(error.to_string()))?
+                .map_err(|error| StartError::Compile(error.to_string()))?;
+        Ok((prepared.module, prepared.compiled_in))
+    }
+
     /// The prepared module of `action`, compiling it on a miss. The second
     /// value is the compile time when this call compiled (a cold start).
     async fn module_for(
         &self,
         action: &Action,
     ) -> Result<(Arc<PreparedModule>, Option<Duration>), StartError> {
-        let Exec::Wasm { code_digest, .. } = &action.exec else {
-            return Err(StartError::Internal(
-                "a sequence reached the invoker".into(),
-            ));
+        let code_digest = match &action.exec {
+            Exec::Wasm { code_digest, .. } => code_digest,
+            Exec::JavaScript { .. } => return self.javascript_engine().await,
+            Exec::Sequence { .. } => {
+                return Err(StartError::Internal(
+                    "a sequence reached the invoker".into(),
+                ));
+            }
         };
         if let Some(module) = code_digest
             .parse::<CodeDigest>()
@@ -379,14 +459,7 @@ impl Invoker {
         {
             return Ok((module, None));
         }
-        let code = match &action.package {
-            Some(package) => self
-                .store
-                .get_package_code(&action.namespace, package, &action.name),
-            None => self.store.get_code(&action.namespace, &action.name),
-        }
-        .map_err(|error| StartError::Internal(error.to_string()))?
-        .ok_or(StartError::CodeMissing)?;
+        let code = self.stored_code(action)?;
         let sandbox = self.sandbox.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let digest = CodeDigest::of(&code);
@@ -522,7 +595,10 @@ impl StartError {
     fn status(&self) -> ActivationStatus {
         match self {
             StartError::Compile(_) => ActivationStatus::DeveloperError,
-            StartError::CodeMissing | StartError::Internal(_) => ActivationStatus::InternalError,
+            StartError::CodeMissing
+            | StartError::Internal(_)
+            | StartError::NoJavaScriptEngine
+            | StartError::SourceNotText => ActivationStatus::InternalError,
         }
     }
 }

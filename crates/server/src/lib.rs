@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The HTTP listener's limits against clients that hold connections.
     pub http: HttpLimits,
+    /// The JavaScript engine module (`clemmys-js.wasm`, built by
+    /// scripts/build-runtimes.sh); without one, JavaScript actions are
+    /// refused at create.
+    pub js_engine: Option<PathBuf>,
 }
 
 /// How long a stopping node waits for accepted activations by default.
@@ -88,6 +92,7 @@ impl ServerConfig {
             sim_platform_key: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             http: HttpLimits::default(),
+            js_engine: None,
         }
     }
 }
@@ -120,8 +125,12 @@ pub struct RunningServer {
     shutdown_grace: Duration,
 }
 
-/// Checks plain code with the sandbox; sealed code is checked by framing only.
-struct SandboxCheck(Arc<Sandbox>);
+/// Checks plain code with the sandbox; sealed code is checked by framing
+/// only. `javascript`: whether the node has the JavaScript engine.
+struct SandboxCheck {
+    sandbox: Arc<Sandbox>,
+    javascript: bool,
+}
 
 impl CodeCheck for SandboxCheck {
     fn check(&self, code: &[u8], confidential: bool) -> Result<(), String> {
@@ -134,7 +143,13 @@ impl CodeCheck for SandboxCheck {
                     )
                 });
         }
-        self.0.validate(code).map_err(|error| error.to_string())
+        self.sandbox
+            .validate(code)
+            .map_err(|error| error.to_string())
+    }
+
+    fn runs_javascript(&self) -> bool {
+        self.javascript
     }
 }
 
@@ -161,6 +176,17 @@ impl RunningServer {
         }
 
         let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
+        let js_engine = match &config.js_engine {
+            Some(path) => {
+                let code = std::fs::read(path)
+                    .with_context(|| format!("reading the JavaScript engine {}", path.display()))?;
+                sandbox.validate(&code).with_context(|| {
+                    format!("checking the JavaScript engine {}", path.display())
+                })?;
+                Some(clemmys_invoker::JsEngine::new(code))
+            }
+            None => None,
+        };
         let location = config.broker.clone();
         let platform_key = config.sim_platform_key.clone();
         let data_dir = config.data_dir.clone();
@@ -196,6 +222,8 @@ impl RunningServer {
         // An activation past the sandbox's slots could not be instantiated.
         let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
         invoker_config.concurrency = invoker_config.concurrency.min(slots);
+        let runs_javascript = js_engine.is_some();
+        invoker_config.javascript = js_engine;
         let invoker = Invoker::with_enclave(
             sandbox.clone(),
             store.clone(),
@@ -213,7 +241,10 @@ impl RunningServer {
             Arc::new(queue),
             completions,
             throttle,
-            Arc::new(SandboxCheck(sandbox.clone())),
+            Arc::new(SandboxCheck {
+                sandbox: sandbox.clone(),
+                javascript: runs_javascript,
+            }),
             controller_config,
         )
         .with_broker(trusted.gateway())

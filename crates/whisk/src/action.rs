@@ -112,6 +112,20 @@ pub enum Exec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         main: Option<String>,
     },
+    /// JavaScript source text, run by the node's JavaScript engine with
+    /// the source as data (plain actions only, for now).
+    #[serde(rename = "javascript")]
+    JavaScript {
+        /// The OpenWhisk kind it was created with.
+        runtime: JsKind,
+        /// SHA-256 of the stored source (UTF-8), lowercase hex.
+        code_digest: String,
+        /// Size of the stored source in bytes.
+        code_size: u64,
+        /// The function to call, when not `main`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        main: Option<String>,
+    },
     /// An OpenWhisk sequence of fully qualified action names.
     Sequence {
         /// `/ns/[pkg/]name` of each step, in order.
@@ -124,9 +138,62 @@ impl Exec {
     pub fn kind(&self) -> &'static str {
         match self {
             Exec::Wasm { .. } => crate::WASM_KIND,
+            Exec::JavaScript { runtime, .. } => runtime.as_str(),
             Exec::Sequence { .. } => crate::SEQUENCE_KIND,
         }
     }
+
+    /// Whether the action has stored code (wasm or JavaScript).
+    pub fn has_code(&self) -> bool {
+        !matches!(self, Exec::Sequence { .. })
+    }
+}
+
+/// A JavaScript kind of OpenWhisk's, as accepted by `PUT` (see
+/// [`JAVASCRIPT_KINDS`](crate::JAVASCRIPT_KINDS)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JsKind {
+    /// `nodejs:20`.
+    #[serde(rename = "nodejs:20")]
+    Nodejs20,
+    /// `nodejs:18`.
+    #[serde(rename = "nodejs:18")]
+    Nodejs18,
+    /// `nodejs:default`.
+    #[serde(rename = "nodejs:default")]
+    NodejsDefault,
+}
+
+impl JsKind {
+    /// The kind from its OpenWhisk name, if it is a JavaScript kind.
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "nodejs:20" => Some(Self::Nodejs20),
+            "nodejs:18" => Some(Self::Nodejs18),
+            "nodejs:default" => Some(Self::NodejsDefault),
+            _ => None,
+        }
+    }
+
+    /// The OpenWhisk name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nodejs20 => "nodejs:20",
+            Self::Nodejs18 => "nodejs:18",
+            Self::NodejsDefault => "nodejs:default",
+        }
+    }
+}
+
+/// Whether `name` can name a JavaScript action's entry function: a plain
+/// identifier (the engine splices it into the source to find a
+/// `function main` declaration).
+pub fn is_js_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 /// A stored action.
@@ -176,12 +243,23 @@ impl Action {
         }
     }
 
-    /// The `exec` object of the OpenWhisk JSON. `code` is the base64 text to
-    /// show, or `None` when the caller asked for `code=false`.
+    /// The `exec` object of the OpenWhisk JSON. `code` is the text to show
+    /// (base64 for wasm, the source for JavaScript), or `None` when the
+    /// caller asked for `code=false`.
     fn exec_json(&self, code: Option<String>) -> Value {
         match &self.exec {
             Exec::Wasm { main, .. } => {
                 let mut exec = json!({ "kind": crate::WASM_KIND, "binary": true });
+                if let Some(code) = code {
+                    exec["code"] = Value::String(code);
+                }
+                if let Some(main) = main {
+                    exec["main"] = Value::String(main.clone());
+                }
+                exec
+            }
+            Exec::JavaScript { runtime, main, .. } => {
+                let mut exec = json!({ "kind": runtime.as_str(), "binary": false });
                 if let Some(code) = code {
                     exec["code"] = Value::String(code);
                 }
@@ -230,10 +308,11 @@ impl Action {
 /// The `exec` of a `PUT` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecPut {
-    /// `wasm` or `sequence` (OpenWhisk kinds such as `nodejs:20` are refused
-    /// with a message listing the supported ones).
+    /// `wasm`, a JavaScript kind (`nodejs:20`, ...) or `sequence` (other
+    /// OpenWhisk kinds are refused with a message listing the supported
+    /// ones).
     pub kind: String,
-    /// Base64 code for `wasm`.
+    /// Base64 code for `wasm`, source text for JavaScript.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Whether `code` is base64; wasm code always is, so this may be omitted.
@@ -349,5 +428,59 @@ mod tests {
         let summary = action.to_summary_json();
         assert_eq!(summary["exec"], json!({"binary": true}));
         assert!(summary.get("parameters").is_none());
+    }
+
+    #[test]
+    fn javascript_action_json_shows_the_source_as_text() {
+        let exec = Exec::JavaScript {
+            runtime: JsKind::Nodejs20,
+            code_digest: "00".into(),
+            code_size: 3,
+            main: Some("handler".into()),
+        };
+        let stored = serde_json::to_value(&exec).expect("serialises");
+        assert_eq!(stored["kind"], "javascript");
+        assert_eq!(stored["runtime"], "nodejs:20");
+        assert_eq!(
+            serde_json::from_value::<Exec>(stored).expect("reads back"),
+            exec
+        );
+        let action = Action {
+            namespace: EntityName::new("guest").expect("name"),
+            name: EntityName::new("hello").expect("name"),
+            package: None,
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            exec,
+            limits: ActionLimits::default(),
+            annotations: KeyValues::default(),
+            parameters: KeyValues::default(),
+            updated: 5,
+        };
+        assert_eq!(action.exec.kind(), "nodejs:20");
+        assert_eq!(
+            action.to_api_json(Some("x=1".into()))["exec"],
+            json!({"kind": "nodejs:20", "binary": false, "code": "x=1", "main": "handler"})
+        );
+        assert_eq!(action.to_summary_json()["exec"], json!({"binary": false}));
+    }
+
+    #[test]
+    fn javascript_kinds_parse_and_print_alike() {
+        for name in crate::JAVASCRIPT_KINDS {
+            assert_eq!(JsKind::parse(name).map(JsKind::as_str), Some(name));
+        }
+        assert_eq!(JsKind::parse("nodejs:14"), None);
+        assert_eq!(JsKind::parse("wasm"), None);
+    }
+
+    #[test]
+    fn only_plain_identifiers_name_a_javascript_main() {
+        assert!(is_js_identifier("main"));
+        assert!(is_js_identifier("$handler_2"));
+        assert!(!is_js_identifier(""));
+        assert!(!is_js_identifier("2main"));
+        assert!(!is_js_identifier("main; evil()"));
+        assert!(!is_js_identifier("a.b"));
     }
 }

@@ -16,7 +16,7 @@ pub mod limits;
 pub mod name;
 pub mod package;
 
-pub use action::{Action, ActionPut, Exec, KeyValue, KeyValues};
+pub use action::{Action, ActionPut, Exec, JsKind, KeyValue, KeyValues};
 pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};
 pub use auth::{AuthKey, NamespaceRecord};
 pub use limits::{ActionLimits, LimitError, NamespaceLimits};
@@ -28,5 +28,9 @@ pub const CONFIDENTIAL_ANNOTATION: &str = "confidential";
 
 /// The one runtime kind for code actions: a WASI preview-1 command module.
 pub const WASM_KIND: &str = "wasm";
+/// The JavaScript kinds, run by the node's JavaScript engine (QuickJS in
+/// the wasm sandbox, not Node.js): the Node version names only say which
+/// OpenWhisk kinds the source was written for.
+pub const JAVASCRIPT_KINDS: [&str; 3] = ["nodejs:20", "nodejs:18", "nodejs:default"];
 /// The kind of OpenWhisk sequences.
 pub const SEQUENCE_KIND: &str = "sequence";

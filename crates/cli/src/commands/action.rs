@@ -44,7 +44,9 @@ pub struct PutArgs {
     pub name: String,
     /// The code: a WebAssembly module (FILE.wasm).
     pub file: Option<PathBuf>,
-    /// The runtime kind; only `wasm` (inferred from a .wasm FILE).
+    /// The runtime kind: `wasm` (inferred from a .wasm FILE) or
+    /// `nodejs:20`, `nodejs:18`, `nodejs:default` (inferred from a .js
+    /// FILE; JavaScript actions are plain for now).
     #[arg(long, value_name = "KIND", conflicts_with = "sequence")]
     pub kind: Option<String>,
     /// The export to run instead of `_start`.
@@ -172,7 +174,21 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     if update && body.exec.is_none() {
         keep_chain_plan(&client, &args.name, &mut body).await?;
     }
+    // JavaScript actions are plain for now: the source goes to the
+    // provider as text, so never take the sealing path for it, and refuse
+    // the options that only a confidential action has.
+    let javascript = matches!(
+        body.exec.as_ref().map(|exec| exec.kind.as_str()),
+        Some(kind) if clemmys_whisk::JsKind::parse(kind).is_some()
+    );
+    if javascript && (args.require_hardware || !args.allow_clients.is_empty()) {
+        bail!(
+            "confidential JavaScript actions are not supported yet: --require-hardware and \
+             --allow-client apply to confidential (wasm) actions only"
+        );
+    }
     let confidential = match (&args.file, args.plain) {
+        _ if javascript => false,
         (Some(_), false) if update => is_confidential(&client, &args.name).await.unwrap_or(true),
         (Some(_), false) => true,
         _ => false,
@@ -275,17 +291,29 @@ pub async fn action_put(
             components: Some(resolve_components(components, ctx, client).await?),
             ..ExecPut::default()
         }),
-        (None, Some(file)) => {
-            check_kind(args.kind.as_deref(), file)?;
-            let code = read_wasm(file)?;
-            Some(wasm_exec(&code, args.main.clone()))
-        }
+        (None, Some(file)) => match check_kind(args.kind.as_deref(), file)? {
+            FileKind::Wasm => {
+                let code = read_wasm(file)?;
+                Some(wasm_exec(&code, args.main.clone()))
+            }
+            FileKind::JavaScript(kind) => {
+                let source = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {} as UTF-8 text", file.display()))?;
+                Some(ExecPut {
+                    kind: kind.as_str().into(),
+                    code: Some(source),
+                    binary: Some(false),
+                    main: args.main.clone(),
+                    components: None,
+                })
+            }
+        },
         (None, None) if !update => {
             bail!("an action needs code: give FILE.wasm, or --sequence A,B,… for a sequence")
         }
         (None, None) => {
             if args.kind.is_some() || args.main.is_some() {
-                bail!("--kind and --main need FILE.wasm");
+                bail!("--kind and --main need FILE (.wasm or .js)");
             }
             None
         }
@@ -323,21 +351,37 @@ pub fn wasm_exec(code: &[u8], main: Option<String>) -> ExecPut {
     }
 }
 
-/// Only `wasm` runs here: accepts `--kind wasm` or a `.wasm` file name.
-fn check_kind(kind: Option<&str>, file: &Path) -> anyhow::Result<()> {
+/// What a FILE holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    /// A WebAssembly module.
+    Wasm,
+    /// JavaScript source of this kind.
+    JavaScript(clemmys_whisk::JsKind),
+}
+
+/// The kind of FILE: `--kind`, else its extension (`.wasm`, or `.js` for
+/// `nodejs:default`).
+fn check_kind(kind: Option<&str>, file: &Path) -> anyhow::Result<FileKind> {
+    let has_extension = |wanted: &str| {
+        file.extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case(wanted))
+    };
     match kind {
-        Some(kind) if kind == clemmys_whisk::WASM_KIND => Ok(()),
-        Some(other) => bail!(
-            "kind '{other}' is not supported: Clemmys runs WebAssembly modules only (--kind wasm)"
-        ),
-        None if file
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("wasm")) =>
-        {
-            Ok(())
+        Some(kind) if kind == clemmys_whisk::WASM_KIND => Ok(FileKind::Wasm),
+        Some(kind) => match clemmys_whisk::JsKind::parse(kind) {
+            Some(js) => Ok(FileKind::JavaScript(js)),
+            None => bail!(
+                "kind '{kind}' is not supported: Clemmys runs WebAssembly modules (--kind wasm) \
+                 and JavaScript (--kind nodejs:20, nodejs:18 or nodejs:default)"
+            ),
+        },
+        None if has_extension("wasm") => Ok(FileKind::Wasm),
+        None if has_extension("js") => {
+            Ok(FileKind::JavaScript(clemmys_whisk::JsKind::NodejsDefault))
         }
         None => bail!(
-            "cannot tell the kind of {}: Clemmys actions are WebAssembly modules; name the file *.wasm or pass --kind wasm",
+            "cannot tell the kind of {}: name the file *.wasm or *.js, or pass --kind",
             file.display()
         ),
     }
@@ -769,13 +813,23 @@ mod tests {
 
     #[test]
     fn infers_and_checks_the_kind() {
-        assert!(check_kind(None, Path::new("hello.wasm")).is_ok());
-        assert!(check_kind(None, Path::new("HELLO.WASM")).is_ok());
-        assert!(check_kind(Some("wasm"), Path::new("hello.bin")).is_ok());
-        let err = check_kind(Some("nodejs:20"), Path::new("hello.js")).expect_err("js");
-        assert!(err.to_string().contains("WebAssembly"), "{err}");
-        let err = check_kind(None, Path::new("hello.js")).expect_err("unknown");
-        assert!(err.to_string().contains("--kind wasm"), "{err}");
+        use clemmys_whisk::JsKind;
+        let kind = |kind: Option<&str>, file: &str| check_kind(kind, Path::new(file)).ok();
+        assert_eq!(kind(None, "hello.wasm"), Some(FileKind::Wasm));
+        assert_eq!(kind(None, "HELLO.WASM"), Some(FileKind::Wasm));
+        assert_eq!(kind(Some("wasm"), "hello.bin"), Some(FileKind::Wasm));
+        assert_eq!(
+            kind(None, "hello.js"),
+            Some(FileKind::JavaScript(JsKind::NodejsDefault))
+        );
+        assert_eq!(
+            kind(Some("nodejs:20"), "hello.txt"),
+            Some(FileKind::JavaScript(JsKind::Nodejs20))
+        );
+        let err = check_kind(Some("python:3"), Path::new("hello.py")).expect_err("python");
+        assert!(err.to_string().contains("nodejs:20"), "{err}");
+        let err = check_kind(None, Path::new("hello.txt")).expect_err("unknown");
+        assert!(err.to_string().contains("--kind"), "{err}");
     }
 
     #[test]

@@ -216,3 +216,55 @@ fn a_non_blocking_invoke_prints_the_id_to_fetch_later() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_js_file_becomes_a_plain_javascript_action() {
+    let engine = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/runtimes/wasm32-wasip1/release/clemmys-js.wasm");
+    assert!(
+        engine.is_file(),
+        "{}: run scripts/build-runtimes.sh first",
+        engine.display()
+    );
+    let server = Server::start_with(&["--js-engine", arg(&engine)]);
+    let user = server.user();
+    let source = user.home().join("hello.js");
+    std::fs::write(
+        &source,
+        "function main(p) { return { payload: `Hello, ${p.name}!` }; }",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Plain by default: no sealing, so no broker needs to be trusted.
+    let created = user
+        .clemmys(&["action", "create", "hello", arg(&source)])
+        .success();
+    assert_eq!(created.stdout, "ok: created action hello\n", "{created}");
+    let got = user
+        .clemmys(&["action", "get", "hello", "--json"])
+        .success()
+        .json();
+    assert_eq!(got["exec"]["kind"], "nodejs:default", "{got}");
+    assert_ne!(annotation(&got, "confidential"), Some(&json!(true)));
+    let invoked = user
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "Ada", "-r"])
+        .success();
+    assert_eq!(
+        invoked.json(),
+        json!({"payload": "Hello, Ada!"}),
+        "{invoked}"
+    );
+
+    user.clemmys(&[
+        "action",
+        "create",
+        "v20",
+        arg(&source),
+        "--kind",
+        "nodejs:20",
+    ])
+    .success();
+    // Options of confidential actions are refused rather than ignored.
+    user.clemmys(&["action", "create", "hw", arg(&source), "--require-hardware"])
+        .failure()
+        .stderr_has("confidential JavaScript actions are not supported yet");
+}

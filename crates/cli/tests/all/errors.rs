@@ -56,7 +56,7 @@ fn a_wrong_key_is_refused_with_401() {
 
 #[test]
 fn creating_an_action_from_a_file_that_is_not_wasm_fails_before_any_request() {
-    let server = Server::start();
+    let server = Server::start_with(&["--no-js-engine"]);
     let user = server.user();
     let fake = user.home().join("fake.wasm");
     std::fs::write(&fake, "(module)").unwrap_or_else(|e| panic!("{e}"));
@@ -65,9 +65,15 @@ fn creating_an_action_from_a_file_that_is_not_wasm_fails_before_any_request() {
         .stderr_has("is not a binary WebAssembly module");
     let js = user.home().join("hello.js");
     std::fs::write(&js, "function main() {}").unwrap_or_else(|e| panic!("{e}"));
-    user.clemmys(&["action", "create", "js", arg(&js), "--plain"])
+    // A node started without the JavaScript engine says so.
+    user.clemmys(&["action", "create", "js", arg(&js)])
         .failure()
-        .stderr_has("--kind wasm");
+        .stderr_has("is not available on this node");
+    let text = user.home().join("hello.txt");
+    std::fs::write(&text, "hello").unwrap_or_else(|e| panic!("{e}"));
+    user.clemmys(&["action", "create", "txt", arg(&text), "--plain"])
+        .failure()
+        .stderr_has("name the file *.wasm or *.js, or pass --kind");
     user.clemmys(&["action", "create", "nothing", "--plain"])
         .failure()
         .stderr_has("an action needs code");

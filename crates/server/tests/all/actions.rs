@@ -186,16 +186,16 @@ async fn code_that_is_not_webassembly_is_refused_with_a_message_that_says_so() {
             .contains("base64")
     );
 
-    let node = json!({"exec": {"kind": "nodejs:20", "code": "function main() {}"}});
+    let python = json!({"exec": {"kind": "python:3", "code": "def main(args): return args"}});
     let answer = server
-        .call(Method::PUT, "/api/v1/namespaces/_/actions/js", Some(node))
+        .call(Method::PUT, "/api/v1/namespaces/_/actions/js", Some(python))
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(
         answer.json["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("'nodejs:20' is not supported")
+            .contains("'python:3' is not supported")
     );
 
     let no_exec = server

@@ -50,6 +50,22 @@ pub fn example(name: &str) -> Vec<u8> {
     })
 }
 
+/// The JavaScript engine module (built by scripts/build-runtimes.sh).
+pub fn js_engine() -> PathBuf {
+    let path = std::env::var_os("CLEMMYS_JS_ENGINE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/runtimes/wasm32-wasip1/release/clemmys-js.wasm")
+        });
+    assert!(
+        path.is_file(),
+        "{}: missing; run scripts/build-runtimes.sh first",
+        path.display()
+    );
+    path
+}
+
 /// The JSON `PUT` body creating a wasm action from `code`.
 pub fn wasm_body(code: &[u8]) -> Value {
     json!({ "exec": { "kind": "wasm", "code": base64::engine::general_purpose::STANDARD.encode(code), "binary": true } })

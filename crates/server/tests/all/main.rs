@@ -18,6 +18,7 @@ mod enclave_pool;
 mod freshness;
 mod info;
 mod invoke;
+mod javascript;
 mod listener;
 mod misbehaving;
 mod owners;

@@ -1,0 +1,178 @@
+//! JavaScript actions: the node's one engine module (`clemmys-js`, QuickJS
+//! built for wasm32-wasip1 from `runtimes/js`) runs every one of them, with
+//! the action's source as data.
+//!
+//! The engine's protocol is its own (see `runtimes/js/src/main.rs`): stdin
+//! is an envelope `{"code", "main", "params", "env"}`, stdout one JSON line,
+//! `{"result": VALUE}` or `{"developerError": "message"}`. This module builds
+//! the envelope and turns the engine's answer into the activation's
+//! response; both are pure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use clemmys_sandbox::CodeDigest;
+use clemmys_whisk::{ActivationResponse, ActivationStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The JavaScript engine module of a node: compiled once (the sandbox
+/// caches it under its digest) and shared by all JavaScript actions.
+#[derive(Clone)]
+pub struct JsEngine {
+    code: Arc<[u8]>,
+    digest: CodeDigest,
+}
+
+impl JsEngine {
+    /// The engine whose wasm module is `code` (check it with
+    /// `Sandbox::validate` first).
+    pub fn new(code: Vec<u8>) -> Self {
+        let digest = CodeDigest::of(&code);
+        Self {
+            code: code.into(),
+            digest,
+        }
+    }
+
+    /// The module's bytes.
+    pub fn code(&self) -> &Arc<[u8]> {
+        &self.code
+    }
+
+    /// The module's digest, its key in the sandbox's cache.
+    pub fn digest(&self) -> CodeDigest {
+        self.digest
+    }
+}
+
+impl fmt::Debug for JsEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsEngine")
+            .field("digest", &self.digest.to_string())
+            .field("size", &self.code.len())
+            .finish()
+    }
+}
+
+/// The engine's stdin.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    code: &'a str,
+    main: &'a str,
+    params: &'a Value,
+    env: BTreeMap<&'a str, &'a str>,
+}
+
+/// The envelope running `source`'s function `main` (default `main`) with
+/// `params` and the `process.env` values `env`.
+pub(crate) fn envelope(
+    source: &str,
+    main: Option<&str>,
+    params: &Value,
+    env: &[(String, String)],
+) -> Vec<u8> {
+    let envelope = Envelope {
+        code: source,
+        main: main.unwrap_or("main"),
+        params,
+        env: env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect(),
+    };
+    // Serialising borrowed strings and a `Value` into a Vec cannot fail.
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+/// The activation's response from the sandbox's `response` of an engine
+/// run: a run that failed (timeout, memory, trap) stays as it is; a run
+/// that answered is unwrapped.
+pub(crate) fn engine_response(response: ActivationResponse) -> ActivationResponse {
+    if response.status != ActivationStatus::Success {
+        return response;
+    }
+    let Some(Value::Object(mut answer)) = response.result else {
+        return unknown_answer();
+    };
+    if let Some(result) = answer.remove("result") {
+        return if result.get("error").is_some() {
+            ActivationResponse::new(ActivationStatus::ApplicationError, result)
+        } else {
+            ActivationResponse::success(result)
+        };
+    }
+    match answer.remove("developerError") {
+        Some(Value::String(message)) => {
+            ActivationResponse::error(ActivationStatus::DeveloperError, message)
+        }
+        _ => unknown_answer(),
+    }
+}
+
+fn unknown_answer() -> ActivationResponse {
+    ActivationResponse::error(
+        ActivationStatus::DeveloperError,
+        "The JavaScript engine gave an answer this node does not understand.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_envelope_carries_source_main_params_and_env() {
+        let env = [("__OW_ACTIVATION_ID".to_owned(), "42".to_owned())];
+        let bytes = envelope("function main(){}", None, &json!({"a": 1}), &env);
+        let value: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(
+            value,
+            json!({"code": "function main(){}", "main": "main", "params": {"a": 1},
+                   "env": {"__OW_ACTIVATION_ID": "42"}})
+        );
+        let bytes = envelope("", Some("handler"), &json!({}), &env);
+        let value: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(value["main"], "handler");
+    }
+
+    #[test]
+    fn a_result_is_a_success_unless_it_has_an_error_field() {
+        let ok = engine_response(ActivationResponse::success(json!({"result": {"n": 1}})));
+        assert_eq!(ok, ActivationResponse::success(json!({"n": 1})));
+        let failed = engine_response(ActivationResponse::success(
+            json!({"result": {"error": "Error: boom"}}),
+        ));
+        assert_eq!(failed.status, ActivationStatus::ApplicationError);
+        assert_eq!(failed.result, Some(json!({"error": "Error: boom"})));
+    }
+
+    #[test]
+    fn a_developer_error_keeps_the_engines_message() {
+        let response = engine_response(ActivationResponse::success(
+            json!({"developerError": "Initialization has failed due to: SyntaxError: x"}),
+        ));
+        assert_eq!(response.status, ActivationStatus::DeveloperError);
+        assert_eq!(
+            response.result,
+            Some(json!({"error": "Initialization has failed due to: SyntaxError: x"}))
+        );
+    }
+
+    #[test]
+    fn sandbox_failures_pass_through_and_odd_answers_are_developer_errors() {
+        let timeout = ActivationResponse::error(ActivationStatus::DeveloperError, "timed out");
+        assert_eq!(engine_response(timeout.clone()), timeout);
+        for odd in [
+            json!([1]),
+            json!({"other": 1}),
+            json!({"developerError": 7}),
+        ] {
+            let response = engine_response(ActivationResponse::success(odd));
+            assert_eq!(response.status, ActivationStatus::DeveloperError);
+        }
+    }
+}
