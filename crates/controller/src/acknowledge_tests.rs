@@ -6,164 +6,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use clemmys_bus::{ActivationQueue, BusError, CompletionRegistry, InvokerMessage};
-use clemmys_store::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
+use clemmys_store::faults::{Failing, FailingWrites};
+use clemmys_store::{EntityStore, RedbStore};
 use clemmys_whisk::{
     Action, Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, KeyValues,
-    NamespaceRecord,
 };
 
 use crate::{CodeCheck, Controller, ControllerConfig, Throttle};
-
-/// A real store whose stand-in writes fail, as a full disk would fail them.
-struct FailingStandIns(RedbStore);
-
-#[async_trait]
-impl EntityStore for FailingStandIns {
-    async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
-        self.0.put_namespace(record).await
-    }
-    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.0.get_namespace(name)
-    }
-    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.0.find_namespace_by_uuid(uuid)
-    }
-    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
-        self.0.list_namespaces()
-    }
-    async fn put_package(
-        &self,
-        package: clemmys_whisk::Package,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        self.0.put_package(package, mode).await
-    }
-    fn get_package(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
-        self.0.get_package(namespace, name)
-    }
-    async fn delete_package(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
-        self.0.delete_package(namespace, name).await
-    }
-    fn list_packages(
-        &self,
-        namespace: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<clemmys_whisk::Package>, StoreError> {
-        self.0.list_packages(namespace, skip, limit)
-    }
-    fn get_package_action(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.get_package_action(namespace, package, name)
-    }
-    fn get_package_code(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_package_code(namespace, package, name)
-    }
-    async fn delete_package_action(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.delete_package_action(namespace, package, name).await
-    }
-    fn list_package_actions(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
-        self.0.list_package_actions(namespace, package, skip, limit)
-    }
-    async fn put_action(
-        &self,
-        action: Action,
-        code: Option<Vec<u8>>,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        self.0.put_action(action, code, mode).await
-    }
-    fn get_action(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.get_action(namespace, name)
-    }
-    fn get_code(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_code(namespace, name)
-    }
-    async fn delete_action(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.delete_action(namespace, name).await
-    }
-    fn list_actions(
-        &self,
-        namespace: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
-        self.0.list_actions(namespace, skip, limit)
-    }
-    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
-        self.0.count_actions(namespace)
-    }
-    async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
-        self.0.put_activation(activation).await
-    }
-    async fn put_stand_in(&self, _stand_in: Activation) -> Result<(), StoreError> {
-        Err(StoreError::Backend("no space left on device".into()))
-    }
-    async fn settle_interrupted(&self) -> Result<usize, StoreError> {
-        self.0.settle_interrupted().await
-    }
-    fn get_activation(
-        &self,
-        namespace: &str,
-        id: &ActivationId,
-    ) -> Result<Option<Activation>, StoreError> {
-        self.0.get_activation(namespace, id)
-    }
-    fn list_activations(
-        &self,
-        namespace: &str,
-        filter: &ActivationFilter,
-    ) -> Result<Vec<Activation>, StoreError> {
-        self.0.list_activations(namespace, filter)
-    }
-    fn count_activations(
-        &self,
-        namespace: &str,
-        filter: &ActivationFilter,
-    ) -> Result<usize, StoreError> {
-        self.0.count_activations(namespace, filter)
-    }
-}
 
 /// A bus nobody reads, counting what was sent to it.
 #[derive(Default)]
@@ -230,7 +79,7 @@ async fn body_text(response: axum::response::Response) -> String {
 async fn an_acknowledgement_whose_stand_in_cannot_be_stored_is_a_503() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
-    let controller = controller(Arc::new(FailingStandIns(store)));
+    let controller = controller(Arc::new(FailingWrites::new(store, Failing::StandIns)));
     let response = controller.acknowledge(stand_in(1)).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = body_text(response).await;
@@ -259,7 +108,10 @@ async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
     let bus = Arc::new(CountingBus::default());
-    let controller = controller_on(Arc::new(FailingStandIns(store)), bus.clone());
+    let controller = controller_on(
+        Arc::new(FailingWrites::new(store, Failing::StandIns)),
+        bus.clone(),
+    );
     let action = Action {
         namespace: EntityName::new("guest").expect("name"),
         name: EntityName::new("slow").expect("name"),

@@ -11,6 +11,8 @@
 //! returns.
 
 mod error;
+#[cfg(feature = "test-support")]
+pub mod faults;
 mod redb_store;
 
 use std::time::Duration;

@@ -5,15 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use clemmys_bus::{ActivationMessage, ActivationRunner, CompletionRegistry};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{CodeDigest, Sandbox, SandboxConfig};
-use clemmys_store::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
-use clemmys_whisk::{
-    Action, Activation, ActivationId, ActivationStatus, EntityName, Exec, KeyValues,
-    NamespaceRecord,
-};
+use clemmys_store::faults::{Failing, FailingWrites};
+use clemmys_store::{EntityStore, PutMode, RedbStore};
+use clemmys_whisk::{Action, ActivationId, ActivationStatus, EntityName, Exec, KeyValues};
 use serde_json::json;
 
 /// The compiled example action `name` (built by scripts/build-examples.sh).
@@ -27,158 +24,6 @@ fn example(name: &str) -> Vec<u8> {
             path.display()
         )
     })
-}
-
-/// A store whose activation records cannot be written (a full disk, say);
-/// everything else goes to the store it wraps.
-struct RecordsFail(RedbStore);
-
-#[async_trait]
-impl EntityStore for RecordsFail {
-    async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
-        self.0.put_namespace(record).await
-    }
-    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.0.get_namespace(name)
-    }
-    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.0.find_namespace_by_uuid(uuid)
-    }
-    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
-        self.0.list_namespaces()
-    }
-    async fn put_package(
-        &self,
-        package: clemmys_whisk::Package,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        self.0.put_package(package, mode).await
-    }
-    fn get_package(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
-        self.0.get_package(namespace, name)
-    }
-    async fn delete_package(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<clemmys_whisk::Package>, StoreError> {
-        self.0.delete_package(namespace, name).await
-    }
-    fn list_packages(
-        &self,
-        namespace: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<clemmys_whisk::Package>, StoreError> {
-        self.0.list_packages(namespace, skip, limit)
-    }
-    fn get_package_action(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.get_package_action(namespace, package, name)
-    }
-    fn get_package_code(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_package_code(namespace, package, name)
-    }
-    async fn delete_package_action(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.delete_package_action(namespace, package, name).await
-    }
-    fn list_package_actions(
-        &self,
-        namespace: &EntityName,
-        package: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
-        self.0.list_package_actions(namespace, package, skip, limit)
-    }
-    async fn put_action(
-        &self,
-        action: Action,
-        code: Option<Vec<u8>>,
-        mode: PutMode,
-    ) -> Result<(), StoreError> {
-        self.0.put_action(action, code, mode).await
-    }
-    fn get_action(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.get_action(namespace, name)
-    }
-    fn get_code(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get_code(namespace, name)
-    }
-    async fn delete_action(
-        &self,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<Option<Action>, StoreError> {
-        self.0.delete_action(namespace, name).await
-    }
-    fn list_actions(
-        &self,
-        namespace: &EntityName,
-        skip: usize,
-        limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
-        self.0.list_actions(namespace, skip, limit)
-    }
-    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
-        self.0.count_actions(namespace)
-    }
-    async fn put_activation(&self, _activation: Activation) -> Result<(), StoreError> {
-        Err(StoreError::Backend("no space left on device".into()))
-    }
-    async fn put_stand_in(&self, stand_in: Activation) -> Result<(), StoreError> {
-        self.0.put_stand_in(stand_in).await
-    }
-    async fn settle_interrupted(&self) -> Result<usize, StoreError> {
-        self.0.settle_interrupted().await
-    }
-    fn get_activation(
-        &self,
-        namespace: &str,
-        id: &ActivationId,
-    ) -> Result<Option<Activation>, StoreError> {
-        self.0.get_activation(namespace, id)
-    }
-    fn list_activations(
-        &self,
-        namespace: &str,
-        filter: &ActivationFilter,
-    ) -> Result<Vec<Activation>, StoreError> {
-        self.0.list_activations(namespace, filter)
-    }
-    fn count_activations(
-        &self,
-        namespace: &str,
-        filter: &ActivationFilter,
-    ) -> Result<usize, StoreError> {
-        self.0.count_activations(namespace, filter)
-    }
 }
 
 struct Node {
@@ -232,7 +77,7 @@ fn redb(store: RedbStore) -> Arc<dyn EntityStore> {
 }
 
 fn records_fail(store: RedbStore) -> Arc<dyn EntityStore> {
-    Arc::new(RecordsFail(store))
+    Arc::new(FailingWrites::new(store, Failing::ActivationRecords))
 }
 
 fn message(node: &Node, name: &str, payload: serde_json::Value) -> ActivationMessage {
