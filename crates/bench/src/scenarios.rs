@@ -19,7 +19,6 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use base64::Engine as _;
 use clemmys_client::confidential::{
     BrokerIdentityDoc, ClientHome, Confidential, ConfidentialInvoked, DeployOptions,
     expected_broker_measurement,
@@ -233,13 +232,7 @@ impl Node {
             return Ok(());
         }
         let put = ActionPut {
-            exec: Some(ExecPut {
-                kind: clemmys_whisk::SEQUENCE_KIND.into(),
-                code: None,
-                binary: None,
-                main: None,
-                components: Some(components),
-            }),
+            exec: Some(ExecPut::sequence(components)),
             ..ActionPut::default()
         };
         self.client
@@ -420,13 +413,7 @@ async fn raise_limits(api_host: &str, data_dir: &Path, concurrent: usize) -> any
 /// The `PUT` body of a wasm action.
 fn wasm_action(wasm: &[u8]) -> ActionPut {
     ActionPut {
-        exec: Some(ExecPut {
-            kind: clemmys_whisk::WASM_KIND.into(),
-            code: Some(base64::engine::general_purpose::STANDARD.encode(wasm)),
-            binary: Some(true),
-            main: None,
-            components: None,
-        }),
+        exec: Some(ExecPut::wasm(wasm, None)),
         ..ActionPut::default()
     }
 }

@@ -326,6 +326,30 @@ pub struct ExecPut {
     pub components: Option<Vec<String>>,
 }
 
+impl ExecPut {
+    /// The `exec` of a wasm action: `code` base64-encoded, `binary: true`,
+    /// and the entry export `main` if one is named.
+    pub fn wasm(code: &[u8], main: Option<String>) -> Self {
+        use base64::Engine as _;
+        Self {
+            kind: crate::WASM_KIND.into(),
+            code: Some(base64::engine::general_purpose::STANDARD.encode(code)),
+            binary: Some(true),
+            main,
+            components: None,
+        }
+    }
+
+    /// The `exec` of a sequence of `components` (qualified names).
+    pub fn sequence(components: Vec<String>) -> Self {
+        Self {
+            kind: crate::SEQUENCE_KIND.into(),
+            components: Some(components),
+            ..Self::default()
+        }
+    }
+}
+
 /// The body of `PUT …/actions/{name}`: every field optional, as in OpenWhisk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActionPut {

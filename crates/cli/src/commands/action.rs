@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use clemmys_client::{ActionDoc, Client, InvokeOptions, Invoked};
 use clemmys_proto::chain_plan::CHAIN_PLAN_ANNOTATION;
 use clemmys_whisk::action::{ActionPut, ExecPut};
@@ -286,15 +285,13 @@ pub async fn action_put(
     client: &Client,
 ) -> anyhow::Result<ActionPut> {
     let exec = match (&args.sequence, &args.file) {
-        (Some(components), _) => Some(ExecPut {
-            kind: clemmys_whisk::SEQUENCE_KIND.into(),
-            components: Some(resolve_components(components, ctx, client).await?),
-            ..ExecPut::default()
-        }),
+        (Some(components), _) => Some(ExecPut::sequence(
+            resolve_components(components, ctx, client).await?,
+        )),
         (None, Some(file)) => match check_kind(args.kind.as_deref(), file)? {
             FileKind::Wasm => {
                 let code = read_wasm(file)?;
-                Some(wasm_exec(&code, args.main.clone()))
+                Some(ExecPut::wasm(&code, args.main.clone()))
             }
             FileKind::JavaScript(kind) => {
                 let source = std::fs::read_to_string(file)
@@ -338,17 +335,6 @@ pub async fn action_put(
             .map(|object| KeyValues::from_object(&object)),
         ..ActionPut::default()
     })
-}
-
-/// The `exec` of a wasm action: the module base64-encoded, `binary: true`.
-pub fn wasm_exec(code: &[u8], main: Option<String>) -> ExecPut {
-    ExecPut {
-        kind: clemmys_whisk::WASM_KIND.into(),
-        code: Some(base64::engine::general_purpose::STANDARD.encode(code)),
-        binary: Some(true),
-        main,
-        components: None,
-    }
 }
 
 /// What a FILE holds.
@@ -834,7 +820,7 @@ mod tests {
 
     #[test]
     fn wasm_exec_is_base64_binary() {
-        let exec = wasm_exec(b"\0asm\x01\0\0\0", Some("run".into()));
+        let exec = ExecPut::wasm(b"\0asm\x01\0\0\0", Some("run".into()));
         assert_eq!(
             serde_json::to_value(&exec).expect("json"),
             json!({"kind": "wasm", "code": "AGFzbQEAAAA=", "binary": true, "main": "run"})

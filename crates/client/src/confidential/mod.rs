@@ -792,13 +792,10 @@ impl Confidential {
             &mut os_rng(),
         )?;
         self.lock().insert(short.clone(), Arc::new(descriptor));
-        put.exec = Some(ExecPut {
-            kind: clemmys_whisk::WASM_KIND.into(),
-            code: Some(base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes())),
-            binary: Some(true),
-            main: put.exec.as_ref().and_then(|exec| exec.main.clone()),
-            components: None,
-        });
+        put.exec = Some(ExecPut::wasm(
+            &sealed.to_bytes(),
+            put.exec.as_ref().and_then(|exec| exec.main.clone()),
+        ));
         let mut annotations = put.annotations.take().unwrap_or_default();
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
@@ -1172,18 +1169,14 @@ impl Confidential {
             components: planned,
         }
         .sign(&self.identity);
-        put.exec = Some(ExecPut {
-            kind: clemmys_whisk::SEQUENCE_KIND.into(),
-            components: Some(
-                signed
-                    .unverified()
-                    .components
-                    .iter()
-                    .map(PlanComponent::qualified)
-                    .collect(),
-            ),
-            ..ExecPut::default()
-        });
+        put.exec = Some(ExecPut::sequence(
+            signed
+                .unverified()
+                .components
+                .iter()
+                .map(PlanComponent::qualified)
+                .collect(),
+        ));
         let mut annotations = put.annotations.take().unwrap_or_default();
         annotations.set(
             CHAIN_PLAN_ANNOTATION,

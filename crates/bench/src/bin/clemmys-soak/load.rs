@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use clemmys_client::confidential::{Confidential, ConfidentialInvoked};
 use clemmys_client::{Client, ClientError, InvokeOptions, Invoked};
 use clemmys_whisk::action::{ActionPut, ExecPut};
@@ -108,13 +107,7 @@ impl Modules {
 /// `wasm` as a plain action with `limits`.
 pub fn wasm_action(wasm: &[u8], limits: Option<ActionLimitsPut>) -> ActionPut {
     ActionPut {
-        exec: Some(ExecPut {
-            kind: clemmys_whisk::WASM_KIND.into(),
-            code: Some(base64::engine::general_purpose::STANDARD.encode(wasm)),
-            binary: Some(true),
-            main: None,
-            components: None,
-        }),
+        exec: Some(ExecPut::wasm(wasm, None)),
         limits,
         ..ActionPut::default()
     }
@@ -148,13 +141,7 @@ pub async fn deploy(
     let flood = wasm_action(&modules.flood, Some(limited(None, None, Some(1))));
     client.put_action("flood", &flood, true).await?;
     let pipe = ActionPut {
-        exec: Some(ExecPut {
-            kind: clemmys_whisk::SEQUENCE_KIND.into(),
-            code: None,
-            binary: None,
-            main: None,
-            components: Some(vec!["/_/hello".into(), "/_/noop".into()]),
-        }),
+        exec: Some(ExecPut::sequence(vec!["/_/hello".into(), "/_/noop".into()])),
         ..ActionPut::default()
     };
     client.put_action("pipe", &pipe, true).await?;
