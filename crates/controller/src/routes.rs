@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
@@ -79,7 +79,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
 /// `GET /`: what this server is, its API paths, default limits and
 /// runtimes, in OpenWhisk's shape (durations in ms, memory and logs in
 /// bytes, as OpenWhisk's root answers them).
-async fn root_info() -> impl IntoResponse {
+async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
     use clemmys_whisk::limits::{
         MAX_LOGS_MB, MAX_MEMORY_MB, MAX_TIMEOUT_MS, MB, MIN_LOGS_MB, MIN_MEMORY_MB, MIN_TIMEOUT_MS,
     };
@@ -99,22 +99,35 @@ async fn root_info() -> impl IntoResponse {
             "min_action_logs": u64::from(MIN_LOGS_MB) * MB,
             "max_action_logs": u64::from(MAX_LOGS_MB) * MB,
         },
-        "runtimes": { "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] },
+        "runtimes": runtimes(&controller),
     }))
 }
 
 /// `GET /api/v1`: the API's version, in OpenWhisk's shape (no
 /// `swagger_paths`: there is no OpenAPI document yet).
-async fn api_info() -> impl IntoResponse {
+async fn api_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
     axum::Json(json!({
         "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
         "api_version": "1.0.0",
         "api_version_path": "v1",
         "build": env!("CARGO_PKG_VERSION"),
         "buildno": env!("CARGO_PKG_VERSION"),
-        "runtimes": { "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] },
+        "runtimes": runtimes(&controller),
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// The kinds this node runs, by language, in OpenWhisk's shape: wasm
+/// always, JavaScript when the node has its engine.
+fn runtimes(controller: &Controller) -> Value {
+    let mut runtimes = json!({ "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] });
+    if controller.code_check.runs_javascript() {
+        runtimes["nodejs"] = clemmys_whisk::JAVASCRIPT_KINDS
+            .iter()
+            .map(|kind| json!({ "kind": kind, "default": *kind == "nodejs:default" }))
+            .collect();
+    }
+    runtimes
 }
 
 /// Answers CORS preflights and allows any origin, as OpenWhisk does.

@@ -20,6 +20,12 @@ async fn the_root_and_the_api_describe_themselves_without_credentials() {
     assert_eq!(limits["max_action_logs"], 10 * 1024 * 1024);
     assert_eq!(limits["sequence_length"], 50);
     assert_eq!(root.json["runtimes"]["wasm"][0]["kind"], "wasm");
+    // This node has no JavaScript engine.
+    assert!(
+        root.json["runtimes"].get("nodejs").is_none(),
+        "{:?}",
+        root.json
+    );
 
     let api = server.raw(Method::GET, "/api/v1", Bytes::new(), None).await;
     assert_eq!(api.status, StatusCode::OK, "{:?}", api.json);
@@ -42,4 +48,24 @@ async fn namespace_limits_report_memory_and_logs_in_mb() {
     assert_eq!(limits.json["maxActionLogs"], 10);
     assert_eq!(limits.json["maxActionTimeout"], 300_000);
     assert_eq!(limits.json["concurrentInvocations"], 100);
+}
+
+#[tokio::test]
+async fn a_node_with_the_javascript_engine_lists_the_nodejs_kinds() {
+    let server =
+        TestServer::start_with(|config| config.js_engine = Some(crate::common::js_engine())).await;
+    for path in ["/", "/api/v1"] {
+        let info = server.raw(Method::GET, path, Bytes::new(), None).await;
+        assert_eq!(info.status, StatusCode::OK, "{:?}", info.json);
+        let kinds: Vec<&str> = info.json["runtimes"]["nodejs"]
+            .as_array()
+            .map(|kinds| kinds.iter().filter_map(|k| k["kind"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            kinds,
+            ["nodejs:20", "nodejs:18", "nodejs:default"],
+            "{path}"
+        );
+        assert_eq!(info.json["runtimes"]["wasm"][0]["kind"], "wasm");
+    }
 }
