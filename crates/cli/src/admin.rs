@@ -143,7 +143,10 @@ impl Backend {
                     uuid: "admin".into(),
                     key: token.trim().to_owned(),
                 };
-                Ok(Self::Server(Client::new(&host, key)?))
+                // The server's own wskprops names the authority of its
+                // certificate, when it made one.
+                let tls = props.tls_options()?;
+                Ok(Self::Server(Client::with_tls(&host, key, &tls)?))
             }
             Err(other) => Err(other).with_context(|| format!("opening {}", path.display())),
         }

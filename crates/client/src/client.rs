@@ -13,6 +13,7 @@ use crate::names::{Query, entity_path, namespace_path, resolve_name};
 use crate::transport::{Observer, RawResponse, Transport};
 use crate::types::{ActionDoc, ActivationFilter, ActivationSummary, InvokeOptions, Invoked};
 use crate::wskprops::WskProps;
+use clemmys_tls::ClientTlsOptions;
 
 /// The header carrying the activation id of every invoke answer.
 pub const ACTIVATION_ID_HEADER: &str = "x-openwhisk-activation-id";
@@ -29,10 +30,23 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `api_host` (`http://host:port`) authenticating as `auth`.
+    /// A client for `api_host` (`http://host:port`, `https://host:port`
+    /// or, meaning https, `host:port`) authenticating as `auth`; an
+    /// `https://` host's certificate is checked against the system's
+    /// authorities.
     pub fn new(api_host: &str, auth: AuthKey) -> Result<Self, ClientError> {
+        Self::with_tls(api_host, auth, &ClientTlsOptions::default())
+    }
+
+    /// A client for `api_host` authenticating as `auth`, checking an
+    /// `https://` host as `tls` says.
+    pub fn with_tls(
+        api_host: &str,
+        auth: AuthKey,
+        tls: &ClientTlsOptions,
+    ) -> Result<Self, ClientError> {
         Ok(Self {
-            transport: Transport::new(api_host, &auth)?,
+            transport: Transport::with_tls(api_host, &auth, tls)?,
         })
     }
 
@@ -44,7 +58,7 @@ impl Client {
         let auth = props.auth_key()?.ok_or_else(|| ClientError::Config {
             message: "no AUTH in the properties".into(),
         })?;
-        Self::new(api_host, auth)
+        Self::with_tls(api_host, auth, &props.tls_options()?)
     }
 
     /// This client, reporting every HTTP exchange to `observer`.

@@ -37,6 +37,17 @@ pub enum ClientError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The TLS handshake with the API host failed: most often its
+    /// certificate is not from an authority this client trusts.
+    #[error(
+        "TLS with {api_host} failed: {reason} (a server that made its own authority, `clemmys serve --tls`, is trusted with --cacert DATA_DIR/tls/ca.pem or `clemmys property set --cacert FILE`; -i skips the check)"
+    )]
+    TlsHandshake {
+        /// The API host that was tried.
+        api_host: String,
+        /// What rustls reported.
+        reason: String,
+    },
     /// The API host answered with a body this client cannot read.
     #[error("the API host sent an unexpected {what}: {detail}")]
     Decode {
@@ -45,15 +56,13 @@ pub enum ClientError {
         /// What was wrong with it.
         detail: String,
     },
-    /// The API host uses `https://`, which this build cannot speak.
-    #[error(
-        "this build of the Clemmys client speaks plain HTTP only, so it cannot use the API host \
-         '{api_host}' (an APIHOST without a scheme means https://, as in OpenWhisk; \
-         write http://HOST:PORT for a plain-HTTP server)"
-    )]
-    PlainHttpOnly {
+    /// The TLS settings (authorities, client certificate) cannot be used.
+    #[error("TLS settings for '{api_host}': {source}")]
+    Tls {
         /// The API host as configured.
         api_host: String,
+        /// What was wrong.
+        source: clemmys_tls::TlsError,
     },
     /// The API host is not a usable `http://host[:port][/path]` address.
     #[error("invalid API host '{api_host}': {reason}")]

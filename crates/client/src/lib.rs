@@ -4,8 +4,8 @@
 //! - [`WskProps`] reads and writes OpenWhisk's `~/.wskprops`.
 //! - [`Client`] has one typed async method per route (actions, invokes,
 //!   activations, namespaces); it is cheap to clone and all clones share one
-//!   pool of kept-alive HTTP/1 connections (hyper, no TLS: this build speaks
-//!   plain HTTP only and says so when given an `https://` host).
+//!   pool of kept-alive HTTP/1 connections (hyper, with rustls for
+//!   `https://` and scheme-less hosts, as OpenWhisk's tools treat them).
 //! - [`transport`] is the HTTP plumbing on its own, and
 //!   [`Client::request`] exposes it, so a confidential layer can seal
 //!   parameters before an invoke and open results after without changing
@@ -41,6 +41,8 @@ pub use names::{DEFAULT_NAMESPACE, encode_component, resolve_name, resolve_name_
 pub use transport::{Exchange, Observer, RawResponse, Transport};
 pub use types::{ActionDoc, ActivationFilter, ActivationSummary, ExecDoc, InvokeOptions, Invoked};
 pub use wskprops::WskProps;
+
+pub use clemmys_tls::ClientTlsOptions;
 
 /// Re-exported HTTP types used in [`Client::request`] and [`RawResponse`].
 pub use hyper::{HeaderMap, Method, StatusCode};

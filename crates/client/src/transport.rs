@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use clemmys_tls::ClientTlsOptions;
 use clemmys_whisk::AuthKey;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -83,6 +85,7 @@ pub type Observer = Arc<dyn Fn(&Exchange<'_>) + Send + Sync>;
 /// Where and as whom to send requests; shared by all clones of a transport.
 struct Target {
     api_host: String,
+    scheme: Scheme,
     authority: Authority,
     /// Path prefix up to and including `/api/v1`.
     prefix: String,
@@ -94,7 +97,7 @@ struct Target {
 /// Cloning is cheap and clones share the connection pool.
 #[derive(Clone)]
 pub struct Transport {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     target: Arc<Target>,
 }
 
@@ -108,9 +111,24 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     /// A transport for `api_host` (see [`parse_api_host`]) authenticating
-    /// with `auth`.
+    /// with `auth`, checking an `https://` host's certificate against the
+    /// system's authorities.
     pub fn new(api_host: &str, auth: &AuthKey) -> Result<Self, ClientError> {
-        let (authority, path) = parse_api_host(api_host)?;
+        Self::with_tls(api_host, auth, &ClientTlsOptions::default())
+    }
+
+    /// A transport for `api_host` authenticating with `auth`, checking an
+    /// `https://` host as `tls` says.
+    pub fn with_tls(
+        api_host: &str,
+        auth: &AuthKey,
+        tls: &ClientTlsOptions,
+    ) -> Result<Self, ClientError> {
+        let ApiHost {
+            scheme,
+            authority,
+            path,
+        } = parse_api_host(api_host)?;
         let credentials = base64::engine::general_purpose::STANDARD.encode(auth.to_string());
         let mut authorization =
             HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
@@ -121,9 +139,11 @@ impl Transport {
             })?;
         authorization.set_sensitive(true);
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = clemmys_tls::http_connector(tls, scheme == Scheme::HTTPS, CONNECT_TIMEOUT)
+            .map_err(|source| ClientError::Tls {
+                api_host: api_host.trim().to_owned(),
+                source,
+            })?;
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -132,6 +152,7 @@ impl Transport {
             http,
             target: Arc::new(Target {
                 api_host: api_host.trim().to_owned(),
+                scheme,
                 authority,
                 prefix: format!("{path}{API_PATH}"),
                 authorization,
@@ -144,6 +165,7 @@ impl Transport {
     pub fn with_observer(self, observer: Observer) -> Self {
         let target = Target {
             api_host: self.target.api_host.clone(),
+            scheme: self.target.scheme.clone(),
             authority: self.target.authority.clone(),
             prefix: self.target.prefix.clone(),
             authorization: self.target.authorization.clone(),
@@ -171,7 +193,7 @@ impl Transport {
     ) -> Result<RawResponse, ClientError> {
         let target = &*self.target;
         let uri = Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(target.scheme.clone())
             .authority(target.authority.clone())
             .path_and_query(format!("{}{path_and_query}", target.prefix))
             .build()
@@ -222,11 +244,15 @@ impl Transport {
                 api_host: self.target.api_host.clone(),
                 source,
             };
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| transport_error(Box::new(e)))?;
+        let response = self.http.request(request).await.map_err(|error| {
+            match clemmys_tls::tls_failure(&error) {
+                Some(failure) => ClientError::TlsHandshake {
+                    api_host: self.target.api_host.clone(),
+                    reason: failure.to_string(),
+                },
+                None => transport_error(Box::new(error)),
+            }
+        })?;
         let (parts, incoming) = response.into_parts();
         let body = Limited::new(incoming, MAX_RESPONSE_BYTES)
             .collect()
@@ -241,11 +267,20 @@ impl Transport {
     }
 }
 
-/// Splits an OpenWhisk `APIHOST` into the authority and an optional path
-/// prefix. As in OpenWhisk, a host without a scheme means `https://`; this
-/// build speaks plain HTTP only, so that and `https://` are refused with
-/// [`ClientError::PlainHttpOnly`].
-pub fn parse_api_host(api_host: &str) -> Result<(Authority, String), ClientError> {
+/// An OpenWhisk `APIHOST`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiHost {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port.
+    pub authority: Authority,
+    /// A path prefix before `/api/v1`, without a trailing `/` (often empty).
+    pub path: String,
+}
+
+/// Splits an OpenWhisk `APIHOST` into scheme, authority and an optional
+/// path prefix. As in OpenWhisk, a host without a scheme means `https://`.
+pub fn parse_api_host(api_host: &str) -> Result<ApiHost, ClientError> {
     let trimmed = api_host.trim();
     let invalid = |reason: &str| ClientError::InvalidApiHost {
         api_host: trimmed.to_owned(),
@@ -255,14 +290,20 @@ pub fn parse_api_host(api_host: &str) -> Result<(Authority, String), ClientError
         return Err(invalid("it is empty"));
     }
     let lower = trimmed.to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        trimmed.get("http://".len()..).unwrap_or_default()
-    } else if lower.starts_with("https://") || !lower.contains("://") {
-        return Err(ClientError::PlainHttpOnly {
-            api_host: trimmed.to_owned(),
-        });
+    let (scheme, rest) = if lower.starts_with("http://") {
+        (
+            Scheme::HTTP,
+            trimmed.get("http://".len()..).unwrap_or_default(),
+        )
+    } else if lower.starts_with("https://") {
+        (
+            Scheme::HTTPS,
+            trimmed.get("https://".len()..).unwrap_or_default(),
+        )
+    } else if !lower.contains("://") {
+        (Scheme::HTTPS, trimmed)
     } else {
-        return Err(invalid("only http:// is supported"));
+        return Err(invalid("only http:// and https:// are supported"));
     };
     let (host, path) = match rest.find('/') {
         Some(slash) => rest.split_at(slash),
@@ -287,7 +328,11 @@ pub fn parse_api_host(api_host: &str) -> Result<(Authority, String), ClientError
         return Err(invalid("the port must be a number from 0 to 65535"));
     }
     let path = path.trim_end_matches('/').to_owned();
-    Ok((authority, path))
+    Ok(ApiHost {
+        scheme,
+        authority,
+        path,
+    })
 }
 
 #[cfg(test)]
@@ -296,26 +341,28 @@ mod tests {
 
     #[test]
     fn accepts_plain_http_hosts() {
-        let (authority, path) = parse_api_host("http://127.0.0.1:3233").expect("valid");
-        assert_eq!(authority.as_str(), "127.0.0.1:3233");
-        assert_eq!(path, "");
-        let (authority, path) = parse_api_host(" HTTP://example.test/openwhisk/ ").expect("valid");
-        assert_eq!(authority.as_str(), "example.test");
-        assert_eq!(path, "/openwhisk");
-        let (authority, _) = parse_api_host("http://[::1]:3233/").expect("valid");
-        assert_eq!(authority.port_u16(), Some(3233));
+        let host = parse_api_host("http://127.0.0.1:3233").expect("valid");
+        assert_eq!(host.scheme, Scheme::HTTP);
+        assert_eq!(host.authority.as_str(), "127.0.0.1:3233");
+        assert_eq!(host.path, "");
+        let host = parse_api_host(" HTTP://example.test/openwhisk/ ").expect("valid");
+        assert_eq!(host.authority.as_str(), "example.test");
+        assert_eq!(host.path, "/openwhisk");
+        let host = parse_api_host("http://[::1]:3233/").expect("valid");
+        assert_eq!(host.authority.port_u16(), Some(3233));
     }
 
     #[test]
-    fn refuses_https_and_schemeless_hosts_clearly() {
-        for host in [
-            "https://openwhisk.example",
-            "localhost:3233",
-            "openwhisk.ng.bluemix.net",
+    fn https_and_schemeless_hosts_mean_tls() {
+        for (given, authority) in [
+            ("https://openwhisk.example", "openwhisk.example"),
+            ("HTTPS://127.0.0.1:3233/", "127.0.0.1:3233"),
+            ("localhost:3233", "localhost:3233"),
+            ("openwhisk.ng.bluemix.net", "openwhisk.ng.bluemix.net"),
         ] {
-            let err = parse_api_host(host).expect_err(host);
-            assert!(matches!(err, ClientError::PlainHttpOnly { .. }), "{host}");
-            assert!(err.to_string().contains("plain HTTP only"), "{err}");
+            let host = parse_api_host(given).expect(given);
+            assert_eq!(host.scheme, Scheme::HTTPS, "{given}");
+            assert_eq!(host.authority.as_str(), authority, "{given}");
         }
     }
 
@@ -325,6 +372,7 @@ mod tests {
             "",
             "ftp://x",
             "http://",
+            "https://",
             "http://u:p@host",
             "http://host:port",
             "http://h/?q",

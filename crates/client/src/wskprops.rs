@@ -18,6 +18,14 @@ pub const APIHOST: &str = "APIHOST";
 pub const AUTH: &str = "AUTH";
 /// The key of the default namespace.
 pub const NAMESPACE: &str = "NAMESPACE";
+/// The key of a client certificate chain (PEM), as in `wsk`.
+pub const CERT: &str = "CERT";
+/// The key of that certificate's private key (PEM), as in `wsk`.
+pub const KEY: &str = "KEY";
+/// Clemmys' own key: a PEM file of certificate authorities trusted for an
+/// `https://` API host besides the system's (`clemmys serve --tls` writes
+/// it for the authority it made). `wsk` ignores it.
+pub const CACERT: &str = "CACERT";
 /// The environment variable naming the properties file, as in `wsk`.
 pub const CONFIG_FILE_ENV: &str = "WSK_CONFIG_FILE";
 
@@ -179,6 +187,25 @@ impl WskProps {
     /// `NAMESPACE`.
     pub fn namespace(&self) -> Option<&str> {
         self.get(NAMESPACE)
+    }
+
+    /// The TLS settings of the file: `CACERT`, and `CERT` with `KEY`.
+    pub fn tls_options(&self) -> Result<clemmys_tls::ClientTlsOptions, ClientError> {
+        let identity = match (self.get(CERT), self.get(KEY)) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::Config {
+                    message: "CERT and KEY must be set together (a client certificate and its key)"
+                        .into(),
+                });
+            }
+        };
+        Ok(clemmys_tls::ClientTlsOptions {
+            ca_file: self.get(CACERT).map(PathBuf::from),
+            insecure: false,
+            identity,
+        })
     }
 
     /// `AUTH`, parsed; an error names the file so the user can fix it.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use clemmys_client::{Client, Exchange, WskProps};
+use clemmys_client::{Client, ClientTlsOptions, Exchange, WskProps};
 use clemmys_whisk::{AuthKey, FullyQualifiedName};
 use serde_json::{Map, Value};
 
@@ -44,6 +44,23 @@ pub struct GlobalArgs {
     /// Say where settings come from and show every HTTP request.
     #[arg(short = 'v', long, global = true)]
     pub verbose: bool,
+    /// Do not check the API host's TLS certificate (as `wsk -i`).
+    /// Confidential actions stay sealed end to end; the API key and plain
+    /// actions' data are then open to anyone on the network path.
+    #[arg(short = 'i', long, global = true)]
+    pub insecure: bool,
+    /// Client certificate chain (PEM) for servers that ask for one
+    /// (overrides CERT; `property set` saves it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM) (overrides KEY).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Certificate authorities (PEM) to trust for an https:// API host
+    /// besides the system's (overrides CACERT; `clemmys serve --tls` makes
+    /// one).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
 }
 
 /// Where a setting came from.
@@ -78,6 +95,17 @@ pub struct Setting {
     pub source: Source,
 }
 
+/// The TLS files given as flags.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFlags {
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// `--key`.
+    pub key: Option<PathBuf>,
+    /// `--cacert`.
+    pub cacert: Option<PathBuf>,
+}
+
 /// What every subcommand gets: resolved settings, the output mode, and the
 /// means to build a [`Client`].
 #[derive(Debug)]
@@ -100,6 +128,11 @@ pub struct Context {
     pub apihost_flag_alone: bool,
     /// `--auth` was given without a value.
     pub auth_flag_alone: bool,
+    /// How an `https://` API host is checked: flags, then the properties
+    /// file, then the local server's `wskprops` when its API host is used.
+    pub tls: ClientTlsOptions,
+    /// The TLS files given on the command line (for `property set`).
+    pub tls_flags: TlsFlags,
     /// The key's own namespace, once asked for (see [`Context::own_namespace`]).
     resolved_namespace: std::sync::OnceLock<String>,
 }
@@ -139,12 +172,29 @@ impl Context {
             },
             apihost_flag_alone: matches!(global.apihost, Some(None)),
             auth_flag_alone: matches!(global.auth, Some(None)),
+            tls: props
+                .tls_options()
+                .with_context(|| format!("reading the TLS settings of {}", props_path.display()))?,
+            tls_flags: TlsFlags {
+                cert: global.cert.clone(),
+                key: global.key.clone(),
+                cacert: global.cacert.clone(),
+            },
             resolved_namespace: std::sync::OnceLock::new(),
             props,
             props_path,
         };
         if context.auth.is_none() {
             context.fall_back_to_server_props()?;
+        }
+        context.tls.insecure = global.insecure;
+        if let Some(cacert) = &global.cacert {
+            context.tls.ca_file = Some(cacert.clone());
+        }
+        match (&global.cert, &global.key) {
+            (Some(cert), Some(key)) => context.tls.identity = Some((cert.clone(), key.clone())),
+            (None, None) => {}
+            _ => bail!("--cert and --key go together: a client certificate and its key"),
         }
         if context.verbose {
             for (name, setting) in [
@@ -180,6 +230,10 @@ impl Context {
         self.auth = Some(setting(auth));
         if self.api_host.is_none() {
             self.api_host = server.api_host().map(setting);
+            // The authority the server made for its own certificate.
+            if let Some(cacert) = server.get(clemmys_client::wskprops::CACERT) {
+                self.tls.ca_file = Some(PathBuf::from(cacert));
+            }
         }
         if self.namespace.is_none() {
             self.namespace = server.namespace().map(setting);
@@ -251,7 +305,10 @@ impl Context {
                 auth.source
             )
         })?;
-        let client = Client::new(&api_host.value, key)
+        if self.tls.insecure && self.verbose {
+            eprintln!("clemmys: --insecure: the API host's certificate is not checked");
+        }
+        let client = Client::with_tls(&api_host.value, key, &self.tls)
             .with_context(|| format!("using the API host from {}", api_host.source))?;
         Ok(if self.verbose {
             client.with_observer(Arc::new(|exchange: &Exchange<'_>| {
@@ -432,6 +489,8 @@ mod tests {
             }),
             apihost_flag_alone: false,
             auth_flag_alone: false,
+            tls: ClientTlsOptions::default(),
+            tls_flags: TlsFlags::default(),
             resolved_namespace: std::sync::OnceLock::new(),
         }
     }
@@ -482,7 +541,14 @@ mod tests {
             value: "https://example.test".into(),
             source: Source::Flag,
         });
-        let err = ctx.client().expect_err("https");
-        assert!(format!("{err:#}").contains("plain HTTP only"), "{err:#}");
+        ctx.tls.insecure = true;
+        assert!(ctx.client().is_ok(), "an https:// host is usable");
+        ctx.tls.insecure = false;
+        ctx.tls.ca_file = Some(PathBuf::from("/nonexistent/ca.pem"));
+        let err = ctx.client().expect_err("missing CA file");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/ca.pem"),
+            "{err:#}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use clemmys_client::transport::parse_api_host;
-use clemmys_client::{ClientError, wskprops};
+use clemmys_client::wskprops;
 use clemmys_whisk::{AuthKey, EntityName};
 use serde_json::{Map, Value};
 
@@ -121,13 +121,7 @@ fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
         source: Source::Flag,
     }) = &ctx.api_host
     {
-        match parse_api_host(value) {
-            Ok(_) => {}
-            Err(warning @ ClientError::PlainHttpOnly { .. }) => {
-                ctx.output.hint(format_args!("warning: {warning}"));
-            }
-            Err(error) => return Err(error).context("setting the API host"),
-        }
+        parse_api_host(value).context("setting the API host")?;
         props.set(wskprops::APIHOST, value);
         done.push(format!("whisk API host set to {value}"));
     }
@@ -144,6 +138,22 @@ fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
             "whisk auth set. Run 'clemmys property get --auth' to see the new value.".to_owned(),
         );
     }
+    for (key, flag, file) in [
+        (wskprops::CERT, "--cert", &ctx.tls_flags.cert),
+        (wskprops::KEY, "--key", &ctx.tls_flags.key),
+        (wskprops::CACERT, "--cacert", &ctx.tls_flags.cacert),
+    ] {
+        if let Some(file) = file {
+            if !file.is_file() {
+                bail!("{flag} {}: no such file", file.display());
+            }
+            // Saved absolute, so that the setting works from any directory.
+            let file = std::path::absolute(file)
+                .with_context(|| format!("resolving {}", file.display()))?;
+            props.set(key, &file.display().to_string());
+            done.push(format!("{key} set to {}", file.display()));
+        }
+    }
     if let Some(namespace) = &args.namespace {
         if namespace != "_" {
             EntityName::new(namespace.clone())
@@ -153,7 +163,9 @@ fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
         done.push(format!("whisk namespace set to {namespace}"));
     }
     if done.is_empty() {
-        bail!("nothing to set: give --apihost HOST, --auth KEY and/or --namespace NAME");
+        bail!(
+            "nothing to set: give --apihost HOST, --auth KEY, --namespace NAME, --cert FILE, --key FILE and/or --cacert FILE"
+        );
     }
     props
         .save_to(&ctx.props_path)
