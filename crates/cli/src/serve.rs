@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// (`clemmys broker serve`) instead of one in this process.
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
+    /// Certificate authorities (PEM) to trust for an https:// --broker
+    /// besides the system's (the broker's `DATA_DIR/tls/ca.pem` when it
+    /// made its own).
+    #[arg(long, value_name = "FILE", requires = "broker")]
+    pub broker_cacert: Option<PathBuf>,
     /// This host's simulated platform key file (default:
     /// DATA_DIR/sim-platform.key); a broker on this host must share it.
     #[arg(long, value_name = "FILE")]
@@ -67,6 +72,60 @@ pub struct ServeArgs {
     /// The HTTP listener's limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// TLS on the listener.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS on a listener (`clemmys serve`, `clemmys broker serve`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS. Without --tls-cert, with a certificate from an
+    /// authority this server makes on first start in DATA_DIR/tls: clients
+    /// trust DATA_DIR/tls/ca.pem (`clemmys --cacert`, `curl --cacert`,
+    /// `NODE_EXTRA_CA_CERTS`); the local `wskprops` names it.
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A name (DNS or IP address) the made certificate is also for, besides
+    /// localhost, the loopback and listen addresses; repeatable.
+    #[arg(long = "tls-name", value_name = "NAME", conflicts_with = "tls_cert")]
+    pub tls_names: Vec<String>,
+    /// Ask every client for a certificate issued by an authority in this
+    /// PEM file, and refuse those without one.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The listener's TLS, or `None` for plain HTTP.
+    pub fn listener_tls(&self) -> anyhow::Result<Option<clemmys_server::ListenerTls>> {
+        let certificate = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => clemmys_server::CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None) if self.tls => clemmys_server::CertificateSource::Local {
+                extra_names: self.tls_names.clone(),
+            },
+            (None, None) => {
+                if !self.tls_names.is_empty() || self.tls_client_ca.is_some() {
+                    anyhow::bail!("--tls-name and --tls-client-ca need --tls or --tls-cert");
+                }
+                return Ok(None);
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        Ok(Some(clemmys_server::ListenerTls {
+            certificate,
+            client_ca: self.tls_client_ca.clone(),
+        }))
+    }
 }
 
 /// When an activation record is durable (`--record-durability`).
@@ -195,7 +254,7 @@ impl HttpArgs {
 
 impl ServeArgs {
     /// The node configuration these arguments describe.
-    pub fn config(&self) -> ServerConfig {
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
         let mut config = ServerConfig::new(self.listen, self.data_dir.clone());
         config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(self.instance_slots.max(1));
         if let Some(budget) = self.memory_budget {
@@ -212,7 +271,13 @@ impl ServeArgs {
             config.enclave_pool.keep_alive.fixed_keep_alive = Duration::from_secs(seconds);
         }
         if let Some(url) = &self.broker {
-            config.broker = clemmys_server::BrokerLocation::Remote(url.clone());
+            config.broker = clemmys_server::BrokerLocation::Remote {
+                url: url.clone(),
+                tls: clemmys_client::ClientTlsOptions {
+                    ca_file: self.broker_cacert.clone(),
+                    ..clemmys_client::ClientTlsOptions::default()
+                },
+            };
         }
         config.sim_platform_key = self.sim_platform_key.clone();
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
@@ -223,7 +288,8 @@ impl ServeArgs {
         } else {
             self.js_engine.clone().or_else(default_js_engine)
         };
-        config
+        config.tls = self.tls.listener_tls()?;
+        Ok(config)
     }
 }
 
@@ -238,13 +304,15 @@ fn default_js_engine() -> Option<PathBuf> {
 
 /// Runs the server until ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let server = RunningServer::start(args.config()).await.with_context(|| {
-        format!(
-            "starting the server on {} with data dir {}",
-            args.listen,
-            args.data_dir.display()
-        )
-    })?;
+    let server = RunningServer::start(args.config()?)
+        .await
+        .with_context(|| {
+            format!(
+                "starting the server on {} with data dir {}",
+                args.listen,
+                args.data_dir.display()
+            )
+        })?;
     eprintln!(
         "clemmys: serving the OpenWhisk API on {}/api/v1",
         server.api_host()
@@ -253,6 +321,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "clemmys: credentials for namespace 'guest' are in {}",
         args.data_dir.join("wskprops").display()
     );
+    if let Some(ca_file) = &server.ca_file {
+        eprintln!(
+            "clemmys: TLS certificate from this server's own authority; clients trust {} (clemmys --cacert, curl --cacert, NODE_EXTRA_CA_CERTS)",
+            ca_file.display()
+        );
+    }
     server.run_until_signal().await
 }
 

@@ -52,9 +52,17 @@ pub async fn ensure_guest_namespace(store: &dyn EntityStore) -> anyhow::Result<A
 }
 
 /// Writes `dir/wskprops` in OpenWhisk's `~/.wskprops` format, mode 0600.
-pub fn write_wskprops(dir: &Path, api_host: &str, auth: &AuthKey) -> anyhow::Result<()> {
+pub fn write_wskprops(
+    dir: &Path,
+    api_host: &str,
+    auth: &AuthKey,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let path = dir.join("wskprops");
-    let text = format!("APIHOST={api_host}\nAUTH={auth}\nNAMESPACE={GUEST}\n");
+    let mut text = format!("APIHOST={api_host}\nAUTH={auth}\nNAMESPACE={GUEST}\n");
+    if let Some(ca_file) = ca_file {
+        text.push_str(&format!("CACERT={}\n", ca_file.display()));
+    }
     let temporary = dir.join("wskprops.tmp");
     std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
     #[cfg(unix)]

@@ -12,8 +12,10 @@ use bytes::Bytes;
 use clemmys_proto::broker::{
     AdmitReply, AdmitRequest, BrokerIdentity, BrokerLink, KeyRequest, LinkError,
 };
+use clemmys_tls::ClientTlsOptions;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,11 +23,13 @@ use serde_json::Value;
 
 /// Longest one exchange with the broker may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest establishing a TCP connection to the broker may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A link to a broker at `http://HOST:PORT`.
+/// A link to a broker at `http://HOST:PORT` or `https://HOST:PORT`.
 pub struct RemoteBroker {
     base: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     identity: BrokerIdentity,
@@ -41,17 +45,23 @@ impl std::fmt::Debug for RemoteBroker {
 }
 
 impl RemoteBroker {
-    /// Connects to the broker at `base` (`http://HOST:PORT`) and fetches
-    /// its identity document. Call from outside any async runtime (or from
-    /// a blocking thread).
-    pub fn connect(base: &str) -> Result<Self, LinkError> {
+    /// Connects to the broker at `base` (`http://HOST:PORT`, or
+    /// `https://HOST:PORT` checked as `tls` says) and fetches its identity
+    /// document. Call from outside any async runtime (or from a blocking
+    /// thread).
+    pub fn connect(base: &str, tls: &ClientTlsOptions) -> Result<Self, LinkError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("broker-link")
             .enable_all()
             .build()
             .map_err(|e| LinkError::Unreachable(e.to_string()))?;
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let https = base
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let connector = clemmys_tls::http_connector(tls, https, CONNECT_TIMEOUT)
+            .map_err(|e| LinkError::Unreachable(format!("the broker's TLS settings: {e}")))?;
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         let base = base.trim_end_matches('/').to_owned();
         let mut link = Self {
             base,

@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub trust_sim_platforms: Vec<SigningPublicKey>,
     /// The HTTP listener's limits against clients that hold connections.
     pub http: HttpLimits,
+    /// TLS on the listener; `None` serves plain HTTP.
+    pub tls: Option<crate::ListenerTls>,
 }
 
 /// A broker that is serving.
@@ -37,6 +39,9 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     /// The broker.
     pub broker: Arc<Broker>,
+    /// The certificate authority nodes trust, when the broker made its own.
+    pub ca_file: Option<PathBuf>,
+    scheme: &'static str,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
 }
@@ -57,23 +62,38 @@ impl RunningBroker {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.resolve(&config.data_dir, addr))
+            .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ca_file = tls.as_ref().and_then(|tls| tls.ca_file.clone());
         let app = crate::broker_service::router(broker.clone(), Some(platform.public_key()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(listener::serve(listener, app, config.http, async move {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(listener::serve(
+            listener,
+            tls.map(|tls| tls.acceptor),
+            app,
+            config.http,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         tracing::info!(%addr, "key broker serving");
         Ok(Self {
             addr,
             broker,
+            ca_file,
+            scheme,
             stop,
             serving,
         })
     }
 
-    /// `http://ADDR`, what nodes pass as `--broker`.
+    /// `http://ADDR` (`https://` with TLS), what nodes pass as `--broker`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Serves until ctrl-c or SIGTERM.

@@ -30,8 +30,13 @@ pub enum BrokerLocation {
     /// In this process, its sealed state in `DATA_DIR/broker.redb`.
     #[default]
     InProcess,
-    /// Its own process (`clemmys broker serve`), at this `http://` URL.
-    Remote(String),
+    /// Its own process (`clemmys broker serve`).
+    Remote {
+        /// Its `http://` or `https://` URL.
+        url: String,
+        /// How an `https://` broker's certificate is checked.
+        tls: clemmys_tls::ClientTlsOptions,
+    },
 }
 
 /// The simulated platform key of this host: `path`, or
@@ -106,9 +111,9 @@ impl TrustedParts {
                     };
                     (Some(broker.clone()), broker, gateway)
                 }
-                BrokerLocation::Remote(url) => {
+                BrokerLocation::Remote { url, tls } => {
                     let remote = Arc::new(
-                        RemoteBroker::connect(url)
+                        RemoteBroker::connect(url, tls)
                             .with_context(|| format!("connecting to the key broker at {url}"))?,
                     );
                     (None, remote.clone(), Gateway::Remote(remote))

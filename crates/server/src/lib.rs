@@ -13,6 +13,7 @@ pub mod broker_service;
 pub mod confidential;
 pub mod listener;
 mod restart_prewarm;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use clemmys_store::{EntityStore, RedbStore, StoreConfig};
 use clemmys_whisk::AuthKey;
 pub use confidential::BrokerLocation;
 pub use listener::HttpLimits;
+pub use tls::{CertificateSource, ListenerTls};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -72,6 +74,8 @@ pub struct ServerConfig {
     /// scripts/build-runtimes.sh); without one, JavaScript actions are
     /// refused at create.
     pub js_engine: Option<PathBuf>,
+    /// TLS on the listener; `None` serves plain HTTP.
+    pub tls: Option<ListenerTls>,
 }
 
 /// How long a stopping node waits for accepted activations by default.
@@ -93,6 +97,7 @@ impl ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             http: HttpLimits::default(),
             js_engine: None,
+            tls: None,
         }
     }
 }
@@ -115,6 +120,10 @@ pub struct RunningServer {
     pub sandbox: Arc<Sandbox>,
     /// The node's invoker (operators and tests read its counters).
     pub invoker: Arc<Invoker>,
+    /// The certificate authority clients trust, when the node made its own
+    /// (`DATA_DIR/tls/ca.pem`).
+    pub ca_file: Option<PathBuf>,
+    scheme: &'static str,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
     /// The invoker's loop taking activations off the bus; it ends once the
@@ -216,9 +225,16 @@ impl RunningServer {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.resolve(&config.data_dir, addr))
+            .transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let api_host = format!("{scheme}://{addr}");
         let mut invoker_config = config.invoker.clone();
         // Actions learn where the API is (`__OW_API_HOST`).
-        invoker_config.api_host = Some(format!("http://{addr}"));
+        invoker_config.api_host = Some(api_host.clone());
         // An activation past the sandbox's slots could not be instantiated.
         let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
         invoker_config.concurrency = invoker_config.concurrency.min(slots);
@@ -251,12 +267,20 @@ impl RunningServer {
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
 
-        bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
+        let ca_file = tls.as_ref().and_then(|tls| tls.ca_file.clone());
+        bootstrap::write_wskprops(&config.data_dir, &api_host, &guest_auth, ca_file.as_deref())?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);
-        let serving = tokio::spawn(listener::serve(listener, app, config.http, async move {
-            let _ = stopped.await;
-        }));
+        let acceptor = tls.map(|tls| tls.acceptor);
+        let serving = tokio::spawn(listener::serve(
+            listener,
+            acceptor,
+            app,
+            config.http,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         tracing::info!(%addr, "serving the OpenWhisk API");
         Ok(Self {
             addr,
@@ -266,6 +290,8 @@ impl RunningServer {
             enclaves: trusted.enclaves.clone(),
             sandbox,
             invoker,
+            ca_file,
+            scheme,
             stop,
             serving,
             dispatching,
@@ -274,9 +300,9 @@ impl RunningServer {
         })
     }
 
-    /// `http://ADDR`, the API host clients use.
+    /// `http://ADDR` (`https://` with TLS), the API host clients use.
     pub fn api_host(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Serves until ctrl-c or SIGTERM, then shuts down gracefully.

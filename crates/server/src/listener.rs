@@ -23,6 +23,10 @@
 //! Together they free the slot of a slowloris connection (a half-sent head,
 //! a stalled body, or nothing at all) within a timeout.
 //!
+//! **TLS.** With a [`TlsAcceptor`], every connection first completes a TLS
+//! handshake, within the header read timeout, on its own task; the limits
+//! above then apply to the requests inside it.
+//!
 //! **Early answers.** A handler may answer (401, 404, 405, 413, …) before
 //! reading the request's body. Closing the connection then, with the body
 //! unread, makes the kernel reset it, and a keep-alive client loses the
@@ -46,12 +50,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, header};
 use bytes::Bytes;
+use clemmys_tls::TlsAcceptor;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::Instant;
@@ -102,11 +107,12 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `stop` resolves, then
-/// stops accepting, lets the open connections finish their requests, and
-/// returns once they are all closed.
+/// Serves `app` on `listener` within `limits` (over TLS when `tls` is
+/// given) until `stop` resolves, then stops accepting, lets the open
+/// connections finish their requests, and returns once they are all closed.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: HttpLimits,
     stop: impl Future<Output = ()> + Send,
@@ -151,8 +157,9 @@ pub(crate) async fn serve(
         };
         // Small request/response exchanges: never wait for Nagle.
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve_connection(
+        connections.spawn(accept_connection(
             stream,
+            tls.clone(),
             app.clone(),
             builder.clone(),
             limits,
@@ -188,15 +195,41 @@ enum Event {
     Tick,
 }
 
-/// Serves one connection, holding `_slot` until it is closed.
-async fn serve_connection(
+/// Runs the TLS handshake of an accepted connection, when there is TLS,
+/// within the header read timeout; then serves it.
+async fn accept_connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    builder: http1::Builder,
+    limits: HttpLimits,
+    stopping: watch::Receiver<()>,
+    slot: OwnedSemaphorePermit,
+) {
+    let Some(acceptor) = tls else {
+        serve_connection(stream, app, builder, limits, stopping, slot).await;
+        return;
+    };
+    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, app, builder, limits, stopping, slot).await,
+        // A client that does not trust the certificate, speaks plain HTTP
+        // to this port, or is gone: nothing to answer.
+        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+        Err(_elapsed) => tracing::debug!("TLS handshake timed out"),
+    }
+}
+
+/// Serves one connection, holding `_slot` until it is closed.
+async fn serve_connection<S>(
+    stream: S,
     app: Router,
     builder: http1::Builder,
     limits: HttpLimits,
     mut stopping: watch::Receiver<()>,
     _slot: OwnedSemaphorePermit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let service = AppService {
         app,
@@ -260,7 +293,7 @@ async fn serve_connection(
 /// a body, then discards what arrives for a moment before closing: closing
 /// with unread bytes would reset the connection, and the client would lose
 /// the answer it has not read yet.
-async fn linger(mut stream: TcpStream) {
+async fn linger(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
     if stream.shutdown().await.is_err() {
         return;
     }

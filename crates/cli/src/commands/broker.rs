@@ -43,6 +43,9 @@ pub struct BrokerServeArgs {
     /// The HTTP listener's limits.
     #[command(flatten)]
     pub http: crate::serve::HttpArgs,
+    /// TLS on the listener.
+    #[command(flatten)]
+    pub tls: crate::serve::TlsArgs,
 }
 
 /// Runs the broker until ctrl-c.
@@ -54,11 +57,18 @@ pub async fn serve(args: BrokerServeArgs) -> anyhow::Result<()> {
             sim_platform_key: args.sim_platform_key,
             trust_sim_platforms: args.trust_sim_platforms,
             http: args.http.limits(),
+            tls: args.tls.listener_tls()?,
         },
     )
     .await
     .with_context(|| format!("starting the key broker on {}", args.listen))?;
     eprintln!("clemmys: key broker serving on {}", broker.url());
+    if let Some(ca_file) = &broker.ca_file {
+        eprintln!(
+            "clemmys: TLS certificate from this broker's own authority; nodes trust it with --broker-cacert {}",
+            ca_file.display()
+        );
+    }
     broker.run_until_signal().await
 }
 

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use clemmys_client::ClientTlsOptions;
+use clemmys_server::ListenerTls;
 use clemmys_server::{RunningServer, ServerConfig};
 use clemmys_whisk::ActivationId;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -20,9 +23,11 @@ use serde_json::{Value, json};
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub data_dir: tempfile::TempDir,
-    pub http: Client<HttpConnector, Full<Bytes>>,
+    pub http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     pub base: String,
     pub auth: String,
+    /// The listener's TLS, kept across restarts.
+    pub tls: Option<ListenerTls>,
 }
 
 /// An HTTP answer.
@@ -79,6 +84,19 @@ fn basic(server: &RunningServer) -> String {
     )
 }
 
+/// A raw HTTP client of `server`, trusting the authority it made when it
+/// serves TLS.
+fn http_client(server: &RunningServer) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    let options = ClientTlsOptions {
+        ca_file: server.ca_file.clone(),
+        ..ClientTlsOptions::default()
+    };
+    let https = server.api_host().starts_with("https://");
+    let connector = clemmys_tls::http_connector(&options, https, Duration::from_secs(10))
+        .expect("TLS settings");
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 fn config(dir: &tempfile::TempDir) -> ServerConfig {
     let mut config = ServerConfig::new(
         "127.0.0.1:0".parse().expect("address"),
@@ -102,9 +120,19 @@ impl TestServer {
         Self {
             base: server.api_host(),
             auth: basic(&server),
+            http: http_client(&server),
             server: Some(server),
             data_dir,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            tls: None,
+        }
+    }
+
+    /// How clients check this node's certificate: they trust the authority
+    /// it made, if it made one.
+    pub fn tls_options(&self) -> ClientTlsOptions {
+        ClientTlsOptions {
+            ca_file: self.node().ca_file.clone(),
+            ..ClientTlsOptions::default()
         }
     }
 
@@ -126,8 +154,11 @@ impl TestServer {
     ) -> Self {
         let mut config = config(&data_dir);
         configure(&mut config);
+        let tls = config.tls.clone();
         let server = RunningServer::start(config).await.expect("server starts");
-        Self::wrap(server, data_dir)
+        let mut wrapped = Self::wrap(server, data_dir);
+        wrapped.tls = tls;
+        wrapped
     }
 
     /// The running node.
@@ -189,6 +220,7 @@ impl TestServer {
         edit: impl FnOnce(&std::path::Path),
     ) -> Result<Self, anyhow::Error> {
         let mut config = config(&self.data_dir);
+        config.tls = self.tls.clone();
         if let Some(server) = self.server.take() {
             config.listen = server.addr;
             server.shutdown().await;
@@ -202,6 +234,7 @@ impl TestServer {
                 Ok(server) => {
                     self.base = server.api_host();
                     self.auth = basic(&server);
+                    self.http = http_client(&server);
                     self.server = Some(server);
                     return Ok(self);
                 }
@@ -353,7 +386,7 @@ impl TestServer {
     /// A plain API client with the guest key.
     pub fn api_client(&self) -> clemmys_client::Client {
         let auth = self.node().guest_auth.clone();
-        clemmys_client::Client::new(&self.base, auth).expect("client")
+        clemmys_client::Client::with_tls(&self.base, auth, &self.tls_options()).expect("client")
     }
 
     /// Posts sealed bytes to the broker through the API, as any client (or

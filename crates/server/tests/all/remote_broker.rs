@@ -1,12 +1,24 @@
-//! The key broker as its own process: a node reaches it over HTTP, and
+//! The key broker as its own process: a node reaches it over HTTPS, and
 //! everything confidential works, and stays attack-proof, through it.
 
+use clemmys_client::ClientTlsOptions;
 use clemmys_server::broker_node::{BrokerConfig, RunningBroker};
-use clemmys_server::{BrokerLocation, RunningServer, ServerConfig};
+use clemmys_server::{BrokerLocation, CertificateSource, ListenerTls, RunningServer, ServerConfig};
 use hyper::Method;
 use serde_json::json;
 
 use crate::common::TestServer;
+
+/// The broker's TLS: a certificate from an authority of its own, kept in
+/// its data directory across restarts.
+fn broker_tls() -> ListenerTls {
+    ListenerTls {
+        certificate: CertificateSource::Local {
+            extra_names: Vec::new(),
+        },
+        client_ca: None,
+    }
+}
 
 /// A broker serving on loopback and a node using it; both processes of
 /// one host share the simulated platform key.
@@ -19,6 +31,7 @@ async fn node_with_remote_broker() -> (TestServer, RunningBroker, tempfile::Temp
         sim_platform_key: Some(platform.clone()),
         trust_sim_platforms: Vec::new(),
         http: Default::default(),
+        tls: Some(broker_tls()),
     })
     .await
     .expect("broker starts");
@@ -29,7 +42,15 @@ async fn node_with_remote_broker() -> (TestServer, RunningBroker, tempfile::Temp
     );
     config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
     config.invoker.concurrency = 16;
-    config.broker = BrokerLocation::Remote(broker.url());
+    // The link speaks TLS, trusting only the broker's own authority.
+    assert!(broker.url().starts_with("https://"), "{}", broker.url());
+    config.broker = BrokerLocation::Remote {
+        url: broker.url(),
+        tls: ClientTlsOptions {
+            ca_file: broker.ca_file.clone(),
+            ..ClientTlsOptions::default()
+        },
+    };
     config.sim_platform_key = Some(platform);
     let server = RunningServer::start(config).await.expect("node starts");
     (TestServer::wrap(server, node_dir), broker, broker_dir)
@@ -94,6 +115,7 @@ async fn confidential_actions_work_through_a_broker_in_its_own_process() {
         sim_platform_key: Some(dir.path().join("host-platform.key")),
         trust_sim_platforms: Vec::new(),
         http: Default::default(),
+        tls: Some(broker_tls()),
     })
     .await
     .expect("broker restarts");
