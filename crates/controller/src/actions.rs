@@ -42,13 +42,45 @@ pub async fn list(
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?;
-    if query::flag(&params, "count", false)? {
-        let count = controller.store.count_actions(namespace)?;
+    let counting = query::flag(&params, "count", false)?;
+    let (skip, limit) = query::paging(&params, "actions")?;
+    // As in OpenWhisk, a namespace's actions include those of its packages
+    // (named `ns/pkg` in their `namespace` field): the namespace's own
+    // first, then each package's, by package name.
+    let packages = controller.store.list_packages(namespace, 0, usize::MAX)?;
+    if counting {
+        let mut count = controller.store.count_actions(namespace)?;
+        for package in &packages {
+            count = count.saturating_add(
+                controller
+                    .store
+                    .list_package_actions(namespace, &package.name, 0, usize::MAX)?
+                    .len(),
+            );
+        }
         return Ok(Json(json!({ "actions": count })).into_response());
     }
-    let (skip, limit) = query::paging(&params, "actions")?;
-    let actions = controller.store.list_actions(namespace, skip, limit)?;
-    let summaries: Vec<Value> = actions.iter().map(Action::to_summary_json).collect();
+    let mut actions = controller
+        .store
+        .list_actions(namespace, 0, skip.saturating_add(limit))?;
+    for package in &packages {
+        if actions.len() >= skip.saturating_add(limit) {
+            break;
+        }
+        let wanted = skip.saturating_add(limit).saturating_sub(actions.len());
+        actions.extend(controller.store.list_package_actions(
+            namespace,
+            &package.name,
+            0,
+            wanted,
+        )?);
+    }
+    let summaries: Vec<Value> = actions
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .map(Action::to_summary_json)
+        .collect();
     Ok(Json(summaries).into_response())
 }
 

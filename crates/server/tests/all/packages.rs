@@ -431,14 +431,11 @@ async fn actions_in_a_package_inherit_its_parameters() {
         .await;
     assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.json);
     assert_eq!(listed.json.as_array().map(Vec::len), Some(1));
+    // As in OpenWhisk, the namespace's list shows them too, as `ns/pkg`.
     let own = server
         .call(Method::GET, "/api/v1/namespaces/_/actions", None)
         .await;
-    assert_eq!(
-        own.json,
-        json!([]),
-        "package actions are not the namespace's"
-    );
+    assert_eq!(own.json[0]["namespace"], "guest/tools", "{:?}", own.json);
     let package = server.call(Method::GET, TOOLS, None).await;
     assert_eq!(package.json["actions"][0]["name"], "echo");
 
@@ -706,4 +703,56 @@ async fn shared_package_actions_run_for_others_and_through_bindings() {
             .await,
         StatusCode::FORBIDDEN,
     );
+}
+
+#[tokio::test]
+async fn the_namespace_action_list_includes_the_actions_of_its_packages() {
+    let server = TestServer::start().await;
+    server.create("top", "hello").await;
+    let package = server.call(Method::PUT, TOOLS, Some(json!({}))).await;
+    assert_eq!(package.status, StatusCode::OK, "{:?}", package.json);
+    let inner = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/tools/inner",
+            Some(crate::common::wasm_body(&crate::common::example("hello"))),
+        )
+        .await;
+    assert_eq!(inner.status, StatusCode::OK, "{:?}", inner.json);
+
+    let listed = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions", None)
+        .await;
+    let names: Vec<(String, String)> = listed
+        .json
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| {
+            (
+                a["namespace"].as_str().unwrap_or_default().to_owned(),
+                a["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("guest".to_owned(), "top".to_owned()),
+            ("guest/tools".to_owned(), "inner".to_owned())
+        ]
+    );
+    let count = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions?count=true", None)
+        .await;
+    assert_eq!(count.json, json!({"actions": 2}));
+    let second = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/actions?skip=1&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(second.json.as_array().map(Vec::len), Some(1));
+    assert_eq!(second.json[0]["name"], "inner");
 }
