@@ -2,7 +2,8 @@
 # Makes sure this machine can build Clemmys: a C toolchain, curl and a Rust
 # toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
 # actions and, for the JavaScript engine (QuickJS, C, built for wasm32-wasip1
-# in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library.
+# in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library,
+# and Node with npm for the tests that use OpenWhisk's npm client.
 # Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
@@ -22,6 +23,10 @@ command -v llvm-ar >/dev/null 2>&1 || missing+=(llvm)
 [ -f /usr/lib/wasm32-wasi/libc.a ] || missing+=(wasi-libc)
 compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' >/dev/null \
     || missing+=(libclang-rt-dev-wasm32)
+# Node and npm drive a node with Apache OpenWhisk's own npm client in the
+# tests (clients/npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2

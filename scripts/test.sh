@@ -13,6 +13,9 @@ bash scripts/build-examples.sh >/dev/null
 echo "== building the JavaScript engine (runtimes/js, wasm32-wasip1)"
 bash scripts/build-runtimes.sh >/dev/null
 
+echo "== installing Apache OpenWhisk's npm client (clients/npm, pinned by its lock file)"
+npm ci --prefix clients/npm --no-audit --no-fund --silent
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path runtimes/js/Cargo.toml -- --check

@@ -14,6 +14,7 @@ mod confidential;
 mod durability;
 mod errors;
 mod leaks;
+mod npm;
 mod packages;
 mod settings;
 mod tls;
