@@ -1,7 +1,8 @@
 //! The controller: Apache OpenWhisk's REST API (`/api/v1`) over axum.
 //!
-//! It authenticates callers, keeps actions and activation records in the
-//! [`EntityStore`], and hands activations to invokers: a blocking one to
+//! It authenticates callers, keeps actions, packages, triggers, rules and
+//! activation records in the [`EntityStore`], fires triggers through their
+//! active rules, and hands activations to invokers: a blocking one to
 //! the invoker in its own process directly when there is one
 //! ([`Controller::with_local_invoker`]), running it on the request's task;
 //! the others through the bus, waiting for blocking ones. It is untrusted: for a confidential action it
@@ -22,8 +23,10 @@ mod package_actions;
 mod packages;
 mod query;
 mod routes;
+mod rules;
 mod sequence;
 mod throttle;
+mod triggers;
 
 #[cfg(test)]
 mod acknowledge_tests;
@@ -89,6 +92,10 @@ pub struct Controller {
     /// `namespace/name` → action; this process is the only writer of the
     /// store's actions, so the cache is kept coherent on every write.
     actions: RwLock<HashMap<String, Arc<Action>>>,
+    /// Held while a rule or trigger is written: a trigger keeps its rules'
+    /// links, so writing one means reading, changing and writing the
+    /// other, and two such writes must not interleave and lose a link.
+    links: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
@@ -112,6 +119,7 @@ impl Controller {
             local_invoker: None,
             namespaces: RwLock::default(),
             actions: RwLock::default(),
+            links: tokio::sync::Mutex::new(()),
         }
     }
 
