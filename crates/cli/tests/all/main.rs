@@ -16,3 +16,4 @@ mod errors;
 mod leaks;
 mod packages;
 mod settings;
+mod triggers;
