@@ -12,6 +12,7 @@
 mod actions;
 mod activations;
 mod admin;
+mod alarms;
 mod auth;
 mod body;
 mod broker;
@@ -39,6 +40,7 @@ use clemmys_bus::{ActivationQueue, ActivationRunner, CompletionRegistry};
 use clemmys_store::{EntityStore, StoreError};
 use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 
+pub use alarms::{ALARM_FEED, AlarmError, INTERVAL_FEED, ONCE_FEED};
 pub use broker::BrokerGateway;
 pub use error::ApiError;
 pub use routes::router;
@@ -96,6 +98,8 @@ pub struct Controller {
     /// links, so writing one means reading, changing and writing the
     /// other, and two such writes must not interleave and lose a link.
     links: tokio::sync::Mutex<()>,
+    /// The scheduled alarms of triggers with an alarms feed.
+    alarms: alarms::Alarms,
 }
 
 impl Controller {
@@ -120,6 +124,7 @@ impl Controller {
             namespaces: RwLock::default(),
             actions: RwLock::default(),
             links: tokio::sync::Mutex::new(()),
+            alarms: alarms::Alarms::default(),
         }
     }
 

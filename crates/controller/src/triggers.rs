@@ -25,6 +25,7 @@ use clemmys_whisk::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::alarms::{self, AlarmSpec};
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::invoke::{self, ACTIVATION_ID_HEADER, InvokeMode};
@@ -88,8 +89,9 @@ pub async fn get(
     Ok(Json(trigger.to_api_json()).into_response())
 }
 
-/// `DELETE …/triggers/{name}`: answers the deleted trigger. Its rules stay
-/// (inactive, as OpenWhisk shows them) and fire nothing.
+/// `DELETE …/triggers/{name}`: answers the deleted trigger and stops its
+/// alarm. Its rules stay (inactive, as OpenWhisk shows them) and fire
+/// nothing.
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -103,11 +105,12 @@ pub async fn delete(
         .delete_trigger(&namespace, &name)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    controller.disarm(&namespace, &name);
     Ok(Json(removed.to_api_json()).into_response())
 }
 
 /// `PUT …/triggers/{name}[?overwrite=true]`: an update keeps the rules'
-/// links.
+/// links; an alarms feed is checked, then (re)scheduled.
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -123,6 +126,7 @@ pub async fn put(
     if let Some(annotations) = &put.annotations {
         check_feed(annotations)?;
     }
+    let now = clemmys_whisk::now_ms();
 
     let _links = controller.links.lock().await;
     let existing = controller.store.get_trigger(&namespace, &name)?;
@@ -152,14 +156,16 @@ pub async fn put(
         parameters: keep(put.parameters, old.map(|trigger| &trigger.parameters)),
         annotations: keep(put.annotations, old.map(|trigger| &trigger.annotations)),
         rules: old.map(|trigger| trigger.rules.clone()).unwrap_or_default(),
-        updated: clemmys_whisk::now_ms(),
+        updated: now,
     };
+    AlarmSpec::of(&trigger, now).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let mode = if overwrite {
         PutMode::Overwrite
     } else {
         PutMode::CreateOnly
     };
     controller.store.put_trigger(trigger.clone(), mode).await?;
+    controller.arm(&trigger);
     Ok(Json(trigger.to_api_json()).into_response())
 }
 
@@ -184,8 +190,27 @@ pub async fn fire(
     Path((ns, name)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let namespace = caller.namespace(&ns)?.clone();
+    caller.namespace(&ns)?;
     let name = entity_name(&name)?;
+    let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
+    let event = invoke::parse_params(&bytes)?;
+    Ok(
+        match fire_trigger(&controller, &caller, &name, event).await? {
+            Some(id) => invoke::with_activation_header(invoke::accepted(id), id),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+    )
+}
+
+/// Fires the caller's trigger `name` with `event`: the trigger record's id,
+/// or `None` when no rule is active. An API fire and an alarm's go here.
+pub(crate) async fn fire_trigger(
+    controller: &Arc<Controller>,
+    caller: &Caller,
+    name: &EntityName,
+    event: Map<String, Value>,
+) -> Result<Option<ActivationId>, ApiError> {
+    let namespace = caller.0.name.clone();
     // Counted before the trigger is read, as OpenWhisk's entitlement check
     // counts every fire request.
     controller.throttle.admit_fire(
@@ -193,26 +218,24 @@ pub async fn fire(
         &caller.0.limits,
         clemmys_whisk::now_ms(),
     )?;
-    let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
-    let event = invoke::parse_params(&bytes)?;
     let trigger = controller
         .store
-        .get_trigger(&namespace, &name)?
+        .get_trigger(&namespace, name)?
         .ok_or_else(ApiError::not_found)?;
     if !trigger
         .rules
         .values()
         .any(|link| link.status == RuleStatus::Active)
     {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return Ok(None);
     }
 
     let activation_id = crate::ids::activation_id();
     let start = clemmys_whisk::now_ms();
-    let arguments = trigger.event_arguments(&event);
+    let arguments = alarms::event_arguments(&trigger, &event);
     let mut logs = Vec::with_capacity(trigger.rules.len());
     for (rule, link) in &trigger.rules {
-        let outcome = fire_rule(&controller, &caller, rule, link, &arguments).await;
+        let outcome = fire_rule(controller, caller, rule, link, &arguments).await;
         logs.push(outcome.to_log_line());
     }
     let end = clemmys_whisk::now_ms();
@@ -237,10 +260,7 @@ pub async fn fire(
         // OpenWhisk does when the trigger's record cannot be written.
         tracing::error!(%error, %activation_id, "storing a trigger activation failed");
     }
-    Ok(invoke::with_activation_header(
-        invoke::accepted(activation_id),
-        activation_id,
-    ))
+    Ok(Some(activation_id))
 }
 
 /// Starts the action of rule `rule` (a link of the fired trigger) with
