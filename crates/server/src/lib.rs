@@ -250,6 +250,13 @@ impl RunningServer {
         .with_broker(trusted.gateway())
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
+        // Triggers with an alarms feed fire on their schedule again.
+        let alarms = controller
+            .start_alarms()
+            .context("scheduling the stored alarm triggers")?;
+        if alarms > 0 {
+            tracing::info!(alarms, "scheduled alarm triggers");
+        }
 
         bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
         let (stop, stopped) = oneshot::channel::<()>();

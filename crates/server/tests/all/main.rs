@@ -6,6 +6,7 @@ mod common;
 
 mod actions;
 mod activations;
+mod alarms;
 mod attacks;
 mod auth;
 mod chain_plans;
