@@ -58,6 +58,26 @@ pub struct PutArgs {
     /// Share the trigger with other namespaces.
     #[arg(long, value_enum)]
     pub shared: Option<Shared>,
+    /// The node's alarms feed to fire it: /whisk.system/alarms/alarm (-p
+    /// cron '*/10 * * * * *'), …/once (-p date EPOCH_MS|RFC3339) or
+    /// …/interval (-p minutes N); -p trigger_payload '{…}' is each fire's
+    /// event.
+    #[arg(short = 'f', long, value_name = "FEED")]
+    pub feed: Option<String>,
+}
+
+impl PutArgs {
+    /// The annotations to send: `-a`/`-A`, and `feed` when `--feed` is
+    /// given.
+    fn annotations(&self) -> anyhow::Result<Option<Map<String, Value>>> {
+        let mut annotations = self.annotations.to_object()?;
+        if let Some(feed) = &self.feed {
+            annotations
+                .get_or_insert_with(Map::new)
+                .insert("feed".into(), Value::String(feed.clone()));
+        }
+        Ok(annotations)
+    }
 }
 
 /// The `PUT` body of `trigger create|update`: only what was given, so that
@@ -88,11 +108,7 @@ pub async fn run(command: TriggerCommand, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match command {
         TriggerCommand::Create(args) => {
-            let body = put_body(
-                args.params.to_object()?,
-                args.annotations.to_object()?,
-                args.shared,
-            );
+            let body = put_body(args.params.to_object()?, args.annotations()?, args.shared);
             let created = client
                 .put_trigger(&args.name, &body, false)
                 .await
@@ -100,11 +116,7 @@ pub async fn run(command: TriggerCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created trigger {}", args.name))
         }
         TriggerCommand::Update(args) => {
-            let body = put_body(
-                args.params.to_object()?,
-                args.annotations.to_object()?,
-                args.shared,
-            );
+            let body = put_body(args.params.to_object()?, args.annotations()?, args.shared);
             let updated = client
                 .put_trigger(&args.name, &body, true)
                 .await
@@ -207,6 +219,22 @@ mod tests {
         assert_eq!(
             put_body(params, None, Some(Shared::No)),
             json!({"parameters": [{"key": "a", "value": 1}], "publish": false})
+        );
+    }
+
+    #[test]
+    fn a_feed_becomes_the_feed_annotation() {
+        let args = PutArgs {
+            name: "tick".into(),
+            params: ParamArgs::default(),
+            annotations: AnnotationArgs::default(),
+            shared: None,
+            feed: Some("/whisk.system/alarms/alarm".into()),
+        };
+        let annotations = args.annotations().expect("annotations");
+        assert_eq!(
+            put_body(None, annotations, None),
+            json!({"annotations": [{"key": "feed", "value": "/whisk.system/alarms/alarm"}]})
         );
     }
 
