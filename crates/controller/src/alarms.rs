@@ -216,7 +216,7 @@ impl AlarmSpec {
                 });
             }
         };
-        Ok(Some(Self {
+        let spec = Self {
             schedule,
             payload,
             start,
@@ -226,7 +226,17 @@ impl AlarmSpec {
             max_fires: optional("maxTriggers")
                 .map(|value| count("maxTriggers", value))
                 .transpose()?,
-        }))
+        };
+        if let Schedule::Cron(cron) = &spec.schedule
+            && spec.next_fire(now_ms).is_none()
+        {
+            // `0 0 30 2 *` parses, and would never fire.
+            return Err(AlarmError::BadCron {
+                pattern: cron.as_str().to_owned(),
+                reason: "it never matches a time to come".to_owned(),
+            });
+        }
+        Ok(Some(spec))
     }
 
     /// The first fire strictly after `after_ms`, if there is one.
@@ -457,6 +467,10 @@ mod tests {
         ));
         assert!(matches!(
             refused("/whisk.system/alarms/alarm", json!({"cron": "every day"})),
+            AlarmError::BadCron { .. }
+        ));
+        assert!(matches!(
+            refused("/whisk.system/alarms/alarm", json!({"cron": "0 0 30 2 *"})),
             AlarmError::BadCron { .. }
         ));
         assert_eq!(
