@@ -88,6 +88,38 @@ fn a_trigger_fires_its_rules_action() {
     user.clemmys(&["trigger", "get", "t"]).failure();
 }
 
+#[test]
+fn a_trigger_can_be_fed_by_the_nodes_alarms() {
+    let server = Server::start();
+    let user = server.user();
+    let feed = "/whisk.system/alarms/alarm";
+    user.clemmys(&[
+        "trigger", "create", "bad", "--feed", feed, "-p", "cron", "nope",
+    ])
+    .failure()
+    .stderr_has("is not valid");
+    user.clemmys(&[
+        "trigger",
+        "create",
+        "tick",
+        "--feed",
+        feed,
+        "-p",
+        "cron",
+        "0 0 * * *",
+    ])
+    .success();
+    let got = user
+        .clemmys(&["trigger", "get", "tick", "--json"])
+        .success()
+        .json();
+    assert_eq!(got["annotations"], json!([{"key": "feed", "value": feed}]));
+    assert_eq!(
+        got["parameters"],
+        json!([{"key": "cron", "value": "0 0 * * *"}])
+    );
+}
+
 /// Polls `activation get ID` until it is stored, at most 10 s.
 fn wait_for(user: &crate::common::User, id: &str) -> serde_json::Value {
     for _ in 0..100 {
