@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use crate::commands::{
     Context, GlobalArgs, action::ActionCommand, activation::ActivationCommand,
     broker::BrokerCommand, namespace::NamespaceCommand, package::PackageCommand,
-    property::PropertyCommand,
+    property::PropertyCommand, rule::RuleCommand, trigger::TriggerCommand,
 };
 use crate::output::Output;
 
@@ -49,12 +49,22 @@ enum Command {
         #[command(subcommand)]
         command: ActivationCommand,
     },
-    /// List the packages and actions of your namespace.
+    /// List the packages, actions, triggers and rules of your namespace.
     List,
     /// Work with packages and bindings.
     Package {
         #[command(subcommand)]
         command: PackageCommand,
+    },
+    /// Work with triggers.
+    Trigger {
+        #[command(subcommand)]
+        command: TriggerCommand,
+    },
+    /// Work with rules (plain actions only).
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
     },
     /// Work with namespaces.
     Namespace {
@@ -106,6 +116,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List => commands::list::run(&Context::new(&cli.global)?).await,
         Command::Package { command } => {
             commands::package::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Trigger { command } => {
+            commands::trigger::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Rule { command } => {
+            commands::rule::run(command, &Context::new(&cli.global)?).await
         }
         Command::Namespace { command } => {
             commands::namespace::run(command, &Context::new(&cli.global)?).await

@@ -178,6 +178,161 @@ impl Client {
             .error_for_status()
     }
 
+    // --- triggers and rules -----------------------------------------------
+
+    /// `GET /namespaces/{ns}/{collection}?skip&limit`.
+    async fn list_collection(
+        &self,
+        collection: &str,
+        namespace: &str,
+        skip: u32,
+        limit: Option<u32>,
+        what: &'static str,
+    ) -> Result<Vec<Value>, ClientError> {
+        let mut query = Query::new();
+        query.push("skip", skip).push_opt("limit", limit);
+        let path = format!(
+            "{}/{collection}{}",
+            namespace_path(namespace),
+            query.as_str()
+        );
+        self.get_json(&path, what).await
+    }
+
+    /// `PUT …/{collection}/{name}?overwrite=` with `body`.
+    async fn put_entity(
+        &self,
+        collection: &str,
+        name: &str,
+        body: &Value,
+        overwrite: bool,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        let path = format!(
+            "{}?overwrite={overwrite}",
+            entity_path(collection, &resolve_name(name)?)
+        );
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::decode(what, e))?;
+        self.request(Method::PUT, &path, Some(Bytes::from(body)))
+            .await?
+            .json(what)
+    }
+
+    /// `DELETE …/{collection}/{name}`: answers what was deleted.
+    async fn delete_entity(
+        &self,
+        collection: &str,
+        name: &str,
+        what: &'static str,
+    ) -> Result<Value, ClientError> {
+        let path = entity_path(collection, &resolve_name(name)?);
+        self.request(Method::DELETE, &path, None).await?.json(what)
+    }
+
+    /// `GET /namespaces/{ns}/triggers?skip&limit`: trigger summaries.
+    pub async fn list_triggers(
+        &self,
+        namespace: &str,
+        skip: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Value>, ClientError> {
+        self.list_collection("triggers", namespace, skip, limit, "trigger list")
+            .await
+    }
+
+    /// `GET …/triggers/{name}`: the trigger with its rules' links.
+    pub async fn get_trigger(&self, name: &str) -> Result<Value, ClientError> {
+        let path = entity_path("triggers", &resolve_name(name)?);
+        self.get_json(&path, "trigger").await
+    }
+
+    /// `PUT …/triggers/{name}?overwrite=` with `trigger` (`publish`,
+    /// `parameters`, `annotations`).
+    pub async fn put_trigger(
+        &self,
+        name: &str,
+        trigger: &Value,
+        overwrite: bool,
+    ) -> Result<Value, ClientError> {
+        self.put_entity("triggers", name, trigger, overwrite, "trigger")
+            .await
+    }
+
+    /// `DELETE …/triggers/{name}`.
+    pub async fn delete_trigger(&self, name: &str) -> Result<Value, ClientError> {
+        self.delete_entity("triggers", name, "trigger").await
+    }
+
+    /// `POST …/triggers/{name}` with the event `params`: the trigger
+    /// activation's id, or `None` when no rule was active (204).
+    pub async fn fire_trigger(
+        &self,
+        name: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Option<ActivationId>, ClientError> {
+        let path = entity_path("triggers", &resolve_name(name)?);
+        let body =
+            serde_json::to_vec(params).map_err(|e| ClientError::decode("event to send", e))?;
+        let answer = self
+            .request(Method::POST, &path, Some(Bytes::from(body)))
+            .await?;
+        if answer.status == StatusCode::NO_CONTENT {
+            answer.error_for_status()?;
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fired {
+            activation_id: ActivationId,
+        }
+        let fired: Fired = answer.json("trigger fire")?;
+        Ok(Some(fired.activation_id))
+    }
+
+    /// `GET /namespaces/{ns}/rules?skip&limit`: rules with their status.
+    pub async fn list_rules(
+        &self,
+        namespace: &str,
+        skip: u32,
+        limit: Option<u32>,
+    ) -> Result<Vec<Value>, ClientError> {
+        self.list_collection("rules", namespace, skip, limit, "rule list")
+            .await
+    }
+
+    /// `GET …/rules/{name}`: the rule with its status.
+    pub async fn get_rule(&self, name: &str) -> Result<Value, ClientError> {
+        let path = entity_path("rules", &resolve_name(name)?);
+        self.get_json(&path, "rule").await
+    }
+
+    /// `PUT …/rules/{name}?overwrite=` with `rule` (`trigger`, `action`,
+    /// `annotations`).
+    pub async fn put_rule(
+        &self,
+        name: &str,
+        rule: &Value,
+        overwrite: bool,
+    ) -> Result<Value, ClientError> {
+        self.put_entity("rules", name, rule, overwrite, "rule")
+            .await
+    }
+
+    /// `DELETE …/rules/{name}`.
+    pub async fn delete_rule(&self, name: &str) -> Result<Value, ClientError> {
+        self.delete_entity("rules", name, "rule").await
+    }
+
+    /// `POST …/rules/{name}` with `{"status": "active" | "inactive"}`.
+    pub async fn set_rule_status(&self, name: &str, active: bool) -> Result<(), ClientError> {
+        let path = entity_path("rules", &resolve_name(name)?);
+        let status = if active { "active" } else { "inactive" };
+        let body = serde_json::json!({ "status": status }).to_string();
+        self.request(Method::POST, &path, Some(Bytes::from(body)))
+            .await?
+            .error_for_status()
+    }
+
     // --- actions ----------------------------------------------------------
 
     /// `GET /namespaces/_/actions?skip&limit`: a page of actions (summaries

@@ -353,7 +353,8 @@ pub fn activation_answer(activation: &Activation, result_only: bool) -> Response
     }
 }
 
-fn with_activation_header(mut response: Response, id: ActivationId) -> Response {
+/// `response` with OpenWhisk's activation id header.
+pub(crate) fn with_activation_header(mut response: Response, id: ActivationId) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert(ACTIVATION_ID_HEADER, value);
     }

@@ -1,7 +1,8 @@
 //! The controller: Apache OpenWhisk's REST API (`/api/v1`) over axum.
 //!
-//! It authenticates callers, keeps actions and activation records in the
-//! [`EntityStore`], and hands activations to invokers: a blocking one to
+//! It authenticates callers, keeps actions, packages, triggers, rules and
+//! activation records in the [`EntityStore`], fires triggers through their
+//! active rules, and hands activations to invokers: a blocking one to
 //! the invoker in its own process directly when there is one
 //! ([`Controller::with_local_invoker`]), running it on the request's task;
 //! the others through the bus, waiting for blocking ones. It is untrusted: for a confidential action it
@@ -11,6 +12,7 @@
 mod actions;
 mod activations;
 mod admin;
+mod alarms;
 mod auth;
 mod body;
 mod broker;
@@ -22,8 +24,10 @@ mod package_actions;
 mod packages;
 mod query;
 mod routes;
+mod rules;
 mod sequence;
 mod throttle;
+mod triggers;
 
 #[cfg(test)]
 mod acknowledge_tests;
@@ -36,6 +40,7 @@ use clemmys_bus::{ActivationQueue, ActivationRunner, CompletionRegistry};
 use clemmys_store::{EntityStore, StoreError};
 use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 
+pub use alarms::{ALARM_FEED, AlarmError, INTERVAL_FEED, ONCE_FEED};
 pub use broker::BrokerGateway;
 pub use error::ApiError;
 pub use routes::router;
@@ -89,6 +94,12 @@ pub struct Controller {
     /// `namespace/name` → action; this process is the only writer of the
     /// store's actions, so the cache is kept coherent on every write.
     actions: RwLock<HashMap<String, Arc<Action>>>,
+    /// Held while a rule or trigger is written: a trigger keeps its rules'
+    /// links, so writing one means reading, changing and writing the
+    /// other, and two such writes must not interleave and lose a link.
+    links: tokio::sync::Mutex<()>,
+    /// The scheduled alarms of triggers with an alarms feed.
+    alarms: alarms::Alarms,
 }
 
 impl Controller {
@@ -112,6 +123,8 @@ impl Controller {
             local_invoker: None,
             namespaces: RwLock::default(),
             actions: RwLock::default(),
+            links: tokio::sync::Mutex::new(()),
+            alarms: alarms::Alarms::default(),
         }
     }
 

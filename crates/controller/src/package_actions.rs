@@ -49,7 +49,7 @@ fn home_package(
 
 /// The action `name` of `namespace/package` and the parameters it runs
 /// with (package's, binding's, its own).
-fn resolve(
+pub(crate) fn resolve(
     controller: &Controller,
     caller: &Caller,
     (namespace, package, name): (&EntityName, &EntityName, &EntityName),

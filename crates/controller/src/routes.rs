@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
-    packages,
+    packages, rules, triggers,
 };
 
 /// The OpenWhisk API router over `controller`.
@@ -45,6 +45,22 @@ pub fn router(controller: Arc<Controller>) -> Router {
             get(packages::get)
                 .put(packages::put)
                 .delete(packages::delete),
+        )
+        .route("/namespaces/{ns}/triggers", get(triggers::list))
+        .route(
+            "/namespaces/{ns}/triggers/{name}",
+            get(triggers::get)
+                .put(triggers::put)
+                .delete(triggers::delete)
+                .post(triggers::fire),
+        )
+        .route("/namespaces/{ns}/rules", get(rules::list))
+        .route(
+            "/namespaces/{ns}/rules/{name}",
+            get(rules::get)
+                .put(rules::put)
+                .delete(rules::delete)
+                .post(rules::set_status),
         )
         .route("/namespaces/{ns}/activations", get(activations::list))
         .route("/namespaces/{ns}/activations/{id}", get(activations::get))

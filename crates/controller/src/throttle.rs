@@ -4,6 +4,8 @@
 //!
 //! An activation counts from acceptance until its completion is reported,
 //! blocking or not. Sequence components are not counted: the sequence is.
+//! Trigger fires count against `firesPerMinute` alone; the activations
+//! their rules start count as invokes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +24,26 @@ struct NamespaceLoad {
     in_flight: u32,
     /// Acceptance times within the last minute, oldest first.
     accepted: VecDeque<u64>,
+    /// Trigger fire times within the last minute, oldest first.
+    fired: VecDeque<u64>,
+}
+
+/// Forgets the times of `window` a minute or more before `now_ms`.
+fn slide(window: &mut VecDeque<u64>, now_ms: u64) {
+    while window
+        .front()
+        .is_some_and(|t| t.saturating_add(MINUTE_MS) <= now_ms)
+    {
+        window.pop_front();
+    }
+}
+
+/// OpenWhisk's 429 for a rate limit of `allowed` per minute.
+fn too_many_per_minute(count: usize, allowed: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many requests in the last minute (count: {count}, allowed: {allowed})."),
+    )
 }
 
 /// Counts activations per namespace and releases them on completion.
@@ -48,13 +70,7 @@ impl Throttle {
     ) -> Result<(), ApiError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let load = state.namespaces.entry(namespace.to_owned()).or_default();
-        while load
-            .accepted
-            .front()
-            .is_some_and(|t| *t + MINUTE_MS <= now_ms)
-        {
-            load.accepted.pop_front();
-        }
+        slide(&mut load.accepted, now_ms);
         if load.in_flight >= limits.concurrent_invocations {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -66,17 +82,30 @@ impl Throttle {
         }
         let count = load.accepted.len();
         if count >= limits.invocations_per_minute as usize {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many requests in the last minute (count: {count}, allowed: {}).",
-                    limits.invocations_per_minute
-                ),
-            ));
+            return Err(too_many_per_minute(count, limits.invocations_per_minute));
         }
         load.in_flight += 1;
         load.accepted.push_back(now_ms);
         state.activations.insert(id, namespace.to_owned());
+        Ok(())
+    }
+
+    /// Admits one fire of a trigger of `namespace` under its
+    /// `firesPerMinute`, or answers 429 as OpenWhisk does.
+    pub fn admit_fire(
+        &self,
+        namespace: &str,
+        limits: &NamespaceLimits,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let load = state.namespaces.entry(namespace.to_owned()).or_default();
+        slide(&mut load.fired, now_ms);
+        let count = load.fired.len();
+        if count >= limits.fires_per_minute as usize {
+            return Err(too_many_per_minute(count, limits.fires_per_minute));
+        }
+        load.fired.push_back(now_ms);
         Ok(())
     }
 
@@ -142,6 +171,30 @@ mod tests {
         throttle
             .admit("ns", ActivationId::from_bytes([3; 16]), &limits(1, 100), 2)
             .expect("released");
+    }
+
+    #[test]
+    fn fires_have_their_own_rate_limit() {
+        let throttle = Throttle::default();
+        let fires = NamespaceLimits {
+            fires_per_minute: 2,
+            invocations_per_minute: 1,
+            ..Default::default()
+        };
+        throttle.admit_fire("ns", &fires, 0).expect("first");
+        throttle.admit_fire("ns", &fires, 1).expect("second");
+        let refused = throttle.admit_fire("ns", &fires, 2).expect_err("third");
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.message,
+            "Too many requests in the last minute (count: 2, allowed: 2)."
+        );
+        throttle
+            .admit("ns", ActivationId::from_bytes([1; 16]), &fires, 3)
+            .expect("fires do not count as invokes");
+        throttle
+            .admit_fire("ns", &fires, MINUTE_MS)
+            .expect("a minute later");
     }
 
     #[test]

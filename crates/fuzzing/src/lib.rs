@@ -146,6 +146,11 @@ pub const TARGETS: &[Target] = &[
         oracle: oracles::action_put,
         valid: || oracles::ACTION_PUT,
     },
+    Target {
+        name: "trigger_put",
+        oracle: oracles::trigger_put,
+        valid: || oracles::TRIGGER_PUT,
+    },
 ];
 
 /// The target named `name`.

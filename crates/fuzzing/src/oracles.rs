@@ -22,7 +22,7 @@ use clemmys_proto::session::{SessionInvocation, open_session_result};
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, TeeKind};
 use clemmys_whisk::action::{ActionPut, merge_parameters};
-use clemmys_whisk::{ActionLimits, FullyQualifiedName};
+use clemmys_whisk::{ActionLimits, EntityName, FullyQualifiedName, RulePut, Trigger, TriggerPut};
 
 use crate::fixtures::{
     self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, PLAN_SEQUENCE, fixtures,
@@ -509,6 +509,59 @@ pub fn action_put(data: &[u8]) {
         let annotations = put.annotations.clone().unwrap_or_default();
         let invoke = parameters.to_object();
         let _ = merge_parameters(parameters, &annotations, invoke);
+    }
+}
+
+/// A valid `PUT` body of an alarm trigger that is also a rule's, for
+/// [`trigger_put`]'s edits.
+pub const TRIGGER_PUT: &[u8] = br#"{"parameters":[{"key":"cron","value":"*/5 * * * * *"},{"key":"a","value":1}],"annotations":[{"key":"feed","value":"/whisk.system/alarms/alarm"},{"key":"a","value":2}],"trigger":"/guest/t","action":"pkg/echo"}"#;
+
+/// A trigger or rule `PUT` body (API user → controller) never panics the
+/// parsing, a rule's trigger and action names, the event merge or an
+/// alarm's cron pattern; the event's values win the merge, and a name
+/// that parses prints as itself.
+pub fn trigger_put(data: &[u8]) {
+    let candidate = Input::of(data).bytes(TRIGGER_PUT);
+    if let Ok(rule) = serde_json::from_slice::<RulePut>(&candidate) {
+        for name in [rule.trigger, rule.action].into_iter().flatten() {
+            if let Ok(parsed) = FullyQualifiedName::parse(&name, Some(NAMESPACE)) {
+                assert_eq!(
+                    FullyQualifiedName::parse(&parsed.to_string(), None).ok(),
+                    Some(parsed),
+                    "rule put: a name does not print as itself"
+                );
+            }
+        }
+    }
+    let Ok(put) = serde_json::from_slice::<TriggerPut>(&candidate) else {
+        return;
+    };
+    let parameters = put.parameters.unwrap_or_default();
+    if let Some(serde_json::Value::String(pattern)) = parameters.get("cron") {
+        let _ = croner::parser::CronParser::new().parse(pattern);
+    }
+    let Ok(name) = EntityName::new("t") else {
+        return;
+    };
+    let trigger = Trigger {
+        namespace: name.clone(),
+        name,
+        version: semver::Version::new(0, 0, 1),
+        publish: false,
+        parameters,
+        annotations: Default::default(),
+        rules: Default::default(),
+        updated: 0,
+    };
+    // The annotations stand in for an event.
+    let event = put.annotations.unwrap_or_default().to_object();
+    let merged = trigger.event_arguments(&event);
+    for (key, value) in &event {
+        assert_eq!(
+            merged.get(key),
+            Some(value),
+            "trigger fire: the event lost to the trigger's parameters"
+        );
     }
 }
 

@@ -94,7 +94,8 @@ fn every_target_is_tested_here() {
             "broker_identity",
             "admit_request",
             "admit_reply",
-            "action_put"
+            "action_put",
+            "trigger_put"
         ],
         "add a test below for each new target"
     );
@@ -163,6 +164,11 @@ fn broker_request() {
 #[test]
 fn action_put() {
     run("action_put", 10);
+}
+
+#[test]
+fn trigger_put() {
+    run("trigger_put", 21);
 }
 
 #[test]

@@ -266,6 +266,13 @@ impl RunningServer {
         .with_broker(trusted.gateway())
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
+        // Triggers with an alarms feed fire on their schedule again.
+        let alarms = controller
+            .start_alarms()
+            .context("scheduling the stored alarm triggers")?;
+        if alarms > 0 {
+            tracing::info!(alarms, "scheduled alarm triggers");
+        }
 
         let ca_file = tls.as_ref().and_then(|tls| tls.ca_file.clone());
         bootstrap::write_wskprops(&config.data_dir, &api_host, &guest_auth, ca_file.as_deref())?;

@@ -2,7 +2,9 @@
 //! for tests of what its callers do then (feature `test-support`).
 
 use async_trait::async_trait;
-use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord, Package};
+use clemmys_whisk::{
+    Action, Activation, ActivationId, EntityName, NamespaceRecord, Package, Rule, Trigger,
+};
 
 use crate::{ActivationFilter, EntityStore, PutMode, RedbStore, StoreError};
 
@@ -70,6 +72,56 @@ impl EntityStore for FailingWrites {
         limit: usize,
     ) -> Result<Vec<Package>, StoreError> {
         self.inner.list_packages(namespace, skip, limit)
+    }
+    async fn put_trigger(&self, trigger: Trigger, mode: PutMode) -> Result<(), StoreError> {
+        self.inner.put_trigger(trigger, mode).await
+    }
+    fn get_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError> {
+        self.inner.get_trigger(namespace, name)
+    }
+    async fn delete_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError> {
+        self.inner.delete_trigger(namespace, name).await
+    }
+    fn list_triggers(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Trigger>, StoreError> {
+        self.inner.list_triggers(namespace, skip, limit)
+    }
+    async fn put_rule(&self, rule: Rule, mode: PutMode) -> Result<(), StoreError> {
+        self.inner.put_rule(rule, mode).await
+    }
+    fn get_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError> {
+        self.inner.get_rule(namespace, name)
+    }
+    async fn delete_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError> {
+        self.inner.delete_rule(namespace, name).await
+    }
+    fn list_rules(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Rule>, StoreError> {
+        self.inner.list_rules(namespace, skip, limit)
     }
     fn get_package_action(
         &self,

@@ -1,5 +1,6 @@
-//! Durable storage of namespaces, actions (with their code), packages and
-//! activation records, behind the [`EntityStore`] trait.
+//! Durable storage of namespaces, actions (with their code), packages,
+//! triggers, rules and activation records, behind the [`EntityStore`]
+//! trait.
 //!
 //! The store is untrusted: for confidential actions it only ever receives
 //! sealed code and sealed results, never plaintext. The default backend is
@@ -18,7 +19,9 @@ mod redb_store;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clemmys_whisk::{Action, Activation, ActivationId, EntityName, NamespaceRecord, Package};
+use clemmys_whisk::{
+    Action, Activation, ActivationId, EntityName, NamespaceRecord, Package, Rule, Trigger,
+};
 
 pub use error::StoreError;
 pub use redb_store::RedbStore;
@@ -232,6 +235,53 @@ pub trait EntityStore: Send + Sync + 'static {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Package>, StoreError>;
+
+    /// Stores a trigger (with its rules' links); [`PutMode::CreateOnly`]
+    /// fails with [`StoreError::Conflict`] if one of that name exists.
+    async fn put_trigger(&self, trigger: Trigger, mode: PutMode) -> Result<(), StoreError>;
+    /// The trigger `namespace/name`.
+    fn get_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError>;
+    /// Removes a trigger; returns what was removed.
+    async fn delete_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError>;
+    /// Triggers of a namespace ordered by name, after `skip`, at most
+    /// `limit`.
+    fn list_triggers(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Trigger>, StoreError>;
+
+    /// Stores a rule; [`PutMode::CreateOnly`] fails with
+    /// [`StoreError::Conflict`] if one of that name exists.
+    async fn put_rule(&self, rule: Rule, mode: PutMode) -> Result<(), StoreError>;
+    /// The rule `namespace/name`.
+    fn get_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError>;
+    /// Removes a rule; returns what was removed.
+    async fn delete_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError>;
+    /// Rules of a namespace ordered by name, after `skip`, at most `limit`.
+    fn list_rules(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Rule>, StoreError>;
 
     /// Stores an activation record (and forgets its stand-in, if any). Once
     /// it returns, `get_activation` finds the record from any thread; how

@@ -1,5 +1,6 @@
-//! The OpenWhisk entity model: names, limits, actions, activations and
-//! credentials, with the exact JSON shapes of Apache OpenWhisk's REST API.
+//! The OpenWhisk entity model: names, limits, actions, packages, triggers,
+//! rules, activations and credentials, with the exact JSON shapes of Apache
+//! OpenWhisk's REST API.
 //!
 //! This crate is pure data and validation: no I/O, no clocks, no randomness
 //! (callers pass times and ids in). Every other part of Clemmys (controller,
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod limits;
 pub mod name;
 pub mod package;
+pub mod trigger;
 
 pub use action::{Action, ActionPut, Exec, JsKind, KeyValue, KeyValues};
 pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};
@@ -22,6 +24,7 @@ pub use auth::{AuthKey, NamespaceRecord};
 pub use limits::{ActionLimits, LimitError, NamespaceLimits};
 pub use name::{EntityName, FullyQualifiedName, NameError};
 pub use package::{Binding, Package, PackagePut};
+pub use trigger::{EntityRef, ReducedRule, Rule, RulePut, RuleStatus, Trigger, TriggerPut};
 
 /// Annotation marking an action whose code, inputs and outputs are sealed.
 pub const CONFIDENTIAL_ANNOTATION: &str = "confidential";

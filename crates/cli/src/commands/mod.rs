@@ -1,5 +1,5 @@
 //! The API subcommands (`action`, `activation`, `namespace`, `package`,
-//! `property`) and
+//! `property`, `rule`, `trigger`) and
 //! the [`Context`] they share: settings from flags and `wskprops`, the
 //! output mode, and a way to get a [`Client`].
 //!
@@ -15,6 +15,8 @@ pub mod list;
 pub mod namespace;
 pub mod package;
 pub mod property;
+pub mod rule;
+pub mod trigger;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -18,3 +18,4 @@ mod npm;
 mod packages;
 mod settings;
 mod tls;
+mod triggers;

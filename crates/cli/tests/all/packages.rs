@@ -61,7 +61,7 @@ fn packages_are_created_bound_listed_and_deleted() {
     assert_eq!(
         everything.stdout,
         "Entities in namespace: guest\npackages\n/guest/mytools  private\n/guest/tools    shared\n\
-         actions\n/guest/hello  private  wasm\n",
+         actions\n/guest/hello  private  wasm\ntriggers\nrules\n",
         "{everything}"
     );
     user.clemmys(&["package", "bind", "missing", "other"])

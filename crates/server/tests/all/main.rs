@@ -6,6 +6,7 @@ mod common;
 
 mod actions;
 mod activations;
+mod alarms;
 mod attacks;
 mod auth;
 mod chain_plans;
@@ -28,3 +29,4 @@ mod restart;
 mod sequences;
 mod throttles;
 mod tls;
+mod triggers;

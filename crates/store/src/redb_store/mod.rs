@@ -22,7 +22,7 @@ use std::thread;
 use async_trait::async_trait;
 use clemmys_whisk::{
     Action, Activation, ActivationId, ActivationResponse, EntityName, KeyValues, NamespaceRecord,
-    Package,
+    Package, Rule, Trigger,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use serde_json::json;
@@ -31,7 +31,8 @@ use tokio::sync::oneshot;
 use self::pending::Pending;
 use self::tables::{
     ACTIONS, ACTIVATION_IDS, ACTIVATION_KEYS, ACTIVATIONS, ACTIVATIONS_BY_NAME, AUTH_UUIDS, CODE,
-    EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, package_action_key,
+    DocumentTable, EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, encode,
+    package_action_key,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
 use crate::{
@@ -215,9 +216,10 @@ impl RedbStore {
     async fn delete_action_at(&self, key: String) -> Result<Option<Action>, StoreError> {
         match self.write(WriteOp::DeleteAction { key }).await? {
             WriteOutcome::Deleted(removed) => Ok(removed.map(|action| *action)),
-            WriteOutcome::Done | WriteOutcome::DeletedPackage(_) | WriteOutcome::Settled(_) => {
-                Ok(None)
-            }
+            WriteOutcome::Done
+            | WriteOutcome::DeletedPackage(_)
+            | WriteOutcome::DeletedDocument(_)
+            | WriteOutcome::Settled(_) => Ok(None),
         }
     }
 
@@ -255,6 +257,94 @@ impl RedbStore {
                 actions.push(decode(value.value())?);
             }
             Ok(actions)
+        })
+    }
+}
+
+impl RedbStore {
+    /// Stores `document` under `namespace/name` in `table`.
+    async fn put_document<T: serde::Serialize>(
+        &self,
+        table: DocumentTable,
+        key: String,
+        document: &T,
+        mode: PutMode,
+    ) -> Result<(), StoreError> {
+        let json = encode(document)?;
+        self.write(WriteOp::PutDocument {
+            table,
+            key,
+            json,
+            mode,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The document stored under `key` in `table`.
+    fn get_document<T: serde::de::DeserializeOwned>(
+        &self,
+        table: DocumentTable,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.read(|txn| {
+            let documents = txn
+                .open_table(table.definition())
+                .map_err(StoreError::backend)?;
+            let found = documents.get(key).map_err(StoreError::backend)?;
+            found.map(|guard| decode(guard.value())).transpose()
+        })
+    }
+
+    /// Removes the document under `key` in `table`; returns it.
+    async fn delete_document<T: serde::de::DeserializeOwned>(
+        &self,
+        table: DocumentTable,
+        key: String,
+    ) -> Result<Option<T>, StoreError> {
+        match self.write(WriteOp::DeleteDocument { table, key }).await? {
+            WriteOutcome::DeletedDocument(removed) => removed.map(|json| decode(&json)).transpose(),
+            WriteOutcome::Done
+            | WriteOutcome::Deleted(_)
+            | WriteOutcome::DeletedPackage(_)
+            | WriteOutcome::Settled(_) => Ok(None),
+        }
+    }
+
+    /// The documents of `namespace` in `table` ordered by name, after
+    /// `skip`, at most `limit`.
+    fn list_documents<T: serde::de::DeserializeOwned>(
+        &self,
+        table: DocumentTable,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let prefix = format!("{namespace}/");
+        self.read(|txn| {
+            let documents = txn
+                .open_table(table.definition())
+                .map_err(StoreError::backend)?;
+            let entries = documents
+                .range(prefix.as_str()..)
+                .map_err(StoreError::backend)?;
+            let mut found = Vec::new();
+            let mut skipped = 0usize;
+            for entry in entries {
+                if found.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry.map_err(StoreError::backend)?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                if skipped < skip {
+                    skipped += 1;
+                    continue;
+                }
+                found.push(decode(value.value())?);
+            }
+            Ok(found)
         })
     }
 }
@@ -472,7 +562,10 @@ impl EntityStore for RedbStore {
             .await?
         {
             WriteOutcome::DeletedPackage(removed) => Ok(removed.map(|package| *package)),
-            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::Settled(_) => Ok(None),
+            WriteOutcome::Done
+            | WriteOutcome::Deleted(_)
+            | WriteOutcome::DeletedDocument(_)
+            | WriteOutcome::Settled(_) => Ok(None),
         }
     }
 
@@ -503,6 +596,70 @@ impl EntityStore for RedbStore {
         })
     }
 
+    async fn put_trigger(&self, trigger: Trigger, mode: PutMode) -> Result<(), StoreError> {
+        let key = action_key(&trigger.namespace, &trigger.name);
+        self.put_document(DocumentTable::Triggers, key, &trigger, mode)
+            .await
+    }
+
+    fn get_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError> {
+        self.get_document(DocumentTable::Triggers, &action_key(namespace, name))
+    }
+
+    async fn delete_trigger(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Trigger>, StoreError> {
+        self.delete_document(DocumentTable::Triggers, action_key(namespace, name))
+            .await
+    }
+
+    fn list_triggers(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Trigger>, StoreError> {
+        self.list_documents(DocumentTable::Triggers, namespace, skip, limit)
+    }
+
+    async fn put_rule(&self, rule: Rule, mode: PutMode) -> Result<(), StoreError> {
+        let key = action_key(&rule.namespace, &rule.name);
+        self.put_document(DocumentTable::Rules, key, &rule, mode)
+            .await
+    }
+
+    fn get_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError> {
+        self.get_document(DocumentTable::Rules, &action_key(namespace, name))
+    }
+
+    async fn delete_rule(
+        &self,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<Option<Rule>, StoreError> {
+        self.delete_document(DocumentTable::Rules, action_key(namespace, name))
+            .await
+    }
+
+    fn list_rules(
+        &self,
+        namespace: &EntityName,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<Rule>, StoreError> {
+        self.list_documents(DocumentTable::Rules, namespace, skip, limit)
+    }
+
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
         let record = Arc::new(EncodedRecord::encode(activation)?);
         if self.record_durability == RecordDurability::Group && self.pending.try_insert(&record) {
@@ -527,9 +684,10 @@ impl EntityStore for RedbStore {
     async fn settle_interrupted(&self) -> Result<usize, StoreError> {
         match self.write(WriteOp::SettleInterrupted).await? {
             WriteOutcome::Settled(count) => Ok(count),
-            WriteOutcome::Done | WriteOutcome::Deleted(_) | WriteOutcome::DeletedPackage(_) => {
-                Ok(0)
-            }
+            WriteOutcome::Done
+            | WriteOutcome::Deleted(_)
+            | WriteOutcome::DeletedPackage(_)
+            | WriteOutcome::DeletedDocument(_) => Ok(0),
         }
     }
 
@@ -768,6 +926,96 @@ mod tests {
                     .is_some())
             })
             .expect("read")
+    }
+
+    fn trigger(namespace: &str, name: &str) -> Trigger {
+        Trigger {
+            namespace: EntityName::new(namespace).expect("name"),
+            name: EntityName::new(name).expect("name"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            parameters: KeyValues::default(),
+            annotations: KeyValues::default(),
+            rules: Default::default(),
+            updated: 1,
+        }
+    }
+
+    fn rule(name: &str) -> Rule {
+        let guest = EntityName::new("guest").expect("name");
+        Rule {
+            namespace: guest,
+            name: EntityName::new(name).expect("name"),
+            version: semver::Version::new(0, 0, 1),
+            publish: false,
+            trigger: clemmys_whisk::EntityRef {
+                path: "guest".into(),
+                name: EntityName::new("t").expect("name"),
+            },
+            action: clemmys_whisk::EntityRef {
+                path: "guest".into(),
+                name: EntityName::new("a").expect("name"),
+            },
+            annotations: KeyValues::default(),
+            updated: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn triggers_and_rules_are_kept_across_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let guest = EntityName::new("guest").expect("name");
+        let t = EntityName::new("t").expect("name");
+        {
+            let store = open(&dir, StoreConfig::default());
+            for name in ["t", "s", "u"] {
+                store
+                    .put_trigger(trigger("guest", name), PutMode::CreateOnly)
+                    .await
+                    .expect("put");
+            }
+            store
+                .put_trigger(trigger("guestx", "t"), PutMode::CreateOnly)
+                .await
+                .expect("put");
+            assert!(matches!(
+                store
+                    .put_trigger(trigger("guest", "t"), PutMode::CreateOnly)
+                    .await,
+                Err(StoreError::Conflict)
+            ));
+            store
+                .put_rule(rule("r"), PutMode::CreateOnly)
+                .await
+                .expect("rule");
+            assert!(matches!(
+                store.put_rule(rule("r"), PutMode::CreateOnly).await,
+                Err(StoreError::Conflict)
+            ));
+            let removed = store.delete_trigger(&guest, &t).await.expect("delete");
+            assert_eq!(removed.map(|t| t.name.to_string()).as_deref(), Some("t"));
+            assert_eq!(store.delete_trigger(&guest, &t).await.expect("again"), None);
+        }
+        let store = open(&dir, StoreConfig::default());
+        let names: Vec<String> = store
+            .list_triggers(&guest, 0, 10)
+            .expect("list")
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        assert_eq!(names, ["s", "u"], "ordered, and not another namespace's");
+        assert_eq!(store.list_triggers(&guest, 1, 1).expect("list").len(), 1);
+        let r = EntityName::new("r").expect("name");
+        assert_eq!(store.get_rule(&guest, &r).expect("get"), Some(rule("r")));
+        assert_eq!(store.list_rules(&guest, 0, 10).expect("list").len(), 1);
+        assert!(
+            store
+                .delete_rule(&guest, &r)
+                .await
+                .expect("delete")
+                .is_some()
+        );
+        assert_eq!(store.get_rule(&guest, &r).expect("get"), None);
     }
 
     fn package(namespace: &str, name: &str) -> Package {

@@ -14,6 +14,10 @@ pub(super) const AUTH_UUIDS: TableDefinition<&str, &str> = TableDefinition::new(
 pub(super) const ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions");
 /// `namespace/name` → JSON `Package` (a package or a binding).
 pub(super) const PACKAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("packages");
+/// `namespace/name` → JSON `Trigger` (with its rules' links).
+pub(super) const TRIGGERS: TableDefinition<&str, &[u8]> = TableDefinition::new("triggers");
+/// `namespace/name` → JSON `Rule`.
+pub(super) const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules");
 /// `namespace/name` → code bytes (sealed for confidential actions).
 pub(super) const CODE: TableDefinition<&str, &[u8]> = TableDefinition::new("code");
 /// (namespace, start ms, id) → JSON `Activation`. Keyed by time so that
@@ -34,6 +38,26 @@ pub(super) const ACTIVATION_IDS: TableDefinition<&[u8], (&str, u64)> =
 /// whose own record is not stored yet (see `EntityStore::put_stand_in`).
 pub(super) const STAND_INS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("stand_ins");
 
+/// The tables of plain JSON documents keyed `namespace/name`, written
+/// through the same two write operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DocumentTable {
+    /// [`TRIGGERS`].
+    Triggers,
+    /// [`RULES`].
+    Rules,
+}
+
+impl DocumentTable {
+    /// Its definition, for reads.
+    pub fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Self::Triggers => TRIGGERS,
+            Self::Rules => RULES,
+        }
+    }
+}
+
 /// Larger than any 16-byte activation id, as an inclusive upper bound.
 pub(super) const ID_MAX: [u8; 17] = [0xff; 17];
 
@@ -44,6 +68,8 @@ pub(super) struct Tables<'txn> {
     pub actions: Table<'txn, &'static str, &'static [u8]>,
     pub code: Table<'txn, &'static str, &'static [u8]>,
     pub packages: Table<'txn, &'static str, &'static [u8]>,
+    pub triggers: Table<'txn, &'static str, &'static [u8]>,
+    pub rules: Table<'txn, &'static str, &'static [u8]>,
     pub records: Table<'txn, (&'static str, u64, &'static [u8]), &'static [u8]>,
     pub keys: Table<'txn, (&'static str, u64, &'static [u8]), &'static str>,
     pub by_name: Table<'txn, (&'static str, &'static str, u64, &'static [u8]), ()>,
@@ -60,6 +86,8 @@ impl<'txn> Tables<'txn> {
             actions: txn.open_table(ACTIONS).map_err(StoreError::backend)?,
             code: txn.open_table(CODE).map_err(StoreError::backend)?,
             packages: txn.open_table(PACKAGES).map_err(StoreError::backend)?,
+            triggers: txn.open_table(TRIGGERS).map_err(StoreError::backend)?,
+            rules: txn.open_table(RULES).map_err(StoreError::backend)?,
             records: txn.open_table(ACTIVATIONS).map_err(StoreError::backend)?,
             keys: txn
                 .open_table(ACTIVATION_KEYS)
@@ -72,6 +100,17 @@ impl<'txn> Tables<'txn> {
                 .map_err(StoreError::backend)?,
             stand_ins: txn.open_table(STAND_INS).map_err(StoreError::backend)?,
         })
+    }
+
+    /// The table of documents of `kind`.
+    pub fn documents(
+        &mut self,
+        kind: DocumentTable,
+    ) -> &mut Table<'txn, &'static str, &'static [u8]> {
+        match kind {
+            DocumentTable::Triggers => &mut self.triggers,
+            DocumentTable::Rules => &mut self.rules,
+        }
     }
 
     /// Whether the activation `id` has a stored record.

@@ -19,7 +19,7 @@ use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::pending::Pending;
-use super::tables::{EncodedRecord, ID_MAX, StoredKey, Tables, decode, encode};
+use super::tables::{DocumentTable, EncodedRecord, ID_MAX, StoredKey, Tables, decode, encode};
 use crate::{CrashRecovery, PutMode, StoreConfig, StoreError};
 
 /// Writes taken from the queue into one transaction at most; also the most
@@ -49,6 +49,17 @@ pub(super) enum WriteOp {
     DeletePackage {
         key: String,
     },
+    /// A trigger or rule document; `CreateOnly` fails on an existing key.
+    PutDocument {
+        table: DocumentTable,
+        key: String,
+        json: Vec<u8>,
+        mode: PutMode,
+    },
+    DeleteDocument {
+        table: DocumentTable,
+        key: String,
+    },
     PutActivation(Arc<EncodedRecord>),
     PutStandIn(Activation),
     SettleInterrupted,
@@ -65,6 +76,8 @@ pub(super) enum WriteOutcome {
     Done,
     Deleted(Option<Box<Action>>),
     DeletedPackage(Option<Box<Package>>),
+    /// The JSON of the removed document, if there was one.
+    DeletedDocument(Option<Vec<u8>>),
     Settled(usize),
 }
 
@@ -422,6 +435,34 @@ fn apply(
                 None => None,
             };
             Ok(Ok(WriteOutcome::DeletedPackage(removed)))
+        }
+        WriteOp::PutDocument {
+            table,
+            key,
+            json,
+            mode,
+        } => {
+            let documents = tables.documents(*table);
+            if *mode == PutMode::CreateOnly
+                && documents
+                    .get(key.as_str())
+                    .map_err(StoreError::backend)?
+                    .is_some()
+            {
+                return Ok(Err(StoreError::Conflict));
+            }
+            documents
+                .insert(key.as_str(), json.as_slice())
+                .map_err(StoreError::backend)?;
+            Ok(Ok(WriteOutcome::Done))
+        }
+        WriteOp::DeleteDocument { table, key } => {
+            let removed = tables
+                .documents(*table)
+                .remove(key.as_str())
+                .map_err(StoreError::backend)?
+                .map(|old| old.value().to_vec());
+            Ok(Ok(WriteOutcome::DeletedDocument(removed)))
         }
         WriteOp::PutActivation(record) => {
             tables.insert_record(record)?;
