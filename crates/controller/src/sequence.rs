@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use clemmys_bus::{ActivationMessage, InvokerMessage};
 use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::{
@@ -22,7 +22,7 @@ use clemmys_whisk::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::invoke::{INTERRUPTED, InvokeMode, activation_answer};
+use crate::invoke::{INTERRUPTED, InvokeMode, Outcome};
 use crate::{ApiError, Controller};
 
 /// How long past its own time limit a component may take before the
@@ -52,7 +52,7 @@ impl Controller {
         self: &Arc<Self>,
         run: SequenceRun,
         mode: InvokeMode,
-    ) -> Response {
+    ) -> Outcome {
         let id = run.activation_id;
         let stand_in = self.sequence_record(&run, Vec::new(), internal(INTERRUPTED));
         let (done, finished) = oneshot::channel();
@@ -66,14 +66,14 @@ impl Controller {
             let _ = done.send(record);
         });
         if !mode.blocking {
-            return self.acknowledge(stand_in).await;
+            return Outcome::Answered(self.acknowledge(stand_in).await);
         }
         match tokio::time::timeout(mode.wait, finished).await {
-            Ok(Ok(record)) => activation_answer(&record, mode.result_only),
-            Ok(Err(_)) => {
-                ApiError::internal("a sequence task ended without a record").into_response()
-            }
-            Err(_) => self.acknowledge(stand_in).await,
+            Ok(Ok(record)) => Outcome::Finished(Arc::new(record)),
+            Ok(Err(_)) => Outcome::Answered(
+                ApiError::internal("a sequence task ended without a record").into_response(),
+            ),
+            Err(_) => Outcome::Answered(self.acknowledge(stand_in).await),
         }
     }
 
