@@ -24,6 +24,7 @@ mod query;
 mod routes;
 mod sequence;
 mod throttle;
+pub mod web;
 
 #[cfg(test)]
 mod acknowledge_tests;
