@@ -27,3 +27,4 @@ mod remote_broker;
 mod restart;
 mod sequences;
 mod throttles;
+mod web;
