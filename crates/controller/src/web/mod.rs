@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_REQUEST_HEADERS, CONTENT_TYPE,
+    ACCESS_CONTROL_REQUEST_HEADERS, AUTHORIZATION, CONTENT_TYPE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -269,9 +269,17 @@ async fn run(
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
+    // A platform API key is a credential of the platform, not of the web
+    // app: the action never sees it (a caller may have sent it by
+    // mistake; the owner's is vouched for by `__ow_user`). Other
+    // `Authorization` values (bearer tokens, …) are the app's own.
+    let mut shown = headers.clone();
+    if controller.carries_api_key(headers) {
+        shown.remove(AUTHORIZATION);
+    }
     let mut request = request::WebRequest::new(
         method,
-        headers,
+        &shown,
         path.clone(),
         uri.query().unwrap_or_default().to_owned(),
     );

@@ -537,6 +537,80 @@ async fn require_whisk_auth_wants_the_secret_or_the_owners_key() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert_eq!(answer.json()["response"]["__ow_user"], "guest");
+    assert!(
+        answer.json()["response"]["__ow_headers"]
+            .get("authorization")
+            .is_none(),
+        "the owner's key is not handed to the action: {}",
+        answer.text()
+    );
+}
+
+#[tokio::test]
+async fn a_callers_api_key_never_reaches_the_action() {
+    let server = web_server().await;
+    server.create_web_js("echo", ECHO).await;
+    // Someone else's key, sent by mistake to another namespace's action.
+    let other = server.add_namespace("other").await;
+    let other_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(other.to_string())
+    );
+    for auth in [other_auth.as_str(), server.auth.as_str()] {
+        let answer = server
+            .web(
+                Method::GET,
+                "/guest/default/echo.json",
+                &[("authorization", auth)],
+                "",
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let headers = &answer.json()["response"]["__ow_headers"];
+        assert!(headers.get("authorization").is_none(), "{headers}");
+        assert!(!answer.text().contains(&other.key), "{}", answer.text());
+    }
+    // The app's own credentials are its business.
+    let answer = server
+        .web(
+            Method::GET,
+            "/guest/default/echo.json",
+            &[("authorization", "Bearer app-token")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        answer.json()["response"]["__ow_headers"]["authorization"],
+        "Bearer app-token"
+    );
+}
+
+#[tokio::test]
+async fn a_sequence_can_be_a_web_action() {
+    let server = web_server().await;
+    server
+        .create_web_js(
+            "first",
+            "function main(p) { return { n: Number(p.n) + 1 }; }",
+        )
+        .await;
+    server
+        .create_web_js(
+            "second",
+            "function main(p) { return { html: '<i>' + p.n * 2 + '</i>' }; }",
+        )
+        .await;
+    let body = json!({
+        "exec": {"kind": "sequence", "components": ["/guest/first", "/guest/second"]},
+        "annotations": web_true(),
+    });
+    let created = server
+        .call(Method::PUT, "/api/v1/namespaces/_/actions/both", Some(body))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.json);
+    let answer = server.web_get("/guest/default/both.html?n=4").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "<i>10</i>");
 }
 
 #[tokio::test]
