@@ -282,6 +282,12 @@ fn check_packaged(exec: &Exec, confidential: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether `error` says an entity is missing or not readable (as opposed
+/// to the store failing).
+pub(crate) fn is_absent(error: &ApiError) -> bool {
+    matches!(error.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+}
+
 /// Stored code as the API shows it: base64 for wasm, text for JavaScript.
 fn shown_code(exec: &Exec, code: &[u8]) -> String {
     match exec {
@@ -430,6 +436,11 @@ impl Controller {
         for text in components {
             let name = FullyQualifiedName::parse(text, None)
                 .map_err(|error| ApiError::bad_request(error.to_string()))?;
+            if name.package.is_some() {
+                // Packages hold plain actions only.
+                kinds.push(false);
+                continue;
+            }
             let action = self.action(&name.namespace, &name.name)?.ok_or_else(|| {
                 ApiError::bad_request(format!("Sequence component does not exist: '{text}'."))
             })?;
@@ -469,9 +480,23 @@ impl Controller {
                 if component.namespace.as_str() == "_" {
                     component.namespace = namespace.clone();
                 }
-                if &component.namespace != namespace || component.package.is_some() {
+                if let Some(package) = &component.package {
+                    // An action of a package this namespace may read: its
+                    // own, a published one (such as /whisk.system/utils),
+                    // or one through a binding.
+                    let address = (&component.namespace, package, &component.name);
+                    return match crate::package_actions::resolve(self, namespace, address) {
+                        Ok(_) => Ok(component.to_string()),
+                        Err(error) if is_absent(&error) => Err(ApiError::bad_request(format!(
+                            "Sequence component does not exist: '{text}'."
+                        ))),
+                        Err(error) => Err(error),
+                    };
+                }
+                if &component.namespace != namespace {
                     return Err(ApiError::bad_request(format!(
-                        "Sequence component '{text}' must be an action of namespace '{namespace}'."
+                        "Sequence component '{text}' must be an action of namespace '{namespace}' \
+                         or of a package it may read."
                     )));
                 }
                 if &component.name == name {
