@@ -14,6 +14,7 @@ mod admin;
 mod auth;
 mod body;
 mod broker;
+pub mod catalog;
 mod error;
 mod ids;
 mod invoke;
