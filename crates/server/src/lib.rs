@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod broker_link;
 pub mod broker_node;
 pub mod broker_service;
+pub mod catalog;
 pub mod confidential;
 pub mod listener;
 mod restart_prewarm;
@@ -250,6 +251,9 @@ impl RunningServer {
         .with_broker(trusted.gateway())
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
+        if runs_javascript {
+            catalog::install(&controller, store.as_ref()).await?;
+        }
 
         bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;
         let (stop, stopped) = oneshot::channel::<()>();

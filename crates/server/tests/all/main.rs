@@ -8,6 +8,7 @@ mod actions;
 mod activations;
 mod attacks;
 mod auth;
+mod catalog;
 mod chain_plans;
 mod chain_sessions;
 mod chains;
