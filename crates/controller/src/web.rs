@@ -2,16 +2,12 @@
 //! web actions, answered without credentials for actions annotated
 //! `web-export: true`.
 //!
-//! The request becomes the action's arguments ([`request`]), the action
-//! runs blocking through the same path as an invoke (throttled, recorded
-//! in the owner's namespace, charged to the owner), and its result
-//! becomes the HTTP answer ([`response`]). Confidential actions are
+//! The request becomes the action's arguments and its result the HTTP
+//! answer in [`clemmys_whisk::web`] (no I/O there); here the action runs,
+//! blocking, through the same path as an invoke (throttled, recorded in
+//! the owner's namespace, charged to the owner). Confidential actions are
 //! refused: without an attested gateway terminating the caller's TLS, the
 //! provider would see the request and the answer in the clear.
-
-mod media;
-mod request;
-mod response;
 
 use std::sync::Arc;
 
@@ -21,10 +17,14 @@ use axum::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_REQUEST_HEADERS, AUTHORIZATION, CONTENT_TYPE,
 };
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::package::package_parameters;
+use clemmys_whisk::web::{
+    self, DEFAULT_PACKAGE, Extension, RAW_HTTP, REQUIRE_WHISK_AUTH, REQUIRE_WHISK_AUTH_HEADER,
+    WEB_CUSTOM_OPTIONS, WEB_EXPORT, WebAnswer, WebError, WebRequest,
+};
 use clemmys_whisk::{Action, EntityName, KeyValues, NamespaceRecord};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
@@ -35,93 +35,17 @@ use crate::invoke::{self, InvokeMode, Outcome};
 use crate::routes::{CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
 use crate::{ApiError, Controller};
 
-pub use response::Extension;
-
-/// The annotation that exports an action to the web.
-pub const WEB_EXPORT: &str = "web-export";
-/// The annotation that hands a web action its raw query and body.
-pub const RAW_HTTP: &str = "raw-http";
-/// The annotation by which a web action answers `OPTIONS` itself.
-pub const WEB_CUSTOM_OPTIONS: &str = "web-custom-options";
-/// The annotation that protects a web action: `true` for the owner's API
-/// key, a string or number for a secret sent as [`REQUIRE_WHISK_AUTH_HEADER`].
-pub const REQUIRE_WHISK_AUTH: &str = "require-whisk-auth";
-/// The header carrying a web action's secret.
-pub const REQUIRE_WHISK_AUTH_HEADER: &str = "x-require-whisk-auth";
-/// The package segment of an action outside any package.
-pub const DEFAULT_PACKAGE: &str = "default";
-
-/// Why a web request is refused or its result cannot be answered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebError {
-    /// The result cannot be rendered as the extension's media type.
-    #[error("Response is not valid '{0}'.")]
-    InvalidMedia(&'static str),
-    /// The projected or required field is missing from the result.
-    #[error("Response does not include requested property.")]
-    PropertyNotFound,
-    /// The result's `content-type` header is not a media type.
-    #[error("Response did not specify a known content-type.")]
-    UnknownContentType,
-    /// The result's body does not fit its `content-type` (e.g. binary
-    /// content that is not base64).
-    #[error("Response type in header did not match generated content type.")]
-    ContentTypeMismatch,
-    /// The action failed without an application error to show.
-    #[error("There was an error processing your request.")]
-    ActionFailed,
-    /// The request sets an `__ow_*` name or a final parameter.
-    #[error("Request defines parameters that are not allowed (e.g., reserved properties).")]
-    ParametersNotAllowed,
-    /// The query string cannot be decoded.
-    #[error("The request content was malformed:\nthe query string cannot be decoded")]
-    MalformedQuery,
-    /// The body does not parse as its content type says.
-    #[error("The request content was malformed:\n{0}")]
-    MalformedBody(String),
-    /// The action requires a secret or an API key the request lacks.
-    #[error("The supplied authentication is invalid.")]
-    Unauthorized,
-    /// The action is confidential.
-    #[error(
-        "Confidential web actions are not supported: they need the attested web gateway, which \
-         is not built yet, and without it the provider would see the request and the answer in \
-         the clear. Invoke the action with a Clemmys client instead."
-    )]
-    ConfidentialRefused,
-    /// The action did not finish within the blocking wait.
-    #[error("Response not yet ready.")]
-    NotReady,
-    /// A method web actions do not answer.
-    #[error("The method is not allowed on this resource.")]
-    MethodNotAllowed,
-}
-
 impl From<WebError> for ApiError {
     fn from(error: WebError) -> Self {
-        let status = match error {
-            WebError::PropertyNotFound => StatusCode::NOT_FOUND,
-            WebError::Unauthorized => StatusCode::UNAUTHORIZED,
-            WebError::ConfidentialRefused => StatusCode::NOT_IMPLEMENTED,
-            WebError::NotReady => StatusCode::ACCEPTED,
-            WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            WebError::InvalidMedia(_)
-            | WebError::UnknownContentType
-            | WebError::ContentTypeMismatch
-            | WebError::ActionFailed
-            | WebError::ParametersNotAllowed
-            | WebError::MalformedQuery
-            | WebError::MalformedBody(_) => StatusCode::BAD_REQUEST,
-        };
+        let status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, error.to_string())
     }
 }
 
-impl IntoResponse for WebError {
-    fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
-    }
+/// A [`WebError`] as an answer (the orphan rule keeps this a function).
+fn refuse(error: WebError) -> Response {
+    ApiError::from(error).into_response()
 }
 
 /// A web-exported action found from a URL.
@@ -155,7 +79,7 @@ pub async fn serve(
             | Method::HEAD
             | Method::OPTIONS
     ) {
-        return WebError::MethodNotAllowed.into_response();
+        return refuse(WebError::MethodNotAllowed);
     }
     // Read first: an answer that leaves the body unread would cost a
     // keep-alive client its connection.
@@ -277,13 +201,15 @@ async fn run(
     if controller.carries_api_key(headers) {
         shown.remove(AUTHORIZATION);
     }
-    let mut request = request::WebRequest::new(
-        method,
-        &shown,
+    let mut request = WebRequest::new(
+        method.as_str(),
+        shown
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
         path.clone(),
         uri.query().unwrap_or_default().to_owned(),
     );
-    request.body = request::request_body(content_type, bytes, raw)?;
+    request.body = web::request_body(content_type, bytes, raw)?;
     request.user = user;
     let arguments = request.arguments(raw, &immutable_parameters(annotations, &bound))?;
     let mut merged = bound;
@@ -297,15 +223,43 @@ async fn run(
     let (id, outcome) = invoke::activate(controller, &owner, action, payload, mode).await?;
     let response = match outcome {
         Outcome::Finished(activation) => {
-            response::web_answer(extension, &activation.response, &path)
-                .unwrap_or_else(IntoResponse::into_response)
+            match web::web_answer(extension, &activation.response, &path) {
+                Ok(answer) => into_response(answer),
+                Err(error) => refuse(error),
+            }
         }
         Outcome::Answered(answer) if answer.status() == StatusCode::ACCEPTED => {
-            WebError::NotReady.into_response()
+            refuse(WebError::NotReady)
         }
         Outcome::Answered(answer) => answer,
     };
     Ok(invoke::with_activation_header(response, id))
+}
+
+/// A checked [`WebAnswer`] as an HTTP answer; a header HTTP refuses
+/// after all makes it an invalid `.http` result.
+fn into_response(answer: WebAnswer) -> Response {
+    let mut headers = HeaderMap::new();
+    let content_type = answer
+        .content_type
+        .map(|value| (CONTENT_TYPE.as_str().to_owned(), value));
+    for (name, value) in content_type.into_iter().chain(answer.headers) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => return refuse(WebError::InvalidMedia("message/http")),
+        }
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, answer.body).into_response();
+    // The body's own type, never axum's default for bytes.
+    response.headers_mut().remove(CONTENT_TYPE);
+    response.headers_mut().extend(headers);
+    response
 }
 
 /// The bound parameters a request may not override: all those with a
