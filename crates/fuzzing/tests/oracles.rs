@@ -94,7 +94,9 @@ fn every_target_is_tested_here() {
             "broker_identity",
             "admit_request",
             "admit_reply",
-            "action_put"
+            "action_put",
+            "web_request",
+            "web_result"
         ],
         "add a test below for each new target"
     );
@@ -163,6 +165,16 @@ fn broker_request() {
 #[test]
 fn action_put() {
     run("action_put", 10);
+}
+
+#[test]
+fn web_request() {
+    run("web_request", 30);
+}
+
+#[test]
+fn web_result() {
+    run("web_result", 31);
 }
 
 #[test]
