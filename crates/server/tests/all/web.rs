@@ -809,3 +809,73 @@ async fn confidential_web_actions_are_refused() {
         .await;
     assert_eq!(activations.json, json!([]));
 }
+
+#[tokio::test]
+async fn web_calls_are_throttled_and_recorded_as_the_owners() {
+    let server = web_server().await;
+    // A namespace allowed two invocations a minute owns the action.
+    let auth = clemmys_whisk::AuthKey::from_random([7; 16], [9; 64]);
+    let limits = clemmys_whisk::NamespaceLimits {
+        invocations_per_minute: 2,
+        ..Default::default()
+    };
+    let record = clemmys_whisk::NamespaceRecord {
+        name: clemmys_whisk::EntityName::new("tiny").expect("name"),
+        auth: auth.clone(),
+        limits,
+    };
+    server
+        .node()
+        .store
+        .put_namespace(record)
+        .await
+        .expect("namespace");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(auth.to_string())
+    );
+    let body = json!({
+        "exec": {"kind": "nodejs:20", "code": ECHO},
+        "annotations": web_true(),
+    });
+    let created = server
+        .raw(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/echo",
+            Bytes::from(body.to_string()),
+            Some(&basic),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.json);
+    for _ in 0..2 {
+        let answer = server.web_get("/tiny/default/echo.json").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    let refused = server.web_get("/tiny/default/echo.json").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.header("access-control-allow-origin"), Some("*"));
+    let listed = server
+        .raw(
+            Method::GET,
+            "/api/v1/namespaces/_/activations",
+            Bytes::new(),
+            Some(&basic),
+        )
+        .await;
+    assert_eq!(
+        listed.json.as_array().map(Vec::len),
+        Some(2),
+        "{:?}",
+        listed.json
+    );
+    // The guest, who made the calls, is charged nothing.
+    let guest = server
+        .call(Method::GET, "/api/v1/namespaces/_/activations", None)
+        .await;
+    assert_eq!(guest.json, json!([]));
+}
