@@ -114,14 +114,36 @@ pub async fn put(
 }
 
 /// Creates or updates action `name` of `namespace`, in `package` if given
-/// (the caller checked that the package exists and is not a binding).
+/// (the caller checked that the package exists and is not a binding), and
+/// has the invokers compile it ahead of its first invoke.
 pub(crate) async fn put_action(
+    controller: &Controller,
+    caller: &Caller,
+    address: (EntityName, Option<EntityName>, EntityName),
+    overwrite: bool,
+    put: ActionPut,
+) -> Result<Response, ApiError> {
+    let (action, code_text) = store_action(controller, caller, address, overwrite, put).await?;
+    if action.exec.has_code() {
+        // Compiling ahead of the first invoke is an optimisation: if the
+        // queue is full, the first invoke compiles instead.
+        let _ = controller
+            .queue
+            .send(InvokerMessage::Prewarm(Box::new((*action).clone())))
+            .await;
+    }
+    Ok(Json(action.to_api_json(code_text)).into_response())
+}
+
+/// [`put_action`] without the prewarm: the stored action and its code as
+/// the API shows it.
+pub(crate) async fn store_action(
     controller: &Controller,
     caller: &Caller,
     (namespace, package, name): (EntityName, Option<EntityName>, EntityName),
     overwrite: bool,
     put: ActionPut,
-) -> Result<Response, ApiError> {
+) -> Result<(Arc<Action>, Option<String>), ApiError> {
     let existing = match &package {
         Some(package) => controller
             .store
@@ -227,15 +249,7 @@ pub(crate) async fn put_action(
     if action.package.is_none() {
         controller.cache_action(action.clone());
     }
-    if action.exec.has_code() {
-        // Compiling ahead of the first invoke is an optimisation: if the
-        // queue is full, the first invoke compiles instead.
-        let _ = controller
-            .queue
-            .send(InvokerMessage::Prewarm(Box::new((*action).clone())))
-            .await;
-    }
-    Ok(Json(action.to_api_json(code_text)).into_response())
+    Ok((action, code_text))
 }
 
 /// A confidential sequence's signed plan is kept for its owner's clients,

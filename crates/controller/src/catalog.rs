@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use clemmys_store::PutMode;
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{EntityName, Exec, KeyValues, NamespaceRecord, Package};
@@ -111,16 +110,9 @@ impl Controller {
                 ..ActionPut::default()
             };
             let address = (namespace.clone(), Some(name.clone()), action_name);
-            let answer = actions::put_action(self, &caller, address, true, put).await?;
-            if answer.status() != StatusCode::OK {
-                return Err(ApiError::internal(format!(
-                    "installing {}/{}/{} answered {}",
-                    namespace,
-                    name,
-                    action.name,
-                    answer.status()
-                )));
-            }
+            // Not prewarmed: compiling the engine at every start would
+            // slow the node's first requests for actions nobody may use.
+            actions::store_action(self, &caller, address, true, put).await?;
         }
         Ok(())
     }
