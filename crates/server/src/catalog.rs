@@ -2,17 +2,17 @@
 //! blocks (echo, cat, split, sort, head, date), as plain JavaScript
 //! actions installed when the node has the JavaScript engine.
 //!
-//! Namespace `whisk.system` is created with a random key that is never
-//! written out: nobody logs in as it, and the package is published, so
-//! every namespace can read and invoke its actions (charged to the
-//! caller) and use them as sequence components.
+//! Namespace `whisk.system` holds the packages but has no stored record
+//! and so no API key: nobody can act as it (or list it). The packages are
+//! published, so every namespace can read and invoke their actions
+//! (charged to and recorded in the caller's namespace) and use them as
+//! sequence components.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clemmys_controller::Controller;
 use clemmys_controller::catalog::{BuiltinAction, BuiltinPackage};
-use clemmys_store::EntityStore;
 use clemmys_whisk::{EntityName, NamespaceLimits, NamespaceRecord};
 
 /// The namespace that owns the built-in packages, as in OpenWhisk.
@@ -56,29 +56,19 @@ pub const UTILS: BuiltinPackage = BuiltinPackage {
     ],
 };
 
-/// Namespace `whisk.system`, created on first need with a key nobody
-/// is given.
-async fn system_namespace(store: &dyn EntityStore) -> anyhow::Result<NamespaceRecord> {
-    let name = EntityName::new(SYSTEM_NAMESPACE).context("the system namespace name")?;
-    if let Some(record) = store.get_namespace(&name)? {
-        return Ok(record);
-    }
-    let record = NamespaceRecord {
-        name,
+/// The owner of the built-in packages: never stored, so no API key can
+/// act as it; its random key exists only for the install.
+fn system_owner() -> anyhow::Result<NamespaceRecord> {
+    Ok(NamespaceRecord {
+        name: EntityName::new(SYSTEM_NAMESPACE).context("the system namespace name")?,
         auth: crate::bootstrap::random_auth_key()?,
         limits: NamespaceLimits::default(),
-    };
-    store
-        .put_namespace(record.clone())
-        .await
-        .context("creating namespace whisk.system")?;
-    tracing::info!("created namespace whisk.system");
-    Ok(record)
+    })
 }
 
 /// Installs the catalog's packages (only what changed since last start).
-pub async fn install(controller: &Controller, store: &dyn EntityStore) -> anyhow::Result<()> {
-    let owner = Arc::new(system_namespace(store).await?);
+pub async fn install(controller: &Controller) -> anyhow::Result<()> {
+    let owner = Arc::new(system_owner()?);
     controller
         .install_package(owner, &UTILS)
         .await

@@ -252,7 +252,7 @@ impl RunningServer {
         .with_local_invoker(invoker.clone());
         let controller = Arc::new(controller);
         if runs_javascript {
-            catalog::install(&controller, store.as_ref()).await?;
+            catalog::install(&controller).await?;
         }
 
         bootstrap::write_wskprops(&config.data_dir, &format!("http://{addr}"), &guest_auth)?;

@@ -107,6 +107,16 @@ async fn whisk_system_utils_answer_as_openwhisk_ships_them() {
         )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.json);
+    // No key can act as whisk.system: it has no stored record.
+    let system = clemmys_whisk::EntityName::new("whisk.system").expect("name");
+    assert!(
+        server
+            .node()
+            .store
+            .get_namespace(&system)
+            .expect("read")
+            .is_none()
+    );
 }
 
 #[tokio::test]
