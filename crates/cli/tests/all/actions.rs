@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::{Server, annotation, arg, example, http_get};
+use crate::common::{Server, annotation, arg, example, http_get, js_engine};
 
 #[test]
 fn plain_and_confidential_actions_are_listed_got_updated_and_deleted() {
@@ -219,13 +219,7 @@ fn a_non_blocking_invoke_prints_the_id_to_fetch_later() {
 
 #[test]
 fn a_js_file_becomes_a_plain_javascript_action() {
-    let engine = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/runtimes/wasm32-wasip1/release/clemmys-js.wasm");
-    assert!(
-        engine.is_file(),
-        "{}: run scripts/build-runtimes.sh first",
-        engine.display()
-    );
+    let engine = js_engine();
     let server = Server::start_with(&["--js-engine", arg(&engine)]);
     let user = server.user();
     let source = user.home().join("hello.js");
@@ -271,17 +265,7 @@ fn a_js_file_becomes_a_plain_javascript_action() {
 
 #[test]
 fn web_flags_export_an_action_and_get_url_prints_where() {
-    let engine = std::env::var_os("CLEMMYS_JS_ENGINE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/runtimes/wasm32-wasip1/release/clemmys-js.wasm")
-        });
-    assert!(
-        engine.is_file(),
-        "{}: run scripts/build-runtimes.sh first",
-        engine.display()
-    );
+    let engine = js_engine();
     let server = Server::start_with(&["--js-engine", arg(&engine)]);
     let user = server.user();
     let source = user.home().join("hello.js");
