@@ -220,3 +220,34 @@ async fn the_catalog_is_installed_once_and_only_with_the_engine() {
         .await;
     assert_ne!(answer.status, StatusCode::OK, "{:?}", answer.json);
 }
+
+#[tokio::test]
+async fn a_confidential_chain_cannot_include_a_builtin() {
+    let server = catalog_server().await;
+    let owner = server.owner().await;
+    owner.deploy("sealed", "echo").await;
+    let body = json!({"exec": {"kind": "sequence", "components": [
+        "/guest/sealed", "/whisk.system/utils/echo"
+    ]}});
+    let refused = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/mixed",
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json
+    );
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot mix confidential and plain"),
+        "{:?}",
+        refused.json
+    );
+}
