@@ -4,9 +4,12 @@
 //! [`EntityStore`], and hands activations to invokers: a blocking one to
 //! the invoker in its own process directly when there is one
 //! ([`Controller::with_local_invoker`]), running it on the request's task;
-//! the others through the bus, waiting for blocking ones. It is untrusted: for a confidential action it
-//! stores and forwards only sealed bytes (code, parameters, results, logs)
-//! and never holds a key that could open them.
+//! the others through the bus, waiting for blocking ones. Web actions
+//! ([`web`]) are served without credentials, on their owner's account,
+//! and built-in packages ([`catalog`]) are installed at start. It is
+//! untrusted: for a confidential action it stores and forwards only
+//! sealed bytes (code, parameters, results, logs) and never holds a key
+//! that could open them.
 
 mod actions;
 mod activations;
