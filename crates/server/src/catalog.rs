@@ -1,6 +1,7 @@
 //! The built-in catalog: `/whisk.system/utils`, OpenWhisk's building
-//! blocks (echo, cat, split, sort, head, date), as plain JavaScript
-//! actions installed when the node has the JavaScript engine.
+//! blocks (echo, cat, split, sort, head, date, smash, namespace,
+//! hosturl), as plain JavaScript actions installed when the node has the
+//! JavaScript engine.
 //!
 //! Namespace `whisk.system` holds the packages but has no stored record
 //! and so no API key: nobody can act as it (or list it). The packages are
@@ -52,6 +53,21 @@ pub const UTILS: BuiltinPackage = BuiltinPackage {
             name: "date",
             source: include_str!("catalog/utils/date.js"),
             description: "Current date and time",
+        },
+        BuiltinAction {
+            name: "smash",
+            source: include_str!("catalog/utils/smash.js"),
+            description: "Nests all properties under given property",
+        },
+        BuiltinAction {
+            name: "namespace",
+            source: include_str!("catalog/utils/namespace.js"),
+            description: "Returns namespace for the authorization key used to invoke this action",
+        },
+        BuiltinAction {
+            name: "hosturl",
+            source: include_str!("catalog/utils/hosturl.js"),
+            description: "Returns the URL to activate an action or trigger",
         },
     ],
 };

@@ -1,6 +1,6 @@
 //! The built-in catalog: `/whisk.system/utils` (OpenWhisk's echo, cat,
-//! split, sort, head and date) from every namespace, through bindings and
-//! as sequence components.
+//! split, sort, head, date, smash, namespace and hosturl) from every
+//! namespace, through bindings and as sequence components.
 
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -45,7 +45,20 @@ async fn whisk_system_utils_answer_as_openwhisk_ships_them() {
         .filter_map(|action| action["name"].as_str())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["cat", "date", "echo", "head", "sort", "split"]);
+    assert_eq!(
+        names,
+        [
+            "cat",
+            "date",
+            "echo",
+            "head",
+            "hosturl",
+            "namespace",
+            "smash",
+            "sort",
+            "split"
+        ]
+    );
 
     assert_eq!(
         run_util(&server, "echo", json!({"payload": "Five fuzzy felines"})).await,
@@ -75,6 +88,27 @@ async fn whisk_system_utils_answer_as_openwhisk_ships_them() {
     assert_eq!(
         run_util(&server, "head", json!({"lines": [4, 2, 3], "num": 2})).await,
         json!({"lines": [4, 2], "num": 2})
+    );
+    assert_eq!(
+        run_util(
+            &server,
+            "smash",
+            json!({"a": 1, "b": {"c": 2}, "$fieldName": "p"})
+        )
+        .await,
+        json!({"p": {"a": 1, "b": {"c": 2}}})
+    );
+    assert_eq!(
+        run_util(&server, "namespace", json!({})).await,
+        json!({"namespace": "guest"})
+    );
+    assert_eq!(
+        run_util(&server, "hosturl", json!({"web": true, "path": "hello"})).await,
+        json!({"url": format!("{}/api/v1/web/guest/default/hello.json", server.base)})
+    );
+    assert_eq!(
+        run_util(&server, "hosturl", json!({"path": "demo/hello"})).await,
+        json!({"url": format!("{}/api/v1/namespaces/guest/actions/demo/hello", server.base)})
     );
     let date = run_util(&server, "date", json!({})).await;
     let text = date["date"].as_str().expect("date");
