@@ -143,7 +143,7 @@ async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
         result_only: false,
         wait: std::time::Duration::from_secs(1),
     };
-    let response = controller.run(message, mode).await;
+    let response = controller.run(message, mode).await.into_response(false);
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     // A 503 the caller may retry: nothing went to the invokers.
     assert_eq!(bus.0.load(std::sync::atomic::Ordering::SeqCst), 0);

@@ -146,14 +146,36 @@ pub async fn put(
 }
 
 /// Creates or updates action `name` of `namespace`, in `package` if given
-/// (the caller checked that the package exists and is not a binding).
+/// (the caller checked that the package exists and is not a binding), and
+/// has the invokers compile it ahead of its first invoke.
 pub(crate) async fn put_action(
+    controller: &Controller,
+    caller: &Caller,
+    address: (EntityName, Option<EntityName>, EntityName),
+    overwrite: bool,
+    put: ActionPut,
+) -> Result<Response, ApiError> {
+    let (action, code_text) = store_action(controller, caller, address, overwrite, put).await?;
+    if action.exec.has_code() {
+        // Compiling ahead of the first invoke is an optimisation: if the
+        // queue is full, the first invoke compiles instead.
+        let _ = controller
+            .queue
+            .send(InvokerMessage::Prewarm(Box::new((*action).clone())))
+            .await;
+    }
+    Ok(Json(action.to_api_json(code_text)).into_response())
+}
+
+/// [`put_action`] without the prewarm: the stored action and its code as
+/// the API shows it.
+pub(crate) async fn store_action(
     controller: &Controller,
     caller: &Caller,
     (namespace, package, name): (EntityName, Option<EntityName>, EntityName),
     overwrite: bool,
     put: ActionPut,
-) -> Result<Response, ApiError> {
+) -> Result<(Arc<Action>, Option<String>), ApiError> {
     let existing = match &package {
         Some(package) => controller
             .store
@@ -259,15 +281,7 @@ pub(crate) async fn put_action(
     if action.package.is_none() {
         controller.cache_action(action.clone());
     }
-    if action.exec.has_code() {
-        // Compiling ahead of the first invoke is an optimisation: if the
-        // queue is full, the first invoke compiles instead.
-        let _ = controller
-            .queue
-            .send(InvokerMessage::Prewarm(Box::new((*action).clone())))
-            .await;
-    }
-    Ok(Json(action.to_api_json(code_text)).into_response())
+    Ok((action, code_text))
 }
 
 /// A confidential sequence's signed plan is kept for its owner's clients,
@@ -312,6 +326,12 @@ fn check_packaged(exec: &Exec, confidential: bool) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Whether `error` says an entity is missing or not readable (as opposed
+/// to the store failing).
+pub(crate) fn is_absent(error: &ApiError) -> bool {
+    matches!(error.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
 }
 
 /// Stored code as the API shows it: base64 for wasm, text for JavaScript.
@@ -462,6 +482,11 @@ impl Controller {
         for text in components {
             let name = FullyQualifiedName::parse(text, None)
                 .map_err(|error| ApiError::bad_request(error.to_string()))?;
+            if name.package.is_some() {
+                // Packages hold plain actions only.
+                kinds.push(false);
+                continue;
+            }
             let action = self.action(&name.namespace, &name.name)?.ok_or_else(|| {
                 ApiError::bad_request(format!("Sequence component does not exist: '{text}'."))
             })?;
@@ -501,9 +526,23 @@ impl Controller {
                 if component.namespace.as_str() == "_" {
                     component.namespace = namespace.clone();
                 }
-                if &component.namespace != namespace || component.package.is_some() {
+                if let Some(package) = &component.package {
+                    // An action of a package this namespace may read: its
+                    // own, a published one (such as /whisk.system/utils),
+                    // or one through a binding.
+                    let address = (&component.namespace, package, &component.name);
+                    return match crate::package_actions::resolve(self, namespace, address) {
+                        Ok(_) => Ok(component.to_string()),
+                        Err(error) if is_absent(&error) => Err(ApiError::bad_request(format!(
+                            "Sequence component does not exist: '{text}'."
+                        ))),
+                        Err(error) => Err(error),
+                    };
+                }
+                if &component.namespace != namespace {
                     return Err(ApiError::bad_request(format!(
-                        "Sequence component '{text}' must be an action of namespace '{namespace}'."
+                        "Sequence component '{text}' must be an action of namespace '{namespace}' \
+                         or of a package it may read."
                     )));
                 }
                 if &component.name == name {

@@ -61,6 +61,19 @@ pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, Str
 }
 
 impl Controller {
+    /// Whether `headers` carry a valid API key of any namespace (as HTTP
+    /// Basic), which a web action must not be handed.
+    pub(crate) fn carries_api_key(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some((uuid, key)) = basic_credentials(headers) else {
+            return false;
+        };
+        match self.namespace_for(&uuid) {
+            Ok(Some(record)) => bool::from(record.auth.key.as_bytes().ct_eq(key.as_bytes())),
+            // Unknown or unreadable: not a key this node would accept.
+            Ok(None) | Err(_) => false,
+        }
+    }
+
     /// The namespace owning API key `uuid`, cached after the first lookup.
     fn namespace_for(&self, uuid: &str) -> Result<Option<Arc<NamespaceRecord>>, ApiError> {
         if let Some(record) = crate::read(&self.namespaces).get(uuid) {

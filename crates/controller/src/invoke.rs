@@ -13,6 +13,7 @@ use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{
     Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, Exec, KeyValues,
+    NamespaceRecord,
 };
 use serde_json::{Map, Value, json};
 
@@ -89,7 +90,6 @@ pub(crate) async fn start(
     params: Map<String, Value>,
     mode: InvokeMode,
 ) -> Result<Response, ApiError> {
-    let namespace = caller.0.name.clone();
     let payload = if action.is_confidential() {
         if !bound.is_empty() {
             // Never merged by the provider: refused at create, and here too.
@@ -108,45 +108,86 @@ pub(crate) async fn start(
     } else {
         let merged = merge_parameters(bound, &action.annotations, params)
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
-        let payload = Value::Object(merged);
-        let size = encoded_len(&payload);
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(ApiError::too_large("Request", size, MAX_PAYLOAD_BYTES));
-        }
-        payload
+        checked_payload(merged)?
     };
+    let (id, outcome) = activate(controller, &caller.0, action, payload, mode).await?;
+    Ok(with_activation_header(
+        outcome.into_response(mode.result_only),
+        id,
+    ))
+}
 
+/// `params` as an activation payload, if it is within the payload limit.
+pub(crate) fn checked_payload(params: Map<String, Value>) -> Result<Value, ApiError> {
+    let payload = Value::Object(params);
+    let size = encoded_len(&payload);
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::too_large("Request", size, MAX_PAYLOAD_BYTES));
+    }
+    Ok(payload)
+}
+
+/// How far an activation got while its caller waited.
+pub(crate) enum Outcome {
+    /// It finished: its record.
+    Finished(Arc<Activation>),
+    /// The answer is already settled: 202 once the wait ran out (or for a
+    /// non-blocking invoke), or an error.
+    Answered(Response),
+}
+
+impl Outcome {
+    /// The answer of the REST API: the record (or its result) of a
+    /// finished activation, else the settled answer.
+    pub(crate) fn into_response(self, result_only: bool) -> Response {
+        match self {
+            Outcome::Finished(activation) => activation_answer(&activation, result_only),
+            Outcome::Answered(response) => response,
+        }
+    }
+}
+
+/// Admits and starts `action` with `payload` (final, already merged) on
+/// behalf of namespace `owner`, which keeps the record and is charged for
+/// it; runs it as `mode` asks. Every way in (invoke, package invoke, web
+/// action) goes through here, so all are throttled and recorded alike.
+pub(crate) async fn activate(
+    controller: &Arc<Controller>,
+    owner: &NamespaceRecord,
+    action: Arc<clemmys_whisk::Action>,
+    payload: Value,
+    mode: InvokeMode,
+) -> Result<(ActivationId, Outcome), ApiError> {
+    let namespace = owner.name.clone();
     let activation_id = crate::ids::activation_id();
     controller.throttle.admit(
         namespace.as_str(),
         activation_id,
-        &caller.0.limits,
+        &owner.limits,
         clemmys_whisk::now_ms(),
     )?;
     if let Exec::Sequence { .. } = action.exec {
         let run = SequenceRun {
             sequence: action,
             namespace: namespace.to_string(),
-            subject: caller.0.name.to_string(),
+            subject: namespace.to_string(),
             payload,
             activation_id,
             accepted_at: clemmys_whisk::now_ms(),
         };
-        let answer = controller.run_sequence(run, mode).await;
-        return Ok(with_activation_header(answer, activation_id));
+        return Ok((activation_id, controller.run_sequence(run, mode).await));
     }
     let message = ActivationMessage {
         activation_id,
         namespace: namespace.to_string(),
-        subject: caller.0.name.to_string(),
+        subject: namespace.to_string(),
         action,
         payload,
         blocking: mode.blocking,
         cause: None,
         accepted_at: clemmys_whisk::now_ms(),
     };
-    let answer = controller.run(message, mode).await;
-    Ok(with_activation_header(answer, activation_id))
+    Ok((activation_id, controller.run(message, mode).await))
 }
 
 /// Parameters of an invoke body: empty means `{}`; anything but an object is
@@ -256,22 +297,22 @@ impl Controller {
         invoker: Arc<dyn ActivationRunner>,
         message: ActivationMessage,
         mode: InvokeMode,
-    ) -> Response {
+    ) -> Outcome {
         let id = message.activation_id;
         let stand_in = StandInSource::of(&message);
         match tokio::time::timeout(mode.wait, invoker.run(message, mode.wait)).await {
-            Ok(Ok(activation)) => activation_answer(&activation, mode.result_only),
+            Ok(Ok(activation)) => Outcome::Finished(activation),
             Ok(Err(error)) => {
                 // It was never admitted, so never completed.
                 self.throttle.release(&id);
-                bus_error(error).into_response()
+                Outcome::Answered(bus_error(error).into_response())
             }
-            Err(_) => self.acknowledge(stand_in.record()).await,
+            Err(_) => Outcome::Answered(self.acknowledge(stand_in.record()).await),
         }
     }
 
     /// Publishes one activation and answers as `mode` asks.
-    pub(crate) async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Response {
+    pub(crate) async fn run(&self, message: ActivationMessage, mode: InvokeMode) -> Outcome {
         if mode.blocking
             && let Some(invoker) = &self.local_invoker
         {
@@ -285,19 +326,19 @@ impl Controller {
             let acknowledged = self.acknowledge(stand_in).await;
             if acknowledged.status() != StatusCode::ACCEPTED {
                 self.throttle.release(&id);
-                return acknowledged;
+                return Outcome::Answered(acknowledged);
             }
             return match self
                 .queue
                 .send(InvokerMessage::Activate(Box::new(message)))
                 .await
             {
-                Ok(()) => acknowledged,
+                Ok(()) => Outcome::Answered(acknowledged),
                 Err(error) => {
                     // Its stand-in stays: the next start records it as
                     // interrupted, which it was.
                     self.throttle.release(&id);
-                    bus_error(error).into_response()
+                    Outcome::Answered(bus_error(error).into_response())
                 }
             };
         }
@@ -309,16 +350,16 @@ impl Controller {
         {
             self.completions.forget(&id);
             self.throttle.release(&id);
-            return bus_error(error).into_response();
+            return Outcome::Answered(bus_error(error).into_response());
         }
         match tokio::time::timeout(mode.wait, completion).await {
-            Ok(Ok(done)) => activation_answer(&done.activation, mode.result_only),
-            Ok(Err(_)) => {
-                ApiError::internal("invoker dropped a blocking activation").into_response()
-            }
+            Ok(Ok(done)) => Outcome::Finished(done.activation),
+            Ok(Err(_)) => Outcome::Answered(
+                ApiError::internal("invoker dropped a blocking activation").into_response(),
+            ),
             Err(_) => {
                 self.completions.forget(&id);
-                self.acknowledge(stand_in).await
+                Outcome::Answered(self.acknowledge(stand_in).await)
             }
         }
     }

@@ -5,9 +5,12 @@
 //! active rules, and hands activations to invokers: a blocking one to
 //! the invoker in its own process directly when there is one
 //! ([`Controller::with_local_invoker`]), running it on the request's task;
-//! the others through the bus, waiting for blocking ones. It is untrusted: for a confidential action it
-//! stores and forwards only sealed bytes (code, parameters, results, logs)
-//! and never holds a key that could open them.
+//! the others through the bus, waiting for blocking ones. Web actions
+//! ([`web`]) are served without credentials, on their owner's account,
+//! and built-in packages ([`catalog`]) are installed at start. It is
+//! untrusted: for a confidential action it stores and forwards only
+//! sealed bytes (code, parameters, results, logs) and never holds a key
+//! that could open them.
 
 mod actions;
 mod activations;
@@ -16,6 +19,7 @@ mod alarms;
 mod auth;
 mod body;
 mod broker;
+pub mod catalog;
 mod error;
 mod ids;
 mod invoke;
@@ -28,6 +32,7 @@ mod rules;
 mod sequence;
 mod throttle;
 mod triggers;
+pub mod web;
 
 #[cfg(test)]
 mod acknowledge_tests;

@@ -29,32 +29,35 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
-/// The package whose actions `namespace/package` shows to `caller`: the
-/// package itself, or the one its binding refers to (with the binding).
+/// The package whose actions `namespace/package` shows to namespace
+/// `reader`: the package itself, or the one its binding refers to (with
+/// the binding).
 fn home_package(
     controller: &Controller,
-    caller: &Caller,
+    reader: &EntityName,
     namespace: &EntityName,
     package: &EntityName,
 ) -> Result<(Package, Option<Package>), ApiError> {
-    let package = readable_package(controller, caller, namespace, package)?;
+    let package = readable_package(controller, reader, namespace, package)?;
     match &package.binding {
         Some(binding) => {
-            let home = readable_package(controller, caller, &binding.namespace, &binding.name)?;
+            let home = readable_package(controller, reader, &binding.namespace, &binding.name)?;
             Ok((home, Some(package)))
         }
         None => Ok((package, None)),
     }
 }
 
-/// The action `name` of `namespace/package` and the parameters it runs
-/// with (package's, binding's, its own).
+/// The action `name` of `namespace/package` as namespace `reader` may
+/// run it (its own package, a published one, or through a binding to
+/// either), and the parameters it runs with (package's, binding's, its
+/// own).
 pub(crate) fn resolve(
     controller: &Controller,
-    caller: &Caller,
+    reader: &EntityName,
     (namespace, package, name): (&EntityName, &EntityName, &EntityName),
 ) -> Result<(Action, KeyValues), ApiError> {
-    let (home, binding) = home_package(controller, caller, namespace, package)?;
+    let (home, binding) = home_package(controller, reader, namespace, package)?;
     let action = controller
         .store
         .get_package_action(&home.namespace, &home.name, name)?
@@ -86,7 +89,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let package = entity_name(&package)?;
-    let (home, _) = home_package(&controller, &caller, &namespace, &package)?;
+    let (home, _) = home_package(&controller, &caller.0.name, &namespace, &package)?;
     let (skip, limit) = query::paging(&params, "actions")?;
     let actions =
         controller
@@ -106,7 +109,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let (package, name) = (entity_name(&package)?, entity_name(&name)?);
-    let (mut action, bound) = resolve(&controller, &caller, (&namespace, &package, &name))?;
+    let (mut action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
     let code = if query::flag(&params, "code", true)? {
         controller.code_text(&action)?
     } else {
@@ -185,6 +188,6 @@ pub async fn invoke(
     let mode = invoke::invoke_mode(&controller, &params)?;
     let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
     let params = invoke::parse_params(&bytes)?;
-    let (action, bound) = resolve(&controller, &caller, (&namespace, &package, &name))?;
+    let (action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
     invoke::start(&controller, &caller, Arc::new(action), &bound, params, mode).await
 }

@@ -80,16 +80,16 @@ pub(crate) fn namespace_of(caller: &Caller, segment: &str) -> Result<(EntityName
     }
 }
 
-/// The package `namespace/name` as `caller` may read it: its own, or a
-/// published one of another namespace (anything else is 403 there, so
-/// that private names do not leak).
+/// The package `namespace/name` as namespace `reader` may read it: its
+/// own, or a published one of another namespace (anything else is 403
+/// there, so that private names do not leak).
 pub(crate) fn readable_package(
     controller: &Controller,
-    caller: &Caller,
+    reader: &EntityName,
     namespace: &EntityName,
     name: &EntityName,
 ) -> Result<Package, ApiError> {
-    let own = *namespace == caller.0.name;
+    let own = namespace == reader;
     match controller.store.get_package(namespace, name)? {
         Some(package) if own || package.publish => Ok(package),
         Some(_) => Err(ApiError::forbidden()),
@@ -168,10 +168,15 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let name = entity_name(&name)?;
-    let package = readable_package(&controller, &caller, &namespace, &name)?;
+    let package = readable_package(&controller, &caller.0.name, &namespace, &name)?;
     let actions = match &package.binding {
         Some(binding) => {
-            match readable_package(&controller, &caller, &binding.namespace, &binding.name) {
+            match readable_package(
+                &controller,
+                &caller.0.name,
+                &binding.namespace,
+                &binding.name,
+            ) {
                 Ok(home) => action_summaries(&controller, &home)?,
                 // A binding whose package is gone or no longer shared
                 // shows no actions; invoking through it answers why.

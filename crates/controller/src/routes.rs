@@ -7,12 +7,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde_json::{Value, json};
 
 use crate::{
     ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
-    packages, rules, triggers,
+    packages, rules, triggers, web,
 };
 
 /// The OpenWhisk API router over `controller`.
@@ -74,6 +74,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         )
         .route("/admin/namespaces", get(admin::list))
         .route("/admin/namespaces/{name}", axum::routing::put(admin::put))
+        .route("/web/{ns}/{pkg}/{*rest}", any(web::serve))
         .route("/broker/identity", get(broker::identity))
         .route("/broker/request", axum::routing::post(broker::request))
         .route("/", get(api_info));
@@ -146,8 +147,18 @@ fn runtimes(controller: &Controller) -> Value {
     runtimes
 }
 
-/// Answers CORS preflights and allows any origin, as OpenWhisk does.
+/// The methods CORS answers allow.
+pub(crate) const CORS_ALLOW_METHODS: &str = "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH";
+/// The request headers CORS answers allow.
+pub(crate) const CORS_ALLOW_HEADERS: &str =
+    "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent";
+
+/// Answers CORS preflights and allows any origin, as OpenWhisk does. Web
+/// actions answer CORS themselves (an action may answer `OPTIONS`).
 async fn cors(request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/api/v1/web/") {
+        return next.run(request).await;
+    }
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
@@ -160,13 +171,11 @@ async fn cors(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH"),
+        HeaderValue::from_static(CORS_ALLOW_METHODS),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(
-            "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent",
-        ),
+        HeaderValue::from_static(CORS_ALLOW_HEADERS),
     );
     response
 }

@@ -111,8 +111,11 @@ pub(crate) fn resolve_rule_action(
     match action.package() {
         Some(package) => {
             let package = entity_name(package)?;
-            let (found, bound) =
-                package_actions::resolve(controller, caller, (&namespace, &package, &action.name))?;
+            let (found, bound) = package_actions::resolve(
+                controller,
+                &caller.0.name,
+                (&namespace, &package, &action.name),
+            )?;
             Ok((Arc::new(found), bound))
         }
         None => {

@@ -12,17 +12,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use clemmys_bus::{ActivationMessage, InvokerMessage};
 use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::{
-    Action, Activation, ActivationId, ActivationResponse, ActivationStatus, Exec,
+    Action, Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, Exec,
     FullyQualifiedName, KeyValues,
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::invoke::{INTERRUPTED, InvokeMode, activation_answer};
+use crate::invoke::{INTERRUPTED, InvokeMode, Outcome};
 use crate::{ApiError, Controller};
 
 /// How long past its own time limit a component may take before the
@@ -52,7 +52,7 @@ impl Controller {
         self: &Arc<Self>,
         run: SequenceRun,
         mode: InvokeMode,
-    ) -> Response {
+    ) -> Outcome {
         let id = run.activation_id;
         let stand_in = self.sequence_record(&run, Vec::new(), internal(INTERRUPTED));
         let (done, finished) = oneshot::channel();
@@ -66,14 +66,14 @@ impl Controller {
             let _ = done.send(record);
         });
         if !mode.blocking {
-            return self.acknowledge(stand_in).await;
+            return Outcome::Answered(self.acknowledge(stand_in).await);
         }
         match tokio::time::timeout(mode.wait, finished).await {
-            Ok(Ok(record)) => activation_answer(&record, mode.result_only),
-            Ok(Err(_)) => {
-                ApiError::internal("a sequence task ended without a record").into_response()
-            }
-            Err(_) => self.acknowledge(stand_in).await,
+            Ok(Ok(record)) => Outcome::Finished(Arc::new(record)),
+            Ok(Err(_)) => Outcome::Answered(
+                ApiError::internal("a sequence task ended without a record").into_response(),
+            ),
+            Err(_) => Outcome::Answered(self.acknowledge(stand_in).await),
         }
     }
 
@@ -120,25 +120,43 @@ impl Controller {
     ) -> Result<Activation, ActivationResponse> {
         let name = FullyQualifiedName::parse(component, None)
             .map_err(|_| internal("a sequence component name is malformed"))?;
-        let action = self
-            .action(&name.namespace, &name.name)
-            .map_err(|error| internal(&error.to_string()))?
-            .ok_or_else(|| {
-                ActivationResponse::error(
-                    ActivationStatus::ApplicationError,
-                    format!("Sequence component does not exist: '{component}'."),
-                )
-            })?;
+        let missing = || {
+            ActivationResponse::error(
+                ActivationStatus::ApplicationError,
+                format!("Sequence component does not exist: '{component}'."),
+            )
+        };
+        let (action, bound) = match &name.package {
+            None => {
+                let action = self
+                    .action(&name.namespace, &name.name)
+                    .map_err(|error| internal(&error.to_string()))?
+                    .ok_or_else(missing)?;
+                let bound = action.parameters.clone();
+                (action, bound)
+            }
+            Some(package) => {
+                // Resolved on every run, as the invoking namespace may
+                // read it now (a package may stop being shared).
+                let reader = EntityName::new(run.namespace.as_str())
+                    .map_err(|error| internal(&error.to_string()))?;
+                let address = (&name.namespace, package, &name.name);
+                match crate::package_actions::resolve(self, &reader, address) {
+                    Ok((action, bound)) => (Arc::new(action), bound),
+                    Err(error) if crate::actions::is_absent(&error) => return Err(missing()),
+                    Err(error) => return Err(internal(&error.message)),
+                }
+            }
+        };
         let payload = match (&payload, action.is_confidential()) {
             (Value::Object(params), false) => {
-                let merged =
-                    merge_parameters(&action.parameters, &action.annotations, params.clone())
-                        .map_err(|error| {
-                            ActivationResponse::error(
-                                ActivationStatus::ApplicationError,
-                                error.to_string(),
-                            )
-                        })?;
+                let merged = merge_parameters(&bound, &action.annotations, params.clone())
+                    .map_err(|error| {
+                        ActivationResponse::error(
+                            ActivationStatus::ApplicationError,
+                            error.to_string(),
+                        )
+                    })?;
                 Value::Object(merged)
             }
             _ => payload,

@@ -151,6 +151,16 @@ pub const TARGETS: &[Target] = &[
         oracle: oracles::trigger_put,
         valid: || oracles::TRIGGER_PUT,
     },
+    Target {
+        name: "web_request",
+        oracle: oracles::web_request,
+        valid: || oracles::WEB_REQUEST,
+    },
+    Target {
+        name: "web_result",
+        oracle: oracles::web_result,
+        valid: || oracles::WEB_RESULT,
+    },
 ];
 
 /// The target named `name`.

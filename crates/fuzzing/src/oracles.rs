@@ -22,7 +22,12 @@ use clemmys_proto::session::{SessionInvocation, open_session_result};
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, TeeKind};
 use clemmys_whisk::action::{ActionPut, merge_parameters};
-use clemmys_whisk::{ActionLimits, EntityName, FullyQualifiedName, RulePut, Trigger, TriggerPut};
+use clemmys_whisk::web;
+use clemmys_whisk::{
+    ActionLimits, ActivationResponse, ActivationStatus, EntityName, FullyQualifiedName, RulePut,
+    Trigger, TriggerPut,
+};
+use serde_json::Value;
 
 use crate::fixtures::{
     self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, PLAN_SEQUENCE, fixtures,
@@ -562,6 +567,141 @@ pub fn trigger_put(data: &[u8]) {
             Some(value),
             "trigger fire: the event lost to the trigger's parameters"
         );
+    }
+}
+
+/// A valid web request for [`web_request`]'s edits: a selector byte (the
+/// content type and the raw flag), the query string, a newline, the body.
+pub const WEB_REQUEST: &[u8] = b"\x00name=Jane&n=1\n{\"greeting\":\"hi\",\"list\":[1,2]}";
+
+/// The content types [`web_request`] chooses from.
+const WEB_CONTENT_TYPES: [Option<&str>; 6] = [
+    Some("application/json"),
+    Some("application/x-www-form-urlencoded"),
+    Some("text/plain"),
+    Some("image/png"),
+    Some("application/vnd.api+json; charset=utf-8"),
+    None,
+];
+
+/// A web action's request (any caller → controller) never panics the
+/// body, query and argument parsing; a plain action's arguments never
+/// take an `__ow_*` value or a final parameter from the caller, and a raw
+/// one's hold exactly the context, the raw query and the body.
+pub fn web_request(data: &[u8]) {
+    let candidate = Input::of(data).bytes(WEB_REQUEST);
+    let Some((&selector, rest)) = candidate.split_first() else {
+        return;
+    };
+    let Some(&content_type) =
+        WEB_CONTENT_TYPES.get(usize::from(selector) % WEB_CONTENT_TYPES.len())
+    else {
+        return;
+    };
+    let raw = selector & 0x80 != 0;
+    let (query, body) = match rest.iter().position(|&b| b == b'\n') {
+        Some(at) => rest.split_at(at),
+        None => (rest, &[][..]),
+    };
+    let body = body.get(1..).unwrap_or_default();
+    let query = String::from_utf8_lossy(query).into_owned();
+    let Ok(parsed) = web::request_body(content_type, body, raw) else {
+        return;
+    };
+    let headers: [(&str, &[u8]); 1] = [("content-type", content_type.unwrap_or("").as_bytes())];
+    let mut request = web::WebRequest::new("POST", headers, "/p".into(), query.clone());
+    request.body = parsed;
+    let immutable = ["fixed".to_owned()];
+    let Ok(arguments) = request.arguments(raw, &immutable) else {
+        assert!(!raw, "web request: a raw action's request was refused");
+        return;
+    };
+    assert_eq!(arguments.get("__ow_method"), Some(&Value::from("post")));
+    assert_eq!(arguments.get("__ow_path"), Some(&Value::from("/p")));
+    assert!(
+        arguments.get("__ow_headers").is_some_and(Value::is_object),
+        "web request: the headers were replaced"
+    );
+    assert!(
+        !arguments.contains_key("__ow_user"),
+        "web request: a caller set __ow_user"
+    );
+    if raw {
+        assert_eq!(arguments.get("__ow_query"), Some(&Value::from(query)));
+        assert!(
+            arguments.keys().all(|key| key.starts_with("__ow_")),
+            "web request: a raw action got parsed parameters"
+        );
+    } else {
+        assert!(
+            !arguments.contains_key("fixed") && !arguments.contains_key("__ow_query"),
+            "web request: a caller overrode a final or reserved name"
+        );
+    }
+}
+
+/// A valid action result for [`web_result`]'s edits.
+pub const WEB_RESULT: &[u8] = br#"{"statusCode":201,"headers":{"Content-Type":"image/png","Set-Cookie":["a=1","b=2"],"X-N":7},"body":"AAEC/w==","html":"<b>x</b>","text":{"deep":[1,"two"]},"svg":"<svg/>"}"#;
+
+/// A web action's result (action code → controller) never panics its
+/// rendering under any extension, success or application error; an answer
+/// has a status in 100-599, only valid header names and values, a content
+/// type that is a media type, and `.json` answers that are JSON.
+pub fn web_result(data: &[u8]) {
+    let candidate = Input::of(data).bytes(WEB_RESULT);
+    let Ok(result) = serde_json::from_slice::<Value>(&candidate) else {
+        return;
+    };
+    let responses = [
+        ActivationResponse::success(result.clone()),
+        ActivationResponse::new(
+            ActivationStatus::ApplicationError,
+            serde_json::json!({ "error": result }),
+        ),
+    ];
+    let extensions = [
+        web::Extension::Http,
+        web::Extension::Json,
+        web::Extension::Html,
+        web::Extension::Svg,
+        web::Extension::Text,
+    ];
+    for response in &responses {
+        for extension in extensions {
+            for path in ["", "/text", "/text/deep/1", "/headers/X-N"] {
+                let Ok(answer) = web::web_answer(extension, response, path) else {
+                    continue;
+                };
+                assert!(
+                    (100..=599).contains(&answer.status),
+                    "web result: status {} answered",
+                    answer.status
+                );
+                for (name, value) in &answer.headers {
+                    assert!(
+                        web::is_token(name) && web::is_field_value(value),
+                        "web result: invalid header {name:?}: {value:?}"
+                    );
+                    assert!(
+                        !name.eq_ignore_ascii_case("content-type"),
+                        "web result: a second content type"
+                    );
+                }
+                if let Some(content_type) = &answer.content_type {
+                    assert!(
+                        web::media_type(content_type).is_some()
+                            && web::is_field_value(content_type),
+                        "web result: content type {content_type:?}"
+                    );
+                }
+                if extension == web::Extension::Json {
+                    assert!(
+                        serde_json::from_slice::<Value>(&answer.body).is_ok(),
+                        "web result: a .json answer is not JSON"
+                    );
+                }
+            }
+        }
     }
 }
 

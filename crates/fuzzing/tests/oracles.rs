@@ -95,7 +95,9 @@ fn every_target_is_tested_here() {
             "admit_request",
             "admit_reply",
             "action_put",
-            "trigger_put"
+            "trigger_put",
+            "web_request",
+            "web_result"
         ],
         "add a test below for each new target"
     );
@@ -169,6 +171,16 @@ fn action_put() {
 #[test]
 fn trigger_put() {
     run("trigger_put", 21);
+}
+
+#[test]
+fn web_request() {
+    run("web_request", 30);
+}
+
+#[test]
+fn web_result() {
+    run("web_result", 31);
 }
 
 #[test]

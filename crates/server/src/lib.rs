@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod broker_link;
 pub mod broker_node;
 pub mod broker_service;
+pub mod catalog;
 pub mod confidential;
 pub mod listener;
 mod restart_prewarm;
@@ -272,6 +273,9 @@ impl RunningServer {
             .context("scheduling the stored alarm triggers")?;
         if alarms > 0 {
             tracing::info!(alarms, "scheduled alarm triggers");
+        }
+        if runs_javascript {
+            catalog::install(&controller).await?;
         }
 
         let ca_file = tls.as_ref().and_then(|tls| tls.ca_file.clone());

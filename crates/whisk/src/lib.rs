@@ -17,6 +17,7 @@ pub mod limits;
 pub mod name;
 pub mod package;
 pub mod trigger;
+pub mod web;
 
 pub use action::{Action, ActionPut, Exec, JsKind, KeyValue, KeyValues};
 pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};

@@ -90,6 +90,91 @@ pub struct PutArgs {
     /// digits, see `clemmys broker show`) to invoke the action.
     #[arg(long = "allow-client", value_name = "HEX", conflicts_with = "plain")]
     pub allow_clients: Vec<clemmys_proto::ClientId>,
+    /// Serve the action at APIHOST/api/v1/web/NS/PKG/NAME without
+    /// credentials: `true`/`yes` (its parameters become final), `raw` (it
+    /// gets the raw query and body), `false`/`no` to stop. Plain actions
+    /// only.
+    #[arg(long, value_name = "true|false|raw")]
+    pub web: Option<WebMode>,
+    /// Protect a web action: a SECRET that callers send as header
+    /// X-Require-Whisk-Auth, `true` for a random numeric secret, `false`
+    /// to remove it.
+    #[arg(long = "web-secure", value_name = "SECRET|true|false")]
+    pub web_secure: Option<String>,
+}
+
+/// The values of `--web`, as `wsk` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebMode {
+    /// `true`/`yes`: exported, parameters final.
+    On,
+    /// `raw`: exported, raw query and body, parameters final.
+    Raw,
+    /// `false`/`no`: not exported.
+    Off,
+}
+
+impl std::str::FromStr for WebMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" => Ok(Self::On),
+            "raw" => Ok(Self::Raw),
+            "false" | "no" => Ok(Self::Off),
+            _ => Err(format!(
+                "Invalid argument '{text}' for --web flag. Valid input consist of 'yes', 'true', \
+                 'raw', 'false', or 'no'."
+            )),
+        }
+    }
+}
+
+impl WebMode {
+    /// Sets `web-export`, `raw-http` and `final` as `wsk` does.
+    pub fn apply(self, annotations: &mut KeyValues) {
+        let (export, raw) = match self {
+            Self::On => (true, false),
+            Self::Raw => (true, true),
+            Self::Off => (false, false),
+        };
+        annotations.set(WEB_EXPORT, Value::Bool(export));
+        annotations.set("raw-http", Value::Bool(raw));
+        annotations.set("final", Value::Bool(export));
+    }
+}
+
+/// The annotation that exports an action to the web.
+const WEB_EXPORT: &str = "web-export";
+/// The annotation holding a web action's secret.
+const REQUIRE_WHISK_AUTH: &str = "require-whisk-auth";
+/// The largest integer JavaScript holds exactly: `wsk` keeps generated
+/// secrets below it, for API gateways that parse them as numbers.
+const MAX_JS_INT: u64 = (1 << 53) - 1;
+
+/// Applies `--web-secure VALUE` as `wsk` does: `false` removes the
+/// secret, `true` sets a random number (keeping an earlier random one),
+/// anything else is the secret itself.
+pub fn apply_web_secure(annotations: &mut KeyValues, value: &str, random: u64) {
+    match value.to_ascii_lowercase().as_str() {
+        "false" => annotations.0.retain(|kv| kv.key != REQUIRE_WHISK_AUTH),
+        "true" => {
+            let kept = annotations
+                .get(REQUIRE_WHISK_AUTH)
+                .is_some_and(|secret| secret.is_u64() || secret.is_i64());
+            if !kept {
+                annotations.set(REQUIRE_WHISK_AUTH, json!(random & MAX_JS_INT));
+            }
+        }
+        _ => annotations.set(REQUIRE_WHISK_AUTH, Value::String(value.to_owned())),
+    }
+}
+
+/// A random number for `--web-secure true`.
+fn random_secret() -> anyhow::Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("reading the OS RNG: {error}"))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// Arguments of `action invoke`.
@@ -127,6 +212,9 @@ pub struct GetArgs {
     /// Save the action's code to NAME.wasm.
     #[arg(long, conflicts_with = "save_as")]
     pub save: bool,
+    /// Print the action's URL: its web URL for a web action.
+    #[arg(long, conflicts_with_all = ["field", "summary", "save", "save_as"])]
+    pub url: bool,
 }
 
 /// Arguments of `action list`.
@@ -192,6 +280,23 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         (Some(_), false) => true,
         _ => false,
     };
+    let web = body
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.is_true(WEB_EXPORT));
+    let sealed = confidential
+        || chain.is_some()
+        || body
+            .annotations
+            .as_ref()
+            .is_some_and(|annotations| annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION));
+    if web && sealed {
+        bail!(
+            "confidential actions cannot be web actions yet: they need the attested web \
+             gateway, which is not built, and without it the provider would see requests and \
+             answers in the clear. Export a plain action instead (add --plain)"
+        );
+    }
     let doc = if let (true, Some(file)) = (confidential, &args.file) {
         let code = read_wasm(file)?;
         let options = DeployOptions {
@@ -315,6 +420,13 @@ pub async fn action_put(
             None
         }
     };
+    let mut annotations = args
+        .annotations
+        .to_object()?
+        .map(|object| KeyValues::from_object(&object));
+    if args.web.is_some() || args.web_secure.is_some() {
+        annotations = Some(web_annotations(args, update, annotations, client).await?);
+    }
     let limits = ActionLimitsPut {
         timeout: args.timeout,
         memory: args.memory,
@@ -329,12 +441,39 @@ pub async fn action_put(
             .params
             .to_object()?
             .map(|object| KeyValues::from_object(&object)),
-        annotations: args
-            .annotations
-            .to_object()?
-            .map(|object| KeyValues::from_object(&object)),
+        annotations,
         ..ActionPut::default()
     })
+}
+
+/// The annotations after `--web` and `--web-secure`: the given ones, then
+/// (on update, since annotations are replaced whole) the stored ones, with
+/// the web ones set as `wsk` sets them.
+async fn web_annotations(
+    args: &PutArgs,
+    update: bool,
+    given: Option<KeyValues>,
+    client: &Client,
+) -> anyhow::Result<KeyValues> {
+    let mut annotations = given.unwrap_or_default();
+    if update {
+        let stored = client.get_action(&args.name, false).await?;
+        for kv in stored.annotations.0 {
+            if annotations.get(&kv.key).is_none() {
+                annotations.0.push(kv);
+            }
+        }
+    }
+    if let Some(mode) = args.web {
+        mode.apply(&mut annotations);
+    }
+    if let Some(secure) = &args.web_secure {
+        if !annotations.is_true(WEB_EXPORT) {
+            bail!("The --web-secure option is only valid when the --web option is enabled.");
+        }
+        apply_web_secure(&mut annotations, secure, random_secret()?);
+    }
+    Ok(annotations)
 }
 
 /// What a FILE holds.
@@ -571,6 +710,15 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("getting action {}", args.name))?;
     let output = &ctx.output;
+    if args.url {
+        let url = action_url(client.api_host(), &doc);
+        if output.is_json() {
+            return output.print_json(&json!({ "url": url }));
+        }
+        output.ok(format_args!("got action {}", args.name));
+        outln!("{url}");
+        return Ok(());
+    }
     if saving {
         let path = args
             .save_as
@@ -617,6 +765,26 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     output.ok(format_args!("got action {}", args.name));
     output.print_json(&doc)
+}
+
+/// `wsk action get --url`: the web URL of a web action
+/// (`APIHOST/api/v1/web/NS/PKG|default/NAME`), else its REST URL.
+pub fn action_url(api_host: &str, doc: &ActionDoc) -> String {
+    let host = api_host.trim().trim_end_matches('/');
+    let (namespace, package) = match doc.namespace.split_once('/') {
+        Some((namespace, package)) => (namespace, Some(package)),
+        None => (doc.namespace.as_str(), None),
+    };
+    if doc.annotations.is_true(WEB_EXPORT) {
+        let package = package.unwrap_or("default");
+        format!("{host}/api/v1/web/{namespace}/{package}/{}", doc.name)
+    } else {
+        let name = match package {
+            Some(package) => format!("{package}/{}", doc.name),
+            None => doc.name.clone(),
+        };
+        format!("{host}/api/v1/namespaces/{namespace}/actions/{name}")
+    }
 }
 
 fn save_code(doc: &ActionDoc, path: &Path) -> anyhow::Result<()> {
@@ -816,6 +984,82 @@ mod tests {
         assert!(err.to_string().contains("nodejs:20"), "{err}");
         let err = check_kind(None, Path::new("hello.txt")).expect_err("unknown");
         assert!(err.to_string().contains("--kind"), "{err}");
+    }
+
+    #[test]
+    fn web_flags_set_annotations_like_wsk() {
+        let parsed = Harness::try_parse_from([
+            "action",
+            "create",
+            "hello",
+            "hello.js",
+            "--web",
+            "YES",
+            "--web-secure",
+            "s",
+        ])
+        .expect("parse");
+        let ActionCommand::Create(args) = parsed.command else {
+            panic!("not create");
+        };
+        assert_eq!(args.web, Some(WebMode::On));
+        assert_eq!(args.web_secure.as_deref(), Some("s"));
+        let err = Harness::try_parse_from(["action", "create", "h", "h.js", "--web", "maybe"])
+            .expect_err("invalid");
+        assert!(err.to_string().contains("Valid input consist of"), "{err}");
+
+        let mut annotations = KeyValues::default();
+        WebMode::Raw.apply(&mut annotations);
+        assert_eq!(
+            Value::Object(annotations.to_object()),
+            json!({"web-export": true, "raw-http": true, "final": true})
+        );
+        WebMode::Off.apply(&mut annotations);
+        assert_eq!(
+            Value::Object(annotations.to_object()),
+            json!({"web-export": false, "raw-http": false, "final": false})
+        );
+
+        let mut annotations = KeyValues::default();
+        apply_web_secure(&mut annotations, "true", u64::MAX);
+        assert_eq!(
+            annotations.get("require-whisk-auth"),
+            Some(&json!(MAX_JS_INT))
+        );
+        // An earlier random secret is kept.
+        apply_web_secure(&mut annotations, "true", 1);
+        assert_eq!(
+            annotations.get("require-whisk-auth"),
+            Some(&json!(MAX_JS_INT))
+        );
+        apply_web_secure(&mut annotations, "s3cret", 1);
+        assert_eq!(
+            annotations.get("require-whisk-auth"),
+            Some(&json!("s3cret"))
+        );
+        apply_web_secure(&mut annotations, "false", 1);
+        assert_eq!(annotations.get("require-whisk-auth"), None);
+    }
+
+    #[test]
+    fn urls_are_web_urls_for_web_actions() {
+        let web = doc(json!({"namespace": "guest/demo", "name": "hello",
+            "annotations": [{"key": "web-export", "value": true}]}));
+        assert_eq!(
+            action_url("http://127.0.0.1:3233/", &web),
+            "http://127.0.0.1:3233/api/v1/web/guest/demo/hello"
+        );
+        let web = doc(json!({"namespace": "guest", "name": "hello",
+            "annotations": [{"key": "web-export", "value": true}]}));
+        assert_eq!(
+            action_url("http://h", &web),
+            "http://h/api/v1/web/guest/default/hello"
+        );
+        let plain = doc(json!({"namespace": "guest", "name": "hello"}));
+        assert_eq!(
+            action_url("http://h", &plain),
+            "http://h/api/v1/namespaces/guest/actions/hello"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::common::{Server, annotation, arg, example};
+use crate::common::{Server, annotation, arg, example, http_get, js_engine};
 
 #[test]
 fn plain_and_confidential_actions_are_listed_got_updated_and_deleted() {
@@ -219,13 +219,7 @@ fn a_non_blocking_invoke_prints_the_id_to_fetch_later() {
 
 #[test]
 fn a_js_file_becomes_a_plain_javascript_action() {
-    let engine = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/runtimes/wasm32-wasip1/release/clemmys-js.wasm");
-    assert!(
-        engine.is_file(),
-        "{}: run scripts/build-runtimes.sh first",
-        engine.display()
-    );
+    let engine = js_engine();
     let server = Server::start_with(&["--js-engine", arg(&engine)]);
     let user = server.user();
     let source = user.home().join("hello.js");
@@ -267,4 +261,95 @@ fn a_js_file_becomes_a_plain_javascript_action() {
     user.clemmys(&["action", "create", "hw", arg(&source), "--require-hardware"])
         .failure()
         .stderr_has("confidential JavaScript actions are not supported yet");
+}
+
+#[test]
+fn web_flags_export_an_action_and_get_url_prints_where() {
+    let engine = js_engine();
+    let server = Server::start_with(&["--js-engine", arg(&engine)]);
+    let user = server.user();
+    let source = user.home().join("hello.js");
+    std::fs::write(
+        &source,
+        "function main(p) { return { body: `hi ${p.name}` }; }",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        arg(&source),
+        "--web",
+        "true",
+        "-p",
+        "name",
+        "Ada",
+    ])
+    .success();
+    let got = user
+        .clemmys(&["action", "get", "hello", "--json"])
+        .success()
+        .json();
+    assert_eq!(annotation(&got, "web-export"), Some(&json!(true)), "{got}");
+    assert_eq!(annotation(&got, "final"), Some(&json!(true)), "{got}");
+    assert_eq!(annotation(&got, "raw-http"), Some(&json!(false)), "{got}");
+
+    let shown = user.clemmys(&["action", "get", "hello", "--url"]).success();
+    let url = format!("{}/api/v1/web/guest/default/hello", server.api_host);
+    assert_eq!(
+        shown.stdout,
+        format!("ok: got action hello\n{url}\n"),
+        "{shown}"
+    );
+    let path = "/api/v1/web/guest/default/hello.http";
+    // Any credentials, or none, will do: the key here is not checked.
+    let (status, body) = http_get(&server.api_host, path, "not:checked");
+    assert_eq!((status, body.as_slice()), (200, &b"hi Ada"[..]));
+
+    // An update keeps the stored annotations and adds the secret.
+    user.clemmys(&["action", "update", "hello", "--web-secure", "s3cret"])
+        .success();
+    let got = user
+        .clemmys(&["action", "get", "hello", "--json"])
+        .success()
+        .json();
+    assert_eq!(annotation(&got, "web-export"), Some(&json!(true)), "{got}");
+    assert_eq!(
+        annotation(&got, "require-whisk-auth"),
+        Some(&json!("s3cret"))
+    );
+    assert_eq!(http_get(&server.api_host, path, "not:checked").0, 401);
+
+    user.clemmys(&["action", "update", "hello", "--web", "false"])
+        .success();
+    assert_eq!(http_get(&server.api_host, path, "not:checked").0, 404);
+    let shown = user.clemmys(&["action", "get", "hello", "--url"]).success();
+    assert!(
+        shown
+            .stdout
+            .ends_with("/api/v1/namespaces/guest/actions/hello\n"),
+        "{shown}"
+    );
+
+    // Confidential actions are not offered as web actions.
+    user.clemmys(&[
+        "action",
+        "create",
+        "sealed",
+        arg(&example("echo")),
+        "--web",
+        "true",
+    ])
+    .failure()
+    .stderr_has("cannot be web actions yet");
+    user.clemmys(&[
+        "action",
+        "create",
+        "open",
+        arg(&source),
+        "--web-secure",
+        "x",
+    ])
+    .failure()
+    .stderr_has("only valid when the --web option is enabled");
 }

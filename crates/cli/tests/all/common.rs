@@ -62,6 +62,32 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The JavaScript engine module: `$CLEMMYS_JS_ENGINE`, else where
+/// `clemmys serve` looks (beside the binary, under `../runtimes`), else
+/// where `scripts/build-runtimes.sh` puts it.
+pub fn js_engine() -> PathBuf {
+    const ENGINE: &str = "runtimes/wasm32-wasip1/release/clemmys-js.wasm";
+    let beside = bin()
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(ENGINE));
+    let path = std::env::var_os("CLEMMYS_JS_ENGINE")
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .or(beside.filter(|path| path.is_file()))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target")
+                .join(ENGINE)
+        });
+    assert!(
+        path.is_file(),
+        "{}: run scripts/build-runtimes.sh first (or set CLEMMYS_JS_ENGINE)",
+        path.display()
+    );
+    path
+}
+
 /// A path as a command-line argument (all test paths are UTF-8).
 pub fn arg(path: &Path) -> &str {
     path.to_str()

@@ -714,3 +714,92 @@ async fn session_answers_swapped_between_requests_are_detected() {
         expect_tampered(&owner.client.open_activation(id).await);
     }
 }
+
+#[tokio::test]
+async fn confidential_action_exported_to_the_web_is_refused() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("sealed", "secret").await;
+    // Through the API: the annotation is accepted, the web route refuses.
+    let shown = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/actions/sealed?code=false",
+            None,
+        )
+        .await;
+    let mut annotations = shown.json["annotations"].clone();
+    if let Some(list) = annotations.as_array_mut() {
+        list.push(json!({"key": "web-export", "value": true}));
+    }
+    let updated = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/sealed?overwrite=true",
+            Some(json!({ "annotations": annotations })),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{:?}", updated.json);
+    let before = count_activations(&server).await;
+    let answer = server
+        .raw(
+            Method::GET,
+            "/api/v1/web/guest/default/sealed.json?secret=hello",
+            bytes::Bytes::new(),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 501, "{:?}", answer.json);
+    assert_eq!(count_activations(&server).await, before, "nothing ran");
+}
+
+#[tokio::test]
+async fn confidential_action_relabelled_plain_for_the_web_runs_nothing() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("sealed", "secret").await;
+    // The provider drops the confidential mark and exports the action.
+    let store = &server.node().store;
+    let mut doc = store
+        .get_action(&name("guest"), &name("sealed"))
+        .expect("read")
+        .expect("stored");
+    doc.annotations.set("confidential", Value::Bool(false));
+    doc.annotations.set("web-export", Value::Bool(true));
+    let code = store
+        .get_code(&name("guest"), &name("sealed"))
+        .expect("read")
+        .expect("stored");
+    store
+        .put_action(doc, Some(code), clemmys_store::PutMode::Overwrite)
+        .await
+        .expect("write");
+    // A restart empties the controller's cache, as the provider could.
+    let server = server.restart().await;
+    let answer = server
+        .raw(
+            Method::GET,
+            "/api/v1/web/guest/default/sealed.json?secret=hello",
+            bytes::Bytes::new(),
+            None,
+        )
+        .await;
+    // The code is sealed: outside an enclave it is not even a module.
+    assert_eq!(answer.status, 400, "{:?}", answer.json);
+    assert_eq!(
+        answer.json["error"],
+        "There was an error processing your request."
+    );
+    assert!(
+        !answer.json.to_string().contains("HELLO"),
+        "{:?}",
+        answer.json
+    );
+    let id = answer.headers["x-openwhisk-activation-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let record = server.wait_for_activation(&id).await;
+    assert_eq!(record["response"]["status"], "action developer error");
+    assert!(!record.to_string().contains("HELLO"), "{record}");
+}

@@ -216,11 +216,22 @@ impl TestServer {
     /// down (the provider restoring old copies), and starts it again on the
     /// same address: the started node, or why it did not start.
     pub async fn restart_after(
+        self,
+        edit: impl FnOnce(&std::path::Path),
+    ) -> Result<Self, anyhow::Error> {
+        self.restart_configured(edit, |_| {}).await
+    }
+
+    /// [`restart_after`](Self::restart_after), the new node configured
+    /// like [`start`](Self::start), then by `configure`.
+    pub async fn restart_configured(
         mut self,
         edit: impl FnOnce(&std::path::Path),
+        configure: impl FnOnce(&mut ServerConfig),
     ) -> Result<Self, anyhow::Error> {
         let mut config = config(&self.data_dir);
         config.tls = self.tls.clone();
+        configure(&mut config);
         if let Some(server) = self.server.take() {
             config.listen = server.addr;
             server.shutdown().await;
