@@ -18,6 +18,8 @@
   delete globalThis.__clemmys_log;
   delete globalThis.__clemmys_now;
   delete globalThis.__clemmys_random;
+  // The driver's own JSON: an action may replace the global one.
+  const stringify = JSON.stringify;
 
   // QuickJS seeds its own Math.random when the context is made, which a
   // snapshot would freeze into every activation: use the host's generator,
@@ -35,7 +37,7 @@
     if (typeof value === "function") return `[Function: ${value.name || "(anonymous)"}]`;
     if (typeof value === "object" && value !== null) {
       try {
-        return JSON.stringify(value);
+        return stringify(value);
       } catch (_) {
         return String(value);
       }
@@ -296,9 +298,9 @@
     outcome() {
       if (outcome === undefined) return undefined;
       try {
-        return JSON.stringify(outcome);
+        return stringify(outcome);
       } catch (error) {
-        return JSON.stringify({ developerError: `The action's result is not JSON: ${String(error)}` });
+        return stringify({ developerError: `The action's result is not JSON: ${String(error)}` });
       }
     },
     // Milliseconds until the next timer is due, or -1 if none is set.
