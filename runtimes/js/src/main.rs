@@ -207,10 +207,16 @@ fn run(input: &[u8]) -> String {
         Ok(engine) => engine,
         Err(message) => return developer_error(&message),
     };
-    if let Some(line) = engine.context.with(|ctx| start(&ctx, &envelope)) {
-        return line;
+    let line = match engine.context.with(|ctx| start(&ctx, &envelope)) {
+        Some(line) => line,
+        None => event_loop(&engine.runtime, &engine.context),
+    };
+    // In wasm the instance ends with this activation: freeing every object
+    // (JS_FreeRuntime) would only cost time, and touch pages for nothing.
+    if cfg!(target_family = "wasm") {
+        std::mem::forget(engine);
     }
-    event_loop(&engine.runtime, &engine.context)
+    line
 }
 
 /// Loads the action and calls its main function. A line to write if it is
