@@ -371,6 +371,9 @@ pub struct Report {
     /// Warm throughput on a store preloaded with many records against an
     /// empty one.
     pub growth: Option<GrowthReport>,
+    /// Warm JavaScript hello against warm wasm hello, side by side.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub js: Vec<crate::javascript::JsRow>,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
     /// Where the plot was written, if it was.
@@ -666,6 +669,11 @@ pub(crate) mod tests {
                 fsync_ms: Quantiles::of([0.4, 0.5, 0.6]),
             }),
             warm,
+            js: vec![crate::javascript::JsRow::new(
+                1,
+                summary(2000.0, 0.5),
+                summary(1500.0, 0.6),
+            )],
             goals: Vec::new(),
             notes: vec!["a note".into()],
             plot: None,
