@@ -3,6 +3,9 @@
 //! next to the warm `hello.wasm`, both plain, on one node of their own, in
 //! alternating slices of one window (see [`crate::alternate`]) at 1 and N
 //! clients. The goal of issue 18: JS at most 1.5× the wasm hello's p50.
+//! Then cold starts of both: create a new action and invoke it once,
+//! `--cold-runs` times each (the engine and hello.wasm are compiled
+//! already, as on a node that runs other actions).
 
 use std::path::Path;
 
@@ -11,7 +14,7 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use serde::Serialize;
 
 use crate::load::LatencySummary;
-use crate::model::Mode;
+use crate::model::{Mode, Quantiles};
 use crate::progress::Progress;
 use crate::scenarios::{self, Modules, Node, Plan};
 
@@ -40,13 +43,36 @@ pub struct JsRow {
     pub throughput_ratio: f64,
 }
 
+/// Cold starts of new JS and wasm hello actions (ms, create + first
+/// invoke).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsCold {
+    /// Runs of each.
+    pub runs: usize,
+    /// The wasm hello.
+    pub wasm_ms: Quantiles,
+    /// The JavaScript hello.
+    pub js_ms: Quantiles,
+}
+
+/// What `--only js` measured.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsReport {
+    /// Warm, side by side, per client count.
+    pub rows: Vec<JsRow>,
+    /// Cold starts.
+    pub cold: Option<JsCold>,
+}
+
 /// Measures warm JS against warm wasm hello on a node running `engine`.
 pub async fn measure(
     plan: &Plan,
     modules: &Modules,
     engine: &Path,
     progress: &Progress,
-) -> anyhow::Result<Vec<JsRow>> {
+) -> anyhow::Result<JsReport> {
     anyhow::ensure!(
         engine.is_file(),
         "no JavaScript engine at {} (run scripts/build-runtimes.sh, or give --js-engine)",
@@ -104,7 +130,32 @@ pub async fn measure(
             };
             rows.push(JsRow::new(clients, wasm.summary, js.summary));
         }
-        Ok::<_, anyhow::Error>(rows)
+        let (mut wasm_ms, mut js_ms) = (Vec::new(), Vec::new());
+        for run in 0..plan.cold_runs {
+            let name = format!("{WASM_HELLO}-cold-{run}");
+            let started = std::time::Instant::now();
+            node.put_plain(&name, &modules.hello, true).await?;
+            scenarios::invoke_plain(&node.client, &name).await?;
+            wasm_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            let name = format!("{JS_HELLO}-cold-{run}");
+            let started = std::time::Instant::now();
+            node.client
+                .put_action(&name, &js, true)
+                .await
+                .context("creating a JavaScript hello")?;
+            scenarios::invoke_plain(&node.client, &name).await?;
+            js_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        progress.note(&format!("js: {} cold starts of each", plan.cold_runs));
+        let cold = JsCold {
+            runs: plan.cold_runs,
+            wasm_ms: Quantiles::of(wasm_ms),
+            js_ms: Quantiles::of(js_ms),
+        };
+        Ok::<_, anyhow::Error>(JsReport {
+            rows,
+            cold: Some(cold),
+        })
     }
     .await;
     node.shutdown().await;

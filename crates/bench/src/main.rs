@@ -603,7 +603,7 @@ struct Findings {
     peer: PeerSection,
     density: Option<density::DensityReport>,
     growth: Option<growth::GrowthReport>,
-    js: Vec<javascript::JsRow>,
+    js: javascript::JsReport,
 }
 
 /// The scenarios that run on the main node, in an order that keeps each

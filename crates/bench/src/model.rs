@@ -372,8 +372,7 @@ pub struct Report {
     /// empty one.
     pub growth: Option<GrowthReport>,
     /// Warm JavaScript hello against warm wasm hello, side by side.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub js: Vec<crate::javascript::JsRow>,
+    pub js: crate::javascript::JsReport,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
     /// Where the plot was written, if it was.
@@ -669,11 +668,18 @@ pub(crate) mod tests {
                 fsync_ms: Quantiles::of([0.4, 0.5, 0.6]),
             }),
             warm,
-            js: vec![crate::javascript::JsRow::new(
-                1,
-                summary(2000.0, 0.5),
-                summary(1500.0, 0.6),
-            )],
+            js: crate::javascript::JsReport {
+                rows: vec![crate::javascript::JsRow::new(
+                    1,
+                    summary(2000.0, 0.5),
+                    summary(1500.0, 0.6),
+                )],
+                cold: Some(crate::javascript::JsCold {
+                    runs: 3,
+                    wasm_ms: Quantiles::of([3.0, 4.0, 5.0]),
+                    js_ms: Quantiles::of([4.0, 5.0, 6.0]),
+                }),
+            },
             goals: Vec::new(),
             notes: vec!["a note".into()],
             plot: None,

@@ -256,7 +256,7 @@ impl crate::model::PeerSection {
 
 impl Report {
     fn render_js(&self, out: &mut String) {
-        if self.js.is_empty() {
+        if self.js.rows.is_empty() {
             return;
         }
         let _ = writeln!(
@@ -276,7 +276,7 @@ impl Report {
             "js/wasm p50",
             "js/wasm req/s",
         ]);
-        for row in &self.js {
+        for row in &self.js.rows {
             table.row(vec![
                 row.clients.to_string(),
                 rate(row.wasm.throughput_rps),
@@ -290,6 +290,15 @@ impl Report {
             ]);
         }
         out.push_str(&table.render());
+        if let Some(cold) = &self.js.cold {
+            let _ = writeln!(
+                out,
+                "cold start (create + first invoke, {} runs, p50 / p90 ms): wasm hello {}, js hello {}",
+                cold.runs,
+                pair(&cold.wasm_ms),
+                pair(&cold.js_ms)
+            );
+        }
     }
 
     fn render_growth(&self, out: &mut String) {
@@ -793,6 +802,7 @@ mod tests {
         assert!(text.contains("data dir on ext4"));
         assert!(text.contains("% of one core: warm 1.2%"), "{text}");
         assert!(text.contains("JavaScript: warm plain hello"), "{text}");
+        assert!(text.contains("js hello 5.000 / 6.000"), "{text}");
         for section in [
             "Warm blocking invokes",
             "Confidential / plain",
