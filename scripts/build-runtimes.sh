@@ -9,10 +9,16 @@
 # (clang, lld, wasi-libc, libclang-rt-dev-wasm32; scripts/setup.sh installs
 # them): bin/clang is a wrapper renaming the target for clang 14, and the
 # sysroot links Debian's wasm32-wasi headers and libc.
+#
+# Then clemmys-preinit (crates/preinit, a host tool of the root workspace,
+# built in the root workspace's target directory) pre-initializes the
+# engine with Wizer: QuickJS and the prelude are set up once here, and the
+# module written is that snapshot (docs/JAVASCRIPT.md).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/setup.sh"
+HOST_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 TARGET=wasm32-wasip1
 export CARGO_TARGET_DIR="$REPO/target/runtimes"
 OUT="$CARGO_TARGET_DIR/$TARGET/release"
@@ -28,5 +34,11 @@ export WASI_SDK="$SDK"
 cargo build --quiet --release \
     --manifest-path "$REPO/runtimes/js/Cargo.toml" \
     --target "$TARGET"
+
+# `--workspace` resolves features as the workspace's own builds do, so the
+# tool shares their wasmtime build instead of compiling another.
+CARGO_TARGET_DIR="$HOST_TARGET_DIR" cargo build --quiet \
+    --manifest-path "$REPO/Cargo.toml" --workspace --bin clemmys-preinit
+"$HOST_TARGET_DIR/debug/clemmys-preinit" "$OUT/clemmys-js.wasm" "$OUT/clemmys-js.wasm"
 
 printf '%10d  %s\n' "$(stat -c %s "$OUT/clemmys-js.wasm")" "$OUT/clemmys-js.wasm"

@@ -39,6 +39,7 @@ mod density;
 mod floors;
 mod goals;
 mod growth;
+mod javascript;
 mod knobs;
 mod load;
 mod model;
@@ -75,6 +76,7 @@ const PUBLISHED_README: &str = "README.md";
 /// relative to the repository root: used when `--peer` is not given and
 /// they are there.
 const DEFAULT_PEER: &str = "target/peer/bin/wasmtime";
+const DEFAULT_JS_ENGINE: &str = "target/runtimes/wasm32-wasip1/release/clemmys-js.wasm";
 const DEFAULT_PEER_COMPONENT: &str = "target/peer-build/wasm32-wasip2/release/hello_http.wasm";
 /// The wasmtime line Clemmys is built on (the peer may be newer: the
 /// report says so).
@@ -111,10 +113,12 @@ pub enum Scenario {
     Density,
     /// An empty store against one preloaded with many records.
     Growth,
+    /// Warm JavaScript hello against warm wasm hello (needs the engine).
+    Js,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 10] = [
         Scenario::Warm,
         Scenario::Peer,
         Scenario::Cold,
@@ -124,6 +128,7 @@ impl Scenario {
         Scenario::Knobs,
         Scenario::Density,
         Scenario::Growth,
+        Scenario::Js,
     ];
 
     fn name(self) -> &'static str {
@@ -137,6 +142,7 @@ impl Scenario {
             Scenario::Knobs => "knobs",
             Scenario::Density => "density",
             Scenario::Growth => "growth",
+            Scenario::Js => "js",
         }
     }
 }
@@ -205,6 +211,15 @@ pub struct BenchArgs {
         default_value = DEFAULT_ACTIONS_DIR
     )]
     pub actions_dir: PathBuf,
+    /// The JavaScript engine of `--only js` (scripts/build-runtimes.sh
+    /// builds it, pre-initialized).
+    #[arg(
+        long,
+        value_name = "FILE.wasm",
+        env = "CLEMMYS_JS_ENGINE",
+        default_value = DEFAULT_JS_ENGINE
+    )]
+    pub js_engine: PathBuf,
     /// The main node's data directory: absent or empty (default: a fresh
     /// temporary directory, removed afterwards). The nodes of the pool,
     /// cache and knob comparisons always get temporary ones.
@@ -465,7 +480,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     node.shutdown().await;
     drop(data_dir);
     measured?;
-    measure_on_own_nodes(&plan, &modules, &scenarios, &mut found, &progress).await?;
+    measure_on_own_nodes(
+        &plan,
+        &modules,
+        &scenarios,
+        &args.js_engine,
+        &mut found,
+        &progress,
+    )
+    .await?;
 
     let mut notes = notes(&found, &scenarios);
     let ratios = model::ratios(&found.warm);
@@ -509,6 +532,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         peer: found.peer,
         density: found.density,
         growth: found.growth,
+        js: found.js,
         goals: Vec::new(),
         notes,
         plot: plot_path.as_ref().map(|path| path.display().to_string()),
@@ -579,6 +603,7 @@ struct Findings {
     peer: PeerSection,
     density: Option<density::DensityReport>,
     growth: Option<growth::GrowthReport>,
+    js: javascript::JsReport,
 }
 
 /// The scenarios that run on the main node, in an order that keeps each
@@ -710,6 +735,7 @@ async fn measure_on_own_nodes(
     plan: &Plan,
     modules: &Modules,
     scenarios: &[Scenario],
+    js_engine: &Path,
     found: &mut Findings,
     progress: &Progress,
 ) -> anyhow::Result<()> {
@@ -744,6 +770,11 @@ async fn measure_on_own_nodes(
         let watch = cpu::CpuWatch::start();
         found.growth = Some(growth::measure(plan, modules, plan.growth_records, progress).await?);
         found.watched(watch, Scenario::Growth);
+    }
+    if scenarios.contains(&Scenario::Js) {
+        let watch = cpu::CpuWatch::start();
+        found.js = javascript::measure(plan, modules, js_engine, progress).await?;
+        found.watched(watch, Scenario::Js);
     }
     Ok(())
 }

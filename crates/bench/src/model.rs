@@ -371,6 +371,8 @@ pub struct Report {
     /// Warm throughput on a store preloaded with many records against an
     /// empty one.
     pub growth: Option<GrowthReport>,
+    /// Warm JavaScript hello against warm wasm hello, side by side.
+    pub js: crate::javascript::JsReport,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
     /// Where the plot was written, if it was.
@@ -666,6 +668,18 @@ pub(crate) mod tests {
                 fsync_ms: Quantiles::of([0.4, 0.5, 0.6]),
             }),
             warm,
+            js: crate::javascript::JsReport {
+                rows: vec![crate::javascript::JsRow::new(
+                    1,
+                    summary(2000.0, 0.5),
+                    summary(1500.0, 0.6),
+                )],
+                cold: Some(crate::javascript::JsCold {
+                    runs: 3,
+                    wasm_ms: Quantiles::of([3.0, 4.0, 5.0]),
+                    js_ms: Quantiles::of([4.0, 5.0, 6.0]),
+                }),
+            },
             goals: Vec::new(),
             notes: vec!["a note".into()],
             plot: None,

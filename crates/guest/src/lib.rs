@@ -29,7 +29,7 @@
 //!
 //! `cargo build --release --target wasm32-wasip1`. For the fastest warm
 //! starts, give the module a 64 KiB stack instead of Rust's default 1 MiB:
-//! the sandbox keeps the first 256 KiB of each instance's memory resident
+//! the sandbox keeps the first 4 MiB of each instance's memory resident
 //! between activations, and with a small stack the stack top, static data
 //! and first heap pages all lie there (measured: a no-op action's run falls
 //! from 20 to 6 µs). In the action's `.cargo/config.toml`:

@@ -26,12 +26,25 @@
 //! The invoker unwraps this into the activation's response. `console.*`
 //! lines go to stderr, which the sandbox makes the activation's logs.
 //!
+//! # Pre-initialization
+//!
+//! `scripts/build-runtimes.sh` runs the export `wizer-initialize` once at
+//! build time (with Wizer, `clemmys-preinit`) and ships the snapshot: the
+//! QuickJS runtime, its context and the evaluated prelude are then already
+//! in the module's memory, and `_start` only parses the envelope and the
+//! action. Without a snapshot (native tests, a raw build) `_start` builds
+//! the engine itself. Nothing action-specific is in the snapshot, and every
+//! activation is a fresh instance of it: one activation's globals never
+//! reach another. What ran at snapshot time is frozen, so randomness is
+//! seeded per activation, never at initialization.
+//!
 //! # Trust
 //!
 //! The engine runs inside the sandbox with the action's limits; it trusts
 //! nothing in its input and has no capability beyond the sandbox's (no
 //! files, no network). Its own failures are reported, never panicked on.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,6 +74,71 @@ struct Envelope {
 
 fn default_main() -> String {
     "main".to_owned()
+}
+
+/// A QuickJS runtime and context with the host functions and the prelude
+/// installed: everything an activation needs before the action's source.
+struct Engine {
+    runtime: Runtime,
+    context: Context,
+}
+
+impl Engine {
+    /// Builds the engine; the developer error to report if it cannot.
+    fn build() -> Result<Self, String> {
+        let out_of_memory = || "The JavaScript engine could not start: out of memory.".to_owned();
+        let runtime = Runtime::new().map_err(|_| out_of_memory())?;
+        runtime.set_max_stack_size(MAX_JS_STACK_BYTES);
+        let context = Context::full(&runtime).map_err(|_| out_of_memory())?;
+        context.with(|ctx| install_host(&ctx))?;
+        Ok(Self { runtime, context })
+    }
+}
+
+thread_local! {
+    /// The engine `wizer-initialize` built; in a pre-initialized module it
+    /// is part of the snapshot. The activation takes it.
+    static PREBUILT: RefCell<Option<Engine>> = const { RefCell::new(None) };
+
+    /// The state of `Math.random` (xorshift128+), seeded by `run` for each
+    /// activation from WASI's `random_get`, never at snapshot time.
+    static RANDOM: Cell<[u64; 2]> = const { Cell::new([0, 0]) };
+}
+
+/// Wizer's initialization function: builds the engine before any
+/// activation, so that the snapshot carries it. A failure leaves nothing
+/// behind; `_start` then builds the engine itself and reports it.
+// Safety: `export_name` only names the export; the function is safe Rust
+// with a wasm `[] -> []` signature, which is what Wizer calls.
+#[unsafe(export_name = "wizer-initialize")]
+pub extern "C" fn wizer_initialize() {
+    if let Ok(engine) = Engine::build() {
+        PREBUILT.with(|prebuilt| *prebuilt.borrow_mut() = Some(engine));
+    }
+}
+
+/// Seeds `Math.random` from the platform's randomness (WASI `random_get`).
+fn seed_random() -> Result<(), getrandom::Error> {
+    let mut state = [0u64; 2];
+    while state == [0, 0] {
+        state = [getrandom::u64()?, getrandom::u64()?];
+    }
+    RANDOM.with(|random| random.set(state));
+    Ok(())
+}
+
+/// The next `Math.random()`: a double in [0, 1) from xorshift128+, as V8's.
+fn next_random() -> f64 {
+    RANDOM.with(|random| {
+        let [mut s1, s0] = random.get();
+        s1 ^= s1 << 23;
+        s1 ^= s1 >> 17;
+        s1 ^= s0;
+        s1 ^= s0 >> 26;
+        random.set([s0, s1]);
+        // The top 53 bits of the sum, scaled into [0, 1).
+        (s0.wrapping_add(s1) >> 11) as f64 / (1u64 << 53) as f64
+    })
 }
 
 fn main() {
@@ -119,25 +197,31 @@ fn run(input: &[u8]) -> String {
             envelope.main
         ));
     }
-    let Ok(runtime) = Runtime::new() else {
-        return developer_error("The JavaScript engine could not start: out of memory.");
-    };
-    runtime.set_max_stack_size(MAX_JS_STACK_BYTES);
-    let Ok(context) = Context::full(&runtime) else {
-        return developer_error("The JavaScript engine could not start: out of memory.");
-    };
-    if let Some(line) = context.with(|ctx| start(&ctx, &envelope)) {
-        return line;
+    if let Err(error) = seed_random() {
+        return developer_error(&format!(
+            "The JavaScript engine could not seed its random numbers: {error}"
+        ));
     }
-    event_loop(&runtime, &context)
+    let prebuilt = PREBUILT.with(|prebuilt| prebuilt.borrow_mut().take());
+    let engine = match prebuilt.map_or_else(Engine::build, Ok) {
+        Ok(engine) => engine,
+        Err(message) => return developer_error(&message),
+    };
+    let line = match engine.context.with(|ctx| start(&ctx, &envelope)) {
+        Some(line) => line,
+        None => event_loop(&engine.runtime, &engine.context),
+    };
+    // In wasm the instance ends with this activation: freeing every object
+    // (JS_FreeRuntime) would only cost time, and touch pages for nothing.
+    if cfg!(target_family = "wasm") {
+        std::mem::forget(engine);
+    }
+    line
 }
 
-/// Loads the prelude and the action and calls its main function. A line to
-/// write if it is already decided (the source did not load).
+/// Loads the action and calls its main function. A line to write if it is
+/// already decided (the source did not load).
 fn start(ctx: &Ctx<'_>, envelope: &Envelope) -> Option<String> {
-    if let Err(message) = install_host(ctx) {
-        return Some(developer_error(&message));
-    }
     let mut options = EvalOptions::default();
     options.strict = false;
     options.filename = Some("action.js".to_owned());
@@ -180,6 +264,7 @@ fn install_host(ctx: &Ctx<'_>) -> Result<(), String> {
             })?,
         )?;
         globals.set("__clemmys_now", Function::new(ctx.clone(), now_ms)?)?;
+        globals.set("__clemmys_random", Function::new(ctx.clone(), next_random)?)?;
         let mut options = EvalOptions::default();
         options.filename = Some("prelude.js".to_owned());
         ctx.eval_with_options::<(), _>(PRELUDE, options)
@@ -332,6 +417,22 @@ mod tests {
         );
         let garbage = run(b"not json");
         assert!(garbage.contains("developerError"));
+    }
+
+    #[test]
+    fn a_prebuilt_engine_serves_one_activation_and_random_is_reseeded() {
+        wizer_initialize();
+        assert!(PREBUILT.with(|prebuilt| prebuilt.borrow().is_some()));
+        let source = "function main() { const g = globalThis.seen; globalThis.seen = 1; \
+                      return { seen: g === 1, r: Math.random() }; }";
+        let first = run_source(source, serde_json::json!({}));
+        assert!(PREBUILT.with(|prebuilt| prebuilt.borrow().is_none()));
+        let second = run_source(source, serde_json::json!({}));
+        assert_eq!(first["result"]["seen"], false);
+        assert_eq!(second["result"]["seen"], false);
+        let (r1, r2) = (&first["result"]["r"], &second["result"]["r"]);
+        assert!(r1.as_f64().is_some_and(|r| (0.0..1.0).contains(&r)));
+        assert_ne!(r1, r2);
     }
 
     #[test]

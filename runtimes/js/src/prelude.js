@@ -1,17 +1,33 @@
 // The globals a Clemmys JavaScript action sees beyond QuickJS's own
 // (`JSON`, `Promise`, `Date`, `Math`, typed arrays, ...), and the driver
-// that calls the action's main function. Evaluated once per activation,
-// before the action's source. Host functions it uses (given by main.rs):
+// that calls the action's main function. Evaluated before the action's
+// source, once per activation or once into a snapshot (main.rs). Host
+// functions it uses (given by main.rs):
 //   __clemmys_log(line)  writes one line to stderr (the activation's logs)
 //   __clemmys_now()      milliseconds since the epoch (WASI's clock)
+//   __clemmys_random()   a double in [0, 1), seeded for each activation
+// The prelude may be evaluated at build time (a Wizer snapshot): nothing
+// here may read the clock or randomness outside of a function call.
 (function () {
   "use strict";
   const host = {
     log: globalThis.__clemmys_log,
     now: globalThis.__clemmys_now,
+    random: globalThis.__clemmys_random,
   };
   delete globalThis.__clemmys_log;
   delete globalThis.__clemmys_now;
+  delete globalThis.__clemmys_random;
+  // The driver's own JSON: an action may replace the global one.
+  const stringify = JSON.stringify;
+
+  // QuickJS seeds its own Math.random when the context is made, which a
+  // snapshot would freeze into every activation: use the host's generator,
+  // seeded per activation, instead.
+  Object.defineProperty(Math, "random", {
+    value: function random() { return host.random(); },
+    writable: true, enumerable: false, configurable: true,
+  });
 
   // console: one log line per call, arguments joined by spaces as Node does
   // (objects as JSON, which is what Node's util.inspect is closest to here).
@@ -21,7 +37,7 @@
     if (typeof value === "function") return `[Function: ${value.name || "(anonymous)"}]`;
     if (typeof value === "object" && value !== null) {
       try {
-        return JSON.stringify(value);
+        return stringify(value);
       } catch (_) {
         return String(value);
       }
@@ -282,9 +298,9 @@
     outcome() {
       if (outcome === undefined) return undefined;
       try {
-        return JSON.stringify(outcome);
+        return stringify(outcome);
       } catch (error) {
-        return JSON.stringify({ developerError: `The action's result is not JSON: ${String(error)}` });
+        return stringify({ developerError: `The action's result is not JSON: ${String(error)}` });
       }
     },
     // Milliseconds until the next timer is due, or -1 if none is set.

@@ -216,6 +216,7 @@ impl Report {
         self.render_peer(&mut out);
         self.render_density(&mut out);
         self.render_growth(&mut out);
+        self.render_js(&mut out);
 
         let _ = writeln!(out, "\nGoals");
         let mut table = Table::new(&["goal", "target", "measured", "result", "note"]);
@@ -254,6 +255,52 @@ impl crate::model::PeerSection {
 }
 
 impl Report {
+    fn render_js(&self, out: &mut String) {
+        if self.js.rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nJavaScript: warm plain hello, nodejs:20 (QuickJS in clemmys-js.wasm) vs wasm, \
+             side by side on one node (latency in ms; goal: JS p50 at most {}x wasm)",
+            crate::javascript::JS_P50_GOAL
+        );
+        let mut table = Table::new(&[
+            "clients",
+            "wasm req/s",
+            "js req/s",
+            "wasm p50",
+            "js p50",
+            "wasm p99",
+            "js p99",
+            "js/wasm p50",
+            "js/wasm req/s",
+        ]);
+        for row in &self.js.rows {
+            table.row(vec![
+                row.clients.to_string(),
+                rate(row.wasm.throughput_rps),
+                rate(row.js.throughput_rps),
+                ms(row.wasm.p50_ms),
+                ms(row.js.p50_ms),
+                ms(row.wasm.p99_ms),
+                ms(row.js.p99_ms),
+                ratio(row.p50_ratio),
+                ratio(row.throughput_ratio),
+            ]);
+        }
+        out.push_str(&table.render());
+        if let Some(cold) = &self.js.cold {
+            let _ = writeln!(
+                out,
+                "cold start (create + first invoke, {} runs, p50 / p90 ms): wasm hello {}, js hello {}",
+                cold.runs,
+                pair(&cold.wasm_ms),
+                pair(&cold.js_ms)
+            );
+        }
+    }
+
     fn render_growth(&self, out: &mut String) {
         let Some(g) = &self.growth else {
             return;
@@ -754,6 +801,8 @@ mod tests {
         assert!(text.contains("SIMULATED TEE"));
         assert!(text.contains("data dir on ext4"));
         assert!(text.contains("% of one core: warm 1.2%"), "{text}");
+        assert!(text.contains("JavaScript: warm plain hello"), "{text}");
+        assert!(text.contains("js hello 5.000 / 6.000"), "{text}");
         for section in [
             "Warm blocking invokes",
             "Confidential / plain",

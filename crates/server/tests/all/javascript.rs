@@ -436,3 +436,81 @@ async fn a_memory_hog_and_runaway_recursion_are_developer_errors() {
     let answer = server.invoke("ok", json!({})).await;
     assert_eq!(answer.json["response"]["result"], json!({"fine": true}));
 }
+
+/// The engine ships pre-initialized (a Wizer snapshot of QuickJS and the
+/// prelude), but every activation is a fresh instance of that snapshot: a
+/// global, a polluted prototype or a patched built-in left by one
+/// activation is gone in the next.
+#[tokio::test]
+async fn a_global_set_by_one_activation_is_not_seen_by_the_next() {
+    let server = js_server().await;
+    server
+        .create_js(
+            "leaky",
+            r#"function main() {
+  const before = {
+    global: typeof globalThis.leftBehind,
+    prototype: "polluted" in {},
+    json: JSON.stringify({ a: 1 }),
+  };
+  globalThis.leftBehind = "secret of an earlier activation";
+  Object.prototype.polluted = true;
+  JSON.stringify = () => "patched";
+  return before;
+}"#,
+        )
+        .await;
+    for _ in 0..3 {
+        let answer = server.invoke("leaky", json!({})).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+        assert_eq!(
+            answer.json["response"]["result"],
+            json!({"global": "undefined", "prototype": false, "json": "{\"a\":1}"})
+        );
+    }
+}
+
+/// A snapshot freezes whatever ran when it was taken: `Math.random` must
+/// be seeded for each activation (a frozen seed would give every
+/// activation the same "random" numbers, e.g. the same tokens), and the
+/// clock must be read when asked, not at build time.
+#[tokio::test]
+async fn math_random_and_date_are_not_frozen_at_snapshot_time() {
+    let server = js_server().await;
+    server
+        .create_js(
+            "dice",
+            "function main() {\n\
+             return { random: [Math.random(), Math.random()], now: Date.now(),\n\
+                      date: new Date().getTime() };\n}",
+        )
+        .await;
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_millis() as f64;
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let answer = server.invoke("dice", json!({})).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+        let result = &answer.json["response"]["result"];
+        let random: Vec<f64> = result["random"]
+            .as_array()
+            .expect("two numbers")
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(random.len(), 2, "{result}");
+        assert!(random.iter().all(|r| (0.0..1.0).contains(r)), "{result}");
+        assert_ne!(random[0], random[1], "{result}");
+        firsts.push(random[0]);
+        for clock in ["now", "date"] {
+            let ms = result[clock].as_f64().expect("a number");
+            // Not the build's time: at most a second before this test began.
+            assert!(ms >= started_ms - 1000.0, "{clock} {ms} < {started_ms}");
+        }
+    }
+    assert_ne!(firsts[0], firsts[1], "{firsts:?}");
+    assert_ne!(firsts[1], firsts[2], "{firsts:?}");
+    assert_ne!(firsts[0], firsts[2], "{firsts:?}");
+}

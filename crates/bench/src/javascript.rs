@@ -1,0 +1,176 @@
+//! JavaScript against wasm: the warm `hello` of `examples/js/hello.js`
+//! (kind `nodejs:20`, run by the node's QuickJS engine, `clemmys-js.wasm`)
+//! next to the warm `hello.wasm`, both plain, on one node of their own, in
+//! alternating slices of one window (see [`crate::alternate`]) at 1 and N
+//! clients. The goal of issue 18: JS at most 1.5× the wasm hello's p50.
+//! Then cold starts of both: create a new action and invoke it once,
+//! `--cold-runs` times each (the engine and hello.wasm are compiled
+//! already, as on a node that runs other actions).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clemmys_whisk::action::{ActionPut, ExecPut};
+use serde::Serialize;
+
+use crate::load::LatencySummary;
+use crate::model::{Mode, Quantiles};
+use crate::progress::Progress;
+use crate::scenarios::{self, Modules, Node, Plan};
+
+/// The JavaScript hello, as the examples ship it.
+const JS_HELLO_SOURCE: &str = include_str!("../../../examples/js/hello.js");
+const JS_HELLO: &str = "bench-hello-js";
+const WASM_HELLO: &str = "bench-hello-wasm";
+/// How long to wait for the engine's optimising compile.
+const TIER_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// The bound issue 18 sets on warm JS p50 over warm wasm p50.
+pub const JS_P50_GOAL: f64 = 1.5;
+
+/// Warm JS and wasm hello at one client count, measured side by side.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsRow {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// The wasm hello.
+    pub wasm: LatencySummary,
+    /// The JavaScript hello.
+    pub js: LatencySummary,
+    /// JS p50 / wasm p50 (lower is better; the goal is at most 1.5).
+    pub p50_ratio: f64,
+    /// JS throughput / wasm throughput (higher is better).
+    pub throughput_ratio: f64,
+}
+
+/// Cold starts of new JS and wasm hello actions (ms, create + first
+/// invoke).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsCold {
+    /// Runs of each.
+    pub runs: usize,
+    /// The wasm hello.
+    pub wasm_ms: Quantiles,
+    /// The JavaScript hello.
+    pub js_ms: Quantiles,
+}
+
+/// What `--only js` measured.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsReport {
+    /// Warm, side by side, per client count.
+    pub rows: Vec<JsRow>,
+    /// Cold starts.
+    pub cold: Option<JsCold>,
+}
+
+/// Measures warm JS against warm wasm hello on a node running `engine`.
+pub async fn measure(
+    plan: &Plan,
+    modules: &Modules,
+    engine: &Path,
+    progress: &Progress,
+) -> anyhow::Result<JsReport> {
+    anyhow::ensure!(
+        engine.is_file(),
+        "no JavaScript engine at {} (run scripts/build-runtimes.sh, or give --js-engine)",
+        engine.display()
+    );
+    let largest = plan.clients.iter().copied().max().unwrap_or(1);
+    let dir = crate::temporary_dir()?;
+    let node = Node::start_with(dir.path(), largest, |config| {
+        config.js_engine = Some(engine.to_owned());
+    })
+    .await?;
+    let measured = async {
+        node.put_plain(WASM_HELLO, &modules.hello, true).await?;
+        let js = ActionPut {
+            exec: Some(ExecPut {
+                kind: "nodejs:20".into(),
+                code: Some(JS_HELLO_SOURCE.to_owned()),
+                binary: Some(false),
+                ..ExecPut::default()
+            }),
+            ..ActionPut::default()
+        };
+        node.client
+            .put_action(JS_HELLO, &js, true)
+            .await
+            .context("creating the JavaScript hello")?;
+        // The engine is large: measure its optimised code, not Winch's.
+        let waited = std::time::Instant::now();
+        while node.pending_tier_ups() > 0 {
+            anyhow::ensure!(
+                waited.elapsed() < TIER_UP_WAIT,
+                "the JavaScript engine was not tiered up within {TIER_UP_WAIT:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        progress.note(&format!(
+            "js: engine tiered up after {:.1} s more",
+            waited.elapsed().as_secs_f64()
+        ));
+        let mut rows = Vec::new();
+        for &clients in &plan.clients {
+            let pair = [(Mode::Plain, WASM_HELLO), (Mode::Plain, JS_HELLO)];
+            let mut measured = scenarios::warm(
+                &node,
+                plan,
+                (clients, 1),
+                "hello wasm vs js",
+                &pair,
+                progress,
+            )
+            .await?
+            .into_iter();
+            let (Some(wasm), Some(js)) = (measured.next(), measured.next()) else {
+                anyhow::bail!("the side-by-side window measured fewer than two actions");
+            };
+            rows.push(JsRow::new(clients, wasm.summary, js.summary));
+        }
+        let (mut wasm_ms, mut js_ms) = (Vec::new(), Vec::new());
+        for run in 0..plan.cold_runs {
+            let name = format!("{WASM_HELLO}-cold-{run}");
+            let started = std::time::Instant::now();
+            node.put_plain(&name, &modules.hello, true).await?;
+            scenarios::invoke_plain(&node.client, &name).await?;
+            wasm_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            let name = format!("{JS_HELLO}-cold-{run}");
+            let started = std::time::Instant::now();
+            node.client
+                .put_action(&name, &js, true)
+                .await
+                .context("creating a JavaScript hello")?;
+            scenarios::invoke_plain(&node.client, &name).await?;
+            js_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        progress.note(&format!("js: {} cold starts of each", plan.cold_runs));
+        let cold = JsCold {
+            runs: plan.cold_runs,
+            wasm_ms: Quantiles::of(wasm_ms),
+            js_ms: Quantiles::of(js_ms),
+        };
+        Ok::<_, anyhow::Error>(JsReport {
+            rows,
+            cold: Some(cold),
+        })
+    }
+    .await;
+    node.shutdown().await;
+    measured
+}
+
+impl JsRow {
+    /// The row of `js` against `wasm` at `clients`.
+    pub fn new(clients: usize, wasm: LatencySummary, js: LatencySummary) -> Self {
+        Self {
+            clients,
+            p50_ratio: js.p50_ms / wasm.p50_ms,
+            throughput_ratio: js.throughput_rps / wasm.throughput_rps,
+            wasm,
+            js,
+        }
+    }
+}
