@@ -39,6 +39,23 @@ impl GatewayProcess {
             .prefix("clemmys-cli-gateway-")
             .tempdir()
             .unwrap_or_else(|error| panic!("temp dir: {error}"));
+        Self::spawn(root, node, node_data_dir, flags)
+    }
+
+    /// Stops this gateway and starts it again on the same state directory.
+    fn restart(mut self, node: &str, node_data_dir: &Path) -> Self {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let root = std::mem::replace(
+            &mut self.root,
+            tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}")),
+        );
+        Self::spawn(root, node, node_data_dir, &[])
+    }
+
+    fn spawn(root: tempfile::TempDir, node: &str, node_data_dir: &Path, flags: &[&str]) -> Self {
         let state = root.path().join("state");
         let (home, tmp) = (root.path().join("home"), root.path().join("tmp"));
         for dir in [&home, &tmp] {
@@ -487,4 +504,84 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .clemmys(&["action", "invoke", "hello", "-p", "name", "still", "-r"])
         .success()
         .stdout_has("Hello, still!");
+}
+
+#[test]
+fn a_restarted_gateway_keeps_its_identity_certificate_and_answers() {
+    let server = Server::start();
+    let gateway = GatewayProcess::start(&server.api_host, &server.data_dir, &[]);
+    let user = server.user();
+    let pin = user.home().join("gateway.pem");
+    let before = user
+        .clemmys(&[
+            "gateway",
+            "verify",
+            &gateway.url,
+            "--out",
+            arg(&pin),
+            "--json",
+        ])
+        .success()
+        .json();
+    let pinned = std::fs::read(&pin).unwrap_or_else(|error| panic!("pin: {error}"));
+    let auth = server.guest_auth.clone();
+    let hello = example("hello");
+    let deployed = step(&gateway, &auth, &pin, &["deploy", "hello", arg(&hello)]);
+    assert_eq!(deployed["ok"], true, "{deployed}");
+    let later = step(
+        &gateway,
+        &auth,
+        &pin,
+        &["invoke-later", "hello", r#"{"name":"before"}"#],
+    );
+    let id = later["out"]["activationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no activation id: {later}"))
+        .to_owned();
+    // Recorded before the restart (the node answers it sealed).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while step(&gateway, &auth, &pin, &["result", &id])["ok"] != true {
+        assert!(Instant::now() < deadline, "activation {id} never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let gateway = gateway.restart(&server.api_host, &server.data_dir);
+    // The same sealed identity and TLS key: the same certificate, so the
+    // pin clients hold still works.
+    let after = user
+        .clemmys(&[
+            "gateway",
+            "verify",
+            &gateway.url,
+            "--out",
+            arg(&pin),
+            "--json",
+        ])
+        .success()
+        .json();
+    assert_eq!(after["identity"], before["identity"]);
+    assert_eq!(
+        std::fs::read(&pin).unwrap_or_default(),
+        pinned,
+        "the restarted gateway presents another certificate"
+    );
+    // It still opens the answer of an invocation made before the restart,
+    // and invokes the action it deployed then.
+    let result = step(&gateway, &auth, &pin, &["result", &id]);
+    assert_eq!(
+        result["out"]["result"],
+        json!({"payload": "Hello, before!"}),
+        "{result}"
+    );
+    let invoked = step(
+        &gateway,
+        &auth,
+        &pin,
+        &["invoke", "hello", r#"{"name":"after"}"#],
+    );
+    assert_eq!(
+        invoked["out"],
+        json!({"payload": "Hello, after!"}),
+        "{invoked}"
+    );
 }
