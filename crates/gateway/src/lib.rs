@@ -208,6 +208,20 @@ impl Gateway {
             return Ok(found.clone());
         }
         let client = Client::with_tls(&self.config.node, auth, &self.config.node_tls)?;
+        // A key of another namespace would have the gateway register and
+        // seal in the served namespace (as its owner) while the node
+        // stores in the key's own: refused.
+        let namespaces = client.list_namespaces().await?;
+        if !namespaces.contains(&self.config.namespace) {
+            return Err(ConfidentialError::Api(clemmys_client::ClientError::Api {
+                status: 403,
+                message: format!(
+                    "this gateway serves namespace {}, which this key does not",
+                    self.config.namespace
+                ),
+                code: None,
+            }));
+        }
         if self.home.broker_pin(client.api_host())?.is_none() {
             let doc = BrokerIdentityDoc::fetch(&client).await?;
             let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;

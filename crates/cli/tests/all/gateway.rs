@@ -360,10 +360,27 @@ fn gateway_verify_refuses_another_measurement_platform_or_no_evidence() {
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("certificate"), "{stderr}");
 
-    // With the pin, the all-in-one gateway serves (over a TLS node).
+    // A key of another namespace cannot use a gateway of `guest` (it
+    // would register as guest's owner while the node stores elsewhere).
+    let other = server.admin(&["create", "other"]).success();
+    let other_key = other.stdout.trim().to_owned();
     let pin = user.home().join("gateway.pem");
     user.clemmys(&["gateway", "verify", &url, "--out", arg(&pin)])
         .success();
+    let hello = example("hello");
+    let deploy = ["gateway-step.js", "deploy", "hello", arg(&hello)];
+    let refused = node(&url, &other_key, Some(&pin), &deploy);
+    let seen: Value = serde_json::from_slice(&refused.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&refused.stdout)));
+    assert_eq!(seen["statusCode"], 403, "{seen}");
+    assert!(
+        seen["error"]["error"]
+            .as_str()
+            .is_some_and(|message| message.contains("serves namespace guest")),
+        "{seen}"
+    );
+
+    // With the pin, the all-in-one gateway serves (over a TLS node).
     let listed = node(
         &url,
         &server.guest_auth,
