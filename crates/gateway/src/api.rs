@@ -156,15 +156,11 @@ impl IntoResponse for ApiError {
 
 /// `{"error": message, "code": id}` with `status`, as OpenWhisk answers.
 fn openwhisk_error(status: StatusCode, message: &str) -> Response {
+    // A request id, as OpenWhisk's `code`, to quote in a report.
     let mut code = [0u8; 16];
-    rand_core_fill(&mut code);
+    rand_core::Rng::fill_bytes(&mut clemmys_tee::os_rng(), &mut code);
     let code: String = code.iter().map(|byte| format!("{byte:02x}")).collect();
     (status, axum::Json(json!({"error": message, "code": code}))).into_response()
-}
-
-fn rand_core_fill(bytes: &mut [u8]) {
-    use clemmys_tee::os_rng;
-    rand_core::Rng::fill_bytes(&mut os_rng(), bytes);
 }
 
 /// The API key of the request's HTTP Basic credentials.
