@@ -39,6 +39,20 @@ pub enum BrokerError {
     /// The client may not use this action.
     #[error("this client is not allowed to use the action")]
     ClientNotAllowed,
+    /// A request made for an owner who has no live delegation to its
+    /// signer (never delegated, expired, or revoked).
+    #[error("this client holds no live delegation from owner {owner}")]
+    NotDelegated {
+        /// The owner named.
+        owner: clemmys_proto::ClientId,
+    },
+    /// Delegations are made and withdrawn by owners only, never by a
+    /// delegate on an owner's behalf.
+    #[error("a delegate cannot delegate or revoke for its owner")]
+    DelegateCannotDelegate,
+    /// No delegation to revoke.
+    #[error("no delegation to that gateway")]
+    UnknownDelegation,
     /// The identity has registered as many actions as one may.
     #[error("this client has registered {limit} confidential actions, the most one may")]
     TooManyActions {
@@ -104,7 +118,7 @@ impl BrokerError {
         match self {
             Self::StaleVersion { .. } | Self::VersionNotNewer { .. } => Refusal::StaleVersion,
             Self::Replay(replay) => Refusal::from(*replay),
-            Self::ClientNotAllowed => Refusal::ClientNotAllowed,
+            Self::ClientNotAllowed | Self::NotDelegated { .. } => Refusal::ClientNotAllowed,
             Self::Attestation(_)
             | Self::MeasurementNotAllowed(_)
             | Self::MeasurementOfAnotherTee { .. }

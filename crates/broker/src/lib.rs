@@ -16,6 +16,8 @@
 //! this type in-process; the HTTP service and the remote link of a broker
 //! running as its own process are host code and live in `clemmys-server`.
 
+#[cfg(test)]
+mod delegation_tests;
 mod error;
 #[cfg(test)]
 mod owner_tests;
@@ -30,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use clemmys_proto::ClientId;
 use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity,
-    BrokerLink, BrokerOp, BrokerReply, BrokerRequest, KeyGrant, KeyRequest, LinkError,
+    BrokerLink, BrokerOp, BrokerReply, BrokerRequest, Delegation, KeyGrant, KeyRequest, LinkError,
     open_broker_request, seal_broker_reply, seal_grant,
 };
 use clemmys_proto::identity::EnclaveKeys;
@@ -74,7 +76,9 @@ struct Admitting {
     /// The key shared with the grant's enclave; shared (not copied) with
     /// each admission in progress, which reads it outside the lock.
     key: Arc<AdmissionKey>,
-    /// The action it is for.
+    /// The action it is for, and its owner (whose delegations admit
+    /// gateways).
+    owner: ClientId,
     namespace: String,
     name: String,
     /// The action's current version (shared with `Broker::versions`).
@@ -206,7 +210,7 @@ impl Broker {
             Err(BrokerError::Throttled)
         };
         let reply = match outcome {
-            Ok(descriptor) => BrokerReply::Action(descriptor),
+            Ok(reply) => reply,
             Err(error) => {
                 tracing::debug!(client = %request.client, %error, "broker refused a client request");
                 BrokerReply::Refused {
@@ -222,9 +226,67 @@ impl Broker {
         )?)
     }
 
+    /// Whether `gateway` holds a live delegation from `owner`.
+    fn check_delegated(&self, owner: &ClientId, gateway: &ClientId) -> Result<(), BrokerError> {
+        match self.state.delegation(owner, gateway) {
+            Some(delegation) if delegation.is_live(now_ms()) => Ok(()),
+            _ => Err(BrokerError::NotDelegated { owner: *owner }),
+        }
+    }
+
     /// Applies a request whose timestamp and nonce `handle_client` checked.
-    fn apply(&self, request: &BrokerRequest) -> Result<ActionDescriptor, BrokerError> {
+    fn apply(&self, request: &BrokerRequest) -> Result<BrokerReply, BrokerError> {
+        // Who the request is for: its signer, or the owner who delegated
+        // to it (checked here, before anything else).
+        let acting = match request.on_behalf_of {
+            None => request.client,
+            Some(owner) => {
+                if matches!(
+                    request.op,
+                    BrokerOp::Delegate { .. } | BrokerOp::Revoke { .. }
+                ) {
+                    return Err(BrokerError::DelegateCannotDelegate);
+                }
+                self.check_delegated(&owner, &request.client)?;
+                owner
+            }
+        };
         match &request.op {
+            BrokerOp::Delegate {
+                gateway,
+                measurement,
+                expires_ms,
+            } => {
+                let delegation = Delegation {
+                    owner: request.client,
+                    gateway: *gateway,
+                    measurement: *measurement,
+                    expires_ms: *expires_ms,
+                };
+                self.state.put_delegation(&delegation)?;
+                tracing::info!(owner = %delegation.owner, gateway = %delegation.gateway, "delegated to a gateway");
+                Ok(BrokerReply::Delegated(delegation))
+            }
+            BrokerOp::Revoke { gateway } => {
+                self.state.remove_delegation(&request.client, gateway)?;
+                tracing::info!(owner = %request.client, %gateway, "revoked a gateway's delegation");
+                Ok(BrokerReply::Revoked { gateway: *gateway })
+            }
+            op => self.apply_action(op, &acting).map(BrokerReply::Action),
+        }
+    }
+
+    /// Applies an action operation for `acting` (the signer, or the owner
+    /// it holds a delegation from).
+    fn apply_action(
+        &self,
+        op: &BrokerOp,
+        acting: &ClientId,
+    ) -> Result<ActionDescriptor, BrokerError> {
+        match op {
+            BrokerOp::Delegate { .. } | BrokerOp::Revoke { .. } => {
+                Err(BrokerError::DelegateCannotDelegate)
+            }
             BrokerOp::Describe {
                 owner,
                 namespace,
@@ -234,7 +296,7 @@ impl Broker {
                     .state
                     .action(owner, namespace, name)?
                     .ok_or(BrokerError::UnknownAction)?;
-                if !record.descriptor.allows_client(&request.client) {
+                if !record.descriptor.allows_client(acting) {
                     return Err(BrokerError::ClientNotAllowed);
                 }
                 Ok(record.descriptor)
@@ -249,9 +311,10 @@ impl Broker {
                 if policy.allowed_measurements.is_empty() {
                     return Err(BrokerError::EmptyPolicy);
                 }
-                // The requester's own registration: another identity's
-                // action of the same name is another record.
-                let owner = &request.client;
+                // The requester's own registration (or its delegating
+                // owner's): another identity's action of the same name is
+                // another record.
+                let owner = acting;
                 let record = match self.state.action(owner, namespace, name)? {
                     Some(mut record) => {
                         if *version <= record.descriptor.version {
@@ -280,7 +343,7 @@ impl Broker {
                                 version: *version,
                                 code_digest: *code_digest,
                                 action_key: keys.public(),
-                                owner: request.client,
+                                owner: *owner,
                                 policy: policy.clone(),
                             },
                             &keys,
@@ -350,6 +413,7 @@ impl Broker {
         // the grant once that is sealed: secret keys are not cloned.
         let admitting = Admitting {
             key: Arc::new(grant.admission_key),
+            owner: request.owner,
             namespace: request.namespace.clone(),
             name: request.name.clone(),
             version,
@@ -385,7 +449,7 @@ impl Broker {
 
     /// Answers an enclave's admission request (see [`BrokerLink::admit`]).
     pub fn admit(&self, request: &AdmitRequest) -> Result<AdmitReply, BrokerError> {
-        let (key, version) = {
+        let (key, version, owner) = {
             let admissions = self
                 .admissions
                 .lock()
@@ -396,10 +460,22 @@ impl Broker {
             if admitting.namespace != request.namespace || admitting.name != request.name {
                 return Err(BrokerError::UnknownGrant);
             }
-            (Arc::clone(&admitting.key), admitting.version.clone())
+            (
+                Arc::clone(&admitting.key),
+                admitting.version.clone(),
+                admitting.owner,
+            )
         };
         request.verify(&key)?;
-        Ok(match self.decide(request, version.load(Ordering::SeqCst)) {
+        let decided = match request.delegate {
+            // A client the policy does not name: only as a gateway the
+            // owner delegated to, and only while that delegation lives.
+            Some(gateway) => self
+                .check_delegated(&owner, &gateway)
+                .and_then(|()| self.decide(request, version.load(Ordering::SeqCst))),
+            None => self.decide(request, version.load(Ordering::SeqCst)),
+        };
+        Ok(match decided {
             Ok(()) => AdmitReply::new(&key, request, None)?,
             Err(error @ BrokerError::Replay(ReplayError::PredatesStart { floor_ms })) => {
                 AdmitReply::stamped_before_floor(&key, request, error.to_string(), floor_ms)?

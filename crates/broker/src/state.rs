@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use clemmys_proto::broker::ActionDescriptor;
+use clemmys_proto::broker::{ActionDescriptor, Delegation};
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::suite::{KemKeyPair, StorageKey};
 use clemmys_proto::wire::{Reader, Writer};
@@ -37,6 +37,8 @@ const SEALED: TableDefinition<&str, &[u8]> = TableDefinition::new("sealed");
 const IDENTITY_KEY: &str = "identity";
 const SNAPSHOT_KEY: &str = "snapshot";
 const SNAPSHOT_FRAME: &str = "clemmys/broker-snapshot/v1";
+/// A snapshot that also holds owners' delegations to gateways.
+const SNAPSHOT_FRAME_V2: &str = "clemmys/broker-snapshot/v2";
 /// Records of the layout before snapshots, one per action, read once to
 /// migrate them into the first snapshot.
 const LEGACY_ACTION_PREFIX: &str = "action:";
@@ -77,16 +79,30 @@ fn record_key(owner: &ClientId, namespace: &str, name: &str) -> String {
     format!("{owner}:{namespace}/{name}")
 }
 
-/// Every action record at one state version.
+/// The one place a delegation's key is made.
+fn delegation_key(owner: &ClientId, gateway: &ClientId) -> String {
+    format!("{owner}>{gateway}")
+}
+
+/// Every action record and delegation at one state version: delegations
+/// are in the same sealed, counter-bound snapshot, so a revocation cannot
+/// be undone by restoring an older copy of them.
 struct Snapshot {
     version: u64,
     actions: BTreeMap<String, ActionRecord>,
+    delegations: BTreeMap<String, Delegation>,
+}
+
+/// What one commit changes.
+struct Records<'a> {
+    actions: &'a mut BTreeMap<String, ActionRecord>,
+    delegations: &'a mut BTreeMap<String, Delegation>,
 }
 
 impl Snapshot {
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
         let count = u64::try_from(self.actions.len()).map_err(storage)?;
-        let mut writer = Writer::new(SNAPSHOT_FRAME).u64(self.version).u64(count);
+        let mut writer = Writer::new(SNAPSHOT_FRAME_V2).u64(self.version).u64(count);
         for (key, record) in &self.actions {
             let descriptor = serde_json::to_vec(&record.descriptor).map_err(storage)?;
             writer = writer
@@ -94,11 +110,23 @@ impl Snapshot {
                 .bytes(&descriptor)
                 .bytes(record.secret.as_slice());
         }
+        let delegations = u64::try_from(self.delegations.len()).map_err(storage)?;
+        writer = writer.u64(delegations);
+        for delegation in self.delegations.values() {
+            writer = writer.bytes(&serde_json::to_vec(delegation).map_err(storage)?);
+        }
         Ok(Zeroizing::new(writer.finish()))
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, BrokerError> {
-        let mut reader = Reader::new(bytes, SNAPSHOT_FRAME)?;
+        // A snapshot written before delegations existed has none.
+        let with_delegations = Reader::domain(bytes)? == SNAPSHOT_FRAME_V2.as_bytes();
+        let frame = if with_delegations {
+            SNAPSHOT_FRAME_V2
+        } else {
+            SNAPSHOT_FRAME
+        };
+        let mut reader = Reader::new(bytes, frame)?;
         let version = reader.u64()?;
         let count = reader.u64()?;
         let mut actions = BTreeMap::new();
@@ -113,8 +141,23 @@ impl Snapshot {
             }
             actions.insert(key, ActionRecord { descriptor, secret });
         }
+        let mut delegations = BTreeMap::new();
+        if with_delegations {
+            for _ in 0..reader.u64()? {
+                let delegation: Delegation =
+                    serde_json::from_slice(reader.bytes()?).map_err(storage)?;
+                delegations.insert(
+                    delegation_key(&delegation.owner, &delegation.gateway),
+                    delegation,
+                );
+            }
+        }
         reader.finish()?;
-        Ok(Self { version, actions })
+        Ok(Self {
+            version,
+            actions,
+            delegations,
+        })
     }
 }
 
@@ -173,6 +216,7 @@ impl BrokerState {
             snapshot: Mutex::new(Snapshot {
                 version: 0,
                 actions: BTreeMap::new(),
+                delegations: BTreeMap::new(),
             }),
         };
         let snapshot = match state.get(SNAPSHOT_KEY)? {
@@ -227,6 +271,7 @@ impl BrokerState {
         Ok(Snapshot {
             version: 0,
             actions,
+            delegations: BTreeMap::new(),
         })
     }
 
@@ -316,9 +361,43 @@ impl BrokerState {
     pub fn put_action(&self, record: &ActionRecord) -> Result<u64, BrokerError> {
         let descriptor = &record.descriptor;
         let key = record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name);
-        self.commit(|actions| {
-            actions.insert(key, record.copy());
+        self.commit(|records| {
+            records.actions.insert(key, record.copy());
             Ok(())
+        })
+    }
+
+    /// `owner`'s delegation to `gateway`, if any (live or not).
+    pub fn delegation(&self, owner: &ClientId, gateway: &ClientId) -> Option<Delegation> {
+        self.lock()
+            .delegations
+            .get(&delegation_key(owner, gateway))
+            .cloned()
+    }
+
+    /// Writes `delegation` (replacing the owner's earlier one to the same
+    /// gateway) as the next state version.
+    pub fn put_delegation(&self, delegation: &Delegation) -> Result<u64, BrokerError> {
+        let key = delegation_key(&delegation.owner, &delegation.gateway);
+        self.commit(|records| {
+            records.delegations.insert(key, delegation.clone());
+            Ok(())
+        })
+    }
+
+    /// Removes `owner`'s delegation to `gateway` as the next state version.
+    pub fn remove_delegation(
+        &self,
+        owner: &ClientId,
+        gateway: &ClientId,
+    ) -> Result<u64, BrokerError> {
+        let key = delegation_key(owner, gateway);
+        self.commit(|records| {
+            records
+                .delegations
+                .remove(&key)
+                .map(drop)
+                .ok_or(BrokerError::UnknownDelegation)
         })
     }
 
@@ -326,7 +405,7 @@ impl BrokerState {
     /// written durably, then the counter advanced, then kept in memory.
     fn commit(
         &self,
-        change: impl FnOnce(&mut BTreeMap<String, ActionRecord>) -> Result<(), BrokerError>,
+        change: impl FnOnce(Records<'_>) -> Result<(), BrokerError>,
     ) -> Result<u64, BrokerError> {
         let mut snapshot = self.lock();
         let version = snapshot
@@ -338,8 +417,16 @@ impl BrokerState {
             .iter()
             .map(|(key, record)| (key.clone(), record.copy()))
             .collect();
-        change(&mut actions)?;
-        let next = Snapshot { version, actions };
+        let mut delegations = snapshot.delegations.clone();
+        change(Records {
+            actions: &mut actions,
+            delegations: &mut delegations,
+        })?;
+        let next = Snapshot {
+            version,
+            actions,
+            delegations,
+        };
         self.put(SNAPSHOT_KEY, &next.encode()?)?;
         self.tee.advance_counter(version)?;
         *snapshot = next;

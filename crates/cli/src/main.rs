@@ -76,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         command: BrokerCommand,
     },
+    /// Run the attested gateway for unmodified OpenWhisk clients, or verify
+    /// one before trusting it.
+    Gateway {
+        #[command(subcommand)]
+        command: commands::gateway::GatewayCommand,
+    },
     /// Work with the properties in ~/.wskprops.
     Property {
         #[command(subcommand)]
@@ -134,6 +140,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Broker { command } => {
             commands::broker::run(command, &Context::new(&cli.global)?).await
+        }
+        Command::Gateway { command } => {
+            if matches!(command, commands::gateway::GatewayCommand::Serve(_)) {
+                init_tracing("info");
+            }
+            commands::gateway::run(command, &cli.global).await
         }
         Command::Property { command } => {
             commands::property::run(command, &Context::new(&cli.global)?).await

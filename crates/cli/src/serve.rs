@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// TLS on the listener.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Also run the attested gateway for unmodified OpenWhisk clients on
+    /// this address (TLS, with its RA-TLS certificate), in front of this
+    /// node; its state lives in DATA_DIR/gateway.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<SocketAddr>,
 }
 
 /// TLS on a listener (`clemmys serve`, `clemmys broker serve`).
@@ -327,7 +332,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ca_file.display()
         );
     }
-    server.run_until_signal().await
+    let Some(listen) = args.gateway else {
+        return server.run_until_signal().await;
+    };
+    let gateway = clemmys_server::gateway_node::RunningGateway::start(
+        clemmys_server::gateway_node::GatewayNodeConfig {
+            listen,
+            node: server.api_host(),
+            node_tls: clemmys_client::ClientTlsOptions {
+                ca_file: server.ca_file.clone(),
+                ..clemmys_client::ClientTlsOptions::default()
+            },
+            state_dir: args.data_dir.join("gateway"),
+            // The node's platform: the gateway's evidence and the
+            // broker's come from the same (simulated) host.
+            sim_platform_key: Some(
+                args.sim_platform_key
+                    .clone()
+                    .unwrap_or_else(|| args.data_dir.join("sim-platform.key")),
+            ),
+            namespace: "guest".to_owned(),
+            extra_names: Vec::new(),
+            http: args.http.limits(),
+            owner: None,
+        },
+    )
+    .await
+    .with_context(|| format!("starting the attested gateway on {listen}"))?;
+    crate::commands::gateway::announce(&gateway);
+    clemmys_server::bootstrap::shutdown_signal().await;
+    eprintln!("clemmys: shutting down");
+    gateway.shutdown().await;
+    server.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

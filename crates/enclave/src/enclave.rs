@@ -323,16 +323,17 @@ impl Enclave {
         let mut init_time = None;
         let provisioned = self.provisioned_for(&run, header.version, &mut init_time)?;
         let descriptor = &provisioned.grant.action;
-        if !descriptor.allows_client(&header.client) {
-            return Err(EnclaveError::ClientNotAllowed);
-        }
+        // A client the policy does not name may still be a gateway the
+        // owner delegated to: the broker, which holds the delegations,
+        // decides at admission (and refuses once it is revoked).
+        let delegate = (!descriptor.allows_client(&header.client)).then_some(header.client);
         invocation.verify_signature()?;
         // Authenticated and opened before admission: only the client's own
         // request may use up its nonce.
         let opened = invocation.open(&provisioned.grant.action_keys, &descriptor.code_digest)?;
         // One call to the broker both refuses replays and stale versions
         // (this enclave's grant may predate an update).
-        self.admit(
+        self.admit_for(
             &run,
             &provisioned,
             header.version,
@@ -340,6 +341,7 @@ impl Enclave {
                 nonce: header.nonce,
             },
             header.timestamp_ms,
+            delegate,
         )?;
         if header.open_session {
             let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash())?;
@@ -413,9 +415,9 @@ impl Enclave {
             }
         };
         let descriptor = &provisioned.grant.action;
-        if !descriptor.allows_client(&session.client) {
-            return Err(EnclaveError::ClientNotAllowed);
-        }
+        // As for the opening invocation: a delegate is admitted (or, once
+        // revoked, refused) by the broker, request by request.
+        let delegate = (!descriptor.allows_client(&session.client)).then_some(session.client);
         let binding = SessionBinding {
             namespace: run.namespace,
             action: run.action,
@@ -430,7 +432,7 @@ impl Enclave {
                 refusal: Refusal::from(replay),
                 reason: replay.to_string(),
             })?;
-        self.admit(
+        self.admit_for(
             &run,
             &provisioned,
             session.version,
@@ -439,6 +441,7 @@ impl Enclave {
                 counter: request.counter,
             },
             request.timestamp_ms,
+            delegate,
         )?;
         let ran = self.execute(&run, &provisioned, &params, load_code, &mut init_time)?;
         let receipt = SessionReceipt {
@@ -617,6 +620,20 @@ impl Enclave {
         admission: Admission,
         timestamp_ms: u64,
     ) -> Result<(), EnclaveError> {
+        self.admit_for(run, provisioned, version, admission, timestamp_ms, None)
+    }
+
+    /// [`admit`](Self::admit), for `delegate` when the request's client is
+    /// not one the policy names (see `AdmitRequest::delegate`).
+    fn admit_for(
+        &self,
+        run: &SealedRun<'_>,
+        provisioned: &Provisioned,
+        version: u64,
+        admission: Admission,
+        timestamp_ms: u64,
+        delegate: Option<clemmys_proto::ClientId>,
+    ) -> Result<(), EnclaveError> {
         let ask = |grant: &KeyGrant| -> Result<Result<(), EnclaveError>, EnclaveError> {
             let request = AdmitRequest::new(
                 &grant.admission_key,
@@ -626,7 +643,8 @@ impl Enclave {
                 version,
                 admission,
                 timestamp_ms,
-            )?;
+            )?
+            .for_delegate(&grant.admission_key, delegate)?;
             let reply = self
                 .broker
                 .admit(&request)

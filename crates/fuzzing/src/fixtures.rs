@@ -141,6 +141,10 @@ pub struct Fixtures {
     pub admit_reply: AdmitReply,
     /// Its JSON, as the enclave's link reads it.
     pub admit_reply_json: Vec<u8>,
+    /// The attested gateway's RA-TLS certificate (DER): a sim enclave of
+    /// [`MEASUREMENT`] on [`Fixtures::platform`], binding its key and the
+    /// client identity [`Fixtures::client`].
+    pub ratls_certificate: Vec<u8>,
 }
 
 impl Fixtures {
@@ -474,6 +478,21 @@ fn build() -> Fixtures {
     )
     .expect("fixture: admission reply");
     let admit_reply_json = serde_json::to_vec(&admit_reply).expect("fixture: admission reply JSON");
+    // rcgen draws the TLS key and the ECDSA signature from the OS: this one
+    // fixture differs between runs, in parts no check relies on.
+    let gateway_tee = clemmys_tee::sim::SimTee::new(
+        std::sync::Arc::new(SimPlatform::from_secret(&[0x02; 32])),
+        MEASUREMENT.digest(),
+    );
+    let ratls_certificate = clemmys_gateway::ratls::make_certificate(
+        &gateway_tee,
+        &rcgen::KeyPair::generate().expect("fixture: TLS key"),
+        &client.id(),
+        &["localhost".to_owned()],
+    )
+    .expect("fixture: RA-TLS certificate")
+    .der()
+    .to_vec();
 
     Fixtures {
         client,
@@ -516,5 +535,6 @@ fn build() -> Fixtures {
         admit_request_json,
         admit_reply,
         admit_reply_json,
+        ratls_certificate,
     }
 }

@@ -142,6 +142,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().admit_reply_json,
     },
     Target {
+        name: "ratls_certificate",
+        oracle: oracles::ratls_certificate,
+        valid: || &fixtures::fixtures().ratls_certificate,
+    },
+    Target {
         name: "action_put",
         oracle: oracles::action_put,
         valid: || oracles::ACTION_PUT,

@@ -330,6 +330,37 @@ pub fn evidence(data: &[u8]) {
     }
 }
 
+/// An RA-TLS certificate (network → client) never panics the parser, and
+/// verifies only if it carries exactly the fixture gateway's key, identity
+/// and evidence (its other parts are not trusted, so they may change).
+pub fn ratls_certificate(data: &[u8]) {
+    use clemmys_gateway::ratls::RaTlsCertificate;
+    let fx = fixtures();
+    let input = Input::of(data);
+    let candidate = input.bytes(&fx.ratls_certificate);
+    let Ok(parsed) = RaTlsCertificate::parse(&candidate) else {
+        return;
+    };
+    let valid = RaTlsCertificate::parse(&fx.ratls_certificate).expect("the fixture parses");
+    if parsed.verify(&fx.verifier, MEASUREMENT).is_ok() {
+        assert_eq!(
+            parsed.spki_der(),
+            valid.spki_der(),
+            "ratls: verified with another key"
+        );
+        assert_eq!(
+            parsed.gateway(),
+            valid.gateway(),
+            "ratls: verified for another gateway"
+        );
+        assert_eq!(
+            parsed.evidence(),
+            valid.evidence(),
+            "ratls: verified other evidence"
+        );
+    }
+}
+
 /// A broker request (network → broker) opens only if it is exactly what
 /// the client sealed and signed, and then it is the client's request.
 pub fn broker_request(data: &[u8]) {

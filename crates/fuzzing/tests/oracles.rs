@@ -94,6 +94,7 @@ fn every_target_is_tested_here() {
             "broker_identity",
             "admit_request",
             "admit_reply",
+            "ratls_certificate",
             "action_put",
             "trigger_put",
             "web_request",
@@ -211,4 +212,9 @@ fn admit_request() {
 #[test]
 fn admit_reply() {
     run("admit_reply", 25);
+}
+
+#[test]
+fn ratls_certificate() {
+    run("ratls_certificate", 32);
 }

@@ -85,6 +85,26 @@ pub enum BrokerOp {
         /// The new policy.
         policy: Policy,
     },
+    /// Authorizes `gateway` (an attested gateway's client identity) to act
+    /// for the requester, the owner, until `expires_ms`: to register and
+    /// describe the owner's actions ([`BrokerRequest::on_behalf_of`]) and to
+    /// invoke them (enclaves ask the broker at admission). The owner
+    /// verified the gateway's evidence, naming `measurement`, first.
+    Delegate {
+        /// The gateway's identity.
+        gateway: ClientId,
+        /// The gateway's measurement, as the owner verified it.
+        measurement: Measurement,
+        /// When the delegation ends, epoch ms.
+        expires_ms: u64,
+    },
+    /// Withdraws the requester's delegation to `gateway`: from the answer
+    /// on, the broker refuses the gateway's requests for the owner and
+    /// enclaves' admissions of its invocations.
+    Revoke {
+        /// The gateway's identity.
+        gateway: ClientId,
+    },
     /// Reads the current descriptor of `owner`'s action `namespace/name`.
     /// Registrations are keyed by their owner, so a client names the owner
     /// it trusts: nobody else's registration of the same name can answer.
@@ -111,6 +131,31 @@ pub struct BrokerRequest {
     /// within its replay window and refuses the rest unanswered.
     #[serde(with = "crate::invoke::hex_bytes")]
     pub nonce: [u8; 16],
+    /// The owner the signer acts for, under the owner's delegation (a
+    /// gateway): `Register` and `Describe` are then the owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<ClientId>,
+}
+
+/// An owner's delegation to a gateway, as the broker holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delegation {
+    /// Who delegates.
+    pub owner: ClientId,
+    /// To whom.
+    pub gateway: ClientId,
+    /// The gateway's measurement the owner verified.
+    pub measurement: Measurement,
+    /// When it ends, epoch ms.
+    pub expires_ms: u64,
+}
+
+impl Delegation {
+    /// Whether it is in force at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms < self.expires_ms
+    }
 }
 
 /// An opened [`BrokerReply`] and the broker's state version when it
@@ -139,6 +184,13 @@ pub enum BrokerReply {
         /// Why.
         reason: String,
     },
+    /// A delegation as it now stands (after `Delegate`).
+    Delegated(Delegation),
+    /// A delegation withdrawn (after `Revoke`).
+    Revoked {
+        /// The gateway that no longer acts for the owner.
+        gateway: ClientId,
+    },
 }
 
 const REQUEST_FRAME: &str = "clemmys/broker-request/v1";
@@ -163,6 +215,19 @@ pub fn seal_broker_request(
     timestamp_ms: u64,
     rng: &mut impl CryptoRng,
 ) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
+    seal_broker_request_for(identity, broker_key, op, None, timestamp_ms, rng)
+}
+
+/// Seals and signs a request to the broker made for `on_behalf_of` (an
+/// owner who delegated to `identity`), or for `identity` itself.
+pub fn seal_broker_request_for(
+    identity: &ClientIdentity,
+    broker_key: &KemPublicKey,
+    op: BrokerOp,
+    on_behalf_of: Option<ClientId>,
+    timestamp_ms: u64,
+    rng: &mut impl CryptoRng,
+) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
     let mut nonce = [0u8; 16];
     rng.fill_bytes(&mut nonce);
     let request = BrokerRequest {
@@ -170,6 +235,7 @@ pub fn seal_broker_request(
         client: identity.id(),
         timestamp_ms,
         nonce,
+        on_behalf_of,
     };
     let json = serde_json::to_vec(&request).map_err(|e| ProtoError::Crypto(e.to_string()))?;
     let signature = identity.sign(&request_signature_transcript(&json));
@@ -561,6 +627,11 @@ pub struct AdmitRequest {
     /// HMAC-SHA256 (hex in JSON).
     #[serde(with = "crate::invoke::hex_bytes")]
     pub mac: [u8; 32],
+    /// A client the action's policy does not name, whom the enclave asks
+    /// the broker to admit as a gateway the owner delegated to (the
+    /// broker refuses if no live delegation says so). MACed with the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate: Option<ClientId>,
 }
 
 impl AdmitRequest {
@@ -571,15 +642,19 @@ impl AdmitRequest {
             .str(&self.name)
             .u64(self.version)
             .u64(self.timestamp_ms);
-        match self.admission {
+        let writer = match self.admission {
             Admission::Invocation { nonce } => writer.u64(0).bytes(&nonce),
             Admission::ChainStep { chain_id, index } => writer.u64(1).bytes(&chain_id).u64(index),
             Admission::SessionRequest {
                 session_id,
                 counter,
             } => writer.u64(2).bytes(&session_id).u64(counter),
+        };
+        match &self.delegate {
+            // Requests without a delegate keep their transcript.
+            None => writer.finish(),
+            Some(client) => writer.str("delegate").bytes(client.as_bytes()).finish(),
         }
-        .finish()
     }
 
     /// A MACed request (enclave side).
@@ -600,9 +675,22 @@ impl AdmitRequest {
             admission,
             timestamp_ms,
             mac: [0; 32],
+            delegate: None,
         };
         request.mac = key.mac(&request.transcript())?;
         Ok(request)
+    }
+
+    /// This request for `delegate`, a client the policy does not name (see
+    /// [`AdmitRequest::delegate`]), MACed again.
+    pub fn for_delegate(
+        mut self,
+        key: &AdmissionKey,
+        delegate: Option<ClientId>,
+    ) -> Result<Self, ProtoError> {
+        self.delegate = delegate;
+        self.mac = key.mac(&self.transcript())?;
+        Ok(self)
     }
 
     /// Checks the MAC (broker side).

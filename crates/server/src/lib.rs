@@ -12,6 +12,7 @@ pub mod broker_node;
 pub mod broker_service;
 pub mod catalog;
 pub mod confidential;
+pub mod gateway_node;
 pub mod listener;
 mod restart_prewarm;
 pub mod tls;

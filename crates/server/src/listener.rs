@@ -110,7 +110,7 @@ impl Default for HttpLimits {
 /// Serves `app` on `listener` within `limits` (over TLS when `tls` is
 /// given) until `stop` resolves, then stops accepting, lets the open
 /// connections finish their requests, and returns once they are all closed.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,

@@ -19,6 +19,9 @@ pub enum Role {
     ActionRuntime,
     /// Holds action keys and policies (the key broker).
     KeyBroker,
+    /// Terminates TLS for unmodified OpenWhisk clients and seals for them
+    /// (the attested gateway).
+    Gateway,
 }
 
 impl Role {
@@ -27,6 +30,7 @@ impl Role {
         match self {
             Role::ActionRuntime => "action-runtime",
             Role::KeyBroker => "key-broker",
+            Role::Gateway => "gateway",
         }
     }
 }
@@ -57,6 +61,8 @@ mod tests {
     #[test]
     fn roles_have_distinct_stable_measurements() {
         assert_ne!(expected(Role::ActionRuntime), expected(Role::KeyBroker));
+        assert_ne!(expected(Role::Gateway), expected(Role::KeyBroker));
+        assert_ne!(expected(Role::Gateway), expected(Role::ActionRuntime));
         assert_eq!(expected(Role::KeyBroker), expected(Role::KeyBroker));
     }
 }

@@ -136,6 +136,18 @@ impl SimReport {
     }
 }
 
+/// The platform key that signed `evidence`, if it is a well-formed `sim`
+/// report (before any verification: for showing it, and for a verifier
+/// that trusts it on first use, as `sim` cannot avoid).
+pub fn claimed_platform(evidence: &Evidence) -> Option<SigningPublicKey> {
+    if evidence.tee != TeeKind::Sim {
+        return None;
+    }
+    SimReport::parse(&evidence.data)
+        .ok()
+        .map(|report| report.platform)
+}
+
 /// An enclave's view of the simulated TEE.
 pub struct SimTee {
     platform: Arc<SimPlatform>,

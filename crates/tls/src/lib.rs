@@ -184,6 +184,23 @@ impl ServerTls {
         })
     }
 
+    /// Serves `chain` (end-entity certificate first) with `key`, asking
+    /// clients for no certificate: a listener whose certificate was made in
+    /// memory (the gateway's RA-TLS certificate).
+    pub fn from_der(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+
     /// The acceptor that runs handshakes on accepted connections.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.config.clone())
@@ -407,6 +424,77 @@ pub fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&
         cause = current.source();
     }
     None
+}
+
+/// Why a server's certificate could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The server could not be reached.
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The name is not a valid TLS server name.
+    #[error("{0} is not a valid TLS server name")]
+    ServerName(String),
+    /// The handshake failed.
+    #[error("TLS handshake with {address}: {source}")]
+    Handshake {
+        /// The address tried.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server presented no certificate.
+    #[error("{0} presented no certificate")]
+    NoCertificate(String),
+    /// TLS settings could not be built.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Completes a TLS handshake with `address` (`host:port`) for
+/// `server_name` and answers the end-entity certificate it presented,
+/// without judging it: the caller checks it (an RA-TLS certificate is
+/// trusted for its evidence, not for an authority's signature). The
+/// handshake still proves the server holds that certificate's key.
+pub async fn fetch_server_certificate(
+    address: &str,
+    server_name: &str,
+) -> Result<CertificateDer<'static>, FetchError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::from)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate {
+            algorithms: provider().signature_verification_algorithms,
+        }))
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|_| FetchError::ServerName(server_name.to_owned()))?;
+    let tcp = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|source| FetchError::Connect {
+            address: address.to_owned(),
+            source,
+        })?;
+    let stream = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|source| FetchError::Handshake {
+            address: address.to_owned(),
+            source,
+        })?;
+    let (_, connection) = stream.get_ref();
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|certificate| certificate.clone().into_owned())
+        .ok_or_else(|| FetchError::NoCertificate(address.to_owned()))
 }
 
 /// The verifier of `--insecure`: any certificate is accepted, but the

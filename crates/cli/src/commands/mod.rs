@@ -11,6 +11,7 @@ pub mod action;
 pub mod activation;
 pub mod broker;
 pub mod confidential;
+pub mod gateway;
 pub mod list;
 pub mod namespace;
 pub mod package;

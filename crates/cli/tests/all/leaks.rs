@@ -33,16 +33,16 @@ use serde_json::{Value, json};
 use crate::common::{Server, User, activation_id, arg, example, unique};
 
 /// The constant compiled into `secret.wasm` and never printed.
-const CODE_MARKER: &str = "clemmys-code-marker-4e1f0c2b";
+pub(crate) const CODE_MARKER: &str = "clemmys-code-marker-4e1f0c2b";
 
 /// A string that must not leak, by name.
-struct Marker {
+pub(crate) struct Marker {
     name: &'static str,
     text: String,
 }
 
 /// CODE, PARAM, RESULT and LOG for parameter `param`.
-fn markers(param: &str) -> Vec<Marker> {
+pub(crate) fn markers(param: &str) -> Vec<Marker> {
     vec![
         Marker {
             name: "CODE",
@@ -100,20 +100,20 @@ fn encodings(text: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Bytes the provider can see, and where they came from.
-struct Source {
-    label: String,
-    bytes: Vec<u8>,
+pub(crate) struct Source {
+    pub(crate) label: String,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// A marker found in a source.
 #[derive(Debug)]
-struct Finding {
-    marker: &'static str,
+pub(crate) struct Finding {
+    pub(crate) marker: &'static str,
     form: String,
     source: String,
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty()
         || haystack
             .windows(needle.len())
@@ -121,7 +121,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Every (marker, form, source) where a marker occurs.
-fn scan(sources: &[Source], markers: &[Marker]) -> Vec<Finding> {
+pub(crate) fn scan(sources: &[Source], markers: &[Marker]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for marker in markers {
         for (form, needle) in encodings(&marker.text) {
@@ -140,7 +140,7 @@ fn scan(sources: &[Source], markers: &[Marker]) -> Vec<Finding> {
 }
 
 /// Every file under `dir`, recursively (symlinks are not followed).
-fn add_files(dir: &Path, sources: &mut Vec<Source>) {
+pub(crate) fn add_files(dir: &Path, sources: &mut Vec<Source>) {
     let entries =
         std::fs::read_dir(dir).unwrap_or_else(|error| panic!("reading {}: {error}", dir.display()));
     for entry in entries {
@@ -164,7 +164,7 @@ fn add_files(dir: &Path, sources: &mut Vec<Source>) {
 
 /// `text` without ANSI escape sequences (`ESC [ … letter`), so that colour
 /// codes cannot split a marker in the server's log.
-fn strip_ansi(text: &[u8]) -> Vec<u8> {
+pub(crate) fn strip_ansi(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.iter().copied().peekable();
     while let Some(byte) = bytes.next() {
@@ -190,7 +190,7 @@ type Recordings = Arc<Mutex<Vec<(String, Recording)>>>;
 /// connection, each direction in a buffer of its own (so a marker is never
 /// split by interleaving). Bytes are recorded before they are forwarded:
 /// once a command has its answer, the recording holds it.
-struct Wire {
+pub(crate) struct Wire {
     addr: std::net::SocketAddr,
     streams: Recordings,
     stop: Arc<AtomicBool>,
@@ -198,7 +198,7 @@ struct Wire {
 
 impl Wire {
     /// Starts a proxy to `upstream` (`http://HOST:PORT`).
-    fn start(upstream: &str) -> Self {
+    pub(crate) fn start(upstream: &str) -> Self {
         let upstream = upstream
             .strip_prefix("http://")
             .unwrap_or_else(|| panic!("not an http:// API host: {upstream}"))
@@ -243,12 +243,12 @@ impl Wire {
     }
 
     /// `http://ADDR` of the proxy.
-    fn api_host(&self) -> String {
+    pub(crate) fn api_host(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Everything recorded so far, one source per connection and direction.
-    fn sources(&self) -> Vec<Source> {
+    pub(crate) fn sources(&self) -> Vec<Source> {
         let all = self
             .streams
             .lock()
@@ -402,7 +402,7 @@ fn deploy_and_invoke_secret(plain: bool) -> Scenario {
 
 /// The API as the provider sees it: raw HTTP with the namespace key, no
 /// client keys.
-fn provider_api_view(server: &Server, id: &str, plain: bool, sources: &mut Vec<Source>) {
+pub(crate) fn provider_api_view(server: &Server, id: &str, plain: bool, sources: &mut Vec<Source>) {
     let paths = [
         "/api/v1/namespaces/_/actions/secret?code=true".to_owned(),
         "/api/v1/namespaces/_/actions/secret?code=false".to_owned(),
@@ -477,7 +477,7 @@ fn stranger_cli_view(stranger: &User, id: &str, sources: &mut Vec<Source>) {
 }
 
 /// The findings, one per line.
-fn report(findings: &[Finding]) -> String {
+pub(crate) fn report(findings: &[Finding]) -> String {
     findings
         .iter()
         .map(|f| format!("  {} ({}) in {}\n", f.marker, f.form, f.source))

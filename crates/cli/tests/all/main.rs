@@ -13,6 +13,7 @@ mod common;
 mod confidential;
 mod durability;
 mod errors;
+mod gateway;
 mod leaks;
 mod npm;
 mod packages;

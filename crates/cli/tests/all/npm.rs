@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::common::{Server, arg, example};
 
 /// `clients/npm` of this repository, with its packages installed.
-fn npm_client_dir() -> PathBuf {
+pub(crate) fn npm_client_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/npm");
     assert!(
         dir.join("node_modules/openwhisk/package.json").is_file(),

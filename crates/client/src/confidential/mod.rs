@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_proto::broker::{
-    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, OpenedBrokerReply, Policy,
-    open_broker_reply, seal_broker_request,
+    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Delegation, OpenedBrokerReply, Policy,
+    open_broker_reply, seal_broker_request_for,
 };
 use clemmys_proto::chain_check::ChainCheckError;
 use clemmys_proto::chain_plan::{
@@ -399,6 +399,9 @@ pub struct Confidential {
     /// The replay floor of the broker, once it refused a request stamped
     /// before it (it restarted): requests are stamped no earlier.
     floor_ms: AtomicU64,
+    /// The owner this client acts for under the owner's delegation (an
+    /// attested gateway), if not for itself.
+    acting_for: Option<ClientId>,
 }
 
 /// Most verified evidence kept (one per enclave met).
@@ -502,6 +505,19 @@ impl Confidential {
         home: ClientHome,
         namespace: Option<String>,
     ) -> Result<Self, ConfidentialError> {
+        let identity = home.identity()?;
+        Self::connect_as(client, home, identity, namespace).await
+    }
+
+    /// Connects as [`connect_in`](Self::connect_in) does, as `identity`
+    /// instead of the one in `home`: a caller that keeps its identity key
+    /// sealed (the attested gateway) never writes it there.
+    pub async fn connect_as(
+        client: Client,
+        home: ClientHome,
+        identity: ClientIdentity,
+        namespace: Option<String>,
+    ) -> Result<Self, ConfidentialError> {
         let api_host = client.api_host().to_owned();
         let pin = home
             .broker_pin(&api_host)?
@@ -513,7 +529,6 @@ impl Confidential {
         let namespace = namespace
             .or_else(|| pin.namespace.clone())
             .ok_or_else(|| ConfidentialError::NoNamespace(api_host.clone()))?;
-        let identity = home.identity()?;
         let connected = Self {
             client,
             home,
@@ -527,6 +542,7 @@ impl Confidential {
             chain_sessions: Mutex::new(HashMap::new()),
             evidence: Mutex::new(HashMap::new()),
             floor_ms: AtomicU64::new(0),
+            acting_for: None,
         };
         // A broker that started less than its skew ago refuses requests
         // stamped now; stamp at its floor from the first request on.
@@ -558,6 +574,60 @@ impl Confidential {
     pub fn without_sessions(mut self) -> Self {
         self.use_sessions = false;
         self
+    }
+
+    /// Acts for `owner` under the owner's delegation to this client's
+    /// identity (`clemmys gateway authorize`): actions are registered,
+    /// described and their code sealed as the owner's, and invocations
+    /// admitted while the broker holds the delegation live.
+    pub fn acting_for(mut self, owner: ClientId) -> Self {
+        self.acting_for = Some(owner);
+        self
+    }
+
+    /// Whose actions this client deploys: the owner it acts for, or itself.
+    pub fn owner(&self) -> ClientId {
+        self.acting_for.unwrap_or_else(|| self.identity.id())
+    }
+
+    /// Delegates to `gateway` (whose evidence the caller verified, naming
+    /// `measurement`) until `expires_ms`: the gateway may then act for this
+    /// client's identity. Answers the delegation as the broker holds it.
+    pub async fn delegate(
+        &self,
+        gateway: ClientId,
+        measurement: Measurement,
+        expires_ms: u64,
+    ) -> Result<Delegation, ConfidentialError> {
+        match self
+            .broker_reply(BrokerOp::Delegate {
+                gateway,
+                measurement,
+                expires_ms,
+            })
+            .await?
+        {
+            BrokerReply::Delegated(delegation)
+                if delegation.owner == self.identity.id() && delegation.gateway == gateway =>
+            {
+                Ok(delegation)
+            }
+            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            _ => Err(ConfidentialError::ReceiptMismatch(
+                "the broker answered another request than the delegation",
+            )),
+        }
+    }
+
+    /// Withdraws this client's delegation to `gateway`.
+    pub async fn revoke(&self, gateway: ClientId) -> Result<(), ConfidentialError> {
+        match self.broker_reply(BrokerOp::Revoke { gateway }).await? {
+            BrokerReply::Revoked { gateway: revoked } if revoked == gateway => Ok(()),
+            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            _ => Err(ConfidentialError::ReceiptMismatch(
+                "the broker answered another request than the revocation",
+            )),
+        }
     }
 
     /// The underlying API client.
@@ -602,10 +672,29 @@ impl Confidential {
     }
 
     async fn broker(&self, op: BrokerOp) -> Result<ActionDescriptor, ConfidentialError> {
-        let (sealed, key) = seal_broker_request(
+        match self.broker_reply(op).await? {
+            BrokerReply::Action(descriptor) => Ok(descriptor),
+            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            BrokerReply::Delegated(_) | BrokerReply::Revoked { .. } => Err(
+                ConfidentialError::ReceiptMismatch("the broker answered another request"),
+            ),
+        }
+    }
+
+    /// Sends `op` to the broker (for the owner this client acts for, if
+    /// any) and opens its answer, checking it is not older than answers
+    /// seen before.
+    async fn broker_reply(&self, op: BrokerOp) -> Result<BrokerReply, ConfidentialError> {
+        // Delegations are the signer's own, never made for another.
+        let on_behalf_of = match op {
+            BrokerOp::Delegate { .. } | BrokerOp::Revoke { .. } => None,
+            _ => self.acting_for,
+        };
+        let (sealed, key) = seal_broker_request_for(
             &self.identity,
             &self.pin.keys.kem,
             op,
+            on_behalf_of,
             now_ms(),
             &mut os_rng(),
         )?;
@@ -640,7 +729,7 @@ impl Confidential {
                 ),
                 descriptor.version,
             )),
-            BrokerReply::Refused { .. } => None,
+            _ => None,
         };
         self.home.check_fresh(
             self.client.api_host(),
@@ -649,10 +738,7 @@ impl Confidential {
                 .as_ref()
                 .map(|(name, version)| (name.as_str(), *version)),
         )?;
-        match reply {
-            BrokerReply::Action(descriptor) => Ok(descriptor),
-            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
-        }
+        Ok(reply)
     }
 
     /// The broker's current descriptor of `name` (cached until a refresh).
@@ -674,7 +760,7 @@ impl Confidential {
     /// accepts: itself first, then those pinned with the broker
     /// (`--trust-owner`).
     pub fn trusted_owners(&self) -> impl Iterator<Item = ClientId> + '_ {
-        std::iter::once(self.identity.id()).chain(self.pin.trusted_owners.iter().copied())
+        std::iter::once(self.owner()).chain(self.pin.trusted_owners.iter().copied())
     }
 
     /// Describes `short` as registered by each trusted owner in turn; the
@@ -784,9 +870,11 @@ impl Confidential {
             code_digest,
             entry: &descriptor.policy.entry,
         };
+        // Sealed as the registration's owner's code: the enclave opens it
+        // with the owner the broker's descriptor names.
         let sealed = SealedCode::seal(
             wasm,
-            self.identity.id(),
+            descriptor.owner,
             &descriptor.action_key,
             &binding,
             &mut os_rng(),
@@ -805,7 +893,7 @@ impl Confidential {
     /// The version after the broker's current one of action `short`; 1 for
     /// an action the broker does not know.
     async fn next_version(&self, short: &str) -> Result<u64, ConfidentialError> {
-        match self.describe_of(self.identity.id(), short).await {
+        match self.describe_of(self.owner(), short).await {
             Ok(current) => Ok(current.version + 1),
             Err(ConfidentialError::Refused(_)) => Ok(1),
             Err(other) => Err(other),

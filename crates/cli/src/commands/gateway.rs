@@ -1,0 +1,390 @@
+//! `clemmys gateway …`: run the attested gateway, and verify one before
+//! trusting it.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use clemmys_gateway::ratls::RaTlsCertificate;
+use clemmys_proto::{Measurement, SigningPublicKey};
+use clemmys_tee::{Role, SIM_WARNING, SgxPolicy, Verifier, measurement};
+use serde_json::json;
+
+use super::GlobalArgs;
+use crate::output::outln;
+
+/// `clemmys gateway …` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum GatewayCommand {
+    /// Run the attested gateway in front of a node: unmodified OpenWhisk
+    /// clients talk TLS to it, and it seals for them.
+    Serve(GatewayServeArgs),
+    /// Fetch a gateway's RA-TLS certificate, verify its evidence, and
+    /// write the certificate to pin (curl --cacert, NODE_EXTRA_CA_CERTS,
+    /// SSL_CERT_FILE for wsk).
+    Verify(VerifyArgs),
+    /// Verify a gateway, then authorize it with the key broker to act for
+    /// you (your client identity) in your namespace until it expires.
+    Authorize(AuthorizeArgs),
+    /// Withdraw your authorization of a gateway: the broker refuses its
+    /// requests for you, and enclaves its invocations, from now on.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `gateway authorize`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthorizeArgs {
+    /// The gateway and how its evidence is checked.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// How long the authorization lasts (`30d`, `12h`, ...).
+    #[arg(long = "for", value_name = "DURATION", default_value = "30d")]
+    pub lasts: humantime::Duration,
+}
+
+/// Arguments of `gateway revoke`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeArgs {
+    /// The gateway's identity (64 hex digits, as `gateway verify` or
+    /// `gateway authorize` print it).
+    pub gateway: clemmys_proto::ClientId,
+}
+
+/// Arguments of `gateway serve`. The node it fronts is the global
+/// `--apihost` (`https://HOST:PORT`), whose certificate is checked with the
+/// global `--cacert` (or not, with `-i`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayServeArgs {
+    /// Address to listen on (TLS always).
+    #[arg(long, default_value = "127.0.0.1:3443")]
+    pub listen: SocketAddr,
+    /// The gateway's state directory: its sealed keys, its certificate and
+    /// its client state.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// This host's simulated platform key file, the node's (default:
+    /// STATE_DIR/sim-platform.key).
+    #[arg(long, value_name = "FILE")]
+    pub sim_platform_key: Option<PathBuf>,
+    /// The namespace it serves.
+    #[arg(long, default_value = "guest")]
+    pub namespace: String,
+    /// Another DNS name or address for its certificate; repeatable.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Act for this namespace owner (their client identity, 64 hex digits,
+    /// as `clemmys broker show` prints it): actions created through the
+    /// gateway are theirs. Works once they ran `clemmys gateway authorize`,
+    /// and stops when they run `clemmys gateway revoke`.
+    #[arg(long, value_name = "HEX")]
+    pub owner: Option<clemmys_proto::ClientId>,
+    /// The HTTP listener's limits.
+    #[command(flatten)]
+    pub http: crate::serve::HttpArgs,
+}
+
+/// Arguments of `gateway verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The gateway, `https://HOST:PORT`.
+    pub url: String,
+    /// Write the verified certificate (PEM) here.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The measurement to accept, with its TEE kind (`sim:HEX` or
+    /// `sgx-dcap:HEX`); default: this release's gateway.
+    #[arg(long, value_name = "KIND:HEX")]
+    pub measurement: Option<Measurement>,
+    /// For `sim`: the platform key to accept (hex). Without it the key in
+    /// the evidence is accepted on first use, which is all `sim` can offer.
+    #[arg(long, value_name = "HEX")]
+    pub sim_platform: Option<SigningPublicKey>,
+}
+
+/// Runs a gateway command.
+pub async fn run(command: GatewayCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
+        GatewayCommand::Serve(args) => serve(args, global).await,
+        GatewayCommand::Verify(args) => verify(args, Shown::as_asked(global.json)).await.map(drop),
+        GatewayCommand::Authorize(args) => authorize(args, global).await,
+        GatewayCommand::Revoke(args) => revoke(args, global).await,
+    }
+}
+
+async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let ctx = super::Context::new(global)?;
+    // With --json, only the delegation is printed.
+    let shown = if global.json {
+        Shown::Nothing
+    } else {
+        Shown::Text
+    };
+    let verified = verify(args.verify.clone(), shown).await?;
+    let confidential = super::confidential::connect(ctx.client()?, None).await?;
+    let lasts = u64::try_from(args.lasts.as_millis()).unwrap_or(u64::MAX);
+    let expires_ms = clemmys_whisk::now_ms().saturating_add(lasts);
+    let delegation = confidential
+        .delegate(
+            verified.gateway,
+            verified.evidence.measurement(),
+            expires_ms,
+        )
+        .await
+        .context("authorizing the gateway with the key broker")?;
+    if global.json {
+        outln!("{}", serde_json::to_string_pretty(&delegation)?);
+        return Ok(());
+    }
+    outln!("");
+    outln!(
+        "authorized gateway {} to act for {} until {}",
+        delegation.gateway,
+        delegation.owner,
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(delegation.expires_ms)
+        )
+    );
+    outln!(
+        "the gateway acts for you when started with --owner {}",
+        delegation.owner
+    );
+    Ok(())
+}
+
+async fn revoke(args: RevokeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let ctx = super::Context::new(global)?;
+    let confidential = super::confidential::connect(ctx.client()?, None).await?;
+    confidential
+        .revoke(args.gateway)
+        .await
+        .context("revoking the gateway with the key broker")?;
+    if global.json {
+        outln!("{}", json!({"revoked": args.gateway}));
+    } else {
+        outln!(
+            "revoked gateway {}: the broker refuses it from now on",
+            args.gateway
+        );
+    }
+    Ok(())
+}
+
+/// The node's TLS settings from the global flags.
+pub fn node_tls(global: &GlobalArgs) -> clemmys_client::ClientTlsOptions {
+    clemmys_client::ClientTlsOptions {
+        ca_file: global.cacert.clone(),
+        insecure: global.insecure,
+        identity: global.cert.clone().zip(global.key.clone()),
+    }
+}
+
+async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let Some(Some(node)) = global.apihost.clone() else {
+        bail!("the node to front is required: --apihost https://HOST:PORT");
+    };
+    let gateway = clemmys_server::gateway_node::RunningGateway::start(
+        clemmys_server::gateway_node::GatewayNodeConfig {
+            listen: args.listen,
+            node,
+            node_tls: node_tls(global),
+            state_dir: args.state_dir.clone(),
+            sim_platform_key: args.sim_platform_key.clone(),
+            namespace: args.namespace.clone(),
+            extra_names: args.names.clone(),
+            http: args.http.limits(),
+            owner: args.owner,
+        },
+    )
+    .await
+    .with_context(|| format!("starting the attested gateway on {}", args.listen))?;
+    announce(&gateway);
+    gateway.run_until_signal().await
+}
+
+/// What a starting gateway tells its operator.
+pub fn announce(gateway: &clemmys_server::gateway_node::RunningGateway) {
+    let inner = &gateway.gateway;
+    eprintln!(
+        "clemmys: attested gateway serving on {} for {} (namespace {})",
+        gateway.url(),
+        inner.node(),
+        inner.namespace()
+    );
+    eprintln!(
+        "clemmys: gateway measurement {}, identity {}",
+        inner.measurement(),
+        inner.identity()
+    );
+    if !inner.tee().is_hardware() {
+        eprintln!("clemmys: WARNING: {SIM_WARNING}");
+    }
+    eprintln!(
+        "clemmys: clients verify it with `clemmys gateway verify {} --out gateway.pem`",
+        gateway.url()
+    );
+}
+
+/// `host:port` and the host of an `https://` URL (port 443 by default).
+fn address_of(url: &str) -> anyhow::Result<(String, String)> {
+    if url.starts_with("http://") {
+        bail!("{url}: a gateway speaks TLS only (https://)");
+    }
+    let rest = url.strip_prefix("https://").unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.is_empty() {
+        bail!("{url}: no host");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            if host.contains(':') && !host.starts_with('[') {
+                (authority, "443")
+            } else {
+                (host, port)
+            }
+        }
+        _ => (authority, "443"),
+    };
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("{url}: {port} is not a port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok((address, host.to_owned()))
+}
+
+/// How `verify` shows what it verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Text,
+    Json,
+    Nothing,
+}
+
+impl Shown {
+    fn as_asked(json: bool) -> Self {
+        if json { Self::Json } else { Self::Text }
+    }
+}
+
+async fn verify(
+    args: VerifyArgs,
+    shown: Shown,
+) -> anyhow::Result<clemmys_gateway::ratls::VerifiedGateway> {
+    let (address, host) = address_of(&args.url)?;
+    let der = clemmys_tls::fetch_server_certificate(&address, &host)
+        .await
+        .with_context(|| format!("fetching the certificate of {}", args.url))?;
+    let certificate = RaTlsCertificate::parse(&der)
+        .with_context(|| format!("reading the certificate of {}", args.url))?;
+    let evidence = certificate.evidence();
+    let platform = args
+        .sim_platform
+        .or_else(|| clemmys_tee::sim::claimed_platform(evidence));
+    let mut verifier = Verifier::new().trust_sgx_dcap(SgxPolicy::new());
+    if let Some(platform) = platform {
+        verifier = verifier.trust_sim_platform(platform);
+    }
+    let expected = args
+        .measurement
+        .unwrap_or_else(|| measurement::expected(Role::Gateway));
+    let verified = certificate
+        .verify(&verifier, expected)
+        .with_context(|| format!("refusing the gateway {}", args.url))?;
+    let pem = to_pem(&der);
+    if let Some(path) = &args.out {
+        let mut file =
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(pem.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let hardware = verified.evidence.is_hardware();
+    if shown == Shown::Nothing {
+        return Ok(verified);
+    }
+    if shown == Shown::Json {
+        let shown = json!({
+            "gateway": args.url,
+            "tee": verified.evidence.tee(),
+            "measurement": verified.evidence.measurement(),
+            "hardware": hardware,
+            "identity": verified.gateway,
+            "simPlatformKey": platform.filter(|_| !hardware),
+            "warning": (!hardware).then_some(SIM_WARNING),
+            "certificate": args.out,
+        });
+        outln!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(verified);
+    }
+    outln!("attested gateway {}", args.url);
+    outln!("  TEE:              {}", verified.evidence.tee().name());
+    outln!(
+        "  measurement:      {} (as expected)",
+        verified.evidence.measurement()
+    );
+    outln!("  gateway identity: {}", verified.gateway);
+    if let Some(platform) = platform.filter(|_| !hardware) {
+        outln!(
+            "  sim platform key: {platform}{}",
+            if args.sim_platform.is_some() {
+                ""
+            } else {
+                " (accepted on first use)"
+            }
+        );
+    }
+    outln!("  TLS key:          bound by the evidence");
+    if !hardware {
+        outln!("");
+        outln!("WARNING: {SIM_WARNING}");
+    }
+    if let Some(path) = &args.out {
+        let path = path.display();
+        outln!("");
+        outln!("pinned certificate written to {path}; use it as");
+        outln!("  curl --cacert {path} {}/api/v1/namespaces", args.url);
+        outln!("  NODE_EXTRA_CA_CERTS={path} node app.js");
+        outln!("  SSL_CERT_FILE={path} wsk --apihost {} ...", args.url);
+    }
+    Ok(verified)
+}
+
+/// `der` as a PEM certificate.
+fn to_pem(der: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_urls_name_an_address_and_a_host() {
+        assert_eq!(
+            address_of("https://127.0.0.1:3443").expect("url"),
+            ("127.0.0.1:3443".into(), "127.0.0.1".into())
+        );
+        assert_eq!(
+            address_of("https://gw.example/api/v1").expect("url"),
+            ("gw.example:443".into(), "gw.example".into())
+        );
+        assert_eq!(
+            address_of("https://[::1]:8443").expect("url"),
+            ("[::1]:8443".into(), "::1".into())
+        );
+        assert!(address_of("http://127.0.0.1:1").is_err());
+        assert!(address_of("https://h:notaport").is_err());
+    }
+}

@@ -1,0 +1,535 @@
+//! The OpenWhisk REST API as the gateway serves it.
+//!
+//! | Route | What the gateway does |
+//! |---|---|
+//! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key |
+//! | `POST …/actions/{name}` | parameters sealed to the action key; the answer opened and its receipt verified; `blocking`, `result`, `timeout` as OpenWhisk |
+//! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
+//! | `GET …/actions/{name}` | the node's record, without the (sealed) code |
+//! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
+//!
+//! Anything else answers an OpenWhisk-shaped error (`{"error", "code"}`):
+//! nothing is ever forwarded in the clear to the node for a confidential
+//! action (no plaintext invoke, no bound parameters, no JavaScript source,
+//! no activation records with `docs=true`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use clemmys_client::confidential::{
+    ConfidentialError, ConfidentialInvoked, DeployOptions, OpenedActivation,
+};
+use clemmys_client::{ClientError, InvokeOptions};
+use clemmys_whisk::action::ActionPut;
+use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey};
+use serde_json::{Value, json};
+
+use crate::Gateway;
+
+/// The largest request body: OpenWhisk's 48 MiB code limit, base64'd.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The gateway's router.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/api/v1/namespaces", get(forward))
+        .route("/api/v1/namespaces/{namespace}/actions", get(forward))
+        .route(
+            "/api/v1/namespaces/{namespace}/actions/{name}",
+            get(get_action)
+                .put(put_action)
+                .post(invoke)
+                .delete(delete_action),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/activations",
+            get(list_activations),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/activations/{id}",
+            get(get_activation),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/activations/{id}/result",
+            get(activation_result),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/activations/{id}/logs",
+            get(activation_logs),
+        )
+        .fallback(unsupported)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(gateway)
+}
+
+/// A refusal, as OpenWhisk shapes them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No usable API key.
+    #[error("The supplied authentication is invalid")]
+    Unauthenticated,
+    /// A namespace this gateway does not serve.
+    #[error("this gateway serves namespace {served}, not {asked}")]
+    WrongNamespace {
+        /// The namespace served.
+        served: String,
+        /// The one asked for.
+        asked: String,
+    },
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something the gateway does not do (it would have to pass plaintext
+    /// to the provider, or is not built).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The confidential client failed.
+    #[error(transparent)]
+    Confidential(#[from] ConfidentialError),
+}
+
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        ApiError::Confidential(ConfidentialError::Api(error))
+    }
+}
+
+impl ApiError {
+    /// The one table of statuses.
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::WrongNamespace { .. } => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Confidential(error) => match error {
+                ConfidentialError::Api(ClientError::Api { status, .. }) => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                ConfidentialError::Api(_) => StatusCode::BAD_GATEWAY,
+                ConfidentialError::Refused(_) | ConfidentialError::UntrustedOwner { .. } => {
+                    StatusCode::FORBIDDEN
+                }
+                ConfidentialError::NoKey(_) | ConfidentialError::NotSealed(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                ConfidentialError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // Attestation, tampering, rollback, a refused or failed
+                // run: the node behind the gateway did not answer as it
+                // must.
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            // The node's own message, without this client's decoration.
+            ApiError::Confidential(ConfidentialError::Api(ClientError::Api {
+                message, ..
+            })) => message.clone(),
+            ApiError::Confidential(ConfidentialError::Api(other)) => {
+                format!("the node behind the gateway: {other}")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "gateway request failed");
+        }
+        openwhisk_error(status, &self.message())
+    }
+}
+
+/// `{"error": message, "code": id}` with `status`, as OpenWhisk answers.
+fn openwhisk_error(status: StatusCode, message: &str) -> Response {
+    // A request id, as OpenWhisk's `code`, to quote in a report.
+    let mut code = [0u8; 16];
+    rand_core::Rng::fill_bytes(&mut clemmys_tee::os_rng(), &mut code);
+    let code: String = code.iter().map(|byte| format!("{byte:02x}")).collect();
+    (status, axum::Json(json!({"error": message, "code": code}))).into_response()
+}
+
+/// The API key of the request's HTTP Basic credentials.
+fn auth(headers: &HeaderMap) -> Result<AuthKey, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ApiError::Unauthenticated)?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .ok_or(ApiError::Unauthenticated)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| ApiError::Unauthenticated)?;
+    let text = String::from_utf8(decoded).map_err(|_| ApiError::Unauthenticated)?;
+    text.parse().map_err(|_| ApiError::Unauthenticated)
+}
+
+fn check_namespace(gateway: &Gateway, namespace: &str) -> Result<(), ApiError> {
+    if namespace == "_" || namespace == gateway.namespace() {
+        Ok(())
+    } else {
+        Err(ApiError::WrongNamespace {
+            served: gateway.namespace().to_owned(),
+            asked: namespace.to_owned(),
+        })
+    }
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|value| value == "true")
+}
+
+/// The node's answer, as it came.
+fn relay(response: clemmys_client::RawResponse) -> Response {
+    let status = StatusCode::from_u16(response.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        response.body,
+    )
+        .into_response()
+}
+
+/// The path of `uri` below `/api/v1`, with its query.
+fn below_api(uri: &Uri) -> String {
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |path| path.as_str());
+    path_and_query
+        .strip_prefix("/api/v1")
+        .unwrap_or(path_and_query)
+        .to_owned()
+}
+
+/// Routes whose answers hold nothing secret: forwarded as they are.
+async fn forward(
+    State(gateway): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let connection = gateway.connection(auth(&headers)?).await?;
+    let response = connection
+        .client()
+        .request(method, &below_api(&uri), None)
+        .await?;
+    Ok(relay(response))
+}
+
+async fn list_activations(
+    State(gateway): State<Arc<Gateway>>,
+    Path(namespace): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_namespace(&gateway, &namespace)?;
+    if flag(&query, "docs") {
+        return Err(ApiError::Unsupported(
+            "listing activations with docs=true is not supported by the gateway: get each activation by id to read its opened result".into(),
+        ));
+    }
+    forward(State(gateway), method, uri, headers).await
+}
+
+async fn delete_action(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, _name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_namespace(&gateway, &namespace)?;
+    forward(State(gateway), method, uri, headers).await
+}
+
+/// The node's record of an action, without its code: the code is sealed
+/// and the gateway cannot open it (only enclaves granted the action key
+/// can).
+async fn get_action(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_namespace(&gateway, &namespace)?;
+    let connection = gateway.connection(auth(&headers)?).await?;
+    let doc = connection.client().get_action(&name, false).await?;
+    Ok(axum::Json(without_code(
+        serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
+    ))
+    .into_response())
+}
+
+fn without_code(mut doc: Value) -> Value {
+    if let Some(exec) = doc.get_mut("exec").and_then(Value::as_object_mut) {
+        exec.remove("code");
+    }
+    doc
+}
+
+/// Creates or updates a confidential action from an OpenWhisk action body.
+async fn put_action(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_namespace(&gateway, &namespace)?;
+    let auth = auth(&headers)?;
+    let mut put: ActionPut = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::BadRequest(format!("the action is not valid JSON: {error}")))?;
+    if put
+        .parameters
+        .as_ref()
+        .is_some_and(|parameters| !parameters.is_empty())
+    {
+        return Err(ApiError::Unsupported(
+            "bound parameters would be stored by the provider in the clear: the gateway refuses them; pass parameters with each invoke".into(),
+        ));
+    }
+    let exec = put.exec.as_mut().ok_or_else(|| {
+        ApiError::BadRequest("exec is required: the gateway deploys wasm actions".into())
+    })?;
+    if exec.kind != clemmys_whisk::WASM_KIND {
+        return Err(ApiError::Unsupported(format!(
+            "the gateway makes every action confidential, and confidential actions are wasm modules: kind {} is not supported (create it on the node directly, unprotected)",
+            exec.kind
+        )));
+    }
+    let code = exec
+        .code
+        .take()
+        .ok_or_else(|| ApiError::BadRequest("exec.code is required".into()))?;
+    let wasm = base64::engine::general_purpose::STANDARD
+        .decode(code.trim())
+        .map_err(|_| ApiError::BadRequest("exec.code is not base64".into()))?;
+    let connection = gateway.connection(auth).await?;
+    let overwrite = flag(&query, "overwrite");
+    // Checked before the broker registers a new version: a create that
+    // the node would then refuse must not move the broker's version past
+    // the code the node holds.
+    if !overwrite {
+        match connection.client().get_action(&name, false).await {
+            Ok(_) => {
+                return Err(ApiError::Confidential(ConfidentialError::Api(
+                    ClientError::Api {
+                        status: StatusCode::CONFLICT.as_u16(),
+                        message: "resource already exists".into(),
+                        code: None,
+                    },
+                )));
+            }
+            Err(ClientError::Api { status: 404, .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let doc = connection
+        .deploy(&name, &wasm, put, overwrite, &DeployOptions::default())
+        .await?;
+    tracing::info!(action = %name, "deployed a confidential action");
+    Ok(axum::Json(without_code(
+        serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
+    ))
+    .into_response())
+}
+
+/// Seals the parameters, invokes, and opens the answer.
+async fn invoke(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_namespace(&gateway, &namespace)?;
+    let auth = auth(&headers)?;
+    let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::BadRequest(format!("the parameters are not valid JSON: {error}"))
+        })?
+    };
+    if !params.is_object() {
+        return Err(ApiError::BadRequest(
+            "the parameters must be a JSON object".into(),
+        ));
+    }
+    let timeout_ms = match query.get("timeout") {
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest("timeout must be milliseconds".into()))?,
+        ),
+        None => None,
+    };
+    let options = InvokeOptions {
+        blocking: flag(&query, "blocking"),
+        result: flag(&query, "blocking") && flag(&query, "result"),
+        timeout_ms,
+    };
+    let connection = gateway.connection(auth).await?;
+    match connection.invoke(&name, &params, options).await? {
+        ConfidentialInvoked::Accepted { activation_id } => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "activationId": activation_id })),
+        )
+            .into_response()),
+        ConfidentialInvoked::Completed(opened) => {
+            let status = completed_status(opened.status);
+            if options.result {
+                return Ok((status, axum::Json(opened.result)).into_response());
+            }
+            let record = opened_record(&connection, &opened).await?;
+            Ok((status, axum::Json(record)).into_response())
+        }
+    }
+}
+
+/// A blocking invoke's status: 200 for success, 502 otherwise (as
+/// OpenWhisk answers an action that failed).
+fn completed_status(status: ActivationStatus) -> StatusCode {
+    if status == ActivationStatus::Success {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+/// The node's record of `opened`, with the opened result and logs in
+/// place of the sealed ones.
+async fn opened_record(
+    connection: &clemmys_client::confidential::Confidential,
+    opened: &OpenedActivation,
+) -> Result<Value, ApiError> {
+    let path = format!("/namespaces/_/activations/{}", opened.activation_id);
+    let mut record: Value = connection
+        .client()
+        .request(Method::GET, &path, None)
+        .await?
+        .json("activation")?;
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("response".into(), opened.response_json());
+        fields.insert(
+            "logs".into(),
+            json!(opened.logs.clone().unwrap_or_default()),
+        );
+    }
+    Ok(record)
+}
+
+fn activation_id(text: &str) -> Result<ActivationId, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{text} is not an activation id")))
+}
+
+async fn open(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    namespace: &str,
+    id: &str,
+) -> Result<
+    (
+        Arc<clemmys_client::confidential::Confidential>,
+        OpenedActivation,
+    ),
+    ApiError,
+> {
+    check_namespace(gateway, namespace)?;
+    let id = activation_id(id)?;
+    let connection = gateway.connection(auth(headers)?).await?;
+    let opened = connection.open_activation(id).await?;
+    Ok((connection, opened))
+}
+
+async fn get_activation(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (connection, opened) = open(&gateway, &headers, &namespace, &id).await?;
+    Ok(axum::Json(opened_record(&connection, &opened).await?).into_response())
+}
+
+async fn activation_result(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, opened) = open(&gateway, &headers, &namespace, &id).await?;
+    Ok(axum::Json(opened.response_json()).into_response())
+}
+
+async fn activation_logs(
+    State(gateway): State<Arc<Gateway>>,
+    Path((namespace, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, opened) = open(&gateway, &headers, &namespace, &id).await?;
+    Ok(axum::Json(json!({"logs": opened.logs.unwrap_or_default()})).into_response())
+}
+
+async fn unsupported(method: Method, uri: Uri) -> Response {
+    openwhisk_error(
+        StatusCode::NOT_IMPLEMENTED,
+        &format!(
+            "{method} {} is not supported by the Clemmys gateway: it serves confidential wasm actions (create, get, list, delete, invoke) and their activations, and forwards nothing else, so that no plaintext reaches the provider",
+            uri.path()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_read_and_garbage_refused() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(auth(&headers), Err(ApiError::Unauthenticated)));
+        let encoded = base64::engine::general_purpose::STANDARD.encode("uuid:secret");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {encoded}").parse().expect("header"),
+        );
+        let key = auth(&headers).expect("a key");
+        assert_eq!((key.uuid.as_str(), key.key.as_str()), ("uuid", "secret"));
+        headers.insert(header::AUTHORIZATION, "Basic %%%".parse().expect("header"));
+        assert!(matches!(auth(&headers), Err(ApiError::Unauthenticated)));
+    }
+
+    #[test]
+    fn a_failed_run_is_a_bad_gateway_as_in_openwhisk() {
+        assert_eq!(completed_status(ActivationStatus::Success), StatusCode::OK);
+        assert_eq!(
+            completed_status(ActivationStatus::ApplicationError),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+
+    #[test]
+    fn an_action_record_loses_its_sealed_code() {
+        let doc =
+            json!({"name": "a", "exec": {"kind": "wasm", "code": "c2VhbGVk", "binary": true}});
+        assert_eq!(
+            without_code(doc),
+            json!({"name": "a", "exec": {"kind": "wasm", "binary": true}})
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! The attested gateway: gives unmodified OpenWhisk clients (`wsk`, the
+//! npm `openwhisk` client, `curl`, browsers) the confidentiality that the
+//! Clemmys client gives its own users.
+//!
+//! It runs inside its own enclave (measured as
+//! [`clemmys_tee::Role::Gateway`]), terminates TLS with an RA-TLS
+//! certificate ([`ratls`]) whose evidence binds the TLS key, and speaks
+//! the OpenWhisk REST API ([`api`]). Behind it, it is a Clemmys client
+//! (`clemmys_client::confidential`, not a copy of it): an action created
+//! through it is confidential (its code sealed to the action key, its
+//! policy registered with the key broker under the namespace owner's
+//! delegation, or under the gateway's own identity), an
+//! invocation's parameters are sealed before they leave it, and results,
+//! logs and errors are opened and their receipts verified inside it, then
+//! returned over the attested TLS channel. The node behind it (controller,
+//! invoker, store) sees only ciphertext.
+//!
+//! What it trusts: its own enclave; the key broker it verifies (its
+//! release's broker measurement, on the platform it is given); the action
+//! runtimes the policies it registers allow. What it holds in the clear:
+//! every plaintext it seals or opens, in its memory only. Its identity and
+//! TLS keys are sealed under its enclave's sealing key ([`sealed`]).
+//!
+//! **Not yet sealed**: the client state directory (`STATE_DIR/client`)
+//! where, like any Clemmys client, it keeps its broker pin, the keys of
+//! the answers it can still open and its high-water marks. It is on the
+//! provider's disk in the clear. See `docs/THREAT-MODEL.md`.
+//!
+//! With the `sim` TEE all of this is a simulation: the provider holds the
+//! platform key and the process memory, and can read everything the
+//! gateway handles ([`clemmys_tee::SIM_WARNING`]).
+
+pub mod api;
+pub mod ratls;
+pub mod sealed;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use clemmys_client::confidential::{
+    BrokerIdentityDoc, ClientHome, Confidential, ConfidentialError, expected_broker_measurement,
+};
+use clemmys_client::{Client, ClientTlsOptions};
+use clemmys_proto::identity::ClientIdentity;
+use clemmys_proto::{ClientId, Digest, Measurement, SigningPublicKey, TeeKind};
+use clemmys_tee::Tee;
+use clemmys_tls::ServerTls;
+use clemmys_whisk::AuthKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::ratls::{RaTlsCertificate, RaTlsError};
+use crate::sealed::{GatewaySecrets, SealedStateError};
+
+/// The file (in the state directory) holding the gateway's RA-TLS
+/// certificate: public, kept so that a pinned copy stays valid across
+/// restarts as long as the key and evidence are the same.
+pub const CERTIFICATE_FILE: &str = "certificate.pem";
+/// The names the certificate was made for, one per line.
+const NAMES_FILE: &str = "certificate.names";
+/// The most API keys whose connections are kept.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How to run a gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The node's API host (`https://host:port`).
+    pub node: String,
+    /// How the node's TLS certificate is checked.
+    pub node_tls: ClientTlsOptions,
+    /// Where the sealed secrets, the certificate and the client state live.
+    pub state_dir: PathBuf,
+    /// The namespace whose actions it serves (sealed into every object).
+    pub namespace: String,
+    /// DNS names and IP addresses the certificate is made for.
+    pub names: Vec<String>,
+    /// For a `sim` broker: the platform key whose evidence is accepted
+    /// (the host's own, which the gateway shares).
+    pub broker_platform: Option<SigningPublicKey>,
+    /// The namespace owner it acts for, under the owner's delegation
+    /// (`clemmys gateway authorize`); `None`: it owns the actions it
+    /// creates itself.
+    pub owner: Option<ClientId>,
+}
+
+/// The gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// Its sealed secrets.
+    #[error(transparent)]
+    Secrets(#[from] SealedStateError),
+    /// Its certificate.
+    #[error(transparent)]
+    Certificate(#[from] RaTlsError),
+    /// Its TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] clemmys_tls::TlsError),
+    /// Its client state.
+    #[error(transparent)]
+    Client(#[from] ConfidentialError),
+    /// A file of its state directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway's state: what every request handler shares.
+pub struct Gateway {
+    config: GatewayConfig,
+    identity: ClientIdentity,
+    tee: TeeKind,
+    measurement: Measurement,
+    certificate_pem: String,
+    tls: ServerTls,
+    home: ClientHome,
+    /// Digest of an API key → the confidential client acting with it.
+    connections: Mutex<HashMap<Digest, Arc<Confidential>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("node", &self.config.node)
+            .field("identity", &self.identity.id())
+            .field("measurement", &self.measurement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Opens (or on first start makes) the gateway's sealed secrets inside
+    /// `tee`, and its RA-TLS certificate.
+    pub fn start(config: GatewayConfig, tee: &dyn Tee) -> Result<Self, GatewayError> {
+        let secrets = GatewaySecrets::load_or_create(&config.state_dir, tee)?;
+        let id = secrets.identity.id();
+        let (der, pem) = certificate(&config.state_dir, &config.names, tee, &secrets)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(secrets.tls_key.serialize_der()));
+        let tls = ServerTls::from_der(vec![der], key)?;
+        let home = ClientHome::open(config.state_dir.join("client"))?;
+        if !tee.kind().is_hardware() {
+            tracing::warn!("{}", clemmys_tee::SIM_WARNING);
+        }
+        tracing::info!(gateway = %id, measurement = %tee.measurement(), "attested gateway ready");
+        Ok(Self {
+            identity: secrets.identity,
+            tee: tee.kind(),
+            measurement: tee.measurement(),
+            certificate_pem: pem,
+            tls,
+            home,
+            config,
+            connections: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The PEM certificate clients pin (what `gateway verify` writes).
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    /// The listener's TLS configuration.
+    pub fn tls(&self) -> &ServerTls {
+        &self.tls
+    }
+
+    /// The gateway's client identity (owner of the actions it registers).
+    pub fn identity(&self) -> ClientId {
+        self.identity.id()
+    }
+
+    /// Its TEE kind.
+    pub fn tee(&self) -> TeeKind {
+        self.tee
+    }
+
+    /// Its measurement.
+    pub fn measurement(&self) -> Measurement {
+        self.measurement
+    }
+
+    /// The node it fronts.
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// The owner it acts for, if any.
+    pub fn owner(&self) -> Option<ClientId> {
+        self.config.owner
+    }
+
+    /// The namespace it serves.
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    /// The confidential client acting with `auth`: made (and the node's
+    /// broker verified and pinned, the first time) on the key's first
+    /// request, then reused.
+    pub async fn connection(&self, auth: AuthKey) -> Result<Arc<Confidential>, ConfidentialError> {
+        let key = Digest::of(auth.to_string().as_bytes());
+        if let Some(found) = self.lock().get(&key) {
+            return Ok(found.clone());
+        }
+        let client = Client::with_tls(&self.config.node, auth, &self.config.node_tls)?;
+        // A key of another namespace would have the gateway register and
+        // seal in the served namespace (as its owner) while the node
+        // stores in the key's own: refused.
+        let namespaces = client.list_namespaces().await?;
+        if !namespaces.contains(&self.config.namespace) {
+            return Err(ConfidentialError::Api(clemmys_client::ClientError::Api {
+                status: 403,
+                message: format!(
+                    "this gateway serves namespace {}, which this key does not",
+                    self.config.namespace
+                ),
+                code: None,
+            }));
+        }
+        if self.home.broker_pin(client.api_host())?.is_none() {
+            let doc = BrokerIdentityDoc::fetch(&client).await?;
+            let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;
+            pin.namespace = Some(self.config.namespace.clone());
+            self.home.save_broker_pin(client.api_host(), &pin)?;
+        }
+        let identity = ClientIdentity::from_secret(&self.identity.secret_bytes());
+        let mut connected = Confidential::connect_as(
+            client,
+            self.home.clone(),
+            identity,
+            Some(self.config.namespace.clone()),
+        )
+        .await?;
+        if let Some(owner) = self.config.owner {
+            connected = connected.acting_for(owner);
+        }
+        let connected = Arc::new(connected);
+        let mut connections = self.lock();
+        if connections.len() >= MAX_CONNECTIONS {
+            connections.clear();
+        }
+        connections.insert(key, connected.clone());
+        Ok(connected)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Confidential>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The certificate of `dir` when it is still this key's, this evidence's
+/// and for these names; else a new one, written there.
+fn certificate(
+    dir: &Path,
+    names: &[String],
+    tee: &dyn Tee,
+    secrets: &GatewaySecrets,
+) -> Result<(CertificateDer<'static>, String), GatewayError> {
+    use rcgen::PublicKeyData as _;
+    let pem_path = dir.join(CERTIFICATE_FILE);
+    let names_path = dir.join(NAMES_FILE);
+    let id = secrets.identity.id();
+    let stored = std::fs::read_to_string(&pem_path).ok().and_then(|pem| {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+        Some((der, pem))
+    });
+    let made_for = std::fs::read_to_string(&names_path).unwrap_or_default();
+    if let Some((der, pem)) = stored
+        && made_for == names.join("\n")
+        && let Ok(parsed) = RaTlsCertificate::parse(&der)
+        && parsed.gateway() == id
+    {
+        let spki = secrets.tls_key.subject_public_key_info();
+        let fresh = tee
+            .attest(&ratls::report_data(&spki, &id))
+            .map_err(RaTlsError::Attest)?;
+        if parsed.evidence() == &fresh && parsed.spki_der() == spki.as_slice() {
+            return Ok((der, pem));
+        }
+    }
+    let made = ratls::make_certificate(tee, &secrets.tls_key, &id, names)?;
+    let pem = made.pem();
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| GatewayError::Io { path, source }
+    };
+    std::fs::write(&pem_path, &pem).map_err(io(&pem_path))?;
+    std::fs::write(&names_path, names.join("\n")).map_err(io(&names_path))?;
+    Ok((made.der().clone(), pem))
+}
