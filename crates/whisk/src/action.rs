@@ -185,6 +185,10 @@ impl JsKind {
     }
 }
 
+/// The function a JavaScript action's engine calls when `exec.main` names
+/// none, as in OpenWhisk.
+pub const DEFAULT_JAVASCRIPT_MAIN: &str = "main";
+
 /// Whether `name` can name a JavaScript action's entry function: a plain
 /// identifier (the engine splices it into the source to find a
 /// `function main` declaration).
