@@ -263,7 +263,9 @@ impl Action {
                 exec
             }
             Exec::JavaScript { runtime, main, .. } => {
-                let mut exec = json!({ "kind": runtime.as_str(), "binary": false });
+                // Sealed source is bytes, shown in base64.
+                let binary = self.is_confidential();
+                let mut exec = json!({ "kind": runtime.as_str(), "binary": binary });
                 if let Some(code) = code {
                     exec["code"] = Value::String(code);
                 }
