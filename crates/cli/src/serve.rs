@@ -299,7 +299,7 @@ impl ServeArgs {
 }
 
 /// The engine a cargo build of this repository puts beside `target/<profile>`.
-fn default_js_engine() -> Option<PathBuf> {
+pub(crate) fn default_js_engine() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let path = exe
         .parent()?

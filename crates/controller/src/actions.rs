@@ -221,12 +221,12 @@ pub(crate) async fn store_action(
     if package.is_some() {
         check_packaged(&exec, confidential)?;
     }
-    if confidential && matches!(exec, Exec::JavaScript { .. }) {
+    if confidential && put.exec.is_none() && matches!(exec, Exec::JavaScript { .. }) {
         // An update that only adds the annotation must not mark stored
         // plaintext source as confidential.
         return Err(ApiError::bad_request(
-            "Confidential JavaScript actions are not supported yet: the source is stored in the \
-             clear.",
+            "Making a JavaScript action confidential needs its source sealed by a Clemmys \
+             client: send the sealed code with the annotation.",
         ));
     }
 
@@ -272,7 +272,7 @@ pub(crate) async fn store_action(
     } else {
         PutMode::CreateOnly
     };
-    let code_text = code.as_ref().map(|code| shown_code(&action.exec, code));
+    let code_text = code.as_ref().map(|code| shown_code(&action, code));
     controller
         .store
         .put_action(action.clone(), code, mode)
@@ -334,10 +334,13 @@ pub(crate) fn is_absent(error: &ApiError) -> bool {
     matches!(error.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
 }
 
-/// Stored code as the API shows it: base64 for wasm, text for JavaScript.
-fn shown_code(exec: &Exec, code: &[u8]) -> String {
-    match exec {
-        Exec::JavaScript { .. } => String::from_utf8_lossy(code).into_owned(),
+/// Stored code as the API shows it: base64 for wasm and for sealed
+/// JavaScript, text for plain JavaScript.
+fn shown_code(action: &Action, code: &[u8]) -> String {
+    match action.exec {
+        Exec::JavaScript { .. } if !action.is_confidential() => {
+            String::from_utf8_lossy(code).into_owned()
+        }
         _ => base64::engine::general_purpose::STANDARD.encode(code),
     }
 }
@@ -361,7 +364,7 @@ impl Controller {
     pub(crate) fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
         Ok(self
             .stored_code(action)?
-            .map(|code| shown_code(&action.exec, &code)))
+            .map(|code| shown_code(action, &code)))
     }
 
     fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
@@ -417,14 +420,14 @@ impl Controller {
             }
             kind => match JsKind::parse(kind) {
                 Some(runtime) => {
-                    let source = self.javascript_source(exec, confidential)?;
+                    let code = self.javascript_code(exec, confidential)?;
                     let exec = Exec::JavaScript {
                         runtime,
-                        code_digest: hex::encode(Sha256::digest(source.as_bytes())),
-                        code_size: source.len() as u64,
+                        code_digest: hex::encode(Sha256::digest(&code)),
+                        code_size: code.len() as u64,
                         main: exec.main.clone(),
                     };
-                    Ok((exec, Some(source.into_bytes())))
+                    Ok((exec, Some(code)))
                 }
                 None => Err(ApiError::bad_request(format!(
                     "The specified runtime '{kind}' is not supported by this platform. Valid values are: '{WASM_KIND}', {}, '{SEQUENCE_KIND}'.",
@@ -434,17 +437,11 @@ impl Controller {
         }
     }
 
-    /// Checks the `exec` of a JavaScript action and returns its source.
-    /// OpenWhisk accepts any text and reports a syntax error when the
-    /// action runs; so does this.
-    fn javascript_source(&self, exec: &ExecPut, confidential: bool) -> Result<String, ApiError> {
-        if confidential {
-            return Err(ApiError::bad_request(
-                "Confidential JavaScript actions are not supported yet: the source would reach \
-                 the provider in the clear. Create it without the confidential annotation, or \
-                 compile the function to a wasm module.",
-            ));
-        }
+    /// Checks the `exec` of a JavaScript action and returns the code to
+    /// store: its source, or for a confidential action the source sealed
+    /// by the owner's client (base64, `binary: true`). OpenWhisk accepts any
+    /// text and reports a syntax error when the action runs; so does this.
+    fn javascript_code(&self, exec: &ExecPut, confidential: bool) -> Result<Vec<u8>, ApiError> {
         if !self.code_check.runs_javascript() {
             return Err(ApiError::bad_request(format!(
                 "The runtime '{}' is not available on this node: it was started without the \
@@ -452,6 +449,16 @@ impl Controller {
                  --js-engine PATH` loads it).",
                 exec.kind
             )));
+        }
+        if let Some(main) = &exec.main
+            && !is_js_identifier(main)
+        {
+            return Err(ApiError::bad_request(format!(
+                "exec.main '{main}' must name a JavaScript function (a plain identifier)."
+            )));
+        }
+        if confidential {
+            return self.sealed_javascript(exec);
         }
         if exec.binary == Some(true) {
             return Err(ApiError::bad_request(
@@ -465,14 +472,30 @@ impl Controller {
         if source.len() > MAX_CODE_BYTES {
             return Err(ApiError::too_large("Code", source.len(), MAX_CODE_BYTES));
         }
-        if let Some(main) = &exec.main
-            && !is_js_identifier(main)
-        {
-            return Err(ApiError::bad_request(format!(
-                "exec.main '{main}' must name a JavaScript function (a plain identifier)."
-            )));
+        Ok(source.into_bytes())
+    }
+
+    /// The sealed source of a confidential JavaScript action: only its
+    /// framing is checked, the rest is the enclave's.
+    fn sealed_javascript(&self, exec: &ExecPut) -> Result<Vec<u8>, ApiError> {
+        let text = exec.code.as_deref().ok_or_else(|| {
+            ApiError::bad_request(format!("exec.code is required for kind '{}'", exec.kind))
+        })?;
+        let code = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|error| {
+                ApiError::bad_request(format!(
+                    "exec.code of a confidential JavaScript action must be the base64 of its \
+                     sealed source: {error}"
+                ))
+            })?;
+        if code.len() > MAX_CODE_BYTES {
+            return Err(ApiError::too_large("Code", code.len(), MAX_CODE_BYTES));
         }
-        Ok(source)
+        self.code_check
+            .check(&code, true)
+            .map_err(ApiError::bad_request)?;
+        Ok(code)
     }
 
     /// Whether all components are confidential; mixing is refused, since a

@@ -12,7 +12,7 @@ use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmitRequest, BrokerLink, KeyGrant, KeyRequest, LinkError,
     open_grant,
 };
-use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
+use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, JavaScriptCode, SealedCode};
 use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::inbound::SealedInput;
 use clemmys_proto::invoke::{
@@ -24,9 +24,12 @@ use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
 use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
+use clemmys_sandbox::javascript::{JsEngine, engine_response, envelope};
 use clemmys_sandbox::{ActivationContext, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::{ActionLimits, ActivationStatus};
+
+use zeroize::Zeroizing;
 
 use crate::EnclaveError;
 
@@ -110,10 +113,19 @@ impl Ran {
     }
 }
 
-/// The action's grant, and its module once the sealed code was opened.
+/// What an opened action runs: its own module, or the node's JavaScript
+/// engine with the action's source.
+struct Runnable {
+    module: Arc<PreparedModule>,
+    /// A JavaScript action's opened source (the module is then the engine
+    /// the owner pinned).
+    javascript: Option<Zeroizing<String>>,
+}
+
+/// The action's grant, and what it runs once the sealed code was opened.
 struct Provisioned {
     grant: KeyGrant,
-    module: OnceLock<Arc<PreparedModule>>,
+    module: OnceLock<Arc<Runnable>>,
     /// Held while the sealed code is opened and compiled, so concurrent
     /// first runs compile once.
     compiling: Mutex<()>,
@@ -146,6 +158,10 @@ pub struct Enclave {
     provisioned: Mutex<Option<Arc<Provisioned>>>,
     /// Held while asking the broker, so concurrent runs ask once.
     provisioning: Mutex<()>,
+    /// The node's JavaScript engine, if it has one: a confidential
+    /// JavaScript action runs under it only when its digest is the one the
+    /// owner sealed with the source.
+    javascript: Option<JsEngine>,
     /// Sessions opened by clients, by id.
     sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
     /// Chain sessions this enclave takes part in, by (session id, step).
@@ -206,9 +222,18 @@ impl Enclave {
             owner: Mutex::new(None),
             provisioned: Mutex::new(None),
             provisioning: Mutex::new(()),
+            javascript: None,
             sessions: Mutex::new(HashMap::new()),
             chain_sessions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Gives the enclave the node's JavaScript engine module. The host
+    /// chooses it, so it is checked at every first run: its digest must be
+    /// the one sealed with the action's source.
+    pub fn with_javascript_engine(mut self, engine: JsEngine) -> Self {
+        self.javascript = Some(engine);
+        self
     }
 
     /// This enclave's evidence.
@@ -517,26 +542,42 @@ impl Enclave {
         load_code: impl FnOnce() -> Option<Vec<u8>>,
         init_time: &mut Option<Duration>,
     ) -> Result<Ran, EnclaveError> {
-        let module = match self.module(provisioned, load_code, init_time) {
-            Ok(module) => module,
+        let runnable = match self.module(provisioned, load_code, init_time) {
+            Ok(runnable) => runnable,
             Err(EnclaveError::Compile(failure)) => return Ok(Ran::compile_failed(&failure)),
             Err(other) => return Err(other),
         };
-        let outcome = self.sandbox.run(
-            &module,
-            RunRequest {
+        let entry = &provisioned.grant.action.policy.entry;
+        let env = confidential_context(run, &provisioned.grant.action).env();
+        let request = match &runnable.javascript {
+            // The engine reads the source, the function's name and the
+            // parameters from its stdin; `entry` names the function.
+            Some(source) => {
+                let params = serde_json::from_slice(input)
+                    .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
+                RunRequest {
+                    input: envelope(source, Some(entry), &params, &env),
+                    limits: (&run.limits).into(),
+                    entry: None,
+                    env,
+                }
+            }
+            None => RunRequest {
                 input: input.to_vec(),
                 limits: (&run.limits).into(),
-                entry: Some(provisioned.grant.action.policy.entry.clone()),
-                env: confidential_context(run, &provisioned.grant.action).env(),
+                entry: Some(entry.clone()),
+                env,
             },
-        );
+        };
+        let outcome = self.sandbox.run(&runnable.module, request);
         let timed_out = matches!(outcome.failure, Some(Failure::Timeout { .. }));
-        let status = outcome.response.status;
-        let result = outcome
-            .response
-            .result
-            .unwrap_or_else(|| serde_json::json!({}));
+        let response = if runnable.javascript.is_some() {
+            engine_response(outcome.response)
+        } else {
+            outcome.response
+        };
+        let status = response.status;
+        let result = response.result.unwrap_or_else(|| serde_json::json!({}));
         let output = serde_json::to_vec(&result).unwrap_or_default();
         Ok(Ran {
             status,
@@ -735,7 +776,7 @@ impl Enclave {
         provisioned: &Provisioned,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
         init_time: &mut Option<Duration>,
-    ) -> Result<Arc<PreparedModule>, EnclaveError> {
+    ) -> Result<Arc<Runnable>, EnclaveError> {
         if let Some(module) = provisioned.module.get() {
             return Ok(module.clone());
         }
@@ -757,7 +798,7 @@ impl Enclave {
         &self,
         provisioned: &Provisioned,
         load_code: impl FnOnce() -> Option<Vec<u8>>,
-    ) -> Result<Arc<PreparedModule>, EnclaveError> {
+    ) -> Result<Arc<Runnable>, EnclaveError> {
         let descriptor = &provisioned.grant.action;
         let sealed = SealedCode::from_bytes(&load_code().ok_or(EnclaveError::CodeMissing)?)
             .map_err(EnclaveError::CodeRejected)?;
@@ -771,11 +812,59 @@ impl Enclave {
         let code = sealed
             .open(&provisioned.grant.action_keys, &binding)
             .map_err(EnclaveError::CodeRejected)?;
+        if let Some(javascript) =
+            JavaScriptCode::parse(&code).map_err(EnclaveError::CodeRejected)?
+        {
+            return self.javascript_runnable(&javascript);
+        }
         // Compiled outside the sandbox's shared cache: a plain action with the
         // same bytes must not reveal, by a cache hit, that it equals this code.
-        self.sandbox
-            .compile_private(&code)
-            .map_err(|error| EnclaveError::Compile(crate::CompileFailure::new(error.to_string())))
+        let module = self.sandbox.compile_private(&code).map_err(|error| {
+            EnclaveError::Compile(crate::CompileFailure::new(error.to_string()))
+        })?;
+        Ok(Arc::new(Runnable {
+            module,
+            javascript: None,
+        }))
+    }
+
+    /// The node's engine with `javascript`'s source, if the engine is the
+    /// one its owner sealed with it. A mismatch is the owner's business
+    /// (which engine they pinned): it is sealed to the client like a
+    /// compile error, and the provider sees a generic one.
+    fn javascript_runnable(
+        &self,
+        javascript: &JavaScriptCode<'_>,
+    ) -> Result<Arc<Runnable>, EnclaveError> {
+        let pinned = javascript.engine;
+        let engine = self.javascript.as_ref().ok_or_else(|| {
+            EnclaveError::Compile(crate::CompileFailure::new(format!(
+                "the action is JavaScript for engine {pinned}, and this node runs no \
+                 JavaScript engine"
+            )))
+        })?;
+        if engine.digest().as_bytes() != pinned.as_bytes() {
+            return Err(EnclaveError::Compile(crate::CompileFailure::new(format!(
+                "the action's owner pinned JavaScript engine {pinned}, and this node's engine is {}",
+                engine.digest()
+            ))));
+        }
+        // The engine is public: the shared cache reveals nothing.
+        let module = match self.sandbox.cached(&engine.digest()) {
+            Some(module) => module,
+            None => {
+                self.sandbox
+                    .prepare(engine.digest(), engine.code())
+                    .map_err(|error| {
+                        EnclaveError::Compile(crate::CompileFailure::new(error.to_string()))
+                    })?
+                    .module
+            }
+        };
+        Ok(Arc::new(Runnable {
+            module,
+            javascript: Some(Zeroizing::new(javascript.source.to_owned())),
+        }))
     }
 }
 

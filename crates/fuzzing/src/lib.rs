@@ -166,6 +166,16 @@ pub const TARGETS: &[Target] = &[
         oracle: oracles::web_result,
         valid: || oracles::WEB_RESULT,
     },
+    Target {
+        name: "package_put",
+        oracle: oracles::package_put,
+        valid: || oracles::PACKAGE_PUT,
+    },
+    Target {
+        name: "store_record",
+        oracle: oracles::store_record,
+        valid: || oracles::STORE_RECORD,
+    },
 ];
 
 /// The target named `name`.

@@ -22,10 +22,11 @@ use clemmys_proto::session::{SessionInvocation, open_session_result};
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_proto::{Evidence, TeeKind};
 use clemmys_whisk::action::{ActionPut, merge_parameters};
+use clemmys_whisk::package::{PackagePut, package_parameters};
 use clemmys_whisk::web;
 use clemmys_whisk::{
-    ActionLimits, ActivationResponse, ActivationStatus, EntityName, FullyQualifiedName, RulePut,
-    Trigger, TriggerPut,
+    Action, ActionLimits, Activation, ActivationResponse, ActivationStatus, EntityName,
+    FullyQualifiedName, NamespaceRecord, Package, Rule, RulePut, Trigger, TriggerPut,
 };
 use serde_json::Value;
 
@@ -733,6 +734,115 @@ pub fn web_result(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// A valid `PUT` body of a binding, for [`package_put`]'s edits.
+pub const PACKAGE_PUT: &[u8] = br#"{"publish":true,"binding":{"namespace":"/other","name":"tools"},"parameters":[{"key":"a","value":1},{"key":"b","value":{"c":[true,null]}}],"annotations":[{"key":"a","value":2}]}"#;
+
+/// A package or binding `PUT` body (API user → controller) never panics
+/// the parsing, the binding's names or the parameter inheritance; a
+/// binding's parameters win over its package's, the package's survive
+/// where the binding has none, and a name that parses prints as itself.
+pub fn package_put(data: &[u8]) {
+    let candidate = Input::of(data).bytes(PACKAGE_PUT);
+    let Ok(put) = serde_json::from_slice::<PackagePut>(&candidate) else {
+        return;
+    };
+    if let Some(binding) = put.binding.as_ref().filter(|binding| !binding.is_empty()) {
+        let names = [binding.namespace.as_deref(), binding.name.as_deref()];
+        for text in names.into_iter().flatten() {
+            let bare = text.trim_start_matches('/');
+            if let Ok(name) = EntityName::new(bare) {
+                assert_eq!(
+                    EntityName::new(name.as_str()).ok().as_ref(),
+                    Some(&name),
+                    "package put: a binding name does not print as itself"
+                );
+            }
+        }
+    }
+    let Ok(name) = EntityName::new("tools") else {
+        return;
+    };
+    let parameters = put.parameters.unwrap_or_default();
+    // The annotations stand in for the binding's own parameters.
+    let binding_parameters = put.annotations.unwrap_or_default();
+    let package = |parameters| Package {
+        namespace: name.clone(),
+        name: name.clone(),
+        version: semver::Version::new(0, 0, 1),
+        publish: put.publish.unwrap_or(false),
+        binding: None,
+        parameters,
+        annotations: Default::default(),
+        updated: 0,
+    };
+    let shared = package(parameters);
+    let binding = package(binding_parameters);
+    let merged = package_parameters(&shared, Some(&binding));
+    let bound = binding.parameters.to_object();
+    for (key, value) in &bound {
+        assert_eq!(
+            merged.get(key),
+            Some(value),
+            "package parameters: the binding's value lost to its package's"
+        );
+    }
+    for (key, value) in shared.parameters.to_object() {
+        if !bound.contains_key(&key) {
+            assert_eq!(
+                merged.get(&key),
+                Some(&value),
+                "package parameters: a package's parameter was lost"
+            );
+        }
+    }
+}
+
+/// A valid stored activation record for [`store_record`]'s edits: the
+/// selector byte `0` (0x30, an activation), then the record as the store
+/// keeps it.
+pub const STORE_RECORD: &[u8] = br#"0{"namespace":"guest","name":"hello","subject":"guest","activationId":"0123456789abcdef0123456789abcdef","version":"0.0.1","publish":false,"start":1,"end":3,"duration":2,"cause":"fedcba9876543210fedcba9876543210","response":{"status":"success","success":true,"result":{"greeting":"hi","n":1.5e300}},"logs":["2026-12-04T00:00:00.000Z stdout: hi"],"annotations":[{"key":"kind","value":"wasm:wasi"}]}"#;
+
+/// Decodes `bytes` as a `T` the way the store does and, if that works,
+/// panics unless the value re-encodes to bytes that decode to itself.
+fn stored_round_trip<T>(what: &str, bytes: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let Ok(decoded) = serde_json::from_slice::<T>(bytes) else {
+        return;
+    };
+    let encoded = match serde_json::to_vec(&decoded) {
+        Ok(encoded) => encoded,
+        Err(error) => panic!("{what}: a decoded record does not encode: {error}"),
+    };
+    match serde_json::from_slice::<T>(&encoded) {
+        Ok(again) => assert_eq!(
+            again, decoded,
+            "{what}: a record changed on its way through the store"
+        ),
+        Err(error) => panic!("{what}: a record the store wrote does not decode: {error}"),
+    }
+}
+
+/// A record read back from the store (the provider's disk, or its
+/// database) never panics the decoding, and every record that decodes is
+/// written back as bytes that decode to the same record: what the store
+/// writes, it can read. The first byte chooses the record's type.
+pub fn store_record(data: &[u8]) {
+    let candidate = Input::of(data).bytes(STORE_RECORD);
+    let Some((&selector, record)) = candidate.split_first() else {
+        return;
+    };
+    match selector % 6 {
+        0 => stored_round_trip::<Activation>("activation", record),
+        1 => stored_round_trip::<Action>("action", record),
+        2 => stored_round_trip::<Package>("package", record),
+        3 => stored_round_trip::<Trigger>("trigger", record),
+        4 => stored_round_trip::<Rule>("rule", record),
+        _ => stored_round_trip::<NamespaceRecord>("namespace", record),
     }
 }
 

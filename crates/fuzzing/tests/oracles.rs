@@ -98,7 +98,9 @@ fn every_target_is_tested_here() {
             "action_put",
             "trigger_put",
             "web_request",
-            "web_result"
+            "web_result",
+            "package_put",
+            "store_record"
         ],
         "add a test below for each new target"
     );
@@ -217,4 +219,32 @@ fn admit_reply() {
 #[test]
 fn ratls_certificate() {
     run("ratls_certificate", 32);
+}
+
+#[test]
+fn package_put() {
+    run("package_put", 23);
+}
+
+#[test]
+fn store_record() {
+    run("store_record", 24);
+}
+
+#[test]
+fn store_record_edits_start_from_a_real_record() {
+    let (selector, record) = clemmys_fuzzing::oracles::STORE_RECORD
+        .split_first()
+        .expect("a selector byte");
+    assert_eq!(selector % 6, 0, "the fixture selects an activation");
+    let activation: clemmys_whisk::Activation =
+        serde_json::from_slice(record).expect("the fixture is a stored activation");
+    assert_eq!(activation.name, "hello");
+}
+
+#[test]
+fn package_put_edits_start_from_a_binding() {
+    let put: clemmys_whisk::PackagePut =
+        serde_json::from_slice(clemmys_fuzzing::oracles::PACKAGE_PUT).expect("a package put");
+    assert!(put.binding.is_some_and(|binding| !binding.is_empty()));
 }

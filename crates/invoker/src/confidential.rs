@@ -88,14 +88,12 @@ impl Invoker {
         );
         let entry = match &action.exec {
             Exec::Wasm { main, .. } => main.clone(),
-            // The controller refuses these at create; never run sealed
-            // bytes through a path that was not built for them.
-            Exec::JavaScript { .. } => {
-                return refuse(
-                    ActivationStatus::DeveloperError,
-                    "Confidential JavaScript actions are not supported yet.".into(),
-                );
-            }
+            // The function the engine calls; the enclave runs it only if it
+            // is the one in the owner's policy.
+            Exec::JavaScript { main, .. } => Some(
+                main.clone()
+                    .unwrap_or_else(|| clemmys_whisk::action::DEFAULT_JAVASCRIPT_MAIN.to_owned()),
+            ),
             Exec::Sequence { .. } => None,
         };
         let activation_id = message.activation_id.to_string();

@@ -42,7 +42,6 @@
 
 mod admission;
 mod confidential;
-mod javascript;
 pub mod keepalive;
 pub mod pool;
 mod record;
@@ -61,7 +60,7 @@ use clemmys_bus::{
     InvokerMessage,
 };
 use clemmys_sandbox::{
-    ActivationContext, CodeDigest, Failure, PreparedModule, RunRequest, Sandbox,
+    ActivationContext, CodeDigest, Failure, PreparedModule, RunRequest, Sandbox, javascript,
 };
 use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;
@@ -70,8 +69,8 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
 
+pub use clemmys_sandbox::javascript::JsEngine;
 pub use confidential::{SEALED_FIELD, SEALED_LOGS_PREFIX, StoredCode};
-pub use javascript::JsEngine;
 pub use record::RunReport;
 
 /// The annotation that gives a plain action its invoker's API key as

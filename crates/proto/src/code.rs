@@ -1,6 +1,7 @@
-//! Sealed code: an action's WebAssembly module sealed with HPKE to the
-//! action key, bound to the action's name, version, code digest and entry
-//! export. The provider stores only this.
+//! Sealed code: an action's WebAssembly module, or its JavaScript source
+//! with the digest of the engine it must run under ([`JavaScriptCode`]),
+//! sealed with HPKE to the action key, bound to the action's name, version,
+//! code digest and entry export. The provider stores only this.
 
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -10,6 +11,7 @@ use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, ProtoError};
 
 const FRAME: &str = "clemmys/sealed-code/v2";
+const JAVASCRIPT_FRAME: &str = "clemmys/js-code/v1";
 
 /// The export a WASI command runs when the owner names no other.
 pub const DEFAULT_ENTRY: &str = "_start";
@@ -141,6 +143,46 @@ impl SealedCode {
     }
 }
 
+/// The plaintext of a confidential JavaScript action: its source and the
+/// digest of the engine module (a wasm build of QuickJS) the owner allows
+/// to run it. Sealed like a module, so the policy's code digest is the
+/// digest of these bytes and commits to both: an enclave runs the source
+/// only under that engine, whatever module the host hands it.
+///
+/// A module can never be read as this frame nor the frame as a module: a
+/// frame starts with its domain's length (`00 00 00 12`), a module with
+/// `\0asm`, whose length would be 6 MiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JavaScriptCode<'a> {
+    /// SHA-256 of the engine module.
+    pub engine: Digest,
+    /// The action's source.
+    pub source: &'a str,
+}
+
+impl<'a> JavaScriptCode<'a> {
+    /// The plaintext to seal.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        Writer::new(JAVASCRIPT_FRAME)
+            .bytes(self.engine.as_bytes())
+            .str(self.source)
+            .finish()
+    }
+
+    /// Reads opened code: `None` when it is not JavaScript (a module), an
+    /// error when it is a JavaScript frame that does not parse.
+    pub fn parse(code: &'a [u8]) -> Result<Option<Self>, ProtoError> {
+        if Reader::domain(code).ok() != Some(JAVASCRIPT_FRAME.as_bytes()) {
+            return Ok(None);
+        }
+        let mut reader = Reader::new(code, JAVASCRIPT_FRAME)?;
+        let engine = Digest(reader.array()?);
+        let source = reader.str()?;
+        reader.finish()?;
+        Ok(Some(Self { engine, source }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +246,32 @@ mod tests {
         flipped[last] ^= 1;
         let flipped = SealedCode::from_bytes(&flipped).expect("still parses");
         assert!(flipped.open(&keys, &binding(2, code)).is_err());
+    }
+}
+
+#[cfg(test)]
+mod javascript_tests {
+    use super::*;
+
+    #[test]
+    fn javascript_code_round_trips_and_a_module_is_not_javascript() {
+        let code = JavaScriptCode {
+            engine: Digest::of(b"engine"),
+            source: "function main(p) { return p; }",
+        };
+        let bytes = code.to_bytes();
+        assert_eq!(JavaScriptCode::parse(&bytes).expect("parse"), Some(code));
+        assert_eq!(
+            JavaScriptCode::parse(b"\0asm\x01\0\0\0").expect("a module"),
+            None
+        );
+        assert_eq!(JavaScriptCode::parse(b"").expect("empty"), None);
+        // A JavaScript frame cut short or extended is an error, not a module.
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            &[bytes.as_slice(), b"x"].concat()[..],
+        ] {
+            assert!(JavaScriptCode::parse(bad).is_err());
+        }
     }
 }

@@ -59,6 +59,7 @@ mod config;
 mod context;
 mod digest;
 mod error;
+pub mod javascript;
 mod limiter;
 mod outcome;
 mod poll;

@@ -16,6 +16,7 @@ use clemmys_proto::broker::BrokerLink;
 use crate::broker_link::RemoteBroker;
 use clemmys_controller::BrokerGateway;
 use clemmys_enclave::Enclave;
+use clemmys_invoker::JsEngine;
 use clemmys_invoker::StoredCode;
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
 use clemmys_sandbox::Sandbox;
@@ -75,6 +76,15 @@ pub fn open_broker(
     Ok(Arc::new(broker))
 }
 
+/// What the node's enclaves run actions with.
+pub struct Runtimes {
+    /// The wasm sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// The JavaScript engine module, if the node has one (each enclave
+    /// checks it against the digest its action's owner sealed).
+    pub javascript: Option<JsEngine>,
+}
+
 /// The broker and enclaves of this node.
 pub struct TrustedParts {
     /// The key broker, when it runs in this process.
@@ -91,7 +101,7 @@ impl TrustedParts {
         data_dir: &Path,
         platform_key: Option<&PathBuf>,
         location: &BrokerLocation,
-        sandbox: Arc<Sandbox>,
+        runtimes: Runtimes,
         store: Arc<dyn EntityStore>,
         pool: EnclavePoolConfig,
     ) -> anyhow::Result<Self> {
@@ -123,14 +133,22 @@ impl TrustedParts {
             platform.clone(),
             &measurement::expected_digest(Role::ActionRuntime),
         );
+        let Runtimes {
+            sandbox,
+            javascript,
+        } = runtimes;
         let launch = Box::new(move || {
-            Enclave::start(
+            let enclave = Enclave::start(
                 &runtime_tee,
                 sandbox.clone(),
                 link.clone(),
                 &verifier,
                 measurement::expected(Role::KeyBroker),
-            )
+            )?;
+            Ok(match &javascript {
+                Some(engine) => enclave.with_javascript_engine(engine.clone()),
+                None => enclave,
+            })
         });
         let enclaves = EnclavePool::start(launch, Arc::new(StoredCode(store)), pool)
             .context("starting the enclave pool")?;

@@ -203,13 +203,17 @@ impl RunningServer {
         let data_dir = config.data_dir.clone();
         let pool_config = config.enclave_pool.clone();
         let (sandbox_for_pool, store_for_pool) = (sandbox.clone(), store.clone());
+        let engine_for_pool = js_engine.clone();
         // Connecting to a remote broker blocks: keep it off the async workers.
         let trusted = tokio::task::spawn_blocking(move || {
             confidential::TrustedParts::start(
                 &data_dir,
                 platform_key.as_ref(),
                 &location,
-                sandbox_for_pool,
+                confidential::Runtimes {
+                    sandbox: sandbox_for_pool,
+                    javascript: engine_for_pool,
+                },
                 store_for_pool,
                 pool_config,
             )

@@ -185,6 +185,10 @@ impl JsKind {
     }
 }
 
+/// The function a JavaScript action's engine calls when `exec.main` names
+/// none, as in OpenWhisk.
+pub const DEFAULT_JAVASCRIPT_MAIN: &str = "main";
+
 /// Whether `name` can name a JavaScript action's entry function: a plain
 /// identifier (the engine splices it into the source to find a
 /// `function main` declaration).
@@ -259,7 +263,9 @@ impl Action {
                 exec
             }
             Exec::JavaScript { runtime, main, .. } => {
-                let mut exec = json!({ "kind": runtime.as_str(), "binary": false });
+                // Sealed source is bytes, shown in base64.
+                let binary = self.is_confidential();
+                let mut exec = json!({ "kind": runtime.as_str(), "binary": binary });
                 if let Some(code) = code {
                     exec["code"] = Value::String(code);
                 }

@@ -45,7 +45,7 @@ pub struct PutArgs {
     pub file: Option<PathBuf>,
     /// The runtime kind: `wasm` (inferred from a .wasm FILE) or
     /// `nodejs:20`, `nodejs:18`, `nodejs:default` (inferred from a .js
-    /// FILE; JavaScript actions are plain for now).
+    /// FILE).
     #[arg(long, value_name = "KIND", conflicts_with = "sequence")]
     pub kind: Option<String>,
     /// The export to run instead of `_start`.
@@ -101,6 +101,18 @@ pub struct PutArgs {
     /// to remove it.
     #[arg(long = "web-secure", value_name = "SECRET|true|false")]
     pub web_secure: Option<String>,
+    /// Confidential JavaScript: the engine module the action may run under
+    /// (scripts/build-runtimes.sh builds it); its SHA-256 is sealed with
+    /// the source, and enclaves refuse to run the source under any other.
+    /// Default: the one a build of this repository puts beside this
+    /// program.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CLEMMYS_JS_ENGINE",
+        conflicts_with = "plain"
+    )]
+    pub js_engine: Option<PathBuf>,
 }
 
 /// The values of `--web`, as `wsk` takes them.
@@ -261,21 +273,11 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     if update && body.exec.is_none() {
         keep_chain_plan(&client, &args.name, &mut body).await?;
     }
-    // JavaScript actions are plain for now: the source goes to the
-    // provider as text, so never take the sealing path for it, and refuse
-    // the options that only a confidential action has.
-    let javascript = matches!(
-        body.exec.as_ref().map(|exec| exec.kind.as_str()),
-        Some(kind) if clemmys_whisk::JsKind::parse(kind).is_some()
-    );
-    if javascript && (args.require_hardware || !args.allow_clients.is_empty()) {
-        bail!(
-            "confidential JavaScript actions are not supported yet: --require-hardware and \
-             --allow-client apply to confidential (wasm) actions only"
-        );
-    }
+    let javascript = body
+        .exec
+        .as_ref()
+        .and_then(|exec| clemmys_whisk::JsKind::parse(&exec.kind));
     let confidential = match (&args.file, args.plain) {
-        _ if javascript => false,
         (Some(_), false) if update => is_confidential(&client, &args.name).await.unwrap_or(true),
         (Some(_), false) => true,
         _ => false,
@@ -298,7 +300,6 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         );
     }
     let doc = if let (true, Some(file)) = (confidential, &args.file) {
-        let code = read_wasm(file)?;
         let options = DeployOptions {
             require_hardware: args.require_hardware,
             allowed_clients: args.allow_clients.clone(),
@@ -306,10 +307,31 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         };
         let namespace = confidential::sealing_namespace(ctx, Some(&args.name))?;
         let sealing = confidential::connect(client.clone(), namespace).await?;
-        sealing
-            .deploy(&args.name, &code, body, update, &options)
-            .await
-            .with_context(|| format!("{verb} confidential action {}", args.name))?
+        let deployed = match javascript {
+            Some(kind) => {
+                let source = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {} as UTF-8 text", file.display()))?;
+                let engine = pinned_js_engine(args.js_engine.as_deref())?;
+                sealing
+                    .deploy_javascript(
+                        &args.name,
+                        &source,
+                        engine,
+                        kind.as_str(),
+                        body,
+                        update,
+                        &options,
+                    )
+                    .await
+            }
+            None => {
+                let code = read_wasm(file)?;
+                sealing
+                    .deploy(&args.name, &code, body, update, &options)
+                    .await
+            }
+        };
+        deployed.with_context(|| format!("{verb} confidential action {}", args.name))?
     } else if let Some(components) = &chain {
         let namespace = confidential::sealing_namespace(ctx, Some(&args.name))?;
         let signing = confidential::connect(client.clone(), namespace).await?;
@@ -347,6 +369,24 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The digest of the JavaScript engine a confidential JavaScript action is
+/// sealed for: of `file`, else of the engine beside this program.
+fn pinned_js_engine(file: Option<&std::path::Path>) -> anyhow::Result<clemmys_proto::Digest> {
+    let path = match file {
+        Some(path) => path.to_path_buf(),
+        None => crate::serve::default_js_engine().ok_or_else(|| {
+            anyhow::anyhow!(
+                "a confidential JavaScript action is sealed for the engine it will run under: \
+                 pass --js-engine FILE (scripts/build-runtimes.sh builds it) or set \
+                 CLEMMYS_JS_ENGINE, or create a plain action with --plain"
+            )
+        })?,
+    };
+    let engine = std::fs::read(&path)
+        .with_context(|| format!("reading the JavaScript engine {}", path.display()))?;
+    Ok(clemmys_proto::Digest::of(&engine))
 }
 
 /// Whether the stored action `name` is confidential.

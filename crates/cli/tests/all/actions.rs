@@ -218,7 +218,7 @@ fn a_non_blocking_invoke_prints_the_id_to_fetch_later() {
 }
 
 #[test]
-fn a_js_file_becomes_a_plain_javascript_action() {
+fn a_js_file_becomes_a_confidential_javascript_action_or_a_plain_one() {
     let engine = js_engine();
     let server = Server::start_with(&["--js-engine", arg(&engine)]);
     let user = server.user();
@@ -228,17 +228,33 @@ fn a_js_file_becomes_a_plain_javascript_action() {
         "function main(p) { return { payload: `Hello, ${p.name}!` }; }",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    // Plain by default: no sealing, so no broker needs to be trusted.
+    // Confidential by default, like a .wasm file: sealed for the engine
+    // named by --js-engine.
+    user.trust_broker();
     let created = user
-        .clemmys(&["action", "create", "hello", arg(&source)])
+        .clemmys(&[
+            "action",
+            "create",
+            "hello",
+            arg(&source),
+            "--js-engine",
+            arg(&engine),
+        ])
         .success();
-    assert_eq!(created.stdout, "ok: created action hello\n", "{created}");
+    assert!(
+        created
+            .stdout
+            .starts_with("ok: created confidential action hello"),
+        "{created}"
+    );
     let got = user
         .clemmys(&["action", "get", "hello", "--json"])
         .success()
         .json();
     assert_eq!(got["exec"]["kind"], "nodejs:default", "{got}");
-    assert_ne!(annotation(&got, "confidential"), Some(&json!(true)));
+    assert_eq!(got["exec"]["binary"], true, "{got}");
+    assert_eq!(annotation(&got, "confidential"), Some(&json!(true)));
+    assert!(!got.to_string().contains("Hello, "), "source shown: {got}");
     let invoked = user
         .clemmys(&["action", "invoke", "hello", "-p", "name", "Ada", "-r"])
         .success();
@@ -248,6 +264,17 @@ fn a_js_file_becomes_a_plain_javascript_action() {
         "{invoked}"
     );
 
+    // --plain: the source goes to the provider as text.
+    let created = user
+        .clemmys(&["action", "create", "open", arg(&source), "--plain"])
+        .success();
+    assert_eq!(created.stdout, "ok: created action open\n", "{created}");
+    let got = user
+        .clemmys(&["action", "get", "open", "--json"])
+        .success()
+        .json();
+    assert_eq!(got["exec"]["binary"], false, "{got}");
+    assert_ne!(annotation(&got, "confidential"), Some(&json!(true)));
     user.clemmys(&[
         "action",
         "create",
@@ -255,12 +282,9 @@ fn a_js_file_becomes_a_plain_javascript_action() {
         arg(&source),
         "--kind",
         "nodejs:20",
+        "--plain",
     ])
     .success();
-    // Options of confidential actions are refused rather than ignored.
-    user.clemmys(&["action", "create", "hw", arg(&source), "--require-hardware"])
-        .failure()
-        .stderr_has("confidential JavaScript actions are not supported yet");
 }
 
 #[test]
@@ -279,6 +303,7 @@ fn web_flags_export_an_action_and_get_url_prints_where() {
         "create",
         "hello",
         arg(&source),
+        "--plain",
         "--web",
         "true",
         "-p",

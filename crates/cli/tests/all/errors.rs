@@ -66,7 +66,7 @@ fn creating_an_action_from_a_file_that_is_not_wasm_fails_before_any_request() {
     let js = user.home().join("hello.js");
     std::fs::write(&js, "function main() {}").unwrap_or_else(|e| panic!("{e}"));
     // A node started without the JavaScript engine says so.
-    user.clemmys(&["action", "create", "js", arg(&js)])
+    user.clemmys(&["action", "create", "js", arg(&js), "--plain"])
         .failure()
         .stderr_has("is not available on this node");
     let text = user.home().join("hello.txt");

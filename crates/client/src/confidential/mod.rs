@@ -30,7 +30,7 @@ use clemmys_proto::chain_plan::{
     CHAIN_PLAN_ANNOTATION, ChainPlan, ChainPlanError, PlanComponent, SignedChainPlan,
     VerifiedChainPlan,
 };
-use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
+use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, JavaScriptCode, SealedCode};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
@@ -345,6 +345,45 @@ pub struct DeployOptions {
     pub extra_measurements: Vec<Measurement>,
     /// Clients allowed to invoke besides the owner.
     pub allowed_clients: Vec<clemmys_proto::ClientId>,
+}
+
+/// The code of a confidential action, before it is sealed.
+enum ConfidentialCode<'a> {
+    /// A WebAssembly module.
+    Wasm(&'a [u8]),
+    /// JavaScript source, with the engine it must run under.
+    JavaScript {
+        code: JavaScriptCode<'a>,
+        /// Its OpenWhisk kind (`nodejs:20`, ...).
+        kind: &'a str,
+    },
+}
+
+impl ConfidentialCode<'_> {
+    /// The bytes sealed to the action key, whose digest the policy names.
+    fn plaintext(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Self::Wasm(module) => std::borrow::Cow::Borrowed(module),
+            Self::JavaScript { code, .. } => std::borrow::Cow::Owned(code.to_bytes()),
+        }
+    }
+
+    /// What runs when `exec.main` names nothing.
+    fn default_entry(&self) -> &'static str {
+        match self {
+            Self::Wasm(_) => DEFAULT_ENTRY,
+            Self::JavaScript { .. } => clemmys_whisk::action::DEFAULT_JAVASCRIPT_MAIN,
+        }
+    }
+
+    /// The `exec` that stores `sealed` (base64, `binary: true`).
+    fn exec(&self, sealed: &[u8], main: Option<String>) -> ExecPut {
+        let mut exec = ExecPut::wasm(sealed, main);
+        if let Self::JavaScript { kind, .. } = self {
+            exec.kind = (*kind).to_owned();
+        }
+        exec
+    }
 }
 
 /// A verified answer of one confidential activation.
@@ -823,21 +862,54 @@ impl Confidential {
         &self,
         name: &str,
         wasm: &[u8],
+        put: ActionPut,
+        overwrite: bool,
+        options: &DeployOptions,
+    ) -> Result<crate::ActionDoc, ConfidentialError> {
+        self.deploy_code(name, ConfidentialCode::Wasm(wasm), put, overwrite, options)
+            .await
+    }
+
+    /// Deploys JavaScript `source` as confidential action `name` of `kind`
+    /// (`nodejs:20`, ...), to run only under the engine module whose digest
+    /// is `engine`: the source and that digest are sealed together, so the
+    /// policy's code digest names both.
+    pub async fn deploy_javascript(
+        &self,
+        name: &str,
+        source: &str,
+        engine: Digest,
+        kind: &str,
+        put: ActionPut,
+        overwrite: bool,
+        options: &DeployOptions,
+    ) -> Result<crate::ActionDoc, ConfidentialError> {
+        let code = ConfidentialCode::JavaScript {
+            code: JavaScriptCode { engine, source },
+            kind,
+        };
+        self.deploy_code(name, code, put, overwrite, options).await
+    }
+
+    async fn deploy_code(
+        &self,
+        name: &str,
+        code: ConfidentialCode<'_>,
         mut put: ActionPut,
         overwrite: bool,
         options: &DeployOptions,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let code_digest = Digest::of(wasm);
-        // The export to run is part of the code: the policy names it, so
-        // that enclaves run it whatever `exec.main` the host stores.
-        let entry = put
-            .exec
-            .as_ref()
-            .and_then(|exec| exec.main.as_deref())
-            .unwrap_or(DEFAULT_ENTRY)
-            .to_owned();
-        let code = (code_digest, entry.as_str());
+        let plaintext = code.plaintext();
+        let code_digest = Digest::of(&plaintext);
+        let main = put.exec.as_ref().and_then(|exec| exec.main.clone());
+        // The export (or function) to run is part of the code: the policy
+        // names it, so that enclaves run it whatever `exec.main` the host
+        // stores.
+        let entry = main
+            .clone()
+            .unwrap_or_else(|| code.default_entry().to_owned());
+        let registered = (code_digest, entry.as_str());
         // A create registers version 1 (or the one after the version this
         // client last saw) without asking first: one broker round trip
         // fewer on every deploy of a new action. An update, or a guess the
@@ -851,11 +923,13 @@ impl Confidential {
         let descriptor = match guess {
             None => {
                 let next = self.next_version(&short).await?;
-                self.register(&short, next, code, options).await?
+                self.register(&short, next, registered, options).await?
             }
-            Some(guess) => match self.register(&short, guess, code, options).await {
+            Some(guess) => match self.register(&short, guess, registered, options).await {
                 Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
-                    Ok(next) if next > guess => self.register(&short, next, code, options).await?,
+                    Ok(next) if next > guess => {
+                        self.register(&short, next, registered, options).await?
+                    }
                     // Not a version clash: the first refusal says why.
                     _ => return Err(ConfidentialError::Refused(reason)),
                 },
@@ -873,17 +947,14 @@ impl Confidential {
         // Sealed as the registration's owner's code: the enclave opens it
         // with the owner the broker's descriptor names.
         let sealed = SealedCode::seal(
-            wasm,
+            &plaintext,
             descriptor.owner,
             &descriptor.action_key,
             &binding,
             &mut os_rng(),
         )?;
         self.lock().insert(short.clone(), Arc::new(descriptor));
-        put.exec = Some(ExecPut::wasm(
-            &sealed.to_bytes(),
-            put.exec.as_ref().and_then(|exec| exec.main.clone()),
-        ));
+        put.exec = Some(code.exec(&sealed.to_bytes(), main));
         let mut annotations = put.annotations.take().unwrap_or_default();
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);

@@ -297,8 +297,8 @@ async fn a_sequence_mixes_javascript_and_wasm_steps() {
 #[tokio::test]
 async fn javascript_is_refused_where_it_cannot_be_run_honestly() {
     let server = js_server().await;
-    // Confidential JavaScript is not offered: the source would be stored in
-    // the clear.
+    // Confidential JavaScript must come sealed by a Clemmys client: source
+    // sent as text would be stored in the clear.
     let answer = server
         .put_js(
             "secret",
@@ -312,7 +312,7 @@ async fn javascript_is_refused_where_it_cannot_be_run_honestly() {
         answer.json["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("Confidential JavaScript actions are not supported yet"),
+            .contains("must be the base64 of its sealed source"),
         "{:?}",
         answer.json
     );

@@ -15,6 +15,7 @@ mod chain_sessions;
 mod chains;
 mod code_attacks;
 mod confidential;
+mod confidential_javascript;
 mod contract;
 mod enclave_pool;
 mod freshness;

@@ -1,6 +1,7 @@
 //! JavaScript actions: the node's one engine module (`clemmys-js`, QuickJS
 //! built for wasm32-wasip1 from `runtimes/js`) runs every one of them, with
-//! the action's source as data.
+//! the action's source as data, in the invoker for plain actions and in an
+//! enclave for confidential ones.
 //!
 //! The engine's protocol is its own (see `runtimes/js/src/main.rs`): stdin
 //! is an envelope `{"code", "main", "params", "env"}`, stdout one JSON line,
@@ -12,10 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use clemmys_sandbox::CodeDigest;
 use clemmys_whisk::{ActivationResponse, ActivationStatus};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::CodeDigest;
 
 /// The JavaScript engine module of a node: compiled once (the sandbox
 /// caches it under its digest) and shared by all JavaScript actions.
@@ -67,7 +69,7 @@ struct Envelope<'a> {
 
 /// The envelope running `source`'s function `main` (default `main`) with
 /// `params` and the `process.env` values `env`.
-pub(crate) fn envelope(
+pub fn envelope(
     source: &str,
     main: Option<&str>,
     params: &Value,
@@ -75,7 +77,7 @@ pub(crate) fn envelope(
 ) -> Vec<u8> {
     let envelope = Envelope {
         code: source,
-        main: main.unwrap_or("main"),
+        main: main.unwrap_or(clemmys_whisk::action::DEFAULT_JAVASCRIPT_MAIN),
         params,
         env: env
             .iter()
@@ -89,7 +91,7 @@ pub(crate) fn envelope(
 /// The activation's response from the sandbox's `response` of an engine
 /// run: a run that failed (timeout, memory, trap) stays as it is; a run
 /// that answered is unwrapped.
-pub(crate) fn engine_response(response: ActivationResponse) -> ActivationResponse {
+pub fn engine_response(response: ActivationResponse) -> ActivationResponse {
     if response.status != ActivationStatus::Success {
         return response;
     }
