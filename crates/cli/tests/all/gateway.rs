@@ -315,8 +315,19 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
 fn gateway_verify_refuses_another_measurement_platform_or_no_evidence() {
     // The all-in-one node: TLS on the node, the gateway beside it.
     let server = Server::start_with(&["--tls", "--gateway", "127.0.0.1:0"]);
-    let url = announced_gateway(&server.log())
-        .unwrap_or_else(|| panic!("no gateway announced:\n{}", server.log()));
+    // The gateway starts after the node's API: wait for its announcement.
+    let deadline = Instant::now() + START_TIMEOUT;
+    let url = loop {
+        if let Some(url) = announced_gateway(&server.log()) {
+            break url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no gateway announced within {START_TIMEOUT:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let user = server.user();
 
     let genuine = user
