@@ -16,6 +16,7 @@ mod actions;
 mod activations;
 mod admin;
 mod alarms;
+mod api_docs;
 mod auth;
 mod body;
 mod broker;
