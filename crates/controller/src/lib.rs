@@ -22,6 +22,7 @@ mod body;
 mod broker;
 pub mod catalog;
 mod error;
+mod feeds;
 mod ids;
 mod invoke;
 mod namespaces;

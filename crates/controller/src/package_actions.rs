@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::packages::{namespace_of, readable_package};
 use crate::query::{self, Params};
-use crate::{ApiError, Controller, actions, invoke};
+use crate::{ApiError, Controller, actions, feeds, invoke};
 
 fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
@@ -230,6 +230,9 @@ pub async fn invoke(
     let mode = invoke::invoke_mode(&controller, &params)?;
     let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
     let params = invoke::parse_params(&bytes)?;
+    if let Some(feed) = feeds::builtin_feed(&namespace, &package, &name) {
+        return feeds::run_feed(&controller, &caller, feed, params, mode).await;
+    }
     let (action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
     invoke::start(&controller, &caller, Arc::new(action), &bound, params, mode).await
 }
