@@ -38,6 +38,7 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/actions",
+    operation_id = "actions_list",
     tag = "Actions",
     summary = "List actions",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
@@ -96,6 +97,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_get",
     tag = "Actions",
     summary = "Get an action",
     params(crate::api_docs::EntityPath, crate::api_docs::CodeOption),
@@ -124,6 +126,7 @@ pub async fn get(
 #[utoipa::path(
     delete,
     path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_delete",
     tag = "Actions",
     summary = "Delete an action",
     params(crate::api_docs::EntityPath),
@@ -150,6 +153,7 @@ pub async fn delete(
 #[utoipa::path(
     put,
     path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_put",
     tag = "Actions",
     summary = "Create or update an action",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),

@@ -17,6 +17,7 @@ use crate::{ApiError, Controller};
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/activations",
+    operation_id = "activations_list",
     tag = "Activations",
     summary = "List activations",
     params(crate::api_docs::NamespacePath, crate::api_docs::ActivationFilter),
@@ -98,6 +99,7 @@ fn find(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/activations/{id}",
+    operation_id = "activations_get",
     tag = "Activations",
     summary = "Get an activation record",
     params(crate::api_docs::ActivationPath),
@@ -115,6 +117,7 @@ pub async fn get(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/activations/{id}/result",
+    operation_id = "activations_result",
     tag = "Activations",
     summary = "Get an activation's result",
     params(crate::api_docs::ActivationPath),
@@ -132,6 +135,7 @@ pub async fn result(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/activations/{id}/logs",
+    operation_id = "activations_logs",
     tag = "Activations",
     summary = "Get an activation's logs",
     params(crate::api_docs::ActivationPath),

@@ -55,6 +55,7 @@ pub fn record_json(record: &NamespaceRecord) -> Value {
 #[utoipa::path(
     get,
     path = "/admin/namespaces",
+    operation_id = "admin_list",
     tag = "Admin",
     summary = "List namespaces (admin)",
     responses((status = 200, description = "Every namespace with its key and limits.", body = serde_json::Value))
@@ -74,6 +75,7 @@ pub async fn list(
 #[utoipa::path(
     put,
     path = "/admin/namespaces/{name}",
+    operation_id = "admin_put",
     tag = "Admin",
     summary = "Create, re-limit or re-key a namespace (admin)",
     params(("name" = String, Path, description = "The namespace.")),

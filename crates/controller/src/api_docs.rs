@@ -213,19 +213,36 @@ pub(crate) fn complete(document: &mut OpenApi) {
         )
         .build();
     for item in document.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let operations = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("options", &mut item.options),
+            ("head", &mut item.head),
+            ("patch", &mut item.patch),
+            ("trace", &mut item.trace),
+        ];
+        let ids: Vec<Option<String>> = operations
+            .iter()
+            .map(|(_, operation)| {
+                operation
+                    .as_ref()
+                    .and_then(|found| found.operation_id.clone())
+            })
+            .collect();
+        for (method, operation) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            // One handler on several methods (web actions) has one id;
+            // OpenAPI wants one per operation.
+            if let Some(id) = &mut operation.operation_id
+                && ids.iter().flatten().filter(|other| *other == id).count() > 1
+            {
+                id.push('_');
+                id.push_str(method);
+            }
             operation
                 .responses
                 .responses
@@ -258,6 +275,7 @@ pub(crate) fn document_json() -> &'static str {
 #[utoipa::path(
     get,
     path = "/api-docs",
+    operation_id = "api_docs",
     tag = "Info",
     security(()),
     responses((status = 200, description = "This OpenAPI 3 document.", body = serde_json::Value))

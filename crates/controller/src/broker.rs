@@ -32,6 +32,7 @@ pub trait BrokerGateway: Send + Sync + 'static {
 #[utoipa::path(
     get,
     path = "/broker/identity",
+    operation_id = "broker_identity",
     tag = "Key broker",
     summary = "Get the key broker's identity",
     responses((status = 200, description = "The broker's evidence, keys and TEE kind.", body = serde_json::Value))
@@ -48,6 +49,7 @@ pub async fn identity(
 #[utoipa::path(
     post,
     path = "/broker/request",
+    operation_id = "broker_request",
     tag = "Key broker",
     summary = "Forward a sealed request to the key broker",
     request_body = serde_json::Value,

@@ -49,6 +49,7 @@ pub struct InvokeMode {
 #[utoipa::path(
     post,
     path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_invoke",
     tag = "Actions",
     summary = "Invoke an action",
     params(crate::api_docs::EntityPath, crate::api_docs::InvokeOptions),

@@ -11,6 +11,7 @@ use crate::auth::Caller;
 #[utoipa::path(
     get,
     path = "/namespaces",
+    operation_id = "namespaces_list",
     tag = "Namespaces",
     summary = "List namespaces",
     responses((status = 200, description = "The namespaces the caller's key may use.", body = serde_json::Value))
@@ -23,6 +24,7 @@ pub async fn list(caller: Caller) -> Json<Value> {
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/limits",
+    operation_id = "namespaces_limits",
     tag = "Namespaces",
     summary = "Get a namespace's limits",
     params(crate::api_docs::NamespacePath),

@@ -84,6 +84,7 @@ pub(crate) fn action_summaries(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/actions/{pkg}/",
+    operation_id = "package_actions_list",
     tag = "Packages",
     summary = "List a package's actions",
     params(("ns" = String, Path, description = "The namespace, or `_` for the caller's own."), ("pkg" = String, Path, description = "The package or binding.")),
@@ -112,6 +113,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_get",
     tag = "Packages",
     summary = "Get an action in a package",
     params(crate::api_docs::PackageActionPath),
@@ -139,6 +141,7 @@ pub async fn get(
 #[utoipa::path(
     put,
     path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_put",
     tag = "Packages",
     summary = "Create or update an action in a package",
     params(crate::api_docs::PackageActionPath, crate::api_docs::Overwrite),
@@ -180,6 +183,7 @@ pub async fn put(
 #[utoipa::path(
     delete,
     path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_delete",
     tag = "Packages",
     summary = "Delete an action from a package",
     params(crate::api_docs::PackageActionPath),
@@ -212,6 +216,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_invoke",
     tag = "Packages",
     summary = "Invoke an action in a package",
     params(crate::api_docs::PackageActionPath, crate::api_docs::InvokeOptions),

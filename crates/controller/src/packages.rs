@@ -130,6 +130,7 @@ fn check_binding(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/packages",
+    operation_id = "packages_list",
     tag = "Packages",
     summary = "List packages",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
@@ -172,6 +173,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_get",
     tag = "Packages",
     summary = "Get a package",
     params(crate::api_docs::EntityPath),
@@ -208,6 +210,7 @@ pub async fn get(
 #[utoipa::path(
     delete,
     path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_delete",
     tag = "Packages",
     summary = "Delete a package",
     params(crate::api_docs::EntityPath),
@@ -239,6 +242,7 @@ pub async fn delete(
 #[utoipa::path(
     put,
     path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_put",
     tag = "Packages",
     summary = "Create or update a package or binding",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),

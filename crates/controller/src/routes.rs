@@ -155,6 +155,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
 #[utoipa::path(
     get,
     path = "/ping",
+    operation_id = "ping",
     tag = "Info",
     summary = "Check that the server is up",
     security(()),
@@ -170,6 +171,7 @@ async fn ping() -> &'static str {
 #[utoipa::path(
     get,
     path = "/",
+    operation_id = "root_info",
     tag = "Info",
     summary = "What this server is",
     security(()),
@@ -204,6 +206,7 @@ async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoRespon
 #[utoipa::path(
     get,
     path = "/",
+    operation_id = "api_info",
     tag = "Info",
     summary = "The API's version",
     security(()),

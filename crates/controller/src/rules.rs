@@ -150,6 +150,7 @@ fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, ApiErro
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/rules",
+    operation_id = "rules_list",
     tag = "Rules",
     summary = "List rules",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
@@ -195,6 +196,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_get",
     tag = "Rules",
     summary = "Get a rule",
     params(crate::api_docs::EntityPath),
@@ -220,6 +222,7 @@ pub async fn get(
 #[utoipa::path(
     delete,
     path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_delete",
     tag = "Rules",
     summary = "Delete a rule",
     params(crate::api_docs::EntityPath),
@@ -254,6 +257,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_set_status",
     tag = "Rules",
     summary = "Enable or disable a rule",
     params(crate::api_docs::EntityPath),
@@ -299,6 +303,7 @@ pub async fn set_status(
 #[utoipa::path(
     put,
     path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_put",
     tag = "Rules",
     summary = "Create or update a rule",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),

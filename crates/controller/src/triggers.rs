@@ -53,6 +53,7 @@ pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/triggers",
+    operation_id = "triggers_list",
     tag = "Triggers",
     summary = "List triggers",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
@@ -86,6 +87,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_get",
     tag = "Triggers",
     summary = "Get a trigger",
     params(crate::api_docs::EntityPath),
@@ -111,6 +113,7 @@ pub async fn get(
 #[utoipa::path(
     delete,
     path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_delete",
     tag = "Triggers",
     summary = "Delete a trigger",
     params(crate::api_docs::EntityPath),
@@ -138,6 +141,7 @@ pub async fn delete(
 #[utoipa::path(
     put,
     path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_put",
     tag = "Triggers",
     summary = "Create or update a trigger",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
@@ -220,6 +224,7 @@ fn check_feed(annotations: &KeyValues) -> Result<(), ApiError> {
 #[utoipa::path(
     post,
     path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_fire",
     tag = "Triggers",
     summary = "Fire a trigger",
     params(crate::api_docs::EntityPath),

@@ -64,6 +64,7 @@ struct Target {
 #[utoipa::path(
     method(get, post, put, delete, patch, head, options),
     path = "/web/{ns}/{pkg}/{*rest}",
+    operation_id = "web_serve",
     tag = "Web actions",
     summary = "Run a web action",
     security(()),

@@ -133,8 +133,9 @@ async fn the_api_docs_are_an_openapi_3_document_with_basic_auth() {
         assert_eq!(get.security.len(), 1, "{open}");
         assert!(get.security[0].0.is_empty(), "{open}");
     }
-    // Every path parameter of every operation is declared, as OpenAPI
-    // requires.
+    // Every path parameter of every operation is declared, and every
+    // operation id is unique, as OpenAPI requires.
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in paths {
         let operations = [
             &item.get,
@@ -159,6 +160,8 @@ async fn the_api_docs_are_an_openapi_3_document_with_basic_auth() {
                 })
                 .collect();
             assert_eq!(declared, template_parameters(path), "{path}");
+            let id = operation.operation_id.clone().expect("operation id");
+            assert!(operation_ids.insert(id.clone()), "{id} twice");
         }
     }
 }
