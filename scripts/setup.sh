@@ -3,7 +3,8 @@
 # toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
 # actions and, for the JavaScript engine (QuickJS, C, built for wasm32-wasip1
 # in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library,
-# and Node with npm for the tests that use OpenWhisk's npm client.
+# Node with npm for the tests that use OpenWhisk's npm client, and Chromium
+# for the test that renders a web action's page in a browser.
 # Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
@@ -27,6 +28,9 @@ compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' 
 # tests (clients/npm).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Headless Chromium renders a web action's HTML page, scripts and all
+# (crates/cli/tests/all/browser.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2

@@ -26,7 +26,7 @@ impl ActivationQueue for CountingBus {
     }
 }
 
-struct AnyCode;
+pub(crate) struct AnyCode;
 
 impl CodeCheck for AnyCode {
     fn check(&self, _code: &[u8], _confidential: bool) -> Result<(), String> {
@@ -34,7 +34,8 @@ impl CodeCheck for AnyCode {
     }
 }
 
-fn controller(store: Arc<dyn EntityStore>) -> Controller {
+/// A controller over `store` whose bus nobody reads.
+pub(crate) fn controller(store: Arc<dyn EntityStore>) -> Controller {
     controller_on(store, Arc::new(CountingBus::default()))
 }
 

@@ -35,6 +35,15 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 }
 
 /// `GET …/actions`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/actions",
+    operation_id = "actions_list",
+    tag = "Actions",
+    summary = "List actions",
+    params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
+    responses((status = 200, description = "The namespace's actions and its packages' actions.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -85,6 +94,15 @@ pub async fn list(
 }
 
 /// `GET …/actions/{name}`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_get",
+    tag = "Actions",
+    summary = "Get an action",
+    params(crate::api_docs::EntityPath, crate::api_docs::CodeOption),
+    responses((status = 200, description = "The action.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -105,6 +123,15 @@ pub async fn get(
 }
 
 /// `DELETE …/actions/{name}`: answers the deleted action.
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_delete",
+    tag = "Actions",
+    summary = "Delete an action",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The deleted action.", body = serde_json::Value))
+)]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -123,6 +150,16 @@ pub async fn delete(
 }
 
 /// `PUT …/actions/{name}[?overwrite=true]`.
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_put",
+    tag = "Actions",
+    summary = "Create or update an action",
+    params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The stored action.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -14,6 +14,15 @@ use crate::query::{self, Params};
 use crate::{ApiError, Controller};
 
 /// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/activations",
+    operation_id = "activations_list",
+    tag = "Activations",
+    summary = "List activations",
+    params(crate::api_docs::NamespacePath, crate::api_docs::ActivationFilter),
+    responses((status = 200, description = "Activation summaries, newest first (whole records with `docs=true`).", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -87,6 +96,15 @@ fn find(
 }
 
 /// `GET …/activations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/activations/{id}",
+    operation_id = "activations_get",
+    tag = "Activations",
+    summary = "Get an activation record",
+    params(crate::api_docs::ActivationPath),
+    responses((status = 200, description = "The activation record.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -96,6 +114,15 @@ pub async fn get(
 }
 
 /// `GET …/activations/{id}/result`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/activations/{id}/result",
+    operation_id = "activations_result",
+    tag = "Activations",
+    summary = "Get an activation's result",
+    params(crate::api_docs::ActivationPath),
+    responses((status = 200, description = "The activation's response.", body = serde_json::Value))
+)]
 pub async fn result(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -105,6 +132,15 @@ pub async fn result(
 }
 
 /// `GET …/activations/{id}/logs`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/activations/{id}/logs",
+    operation_id = "activations_logs",
+    tag = "Activations",
+    summary = "Get an activation's logs",
+    params(crate::api_docs::ActivationPath),
+    responses((status = 200, description = "The activation's log lines.", body = serde_json::Value))
+)]
 pub async fn logs(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -52,6 +52,14 @@ pub fn record_json(record: &NamespaceRecord) -> Value {
 }
 
 /// `GET /admin/v1/namespaces`.
+#[utoipa::path(
+    get,
+    path = "/admin/namespaces",
+    operation_id = "admin_list",
+    tag = "Admin",
+    summary = "List namespaces (admin)",
+    responses((status = 200, description = "Every namespace with its key and limits.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     headers: HeaderMap,
@@ -64,6 +72,16 @@ pub async fn list(
 }
 
 /// `PUT /admin/v1/namespaces/{name}`: creates, re-limits or re-keys.
+#[utoipa::path(
+    put,
+    path = "/admin/namespaces/{name}",
+    operation_id = "admin_put",
+    tag = "Admin",
+    summary = "Create, re-limit or re-key a namespace (admin)",
+    params(("name" = String, Path, description = "The namespace.")),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The namespace with its key and limits.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     headers: HeaderMap,

@@ -35,7 +35,7 @@ pub const INTERVAL_FEED: &str = "whisk.system/alarms/interval";
 
 /// The trigger parameters that configure an alarm, not passed on to the
 /// rules' actions.
-const FEED_KEYS: [&str; 9] = [
+pub(crate) const FEED_KEYS: [&str; 9] = [
     "cron",
     "date",
     "minutes",
@@ -354,6 +354,14 @@ impl Controller {
     /// Stops the alarm of trigger `namespace/name`, if it has one.
     pub(crate) fn disarm(&self, namespace: &EntityName, name: &EntityName) {
         self.alarms.replace(alarm_key(namespace, name), None);
+    }
+
+    /// Whether trigger `namespace/name` has an alarm that may still fire.
+    pub(crate) fn is_armed(&self, namespace: &EntityName, name: &EntityName) -> bool {
+        let tasks = self.alarms.0.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks
+            .get(&alarm_key(namespace, name))
+            .is_some_and(|task| !task.is_finished())
     }
 }
 

@@ -29,6 +29,14 @@ pub trait BrokerGateway: Send + Sync + 'static {
 }
 
 /// `GET /api/v1/broker/identity`.
+#[utoipa::path(
+    get,
+    path = "/broker/identity",
+    operation_id = "broker_identity",
+    tag = "Key broker",
+    summary = "Get the key broker's identity",
+    responses((status = 200, description = "The broker's evidence, keys and TEE kind.", body = serde_json::Value))
+)]
 pub async fn identity(
     State(controller): State<Arc<Controller>>,
     _caller: Caller,
@@ -38,6 +46,15 @@ pub async fn identity(
 }
 
 /// `POST /api/v1/broker/request` with `{"request": "<base64>"}`.
+#[utoipa::path(
+    post,
+    path = "/broker/request",
+    operation_id = "broker_request",
+    tag = "Key broker",
+    summary = "Forward a sealed request to the key broker",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The broker's sealed reply.", body = serde_json::Value))
+)]
 pub async fn request(
     State(controller): State<Arc<Controller>>,
     _caller: Caller,

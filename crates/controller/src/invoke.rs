@@ -46,6 +46,16 @@ pub struct InvokeMode {
 }
 
 /// `POST …/actions/{name}?blocking=&result=&timeout=`.
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/actions/{name}",
+    operation_id = "actions_invoke",
+    tag = "Actions",
+    summary = "Invoke an action",
+    params(crate::api_docs::EntityPath, crate::api_docs::InvokeOptions),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = serde_json::Value), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = serde_json::Value), (status = 502, description = "Blocking, and the action failed: the activation record.", body = serde_json::Value))
+)]
 pub async fn invoke(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::packages::{namespace_of, readable_package};
 use crate::query::{self, Params};
-use crate::{ApiError, Controller, actions, invoke};
+use crate::{ApiError, Controller, actions, feeds, invoke};
 
 fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
@@ -81,6 +81,15 @@ pub(crate) fn action_summaries(
 }
 
 /// `GET …/actions/{pkg}/`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/actions/{pkg}/",
+    operation_id = "package_actions_list",
+    tag = "Packages",
+    summary = "List a package's actions",
+    params(("ns" = String, Path, description = "The namespace, or `_` for the caller's own."), ("pkg" = String, Path, description = "The package or binding.")),
+    responses((status = 200, description = "The package's actions.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -101,6 +110,15 @@ pub async fn list(
 
 /// `GET …/actions/{pkg}/{name}`: the action, with the parameters it runs
 /// with.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_get",
+    tag = "Packages",
+    summary = "Get an action in a package",
+    params(crate::api_docs::PackageActionPath),
+    responses((status = 200, description = "The action, with the parameters it runs with.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -120,6 +138,16 @@ pub async fn get(
 }
 
 /// `PUT …/actions/{pkg}/{name}[?overwrite=true]`: into an own package.
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_put",
+    tag = "Packages",
+    summary = "Create or update an action in a package",
+    params(crate::api_docs::PackageActionPath, crate::api_docs::Overwrite),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The stored action.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -152,6 +180,15 @@ pub async fn put(
 }
 
 /// `DELETE …/actions/{pkg}/{name}`: from an own package.
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_delete",
+    tag = "Packages",
+    summary = "Delete an action from a package",
+    params(crate::api_docs::PackageActionPath),
+    responses((status = 200, description = "The deleted action.", body = serde_json::Value))
+)]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -176,6 +213,16 @@ pub async fn delete(
 
 /// `POST …/actions/{pkg}/{name}`: invoke, the record kept in the caller's
 /// namespace.
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/actions/{pkg}/{name}",
+    operation_id = "package_actions_invoke",
+    tag = "Packages",
+    summary = "Invoke an action in a package",
+    params(crate::api_docs::PackageActionPath, crate::api_docs::InvokeOptions),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = serde_json::Value), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = serde_json::Value), (status = 502, description = "Blocking, and the action failed: the activation record.", body = serde_json::Value))
+)]
 pub async fn invoke(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -188,6 +235,9 @@ pub async fn invoke(
     let mode = invoke::invoke_mode(&controller, &params)?;
     let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
     let params = invoke::parse_params(&bytes)?;
+    if let Some(feed) = feeds::builtin_feed(&namespace, &package, &name) {
+        return feeds::run_feed(&controller, &caller, feed, params, mode).await;
+    }
     let (action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
     invoke::start(&controller, &caller, Arc::new(action), &bound, params, mode).await
 }

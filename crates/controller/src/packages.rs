@@ -127,6 +127,15 @@ fn check_binding(
 
 /// `GET …/packages`: the caller's packages, or another namespace's
 /// published ones.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/packages",
+    operation_id = "packages_list",
+    tag = "Packages",
+    summary = "List packages",
+    params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
+    responses((status = 200, description = "The caller's packages, or another namespace's published ones.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -161,6 +170,15 @@ pub async fn list(
 }
 
 /// `GET …/packages/{name}`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_get",
+    tag = "Packages",
+    summary = "Get a package",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The package with its actions.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -189,6 +207,15 @@ pub async fn get(
 }
 
 /// `DELETE …/packages/{name}`: answers the deleted package.
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_delete",
+    tag = "Packages",
+    summary = "Delete a package",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The deleted package.", body = serde_json::Value))
+)]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -212,6 +239,16 @@ pub async fn delete(
 }
 
 /// `PUT …/packages/{name}[?overwrite=true]`.
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/packages/{name}",
+    operation_id = "packages_put",
+    tag = "Packages",
+    summary = "Create or update a package or binding",
+    params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The stored package.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -1,101 +1,182 @@
-//! The route table of `/api/v1`, CORS, and JSON answers for unknown routes.
+//! The route table of `/api/v1` and its OpenAPI document, CORS, and JSON
+//! answers for unknown routes.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
+
 use crate::{
-    ApiError, Controller, actions, activations, admin, broker, invoke, namespaces, package_actions,
-    packages, rules, triggers, web,
+    ApiError, Controller, actions, activations, admin, api_docs, broker, invoke, namespaces,
+    package_actions, packages, rules, triggers, web,
 };
+
+/// A route that only the router's fallbacks answer, marked in the
+/// response's extensions so that tests can tell it from a handler's 404.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unrouted;
+
+/// The API's routes and its OpenAPI document, built together from the
+/// handlers' `#[utoipa::path]` attributes.
+pub(crate) struct RouteTable {
+    /// The routes, without fallbacks, CORS or state.
+    pub(crate) router: Router<Arc<Controller>>,
+    /// The OpenAPI document of exactly those routes.
+    pub(crate) document: utoipa::openapi::OpenApi,
+    /// Every path handed to axum, as axum nests it, to hold the document
+    /// against.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the route tests"))]
+    pub(crate) paths: Vec<String>,
+}
+
+/// Routes under one prefix, each registered with its description: the only
+/// way a route gets into [`route_table`].
+struct Described {
+    prefix: &'static str,
+    router: OpenApiRouter<Arc<Controller>>,
+    paths: Vec<String>,
+}
+
+impl Described {
+    fn under(prefix: &'static str) -> Self {
+        Self {
+            prefix,
+            router: OpenApiRouter::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    /// Adds the handlers of `routes` (from `routes!`) at the paths their
+    /// attributes name.
+    fn add(mut self, routes: UtoipaMethodRouter<Arc<Controller>>) -> Self {
+        for path in routes.1.paths.keys() {
+            // As axum nests a router's paths: `/` is the prefix itself.
+            let nested = match (self.prefix, path.as_str()) {
+                ("", path) => path.to_owned(),
+                (prefix, "/") => prefix.to_owned(),
+                (prefix, path) => format!("{prefix}{path}"),
+            };
+            self.paths.push(nested);
+        }
+        self.router = self.router.routes(routes);
+        self
+    }
+}
+
+/// Every route of the API with its description.
+pub(crate) fn route_table() -> RouteTable {
+    let api = Described::under("/api/v1")
+        .add(routes!(api_info))
+        .add(routes!(api_docs::serve))
+        .add(routes!(namespaces::list))
+        .add(routes!(namespaces::limits))
+        .add(routes!(actions::list))
+        .add(routes!(
+            actions::get,
+            actions::put,
+            actions::delete,
+            invoke::invoke
+        ))
+        .add(routes!(package_actions::list))
+        .add(routes!(
+            package_actions::get,
+            package_actions::put,
+            package_actions::delete,
+            package_actions::invoke
+        ))
+        .add(routes!(packages::list))
+        .add(routes!(packages::get, packages::put, packages::delete))
+        .add(routes!(triggers::list))
+        .add(routes!(
+            triggers::get,
+            triggers::put,
+            triggers::delete,
+            triggers::fire
+        ))
+        .add(routes!(rules::list))
+        .add(routes!(
+            rules::get,
+            rules::put,
+            rules::delete,
+            rules::set_status
+        ))
+        .add(routes!(activations::list))
+        .add(routes!(activations::get))
+        .add(routes!(activations::result))
+        .add(routes!(activations::logs))
+        .add(routes!(admin::list))
+        .add(routes!(admin::put))
+        .add(routes!(web::serve))
+        .add(routes!(broker::identity))
+        .add(routes!(broker::request));
+    let top = Described::under("")
+        .add(routes!(root_info))
+        .add(routes!(ping));
+    let mut paths = api.paths;
+    paths.extend(top.paths);
+    let (router, mut document) = OpenApiRouter::new()
+        .nest(api.prefix, api.router)
+        .merge(top.router)
+        .split_for_parts();
+    api_docs::complete(&mut document);
+    RouteTable {
+        router,
+        document,
+        paths,
+    }
+}
 
 /// The OpenWhisk API router over `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
-    let api = Router::new()
-        .route("/namespaces", get(namespaces::list))
-        .route("/namespaces/{ns}/limits", get(namespaces::limits))
-        .route("/namespaces/{ns}/actions", get(actions::list))
-        .route(
-            "/namespaces/{ns}/actions/{name}",
-            get(actions::get)
-                .put(actions::put)
-                .delete(actions::delete)
-                .post(invoke::invoke),
-        )
-        .route(
-            "/namespaces/{ns}/actions/{pkg}/",
-            get(package_actions::list),
-        )
-        .route(
-            "/namespaces/{ns}/actions/{pkg}/{name}",
-            get(package_actions::get)
-                .put(package_actions::put)
-                .delete(package_actions::delete)
-                .post(package_actions::invoke),
-        )
-        .route("/namespaces/{ns}/packages", get(packages::list))
-        .route(
-            "/namespaces/{ns}/packages/{name}",
-            get(packages::get)
-                .put(packages::put)
-                .delete(packages::delete),
-        )
-        .route("/namespaces/{ns}/triggers", get(triggers::list))
-        .route(
-            "/namespaces/{ns}/triggers/{name}",
-            get(triggers::get)
-                .put(triggers::put)
-                .delete(triggers::delete)
-                .post(triggers::fire),
-        )
-        .route("/namespaces/{ns}/rules", get(rules::list))
-        .route(
-            "/namespaces/{ns}/rules/{name}",
-            get(rules::get)
-                .put(rules::put)
-                .delete(rules::delete)
-                .post(rules::set_status),
-        )
-        .route("/namespaces/{ns}/activations", get(activations::list))
-        .route("/namespaces/{ns}/activations/{id}", get(activations::get))
-        .route(
-            "/namespaces/{ns}/activations/{id}/result",
-            get(activations::result),
-        )
-        .route(
-            "/namespaces/{ns}/activations/{id}/logs",
-            get(activations::logs),
-        )
-        .route("/admin/namespaces", get(admin::list))
-        .route("/admin/namespaces/{name}", axum::routing::put(admin::put))
-        .route("/web/{ns}/{pkg}/{*rest}", any(web::serve))
-        .route("/broker/identity", get(broker::identity))
-        .route("/broker/request", axum::routing::post(broker::request))
-        .route("/", get(api_info));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/", get(root_info))
-        .route("/ping", get(|| async { "pong" }))
-        .fallback(|| async { ApiError::not_found() })
+    route_table()
+        .router
+        .fallback(|| async { (Extension(Unrouted), ApiError::not_found()) })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "The method is not allowed on this resource.",
+            (
+                Extension(Unrouted),
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "The method is not allowed on this resource.",
+                ),
             )
         })
         .layer(middleware::from_fn(cors))
         .with_state(controller)
 }
 
+/// `GET /ping`: the server is up.
+#[utoipa::path(
+    get,
+    path = "/ping",
+    operation_id = "ping",
+    tag = "Info",
+    summary = "Check that the server is up",
+    security(()),
+    responses((status = 200, description = "`pong`.", body = String))
+)]
+async fn ping() -> &'static str {
+    "pong"
+}
+
 /// `GET /`: what this server is, its API paths, default limits and
 /// runtimes, in OpenWhisk's shape (durations in ms, memory and logs in
 /// bytes, as OpenWhisk's root answers them).
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "root_info",
+    tag = "Info",
+    summary = "What this server is",
+    security(()),
+    responses((status = 200, description = "Its API paths, default limits and runtimes.", body = serde_json::Value))
+)]
 async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
     use clemmys_whisk::limits::{
         MAX_LOGS_MB, MAX_MEMORY_MB, MAX_TIMEOUT_MS, MB, MIN_LOGS_MB, MIN_MEMORY_MB, MIN_TIMEOUT_MS,
@@ -120,8 +201,17 @@ async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoRespon
     }))
 }
 
-/// `GET /api/v1`: the API's version, in OpenWhisk's shape (no
-/// `swagger_paths`: there is no OpenAPI document yet).
+/// `GET /api/v1`: the API's version, in OpenWhisk's shape, with the path
+/// of the OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "api_info",
+    tag = "Info",
+    summary = "The API's version",
+    security(()),
+    responses((status = 200, description = "The API's version and runtimes.", body = serde_json::Value))
+)]
 async fn api_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
     axum::Json(json!({
         "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
@@ -130,6 +220,7 @@ async fn api_info(State(controller): State<Arc<Controller>>) -> impl IntoRespons
         "build": env!("CARGO_PKG_VERSION"),
         "buildno": env!("CARGO_PKG_VERSION"),
         "runtimes": runtimes(&controller),
+        "swagger_paths": { "api-docs": "/api-docs" },
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -178,4 +269,98 @@ async fn cors(request: Request, next: Next) -> Response {
         HeaderValue::from_static(CORS_ALLOW_HEADERS),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use clemmys_store::RedbStore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// `path` with every parameter filled in.
+    fn sample_uri(path: &str) -> String {
+        path.split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "x"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    #[test]
+    fn every_path_the_router_serves_is_in_the_document() {
+        let table = route_table();
+        let routed: BTreeSet<String> = table
+            .paths
+            .iter()
+            .map(|path| api_docs::openapi_path(path))
+            .collect();
+        let documented: BTreeSet<String> = table.document.paths.paths.keys().cloned().collect();
+        assert_eq!(
+            routed.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "routed but not documented"
+        );
+        assert_eq!(
+            documented.difference(&routed).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "documented but not routed"
+        );
+        assert!(routed.contains("/api/v1/namespaces/{ns}/actions/{name}"));
+    }
+
+    /// Each documented path answers exactly its documented methods from a
+    /// handler, and every other method from the router's fallback.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_documented_methods() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(&dir.path().join("store.redb")).expect("open");
+        let app = router(Arc::new(crate::acknowledge_tests::controller(Arc::new(
+            store,
+        ))));
+        let table = route_table();
+        let mut probed = 0;
+        for (path, item) in &table.document.paths.paths {
+            let documented = [
+                (Method::GET, item.get.is_some()),
+                // axum answers HEAD with the GET handler.
+                (Method::HEAD, item.head.is_some() || item.get.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+            ];
+            // The web route is documented by its parameter name; any
+            // action path reaches it.
+            let uri = sample_uri(path);
+            for (method, expected) in documented {
+                let request = Request::builder()
+                    .method(method.clone())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .expect("request");
+                let response = app.clone().oneshot(request).await.expect("infallible");
+                let routed = response.extensions().get::<Unrouted>().is_none();
+                assert_eq!(routed, expected, "{method} {uri} ({path})");
+                probed += 1;
+            }
+        }
+        assert!(probed > 100, "{probed}");
+        // A path nobody documented is the fallback's.
+        let request = Request::builder()
+            .uri("/api/v1/namespaces/x/nothing")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert!(response.extensions().get::<Unrouted>().is_some());
+    }
 }

@@ -147,6 +147,15 @@ fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, ApiErro
 }
 
 /// `GET …/rules`: every rule with its status.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/rules",
+    operation_id = "rules_list",
+    tag = "Rules",
+    summary = "List rules",
+    params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
+    responses((status = 200, description = "The namespace's rules with their status.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -184,6 +193,15 @@ pub async fn list(
 }
 
 /// `GET …/rules/{name}`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_get",
+    tag = "Rules",
+    summary = "Get a rule",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The rule.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -201,6 +219,15 @@ pub async fn get(
 
 /// `DELETE …/rules/{name}`: active or not (OpenWhisk no longer asks for a
 /// disable first); unlinks it from its trigger and answers it inactive.
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_delete",
+    tag = "Rules",
+    summary = "Delete a rule",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The deleted rule.", body = serde_json::Value))
+)]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -227,6 +254,16 @@ pub async fn delete(
 
 /// `POST …/rules/{name}` with `{"status": "active" | "inactive"}`: 200
 /// with the rule, also when it already had that status.
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_set_status",
+    tag = "Rules",
+    summary = "Enable or disable a rule",
+    params(crate::api_docs::EntityPath),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The rule with its new status.", body = serde_json::Value))
+)]
 pub async fn set_status(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -263,6 +300,16 @@ pub async fn set_status(
 /// `PUT …/rules/{name}[?overwrite=true]`: the trigger and action must
 /// exist (else 400, as OpenWhisk answers); a new rule is active, an
 /// updated one keeps its status.
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/rules/{name}",
+    operation_id = "rules_put",
+    tag = "Rules",
+    summary = "Create or update a rule",
+    params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The stored rule.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -50,6 +50,15 @@ pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 }
 
 /// `GET …/triggers`.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/triggers",
+    operation_id = "triggers_list",
+    tag = "Triggers",
+    summary = "List triggers",
+    params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
+    responses((status = 200, description = "The namespace's triggers.", body = serde_json::Value))
+)]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -75,6 +84,15 @@ pub async fn list(
 }
 
 /// `GET …/triggers/{name}`: with its rules' links.
+#[utoipa::path(
+    get,
+    path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_get",
+    tag = "Triggers",
+    summary = "Get a trigger",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The trigger with its rules.", body = serde_json::Value))
+)]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -92,6 +110,15 @@ pub async fn get(
 /// `DELETE …/triggers/{name}`: answers the deleted trigger and stops its
 /// alarm. Its rules stay (inactive, as OpenWhisk shows them) and fire
 /// nothing.
+#[utoipa::path(
+    delete,
+    path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_delete",
+    tag = "Triggers",
+    summary = "Delete a trigger",
+    params(crate::api_docs::EntityPath),
+    responses((status = 200, description = "The deleted trigger.", body = serde_json::Value))
+)]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -111,6 +138,16 @@ pub async fn delete(
 
 /// `PUT …/triggers/{name}[?overwrite=true]`: an update keeps the rules'
 /// links; an alarms feed is checked, then (re)scheduled.
+#[utoipa::path(
+    put,
+    path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_put",
+    tag = "Triggers",
+    summary = "Create or update a trigger",
+    params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
+    request_body = serde_json::Value,
+    responses((status = 200, description = "The stored trigger.", body = serde_json::Value))
+)]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
@@ -184,6 +221,16 @@ fn check_feed(annotations: &KeyValues) -> Result<(), ApiError> {
 }
 
 /// `POST …/triggers/{name}`: fires the trigger with the body as the event.
+#[utoipa::path(
+    post,
+    path = "/namespaces/{ns}/triggers/{name}",
+    operation_id = "triggers_fire",
+    tag = "Triggers",
+    summary = "Fire a trigger",
+    params(crate::api_docs::EntityPath),
+    request_body = serde_json::Value,
+    responses((status = 202, description = "Some active rule matched: the trigger's activation id.", body = serde_json::Value), (status = 204, description = "No active rule matched."))
+)]
 pub async fn fire(
     State(controller): State<Arc<Controller>>,
     caller: Caller,

@@ -61,6 +61,16 @@ struct Target {
 }
 
 /// Any method on `/api/v1/web/{ns}/{pkg}/{*rest}`.
+#[utoipa::path(
+    method(get, post, put, delete, patch, head, options),
+    path = "/web/{ns}/{pkg}/{*rest}",
+    operation_id = "web_serve",
+    tag = "Web actions",
+    summary = "Run a web action",
+    security(()),
+    params(("ns" = String, Path, description = "The namespace owning the action."), ("pkg" = String, Path, description = "The package, or `default` for none."), ("rest" = String, Path, description = "The action's name, its extension (`.json`, `.html`, `.http`, `.svg`, `.text`) and any further path (`__ow_path`).")),
+    responses((status = 200, description = "What the action answered, as its extension asks."))
+)]
 pub async fn serve(
     State(controller): State<Arc<Controller>>,
     method: Method,

@@ -53,17 +53,18 @@ pub struct GlobalArgs {
     #[arg(short = 'i', long, global = true)]
     pub insecure: bool,
     /// Client certificate chain (PEM) for servers that ask for one
-    /// (overrides CERT; `property set` saves it).
+    /// (overrides CERT; `property set` saves it; alone, in `property
+    /// unset`, removes it).
     #[arg(long, global = true, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
+    pub cert: Option<Option<PathBuf>>,
     /// The client certificate's private key (PEM) (overrides KEY).
     #[arg(long, global = true, value_name = "FILE")]
-    pub key: Option<PathBuf>,
+    pub key: Option<Option<PathBuf>>,
     /// Certificate authorities (PEM) to trust for an https:// API host
     /// besides the system's (overrides CACERT; `clemmys serve --tls` makes
     /// one).
     #[arg(long, global = true, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
+    pub cacert: Option<Option<PathBuf>>,
 }
 
 /// Where a setting came from.
@@ -107,6 +108,36 @@ pub struct TlsFlags {
     pub key: Option<PathBuf>,
     /// `--cacert`.
     pub cacert: Option<PathBuf>,
+    /// The flags given without a file (`property unset` takes them so).
+    pub alone: Vec<&'static str>,
+}
+
+impl TlsFlags {
+    fn new(global: &GlobalArgs) -> Self {
+        let alone = [
+            ("--cert", &global.cert),
+            ("--key", &global.key),
+            ("--cacert", &global.cacert),
+        ]
+        .into_iter()
+        .filter(|(_, value)| matches!(value, Some(None)))
+        .map(|(flag, _)| flag)
+        .collect();
+        Self {
+            cert: global.cert.clone().flatten(),
+            key: global.key.clone().flatten(),
+            cacert: global.cacert.clone().flatten(),
+            alone,
+        }
+    }
+
+    /// An error for a flag given without its file.
+    pub fn check_values(&self) -> anyhow::Result<()> {
+        match self.alone.first() {
+            Some(flag) => bail!("{flag} needs a value: {flag} FILE"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What every subcommand gets: resolved settings, the output mode, and the
@@ -178,11 +209,7 @@ impl Context {
             tls: props
                 .tls_options()
                 .with_context(|| format!("reading the TLS settings of {}", props_path.display()))?,
-            tls_flags: TlsFlags {
-                cert: global.cert.clone(),
-                key: global.key.clone(),
-                cacert: global.cacert.clone(),
-            },
+            tls_flags: TlsFlags::new(global),
             resolved_namespace: std::sync::OnceLock::new(),
             props,
             props_path,
@@ -191,10 +218,10 @@ impl Context {
             context.fall_back_to_server_props()?;
         }
         context.tls.insecure = global.insecure;
-        if let Some(cacert) = &global.cacert {
+        if let Some(cacert) = &context.tls_flags.cacert {
             context.tls.ca_file = Some(cacert.clone());
         }
-        match (&global.cert, &global.key) {
+        match (&context.tls_flags.cert, &context.tls_flags.key) {
             (Some(cert), Some(key)) => context.tls.identity = Some((cert.clone(), key.clone())),
             (None, None) => {}
             _ => bail!("--cert and --key go together: a client certificate and its key"),
@@ -291,6 +318,7 @@ impl Context {
         if self.auth_flag_alone {
             bail!("--auth needs a value: --auth UUID:KEY");
         }
+        self.tls_flags.check_values()?;
         let Some(api_host) = &self.api_host else {
             bail!(
                 "no API host is configured: pass --apihost http://HOST:PORT, or run `clemmys property set --apihost http://HOST:PORT`, or start a local server with `clemmys serve`"

@@ -1,9 +1,10 @@
-//! `clemmys property …`: show and set the `wskprops` settings (`APIHOST`,
-//! `AUTH`, `NAMESPACE`), as `wsk property` does.
+//! `clemmys property …`: show, set and unset the `wskprops` settings
+//! (`APIHOST`, `AUTH`, `NAMESPACE`, `CERT`, `KEY`, `CACERT`), as `wsk
+//! property` does.
 
 use anyhow::{Context as _, bail};
 use clemmys_client::transport::parse_api_host;
-use clemmys_client::wskprops;
+use clemmys_client::wskprops::{self, WskProps};
 use clemmys_whisk::{AuthKey, EntityName};
 use serde_json::{Map, Value};
 
@@ -19,6 +20,9 @@ pub enum PropertyCommand {
     /// Save properties in the wskprops file: --apihost HOST, --auth KEY,
     /// --namespace NAME.
     Set(SetArgs),
+    /// Remove properties from the wskprops file: --apihost, --auth,
+    /// --namespace, --cert, --key, --cacert, each without a value.
+    Unset(UnsetArgs),
 }
 
 /// Arguments of `property get` (`--apihost` and `--auth` are the global flags).
@@ -41,11 +45,21 @@ pub struct SetArgs {
     pub namespace: Option<String>,
 }
 
+/// Arguments of `property unset` (`--apihost`, `--auth`, `--cert`, `--key`
+/// and `--cacert`, given without values, are the global flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnsetArgs {
+    /// Remove the default namespace.
+    #[arg(long)]
+    pub namespace: bool,
+}
+
 /// Runs a property command.
 pub async fn run(command: PropertyCommand, ctx: &Context) -> anyhow::Result<()> {
     match command {
         PropertyCommand::Get(args) => get(&args, ctx),
         PropertyCommand::Set(args) => set(&args, ctx),
+        PropertyCommand::Unset(args) => unset(&args, ctx),
     }
 }
 
@@ -108,6 +122,7 @@ fn get(args: &GetArgs, ctx: &Context) -> anyhow::Result<()> {
 }
 
 fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
+    ctx.tls_flags.check_values()?;
     if ctx.apihost_flag_alone {
         bail!("--apihost needs a value: --apihost http://HOST:PORT");
     }
@@ -167,6 +182,12 @@ fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
             "nothing to set: give --apihost HOST, --auth KEY, --namespace NAME, --cert FILE, --key FILE and/or --cacert FILE"
         );
     }
+    save(&props, done, ctx)
+}
+
+/// Saves `props` and says what changed (or, with `--json`, prints the
+/// properties now saved).
+fn save(props: &WskProps, done: Vec<String>, ctx: &Context) -> anyhow::Result<()> {
     props
         .save_to(&ctx.props_path)
         .with_context(|| format!("saving {}", ctx.props_path.display()))?;
@@ -182,4 +203,51 @@ fn set(args: &SetArgs, ctx: &Context) -> anyhow::Result<()> {
         ctx.output.ok(message);
     }
     Ok(())
+}
+
+fn unset(args: &UnsetArgs, ctx: &Context) -> anyhow::Result<()> {
+    // Each flag is given alone: a value means the user meant `set`.
+    for (flag, given_with_value) in [
+        ("--apihost", given_on_command_line(false, &ctx.api_host)),
+        ("--auth", given_on_command_line(false, &ctx.auth)),
+        ("--cert", ctx.tls_flags.cert.is_some()),
+        ("--key", ctx.tls_flags.key.is_some()),
+        ("--cacert", ctx.tls_flags.cacert.is_some()),
+    ] {
+        if given_with_value {
+            bail!(
+                "{flag} takes no value in `property unset`: to change it, use `property set {flag} VALUE`"
+            );
+        }
+    }
+    let tls_alone = |flag: &str| ctx.tls_flags.alone.contains(&flag);
+    // CERT without KEY (or KEY without CERT) would make every later command
+    // refuse the file, `property unset` included.
+    let keeps = |key: &str, flag: &str| ctx.props.get(key).is_some() && !tls_alone(flag);
+    if (tls_alone("--cert") && keeps(wskprops::KEY, "--key"))
+        || (tls_alone("--key") && keeps(wskprops::CERT, "--cert"))
+    {
+        bail!("--cert and --key go together: unset both, `property unset --cert --key`");
+    }
+    let mut props = ctx.props.clone();
+    let mut done = Vec::new();
+    for (wanted, key, what) in [
+        (ctx.apihost_flag_alone, wskprops::APIHOST, "whisk API host"),
+        (ctx.auth_flag_alone, wskprops::AUTH, "whisk auth"),
+        (args.namespace, wskprops::NAMESPACE, "whisk namespace"),
+        (tls_alone("--cert"), wskprops::CERT, "client cert"),
+        (tls_alone("--key"), wskprops::KEY, "client key"),
+        (tls_alone("--cacert"), wskprops::CACERT, "CA certificates"),
+    ] {
+        if wanted {
+            props.remove(key);
+            done.push(format!("{what} unset."));
+        }
+    }
+    if done.is_empty() {
+        bail!(
+            "nothing to unset: give --apihost, --auth, --namespace, --cert, --key and/or --cacert (without values)"
+        );
+    }
+    save(&props, done, ctx)
 }

@@ -545,6 +545,11 @@ impl User {
         self.root.path().join("home")
     }
 
+    /// The user's properties file (`WSK_CONFIG_FILE`).
+    pub fn wskprops(&self) -> &Path {
+        &self.wskprops
+    }
+
     /// The user's `CLEMMYS_HOME`.
     pub fn clemmys_home(&self) -> PathBuf {
         self.root.path().join("clemmys-home")

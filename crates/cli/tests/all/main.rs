@@ -9,6 +9,7 @@ mod actions;
 mod activations;
 mod admin;
 mod broker;
+mod browser;
 mod common;
 mod confidential;
 mod durability;

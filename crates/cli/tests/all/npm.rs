@@ -1,14 +1,18 @@
 //! Apache OpenWhisk's own npm client (`openwhisk` 3.21.9, from
 //! `clients/npm`, installed by `scripts/test.sh` with `npm ci`) driving a
 //! `clemmys serve --tls` node, trusting only the node's own authority
-//! through `NODE_EXTRA_CA_CERTS`, as an OpenWhisk user moving over would.
+//! through `NODE_EXTRA_CA_CERTS`, as an OpenWhisk user moving over would:
+//! actions and activations (`basics.js`), packages and bindings
+//! (`packages.js`), triggers and rules (`rules.js`), web actions fetched
+//! without credentials (`web.js`) and the alarms feed (`alarms.js`), all
+//! against one node.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, arg, example};
+use crate::common::{Server, arg, example, js_engine};
 
 /// `clients/npm` of this repository, with its packages installed.
 pub(crate) fn npm_client_dir() -> PathBuf {
@@ -23,6 +27,13 @@ pub(crate) fn npm_client_dir() -> PathBuf {
 
 /// `node ARGS` in `clients/npm` with the OpenWhisk client's variables.
 fn node(server: &Server, ca: Option<&Path>, args: &[&str]) -> std::process::Output {
+    node_command(server, ca, args)
+        .output()
+        .unwrap_or_else(|error| panic!("running node (scripts/setup.sh installs it): {error}"))
+}
+
+/// The command of [`node`].
+fn node_command(server: &Server, ca: Option<&Path>, args: &[&str]) -> Command {
     let mut command = Command::new("node");
     command
         .current_dir(npm_client_dir())
@@ -35,13 +46,24 @@ fn node(server: &Server, ca: Option<&Path>, args: &[&str]) -> std::process::Outp
         command.env("NODE_EXTRA_CA_CERTS", ca);
     }
     command
-        .output()
-        .unwrap_or_else(|error| panic!("running node (scripts/setup.sh installs it): {error}"))
+}
+
+/// What a script saw (its one JSON line), once it succeeded.
+fn seen_by(script: &str, out: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the npm client's checks in {script} failed:\n{stderr}\n{stdout}"
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("{script}: not one JSON line ({error}):\n{stdout}"))
 }
 
 #[test]
 fn the_npm_openwhisk_client_drives_a_tls_node() {
-    let server = Server::start_with(&["--tls"]);
+    let engine = js_engine();
+    let server = Server::start_with(&["--tls", "--js-engine", arg(&engine)]);
     assert!(
         server.api_host.starts_with("https://"),
         "{}",
@@ -51,14 +73,7 @@ fn the_npm_openwhisk_client_drives_a_tls_node() {
 
     let hello = example("hello");
     let out = node(&server, Some(&ca), &["basics.js", arg(&hello)]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the npm client's checks failed:\n{stderr}\n{stdout}"
-    );
-    let seen: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("not one JSON line ({error}):\n{stdout}"));
+    let seen = seen_by("basics.js", &out);
     assert_eq!(seen["wasmResult"], json!({"payload": "Hello, npm!"}));
     assert_eq!(seen["jsResult"], json!({"greeting": "hi js"}));
     assert_eq!(
@@ -75,6 +90,45 @@ fn the_npm_openwhisk_client_drives_a_tls_node() {
     user.clemmys(&["activation", "result", id])
         .success()
         .stdout_has("Hello, later!");
+
+    // The alarm fires a minute apart: it runs while the others do (after
+    // basics.js, which counts the namespace's actions).
+    let alarms = node_command(&server, Some(&ca), &["alarms.js"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("running node: {error}"));
+
+    let seen = seen_by(
+        "packages.js",
+        &node(&server, Some(&ca), &["packages.js", arg(&hello)]),
+    );
+    assert_eq!(seen["viaBinding"], json!({"payload": "Hello, binding!"}));
+    assert_eq!(seen["invokeWins"], json!({"payload": "Hello, invoke!"}));
+
+    let seen = seen_by("rules.js", &node(&server, Some(&ca), &["rules.js"]));
+    assert_eq!(
+        seen["ruleResult"],
+        json!({"colour": "blue", "source": "trigger"})
+    );
+    // The rule's activation is the node's record too.
+    let rule_activation = seen["ruleActivation"].as_str().expect("rule activation");
+    user.clemmys(&["activation", "result", rule_activation])
+        .success()
+        .stdout_has("blue");
+
+    let seen = seen_by("web.js", &node(&server, Some(&ca), &["web.js"]));
+    assert_eq!(
+        seen["json"],
+        json!({"greeting": "hello web", "method": "get"})
+    );
+    assert_eq!(seen["http"]["status"], 201);
+
+    let alarms = alarms
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("waiting for alarms.js: {error}"));
+    let seen = seen_by("alarms.js", &alarms);
+    assert!(seen["fires"].as_u64() >= Some(2), "{seen}");
 
     // Without the node's authority, the client refuses the node.
     let untrusted = node(

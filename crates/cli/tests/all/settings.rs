@@ -1,5 +1,5 @@
-//! `clemmys namespace list` and `clemmys property get`: what the user's
-//! settings resolve to.
+//! `clemmys namespace list` and `clemmys property get`, `set` and `unset`:
+//! what the user's settings resolve to.
 
 use crate::common::{Server, arg};
 
@@ -89,4 +89,85 @@ fn another_namespaces_key_is_shown_in_its_own_namespace() {
         .clemmys(&["action", "invoke", "/team/hello", "-b", "-u", &key])
         .success();
     invoked.stdout_has("ok: invoked /team/hello with id ");
+}
+
+/// The keys of a properties file, in order.
+fn keys_in(wskprops: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(wskprops)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", wskprops.display()))
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(key, _)| key.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn property_unset_removes_what_property_set_saved() {
+    let server = Server::start();
+    let user = server.user_via(&server.api_host);
+    // `property set` and `unset` record paths only; nothing reads these.
+    let files: Vec<_> = ["cert.pem", "key.pem", "ca.pem"]
+        .into_iter()
+        .map(|name| {
+            let path = user.home().join(name);
+            std::fs::write(&path, "unread").unwrap_or_else(|error| panic!("{error}"));
+            path
+        })
+        .collect();
+    user.clemmys(&[
+        "property",
+        "set",
+        "--cert",
+        arg(&files[0]),
+        "--key",
+        arg(&files[1]),
+        "--cacert",
+        arg(&files[2]),
+    ])
+    .success();
+    assert_eq!(
+        keys_in(user.wskprops()),
+        ["APIHOST", "AUTH", "NAMESPACE", "CERT", "KEY", "CACERT"]
+    );
+
+    // Flags take no values here, and the client's certificate goes with
+    // its key.
+    user.clemmys(&["property", "unset", "--cacert", arg(&files[2])])
+        .failure()
+        .stderr_has("takes no value");
+    user.clemmys(&["property", "unset", "--cert"])
+        .failure()
+        .stderr_has("--cert and --key go together");
+    user.clemmys(&["property", "unset"])
+        .failure()
+        .stderr_has("nothing to unset");
+    assert_eq!(keys_in(user.wskprops()).len(), 6, "refusals change nothing");
+
+    let out = user
+        .clemmys(&["property", "unset", "--cert", "--key", "--cacert"])
+        .success();
+    out.stdout_has("client cert unset.")
+        .stdout_has("client key unset.")
+        .stdout_has("CA certificates unset.");
+    assert_eq!(keys_in(user.wskprops()), ["APIHOST", "AUTH", "NAMESPACE"]);
+    // The key still works: the host and key are untouched.
+    user.clemmys(&["namespace", "list"])
+        .success()
+        .stdout_has("guest");
+
+    user.clemmys(&["property", "unset", "--namespace"])
+        .success()
+        .stdout_has("whisk namespace unset.");
+    let json = user
+        .clemmys(&["property", "unset", "--auth", "--json"])
+        .success()
+        .json();
+    assert_eq!(json, serde_json::json!({ "APIHOST": server.api_host }));
+    user.clemmys(&["namespace", "list"])
+        .failure()
+        .stderr_has("no API key is configured");
+
+    user.clemmys(&["property", "unset", "--apihost"])
+        .success()
+        .stdout_has("whisk API host unset.");
+    assert_eq!(keys_in(user.wskprops()), Vec::<String>::new());
 }

@@ -190,3 +190,130 @@ async fn an_alarm_is_scheduled_again_after_a_restart() {
     }
     panic!("the alarm did not fire after the restart");
 }
+
+/// The alarm feed action, invoked blocking as OpenWhisk's clients invoke a
+/// feed (`wsk trigger create --feed`, the npm client's `feeds.create`).
+const ALARM_FEED_ACTION: &str =
+    "/api/v1/namespaces/whisk.system/actions/alarms/alarm?blocking=true";
+
+/// Invokes the alarm feed action with `lifecycleEvent` `event` for
+/// trigger `trigger`, the guest's own key, and `settings`.
+async fn feed(server: &TestServer, event: &str, trigger: &str, settings: Value) -> Answer {
+    let mut params = json!({
+        "lifecycleEvent": event,
+        "triggerName": trigger,
+        "authKey": server.node().guest_auth.to_string(),
+    });
+    if let (Some(params), Some(settings)) = (params.as_object_mut(), settings.as_object()) {
+        params.extend(settings.clone());
+    }
+    server
+        .call(Method::POST, ALARM_FEED_ACTION, Some(params))
+        .await
+}
+
+#[tokio::test]
+async fn the_feed_action_creates_reads_and_deletes_a_triggers_alarm() {
+    let server = TestServer::start().await;
+    let plain = server
+        .call(Method::PUT, &format!("{TRIGGERS}/tick"), Some(json!({})))
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{:?}", plain.json);
+    rule_to_echo(&server, "tick").await;
+
+    let created = feed(
+        &server,
+        "CREATE",
+        "/_/tick",
+        json!({"cron": "* * * * * *", "trigger_payload": {"tick": true}}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.json);
+    assert_eq!(
+        created.json["response"]["success"], true,
+        "{:?}",
+        created.json
+    );
+    assert_eq!(created.json["name"], "alarm");
+    // The feed's invoke is recorded as any invoke is.
+    let id = created.json["activationId"]
+        .as_str()
+        .expect("activation id");
+    assert_eq!(server.activation(id).await.status, StatusCode::OK);
+
+    let ran = wait_for_echoes(&server, 2).await;
+    assert_eq!(ran[0]["response"]["result"], json!({"tick": true}));
+    let read = feed(&server, "READ", "/_/tick", json!({})).await;
+    assert_eq!(read.status, StatusCode::OK, "{:?}", read.json);
+    let result = &read.json["response"]["result"];
+    assert_eq!(result["config"]["cron"], "* * * * * *", "{result}");
+    assert_eq!(result["status"]["active"], true, "{result}");
+    let trigger = server
+        .call(Method::GET, &format!("{TRIGGERS}/tick"), None)
+        .await;
+    assert_eq!(
+        crate::common::annotation(&trigger.json, "feed"),
+        Some(&json!("/whisk.system/alarms/alarm"))
+    );
+
+    let deleted = feed(&server, "DELETE", "/_/tick", json!({})).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.json);
+    let trigger = server
+        .call(Method::GET, &format!("{TRIGGERS}/tick"), None)
+        .await;
+    assert_eq!(crate::common::annotation(&trigger.json, "feed"), None);
+    assert_eq!(trigger.json["parameters"], json!([]), "{:?}", trigger.json);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = echoes(&server).await.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(echoes(&server).await.len(), settled, "the alarm stopped");
+    let gone = feed(&server, "READ", "/_/tick", json!({})).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{:?}", gone.json);
+}
+
+#[tokio::test]
+async fn the_feed_action_acts_only_on_the_callers_triggers_with_its_key() {
+    let server = TestServer::start().await;
+    let other_key = server.add_namespace("other").await;
+    let plain = server
+        .call(Method::PUT, &format!("{TRIGGERS}/tick"), Some(json!({})))
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{:?}", plain.json);
+    let cron = json!({"cron": "* * * * * *"});
+
+    // Another namespace's key is never used, nor another's trigger reached.
+    let mut with_other_key = json!({
+        "lifecycleEvent": "CREATE",
+        "triggerName": "/_/tick",
+        "authKey": other_key.to_string(),
+        "cron": "* * * * * *",
+    });
+    let refused = server
+        .call(Method::POST, ALARM_FEED_ACTION, Some(with_other_key.take()))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.json);
+    let refused = feed(&server, "CREATE", "/other/tick", cron.clone()).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.json);
+    // Bad requests are 400s that change nothing.
+    let refused = feed(&server, "SUBSCRIBE", "/_/tick", cron.clone()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json
+    );
+    let refused = feed(&server, "CREATE", "/_/tick", json!({"cron": "not cron"})).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json
+    );
+    let missing = feed(&server, "CREATE", "/_/nothing", cron).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.json);
+    let trigger = server
+        .call(Method::GET, &format!("{TRIGGERS}/tick"), None)
+        .await;
+    assert_eq!(crate::common::annotation(&trigger.json, "feed"), None);
+    assert_eq!(trigger.json["version"], "0.0.1", "{:?}", trigger.json);
+}

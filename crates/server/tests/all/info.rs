@@ -1,5 +1,7 @@
-//! The API's own description: `GET /`, `GET /api/v1`, and a namespace's
-//! limits, in OpenWhisk's shapes.
+//! The API's own description: `GET /`, `GET /api/v1`, a namespace's
+//! limits, in OpenWhisk's shapes, and the OpenAPI document.
+
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -32,7 +34,7 @@ async fn the_root_and_the_api_describe_themselves_without_credentials() {
     assert_eq!(api.json["api_version"], "1.0.0");
     assert_eq!(api.json["api_version_path"], "v1");
     assert!(api.json["build"].is_string());
-    assert!(api.json.get("swagger_paths").is_none(), "no OpenAPI yet");
+    assert_eq!(api.json["swagger_paths"], json!({"api-docs": "/api-docs"}));
 }
 
 #[tokio::test]
@@ -67,5 +69,99 @@ async fn a_node_with_the_javascript_engine_lists_the_nodejs_kinds() {
             "{path}"
         );
         assert_eq!(info.json["runtimes"]["wasm"][0]["kind"], "wasm");
+    }
+}
+
+/// The path parameters a path template names (`{ns}` → `ns`).
+fn template_parameters(path: &str) -> BTreeSet<String> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_docs_are_an_openapi_3_document_with_basic_auth() {
+    let server = TestServer::start().await;
+    // Read without credentials, as OpenWhisk serves its own.
+    let docs = server
+        .raw(Method::GET, "/api/v1/api-docs", Bytes::new(), None)
+        .await;
+    assert_eq!(docs.status, StatusCode::OK, "{:?}", docs.json);
+    // An independent OpenAPI parser reads it.
+    let spec = oas3::from_json(docs.json.to_string())
+        .unwrap_or_else(|error| panic!("not an OpenAPI 3 document: {error}"));
+    assert!(spec.openapi.starts_with("3."), "{}", spec.openapi);
+
+    // HTTP Basic is declared and required by default.
+    let schemes = &spec
+        .components
+        .as_ref()
+        .expect("components")
+        .security_schemes;
+    match schemes.get("basic") {
+        Some(oas3::spec::ObjectOrReference::Object(oas3::spec::SecurityScheme::Http {
+            scheme,
+            ..
+        })) => assert_eq!(scheme.to_ascii_lowercase(), "basic"),
+        other => panic!("no HTTP Basic scheme named basic: {other:?}"),
+    }
+    let required: Vec<_> = spec.security.iter().flat_map(|r| r.0.keys()).collect();
+    assert_eq!(required, ["basic"]);
+
+    let paths = spec.paths.as_ref().expect("paths");
+    // What a user looks for is there, with its methods.
+    let action = &paths["/api/v1/namespaces/{ns}/actions/{name}"];
+    for (method, operation) in [
+        ("get", &action.get),
+        ("put", &action.put),
+        ("delete", &action.delete),
+        ("post", &action.post),
+    ] {
+        let operation = operation.as_ref().unwrap_or_else(|| panic!("{method}"));
+        // Authenticated: no requirement of its own overrides the default.
+        assert!(operation.security.is_empty(), "{method}");
+    }
+    // Web actions and the description itself are open: one empty
+    // requirement.
+    for open in [
+        "/api/v1/web/{ns}/{pkg}/{rest}",
+        "/api/v1/api-docs",
+        "/api/v1",
+    ] {
+        let get = paths[open].get.as_ref().unwrap_or_else(|| panic!("{open}"));
+        assert_eq!(get.security.len(), 1, "{open}");
+        assert!(get.security[0].0.is_empty(), "{open}");
+    }
+    // Every path parameter of every operation is declared, and every
+    // operation id is unique, as OpenAPI requires.
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in paths {
+        let operations = [
+            &item.get,
+            &item.put,
+            &item.post,
+            &item.delete,
+            &item.patch,
+            &item.head,
+            &item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let declared: BTreeSet<String> = operation
+                .parameters
+                .iter()
+                .filter_map(|parameter| match parameter {
+                    oas3::spec::ObjectOrReference::Object(parameter)
+                        if parameter.location == oas3::spec::ParameterIn::Path =>
+                    {
+                        Some(parameter.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(declared, template_parameters(path), "{path}");
+            let id = operation.operation_id.clone().expect("operation id");
+            assert!(operation_ids.insert(id.clone()), "{id} twice");
+        }
     }
 }
