@@ -154,7 +154,12 @@ impl Backend {
 
     async fn list(&self) -> anyhow::Result<Vec<Value>> {
         match self {
-            Self::Store(store) => Ok(store.list_namespaces()?.iter().map(record_json).collect()),
+            Self::Store(store) => Ok(store
+                .list_namespaces()
+                .await?
+                .iter()
+                .map(record_json)
+                .collect()),
             Self::Server(client) => Ok(client
                 .request(Method::GET, "/admin/namespaces", None)
                 .await?
@@ -179,7 +184,7 @@ impl Backend {
     ) -> anyhow::Result<Value> {
         match self {
             Self::Store(store) => {
-                let existing = store.get_namespace(name)?;
+                let existing = store.get_namespace(name).await?;
                 let auth = match &existing {
                     Some(record) if !rekey => record.auth.clone(),
                     _ => clemmys_server::bootstrap::random_auth_key()?,

@@ -152,6 +152,13 @@ pub enum CrashRecoveryArg {
 /// How the node's store persists activation records.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
+    /// Keep entities and activation records in this PostgreSQL database
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) instead of the
+    /// embedded store in the data directory. The schema is created or
+    /// migrated on start; the database sees what the store file would:
+    /// sealed code and sealed results of confidential actions.
+    #[arg(long = "store", value_name = "URL", env = "CLEMMYS_STORE", value_parser = parse_store_url)]
+    pub store_url: Option<String>,
     /// When a blocking invoke may be answered: `group` once its record is
     /// readable (a crash loses the records of the last commit interval,
     /// whose callers already hold their results); `sync` once the record
@@ -185,7 +192,26 @@ pub struct StoreArgs {
     pub crash_recovery: CrashRecoveryArg,
 }
 
+/// Accepts `postgres://` and `postgresql://` URLs only.
+fn parse_store_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        Err("only postgres:// URLs are supported (without --store the node keeps its store in the data directory)".into())
+    }
+}
+
 impl StoreArgs {
+    /// Where these arguments put the store.
+    pub fn location(&self) -> clemmys_server::StoreLocation {
+        match &self.store_url {
+            Some(url) => {
+                clemmys_server::StoreLocation::Postgres(clemmys_store::PostgresConfig::new(url))
+            }
+            None => clemmys_server::StoreLocation::DataDir,
+        }
+    }
+
     /// The store configuration these arguments describe.
     pub fn config(&self) -> clemmys_store::StoreConfig {
         const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -283,6 +309,7 @@ impl ServeArgs {
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config.http = self.http.limits();
         config.store = self.store.config();
+        config.store_location = self.store.location();
         config.js_engine = if self.no_js_engine {
             None
         } else {
