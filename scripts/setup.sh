@@ -3,7 +3,8 @@
 # toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
 # actions and, for the JavaScript engine (QuickJS, C, built for wasm32-wasip1
 # in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library,
-# and Node with npm for the tests that use OpenWhisk's npm client.
+# and Node with npm for the tests that use OpenWhisk's npm client, and
+# PostgreSQL for the tests of the PostgreSQL store.
 # Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
@@ -27,6 +28,9 @@ compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a' 
 # tests (clients/npm).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# PostgreSQL for the tests of the PostgreSQL store (scripts/postgres.sh
+# starts a throwaway cluster; the package's own cluster is not used).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2
