@@ -418,6 +418,27 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_the_data_dir_unless_a_postgres_url_is_given() {
+        let flags = StoreFlags::try_parse_from(["clemmys"]).expect("parses");
+        assert!(matches!(
+            flags.store.location(),
+            clemmys_server::StoreLocation::DataDir
+        ));
+        let url = "postgres://clemmys@db.example:5433/clemmys";
+        let flags = StoreFlags::try_parse_from(["clemmys", "--store", url]).expect("parses");
+        match flags.store.location() {
+            clemmys_server::StoreLocation::Postgres(postgres) => assert_eq!(postgres.url, url),
+            other => panic!("not on PostgreSQL: {other:?}"),
+        }
+        for refused in ["mysql://db/clemmys", "/var/lib/clemmys/store.redb", ""] {
+            assert!(
+                StoreFlags::try_parse_from(["clemmys", "--store", refused]).is_err(),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn listener_flags_default_to_the_servers_limits() {
         let flags = Flags::try_parse_from(["clemmys"]).expect("parses");
         assert_eq!(flags.http.limits(), clemmys_server::HttpLimits::default());
