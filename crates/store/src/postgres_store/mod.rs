@@ -26,8 +26,9 @@ use async_trait::async_trait;
 use clemmys_whisk::{
     Action, Activation, ActivationId, EntityName, NamespaceRecord, Package, Rule, Trigger,
 };
+use sqlx::Connection;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -123,17 +124,33 @@ impl PostgresStore {
             .map_err(|error| StoreError::InvalidLocation(error.to_string()))?
             .application_name("clemmys");
         let place = describe(&options);
+        let unreachable = |error: sqlx::Error| match map_error(error) {
+            StoreError::Unavailable(detail) => {
+                StoreError::Unavailable(format!("cannot reach PostgreSQL at {place}: {detail}"))
+            }
+            other => other,
+        };
+        // One connection first, so that a refusal at start names its cause
+        // (refused, unknown host, authentication) rather than a pool timeout.
+        let first = tokio::time::timeout(
+            postgres.acquire_timeout,
+            PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "cannot reach PostgreSQL at {place}: no answer within {:?}",
+                postgres.acquire_timeout
+            ))
+        })?
+        .map_err(unreachable)?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(postgres.max_connections)
             .acquire_timeout(postgres.acquire_timeout)
             .connect_with(options)
             .await
-            .map_err(|error| match map_error(error) {
-                StoreError::Unavailable(detail) => {
-                    StoreError::Unavailable(format!("cannot reach PostgreSQL at {place}: {detail}"))
-                }
-                other => other,
-            })?;
+            .map_err(unreachable)?;
         Migrator::new(EmbeddedMigrations)
             .await
             .map_err(|error| {
@@ -441,33 +458,42 @@ impl PostgresStore {
             .map_err(map_error)
     }
 
-    /// Number of stored records of `namespace` matching `filter`.
+    /// Number of stored records of `namespace` matching `filter`, and how
+    /// many of `ids` are stored, read in one statement (one snapshot), so
+    /// that a record committed meanwhile is counted in both or neither.
     async fn count_stored(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
-    ) -> Result<usize, StoreError> {
+        ids: Vec<Vec<u8>>,
+    ) -> Result<(usize, usize), StoreError> {
         let (since, upto) = time_bounds(filter);
         let query = match &filter.name {
-            Some(name) => sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM activations \
-                 WHERE namespace = $1 AND name = $2 AND start_ms BETWEEN $3 AND $4",
+            Some(name) => sqlx::query_as::<_, (i64, i64)>(
+                "SELECT (SELECT count(*) FROM activations \
+                 WHERE namespace = $1 AND name = $2 AND start_ms BETWEEN $3 AND $4), \
+                 (SELECT count(*) FROM activations WHERE id = ANY($5))",
             )
             .bind(namespace)
             .bind(name.as_str()),
-            None => sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM activations \
-                 WHERE namespace = $1 AND start_ms BETWEEN $2 AND $3",
+            None => sqlx::query_as::<_, (i64, i64)>(
+                "SELECT (SELECT count(*) FROM activations \
+                 WHERE namespace = $1 AND start_ms BETWEEN $2 AND $3), \
+                 (SELECT count(*) FROM activations WHERE id = ANY($4))",
             )
             .bind(namespace),
         };
-        let count: i64 = query
+        let (matching, of_ids) = query
             .bind(since)
             .bind(upto)
+            .bind(ids)
             .fetch_one(&self.pool)
             .await
             .map_err(map_error)?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        Ok((
+            usize::try_from(matching).unwrap_or(0),
+            usize::try_from(of_ids).unwrap_or(0),
+        ))
     }
 
     /// Inserts `record` now, in a transaction of its own, forgetting its
@@ -946,22 +972,16 @@ impl EntityStore for PostgresStore {
         namespace: &str,
         filter: &ActivationFilter,
     ) -> Result<usize, StoreError> {
+        // The pending set before the database: see `get_activation`. A
+        // pending record that is also stored (committed meanwhile) counts
+        // once.
         let pending = self.pending.matching(namespace, filter);
-        let stored = self.count_stored(namespace, filter).await?;
-        let mut count = stored;
-        if !pending.is_empty() {
-            let ids: Vec<Vec<u8>> = pending.iter().map(|r| r.id.as_bytes().to_vec()).collect();
-            let both: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM activations WHERE id = ANY($1)")
-                    .bind(ids)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(map_error)?;
-            let only_pending = pending
-                .len()
-                .saturating_sub(usize::try_from(both).unwrap_or(0));
-            count = count.saturating_add(only_pending);
-        }
+        let ids = pending
+            .iter()
+            .map(|record| record.id.as_bytes().to_vec())
+            .collect();
+        let (stored, also_pending) = self.count_stored(namespace, filter, ids).await?;
+        let count = stored.saturating_add(pending.len().saturating_sub(also_pending));
         Ok(count.saturating_sub(filter.skip))
     }
 
