@@ -3,8 +3,9 @@
 # toolchain (rustup, stable), plus the wasm32-wasip1 target for the example
 # actions and, for the JavaScript engine (QuickJS, C, built for wasm32-wasip1
 # in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library,
-# Node with npm for the tests that use OpenWhisk's npm client, and Chromium
-# for the test that renders a web action's page in a browser.
+# Node with npm for the tests that use OpenWhisk's npm client, Chromium
+# for the test that renders a web action's page in a browser, and
+# PostgreSQL for the tests of the PostgreSQL store.
 # Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
@@ -31,6 +32,9 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Headless Chromium renders a web action's HTML page, scripts and all
 # (crates/cli/tests/all/browser.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# PostgreSQL for the tests of the PostgreSQL store (scripts/postgres.sh
+# starts a throwaway cluster; the package's own cluster is not used).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2

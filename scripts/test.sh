@@ -23,6 +23,13 @@ cargo fmt --manifest-path runtimes/js/Cargo.toml -- --check
 echo "== the JavaScript engine's own tests (native)"
 CARGO_TARGET_DIR="$REPO/target/runtimes" cargo test --quiet --manifest-path runtimes/js/Cargo.toml
 
+echo "== starting a throwaway PostgreSQL for the PostgreSQL store's tests"
+POSTGRES_DIR="$(mktemp -d)"
+trap 'bash scripts/postgres.sh destroy "$POSTGRES_DIR"' EXIT
+CLEMMYS_TEST_POSTGRES_URL="$(POSTGRES_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    bash scripts/postgres.sh start "$POSTGRES_DIR")"
+export CLEMMYS_TEST_POSTGRES_URL
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast

@@ -336,7 +336,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            store.count_activations("guest", &filter).expect("count"),
+            store
+                .count_activations("guest", &filter)
+                .await
+                .expect("count"),
             1_500
         );
         assert!(dir_size(dir.path()).expect("size") > 1_500 * 100);

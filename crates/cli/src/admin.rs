@@ -122,6 +122,11 @@ impl Backend {
     fn open(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("store.redb");
         if !path.exists() {
+            // A node on PostgreSQL (`--store`) keeps no store file: its
+            // admin routes are the way in, when it has written its props.
+            if data_dir.join("admin.key").exists() {
+                return Self::server(data_dir);
+            }
             bail!(
                 "{} holds no Clemmys store: start `clemmys serve --data-dir {}` once",
                 data_dir.display(),
@@ -130,31 +135,39 @@ impl Backend {
         }
         match RedbStore::open(&path) {
             Ok(store) => Ok(Self::Store(store)),
-            Err(StoreError::Locked) => {
-                let props = WskProps::load_from(&data_dir.join("wskprops"))
-                    .context("reading the server's wskprops")?;
-                let host = props
-                    .api_host()
-                    .context("the server's wskprops has no APIHOST")?
-                    .to_owned();
-                let token = std::fs::read_to_string(data_dir.join("admin.key"))
-                    .with_context(|| format!("reading {}", data_dir.join("admin.key").display()))?;
-                let key = AuthKey {
-                    uuid: "admin".into(),
-                    key: token.trim().to_owned(),
-                };
-                // The server's own wskprops names the authority of its
-                // certificate, when it made one.
-                let tls = props.tls_options()?;
-                Ok(Self::Server(Client::with_tls(&host, key, &tls)?))
-            }
+            Err(StoreError::Locked) => Self::server(data_dir),
             Err(other) => Err(other).with_context(|| format!("opening {}", path.display())),
         }
     }
 
+    /// The admin routes of the node serving from `data_dir`.
+    fn server(data_dir: &Path) -> anyhow::Result<Self> {
+        let props = WskProps::load_from(&data_dir.join("wskprops"))
+            .context("reading the server's wskprops")?;
+        let host = props
+            .api_host()
+            .context("the server's wskprops has no APIHOST")?
+            .to_owned();
+        let token = std::fs::read_to_string(data_dir.join("admin.key"))
+            .with_context(|| format!("reading {}", data_dir.join("admin.key").display()))?;
+        let key = AuthKey {
+            uuid: "admin".into(),
+            key: token.trim().to_owned(),
+        };
+        // The server's own wskprops names the authority of its
+        // certificate, when it made one.
+        let tls = props.tls_options()?;
+        Ok(Self::Server(Client::with_tls(&host, key, &tls)?))
+    }
+
     async fn list(&self) -> anyhow::Result<Vec<Value>> {
         match self {
-            Self::Store(store) => Ok(store.list_namespaces()?.iter().map(record_json).collect()),
+            Self::Store(store) => Ok(store
+                .list_namespaces()
+                .await?
+                .iter()
+                .map(record_json)
+                .collect()),
             Self::Server(client) => Ok(client
                 .request(Method::GET, "/admin/namespaces", None)
                 .await?
@@ -179,7 +192,7 @@ impl Backend {
     ) -> anyhow::Result<Value> {
         match self {
             Self::Store(store) => {
-                let existing = store.get_namespace(name)?;
+                let existing = store.get_namespace(name).await?;
                 let auth = match &existing {
                     Some(record) if !rekey => record.auth.clone(),
                     _ => clemmys_server::bootstrap::random_auth_key()?,

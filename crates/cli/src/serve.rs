@@ -157,6 +157,13 @@ pub enum CrashRecoveryArg {
 /// How the node's store persists activation records.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
+    /// Keep entities and activation records in this PostgreSQL database
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) instead of the
+    /// embedded store in the data directory. The schema is created or
+    /// migrated on start; the database sees what the store file would:
+    /// sealed code and sealed results of confidential actions.
+    #[arg(long = "store", value_name = "URL", env = "CLEMMYS_STORE", value_parser = parse_store_url)]
+    pub store_url: Option<String>,
     /// When a blocking invoke may be answered: `group` once its record is
     /// readable (a crash loses the records of the last commit interval,
     /// whose callers already hold their results); `sync` once the record
@@ -190,7 +197,26 @@ pub struct StoreArgs {
     pub crash_recovery: CrashRecoveryArg,
 }
 
+/// Accepts `postgres://` and `postgresql://` URLs only.
+fn parse_store_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        Err("only postgres:// URLs are supported (without --store the node keeps its store in the data directory)".into())
+    }
+}
+
 impl StoreArgs {
+    /// Where these arguments put the store.
+    pub fn location(&self) -> clemmys_server::StoreLocation {
+        match &self.store_url {
+            Some(url) => {
+                clemmys_server::StoreLocation::Postgres(clemmys_store::PostgresConfig::new(url))
+            }
+            None => clemmys_server::StoreLocation::DataDir,
+        }
+    }
+
     /// The store configuration these arguments describe.
     pub fn config(&self) -> clemmys_store::StoreConfig {
         const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -288,6 +314,7 @@ impl ServeArgs {
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace);
         config.http = self.http.limits();
         config.store = self.store.config();
+        config.store_location = self.store.location();
         config.js_engine = if self.no_js_engine {
             None
         } else {
@@ -423,6 +450,27 @@ mod tests {
             assert!(
                 StoreFlags::try_parse_from(["clemmys", flag, value]).is_err(),
                 "{flag} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_is_the_data_dir_unless_a_postgres_url_is_given() {
+        let flags = StoreFlags::try_parse_from(["clemmys"]).expect("parses");
+        assert!(matches!(
+            flags.store.location(),
+            clemmys_server::StoreLocation::DataDir
+        ));
+        let url = "postgres://clemmys@db.example:5433/clemmys";
+        let flags = StoreFlags::try_parse_from(["clemmys", "--store", url]).expect("parses");
+        match flags.store.location() {
+            clemmys_server::StoreLocation::Postgres(postgres) => assert_eq!(postgres.url, url),
+            other => panic!("not on PostgreSQL: {other:?}"),
+        }
+        for refused in ["mysql://db/clemmys", "/var/lib/clemmys/store.redb", ""] {
+            assert!(
+                StoreFlags::try_parse_from(["clemmys", "--store", refused]).is_err(),
+                "{refused}"
             );
         }
     }

@@ -101,7 +101,13 @@ async fn an_acknowledgement_is_a_202_once_its_stand_in_is_stored() {
     // The stand-in is there to be settled if the activation never ends.
     assert_eq!(store.settle_interrupted().await.expect("settle"), 1);
     let id = ActivationId::from_bytes([2; 16]);
-    assert!(store.get_activation("guest", &id).expect("get").is_some());
+    assert!(
+        store
+            .get_activation("guest", &id)
+            .await
+            .expect("get")
+            .is_some()
+    );
 }
 
 #[tokio::test]

@@ -56,14 +56,18 @@ pub async fn list(
     // As in OpenWhisk, a namespace's actions include those of its packages
     // (named `ns/pkg` in their `namespace` field): the namespace's own
     // first, then each package's, by package name.
-    let packages = controller.store.list_packages(namespace, 0, usize::MAX)?;
+    let packages = controller
+        .store
+        .list_packages(namespace, 0, usize::MAX)
+        .await?;
     if counting {
-        let mut count = controller.store.count_actions(namespace)?;
+        let mut count = controller.store.count_actions(namespace).await?;
         for package in &packages {
             count = count.saturating_add(
                 controller
                     .store
-                    .list_package_actions(namespace, &package.name, 0, usize::MAX)?
+                    .list_package_actions(namespace, &package.name, 0, usize::MAX)
+                    .await?
                     .len(),
             );
         }
@@ -71,18 +75,19 @@ pub async fn list(
     }
     let mut actions = controller
         .store
-        .list_actions(namespace, 0, skip.saturating_add(limit))?;
+        .list_actions(namespace, 0, skip.saturating_add(limit))
+        .await?;
     for package in &packages {
         if actions.len() >= skip.saturating_add(limit) {
             break;
         }
         let wanted = skip.saturating_add(limit).saturating_sub(actions.len());
-        actions.extend(controller.store.list_package_actions(
-            namespace,
-            &package.name,
-            0,
-            wanted,
-        )?);
+        actions.extend(
+            controller
+                .store
+                .list_package_actions(namespace, &package.name, 0, wanted)
+                .await?,
+        );
     }
     let summaries: Vec<Value> = actions
         .iter()
@@ -112,10 +117,11 @@ pub async fn get(
     let namespace = caller.namespace(&ns)?;
     let name = entity_name(&name)?;
     let action = controller
-        .action(namespace, &name)?
+        .action(namespace, &name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let code = if query::flag(&params, "code", true)? {
-        controller.code_text(&action)?
+        controller.code_text(&action).await?
     } else {
         None
     };
@@ -139,8 +145,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?;
     let name = entity_name(&name)?;
-    let code = match controller.action(namespace, &name)? {
-        Some(action) => controller.code_text(&action)?,
+    let code = match controller.action(namespace, &name).await? {
+        Some(action) => controller.code_text(&action).await?,
         None => None,
     };
     let removed = controller.store.delete_action(namespace, &name).await?;
@@ -216,9 +222,10 @@ pub(crate) async fn store_action(
     let existing = match &package {
         Some(package) => controller
             .store
-            .get_package_action(&namespace, package, &name)?
+            .get_package_action(&namespace, package, &name)
+            .await?
             .map(Arc::new),
-        None => controller.action(&namespace, &name)?,
+        None => controller.action(&namespace, &name).await?,
     };
     if existing.is_some() && !overwrite {
         return Err(ApiError::conflict());
@@ -241,16 +248,18 @@ pub(crate) async fn store_action(
     let (exec, code) = match &put.exec {
         Some(exec) => {
             let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
-            controller.new_exec(exec, &namespace, &name, confidential)?
+            controller
+                .new_exec(exec, &namespace, &name, confidential)
+                .await?
         }
         None => match old {
-            Some(action) => (action.exec.clone(), controller.stored_code(action)?),
+            Some(action) => (action.exec.clone(), controller.stored_code(action).await?),
             None => return Err(ApiError::bad_request("exec undefined")),
         },
     };
     if let Exec::Sequence { components } = &exec {
         // A sequence is confidential exactly when its components are.
-        let confidential = controller.components_confidential(components)?;
+        let confidential = controller.components_confidential(components).await?;
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(confidential));
     }
     check_chain_plan(&annotations)?;
@@ -398,28 +407,28 @@ fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), Ap
 
 impl Controller {
     /// The code of `action` to show in its JSON, if it has code.
-    pub(crate) fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
+    pub(crate) async fn code_text(&self, action: &Action) -> Result<Option<String>, ApiError> {
         Ok(self
-            .stored_code(action)?
+            .stored_code(action)
+            .await?
             .map(|code| shown_code(action, &code)))
     }
 
-    fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn stored_code(&self, action: &Action) -> Result<Option<Vec<u8>>, ApiError> {
         if !action.exec.has_code() {
             return Ok(None);
         }
         match &action.package {
-            Some(package) => {
-                Ok(self
-                    .store
-                    .get_package_code(&action.namespace, package, &action.name)?)
-            }
-            None => Ok(self.store.get_code(&action.namespace, &action.name)?),
+            Some(package) => Ok(self
+                .store
+                .get_package_code(&action.namespace, package, &action.name)
+                .await?),
+            None => Ok(self.store.get_code(&action.namespace, &action.name).await?),
         }
     }
 
     /// Validates the `exec` of a `PUT` and returns it with its code bytes.
-    fn new_exec(
+    async fn new_exec(
         &self,
         exec: &ExecPut,
         namespace: &EntityName,
@@ -452,7 +461,7 @@ impl Controller {
                 Ok((exec, Some(code)))
             }
             SEQUENCE_KIND => {
-                let components = self.sequence_components(exec, namespace, name)?;
+                let components = self.sequence_components(exec, namespace, name).await?;
                 Ok((Exec::Sequence { components }, None))
             }
             kind => match JsKind::parse(kind) {
@@ -537,7 +546,7 @@ impl Controller {
 
     /// Whether all components are confidential; mixing is refused, since a
     /// plain step would see the values a confidential one hides.
-    fn components_confidential(&self, components: &[String]) -> Result<bool, ApiError> {
+    async fn components_confidential(&self, components: &[String]) -> Result<bool, ApiError> {
         let mut kinds = Vec::with_capacity(components.len());
         for text in components {
             let name = FullyQualifiedName::parse(text, None)
@@ -547,9 +556,12 @@ impl Controller {
                 kinds.push(false);
                 continue;
             }
-            let action = self.action(&name.namespace, &name.name)?.ok_or_else(|| {
-                ApiError::bad_request(format!("Sequence component does not exist: '{text}'."))
-            })?;
+            let action = self
+                .action(&name.namespace, &name.name)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Sequence component does not exist: '{text}'."))
+                })?;
             kinds.push(action.is_confidential());
         }
         match (kinds.iter().all(|k| *k), kinds.iter().any(|k| *k)) {
@@ -563,7 +575,7 @@ impl Controller {
     }
 
     /// Resolves and checks the components of a sequence.
-    fn sequence_components(
+    async fn sequence_components(
         &self,
         exec: &ExecPut,
         namespace: &EntityName,
@@ -578,48 +590,57 @@ impl Controller {
         if components.len() > MAX_SEQUENCE_LENGTH {
             return Err(ApiError::bad_request("Too many actions in the sequence."));
         }
-        components
-            .iter()
-            .map(|text| {
-                let mut component = FullyQualifiedName::parse(text, None)
-                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
-                if component.namespace.as_str() == "_" {
-                    component.namespace = namespace.clone();
-                }
-                if let Some(package) = &component.package {
-                    // An action of a package this namespace may read: its
-                    // own, a published one (such as /whisk.system/utils),
-                    // or one through a binding.
-                    let address = (&component.namespace, package, &component.name);
-                    return match crate::package_actions::resolve(self, namespace, address) {
-                        Ok(_) => Ok(component.to_string()),
-                        Err(error) if is_absent(&error) => Err(ApiError::bad_request(format!(
-                            "Sequence component does not exist: '{text}'."
-                        ))),
-                        Err(error) => Err(error),
-                    };
-                }
-                if &component.namespace != namespace {
-                    return Err(ApiError::bad_request(format!(
-                        "Sequence component '{text}' must be an action of namespace '{namespace}' \
-                         or of a package it may read."
-                    )));
-                }
-                if &component.name == name {
-                    return Err(ApiError::bad_request("Sequence may not refer to itself."));
-                }
-                let Some(action) = self.action(namespace, &component.name)? else {
-                    return Err(ApiError::bad_request(format!(
-                        "Sequence component does not exist: '{text}'."
-                    )));
-                };
-                if matches!(action.exec, Exec::Sequence { .. }) {
-                    return Err(ApiError::bad_request(format!(
-                        "Sequence component '{text}' is itself a sequence; nested sequences are not supported."
-                    )));
-                }
-                Ok(component.to_string())
-            })
-            .collect()
+        let mut resolved = Vec::with_capacity(components.len());
+        for text in components {
+            resolved.push(self.sequence_component(text, namespace, name).await?);
+        }
+        Ok(resolved)
+    }
+
+    /// Resolves and checks component `text` of sequence `namespace/name`.
+    async fn sequence_component(
+        &self,
+        text: &str,
+        namespace: &EntityName,
+        name: &EntityName,
+    ) -> Result<String, ApiError> {
+        let mut component = FullyQualifiedName::parse(text, None)
+            .map_err(|error| ApiError::bad_request(error.to_string()))?;
+        if component.namespace.as_str() == "_" {
+            component.namespace = namespace.clone();
+        }
+        if let Some(package) = &component.package {
+            // An action of a package this namespace may read: its
+            // own, a published one (such as /whisk.system/utils),
+            // or one through a binding.
+            let address = (&component.namespace, package, &component.name);
+            return match crate::package_actions::resolve(self, namespace, address).await {
+                Ok(_) => Ok(component.to_string()),
+                Err(error) if is_absent(&error) => Err(ApiError::bad_request(format!(
+                    "Sequence component does not exist: '{text}'."
+                ))),
+                Err(error) => Err(error),
+            };
+        }
+        if &component.namespace != namespace {
+            return Err(ApiError::bad_request(format!(
+                "Sequence component '{text}' must be an action of namespace '{namespace}' \
+                 or of a package it may read."
+            )));
+        }
+        if &component.name == name {
+            return Err(ApiError::bad_request("Sequence may not refer to itself."));
+        }
+        let Some(action) = self.action(namespace, &component.name).await? else {
+            return Err(ApiError::bad_request(format!(
+                "Sequence component does not exist: '{text}'."
+            )));
+        };
+        if matches!(action.exec, Exec::Sequence { .. }) {
+            return Err(ApiError::bad_request(format!(
+                "Sequence component '{text}' is itself a sequence; nested sequences are not supported."
+            )));
+        }
+        Ok(component.to_string())
     }
 }

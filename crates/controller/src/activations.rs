@@ -50,10 +50,16 @@ pub async fn list(
         limit,
     };
     if count {
-        let count = controller.store.count_activations(&namespace, &filter)?;
+        let count = controller
+            .store
+            .count_activations(&namespace, &filter)
+            .await?;
         return Ok(Json(json!({ "activations": count })).into_response());
     }
-    let activations = controller.store.list_activations(&namespace, &filter)?;
+    let activations = controller
+        .store
+        .list_activations(&namespace, &filter)
+        .await?;
     let listed: Vec<Value> = if docs {
         activations
             .iter()
@@ -79,7 +85,7 @@ fn name_filter(text: &str) -> Result<String, ApiError> {
         })
 }
 
-fn find(
+async fn find(
     controller: &Controller,
     caller: &Caller,
     ns: &str,
@@ -91,7 +97,8 @@ fn find(
         .map_err(|_| ApiError::bad_request("The activation id is not valid."))?;
     controller
         .store
-        .get_activation(namespace.as_str(), &id)?
+        .get_activation(namespace.as_str(), &id)
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -110,7 +117,7 @@ pub async fn get(
     caller: Caller,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<Activation>, ApiError> {
-    find(&controller, &caller, &ns, &id).map(Json)
+    find(&controller, &caller, &ns, &id).await.map(Json)
 }
 
 /// `GET …/activations/{id}/result`.
@@ -128,7 +135,9 @@ pub async fn result(
     caller: Caller,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    find(&controller, &caller, &ns, &id).map(|activation| Json(activation.to_result_json()))
+    find(&controller, &caller, &ns, &id)
+        .await
+        .map(|activation| Json(activation.to_result_json()))
 }
 
 /// `GET …/activations/{id}/logs`.
@@ -146,5 +155,7 @@ pub async fn logs(
     caller: Caller,
     Path((ns, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    find(&controller, &caller, &ns, &id).map(|activation| Json(json!({ "logs": activation.logs })))
+    find(&controller, &caller, &ns, &id)
+        .await
+        .map(|activation| Json(json!({ "logs": activation.logs })))
 }

@@ -65,7 +65,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     check_admin(&controller, &headers)?;
-    let records = controller.store.list_namespaces()?;
+    let records = controller.store.list_namespaces().await?;
     Ok(Json(Value::Array(
         records.iter().map(record_json).collect(),
     )))
@@ -96,7 +96,7 @@ pub async fn put(
     } else {
         parse_json(&bytes)?
     };
-    let existing = controller.store.get_namespace(&name)?;
+    let existing = controller.store.get_namespace(&name).await?;
     let auth = match &existing {
         Some(record) if !put.rekey => record.auth.clone(),
         _ => random_key(),

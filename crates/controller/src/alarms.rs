@@ -320,9 +320,13 @@ fn alarm_key(namespace: &EntityName, name: &EntityName) -> String {
 impl Controller {
     /// Schedules the alarm of every stored trigger that has one; a node
     /// calls it once, when it starts. Answers how many were scheduled.
-    pub fn start_alarms(self: &Arc<Self>) -> Result<usize, StoreError> {
-        for namespace in self.store.list_namespaces()? {
-            for trigger in self.store.list_triggers(&namespace.name, 0, usize::MAX)? {
+    pub async fn start_alarms(self: &Arc<Self>) -> Result<usize, StoreError> {
+        for namespace in self.store.list_namespaces().await? {
+            for trigger in self
+                .store
+                .list_triggers(&namespace.name, 0, usize::MAX)
+                .await?
+            {
                 self.arm(&trigger);
             }
         }
@@ -383,7 +387,7 @@ async fn run_alarm(
         let Some(controller) = controller.upgrade() else {
             return;
         };
-        let caller = match controller.store.get_namespace(&namespace) {
+        let caller = match controller.store.get_namespace(&namespace).await {
             Ok(Some(record)) => Caller(Arc::new(record)),
             Ok(None) => return,
             Err(error) => {

@@ -35,7 +35,8 @@ impl FromRequestParts<Arc<Controller>> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let (uuid, key) = basic_credentials(&parts.headers).ok_or_else(ApiError::unauthorized)?;
         let record = controller
-            .namespace_for(&uuid)?
+            .namespace_for(&uuid)
+            .await?
             .ok_or_else(ApiError::unauthorized)?;
         if bool::from(record.auth.key.as_bytes().ct_eq(key.as_bytes())) {
             Ok(Caller(record))
@@ -63,11 +64,11 @@ pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, Str
 impl Controller {
     /// Whether `headers` carry a valid API key of any namespace (as HTTP
     /// Basic), which a web action must not be handed.
-    pub(crate) fn carries_api_key(&self, headers: &axum::http::HeaderMap) -> bool {
+    pub(crate) async fn carries_api_key(&self, headers: &axum::http::HeaderMap) -> bool {
         let Some((uuid, key)) = basic_credentials(headers) else {
             return false;
         };
-        match self.namespace_for(&uuid) {
+        match self.namespace_for(&uuid).await {
             Ok(Some(record)) => bool::from(record.auth.key.as_bytes().ct_eq(key.as_bytes())),
             // Unknown or unreadable: not a key this node would accept.
             Ok(None) | Err(_) => false,
@@ -75,11 +76,11 @@ impl Controller {
     }
 
     /// The namespace owning API key `uuid`, cached after the first lookup.
-    fn namespace_for(&self, uuid: &str) -> Result<Option<Arc<NamespaceRecord>>, ApiError> {
+    async fn namespace_for(&self, uuid: &str) -> Result<Option<Arc<NamespaceRecord>>, ApiError> {
         if let Some(record) = crate::read(&self.namespaces).get(uuid) {
             return Ok(Some(record.clone()));
         }
-        let Some(record) = self.store.find_namespace_by_uuid(uuid)? else {
+        let Some(record) = self.store.find_namespace_by_uuid(uuid).await? else {
             return Ok(None);
         };
         let record = Arc::new(record);

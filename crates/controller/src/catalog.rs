@@ -58,7 +58,7 @@ impl Controller {
         let namespace = owner.name.clone();
         let name = entity_name(package.name)?;
         let annotations = described(package.description);
-        let existing = self.store.get_package(&namespace, &name)?;
+        let existing = self.store.get_package(&namespace, &name).await?;
         let current = existing.as_ref().is_some_and(|found| {
             found.publish && found.binding.is_none() && found.annotations == annotations
         });
@@ -90,7 +90,8 @@ impl Controller {
             let annotations = described(action.description);
             let stored = self
                 .store
-                .get_package_action(&namespace, &name, &action_name)?;
+                .get_package_action(&namespace, &name, &action_name)
+                .await?;
             let unchanged = stored.is_some_and(|found| {
                 matches!(&found.exec, Exec::JavaScript { code_digest, .. } if *code_digest == digest)
                     && found.annotations.get("description") == annotations.get("description")

@@ -70,6 +70,16 @@ impl ApiError {
         Self::bad_request(format!("The request content was malformed:\n{detail}"))
     }
 
+    /// 503: the database is away for now; the caller may retry the same
+    /// request. The detail goes to the server log only.
+    pub fn store_unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(%detail, "the database is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The database is unavailable; try again shortly.",
+        )
+    }
+
     /// 500: the platform failed. The detail goes to the server log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
@@ -84,6 +94,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Conflict => Self::conflict(),
+            StoreError::Unavailable(detail) => Self::store_unavailable(detail),
             other => Self::internal(other),
         }
     }

@@ -165,7 +165,7 @@ async fn apply(
 ) -> Result<Value, ApiError> {
     let namespace = &caller.0.name;
     let _links = controller.links.lock().await;
-    let Some(mut stored) = controller.store.get_trigger(namespace, trigger)? else {
+    let Some(mut stored) = controller.store.get_trigger(namespace, trigger).await? else {
         // A trigger deleted first has no alarm left to stop.
         return match event {
             LifecycleEvent::Delete => Ok(json!({})),

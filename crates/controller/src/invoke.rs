@@ -69,7 +69,8 @@ pub async fn invoke(
     let bytes = read_limited(body, MAX_PAYLOAD_BYTES).await?;
     let params = parse_params(&bytes)?;
     let action = controller
-        .action(&namespace, &name)?
+        .action(&namespace, &name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let bound = action.parameters.clone();
     start(&controller, &caller, action, &bound, params, mode).await

@@ -150,7 +150,7 @@ impl Controller {
     }
 
     /// The action `namespace/name`, from the cache or the store.
-    fn action(
+    async fn action(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -159,7 +159,7 @@ impl Controller {
         if let Some(action) = read(&self.actions).get(&key) {
             return Ok(Some(action.clone()));
         }
-        let Some(action) = self.store.get_action(namespace, name)? else {
+        let Some(action) = self.store.get_action(namespace, name).await? else {
             return Ok(None);
         };
         let action = Arc::new(action);

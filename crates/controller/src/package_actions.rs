@@ -32,16 +32,17 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
 /// The package whose actions `namespace/package` shows to namespace
 /// `reader`: the package itself, or the one its binding refers to (with
 /// the binding).
-fn home_package(
+async fn home_package(
     controller: &Controller,
     reader: &EntityName,
     namespace: &EntityName,
     package: &EntityName,
 ) -> Result<(Package, Option<Package>), ApiError> {
-    let package = readable_package(controller, reader, namespace, package)?;
+    let package = readable_package(controller, reader, namespace, package).await?;
     match &package.binding {
         Some(binding) => {
-            let home = readable_package(controller, reader, &binding.namespace, &binding.name)?;
+            let home =
+                readable_package(controller, reader, &binding.namespace, &binding.name).await?;
             Ok((home, Some(package)))
         }
         None => Ok((package, None)),
@@ -52,15 +53,16 @@ fn home_package(
 /// run it (its own package, a published one, or through a binding to
 /// either), and the parameters it runs with (package's, binding's, its
 /// own).
-pub(crate) fn resolve(
+pub(crate) async fn resolve(
     controller: &Controller,
     reader: &EntityName,
     (namespace, package, name): (&EntityName, &EntityName, &EntityName),
 ) -> Result<(Action, KeyValues), ApiError> {
-    let (home, binding) = home_package(controller, reader, namespace, package)?;
+    let (home, binding) = home_package(controller, reader, namespace, package).await?;
     let action = controller
         .store
-        .get_package_action(&home.namespace, &home.name, name)?
+        .get_package_action(&home.namespace, &home.name, name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let mut bound = package_parameters(&home, binding.as_ref());
     bound.extend(action.parameters.to_object());
@@ -68,13 +70,14 @@ pub(crate) fn resolve(
 }
 
 /// The summaries of the actions of `package` (a package, not a binding).
-pub(crate) fn action_summaries(
+pub(crate) async fn action_summaries(
     controller: &Controller,
     package: &Package,
 ) -> Result<Vec<Value>, ApiError> {
     Ok(controller
         .store
-        .list_package_actions(&package.namespace, &package.name, 0, usize::MAX)?
+        .list_package_actions(&package.namespace, &package.name, 0, usize::MAX)
+        .await?
         .iter()
         .map(Action::to_summary_json)
         .collect())
@@ -98,12 +101,12 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let package = entity_name(&package)?;
-    let (home, _) = home_package(&controller, &caller.0.name, &namespace, &package)?;
+    let (home, _) = home_package(&controller, &caller.0.name, &namespace, &package).await?;
     let (skip, limit) = query::paging(&params, "actions")?;
-    let actions =
-        controller
-            .store
-            .list_package_actions(&home.namespace, &home.name, skip, limit)?;
+    let actions = controller
+        .store
+        .list_package_actions(&home.namespace, &home.name, skip, limit)
+        .await?;
     let summaries: Vec<Value> = actions.iter().map(Action::to_summary_json).collect();
     Ok(Json(summaries).into_response())
 }
@@ -127,9 +130,10 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let (package, name) = (entity_name(&package)?, entity_name(&name)?);
-    let (mut action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
+    let (mut action, bound) =
+        resolve(&controller, &caller.0.name, (&namespace, &package, &name)).await?;
     let code = if query::flag(&params, "code", true)? {
-        controller.code_text(&action)?
+        controller.code_text(&action).await?
     } else {
         None
     };
@@ -160,7 +164,8 @@ pub async fn put(
     let overwrite = query::flag(&params, "overwrite", false)?;
     let found = controller
         .store
-        .get_package(&namespace, &package)?
+        .get_package(&namespace, &package)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     if found.binding.is_some() {
         return Err(ApiError::bad_request(
@@ -198,9 +203,10 @@ pub async fn delete(
     let (package, name) = (entity_name(&package)?, entity_name(&name)?);
     let code = match controller
         .store
-        .get_package_action(&namespace, &package, &name)?
+        .get_package_action(&namespace, &package, &name)
+        .await?
     {
-        Some(action) => controller.code_text(&action)?,
+        Some(action) => controller.code_text(&action).await?,
         None => None,
     };
     let removed = controller
@@ -238,6 +244,7 @@ pub async fn invoke(
     if let Some(feed) = feeds::builtin_feed(&namespace, &package, &name) {
         return feeds::run_feed(&controller, &caller, feed, params, mode).await;
     }
-    let (action, bound) = resolve(&controller, &caller.0.name, (&namespace, &package, &name))?;
+    let (action, bound) =
+        resolve(&controller, &caller.0.name, (&namespace, &package, &name)).await?;
     invoke::start(&controller, &caller, Arc::new(action), &bound, params, mode).await
 }

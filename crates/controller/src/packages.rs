@@ -83,14 +83,14 @@ pub(crate) fn namespace_of(caller: &Caller, segment: &str) -> Result<(EntityName
 /// The package `namespace/name` as namespace `reader` may read it: its
 /// own, or a published one of another namespace (anything else is 403
 /// there, so that private names do not leak).
-pub(crate) fn readable_package(
+pub(crate) async fn readable_package(
     controller: &Controller,
     reader: &EntityName,
     namespace: &EntityName,
     name: &EntityName,
 ) -> Result<Package, ApiError> {
     let own = namespace == reader;
-    match controller.store.get_package(namespace, name)? {
+    match controller.store.get_package(namespace, name).await? {
         Some(package) if own || package.publish => Ok(package),
         Some(_) => Err(ApiError::forbidden()),
         None if own => Err(ApiError::not_found()),
@@ -98,13 +98,11 @@ pub(crate) fn readable_package(
     }
 }
 
-/// The binding a `PUT` asks for, checked against what it refers to.
-/// `lookup` reads a package; `caller` owns the binding.
-fn check_binding(
+/// The package a binding `PUT` names, as (namespace, name).
+fn binding_target(
     put: &BindingPut,
     caller: &EntityName,
-    lookup: impl Fn(&EntityName, &EntityName) -> Result<Option<Package>, ApiError>,
-) -> Result<Binding, ApiError> {
+) -> Result<(EntityName, EntityName), PackageError> {
     let malformed = |why: &str| PackageError::MalformedBinding(why.to_owned());
     let namespace = match put.namespace.as_deref() {
         None | Some("_") => caller.clone(),
@@ -115,6 +113,17 @@ fn check_binding(
         .as_deref()
         .ok_or_else(|| malformed("no name"))
         .and_then(|text| EntityName::new(text).map_err(|error| malformed(&error.to_string())))?;
+    Ok((namespace, name))
+}
+
+/// The binding a `PUT` asks for, checked against what it refers to.
+/// `lookup` reads a package; `caller` owns the binding.
+fn check_binding(
+    put: &BindingPut,
+    caller: &EntityName,
+    lookup: impl Fn(&EntityName, &EntityName) -> Result<Option<Package>, ApiError>,
+) -> Result<Binding, ApiError> {
+    let (namespace, name) = binding_target(put, caller)?;
     let target = lookup(&namespace, &name)?.ok_or(PackageError::BindingTargetMissing)?;
     if namespace != *caller && !target.publish {
         return Err(PackageError::BindingTargetNotShared.into());
@@ -147,7 +156,8 @@ pub async fn list(
     let summaries: Vec<Value> = if own {
         controller
             .store
-            .list_packages(&namespace, skip, limit)?
+            .list_packages(&namespace, skip, limit)
+            .await?
             .iter()
             .map(Package::to_summary_json)
             .collect()
@@ -155,7 +165,8 @@ pub async fn list(
         // Paging counts the shared ones only.
         controller
             .store
-            .list_packages(&namespace, 0, usize::MAX)?
+            .list_packages(&namespace, 0, usize::MAX)
+            .await?
             .iter()
             .filter(|package| package.publish)
             .skip(skip)
@@ -186,7 +197,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let name = entity_name(&name)?;
-    let package = readable_package(&controller, &caller.0.name, &namespace, &name)?;
+    let package = readable_package(&controller, &caller.0.name, &namespace, &name).await?;
     let actions = match &package.binding {
         Some(binding) => {
             match readable_package(
@@ -194,14 +205,16 @@ pub async fn get(
                 &caller.0.name,
                 &binding.namespace,
                 &binding.name,
-            ) {
-                Ok(home) => action_summaries(&controller, &home)?,
+            )
+            .await
+            {
+                Ok(home) => action_summaries(&controller, &home).await?,
                 // A binding whose package is gone or no longer shared
                 // shows no actions; invoking through it answers why.
                 Err(_) => Vec::new(),
             }
         }
-        None => action_summaries(&controller, &package)?,
+        None => action_summaries(&controller, &package).await?,
     };
     Ok(Json(package.to_api_json(actions)).into_response())
 }
@@ -225,7 +238,8 @@ pub async fn delete(
     let name = entity_name(&name)?;
     let held = controller
         .store
-        .list_package_actions(&namespace, &name, 0, usize::MAX)?
+        .list_package_actions(&namespace, &name, 0, usize::MAX)
+        .await?
         .len();
     if held > 0 {
         return Err(PackageError::NotEmpty(held).into());
@@ -262,15 +276,22 @@ pub async fn put(
     let bytes = read_limited(body, MAX_PUT_BODY).await?;
     let put: PackagePut = parse_json(&bytes)?;
 
-    let existing = controller.store.get_package(&namespace, &name)?;
+    let existing = controller.store.get_package(&namespace, &name).await?;
     if existing.is_some() && !overwrite {
         return Err(ApiError::conflict());
     }
     let old = existing.as_ref();
     let requested = match put.binding.as_ref().filter(|binding| !binding.is_empty()) {
-        Some(binding) => Some(check_binding(binding, &namespace, |ns, name| {
-            Ok(controller.store.get_package(ns, name)?)
-        })?),
+        Some(binding) => {
+            // The target is read first: the check itself does not wait.
+            let target = match binding_target(binding, &namespace) {
+                Ok((ns, name)) => controller.store.get_package(&ns, &name).await?,
+                Err(_) => None,
+            };
+            Some(check_binding(binding, &namespace, |_, _| {
+                Ok(target.clone())
+            })?)
+        }
         None => None,
     };
     let binding = match (old, requested) {

@@ -102,7 +102,7 @@ fn parse_ref(caller: &Caller, text: &str, what: &'static str) -> Result<EntityRe
 /// The action `action` names and the parameters it runs with: an action
 /// of the caller's namespace, or of a package (the caller's, a binding, or
 /// a shared one) as an invoke would reach it.
-pub(crate) fn resolve_rule_action(
+pub(crate) async fn resolve_rule_action(
     controller: &Controller,
     caller: &Caller,
     action: &EntityRef,
@@ -115,7 +115,8 @@ pub(crate) fn resolve_rule_action(
                 controller,
                 &caller.0.name,
                 (&namespace, &package, &action.name),
-            )?;
+            )
+            .await?;
             Ok((Arc::new(found), bound))
         }
         None => {
@@ -123,7 +124,8 @@ pub(crate) fn resolve_rule_action(
                 return Err(ApiError::forbidden());
             }
             let found = controller
-                .action(&namespace, &action.name)?
+                .action(&namespace, &action.name)
+                .await?
                 .ok_or_else(ApiError::not_found)?;
             let bound = found.parameters.clone();
             Ok((found, bound))
@@ -132,18 +134,24 @@ pub(crate) fn resolve_rule_action(
 }
 
 /// The trigger `trigger` names, if it exists.
-fn trigger_of(controller: &Controller, trigger: &EntityRef) -> Result<Option<Trigger>, ApiError> {
+async fn trigger_of(
+    controller: &Controller,
+    trigger: &EntityRef,
+) -> Result<Option<Trigger>, ApiError> {
     let namespace = entity_name(&trigger.path)?;
-    Ok(controller.store.get_trigger(&namespace, &trigger.name)?)
+    Ok(controller
+        .store
+        .get_trigger(&namespace, &trigger.name)
+        .await?)
 }
 
 /// The status `rule`'s trigger gives it.
-fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, ApiError> {
-    Ok(
-        trigger_of(controller, &rule.trigger)?.map_or(RuleStatus::Inactive, |trigger| {
+async fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, ApiError> {
+    Ok(trigger_of(controller, &rule.trigger)
+        .await?
+        .map_or(RuleStatus::Inactive, |trigger| {
             trigger.rule_status(&rule.qualified_name())
-        }),
-    )
+        }))
 }
 
 /// `GET …/rules`: every rule with its status.
@@ -167,11 +175,12 @@ pub async fn list(
     if query::flag(&params, "count", false)? {
         let count = controller
             .store
-            .list_rules(&namespace, skip, usize::MAX)?
+            .list_rules(&namespace, skip, usize::MAX)
+            .await?
             .len();
         return Ok(Json(json!({ "rules": count })).into_response());
     }
-    let rules = controller.store.list_rules(&namespace, skip, limit)?;
+    let rules = controller.store.list_rules(&namespace, skip, limit).await?;
     // OpenWhisk lists rules without a status; showing it saves a client a
     // GET per rule. Each trigger is read once.
     let mut triggers: HashMap<EntityRef, Option<Trigger>> = HashMap::new();
@@ -180,7 +189,7 @@ pub async fn list(
         let trigger = match triggers.get(&rule.trigger) {
             Some(trigger) => trigger,
             None => {
-                let found = trigger_of(&controller, &rule.trigger)?;
+                let found = trigger_of(&controller, &rule.trigger).await?;
                 triggers.entry(rule.trigger.clone()).or_insert(found)
             }
         };
@@ -211,9 +220,10 @@ pub async fn get(
     let name = entity_name(&name)?;
     let rule = controller
         .store
-        .get_rule(&namespace, &name)?
+        .get_rule(&namespace, &name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
-    let status = status_of(&controller, &rule)?;
+    let status = status_of(&controller, &rule).await?;
     Ok(Json(rule.to_api_json(status)).into_response())
 }
 
@@ -241,7 +251,7 @@ pub async fn delete(
         .delete_rule(&namespace, &name)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if let Some(mut trigger) = trigger_of(&controller, &rule.trigger)?
+    if let Some(mut trigger) = trigger_of(&controller, &rule.trigger).await?
         && trigger.rules.remove(&rule.qualified_name()).is_some()
     {
         controller
@@ -277,9 +287,12 @@ pub async fn set_status(
     let _links = controller.links.lock().await;
     let rule = controller
         .store
-        .get_rule(&namespace, &name)?
+        .get_rule(&namespace, &name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
-    let mut trigger = trigger_of(&controller, &rule.trigger)?.ok_or(RuleError::TriggerGone)?;
+    let mut trigger = trigger_of(&controller, &rule.trigger)
+        .await?
+        .ok_or(RuleError::TriggerGone)?;
     let qualified = rule.qualified_name();
     if trigger.rule_status(&qualified) != status || !trigger.rules.contains_key(&qualified) {
         trigger.rules.insert(
@@ -324,7 +337,7 @@ pub async fn put(
     let put: RulePut = parse_json(&bytes)?;
 
     let _links = controller.links.lock().await;
-    let existing = controller.store.get_rule(&namespace, &name)?;
+    let existing = controller.store.get_rule(&namespace, &name).await?;
     if existing.is_some() && !overwrite {
         return Err(ApiError::conflict());
     }
@@ -344,9 +357,10 @@ pub async fn put(
 
     // The trigger's links are written here: only the caller's own.
     caller.namespace(&trigger_ref.path)?;
-    let mut trigger = trigger_of(&controller, &trigger_ref)?
+    let mut trigger = trigger_of(&controller, &trigger_ref)
+        .await?
         .ok_or_else(|| RuleError::TriggerMissing(trigger_ref.clone()))?;
-    let (action, _) = match resolve_rule_action(&controller, &caller, &action_ref) {
+    let (action, _) = match resolve_rule_action(&controller, &caller, &action_ref).await {
         Ok(found) => found,
         Err(error) if error.status == StatusCode::NOT_FOUND => {
             return Err(RuleError::ActionMissing(action_ref).into());
@@ -361,7 +375,7 @@ pub async fn put(
         Some(rule) => {
             let mut version = rule.version.clone();
             version.patch = version.patch.saturating_add(1);
-            (version, status_of(&controller, rule)?)
+            (version, status_of(&controller, rule).await?)
         }
         None => (semver::Version::new(0, 0, 1), RuleStatus::Active),
     };
@@ -390,7 +404,7 @@ pub async fn put(
 
     let qualified = rule.qualified_name();
     if let Some(old) = old.filter(|old| old.trigger != rule.trigger)
-        && let Some(mut previous) = trigger_of(&controller, &old.trigger)?
+        && let Some(mut previous) = trigger_of(&controller, &old.trigger).await?
         && previous.rules.remove(&qualified).is_some()
     {
         controller

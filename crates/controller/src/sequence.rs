@@ -130,6 +130,7 @@ impl Controller {
             None => {
                 let action = self
                     .action(&name.namespace, &name.name)
+                    .await
                     .map_err(|error| internal(&error.to_string()))?
                     .ok_or_else(missing)?;
                 let bound = action.parameters.clone();
@@ -141,7 +142,7 @@ impl Controller {
                 let reader = EntityName::new(run.namespace.as_str())
                     .map_err(|error| internal(&error.to_string()))?;
                 let address = (&name.namespace, package, &name.name);
-                match crate::package_actions::resolve(self, &reader, address) {
+                match crate::package_actions::resolve(self, &reader, address).await {
                     Ok((action, bound)) => (Arc::new(action), bound),
                     Err(error) if crate::actions::is_absent(&error) => return Err(missing()),
                     Err(error) => return Err(internal(&error.message)),

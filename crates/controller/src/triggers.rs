@@ -70,13 +70,15 @@ pub async fn list(
     if query::flag(&params, "count", false)? {
         let count = controller
             .store
-            .list_triggers(&namespace, skip, usize::MAX)?
+            .list_triggers(&namespace, skip, usize::MAX)
+            .await?
             .len();
         return Ok(Json(json!({ "triggers": count })).into_response());
     }
     let summaries: Vec<Value> = controller
         .store
-        .list_triggers(&namespace, skip, limit)?
+        .list_triggers(&namespace, skip, limit)
+        .await?
         .iter()
         .map(Trigger::to_summary_json)
         .collect();
@@ -102,7 +104,8 @@ pub async fn get(
     let name = entity_name(&name)?;
     let trigger = controller
         .store
-        .get_trigger(&namespace, &name)?
+        .get_trigger(&namespace, &name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(trigger.to_api_json()).into_response())
 }
@@ -166,7 +169,7 @@ pub async fn put(
     let now = clemmys_whisk::now_ms();
 
     let _links = controller.links.lock().await;
-    let existing = controller.store.get_trigger(&namespace, &name)?;
+    let existing = controller.store.get_trigger(&namespace, &name).await?;
     if existing.is_some() && !overwrite {
         return Err(ApiError::conflict());
     }
@@ -267,7 +270,8 @@ pub(crate) async fn fire_trigger(
     )?;
     let trigger = controller
         .store
-        .get_trigger(&namespace, name)?
+        .get_trigger(&namespace, name)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     if !trigger
         .rules
@@ -334,7 +338,7 @@ async fn fire_rule(
             )),
         );
     }
-    let (action, bound) = match resolve_rule_action(controller, caller, &link.action) {
+    let (action, bound) = match resolve_rule_action(controller, caller, &link.action).await {
         Ok(resolved) => resolved,
         Err(error) => return outcome(status_code(error.status), Err(error.message)),
     };

@@ -97,7 +97,7 @@ pub async fn serve(
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
     };
-    let target = match find(&controller, &ns, &package, &rest) {
+    let target = match find(&controller, &ns, &package, &rest).await {
         Ok(target) => target,
         Err(error) => return error.into_response(),
     };
@@ -119,7 +119,7 @@ pub async fn serve(
 
 /// The web-exported action a URL names; anything else is 404, so that
 /// nothing tells an unexported action from a missing one.
-fn find(
+async fn find(
     controller: &Controller,
     namespace: &str,
     package: &str,
@@ -135,11 +135,13 @@ fn find(
     let (namespace, action_name) = (name(namespace)?, name(action_name)?);
     let owner = controller
         .store
-        .get_namespace(&namespace)?
+        .get_namespace(&namespace)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let (action, bound) = if package == DEFAULT_PACKAGE {
         let action = controller
-            .action(&namespace, &action_name)?
+            .action(&namespace, &action_name)
+            .await?
             .ok_or_else(ApiError::not_found)?;
         let bound = action.parameters.to_object();
         (action, bound)
@@ -148,12 +150,14 @@ fn find(
         // package that holds the action.
         let package = controller
             .store
-            .get_package(&namespace, &name(package)?)?
+            .get_package(&namespace, &name(package)?)
+            .await?
             .filter(|package| package.binding.is_none())
             .ok_or_else(ApiError::not_found)?;
         let action = controller
             .store
-            .get_package_action(&namespace, &package.name, &action_name)?
+            .get_package_action(&namespace, &package.name, &action_name)
+            .await?
             .ok_or_else(ApiError::not_found)?;
         let mut bound = package_parameters(&package, None);
         bound.extend(action.parameters.to_object());
@@ -208,7 +212,7 @@ async fn run(
     // mistake; the owner's is vouched for by `__ow_user`). Other
     // `Authorization` values (bearer tokens, …) are the app's own.
     let mut shown = headers.clone();
-    if controller.carries_api_key(headers) {
+    if controller.carries_api_key(headers).await {
         shown.remove(AUTHORIZATION);
     }
     let mut request = WebRequest::new(

@@ -14,17 +14,37 @@ use crate::pool::CodeSource;
 use clemmys_store::EntityStore;
 use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Exec};
 use serde_json::{Value, json};
+use tokio::runtime::{Handle, TryCurrentError};
 
 use crate::{Invoker, Placement, RunReport};
 
 /// The store as the enclave pool's source of sealed code.
-pub struct StoredCode(pub Arc<dyn EntityStore>);
+pub struct StoredCode {
+    store: Arc<dyn EntityStore>,
+    runtime: Handle,
+}
+
+impl StoredCode {
+    /// Reads from `store` on the Tokio runtime this is called on.
+    pub fn new(store: Arc<dyn EntityStore>) -> Result<Self, TryCurrentError> {
+        Ok(Self {
+            store,
+            runtime: Handle::try_current()?,
+        })
+    }
+}
 
 impl CodeSource for StoredCode {
     fn sealed_code(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
         let namespace = EntityName::new(namespace).ok()?;
         let name = EntityName::new(name).ok()?;
-        match self.0.get_code(&namespace, &name) {
+        // The pool calls this on a blocking thread (`spawn_blocking`, or a
+        // worker handed over by `block_in_place`), so waiting here holds
+        // up no task; the embedded store's read is ready at its first poll.
+        match self
+            .runtime
+            .block_on(self.store.get_code(&namespace, &name))
+        {
             Ok(code) => code,
             Err(error) => {
                 tracing::warn!(action = %format!("{namespace}/{name}"), %error, "reading sealed code failed");

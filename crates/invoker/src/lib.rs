@@ -314,10 +314,10 @@ impl Invoker {
             Err(error) => return RunReport::failed(start_ms, started, &error.to_string(), &error),
         };
         let limits = (&message.action.limits).into();
-        let env = self.context_of(message, start_ms).env();
+        let env = self.context_of(message, start_ms).await.env();
         let request = match &message.action.exec {
             Exec::JavaScript { main, .. } => {
-                let source = match self.javascript_source(&message.action) {
+                let source = match self.javascript_source(&message.action).await {
                     Ok(source) => source,
                     Err(error) => {
                         return RunReport::failed(start_ms, started, &error.to_string(), &error);
@@ -369,10 +369,10 @@ impl Invoker {
     /// The `__OW_*` context of a plain activation that starts at `start_ms`.
     /// The invoking subject's API key only with the `provide-api-key`
     /// annotation (confidential actions never come here).
-    fn context_of(&self, message: &ActivationMessage, start_ms: u64) -> ActivationContext {
+    async fn context_of(&self, message: &ActivationMessage, start_ms: u64) -> ActivationContext {
         let action = &message.action;
         let api_key = if action.annotations.is_true(PROVIDE_API_KEY_ANNOTATION) {
-            self.api_key_of(&message.subject)
+            self.api_key_of(&message.subject).await
         } else {
             None
         };
@@ -388,9 +388,9 @@ impl Invoker {
     }
 
     /// The API key of namespace `subject`, if it can be read.
-    fn api_key_of(&self, subject: &str) -> Option<String> {
+    async fn api_key_of(&self, subject: &str) -> Option<String> {
         let name = EntityName::new(subject).ok()?;
-        match self.store.get_namespace(&name) {
+        match self.store.get_namespace(&name).await {
             Ok(record) => record.map(|record| record.auth.to_string()),
             Err(error) => {
                 tracing::warn!(%error, "reading the invoker's API key failed; running without it");
@@ -400,17 +400,19 @@ impl Invoker {
     }
 
     /// The stored source of JavaScript `action`.
-    fn javascript_source(&self, action: &Action) -> Result<String, StartError> {
-        String::from_utf8(self.stored_code(action)?).map_err(|_| StartError::SourceNotText)
+    async fn javascript_source(&self, action: &Action) -> Result<String, StartError> {
+        String::from_utf8(self.stored_code(action).await?).map_err(|_| StartError::SourceNotText)
     }
 
     /// The stored code of `action`, in its package if it has one.
-    fn stored_code(&self, action: &Action) -> Result<Vec<u8>, StartError> {
+    async fn stored_code(&self, action: &Action) -> Result<Vec<u8>, StartError> {
         match &action.package {
-            Some(package) => self
-                .store
-                .get_package_code(&action.namespace, package, &action.name),
-            None => self.store.get_code(&action.namespace, &action.name),
+            Some(package) => {
+                self.store
+                    .get_package_code(&action.namespace, package, &action.name)
+                    .await
+            }
+            None => self.store.get_code(&action.namespace, &action.name).await,
         }
         .map_err(|error| StartError::Internal(error.to_string()))?
         .ok_or(StartError::CodeMissing)
@@ -458,7 +460,7 @@ impl Invoker {
         {
             return Ok((module, None));
         }
-        let code = self.stored_code(action)?;
+        let code = self.stored_code(action).await?;
         let sandbox = self.sandbox.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let digest = CodeDigest::of(&code);

@@ -34,7 +34,7 @@ pub fn random_auth_key() -> anyhow::Result<AuthKey> {
 /// The key of namespace `guest`, creating the namespace on first start.
 pub async fn ensure_guest_namespace(store: &dyn EntityStore) -> anyhow::Result<AuthKey> {
     let name = EntityName::new(GUEST).context("the guest namespace name")?;
-    if let Some(record) = store.get_namespace(&name)? {
+    if let Some(record) = store.get_namespace(&name).await? {
         return Ok(record.auth);
     }
     let record = NamespaceRecord {

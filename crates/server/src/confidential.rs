@@ -150,7 +150,9 @@ impl TrustedParts {
                 None => enclave,
             })
         });
-        let enclaves = EnclavePool::start(launch, Arc::new(StoredCode(store)), pool)
+        let code =
+            StoredCode::new(store).context("the enclave pool reads code on the node's runtime")?;
+        let enclaves = EnclavePool::start(launch, Arc::new(code), pool)
             .context("starting the enclave pool")?;
         Ok(Self {
             broker,

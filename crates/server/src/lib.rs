@@ -28,7 +28,7 @@ use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, T
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::{Invoker, InvokerConfig};
 use clemmys_sandbox::{Sandbox, SandboxConfig};
-use clemmys_store::{EntityStore, RedbStore, StoreConfig};
+use clemmys_store::{EntityStore, PostgresConfig, PostgresStore, RedbStore, StoreConfig};
 use clemmys_whisk::AuthKey;
 pub use confidential::BrokerLocation;
 pub use listener::HttpLimits;
@@ -40,6 +40,16 @@ use tokio_util::task::TaskTracker;
 /// Messages the in-process bus holds before answering 503.
 const QUEUE_CAPACITY: usize = 16_384;
 
+/// Where a node keeps its entities and activation records.
+#[derive(Debug, Clone, Default)]
+pub enum StoreLocation {
+    /// The embedded store, `DATA_DIR/store.redb`.
+    #[default]
+    DataDir,
+    /// A PostgreSQL database (`--store postgres://…`).
+    Postgres(PostgresConfig),
+}
+
 /// How to run a node.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -50,6 +60,9 @@ pub struct ServerConfig {
     /// How the store persists: record durability, commit interval,
     /// activation retention.
     pub store: StoreConfig,
+    /// Where the store is: the embedded file in the data directory, or a
+    /// PostgreSQL database.
+    pub store_location: StoreLocation,
     /// Sizing of the wasm sandbox.
     pub sandbox: SandboxConfig,
     /// Sizing of the invoker: its memory budget and its concurrency (at
@@ -90,6 +103,7 @@ impl ServerConfig {
             listen,
             data_dir,
             store: StoreConfig::default(),
+            store_location: StoreLocation::default(),
             sandbox: SandboxConfig::default(),
             invoker: InvokerConfig::default(),
             enclave_pool: EnclavePoolConfig::default(),
@@ -169,11 +183,20 @@ impl RunningServer {
     /// start, binds the listener and writes `DATA_DIR/wskprops`.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
         bootstrap::create_private_dir(&config.data_dir)?;
-        let store_path = config.data_dir.join("store.redb");
-        let store: Arc<dyn EntityStore> = Arc::new(
-            RedbStore::open_with(&store_path, config.store.clone())
-                .with_context(|| format!("opening the store {}", store_path.display()))?,
-        );
+        let store: Arc<dyn EntityStore> = match &config.store_location {
+            StoreLocation::DataDir => {
+                let store_path = config.data_dir.join("store.redb");
+                Arc::new(
+                    RedbStore::open_with(&store_path, config.store.clone())
+                        .with_context(|| format!("opening the store {}", store_path.display()))?,
+                )
+            }
+            StoreLocation::Postgres(postgres) => Arc::new(
+                PostgresStore::connect(postgres, config.store.clone())
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            ),
+        };
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
         let interrupted = store
             .settle_interrupted()
@@ -275,6 +298,7 @@ impl RunningServer {
         // Triggers with an alarms feed fire on their schedule again.
         let alarms = controller
             .start_alarms()
+            .await
             .context("scheduling the stored alarm triggers")?;
         if alarms > 0 {
             tracing::info!(alarms, "scheduled alarm triggers");

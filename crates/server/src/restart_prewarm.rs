@@ -18,17 +18,19 @@ const ACTIONS_PER_PAGE: usize = 1000;
 /// newest activation first, at most `limit`, as (namespace, name). One
 /// indexed lookup of the newest activation per confidential action, so a
 /// busy action does not hide the others.
-pub fn recently_invoked_confidential(
+pub async fn recently_invoked_confidential(
     store: &dyn EntityStore,
     since_ms: u64,
     limit: usize,
 ) -> Result<Vec<(String, String)>, StoreError> {
     // (start of its newest activation, namespace, name)
     let mut recent = Vec::new();
-    for namespace in store.list_namespaces()? {
+    for namespace in store.list_namespaces().await? {
         let mut skip = 0;
         loop {
-            let page = store.list_actions(&namespace.name, skip, ACTIONS_PER_PAGE)?;
+            let page = store
+                .list_actions(&namespace.name, skip, ACTIONS_PER_PAGE)
+                .await?;
             for action in &page {
                 if !action.is_confidential() || !matches!(action.exec, Exec::Wasm { .. }) {
                     continue;
@@ -40,7 +42,8 @@ pub fn recently_invoked_confidential(
                     ..ActivationFilter::default()
                 };
                 if let Some(record) = store
-                    .list_activations(namespace.name.as_str(), &newest)?
+                    .list_activations(namespace.name.as_str(), &newest)
+                    .await?
                     .first()
                 {
                     recent.push((
@@ -76,29 +79,39 @@ pub fn spawn(store: Arc<dyn EntityStore>, enclaves: Arc<EnclavePool>) {
     let limit = config.max_bound;
     let since_ms = clemmys_whisk::now_ms()
         .saturating_sub(u64::try_from(keep_alive.as_millis()).unwrap_or(u64::MAX));
-    tokio::task::spawn_blocking(move || {
-        let actions = match recently_invoked_confidential(store.as_ref(), since_ms, limit) {
+    tokio::spawn(async move {
+        let actions = match recently_invoked_confidential(store.as_ref(), since_ms, limit).await {
             Ok(actions) => actions,
             Err(error) => {
                 tracing::warn!(%error, "finding the actions to provision after the restart failed");
                 return;
             }
         };
-        let mut provisioned = 0;
-        for (namespace, name) in &actions {
-            match enclaves.prewarm(namespace, name) {
-                Ok(true) => provisioned += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(action = %format!("{namespace}/{name}"), %error, "provisioning after the restart failed")
-                }
-            }
-        }
-        if provisioned > 0 {
-            tracing::info!(
-                provisioned,
-                "provisioned the enclaves of recently invoked confidential actions"
-            );
+        // Provisioning compiles and attests: off the runtime's workers.
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || provision(&enclaves, &actions)).await
+        {
+            tracing::warn!(%error, "the provisioning thread failed");
         }
     });
+}
+
+/// Provisions the enclaves of `actions`, in order.
+fn provision(enclaves: &EnclavePool, actions: &[(String, String)]) {
+    let mut provisioned = 0;
+    for (namespace, name) in actions {
+        match enclaves.prewarm(namespace, name) {
+            Ok(true) => provisioned += 1,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(action = %format!("{namespace}/{name}"), %error, "provisioning after the restart failed")
+            }
+        }
+    }
+    if provisioned > 0 {
+        tracing::info!(
+            provisioned,
+            "provisioned the enclaves of recently invoked confidential actions"
+        );
+    }
 }

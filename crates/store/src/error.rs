@@ -16,6 +16,13 @@ pub enum StoreError {
     /// The storage engine failed.
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The database cannot be reached (or is going away, or refuses
+    /// connections for now): a call may succeed later, unchanged.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database location is not a valid `postgres://` URL.
+    #[error("invalid database location: {0}")]
+    InvalidLocation(String),
     /// The store has shut down.
     #[error("the store is shut down")]
     Closed,

@@ -39,24 +39,30 @@ impl EntityStore for FailingWrites {
     async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
         self.inner.put_namespace(record).await
     }
-    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.inner.get_namespace(name)
+    async fn get_namespace(
+        &self,
+        name: &EntityName,
+    ) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.inner.get_namespace(name).await
     }
-    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
-        self.inner.find_namespace_by_uuid(uuid)
+    async fn find_namespace_by_uuid(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<NamespaceRecord>, StoreError> {
+        self.inner.find_namespace_by_uuid(uuid).await
     }
-    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
-        self.inner.list_namespaces()
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+        self.inner.list_namespaces().await
     }
     async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError> {
         self.inner.put_package(package, mode).await
     }
-    fn get_package(
+    async fn get_package(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Package>, StoreError> {
-        self.inner.get_package(namespace, name)
+        self.inner.get_package(namespace, name).await
     }
     async fn delete_package(
         &self,
@@ -65,23 +71,23 @@ impl EntityStore for FailingWrites {
     ) -> Result<Option<Package>, StoreError> {
         self.inner.delete_package(namespace, name).await
     }
-    fn list_packages(
+    async fn list_packages(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Package>, StoreError> {
-        self.inner.list_packages(namespace, skip, limit)
+        self.inner.list_packages(namespace, skip, limit).await
     }
     async fn put_trigger(&self, trigger: Trigger, mode: PutMode) -> Result<(), StoreError> {
         self.inner.put_trigger(trigger, mode).await
     }
-    fn get_trigger(
+    async fn get_trigger(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Trigger>, StoreError> {
-        self.inner.get_trigger(namespace, name)
+        self.inner.get_trigger(namespace, name).await
     }
     async fn delete_trigger(
         &self,
@@ -90,23 +96,23 @@ impl EntityStore for FailingWrites {
     ) -> Result<Option<Trigger>, StoreError> {
         self.inner.delete_trigger(namespace, name).await
     }
-    fn list_triggers(
+    async fn list_triggers(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Trigger>, StoreError> {
-        self.inner.list_triggers(namespace, skip, limit)
+        self.inner.list_triggers(namespace, skip, limit).await
     }
     async fn put_rule(&self, rule: Rule, mode: PutMode) -> Result<(), StoreError> {
         self.inner.put_rule(rule, mode).await
     }
-    fn get_rule(
+    async fn get_rule(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Rule>, StoreError> {
-        self.inner.get_rule(namespace, name)
+        self.inner.get_rule(namespace, name).await
     }
     async fn delete_rule(
         &self,
@@ -115,29 +121,31 @@ impl EntityStore for FailingWrites {
     ) -> Result<Option<Rule>, StoreError> {
         self.inner.delete_rule(namespace, name).await
     }
-    fn list_rules(
+    async fn list_rules(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Rule>, StoreError> {
-        self.inner.list_rules(namespace, skip, limit)
+        self.inner.list_rules(namespace, skip, limit).await
     }
-    fn get_package_action(
+    async fn get_package_action(
         &self,
         namespace: &EntityName,
         package: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        self.inner.get_package_action(namespace, package, name)
+        self.inner
+            .get_package_action(namespace, package, name)
+            .await
     }
-    fn get_package_code(
+    async fn get_package_code(
         &self,
         namespace: &EntityName,
         package: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_package_code(namespace, package, name)
+        self.inner.get_package_code(namespace, package, name).await
     }
     async fn delete_package_action(
         &self,
@@ -149,7 +157,7 @@ impl EntityStore for FailingWrites {
             .delete_package_action(namespace, package, name)
             .await
     }
-    fn list_package_actions(
+    async fn list_package_actions(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -158,6 +166,7 @@ impl EntityStore for FailingWrites {
     ) -> Result<Vec<Action>, StoreError> {
         self.inner
             .list_package_actions(namespace, package, skip, limit)
+            .await
     }
     async fn put_action(
         &self,
@@ -167,19 +176,19 @@ impl EntityStore for FailingWrites {
     ) -> Result<(), StoreError> {
         self.inner.put_action(action, code, mode).await
     }
-    fn get_action(
+    async fn get_action(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError> {
-        self.inner.get_action(namespace, name)
+        self.inner.get_action(namespace, name).await
     }
-    fn get_code(
+    async fn get_code(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get_code(namespace, name)
+        self.inner.get_code(namespace, name).await
     }
     async fn delete_action(
         &self,
@@ -188,16 +197,16 @@ impl EntityStore for FailingWrites {
     ) -> Result<Option<Action>, StoreError> {
         self.inner.delete_action(namespace, name).await
     }
-    fn list_actions(
+    async fn list_actions(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError> {
-        self.inner.list_actions(namespace, skip, limit)
+        self.inner.list_actions(namespace, skip, limit).await
     }
-    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
-        self.inner.count_actions(namespace)
+    async fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
+        self.inner.count_actions(namespace).await
     }
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
         match self.failing {
@@ -214,25 +223,25 @@ impl EntityStore for FailingWrites {
     async fn settle_interrupted(&self) -> Result<usize, StoreError> {
         self.inner.settle_interrupted().await
     }
-    fn get_activation(
+    async fn get_activation(
         &self,
         namespace: &str,
         id: &ActivationId,
     ) -> Result<Option<Activation>, StoreError> {
-        self.inner.get_activation(namespace, id)
+        self.inner.get_activation(namespace, id).await
     }
-    fn list_activations(
+    async fn list_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
     ) -> Result<Vec<Activation>, StoreError> {
-        self.inner.list_activations(namespace, filter)
+        self.inner.list_activations(namespace, filter).await
     }
-    fn count_activations(
+    async fn count_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
     ) -> Result<usize, StoreError> {
-        self.inner.count_activations(namespace, filter)
+        self.inner.count_activations(namespace, filter).await
     }
 }

@@ -4,8 +4,14 @@
 //!
 //! The store is untrusted: for confidential actions it only ever receives
 //! sealed code and sealed results, never plaintext. The default backend is
-//! [`RedbStore`], an embedded, crash-safe store with group commit; a
-//! scale-out backend (PostgreSQL) implements the same trait.
+//! [`RedbStore`], an embedded, crash-safe store with group commit; the
+//! scale-out backend, `PostgresStore` (feature `postgres`), implements the
+//! same trait on a PostgreSQL database.
+//!
+//! Every method is async, so that a network database can serve it without
+//! blocking a runtime worker. The embedded store answers its reads inline
+//! when first polled (no thread hop): a redb read is a lookup in pages the
+//! OS already caches.
 //!
 //! How durable an activation record is when its write returns is a policy,
 //! [`RecordDurability`]: everything else is durable before its write
@@ -14,7 +20,13 @@
 mod error;
 #[cfg(feature = "test-support")]
 pub mod faults;
+mod pending;
+#[cfg(feature = "postgres")]
+mod postgres_store;
+mod record;
 mod redb_store;
+#[cfg(all(feature = "test-support", feature = "postgres"))]
+pub mod test_postgres;
 
 use std::time::Duration;
 
@@ -24,6 +36,8 @@ use clemmys_whisk::{
 };
 
 pub use error::StoreError;
+#[cfg(feature = "postgres")]
+pub use postgres_store::{PostgresConfig, PostgresStore};
 pub use redb_store::RedbStore;
 
 /// When `put_activation` returns, and so what a crash can lose.
@@ -138,11 +152,15 @@ pub trait EntityStore: Send + Sync + 'static {
     /// Creates or replaces a namespace record.
     async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError>;
     /// The namespace of this name.
-    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError>;
+    async fn get_namespace(&self, name: &EntityName)
+    -> Result<Option<NamespaceRecord>, StoreError>;
     /// The namespace whose API key has this UUID.
-    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError>;
+    async fn find_namespace_by_uuid(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<NamespaceRecord>, StoreError>;
     /// Every namespace, ordered by name.
-    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError>;
 
     /// Stores `action` (in its package, if it names one) and, for code
     /// actions, its code, atomically.
@@ -153,13 +171,13 @@ pub trait EntityStore: Send + Sync + 'static {
         mode: PutMode,
     ) -> Result<(), StoreError>;
     /// The action `namespace/name`.
-    fn get_action(
+    async fn get_action(
         &self,
         namespace: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError>;
     /// The stored code of action `namespace/name`.
-    fn get_code(
+    async fn get_code(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -171,14 +189,14 @@ pub trait EntityStore: Send + Sync + 'static {
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError>;
     /// The action `name` of package `namespace/package`.
-    fn get_package_action(
+    async fn get_package_action(
         &self,
         namespace: &EntityName,
         package: &EntityName,
         name: &EntityName,
     ) -> Result<Option<Action>, StoreError>;
     /// The stored code of action `name` of package `namespace/package`.
-    fn get_package_code(
+    async fn get_package_code(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -194,7 +212,7 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<Option<Action>, StoreError>;
     /// Actions of package `namespace/package` ordered by name, after
     /// `skip`, at most `limit`.
-    fn list_package_actions(
+    async fn list_package_actions(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -203,20 +221,20 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<Vec<Action>, StoreError>;
     /// Actions of a namespace (not those in its packages) ordered by name,
     /// after `skip`, at most `limit`.
-    fn list_actions(
+    async fn list_actions(
         &self,
         namespace: &EntityName,
         skip: usize,
         limit: usize,
     ) -> Result<Vec<Action>, StoreError>;
     /// Number of actions in a namespace (not in its packages).
-    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
+    async fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError>;
 
     /// Stores a package or binding; [`PutMode::CreateOnly`] fails with
     /// [`StoreError::Conflict`] if one of that name exists.
     async fn put_package(&self, package: Package, mode: PutMode) -> Result<(), StoreError>;
     /// The package (or binding) `namespace/name`.
-    fn get_package(
+    async fn get_package(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -229,7 +247,7 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<Option<Package>, StoreError>;
     /// Packages of a namespace ordered by name, after `skip`, at most
     /// `limit`.
-    fn list_packages(
+    async fn list_packages(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -240,7 +258,7 @@ pub trait EntityStore: Send + Sync + 'static {
     /// fails with [`StoreError::Conflict`] if one of that name exists.
     async fn put_trigger(&self, trigger: Trigger, mode: PutMode) -> Result<(), StoreError>;
     /// The trigger `namespace/name`.
-    fn get_trigger(
+    async fn get_trigger(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -253,7 +271,7 @@ pub trait EntityStore: Send + Sync + 'static {
     ) -> Result<Option<Trigger>, StoreError>;
     /// Triggers of a namespace ordered by name, after `skip`, at most
     /// `limit`.
-    fn list_triggers(
+    async fn list_triggers(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -264,7 +282,7 @@ pub trait EntityStore: Send + Sync + 'static {
     /// [`StoreError::Conflict`] if one of that name exists.
     async fn put_rule(&self, rule: Rule, mode: PutMode) -> Result<(), StoreError>;
     /// The rule `namespace/name`.
-    fn get_rule(
+    async fn get_rule(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -276,7 +294,7 @@ pub trait EntityStore: Send + Sync + 'static {
         name: &EntityName,
     ) -> Result<Option<Rule>, StoreError>;
     /// Rules of a namespace ordered by name, after `skip`, at most `limit`.
-    fn list_rules(
+    async fn list_rules(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -297,19 +315,19 @@ pub trait EntityStore: Send + Sync + 'static {
     /// A node calls it once at start, before it serves.
     async fn settle_interrupted(&self) -> Result<usize, StoreError>;
     /// The activation `id` of `namespace`.
-    fn get_activation(
+    async fn get_activation(
         &self,
         namespace: &str,
         id: &ActivationId,
     ) -> Result<Option<Activation>, StoreError>;
     /// Matching activations, newest first.
-    fn list_activations(
+    async fn list_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
     ) -> Result<Vec<Activation>, StoreError>;
     /// Number of matching activations (ignoring `limit`, honouring `skip`).
-    fn count_activations(
+    async fn count_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,

@@ -172,12 +172,14 @@ async fn revoke(args: RevokeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 }
 
 /// The node's TLS settings from the global flags.
-pub fn node_tls(global: &GlobalArgs) -> clemmys_client::ClientTlsOptions {
-    clemmys_client::ClientTlsOptions {
-        ca_file: global.cacert.clone(),
+pub fn node_tls(global: &GlobalArgs) -> anyhow::Result<clemmys_client::ClientTlsOptions> {
+    let flags = super::TlsFlags::new(global);
+    flags.check_values()?;
+    Ok(clemmys_client::ClientTlsOptions {
+        ca_file: flags.cacert,
         insecure: global.insecure,
-        identity: global.cert.clone().zip(global.key.clone()),
-    }
+        identity: flags.cert.zip(flags.key),
+    })
 }
 
 async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -188,7 +190,7 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
         clemmys_server::gateway_node::GatewayNodeConfig {
             listen: args.listen,
             node,
-            node_tls: node_tls(global),
+            node_tls: node_tls(global)?,
             state_dir: args.state_dir.clone(),
             sim_platform_key: args.sim_platform_key.clone(),
             namespace: args.namespace.clone(),

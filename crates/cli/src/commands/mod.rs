@@ -113,7 +113,8 @@ pub struct TlsFlags {
 }
 
 impl TlsFlags {
-    fn new(global: &GlobalArgs) -> Self {
+    /// The TLS flags of `global`.
+    pub fn new(global: &GlobalArgs) -> Self {
         let alone = [
             ("--cert", &global.cert),
             ("--key", &global.key),

@@ -80,13 +80,14 @@ fn records_fail(store: RedbStore) -> Arc<dyn EntityStore> {
     Arc::new(FailingWrites::new(store, Failing::ActivationRecords))
 }
 
-fn message(node: &Node, name: &str, payload: serde_json::Value) -> ActivationMessage {
+async fn message(node: &Node, name: &str, payload: serde_json::Value) -> ActivationMessage {
     let action = node
         .store
         .get_action(
             &EntityName::new("guest").expect("name"),
             &EntityName::new(name).expect("name"),
         )
+        .await
         .expect("store")
         .expect("action");
     ActivationMessage {
@@ -107,7 +108,7 @@ const PATIENT: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_run_answers_and_stores_its_record() {
     let node = node_with("echo", redb).await;
-    let message = message(&node, "echo", json!({"k": "v"}));
+    let message = message(&node, "echo", json!({"k": "v"})).await;
     let id = message.activation_id;
     let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
         .await
@@ -117,6 +118,7 @@ async fn a_direct_run_answers_and_stores_its_record() {
     let stored = node
         .store
         .get_activation("guest", &id)
+        .await
         .expect("store")
         .expect("recorded");
     assert_eq!(stored, *activation);
@@ -126,7 +128,7 @@ async fn a_direct_run_answers_and_stores_its_record() {
 #[tokio::test]
 async fn a_record_that_cannot_be_stored_still_answers_the_result() {
     let node = node_with("echo", records_fail).await;
-    let message = message(&node, "echo", json!({"k": "v"}));
+    let message = message(&node, "echo", json!({"k": "v"})).await;
     let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
         .await
         .expect("ran");
@@ -139,7 +141,7 @@ async fn a_record_that_cannot_be_stored_still_answers_the_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_run_whose_caller_stops_waiting_still_stores_its_record() {
     let node = node_with("sleep", redb).await;
-    let message = message(&node, "sleep", json!({"ms": 300}));
+    let message = message(&node, "sleep", json!({"ms": 300})).await;
     let id = message.activation_id;
     // The caller waits 10 ms, far less than the action's time limit: the
     // guest runs off its task, and the wait runs out first.
@@ -157,6 +159,7 @@ async fn a_direct_run_whose_caller_stops_waiting_still_stores_its_record() {
     let stored = node
         .store
         .get_activation("guest", &id)
+        .await
         .expect("store")
         .expect("recorded although nobody waited");
     assert_eq!(stored.response.result, Some(json!({"slept": 300})));

@@ -28,11 +28,13 @@ async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut V
     let store = &server.node().store;
     let mut code = store
         .get_code(&name("guest"), &name(action))
+        .await
         .expect("read")
         .expect("stored");
     edit(&mut code);
     let doc = store
         .get_action(&name("guest"), &name(action))
+        .await
         .expect("read")
         .expect("stored");
     store
@@ -280,6 +282,7 @@ async fn rolled_back_code_version_is_rejected() {
     let store = &server.node().store;
     let version_one = store
         .get_code(&name("guest"), &name("act"))
+        .await
         .expect("read")
         .expect("v1");
     owner.deploy("act", "hello").await;
@@ -762,12 +765,14 @@ async fn confidential_action_relabelled_plain_for_the_web_runs_nothing() {
     let store = &server.node().store;
     let mut doc = store
         .get_action(&name("guest"), &name("sealed"))
+        .await
         .expect("read")
         .expect("stored");
     doc.annotations.set("confidential", Value::Bool(false));
     doc.annotations.set("web-export", Value::Bool(true));
     let code = store
         .get_code(&name("guest"), &name("sealed"))
+        .await
         .expect("read")
         .expect("stored");
     store

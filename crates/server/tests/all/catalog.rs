@@ -148,6 +148,7 @@ async fn whisk_system_utils_answer_as_openwhisk_ships_them() {
             .node()
             .store
             .get_namespace(&system)
+            .await
             .expect("read")
             .is_none()
     );

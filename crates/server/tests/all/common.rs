@@ -176,6 +176,7 @@ impl TestServer {
         let store = &self.node().store;
         let mut record = store
             .get_activation("guest", &id)
+            .await
             .expect("read")
             .expect("stored");
         edit(&mut record);
@@ -186,13 +187,14 @@ impl TestServer {
     /// and `b` (results of two requests, or values of two chains).
     pub async fn swap_responses(&self, a: ActivationId, b: ActivationId) {
         let store = &self.node().store;
-        let read = |id: &ActivationId| {
+        let read = async |id: &ActivationId| {
             store
                 .get_activation("guest", id)
+                .await
                 .expect("read")
                 .expect("stored")
         };
-        let (mut first, mut second) = (read(&a), read(&b));
+        let (mut first, mut second) = (read(&a).await, read(&b).await);
         std::mem::swap(&mut first.response, &mut second.response);
         store.put_activation(first).await.expect("write");
         store.put_activation(second).await.expect("write");

@@ -290,7 +290,11 @@ async fn keep_alive_client_survives_an_early_429() {
     let auth = basic(&server);
     let store = &server.node().store;
     let name = EntityName::new("guest").expect("name");
-    let mut record = store.get_namespace(&name).expect("read").expect("guest");
+    let mut record = store
+        .get_namespace(&name)
+        .await
+        .expect("read")
+        .expect("guest");
     record.limits = NamespaceLimits {
         invocations_per_minute: 0,
         ..Default::default()

@@ -26,6 +26,7 @@ mod listener;
 mod misbehaving;
 mod owners;
 mod packages;
+mod postgres;
 mod remote_broker;
 mod restart;
 mod sequences;

@@ -71,6 +71,7 @@ async fn stop_and_expect_recorded(mut server: TestServer, accepted: &[(Activatio
     for (id, ms) in accepted {
         let record = store
             .get_activation("guest", id)
+            .await
             .expect("read")
             .expect("recorded before the stop returned");
         assert_eq!(record.response.status, ActivationStatus::Success);

@@ -80,7 +80,11 @@ async fn limit_guest(server: &TestServer, limits: NamespaceLimits) {
     // Before the first request, so the controller has not cached the record.
     let store = &server.node().store;
     let name = EntityName::new("guest").expect("name");
-    let mut record = store.get_namespace(&name).expect("read").expect("guest");
+    let mut record = store
+        .get_namespace(&name)
+        .await
+        .expect("read")
+        .expect("guest");
     record.limits = limits;
     store.put_namespace(record).await.expect("write");
 }

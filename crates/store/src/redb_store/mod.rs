@@ -10,7 +10,6 @@
 //! and committed within the commit interval. Reads run on the caller's
 //! thread against the pending set and the last committed state.
 
-mod pending;
 mod tables;
 mod writer;
 
@@ -21,20 +20,18 @@ use std::thread;
 
 use async_trait::async_trait;
 use clemmys_whisk::{
-    Action, Activation, ActivationId, ActivationResponse, EntityName, KeyValues, NamespaceRecord,
-    Package, Rule, Trigger,
+    Action, Activation, ActivationId, EntityName, NamespaceRecord, Package, Rule, Trigger,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
-use serde_json::json;
 use tokio::sync::oneshot;
 
-use self::pending::Pending;
 use self::tables::{
     ACTIONS, ACTIVATION_IDS, ACTIVATION_KEYS, ACTIVATIONS, ACTIVATIONS_BY_NAME, AUTH_UUIDS, CODE,
     DocumentTable, EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, encode,
     package_action_key,
 };
 use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
+use crate::pending::Pending;
 use crate::{
     ActivationFilter, CrashRecovery, EntityStore, PutMode, RecordDurability, StoreConfig,
     StoreError,
@@ -142,37 +139,7 @@ impl RedbStore {
         action: &str,
         count: usize,
     ) -> Result<usize, StoreError> {
-        let ids = RandomIds::default();
-        let now = clemmys_whisk::now_ms();
-        let first_start = now.saturating_sub(u64::try_from(count).unwrap_or(u64::MAX));
-        let mut annotations = KeyValues::default();
-        annotations.set("path", json!(format!("{namespace}/{action}")));
-        annotations.set("waitTime", json!(0));
-        annotations.set("kind", json!("wasm:0.1"));
-        annotations.set("timeout", json!(false));
-        annotations.set(
-            "limits",
-            json!({"concurrency": 1, "logs": 10, "memory": 256, "timeout": 60000}),
-        );
-        let records = ids
-            .take(count)
-            .zip(first_start..)
-            .map(|(id, start)| Activation {
-                namespace: namespace.to_owned(),
-                name: action.to_owned(),
-                subject: namespace.to_owned(),
-                activation_id: id,
-                version: "0.0.1".into(),
-                publish: false,
-                start,
-                end: start,
-                duration: 0,
-                cause: None,
-                response: ActivationResponse::success(json!({"preloaded": start})),
-                logs: Vec::new(),
-                annotations: annotations.clone(),
-            });
-        self.put_activations(records)
+        self.put_activations(crate::record::preloaded(namespace, action, count))
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StoreError> {
@@ -365,35 +332,16 @@ impl Drop for RedbStore {
     }
 }
 
-/// Random activation ids, from the OS RNG in blocks.
-#[derive(Default)]
-struct RandomIds {
-    block: Vec<[u8; 16]>,
-}
-
-impl Iterator for RandomIds {
-    type Item = ActivationId;
-
-    fn next(&mut self) -> Option<ActivationId> {
-        if self.block.is_empty() {
-            let mut bytes = [0u8; 16 * 4096];
-            getrandom::fill(&mut bytes).ok()?;
-            self.block = bytes
-                .chunks_exact(16)
-                .filter_map(|chunk| <[u8; 16]>::try_from(chunk).ok())
-                .collect();
-        }
-        self.block.pop().map(ActivationId::from_bytes)
-    }
-}
-
 #[async_trait]
 impl EntityStore for RedbStore {
     async fn put_namespace(&self, record: NamespaceRecord) -> Result<(), StoreError> {
         self.write(WriteOp::PutNamespace(record)).await.map(drop)
     }
 
-    fn get_namespace(&self, name: &EntityName) -> Result<Option<NamespaceRecord>, StoreError> {
+    async fn get_namespace(
+        &self,
+        name: &EntityName,
+    ) -> Result<Option<NamespaceRecord>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(NAMESPACES).map_err(StoreError::backend)?;
             let found = table.get(name.as_str()).map_err(StoreError::backend)?;
@@ -401,7 +349,10 @@ impl EntityStore for RedbStore {
         })
     }
 
-    fn find_namespace_by_uuid(&self, uuid: &str) -> Result<Option<NamespaceRecord>, StoreError> {
+    async fn find_namespace_by_uuid(
+        &self,
+        uuid: &str,
+    ) -> Result<Option<NamespaceRecord>, StoreError> {
         self.read(|txn| {
             let uuids = txn.open_table(AUTH_UUIDS).map_err(StoreError::backend)?;
             let Some(name) = uuids.get(uuid).map_err(StoreError::backend)? else {
@@ -413,7 +364,7 @@ impl EntityStore for RedbStore {
         })
     }
 
-    fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
+    async fn list_namespaces(&self) -> Result<Vec<NamespaceRecord>, StoreError> {
         self.read(|txn| {
             let table = txn.open_table(NAMESPACES).map_err(StoreError::backend)?;
             let entries = table.iter().map_err(StoreError::backend)?;
@@ -437,7 +388,7 @@ impl EntityStore for RedbStore {
             .map(drop)
     }
 
-    fn get_action(
+    async fn get_action(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -445,7 +396,7 @@ impl EntityStore for RedbStore {
         self.action_at(&action_key(namespace, name))
     }
 
-    fn get_code(
+    async fn get_code(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -453,7 +404,7 @@ impl EntityStore for RedbStore {
         self.code_at(&action_key(namespace, name))
     }
 
-    fn get_package_action(
+    async fn get_package_action(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -462,7 +413,7 @@ impl EntityStore for RedbStore {
         self.action_at(&package_action_key(namespace, package, name))
     }
 
-    fn get_package_code(
+    async fn get_package_code(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -481,7 +432,7 @@ impl EntityStore for RedbStore {
             .await
     }
 
-    fn list_package_actions(
+    async fn list_package_actions(
         &self,
         namespace: &EntityName,
         package: &EntityName,
@@ -499,7 +450,7 @@ impl EntityStore for RedbStore {
         self.delete_action_at(action_key(namespace, name)).await
     }
 
-    fn list_actions(
+    async fn list_actions(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -508,7 +459,7 @@ impl EntityStore for RedbStore {
         self.list_actions_under(format!("{namespace}/"), skip, limit)
     }
 
-    fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
+    async fn count_actions(&self, namespace: &EntityName) -> Result<usize, StoreError> {
         let prefix = format!("{namespace}/");
         self.read(|txn| {
             let table = txn.open_table(ACTIONS).map_err(StoreError::backend)?;
@@ -536,7 +487,7 @@ impl EntityStore for RedbStore {
             .map(drop)
     }
 
-    fn get_package(
+    async fn get_package(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -569,7 +520,7 @@ impl EntityStore for RedbStore {
         }
     }
 
-    fn list_packages(
+    async fn list_packages(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -602,7 +553,7 @@ impl EntityStore for RedbStore {
             .await
     }
 
-    fn get_trigger(
+    async fn get_trigger(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -619,7 +570,7 @@ impl EntityStore for RedbStore {
             .await
     }
 
-    fn list_triggers(
+    async fn list_triggers(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -634,7 +585,7 @@ impl EntityStore for RedbStore {
             .await
     }
 
-    fn get_rule(
+    async fn get_rule(
         &self,
         namespace: &EntityName,
         name: &EntityName,
@@ -651,7 +602,7 @@ impl EntityStore for RedbStore {
             .await
     }
 
-    fn list_rules(
+    async fn list_rules(
         &self,
         namespace: &EntityName,
         skip: usize,
@@ -691,7 +642,7 @@ impl EntityStore for RedbStore {
         }
     }
 
-    fn get_activation(
+    async fn get_activation(
         &self,
         namespace: &str,
         id: &ActivationId,
@@ -725,7 +676,7 @@ impl EntityStore for RedbStore {
         })
     }
 
-    fn list_activations(
+    async fn list_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
@@ -760,7 +711,7 @@ impl EntityStore for RedbStore {
         })
     }
 
-    fn count_activations(
+    async fn count_activations(
         &self,
         namespace: &str,
         filter: &ActivationFilter,
@@ -889,6 +840,9 @@ fn log_repair_progress(session: &mut redb::RepairSession) {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use clemmys_whisk::{ActivationResponse, KeyValues};
+    use serde_json::json;
+
     use super::*;
 
     fn activation(id: u8, start: u64) -> Activation {
@@ -999,15 +953,25 @@ mod tests {
         let store = open(&dir, StoreConfig::default());
         let names: Vec<String> = store
             .list_triggers(&guest, 0, 10)
+            .await
             .expect("list")
             .iter()
             .map(|t| t.name.to_string())
             .collect();
         assert_eq!(names, ["s", "u"], "ordered, and not another namespace's");
-        assert_eq!(store.list_triggers(&guest, 1, 1).expect("list").len(), 1);
+        assert_eq!(
+            store.list_triggers(&guest, 1, 1).await.expect("list").len(),
+            1
+        );
         let r = EntityName::new("r").expect("name");
-        assert_eq!(store.get_rule(&guest, &r).expect("get"), Some(rule("r")));
-        assert_eq!(store.list_rules(&guest, 0, 10).expect("list").len(), 1);
+        assert_eq!(
+            store.get_rule(&guest, &r).await.expect("get"),
+            Some(rule("r"))
+        );
+        assert_eq!(
+            store.list_rules(&guest, 0, 10).await.expect("list").len(),
+            1
+        );
         assert!(
             store
                 .delete_rule(&guest, &r)
@@ -1015,7 +979,7 @@ mod tests {
                 .expect("delete")
                 .is_some()
         );
-        assert_eq!(store.get_rule(&guest, &r).expect("get"), None);
+        assert_eq!(store.get_rule(&guest, &r).await.expect("get"), None);
     }
 
     fn package(namespace: &str, name: &str) -> Package {
@@ -1059,22 +1023,25 @@ mod tests {
             .await
             .expect("overwrite");
         let a = EntityName::new("a").expect("name");
-        assert_eq!(store.get_package(&guest, &a).expect("get"), Some(updated));
+        assert_eq!(
+            store.get_package(&guest, &a).await.expect("get"),
+            Some(updated)
+        );
         let names = |packages: Vec<Package>| -> Vec<String> {
             packages.iter().map(|p| p.name.to_string()).collect()
         };
         assert_eq!(
-            names(store.list_packages(&guest, 0, 10).expect("list")),
+            names(store.list_packages(&guest, 0, 10).await.expect("list")),
             ["a", "b", "c"],
             "ordered, and not another namespace's"
         );
         assert_eq!(
-            names(store.list_packages(&guest, 1, 1).expect("list")),
+            names(store.list_packages(&guest, 1, 1).await.expect("list")),
             ["b"]
         );
         let removed = store.delete_package(&guest, &a).await.expect("delete");
         assert_eq!(removed.map(|p| p.name), Some(a.clone()));
-        assert_eq!(store.get_package(&guest, &a).expect("get"), None);
+        assert_eq!(store.get_package(&guest, &a).await.expect("get"), None);
         assert_eq!(store.delete_package(&guest, &a).await.expect("again"), None);
     }
 

@@ -1,10 +1,11 @@
 //! The tables of the store file, and the helpers that keep an activation
 //! record and its indexes together.
 
-use clemmys_whisk::{Activation, ActivationId, EntityName};
+use clemmys_whisk::EntityName;
 use redb::{ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
 
 use crate::StoreError;
+pub(super) use crate::record::{EncodedRecord, decode, encode};
 
 /// namespace name → JSON `NamespaceRecord`.
 pub(super) const NAMESPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("namespaces");
@@ -200,35 +201,6 @@ pub(super) struct StoredKey {
     pub id: Vec<u8>,
 }
 
-/// An activation record encoded for storage, with what its indexes need.
-#[derive(Debug)]
-pub(super) struct EncodedRecord {
-    pub id: ActivationId,
-    pub namespace: String,
-    pub name: String,
-    pub start: u64,
-    pub json: Vec<u8>,
-}
-
-impl EncodedRecord {
-    /// Encodes `activation`, keeping its indexed fields.
-    pub fn encode(activation: Activation) -> Result<Self, StoreError> {
-        let json = encode(&activation)?;
-        Ok(Self::with_json(activation, json))
-    }
-
-    /// `activation`, whose encoding is `json`.
-    pub fn with_json(activation: Activation, json: Vec<u8>) -> Self {
-        Self {
-            id: activation.activation_id,
-            namespace: activation.namespace,
-            name: activation.name,
-            start: activation.start,
-            json,
-        }
-    }
-}
-
 pub(super) fn action_key(namespace: &EntityName, name: &EntityName) -> String {
     format!("{namespace}/{name}")
 }
@@ -249,12 +221,4 @@ pub(super) fn key_of(action: &clemmys_whisk::Action) -> String {
         Some(package) => package_action_key(&action.namespace, package, &action.name),
         None => action_key(&action.namespace, &action.name),
     }
-}
-
-pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|error| StoreError::Corrupted(error.to_string()))
-}
-
-pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupted(error.to_string()))
 }

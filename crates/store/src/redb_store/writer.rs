@@ -18,8 +18,8 @@ use clemmys_whisk::{Action, Activation, NamespaceRecord, Package};
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::pending::Pending;
 use super::tables::{DocumentTable, EncodedRecord, ID_MAX, StoredKey, Tables, decode, encode};
+use crate::pending::Pending;
 use crate::{CrashRecovery, PutMode, StoreConfig, StoreError};
 
 /// Writes taken from the queue into one transaction at most; also the most

@@ -19,14 +19,14 @@ fn record(ns: &str, name: &str, start: u64, n: u32) -> Activation {
     record
 }
 
-fn count(store: &RedbStore, ns: &str, name: Option<&str>, upto: Option<u64>) -> usize {
+async fn count(store: &RedbStore, ns: &str, name: Option<&str>, upto: Option<u64>) -> usize {
     let filter = ActivationFilter {
         name: name.map(str::to_owned),
         upto,
         limit: 1,
         ..ActivationFilter::default()
     };
-    store.count_activations(ns, &filter).expect("count")
+    store.count_activations(ns, &filter).await.expect("count")
 }
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn records_past_their_retention_are_deleted_in_the_background() {
         records.push(record("guest", "a", now, 10_000));
         records.push(record("other", "b", now, 10_001));
         assert_eq!(store.put_activations(records).expect("load"), 2502);
-        assert_eq!(count(&store, "guest", None, None), 1251);
+        assert_eq!(count(&store, "guest", None, None).await, 1251);
     }
 
     let store = RedbStore::open_with(
@@ -60,27 +60,34 @@ async fn records_past_their_retention_are_deleted_in_the_background() {
     )
     .expect("open");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&store, "guest", None, Some(now - DAY_MS))
-        + count(&store, "other", None, Some(now - DAY_MS))
+    while count(&store, "guest", None, Some(now - DAY_MS)).await
+        + count(&store, "other", None, Some(now - DAY_MS)).await
         > 0
     {
         assert!(Instant::now() < deadline, "old records not deleted in 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
     // The recent ones stay, and the indexes of the old ones are gone too.
-    assert_eq!(count(&store, "guest", None, None), 1);
-    assert_eq!(count(&store, "other", None, None), 1);
-    assert_eq!(count(&store, "guest", Some("a"), None), 1);
-    assert_eq!(count(&store, "other", Some("a"), None), 0);
+    assert_eq!(count(&store, "guest", None, None).await, 1);
+    assert_eq!(count(&store, "other", None, None).await, 1);
+    assert_eq!(count(&store, "guest", Some("a"), None).await, 1);
+    assert_eq!(count(&store, "other", Some("a"), None).await, 0);
     let old_id = record("guest", "a", old, 0).activation_id;
     assert!(
         store
             .get_activation("guest", &old_id)
+            .await
             .expect("get")
             .is_none()
     );
     let kept = record("guest", "a", now, 10_000).activation_id;
-    assert!(store.get_activation("guest", &kept).expect("get").is_some());
+    assert!(
+        store
+            .get_activation("guest", &kept)
+            .await
+            .expect("get")
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -100,5 +107,5 @@ async fn without_retention_nothing_is_deleted() {
         .expect("put");
     store.flush().await.expect("flush");
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(count(&store, "guest", None, None), 1);
+    assert_eq!(count(&store, "guest", None, None).await, 1);
 }

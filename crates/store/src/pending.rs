@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use clemmys_whisk::ActivationId;
 
-use super::tables::EncodedRecord;
 use crate::ActivationFilter;
+use crate::record::EncodedRecord;
 
 /// Records waiting at most, past which writes wait for their commit
 /// (back-pressure on a writer that falls behind).
@@ -23,7 +23,7 @@ const MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// The uncommitted records, by id.
 #[derive(Default)]
-pub(super) struct Pending {
+pub(crate) struct Pending {
     inner: Mutex<PendingRecords>,
 }
 
