@@ -294,9 +294,9 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
             .is_some_and(|annotations| annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION));
     if web && sealed {
         bail!(
-            "confidential actions cannot be web actions yet: they need the attested web \
-             gateway, which is not built, and without it the provider would see requests and \
-             answers in the clear. Export a plain action instead (add --plain)"
+            "confidential actions cannot be web actions yet: the node's web route would show \
+             the provider requests and answers in the clear, and the attested gateway does \
+             not serve web actions yet. Export a plain action instead (add --plain)"
         );
     }
     let doc = if let (true, Some(file)) = (confidential, &args.file) {
