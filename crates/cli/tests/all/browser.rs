@@ -61,6 +61,7 @@ fn a_web_action_page_renders_in_headless_chromium() {
         "create",
         "page",
         arg(&source),
+        "--plain",
         "--web",
         "true",
         "-p",
