@@ -10,7 +10,7 @@ use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{Activation, EntityName, FullyQualifiedName, KeyValues};
 use serde_json::{Value, json};
 
-use clemmys_client::confidential::{ConfidentialInvoked, DeployOptions};
+use clemmys_client::confidential::{ConfidentialInvoked, DeployOptions, JavaScriptSource};
 
 use super::{AnnotationArgs, Context, ParamArgs, confidential};
 use crate::output::Table;
@@ -312,16 +312,13 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
                 let source = std::fs::read_to_string(file)
                     .with_context(|| format!("reading {} as UTF-8 text", file.display()))?;
                 let engine = pinned_js_engine(args.js_engine.as_deref())?;
+                let javascript = JavaScriptSource {
+                    source: &source,
+                    engine,
+                    kind: kind.as_str(),
+                };
                 sealing
-                    .deploy_javascript(
-                        &args.name,
-                        &source,
-                        engine,
-                        kind.as_str(),
-                        body,
-                        update,
-                        &options,
-                    )
+                    .deploy_javascript(&args.name, javascript, body, update, &options)
                     .await
             }
             None => {

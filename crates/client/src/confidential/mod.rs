@@ -347,6 +347,17 @@ pub struct DeployOptions {
     pub allowed_clients: Vec<clemmys_proto::ClientId>,
 }
 
+/// A confidential JavaScript action's code, before it is sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct JavaScriptSource<'a> {
+    /// The source.
+    pub source: &'a str,
+    /// SHA-256 of the engine module it may run under.
+    pub engine: Digest,
+    /// Its OpenWhisk kind (`nodejs:20`, ...).
+    pub kind: &'a str,
+}
+
 /// The code of a confidential action, before it is sealed.
 enum ConfidentialCode<'a> {
     /// A WebAssembly module.
@@ -870,23 +881,23 @@ impl Confidential {
             .await
     }
 
-    /// Deploys JavaScript `source` as confidential action `name` of `kind`
-    /// (`nodejs:20`, ...), to run only under the engine module whose digest
-    /// is `engine`: the source and that digest are sealed together, so the
-    /// policy's code digest names both.
+    /// Deploys `javascript` as confidential action `name`, to run only
+    /// under the engine module it names: the source and the engine's digest
+    /// are sealed together, so the policy's code digest names both.
     pub async fn deploy_javascript(
         &self,
         name: &str,
-        source: &str,
-        engine: Digest,
-        kind: &str,
+        javascript: JavaScriptSource<'_>,
         put: ActionPut,
         overwrite: bool,
         options: &DeployOptions,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let code = ConfidentialCode::JavaScript {
-            code: JavaScriptCode { engine, source },
-            kind,
+            code: JavaScriptCode {
+                engine: javascript.engine,
+                source: javascript.source,
+            },
+            kind: javascript.kind,
         };
         self.deploy_code(name, code, put, overwrite, options).await
     }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use clemmys_client::InvokeOptions;
-use clemmys_client::confidential::{ConfidentialError, ConfidentialInvoked};
+use clemmys_client::confidential::{ConfidentialError, ConfidentialInvoked, JavaScriptSource};
 use clemmys_proto::Digest;
 use clemmys_proto::code::JavaScriptCode;
 use clemmys_whisk::ActivationStatus;
@@ -37,9 +37,11 @@ async fn deploy_js(owner: &Owner, name: &str, engine: Digest) {
         .client
         .deploy_javascript(
             name,
-            &source(),
-            engine,
-            "nodejs:20",
+            JavaScriptSource {
+                source: &source(),
+                engine,
+                kind: "nodejs:20",
+            },
             Default::default(),
             false,
             &Default::default(),
