@@ -437,22 +437,11 @@ impl Controller {
     ) -> Result<(Exec, Option<Vec<u8>>), ApiError> {
         match exec.kind.as_str() {
             WASM_KIND => {
-                let text = exec.code.as_deref().ok_or_else(|| {
-                    ApiError::bad_request("exec.code is required for kind 'wasm'")
-                })?;
-                let code = base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .map_err(|error| {
-                        ApiError::bad_request(format!(
-                            "exec.code must be the base64 encoding of a WebAssembly module: {error}"
-                        ))
-                    })?;
-                if code.len() > MAX_CODE_BYTES {
-                    return Err(ApiError::too_large("Code", code.len(), MAX_CODE_BYTES));
-                }
-                self.code_check
-                    .check(&code, confidential)
-                    .map_err(ApiError::bad_request)?;
+                let code = self.binary_code(
+                    exec,
+                    "exec.code must be the base64 encoding of a WebAssembly module",
+                    confidential,
+                )?;
                 let exec = Exec::Wasm {
                     code_digest: hex::encode(Sha256::digest(&code)),
                     code_size: code.len() as u64,
@@ -524,22 +513,35 @@ impl Controller {
     /// The sealed source of a confidential JavaScript action: only its
     /// framing is checked, the rest is the enclave's.
     fn sealed_javascript(&self, exec: &ExecPut) -> Result<Vec<u8>, ApiError> {
+        self.binary_code(
+            exec,
+            "exec.code of a confidential JavaScript action must be the base64 of its sealed \
+             source",
+            true,
+        )
+    }
+
+    /// The base64 `exec.code` of `exec`, decoded, within the size limit and
+    /// passing the code check (a module, or sealed code when
+    /// `confidential`); `not_base64` opens the message when it does not
+    /// decode.
+    fn binary_code(
+        &self,
+        exec: &ExecPut,
+        not_base64: &str,
+        confidential: bool,
+    ) -> Result<Vec<u8>, ApiError> {
         let text = exec.code.as_deref().ok_or_else(|| {
             ApiError::bad_request(format!("exec.code is required for kind '{}'", exec.kind))
         })?;
         let code = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
-            .map_err(|error| {
-                ApiError::bad_request(format!(
-                    "exec.code of a confidential JavaScript action must be the base64 of its \
-                     sealed source: {error}"
-                ))
-            })?;
+            .map_err(|error| ApiError::bad_request(format!("{not_base64}: {error}")))?;
         if code.len() > MAX_CODE_BYTES {
             return Err(ApiError::too_large("Code", code.len(), MAX_CODE_BYTES));
         }
         self.code_check
-            .check(&code, true)
+            .check(&code, confidential)
             .map_err(ApiError::bad_request)?;
         Ok(code)
     }
