@@ -15,8 +15,13 @@ async fn list_filters_by_name_time_and_pages() {
     let server = TestServer::start().await;
     server.create("echo", "echo").await;
     server.create("noop", "noop").await;
+    // Records are ordered by start time in milliseconds; runs within one
+    // millisecond would tie (and then sort by id), so space them out.
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(3));
     let first = run(&server, "echo", json!({"n": 1})).await;
+    pause().await;
     let second = run(&server, "noop", json!({})).await;
+    pause().await;
     let third = run(&server, "echo", json!({"n": 3})).await;
 
     let all = server
