@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
+use clemmys_gateway::TEST_MODE_WARNING;
 use clemmys_gateway::ratls::RaTlsCertificate;
 use clemmys_proto::{Measurement, SigningPublicKey};
 use clemmys_tee::{Role, SIM_WARNING, SgxPolicy, Verifier, measurement};
@@ -186,6 +187,24 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
     let Some(Some(node)) = global.apihost.clone() else {
         bail!("the node to front is required: --apihost https://HOST:PORT");
     };
+    // Only an owner's gateway acts with a key of its own; in test mode it
+    // uses each caller's.
+    let node_auth = match args.owner {
+        Some(_) => {
+            let ctx = super::Context::new(global)?;
+            let Some(auth) = ctx.auth else {
+                bail!(
+                    "a gateway with --owner needs the namespace's API key for the node: --auth UUID:KEY (its callers present gateway credentials instead)"
+                );
+            };
+            Some(
+                auth.value
+                    .parse::<clemmys_whisk::AuthKey>()
+                    .with_context(|| format!("the API key from {}", auth.source))?,
+            )
+        }
+        None => None,
+    };
     let gateway = clemmys_server::gateway_node::RunningGateway::start(
         clemmys_server::gateway_node::GatewayNodeConfig {
             listen: args.listen,
@@ -197,6 +216,7 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
             extra_names: args.names.clone(),
             http: args.http.limits(),
             owner: args.owner,
+            node_auth,
         },
     )
     .await
@@ -221,6 +241,13 @@ pub fn announce(gateway: &clemmys_server::gateway_node::RunningGateway) {
     );
     if !inner.tee().is_hardware() {
         eprintln!("clemmys: WARNING: {SIM_WARNING}");
+    }
+    match inner.owner() {
+        Some(owner) => eprintln!(
+            "clemmys: acting for owner {owner}; callers need a credential from `clemmys gateway credential {}` (namespace keys are refused)",
+            gateway.url()
+        ),
+        None => eprintln!("clemmys: WARNING: {TEST_MODE_WARNING}"),
     }
     eprintln!(
         "clemmys: clients verify it with `clemmys gateway verify {} --out gateway.pem`",
