@@ -110,8 +110,13 @@ pub struct GatewayServeArgs {
     pub names: Vec<String>,
     /// Act for this namespace owner (their client identity, 64 hex digits,
     /// as `clemmys broker show` prints it): actions created through the
-    /// gateway are theirs. Works once they ran `clemmys gateway authorize`,
-    /// and stops when they run `clemmys gateway revoke`.
+    /// gateway are theirs, and only credentials it issues them (`clemmys
+    /// gateway credential`) are accepted; the namespace key (--auth) is
+    /// used towards the node only. Works once they ran `clemmys gateway
+    /// authorize`, and stops when they run `clemmys gateway revoke`. Fixed
+    /// when the state directory is made. Without it the gateway runs in
+    /// an owner-less TEST MODE that accepts the namespace key, which the
+    /// provider holds, and so protects nothing from the provider.
     #[arg(long, value_name = "HEX")]
     pub owner: Option<clemmys_proto::ClientId>,
     /// The HTTP listener's limits.
