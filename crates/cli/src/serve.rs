@@ -381,7 +381,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             namespace: "guest".to_owned(),
             extra_names: Vec::new(),
             http: args.http.limits(),
+            // Test mode: the all-in-one node's gateway is a demonstration.
             owner: None,
+            node_auth: None,
         },
     )
     .await

@@ -145,6 +145,11 @@ pub struct Fixtures {
     /// [`MEASUREMENT`] on [`Fixtures::platform`], binding its key and the
     /// client identity [`Fixtures::client`].
     pub ratls_certificate: Vec<u8>,
+    /// The gateway a credential request is for (another identity than
+    /// [`Fixtures::client`], its owner).
+    pub credential_gateway: clemmys_proto::ClientId,
+    /// The owner's signed request for a gateway credential, as JSON.
+    pub credential_request_json: Vec<u8>,
 }
 
 impl Fixtures {
@@ -494,6 +499,18 @@ fn build() -> Fixtures {
     .der()
     .to_vec();
 
+    let credential_gateway = ClientIdentity::from_secret(&[0x05; 32]).id();
+    let credential_request_json = serde_json::to_vec(
+        &clemmys_gateway::credentials::CredentialRequest {
+            action: clemmys_gateway::credentials::CredentialAction::Issue,
+            gateway: credential_gateway,
+            owner: client.id(),
+            challenge: "07".repeat(32),
+        }
+        .sign(&client),
+    )
+    .expect("fixture: credential request JSON");
+
     Fixtures {
         client,
         action_keys,
@@ -536,5 +553,7 @@ fn build() -> Fixtures {
         admit_reply,
         admit_reply_json,
         ratls_certificate,
+        credential_gateway,
+        credential_request_json,
     }
 }

@@ -147,6 +147,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().ratls_certificate,
     },
     Target {
+        name: "credential_request",
+        oracle: oracles::credential_request,
+        valid: || &fixtures::fixtures().credential_request_json,
+    },
+    Target {
         name: "action_put",
         oracle: oracles::action_put,
         valid: || oracles::ACTION_PUT,

@@ -362,6 +362,26 @@ pub fn ratls_certificate(data: &[u8]) {
     }
 }
 
+/// A signed credential request (network → gateway) never panics the
+/// parser, and verifies for the fixture gateway and owner only if it is
+/// the owner's request unchanged (action, UUID, gateway, challenge).
+pub fn credential_request(data: &[u8]) {
+    use clemmys_gateway::credentials::SignedCredentialRequest;
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.credential_request_json);
+    let Ok(parsed) = serde_json::from_slice::<SignedCredentialRequest>(&candidate) else {
+        return;
+    };
+    let valid: SignedCredentialRequest =
+        serde_json::from_slice(&fx.credential_request_json).expect("the fixture parses");
+    if let Ok((request, _)) = parsed.verify(&fx.credential_gateway, &fx.client.id()) {
+        assert_eq!(
+            request, valid.request,
+            "credential request: verified a changed request"
+        );
+    }
+}
+
 /// A broker request (network → broker) opens only if it is exactly what
 /// the client sealed and signed, and then it is the client's request.
 pub fn broker_request(data: &[u8]) {

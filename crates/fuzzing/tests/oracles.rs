@@ -95,6 +95,7 @@ fn every_target_is_tested_here() {
             "admit_request",
             "admit_reply",
             "ratls_certificate",
+            "credential_request",
             "action_put",
             "trigger_put",
             "web_request",
@@ -104,6 +105,11 @@ fn every_target_is_tested_here() {
         ],
         "add a test below for each new target"
     );
+}
+
+#[test]
+fn credential_request() {
+    run("credential_request", 33);
 }
 
 #[test]

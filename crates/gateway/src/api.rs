@@ -8,7 +8,13 @@
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
 //!
-//! Anything else answers an OpenWhisk-shaped error (`{"error", "code"}`):
+//! | `GET /clemmys/v1/gateway` | who it is: its identity, its owner, whether it runs in test mode |
+//! | `POST /clemmys/v1/credentials/challenge`, `POST /clemmys/v1/credentials` | the owner's signed requests for a credential, or to revoke one ([`crate::credentials`]) |
+//!
+//! With an owner, every OpenWhisk route wants a credential the gateway
+//! issued (HTTP Basic `UUID:KEY`, as OpenWhisk clients send the namespace
+//! key); a namespace key is a 401. Anything else answers an
+//! OpenWhisk-shaped error (`{"error", "code"}`):
 //! nothing is ever forwarded in the clear to the node for a confidential
 //! action (no plaintext invoke, no bound parameters, no JavaScript source,
 //! no activation records with `docs=true`).
@@ -31,7 +37,8 @@ use clemmys_whisk::action::ActionPut;
 use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey};
 use serde_json::{Value, json};
 
-use crate::Gateway;
+use crate::credentials::{CredentialError, SignedCredentialRequest};
+use crate::{CredentialAnswer, CredentialFailure, Gateway};
 
 /// The largest request body: OpenWhisk's 48 MiB code limit, base64'd.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -64,6 +71,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/api/v1/namespaces/{namespace}/activations/{id}/logs",
             get(activation_logs),
         )
+        .route("/clemmys/v1/gateway", get(about))
+        .route(
+            "/clemmys/v1/credentials/challenge",
+            axum::routing::post(challenge),
+        )
+        .route("/clemmys/v1/credentials", axum::routing::post(credential))
         .fallback(unsupported)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(gateway)
@@ -76,6 +89,9 @@ pub enum ApiError {
     /// No usable API key.
     #[error("The supplied authentication is invalid")]
     Unauthenticated,
+    /// A credential or a credential request was refused.
+    #[error(transparent)]
+    Credential(#[from] CredentialFailure),
     /// A namespace this gateway does not serve.
     #[error("this gateway serves namespace {served}, not {asked}")]
     WrongNamespace {
@@ -96,6 +112,12 @@ pub enum ApiError {
     Confidential(#[from] ConfidentialError),
 }
 
+impl From<CredentialError> for ApiError {
+    fn from(error: CredentialError) -> Self {
+        ApiError::Credential(CredentialFailure::Refused(error))
+    }
+}
+
 impl From<ClientError> for ApiError {
     fn from(error: ClientError) -> Self {
         ApiError::Confidential(ConfidentialError::Api(error))
@@ -107,6 +129,12 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Credential(CredentialFailure::Refused(refused)) => match refused {
+                CredentialError::NotIssued | CredentialError::Revoked => StatusCode::UNAUTHORIZED,
+                CredentialError::Malformed(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::FORBIDDEN,
+            },
+            ApiError::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::WrongNamespace { .. } => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
@@ -161,6 +189,17 @@ fn openwhisk_error(status: StatusCode, message: &str) -> Response {
     rand_core::Rng::fill_bytes(&mut clemmys_tee::os_rng(), &mut code);
     let code: String = code.iter().map(|byte| format!("{byte:02x}")).collect();
     (status, axum::Json(json!({"error": message, "code": code}))).into_response()
+}
+
+/// The confidential client for the caller of `headers`: with an owner,
+/// only for a credential the gateway issued (see
+/// [`Gateway::authenticate`]).
+async fn connect(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Arc<clemmys_client::confidential::Confidential>, ApiError> {
+    let node_auth = gateway.authenticate(auth(headers)?)?;
+    Ok(gateway.connection(node_auth).await?)
 }
 
 /// The API key of the request's HTTP Basic credentials.
@@ -223,7 +262,7 @@ async fn forward(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let connection = gateway.connection(auth(&headers)?).await?;
+    let connection = connect(&gateway, &headers).await?;
     let response = connection
         .client()
         .request(method, &below_api(&uri), None)
@@ -268,7 +307,7 @@ async fn get_action(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &namespace)?;
-    let connection = gateway.connection(auth(&headers)?).await?;
+    let connection = connect(&gateway, &headers).await?;
     let doc = connection.client().get_action(&name, false).await?;
     Ok(axum::Json(without_code(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
@@ -292,7 +331,7 @@ async fn put_action(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &namespace)?;
-    let auth = auth(&headers)?;
+    let connection = connect(&gateway, &headers).await?;
     let mut put: ActionPut = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("the action is not valid JSON: {error}")))?;
     if put
@@ -320,7 +359,6 @@ async fn put_action(
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(code.trim())
         .map_err(|_| ApiError::BadRequest("exec.code is not base64".into()))?;
-    let connection = gateway.connection(auth).await?;
     let overwrite = flag(&query, "overwrite");
     // Checked before the broker registers a new version: a create that
     // the node would then refuse must not move the broker's version past
@@ -359,7 +397,7 @@ async fn invoke(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &namespace)?;
-    let auth = auth(&headers)?;
+    let connection = connect(&gateway, &headers).await?;
     let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -384,7 +422,6 @@ async fn invoke(
         result: flag(&query, "blocking") && flag(&query, "result"),
         timeout_ms,
     };
-    let connection = gateway.connection(auth).await?;
     match connection.invoke(&name, &params, options).await? {
         ConfidentialInvoked::Accepted { activation_id } => Ok((
             StatusCode::ACCEPTED,
@@ -453,7 +490,7 @@ async fn open(
 > {
     check_namespace(gateway, namespace)?;
     let id = activation_id(id)?;
-    let connection = gateway.connection(auth(headers)?).await?;
+    let connection = connect(gateway, headers).await?;
     let opened = connection.open_activation(id).await?;
     Ok((connection, opened))
 }
@@ -483,6 +520,41 @@ async fn activation_logs(
 ) -> Result<Response, ApiError> {
     let (_, opened) = open(&gateway, &headers, &namespace, &id).await?;
     Ok(axum::Json(json!({"logs": opened.logs.unwrap_or_default()})).into_response())
+}
+
+/// Who this gateway is, answered inside the RA-TLS channel (so from the
+/// enclave the certificate's evidence names).
+async fn about(State(gateway): State<Arc<Gateway>>) -> Response {
+    axum::Json(json!({
+        "identity": gateway.identity(),
+        "owner": gateway.owner(),
+        "namespace": gateway.namespace(),
+        "testMode": gateway.owner().is_none(),
+    }))
+    .into_response()
+}
+
+async fn challenge(State(gateway): State<Arc<Gateway>>) -> Result<Response, ApiError> {
+    let challenge = gateway.challenge()?;
+    Ok(axum::Json(json!({"challenge": hex::encode(challenge)})).into_response())
+}
+
+async fn credential(
+    State(gateway): State<Arc<Gateway>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let signed: SignedCredentialRequest = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::BadRequest(format!("not a signed credential request: {error}"))
+    })?;
+    Ok(match gateway.answer(signed)? {
+        CredentialAnswer::Issued(auth) => {
+            axum::Json(json!({"uuid": auth.uuid, "key": auth.key, "auth": auth.to_string()}))
+                .into_response()
+        }
+        CredentialAnswer::Revoked(uuid, new) => {
+            axum::Json(json!({"revoked": uuid, "new": new})).into_response()
+        }
+    })
 }
 
 async fn unsupported(method: Method, uri: Uri) -> Response {

@@ -21,6 +21,14 @@
 //! every plaintext it seals or opens, in its memory only. Its identity and
 //! TLS keys are sealed under its enclave's sealing key ([`sealed`]).
 //!
+//! Who may call it: with an owner (`--owner`), only holders of a
+//! credential it issued to that owner ([`credentials`]); the namespace
+//! API key, which the provider issues and holds, is refused, and the
+//! gateway uses its own configured copy of it towards the node only.
+//! Without an owner it is a **test mode** that accepts namespace keys,
+//! and so opens every answer for the provider: it says so at start and
+//! to `clemmys gateway verify`.
+//!
 //! **Not yet sealed**: the client state directory (`STATE_DIR/client`)
 //! where, like any Clemmys client, it keeps its broker pin, the keys of
 //! the answers it can still open and its high-water marks. It is on the
@@ -31,6 +39,7 @@
 //! gateway handles ([`clemmys_tee::SIM_WARNING`]).
 
 pub mod api;
+pub mod credentials;
 pub mod ratls;
 pub mod sealed;
 
@@ -50,8 +59,11 @@ use clemmys_whisk::AuthKey;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::credentials::{
+    Challenges, CredentialAction, CredentialError, CredentialKey, SignedCredentialRequest,
+};
 use crate::ratls::{RaTlsCertificate, RaTlsError};
-use crate::sealed::{GatewaySecrets, SealedStateError};
+use crate::sealed::{GatewaySecrets, Revocations, SealedStateError};
 
 /// The file (in the state directory) holding the gateway's RA-TLS
 /// certificate: public, kept so that a pinned copy stays valid across
@@ -79,10 +91,19 @@ pub struct GatewayConfig {
     /// (the host's own, which the gateway shares).
     pub broker_platform: Option<SigningPublicKey>,
     /// The namespace owner it acts for, under the owner's delegation
-    /// (`clemmys gateway authorize`); `None`: it owns the actions it
-    /// creates itself.
+    /// (`clemmys gateway authorize`), and the only one it issues
+    /// credentials to; `None`: test mode, it owns the actions it creates
+    /// itself and accepts the namespace key from anyone.
     pub owner: Option<ClientId>,
+    /// The namespace API key it uses towards the node when it has an
+    /// owner (its callers present gateway credentials instead).
+    pub node_auth: Option<AuthKey>,
 }
+
+/// What the test mode (no owner) warns at start and in `gateway verify`.
+pub const TEST_MODE_WARNING: &str = "OWNER-LESS TEST MODE: this gateway has no --owner, so it \
+accepts the namespace API key, which the provider issues and holds: the provider can call it and \
+read every result in the clear. It protects nothing from the provider; start it with --owner.";
 
 /// The gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +129,45 @@ pub enum GatewayError {
         /// The cause.
         source: std::io::Error,
     },
+    /// It has an owner but no namespace key to reach the node with.
+    #[error(
+        "a gateway with an owner needs the namespace's API key for the node (--auth UUID:KEY): its callers present gateway credentials instead"
+    )]
+    NoNodeKey,
+}
+
+/// A credential or a credential request was refused, or the revocation
+/// could not be kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialFailure {
+    /// Refused.
+    #[error(transparent)]
+    Refused(#[from] CredentialError),
+    /// The sealed revocation list could not be written.
+    #[error(transparent)]
+    State(#[from] SealedStateError),
+}
+
+/// What the gateway answers an owner's signed request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CredentialAnswer {
+    /// A new credential.
+    Issued(AuthKey),
+    /// The credential of this UUID is revoked (`true`: just now).
+    Revoked(String, bool),
+}
+
+/// An owner's gateway: who it issues credentials to, and how it checks
+/// them.
+struct OwnerMode {
+    owner: ClientId,
+    key: CredentialKey,
+    /// The namespace key towards the node.
+    node_auth: AuthKey,
+    challenges: Mutex<Challenges>,
+    revocations: Mutex<Revocations>,
 }
 
 /// A running gateway's state: what every request handler shares.
@@ -119,6 +179,8 @@ pub struct Gateway {
     certificate_pem: String,
     tls: ServerTls,
     home: ClientHome,
+    /// `None`: test mode.
+    owner_mode: Option<OwnerMode>,
     /// Digest of an API key → the confidential client acting with it.
     connections: Mutex<HashMap<Digest, Arc<Confidential>>>,
 }
@@ -136,13 +198,26 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Opens (or on first start makes) the gateway's sealed secrets inside
     /// `tee`, and its RA-TLS certificate.
-    pub fn start(config: GatewayConfig, tee: &dyn Tee) -> Result<Self, GatewayError> {
-        let secrets = GatewaySecrets::load_or_create(&config.state_dir, tee)?;
+    pub fn start(config: GatewayConfig, tee: Arc<dyn Tee>) -> Result<Self, GatewayError> {
+        let secrets = GatewaySecrets::load_or_create(&config.state_dir, &*tee, config.owner)?;
         let id = secrets.identity.id();
-        let (der, pem) = certificate(&config.state_dir, &config.names, tee, &secrets)?;
+        let (der, pem) = certificate(&config.state_dir, &config.names, &*tee, &secrets)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(secrets.tls_key.serialize_der()));
         let tls = ServerTls::from_der(vec![der], key)?;
         let home = ClientHome::open(config.state_dir.join("client"))?;
+        let owner_mode = match config.owner {
+            Some(owner) => Some(OwnerMode {
+                owner,
+                key: secrets.credential_key,
+                node_auth: config.node_auth.clone().ok_or(GatewayError::NoNodeKey)?,
+                challenges: Mutex::new(Challenges::default()),
+                revocations: Mutex::new(Revocations::load(&config.state_dir, tee.clone())?),
+            }),
+            None => {
+                tracing::warn!("{TEST_MODE_WARNING}");
+                None
+            }
+        };
         if !tee.kind().is_hardware() {
             tracing::warn!("{}", clemmys_tee::SIM_WARNING);
         }
@@ -154,9 +229,61 @@ impl Gateway {
             certificate_pem: pem,
             tls,
             home,
+            owner_mode,
             config,
             connections: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The node key to act with for a caller presenting `presented`: with
+    /// an owner, `presented` must be a live credential this gateway
+    /// issued, and the answer is the gateway's own namespace key; in test
+    /// mode, `presented` itself.
+    pub fn authenticate(&self, presented: AuthKey) -> Result<AuthKey, CredentialError> {
+        let Some(mode) = &self.owner_mode else {
+            return Ok(presented);
+        };
+        mode.key
+            .verify(&self.identity.id(), &mode.owner, &presented)?;
+        if lock(&mode.revocations).contains(&presented.uuid) {
+            return Err(CredentialError::Revoked);
+        }
+        Ok(mode.node_auth.clone())
+    }
+
+    /// A fresh challenge for the owner to sign into a request.
+    pub fn challenge(&self) -> Result<[u8; 32], CredentialError> {
+        let mode = self.owner_mode.as_ref().ok_or(CredentialError::NoOwner)?;
+        Ok(lock(&mode.challenges).make(&mut clemmys_tee::os_rng(), std::time::Instant::now()))
+    }
+
+    /// Answers the owner's signed request: a new credential, or a
+    /// revocation (sealed before it is answered).
+    pub fn answer(
+        &self,
+        signed: SignedCredentialRequest,
+    ) -> Result<CredentialAnswer, CredentialFailure> {
+        let mode = self.owner_mode.as_ref().ok_or(CredentialError::NoOwner)?;
+        let (request, challenge) = signed.verify(&self.identity.id(), &mode.owner)?;
+        // Used up only once the signature verified: a forger cannot burn
+        // the owner's challenges.
+        lock(&mode.challenges).take(&challenge, std::time::Instant::now())?;
+        match request.action {
+            CredentialAction::Issue => {
+                let uuid = credentials::new_uuid(&mut clemmys_tee::os_rng());
+                tracing::info!(%uuid, "issued a credential to the owner");
+                Ok(CredentialAnswer::Issued(mode.key.issue(
+                    &self.identity.id(),
+                    &mode.owner,
+                    uuid,
+                )))
+            }
+            CredentialAction::Revoke { uuid } => {
+                let new = lock(&mode.revocations).revoke(&uuid)?;
+                tracing::info!(%uuid, "revoked a credential");
+                Ok(CredentialAnswer::Revoked(uuid, new))
+            }
+        }
     }
 
     /// The PEM certificate clients pin (what `gateway verify` writes).
@@ -249,10 +376,12 @@ impl Gateway {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Confidential>>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.connections)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The certificate of `dir` when it is still this key's, this evidence's

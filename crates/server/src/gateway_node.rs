@@ -42,8 +42,11 @@ pub struct GatewayNodeConfig {
     pub extra_names: Vec<String>,
     /// The listener's limits.
     pub http: HttpLimits,
-    /// The namespace owner it acts for (under the owner's delegation).
+    /// The namespace owner it acts for (under the owner's delegation) and
+    /// issues credentials to; `None`: test mode.
     pub owner: Option<clemmys_proto::ClientId>,
+    /// The namespace key it uses towards the node when it has an owner.
+    pub node_auth: Option<clemmys_whisk::AuthKey>,
 }
 
 /// A gateway that is serving.
@@ -61,9 +64,16 @@ impl RunningGateway {
     pub async fn start(config: GatewayNodeConfig) -> anyhow::Result<Self> {
         crate::bootstrap::create_private_dir(&config.state_dir)?;
         let platform = load_platform(&config.state_dir, config.sim_platform_key.as_ref())?;
-        let tee = SimTee::new(
-            platform.clone(),
-            &measurement::expected_digest(Role::Gateway),
+        // The sim counter keeps the revocation list from being rolled back
+        // alone; the provider can restore both (`docs/THREAT-MODEL.md`).
+        let counter = config.state_dir.join("gateway.counter");
+        let tee = Arc::new(
+            SimTee::with_counter_file(
+                platform.clone(),
+                &measurement::expected_digest(Role::Gateway),
+                &counter,
+            )
+            .with_context(|| format!("opening the gateway's counter {}", counter.display()))?,
         );
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -87,10 +97,10 @@ impl RunningGateway {
             names,
             broker_platform: Some(platform.public_key()),
             owner: config.owner,
+            node_auth: config.node_auth.clone(),
         };
-        let gateway = Arc::new(
-            Gateway::start(gateway_config, &tee).context("starting the attested gateway")?,
-        );
+        let gateway =
+            Arc::new(Gateway::start(gateway_config, tee).context("starting the attested gateway")?);
         let app = clemmys_gateway::api::router(gateway.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(listener::serve(

@@ -23,6 +23,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// The connector of [`http_connector`] and [`pinned_http_connector`].
+pub type HttpsConnector =
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
 /// The file names of a node's own certificate authority and certificate.
 pub const CA_FILE: &str = "ca.pem";
 /// The node's certificate chain (its certificate, then the CA's).
@@ -371,6 +375,33 @@ pub fn client_config(options: &ClientTlsOptions) -> Result<ClientConfig, TlsErro
     })
 }
 
+/// A client configuration trusting exactly `pinned` (a certificate
+/// verified by other means, as an RA-TLS certificate is for its
+/// evidence): no authority, name or date is consulted, but the handshake
+/// must still be signed by that certificate's key.
+pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+            pinned,
+            algorithms: provider().signature_verification_algorithms,
+        }))
+        .with_no_client_auth())
+}
+
+/// A connector as [`http_connector`] for `https://` URLs whose server
+/// must present exactly `pinned` ([`pinned_client_config`]).
+pub fn pinned_http_connector(
+    pinned: CertificateDer<'static>,
+    connect_timeout: std::time::Duration,
+) -> Result<HttpsConnector, TlsError> {
+    Ok(connector_with(
+        pinned_client_config(pinned)?,
+        connect_timeout,
+    ))
+}
+
 /// A connection-pool connector for `http://` and `https://` URLs, with
 /// TCP_NODELAY and `connect_timeout`. Its TLS settings follow `options`
 /// and are built only when `https` (the client's URL is `https://`), so a
@@ -392,16 +423,23 @@ pub fn http_connector(
             .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth()
     };
+    Ok(connector_with(config, connect_timeout))
+}
+
+fn connector_with(
+    config: ClientConfig,
+    connect_timeout: std::time::Duration,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
     let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(Some(connect_timeout));
     // The TLS layer above takes `https://` URLs.
     tcp.enforce_http(false);
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(tcp))
+        .wrap_connector(tcp)
 }
 
 /// The TLS failure (an untrusted certificate, a refused client
@@ -539,9 +577,85 @@ impl ServerCertVerifier for AnyServerCertificate {
     }
 }
 
+/// The verifier of [`pinned_client_config`].
+#[derive(Debug)]
+struct PinnedCertificate {
+    pinned: CertificateDer<'static>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.pinned.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pinned_verifier_accepts_only_its_certificate() {
+        let certificate = |name: &str| {
+            rcgen::CertificateParams::new(vec![name.to_owned()])
+                .expect("params")
+                .self_signed(&rcgen::KeyPair::generate().expect("key"))
+                .expect("certificate")
+                .der()
+                .clone()
+        };
+        let (pinned, other) = (certificate("localhost"), certificate("localhost"));
+        let verifier = PinnedCertificate {
+            pinned: pinned.clone(),
+            algorithms: provider().signature_verification_algorithms,
+        };
+        let name = ServerName::try_from("localhost").expect("name");
+        assert!(
+            verifier
+                .verify_server_cert(&pinned, &[], &name, &[], UnixTime::now())
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify_server_cert(&other, &[], &name, &[], UnixTime::now())
+                .is_err()
+        );
+    }
 
     fn names() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]

@@ -7,9 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
-use clemmys_gateway::ratls::RaTlsCertificate;
+use clemmys_gateway::TEST_MODE_WARNING;
+use clemmys_gateway::credentials::{CredentialAction, CredentialRequest};
+use clemmys_gateway::ratls::{RaTlsCertificate, VerifiedGateway};
 use clemmys_proto::{Measurement, SigningPublicKey};
 use clemmys_tee::{Role, SIM_WARNING, SgxPolicy, Verifier, measurement};
+use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
 use super::GlobalArgs;
@@ -31,6 +34,37 @@ pub enum GatewayCommand {
     /// Withdraw your authorization of a gateway: the broker refuses its
     /// requests for you, and enclaves its invocations, from now on.
     Revoke(RevokeArgs),
+    /// Verify a gateway that acts for you (started with --owner YOU), then
+    /// get from it, over its attested TLS and with a request signed by your
+    /// client identity, a credential (UUID:KEY) for unmodified OpenWhisk
+    /// clients: the gateway refuses the namespace key, which the provider
+    /// holds.
+    Credential(CredentialArgs),
+    /// Revoke a credential the gateway issued you (by its UUID): the
+    /// gateway refuses it from now on.
+    RevokeCredential(RevokeCredentialArgs),
+}
+
+/// Arguments of `gateway credential`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CredentialArgs {
+    /// The gateway and how its evidence is checked.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// Also write a wskprops file (APIHOST and AUTH) for `wsk` here
+    /// (WSK_CONFIG_FILE=FILE).
+    #[arg(long, value_name = "FILE")]
+    pub props: Option<PathBuf>,
+}
+
+/// Arguments of `gateway revoke-credential`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RevokeCredentialArgs {
+    /// The gateway and how its evidence is checked.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+    /// The credential's UUID (the part of UUID:KEY before the colon).
+    pub uuid: String,
 }
 
 /// Arguments of `gateway authorize`.
@@ -76,8 +110,13 @@ pub struct GatewayServeArgs {
     pub names: Vec<String>,
     /// Act for this namespace owner (their client identity, 64 hex digits,
     /// as `clemmys broker show` prints it): actions created through the
-    /// gateway are theirs. Works once they ran `clemmys gateway authorize`,
-    /// and stops when they run `clemmys gateway revoke`.
+    /// gateway are theirs, and only credentials it issues them (`clemmys
+    /// gateway credential`) are accepted; the namespace key (--auth) is
+    /// used towards the node only. Works once they ran `clemmys gateway
+    /// authorize`, and stops when they run `clemmys gateway revoke`. Fixed
+    /// when the state directory is made. Without it the gateway runs in
+    /// an owner-less TEST MODE that accepts the namespace key, which the
+    /// provider holds, and so protects nothing from the provider.
     #[arg(long, value_name = "HEX")]
     pub owner: Option<clemmys_proto::ClientId>,
     /// The HTTP listener's limits.
@@ -110,6 +149,201 @@ pub async fn run(command: GatewayCommand, global: &GlobalArgs) -> anyhow::Result
         GatewayCommand::Verify(args) => verify(args, Shown::as_asked(global.json)).await.map(drop),
         GatewayCommand::Authorize(args) => authorize(args, global).await,
         GatewayCommand::Revoke(args) => revoke(args, global).await,
+        GatewayCommand::Credential(args) => credential(args, global).await,
+        GatewayCommand::RevokeCredential(args) => revoke_credential(args, global).await,
+    }
+}
+
+/// Asks the gateway `verified` (which must act for this client's
+/// identity) to do `action`, with a request signed over its challenge.
+async fn ask_gateway(
+    verified: &Verified,
+    action: CredentialAction,
+) -> anyhow::Result<serde_json::Value> {
+    let identity = super::confidential::home()?
+        .identity()
+        .context("reading your client identity")?;
+    match verified.owner {
+        Some(owner) if owner == identity.id() => {}
+        Some(owner) => bail!(
+            "this gateway acts for {owner}, not for you ({}): only its owner gets credentials",
+            identity.id()
+        ),
+        None => bail!("{TEST_MODE_WARNING}"),
+    }
+    let challenged = verified
+        .channel
+        .post("/clemmys/v1/credentials/challenge", &json!({}))
+        .await?;
+    let challenge = challenged["challenge"]
+        .as_str()
+        .context("the gateway sent no challenge")?
+        .to_owned();
+    let signed = CredentialRequest {
+        action,
+        gateway: verified.gateway.gateway,
+        owner: identity.id(),
+        challenge,
+    }
+    .sign(&identity);
+    verified
+        .channel
+        .post("/clemmys/v1/credentials", &serde_json::to_value(&signed)?)
+        .await
+}
+
+async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let shown = if global.json {
+        Shown::Nothing
+    } else {
+        Shown::Text
+    };
+    let url = args.verify.url.clone();
+    let verified = verify(args.verify.clone(), shown).await?;
+    let issued = ask_gateway(&verified, CredentialAction::Issue)
+        .await
+        .context("getting a credential from the gateway")?;
+    let auth = issued["auth"]
+        .as_str()
+        .context("the gateway sent no credential")?
+        .to_owned();
+    let uuid = issued["uuid"].as_str().unwrap_or_default().to_owned();
+    if let Some(path) = &args.props {
+        write_private(path, &format!("APIHOST={url}\nAUTH={auth}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if global.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "gateway": verified.gateway.gateway,
+                "uuid": uuid,
+                "auth": auth,
+                "props": args.props,
+            }))?
+        );
+        return Ok(());
+    }
+    outln!("");
+    outln!("credential for unmodified OpenWhisk clients of {url}:");
+    outln!("AUTH={auth}");
+    outln!("use it (with the pinned certificate) as");
+    outln!("  curl -u {auth} {url}/api/v1/namespaces");
+    outln!("  __OW_API_HOST={url} __OW_API_KEY={auth} node app.js");
+    outln!("  wsk --apihost {url} --auth {auth} ...");
+    if let Some(path) = &args.props {
+        outln!("written to {} (WSK_CONFIG_FILE)", path.display());
+    }
+    outln!("revoke it with `clemmys gateway revoke-credential {url} {uuid}`");
+    Ok(())
+}
+
+async fn revoke_credential(args: RevokeCredentialArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let shown = if global.json {
+        Shown::Nothing
+    } else {
+        Shown::Text
+    };
+    let verified = verify(args.verify.clone(), shown).await?;
+    ask_gateway(
+        &verified,
+        CredentialAction::Revoke {
+            uuid: args.uuid.clone(),
+        },
+    )
+    .await
+    .context("revoking the credential")?;
+    if global.json {
+        outln!("{}", json!({"revoked": args.uuid}));
+    } else {
+        outln!("");
+        outln!(
+            "revoked credential {}: the gateway refuses it from now on",
+            args.uuid
+        );
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// HTTPS to one gateway, trusting exactly the certificate whose evidence
+/// was verified: what is said on it is said by that enclave.
+struct PinnedChannel {
+    http: hyper_util::client::legacy::Client<
+        clemmys_tls::HttpsConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+}
+
+impl PinnedChannel {
+    fn new(address: &str, certificate: CertificateDer<'static>) -> anyhow::Result<Self> {
+        let connector =
+            clemmys_tls::pinned_http_connector(certificate, std::time::Duration::from_secs(10))?;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Self {
+            http,
+            base: format!("https://{address}"),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        use http_body_util::BodyExt as _;
+        let bytes = match body {
+            Some(body) => bytes::Bytes::from(serde_json::to_vec(body)?),
+            None => bytes::Bytes::new(),
+        };
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("calling {}{path}", self.base))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("{}{path} answered {status} with no JSON", self.base))?;
+        if !status.is_success() {
+            bail!(
+                "the gateway answered {status}: {}",
+                value["error"].as_str().unwrap_or("(no message)")
+            );
+        }
+        Ok(value)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.call(hyper::Method::GET, path, None).await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.call(hyper::Method::POST, path, Some(body)).await
     }
 }
 
@@ -127,8 +361,8 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
     let expires_ms = clemmys_whisk::now_ms().saturating_add(lasts);
     let delegation = confidential
         .delegate(
-            verified.gateway,
-            verified.evidence.measurement(),
+            verified.gateway.gateway,
+            verified.gateway.evidence.measurement(),
             expires_ms,
         )
         .await
@@ -147,8 +381,9 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
         )
     );
     outln!(
-        "the gateway acts for you when started with --owner {}",
-        delegation.owner
+        "the gateway acts for you when started with --owner {}; its OpenWhisk clients then need a credential from `clemmys gateway credential {}`",
+        delegation.owner,
+        args.verify.url
     );
     Ok(())
 }
@@ -186,6 +421,24 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
     let Some(Some(node)) = global.apihost.clone() else {
         bail!("the node to front is required: --apihost https://HOST:PORT");
     };
+    // Only an owner's gateway acts with a key of its own; in test mode it
+    // uses each caller's.
+    let node_auth = match args.owner {
+        Some(_) => {
+            let ctx = super::Context::new(global)?;
+            let Some(auth) = ctx.auth else {
+                bail!(
+                    "a gateway with --owner needs the namespace's API key for the node: --auth UUID:KEY (its callers present gateway credentials instead)"
+                );
+            };
+            Some(
+                auth.value
+                    .parse::<clemmys_whisk::AuthKey>()
+                    .with_context(|| format!("the API key from {}", auth.source))?,
+            )
+        }
+        None => None,
+    };
     let gateway = clemmys_server::gateway_node::RunningGateway::start(
         clemmys_server::gateway_node::GatewayNodeConfig {
             listen: args.listen,
@@ -197,6 +450,7 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
             extra_names: args.names.clone(),
             http: args.http.limits(),
             owner: args.owner,
+            node_auth,
         },
     )
     .await
@@ -221,6 +475,13 @@ pub fn announce(gateway: &clemmys_server::gateway_node::RunningGateway) {
     );
     if !inner.tee().is_hardware() {
         eprintln!("clemmys: WARNING: {SIM_WARNING}");
+    }
+    match inner.owner() {
+        Some(owner) => eprintln!(
+            "clemmys: acting for owner {owner}; callers need a credential from `clemmys gateway credential {}` (namespace keys are refused)",
+            gateway.url()
+        ),
+        None => eprintln!("clemmys: WARNING: {TEST_MODE_WARNING}"),
     }
     eprintln!(
         "clemmys: clients verify it with `clemmys gateway verify {} --out gateway.pem`",
@@ -274,10 +535,17 @@ impl Shown {
     }
 }
 
-async fn verify(
-    args: VerifyArgs,
-    shown: Shown,
-) -> anyhow::Result<clemmys_gateway::ratls::VerifiedGateway> {
+/// A gateway verified, and what it says of itself over the pinned channel.
+struct Verified {
+    /// Its verified evidence and identity.
+    gateway: VerifiedGateway,
+    /// The owner it acts for; `None`: test mode.
+    owner: Option<clemmys_proto::ClientId>,
+    /// HTTPS to it, trusting only its verified certificate.
+    channel: PinnedChannel,
+}
+
+async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
     let (address, host) = address_of(&args.url)?;
     let der = clemmys_tls::fetch_server_certificate(&address, &host)
         .await
@@ -299,37 +567,72 @@ async fn verify(
         .verify(&verifier, expected)
         .with_context(|| format!("refusing the gateway {}", args.url))?;
     let pem = to_pem(&der);
+    // Asked over a connection that trusts only this certificate: the
+    // answer is the verified enclave's.
+    let channel = PinnedChannel::new(&address, der.clone().into_owned())?;
+    let about = channel
+        .get("/clemmys/v1/gateway")
+        .await
+        .with_context(|| format!("asking {} who it acts for", args.url))?;
+    if about["identity"] != json!(verified.gateway) {
+        bail!(
+            "{}: the gateway answers for another identity than its certificate's",
+            args.url
+        );
+    }
+    let owner = match &about["owner"] {
+        serde_json::Value::Null => None,
+        value => Some(
+            serde_json::from_value::<clemmys_proto::ClientId>(value.clone())
+                .with_context(|| format!("{}: the owner it names", args.url))?,
+        ),
+    };
+    let verified = Verified {
+        gateway: verified,
+        owner,
+        channel,
+    };
     if let Some(path) = &args.out {
         let mut file =
             std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
         file.write_all(pem.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    let hardware = verified.evidence.is_hardware();
+    let hardware = verified.gateway.evidence.is_hardware();
     if shown == Shown::Nothing {
         return Ok(verified);
     }
     if shown == Shown::Json {
         let shown = json!({
             "gateway": args.url,
-            "tee": verified.evidence.tee(),
-            "measurement": verified.evidence.measurement(),
+            "tee": verified.gateway.evidence.tee(),
+            "measurement": verified.gateway.evidence.measurement(),
             "hardware": hardware,
-            "identity": verified.gateway,
+            "identity": verified.gateway.gateway,
+            "owner": verified.owner,
+            "testMode": verified.owner.is_none(),
             "simPlatformKey": platform.filter(|_| !hardware),
             "warning": (!hardware).then_some(SIM_WARNING),
+            "testModeWarning": verified.owner.is_none().then_some(TEST_MODE_WARNING),
             "certificate": args.out,
         });
         outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(verified);
     }
     outln!("attested gateway {}", args.url);
-    outln!("  TEE:              {}", verified.evidence.tee().name());
+    outln!(
+        "  TEE:              {}",
+        verified.gateway.evidence.tee().name()
+    );
     outln!(
         "  measurement:      {} (as expected)",
-        verified.evidence.measurement()
+        verified.gateway.evidence.measurement()
     );
-    outln!("  gateway identity: {}", verified.gateway);
+    outln!("  gateway identity: {}", verified.gateway.gateway);
+    match verified.owner {
+        Some(owner) => outln!("  acts for owner:   {owner} (callers need its credentials)"),
+        None => outln!("  acts for owner:   none (TEST MODE)"),
+    }
     if let Some(platform) = platform.filter(|_| !hardware) {
         outln!(
             "  sim platform key: {platform}{}",
@@ -344,6 +647,10 @@ async fn verify(
     if !hardware {
         outln!("");
         outln!("WARNING: {SIM_WARNING}");
+    }
+    if verified.owner.is_none() {
+        outln!("");
+        outln!("WARNING: {TEST_MODE_WARNING}");
     }
     if let Some(path) = &args.out {
         let path = path.display();

@@ -5,7 +5,10 @@
 //! gateway and the node) sees none of the secret example's markers.
 //! Attacks: a client without the pin is refused; `gateway verify` refuses
 //! evidence of another measurement, of an untrusted platform, and a TLS
-//! server without evidence.
+//! server without evidence. From the provider's side against an owner's
+//! gateway: calling it with the namespace key, with a forged credential,
+//! with a revoked one, and replaying an owner's signed credential request
+//! later, after a restart or at another gateway, are all refused.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -42,8 +45,9 @@ impl GatewayProcess {
         Self::spawn(root, node, node_data_dir, flags)
     }
 
-    /// Stops this gateway and starts it again on the same state directory.
-    fn restart(mut self, node: &str, node_data_dir: &Path) -> Self {
+    /// Stops this gateway and starts it again on the same state directory,
+    /// with `flags`.
+    fn restart(mut self, node: &str, node_data_dir: &Path, flags: &[&str]) -> Self {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -52,7 +56,7 @@ impl GatewayProcess {
             &mut self.root,
             tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}")),
         );
-        Self::spawn(root, node, node_data_dir, &[])
+        Self::spawn(root, node, node_data_dir, flags)
     }
 
     fn spawn(root: tempfile::TempDir, node: &str, node_data_dir: &Path, flags: &[&str]) -> Self {
@@ -141,6 +145,14 @@ impl GatewayProcess {
     fn state_dir(&self) -> PathBuf {
         self.root.path().join("state")
     }
+
+    /// Stops the process, keeping its state directory.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for GatewayProcess {
@@ -183,19 +195,144 @@ fn node(gateway: &str, auth: &str, pin: Option<&Path>, args: &[&str]) -> std::pr
 /// A one-line npm client call that exits 3 with the error's message.
 const LIST_NAMESPACES: &str = "require('openwhisk')().actions.list().then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); })";
 
+/// An owner, and a gateway started for them in front of `node` (with the
+/// namespace key for the node), verified, pinned and holding a credential
+/// it issued to them. Not yet authorized with the broker.
+struct OwnersGateway {
+    owner: crate::common::User,
+    owner_id: String,
+    gateway: GatewayProcess,
+    pin: PathBuf,
+    /// `UUID:KEY`, as `gateway credential` printed it.
+    credential: String,
+    uuid: String,
+}
+
+impl OwnersGateway {
+    fn start(server: &Server, node: &str) -> Self {
+        let owner = server.user();
+        owner.trust_broker();
+        let owner_id = identity_of(&owner);
+        let gateway =
+            GatewayProcess::start(node, &server.data_dir, &owner_flags(&owner_id, server));
+        assert!(
+            gateway.log().contains("acting for owner"),
+            "{}",
+            gateway.log()
+        );
+        let pin = gateway.root.path().join("gateway.pem");
+        owner
+            .clemmys(&["gateway", "verify", &gateway.url, "--out", arg(&pin)])
+            .success()
+            .stdout_has("acts for owner:   ");
+        let (credential, uuid) = credential_of(&owner, &gateway.url);
+        Self {
+            owner,
+            owner_id,
+            gateway,
+            pin,
+            credential,
+            uuid,
+        }
+    }
+
+    fn flags<'a>(&'a self, server: &'a Server) -> [&'a str; 4] {
+        owner_flags(&self.owner_id, server)
+    }
+
+    fn authorize(&self) {
+        self.owner
+            .clemmys(&["gateway", "authorize", &self.gateway.url])
+            .success()
+            .stdout_has("authorized gateway");
+    }
+}
+
+/// The flags of a gateway acting for `owner_id`, reaching the node with
+/// the namespace key.
+fn owner_flags<'a>(owner_id: &'a str, server: &'a Server) -> [&'a str; 4] {
+    ["--owner", owner_id, "--auth", &server.guest_auth]
+}
+
+/// A credential `owner` gets from the gateway at `url`: `(UUID:KEY, UUID)`.
+fn credential_of(owner: &crate::common::User, url: &str) -> (String, String) {
+    let issued = owner
+        .clemmys(&["gateway", "credential", url, "--json"])
+        .success()
+        .json();
+    let field = |name: &str| {
+        issued[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {issued}"))
+            .to_owned()
+    };
+    (field("auth"), field("uuid"))
+}
+
+/// `curl` to the gateway at `url` trusting only `pin`: the status and the
+/// body.
+fn curl(
+    url: &str,
+    pin: &Path,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            arg(pin),
+        ])
+        .args(["-X", method, &format!("{url}{path}")]);
+    if let Some(auth) = auth {
+        command.args(["-u", auth]);
+    }
+    if let Some(body) = body {
+        command.args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            body,
+        ]);
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|error| panic!("running curl: {error}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text
+        .rsplit_once('\n')
+        .unwrap_or_else(|| panic!("curl printed no status: {text}"));
+    let status = status
+        .trim()
+        .parse()
+        .unwrap_or_else(|error| panic!("curl status {status:?}: {error}"));
+    (status, body.to_owned())
+}
+
+/// What the gateway refuses a namespace key or a forged credential with.
+const NOT_ISSUED: &str = "accepts only the credentials it issues to its owner";
+
 #[test]
 fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_nothing() {
     let mut server = Server::start();
     // Every byte between the gateway and the node goes through a recorder.
     let wire = Wire::start(&server.api_host);
-    let gateway = GatewayProcess::start(&wire.api_host(), &server.data_dir, &[]);
+    let owners = OwnersGateway::start(&server, &wire.api_host());
+    let gateway = &owners.gateway;
     assert!(
         gateway.log().contains("SIMULATED TEE"),
         "the gateway's start-up does not say that sim gives no protection:\n{}",
         gateway.log()
     );
-    let user = server.user();
-    let pin = gateway.root.path().join("gateway.pem");
+    let user = &owners.owner;
+    let pin = owners.pin.clone();
     let verified = user
         .clemmys(&["gateway", "verify", &gateway.url, "--out", arg(&pin)])
         .success();
@@ -203,6 +340,11 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
         .stdout_has("(as expected)")
         .stdout_has("SIMULATED TEE")
         .stdout_has("NO hardware protection");
+    assert!(
+        !verified.stdout.contains("TEST MODE"),
+        "an owner's gateway is shown as in test mode:\n{verified}"
+    );
+    owners.authorize();
 
     let param = unique("gwk-");
     let secret = example("secret");
@@ -216,7 +358,7 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     );
     let out = node(
         &gateway.url,
-        &server.guest_auth,
+        &owners.credential,
         Some(&pin),
         &["gateway.js", arg(&secret), &param],
     );
@@ -255,7 +397,7 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     // Without the pin, the same client refuses the gateway.
     let untrusted = node(
         &gateway.url,
-        &server.guest_auth,
+        &owners.credential,
         None,
         &["-e", LIST_NAMESPACES],
     );
@@ -309,6 +451,18 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
         "confidential plaintext reached the provider through the gateway:\n{}",
         report(&findings)
     );
+    // Nor did the credential's key: only the client and the gateway hold it.
+    let (_, key) = owners
+        .credential
+        .split_once(':')
+        .unwrap_or_else(|| panic!("not UUID:KEY: {}", owners.credential));
+    for source in &sources {
+        assert!(
+            !contains(&source.bytes, key.as_bytes()),
+            "the gateway credential's key is in {}",
+            source.label
+        );
+    }
 }
 
 #[test]
@@ -336,6 +490,27 @@ fn gateway_verify_refuses_another_measurement_platform_or_no_evidence() {
     let shown = genuine.json();
     assert_eq!(shown["tee"], "sim");
     assert_eq!(shown["hardware"], false);
+    // The all-in-one node's gateway has no owner: a test mode, and said so.
+    assert_eq!(shown["testMode"], true, "{shown}");
+    assert!(
+        shown["testModeWarning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains("protects nothing from the provider")),
+        "{shown}"
+    );
+    assert!(
+        server.log().contains("OWNER-LESS TEST MODE"),
+        "{}",
+        server.log()
+    );
+    user.clemmys(&["gateway", "verify", &url])
+        .success()
+        .stdout_has("acts for owner:   none (TEST MODE)")
+        .stdout_has("WARNING: OWNER-LESS TEST MODE");
+    // It issues no credentials.
+    user.clemmys(&["gateway", "credential", &url])
+        .failure()
+        .stderr_has("OWNER-LESS TEST MODE");
     assert!(
         shown["warning"]
             .as_str()
@@ -434,32 +609,20 @@ fn identity_of(user: &crate::common::User) -> String {
 #[test]
 fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
     let server = Server::start();
-    let owner = server.user();
-    owner.trust_broker();
-    let owner_id = identity_of(&owner);
-    let gateway =
-        GatewayProcess::start(&server.api_host, &server.data_dir, &["--owner", &owner_id]);
-    let pin = gateway.root.path().join("gateway.pem");
-    let verified = owner
-        .clemmys(&[
-            "gateway",
-            "verify",
-            &gateway.url,
-            "--out",
-            arg(&pin),
-            "--json",
-        ])
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    let gateway_id = owner
+        .clemmys(&["gateway", "verify", &gateway.url, "--json"])
         .success()
-        .json();
-    let gateway_id = verified["identity"]
+        .json()["identity"]
         .as_str()
-        .unwrap_or_else(|| panic!("no identity in {verified}"))
+        .unwrap_or_else(|| panic!("no identity"))
         .to_owned();
     let hello = example("hello");
-    let auth = server.guest_auth.clone();
+    let auth = owners.credential.clone();
 
     // Not authorized: the broker refuses to register for the owner.
-    let refused = step(&gateway, &auth, &pin, &["deploy", "hello", arg(&hello)]);
+    let refused = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(refused["ok"], false, "{refused}");
     assert_eq!(refused["statusCode"], 403, "{refused}");
 
@@ -470,12 +633,12 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .success()
         .stdout_has("authorized gateway")
         .stdout_has("SIMULATED TEE");
-    let deployed = step(&gateway, &auth, &pin, &["deploy", "hello", arg(&hello)]);
+    let deployed = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(deployed["ok"], true, "{deployed}");
     let invoked = step(
-        &gateway,
+        gateway,
         &auth,
-        &pin,
+        pin,
         &["invoke", "hello", r#"{"name":"gw"}"#],
     );
     assert_eq!(
@@ -490,9 +653,10 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
     assert_eq!(own.json(), json!({"payload": "Hello, owner!"}), "{own}");
 
     // Another gateway (another identity) claiming the same owner is not
-    // authorized by the first one's delegation.
+    // authorized by the first one's delegation, even with a credential
+    // the owner got from it.
     let impostor =
-        GatewayProcess::start(&server.api_host, &server.data_dir, &["--owner", &owner_id]);
+        GatewayProcess::start(&server.api_host, &server.data_dir, &owners.flags(&server));
     let impostor_pin = impostor.root.path().join("gateway.pem");
     owner
         .clemmys(&[
@@ -503,9 +667,10 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
             arg(&impostor_pin),
         ])
         .success();
+    let (impostor_auth, _) = credential_of(owner, &impostor.url);
     let denied = step(
         &impostor,
-        &auth,
+        &impostor_auth,
         &impostor_pin,
         &["invoke", "hello", r#"{"name":"impostor"}"#],
     );
@@ -518,13 +683,13 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .success()
         .stdout_has("revoked gateway");
     let after = step(
-        &gateway,
+        gateway,
         &auth,
-        &pin,
+        pin,
         &["invoke", "hello", r#"{"name":"late"}"#],
     );
     assert_eq!(after["ok"], false, "{after}");
-    let redeploy = step(&gateway, &auth, &pin, &["deploy", "hello", arg(&hello)]);
+    let redeploy = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(redeploy["ok"], false, "{redeploy}");
     assert_eq!(redeploy["statusCode"], 403, "{redeploy}");
     // The owner is not locked out of their own action.
@@ -535,31 +700,36 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
 }
 
 #[test]
-fn a_restarted_gateway_keeps_its_identity_certificate_and_answers() {
+fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() {
     let server = Server::start();
-    let gateway = GatewayProcess::start(&server.api_host, &server.data_dir, &[]);
-    let user = server.user();
-    let pin = user.home().join("gateway.pem");
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let OwnersGateway {
+        owner: user,
+        gateway,
+        pin,
+        credential: auth,
+        ..
+    } = &owners;
     let before = user
         .clemmys(&[
             "gateway",
             "verify",
             &gateway.url,
             "--out",
-            arg(&pin),
+            arg(pin),
             "--json",
         ])
         .success()
         .json();
-    let pinned = std::fs::read(&pin).unwrap_or_else(|error| panic!("pin: {error}"));
-    let auth = server.guest_auth.clone();
+    let pinned = std::fs::read(pin).unwrap_or_else(|error| panic!("pin: {error}"));
     let hello = example("hello");
-    let deployed = step(&gateway, &auth, &pin, &["deploy", "hello", arg(&hello)]);
+    let deployed = step(gateway, auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(deployed["ok"], true, "{deployed}");
     let later = step(
-        &gateway,
-        &auth,
-        &pin,
+        gateway,
+        auth,
+        pin,
         &["invoke-later", "hello", r#"{"name":"before"}"#],
     );
     let id = later["out"]["activationId"]
@@ -568,12 +738,24 @@ fn a_restarted_gateway_keeps_its_identity_certificate_and_answers() {
         .to_owned();
     // Recorded before the restart (the node answers it sealed).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while step(&gateway, &auth, &pin, &["result", &id])["ok"] != true {
+    while step(gateway, auth, pin, &["result", &id])["ok"] != true {
         assert!(Instant::now() < deadline, "activation {id} never finished");
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let gateway = gateway.restart(&server.api_host, &server.data_dir);
+    let OwnersGateway {
+        owner: user,
+        gateway,
+        pin,
+        credential: auth,
+        owner_id,
+        ..
+    } = owners;
+    let gateway = gateway.restart(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
     // The same sealed identity and TLS key: the same certificate, so the
     // pin clients hold still works.
     let after = user
@@ -593,8 +775,9 @@ fn a_restarted_gateway_keeps_its_identity_certificate_and_answers() {
         pinned,
         "the restarted gateway presents another certificate"
     );
-    // It still opens the answer of an invocation made before the restart,
-    // and invokes the action it deployed then.
+    // The same sealed credential key: the credential still works. It still
+    // opens the answer of an invocation made before the restart, and
+    // invokes the action it deployed then.
     let result = step(&gateway, &auth, &pin, &["result", &id]);
     assert_eq!(
         result["out"]["result"],
@@ -612,4 +795,309 @@ fn a_restarted_gateway_keeps_its_identity_certificate_and_answers() {
         json!({"payload": "Hello, after!"}),
         "{invoked}"
     );
+    // Restarted without its owner (the test mode, which takes the
+    // namespace key) it refuses to start: the owner is sealed with the
+    // identity the owner's delegation names.
+    let dir = gateway.state_dir();
+    let restarted = Command::new(bin())
+        .args([
+            "gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--apihost",
+            &server.api_host,
+            "--state-dir",
+            arg(&dir),
+            "--sim-platform-key",
+            arg(&server.data_dir.join("sim-platform.key")),
+        ])
+        .env("HOME", gateway.root.path().join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("running the gateway: {error}"));
+    let stderr = String::from_utf8_lossy(&restarted.stderr);
+    assert!(!restarted.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("an owner is fixed when the gateway's identity is made"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    let hello = example("hello");
+    let deployed = step(
+        gateway,
+        &owners.credential,
+        pin,
+        &["deploy", "hello", arg(&hello)],
+    );
+    assert_eq!(deployed["ok"], true, "{deployed}");
+    let later = step(
+        gateway,
+        &owners.credential,
+        pin,
+        &["invoke-later", "hello", r#"{"name":"owner-secret"}"#],
+    );
+    let id = later["out"]["activationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no activation id: {later}"))
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while step(gateway, &owners.credential, pin, &["result", &id])["ok"] != true {
+        assert!(Instant::now() < deadline, "activation {id} never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The provider holds the namespace key, and the network: it calls the
+    // gateway as any OpenWhisk client would.
+    let provider = &server.guest_auth;
+    let invoked = step(
+        gateway,
+        provider,
+        pin,
+        &["invoke", "hello", r#"{"name":"provider"}"#],
+    );
+    assert_eq!(invoked["statusCode"], 401, "{invoked}");
+    assert!(invoked.to_string().contains(NOT_ISSUED), "{invoked}");
+    assert!(!invoked.to_string().contains("Hello"), "{invoked}");
+    for path in [
+        format!("/api/v1/namespaces/_/activations/{id}"),
+        format!("/api/v1/namespaces/_/activations/{id}/result"),
+        format!("/api/v1/namespaces/_/activations/{id}/logs"),
+        "/api/v1/namespaces/_/actions".to_owned(),
+        "/api/v1/namespaces".to_owned(),
+    ] {
+        let (status, body) = curl(&gateway.url, pin, "GET", &path, Some(provider), None);
+        assert_eq!(status, 401, "GET {path}: {body}");
+        assert!(body.contains(NOT_ISSUED), "GET {path}: {body}");
+        assert!(!body.contains("owner-secret"), "GET {path}: {body}");
+    }
+    // No credentials for the provider: it is not the owner, and has none
+    // of the owner's keys.
+    let provider_user = server.user();
+    provider_user
+        .clemmys(&["gateway", "credential", &gateway.url])
+        .failure()
+        .stderr_has("only its owner gets credentials");
+    // The owner's credential still answers.
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        &format!("/api/v1/namespaces/_/activations/{id}/result"),
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Hello, owner-secret!"), "{body}");
+}
+
+#[test]
+fn a_forged_gateway_credential_is_refused() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    let list = "/api/v1/namespaces/_/actions";
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        list,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    // The owner's UUID with a key of the provider's making: random, and of
+    // the right shape (64 hex digits).
+    for key in ["a".repeat(64), "0123456789abcdef".repeat(4), "x".into()] {
+        let forged = format!("{}:{key}", owners.uuid);
+        let (status, body) = curl(&gateway.url, pin, "GET", list, Some(&forged), None);
+        assert_eq!(status, 401, "{forged}: {body}");
+        assert!(body.contains(NOT_ISSUED), "{body}");
+    }
+    // A genuine credential of another gateway acting for the same owner
+    // (another credential key): not this gateway's.
+    let other = GatewayProcess::start(&server.api_host, &server.data_dir, &owners.flags(&server));
+    let (elsewhere, _) = credential_of(&owners.owner, &other.url);
+    let (status, body) = curl(&gateway.url, pin, "GET", list, Some(&elsewhere), None);
+    assert_eq!(status, 401, "{body}");
+}
+
+/// A request for a credential signed by `owner` for `gateway_id` over
+/// `challenge`, as JSON.
+fn signed_issue(owner: &crate::common::User, gateway_id: &str, challenge: &str) -> String {
+    use clemmys_gateway::credentials::{CredentialAction, CredentialRequest};
+    let identity = clemmys_client::confidential::ClientHome::open(owner.clemmys_home())
+        .and_then(|home| home.identity())
+        .unwrap_or_else(|error| panic!("the owner's identity: {error}"));
+    let request = CredentialRequest {
+        action: CredentialAction::Issue,
+        gateway: gateway_id
+            .parse()
+            .unwrap_or_else(|error| panic!("{gateway_id}: {error}")),
+        owner: identity.id(),
+        challenge: challenge.to_owned(),
+    };
+    serde_json::to_string(&request.sign(&identity)).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A fresh challenge of the gateway at `url`.
+fn challenge_of(url: &str, pin: &Path) -> String {
+    let (status, body) = curl(
+        url,
+        pin,
+        "POST",
+        "/clemmys/v1/credentials/challenge",
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: Value =
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
+    answer["challenge"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no challenge: {answer}"))
+        .to_owned()
+}
+
+#[test]
+fn a_replayed_signed_credential_request_is_refused_later_after_a_restart_or_elsewhere() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    let gateway_id = owner
+        .clemmys(&["gateway", "verify", &gateway.url, "--json"])
+        .success()
+        .json()["identity"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identity"))
+        .to_owned();
+    // A genuine request the owner signed (the provider is assumed to have
+    // obtained a copy of it).
+    let signed = signed_issue(owner, &gateway_id, &challenge_of(&gateway.url, pin));
+    let issue = "/clemmys/v1/credentials";
+    let (status, body) = curl(&gateway.url, pin, "POST", issue, None, Some(&signed));
+    assert_eq!(status, 200, "{body}");
+    // Replayed to the same gateway: its challenge is used up.
+    let (status, body) = curl(&gateway.url, pin, "POST", issue, None, Some(&signed));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("challenge"), "{body}");
+    // A request never sent (the provider kept the owner's signed request
+    // and withheld it): at another gateway of the same owner, refused
+    // even over that gateway's own fresh challenge…
+    let kept = signed_issue(owner, &gateway_id, &challenge_of(&gateway.url, pin));
+    let other = GatewayProcess::start(&server.api_host, &server.data_dir, &owners.flags(&server));
+    let other_pin = other.root.path().join("gateway.pem");
+    owner
+        .clemmys(&["gateway", "verify", &other.url, "--out", arg(&other_pin)])
+        .success();
+    let (status, body) = curl(&other.url, &other_pin, "POST", issue, None, Some(&kept));
+    assert_eq!(status, 403, "{body}");
+    let elsewhere = signed_issue(owner, &gateway_id, &challenge_of(&other.url, &other_pin));
+    let (status, body) = curl(
+        &other.url,
+        &other_pin,
+        "POST",
+        issue,
+        None,
+        Some(&elsewhere),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("signed for gateway"), "{body}");
+    // …and at its own gateway after a restart.
+    let OwnersGateway {
+        gateway, owner_id, ..
+    } = owners;
+    let gateway = gateway.restart(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    let (status, body) = curl(&gateway.url, pin, "POST", issue, None, Some(&kept));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("challenge"), "{body}");
+}
+
+#[test]
+fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    let (kept, _) = credential_of(owner, &gateway.url);
+    let list = "/api/v1/namespaces/_/actions";
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        list,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    owner
+        .clemmys(&["gateway", "revoke-credential", &gateway.url, &owners.uuid])
+        .success()
+        .stdout_has("revoked credential");
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        list,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    // Another credential of the owner's still works.
+    let (status, body) = curl(&gateway.url, pin, "GET", list, Some(&kept), None);
+    assert_eq!(status, 200, "{body}");
+    // The revocation is sealed: it survives a restart.
+    let OwnersGateway {
+        gateway,
+        owner_id,
+        credential,
+        ..
+    } = owners;
+    let gateway = gateway.restart(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    let (status, body) = curl(&gateway.url, pin, "GET", list, Some(&credential), None);
+    assert_eq!(status, 401, "{body}");
+    // Restoring the revocation list from before is refused at start.
+    let mut gateway = gateway;
+    gateway.stop();
+    let restore_dir = gateway.state_dir();
+    let revoked = restore_dir.join("revoked.sealed");
+    std::fs::remove_file(&revoked).unwrap_or_else(|error| panic!("{error}"));
+    let restarted = Command::new(bin())
+        .args([
+            "gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--apihost",
+            &server.api_host,
+            "--state-dir",
+            arg(&restore_dir),
+            "--sim-platform-key",
+            arg(&server.data_dir.join("sim-platform.key")),
+            "--owner",
+            &owner_id,
+            "--auth",
+            &server.guest_auth,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("running the gateway: {error}"));
+    let stderr = String::from_utf8_lossy(&restarted.stderr);
+    assert!(!restarted.status.success(), "{stderr}");
+    assert!(stderr.contains("an older copy was restored"), "{stderr}");
 }
