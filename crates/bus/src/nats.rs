@@ -530,6 +530,10 @@ async fn take_over(
         }
         let info = consumer.info().await?;
         if info.num_pending == 0 && info.num_ack_pending == 0 {
+            // Nothing left: forget the consumer, so that those of invokers
+            // gone for good do not pile up. An invoker that was only
+            // slow makes its consumer again on its next pull.
+            bus.stream.delete_consumer(&consumer_name(invoker)).await?;
             return Ok(());
         }
         let mut batch = consumer
@@ -627,6 +631,8 @@ impl NatsInvoker {
         let (stop, stopped) = watch::channel(false);
         let replies = Arc::new(Mutex::new(HashMap::new()));
         let feed = NatsFeed {
+            bus: bus.clone(),
+            id: id.to_owned(),
             consumer,
             stopped,
             replies: replies.clone(),
@@ -710,14 +716,25 @@ impl CompletionSink for NatsCompletions {
 
 /// An invoker's messages, pulled one at a time.
 pub struct NatsFeed {
+    bus: NatsBus,
+    id: String,
     consumer: PullConsumer,
     stopped: watch::Receiver<bool>,
     replies: Arc<Mutex<HashMap<crate::ActivationId, String>>>,
 }
 
 impl NatsFeed {
+    /// After a failed pull: waits a little, and makes the consumer again
+    /// in case a controller deleted it, taking this invoker for dead.
+    async fn recover(&mut self) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(consumer) = self.bus.consumer_of(&self.id).await {
+            self.consumer = consumer;
+        }
+    }
+
     /// Pulls one message, waiting at most a second; `None` if none came.
-    async fn pull(&self) -> Option<jetstream::Message> {
+    async fn pull(&mut self) -> Option<jetstream::Message> {
         let batch = self
             .consumer
             .batch()
@@ -729,7 +746,7 @@ impl NatsFeed {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::debug!(%error, "pulling from NATS failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                self.recover().await;
                 return None;
             }
         };
@@ -737,7 +754,8 @@ impl NatsFeed {
             Some(Ok(message)) => Some(message),
             Some(Err(error)) => {
                 tracing::debug!(%error, "pulling from NATS failed; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                drop(batch);
+                self.recover().await;
                 None
             }
             None => None,
