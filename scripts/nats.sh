@@ -30,8 +30,10 @@ free_port() {
 
 start() {
     local dir="$1" port="${2:-}"
-    command -v nats-server >/dev/null 2>&1 \
-        || die "nats-server is not installed (scripts/setup.sh installs it)"
+    # Debian puts it in /usr/sbin, which a user's PATH may lack.
+    local server
+    server="$(command -v nats-server || echo /usr/sbin/nats-server)"
+    [ -x "$server" ] || die "nats-server is not installed (scripts/setup.sh installs it)"
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
     if [ -z "$port" ]; then
@@ -48,7 +50,7 @@ jetstream {
     max_file_store: 1GB
 }
 CONF
-    nats-server -c "$dir/nats.conf" -l "$dir/server.log" -P "$dir/pid" >/dev/null 2>&1 &
+    "$server" -c "$dir/nats.conf" -l "$dir/server.log" -P "$dir/pid" >/dev/null 2>&1 &
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
             && grep -q "Server is ready" "$dir/server.log" 2>/dev/null; then
