@@ -544,6 +544,54 @@ mod tests {
     }
 
     #[test]
+    fn a_role_of_its_own_runs_on_a_nats_bus() {
+        let flags = crate::Cli::try_parse_from(["clemmys", "serve"]).expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        let config = serve.config().expect("a config");
+        assert!(matches!(config.bus, clemmys_server::BusLocation::InProcess));
+        assert_eq!(config.role, clemmys_server::NodeRole::All);
+
+        let flags = crate::Cli::try_parse_from([
+            "clemmys",
+            "serve",
+            "--role",
+            "invoker",
+            "--bus",
+            "nats://127.0.0.1:4222",
+            "--invoker-id",
+            "invoker0",
+        ])
+        .expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        let config = serve.config().expect("a config");
+        match &config.bus {
+            clemmys_server::BusLocation::Nats(nats) => {
+                assert_eq!(nats.url, "nats://127.0.0.1:4222");
+            }
+            other => panic!("not on NATS: {other:?}"),
+        }
+        assert_eq!(config.role, clemmys_server::NodeRole::Invoker);
+        assert_eq!(config.invoker_id.as_deref(), Some("invoker0"));
+
+        assert!(
+            crate::Cli::try_parse_from(["clemmys", "serve", "--bus", "amqp://broker"]).is_err()
+        );
+        let flags = crate::Cli::try_parse_from(["clemmys", "serve", "--invoker-id", "a.b"])
+            .expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        assert!(
+            serve.config().is_err(),
+            "a dotted id would split the subject"
+        );
+    }
+
+    #[test]
     fn listener_flags_default_to_the_servers_limits() {
         let flags = Flags::try_parse_from(["clemmys"]).expect("parses");
         assert_eq!(flags.http.limits(), clemmys_server::HttpLimits::default());
