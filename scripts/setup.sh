@@ -5,7 +5,8 @@
 # in runtimes/js), clang, lld, wasi-libc and clang's wasm32 runtime library,
 # Node with npm for the tests that use OpenWhisk's npm client, Chromium
 # for the test that renders a web action's page in a browser, and
-# PostgreSQL for the tests of the PostgreSQL store.
+# PostgreSQL for the tests of the PostgreSQL store, and nats-server for
+# those of the NATS bus.
 # Safe to rerun; does nothing that is already done.
 #
 # Sourced by demo.sh and test.sh; can also be run on its own.
@@ -35,6 +36,9 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # PostgreSQL for the tests of the PostgreSQL store (scripts/postgres.sh
 # starts a throwaway cluster; the package's own cluster is not used).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# nats-server (JetStream) for the tests of the NATS bus (scripts/nats.sh
+# starts a throwaway server; the package's own service is not used).
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing ${missing[*]}" >&2

@@ -12,8 +12,16 @@
 //! [`ActivationRunner`], which runs it on the request's own task. Both ways
 //! share one admission order (see `clemmys-invoker`).
 //!
+//! A networked bus hands an invoker [`Delivery`]s instead, each with a
+//! [`Receipt`] to acknowledge once its record is stored: the NATS
+//! JetStream bus ([`nats`], feature `nats`) redelivers what an invoker
+//! took and never acknowledged.
+//!
 //! The bus is untrusted: for confidential actions the payload it carries is
 //! a sealed envelope, and the results in completions are sealed.
+
+#[cfg(feature = "nats")]
+pub mod nats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +42,16 @@ pub enum BusError {
     /// No invoker consumes the queue any more.
     #[error("no invoker is available")]
     Closed,
+    /// No invoker has reported itself healthy lately.
+    #[error("No invokers are available; try again shortly.")]
+    NoHealthyInvoker,
+    /// The message broker cannot be reached, or did not confirm that it
+    /// holds the message.
+    #[error("The message bus is unavailable; try again shortly.")]
+    Unavailable,
+    /// The message could not be encoded for the wire.
+    #[error("the activation message could not be encoded: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 /// One activation to run.
@@ -190,6 +208,55 @@ impl CompletionSink for CompletionRegistry {
             let _ = waiter.send(completion);
         }
     }
+}
+
+/// What an invoker does with a message once it has handled it, told to
+/// the bus that delivered it.
+#[async_trait]
+pub trait Receipt: Send + Sync + 'static {
+    /// The message is handled (its record is stored): never deliver it
+    /// again.
+    async fn done(&self);
+    /// The message is still being worked on: do not hand it to another
+    /// invoker yet.
+    async fn in_progress(&self);
+    /// The message could not be handled now (the store is away): deliver
+    /// it again later.
+    async fn retry_later(&self);
+    /// How often [`Receipt::in_progress`] must be said while the message
+    /// is held; `None` if the bus never redelivers.
+    fn progress_interval(&self) -> Option<Duration>;
+}
+
+/// One message taken off a networked bus.
+pub struct Delivery {
+    /// The message.
+    pub message: InvokerMessage,
+    /// Whether the bus delivered it before, to an invoker that did not
+    /// acknowledge it (it died, or lost the bus for longer than the
+    /// acknowledgement deadline): it may have run, in part or in full.
+    pub redelivered: bool,
+    /// Where to say what became of it.
+    pub receipt: Box<dyn Receipt>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The invoker's side of a networked bus: it asks for the next message
+/// only once it has admitted the previous one, so that at most one message
+/// waits, taken but not started, in an invoker.
+#[async_trait]
+pub trait DeliveryFeed: Send + 'static {
+    /// The next message, or `None` once the invoker is told to stop.
+    async fn next(&mut self) -> Option<Delivery>;
 }
 
 /// The in-process queue: a bounded channel from controller to invoker.

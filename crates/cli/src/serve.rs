@@ -1,4 +1,5 @@
-//! `clemmys serve`: runs a whole node in this process.
+//! `clemmys serve`: runs a whole node in this process, or one role of a
+//! scaled-out node (`--role`, `--bus nats://…`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +81,46 @@ pub struct ServeArgs {
     /// node; its state lives in DATA_DIR/gateway.
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<SocketAddr>,
+    /// The bus between controller and invokers: NATS JetStream at
+    /// `nats://HOST:PORT` (scripts/nats.sh starts one), for a controller
+    /// and invokers in processes of their own. Default: in this process.
+    #[arg(long = "bus", value_name = "URL", env = "CLEMMYS_BUS", value_parser = parse_bus_url)]
+    pub bus_url: Option<String>,
+    /// What this process does: `all` (controller and invoker), `controller`
+    /// (the API; invokers elsewhere on --bus) or `invoker` (runs what --bus
+    /// brings, serves no API). Roles of their own need --bus and a shared
+    /// --store postgres://.
+    #[arg(long, value_enum, value_name = "ROLE", default_value_t = RoleArg::All)]
+    pub role: RoleArg,
+    /// This invoker's name on the bus (letters, digits, '-', '_'); a
+    /// restarted invoker with the same name takes its queue back. Default:
+    /// a random name.
+    #[arg(long, value_name = "NAME", env = "CLEMMYS_INVOKER_ID")]
+    pub invoker_id: Option<String>,
+    /// The API URL given to actions as `__OW_API_HOST` by an invoker on its
+    /// own (its controller's URL).
+    #[arg(long, value_name = "URL")]
+    pub api_host: Option<String>,
+}
+
+/// What a `clemmys serve` process does (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Controller and invoker in this process.
+    All,
+    /// The API and scheduling; invokers run elsewhere, on the bus.
+    Controller,
+    /// Runs activations from the bus; serves no API.
+    Invoker,
+}
+
+/// Accepts `nats://` URLs only.
+fn parse_bus_url(url: &str) -> Result<String, String> {
+    if url.starts_with("nats://") {
+        Ok(url.to_owned())
+    } else {
+        Err("only nats:// URLs are supported (without --bus the bus is in this process)".into())
+    }
 }
 
 /// TLS on a listener (`clemmys serve`, `clemmys broker serve`).
@@ -321,6 +362,23 @@ impl ServeArgs {
             self.js_engine.clone().or_else(default_js_engine)
         };
         config.tls = self.tls.listener_tls()?;
+        if let Some(url) = &self.bus_url {
+            config.bus =
+                clemmys_server::BusLocation::Nats(clemmys_bus::nats::NatsConfig::new(url.clone()));
+        }
+        config.role = match self.role {
+            RoleArg::All => clemmys_server::NodeRole::All,
+            RoleArg::Controller => clemmys_server::NodeRole::Controller,
+            RoleArg::Invoker => clemmys_server::NodeRole::Invoker,
+        };
+        if let Some(id) = &self.invoker_id {
+            anyhow::ensure!(
+                clemmys_bus::nats::valid_invoker_id(id),
+                "--invoker-id {id:?}: use letters, digits, '-' and '_' only (at most 64 characters)"
+            );
+        }
+        config.invoker_id = self.invoker_id.clone();
+        config.invoker.api_host = self.api_host.clone();
         Ok(config)
     }
 }
@@ -336,6 +394,16 @@ pub(crate) fn default_js_engine() -> Option<PathBuf> {
 
 /// Runs the server until ctrl-c.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.role == RoleArg::Invoker {
+        let invoker = clemmys_server::invoker_node::RunningInvoker::start(args.config()?)
+            .await
+            .context("starting the invoker")?;
+        eprintln!(
+            "clemmys: invoker {} taking activations off the bus",
+            invoker.id
+        );
+        return invoker.run_until_signal().await;
+    }
     let server = RunningServer::start(args.config()?)
         .await
         .with_context(|| {
@@ -475,6 +543,54 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn a_role_of_its_own_runs_on_a_nats_bus() {
+        let flags = crate::Cli::try_parse_from(["clemmys", "serve"]).expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        let config = serve.config().expect("a config");
+        assert!(matches!(config.bus, clemmys_server::BusLocation::InProcess));
+        assert_eq!(config.role, clemmys_server::NodeRole::All);
+
+        let flags = crate::Cli::try_parse_from([
+            "clemmys",
+            "serve",
+            "--role",
+            "invoker",
+            "--bus",
+            "nats://127.0.0.1:4222",
+            "--invoker-id",
+            "invoker0",
+        ])
+        .expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        let config = serve.config().expect("a config");
+        match &config.bus {
+            clemmys_server::BusLocation::Nats(nats) => {
+                assert_eq!(nats.url, "nats://127.0.0.1:4222");
+            }
+            other => panic!("not on NATS: {other:?}"),
+        }
+        assert_eq!(config.role, clemmys_server::NodeRole::Invoker);
+        assert_eq!(config.invoker_id.as_deref(), Some("invoker0"));
+
+        assert!(
+            crate::Cli::try_parse_from(["clemmys", "serve", "--bus", "amqp://broker"]).is_err()
+        );
+        let flags = crate::Cli::try_parse_from(["clemmys", "serve", "--invoker-id", "a.b"])
+            .expect("parses");
+        let crate::Command::Serve(serve) = flags.command else {
+            panic!("not serve");
+        };
+        assert!(
+            serve.config().is_err(),
+            "a dotted id would split the subject"
+        );
     }
 
     #[test]

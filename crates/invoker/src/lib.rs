@@ -33,6 +33,17 @@
 //! time limit. Elsewhere (a current-thread runtime, or a caller that must
 //! be able to give up before the time limit) it runs on a blocking thread.
 //!
+//! # A networked bus
+//!
+//! Off a networked bus ([`Invoker::consume_deliveries`]) a message is
+//! acknowledged only once its record is stored (or storing it failed:
+//! the function ran, and running it again is worse than a lost record).
+//! A message the bus delivers again, because the invoker that took it
+//! died or lost the bus before acknowledging it, is never run again:
+//! if its record is stored, that record is reported; if not, the
+//! activation is recorded as failed with [`INVOKER_LOST`]. Activations
+//! therefore run at most once, as in OpenWhisk.
+//!
 //! # Records
 //!
 //! A record that cannot be stored after the function ran does not turn
@@ -56,15 +67,15 @@ use std::time::{Duration, Instant};
 use crate::admission::{Admission, Admitted};
 use crate::pool::EnclavePool;
 use clemmys_bus::{
-    ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, InvokerFeed,
-    InvokerMessage,
+    ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, Delivery,
+    DeliveryFeed, InvokerFeed, InvokerMessage, Receipt,
 };
 use clemmys_sandbox::{
     ActivationContext, CodeDigest, Failure, PreparedModule, RunRequest, Sandbox, javascript,
 };
 use clemmys_store::EntityStore;
 use clemmys_whisk::limits::MAX_MEMORY_MB;
-use clemmys_whisk::{Action, Activation, ActivationStatus, EntityName, Exec};
+use clemmys_whisk::{Action, Activation, ActivationResponse, ActivationStatus, EntityName, Exec};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinError;
 use tokio_util::task::TaskTracker;
@@ -76,6 +87,11 @@ pub use record::RunReport;
 /// The annotation that gives a plain action its invoker's API key as
 /// `__OW_API_KEY`, as in OpenWhisk.
 pub const PROVIDE_API_KEY_ANNOTATION: &str = "provide-api-key";
+
+/// The error of an activation whose invoker was lost (killed, or cut
+/// from the bus for too long) before it acknowledged the activation.
+pub const INVOKER_LOST: &str = "The invoker running this activation was lost before it \
+    finished; the activation may have run in part and was not run again.";
 
 /// The memory budget when the machine's memory cannot be read: 2 GiB,
 /// OpenWhisk's default user memory per invoker.
@@ -276,6 +292,84 @@ impl Invoker {
                 }
             }
         }
+    }
+
+    /// Consumes a networked bus's `feed` until it ends (the node stops),
+    /// acknowledging each message once handled (see "A networked bus").
+    pub async fn consume_deliveries(self: Arc<Self>, mut feed: impl DeliveryFeed) {
+        while let Some(Delivery {
+            message,
+            redelivered,
+            receipt,
+        }) = feed.next().await
+        {
+            let invoker = self.clone();
+            match message {
+                InvokerMessage::Activate(message) if redelivered => {
+                    self.activations
+                        .spawn(async move { invoker.settle_redelivered(*message, receipt).await });
+                }
+                InvokerMessage::Activate(message) => {
+                    // Wait here, not in the task: see "Admission". The bus
+                    // must not hand the message on meanwhile.
+                    let admitting = self.admission.admit(message.action.limits.memory);
+                    let Some(admitted) = while_held(receipt.as_ref(), admitting).await else {
+                        return; // the semaphores are never closed
+                    };
+                    let receipt: Arc<dyn Receipt> = Arc::from(receipt);
+                    self.activations.spawn(async move {
+                        let ticking = tokio::spawn(keep_in_progress(receipt.clone()));
+                        // Nothing else waits on this task: the guest may hold it.
+                        invoker
+                            .activate(*message, admitted, Placement::InPlace)
+                            .await;
+                        ticking.abort();
+                        receipt.done().await;
+                    });
+                }
+                InvokerMessage::Prewarm(action) => {
+                    receipt.done().await;
+                    tokio::spawn(async move { invoker.prewarm(&action).await });
+                }
+            }
+        }
+    }
+
+    /// Handles an activation delivered again: reports its stored record,
+    /// or records it as failed with [`INVOKER_LOST`]; never runs it.
+    async fn settle_redelivered(&self, message: ActivationMessage, receipt: Box<dyn Receipt>) {
+        let id = message.activation_id;
+        let activation = match self.store.get_activation(&message.namespace, &id).await {
+            Ok(Some(activation)) => Arc::new(activation),
+            Ok(None) => {
+                let report = RunReport {
+                    start_ms: clemmys_whisk::now_ms(),
+                    duration: Duration::ZERO,
+                    init_time: None,
+                    timed_out: false,
+                    response: ActivationResponse::error(
+                        ActivationStatus::InternalError,
+                        INVOKER_LOST,
+                    ),
+                    logs: Vec::new(),
+                };
+                let activation = record::activation(&message, report);
+                if let Err(error) = self.store.put_activation(activation.clone()).await {
+                    tracing::warn!(%error, %id, "recording a lost activation failed; the bus will deliver it again");
+                    receipt.retry_later().await;
+                    return;
+                }
+                tracing::warn!(%id, "recorded an activation whose invoker was lost");
+                Arc::new(activation)
+            }
+            Err(error) => {
+                tracing::warn!(%error, %id, "looking up a redelivered activation failed; the bus will deliver it again");
+                receipt.retry_later().await;
+                return;
+            }
+        };
+        self.completions.complete(Completion { activation });
+        receipt.done().await;
     }
 
     /// Runs one activation, gives back what it was `admitted` with (its
@@ -510,6 +604,28 @@ impl ActivationRunner for Invoker {
         });
         RunToEnd::new(run).await
     }
+}
+
+/// Awaits `work`, telling the bus every so often that the message behind
+/// it is still held.
+async fn while_held<T>(receipt: &dyn Receipt, work: impl Future<Output = T>) -> T {
+    let Some(interval) = receipt.progress_interval() else {
+        return work.await;
+    };
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tokio::time::sleep(interval) => receipt.in_progress().await,
+        }
+    }
+}
+
+/// Tells the bus every so often that `receipt`'s message is still held,
+/// until aborted; a task of its own because the guest may hold the
+/// activation's task.
+async fn keep_in_progress(receipt: Arc<dyn Receipt>) {
+    while_held(receipt.as_ref(), std::future::pending::<()>()).await;
 }
 
 /// Where a synchronous run (a guest, an enclave) goes.

@@ -3,6 +3,11 @@
 //! local, so the controller runs blocking activations with it directly;
 //! non-blocking ones go through the in-process bus.
 //!
+//! Scaled out ([`NodeRole`], [`BusLocation::Nats`]), a controller and
+//! invokers run in processes of their own, share a PostgreSQL store and
+//! talk over NATS JetStream; every activation then goes through the bus.
+//! An invoker on its own is an [`invoker_node::RunningInvoker`].
+//!
 //! `clemmys serve` runs this; integration tests start it on `127.0.0.1:0`
 //! with a temporary data directory.
 
@@ -13,6 +18,7 @@ pub mod broker_service;
 pub mod catalog;
 pub mod confidential;
 pub mod gateway_node;
+pub mod invoker_node;
 pub mod listener;
 mod restart_prewarm;
 pub mod tls;
@@ -23,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clemmys_bus::CompletionRegistry;
+use clemmys_bus::nats::{NatsBus, NatsConfig, NatsInvoker, NatsQueue};
+use clemmys_bus::{ActivationQueue, CompletionRegistry, CompletionSink};
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
 use clemmys_invoker::{Invoker, InvokerConfig};
@@ -48,6 +55,28 @@ pub enum StoreLocation {
     DataDir,
     /// A PostgreSQL database (`--store postgres://…`).
     Postgres(PostgresConfig),
+}
+
+/// The bus between controller and invokers.
+#[derive(Debug, Clone, Default)]
+pub enum BusLocation {
+    /// A channel in this process (one node does everything).
+    #[default]
+    InProcess,
+    /// NATS JetStream (`--bus nats://…`).
+    Nats(NatsConfig),
+}
+
+/// What a process of a node does (`--role`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Controller and invoker.
+    #[default]
+    All,
+    /// The API and scheduling only; invokers run elsewhere, on the bus.
+    Controller,
+    /// Runs what the bus brings; serves no API.
+    Invoker,
 }
 
 /// How to run a node.
@@ -91,6 +120,13 @@ pub struct ServerConfig {
     pub js_engine: Option<PathBuf>,
     /// TLS on the listener; `None` serves plain HTTP.
     pub tls: Option<ListenerTls>,
+    /// The bus between controller and invokers.
+    pub bus: BusLocation,
+    /// What this process does.
+    pub role: NodeRole,
+    /// This invoker's name on the bus (letters, digits, `-`, `_`);
+    /// default: a random one.
+    pub invoker_id: Option<String>,
 }
 
 /// How long a stopping node waits for accepted activations by default.
@@ -114,6 +150,9 @@ impl ServerConfig {
             http: HttpLimits::default(),
             js_engine: None,
             tls: None,
+            bus: BusLocation::InProcess,
+            role: NodeRole::All,
+            invoker_id: None,
         }
     }
 }
@@ -147,6 +186,9 @@ pub struct RunningServer {
     dispatching: JoinHandle<()>,
     /// The invoker's accepted, unfinished activations.
     activations: TaskTracker,
+    /// This process's invoker on the NATS bus, told to stop taking
+    /// messages when the node stops.
+    nats_invoker: Option<NatsInvoker>,
     shutdown_grace: Duration,
 }
 
@@ -181,22 +223,18 @@ impl CodeCheck for SandboxCheck {
 impl RunningServer {
     /// Starts a node: opens the store, creates namespace `guest` on first
     /// start, binds the listener and writes `DATA_DIR/wskprops`.
-    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
-        bootstrap::create_private_dir(&config.data_dir)?;
-        let store: Arc<dyn EntityStore> = match &config.store_location {
-            StoreLocation::DataDir => {
-                let store_path = config.data_dir.join("store.redb");
-                Arc::new(
-                    RedbStore::open_with(&store_path, config.store.clone())
-                        .with_context(|| format!("opening the store {}", store_path.display()))?,
-                )
-            }
-            StoreLocation::Postgres(postgres) => Arc::new(
-                PostgresStore::connect(postgres, config.store.clone())
-                    .await
-                    .context("opening the PostgreSQL store")?,
-            ),
-        };
+    pub async fn start(mut config: ServerConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.role != NodeRole::Invoker,
+            "an invoker on its own is an invoker_node::RunningInvoker"
+        );
+        check_scale_out(&config)?;
+        if config.role == NodeRole::Controller {
+            // Its enclave pool never runs anything: start no enclaves.
+            config.enclave_pool.idle_target = 0;
+            config.enclave_pool.prewarm = false;
+        }
+        let store = open_store(&config).await?;
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
         let interrupted = store
             .settle_interrupted()
@@ -208,48 +246,49 @@ impl RunningServer {
                 "recorded accepted activations that the last stop interrupted as internal errors"
             );
         }
-
-        let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
-        let js_engine = match &config.js_engine {
-            Some(path) => {
-                let code = std::fs::read(path)
-                    .with_context(|| format!("reading the JavaScript engine {}", path.display()))?;
-                sandbox.validate(&code).with_context(|| {
-                    format!("checking the JavaScript engine {}", path.display())
-                })?;
-                Some(clemmys_invoker::JsEngine::new(code))
-            }
-            None => None,
-        };
-        let location = config.broker.clone();
-        let platform_key = config.sim_platform_key.clone();
-        let data_dir = config.data_dir.clone();
-        let pool_config = config.enclave_pool.clone();
-        let (sandbox_for_pool, store_for_pool) = (sandbox.clone(), store.clone());
-        let engine_for_pool = js_engine.clone();
-        // Connecting to a remote broker blocks: keep it off the async workers.
-        let trusted = tokio::task::spawn_blocking(move || {
-            confidential::TrustedParts::start(
-                &data_dir,
-                platform_key.as_ref(),
-                &location,
-                confidential::Runtimes {
-                    sandbox: sandbox_for_pool,
-                    javascript: engine_for_pool,
-                },
-                store_for_pool,
-                pool_config,
-            )
-        })
-        .await
-        .context("starting the trusted parts")??;
-        let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
+        let Runtimes {
+            sandbox,
+            js_engine,
+            trusted,
+        } = start_runtimes(&config, &store).await?;
         let completions = Arc::new(CompletionRegistry::default());
         let throttle = Arc::new(Throttle::default());
         let sink = Arc::new(Completions {
             registry: completions.clone(),
             throttle: throttle.clone(),
         });
+        // The bus, and where this process's invoker reports completions.
+        let (queue, invoker_sink, feed, nats): (
+            Arc<dyn ActivationQueue>,
+            Arc<dyn CompletionSink>,
+            _,
+            _,
+        ) = match &config.bus {
+            BusLocation::InProcess => {
+                let (queue, feed) = clemmys_bus::in_process(QUEUE_CAPACITY);
+                (Arc::new(queue), sink.clone(), Some(feed), None)
+            }
+            BusLocation::Nats(nats) => {
+                let bus = NatsBus::connect(nats)
+                    .await
+                    .context("connecting to the NATS bus")?;
+                let queue = NatsQueue::start(bus.clone(), &random_token("c"), sink.clone())
+                    .await
+                    .context("joining the NATS bus as a controller")?;
+                if config.role == NodeRole::All {
+                    let id = config
+                        .invoker_id
+                        .clone()
+                        .unwrap_or_else(|| random_token("i"));
+                    let (link, feed, invoker_sink) = NatsInvoker::join(bus, &id)
+                        .await
+                        .context("joining the NATS bus as an invoker")?;
+                    (Arc::new(queue), invoker_sink, None, Some((link, feed)))
+                } else {
+                    (Arc::new(queue), sink.clone(), None, None)
+                }
+            }
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -272,18 +311,29 @@ impl RunningServer {
         let invoker = Invoker::with_enclave(
             sandbox.clone(),
             store.clone(),
-            sink,
+            invoker_sink,
             invoker_config,
             trusted.enclaves.clone(),
         );
         let activations = invoker.activations();
-        let dispatching = tokio::spawn(invoker.clone().consume(feed));
-        restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
+        let (dispatching, nats_invoker) = match (feed, nats) {
+            (Some(feed), _) => (tokio::spawn(invoker.clone().consume(feed)), None),
+            (None, Some((link, feed))) => (
+                tokio::spawn(invoker.clone().consume_deliveries(feed)),
+                Some(link),
+            ),
+            // A controller alone: its invoker never gets anything.
+            (None, None) => (tokio::spawn(async {}), None),
+        };
+        if config.role == NodeRole::All {
+            restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
+        }
+        let in_process_bus = matches!(config.bus, BusLocation::InProcess);
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
         let controller = Controller::new(
             store.clone(),
-            Arc::new(queue),
+            queue,
             completions,
             throttle,
             Arc::new(SandboxCheck {
@@ -292,8 +342,14 @@ impl RunningServer {
             }),
             controller_config,
         )
-        .with_broker(trusted.gateway())
-        .with_local_invoker(invoker.clone());
+        .with_broker(trusted.gateway());
+        // Over NATS every activation goes through the bus, so that the
+        // balancer sees and spreads them all.
+        let controller = if in_process_bus {
+            controller.with_local_invoker(invoker.clone())
+        } else {
+            controller
+        };
         let controller = Arc::new(controller);
         // Triggers with an alarms feed fire on their schedule again.
         let alarms = controller
@@ -336,6 +392,7 @@ impl RunningServer {
             serving,
             dispatching,
             activations,
+            nats_invoker,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -365,6 +422,9 @@ impl RunningServer {
             Err(error) => tracing::error!(%error, "server task failed"),
         }
         let activations = self.activations;
+        if let Some(link) = &self.nats_invoker {
+            link.stop_taking();
+        }
         let drained = tokio::time::timeout(self.shutdown_grace, async {
             // With the API closed the controller is gone, so the bus closes:
             // the invoker takes what is still queued on it, then its loop
@@ -387,10 +447,118 @@ impl RunningServer {
                 "stopping with activations still running: the next start records them as interrupted"
             );
         }
+        if let Some(link) = self.nats_invoker {
+            link.leave().await;
+        }
         // Records written under group durability may still be waiting for
         // their commit: the process may exit right after this returns.
         if let Err(error) = self.store.flush().await {
             tracing::error!(%error, "committing the last activation records failed");
         }
     }
+}
+
+/// Refuses a scale-out setup that cannot work: processes of their own
+/// share nothing unless they share the bus and the store.
+pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
+    if config.role == NodeRole::All {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        matches!(config.bus, BusLocation::Nats(_)),
+        "a controller or an invoker on its own needs the NATS bus (--bus nats://HOST:PORT)"
+    );
+    anyhow::ensure!(
+        matches!(config.store_location, StoreLocation::Postgres(_)),
+        "a controller or an invoker on its own needs the shared store (--store postgres://...)"
+    );
+    Ok(())
+}
+
+/// Opens the node's store. Over NATS, an activation's record is on disk
+/// before its message is acknowledged: a killed invoker then loses no
+/// record of what the bus will not deliver again.
+pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn EntityStore>> {
+    bootstrap::create_private_dir(&config.data_dir)?;
+    let mut store_config = config.store.clone();
+    if matches!(config.bus, BusLocation::Nats(_)) && config.role != NodeRole::Controller {
+        store_config.record_durability = clemmys_store::RecordDurability::Sync;
+    }
+    Ok(match &config.store_location {
+        StoreLocation::DataDir => {
+            let store_path = config.data_dir.join("store.redb");
+            Arc::new(
+                RedbStore::open_with(&store_path, store_config)
+                    .with_context(|| format!("opening the store {}", store_path.display()))?,
+            )
+        }
+        StoreLocation::Postgres(postgres) => Arc::new(
+            PostgresStore::connect(postgres, store_config)
+                .await
+                .context("opening the PostgreSQL store")?,
+        ),
+    })
+}
+
+/// What runs actions: the sandbox, the JavaScript engine if any, and the
+/// trusted parts (broker, enclave pool).
+pub(crate) struct Runtimes {
+    pub(crate) sandbox: Arc<Sandbox>,
+    pub(crate) js_engine: Option<clemmys_invoker::JsEngine>,
+    pub(crate) trusted: confidential::TrustedParts,
+}
+
+/// Creates the sandbox, loads the JavaScript engine and starts the
+/// trusted parts.
+pub(crate) async fn start_runtimes(
+    config: &ServerConfig,
+    store: &Arc<dyn EntityStore>,
+) -> anyhow::Result<Runtimes> {
+    let sandbox = Arc::new(Sandbox::new(&config.sandbox).context("creating the wasm sandbox")?);
+    let js_engine = match &config.js_engine {
+        Some(path) => {
+            let code = std::fs::read(path)
+                .with_context(|| format!("reading the JavaScript engine {}", path.display()))?;
+            sandbox
+                .validate(&code)
+                .with_context(|| format!("checking the JavaScript engine {}", path.display()))?;
+            Some(clemmys_invoker::JsEngine::new(code))
+        }
+        None => None,
+    };
+    let location = config.broker.clone();
+    let platform_key = config.sim_platform_key.clone();
+    let data_dir = config.data_dir.clone();
+    let pool_config = config.enclave_pool.clone();
+    let (sandbox_for_pool, store_for_pool) = (sandbox.clone(), store.clone());
+    let engine_for_pool = js_engine.clone();
+    // Connecting to a remote broker blocks: keep it off the async workers.
+    let trusted = tokio::task::spawn_blocking(move || {
+        confidential::TrustedParts::start(
+            &data_dir,
+            platform_key.as_ref(),
+            &location,
+            confidential::Runtimes {
+                sandbox: sandbox_for_pool,
+                javascript: engine_for_pool,
+            },
+            store_for_pool,
+            pool_config,
+        )
+    })
+    .await
+    .context("starting the trusted parts")??;
+    Ok(Runtimes {
+        sandbox,
+        js_engine,
+        trusted,
+    })
+}
+
+/// A random name on the bus: `prefix` and 16 hex digits.
+pub(crate) fn random_token(prefix: &str) -> String {
+    let mut random = [0u8; 8];
+    // Without OS randomness a fixed name still works for one process.
+    let _ = getrandom::fill(&mut random);
+    format!("{prefix}{}", hex::encode(random))
 }

@@ -223,7 +223,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
 }
 
 /// A `clemmys` command with the ambient variables removed.
-fn clemmys_command(args: &[&str]) -> (Command, String) {
+pub fn clemmys_command(args: &[&str]) -> (Command, String) {
     let mut command = Command::new(bin());
     for variable in AMBIENT_VARIABLES {
         command.env_remove(variable);

@@ -18,6 +18,7 @@ mod gateway;
 mod leaks;
 mod npm;
 mod packages;
+mod scale_out;
 mod settings;
 mod tls;
 mod triggers;

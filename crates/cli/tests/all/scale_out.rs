@@ -1,0 +1,456 @@
+//! A scaled-out node: a `clemmys serve --role controller` process and
+//! `--role invoker` processes on a real nats-server (scripts/nats.sh) and a
+//! real PostgreSQL database (`clemmys_store::test_postgres`). Invokes both
+//! ways, an invoker killed under load, no invoker at all, and NATS away for
+//! a while. Off CI without nats-server or PostgreSQL they are skipped, and
+//! say so; on CI (`CI=true`) they fail.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clemmys_store::test_postgres::TestDatabase;
+use serde_json::{Value, json};
+
+use crate::common::{Server, arg, clemmys_command, example, http_get, http_send};
+
+/// The message of a 503 while no invoker is healthy.
+const NO_INVOKER: &str = "No invokers are available; try again shortly.";
+/// The message of a 503 while NATS is away.
+const NO_BUS: &str = "The message bus is unavailable; try again shortly.";
+/// The error of an activation whose invoker was lost.
+const INVOKER_LOST: &str = "The invoker running this activation was lost";
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+fn skip_or_fail<T>(why: &str) -> Option<T> {
+    assert!(!on_ci(), "this test needs it on CI: {why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn nats_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
+}
+
+/// A throwaway nats-server, destroyed on drop.
+struct Nats {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Nats {
+    fn start() -> Option<Self> {
+        let installed = Command::new("bash")
+            .args([
+                "-c",
+                "command -v nats-server || test -x /usr/sbin/nats-server",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            return skip_or_fail("nats-server is not installed (scripts/setup.sh installs it)");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("clemmys-nats-")
+            .tempdir()
+            .expect("a temporary directory for nats-server");
+        let url = Self::script("start", dir.path());
+        Some(Self { dir, url })
+    }
+
+    fn script(action: &str, dir: &Path) -> String {
+        let output = Command::new("bash")
+            .arg(nats_script())
+            .arg(action)
+            .arg(dir)
+            .output()
+            .expect("running scripts/nats.sh");
+        assert!(
+            output.status.success(),
+            "scripts/nats.sh {action} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn stop(&self) {
+        Self::script("stop", self.dir.path());
+    }
+
+    fn restart(&self) {
+        Self::script("start", self.dir.path());
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(nats_script())
+            .arg("destroy")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// nats-server and a PostgreSQL database of the test's own.
+struct Backends {
+    nats: Nats,
+    database: TestDatabase,
+}
+
+impl Backends {
+    fn start() -> Option<Self> {
+        let nats = Nats::start()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let database = runtime.block_on(TestDatabase::create())?;
+        Some(Self { nats, database })
+    }
+
+    /// The flags every process of the node shares.
+    fn flags(&self) -> Vec<String> {
+        [
+            "--bus",
+            &self.nats.url,
+            "--store",
+            &self.database.url,
+            "--no-js-engine",
+            "--idle-enclaves",
+            "0",
+        ]
+        .iter()
+        .map(|flag| (*flag).to_owned())
+        .collect()
+    }
+
+    fn controller(&self) -> Server {
+        let mut flags = vec!["--role".to_owned(), "controller".to_owned()];
+        flags.extend(self.flags());
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start_with(&flags)
+    }
+
+    fn invoker(&self, id: &str, api_host: &str) -> InvokerProcess {
+        InvokerProcess::start(id, api_host, &self.flags())
+    }
+}
+
+/// A `clemmys serve --role invoker` process, SIGKILLed on drop.
+struct InvokerProcess {
+    child: Option<Child>,
+    _root: tempfile::TempDir,
+    log_path: PathBuf,
+}
+
+impl InvokerProcess {
+    fn start(id: &str, api_host: &str, flags: &[String]) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("clemmys-invoker-")
+            .tempdir()
+            .expect("a temporary directory for the invoker");
+        let data_dir = root.path().join("data");
+        let log_path = root.path().join("invoker.log");
+        let log = File::create(&log_path).expect("the invoker's log");
+        let log_too = log.try_clone().expect("the invoker's log");
+        let mut args = vec![
+            "serve",
+            "--role",
+            "invoker",
+            "--invoker-id",
+            id,
+            "--api-host",
+            api_host,
+            "--data-dir",
+            arg(&data_dir),
+            // Few slots: a handful of activations run at once, the rest
+            // wait on the bus.
+            "--instance-slots",
+            "4",
+        ];
+        args.extend(flags.iter().map(String::as_str));
+        let (mut command, shown) = clemmys_command(&args);
+        command
+            .env("RUST_LOG", "info")
+            .env("HOME", root.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_too);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawning `{shown}`: {error}"));
+        let mut invoker = Self {
+            child: Some(child),
+            _root: root,
+            log_path,
+        };
+        let deadline = Instant::now() + crate::common::START_TIMEOUT;
+        while !invoker.log().contains("taking activations off the bus") {
+            if let Some(child) = invoker.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("invoker {id} exited ({status}):\n{}", invoker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "invoker {id} did not start:\n{}",
+                invoker.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        invoker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: no goodbye, no acknowledgement of what it holds.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for InvokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn create(server: &Server, name: &str, example_name: &str) {
+    let code = std::fs::read(example(example_name)).expect("the example module");
+    let body = json!({"exec": {"kind": "wasm", "code": base64_of(&code)}});
+    let (status, answer) = server.put(&format!("/api/v1/namespaces/_/actions/{name}"), &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn invoke(server: &Server, name: &str, blocking: bool, params: &Value) -> (u16, Value) {
+    let (status, body) = http_send(
+        hyper::Method::POST,
+        &server.api_host,
+        &format!("/api/v1/namespaces/_/actions/{name}?blocking={blocking}"),
+        &server.guest_auth,
+        serde_json::to_vec(params).expect("json"),
+    );
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Waits until the controller hears of an invoker: a blocking invoke of
+/// `hello` stops answering 503.
+fn wait_for_invokers(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = invoke(server, "hello", true, &json!({"name": "probe"}));
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "no invoker became healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The record of activation `id`, once there is one.
+fn record_of(server: &Server, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = http_get(
+            &server.api_host,
+            &format!("/api/v1/namespaces/_/activations/{id}"),
+            &server.guest_auth,
+        );
+        if status == 200 {
+            return serde_json::from_slice(&body).expect("a record");
+        }
+        assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+        assert!(Instant::now() < deadline, "activation {id} has no record");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_controller_and_two_invokers_answer_blocking_and_non_blocking_invokes() {
+    let Some(backends) = Backends::start() else {
+        return;
+    };
+    let server = backends.controller();
+    create(&server, "hello", "hello");
+    let _first = backends.invoker("first", &server.api_host);
+    let _second = backends.invoker("second", &server.api_host);
+    wait_for_invokers(&server);
+
+    // Several actions: their home invokers differ.
+    let mut accepted = Vec::new();
+    for i in 0..6 {
+        let name = format!("hello{i}");
+        create(&server, &name, "hello");
+        let (status, answer) = invoke(&server, &name, true, &json!({"name": name}));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["response"]["result"],
+            json!({"payload": format!("Hello, {name}!")})
+        );
+        let (status, answer) = invoke(&server, &name, false, &json!({"name": "later"}));
+        assert_eq!(status, 202, "{answer}");
+        accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
+    }
+    for id in &accepted {
+        let record = record_of(&server, id, Duration::from_secs(30));
+        assert_eq!(
+            record["response"]["result"],
+            json!({"payload": "Hello, later!"})
+        );
+    }
+}
+
+#[test]
+fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
+    let Some(backends) = Backends::start() else {
+        return;
+    };
+    let server = backends.controller();
+    create(&server, "hello", "hello");
+    let mut doomed = backends.invoker("doomed", &server.api_host);
+    let _survivor = backends.invoker("survivor", &server.api_host);
+    wait_for_invokers(&server);
+    for i in 0..4 {
+        create(&server, &format!("sleep{i}"), "sleep");
+    }
+
+    let mut accepted = Vec::new();
+    for round in 0..6 {
+        for i in 0..4 {
+            let (status, answer) =
+                invoke(&server, &format!("sleep{i}"), false, &json!({"ms": 150}));
+            assert_eq!(status, 202, "round {round}: {answer}");
+            accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
+        }
+        if round == 2 {
+            doomed.kill();
+        }
+    }
+
+    let mut lost = 0;
+    for id in &accepted {
+        // A message the dead invoker held comes back after the ack wait.
+        let record = record_of(&server, id, Duration::from_secs(60));
+        let response = &record["response"];
+        if response["status"] == "success" {
+            assert_eq!(response["result"], json!({"slept": 150}), "{record}");
+        } else {
+            let error = response["result"]["error"].as_str().unwrap_or_default();
+            assert!(error.starts_with(INVOKER_LOST), "{record}");
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "{lost} of {} activations were lost with their invoker",
+        accepted.len()
+    );
+    // One record each: the listing holds every id once.
+    let (status, body) = http_get(
+        &server.api_host,
+        "/api/v1/namespaces/_/activations?limit=200",
+        &server.guest_auth,
+    );
+    assert_eq!(status, 200);
+    let listed: Vec<Value> = serde_json::from_slice(&body).expect("a list");
+    let ids: Vec<&str> = listed
+        .iter()
+        .filter_map(|record| record["activationId"].as_str())
+        .collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "an activation has two records");
+    for id in &accepted {
+        assert!(unique.contains(id.as_str()), "{id} is not listed");
+    }
+}
+
+#[test]
+fn without_a_healthy_invoker_invokes_answer_503() {
+    let Some(backends) = Backends::start() else {
+        return;
+    };
+    let server = backends.controller();
+    create(&server, "hello", "hello");
+    for blocking in [true, false] {
+        let (status, answer) = invoke(&server, "hello", blocking, &json!({}));
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
+        assert!(answer["code"].is_string(), "OpenWhisk's shape: {answer}");
+    }
+    // An invoker that comes and then dies: 503 again once it is missed.
+    let mut invoker = backends.invoker("brief", &server.api_host);
+    wait_for_invokers(&server);
+    invoker.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // Non-blocking: a blocking invoke sent to the dead invoker before
+        // it is missed would wait out its whole wait.
+        let (status, answer) = invoke(&server, "hello", false, &json!({}));
+        if status == 503 {
+            assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a dead invoker is still sent work"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
+    let Some(backends) = Backends::start() else {
+        return;
+    };
+    let server = backends.controller();
+    create(&server, "hello", "hello");
+    let _invoker = backends.invoker("steady", &server.api_host);
+    wait_for_invokers(&server);
+
+    backends.nats.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, answer) = invoke(&server, "hello", true, &json!({"name": "during"}));
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"] == json!(NO_BUS) || answer["error"] == json!(NO_INVOKER),
+        "{answer}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    backends.nats.restart();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = invoke(&server, "hello", true, &json!({"name": "after"}));
+        if status == 200 {
+            assert_eq!(
+                answer["response"]["result"],
+                json!({"payload": "Hello, after!"})
+            );
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "not recovered 30 s after NATS came back"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
