@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
+use clemmys_whisk::web_http::{CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
 use serde_json::{Value, json};
 
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
@@ -237,12 +238,6 @@ fn runtimes(controller: &Controller) -> Value {
     }
     runtimes
 }
-
-/// The methods CORS answers allow.
-pub(crate) const CORS_ALLOW_METHODS: &str = "OPTIONS, GET, DELETE, POST, PUT, HEAD, PATCH";
-/// The request headers CORS answers allow.
-pub(crate) const CORS_ALLOW_HEADERS: &str =
-    "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent";
 
 /// Answers CORS preflights and allows any origin, as OpenWhisk does. Web
 /// actions answer CORS themselves (an action may answer `OPTIONS`).

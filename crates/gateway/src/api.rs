@@ -7,6 +7,7 @@
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
+//! | any method on `/api/v1/web/{ns}/default/{action}.{ext}` | the owner's web-exported confidential actions, as the node serves plain ones ([`crate::web`]) |
 //!
 //! | `GET /clemmys/v1/gateway` | who it is: its identity, its owner, whether it runs in test mode |
 //! | `POST /clemmys/v1/credentials/challenge`, `POST /clemmys/v1/credentials` | the owner's signed requests for a credential, or to revoke one ([`crate::credentials`]) |
@@ -34,7 +35,7 @@ use clemmys_client::confidential::{
 };
 use clemmys_client::{ClientError, InvokeOptions};
 use clemmys_whisk::action::ActionPut;
-use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey};
+use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey, KeyValues};
 use serde_json::{Value, json};
 
 use crate::credentials::{CredentialError, SignedCredentialRequest};
@@ -70,6 +71,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/activations/{id}/logs",
             get(activation_logs),
+        )
+        .route(
+            "/api/v1/web/{namespace}/{package}/{*rest}",
+            axum::routing::any(crate::web::serve),
         )
         .route("/clemmys/v1/gateway", get(about))
         .route(
@@ -183,7 +188,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `{"error": message, "code": id}` with `status`, as OpenWhisk answers.
-fn openwhisk_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn openwhisk_error(status: StatusCode, message: &str) -> Response {
     // A request id, as OpenWhisk's `code`, to quote in a report.
     let mut code = [0u8; 16];
     rand_core::Rng::fill_bytes(&mut clemmys_tee::os_rng(), &mut code);
@@ -203,7 +208,7 @@ async fn connect(
 }
 
 /// The API key of the request's HTTP Basic credentials.
-fn auth(headers: &HeaderMap) -> Result<AuthKey, ApiError> {
+pub(crate) fn auth(headers: &HeaderMap) -> Result<AuthKey, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -378,8 +383,21 @@ async fn put_action(
             Err(other) => return Err(other.into()),
         }
     }
+    // The web annotations are tagged for the policy version this deploy
+    // registers: the node cannot export, or lift the protection of, an
+    // action the owner did not ([`crate::web`]).
+    let tag = |version: u64, annotations: &mut KeyValues| {
+        crate::web::tag_web_annotations(&gateway, &name, version, annotations);
+    };
     let doc = connection
-        .deploy(&name, &wasm, put, overwrite, &DeployOptions::default())
+        .deploy_annotated(
+            &name,
+            &wasm,
+            put,
+            overwrite,
+            &DeployOptions::default(),
+            &tag,
+        )
         .await?;
     tracing::info!(action = %name, "deployed a confidential action");
     Ok(axum::Json(without_code(
@@ -561,7 +579,7 @@ async fn unsupported(method: Method, uri: Uri) -> Response {
     openwhisk_error(
         StatusCode::NOT_IMPLEMENTED,
         &format!(
-            "{method} {} is not supported by the Clemmys gateway: it serves confidential wasm actions (create, get, list, delete, invoke) and their activations, and forwards nothing else, so that no plaintext reaches the provider",
+            "{method} {} is not supported by the Clemmys gateway: it serves confidential wasm actions (create, get, list, delete, invoke, web) and their activations, and forwards nothing else, so that no plaintext reaches the provider",
             uri.path()
         ),
     )

@@ -154,6 +154,28 @@ impl CredentialKey {
     }
 }
 
+impl CredentialKey {
+    /// A MAC under this key of `message`, which its caller frames (as
+    /// [`Writer`] does) apart from credentials.
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        self.message_mac(message).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is [`Self::tag`] of `message` (compared in constant
+    /// time).
+    pub fn verify_tag(&self, message: &[u8], tag: &[u8]) -> bool {
+        self.message_mac(message).verify_slice(tag).is_ok()
+    }
+
+    fn message_mac(&self, message: &[u8]) -> HmacSha256 {
+        // HMAC takes keys of any length: this cannot fail.
+        let mut mac = <HmacSha256 as hmac::KeyInit>::new_from_slice(self.0.as_slice())
+            .expect("HMAC-SHA256 accepts a 32-byte key");
+        mac.update(message);
+        mac
+    }
+}
+
 /// A fresh credential's UUID (random, v4 format as OpenWhisk's).
 pub fn new_uuid(rng: &mut impl CryptoRng) -> String {
     let mut bytes = [0u8; 16];

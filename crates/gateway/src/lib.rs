@@ -42,6 +42,7 @@ pub mod api;
 pub mod credentials;
 pub mod ratls;
 pub mod sealed;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -249,6 +250,15 @@ impl Gateway {
             return Err(CredentialError::Revoked);
         }
         Ok(mode.node_auth.clone())
+    }
+
+    /// With an owner: the key web annotations are tagged under, and the
+    /// namespace key web actions are invoked with (their callers have no
+    /// credentials towards the node).
+    pub(crate) fn web_keys(&self) -> Option<(&CredentialKey, &AuthKey)> {
+        self.owner_mode
+            .as_ref()
+            .map(|mode| (&mode.key, &mode.node_auth))
     }
 
     /// A fresh challenge for the owner to sign into a request.

@@ -18,6 +18,7 @@ pub mod name;
 pub mod package;
 pub mod trigger;
 pub mod web;
+pub mod web_http;
 
 pub use action::{Action, ActionPut, Exec, JsKind, KeyValue, KeyValues};
 pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};

@@ -70,9 +70,9 @@ pub enum WebError {
     Unauthorized,
     /// The action is confidential.
     #[error(
-        "Confidential web actions are not supported: they need the attested web gateway, which \
-         is not built yet, and without it the provider would see the request and the answer in \
-         the clear. Invoke the action with a Clemmys client instead."
+        "Confidential web actions are not served by the node, which would see the request and \
+         the answer in the clear: call the same web path on the namespace owner's attested \
+         gateway, or invoke the action with a Clemmys client."
     )]
     ConfidentialRefused,
     /// The action did not finish within the blocking wait.

@@ -9,6 +9,10 @@
 //! gateway: calling it with the namespace key, with a forged credential,
 //! with a revoked one, and replaying an owner's signed credential request
 //! later, after a restart or at another gateway, are all refused.
+//! Confidential web actions: served by the gateway to anyone (the owner's
+//! choice), never by the node; the provider cannot export an action
+//! through the node, lift its `require-whisk-auth`, or get more from the
+//! gateway's web path than an anonymous caller.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -279,7 +283,23 @@ fn curl(
     auth: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    curl_with(url, pin, method, path, auth, &[], body)
+}
+
+/// [`curl`], with extra `headers` (`name: value`).
+fn curl_with(
+    url: &str,
+    pin: &Path,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    headers: &[&str],
+    body: Option<&str>,
+) -> (u16, String) {
     let mut command = Command::new("curl");
+    for header in headers {
+        command.args(["-H", header]);
+    }
     command
         .args([
             "-s",
@@ -1100,4 +1120,289 @@ fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
     let stderr = String::from_utf8_lossy(&restarted.stderr);
     assert!(!restarted.status.success(), "{stderr}");
     assert!(stderr.contains("an older copy was restored"), "{stderr}");
+}
+
+/// Deploys `wasm` as `name` through the owner's gateway with curl (the
+/// OpenWhisk body, base64 code) and `annotations`.
+fn deploy_with_curl(owners: &OwnersGateway, name: &str, wasm: &Path, annotations: Value) {
+    use base64::Engine as _;
+    let code = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(wasm).unwrap_or_else(|error| panic!("{}: {error}", wasm.display())));
+    let body = json!({
+        "exec": {"kind": "wasm", "code": code, "binary": true},
+        "annotations": annotations,
+    });
+    let file = owners.gateway.root.path().join(format!("{name}.json"));
+    std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
+    let (status, answer) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "PUT",
+        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
+        Some(&owners.credential),
+        Some(&format!("@{}", file.display())),
+    );
+    assert_eq!(status, 200, "deploying {name}: {answer}");
+}
+
+fn web_export() -> Value {
+    json!([{"key": "web-export", "value": true}])
+}
+
+/// What OpenWhisk answers for a missing (or unexported) web action.
+const NO_RESOURCE: &str = "The requested resource does not exist.";
+
+#[test]
+fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_nothing() {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owners = OwnersGateway::start(&server, &wire.api_host());
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), web_export());
+    deploy_with_curl(&owners, "echo", &example("echo"), web_export());
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+
+    // Anyone, without credentials and trusting only the pinned
+    // certificate: `.json` by GET (query) and POST (JSON body).
+    let param = unique("gwweb-");
+    let shout = json!({"shout": param.to_uppercase()});
+    let path = format!("/api/v1/web/guest/default/secret.json?secret={param}");
+    let (status, body) = curl(&gateway.url, pin, "GET", &path, None, None);
+    assert_eq!(status, 200, "{body}\n{}", gateway.log());
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).ok(),
+        Some(shout.clone())
+    );
+    let posted = json!({"secret": param}).to_string();
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "POST",
+        "/api/v1/web/guest/default/secret.json",
+        None,
+        Some(&posted),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).ok(), Some(shout));
+    // Projection along the path, as on the node.
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        &format!("/api/v1/web/guest/default/secret.text/shout?secret={param}"),
+        None,
+        None,
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, param.to_uppercase().as_str())
+    );
+    // `.http`: the result says the status, headers and body; the request
+    // is the action's `__ow_*` arguments.
+    let made = unique("made-");
+    let asked = json!({"statusCode": 201, "headers": {"x-made": "yes"}, "body": made}).to_string();
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "POST",
+        "/api/v1/web/guest/default/echo.http",
+        None,
+        Some(&asked),
+    );
+    assert_eq!((status, body.as_str()), (201, made.as_str()));
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "PUT",
+        "/api/v1/web/guest/default/echo.json?q=1",
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(echoed["__ow_method"], "put", "{echoed}");
+    assert_eq!(echoed["__ow_path"], "", "{echoed}");
+    assert_eq!(echoed["q"], "1", "{echoed}");
+    // Not exported, or not there: the same 404.
+    for missing in ["hello.json", "nothing.json"] {
+        let path = format!("/api/v1/web/guest/default/{missing}?name=x");
+        let (status, body) = curl(&gateway.url, pin, "GET", &path, None, None);
+        assert_eq!(status, 404, "{missing}: {body}");
+        assert!(body.contains(NO_RESOURCE), "{body}");
+    }
+    // The node's own web path does not serve it: it cannot open it, and
+    // would show it to the provider if it could.
+    let (status, body) = curl(&server.api_host, pin, "GET", &path, None, None);
+    assert_eq!(status, 501, "{body}");
+    assert!(!body.contains(&param.to_uppercase()), "{body}");
+
+    // What the provider holds: its data, logs, and every byte between the
+    // gateway and the node.
+    let mut sources = Vec::new();
+    server.stop();
+    let recorded = wire.sources();
+    assert!(
+        recorded
+            .iter()
+            .any(|source| source.label.ends_with("requests")
+                && contains(&source.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
+        "the recorder saw no invoke from the gateway"
+    );
+    sources.extend(recorded);
+    add_files(&server.data_dir, &mut sources);
+    for dir in server.process_dirs() {
+        add_files(&dir, &mut sources);
+    }
+    add_files(&gateway.state_dir(), &mut sources);
+    let log = std::fs::read(&server.log_path).unwrap_or_default();
+    sources.push(Source {
+        label: "node log (without colours)".into(),
+        bytes: strip_ansi(&log),
+    });
+    sources.push(Source {
+        label: "node log".into(),
+        bytes: log,
+    });
+    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
+    sources.push(Source {
+        label: "gateway log (without colours)".into(),
+        bytes: strip_ansi(&gateway_log),
+    });
+    let mut markers = markers(&param);
+    markers.push(crate::leaks::Marker {
+        name: "HTTP BODY",
+        text: made,
+    });
+    let findings = scan(&sources, &markers);
+    assert!(
+        findings.is_empty(),
+        "a web action's plaintext reached the provider through the gateway:\n{}",
+        report(&findings)
+    );
+}
+
+/// The provider rewrites action `name`'s annotations on the node with the
+/// namespace key (keeping its sealed code): `change` edits them.
+fn provider_reannotates(
+    server: &Server,
+    pin: &Path,
+    name: &str,
+    change: impl FnOnce(&mut Vec<Value>),
+) {
+    let path = format!("/api/v1/namespaces/_/actions/{name}");
+    let auth = Some(server.guest_auth.as_str());
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "GET",
+        &format!("{path}?code=true"),
+        auth,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let mut annotations = doc["annotations"].as_array().cloned().unwrap_or_default();
+    change(&mut annotations);
+    doc["annotations"] = Value::Array(annotations);
+    let put =
+        json!({"exec": doc["exec"], "annotations": doc["annotations"], "limits": doc["limits"]});
+    // Too long for a command line.
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|error| panic!("{error}"));
+    std::fs::write(file.path(), put.to_string()).unwrap_or_else(|error| panic!("{error}"));
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "PUT",
+        &format!("{path}?overwrite=true"),
+        auth,
+        Some(&format!("@{}", file.path().display())),
+    );
+    assert_eq!(status, 200, "the provider's PUT: {body}");
+}
+
+#[test]
+fn the_provider_cannot_export_a_confidential_action_or_lift_its_web_auth() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(
+        &owners,
+        "echo",
+        &example("echo"),
+        json!([{"key": "web-export", "value": true}, {"key": "require-whisk-auth", "value": true}]),
+    );
+    let provider = server.guest_auth.as_str();
+    let param = unique("gwexp-");
+    let secret_path = format!("/api/v1/web/guest/default/secret.json?secret={param}");
+    let echo_path = "/api/v1/web/guest/default/echo.json?x=1";
+
+    // require-whisk-auth: true wants the owner's key, here a credential the
+    // gateway issued: the provider's namespace key gets what an anonymous
+    // caller gets.
+    for auth in [None, Some(provider)] {
+        let (status, body) = curl(&gateway.url, pin, "GET", echo_path, auth, None);
+        assert_eq!(status, 401, "{auth:?}: {body}");
+    }
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        echo_path,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(echoed["__ow_user"], "guest", "{echoed}");
+    assert!(
+        echoed["__ow_headers"].get("authorization").is_none(),
+        "{echoed}"
+    );
+
+    // The provider exports `secret` on the node, tag or no tag (it copies
+    // echo's): the gateway does not serve it.
+    let echo_tag = {
+        let (_, body) = curl(
+            &server.api_host,
+            pin,
+            "GET",
+            "/api/v1/namespaces/_/actions/echo",
+            Some(provider),
+            None,
+        );
+        let doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        doc["annotations"]
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|kv| kv["key"] == "clemmys-gateway-web")
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("echo has no web tag: {doc}"))
+    };
+    provider_reannotates(&server, pin, "secret", |annotations| {
+        annotations.push(json!({"key": "web-export", "value": true}));
+        annotations.push(echo_tag.clone());
+    });
+    for auth in [None, Some(provider)] {
+        let (status, body) = curl(&gateway.url, pin, "GET", &secret_path, auth, None);
+        assert_eq!(status, 404, "{body}");
+        assert!(!body.contains(&param.to_uppercase()), "{body}");
+    }
+    // The provider lifts echo's require-whisk-auth: the tag no longer
+    // verifies, and the gateway serves it to nobody.
+    provider_reannotates(&server, pin, "echo", |annotations| {
+        annotations.retain(|kv| kv["key"] != "require-whisk-auth");
+    });
+    for auth in [None, Some(provider), Some(owners.credential.as_str())] {
+        let (status, body) = curl(&gateway.url, pin, "GET", echo_path, auth, None);
+        assert_eq!(status, 404, "{auth:?}: {body}");
+    }
+    // Nor does the node's own web path run either.
+    let (status, body) = curl(&server.api_host, pin, "GET", &secret_path, None, None);
+    assert_eq!(status, 501, "{body}");
+    assert!(!body.contains(&param.to_uppercase()), "{body}");
 }

@@ -37,8 +37,8 @@ pub(crate) const CODE_MARKER: &str = "clemmys-code-marker-4e1f0c2b";
 
 /// A string that must not leak, by name.
 pub(crate) struct Marker {
-    name: &'static str,
-    text: String,
+    pub(crate) name: &'static str,
+    pub(crate) text: String,
 }
 
 /// CODE, PARAM, RESULT and LOG for parameter `param`.

@@ -46,7 +46,7 @@ use clemmys_tee::{
     os_rng,
 };
 use clemmys_whisk::action::{ActionPut, ExecPut};
-use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, now_ms};
+use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, now_ms};
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -877,8 +877,40 @@ impl Confidential {
         overwrite: bool,
         options: &DeployOptions,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
-        self.deploy_code(name, ConfidentialCode::Wasm(wasm), put, overwrite, options)
-            .await
+        self.deploy_code(
+            name,
+            ConfidentialCode::Wasm(wasm),
+            put,
+            overwrite,
+            options,
+            &|_, _| {},
+        )
+        .await
+    }
+
+    /// As [`Self::deploy`], and `annotate` adds to the action's annotations
+    /// once the broker has registered its policy version (given to it),
+    /// before the node stores the action: for a caller (the attested
+    /// gateway) that binds annotations to the version they were made for,
+    /// so that the host cannot carry them over to another version.
+    pub async fn deploy_annotated(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        put: ActionPut,
+        overwrite: bool,
+        options: &DeployOptions,
+        annotate: &(dyn Fn(u64, &mut KeyValues) + Sync),
+    ) -> Result<crate::ActionDoc, ConfidentialError> {
+        self.deploy_code(
+            name,
+            ConfidentialCode::Wasm(wasm),
+            put,
+            overwrite,
+            options,
+            annotate,
+        )
+        .await
     }
 
     /// Deploys `javascript` as confidential action `name`, to run only
@@ -899,7 +931,8 @@ impl Confidential {
             },
             kind: javascript.kind,
         };
-        self.deploy_code(name, code, put, overwrite, options).await
+        self.deploy_code(name, code, put, overwrite, options, &|_, _| {})
+            .await
     }
 
     async fn deploy_code(
@@ -909,6 +942,7 @@ impl Confidential {
         mut put: ActionPut,
         overwrite: bool,
         options: &DeployOptions,
+        annotate: &(dyn Fn(u64, &mut KeyValues) + Sync),
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let plaintext = code.plaintext();
@@ -967,6 +1001,7 @@ impl Confidential {
         self.lock().insert(short.clone(), Arc::new(descriptor));
         put.exec = Some(code.exec(&sealed.to_bytes(), main));
         let mut annotations = put.annotations.take().unwrap_or_default();
+        annotate(version, &mut annotations);
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
         Ok(self.client.put_action(&short, &put, overwrite).await?)

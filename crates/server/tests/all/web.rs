@@ -799,7 +799,7 @@ async fn confidential_web_actions_are_refused() {
     let answer = server.web_get("/guest/default/sealed.json?name=Jane").await;
     assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED);
     assert!(
-        answer.error().contains("attested web gateway"),
+        answer.error().contains("attested gateway"),
         "{}",
         answer.text()
     );
