@@ -459,7 +459,7 @@ impl RunningServer {
 }
 
 /// Refuses a scale-out setup that cannot work: processes of their own
-/// share nothing unless they share the bus and the store.
+/// share nothing unless they share the bus, the store and the key broker.
 pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
     if config.role == NodeRole::All {
         return Ok(());
@@ -471,6 +471,14 @@ pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         matches!(config.store_location, StoreLocation::Postgres(_)),
         "a controller or an invoker on its own needs the shared store (--store postgres://...)"
+    );
+    // A broker per process would grant keys that no other process knows:
+    // clients seal to the controller's broker, enclaves of every invoker
+    // must ask the same one.
+    anyhow::ensure!(
+        matches!(config.broker, BrokerLocation::Remote { .. }),
+        "a controller or an invoker on its own needs the shared key broker \
+         (--broker URL of `clemmys broker serve`)"
     );
     Ok(())
 }

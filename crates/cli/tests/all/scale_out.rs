@@ -1,6 +1,7 @@
 //! A scaled-out node: a `clemmys serve --role controller` process and
-//! `--role invoker` processes on a real nats-server (scripts/nats.sh) and a
-//! real PostgreSQL database (`clemmys_store::test_postgres`). Invokes both
+//! `--role invoker` processes on a real nats-server (scripts/nats.sh), a
+//! real PostgreSQL database (`clemmys_store::test_postgres`) and one
+//! `clemmys broker serve` process. Invokes both
 //! ways, an invoker killed under load, no invoker at all, and NATS away for
 //! a while. Off CI without nats-server or PostgreSQL they are skipped, and
 //! say so; on CI (`CI=true`) they fail.
@@ -98,10 +99,89 @@ impl Drop for Nats {
     }
 }
 
-/// nats-server and a PostgreSQL database of the test's own.
+/// A `clemmys broker serve` process, the one key broker of the node's
+/// processes, SIGKILLed on drop.
+struct BrokerProcess {
+    child: Child,
+    root: tempfile::TempDir,
+    url: String,
+}
+
+impl BrokerProcess {
+    const ANNOUNCEMENT: &str = "key broker serving on ";
+
+    fn start() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("clemmys-broker-")
+            .tempdir()
+            .expect("a temporary directory for the broker");
+        let log_path = root.path().join("broker.log");
+        let log = File::create(&log_path).expect("the broker's log");
+        let log_too = log.try_clone().expect("the broker's log");
+        let data_dir = root.path().join("data");
+        let platform_key = Self::platform_key_in(root.path());
+        let (mut command, shown) = clemmys_command(&[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            arg(&data_dir),
+            "--sim-platform-key",
+            arg(&platform_key),
+        ]);
+        command
+            .env("HOME", root.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_too);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawning `{shown}`: {error}"));
+        let deadline = Instant::now() + crate::common::START_TIMEOUT;
+        let url = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(url) = log
+                .lines()
+                .find_map(|line| line.split_once(Self::ANNOUNCEMENT))
+                .map(|(_, url)| url.trim().to_owned())
+            {
+                break url;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the broker exited ({status}):\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, root, url }
+    }
+
+    /// The host's simulated platform key, shared by every process.
+    fn platform_key_in(root: &Path) -> PathBuf {
+        root.join("sim-platform.key")
+    }
+
+    fn platform_key(&self) -> PathBuf {
+        Self::platform_key_in(self.root.path())
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nats-server, a PostgreSQL database and a key broker of the test's own.
 struct Backends {
     nats: Nats,
     database: TestDatabase,
+    broker: BrokerProcess,
 }
 
 impl Backends {
@@ -112,16 +192,26 @@ impl Backends {
             .build()
             .expect("a runtime");
         let database = runtime.block_on(TestDatabase::create())?;
-        Some(Self { nats, database })
+        let broker = BrokerProcess::start();
+        Some(Self {
+            nats,
+            database,
+            broker,
+        })
     }
 
     /// The flags every process of the node shares.
     fn flags(&self) -> Vec<String> {
+        let platform_key = self.broker.platform_key();
         [
             "--bus",
             &self.nats.url,
             "--store",
             &self.database.url,
+            "--broker",
+            &self.broker.url,
+            "--sim-platform-key",
+            arg(&platform_key),
             "--no-js-engine",
             "--idle-enclaves",
             "0",
