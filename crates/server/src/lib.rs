@@ -350,6 +350,10 @@ impl RunningServer {
             _ => controller,
         };
         let controller = Arc::new(controller);
+        if !in_process_bus {
+            // A completion lost on the network must not hold its slot.
+            controller.watch_lost_completions();
+        }
         // Triggers with an alarms feed fire on their schedule again.
         let alarms = controller
             .start_alarms()
