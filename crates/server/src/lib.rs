@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clemmys_bus::nats::{NatsBus, NatsConfig, NatsInvoker, NatsQueue};
+pub use clemmys_bus::nats::NatsConfig;
+use clemmys_bus::nats::{NatsBus, NatsInvoker, NatsQueue};
 use clemmys_bus::{ActivationQueue, CompletionRegistry, CompletionSink};
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
