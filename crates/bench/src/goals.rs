@@ -143,6 +143,7 @@ pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
     chain_goals(report, &mut goals);
     peer_goals(report, &clients, &mut goals);
     growth_goals(report, &clients, &mut goals);
+    cluster_goals(report, &clients, &mut goals);
     goals.push(GoalCheck::new(
         "warm instances in 2 GiB (RSS, instantiated, not run)".into(),
         Bound::AtLeast,
@@ -341,6 +342,25 @@ fn growth_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) 
     }
 }
 
+fn cluster_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    for &n in clients {
+        let check = GoalCheck::new(
+            format!(
+                "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, {}",
+                clients_label(n)
+            ),
+            Bound::AtLeast,
+            crate::cluster::ONE_INVOKER_GOAL,
+            Unit::Ratio,
+            report.cluster.one_invoker_ratio(n),
+        );
+        goals.push(match &report.cluster.not_measured {
+            Some(why) => check.noted(why.clone()),
+            None => check,
+        });
+    }
+}
+
 /// `1 client`, `8 clients`.
 pub fn clients_label(n: usize) -> String {
     if n == 1 {
@@ -486,6 +506,14 @@ mod tests {
                 (
                     "warm plain throughput, preloaded/empty store, 8 clients",
                     Verdict::Fail
+                ),
+                (
+                    "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 1 client",
+                    Verdict::Fail
+                ),
+                (
+                    "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 8 clients",
+                    Verdict::Pass
                 ),
                 (
                     "warm instances in 2 GiB (RSS, instantiated, not run)",
@@ -635,12 +663,20 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 13, "one client count only");
+        assert_eq!(report.goals.len(), 14, "one client count only");
         assert!(
             report
                 .goals
                 .iter()
                 .all(|g| g.verdict == Verdict::NotMeasured)
+        );
+        let cluster = goal(
+            &report,
+            "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 1 client",
+        );
+        assert_eq!(
+            cluster.note.as_deref(),
+            Some(crate::cluster::BACKENDS_MISSING)
         );
     }
 }

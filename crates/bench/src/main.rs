@@ -19,6 +19,8 @@
 //! * [`peer`]: `wasmtime serve`, driven by the same load generator.
 //! * [`density`]: warm instances per 2 GiB.
 //! * [`growth`]: an empty store against one preloaded with many records.
+//! * [`cluster`]: a controller with 1, 2 and 3 invoker processes over NATS
+//!   and PostgreSQL against the embedded node.
 //! * [`model`]: the figures; [`goals`]: the targets and verdicts;
 //!   [`render`]: the table, the README block and the SVG plot.
 //! * [`progress`]: progress on stderr.
@@ -33,6 +35,7 @@
 
 mod alternate;
 mod chains;
+mod cluster;
 mod coldstart;
 mod cpu;
 mod density;
@@ -115,10 +118,14 @@ pub enum Scenario {
     Growth,
     /// Warm JavaScript hello against warm wasm hello (needs the engine).
     Js,
+    /// A controller with 1, 2 and 3 invoker processes over NATS and
+    /// PostgreSQL against the embedded node (needs nats-server and
+    /// PostgreSQL).
+    Cluster,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 10] = [
+    const ALL: [Scenario; 11] = [
         Scenario::Warm,
         Scenario::Peer,
         Scenario::Cold,
@@ -129,6 +136,7 @@ impl Scenario {
         Scenario::Density,
         Scenario::Growth,
         Scenario::Js,
+        Scenario::Cluster,
     ];
 
     fn name(self) -> &'static str {
@@ -143,6 +151,7 @@ impl Scenario {
             Scenario::Density => "density",
             Scenario::Growth => "growth",
             Scenario::Js => "js",
+            Scenario::Cluster => "cluster",
         }
     }
 }
@@ -533,6 +542,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         density: found.density,
         growth: found.growth,
         js: found.js,
+        cluster: found.cluster,
         goals: Vec::new(),
         notes,
         plot: plot_path.as_ref().map(|path| path.display().to_string()),
@@ -604,6 +614,7 @@ struct Findings {
     density: Option<density::DensityReport>,
     growth: Option<growth::GrowthReport>,
     js: javascript::JsReport,
+    cluster: cluster::ClusterReport,
 }
 
 /// The scenarios that run on the main node, in an order that keeps each
@@ -776,6 +787,11 @@ async fn measure_on_own_nodes(
         found.js = javascript::measure(plan, modules, js_engine, progress).await?;
         found.watched(watch, Scenario::Js);
     }
+    // Not watched: nats-server, PostgreSQL and the invokers are its own
+    // processes; its rows count the whole machine's CPU instead.
+    if scenarios.contains(&Scenario::Cluster) {
+        found.cluster = cluster::measure(plan, modules, progress).await?;
+    }
     Ok(())
 }
 
@@ -847,6 +863,16 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
              second node started; both nodes ran side by side in alternating slices",
             g.records,
             growth::SPREAD_DAYS
+        ));
+    }
+    if scenarios.contains(&Scenario::Cluster) && found.cluster.not_measured.is_none() {
+        notes.push(format!(
+            "cluster: a controller in this process and `clemmys serve --role invoker` processes \
+             over NATS JetStream and PostgreSQL (both from scripts/, on this machine), every \
+             client invoking {} copies of noop in turn (an action runs on its home invoker); \
+             invokers store each record durably before acknowledging it; machine CPU counts \
+             every process, so on a machine with few cores more invokers only share them",
+            cluster::ACTIONS
         ));
     }
     if let Some(d) = &found.density {

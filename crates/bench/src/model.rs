@@ -373,6 +373,9 @@ pub struct Report {
     pub growth: Option<GrowthReport>,
     /// Warm JavaScript hello against warm wasm hello, side by side.
     pub js: crate::javascript::JsReport,
+    /// The distributed path (controller, invokers, NATS, PostgreSQL)
+    /// against the embedded node.
+    pub cluster: crate::cluster::ClusterReport,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
     /// Where the plot was written, if it was.
@@ -680,6 +683,17 @@ pub(crate) mod tests {
                     js_ms: Quantiles::of([4.0, 5.0, 6.0]),
                 }),
             },
+            cluster: crate::cluster::ClusterReport {
+                not_measured: None,
+                rows: vec![
+                    crate::cluster::tests::row(0, 1, 2000.0, 0.5, 400.0),
+                    crate::cluster::tests::row(0, 8, 4000.0, 2.0, 350.0),
+                    crate::cluster::tests::row(1, 1, 1000.0, 1.0, 900.0),
+                    crate::cluster::tests::row(1, 8, 3000.0, 2.6, 700.0),
+                    crate::cluster::tests::row(2, 8, 3200.0, 2.5, 720.0),
+                    crate::cluster::tests::row(3, 8, 3300.0, 2.4, 740.0),
+                ],
+            },
             goals: Vec::new(),
             notes: vec!["a note".into()],
             plot: None,
@@ -703,6 +717,10 @@ pub(crate) mod tests {
         report.peer = PeerSection::default();
         report.density = None;
         report.growth = None;
+        report.cluster = crate::cluster::ClusterReport {
+            not_measured: Some(crate::cluster::BACKENDS_MISSING.into()),
+            rows: Vec::new(),
+        };
         report.floors = None;
         report.goals = evaluate_goals(&report);
         report
