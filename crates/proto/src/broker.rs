@@ -682,12 +682,16 @@ impl AdmitRequest {
     }
 
     /// This request for `delegate`, a client the policy does not name (see
-    /// [`AdmitRequest::delegate`]), MACed again.
+    /// [`AdmitRequest::delegate`]), MACed again if that changes it.
     pub fn for_delegate(
         mut self,
         key: &AdmissionKey,
         delegate: Option<ClientId>,
     ) -> Result<Self, ProtoError> {
+        // Most requests have no delegate: their MAC already covers that.
+        if self.delegate == delegate {
+            return Ok(self);
+        }
         self.delegate = delegate;
         self.mac = key.mac(&self.transcript())?;
         Ok(self)
