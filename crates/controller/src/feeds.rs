@@ -18,7 +18,8 @@ use std::sync::Arc;
 use axum::response::Response;
 use clemmys_store::PutMode;
 use clemmys_whisk::{
-    Activation, ActivationResponse, EntityName, FullyQualifiedName, KeyValues, Trigger,
+    Activation, ActivationResponse, ActivationStatus, EntityName, FullyQualifiedName, KeyValues,
+    Trigger,
 };
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
@@ -71,6 +72,74 @@ pub(crate) fn builtin_feed(
         .find(|feed| feed.rsplit('/').next() == Some(name.as_str()))
 }
 
+/// What each built-in feed is for, and the settings it takes.
+const FEED_DESCRIPTIONS: [(&str, &str, &[&str]); 3] = [
+    (
+        ALARM_FEED,
+        "Fire the trigger on a cron schedule",
+        &[
+            "cron",
+            "timezone",
+            "trigger_payload",
+            "startDate",
+            "stopDate",
+            "maxTriggers",
+        ],
+    ),
+    (
+        ONCE_FEED,
+        "Fire the trigger once, at a date",
+        &["date", "trigger_payload", "deleteAfterFire"],
+    ),
+    (
+        INTERVAL_FEED,
+        "Fire the trigger every so many minutes",
+        &["minutes", "trigger_payload", "startDate", "stopDate"],
+    ),
+];
+
+/// `GET /namespaces/whisk.system/packages/alarms`: the built-in feeds'
+/// package as OpenWhisk's catalog shows it (the controller answers its
+/// actions itself, so nothing of it is stored), or `None` for any other
+/// package.
+pub(crate) fn builtin_feed_package(namespace: &EntityName, name: &EntityName) -> Option<Value> {
+    if (namespace.as_str(), name.as_str()) != FEED_PACKAGE {
+        return None;
+    }
+    let actions: Vec<Value> = FEED_DESCRIPTIONS
+        .iter()
+        .map(|(feed, description, settings)| {
+            let parameters: Vec<Value> = settings
+                .iter()
+                .map(|setting| json!({"name": setting}))
+                .collect();
+            json!({
+                "namespace": "whisk.system/alarms",
+                "name": feed.rsplit('/').next().unwrap_or(feed),
+                "version": "0.0.1",
+                "publish": true,
+                "annotations": [
+                    {"key": "feed", "value": true},
+                    {"key": "description", "value": description},
+                    {"key": "parameters", "value": parameters},
+                ],
+            })
+        })
+        .collect();
+    Some(json!({
+        "namespace": FEED_PACKAGE.0,
+        "name": FEED_PACKAGE.1,
+        "version": "0.0.1",
+        "publish": true,
+        "binding": {},
+        "parameters": [],
+        "annotations": [{"key": "description", "value": "Alarms and periodic triggers"}],
+        "actions": [],
+        "feeds": actions,
+        "updated": 0,
+    }))
+}
+
 /// Runs feed action `feed` for `caller` with `params`; answers as an invoke
 /// of an action that finished at once.
 pub(crate) async fn run_feed(
@@ -80,16 +149,18 @@ pub(crate) async fn run_feed(
     params: Map<String, Value>,
     mode: InvokeMode,
 ) -> Result<Response, ApiError> {
-    let event = LifecycleEvent::parse(params.get("lifecycleEvent"))?;
-    let trigger_name = own_trigger(caller, &params)?;
-    check_auth_key(caller, &params)?;
-    let settings: Map<String, Value> = params
-        .into_iter()
-        .filter(|(key, _)| !LIFECYCLE_KEYS.contains(&key.as_str()))
-        .collect();
-
     let start = clemmys_whisk::now_ms();
-    let result = apply(controller, caller, feed, event, &trigger_name, settings).await?;
+    let response = match lifecycle(controller, caller, feed, params).await {
+        Ok(result) => ActivationResponse::success(result),
+        // What the feed refuses is its answer, as a feed action's error is
+        // in OpenWhisk: an application error (a blocking invoke's 502),
+        // recorded like any other.
+        Err(refused) if refused.status.is_client_error() => ActivationResponse::new(
+            ActivationStatus::ApplicationError,
+            json!({ "error": refused.message }),
+        ),
+        Err(failed) => return Err(failed),
+    };
     let end = clemmys_whisk::now_ms();
     let name = feed.rsplit('/').next().unwrap_or(feed);
     let mut annotations = KeyValues::default();
@@ -105,7 +176,7 @@ pub(crate) async fn run_feed(
         end,
         duration: end.saturating_sub(start),
         cause: None,
-        response: ActivationResponse::success(result),
+        response,
         logs: Vec::new(),
         annotations,
     };
@@ -116,6 +187,23 @@ pub(crate) async fn run_feed(
     } else {
         invoke::with_activation_header(invoke::accepted(id), id)
     })
+}
+
+/// Checks a feed invoke's lifecycle parameters and applies its event.
+async fn lifecycle(
+    controller: &Arc<Controller>,
+    caller: &Caller,
+    feed: &'static str,
+    params: Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let event = LifecycleEvent::parse(params.get("lifecycleEvent"))?;
+    let trigger_name = own_trigger(caller, &params)?;
+    check_auth_key(caller, &params)?;
+    let settings: Map<String, Value> = params
+        .into_iter()
+        .filter(|(key, _)| !LIFECYCLE_KEYS.contains(&key.as_str()))
+        .collect();
+    apply(controller, caller, feed, event, &trigger_name, settings).await
 }
 
 /// The trigger `triggerName` names, which must be the caller's own.

@@ -197,6 +197,9 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let name = entity_name(&name)?;
+    if let Some(feeds) = crate::feeds::builtin_feed_package(&namespace, &name) {
+        return Ok(Json(feeds).into_response());
+    }
     let package = readable_package(&controller, &caller.0.name, &namespace, &name).await?;
     let actions = match &package.binding {
         Some(binding) => {

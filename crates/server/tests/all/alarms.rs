@@ -268,7 +268,7 @@ async fn the_feed_action_creates_reads_and_deletes_a_triggers_alarm() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(echoes(&server).await.len(), settled, "the alarm stopped");
     let gone = feed(&server, "READ", "/_/tick", json!({})).await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{:?}", gone.json);
+    feed_refused(&gone, "");
 }
 
 #[tokio::test]
@@ -291,29 +291,76 @@ async fn the_feed_action_acts_only_on_the_callers_triggers_with_its_key() {
     let refused = server
         .call(Method::POST, ALARM_FEED_ACTION, Some(with_other_key.take()))
         .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.json);
+    feed_refused(&refused, "not authorized");
     let refused = feed(&server, "CREATE", "/other/tick", cron.clone()).await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.json);
-    // Bad requests are 400s that change nothing.
+    feed_refused(&refused, "not authorized");
+    // Bad requests are the feed's errors (502, as OpenWhisk answers a feed
+    // action's error) that change nothing.
     let refused = feed(&server, "SUBSCRIBE", "/_/tick", cron.clone()).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_REQUEST,
-        "{:?}",
-        refused.json
-    );
+    feed_refused(&refused, "lifecycleEvent");
     let refused = feed(&server, "CREATE", "/_/tick", json!({"cron": "not cron"})).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_REQUEST,
-        "{:?}",
-        refused.json
-    );
+    feed_refused(&refused, "cron");
     let missing = feed(&server, "CREATE", "/_/nothing", cron).await;
-    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.json);
+    feed_refused(&missing, "");
     let trigger = server
         .call(Method::GET, &format!("{TRIGGERS}/tick"), None)
         .await;
     assert_eq!(crate::common::annotation(&trigger.json, "feed"), None);
     assert_eq!(trigger.json["version"], "0.0.1", "{:?}", trigger.json);
+}
+
+#[tokio::test]
+async fn the_alarms_package_lists_its_feeds_as_openwhisk_does() {
+    let server = TestServer::start().await;
+    let package = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/whisk.system/packages/alarms",
+            None,
+        )
+        .await;
+    assert_eq!(package.status, StatusCode::OK, "{:?}", package.json);
+    assert_eq!(package.json["namespace"], "whisk.system");
+    assert_eq!(package.json["name"], "alarms");
+    assert_eq!(package.json["publish"], true);
+    let feeds: Vec<&str> = package.json["feeds"]
+        .as_array()
+        .expect("feeds")
+        .iter()
+        .filter_map(|feed| feed["name"].as_str())
+        .collect();
+    assert_eq!(feeds, ["alarm", "once", "interval"]);
+    for feed in package.json["feeds"].as_array().expect("feeds") {
+        let annotations = feed["annotations"].as_array().expect("annotations");
+        assert!(
+            annotations
+                .iter()
+                .any(|kv| kv["key"] == "feed" && kv["value"] == true),
+            "{feed}"
+        );
+    }
+    // Any other whisk.system package is still looked up as before.
+    let missing = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/whisk.system/packages/no-such",
+            None,
+        )
+        .await;
+    assert_ne!(missing.status, StatusCode::OK);
+}
+
+/// A feed invoke the feed refused: a blocking invoke's 502 whose recorded
+/// result has an error mentioning `about`.
+fn feed_refused(answer: &Answer, about: &str) {
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{:?}", answer.json);
+    assert_eq!(
+        answer.json["response"]["status"], "application error",
+        "{:?}",
+        answer.json
+    );
+    let error = answer.json["response"]["result"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!error.is_empty() && error.contains(about), "{error}");
 }
