@@ -4,8 +4,9 @@
 //!
 //! The targets are issue 16's (a warm invoke at least as fast as `wasmtime
 //! serve`, confidential at the plain speed in every one of five runs,
-//! cheap chain hops, a store that does not slow down as it grows) and the
-//! older ones that still apply (cold starts, the enclave pool, density).
+//! cheap chain hops, a store that does not slow down as it grows), issue
+//! 19's (the attested gateway at 0.8 of plain's throughput) and the older
+//! ones that still apply (cold starts, the enclave pool, density).
 
 use serde::Serialize;
 
@@ -143,6 +144,7 @@ pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
     chain_goals(report, &mut goals);
     peer_goals(report, &clients, &mut goals);
     growth_goals(report, &clients, &mut goals);
+    gateway_goals(report, &clients, &mut goals);
     goals.push(GoalCheck::new(
         "warm instances in 2 GiB (RSS, instantiated, not run)".into(),
         Bound::AtLeast,
@@ -341,6 +343,22 @@ fn growth_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) 
     }
 }
 
+fn gateway_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    for &n in clients {
+        let row = report.gateway.rows.iter().find(|row| row.clients == n);
+        goals.push(GoalCheck::new(
+            format!(
+                "gateway/plain throughput, noop over keep-alive TLS, {}",
+                clients_label(n)
+            ),
+            Bound::AtLeast,
+            crate::gateway::GATEWAY_THROUGHPUT_GOAL,
+            Unit::Ratio,
+            row.map(|row| row.throughput_ratio),
+        ));
+    }
+}
+
 /// `1 client`, `8 clients`.
 pub fn clients_label(n: usize) -> String {
     if n == 1 {
@@ -488,6 +506,14 @@ mod tests {
                     Verdict::Fail
                 ),
                 (
+                    "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+                    Verdict::Pass
+                ),
+                (
+                    "gateway/plain throughput, noop over keep-alive TLS, 8 clients",
+                    Verdict::Fail
+                ),
+                (
                     "warm instances in 2 GiB (RSS, instantiated, not run)",
                     Verdict::Pass
                 ),
@@ -607,6 +633,46 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_goal_is_judged_on_its_throughput_ratio_at_each_client_count() {
+        let report = report();
+        let one = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert!((one.measured.expect("measured") - 0.85).abs() < 1e-12);
+        assert_eq!(one.verdict, Verdict::Pass);
+        let eight = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 8 clients",
+        );
+        assert!((eight.measured.expect("measured") - 0.75).abs() < 1e-12);
+        assert_eq!(eight.verdict, Verdict::Fail);
+        // Exactly at the target passes; just below fails.
+        let mut report = report;
+        for (rps, verdict) in [(1600.0, Verdict::Pass), (1599.0, Verdict::Fail)] {
+            report.gateway.rows[0] = crate::gateway::GatewayRow::new(
+                1,
+                crate::model::tests::summary(2000.0, 0.5),
+                crate::model::tests::summary(rps, 0.6),
+            );
+            report.goals = evaluate_goals(&report);
+            let one = goal(
+                &report,
+                "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+            );
+            assert_eq!(one.verdict, verdict, "{rps}");
+        }
+        // Not measured: not applicable, never judged on another figure.
+        report.gateway.rows.clear();
+        report.goals = evaluate_goals(&report);
+        let one = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert_eq!((one.verdict, one.measured), (Verdict::NotMeasured, None));
+    }
+
+    #[test]
     fn a_small_preload_is_shown_but_not_judged() {
         let mut report = report();
         if let Some(growth) = report.growth.as_mut() {
@@ -635,7 +701,7 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 13, "one client count only");
+        assert_eq!(report.goals.len(), 14, "one client count only");
         assert!(
             report
                 .goals
