@@ -77,7 +77,8 @@ if [ -x "$WASMTIME" ]; then
 fi
 
 # (c) The suite in release, and the example actions it deploys.
-cargo build --quiet --release -p clemmys-bench
+# `clemmys` too: `--only cluster` runs its invokers as processes of their own.
+cargo build --quiet --release -p clemmys-bench -p clemmys
 bash "$REPO/scripts/build-examples.sh" >/dev/null
 
 # (d) The suite.

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A scaled-out Clemmys on this machine: PostgreSQL (scripts/postgres.sh),
-# nats-server with JetStream (scripts/nats.sh), a controller and two
-# invokers, each a `clemmys serve` process of its own.
+# nats-server with JetStream (scripts/nats.sh), the key broker
+# (`clemmys broker serve`, its sealed state in DIR/broker), a controller
+# and two invokers, each a `clemmys serve` process of its own. Every
+# process uses the one broker, so confidential actions deployed through
+# the controller run on any invoker.
 #
 #   cluster.sh start DIR [PORT]   start everything under DIR, the API on
 #                                 127.0.0.1:PORT (default 3233); prints the
-#                                 API URL and the guest auth
+#                                 API URL, the broker URL and the guest auth
 #   cluster.sh stop DIR           stop everything, keeping DIR
 #   cluster.sh destroy DIR        stop everything and delete DIR
 #
@@ -34,7 +37,7 @@ launch() {
 }
 
 start() {
-    local dir="$1" port="${2:-3233}" clemmys pg nats
+    local dir="$1" port="${2:-3233}" clemmys pg nats broker=""
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
     # As root, PostgreSQL runs as `postgres`, which must enter DIR.
@@ -42,8 +45,20 @@ start() {
     clemmys="$(bin)"
     pg="$(bash "$REPO/scripts/postgres.sh" start "$dir/postgres")"
     nats="$(bash "$REPO/scripts/nats.sh" start "$dir/nats")"
-    # One platform key for the host, as for processes of one machine.
-    local common=(--bus "$nats" --store "$pg" --sim-platform-key "$dir/sim-platform.key" --no-js-engine)
+    # One platform key for the host, as for processes of one machine: the
+    # broker trusts the enclaves of the invokers because they share it.
+    local key="$dir/sim-platform.key"
+    launch "$dir" broker "$clemmys" broker serve --listen 127.0.0.1:0 \
+        --data-dir "$dir/broker" --sim-platform-key "$key"
+    for _ in $(seq 1 300); do
+        broker="$(sed -n 's/^clemmys: key broker serving on //p' "$dir/broker.log")"
+        [ -n "$broker" ] && break
+        kill -0 "$(cat "$dir/broker.pid")" 2>/dev/null \
+            || { tail -n 20 "$dir/broker.log" >&2; die "the broker did not start"; }
+        sleep 0.1
+    done
+    [ -n "$broker" ] || die "the broker did not start in 30 s"
+    local common=(--bus "$nats" --store "$pg" --broker "$broker" --sim-platform-key "$key" --no-js-engine)
     launch "$dir" controller "$clemmys" serve --role controller --listen "127.0.0.1:$port" \
         --data-dir "$dir/controller" "${common[@]}"
     for _ in $(seq 1 300); do
@@ -58,13 +73,14 @@ start() {
             --api-host "http://127.0.0.1:$port" --data-dir "$dir/invoker$i" "${common[@]}"
     done
     echo "API: http://127.0.0.1:$port"
+    echo "broker: $broker"
     grep '^AUTH=' "$dir/controller/wskprops" | sed 's/^AUTH=/auth: /'
     echo "wskprops: $dir/controller/wskprops"
 }
 
 stop() {
     local dir="$1" name pid
-    for name in invoker0 invoker1 controller; do
+    for name in invoker0 invoker1 controller broker; do
         [ -f "$dir/$name.pid" ] || continue
         pid="$(cat "$dir/$name.pid")"
         if kill "$pid" 2>/dev/null; then

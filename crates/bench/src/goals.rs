@@ -5,8 +5,10 @@
 //! The targets are issue 16's (a warm invoke at least as fast as `wasmtime
 //! serve`, confidential at the plain speed in every one of five runs,
 //! cheap chain hops, a store that does not slow down as it grows), issue
-//! 19's (the attested gateway at 0.8 of plain's throughput) and the older
-//! ones that still apply (cold starts, the enclave pool, density).
+//! 19's (the attested gateway at 0.8 of plain's throughput), issue 20's
+//! (one invoker behind NATS + PostgreSQL at 0.7 of the embedded node's
+//! throughput) and the older ones that still apply (cold starts, the
+//! enclave pool, density).
 
 use serde::Serialize;
 
@@ -145,6 +147,7 @@ pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
     peer_goals(report, &clients, &mut goals);
     growth_goals(report, &clients, &mut goals);
     gateway_goals(report, &clients, &mut goals);
+    cluster_goals(report, &clients, &mut goals);
     goals.push(GoalCheck::new(
         "warm instances in 2 GiB (RSS, instantiated, not run)".into(),
         Bound::AtLeast,
@@ -359,6 +362,25 @@ fn gateway_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>)
     }
 }
 
+fn cluster_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    for &n in clients {
+        let check = GoalCheck::new(
+            format!(
+                "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, {}",
+                clients_label(n)
+            ),
+            Bound::AtLeast,
+            crate::cluster::ONE_INVOKER_GOAL,
+            Unit::Ratio,
+            report.cluster.one_invoker_ratio(n),
+        );
+        goals.push(match &report.cluster.not_measured {
+            Some(why) => check.noted(why.clone()),
+            None => check,
+        });
+    }
+}
+
 /// `1 client`, `8 clients`.
 pub fn clients_label(n: usize) -> String {
     if n == 1 {
@@ -512,6 +534,14 @@ mod tests {
                 (
                     "gateway/plain throughput, noop over keep-alive TLS, 8 clients",
                     Verdict::Fail
+                ),
+                (
+                    "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 1 client",
+                    Verdict::Fail
+                ),
+                (
+                    "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 8 clients",
+                    Verdict::Pass
                 ),
                 (
                     "warm instances in 2 GiB (RSS, instantiated, not run)",
@@ -701,12 +731,25 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 14, "one client count only");
+        assert_eq!(report.goals.len(), 15, "one client count only");
         assert!(
             report
                 .goals
                 .iter()
                 .all(|g| g.verdict == Verdict::NotMeasured)
         );
+        let cluster = goal(
+            &report,
+            "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 1 client",
+        );
+        assert_eq!(
+            cluster.note.as_deref(),
+            Some(crate::cluster::BACKENDS_MISSING)
+        );
+        let gateway = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert_eq!((gateway.measured, gateway.note.as_deref()), (None, None));
     }
 }

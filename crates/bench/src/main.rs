@@ -21,6 +21,8 @@
 //! * [`growth`]: an empty store against one preloaded with many records.
 //! * [`gateway`]: the attested gateway against the node it fronts, and
 //!   TLS handshakes.
+//! * [`cluster`]: a controller with 1, 2 and 3 invoker processes over NATS
+//!   and PostgreSQL against the embedded node.
 //! * [`model`]: the figures; [`goals`]: the targets and verdicts;
 //!   [`render`]: the table, the README block and the SVG plot.
 //! * [`progress`]: progress on stderr.
@@ -35,6 +37,7 @@
 
 mod alternate;
 mod chains;
+mod cluster;
 mod coldstart;
 mod cpu;
 mod density;
@@ -121,10 +124,14 @@ pub enum Scenario {
     /// Warm noop through the attested gateway against plain, both over
     /// TLS; TLS handshakes.
     Gateway,
+    /// A controller with 1, 2 and 3 invoker processes over NATS and
+    /// PostgreSQL against the embedded node (needs nats-server and
+    /// PostgreSQL).
+    Cluster,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 12] = [
         Scenario::Warm,
         Scenario::Peer,
         Scenario::Cold,
@@ -136,6 +143,7 @@ impl Scenario {
         Scenario::Growth,
         Scenario::Js,
         Scenario::Gateway,
+        Scenario::Cluster,
     ];
 
     fn name(self) -> &'static str {
@@ -151,6 +159,7 @@ impl Scenario {
             Scenario::Growth => "growth",
             Scenario::Js => "js",
             Scenario::Gateway => "gateway",
+            Scenario::Cluster => "cluster",
         }
     }
 }
@@ -551,6 +560,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         growth: found.growth,
         js: found.js,
         gateway: found.gateway,
+        cluster: found.cluster,
         goals: Vec::new(),
         notes,
         plot: plot_path.as_ref().map(|path| path.display().to_string()),
@@ -623,6 +633,7 @@ struct Findings {
     growth: Option<growth::GrowthReport>,
     js: javascript::JsReport,
     gateway: gateway::GatewayReport,
+    cluster: cluster::ClusterReport,
 }
 
 /// The scenarios that run on the main node, in an order that keeps each
@@ -800,6 +811,11 @@ async fn measure_on_own_nodes(
         found.gateway = gateway::measure(plan, modules, progress).await?;
         found.watched(watch, Scenario::Gateway);
     }
+    // Not watched: nats-server, PostgreSQL and the invokers are its own
+    // processes; its rows count the whole machine's CPU instead.
+    if scenarios.contains(&Scenario::Cluster) {
+        found.cluster = cluster::measure(plan, modules, progress).await?;
+    }
     Ok(())
 }
 
@@ -884,6 +900,16 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
              one connection at a time"
                 .into(),
         );
+    }
+    if scenarios.contains(&Scenario::Cluster) && found.cluster.not_measured.is_none() {
+        notes.push(format!(
+            "cluster: a controller in this process and `clemmys serve --role invoker` processes \
+             over NATS JetStream and PostgreSQL (both from scripts/, on this machine), every \
+             client invoking {} copies of noop in turn (an action runs on its home invoker); \
+             invokers store each record durably before acknowledging it; machine CPU counts \
+             every process, so on a machine with few cores more invokers only share them",
+            cluster::ACTIONS
+        ));
     }
     if let Some(d) = &found.density {
         notes.push(format!(

@@ -376,6 +376,9 @@ pub struct Report {
     /// Warm noop through the attested gateway against plain, and TLS
     /// handshakes.
     pub gateway: crate::gateway::GatewayReport,
+    /// The distributed path (controller, invokers, NATS, PostgreSQL)
+    /// against the embedded node.
+    pub cluster: crate::cluster::ClusterReport,
     /// Targets and verdicts, from the rows above.
     pub goals: Vec<GoalCheck>,
     /// Where the plot was written, if it was.
@@ -711,6 +714,17 @@ pub(crate) mod tests {
                     },
                 ],
             },
+            cluster: crate::cluster::ClusterReport {
+                not_measured: None,
+                rows: vec![
+                    crate::cluster::tests::row(0, 1, 2000.0, 0.5, 400.0),
+                    crate::cluster::tests::row(0, 8, 4000.0, 2.0, 350.0),
+                    crate::cluster::tests::row(1, 1, 1000.0, 1.0, 900.0),
+                    crate::cluster::tests::row(1, 8, 3000.0, 2.6, 700.0),
+                    crate::cluster::tests::row(2, 8, 3200.0, 2.5, 720.0),
+                    crate::cluster::tests::row(3, 8, 3300.0, 2.4, 740.0),
+                ],
+            },
             goals: Vec::new(),
             notes: vec!["a note".into()],
             plot: None,
@@ -734,6 +748,10 @@ pub(crate) mod tests {
         report.peer = PeerSection::default();
         report.density = None;
         report.growth = None;
+        report.cluster = crate::cluster::ClusterReport {
+            not_measured: Some(crate::cluster::BACKENDS_MISSING.into()),
+            rows: Vec::new(),
+        };
         report.floors = None;
         report.gateway = crate::gateway::GatewayReport::default();
         report.goals = evaluate_goals(&report);

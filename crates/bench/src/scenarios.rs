@@ -202,15 +202,17 @@ impl Node {
     /// Whether confidential action `name` has an enclave holding its key
     /// and compiled code (the pool provisioned it).
     pub fn enclave_ready(&self, name: &str) -> bool {
-        self.server.enclaves.is_ready(self.owner.namespace(), name)
+        self.server
+            .enclaves
+            .as_ref()
+            .is_some_and(|enclaves| enclaves.is_ready(self.owner.namespace(), name))
     }
 
     /// Idle pre-attested enclaves now, and how many the pool keeps.
     pub fn idle_enclaves(&self) -> (usize, usize) {
-        (
-            self.server.enclaves.stats().idle,
-            self.server.enclaves.config().idle_target,
-        )
+        self.server.enclaves.as_ref().map_or((0, 0), |enclaves| {
+            (enclaves.stats().idle, enclaves.config().idle_target)
+        })
     }
 
     /// Modules waiting for, or in, their optimising compile.

@@ -88,8 +88,9 @@ pub struct ServeArgs {
     pub bus_url: Option<String>,
     /// What this process does: `all` (controller and invoker), `controller`
     /// (the API; invokers elsewhere on --bus) or `invoker` (runs what --bus
-    /// brings, serves no API). Roles of their own need --bus and a shared
-    /// --store postgres://.
+    /// brings, serves no API). Roles of their own need --bus, a shared
+    /// --store postgres:// and the shared key broker, --broker (the key
+    /// broker's own role is `clemmys broker serve`).
     #[arg(long, value_enum, value_name = "ROLE", default_value_t = RoleArg::All)]
     pub role: RoleArg,
     /// This invoker's name on the bus (letters, digits, '-', '_'); a

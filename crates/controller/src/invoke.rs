@@ -331,6 +331,10 @@ impl Controller {
         }
         let id = message.activation_id;
         let stand_in = stand_in(&message);
+        // Published from here on: should its completion be lost, the slot
+        // is released once its record is found.
+        self.throttle
+            .expect_completion(&id, message.accepted_at, message.action.limits.timeout);
         if !mode.blocking {
             // The stand-in first: a 503 then means the activation never
             // started, so a caller may retry it without running it twice.

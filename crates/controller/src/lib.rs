@@ -51,7 +51,7 @@ pub use alarms::{ALARM_FEED, AlarmError, INTERVAL_FEED, ONCE_FEED};
 pub use broker::BrokerGateway;
 pub use error::ApiError;
 pub use routes::router;
-pub use throttle::{Completions, Throttle};
+pub use throttle::{COMPLETION_MARGIN, Completions, OverdueActivation, Throttle};
 
 /// Checks the code of an action before it is stored.
 pub trait CodeCheck: Send + Sync + 'static {

@@ -6,18 +6,34 @@
 //! blocking or not. Sequence components are not counted: the sequence is.
 //! Trigger fires count against `firesPerMinute` alone; the activations
 //! their rules start count as invokes.
+//!
+//! Over a networked bus a completion can be lost (the controller was cut
+//! off from the bus when it came): then the activation's record is in the
+//! store, but its slot would stay taken until a restart.
+//! [`Controller::watch_lost_completions`] looks for the record of every
+//! activation whose completion is overdue (its time limit plus
+//! [`COMPLETION_MARGIN`] after acceptance) and releases the slot once the
+//! record is there, or, without one, after as long again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use clemmys_bus::{Completion, CompletionRegistry, CompletionSink};
 use clemmys_whisk::{ActivationId, NamespaceLimits};
 
-use crate::ApiError;
+use crate::{ApiError, Controller};
 
 /// The sliding window of `invocationsPerMinute`.
 const MINUTE_MS: u64 = 60_000;
+
+/// How long past its time limit an activation's completion may come: the
+/// wait on a busy invoker's queue, a redelivery after an invoker died, the
+/// store write.
+pub const COMPLETION_MARGIN: Duration = Duration::from_secs(60);
+/// How often overdue completions are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct NamespaceLoad {
@@ -55,8 +71,38 @@ pub struct Throttle {
 #[derive(Debug, Default)]
 struct ThrottleState {
     namespaces: HashMap<String, NamespaceLoad>,
-    /// Counted activations in flight → their namespace.
-    activations: HashMap<ActivationId, String>,
+    /// Counted activations in flight.
+    activations: HashMap<ActivationId, Held>,
+}
+
+/// A counted activation in flight.
+#[derive(Debug)]
+struct Held {
+    namespace: String,
+    /// When a networked bus should have reported its completion (epoch
+    /// ms); `None` until it is published, and for a direct run, whose
+    /// completion cannot be lost.
+    overdue: Option<Overdue>,
+}
+
+/// When a held activation's completion is overdue.
+#[derive(Debug, Clone, Copy)]
+struct Overdue {
+    /// When to look for its record next.
+    look_at_ms: u64,
+    /// When to release it without one.
+    give_up_at_ms: u64,
+}
+
+/// An activation whose completion is overdue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueActivation {
+    /// The activation.
+    pub id: ActivationId,
+    /// Where its record is stored.
+    pub namespace: String,
+    /// Whether its slot is to be released even without a record.
+    pub give_up: bool,
 }
 
 impl Throttle {
@@ -84,9 +130,15 @@ impl Throttle {
         if count >= limits.invocations_per_minute as usize {
             return Err(too_many_per_minute(count, limits.invocations_per_minute));
         }
-        load.in_flight += 1;
+        load.in_flight = load.in_flight.saturating_add(1);
         load.accepted.push_back(now_ms);
-        state.activations.insert(id, namespace.to_owned());
+        state.activations.insert(
+            id,
+            Held {
+                namespace: namespace.to_owned(),
+                overdue: None,
+            },
+        );
         Ok(())
     }
 
@@ -112,11 +164,105 @@ impl Throttle {
     /// Releases activation `id` if it was counted.
     pub fn release(&self, id: &ActivationId) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(namespace) = state.activations.remove(id)
-            && let Some(load) = state.namespaces.get_mut(&namespace)
+        if let Some(held) = state.activations.remove(id)
+            && let Some(load) = state.namespaces.get_mut(&held.namespace)
         {
             load.in_flight = load.in_flight.saturating_sub(1);
         }
+    }
+
+    /// Expects the completion of activation `id`, published on a networked
+    /// bus at `accepted_ms` with time limit `limit_ms`, within
+    /// [`COMPLETION_MARGIN`] after the limit; nothing if it is not counted.
+    pub fn expect_completion(&self, id: &ActivationId, accepted_ms: u64, limit_ms: u64) {
+        let margin = u64::try_from(COMPLETION_MARGIN.as_millis()).unwrap_or(u64::MAX);
+        let bound = limit_ms.saturating_add(margin);
+        let look_at_ms = accepted_ms.saturating_add(bound);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = state.activations.get_mut(id) {
+            held.overdue = Some(Overdue {
+                look_at_ms,
+                give_up_at_ms: look_at_ms.saturating_add(bound),
+            });
+        }
+    }
+
+    /// The activations whose completion is overdue at `now_ms`; each is
+    /// named again only after `recheck_ms`, or once it is given up on.
+    pub fn overdue(&self, now_ms: u64, recheck_ms: u64) -> Vec<OverdueActivation> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = Vec::new();
+        for (id, held) in &mut state.activations {
+            let Some(overdue) = held.overdue.as_mut() else {
+                continue;
+            };
+            if overdue.look_at_ms > now_ms {
+                continue;
+            }
+            overdue.look_at_ms = now_ms.saturating_add(recheck_ms).min(overdue.give_up_at_ms);
+            found.push(OverdueActivation {
+                id: *id,
+                namespace: held.namespace.clone(),
+                give_up: now_ms >= overdue.give_up_at_ms,
+            });
+        }
+        found
+    }
+}
+
+impl Controller {
+    /// Releases, in the background every few seconds, the slots of
+    /// activations whose completion a networked bus lost (see the module
+    /// docs). Ends when the controller is dropped.
+    pub fn watch_lost_completions(self: &Arc<Self>) {
+        let controller = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(controller) = controller.upgrade() else {
+                    return;
+                };
+                controller
+                    .release_lost_completions(clemmys_whisk::now_ms())
+                    .await;
+            }
+        });
+    }
+
+    /// Releases the slot of every overdue activation whose record is
+    /// stored (its completion was lost), or that is given up on; answers
+    /// how many were released.
+    pub(crate) async fn release_lost_completions(&self, now_ms: u64) -> usize {
+        let recheck_ms = u64::try_from(SWEEP_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let mut released = 0usize;
+        for overdue in self.throttle.overdue(now_ms, recheck_ms) {
+            let recorded = match self
+                .store
+                .get_activation(&overdue.namespace, &overdue.id)
+                .await
+            {
+                Ok(record) => record.is_some(),
+                Err(error) => {
+                    tracing::warn!(%error, id = %overdue.id, "looking for an overdue activation's record failed");
+                    false
+                }
+            };
+            if recorded {
+                tracing::info!(id = %overdue.id, "its completion was lost: releasing its slot");
+            } else if overdue.give_up {
+                tracing::warn!(
+                    id = %overdue.id,
+                    "no completion and no record long past its time limit: releasing its slot"
+                );
+            } else {
+                continue;
+            }
+            self.throttle.release(&overdue.id);
+            released = released.saturating_add(1);
+        }
+        released
     }
 }
 
@@ -171,6 +317,140 @@ mod tests {
         throttle
             .admit("ns", ActivationId::from_bytes([3; 16]), &limits(1, 100), 2)
             .expect("released");
+    }
+
+    #[test]
+    fn a_completion_is_overdue_its_limit_and_margin_after_acceptance() {
+        let throttle = Throttle::default();
+        let id = ActivationId::from_bytes([1; 16]);
+        let margin = u64::try_from(COMPLETION_MARGIN.as_millis()).expect("ms");
+        throttle
+            .admit("ns", id, &limits(1, 100), 0)
+            .expect("admitted");
+        assert!(throttle.overdue(u64::MAX, 1).is_empty(), "not published");
+        throttle.expect_completion(&id, 1_000, 500);
+        let due = 1_000 + 500 + margin;
+        assert!(throttle.overdue(due - 1, 10).is_empty());
+        let overdue = throttle.overdue(due, 10);
+        assert_eq!(
+            overdue,
+            vec![OverdueActivation {
+                id,
+                namespace: "ns".into(),
+                give_up: false,
+            }]
+        );
+        assert!(throttle.overdue(due + 9, 10).is_empty(), "rechecked later");
+        assert_eq!(throttle.overdue(due + 10, 10).len(), 1);
+        let give_up = throttle.overdue(due + 500 + margin, 10);
+        assert!(give_up.iter().all(|overdue| overdue.give_up), "{give_up:?}");
+        throttle.release(&id);
+        assert!(throttle.overdue(u64::MAX, 1).is_empty(), "released");
+    }
+
+    /// A controller on `store` whose bus takes every message and never
+    /// completes one: every completion is lost.
+    fn controller_losing_completions(
+        store: Arc<dyn clemmys_store::EntityStore>,
+    ) -> Arc<Controller> {
+        Arc::new(crate::acknowledge_tests::controller(store))
+    }
+
+    fn published(id: ActivationId) -> clemmys_bus::ActivationMessage {
+        let action = clemmys_whisk::Action {
+            namespace: clemmys_whisk::EntityName::new("guest").expect("name"),
+            name: clemmys_whisk::EntityName::new("slow").expect("name"),
+            package: None,
+            version: "0.0.1".parse().expect("version"),
+            publish: false,
+            exec: clemmys_whisk::Exec::Wasm {
+                code_digest: "sha256:00".into(),
+                code_size: 1,
+                main: None,
+            },
+            limits: Default::default(),
+            annotations: clemmys_whisk::KeyValues::default(),
+            parameters: clemmys_whisk::KeyValues::default(),
+            updated: 0,
+        };
+        clemmys_bus::ActivationMessage {
+            activation_id: id,
+            namespace: "guest".into(),
+            subject: "guest".into(),
+            action: Arc::new(action),
+            payload: serde_json::json!({}),
+            blocking: false,
+            cause: None,
+            accepted_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_completion_releases_its_slot_once_the_record_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Arc::new(clemmys_store::RedbStore::open(&dir.path().join("store.redb")).expect("open"));
+        let controller = controller_losing_completions(store.clone());
+        let one = limits(1, 100);
+        let (lost, never) = (
+            ActivationId::from_bytes([1; 16]),
+            ActivationId::from_bytes([2; 16]),
+        );
+        let mode = crate::invoke::InvokeMode {
+            blocking: false,
+            result_only: false,
+            wait: Duration::from_secs(1),
+        };
+        controller
+            .throttle
+            .admit("guest", lost, &one, 1)
+            .expect("admitted");
+        let message = published(lost);
+        let limit = message.action.limits.timeout;
+        let record = message.record(
+            1,
+            5,
+            clemmys_whisk::ActivationResponse::success(serde_json::json!({})),
+            Vec::new(),
+            clemmys_whisk::KeyValues::default(),
+        );
+        let answer = controller.run(message, mode).await.into_response(false);
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+        let margin = u64::try_from(COMPLETION_MARGIN.as_millis()).expect("ms");
+        let due = 1 + limit + margin;
+
+        // Not yet overdue, then overdue without a record: still running.
+        assert_eq!(controller.release_lost_completions(due - 1).await, 0);
+        assert_eq!(controller.release_lost_completions(due).await, 0);
+        assert!(controller.throttle.admit("guest", never, &one, 2).is_err());
+        // The invoker stored the record; its completion never came.
+        clemmys_store::EntityStore::put_activation(store.as_ref(), record)
+            .await
+            .expect("stored");
+        let recheck = u64::try_from(SWEEP_INTERVAL.as_millis()).expect("ms");
+        assert_eq!(controller.release_lost_completions(due + recheck).await, 1);
+        controller
+            .throttle
+            .admit("guest", never, &one, 3)
+            .expect("the slot is free again");
+
+        // No record at all: released once given up on.
+        let answer = controller
+            .run(published(never), mode)
+            .await
+            .into_response(false);
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+        assert_eq!(controller.release_lost_completions(due).await, 0);
+        assert_eq!(
+            controller
+                .release_lost_completions(due + limit + margin)
+                .await,
+            1
+        );
+        controller
+            .throttle
+            .admit("guest", ActivationId::from_bytes([3; 16]), &one, 4)
+            .expect("the slot is free again");
     }
 
     #[test]

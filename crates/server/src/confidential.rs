@@ -85,25 +85,35 @@ pub struct Runtimes {
     pub javascript: Option<JsEngine>,
 }
 
+/// What a process that runs actions needs for its enclaves.
+pub struct EnclaveSetup {
+    /// What the enclaves run actions with.
+    pub runtimes: Runtimes,
+    /// Where the enclaves fetch sealed code.
+    pub store: Arc<dyn EntityStore>,
+    /// Sizing and keep-alive of the pool.
+    pub pool: EnclavePoolConfig,
+}
+
 /// The broker and enclaves of this node.
 pub struct TrustedParts {
     /// The key broker, when it runs in this process.
     pub broker: Option<Arc<Broker>>,
-    /// The enclaves the invoker hands confidential runs to.
-    pub enclaves: Arc<EnclavePool>,
+    /// The enclaves the invoker hands confidential runs to; `None` in a
+    /// process that runs no actions (a controller on its own).
+    pub enclaves: Option<Arc<EnclavePool>>,
     gateway: Arc<Gateway>,
 }
 
 impl TrustedParts {
-    /// Starts the simulated platform, the broker (or the link to it) and
-    /// the pool of action enclaves, which fetch sealed code from `store`.
+    /// Starts the simulated platform, the broker (or the link to it) and,
+    /// with `enclaves`, the pool of action enclaves, which fetch sealed
+    /// code from its store.
     pub fn start(
         data_dir: &Path,
         platform_key: Option<&PathBuf>,
         location: &BrokerLocation,
-        runtimes: Runtimes,
-        store: Arc<dyn EntityStore>,
-        pool: EnclavePoolConfig,
+        enclaves: Option<EnclaveSetup>,
     ) -> anyhow::Result<Self> {
         let platform = load_platform(data_dir, platform_key)?;
         // Enclaves and broker of this host attest with this host's platform.
@@ -129,14 +139,25 @@ impl TrustedParts {
                     (None, remote.clone(), Gateway::Remote(remote))
                 }
             };
+        let Some(EnclaveSetup {
+            runtimes: Runtimes {
+                sandbox,
+                javascript,
+            },
+            store,
+            pool,
+        }) = enclaves
+        else {
+            return Ok(Self {
+                broker,
+                enclaves: None,
+                gateway: Arc::new(gateway),
+            });
+        };
         let runtime_tee = SimTee::new(
             platform.clone(),
             &measurement::expected_digest(Role::ActionRuntime),
         );
-        let Runtimes {
-            sandbox,
-            javascript,
-        } = runtimes;
         let launch = Box::new(move || {
             let enclave = Enclave::start(
                 &runtime_tee,
@@ -156,7 +177,7 @@ impl TrustedParts {
             .context("starting the enclave pool")?;
         Ok(Self {
             broker,
-            enclaves,
+            enclaves: Some(enclaves),
             gateway: Arc::new(gateway),
         })
     }

@@ -44,6 +44,9 @@ impl RunningInvoker {
             js_engine,
             trusted,
         } = crate::start_runtimes(&config, &store).await?;
+        let enclaves = trusted
+            .enclaves
+            .context("the trusted parts of an invoker have enclaves")?;
         let bus = NatsBus::connect(nats)
             .await
             .context("connecting to the NATS bus")?;
@@ -63,11 +66,11 @@ impl RunningInvoker {
             store.clone(),
             completions,
             invoker_config,
-            trusted.enclaves.clone(),
+            enclaves.clone(),
         );
         let activations = invoker.activations();
         let dispatching = tokio::spawn(invoker.clone().consume_deliveries(feed));
-        restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
+        restart_prewarm::spawn(store.clone(), enclaves);
         tracing::info!(invoker = id, "taking activations off the NATS bus");
         Ok(Self {
             id,

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clemmys_bus::nats::{NatsBus, NatsConfig, NatsInvoker, NatsQueue};
+pub use clemmys_bus::nats::NatsConfig;
+use clemmys_bus::nats::{NatsBus, NatsInvoker, NatsQueue};
 use clemmys_bus::{ActivationQueue, CompletionRegistry, CompletionSink};
 use clemmys_controller::{CodeCheck, Completions, Controller, ControllerConfig, Throttle};
 use clemmys_invoker::pool::{EnclavePool, EnclavePoolConfig};
@@ -168,13 +169,15 @@ pub struct RunningServer {
     /// The node's key broker when it runs in this process (tests present
     /// forged evidence to it).
     pub broker: Option<Arc<clemmys_broker::Broker>>,
-    /// The invoker's enclaves (benchmarks and tests read their counters).
-    pub enclaves: Arc<EnclavePool>,
+    /// The invoker's enclaves (benchmarks and tests read their counters);
+    /// `None` for a controller on its own.
+    pub enclaves: Option<Arc<EnclavePool>>,
     /// The node's wasm sandbox (benchmarks wait for its background
     /// compiles).
     pub sandbox: Arc<Sandbox>,
-    /// The node's invoker (operators and tests read its counters).
-    pub invoker: Arc<Invoker>,
+    /// The node's invoker (operators and tests read its counters); `None`
+    /// for a controller on its own.
+    pub invoker: Option<Arc<Invoker>>,
     /// The certificate authority clients trust, when the node made its own
     /// (`DATA_DIR/tls/ca.pem`).
     pub ca_file: Option<PathBuf>,
@@ -223,17 +226,12 @@ impl CodeCheck for SandboxCheck {
 impl RunningServer {
     /// Starts a node: opens the store, creates namespace `guest` on first
     /// start, binds the listener and writes `DATA_DIR/wskprops`.
-    pub async fn start(mut config: ServerConfig) -> anyhow::Result<Self> {
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
         anyhow::ensure!(
             config.role != NodeRole::Invoker,
             "an invoker on its own is an invoker_node::RunningInvoker"
         );
         check_scale_out(&config)?;
-        if config.role == NodeRole::Controller {
-            // Its enclave pool never runs anything: start no enclaves.
-            config.enclave_pool.idle_target = 0;
-            config.enclave_pool.prewarm = false;
-        }
         let store = open_store(&config).await?;
         let guest_auth = bootstrap::ensure_guest_namespace(store.as_ref()).await?;
         let interrupted = store
@@ -300,34 +298,37 @@ impl RunningServer {
             .transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let api_host = format!("{scheme}://{addr}");
-        let mut invoker_config = config.invoker.clone();
-        // Actions learn where the API is (`__OW_API_HOST`).
-        invoker_config.api_host = Some(api_host.clone());
-        // An activation past the sandbox's slots could not be instantiated.
-        let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
-        invoker_config.concurrency = invoker_config.concurrency.min(slots);
         let runs_javascript = js_engine.is_some();
-        invoker_config.javascript = js_engine;
-        let invoker = Invoker::with_enclave(
-            sandbox.clone(),
-            store.clone(),
-            invoker_sink,
-            invoker_config,
-            trusted.enclaves.clone(),
-        );
-        let activations = invoker.activations();
-        let (dispatching, nats_invoker) = match (feed, nats) {
-            (Some(feed), _) => (tokio::spawn(invoker.clone().consume(feed)), None),
-            (None, Some((link, feed))) => (
+        // Only a process that runs actions has enclaves, and an invoker.
+        let invoker = trusted.enclaves.as_ref().map(|enclaves| {
+            let mut invoker_config = config.invoker.clone();
+            // Actions learn where the API is (`__OW_API_HOST`).
+            invoker_config.api_host = Some(api_host.clone());
+            // An activation past the sandbox's slots could not be instantiated.
+            let slots = usize::try_from(config.sandbox.total_core_instances).unwrap_or(usize::MAX);
+            invoker_config.concurrency = invoker_config.concurrency.min(slots);
+            invoker_config.javascript = js_engine;
+            restart_prewarm::spawn(store.clone(), enclaves.clone());
+            Invoker::with_enclave(
+                sandbox.clone(),
+                store.clone(),
+                invoker_sink,
+                invoker_config,
+                enclaves.clone(),
+            )
+        });
+        let activations = invoker
+            .as_ref()
+            .map_or_else(TaskTracker::new, |invoker| invoker.activations());
+        let (dispatching, nats_invoker) = match (&invoker, feed, nats) {
+            (Some(invoker), Some(feed), _) => (tokio::spawn(invoker.clone().consume(feed)), None),
+            (Some(invoker), None, Some((link, feed))) => (
                 tokio::spawn(invoker.clone().consume_deliveries(feed)),
                 Some(link),
             ),
-            // A controller alone: its invoker never gets anything.
-            (None, None) => (tokio::spawn(async {}), None),
+            // A controller alone takes nothing off the bus.
+            _ => (tokio::spawn(async {}), None),
         };
-        if config.role == NodeRole::All {
-            restart_prewarm::spawn(store.clone(), trusted.enclaves.clone());
-        }
         let in_process_bus = matches!(config.bus, BusLocation::InProcess);
         let mut controller_config = config.controller.clone();
         controller_config.admin_token = Some(bootstrap::admin_token(&config.data_dir)?);
@@ -345,12 +346,15 @@ impl RunningServer {
         .with_broker(trusted.gateway());
         // Over NATS every activation goes through the bus, so that the
         // balancer sees and spreads them all.
-        let controller = if in_process_bus {
-            controller.with_local_invoker(invoker.clone())
-        } else {
-            controller
+        let controller = match &invoker {
+            Some(invoker) if in_process_bus => controller.with_local_invoker(invoker.clone()),
+            _ => controller,
         };
         let controller = Arc::new(controller);
+        if !in_process_bus {
+            // A completion lost on the network must not hold its slot.
+            controller.watch_lost_completions();
+        }
         // Triggers with an alarms feed fire on their schedule again.
         let alarms = controller
             .start_alarms()
@@ -459,7 +463,7 @@ impl RunningServer {
 }
 
 /// Refuses a scale-out setup that cannot work: processes of their own
-/// share nothing unless they share the bus and the store.
+/// share nothing unless they share the bus, the store and the key broker.
 pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
     if config.role == NodeRole::All {
         return Ok(());
@@ -471,6 +475,14 @@ pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(
         matches!(config.store_location, StoreLocation::Postgres(_)),
         "a controller or an invoker on its own needs the shared store (--store postgres://...)"
+    );
+    // A broker per process would grant keys that no other process knows:
+    // clients seal to the controller's broker, enclaves of every invoker
+    // must ask the same one.
+    anyhow::ensure!(
+        matches!(config.broker, BrokerLocation::Remote { .. }),
+        "a controller or an invoker on its own needs the shared key broker \
+         (--broker URL of `clemmys broker serve`)"
     );
     Ok(())
 }
@@ -501,7 +513,8 @@ pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn 
 }
 
 /// What runs actions: the sandbox, the JavaScript engine if any, and the
-/// trusted parts (broker, enclave pool).
+/// trusted parts (broker, enclave pool unless the process is a controller
+/// on its own).
 pub(crate) struct Runtimes {
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) js_engine: Option<clemmys_invoker::JsEngine>,
@@ -529,22 +542,19 @@ pub(crate) async fn start_runtimes(
     let location = config.broker.clone();
     let platform_key = config.sim_platform_key.clone();
     let data_dir = config.data_dir.clone();
-    let pool_config = config.enclave_pool.clone();
-    let (sandbox_for_pool, store_for_pool) = (sandbox.clone(), store.clone());
-    let engine_for_pool = js_engine.clone();
+    // A controller on its own runs no actions: it needs the broker, not
+    // enclaves.
+    let enclaves = (config.role != NodeRole::Controller).then(|| confidential::EnclaveSetup {
+        runtimes: confidential::Runtimes {
+            sandbox: sandbox.clone(),
+            javascript: js_engine.clone(),
+        },
+        store: store.clone(),
+        pool: config.enclave_pool.clone(),
+    });
     // Connecting to a remote broker blocks: keep it off the async workers.
     let trusted = tokio::task::spawn_blocking(move || {
-        confidential::TrustedParts::start(
-            &data_dir,
-            platform_key.as_ref(),
-            &location,
-            confidential::Runtimes {
-                sandbox: sandbox_for_pool,
-                javascript: engine_for_pool,
-            },
-            store_for_pool,
-            pool_config,
-        )
+        confidential::TrustedParts::start(&data_dir, platform_key.as_ref(), &location, enclaves)
     })
     .await
     .context("starting the trusted parts")??;

@@ -218,6 +218,7 @@ impl Report {
         self.render_growth(&mut out);
         self.render_js(&mut out);
         self.render_gateway(&mut out);
+        self.render_cluster(&mut out);
 
         let _ = writeln!(out, "\nGoals");
         let mut table = Table::new(&["goal", "target", "measured", "result", "note"]);
@@ -256,6 +257,63 @@ impl crate::model::PeerSection {
 }
 
 impl Report {
+    fn render_cluster(&self, out: &mut String) {
+        let cluster = &self.cluster;
+        if let Some(why) = &cluster.not_measured {
+            let _ = writeln!(out, "\nCluster: {why}");
+            return;
+        }
+        if cluster.rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nCluster: warm plain noop through a controller with invoker processes over NATS \
+             + PostgreSQL vs the embedded node (latency in ms; goal: 1 invoker at least {}x the \
+             embedded throughput)",
+            crate::cluster::ONE_INVOKER_GOAL
+        );
+        let mut table = Table::new(&[
+            "setup",
+            "clients",
+            "req/s",
+            "p50",
+            "p99",
+            "errors",
+            "machine CPU µs/req",
+        ]);
+        for row in &cluster.rows {
+            table.row(vec![
+                row.setup(),
+                row.clients.to_string(),
+                rate(row.summary.throughput_rps),
+                ms(row.summary.p50_ms),
+                ms(row.summary.p99_ms),
+                row.summary.errors.to_string(),
+                format!("{:.0}", row.machine_cpu_us_per_request),
+            ]);
+        }
+        out.push_str(&table.render());
+        let mut clients: Vec<usize> = cluster.rows.iter().map(|row| row.clients).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        for n in clients {
+            if let (Some(ratio), Some((p50, cpu))) =
+                (cluster.one_invoker_ratio(n), cluster.added_per_request(n))
+            {
+                let _ = writeln!(
+                    out,
+                    "{}: 1 invoker / embedded throughput {}; the distributed path adds {} ms p50 \
+                     and {:.0} µs of machine CPU per request",
+                    crate::goals::clients_label(n),
+                    self::ratio(ratio),
+                    ms(p50),
+                    cpu
+                );
+            }
+        }
+    }
+
     fn render_js(&self, out: &mut String) {
         if self.js.rows.is_empty() {
             return;
@@ -875,6 +933,14 @@ mod tests {
         assert!(text.contains("% of one core: warm 1.2%"), "{text}");
         assert!(text.contains("JavaScript: warm plain hello"), "{text}");
         assert!(text.contains("js hello 5.000 / 6.000"), "{text}");
+        assert!(text.contains("Cluster: warm plain noop"), "{text}");
+        assert!(
+            text.contains(
+                "8 clients: 1 invoker / embedded throughput 0.750; the distributed path adds \
+                 0.600 ms p50 and 350 µs of machine CPU per request"
+            ),
+            "{text}"
+        );
         for section in [
             "Warm blocking invokes",
             "Confidential / plain",
@@ -1000,6 +1066,10 @@ mod tests {
     fn a_run_without_the_peer_says_not_measured_everywhere() {
         let report = empty_report();
         let text = report.render_table();
+        assert!(
+            text.contains("Cluster: not measured: nats-server/PostgreSQL missing"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "peer: wasmtime serve not measured in this run (install it with scripts/bench.sh)"

@@ -110,7 +110,7 @@ pub(crate) struct Source {
 pub(crate) struct Finding {
     pub(crate) marker: &'static str,
     form: String,
-    source: String,
+    pub(crate) source: String,
 }
 
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,12 +1,15 @@
 //! A scaled-out node: a `clemmys serve --role controller` process and
-//! `--role invoker` processes on a real nats-server (scripts/nats.sh) and a
-//! real PostgreSQL database (`clemmys_store::test_postgres`). Invokes both
+//! `--role invoker` processes on a real nats-server (scripts/nats.sh), a
+//! real PostgreSQL database (`clemmys_store::test_postgres`) and one
+//! `clemmys broker serve` process. Invokes both
 //! ways, an invoker killed under load, no invoker at all, and NATS away for
 //! a while. Off CI without nats-server or PostgreSQL they are skipped, and
 //! say so; on CI (`CI=true`) they fail.
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 use clemmys_store::test_postgres::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Server, arg, clemmys_command, example, http_get, http_send};
+use crate::common::{Server, arg, clemmys_command, example, http_get, http_send, unique};
+use crate::leaks::{self, Source};
 
 /// The message of a 503 while no invoker is healthy.
 const NO_INVOKER: &str = "No invokers are available; try again shortly.";
@@ -98,10 +102,94 @@ impl Drop for Nats {
     }
 }
 
-/// nats-server and a PostgreSQL database of the test's own.
+/// A `clemmys broker serve` process, the one key broker of the node's
+/// processes, SIGKILLed on drop.
+struct BrokerProcess {
+    child: Child,
+    root: tempfile::TempDir,
+    url: String,
+}
+
+impl BrokerProcess {
+    const ANNOUNCEMENT: &str = "key broker serving on ";
+
+    fn start() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("clemmys-broker-")
+            .tempdir()
+            .expect("a temporary directory for the broker");
+        let log_path = root.path().join("broker.log");
+        let log = File::create(&log_path).expect("the broker's log");
+        let log_too = log.try_clone().expect("the broker's log");
+        let data_dir = root.path().join("data");
+        let platform_key = Self::platform_key_in(root.path());
+        let (mut command, shown) = clemmys_command(&[
+            "broker",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            arg(&data_dir),
+            "--sim-platform-key",
+            arg(&platform_key),
+        ]);
+        command
+            .env("HOME", root.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_too);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawning `{shown}`: {error}"));
+        let deadline = Instant::now() + crate::common::START_TIMEOUT;
+        let url = loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(url) = log
+                .lines()
+                .find_map(|line| line.split_once(Self::ANNOUNCEMENT))
+                .map(|(_, url)| url.trim().to_owned())
+            {
+                break url;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the broker exited ({status}):\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, root, url }
+    }
+
+    /// The host's simulated platform key, shared by every process.
+    fn platform_key_in(root: &Path) -> PathBuf {
+        root.join("sim-platform.key")
+    }
+
+    fn platform_key(&self) -> PathBuf {
+        Self::platform_key_in(self.root.path())
+    }
+
+    /// Everything the broker process wrote: its sealed state and its log.
+    fn dir(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nats-server, a PostgreSQL database and a key broker of the test's own.
 struct Backends {
     nats: Nats,
     database: TestDatabase,
+    broker: BrokerProcess,
 }
 
 impl Backends {
@@ -112,16 +200,26 @@ impl Backends {
             .build()
             .expect("a runtime");
         let database = runtime.block_on(TestDatabase::create())?;
-        Some(Self { nats, database })
+        let broker = BrokerProcess::start();
+        Some(Self {
+            nats,
+            database,
+            broker,
+        })
     }
 
     /// The flags every process of the node shares.
     fn flags(&self) -> Vec<String> {
+        let platform_key = self.broker.platform_key();
         [
             "--bus",
             &self.nats.url,
             "--store",
             &self.database.url,
+            "--broker",
+            &self.broker.url,
+            "--sim-platform-key",
+            arg(&platform_key),
             "--no-js-engine",
             "--idle-enclaves",
             "0",
@@ -146,7 +244,7 @@ impl Backends {
 /// A `clemmys serve --role invoker` process, SIGKILLed on drop.
 struct InvokerProcess {
     child: Option<Child>,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     log_path: PathBuf,
 }
 
@@ -188,7 +286,7 @@ impl InvokerProcess {
             .unwrap_or_else(|error| panic!("spawning `{shown}`: {error}"));
         let mut invoker = Self {
             child: Some(child),
-            _root: root,
+            root,
             log_path,
         };
         let deadline = Instant::now() + crate::common::START_TIMEOUT;
@@ -210,6 +308,11 @@ impl InvokerProcess {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Everything the invoker wrote: its data directory and its log.
+    fn dir(&self) -> &Path {
+        self.root.path()
     }
 
     /// SIGKILL: no goodbye, no acknowledgement of what it holds.
@@ -452,5 +555,192 @@ fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
             "not recovered 30 s after NATS came back"
         );
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Every byte published on the node's subjects (`clemmys.>`), as the
+/// provider running nats-server sees them: activation messages and
+/// completions. A plain NATS protocol client on a socket of its own.
+struct Wiretap {
+    stream: TcpStream,
+    reading: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Wiretap {
+    fn start(url: &str) -> Self {
+        let address = url.strip_prefix("nats://").expect("a nats:// URL");
+        let mut stream = TcpStream::connect(address).expect("connecting to nats-server");
+        stream
+            .write_all(
+                b"CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB clemmys.> 1\r\nPING\r\n",
+            )
+            .expect("subscribing");
+        // The server answers PING after the SUB: the tap is then in place.
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !leaks::contains(&seen, b"PONG\r\n") {
+            let read = stream.read(&mut chunk).expect("reading from nats-server");
+            assert!(read > 0, "nats-server closed the tap");
+            seen.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        }
+        let mut reader = stream.try_clone().expect("the tap's socket");
+        let reading = std::thread::spawn(move || {
+            let mut all = seen;
+            let mut chunk = [0u8; 16 * 1024];
+            while let Ok(read) = reader.read(&mut chunk) {
+                if read == 0 {
+                    break;
+                }
+                all.extend_from_slice(chunk.get(..read).unwrap_or_default());
+            }
+            all
+        });
+        Self {
+            stream,
+            reading: Some(reading),
+        }
+    }
+
+    /// Everything tapped so far; closes the tap.
+    fn stop(mut self) -> Vec<u8> {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.reading
+            .take()
+            .and_then(|reading| reading.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `pg_dump` of the whole database: every table as the provider holds it.
+fn dump_database(url: &str) -> Vec<u8> {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed")
+        .filter_map(Result::ok)
+        .map(|version| version.path().join("bin/pg_dump"))
+        .filter(|path| path.is_file())
+        .max()
+        .expect("pg_dump is installed with PostgreSQL");
+    let output = Command::new(newest)
+        .args(["--no-owner", "--dbname", url])
+        .output()
+        .expect("running pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The leak scan of `crate::leaks`, across processes: a confidential action
+/// deployed through the controller runs on an invoker over NATS, with keys
+/// from the one broker, and the client verifies its answer. The provider
+/// holds the database, nats-server and every process's files and logs:
+/// none of them may hold a marker. The same action deployed `--plain`
+/// must show up on the bus and in the database, or the scan proves
+/// nothing.
+#[test]
+fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_database() {
+    let Some(backends) = Backends::start() else {
+        return;
+    };
+    let tap = Wiretap::start(&backends.nats.url);
+    let server = backends.controller();
+    create(&server, "hello", "hello");
+    let invoker = backends.invoker("enclaves", &server.api_host);
+    wait_for_invokers(&server);
+
+    let owner = server.user();
+    owner.trust_broker();
+    let secret = example("secret");
+    owner
+        .clemmys(&["action", "create", "secret", arg(&secret)])
+        .success()
+        .stdout_has("confidential");
+    let param = unique("pmk-");
+    let shouted = owner
+        .clemmys(&["action", "invoke", "secret", "-p", "secret", &param, "-r"])
+        .success();
+    assert_eq!(
+        shouted.json(),
+        json!({ "shout": param.to_uppercase() }),
+        "{shouted}"
+    );
+    shouted.stderr_has("decrypted; receipt verified: ");
+    // Read back from the shared store and opened by the client alone.
+    let id = owner.invoke_for_id("secret", &[("secret", &param)]);
+    let result = owner.clemmys(&["activation", "result", &id]).success();
+    assert_eq!(result.json(), json!({ "shout": param.to_uppercase() }));
+    result.stderr_has("decrypted; receipt verified: ");
+
+    let mut sources = vec![
+        Source {
+            label: "the bus".into(),
+            bytes: tap.stop(),
+        },
+        Source {
+            label: "the database".into(),
+            bytes: dump_database(&backends.database.url),
+        },
+        Source {
+            label: "controller log".into(),
+            bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
+        },
+    ];
+    leaks::add_files(backends.nats.dir.path(), &mut sources);
+    leaks::add_files(backends.broker.dir(), &mut sources);
+    leaks::add_files(&server.data_dir, &mut sources);
+    leaks::add_files(invoker.dir(), &mut sources);
+    let findings = leaks::scan(&sources, &leaks::markers(&param));
+    assert!(
+        findings.is_empty(),
+        "confidential plaintext reached the provider:\n{}",
+        leaks::report(&findings)
+    );
+
+    // The positive control, through the same bus and database (after the
+    // scan: its code is the same module, in the clear).
+    let tap = Wiretap::start(&backends.nats.url);
+    let control = unique("ctl-");
+    owner
+        .clemmys(&["action", "create", "plain-secret", arg(&secret), "--plain"])
+        .success();
+    let plain = owner
+        .clemmys(&[
+            "action",
+            "invoke",
+            "plain-secret",
+            "-p",
+            "secret",
+            &control,
+            "-r",
+        ])
+        .success();
+    assert_eq!(plain.json(), json!({ "shout": control.to_uppercase() }));
+    let sources = [
+        Source {
+            label: "the bus".into(),
+            bytes: tap.stop(),
+        },
+        Source {
+            label: "the database".into(),
+            bytes: dump_database(&backends.database.url),
+        },
+    ];
+    let found = leaks::scan(&sources, &leaks::markers(&control));
+    for (marker, source) in [
+        ("PARAM", "the bus"),
+        ("RESULT", "the bus"),
+        ("RESULT", "the database"),
+        ("LOG", "the database"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|finding| finding.marker == marker && finding.source == source),
+            "the scan did not find the plain action's {marker} in {source}, so it could \
+             not catch a leak there; found:\n{}",
+            leaks::report(&found)
+        );
     }
 }

@@ -43,8 +43,7 @@ async fn tamper_code(server: &TestServer, action: &str, edit: impl FnOnce(&mut V
         .expect("write");
     // The enclave prewarmed at deploy compiled the genuine code; evicting it
     // (the provider's call) makes the next invoke load what was written.
-    let node = server.node();
-    node.enclaves.evict("guest", action);
+    server.enclaves().evict("guest", action);
 }
 
 fn flip_base64_bit(text: &str, from_end: usize) -> String {

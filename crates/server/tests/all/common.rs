@@ -166,6 +166,14 @@ impl TestServer {
         self.server.as_ref().expect("running")
     }
 
+    /// The node's enclaves (every test node runs actions).
+    pub fn enclaves(&self) -> &std::sync::Arc<clemmys_invoker::pool::EnclavePool> {
+        self.node()
+            .enclaves
+            .as_ref()
+            .expect("a node of all roles has enclaves")
+    }
+
     /// Plays the provider: rewrites stored activation record `id` with
     /// `edit`.
     pub async fn tamper_record(

@@ -81,7 +81,7 @@ async fn a_deployed_confidential_action_is_ready_before_its_first_invoke() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let enclaves = &server.node().enclaves;
+    let enclaves = &server.enclaves();
     eventually("provisioning hello ahead of time", || {
         enclaves.is_ready("guest", "hello")
     })
@@ -112,7 +112,7 @@ async fn a_restarted_node_provisions_the_confidential_actions_invoked_before_it_
     owner.invoke("hello", json!({})).await.expect("invoke");
 
     let server = server.restart().await;
-    let enclaves = &server.node().enclaves;
+    let enclaves = &server.enclaves();
     eventually("provisioning hello after the restart", || {
         enclaves.is_ready("guest", "hello")
     })
@@ -140,7 +140,7 @@ async fn without_prewarm_the_first_invoke_provisions_an_idle_enclave() {
     let server = TestServer::start_with(|config| config.enclave_pool.prewarm = false).await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
-    let enclaves = &server.node().enclaves;
+    let enclaves = &server.enclaves();
     assert!(!enclaves.is_ready("guest", "hello"));
 
     let first = owner.invoke("hello", json!({})).await.expect("first");
@@ -176,7 +176,7 @@ async fn without_the_pool_the_first_invoke_starts_its_enclave() {
         annotation(&record, "initTime").is_some_and(Value::is_u64),
         "{record}"
     );
-    let stats = server.node().enclaves.stats();
+    let stats = server.enclaves().stats();
     assert_eq!((stats.idle, stats.bound), (0, 1));
     assert_eq!(stats.started_on_demand, 1);
 }
@@ -195,7 +195,7 @@ async fn two_confidential_actions_run_in_two_enclaves() {
     // Each keeps serving its own action.
     let again = owner.invoke("hello", json!({})).await.expect("hello again");
     assert_eq!(again.receipt.enclave, hello.receipt.enclave);
-    assert_eq!(server.node().enclaves.stats().bound, 2);
+    assert_eq!(server.enclaves().stats().bound, 2);
 }
 
 #[tokio::test]
@@ -216,7 +216,7 @@ async fn concurrent_invokes_of_one_action_all_succeed_in_its_enclave() {
     assert_eq!(seen, (0..8).collect::<Vec<_>>(), "each got its own answer");
     let enclave = opened[0].receipt.enclave;
     assert!(opened.iter().all(|o| o.receipt.enclave == enclave));
-    assert_eq!(server.node().enclaves.stats().bound, 1);
+    assert_eq!(server.enclaves().stats().bound, 1);
 }
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn an_evicted_action_is_provisioned_again_on_its_next_invoke() {
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     let first = owner.invoke("echo", json!({"n": 1})).await.expect("first");
-    let enclaves = &server.node().enclaves;
+    let enclaves = &server.enclaves();
     eventually("evicting the idle enclave", || {
         enclaves.bound_enclave("guest", "echo").is_none()
     })
