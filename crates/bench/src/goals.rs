@@ -4,8 +4,11 @@
 //!
 //! The targets are issue 16's (a warm invoke at least as fast as `wasmtime
 //! serve`, confidential at the plain speed in every one of five runs,
-//! cheap chain hops, a store that does not slow down as it grows) and the
-//! older ones that still apply (cold starts, the enclave pool, density).
+//! cheap chain hops, a store that does not slow down as it grows), issue
+//! 19's (the attested gateway at 0.8 of plain's throughput), issue 20's
+//! (one invoker behind NATS + PostgreSQL at 0.7 of the embedded node's
+//! throughput) and the older ones that still apply (cold starts, the
+//! enclave pool, density).
 
 use serde::Serialize;
 
@@ -143,6 +146,7 @@ pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
     chain_goals(report, &mut goals);
     peer_goals(report, &clients, &mut goals);
     growth_goals(report, &clients, &mut goals);
+    gateway_goals(report, &clients, &mut goals);
     cluster_goals(report, &clients, &mut goals);
     goals.push(GoalCheck::new(
         "warm instances in 2 GiB (RSS, instantiated, not run)".into(),
@@ -342,6 +346,22 @@ fn growth_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) 
     }
 }
 
+fn gateway_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    for &n in clients {
+        let row = report.gateway.rows.iter().find(|row| row.clients == n);
+        goals.push(GoalCheck::new(
+            format!(
+                "gateway/plain throughput, noop over keep-alive TLS, {}",
+                clients_label(n)
+            ),
+            Bound::AtLeast,
+            crate::gateway::GATEWAY_THROUGHPUT_GOAL,
+            Unit::Ratio,
+            row.map(|row| row.throughput_ratio),
+        ));
+    }
+}
+
 fn cluster_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
     for &n in clients {
         let check = GoalCheck::new(
@@ -508,6 +528,14 @@ mod tests {
                     Verdict::Fail
                 ),
                 (
+                    "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+                    Verdict::Pass
+                ),
+                (
+                    "gateway/plain throughput, noop over keep-alive TLS, 8 clients",
+                    Verdict::Fail
+                ),
+                (
                     "warm plain throughput, 1 invoker over NATS + PostgreSQL / embedded, 1 client",
                     Verdict::Fail
                 ),
@@ -635,6 +663,46 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_goal_is_judged_on_its_throughput_ratio_at_each_client_count() {
+        let report = report();
+        let one = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert!((one.measured.expect("measured") - 0.85).abs() < 1e-12);
+        assert_eq!(one.verdict, Verdict::Pass);
+        let eight = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 8 clients",
+        );
+        assert!((eight.measured.expect("measured") - 0.75).abs() < 1e-12);
+        assert_eq!(eight.verdict, Verdict::Fail);
+        // Exactly at the target passes; just below fails.
+        let mut report = report;
+        for (rps, verdict) in [(1600.0, Verdict::Pass), (1599.0, Verdict::Fail)] {
+            report.gateway.rows[0] = crate::gateway::GatewayRow::new(
+                1,
+                crate::model::tests::summary(2000.0, 0.5),
+                crate::model::tests::summary(rps, 0.6),
+            );
+            report.goals = evaluate_goals(&report);
+            let one = goal(
+                &report,
+                "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+            );
+            assert_eq!(one.verdict, verdict, "{rps}");
+        }
+        // Not measured: not applicable, never judged on another figure.
+        report.gateway.rows.clear();
+        report.goals = evaluate_goals(&report);
+        let one = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert_eq!((one.verdict, one.measured), (Verdict::NotMeasured, None));
+    }
+
+    #[test]
     fn a_small_preload_is_shown_but_not_judged() {
         let mut report = report();
         if let Some(growth) = report.growth.as_mut() {
@@ -663,7 +731,7 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 14, "one client count only");
+        assert_eq!(report.goals.len(), 15, "one client count only");
         assert!(
             report
                 .goals
@@ -678,5 +746,10 @@ mod tests {
             cluster.note.as_deref(),
             Some(crate::cluster::BACKENDS_MISSING)
         );
+        let gateway = goal(
+            &report,
+            "gateway/plain throughput, noop over keep-alive TLS, 1 client",
+        );
+        assert_eq!((gateway.measured, gateway.note.as_deref()), (None, None));
     }
 }

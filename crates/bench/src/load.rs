@@ -374,7 +374,7 @@ impl RawGet {
 }
 
 /// `Ok` when an answer is `200` with `expected` as its body.
-fn check_answer(status: u16, body: &[u8], expected: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn check_answer(status: u16, body: &[u8], expected: &[u8]) -> anyhow::Result<()> {
     if status != 200 {
         anyhow::bail!(
             "HTTP {status}: {}",

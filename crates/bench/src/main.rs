@@ -19,6 +19,8 @@
 //! * [`peer`]: `wasmtime serve`, driven by the same load generator.
 //! * [`density`]: warm instances per 2 GiB.
 //! * [`growth`]: an empty store against one preloaded with many records.
+//! * [`gateway`]: the attested gateway against the node it fronts, and
+//!   TLS handshakes.
 //! * [`cluster`]: a controller with 1, 2 and 3 invoker processes over NATS
 //!   and PostgreSQL against the embedded node.
 //! * [`model`]: the figures; [`goals`]: the targets and verdicts;
@@ -40,6 +42,7 @@ mod coldstart;
 mod cpu;
 mod density;
 mod floors;
+mod gateway;
 mod goals;
 mod growth;
 mod javascript;
@@ -118,6 +121,9 @@ pub enum Scenario {
     Growth,
     /// Warm JavaScript hello against warm wasm hello (needs the engine).
     Js,
+    /// Warm noop through the attested gateway against plain, both over
+    /// TLS; TLS handshakes.
+    Gateway,
     /// A controller with 1, 2 and 3 invoker processes over NATS and
     /// PostgreSQL against the embedded node (needs nats-server and
     /// PostgreSQL).
@@ -125,7 +131,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 12] = [
         Scenario::Warm,
         Scenario::Peer,
         Scenario::Cold,
@@ -136,6 +142,7 @@ impl Scenario {
         Scenario::Density,
         Scenario::Growth,
         Scenario::Js,
+        Scenario::Gateway,
         Scenario::Cluster,
     ];
 
@@ -151,6 +158,7 @@ impl Scenario {
             Scenario::Density => "density",
             Scenario::Growth => "growth",
             Scenario::Js => "js",
+            Scenario::Gateway => "gateway",
             Scenario::Cluster => "cluster",
         }
     }
@@ -160,6 +168,10 @@ impl Scenario {
 /// `--quick`.
 const GROWTH_RECORDS: usize = 1_000_000;
 const QUICK_GROWTH_RECORDS: usize = 20_000;
+/// Connections of each kind (TCP, full and resumed TLS) the gateway
+/// scenario's handshake measurement makes, and with `--quick`.
+const HANDSHAKES: usize = 1_000;
+const QUICK_HANDSHAKES: usize = 200;
 
 /// Measures Clemmys nodes started in this process, side by side, and
 /// prints one table (JSON with --json). See docs/BENCHMARKS.md.
@@ -304,6 +316,11 @@ impl BenchArgs {
             density_instances: self.density,
             runs,
             growth_records,
+            handshakes: if self.quick {
+                QUICK_HANDSHAKES
+            } else {
+                HANDSHAKES
+            },
         })
     }
 
@@ -542,6 +559,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         density: found.density,
         growth: found.growth,
         js: found.js,
+        gateway: found.gateway,
         cluster: found.cluster,
         goals: Vec::new(),
         notes,
@@ -614,6 +632,7 @@ struct Findings {
     density: Option<density::DensityReport>,
     growth: Option<growth::GrowthReport>,
     js: javascript::JsReport,
+    gateway: gateway::GatewayReport,
     cluster: cluster::ClusterReport,
 }
 
@@ -787,6 +806,11 @@ async fn measure_on_own_nodes(
         found.js = javascript::measure(plan, modules, js_engine, progress).await?;
         found.watched(watch, Scenario::Js);
     }
+    if scenarios.contains(&Scenario::Gateway) {
+        let watch = cpu::CpuWatch::start();
+        found.gateway = gateway::measure(plan, modules, progress).await?;
+        found.watched(watch, Scenario::Gateway);
+    }
     // Not watched: nats-server, PostgreSQL and the invokers are its own
     // processes; its rows count the whole machine's CPU instead.
     if scenarios.contains(&Scenario::Cluster) {
@@ -864,6 +888,18 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
             g.records,
             growth::SPREAD_DAYS
         ));
+    }
+    if !found.gateway.rows.is_empty() {
+        notes.push(
+            "gateway: plain noop on a node serving TLS against confidential noop through an \
+             owner's attested gateway in front of it (in this process, on the node's runtime; a \
+             credential it issued, its RA-TLS certificate pinned), both as an OpenWhisk client \
+             invokes (?blocking=true&result=true, keep-alive TLS), side by side; the gateway seals \
+             the parameters, opens the answer and verifies its receipt on the same cores; \
+             handshakes: connect + handshake + 1-byte echo on each listener's TLS configuration, \
+             one connection at a time"
+                .into(),
+        );
     }
     if scenarios.contains(&Scenario::Cluster) && found.cluster.not_measured.is_none() {
         notes.push(format!(

@@ -373,6 +373,9 @@ pub struct Report {
     pub growth: Option<GrowthReport>,
     /// Warm JavaScript hello against warm wasm hello, side by side.
     pub js: crate::javascript::JsReport,
+    /// Warm noop through the attested gateway against plain, and TLS
+    /// handshakes.
+    pub gateway: crate::gateway::GatewayReport,
     /// The distributed path (controller, invokers, NATS, PostgreSQL)
     /// against the embedded node.
     pub cluster: crate::cluster::ClusterReport,
@@ -683,6 +686,34 @@ pub(crate) mod tests {
                     js_ms: Quantiles::of([4.0, 5.0, 6.0]),
                 }),
             },
+            gateway: crate::gateway::GatewayReport {
+                rows: vec![
+                    crate::gateway::GatewayRow::new(1, summary(2000.0, 0.5), summary(1700.0, 0.6)),
+                    crate::gateway::GatewayRow::new(8, summary(4000.0, 2.0), summary(3000.0, 2.6)),
+                ],
+                handshakes: vec![
+                    crate::gateway::HandshakeRow {
+                        listener: "node".into(),
+                        connections: 1000,
+                        tcp_p50_ms: 0.06,
+                        full_p50_ms: 0.45,
+                        full_p90_ms: 0.5,
+                        resumed_p50_ms: 0.3,
+                        resumed_p90_ms: 0.35,
+                        resumed: 1000,
+                    },
+                    crate::gateway::HandshakeRow {
+                        listener: "gateway".into(),
+                        connections: 1000,
+                        tcp_p50_ms: 0.06,
+                        full_p50_ms: 0.7,
+                        full_p90_ms: 0.8,
+                        resumed_p50_ms: 0.31,
+                        resumed_p90_ms: 0.36,
+                        resumed: 1000,
+                    },
+                ],
+            },
             cluster: crate::cluster::ClusterReport {
                 not_measured: None,
                 rows: vec![
@@ -722,6 +753,7 @@ pub(crate) mod tests {
             rows: Vec::new(),
         };
         report.floors = None;
+        report.gateway = crate::gateway::GatewayReport::default();
         report.goals = evaluate_goals(&report);
         report
     }

@@ -23,7 +23,7 @@ use clemmys_client::confidential::{
     BrokerIdentityDoc, ClientHome, Confidential, ConfidentialInvoked, DeployOptions,
     expected_broker_measurement,
 };
-use clemmys_client::{Client, InvokeOptions, Invoked, Method};
+use clemmys_client::{Client, ClientTlsOptions, InvokeOptions, Invoked, Method};
 use clemmys_proto::TeeKind;
 use clemmys_server::{RunningServer, ServerConfig};
 use clemmys_whisk::action::{ActionPut, ExecPut};
@@ -93,6 +93,9 @@ pub struct Node {
     pub owner: Arc<Confidential>,
     /// The broker's identity document, as fetched.
     broker: BrokerIdentityDoc,
+    /// How its clients check its certificate (its own authority, when it
+    /// serves TLS).
+    tls: ClientTlsOptions,
     _client_home: tempfile::TempDir,
     data_dir: std::path::PathBuf,
 }
@@ -150,8 +153,13 @@ impl Node {
         let server = start_server(&handle, config)
             .await
             .with_context(|| format!("starting a node on {}", data_dir.display()))?;
-        let client = Client::new(&server.api_host(), server.guest_auth.clone())?;
-        raise_limits(&server.api_host(), data_dir, slots).await?;
+        // A node serving TLS made its own authority: its clients trust it.
+        let tls = ClientTlsOptions {
+            ca_file: server.ca_file.clone(),
+            ..ClientTlsOptions::default()
+        };
+        let client = Client::with_tls(&server.api_host(), server.guest_auth.clone(), &tls)?;
+        raise_limits(&server.api_host(), &tls, data_dir, slots).await?;
 
         let broker = BrokerIdentityDoc::fetch(&client)
             .await
@@ -176,6 +184,7 @@ impl Node {
             client,
             owner: Arc::new(owner),
             broker,
+            tls,
             _client_home: home_dir,
             data_dir: data_dir.to_owned(),
         })
@@ -255,6 +264,22 @@ impl Node {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// How a client checks the node's certificate.
+    pub fn client_tls(&self) -> &ClientTlsOptions {
+        &self.tls
+    }
+
+    /// The guest namespace's API key.
+    pub fn guest_auth(&self) -> &clemmys_whisk::AuthKey {
+        &self.server.guest_auth
+    }
+
+    /// The node's runtime, for servers that belong to its side (the
+    /// gateway): their CPU then counts as the node's.
+    pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Handle> {
+        self.runtime.handle().context("the node's runtime is gone")
     }
 
     /// What the broker says about its TEE.
@@ -374,16 +399,22 @@ async fn start_server(
 /// Raises the guest namespace's limits through the node's admin API
 /// (`admin:<DATA_DIR/admin.key>`), so that no present or future throttle
 /// shapes the load. The controller drops its cached limits on that route.
-async fn raise_limits(api_host: &str, data_dir: &Path, concurrent: usize) -> anyhow::Result<()> {
+async fn raise_limits(
+    api_host: &str,
+    tls: &ClientTlsOptions,
+    data_dir: &Path,
+    concurrent: usize,
+) -> anyhow::Result<()> {
     let token_path = data_dir.join("admin.key");
     let token = std::fs::read_to_string(&token_path)
         .with_context(|| format!("reading {}", token_path.display()))?;
-    let admin = Client::new(
+    let admin = Client::with_tls(
         api_host,
         clemmys_whisk::AuthKey {
             uuid: "admin".into(),
             key: token.trim().to_owned(),
         },
+        tls,
     )?;
     let records: Vec<Value> = admin
         .request(Method::GET, "/admin/namespaces", None)
@@ -476,6 +507,8 @@ pub struct Plan {
     pub runs: usize,
     /// Activation records the growth comparison preloads.
     pub growth_records: usize,
+    /// Connections of each kind the handshake measurement makes.
+    pub handshakes: usize,
 }
 
 impl Plan {

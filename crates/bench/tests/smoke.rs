@@ -88,3 +88,67 @@ fn a_small_growth_run_reports_both_stores_and_no_peer() {
     );
     assert!(stderr.contains("preloaded 600 records"), "{stderr}");
 }
+
+/// The gateway scenario sets up an owner's gateway (authorized, a
+/// credential issued, the action deployed through it) and gets answers
+/// on both paths; its figures are not checked.
+#[test]
+fn a_small_gateway_run_measures_both_paths_and_the_handshakes() {
+    let examples = examples_dir();
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_clemmys-bench"))
+        .current_dir(cwd.path())
+        .args([
+            "--json",
+            "--quick",
+            "--only",
+            "gateway",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "2",
+            "--actions-dir",
+        ])
+        .arg(&examples)
+        .output()
+        .expect("running clemmys-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "clemmys-bench failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("a JSON report on stdout");
+    let gateway = &report["gateway"];
+    let rows = gateway["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "1 and 2 clients: {gateway}");
+    for row in rows {
+        for side in ["plain", "gateway"] {
+            assert!(
+                row[side]["requests"].as_u64().is_some_and(|n| n > 0),
+                "{side}: {row}"
+            );
+            assert_eq!(row[side]["errors"], 0, "{side}: {row}");
+        }
+    }
+    let handshakes = gateway["handshakes"].as_array().expect("handshakes");
+    let listeners: Vec<&str> = handshakes
+        .iter()
+        .filter_map(|row| row["listener"].as_str())
+        .collect();
+    assert_eq!(listeners, ["node", "gateway"]);
+    for row in handshakes {
+        assert!(
+            row["resumed"].as_u64().is_some_and(|n| n > 0),
+            "tickets are used: {row}"
+        );
+    }
+    let goal = report["goals"]
+        .as_array()
+        .expect("goals")
+        .iter()
+        .find(|goal| {
+            goal["goal"] == "gateway/plain throughput, noop over keep-alive TLS, 2 clients"
+        })
+        .expect("the gateway goal");
+    assert!(goal["measured"].as_f64().is_some_and(|r| r > 0.0), "{goal}");
+}

@@ -652,20 +652,8 @@ impl Enclave {
     /// Asks the broker to admit one request, over a link the provider
     /// controls: the request and the answer are MACed with the grant's
     /// admission key. A broker that no longer knows the grant (it restarted)
-    /// gets asked for a new one, once.
-    fn admit(
-        &self,
-        run: &SealedRun<'_>,
-        provisioned: &Provisioned,
-        version: u64,
-        admission: Admission,
-        timestamp_ms: u64,
-    ) -> Result<(), EnclaveError> {
-        self.admit_for(run, provisioned, version, admission, timestamp_ms, None)
-    }
-
-    /// [`admit`](Self::admit), for `delegate` when the request's client is
-    /// not one the policy names (see `AdmitRequest::delegate`).
+    /// gets asked for a new one, once. `delegate`: the request's client,
+    /// when the policy does not name it (see `AdmitRequest::delegate`).
     fn admit_for(
         &self,
         run: &SealedRun<'_>,

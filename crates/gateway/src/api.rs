@@ -2,7 +2,7 @@
 //!
 //! | Route | What the gateway does |
 //! |---|---|
-//! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key |
+//! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key; a `sequence` of the owner's confidential actions gets a chain plan the gateway signs |
 //! | `POST …/actions/{name}` | parameters sealed to the action key; the answer opened and its receipt verified; `blocking`, `result`, `timeout` as OpenWhisk |
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code |
@@ -351,6 +351,9 @@ async fn put_action(
     let exec = put.exec.as_mut().ok_or_else(|| {
         ApiError::BadRequest("exec is required: the gateway deploys wasm actions".into())
     })?;
+    if exec.kind == clemmys_whisk::SEQUENCE_KIND {
+        return put_sequence(&connection, &name, put, flag(&query, "overwrite")).await;
+    }
     if exec.kind != clemmys_whisk::WASM_KIND {
         return Err(ApiError::Unsupported(format!(
             "the gateway makes every action confidential, and confidential actions are wasm modules: kind {} is not supported (create it on the node directly, unprotected)",
@@ -404,6 +407,32 @@ async fn put_action(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
     ))
     .into_response())
+}
+
+/// Creates or updates confidential sequence `name` from an OpenWhisk
+/// sequence body: the plan of its components (the owner's confidential
+/// actions, as the broker describes them) is signed inside the gateway, so
+/// the node cannot reorder, drop or substitute a step of it.
+async fn put_sequence(
+    connection: &clemmys_client::confidential::Confidential,
+    name: &str,
+    mut put: ActionPut,
+    overwrite: bool,
+) -> Result<Response, ApiError> {
+    let components = put
+        .exec
+        .take()
+        .and_then(|exec| exec.components)
+        .filter(|components| !components.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("exec.components is required for a sequence".into()))?;
+    let doc = connection
+        .put_sequence(name, &components, put, overwrite)
+        .await?;
+    tracing::info!(action = %name, steps = components.len(), "created a confidential sequence");
+    Ok(
+        axum::Json(serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?)
+            .into_response(),
+    )
 }
 
 /// Seals the parameters, invokes, and opens the answer.

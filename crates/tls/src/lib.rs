@@ -21,6 +21,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+pub mod handshakes;
+
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// The connector of [`http_connector`] and [`pinned_http_connector`].

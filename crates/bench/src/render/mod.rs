@@ -217,6 +217,7 @@ impl Report {
         self.render_density(&mut out);
         self.render_growth(&mut out);
         self.render_js(&mut out);
+        self.render_gateway(&mut out);
         self.render_cluster(&mut out);
 
         let _ = writeln!(out, "\nGoals");
@@ -356,6 +357,77 @@ impl Report {
                 pair(&cold.wasm_ms),
                 pair(&cold.js_ms)
             );
+        }
+    }
+
+    fn render_gateway(&self, out: &mut String) {
+        let g = &self.gateway;
+        if g.rows.is_empty() && g.handshakes.is_empty() {
+            return;
+        }
+        if !g.rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nGateway: warm noop through the attested gateway (confidential) vs plain on the \
+                 node, both over keep-alive TLS, side by side (latency in ms; goal: gateway \
+                 throughput at least {}x plain)",
+                crate::gateway::GATEWAY_THROUGHPUT_GOAL
+            );
+            let mut table = Table::new(&[
+                "clients",
+                "plain req/s",
+                "gateway req/s",
+                "plain p50",
+                "gateway p50",
+                "plain p99",
+                "gateway p99",
+                "gateway/plain req/s",
+                "gateway/plain p50",
+            ]);
+            for row in &g.rows {
+                table.row(vec![
+                    row.clients.to_string(),
+                    rate(row.plain.throughput_rps),
+                    rate(row.gateway.throughput_rps),
+                    ms(row.plain.p50_ms),
+                    ms(row.gateway.p50_ms),
+                    ms(row.plain.p99_ms),
+                    ms(row.gateway.p99_ms),
+                    ratio(row.throughput_ratio),
+                    ratio(row.p50_ratio),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
+        if !g.handshakes.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nTLS handshakes: connect + handshake + 1-byte echo, one connection at a time, on \
+                 each listener's TLS configuration (ms; TCP without TLS is the floor)"
+            );
+            let mut table = Table::new(&[
+                "listener",
+                "connections",
+                "tcp p50",
+                "full p50",
+                "full p90",
+                "resumed p50",
+                "resumed p90",
+                "resumed",
+            ]);
+            for row in &g.handshakes {
+                table.row(vec![
+                    row.listener.clone(),
+                    row.connections.to_string(),
+                    ms(row.tcp_p50_ms),
+                    ms(row.full_p50_ms),
+                    ms(row.full_p90_ms),
+                    ms(row.resumed_p50_ms),
+                    ms(row.resumed_p90_ms),
+                    format!("{}/{}", row.resumed, row.connections),
+                ]);
+            }
+            out.push_str(&table.render());
         }
     }
 
@@ -941,6 +1013,35 @@ mod tests {
             line.contains("1900") && line.trim_end().ends_with('-'),
             "{line}"
         );
+    }
+
+    #[test]
+    fn the_gateway_rows_and_handshakes_are_shown() {
+        let text = report().render_table();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with('8') && l.contains("3000"))
+            .unwrap_or_else(|| panic!("gateway 8-client row:\n{text}"));
+        for cell in ["4000", "2.000", "2.600", "0.750", "1.300"] {
+            assert!(line.contains(cell), "{cell} in {line}");
+        }
+        assert!(
+            text.contains("goal: gateway throughput at least 0.8x plain"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("gateway ") && l.contains("1000/1000"))
+            .unwrap_or_else(|| panic!("gateway handshake row:\n{text}"));
+        assert!(line.contains("0.700") && line.contains("0.310"), "{line}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("gateway/plain throughput") && l.contains("8 clients"))
+            .expect("gateway goal");
+        assert!(line.contains(">= 0.800") && line.contains("FAIL"), "{line}");
+        let text = empty_report().render_table();
+        assert!(!text.contains("TLS handshakes"), "{text}");
+        assert!(!text.contains("Gateway:"), "{text}");
     }
 
     #[test]

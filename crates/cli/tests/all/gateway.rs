@@ -12,7 +12,10 @@
 //! Confidential web actions: served by the gateway to anyone (the owner's
 //! choice), never by the node; the provider cannot export an action
 //! through the node, lift its `require-whisk-auth`, or get more from the
-//! gateway's web path than an anonymous caller.
+//! gateway's web path than an anonymous caller. Confidential sequences
+//! created through the gateway: it signs their plan, answers their last
+//! step's result, and the provider sees no step's value nor can reorder
+//! the steps.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1405,4 +1408,183 @@ fn the_provider_cannot_export_a_confidential_action_or_lift_its_web_auth() {
     let (status, body) = curl(&server.api_host, pin, "GET", &secret_path, None, None);
     assert_eq!(status, 501, "{body}");
     assert!(!body.contains(&param.to_uppercase()), "{body}");
+}
+
+/// Creates sequence `name` of `components` through the owner's gateway
+/// with curl, as an OpenWhisk client sends it.
+fn sequence_with_curl(owners: &OwnersGateway, name: &str, components: &[&str]) {
+    let body = json!({"exec": {"kind": "sequence", "components": components}}).to_string();
+    let (status, answer) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "PUT",
+        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
+        Some(&owners.credential),
+        Some(&body),
+    );
+    assert_eq!(status, 200, "creating {name}: {answer}");
+}
+
+#[test]
+fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no_step() {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owners = OwnersGateway::start(&server, &wire.api_host());
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    sequence_with_curl(&owners, "shout-then-greet", &["/guest/secret", "/_/hello"]);
+
+    // `secret` answers {"shout": PARAM uppercased}: the intermediate value,
+    // which only `hello` sees. `hello` greets `name`, which that answer
+    // lacks: a greeting of the caller's name would mean it ran on the
+    // caller's parameters, not on the first step's answer.
+    let param = unique("gwseq-");
+    let name = unique("gwname-");
+    let params = json!({"secret": param, "name": name}).to_string();
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "POST",
+        "/api/v1/namespaces/_/actions/shout-then-greet?blocking=true&result=true",
+        Some(&owners.credential),
+        Some(&params),
+    );
+    assert_eq!(status, 200, "{body}\n{}", gateway.log());
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).ok(),
+        Some(json!({"payload": "Hello, World!"})),
+        "{body}"
+    );
+
+    // What the provider holds: its data, logs, and every byte between the
+    // gateway and the node.
+    let mut sources = Vec::new();
+    server.stop();
+    let recorded = wire.sources();
+    assert!(
+        recorded
+            .iter()
+            .any(|source| source.label.ends_with("requests")
+                && contains(
+                    &source.bytes,
+                    b"POST /api/v1/namespaces/_/actions/shout-then-greet"
+                )),
+        "the recorder saw no invoke of the sequence from the gateway"
+    );
+    sources.extend(recorded);
+    add_files(&server.data_dir, &mut sources);
+    for dir in server.process_dirs() {
+        add_files(&dir, &mut sources);
+    }
+    add_files(&gateway.state_dir(), &mut sources);
+    let log = std::fs::read(&server.log_path).unwrap_or_default();
+    sources.push(Source {
+        label: "node log (without colours)".into(),
+        bytes: strip_ansi(&log),
+    });
+    sources.push(Source {
+        label: "node log".into(),
+        bytes: log,
+    });
+    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
+    sources.push(Source {
+        label: "gateway log (without colours)".into(),
+        bytes: strip_ansi(&gateway_log),
+    });
+    let mut markers = markers(&param);
+    markers.push(crate::leaks::Marker {
+        name: "INTERMEDIATE (the first step's answer)",
+        text: param.to_uppercase(),
+    });
+    markers.push(crate::leaks::Marker {
+        name: "NAME",
+        text: name,
+    });
+    let findings = scan(&sources, &markers);
+    assert!(
+        findings.is_empty(),
+        "a sequence's plaintext reached the provider through the gateway:\n{}",
+        report(&findings)
+    );
+}
+
+#[test]
+fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(&owners, "echo", &example("echo"), json!([]));
+    sequence_with_curl(
+        &owners,
+        "shout-then-echo",
+        &["/guest/secret", "/guest/echo"],
+    );
+    let invoke = || {
+        let params = json!({"secret": unique("gwreorder-")}).to_string();
+        curl(
+            &gateway.url,
+            pin,
+            "POST",
+            "/api/v1/namespaces/_/actions/shout-then-echo?blocking=true&result=true",
+            Some(&owners.credential),
+            Some(&params),
+        )
+    };
+    let (status, body) = invoke();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("shout"), "{body}");
+
+    // The provider swaps the steps on the node with the namespace key,
+    // keeping the signed plan annotation.
+    let path = "/api/v1/namespaces/_/actions/shout-then-echo";
+    let auth = Some(server.guest_auth.as_str());
+    let (status, body) = curl(&server.api_host, pin, "GET", path, auth, None);
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let put = json!({
+        "exec": {"kind": "sequence", "components": ["/guest/echo", "/guest/secret"]},
+        "annotations": doc["annotations"],
+    })
+    .to_string();
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "PUT",
+        &format!("{path}?overwrite=true"),
+        auth,
+        Some(&put),
+    );
+    assert_eq!(status, 200, "the provider's PUT: {body}");
+
+    // A fresh gateway connection (after a restart) reads the plan again.
+    let OwnersGateway {
+        owner_id,
+        gateway,
+        pin,
+        credential,
+        ..
+    } = owners;
+    let gateway = gateway.restart(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    let params = json!({"secret": unique("gwreorder-")}).to_string();
+    let (status, body) = curl(
+        &gateway.url,
+        &pin,
+        "POST",
+        "/api/v1/namespaces/_/actions/shout-then-echo?blocking=true&result=true",
+        Some(&credential),
+        Some(&params),
+    );
+    assert_eq!(status, 502, "the reordered sequence ran: {body}");
+    assert!(
+        body.contains("components differ from its signed plan"),
+        "{body}"
+    );
 }

@@ -813,6 +813,19 @@ impl Confidential {
         std::iter::once(self.owner()).chain(self.pin.trusted_owners.iter().copied())
     }
 
+    /// Whose signed chain plans this client accepts: the trusted owners,
+    /// and, when it acts for an owner, itself. A gateway has no key of the
+    /// owner's, so it signs the plans of the sequences it creates with its
+    /// own identity (see [`put_sequence`](Self::put_sequence)), under the
+    /// owner's delegation.
+    fn plan_signers(&self) -> Vec<ClientId> {
+        let mut signers: Vec<ClientId> = self.trusted_owners().collect();
+        if self.acting_for.is_some() {
+            signers.push(self.identity.id());
+        }
+        signers
+    }
+
     /// Describes `short` as registered by each trusted owner in turn; the
     /// first registration found answers. Registrations are keyed by owner
     /// at the broker, so no other identity's action can answer.
@@ -1329,7 +1342,7 @@ impl Confidential {
         let signed = SignedChainPlan::from_bytes(&bytes).map_err(ChainPlanError::Malformed)?;
         let key = self.plan_key(&short);
         let plan = signed.verify(
-            &self.trusted_owners().collect::<Vec<_>>(),
+            &self.plan_signers(),
             &self.namespace,
             &short,
             self.home.newest_plan(&key)?,
@@ -1345,7 +1358,9 @@ impl Confidential {
     /// of `components` (`/namespace/name` or short names): signs its plan
     /// (each component's owner as the broker describes it, a version above
     /// any this client has seen) and stores it with the sequence through
-    /// the API, with `put`'s limits and annotations.
+    /// the API, with `put`'s limits and annotations. A client acting for an
+    /// owner signs with its own identity: it trusts such plans itself, and
+    /// the owner's other clients only if they trust its identity.
     pub async fn put_sequence(
         &self,
         name: &str,

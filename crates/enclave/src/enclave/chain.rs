@@ -76,10 +76,11 @@ impl Enclave {
         {
             return Err(EnclaveError::CodeNotTheTickets { index });
         }
-        if !descriptor.allows_client(&ticket.client) {
-            return Err(EnclaveError::ClientNotAllowed);
-        }
-        self.admit(
+        // As for a single invocation: a client the policy does not name
+        // may be a gateway the owner delegated to, which the broker decides
+        // at admission (and refuses once the delegation is revoked).
+        let delegate = (!descriptor.allows_client(&ticket.client)).then_some(ticket.client);
+        self.admit_for(
             &run,
             &provisioned,
             step.version,
@@ -88,6 +89,7 @@ impl Enclave {
                 index,
             },
             ticket.timestamp_ms,
+            delegate,
         )?;
         let input_hash = Digest::of(&hop.value);
         let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
@@ -195,14 +197,13 @@ impl Enclave {
                 index: header.index,
             });
         }
-        if !descriptor.allows_client(&session.client) {
-            return Err(EnclaveError::ClientNotAllowed);
-        }
+        // A delegate, step by step, as for the first run.
+        let delegate = (!descriptor.allows_client(&session.client)).then_some(session.client);
         // Opened first: only an authentic hop may use up the admission of
         // (run, index), so a forged one cannot refuse the genuine one.
         let mut body = hop.open(&session.receive)?;
         let run_id = header.run_id();
-        self.admit(
+        self.admit_for(
             &run,
             &provisioned,
             session.version,
@@ -211,6 +212,7 @@ impl Enclave {
                 index: header.index,
             },
             header.timestamp_ms,
+            delegate,
         )?;
         let input_hash = Digest::of(&body.value);
         let ran = self.execute(&run, &provisioned, &body.value, load_code, &mut init_time)?;
