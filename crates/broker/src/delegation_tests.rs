@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use clemmys_proto::broker::{
-    BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request_for,
+    Admission, BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request_for,
 };
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::{ClientId, Digest};
@@ -231,7 +231,23 @@ fn an_expired_delegation_is_refused_and_a_revocation_survives_a_restart() {
 
 #[test]
 fn an_enclave_admits_a_gateways_invocation_only_while_it_is_delegated() {
-    use clemmys_proto::broker::{Admission, AdmitRequest, KeyRequest, open_grant};
+    admits_only_while_delegated(|n| Admission::Invocation { nonce: [n; 16] });
+}
+
+#[test]
+fn an_enclave_admits_a_gateways_chain_steps_only_while_it_is_delegated() {
+    // A sequence the gateway runs for the owner: each step is admitted
+    // under the delegation, and none once it is revoked.
+    admits_only_while_delegated(|n| Admission::ChainStep {
+        chain_id: [n; 16],
+        index: u64::from(n % 3),
+    });
+}
+
+/// Admissions made with `admission(n)` (a fresh one for each `n`) for the
+/// owner, then for a gateway before, during and after its delegation.
+fn admits_only_while_delegated(admission: impl Fn(u8) -> Admission) {
+    use clemmys_proto::broker::{AdmitRequest, KeyRequest, open_grant};
     use clemmys_proto::identity::EnclaveKeys;
 
     let fixture = Fixture::new();
@@ -265,7 +281,7 @@ fn an_enclave_admits_a_gateways_invocation_only_while_it_is_delegated() {
             "ns",
             "a",
             1,
-            Admission::Invocation { nonce: [nonce; 16] },
+            admission(nonce),
             // At the replay floor of a broker that just started.
             now_ms() + crate::MAX_CLOCK_SKEW_MS,
         )
