@@ -55,7 +55,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use home::{
-    BrokerPin, ChainEntry, ClientHome, KeyringEntry, OpenedSession, SessionEntry, SessionSecret,
+    BrokerPin, ChainEntry, ClientHome, HomeVault, KeyringEntry, OpenedSession, SessionEntry,
+    SessionSecret,
 };
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
