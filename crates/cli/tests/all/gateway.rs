@@ -1707,3 +1707,71 @@ fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
         "{body}"
     );
 }
+
+#[test]
+fn a_revoked_gateways_sequence_stops() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    sequence_with_curl(&owners, "shout-then-greet", &["/guest/secret", "/_/hello"]);
+    let run = || {
+        let params = json!({"secret": unique("gwrevoked-")}).to_string();
+        curl(
+            &gateway.url,
+            pin,
+            "POST",
+            "/api/v1/namespaces/_/actions/shout-then-greet?blocking=true&result=true",
+            Some(&owners.credential),
+            Some(&params),
+        )
+    };
+    // Delegated: it runs, twice (the second run within the chain session
+    // the first opened).
+    for _ in 0..2 {
+        let (status, body) = run();
+        assert_eq!(status, 200, "{body}\n{}", gateway.log());
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).ok(),
+            Some(json!({"payload": "Hello, World!"})),
+            "{body}"
+        );
+    }
+
+    // The owner revokes the delegation at the broker.
+    let gateway_id = owner
+        .clemmys(&["gateway", "verify", &gateway.url, "--json"])
+        .success()
+        .json()["identity"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identity"))
+        .to_owned();
+    owner
+        .clemmys(&["gateway", "revoke", &gateway_id])
+        .success()
+        .stdout_has("revoked gateway");
+
+    // The next run is refused, at the latest once an enclave's cached
+    // admission (up to about a second) has lapsed.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (status, body) = loop {
+        let (status, body) = run();
+        if status != 200 || Instant::now() >= deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 403, "the revoked gateway's sequence ran: {body}");
+    let refused: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(refused.get("payload").is_none(), "{refused}");
+    // The enclave's typed refusal: this client is not allowed (no live
+    // delegation from the owner).
+    assert_eq!(refused["refusal"], "client_not_allowed", "{refused}");
+    // The owner is not locked out of the sequence's steps.
+    owner
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "owner", "-r"])
+        .success()
+        .stdout_has("Hello, owner!");
+}
