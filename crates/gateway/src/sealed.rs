@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use clemmys_client::confidential::{ConfidentialError, HomeVault};
 use clemmys_proto::ClientId;
 use clemmys_proto::identity::ClientIdentity;
+use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::wire::{Reader, Writer};
 use clemmys_tee::{CounterError, StorageKey, Tee, os_rng};
 use zeroize::Zeroizing;
@@ -60,8 +61,13 @@ const REVOKED_AAD: &[u8] = b"clemmys/gateway-revoked-aad/v1";
 const REVOKED_LIST_FRAME: &str = "clemmys/gateway-revoked-list/v1";
 const STATE_FRAME: &str = "clemmys/gateway-state/v1";
 const STATE_AAD: &[u8] = b"clemmys/gateway-state-aad/v1";
-/// The associated data of a client log line (the log's name follows).
-const LOG_AAD: &str = "clemmys/gateway-client-log/v1/";
+/// The label of a client log line's key (the log's name, `/` and the
+/// line's salt follow).
+const LOG_LABEL: &str = "clemmys/gateway-client-log/v1/";
+/// The bytes of a client log line's salt.
+const LOG_SALT: usize = 16;
+/// The entry of the key client log lines' keys derive from.
+const LOG_KEY_ENTRY: &str = "log-key";
 /// The entry of the revoked credentials in the sealed state.
 const REVOKED_ENTRY: &str = "revoked";
 /// The prefix of the client state's files in the sealed state.
@@ -267,6 +273,10 @@ pub struct SealedState {
     path: PathBuf,
     tee: Arc<dyn Tee>,
     key: StorageKey,
+    /// The key each log line's own key derives from (with a random salt
+    /// per line): a line per invocation is too many for random nonces
+    /// under one key.
+    log_key: ExportedKey,
     current: Mutex<Versioned>,
 }
 
@@ -319,12 +329,25 @@ impl SealedState {
         }
         // A write whose counter step a crash lost: the counter catches up.
         tee.advance_counter(version)?;
+        let stored_log_key = entries
+            .get(LOG_KEY_ENTRY)
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
+        let new_log_key = stored_log_key.is_none();
         let state = Self {
             path,
             tee,
             key,
+            log_key: ExportedKey::from_bytes(stored_log_key.unwrap_or_else(|| {
+                let mut bytes = [0u8; 32];
+                rand_core::Rng::fill_bytes(&mut os_rng(), &mut bytes);
+                bytes
+            })),
             current: Mutex::new(Versioned { version, entries }),
         };
+        if new_log_key {
+            let bytes = Zeroizing::new(*state.log_key.as_bytes());
+            state.put(LOG_KEY_ENTRY, bytes.as_slice())?;
+        }
         if let Some(revoked) = legacy {
             state.put(REVOKED_ENTRY, &encode_revoked(&revoked))?;
             let old = dir.join(LEGACY_REVOKED_FILE);
@@ -460,23 +483,32 @@ impl HomeVault for SealedState {
     }
 
     fn seal_record(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
-        self.key
-            .seal(
-                plaintext,
-                format!("{LOG_AAD}{name}").as_bytes(),
-                &mut os_rng(),
-            )
-            .map_err(|error| ConfidentialError::State(error.to_string()))
+        let mut salt = [0u8; LOG_SALT];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut salt);
+        let sealed = self
+            .line_key(name, &salt)
+            .and_then(|key| key.seal(plaintext, name.as_bytes()))
+            .map_err(|error| ConfidentialError::State(error.to_string()))?;
+        Ok([&salt[..], &sealed].concat())
     }
 
     fn open_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.key
-            .open(
-                sealed,
-                format!("{LOG_AAD}{name}").as_bytes(),
-                "client log line",
-            )
+        let (salt, sealed) = sealed.split_at_checked(LOG_SALT)?;
+        self.line_key(name, salt)
+            .ok()?
+            .open(sealed, name.as_bytes(), "client log line")
             .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+impl SealedState {
+    /// The key of one line of log `name`: its own, derived with a random
+    /// salt, so that it seals one message under [`ExportedKey::seal`]'s
+    /// fixed nonce.
+    fn line_key(&self, name: &str, salt: &[u8]) -> Result<ExportedKey, clemmys_proto::ProtoError> {
+        let label = [LOG_LABEL.as_bytes(), name.as_bytes(), b"/", salt].concat();
+        self.log_key.derive(&label)
     }
 }
 
@@ -655,10 +687,8 @@ mod tests {
         std::fs::write(dir.path().join(STATE_FILE), &old).expect("restored");
         assert!(matches!(
             load(),
-            Err(SealedStateError::RolledBack {
-                state_version: 1,
-                counter: 2
-            })
+            Err(SealedStateError::RolledBack { state_version, counter })
+                if state_version + 1 == counter
         ));
         // Or deletes it.
         std::fs::remove_file(dir.path().join(STATE_FILE)).expect("removed");
