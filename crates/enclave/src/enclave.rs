@@ -36,8 +36,11 @@ use zeroize::Zeroizing;
 use crate::EnclaveError;
 
 mod chain;
+mod lease;
 
 use chain::{ChainSession, ChainSessionStep};
+use lease::{AdmissionLease, LeaseScope};
+pub use lease::{SESSION_LEASE, SESSION_LEASE_USES};
 
 /// One run the host asks for: everything in it is sealed or public.
 #[derive(Debug)]
@@ -184,6 +187,9 @@ pub struct Enclave {
     sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
     /// Chain sessions this enclave takes part in, by (session id, step).
     chain_sessions: Mutex<HashMap<ChainSessionStep, Arc<ChainSession>>>,
+    /// The broker's last admission, reused for session requests in its
+    /// scope for a short while (see [`lease`]).
+    session_lease: Mutex<Option<AdmissionLease>>,
 }
 
 /// Most sessions (and, separately, chain session steps) one enclave keeps;
@@ -243,6 +249,7 @@ impl Enclave {
             javascript: None,
             sessions: Mutex::new(HashMap::new()),
             chain_sessions: Mutex::new(HashMap::new()),
+            session_lease: Mutex::new(None),
         })
     }
 
@@ -436,7 +443,8 @@ impl Enclave {
 
     /// One request of a session: symmetric keys only. The session fixes the
     /// client and the version; the session refuses a counter it accepted
-    /// before, and the broker a version that is no longer current.
+    /// before, and the broker (or, for up to a second, this enclave's
+    /// lease of its last admission) a version that is no longer current.
     fn run_session(
         &self,
         run: SealedRun<'_>,
@@ -692,6 +700,18 @@ impl Enclave {
         timestamp_ms: u64,
         delegate: Option<clemmys_proto::ClientId>,
     ) -> Result<(), EnclaveError> {
+        let scope = |grant: &KeyGrant| LeaseScope {
+            grant_id: grant.grant_id,
+            version,
+            delegate,
+        };
+        if matches!(admission, Admission::SessionRequest { .. })
+            && lock(&self.session_lease).as_mut().is_some_and(|lease| {
+                lease.admit(&scope(&provisioned.grant), timestamp_ms, Instant::now())
+            })
+        {
+            return Ok(());
+        }
         let ask = |grant: &KeyGrant| -> Result<Result<(), EnclaveError>, EnclaveError> {
             let request = AdmitRequest::new(
                 &grant.admission_key,
@@ -712,7 +732,14 @@ impl Enclave {
                     reply.verify(&grant.admission_key, &request)?,
                     reply.not_before_ms,
                 ) {
-                    (Ok(()), _) => Ok(()),
+                    (Ok(()), _) => {
+                        *lock(&self.session_lease) = Some(AdmissionLease::granted(
+                            scope(grant),
+                            timestamp_ms,
+                            Instant::now(),
+                        ));
+                        Ok(())
+                    }
                     (Err(_), Some(floor_ms)) => Err(EnclaveError::StampedBeforeFloor { floor_ms }),
                     (Err((refusal, reason)), None) => {
                         Err(EnclaveError::Refused { refusal, reason })

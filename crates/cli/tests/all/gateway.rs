@@ -34,6 +34,9 @@ use crate::npm::npm_client_dir;
 
 /// What `clemmys gateway serve` announces before its URL.
 const ANNOUNCEMENT: &str = "attested gateway serving on ";
+/// Longer than an enclave's session lease (`clemmys_enclave::SESSION_LEASE`),
+/// the longest a broker admission vouches for a session's later requests.
+const SESSION_LEASE_PASSED: Duration = Duration::from_millis(1_100);
 
 /// A `clemmys gateway serve` child process with a state directory of its
 /// own, logging at debug level into a file. Dropping it kills it.
@@ -707,6 +710,9 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .clemmys(&["gateway", "revoke", &gateway_id])
         .success()
         .stdout_has("revoked gateway");
+    // An enclave admits a session's requests on a broker admission for up
+    // to a second (its session lease): the revocation holds after that.
+    std::thread::sleep(SESSION_LEASE_PASSED);
     let after = step(
         gateway,
         &auth,

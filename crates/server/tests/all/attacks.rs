@@ -660,12 +660,14 @@ async fn session_request_sent_to_another_action_is_rejected() {
 async fn session_request_to_an_enclave_kept_from_an_update_is_rejected() {
     // The provider never provisions the new version (no prewarm) and keeps
     // serving the session from the enclave that holds the old grant, the
-    // old code and the session's keys: the broker, asked to admit every
-    // session request, knows the version moved on.
+    // old code and the session's keys: once the enclave's session lease
+    // has run out, the broker, asked to admit the session request, knows
+    // the version moved on.
     let server = TestServer::start_with(|config| config.enclave_pool.prewarm = false).await;
     let owner = server.owner().await;
     let body = session_request(&owner).await;
     owner.deploy("echo", "hello").await;
+    tokio::time::sleep(clemmys_enclave::SESSION_LEASE).await;
     let message = refusal_message(&post_sealed(&server, "echo", &body).await);
     assert!(
         message.contains("is for version 1 but the action is at version 2"),
