@@ -1,13 +1,14 @@
 //! Actions: the stored document, the `PUT` body, and their OpenWhisk JSON.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::limits::{ActionLimits, ActionLimitsPut};
 use crate::name::EntityName;
 
 /// One `{key, value}` pair of OpenWhisk's parameter and annotation arrays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyValue {
     /// The key.
     pub key: String,
@@ -17,6 +18,7 @@ pub struct KeyValue {
 
 /// An ordered list of `{key, value}` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct KeyValues(pub Vec<KeyValue>);
 
@@ -250,69 +252,161 @@ impl Action {
     /// The `exec` object of the OpenWhisk JSON. `code` is the text to show
     /// (base64 for wasm, the source for JavaScript), or `None` when the
     /// caller asked for `code=false`.
-    fn exec_json(&self, code: Option<String>) -> Value {
+    fn api_exec(&self, code: Option<String>) -> ApiExec {
         match &self.exec {
-            Exec::Wasm { main, .. } => {
-                let mut exec = json!({ "kind": crate::WASM_KIND, "binary": true });
-                if let Some(code) = code {
-                    exec["code"] = Value::String(code);
-                }
-                if let Some(main) = main {
-                    exec["main"] = Value::String(main.clone());
-                }
-                exec
-            }
-            Exec::JavaScript { runtime, main, .. } => {
+            Exec::Wasm { main, .. } => ApiExec {
+                kind: crate::WASM_KIND.to_owned(),
+                binary: Some(true),
+                code,
+                main: main.clone(),
+                components: None,
+            },
+            Exec::JavaScript { runtime, main, .. } => ApiExec {
+                kind: runtime.as_str().to_owned(),
                 // Sealed source is bytes, shown in base64.
-                let binary = self.is_confidential();
-                let mut exec = json!({ "kind": runtime.as_str(), "binary": binary });
-                if let Some(code) = code {
-                    exec["code"] = Value::String(code);
-                }
-                if let Some(main) = main {
-                    exec["main"] = Value::String(main.clone());
-                }
-                exec
-            }
-            Exec::Sequence { components } => {
-                json!({ "kind": crate::SEQUENCE_KIND, "components": components })
-            }
+                binary: Some(self.is_confidential()),
+                code,
+                main: main.clone(),
+                components: None,
+            },
+            Exec::Sequence { components } => ApiExec {
+                kind: crate::SEQUENCE_KIND.to_owned(),
+                binary: None,
+                code: None,
+                main: None,
+                components: Some(components.clone()),
+            },
+        }
+    }
+
+    /// The full OpenWhisk shape of `GET …/actions/{name}`.
+    pub fn to_api(&self, code: Option<String>) -> ApiAction {
+        ApiAction {
+            namespace: self.namespace_path(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            exec: self.api_exec(code),
+            limits: self.limits,
+            annotations: self.annotations.clone(),
+            parameters: self.parameters.clone(),
+            updated: self.updated,
         }
     }
 
     /// The full OpenWhisk JSON of `GET …/actions/{name}`.
     pub fn to_api_json(&self, code: Option<String>) -> Value {
-        json!({
-            "namespace": self.namespace_path(),
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "exec": self.exec_json(code),
-            "limits": self.limits,
-            "annotations": self.annotations,
-            "parameters": self.parameters,
-            "updated": self.updated,
-        })
+        crate::api_json(&self.to_api(code))
+    }
+
+    /// The summary of one entry in `GET …/actions`.
+    pub fn to_summary(&self) -> ApiActionSummary {
+        ApiActionSummary {
+            namespace: self.namespace_path(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            annotations: self.annotations.clone(),
+            limits: self.limits,
+            exec: ApiExecSummary {
+                binary: matches!(self.exec, Exec::Wasm { .. }),
+            },
+            updated: self.updated,
+        }
     }
 
     /// The summary JSON of one entry in `GET …/actions`.
     pub fn to_summary_json(&self) -> Value {
-        let binary = matches!(self.exec, Exec::Wasm { .. });
-        json!({
-            "namespace": self.namespace_path(),
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "annotations": self.annotations,
-            "limits": self.limits,
-            "exec": { "binary": binary },
-            "updated": self.updated,
-        })
+        crate::api_json(&self.to_summary())
     }
+}
+
+/// The `exec` of an action as the API shows it: `kind` with `code`
+/// (unless `code=false`), `binary` and `main` for code actions, `kind`
+/// and `components` for a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Exec))]
+pub struct ApiExec {
+    /// `wasm`, a JavaScript kind (`nodejs:20`, ...) or `sequence`.
+    pub kind: String,
+    /// Whether `code` is base64 (wasm, and confidential JavaScript);
+    /// absent for a sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub binary: Option<bool>,
+    /// The code: base64 for wasm (or a sealed envelope), source text for
+    /// JavaScript; absent with `code=false` and for a sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub code: Option<String>,
+    /// The entry point, when not the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub main: Option<String>,
+    /// A sequence's steps, `/ns/[pkg/]name` each, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub components: Option<Vec<String>>,
+}
+
+/// The `exec` of an action in a list: whether its code is binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ExecSummary))]
+pub struct ApiExecSummary {
+    /// Whether the action's code is base64 (wasm).
+    pub binary: bool,
+}
+
+/// An action as `GET`, `PUT` and `DELETE …/actions/{name}` answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Action))]
+pub struct ApiAction {
+    /// `namespace`, or `namespace/package` for an action in a package.
+    pub namespace: String,
+    /// The action's name.
+    pub name: String,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: String,
+    /// Whether the action is shared with other namespaces.
+    pub publish: bool,
+    /// How it runs.
+    pub exec: ApiExec,
+    /// Its limits.
+    pub limits: ActionLimits,
+    /// Annotations, as given by the owner plus the ones the platform adds.
+    pub annotations: KeyValues,
+    /// Bound parameters.
+    pub parameters: KeyValues,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
+/// One entry of `GET …/actions`: an action without its code and
+/// parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActionSummary))]
+pub struct ApiActionSummary {
+    /// `namespace`, or `namespace/package` for an action in a package.
+    pub namespace: String,
+    /// The action's name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Whether the action is shared with other namespaces.
+    pub publish: bool,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// Its limits.
+    pub limits: ActionLimits,
+    /// Whether its code is binary.
+    pub exec: ApiExecSummary,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
 }
 
 /// The `exec` of a `PUT` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecPut {
     /// `wasm`, a JavaScript kind (`nodejs:20`, ...) or `sequence` (other
     /// OpenWhisk kinds are refused with a message listing the supported
@@ -358,6 +452,7 @@ impl ExecPut {
 
 /// The body of `PUT …/actions/{name}`: every field optional, as in OpenWhisk.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionPut {
     /// Ignored if present (the path decides), accepted for compatibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,6 +482,8 @@ pub struct ActionPut {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn kv(pairs: &[(&str, Value)]) -> KeyValues {

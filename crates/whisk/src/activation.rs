@@ -81,6 +81,7 @@ impl fmt::Display for ActivationId {
 
 /// The outcome of an activation: OpenWhisk's four statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ActivationStatus {
     /// The action ran and returned a result.
     #[serde(rename = "success")]
@@ -133,6 +134,7 @@ impl ActivationStatus {
 /// result}` (OpenWhisk keeps the numeric code internal and shows it only as
 /// `statusCode` in list summaries).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivationResponse {
     /// One of the four status strings.
     pub status: ActivationStatus,
@@ -166,6 +168,7 @@ impl ActivationResponse {
 
 /// One activation record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Activation {
     /// Namespace of the action (the caller's namespace).
@@ -175,6 +178,7 @@ pub struct Activation {
     /// Who invoked it.
     pub subject: String,
     /// Its id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub activation_id: ActivationId,
     /// Version of the action that ran.
     pub version: String,
@@ -188,6 +192,7 @@ pub struct Activation {
     pub duration: u64,
     /// The enclosing sequence's activation, for sequence components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable = false))]
     pub cause: Option<ActivationId>,
     /// Outcome and result.
     pub response: ActivationResponse,
@@ -199,34 +204,109 @@ pub struct Activation {
 
 impl Activation {
     /// The summary OpenWhisk lists without `docs=true`.
-    pub fn to_summary_json(&self) -> Value {
-        let mut summary = json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version,
-            "subject": self.subject,
-            "publish": self.publish,
-            "annotations": self.annotations,
-            "activationId": self.activation_id,
-            "start": self.start,
-            "end": self.end,
-            "duration": self.duration,
-            "statusCode": self.response.status.code(),
-        });
-        if let Some(cause) = self.cause {
-            summary["cause"] = json!(cause);
+    pub fn to_summary(&self) -> ApiActivationSummary {
+        ApiActivationSummary {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            subject: self.subject.clone(),
+            publish: self.publish,
+            annotations: self.annotations.clone(),
+            activation_id: self.activation_id,
+            start: self.start,
+            end: self.end,
+            duration: self.duration,
+            status_code: self.response.status.code(),
+            cause: self.cause,
         }
-        summary
+    }
+
+    /// The summary JSON OpenWhisk lists without `docs=true`.
+    pub fn to_summary_json(&self) -> Value {
+        crate::api_json(&self.to_summary())
     }
 
     /// `GET …/activations/{id}/result`: `{result, success, status}`.
-    pub fn to_result_json(&self) -> Value {
-        json!({
-            "result": self.response.result.clone().unwrap_or_else(|| json!({})),
-            "success": self.response.success,
-            "status": self.response.status,
-        })
+    pub fn to_result(&self) -> ApiActivationResult {
+        ApiActivationResult {
+            result: self.response.result.clone().unwrap_or_else(|| json!({})),
+            success: self.response.success,
+            status: self.response.status,
+        }
     }
+
+    /// The JSON of `GET …/activations/{id}/result`.
+    pub fn to_result_json(&self) -> Value {
+        crate::api_json(&self.to_result())
+    }
+}
+
+/// One entry of `GET …/activations` without `docs=true`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationSummary))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiActivationSummary {
+    /// Namespace of the action.
+    pub namespace: String,
+    /// Name of the action.
+    pub name: String,
+    /// Version of the action that ran.
+    pub version: String,
+    /// Who invoked it.
+    pub subject: String,
+    /// Whether the record is published.
+    pub publish: bool,
+    /// `path`, `kind`, `limits`, `waitTime`, `initTime`, `timeout`, …
+    pub annotations: KeyValues,
+    /// Its id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub activation_id: ActivationId,
+    /// Start, epoch milliseconds.
+    pub start: u64,
+    /// End, epoch milliseconds.
+    pub end: u64,
+    /// Milliseconds between start and end.
+    pub duration: u64,
+    /// OpenWhisk's numeric status: 0 success, 1 application error, 2
+    /// action developer error, 3 whisk internal error.
+    pub status_code: u8,
+    /// The enclosing sequence's activation, for sequence components.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable = false))]
+    pub cause: Option<ActivationId>,
+}
+
+/// `GET …/activations/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationResult))]
+pub struct ApiActivationResult {
+    /// What the action returned (any JSON object; `{error: …}` on
+    /// failure, `{}` when there is none).
+    pub result: Value,
+    /// `status == success`.
+    pub success: bool,
+    /// One of the four status strings.
+    pub status: ActivationStatus,
+}
+
+/// `GET …/activations/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationLogs))]
+pub struct ApiActivationLogs {
+    /// `"<ISO time> stderr: line"` log lines (for sequences, component
+    /// ids).
+    pub logs: Vec<String>,
+}
+
+/// A started activation's id: the answer of a non-blocking invoke (or one
+/// whose wait ran out) and of a trigger fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationStarted))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiActivationStarted {
+    /// The activation's id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub activation_id: ActivationId,
 }
 
 /// Now, in milliseconds since the Unix epoch: the clock of activation

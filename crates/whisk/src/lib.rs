@@ -9,6 +9,14 @@
 //!
 //! Confidential actions use the same types: their `exec.code`, parameters and
 //! results simply carry sealed envelopes that this crate never interprets.
+//!
+//! Where the stored document and the API's JSON differ (an action's `exec`
+//! keeps a code digest but shows code, a package's `binding` is `{}` or
+//! `false`, …), the JSON is a typed `Api…` view (`ApiAction`, `ApiPackage`,
+//! …) that the `to_api_json` methods serialise. With the `openapi` feature
+//! those views, the `PUT` bodies and the records the API answers as stored
+//! derive `utoipa::ToSchema`, so the controller's OpenAPI document describes
+//! exactly the JSON that is served.
 
 pub mod action;
 pub mod activation;
@@ -20,13 +28,31 @@ pub mod trigger;
 pub mod web;
 pub mod web_http;
 
-pub use action::{Action, ActionPut, Exec, JsKind, KeyValue, KeyValues};
-pub use activation::{Activation, ActivationId, ActivationResponse, ActivationStatus, now_ms};
+use serde::Serialize;
+
+pub use action::{
+    Action, ActionPut, ApiAction, ApiActionSummary, Exec, ExecPut, JsKind, KeyValue, KeyValues,
+};
+pub use activation::{
+    Activation, ActivationId, ActivationResponse, ActivationStatus, ApiActivationLogs,
+    ApiActivationResult, ApiActivationStarted, ApiActivationSummary, now_ms,
+};
 pub use auth::{AuthKey, NamespaceRecord};
-pub use limits::{ActionLimits, LimitError, NamespaceLimits};
+pub use limits::{ActionLimits, ApiNamespaceLimits, LimitError, NamespaceLimits};
 pub use name::{EntityName, FullyQualifiedName, NameError};
-pub use package::{Binding, Package, PackagePut};
-pub use trigger::{EntityRef, ReducedRule, Rule, RulePut, RuleStatus, Trigger, TriggerPut};
+pub use package::{ApiPackage, ApiPackageSummary, Binding, Package, PackagePut};
+pub use trigger::{
+    ApiRule, ApiTrigger, ApiTriggerSummary, EntityRef, ReducedRule, Rule, RulePut, RuleStatus,
+    RuleStatusPut, Trigger, TriggerPut,
+};
+
+/// A view of the API's JSON as a JSON value. The views are structs of
+/// strings, numbers, lists and string-keyed maps, which always serialise.
+pub(crate) fn api_json<T: Serialize>(view: &T) -> serde_json::Value {
+    // Only maps with non-string keys (or failing `Serialize` impls) fail,
+    // and the views have neither.
+    serde_json::to_value(view).expect("an API view has string keys only")
+}
 
 /// Annotation marking an action whose code, inputs and outputs are sealed.
 pub const CONFIDENTIAL_ANNOTATION: &str = "confidential";

@@ -84,6 +84,7 @@ pub enum LimitError {
 
 /// The limits of one action, as OpenWhisk serialises them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionLimits {
     /// Wall-clock limit of one activation, in milliseconds.
     pub timeout: u64,
@@ -108,6 +109,7 @@ impl Default for ActionLimits {
 
 /// Limits as given in a `PUT` body: every field optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionLimitsPut {
     /// Timeout in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,9 +197,11 @@ fn out_of_range<T: PartialOrd + Copy>(value: T, min: T, max: T) -> Option<(T, &'
     }
 }
 
-/// Per-namespace throttles and the action limit ranges, as
-/// `GET /namespaces/{ns}/limits` reports them.
+/// Per-namespace throttles, as stored and as the admin routes show them;
+/// `GET /namespaces/{ns}/limits` reports them with the action limit ranges
+/// ([`ApiNamespaceLimits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NamespaceThrottles))]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceLimits {
     /// Activations of this namespace that may run at once.
@@ -223,27 +227,68 @@ impl Default for NamespaceLimits {
 }
 
 impl NamespaceLimits {
-    /// The JSON OpenWhisk's `limits` route answers, with the action ranges
+    /// What OpenWhisk's `limits` route answers, with the action ranges
     /// (memory and logs in MB, as OpenWhisk writes its memory and log
     /// limits).
-    pub fn to_api_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "concurrentInvocations": self.concurrent_invocations,
-            "invocationsPerMinute": self.invocations_per_minute,
-            "firesPerMinute": self.fires_per_minute,
-            "minActionMemory": MIN_MEMORY_MB,
-            "maxActionMemory": MAX_MEMORY_MB,
-            "minActionLogs": MIN_LOGS_MB,
-            "maxActionLogs": MAX_LOGS_MB,
-            "minActionTimeout": MIN_TIMEOUT_MS,
-            "maxActionTimeout": MAX_TIMEOUT_MS,
-            "minActionConcurrency": MIN_CONCURRENCY,
-            "maxActionConcurrency": MAX_CONCURRENCY,
-            "maxParameterSize": MAX_PAYLOAD_BYTES,
-            "maxPayloadSize": MAX_PAYLOAD_BYTES,
-            "confidentialOnly": self.confidential_only,
-        })
+    pub fn to_api(&self) -> ApiNamespaceLimits {
+        ApiNamespaceLimits {
+            concurrent_invocations: self.concurrent_invocations,
+            invocations_per_minute: self.invocations_per_minute,
+            fires_per_minute: self.fires_per_minute,
+            min_action_memory: MIN_MEMORY_MB,
+            max_action_memory: MAX_MEMORY_MB,
+            min_action_logs: MIN_LOGS_MB,
+            max_action_logs: MAX_LOGS_MB,
+            min_action_timeout: MIN_TIMEOUT_MS,
+            max_action_timeout: MAX_TIMEOUT_MS,
+            min_action_concurrency: MIN_CONCURRENCY,
+            max_action_concurrency: MAX_CONCURRENCY,
+            max_parameter_size: MAX_PAYLOAD_BYTES,
+            max_payload_size: MAX_PAYLOAD_BYTES,
+            confidential_only: self.confidential_only,
+        }
     }
+
+    /// The JSON OpenWhisk's `limits` route answers.
+    pub fn to_api_json(&self) -> serde_json::Value {
+        crate::api_json(&self.to_api())
+    }
+}
+
+/// `GET /namespaces/{ns}/limits`: the namespace's throttles and the ranges
+/// an action's limits may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NamespaceLimits))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiNamespaceLimits {
+    /// Activations of this namespace that may run at once.
+    pub concurrent_invocations: u32,
+    /// Invocations accepted per minute.
+    pub invocations_per_minute: u32,
+    /// Trigger fires accepted per minute.
+    pub fires_per_minute: u32,
+    /// The least memory an action may have, in MB.
+    pub min_action_memory: u32,
+    /// The most memory an action may have, in MB.
+    pub max_action_memory: u32,
+    /// The least log size an action may have, in MB.
+    pub min_action_logs: u32,
+    /// The most log size an action may have, in MB.
+    pub max_action_logs: u32,
+    /// The shortest timeout an action may have, in milliseconds.
+    pub min_action_timeout: u64,
+    /// The longest timeout an action may have, in milliseconds.
+    pub max_action_timeout: u64,
+    /// The least per-instance concurrency.
+    pub min_action_concurrency: u32,
+    /// The most per-instance concurrency.
+    pub max_action_concurrency: u32,
+    /// The largest bound parameters, in bytes.
+    pub max_parameter_size: usize,
+    /// The largest invoke payload, in bytes.
+    pub max_payload_size: usize,
+    /// Whether plain (unprotected) actions are refused in this namespace.
+    pub confidential_only: bool,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub enum NameError {
 /// A validated entity name (namespace, package or action): OpenWhisk's
 /// `\A([\w]|[\w][\w@ .&-]*[\w@.&-])\z`, at most 256 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct EntityName(String);
 

@@ -3,12 +3,14 @@
 //! of another, with parameters of its own), as OpenWhisk has them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use crate::action::ApiActionSummary;
 use crate::{EntityName, KeyValues};
 
 /// The package a binding refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Binding {
     /// Its namespace.
     pub namespace: EntityName,
@@ -40,54 +42,135 @@ pub struct Package {
 }
 
 impl Package {
-    /// `binding` as OpenWhisk shows it: `{}` for a package, else the
-    /// referred package.
-    fn binding_json(&self) -> Value {
-        match &self.binding {
-            Some(binding) => json!({ "namespace": binding.namespace, "name": binding.name }),
-            None => json!({}),
+    /// The full OpenWhisk shape of `GET …/packages/{name}`; `actions` are
+    /// the summaries of the actions it holds (a binding's are its
+    /// package's).
+    pub fn to_api(&self, actions: Vec<ApiActionSummary>) -> ApiPackage {
+        ApiPackage {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            binding: ApiBinding {
+                namespace: self.binding.as_ref().map(|b| b.namespace.to_string()),
+                name: self.binding.as_ref().map(|b| b.name.to_string()),
+            },
+            parameters: self.parameters.clone(),
+            annotations: self.annotations.clone(),
+            actions,
+            feeds: Vec::new(),
+            updated: self.updated,
         }
     }
 
-    /// The full OpenWhisk JSON of `GET …/packages/{name}`; `actions` are
-    /// the summaries of the actions it holds (a binding's are its
-    /// package's).
-    pub fn to_api_json(&self, actions: Vec<Value>) -> Value {
-        json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "binding": self.binding_json(),
-            "parameters": self.parameters,
-            "annotations": self.annotations,
-            "actions": actions,
-            "feeds": [],
-            "updated": self.updated,
-        })
+    /// The full OpenWhisk JSON of `GET …/packages/{name}`.
+    pub fn to_api_json(&self, actions: Vec<ApiActionSummary>) -> Value {
+        crate::api_json(&self.to_api(actions))
     }
 
-    /// The summary JSON of one entry in `GET …/packages`: `binding` is
-    /// `false` for a package, as OpenWhisk lists it.
-    pub fn to_summary_json(&self) -> Value {
-        let binding = match &self.binding {
-            Some(_) => self.binding_json(),
-            None => Value::Bool(false),
-        };
-        json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "binding": binding,
-            "annotations": self.annotations,
-            "updated": self.updated,
-        })
+    /// The summary of one entry in `GET …/packages`: `binding` is `false`
+    /// for a package, as OpenWhisk lists it.
+    pub fn to_summary(&self) -> ApiPackageSummary {
+        ApiPackageSummary {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            binding: match &self.binding {
+                Some(binding) => ApiListedBinding::Binding(binding.clone()),
+                None => ApiListedBinding::Package(false),
+            },
+            annotations: self.annotations.clone(),
+            updated: self.updated,
+        }
     }
+
+    /// The summary JSON of one entry in `GET …/packages`.
+    pub fn to_summary_json(&self) -> Value {
+        crate::api_json(&self.to_summary())
+    }
+}
+
+/// A package's `binding` as `GET` shows it: `{}` for a package, the
+/// referred package for a binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PackageBinding))]
+pub struct ApiBinding {
+    /// The referred package's namespace; absent for a package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub namespace: Option<String>,
+    /// The referred package's name; absent for a package.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub name: Option<String>,
+}
+
+/// A package's `binding` in a list: `false` for a package, the referred
+/// package for a binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ListedBinding))]
+#[serde(untagged)]
+pub enum ApiListedBinding {
+    /// A package: always `false`.
+    Package(bool),
+    /// A binding: the package it refers to.
+    Binding(Binding),
+}
+
+/// A package or binding as `GET`, `PUT` and `DELETE …/packages/{name}`
+/// answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Package))]
+pub struct ApiPackage {
+    /// The namespace the package lives in.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: String,
+    /// Whether other namespaces may read it, bind to it and invoke its
+    /// actions.
+    pub publish: bool,
+    /// `{}`, or for a binding the package it refers to.
+    pub binding: ApiBinding,
+    /// Default parameters of its actions.
+    pub parameters: KeyValues,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// The actions it holds (a binding's are its package's); empty in the
+    /// answers of `PUT` and `DELETE`.
+    pub actions: Vec<ApiActionSummary>,
+    /// Always empty: feeds are actions of the `whisk.system` packages.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub feeds: Vec<Value>,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
+/// One entry of `GET …/packages`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PackageSummary))]
+pub struct ApiPackageSummary {
+    /// The namespace the package lives in.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// `false`, or for a binding the package it refers to.
+    pub binding: ApiListedBinding,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
 }
 
 /// The `binding` of a `PUT` body: `{}` (or absent) for a package.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindingPut {
     /// The referred package's namespace (`_` is the caller's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +189,7 @@ impl BindingPut {
 
 /// The body of `PUT …/packages/{name}`: every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PackagePut {
     /// Ignored if present (the path decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,8 +227,11 @@ pub fn package_parameters(package: &Package, binding: Option<&Package>) -> Map<S
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::KeyValue;
+    use crate::action::ApiExecSummary;
 
     fn name(text: &str) -> EntityName {
         EntityName::new(text).expect("name")
@@ -178,11 +265,23 @@ mod tests {
     #[test]
     fn package_json_has_openwhisk_shape() {
         let plain = package(None, kv(&[("a", json!(1))]));
-        let full = plain.to_api_json(vec![json!({"name": "hello"})]);
+        let hello = ApiActionSummary {
+            namespace: "guest/tools".into(),
+            name: "hello".into(),
+            version: "0.0.1".into(),
+            publish: false,
+            annotations: KeyValues::default(),
+            limits: crate::ActionLimits::default(),
+            exec: ApiExecSummary { binary: true },
+            updated: 7,
+        };
+        let full = plain.to_api_json(vec![hello]);
         assert_eq!(full["binding"], json!({}));
         assert_eq!(full["version"], "0.0.1");
         assert_eq!(full["parameters"], json!([{"key": "a", "value": 1}]));
-        assert_eq!(full["actions"], json!([{"name": "hello"}]));
+        assert_eq!(full["actions"][0]["name"], "hello");
+        assert_eq!(full["actions"][0]["exec"], json!({"binary": true}));
+        assert_eq!(full["feeds"], json!([]));
         assert_eq!(plain.to_summary_json()["binding"], json!(false));
         assert!(plain.to_summary_json().get("parameters").is_none());
 

@@ -15,6 +15,7 @@ use crate::{EntityName, KeyValues};
 /// A reference to an entity as OpenWhisk writes it: `{path, name}`, with
 /// `path` the namespace, or `namespace/package` for an action in a package.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntityRef {
     /// `namespace` or `namespace/package`.
     pub path: String,
@@ -45,6 +46,7 @@ impl fmt::Display for EntityRef {
 /// Whether a rule fires its action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RuleStatus {
     /// Firing the trigger invokes the action.
     Active,
@@ -54,6 +56,7 @@ pub enum RuleStatus {
 
 /// What a trigger keeps of each of its rules: the action and the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReducedRule {
     /// The action the rule invokes.
     pub action: EntityRef,
@@ -85,35 +88,42 @@ pub struct Trigger {
 }
 
 impl Trigger {
-    /// The full OpenWhisk JSON of `GET …/triggers/{name}`; `rules` only
+    /// The full OpenWhisk shape of `GET …/triggers/{name}`; `rules` only
     /// once the trigger has some, as OpenWhisk shows it.
-    pub fn to_api_json(&self) -> Value {
-        let mut json = json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "parameters": self.parameters,
-            "annotations": self.annotations,
-            "limits": {},
-            "updated": self.updated,
-        });
-        if !self.rules.is_empty() {
-            json["rules"] = json!(self.rules);
+    pub fn to_api(&self) -> ApiTrigger {
+        ApiTrigger {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            parameters: self.parameters.clone(),
+            annotations: self.annotations.clone(),
+            limits: ApiTriggerLimits {},
+            rules: (!self.rules.is_empty()).then(|| self.rules.clone()),
+            updated: self.updated,
         }
-        json
+    }
+
+    /// The full OpenWhisk JSON of `GET …/triggers/{name}`.
+    pub fn to_api_json(&self) -> Value {
+        crate::api_json(&self.to_api())
+    }
+
+    /// The summary of one entry in `GET …/triggers`.
+    pub fn to_summary(&self) -> ApiTriggerSummary {
+        ApiTriggerSummary {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            annotations: self.annotations.clone(),
+            updated: self.updated,
+        }
     }
 
     /// The summary JSON of one entry in `GET …/triggers`.
     pub fn to_summary_json(&self) -> Value {
-        json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "annotations": self.annotations,
-            "updated": self.updated,
-        })
+        crate::api_json(&self.to_summary())
     }
 
     /// The arguments a fire passes to its rules' actions: the trigger's
@@ -137,8 +147,59 @@ impl Trigger {
     }
 }
 
+/// A trigger's `limits`: always `{}`, as in OpenWhisk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TriggerLimits))]
+pub struct ApiTriggerLimits {}
+
+/// A trigger as `GET`, `PUT` and `DELETE …/triggers/{name}` answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Trigger))]
+pub struct ApiTrigger {
+    /// The namespace the trigger lives in.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: String,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Default parameters of every event.
+    pub parameters: KeyValues,
+    /// Annotations (`feed`, …).
+    pub annotations: KeyValues,
+    /// Always `{}`.
+    pub limits: ApiTriggerLimits,
+    /// `namespace/rule` → the rule's action and status; absent until the
+    /// trigger has a rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub rules: Option<BTreeMap<String, ReducedRule>>,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
+/// One entry of `GET …/triggers`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TriggerSummary))]
+pub struct ApiTriggerSummary {
+    /// The namespace the trigger lives in.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
+}
+
 /// The body of `PUT …/triggers/{name}`: every field optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerPut {
     /// Ignored if present (the path decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,25 +251,56 @@ impl Rule {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The OpenWhisk shape of a rule, with the `status` its trigger gives
+    /// it.
+    pub fn to_api(&self, status: RuleStatus) -> ApiRule {
+        ApiRule {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            publish: self.publish,
+            annotations: self.annotations.clone(),
+            trigger: self.trigger.clone(),
+            action: self.action.clone(),
+            status,
+            updated: self.updated,
+        }
+    }
+
     /// The OpenWhisk JSON of a rule, with the `status` its trigger gives it.
     pub fn to_api_json(&self, status: RuleStatus) -> Value {
-        json!({
-            "namespace": self.namespace,
-            "name": self.name,
-            "version": self.version.to_string(),
-            "publish": self.publish,
-            "annotations": self.annotations,
-            "trigger": self.trigger,
-            "action": self.action,
-            "status": status,
-            "updated": self.updated,
-        })
+        crate::api_json(&self.to_api(status))
     }
+}
+
+/// A rule as the `…/rules` routes answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Rule))]
+pub struct ApiRule {
+    /// The namespace the rule lives in.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Semantic version, bumped (patch) on every update.
+    pub version: String,
+    /// Whether it is shared.
+    pub publish: bool,
+    /// Annotations.
+    pub annotations: KeyValues,
+    /// The trigger it listens to.
+    pub trigger: EntityRef,
+    /// The action it invokes.
+    pub action: EntityRef,
+    /// Whether firing the trigger invokes the action.
+    pub status: RuleStatus,
+    /// Last update, epoch milliseconds.
+    pub updated: u64,
 }
 
 /// The body of `PUT …/rules/{name}`: `trigger` and `action` are names,
 /// `/ns/name`, `name` or (for an action) `pkg/name` and `/ns/pkg/name`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RulePut {
     /// Ignored if present (the path decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +330,7 @@ pub struct RulePut {
 
 /// The body of `POST …/rules/{name}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleStatusPut {
     /// The status to set.
     pub status: RuleStatus,
