@@ -42,7 +42,7 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     tag = "Actions",
     summary = "List actions",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's actions and its packages' actions.", body = serde_json::Value))
+    responses((status = 200, description = "The namespace's actions and its packages' actions. With `count=true`, `{\"actions\": N}` instead.", body = [clemmys_whisk::ApiActionSummary]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -106,7 +106,7 @@ pub async fn list(
     tag = "Actions",
     summary = "Get an action",
     params(crate::api_docs::EntityPath, crate::api_docs::CodeOption),
-    responses((status = 200, description = "The action.", body = serde_json::Value))
+    responses((status = 200, description = "The action.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -136,7 +136,7 @@ pub async fn get(
     tag = "Actions",
     summary = "Delete an action",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The deleted action.", body = serde_json::Value))
+    responses((status = 200, description = "The deleted action.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
@@ -163,8 +163,8 @@ pub async fn delete(
     tag = "Actions",
     summary = "Create or update an action",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The stored action.", body = serde_json::Value))
+    request_body = clemmys_whisk::ActionPut,
+    responses((status = 200, description = "The stored action.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,

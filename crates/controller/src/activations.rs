@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use clemmys_store::ActivationFilter;
-use clemmys_whisk::{Activation, ActivationId, FullyQualifiedName};
+use clemmys_whisk::{Activation, ActivationId, ApiActivationLogs, FullyQualifiedName};
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
@@ -21,7 +21,7 @@ use crate::{ApiError, Controller};
     tag = "Activations",
     summary = "List activations",
     params(crate::api_docs::NamespacePath, crate::api_docs::ActivationFilter),
-    responses((status = 200, description = "Activation summaries, newest first (whole records with `docs=true`).", body = serde_json::Value))
+    responses((status = 200, description = "Activation summaries, newest first (whole records with `docs=true`; `{\"activations\": N}` with `count=true`).", body = crate::api_docs::ActivationList))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -110,7 +110,7 @@ async fn find(
     tag = "Activations",
     summary = "Get an activation record",
     params(crate::api_docs::ActivationPath),
-    responses((status = 200, description = "The activation record.", body = serde_json::Value))
+    responses((status = 200, description = "The activation record.", body = clemmys_whisk::Activation))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -128,7 +128,7 @@ pub async fn get(
     tag = "Activations",
     summary = "Get an activation's result",
     params(crate::api_docs::ActivationPath),
-    responses((status = 200, description = "The activation's response.", body = serde_json::Value))
+    responses((status = 200, description = "The activation's response.", body = clemmys_whisk::ApiActivationResult))
 )]
 pub async fn result(
     State(controller): State<Arc<Controller>>,
@@ -148,14 +148,18 @@ pub async fn result(
     tag = "Activations",
     summary = "Get an activation's logs",
     params(crate::api_docs::ActivationPath),
-    responses((status = 200, description = "The activation's log lines.", body = serde_json::Value))
+    responses((status = 200, description = "The activation's log lines.", body = clemmys_whisk::ApiActivationLogs))
 )]
 pub async fn logs(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiActivationLogs>, ApiError> {
     find(&controller, &caller, &ns, &id)
         .await
-        .map(|activation| Json(json!({ "logs": activation.logs })))
+        .map(|activation| {
+            Json(ApiActivationLogs {
+                logs: activation.logs,
+            })
+        })
 }

@@ -10,17 +10,18 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use clemmys_whisk::{AuthKey, EntityName, NamespaceLimits, NamespaceRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use crate::body::{parse_json, read_limited};
 use crate::{ApiError, Controller};
 
 /// The body of `PUT /admin/v1/namespaces/{name}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct NamespacePut {
+pub(crate) struct NamespacePut {
     /// New limits (omitted: keep, or defaults on create).
     limits: Option<NamespaceLimits>,
     /// Replace the namespace's key.
@@ -46,9 +47,27 @@ fn check_admin(controller: &Controller, headers: &HeaderMap) -> Result<(), ApiEr
     }
 }
 
+/// A namespace as the admin routes answer it, key included (admins see
+/// keys).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AdminNamespace {
+    /// The namespace's name.
+    name: String,
+    /// Its API key, `UUID:KEY`.
+    auth: String,
+    /// Its throttles.
+    limits: NamespaceLimits,
+}
+
 /// The JSON of a namespace record, key included (admins see keys).
 pub fn record_json(record: &NamespaceRecord) -> Value {
-    json!({ "name": record.name, "auth": record.auth.to_string(), "limits": record.limits })
+    // A struct of strings and numbers always serialises.
+    serde_json::to_value(AdminNamespace {
+        name: record.name.to_string(),
+        auth: record.auth.to_string(),
+        limits: record.limits,
+    })
+    .unwrap_or_default()
 }
 
 /// `GET /admin/v1/namespaces`.
@@ -58,7 +77,7 @@ pub fn record_json(record: &NamespaceRecord) -> Value {
     operation_id = "admin_list",
     tag = "Admin",
     summary = "List namespaces (admin)",
-    responses((status = 200, description = "Every namespace with its key and limits.", body = serde_json::Value))
+    responses((status = 200, description = "Every namespace with its key and limits.", body = [AdminNamespace]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -79,8 +98,8 @@ pub async fn list(
     tag = "Admin",
     summary = "Create, re-limit or re-key a namespace (admin)",
     params(("name" = String, Path, description = "The namespace.")),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The namespace with its key and limits.", body = serde_json::Value))
+    request_body = NamespacePut,
+    responses((status = 200, description = "The namespace with its key and limits.", body = AdminNamespace))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,

@@ -1,13 +1,17 @@
 //! `GET /api/v1/api-docs`: the OpenAPI 3 document of this API, built by
 //! `utoipa` from the same `#[utoipa::path]` attributes that put each handler
 //! in the route table ([`crate::routes::route_table`]), so the document and
-//! the router cannot disagree. What the attributes share (the parameters,
-//! the error body, HTTP Basic authentication) is declared here once.
+//! the router cannot disagree. What the attributes share (the path and query
+//! parameters, the free-form and either-or bodies, the error body, HTTP Basic
+//! authentication) is declared here once; the entities' bodies are the
+//! `Api…` views and `…Put` bodies of `clemmys_whisk`.
 
 use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
+use clemmys_whisk::{Activation, ApiActivationSummary};
+use serde_json::{Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr, ResponseBuilder, Tag};
 use utoipa::{IntoParams, ToSchema};
@@ -150,6 +154,35 @@ pub(crate) struct ActivationFilter {
     count: Option<bool>,
 }
 
+/// Parameters or an event: any JSON object, the keys being the
+/// parameters' names.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "only described: handlers parse the object")]
+pub(crate) struct Parameters(Map<String, Value>);
+
+/// A blocking invoke's answer: the activation record, or with
+/// `result=true` only the action's result.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the record")]
+pub(crate) enum BlockingAnswer {
+    /// The activation record.
+    Record(Box<Activation>),
+    /// With `result=true`: what the action returned, any JSON object.
+    Result(Map<String, Value>),
+}
+
+/// `GET …/activations`: summaries, or whole records with `docs=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum ActivationList {
+    /// Without `docs=true`.
+    Summaries(Vec<ApiActivationSummary>),
+    /// With `docs=true`.
+    Records(Vec<Activation>),
+}
+
 /// Every failure's body, as OpenWhisk answers it.
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "only described: `ApiError` writes the body")]
@@ -212,6 +245,7 @@ pub(crate) fn complete(document: &mut OpenApi) {
             )))),
         )
         .build();
+    let parameters = utoipa::openapi::Ref::from_schema_name(<Parameters as ToSchema>::name());
     for item in document.paths.paths.values_mut() {
         let operations = [
             ("get", &mut item.get),
@@ -248,6 +282,17 @@ pub(crate) fn complete(document: &mut OpenApi) {
                 .responses
                 .entry("default".to_owned())
                 .or_insert_with(|| RefOr::T(error.clone()));
+            // Parameters and events may be left out (an empty body is
+            // `{}`); utoipa marks every body it types as required.
+            if let Some(RefOr::T(body)) = &mut operation.request_body
+                && body.content.values().any(|content| {
+                    matches!(content, RefOr::T(content)
+                        if matches!(&content.schema, Some(RefOr::Ref(reference))
+                            if reference.ref_location == parameters.ref_location))
+                })
+            {
+                body.required = None;
+            }
         }
     }
 }

@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
@@ -28,6 +30,25 @@ pub trait BrokerGateway: Send + Sync + 'static {
     fn handle(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
 }
 
+/// The body of `POST /api/v1/broker/request`.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "only described: the handler reads the field itself"
+)]
+pub(crate) struct BrokerRequest {
+    /// A request sealed to the broker's key by a Clemmys client, in base64;
+    /// the node forwards it without reading it.
+    request: String,
+}
+
+/// The answer of `POST /api/v1/broker/request`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BrokerReply {
+    /// The broker's reply, sealed to the client, in base64.
+    reply: String,
+}
+
 /// `GET /api/v1/broker/identity`.
 #[utoipa::path(
     get,
@@ -35,7 +56,7 @@ pub trait BrokerGateway: Send + Sync + 'static {
     operation_id = "broker_identity",
     tag = "Key broker",
     summary = "Get the key broker's identity",
-    responses((status = 200, description = "The broker's evidence, keys and TEE kind.", body = serde_json::Value))
+    responses((status = 200, description = "The broker's evidence, keys and TEE kind: a JSON object whose fields the TEE kind decides, read by Clemmys clients.", body = Object))
 )]
 pub async fn identity(
     State(controller): State<Arc<Controller>>,
@@ -52,14 +73,14 @@ pub async fn identity(
     operation_id = "broker_request",
     tag = "Key broker",
     summary = "Forward a sealed request to the key broker",
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The broker's sealed reply.", body = serde_json::Value))
+    request_body = BrokerRequest,
+    responses((status = 200, description = "The broker's sealed reply.", body = BrokerReply))
 )]
 pub async fn request(
     State(controller): State<Arc<Controller>>,
     _caller: Caller,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BrokerReply>, ApiError> {
     let broker = controller.broker()?.clone();
     let bytes = read_limited(body, MAX_BROKER_REQUEST).await?;
     let body: Value = parse_json(&bytes)?;
@@ -75,9 +96,9 @@ pub async fn request(
         .map_err(|error| {
             ApiError::bad_request(format!("the key broker refused the request: {error}"))
         })?;
-    Ok(Json(
-        json!({ "reply": base64::engine::general_purpose::STANDARD.encode(reply) }),
-    ))
+    Ok(Json(BrokerReply {
+        reply: base64::engine::general_purpose::STANDARD.encode(reply),
+    }))
 }
 
 impl Controller {

@@ -12,8 +12,8 @@ use clemmys_bus::{ActivationMessage, ActivationRunner, BusError, InvokerMessage}
 use clemmys_whisk::action::merge_parameters;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{
-    Activation, ActivationId, ActivationResponse, ActivationStatus, EntityName, Exec, KeyValues,
-    NamespaceRecord,
+    Activation, ActivationId, ActivationResponse, ActivationStatus, ApiActivationStarted,
+    EntityName, Exec, KeyValues, NamespaceRecord,
 };
 use serde_json::{Map, Value, json};
 
@@ -53,8 +53,8 @@ pub struct InvokeMode {
     tag = "Actions",
     summary = "Invoke an action",
     params(crate::api_docs::EntityPath, crate::api_docs::InvokeOptions),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = serde_json::Value), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = serde_json::Value), (status = 502, description = "Blocking, and the action failed: the activation record.", body = serde_json::Value))
+    request_body(content = crate::api_docs::Parameters, description = "The invoke's parameters: any JSON object (may be empty), merged over the bound ones; for a confidential action, the sealed envelope a Clemmys client makes."),
+    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = crate::api_docs::BlockingAnswer), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = clemmys_whisk::ApiActivationStarted), (status = 502, description = "Blocking, and the action failed: the activation record, or its result with `result=true`.", body = crate::api_docs::BlockingAnswer))
 )]
 pub async fn invoke(
     State(controller): State<Arc<Controller>>,
@@ -386,7 +386,11 @@ fn bus_error(error: BusError) -> ApiError {
 
 /// 202 `{activationId}`.
 pub(crate) fn accepted(id: ActivationId) -> Response {
-    (StatusCode::ACCEPTED, Json(json!({ "activationId": id }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(ApiActivationStarted { activation_id: id }),
+    )
+        .into_response()
 }
 
 /// 200 for success, 502 for application and developer errors, 500 for

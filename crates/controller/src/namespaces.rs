@@ -14,7 +14,7 @@ use crate::auth::Caller;
     operation_id = "namespaces_list",
     tag = "Namespaces",
     summary = "List namespaces",
-    responses((status = 200, description = "The namespaces the caller's key may use.", body = serde_json::Value))
+    responses((status = 200, description = "The namespaces the caller's key may use.", body = [String]))
 )]
 pub async fn list(caller: Caller) -> Json<Value> {
     Json(Value::Array(vec![Value::String(caller.0.name.to_string())]))
@@ -28,7 +28,7 @@ pub async fn list(caller: Caller) -> Json<Value> {
     tag = "Namespaces",
     summary = "Get a namespace's limits",
     params(crate::api_docs::NamespacePath),
-    responses((status = 200, description = "The namespace's limits (memory and logs in MB).", body = serde_json::Value))
+    responses((status = 200, description = "The namespace's limits (memory and logs in MB).", body = clemmys_whisk::ApiNamespaceLimits))
 )]
 pub async fn limits(caller: Caller, Path(ns): Path<String>) -> Result<Json<Value>, ApiError> {
     caller.namespace(&ns)?;

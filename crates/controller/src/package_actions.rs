@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use clemmys_whisk::action::ActionPut;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::package::package_parameters;
-use clemmys_whisk::{Action, EntityName, KeyValues, Package};
+use clemmys_whisk::{Action, ApiActionSummary, EntityName, KeyValues, Package};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -73,13 +73,13 @@ pub(crate) async fn resolve(
 pub(crate) async fn action_summaries(
     controller: &Controller,
     package: &Package,
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<ApiActionSummary>, ApiError> {
     Ok(controller
         .store
         .list_package_actions(&package.namespace, &package.name, 0, usize::MAX)
         .await?
         .iter()
-        .map(Action::to_summary_json)
+        .map(Action::to_summary)
         .collect())
 }
 
@@ -91,7 +91,7 @@ pub(crate) async fn action_summaries(
     tag = "Packages",
     summary = "List a package's actions",
     params(("ns" = String, Path, description = "The namespace, or `_` for the caller's own."), ("pkg" = String, Path, description = "The package or binding.")),
-    responses((status = 200, description = "The package's actions.", body = serde_json::Value))
+    responses((status = 200, description = "The package's actions.", body = [clemmys_whisk::ApiActionSummary]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -120,7 +120,7 @@ pub async fn list(
     tag = "Packages",
     summary = "Get an action in a package",
     params(crate::api_docs::PackageActionPath),
-    responses((status = 200, description = "The action, with the parameters it runs with.", body = serde_json::Value))
+    responses((status = 200, description = "The action, with the parameters it runs with.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -149,8 +149,8 @@ pub async fn get(
     tag = "Packages",
     summary = "Create or update an action in a package",
     params(crate::api_docs::PackageActionPath, crate::api_docs::Overwrite),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The stored action.", body = serde_json::Value))
+    request_body = clemmys_whisk::ActionPut,
+    responses((status = 200, description = "The stored action.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
@@ -192,7 +192,7 @@ pub async fn put(
     tag = "Packages",
     summary = "Delete an action from a package",
     params(crate::api_docs::PackageActionPath),
-    responses((status = 200, description = "The deleted action.", body = serde_json::Value))
+    responses((status = 200, description = "The deleted action.", body = clemmys_whisk::ApiAction))
 )]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
@@ -226,8 +226,8 @@ pub async fn delete(
     tag = "Packages",
     summary = "Invoke an action in a package",
     params(crate::api_docs::PackageActionPath, crate::api_docs::InvokeOptions),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = serde_json::Value), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = serde_json::Value), (status = 502, description = "Blocking, and the action failed: the activation record.", body = serde_json::Value))
+    request_body(content = crate::api_docs::Parameters, description = "The invoke's parameters: any JSON object (may be empty), merged over the bound ones; for a confidential action, the sealed envelope a Clemmys client makes."),
+    responses((status = 200, description = "Blocking: the activation record, or its result with `result=true`.", body = crate::api_docs::BlockingAnswer), (status = 202, description = "Not blocking, or the wait ran out: the activation id.", body = clemmys_whisk::ApiActivationStarted), (status = 502, description = "Blocking, and the action failed: the activation record, or its result with `result=true`.", body = crate::api_docs::BlockingAnswer))
 )]
 pub async fn invoke(
     State(controller): State<Arc<Controller>>,

@@ -143,7 +143,7 @@ fn check_binding(
     tag = "Packages",
     summary = "List packages",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The caller's packages, or another namespace's published ones.", body = serde_json::Value))
+    responses((status = 200, description = "The caller's packages, or another namespace's published ones. With `count=true`, `{\"packages\": N}` instead.", body = [clemmys_whisk::ApiPackageSummary]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -188,7 +188,7 @@ pub async fn list(
     tag = "Packages",
     summary = "Get a package",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The package with its actions.", body = serde_json::Value))
+    responses((status = 200, description = "The package with its actions.", body = clemmys_whisk::ApiPackage))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -230,7 +230,7 @@ pub async fn get(
     tag = "Packages",
     summary = "Delete a package",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The deleted package.", body = serde_json::Value))
+    responses((status = 200, description = "The deleted package.", body = clemmys_whisk::ApiPackage))
 )]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
@@ -263,8 +263,8 @@ pub async fn delete(
     tag = "Packages",
     summary = "Create or update a package or binding",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The stored package.", body = serde_json::Value))
+    request_body = clemmys_whisk::PackagePut,
+    responses((status = 200, description = "The stored package.", body = clemmys_whisk::ApiPackage))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,

@@ -162,7 +162,7 @@ async fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, A
     tag = "Rules",
     summary = "List rules",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's rules with their status.", body = serde_json::Value))
+    responses((status = 200, description = "The namespace's rules with their status. With `count=true`, `{\"rules\": N}` instead.", body = [clemmys_whisk::ApiRule]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -209,7 +209,7 @@ pub async fn list(
     tag = "Rules",
     summary = "Get a rule",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The rule.", body = serde_json::Value))
+    responses((status = 200, description = "The rule.", body = clemmys_whisk::ApiRule))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -236,7 +236,7 @@ pub async fn get(
     tag = "Rules",
     summary = "Delete a rule",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The deleted rule.", body = serde_json::Value))
+    responses((status = 200, description = "The deleted rule.", body = clemmys_whisk::ApiRule))
 )]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
@@ -271,8 +271,8 @@ pub async fn delete(
     tag = "Rules",
     summary = "Enable or disable a rule",
     params(crate::api_docs::EntityPath),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The rule with its new status.", body = serde_json::Value))
+    request_body = clemmys_whisk::RuleStatusPut,
+    responses((status = 200, description = "The rule with its new status.", body = clemmys_whisk::ApiRule))
 )]
 pub async fn set_status(
     State(controller): State<Arc<Controller>>,
@@ -320,8 +320,8 @@ pub async fn set_status(
     tag = "Rules",
     summary = "Create or update a rule",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The stored rule.", body = serde_json::Value))
+    request_body = clemmys_whisk::RulePut,
+    responses((status = 200, description = "The stored rule.", body = clemmys_whisk::ApiRule))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,

@@ -57,7 +57,7 @@ pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     tag = "Triggers",
     summary = "List triggers",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's triggers.", body = serde_json::Value))
+    responses((status = 200, description = "The namespace's triggers. With `count=true`, `{\"triggers\": N}` instead.", body = [clemmys_whisk::ApiTriggerSummary]))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -93,7 +93,7 @@ pub async fn list(
     tag = "Triggers",
     summary = "Get a trigger",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The trigger with its rules.", body = serde_json::Value))
+    responses((status = 200, description = "The trigger with its rules.", body = clemmys_whisk::ApiTrigger))
 )]
 pub async fn get(
     State(controller): State<Arc<Controller>>,
@@ -120,7 +120,7 @@ pub async fn get(
     tag = "Triggers",
     summary = "Delete a trigger",
     params(crate::api_docs::EntityPath),
-    responses((status = 200, description = "The deleted trigger.", body = serde_json::Value))
+    responses((status = 200, description = "The deleted trigger.", body = clemmys_whisk::ApiTrigger))
 )]
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
@@ -148,8 +148,8 @@ pub async fn delete(
     tag = "Triggers",
     summary = "Create or update a trigger",
     params(crate::api_docs::EntityPath, crate::api_docs::Overwrite),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "The stored trigger.", body = serde_json::Value))
+    request_body = clemmys_whisk::TriggerPut,
+    responses((status = 200, description = "The stored trigger.", body = clemmys_whisk::ApiTrigger))
 )]
 pub async fn put(
     State(controller): State<Arc<Controller>>,
@@ -231,8 +231,8 @@ fn check_feed(annotations: &KeyValues) -> Result<(), ApiError> {
     tag = "Triggers",
     summary = "Fire a trigger",
     params(crate::api_docs::EntityPath),
-    request_body = serde_json::Value,
-    responses((status = 202, description = "Some active rule matched: the trigger's activation id.", body = serde_json::Value), (status = 204, description = "No active rule matched."))
+    request_body(content = crate::api_docs::Parameters, description = "The event: any JSON object (may be empty), merged over the trigger's parameters and passed to its rules' actions."),
+    responses((status = 202, description = "Some active rule matched: the trigger's activation id.", body = clemmys_whisk::ApiActivationStarted), (status = 204, description = "No active rule matched."))
 )]
 pub async fn fire(
     State(controller): State<Arc<Controller>>,
