@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
@@ -164,4 +164,139 @@ async fn the_api_docs_are_an_openapi_3_document_with_basic_auth() {
             assert!(operation_ids.insert(id.clone()), "{id} twice");
         }
     }
+}
+
+/// Every `$ref` in `document`, wherever it sits.
+fn schema_refs(document: &Value) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![document];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(target)) = object.get("$ref") {
+                    found.insert(target.clone());
+                }
+                stack.extend(object.values());
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The `$ref`s of `document` that name no schema of its components.
+fn dangling_refs(document: &Value) -> Vec<String> {
+    let schemas = &document["components"]["schemas"];
+    schema_refs(document)
+        .into_iter()
+        .filter(|target| {
+            target
+                .strip_prefix("#/components/schemas/")
+                .is_none_or(|name| schemas.get(name).is_none())
+        })
+        .collect()
+}
+
+/// The schema of `operation`'s JSON request body, or of its `status`
+/// response.
+fn json_schema<'a>(operation: &'a Value, status: Option<&str>) -> &'a Value {
+    let body = match status {
+        Some(status) => &operation["responses"][status],
+        None => &operation["requestBody"],
+    };
+    &body["content"]["application/json"]["schema"]
+}
+
+#[tokio::test]
+async fn the_api_docs_type_the_entity_bodies() {
+    let server = TestServer::start().await;
+    let docs = server
+        .raw(Method::GET, "/api/v1/api-docs", Bytes::new(), None)
+        .await;
+    assert_eq!(docs.status, StatusCode::OK, "{:?}", docs.json);
+    let document = &docs.json;
+    oas3::from_json(document.to_string())
+        .unwrap_or_else(|error| panic!("not an OpenAPI 3 document: {error}"));
+
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("components.schemas");
+    for name in [
+        "Action",
+        "ActionPut",
+        "Activation",
+        "Package",
+        "Trigger",
+        "Rule",
+        "KeyValue",
+        "ErrorBody",
+    ] {
+        assert!(schemas.contains_key(name), "no {name} schema");
+    }
+    // The Action schema is the JSON served, not the stored document.
+    let action_schema = &schemas["Action"]["properties"];
+    assert_eq!(action_schema["exec"]["$ref"], "#/components/schemas/Exec");
+    assert!(action_schema.get("package").is_none(), "{action_schema}");
+
+    let action = &document["paths"]["/api/v1/namespaces/{ns}/actions/{name}"];
+    assert_eq!(
+        json_schema(&action["put"], None)["$ref"],
+        "#/components/schemas/ActionPut"
+    );
+    for (method, status) in [("put", "200"), ("get", "200"), ("delete", "200")] {
+        assert_eq!(
+            json_schema(&action[method], Some(status))["$ref"],
+            "#/components/schemas/Action",
+            "{method}"
+        );
+    }
+    let listed = json_schema(
+        &document["paths"]["/api/v1/namespaces/{ns}/actions"]["get"],
+        Some("200"),
+    );
+    assert_eq!(listed["type"], "array");
+    assert_eq!(
+        listed["items"]["$ref"],
+        "#/components/schemas/ActionSummary"
+    );
+    // An invoke's parameters are any JSON object, and may be left out.
+    let parameters = json_schema(&action["post"], None);
+    let parameters = &schemas[parameters["$ref"]
+        .as_str()
+        .and_then(|target| target.strip_prefix("#/components/schemas/"))
+        .expect("a named parameters schema")];
+    assert_eq!(parameters["type"], "object");
+    assert_eq!(parameters["additionalProperties"], json!({}));
+    assert_ne!(action["post"]["requestBody"]["required"], true);
+
+    // No entity route answers or takes an untyped (`{}`) body.
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, item) in paths
+        .iter()
+        .filter(|(path, _)| path.contains("/namespaces"))
+    {
+        let operations = item.as_object().expect("path item");
+        for (method, operation) in operations {
+            let responses = operation["responses"].as_object().expect("responses");
+            let bodies = responses
+                .values()
+                .chain([&operation["requestBody"]])
+                .filter_map(|body| body["content"]["application/json"]["schema"].as_object());
+            for schema in bodies {
+                assert!(!schema.is_empty(), "{method} {path}: untyped body");
+            }
+        }
+    }
+
+    // Every reference resolves to a defined schema.
+    let refs = schema_refs(document);
+    assert!(refs.len() > 20, "{refs:?}");
+    assert_eq!(dangling_refs(document), Vec::<String>::new());
+
+    // The check can fail: a reference to a schema nobody defined.
+    let mut broken = document.clone();
+    broken["paths"]["/api/v1/namespaces/{ns}/actions/{name}"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"] = json!({"$ref": "#/components/schemas/Gone"});
+    assert_eq!(dangling_refs(&broken), ["#/components/schemas/Gone"]);
 }
