@@ -24,7 +24,10 @@
 //! # Delivery
 //!
 //! An invoker acknowledges a message once the activation's record is
-//! stored (or could not be, see `clemmys-invoker`), and says "in progress"
+//! stored durably (without waiting for the server to confirm the
+//! acknowledgement: a lost one only brings the message back as
+//! redelivered), hands it back when the record could not be stored (see
+//! `clemmys-invoker`), and says "in progress"
 //! every [`PROGRESS_INTERVAL`] while it holds one. A message not
 //! acknowledged within [`ACK_WAIT`] (its invoker died, or lost NATS for that
 //! long) is delivered again, at most [`MAX_DELIVER`] times, and marked
@@ -816,9 +819,11 @@ struct NatsReceipt {
 #[async_trait]
 impl Receipt for NatsReceipt {
     async fn done(&self) {
-        // Confirmed by the server, so that a lost acknowledgement is
-        // noticed (and the message then comes back marked redelivered).
-        if let Err(error) = self.acker.double_ack().await {
+        // Sent without waiting for the server's confirmation: one round
+        // trip less per activation. An acknowledgement that is lost costs
+        // nothing but time: the message comes back marked redelivered after
+        // `ACK_WAIT`, and its record, stored before this, is reported then.
+        if let Err(error) = self.acker.ack().await {
             tracing::warn!(%error, "acknowledging a message failed; it will come back as redelivered");
         }
     }
