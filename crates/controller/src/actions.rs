@@ -394,8 +394,9 @@ fn shown_code(action: &Action, code: &[u8]) -> String {
 fn check_parameters(parameters: &KeyValues, confidential: bool) -> Result<(), ApiError> {
     if confidential && !parameters.is_empty() {
         return Err(ApiError::bad_request(
-            "A confidential action cannot have bound parameters: the provider would store them \
-             in the clear. Pass them at invoke time, where they are sealed.",
+            "A confidential action cannot have bound parameters in the clear: the provider \
+             would store them. Its owner's client seals them with the code (give the code \
+             again with them), or pass them at invoke time, where they are sealed.",
         ));
     }
     let size = serde_json::to_vec(parameters).map_or(0, |bytes| bytes.len());

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::package::package_parameters;
-use clemmys_whisk::web::{DEFAULT_PACKAGE, WEB_CUSTOM_OPTIONS, WEB_EXPORT, WebError};
+use clemmys_whisk::web::{DEFAULT_PACKAGE, WEB_EXPORT, WebError};
 use clemmys_whisk::web_http::{self, WebCall, WebTarget};
 use clemmys_whisk::{Action, EntityName, NamespaceRecord};
 use serde_json::{Map, Value};
@@ -87,20 +87,13 @@ pub async fn serve(
         Ok(target) => target,
         Err(error) => return error.into_response(),
     };
-    // Unless the action answers OPTIONS itself, the platform does, with
-    // OpenWhisk's CORS headers on every answer.
-    let platform_cors = !target.action.annotations.is_true(WEB_CUSTOM_OPTIONS);
-    let mut response = if platform_cors && method == Method::OPTIONS {
-        StatusCode::OK.into_response()
-    } else {
+    let action = Arc::clone(&target.action);
+    web_http::answer_with_cors(&action.annotations, &method, &headers, async {
         run(&controller, target, &method, &uri, &headers, &bytes)
             .await
             .unwrap_or_else(IntoResponse::into_response)
-    };
-    if platform_cors {
-        web_http::add_cors(response.headers_mut(), &headers);
-    }
-    response
+    })
+    .await
 }
 
 /// The web-exported action a URL names; anything else is 404, so that

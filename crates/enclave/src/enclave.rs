@@ -12,7 +12,9 @@ use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmitRequest, BrokerLink, KeyGrant, KeyRequest, LinkError,
     open_grant,
 };
-use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, JavaScriptCode, SealedCode};
+use clemmys_proto::code::{
+    CodeBinding, DEFAULT_ENTRY, DefaultParameters, JavaScriptCode, OpenedCode, SealedCode,
+};
 use clemmys_proto::identity::{EnclaveKeys, EnclavePublicKeys};
 use clemmys_proto::inbound::SealedInput;
 use clemmys_proto::invoke::{
@@ -34,8 +36,11 @@ use zeroize::Zeroizing;
 use crate::EnclaveError;
 
 mod chain;
+mod lease;
 
 use chain::{ChainSession, ChainSessionStep};
+use lease::{AdmissionLease, LeaseScope};
+pub use lease::{SESSION_LEASE, SESSION_LEASE_USES};
 
 /// One run the host asks for: everything in it is sealed or public.
 #[derive(Debug)]
@@ -111,6 +116,20 @@ impl Ran {
             compile_failed: true,
         }
     }
+
+    /// The answer to a run refused before the function started because of
+    /// its parameters (sealed to the client: it names no value).
+    fn refused_parameters(error: &str) -> Self {
+        let result = serde_json::json!({ "error": error });
+        Self {
+            status: ActivationStatus::ApplicationError,
+            output: serde_json::to_vec(&result).unwrap_or_default(),
+            result,
+            logs: Vec::new(),
+            timed_out: false,
+            compile_failed: false,
+        }
+    }
 }
 
 /// What an opened action runs: its own module, or the node's JavaScript
@@ -120,6 +139,8 @@ struct Runnable {
     /// A JavaScript action's opened source (the module is then the engine
     /// the owner pinned).
     javascript: Option<Zeroizing<String>>,
+    /// The default parameters its owner sealed with the code.
+    defaults: Option<DefaultParameters>,
 }
 
 /// The action's grant, and what it runs once the sealed code was opened.
@@ -166,6 +187,9 @@ pub struct Enclave {
     sessions: Mutex<HashMap<[u8; 16], Arc<Session>>>,
     /// Chain sessions this enclave takes part in, by (session id, step).
     chain_sessions: Mutex<HashMap<ChainSessionStep, Arc<ChainSession>>>,
+    /// The broker's last admission, reused for session requests in its
+    /// scope for a short while (see [`lease`]).
+    session_lease: Mutex<Option<AdmissionLease>>,
 }
 
 /// Most sessions (and, separately, chain session steps) one enclave keeps;
@@ -225,6 +249,7 @@ impl Enclave {
             javascript: None,
             sessions: Mutex::new(HashMap::new()),
             chain_sessions: Mutex::new(HashMap::new()),
+            session_lease: Mutex::new(None),
         })
     }
 
@@ -418,7 +443,8 @@ impl Enclave {
 
     /// One request of a session: symmetric keys only. The session fixes the
     /// client and the version; the session refuses a counter it accepted
-    /// before, and the broker a version that is no longer current.
+    /// before, and the broker (or, for up to a second, this enclave's
+    /// lease of its last admission) a version that is no longer current.
     fn run_session(
         &self,
         run: SealedRun<'_>,
@@ -547,6 +573,17 @@ impl Enclave {
             Err(EnclaveError::Compile(failure)) => return Ok(Ran::compile_failed(&failure)),
             Err(other) => return Err(other),
         };
+        let merged;
+        let input = match &runnable.defaults {
+            None => input,
+            Some(defaults) => match with_defaults(defaults, input) {
+                Ok(bytes) => {
+                    merged = bytes;
+                    merged.as_slice()
+                }
+                Err(refused) => return Ok(refused),
+            },
+        };
         let entry = &provisioned.grant.action.policy.entry;
         let env = confidential_context(run, &provisioned.grant.action).env();
         let request = match &runnable.javascript {
@@ -663,6 +700,18 @@ impl Enclave {
         timestamp_ms: u64,
         delegate: Option<clemmys_proto::ClientId>,
     ) -> Result<(), EnclaveError> {
+        let scope = |grant: &KeyGrant| LeaseScope {
+            grant_id: grant.grant_id,
+            version,
+            delegate,
+        };
+        if matches!(admission, Admission::SessionRequest { .. })
+            && lock(&self.session_lease).as_mut().is_some_and(|lease| {
+                lease.admit(&scope(&provisioned.grant), timestamp_ms, Instant::now())
+            })
+        {
+            return Ok(());
+        }
         let ask = |grant: &KeyGrant| -> Result<Result<(), EnclaveError>, EnclaveError> {
             let request = AdmitRequest::new(
                 &grant.admission_key,
@@ -683,7 +732,14 @@ impl Enclave {
                     reply.verify(&grant.admission_key, &request)?,
                     reply.not_before_ms,
                 ) {
-                    (Ok(()), _) => Ok(()),
+                    (Ok(()), _) => {
+                        *lock(&self.session_lease) = Some(AdmissionLease::granted(
+                            scope(grant),
+                            timestamp_ms,
+                            Instant::now(),
+                        ));
+                        Ok(())
+                    }
                     (Err(_), Some(floor_ms)) => Err(EnclaveError::StampedBeforeFloor { floor_ms }),
                     (Err((refusal, reason)), None) => {
                         Err(EnclaveError::Refused { refusal, reason })
@@ -797,22 +853,25 @@ impl Enclave {
             code_digest: descriptor.code_digest,
             entry: &descriptor.policy.entry,
         };
-        let code = sealed
+        let opened = sealed
             .open(&provisioned.grant.action_keys, &binding)
             .map_err(EnclaveError::CodeRejected)?;
-        if let Some(javascript) =
-            JavaScriptCode::parse(&code).map_err(EnclaveError::CodeRejected)?
-        {
-            return self.javascript_runnable(&javascript);
+        // The policy's digest covered the defaults with the code: whatever
+        // is here is what the owner sealed for this version.
+        let OpenedCode { code, defaults } =
+            OpenedCode::parse(&opened).map_err(EnclaveError::CodeRejected)?;
+        if let Some(javascript) = JavaScriptCode::parse(code).map_err(EnclaveError::CodeRejected)? {
+            return self.javascript_runnable(&javascript, defaults);
         }
         // Compiled outside the sandbox's shared cache: a plain action with the
         // same bytes must not reveal, by a cache hit, that it equals this code.
-        let module = self.sandbox.compile_private(&code).map_err(|error| {
+        let module = self.sandbox.compile_private(code).map_err(|error| {
             EnclaveError::Compile(crate::CompileFailure::new(error.to_string()))
         })?;
         Ok(Arc::new(Runnable {
             module,
             javascript: None,
+            defaults,
         }))
     }
 
@@ -823,6 +882,7 @@ impl Enclave {
     fn javascript_runnable(
         &self,
         javascript: &JavaScriptCode<'_>,
+        defaults: Option<DefaultParameters>,
     ) -> Result<Arc<Runnable>, EnclaveError> {
         let pinned = javascript.engine;
         let engine = self.javascript.as_ref().ok_or_else(|| {
@@ -852,6 +912,7 @@ impl Enclave {
         Ok(Arc::new(Runnable {
             module,
             javascript: Some(Zeroizing::new(javascript.source.to_owned())),
+            defaults,
         }))
     }
 }
@@ -865,6 +926,25 @@ impl std::fmt::Debug for Enclave {
             .field("ready", &self.is_ready())
             .finish_non_exhaustive()
     }
+}
+
+/// `input` (the invoke's parameters, or the previous step's result in a
+/// chain, as OpenWhisk feeds a sequence's components) over the action's
+/// default parameters; an answer for the client when it is not a JSON
+/// object, or overrides final defaults.
+fn with_defaults(defaults: &DefaultParameters, input: &[u8]) -> Result<Zeroizing<Vec<u8>>, Ran> {
+    let invoke = if input.is_empty() {
+        serde_json::Map::new()
+    } else {
+        serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(input)
+            .map_err(|_| Ran::refused_parameters("the parameters are not a JSON object"))?
+    };
+    let merged = defaults
+        .merge(invoke)
+        .map_err(|error| Ran::refused_parameters(&error.to_string()))?;
+    serde_json::to_vec(&merged)
+        .map(Zeroizing::new)
+        .map_err(|_| Ran::refused_parameters("the parameters are not JSON"))
 }
 
 /// Locks `mutex`; nothing panics while holding these locks, so a poisoned

@@ -22,5 +22,5 @@
 mod enclave;
 mod error;
 
-pub use enclave::{Enclave, SealedOutcome, SealedRun};
+pub use enclave::{Enclave, SESSION_LEASE, SESSION_LEASE_USES, SealedOutcome, SealedRun};
 pub use error::{CompileFailure, EnclaveError, GENERIC_COMPILE_ERROR};

@@ -15,7 +15,10 @@
 //! With an owner, every OpenWhisk route wants a credential the gateway
 //! issued (HTTP Basic `UUID:KEY`, as OpenWhisk clients send the namespace
 //! key); a namespace key is a 401. Anything else answers an
-//! OpenWhisk-shaped error (`{"error", "code"}`):
+//! OpenWhisk-shaped error (`{"error", "code"}`, and `"refusal"`: the
+//! [`Refusal`](clemmys_proto::refusal::Refusal) code when an enclave
+//! refused the activation, e.g. `client_not_allowed` once the owner
+//! revoked the gateway's delegation):
 //! nothing is ever forwarded in the clear to the node for a confidential
 //! action (no plaintext invoke, no bound parameters, no JavaScript source,
 //! no activation records with `docs=true`).
@@ -34,6 +37,7 @@ use clemmys_client::confidential::{
     ConfidentialError, ConfidentialInvoked, DeployOptions, OpenedActivation,
 };
 use clemmys_client::{ClientError, InvokeOptions};
+use clemmys_proto::refusal::Refusal;
 use clemmys_whisk::action::ActionPut;
 use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey, KeyValues};
 use serde_json::{Value, json};
@@ -148,9 +152,12 @@ impl ApiError {
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
                 }
                 ConfidentialError::Api(_) => StatusCode::BAD_GATEWAY,
-                ConfidentialError::Refused(_) | ConfidentialError::UntrustedOwner { .. } => {
-                    StatusCode::FORBIDDEN
-                }
+                ConfidentialError::Refused(_)
+                | ConfidentialError::UntrustedOwner { .. }
+                | ConfidentialError::EnclaveRefused {
+                    refusal: Refusal::ClientNotAllowed,
+                    ..
+                } => StatusCode::FORBIDDEN,
                 ConfidentialError::NoKey(_) | ConfidentialError::NotSealed(_) => {
                     StatusCode::NOT_FOUND
                 }
@@ -160,6 +167,16 @@ impl ApiError {
                 // must.
                 _ => StatusCode::BAD_GATEWAY,
             },
+        }
+    }
+
+    /// The enclave's typed refusal, when one refused the activation.
+    fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ApiError::Confidential(ConfidentialError::EnclaveRefused { refusal, .. }) => {
+                Some(*refusal)
+            }
+            _ => None,
         }
     }
 
@@ -183,17 +200,26 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "gateway request failed");
         }
-        openwhisk_error(status, &self.message())
+        let mut body = error_body(&self.message());
+        if let Some(refusal) = self.refusal() {
+            body["refusal"] = refusal.code().into();
+        }
+        (status, axum::Json(body)).into_response()
     }
 }
 
 /// `{"error": message, "code": id}` with `status`, as OpenWhisk answers.
 pub(crate) fn openwhisk_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(error_body(message))).into_response()
+}
+
+/// `{"error": message, "code": id}`.
+fn error_body(message: &str) -> Value {
     // A request id, as OpenWhisk's `code`, to quote in a report.
     let mut code = [0u8; 16];
     rand_core::Rng::fill_bytes(&mut clemmys_tee::os_rng(), &mut code);
     let code: String = code.iter().map(|byte| format!("{byte:02x}")).collect();
-    (status, axum::Json(json!({"error": message, "code": code}))).into_response()
+    json!({"error": message, "code": code})
 }
 
 /// The confidential client for the caller of `headers`: with an owner,
@@ -650,5 +676,20 @@ mod tests {
             without_code(doc),
             json!({"name": "a", "exec": {"kind": "wasm", "binary": true}})
         );
+    }
+
+    #[test]
+    fn an_enclaves_refusal_carries_its_code_and_a_revoked_gateway_is_forbidden() {
+        let refused = |refusal| {
+            ApiError::Confidential(ConfidentialError::EnclaveRefused {
+                refusal,
+                message: "refused".into(),
+            })
+        };
+        let revoked = refused(Refusal::ClientNotAllowed);
+        assert_eq!(revoked.status(), StatusCode::FORBIDDEN);
+        assert_eq!(revoked.refusal(), Some(Refusal::ClientNotAllowed));
+        assert_eq!(refused(Refusal::Replayed).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ApiError::Unauthenticated.refusal(), None);
     }
 }

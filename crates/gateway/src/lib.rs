@@ -21,6 +21,12 @@
 //! every plaintext it seals or opens, in its memory only. Its identity and
 //! TLS keys are sealed under its enclave's sealing key ([`sealed`]).
 //!
+//! Its client state (`STATE_DIR/client`: where, like any Clemmys client,
+//! it keeps its broker pin, its high-water marks, the keys of the answers
+//! it can still open and its sessions' secrets) is sealed under the same
+//! key ([`sealed::SealedState`]); the pins and marks are bound to the
+//! TEE's monotonic counter, so that an older copy is refused at start.
+//!
 //! Who may call it: with an owner (`--owner`), only holders of a
 //! credential it issued to that owner ([`credentials`]); the namespace
 //! API key, which the provider issues and holds, is refused, and the
@@ -28,11 +34,6 @@
 //! Without an owner it is a **test mode** that accepts namespace keys,
 //! and so opens every answer for the provider: it says so at start and
 //! to `clemmys gateway verify`.
-//!
-//! **Not yet sealed**: the client state directory (`STATE_DIR/client`)
-//! where, like any Clemmys client, it keeps its broker pin, the keys of
-//! the answers it can still open and its high-water marks. It is on the
-//! provider's disk in the clear. See `docs/THREAT-MODEL.md`.
 //!
 //! With the `sim` TEE all of this is a simulation: the provider holds the
 //! platform key and the process memory, and can read everything the
@@ -64,7 +65,7 @@ use crate::credentials::{
     Challenges, CredentialAction, CredentialError, CredentialKey, SignedCredentialRequest,
 };
 use crate::ratls::{RaTlsCertificate, RaTlsError};
-use crate::sealed::{GatewaySecrets, Revocations, SealedStateError};
+use crate::sealed::{GatewaySecrets, Revocations, SealedState, SealedStateError};
 
 /// The file (in the state directory) holding the gateway's RA-TLS
 /// certificate: public, kept so that a pinned copy stays valid across
@@ -72,6 +73,20 @@ use crate::sealed::{GatewaySecrets, Revocations, SealedStateError};
 pub const CERTIFICATE_FILE: &str = "certificate.pem";
 /// The names the certificate was made for, one per line.
 const NAMES_FILE: &str = "certificate.names";
+/// The client state files a gateway from before [`SealedState`] kept in
+/// the clear in `STATE_DIR/client`: removed at start (what they held was
+/// on the provider's disk already; the sealed state replaces them).
+const PLAINTEXT_CLIENT_FILES: [&str; 6] = [
+    "identity.key",
+    "brokers.json",
+    "freshness.json",
+    "chain-plans.json",
+    "keyring.jsonl",
+    "sessions.jsonl",
+];
+/// What the gateway logs when it verifies and pins a node's broker (once:
+/// the pin is kept in its sealed state across restarts).
+pub const PINNED: &str = "verified and pinned the node's key broker";
 /// The most API keys whose connections are kept.
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -205,14 +220,17 @@ impl Gateway {
         let (der, pem) = certificate(&config.state_dir, &config.names, &*tee, &secrets)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(secrets.tls_key.serialize_der()));
         let tls = ServerTls::from_der(vec![der], key)?;
-        let home = ClientHome::open(config.state_dir.join("client"))?;
+        let state = Arc::new(SealedState::load(&config.state_dir, tee.clone())?);
+        let client_dir = config.state_dir.join("client");
+        let home = ClientHome::open_sealed(&client_dir, state.clone())?;
+        remove_plaintext_client_state(&client_dir)?;
         let owner_mode = match config.owner {
             Some(owner) => Some(OwnerMode {
                 owner,
                 key: secrets.credential_key,
                 node_auth: config.node_auth.clone().ok_or(GatewayError::NoNodeKey)?,
                 challenges: Mutex::new(Challenges::default()),
-                revocations: Mutex::new(Revocations::load(&config.state_dir, tee.clone())?),
+                revocations: Mutex::new(Revocations::load(state)?),
             }),
             None => {
                 tracing::warn!("{TEST_MODE_WARNING}");
@@ -364,6 +382,7 @@ impl Gateway {
             let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;
             pin.namespace = Some(self.config.namespace.clone());
             self.home.save_broker_pin(client.api_host(), &pin)?;
+            tracing::info!(node = %client.api_host(), "{PINNED}");
         }
         let identity = ClientIdentity::from_secret(&self.identity.secret_bytes());
         let mut connected = Confidential::connect_as(
@@ -388,6 +407,22 @@ impl Gateway {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Confidential>>> {
         lock(&self.connections)
     }
+}
+
+/// Removes what an older gateway kept in the clear in `dir`.
+fn remove_plaintext_client_state(dir: &Path) -> Result<(), GatewayError> {
+    for name in PLAINTEXT_CLIENT_FILES {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                "removed client state an older gateway kept in the clear (now sealed); answers it invoked before can no longer be opened"
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(GatewayError::Io { path, source }),
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

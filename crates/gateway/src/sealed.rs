@@ -13,28 +13,44 @@
 //! restarted the same gateway without `--owner` (test mode, which accepts
 //! namespace keys) or for itself would otherwise inherit the delegation.
 //!
-//! The credentials the owner revoked are a second sealed file
-//! ([`Revocations`]), versioned against the TEE's monotonic counter so
-//! that restoring an older copy (un-revoking) is refused at start.
+//! What changes as it runs is a second sealed file ([`SealedState`]),
+//! versioned against the TEE's monotonic counter so that restoring an
+//! older copy is refused at start: the credentials the owner revoked
+//! ([`Revocations`]), and the gateway's client state — its broker pins,
+//! its high-water marks of the broker's and actions' versions, the plan
+//! versions it signed. The client's logs (the keys of the answers it can
+//! still open, the secrets of its sessions) grow with every invocation
+//! and are appended line by line in `STATE_DIR/client`, each line sealed
+//! under the same key ([`clemmys_client::confidential::HomeVault`]). They
+//! are kept, not held in memory only, so that an answer invoked before a
+//! restart (a non-blocking invocation) can still be read after it; they
+//! are not counter-bound, since dropping lines only loses answers
+//! (availability, which the provider controls anyway) and a line cannot
+//! be forged or moved to another activation.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use clemmys_client::confidential::{ConfidentialError, HomeVault};
 use clemmys_proto::ClientId;
 use clemmys_proto::identity::ClientIdentity;
+use clemmys_proto::suite::ExportedKey;
 use clemmys_proto::wire::{Reader, Writer};
-use clemmys_tee::{CounterError, Tee, os_rng};
+use clemmys_tee::{CounterError, StorageKey, Tee, os_rng};
 use zeroize::Zeroizing;
 
 use crate::credentials::{CredentialKey, MAX_UUID_LEN};
 
 /// The file holding the sealed secrets.
 pub const SECRETS_FILE: &str = "gateway.sealed";
-/// The file holding the sealed list of revoked credentials.
-pub const REVOKED_FILE: &str = "revoked.sealed";
+/// The file holding the sealed, counter-bound state.
+pub const STATE_FILE: &str = "state.sealed";
+/// The file that held the sealed list of revoked credentials before the
+/// client state was sealed with it: read once, moved into [`STATE_FILE`].
+pub const LEGACY_REVOKED_FILE: &str = "revoked.sealed";
 /// The secrets of gateways from before credentials: no credential key and
 /// no owner binding; refused rather than upgraded (see [`SealedStateError::Outdated`]).
 const FRAME_V1: &str = "clemmys/gateway-secrets/v1";
@@ -42,6 +58,22 @@ const FRAME: &str = "clemmys/gateway-secrets/v2";
 const AAD: &[u8] = b"clemmys/gateway-secrets-aad/v1";
 const REVOKED_FRAME: &str = "clemmys/gateway-revoked/v1";
 const REVOKED_AAD: &[u8] = b"clemmys/gateway-revoked-aad/v1";
+const REVOKED_LIST_FRAME: &str = "clemmys/gateway-revoked-list/v1";
+const STATE_FRAME: &str = "clemmys/gateway-state/v1";
+const STATE_AAD: &[u8] = b"clemmys/gateway-state-aad/v1";
+/// The label of a client log line's key (the log's name, `/` and the
+/// line's salt follow).
+const LOG_LABEL: &str = "clemmys/gateway-client-log/v1/";
+/// The bytes of a client log line's salt.
+const LOG_SALT: usize = 16;
+/// The entry of the key client log lines' keys derive from.
+const LOG_KEY_ENTRY: &str = "log-key";
+/// The entry of the revoked credentials in the sealed state.
+const REVOKED_ENTRY: &str = "revoked";
+/// The prefix of the client state's files in the sealed state.
+const CLIENT_ENTRY: &str = "client/";
+/// The most entries the sealed state holds.
+const MAX_ENTRIES: u64 = 64;
 /// The most revoked credentials kept.
 const MAX_REVOKED: usize = 4096;
 
@@ -94,10 +126,10 @@ pub enum SealedStateError {
         /// The one asked for now.
         configured: Option<ClientId>,
     },
-    /// The revocation list is older than the TEE's counter says: an old
-    /// copy was restored.
+    /// The sealed state (revoked credentials, client state) is older than
+    /// the TEE's counter says: an old copy was restored.
     #[error(
-        "the revoked credentials are at version {state_version}, but the monotonic counter is at {counter}: an older copy was restored"
+        "the gateway's sealed state is at version {state_version}, but the monotonic counter is at {counter}: an older copy was restored"
     )]
     RolledBack {
         /// The version of the file found.
@@ -111,6 +143,9 @@ pub enum SealedStateError {
     /// The revocation list is full.
     #[error("no more than {MAX_REVOKED} credentials can be revoked")]
     TooManyRevoked,
+    /// The sealed state has no room for another entry (or version).
+    #[error("the gateway's sealed state is full")]
+    StateFull,
 }
 
 fn owner_text(owner: &Option<ClientId>) -> String {
@@ -224,50 +259,65 @@ impl GatewaySecrets {
     }
 }
 
-/// The UUIDs of the credentials the owner revoked, sealed in
-/// [`REVOKED_FILE`] with a version that the TEE's monotonic counter
-/// follows. (With `sim`, the counter is a file the provider can restore
+/// The gateway's state that changes as it runs, sealed in [`STATE_FILE`]
+/// as named entries with a version that the TEE's monotonic counter
+/// follows: every change writes the whole file and advances the counter
+/// before it returns, and a file older than the counter is refused at
+/// start. (With `sim`, the counter is a file the provider can restore
 /// too: see [`clemmys_tee::sim::SimTee::with_counter_file`].)
-pub struct Revocations {
+///
+/// It is also the vault of the gateway's client state
+/// ([`HomeVault`]): the client's whole files are entries here, and its
+/// log lines are sealed under the same key.
+pub struct SealedState {
     path: PathBuf,
     tee: Arc<dyn Tee>,
-    version: u64,
-    revoked: BTreeSet<String>,
+    key: StorageKey,
+    /// The key each log line's own key derives from (with a random salt
+    /// per line): a line per invocation is too many for random nonces
+    /// under one key.
+    log_key: ExportedKey,
+    current: Mutex<Versioned>,
 }
 
-impl std::fmt::Debug for Revocations {
+/// The entries at one version.
+struct Versioned {
+    version: u64,
+    entries: BTreeMap<String, Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for SealedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revocations")
-            .field("version", &self.version)
-            .field("revoked", &self.revoked.len())
+        let current = lock(&self.current);
+        f.debug_struct("SealedState")
+            .field("version", &current.version)
+            .field("entries", &current.entries.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
-impl Revocations {
-    /// Opens the list sealed in `dir` (none yet: empty, at version 0), and
-    /// refuses it when the counter is past its version.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SealedState {
+    /// Opens the state sealed in `dir` (none yet: empty, at version 0, or
+    /// the revocation list of an older gateway moved in), and refuses it
+    /// when the counter is past its version.
     pub fn load(dir: &Path, tee: Arc<dyn Tee>) -> Result<Self, SealedStateError> {
-        let path = dir.join(REVOKED_FILE);
-        let not_opened = || SealedStateError::NotOpened { path: path.clone() };
-        let (version, revoked) = match std::fs::read(&path) {
+        let path = dir.join(STATE_FILE);
+        let key = tee.sealing_key();
+        let (version, entries, legacy) = match std::fs::read(&path) {
             Ok(sealed) => {
-                let plaintext = tee
-                    .sealing_key()
-                    .open(&sealed, REVOKED_AAD, "gateway revocations")
-                    .map_err(|_| not_opened())?;
-                let mut reader =
-                    Reader::new(&plaintext, REVOKED_FRAME).map_err(|_| not_opened())?;
-                let version = reader.u64().map_err(|_| not_opened())?;
-                let count = reader.u64().map_err(|_| not_opened())?;
-                let mut revoked = BTreeSet::new();
-                for _ in 0..count.min(MAX_REVOKED as u64) {
-                    revoked.insert(reader.str().map_err(|_| not_opened())?.to_owned());
-                }
-                reader.finish().map_err(|_| not_opened())?;
-                (version, revoked)
+                let (version, entries) = open_state(&key, &sealed, &path)?;
+                (version, entries, None)
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => (0, BTreeSet::new()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                match open_legacy_revocations(dir, &key)? {
+                    Some((version, revoked)) => (version, BTreeMap::new(), Some(revoked)),
+                    None => (0, BTreeMap::new(), None),
+                }
+            }
             Err(source) => return Err(SealedStateError::Io { path, source }),
         };
         let counter = tee.read_counter()?;
@@ -279,12 +329,222 @@ impl Revocations {
         }
         // A write whose counter step a crash lost: the counter catches up.
         tee.advance_counter(version)?;
-        Ok(Self {
+        let stored_log_key = entries
+            .get(LOG_KEY_ENTRY)
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
+        let new_log_key = stored_log_key.is_none();
+        let state = Self {
             path,
             tee,
-            version,
-            revoked,
-        })
+            key,
+            log_key: ExportedKey::from_bytes(stored_log_key.unwrap_or_else(|| {
+                let mut bytes = [0u8; 32];
+                rand_core::Rng::fill_bytes(&mut os_rng(), &mut bytes);
+                bytes
+            })),
+            current: Mutex::new(Versioned { version, entries }),
+        };
+        if new_log_key {
+            let bytes = Zeroizing::new(*state.log_key.as_bytes());
+            state.put(LOG_KEY_ENTRY, bytes.as_slice())?;
+        }
+        if let Some(revoked) = legacy {
+            state.put(REVOKED_ENTRY, &encode_revoked(&revoked))?;
+            let old = dir.join(LEGACY_REVOKED_FILE);
+            std::fs::remove_file(&old)
+                .map_err(|source| SealedStateError::Io { path: old, source })?;
+        }
+        Ok(state)
+    }
+
+    /// The entry `name`, if any.
+    fn get(&self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
+        lock(&self.current).entries.get(name).cloned()
+    }
+
+    /// Sets entry `name` to `bytes`: sealed to disk at the next version
+    /// and the counter advanced before it returns.
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), SealedStateError> {
+        let mut current = lock(&self.current);
+        let version = current
+            .version
+            .checked_add(1)
+            .ok_or(SealedStateError::StateFull)?;
+        let mut entries = current.entries.clone();
+        entries.insert(name.to_owned(), Zeroizing::new(bytes.to_vec()));
+        if entries.len() as u64 > MAX_ENTRIES {
+            return Err(SealedStateError::StateFull);
+        }
+        let mut writer = Writer::new(STATE_FRAME)
+            .u64(version)
+            .u64(entries.len() as u64);
+        for (name, value) in &entries {
+            writer = writer.str(name).bytes(value);
+        }
+        let plaintext = Zeroizing::new(writer.finish());
+        let sealed = self
+            .key
+            .seal(&plaintext, STATE_AAD, &mut os_rng())
+            .map_err(|_| SealedStateError::NotOpened {
+                path: self.path.clone(),
+            })?;
+        write_private(&self.path, &sealed).map_err(|source| SealedStateError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.tee.advance_counter(version)?;
+        *current = Versioned { version, entries };
+        Ok(())
+    }
+}
+
+/// The version and entries of a sealed state file.
+#[allow(clippy::type_complexity)]
+fn open_state(
+    key: &StorageKey,
+    sealed: &[u8],
+    path: &Path,
+) -> Result<(u64, BTreeMap<String, Zeroizing<Vec<u8>>>), SealedStateError> {
+    let not_opened = || SealedStateError::NotOpened {
+        path: path.to_owned(),
+    };
+    let plaintext = key
+        .open(sealed, STATE_AAD, "gateway state")
+        .map_err(|_| not_opened())?;
+    let mut reader = Reader::new(&plaintext, STATE_FRAME).map_err(|_| not_opened())?;
+    let version = reader.u64().map_err(|_| not_opened())?;
+    let count = reader.u64().map_err(|_| not_opened())?;
+    if count > MAX_ENTRIES {
+        return Err(not_opened());
+    }
+    let mut entries = BTreeMap::new();
+    for _ in 0..count {
+        let name = reader.str().map_err(|_| not_opened())?.to_owned();
+        let value = Zeroizing::new(reader.bytes().map_err(|_| not_opened())?.to_vec());
+        entries.insert(name, value);
+    }
+    reader.finish().map_err(|_| not_opened())?;
+    Ok((version, entries))
+}
+
+/// The version and list of an older gateway's [`LEGACY_REVOKED_FILE`], if
+/// there is one.
+fn open_legacy_revocations(
+    dir: &Path,
+    key: &StorageKey,
+) -> Result<Option<(u64, BTreeSet<String>)>, SealedStateError> {
+    let path = dir.join(LEGACY_REVOKED_FILE);
+    let sealed = match std::fs::read(&path) {
+        Ok(sealed) => sealed,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SealedStateError::Io { path, source }),
+    };
+    let not_opened = || SealedStateError::NotOpened { path: path.clone() };
+    let plaintext = key
+        .open(&sealed, REVOKED_AAD, "gateway revocations")
+        .map_err(|_| not_opened())?;
+    let mut reader = Reader::new(&plaintext, REVOKED_FRAME).map_err(|_| not_opened())?;
+    let version = reader.u64().map_err(|_| not_opened())?;
+    let revoked = read_uuids(&mut reader).map_err(|_| not_opened())?;
+    reader.finish().map_err(|_| not_opened())?;
+    Ok(Some((version, revoked)))
+}
+
+/// A count, then that many UUIDs (at most [`MAX_REVOKED`] kept).
+fn read_uuids(reader: &mut Reader<'_>) -> Result<BTreeSet<String>, clemmys_proto::ProtoError> {
+    let count = reader.u64()?;
+    let mut revoked = BTreeSet::new();
+    for _ in 0..count.min(MAX_REVOKED as u64) {
+        revoked.insert(reader.str()?.to_owned());
+    }
+    Ok(revoked)
+}
+
+fn encode_revoked(revoked: &BTreeSet<String>) -> Vec<u8> {
+    let mut writer = Writer::new(REVOKED_LIST_FRAME).u64(revoked.len() as u64);
+    for uuid in revoked {
+        writer = writer.str(uuid);
+    }
+    writer.finish()
+}
+
+fn state_error(error: SealedStateError) -> ConfidentialError {
+    ConfidentialError::State(error.to_string())
+}
+
+impl HomeVault for SealedState {
+    fn read(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConfidentialError> {
+        Ok(self.get(&format!("{CLIENT_ENTRY}{name}")))
+    }
+
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), ConfidentialError> {
+        self.put(&format!("{CLIENT_ENTRY}{name}"), bytes)
+            .map_err(state_error)
+    }
+
+    fn seal_record(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
+        let mut salt = [0u8; LOG_SALT];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut salt);
+        let sealed = self
+            .line_key(name, &salt)
+            .and_then(|key| key.seal(plaintext, name.as_bytes()))
+            .map_err(|error| ConfidentialError::State(error.to_string()))?;
+        Ok([&salt[..], &sealed].concat())
+    }
+
+    fn open_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let (salt, sealed) = sealed.split_at_checked(LOG_SALT)?;
+        self.line_key(name, salt)
+            .ok()?
+            .open(sealed, name.as_bytes(), "client log line")
+            .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+impl SealedState {
+    /// The key of one line of log `name`: its own, derived with a random
+    /// salt, so that it seals one message under [`ExportedKey::seal`]'s
+    /// fixed nonce.
+    fn line_key(&self, name: &str, salt: &[u8]) -> Result<ExportedKey, clemmys_proto::ProtoError> {
+        let label = [LOG_LABEL.as_bytes(), name.as_bytes(), b"/", salt].concat();
+        self.log_key.derive(&label)
+    }
+}
+
+/// The UUIDs of the credentials the owner revoked: an entry of the
+/// gateway's [`SealedState`], so that restoring an older copy (un-revoking)
+/// is refused at start.
+pub struct Revocations {
+    state: Arc<SealedState>,
+    revoked: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations")
+            .field("revoked", &self.revoked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Revocations {
+    /// The list kept in `state` (none yet: empty).
+    pub fn load(state: Arc<SealedState>) -> Result<Self, SealedStateError> {
+        let revoked = match state.get(REVOKED_ENTRY) {
+            Some(bytes) => {
+                let not_opened = || SealedStateError::NotOpened {
+                    path: state.path.clone(),
+                };
+                let mut reader =
+                    Reader::new(&bytes, REVOKED_LIST_FRAME).map_err(|_| not_opened())?;
+                let revoked = read_uuids(&mut reader).map_err(|_| not_opened())?;
+                reader.finish().map_err(|_| not_opened())?;
+                revoked
+            }
+            None => BTreeSet::new(),
+        };
+        Ok(Self { state, revoked })
     }
 
     /// Whether the credential of `uuid` was revoked.
@@ -301,31 +561,9 @@ impl Revocations {
         if self.revoked.len() >= MAX_REVOKED || uuid.len() > MAX_UUID_LEN {
             return Err(SealedStateError::TooManyRevoked);
         }
-        let version = self
-            .version
-            .checked_add(1)
-            .ok_or(SealedStateError::TooManyRevoked)?;
         let mut revoked = self.revoked.clone();
         revoked.insert(uuid.to_owned());
-        let mut writer = Writer::new(REVOKED_FRAME)
-            .u64(version)
-            .u64(revoked.len() as u64);
-        for uuid in &revoked {
-            writer = writer.str(uuid);
-        }
-        let sealed = self
-            .tee
-            .sealing_key()
-            .seal(&writer.finish(), REVOKED_AAD, &mut os_rng())
-            .map_err(|_| SealedStateError::NotOpened {
-                path: self.path.clone(),
-            })?;
-        write_private(&self.path, &sealed).map_err(|source| SealedStateError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.tee.advance_counter(version)?;
-        self.version = version;
+        self.state.put(REVOKED_ENTRY, &encode_revoked(&revoked))?;
         self.revoked = revoked;
         Ok(true)
     }
@@ -424,35 +662,113 @@ mod tests {
         ));
     }
 
+    fn sim_tee(platform: &Arc<SimPlatform>, counter: &Path) -> Arc<dyn Tee> {
+        Arc::new(SimTee::with_counter_file(platform.clone(), &[1; 32], counter).expect("tee"))
+    }
+
     #[test]
     fn revocations_survive_a_restart_and_a_restored_copy_is_refused() {
         let dir = tempfile::tempdir().expect("dir");
         let platform = Arc::new(SimPlatform::generate());
         let counter = dir.path().join("gateway.counter");
-        let tee = || -> Arc<dyn Tee> {
-            Arc::new(SimTee::with_counter_file(platform.clone(), &[1; 32], &counter).expect("tee"))
+        let load = || {
+            SealedState::load(dir.path(), sim_tee(&platform, &counter))
+                .and_then(|state| Revocations::load(Arc::new(state)))
         };
-        let mut revocations = Revocations::load(dir.path(), tee()).expect("empty");
+        let mut revocations = load().expect("empty");
         assert!(!revocations.contains("a"));
         assert!(revocations.revoke("a").expect("revoked"));
-        let old = std::fs::read(dir.path().join(REVOKED_FILE)).expect("file");
+        let old = std::fs::read(dir.path().join(STATE_FILE)).expect("file");
         assert!(!revocations.revoke("a").expect("again"));
         assert!(revocations.revoke("b").expect("revoked"));
-        let reopened = Revocations::load(dir.path(), tee()).expect("reopened");
+        let reopened = load().expect("reopened");
         assert!(reopened.contains("a") && reopened.contains("b"));
         // The provider restores the copy from before "b" was revoked.
-        std::fs::write(dir.path().join(REVOKED_FILE), &old).expect("restored");
+        std::fs::write(dir.path().join(STATE_FILE), &old).expect("restored");
         assert!(matches!(
-            Revocations::load(dir.path(), tee()),
-            Err(SealedStateError::RolledBack {
-                state_version: 1,
-                counter: 2
-            })
+            load(),
+            Err(SealedStateError::RolledBack { state_version, counter })
+                if state_version + 1 == counter
         ));
         // Or deletes it.
-        std::fs::remove_file(dir.path().join(REVOKED_FILE)).expect("removed");
+        std::fs::remove_file(dir.path().join(STATE_FILE)).expect("removed");
+        assert!(matches!(load(), Err(SealedStateError::RolledBack { .. })));
+    }
+
+    #[test]
+    fn an_older_gateways_revocations_move_into_the_sealed_state() {
+        let dir = tempfile::tempdir().expect("dir");
+        let platform = Arc::new(SimPlatform::generate());
+        let counter = dir.path().join("gateway.counter");
+        let tee = sim_tee(&platform, &counter);
+        // As the gateway before this one wrote it, at version 2.
+        let legacy = Writer::new(REVOKED_FRAME)
+            .u64(2)
+            .u64(2)
+            .str("a")
+            .str("b")
+            .finish();
+        let sealed = tee
+            .sealing_key()
+            .seal(&legacy, REVOKED_AAD, &mut os_rng())
+            .expect("sealed");
+        std::fs::write(dir.path().join(LEGACY_REVOKED_FILE), sealed).expect("written");
+        tee.advance_counter(2).expect("counter");
+        let state = Arc::new(SealedState::load(dir.path(), tee).expect("moved"));
+        let revocations = Revocations::load(state).expect("read");
+        assert!(revocations.contains("a") && revocations.contains("b"));
+        assert!(!dir.path().join(LEGACY_REVOKED_FILE).exists());
+        let again = SealedState::load(dir.path(), sim_tee(&platform, &counter)).expect("again");
+        assert!(
+            Revocations::load(Arc::new(again))
+                .expect("read")
+                .contains("b")
+        );
+    }
+
+    #[test]
+    fn the_client_state_is_sealed_kept_across_restarts_and_not_rolled_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let platform = Arc::new(SimPlatform::generate());
+        let counter = dir.path().join("gateway.counter");
+        let state = SealedState::load(dir.path(), sim_tee(&platform, &counter)).expect("state");
+        state.replace("freshness.json", b"marks v1").expect("kept");
+        let old = std::fs::read(dir.path().join(STATE_FILE)).expect("file");
+        state.replace("freshness.json", b"marks v2").expect("kept");
+        let line = state
+            .seal_record("keyring", b"answer keys")
+            .expect("sealed");
+        let file = std::fs::read(dir.path().join(STATE_FILE)).expect("file");
+        for sealed in [&file, &line] {
+            assert!(!sealed.windows(5).any(|window| window == b"marks"));
+            assert!(!sealed.windows(6).any(|window| window == b"answer"));
+        }
+        // A restart reads it back; a line opens only as a line of its log.
+        let again = SealedState::load(dir.path(), sim_tee(&platform, &counter)).expect("again");
+        assert_eq!(
+            again
+                .read("freshness.json")
+                .expect("read")
+                .map(|bytes| bytes.to_vec()),
+            Some(b"marks v2".to_vec())
+        );
+        assert_eq!(
+            again
+                .open_record("keyring", &line)
+                .map(|bytes| bytes.to_vec()),
+            Some(b"answer keys".to_vec())
+        );
+        assert!(again.open_record("sessions", &line).is_none());
+        // Another program on the platform opens neither.
+        let other = Arc::new(SimTee::new(platform.clone(), &[2; 32]));
         assert!(matches!(
-            Revocations::load(dir.path(), tee()),
+            SealedState::load(dir.path(), other),
+            Err(SealedStateError::NotOpened { .. })
+        ));
+        // The provider restores the older marks: refused.
+        std::fs::write(dir.path().join(STATE_FILE), &old).expect("restored");
+        assert!(matches!(
+            SealedState::load(dir.path(), sim_tee(&platform, &counter)),
             Err(SealedStateError::RolledBack { .. })
         ));
     }

@@ -219,20 +219,13 @@ pub(crate) async fn serve(
         Ok(exported) => exported,
         Err(failure) => return failure.into_response(),
     };
-    // As on the node: unless the action answers OPTIONS itself, the
-    // platform does, with OpenWhisk's CORS headers on every answer.
-    let platform_cors = !exported.annotations.is_true(WEB_CUSTOM_OPTIONS);
-    let mut response = if platform_cors && method == Method::OPTIONS {
-        StatusCode::OK.into_response()
-    } else {
+    let annotations = exported.annotations.clone();
+    web_http::answer_with_cors(&annotations, &method, &headers, async {
         run(&gateway, exported, &method, &uri, &headers, &body)
             .await
             .unwrap_or_else(IntoResponse::into_response)
-    };
-    if platform_cors {
-        web_http::add_cors(response.headers_mut(), &headers);
-    }
-    response
+    })
+    .await
 }
 
 /// The exported action of the URL; anything else is a 404, so that

@@ -2,8 +2,14 @@
 //! with the digest of the engine it must run under ([`JavaScriptCode`]),
 //! sealed with HPKE to the action key, bound to the action's name, version,
 //! code digest and entry export. The provider stores only this.
+//!
+//! An action with default parameters seals them with its code
+//! ([`CodeWithDefaults`]): the policy's code digest is the digest of both,
+//! so the parameters are bound to everything the code is bound to.
 
+use clemmys_whisk::action::FinalParameterOverridden;
 use rand_core::CryptoRng;
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::suite::{HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
@@ -12,6 +18,10 @@ use crate::{ClientId, Digest, KemPublicKey, ProtoError};
 
 const FRAME: &str = "clemmys/sealed-code/v2";
 const JAVASCRIPT_FRAME: &str = "clemmys/js-code/v1";
+const DEFAULTS_FRAME: &str = "clemmys/code-with-defaults/v1";
+
+/// Bytes of the random salt sealed with default parameters.
+pub const DEFAULTS_SALT_BYTES: usize = 32;
 
 /// The export a WASI command runs when the owner names no other.
 pub const DEFAULT_ENTRY: &str = "_start";
@@ -183,6 +193,139 @@ impl<'a> JavaScriptCode<'a> {
     }
 }
 
+/// A confidential action's default parameters, as its owner bound them:
+/// merged under each invoke's parameters inside the enclave, as OpenWhisk
+/// merges an action's bound parameters. `Debug` shows no value.
+pub struct DefaultParameters {
+    parameters: Map<String, Value>,
+    final_parameters: bool,
+}
+
+impl DefaultParameters {
+    /// `parameters`; with `final_parameters` (OpenWhisk's `final: true`
+    /// annotation) an invoke may not override any of them.
+    pub fn new(parameters: Map<String, Value>, final_parameters: bool) -> Self {
+        Self {
+            parameters,
+            final_parameters,
+        }
+    }
+
+    /// The parameters.
+    pub fn parameters(&self) -> &Map<String, Value> {
+        &self.parameters
+    }
+
+    /// Whether an invoke may not override them.
+    pub fn is_final(&self) -> bool {
+        self.final_parameters
+    }
+
+    /// `invoke` over these defaults, as OpenWhisk merges: the invoke wins,
+    /// unless the parameters are final and it names one of them.
+    pub fn merge(
+        &self,
+        invoke: Map<String, Value>,
+    ) -> Result<Map<String, Value>, FinalParameterOverridden> {
+        if self.final_parameters && invoke.keys().any(|key| self.parameters.contains_key(key)) {
+            return Err(FinalParameterOverridden);
+        }
+        let mut merged = self.parameters.clone();
+        merged.extend(invoke);
+        Ok(merged)
+    }
+}
+
+impl std::fmt::Debug for DefaultParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultParameters")
+            .field("count", &self.parameters.len())
+            .field("final", &self.final_parameters)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plaintext of a confidential action with default parameters: a
+/// random salt, the parameters and the action's code (a module or a
+/// [`JavaScriptCode`] frame), sealed as one. The policy's code digest is
+/// the digest of these bytes, so it commits to the parameters: the host
+/// can neither drop them, nor bring back another version's, nor move
+/// another action's here, without the sealed code failing to open. The
+/// salt keeps the (public) digest from confirming guesses of the
+/// parameters by whoever knows the code.
+///
+/// Like a JavaScript frame, it can never be read as a module.
+#[derive(Debug)]
+pub struct CodeWithDefaults<'a> {
+    /// Fresh random bytes.
+    pub salt: [u8; DEFAULTS_SALT_BYTES],
+    /// The default parameters.
+    pub defaults: &'a DefaultParameters,
+    /// The code they come with.
+    pub code: &'a [u8],
+}
+
+impl CodeWithDefaults<'_> {
+    /// The plaintext to seal.
+    pub fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+        let parameters = Zeroizing::new(
+            serde_json::to_vec(&self.defaults.parameters)
+                .map_err(|_| ProtoError::Malformed("default parameters are not JSON"))?,
+        );
+        Ok(Zeroizing::new(
+            Writer::new(DEFAULTS_FRAME)
+                .bytes(&self.salt)
+                .u64(u64::from(self.defaults.final_parameters))
+                .bytes(&parameters)
+                .bytes(self.code)
+                .finish(),
+        ))
+    }
+}
+
+/// Opened code, split into what runs and the default parameters sealed
+/// with it, if any.
+#[derive(Debug)]
+pub struct OpenedCode<'a> {
+    /// The module, or a [`JavaScriptCode`] frame.
+    pub code: &'a [u8],
+    /// The owner's default parameters.
+    pub defaults: Option<DefaultParameters>,
+}
+
+impl<'a> OpenedCode<'a> {
+    /// Reads opened code: a [`CodeWithDefaults`] frame is split; anything
+    /// else is code without defaults. A frame that does not parse, whose
+    /// parameters are not a JSON object, or that nests another such frame
+    /// is an error.
+    pub fn parse(opened: &'a [u8]) -> Result<Self, ProtoError> {
+        if Reader::domain(opened).ok() != Some(DEFAULTS_FRAME.as_bytes()) {
+            return Ok(Self {
+                code: opened,
+                defaults: None,
+            });
+        }
+        let mut reader = Reader::new(opened, DEFAULTS_FRAME)?;
+        let _salt: [u8; DEFAULTS_SALT_BYTES] = reader.array()?;
+        let final_parameters = match reader.u64()? {
+            0 => false,
+            1 => true,
+            _ => return Err(ProtoError::Malformed("default parameters' final flag")),
+        };
+        let parameters = serde_json::from_slice::<Map<String, Value>>(reader.bytes()?)
+            .map_err(|_| ProtoError::Malformed("default parameters are not a JSON object"))?;
+        let code = reader.bytes()?;
+        reader.finish()?;
+        if Reader::domain(code).ok() == Some(DEFAULTS_FRAME.as_bytes()) {
+            return Err(ProtoError::Malformed("nested default parameters"));
+        }
+        Ok(Self {
+            code,
+            defaults: Some(DefaultParameters::new(parameters, final_parameters)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +416,167 @@ mod javascript_tests {
         ] {
             assert!(JavaScriptCode::parse(bad).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod defaults_tests {
+    use super::*;
+    use crate::suite::tests::os_rng;
+    use serde_json::json;
+
+    fn defaults(value: Value, final_parameters: bool) -> DefaultParameters {
+        let Value::Object(parameters) = value else {
+            panic!("an object")
+        };
+        DefaultParameters::new(parameters, final_parameters)
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        let Value::Object(object) = value else {
+            panic!("an object")
+        };
+        object
+    }
+
+    #[test]
+    fn code_with_defaults_round_trips_and_plain_code_has_none() {
+        let code = b"\0asm\x01\0\0\0";
+        let defaults = defaults(json!({"key": "value", "n": 1}), true);
+        let bytes = CodeWithDefaults {
+            salt: [9; DEFAULTS_SALT_BYTES],
+            defaults: &defaults,
+            code,
+        }
+        .to_bytes()
+        .expect("encode");
+        let opened = OpenedCode::parse(&bytes).expect("parse");
+        assert_eq!(opened.code, code);
+        let parsed = opened.defaults.expect("defaults");
+        assert_eq!(parsed.parameters(), defaults.parameters());
+        assert!(parsed.is_final());
+        // Debug shows no value.
+        assert!(!format!("{parsed:?}").contains("value"));
+
+        for plain in [
+            &code[..],
+            b"",
+            &JavaScriptCode {
+                engine: Digest::of(b"engine"),
+                source: "function main(p) { return p; }",
+            }
+            .to_bytes(),
+        ] {
+            let opened = OpenedCode::parse(plain).expect("plain");
+            assert_eq!(opened.code, plain);
+            assert!(opened.defaults.is_none());
+        }
+    }
+
+    #[test]
+    fn malformed_code_with_defaults_is_an_error() {
+        let code = b"\0asm\x01\0\0\0";
+        let good = defaults(json!({"k": 1}), false);
+        let bytes = CodeWithDefaults {
+            salt: [1; DEFAULTS_SALT_BYTES],
+            defaults: &good,
+            code,
+        }
+        .to_bytes()
+        .expect("encode");
+        assert!(OpenedCode::parse(&bytes[..bytes.len() - 1]).is_err());
+        assert!(OpenedCode::parse(&[bytes.as_slice(), b"x"].concat()).is_err());
+        let frame = |flag: u64, parameters: &[u8], code: &[u8]| {
+            Writer::new(DEFAULTS_FRAME)
+                .bytes(&[0; DEFAULTS_SALT_BYTES])
+                .u64(flag)
+                .bytes(parameters)
+                .bytes(code)
+                .finish()
+        };
+        assert!(OpenedCode::parse(&frame(0, b"{}", code)).is_ok());
+        assert!(OpenedCode::parse(&frame(2, b"{}", code)).is_err());
+        assert!(OpenedCode::parse(&frame(0, b"[1]", code)).is_err());
+        assert!(OpenedCode::parse(&frame(0, b"{", code)).is_err());
+        assert!(OpenedCode::parse(&frame(0, b"{}", &bytes)).is_err());
+    }
+
+    #[test]
+    fn invoke_parameters_win_unless_the_defaults_are_final() {
+        let open = defaults(json!({"a": 1, "b": 2}), false);
+        assert_eq!(
+            open.merge(object(json!({"b": 3, "c": 4}))).expect("merge"),
+            object(json!({"a": 1, "b": 3, "c": 4}))
+        );
+        let fixed = defaults(json!({"a": 1}), true);
+        assert_eq!(
+            fixed.merge(object(json!({"c": 4}))).expect("merge"),
+            object(json!({"a": 1, "c": 4}))
+        );
+        assert_eq!(
+            fixed.merge(object(json!({"a": 5}))),
+            Err(FinalParameterOverridden)
+        );
+    }
+
+    #[test]
+    fn the_code_digest_commits_to_the_defaults() {
+        let mut rng = os_rng();
+        let keys = KemKeyPair::generate(&mut rng);
+        let code = b"\0asm\x01\0\0\0";
+        let sealed_with = |value: Value, salt: u8| {
+            CodeWithDefaults {
+                salt: [salt; DEFAULTS_SALT_BYTES],
+                defaults: &defaults(value, false),
+                code,
+            }
+            .to_bytes()
+            .expect("encode")
+        };
+        let plaintext = sealed_with(json!({"secret": "s1"}), 1);
+        // The same parameters under another salt give another digest.
+        assert_ne!(
+            Digest::of(&plaintext),
+            Digest::of(&sealed_with(json!({"secret": "s1"}), 2))
+        );
+        let binding = CodeBinding {
+            namespace: "guest",
+            action: "a",
+            version: 1,
+            code_digest: Digest::of(&plaintext),
+            entry: DEFAULT_ENTRY,
+        };
+        let genuine = SealedCode::seal(
+            &plaintext,
+            ClientId([7; 32]),
+            &keys.public(),
+            &binding,
+            &mut rng,
+        )
+        .expect("seal");
+        assert_eq!(
+            genuine.open(&keys, &binding).expect("open").as_slice(),
+            plaintext.as_slice()
+        );
+        // The code without them (stripped), or with other ones, sealed by
+        // anyone to the public action key under the genuine binding: refused.
+        let stripped = SealedCode::seal(
+            code,
+            ClientId([7; 32]),
+            &keys.public(),
+            &binding,
+            &mut os_rng(),
+        )
+        .expect("seal");
+        assert!(stripped.open(&keys, &binding).is_err());
+        let other = SealedCode::seal(
+            &sealed_with(json!({"secret": "s2"}), 1),
+            ClientId([7; 32]),
+            &keys.public(),
+            &binding,
+            &mut os_rng(),
+        )
+        .expect("seal");
+        assert!(other.open(&keys, &binding).is_err());
     }
 }

@@ -13,9 +13,10 @@
 //! that opens and whose receipt MAC verifies is that enclave's. Replays:
 //! only that enclave can open the session's requests, and it accepts each
 //! counter once ([`CounterWindow`](crate::replay::CounterWindow)); the
-//! broker still checks each request's version. What it gives up: a session
-//! receipt convinces the client, not a third party (it is a MAC, not a
-//! signature).
+//! broker still checks the session's version (leased by the enclave for up
+//! to a second, see `clemmys_enclave`'s session lease). What it gives up:
+//! a session receipt convinces the client, not a third party (it is a MAC,
+//! not a signature).
 //!
 //! The answer is compact, because every byte of it is stored in the
 //! activation record: one AEAD message holding the status (one byte), the

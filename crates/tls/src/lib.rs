@@ -351,9 +351,7 @@ pub fn client_config(options: &ClientTlsOptions) -> Result<ClientConfig, TlsErro
     let builder = if options.insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate {
-                algorithms: provider().signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(UnrootedCertificate::any()))
     } else {
         let mut roots = RootCertStore::empty();
         let system = rustls_native_certs::load_native_certs();
@@ -385,10 +383,7 @@ pub fn pinned_client_config(pinned: CertificateDer<'static>) -> Result<ClientCon
     Ok(ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-            pinned,
-            algorithms: provider().signature_verification_algorithms,
-        }))
+        .with_custom_certificate_verifier(Arc::new(UnrootedCertificate::pinned(pinned)))
         .with_no_client_auth())
 }
 
@@ -510,9 +505,7 @@ pub async fn fetch_server_certificate(
         .with_safe_default_protocol_versions()
         .map_err(TlsError::from)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate {
-            algorithms: provider().signature_verification_algorithms,
-        }))
+        .with_custom_certificate_verifier(Arc::new(UnrootedCertificate::any()))
         .with_no_client_auth();
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|_| FetchError::ServerName(server_name.to_owned()))?;
@@ -537,56 +530,41 @@ pub async fn fetch_server_certificate(
         .ok_or_else(|| FetchError::NoCertificate(address.to_owned()))
 }
 
-/// The verifier of `--insecure`: any certificate is accepted, but the
-/// handshake's signatures are still checked against it.
+/// A verifier that accepts server certificates without a CA: any one
+/// (`--insecure`) or only a pinned one. Either way the handshake's
+/// signatures are still checked against the certificate presented.
 #[derive(Debug)]
-struct AnyServerCertificate {
+struct UnrootedCertificate {
+    accepted: AcceptedCertificate,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyServerCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The verifier of [`pinned_client_config`].
+/// Which server certificate an [`UnrootedCertificate`] accepts.
 #[derive(Debug)]
-struct PinnedCertificate {
-    pinned: CertificateDer<'static>,
-    algorithms: WebPkiSupportedAlgorithms,
+enum AcceptedCertificate {
+    /// Any (`--insecure`).
+    Any,
+    /// Exactly this one (see [`pinned_client_config`]).
+    Pinned(CertificateDer<'static>),
 }
 
-impl ServerCertVerifier for PinnedCertificate {
+impl UnrootedCertificate {
+    fn any() -> Self {
+        Self {
+            accepted: AcceptedCertificate::Any,
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+
+    fn pinned(pinned: CertificateDer<'static>) -> Self {
+        Self {
+            accepted: AcceptedCertificate::Pinned(pinned),
+            algorithms: provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for UnrootedCertificate {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -595,12 +573,14 @@ impl ServerCertVerifier for PinnedCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.pinned.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
+        match &self.accepted {
+            AcceptedCertificate::Any => Ok(ServerCertVerified::assertion()),
+            AcceptedCertificate::Pinned(pinned) if end_entity.as_ref() == pinned.as_ref() => {
+                Ok(ServerCertVerified::assertion())
+            }
+            AcceptedCertificate::Pinned(_) => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
-            ))
+            )),
         }
     }
 
@@ -642,10 +622,7 @@ mod tests {
                 .clone()
         };
         let (pinned, other) = (certificate("localhost"), certificate("localhost"));
-        let verifier = PinnedCertificate {
-            pinned: pinned.clone(),
-            algorithms: provider().signature_verification_algorithms,
-        };
+        let verifier = UnrootedCertificate::pinned(pinned.clone());
         let name = ServerName::try_from("localhost").expect("name");
         assert!(
             verifier

@@ -7,6 +7,8 @@ use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_REQUEST_HEADERS, CONTENT_TYPE,
 };
+use std::future::Future;
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq as _;
@@ -184,6 +186,28 @@ pub fn into_http(answer: WebAnswer) -> Result<http::Response<Vec<u8>>, WebError>
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     *response.headers_mut() = headers;
     Ok(response)
+}
+
+/// Answers a web request for an action annotated `annotations`: unless
+/// the action answers OPTIONS itself (`web-custom-options`), the platform
+/// answers OPTIONS, and adds OpenWhisk's CORS headers to every answer;
+/// anything else is `run`'s answer.
+pub async fn answer_with_cors<B: Default>(
+    annotations: &KeyValues,
+    method: &Method,
+    request: &HeaderMap,
+    run: impl Future<Output = http::Response<B>>,
+) -> http::Response<B> {
+    let platform_cors = !annotations.is_true(web::WEB_CUSTOM_OPTIONS);
+    let mut response = if platform_cors && method == Method::OPTIONS {
+        http::Response::new(B::default())
+    } else {
+        run.await
+    };
+    if platform_cors {
+        add_cors(response.headers_mut(), request);
+    }
+    response
 }
 
 /// OpenWhisk's CORS headers for web actions, where the answer has none of

@@ -273,6 +273,15 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     if update && body.exec.is_none() {
         keep_chain_plan(&client, &args.name, &mut body).await?;
     }
+    if update
+        && args.file.is_none()
+        && body
+            .parameters
+            .as_ref()
+            .is_some_and(|parameters| !parameters.is_empty())
+    {
+        refuse_clear_defaults(ctx, &client, &args.name).await?;
+    }
     let javascript = body
         .exec
         .as_ref()
@@ -384,6 +393,36 @@ fn pinned_js_engine(file: Option<&std::path::Path>) -> anyhow::Result<clemmys_pr
     let engine = std::fs::read(&path)
         .with_context(|| format!("reading the JavaScript engine {}", path.display()))?;
     Ok(clemmys_proto::Digest::of(&engine))
+}
+
+/// Refuses to send parameters without code for action `name` when it is
+/// confidential: they would reach the node in the clear, and only sealing
+/// them with the code makes them the action's defaults. Asks the node, and
+/// the key broker, whose answers the node can neither forge nor (for the
+/// owner's own actions) hide: an unanswered broker is a refusal too.
+async fn refuse_clear_defaults(ctx: &Context, client: &Client, name: &str) -> anyhow::Result<()> {
+    let refuse = || {
+        anyhow::anyhow!(
+            "the default parameters of a confidential action are sealed with its code: give \
+             the code again (clemmys action update {name} FILE -p KEY VALUE); they were not sent"
+        )
+    };
+    if is_confidential(client, name).await.unwrap_or(false) {
+        return Err(refuse());
+    }
+    let namespace = confidential::sealing_namespace(ctx, Some(name))?;
+    let Ok(sealing) = confidential::connect(client.clone(), namespace).await else {
+        // No broker pinned: this client never deployed a confidential action.
+        return Ok(());
+    };
+    match sealing.describe(name, true).await {
+        Err(clemmys_client::confidential::ConfidentialError::Refused(_)) => Ok(()),
+        Ok(_) => Err(refuse()),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "checking with the key broker that {name} is not confidential before sending its \
+             parameters in the clear"
+        ))),
+    }
 }
 
 /// Whether the stored action `name` is confidential.

@@ -504,3 +504,68 @@ fn activation_poll_decrypts_the_logs_of_this_clients_activations() {
         .stdout_has("hello: greeting Polly");
     assert!(!out.stdout.contains("sealed:"), "{out}");
 }
+
+#[test]
+fn confidential_default_parameters_are_sealed_and_merged_inside() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let echo = example("echo");
+    let created = user
+        .clemmys(&[
+            "action",
+            "create",
+            "echo",
+            crate::common::arg(&echo),
+            "-p",
+            "greeting",
+            "hi",
+            "-p",
+            "token",
+            "t-1",
+        ])
+        .success();
+    assert_eq!(
+        created.stdout,
+        "ok: created confidential action echo (its code is sealed: only attested enclaves can run it)\n",
+        "{created}"
+    );
+    // The invoke's parameters win over the defaults, merged in the enclave.
+    let invoked = user
+        .clemmys(&["action", "invoke", "echo", "-p", "greeting", "hey", "-r"])
+        .success();
+    assert_eq!(
+        invoked.json(),
+        json!({"greeting": "hey", "token": "t-1"}),
+        "{invoked}"
+    );
+    invoked.stderr_has("decrypted; receipt verified: ");
+    // The node shows none.
+    let action = user
+        .clemmys(&["action", "get", "echo", "--json"])
+        .success()
+        .json();
+    assert_eq!(action["parameters"], json!([]), "{action}");
+
+    // Without the code, an update's parameters are not sent at all.
+    let refused = user
+        .clemmys(&["action", "update", "echo", "-p", "token", "t-2"])
+        .failure();
+    refused.stderr_has("sealed with its code");
+    let unchanged = user.clemmys(&["action", "invoke", "echo", "-r"]).success();
+    assert_eq!(unchanged.json(), json!({"greeting": "hi", "token": "t-1"}));
+
+    // With the code, the update's parameters are the new whole set.
+    user.clemmys(&[
+        "action",
+        "update",
+        "echo",
+        crate::common::arg(&echo),
+        "-p",
+        "token",
+        "t-2",
+    ])
+    .success();
+    let updated = user.clemmys(&["action", "invoke", "echo", "-r"]).success();
+    assert_eq!(updated.json(), json!({"token": "t-2"}), "{updated}");
+}

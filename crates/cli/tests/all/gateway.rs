@@ -8,7 +8,9 @@
 //! server without evidence. From the provider's side against an owner's
 //! gateway: calling it with the namespace key, with a forged credential,
 //! with a revoked one, and replaying an owner's signed credential request
-//! later, after a restart or at another gateway, are all refused.
+//! later, after a restart or at another gateway, are all refused; with a
+//! copy of the gateway's state directory, the stock client opens none of
+//! the answers the gateway invoked (its client state is sealed).
 //! Confidential web actions: served by the gateway to anyone (the owner's
 //! choice), never by the node; the provider cannot export an action
 //! through the node, lift its `require-whisk-auth`, or get more from the
@@ -32,6 +34,9 @@ use crate::npm::npm_client_dir;
 
 /// What `clemmys gateway serve` announces before its URL.
 const ANNOUNCEMENT: &str = "attested gateway serving on ";
+/// Longer than an enclave's session lease (`clemmys_enclave::SESSION_LEASE`),
+/// the longest a broker admission vouches for a session's later requests.
+const SESSION_LEASE_PASSED: Duration = Duration::from_millis(1_100);
 
 /// A `clemmys gateway serve` child process with a state directory of its
 /// own, logging at debug level into a file. Dropping it kills it.
@@ -705,6 +710,9 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .clemmys(&["gateway", "revoke", &gateway_id])
         .success()
         .stdout_has("revoked gateway");
+    // An enclave admits a session's requests on a broker admission for up
+    // to a second (its session lease): the revocation holds after that.
+    std::thread::sleep(SESSION_LEASE_PASSED);
     let after = step(
         gateway,
         &auth,
@@ -765,6 +773,11 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         assert!(Instant::now() < deadline, "activation {id} never finished");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(
+        gateway.log().contains(clemmys_gateway::PINNED),
+        "{}",
+        gateway.log()
+    );
 
     let OwnersGateway {
         owner: user,
@@ -799,8 +812,10 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         "the restarted gateway presents another certificate"
     );
     // The same sealed credential key: the credential still works. It still
-    // opens the answer of an invocation made before the restart, and
-    // invokes the action it deployed then.
+    // opens the answer of an invocation made before the restart (its keys
+    // in the sealed keyring), and invokes the action it deployed then (a
+    // new session, under the broker pin kept in its sealed state: it does
+    // not pin again).
     let result = step(&gateway, &auth, &pin, &["result", &id]);
     assert_eq!(
         result["out"]["result"],
@@ -818,6 +833,23 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         json!({"payload": "Hello, after!"}),
         "{invoked}"
     );
+    assert!(
+        !gateway.log().contains(clemmys_gateway::PINNED),
+        "the restarted gateway pinned the broker again:\n{}",
+        gateway.log()
+    );
+    // Its client state directory holds only sealed logs and lock files.
+    for entry in std::fs::read_dir(gateway.state_dir().join("client"))
+        .unwrap_or_else(|error| panic!("client state: {error}"))
+    {
+        let path = entry.unwrap_or_else(|error| panic!("{error}")).path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        assert!(
+            name.ends_with(".sealed") || name.ends_with(".lock"),
+            "{} is not sealed",
+            path.display()
+        );
+    }
     // Restarted without its owner (the test mode, which takes the
     // namespace key) it refuses to start: the owner is sealed with the
     // identity the owner's delegation names.
@@ -845,6 +877,98 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         stderr.contains("an owner is fixed when the gateway's identity is made"),
         "{stderr}"
     );
+}
+
+/// Copies the files of `from` (not its subdirectories) into `to`.
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|error| panic!("{}: {error}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|error| panic!("{error}")) {
+        let path = entry.unwrap_or_else(|error| panic!("{error}")).path();
+        if path.is_file() {
+            let target = to.join(path.file_name().unwrap_or_default());
+            std::fs::copy(&path, &target).unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+}
+
+#[test]
+fn the_provider_with_the_gateways_disk_cannot_open_its_answers() {
+    // The provider holds the gateway's state directory, the node and its
+    // activation records, and the namespace key. It points the stock
+    // Clemmys client at a copy of the gateway's client state and asks it
+    // to open the answers of invocations made through the gateway.
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    // The first invocation is sealed with HPKE (its answer keys kept per
+    // activation), the later ones within the session it opened (the
+    // session secret kept once).
+    let mut invoked = Vec::new();
+    for _ in 0..3 {
+        let name = unique("gwdisk-");
+        let params = json!({"name": name}).to_string();
+        let (status, body) = curl(
+            &gateway.url,
+            pin,
+            "POST",
+            "/api/v1/namespaces/_/actions/hello?blocking=true",
+            Some(&owners.credential),
+            Some(&params),
+        );
+        assert_eq!(status, 200, "{body}");
+        let record: Value =
+            serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
+        assert_eq!(
+            record["response"]["result"]["payload"],
+            format!("Hello, {name}!"),
+            "{record}"
+        );
+        invoked.push((crate::common::activation_id(&record), name));
+    }
+
+    // The caller reads an answer again (the gateway writes out its
+    // keyring to look it up).
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        &format!("/api/v1/namespaces/_/activations/{}/result", invoked[0].0),
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let provider = server.user();
+    copy_files(
+        &gateway.state_dir().join("client"),
+        &provider.clemmys_home(),
+    );
+    // Whatever the copy holds, the provider pins the node's broker itself
+    // (a pin is public).
+    let _ = provider.clemmys(&["broker", "trust", "--yes"]);
+    for (id, name) in &invoked {
+        let opened = provider.clemmys(&["activation", "result", id]);
+        assert!(
+            !opened.stdout.contains(name.as_str()) && !opened.stderr.contains(name.as_str()),
+            "the provider opened activation {id} with the gateway's client state:\n{opened}"
+        );
+    }
+    // Nor does any file of the gateway's hold a key as the client's
+    // keyring writes them.
+    let mut sources = Vec::new();
+    add_files(&gateway.state_dir(), &mut sources);
+    let fields = ["\"resultKey\"", "\"logsKey\"", "\"secret\"", "\"chainKey\""];
+    for source in &sources {
+        for field in fields {
+            assert!(
+                !contains(&source.bytes, field.as_bytes()),
+                "{} holds {field} in the clear",
+                source.label
+            );
+        }
+    }
 }
 
 #[test]
@@ -1094,11 +1218,12 @@ fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
     );
     let (status, body) = curl(&gateway.url, pin, "GET", list, Some(&credential), None);
     assert_eq!(status, 401, "{body}");
-    // Restoring the revocation list from before is refused at start.
+    // Restoring the sealed state (with the revocation list) from before
+    // any revocation, here by removing it, is refused at start.
     let mut gateway = gateway;
     gateway.stop();
     let restore_dir = gateway.state_dir();
-    let revoked = restore_dir.join("revoked.sealed");
+    let revoked = restore_dir.join(clemmys_gateway::sealed::STATE_FILE);
     std::fs::remove_file(&revoked).unwrap_or_else(|error| panic!("{error}"));
     let restarted = Command::new(bin())
         .args([
@@ -1587,4 +1712,72 @@ fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
         body.contains("components differ from its signed plan"),
         "{body}"
     );
+}
+
+#[test]
+fn a_revoked_gateways_sequence_stops() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    sequence_with_curl(&owners, "shout-then-greet", &["/guest/secret", "/_/hello"]);
+    let run = || {
+        let params = json!({"secret": unique("gwrevoked-")}).to_string();
+        curl(
+            &gateway.url,
+            pin,
+            "POST",
+            "/api/v1/namespaces/_/actions/shout-then-greet?blocking=true&result=true",
+            Some(&owners.credential),
+            Some(&params),
+        )
+    };
+    // Delegated: it runs, twice (the second run within the chain session
+    // the first opened).
+    for _ in 0..2 {
+        let (status, body) = run();
+        assert_eq!(status, 200, "{body}\n{}", gateway.log());
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).ok(),
+            Some(json!({"payload": "Hello, World!"})),
+            "{body}"
+        );
+    }
+
+    // The owner revokes the delegation at the broker.
+    let gateway_id = owner
+        .clemmys(&["gateway", "verify", &gateway.url, "--json"])
+        .success()
+        .json()["identity"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no identity"))
+        .to_owned();
+    owner
+        .clemmys(&["gateway", "revoke", &gateway_id])
+        .success()
+        .stdout_has("revoked gateway");
+
+    // The next run is refused, at the latest once an enclave's cached
+    // admission (up to about a second) has lapsed.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (status, body) = loop {
+        let (status, body) = run();
+        if status != 200 || Instant::now() >= deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 403, "the revoked gateway's sequence ran: {body}");
+    let refused: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert!(refused.get("payload").is_none(), "{refused}");
+    // The enclave's typed refusal: this client is not allowed (no live
+    // delegation from the owner).
+    assert_eq!(refused["refusal"], "client_not_allowed", "{refused}");
+    // The owner is not locked out of the sequence's steps.
+    owner
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "owner", "-r"])
+        .success()
+        .stdout_has("Hello, owner!");
 }

@@ -362,10 +362,22 @@ fn deploy_and_invoke_secret(plain: bool) -> Scenario {
             .stdout_has(&format!("ok: activation {id} verified"));
     }
 
+    let sources = provider_view(&mut server, &wire, &id, plain);
+    Scenario {
+        markers,
+        sources,
+        data_dir: server.data_dir.clone(),
+    }
+}
+
+/// Everything the provider can see once action `secret` ran as activation
+/// `id`: its API (raw and through a stranger's CLI), the wire, and, after
+/// the server stopped, its files and its debug log.
+fn provider_view(server: &mut Server, wire: &Wire, id: &str, plain: bool) -> Vec<Source> {
     let mut sources = Vec::new();
-    provider_api_view(&server, &id, plain, &mut sources);
+    provider_api_view(server, id, plain, &mut sources);
     let stranger = server.user_via(&wire.api_host());
-    stranger_cli_view(&stranger, &id, &mut sources);
+    stranger_cli_view(&stranger, id, &mut sources);
 
     server.stop();
     let recorded = wire.sources();
@@ -393,11 +405,7 @@ fn deploy_and_invoke_secret(plain: bool) -> Scenario {
         label: "server log".into(),
         bytes: log,
     });
-    Scenario {
-        markers,
-        sources,
-        data_dir: server.data_dir.clone(),
-    }
+    sources
 }
 
 /// The API as the provider sees it: raw HTTP with the namespace key, no
@@ -503,6 +511,75 @@ fn confidential_deploy_and_invoke_leak_nothing() {
         "confidential plaintext reached the provider:\n{}",
         report(&findings)
     );
+}
+
+/// Deploys `echo` as action `secret` with a default parameter (key and
+/// value no one could guess) through the CLI, confidential or `--plain`,
+/// invokes it and checks that the owner gets the parameter back.
+fn deploy_with_defaults_and_invoke(plain: bool) -> Scenario {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owner = server.user_via(&wire.api_host());
+    owner.trust_broker();
+    let key = unique("dpk-");
+    let value = unique("dpv-");
+    let echo = example("echo");
+    let mut create = vec!["action", "create", "secret", arg(&echo), "-p", &key, &value];
+    if plain {
+        create.push("--plain");
+    }
+    owner.clemmys(&create).success();
+    let record = owner
+        .clemmys(&[
+            "action", "invoke", "secret", "-p", "other", "x", "-b", "--json",
+        ])
+        .success()
+        .json();
+    let mut expected = serde_json::Map::new();
+    expected.insert(key.clone(), json!(value));
+    expected.insert("other".into(), json!("x"));
+    assert_eq!(record["response"]["result"], Value::Object(expected));
+    let id = activation_id(&record);
+    let sources = provider_view(&mut server, &wire, &id, plain);
+    Scenario {
+        markers: vec![
+            Marker {
+                name: "DEFAULT_KEY",
+                text: key,
+            },
+            Marker {
+                name: "DEFAULT_VALUE",
+                text: value,
+            },
+        ],
+        sources,
+        data_dir: server.data_dir.clone(),
+    }
+}
+
+#[test]
+fn confidential_default_parameters_leak_nothing() {
+    let scenario = deploy_with_defaults_and_invoke(false);
+    let findings = scan(&scenario.sources, &scenario.markers);
+    assert!(
+        findings.is_empty(),
+        "a confidential action's default parameters reached the provider:\n{}",
+        report(&findings)
+    );
+}
+
+#[test]
+fn plain_default_parameters_leak() {
+    let scenario = deploy_with_defaults_and_invoke(true);
+    let findings = scan(&scenario.sources, &scenario.markers);
+    for marker in &scenario.markers {
+        assert!(
+            findings.iter().any(|f| f.marker == marker.name),
+            "the scan did not find {} in a plain deployment; found:\n{}",
+            marker.name,
+            report(&findings)
+        );
+    }
 }
 
 #[test]

@@ -2,6 +2,14 @@
 //! `~/.config/clemmys`): its identity key, the brokers it pinned and the
 //! keys of the answers it can still read. Everything here is secret to the
 //! client; files are created mode 0600.
+//!
+//! A client whose directory is on a disk it does not trust (the attested
+//! gateway, on the provider's machine) opens it with a [`HomeVault`]
+//! ([`ClientHome::open_sealed`]): then no file there holds a secret or a
+//! mark in the clear. The identity, the pins, the high-water marks and the
+//! plan versions live in the vault, which seals them (and may bind them to
+//! a monotonic counter against rollback); each keyring and session line
+//! is sealed on its own by the vault before it is appended.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,10 +26,27 @@ use zeroize::Zeroizing;
 
 use super::ConfidentialError;
 
+/// Where a [`ClientHome`] on an untrusted disk keeps its state: an
+/// enclave's sealed storage.
+pub trait HomeVault: Send + Sync + std::fmt::Debug {
+    /// The current contents of the whole file `name` (the identity, the
+    /// pins, the high-water marks, the plan versions), if any.
+    fn read(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConfidentialError>;
+    /// Replaces the file `name` with `bytes`, kept before it returns.
+    fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), ConfidentialError>;
+    /// Seals one line (`plaintext`) to be appended to the log `name`.
+    fn seal_record(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, ConfidentialError>;
+    /// Opens a line [`seal_record`](Self::seal_record) made for `name`;
+    /// `None` if it does not open.
+    fn open_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
+}
+
 /// The client's state directory.
 #[derive(Debug, Clone)]
 pub struct ClientHome {
     dir: PathBuf,
+    /// For a directory on an untrusted disk: where its state is sealed.
+    vault: Option<std::sync::Arc<dyn HomeVault>>,
     /// The keyring, appended through a buffer shared by all clones: one
     /// write per few dozen invocations instead of one each. It is flushed
     /// before every read and when the last clone is dropped; a client that
@@ -375,8 +400,99 @@ impl ClientHome {
         }
         Ok(Self {
             dir,
+            vault: None,
             keyring: Default::default(),
         })
+    }
+
+    /// The state in `dir` on a disk the client does not trust: everything
+    /// it keeps is sealed by `vault` (see the module documentation); the
+    /// directory holds only sealed logs and empty lock files.
+    pub fn open_sealed(
+        dir: impl Into<PathBuf>,
+        vault: std::sync::Arc<dyn HomeVault>,
+    ) -> Result<Self, ConfidentialError> {
+        let mut home = Self::open(dir)?;
+        home.vault = Some(vault);
+        Ok(home)
+    }
+
+    /// The contents of the whole file `name`, if any.
+    fn read_whole(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConfidentialError> {
+        if let Some(vault) = &self.vault {
+            return vault.read(name);
+        }
+        let path = self.dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error(&path, error)),
+        }
+    }
+
+    /// Writes the whole file `name` (replacing it when `replace`, else
+    /// only if it does not exist yet).
+    fn write_whole(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        replace: bool,
+    ) -> Result<(), ConfidentialError> {
+        match &self.vault {
+            Some(vault) => {
+                if !replace && vault.read(name)?.is_some() {
+                    return Err(ConfidentialError::State(format!("{name} exists already")));
+                }
+                vault.replace(name, bytes)
+            }
+            None => write_private(&self.dir.join(name), bytes, replace),
+        }
+    }
+
+    /// The file of log `name`: sealed logs have names of their own, so
+    /// that a line written in the clear before is never read as sealed.
+    fn log_path(&self, name: &str) -> PathBuf {
+        match &self.vault {
+            Some(_) => self.dir.join(format!("{name}.sealed")),
+            None => self.dir.join(format!("{name}.jsonl")),
+        }
+    }
+
+    /// One line of log `name`, newline included: `json`, or sealed.
+    fn log_line(&self, name: &str, json: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
+        use base64::Engine as _;
+        let mut line = match &self.vault {
+            Some(vault) => base64::engine::general_purpose::STANDARD
+                .encode(vault.seal_record(name, json)?)
+                .into_bytes(),
+            None => json.to_vec(),
+        };
+        line.push(b'\n');
+        Ok(line)
+    }
+
+    /// The lines of log `name` that read (a torn or foreign line does
+    /// not), oldest first.
+    fn log_lines(&self, name: &str) -> Result<Vec<Zeroizing<Vec<u8>>>, ConfidentialError> {
+        use base64::Engine as _;
+        let path = self.log_path(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| match &self.vault {
+                Some(vault) => {
+                    let sealed = base64::engine::general_purpose::STANDARD
+                        .decode(line)
+                        .ok()?;
+                    vault.open_record(name, &sealed)
+                }
+                None => Some(Zeroizing::new(line.as_bytes().to_vec())),
+            })
+            .collect())
     }
 
     /// The directory.
@@ -386,35 +502,40 @@ impl ClientHome {
 
     /// The client identity, created on first use.
     pub fn identity(&self) -> Result<ClientIdentity, ConfidentialError> {
-        let path = self.dir.join("identity.key");
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+        const NAME: &str = "identity.key";
+        match self.read_whole(NAME)? {
+            Some(bytes) => {
                 let secret: Zeroizing<[u8; 32]> =
                     Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
-                        ConfidentialError::State(format!("{} is not a 32-byte key", path.display()))
+                        ConfidentialError::State(format!(
+                            "{} is not a 32-byte key",
+                            self.dir.join(NAME).display()
+                        ))
                     })?);
                 Ok(ClientIdentity::from_secret(&secret))
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let identity = ClientIdentity::generate(&mut clemmys_tee::os_rng());
-                write_private(&path, identity.secret_bytes().as_slice(), false)?;
+                self.write_whole(NAME, identity.secret_bytes().as_slice(), false)?;
                 Ok(identity)
             }
-            Err(error) => Err(io_error(&path, error)),
         }
     }
 
-    fn pins_path(&self) -> PathBuf {
-        self.dir.join("brokers.json")
+    fn pins(&self) -> Result<BTreeMap<String, BrokerPin>, ConfidentialError> {
+        self.read_json(PINS)
     }
 
-    fn pins(&self) -> Result<BTreeMap<String, BrokerPin>, ConfidentialError> {
-        match std::fs::read(self.pins_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ConfidentialError::State(format!("{}: {e}", self.pins_path().display()))
+    /// The whole file `name` as JSON; the default if there is none.
+    fn read_json<T: Default + serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<T, ConfidentialError> {
+        match self.read_whole(name)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ConfidentialError::State(format!("{}: {e}", self.dir.join(name).display()))
             }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(error) => Err(io_error(&self.pins_path(), error)),
+            None => Ok(T::default()),
         }
     }
 
@@ -434,7 +555,7 @@ impl ClientHome {
         pins.insert(api_host.to_owned(), pin.clone());
         let json = serde_json::to_vec_pretty(&pins)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        write_private(&self.pins_path(), &json, true)
+        self.write_whole(PINS, &json, true)
     }
 
     /// Holds `{what}.lock` exclusively until the returned file is dropped:
@@ -456,10 +577,6 @@ impl ClientHome {
         Ok(file)
     }
 
-    fn freshness_path(&self) -> PathBuf {
-        self.dir.join("freshness.json")
-    }
-
     /// Checks a broker answer against the highest versions this client has
     /// seen from `api_host`'s broker (its state version and, when the answer
     /// describes one, the action's version) and raises them: anything lower
@@ -471,13 +588,7 @@ impl ClientHome {
         action: Option<(&str, u64)>,
     ) -> Result<(), ConfidentialError> {
         let _updating = self.exclusive("freshness")?;
-        let path = self.freshness_path();
-        let mut marks: BTreeMap<String, HighWater> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ConfidentialError::State(format!("{}: {e}", path.display())))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(error) => return Err(io_error(&path, error)),
-        };
+        let mut marks: BTreeMap<String, HighWater> = self.read_json(FRESHNESS)?;
         let marks_of = marks.entry(api_host.to_owned()).or_default();
         if state_version < marks_of.state_version {
             return Err(ConfidentialError::BrokerRolledBack {
@@ -504,18 +615,19 @@ impl ClientHome {
         }
         let json = serde_json::to_vec_pretty(&marks)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        write_private(&path, &json, true)
+        self.write_whole(FRESHNESS, &json, true)
     }
 
     fn keyring_path(&self) -> PathBuf {
-        self.dir.join("keyring.jsonl")
+        self.log_path(KEYRING)
     }
 
     /// Remembers the keys of one invocation's answer (buffered).
     pub fn remember(&self, entry: &KeyringEntry) -> Result<(), ConfidentialError> {
-        let mut line =
-            serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?;
-        line.push(b'\n');
+        let json = Zeroizing::new(
+            serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+        let line = self.log_line(KEYRING, &json)?;
         let mut keyring = self
             .keyring
             .lock()
@@ -554,10 +666,6 @@ impl ClientHome {
         }
     }
 
-    fn sessions_path(&self) -> PathBuf {
-        self.dir.join("sessions.jsonl")
-    }
-
     /// Remembers the signed receipt that opened session `id` (once per
     /// session), so its requests can be verified later by any process.
     pub fn remember_session(
@@ -566,10 +674,11 @@ impl ClientHome {
         opening: &OpenedSession,
     ) -> Result<(), ConfidentialError> {
         let record = serde_json::json!({ "sessionId": hex::encode(id), "opening": opening });
-        let mut line =
-            serde_json::to_vec(&record).map_err(|e| ConfidentialError::State(e.to_string()))?;
-        line.push(b'\n');
-        let path = self.sessions_path();
+        let json = Zeroizing::new(
+            serde_json::to_vec(&record).map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+        let line = self.log_line(SESSIONS, &json)?;
+        let path = self.log_path(SESSIONS);
         let mut options = std::fs::OpenOptions::new();
         options.append(true).create(true);
         #[cfg(unix)]
@@ -586,32 +695,16 @@ impl ClientHome {
         &self,
         id: &[u8; 16],
     ) -> Result<Option<OpenedSession>, ConfidentialError> {
-        let path = self.sessions_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error(&path, error)),
-        };
         let wanted = hex::encode(id);
-        Ok(text.lines().rev().find_map(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).ok()?;
+        Ok(self.log_lines(SESSIONS)?.iter().rev().find_map(|line| {
+            let record: serde_json::Value = serde_json::from_slice(line).ok()?;
             (record["sessionId"] == wanted.as_str())
                 .then(|| serde_json::from_value(record["opening"].clone()).ok())?
         }))
     }
 
-    fn plans_path(&self) -> PathBuf {
-        self.dir.join("chain-plans.json")
-    }
-
     fn plan_versions(&self) -> Result<BTreeMap<String, u64>, ConfidentialError> {
-        let path = self.plans_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| ConfidentialError::State(format!("{}: {e}", path.display()))),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(error) => Err(io_error(&path, error)),
-        }
+        self.read_json(PLANS)
     }
 
     /// The newest version of sequence `sequence`'s signed chain plan this
@@ -633,26 +726,32 @@ impl ClientHome {
         *newest = version;
         let json = serde_json::to_vec_pretty(&versions)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        write_private(&self.plans_path(), &json, true)
+        self.write_whole(PLANS, &json, true)
     }
 
     /// The keys of activation `id`, if this client invoked it.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
         self.flush()?;
-        let path = self.keyring_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(io_error(&path, error)),
-        };
         // Newest last; a torn last line (a crash mid-append) is skipped.
-        Ok(text
-            .lines()
+        Ok(self
+            .log_lines(KEYRING)?
+            .iter()
             .rev()
-            .filter_map(|line| serde_json::from_str::<KeyringEntry>(line).ok())
+            .filter_map(|line| serde_json::from_slice::<KeyringEntry>(line).ok())
             .find(|entry| entry.activation_id == activation_id))
     }
 }
+
+/// The pinned brokers (a whole file).
+const PINS: &str = "brokers.json";
+/// The high-water marks (a whole file).
+const FRESHNESS: &str = "freshness.json";
+/// The newest chain plan versions seen (a whole file).
+const PLANS: &str = "chain-plans.json";
+/// The keys of the answers (a log).
+const KEYRING: &str = "keyring";
+/// The openings of sessions (a log).
+const SESSIONS: &str = "sessions";
 
 fn io_error(path: &Path, error: std::io::Error) -> ConfidentialError {
     ConfidentialError::State(format!("{}: {error}", path.display()))
@@ -793,6 +892,114 @@ mod tests {
         let opened = read.keys(None).expect("the line's own secret");
         assert_eq!(opened.secret().as_bytes(), keys.secret().as_bytes());
         assert!(!format!("{:?}", SessionSecret::of(&keys)).contains("07"));
+    }
+
+    /// A vault keeping whole files in memory and sealing lines under a
+    /// key of its own.
+    #[derive(Debug, Default)]
+    struct TestVault {
+        files: std::sync::Mutex<BTreeMap<String, Vec<u8>>>,
+        key: [u8; 32],
+    }
+
+    impl HomeVault for TestVault {
+        fn read(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConfidentialError> {
+            let files = self.files.lock().expect("not poisoned");
+            Ok(files.get(name).cloned().map(Zeroizing::new))
+        }
+
+        fn replace(&self, name: &str, bytes: &[u8]) -> Result<(), ConfidentialError> {
+            let mut files = self.files.lock().expect("not poisoned");
+            files.insert(name.to_owned(), bytes.to_vec());
+            Ok(())
+        }
+
+        fn seal_record(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
+            clemmys_proto::suite::StorageKey::from_bytes(self.key)
+                .seal(plaintext, name.as_bytes(), &mut clemmys_tee::os_rng())
+                .map_err(|e| ConfidentialError::State(e.to_string()))
+        }
+
+        fn open_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+            clemmys_proto::suite::StorageKey::from_bytes(self.key)
+                .open(sealed, name.as_bytes(), "test record")
+                .ok()
+        }
+    }
+
+    #[test]
+    fn a_sealed_home_writes_no_secret_and_reads_back_what_it_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = std::sync::Arc::new(TestVault {
+            key: [9; 32],
+            ..TestVault::default()
+        });
+        let home = ClientHome::open_sealed(dir.path(), vault.clone()).expect("home");
+        let identity = home.identity().expect("identity");
+        home.check_fresh("h", 3, Some(("guest/a", 2)))
+            .expect("marks");
+        home.see_plan("h /guest/pipe", 4).expect("plan");
+        let keys = AnswerKeys {
+            result: ExportedKey::from_bytes([0x5a; 32]),
+            logs: ExportedKey::from_bytes([0x6b; 32]),
+        };
+        let entry = KeyringEntry::new(
+            "act-1".into(),
+            "guest".into(),
+            "a".into(),
+            1,
+            Digest::of(b"code"),
+            [1; 16],
+            Digest::of(b"input"),
+            Some(&keys),
+        );
+        home.remember(&entry).expect("remembered");
+        home.flush().expect("flushed");
+
+        // Nothing on disk in the clear: no key, no mark, no file the plain
+        // home would read.
+        let secrets = [
+            hex::encode([0x5a; 32]),
+            hex::encode(identity.secret_bytes().as_slice()),
+        ];
+        for file in std::fs::read_dir(dir.path()).expect("dir") {
+            let path = file.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("file");
+            let text = String::from_utf8_lossy(&bytes);
+            for secret in &secrets {
+                assert!(!text.contains(secret.as_str()), "{}", path.display());
+            }
+            assert!(
+                !bytes
+                    .windows(32)
+                    .any(|w| w == identity.secret_bytes().as_slice())
+            );
+            assert!(!text.contains("guest/a"), "{}: {text}", path.display());
+        }
+        let plain = ClientHome::open(dir.path()).expect("plain");
+        assert!(plain.recall("act-1").expect("read").is_none());
+        assert_eq!(plain.newest_plan("h /guest/pipe").expect("read"), None);
+
+        // The same vault reads it all back, in a new handle.
+        let again = ClientHome::open_sealed(dir.path(), vault.clone()).expect("home");
+        assert_eq!(again.identity().expect("identity").id(), identity.id());
+        assert!(matches!(
+            again.check_fresh("h", 2, None),
+            Err(ConfidentialError::BrokerRolledBack { .. })
+        ));
+        assert_eq!(again.newest_plan("h /guest/pipe").expect("read"), Some(4));
+        let recalled = again.recall("act-1").expect("read").expect("kept");
+        assert_eq!(
+            recalled.keys().expect("keys").result.as_bytes(),
+            &[0x5a; 32]
+        );
+        // Another vault's key opens no line.
+        let stranger = std::sync::Arc::new(TestVault {
+            key: [8; 32],
+            ..TestVault::default()
+        });
+        let other = ClientHome::open_sealed(dir.path(), stranger).expect("home");
+        assert!(other.recall("act-1").expect("read").is_none());
     }
 
     #[test]

@@ -30,7 +30,10 @@ use clemmys_proto::chain_plan::{
     CHAIN_PLAN_ANNOTATION, ChainPlan, ChainPlanError, PlanComponent, SignedChainPlan,
     VerifiedChainPlan,
 };
-use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, JavaScriptCode, SealedCode};
+use clemmys_proto::code::{
+    CodeBinding, CodeWithDefaults, DEFAULT_ENTRY, DEFAULTS_SALT_BYTES, DefaultParameters,
+    JavaScriptCode, SealedCode,
+};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::invoke::{
     InvocationHeader, PendingAnswer, Receipt, SealedInvocation, SealedResultBody, SignedReceipt,
@@ -52,7 +55,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use home::{
-    BrokerPin, ChainEntry, ClientHome, KeyringEntry, OpenedSession, SessionEntry, SessionSecret,
+    BrokerPin, ChainEntry, ClientHome, HomeVault, KeyringEntry, OpenedSession, SessionEntry,
+    SessionSecret,
 };
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
@@ -194,6 +198,14 @@ pub enum ConfidentialError {
     /// The client's state directory.
     #[error("client state: {0}")]
     State(String),
+    /// The action's default parameters are over the payload limit.
+    #[error("the default parameters take {size} bytes, over the limit of {limit}")]
+    DefaultParametersTooLarge {
+        /// Their size as JSON.
+        size: usize,
+        /// [`clemmys_whisk::limits::MAX_PAYLOAD_BYTES`].
+        limit: usize,
+    },
 }
 
 impl From<ChainCheckError> for ConfidentialError {
@@ -371,12 +383,28 @@ enum ConfidentialCode<'a> {
 }
 
 impl ConfidentialCode<'_> {
-    /// The bytes sealed to the action key, whose digest the policy names.
-    fn plaintext(&self) -> std::borrow::Cow<'_, [u8]> {
-        match self {
-            Self::Wasm(module) => std::borrow::Cow::Borrowed(module),
+    /// The bytes sealed to the action key, whose digest the policy names:
+    /// the code, with `defaults` (and a fresh salt) when there are some.
+    fn plaintext(
+        &self,
+        defaults: Option<&DefaultParameters>,
+    ) -> Result<std::borrow::Cow<'_, [u8]>, ProtoError> {
+        let code = match self {
+            Self::Wasm(module) => std::borrow::Cow::Borrowed(*module),
             Self::JavaScript { code, .. } => std::borrow::Cow::Owned(code.to_bytes()),
+        };
+        let Some(defaults) = defaults else {
+            return Ok(code);
+        };
+        let mut salt = [0u8; DEFAULTS_SALT_BYTES];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut salt);
+        let mut bundle = CodeWithDefaults {
+            salt,
+            defaults,
+            code: &code,
         }
+        .to_bytes()?;
+        Ok(std::borrow::Cow::Owned(std::mem::take(&mut *bundle)))
     }
 
     /// What runs when `exec.main` names nothing.
@@ -395,6 +423,27 @@ impl ConfidentialCode<'_> {
         }
         exec
     }
+}
+
+/// Takes the bound parameters out of `put`, which the provider must never
+/// see, as the default parameters to seal with the code (`None` when there
+/// are none); the `final` annotation is sealed with them.
+fn take_defaults(put: &mut ActionPut) -> Result<Option<DefaultParameters>, ConfidentialError> {
+    let parameters = put.parameters.take().unwrap_or_default();
+    if parameters.is_empty() {
+        return Ok(None);
+    }
+    let parameters = parameters.to_object();
+    let size = serde_json::to_vec(&parameters).map_or(0, |bytes| bytes.len());
+    let limit = clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+    if size > limit {
+        return Err(ConfidentialError::DefaultParametersTooLarge { size, limit });
+    }
+    let final_parameters = put
+        .annotations
+        .as_ref()
+        .is_some_and(|annotations| annotations.is_true("final"));
+    Ok(Some(DefaultParameters::new(parameters, final_parameters)))
 }
 
 /// A verified answer of one confidential activation.
@@ -882,6 +931,13 @@ impl Confidential {
     /// Deploys `wasm` as confidential action `name`: registers a new policy
     /// version with the broker, seals the code to the action key and stores
     /// it with `put` (limits, annotations) through the API.
+    ///
+    /// `put.parameters` are the action's default parameters: they are
+    /// sealed with the code (with `final`, if `put.annotations` says so) and
+    /// never sent in the clear; the enclave merges each invoke's parameters
+    /// over them. They are the new version's whole set: an update that
+    /// gives none leaves the action without defaults, since nobody outside
+    /// an enclave can read the old ones.
     pub async fn deploy(
         &self,
         name: &str,
@@ -958,7 +1014,8 @@ impl Confidential {
         annotate: &(dyn Fn(u64, &mut KeyValues) + Sync),
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let plaintext = code.plaintext();
+        let defaults = take_defaults(&mut put)?;
+        let plaintext = code.plaintext(defaults.as_ref())?;
         let code_digest = Digest::of(&plaintext);
         let main = put.exec.as_ref().and_then(|exec| exec.main.clone());
         // The export (or function) to run is part of the code: the policy

@@ -660,12 +660,14 @@ async fn session_request_sent_to_another_action_is_rejected() {
 async fn session_request_to_an_enclave_kept_from_an_update_is_rejected() {
     // The provider never provisions the new version (no prewarm) and keeps
     // serving the session from the enclave that holds the old grant, the
-    // old code and the session's keys: the broker, asked to admit every
-    // session request, knows the version moved on.
+    // old code and the session's keys: once the enclave's session lease
+    // has run out, the broker, asked to admit the session request, knows
+    // the version moved on.
     let server = TestServer::start_with(|config| config.enclave_pool.prewarm = false).await;
     let owner = server.owner().await;
     let body = session_request(&owner).await;
     owner.deploy("echo", "hello").await;
+    tokio::time::sleep(clemmys_enclave::SESSION_LEASE).await;
     let message = refusal_message(&post_sealed(&server, "echo", &body).await);
     assert!(
         message.contains("is for version 1 but the action is at version 2"),
@@ -806,4 +808,123 @@ async fn confidential_action_relabelled_plain_for_the_web_runs_nothing() {
     let record = server.wait_for_activation(&id).await;
     assert_eq!(record["response"]["status"], "action developer error");
     assert!(!record.to_string().contains("HELLO"), "{record}");
+}
+
+/// Deploys example `echo` as confidential action `name` with default
+/// parameters `defaults`, sealed with its code by the owner's client.
+async fn deploy_echo_with_defaults(owner: &Owner, name: &str, defaults: Value) {
+    let object = defaults.as_object().expect("an object");
+    let put = clemmys_whisk::ActionPut {
+        parameters: Some(clemmys_whisk::KeyValues::from_object(object)),
+        ..Default::default()
+    };
+    owner
+        .client
+        .deploy(name, &example("echo"), put, true, &Default::default())
+        .await
+        .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
+}
+
+/// The action's sealed code as the provider stores it.
+async fn stored_code(server: &TestServer, action: &str) -> Vec<u8> {
+    server
+        .node()
+        .store
+        .get_code(&name("guest"), &name(action))
+        .await
+        .expect("read")
+        .expect("stored")
+}
+
+/// `owner` invoking with a fresh signed invocation each time.
+fn without_sessions(owner: Owner) -> Owner {
+    Owner {
+        client: owner.client.without_sessions(),
+        home: owner.home,
+    }
+}
+
+/// Asserts the enclave refused to open the action's code: nothing ran and
+/// the client has no result to print.
+fn code_refused(
+    outcome: &Result<clemmys_client::confidential::OpenedActivation, ConfidentialError>,
+) {
+    assert!(
+        matches!(
+            outcome,
+            Err(ConfidentialError::EnclaveRefused {
+                refusal: Refusal::CodeRejected,
+                ..
+            })
+        ),
+        "the client took a result: {outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn default_parameters_swapped_from_another_action_are_refused() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo_with_defaults(&owner, "a", json!({"secret": "of-a"})).await;
+    deploy_echo_with_defaults(&owner, "b", json!({"secret": "of-b"})).await;
+    let opened = owner.invoke("b", json!({})).await.expect("invoke");
+    assert_eq!(opened.result, json!({"secret": "of-b"}));
+    // The provider moves a's sealed code, and the defaults in it, onto b.
+    let of_a = stored_code(&server, "a").await;
+    tamper_code(&server, "b", |code| *code = of_a).await;
+    code_refused(&owner.invoke("b", json!({})).await);
+    let fresh = without_sessions(owner.second_client(&server).await);
+    code_refused(&fresh.invoke("b", json!({})).await);
+}
+
+#[tokio::test]
+async fn default_parameters_rolled_back_after_an_update_are_refused() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo_with_defaults(&owner, "act", json!({"secret": "old"})).await;
+    let version_one = stored_code(&server, "act").await;
+    // The owner updates the defaults (same code): version 2.
+    deploy_echo_with_defaults(&owner, "act", json!({"secret": "new"})).await;
+    let opened = owner.invoke("act", json!({})).await.expect("invoke");
+    assert_eq!(opened.result, json!({"secret": "new"}));
+    // The provider serves version 1's sealed code and defaults again.
+    tamper_code(&server, "act", |code| *code = version_one).await;
+    code_refused(&owner.invoke("act", json!({})).await);
+    let fresh = without_sessions(owner.second_client(&server).await);
+    code_refused(&fresh.invoke("act", json!({})).await);
+}
+
+#[tokio::test]
+async fn stripped_default_parameters_are_refused() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo_with_defaults(&owner, "act", json!({"secret": "kept"})).await;
+    let descriptor = owner.client.describe("act", true).await.expect("describe");
+    // The module is public (the provider has it); the action key, the
+    // version and the digest are too: it seals the module alone, without
+    // the defaults, under the genuine binding.
+    let binding = CodeBinding {
+        namespace: "guest",
+        action: "act",
+        version: descriptor.version,
+        code_digest: descriptor.code_digest,
+        entry: &descriptor.policy.entry,
+    };
+    let stripped = SealedCode::seal(
+        &example("echo"),
+        descriptor.owner,
+        &descriptor.action_key,
+        &binding,
+        &mut os_rng(),
+    )
+    .expect("seal");
+    tamper_code(&server, "act", |code| *code = stripped.to_bytes()).await;
+    code_refused(&owner.invoke("act", json!({})).await);
+
+    // Nor can it strip them by serving a version that had none.
+    owner.deploy("two", "echo").await;
+    let without = stored_code(&server, "two").await;
+    deploy_echo_with_defaults(&owner, "two", json!({"secret": "added"})).await;
+    tamper_code(&server, "two", |code| *code = without).await;
+    code_refused(&owner.invoke("two", json!({})).await);
 }

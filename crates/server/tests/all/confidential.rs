@@ -2,7 +2,7 @@
 //! with the provider seeing only ciphertext.
 
 use clemmys_client::InvokeOptions;
-use clemmys_client::confidential::{ConfidentialError, ConfidentialInvoked};
+use clemmys_client::confidential::ConfidentialInvoked;
 use clemmys_whisk::ActivationStatus;
 use hyper::{Method, StatusCode};
 use serde_json::json;
@@ -164,7 +164,7 @@ async fn creating_a_deleted_action_again_moves_its_version_past_the_old_one() {
 }
 
 #[tokio::test]
-async fn a_confidential_action_refuses_plain_parameters_and_bound_parameters() {
+async fn a_confidential_action_refuses_plain_parameters_and_clear_bound_parameters() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
     owner.deploy("hello", "hello").await;
@@ -179,26 +179,27 @@ async fn a_confidential_action_refuses_plain_parameters_and_bound_parameters() {
             .contains("confidential")
     );
 
-    let put = clemmys_whisk::action::ActionPut {
-        parameters: Some(clemmys_whisk::KeyValues(vec![clemmys_whisk::KeyValue {
-            key: "k".into(),
-            value: json!(1),
-        }])),
-        ..Default::default()
-    };
-    let refused = owner
-        .client
-        .deploy(
-            "bound",
-            &crate::common::example("hello"),
-            put,
-            false,
-            &Default::default(),
+    // Bound parameters in the clear are refused too (the owner's client
+    // seals them with the code instead: see `default_parameters`).
+    let path = "/api/v1/namespaces/_/actions/hello";
+    let action = server
+        .call(hyper::Method::GET, &format!("{path}?code=true"), None)
+        .await
+        .json;
+    let put = json!({"exec": action["exec"].clone(), "annotations": action["annotations"].clone(),
+        "parameters": [{"key": "k", "value": 1}]});
+    let refused = server
+        .call(
+            hyper::Method::PUT,
+            &format!("{path}?overwrite=true"),
+            Some(put),
         )
         .await;
-    assert!(
-        matches!(refused, Err(ConfidentialError::Api(ref e)) if e.status() == Some(400)),
-        "{refused:?}"
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.json
     );
 }
 

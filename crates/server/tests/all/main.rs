@@ -17,6 +17,7 @@ mod code_attacks;
 mod confidential;
 mod confidential_javascript;
 mod contract;
+mod default_parameters;
 mod enclave_pool;
 mod freshness;
 mod info;

@@ -1,0 +1,138 @@
+//! The admission lease of session requests: after the broker admits one
+//! request of an action's grant at some version, for some delegate (or
+//! none), the enclave admits later session requests in the same scope
+//! itself for a short while, instead of asking the broker for each.
+//!
+//! What a session request's admission checks at the broker is only that
+//! the version is still current, that a delegate is still delegated and
+//! that the request's stamp is not too old or too far ahead (replays are
+//! the session's own counter window, inside the enclave). The lease keeps
+//! the last two by bounding stamps near the one the broker checked, and
+//! trades the first for speed: an update or a revocation reaches session
+//! requests after at most [`SESSION_LEASE`] or [`SESSION_LEASE_USES`]
+//! requests, whichever comes first (the count holds even against a host
+//! that stalls the enclave's clock). Invocations, which consume a nonce at
+//! the broker, are never leased.
+
+use std::time::{Duration, Instant};
+
+use clemmys_proto::ClientId;
+
+/// How long one broker admission vouches for later session requests.
+pub const SESSION_LEASE: Duration = Duration::from_secs(1);
+
+/// How many session requests one broker admission vouches for at most.
+pub const SESSION_LEASE_USES: u32 = 10_000;
+
+/// How far a leased request's stamp may stray from the stamp the broker
+/// checked. The broker accepts stamps at most `REPLAY_WINDOW` old and
+/// `MAX_CLOCK_SKEW` ahead; under a lease those bounds loosen by at most
+/// this plus [`SESSION_LEASE`].
+pub const STAMP_SLACK_MS: u64 = 1_000;
+
+/// What one broker admission was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseScope {
+    /// The grant the admission was MACed under.
+    pub grant_id: [u8; 16],
+    /// The version the broker found current.
+    pub version: u64,
+    /// The gateway the broker found delegated, if the client was one.
+    pub delegate: Option<ClientId>,
+}
+
+/// A broker admission, reused for session requests in its scope.
+#[derive(Debug)]
+pub struct AdmissionLease {
+    scope: LeaseScope,
+    stamped_ms: u64,
+    until: Instant,
+    uses_left: u32,
+}
+
+impl AdmissionLease {
+    /// The lease of an admission the broker just granted to a request
+    /// stamped `stamped_ms`.
+    pub fn granted(scope: LeaseScope, stamped_ms: u64, now: Instant) -> Self {
+        Self {
+            scope,
+            stamped_ms,
+            until: now + SESSION_LEASE,
+            uses_left: SESSION_LEASE_USES,
+        }
+    }
+
+    /// Admits a session request in `scope` stamped `timestamp_ms`, using
+    /// up one use; `false` when the broker must be asked instead.
+    pub fn admit(&mut self, scope: &LeaseScope, timestamp_ms: u64, now: Instant) -> bool {
+        let covered = self.uses_left > 0
+            && now < self.until
+            && self.scope == *scope
+            && timestamp_ms.abs_diff(self.stamped_ms) <= STAMP_SLACK_MS;
+        if covered {
+            self.uses_left -= 1;
+        }
+        covered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> LeaseScope {
+        LeaseScope {
+            grant_id: [7; 16],
+            version: 3,
+            delegate: None,
+        }
+    }
+
+    #[test]
+    fn admits_its_scope_near_the_checked_stamp_until_it_expires() {
+        let start = Instant::now();
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        assert!(lease.admit(&scope(), 1_000_500, start));
+        assert!(lease.admit(&scope(), 999_000, start + Duration::from_millis(999)));
+        assert!(!lease.admit(&scope(), 1_000_000, start + SESSION_LEASE));
+    }
+
+    #[test]
+    fn refuses_another_version_grant_or_delegate() {
+        let start = Instant::now();
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        let newer = LeaseScope {
+            version: 4,
+            ..scope()
+        };
+        let regranted = LeaseScope {
+            grant_id: [8; 16],
+            ..scope()
+        };
+        let delegated = LeaseScope {
+            delegate: Some(ClientId([1; 32])),
+            ..scope()
+        };
+        for other in [newer, regranted, delegated] {
+            assert!(!lease.admit(&other, 1_000_000, start), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_stamps_far_from_the_checked_one() {
+        let start = Instant::now();
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        assert!(!lease.admit(&scope(), 1_000_000 + STAMP_SLACK_MS + 1, start));
+        assert!(!lease.admit(&scope(), 1_000_000 - STAMP_SLACK_MS - 1, start));
+    }
+
+    #[test]
+    fn runs_out_after_its_uses_whatever_the_clock_says() {
+        let start = Instant::now();
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        for _ in 0..SESSION_LEASE_USES {
+            assert!(lease.admit(&scope(), 1_000_000, start));
+        }
+        assert!(!lease.admit(&scope(), 1_000_000, start));
+    }
+}

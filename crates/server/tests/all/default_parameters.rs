@@ -1,0 +1,154 @@
+//! Default parameters of confidential actions: sealed with the code by the
+//! owner's client, merged inside the enclave under each invoke's
+//! parameters (and under a chain step's input), never shown by the node.
+
+use clemmys_whisk::{ActionPut, ActivationStatus, KeyValues};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Owner, TestServer, example};
+
+/// A marker the node must never show.
+const SECRET: &str = "default-parameter-secret-5e1f";
+
+async fn deploy_echo(owner: &Owner, name: &str, defaults: Value, annotations: Option<Value>) {
+    let put = ActionPut {
+        parameters: Some(KeyValues::from_object(
+            defaults.as_object().expect("an object"),
+        )),
+        annotations: annotations
+            .map(|value| KeyValues::from_object(value.as_object().expect("an object"))),
+        ..Default::default()
+    };
+    owner
+        .client
+        .deploy(name, &example("echo"), put, true, &Default::default())
+        .await
+        .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
+}
+
+#[tokio::test]
+async fn invoke_parameters_are_merged_over_sealed_defaults() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo(
+        &owner,
+        "echo",
+        json!({"secret": SECRET, "greeting": "hi"}),
+        None,
+    )
+    .await;
+    // The first invoke opens a session; the second runs within it.
+    for _ in 0..2 {
+        let opened = owner
+            .invoke("echo", json!({"greeting": "hey", "name": "Ada"}))
+            .await
+            .expect("invoke");
+        assert_eq!(
+            opened.result,
+            json!({"secret": SECRET, "greeting": "hey", "name": "Ada"})
+        );
+    }
+    // A chain step gets them under its input too, as a sequence's
+    // component does in OpenWhisk.
+    owner.create_sequence("seq", &["echo"]).await;
+    let opened = owner
+        .invoke("seq", json!({"name": "Bo"}))
+        .await
+        .expect("chain");
+    assert_eq!(
+        opened.result,
+        json!({"secret": SECRET, "greeting": "hi", "name": "Bo"})
+    );
+
+    // The node shows no parameter, nor stores any in its document.
+    let shown = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions/echo", None)
+        .await
+        .json;
+    assert_eq!(shown["parameters"], json!([]), "{shown}");
+    assert!(!shown.to_string().contains(SECRET), "{shown}");
+    let records = server
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?docs=true",
+            None,
+        )
+        .await
+        .json;
+    assert!(!records.to_string().contains(SECRET), "{records}");
+}
+
+#[tokio::test]
+async fn final_defaults_cannot_be_overridden() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo(
+        &owner,
+        "fixed",
+        json!({"mode": "safe"}),
+        Some(json!({"final": true})),
+    )
+    .await;
+    let opened = owner
+        .invoke("fixed", json!({"other": 1}))
+        .await
+        .expect("invoke");
+    assert_eq!(opened.result, json!({"mode": "safe", "other": 1}));
+    let refused = owner
+        .invoke("fixed", json!({"mode": "unsafe"}))
+        .await
+        .expect("a sealed answer");
+    assert_eq!(refused.status, ActivationStatus::ApplicationError);
+    assert!(refused.result.get("mode").is_none(), "{}", refused.result);
+    // Removing the annotation at the node changes nothing: the flag is
+    // sealed with the defaults.
+    let path = "/api/v1/namespaces/_/actions/fixed";
+    let action = server
+        .call(Method::GET, &format!("{path}?code=true"), None)
+        .await
+        .json;
+    let put = json!({"exec": action["exec"].clone(), "annotations": [
+        {"key": "confidential", "value": true}
+    ]});
+    let answer = server
+        .call(Method::PUT, &format!("{path}?overwrite=true"), Some(put))
+        .await;
+    assert_eq!(answer.status, hyper::StatusCode::OK, "{:?}", answer.json);
+    server.enclaves().evict("guest", "fixed");
+    let still = owner
+        .invoke("fixed", json!({"mode": "unsafe"}))
+        .await
+        .expect("a sealed answer");
+    assert_eq!(still.status, ActivationStatus::ApplicationError);
+}
+
+#[tokio::test]
+async fn clear_parameters_are_never_sent_to_the_node() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    deploy_echo(&owner, "echo", json!({"secret": SECRET}), None).await;
+    let stored = server
+        .node()
+        .store
+        .get_action(
+            &clemmys_whisk::EntityName::new("guest").expect("name"),
+            &clemmys_whisk::EntityName::new("echo").expect("name"),
+        )
+        .await
+        .expect("read")
+        .expect("stored");
+    assert!(stored.parameters.is_empty(), "{:?}", stored.parameters);
+    // The node still refuses clear parameters for a confidential action.
+    let path = "/api/v1/namespaces/_/actions/echo";
+    let action = server
+        .call(Method::GET, &format!("{path}?code=true"), None)
+        .await
+        .json;
+    let put = json!({"exec": action["exec"].clone(), "annotations": action["annotations"].clone(),
+        "parameters": [{"key": "k", "value": "v"}]});
+    let answer = server
+        .call(Method::PUT, &format!("{path}?overwrite=true"), Some(put))
+        .await;
+    assert_eq!(answer.status, hyper::StatusCode::BAD_REQUEST);
+}
