@@ -43,7 +43,9 @@ start() {
     # As root, PostgreSQL runs as `postgres`, which must enter DIR.
     [ "$(id -u)" -ne 0 ] || chmod 755 "$dir"
     clemmys="$(bin)"
-    pg="$(bash "$REPO/scripts/postgres.sh" start "$dir/postgres")"
+    bash "$REPO/scripts/postgres.sh" start "$dir/postgres" >/dev/null
+    # Its Unix socket: every process is on this machine.
+    pg="$(bash "$REPO/scripts/postgres.sh" socket-url "$dir/postgres")"
     nats="$(bash "$REPO/scripts/nats.sh" start "$dir/nats")"
     # One platform key for the host, as for processes of one machine: the
     # broker trusts the enclaves of the invokers because they share it.

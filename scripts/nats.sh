@@ -16,17 +16,7 @@ set -euo pipefail
 
 die() { echo "nats.sh: $*" >&2; exit 1; }
 
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start() {
     local dir="$1" port="${2:-}"

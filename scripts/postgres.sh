@@ -7,6 +7,8 @@
 #                                  127.0.0.1:PORT (a free one if not given;
 #                                  a restart keeps the port); prints its URL,
 #                                  also written to DIR/url
+#   postgres.sh socket-url DIR     the URL of the running server's Unix socket
+#                                  (no loopback TCP: cheaper per query)
 #   postgres.sh stop DIR           stop it (fast shutdown), keeping DIR
 #   postgres.sh destroy DIR        stop it and delete DIR
 #
@@ -34,17 +36,7 @@ as_owner() {
     fi
 }
 
-free_port() {
-    local port
-    for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start() {
     local dir="$1" port="${2:-}" bin
@@ -80,9 +72,17 @@ stop() {
     as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
 }
 
+socket_url() {
+    local dir
+    dir="$(cd "$1" && pwd)"
+    [ -f "$dir/port" ] || die "no server was started in $dir"
+    echo "postgres://postgres@localhost/postgres?host=$dir&port=$(cat "$dir/port")"
+}
+
 case "${1:-}" in
+    socket-url) [ $# -eq 2 ] || die "usage: postgres.sh socket-url DIR"; socket_url "$2" ;;
     start) [ $# -ge 2 ] || die "usage: postgres.sh start DIR [PORT]"; start "$2" "${3:-}" ;;
     stop) [ $# -eq 2 ] || die "usage: postgres.sh stop DIR"; stop "$2" ;;
     destroy) [ $# -eq 2 ] || die "usage: postgres.sh destroy DIR"; stop "$2"; rm -rf "$2" ;;
-    *) die "usage: postgres.sh start|stop|destroy DIR" ;;
+    *) die "usage: postgres.sh start|socket-url|stop|destroy DIR" ;;
 esac

@@ -1,7 +1,8 @@
 //! The distributed path (`--only cluster`): warm blocking invokes of the
 //! plain noop through a controller in this process whose invokers are
 //! `clemmys serve --role invoker` processes, over NATS JetStream
-//! (scripts/nats.sh) and PostgreSQL (scripts/postgres.sh), with 1, 2 and 3
+//! (scripts/nats.sh) and PostgreSQL (scripts/postgres.sh, through its Unix
+//! socket), with 1, 2 and 3
 //! invokers; and, in the same run, the same load on the embedded node (one
 //! process, in-process bus, the redb store).
 //!
@@ -182,6 +183,25 @@ impl Backend {
         let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         Ok(Self { script, dir, url })
     }
+
+    /// The server's Unix socket URL, when its script has one (PostgreSQL):
+    /// processes of one machine need no loopback TCP.
+    fn socket_url(&self) -> anyhow::Result<String> {
+        let output = Command::new("bash")
+            .arg(&self.script)
+            .arg("socket-url")
+            .arg(self.dir.path())
+            .output()
+            .with_context(|| format!("running {}", self.script.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} socket-url failed: {}",
+                self.script.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
 }
 
 impl Drop for Backend {
@@ -250,6 +270,7 @@ pub async fn measure(
 
     let nats = Backend::start("nats.sh")?;
     let postgres = Backend::start("postgres.sh")?;
+    let postgres_url = postgres.socket_url()?;
     let dir = crate::temporary_dir()?;
     let platform_key = dir.path().join("sim-platform.key");
     let broker = RunningBroker::start(BrokerConfig {
@@ -266,7 +287,7 @@ pub async fn measure(
         config.role = NodeRole::Controller;
         config.bus = BusLocation::Nats(NatsConfig::new(nats.url.clone()));
         config.store_location =
-            StoreLocation::Postgres(clemmys_store::PostgresConfig::new(&postgres.url));
+            StoreLocation::Postgres(clemmys_store::PostgresConfig::new(&postgres_url));
         config.broker = BrokerLocation::Remote {
             url: broker.url(),
             tls: clemmys_client::ClientTlsOptions::default(),
@@ -297,7 +318,7 @@ pub async fn measure(
                             "--bus",
                             &nats.url,
                             "--store",
-                            &postgres.url,
+                            &postgres_url,
                             "--broker",
                             &broker.url(),
                             "--sim-platform-key",

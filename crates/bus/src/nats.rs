@@ -24,7 +24,10 @@
 //! # Delivery
 //!
 //! An invoker acknowledges a message once the activation's record is
-//! stored (or could not be, see `clemmys-invoker`), and says "in progress"
+//! stored durably (without waiting for the server to confirm the
+//! acknowledgement: a lost one only brings the message back as
+//! redelivered), hands it back when the record could not be stored (see
+//! `clemmys-invoker`), and says "in progress"
 //! every [`PROGRESS_INTERVAL`] while it holds one. A message not
 //! acknowledged within [`ACK_WAIT`] (its invoker died, or lost NATS for that
 //! long) is delivered again, at most [`MAX_DELIVER`] times, and marked
@@ -610,7 +613,8 @@ impl NatsInvoker {
         if !valid_invoker_id(id) {
             return Err(NatsError::InvalidInvokerId(id.to_owned()));
         }
-        let consumer = bus.consumer_of(id).await?;
+        // Made now, so that a bus without JetStream fails the join.
+        bus.consumer_of(id).await?;
         let heartbeat = {
             let (client, subject) = (bus.client.clone(), bus.heartbeat_subject());
             let beat = serde_json::to_vec(&Heartbeat {
@@ -633,7 +637,7 @@ impl NatsInvoker {
         let feed = NatsFeed {
             bus: bus.clone(),
             id: id.to_owned(),
-            consumer,
+            inbox: None,
             stopped,
             replies: replies.clone(),
         };
@@ -715,50 +719,94 @@ impl CompletionSink for NatsCompletions {
 }
 
 /// An invoker's messages, pulled one at a time.
+///
+/// Each pull is one request to the consumer (`$JS.API.CONSUMER.MSG.NEXT`,
+/// one message, expiring after [`PULL_EXPIRES`]) answered on one inbox
+/// that the feed subscribes to once: no subscription made and dropped per
+/// message, as a fresh batch would do.
 pub struct NatsFeed {
     bus: NatsBus,
     id: String,
-    consumer: PullConsumer,
+    /// Where pulled messages (and the server's "nothing came") arrive.
+    inbox: Option<(String, async_nats::Subscriber)>,
     stopped: watch::Receiver<bool>,
     replies: Arc<Mutex<HashMap<crate::ActivationId, String>>>,
 }
+
+/// How long one pull waits on the server for a message.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 
 impl NatsFeed {
     /// After a failed pull: waits a little, and makes the consumer again
     /// in case a controller deleted it, taking this invoker for dead.
     async fn recover(&mut self) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Ok(consumer) = self.bus.consumer_of(&self.id).await {
-            self.consumer = consumer;
+        if let Err(error) = self.bus.consumer_of(&self.id).await {
+            tracing::debug!(%error, "making this invoker's consumer again failed");
         }
     }
 
-    /// Pulls one message, waiting at most a second; `None` if none came.
+    /// Pulls one message, waiting at most about a second; `None` if none
+    /// came.
     async fn pull(&mut self) -> Option<jetstream::Message> {
-        let batch = self
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await;
-        let mut batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::debug!(%error, "pulling from NATS failed; retrying");
-                self.recover().await;
-                return None;
+        let (inbox, subscriber) = match &mut self.inbox {
+            Some(open) => open,
+            None => {
+                let inbox = self.bus.client.new_inbox();
+                match self.bus.client.subscribe(inbox.clone()).await {
+                    Ok(subscriber) => self.inbox.insert((inbox, subscriber)),
+                    Err(error) => {
+                        tracing::debug!(%error, "subscribing to a pull inbox failed; retrying");
+                        self.recover().await;
+                        return None;
+                    }
+                }
             }
         };
-        match batch.next().await {
-            Some(Ok(message)) => Some(message),
-            Some(Err(error)) => {
-                tracing::debug!(%error, "pulling from NATS failed; retrying");
-                drop(batch);
-                self.recover().await;
+        let request = format!("{{\"batch\":1,\"expires\":{}}}", PULL_EXPIRES.as_nanos());
+        let subject = format!(
+            "$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{}",
+            consumer_name(&self.id)
+        );
+        if let Err(error) = self
+            .bus
+            .client
+            .publish_with_reply(subject, inbox.clone(), request.into())
+            .await
+        {
+            tracing::debug!(%error, "pulling from NATS failed; retrying");
+            self.recover().await;
+            return None;
+        }
+        // A request lost with a connection gets no answer: ask again after
+        // a while. An answer to an earlier request that comes late is as
+        // good as one to this request.
+        let answer =
+            tokio::time::timeout(PULL_EXPIRES + Duration::from_secs(1), subscriber.next()).await;
+        match answer {
+            Ok(Some(message)) => match message.status {
+                None | Some(async_nats::StatusCode::OK) if message.reply.is_some() => {
+                    Some(jetstream::Message {
+                        message,
+                        context: self.bus.jetstream.clone(),
+                    })
+                }
+                // The request expired with nothing to deliver.
+                Some(async_nats::StatusCode::TIMEOUT) => None,
+                status => {
+                    // No such consumer (a controller took this invoker for
+                    // dead and deleted it), or the server refused the pull.
+                    tracing::debug!(?status, description = ?message.description, "pulling from NATS failed; retrying");
+                    self.recover().await;
+                    None
+                }
+            },
+            Ok(None) => {
+                // The subscription ended: make a new one.
+                self.inbox = None;
                 None
             }
-            None => None,
+            Err(_elapsed) => None,
         }
     }
 }
@@ -816,9 +864,11 @@ struct NatsReceipt {
 #[async_trait]
 impl Receipt for NatsReceipt {
     async fn done(&self) {
-        // Confirmed by the server, so that a lost acknowledgement is
-        // noticed (and the message then comes back marked redelivered).
-        if let Err(error) = self.acker.double_ack().await {
+        // Sent without waiting for the server's confirmation: one round
+        // trip less per activation. An acknowledgement that is lost costs
+        // nothing but time: the message comes back marked redelivered after
+        // `ACK_WAIT`, and its record, stored before this, is reported then.
+        if let Err(error) = self.acker.ack().await {
             tracing::warn!(%error, "acknowledging a message failed; it will come back as redelivered");
         }
     }

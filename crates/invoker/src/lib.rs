@@ -36,13 +36,16 @@
 //! # A networked bus
 //!
 //! Off a networked bus ([`Invoker::consume_deliveries`]) a message is
-//! acknowledged only once its record is stored (or storing it failed:
-//! the function ran, and running it again is worse than a lost record).
-//! A message the bus delivers again, because the invoker that took it
-//! died or lost the bus before acknowledging it, is never run again:
+//! acknowledged only once its record is stored durably. When storing it
+//! fails (the store retried it and gave up), the message is handed back
+//! to the bus unacknowledged: the function ran, and its result was
+//! answered, but it is not run again. A message the bus delivers again,
+//! because the invoker that took it died, lost the bus before
+//! acknowledging it, or could not store its record, is never run again:
 //! if its record is stored, that record is reported; if not, the
 //! activation is recorded as failed with [`INVOKER_LOST`]. Activations
-//! therefore run at most once, as in OpenWhisk.
+//! therefore run at most once, as in OpenWhisk, and each ends with one
+//! record.
 //!
 //! # Records
 //!
@@ -320,11 +323,17 @@ impl Invoker {
                     self.activations.spawn(async move {
                         let ticking = tokio::spawn(keep_in_progress(receipt.clone()));
                         // Nothing else waits on this task: the guest may hold it.
-                        invoker
-                            .activate(*message, admitted, Placement::InPlace)
+                        let (_, stored) = invoker
+                            .run_and_record(*message, admitted, Placement::InPlace)
                             .await;
                         ticking.abort();
-                        receipt.done().await;
+                        if stored {
+                            receipt.done().await;
+                        } else {
+                            // Back to the bus, which delivers it again as
+                            // redelivered: recorded then, never run again.
+                            receipt.retry_later().await;
+                        }
                     });
                 }
                 InvokerMessage::Prewarm(action) => {
@@ -380,20 +389,35 @@ impl Invoker {
         admitted: Admitted,
         placement: Placement,
     ) -> Arc<Activation> {
+        self.run_and_record(message, admitted, placement).await.0
+    }
+
+    /// [`Invoker::activate`], also saying whether the record is stored.
+    async fn run_and_record(
+        &self,
+        message: ActivationMessage,
+        admitted: Admitted,
+        placement: Placement,
+    ) -> (Arc<Activation>, bool) {
         let report = self.execute(&message, placement).await;
         drop(admitted);
         let activation = Arc::new(record::activation(&message, report));
         // The store takes its own copy: its API takes the record by value.
-        if let Err(error) = self.store.put_activation((*activation).clone()).await {
-            // The function ran: answering an error would invite a retry that
-            // runs it again. Answer its result; the record is what is lost.
-            self.records_not_stored.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, id = %activation.activation_id, "storing an activation record failed; answering its result anyway");
-        }
+        let stored = match self.store.put_activation((*activation).clone()).await {
+            Ok(()) => true,
+            Err(error) => {
+                // The function ran: answering an error would invite a retry
+                // that runs it again. Answer its result; the record is what
+                // is lost.
+                self.records_not_stored.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, id = %activation.activation_id, "storing an activation record failed; answering its result anyway");
+                false
+            }
+        };
         self.completions.complete(Completion {
             activation: activation.clone(),
         });
-        activation
+        (activation, stored)
     }
 
     /// Runs the action of `message` and reports what happened.

@@ -1,7 +1,7 @@
 //! Store errors.
 
 /// A store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// `PutMode::CreateOnly` found an existing entity.

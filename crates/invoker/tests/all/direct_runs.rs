@@ -14,7 +14,7 @@ use clemmys_whisk::{Action, ActivationId, ActivationStatus, EntityName, Exec, Ke
 use serde_json::json;
 
 /// The compiled example action `name` (built by scripts/build-examples.sh).
-fn example(name: &str) -> Vec<u8> {
+pub(crate) fn example(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/examples/wasm32-wasip1/release")
         .join(format!("{name}.wasm"));
@@ -26,15 +26,18 @@ fn example(name: &str) -> Vec<u8> {
     })
 }
 
-struct Node {
-    invoker: Arc<Invoker>,
-    store: Arc<dyn EntityStore>,
+pub(crate) struct Node {
+    pub(crate) invoker: Arc<Invoker>,
+    pub(crate) store: Arc<dyn EntityStore>,
     _data: tempfile::TempDir,
 }
 
 /// An invoker over a fresh store (wrapped by `wrap`) holding action
 /// `guest/<example>`.
-async fn node_with(example_name: &str, wrap: fn(RedbStore) -> Arc<dyn EntityStore>) -> Node {
+pub(crate) async fn node_with(
+    example_name: &str,
+    wrap: fn(RedbStore) -> Arc<dyn EntityStore>,
+) -> Node {
     let data = tempfile::tempdir().expect("temporary directory");
     let store = wrap(RedbStore::open(&data.path().join("store.redb")).expect("store"));
     let code = example(example_name);
@@ -72,15 +75,19 @@ async fn node_with(example_name: &str, wrap: fn(RedbStore) -> Arc<dyn EntityStor
     }
 }
 
-fn redb(store: RedbStore) -> Arc<dyn EntityStore> {
+pub(crate) fn redb(store: RedbStore) -> Arc<dyn EntityStore> {
     Arc::new(store)
 }
 
-fn records_fail(store: RedbStore) -> Arc<dyn EntityStore> {
+pub(crate) fn records_fail(store: RedbStore) -> Arc<dyn EntityStore> {
     Arc::new(FailingWrites::new(store, Failing::ActivationRecords))
 }
 
-async fn message(node: &Node, name: &str, payload: serde_json::Value) -> ActivationMessage {
+pub(crate) async fn message(
+    node: &Node,
+    name: &str,
+    payload: serde_json::Value,
+) -> ActivationMessage {
     let action = node
         .store
         .get_action(

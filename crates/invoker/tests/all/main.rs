@@ -1,3 +1,4 @@
 //! Integration tests of the invoker: one module per feature.
 
+mod deliveries;
 mod direct_runs;

@@ -1,13 +1,17 @@
 //! The scale-out store: the same entities and records on a PostgreSQL
 //! database, through a pool of connections (feature `postgres`).
 //!
-//! Every write but a group-mode activation record is one statement or one
-//! transaction, durable when PostgreSQL commits it. Under
-//! [`RecordDurability::Group`] an activation record's write does what the
-//! embedded store's does: the record goes into the pending set that every
-//! read consults first, and a writer task inserts the records of each
-//! commit interval in one multi-row statement (see `writer`). A writer that
-//! finds the database gone keeps the records pending (still visible) and
+//! Every write but an activation record is one statement or one
+//! transaction, durable when PostgreSQL commits it. Activation records go
+//! through one writer task that inserts many in one multi-row statement
+//! (see `writer`). Under [`RecordDurability::Group`] a record's write does
+//! what the embedded store's does: the record goes into the pending set
+//! that every read consults first, and the writer commits the records of
+//! each commit interval together. Under [`RecordDurability::Sync`] the
+//! write returns once the writer's next commit, which takes every record
+//! queued by then, is durable: group commit, one round trip and one WAL
+//! flush for all the records of concurrent writers. A writer that finds
+//! the database gone keeps the records (pending ones still visible) and
 //! retries for a while, so that a short outage loses none.
 //!
 //! The database holds exactly what the embedded store's file holds: the
@@ -213,7 +217,7 @@ impl PostgresStore {
                 .map(|record| EncodedRecord::encode(record).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut txn = self.pool.begin().await.map_err(map_error)?;
-            writer::insert_records(&mut txn, &batch).await?;
+            writer::insert_records(&mut *txn, &batch).await?;
             txn.commit().await.map_err(map_error)?;
             stored = stored.saturating_add(batch.len());
         }
@@ -496,12 +500,14 @@ impl PostgresStore {
         ))
     }
 
-    /// Inserts `record` now, in a transaction of its own, forgetting its
-    /// stand-in.
-    async fn insert_now(&self, record: Arc<EncodedRecord>) -> Result<(), StoreError> {
-        let mut txn = self.pool.begin().await.map_err(map_error)?;
-        writer::insert_records(&mut txn, std::slice::from_ref(&record)).await?;
-        txn.commit().await.map_err(map_error)
+    /// Hands `record` to the writer to commit with what is queued now, and
+    /// waits for that commit.
+    async fn put_durable(&self, record: Arc<EncodedRecord>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.records
+            .send(Queued::Durable(record, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -876,8 +882,9 @@ impl EntityStore for PostgresStore {
             }
             return Ok(());
         }
-        // Sync, or too much is pending: insert it now.
-        self.insert_now(record).await
+        // Sync, or too much is pending: wait for its commit (group-committed
+        // with the other records queued meanwhile).
+        self.put_durable(record).await
     }
 
     async fn put_stand_in(&self, stand_in: Activation) -> Result<(), StoreError> {

@@ -1,21 +1,30 @@
-//! The PostgreSQL store's record writer (group commit of
-//! `RecordDurability::Group` records) and its retention sweep.
+//! The PostgreSQL store's record writer (group commit) and its retention
+//! sweep.
 //!
-//! Records are held, in order, until the commit interval since the oldest
-//! of them has passed, or enough of them are held, or a flush comes; they
-//! are then inserted in one multi-row statement in one transaction, which
-//! also deletes their stand-ins. A commit that finds the database away is
-//! retried (the records stay pending, so reads still find them) for
-//! [`RETRY_FOR`]; one that fails otherwise is retried record by record, so
-//! that one bad record fails alone.
+//! `RecordDurability::Group` records are held, in order, until the commit
+//! interval since the oldest of them has passed, or enough of them are
+//! held, or a flush comes. A durable record (`RecordDurability::Sync`)
+//! does not wait for the interval: it is committed at once with whatever
+//! else is queued by then, and its writer is answered after that commit.
+//! While one commit is in flight the next records queue up, so under load
+//! one commit (one round trip, one WAL flush) stores many records, and a
+//! lone record waits for no one.
+//!
+//! A commit is one multi-row statement, which also deletes the records'
+//! stand-ins (one statement is one transaction: no `BEGIN`/`COMMIT` round
+//! trips). A commit that finds the database away is retried (group records
+//! stay pending, so reads still find them; durable writers keep waiting)
+//! for [`RETRY_FOR`]; one that fails otherwise is retried record by record,
+//! so that one bad record fails alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use clemmys_whisk::ActivationId;
 use sqlx::postgres::PgPool;
-use sqlx::{Postgres, Transaction};
+use sqlx::{Executor, Postgres};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -42,6 +51,9 @@ const SWEEP_BATCH: i64 = 1000;
 pub(super) enum Queued {
     /// A group-mode record, already in the pending set.
     Record(Arc<EncodedRecord>),
+    /// A durable record (not in the pending set): commit it with what is
+    /// queued, now, then answer.
+    Durable(Arc<EncodedRecord>, oneshot::Sender<Result<(), StoreError>>),
     /// Commit everything held, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
@@ -54,6 +66,10 @@ pub(super) struct Writer {
     held: Vec<Arc<EncodedRecord>>,
     held_bytes: usize,
     held_since: Option<Instant>,
+    /// Writers of held durable records, answered after the commit.
+    waiting: Vec<(ActivationId, oneshot::Sender<Result<(), StoreError>>)>,
+    /// Flushes answered after the commit.
+    flushes: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }
 
 impl Writer {
@@ -71,6 +87,8 @@ impl Writer {
             held: Vec::new(),
             held_bytes: 0,
             held_since: None,
+            waiting: Vec::new(),
+            flushes: Vec::new(),
         }
     }
 
@@ -93,65 +111,111 @@ impl Writer {
                     }
                 }
             };
-            match next {
-                None => break,
-                Some(Queued::Record(record)) => {
-                    self.held_bytes = self.held_bytes.saturating_add(record.json.len());
-                    self.held_since.get_or_insert_with(Instant::now);
-                    self.held.push(record);
-                    if self.held.len() >= MAX_BATCH || self.held_bytes >= MAX_HELD_BYTES {
-                        let _ = self.commit().await;
-                    }
+            let Some(next) = next else { break };
+            let mut due = self.take(next);
+            if due {
+                // Group commit: everything queued by now goes in too.
+                while let Ok(next) = queue.try_recv() {
+                    due |= self.take(next);
                 }
-                Some(Queued::Flush(reply)) => {
-                    let outcome = self.commit().await;
-                    // A caller that stopped waiting no longer needs it.
-                    let _ = reply.send(outcome);
-                }
+            }
+            if due {
+                let _ = self.commit().await;
             }
         }
         let _ = self.commit().await;
     }
 
-    /// Inserts what is held; answers whether every held record is stored.
+    /// Holds what `queued` brings; whether a commit is due now.
+    fn take(&mut self, queued: Queued) -> bool {
+        match queued {
+            Queued::Record(record) => {
+                self.hold(record);
+                self.held.len() >= MAX_BATCH || self.held_bytes >= MAX_HELD_BYTES
+            }
+            Queued::Durable(record, reply) => {
+                self.waiting.push((record.id, reply));
+                self.hold(record);
+                true
+            }
+            Queued::Flush(reply) => {
+                self.flushes.push(reply);
+                true
+            }
+        }
+    }
+
+    fn hold(&mut self, record: Arc<EncodedRecord>) {
+        self.held_bytes = self.held_bytes.saturating_add(record.json.len());
+        self.held_since.get_or_insert_with(Instant::now);
+        self.held.push(record);
+    }
+
+    /// Inserts what is held, then answers the durable writers (each with
+    /// its own record's outcome) and the flushes (with the whole
+    /// commit's); answers whether every held record is stored.
     async fn commit(&mut self) -> Result<(), StoreError> {
         let held = std::mem::take(&mut self.held);
+        let waiting = std::mem::take(&mut self.waiting);
+        let flushes = std::mem::take(&mut self.flushes);
         self.held_bytes = 0;
         self.held_since = None;
-        if held.is_empty() {
-            return Ok(());
-        }
-        let outcome = match self.insert_retrying(&held).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::Unavailable(detail)) => {
-                self.give_up(&held, &StoreError::Unavailable(detail.clone()));
-                Err(StoreError::Unavailable(detail))
-            }
-            Err(error) => {
-                tracing::warn!(%error, records = held.len(), "a batch of activation records failed: retrying them one by one");
-                let mut outcome = Ok(());
-                for record in &held {
-                    if let Err(error) = self.insert_retrying(std::slice::from_ref(record)).await {
-                        self.give_up(std::slice::from_ref(record), &error);
-                        outcome = Err(error);
+        let mut failed: HashMap<ActivationId, StoreError> = HashMap::new();
+        let outcome = if held.is_empty() {
+            Ok(())
+        } else {
+            match self.insert_retrying(&held).await {
+                Ok(()) => Ok(()),
+                Err(StoreError::Unavailable(detail)) => {
+                    let error = StoreError::Unavailable(detail);
+                    for record in &held {
+                        failed.insert(record.id, error.clone());
                     }
+                    Err(error)
                 }
-                outcome
+                Err(error) => {
+                    tracing::warn!(%error, records = held.len(), "a batch of activation records failed: retrying them one by one");
+                    let mut outcome = Ok(());
+                    for record in &held {
+                        if let Err(error) = self.insert_retrying(std::slice::from_ref(record)).await
+                        {
+                            failed.insert(record.id, error.clone());
+                            outcome = Err(error);
+                        }
+                    }
+                    outcome
+                }
             }
         };
+        // Durable writers hear of their failure and say so themselves;
+        // group-mode records were answered already.
+        let durable: std::collections::HashSet<ActivationId> =
+            waiting.iter().map(|(id, _)| *id).collect();
         for record in &held {
+            if !durable.contains(&record.id)
+                && let Some(error) = failed.get(&record.id)
+            {
+                self.give_up(record, error);
+            }
             self.pending.remove(record);
+        }
+        for (id, reply) in waiting {
+            // A writer that stopped waiting no longer needs it.
+            let _ = reply.send(failed.get(&id).map_or(Ok(()), |error| Err(error.clone())));
+        }
+        for reply in flushes {
+            let _ = reply.send(outcome.clone());
         }
         outcome
     }
 
-    /// Inserts `records` in one transaction, retrying while the database
+    /// Inserts `records` in one statement, retrying while the database
     /// is unavailable, for at most [`RETRY_FOR`].
     async fn insert_retrying(&self, records: &[Arc<EncodedRecord>]) -> Result<(), StoreError> {
         let deadline = Instant::now() + RETRY_FOR;
         let mut backoff = Duration::from_millis(50);
         loop {
-            match insert_in_one_transaction(&self.pool, records).await {
+            match insert_records(&self.pool, records).await {
                 Err(StoreError::Unavailable(detail)) if Instant::now() < deadline => {
                     tracing::warn!(%detail, records = records.len(), "the database is unavailable: activation records wait, still visible");
                     tokio::time::sleep(backoff).await;
@@ -162,30 +226,19 @@ impl Writer {
         }
     }
 
-    fn give_up(&self, records: &[Arc<EncodedRecord>], error: &StoreError) {
-        // Their writers were answered already: all that is left is to say
-        // so and count them.
-        let lost = u64::try_from(records.len()).unwrap_or(u64::MAX);
-        self.failed_records.fetch_add(lost, Ordering::Relaxed);
-        for record in records {
-            tracing::error!(%error, id = %record.id, "an activation record could not be stored");
-        }
+    fn give_up(&self, record: &EncodedRecord, error: &StoreError) {
+        // Its writer was answered already: all that is left is to say so
+        // and count it.
+        self.failed_records.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, id = %record.id, "an activation record could not be stored");
     }
 }
 
-async fn insert_in_one_transaction(
-    pool: &PgPool,
-    records: &[Arc<EncodedRecord>],
-) -> Result<(), StoreError> {
-    let mut txn = pool.begin().await.map_err(map_error)?;
-    insert_records(&mut txn, records).await?;
-    txn.commit().await.map_err(map_error)
-}
-
 /// Inserts (or replaces, by id) `records` and deletes their stand-ins, in
-/// `txn`. Of records of one id, the last one wins.
-pub(super) async fn insert_records(
-    txn: &mut Transaction<'_, Postgres>,
+/// one statement (so one transaction) on `executor`. Of records of one id,
+/// the last one wins.
+pub(super) async fn insert_records<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
     records: &[Arc<EncodedRecord>],
 ) -> Result<(), StoreError> {
     // One statement may not touch a row twice: keep the last of each id.
@@ -208,8 +261,11 @@ pub(super) async fn insert_records(
         starts.push(to_ms(record.start));
         docs.push(record.json.clone());
     }
+    // The two tables are distinct, so the statement's two parts never see
+    // each other's rows.
     sqlx::query(
-        "INSERT INTO activations (id, namespace, name, start_ms, doc) \
+        "WITH settled AS (DELETE FROM stand_ins WHERE id = ANY($1)) \
+         INSERT INTO activations (id, namespace, name, start_ms, doc) \
          SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) \
          ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, name = EXCLUDED.name, \
          start_ms = EXCLUDED.start_ms, doc = EXCLUDED.doc",
@@ -219,15 +275,10 @@ pub(super) async fn insert_records(
     .bind(&names)
     .bind(&starts)
     .bind(&docs)
-    .execute(&mut **txn)
+    .execute(executor)
     .await
-    .map_err(map_error)?;
-    sqlx::query("DELETE FROM stand_ins WHERE id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut **txn)
-        .await
-        .map_err(map_error)?;
-    Ok(())
+    .map_err(map_error)
+    .map(drop)
 }
 
 /// Deletes, every `every`, the records that started longer than

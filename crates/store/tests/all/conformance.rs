@@ -971,3 +971,53 @@ async fn stand_ins_are_settled_only_for_activations_never_stored(backend: Backen
     // Settling forgets every stand-in: a second pass stores nothing.
     assert_eq!(store.settle_interrupted().await.expect("settle"), 0);
 }
+
+/// Durable writes of concurrent writers share commits; a record that
+/// PostgreSQL refuses (a NUL in its name, which `text` cannot hold) fails
+/// its own writer only, and the others of its commit are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_refused_record_fails_alone_in_its_group_commit() {
+    let config = StoreConfig {
+        record_durability: RecordDurability::Sync,
+        ..StoreConfig::default()
+    };
+    let Some(opened) = Backend::Postgres.open(config).await else {
+        return;
+    };
+    let store = opened.store.clone();
+    let mut tasks = Vec::new();
+    for i in 0..64u8 {
+        let store = store.clone();
+        let name = if i == 13 { "bad\0name" } else { "good" };
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_activation(activation("guest", name, u64::from(i), i))
+                .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let written = task.await.expect("join");
+        if i == 13 {
+            assert!(
+                matches!(written, Err(StoreError::Backend(_))),
+                "{written:?}"
+            );
+        } else {
+            written.expect("a good record is stored");
+        }
+    }
+    assert_eq!(
+        store
+            .count_activations("guest", &all())
+            .await
+            .expect("count"),
+        63
+    );
+    assert!(
+        store
+            .get_activation("guest", &id(13))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
