@@ -44,7 +44,7 @@ pub struct Package {
 impl Package {
     /// The full OpenWhisk shape of `GET …/packages/{name}`; `actions` are
     /// the summaries of the actions it holds (a binding's are its
-    /// package's).
+    /// package's). Stored packages offer no feeds.
     pub fn to_api(&self, actions: Vec<ApiActionSummary>) -> ApiPackage {
         ApiPackage {
             namespace: self.namespace.to_string(),
@@ -141,7 +141,9 @@ pub struct ApiPackage {
     /// The actions it holds (a binding's are its package's); empty in the
     /// answers of `PUT` and `DELETE`.
     pub actions: Vec<ApiActionSummary>,
-    /// Always empty: feeds are actions of the `whisk.system` packages.
+    /// The feed actions it offers, each `{namespace, name, version,
+    /// publish, annotations}`: empty for every package but the node's
+    /// `/whisk.system/alarms`.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub feeds: Vec<Value>,
     /// Last update, epoch milliseconds.
