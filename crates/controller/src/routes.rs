@@ -1,16 +1,17 @@
 //! The route table of `/api/v1` and its OpenAPI document, CORS, and JSON
 //! answers for unknown routes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
+use axum::{Extension, Json, Router};
 use clemmys_whisk::web_http::{CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
-use serde_json::{Value, json};
-
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
@@ -176,30 +177,109 @@ async fn ping() -> &'static str {
     tag = "Info",
     summary = "What this server is",
     security(()),
-    responses((status = 200, description = "Its API paths, default limits and runtimes.", body = serde_json::Value))
+    responses((status = 200, description = "Its API paths, default limits and runtimes.", body = RootInfo))
 )]
-async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
+async fn root_info(State(controller): State<Arc<Controller>>) -> Json<RootInfo> {
     use clemmys_whisk::limits::{
         MAX_LOGS_MB, MAX_MEMORY_MB, MAX_TIMEOUT_MS, MB, MIN_LOGS_MB, MIN_MEMORY_MB, MIN_TIMEOUT_MS,
     };
     let defaults = clemmys_whisk::NamespaceLimits::default();
-    axum::Json(json!({
-        "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
-        "api_paths": ["/api/v1"],
-        "limits": {
-            "actions_per_minute": defaults.invocations_per_minute,
-            "triggers_per_minute": defaults.fires_per_minute,
-            "concurrent_actions": defaults.concurrent_invocations,
-            "sequence_length": crate::actions::MAX_SEQUENCE_LENGTH,
-            "min_action_duration": MIN_TIMEOUT_MS,
-            "max_action_duration": MAX_TIMEOUT_MS,
-            "min_action_memory": u64::from(MIN_MEMORY_MB) * MB,
-            "max_action_memory": u64::from(MAX_MEMORY_MB) * MB,
-            "min_action_logs": u64::from(MIN_LOGS_MB) * MB,
-            "max_action_logs": u64::from(MAX_LOGS_MB) * MB,
+    Json(RootInfo {
+        description: DESCRIPTION.to_owned(),
+        api_paths: vec!["/api/v1".to_owned()],
+        limits: RootLimits {
+            actions_per_minute: defaults.invocations_per_minute,
+            triggers_per_minute: defaults.fires_per_minute,
+            concurrent_actions: defaults.concurrent_invocations,
+            sequence_length: crate::actions::MAX_SEQUENCE_LENGTH,
+            min_action_duration: MIN_TIMEOUT_MS,
+            max_action_duration: MAX_TIMEOUT_MS,
+            min_action_memory: u64::from(MIN_MEMORY_MB) * MB,
+            max_action_memory: u64::from(MAX_MEMORY_MB) * MB,
+            min_action_logs: u64::from(MIN_LOGS_MB) * MB,
+            max_action_logs: u64::from(MAX_LOGS_MB) * MB,
         },
-        "runtimes": runtimes(&controller),
-    }))
+        runtimes: runtimes(&controller),
+    })
+}
+
+/// What `GET /` and `GET /api/v1` say this server is.
+const DESCRIPTION: &str = "Clemmys: confidential serverless with the Apache OpenWhisk API";
+
+/// `GET /`, in OpenWhisk's shape.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RootInfo {
+    /// What this server is.
+    description: String,
+    /// Its API paths: `/api/v1`.
+    api_paths: Vec<String>,
+    /// The default namespace limits and the action limit ranges.
+    limits: RootLimits,
+    /// The kinds it runs, by language.
+    runtimes: BTreeMap<String, Vec<Runtime>>,
+}
+
+/// The `limits` of `GET /` (durations in ms, memory and logs in bytes).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RootLimits {
+    /// Invocations a namespace may make per minute, by default.
+    actions_per_minute: u32,
+    /// Trigger fires a namespace may make per minute, by default.
+    triggers_per_minute: u32,
+    /// Activations of a namespace that may run at once, by default.
+    concurrent_actions: u32,
+    /// The most steps of a sequence.
+    sequence_length: usize,
+    /// The shortest action timeout, in milliseconds.
+    min_action_duration: u64,
+    /// The longest action timeout, in milliseconds.
+    max_action_duration: u64,
+    /// The least action memory, in bytes.
+    min_action_memory: u64,
+    /// The most action memory, in bytes.
+    max_action_memory: u64,
+    /// The least action log size, in bytes.
+    min_action_logs: u64,
+    /// The most action log size, in bytes.
+    max_action_logs: u64,
+}
+
+/// One kind of a language in `runtimes`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Runtime {
+    /// The OpenWhisk kind (`wasm`, `nodejs:20`, ...).
+    kind: String,
+    /// Whether it is the language's default kind.
+    default: bool,
+}
+
+/// `GET /api/v1`, in OpenWhisk's shape.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiInfo {
+    /// What this server is.
+    description: String,
+    /// `1.0.0`.
+    api_version: String,
+    /// `v1`.
+    api_version_path: String,
+    /// The server's version.
+    build: String,
+    /// The server's version.
+    buildno: String,
+    /// The kinds it runs, by language.
+    runtimes: BTreeMap<String, Vec<Runtime>>,
+    /// Where the OpenAPI document is, under the API path.
+    swagger_paths: SwaggerPaths,
+    /// The server's version.
+    version: String,
+}
+
+/// The `swagger_paths` of `GET /api/v1`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SwaggerPaths {
+    /// `/api-docs`.
+    #[serde(rename = "api-docs")]
+    api_docs: String,
 }
 
 /// `GET /api/v1`: the API's version, in OpenWhisk's shape, with the path
@@ -211,30 +291,45 @@ async fn root_info(State(controller): State<Arc<Controller>>) -> impl IntoRespon
     tag = "Info",
     summary = "The API's version",
     security(()),
-    responses((status = 200, description = "The API's version and runtimes.", body = serde_json::Value))
+    responses((status = 200, description = "The API's version and runtimes.", body = ApiInfo))
 )]
-async fn api_info(State(controller): State<Arc<Controller>>) -> impl IntoResponse {
-    axum::Json(json!({
-        "description": "Clemmys: confidential serverless with the Apache OpenWhisk API",
-        "api_version": "1.0.0",
-        "api_version_path": "v1",
-        "build": env!("CARGO_PKG_VERSION"),
-        "buildno": env!("CARGO_PKG_VERSION"),
-        "runtimes": runtimes(&controller),
-        "swagger_paths": { "api-docs": "/api-docs" },
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+async fn api_info(State(controller): State<Arc<Controller>>) -> Json<ApiInfo> {
+    let version = env!("CARGO_PKG_VERSION");
+    Json(ApiInfo {
+        description: DESCRIPTION.to_owned(),
+        api_version: "1.0.0".to_owned(),
+        api_version_path: "v1".to_owned(),
+        build: version.to_owned(),
+        buildno: version.to_owned(),
+        runtimes: runtimes(&controller),
+        swagger_paths: SwaggerPaths {
+            api_docs: "/api-docs".to_owned(),
+        },
+        version: version.to_owned(),
+    })
 }
 
 /// The kinds this node runs, by language, in OpenWhisk's shape: wasm
 /// always, JavaScript when the node has its engine.
-fn runtimes(controller: &Controller) -> Value {
-    let mut runtimes = json!({ "wasm": [{ "kind": clemmys_whisk::WASM_KIND, "default": true }] });
+fn runtimes(controller: &Controller) -> BTreeMap<String, Vec<Runtime>> {
+    let mut runtimes = BTreeMap::from([(
+        "wasm".to_owned(),
+        vec![Runtime {
+            kind: clemmys_whisk::WASM_KIND.to_owned(),
+            default: true,
+        }],
+    )]);
     if controller.code_check.runs_javascript() {
-        runtimes["nodejs"] = clemmys_whisk::JAVASCRIPT_KINDS
-            .iter()
-            .map(|kind| json!({ "kind": kind, "default": *kind == "nodejs:default" }))
-            .collect();
+        runtimes.insert(
+            "nodejs".to_owned(),
+            clemmys_whisk::JAVASCRIPT_KINDS
+                .iter()
+                .map(|kind| Runtime {
+                    kind: (*kind).to_owned(),
+                    default: *kind == "nodejs:default",
+                })
+                .collect(),
+        );
     }
     runtimes
 }
