@@ -119,6 +119,21 @@ async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
         Arc::new(FailingWrites::new(store, Failing::StandIns)),
         bus.clone(),
     );
+    let message = non_blocking_message(ActivationId::from_bytes([3; 16]));
+    let mode = crate::invoke::InvokeMode {
+        blocking: false,
+        result_only: false,
+        wait: std::time::Duration::from_secs(1),
+    };
+    let response = controller.run(message, mode).await.into_response(false);
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A 503 the caller may retry: nothing went to the invokers.
+    assert_eq!(bus.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A non-blocking activation `id` of `guest/slow`, as the controller
+/// publishes it (the action's code is never looked at).
+pub(crate) fn non_blocking_message(id: ActivationId) -> clemmys_bus::ActivationMessage {
     let action = Action {
         namespace: EntityName::new("guest").expect("name"),
         name: EntityName::new("slow").expect("name"),
@@ -135,8 +150,8 @@ async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
         parameters: KeyValues::default(),
         updated: 0,
     };
-    let message = clemmys_bus::ActivationMessage {
-        activation_id: ActivationId::from_bytes([3; 16]),
+    clemmys_bus::ActivationMessage {
+        activation_id: id,
         namespace: "guest".into(),
         subject: "guest".into(),
         action: Arc::new(action),
@@ -144,14 +159,5 @@ async fn a_non_blocking_invoke_whose_stand_in_cannot_be_stored_never_starts() {
         blocking: false,
         cause: None,
         accepted_at: 1,
-    };
-    let mode = crate::invoke::InvokeMode {
-        blocking: false,
-        result_only: false,
-        wait: std::time::Duration::from_secs(1),
-    };
-    let response = controller.run(message, mode).await.into_response(false);
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // A 503 the caller may retry: nothing went to the invokers.
-    assert_eq!(bus.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
 }

@@ -356,35 +356,6 @@ mod tests {
         Arc::new(crate::acknowledge_tests::controller(store))
     }
 
-    fn published(id: ActivationId) -> clemmys_bus::ActivationMessage {
-        let action = clemmys_whisk::Action {
-            namespace: clemmys_whisk::EntityName::new("guest").expect("name"),
-            name: clemmys_whisk::EntityName::new("slow").expect("name"),
-            package: None,
-            version: "0.0.1".parse().expect("version"),
-            publish: false,
-            exec: clemmys_whisk::Exec::Wasm {
-                code_digest: "sha256:00".into(),
-                code_size: 1,
-                main: None,
-            },
-            limits: Default::default(),
-            annotations: clemmys_whisk::KeyValues::default(),
-            parameters: clemmys_whisk::KeyValues::default(),
-            updated: 0,
-        };
-        clemmys_bus::ActivationMessage {
-            activation_id: id,
-            namespace: "guest".into(),
-            subject: "guest".into(),
-            action: Arc::new(action),
-            payload: serde_json::json!({}),
-            blocking: false,
-            cause: None,
-            accepted_at: 1,
-        }
-    }
-
     #[tokio::test]
     async fn a_lost_completion_releases_its_slot_once_the_record_is_stored() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -405,7 +376,7 @@ mod tests {
             .throttle
             .admit("guest", lost, &one, 1)
             .expect("admitted");
-        let message = published(lost);
+        let message = crate::acknowledge_tests::non_blocking_message(lost);
         let limit = message.action.limits.timeout;
         let record = message.record(
             1,
@@ -436,7 +407,7 @@ mod tests {
 
         // No record at all: released once given up on.
         let answer = controller
-            .run(published(never), mode)
+            .run(crate::acknowledge_tests::non_blocking_message(never), mode)
             .await
             .into_response(false);
         assert_eq!(answer.status(), StatusCode::ACCEPTED);
