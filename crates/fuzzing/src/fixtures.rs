@@ -19,7 +19,9 @@ use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTick
 use clemmys_proto::chain_session::{
     HopHeader, ReceiptMac, SessionHop, SessionHopBody, StepTrace, hop_key,
 };
-use clemmys_proto::code::{CodeBinding, SealedCode};
+use clemmys_proto::code::{
+    CodeBinding, CodeWithDefaults, DEFAULTS_SALT_BYTES, DefaultParameters, SealedCode,
+};
 use clemmys_proto::identity::{ClientIdentity, EnclaveKeys};
 use clemmys_proto::invoke::{
     AnswerKeys, InvocationHeader, Receipt, SealedResultBody, SignedReceipt, seal_answer,
@@ -53,6 +55,9 @@ pub const MEASUREMENT: Measurement = Measurement::sim([0x4d; 32]);
 pub const CODE: &[u8] = b"\0asm\x01\0\0\0";
 /// The parameters the invocation, session and chain fixtures carry.
 pub const PARAMS: &[u8] = br#"{"name":"fuzz"}"#;
+/// The default parameters sealed with [`CODE`] in
+/// [`Fixtures::code_with_defaults`].
+pub const DEFAULTS: &[u8] = br#"{"greeting":"hi","secret":"s3"}"#;
 /// The result the session answer fixture carries.
 pub const RESULT: &[u8] = br#"{"greeting":"Hello, fuzz!"}"#;
 /// The activation id of the session answer fixture.
@@ -68,6 +73,9 @@ pub struct Fixtures {
     pub code_digest: Digest,
     /// A [`SealedCode`] of [`CODE`], wire form.
     pub sealed_code: Vec<u8>,
+    /// The plaintext of [`CODE`] sealed with [`DEFAULTS`] (what an enclave
+    /// opens for an action with default parameters).
+    pub code_with_defaults: Vec<u8>,
     /// A sealed invocation of [`ACTION`] with [`PARAMS`], wire form.
     pub invocation: Vec<u8>,
     /// The invocation's nonce.
@@ -219,6 +227,19 @@ fn build() -> Fixtures {
         SealedCode::seal(CODE, client.id(), &action_keys.public(), &binding, &mut rng)
             .expect("fixture: seal code")
             .to_bytes();
+
+    let defaults = DefaultParameters::new(
+        serde_json::from_slice(DEFAULTS).expect("fixture: defaults"),
+        false,
+    );
+    let code_with_defaults = CodeWithDefaults {
+        salt: [0x5a; DEFAULTS_SALT_BYTES],
+        defaults: &defaults,
+        code: CODE,
+    }
+    .to_bytes()
+    .expect("fixture: code with defaults")
+    .to_vec();
 
     let nonce = [0x6e; 16];
     let header = InvocationHeader {
@@ -516,6 +537,7 @@ fn build() -> Fixtures {
         action_keys,
         code_digest,
         sealed_code,
+        code_with_defaults,
         invocation,
         nonce,
         answer_keys: pending.keys,

@@ -77,6 +77,11 @@ pub const TARGETS: &[Target] = &[
         valid: || &fixtures::fixtures().sealed_code,
     },
     Target {
+        name: "opened_code",
+        oracle: oracles::opened_code,
+        valid: || &fixtures::fixtures().code_with_defaults,
+    },
+    Target {
         name: "chain_hop",
         oracle: oracles::chain_hop,
         valid: || &fixtures::fixtures().hop,

@@ -15,7 +15,7 @@ use clemmys_proto::broker::{
 use clemmys_proto::chain::{SignedTicket, open_hop};
 use clemmys_proto::chain_plan::SignedChainPlan;
 use clemmys_proto::chain_session::SessionHop;
-use clemmys_proto::code::SealedCode;
+use clemmys_proto::code::{OpenedCode, SealedCode};
 use clemmys_proto::invoke::{SealedInvocation, open_result};
 use clemmys_proto::replay::ReplayWindow;
 use clemmys_proto::session::{SessionInvocation, open_session_result};
@@ -31,7 +31,7 @@ use clemmys_whisk::{
 use serde_json::Value;
 
 use crate::fixtures::{
-    self, ACTION, ACTIVATION_ID, MEASUREMENT, NAMESPACE, PLAN_SEQUENCE, fixtures,
+    self, ACTION, ACTIVATION_ID, DEFAULTS, MEASUREMENT, NAMESPACE, PLAN_SEQUENCE, fixtures,
 };
 use crate::input::Input;
 
@@ -184,6 +184,43 @@ pub fn sealed_code(data: &[u8]) {
         );
     }
     accepted_only_if_unchanged("sealed code", &fx.sealed_code, &candidate, opened.is_some());
+}
+
+/// Opened code (what an enclave reads once sealed code opened and its
+/// digest matched) never panics the parser: a default-parameters frame
+/// splits into a code that is no such frame and a JSON object of
+/// parameters; anything else is code as it stands; the unchanged fixture
+/// gives back exactly its module and parameters.
+pub fn opened_code(data: &[u8]) {
+    let fx = fixtures();
+    let candidate = Input::of(data).bytes(&fx.code_with_defaults);
+    let Ok(opened) = OpenedCode::parse(&candidate) else {
+        return;
+    };
+    match &opened.defaults {
+        None => assert_eq!(
+            opened.code,
+            &candidate[..],
+            "opened code: bytes without defaults were not taken as code"
+        ),
+        Some(_) => assert!(
+            matches!(
+                OpenedCode::parse(opened.code),
+                Ok(OpenedCode { defaults: None, .. })
+            ),
+            "opened code: default parameters nested in default parameters"
+        ),
+    }
+    if candidate[..] == fx.code_with_defaults[..] {
+        let expected: serde_json::Map<String, Value> =
+            serde_json::from_slice(DEFAULTS).expect("fixture defaults");
+        assert_eq!(opened.code, fixtures::CODE, "opened code: other code");
+        assert_eq!(
+            opened.defaults.as_ref().map(|d| d.parameters()),
+            Some(&expected),
+            "opened code: other default parameters"
+        );
+    }
 }
 
 /// A chain hop (orchestrator → enclave) opens at its step only if it is

@@ -81,6 +81,7 @@ fn every_target_is_tested_here() {
             "session",
             "session_answer",
             "sealed_code",
+            "opened_code",
             "chain_hop",
             "chain_session_hop",
             "chain_ticket",
@@ -105,6 +106,11 @@ fn every_target_is_tested_here() {
         ],
         "add a test below for each new target"
     );
+}
+
+#[test]
+fn opened_code() {
+    run("opened_code", 34);
 }
 
 #[test]
