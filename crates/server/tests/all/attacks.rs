@@ -810,21 +810,6 @@ async fn confidential_action_relabelled_plain_for_the_web_runs_nothing() {
     assert!(!record.to_string().contains("HELLO"), "{record}");
 }
 
-/// Deploys example `echo` as confidential action `name` with default
-/// parameters `defaults`, sealed with its code by the owner's client.
-async fn deploy_echo_with_defaults(owner: &Owner, name: &str, defaults: Value) {
-    let object = defaults.as_object().expect("an object");
-    let put = clemmys_whisk::ActionPut {
-        parameters: Some(clemmys_whisk::KeyValues::from_object(object)),
-        ..Default::default()
-    };
-    owner
-        .client
-        .deploy(name, &example("echo"), put, true, &Default::default())
-        .await
-        .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
-}
-
 /// The action's sealed code as the provider stores it.
 async fn stored_code(server: &TestServer, action: &str) -> Vec<u8> {
     server
@@ -865,8 +850,12 @@ fn code_refused(
 async fn default_parameters_swapped_from_another_action_are_refused() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo_with_defaults(&owner, "a", json!({"secret": "of-a"})).await;
-    deploy_echo_with_defaults(&owner, "b", json!({"secret": "of-b"})).await;
+    owner
+        .deploy_echo_with_defaults("a", &json!({"secret": "of-a"}), None)
+        .await;
+    owner
+        .deploy_echo_with_defaults("b", &json!({"secret": "of-b"}), None)
+        .await;
     let opened = owner.invoke("b", json!({})).await.expect("invoke");
     assert_eq!(opened.result, json!({"secret": "of-b"}));
     // The provider moves a's sealed code, and the defaults in it, onto b.
@@ -881,10 +870,14 @@ async fn default_parameters_swapped_from_another_action_are_refused() {
 async fn default_parameters_rolled_back_after_an_update_are_refused() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo_with_defaults(&owner, "act", json!({"secret": "old"})).await;
+    owner
+        .deploy_echo_with_defaults("act", &json!({"secret": "old"}), None)
+        .await;
     let version_one = stored_code(&server, "act").await;
     // The owner updates the defaults (same code): version 2.
-    deploy_echo_with_defaults(&owner, "act", json!({"secret": "new"})).await;
+    owner
+        .deploy_echo_with_defaults("act", &json!({"secret": "new"}), None)
+        .await;
     let opened = owner.invoke("act", json!({})).await.expect("invoke");
     assert_eq!(opened.result, json!({"secret": "new"}));
     // The provider serves version 1's sealed code and defaults again.
@@ -898,7 +891,9 @@ async fn default_parameters_rolled_back_after_an_update_are_refused() {
 async fn stripped_default_parameters_are_refused() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo_with_defaults(&owner, "act", json!({"secret": "kept"})).await;
+    owner
+        .deploy_echo_with_defaults("act", &json!({"secret": "kept"}), None)
+        .await;
     let descriptor = owner.client.describe("act", true).await.expect("describe");
     // The module is public (the provider has it); the action key, the
     // version and the digest are too: it seals the module alone, without
@@ -924,7 +919,9 @@ async fn stripped_default_parameters_are_refused() {
     // Nor can it strip them by serving a version that had none.
     owner.deploy("two", "echo").await;
     let without = stored_code(&server, "two").await;
-    deploy_echo_with_defaults(&owner, "two", json!({"secret": "added"})).await;
+    owner
+        .deploy_echo_with_defaults("two", &json!({"secret": "added"}), None)
+        .await;
     tamper_code(&server, "two", |code| *code = without).await;
     code_refused(&owner.invoke("two", json!({})).await);
 }

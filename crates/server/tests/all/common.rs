@@ -527,6 +527,29 @@ impl Owner {
             .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
     }
 
+    /// Deploys example `echo` as confidential action `name` with default
+    /// parameters `defaults` (a JSON object, sealed with the code) and
+    /// `annotations` (a JSON object, if any).
+    pub async fn deploy_echo_with_defaults(
+        &self,
+        name: &str,
+        defaults: &serde_json::Value,
+        annotations: Option<&serde_json::Value>,
+    ) {
+        let object = |value: &serde_json::Value| {
+            clemmys_whisk::KeyValues::from_object(value.as_object().expect("an object"))
+        };
+        let put = clemmys_whisk::ActionPut {
+            parameters: Some(object(defaults)),
+            annotations: annotations.map(object),
+            ..Default::default()
+        };
+        self.client
+            .deploy(name, &example("echo"), put, true, &Default::default())
+            .await
+            .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
+    }
+
     /// Creates (or updates) confidential sequence `name` of `components`
     /// (short names in the owner's namespace), its plan signed by the owner.
     pub async fn create_sequence(&self, name: &str, components: &[&str]) {

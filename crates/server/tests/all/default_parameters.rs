@@ -2,42 +2,22 @@
 //! owner's client, merged inside the enclave under each invoke's
 //! parameters (and under a chain step's input), never shown by the node.
 
-use clemmys_whisk::{ActionPut, ActivationStatus, KeyValues};
+use clemmys_whisk::ActivationStatus;
 use hyper::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{Owner, TestServer, example};
+use crate::common::TestServer;
 
 /// A marker the node must never show.
 const SECRET: &str = "default-parameter-secret-5e1f";
-
-async fn deploy_echo(owner: &Owner, name: &str, defaults: Value, annotations: Option<Value>) {
-    let put = ActionPut {
-        parameters: Some(KeyValues::from_object(
-            defaults.as_object().expect("an object"),
-        )),
-        annotations: annotations
-            .map(|value| KeyValues::from_object(value.as_object().expect("an object"))),
-        ..Default::default()
-    };
-    owner
-        .client
-        .deploy(name, &example("echo"), put, true, &Default::default())
-        .await
-        .unwrap_or_else(|error| panic!("deploying {name}: {error}"));
-}
 
 #[tokio::test]
 async fn invoke_parameters_are_merged_over_sealed_defaults() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo(
-        &owner,
-        "echo",
-        json!({"secret": SECRET, "greeting": "hi"}),
-        None,
-    )
-    .await;
+    owner
+        .deploy_echo_with_defaults("echo", &json!({"secret": SECRET, "greeting": "hi"}), None)
+        .await;
     // The first invoke opens a session; the second runs within it.
     for _ in 0..2 {
         let opened = owner
@@ -83,13 +63,13 @@ async fn invoke_parameters_are_merged_over_sealed_defaults() {
 async fn final_defaults_cannot_be_overridden() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo(
-        &owner,
-        "fixed",
-        json!({"mode": "safe"}),
-        Some(json!({"final": true})),
-    )
-    .await;
+    owner
+        .deploy_echo_with_defaults(
+            "fixed",
+            &json!({"mode": "safe"}),
+            Some(&json!({"final": true})),
+        )
+        .await;
     let opened = owner
         .invoke("fixed", json!({"other": 1}))
         .await
@@ -127,7 +107,9 @@ async fn final_defaults_cannot_be_overridden() {
 async fn clear_parameters_are_never_sent_to_the_node() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    deploy_echo(&owner, "echo", json!({"secret": SECRET}), None).await;
+    owner
+        .deploy_echo_with_defaults("echo", &json!({"secret": SECRET}), None)
+        .await;
     let stored = server
         .node()
         .store
