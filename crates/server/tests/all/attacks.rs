@@ -6,7 +6,7 @@ use base64::Engine;
 use clemmys_client::confidential::{
     BrokerIdentityDoc, ConfidentialError, DeployOptions, expected_runtime_measurement,
 };
-use clemmys_proto::broker::{BrokerOp, KeyRequest, Policy};
+use clemmys_proto::broker::{ActionDescriptor, BrokerOp, KeyRequest, Policy};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::refusal::Refusal;
@@ -317,6 +317,28 @@ async fn rolled_back_code_version_is_rejected() {
     );
 }
 
+/// The `echo` module sealed by the provider to `guest/action`'s public
+/// action key under the genuine binding `descriptor` names (version,
+/// digest, entry), as the store would hold it.
+fn echo_sealed_by_the_provider(action: &str, descriptor: &ActionDescriptor) -> Vec<u8> {
+    let binding = CodeBinding {
+        namespace: "guest",
+        action,
+        version: descriptor.version,
+        code_digest: descriptor.code_digest,
+        entry: &descriptor.policy.entry,
+    };
+    SealedCode::seal(
+        &example("echo"),
+        descriptor.owner,
+        &descriptor.action_key,
+        &binding,
+        &mut os_rng(),
+    )
+    .expect("seal")
+    .to_bytes()
+}
+
 #[tokio::test]
 async fn substituted_code_under_the_same_name_is_rejected() {
     let server = TestServer::start().await;
@@ -329,22 +351,8 @@ async fn substituted_code_under_the_same_name_is_rejected() {
         .expect("describe");
     // The action key is public and the provider is assumed to know the
     // genuine digest and version: it seals other code under the genuine binding.
-    let binding = CodeBinding {
-        namespace: "guest",
-        action: "hello",
-        version: descriptor.version,
-        code_digest: descriptor.code_digest,
-        entry: &descriptor.policy.entry,
-    };
-    let evil = SealedCode::seal(
-        &example("echo"),
-        descriptor.owner,
-        &descriptor.action_key,
-        &binding,
-        &mut os_rng(),
-    )
-    .expect("seal");
-    tamper_code(&server, "hello", |code| *code = evil.to_bytes()).await;
+    let evil = echo_sealed_by_the_provider("hello", &descriptor);
+    tamper_code(&server, "hello", |code| *code = evil).await;
     refused(
         owner.invoke("hello", json!({"name": "x"})).await,
         Refusal::CodeRejected,
@@ -898,22 +906,8 @@ async fn stripped_default_parameters_are_refused() {
     // The module is public (the provider has it); the action key, the
     // version and the digest are too: it seals the module alone, without
     // the defaults, under the genuine binding.
-    let binding = CodeBinding {
-        namespace: "guest",
-        action: "act",
-        version: descriptor.version,
-        code_digest: descriptor.code_digest,
-        entry: &descriptor.policy.entry,
-    };
-    let stripped = SealedCode::seal(
-        &example("echo"),
-        descriptor.owner,
-        &descriptor.action_key,
-        &binding,
-        &mut os_rng(),
-    )
-    .expect("seal");
-    tamper_code(&server, "act", |code| *code = stripped.to_bytes()).await;
+    let stripped = echo_sealed_by_the_provider("act", &descriptor);
+    tamper_code(&server, "act", |code| *code = stripped).await;
     code_refused(&owner.invoke("act", json!({})).await);
 
     // Nor can it strip them by serving a version that had none.
