@@ -248,9 +248,12 @@ pub(crate) async fn store_action(
     let (exec, code) = match &put.exec {
         Some(exec) => {
             let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
-            controller
-                .new_exec(exec, &namespace, &name, confidential)
-                .await?
+            let address = FullyQualifiedName {
+                namespace: namespace.clone(),
+                package: package.clone(),
+                name: name.clone(),
+            };
+            controller.new_exec(exec, &address, confidential).await?
         }
         None => match old {
             Some(action) => (action.exec.clone(), controller.stored_code(action).await?),
@@ -265,7 +268,7 @@ pub(crate) async fn store_action(
     check_chain_plan(&annotations)?;
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
     if package.is_some() {
-        check_packaged(&exec, confidential)?;
+        check_packaged(confidential)?;
     }
     if confidential && put.exec.is_none() && matches!(exec, Exec::JavaScript { .. }) {
         // An update that only adds the annotation must not mark stored
@@ -358,18 +361,13 @@ fn confidential_in_package() -> ApiError {
     )
 }
 
-/// What an action inside a package may be: plain code, for now. A
-/// confidential action would inherit the package's (and its bindings')
-/// parameters, which the provider stores and merges in the clear; a
-/// sequence's components are resolved outside packages.
-fn check_packaged(exec: &Exec, confidential: bool) -> Result<(), ApiError> {
+/// What an action inside a package may be: plain, for now (code or a
+/// sequence). A confidential action would inherit the package's (and its
+/// bindings') parameters, which the provider stores and merges in the
+/// clear.
+fn check_packaged(confidential: bool) -> Result<(), ApiError> {
     if confidential {
         return Err(confidential_in_package());
-    }
-    if matches!(exec, Exec::Sequence { .. }) {
-        return Err(ApiError::bad_request(
-            "A sequence cannot be put in a package yet.",
-        ));
     }
     Ok(())
 }
@@ -432,8 +430,7 @@ impl Controller {
     async fn new_exec(
         &self,
         exec: &ExecPut,
-        namespace: &EntityName,
-        name: &EntityName,
+        address: &FullyQualifiedName,
         confidential: bool,
     ) -> Result<(Exec, Option<Vec<u8>>), ApiError> {
         match exec.kind.as_str() {
@@ -451,7 +448,7 @@ impl Controller {
                 Ok((exec, Some(code)))
             }
             SEQUENCE_KIND => {
-                let components = self.sequence_components(exec, namespace, name).await?;
+                let components = self.sequence_components(exec, address).await?;
                 Ok((Exec::Sequence { components }, None))
             }
             kind => match JsKind::parse(kind) {
@@ -577,12 +574,15 @@ impl Controller {
         }
     }
 
-    /// Resolves and checks the components of a sequence.
+    /// Resolves and checks the components of sequence `address`: each
+    /// exists and may be read by its namespace, none is the sequence itself
+    /// (also through sequences it nests), and they hold at most
+    /// [`MAX_SEQUENCE_LENGTH`] actions in all, nested ones counted, as
+    /// OpenWhisk counts them.
     async fn sequence_components(
         &self,
         exec: &ExecPut,
-        namespace: &EntityName,
-        name: &EntityName,
+        address: &FullyQualifiedName,
     ) -> Result<Vec<String>, ApiError> {
         let components = exec.components.as_deref().unwrap_or_default();
         if components.is_empty() {
@@ -590,60 +590,119 @@ impl Controller {
                 "No component specified for the sequence.",
             ));
         }
-        if components.len() > MAX_SEQUENCE_LENGTH {
-            return Err(ApiError::bad_request("Too many actions in the sequence."));
-        }
         let mut resolved = Vec::with_capacity(components.len());
+        let mut actions = 0usize;
         for text in components {
-            resolved.push(self.sequence_component(text, namespace, name).await?);
+            let (component, action) = self.sequence_component(text, address).await?;
+            actions = actions.saturating_add(self.atomic_actions(&action, address, 0).await?);
+            if actions > MAX_SEQUENCE_LENGTH {
+                return Err(too_many_actions());
+            }
+            resolved.push(component);
         }
         Ok(resolved)
     }
 
-    /// Resolves and checks component `text` of sequence `namespace/name`.
+    /// Resolves and checks component `text` of sequence `address`: its
+    /// fully qualified name and the action it names.
     async fn sequence_component(
         &self,
         text: &str,
-        namespace: &EntityName,
-        name: &EntityName,
-    ) -> Result<String, ApiError> {
+        address: &FullyQualifiedName,
+    ) -> Result<(String, Arc<Action>), ApiError> {
+        let namespace = &address.namespace;
         let mut component = FullyQualifiedName::parse(text, None)
             .map_err(|error| ApiError::bad_request(error.to_string()))?;
         if component.namespace.as_str() == "_" {
             component.namespace = namespace.clone();
         }
-        if let Some(package) = &component.package {
-            // An action of a package this namespace may read: its
-            // own, a published one (such as /whisk.system/utils),
-            // or one through a binding.
-            let address = (&component.namespace, package, &component.name);
-            return match crate::package_actions::resolve(self, namespace, address).await {
-                Ok(_) => Ok(component.to_string()),
-                Err(error) if is_absent(&error) => Err(ApiError::bad_request(format!(
-                    "Sequence component does not exist: '{text}'."
-                ))),
-                Err(error) => Err(error),
-            };
-        }
-        if &component.namespace != namespace {
-            return Err(ApiError::bad_request(format!(
-                "Sequence component '{text}' must be an action of namespace '{namespace}' \
-                 or of a package it may read."
-            )));
-        }
-        if &component.name == name {
+        if &component == address {
             return Err(ApiError::bad_request("Sequence may not refer to itself."));
         }
-        let Some(action) = self.action(namespace, &component.name).await? else {
-            return Err(ApiError::bad_request(format!(
-                "Sequence component does not exist: '{text}'."
-            )));
+        let missing =
+            || ApiError::bad_request(format!("Sequence component does not exist: '{text}'."));
+        let action = match &component.package {
+            // An action of a package this namespace may read: its own, a
+            // published one (such as /whisk.system/utils), or one through
+            // a binding.
+            Some(package) => {
+                let found = (&component.namespace, package, &component.name);
+                match crate::package_actions::resolve(self, namespace, found).await {
+                    Ok((action, _)) => Arc::new(action),
+                    Err(error) if is_absent(&error) => return Err(missing()),
+                    Err(error) => return Err(error),
+                }
+            }
+            None if &component.namespace != namespace => {
+                return Err(ApiError::bad_request(format!(
+                    "Sequence component '{text}' must be an action of namespace '{namespace}' \
+                     or of a package it may read."
+                )));
+            }
+            None => self
+                .action(namespace, &component.name)
+                .await?
+                .ok_or_else(missing)?,
         };
-        if matches!(action.exec, Exec::Sequence { .. }) {
+        if matches!(action.exec, Exec::Sequence { .. }) && action.is_confidential() {
             return Err(ApiError::bad_request(format!(
-                "Sequence component '{text}' is itself a sequence; nested sequences are not supported."
+                "Sequence component '{text}' is a confidential sequence; confidential sequences \
+                 cannot be nested (each runs under a chain plan its owner signed for it alone)."
             )));
         }
-        Ok(component.to_string())
+        Ok((component.to_string(), action))
     }
+
+    /// How many actions `action` runs: one, or for a sequence those of
+    /// its components, nested ones counted. Refuses a sequence that leads
+    /// back to `address` or nests deeper than the length limit allows.
+    fn atomic_actions<'a>(
+        &'a self,
+        action: &'a Action,
+        address: &'a FullyQualifiedName,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<usize, ApiError>> + Send + 'a>> {
+        Box::pin(async move {
+            let Exec::Sequence { components } = &action.exec else {
+                return Ok(1);
+            };
+            if depth >= MAX_SEQUENCE_LENGTH {
+                return Err(too_many_actions());
+            }
+            let mut count = 0usize;
+            for text in components {
+                let name = FullyQualifiedName::parse(text, None)
+                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
+                if &name == address {
+                    return Err(ApiError::bad_request("Sequence may not refer to itself."));
+                }
+                let nested = match &name.package {
+                    Some(package) => {
+                        let found = (&name.namespace, package, &name.name);
+                        match crate::package_actions::resolve(self, &address.namespace, found).await
+                        {
+                            Ok((action, _)) => Some(Arc::new(action)),
+                            Err(error) if is_absent(&error) => None,
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    None => self.action(&name.namespace, &name.name).await?,
+                };
+                // A component deleted since counts as the one action it was.
+                let actions = match nested {
+                    Some(nested) => self.atomic_actions(&nested, address, depth + 1).await?,
+                    None => 1,
+                };
+                count = count.saturating_add(actions);
+                if count > MAX_SEQUENCE_LENGTH {
+                    return Err(too_many_actions());
+                }
+            }
+            Ok(count)
+        })
+    }
+}
+
+fn too_many_actions() -> ApiError {
+    ApiError::bad_request("Too many actions in the sequence.")
 }

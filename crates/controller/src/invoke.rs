@@ -185,6 +185,7 @@ pub(crate) async fn activate(
             payload,
             activation_id,
             accepted_at: clemmys_whisk::now_ms(),
+            cause: None,
         };
         return Ok((activation_id, controller.run_sequence(run, mode).await));
     }

@@ -43,6 +43,8 @@ pub struct SequenceRun {
     pub activation_id: ActivationId,
     /// When it was accepted, epoch ms.
     pub accepted_at: u64,
+    /// The sequence this one runs as a component of (none when invoked).
+    pub cause: Option<ActivationId>,
 }
 
 impl Controller {
@@ -58,7 +60,7 @@ impl Controller {
         let (done, finished) = oneshot::channel();
         let controller = self.clone();
         tokio::spawn(async move {
-            let record = controller.orchestrate(run).await;
+            let record = controller.orchestrate(run, 0).await;
             if let Err(error) = controller.store.put_activation(record.clone()).await {
                 tracing::error!(%error, %id, "storing a sequence activation failed");
             }
@@ -77,8 +79,9 @@ impl Controller {
         }
     }
 
-    /// Runs every component in order and builds the sequence's record.
-    async fn orchestrate(&self, run: SequenceRun) -> Activation {
+    /// Runs every component in order and builds the sequence's record;
+    /// `depth` is how many sequences it is nested in.
+    async fn orchestrate(&self, run: SequenceRun, depth: usize) -> Activation {
         let Exec::Sequence { components } = &run.sequence.exec else {
             return self.sequence_record(&run, Vec::new(), internal("not a sequence"));
         };
@@ -86,7 +89,7 @@ impl Controller {
         let mut steps: Vec<Activation> = Vec::with_capacity(components.len());
         let mut response = ActivationResponse::success(json!({}));
         for component in components {
-            let step = match self.run_component(&run, component, payload).await {
+            let step = match self.run_component(&run, component, payload, depth).await {
                 Ok(step) => step,
                 Err(failure) => {
                     response = failure;
@@ -117,6 +120,7 @@ impl Controller {
         run: &SequenceRun,
         component: &str,
         payload: Value,
+        depth: usize,
     ) -> Result<Activation, ActivationResponse> {
         let name = FullyQualifiedName::parse(component, None)
             .map_err(|_| internal("a sequence component name is malformed"))?;
@@ -163,6 +167,9 @@ impl Controller {
             _ => payload,
         };
         let id = crate::ids::activation_id();
+        if matches!(action.exec, Exec::Sequence { .. }) {
+            return self.run_nested(run, action, payload, id, depth).await;
+        }
         let wait = Duration::from_millis(action.limits.timeout) + COMPONENT_GRACE;
         let message = ActivationMessage {
             activation_id: id,
@@ -200,6 +207,47 @@ impl Controller {
         }
     }
 
+    /// Runs `sequence`, a component of `run`, as a sequence of its own:
+    /// its record (caused by `run`'s) is stored and is the step. Creating
+    /// a sequence refuses cycles and more than [`MAX_SEQUENCE_LENGTH`]
+    /// actions in all; the depth bound holds against a store changed
+    /// behind the API's back.
+    ///
+    /// [`MAX_SEQUENCE_LENGTH`]: crate::actions::MAX_SEQUENCE_LENGTH
+    fn run_nested<'a>(
+        &'a self,
+        run: &'a SequenceRun,
+        sequence: Arc<Action>,
+        payload: Value,
+        id: ActivationId,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Activation, ActivationResponse>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let depth = depth.saturating_add(1);
+            if depth >= crate::actions::MAX_SEQUENCE_LENGTH {
+                return Err(ActivationResponse::error(
+                    ActivationStatus::ApplicationError,
+                    "Too many actions in the sequence.",
+                ));
+            }
+            let nested = SequenceRun {
+                sequence,
+                namespace: run.namespace.clone(),
+                subject: run.subject.clone(),
+                payload,
+                activation_id: id,
+                accepted_at: clemmys_whisk::now_ms(),
+                cause: Some(run.activation_id),
+            };
+            let record = self.orchestrate(nested, depth).await;
+            if let Err(error) = self.store.put_activation(record.clone()).await {
+                tracing::error!(%error, %id, "storing a nested sequence activation failed");
+            }
+            Ok(record)
+        })
+    }
+
     /// The sequence's own record, as OpenWhisk shapes it.
     fn sequence_record(
         &self,
@@ -213,7 +261,11 @@ impl Controller {
         let duration = steps.iter().map(|step| step.duration).sum();
         let sequence = &run.sequence;
         let mut annotations = KeyValues::default();
-        annotations.set("topmost", Value::Bool(true));
+        if run.cause.is_some() {
+            annotations.set("causedBy", Value::String("sequence".into()));
+        } else {
+            annotations.set("topmost", Value::Bool(true));
+        }
         annotations.set("path", Value::String(sequence.path()));
         annotations.set("kind", Value::String(clemmys_whisk::SEQUENCE_KIND.into()));
         annotations.set("limits", json!(sequence.limits));
@@ -228,7 +280,7 @@ impl Controller {
             start,
             end,
             duration,
-            cause: None,
+            cause: run.cause,
             response,
             logs: steps
                 .iter()

@@ -526,7 +526,7 @@ async fn package_action_errors_follow_openwhisk() {
         StatusCode::BAD_REQUEST,
     );
 
-    // Confidential actions and sequences stay out of packages, for now.
+    // Confidential actions stay out of packages, for now.
     let confidential = put_action_as(
         &server,
         None,
@@ -543,15 +543,15 @@ async fn package_action_errors_follow_openwhisk() {
         "{:?}",
         confidential.json
     );
-    server.create("plain", "echo").await;
-    let sequence = server
+    // A sequence of a package may not name itself.
+    let itself = server
         .call(
             Method::PUT,
             "/api/v1/namespaces/_/actions/tools/seq",
-            Some(json!({"exec": {"kind": "sequence", "components": ["/_/plain"]}})),
+            Some(json!({"exec": {"kind": "sequence", "components": ["/_/tools/seq"]}})),
         )
         .await;
-    assert_error(&sequence, StatusCode::BAD_REQUEST);
+    assert_error(&itself, StatusCode::BAD_REQUEST);
 
     // A binding holds no actions of its own.
     server
@@ -572,6 +572,75 @@ async fn package_action_errors_follow_openwhisk() {
         .await,
         StatusCode::BAD_REQUEST,
     );
+}
+
+#[tokio::test]
+async fn a_sequence_in_a_package_runs_with_its_parameters() {
+    let server = TestServer::start().await;
+    let package = server
+        .call(
+            Method::PUT,
+            TOOLS,
+            Some(json!({"parameters": [{"key": "greeting", "value": "hi"}]})),
+        )
+        .await;
+    assert_eq!(package.status, StatusCode::OK);
+    let echo = put_action_as(
+        &server,
+        None,
+        "/api/v1/namespaces/_/actions/tools/echo",
+        "echo",
+        json!({}),
+    )
+    .await;
+    assert_eq!(echo.status, StatusCode::OK, "{:?}", echo.json);
+    server.create("plain", "echo").await;
+    let sequence = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/tools/seq",
+            Some(json!({
+                "exec": {"kind": "sequence", "components": ["/_/tools/echo", "/_/plain"]},
+                "parameters": [{"key": "who", "value": "sequence"}]
+            })),
+        )
+        .await;
+    assert_eq!(sequence.status, StatusCode::OK, "{:?}", sequence.json);
+    assert_eq!(sequence.json["namespace"], "guest/tools");
+    assert_eq!(
+        sequence.json["exec"]["components"],
+        json!(["/guest/tools/echo", "/guest/plain"])
+    );
+
+    let invoked = server
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/_/actions/tools/seq?blocking=true",
+            Some(json!({"x": 1})),
+        )
+        .await;
+    assert_eq!(invoked.status, StatusCode::OK, "{:?}", invoked.json);
+    assert_eq!(
+        invoked.json["response"]["result"],
+        json!({"greeting": "hi", "who": "sequence", "x": 1}),
+        "the package's and the sequence's parameters reach its first step"
+    );
+    assert_eq!(
+        crate::common::annotation(&invoked.json, "path"),
+        Some(&json!("guest/tools/seq"))
+    );
+    assert_eq!(invoked.json["logs"].as_array().map(Vec::len), Some(2));
+    let listed = server
+        .call(Method::GET, "/api/v1/namespaces/_/actions/tools/", None)
+        .await;
+    let names: Vec<&str> = listed
+        .json
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|action| action["name"].as_str())
+        .collect();
+    assert!(names.contains(&"seq"), "{names:?}");
 }
 
 #[tokio::test]

@@ -150,13 +150,74 @@ async fn invalid_sequences_are_refused() {
     );
     let itself = server.create_sequence("me", &["me"]).await;
     assert_eq!(itself.json["error"], "Sequence may not refer to itself.");
-    server.create_sequence("inner", &["echo"]).await;
-    let nested = server.create_sequence("outer", &["inner"]).await;
-    assert!(
-        nested.json["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("nested sequences")
+
+    // Nested sequences count every action they run, and cannot lead back.
+    let thirty: Vec<&str> = std::iter::repeat_n("echo", 30).collect();
+    server.create_sequence("thirty", &thirty).await;
+    let sixty = server.create_sequence("sixty", &["thirty", "thirty"]).await;
+    assert_eq!(sixty.status, StatusCode::BAD_REQUEST);
+    assert_eq!(sixty.json["error"], "Too many actions in the sequence.");
+    assert_eq!(
+        server.create_sequence("inner", &["echo"]).await.status,
+        StatusCode::OK
+    );
+    let outer = server.create_sequence("outer", &["inner", "echo"]).await;
+    assert_eq!(outer.status, StatusCode::OK, "{:?}", outer.json);
+    // inner → outer → inner would loop.
+    let cycle = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/inner?overwrite=true",
+            Some(json!({"exec": {"kind": "sequence", "components": ["/_/outer"]}})),
+        )
+        .await;
+    assert_eq!(cycle.status, StatusCode::BAD_REQUEST);
+    assert_eq!(cycle.json["error"], "Sequence may not refer to itself.");
+}
+
+#[tokio::test]
+async fn a_nested_sequence_runs_as_one_component_with_a_record_of_its_own() {
+    let server = TestServer::start().await;
+    server.create("greet", "hello").await;
+    server.create("echo", "echo").await;
+    server.create_sequence("inner", &["greet", "echo"]).await;
+    let outer = server.create_sequence("outer", &["echo", "inner"]).await;
+    assert_eq!(outer.status, StatusCode::OK, "{:?}", outer.json);
+
+    let answer = server.invoke("outer", json!({"name": "Ada"})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    let record = &answer.json;
+    assert_eq!(
+        record["response"]["result"],
+        json!({"payload": "Hello, Ada!"}),
+        "the outer echo's result reached the inner greet"
+    );
+    let steps = record["logs"].as_array().expect("logs").clone();
+    assert_eq!(steps.len(), 2, "the nested sequence is one step: {steps:?}");
+    let inner = server.record(steps[1].as_str().expect("id")).await;
+    assert_eq!(inner["name"], "inner");
+    assert_eq!(inner["cause"], record["activationId"]);
+    assert_eq!(annotation(&inner, "kind"), Some(&json!("sequence")));
+    assert_eq!(annotation(&inner, "causedBy"), Some(&json!("sequence")));
+    assert_eq!(
+        annotation(&inner, "topmost"),
+        None,
+        "only the outer is topmost"
+    );
+    assert_eq!(annotation(record, "topmost"), Some(&json!(true)));
+    let inner_steps = inner["logs"].as_array().expect("inner logs");
+    assert_eq!(inner_steps.len(), 2);
+    for (id, expected) in inner_steps.iter().zip(["greet", "echo"]) {
+        let step = server.record(id.as_str().expect("id")).await;
+        assert_eq!(step["name"], expected);
+        assert_eq!(
+            step["cause"], inner["activationId"],
+            "caused by the inner sequence"
+        );
+    }
+    assert_eq!(
+        inner["response"]["result"],
+        json!({"payload": "Hello, Ada!"})
     );
 }
 
