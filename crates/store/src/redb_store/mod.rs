@@ -30,7 +30,7 @@ use self::tables::{
     DocumentTable, EncodedRecord, ID_MAX, NAMESPACES, PACKAGES, Tables, action_key, decode, encode,
     package_action_key,
 };
-use self::writer::{QueuedWrite, WriteOp, WriteOutcome, Writer};
+use self::writer::{Inbox, QueuedWrite, WriteOp, WriteOutcome, Writer};
 use crate::pending::Pending;
 use crate::{
     ActivationFilter, CrashRecovery, EntityStore, PutMode, RecordDurability, StoreConfig,
@@ -47,6 +47,9 @@ const BULK_BATCH: usize = 10_000;
 pub struct RedbStore {
     db: Arc<Database>,
     writes: mpsc::Sender<QueuedWrite>,
+    /// Group-mode records for the writer, handed over without a wake-up
+    /// each.
+    inbox: Arc<Inbox>,
     writer: Option<thread::JoinHandle<()>>,
     pending: Arc<Pending>,
     record_durability: RecordDurability,
@@ -80,6 +83,7 @@ impl RedbStore {
         let pending = Arc::new(Pending::default());
         let failed_records = Arc::new(AtomicU64::new(0));
         let writer = Writer::new(db.clone(), pending.clone(), failed_records.clone(), &config);
+        let inbox = writer.inbox();
         let (writes, queue) = mpsc::channel();
         let writer = thread::Builder::new()
             .name("store-writer".into())
@@ -88,6 +92,7 @@ impl RedbStore {
         Ok(Self {
             db,
             writes,
+            inbox,
             writer: Some(writer),
             pending,
             record_durability: config.record_durability,
@@ -614,13 +619,15 @@ impl EntityStore for RedbStore {
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
         let record = Arc::new(EncodedRecord::encode(activation)?);
         if self.record_durability == RecordDurability::Group && self.pending.try_insert(&record) {
-            let queued = QueuedWrite {
-                op: WriteOp::PutActivation(record.clone()),
-                reply: None,
-            };
-            if self.writes.send(queued).is_err() {
-                self.pending.remove(&record);
-                return Err(StoreError::Closed);
+            if self.inbox.put(record.clone()) {
+                let wake = QueuedWrite {
+                    op: WriteOp::Wake,
+                    reply: None,
+                };
+                if self.writes.send(wake).is_err() {
+                    self.pending.remove(&record);
+                    return Err(StoreError::Closed);
+                }
             }
             return Ok(());
         }

@@ -8,10 +8,15 @@
 //! interval since the oldest of them has passed, or enough of them are
 //! held, or a waited-for write comes; they are then committed first, so a
 //! stand-in queued after a record finds it stored.
+//!
+//! Group-mode records do not come through the queue: they are put in an
+//! [`Inbox`] that the writer empties whenever it wakes, and only the record
+//! that starts a group (or fills one) wakes it. So a group of records costs
+//! the writer one wake-up, not one per record.
 
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use clemmys_whisk::{Action, Activation, NamespaceRecord, Package};
@@ -31,6 +36,43 @@ const MAX_HELD_BYTES: usize = 8 << 20;
 const SWEEP_BATCH: usize = 1000;
 /// Namespaces looked at in one sweep at most.
 const SWEEP_NAMESPACES: usize = 256;
+
+/// Group-mode records waiting for the writer to take them.
+#[derive(Default)]
+pub(super) struct Inbox {
+    records: Mutex<InboxRecords>,
+    /// Set while the writer holds records and so has a commit deadline: a
+    /// new record then needs no wake-up.
+    armed: AtomicBool,
+}
+
+#[derive(Default)]
+struct InboxRecords {
+    records: Vec<Arc<EncodedRecord>>,
+    bytes: usize,
+}
+
+impl Inbox {
+    /// Adds `record`; whether the writer must be woken for it (it has no
+    /// commit deadline, or enough records are waiting for a commit).
+    pub fn put(&self, record: Arc<EncodedRecord>) -> bool {
+        let full = {
+            let mut inbox = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+            inbox.bytes = inbox.bytes.saturating_add(record.json.len());
+            inbox.records.push(record);
+            inbox.records.len() >= MAX_BATCH || inbox.bytes >= MAX_HELD_BYTES
+        };
+        // After the record is in: a writer that disarms itself looks at
+        // the inbox afterwards and finds it (see `Writer::disarm`).
+        full || !self.armed.load(Ordering::SeqCst)
+    }
+
+    fn take(&self) -> Vec<Arc<EncodedRecord>> {
+        let mut inbox = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        inbox.bytes = 0;
+        std::mem::take(&mut inbox.records)
+    }
+}
 
 pub(super) enum WriteOp {
     PutNamespace(NamespaceRecord),
@@ -61,6 +103,8 @@ pub(super) enum WriteOp {
         key: String,
     },
     PutActivation(Arc<EncodedRecord>),
+    /// Nothing but a wake-up: records are waiting in the [`Inbox`].
+    Wake,
     PutStandIn(Activation),
     SettleInterrupted,
     /// Commit everything held; nothing else.
@@ -97,7 +141,7 @@ impl QueuedWrite {
 
     /// Whether it changes nothing in the file.
     fn is_marker(&self) -> bool {
-        matches!(self.op, WriteOp::Flush | WriteOp::Close)
+        matches!(self.op, WriteOp::Flush | WriteOp::Close | WriteOp::Wake)
     }
 }
 
@@ -120,6 +164,7 @@ pub(super) struct Writer {
     held: Vec<QueuedWrite>,
     held_bytes: usize,
     held_since: Option<Instant>,
+    inbox: Arc<Inbox>,
     sweep: Option<Sweep>,
 }
 
@@ -145,7 +190,23 @@ impl Writer {
             held: Vec::new(),
             held_bytes: 0,
             held_since: None,
+            inbox: Arc::new(Inbox::default()),
             sweep,
+        }
+    }
+
+    /// Where group-mode records are put for this writer.
+    pub fn inbox(&self) -> Arc<Inbox> {
+        self.inbox.clone()
+    }
+
+    /// Holds every record waiting in the inbox.
+    fn take_inbox(&mut self) {
+        for record in self.inbox.take() {
+            self.hold(QueuedWrite {
+                op: WriteOp::PutActivation(record),
+                reply: None,
+            });
         }
     }
 
@@ -176,6 +237,10 @@ impl Writer {
                     }
                 }
             }
+            batch.retain(|write| !matches!(write.op, WriteOp::Wake));
+            // Records put before anything of the batch was sent are
+            // committed before it (a stand-in finds its record stored).
+            self.take_inbox();
             let closing = batch.iter().any(|write| matches!(write.op, WriteOp::Close));
             if batch.iter().any(QueuedWrite::is_urgent) {
                 self.commit(batch);
@@ -192,6 +257,7 @@ impl Writer {
             }
             self.sweep_if_due();
         }
+        self.take_inbox();
         self.commit(Vec::new());
     }
 
@@ -211,6 +277,15 @@ impl Writer {
         }
         self.held_since.get_or_insert_with(Instant::now);
         self.held.push(write);
+        self.inbox.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Forgets the commit deadline, once nothing is held; a record put in
+    /// the inbox meanwhile (whose writer saw the deadline and did not wake
+    /// this one) is taken now and starts the next group.
+    fn disarm(&mut self) {
+        self.inbox.armed.store(false, Ordering::SeqCst);
+        self.take_inbox();
     }
 
     fn held_is_due(&self) -> bool {
@@ -231,6 +306,7 @@ impl Writer {
         self.held_since = None;
         writes.extend(batch);
         if writes.is_empty() {
+            self.disarm();
             return;
         }
         let outcomes = match apply_in_one_transaction(&self.db, self.recovery, &writes) {
@@ -247,6 +323,7 @@ impl Writer {
         for (write, outcome) in writes.into_iter().zip(outcomes) {
             self.finish(write, outcome);
         }
+        self.disarm();
     }
 
     fn finish(&self, write: QueuedWrite, outcome: Result<WriteOutcome, StoreError>) {
@@ -497,7 +574,7 @@ fn apply(
             }
             Ok(Ok(WriteOutcome::Settled(settled)))
         }
-        WriteOp::Flush | WriteOp::Close => Ok(Ok(WriteOutcome::Done)),
+        WriteOp::Flush | WriteOp::Close | WriteOp::Wake => Ok(Ok(WriteOutcome::Done)),
         #[cfg(test)]
         WriteOp::Fail => Err(StoreError::Backend("failure injected by a test".into())),
     }
@@ -646,6 +723,53 @@ mod tests {
             .open_table(super::super::tables::ACTIVATION_IDS)
             .expect("table");
         ids.get([id; 16].as_slice()).expect("get").is_some()
+    }
+
+    #[test]
+    fn only_the_record_that_starts_or_fills_a_group_wakes_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Database::create(dir.path().join("store.redb")).expect("create"));
+        let txn = db.begin_write().expect("write");
+        drop(Tables::open(&txn).expect("tables"));
+        txn.commit().expect("commit");
+        let pending = Arc::new(Pending::default());
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer::new(db.clone(), pending, failed, &StoreConfig::default());
+        let inbox = writer.inbox();
+
+        assert!(inbox.put(record(1)), "no group yet: the writer must wake");
+        writer.take_inbox();
+        assert!(
+            !inbox.put(record(2)),
+            "the writer has a deadline for its group"
+        );
+        writer.commit(Vec::new());
+        assert!(stored(&db, 1));
+        assert!(!stored(&db, 2), "put after the group was taken");
+        // The record whose writer did not wake anyone starts the next group.
+        assert_eq!(writer.held.len(), 1);
+        assert!(!inbox.put(record(3)));
+        writer.commit(Vec::new());
+        assert!(stored(&db, 2));
+        writer.commit(Vec::new());
+        assert!(stored(&db, 3));
+        assert!(writer.held.is_empty());
+        assert!(
+            inbox.put(record(4)),
+            "nothing held: the next record wakes the writer"
+        );
+        writer.take_inbox();
+
+        // A full inbox wakes the writer even within a group.
+        let wakes = (0..MAX_BATCH)
+            .map(|n| {
+                inbox.put(record(
+                    u8::try_from(n % 200).expect("small").saturating_add(5),
+                ))
+            })
+            .filter(|woke| *woke)
+            .count();
+        assert_eq!(wakes, 1);
     }
 
     #[test]
