@@ -17,9 +17,10 @@
 //! clear. So the gateway only serves an action whose web annotations
 //! carry its own MAC ([`WEB_TAG_ANNOTATION`], made when the action was
 //! deployed through it) over the action's name, the broker's policy
-//! version and those annotations, and it releases an answer only when the
-//! verified receipt shows that version ran: an old tag carried over to a
-//! newer version (one the owner re-deployed unexported) serves nothing.
+//! version and those annotations; it seals the request only for that
+//! version, and releases an answer only when the verified receipt shows
+//! that version ran: an old tag carried over to a newer version (one the
+//! owner re-deployed unexported) runs and serves nothing.
 
 use std::sync::Arc;
 
@@ -321,12 +322,30 @@ async fn run(
         result: false,
         timeout_ms: None,
     };
-    let opened = match connection
-        .invoke(target.action.as_str(), &Value::Object(arguments), options)
-        .await?
-    {
-        ConfidentialInvoked::Completed(opened) => opened,
-        ConfidentialInvoked::Accepted { .. } => return Err(WebError::NotReady.into()),
+    // Only the tagged version may run: an old tag put back on a version
+    // the owner did not export (or exported under stricter annotations)
+    // must not make that version run on the caller's request at all.
+    let invoked = connection
+        .invoke_version(
+            target.action.as_str(),
+            version,
+            &Value::Object(arguments),
+            options,
+        )
+        .await;
+    let opened = match invoked {
+        Ok(ConfidentialInvoked::Completed(opened)) => opened,
+        Ok(ConfidentialInvoked::Accepted { .. }) => return Err(WebError::NotReady.into()),
+        Err(ConfidentialError::VersionNotCurrent { current, .. }) => {
+            tracing::warn!(
+                action = %target.action,
+                tagged = version,
+                current,
+                "a web action's tag names another version than the current one: nothing runs"
+            );
+            return Err(WebFailure::NotFound);
+        }
+        Err(other) => return Err(other.into()),
     };
     let receipt = &opened.receipt.receipt;
     if receipt.version != version || receipt.action != target.action.as_str() {

@@ -13,8 +13,9 @@
 //! the answers the gateway invoked (its client state is sealed).
 //! Confidential web actions: served by the gateway to anyone (the owner's
 //! choice), never by the node; the provider cannot export an action
-//! through the node, lift its `require-whisk-auth`, or get more from the
-//! gateway's web path than an anonymous caller. Confidential sequences
+//! through the node, lift its `require-whisk-auth`, get more from the
+//! gateway's web path than an anonymous caller, or make a later version
+//! run under an earlier version's tag. Confidential sequences
 //! created through the gateway: it signs their plan, answers their last
 //! step's result, and the provider sees no step's value nor can reorder
 //! the steps.
@@ -1780,4 +1781,63 @@ fn a_revoked_gateways_sequence_stops() {
         .clemmys(&["action", "invoke", "hello", "-p", "name", "owner", "-r"])
         .success()
         .stdout_has("Hello, owner!");
+}
+
+/// The activations of the gateway's namespace, as the provider lists them
+/// with the namespace key.
+fn provider_activation_count(server: &Server, pin: &Path) -> usize {
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "GET",
+        "/api/v1/namespaces/_/activations?limit=200",
+        Some(&server.guest_auth),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    listed
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {listed}"))
+        .len()
+}
+
+#[test]
+fn a_web_tag_carried_over_to_a_later_version_runs_nothing() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "echo", &example("echo"), web_export());
+    let path = "/api/v1/web/guest/default/echo.json?probe=1";
+    let (status, body) = curl(&gateway.url, pin, "GET", path, None, None);
+    assert_eq!(status, 200, "{body}");
+    // The provider keeps version 1's annotations, its web tag included.
+    let mut exported = Vec::new();
+    provider_reannotates(&server, pin, "echo", |annotations| {
+        exported.clone_from(annotations);
+    });
+    // The owner withdraws the export: version 2, untagged.
+    deploy_with_curl(&owners, "echo", &example("echo"), json!([]));
+    let (status, body) = curl(&gateway.url, pin, "GET", path, None, None);
+    assert_eq!(status, 404, "{body}");
+
+    // The provider puts version 1's annotations back on version 2 and
+    // calls the URL: the tag is genuine, but names version 1. Version 2
+    // must not run on the provider's request at all (its answer's size
+    // and timing would be an oracle on an action the owner keeps
+    // private), not only have its answer withheld.
+    provider_reannotates(&server, pin, "echo", |annotations| {
+        *annotations = exported;
+    });
+    let before = provider_activation_count(&server, pin);
+    let (status, body) = curl(&gateway.url, pin, "GET", path, None, None);
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains("probe"), "{body}");
+    assert_eq!(
+        provider_activation_count(&server, pin),
+        before,
+        "the gateway ran version 2 of an action only version 1 of which was exported:\n{}",
+        gateway.log()
+    );
 }

@@ -206,6 +206,17 @@ pub enum ConfidentialError {
         /// [`clemmys_whisk::limits::MAX_PAYLOAD_BYTES`].
         limit: usize,
     },
+    /// The action is not at the policy version the caller may run
+    /// ([`Confidential::invoke_version`]): nothing was sealed or sent.
+    #[error("{action} is at policy version {current}, not {expected}: nothing was run")]
+    VersionNotCurrent {
+        /// The action.
+        action: String,
+        /// The version the caller may run.
+        expected: u64,
+        /// The broker's current version.
+        current: u64,
+    },
 }
 
 impl From<ChainCheckError> for ConfidentialError {
@@ -1164,14 +1175,44 @@ impl Confidential {
         params: &Value,
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        self.invoke_pinned(name, params, options, None).await
+    }
+
+    /// As [`Self::invoke`] for action `name` (not a sequence), but only at
+    /// policy version `version`: when the broker's current version is
+    /// another, nothing is sealed or sent (`VersionNotCurrent`), also when
+    /// a refusal (which the provider may forge) makes it describe the
+    /// action again. For a caller that was allowed to run one version
+    /// only: the gateway serves a web action at the version its tag names.
+    pub async fn invoke_version(
+        &self,
+        name: &str,
+        version: u64,
+        params: &Value,
+        options: InvokeOptions,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
+        self.invoke_pinned(name, params, options, Some(version))
+            .await
+    }
+
+    async fn invoke_pinned(
+        &self,
+        name: &str,
+        params: &Value,
+        options: InvokeOptions,
+        pinned: Option<u64>,
+    ) -> Result<ConfidentialInvoked, ConfidentialError> {
         // A refusal a fresh request cures is retried, each kind once: a
         // restarted broker's floor (re-stamp at it), an updated action or a
         // forgotten session (refresh and reseal).
         let (mut refreshed, mut restamped) = (false, false);
         loop {
-            let outcome = match self.sequence_plan(name).await? {
-                Some(plan) => self.invoke_chain_once(name, &plan, params, options).await,
-                None => self.invoke_once(name, params, options).await,
+            let outcome = match pinned {
+                Some(_) => self.invoke_once(name, params, options, pinned).await,
+                None => match self.sequence_plan(name).await? {
+                    Some(plan) => self.invoke_chain_once(name, &plan, params, options).await,
+                    None => self.invoke_once(name, params, options, None).await,
+                },
             };
             match outcome {
                 Err(ConfidentialError::StampedBeforeFloor { floor_ms, .. })
@@ -1187,7 +1228,11 @@ impl Confidential {
                     refreshed = true;
                     self.end_session(name);
                     self.end_chain_session(name);
-                    match self.sequence_plan(name).await? {
+                    let plan = match pinned {
+                        Some(_) => None,
+                        None => self.sequence_plan(name).await?,
+                    };
+                    match plan {
                         Some(plan) => {
                             for component in plan.components() {
                                 self.describe(&component.qualified(), true).await?;
@@ -1203,19 +1248,29 @@ impl Confidential {
         }
     }
 
+    /// One invocation of action `name`; with `pinned`, only at that
+    /// policy version (see [`Self::invoke_version`]).
     async fn invoke_once(
         &self,
         name: &str,
         params: &Value,
         options: InvokeOptions,
+        pinned: Option<u64>,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
-        let descriptor = self.describe(name, false).await?;
+        let mut descriptor = self.describe(name, false).await?;
+        if pinned.is_some_and(|version| descriptor.version < version) {
+            // Known from before the pinned version was made.
+            descriptor = self.describe(name, true).await?;
+        }
+        check_pinned(&descriptor, pinned)?;
         if let Some(session) = self.session_for(&descriptor) {
             return self
                 .invoke_in_session(&session, &descriptor, params, options)
                 .await;
         }
         let (sealed, pending, descriptor) = self.seal(name, params).await?;
+        // `seal` describes again: another request may have refreshed it.
+        check_pinned(&descriptor, pinned)?;
         let invoked = self
             .client
             .invoke_body(
@@ -1664,6 +1719,24 @@ fn sealed_answer(result: &Value) -> Result<&str, ConfidentialError> {
             .get(REFUSAL_FIELD)
             .and_then(|code| serde_json::from_value(code.clone()).ok()),
     )
+}
+
+/// Refuses `descriptor` when the caller may run only version `pinned`
+/// and it is another.
+fn check_pinned(
+    descriptor: &ActionDescriptor,
+    pinned: Option<u64>,
+) -> Result<(), ConfidentialError> {
+    match pinned {
+        Some(expected) if descriptor.version != expected => {
+            Err(ConfidentialError::VersionNotCurrent {
+                action: format!("{}/{}", descriptor.namespace, descriptor.name),
+                expected,
+                current: descriptor.version,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn sealed_or_error<'a>(

@@ -684,6 +684,64 @@ async fn session_request_to_an_enclave_kept_from_an_update_is_rejected() {
 }
 
 #[tokio::test]
+async fn revoked_delegates_session_request_on_the_owners_lease_is_refused() {
+    // An enclave leases a broker admission to later session requests of
+    // the same grant, version and delegate, stamped within a second of the
+    // admitted one. The provider delivers a session request of a gateway
+    // the owner has just revoked right after the owner's own request was
+    // admitted by the broker in the same enclave: the fresh lease is the
+    // owner's, not the gateway's, so the broker is asked and refuses.
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    owner
+        .invoke("echo", json!({"open": "session"}))
+        .await
+        .expect("the owner's opening invoke");
+    let gateway = server.owner().await;
+    let gateway_id = gateway.client.client_id();
+    let gateway = Owner {
+        client: gateway.client.acting_for(owner.client.client_id()),
+        home: gateway.home,
+    };
+    let expires_ms = clemmys_whisk::now_ms() + 3_600_000;
+    owner
+        .client
+        .delegate(gateway_id, expected_runtime_measurement(), expires_ms)
+        .await
+        .expect("delegated");
+    gateway
+        .invoke("echo", json!({"open": "session"}))
+        .await
+        .expect("the gateway's opening invoke");
+    // The gateway's own lease lapses; the owner revokes it, then runs
+    // echo in its session (admitted by the broker: a fresh lease, the
+    // owner's, stamped as the gateway's next request will be).
+    tokio::time::sleep(clemmys_enclave::SESSION_LEASE).await;
+    owner.client.revoke(gateway_id).await.expect("revoked");
+    owner
+        .invoke("echo", json!({"owner": "runs"}))
+        .await
+        .expect("the owner's session request");
+    // The revoked gateway, which does not know it yet, goes on.
+    let descriptor = gateway
+        .client
+        .describe("echo", false)
+        .await
+        .expect("describe");
+    let request = gateway
+        .client
+        .seal_in_session(&descriptor, &json!({"after": "the revocation"}))
+        .expect("sealed in the gateway's session");
+    let record = post_sealed(&server, "echo", &request).await;
+    let message = refusal_message(&record);
+    assert_eq!(
+        record["response"]["result"]["refusal"], "client_not_allowed",
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn flipped_bit_in_a_session_answer_is_detected() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
