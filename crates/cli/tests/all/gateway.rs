@@ -404,6 +404,11 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     let shout = param.to_uppercase();
     assert_eq!(seen["result"], json!({ "shout": shout }));
     assert_eq!(seen["nonBlocking"]["result"], json!({ "shout": shout }));
+    // Bound with the code, and sealed with it: the scan below covers them.
+    assert_eq!(
+        seen["boundDefault"],
+        json!([{"key": "secret", "value": param}])
+    );
     let id = seen["nonBlocking"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("no activation id in {seen}"))
