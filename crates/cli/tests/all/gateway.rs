@@ -440,46 +440,19 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     assert_eq!(untrusted.status.code(), Some(3), "{refused}");
     assert!(refused.contains("certificate"), "{refused}");
 
-    // What the provider holds.
+    // What the provider holds (the gateway's own disk is the provider's
+    // too).
     let mut sources = Vec::new();
     provider_api_view(&server, &id, false, &mut sources);
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no invoke from the gateway"
-    );
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"PUT /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no deploy from the gateway"
-    );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    // The gateway's own disk is the provider's too.
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
+    sources.extend(provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &[
+            "POST /api/v1/namespaces/_/actions/secret",
+            "PUT /api/v1/namespaces/_/actions/secret",
+        ],
+    ));
     let findings = scan(&sources, &markers);
     assert!(
         findings.is_empty(),
@@ -1374,36 +1347,12 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.
-    let mut sources = Vec::new();
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no invoke from the gateway"
+    let sources = provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &["POST /api/v1/namespaces/_/actions/secret"],
     );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
     let mut markers = markers(&param);
     markers.push(crate::leaks::Marker {
         name: "HTTP BODY",
@@ -1592,39 +1541,12 @@ fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.
-    let mut sources = Vec::new();
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(
-                    &source.bytes,
-                    b"POST /api/v1/namespaces/_/actions/shout-then-greet"
-                )),
-        "the recorder saw no invoke of the sequence from the gateway"
+    let sources = provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &["POST /api/v1/namespaces/_/actions/shout-then-greet"],
     );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
     let mut markers = markers(&param);
     markers.push(crate::leaks::Marker {
         name: "INTERMEDIATE (the first step's answer)",
