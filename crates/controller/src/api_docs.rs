@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use clemmys_whisk::{Activation, ApiActivationSummary};
+use clemmys_whisk::{
+    Activation, ApiActionCount, ApiActionSummary, ApiActivationCount, ApiActivationSummary,
+    ApiPackageCount, ApiPackageSummary, ApiRule, ApiRuleCount, ApiTriggerCount, ApiTriggerSummary,
+};
 use serde_json::{Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr, ResponseBuilder, Tag};
@@ -172,15 +175,62 @@ pub(crate) enum BlockingAnswer {
     Result(Map<String, Value>),
 }
 
-/// `GET …/activations`: summaries, or whole records with `docs=true`.
+/// `GET …/activations`: summaries, whole records with `docs=true`, or
+/// their number with `count=true`.
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code, reason = "only described: handlers answer the list")]
 pub(crate) enum ActivationList {
-    /// Without `docs=true`.
+    /// Without `docs=true` or `count=true`.
     Summaries(Vec<ApiActivationSummary>),
     /// With `docs=true`.
     Records(Vec<Activation>),
+    /// With `count=true`.
+    Count(ApiActivationCount),
+}
+
+/// `GET …/actions`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum ActionList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiActionSummary>),
+    /// With `count=true`.
+    Count(ApiActionCount),
+}
+
+/// `GET …/packages`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum PackageList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiPackageSummary>),
+    /// With `count=true`.
+    Count(ApiPackageCount),
+}
+
+/// `GET …/triggers`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum TriggerList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiTriggerSummary>),
+    /// With `count=true`.
+    Count(ApiTriggerCount),
+}
+
+/// `GET …/rules`: the rules, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum RuleList {
+    /// Without `count=true`.
+    Rules(Vec<ApiRule>),
+    /// With `count=true`.
+    Count(ApiRuleCount),
 }
 
 /// Every failure's body, as OpenWhisk answers it.
