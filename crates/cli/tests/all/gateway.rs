@@ -1233,23 +1233,8 @@ fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
 /// Deploys `wasm` as `name` through the owner's gateway with curl (the
 /// OpenWhisk body, base64 code) and `annotations`.
 fn deploy_with_curl(owners: &OwnersGateway, name: &str, wasm: &Path, annotations: Value) {
-    use base64::Engine as _;
-    let code = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(wasm).unwrap_or_else(|error| panic!("{}: {error}", wasm.display())));
-    let body = json!({
-        "exec": {"kind": "wasm", "code": code, "binary": true},
-        "annotations": annotations,
-    });
-    let file = owners.gateway.root.path().join(format!("{name}.json"));
-    std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
-    let (status, answer) = curl(
-        &owners.gateway.url,
-        &owners.pin,
-        "PUT",
-        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
-        Some(&owners.credential),
-        Some(&format!("@{}", file.display())),
-    );
+    let body = json!({"exec": wasm_exec(wasm), "annotations": annotations});
+    let (status, answer) = put_with_curl(owners, name, &body);
     assert_eq!(status, 200, "deploying {name}: {answer}");
 }
 
