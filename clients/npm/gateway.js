@@ -2,8 +2,9 @@
 // attested gateway, trusting only the gateway's pinned RA-TLS certificate
 // (NODE_EXTRA_CA_CERTS, written by `clemmys gateway verify --out`): a
 // confidential wasm action created, invoked blocking and non-blocking, its
-// activations, results and logs read, as an unmodified OpenWhisk user's
-// code does. The gateway seals and opens; this script never knows.
+// activations, results and logs read, an action with bound parameters
+// (sealed with its code) created and invoked, as an unmodified OpenWhisk
+// user's code does. The gateway seals and opens; this script never knows.
 //
 // Run by crates/cli/tests/all/gateway.rs with __OW_API_HOST (the gateway),
 // __OW_API_KEY; arguments: the secret example's path and the secret.
@@ -89,18 +90,32 @@ async function main() {
     }),
     (error) => error.statusCode === 501,
   );
-  await assert.rejects(
-    ow.actions.create({
-      name: 'gw-bound',
-      action: { exec: { kind: 'wasm', code, binary: true }, parameters: [{ key: 'secret', value: secret }] },
-    }),
-    (error) => error.statusCode === 501,
-  );
   await assert.rejects(ow.triggers.list(), (error) => error.statusCode === 501);
   await assert.rejects(
     ow.actions.invoke({ name: 'no-such-action', blocking: true, params: { secret } }),
     (error) => error.statusCode === 404,
   );
+
+  // Bound parameters (the client's `params`) are sealed with the code:
+  // invokes get them as defaults, their own winning; a GET shows none
+  // (nobody outside an enclave can read them back), and without the code
+  // they cannot be sealed, so they are refused, not sent.
+  const bound = await ow.actions.create({
+    name: 'gw-bound', action: fs.readFileSync(secretPath), kind: 'wasm', params: { secret },
+  });
+  assert.deepEqual(bound.parameters, [{ key: 'secret', value: secret }]);
+  assert.deepEqual(await ow.actions.invoke({ name: 'gw-bound', blocking: true, result: true }), { shout });
+  assert.deepEqual(
+    await ow.actions.invoke({ name: 'gw-bound', blocking: true, result: true, params: { secret: 'mine' } }),
+    { shout: 'MINE' },
+  );
+  const shown = await ow.actions.get({ name: 'gw-bound' });
+  assert.deepEqual(shown.parameters, []);
+  await assert.rejects(
+    ow.actions.update({ name: 'gw-bound', params: { secret: 'other' } }),
+    (error) => error.statusCode === 400,
+  );
+  seen.boundDefault = bound.parameters;
 
   // Deleted through the gateway, an action is gone.
   await ow.actions.create({ name: 'doomed', action: { exec: { kind: 'wasm', code, binary: true } } });

@@ -17,7 +17,7 @@ use clemmys_whisk::{
     Action, ActionLimits, CONFIDENTIAL_ANNOTATION, EntityName, Exec, FullyQualifiedName,
     JAVASCRIPT_KINDS, JsKind, KeyValues, SEQUENCE_KIND, WASM_KIND,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
@@ -42,7 +42,7 @@ fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     tag = "Actions",
     summary = "List actions",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's actions and its packages' actions. With `count=true`, `{\"actions\": N}` instead.", body = [clemmys_whisk::ApiActionSummary]))
+    responses((status = 200, description = "The namespace's actions and its packages' actions. With `count=true`, `{\"actions\": N}` instead.", body = crate::api_docs::ActionList))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -71,7 +71,7 @@ pub async fn list(
                     .len(),
             );
         }
-        return Ok(Json(json!({ "actions": count })).into_response());
+        return Ok(Json(clemmys_whisk::ApiActionCount { actions: count }).into_response());
     }
     let mut actions = controller
         .store

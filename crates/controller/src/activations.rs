@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use clemmys_store::ActivationFilter;
 use clemmys_whisk::{Activation, ActivationId, ApiActivationLogs, FullyQualifiedName};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::query::{self, Params};
@@ -54,7 +54,7 @@ pub async fn list(
             .store
             .count_activations(&namespace, &filter)
             .await?;
-        return Ok(Json(json!({ "activations": count })).into_response());
+        return Ok(Json(clemmys_whisk::ApiActivationCount { activations: count }).into_response());
     }
     let activations = controller
         .store

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use clemmys_whisk::{Activation, ApiActivationSummary};
+use clemmys_whisk::{
+    Activation, ApiActionCount, ApiActionSummary, ApiActivationCount, ApiActivationSummary,
+    ApiPackageCount, ApiPackageSummary, ApiRule, ApiRuleCount, ApiTriggerCount, ApiTriggerSummary,
+};
 use serde_json::{Map, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, RefOr, ResponseBuilder, Tag};
@@ -172,15 +175,62 @@ pub(crate) enum BlockingAnswer {
     Result(Map<String, Value>),
 }
 
-/// `GET …/activations`: summaries, or whole records with `docs=true`.
+/// `GET …/activations`: summaries, whole records with `docs=true`, or
+/// their number with `count=true`.
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code, reason = "only described: handlers answer the list")]
 pub(crate) enum ActivationList {
-    /// Without `docs=true`.
+    /// Without `docs=true` or `count=true`.
     Summaries(Vec<ApiActivationSummary>),
     /// With `docs=true`.
     Records(Vec<Activation>),
+    /// With `count=true`.
+    Count(ApiActivationCount),
+}
+
+/// `GET …/actions`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum ActionList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiActionSummary>),
+    /// With `count=true`.
+    Count(ApiActionCount),
+}
+
+/// `GET …/packages`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum PackageList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiPackageSummary>),
+    /// With `count=true`.
+    Count(ApiPackageCount),
+}
+
+/// `GET …/triggers`: summaries, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum TriggerList {
+    /// Without `count=true`.
+    Summaries(Vec<ApiTriggerSummary>),
+    /// With `count=true`.
+    Count(ApiTriggerCount),
+}
+
+/// `GET …/rules`: the rules, or their number with `count=true`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only described: handlers answer the list")]
+pub(crate) enum RuleList {
+    /// Without `count=true`.
+    Rules(Vec<ApiRule>),
+    /// With `count=true`.
+    Count(ApiRuleCount),
 }
 
 /// Every failure's body, as OpenWhisk answers it.
@@ -195,8 +245,9 @@ pub(crate) struct ErrorBody {
 
 /// Declares what every operation shares: HTTP Basic authentication
 /// (`UUID:KEY`, or `admin:TOKEN` on the admin routes) as the default
-/// requirement, the tags, and the error body as each operation's
-/// `default` response.
+/// requirement, the tags, and the error body as each operation's `500`
+/// and `default` responses (as OpenWhisk's own document lists a `500`
+/// for each operation).
 pub(crate) fn complete(document: &mut OpenApi) {
     document.info.title = "Clemmys: the Apache OpenWhisk REST API".to_owned();
     document.info.description = Some(
@@ -236,17 +287,19 @@ pub(crate) fn complete(document: &mut OpenApi) {
         .into_iter()
         .map(|(path, item)| (openapi_path(&path), item))
         .collect();
-    let error = ResponseBuilder::new()
-        .description("A failure, with OpenWhisk's status and error body.")
-        .content(
-            "application/json",
-            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                "ErrorBody",
-            )))),
-        )
-        .build();
+    let error = error_response("A failure, with OpenWhisk's status and error body.");
+    let server_error = error_response(
+        "The platform failed: `There was an error processing your request.`, the detail in \
+         the server's log only.",
+    );
     let parameters = utoipa::openapi::Ref::from_schema_name(<Parameters as ToSchema>::name());
-    for item in document.paths.paths.values_mut() {
+    for (path, item) in &mut document.paths.paths {
+        // A web action's 500 may be the action's own answer (`.http`).
+        let shared: &[(&str, &utoipa::openapi::Response)] = if path.starts_with("/api/v1/web/") {
+            &[("default", &error)]
+        } else {
+            &[("500", &server_error), ("default", &error)]
+        };
         let operations = [
             ("get", &mut item.get),
             ("put", &mut item.put),
@@ -277,11 +330,13 @@ pub(crate) fn complete(document: &mut OpenApi) {
                 id.push('_');
                 id.push_str(method);
             }
-            operation
-                .responses
-                .responses
-                .entry("default".to_owned())
-                .or_insert_with(|| RefOr::T(error.clone()));
+            for (status, response) in shared {
+                operation
+                    .responses
+                    .responses
+                    .entry((*status).to_owned())
+                    .or_insert_with(|| RefOr::T((*response).clone()));
+            }
             // Parameters and events may be left out (an empty body is
             // `{}`); utoipa marks every body it types as required.
             if let Some(RefOr::T(body)) = &mut operation.request_body
@@ -295,6 +350,19 @@ pub(crate) fn complete(document: &mut OpenApi) {
             }
         }
     }
+}
+
+/// A response of `description` whose body is the [`ErrorBody`].
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                <ErrorBody as ToSchema>::name(),
+            )))),
+        )
+        .build()
 }
 
 /// An axum route path as the document writes it: a catch-all `{*name}`

@@ -143,7 +143,7 @@ fn check_binding(
     tag = "Packages",
     summary = "List packages",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The caller's packages, or another namespace's published ones. With `count=true`, `{\"packages\": N}` instead.", body = [clemmys_whisk::ApiPackageSummary]))
+    responses((status = 200, description = "The caller's packages, or another namespace's published ones. With `count=true`, `{\"packages\": N}` instead.", body = crate::api_docs::PackageList))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -175,7 +175,10 @@ pub async fn list(
             .collect()
     };
     if query::flag(&params, "count", false)? {
-        return Ok(Json(serde_json::json!({ "packages": summaries.len() })).into_response());
+        return Ok(Json(clemmys_whisk::ApiPackageCount {
+            packages: summaries.len(),
+        })
+        .into_response());
     }
     Ok(Json(summaries).into_response())
 }

@@ -22,7 +22,7 @@ use clemmys_whisk::{
     Action, EntityRef, FullyQualifiedName, KeyValues, ReducedRule, Rule, RulePut, RuleStatus,
     Trigger,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
@@ -162,7 +162,7 @@ async fn status_of(controller: &Controller, rule: &Rule) -> Result<RuleStatus, A
     tag = "Rules",
     summary = "List rules",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's rules with their status. With `count=true`, `{\"rules\": N}` instead.", body = [clemmys_whisk::ApiRule]))
+    responses((status = 200, description = "The namespace's rules with their status. With `count=true`, `{\"rules\": N}` instead.", body = crate::api_docs::RuleList))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -178,7 +178,7 @@ pub async fn list(
             .list_rules(&namespace, skip, usize::MAX)
             .await?
             .len();
-        return Ok(Json(json!({ "rules": count })).into_response());
+        return Ok(Json(clemmys_whisk::ApiRuleCount { rules: count }).into_response());
     }
     let rules = controller.store.list_rules(&namespace, skip, limit).await?;
     // OpenWhisk lists rules without a status; showing it saves a client a

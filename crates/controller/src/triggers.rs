@@ -23,7 +23,7 @@ use clemmys_whisk::{
     Activation, ActivationId, ActivationResponse, EntityName, KeyValues, ReducedRule, RuleStatus,
     Trigger, TriggerPut,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::alarms::{self, AlarmSpec};
 use crate::auth::Caller;
@@ -57,7 +57,7 @@ pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
     tag = "Triggers",
     summary = "List triggers",
     params(crate::api_docs::NamespacePath, crate::api_docs::Paging),
-    responses((status = 200, description = "The namespace's triggers. With `count=true`, `{\"triggers\": N}` instead.", body = [clemmys_whisk::ApiTriggerSummary]))
+    responses((status = 200, description = "The namespace's triggers. With `count=true`, `{\"triggers\": N}` instead.", body = crate::api_docs::TriggerList))
 )]
 pub async fn list(
     State(controller): State<Arc<Controller>>,
@@ -73,7 +73,7 @@ pub async fn list(
             .list_triggers(&namespace, skip, usize::MAX)
             .await?
             .len();
-        return Ok(Json(json!({ "triggers": count })).into_response());
+        return Ok(Json(clemmys_whisk::ApiTriggerCount { triggers: count }).into_response());
     }
     let summaries: Vec<Value> = controller
         .store
@@ -404,6 +404,7 @@ async fn error_message(response: Response) -> String {
 mod tests {
     use super::*;
     use clemmys_whisk::KeyValue;
+    use serde_json::json;
 
     fn annotations(value: Value) -> KeyValues {
         KeyValues(vec![KeyValue {

@@ -2,10 +2,10 @@
 //!
 //! | Route | What the gateway does |
 //! |---|---|
-//! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key; a `sequence` of the owner's confidential actions gets a chain plan the gateway signs |
+//! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key, its bound `parameters` (and `final` annotation) sealed with the code as its default parameters, as the owner's `clemmys` does; a `sequence` of the owner's confidential actions gets a chain plan the gateway signs |
 //! | `POST …/actions/{name}` | parameters sealed to the action key; the answer opened and its receipt verified; `blocking`, `result`, `timeout` as OpenWhisk |
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
-//! | `GET …/actions/{name}` | the node's record, without the (sealed) code |
+//! | `GET …/actions/{name}` | the node's record, without the (sealed) code, and so with `parameters: []`: the defaults are sealed to the action key, and the gateway keeps no copy |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
 //! | any method on `/api/v1/web/{ns}/default/{action}.{ext}` | the owner's web-exported confidential actions, as the node serves plain ones ([`crate::web`]) |
 //!
@@ -20,8 +20,16 @@
 //! refused the activation, e.g. `client_not_allowed` once the owner
 //! revoked the gateway's delegation):
 //! nothing is ever forwarded in the clear to the node for a confidential
-//! action (no plaintext invoke, no bound parameters, no JavaScript source,
-//! no activation records with `docs=true`).
+//! action (no plaintext invoke, no bound parameters in the clear, no
+//! JavaScript source, no activation records with `docs=true`).
+//!
+//! Bound parameters are sealed with the code, so they change only with
+//! it: a `PUT` that gives parameters without `exec.code` (OpenWhisk would
+//! keep the stored code) is a 400, since the gateway cannot open the
+//! stored code to seal it again; a `PUT` with code and no parameters
+//! leaves the action without defaults. Its answer shows the parameters it
+//! sealed; a later `GET` shows none (`parameters: []`), since nobody
+//! outside an enclave granted the action key can read them back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,6 +120,12 @@ pub enum ApiError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// An action `PUT` gives bound parameters without the code they are
+    /// sealed with.
+    #[error(
+        "a confidential action's parameters are sealed with its code: PUT exec.code with them (the gateway cannot open the stored code to seal new parameters with it)"
+    )]
+    ParametersWithoutCode,
     /// Something the gateway does not do (it would have to pass plaintext
     /// to the provider, or is not built).
     #[error("{0}")]
@@ -145,7 +159,7 @@ impl ApiError {
             },
             ApiError::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::WrongNamespace { .. } => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::ParametersWithoutCode => StatusCode::BAD_REQUEST,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Confidential(error) => match error {
                 ConfidentialError::Api(ClientError::Api { status, .. }) => {
@@ -160,6 +174,9 @@ impl ApiError {
                 } => StatusCode::FORBIDDEN,
                 ConfidentialError::NoKey(_) | ConfidentialError::NotSealed(_) => {
                     StatusCode::NOT_FOUND
+                }
+                ConfidentialError::DefaultParametersTooLarge { .. } => {
+                    StatusCode::PAYLOAD_TOO_LARGE
                 }
                 ConfidentialError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // Attestation, tampering, rollback, a refused or failed
@@ -353,7 +370,9 @@ fn without_code(mut doc: Value) -> Value {
     doc
 }
 
-/// Creates or updates a confidential action from an OpenWhisk action body.
+/// Creates or updates a confidential action from an OpenWhisk action body:
+/// its bound parameters become default parameters sealed with the code
+/// (by the client library, as for the owner's `clemmys`).
 async fn put_action(
     State(gateway): State<Arc<Gateway>>,
     Path((namespace, name)): Path<(String, String)>,
@@ -365,19 +384,27 @@ async fn put_action(
     let connection = connect(&gateway, &headers).await?;
     let mut put: ActionPut = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("the action is not valid JSON: {error}")))?;
-    if put
+    // Sealed with the code by `deploy_annotated`, which takes them out of
+    // `put`; kept here only to answer them back to the caller.
+    let parameters = put
         .parameters
-        .as_ref()
-        .is_some_and(|parameters| !parameters.is_empty())
-    {
-        return Err(ApiError::Unsupported(
-            "bound parameters would be stored by the provider in the clear: the gateway refuses them; pass parameters with each invoke".into(),
-        ));
-    }
-    let exec = put.exec.as_mut().ok_or_else(|| {
-        ApiError::BadRequest("exec is required: the gateway deploys wasm actions".into())
-    })?;
+        .clone()
+        .filter(|parameters| !parameters.is_empty());
+    let exec = match put.exec.as_mut() {
+        Some(exec) => exec,
+        None if parameters.is_some() => return Err(ApiError::ParametersWithoutCode),
+        None => {
+            return Err(ApiError::BadRequest(
+                "exec is required: the gateway deploys wasm actions".into(),
+            ));
+        }
+    };
     if exec.kind == clemmys_whisk::SEQUENCE_KIND {
+        if parameters.is_some() {
+            return Err(ApiError::Unsupported(
+                "a confidential sequence has no sealed code to carry bound parameters, and the provider would store them in the clear: bind them to its actions, or pass them with each invoke".into(),
+            ));
+        }
         return put_sequence(&connection, &name, put, flag(&query, "overwrite")).await;
     }
     if exec.kind != clemmys_whisk::WASM_KIND {
@@ -386,10 +413,11 @@ async fn put_action(
             exec.kind
         )));
     }
-    let code = exec
-        .code
-        .take()
-        .ok_or_else(|| ApiError::BadRequest("exec.code is required".into()))?;
+    let code = match exec.code.take() {
+        Some(code) => code,
+        None if parameters.is_some() => return Err(ApiError::ParametersWithoutCode),
+        None => return Err(ApiError::BadRequest("exec.code is required".into())),
+    };
     let wasm = base64::engine::general_purpose::STANDARD
         .decode(code.trim())
         .map_err(|_| ApiError::BadRequest("exec.code is not base64".into()))?;
@@ -429,10 +457,19 @@ async fn put_action(
         )
         .await?;
     tracing::info!(action = %name, "deployed a confidential action");
-    Ok(axum::Json(without_code(
+    let mut shown = without_code(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
-    ))
-    .into_response())
+    );
+    // What was sealed, answered over the attested channel to the caller
+    // who gave it, as OpenWhisk answers a PUT.
+    if let (Some(parameters), Some(fields)) = (parameters, shown.as_object_mut()) {
+        fields.insert(
+            "parameters".into(),
+            serde_json::to_value(parameters)
+                .map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+    }
+    Ok(axum::Json(shown).into_response())
 }
 
 /// Creates or updates confidential sequence `name` from an OpenWhisk
@@ -691,5 +728,18 @@ mod tests {
         assert_eq!(revoked.refusal(), Some(Refusal::ClientNotAllowed));
         assert_eq!(refused(Refusal::Replayed).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(ApiError::Unauthenticated.refusal(), None);
+    }
+
+    #[test]
+    fn parameters_without_code_and_too_many_defaults_are_the_callers_fault() {
+        assert_eq!(
+            ApiError::ParametersWithoutCode.status(),
+            StatusCode::BAD_REQUEST
+        );
+        let too_large = ApiError::Confidential(ConfidentialError::DefaultParametersTooLarge {
+            size: 2,
+            limit: 1,
+        });
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

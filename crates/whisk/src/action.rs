@@ -381,6 +381,15 @@ pub struct ApiAction {
     pub updated: u64,
 }
 
+/// The answer of `GET …/actions?count=true`, as OpenWhisk's
+/// (`{"actions": N}`): the namespace's actions and its packages'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActionCount))]
+pub struct ApiActionCount {
+    /// The number of actions.
+    pub actions: usize,
+}
+
 /// One entry of `GET …/actions`: an action without its code and
 /// parameters.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -241,6 +241,15 @@ impl Activation {
     }
 }
 
+/// The answer of `GET …/activations?count=true`, as OpenWhisk's
+/// (`{"activations": N}`): the activations its filters select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationCount))]
+pub struct ApiActivationCount {
+    /// The number of activations.
+    pub activations: usize,
+}
+
 /// One entry of `GET …/activations` without `docs=true`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ActivationSummary))]

@@ -31,19 +31,20 @@ pub mod web_http;
 use serde::Serialize;
 
 pub use action::{
-    Action, ActionPut, ApiAction, ApiActionSummary, Exec, ExecPut, JsKind, KeyValue, KeyValues,
+    Action, ActionPut, ApiAction, ApiActionCount, ApiActionSummary, Exec, ExecPut, JsKind,
+    KeyValue, KeyValues,
 };
 pub use activation::{
-    Activation, ActivationId, ActivationResponse, ActivationStatus, ApiActivationLogs,
-    ApiActivationResult, ApiActivationStarted, ApiActivationSummary, now_ms,
+    Activation, ActivationId, ActivationResponse, ActivationStatus, ApiActivationCount,
+    ApiActivationLogs, ApiActivationResult, ApiActivationStarted, ApiActivationSummary, now_ms,
 };
 pub use auth::{AuthKey, NamespaceRecord};
 pub use limits::{ActionLimits, ApiNamespaceLimits, LimitError, NamespaceLimits};
 pub use name::{EntityName, FullyQualifiedName, NameError};
-pub use package::{ApiPackage, ApiPackageSummary, Binding, Package, PackagePut};
+pub use package::{ApiPackage, ApiPackageCount, ApiPackageSummary, Binding, Package, PackagePut};
 pub use trigger::{
-    ApiRule, ApiTrigger, ApiTriggerSummary, EntityRef, ReducedRule, Rule, RulePut, RuleStatus,
-    RuleStatusPut, Trigger, TriggerPut,
+    ApiRule, ApiRuleCount, ApiTrigger, ApiTriggerCount, ApiTriggerSummary, EntityRef, ReducedRule,
+    Rule, RulePut, RuleStatus, RuleStatusPut, Trigger, TriggerPut,
 };
 
 /// A view of the API's JSON as a JSON value. The views are structs of

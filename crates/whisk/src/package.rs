@@ -150,6 +150,15 @@ pub struct ApiPackage {
     pub updated: u64,
 }
 
+/// The answer of `GET …/packages?count=true`, as OpenWhisk's
+/// (`{"packages": N}`): the packages the list would show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PackageCount))]
+pub struct ApiPackageCount {
+    /// The number of packages.
+    pub packages: usize,
+}
+
 /// One entry of `GET …/packages`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PackageSummary))]

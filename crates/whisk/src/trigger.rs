@@ -179,6 +179,15 @@ pub struct ApiTrigger {
     pub updated: u64,
 }
 
+/// The answer of `GET …/triggers?count=true`, as OpenWhisk's
+/// (`{"triggers": N}`): the namespace's triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TriggerCount))]
+pub struct ApiTriggerCount {
+    /// The number of triggers.
+    pub triggers: usize,
+}
+
 /// One entry of `GET …/triggers`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TriggerSummary))]
@@ -271,6 +280,15 @@ impl Rule {
     pub fn to_api_json(&self, status: RuleStatus) -> Value {
         crate::api_json(&self.to_api(status))
     }
+}
+
+/// The answer of `GET …/rules?count=true`, as OpenWhisk's
+/// (`{"rules": N}`): the namespace's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RuleCount))]
+pub struct ApiRuleCount {
+    /// The number of rules.
+    pub rules: usize,
 }
 
 /// A rule as the `…/rules` routes answer it.

@@ -18,7 +18,9 @@
 //! run under an earlier version's tag. Confidential sequences
 //! created through the gateway: it signs their plan, answers their last
 //! step's result, and the provider sees no step's value nor can reorder
-//! the steps.
+//! the steps. An action's bound parameters given through the gateway are
+//! sealed with its code: invokes get them as defaults (theirs winning,
+//! unless `final`), and the provider sees neither key nor value.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -403,6 +405,11 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     let shout = param.to_uppercase();
     assert_eq!(seen["result"], json!({ "shout": shout }));
     assert_eq!(seen["nonBlocking"]["result"], json!({ "shout": shout }));
+    // Bound with the code, and sealed with it: the scan below covers them.
+    assert_eq!(
+        seen["boundDefault"],
+        json!([{"key": "secret", "value": param}])
+    );
     let id = seen["nonBlocking"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("no activation id in {seen}"))
@@ -434,46 +441,19 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     assert_eq!(untrusted.status.code(), Some(3), "{refused}");
     assert!(refused.contains("certificate"), "{refused}");
 
-    // What the provider holds.
+    // What the provider holds (the gateway's own disk is the provider's
+    // too).
     let mut sources = Vec::new();
     provider_api_view(&server, &id, false, &mut sources);
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no invoke from the gateway"
-    );
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"PUT /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no deploy from the gateway"
-    );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    // The gateway's own disk is the provider's too.
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
+    sources.extend(provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &[
+            "POST /api/v1/namespaces/_/actions/secret",
+            "PUT /api/v1/namespaces/_/actions/secret",
+        ],
+    ));
     let findings = scan(&sources, &markers);
     assert!(
         findings.is_empty(),
@@ -1254,23 +1234,8 @@ fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
 /// Deploys `wasm` as `name` through the owner's gateway with curl (the
 /// OpenWhisk body, base64 code) and `annotations`.
 fn deploy_with_curl(owners: &OwnersGateway, name: &str, wasm: &Path, annotations: Value) {
-    use base64::Engine as _;
-    let code = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(wasm).unwrap_or_else(|error| panic!("{}: {error}", wasm.display())));
-    let body = json!({
-        "exec": {"kind": "wasm", "code": code, "binary": true},
-        "annotations": annotations,
-    });
-    let file = owners.gateway.root.path().join(format!("{name}.json"));
-    std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
-    let (status, answer) = curl(
-        &owners.gateway.url,
-        &owners.pin,
-        "PUT",
-        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
-        Some(&owners.credential),
-        Some(&format!("@{}", file.display())),
-    );
+    let body = json!({"exec": wasm_exec(wasm), "annotations": annotations});
+    let (status, answer) = put_with_curl(owners, name, &body);
     assert_eq!(status, 200, "deploying {name}: {answer}");
 }
 
@@ -1368,36 +1333,12 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.
-    let mut sources = Vec::new();
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(&source.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
-        "the recorder saw no invoke from the gateway"
+    let sources = provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &["POST /api/v1/namespaces/_/actions/secret"],
     );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
     let mut markers = markers(&param);
     markers.push(crate::leaks::Marker {
         name: "HTTP BODY",
@@ -1586,39 +1527,12 @@ fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.
-    let mut sources = Vec::new();
-    server.stop();
-    let recorded = wire.sources();
-    assert!(
-        recorded
-            .iter()
-            .any(|source| source.label.ends_with("requests")
-                && contains(
-                    &source.bytes,
-                    b"POST /api/v1/namespaces/_/actions/shout-then-greet"
-                )),
-        "the recorder saw no invoke of the sequence from the gateway"
+    let sources = provider_holdings(
+        &mut server,
+        &wire,
+        gateway,
+        &["POST /api/v1/namespaces/_/actions/shout-then-greet"],
     );
-    sources.extend(recorded);
-    add_files(&server.data_dir, &mut sources);
-    for dir in server.process_dirs() {
-        add_files(&dir, &mut sources);
-    }
-    add_files(&gateway.state_dir(), &mut sources);
-    let log = std::fs::read(&server.log_path).unwrap_or_default();
-    sources.push(Source {
-        label: "node log (without colours)".into(),
-        bytes: strip_ansi(&log),
-    });
-    sources.push(Source {
-        label: "node log".into(),
-        bytes: log,
-    });
-    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
-    sources.push(Source {
-        label: "gateway log (without colours)".into(),
-        bytes: strip_ansi(&gateway_log),
-    });
     let mut markers = markers(&param);
     markers.push(crate::leaks::Marker {
         name: "INTERMEDIATE (the first step's answer)",
@@ -1840,4 +1754,216 @@ fn a_web_tag_carried_over_to_a_later_version_runs_nothing() {
         "the gateway ran version 2 of an action only version 1 of which was exported:\n{}",
         gateway.log()
     );
+}
+
+// Bound parameters through the gateway: sealed with the code as default
+// parameters, as the owner's `clemmys` seals them.
+
+/// What the provider holds once `server` has stopped: every byte `wire`
+/// saw between the gateway and the node (which must hold each request line
+/// of `requests`, so that the recorder is known to have been in the way),
+/// the node's files and debug log, and the gateway's state directory and
+/// log, which are on the provider's disk too.
+fn provider_holdings(
+    server: &mut Server,
+    wire: &Wire,
+    gateway: &GatewayProcess,
+    requests: &[&str],
+) -> Vec<Source> {
+    server.stop();
+    let recorded = wire.sources();
+    for request in requests {
+        assert!(
+            recorded
+                .iter()
+                .any(|source| source.label.ends_with("requests")
+                    && contains(&source.bytes, request.as_bytes())),
+            "the recorder saw no {request} from the gateway"
+        );
+    }
+    let mut sources = recorded;
+    add_files(&server.data_dir, &mut sources);
+    for dir in server.process_dirs() {
+        add_files(&dir, &mut sources);
+    }
+    add_files(&gateway.state_dir(), &mut sources);
+    let log = std::fs::read(&server.log_path).unwrap_or_default();
+    sources.push(Source {
+        label: "node log (without colours)".into(),
+        bytes: strip_ansi(&log),
+    });
+    sources.push(Source {
+        label: "node log".into(),
+        bytes: log,
+    });
+    let gateway_log = std::fs::read(gateway.log_path()).unwrap_or_default();
+    sources.push(Source {
+        label: "gateway log (without colours)".into(),
+        bytes: strip_ansi(&gateway_log),
+    });
+    sources.push(Source {
+        label: "gateway log".into(),
+        bytes: gateway_log,
+    });
+    sources
+}
+
+/// The `exec` of `wasm` as OpenWhisk clients send it (base64 code).
+fn wasm_exec(wasm: &Path) -> Value {
+    use base64::Engine as _;
+    let module = std::fs::read(wasm).unwrap_or_else(|error| panic!("{}: {error}", wasm.display()));
+    let code = base64::engine::general_purpose::STANDARD.encode(module);
+    json!({"kind": "wasm", "code": code, "binary": true})
+}
+
+/// `PUT` of action `body` as `name` through the owner's gateway with curl
+/// (`?overwrite=true`): the status and the answer.
+fn put_with_curl(owners: &OwnersGateway, name: &str, body: &Value) -> (u16, String) {
+    let file = owners.gateway.root.path().join(format!("{name}.json"));
+    std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
+    curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "PUT",
+        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
+        Some(&owners.credential),
+        Some(&format!("@{}", file.display())),
+    )
+}
+
+/// A blocking invoke of `name` with `params` through the owner's gateway,
+/// answering the result only: the status and the result.
+fn invoke_result_with_curl(owners: &OwnersGateway, name: &str, params: &Value) -> (u16, Value) {
+    let (status, body) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "POST",
+        &format!("/api/v1/namespaces/_/actions/{name}?blocking=true&result=true"),
+        Some(&owners.credential),
+        Some(&params.to_string()),
+    );
+    let result = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
+    (status, result)
+}
+
+#[test]
+fn bound_parameters_through_the_gateway_are_sealed_defaults_the_provider_never_sees() {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owners = OwnersGateway::start(&server, &wire.api_host());
+    owners.authorize();
+    let (key, value, fixed) = (unique("gwdpk-"), unique("gwdpv-"), unique("gwfinal-"));
+
+    // `echo` answers its parameters: the defaults under the invoke's.
+    let parameters = json!([{"key": key, "value": value}, {"key": "greeting", "value": "hi"}]);
+    let put = json!({"exec": wasm_exec(&example("echo")), "parameters": parameters});
+    let (status, echo_answer) = put_with_curl(&owners, "echo", &put);
+    assert_eq!(status, 200, "{echo_answer}\n{}", owners.gateway.log());
+    let answered: Value =
+        serde_json::from_str(&echo_answer).unwrap_or_else(|error| panic!("{error}: {echo_answer}"));
+    assert_eq!(answered["parameters"], parameters, "{answered}");
+    assert!(answered["exec"].get("code").is_none(), "{answered}");
+    for _ in 0..2 {
+        let (status, result) =
+            invoke_result_with_curl(&owners, "echo", &json!({"greeting": "hey", "name": "Ada"}));
+        assert_eq!(status, 200, "{result}");
+        let mut expected = serde_json::Map::new();
+        expected.insert(key.clone(), json!(value));
+        expected.insert("greeting".into(), json!("hey"));
+        expected.insert("name".into(), json!("Ada"));
+        assert_eq!(result, Value::Object(expected));
+    }
+
+    // `final`: the defaults hold against the invoke's parameters.
+    let put = json!({
+        "exec": wasm_exec(&example("echo")),
+        "parameters": [{"key": "mode", "value": fixed}],
+        "annotations": [{"key": "final", "value": true}],
+    });
+    let (status, answer) = put_with_curl(&owners, "fixed", &put);
+    assert_eq!(status, 200, "{answer}");
+    let (status, result) = invoke_result_with_curl(&owners, "fixed", &json!({"other": 1}));
+    assert_eq!((status, result), (200, json!({"mode": fixed, "other": 1})));
+    let (status, refused) = invoke_result_with_curl(&owners, "fixed", &json!({"mode": "unsafe"}));
+    assert_eq!(status, 502, "an overridden final parameter ran: {refused}");
+    assert!(refused.get("mode").is_none(), "{refused}");
+    assert!(refused.get("error").is_some(), "{refused}");
+
+    // A GET shows none: nobody outside an enclave can read them back.
+    let (status, body) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "GET",
+        "/api/v1/namespaces/_/actions/echo",
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(shown["parameters"], json!([]), "{shown}");
+    // Parameters without the code cannot be sealed: a 400, and the action
+    // keeps its defaults.
+    let (status, body) = put_with_curl(
+        &owners,
+        "echo",
+        &json!({"parameters": [{"key": key, "value": "changed"}]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sealed with its code"), "{body}");
+    let (status, result) = invoke_result_with_curl(&owners, "echo", &json!({}));
+    assert_eq!((status, &result[&key]), (200, &json!(value)), "{result}");
+
+    // What the provider holds: the node's API, its data, its log, the
+    // gateway's disk and log, and every byte between gateway and node.
+    let mut sources = Vec::new();
+    for path in [
+        "/api/v1/namespaces/_/actions/echo?code=true",
+        "/api/v1/namespaces/_/actions/fixed?code=true",
+        "/api/v1/namespaces/_/activations?docs=true",
+    ] {
+        let (status, bytes) = server.get(path);
+        assert_eq!(status, 200, "GET {path}");
+        sources.push(Source {
+            label: format!("GET {path}"),
+            bytes,
+        });
+    }
+    sources.extend(provider_holdings(
+        &mut server,
+        &wire,
+        &owners.gateway,
+        &[
+            "PUT /api/v1/namespaces/_/actions/echo",
+            "POST /api/v1/namespaces/_/actions/fixed",
+        ],
+    ));
+    let markers = [
+        crate::leaks::Marker {
+            name: "DEFAULT KEY",
+            text: key,
+        },
+        crate::leaks::Marker {
+            name: "DEFAULT VALUE",
+            text: value,
+        },
+        crate::leaks::Marker {
+            name: "FINAL DEFAULT VALUE",
+            text: fixed,
+        },
+    ];
+    let findings = scan(&sources, &markers);
+    assert!(
+        findings.is_empty(),
+        "default parameters reached the provider through the gateway:\n{}",
+        report(&findings)
+    );
+    // The scan finds them where they are: in what the owner was answered.
+    let owners_view = [Source {
+        label: "the gateway's answer to the owner's PUT".into(),
+        bytes: echo_answer.into_bytes(),
+    }];
+    let found = scan(&owners_view, &markers);
+    for name in ["DEFAULT KEY", "DEFAULT VALUE"] {
+        assert!(found.iter().any(|finding| finding.marker == name), "{name}");
+    }
 }

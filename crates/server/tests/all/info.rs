@@ -198,6 +198,17 @@ fn dangling_refs(document: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `schema`, or the component schema it refers to.
+fn resolved<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"]
+        .as_str()
+        .and_then(|target| target.strip_prefix("#/components/schemas/"))
+    {
+        Some(name) => &document["components"]["schemas"][name],
+        None => schema,
+    }
+}
+
 /// The schema of `operation`'s JSON request body, or of its `status`
 /// response.
 fn json_schema<'a>(operation: &'a Value, status: Option<&str>) -> &'a Value {
@@ -251,13 +262,20 @@ async fn the_api_docs_type_the_entity_bodies() {
             "{method}"
         );
     }
-    let listed = json_schema(
-        &document["paths"]["/api/v1/namespaces/{ns}/actions"]["get"],
-        Some("200"),
+    let listed = resolved(
+        document,
+        json_schema(
+            &document["paths"]["/api/v1/namespaces/{ns}/actions"]["get"],
+            Some("200"),
+        ),
     );
-    assert_eq!(listed["type"], "array");
+    // Summaries, or their number with `count=true` (checked below).
+    let summaries = listed["oneOf"]
+        .as_array()
+        .and_then(|shapes| shapes.iter().find(|shape| shape["type"] == "array"))
+        .unwrap_or_else(|| panic!("no list of summaries in {listed}"));
     assert_eq!(
-        listed["items"]["$ref"],
+        summaries["items"]["$ref"],
         "#/components/schemas/ActionSummary"
     );
     // An invoke's parameters are any JSON object, and may be left out.
@@ -285,6 +303,59 @@ async fn the_api_docs_type_the_entity_bodies() {
                 .filter_map(|body| body["content"]["application/json"]["schema"].as_object());
             for schema in bodies {
                 assert!(!schema.is_empty(), "{method} {path}: untyped body");
+            }
+        }
+    }
+
+    // A list's `count=true` answer is one of its 200 shapes, a schema
+    // naming exactly the key the server answers, as OpenWhisk does.
+    for collection in ["actions", "packages", "triggers", "rules", "activations"] {
+        let path = format!("/api/v1/namespaces/{{ns}}/{collection}");
+        let listed = resolved(
+            document,
+            json_schema(&document["paths"][&path]["get"], Some("200")),
+        );
+        let shapes = listed["oneOf"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: one shape only: {listed}"));
+        let count = shapes
+            .iter()
+            .map(|shape| resolved(document, shape))
+            .find(|shape| shape["type"] == "object")
+            .unwrap_or_else(|| panic!("{path}: no count shape in {listed}"));
+        let answer = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/namespaces/_/{collection}?count=true"),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+        let answered: Vec<&String> = answer.json.as_object().expect("an object").keys().collect();
+        let described: Vec<&String> = count["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .collect();
+        assert_eq!(answered, described, "{path}");
+        assert_eq!(answered, [collection], "{path}");
+        assert_eq!(count["properties"][collection]["type"], "integer", "{path}");
+        assert_eq!(count["required"], json!([collection]), "{path}");
+    }
+
+    // Every operation of the API names the error body of its 500, as
+    // OpenWhisk's document does; a web action's 500 may be its own.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let server_error = &operation["responses"]["500"];
+            if path.starts_with("/api/v1/web/") {
+                assert!(server_error.is_null(), "{method} {path}: {server_error}");
+            } else {
+                assert_eq!(
+                    json_schema(operation, Some("500"))["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
             }
         }
     }
