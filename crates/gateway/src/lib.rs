@@ -65,7 +65,7 @@ use crate::credentials::{
     Challenges, CredentialAction, CredentialError, CredentialKey, SignedCredentialRequest,
 };
 use crate::ratls::{RaTlsCertificate, RaTlsError};
-use crate::sealed::{GatewaySecrets, Revocations, SealedState, SealedStateError};
+use crate::sealed::{DirLock, GatewaySecrets, Revocations, SealedState, SealedStateError};
 
 /// The file (in the state directory) holding the gateway's RA-TLS
 /// certificate: public, kept so that a pinned copy stays valid across
@@ -195,6 +195,10 @@ pub struct Gateway {
     certificate_pem: String,
     tls: ServerTls,
     home: ClientHome,
+    /// Its counter-bound state, checked on every request.
+    state: Arc<SealedState>,
+    /// Held while it runs.
+    _lock: DirLock,
     /// `None`: test mode.
     owner_mode: Option<OwnerMode>,
     /// Digest of an API key → the confidential client acting with it.
@@ -215,6 +219,7 @@ impl Gateway {
     /// Opens (or on first start makes) the gateway's sealed secrets inside
     /// `tee`, and its RA-TLS certificate.
     pub fn start(config: GatewayConfig, tee: Arc<dyn Tee>) -> Result<Self, GatewayError> {
+        let lock = DirLock::acquire(&config.state_dir)?;
         let secrets = GatewaySecrets::load_or_create(&config.state_dir, &*tee, config.owner)?;
         let id = secrets.identity.id();
         let (der, pem) = certificate(&config.state_dir, &config.names, &*tee, &secrets)?;
@@ -230,7 +235,7 @@ impl Gateway {
                 key: secrets.credential_key,
                 node_auth: config.node_auth.clone().ok_or(GatewayError::NoNodeKey)?,
                 challenges: Mutex::new(Challenges::default()),
-                revocations: Mutex::new(Revocations::load(state)?),
+                revocations: Mutex::new(Revocations::load(state.clone())?),
             }),
             None => {
                 tracing::warn!("{TEST_MODE_WARNING}");
@@ -248,6 +253,8 @@ impl Gateway {
             certificate_pem: pem,
             tls,
             home,
+            state,
+            _lock: lock,
             owner_mode,
             config,
             connections: Mutex::new(HashMap::new()),
@@ -257,15 +264,18 @@ impl Gateway {
     /// The node key to act with for a caller presenting `presented`: with
     /// an owner, `presented` must be a live credential this gateway
     /// issued, and the answer is the gateway's own namespace key; in test
-    /// mode, `presented` itself.
-    pub fn authenticate(&self, presented: AuthKey) -> Result<AuthKey, CredentialError> {
+    /// mode, `presented` itself. Refused to everyone once another
+    /// instance of the gateway wrote its sealed state (its revocations
+    /// may not be this one's): see [`SealedState::check_current`].
+    pub fn authenticate(&self, presented: AuthKey) -> Result<AuthKey, CredentialFailure> {
+        self.state.check_current()?;
         let Some(mode) = &self.owner_mode else {
             return Ok(presented);
         };
         mode.key
             .verify(&self.identity.id(), &mode.owner, &presented)?;
         if lock(&mode.revocations).contains(&presented.uuid) {
-            return Err(CredentialError::Revoked);
+            return Err(CredentialError::Revoked.into());
         }
         Ok(mode.node_auth.clone())
     }
