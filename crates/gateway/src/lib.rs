@@ -114,7 +114,16 @@ pub struct GatewayConfig {
     /// The namespace API key it uses towards the node when it has an
     /// owner (its callers present gateway credentials instead).
     pub node_auth: Option<AuthKey>,
+    /// The most bytes each of its client logs (the keys of the answers
+    /// it can still open, its sessions) keeps on disk
+    /// ([`DEFAULT_CLIENT_LOG_LIMIT`]): older answers can no longer be
+    /// opened.
+    pub client_log_limit: u64,
 }
+
+/// The gateway's default [`GatewayConfig::client_log_limit`]: 64 MiB, some
+/// 70,000 answers' keys in the newer of its two generations.
+pub const DEFAULT_CLIENT_LOG_LIMIT: u64 = 64 << 20;
 
 /// What the test mode (no owner) warns at start and in `gateway verify`.
 pub const TEST_MODE_WARNING: &str = "OWNER-LESS TEST MODE: this gateway has no --owner, so it \
@@ -227,7 +236,8 @@ impl Gateway {
         let tls = ServerTls::from_der(vec![der], key)?;
         let state = Arc::new(SealedState::load(&config.state_dir, tee.clone())?);
         let client_dir = config.state_dir.join("client");
-        let home = ClientHome::open_sealed(&client_dir, state.clone())?;
+        let home = ClientHome::open_sealed(&client_dir, state.clone())?
+            .with_log_limit(config.client_log_limit);
         remove_plaintext_client_state(&client_dir)?;
         let owner_mode = match config.owner {
             Some(owner) => Some(OwnerMode {
