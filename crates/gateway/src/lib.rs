@@ -376,8 +376,12 @@ impl Gateway {
 
     /// The confidential client acting with `auth`: made (and the node's
     /// broker verified and pinned, the first time) on the key's first
-    /// request, then reused.
+    /// request, then reused. None once another instance of the gateway
+    /// wrote its sealed state (web actions' anonymous callers included).
     pub async fn connection(&self, auth: AuthKey) -> Result<Arc<Confidential>, ConfidentialError> {
+        self.state
+            .check_current()
+            .map_err(|error| ConfidentialError::State(error.to_string()))?;
         let key = Digest::of(auth.to_string().as_bytes());
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
@@ -488,4 +492,64 @@ fn certificate(
     std::fs::write(&pem_path, &pem).map_err(io(&pem_path))?;
     std::fs::write(&names_path, names.join("\n")).map_err(io(&names_path))?;
     Ok((made.der().clone(), pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use clemmys_client::confidential::HomeVault as _;
+    use clemmys_tee::sim::{SimPlatform, SimTee};
+
+    use super::*;
+
+    fn config(state_dir: &Path) -> GatewayConfig {
+        GatewayConfig {
+            node: "https://127.0.0.1:9".to_owned(),
+            node_tls: ClientTlsOptions::default(),
+            state_dir: state_dir.to_owned(),
+            namespace: "guest".to_owned(),
+            names: vec!["localhost".to_owned()],
+            broker_platform: None,
+            owner: None,
+            node_auth: None,
+            client_log_limit: DEFAULT_CLIENT_LOG_LIMIT,
+        }
+    }
+
+    #[test]
+    fn a_gateway_run_from_a_copy_stops_serving_once_the_other_writes() {
+        let (a_dir, b_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        // One platform and one counter for both (a hardware counter).
+        let tee: Arc<dyn Tee> = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[4; 32]));
+        let a = Gateway::start(config(a_dir.path()), tee.clone()).expect("a");
+        for file in [sealed::SECRETS_FILE, sealed::STATE_FILE] {
+            std::fs::copy(a_dir.path().join(file), b_dir.path().join(file)).expect("copied");
+        }
+        let b = Gateway::start(config(b_dir.path()), tee).expect("b from a copy");
+        assert_eq!(a.identity(), b.identity());
+        let key: AuthKey = "caller:key".parse().expect("key");
+        assert!(b.authenticate(key.clone()).is_ok());
+        // A writes its state (here a high-water mark of its client).
+        a.state.replace("freshness.json", b"{}").expect("written");
+        assert!(a.authenticate(key.clone()).is_ok());
+        assert!(matches!(
+            b.authenticate(key),
+            Err(CredentialFailure::State(SealedStateError::Forked { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_second_gateway_on_a_directory_in_use_does_not_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tee: Arc<dyn Tee> = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[4; 32]));
+        let first = Gateway::start(config(dir.path()), tee.clone()).expect("first");
+        assert!(matches!(
+            Gateway::start(config(dir.path()), tee.clone()),
+            Err(GatewayError::Secrets(SealedStateError::InUse { .. }))
+        ));
+        drop(first);
+        Gateway::start(config(dir.path()), tee).expect("after the first stopped");
+    }
 }
