@@ -853,6 +853,8 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
     // Restarted without its owner (the test mode, which takes the
     // namespace key) it refuses to start: the owner is sealed with the
     // identity the owner's delegation names.
+    let mut gateway = gateway;
+    gateway.stop();
     let dir = gateway.state_dir();
     let restarted = Command::new(bin())
         .args([
