@@ -1094,21 +1094,7 @@ mod tests {
         home.check_fresh("h", 3, Some(("guest/a", 2)))
             .expect("marks");
         home.see_plan("h /guest/pipe", 4).expect("plan");
-        let keys = AnswerKeys {
-            result: ExportedKey::from_bytes([0x5a; 32]),
-            logs: ExportedKey::from_bytes([0x6b; 32]),
-        };
-        let entry = KeyringEntry::new(
-            "act-1".into(),
-            "guest".into(),
-            "a".into(),
-            1,
-            Digest::of(b"code"),
-            [1; 16],
-            Digest::of(b"input"),
-            Some(&keys),
-        );
-        home.remember(&entry).expect("remembered");
+        home.remember(&entry("act-1")).expect("remembered");
         home.flush().expect("flushed");
 
         // Nothing on disk in the clear: no key, no mark, no file the plain
@@ -1192,6 +1178,7 @@ mod tests {
         }
     }
 
+    /// An entry whose result key is `0x5a…`.
     fn entry(id: &str) -> KeyringEntry {
         let keys = AnswerKeys {
             result: ExportedKey::from_bytes([0x5a; 32]),
