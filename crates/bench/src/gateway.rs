@@ -283,6 +283,7 @@ async fn start_gateway(
         },
         owner: Some(owner),
         node_auth: Some(node.guest_auth().clone()),
+        client_log_limit: clemmys_gateway::DEFAULT_CLIENT_LOG_LIMIT,
     };
     let gateway = node
         .runtime()?

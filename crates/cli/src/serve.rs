@@ -453,6 +453,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // Test mode: the all-in-one node's gateway is a demonstration.
             owner: None,
             node_auth: None,
+            client_log_limit: clemmys_gateway::DEFAULT_CLIENT_LOG_LIMIT,
         },
     )
     .await

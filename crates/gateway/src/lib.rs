@@ -65,7 +65,7 @@ use crate::credentials::{
     Challenges, CredentialAction, CredentialError, CredentialKey, SignedCredentialRequest,
 };
 use crate::ratls::{RaTlsCertificate, RaTlsError};
-use crate::sealed::{GatewaySecrets, Revocations, SealedState, SealedStateError};
+use crate::sealed::{DirLock, GatewaySecrets, Revocations, SealedState, SealedStateError};
 
 /// The file (in the state directory) holding the gateway's RA-TLS
 /// certificate: public, kept so that a pinned copy stays valid across
@@ -114,7 +114,16 @@ pub struct GatewayConfig {
     /// The namespace API key it uses towards the node when it has an
     /// owner (its callers present gateway credentials instead).
     pub node_auth: Option<AuthKey>,
+    /// The most bytes each of its client logs (the keys of the answers
+    /// it can still open, its sessions) keeps on disk
+    /// ([`DEFAULT_CLIENT_LOG_LIMIT`]): older answers can no longer be
+    /// opened.
+    pub client_log_limit: u64,
 }
+
+/// The gateway's default [`GatewayConfig::client_log_limit`]: 64 MiB, some
+/// 70,000 answers' keys in the newer of its two generations.
+pub const DEFAULT_CLIENT_LOG_LIMIT: u64 = 64 << 20;
 
 /// What the test mode (no owner) warns at start and in `gateway verify`.
 pub const TEST_MODE_WARNING: &str = "OWNER-LESS TEST MODE: this gateway has no --owner, so it \
@@ -195,6 +204,10 @@ pub struct Gateway {
     certificate_pem: String,
     tls: ServerTls,
     home: ClientHome,
+    /// Its counter-bound state, checked on every request.
+    state: Arc<SealedState>,
+    /// Held while it runs.
+    _lock: DirLock,
     /// `None`: test mode.
     owner_mode: Option<OwnerMode>,
     /// Digest of an API key → the confidential client acting with it.
@@ -215,6 +228,7 @@ impl Gateway {
     /// Opens (or on first start makes) the gateway's sealed secrets inside
     /// `tee`, and its RA-TLS certificate.
     pub fn start(config: GatewayConfig, tee: Arc<dyn Tee>) -> Result<Self, GatewayError> {
+        let lock = DirLock::acquire(&config.state_dir)?;
         let secrets = GatewaySecrets::load_or_create(&config.state_dir, &*tee, config.owner)?;
         let id = secrets.identity.id();
         let (der, pem) = certificate(&config.state_dir, &config.names, &*tee, &secrets)?;
@@ -222,7 +236,8 @@ impl Gateway {
         let tls = ServerTls::from_der(vec![der], key)?;
         let state = Arc::new(SealedState::load(&config.state_dir, tee.clone())?);
         let client_dir = config.state_dir.join("client");
-        let home = ClientHome::open_sealed(&client_dir, state.clone())?;
+        let home = ClientHome::open_sealed(&client_dir, state.clone())?
+            .with_log_limit(config.client_log_limit);
         remove_plaintext_client_state(&client_dir)?;
         let owner_mode = match config.owner {
             Some(owner) => Some(OwnerMode {
@@ -230,7 +245,7 @@ impl Gateway {
                 key: secrets.credential_key,
                 node_auth: config.node_auth.clone().ok_or(GatewayError::NoNodeKey)?,
                 challenges: Mutex::new(Challenges::default()),
-                revocations: Mutex::new(Revocations::load(state)?),
+                revocations: Mutex::new(Revocations::load(state.clone())?),
             }),
             None => {
                 tracing::warn!("{TEST_MODE_WARNING}");
@@ -248,6 +263,8 @@ impl Gateway {
             certificate_pem: pem,
             tls,
             home,
+            state,
+            _lock: lock,
             owner_mode,
             config,
             connections: Mutex::new(HashMap::new()),
@@ -257,15 +274,18 @@ impl Gateway {
     /// The node key to act with for a caller presenting `presented`: with
     /// an owner, `presented` must be a live credential this gateway
     /// issued, and the answer is the gateway's own namespace key; in test
-    /// mode, `presented` itself.
-    pub fn authenticate(&self, presented: AuthKey) -> Result<AuthKey, CredentialError> {
+    /// mode, `presented` itself. Refused to everyone once another
+    /// instance of the gateway wrote its sealed state (its revocations
+    /// may not be this one's): see [`SealedState::check_current`].
+    pub fn authenticate(&self, presented: AuthKey) -> Result<AuthKey, CredentialFailure> {
+        self.state.check_current()?;
         let Some(mode) = &self.owner_mode else {
             return Ok(presented);
         };
         mode.key
             .verify(&self.identity.id(), &mode.owner, &presented)?;
         if lock(&mode.revocations).contains(&presented.uuid) {
-            return Err(CredentialError::Revoked);
+            return Err(CredentialError::Revoked.into());
         }
         Ok(mode.node_auth.clone())
     }
@@ -356,8 +376,12 @@ impl Gateway {
 
     /// The confidential client acting with `auth`: made (and the node's
     /// broker verified and pinned, the first time) on the key's first
-    /// request, then reused.
+    /// request, then reused. None once another instance of the gateway
+    /// wrote its sealed state (web actions' anonymous callers included).
     pub async fn connection(&self, auth: AuthKey) -> Result<Arc<Confidential>, ConfidentialError> {
+        self.state
+            .check_current()
+            .map_err(|error| ConfidentialError::State(error.to_string()))?;
         let key = Digest::of(auth.to_string().as_bytes());
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
@@ -468,4 +492,64 @@ fn certificate(
     std::fs::write(&pem_path, &pem).map_err(io(&pem_path))?;
     std::fs::write(&names_path, names.join("\n")).map_err(io(&names_path))?;
     Ok((made.der().clone(), pem))
+}
+
+#[cfg(test)]
+mod tests {
+    use clemmys_client::confidential::HomeVault as _;
+    use clemmys_tee::sim::{SimPlatform, SimTee};
+
+    use super::*;
+
+    fn config(state_dir: &Path) -> GatewayConfig {
+        GatewayConfig {
+            node: "https://127.0.0.1:9".to_owned(),
+            node_tls: ClientTlsOptions::default(),
+            state_dir: state_dir.to_owned(),
+            namespace: "guest".to_owned(),
+            names: vec!["localhost".to_owned()],
+            broker_platform: None,
+            owner: None,
+            node_auth: None,
+            client_log_limit: DEFAULT_CLIENT_LOG_LIMIT,
+        }
+    }
+
+    #[test]
+    fn a_gateway_run_from_a_copy_stops_serving_once_the_other_writes() {
+        let (a_dir, b_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        // One platform and one counter for both (a hardware counter).
+        let tee: Arc<dyn Tee> = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[4; 32]));
+        let a = Gateway::start(config(a_dir.path()), tee.clone()).expect("a");
+        for file in [sealed::SECRETS_FILE, sealed::STATE_FILE] {
+            std::fs::copy(a_dir.path().join(file), b_dir.path().join(file)).expect("copied");
+        }
+        let b = Gateway::start(config(b_dir.path()), tee).expect("b from a copy");
+        assert_eq!(a.identity(), b.identity());
+        let key: AuthKey = "caller:key".parse().expect("key");
+        assert!(b.authenticate(key.clone()).is_ok());
+        // A writes its state (here a high-water mark of its client).
+        a.state.replace("freshness.json", b"{}").expect("written");
+        assert!(a.authenticate(key.clone()).is_ok());
+        assert!(matches!(
+            b.authenticate(key),
+            Err(CredentialFailure::State(SealedStateError::Forked { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_second_gateway_on_a_directory_in_use_does_not_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tee: Arc<dyn Tee> = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[4; 32]));
+        let first = Gateway::start(config(dir.path()), tee.clone()).expect("first");
+        assert!(matches!(
+            Gateway::start(config(dir.path()), tee.clone()),
+            Err(GatewayError::Secrets(SealedStateError::InUse { .. }))
+        ));
+        drop(first);
+        Gateway::start(config(dir.path()), tee).expect("after the first stopped");
+    }
 }

@@ -15,7 +15,14 @@
 //!
 //! What changes as it runs is a second sealed file ([`SealedState`]),
 //! versioned against the TEE's monotonic counter so that restoring an
-//! older copy is refused at start: the credentials the owner revoked
+//! older copy is refused at start, and so that a second instance of the
+//! gateway on a copy of its state directory (same measurement, same
+//! platform, same counter) stops rather than fork it: every write and
+//! every request first checks that the counter is still at the version
+//! this instance last read or wrote, and a write steps the counter only
+//! from that version ([`Tee::compare_and_advance_counter`]), so that of
+//! two instances racing from one version one wins and the other's file
+//! is never accepted ([`SealedStateError::Forked`]). The credentials the owner revoked
 //! ([`Revocations`]), and the gateway's client state — its broker pins,
 //! its high-water marks of the broker's and actions' versions, the plan
 //! versions it signed. The client's logs (the keys of the answers it can
@@ -59,7 +66,10 @@ const AAD: &[u8] = b"clemmys/gateway-secrets-aad/v1";
 const REVOKED_FRAME: &str = "clemmys/gateway-revoked/v1";
 const REVOKED_AAD: &[u8] = b"clemmys/gateway-revoked-aad/v1";
 const REVOKED_LIST_FRAME: &str = "clemmys/gateway-revoked-list/v1";
-const STATE_FRAME: &str = "clemmys/gateway-state/v1";
+/// A sealed state without the version it was written over: from before
+/// [`SealedState`] detected forks; read, then rewritten as [`STATE_FRAME`].
+const STATE_FRAME_V1: &str = "clemmys/gateway-state/v1";
+const STATE_FRAME: &str = "clemmys/gateway-state/v2";
 const STATE_AAD: &[u8] = b"clemmys/gateway-state-aad/v1";
 /// The label of a client log line's key (the log's name, `/` and the
 /// line's salt follow).
@@ -76,6 +86,15 @@ const CLIENT_ENTRY: &str = "client/";
 const MAX_ENTRIES: u64 = 64;
 /// The most revoked credentials kept.
 const MAX_REVOKED: usize = 4096;
+/// Each write advances the version (and the counter) by a random step in
+/// `1..=MAX_STEP`, so that two instances forked from one version write
+/// different versions: the file of the one whose counter step lost is
+/// never the version the counter holds (but by a chance of about one in
+/// `MAX_STEP / 2` when the counter later passes it). 2^64 / 2^24 leaves
+/// room for some 2^40 writes.
+const MAX_STEP: u64 = 1 << 24;
+/// The lock file of a state directory (see [`DirLock`]).
+pub const LOCK_FILE: &str = "gateway.lock";
 
 /// The secrets could not be read, opened or written.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +165,29 @@ pub enum SealedStateError {
     /// The sealed state has no room for another entry (or version).
     #[error("the gateway's sealed state is full")]
     StateFull,
+    /// The monotonic counter is not at the version of the sealed state
+    /// this instance last read or wrote (or at the one a file found at
+    /// start was written over): another instance of this gateway, on a
+    /// copy of its state directory, wrote its own state. The instance
+    /// that finds it stops writing and serving.
+    #[error(
+        "the gateway's sealed state is at version {state_version}, but the monotonic counter is at {counter}: another instance of this gateway (on a copy of its state directory) wrote its own state; this one stops"
+    )]
+    Forked {
+        /// The version this instance holds (or found on disk).
+        state_version: u64,
+        /// The counter's value.
+        counter: u64,
+    },
+    /// Another process holds the state directory's lock.
+    #[error(
+        "{} is held by another gateway process: stop it first (two gateways on one state directory overwrite each other's state)",
+        path.display()
+    )]
+    InUse {
+        /// The lock file.
+        path: PathBuf,
+    },
 }
 
 fn owner_text(owner: &Option<ClientId>) -> String {
@@ -284,6 +326,9 @@ pub struct SealedState {
 struct Versioned {
     version: u64,
     entries: BTreeMap<String, Zeroizing<Vec<u8>>>,
+    /// `Some(counter)` once another instance's write was seen: the
+    /// counter's value then. Nothing is written after it.
+    forked: Option<u64>,
 }
 
 impl std::fmt::Debug for SealedState {
@@ -291,6 +336,7 @@ impl std::fmt::Debug for SealedState {
         let current = lock(&self.current);
         f.debug_struct("SealedState")
             .field("version", &current.version)
+            .field("forked", &current.forked)
             .field("entries", &current.entries.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -307,28 +353,67 @@ impl SealedState {
     pub fn load(dir: &Path, tee: Arc<dyn Tee>) -> Result<Self, SealedStateError> {
         let path = dir.join(STATE_FILE);
         let key = tee.sealing_key();
-        let (version, entries, legacy) = match std::fs::read(&path) {
-            Ok(sealed) => {
-                let (version, entries) = open_state(&key, &sealed, &path)?;
-                (version, entries, None)
-            }
+        let (opened, legacy) = match std::fs::read(&path) {
+            Ok(sealed) => (open_state(&key, &sealed, &path)?, None),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 match open_legacy_revocations(dir, &key)? {
-                    Some((version, revoked)) => (version, BTreeMap::new(), Some(revoked)),
-                    None => (0, BTreeMap::new(), None),
+                    Some((version, revoked)) => (
+                        OpenedState {
+                            version,
+                            previous: None,
+                            entries: BTreeMap::new(),
+                        },
+                        Some(revoked),
+                    ),
+                    None => (
+                        OpenedState {
+                            version: 0,
+                            previous: None,
+                            entries: BTreeMap::new(),
+                        },
+                        None,
+                    ),
                 }
             }
             Err(source) => return Err(SealedStateError::Io { path, source }),
         };
+        let OpenedState {
+            version,
+            previous,
+            entries,
+        } = opened;
         let counter = tee.read_counter()?;
-        if version < counter {
-            return Err(SealedStateError::RolledBack {
-                state_version: version,
-                counter,
-            });
+        let forked = SealedStateError::Forked {
+            state_version: version,
+            counter,
+        };
+        match previous {
+            _ if version == counter => {}
+            _ if version < counter => {
+                return Err(SealedStateError::RolledBack {
+                    state_version: version,
+                    counter,
+                });
+            }
+            // A write whose counter step a crash lost, made over the
+            // version the counter holds: the counter catches up, unless
+            // another instance stepped it first.
+            Some(previous) if previous == counter => {
+                if let Err(held) = tee.compare_and_advance_counter(counter, version)? {
+                    return Err(SealedStateError::Forked {
+                        state_version: version,
+                        counter: held,
+                    });
+                }
+            }
+            // Written over another version than the counter holds: by an
+            // instance whose counter step lost to another's.
+            Some(_) => return Err(forked),
+            // Written before forks were detected: caught up as then.
+            None => {
+                tee.advance_counter(version)?;
+            }
         }
-        // A write whose counter step a crash lost: the counter catches up.
-        tee.advance_counter(version)?;
         let stored_log_key = entries
             .get(LOG_KEY_ENTRY)
             .and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
@@ -342,7 +427,11 @@ impl SealedState {
                 rand_core::Rng::fill_bytes(&mut os_rng(), &mut bytes);
                 bytes
             })),
-            current: Mutex::new(Versioned { version, entries }),
+            current: Mutex::new(Versioned {
+                version,
+                entries,
+                forked: None,
+            }),
         };
         if new_log_key {
             let bytes = Zeroizing::new(*state.log_key.as_bytes());
@@ -362,13 +451,29 @@ impl SealedState {
         lock(&self.current).entries.get(name).cloned()
     }
 
+    /// Whether this instance's state is still the one the counter
+    /// acknowledged last: `Forked` (from now on) once another instance of
+    /// the gateway wrote its own.
+    pub fn check_current(&self) -> Result<(), SealedStateError> {
+        let mut current = lock(&self.current);
+        check_counter(&mut current, &*self.tee)
+    }
+
     /// Sets entry `name` to `bytes`: sealed to disk at the next version
-    /// and the counter advanced before it returns.
+    /// and the counter advanced before it returns. Refused, and nothing
+    /// written from then on, once the counter is not at the version this
+    /// instance last read or wrote (another instance wrote its state);
+    /// refused too when another instance's counter step comes between
+    /// the check and its own ([`Tee::compare_and_advance_counter`]).
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), SealedStateError> {
         let mut current = lock(&self.current);
-        let version = current
-            .version
-            .checked_add(1)
+        check_counter(&mut current, &*self.tee)?;
+        let mut step = [0u8; 8];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut step);
+        let step = u64::from_be_bytes(step) % MAX_STEP + 1;
+        let previous = current.version;
+        let version = previous
+            .checked_add(step)
             .ok_or(SealedStateError::StateFull)?;
         let mut entries = current.entries.clone();
         entries.insert(name.to_owned(), Zeroizing::new(bytes.to_vec()));
@@ -377,6 +482,7 @@ impl SealedState {
         }
         let mut writer = Writer::new(STATE_FRAME)
             .u64(version)
+            .u64(previous)
             .u64(entries.len() as u64);
         for (name, value) in &entries {
             writer = writer.str(name).bytes(value);
@@ -392,27 +498,82 @@ impl SealedState {
             path: self.path.clone(),
             source,
         })?;
-        self.tee.advance_counter(version)?;
-        *current = Versioned { version, entries };
+        // A crash before this leaves a file written over the counter's
+        // value: caught up at the next start.
+        if let Err(held) = self.tee.compare_and_advance_counter(previous, version)? {
+            tracing::error!(
+                counter = held,
+                "another instance of this gateway wrote its sealed state: this one stops"
+            );
+            current.forked = Some(held);
+            return Err(SealedStateError::Forked {
+                state_version: previous,
+                counter: held,
+            });
+        }
+        current.version = version;
+        current.entries = entries;
         Ok(())
     }
 }
 
-/// The version and entries of a sealed state file.
-#[allow(clippy::type_complexity)]
+/// `Forked` if the counter moved past `current` (or did before).
+fn check_counter(current: &mut Versioned, tee: &dyn Tee) -> Result<(), SealedStateError> {
+    let counter = match current.forked {
+        Some(counter) => counter,
+        None => {
+            let counter = tee.read_counter()?;
+            if counter == current.version {
+                return Ok(());
+            }
+            tracing::error!(
+                counter,
+                version = current.version,
+                "another instance of this gateway wrote its sealed state: this one stops"
+            );
+            current.forked = Some(counter);
+            counter
+        }
+    };
+    Err(SealedStateError::Forked {
+        state_version: current.version,
+        counter,
+    })
+}
+
+/// What a sealed state file holds.
+struct OpenedState {
+    version: u64,
+    /// The version it was written over (`None`: a [`STATE_FRAME_V1`] file).
+    previous: Option<u64>,
+    entries: BTreeMap<String, Zeroizing<Vec<u8>>>,
+}
+
+/// The versions and entries of a sealed state file.
 fn open_state(
     key: &StorageKey,
     sealed: &[u8],
     path: &Path,
-) -> Result<(u64, BTreeMap<String, Zeroizing<Vec<u8>>>), SealedStateError> {
+) -> Result<OpenedState, SealedStateError> {
     let not_opened = || SealedStateError::NotOpened {
         path: path.to_owned(),
     };
     let plaintext = key
         .open(sealed, STATE_AAD, "gateway state")
         .map_err(|_| not_opened())?;
-    let mut reader = Reader::new(&plaintext, STATE_FRAME).map_err(|_| not_opened())?;
+    let (mut reader, v1) = match Reader::new(&plaintext, STATE_FRAME) {
+        Ok(reader) => (reader, false),
+        Err(_) => (
+            Reader::new(&plaintext, STATE_FRAME_V1).map_err(|_| not_opened())?,
+            true,
+        ),
+    };
     let version = reader.u64().map_err(|_| not_opened())?;
+    let previous = if v1 {
+        None
+    } else {
+        Some(reader.u64().map_err(|_| not_opened())?)
+    };
     let count = reader.u64().map_err(|_| not_opened())?;
     if count > MAX_ENTRIES {
         return Err(not_opened());
@@ -424,7 +585,11 @@ fn open_state(
         entries.insert(name, value);
     }
     reader.finish().map_err(|_| not_opened())?;
-    Ok((version, entries))
+    Ok(OpenedState {
+        version,
+        previous,
+        entries,
+    })
 }
 
 /// The version and list of an older gateway's [`LEGACY_REVOKED_FILE`], if
@@ -569,6 +734,40 @@ impl Revocations {
     }
 }
 
+/// An exclusive lock on a state directory's [`LOCK_FILE`], held while a
+/// gateway runs, so that a second gateway process started on the same
+/// directory by mistake refuses to start rather than overwrite the first
+/// one's state. An operator's safety net, not a defence: the provider can
+/// remove the file, or run a second instance on a copy of the directory,
+/// which only [`SealedState`]'s counter checks catch.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` (made if absent), or answers `InUse`.
+    pub fn acquire(dir: &Path) -> Result<Self, SealedStateError> {
+        let path = dir.join(LOCK_FILE);
+        let io = |source| SealedStateError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(SealedStateError::InUse { path }),
+            Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+        }
+    }
+}
+
 /// Writes `bytes` to `path` (mode 0600) through a temporary file.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
@@ -688,7 +887,7 @@ mod tests {
         assert!(matches!(
             load(),
             Err(SealedStateError::RolledBack { state_version, counter })
-                if state_version + 1 == counter
+                if state_version < counter
         ));
         // Or deletes it.
         std::fs::remove_file(dir.path().join(STATE_FILE)).expect("removed");
@@ -771,5 +970,173 @@ mod tests {
             SealedState::load(dir.path(), sim_tee(&platform, &counter)),
             Err(SealedStateError::RolledBack { .. })
         ));
+    }
+
+    /// One platform's counter as a second instance sees it: it can be
+    /// made to read a value from before another instance's write once (as
+    /// when that write lands between its read and its own write), or to
+    /// fail its next counter step (a crash between file and counter).
+    struct Interleaved {
+        inner: Arc<SimTee>,
+        stale_read: Mutex<Option<u64>>,
+        fail_step: Mutex<bool>,
+    }
+
+    impl Interleaved {
+        fn over(inner: &Arc<SimTee>) -> Arc<Self> {
+            Arc::new(Self {
+                inner: inner.clone(),
+                stale_read: Mutex::new(None),
+                fail_step: Mutex::new(false),
+            })
+        }
+    }
+
+    impl Tee for Interleaved {
+        fn kind(&self) -> clemmys_proto::TeeKind {
+            self.inner.kind()
+        }
+        fn measurement(&self) -> clemmys_proto::Measurement {
+            self.inner.measurement()
+        }
+        fn attest(
+            &self,
+            report_data: &[u8; 64],
+        ) -> Result<clemmys_proto::Evidence, clemmys_tee::AttestError> {
+            self.inner.attest(report_data)
+        }
+        fn sealing_key(&self) -> StorageKey {
+            self.inner.sealing_key()
+        }
+        fn read_counter(&self) -> Result<u64, CounterError> {
+            match lock(&self.stale_read).take() {
+                Some(stale) => Ok(stale),
+                None => self.inner.read_counter(),
+            }
+        }
+        fn advance_counter(&self, value: u64) -> Result<u64, CounterError> {
+            self.inner.advance_counter(value)
+        }
+        fn compare_and_advance_counter(
+            &self,
+            expected: u64,
+            value: u64,
+        ) -> Result<Result<(), u64>, CounterError> {
+            if std::mem::take(&mut *lock(&self.fail_step)) {
+                return Err(CounterError::Corrupted("crashed".to_owned()));
+            }
+            self.inner.compare_and_advance_counter(expected, value)
+        }
+    }
+
+    /// Copies the state of one directory to another (the provider's copy).
+    fn copy_state(from: &Path, to: &Path) {
+        std::fs::copy(from.join(STATE_FILE), to.join(STATE_FILE)).expect("copied");
+    }
+
+    #[test]
+    fn a_second_instance_on_a_copy_stops_rather_than_forget_a_revocation() {
+        let (a_dir, b_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        // One platform, one counter (a hardware one: with `sim` the
+        // counter file is in the state directory and is copied with it).
+        let tee: Arc<dyn Tee> = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]));
+        let a_state = Arc::new(SealedState::load(a_dir.path(), tee.clone()).expect("a"));
+        let mut a = Revocations::load(a_state.clone()).expect("a");
+        copy_state(a_dir.path(), b_dir.path());
+        let b_state = Arc::new(SealedState::load(b_dir.path(), tee.clone()).expect("b"));
+        let mut b = Revocations::load(b_state.clone()).expect("b");
+        assert!(a.revoke("stolen").expect("revoked at a"));
+        // B, which never saw the revocation, stops serving at once...
+        assert!(matches!(
+            b_state.check_current(),
+            Err(SealedStateError::Forked { .. })
+        ));
+        // ...and cannot write a state of its own over the same version.
+        assert!(matches!(
+            b.revoke("other"),
+            Err(SealedStateError::Forked { .. })
+        ));
+        assert!(!b.contains("other"));
+        // A restart from B's copy is refused; from A's, the revocation holds.
+        assert!(SealedState::load(b_dir.path(), tee.clone()).is_err());
+        drop((a, a_state));
+        let again = SealedState::load(a_dir.path(), tee).expect("a again");
+        assert!(
+            Revocations::load(Arc::new(again))
+                .expect("read")
+                .contains("stolen")
+        );
+    }
+
+    #[test]
+    fn an_instance_writing_just_after_anothers_revocation_cannot_fork_the_state() {
+        let (a_dir, b_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let counter = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]));
+        let a_state = Arc::new(SealedState::load(a_dir.path(), counter.clone()).expect("a"));
+        let mut a = Revocations::load(a_state).expect("a");
+        copy_state(a_dir.path(), b_dir.path());
+        let b_tee = Interleaved::over(&counter);
+        let b_state = Arc::new(SealedState::load(b_dir.path(), b_tee.clone()).expect("b"));
+        let mut b = Revocations::load(b_state).expect("b");
+        let before = counter.read_counter().expect("read");
+        assert!(a.revoke("stolen").expect("revoked at a"));
+        // B read the counter just before A's write landed: its check
+        // passes, and only its counter step can tell.
+        *lock(&b_tee.stale_read) = Some(before);
+        assert!(matches!(
+            b.revoke("other"),
+            Err(SealedStateError::Forked { .. })
+        ));
+        // B's file, written over the version A stepped past, is refused at
+        // a restart (as rolled back or forked, as the steps fell).
+        assert!(matches!(
+            SealedState::load(b_dir.path(), counter.clone()),
+            Err(SealedStateError::Forked { .. } | SealedStateError::RolledBack { .. })
+        ));
+        let again = SealedState::load(a_dir.path(), counter).expect("a again");
+        assert!(
+            Revocations::load(Arc::new(again))
+                .expect("read")
+                .contains("stolen")
+        );
+    }
+
+    #[test]
+    fn a_write_whose_counter_step_a_crash_lost_is_kept_at_the_next_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let counter = Arc::new(SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]));
+        let tee = Interleaved::over(&counter);
+        let state = Arc::new(SealedState::load(dir.path(), tee.clone()).expect("state"));
+        let mut revocations = Revocations::load(state).expect("read");
+        *lock(&tee.fail_step) = true;
+        assert!(matches!(
+            revocations.revoke("a"),
+            Err(SealedStateError::Counter(_))
+        ));
+        let again = SealedState::load(dir.path(), counter.clone()).expect("caught up");
+        assert!(
+            Revocations::load(Arc::new(again))
+                .expect("read")
+                .contains("a")
+        );
+        assert!(SealedState::load(dir.path(), counter).is_ok());
+    }
+
+    #[test]
+    fn a_second_gateway_on_the_same_directory_is_refused_until_the_first_stops() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = DirLock::acquire(dir.path()).expect("first");
+        assert!(matches!(
+            DirLock::acquire(dir.path()),
+            Err(SealedStateError::InUse { .. })
+        ));
+        drop(first);
+        DirLock::acquire(dir.path()).expect("after the first stopped");
     }
 }

@@ -47,6 +47,9 @@ pub struct GatewayNodeConfig {
     pub owner: Option<clemmys_proto::ClientId>,
     /// The namespace key it uses towards the node when it has an owner.
     pub node_auth: Option<clemmys_whisk::AuthKey>,
+    /// The most bytes each of its client logs keeps
+    /// ([`clemmys_gateway::GatewayConfig::client_log_limit`]).
+    pub client_log_limit: u64,
 }
 
 /// A gateway that is serving.
@@ -98,6 +101,7 @@ impl RunningGateway {
             broker_platform: Some(platform.public_key()),
             owner: config.owner,
             node_auth: config.node_auth.clone(),
+            client_log_limit: config.client_log_limit,
         };
         let gateway =
             Arc::new(Gateway::start(gateway_config, tee).context("starting the attested gateway")?);

@@ -51,6 +51,17 @@ pub trait Tee: Send + Sync + 'static {
     /// it now holds. Only once it returns may the enclave act on state of
     /// that version.
     fn advance_counter(&self, value: u64) -> Result<u64, CounterError>;
+    /// Raises the counter to `value` only if it still holds `expected`
+    /// (and `value` is above it), in one step no other caller can come
+    /// between (a TPM's `PolicyNV`-guarded write; a lock in `sim`).
+    /// Answers `Ok(())` when it did, else `Err` with the value it holds:
+    /// two enclaves that both read `expected` and then both write cannot
+    /// both succeed, which [`Tee::advance_counter`] cannot tell them.
+    fn compare_and_advance_counter(
+        &self,
+        expected: u64,
+        value: u64,
+    ) -> Result<Result<(), u64>, CounterError>;
 }
 
 /// The monotonic counter could not be read or advanced.

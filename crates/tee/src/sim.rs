@@ -278,6 +278,28 @@ impl Tee for SimTee {
         }
         Ok(*current)
     }
+
+    /// Under the same lock as [`SimTee::advance_counter`], so within one
+    /// process; two processes on one counter file are not serialized.
+    fn compare_and_advance_counter(
+        &self,
+        expected: u64,
+        value: u64,
+    ) -> Result<Result<(), u64>, CounterError> {
+        let mut current = self
+            .counter
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current != expected || value <= expected {
+            return Ok(Err(*current));
+        }
+        if let Some(path) = &self.counter.path {
+            write_counter(path, value)?;
+        }
+        *current = value;
+        Ok(Ok(()))
+    }
 }
 
 #[cfg(test)]
@@ -293,8 +315,11 @@ mod tests {
         assert_eq!(tee.read_counter().expect("read"), 0);
         assert_eq!(tee.advance_counter(5).expect("advance"), 5);
         assert_eq!(tee.advance_counter(3).expect("never lowered"), 5);
+        assert_eq!(tee.compare_and_advance_counter(4, 9).expect("read"), Err(5));
+        assert_eq!(tee.compare_and_advance_counter(5, 5).expect("read"), Err(5));
+        assert_eq!(tee.compare_and_advance_counter(5, 7).expect("swap"), Ok(()));
         let again = SimTee::with_counter_file(platform, &[1; 32], &path).expect("counter");
-        assert_eq!(again.read_counter().expect("read"), 5);
+        assert_eq!(again.read_counter().expect("read"), 7);
         std::fs::write(&path, b"junk").expect("write");
         assert!(matches!(
             SimTee::with_counter_file(Arc::new(SimPlatform::generate()), &[1; 32], &path),

@@ -10,10 +10,16 @@ use serde_json::Value;
 
 use super::Context;
 
-/// The client's state directory (`$CLEMMYS_HOME` or `~/.config/clemmys`).
+/// The client's state directory (`$CLEMMYS_HOME` or `~/.config/clemmys`),
+/// keeping at most `$CLEMMYS_LOG_LIMIT_MIB` of each log (default 16 MiB).
 pub fn home() -> anyhow::Result<ClientHome> {
     let dir = ClientHome::default_dir();
-    ClientHome::open(&dir).with_context(|| format!("opening the client state in {}", dir.display()))
+    let home = ClientHome::open(&dir)
+        .with_context(|| format!("opening the client state in {}", dir.display()))?;
+    Ok(match ClientHome::log_limit_from_env()? {
+        Some(limit) => home.with_log_limit(limit),
+        None => home,
+    })
 }
 
 /// A confidential client of the configured API host, sealing for

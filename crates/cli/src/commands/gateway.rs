@@ -119,6 +119,14 @@ pub struct GatewayServeArgs {
     /// provider holds, and so protects nothing from the provider.
     #[arg(long, value_name = "HEX")]
     pub owner: Option<clemmys_proto::ClientId>,
+    /// The most MiB each of the gateway's client logs keeps on disk (the
+    /// keys of the answers it can still open, its sessions' secrets), over
+    /// two generations: when the newer one reaches half, the older is
+    /// dropped, and answers whose keys were dropped can no longer be read
+    /// through the gateway (as OpenWhisk expires activation records).
+    #[arg(long, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub client_log_limit_mib: u64,
     /// The HTTP listener's limits.
     #[command(flatten)]
     pub http: crate::serve::HttpArgs,
@@ -451,6 +459,7 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
             http: args.http.limits(),
             owner: args.owner,
             node_auth,
+            client_log_limit: args.client_log_limit_mib.saturating_mul(1 << 20),
         },
     )
     .await

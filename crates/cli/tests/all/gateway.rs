@@ -834,6 +834,8 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
     // Restarted without its owner (the test mode, which takes the
     // namespace key) it refuses to start: the owner is sealed with the
     // identity the owner's delegation names.
+    let mut gateway = gateway;
+    gateway.stop();
     let dir = gateway.state_dir();
     let restarted = Command::new(bin())
         .args([
@@ -1229,6 +1231,60 @@ fn a_revoked_gateway_credential_is_refused_also_after_a_restart() {
     let stderr = String::from_utf8_lossy(&restarted.stderr);
     assert!(!restarted.status.success(), "{stderr}");
     assert!(stderr.contains("an older copy was restored"), "{stderr}");
+}
+
+#[test]
+fn a_second_gateway_process_on_a_state_directory_in_use_is_refused() {
+    // No node is needed to start: the gateway reaches it on a first request.
+    let node_data = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let node = "https://127.0.0.1:9";
+    let first = GatewayProcess::start(node, node_data.path(), &[]);
+    let log = node_data.path().join("second.log");
+    let mut second = Command::new(bin())
+        .args([
+            "gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--apihost",
+            node,
+            "--state-dir",
+            arg(&first.state_dir()),
+            "--sim-platform-key",
+            arg(&node_data.path().join("sim-platform.key")),
+        ])
+        .env("HOME", node_data.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap_or_else(|error| panic!("{error}")))
+        .spawn()
+        .unwrap_or_else(|error| panic!("running the gateway: {error}"));
+    // It must give up on its own (a second gateway that serves would
+    // overwrite the first one's state).
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        match second.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => break None,
+        }
+    };
+    if status.is_none() {
+        let _ = second.kill();
+        let _ = second.wait();
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "a second gateway started on a state directory in use: {stderr}"
+    );
+    assert!(
+        stderr.contains("held by another gateway process"),
+        "{stderr}"
+    );
+    // Once the first stops, the directory is free again.
+    let first = first.restart(node, node_data.path(), &[]);
+    assert!(first.url.starts_with("https://"), "{}", first.url);
 }
 
 /// Deploys `wasm` as `name` through the owner's gateway with curl (the

@@ -10,9 +10,18 @@
 //! plan versions live in the vault, which seals them (and may bind them to
 //! a monotonic counter against rollback); each keyring and session line
 //! is sealed on its own by the vault before it is appended.
+//!
+//! The two logs (the keyring and the sessions) grow with every invocation,
+//! so each is kept in two generations of at most half its limit
+//! ([`ClientHome::with_log_limit`], [`DEFAULT_LOG_LIMIT`]): when the
+//! current one is full it becomes the previous one, and the one before is
+//! dropped. A client can no longer open the answers whose keys were
+//! dropped (as OpenWhisk drops old activation records). A lookup reads
+//! the newest generation first, newest line first, and opens lines only
+//! until it finds its own.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read as _, Seek as _, Write};
 use std::path::{Path, PathBuf};
 
 use clemmys_proto::chain::{ChainKey, ChainStep};
@@ -41,6 +50,14 @@ pub trait HomeVault: Send + Sync + std::fmt::Debug {
     fn open_record(&self, name: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
 }
 
+/// The most bytes each of a client's logs keeps on disk by default, over
+/// its two generations.
+pub const DEFAULT_LOG_LIMIT: u64 = 16 << 20;
+/// The environment variable that sets the CLI's log limit, in MiB.
+pub const LOG_LIMIT_VARIABLE: &str = "CLEMMYS_LOG_LIMIT_MIB";
+/// The most bytes of keyring lines buffered before they are appended.
+const KEYRING_BUFFER: u64 = 16 << 10;
+
 /// The client's state directory.
 #[derive(Debug, Clone)]
 pub struct ClientHome {
@@ -48,11 +65,129 @@ pub struct ClientHome {
     /// For a directory on an untrusted disk: where its state is sealed.
     vault: Option<std::sync::Arc<dyn HomeVault>>,
     /// The keyring, appended through a buffer shared by all clones: one
-    /// write per few dozen invocations instead of one each. It is flushed
-    /// before every read and when the last clone is dropped; a client that
-    /// is killed may lose the keys of its last few answers (which it has
-    /// already read).
-    keyring: std::sync::Arc<std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>>,
+    /// write per few dozen invocations instead of one each. It is written
+    /// out before every read and when the last clone is dropped; a client
+    /// that is killed may lose the keys of its last few answers (which it
+    /// has already read).
+    keyring: std::sync::Arc<Pending>,
+    /// The sessions' openings, appended one by one.
+    sessions: LogFiles,
+}
+
+/// One log's files: the current generation, which lines are appended to,
+/// and the previous one; each at most half the limit.
+#[derive(Debug, Clone)]
+struct LogFiles {
+    dir: PathBuf,
+    /// The log's name (`keyring`, `sessions`).
+    name: &'static str,
+    /// `sealed` or `jsonl`: sealed logs have names of their own, so that a
+    /// line written in the clear before is never read as sealed.
+    extension: &'static str,
+    /// The most bytes of both generations.
+    limit: u64,
+}
+
+impl LogFiles {
+    fn new(dir: &Path, name: &'static str, sealed: bool, limit: u64) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            name,
+            extension: if sealed { "sealed" } else { "jsonl" },
+            limit,
+        }
+    }
+
+    /// The current generation, then the previous one.
+    fn generations(&self) -> [PathBuf; 2] {
+        [
+            self.dir.join(format!("{}.{}", self.name, self.extension)),
+            self.dir.join(format!("{}.1.{}", self.name, self.extension)),
+        ]
+    }
+
+    /// The most bytes of one generation.
+    fn generation_limit(&self) -> u64 {
+        (self.limit / 2).max(1)
+    }
+
+    /// Appends `lines` (whole lines) to the current generation, first
+    /// making it the previous one (and dropping the one before) when they
+    /// would take it past its limit. Under the log's lock, so that two
+    /// clients sharing the directory neither lose lines nor rotate twice;
+    /// after a torn last line (a crash mid-append), on a line of their own.
+    fn append(&self, lines: &[u8]) -> Result<(), ConfidentialError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let _appending = exclusive(&self.dir, self.name)?;
+        let [current, previous] = self.generations();
+        let open = || {
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).append(true).create(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options.open(&current).map_err(|e| io_error(&current, e))
+        };
+        let mut file = open()?;
+        let mut length = file.metadata().map_err(|e| io_error(&current, e))?.len();
+        let adding = u64::try_from(lines.len()).unwrap_or(u64::MAX);
+        if length > 0 && length.saturating_add(adding) > self.generation_limit() {
+            drop(file);
+            std::fs::rename(&current, &previous).map_err(|e| io_error(&previous, e))?;
+            file = open()?;
+            length = 0;
+        }
+        if length > 0 {
+            let mut last = [0u8; 1];
+            file.seek(std::io::SeekFrom::End(-1))
+                .and_then(|_| file.read_exact(&mut last))
+                .map_err(|e| io_error(&current, e))?;
+            if last != *b"\n" {
+                file.write_all(b"\n").map_err(|e| io_error(&current, e))?;
+            }
+        }
+        file.write_all(lines).map_err(|e| io_error(&current, e))
+    }
+}
+
+/// Keyring lines not appended yet, shared by a home's clones; appended
+/// when the last is dropped.
+#[derive(Debug)]
+struct Pending {
+    log: LogFiles,
+    lines: std::sync::Mutex<Vec<u8>>,
+}
+
+impl Pending {
+    fn new(log: LogFiles) -> Self {
+        Self {
+            log,
+            lines: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Appends what is buffered.
+    fn flush(&self) -> Result<(), ConfidentialError> {
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.log.append(&lines)?;
+        lines.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Nowhere to report it: the keys of the last few answers (which
+        // this client has read or given up) are lost, as after a kill.
+        let _ = self.flush();
+    }
 }
 
 /// The highest state version seen from one API host's broker, and the
@@ -398,11 +533,53 @@ impl ClientHome {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| io_error(&dir, e))?;
         }
-        Ok(Self {
+        let home = Self {
+            keyring: std::sync::Arc::new(Pending::new(LogFiles::new(
+                &dir,
+                KEYRING,
+                false,
+                DEFAULT_LOG_LIMIT,
+            ))),
+            sessions: LogFiles::new(&dir, SESSIONS, false, DEFAULT_LOG_LIMIT),
             dir,
             vault: None,
-            keyring: Default::default(),
-        })
+        };
+        Ok(home)
+    }
+
+    /// The same home, keeping at most `bytes` of each log (the keyring,
+    /// the sessions) over its two generations: older answers can no longer
+    /// be opened. Set before the home is used.
+    pub fn with_log_limit(mut self, bytes: u64) -> Self {
+        self.set_logs(bytes);
+        self
+    }
+
+    /// The limit `$CLEMMYS_LOG_LIMIT_MIB` sets, if any.
+    pub fn log_limit_from_env() -> Result<Option<u64>, ConfidentialError> {
+        let Some(value) = std::env::var_os(LOG_LIMIT_VARIABLE).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        value
+            .to_str()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|mib| *mib > 0)
+            .and_then(|mib| mib.checked_mul(1 << 20))
+            .map(Some)
+            .ok_or_else(|| {
+                ConfidentialError::State(format!(
+                    "{LOG_LIMIT_VARIABLE} must be a whole number of MiB above 0"
+                ))
+            })
+    }
+
+    /// Makes the logs' files anew (for a new limit or a vault).
+    fn set_logs(&mut self, limit: u64) {
+        let sealed = self.vault.is_some();
+        self.keyring = std::sync::Arc::new(Pending::new(LogFiles::new(
+            &self.dir, KEYRING, sealed, limit,
+        )));
+        self.sessions = LogFiles::new(&self.dir, SESSIONS, sealed, limit);
     }
 
     /// The state in `dir` on a disk the client does not trust: everything
@@ -414,6 +591,7 @@ impl ClientHome {
     ) -> Result<Self, ConfidentialError> {
         let mut home = Self::open(dir)?;
         home.vault = Some(vault);
+        home.set_logs(DEFAULT_LOG_LIMIT);
         Ok(home)
     }
 
@@ -449,15 +627,6 @@ impl ClientHome {
         }
     }
 
-    /// The file of log `name`: sealed logs have names of their own, so
-    /// that a line written in the clear before is never read as sealed.
-    fn log_path(&self, name: &str) -> PathBuf {
-        match &self.vault {
-            Some(_) => self.dir.join(format!("{name}.sealed")),
-            None => self.dir.join(format!("{name}.jsonl")),
-        }
-    }
-
     /// One line of log `name`, newline included: `json`, or sealed.
     fn log_line(&self, name: &str, json: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
         use base64::Engine as _;
@@ -471,28 +640,40 @@ impl ClientHome {
         Ok(line)
     }
 
-    /// The lines of log `name` that read (a torn or foreign line does
-    /// not), oldest first.
-    fn log_lines(&self, name: &str) -> Result<Vec<Zeroizing<Vec<u8>>>, ConfidentialError> {
+    /// What `wanted` finds in the newest line of `log` that reads (a torn
+    /// or foreign line does not) and that it finds something in: the
+    /// current generation first, newest line first, opening each only
+    /// when it is reached.
+    fn find_in_log<T>(
+        &self,
+        log: &LogFiles,
+        wanted: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<Option<T>, ConfidentialError> {
         use base64::Engine as _;
-        let path = self.log_path(name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => Zeroizing::new(text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(io_error(&path, error)),
-        };
-        Ok(text
-            .lines()
-            .filter_map(|line| match &self.vault {
-                Some(vault) => {
-                    let sealed = base64::engine::general_purpose::STANDARD
-                        .decode(line)
-                        .ok()?;
-                    vault.open_record(name, &sealed)
-                }
-                None => Some(Zeroizing::new(line.as_bytes().to_vec())),
-            })
-            .collect())
+        for path in log.generations() {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => Zeroizing::new(bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io_error(&path, error)),
+            };
+            let found =
+                bytes
+                    .split(|byte| *byte == b'\n')
+                    .rev()
+                    .find_map(|line| match &self.vault {
+                        Some(vault) => {
+                            let sealed = base64::engine::general_purpose::STANDARD
+                                .decode(line)
+                                .ok()?;
+                            wanted(&vault.open_record(log.name, &sealed)?)
+                        }
+                        None => wanted(line),
+                    });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// The directory.
@@ -558,23 +739,10 @@ impl ClientHome {
         self.write_whole(PINS, &json, true)
     }
 
-    /// Holds `{what}.lock` exclusively until the returned file is dropped:
-    /// every read-modify-write of a file in this directory holds it, so
-    /// that two clients sharing the directory (two CLI commands at once)
-    /// never lose each other's update. A lost raise of a high-water mark
-    /// would let a rollback through unseen.
+    /// Holds `{what}.lock` exclusively until the returned file is dropped
+    /// (see [`exclusive`]).
     fn exclusive(&self, what: &str) -> Result<std::fs::File, ConfidentialError> {
-        let path = self.dir.join(format!("{what}.lock"));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(&path).map_err(|e| io_error(&path, e))?;
-        file.lock().map_err(|e| io_error(&path, e))?;
-        Ok(file)
+        exclusive(&self.dir, what)
     }
 
     /// Checks a broker answer against the highest versions this client has
@@ -618,52 +786,30 @@ impl ClientHome {
         self.write_whole(FRESHNESS, &json, true)
     }
 
-    fn keyring_path(&self) -> PathBuf {
-        self.log_path(KEYRING)
-    }
-
-    /// Remembers the keys of one invocation's answer (buffered).
+    /// Remembers the keys of one invocation's answer (buffered: appended
+    /// with a few dozen others, at most an eighth of a generation).
     pub fn remember(&self, entry: &KeyringEntry) -> Result<(), ConfidentialError> {
         let json = Zeroizing::new(
             serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?,
         );
         let line = self.log_line(KEYRING, &json)?;
-        let mut keyring = self
+        let mut lines = self
             .keyring
+            .lines
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if keyring.is_none() {
-            let path = self.keyring_path();
-            let mut options = std::fs::OpenOptions::new();
-            options.append(true).create(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let file = options.open(&path).map_err(|e| io_error(&path, e))?;
-            *keyring = Some(std::io::BufWriter::with_capacity(16 * 1024, file));
+        lines.extend_from_slice(&line);
+        let buffered = u64::try_from(lines.len()).unwrap_or(u64::MAX);
+        if buffered >= KEYRING_BUFFER.min(self.keyring.log.generation_limit() / 8) {
+            self.keyring.log.append(&lines)?;
+            lines.clear();
         }
-        match keyring.as_mut() {
-            Some(writer) => writer
-                .write_all(&line)
-                .map_err(|e| io_error(&self.keyring_path(), e)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Writes out buffered keyring entries.
     pub fn flush(&self) -> Result<(), ConfidentialError> {
-        let mut keyring = self
-            .keyring
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match keyring.as_mut() {
-            Some(writer) => writer
-                .flush()
-                .map_err(|e| io_error(&self.keyring_path(), e)),
-            None => Ok(()),
-        }
+        self.keyring.flush()
     }
 
     /// Remembers the signed receipt that opened session `id` (once per
@@ -678,16 +824,7 @@ impl ClientHome {
             serde_json::to_vec(&record).map_err(|e| ConfidentialError::State(e.to_string()))?,
         );
         let line = self.log_line(SESSIONS, &json)?;
-        let path = self.log_path(SESSIONS);
-        let mut options = std::fs::OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| io_error(&path, e))?;
-        file.write_all(&line).map_err(|e| io_error(&path, e))
+        self.sessions.append(&line)
     }
 
     /// The opening of session `id`, if this client opened it.
@@ -696,11 +833,11 @@ impl ClientHome {
         id: &[u8; 16],
     ) -> Result<Option<OpenedSession>, ConfidentialError> {
         let wanted = hex::encode(id);
-        Ok(self.log_lines(SESSIONS)?.iter().rev().find_map(|line| {
+        self.find_in_log(&self.sessions, |line| {
             let record: serde_json::Value = serde_json::from_slice(line).ok()?;
             (record["sessionId"] == wanted.as_str())
                 .then(|| serde_json::from_value(record["opening"].clone()).ok())?
-        }))
+        })
     }
 
     fn plan_versions(&self) -> Result<BTreeMap<String, u64>, ConfidentialError> {
@@ -732,13 +869,12 @@ impl ClientHome {
     /// The keys of activation `id`, if this client invoked it.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
         self.flush()?;
-        // Newest last; a torn last line (a crash mid-append) is skipped.
-        Ok(self
-            .log_lines(KEYRING)?
-            .iter()
-            .rev()
-            .filter_map(|line| serde_json::from_slice::<KeyringEntry>(line).ok())
-            .find(|entry| entry.activation_id == activation_id))
+        // A torn line (a crash mid-append) is skipped.
+        self.find_in_log(&self.keyring.log, |line| {
+            serde_json::from_slice::<KeyringEntry>(line)
+                .ok()
+                .filter(|entry| entry.activation_id == activation_id)
+        })
     }
 }
 
@@ -752,6 +888,25 @@ const PLANS: &str = "chain-plans.json";
 const KEYRING: &str = "keyring";
 /// The openings of sessions (a log).
 const SESSIONS: &str = "sessions";
+
+/// Holds `{what}.lock` in `dir` exclusively until the returned file is
+/// dropped: every read-modify-write of a file in the directory, and every
+/// append to a log, holds it, so that two clients sharing the directory
+/// (two CLI commands at once) never lose each other's update. A lost raise
+/// of a high-water mark would let a rollback through unseen.
+fn exclusive(dir: &Path, what: &str) -> Result<std::fs::File, ConfidentialError> {
+    let path = dir.join(format!("{what}.lock"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(&path).map_err(|e| io_error(&path, e))?;
+    file.lock().map_err(|e| io_error(&path, e))?;
+    Ok(file)
+}
 
 fn io_error(path: &Path, error: std::io::Error) -> ConfidentialError {
     ConfidentialError::State(format!("{}: {error}", path.display()))
@@ -939,21 +1094,7 @@ mod tests {
         home.check_fresh("h", 3, Some(("guest/a", 2)))
             .expect("marks");
         home.see_plan("h /guest/pipe", 4).expect("plan");
-        let keys = AnswerKeys {
-            result: ExportedKey::from_bytes([0x5a; 32]),
-            logs: ExportedKey::from_bytes([0x6b; 32]),
-        };
-        let entry = KeyringEntry::new(
-            "act-1".into(),
-            "guest".into(),
-            "a".into(),
-            1,
-            Digest::of(b"code"),
-            [1; 16],
-            Digest::of(b"input"),
-            Some(&keys),
-        );
-        home.remember(&entry).expect("remembered");
+        home.remember(&entry("act-1")).expect("remembered");
         home.flush().expect("flushed");
 
         // Nothing on disk in the clear: no key, no mark, no file the plain
@@ -1035,5 +1176,158 @@ mod tests {
             );
             assert_eq!(home.newest_plan(&action).expect("plans"), Some(40));
         }
+    }
+
+    /// An entry whose result key is `0x5a…`.
+    fn entry(id: &str) -> KeyringEntry {
+        let keys = AnswerKeys {
+            result: ExportedKey::from_bytes([0x5a; 32]),
+            logs: ExportedKey::from_bytes([0x6b; 32]),
+        };
+        KeyringEntry::new(
+            id.into(),
+            "guest".into(),
+            "a".into(),
+            1,
+            Digest::of(b"code"),
+            [1; 16],
+            Digest::of(b"input"),
+            Some(&keys),
+        )
+    }
+
+    /// The bytes of both generations of `log` in `dir`.
+    fn log_bytes(dir: &Path, log: &str) -> u64 {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .map(|file| file.expect("entry"))
+            .filter(|file| file.file_name().to_string_lossy().starts_with(log))
+            .filter(|file| !file.file_name().to_string_lossy().ends_with(".lock"))
+            .map(|file| file.metadata().expect("metadata").len())
+            .sum()
+    }
+
+    #[test]
+    fn the_logs_stay_within_their_limit_and_keep_their_newest_lines() {
+        const LIMIT: u64 = 16 << 10;
+        let plain = tempfile::tempdir().expect("tempdir");
+        let sealed = tempfile::tempdir().expect("tempdir");
+        let vault = std::sync::Arc::new(TestVault {
+            key: [9; 32],
+            ..TestVault::default()
+        });
+        let homes = [
+            ClientHome::open(plain.path())
+                .expect("home")
+                .with_log_limit(LIMIT),
+            ClientHome::open_sealed(sealed.path(), vault)
+                .expect("home")
+                .with_log_limit(LIMIT),
+        ];
+        for (home, dir) in homes.iter().zip([plain.path(), sealed.path()]) {
+            // Some 400 bytes a line: ten times what the limit holds.
+            for n in 0..400 {
+                home.remember(&entry(&format!("act-{n}"))).expect("kept");
+                let line = format!("{{\"sessionId\":\"s-{n}\"}}\n");
+                let sealed_line = home.log_line(SESSIONS, line.trim_end().as_bytes());
+                home.sessions
+                    .append(&sealed_line.expect("line"))
+                    .expect("kept");
+                if n % 50 == 0 {
+                    home.flush().expect("flushed");
+                    for log in [KEYRING, SESSIONS] {
+                        let bytes = log_bytes(dir, log);
+                        assert!(bytes <= LIMIT, "{log}: {bytes} bytes");
+                    }
+                }
+            }
+            // The newest entries survive rotation (a generation holds some
+            // 18 lines, the previous one at least 7/8 of that), the oldest
+            // are dropped.
+            for n in 388..400 {
+                let found = home.recall(&format!("act-{n}")).expect("read");
+                assert!(found.is_some(), "act-{n} was dropped");
+            }
+            assert!(home.recall("act-0").expect("read").is_none());
+            assert!(
+                dir.join(format!("{KEYRING}.1.{}", home.keyring.log.extension))
+                    .exists()
+            );
+            let newest = home
+                .find_in_log(&home.sessions, |line| {
+                    (line == br#"{"sessionId":"s-399"}"#).then_some(())
+                })
+                .expect("read");
+            assert!(newest.is_some());
+            assert!(log_bytes(dir, KEYRING) <= LIMIT && log_bytes(dir, SESSIONS) <= LIMIT);
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_the_next_line_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        home.remember(&entry("act-before")).expect("kept");
+        home.flush().expect("flushed");
+        // A crash in the middle of an append.
+        let path = dir.path().join(format!("{KEYRING}.jsonl"));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("log");
+        file.write_all(br#"{"activationId":"act-torn","names"#)
+            .expect("torn");
+        drop(file);
+        let again = ClientHome::open(dir.path()).expect("home");
+        again.remember(&entry("act-after")).expect("kept");
+        again.flush().expect("flushed");
+        for kept in ["act-before", "act-after"] {
+            assert!(again.recall(kept).expect("read").is_some(), "{kept}");
+        }
+        assert!(again.recall("act-torn").expect("read").is_none());
+    }
+
+    /// Four clients sharing one home (four CLI commands), each with its
+    /// own handle, append 40 lines each at once under `limit`.
+    fn append_at_once(dir: &Path, limit: u64) {
+        let threads: Vec<_> = (0..4)
+            .map(|client| {
+                let home = ClientHome::open(dir).expect("home").with_log_limit(limit);
+                std::thread::spawn(move || {
+                    for n in 0..40 {
+                        home.remember(&entry(&format!("act-{client}-{n}")))
+                            .expect("kept");
+                        home.flush().expect("flushed");
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no panic");
+        }
+    }
+
+    #[test]
+    fn two_clients_appending_at_once_lose_no_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        append_at_once(dir.path(), DEFAULT_LOG_LIMIT);
+        let home = ClientHome::open(dir.path()).expect("home");
+        for client in 0..4 {
+            for n in 0..40 {
+                let id = format!("act-{client}-{n}");
+                assert!(home.recall(&id).expect("read").is_some(), "{id} was lost");
+            }
+        }
+        // And rotating as they go (a limit of some 50 lines), they keep to
+        // it, and no more or fewer lines than two generations hold.
+        let dir = tempfile::tempdir().expect("tempdir");
+        append_at_once(dir.path(), 24 << 10);
+        assert!(log_bytes(dir.path(), KEYRING) <= 24 << 10);
+        let home = ClientHome::open(dir.path()).expect("home");
+        let kept = (0..4)
+            .flat_map(|client| (0..40).map(move |n| format!("act-{client}-{n}")))
+            .filter(|id| home.recall(id).is_ok_and(|found| found.is_some()))
+            .count();
+        assert!((20..80).contains(&kept), "{kept} lines kept");
     }
 }
