@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clemmys_bus::test_nats::NatsServer;
 use clemmys_store::test_postgres::TestDatabase;
 use serde_json::{Value, json};
 
@@ -26,81 +27,6 @@ const NO_INVOKER: &str = "No invokers are available; try again shortly.";
 const NO_BUS: &str = "The message bus is unavailable; try again shortly.";
 /// The error of an activation whose invoker was lost.
 const INVOKER_LOST: &str = "The invoker running this activation was lost";
-
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
-}
-
-fn skip_or_fail<T>(why: &str) -> Option<T> {
-    assert!(!on_ci(), "this test needs it on CI: {why}");
-    eprintln!("skipped: {why}");
-    None
-}
-
-fn nats_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
-}
-
-/// A throwaway nats-server, destroyed on drop.
-struct Nats {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Nats {
-    fn start() -> Option<Self> {
-        let installed = Command::new("bash")
-            .args([
-                "-c",
-                "command -v nats-server || test -x /usr/sbin/nats-server",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            return skip_or_fail("nats-server is not installed (scripts/setup.sh installs it)");
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("clemmys-nats-")
-            .tempdir()
-            .expect("a temporary directory for nats-server");
-        let url = Self::script("start", dir.path());
-        Some(Self { dir, url })
-    }
-
-    fn script(action: &str, dir: &Path) -> String {
-        let output = Command::new("bash")
-            .arg(nats_script())
-            .arg(action)
-            .arg(dir)
-            .output()
-            .expect("running scripts/nats.sh");
-        assert!(
-            output.status.success(),
-            "scripts/nats.sh {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn stop(&self) {
-        Self::script("stop", self.dir.path());
-    }
-
-    fn restart(&self) {
-        Self::script("start", self.dir.path());
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(nats_script())
-            .arg("destroy")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// A `clemmys broker serve` process, the one key broker of the node's
 /// processes, SIGKILLed on drop.
@@ -187,14 +113,14 @@ impl Drop for BrokerProcess {
 
 /// nats-server, a PostgreSQL database and a key broker of the test's own.
 struct Backends {
-    nats: Nats,
+    nats: NatsServer,
     database: TestDatabase,
     broker: BrokerProcess,
 }
 
 impl Backends {
     fn start() -> Option<Self> {
-        let nats = Nats::start()?;
+        let nats = NatsServer::start()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -213,7 +139,7 @@ impl Backends {
         let platform_key = self.broker.platform_key();
         [
             "--bus",
-            &self.nats.url,
+            self.nats.url(),
             "--store",
             &self.database.url,
             "--broker",
@@ -644,7 +570,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
     let Some(backends) = Backends::start() else {
         return;
     };
-    let tap = Wiretap::start(&backends.nats.url);
+    let tap = Wiretap::start(backends.nats.url());
     let server = backends.controller();
     create(&server, "hello", "hello");
     let invoker = backends.invoker("enclaves", &server.api_host);
@@ -687,7 +613,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
             bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
         },
     ];
-    leaks::add_files(backends.nats.dir.path(), &mut sources);
+    leaks::add_files(backends.nats.dir(), &mut sources);
     leaks::add_files(backends.broker.dir(), &mut sources);
     leaks::add_files(&server.data_dir, &mut sources);
     leaks::add_files(invoker.dir(), &mut sources);
@@ -700,7 +626,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
 
     // The positive control, through the same bus and database (after the
     // scan: its code is the same module, in the clear).
-    let tap = Wiretap::start(&backends.nats.url);
+    let tap = Wiretap::start(backends.nats.url());
     let control = unique("ctl-");
     owner
         .clemmys(&["action", "create", "plain-secret", arg(&secret), "--plain"])
