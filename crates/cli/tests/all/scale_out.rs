@@ -116,10 +116,12 @@ struct Backends {
     nats: NatsServer,
     database: TestDatabase,
     broker: BrokerProcess,
+    /// `--js-engine` of every process; without one, `--no-js-engine`.
+    js_engine: Option<PathBuf>,
 }
 
 impl Backends {
-    fn start() -> Option<Self> {
+    fn start(js_engine: Option<PathBuf>) -> Option<Self> {
         let nats = NatsServer::start()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -131,13 +133,14 @@ impl Backends {
             nats,
             database,
             broker,
+            js_engine,
         })
     }
 
     /// The flags every process of the node shares.
     fn flags(&self) -> Vec<String> {
         let platform_key = self.broker.platform_key();
-        [
+        let mut flags: Vec<String> = [
             "--bus",
             self.nats.url(),
             "--store",
@@ -146,13 +149,17 @@ impl Backends {
             &self.broker.url,
             "--sim-platform-key",
             arg(&platform_key),
-            "--no-js-engine",
             "--idle-enclaves",
             "0",
         ]
         .iter()
         .map(|flag| (*flag).to_owned())
-        .collect()
+        .collect();
+        match &self.js_engine {
+            Some(engine) => flags.extend(["--js-engine".to_owned(), arg(engine).to_owned()]),
+            None => flags.push("--no-js-engine".to_owned()),
+        }
+        flags
     }
 
     fn controller(&self) -> Server {
@@ -164,6 +171,43 @@ impl Backends {
 
     fn invoker(&self, id: &str, api_host: &str) -> InvokerProcess {
         InvokerProcess::start(id, api_host, &self.flags())
+    }
+}
+
+/// A node of processes of its own on [`Backends`]: a controller and
+/// invokers, with the plain action `hello` created and every invoker heard
+/// of. Dropped, it kills the controller and the invokers, then the
+/// backends.
+struct Cluster {
+    controller: Server,
+    invokers: Vec<InvokerProcess>,
+    backends: Backends,
+}
+
+impl Cluster {
+    /// A controller and the invokers `ids`, without a JavaScript engine;
+    /// `None` when the backends are missing (off CI).
+    fn start(ids: &[&str]) -> Option<Self> {
+        Self::start_with(ids, None)
+    }
+
+    /// [`start`](Self::start), with `js_engine` on every process.
+    fn start_with(ids: &[&str], js_engine: Option<PathBuf>) -> Option<Self> {
+        let backends = Backends::start(js_engine)?;
+        let controller = backends.controller();
+        create(&controller, "hello", "hello");
+        let invokers: Vec<InvokerProcess> = ids
+            .iter()
+            .map(|id| backends.invoker(id, &controller.api_host))
+            .collect();
+        if !invokers.is_empty() {
+            wait_for_invokers(&controller);
+        }
+        Some(Self {
+            controller,
+            invokers,
+            backends,
+        })
     }
 }
 
@@ -314,32 +358,28 @@ fn record_of(server: &Server, id: &str, within: Duration) -> Value {
 
 #[test]
 fn a_controller_and_two_invokers_answer_blocking_and_non_blocking_invokes() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["first", "second"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let _first = backends.invoker("first", &server.api_host);
-    let _second = backends.invoker("second", &server.api_host);
-    wait_for_invokers(&server);
+    let server = &cluster.controller;
 
     // Several actions: their home invokers differ.
     let mut accepted = Vec::new();
     for i in 0..6 {
         let name = format!("hello{i}");
-        create(&server, &name, "hello");
-        let (status, answer) = invoke(&server, &name, true, &json!({"name": name}));
+        create(server, &name, "hello");
+        let (status, answer) = invoke(server, &name, true, &json!({"name": name}));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(
             answer["response"]["result"],
             json!({"payload": format!("Hello, {name}!")})
         );
-        let (status, answer) = invoke(&server, &name, false, &json!({"name": "later"}));
+        let (status, answer) = invoke(server, &name, false, &json!({"name": "later"}));
         assert_eq!(status, 202, "{answer}");
         accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
     }
     for id in &accepted {
-        let record = record_of(&server, id, Duration::from_secs(30));
+        let record = record_of(server, id, Duration::from_secs(30));
         assert_eq!(
             record["response"]["result"],
             json!({"payload": "Hello, later!"})
@@ -349,27 +389,23 @@ fn a_controller_and_two_invokers_answer_blocking_and_non_blocking_invokes() {
 
 #[test]
 fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
-    let Some(backends) = Backends::start() else {
+    let Some(mut cluster) = Cluster::start(&["doomed", "survivor"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let mut doomed = backends.invoker("doomed", &server.api_host);
-    let _survivor = backends.invoker("survivor", &server.api_host);
-    wait_for_invokers(&server);
+    let server = &cluster.controller;
     for i in 0..4 {
-        create(&server, &format!("sleep{i}"), "sleep");
+        create(server, &format!("sleep{i}"), "sleep");
     }
 
     let mut accepted = Vec::new();
     for round in 0..6 {
         for i in 0..4 {
-            let (status, answer) =
-                invoke(&server, &format!("sleep{i}"), false, &json!({"ms": 150}));
+            let (status, answer) = invoke(server, &format!("sleep{i}"), false, &json!({"ms": 150}));
             assert_eq!(status, 202, "round {round}: {answer}");
             accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
         }
         if round == 2 {
+            let doomed = cluster.invokers.first_mut().expect("the doomed invoker");
             doomed.kill();
         }
     }
@@ -377,7 +413,7 @@ fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
     let mut lost = 0;
     for id in &accepted {
         // A message the dead invoker held comes back after the ack wait.
-        let record = record_of(&server, id, Duration::from_secs(60));
+        let record = record_of(server, id, Duration::from_secs(60));
         let response = &record["response"];
         if response["status"] == "success" {
             assert_eq!(response["result"], json!({"slept": 150}), "{record}");
@@ -412,26 +448,25 @@ fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
 
 #[test]
 fn without_a_healthy_invoker_invokes_answer_503() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&[]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
+    let (server, backends) = (&cluster.controller, &cluster.backends);
     for blocking in [true, false] {
-        let (status, answer) = invoke(&server, "hello", blocking, &json!({}));
+        let (status, answer) = invoke(server, "hello", blocking, &json!({}));
         assert_eq!(status, 503, "{answer}");
         assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
         assert!(answer["code"].is_string(), "OpenWhisk's shape: {answer}");
     }
     // An invoker that comes and then dies: 503 again once it is missed.
     let mut invoker = backends.invoker("brief", &server.api_host);
-    wait_for_invokers(&server);
+    wait_for_invokers(server);
     invoker.kill();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         // Non-blocking: a blocking invoke sent to the dead invoker before
         // it is missed would wait out its whole wait.
-        let (status, answer) = invoke(&server, "hello", false, &json!({}));
+        let (status, answer) = invoke(server, "hello", false, &json!({}));
         if status == 503 {
             assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
             break;
@@ -446,17 +481,14 @@ fn without_a_healthy_invoker_invokes_answer_503() {
 
 #[test]
 fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["steady"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let _invoker = backends.invoker("steady", &server.api_host);
-    wait_for_invokers(&server);
+    let (server, backends) = (&cluster.controller, &cluster.backends);
 
     backends.nats.stop();
     std::thread::sleep(Duration::from_millis(500));
-    let (status, answer) = invoke(&server, "hello", true, &json!({"name": "during"}));
+    let (status, answer) = invoke(server, "hello", true, &json!({"name": "during"}));
     assert_eq!(status, 503, "{answer}");
     assert!(
         answer["error"] == json!(NO_BUS) || answer["error"] == json!(NO_INVOKER),
@@ -467,7 +499,7 @@ fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, answer) = invoke(&server, "hello", true, &json!({"name": "after"}));
+        let (status, answer) = invoke(server, "hello", true, &json!({"name": "after"}));
         if status == 200 {
             assert_eq!(
                 answer["response"]["result"],
@@ -567,14 +599,11 @@ fn dump_database(url: &str) -> Vec<u8> {
 /// nothing.
 #[test]
 fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_database() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["enclaves"]) else {
         return;
     };
+    let (server, backends) = (&cluster.controller, &cluster.backends);
     let tap = Wiretap::start(backends.nats.url());
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let invoker = backends.invoker("enclaves", &server.api_host);
-    wait_for_invokers(&server);
 
     let owner = server.user();
     owner.trust_broker();
@@ -616,7 +645,9 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
     leaks::add_files(backends.nats.dir(), &mut sources);
     leaks::add_files(backends.broker.dir(), &mut sources);
     leaks::add_files(&server.data_dir, &mut sources);
-    leaks::add_files(invoker.dir(), &mut sources);
+    for invoker in &cluster.invokers {
+        leaks::add_files(invoker.dir(), &mut sources);
+    }
     let findings = leaks::scan(&sources, &leaks::markers(&param));
     assert!(
         findings.is_empty(),
