@@ -1,10 +1,10 @@
 //! A scaled-out node: a `clemmys serve --role controller` process and
 //! `--role invoker` processes on a real nats-server (scripts/nats.sh), a
 //! real PostgreSQL database (`clemmys_store::test_postgres`) and one
-//! `clemmys broker serve` process. Invokes both
-//! ways, an invoker killed under load, no invoker at all, and NATS away for
-//! a while. Off CI without nats-server or PostgreSQL they are skipped, and
-//! say so; on CI (`CI=true`) they fail.
+//! `clemmys broker serve` process. Invokes both ways, an invoker killed
+//! under load, a controller killed under load and restarted, no invoker at
+//! all, and NATS away for a while. Off CI without nats-server or
+//! PostgreSQL they are skipped, and say so; on CI (`CI=true`) they fail.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -12,13 +12,19 @@ use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clemmys_bus::test_nats::NatsServer;
 use clemmys_store::test_postgres::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Server, arg, clemmys_command, example, http_get, http_send, unique};
+use crate::common::{
+    HttpFailure, Server, arg, clemmys_command, example, http_get, http_send, try_http_send_within,
+    unique,
+};
+use crate::durability::records_per_id;
 use crate::leaks::{self, Source};
 
 /// The message of a 503 while no invoker is healthy.
@@ -514,6 +520,254 @@ fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Invokes in flight at once while the controller restarts.
+const RESTART_WORKERS: usize = 3;
+/// Acknowledgements of each kind the load needs before the kill, and
+/// again after the restart.
+const RESTART_ENOUGH: usize = 10;
+/// How long the controller stays dead.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+/// The longest an invoke may go unanswered, the controller dying or not:
+/// one cut by the kill fails at once, one sent meanwhile is refused.
+const INVOKE_BOUND: Duration = Duration::from_secs(15);
+/// Slow non-blocking invokes sent just before the kill: twice the
+/// invoker's slots, so that some still wait on the bus when the
+/// restarted controller settles the stand-ins it finds.
+const BURST: usize = 8;
+/// How long each of them runs.
+const BURST_MS: u64 = 3000;
+/// What a controller logs when it records stand-ins as interrupted.
+const SETTLED: &str = "recorded accepted activations that the last stop interrupted";
+
+/// An activation the load had acknowledged: 200 with its result, or 202.
+struct Acknowledged {
+    id: String,
+    /// The result it must end with.
+    result: Value,
+    blocking: bool,
+    /// Sent once the restarted controller served again.
+    after_restart: bool,
+}
+
+/// What the load saw while the controller was killed and restarted.
+#[derive(Default)]
+struct RestartLoad {
+    acknowledged: Vec<Acknowledged>,
+    /// Connection errors and 503s: the controller away, or not yet
+    /// hearing its invoker.
+    refused: usize,
+    /// Any other answer, or none within [`INVOKE_BOUND`].
+    unexpected: Vec<String>,
+}
+
+impl RestartLoad {
+    fn count(&self, blocking: bool, after_restart: bool) -> usize {
+        self.acknowledged
+            .iter()
+            .filter(|ack| ack.blocking == blocking && ack.after_restart == after_restart)
+            .count()
+    }
+}
+
+/// Sets `stop` when dropped: the load ends however its driver leaves.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Invokes `hello` with a name of its own each time, blocking and
+/// non-blocking in turn, until `stop`; notes what each answer was.
+fn invoke_hello_until(
+    server: (&str, &str),
+    worker: usize,
+    stop: &AtomicBool,
+    restarted: &AtomicBool,
+    seen: &Mutex<RestartLoad>,
+) {
+    let (api_host, auth) = server;
+    for n in 0usize.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let blocking = n.is_multiple_of(2);
+        let name = format!("w{worker}-{n}");
+        let after_restart = restarted.load(Ordering::Relaxed);
+        let answer = try_http_send_within(
+            hyper::Method::POST,
+            api_host,
+            &format!("/api/v1/namespaces/_/actions/hello?blocking={blocking}"),
+            auth,
+            json!({ "name": name }).to_string().into_bytes(),
+            INVOKE_BOUND,
+        );
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match answer {
+            Err(HttpFailure::Failed(_)) | Ok((503, _)) => seen.refused += 1,
+            Err(HttpFailure::TimedOut) => seen
+                .unexpected
+                .push(format!("{name}: no answer within {INVOKE_BOUND:?}")),
+            Ok((status, body)) => {
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let expected = if blocking { 200 } else { 202 };
+                let result = json!({ "payload": format!("Hello, {name}!") });
+                let result_right = !blocking || body["response"]["result"] == result;
+                match body["activationId"].as_str() {
+                    Some(id) if status == expected && result_right => {
+                        seen.acknowledged.push(Acknowledged {
+                            id: id.to_owned(),
+                            result,
+                            blocking,
+                            after_restart,
+                        });
+                    }
+                    _ => seen
+                        .unexpected
+                        .push(format!("{name} (blocking: {blocking}): {status} {body}")),
+                }
+            }
+        }
+        drop(seen);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `enough` holds of what the load saw, at most `within`.
+fn wait_for_load(
+    seen: &Mutex<RestartLoad>,
+    within: Duration,
+    enough: impl Fn(&RestartLoad) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        {
+            let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if enough(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load did not get there within {within:?}: {} acknowledged, {} refused, \
+                 unexpected: {:?}",
+                seen.acknowledged.len(),
+                seen.refused,
+                seen.unexpected
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The controller dies (SIGKILL) under blocking and non-blocking load and
+/// comes back on the same port and database: every activation it
+/// acknowledged (200 with the result, or 202) ends with exactly one
+/// record, its own result (the invoker ran them all, those still on the
+/// bus when the restart recorded their stand-ins as interrupted too);
+/// meanwhile clients were only refused (connection errors, 503), never
+/// left hanging or answered with an error; and invokes succeed again once
+/// it is back.
+#[test]
+fn a_controller_killed_under_load_and_restarted_keeps_every_acknowledged_activation_once() {
+    let Some(mut cluster) = Cluster::start(&["steady"]) else {
+        return;
+    };
+    cluster
+        .controller
+        .admin(&["set-limits", "guest", "--invocations-per-minute", "100000"])
+        .success();
+    create(&cluster.controller, "napper", "sleep");
+    let (api_host, auth) = (
+        cluster.controller.api_host.clone(),
+        cluster.controller.guest_auth.clone(),
+    );
+    let (stop, restarted) = (AtomicBool::new(false), AtomicBool::new(false));
+    let seen = Mutex::new(RestartLoad::default());
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        for worker in 0..RESTART_WORKERS {
+            let (server, stop, restarted, seen) = ((&*api_host, &*auth), &stop, &restarted, &seen);
+            scope.spawn(move || invoke_hello_until(server, worker, stop, restarted, seen));
+        }
+        wait_for_load(&seen, Duration::from_secs(20), |seen| {
+            seen.count(true, false) >= RESTART_ENOUGH && seen.count(false, false) >= RESTART_ENOUGH
+        });
+        for _ in 0..BURST {
+            let (status, answer) = invoke(
+                &cluster.controller,
+                "napper",
+                false,
+                &json!({ "ms": BURST_MS }),
+            );
+            assert_eq!(status, 202, "{answer}");
+            let id = answer["activationId"].as_str().expect("an id").to_owned();
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.acknowledged.push(Acknowledged {
+                id,
+                result: json!({ "slept": BURST_MS }),
+                blocking: false,
+                after_restart: false,
+            });
+        }
+        cluster.controller.kill();
+        std::thread::sleep(DOWN_FOR);
+        cluster.controller.spawn_again_on_the_same_port();
+        restarted.store(true, Ordering::Relaxed);
+        wait_for_load(&seen, Duration::from_secs(20), |seen| {
+            seen.count(true, true) >= RESTART_ENOUGH && seen.count(false, true) >= RESTART_ENOUGH
+        });
+    });
+    let seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
+    assert!(
+        seen.unexpected.is_empty(),
+        "answers other than a result, an acknowledgement or a refusal:\n{}",
+        seen.unexpected.join("\n")
+    );
+    assert!(
+        seen.refused > 0,
+        "no invoke was refused: was the controller ever down?"
+    );
+
+    let server = &cluster.controller;
+    // The restart did find stand-ins of activations not finished yet.
+    let log = server.log();
+    assert!(log.contains(SETTLED), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for ack in &seen.acknowledged {
+        // A stand-in settled as interrupted by the restart is replaced
+        // once the invoker runs its activation.
+        let record = loop {
+            let record = record_of(
+                server,
+                &ack.id,
+                deadline.saturating_duration_since(Instant::now()),
+            );
+            if record["response"]["status"] == "success" || Instant::now() >= deadline {
+                break record;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(record["response"]["result"], ack.result, "{record}");
+    }
+    let mut listed = records_per_id(server, "hello");
+    listed.extend(records_per_id(server, "napper"));
+    let twice: Vec<_> = listed.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "activations recorded more than once: {twice:?}"
+    );
+    for ack in &seen.acknowledged {
+        assert!(listed.contains_key(&ack.id), "{} is not listed", ack.id);
+    }
+    eprintln!(
+        "{} acknowledged ({} after the restart), {} refused",
+        seen.acknowledged.len(),
+        seen.count(true, true) + seen.count(false, true),
+        seen.refused
+    );
 }
 
 /// Every byte published on the node's subjects (`clemmys.>`), as the
