@@ -21,11 +21,12 @@ use clemmys_store::test_postgres::TestDatabase;
 use serde_json::{Value, json};
 
 use crate::common::{
-    HttpFailure, Server, arg, clemmys_command, example, http_get, http_send, try_http_send_within,
-    unique,
+    HttpFailure, Server, arg, clemmys_command, example, http_get, http_send, js_engine,
+    try_http_send_within, unique,
 };
 use crate::durability::records_per_id;
 use crate::leaks::{self, Source};
+use crate::npm;
 
 /// The message of a 503 while no invoker is healthy.
 const NO_INVOKER: &str = "No invokers are available; try again shortly.";
@@ -310,6 +311,17 @@ fn create(server: &Server, name: &str, example_name: &str) {
     let code = std::fs::read(example(example_name)).expect("the example module");
     let body = json!({"exec": {"kind": "wasm", "code": base64_of(&code)}});
     let (status, answer) = server.put(&format!("/api/v1/namespaces/_/actions/{name}"), &body);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
+
+fn delete(server: &Server, name: &str) {
+    let (status, answer) = http_send(
+        hyper::Method::DELETE,
+        &server.api_host,
+        &format!("/api/v1/namespaces/_/actions/{name}"),
+        &server.guest_auth,
+        Vec::new(),
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
 }
 
@@ -768,6 +780,23 @@ fn a_controller_killed_under_load_and_restarted_keeps_every_acknowledged_activat
         seen.count(true, true) + seen.count(false, true),
         seen.refused
     );
+}
+
+/// Apache OpenWhisk's npm client drives a controller whose invoker is a
+/// process of its own over NATS and PostgreSQL, through the same scenario
+/// as the embedded node's (`npm.rs`): wasm and JavaScript actions,
+/// blocking and non-blocking invokes and their records, packages and
+/// bindings, triggers firing rules, web actions. Not the alarms feed: it
+/// fires a minute apart, and the controller alone runs it.
+#[test]
+fn the_npm_openwhisk_client_drives_a_controller_and_an_invoker() {
+    let Some(cluster) = Cluster::start_with(&["npm"], Some(js_engine())) else {
+        return;
+    };
+    let server = &cluster.controller;
+    // basics.js expects a namespace without actions of its own.
+    delete(server, "hello");
+    npm::drive_with_the_npm_client(server, None, npm::Alarms::Skip);
 }
 
 /// Every byte published on the node's subjects (`clemmys.>`), as the
