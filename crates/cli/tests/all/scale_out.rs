@@ -24,6 +24,7 @@ use crate::common::{
     HttpFailure, Server, arg, clemmys_command, example, http_get, http_send, js_engine,
     try_http_send_within, unique,
 };
+use crate::confidential;
 use crate::durability::records_per_id;
 use crate::leaks::{self, Source};
 use crate::npm;
@@ -797,6 +798,25 @@ fn the_npm_openwhisk_client_drives_a_controller_and_an_invoker() {
     // basics.js expects a namespace without actions of its own.
     delete(server, "hello");
     npm::drive_with_the_npm_client(server, None, npm::Alarms::Skip);
+}
+
+/// The confidential CLI end to end on a controller and an invoker, as on
+/// one node (`confidential.rs`): create, invoke blocking (`-r`, `-b`) and
+/// non-blocking, and read back result, logs, record and receipt, each
+/// decrypted and verified by the client; the enclave runs in the invoker's
+/// process, granted keys by the one broker.
+#[test]
+fn the_confidential_cli_deploys_invokes_and_verifies_on_a_controller_and_an_invoker() {
+    let Some(cluster) = Cluster::start(&["enclaves"]) else {
+        return;
+    };
+    let server = &cluster.controller;
+    // The scenario creates its own `hello`, confidential.
+    delete(server, "hello");
+    let user = server.user();
+    user.trust_broker();
+    confidential::create_invoke_and_verify_hello(&user);
+    confidential::open_a_non_blocking_hello_later(&user);
 }
 
 /// Every byte published on the node's subjects (`clemmys.>`), as the
