@@ -893,6 +893,21 @@ fn dump_database(url: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// What the provider holds of the node's traffic and state: everything
+/// `tap` saw on the bus (closing it) and the database at `url`.
+fn bus_and_database(tap: Wiretap, url: &str) -> Vec<Source> {
+    vec![
+        Source {
+            label: "the bus".into(),
+            bytes: tap.stop(),
+        },
+        Source {
+            label: "the database".into(),
+            bytes: dump_database(url),
+        },
+    ]
+}
+
 /// The leak scan of `crate::leaks`, across processes: a confidential action
 /// deployed through the controller runs on an invoker over NATS, with keys
 /// from the one broker, and the client verifies its answer. The provider
@@ -931,20 +946,11 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
     assert_eq!(result.json(), json!({ "shout": param.to_uppercase() }));
     result.stderr_has("decrypted; receipt verified: ");
 
-    let mut sources = vec![
-        Source {
-            label: "the bus".into(),
-            bytes: tap.stop(),
-        },
-        Source {
-            label: "the database".into(),
-            bytes: dump_database(&backends.database.url),
-        },
-        Source {
-            label: "controller log".into(),
-            bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
-        },
-    ];
+    let mut sources = bus_and_database(tap, &backends.database.url);
+    sources.push(Source {
+        label: "controller log".into(),
+        bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
+    });
     leaks::add_files(backends.nats.dir(), &mut sources);
     leaks::add_files(backends.broker.dir(), &mut sources);
     leaks::add_files(&server.data_dir, &mut sources);
@@ -977,16 +983,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
         ])
         .success();
     assert_eq!(plain.json(), json!({ "shout": control.to_uppercase() }));
-    let sources = [
-        Source {
-            label: "the bus".into(),
-            bytes: tap.stop(),
-        },
-        Source {
-            label: "the database".into(),
-            bytes: dump_database(&backends.database.url),
-        },
-    ];
+    let sources = bus_and_database(tap, &backends.database.url);
     let found = leaks::scan(&sources, &leaks::markers(&control));
     for (marker, source) in [
         ("PARAM", "the bus"),
