@@ -116,17 +116,8 @@ impl ClusterReport {
 
 /// Why the distributed path cannot be measured here, if it cannot.
 fn missing() -> Option<String> {
-    let nats = Command::new("bash")
-        .args([
-            "-c",
-            "command -v nats-server || test -x /usr/sbin/nats-server",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    let postgres = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut versions| {
-        versions.any(|version| version.is_ok_and(|v| v.path().join("bin/initdb").exists()))
-    });
+    let nats = clemmys_bus::test_nats::installed();
+    let postgres = clemmys_store::test_postgres::installed();
     if !nats || !postgres {
         return Some(BACKENDS_MISSING.into());
     }

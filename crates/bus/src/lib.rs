@@ -22,6 +22,8 @@
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "test-support")]
+pub mod test_nats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -24,7 +24,9 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres.sh")
 }
 
-fn installed() -> bool {
+/// Whether PostgreSQL's server programs are installed (`scripts/setup.sh`
+/// installs them), as `scripts/postgres.sh` finds them.
+pub fn installed() -> bool {
     std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut versions| {
         versions
             .any(|version| version.is_ok_and(|version| version.path().join("bin/initdb").exists()))

@@ -249,6 +249,9 @@ pub struct Server {
     /// Flags of `clemmys serve` beyond the listen address and data
     /// directory, kept across restarts.
     serve_flags: Vec<String>,
+    /// `--listen`: `127.0.0.1:0` at first; its own address to restart on
+    /// the same port.
+    listen: String,
 }
 
 impl Server {
@@ -274,6 +277,7 @@ impl Server {
             api_host: String::new(),
             guest_auth: String::new(),
             serve_flags: flags.iter().map(|flag| (*flag).to_owned()).collect(),
+            listen: "127.0.0.1:0".to_owned(),
             root,
         };
         server.spawn();
@@ -307,7 +311,7 @@ impl Server {
         let mut args = vec![
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            &self.listen,
             "--data-dir",
             arg(&self.data_dir),
         ];
@@ -451,6 +455,19 @@ impl Server {
     pub fn spawn_again(&mut self) {
         assert!(self.child.is_none(), "the server is still running");
         self.spawn();
+    }
+
+    /// Starts the server again after [`kill`](Self::kill), on the same
+    /// data directory and the same port: its clients, and the processes
+    /// that know its URL, find it where it was.
+    pub fn spawn_again_on_the_same_port(&mut self) {
+        let address = self
+            .api_host
+            .split_once("://")
+            .map(|(_, address)| address.to_owned())
+            .unwrap_or_else(|| panic!("no address in {}", self.api_host));
+        self.listen = address;
+        self.spawn_again();
     }
 
     /// A new user of this server: their own home, client identity, pins
@@ -639,6 +656,34 @@ pub fn try_http_send(
     auth: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
+    let shown = format!("{method} {api_host}{path}");
+    try_http_send_within(method, api_host, path, auth, body, COMMAND_TIMEOUT).map_err(|failure| {
+        match failure {
+            HttpFailure::TimedOut => panic!("{shown} timed out"),
+            HttpFailure::Failed(error) => error,
+        }
+    })
+}
+
+/// Why [`try_http_send_within`] has no answer.
+#[derive(Debug)]
+pub enum HttpFailure {
+    /// No answer came within the time given.
+    TimedOut,
+    /// Connecting, sending or reading the answer failed (a server that
+    /// died, or that is not there).
+    Failed(String),
+}
+
+/// [`try_http_send`], giving up after `within`.
+pub fn try_http_send_within(
+    method: hyper::Method,
+    api_host: &str,
+    path: &str,
+    auth: &str,
+    body: Vec<u8>,
+    within: Duration,
+) -> Result<(u16, Vec<u8>), HttpFailure> {
     use http_body_util::{BodyExt as _, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -661,17 +706,22 @@ pub fn try_http_send(
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(bytes::Bytes::from(body)))
             .unwrap_or_else(|error| panic!("request {uri}: {error}"));
-        let response = tokio::time::timeout(COMMAND_TIMEOUT, client.request(request))
+        let answer = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|error| HttpFailure::Failed(error.to_string()))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| HttpFailure::Failed(format!("reading the body: {error}")))?
+                .to_bytes();
+            Ok((status, body.to_vec()))
+        };
+        tokio::time::timeout(within, answer)
             .await
-            .unwrap_or_else(|_| panic!("{method} {uri} timed out"))
-            .map_err(|error| error.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("reading the body: {error}"))?
-            .to_bytes();
-        Ok((status, body.to_vec()))
+            .unwrap_or(Err(HttpFailure::TimedOut))
     })
 }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server, annotation, example};
+use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server, User, annotation, example};
 
 /// The SHA-256 of `path` in hex, computed here independently of the CLI.
 fn sha256_hex(path: &std::path::Path) -> String {
@@ -44,6 +44,14 @@ fn confidential_hello_is_created_invoked_decrypted_and_verified() {
     let server = Server::start();
     let user = server.user();
     user.trust_broker();
+    create_invoke_and_verify_hello(&user);
+}
+
+/// `user`, who trusts the node's broker, creates the confidential action
+/// `hello`, invokes it (`-r`, `-b`) and reads its activation back
+/// (result, logs, record, receipt), every answer decrypted and verified.
+/// Shared by every kind of node the CLI drives.
+pub(crate) fn create_invoke_and_verify_hello(user: &User) {
     let hello = example("hello");
     let code_digest = sha256_hex(&hello);
     let runtime = clemmys_client::confidential::expected_runtime_measurement().to_string();
@@ -287,6 +295,13 @@ fn a_non_blocking_confidential_invoke_is_opened_later_with_the_keyring() {
         crate::common::arg(&example("hello")),
     ])
     .success();
+    open_a_non_blocking_hello_later(&user);
+}
+
+/// `user` invokes their confidential action `hello` without waiting, then
+/// polls for the result, decrypted with the keyring and its receipt
+/// verified.
+pub(crate) fn open_a_non_blocking_hello_later(user: &User) {
     let out = user
         .clemmys(&["action", "invoke", "hello", "-p", "name", "Zoë ☃"])
         .success();

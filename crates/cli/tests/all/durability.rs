@@ -126,13 +126,13 @@ fn record(server: &Server, id: &str) -> Option<Value> {
     }
 }
 
-/// How many records each activation id of `napper` has, from the
+/// How many records each activation id of action `name` has, from the
 /// listing, page by page.
-fn records_per_id(server: &Server) -> HashMap<String, usize> {
+pub(crate) fn records_per_id(server: &Server, name: &str) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for page in 0.. {
         let (status, body) = server.get(&format!(
-            "/api/v1/namespaces/_/activations?name=napper&limit=200&skip={}",
+            "/api/v1/namespaces/_/activations?name={name}&limit=200&skip={}",
             page * 200
         ));
         assert_eq!(status, 200);
@@ -151,7 +151,7 @@ fn records_per_id(server: &Server) -> HashMap<String, usize> {
 /// Every acknowledged activation has exactly one record: its result, or
 /// the stand-in saying the node stopped before it finished.
 fn assert_every_acknowledged_activation_recorded_once(server: &Server, answered: &Answered) {
-    let listed = records_per_id(server);
+    let listed = records_per_id(server, "napper");
     assert!(
         listed.values().all(|&count| count == 1),
         "an activation recorded twice: {listed:?}"

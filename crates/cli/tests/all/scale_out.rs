@@ -1,10 +1,10 @@
 //! A scaled-out node: a `clemmys serve --role controller` process and
 //! `--role invoker` processes on a real nats-server (scripts/nats.sh), a
 //! real PostgreSQL database (`clemmys_store::test_postgres`) and one
-//! `clemmys broker serve` process. Invokes both
-//! ways, an invoker killed under load, no invoker at all, and NATS away for
-//! a while. Off CI without nats-server or PostgreSQL they are skipped, and
-//! say so; on CI (`CI=true`) they fail.
+//! `clemmys broker serve` process. Invokes both ways, an invoker killed
+//! under load, a controller killed under load and restarted, no invoker at
+//! all, and NATS away for a while. Off CI without nats-server or
+//! PostgreSQL they are skipped, and say so; on CI (`CI=true`) they fail.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -12,13 +12,22 @@ use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use clemmys_bus::test_nats::NatsServer;
 use clemmys_store::test_postgres::TestDatabase;
 use serde_json::{Value, json};
 
-use crate::common::{Server, arg, clemmys_command, example, http_get, http_send, unique};
+use crate::common::{
+    HttpFailure, Server, arg, clemmys_command, example, http_get, http_send, js_engine,
+    try_http_send_within, unique,
+};
+use crate::confidential;
+use crate::durability::records_per_id;
 use crate::leaks::{self, Source};
+use crate::npm;
 
 /// The message of a 503 while no invoker is healthy.
 const NO_INVOKER: &str = "No invokers are available; try again shortly.";
@@ -26,81 +35,6 @@ const NO_INVOKER: &str = "No invokers are available; try again shortly.";
 const NO_BUS: &str = "The message bus is unavailable; try again shortly.";
 /// The error of an activation whose invoker was lost.
 const INVOKER_LOST: &str = "The invoker running this activation was lost";
-
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
-}
-
-fn skip_or_fail<T>(why: &str) -> Option<T> {
-    assert!(!on_ci(), "this test needs it on CI: {why}");
-    eprintln!("skipped: {why}");
-    None
-}
-
-fn nats_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
-}
-
-/// A throwaway nats-server, destroyed on drop.
-struct Nats {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Nats {
-    fn start() -> Option<Self> {
-        let installed = Command::new("bash")
-            .args([
-                "-c",
-                "command -v nats-server || test -x /usr/sbin/nats-server",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            return skip_or_fail("nats-server is not installed (scripts/setup.sh installs it)");
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("clemmys-nats-")
-            .tempdir()
-            .expect("a temporary directory for nats-server");
-        let url = Self::script("start", dir.path());
-        Some(Self { dir, url })
-    }
-
-    fn script(action: &str, dir: &Path) -> String {
-        let output = Command::new("bash")
-            .arg(nats_script())
-            .arg(action)
-            .arg(dir)
-            .output()
-            .expect("running scripts/nats.sh");
-        assert!(
-            output.status.success(),
-            "scripts/nats.sh {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn stop(&self) {
-        Self::script("stop", self.dir.path());
-    }
-
-    fn restart(&self) {
-        Self::script("start", self.dir.path());
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(nats_script())
-            .arg("destroy")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// A `clemmys broker serve` process, the one key broker of the node's
 /// processes, SIGKILLed on drop.
@@ -187,14 +121,16 @@ impl Drop for BrokerProcess {
 
 /// nats-server, a PostgreSQL database and a key broker of the test's own.
 struct Backends {
-    nats: Nats,
+    nats: NatsServer,
     database: TestDatabase,
     broker: BrokerProcess,
+    /// `--js-engine` of every process; without one, `--no-js-engine`.
+    js_engine: Option<PathBuf>,
 }
 
 impl Backends {
-    fn start() -> Option<Self> {
-        let nats = Nats::start()?;
+    fn start(js_engine: Option<PathBuf>) -> Option<Self> {
+        let nats = NatsServer::start()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -205,28 +141,33 @@ impl Backends {
             nats,
             database,
             broker,
+            js_engine,
         })
     }
 
     /// The flags every process of the node shares.
     fn flags(&self) -> Vec<String> {
         let platform_key = self.broker.platform_key();
-        [
+        let mut flags: Vec<String> = [
             "--bus",
-            &self.nats.url,
+            self.nats.url(),
             "--store",
             &self.database.url,
             "--broker",
             &self.broker.url,
             "--sim-platform-key",
             arg(&platform_key),
-            "--no-js-engine",
             "--idle-enclaves",
             "0",
         ]
         .iter()
         .map(|flag| (*flag).to_owned())
-        .collect()
+        .collect();
+        match &self.js_engine {
+            Some(engine) => flags.extend(["--js-engine".to_owned(), arg(engine).to_owned()]),
+            None => flags.push("--no-js-engine".to_owned()),
+        }
+        flags
     }
 
     fn controller(&self) -> Server {
@@ -238,6 +179,43 @@ impl Backends {
 
     fn invoker(&self, id: &str, api_host: &str) -> InvokerProcess {
         InvokerProcess::start(id, api_host, &self.flags())
+    }
+}
+
+/// A node of processes of its own on [`Backends`]: a controller and
+/// invokers, with the plain action `hello` created and every invoker heard
+/// of. Dropped, it kills the controller and the invokers, then the
+/// backends.
+struct Cluster {
+    controller: Server,
+    invokers: Vec<InvokerProcess>,
+    backends: Backends,
+}
+
+impl Cluster {
+    /// A controller and the invokers `ids`, without a JavaScript engine;
+    /// `None` when the backends are missing (off CI).
+    fn start(ids: &[&str]) -> Option<Self> {
+        Self::start_with(ids, None)
+    }
+
+    /// [`start`](Self::start), with `js_engine` on every process.
+    fn start_with(ids: &[&str], js_engine: Option<PathBuf>) -> Option<Self> {
+        let backends = Backends::start(js_engine)?;
+        let controller = backends.controller();
+        create(&controller, "hello", "hello");
+        let invokers: Vec<InvokerProcess> = ids
+            .iter()
+            .map(|id| backends.invoker(id, &controller.api_host))
+            .collect();
+        if !invokers.is_empty() {
+            wait_for_invokers(&controller);
+        }
+        Some(Self {
+            controller,
+            invokers,
+            backends,
+        })
     }
 }
 
@@ -337,6 +315,17 @@ fn create(server: &Server, name: &str, example_name: &str) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
 }
 
+fn delete(server: &Server, name: &str) {
+    let (status, answer) = http_send(
+        hyper::Method::DELETE,
+        &server.api_host,
+        &format!("/api/v1/namespaces/_/actions/{name}"),
+        &server.guest_auth,
+        Vec::new(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
+
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -388,32 +377,28 @@ fn record_of(server: &Server, id: &str, within: Duration) -> Value {
 
 #[test]
 fn a_controller_and_two_invokers_answer_blocking_and_non_blocking_invokes() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["first", "second"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let _first = backends.invoker("first", &server.api_host);
-    let _second = backends.invoker("second", &server.api_host);
-    wait_for_invokers(&server);
+    let server = &cluster.controller;
 
     // Several actions: their home invokers differ.
     let mut accepted = Vec::new();
     for i in 0..6 {
         let name = format!("hello{i}");
-        create(&server, &name, "hello");
-        let (status, answer) = invoke(&server, &name, true, &json!({"name": name}));
+        create(server, &name, "hello");
+        let (status, answer) = invoke(server, &name, true, &json!({"name": name}));
         assert_eq!(status, 200, "{answer}");
         assert_eq!(
             answer["response"]["result"],
             json!({"payload": format!("Hello, {name}!")})
         );
-        let (status, answer) = invoke(&server, &name, false, &json!({"name": "later"}));
+        let (status, answer) = invoke(server, &name, false, &json!({"name": "later"}));
         assert_eq!(status, 202, "{answer}");
         accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
     }
     for id in &accepted {
-        let record = record_of(&server, id, Duration::from_secs(30));
+        let record = record_of(server, id, Duration::from_secs(30));
         assert_eq!(
             record["response"]["result"],
             json!({"payload": "Hello, later!"})
@@ -423,27 +408,23 @@ fn a_controller_and_two_invokers_answer_blocking_and_non_blocking_invokes() {
 
 #[test]
 fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
-    let Some(backends) = Backends::start() else {
+    let Some(mut cluster) = Cluster::start(&["doomed", "survivor"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let mut doomed = backends.invoker("doomed", &server.api_host);
-    let _survivor = backends.invoker("survivor", &server.api_host);
-    wait_for_invokers(&server);
+    let server = &cluster.controller;
     for i in 0..4 {
-        create(&server, &format!("sleep{i}"), "sleep");
+        create(server, &format!("sleep{i}"), "sleep");
     }
 
     let mut accepted = Vec::new();
     for round in 0..6 {
         for i in 0..4 {
-            let (status, answer) =
-                invoke(&server, &format!("sleep{i}"), false, &json!({"ms": 150}));
+            let (status, answer) = invoke(server, &format!("sleep{i}"), false, &json!({"ms": 150}));
             assert_eq!(status, 202, "round {round}: {answer}");
             accepted.push(answer["activationId"].as_str().expect("an id").to_owned());
         }
         if round == 2 {
+            let doomed = cluster.invokers.first_mut().expect("the doomed invoker");
             doomed.kill();
         }
     }
@@ -451,7 +432,7 @@ fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
     let mut lost = 0;
     for id in &accepted {
         // A message the dead invoker held comes back after the ack wait.
-        let record = record_of(&server, id, Duration::from_secs(60));
+        let record = record_of(server, id, Duration::from_secs(60));
         let response = &record["response"];
         if response["status"] == "success" {
             assert_eq!(response["result"], json!({"slept": 150}), "{record}");
@@ -486,26 +467,25 @@ fn killing_an_invoker_under_load_loses_and_duplicates_no_activation() {
 
 #[test]
 fn without_a_healthy_invoker_invokes_answer_503() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&[]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
+    let (server, backends) = (&cluster.controller, &cluster.backends);
     for blocking in [true, false] {
-        let (status, answer) = invoke(&server, "hello", blocking, &json!({}));
+        let (status, answer) = invoke(server, "hello", blocking, &json!({}));
         assert_eq!(status, 503, "{answer}");
         assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
         assert!(answer["code"].is_string(), "OpenWhisk's shape: {answer}");
     }
     // An invoker that comes and then dies: 503 again once it is missed.
     let mut invoker = backends.invoker("brief", &server.api_host);
-    wait_for_invokers(&server);
+    wait_for_invokers(server);
     invoker.kill();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         // Non-blocking: a blocking invoke sent to the dead invoker before
         // it is missed would wait out its whole wait.
-        let (status, answer) = invoke(&server, "hello", false, &json!({}));
+        let (status, answer) = invoke(server, "hello", false, &json!({}));
         if status == 503 {
             assert_eq!(answer["error"], json!(NO_INVOKER), "{answer}");
             break;
@@ -520,17 +500,14 @@ fn without_a_healthy_invoker_invokes_answer_503() {
 
 #[test]
 fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["steady"]) else {
         return;
     };
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let _invoker = backends.invoker("steady", &server.api_host);
-    wait_for_invokers(&server);
+    let (server, backends) = (&cluster.controller, &cluster.backends);
 
     backends.nats.stop();
     std::thread::sleep(Duration::from_millis(500));
-    let (status, answer) = invoke(&server, "hello", true, &json!({"name": "during"}));
+    let (status, answer) = invoke(server, "hello", true, &json!({"name": "during"}));
     assert_eq!(status, 503, "{answer}");
     assert!(
         answer["error"] == json!(NO_BUS) || answer["error"] == json!(NO_INVOKER),
@@ -541,7 +518,7 @@ fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, answer) = invoke(&server, "hello", true, &json!({"name": "after"}));
+        let (status, answer) = invoke(server, "hello", true, &json!({"name": "after"}));
         if status == 200 {
             assert_eq!(
                 answer["response"]["result"],
@@ -556,6 +533,290 @@ fn the_api_answers_503_while_nats_is_away_and_recovers_on_its_own() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Invokes in flight at once while the controller restarts.
+const RESTART_WORKERS: usize = 3;
+/// Acknowledgements of each kind the load needs before the kill, and
+/// again after the restart.
+const RESTART_ENOUGH: usize = 10;
+/// How long the controller stays dead.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+/// The longest an invoke may go unanswered, the controller dying or not:
+/// one cut by the kill fails at once, one sent meanwhile is refused.
+const INVOKE_BOUND: Duration = Duration::from_secs(15);
+/// Slow non-blocking invokes sent just before the kill: twice the
+/// invoker's slots, so that some still wait on the bus when the
+/// restarted controller settles the stand-ins it finds.
+const BURST: usize = 8;
+/// How long each of them runs.
+const BURST_MS: u64 = 3000;
+/// What a controller logs when it records stand-ins as interrupted.
+const SETTLED: &str = "recorded accepted activations that the last stop interrupted";
+
+/// An activation the load had acknowledged: 200 with its result, or 202.
+struct Acknowledged {
+    id: String,
+    /// The result it must end with.
+    result: Value,
+    blocking: bool,
+    /// Sent once the restarted controller served again.
+    after_restart: bool,
+}
+
+/// What the load saw while the controller was killed and restarted.
+#[derive(Default)]
+struct RestartLoad {
+    acknowledged: Vec<Acknowledged>,
+    /// Connection errors and 503s: the controller away, or not yet
+    /// hearing its invoker.
+    refused: usize,
+    /// Any other answer, or none within [`INVOKE_BOUND`].
+    unexpected: Vec<String>,
+}
+
+impl RestartLoad {
+    fn count(&self, blocking: bool, after_restart: bool) -> usize {
+        self.acknowledged
+            .iter()
+            .filter(|ack| ack.blocking == blocking && ack.after_restart == after_restart)
+            .count()
+    }
+}
+
+/// Sets `stop` when dropped: the load ends however its driver leaves.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Invokes `hello` with a name of its own each time, blocking and
+/// non-blocking in turn, until `stop`; notes what each answer was.
+fn invoke_hello_until(
+    server: (&str, &str),
+    worker: usize,
+    stop: &AtomicBool,
+    restarted: &AtomicBool,
+    seen: &Mutex<RestartLoad>,
+) {
+    let (api_host, auth) = server;
+    for n in 0usize.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let blocking = n.is_multiple_of(2);
+        let name = format!("w{worker}-{n}");
+        let after_restart = restarted.load(Ordering::Relaxed);
+        let answer = try_http_send_within(
+            hyper::Method::POST,
+            api_host,
+            &format!("/api/v1/namespaces/_/actions/hello?blocking={blocking}"),
+            auth,
+            json!({ "name": name }).to_string().into_bytes(),
+            INVOKE_BOUND,
+        );
+        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match answer {
+            Err(HttpFailure::Failed(_)) | Ok((503, _)) => seen.refused += 1,
+            Err(HttpFailure::TimedOut) => seen
+                .unexpected
+                .push(format!("{name}: no answer within {INVOKE_BOUND:?}")),
+            Ok((status, body)) => {
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let expected = if blocking { 200 } else { 202 };
+                let result = json!({ "payload": format!("Hello, {name}!") });
+                let result_right = !blocking || body["response"]["result"] == result;
+                match body["activationId"].as_str() {
+                    Some(id) if status == expected && result_right => {
+                        seen.acknowledged.push(Acknowledged {
+                            id: id.to_owned(),
+                            result,
+                            blocking,
+                            after_restart,
+                        });
+                    }
+                    _ => seen
+                        .unexpected
+                        .push(format!("{name} (blocking: {blocking}): {status} {body}")),
+                }
+            }
+        }
+        drop(seen);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `enough` holds of what the load saw, at most `within`.
+fn wait_for_load(
+    seen: &Mutex<RestartLoad>,
+    within: Duration,
+    enough: impl Fn(&RestartLoad) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        {
+            let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if enough(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the load did not get there within {within:?}: {} acknowledged, {} refused, \
+                 unexpected: {:?}",
+                seen.acknowledged.len(),
+                seen.refused,
+                seen.unexpected
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The controller dies (SIGKILL) under blocking and non-blocking load and
+/// comes back on the same port and database: every activation it
+/// acknowledged (200 with the result, or 202) ends with exactly one
+/// record, its own result (the invoker ran them all, those still on the
+/// bus when the restart recorded their stand-ins as interrupted too);
+/// meanwhile clients were only refused (connection errors, 503), never
+/// left hanging or answered with an error; and invokes succeed again once
+/// it is back.
+#[test]
+fn a_controller_killed_under_load_and_restarted_keeps_every_acknowledged_activation_once() {
+    let Some(mut cluster) = Cluster::start(&["steady"]) else {
+        return;
+    };
+    cluster
+        .controller
+        .admin(&["set-limits", "guest", "--invocations-per-minute", "100000"])
+        .success();
+    create(&cluster.controller, "napper", "sleep");
+    let (api_host, auth) = (
+        cluster.controller.api_host.clone(),
+        cluster.controller.guest_auth.clone(),
+    );
+    let (stop, restarted) = (AtomicBool::new(false), AtomicBool::new(false));
+    let seen = Mutex::new(RestartLoad::default());
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        for worker in 0..RESTART_WORKERS {
+            let (server, stop, restarted, seen) = ((&*api_host, &*auth), &stop, &restarted, &seen);
+            scope.spawn(move || invoke_hello_until(server, worker, stop, restarted, seen));
+        }
+        wait_for_load(&seen, Duration::from_secs(20), |seen| {
+            seen.count(true, false) >= RESTART_ENOUGH && seen.count(false, false) >= RESTART_ENOUGH
+        });
+        for _ in 0..BURST {
+            let (status, answer) = invoke(
+                &cluster.controller,
+                "napper",
+                false,
+                &json!({ "ms": BURST_MS }),
+            );
+            assert_eq!(status, 202, "{answer}");
+            let id = answer["activationId"].as_str().expect("an id").to_owned();
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            seen.acknowledged.push(Acknowledged {
+                id,
+                result: json!({ "slept": BURST_MS }),
+                blocking: false,
+                after_restart: false,
+            });
+        }
+        cluster.controller.kill();
+        std::thread::sleep(DOWN_FOR);
+        cluster.controller.spawn_again_on_the_same_port();
+        restarted.store(true, Ordering::Relaxed);
+        wait_for_load(&seen, Duration::from_secs(20), |seen| {
+            seen.count(true, true) >= RESTART_ENOUGH && seen.count(false, true) >= RESTART_ENOUGH
+        });
+    });
+    let seen = seen.into_inner().unwrap_or_else(PoisonError::into_inner);
+    assert!(
+        seen.unexpected.is_empty(),
+        "answers other than a result, an acknowledgement or a refusal:\n{}",
+        seen.unexpected.join("\n")
+    );
+    assert!(
+        seen.refused > 0,
+        "no invoke was refused: was the controller ever down?"
+    );
+
+    let server = &cluster.controller;
+    // The restart did find stand-ins of activations not finished yet.
+    let log = server.log();
+    assert!(log.contains(SETTLED), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for ack in &seen.acknowledged {
+        // A stand-in settled as interrupted by the restart is replaced
+        // once the invoker runs its activation.
+        let record = loop {
+            let record = record_of(
+                server,
+                &ack.id,
+                deadline.saturating_duration_since(Instant::now()),
+            );
+            if record["response"]["status"] == "success" || Instant::now() >= deadline {
+                break record;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(record["response"]["result"], ack.result, "{record}");
+    }
+    let mut listed = records_per_id(server, "hello");
+    listed.extend(records_per_id(server, "napper"));
+    let twice: Vec<_> = listed.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "activations recorded more than once: {twice:?}"
+    );
+    for ack in &seen.acknowledged {
+        assert!(listed.contains_key(&ack.id), "{} is not listed", ack.id);
+    }
+    eprintln!(
+        "{} acknowledged ({} after the restart), {} refused",
+        seen.acknowledged.len(),
+        seen.count(true, true) + seen.count(false, true),
+        seen.refused
+    );
+}
+
+/// Apache OpenWhisk's npm client drives a controller whose invoker is a
+/// process of its own over NATS and PostgreSQL, through the same scenario
+/// as the embedded node's (`npm.rs`): wasm and JavaScript actions,
+/// blocking and non-blocking invokes and their records, packages and
+/// bindings, triggers firing rules, web actions. Not the alarms feed: it
+/// fires a minute apart, and the controller alone runs it.
+#[test]
+fn the_npm_openwhisk_client_drives_a_controller_and_an_invoker() {
+    let Some(cluster) = Cluster::start_with(&["npm"], Some(js_engine())) else {
+        return;
+    };
+    let server = &cluster.controller;
+    // basics.js expects a namespace without actions of its own.
+    delete(server, "hello");
+    npm::drive_with_the_npm_client(server, None, npm::Alarms::Skip);
+}
+
+/// The confidential CLI end to end on a controller and an invoker, as on
+/// one node (`confidential.rs`): create, invoke blocking (`-r`, `-b`) and
+/// non-blocking, and read back result, logs, record and receipt, each
+/// decrypted and verified by the client; the enclave runs in the invoker's
+/// process, granted keys by the one broker.
+#[test]
+fn the_confidential_cli_deploys_invokes_and_verifies_on_a_controller_and_an_invoker() {
+    let Some(cluster) = Cluster::start(&["enclaves"]) else {
+        return;
+    };
+    let server = &cluster.controller;
+    // The scenario creates its own `hello`, confidential.
+    delete(server, "hello");
+    let user = server.user();
+    user.trust_broker();
+    confidential::create_invoke_and_verify_hello(&user);
+    confidential::open_a_non_blocking_hello_later(&user);
 }
 
 /// Every byte published on the node's subjects (`clemmys.>`), as the
@@ -632,6 +893,21 @@ fn dump_database(url: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// What the provider holds of the node's traffic and state: everything
+/// `tap` saw on the bus (closing it) and the database at `url`.
+fn bus_and_database(tap: Wiretap, url: &str) -> Vec<Source> {
+    vec![
+        Source {
+            label: "the bus".into(),
+            bytes: tap.stop(),
+        },
+        Source {
+            label: "the database".into(),
+            bytes: dump_database(url),
+        },
+    ]
+}
+
 /// The leak scan of `crate::leaks`, across processes: a confidential action
 /// deployed through the controller runs on an invoker over NATS, with keys
 /// from the one broker, and the client verifies its answer. The provider
@@ -641,14 +917,11 @@ fn dump_database(url: &str) -> Vec<u8> {
 /// nothing.
 #[test]
 fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_database() {
-    let Some(backends) = Backends::start() else {
+    let Some(cluster) = Cluster::start(&["enclaves"]) else {
         return;
     };
-    let tap = Wiretap::start(&backends.nats.url);
-    let server = backends.controller();
-    create(&server, "hello", "hello");
-    let invoker = backends.invoker("enclaves", &server.api_host);
-    wait_for_invokers(&server);
+    let (server, backends) = (&cluster.controller, &cluster.backends);
+    let tap = Wiretap::start(backends.nats.url());
 
     let owner = server.user();
     owner.trust_broker();
@@ -673,24 +946,17 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
     assert_eq!(result.json(), json!({ "shout": param.to_uppercase() }));
     result.stderr_has("decrypted; receipt verified: ");
 
-    let mut sources = vec![
-        Source {
-            label: "the bus".into(),
-            bytes: tap.stop(),
-        },
-        Source {
-            label: "the database".into(),
-            bytes: dump_database(&backends.database.url),
-        },
-        Source {
-            label: "controller log".into(),
-            bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
-        },
-    ];
-    leaks::add_files(backends.nats.dir.path(), &mut sources);
+    let mut sources = bus_and_database(tap, &backends.database.url);
+    sources.push(Source {
+        label: "controller log".into(),
+        bytes: leaks::strip_ansi(&std::fs::read(&server.log_path).unwrap_or_default()),
+    });
+    leaks::add_files(backends.nats.dir(), &mut sources);
     leaks::add_files(backends.broker.dir(), &mut sources);
     leaks::add_files(&server.data_dir, &mut sources);
-    leaks::add_files(invoker.dir(), &mut sources);
+    for invoker in &cluster.invokers {
+        leaks::add_files(invoker.dir(), &mut sources);
+    }
     let findings = leaks::scan(&sources, &leaks::markers(&param));
     assert!(
         findings.is_empty(),
@@ -700,7 +966,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
 
     // The positive control, through the same bus and database (after the
     // scan: its code is the same module, in the clear).
-    let tap = Wiretap::start(&backends.nats.url);
+    let tap = Wiretap::start(backends.nats.url());
     let control = unique("ctl-");
     owner
         .clemmys(&["action", "create", "plain-secret", arg(&secret), "--plain"])
@@ -717,16 +983,7 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
         ])
         .success();
     assert_eq!(plain.json(), json!({ "shout": control.to_uppercase() }));
-    let sources = [
-        Source {
-            label: "the bus".into(),
-            bytes: tap.stop(),
-        },
-        Source {
-            label: "the database".into(),
-            bytes: dump_database(&backends.database.url),
-        },
-    ];
+    let sources = bus_and_database(tap, &backends.database.url);
     let found = leaks::scan(&sources, &leaks::markers(&control));
     for (marker, source) in [
         ("PARAM", "the bus"),
