@@ -40,7 +40,7 @@
 //! sends it instead of the source: an activation then skips the parser.
 //! The bytecode keeps line numbers but not the functions' source text (a
 //! 100 KB script's bytecode is 52 KB instead of 377 KB), so a function's
-//! `toString()` does not show its source when run from bytecode.
+//! `toString()` shows `[native code]` when run from bytecode.
 //! QuickJS does not check bytecode it reads, so it must come from this
 //! engine build; a corrupt one could only corrupt this one activation's
 //! instance, inside the sandbox.
