@@ -55,6 +55,7 @@
 //! ([`InvokerStats::records_not_stored`]).
 
 mod admission;
+mod bytecode;
 mod confidential;
 pub mod keepalive;
 pub mod pool;
@@ -68,6 +69,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Admitted};
+use crate::bytecode::{BytecodeCache, BytecodeKey, CompileFirst, Compiled};
 use crate::pool::EnclavePool;
 use clemmys_bus::{
     ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, Delivery,
@@ -202,6 +204,8 @@ pub struct Invoker {
     /// The node's API URL, for `__OW_API_HOST`.
     api_host: Option<String>,
     javascript: Option<JsEngine>,
+    /// Plain JavaScript actions' bytecode, per source and function.
+    bytecode: Arc<BytecodeCache>,
     /// The activations handed to this invoker and not finished yet.
     activations: TaskTracker,
     records_not_stored: AtomicU64,
@@ -251,6 +255,7 @@ impl Invoker {
             enclaves,
             api_host: config.api_host,
             javascript: config.javascript,
+            bytecode: Arc::new(BytecodeCache::new(bytecode::CAPACITY_BYTES)),
             activations: TaskTracker::new(),
             records_not_stored: AtomicU64::new(0),
         }
@@ -433,16 +438,44 @@ impl Invoker {
         };
         let limits = (&message.action.limits).into();
         let env = self.context_of(message, start_ms).await.env();
+        let mut compile_first = None;
         let request = match &message.action.exec {
-            Exec::JavaScript { main, .. } => {
-                let source = match self.javascript_source(&message.action).await {
-                    Ok(source) => source,
-                    Err(error) => {
-                        return RunReport::failed(start_ms, started, &error.to_string(), &error);
+            Exec::JavaScript {
+                code_digest, main, ..
+            } => {
+                let key = BytecodeKey {
+                    code_digest: code_digest.clone(),
+                    main: main.clone(),
+                };
+                let known = self.bytecode.get(&key);
+                let input = if let Some(Compiled::Bytecode(bytecode)) = &known {
+                    javascript::bytecode_envelope(bytecode, main.as_deref(), &message.payload, &env)
+                } else {
+                    let source = match self.javascript_source(&message.action).await {
+                        Ok(source) => source,
+                        Err(error) => {
+                            return RunReport::failed(
+                                start_ms,
+                                started,
+                                &error.to_string(),
+                                &error,
+                            );
+                        }
+                    };
+                    let input =
+                        javascript::envelope(&source, main.as_deref(), &message.payload, &env);
+                    if known.is_none() && self.bytecode.start(&key) {
+                        compile_first = Some(CompileFirst {
+                            cache: self.bytecode.clone(),
+                            key,
+                            source,
+                            params: message.payload.clone(),
+                        });
                     }
+                    input
                 };
                 RunRequest {
-                    input: javascript::envelope(&source, main.as_deref(), &message.payload, &env),
+                    input,
                     limits,
                     entry: None,
                     // The engine gives the function `process.env` from the
@@ -462,7 +495,15 @@ impl Invoker {
         };
         let is_javascript = matches!(message.action.exec, Exec::JavaScript { .. });
         let sandbox = self.sandbox.clone();
-        let outcome = placement.run(move || sandbox.run(&module, request)).await;
+        let outcome = placement
+            .run(move || {
+                let request = match compile_first {
+                    Some(compile) => compile.run(&sandbox, &module, request),
+                    None => request,
+                };
+                sandbox.run(&module, request)
+            })
+            .await;
         match outcome {
             Ok(outcome) => RunReport {
                 start_ms,

@@ -12,6 +12,11 @@
 //!  "params": {"name": "Ada"}, "env": {"__OW_ACTIVATION_ID": "..."}}
 //! ```
 //!
+//! Instead of `code`, the envelope may carry `"bytecode": LENGTH`: the
+//! line then ends with `\n` and LENGTH bytes of QuickJS bytecode follow it,
+//! what this engine's compile mode made of the action's source (below).
+//! `params` and `env` are handed to `JSON.parse` as they are.
+//!
 //! The engine evaluates `code` as a CommonJS-style file, finds the function
 //! named `main` (a declaration, `exports.main`, or `module.exports`), calls
 //! it with `params`, awaits a returned Promise (running timers until the
@@ -25,6 +30,20 @@
 //!
 //! The invoker unwraps this into the activation's response. `console.*`
 //! lines go to stderr, which the sandbox makes the activation's logs.
+//!
+//! # Compile mode
+//!
+//! `{"code": ..., "main": ..., "compile": true}` parses and compiles the
+//! wrapped source without running any of it and writes
+//! `{"bytecode": "BASE64"}` (or `{"developerError": ...}` if it does not
+//! compile). The invoker keeps that bytecode per plain action version and
+//! sends it instead of the source: an activation then skips the parser.
+//! The bytecode keeps line numbers but not the functions' source text (a
+//! 100 KB script's bytecode is 52 KB instead of 377 KB), so a function's
+//! `toString()` shows `[native code]` when run from bytecode.
+//! QuickJS does not check bytecode it reads, so it must come from this
+//! engine build; a corrupt one could only corrupt this one activation's
+//! instance, inside the sandbox.
 //!
 //! # Pre-initialization
 //!
@@ -44,14 +63,17 @@
 //! nothing in its input and has no capability beyond the sandbox's (no
 //! files, no network). Its own failures are reported, never panicked on.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use rquickjs::context::EvalOptions;
-use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
+use rquickjs::{Context, Ctx, Function, Object, Runtime, Value, qjs};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The globals and the driver, evaluated before the action's source.
 const PRELUDE: &str = include_str!("prelude.js");
@@ -60,20 +82,37 @@ const PRELUDE: &str = include_str!("prelude.js");
 /// that deep recursion is a `RangeError` and not a trap.
 const MAX_JS_STACK_BYTES: usize = 768 * 1024;
 
-/// The envelope on stdin.
+/// The envelope on stdin (its first line).
 #[derive(Debug, Deserialize)]
-struct Envelope {
-    code: String,
-    #[serde(default = "default_main")]
-    main: String,
+struct Envelope<'a> {
+    /// The action's source.
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+    /// Instead of `code`: the length of the bytecode after the line.
     #[serde(default)]
-    params: serde_json::Map<String, serde_json::Value>,
+    bytecode: Option<usize>,
+    /// Compile `code` and answer its bytecode instead of running it.
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    compile: bool,
+    #[serde(default = "default_main", borrow)]
+    main: Cow<'a, str>,
+    #[serde(default, borrow)]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    env: Option<&'a RawValue>,
 }
 
-fn default_main() -> String {
-    "main".to_owned()
+fn default_main() -> Cow<'static, str> {
+    Cow::Borrowed("main")
+}
+
+/// The action an activation runs.
+#[derive(Debug, Clone, Copy)]
+enum Action<'a> {
+    /// Its source, parsed and compiled here.
+    Source(&'a str),
+    /// Its bytecode, as compile mode wrote it.
+    Bytecode(&'a [u8]),
 }
 
 /// A QuickJS runtime and context with the host functions and the prelude
@@ -183,7 +222,13 @@ fn wrap_source(code: &str, main: &str) -> String {
 
 /// Runs the action of the envelope in `input`; the JSON line to write.
 fn run(input: &[u8]) -> String {
-    let envelope: Envelope = match serde_json::from_slice(input) {
+    // The envelope is one line (JSON text has no raw line break); bytecode,
+    // if any, follows it.
+    let (header, trailer) = match input.iter().position(|&byte| byte == b'\n') {
+        Some(end) => (&input[..end], &input[end + 1..]),
+        None => (input, &input[input.len()..]),
+    };
+    let envelope: Envelope<'_> = match serde_json::from_slice(header) {
         Ok(envelope) => envelope,
         Err(error) => {
             return developer_error(&format!(
@@ -197,6 +242,18 @@ fn run(input: &[u8]) -> String {
             envelope.main
         ));
     }
+    let action = match (&envelope.code, envelope.bytecode) {
+        (Some(code), None) => Action::Source(code),
+        (None, Some(length)) if length == trailer.len() && !envelope.compile => {
+            Action::Bytecode(trailer)
+        }
+        _ => {
+            return developer_error(
+                "The JavaScript engine's input is not an envelope: it needs either \
+                 `code`, or `bytecode` and that many bytes after the line.",
+            );
+        }
+    };
     if let Err(error) = seed_random() {
         return developer_error(&format!(
             "The JavaScript engine could not seed its random numbers: {error}"
@@ -207,9 +264,14 @@ fn run(input: &[u8]) -> String {
         Ok(engine) => engine,
         Err(message) => return developer_error(&message),
     };
-    let line = match engine.context.with(|ctx| start(&ctx, &envelope)) {
-        Some(line) => line,
-        None => event_loop(&engine.runtime, &engine.context),
+    let line = match (envelope.compile, action) {
+        (true, Action::Source(code)) => engine
+            .context
+            .with(|ctx| compile_answer(&ctx, code, &envelope.main)),
+        _ => match engine.context.with(|ctx| start(&ctx, &envelope, action)) {
+            Some(line) => line,
+            None => event_loop(&engine.runtime, &engine.context),
+        },
     };
     // In wasm the instance ends with this activation: freeing every object
     // (JS_FreeRuntime) would only cost time, and touch pages for nothing.
@@ -219,29 +281,123 @@ fn run(input: &[u8]) -> String {
     line
 }
 
+/// Compile mode's line: `{"bytecode": BASE64}` of the wrapped source.
+fn compile_answer(ctx: &Ctx<'_>, code: &str, main: &str) -> String {
+    match compile_script(ctx, &wrap_source(code, main)) {
+        Ok(bytecode) => serde_json::json!({
+            "bytecode": base64::engine::general_purpose::STANDARD.encode(bytecode)
+        })
+        .to_string(),
+        Err(_) => developer_error(&format!(
+            "Initialization has failed due to: {}",
+            describe(ctx, ctx.catch())
+        )),
+    }
+}
+
+/// Parses and compiles the script `source` (named `action.js`, not strict)
+/// into QuickJS bytecode, running none of it.
+fn compile_script(ctx: &Ctx<'_>, source: &str) -> rquickjs::Result<Vec<u8>> {
+    let source = CString::new(source)?;
+    let raw = ctx.as_raw().as_ptr();
+    let flags = (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
+    // Safety: `raw` is the live context of `ctx`; `source` is
+    // NUL-terminated, as JS_Eval needs, and its length excludes the NUL.
+    let compiled = unsafe {
+        qjs::JS_Eval(
+            raw,
+            source.as_ptr(),
+            source.as_bytes().len() as _,
+            c"action.js".as_ptr(),
+            flags,
+        )
+    };
+    // Safety: JS_Eval returns an owned value of this context; `compiled`
+    // frees it on drop.
+    let compiled = unsafe { Value::from_raw(ctx.clone(), compiled) };
+    if compiled.is_exception() {
+        return Err(rquickjs::Error::Exception);
+    }
+    let mut size: qjs::size_t = 0;
+    // Safety: `compiled` is a live value of this context; on success
+    // JS_WriteObject returns a buffer of `size` bytes that we own.
+    let buffer = unsafe {
+        qjs::JS_WriteObject(
+            raw,
+            &mut size,
+            compiled.as_raw(),
+            (qjs::JS_WRITE_OBJ_BYTECODE | qjs::JS_WRITE_OBJ_STRIP_SOURCE) as i32,
+        )
+    };
+    if buffer.is_null() {
+        return Err(rquickjs::Error::Exception);
+    }
+    // Safety: `buffer` holds `size` initialised bytes (above); it is freed
+    // with the context's allocator right after the copy.
+    let bytecode = unsafe { std::slice::from_raw_parts(buffer, size as usize) }.to_vec();
+    // Safety: `buffer` came from JS_WriteObject on this context.
+    unsafe { qjs::js_free(raw, buffer.cast()) };
+    Ok(bytecode)
+}
+
+/// Reads `bytecode` (from [`compile_script`]) and runs it: the value of the
+/// compiled script.
+fn run_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Value<'js>> {
+    let raw = ctx.as_raw().as_ptr();
+    // Safety: `raw` is the live context of `ctx` and the slice is valid for
+    // its length. QuickJS trusts bytecode: this engine wrote it (see the
+    // module docs on what a corrupt one could do).
+    let object = unsafe {
+        qjs::JS_ReadObject(
+            raw,
+            bytecode.as_ptr(),
+            bytecode.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        )
+    };
+    // Safety: JS_ReadObject returned `object`, owned; JS_EvalFunction takes
+    // it over (an exception marker needs no freeing), and returns an owned
+    // value of this context, which the `Value` frees on drop.
+    let value = unsafe {
+        if qjs::JS_IsException(object) {
+            return Err(rquickjs::Error::Exception);
+        }
+        Value::from_raw(ctx.clone(), qjs::JS_EvalFunction(raw, object))
+    };
+    if value.is_exception() {
+        return Err(rquickjs::Error::Exception);
+    }
+    Ok(value)
+}
+
 /// Loads the action and calls its main function. A line to write if it is
 /// already decided (the source did not load).
-fn start(ctx: &Ctx<'_>, envelope: &Envelope) -> Option<String> {
-    let mut options = EvalOptions::default();
-    options.strict = false;
-    options.filename = Some("action.js".to_owned());
-    let factory: Function =
-        match ctx.eval_with_options(wrap_source(&envelope.code, &envelope.main), options) {
-            Ok(factory) => factory,
-            Err(_) => {
-                let error = describe(ctx, ctx.catch());
-                // Node prints the failing line; the logs get the message.
-                eprintln!("{error}");
-                return Some(developer_error(&format!(
-                    "Initialization has failed due to: {error}"
-                )));
-            }
-        };
+fn start(ctx: &Ctx<'_>, envelope: &Envelope<'_>, action: Action<'_>) -> Option<String> {
+    let loaded = match action {
+        Action::Source(code) => {
+            let mut options = EvalOptions::default();
+            options.strict = false;
+            options.filename = Some("action.js".to_owned());
+            ctx.eval_with_options(wrap_source(code, &envelope.main), options)
+        }
+        Action::Bytecode(bytecode) => run_bytecode(ctx, bytecode).and_then(|value| value.get()),
+    };
+    let factory: Function = match loaded {
+        Ok(factory) => factory,
+        Err(_) => {
+            let error = describe(ctx, ctx.catch());
+            // Node prints the failing line; the logs get the message.
+            eprintln!("{error}");
+            return Some(developer_error(&format!(
+                "Initialization has failed due to: {error}"
+            )));
+        }
+    };
     let started = (|| -> rquickjs::Result<()> {
-        let params = ctx.json_parse(serde_json::to_string(&envelope.params).unwrap_or_default())?;
-        let env = ctx.json_parse(serde_json::to_string(&envelope.env).unwrap_or_default())?;
+        let params = ctx.json_parse(json_object(envelope.params))?;
+        let env = ctx.json_parse(json_object(envelope.env))?;
         let start: Function = ctx.globals().get("__clemmys_start")?;
-        start.call::<_, ()>((factory, envelope.main.as_str(), params, env))
+        start.call::<_, ()>((factory, envelope.main.as_ref(), params, env))
     })();
     match started {
         Ok(()) => None,
@@ -250,6 +406,14 @@ fn start(ctx: &Ctx<'_>, envelope: &Envelope) -> Option<String> {
             describe(ctx, ctx.catch())
         ))),
     }
+}
+
+/// The JSON text of `value` if it is an object, else `{}`.
+fn json_object(value: Option<&RawValue>) -> &str {
+    value
+        .map(RawValue::get)
+        .filter(|text| text.starts_with('{'))
+        .unwrap_or("{}")
 }
 
 /// Defines the host functions the prelude uses, then evaluates it.
@@ -433,6 +597,98 @@ mod tests {
         let (r1, r2) = (&first["result"]["r"], &second["result"]["r"]);
         assert!(r1.as_f64().is_some_and(|r| (0.0..1.0).contains(&r)));
         assert_ne!(r1, r2);
+    }
+
+    /// Compile mode's bytecode for `code`.
+    fn compile(code: &str) -> Vec<u8> {
+        let input = serde_json::json!({"code": code, "compile": true});
+        let answer: serde_json::Value =
+            serde_json::from_str(&run(input.to_string().as_bytes())).expect("one JSON line");
+        let text = answer["bytecode"].as_str().expect("bytecode");
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .expect("base64")
+    }
+
+    /// Runs `bytecode` as the envelope's action.
+    fn run_bytecode_envelope(bytecode: &[u8], params: serde_json::Value) -> serde_json::Value {
+        let header = serde_json::json!({"bytecode": bytecode.len(), "params": params,
+                                         "env": {"__OW_NAMESPACE": "guest"}});
+        let mut input = header.to_string().into_bytes();
+        input.push(b'\n');
+        input.extend_from_slice(bytecode);
+        serde_json::from_str(&run(&input)).expect("one JSON line")
+    }
+
+    #[test]
+    fn bytecode_runs_as_its_source_does() {
+        let code = "// line 1\nconst seen = [];\nfunction main(p) {\n  seen.push(1);\n  \
+                    return { n: p.n * 2, ns: process.env.__OW_NAMESPACE, seen: seen.length };\n}";
+        let bytecode = compile(code);
+        assert!(!bytecode.is_empty());
+        let params = serde_json::json!({"n": 21});
+        let from_source = run_source(code, params.clone());
+        let from_bytecode = run_bytecode_envelope(&bytecode, params);
+        assert_eq!(from_bytecode, from_source);
+        assert_eq!(
+            from_bytecode,
+            serde_json::json!({"result": {"n": 42, "ns": "guest", "seen": 1}})
+        );
+        // Errors still name the user's line.
+        let thrower = compile("\n\nfunction main() {\n  throw new Error('x');\n}");
+        let answer = run_bytecode_envelope(&thrower, serde_json::json!({}));
+        assert_eq!(
+            answer,
+            serde_json::json!({"result": {"error": "An error has occurred: Error: x"}})
+        );
+    }
+
+    #[test]
+    fn compiling_runs_nothing_and_reports_syntax_errors() {
+        // Compiling does not run the source: its top level would throw.
+        let bytecode = compile("throw new Error('ran'); function main() { return {}; }");
+        let answer = run_bytecode_envelope(&bytecode, serde_json::json!({}));
+        assert!(
+            answer["developerError"]
+                .as_str()
+                .is_some_and(|m| m.contains("ran")),
+            "{answer}"
+        );
+        let input = serde_json::json!({"code": "function main( {", "compile": true});
+        let answer: serde_json::Value =
+            serde_json::from_str(&run(input.to_string().as_bytes())).expect("one JSON line");
+        assert!(
+            answer["developerError"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Initialization has failed due to: SyntaxError")),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn envelopes_without_one_action_are_refused() {
+        let bytecode = compile("function main() { return {}; }");
+        let mut short = serde_json::json!({"bytecode": bytecode.len() + 1})
+            .to_string()
+            .into_bytes();
+        short.push(b'\n');
+        short.extend_from_slice(&bytecode);
+        for input in [
+            short,
+            serde_json::json!({"params": {}}).to_string().into_bytes(),
+            serde_json::json!({"code": "function main() {}", "bytecode": 0})
+                .to_string()
+                .into_bytes(),
+        ] {
+            let answer: serde_json::Value =
+                serde_json::from_str(&run(&input)).expect("one JSON line");
+            assert!(
+                answer["developerError"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("not an envelope")),
+                "{answer}"
+            );
+        }
     }
 
     #[test]

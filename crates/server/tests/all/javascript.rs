@@ -514,3 +514,71 @@ async fn math_random_and_date_are_not_frozen_at_snapshot_time() {
     assert_ne!(firsts[1], firsts[2], "{firsts:?}");
     assert_ne!(firsts[0], firsts[2], "{firsts:?}");
 }
+
+/// The invoker compiles a plain action's source once per version and runs
+/// the bytecode after that: later activations must answer as the first
+/// (which ran while it compiled), errors must keep the user's line
+/// numbers, an update must run its new source, and a source that does not
+/// compile must keep failing as such.
+#[tokio::test]
+async fn bytecode_runs_answer_like_the_source_and_follow_updates() {
+    let server = js_server().await;
+    let source = "// counts\nlet calls = 0;\nfunction main(p) {\n  calls += 1;\n  \
+                  if (p.fail) throw new Error('asked');\n  \
+                  return { calls, n: p.n * 2, line: new Error('here').stack.split('\\n')[0].trim() };\n}";
+    server.create_js("twice", source).await;
+    for _ in 0..3 {
+        let answer = server.invoke("twice", json!({"n": 21})).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+        let result = &answer.json["response"]["result"];
+        assert_eq!((&result["calls"], &result["n"]), (&json!(1), &json!(42)));
+        let line = result["line"].as_str().unwrap_or_default();
+        assert!(line.starts_with("at main (action.js:6:"), "{line}");
+    }
+    let answer = server.invoke("twice", json!({"fail": true})).await;
+    assert_eq!(error_text(&answer), "An error has occurred: Error: asked");
+
+    // A new version is new code, under the same name.
+    let answer = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/twice?overwrite=true",
+            Some(json!({"exec": {"kind": "nodejs:20",
+                                 "code": "function main() { return { version: 2 }; }"}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    for _ in 0..2 {
+        let answer = server.invoke("twice", json!({})).await;
+        assert_eq!(answer.json["response"]["result"], json!({"version": 2}));
+    }
+    // The same source with another `exec.main` is compiled for that name.
+    let answer = server
+        .put_js(
+            "other-main",
+            "nodejs:20",
+            "function main() { return { which: 'main' }; }\n\
+             function handler() { return { which: 'handler' }; }",
+            json!({"main": "handler"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    for _ in 0..2 {
+        let answer = server.invoke("other-main", json!({})).await;
+        assert_eq!(
+            answer.json["response"]["result"],
+            json!({"which": "handler"})
+        );
+    }
+
+    server.create_js("broken-twice", "function main( {").await;
+    for _ in 0..3 {
+        let answer = server.invoke("broken-twice", json!({})).await;
+        assert_eq!(answer.json["response"]["status"], "action developer error");
+        let error = error_text(&answer);
+        assert!(
+            error.starts_with("Initialization has failed due to: SyntaxError"),
+            "{error}"
+        );
+    }
+}
