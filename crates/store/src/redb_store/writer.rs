@@ -725,8 +725,16 @@ mod tests {
         ids.get([id; 16].as_slice()).expect("get").is_some()
     }
 
-    #[test]
-    fn only_the_record_that_starts_or_fills_a_group_wakes_the_writer() {
+    /// A writer on a fresh store file with its tables, and what it shares.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        db: Arc<Database>,
+        pending: Arc<Pending>,
+        failed: Arc<AtomicU64>,
+        writer: Writer,
+    }
+
+    fn fresh_writer() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Arc::new(Database::create(dir.path().join("store.redb")).expect("create"));
         let txn = db.begin_write().expect("write");
@@ -734,7 +742,29 @@ mod tests {
         txn.commit().expect("commit");
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicU64::new(0));
-        let mut writer = Writer::new(db.clone(), pending, failed, &StoreConfig::default());
+        let writer = Writer::new(
+            db.clone(),
+            pending.clone(),
+            failed.clone(),
+            &StoreConfig::default(),
+        );
+        Fixture {
+            _dir: dir,
+            db,
+            pending,
+            failed,
+            writer,
+        }
+    }
+
+    #[test]
+    fn only_the_record_that_starts_or_fills_a_group_wakes_the_writer() {
+        let Fixture {
+            _dir,
+            db,
+            mut writer,
+            ..
+        } = fresh_writer();
         let inbox = writer.inbox();
 
         assert!(inbox.put(record(1)), "no group yet: the writer must wake");
@@ -774,19 +804,13 @@ mod tests {
 
     #[test]
     fn one_failed_write_fails_alone_in_its_batch() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(Database::create(dir.path().join("store.redb")).expect("create"));
-        let txn = db.begin_write().expect("write");
-        drop(Tables::open(&txn).expect("tables"));
-        txn.commit().expect("commit");
-        let pending = Arc::new(Pending::default());
-        let failed = Arc::new(AtomicU64::new(0));
-        let mut writer = Writer::new(
-            db.clone(),
-            pending.clone(),
-            failed.clone(),
-            &StoreConfig::default(),
-        );
+        let Fixture {
+            _dir,
+            db,
+            pending,
+            failed,
+            mut writer,
+        } = fresh_writer();
 
         // A group-mode record held, then a batch with a doomed write
         // between two good ones.
