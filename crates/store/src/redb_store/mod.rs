@@ -87,7 +87,10 @@ impl RedbStore {
         let (writes, queue) = mpsc::channel();
         let writer = thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer.run(&queue))
+            .spawn(move || {
+                writer::yield_cores_to_requests();
+                writer.run(&queue)
+            })
             .map_err(StoreError::backend)?;
         Ok(Self {
             db,

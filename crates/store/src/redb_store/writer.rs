@@ -37,6 +37,21 @@ const SWEEP_BATCH: usize = 1000;
 /// Namespaces looked at in one sweep at most.
 const SWEEP_NAMESPACES: usize = 256;
 
+/// How much the writer thread lowers its own priority (its nice value).
+const WRITER_NICE_INCREMENT: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (on Linux a nice value
+/// belongs to the thread). A commit's CPU work (encoding pages, checksums,
+/// the retention sweep) then never holds a core that a request is waiting
+/// for: the request preempts it. Measured with a warm invoke at one
+/// client, this took the p99 from about 1.0 ms to 0.7 ms. Under full load
+/// the writer still gets its share, and its groups simply grow.
+pub(super) fn yield_cores_to_requests() {
+    if let Err(error) = rustix::process::nice(WRITER_NICE_INCREMENT) {
+        tracing::debug!(%error, "the store writer could not lower its priority");
+    }
+}
+
 /// Group-mode records waiting for the writer to take them.
 #[derive(Default)]
 pub(super) struct Inbox {
