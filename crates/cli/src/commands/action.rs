@@ -267,7 +267,7 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     // A sequence of confidential actions is a confidential chain: its
     // owner signs its plan, which the controller stores with it.
     let chain = match body.exec.as_ref().and_then(|exec| exec.components.clone()) {
-        Some(components) if all_confidential(&client, &components).await => Some(components),
+        Some(components) if all_confidential(ctx, &client, &components).await? => Some(components),
         _ => None,
     };
     if update && body.exec.is_none() {
@@ -287,7 +287,10 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|exec| clemmys_whisk::JsKind::parse(&exec.kind));
     let confidential = match (&args.file, args.plain) {
-        (Some(_), false) if update => is_confidential(&client, &args.name).await.unwrap_or(true),
+        (Some(_), false) if update => {
+            is_confidential(&client, &args.name).await.unwrap_or(true)
+                || broker_holds(ctx, &client, &args.name).await?
+        }
         (Some(_), false) => true,
         _ => false,
     };
@@ -407,22 +410,44 @@ async fn refuse_clear_defaults(ctx: &Context, client: &Client, name: &str) -> an
              the code again (clemmys action update {name} FILE -p KEY VALUE); they were not sent"
         )
     };
-    if is_confidential(client, name).await.unwrap_or(false) {
+    if is_confidential(client, name).await.unwrap_or(false)
+        || broker_holds(ctx, client, name).await?
+    {
         return Err(refuse());
     }
-    let namespace = confidential::sealing_namespace(ctx, Some(name))?;
-    let Ok(sealing) = confidential::connect(client.clone(), namespace).await else {
-        // No broker pinned: this client never deployed a confidential action.
-        return Ok(());
-    };
-    match sealing.describe(name, true).await {
-        Err(clemmys_client::confidential::ConfidentialError::Refused(_)) => Ok(()),
-        Ok(_) => Err(refuse()),
-        Err(error) => Err(anyhow::Error::new(error).context(format!(
-            "checking with the key broker that {name} is not confidential before sending its \
-             parameters in the clear"
-        ))),
+    Ok(())
+}
+
+/// Whether the key broker holds `name` as a confidential action of a
+/// trusted owner, or this client signed or ran a confidential chain plan
+/// of it ([`Confidential::is_confidential`]), whatever the node shows:
+/// asked before anything of `name` is sent in the clear, since the
+/// provider can show a confidential action as plain. Without a broker
+/// pinned for this API host, this client never sealed anything there:
+/// false. Any other failure (the broker unreachable, its identity changed)
+/// is an error, never a reason to send in the clear.
+///
+/// [`Confidential::is_confidential`]: clemmys_client::confidential::Confidential::is_confidential
+async fn broker_holds(ctx: &Context, client: &Client, name: &str) -> anyhow::Result<bool> {
+    if confidential::home()?
+        .broker_pin(client.api_host())?
+        .is_none()
+    {
+        return Ok(false);
     }
+    // A relative name under a key given on the command line: the namespace
+    // pinned with the broker.
+    let namespace = confidential::sealing_namespace(ctx, Some(name)).unwrap_or(None);
+    let checking = || {
+        format!(
+            "checking with the key broker whether {name} is confidential before sending \
+             anything of it in the clear"
+        )
+    };
+    let sealing = confidential::connect(client.clone(), namespace)
+        .await
+        .with_context(checking)?;
+    sealing.is_confidential(name).await.with_context(checking)
 }
 
 /// Whether the stored action `name` is confidential.
@@ -433,16 +458,32 @@ async fn is_confidential(client: &Client, name: &str) -> anyhow::Result<bool> {
         .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION))
 }
 
-/// Whether all of `components` are confidential actions (one that cannot
-/// be read counts as not; with a plain one the controller refuses the mix
-/// and says why).
-async fn all_confidential(client: &Client, components: &[String]) -> bool {
+/// Whether all of `components` are confidential actions, by the node or
+/// the key broker (one the node cannot show and the broker does not hold
+/// counts as not). A mix is refused here, not only by the node: a node
+/// that accepted it as a plain sequence would run the confidential
+/// actions on parameters sent in the clear.
+async fn all_confidential(
+    ctx: &Context,
+    client: &Client,
+    components: &[String],
+) -> anyhow::Result<bool> {
+    let mut confidential = 0usize;
     for component in components {
-        if !is_confidential(client, component).await.unwrap_or(false) {
-            return false;
+        if is_confidential(client, component).await.unwrap_or(false)
+            || broker_holds(ctx, client, component).await?
+        {
+            confidential += 1;
         }
     }
-    !components.is_empty()
+    if confidential > 0 && confidential < components.len() {
+        bail!(
+            "A sequence cannot mix confidential and plain actions: {confidential} of its {} \
+             components are confidential",
+            components.len()
+        );
+    }
+    Ok(confidential > 0)
 }
 
 /// An update that replaces a sequence's annotations without changing its
@@ -661,6 +702,7 @@ async fn invoke(args: InvokeArgs, ctx: &Context) -> anyhow::Result<()> {
     if is_confidential(&client, &args.name)
         .await
         .with_context(|| format!("invoking action {}", args.name))?
+        || broker_holds(ctx, &client, &args.name).await?
     {
         return invoke_confidential(&args, params, options, &shown, client, ctx).await;
     }

@@ -283,6 +283,93 @@ fn updating_a_confidential_action_with_new_code_keeps_it_confidential() {
         .stdout_has(&format!("code sha256:  {}", sha256_hex(&echo)));
 }
 
+/// The provider, holding the namespace key, replaces `name` on the node by
+/// a plain action of its own that answers its parameters (the `echo`
+/// example, unsealed): the node now shows `name` as plain.
+fn provider_replaces_with_plain_echo(server: &Server, name: &str) {
+    use base64::Engine as _;
+    let echo = std::fs::read(example("echo")).unwrap_or_else(|error| panic!("echo: {error}"));
+    let code = base64::engine::general_purpose::STANDARD.encode(echo);
+    let (status, body) = server.put(
+        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
+        &json!({"exec": {"kind": "wasm", "code": code}, "annotations": []}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Whether `needle` occurs anywhere the provider can read through the API:
+/// the action's record with its code, and every activation record.
+fn provider_sees(server: &Server, action: &str, needle: &str) -> bool {
+    [
+        format!("/api/v1/namespaces/_/actions/{action}?code=true"),
+        "/api/v1/namespaces/_/activations?docs=true&limit=200".to_owned(),
+    ]
+    .iter()
+    .any(|path| {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        String::from_utf8_lossy(&body).contains(needle)
+    })
+}
+
+#[test]
+fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let hello = example("hello");
+    owner
+        .clemmys(&["action", "create", "act", crate::common::arg(&hello)])
+        .success();
+    owner
+        .clemmys(&["action", "create", "c1", crate::common::arg(&hello)])
+        .success();
+    owner
+        .clemmys(&["action", "create", "pipe", "--sequence", "c1"])
+        .success();
+    provider_replaces_with_plain_echo(&server, "act");
+    // The invoke's parameters stay sealed: the client asks the key broker,
+    // not the node, whether the action is confidential.
+    let secret = crate::common::unique("param-");
+    let out = owner
+        .clemmys(&["action", "invoke", "act", "-p", "secret", &secret, "-r"])
+        .failure();
+    assert!(!out.stdout.contains(&secret), "{out}");
+    assert!(
+        !provider_sees(&server, "act", &secret),
+        "the invoke's parameters reached the node in the clear"
+    );
+    // An update with new code seals it, as the first version was.
+    use base64::Engine as _;
+    let code = std::fs::read(&hello).unwrap_or_else(|error| panic!("hello: {error}"));
+    let code = base64::engine::general_purpose::STANDARD.encode(code);
+    owner
+        .clemmys(&["action", "update", "act", crate::common::arg(&hello)])
+        .success()
+        .stdout_has("updated confidential action act");
+    assert!(
+        !provider_sees(&server, "act", &code),
+        "the update's code reached the node in the clear"
+    );
+    // A confidential chain the provider replaced by a plain sequence: the
+    // client remembers the plan it signed.
+    provider_replaces_with_plain_echo(&server, "echo-of-provider");
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/pipe?overwrite=true",
+        &json!({"exec": {"kind": "sequence", "components": ["/guest/echo-of-provider"]}}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let secret = crate::common::unique("chain-param-");
+    let out = owner
+        .clemmys(&["action", "invoke", "pipe", "-p", "secret", &secret, "-r"])
+        .failure();
+    assert!(!out.stdout.contains(&secret), "{out}");
+    assert!(
+        !provider_sees(&server, "pipe", &secret),
+        "the chain's parameters reached the node in the clear"
+    );
+}
+
 #[test]
 fn a_non_blocking_confidential_invoke_is_opened_later_with_the_keyring() {
     let server = Server::start();

@@ -866,6 +866,27 @@ impl Confidential {
         Ok(descriptor)
     }
 
+    /// Whether `name` is confidential by what the node cannot forge: a
+    /// trusted owner registered it with the key broker (asked afresh), or
+    /// this client signed or ran a chain plan of that sequence. What the
+    /// node shows is not asked: a client that believed it would send a
+    /// confidential action's parameters or new code in the clear once the
+    /// provider showed the action as plain. A name in a package or in
+    /// another namespace than this client seals for is never one.
+    pub async fn is_confidential(&self, name: &str) -> Result<bool, ConfidentialError> {
+        let Ok(short) = self.short_name(name) else {
+            return Ok(false);
+        };
+        if self.home.newest_plan(&self.plan_key(short))?.is_some() {
+            return Ok(true);
+        }
+        match self.describe(short, true).await {
+            Ok(_) => Ok(true),
+            Err(ConfidentialError::Refused(_)) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     /// The identities whose actions and signed chain plans this client
     /// accepts: itself first, then those pinned with the broker
     /// (`--trust-owner`).
