@@ -35,7 +35,8 @@ use clemmys_proto::ClientId;
 use clemmys_proto::wire::Writer;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::web::{
-    DEFAULT_PACKAGE, RAW_HTTP, REQUIRE_WHISK_AUTH, WEB_CUSTOM_OPTIONS, WEB_EXPORT, WebError,
+    DEFAULT_PACKAGE, RAW_HTTP, REQUIRE_WHISK_AUTH, REQUIRE_WHISK_AUTH_HEADER, WEB_CUSTOM_OPTIONS,
+    WEB_EXPORT, WebError,
 };
 use clemmys_whisk::web_http::{self, WebCall, WebTarget};
 use clemmys_whisk::{ActivationResponse, CONFIDENTIAL_ANNOTATION, KeyValues};
@@ -58,6 +59,11 @@ const TAGGED: [&str; 5] = [
     "final",
 ];
 const WEB_TAG_FRAME: &str = "clemmys/gateway-web-annotations/v1";
+/// What a `require-whisk-auth` secret is MACed as.
+const WEB_SECRET_FRAME: &str = "clemmys/gateway-web-secret/v1";
+/// The field of the object a `require-whisk-auth` secret is kept as on
+/// the node: `{"hmac-sha256": "<hex MAC>"}`, never the secret itself.
+const SECRET_MAC_FIELD: &str = "hmac-sha256";
 
 /// What a web tag binds.
 struct Tagged<'a> {
@@ -85,10 +91,36 @@ impl Tagged<'_> {
             .finish()
     }
 
+    /// The MAC a `require-whisk-auth` secret of this action is kept as.
+    fn secret_mac(&self, key: &CredentialKey, secret: &[u8]) -> Vec<u8> {
+        let message = Writer::new(WEB_SECRET_FRAME)
+            .bytes(self.gateway.as_bytes())
+            .str(self.namespace)
+            .str(self.action)
+            .bytes(secret)
+            .finish();
+        key.tag(&message).to_vec()
+    }
+
     /// Replaces any tag in `annotations` by this gateway's, when they
-    /// export the action (the client may not choose it).
+    /// export the action (the client may not choose it), and a
+    /// `require-whisk-auth` secret by its MAC: the node stores annotations
+    /// in the clear, and a provider that read the secret there would call
+    /// the action as the owner's chosen callers do.
     fn annotate(&self, key: &CredentialKey, annotations: &mut KeyValues) {
         annotations.0.retain(|kv| kv.key != WEB_TAG_ANNOTATION);
+        let secret = match annotations.get(REQUIRE_WHISK_AUTH) {
+            Some(Value::String(secret)) => Some(secret.clone()),
+            Some(Value::Number(secret)) => Some(secret.to_string()),
+            _ => None,
+        };
+        if let Some(secret) = secret {
+            let mac = self.secret_mac(key, secret.as_bytes());
+            annotations.set(
+                REQUIRE_WHISK_AUTH,
+                json!({ SECRET_MAC_FIELD: hex::encode(mac) }),
+            );
+        }
         if annotations.is_true(WEB_EXPORT) {
             let tag = key.tag(&self.message(annotations));
             annotations.set(
@@ -283,7 +315,14 @@ async fn run(
         annotations,
         version,
     } = exported;
-    let (_, node_auth) = gateway.web_keys().ok_or(WebFailure::NoOwner)?;
+    let (key, node_auth) = gateway.web_keys().ok_or(WebFailure::NoOwner)?;
+    let tagged = Tagged {
+        gateway: &gateway.identity(),
+        namespace: gateway.namespace(),
+        action: target.action.as_str(),
+        version,
+    };
+    let annotations = with_secret_checked(&tagged, key, annotations, headers);
     // `require-whisk-auth: true` wants the owner's key: here, a
     // credential this gateway issued to the owner.
     let owner_credential = auth(headers)
@@ -366,6 +405,38 @@ async fn run(
         answer.headers_mut().insert("x-openwhisk-activation-id", id);
     }
     Ok(answer)
+}
+
+/// `annotations` as [`web_http::authorize`] reads them: a
+/// `require-whisk-auth` kept as a MAC ([`Tagged::annotate`]) becomes the
+/// secret the request's `X-Require-Whisk-Auth` header gives when its MAC
+/// matches (compared in constant time); otherwise it stays an object,
+/// which lets nobody in.
+fn with_secret_checked(
+    tagged: &Tagged<'_>,
+    key: &CredentialKey,
+    mut annotations: KeyValues,
+    headers: &HeaderMap,
+) -> KeyValues {
+    let Some(expected) = annotations
+        .get(REQUIRE_WHISK_AUTH)
+        .and_then(|required| required.get(SECRET_MAC_FIELD))
+        .and_then(Value::as_str)
+        .and_then(|text| hex::decode(text).ok())
+    else {
+        return annotations;
+    };
+    let Some(given) = headers
+        .get(REQUIRE_WHISK_AUTH_HEADER)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return annotations;
+    };
+    let mac = tagged.secret_mac(key, given.as_bytes());
+    if bool::from(mac.as_slice().ct_eq(expected.as_slice())) {
+        annotations.set(REQUIRE_WHISK_AUTH, Value::String(given.to_owned()));
+    }
+    annotations
 }
 
 #[cfg(test)]

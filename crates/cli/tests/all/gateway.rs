@@ -2023,3 +2023,64 @@ fn bound_parameters_through_the_gateway_are_sealed_defaults_the_provider_never_s
         assert!(found.iter().any(|finding| finding.marker == name), "{name}");
     }
 }
+
+#[test]
+fn a_web_secret_read_from_the_node_does_not_open_a_confidential_web_action() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    // The owner exports `secret` to callers who know a secret header.
+    let web_secret = unique("websecret-");
+    deploy_with_curl(
+        &owners,
+        "secret",
+        &example("secret"),
+        json!([{"key": "web-export", "value": true}, {"key": "require-whisk-auth", "value": web_secret}]),
+    );
+    let param = unique("gwexp-");
+    let path = format!("/api/v1/web/guest/default/secret.json?secret={param}");
+    let (status, body) = curl(&gateway.url, pin, "GET", &path, None, None);
+    assert_eq!(status, 401, "{body}");
+    // The provider reads the action's annotations on the node with the
+    // namespace key: the secret is not there.
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "GET",
+        "/api/v1/namespaces/_/actions/secret",
+        Some(server.guest_auth.as_str()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains(&web_secret),
+        "the node stores the web secret in the clear"
+    );
+    // So it has nothing to send but guesses; the owner's callers get in.
+    let header = |secret: &str| format!("X-Require-Whisk-Auth: {secret}");
+    for guess in ["", "hmac-sha256", "true"] {
+        let (status, body) = curl_with(
+            &gateway.url,
+            pin,
+            "GET",
+            &path,
+            None,
+            &[&header(guess)],
+            None,
+        );
+        assert_eq!(status, 401, "{guess:?}: {body}");
+        assert!(!body.contains(&param.to_uppercase()), "{body}");
+    }
+    let (status, body) = curl_with(
+        &gateway.url,
+        pin,
+        "GET",
+        &path,
+        None,
+        &[&header(&web_secret)],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&param.to_uppercase()), "{body}");
+}
