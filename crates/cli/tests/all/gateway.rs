@@ -347,6 +347,29 @@ fn curl_with(
     (status, body.to_owned())
 }
 
+/// [`curl`] that must answer `200 OK` with JSON: the JSON. Any other
+/// status, or a body that is not JSON, fails the test with the body.
+fn curl_json_ok(
+    url: &str,
+    pin: &Path,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> Value {
+    json_ok(
+        &format!("{method} {path}"),
+        curl(url, pin, method, path, auth, body),
+    )
+}
+
+/// The JSON of the answer `(status, body)` to `request`, which must be
+/// `200 OK` with JSON; anything else fails the test with the body.
+fn json_ok(request: &str, (status, body): (u16, String)) -> Value {
+    assert_eq!(status, 200, "{request}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|error| panic!("{request}: {error}: {body}"))
+}
+
 /// What the gateway refuses a namespace key or a forged credential with.
 const NOT_ISSUED: &str = "accepts only the credentials it issues to its owner";
 
@@ -892,7 +915,7 @@ fn the_provider_with_the_gateways_disk_cannot_open_its_answers() {
     for _ in 0..3 {
         let name = unique("gwdisk-");
         let params = json!({"name": name}).to_string();
-        let (status, body) = curl(
+        let record = curl_json_ok(
             &gateway.url,
             pin,
             "POST",
@@ -900,9 +923,6 @@ fn the_provider_with_the_gateways_disk_cannot_open_its_answers() {
             Some(&owners.credential),
             Some(&params),
         );
-        assert_eq!(status, 200, "{body}");
-        let record: Value =
-            serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
         assert_eq!(
             record["response"]["result"]["payload"],
             format!("Hello, {name}!"),
@@ -1079,7 +1099,7 @@ fn signed_issue(owner: &crate::common::User, gateway_id: &str, challenge: &str) 
 
 /// A fresh challenge of the gateway at `url`.
 fn challenge_of(url: &str, pin: &Path) -> String {
-    let (status, body) = curl(
+    let answer = curl_json_ok(
         url,
         pin,
         "POST",
@@ -1087,9 +1107,6 @@ fn challenge_of(url: &str, pin: &Path) -> String {
         None,
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let answer: Value =
-        serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
     answer["challenge"]
         .as_str()
         .unwrap_or_else(|| panic!("no challenge: {answer}"))
@@ -1318,14 +1335,12 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
     let param = unique("gwweb-");
     let shout = json!({"shout": param.to_uppercase()});
     let path = format!("/api/v1/web/guest/default/secret.json?secret={param}");
-    let (status, body) = curl(&gateway.url, pin, "GET", &path, None, None);
-    assert_eq!(status, 200, "{body}\n{}", gateway.log());
     assert_eq!(
-        serde_json::from_str::<Value>(&body).ok(),
-        Some(shout.clone())
+        curl_json_ok(&gateway.url, pin, "GET", &path, None, None),
+        shout
     );
     let posted = json!({"secret": param}).to_string();
-    let (status, body) = curl(
+    let answer = curl_json_ok(
         &gateway.url,
         pin,
         "POST",
@@ -1333,8 +1348,7 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
         None,
         Some(&posted),
     );
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).ok(), Some(shout));
+    assert_eq!(answer, shout);
     // Projection along the path, as on the node.
     let (status, body) = curl(
         &gateway.url,
@@ -1361,7 +1375,7 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
         Some(&asked),
     );
     assert_eq!((status, body.as_str()), (201, made.as_str()));
-    let (status, body) = curl(
+    let echoed = curl_json_ok(
         &gateway.url,
         pin,
         "PUT",
@@ -1369,8 +1383,6 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
         None,
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let echoed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(echoed["__ow_method"], "put", "{echoed}");
     assert_eq!(echoed["__ow_path"], "", "{echoed}");
     assert_eq!(echoed["q"], "1", "{echoed}");
@@ -1418,7 +1430,7 @@ fn provider_reannotates(
 ) {
     let path = format!("/api/v1/namespaces/_/actions/{name}");
     let auth = Some(server.guest_auth.as_str());
-    let (status, body) = curl(
+    let mut doc = curl_json_ok(
         &server.api_host,
         pin,
         "GET",
@@ -1426,8 +1438,6 @@ fn provider_reannotates(
         auth,
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let mut doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let mut annotations = doc["annotations"].as_array().cloned().unwrap_or_default();
     change(&mut annotations);
     doc["annotations"] = Value::Array(annotations);
@@ -1472,7 +1482,7 @@ fn the_provider_cannot_export_a_confidential_action_or_lift_its_web_auth() {
         let (status, body) = curl(&gateway.url, pin, "GET", echo_path, auth, None);
         assert_eq!(status, 401, "{auth:?}: {body}");
     }
-    let (status, body) = curl(
+    let echoed = curl_json_ok(
         &gateway.url,
         pin,
         "GET",
@@ -1480,8 +1490,6 @@ fn the_provider_cannot_export_a_confidential_action_or_lift_its_web_auth() {
         Some(&owners.credential),
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let echoed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(echoed["__ow_user"], "guest", "{echoed}");
     assert!(
         echoed["__ow_headers"].get("authorization").is_none(),
@@ -1566,7 +1574,7 @@ fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no
     let param = unique("gwseq-");
     let name = unique("gwname-");
     let params = json!({"secret": param, "name": name}).to_string();
-    let (status, body) = curl(
+    let answer = curl_json_ok(
         &gateway.url,
         pin,
         "POST",
@@ -1574,12 +1582,7 @@ fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no
         Some(&owners.credential),
         Some(&params),
     );
-    assert_eq!(status, 200, "{body}\n{}", gateway.log());
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).ok(),
-        Some(json!({"payload": "Hello, World!"})),
-        "{body}"
-    );
+    assert_eq!(answer, json!({"payload": "Hello, World!"}));
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.
@@ -1638,9 +1641,7 @@ fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
     // keeping the signed plan annotation.
     let path = "/api/v1/namespaces/_/actions/shout-then-echo";
     let auth = Some(server.guest_auth.as_str());
-    let (status, body) = curl(&server.api_host, pin, "GET", path, auth, None);
-    assert_eq!(status, 200, "{body}");
-    let doc: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let doc = curl_json_ok(&server.api_host, pin, "GET", path, auth, None);
     let put = json!({
         "exec": {"kind": "sequence", "components": ["/guest/echo", "/guest/secret"]},
         "annotations": doc["annotations"],
@@ -1708,12 +1709,9 @@ fn a_revoked_gateways_sequence_stops() {
     // Delegated: it runs, twice (the second run within the chain session
     // the first opened).
     for _ in 0..2 {
-        let (status, body) = run();
-        assert_eq!(status, 200, "{body}\n{}", gateway.log());
         assert_eq!(
-            serde_json::from_str::<Value>(&body).ok(),
-            Some(json!({"payload": "Hello, World!"})),
-            "{body}"
+            json_ok("POST shout-then-greet", run()),
+            json!({"payload": "Hello, World!"})
         );
     }
 
@@ -1756,7 +1754,7 @@ fn a_revoked_gateways_sequence_stops() {
 /// The activations of the gateway's namespace, as the provider lists them
 /// with the namespace key.
 fn provider_activation_count(server: &Server, pin: &Path) -> usize {
-    let (status, body) = curl(
+    let listed = curl_json_ok(
         &server.api_host,
         pin,
         "GET",
@@ -1764,8 +1762,6 @@ fn provider_activation_count(server: &Server, pin: &Path) -> usize {
         Some(&server.guest_auth),
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     listed
         .as_array()
         .unwrap_or_else(|| panic!("not a list: {listed}"))
@@ -1946,7 +1942,7 @@ fn bound_parameters_through_the_gateway_are_sealed_defaults_the_provider_never_s
     assert!(refused.get("error").is_some(), "{refused}");
 
     // A GET shows none: nobody outside an enclave can read them back.
-    let (status, body) = curl(
+    let shown = curl_json_ok(
         &owners.gateway.url,
         &owners.pin,
         "GET",
@@ -1954,8 +1950,6 @@ fn bound_parameters_through_the_gateway_are_sealed_defaults_the_provider_never_s
         Some(&owners.credential),
         None,
     );
-    assert_eq!(status, 200, "{body}");
-    let shown: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(shown["parameters"], json!([]), "{shown}");
     // Parameters without the code cannot be sealed: a 400, and the action
     // keeps its defaults.
