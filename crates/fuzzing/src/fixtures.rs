@@ -60,6 +60,14 @@ pub const PARAMS: &[u8] = br#"{"name":"fuzz"}"#;
 pub const DEFAULTS: &[u8] = br#"{"greeting":"hi","secret":"s3"}"#;
 /// The result the session answer fixture carries.
 pub const RESULT: &[u8] = br#"{"greeting":"Hello, fuzz!"}"#;
+/// The fixture gateway's TLS key (P-256, PKCS#8), made once for the fuzz
+/// fixtures and used nowhere else: the same in every process.
+const RATLS_FIXTURE_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZMx92cXQ3VEz/I6X
+GgprdXb34RVP0oS2T28uxnlJIB6hRANCAAQhAN10yn9AgiBrVRk6p1vXs9EKs/U7
+Nu+H+4d2Gf/PrcET2lVp9R5X+IJa4CYV+GNGWyd2C6BxtfV97fSxi9K4
+-----END PRIVATE KEY-----
+";
 /// The activation id of the session answer fixture.
 pub const SESSION_ACTIVATION: &str = "fedcba9876543210fedcba9876543210";
 
@@ -504,15 +512,17 @@ fn build() -> Fixtures {
     )
     .expect("fixture: admission reply");
     let admit_reply_json = serde_json::to_vec(&admit_reply).expect("fixture: admission reply JSON");
-    // rcgen draws the TLS key and the ECDSA signature from the OS: this one
-    // fixture differs between runs, in parts no check relies on.
+    // A fixed TLS key: the oracle accepts a certificate only for the
+    // fixture's key, and seeds written by another process must carry the
+    // same one. (rcgen still draws the ECDSA signature's nonce from the OS,
+    // a part no check relies on.)
     let gateway_tee = clemmys_tee::sim::SimTee::new(
         std::sync::Arc::new(SimPlatform::from_secret(&[0x02; 32])),
         MEASUREMENT.digest(),
     );
     let ratls_certificate = clemmys_gateway::ratls::make_certificate(
         &gateway_tee,
-        &rcgen::KeyPair::generate().expect("fixture: TLS key"),
+        &rcgen::KeyPair::from_pem(RATLS_FIXTURE_KEY).expect("fixture: TLS key"),
         &client.id(),
         &["localhost".to_owned()],
     )

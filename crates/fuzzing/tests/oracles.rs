@@ -3,6 +3,8 @@
 //! of deterministic random inputs and edits. An oracle panics when its
 //! property breaks, so a passing run means none broke on these inputs.
 
+use std::path::Path;
+
 use chacha20::ChaCha20Rng;
 use clemmys_fuzzing::input::{Edit, edits, raw};
 use clemmys_fuzzing::{TARGETS, Target, target};
@@ -106,6 +108,29 @@ fn every_target_is_tested_here() {
         ],
         "add a test below for each new target"
     );
+}
+
+/// Every input kept in the repository's corpora (`fuzz/corpus/TARGET/`,
+/// written by other processes: the seed generator and earlier fuzz runs)
+/// still passes its oracle in this one. An oracle whose fixture differs
+/// between processes fails here, as the RA-TLS one did.
+#[test]
+fn committed_corpora_pass_their_oracles() {
+    let corpora = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    for target in TARGETS {
+        let directory = corpora.join(target.name);
+        let entries = std::fs::read_dir(&directory)
+            .unwrap_or_else(|error| panic!("{}: {error}", directory.display()));
+        let mut inputs = 0;
+        for entry in entries {
+            let path = entry.expect("a corpus entry").path();
+            let input = std::fs::read(&path).expect("a corpus file");
+            let passed = std::panic::catch_unwind(|| (target.oracle)(&input));
+            assert!(passed.is_ok(), "{} fails its oracle", path.display());
+            inputs += 1;
+        }
+        assert!(inputs > 0, "{} is empty", directory.display());
+    }
 }
 
 #[test]
