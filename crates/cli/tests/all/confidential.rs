@@ -670,4 +670,16 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
     .success();
     let updated = user.clemmys(&["action", "invoke", "echo", "-r"]).success();
     assert_eq!(updated.json(), json!({"token": "t-2"}), "{updated}");
+
+    // An update with code and no parameters keeps them, as OpenWhisk does:
+    // the owner's client seals its own copy again.
+    user.clemmys(&["action", "update", "echo", crate::common::arg(&echo)])
+        .success();
+    let kept = user.clemmys(&["action", "invoke", "echo", "-r"]).success();
+    assert_eq!(kept.json(), json!({"token": "t-2"}), "{kept}");
+    let action = user
+        .clemmys(&["action", "get", "echo", "--json"])
+        .success()
+        .json();
+    assert_eq!(action["parameters"], json!([]), "{action}");
 }

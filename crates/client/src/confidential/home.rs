@@ -25,6 +25,7 @@ use std::io::{Read as _, Seek as _, Write};
 use std::path::{Path, PathBuf};
 
 use clemmys_proto::chain::{ChainKey, ChainStep};
+use clemmys_proto::code::DefaultParameters;
 use clemmys_proto::identity::{ClientIdentity, EnclavePublicKeys};
 use clemmys_proto::invoke::{AnswerKeys, hex_bytes};
 use clemmys_proto::session::SessionKeys;
@@ -866,6 +867,53 @@ impl ClientHome {
         self.write_whole(PLANS, &json, true)
     }
 
+    /// The default parameters this client last sealed into the code of
+    /// action `action` (a key that names the API host and namespace too).
+    /// Nobody outside an enclave can read the sealed copy, so an update
+    /// that names no parameters seals this one again, as OpenWhisk keeps
+    /// an action's parameters on such an update.
+    pub fn sealed_defaults(
+        &self,
+        action: &str,
+    ) -> Result<Option<DefaultParameters>, ConfidentialError> {
+        let kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
+        Ok(kept
+            .get(action)
+            .map(|kept| DefaultParameters::new(kept.parameters.clone(), kept.final_parameters)))
+    }
+
+    /// Records what was just sealed into action `action`'s code: `defaults`,
+    /// or none.
+    pub fn keep_sealed_defaults(
+        &self,
+        action: &str,
+        defaults: Option<&DefaultParameters>,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("defaults")?;
+        let mut kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
+        match defaults {
+            Some(defaults) => {
+                kept.insert(
+                    action.to_owned(),
+                    KeptDefaults {
+                        parameters: defaults.parameters().clone(),
+                        final_parameters: defaults.is_final(),
+                    },
+                );
+            }
+            None => {
+                if kept.remove(action).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&kept)
+                .map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+        self.write_whole(DEFAULTS, &json, true)
+    }
+
     /// The keys of activation `id`, if this client invoked it.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
         self.flush()?;
@@ -884,10 +932,21 @@ const PINS: &str = "brokers.json";
 const FRESHNESS: &str = "freshness.json";
 /// The newest chain plan versions seen (a whole file).
 const PLANS: &str = "chain-plans.json";
+/// The default parameters sealed into each action's code (a whole file).
+const DEFAULTS: &str = "sealed-defaults.json";
 /// The keys of the answers (a log).
 const KEYRING: &str = "keyring";
 /// The openings of sessions (a log).
 const SESSIONS: &str = "sessions";
+
+/// One action's default parameters as [`ClientHome::keep_sealed_defaults`]
+/// keeps them.
+#[derive(Serialize, Deserialize)]
+struct KeptDefaults {
+    parameters: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "final")]
+    final_parameters: bool,
+}
 
 /// Holds `{what}.lock` in `dir` exclusively until the returned file is
 /// dropped: every read-modify-write of a file in the directory, and every

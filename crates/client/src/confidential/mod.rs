@@ -877,7 +877,7 @@ impl Confidential {
         let Ok(short) = self.short_name(name) else {
             return Ok(false);
         };
-        if self.home.newest_plan(&self.plan_key(short))?.is_some() {
+        if self.home.newest_plan(&self.home_key(short))?.is_some() {
             return Ok(true);
         }
         match self.describe(short, true).await {
@@ -1046,7 +1046,14 @@ impl Confidential {
         annotate: &(dyn Fn(u64, &mut KeyValues) + Sync),
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        let defaults = take_defaults(&mut put)?;
+        let kept_key = self.home_key(&short);
+        let given = put.parameters.is_some();
+        let mut defaults = take_defaults(&mut put)?;
+        if overwrite && !given {
+            // As OpenWhisk keeps an action's parameters on an update that
+            // names none: ours are sealed, so the copy is this client's.
+            defaults = self.home.sealed_defaults(&kept_key)?;
+        }
         let plaintext = code.plaintext(defaults.as_ref())?;
         let code_digest = Digest::of(&plaintext);
         let main = put.exec.as_ref().and_then(|exec| exec.main.clone());
@@ -1106,7 +1113,10 @@ impl Confidential {
         annotate(version, &mut annotations);
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
-        Ok(self.client.put_action(&short, &put, overwrite).await?)
+        let stored = self.client.put_action(&short, &put, overwrite).await?;
+        self.home
+            .keep_sealed_defaults(&kept_key, defaults.as_ref())?;
+        Ok(stored)
     }
 
     /// The version after the broker's current one of action `short`; 1 for
@@ -1441,7 +1451,9 @@ impl Confidential {
     }
 
     /// The key of sequence `short`'s newest plan seen in the client's home.
-    fn plan_key(&self, short: &str) -> String {
+    /// How this client's home files name action or sequence `short`: with
+    /// the API host and the namespace.
+    fn home_key(&self, short: &str) -> String {
         format!("{} /{}/{short}", self.client.api_host(), self.namespace)
     }
 
@@ -1473,7 +1485,7 @@ impl Confidential {
                 ChainPlanError::Malformed(ProtoError::Malformed("chain plan is not base64"))
             })?;
         let signed = SignedChainPlan::from_bytes(&bytes).map_err(ChainPlanError::Malformed)?;
-        let key = self.plan_key(&short);
+        let key = self.home_key(&short);
         let plan = signed.verify(
             &self.plan_signers(),
             &self.namespace,
@@ -1511,7 +1523,7 @@ impl Confidential {
                 name: descriptor.name.clone(),
             });
         }
-        let key = self.plan_key(&short);
+        let key = self.home_key(&short);
         let newest = self.home.newest_plan(&key)?;
         let version = newest.map_or(0, |v| v.saturating_add(1)).max(now_ms());
         let signed = ChainPlan {
