@@ -97,8 +97,9 @@ async function main() {
   );
 
   // Bound parameters (the client's `params`) are sealed with the code:
-  // invokes get them as defaults, their own winning; a GET shows none
-  // (nobody outside an enclave can read them back), and without the code
+  // invokes get them as defaults, their own winning; an update with the
+  // code and no parameters keeps them (the gateway seals its own copy
+  // again) and a GET through the gateway shows them; without the code
   // they cannot be sealed, so they are refused, not sent.
   const bound = await ow.actions.create({
     name: 'gw-bound', action: fs.readFileSync(secretPath), kind: 'wasm', params: { secret },
@@ -109,8 +110,10 @@ async function main() {
     await ow.actions.invoke({ name: 'gw-bound', blocking: true, result: true, params: { secret: 'mine' } }),
     { shout: 'MINE' },
   );
+  await ow.actions.update({ name: 'gw-bound', action: fs.readFileSync(secretPath), kind: 'wasm' });
+  assert.deepEqual(await ow.actions.invoke({ name: 'gw-bound', blocking: true, result: true }), { shout });
   const shown = await ow.actions.get({ name: 'gw-bound' });
-  assert.deepEqual(shown.parameters, []);
+  assert.deepEqual(shown.parameters, [{ key: 'secret', value: secret }]);
   await assert.rejects(
     ow.actions.update({ name: 'gw-bound', params: { secret: 'other' } }),
     (error) => error.statusCode === 400,

@@ -5,7 +5,7 @@
 //! | `PUT …/actions/{name}` | a `wasm` action (base64 code, as OpenWhisk clients send it) is deployed confidential: policy registered with the broker, code sealed to the action key, its bound `parameters` (and `final` annotation) sealed with the code as its default parameters, as the owner's `clemmys` does; a `sequence` of the owner's confidential actions gets a chain plan the gateway signs |
 //! | `POST …/actions/{name}` | parameters sealed to the action key; the answer opened and its receipt verified; `blocking`, `result`, `timeout` as OpenWhisk |
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
-//! | `GET …/actions/{name}` | the node's record, without the (sealed) code, and so with `parameters: []`: the defaults are sealed to the action key, and the gateway keeps no copy |
+//! | `GET …/actions/{name}` | the node's record, without the (sealed) code, with the bound `parameters` this gateway sealed into the current version (from its own sealed copy; `[]` if another client deployed that version) |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
 //! | any method on `/api/v1/web/{ns}/default/{action}.{ext}` | the owner's web-exported confidential actions, as the node serves plain ones ([`crate::web`]) |
 //!
@@ -27,9 +27,9 @@
 //! it: a `PUT` that gives parameters without `exec.code` (OpenWhisk would
 //! keep the stored code) is a 400, since the gateway cannot open the
 //! stored code to seal it again; a `PUT` with code and no parameters
-//! leaves the action without defaults. Its answer shows the parameters it
-//! sealed; a later `GET` shows none (`parameters: []`), since nobody
-//! outside an enclave granted the action key can read them back.
+//! keeps them, as OpenWhisk does, from the copy the gateway keeps in its
+//! sealed state of what it sealed (none if another client deployed the
+//! current version). Its answer, and a later `GET`, show them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -346,9 +346,9 @@ async fn delete_action(
     forward(State(gateway), method, uri, headers).await
 }
 
-/// The node's record of an action, without its code: the code is sealed
-/// and the gateway cannot open it (only enclaves granted the action key
-/// can).
+/// The node's record of an action, without its code (sealed: only
+/// enclaves granted the action key can open it), with the bound parameters
+/// the gateway sealed into its current version.
 async fn get_action(
     State(gateway): State<Arc<Gateway>>,
     Path((namespace, name)): Path<(String, String)>,
@@ -357,10 +357,20 @@ async fn get_action(
     check_namespace(&gateway, &namespace)?;
     let connection = connect(&gateway, &headers).await?;
     let doc = connection.client().get_action(&name, false).await?;
-    Ok(axum::Json(without_code(
+    let mut shown = without_code(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
-    ))
-    .into_response())
+    );
+    if let Some(defaults) = connection.current_defaults(&name).await? {
+        let parameters = KeyValues::from_object(defaults.parameters());
+        if let Some(fields) = shown.as_object_mut() {
+            fields.insert(
+                "parameters".into(),
+                serde_json::to_value(parameters)
+                    .map_err(|e| ConfidentialError::State(e.to_string()))?,
+            );
+        }
+    }
+    Ok(axum::Json(shown).into_response())
 }
 
 fn without_code(mut doc: Value) -> Value {

@@ -867,26 +867,30 @@ impl ClientHome {
         self.write_whole(PLANS, &json, true)
     }
 
-    /// The default parameters this client last sealed into the code of
-    /// action `action` (a key that names the API host and namespace too).
-    /// Nobody outside an enclave can read the sealed copy, so an update
-    /// that names no parameters seals this one again, as OpenWhisk keeps
-    /// an action's parameters on such an update.
+    /// The default parameters this client sealed into the code of
+    /// `version` of action `action` (a key that names the API host and
+    /// namespace too), if it sealed that version. Nobody outside an enclave
+    /// can read the sealed copy, so an update that names no parameters
+    /// seals this one again, as OpenWhisk keeps an action's parameters on
+    /// such an update.
     pub fn sealed_defaults(
         &self,
         action: &str,
+        version: u64,
     ) -> Result<Option<DefaultParameters>, ConfidentialError> {
         let kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
         Ok(kept
             .get(action)
+            .filter(|kept| kept.version == version)
             .map(|kept| DefaultParameters::new(kept.parameters.clone(), kept.final_parameters)))
     }
 
-    /// Records what was just sealed into action `action`'s code: `defaults`,
-    /// or none.
+    /// Records what was just sealed into the code of `version` of action
+    /// `action`: `defaults`, or none.
     pub fn keep_sealed_defaults(
         &self,
         action: &str,
+        version: u64,
         defaults: Option<&DefaultParameters>,
     ) -> Result<(), ConfidentialError> {
         let _updating = self.exclusive("defaults")?;
@@ -896,6 +900,7 @@ impl ClientHome {
                 kept.insert(
                     action.to_owned(),
                     KeptDefaults {
+                        version,
                         parameters: defaults.parameters().clone(),
                         final_parameters: defaults.is_final(),
                     },
@@ -943,6 +948,8 @@ const SESSIONS: &str = "sessions";
 /// keeps them.
 #[derive(Serialize, Deserialize)]
 struct KeptDefaults {
+    /// The action version they were sealed into.
+    version: u64,
     parameters: serde_json::Map<String, serde_json::Value>,
     #[serde(rename = "final")]
     final_parameters: bool,
@@ -1044,6 +1051,47 @@ mod tests {
         assert_eq!(
             reopened.newest_plan("h /guest/other").expect("read"),
             Some(1)
+        );
+    }
+
+    #[test]
+    fn sealed_defaults_serve_only_the_version_they_were_sealed_into() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        let mut parameters = serde_json::Map::new();
+        parameters.insert("token".into(), "t-1".into());
+        let defaults = DefaultParameters::new(parameters.clone(), true);
+        home.keep_sealed_defaults("h /guest/echo", 3, Some(&defaults))
+            .expect("keep");
+        let reopened = ClientHome::open(dir.path()).expect("home");
+        let kept = reopened
+            .sealed_defaults("h /guest/echo", 3)
+            .expect("read")
+            .expect("kept for version 3");
+        assert_eq!(kept.parameters(), &parameters);
+        assert!(kept.is_final());
+        // Another client updated the action since: this copy is stale.
+        assert!(
+            reopened
+                .sealed_defaults("h /guest/echo", 4)
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            reopened
+                .sealed_defaults("h /guest/other", 3)
+                .expect("read")
+                .is_none()
+        );
+        // An update that sealed none forgets them.
+        reopened
+            .keep_sealed_defaults("h /guest/echo", 4, None)
+            .expect("forget");
+        assert!(
+            reopened
+                .sealed_defaults("h /guest/echo", 3)
+                .expect("read")
+                .is_none()
         );
     }
 

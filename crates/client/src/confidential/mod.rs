@@ -765,6 +765,22 @@ impl Confidential {
         &self.home
     }
 
+    /// The default parameters sealed into the current version of action
+    /// `name`, if this client sealed that version (its home keeps a copy:
+    /// nobody can read them back out of the sealed code).
+    pub async fn current_defaults(
+        &self,
+        name: &str,
+    ) -> Result<Option<DefaultParameters>, ConfidentialError> {
+        let short = self.short_name(name)?.to_owned();
+        let current = match self.describe_of(self.owner(), &short).await {
+            Ok(descriptor) => descriptor.version,
+            Err(ConfidentialError::Refused(_)) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        self.home.sealed_defaults(&self.home_key(&short), current)
+    }
+
     fn short_name<'a>(&self, name: &'a str) -> Result<&'a str, ConfidentialError> {
         let qualified = crate::resolve_name(name)?;
         if qualified.package.is_some() {
@@ -1048,11 +1064,20 @@ impl Confidential {
         let short = self.short_name(name)?.to_owned();
         let kept_key = self.home_key(&short);
         let given = put.parameters.is_some();
+        // An update registers the version after the broker's current one.
+        let update_to = if overwrite {
+            Some(self.next_version(&short).await?)
+        } else {
+            None
+        };
         let mut defaults = take_defaults(&mut put)?;
-        if overwrite && !given {
+        if let (Some(next), false) = (update_to, given) {
             // As OpenWhisk keeps an action's parameters on an update that
-            // names none: ours are sealed, so the copy is this client's.
-            defaults = self.home.sealed_defaults(&kept_key)?;
+            // names none: ours are sealed, so the copy is this client's,
+            // and serves only if this client sealed the current version.
+            defaults = self
+                .home
+                .sealed_defaults(&kept_key, next.saturating_sub(1))?;
         }
         let plaintext = code.plaintext(defaults.as_ref())?;
         let code_digest = Digest::of(&plaintext);
@@ -1069,26 +1094,23 @@ impl Confidential {
         // fewer on every deploy of a new action. An update, or a guess the
         // broker refuses (the action exists, our copy is stale), asks for
         // the current version and registers the next one.
-        let guess = if overwrite {
-            None
-        } else {
-            Some(self.lock().get(&short).map_or(1, |known| known.version + 1))
-        };
-        let descriptor = match guess {
+        let descriptor = match update_to {
+            Some(next) => self.register(&short, next, registered, options).await?,
             None => {
-                let next = self.next_version(&short).await?;
-                self.register(&short, next, registered, options).await?
-            }
-            Some(guess) => match self.register(&short, guess, registered, options).await {
-                Err(ConfidentialError::Refused(reason)) => match self.next_version(&short).await {
-                    Ok(next) if next > guess => {
-                        self.register(&short, next, registered, options).await?
+                let guess = self.lock().get(&short).map_or(1, |known| known.version + 1);
+                match self.register(&short, guess, registered, options).await {
+                    Err(ConfidentialError::Refused(reason)) => {
+                        match self.next_version(&short).await {
+                            Ok(next) if next > guess => {
+                                self.register(&short, next, registered, options).await?
+                            }
+                            // Not a version clash: the first refusal says why.
+                            _ => return Err(ConfidentialError::Refused(reason)),
+                        }
                     }
-                    // Not a version clash: the first refusal says why.
-                    _ => return Err(ConfidentialError::Refused(reason)),
-                },
-                registered => registered?,
-            },
+                    registered => registered?,
+                }
+            }
         };
         let version = descriptor.version;
         let binding = CodeBinding {
@@ -1115,7 +1137,7 @@ impl Confidential {
         put.annotations = Some(annotations);
         let stored = self.client.put_action(&short, &put, overwrite).await?;
         self.home
-            .keep_sealed_defaults(&kept_key, defaults.as_ref())?;
+            .keep_sealed_defaults(&kept_key, version, defaults.as_ref())?;
         Ok(stored)
     }
 
