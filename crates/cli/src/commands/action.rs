@@ -823,11 +823,18 @@ pub fn print_invoked(
 async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let saving = args.save || args.save_as.is_some();
-    let doc = client
+    let mut doc = client
         .get_action(&args.name, saving)
         .await
         .with_context(|| format!("getting action {}", args.name))?;
     let output = &ctx.output;
+    if !saving
+        && doc
+            .annotations
+            .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
+    {
+        show_sealed_defaults(&mut doc, &args.name, ctx).await;
+    }
     if args.url {
         let url = action_url(client.api_host(), &doc);
         if output.is_json() {
@@ -883,6 +890,27 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     output.ok(format_args!("got action {}", args.name));
     output.print_json(&doc)
+}
+
+/// Fills in a confidential action's default parameters, which the node
+/// shows as none (they are sealed with the code), from the copy this client
+/// kept when it sealed the current version. Without a broker pin (not the
+/// owner's client) the node's record stays as it is.
+async fn show_sealed_defaults(doc: &mut ActionDoc, name: &str, ctx: &Context) {
+    let kept = async {
+        let namespace = confidential::sealing_namespace(ctx, Some(name))?;
+        let sealing = confidential::connect(ctx.client()?.clone(), namespace).await?;
+        anyhow::Ok(sealing.current_defaults(name).await?)
+    };
+    match kept.await {
+        Ok(Some(defaults)) => {
+            doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
+        }
+        Ok(None) => {}
+        Err(error) => ctx.output.hint(format_args!(
+            "its default parameters are sealed, and this client has no copy to show: {error:#}"
+        )),
+    }
 }
 
 /// `wsk action get --url`: the web URL of a web action

@@ -642,12 +642,22 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
         "{invoked}"
     );
     invoked.stderr_has("decrypted; receipt verified: ");
-    // The node shows none.
+    // The node shows none; the owner's CLI shows the copy it sealed.
+    let node_shows = || {
+        let (status, body) = server.get("/api/v1/namespaces/_/actions/echo");
+        assert_eq!(status, 200);
+        serde_json::from_slice::<Value>(&body).expect("an action")["parameters"].clone()
+    };
+    assert_eq!(node_shows(), json!([]));
     let action = user
         .clemmys(&["action", "get", "echo", "--json"])
         .success()
         .json();
-    assert_eq!(action["parameters"], json!([]), "{action}");
+    assert_eq!(
+        action["parameters"],
+        json!([{"key": "greeting", "value": "hi"}, {"key": "token", "value": "t-1"}]),
+        "{action}"
+    );
 
     // Without the code, an update's parameters are not sent at all.
     let refused = user
@@ -677,9 +687,14 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
         .success();
     let kept = user.clemmys(&["action", "invoke", "echo", "-r"]).success();
     assert_eq!(kept.json(), json!({"token": "t-2"}), "{kept}");
+    assert_eq!(node_shows(), json!([]));
     let action = user
         .clemmys(&["action", "get", "echo", "--json"])
         .success()
         .json();
-    assert_eq!(action["parameters"], json!([]), "{action}");
+    assert_eq!(
+        action["parameters"],
+        json!([{"key": "token", "value": "t-2"}]),
+        "{action}"
+    );
 }
