@@ -328,17 +328,22 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
         .clemmys(&["action", "create", "pipe", "--sequence", "c1"])
         .success();
     provider_replaces_with_plain_echo(&server, "act");
+    // An invoke of `name` is refused, and its parameters reach neither the
+    // answer nor the node.
+    let invoke_stays_sealed = |name: &str| {
+        let secret = crate::common::unique("param-");
+        let out = owner
+            .clemmys(&["action", "invoke", name, "-p", "secret", &secret, "-r"])
+            .failure();
+        assert!(!out.stdout.contains(&secret), "{out}");
+        assert!(
+            !provider_sees(&server, name, &secret),
+            "the parameters of an invoke of {name} reached the node in the clear"
+        );
+    };
     // The invoke's parameters stay sealed: the client asks the key broker,
     // not the node, whether the action is confidential.
-    let secret = crate::common::unique("param-");
-    let out = owner
-        .clemmys(&["action", "invoke", "act", "-p", "secret", &secret, "-r"])
-        .failure();
-    assert!(!out.stdout.contains(&secret), "{out}");
-    assert!(
-        !provider_sees(&server, "act", &secret),
-        "the invoke's parameters reached the node in the clear"
-    );
+    invoke_stays_sealed("act");
     // An update with new code seals it, as the first version was.
     use base64::Engine as _;
     let code = std::fs::read(&hello).unwrap_or_else(|error| panic!("hello: {error}"));
@@ -359,15 +364,7 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
         &json!({"exec": {"kind": "sequence", "components": ["/guest/echo-of-provider"]}}),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let secret = crate::common::unique("chain-param-");
-    let out = owner
-        .clemmys(&["action", "invoke", "pipe", "-p", "secret", &secret, "-r"])
-        .failure();
-    assert!(!out.stdout.contains(&secret), "{out}");
-    assert!(
-        !provider_sees(&server, "pipe", &secret),
-        "the chain's parameters reached the node in the clear"
-    );
+    invoke_stays_sealed("pipe");
 }
 
 #[test]
