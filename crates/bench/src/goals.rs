@@ -5,7 +5,8 @@
 //! The targets are issue 16's (a warm invoke at least as fast as `wasmtime
 //! serve`, confidential at the plain speed in every one of five runs,
 //! cheap chain hops, a store that does not slow down as it grows), issue
-//! 19's (the attested gateway at 0.8 of plain's throughput), issue 20's
+//! 18's (confidential JavaScript at 0.95 of plain's throughput), issue 19's (the attested gateway
+//! at 0.8 of plain's throughput), issue 20's
 //! (one invoker behind NATS + PostgreSQL at 0.7 of the embedded node's
 //! throughput) and the older ones that still apply (cold starts, the
 //! enclave pool, density).
@@ -148,6 +149,7 @@ pub fn evaluate_goals(report: &Report) -> Vec<GoalCheck> {
     growth_goals(report, &clients, &mut goals);
     gateway_goals(report, &clients, &mut goals);
     cluster_goals(report, &clients, &mut goals);
+    javascript_goals(report, &clients, &mut goals);
     goals.push(density_goal(report));
     goals
 }
@@ -404,6 +406,35 @@ fn cluster_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>)
     }
 }
 
+/// Issue 18's confidential/plain throughput of the JS hello, on the one
+/// side-by-side run of the `js` scenario at each client count.
+fn javascript_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    for &n in clients {
+        let row = report
+            .js
+            .confidential_ratios
+            .iter()
+            .find(|row| row.clients == n);
+        let check = GoalCheck::new(
+            format!(
+                "confidential/plain throughput, JS hello, {}",
+                clients_label(n)
+            ),
+            Bound::AtLeast,
+            crate::javascript::CONFIDENTIAL_THROUGHPUT_GOAL,
+            Unit::Ratio,
+            row.map(|row| row.throughput_ratio),
+        );
+        goals.push(match row {
+            Some(row) if row.slice_throughput_ratio_min.is_finite() => check.noted(format!(
+                "1 run; slices {:.3}-{:.3}",
+                row.slice_throughput_ratio_min, row.slice_throughput_ratio_max
+            )),
+            _ => check,
+        });
+    }
+}
+
 /// `1 client`, `8 clients`.
 pub fn clients_label(n: usize) -> String {
     if n == 1 {
@@ -604,6 +635,14 @@ mod tests {
                     Verdict::Pass
                 ),
                 (
+                    "confidential/plain throughput, JS hello, 1 client",
+                    Verdict::Pass
+                ),
+                (
+                    "confidential/plain throughput, JS hello, 8 clients",
+                    Verdict::Fail
+                ),
+                (
                     "warm instances in 2 GiB (RSS, instantiated, not run)",
                     Verdict::Pass
                 ),
@@ -763,6 +802,27 @@ mod tests {
     }
 
     #[test]
+    fn the_javascript_goal_is_judged_on_its_side_by_side_run() {
+        let report = report();
+        let one = goal(&report, "confidential/plain throughput, JS hello, 1 client");
+        assert!((one.measured.expect("measured") - 0.96).abs() < 1e-12);
+        assert_eq!(one.verdict, Verdict::Pass);
+        assert_eq!(one.note.as_deref(), Some("1 run; slices 0.950-0.970"));
+        let eight = goal(
+            &report,
+            "confidential/plain throughput, JS hello, 8 clients",
+        );
+        assert!((eight.measured.expect("measured") - 0.9).abs() < 1e-12);
+        assert_eq!(eight.verdict, Verdict::Fail);
+        // The JS rows are not the wasm pair's: its goals stay on noop.
+        let wasm = goal(
+            &report,
+            "confidential/plain throughput, 8 clients, every run",
+        );
+        assert!((wasm.measured.expect("measured") - 3900.0 / 4000.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn a_small_preload_is_shown_but_not_judged() {
         let mut report = report();
         if let Some(growth) = report.growth.as_mut() {
@@ -791,7 +851,7 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 15, "one client count only");
+        assert_eq!(report.goals.len(), 16, "one client count only");
         assert!(
             report
                 .goals

@@ -119,7 +119,8 @@ pub enum Scenario {
     Density,
     /// An empty store against one preloaded with many records.
     Growth,
-    /// Warm JavaScript hello against warm wasm hello (needs the engine).
+    /// Warm JavaScript hello against warm wasm hello, and confidential
+    /// against plain (needs the engine).
     Js,
     /// Warm noop through the attested gateway against plain, both over
     /// TLS; TLS handshakes.

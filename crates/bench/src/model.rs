@@ -544,6 +544,22 @@ pub(crate) mod tests {
             chain(10, Mode::Plain, 11.0),
             chain(10, Mode::Confidential, 13.0),
         ];
+        // The JS hello: 0.96 of plain at one client, 0.9 at eight.
+        let mut js_confidential = Vec::new();
+        for (mode, clients, rps, p50) in [
+            (Mode::Plain, 1, 1500.0, 0.6),
+            (Mode::Confidential, 1, 1440.0, 0.63),
+            (Mode::Plain, 8, 3000.0, 2.4),
+            (Mode::Confidential, 8, 2700.0, 2.6),
+        ] {
+            let mut row = self::warm(mode, clients, rps, p50);
+            row.action = crate::javascript::JS_ACTION.into();
+            row.slice_requests = match mode {
+                Mode::Plain => vec![100, 100],
+                Mode::Confidential => vec![95, 97],
+            };
+            js_confidential.push(row);
+        }
         let before = MemorySample {
             rss_bytes: 50 << 20,
             ..MemorySample::default()
@@ -680,6 +696,8 @@ pub(crate) mod tests {
                     summary(2000.0, 0.5),
                     summary(1500.0, 0.6),
                 )],
+                confidential_ratios: ratios(&js_confidential),
+                confidential: js_confidential,
                 cold: Some(crate::javascript::JsCold {
                     runs: 3,
                     wasm_ms: Quantiles::of([3.0, 4.0, 5.0]),
@@ -754,6 +772,7 @@ pub(crate) mod tests {
         };
         report.floors = None;
         report.gateway = crate::gateway::GatewayReport::default();
+        report.js = crate::javascript::JsReport::default();
         report.goals = evaluate_goals(&report);
         report
     }
