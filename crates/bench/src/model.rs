@@ -368,6 +368,8 @@ pub struct Report {
     pub peer: PeerSection,
     /// Warm instances per 2 GiB.
     pub density: Option<DensityReport>,
+    /// Warm instances of one JavaScript action (of the engine) per 2 GiB.
+    pub js_density: Option<DensityReport>,
     /// Warm throughput on a store preloaded with many records against an
     /// empty one.
     pub growth: Option<GrowthReport>,
@@ -572,6 +574,14 @@ pub(crate) mod tests {
             rss_bytes: (50 << 20) + 6_000 * 256 * 1024,
             ..MemorySample::default()
         };
+        let js_idle = MemorySample {
+            rss_bytes: (50 << 20) + 2_000 * (1 << 20),
+            ..MemorySample::default()
+        };
+        let js_started = MemorySample {
+            rss_bytes: (50 << 20) + 2_000 * (2 << 20),
+            ..MemorySample::default()
+        };
         let mut report = Report {
             title: title(false),
             machine: Machine {
@@ -664,6 +674,8 @@ pub(crate) mod tests {
                 rows: peer_rows,
             },
             density: Some(DensityReport {
+                action: "noop".into(),
+                start_note: None,
                 instances: 6_000,
                 allocator: "pooling".into(),
                 fallback: None,
@@ -674,6 +686,20 @@ pub(crate) mod tests {
                 started,
                 per_idle: PerInstance::between(&before, &idle, 6_000),
                 per_started: PerInstance::between(&before, &started, 6_000),
+            }),
+            js_density: Some(DensityReport {
+                action: crate::density::JS_ACTION.into(),
+                start_note: Some("no envelope".into()),
+                instances: 2_000,
+                allocator: "pooling".into(),
+                fallback: None,
+                instantiate_ms: 900.0,
+                start_ms: 4000.0,
+                before,
+                idle: js_idle,
+                started: js_started,
+                per_idle: PerInstance::between(&before, &js_idle, 2_000),
+                per_started: PerInstance::between(&before, &js_started, 2_000),
             }),
             growth: Some(GrowthReport {
                 records: 1_000_000,
@@ -765,6 +791,7 @@ pub(crate) mod tests {
         report.knobs.clear();
         report.peer = PeerSection::default();
         report.density = None;
+        report.js_density = None;
         report.growth = None;
         report.cluster = crate::cluster::ClusterReport {
             not_measured: Some(crate::cluster::BACKENDS_MISSING.into()),

@@ -693,60 +693,67 @@ impl Report {
     }
 
     fn render_density(&self, out: &mut String) {
-        let Some(d) = &self.density else {
-            return;
-        };
-        let _ = writeln!(
-            out,
-            "\nDensity: {} warm noop instances alive at once in this process ({} allocator{})",
-            d.instances,
-            d.allocator,
-            d.fallback
-                .as_deref()
-                .map(|why| format!(": {why}"))
-                .unwrap_or_default()
-        );
-        let mut table = Table::new(&[
-            "instances",
-            "RSS growth",
-            "RSS / instance",
-            "PSS / instance",
-            "fit in 2 GiB (RSS)",
-            "took",
-        ]);
-        for (what, per, took) in [
-            ("instantiated, not run", &d.per_idle, d.instantiate_ms),
-            ("after one _start each", &d.per_started, d.start_ms),
-        ] {
-            table.row(vec![
-                what.into(),
-                format!(
-                    "{:.1} MiB",
-                    per.total_rss_bytes as f64 / f64::from(1u32 << 20)
-                ),
-                kib(per.rss_bytes),
-                per.pss_bytes.map_or_else(|| "-".into(), kib),
-                per.fit_in_budget
-                    .map_or_else(|| "-".into(), |n| n.to_string()),
-                format!("{} ms", ms(took)),
-            ]);
+        for d in self.density.iter().chain(&self.js_density) {
+            render_density(d, out);
         }
-        out.push_str(&table.render());
-        let within = |per: &crate::density::PerInstance| {
-            if per.total_rss_bytes <= crate::density::BUDGET_BYTES {
-                "within"
-            } else {
-                "MORE than"
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{} instances alive at once, measured: {} 2 GiB of RSS growth instantiated, {} 2 GiB \
-             after _start",
-            d.instances,
-            within(&d.per_idle),
-            within(&d.per_started)
-        );
+    }
+}
+
+fn render_density(d: &crate::density::DensityReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\nDensity: {} warm {} instances alive at once in this process ({} allocator{})",
+        d.instances,
+        d.action,
+        d.allocator,
+        d.fallback
+            .as_deref()
+            .map(|why| format!(": {why}"))
+            .unwrap_or_default()
+    );
+    let mut table = Table::new(&[
+        "instances",
+        "RSS growth",
+        "RSS / instance",
+        "PSS / instance",
+        "fit in 2 GiB (RSS)",
+        "took",
+    ]);
+    for (what, per, took) in [
+        ("instantiated, not run", &d.per_idle, d.instantiate_ms),
+        ("after one _start each", &d.per_started, d.start_ms),
+    ] {
+        table.row(vec![
+            what.into(),
+            format!(
+                "{:.1} MiB",
+                per.total_rss_bytes as f64 / f64::from(1u32 << 20)
+            ),
+            kib(per.rss_bytes),
+            per.pss_bytes.map_or_else(|| "-".into(), kib),
+            per.fit_in_budget
+                .map_or_else(|| "-".into(), |n| n.to_string()),
+            format!("{} ms", ms(took)),
+        ]);
+    }
+    out.push_str(&table.render());
+    let within = |per: &crate::density::PerInstance| {
+        if per.total_rss_bytes <= crate::density::BUDGET_BYTES {
+            "within"
+        } else {
+            "MORE than"
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{} instances alive at once, measured: {} 2 GiB of RSS growth instantiated, {} 2 GiB \
+         after _start",
+        d.instances,
+        within(&d.per_idle),
+        within(&d.per_started)
+    );
+    if let Some(note) = &d.start_note {
+        let _ = writeln!(out, "_start: {note}");
     }
 }
 
@@ -991,6 +998,8 @@ mod tests {
             "Ours / wasmtime serve",
             "per-request instantiation",
             "Density: 6000 warm noop instances",
+            "Density: 2000 warm JavaScript action instances",
+            "_start: no envelope",
             "Goals",
             "Notes",
         ] {
