@@ -1,7 +1,8 @@
 //! Density: how many warm instances fit in 2 GiB, measured in this process.
 //!
 //! A sandbox like the node's (pooling allocator, copy-on-write images,
-//! default limits) but with enough instance slots prepares `noop`, then
+//! default limits) but with enough instance slots prepares a module (`noop`,
+//! or the node's JavaScript engine), then
 //! instantiates it `count` times and keeps every instance alive: each has
 //! its own store, WASI context, instance and linear memory, initialised and
 //! not yet run (a "warm instance"). The resident set size of the process
@@ -14,6 +15,14 @@
 //! many instances share are counted many times: it overstates. The
 //! proportional set size (`Pss` in `/proc/self/smaps_rollup`) divides shared
 //! pages among their mappings and is reported beside it. The goal uses RSS.
+//!
+//! A JavaScript action runs as the node's engine module (`clemmys-js.wasm`,
+//! its QuickJS heap pre-initialized in the module's image) with the
+//! action's source or bytecode as data on stdin: a warm instance of one
+//! JavaScript action is an instance of the engine, the same for every JS
+//! action. Its `_start` here gets no stdin (an idle instance has none), so
+//! the engine starts, reads no envelope and answers with an error line: the
+//! action's own code does not run in that second sample.
 
 use std::time::{Duration, Instant};
 
@@ -25,15 +34,29 @@ use super::progress::Progress;
 
 /// The memory the goal is about.
 pub const BUDGET_BYTES: u64 = 2 << 30;
+/// Issue 18's goal: warm instances of one JavaScript action in 2 GiB.
+pub const JS_GOAL: f64 = 2_000.0;
+/// The older goal for warm instances of `noop`.
+pub const WASM_GOAL: f64 = 5_000.0;
+/// What the JavaScript measurement's instances are warm instances of.
+pub const JS_ACTION: &str = "JavaScript action";
 /// Slots beyond `count`, so that slot exhaustion never cuts the run short.
 const SPARE_SLOTS: u32 = 16;
 /// How long the density run waits for noop's optimising compile.
-const TIER_UP_WAIT: Duration = Duration::from_secs(30);
+pub const TIER_UP_WAIT: Duration = Duration::from_secs(30);
+/// The same for the JavaScript engine, a module of about a megabyte.
+pub const JS_TIER_UP_WAIT: Duration = Duration::from_secs(120);
 
 /// What the density measurement found.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DensityReport {
+    /// The action whose warm instances these are (`noop`, or
+    /// [`JS_ACTION`]: any one JavaScript action).
+    pub action: String,
+    /// What one `_start` runs, when it is not the action itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_note: Option<String>,
     /// Instances kept alive at once.
     pub instances: usize,
     /// `pooling` or `on-demand` (when the pool's address space could not be
@@ -144,9 +167,57 @@ pub fn sample_memory() -> anyhow::Result<MemorySample> {
     })
 }
 
-/// Keeps `count` warm instances of `noop` alive in a sandbox of this
+/// What [`measure`] instantiates.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The action the instances are warm instances of.
+    pub action: &'a str,
+    /// The module instantiated: the action's, or the engine that runs it.
+    pub module: &'a [u8],
+    /// How long to wait for the module's optimising compile.
+    pub tier_up_wait: Duration,
+    /// What one `_start` runs, when it is not the action itself.
+    pub start_note: Option<&'a str>,
+}
+
+impl<'a> Subject<'a> {
+    /// Warm instances of `noop`.
+    pub fn noop(noop: &'a [u8]) -> Self {
+        Self {
+            action: "noop",
+            module: noop,
+            tier_up_wait: TIER_UP_WAIT,
+            start_note: None,
+        }
+    }
+
+    /// Warm instances of one JavaScript action: instances of `engine`.
+    pub fn javascript(engine: &'a [u8]) -> Self {
+        Self {
+            action: JS_ACTION,
+            module: engine,
+            tier_up_wait: JS_TIER_UP_WAIT,
+            start_note: Some(
+                "the engine's _start with no envelope on stdin: it starts and answers an error \
+                 line; the action's code does not run",
+            ),
+        }
+    }
+}
+
+/// Keeps `count` warm instances of `subject` alive in a sandbox of this
 /// process and measures their memory; blocking (seconds).
-pub fn measure(noop: &[u8], count: usize, progress: &Progress) -> anyhow::Result<DensityReport> {
+pub fn measure(
+    subject: Subject<'_>,
+    count: usize,
+    progress: &Progress,
+) -> anyhow::Result<DensityReport> {
+    let Subject {
+        action,
+        module,
+        tier_up_wait,
+        start_note,
+    } = subject;
     let slots = u32::try_from(count)
         .unwrap_or(u32::MAX)
         .saturating_add(SPARE_SLOTS);
@@ -169,12 +240,12 @@ pub fn measure(noop: &[u8], count: usize, progress: &Progress) -> anyhow::Result
         }
     };
     let prepared = sandbox
-        .prepare(CodeDigest::of(noop), noop)
-        .context("compiling noop")?;
+        .prepare(CodeDigest::of(module), module)
+        .with_context(|| format!("compiling the module of {action}"))?;
     // The steady state: a tiered sandbox's instances come from the pool
     // once the optimised code is in.
-    if !sandbox.wait_for_tier_ups(TIER_UP_WAIT) {
-        bail!("noop's optimising compile did not finish within {TIER_UP_WAIT:?}");
+    if !sandbox.wait_for_tier_ups(tier_up_wait) {
+        bail!("{action}'s optimising compile did not finish within {tier_up_wait:?}");
     }
     // One instance made and dropped first, so that lazily built engine
     // state is not counted as the first instance's.
@@ -184,7 +255,10 @@ pub fn measure(noop: &[u8], count: usize, progress: &Progress) -> anyhow::Result
             .map_err(|failure| anyhow!(failure.message()))?,
     );
     let before = sample_memory()?;
-    let step = progress.counted(&format!("density: {count} warm instances"), count as u64);
+    let step = progress.counted(
+        &format!("density: {count} warm instances of {action}"),
+        count as u64,
+    );
     let mut instances = Vec::with_capacity(count);
     let started = Instant::now();
     for made in 0..count {
@@ -217,6 +291,8 @@ pub fn measure(noop: &[u8], count: usize, progress: &Progress) -> anyhow::Result
         count_text(per_started.fit_in_budget)
     ));
     Ok(DensityReport {
+        action: action.to_owned(),
+        start_note: start_note.map(str::to_owned),
         instances: count,
         allocator: if fallback.is_some() {
             "on-demand".into()

@@ -3,9 +3,13 @@
 //! next to the warm `hello.wasm`, both plain, on one node of their own, in
 //! alternating slices of one window (see [`crate::alternate`]) at 1 and N
 //! clients. The goal of issue 18: JS at most 1.5× the wasm hello's p50.
-//! Then cold starts of both: create a new action and invoke it once,
-//! `--cold-runs` times each (the engine and hello.wasm are compiled
-//! already, as on a node that runs other actions).
+//! Then the same JS hello deployed confidential (its source sealed with the
+//! engine's digest, as the CLI seals it) against it plain, side by side at
+//! 1 and N clients as the warm noop pair is: issue 18's goal there is
+//! confidential/plain throughput at least 0.95, as for wasm. Then cold
+//! starts of both: create a new action and invoke it once, `--cold-runs`
+//! times each (the engine and hello.wasm are compiled already, as on a node
+//! that runs other actions).
 
 use std::path::Path;
 
@@ -14,18 +18,24 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use serde::Serialize;
 
 use crate::load::LatencySummary;
-use crate::model::{Mode, Quantiles};
+use crate::model::{self, Mode, Quantiles, RatioRow, WarmRow};
 use crate::progress::Progress;
 use crate::scenarios::{self, Modules, Node, Plan};
 
 /// The JavaScript hello, as the examples ship it.
 const JS_HELLO_SOURCE: &str = include_str!("../../../examples/js/hello.js");
 const JS_HELLO: &str = "bench-hello-js";
+const CONFIDENTIAL_JS_HELLO: &str = "bench-hello-jsc";
 const WASM_HELLO: &str = "bench-hello-wasm";
+/// The action name of the confidential/plain rows.
+pub const JS_ACTION: &str = "hello.js";
 /// How long to wait for the engine's optimising compile.
 const TIER_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// The bound issue 18 sets on warm JS p50 over warm wasm p50.
 pub const JS_P50_GOAL: f64 = 1.5;
+/// The bound issue 18 sets on confidential JS throughput over plain JS
+/// throughput: the warm wasm pair's.
+pub const CONFIDENTIAL_THROUGHPUT_GOAL: f64 = 0.95;
 
 /// Warm JS and wasm hello at one client count, measured side by side.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +72,11 @@ pub struct JsCold {
 pub struct JsReport {
     /// Warm, side by side, per client count.
     pub rows: Vec<JsRow>,
+    /// The JS hello plain and confidential, side by side, per client count
+    /// (action [`JS_ACTION`]).
+    pub confidential: Vec<WarmRow>,
+    /// Confidential over plain, from `confidential`.
+    pub confidential_ratios: Vec<RatioRow>,
     /// Cold starts.
     pub cold: Option<JsCold>,
 }
@@ -78,6 +93,8 @@ pub async fn measure(
         "no JavaScript engine at {} (run scripts/build-runtimes.sh, or give --js-engine)",
         engine.display()
     );
+    let engine_code = std::fs::read(engine)
+        .with_context(|| format!("reading the JavaScript engine {}", engine.display()))?;
     let largest = plan.clients.iter().copied().max().unwrap_or(1);
     let dir = crate::temporary_dir()?;
     let node = Node::start_with(dir.path(), largest, |config| {
@@ -99,6 +116,13 @@ pub async fn measure(
             .put_action(JS_HELLO, &js, true)
             .await
             .context("creating the JavaScript hello")?;
+        node.put_confidential_javascript(
+            CONFIDENTIAL_JS_HELLO,
+            JS_HELLO_SOURCE,
+            &engine_code,
+            true,
+        )
+        .await?;
         // The engine is large: measure its optimised code, not Winch's.
         let waited = std::time::Instant::now();
         while node.pending_tier_ups() > 0 {
@@ -112,7 +136,7 @@ pub async fn measure(
             "js: engine tiered up after {:.1} s more",
             waited.elapsed().as_secs_f64()
         ));
-        let mut rows = Vec::new();
+        let (mut rows, mut confidential) = (Vec::new(), Vec::new());
         for &clients in &plan.clients {
             let pair = [(Mode::Plain, WASM_HELLO), (Mode::Plain, JS_HELLO)];
             let mut measured = scenarios::warm(
@@ -129,7 +153,17 @@ pub async fn measure(
                 anyhow::bail!("the side-by-side window measured fewer than two actions");
             };
             rows.push(JsRow::new(clients, wasm.summary, js.summary));
+            // The pair the wasm goal has, on JavaScript: the same
+            // alternating window, clients and confidential client.
+            let pair = [
+                (Mode::Plain, JS_HELLO),
+                (Mode::Confidential, CONFIDENTIAL_JS_HELLO),
+            ];
+            confidential.extend(
+                scenarios::warm(&node, plan, (clients, 1), JS_ACTION, &pair, progress).await?,
+            );
         }
+        let confidential_ratios = model::ratios(&confidential);
         let (mut wasm_ms, mut js_ms) = (Vec::new(), Vec::new());
         for run in 0..plan.cold_runs {
             let name = format!("{WASM_HELLO}-cold-{run}");
@@ -154,6 +188,8 @@ pub async fn measure(
         };
         Ok::<_, anyhow::Error>(JsReport {
             rows,
+            confidential,
+            confidential_ratios,
             cold: Some(cold),
         })
     }

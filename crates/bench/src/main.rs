@@ -17,7 +17,8 @@
 //!   module cache.
 //! * [`knobs`]: the sandbox's knobs, one at a time.
 //! * [`peer`]: `wasmtime serve`, driven by the same load generator.
-//! * [`density`]: warm instances per 2 GiB.
+//! * [`density`]: warm instances per 2 GiB, of noop and of one
+//!   JavaScript action.
 //! * [`growth`]: an empty store against one preloaded with many records.
 //! * [`gateway`]: the attested gateway against the node it fronts, and
 //!   TLS handshakes.
@@ -115,11 +116,13 @@ pub enum Scenario {
     Cache,
     /// The sandbox's knobs, one at a time.
     Knobs,
-    /// Warm instances per 2 GiB.
+    /// Warm instances per 2 GiB: of noop, and of one JavaScript action
+    /// when the engine is there.
     Density,
     /// An empty store against one preloaded with many records.
     Growth,
-    /// Warm JavaScript hello against warm wasm hello (needs the engine).
+    /// Warm JavaScript hello against warm wasm hello, and confidential
+    /// against plain (needs the engine).
     Js,
     /// Warm noop through the attested gateway against plain, both over
     /// TLS; TLS handshakes.
@@ -557,6 +560,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         knobs: found.knobs,
         peer: found.peer,
         density: found.density,
+        js_density: found.js_density,
         growth: found.growth,
         js: found.js,
         gateway: found.gateway,
@@ -630,6 +634,9 @@ struct Findings {
     knobs: Vec<knobs::KnobRow>,
     peer: PeerSection,
     density: Option<density::DensityReport>,
+    js_density: Option<density::DensityReport>,
+    /// Why the density scenario measured no JavaScript instances.
+    js_density_missing: Option<String>,
     growth: Option<growth::GrowthReport>,
     js: javascript::JsReport,
     gateway: gateway::GatewayReport,
@@ -788,12 +795,29 @@ async fn measure_on_own_nodes(
         let watch = cpu::CpuWatch::start();
         let noop = modules.noop.clone();
         let count = plan.density_instances;
+        let engine = read_js_engine(js_engine);
+        found.js_density_missing = engine.as_ref().err().cloned();
         let progress = progress.clone();
-        found.density = Some(
-            tokio::task::spawn_blocking(move || density::measure(&noop, count, &progress))
-                .await
-                .context("the density measurement panicked")??,
-        );
+        let (wasm, javascript) = tokio::task::spawn_blocking(move || {
+            let wasm = density::measure(density::Subject::noop(&noop), count, &progress)?;
+            // After the wasm instances are gone, in the same sandbox setup.
+            let javascript = match &engine {
+                Ok(engine) => Some(density::measure(
+                    density::Subject::javascript(engine),
+                    count,
+                    &progress,
+                )?),
+                Err(why) => {
+                    progress.note(&format!("density: JavaScript not measured: {why}"));
+                    None
+                }
+            };
+            anyhow::Ok((wasm, javascript))
+        })
+        .await
+        .context("the density measurement panicked")??;
+        found.density = Some(wasm);
+        found.js_density = javascript;
         found.watched(watch, Scenario::Density);
     }
     if scenarios.contains(&Scenario::Growth) {
@@ -817,6 +841,17 @@ async fn measure_on_own_nodes(
         found.cluster = cluster::measure(plan, modules, progress).await?;
     }
     Ok(())
+}
+
+/// The JavaScript engine's module, or why there is none to measure.
+fn read_js_engine(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|error| {
+        format!(
+            "no JavaScript engine at {} ({error}; run scripts/build-runtimes.sh, or give \
+             --js-engine)",
+            path.display()
+        )
+    })
 }
 
 /// What a reader should know about the figures.
@@ -918,6 +953,19 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
              shared image pages once per instance, PSS shares them out",
             d.allocator
         ));
+    }
+    if let Some(d) = &found.js_density {
+        notes.push(format!(
+            "density of JavaScript: a JavaScript action runs as the node's engine \
+             (clemmys-js.wasm, its QuickJS heap pre-initialized in the module's image) with its \
+             source as data, so a warm instance of one JS action is an instance of the engine, \
+             kept alive as noop's are ({} allocator); {}",
+            d.allocator,
+            d.start_note.as_deref().unwrap_or("_start runs the action")
+        ));
+    }
+    if let Some(why) = &found.js_density_missing {
+        notes.push(format!("density: JavaScript instances not measured: {why}"));
     }
     for row in &found.warm {
         if row.summary.errors > 0 {

@@ -368,6 +368,8 @@ pub struct Report {
     pub peer: PeerSection,
     /// Warm instances per 2 GiB.
     pub density: Option<DensityReport>,
+    /// Warm instances of one JavaScript action (of the engine) per 2 GiB.
+    pub js_density: Option<DensityReport>,
     /// Warm throughput on a store preloaded with many records against an
     /// empty one.
     pub growth: Option<GrowthReport>,
@@ -544,6 +546,22 @@ pub(crate) mod tests {
             chain(10, Mode::Plain, 11.0),
             chain(10, Mode::Confidential, 13.0),
         ];
+        // The JS hello: 0.96 of plain at one client, 0.9 at eight.
+        let mut js_confidential = Vec::new();
+        for (mode, clients, rps, p50) in [
+            (Mode::Plain, 1, 1500.0, 0.6),
+            (Mode::Confidential, 1, 1440.0, 0.63),
+            (Mode::Plain, 8, 3000.0, 2.4),
+            (Mode::Confidential, 8, 2700.0, 2.6),
+        ] {
+            let mut row = self::warm(mode, clients, rps, p50);
+            row.action = crate::javascript::JS_ACTION.into();
+            row.slice_requests = match mode {
+                Mode::Plain => vec![100, 100],
+                Mode::Confidential => vec![95, 97],
+            };
+            js_confidential.push(row);
+        }
         let before = MemorySample {
             rss_bytes: 50 << 20,
             ..MemorySample::default()
@@ -554,6 +572,14 @@ pub(crate) mod tests {
         };
         let started = MemorySample {
             rss_bytes: (50 << 20) + 6_000 * 256 * 1024,
+            ..MemorySample::default()
+        };
+        let js_idle = MemorySample {
+            rss_bytes: (50 << 20) + 2_000 * (1 << 20),
+            ..MemorySample::default()
+        };
+        let js_started = MemorySample {
+            rss_bytes: (50 << 20) + 2_000 * (2 << 20),
             ..MemorySample::default()
         };
         let mut report = Report {
@@ -648,6 +674,8 @@ pub(crate) mod tests {
                 rows: peer_rows,
             },
             density: Some(DensityReport {
+                action: "noop".into(),
+                start_note: None,
                 instances: 6_000,
                 allocator: "pooling".into(),
                 fallback: None,
@@ -658,6 +686,20 @@ pub(crate) mod tests {
                 started,
                 per_idle: PerInstance::between(&before, &idle, 6_000),
                 per_started: PerInstance::between(&before, &started, 6_000),
+            }),
+            js_density: Some(DensityReport {
+                action: crate::density::JS_ACTION.into(),
+                start_note: Some("no envelope".into()),
+                instances: 2_000,
+                allocator: "pooling".into(),
+                fallback: None,
+                instantiate_ms: 900.0,
+                start_ms: 4000.0,
+                before,
+                idle: js_idle,
+                started: js_started,
+                per_idle: PerInstance::between(&before, &js_idle, 2_000),
+                per_started: PerInstance::between(&before, &js_started, 2_000),
             }),
             growth: Some(GrowthReport {
                 records: 1_000_000,
@@ -680,6 +722,8 @@ pub(crate) mod tests {
                     summary(2000.0, 0.5),
                     summary(1500.0, 0.6),
                 )],
+                confidential_ratios: ratios(&js_confidential),
+                confidential: js_confidential,
                 cold: Some(crate::javascript::JsCold {
                     runs: 3,
                     wasm_ms: Quantiles::of([3.0, 4.0, 5.0]),
@@ -747,6 +791,7 @@ pub(crate) mod tests {
         report.knobs.clear();
         report.peer = PeerSection::default();
         report.density = None;
+        report.js_density = None;
         report.growth = None;
         report.cluster = crate::cluster::ClusterReport {
             not_measured: Some(crate::cluster::BACKENDS_MISSING.into()),
@@ -754,6 +799,7 @@ pub(crate) mod tests {
         };
         report.floors = None;
         report.gateway = crate::gateway::GatewayReport::default();
+        report.js = crate::javascript::JsReport::default();
         report.goals = evaluate_goals(&report);
         report
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use clemmys_client::confidential::{
     BrokerIdentityDoc, ClientHome, Confidential, ConfidentialInvoked, DeployOptions,
-    expected_broker_measurement,
+    JavaScriptSource, expected_broker_measurement,
 };
 use clemmys_client::{Client, ClientTlsOptions, InvokeOptions, Invoked, Method};
 use clemmys_proto::TeeKind;
@@ -322,6 +322,34 @@ impl Node {
             )
             .await
             .with_context(|| format!("deploying confidential action {name}"))?;
+        Ok(())
+    }
+
+    /// Deploys confidential JavaScript action `name` from `source`, sealed
+    /// (as the CLI seals it) for the engine whose module is `engine`: kind
+    /// `nodejs:20`, the engine's digest sealed with the source.
+    pub async fn put_confidential_javascript(
+        &self,
+        name: &str,
+        source: &str,
+        engine: &[u8],
+        overwrite: bool,
+    ) -> anyhow::Result<()> {
+        let javascript = JavaScriptSource {
+            source,
+            engine: clemmys_proto::Digest::of(engine),
+            kind: clemmys_whisk::JsKind::Nodejs20.as_str(),
+        };
+        self.owner
+            .deploy_javascript(
+                name,
+                javascript,
+                ActionPut::default(),
+                overwrite,
+                &DeployOptions::default(),
+            )
+            .await
+            .with_context(|| format!("deploying confidential JavaScript action {name}"))?;
         Ok(())
     }
 

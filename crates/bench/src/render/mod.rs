@@ -10,7 +10,7 @@ pub mod svg;
 use std::fmt::Write as _;
 
 use crate::goals::{Bound, GoalCheck, Unit};
-use crate::model::{ColdRow, Mode, PEER_ACTION, Quantiles, Report};
+use crate::model::{ColdRow, Mode, PEER_ACTION, Quantiles, RatioRow, Report, WarmRow};
 
 impl GoalCheck {
     /// `<= 0.250 ms`, `>= 0.950`.
@@ -104,31 +104,7 @@ impl Report {
             "\nWarm blocking invokes (latency in ms; cpu: this process's CPU time per request, µs: \
              all, the node's, the clients')"
         );
-        let mut table = Table::new(&[
-            "action", "mode", "clients", "run", "requests", "errors", "req/s", "p50", "p90", "p99",
-            "mean", "max", "cpu", "node", "client",
-        ]);
-        for row in &self.warm {
-            let s = &row.summary;
-            table.row(vec![
-                row.action.clone(),
-                row.mode.name().into(),
-                row.clients.to_string(),
-                row.run.to_string(),
-                s.requests.to_string(),
-                s.errors.to_string(),
-                rate(s.throughput_rps),
-                ms(s.p50_ms),
-                ms(s.p90_ms),
-                ms(s.p99_ms),
-                ms(s.mean_ms),
-                ms(s.max_ms),
-                rate(s.cpu_us_per_request),
-                rate(s.node_cpu_us_per_request),
-                rate(s.client_cpu_us_per_request),
-            ]);
-        }
-        out.push_str(&table.render());
+        out.push_str(&warm_table(&self.warm).render());
 
         if let Some(floors) = &self.floors {
             let _ = writeln!(
@@ -143,37 +119,7 @@ impl Report {
         }
 
         let _ = writeln!(out, "\nConfidential / plain");
-        let mut table = Table::new(&[
-            "action",
-            "clients",
-            "run",
-            "throughput",
-            "slices",
-            "p50",
-            "cpu/request",
-            "node cpu",
-        ]);
-        for row in &self.ratios {
-            table.row(vec![
-                row.action.clone(),
-                row.clients.to_string(),
-                row.run.to_string(),
-                ratio(row.throughput_ratio),
-                if row.slice_throughput_ratio_min.is_nan() {
-                    "-".to_owned()
-                } else {
-                    format!(
-                        "{}-{}",
-                        ratio(row.slice_throughput_ratio_min),
-                        ratio(row.slice_throughput_ratio_max)
-                    )
-                },
-                ratio(row.p50_ratio),
-                ratio(row.cpu_ratio),
-                ratio(row.node_cpu_ratio),
-            ]);
-        }
-        out.push_str(&table.render());
+        out.push_str(&ratio_table(&self.ratios).render());
 
         let _ = writeln!(out, "\nCold start: a fresh action per run (p50 / p90, ms)");
         let mut table = Table::new(&[
@@ -349,6 +295,18 @@ impl Report {
             ]);
         }
         out.push_str(&table.render());
+        if !self.js.confidential.is_empty() {
+            let _ = writeln!(
+                out,
+                "JavaScript hello, plain and confidential (source sealed for the engine), side by \
+                 side (latency in ms; cpu as above; goal: confidential throughput at least {}x \
+                 plain)",
+                crate::javascript::CONFIDENTIAL_THROUGHPUT_GOAL
+            );
+            out.push_str(&warm_table(&self.js.confidential).render());
+            let _ = writeln!(out, "JavaScript hello, confidential / plain");
+            out.push_str(&ratio_table(&self.js.confidential_ratios).render());
+        }
         if let Some(cold) = &self.js.cold {
             let _ = writeln!(
                 out,
@@ -735,61 +693,132 @@ impl Report {
     }
 
     fn render_density(&self, out: &mut String) {
-        let Some(d) = &self.density else {
-            return;
-        };
-        let _ = writeln!(
-            out,
-            "\nDensity: {} warm noop instances alive at once in this process ({} allocator{})",
-            d.instances,
-            d.allocator,
-            d.fallback
-                .as_deref()
-                .map(|why| format!(": {why}"))
-                .unwrap_or_default()
-        );
-        let mut table = Table::new(&[
-            "instances",
-            "RSS growth",
-            "RSS / instance",
-            "PSS / instance",
-            "fit in 2 GiB (RSS)",
-            "took",
-        ]);
-        for (what, per, took) in [
-            ("instantiated, not run", &d.per_idle, d.instantiate_ms),
-            ("after one _start each", &d.per_started, d.start_ms),
-        ] {
-            table.row(vec![
-                what.into(),
-                format!(
-                    "{:.1} MiB",
-                    per.total_rss_bytes as f64 / f64::from(1u32 << 20)
-                ),
-                kib(per.rss_bytes),
-                per.pss_bytes.map_or_else(|| "-".into(), kib),
-                per.fit_in_budget
-                    .map_or_else(|| "-".into(), |n| n.to_string()),
-                format!("{} ms", ms(took)),
-            ]);
+        for d in self.density.iter().chain(&self.js_density) {
+            render_density(d, out);
         }
-        out.push_str(&table.render());
-        let within = |per: &crate::density::PerInstance| {
-            if per.total_rss_bytes <= crate::density::BUDGET_BYTES {
-                "within"
-            } else {
-                "MORE than"
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{} instances alive at once, measured: {} 2 GiB of RSS growth instantiated, {} 2 GiB \
-             after _start",
-            d.instances,
-            within(&d.per_idle),
-            within(&d.per_started)
-        );
     }
+}
+
+fn render_density(d: &crate::density::DensityReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "\nDensity: {} warm {} instances alive at once in this process ({} allocator{})",
+        d.instances,
+        d.action,
+        d.allocator,
+        d.fallback
+            .as_deref()
+            .map(|why| format!(": {why}"))
+            .unwrap_or_default()
+    );
+    let mut table = Table::new(&[
+        "instances",
+        "RSS growth",
+        "RSS / instance",
+        "PSS / instance",
+        "fit in 2 GiB (RSS)",
+        "took",
+    ]);
+    for (what, per, took) in [
+        ("instantiated, not run", &d.per_idle, d.instantiate_ms),
+        ("after one _start each", &d.per_started, d.start_ms),
+    ] {
+        table.row(vec![
+            what.into(),
+            format!(
+                "{:.1} MiB",
+                per.total_rss_bytes as f64 / f64::from(1u32 << 20)
+            ),
+            kib(per.rss_bytes),
+            per.pss_bytes.map_or_else(|| "-".into(), kib),
+            per.fit_in_budget
+                .map_or_else(|| "-".into(), |n| n.to_string()),
+            format!("{} ms", ms(took)),
+        ]);
+    }
+    out.push_str(&table.render());
+    let within = |per: &crate::density::PerInstance| {
+        if per.total_rss_bytes <= crate::density::BUDGET_BYTES {
+            "within"
+        } else {
+            "MORE than"
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{} instances alive at once, measured: {} 2 GiB of RSS growth instantiated, {} 2 GiB \
+         after _start",
+        d.instances,
+        within(&d.per_idle),
+        within(&d.per_started)
+    );
+    if let Some(note) = &d.start_note {
+        let _ = writeln!(out, "_start: {note}");
+    }
+}
+
+/// Warm rows with their latencies and CPU per request, one line each.
+fn warm_table(rows: &[WarmRow]) -> Table {
+    let mut table = Table::new(&[
+        "action", "mode", "clients", "run", "requests", "errors", "req/s", "p50", "p90", "p99",
+        "mean", "max", "cpu", "node", "client",
+    ]);
+    for row in rows {
+        let s = &row.summary;
+        table.row(vec![
+            row.action.clone(),
+            row.mode.name().into(),
+            row.clients.to_string(),
+            row.run.to_string(),
+            s.requests.to_string(),
+            s.errors.to_string(),
+            rate(s.throughput_rps),
+            ms(s.p50_ms),
+            ms(s.p90_ms),
+            ms(s.p99_ms),
+            ms(s.mean_ms),
+            ms(s.max_ms),
+            rate(s.cpu_us_per_request),
+            rate(s.node_cpu_us_per_request),
+            rate(s.client_cpu_us_per_request),
+        ]);
+    }
+    table
+}
+
+/// Confidential over plain, one line per action, client count and run.
+fn ratio_table(rows: &[RatioRow]) -> Table {
+    let mut table = Table::new(&[
+        "action",
+        "clients",
+        "run",
+        "throughput",
+        "slices",
+        "p50",
+        "cpu/request",
+        "node cpu",
+    ]);
+    for row in rows {
+        table.row(vec![
+            row.action.clone(),
+            row.clients.to_string(),
+            row.run.to_string(),
+            ratio(row.throughput_ratio),
+            if row.slice_throughput_ratio_min.is_nan() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{}-{}",
+                    ratio(row.slice_throughput_ratio_min),
+                    ratio(row.slice_throughput_ratio_max)
+                )
+            },
+            ratio(row.p50_ratio),
+            ratio(row.cpu_ratio),
+            ratio(row.node_cpu_ratio),
+        ]);
+    }
+    table
 }
 
 fn runs(row: &ColdRow) -> String {
@@ -933,6 +962,23 @@ mod tests {
         assert!(text.contains("% of one core: warm 1.2%"), "{text}");
         assert!(text.contains("JavaScript: warm plain hello"), "{text}");
         assert!(text.contains("js hello 5.000 / 6.000"), "{text}");
+        assert!(
+            text.contains("goal: confidential throughput at least 0.95x plain"),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hello.js") && l.contains("confidential") && l.contains(" 8 "))
+            .unwrap_or_else(|| panic!("confidential JS 8-client row:\n{text}"));
+        assert!(line.contains("2700") && line.contains("2.600"), "{line}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hello.js") && l.contains("0.960"))
+            .unwrap_or_else(|| panic!("JS ratio row:\n{text}"));
+        assert!(
+            line.contains("0.950-0.970") && line.contains("1.050"),
+            "{line}"
+        );
         assert!(text.contains("Cluster: warm plain noop"), "{text}");
         assert!(
             text.contains(
@@ -952,6 +998,8 @@ mod tests {
             "Ours / wasmtime serve",
             "per-request instantiation",
             "Density: 6000 warm noop instances",
+            "Density: 2000 warm JavaScript action instances",
+            "_start: no envelope",
             "Goals",
             "Notes",
         ] {
