@@ -458,6 +458,30 @@ fn cluster_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>)
 /// Issue 18's confidential/plain throughput of the JS hello, on the one
 /// side-by-side run of the `js` scenario at each client count.
 fn javascript_goals(report: &Report, clients: &[usize], goals: &mut Vec<GoalCheck>) {
+    goals.push(GoalCheck::new(
+        "cold start p50, JS hello (create + first invoke)".into(),
+        Bound::AtMost,
+        crate::javascript::JS_COLD_GOAL_MS,
+        Unit::Ms,
+        report.js.cold.as_ref().map(|cold| cold.js_ms.p50),
+    ));
+    for &n in clients {
+        goals.push(GoalCheck::new(
+            format!(
+                "warm JS hello p50 / warm wasm hello p50, {}",
+                clients_label(n)
+            ),
+            Bound::AtMost,
+            crate::javascript::JS_P50_GOAL,
+            Unit::Ratio,
+            report
+                .js
+                .rows
+                .iter()
+                .find(|row| row.clients == n)
+                .map(|row| row.p50_ratio),
+        ));
+    }
     for &n in clients {
         let row = report
             .js
@@ -713,6 +737,18 @@ mod tests {
                     Verdict::Pass
                 ),
                 (
+                    "cold start p50, JS hello (create + first invoke)",
+                    Verdict::Pass
+                ),
+                (
+                    "warm JS hello p50 / warm wasm hello p50, 1 client",
+                    Verdict::Pass
+                ),
+                (
+                    "warm JS hello p50 / warm wasm hello p50, 8 clients",
+                    Verdict::NotMeasured
+                ),
+                (
                     "confidential/plain throughput, JS hello, 1 client",
                     Verdict::Pass
                 ),
@@ -931,7 +967,7 @@ mod tests {
     #[test]
     fn unmeasured_goals_are_not_applicable() {
         let report = empty_report();
-        assert_eq!(report.goals.len(), 17, "one client count only");
+        assert_eq!(report.goals.len(), 19, "one client count only");
         assert!(
             report
                 .goals

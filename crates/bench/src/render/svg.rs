@@ -618,7 +618,7 @@ mod tests {
             "{:?}",
             data.footer
         );
-        assert!(data.footer[1].starts_with("Goals: 8 PASS, 12 FAIL, 5 not measured"));
+        assert!(data.footer[1].starts_with("Goals: 10 PASS, 12 FAIL, 6 not measured"));
         assert!(data.title.contains("2 cores, Test CPU"));
         let svg = render_svg(&data).expect("svg");
         assert!(svg.contains("wasmtime serve hello, 8 clients"));
