@@ -26,7 +26,7 @@ use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
 use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
-use clemmys_sandbox::javascript::{JsEngine, engine_response, envelope};
+use clemmys_sandbox::javascript::{JsEngine, engine_response};
 use clemmys_sandbox::{ActivationContext, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
 use clemmys_whisk::{ActionLimits, ActivationStatus};
@@ -35,8 +35,11 @@ use zeroize::Zeroizing;
 
 use crate::EnclaveError;
 
+mod bytecode;
 mod chain;
 mod lease;
+
+use bytecode::{BytecodeKey, JsRun, KeptBytecode};
 
 use chain::{ChainSession, ChainSessionStep};
 use lease::{AdmissionLease, LeaseScope};
@@ -136,11 +139,18 @@ impl Ran {
 /// engine with the action's source.
 struct Runnable {
     module: Arc<PreparedModule>,
-    /// A JavaScript action's opened source (the module is then the engine
-    /// the owner pinned).
-    javascript: Option<Zeroizing<String>>,
+    /// A JavaScript action's opened source and the bytecode compiled from
+    /// it (the module is then the engine the owner pinned).
+    javascript: Option<OpenedJavaScript>,
     /// The default parameters its owner sealed with the code.
     defaults: Option<DefaultParameters>,
+}
+
+/// A confidential JavaScript action's source, opened in this enclave, and
+/// its bytecode once a run compiled it: both stay in enclave memory.
+struct OpenedJavaScript {
+    source: Zeroizing<String>,
+    bytecode: KeptBytecode,
 }
 
 /// The action's grant, and what it runs once the sealed code was opened.
@@ -587,13 +597,30 @@ impl Enclave {
         let entry = &provisioned.grant.action.policy.entry;
         let env = confidential_context(run, &provisioned.grant.action).env();
         let request = match &runnable.javascript {
-            // The engine reads the source, the function's name and the
-            // parameters from its stdin; `entry` names the function.
-            Some(source) => {
+            // The engine reads the source (or the bytecode this enclave
+            // compiled from it), the function's name and the parameters
+            // from its stdin; `entry` names the function.
+            Some(javascript) => {
                 let params = serde_json::from_slice(input)
                     .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
+                let started = Instant::now();
+                let (input, compiled) = javascript.bytecode.input(&JsRun {
+                    sandbox: &self.sandbox,
+                    engine: &runnable.module,
+                    key: BytecodeKey {
+                        code_digest: provisioned.grant.action.code_digest,
+                        entry: entry.clone(),
+                    },
+                    source: &javascript.source,
+                    params: &params,
+                    env: &env,
+                    limits: (&run.limits).into(),
+                });
+                if compiled {
+                    add_time(init_time, started.elapsed());
+                }
                 RunRequest {
-                    input: envelope(source, Some(entry), &params, &env),
+                    input,
                     limits: (&run.limits).into(),
                     entry: None,
                     env,
@@ -911,7 +938,10 @@ impl Enclave {
         };
         Ok(Arc::new(Runnable {
             module,
-            javascript: Some(Zeroizing::new(javascript.source.to_owned())),
+            javascript: Some(OpenedJavaScript {
+                source: Zeroizing::new(javascript.source.to_owned()),
+                bytecode: KeptBytecode::new(),
+            }),
             defaults,
         }))
     }

@@ -7,7 +7,9 @@
 //! versions, clients and replay, runs the function in the wasm [`Sandbox`]
 //! (a fresh instance per activation, several at once), and seals the
 //! result, the logs and a signed receipt to the invoking client. Key
-//! material lives in zeroizing types, dropped with the enclave.
+//! material lives in zeroizing types, dropped with the enclave. So does a
+//! confidential JavaScript action's bytecode, which the enclave compiles
+//! from the opened source once per version and never hands to the host.
 //!
 //! Which enclave serves which action, and for how long, is the host's
 //! business: the invoker's enclave pool (`clemmys_invoker::pool`), which

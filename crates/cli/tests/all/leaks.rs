@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{Server, User, activation_id, arg, example, unique};
+use crate::common::{Server, User, activation_id, arg, example, js_engine, unique};
 
 /// The constant compiled into `secret.wasm` and never printed.
 pub(crate) const CODE_MARKER: &str = "clemmys-code-marker-4e1f0c2b";
@@ -300,44 +300,100 @@ struct Scenario {
     data_dir: std::path::PathBuf,
 }
 
+/// The `secret` example's behaviour in JavaScript, with [`CODE_MARKER`] as
+/// a string it never prints and [`NAME_MARKER`] as a function's name
+/// (both are in its bytecode as well as in its source), and a comment that
+/// makes it longer than the checks on the stored code expect.
+fn secret_js() -> String {
+    format!(
+        "// {padding}\n\
+         function {NAME_MARKER}(text) {{\n\
+         \x20 if (text === \"{CODE_MARKER}\") throw new Error('refusing the code marker');\n\
+         \x20 return text.toUpperCase();\n\
+         }}\n\
+         function main(params) {{\n\
+         \x20 console.log('log: ' + params.secret.split('').reverse().join(''));\n\
+         \x20 return {{ shout: {NAME_MARKER}(params.secret) }};\n\
+         }}\n",
+        padding = "padding ".repeat(150),
+    )
+}
+
+/// A function's name in [`secret_js`], never printed.
+const NAME_MARKER: &str = "clemmys_name_marker_7d3a9b";
+
+/// Which `secret` to deploy.
+#[derive(Clone, Copy)]
+enum Secret {
+    /// The wasm example.
+    Wasm,
+    /// [`secret_js`], under the node's JavaScript engine.
+    JavaScript,
+}
+
 /// Deploys `secret` (confidential, or `--plain`), invokes it through the
 /// CLI, checks that the owner sees the answer, gathers everything the
 /// provider can see, then stops the server and gathers its files.
 fn deploy_and_invoke_secret(plain: bool) -> Scenario {
-    let mut server = Server::start();
+    deploy_and_invoke(Secret::Wasm, plain)
+}
+
+/// [`deploy_and_invoke_secret`] for `secret`'s code.
+fn deploy_and_invoke(secret: Secret, plain: bool) -> Scenario {
+    let engine = js_engine();
+    let mut server = match secret {
+        Secret::Wasm => Server::start(),
+        Secret::JavaScript => Server::start_with(&["--js-engine", arg(&engine)]),
+    };
     let wire = Wire::start(&server.api_host);
     let owner = server.user_via(&wire.api_host());
     owner.trust_broker();
     let param = unique("pmk-");
-    let markers = markers(&param);
+    let mut markers = markers(&param);
     let result_marker = param.to_uppercase();
     let log_marker: String = param.chars().rev().collect();
 
-    let secret = example("secret");
+    let code = match secret {
+        Secret::Wasm => example("secret"),
+        Secret::JavaScript => {
+            markers.push(Marker {
+                name: "NAME",
+                text: NAME_MARKER.to_owned(),
+            });
+            let path = owner.home().join("secret.js");
+            std::fs::write(&path, secret_js()).unwrap_or_else(|error| panic!("{error}"));
+            path
+        }
+    };
     assert!(
         contains(
-            &std::fs::read(&secret).unwrap_or_default(),
+            &std::fs::read(&code).unwrap_or_default(),
             CODE_MARKER.as_bytes()
         ),
         "{} does not contain the code marker: rebuild the examples",
-        secret.display()
+        code.display()
     );
-    let mut create = vec!["action", "create", "secret", arg(&secret)];
-    if plain {
-        create.push("--plain");
+    let mut create = vec!["action", "create", "secret", arg(&code)];
+    match (plain, secret) {
+        (true, _) => create.push("--plain"),
+        (false, Secret::JavaScript) => create.extend(["--js-engine", arg(&engine)]),
+        (false, Secret::Wasm) => {}
     }
     let created = owner.clemmys(&create).success();
     assert_eq!(created.stdout.contains("confidential"), !plain, "{created}");
 
     // The owner's client sees the answer: the scan below is meaningful.
-    let shouted = owner
-        .clemmys(&["action", "invoke", "secret", "-p", "secret", &param, "-r"])
-        .success();
-    assert_eq!(
-        shouted.json(),
-        json!({ "shout": result_marker }),
-        "{shouted}"
-    );
+    // Three times: JavaScript runs from bytecode after the first.
+    for _ in 0..3 {
+        let shouted = owner
+            .clemmys(&["action", "invoke", "secret", "-p", "secret", &param, "-r"])
+            .success();
+        assert_eq!(
+            shouted.json(),
+            json!({ "shout": result_marker }),
+            "{shouted}"
+        );
+    }
     let record = owner
         .clemmys(&[
             "action", "invoke", "secret", "-p", "secret", &param, "-b", "--json",
@@ -505,12 +561,38 @@ fn confidential_deploy_and_invoke_leak_nothing() {
             "{path} was not scanned"
         );
     }
+    found_no_marker(&scenario, "confidential plaintext");
+}
+
+/// Checks that the scan of `scenario` finds none of its markers (`what`).
+fn found_no_marker(scenario: &Scenario, what: &str) {
     let findings = scan(&scenario.sources, &scenario.markers);
     assert!(
         findings.is_empty(),
-        "confidential plaintext reached the provider:\n{}",
+        "{what} reached the provider:\n{}",
         report(&findings)
     );
+}
+
+/// A confidential JavaScript action runs from bytecode its enclave
+/// compiled from the opened source (after its first run): neither that
+/// bytecode nor the source (its strings, its functions' names) may reach
+/// the provider's files, log, API answers or wire.
+#[test]
+fn confidential_javascript_bytecode_and_source_leak_nothing() {
+    let scenario = deploy_and_invoke(Secret::JavaScript, false);
+    found_no_marker(
+        &scenario,
+        "a confidential JavaScript action's code (source or bytecode) or data",
+    );
+}
+
+/// The positive control of the scan above: the same JavaScript deployed
+/// `--plain` leaks every marker, its code's included.
+#[test]
+fn plain_javascript_leaks_everything() {
+    let scenario = deploy_and_invoke(Secret::JavaScript, true);
+    found_every_marker(&scenario, "a plain JavaScript deployment");
 }
 
 /// Deploys `echo` as action `secret` with a default parameter (key and
@@ -560,42 +642,36 @@ fn deploy_with_defaults_and_invoke(plain: bool) -> Scenario {
 #[test]
 fn confidential_default_parameters_leak_nothing() {
     let scenario = deploy_with_defaults_and_invoke(false);
-    let findings = scan(&scenario.sources, &scenario.markers);
-    assert!(
-        findings.is_empty(),
-        "a confidential action's default parameters reached the provider:\n{}",
-        report(&findings)
-    );
+    found_no_marker(&scenario, "a confidential action's default parameters");
 }
 
 #[test]
 fn plain_default_parameters_leak() {
     let scenario = deploy_with_defaults_and_invoke(true);
-    let findings = scan(&scenario.sources, &scenario.markers);
-    for marker in &scenario.markers {
-        assert!(
-            findings.iter().any(|f| f.marker == marker.name),
-            "the scan did not find {} in a plain deployment; found:\n{}",
-            marker.name,
-            report(&findings)
-        );
-    }
+    found_every_marker(&scenario, "a plain deployment");
 }
 
-#[test]
-fn plain_deploy_and_invoke_leak_everything() {
-    let scenario = deploy_and_invoke_secret(true);
+/// The findings of the scan of `scenario` (`what`), which must include
+/// every marker.
+fn found_every_marker(scenario: &Scenario, what: &str) -> Vec<Finding> {
     let findings = scan(&scenario.sources, &scenario.markers);
     for marker in &scenario.markers {
         assert!(
             findings.iter().any(|f| f.marker == marker.name),
-            "the scan did not find {} ({:?}) in a plain deployment, so it could not \
-             catch a leak of it; found:\n{}",
+            "the scan did not find {} ({:?}) in {what}, so it could not catch a leak \
+             of it; found:\n{}",
             marker.name,
             marker.text,
             report(&findings)
         );
     }
+    findings
+}
+
+#[test]
+fn plain_deploy_and_invoke_leak_everything() {
+    let scenario = deploy_and_invoke_secret(true);
+    let findings = found_every_marker(&scenario, "a plain deployment");
     // Each kind of source can catch a leak.
     for (channel, prefix) in [
         ("the data directory", "file "),
