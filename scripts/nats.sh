@@ -26,9 +26,26 @@ start() {
     [ -x "$server" ] || die "nats-server is not installed (scripts/setup.sh installs it)"
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
+    # A port chosen here may be taken before the server binds it: then
+    # another one is tried (a given or kept port is not changed).
+    local chosen=""
     if [ -z "$port" ]; then
-        if [ -f "$dir/port" ]; then port="$(cat "$dir/port")"; else port="$(free_port)"; fi
+        if [ -f "$dir/port" ]; then port="$(cat "$dir/port")"; else port="$(free_port)"; chosen=1; fi
     fi
+    for _ in 1 2 3 4 5; do
+        launch "$server" "$dir" "$port" && return
+        [ -n "$chosen" ] && grep -q "address already in use" "$dir/server.log" 2>/dev/null || break
+        mv "$dir/server.log" "$dir/server.log.taken"
+        port="$(free_port)"
+    done
+    tail -n 20 "$dir/server.log" >&2 || true
+    die "the server did not start"
+}
+
+# Starts nats-server in DIR on PORT and prints its URL once it is ready;
+# fails if it is not ready within 10 s or exits first.
+launch() {
+    local server="$1" dir="$2" port="$3" pid
     # Activation messages carry parameters of a few MB: more than the 1 MB
     # default payload.
     cat >"$dir/nats.conf" <<CONF
@@ -41,18 +58,19 @@ jetstream {
 }
 CONF
     "$server" -c "$dir/nats.conf" -l "$dir/server.log" -P "$dir/pid" >/dev/null 2>&1 &
+    pid=$!
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null \
             && grep -q "Server is ready" "$dir/server.log" 2>/dev/null; then
             echo "$port" >"$dir/port"
             echo "nats://127.0.0.1:$port" >"$dir/url"
             echo "nats://127.0.0.1:$port"
-            return
+            return 0
         fi
+        kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.1
     done
-    tail -n 20 "$dir/server.log" >&2 || true
-    die "the server did not start"
+    return 1
 }
 
 stop() {
