@@ -241,9 +241,11 @@ pub(crate) async fn store_action(
         .map_or_else(ActionLimits::default, |action| action.limits)
         .updated_with(&put.limits.unwrap_or_default())
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    if package.is_some() && annotations.is_true(CONFIDENTIAL_ANNOTATION) {
+    if let Some(package) = &package
+        && annotations.is_true(CONFIDENTIAL_ANNOTATION)
+    {
         // Before the code is checked: sealed code would be refused anyway.
-        return Err(confidential_in_package());
+        check_packaged(controller, &namespace, package).await?;
     }
     let (exec, code) = match &put.exec {
         Some(exec) => {
@@ -267,8 +269,12 @@ pub(crate) async fn store_action(
     }
     check_chain_plan(&annotations)?;
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
-    if package.is_some() {
-        check_packaged(confidential)?;
+    if let Some(package) = &package
+        && confidential
+        && matches!(exec, Exec::Sequence { .. })
+    {
+        // A sequence of confidential actions became confidential above.
+        check_packaged(controller, &namespace, package).await?;
     }
     if confidential && put.exec.is_none() && matches!(exec, Exec::JavaScript { .. }) {
         // An update that only adds the annotation must not mark stored
@@ -353,23 +359,30 @@ fn check_chain_plan(annotations: &KeyValues) -> Result<(), ApiError> {
     }
 }
 
-fn confidential_in_package() -> ApiError {
-    ApiError::bad_request(
-        "A confidential action cannot be put in a package yet: it would inherit the package's \
-         parameters, which the provider stores and merges in the clear. Create it outside a \
-         package, or as a plain action (--plain).",
-    )
-}
-
-/// What an action inside a package may be: plain, for now (code or a
-/// sequence). A confidential action would inherit the package's (and its
-/// bindings') parameters, which the provider stores and merges in the
-/// clear.
-fn check_packaged(confidential: bool) -> Result<(), ApiError> {
-    if confidential {
-        return Err(confidential_in_package());
+/// Whether a confidential action may join `namespace/package`: only a
+/// confidential package, which has no parameters on the node. Any other
+/// package's parameters are stored and merged by the provider in the
+/// clear; its owner's client seals a confidential package's parameters
+/// into each of its confidential actions instead.
+async fn check_packaged(
+    controller: &Controller,
+    namespace: &EntityName,
+    package: &EntityName,
+) -> Result<(), ApiError> {
+    let found = controller
+        .store
+        .get_package(namespace, package)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if found.is_confidential() {
+        return Ok(());
     }
-    Ok(())
+    Err(ApiError::bad_request(format!(
+        "A confidential action can only join a confidential package: the parameters of \
+         package {package} are stored and merged by the provider in the clear. Create one with \
+         `clemmys package create NAME --confidential` (its parameters are then sealed into \
+         its actions), or create the action as a plain one (--plain)."
+    )))
 }
 
 /// Whether `error` says an entity is missing or not readable (as opposed

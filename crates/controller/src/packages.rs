@@ -51,6 +51,19 @@ pub enum PackageError {
     /// An update would turn a binding into a package.
     #[error("Resource is a binding and cannot be converted into a package.")]
     BindingCannotBecomePackage,
+    /// A confidential package given parameters in the clear.
+    #[error(
+        "A confidential package has no parameters on the node: its owner's Clemmys client \
+         keeps them and seals them into each of its confidential actions \
+         (`clemmys package update NAME --confidential -p KEY VALUE`)."
+    )]
+    ClearParametersOnConfidential,
+    /// A binding to a confidential package.
+    #[error(
+        "A confidential package cannot be bound: its actions run only under their own names, \
+         with the parameters their owner sealed."
+    )]
+    BindingToConfidential,
 }
 
 impl From<PackageError> for ApiError {
@@ -62,7 +75,9 @@ impl From<PackageError> for ApiError {
             | PackageError::NotEmpty(_) => StatusCode::CONFLICT,
             PackageError::BindingTargetMissing
             | PackageError::BindingToBinding
-            | PackageError::MalformedBinding(_) => StatusCode::BAD_REQUEST,
+            | PackageError::MalformedBinding(_)
+            | PackageError::ClearParametersOnConfidential
+            | PackageError::BindingToConfidential => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, error.to_string())
     }
@@ -130,6 +145,9 @@ fn check_binding(
     }
     if target.binding.is_some() {
         return Err(PackageError::BindingToBinding.into());
+    }
+    if target.is_confidential() {
+        return Err(PackageError::BindingToConfidential.into());
     }
     Ok(Binding { namespace, name })
 }
@@ -335,6 +353,9 @@ pub async fn put(
         annotations: keep(put.annotations, old.map(|package| &package.annotations)),
         updated: clemmys_whisk::now_ms(),
     };
+    if package.is_confidential() && !package.parameters.is_empty() {
+        return Err(PackageError::ClearParametersOnConfidential.into());
+    }
     let mode = if overwrite {
         PutMode::Overwrite
     } else {
@@ -393,7 +414,7 @@ mod tests {
     }
 
     #[test]
-    fn a_binding_to_an_unshared_missing_or_bound_package_is_refused() {
+    fn a_binding_to_an_unshared_missing_bound_or_confidential_package_is_refused() {
         let caller = name("guest");
         let unshared = refusal(check_binding(
             &put(Some("other"), Some("tools")),
@@ -426,6 +447,24 @@ mod tests {
             },
         ));
         assert_eq!(to_binding.1, PackageError::BindingToBinding.to_string());
+        let to_confidential = refusal(check_binding(
+            &put(None, Some("tools")),
+            &caller,
+            |ns, _| {
+                let mut confidential = package(ns.as_str(), false, None);
+                confidential
+                    .annotations
+                    .set(clemmys_whisk::CONFIDENTIAL_ANNOTATION, Value::Bool(true));
+                Ok(Some(confidential))
+            },
+        ));
+        assert_eq!(
+            to_confidential,
+            (
+                StatusCode::BAD_REQUEST,
+                PackageError::BindingToConfidential.to_string()
+            )
+        );
         let nameless = refusal(check_binding(&put(Some("_"), None), &caller, |_, _| {
             Ok(None)
         }));

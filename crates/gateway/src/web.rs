@@ -269,7 +269,7 @@ async fn find(
     package: &str,
     rest: &str,
 ) -> Result<Exported, WebFailure> {
-    // Confidential actions live outside packages.
+    // The gateway serves confidential web actions outside packages only.
     if (namespace != gateway.namespace() && namespace != "_") || package != DEFAULT_PACKAGE {
         return Err(WebFailure::NotFound);
     }

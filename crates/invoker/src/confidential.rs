@@ -37,17 +37,29 @@ impl StoredCode {
 impl CodeSource for StoredCode {
     fn sealed_code(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
         let namespace = EntityName::new(namespace).ok()?;
+        // `package/name` inside a package (`Action::sealed_name`).
+        let (package, name) = match name.split_once('/') {
+            Some((package, name)) => (Some(EntityName::new(package).ok()?), name),
+            None => (None, name),
+        };
         let name = EntityName::new(name).ok()?;
         // The pool calls this on a blocking thread (`spawn_blocking`, or a
         // worker handed over by `block_in_place`), so waiting here holds
         // up no task; the embedded store's read is ready at its first poll.
-        match self
-            .runtime
-            .block_on(self.store.get_code(&namespace, &name))
-        {
+        let read = async {
+            match &package {
+                Some(package) => {
+                    self.store
+                        .get_package_code(&namespace, package, &name)
+                        .await
+                }
+                None => self.store.get_code(&namespace, &name).await,
+            }
+        };
+        match self.runtime.block_on(read) {
             Ok(code) => code,
             Err(error) => {
-                tracing::warn!(action = %format!("{namespace}/{name}"), %error, "reading sealed code failed");
+                tracing::warn!(%namespace, ?package, %name, %error, "reading sealed code failed");
                 None
             }
         }
@@ -103,7 +115,7 @@ impl Invoker {
         let action = &message.action;
         let (namespace, name, limits) = (
             action.namespace.to_string(),
-            action.name.to_string(),
+            action.sealed_name(),
             action.limits,
         );
         let entry = match &action.exec {
@@ -202,7 +214,7 @@ impl Invoker {
             return;
         };
         let path = action.path();
-        let (namespace, name) = (action.namespace.to_string(), action.name.to_string());
+        let (namespace, name) = (action.namespace.to_string(), action.sealed_name());
         match tokio::task::spawn_blocking(move || enclaves.prewarm(&namespace, &name)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {

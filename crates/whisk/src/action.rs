@@ -234,6 +234,17 @@ impl Action {
         self.annotations.is_true(crate::CONFIDENTIAL_ANNOTATION)
     }
 
+    /// The name a confidential action is registered, sealed and run under
+    /// in its namespace: `name`, or `package/name` inside a package (the
+    /// key broker, the sealed code and the receipts all carry it, so the
+    /// host cannot move sealed code between packages).
+    pub fn sealed_name(&self) -> String {
+        match &self.package {
+            Some(package) => format!("{package}/{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
     /// `namespace/name` or `namespace/package/name`, the `path` OpenWhisk
     /// puts in activation annotations.
     pub fn path(&self) -> String {

@@ -42,6 +42,13 @@ pub struct Package {
 }
 
 impl Package {
+    /// Whether the package holds confidential actions: its parameters are
+    /// then kept by the owner's client and sealed into each of them, never
+    /// stored by the node.
+    pub fn is_confidential(&self) -> bool {
+        self.annotations.is_true(crate::CONFIDENTIAL_ANNOTATION)
+    }
+
     /// The full OpenWhisk shape of `GET …/packages/{name}`; `actions` are
     /// the summaries of the actions it holds (a binding's are its
     /// package's). Stored packages offer no feeds.

@@ -1,10 +1,10 @@
 //! `clemmys package …`: packages and bindings, as `wsk package` does them.
 
 use anyhow::Context as _;
-use clemmys_whisk::KeyValues;
+use clemmys_whisk::{CONFIDENTIAL_ANNOTATION, KeyValues};
 use serde_json::{Map, Value, json};
 
-use super::{AnnotationArgs, Context, ParamArgs};
+use super::{AnnotationArgs, Context, ParamArgs, confidential};
 use crate::output::{Table, out, outln};
 
 /// `--shared yes|no`, as `wsk` spells it.
@@ -70,6 +70,13 @@ pub struct PutArgs {
     /// Share the package with other namespaces.
     #[arg(long, value_enum)]
     pub shared: Option<Shared>,
+    /// A package of confidential actions: its parameters stay with this
+    /// client, which seals them (under each action's own) into the
+    /// confidential actions it deploys in the package; the node stores
+    /// none. Actions already deployed keep the set sealed into them until
+    /// they are updated.
+    #[arg(long)]
+    pub confidential: bool,
 }
 
 /// The `PUT` body of `package create|update|bind`: only what was given,
@@ -107,6 +114,9 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match command {
         PackageCommand::Create(args) => {
+            if args.confidential {
+                return put_confidential(args, false, &client, ctx).await;
+            }
             let body = put_body(
                 args.params.to_object()?,
                 args.annotations.to_object()?,
@@ -120,6 +130,9 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created package {}", args.name))
         }
         PackageCommand::Update(args) => {
+            if args.confidential {
+                return put_confidential(args, true, &client, ctx).await;
+            }
             let body = put_body(
                 args.params.to_object()?,
                 args.annotations.to_object()?,
@@ -153,10 +166,21 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created binding {binding}"))
         }
         PackageCommand::Get { name } => {
-            let package = client
+            let mut package = client
                 .get_package(&name)
                 .await
                 .with_context(|| format!("getting package {name}"))?;
+            if is_confidential(&package) {
+                // The node has none: show this client's copy.
+                let sealing = confidential::connect(
+                    client.clone(),
+                    confidential::sealing_namespace(ctx, Some(&name))?,
+                )
+                .await?;
+                if let Some(kept) = sealing.package_defaults(&short_package(&name)?)? {
+                    package["parameters"] = json!(KeyValues::from_object(&kept));
+                }
+            }
             if ctx.output.is_json() {
                 return ctx.output.print_json(&package);
             }
@@ -165,10 +189,22 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
         PackageCommand::Delete { name } => {
+            let confidential_package = client
+                .get_package(&name)
+                .await
+                .is_ok_and(|package| is_confidential(&package));
             client
                 .delete_package(&name)
                 .await
                 .with_context(|| format!("deleting package {name}"))?;
+            if confidential_package {
+                let sealing = confidential::connect(
+                    client.clone(),
+                    confidential::sealing_namespace(ctx, Some(&name))?,
+                )
+                .await?;
+                sealing.keep_package_defaults(&short_package(&name)?, None)?;
+            }
             if ctx.output.is_json() {
                 return ctx.output.print_json(&json!({ "deleted": name }));
             }
@@ -192,6 +228,80 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `package create|update --confidential`: the parameters are kept by
+/// this client (sealed into the package's confidential actions when they
+/// are deployed), and the node stores the package marked confidential,
+/// without them.
+async fn put_confidential(
+    args: PutArgs,
+    overwrite: bool,
+    client: &clemmys_client::Client,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let name = &args.name;
+    let sealing = confidential::connect(
+        client.clone(),
+        confidential::sealing_namespace(ctx, Some(name))?,
+    )
+    .await?;
+    let package = short_package(name)?;
+    let parameters = args.params.to_object()?;
+    let mut annotations = args.annotations.to_object()?.unwrap_or_default();
+    annotations.insert(CONFIDENTIAL_ANNOTATION.into(), Value::Bool(true));
+    let body = put_body(None, Some(annotations), args.shared, None);
+    let stored = client
+        .put_package(name, &body, overwrite)
+        .await
+        .with_context(|| format!("storing confidential package {name}"))?;
+    // Kept once the node took the package: a refused create leaves the
+    // copy of an existing package as it was.
+    if let Some(parameters) = &parameters {
+        sealing
+            .keep_package_defaults(&package, Some(parameters))
+            .with_context(|| format!("keeping the parameters of {name}"))?;
+    }
+    let verb = if overwrite { "updated" } else { "created" };
+    // The `PUT` answer lists no actions; a `GET` does.
+    let held = match (overwrite, &parameters) {
+        (true, Some(_)) => client.get_package(name).await.map_or(0, |package| {
+            package["actions"].as_array().map_or(0, Vec::len)
+        }),
+        _ => 0,
+    };
+    if held > 0 {
+        eprintln!(
+            "note: {name} holds {held} action(s); each keeps the parameters sealed into it \
+             until it is updated (clemmys action update {name}/ACTION FILE)"
+        );
+    }
+    done(
+        ctx,
+        &stored,
+        &format!(
+            "ok: {verb} confidential package {name} (its parameters stay with this client, \
+             which seals them into the package's confidential actions)"
+        ),
+    )
+}
+
+/// Whether a package as the node shows it is marked confidential.
+fn is_confidential(package: &Value) -> bool {
+    package["annotations"]
+        .as_array()
+        .is_some_and(|annotations| {
+            annotations.iter().any(|annotation| {
+                annotation["key"] == CONFIDENTIAL_ANNOTATION && annotation["value"] == true
+            })
+        })
+}
+
+/// The package's name within its namespace.
+fn short_package(name: &str) -> anyhow::Result<String> {
+    let qualified = clemmys_client::resolve_name(name)
+        .with_context(|| format!("reading the package name {name}"))?;
+    Ok(qualified.name.to_string())
 }
 
 fn done(ctx: &Context, answer: &Value, message: &str) -> anyhow::Result<()> {

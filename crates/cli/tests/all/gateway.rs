@@ -467,7 +467,7 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
     // What the provider holds (the gateway's own disk is the provider's
     // too).
     let mut sources = Vec::new();
-    provider_api_view(&server, &id, false, &mut sources);
+    provider_api_view(&server, ("secret", &id), false, &mut sources);
     sources.extend(provider_holdings(
         &mut server,
         &wire,

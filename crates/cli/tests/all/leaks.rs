@@ -418,7 +418,7 @@ fn deploy_and_invoke(secret: Secret, plain: bool) -> Scenario {
             .stdout_has(&format!("ok: activation {id} verified"));
     }
 
-    let sources = provider_view(&mut server, &wire, &id, plain);
+    let sources = provider_view(&mut server, &wire, ("secret", &id), plain);
     Scenario {
         markers,
         sources,
@@ -429,17 +429,26 @@ fn deploy_and_invoke(secret: Secret, plain: bool) -> Scenario {
 /// Everything the provider can see once action `secret` ran as activation
 /// `id`: its API (raw and through a stranger's CLI), the wire, and, after
 /// the server stopped, its files and its debug log.
-fn provider_view(server: &mut Server, wire: &Wire, id: &str, plain: bool) -> Vec<Source> {
+/// What the provider holds of the run of `action` (`secret`, or
+/// `package/secret`).
+fn provider_view(
+    server: &mut Server,
+    wire: &Wire,
+    (action, id): (&str, &str),
+    plain: bool,
+) -> Vec<Source> {
     let mut sources = Vec::new();
-    provider_api_view(server, id, plain, &mut sources);
+    provider_api_view(server, (action, id), plain, &mut sources);
     let stranger = server.user_via(&wire.api_host());
-    stranger_cli_view(&stranger, id, &mut sources);
+    stranger_cli_view(&stranger, (action, id), &mut sources);
 
     server.stop();
     let recorded = wire.sources();
+    let invoke = format!("POST /api/v1/namespaces/_/actions/{action}");
     assert!(
-        recorded.iter().any(|s| s.label.ends_with("requests")
-            && contains(&s.bytes, b"POST /api/v1/namespaces/_/actions/secret")),
+        recorded
+            .iter()
+            .any(|s| s.label.ends_with("requests") && contains(&s.bytes, invoke.as_bytes())),
         "the proxy recorded no invoke request"
     );
     sources.extend(recorded);
@@ -466,19 +475,29 @@ fn provider_view(server: &mut Server, wire: &Wire, id: &str, plain: bool) -> Vec
 
 /// The API as the provider sees it: raw HTTP with the namespace key, no
 /// client keys.
-pub(crate) fn provider_api_view(server: &Server, id: &str, plain: bool, sources: &mut Vec<Source>) {
-    let paths = [
-        "/api/v1/namespaces/_/actions/secret?code=true".to_owned(),
-        "/api/v1/namespaces/_/actions/secret?code=false".to_owned(),
+pub(crate) fn provider_api_view(
+    server: &Server,
+    (action, id): (&str, &str),
+    plain: bool,
+    sources: &mut Vec<Source>,
+) {
+    let short = action.rsplit('/').next().unwrap_or(action);
+    let mut paths = vec![
+        format!("/api/v1/namespaces/_/actions/{action}?code=true"),
+        format!("/api/v1/namespaces/_/actions/{action}?code=false"),
         "/api/v1/namespaces/_/actions".to_owned(),
         "/api/v1/namespaces/_/activations".to_owned(),
         "/api/v1/namespaces/_/activations?docs=true".to_owned(),
-        "/api/v1/namespaces/guest/activations?docs=true&name=secret".to_owned(),
+        format!("/api/v1/namespaces/guest/activations?docs=true&name={short}"),
         format!("/api/v1/namespaces/_/activations/{id}"),
         format!("/api/v1/namespaces/_/activations/{id}/result"),
         format!("/api/v1/namespaces/_/activations/{id}/logs"),
         "/api/v1/broker/identity".to_owned(),
     ];
+    if let Some((package, _)) = action.split_once('/') {
+        paths.push(format!("/api/v1/namespaces/_/packages/{package}"));
+        paths.push("/api/v1/namespaces/_/packages".to_owned());
+    }
     let first = sources.len();
     for path in paths {
         let (status, body) = server.get(&path);
@@ -494,11 +513,11 @@ pub(crate) fn provider_api_view(server: &Server, id: &str, plain: bool, sources:
         });
     }
     // The scan holds the stored code and the stored answer.
-    let action: Value = serde_json::from_slice(&sources[first].bytes).unwrap_or_default();
-    let code = action["exec"]["code"].as_str().unwrap_or_default();
+    let stored: Value = serde_json::from_slice(&sources[first].bytes).unwrap_or_default();
+    let code = stored["exec"]["code"].as_str().unwrap_or_default();
     assert!(
         code.len() > 1000,
-        "GET …/actions/secret?code=true returned no code: {action}"
+        "GET …/actions/{action}?code=true returned no code: {stored}"
     );
     let record: Value = serde_json::from_slice(&sources[first + 6].bytes).unwrap_or_default();
     assert_eq!(
@@ -510,11 +529,11 @@ pub(crate) fn provider_api_view(server: &Server, id: &str, plain: bool, sources:
 
 /// The API through the CLI of a user in the same namespace without the
 /// owner's keyring (and without a pinned broker): it cannot decrypt.
-fn stranger_cli_view(stranger: &User, id: &str, sources: &mut Vec<Source>) {
+fn stranger_cli_view(stranger: &User, (action, id): (&str, &str), sources: &mut Vec<Source>) {
     let saved = stranger.home().join("secret.saved");
     let commands: [&[&str]; 7] = [
-        &["action", "get", "secret", "--json"],
-        &["action", "get", "secret", "--save-as", arg(&saved)],
+        &["action", "get", action, "--json"],
+        &["action", "get", action, "--save-as", arg(&saved)],
         &["activation", "list", "--full", "--json"],
         &["activation", "list", "--full"],
         &["activation", "get", id, "--json"],
@@ -622,7 +641,7 @@ fn deploy_with_defaults_and_invoke(plain: bool) -> Scenario {
     expected.insert("other".into(), json!("x"));
     assert_eq!(record["response"]["result"], Value::Object(expected));
     let id = activation_id(&record);
-    let sources = provider_view(&mut server, &wire, &id, plain);
+    let sources = provider_view(&mut server, &wire, ("secret", &id), plain);
     Scenario {
         markers: vec![
             Marker {
@@ -649,6 +668,76 @@ fn confidential_default_parameters_leak_nothing() {
 fn plain_default_parameters_leak() {
     let scenario = deploy_with_defaults_and_invoke(true);
     found_every_marker(&scenario, "a plain deployment");
+}
+
+/// Creates a package with a parameter (a marker key and value), kept by
+/// the owner's client for a confidential package (`--confidential`) or
+/// stored by the node for a plain one, then an echo action in it of the
+/// same kind, invokes it and checks that the owner gets the package's
+/// parameter back.
+fn package_parameters_and_invoke(plain: bool) -> Scenario {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owner = server.user_via(&wire.api_host());
+    owner.trust_broker();
+    let key = unique("ppk-");
+    let value = unique("ppv-");
+    let mut package = vec!["package", "create", "vault", "-p", &key, &value];
+    if !plain {
+        package.push("--confidential");
+    }
+    owner.clemmys(&package).success();
+    let echo = example("echo");
+    let mut create = vec!["action", "create", "vault/secret", arg(&echo)];
+    if plain {
+        create.push("--plain");
+    }
+    owner.clemmys(&create).success();
+    let record = owner
+        .clemmys(&[
+            "action",
+            "invoke",
+            "vault/secret",
+            "-p",
+            "other",
+            "x",
+            "-b",
+            "--json",
+        ])
+        .success()
+        .json();
+    let mut expected = serde_json::Map::new();
+    expected.insert(key.clone(), json!(value));
+    expected.insert("other".into(), json!("x"));
+    assert_eq!(record["response"]["result"], Value::Object(expected));
+    let id = activation_id(&record);
+    let sources = provider_view(&mut server, &wire, ("vault/secret", &id), plain);
+    Scenario {
+        markers: vec![
+            Marker {
+                name: "PACKAGE_KEY",
+                text: key,
+            },
+            Marker {
+                name: "PACKAGE_VALUE",
+                text: value,
+            },
+        ],
+        sources,
+        data_dir: server.data_dir.clone(),
+    }
+}
+
+#[test]
+fn confidential_package_parameters_leak_nothing() {
+    let scenario = package_parameters_and_invoke(false);
+    found_no_marker(&scenario, "a confidential package's parameters");
+}
+
+#[test]
+fn plain_package_parameters_leak() {
+    let scenario = package_parameters_and_invoke(true);
+    found_every_marker(&scenario, "a plain package");
 }
 
 /// The findings of the scan of `scenario` (`what`), which must include

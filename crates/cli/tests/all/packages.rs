@@ -104,3 +104,91 @@ fn packages_are_created_bound_listed_and_deleted() {
     assert_eq!(deleted.stdout, "ok: deleted package mytools\n", "{deleted}");
     user.clemmys(&["package", "get", "mytools"]).failure();
 }
+
+#[test]
+fn a_confidential_package_keeps_its_parameters_in_the_client() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let created = user
+        .clemmys(&[
+            "package",
+            "create",
+            "vault",
+            "--confidential",
+            "-p",
+            "token",
+            "t-1",
+        ])
+        .success();
+    assert!(
+        created
+            .stdout
+            .starts_with("ok: created confidential package vault"),
+        "{created}"
+    );
+    // The node holds none; the owner's `get` shows the client's copy.
+    let (status, body) = server.get("/api/v1/namespaces/_/packages/vault");
+    assert_eq!(status, 200);
+    let stored: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(stored["parameters"], json!([]), "{stored}");
+    let got = user
+        .clemmys(&["package", "get", "vault", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        got["parameters"],
+        json!([{"key": "token", "value": "t-1"}]),
+        "{got}"
+    );
+    // Parameters for the node in the clear are refused by it.
+    user.clemmys(&["package", "update", "vault", "-p", "token", "t-2"])
+        .failure()
+        .stderr_has("no parameters on the node");
+
+    // An action in it gets them sealed; an update of the package tells
+    // that the action keeps what was sealed into it.
+    let echo = crate::common::example("echo");
+    user.clemmys(&["action", "create", "vault/echo", crate::common::arg(&echo)])
+        .success()
+        .stdout_has("ok: created confidential action vault/echo");
+    let result = user
+        .clemmys(&["action", "invoke", "vault/echo", "-r", "-p", "n", "1"])
+        .success()
+        .json();
+    assert_eq!(result, json!({"token": "t-1", "n": 1}));
+    user.clemmys(&[
+        "package",
+        "update",
+        "vault",
+        "--confidential",
+        "-p",
+        "token",
+        "t-2",
+    ])
+    .success()
+    .stderr_has("holds 1 action(s); each keeps the parameters sealed into it until it is updated");
+    let kept = user
+        .clemmys(&["action", "invoke", "vault/echo", "-r"])
+        .success()
+        .json();
+    assert_eq!(kept, json!({"token": "t-1"}));
+    user.clemmys(&["action", "update", "vault/echo", crate::common::arg(&echo)])
+        .success();
+    let resealed = user
+        .clemmys(&["action", "invoke", "vault/echo", "-r"])
+        .success()
+        .json();
+    assert_eq!(resealed, json!({"token": "t-2"}));
+
+    // Deleting the package forgets the client's copy.
+    user.clemmys(&["action", "delete", "vault/echo"]).success();
+    user.clemmys(&["package", "delete", "vault"]).success();
+    user.clemmys(&["package", "create", "vault", "--confidential"])
+        .success();
+    let fresh = user
+        .clemmys(&["package", "get", "vault", "--json"])
+        .success()
+        .json();
+    assert_eq!(fresh["parameters"], json!([]), "{fresh}");
+}

@@ -881,36 +881,90 @@ impl ClientHome {
         let kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
         Ok(kept
             .get(action)
-            .filter(|kept| kept.version == version)
+            .filter(|kept| kept.version == version && !kept.parameters.is_empty())
             .map(|kept| DefaultParameters::new(kept.parameters.clone(), kept.final_parameters)))
     }
 
+    /// The whole set this client sealed into `version` of `action`: as
+    /// [`Self::sealed_defaults`], over its package's parameters of then.
+    pub fn sealed_set(
+        &self,
+        action: &str,
+        version: u64,
+    ) -> Result<Option<DefaultParameters>, ConfidentialError> {
+        let kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
+        Ok(kept
+            .get(action)
+            .filter(|kept| kept.version == version)
+            .map(|kept| {
+                let mut parameters = kept.package.clone().unwrap_or_default();
+                parameters.extend(kept.parameters.clone());
+                DefaultParameters::new(parameters, kept.final_parameters)
+            }))
+    }
+
+    /// The parameters this client keeps for its confidential package
+    /// `package` (a key that names the API host and namespace too).
+    pub fn package_defaults(&self, package: &str) -> Result<Option<Parameters>, ConfidentialError> {
+        let mut kept: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
+        Ok(kept.remove(package))
+    }
+
+    /// Keeps `parameters` as those of confidential package `package`, or
+    /// forgets them.
+    pub fn keep_package_defaults(
+        &self,
+        package: &str,
+        parameters: Option<&Parameters>,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("package-defaults")?;
+        let mut kept: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
+        match parameters {
+            Some(parameters) => {
+                kept.insert(package.to_owned(), parameters.clone());
+            }
+            None => {
+                if kept.remove(package).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&kept)
+                .map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+        self.write_whole(PACKAGE_DEFAULTS, &json, true)
+    }
+
     /// Records what was just sealed into the code of `version` of action
-    /// `action`: `defaults`, or none.
+    /// `action`: `defaults` (the action's own) over `package` (its
+    /// package's), or none.
     pub fn keep_sealed_defaults(
         &self,
         action: &str,
         version: u64,
         defaults: Option<&DefaultParameters>,
+        package: Option<&Parameters>,
     ) -> Result<(), ConfidentialError> {
         let _updating = self.exclusive("defaults")?;
         let mut kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
-        match defaults {
-            Some(defaults) => {
-                kept.insert(
-                    action.to_owned(),
-                    KeptDefaults {
-                        version,
-                        parameters: defaults.parameters().clone(),
-                        final_parameters: defaults.is_final(),
-                    },
-                );
+        let package = package.filter(|package| !package.is_empty());
+        if defaults.is_none() && package.is_none() {
+            if kept.remove(action).is_none() {
+                return Ok(());
             }
-            None => {
-                if kept.remove(action).is_none() {
-                    return Ok(());
-                }
-            }
+        } else {
+            kept.insert(
+                action.to_owned(),
+                KeptDefaults {
+                    version,
+                    parameters: defaults
+                        .map(|defaults| defaults.parameters().clone())
+                        .unwrap_or_default(),
+                    final_parameters: defaults.is_some_and(DefaultParameters::is_final),
+                    package: package.cloned(),
+                },
+            );
         }
         let json = Zeroizing::new(
             serde_json::to_vec_pretty(&kept)
@@ -939,6 +993,8 @@ const FRESHNESS: &str = "freshness.json";
 const PLANS: &str = "chain-plans.json";
 /// The default parameters sealed into each action's code (a whole file).
 const DEFAULTS: &str = "sealed-defaults.json";
+/// The parameters of confidential packages, per package (a whole file).
+const PACKAGE_DEFAULTS: &str = "package-defaults.json";
 /// The keys of the answers (a log).
 const KEYRING: &str = "keyring";
 /// The openings of sessions (a log).
@@ -953,7 +1009,14 @@ struct KeptDefaults {
     parameters: serde_json::Map<String, serde_json::Value>,
     #[serde(rename = "final")]
     final_parameters: bool,
+    /// The package's parameters sealed under them, for an action of a
+    /// confidential package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    package: Option<Parameters>,
 }
+
+/// A JSON object of parameters.
+type Parameters = serde_json::Map<String, serde_json::Value>;
 
 /// Holds `{what}.lock` in `dir` exclusively until the returned file is
 /// dropped: every read-modify-write of a file in the directory, and every
@@ -1061,7 +1124,7 @@ mod tests {
         let mut parameters = serde_json::Map::new();
         parameters.insert("token".into(), "t-1".into());
         let defaults = DefaultParameters::new(parameters.clone(), true);
-        home.keep_sealed_defaults("h /guest/echo", 3, Some(&defaults))
+        home.keep_sealed_defaults("h /guest/echo", 3, Some(&defaults), None)
             .expect("keep");
         let reopened = ClientHome::open(dir.path()).expect("home");
         let kept = reopened
@@ -1085,7 +1148,7 @@ mod tests {
         );
         // An update that sealed none forgets them.
         reopened
-            .keep_sealed_defaults("h /guest/echo", 4, None)
+            .keep_sealed_defaults("h /guest/echo", 4, None, None)
             .expect("forget");
         assert!(
             reopened
@@ -1093,6 +1156,67 @@ mod tests {
                 .expect("read")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_packaged_actions_sealed_set_is_its_own_over_its_packages_of_then() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        let object = |value: serde_json::Value| match value {
+            serde_json::Value::Object(object) => object,
+            _ => unreachable!("an object literal"),
+        };
+        let package = object(serde_json::json!({"region": "eu", "token": "p-1"}));
+        home.keep_package_defaults("h /guest/tools", Some(&package))
+            .expect("keep the package's");
+        assert_eq!(
+            ClientHome::open(dir.path())
+                .expect("home")
+                .package_defaults("h /guest/tools")
+                .expect("read"),
+            Some(package.clone())
+        );
+        let own = DefaultParameters::new(object(serde_json::json!({"token": "a-1"})), false);
+        home.keep_sealed_defaults("h /guest/tools/echo", 2, Some(&own), Some(&package))
+            .expect("keep");
+        // The package changes later: the sealed set still shows what was
+        // sealed, and an update reseals only the action's own.
+        home.keep_package_defaults(
+            "h /guest/tools",
+            Some(&object(serde_json::json!({"region": "us"}))),
+        )
+        .expect("update the package's");
+        let sealed = home
+            .sealed_set("h /guest/tools/echo", 2)
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            sealed.parameters(),
+            &object(serde_json::json!({"region": "eu", "token": "a-1"}))
+        );
+        let own_kept = home
+            .sealed_defaults("h /guest/tools/echo", 2)
+            .expect("read")
+            .expect("kept");
+        assert_eq!(own_kept.parameters(), own.parameters());
+        // Only the package's were sealed: nothing of the action's own.
+        home.keep_sealed_defaults("h /guest/tools/bare", 1, None, Some(&package))
+            .expect("keep");
+        assert!(
+            home.sealed_defaults("h /guest/tools/bare", 1)
+                .expect("read")
+                .is_none()
+        );
+        assert_eq!(
+            home.sealed_set("h /guest/tools/bare", 1)
+                .expect("read")
+                .expect("kept")
+                .parameters(),
+            &package
+        );
+        home.keep_package_defaults("h /guest/tools", None)
+            .expect("forget");
+        assert_eq!(home.package_defaults("h /guest/tools").expect("read"), None);
     }
 
     #[test]

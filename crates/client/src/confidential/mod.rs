@@ -52,7 +52,7 @@ use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, now_ms};
 use hyper::Method;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub use home::{
     BrokerPin, ChainEntry, ClientHome, HomeVault, KeyringEntry, OpenedSession, SessionEntry,
@@ -445,16 +445,42 @@ fn take_defaults(put: &mut ActionPut) -> Result<Option<DefaultParameters>, Confi
         return Ok(None);
     }
     let parameters = parameters.to_object();
-    let size = serde_json::to_vec(&parameters).map_or(0, |bytes| bytes.len());
-    let limit = clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
-    if size > limit {
-        return Err(ConfidentialError::DefaultParametersTooLarge { size, limit });
-    }
+    check_defaults_size(&parameters)?;
     let final_parameters = put
         .annotations
         .as_ref()
         .is_some_and(|annotations| annotations.is_true("final"));
     Ok(Some(DefaultParameters::new(parameters, final_parameters)))
+}
+
+/// Refuses default parameters larger than an invoke's payload may be.
+fn check_defaults_size(parameters: &Map<String, Value>) -> Result<(), ConfidentialError> {
+    let size = serde_json::to_vec(parameters).map_or(0, |bytes| bytes.len());
+    let limit = clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
+    if size > limit {
+        return Err(ConfidentialError::DefaultParametersTooLarge { size, limit });
+    }
+    Ok(())
+}
+
+/// The default parameters to seal into an action of a package: the
+/// action's own over the package's, as OpenWhisk merges them; `final`
+/// (the action's annotation) then holds them all.
+fn with_package_defaults(
+    own: Option<&DefaultParameters>,
+    package: Option<&Map<String, Value>>,
+    final_parameters: bool,
+) -> Result<Option<DefaultParameters>, ConfidentialError> {
+    let Some(package) = package.filter(|package| !package.is_empty()) else {
+        return Ok(own.map(|own| DefaultParameters::new(own.parameters().clone(), own.is_final())));
+    };
+    let mut merged = package.clone();
+    if let Some(own) = own {
+        merged.extend(own.parameters().clone());
+    }
+    check_defaults_size(&merged)?;
+    let final_parameters = own.map_or(final_parameters, DefaultParameters::is_final);
+    Ok(Some(DefaultParameters::new(merged, final_parameters)))
 }
 
 /// A verified answer of one confidential activation.
@@ -778,23 +804,51 @@ impl Confidential {
             Err(ConfidentialError::Refused(_)) => return Ok(None),
             Err(other) => return Err(other),
         };
-        self.home.sealed_defaults(&self.home_key(&short), current)
+        self.home.sealed_set(&self.home_key(&short), current)
     }
 
+    /// The parameters of this client's confidential package `package`: it
+    /// keeps them (the node stores none) and seals them, under each
+    /// action's own, into the confidential actions it deploys in it.
+    pub fn package_defaults(
+        &self,
+        package: &str,
+    ) -> Result<Option<Map<String, Value>>, ConfidentialError> {
+        self.home.package_defaults(&self.home_key(package))
+    }
+
+    /// Keeps `parameters` as those of confidential package `package`
+    /// (none: forgets them). Actions already sealed keep the set sealed
+    /// into them until they are deployed again.
+    pub fn keep_package_defaults(
+        &self,
+        package: &str,
+        parameters: Option<&Map<String, Value>>,
+    ) -> Result<(), ConfidentialError> {
+        if let Some(parameters) = parameters {
+            check_defaults_size(parameters)?;
+        }
+        self.home
+            .keep_package_defaults(&self.home_key(package), parameters)
+    }
+
+    /// The name `name` is registered, sealed and run under in this
+    /// client's namespace: `action`, or `package/action` inside a package.
     fn short_name<'a>(&self, name: &'a str) -> Result<&'a str, ConfidentialError> {
         let qualified = crate::resolve_name(name)?;
-        if qualified.package.is_some() {
-            return Err(ConfidentialError::State(
-                "confidential actions in packages are not supported".into(),
-            ));
-        }
         let namespace = qualified.namespace.as_str();
         if namespace != "_" && namespace != self.namespace {
             return Err(ConfidentialError::State(format!(
                 "namespace {namespace} is not this key's"
             )));
         }
-        Ok(name.rsplit('/').next().unwrap_or(name))
+        // The last one or two segments of `name`, after any namespace.
+        let segments = if qualified.package.is_some() { 2 } else { 1 };
+        let start = name
+            .rmatch_indices('/')
+            .nth(segments - 1)
+            .map_or(0, |(slash, _)| slash + 1);
+        Ok(&name[start..])
     }
 
     async fn broker(&self, op: BrokerOp) -> Result<ActionDescriptor, ConfidentialError> {
@@ -887,8 +941,8 @@ impl Confidential {
     /// this client signed or ran a chain plan of that sequence. What the
     /// node shows is not asked: a client that believed it would send a
     /// confidential action's parameters or new code in the clear once the
-    /// provider showed the action as plain. A name in a package or in
-    /// another namespace than this client seals for is never one.
+    /// provider showed the action as plain. A name in another namespace
+    /// than this client seals for is never one.
     pub async fn is_confidential(&self, name: &str) -> Result<bool, ConfidentialError> {
         let Ok(short) = self.short_name(name) else {
             return Ok(false);
@@ -1070,6 +1124,10 @@ impl Confidential {
         } else {
             None
         };
+        let final_parameters = put
+            .annotations
+            .as_ref()
+            .is_some_and(|annotations| annotations.is_true("final"));
         let mut defaults = take_defaults(&mut put)?;
         if let (Some(next), false) = (update_to, given) {
             // As OpenWhisk keeps an action's parameters on an update that
@@ -1079,7 +1137,19 @@ impl Confidential {
                 .home
                 .sealed_defaults(&kept_key, next.saturating_sub(1))?;
         }
-        let plaintext = code.plaintext(defaults.as_ref())?;
+        // An action of a package runs with the package's parameters under
+        // its own: this client's copy of them (the node has none) is
+        // sealed with the code.
+        let package_defaults = match short.split_once('/') {
+            Some((package, _)) => self.home.package_defaults(&self.home_key(package))?,
+            None => None,
+        };
+        let sealed_set = with_package_defaults(
+            defaults.as_ref(),
+            package_defaults.as_ref(),
+            final_parameters,
+        )?;
+        let plaintext = code.plaintext(sealed_set.as_ref())?;
         let code_digest = Digest::of(&plaintext);
         let main = put.exec.as_ref().and_then(|exec| exec.main.clone());
         // The export (or function) to run is part of the code: the policy
@@ -1136,8 +1206,12 @@ impl Confidential {
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
         let stored = self.client.put_action(&short, &put, overwrite).await?;
-        self.home
-            .keep_sealed_defaults(&kept_key, version, defaults.as_ref())?;
+        self.home.keep_sealed_defaults(
+            &kept_key,
+            version,
+            defaults.as_ref(),
+            package_defaults.as_ref(),
+        )?;
         Ok(stored)
     }
 

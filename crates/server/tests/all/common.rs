@@ -624,3 +624,23 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     getrandom::fill(&mut bytes).expect("OS RNG");
     bytes
 }
+
+/// Every file under `dir` whose bytes contain `marker`.
+pub fn files_containing(dir: &std::path::Path, marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                pending.push(entry.expect("entry").path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes
+                .windows(marker.len())
+                .any(|window| window == marker.as_bytes())
+        {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}

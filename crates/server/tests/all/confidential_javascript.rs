@@ -2,8 +2,6 @@
 //! the engine its owner allows, and an enclave runs it only under that
 //! engine, whatever module the provider's node hands it.
 
-use std::path::Path;
-
 use clemmys_client::InvokeOptions;
 use clemmys_client::confidential::{
     Confidential, ConfidentialError, ConfidentialInvoked, JavaScriptSource, OpenedActivation,
@@ -14,7 +12,7 @@ use clemmys_whisk::ActivationStatus;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{Owner, TestServer, annotation, example, js_engine};
+use crate::common::{Owner, TestServer, annotation, example, files_containing, js_engine};
 
 /// A marker that is only in the source, and one only in the parameters.
 const SOURCE_MARKER: &str = "source-marker-5f1d";
@@ -56,26 +54,6 @@ async fn deploy_source(owner: &Owner, name: &str, source: &str, engine: Digest) 
         )
         .await
         .expect("deploy");
-}
-
-/// Every file under `dir` whose bytes contain `marker`.
-fn files_containing(dir: &Path, marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(path) = pending.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).expect("read dir") {
-                pending.push(entry.expect("entry").path());
-            }
-        } else if let Ok(bytes) = std::fs::read(&path)
-            && bytes
-                .windows(marker.len())
-                .any(|window| window == marker.as_bytes())
-        {
-            found.push(path.display().to_string());
-        }
-    }
-    found
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod chains;
 mod code_attacks;
 mod confidential;
 mod confidential_javascript;
+mod confidential_packages;
 mod contract;
 mod default_parameters;
 mod enclave_pool;

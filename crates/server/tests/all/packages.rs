@@ -526,7 +526,8 @@ async fn package_action_errors_follow_openwhisk() {
         StatusCode::BAD_REQUEST,
     );
 
-    // Confidential actions stay out of packages, for now.
+    // A confidential action joins only a confidential package (see
+    // `confidential_packages`).
     let confidential = put_action_as(
         &server,
         None,
@@ -537,9 +538,9 @@ async fn package_action_errors_follow_openwhisk() {
     .await;
     assert_error(&confidential, StatusCode::BAD_REQUEST);
     assert!(
-        confidential.json["error"].as_str().is_some_and(
-            |message| message.contains("confidential action cannot be put in a package")
-        ),
+        confidential.json["error"]
+            .as_str()
+            .is_some_and(|message| message.contains("can only join a confidential package")),
         "{:?}",
         confidential.json
     );
