@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::error::entity_name;
 use crate::query::{self, Params};
 use crate::{ApiError, Controller};
 
@@ -29,10 +30,6 @@ use crate::{ApiError, Controller};
 pub const MAX_SEQUENCE_LENGTH: usize = 50;
 /// Largest `PUT` body: 48 MB of code, base64-encoded, plus the JSON around it.
 pub(crate) const MAX_PUT_BODY: usize = MAX_CODE_BYTES / 3 * 4 + MAX_PAYLOAD_BYTES + 64 * 1024;
-
-fn entity_name(text: &str) -> Result<EntityName, ApiError> {
-    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
-}
 
 /// `GET …/actions`.
 #[utoipa::path(

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clemmys_store::StoreError;
+use clemmys_whisk::EntityName;
 
 /// An API failure: the HTTP status and the message the caller sees.
 #[derive(Debug)]
@@ -105,4 +106,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": self.message, "code": crate::ids::request_code() });
         (self.status, axum::Json(body)).into_response()
     }
+}
+
+/// A name from a request's path or body as an entity name: 400 with the
+/// reason when it is not one.
+pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
+    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }

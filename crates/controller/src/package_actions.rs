@@ -21,13 +21,10 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::error::entity_name;
 use crate::packages::{namespace_of, readable_package};
 use crate::query::{self, Params};
 use crate::{ApiError, Controller, actions, feeds, invoke};
-
-fn entity_name(text: &str) -> Result<EntityName, ApiError> {
-    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
-}
 
 /// The package whose actions `namespace/package` shows to namespace
 /// `reader`: the package itself, or the one its binding refers to (with

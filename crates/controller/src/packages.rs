@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::error::entity_name;
 use crate::package_actions::action_summaries;
 use crate::query::{self, Params};
 use crate::{ApiError, Controller};
@@ -81,10 +82,6 @@ impl From<PackageError> for ApiError {
         };
         ApiError::new(status, error.to_string())
     }
-}
-
-fn entity_name(text: &str) -> Result<EntityName, ApiError> {
-    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
 /// The namespace a path segment names and whether it is the caller's own.

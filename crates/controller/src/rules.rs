@@ -26,8 +26,8 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::error::entity_name;
 use crate::query::{self, Params};
-use crate::triggers::entity_name;
 use crate::{ApiError, Controller, package_actions};
 
 /// Largest `PUT` body: two names and annotations.

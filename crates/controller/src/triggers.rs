@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 use crate::alarms::{self, AlarmSpec};
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
+use crate::error::entity_name;
 use crate::invoke::{self, ACTIVATION_ID_HEADER, InvokeMode};
 use crate::query::{self, Params};
 use crate::rules::{CONFIDENTIAL_REFUSAL, resolve_rule_action};
@@ -44,10 +45,6 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const SUCCESS: u8 = 0;
 const APPLICATION_ERROR: u8 = 1;
 const WHISK_ERROR: u8 = 3;
-
-pub(crate) fn entity_name(text: &str) -> Result<EntityName, ApiError> {
-    EntityName::new(text).map_err(|error| ApiError::bad_request(error.to_string()))
-}
 
 /// `GET …/triggers`.
 #[utoipa::path(
