@@ -180,6 +180,21 @@ fn a_confidential_package_keeps_its_parameters_in_the_client() {
         .success()
         .json();
     assert_eq!(resealed, json!({"token": "t-2"}));
+    // `final` holds the package's parameters too: the client refuses the
+    // override before sending anything, with OpenWhisk's words.
+    user.clemmys(&[
+        "action",
+        "update",
+        "vault/echo",
+        crate::common::arg(&echo),
+        "-a",
+        "final",
+        "true",
+    ])
+    .success();
+    user.clemmys(&["action", "invoke", "vault/echo", "-p", "token", "mine"])
+        .failure()
+        .stderr_has("Request defines parameters that are not allowed");
 
     // Deleting the package forgets the client's copy.
     user.clemmys(&["action", "delete", "vault/echo"]).success();

@@ -881,7 +881,9 @@ impl ClientHome {
         let kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
         Ok(kept
             .get(action)
-            .filter(|kept| kept.version == version && !kept.parameters.is_empty())
+            .filter(|kept| {
+                kept.version == version && (!kept.parameters.is_empty() || kept.final_parameters)
+            })
             .map(|kept| DefaultParameters::new(kept.parameters.clone(), kept.final_parameters)))
     }
 
@@ -938,13 +940,13 @@ impl ClientHome {
 
     /// Records what was just sealed into the code of `version` of action
     /// `action`: `defaults` (the action's own) over `package` (its
-    /// package's), or none.
+    /// package's), the whole set final or not, or none.
     pub fn keep_sealed_defaults(
         &self,
         action: &str,
         version: u64,
-        defaults: Option<&DefaultParameters>,
-        package: Option<&Parameters>,
+        (defaults, package): (Option<&DefaultParameters>, Option<&Parameters>),
+        final_parameters: bool,
     ) -> Result<(), ConfidentialError> {
         let _updating = self.exclusive("defaults")?;
         let mut kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
@@ -961,7 +963,7 @@ impl ClientHome {
                     parameters: defaults
                         .map(|defaults| defaults.parameters().clone())
                         .unwrap_or_default(),
-                    final_parameters: defaults.is_some_and(DefaultParameters::is_final),
+                    final_parameters,
                     package: package.cloned(),
                 },
             );
@@ -1124,7 +1126,7 @@ mod tests {
         let mut parameters = serde_json::Map::new();
         parameters.insert("token".into(), "t-1".into());
         let defaults = DefaultParameters::new(parameters.clone(), true);
-        home.keep_sealed_defaults("h /guest/echo", 3, Some(&defaults), None)
+        home.keep_sealed_defaults("h /guest/echo", 3, (Some(&defaults), None), true)
             .expect("keep");
         let reopened = ClientHome::open(dir.path()).expect("home");
         let kept = reopened
@@ -1148,7 +1150,7 @@ mod tests {
         );
         // An update that sealed none forgets them.
         reopened
-            .keep_sealed_defaults("h /guest/echo", 4, None, None)
+            .keep_sealed_defaults("h /guest/echo", 4, (None, None), false)
             .expect("forget");
         assert!(
             reopened
@@ -1177,8 +1179,13 @@ mod tests {
             Some(package.clone())
         );
         let own = DefaultParameters::new(object(serde_json::json!({"token": "a-1"})), false);
-        home.keep_sealed_defaults("h /guest/tools/echo", 2, Some(&own), Some(&package))
-            .expect("keep");
+        home.keep_sealed_defaults(
+            "h /guest/tools/echo",
+            2,
+            (Some(&own), Some(&package)),
+            false,
+        )
+        .expect("keep");
         // The package changes later: the sealed set still shows what was
         // sealed, and an update reseals only the action's own.
         home.keep_package_defaults(
@@ -1200,7 +1207,7 @@ mod tests {
             .expect("kept");
         assert_eq!(own_kept.parameters(), own.parameters());
         // Only the package's were sealed: nothing of the action's own.
-        home.keep_sealed_defaults("h /guest/tools/bare", 1, None, Some(&package))
+        home.keep_sealed_defaults("h /guest/tools/bare", 1, (None, Some(&package)), false)
             .expect("keep");
         assert!(
             home.sealed_defaults("h /guest/tools/bare", 1)
@@ -1213,6 +1220,21 @@ mod tests {
                 .expect("kept")
                 .parameters(),
             &package
+        );
+        // The same, under `final`: an update reseals it final, with no
+        // parameters of the action's own.
+        home.keep_sealed_defaults("h /guest/tools/bare", 2, (None, Some(&package)), true)
+            .expect("keep");
+        let own = home
+            .sealed_defaults("h /guest/tools/bare", 2)
+            .expect("read")
+            .expect("final is kept");
+        assert!(own.parameters().is_empty() && own.is_final());
+        assert!(
+            home.sealed_set("h /guest/tools/bare", 2)
+                .expect("read")
+                .expect("kept")
+                .is_final()
         );
         home.keep_package_defaults("h /guest/tools", None)
             .expect("forget");

@@ -48,7 +48,7 @@ use clemmys_tee::{
     AttestError, Evidence, Role, SIM_WARNING, SgxPolicy, VerifiedEvidence, Verifier, measurement,
     os_rng,
 };
-use clemmys_whisk::action::{ActionPut, ExecPut};
+use clemmys_whisk::action::{ActionPut, ExecPut, FinalParameterOverridden};
 use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, now_ms};
 use hyper::Method;
 use serde::Deserialize;
@@ -198,6 +198,11 @@ pub enum ConfidentialError {
     /// The client's state directory.
     #[error("client state: {0}")]
     State(String),
+    /// The invoke names a parameter this client sealed as a `final`
+    /// default of the action: refused before anything is sealed or sent,
+    /// as OpenWhisk refuses it (400) before running anything.
+    #[error(transparent)]
+    FinalParameterOverridden(#[from] FinalParameterOverridden),
     /// The action's default parameters are over the payload limit.
     #[error("the default parameters take {size} bytes, over the limit of {limit}")]
     DefaultParametersTooLarge {
@@ -538,6 +543,17 @@ pub struct Confidential {
     /// The owner this client acts for under the owner's delegation (an
     /// attested gateway), if not for itself.
     acting_for: Option<ClientId>,
+    /// Action name → the version last invoked and the names of the `final`
+    /// defaults this client sealed into it (none: not final, or not
+    /// sealed by this client).
+    final_defaults: Mutex<HashMap<String, FinalDefaults>>,
+}
+
+/// The names of the `final` defaults this client sealed into `version` of
+/// an action (`None`: none are final, or it sealed none).
+struct FinalDefaults {
+    version: u64,
+    names: Option<Arc<[String]>>,
 }
 
 /// Most verified evidence kept (one per enclave met).
@@ -679,6 +695,7 @@ impl Confidential {
             evidence: Mutex::new(HashMap::new()),
             floor_ms: AtomicU64::new(0),
             acting_for: None,
+            final_defaults: Mutex::new(HashMap::new()),
         };
         // A broker that started less than its skew ago refuses requests
         // stamped now; stamp at its floor from the first request on.
@@ -1024,6 +1041,49 @@ impl Confidential {
         Ok(descriptor)
     }
 
+    /// Refuses an invoke of the described version that names a `final`
+    /// default this client sealed into it, before anything is sealed or
+    /// sent: OpenWhisk answers such an invoke 400 without running it. The
+    /// enclave refuses it too, but only once the request reached it. Read
+    /// from the home once per version, not on every invoke.
+    fn check_final_defaults(
+        &self,
+        descriptor: &ActionDescriptor,
+        params: &Value,
+    ) -> Result<(), ConfidentialError> {
+        let final_names = {
+            let mut known = self
+                .final_defaults
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match known.get(&descriptor.name) {
+                Some(kept) if kept.version == descriptor.version => kept.names.clone(),
+                _ => {
+                    let names = self
+                        .home
+                        .sealed_set(&self.home_key(&descriptor.name), descriptor.version)?
+                        .filter(DefaultParameters::is_final)
+                        .map(|set| set.parameters().keys().cloned().collect::<Arc<[String]>>());
+                    let kept = FinalDefaults {
+                        version: descriptor.version,
+                        names: names.clone(),
+                    };
+                    known.insert(descriptor.name.clone(), kept);
+                    names
+                }
+            }
+        };
+        let named = |names: &[String]| {
+            params
+                .as_object()
+                .is_some_and(|given| names.iter().any(|name| given.contains_key(name)))
+        };
+        match final_names {
+            Some(names) if named(&names) => Err(FinalParameterOverridden.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ActionDescriptor>>> {
         self.descriptors
             .lock()
@@ -1209,8 +1269,8 @@ impl Confidential {
         self.home.keep_sealed_defaults(
             &kept_key,
             version,
-            defaults.as_ref(),
-            package_defaults.as_ref(),
+            (defaults.as_ref(), package_defaults.as_ref()),
+            sealed_set.as_ref().is_some_and(DefaultParameters::is_final),
         )?;
         Ok(stored)
     }
@@ -1390,6 +1450,7 @@ impl Confidential {
             descriptor = self.describe(name, true).await?;
         }
         check_pinned(&descriptor, pinned)?;
+        self.check_final_defaults(&descriptor, params)?;
         if let Some(session) = self.session_for(&descriptor) {
             return self
                 .invoke_in_session(&session, &descriptor, params, options)

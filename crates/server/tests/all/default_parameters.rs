@@ -75,7 +75,35 @@ async fn final_defaults_cannot_be_overridden() {
         .await
         .expect("invoke");
     assert_eq!(opened.result, json!({"mode": "safe", "other": 1}));
-    let refused = owner
+    // The owner's client knows what it sealed: it refuses before sending
+    // anything, as OpenWhisk answers 400 without running the action.
+    let count = || async {
+        server
+            .call(
+                Method::GET,
+                "/api/v1/namespaces/_/activations?count=true",
+                None,
+            )
+            .await
+            .json["activations"]
+            .clone()
+    };
+    let before = count().await;
+    let local = owner.invoke("fixed", json!({"mode": "unsafe"})).await;
+    assert!(
+        matches!(
+            local,
+            Err(clemmys_client::confidential::ConfidentialError::FinalParameterOverridden(_))
+        ),
+        "{local:?}"
+    );
+    assert_eq!(count().await, before, "the refused invoke reached the node");
+    // Another of the owner's machines, without that copy, sends it: the
+    // enclave refuses it with a sealed error and runs nothing.
+    let elsewhere = owner.second_client(&server).await;
+    std::fs::remove_file(owner.home.path().join("sealed-defaults.json"))
+        .expect("the client kept a copy of what it sealed");
+    let refused = elsewhere
         .invoke("fixed", json!({"mode": "unsafe"}))
         .await
         .expect("a sealed answer");
@@ -96,7 +124,7 @@ async fn final_defaults_cannot_be_overridden() {
         .await;
     assert_eq!(answer.status, hyper::StatusCode::OK, "{:?}", answer.json);
     server.enclaves().evict("guest", "fixed");
-    let still = owner
+    let still = elsewhere
         .invoke("fixed", json!({"mode": "unsafe"}))
         .await
         .expect("a sealed answer");
