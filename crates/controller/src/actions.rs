@@ -561,9 +561,15 @@ impl Controller {
         for text in components {
             let name = FullyQualifiedName::parse(text, None)
                 .map_err(|error| ApiError::bad_request(error.to_string()))?;
-            if name.package.is_some() {
-                // Packages hold plain actions only.
-                kinds.push(false);
+            if let Some(package) = &name.package {
+                // Only a package's own actions can be confidential: one
+                // reached through a binding or the built-in catalog is
+                // plain (and checked to exist with the others).
+                let packaged = self
+                    .store
+                    .get_package_action(&name.namespace, package, &name.name)
+                    .await?;
+                kinds.push(packaged.is_some_and(|action| action.is_confidential()));
                 continue;
             }
             let action = self

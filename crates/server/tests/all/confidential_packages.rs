@@ -302,3 +302,21 @@ async fn sealed_code_moved_between_packages_runs_nothing() {
         "{unknown:?}"
     );
 }
+
+#[tokio::test]
+async fn a_confidential_chain_runs_actions_of_a_confidential_package() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    create_confidential_package(&server, &owner, "vault", json!({"token": SECRET})).await;
+    owner
+        .deploy_echo_with_defaults("vault/echo", &json!({"step": 1}), None)
+        .await;
+    owner.deploy("echo", "echo").await;
+    owner
+        .create_sequence("chain", &["vault/echo", "echo"])
+        .await;
+    for _ in 0..2 {
+        let opened = owner.invoke("chain", json!({"n": 1})).await.expect("chain");
+        assert_eq!(opened.result, json!({"token": SECRET, "step": 1, "n": 1}));
+    }
+}
