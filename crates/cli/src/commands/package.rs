@@ -130,7 +130,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created package {}", args.name))
         }
         PackageCommand::Update(args) => {
-            if args.confidential {
+            if args.confidential || keeps_confidential(ctx, &client, &args.name).await? {
                 return put_confidential(args, true, &client, ctx).await;
             }
             let body = put_body(
@@ -256,12 +256,17 @@ async fn put_confidential(
         .await
         .with_context(|| format!("storing confidential package {name}"))?;
     // Kept once the node took the package: a refused create leaves the
-    // copy of an existing package as it was.
-    if let Some(parameters) = &parameters {
-        sealing
-            .keep_package_defaults(&package, Some(parameters))
-            .with_context(|| format!("keeping the parameters of {name}"))?;
-    }
+    // copy of an existing package as it was. Kept even when empty: that
+    // this client holds an entry is how it knows the package is
+    // confidential, whatever the node shows later.
+    let kept = match &parameters {
+        Some(parameters) => Some(parameters.clone()),
+        None if overwrite => sealing.package_defaults(&package)?,
+        None => None,
+    };
+    sealing
+        .keep_package_defaults(&package, Some(&kept.unwrap_or_default()))
+        .with_context(|| format!("keeping the parameters of {name}"))?;
     let verb = if overwrite { "updated" } else { "created" };
     // The `PUT` answer lists no actions; a `GET` does.
     let held = match (overwrite, &parameters) {
@@ -284,6 +289,30 @@ async fn put_confidential(
              which seals them into the package's confidential actions)"
         ),
     )
+}
+
+/// Whether this client keeps `name` as a confidential package of its own:
+/// decided from what it keeps, never from the node's annotations, before
+/// any parameter is sent (a provider that stripped the annotation would
+/// otherwise get them in the clear). Without a broker pinned for this API
+/// host, this client never made a confidential package there.
+async fn keeps_confidential(
+    ctx: &Context,
+    client: &clemmys_client::Client,
+    name: &str,
+) -> anyhow::Result<bool> {
+    if confidential::home()?
+        .broker_pin(client.api_host())?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let sealing = confidential::connect(
+        client.clone(),
+        confidential::sealing_namespace(ctx, Some(name)).unwrap_or(None),
+    )
+    .await?;
+    Ok(sealing.package_defaults(&short_package(name)?)?.is_some())
 }
 
 /// Whether a package as the node shows it is marked confidential.

@@ -141,10 +141,27 @@ fn a_confidential_package_keeps_its_parameters_in_the_client() {
         json!([{"key": "token", "value": "t-1"}]),
         "{got}"
     );
-    // Parameters for the node in the clear are refused by it.
-    user.clemmys(&["package", "update", "vault", "-p", "token", "t-2"])
-        .failure()
-        .stderr_has("no parameters on the node");
+    // The provider strips the package's annotation, so that the node would
+    // take parameters in the clear. The client knows the package as a
+    // confidential one of its own, whatever the node shows: an update
+    // without --confidential keeps them too, and marks it again.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/vault?overwrite=true",
+        &json!({"annotations": []}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    user.clemmys(&["package", "update", "vault", "-p", "token", "t-1"])
+        .success()
+        .stdout_has("ok: updated confidential package vault");
+    let (_, body) = server.get("/api/v1/namespaces/_/packages/vault");
+    let stored: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(stored["parameters"], json!([]), "{stored}");
+    assert!(!stored.to_string().contains("t-1"), "{stored}");
+    assert_eq!(
+        stored["annotations"],
+        json!([{"key": "confidential", "value": true}]),
+        "{stored}"
+    );
 
     // An action in it gets them sealed; an update of the package tells
     // that the action keeps what was sealed into it.
