@@ -10,7 +10,9 @@
 //! action's source is opened inside its enclave, and nothing derived from
 //! it reaches the invoker.
 //!
-//! The first activation of a version that finds nothing here compiles it
+//! A new or updated action is compiled ahead of its first activation (the
+//! invoker's prewarm, [`Compile`]). An activation of a version that finds
+//! nothing here (the prewarm was dropped, or the entry was) compiles it
 //! ([`CompileFirst`]) in its own sandbox slot, before it runs, and then
 //! runs the bytecode; activations that start while it compiles run the
 //! source. A source that does not compile (or whose compile fails) is
@@ -23,7 +25,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use clemmys_sandbox::{PreparedModule, RunRequest, Sandbox, javascript};
+use clemmys_sandbox::{PreparedModule, RunLimits, RunRequest, Sandbox, javascript};
 use serde_json::Value;
 
 /// The bytes of compiled code an invoker keeps: 64 MiB (a 100 KB script
@@ -92,6 +94,15 @@ impl BytecodeCache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// How many sources are kept as bytecode.
+    pub(crate) fn bytecode_count(&self) -> usize {
+        self.state()
+            .entries
+            .values()
+            .filter(|compiled| matches!(compiled, Compiled::Bytecode(_)))
+            .count()
+    }
+
     /// What is known about `key`'s code.
     pub(crate) fn get(&self, key: &BytecodeKey) -> Option<Compiled> {
         self.state().entries.get(key).cloned()
@@ -103,6 +114,12 @@ impl BytecodeCache {
     pub(crate) fn start(&self, key: &BytecodeKey) -> bool {
         let mut state = self.state();
         !state.entries.contains_key(key) && state.compiling.insert(key.clone())
+    }
+
+    /// Ends a compile [`start`](Self::start) allowed without an answer:
+    /// the next activation compiles it.
+    pub(crate) fn abandon(&self, key: &BytecodeKey) {
+        self.state().compiling.remove(key);
     }
 
     /// Ends a compile [`start`](Self::start) allowed, keeping what it gave.
@@ -127,44 +144,77 @@ impl BytecodeCache {
     }
 }
 
-/// A compile the activation that [`BytecodeCache::start`]ed it runs before
-/// its own run, in its own slot.
-pub(crate) struct CompileFirst {
+/// A compile of one source whose key [`BytecodeCache::start`]ed.
+pub(crate) struct Compile {
     pub(crate) cache: Arc<BytecodeCache>,
     pub(crate) key: BytecodeKey,
     pub(crate) source: String,
+}
+
+impl Compile {
+    /// Compiles the source with the engine `module` under `limits` (the
+    /// action's), keeps what it gave, and answers the bytecode if it
+    /// compiled. Blocking, like [`Sandbox::run`].
+    pub(crate) fn run(
+        self,
+        sandbox: &Sandbox,
+        module: &PreparedModule,
+        limits: RunLimits,
+    ) -> Option<Arc<[u8]>> {
+        let outcome = sandbox.run(
+            module,
+            RunRequest {
+                input: javascript::compile_envelope(&self.source, self.key.main.as_deref()),
+                limits,
+                entry: None,
+                env: Vec::new(),
+            },
+        );
+        match javascript::bytecode_of(&outcome.response) {
+            Some(bytecode) => {
+                let bytecode: Arc<[u8]> = bytecode.into();
+                self.cache
+                    .finish(self.key, Compiled::Bytecode(bytecode.clone()));
+                Some(bytecode)
+            }
+            None => {
+                self.cache.finish(self.key, Compiled::Source);
+                None
+            }
+        }
+    }
+}
+
+/// A compile the activation that [`BytecodeCache::start`]ed it runs before
+/// its own run, in its own slot.
+pub(crate) struct CompileFirst {
+    pub(crate) compile: Compile,
     pub(crate) params: Value,
 }
 
 impl CompileFirst {
-    /// Compiles the source with the engine `module` under `request`'s
-    /// limits, keeps the answer, and gives back the request to run: the
-    /// bytecode's envelope if it compiled, else `request` (the source's).
-    /// Blocking, like [`Sandbox::run`].
+    /// Compiles under `request`'s limits and gives back the request to
+    /// run: the bytecode's envelope if it compiled, else `request` (the
+    /// source's). Blocking, like [`Sandbox::run`].
     pub(crate) fn run(
         self,
         sandbox: &Sandbox,
         module: &PreparedModule,
         request: RunRequest,
     ) -> RunRequest {
-        let main = self.key.main.as_deref();
-        let outcome = sandbox.run(
-            module,
-            RunRequest {
-                input: javascript::compile_envelope(&self.source, main),
-                limits: request.limits,
-                entry: None,
-                env: Vec::new(),
+        let main = self.compile.key.main.clone();
+        match self.compile.run(sandbox, module, request.limits) {
+            Some(bytecode) => RunRequest {
+                input: javascript::bytecode_envelope(
+                    &bytecode,
+                    main.as_deref(),
+                    &self.params,
+                    &request.env,
+                ),
+                ..request
             },
-        );
-        let Some(bytecode) = javascript::bytecode_of(&outcome.response) else {
-            self.cache.finish(self.key, Compiled::Source);
-            return request;
-        };
-        let input = javascript::bytecode_envelope(&bytecode, main, &self.params, &request.env);
-        self.cache
-            .finish(self.key, Compiled::Bytecode(bytecode.into()));
-        RunRequest { input, ..request }
+            None => request,
+        }
     }
 }
 

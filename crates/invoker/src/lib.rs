@@ -69,7 +69,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::admission::{Admission, Admitted};
-use crate::bytecode::{BytecodeCache, BytecodeKey, CompileFirst, Compiled};
+use crate::bytecode::{BytecodeCache, BytecodeKey, Compile, CompileFirst, Compiled};
 use crate::pool::EnclavePool;
 use clemmys_bus::{
     ActivationMessage, ActivationRunner, BusError, Completion, CompletionSink, Delivery,
@@ -192,6 +192,9 @@ pub struct InvokerStats {
     /// Activations whose record could not be stored after they ran (their
     /// result was answered anyway).
     pub records_not_stored: u64,
+    /// Plain JavaScript sources (per version and function) kept compiled
+    /// to bytecode.
+    pub compiled_javascript: usize,
 }
 
 /// One invoker.
@@ -272,6 +275,7 @@ impl Invoker {
     pub fn stats(&self) -> InvokerStats {
         InvokerStats {
             records_not_stored: self.records_not_stored.load(Ordering::Relaxed),
+            compiled_javascript: self.bytecode.bytecode_count(),
         }
     }
 
@@ -466,9 +470,11 @@ impl Invoker {
                         javascript::envelope(&source, main.as_deref(), &message.payload, &env);
                     if known.is_none() && self.bytecode.start(&key) {
                         compile_first = Some(CompileFirst {
-                            cache: self.bytecode.clone(),
-                            key,
-                            source,
+                            compile: Compile {
+                                cache: self.bytecode.clone(),
+                                key,
+                                source,
+                            },
                             params: message.payload.clone(),
                         });
                     }
@@ -638,8 +644,60 @@ impl Invoker {
             self.prewarm_confidential(action).await;
             return;
         }
-        if let Err(error) = self.module_for(action).await {
-            tracing::warn!(action = %action.path(), %error, "prewarming failed");
+        let module = match self.module_for(action).await {
+            Ok((module, _)) => module,
+            Err(error) => {
+                tracing::warn!(action = %action.path(), %error, "prewarming failed");
+                return;
+            }
+        };
+        if let Exec::JavaScript {
+            code_digest, main, ..
+        } = &action.exec
+        {
+            self.precompile_javascript(action, module, code_digest, main)
+                .await;
+        }
+    }
+
+    /// Compiles a new or updated plain JavaScript action's source to
+    /// bytecode ahead of its first activation, unless that is known or
+    /// under way: the first invoke then runs bytecode too. In a sandbox
+    /// slot under the action's own limits, like an activation's compile.
+    async fn precompile_javascript(
+        &self,
+        action: &Action,
+        module: Arc<PreparedModule>,
+        code_digest: &str,
+        main: &Option<String>,
+    ) {
+        let key = BytecodeKey {
+            code_digest: code_digest.to_owned(),
+            main: main.clone(),
+        };
+        if self.bytecode.get(&key).is_some() || !self.bytecode.start(&key) {
+            return;
+        }
+        let source = match self.javascript_source(action).await {
+            Ok(source) => source,
+            Err(error) => {
+                // Activations compile it, or report why they cannot.
+                self.bytecode.abandon(&key);
+                tracing::warn!(action = %action.path(), %error, "precompiling failed");
+                return;
+            }
+        };
+        let compile = Compile {
+            cache: self.bytecode.clone(),
+            key: key.clone(),
+            source,
+        };
+        let (sandbox, limits) = (self.sandbox.clone(), (&action.limits).into());
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || compile.run(&sandbox, &module, limits)).await
+        {
+            self.bytecode.abandon(&key);
+            tracing::warn!(action = %action.path(), %error, "the precompiling thread failed");
         }
     }
 }

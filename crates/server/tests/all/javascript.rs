@@ -515,6 +515,56 @@ async fn math_random_and_date_are_not_frozen_at_snapshot_time() {
     assert_ne!(firsts[0], firsts[2], "{firsts:?}");
 }
 
+/// A created or updated plain JavaScript action is compiled to bytecode
+/// ahead of its first invoke, as a wasm action's module is: the first
+/// invoke then runs bytecode without compiling first.
+#[tokio::test]
+async fn a_new_javascript_version_is_compiled_before_its_first_invoke() {
+    let server = js_server().await;
+    let invoker = server
+        .node()
+        .invoker
+        .clone()
+        .expect("an invoker in the node");
+    let compiled = || invoker.stats().compiled_javascript;
+    let wait_for = |count: usize| {
+        let compiled = &compiled;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while compiled() < count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} of {count} sources compiled without an invoke",
+                    compiled()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(compiled(), 0);
+    server
+        .create_js("early", "function main(p) { return { n: p.n + 1 }; }")
+        .await;
+    wait_for(1).await;
+    // An update is a new source: compiled again, ahead of its invoke.
+    let answer = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/early?overwrite=true",
+            Some(json!({"exec": {"kind": "nodejs:20",
+                                 "code": "function main(p) { return { n: p.n + 2 }; }"}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json);
+    wait_for(2).await;
+    let answer = server.invoke("early", json!({"n": 1})).await;
+    assert_eq!(answer.json["response"]["result"], json!({"n": 3}));
+    // A source that does not compile is kept as such, not as bytecode.
+    server.create_js("broken-early", "function main( {").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(compiled(), 2);
+}
+
 /// The invoker compiles a plain action's source once per version and runs
 /// the bytecode after that: later activations must answer as the first
 /// (which ran while it compiled), errors must keep the user's line
