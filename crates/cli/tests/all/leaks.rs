@@ -630,27 +630,60 @@ fn deploy_with_defaults_and_invoke(plain: bool) -> Scenario {
         create.push("--plain");
     }
     owner.clemmys(&create).success();
+    let run = Bound {
+        action: "secret",
+        key: ("DEFAULT_KEY", key),
+        value: ("DEFAULT_VALUE", value),
+        plain,
+    };
+    invoke_and_take_the_providers_view(&mut server, &wire, &owner, run)
+}
+
+/// A parameter bound to `action` (a marker key and value, by name), which
+/// its run must hand back.
+struct Bound {
+    action: &'static str,
+    key: (&'static str, String),
+    value: (&'static str, String),
+    plain: bool,
+}
+
+/// `owner` invokes `bound.action` (an echo) with one more parameter, checks
+/// that the bound one comes back, and takes what the provider holds.
+fn invoke_and_take_the_providers_view(
+    server: &mut Server,
+    wire: &Wire,
+    owner: &User,
+    bound: Bound,
+) -> Scenario {
     let record = owner
         .clemmys(&[
-            "action", "invoke", "secret", "-p", "other", "x", "-b", "--json",
+            "action",
+            "invoke",
+            bound.action,
+            "-p",
+            "other",
+            "x",
+            "-b",
+            "--json",
         ])
         .success()
         .json();
     let mut expected = serde_json::Map::new();
-    expected.insert(key.clone(), json!(value));
+    expected.insert(bound.key.1.clone(), json!(bound.value.1));
     expected.insert("other".into(), json!("x"));
     assert_eq!(record["response"]["result"], Value::Object(expected));
     let id = activation_id(&record);
-    let sources = provider_view(&mut server, &wire, ("secret", &id), plain);
+    let sources = provider_view(server, wire, (bound.action, &id), bound.plain);
     Scenario {
         markers: vec![
             Marker {
-                name: "DEFAULT_KEY",
-                text: key,
+                name: bound.key.0,
+                text: bound.key.1,
             },
             Marker {
-                name: "DEFAULT_VALUE",
-                text: value,
+                name: bound.value.0,
+                text: bound.value.1,
             },
         ],
         sources,
@@ -693,39 +726,13 @@ fn package_parameters_and_invoke(plain: bool) -> Scenario {
         create.push("--plain");
     }
     owner.clemmys(&create).success();
-    let record = owner
-        .clemmys(&[
-            "action",
-            "invoke",
-            "vault/secret",
-            "-p",
-            "other",
-            "x",
-            "-b",
-            "--json",
-        ])
-        .success()
-        .json();
-    let mut expected = serde_json::Map::new();
-    expected.insert(key.clone(), json!(value));
-    expected.insert("other".into(), json!("x"));
-    assert_eq!(record["response"]["result"], Value::Object(expected));
-    let id = activation_id(&record);
-    let sources = provider_view(&mut server, &wire, ("vault/secret", &id), plain);
-    Scenario {
-        markers: vec![
-            Marker {
-                name: "PACKAGE_KEY",
-                text: key,
-            },
-            Marker {
-                name: "PACKAGE_VALUE",
-                text: value,
-            },
-        ],
-        sources,
-        data_dir: server.data_dir.clone(),
-    }
+    let run = Bound {
+        action: "vault/secret",
+        key: ("PACKAGE_KEY", key),
+        value: ("PACKAGE_VALUE", value),
+        plain,
+    };
+    invoke_and_take_the_providers_view(&mut server, &wire, &owner, run)
 }
 
 #[test]
