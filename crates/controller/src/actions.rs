@@ -15,7 +15,7 @@ use clemmys_whisk::action::{ActionPut, ExecPut, is_js_identifier};
 use clemmys_whisk::limits::{MAX_CODE_BYTES, MAX_PAYLOAD_BYTES};
 use clemmys_whisk::{
     Action, ActionLimits, CONFIDENTIAL_ANNOTATION, EntityName, Exec, FullyQualifiedName,
-    JAVASCRIPT_KINDS, JsKind, KeyValues, SEQUENCE_KIND, WASM_KIND,
+    JAVASCRIPT_KINDS, JsKind, KeyValues, Package, SEQUENCE_KIND, WASM_KIND,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -186,12 +186,12 @@ pub async fn put(
 }
 
 /// Creates or updates action `name` of `namespace`, in `package` if given
-/// (the caller checked that the package exists and is not a binding), and
-/// has the invokers compile it ahead of its first invoke.
+/// (the caller read it, and checked that it is not a binding), and has the
+/// invokers compile it ahead of its first invoke.
 pub(crate) async fn put_action(
     controller: &Controller,
     caller: &Caller,
-    address: (EntityName, Option<EntityName>, EntityName),
+    address: (EntityName, Option<&Package>, EntityName),
     overwrite: bool,
     put: ActionPut,
 ) -> Result<Response, ApiError> {
@@ -212,10 +212,11 @@ pub(crate) async fn put_action(
 pub(crate) async fn store_action(
     controller: &Controller,
     caller: &Caller,
-    (namespace, package, name): (EntityName, Option<EntityName>, EntityName),
+    (namespace, home, name): (EntityName, Option<&Package>, EntityName),
     overwrite: bool,
     put: ActionPut,
 ) -> Result<(Arc<Action>, Option<String>), ApiError> {
+    let package = home.map(|home| home.name.clone());
     let existing = match &package {
         Some(package) => controller
             .store
@@ -238,11 +239,11 @@ pub(crate) async fn store_action(
         .map_or_else(ActionLimits::default, |action| action.limits)
         .updated_with(&put.limits.unwrap_or_default())
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    if let Some(package) = &package
+    if let Some(home) = home
         && annotations.is_true(CONFIDENTIAL_ANNOTATION)
     {
-        // Before the code is checked: sealed code would be refused anyway.
-        check_packaged(controller, &namespace, package).await?;
+        // Before the code is checked, whose refusal would say less.
+        check_packaged(home)?;
     }
     let (exec, code) = match &put.exec {
         Some(exec) => {
@@ -266,12 +267,12 @@ pub(crate) async fn store_action(
     }
     check_chain_plan(&annotations)?;
     let confidential = annotations.is_true(CONFIDENTIAL_ANNOTATION);
-    if let Some(package) = &package
+    if let Some(home) = home
         && confidential
         && matches!(exec, Exec::Sequence { .. })
     {
         // A sequence of confidential actions became confidential above.
-        check_packaged(controller, &namespace, package).await?;
+        check_packaged(home)?;
     }
     if confidential && put.exec.is_none() && matches!(exec, Exec::JavaScript { .. }) {
         // An update that only adds the annotation must not mark stored
@@ -356,29 +357,21 @@ fn check_chain_plan(annotations: &KeyValues) -> Result<(), ApiError> {
     }
 }
 
-/// Whether a confidential action may join `namespace/package`: only a
-/// confidential package, which has no parameters on the node. Any other
-/// package's parameters are stored and merged by the provider in the
-/// clear; its owner's client seals a confidential package's parameters
-/// into each of its confidential actions instead.
-async fn check_packaged(
-    controller: &Controller,
-    namespace: &EntityName,
-    package: &EntityName,
-) -> Result<(), ApiError> {
-    let found = controller
-        .store
-        .get_package(namespace, package)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    if found.is_confidential() {
+/// Whether a confidential action may join `package`: only a confidential
+/// package, which has no parameters on the node. Any other package's
+/// parameters are stored and merged by the provider in the clear; its
+/// owner's client seals a confidential package's parameters into each of
+/// its confidential actions instead.
+fn check_packaged(package: &Package) -> Result<(), ApiError> {
+    if package.is_confidential() {
         return Ok(());
     }
     Err(ApiError::bad_request(format!(
         "A confidential action can only join a confidential package: the parameters of \
-         package {package} are stored and merged by the provider in the clear. Create one with \
+         package {} are stored and merged by the provider in the clear. Create one with \
          `clemmys package create NAME --confidential` (its parameters are then sealed into \
-         its actions), or create the action as a plain one (--plain)."
+         its actions), or create the action as a plain one (--plain).",
+        package.name
     )))
 }
 

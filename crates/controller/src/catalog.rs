@@ -62,27 +62,33 @@ impl Controller {
         let current = existing.as_ref().is_some_and(|found| {
             found.publish && found.binding.is_none() && found.annotations == annotations
         });
-        if !current {
-            let version = existing.as_ref().map_or_else(
-                || semver::Version::new(0, 0, 1),
-                |found| {
-                    let mut version = found.version.clone();
-                    version.patch += 1;
-                    version
-                },
-            );
-            let stored = Package {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                version,
-                publish: true,
-                binding: None,
-                parameters: existing.map(|found| found.parameters).unwrap_or_default(),
-                annotations,
-                updated: clemmys_whisk::now_ms(),
-            };
-            self.store.put_package(stored, PutMode::Overwrite).await?;
-        }
+        let home = match existing {
+            Some(found) if current => found,
+            existing => {
+                let version = existing.as_ref().map_or_else(
+                    || semver::Version::new(0, 0, 1),
+                    |found| {
+                        let mut version = found.version.clone();
+                        version.patch += 1;
+                        version
+                    },
+                );
+                let stored = Package {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    version,
+                    publish: true,
+                    binding: None,
+                    parameters: existing.map(|found| found.parameters).unwrap_or_default(),
+                    annotations,
+                    updated: clemmys_whisk::now_ms(),
+                };
+                self.store
+                    .put_package(stored.clone(), PutMode::Overwrite)
+                    .await?;
+                stored
+            }
+        };
         let caller = Caller(owner);
         for action in package.actions {
             let action_name = entity_name(action.name)?;
@@ -110,7 +116,7 @@ impl Controller {
                 annotations: Some(annotations),
                 ..ActionPut::default()
             };
-            let address = (namespace.clone(), Some(name.clone()), action_name);
+            let address = (namespace.clone(), Some(&home), action_name);
             // Not prewarmed: compiling the engine at every start would
             // slow the node's first requests for actions nobody may use.
             actions::store_action(self, &caller, address, true, put).await?;

@@ -174,7 +174,7 @@ pub async fn put(
     actions::put_action(
         &controller,
         &caller,
-        (namespace, Some(package), name),
+        (namespace, Some(&found), name),
         overwrite,
         put,
     )
