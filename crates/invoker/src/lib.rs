@@ -675,7 +675,8 @@ impl Invoker {
             code_digest: code_digest.to_owned(),
             main: main.clone(),
         };
-        if self.bytecode.get(&key).is_some() || !self.bytecode.start(&key) {
+        // False when it is known or being compiled.
+        if !self.bytecode.start(&key) {
             return;
         }
         let source = match self.javascript_source(action).await {
