@@ -4,6 +4,8 @@ use anyhow::Context as _;
 use clemmys_whisk::{CONFIDENTIAL_ANNOTATION, KeyValues};
 use serde_json::{Map, Value, json};
 
+use clemmys_client::confidential::Confidential;
+
 use super::{AnnotationArgs, Context, ParamArgs, confidential};
 use crate::output::{Table, out, outln};
 
@@ -115,7 +117,8 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
     match command {
         PackageCommand::Create(args) => {
             if args.confidential {
-                return put_confidential(args, false, &client, ctx).await;
+                let sealing = connect_for(ctx, &client, &args.name).await?;
+                return put_confidential(args, false, (&client, &sealing), ctx).await;
             }
             let body = put_body(
                 args.params.to_object()?,
@@ -130,8 +133,10 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created package {}", args.name))
         }
         PackageCommand::Update(args) => {
-            if args.confidential || keeps_confidential(ctx, &client, &args.name).await? {
-                return put_confidential(args, true, &client, ctx).await;
+            if let Some(sealing) =
+                sealing_for_update(ctx, &client, &args.name, args.confidential).await?
+            {
+                return put_confidential(args, true, (&client, &sealing), ctx).await;
             }
             let body = put_body(
                 args.params.to_object()?,
@@ -172,11 +177,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
                 .with_context(|| format!("getting package {name}"))?;
             if is_confidential(&package) {
                 // The node has none: show this client's copy.
-                let sealing = confidential::connect(
-                    client.clone(),
-                    confidential::sealing_namespace(ctx, Some(&name))?,
-                )
-                .await?;
+                let sealing = connect_for(ctx, &client, &name).await?;
                 if let Some(kept) = sealing.package_defaults(&short_package(&name)?)? {
                     package["parameters"] = json!(KeyValues::from_object(&kept));
                 }
@@ -198,11 +199,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("deleting package {name}"))?;
             if confidential_package {
-                let sealing = confidential::connect(
-                    client.clone(),
-                    confidential::sealing_namespace(ctx, Some(&name))?,
-                )
-                .await?;
+                let sealing = connect_for(ctx, &client, &name).await?;
                 sealing.keep_package_defaults(&short_package(&name)?, None)?;
             }
             if ctx.output.is_json() {
@@ -237,15 +234,10 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
 async fn put_confidential(
     args: PutArgs,
     overwrite: bool,
-    client: &clemmys_client::Client,
+    (client, sealing): (&clemmys_client::Client, &Confidential),
     ctx: &Context,
 ) -> anyhow::Result<()> {
     let name = &args.name;
-    let sealing = confidential::connect(
-        client.clone(),
-        confidential::sealing_namespace(ctx, Some(name))?,
-    )
-    .await?;
     let package = short_package(name)?;
     let parameters = args.params.to_object()?;
     let mut annotations = args.annotations.to_object()?.unwrap_or_default();
@@ -291,28 +283,54 @@ async fn put_confidential(
     )
 }
 
-/// Whether this client keeps `name` as a confidential package of its own:
-/// decided from what it keeps, never from the node's annotations, before
-/// any parameter is sent (a provider that stripped the annotation would
-/// otherwise get them in the clear). Without a broker pinned for this API
-/// host, this client never made a confidential package there.
-async fn keeps_confidential(
+/// A confidential client sealing for package `name`'s namespace.
+async fn connect_for(
     ctx: &Context,
     client: &clemmys_client::Client,
     name: &str,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Confidential> {
+    confidential::connect(
+        client.clone(),
+        confidential::sealing_namespace(ctx, Some(name))?,
+    )
+    .await
+}
+
+/// The confidential client for an update of package `name`, if the update
+/// is a confidential one: asked for (`--confidential`), or `name` is a
+/// confidential package this client keeps. That is decided from what it
+/// keeps, never from the node's annotations, before any parameter is sent
+/// (a provider that stripped the annotation would otherwise get them in
+/// the clear). Without a broker pinned for this API host, this client
+/// never made a confidential package there.
+async fn sealing_for_update(
+    ctx: &Context,
+    client: &clemmys_client::Client,
+    name: &str,
+    asked: bool,
+) -> anyhow::Result<Option<Confidential>> {
+    if asked {
+        return Ok(Some(connect_for(ctx, client, name).await?));
+    }
     if confidential::home()?
         .broker_pin(client.api_host())?
         .is_none()
     {
-        return Ok(false);
+        return Ok(None);
     }
+    // A plain package's update goes on when nothing local names the
+    // namespace; a kept one's is refused then, as with `--confidential`.
+    let namespace = confidential::sealing_namespace(ctx, Some(name));
     let sealing = confidential::connect(
         client.clone(),
-        confidential::sealing_namespace(ctx, Some(name)).unwrap_or(None),
+        namespace.as_ref().ok().and_then(Clone::clone),
     )
     .await?;
-    Ok(sealing.package_defaults(&short_package(name)?)?.is_some())
+    if sealing.package_defaults(&short_package(name)?)?.is_none() {
+        return Ok(None);
+    }
+    namespace?;
+    Ok(Some(sealing))
 }
 
 /// Whether a package as the node shows it is marked confidential.
