@@ -120,19 +120,6 @@ fn refusal_message(record: &Value) -> String {
         .to_owned()
 }
 
-async fn count_activations(server: &TestServer) -> u64 {
-    server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?count=true",
-            None,
-        )
-        .await
-        .json["activations"]
-        .as_u64()
-        .expect("count")
-}
-
 #[tokio::test]
 async fn flipped_bit_in_sealed_code_is_rejected() {
     let server = TestServer::start().await;
@@ -601,14 +588,14 @@ async fn sim_enclave_under_a_hardware_only_policy_gets_no_key() {
         ..Default::default()
     };
     owner.deploy_with("vault", "hello", &options, false).await;
-    let before = count_activations(&server).await;
+    let before = server.activation_count().await;
     refused(
         owner.invoke("vault", json!({})).await,
         Refusal::KeyRefused,
         "requires a hardware TEE",
     );
     assert_eq!(
-        count_activations(&server).await,
+        server.activation_count().await,
         before + 1,
         "one refused record, nothing else"
     );
@@ -810,7 +797,7 @@ async fn confidential_action_exported_to_the_web_is_refused() {
         )
         .await;
     assert_eq!(updated.status, 200, "{:?}", updated.json);
-    let before = count_activations(&server).await;
+    let before = server.activation_count().await;
     let answer = server
         .raw(
             Method::GET,
@@ -820,7 +807,7 @@ async fn confidential_action_exported_to_the_web_is_refused() {
         )
         .await;
     assert_eq!(answer.status, 501, "{:?}", answer.json);
-    assert_eq!(count_activations(&server).await, before, "nothing ran");
+    assert_eq!(server.activation_count().await, before, "nothing ran");
 }
 
 #[tokio::test]

@@ -177,14 +177,7 @@ async fn compile_error_of_sealed_code_reaches_only_its_owner() {
     assert!(shown.contains(IMPORT_MARKER), "the owner sees {shown:?}");
 
     // The provider's view: its API (with the namespace key) and its log.
-    let records = server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?docs=true",
-            None,
-        )
-        .await
-        .json;
+    let records = server.activation_records().await;
     assert!(
         records.as_array().is_some_and(|all| !all.is_empty()),
         "{records}"

@@ -600,6 +600,31 @@ impl TestServer {
     pub async fn record(&self, id: &str) -> Value {
         self.activation(id).await.json
     }
+
+    /// Every stored activation record of the namespace, whole, as the
+    /// provider reads them with its key (`?docs=true`).
+    pub async fn activation_records(&self) -> Value {
+        self.call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?docs=true",
+            None,
+        )
+        .await
+        .json
+    }
+
+    /// How many activations the namespace's records hold.
+    pub async fn activation_count(&self) -> u64 {
+        self.call(
+            Method::GET,
+            "/api/v1/namespaces/_/activations?count=true",
+            None,
+        )
+        .await
+        .json["activations"]
+            .as_u64()
+            .expect("count")
+    }
 }
 
 /// Asserts that the client detected tampering in what it opened.

@@ -114,14 +114,8 @@ async fn a_confidential_javascript_action_runs_sealed_under_its_pinned_engine() 
     assert_eq!(action.json["exec"]["kind"], "nodejs:20");
     assert_eq!(action.json["exec"]["binary"], true);
     assert_eq!(annotation(&action.json, "confidential"), Some(&json!(true)));
-    let records = server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?docs=true",
-            None,
-        )
-        .await;
-    for shown in [&action.json, &records.json] {
+    let records = server.activation_records().await;
+    for shown in [&action.json, &records] {
         let text = shown.to_string();
         assert!(!text.contains(SOURCE_MARKER), "source in {text}");
         assert!(!text.contains(PARAM_MARKER), "parameters in {text}");
@@ -172,14 +166,8 @@ async fn a_node_running_another_engine_cannot_run_a_confidential_javascript_acti
     assert!(!told.contains(SOURCE_MARKER), "{told}");
 
     // The provider learns nothing of the source or the parameters.
-    let records = server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?docs=true",
-            None,
-        )
-        .await;
-    let text = records.json.to_string();
+    let records = server.activation_records().await;
+    let text = records.to_string();
     assert!(
         !text.contains(SOURCE_MARKER) && !text.contains(PARAM_MARKER),
         "{text}"

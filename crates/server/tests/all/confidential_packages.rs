@@ -95,14 +95,7 @@ async fn a_confidential_packages_parameters_are_sealed_into_its_actions() {
         .await
         .json;
     assert_eq!(action["parameters"], json!([]), "{action}");
-    let records = server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?docs=true",
-            None,
-        )
-        .await
-        .json;
+    let records = server.activation_records().await;
     assert!(!records.to_string().contains(SECRET), "{records}");
     let leaked = files_containing(server.data_dir.path(), SECRET);
     assert!(leaked.is_empty(), "in the node's data: {leaked:?}");

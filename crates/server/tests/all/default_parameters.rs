@@ -48,14 +48,7 @@ async fn invoke_parameters_are_merged_over_sealed_defaults() {
         .json;
     assert_eq!(shown["parameters"], json!([]), "{shown}");
     assert!(!shown.to_string().contains(SECRET), "{shown}");
-    let records = server
-        .call(
-            Method::GET,
-            "/api/v1/namespaces/_/activations?docs=true",
-            None,
-        )
-        .await
-        .json;
+    let records = server.activation_records().await;
     assert!(!records.to_string().contains(SECRET), "{records}");
 }
 
@@ -77,18 +70,7 @@ async fn final_defaults_cannot_be_overridden() {
     assert_eq!(opened.result, json!({"mode": "safe", "other": 1}));
     // The owner's client knows what it sealed: it refuses before sending
     // anything, as OpenWhisk answers 400 without running the action.
-    let count = || async {
-        server
-            .call(
-                Method::GET,
-                "/api/v1/namespaces/_/activations?count=true",
-                None,
-            )
-            .await
-            .json["activations"]
-            .clone()
-    };
-    let before = count().await;
+    let before = server.activation_count().await;
     let local = owner.invoke("fixed", json!({"mode": "unsafe"})).await;
     assert!(
         matches!(
@@ -97,7 +79,11 @@ async fn final_defaults_cannot_be_overridden() {
         ),
         "{local:?}"
     );
-    assert_eq!(count().await, before, "the refused invoke reached the node");
+    assert_eq!(
+        server.activation_count().await,
+        before,
+        "the refused invoke reached the node"
+    );
     // Another of the owner's machines, without that copy, sends it: the
     // enclave refuses it with a sealed error and runs nothing.
     let elsewhere = owner.second_client(&server).await;
