@@ -443,18 +443,18 @@ impl ConfidentialCode<'_> {
 
 /// Takes the bound parameters out of `put`, which the provider must never
 /// see, as the default parameters to seal with the code (`None` when there
-/// are none); the `final` annotation is sealed with them.
-fn take_defaults(put: &mut ActionPut) -> Result<Option<DefaultParameters>, ConfidentialError> {
+/// are none); `final_parameters` (the `final` annotation) is sealed with
+/// them.
+fn take_defaults(
+    put: &mut ActionPut,
+    final_parameters: bool,
+) -> Result<Option<DefaultParameters>, ConfidentialError> {
     let parameters = put.parameters.take().unwrap_or_default();
     if parameters.is_empty() {
         return Ok(None);
     }
     let parameters = parameters.to_object();
     check_defaults_size(&parameters)?;
-    let final_parameters = put
-        .annotations
-        .as_ref()
-        .is_some_and(|annotations| annotations.is_true("final"));
     Ok(Some(DefaultParameters::new(parameters, final_parameters)))
 }
 
@@ -1188,7 +1188,7 @@ impl Confidential {
             .annotations
             .as_ref()
             .is_some_and(|annotations| annotations.is_true("final"));
-        let mut defaults = take_defaults(&mut put)?;
+        let mut defaults = take_defaults(&mut put, final_parameters)?;
         if let (Some(next), false) = (update_to, given) {
             // As OpenWhisk keeps an action's parameters on an update that
             // names none: ours are sealed, so the copy is this client's,
