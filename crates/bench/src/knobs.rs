@@ -1,7 +1,8 @@
 //! The sandbox's knobs, each turned on its own, each on a node of its own:
 //! warm plain `noop` at one client (throughput and p50) with the default
 //! sandbox, without the pooling allocator, without copy-on-write memory
-//! images and with nothing kept resident; and the cold start (create +
+//! images, with nothing kept resident and with every kept-resident byte
+//! reset (no `PAGEMAP_SCAN`); and the cold start (create +
 //! first invoke) of plain `hello` with each compiler: tiered (Winch, then
 //! optimising Cranelift in the background; the default), Cranelift for
 //! start-up, and optimising Cranelift.
@@ -26,7 +27,7 @@ struct Knob {
     cold: bool,
 }
 
-const KNOBS: [Knob; 6] = [
+const KNOBS: [Knob; 7] = [
     Knob {
         name: DEFAULT,
         configure: |_| {},
@@ -48,6 +49,12 @@ const KNOBS: [Knob; 6] = [
     Knob {
         name: "keep_resident 0",
         configure: |config| config.sandbox.keep_resident_bytes = 0,
+        warm: true,
+        cold: false,
+    },
+    Knob {
+        name: "pagemap scan off",
+        configure: |config| config.sandbox.pagemap_scan = false,
         warm: true,
         cold: false,
     },

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use clemmys_whisk::limits::{MAX_MEMORY_MB, MB};
 use wasmtime::{
-    Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, RegallocAlgorithm,
-    Strategy, WasmBacktraceDetails,
+    Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    RegallocAlgorithm, Strategy, WasmBacktraceDetails,
 };
 
 /// Table elements any one activation may have (wasmtime's pooling default;
@@ -59,10 +59,16 @@ pub struct SandboxConfig {
     /// then a pre-initialized QuickJS heap of about 1 MiB) touches pages up
     /// to about 3 MiB: at 256 KiB each activation faulted them in again
     /// (copy-on-write from its image) and a warm JS hello took 0.67 ms, at
-    /// 4 MiB 0.41 ms, with the wasm hello unchanged (0.23 ms). wasmtime
-    /// resets only the pages an instance dirtied where Linux has
-    /// `PAGEMAP_SCAN` (6.7 and later); older kernels reset all of it.
+    /// 4 MiB 0.41 ms, with the wasm hello unchanged (0.23 ms). How those
+    /// bytes are reset: see [`pagemap_scan`](Self::pagemap_scan).
     pub keep_resident_bytes: usize,
+    /// Whether the pooling allocator asks Linux (6.7 and later,
+    /// `PAGEMAP_SCAN`) which pages an instance dirtied, and resets only
+    /// those of the kept-resident bytes (copying them back from the image);
+    /// without it, or on an older kernel, every kept-resident byte is reset
+    /// after every instance, dirtied or not. Default true (used where the
+    /// kernel has it).
+    pub pagemap_scan: bool,
     /// Whether instances come from the pooling allocator (slots reserved
     /// once at start-up and recycled). false: every instance maps and
     /// unmaps its memory and tables on demand (`OnDemand`), as a plain
@@ -96,6 +102,7 @@ impl SandboxConfig {
             module_cache_capacity: 128,
             compiler: Compiler::default_for_host(),
             keep_resident_bytes: 4 * 1024 * 1024,
+            pagemap_scan: true,
             pooling: true,
             copy_on_write: true,
         }
@@ -154,7 +161,12 @@ impl SandboxConfig {
             .max_memory_size(max_memory_size)
             .table_elements(MAX_TABLE_ELEMENTS)
             .linear_memory_keep_resident(self.keep_resident_bytes)
-            .table_keep_resident(self.keep_resident_bytes.min(64 * 1024));
+            .table_keep_resident(self.keep_resident_bytes.min(64 * 1024))
+            .pagemap_scan(if self.pagemap_scan {
+                Enabled::Auto
+            } else {
+                Enabled::No
+            });
         InstanceAllocationStrategy::Pooling(pool)
     }
 
@@ -269,6 +281,10 @@ mod tests {
             },
             SandboxConfig {
                 keep_resident_bytes: 0,
+                ..base.clone()
+            },
+            SandboxConfig {
+                pagemap_scan: false,
                 ..base.clone()
             },
         ]

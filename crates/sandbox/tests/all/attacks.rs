@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use clemmys_sandbox::{Failure, RunLimits, RunOutcome};
+use clemmys_sandbox::{Failure, RunLimits, RunOutcome, Sandbox, SandboxConfig};
 use serde_json::json;
 
 use crate::common::*;
@@ -39,10 +39,18 @@ fn assert_stopped_at_200ms(wasm: &[u8]) -> RunOutcome {
 
 #[test]
 fn state_left_by_one_activation_is_invisible_to_the_next() {
-    // Bumps a global and a byte of memory, and reports both.
-    let result = r#"{"global":0,"memory":0}"#;
-    let global_digit = DATA + result.find('0').expect("digit") as u32;
-    let memory_digit = DATA + result.rfind('0').expect("digit") as u32;
+    // Bumps a global, a byte of the data segment's page and a byte of a
+    // page past it (zero at start: resetting it means zeroing, not copying
+    // from the image; in the second 64 KiB page, so past any host page the
+    // image covers), and reports all three.
+    let result = r#"{"global":0,"memory":0,"heap":0}"#;
+    let digit = |field: &str| {
+        let at = result.find(&format!("\"{field}\":0")).expect("field") + field.len() + 3;
+        DATA + at as u32
+    };
+    let (global_digit, memory_digit, heap_digit) =
+        (digit("global"), digit("memory"), digit("heap"));
+    let heap_byte = 100_000;
     let wasm = module(&format!(
         r#"{out}
         (global $runs (mut i32) (i32.const 0))
@@ -51,15 +59,31 @@ fn state_left_by_one_activation_is_invisible_to_the_next() {
           (i32.store8 (i32.const {global_digit}) (i32.add (i32.const 48) (global.get $runs)))
           (i32.store8 (i32.const {memory_digit})
             (i32.add (i32.load8_u (i32.const {memory_digit})) (i32.const 1)))
+          (i32.store8 (i32.const {heap_byte})
+            (i32.add (i32.load8_u (i32.const {heap_byte})) (i32.const 1)))
+          (i32.store8 (i32.const {heap_digit})
+            (i32.add (i32.const 48) (i32.load8_u (i32.const {heap_byte}))))
           (call $write (i32.const 1) (i32.const {DATA}) (i32.const {len})))"#,
         out = data(DATA, result.as_bytes()),
         len = result.len(),
     ));
-    let sandbox = sandbox();
-    let module = prepare(&sandbox, &wasm);
-    for _ in 0..3 {
-        let outcome = sandbox.run(&module, Default::default());
-        assert_eq!(success(&outcome), &json!({"global": 1, "memory": 1}));
+    // Both ways the pooling allocator resets kept-resident memory: every
+    // byte, or only the pages the kernel reports dirtied.
+    for pagemap_scan in [true, false] {
+        let sandbox = Sandbox::new(&SandboxConfig {
+            pagemap_scan,
+            ..SandboxConfig::with_slots(4)
+        })
+        .expect("sandbox");
+        let module = prepare(&sandbox, &wasm);
+        for _ in 0..3 {
+            let outcome = sandbox.run(&module, Default::default());
+            assert_eq!(
+                success(&outcome),
+                &json!({"global": 1, "memory": 1, "heap": 1}),
+                "pagemap_scan {pagemap_scan}"
+            );
+        }
     }
 }
 
