@@ -9,7 +9,8 @@
 //! confidential/plain throughput at least 0.95, as for wasm. Then cold
 //! starts of both: create a new action and invoke it once, `--cold-runs`
 //! times each (the engine and hello.wasm are compiled already, as on a node
-//! that runs other actions).
+//! that runs other actions), and, for reference, Node.js started for one
+//! call of the same source.
 
 use std::path::Path;
 
@@ -67,6 +68,11 @@ pub struct JsCold {
     pub wasm_ms: Quantiles,
     /// The JavaScript hello.
     pub js_ms: Quantiles,
+    /// The reference issue 18 asks for: Node.js (`node` on the PATH)
+    /// started for one call of the same `hello.js` (start, load, `main`,
+    /// its JSON on stdout), as a runtime that spawns a process per call
+    /// would; `None` when there is no `node`.
+    pub node_ms: Option<Quantiles>,
 }
 
 /// What `--only js` measured.
@@ -184,10 +190,15 @@ pub async fn measure(
             js_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         progress.note(&format!("js: {} cold starts of each", plan.cold_runs));
+        let node_ms = node_process_calls(plan.cold_runs).await?;
+        if node_ms.is_none() {
+            progress.note("js: no `node` on the PATH: the Node.js process row is not measured");
+        }
         let cold = JsCold {
             runs: plan.cold_runs,
             wasm_ms: Quantiles::of(wasm_ms),
             js_ms: Quantiles::of(js_ms),
+            node_ms,
         };
         Ok::<_, anyhow::Error>(JsReport {
             rows,
@@ -199,6 +210,45 @@ pub async fn measure(
     .await;
     node.shutdown().await;
     measured
+}
+
+/// What the Node.js reference prints last for `{"name":"Ada"}`.
+const NODE_EXPECTED: &str = r#"{"payload":"Hello, Ada!"}"#;
+
+/// Starts `node` `runs` times, each for one call of the JS hello, and
+/// times each from spawn to exit (ms); `None` when `node` is not there.
+async fn node_process_calls(runs: usize) -> anyhow::Result<Option<Quantiles>> {
+    tokio::task::spawn_blocking(move || {
+        let dir = crate::temporary_dir()?;
+        let script = dir.path().join("hello-once.js");
+        let call = "\nprocess.stdout.write(JSON.stringify(main(JSON.parse(process.argv[2]))));\n";
+        std::fs::write(&script, format!("{JS_HELLO_SOURCE}{call}"))
+            .context("writing the Node.js reference script")?;
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = std::time::Instant::now();
+            let output = match std::process::Command::new("node")
+                .arg(&script)
+                .arg(r#"{"name":"Ada"}"#)
+                .output()
+            {
+                Ok(output) => output,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error).context("starting node"),
+            };
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                // Its log line first, on stdout as Node writes it.
+                output.status.success() && output.stdout.ends_with(NODE_EXPECTED.as_bytes()),
+                "node answered {:?} ({}), not {NODE_EXPECTED}",
+                String::from_utf8_lossy(&output.stdout),
+                output.status
+            );
+        }
+        Ok(Some(Quantiles::of(times)))
+    })
+    .await
+    .context("the Node.js reference's thread")?
 }
 
 impl JsRow {

@@ -728,6 +728,7 @@ pub(crate) mod tests {
                     runs: 3,
                     wasm_ms: Quantiles::of([3.0, 4.0, 5.0]),
                     js_ms: Quantiles::of([4.0, 5.0, 6.0]),
+                    node_ms: Some(Quantiles::of([40.0, 45.0, 50.0])),
                 }),
             },
             gateway: crate::gateway::GatewayReport {

@@ -315,6 +315,15 @@ impl Report {
                 pair(&cold.wasm_ms),
                 pair(&cold.js_ms)
             );
+            let node = cold
+                .node_ms
+                .as_ref()
+                .map_or_else(|| "not measured (no `node`)".to_owned(), pair);
+            let _ = writeln!(
+                out,
+                "reference: Node.js started for one call of the same hello.js, {} runs, p50 / p90 ms: {node}",
+                cold.runs
+            );
         }
     }
 
