@@ -7,6 +7,7 @@
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code, with the bound `parameters` this gateway sealed into the current version (from its own sealed copy; `[]` if another client deployed that version) |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
+//! | `PUT`, `GET`, `DELETE …/packages/{name}`, `GET …/packages` | confidential packages: the gateway keeps their parameters sealed and the node stores none; bindings are refused ([`crate::packages`]) |
 //! | any method on `/api/v1/web/{ns}/default/{action}.{ext}` | the owner's web-exported confidential actions, as the node serves plain ones ([`crate::web`]) |
 //!
 //! | `GET /clemmys/v1/gateway` | who it is: its identity, its owner, whether it runs in test mode |
@@ -68,6 +69,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
                 .post(invoke)
                 .delete(delete_action),
         )
+        .route("/api/v1/namespaces/{namespace}/packages", get(forward))
+        .route(
+            "/api/v1/namespaces/{namespace}/packages/{name}",
+            get(crate::packages::get)
+                .put(crate::packages::put)
+                .delete(crate::packages::delete),
+        )
         .route(
             "/api/v1/namespaces/{namespace}/activations",
             get(list_activations),
@@ -126,6 +134,13 @@ pub enum ApiError {
         "a confidential action's parameters are sealed with its code: PUT exec.code with them (the gateway cannot open the stored code to seal new parameters with it)"
     )]
     ParametersWithoutCode,
+    /// A package binding: the gateway makes confidential packages only,
+    /// which cannot be bound, and a binding's parameters would be stored
+    /// by the provider in the clear.
+    #[error(
+        "the gateway does not bind packages: the packages it makes are confidential, which cannot be bound (their actions run only under their own names, with the parameters sealed into them), and a binding's parameters would be stored by the provider in the clear"
+    )]
+    BindingRefused,
     /// Something the gateway does not do (it would have to pass plaintext
     /// to the provider, or is not built).
     #[error("{0}")]
@@ -159,7 +174,9 @@ impl ApiError {
             },
             ApiError::Credential(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::WrongNamespace { .. } => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) | ApiError::ParametersWithoutCode => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::ParametersWithoutCode
+            | ApiError::BindingRefused => StatusCode::BAD_REQUEST,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Confidential(error) => match error {
                 ConfidentialError::Api(ClientError::Api { status, .. }) => {
@@ -243,7 +260,7 @@ fn error_body(message: &str) -> Value {
 /// The confidential client for the caller of `headers`: with an owner,
 /// only for a credential the gateway issued (see
 /// [`Gateway::authenticate`]).
-async fn connect(
+pub(crate) async fn connect(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<clemmys_client::confidential::Confidential>, ApiError> {
@@ -267,7 +284,7 @@ pub(crate) fn auth(headers: &HeaderMap) -> Result<AuthKey, ApiError> {
     text.parse().map_err(|_| ApiError::Unauthenticated)
 }
 
-fn check_namespace(gateway: &Gateway, namespace: &str) -> Result<(), ApiError> {
+pub(crate) fn check_namespace(gateway: &Gateway, namespace: &str) -> Result<(), ApiError> {
     if namespace == "_" || namespace == gateway.namespace() {
         Ok(())
     } else {
@@ -278,12 +295,12 @@ fn check_namespace(gateway: &Gateway, namespace: &str) -> Result<(), ApiError> {
     }
 }
 
-fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+pub(crate) fn flag(query: &HashMap<String, String>, name: &str) -> bool {
     query.get(name).is_some_and(|value| value == "true")
 }
 
 /// The node's answer, as it came.
-fn relay(response: clemmys_client::RawResponse) -> Response {
+pub(crate) fn relay(response: clemmys_client::RawResponse) -> Response {
     let status = StatusCode::from_u16(response.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     (
         status,
@@ -294,7 +311,7 @@ fn relay(response: clemmys_client::RawResponse) -> Response {
 }
 
 /// The path of `uri` below `/api/v1`, with its query.
-fn below_api(uri: &Uri) -> String {
+pub(crate) fn below_api(uri: &Uri) -> String {
     let path_and_query = uri
         .path_and_query()
         .map_or_else(|| uri.path(), |path| path.as_str());
@@ -682,7 +699,7 @@ async fn unsupported(method: Method, uri: Uri) -> Response {
     openwhisk_error(
         StatusCode::NOT_IMPLEMENTED,
         &format!(
-            "{method} {} is not supported by the Clemmys gateway: it serves confidential wasm actions (create, get, list, delete, invoke, web) and their activations, and forwards nothing else, so that no plaintext reaches the provider",
+            "{method} {} is not supported by the Clemmys gateway: it serves confidential wasm actions (create, get, list, delete, invoke, web), confidential packages of them, and their activations, and forwards nothing else, so that no plaintext reaches the provider",
             uri.path()
         ),
     )

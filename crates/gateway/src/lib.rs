@@ -41,6 +41,7 @@
 
 pub mod api;
 pub mod credentials;
+pub mod packages;
 pub mod ratls;
 pub mod sealed;
 pub mod web;
