@@ -8,7 +8,8 @@
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code, with the bound `parameters` this gateway sealed into the current version (from its own sealed copy; `[]` if another client deployed that version) |
 //! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
 //! | `PUT`, `GET`, `DELETE …/packages/{name}`, `GET …/packages` | confidential packages: the gateway keeps their parameters sealed and the node stores none; bindings are refused ([`crate::packages`]) |
-//! | any method on `/api/v1/web/{ns}/default/{action}.{ext}` | the owner's web-exported confidential actions, as the node serves plain ones ([`crate::web`]) |
+//! | `…/actions/{package}/{name}` | as `…/actions/{name}`, for an action of a confidential package the gateway made: sealed with the package's parameters under its own, and registered, sealed and run as `package/name` |
+//! | any method on `/api/v1/web/{ns}/{package}/{action}.{ext}` | the owner's web-exported confidential actions (`default`: outside packages), as the node serves plain ones ([`crate::web`]) |
 //!
 //! | `GET /clemmys/v1/gateway` | who it is: its identity, its owner, whether it runs in test mode |
 //! | `POST /clemmys/v1/credentials/challenge`, `POST /clemmys/v1/credentials` | the owner's signed requests for a credential, or to revoke one ([`crate::credentials`]) |
@@ -64,6 +65,13 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/v1/namespaces/{namespace}/actions", get(forward))
         .route(
             "/api/v1/namespaces/{namespace}/actions/{name}",
+            get(get_action)
+                .put(put_action)
+                .post(invoke)
+                .delete(delete_action),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/actions/{package}/{name}",
             get(get_action)
                 .put(put_action)
                 .post(invoke)
@@ -141,6 +149,12 @@ pub enum ApiError {
         "the gateway does not bind packages: the packages it makes are confidential, which cannot be bound (their actions run only under their own names, with the parameters sealed into them), and a binding's parameters would be stored by the provider in the clear"
     )]
     BindingRefused,
+    /// An action `PUT` into a package this gateway did not make, so whose
+    /// parameters it does not hold to seal into the action.
+    #[error(
+        "package {0} was not created through this gateway, which so holds none of its parameters to seal into its actions: create it through the gateway (PUT …/packages/{0})"
+    )]
+    PackageNotKept(String),
     /// Something the gateway does not do (it would have to pass plaintext
     /// to the provider, or is not built).
     #[error("{0}")]
@@ -176,7 +190,8 @@ impl ApiError {
             ApiError::WrongNamespace { .. } => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_)
             | ApiError::ParametersWithoutCode
-            | ApiError::BindingRefused => StatusCode::BAD_REQUEST,
+            | ApiError::BindingRefused
+            | ApiError::PackageNotKept(_) => StatusCode::BAD_REQUEST,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Confidential(error) => match error {
                 ConfidentialError::Api(ClientError::Api { status, .. }) => {
@@ -310,6 +325,29 @@ pub(crate) fn relay(response: clemmys_client::RawResponse) -> Response {
         .into_response()
 }
 
+/// The action a request path names: `…/actions/{name}`, or
+/// `…/actions/{package}/{name}` in a package.
+#[derive(Debug, serde::Deserialize)]
+struct ActionPath {
+    namespace: String,
+    #[serde(default)]
+    package: Option<String>,
+    name: String,
+}
+
+impl ActionPath {
+    /// The name the action is registered, sealed and run under:
+    /// `name`, or `package/name`; each segment a valid entity name.
+    fn action(&self) -> Result<String, ApiError> {
+        let name = clemmys_whisk::EntityName::new(self.name.as_str())
+            .map_err(|error| ApiError::BadRequest(format!("action {}: {error}", self.name)))?;
+        Ok(match &self.package {
+            Some(package) => format!("{}/{name}", crate::packages::package_name(package)?),
+            None => name.to_string(),
+        })
+    }
+}
+
 /// The path of `uri` below `/api/v1`, with its query.
 pub(crate) fn below_api(uri: &Uri) -> String {
     let path_and_query = uri
@@ -355,12 +393,13 @@ async fn list_activations(
 
 async fn delete_action(
     State(gateway): State<Arc<Gateway>>,
-    Path((namespace, _name)): Path<(String, String)>,
+    Path(path): Path<ActionPath>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_namespace(&gateway, &namespace)?;
+    check_namespace(&gateway, &path.namespace)?;
+    path.action()?;
     forward(State(gateway), method, uri, headers).await
 }
 
@@ -369,10 +408,11 @@ async fn delete_action(
 /// the gateway sealed into its current version.
 async fn get_action(
     State(gateway): State<Arc<Gateway>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(path): Path<ActionPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_namespace(&gateway, &namespace)?;
+    check_namespace(&gateway, &path.namespace)?;
+    let name = path.action()?;
     let connection = connect(&gateway, &headers).await?;
     let doc = connection.client().get_action(&name, false).await?;
     let mut shown = without_code(
@@ -403,12 +443,13 @@ fn without_code(mut doc: Value) -> Value {
 /// (by the client library, as for the owner's `clemmys`).
 async fn put_action(
     State(gateway): State<Arc<Gateway>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(path): Path<ActionPath>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_namespace(&gateway, &namespace)?;
+    check_namespace(&gateway, &path.namespace)?;
+    let name = path.action()?;
     let connection = connect(&gateway, &headers).await?;
     let mut put: ActionPut = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("the action is not valid JSON: {error}")))?;
@@ -450,6 +491,11 @@ async fn put_action(
         .decode(code.trim())
         .map_err(|_| ApiError::BadRequest("exec.code is not base64".into()))?;
     let overwrite = flag(&query, "overwrite");
+    // Sealed with the package's parameters, which the gateway must hold:
+    // checked before the broker registers a version of the action.
+    if let Some(package) = &path.package {
+        crate::packages::check_kept(&connection, package).await?;
+    }
     // Checked before the broker registers a new version: a create that
     // the node would then refuse must not move the broker's version past
     // the code the node holds.
@@ -529,12 +575,13 @@ async fn put_sequence(
 /// Seals the parameters, invokes, and opens the answer.
 async fn invoke(
     State(gateway): State<Arc<Gateway>>,
-    Path((namespace, name)): Path<(String, String)>,
+    Path(path): Path<ActionPath>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_namespace(&gateway, &namespace)?;
+    check_namespace(&gateway, &path.namespace)?;
+    let name = path.action()?;
     let connection = connect(&gateway, &headers).await?;
     let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
@@ -756,6 +803,33 @@ mod tests {
         assert_eq!(revoked.refusal(), Some(Refusal::ClientNotAllowed));
         assert_eq!(refused(Refusal::Replayed).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(ApiError::Unauthenticated.refusal(), None);
+    }
+
+    #[test]
+    fn an_action_path_names_its_package_and_only_valid_names() {
+        let path = |package: Option<&str>, name: &str| ActionPath {
+            namespace: "_".into(),
+            package: package.map(str::to_owned),
+            name: name.into(),
+        };
+        assert_eq!(path(None, "a").action().ok().as_deref(), Some("a"));
+        assert_eq!(path(Some("p"), "a").action().ok().as_deref(), Some("p/a"));
+        // A percent-encoded slash cannot smuggle a package in.
+        for (package, name) in [(None, "p/a"), (Some("p/q"), "a"), (Some("p"), "")] {
+            assert!(
+                matches!(path(package, name).action(), Err(ApiError::BadRequest(_))),
+                "{package:?} {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_binding_or_a_package_the_gateway_did_not_make_is_the_callers_fault() {
+        assert_eq!(ApiError::BindingRefused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ApiError::PackageNotKept("theirs".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -174,6 +174,19 @@ pub(crate) async fn delete(
     Ok(relay(response))
 }
 
+/// The parameters the gateway keeps for package `package`, where an
+/// action of it is to be deployed: the package must be on the node, and
+/// made through this gateway (another client's confidential package has
+/// parameters the gateway cannot seal, and a plain one's are the
+/// provider's, in the clear).
+pub(crate) async fn check_kept(connection: &Confidential, package: &str) -> Result<(), ApiError> {
+    connection.client().get_package(package).await?;
+    if connection.package_defaults(package)?.is_none() {
+        return Err(ApiError::PackageNotKept(package.to_owned()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
