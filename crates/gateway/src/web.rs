@@ -1,7 +1,8 @@
-//! `/api/v1/web/{ns}/default/{action}[.ext][/path]`: the owner's
-//! confidential web actions, served as the node serves plain ones
-//! ([`clemmys_whisk::web_http`], the same code), with the plaintext only
-//! in here.
+//! `/api/v1/web/{ns}/{package}/{action}[.ext][/path]`: the owner's
+//! confidential web actions (`default`: outside packages; otherwise in
+//! one of its confidential packages, [`crate::packages`]), served as the
+//! node serves plain ones ([`clemmys_whisk::web_http`], the same code),
+//! with the plaintext only in here.
 //!
 //! The request becomes the action's arguments inside the gateway; they are
 //! sealed to the action key and the action runs blocking, invoked with the
@@ -16,8 +17,10 @@
 //! lift its `require-whisk-auth`: the node stores the annotations in the
 //! clear. So the gateway only serves an action whose web annotations
 //! carry its own MAC ([`WEB_TAG_ANNOTATION`], made when the action was
-//! deployed through it) over the action's name, the broker's policy
-//! version and those annotations; it seals the request only for that
+//! deployed through it) over the action's name (with its package:
+//! `package/action`, the name it is sealed under), the broker's policy
+//! version and those annotations, so that the tag of `p1/a` serves
+//! neither `p2/a` nor `a`; it seals the request only for that
 //! version, and releases an answer only when the verified receipt shows
 //! that version ran: an old tag carried over to a newer version (one the
 //! owner re-deployed unexported) runs and serves nothing.
@@ -39,7 +42,7 @@ use clemmys_whisk::web::{
     WEB_EXPORT, WebError,
 };
 use clemmys_whisk::web_http::{self, WebCall, WebTarget};
-use clemmys_whisk::{ActivationResponse, CONFIDENTIAL_ANNOTATION, KeyValues};
+use clemmys_whisk::{ActivationResponse, CONFIDENTIAL_ANNOTATION, EntityName, KeyValues};
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq as _;
 
@@ -69,6 +72,9 @@ const SECRET_MAC_FIELD: &str = "hmac-sha256";
 struct Tagged<'a> {
     gateway: &'a ClientId,
     namespace: &'a str,
+    /// The name the action is registered and sealed under: `action`, or
+    /// `package/action` in a package (entity names hold no `/`, so
+    /// neither is the other).
     action: &'a str,
     version: u64,
 }
@@ -229,6 +235,8 @@ impl IntoResponse for WebFailure {
 /// A web-exported action the URL names, its tag verified.
 struct Exported {
     target: WebTarget,
+    /// Its sealed name: `action`, or `package/action`.
+    action: String,
     annotations: KeyValues,
     version: u64,
 }
@@ -269,18 +277,21 @@ async fn find(
     package: &str,
     rest: &str,
 ) -> Result<Exported, WebFailure> {
-    // The gateway serves confidential web actions outside packages only.
-    if (namespace != gateway.namespace() && namespace != "_") || package != DEFAULT_PACKAGE {
+    if namespace != gateway.namespace() && namespace != "_" {
         return Err(WebFailure::NotFound);
     }
     let target = WebTarget::parse(rest).ok_or(WebFailure::NotFound)?;
+    // As on the node, the URL names the package that holds the action
+    // (not a binding: the tag binds the name the action is sealed under).
+    let action = if package == DEFAULT_PACKAGE {
+        target.action.as_str().to_owned()
+    } else {
+        let package = EntityName::new(package).map_err(|_| WebFailure::NotFound)?;
+        format!("{package}/{}", target.action.as_str())
+    };
     let (key, node_auth) = gateway.web_keys().ok_or(WebFailure::NoOwner)?;
     let connection = gateway.connection(node_auth.clone()).await?;
-    let doc = match connection
-        .client()
-        .get_action(target.action.as_str(), false)
-        .await
-    {
+    let doc = match connection.client().get_action(&action, false).await {
         Ok(doc) => doc,
         Err(ClientError::Api { status: 404, .. }) => return Err(WebFailure::NotFound),
         Err(other) => return Err(ConfidentialError::Api(other).into()),
@@ -288,13 +299,14 @@ async fn find(
     let version = Tagged::verify(
         &gateway.identity(),
         gateway.namespace(),
-        target.action.as_str(),
+        &action,
         key,
         &doc.annotations,
     )
     .ok_or(WebFailure::NotFound)?;
     Ok(Exported {
         target,
+        action,
         annotations: doc.annotations,
         version,
     })
@@ -312,6 +324,7 @@ async fn run(
 ) -> Result<Response, WebFailure> {
     let Exported {
         target,
+        action,
         annotations,
         version,
     } = exported;
@@ -319,7 +332,7 @@ async fn run(
     let tagged = Tagged {
         gateway: &gateway.identity(),
         namespace: gateway.namespace(),
-        action: target.action.as_str(),
+        action: &action,
         version,
     };
     let annotations = with_secret_checked(&tagged, key, annotations, headers);
@@ -365,19 +378,14 @@ async fn run(
     // the owner did not export (or exported under stricter annotations)
     // must not make that version run on the caller's request at all.
     let invoked = connection
-        .invoke_version(
-            target.action.as_str(),
-            version,
-            &Value::Object(arguments),
-            options,
-        )
+        .invoke_version(&action, version, &Value::Object(arguments), options)
         .await;
     let opened = match invoked {
         Ok(ConfidentialInvoked::Completed(opened)) => opened,
         Ok(ConfidentialInvoked::Accepted { .. }) => return Err(WebError::NotReady.into()),
         Err(ConfidentialError::VersionNotCurrent { current, .. }) => {
             tracing::warn!(
-                action = %target.action,
+                %action,
                 tagged = version,
                 current,
                 "a web action's tag names another version than the current one: nothing runs"
@@ -387,9 +395,9 @@ async fn run(
         Err(other) => return Err(other.into()),
     };
     let receipt = &opened.receipt.receipt;
-    if receipt.version != version || receipt.action != target.action.as_str() {
+    if receipt.version != version || receipt.action != action {
         tracing::warn!(
-            action = %target.action,
+            %action,
             tagged = version,
             ran = receipt.version,
             "a web action's tag names another version than ran: its answer is withheld"
@@ -496,6 +504,25 @@ mod tests {
         assert!(unexported.get(WEB_TAG_ANNOTATION).is_none());
         unexported.set(WEB_EXPORT, json!(true));
         assert_eq!(verify("hello", &unexported), None);
+    }
+
+    #[test]
+    fn a_tag_binds_the_package_of_the_action() {
+        let key = CredentialKey::generate(&mut os_rng());
+        let gateway = ClientIdentity::generate(&mut os_rng()).id();
+        let tagged = Tagged {
+            gateway: &gateway,
+            namespace: "guest",
+            action: "p1/a",
+            version: 1,
+        };
+        let mut annotations = exported(&[]);
+        tagged.annotate(&key, &mut annotations);
+        let verify = |action: &str| Tagged::verify(&gateway, "guest", action, &key, &annotations);
+        assert_eq!(verify("p1/a"), Some(1));
+        for elsewhere in ["p2/a", "a", "p1/b"] {
+            assert_eq!(verify(elsewhere), None, "{elsewhere}");
+        }
     }
 
     #[test]
