@@ -20,7 +20,10 @@
 //! step's result, and the provider sees no step's value nor can reorder
 //! the steps. An action's bound parameters given through the gateway are
 //! sealed with its code: invokes get them as defaults (theirs winning,
-//! unless `final`), and the provider sees neither key nor value.
+//! unless `final`), and the provider sees neither key nor value. A
+//! package created through the gateway is confidential: its parameters
+//! are kept by the gateway and sealed into the actions deployed in it
+//! (blocking, non-blocking, web), and the provider sees neither.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1871,7 +1874,11 @@ fn wasm_exec(wasm: &Path) -> Value {
 /// `PUT` of action `body` as `name` through the owner's gateway with curl
 /// (`?overwrite=true`): the status and the answer.
 fn put_with_curl(owners: &OwnersGateway, name: &str, body: &Value) -> (u16, String) {
-    let file = owners.gateway.root.path().join(format!("{name}.json"));
+    let file = owners
+        .gateway
+        .root
+        .path()
+        .join(format!("{}.json", name.replace('/', "-")));
     std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
     curl(
         &owners.gateway.url,
@@ -2106,4 +2113,340 @@ fn a_web_secret_read_from_the_node_does_not_open_a_confidential_web_action() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&param.to_uppercase()), "{body}");
+}
+
+// Confidential packages through the gateway: the package's parameters are
+// kept (sealed) by the gateway and sealed, under each action's own, into
+// the actions it deploys in the package; the node stores none.
+
+/// `method path` through the owner's gateway with the owner's credential
+/// and `body` (JSON): the status and the answer.
+fn owners_curl(
+    owners: &OwnersGateway,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let file = body.map(|body| {
+        let file = owners
+            .gateway
+            .root
+            .path()
+            .join(format!("{}.json", unique("body-")));
+        std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
+        format!("@{}", file.display())
+    });
+    curl(
+        &owners.gateway.url,
+        &owners.pin,
+        method,
+        path,
+        Some(&owners.credential),
+        file.as_deref(),
+    )
+}
+
+/// Creates confidential package `name` with `parameters` through the
+/// owner's gateway: its answer.
+fn package_with_curl(owners: &OwnersGateway, name: &str, parameters: &Value) -> Value {
+    let path = format!("/api/v1/namespaces/_/packages/{name}");
+    json_ok(
+        &format!("PUT {path}"),
+        owners_curl(
+            owners,
+            "PUT",
+            &path,
+            Some(&json!({"parameters": parameters})),
+        ),
+    )
+}
+
+/// A key-value list as a JSON object.
+fn key_values(list: &Value) -> Value {
+    Value::Object(
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some((kv["key"].as_str()?.to_owned(), kv["value"].clone())))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_package_through_the_gateway_seals_its_parameters_into_its_actions_unseen_by_the_provider() {
+    let mut server = Server::start();
+    let wire = Wire::start(&server.api_host);
+    let owners = OwnersGateway::start(&server, &wire.api_host());
+    owners.authorize();
+    let (key, value) = (unique("gwpkk-"), unique("gwpkv-"));
+
+    // A package with a parameter: the gateway answers it as OpenWhisk
+    // does, marked confidential.
+    let parameters = json!([{"key": key, "value": value}]);
+    let created = package_with_curl(&owners, "vault", &parameters);
+    assert_eq!(created["parameters"], parameters, "{created}");
+    let annotations = key_values(&created["annotations"]);
+    assert_eq!(annotations["confidential"], json!(true), "{created}");
+
+    // An action in it, with a parameter of its own: the invoke's result
+    // shows the package's parameter under the action's and the invoke's.
+    let put = json!({"exec": wasm_exec(&example("echo")), "parameters": [{"key": "greeting", "value": "hi"}]});
+    let (status, body) = owners_curl(
+        &owners,
+        "PUT",
+        "/api/v1/namespaces/_/actions/vault/echo",
+        Some(&put),
+    );
+    assert_eq!(status, 200, "{body}\n{}", owners.gateway.log());
+    let (status, result) = invoke_result_with_curl(&owners, "vault/echo", &json!({"name": "Ada"}));
+    assert_eq!(
+        (status, result),
+        (
+            200,
+            json!({key.clone(): value, "greeting": "hi", "name": "Ada"})
+        )
+    );
+    // The whole record, blocking; and a non-blocking invoke's result.
+    let record = json_ok(
+        "POST vault/echo",
+        owners_curl(
+            &owners,
+            "POST",
+            "/api/v1/namespaces/_/actions/vault/echo?blocking=true",
+            Some(&json!({})),
+        ),
+    );
+    assert_eq!(record["response"]["result"][&key], json!(value), "{record}");
+    let (status, body) = owners_curl(
+        &owners,
+        "POST",
+        "/api/v1/namespaces/_/actions/vault/echo",
+        Some(&json!({"later": 1})),
+    );
+    assert_eq!(status, 202, "{body}");
+    let accepted: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let id = accepted["activationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id: {accepted}"))
+        .to_owned();
+    let path = format!("/api/v1/namespaces/_/activations/{id}/result");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let later = loop {
+        let (status, body) = owners_curl(&owners, "GET", &path, None);
+        if status == 200 {
+            break serde_json::from_str::<Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        }
+        assert!(Instant::now() < deadline, "{status}: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(later["result"][&key], json!(value), "{later}");
+    assert_eq!(later["result"]["later"], json!(1), "{later}");
+
+    // GETs through the gateway show the parameters to its caller.
+    let shown = json_ok(
+        "GET vault",
+        owners_curl(&owners, "GET", "/api/v1/namespaces/_/packages/vault", None),
+    );
+    assert_eq!(shown["parameters"], parameters, "{shown}");
+    let action = json_ok(
+        "GET vault/echo",
+        owners_curl(
+            &owners,
+            "GET",
+            "/api/v1/namespaces/_/actions/vault/echo",
+            None,
+        ),
+    );
+    assert_eq!(
+        key_values(&action["parameters"]),
+        json!({key.clone(): value, "greeting": "hi"}),
+        "{action}"
+    );
+    assert!(action["exec"].get("code").is_none(), "{action}");
+    let listed = json_ok(
+        "GET packages",
+        owners_curl(&owners, "GET", "/api/v1/namespaces/_/packages", None),
+    );
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|all| all.iter().any(|package| package["name"] == "vault")),
+        "{listed}"
+    );
+
+    // Refused: a binding (400, as the node refuses binding a confidential
+    // package), and an action in a package the gateway did not make (it
+    // holds none of its parameters): the provider's own confidential one.
+    let (status, body) = owners_curl(
+        &owners,
+        "PUT",
+        "/api/v1/namespaces/_/packages/bound",
+        Some(&json!({"binding": {"namespace": "_", "name": "vault"}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("does not bind packages"), "{body}");
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/theirs",
+        &json!({"annotations": [{"key": "confidential", "value": true}]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = owners_curl(
+        &owners,
+        "PUT",
+        "/api/v1/namespaces/_/actions/theirs/echo",
+        Some(&put),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not created through this gateway"), "{body}");
+
+    // A PUT without a body is a package with nothing given.
+    let bare = json_ok(
+        "PUT bare",
+        owners_curl(&owners, "PUT", "/api/v1/namespaces/_/packages/bare", None),
+    );
+    assert_eq!(bare["parameters"], json!([]), "{bare}");
+
+    // An update keeps what it does not name, as OpenWhisk's does: the
+    // parameters (the gateway's copy), then the annotations.
+    package_with_curl(&owners, "doomed", &json!([{"key": "k", "value": 1}]));
+    let path = "/api/v1/namespaces/_/packages/doomed?overwrite=true";
+    let noted = json!({"annotations": [{"key": "note", "value": "kept"}]});
+    let updated = json_ok(path, owners_curl(&owners, "PUT", path, Some(&noted)));
+    assert_eq!(
+        key_values(&updated["parameters"]),
+        json!({"k": 1}),
+        "{updated}"
+    );
+    let changed = json!({"parameters": [{"key": "k", "value": 2}]});
+    let updated = json_ok(path, owners_curl(&owners, "PUT", path, Some(&changed)));
+    assert_eq!(
+        key_values(&updated["parameters"]),
+        json!({"k": 2}),
+        "{updated}"
+    );
+    let annotations = key_values(&updated["annotations"]);
+    assert_eq!(
+        (&annotations["note"], &annotations["confidential"]),
+        (&json!("kept"), &json!(true)),
+        "{updated}"
+    );
+
+    // Deleted through the gateway: the action, then its package.
+    let (status, body) = owners_curl(
+        &owners,
+        "PUT",
+        "/api/v1/namespaces/_/actions/doomed/echo",
+        Some(&put),
+    );
+    assert_eq!(status, 200, "{body}");
+    for path in [
+        "/api/v1/namespaces/_/actions/doomed/echo",
+        "/api/v1/namespaces/_/packages/doomed",
+    ] {
+        let (status, body) = owners_curl(&owners, "DELETE", path, None);
+        assert_eq!(status, 200, "DELETE {path}: {body}");
+        let (status, body) = owners_curl(&owners, "GET", path, None);
+        assert_eq!(status, 404, "GET {path}: {body}");
+    }
+
+    // What the provider holds: the node's API, its data, its log, the
+    // gateway's disk and log, and every byte between gateway and node.
+    let mut sources = Vec::new();
+    for path in [
+        "/api/v1/namespaces/_/packages/vault",
+        "/api/v1/namespaces/_/packages",
+        "/api/v1/namespaces/_/actions/vault/echo?code=true",
+        "/api/v1/namespaces/_/activations?docs=true",
+    ] {
+        let (status, bytes) = server.get(path);
+        assert_eq!(status, 200, "GET {path}");
+        sources.push(Source {
+            label: format!("GET {path}"),
+            bytes,
+        });
+    }
+    sources.extend(provider_holdings(
+        &mut server,
+        &wire,
+        &owners.gateway,
+        &[
+            "PUT /api/v1/namespaces/_/packages/vault",
+            "PUT /api/v1/namespaces/_/actions/vault/echo",
+            "POST /api/v1/namespaces/_/actions/vault/echo",
+        ],
+    ));
+    let markers = [
+        crate::leaks::Marker {
+            name: "PACKAGE PARAMETER KEY",
+            text: key,
+        },
+        crate::leaks::Marker {
+            name: "PACKAGE PARAMETER VALUE",
+            text: value,
+        },
+    ];
+    let findings = scan(&sources, &markers);
+    assert!(
+        findings.is_empty(),
+        "a package's parameters reached the provider through the gateway:\n{}",
+        report(&findings)
+    );
+    // The scan finds them where they are: in what the owner was answered.
+    let owners_view = [Source {
+        label: "the gateway's answer to the owner's package PUT".into(),
+        bytes: created.to_string().into_bytes(),
+    }];
+    assert_eq!(scan(&owners_view, &markers).len(), 2);
+}
+
+#[test]
+fn a_confidential_web_action_in_a_package_is_served_by_the_gateway() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    let value = unique("gwpkweb-");
+    package_with_curl(&owners, "p1", &json!([{"key": "secret", "value": value}]));
+    deploy_with_curl(&owners, "p1/secret", &example("secret"), web_export());
+
+    // Anyone, without credentials: the package's parameter is sealed in,
+    // the query's wins over it.
+    let answer = curl_json_ok(
+        &gateway.url,
+        pin,
+        "GET",
+        "/api/v1/web/guest/p1/secret.json",
+        None,
+        None,
+    );
+    assert_eq!(answer, json!({"shout": value.to_uppercase()}));
+    let answer = curl_json_ok(
+        &gateway.url,
+        pin,
+        "GET",
+        "/api/v1/web/_/p1/secret.json?secret=mine",
+        None,
+        None,
+    );
+    assert_eq!(answer, json!({"shout": "MINE"}));
+    // Under another package, or none: nothing.
+    for path in [
+        "/api/v1/web/guest/default/secret.json",
+        "/api/v1/web/guest/p2/secret.json",
+    ] {
+        let (status, body) = curl(&gateway.url, pin, "GET", path, None, None);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body.contains(NO_RESOURCE), "{body}");
+    }
+    // The node's own web path does not serve it.
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "GET",
+        "/api/v1/web/guest/p1/secret.json",
+        None,
+        None,
+    );
+    assert_eq!(status, 501, "{body}");
+    assert!(!body.contains(&value.to_uppercase()), "{body}");
 }
