@@ -23,7 +23,9 @@
 //! unless `final`), and the provider sees neither key nor value. A
 //! package created through the gateway is confidential: its parameters
 //! are kept by the gateway and sealed into the actions deployed in it
-//! (blocking, non-blocking, web), and the provider sees neither.
+//! (blocking, non-blocking, web), and the provider sees neither; a web
+//! tag moved by the provider to another package, or out of the package,
+//! serves nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -2449,4 +2451,68 @@ fn a_confidential_web_action_in_a_package_is_served_by_the_gateway() {
     );
     assert_eq!(status, 501, "{body}");
     assert!(!body.contains(&value.to_uppercase()), "{body}");
+}
+
+#[test]
+fn a_web_tag_moved_to_another_package_or_out_of_its_package_serves_nothing() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    for package in ["p1", "p2"] {
+        package_with_curl(&owners, package, &json!([]));
+    }
+    // The owner exports p1/echo only; p2/echo and echo are private.
+    deploy_with_curl(&owners, "p1/echo", &example("echo"), web_export());
+    deploy_with_curl(&owners, "p2/echo", &example("echo"), json!([]));
+    deploy_with_curl(&owners, "echo", &example("echo"), json!([]));
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "GET",
+        "/api/v1/web/guest/p1/echo.json?probe=1",
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // The provider, with the namespace key, puts p1/echo's web
+    // annotations (its genuine tag included) on p2/echo and on echo, at
+    // the same policy version, and calls their URLs: the tag names
+    // p1/echo, so nothing is served, and nothing runs.
+    let mut exported = Vec::new();
+    provider_reannotates(&server, pin, "p1/echo", |annotations| {
+        exported.clone_from(annotations);
+    });
+    assert!(
+        exported.iter().any(|kv| kv["key"] == "clemmys-gateway-web"),
+        "p1/echo has no web tag: {exported:?}"
+    );
+    for moved_to in ["p2/echo", "echo"] {
+        provider_reannotates(&server, pin, moved_to, |annotations| {
+            annotations.clone_from(&exported);
+        });
+    }
+    let before = provider_activation_count(&server, pin);
+    let served: Vec<(&str, u16, String)> = [
+        "/api/v1/web/guest/p2/echo.json?probe=1",
+        "/api/v1/web/guest/default/echo.json?probe=1",
+    ]
+    .into_iter()
+    .map(|path| {
+        let (status, body) = curl(&gateway.url, pin, "GET", path, None, None);
+        (path, status, body)
+    })
+    .filter(|(_, status, body)| *status != 404 || body.contains("probe"))
+    .collect();
+    assert!(
+        served.is_empty(),
+        "served under a web tag moved from p1/echo: {served:#?}"
+    );
+    assert_eq!(
+        provider_activation_count(&server, pin),
+        before,
+        "the gateway ran an action whose web tag was made for another:\n{}",
+        gateway.log()
+    );
 }
