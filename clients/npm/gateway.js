@@ -3,8 +3,9 @@
 // (NODE_EXTRA_CA_CERTS, written by `clemmys gateway verify --out`): a
 // confidential wasm action created, invoked blocking and non-blocking, its
 // activations, results and logs read, an action with bound parameters
-// (sealed with its code) created and invoked, as an unmodified OpenWhisk
-// user's code does. The gateway seals and opens; this script never knows.
+// (sealed with its code) created and invoked, an action in a confidential
+// package (its parameters kept by the gateway and sealed in) invoked, as
+// an unmodified OpenWhisk user's code does. The gateway seals and opens; this script never knows.
 //
 // Run by crates/cli/tests/all/gateway.rs with __OW_API_HOST (the gateway),
 // __OW_API_KEY; arguments: the secret example's path and the secret.
@@ -119,6 +120,24 @@ async function main() {
     (error) => error.statusCode === 400,
   );
   seen.boundDefault = bound.parameters;
+
+  // A package created through the gateway is confidential: it keeps the
+  // package's parameters (the node stores none) and seals them into the
+  // actions deployed in it, under their own.
+  const vault = await ow.packages.create({
+    name: 'gw-vault', package: { parameters: [{ key: 'secret', value: secret }] },
+  });
+  assert.deepEqual(vault.parameters, [{ key: 'secret', value: secret }]);
+  assert.ok(vault.annotations.some((a) => a.key === 'confidential' && a.value === true), JSON.stringify(vault));
+  await ow.actions.create({ name: 'gw-vault/secret', action: fs.readFileSync(secretPath), kind: 'wasm' });
+  seen.packaged = await ow.actions.invoke({ name: 'gw-vault/secret', blocking: true, result: true });
+  assert.deepEqual(seen.packaged, { shout });
+  const gotVault = await ow.packages.get({ name: 'gw-vault' });
+  assert.deepEqual(gotVault.parameters, [{ key: 'secret', value: secret }]);
+  await assert.rejects(
+    ow.packages.create({ name: 'gw-bound', package: { binding: { namespace: '_', name: 'gw-vault' } } }),
+    (error) => error.statusCode === 400,
+  );
 
   // Deleted through the gateway, an action is gone.
   await ow.actions.create({ name: 'doomed', action: { exec: { kind: 'wasm', code, binary: true } } });

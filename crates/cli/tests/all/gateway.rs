@@ -438,6 +438,9 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
         seen["boundDefault"],
         json!([{"key": "secret", "value": param}])
     );
+    // The package's parameter, kept by the gateway and sealed into the
+    // action: the scan below covers it too.
+    assert_eq!(seen["packaged"], json!({ "shout": shout }));
     let id = seen["nonBlocking"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("no activation id in {seen}"))
@@ -480,6 +483,8 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
         &[
             "POST /api/v1/namespaces/_/actions/secret",
             "PUT /api/v1/namespaces/_/actions/secret",
+            "PUT /api/v1/namespaces/_/packages/gw-vault",
+            "POST /api/v1/namespaces/_/actions/gw-vault/secret",
         ],
     ));
     let findings = scan(&sources, &markers);
