@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Clemmys: formatting, the unit and integration tests of
-# the whole workspace (real servers on loopback, real wasm), doc tests, and
-# clippy with warnings denied. This is what CI runs (.ci/run).
+# the whole workspace (real servers on loopback, real wasm), doc tests,
+# clippy and rustdoc with warnings denied. This is what CI runs (.ci/run).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,4 +40,6 @@ fi
 
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo doc -D warnings (no broken or private links in the API docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== all tests passed"

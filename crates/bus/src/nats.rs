@@ -721,7 +721,7 @@ impl CompletionSink for NatsCompletions {
 /// An invoker's messages, pulled one at a time.
 ///
 /// Each pull is one request to the consumer (`$JS.API.CONSUMER.MSG.NEXT`,
-/// one message, expiring after [`PULL_EXPIRES`]) answered on one inbox
+/// one message, expiring after `PULL_EXPIRES`) answered on one inbox
 /// that the feed subscribes to once: no subscription made and dropped per
 /// message, as a fresh batch would do.
 pub struct NatsFeed {

@@ -18,7 +18,7 @@
 //! issued (HTTP Basic `UUID:KEY`, as OpenWhisk clients send the namespace
 //! key); a namespace key is a 401. Anything else answers an
 //! OpenWhisk-shaped error (`{"error", "code"}`, and `"refusal"`: the
-//! [`Refusal`](clemmys_proto::refusal::Refusal) code when an enclave
+//! [`Refusal`] code when an enclave
 //! refused the activation, e.g. `client_not_allowed` once the owner
 //! revoked the gateway's delegation):
 //! nothing is ever forwarded in the clear to the node for a confidential

@@ -297,7 +297,7 @@ fn reply_key(key: &ExportedKey, salt: &[u8; REPLY_SALT_LEN]) -> Result<ExportedK
 }
 
 /// Seals a reply (broker side) with the broker's current state version,
-/// under a key of its own (see [`reply_key`]).
+/// under a key of its own (see `reply_key`).
 pub fn seal_broker_reply(
     reply: &BrokerReply,
     state_version: u64,

@@ -7,7 +7,7 @@
 //!    key pair and the code digest from its grant;
 //! 3. the enclave seals its answer (result, logs, signed receipt) under a key
 //!    exported from the same HPKE context ([`seal_answer`]), so only the
-//!    client that sealed the parameters can read it ([`open_answer`]).
+//!    client that sealed the parameters can read it ([`open_result`], [`open_logs`]).
 
 use clemmys_whisk::ActivationStatus;
 use rand_core::CryptoRng;
