@@ -78,10 +78,22 @@ pub(crate) async fn put(
     // Annotations are replaced when given, as OpenWhisk does; an update
     // that gives none keeps the stored ones (which the node holds in the
     // clear anyway). Marked confidential either way.
+    // On an update, whether the node has the package: the kept
+    // parameters are carried over only to a package that still exists. A
+    // package that is gone (the provider may delete it on the node) is
+    // made anew, without the old one's parameters, as OpenWhisk makes it;
+    // otherwise the owner's new package of that name would get the old
+    // secrets sealed into its actions. (A node that lies that it still has
+    // it keeps them, and the answer shows them to the owner.)
+    let stored = if overwrite {
+        stored_annotations(&connection, name.as_str()).await?
+    } else {
+        None
+    };
+    let existed = stored.is_some();
     let mut annotations = match put.annotations {
         Some(annotations) => annotations,
-        None if overwrite => stored_annotations(&connection, name.as_str()).await?,
-        None => KeyValues::default(),
+        None => stored.unwrap_or_default(),
     };
     annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
     // No parameters: the node holds none of a confidential package's.
@@ -96,34 +108,40 @@ pub(crate) async fn put(
         .client()
         .put_package(name.as_str(), &body, overwrite)
         .await?;
-    let kept = keep(&connection, name.as_str(), parameters, overwrite)?;
+    let kept = keep(&connection, name.as_str(), parameters, existed)?;
     tracing::info!(package = %name, "stored a confidential package, its parameters kept sealed");
     Ok(axum::Json(with_parameters(answer, &kept)?).into_response())
 }
 
-/// The annotations the node stores for package `name`; none when it has
-/// no such package.
-async fn stored_annotations(connection: &Confidential, name: &str) -> Result<KeyValues, ApiError> {
+/// The annotations the node stores for package `name`; `None` when it
+/// has no such package.
+async fn stored_annotations(
+    connection: &Confidential,
+    name: &str,
+) -> Result<Option<KeyValues>, ApiError> {
     match connection.client().get_package(name).await {
-        Ok(doc) => Ok(serde_json::from_value(doc["annotations"].clone()).unwrap_or_default()),
-        Err(clemmys_client::ClientError::Api { status: 404, .. }) => Ok(KeyValues::default()),
+        Ok(doc) => Ok(Some(
+            serde_json::from_value(doc["annotations"].clone()).unwrap_or_default(),
+        )),
+        Err(clemmys_client::ClientError::Api { status: 404, .. }) => Ok(None),
         Err(other) => Err(other.into()),
     }
 }
 
 /// Keeps `given` as package `name`'s parameters (none given: on an
-/// update, the ones kept; on a create, none), and answers what is kept.
-/// Kept even when empty: that the gateway holds an entry is how it knows
-/// that it made the package, whatever the node shows later.
+/// update of a package the node still had, the ones kept; otherwise
+/// none), and answers what is kept. Kept even when empty: that the
+/// gateway holds an entry is how it knows that it made the package,
+/// whatever the node shows later.
 fn keep(
     connection: &Confidential,
     name: &str,
     given: Option<Map<String, Value>>,
-    overwrite: bool,
+    existed: bool,
 ) -> Result<Map<String, Value>, ApiError> {
     let kept = match given {
         Some(given) => given,
-        None if overwrite => connection.package_defaults(name)?.unwrap_or_default(),
+        None if existed => connection.package_defaults(name)?.unwrap_or_default(),
         None => Map::new(),
     };
     connection.keep_package_defaults(name, Some(&kept))?;
@@ -153,8 +171,11 @@ pub(crate) async fn get(
     Ok(axum::Json(shown).into_response())
 }
 
-/// `DELETE …/packages/{name}`: forwarded; once the node deleted it, the
-/// gateway forgets its parameters.
+/// `DELETE …/packages/{name}`: forwarded; once the node deleted it, or
+/// answers that it has no such package (the provider may have deleted it
+/// on the node), the gateway forgets its parameters: the owner, told that
+/// it is gone, would otherwise get them back in a package they make
+/// anew under that name. A refusal (a package not empty) keeps them.
 pub(crate) async fn delete(
     State(gateway): State<Arc<Gateway>>,
     Path((namespace, name)): Path<(String, String)>,
@@ -168,7 +189,7 @@ pub(crate) async fn delete(
         .client()
         .request(Method::DELETE, &crate::api::below_api(&uri), None)
         .await?;
-    if response.status.is_success() {
+    if response.status.is_success() || response.status.as_u16() == 404 {
         connection.keep_package_defaults(name.as_str(), None)?;
     }
     Ok(relay(response))

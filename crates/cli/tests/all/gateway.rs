@@ -2521,3 +2521,71 @@ fn a_web_tag_moved_to_another_package_or_out_of_its_package_serves_nothing() {
         gateway.log()
     );
 }
+
+/// `DELETE path` on the node with the namespace key: the provider.
+fn provider_deletes(server: &Server, pin: &Path, path: &str) {
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "DELETE",
+        path,
+        Some(server.guest_auth.as_str()),
+        None,
+    );
+    assert_eq!(status, 200, "the provider's DELETE {path}: {body}");
+}
+
+#[test]
+fn a_package_the_provider_deleted_is_made_anew_without_its_old_parameters() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let pin = &owners.pin;
+    let update = |name: &str| {
+        let path = format!("/api/v1/namespaces/_/packages/{name}?overwrite=true");
+        json_ok(&path, owners_curl(&owners, "PUT", &path, None))
+    };
+    // The provider deletes the owner's package on the node. The owner,
+    // who no longer sees it, makes a package of that name anew (`wsk
+    // package update`, as deploy tools do: an overwriting PUT naming no
+    // parameters): a new package, without the old one's secret, as
+    // OpenWhisk makes it.
+    let old = unique("gwpkold-");
+    package_with_curl(&owners, "gone", &json!([{"key": "db", "value": old}]));
+    provider_deletes(&server, pin, "/api/v1/namespaces/_/packages/gone");
+    let made = update("gone");
+    assert_eq!(made["parameters"], json!([]), "{made}");
+    // The same when the owner deleted it through the gateway (the node
+    // answering 404: it is gone), and the provider made it again on the
+    // node before the owner's update.
+    package_with_curl(&owners, "gone2", &json!([{"key": "db", "value": old}]));
+    provider_deletes(&server, pin, "/api/v1/namespaces/_/packages/gone2");
+    let (status, body) = owners_curl(
+        &owners,
+        "DELETE",
+        "/api/v1/namespaces/_/packages/gone2",
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/gone2",
+        &json!({"annotations": [{"key": "confidential", "value": true}]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let made = update("gone2");
+    assert_eq!(made["parameters"], json!([]), "{made}");
+    // So an action the owner puts in the new package gets none of them.
+    let put = json!({"exec": wasm_exec(&example("echo"))});
+    for package in ["gone", "gone2"] {
+        let (status, body) = owners_curl(
+            &owners,
+            "PUT",
+            &format!("/api/v1/namespaces/_/actions/{package}/echo"),
+            Some(&put),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, result) =
+            invoke_result_with_curl(&owners, &format!("{package}/echo"), &json!({}));
+        assert_eq!((status, result), (200, json!({})), "{package}");
+    }
+}
