@@ -283,14 +283,26 @@ async fn find(
     let target = WebTarget::parse(rest).ok_or(WebFailure::NotFound)?;
     // As on the node, the URL names the package that holds the action
     // (not a binding: the tag binds the name the action is sealed under).
-    let action = if package == DEFAULT_PACKAGE {
-        target.action.as_str().to_owned()
+    let package = if package == DEFAULT_PACKAGE {
+        None
     } else {
-        let package = EntityName::new(package).map_err(|_| WebFailure::NotFound)?;
-        format!("{package}/{}", target.action.as_str())
+        Some(EntityName::new(package).map_err(|_| WebFailure::NotFound)?)
+    };
+    let action = match &package {
+        None => target.action.as_str().to_owned(),
+        Some(package) => format!("{package}/{}", target.action.as_str()),
     };
     let (key, node_auth) = gateway.web_keys().ok_or(WebFailure::NoOwner)?;
     let connection = gateway.connection(node_auth.clone()).await?;
+    // An action of a package is served only while the gateway keeps that
+    // package (its own record, not the node's): once the owner deleted
+    // the package through it, a record the provider puts back on the node
+    // (its tag and version still verify) serves nothing.
+    if let Some(package) = &package
+        && connection.package_defaults(package.as_str())?.is_none()
+    {
+        return Err(WebFailure::NotFound);
+    }
     let doc = match connection.client().get_action(&action, false).await {
         Ok(doc) => doc,
         Err(ClientError::Api { status: 404, .. }) => return Err(WebFailure::NotFound),

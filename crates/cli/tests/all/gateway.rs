@@ -2589,3 +2589,58 @@ fn a_package_the_provider_deleted_is_made_anew_without_its_old_parameters() {
         assert_eq!((status, result), (200, json!({})), "{package}");
     }
 }
+
+#[test]
+fn a_web_action_of_a_package_deleted_through_the_gateway_is_not_served_again() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    let value = unique("gwpkdel-");
+    package_with_curl(&owners, "p", &json!([{"key": "secret", "value": value}]));
+    deploy_with_curl(&owners, "p/secret", &example("secret"), web_export());
+    let url = "/api/v1/web/guest/p/secret.json";
+    let answer = curl_json_ok(&gateway.url, pin, "GET", url, None, None);
+    assert_eq!(answer, json!({"shout": value.to_uppercase()}));
+
+    // The provider keeps the action's record (sealed code, tagged web
+    // annotations); the owner deletes the action and its package through
+    // the gateway.
+    let kept = curl_json_ok(
+        &server.api_host,
+        pin,
+        "GET",
+        "/api/v1/namespaces/_/actions/p/secret?code=true",
+        Some(server.guest_auth.as_str()),
+        None,
+    );
+    for path in [
+        "/api/v1/namespaces/_/actions/p/secret",
+        "/api/v1/namespaces/_/packages/p",
+    ] {
+        let (status, body) = owners_curl(&owners, "DELETE", path, None);
+        assert_eq!(status, 200, "DELETE {path}: {body}");
+    }
+    // It puts both back on the node and calls the URL: the gateway no
+    // longer keeps that package, so it serves none of its actions.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/p",
+        &json!({"annotations": [{"key": "confidential", "value": true}]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/p/secret",
+        &json!({"exec": kept["exec"], "annotations": kept["annotations"], "limits": kept["limits"]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let before = provider_activation_count(&server, pin);
+    let (status, body) = curl(&gateway.url, pin, "GET", url, None, None);
+    assert_eq!(status, 404, "{body}");
+    assert!(!body.contains(&value.to_uppercase()), "{body}");
+    assert_eq!(
+        provider_activation_count(&server, pin),
+        before,
+        "the gateway ran an action of a package deleted through it:\n{}",
+        gateway.log()
+    );
+}
