@@ -6,7 +6,8 @@
 //! | `POST …/actions/{name}` | parameters sealed to the action key; the answer opened and its receipt verified; `blocking`, `result`, `timeout` as OpenWhisk |
 //! | `GET …/activations/{id}`, `/result`, `/logs` | the sealed answer of an activation invoked through this gateway, opened and verified |
 //! | `GET …/actions/{name}` | the node's record, without the (sealed) code, with the bound `parameters` this gateway sealed into the current version (from its own sealed copy; `[]` if another client deployed that version) |
-//! | `GET …/actions`, `DELETE …/actions/{name}`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
+//! | `GET …/actions`, `GET …/activations`, `GET /namespaces` | forwarded: names, versions and ids only, nothing secret |
+//! | `DELETE …/actions/{name}` | forwarded; once the node deleted it, the broker's version of it recorded as deleted, which the web path then serves no more |
 //! | `PUT`, `GET`, `DELETE …/packages/{name}`, `GET …/packages` | confidential packages: the gateway keeps their parameters sealed and the node stores none; bindings are refused ([`crate::packages`]) |
 //! | `…/actions/{package}/{name}` | as `…/actions/{name}`, for an action of a confidential package the gateway made: sealed with the package's parameters under its own, and registered, sealed and run as `package/name` |
 //! | any method on `/api/v1/web/{ns}/{package}/{action}.{ext}` | the owner's web-exported confidential actions (`default`: outside packages), as the node serves plain ones ([`crate::web`]) |
@@ -399,8 +400,31 @@ async fn delete_action(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &path.namespace)?;
-    path.action()?;
-    forward(State(gateway), method, uri, headers).await
+    let name = path.action()?;
+    let connection = connect(&gateway, &headers).await?;
+    // The broker's current version, asked before the node deletes: the
+    // broker keeps it current after the delete (it knows nothing of the
+    // node's), so the provider could put the record back on the node,
+    // web tag included, and have the web path run it; the gateway records
+    // the version as deleted and serves it no more ([`crate::web`]). Not
+    // a registered action (plain, a sequence): nothing to record.
+    let current = match connection.describe(&name, true).await {
+        Ok(descriptor) => Some(descriptor.version),
+        Err(ConfidentialError::Refused(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let response = connection
+        .client()
+        .request(method, &below_api(&uri), None)
+        .await?;
+    // Deleted, or the node has no such action (the provider may have
+    // deleted it itself): the owner is told it is gone.
+    if let Some(version) = current
+        && (response.status.is_success() || response.status.as_u16() == 404)
+    {
+        connection.keep_deleted_version(&name, version)?;
+    }
+    Ok(relay(response))
 }
 
 /// The node's record of an action, without its code (sealed: only

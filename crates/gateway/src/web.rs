@@ -316,6 +316,15 @@ async fn find(
         &doc.annotations,
     )
     .ok_or(WebFailure::NotFound)?;
+    // Deleted through the gateway at this version or a later one: a
+    // record the provider put back on the node serves nothing (a deploy
+    // through the gateway registers a later version, served again).
+    if connection
+        .deleted_version(&action)?
+        .is_some_and(|deleted| version <= deleted)
+    {
+        return Err(WebFailure::NotFound);
+    }
     Ok(Exported {
         target,
         action,

@@ -2644,3 +2644,67 @@ fn a_web_action_of_a_package_deleted_through_the_gateway_is_not_served_again() {
         gateway.log()
     );
 }
+
+#[test]
+fn a_web_action_deleted_through_the_gateway_is_not_served_again() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (gateway, pin) = (&owners.gateway, &owners.pin);
+    let value = unique("gwdel-");
+    package_with_curl(&owners, "p", &json!([{"key": "secret", "value": value}]));
+    // Outside packages, and in a package the owner keeps.
+    for name in ["gone", "p/gone"] {
+        deploy_with_curl(&owners, name, &example("secret"), web_export());
+    }
+    let url = |name: &str| {
+        let (package, action) = name.split_once('/').unwrap_or(("default", name));
+        format!("/api/v1/web/guest/{package}/{action}.json?secret={value}")
+    };
+    for name in ["gone", "p/gone"] {
+        let answer = curl_json_ok(&gateway.url, pin, "GET", &url(name), None, None);
+        assert_eq!(answer, json!({"shout": value.to_uppercase()}), "{name}");
+    }
+    // The provider keeps the records (sealed code, tagged web
+    // annotations); the owner deletes the actions through the gateway;
+    // the provider puts them back on the node and calls their URLs: the
+    // gateway serves none and runs nothing.
+    let mut kept = Vec::new();
+    for name in ["gone", "p/gone"] {
+        let path = format!("/api/v1/namespaces/_/actions/{name}");
+        kept.push(curl_json_ok(
+            &server.api_host,
+            pin,
+            "GET",
+            &format!("{path}?code=true"),
+            Some(server.guest_auth.as_str()),
+            None,
+        ));
+        let (status, body) = owners_curl(&owners, "DELETE", &path, None);
+        assert_eq!(status, 200, "DELETE {path}: {body}");
+    }
+    for (name, doc) in ["gone", "p/gone"].into_iter().zip(&kept) {
+        let (status, body) = server.put(
+            &format!("/api/v1/namespaces/_/actions/{name}"),
+            &json!({"exec": doc["exec"], "annotations": doc["annotations"], "limits": doc["limits"]}),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let before = provider_activation_count(&server, pin);
+    for name in ["gone", "p/gone"] {
+        let (status, body) = curl(&gateway.url, pin, "GET", &url(name), None, None);
+        assert_eq!(status, 404, "{name}: {body}");
+    }
+    assert_eq!(
+        provider_activation_count(&server, pin),
+        before,
+        "the gateway ran a web action deleted through it:\n{}",
+        gateway.log()
+    );
+    // Deployed again by the owner, it is served again.
+    let (status, body) = owners_curl(&owners, "DELETE", "/api/v1/namespaces/_/actions/gone", None);
+    assert_eq!(status, 200, "{body}");
+    deploy_with_curl(&owners, "gone", &example("secret"), web_export());
+    let answer = curl_json_ok(&gateway.url, pin, "GET", &url("gone"), None, None);
+    assert_eq!(answer, json!({"shout": value.to_uppercase()}));
+}

@@ -938,6 +938,33 @@ impl ClientHome {
         self.write_whole(PACKAGE_DEFAULTS, &json, true)
     }
 
+    /// The newest version action `action` (a key that names the API host
+    /// and namespace too) had when it was deleted through this client, if
+    /// it ever was.
+    pub fn deleted_version(&self, action: &str) -> Result<Option<u64>, ConfidentialError> {
+        let mut deleted: BTreeMap<String, u64> = self.read_json(DELETED)?;
+        Ok(deleted.remove(action))
+    }
+
+    /// Records that action `action` was deleted through this client while
+    /// its newest version was `version` (never lowering a record).
+    pub fn keep_deleted_version(
+        &self,
+        action: &str,
+        version: u64,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("deleted")?;
+        let mut deleted: BTreeMap<String, u64> = self.read_json(DELETED)?;
+        let newest = deleted.entry(action.to_owned()).or_insert(version);
+        if *newest > version {
+            return Ok(());
+        }
+        *newest = version;
+        let json = serde_json::to_vec_pretty(&deleted)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        self.write_whole(DELETED, &json, true)
+    }
+
     /// Records what was just sealed into the code of `version` of action
     /// `action`: `defaults` (the action's own) over `package` (its
     /// package's), the whole set final or not, or none.
@@ -997,6 +1024,9 @@ const PLANS: &str = "chain-plans.json";
 const DEFAULTS: &str = "sealed-defaults.json";
 /// The parameters of confidential packages, per package (a whole file).
 const PACKAGE_DEFAULTS: &str = "package-defaults.json";
+/// The actions deleted through this client, each with the newest version
+/// it had then (a whole file).
+const DELETED: &str = "deleted-actions.json";
 /// The keys of the answers (a log).
 const KEYRING: &str = "keyring";
 /// The openings of sessions (a log).
@@ -1157,6 +1187,26 @@ mod tests {
                 .sealed_defaults("h /guest/echo", 3)
                 .expect("read")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_deleted_version_is_kept_and_never_lowered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        assert_eq!(home.deleted_version("h /guest/a").expect("read"), None);
+        home.keep_deleted_version("h /guest/a", 3).expect("keep");
+        home.keep_deleted_version("h /guest/a", 2).expect("keep");
+        assert_eq!(home.deleted_version("h /guest/a").expect("read"), Some(3));
+        home.keep_deleted_version("h /guest/a", 4).expect("keep");
+        let reopened = ClientHome::open(dir.path()).expect("home");
+        assert_eq!(
+            reopened.deleted_version("h /guest/a").expect("read"),
+            Some(4)
+        );
+        assert_eq!(
+            reopened.deleted_version("h /guest/p/a").expect("read"),
+            None
         );
     }
 

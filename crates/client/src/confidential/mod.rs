@@ -849,6 +849,24 @@ impl Confidential {
             .keep_package_defaults(&self.home_key(package), parameters)
     }
 
+    /// The newest version action `name` had when this client recorded
+    /// its deletion ([`Self::keep_deleted_version`]), if it did.
+    pub fn deleted_version(&self, name: &str) -> Result<Option<u64>, ConfidentialError> {
+        let short = self.short_name(name)?;
+        self.home.deleted_version(&self.home_key(short))
+    }
+
+    /// Records that action `name` was deleted through this client while
+    /// the broker's current version of it was `version`: the broker keeps
+    /// that version current (it knows nothing of the node's delete), so a
+    /// caller that serves the action on the node's record alone (the
+    /// gateway's web path) refuses it and older ones by this record.
+    pub fn keep_deleted_version(&self, name: &str, version: u64) -> Result<(), ConfidentialError> {
+        let short = self.short_name(name)?;
+        self.home
+            .keep_deleted_version(&self.home_key(short), version)
+    }
+
     /// The name `name` is registered, sealed and run under in this
     /// client's namespace: `action`, or `package/action` inside a package.
     fn short_name<'a>(&self, name: &'a str) -> Result<&'a str, ConfidentialError> {
