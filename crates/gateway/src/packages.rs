@@ -57,6 +57,8 @@ pub(crate) async fn put(
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &namespace)?;
     let name = package_name(&name)?;
+    // Authenticated first: nothing about the body to a stranger.
+    let connection = connect(&gateway, &headers).await?;
     // An empty body (`curl -X PUT`) is a package with nothing given.
     let put: PackagePut = if body.iter().all(u8::is_ascii_whitespace) {
         PackagePut::default()
@@ -72,7 +74,6 @@ pub(crate) async fn put(
     {
         return Err(ApiError::BindingRefused);
     }
-    let connection = connect(&gateway, &headers).await?;
     let overwrite = flag(&query, "overwrite");
     let parameters = put.parameters.as_ref().map(KeyValues::to_object);
     // Annotations are replaced when given, as OpenWhisk does; an update

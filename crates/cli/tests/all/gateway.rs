@@ -1038,6 +1038,20 @@ fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
         assert!(body.contains(NOT_ISSUED), "GET {path}: {body}");
         assert!(!body.contains("owner-secret"), "GET {path}: {body}");
     }
+    // A package request is authenticated before its body is read: no
+    // answer about the body (here, a binding) to a caller without a
+    // credential.
+    let binding = r#"{"binding":{"namespace":"elsewhere","name":"p"}}"#;
+    let (status, body) = curl(
+        &gateway.url,
+        pin,
+        "PUT",
+        "/api/v1/namespaces/_/packages/theirs",
+        Some(provider),
+        Some(binding),
+    );
+    assert_eq!(status, 401, "PUT a package: {body}");
+    assert!(body.contains(NOT_ISSUED), "PUT a package: {body}");
     // No credentials for the provider: it is not the owner, and has none
     // of the owner's keys.
     let provider_user = server.user();
