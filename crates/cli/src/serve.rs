@@ -218,7 +218,7 @@ pub struct StoreArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = u64::try_from(clemmys_store::DEFAULT_COMMIT_INTERVAL.as_millis()).unwrap_or(10),
+        default_value_t = u64::try_from(clemmys_store::DEFAULT_COMMIT_INTERVAL.as_millis()).unwrap_or(100),
         value_parser = clap::value_parser!(u64).range(1..=10_000)
     )]
     pub record_commit_interval: u64,
