@@ -855,16 +855,27 @@ impl ClientHome {
     /// accepted: the mark only grows, and the file is replaced atomically,
     /// so an older plan restored by the provider is refused later.
     pub fn see_plan(&self, sequence: &str, version: u64) -> Result<(), ConfidentialError> {
-        let _updating = self.exclusive("chain-plans")?;
-        let mut versions = self.plan_versions()?;
-        let newest = versions.entry(sequence.to_owned()).or_insert(version);
+        self.raise_mark((PLANS, "chain-plans"), sequence, version)
+    }
+
+    /// Raises `key`'s mark in the whole-file map `file` (updated under the
+    /// lock `lock`) to `version`, never lowering it.
+    fn raise_mark(
+        &self,
+        (file, lock): (&str, &str),
+        key: &str,
+        version: u64,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive(lock)?;
+        let mut marks: BTreeMap<String, u64> = self.read_json(file)?;
+        let newest = marks.entry(key.to_owned()).or_insert(version);
         if *newest > version {
             return Ok(());
         }
         *newest = version;
-        let json = serde_json::to_vec_pretty(&versions)
+        let json = serde_json::to_vec_pretty(&marks)
             .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        self.write_whole(PLANS, &json, true)
+        self.write_whole(file, &json, true)
     }
 
     /// The default parameters this client sealed into the code of
@@ -953,16 +964,7 @@ impl ClientHome {
         action: &str,
         version: u64,
     ) -> Result<(), ConfidentialError> {
-        let _updating = self.exclusive("deleted")?;
-        let mut deleted: BTreeMap<String, u64> = self.read_json(DELETED)?;
-        let newest = deleted.entry(action.to_owned()).or_insert(version);
-        if *newest > version {
-            return Ok(());
-        }
-        *newest = version;
-        let json = serde_json::to_vec_pretty(&deleted)
-            .map_err(|e| ConfidentialError::State(e.to_string()))?;
-        self.write_whole(DELETED, &json, true)
+        self.raise_mark((DELETED, "deleted"), action, version)
     }
 
     /// Records what was just sealed into the code of `version` of action
