@@ -1444,6 +1444,35 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
     );
 }
 
+/// The provider's copy of action `name`'s record on the node, read with
+/// the namespace key (its sealed code included).
+fn provider_copy(server: &Server, pin: &Path, name: &str) -> Value {
+    curl_json_ok(
+        &server.api_host,
+        pin,
+        "GET",
+        &format!("/api/v1/namespaces/_/actions/{name}?code=true"),
+        Some(server.guest_auth.as_str()),
+        None,
+    )
+}
+
+/// The provider puts `copy` (see [`provider_copy`]: its sealed code,
+/// annotations and limits) on the node as action `name`, with the
+/// namespace key.
+fn provider_puts_back(server: &Server, name: &str, copy: &Value) {
+    let put =
+        json!({"exec": copy["exec"], "annotations": copy["annotations"], "limits": copy["limits"]});
+    let path = format!("/api/v1/namespaces/_/actions/{name}?overwrite=true");
+    let (status, body) = server.put(&path, &put);
+    assert_eq!(
+        status,
+        200,
+        "the provider's PUT {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
 /// The provider rewrites action `name`'s annotations on the node with the
 /// namespace key (keeping its sealed code): `change` edits them.
 fn provider_reannotates(
@@ -1452,33 +1481,11 @@ fn provider_reannotates(
     name: &str,
     change: impl FnOnce(&mut Vec<Value>),
 ) {
-    let path = format!("/api/v1/namespaces/_/actions/{name}");
-    let auth = Some(server.guest_auth.as_str());
-    let mut doc = curl_json_ok(
-        &server.api_host,
-        pin,
-        "GET",
-        &format!("{path}?code=true"),
-        auth,
-        None,
-    );
+    let mut doc = provider_copy(server, pin, name);
     let mut annotations = doc["annotations"].as_array().cloned().unwrap_or_default();
     change(&mut annotations);
     doc["annotations"] = Value::Array(annotations);
-    let put =
-        json!({"exec": doc["exec"], "annotations": doc["annotations"], "limits": doc["limits"]});
-    // Too long for a command line.
-    let file = tempfile::NamedTempFile::new().unwrap_or_else(|error| panic!("{error}"));
-    std::fs::write(file.path(), put.to_string()).unwrap_or_else(|error| panic!("{error}"));
-    let (status, body) = curl(
-        &server.api_host,
-        pin,
-        "PUT",
-        &format!("{path}?overwrite=true"),
-        auth,
-        Some(&format!("@{}", file.path().display())),
-    );
-    assert_eq!(status, 200, "the provider's PUT: {body}");
+    provider_puts_back(server, name, &doc);
 }
 
 #[test]
@@ -1895,20 +1902,8 @@ fn wasm_exec(wasm: &Path) -> Value {
 /// `PUT` of action `body` as `name` through the owner's gateway with curl
 /// (`?overwrite=true`): the status and the answer.
 fn put_with_curl(owners: &OwnersGateway, name: &str, body: &Value) -> (u16, String) {
-    let file = owners
-        .gateway
-        .root
-        .path()
-        .join(format!("{}.json", name.replace('/', "-")));
-    std::fs::write(&file, body.to_string()).unwrap_or_else(|error| panic!("{error}"));
-    curl(
-        &owners.gateway.url,
-        &owners.pin,
-        "PUT",
-        &format!("/api/v1/namespaces/_/actions/{name}?overwrite=true"),
-        Some(&owners.credential),
-        Some(&format!("@{}", file.display())),
-    )
+    let path = format!("/api/v1/namespaces/_/actions/{name}?overwrite=true");
+    owners_curl(owners, "PUT", &path, Some(body))
 }
 
 /// A blocking invoke of `name` with `params` through the owner's gateway,
@@ -2620,14 +2615,7 @@ fn a_web_action_of_a_package_deleted_through_the_gateway_is_not_served_again() {
     // The provider keeps the action's record (sealed code, tagged web
     // annotations); the owner deletes the action and its package through
     // the gateway.
-    let kept = curl_json_ok(
-        &server.api_host,
-        pin,
-        "GET",
-        "/api/v1/namespaces/_/actions/p/secret?code=true",
-        Some(server.guest_auth.as_str()),
-        None,
-    );
+    let kept = provider_copy(&server, pin, "p/secret");
     for path in [
         "/api/v1/namespaces/_/actions/p/secret",
         "/api/v1/namespaces/_/packages/p",
@@ -2642,11 +2630,7 @@ fn a_web_action_of_a_package_deleted_through_the_gateway_is_not_served_again() {
         &json!({"annotations": [{"key": "confidential", "value": true}]}),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let (status, body) = server.put(
-        "/api/v1/namespaces/_/actions/p/secret",
-        &json!({"exec": kept["exec"], "annotations": kept["annotations"], "limits": kept["limits"]}),
-    );
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    provider_puts_back(&server, "p/secret", &kept);
     let before = provider_activation_count(&server, pin);
     let (status, body) = curl(&gateway.url, pin, "GET", url, None, None);
     assert_eq!(status, 404, "{body}");
@@ -2685,24 +2669,13 @@ fn a_web_action_deleted_through_the_gateway_is_not_served_again() {
     // gateway serves none and runs nothing.
     let mut kept = Vec::new();
     for name in ["gone", "p/gone"] {
+        kept.push(provider_copy(&server, pin, name));
         let path = format!("/api/v1/namespaces/_/actions/{name}");
-        kept.push(curl_json_ok(
-            &server.api_host,
-            pin,
-            "GET",
-            &format!("{path}?code=true"),
-            Some(server.guest_auth.as_str()),
-            None,
-        ));
         let (status, body) = owners_curl(&owners, "DELETE", &path, None);
         assert_eq!(status, 200, "DELETE {path}: {body}");
     }
     for (name, doc) in ["gone", "p/gone"].into_iter().zip(&kept) {
-        let (status, body) = server.put(
-            &format!("/api/v1/namespaces/_/actions/{name}"),
-            &json!({"exec": doc["exec"], "annotations": doc["annotations"], "limits": doc["limits"]}),
-        );
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        provider_puts_back(&server, name, doc);
     }
     let before = provider_activation_count(&server, pin);
     for name in ["gone", "p/gone"] {
