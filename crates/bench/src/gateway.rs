@@ -12,7 +12,13 @@
 //! and resumed, on the node's listener configuration and on the
 //! gateway's, which keep-alive clients pay once per connection.
 //!
-//! The gateway is set up as its owner would in the CLI, in this process:
+//! Two gateways, measured in the same window: one beside the node, which
+//! calls the node's API in this process as `clemmys serve --gateway` does
+//! ([`GatewayLink::InProcess`]), and one that reaches it over keep-alive
+//! HTTPS as `clemmys gateway serve --apihost` on another host does
+//! ([`GatewayLink::Https`]).
+//!
+//! Each gateway is set up as its owner would in the CLI, in this process:
 //! started with `--owner` (the node's confidential client) and the guest
 //! key towards the node, authorized with the broker (`gateway
 //! authorize`), and asked for a credential with a request the owner signs
@@ -49,6 +55,7 @@ pub const GATEWAY_THROUGHPUT_GOAL: f64 = 0.8;
 /// every record).
 const PLAIN_NOOP: &str = "bench-noop-plain";
 const GATED_NOOP: &str = "bench-noop-gated";
+const GATED_HTTPS_NOOP: &str = "bench-noop-https";
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the owner's authorization of the gateway lasts.
@@ -56,13 +63,36 @@ const DELEGATION: Duration = Duration::from_secs(24 * 3600);
 /// What `noop` answers with `result=true`.
 const NOOP_RESULT: &[u8] = b"{}";
 
-/// Plain on the node and confidential through the gateway, at one client
+/// How a gateway reaches the node it fronts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayLink {
+    /// Beside the node, calling its API in this process (`clemmys serve
+    /// --gateway`).
+    InProcess,
+    /// Over keep-alive HTTPS (`clemmys gateway serve --apihost`).
+    Https,
+}
+
+impl GatewayLink {
+    /// How tables name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InProcess => "in-process",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// Plain on the node and confidential through a gateway, at one client
 /// count, measured side by side.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayRow {
     /// Concurrent clients (keep-alive connections).
     pub clients: usize,
+    /// How the gateway reached the node.
+    pub link: GatewayLink,
     /// Plain `noop` on the node, over TLS.
     pub plain: LatencySummary,
     /// Confidential `noop` through the gateway.
@@ -75,10 +105,17 @@ pub struct GatewayRow {
 }
 
 impl GatewayRow {
-    /// The row of `gateway` against `plain` at `clients`.
-    pub fn new(clients: usize, plain: LatencySummary, gateway: LatencySummary) -> Self {
+    /// The row of `gateway` (linked to the node by `link`) against
+    /// `plain` at `clients`.
+    pub fn new(
+        clients: usize,
+        link: GatewayLink,
+        plain: LatencySummary,
+        gateway: LatencySummary,
+    ) -> Self {
         Self {
             clients,
+            link,
             throughput_ratio: gateway.throughput_rps / plain.throughput_rps,
             p50_ratio: gateway.p50_ms / plain.p50_ms,
             plain,
@@ -153,12 +190,18 @@ pub async fn measure(
         });
     })
     .await?;
-    let state = crate::temporary_dir()?;
+    let (beside, remote) = (crate::temporary_dir()?, crate::temporary_dir()?);
     let measured = async {
-        let gateway = start_gateway(&node, state.path(), largest).await?;
-        let measured = measure_with(&node, &gateway, state.path(), plan, modules, progress).await;
+        let in_process = start_gateway(&node, beside.path(), largest, GatewayLink::InProcess).await?;
+        let https = start_gateway(&node, remote.path(), largest, GatewayLink::Https).await?;
+        let gateways = [
+            (&in_process, beside.path(), GATED_NOOP),
+            (&https, remote.path(), GATED_HTTPS_NOOP),
+        ];
+        let measured = measure_with(&node, gateways, plan, modules, progress).await;
         let runtime = node.runtime()?;
-        let _ = runtime.spawn(gateway.shutdown()).await;
+        let _ = runtime.spawn(in_process.shutdown()).await;
+        let _ = runtime.spawn(https.shutdown()).await;
         measured
     }
     .await;
@@ -166,48 +209,71 @@ pub async fn measure(
     measured
 }
 
+/// A running gateway, its state directory and the action deployed
+/// through it.
+type Gated<'a> = (&'a RunningGateway, &'a std::path::Path, &'static str);
+
 async fn measure_with(
     node: &Node,
-    gateway: &RunningGateway,
-    state_dir: &std::path::Path,
+    [beside, remote]: [Gated<'_>; 2],
     plan: &Plan,
     modules: &Modules,
     progress: &Progress,
 ) -> anyhow::Result<GatewayReport> {
-    let credential = credential_for_owner(node, &gateway.gateway).await?;
-    let pinned =
-        clemmys_tls::read_certificates(&state_dir.join(clemmys_gateway::CERTIFICATE_FILE))?
-            .into_iter()
-            .next()
-            .context("the gateway wrote no certificate")?;
-    let through_gateway = Api::new(
-        &gateway.url(),
-        &credential,
-        clemmys_tls::pinned_http_connector(pinned.clone(), CONNECT_TIMEOUT)?,
-    )?;
     let on_node = Api::new(
         node.client.api_host(),
         node.guest_auth(),
         clemmys_tls::http_connector(node.client_tls(), true, CONNECT_TIMEOUT)?,
     )?;
     node.put_plain(PLAIN_NOOP, &modules.noop, true).await?;
-    through_gateway.deploy(GATED_NOOP, &modules.noop).await?;
-    let operations = [
-        on_node.invoke_operation(PLAIN_NOOP).await?,
-        through_gateway.invoke_operation(GATED_NOOP).await?,
-    ];
+    let mut operations = vec![on_node.invoke_operation(PLAIN_NOOP).await?];
+    let mut pinned = None;
+    for (gateway, state_dir, action) in [beside, remote] {
+        let credential = credential_for_owner(node, &gateway.gateway).await?;
+        let certificate =
+            clemmys_tls::read_certificates(&state_dir.join(clemmys_gateway::CERTIFICATE_FILE))?
+                .into_iter()
+                .next()
+                .context("the gateway wrote no certificate")?;
+        let through_gateway = Api::new(
+            &gateway.url(),
+            &credential,
+            clemmys_tls::pinned_http_connector(certificate.clone(), CONNECT_TIMEOUT)?,
+        )?;
+        through_gateway.deploy(action, &modules.noop).await?;
+        operations.push(through_gateway.invoke_operation(action).await?);
+        pinned.get_or_insert((gateway, certificate));
+    }
     let mut rows = Vec::new();
     for &clients in &plan.clients {
-        let label = format!("gateway: noop plain vs through the gateway, {clients} client(s)");
+        let label = format!(
+            "gateway: noop plain vs through a gateway in-process and over https, {clients} client(s)"
+        );
         let mut measured =
             alternate::side_by_side(&label, plan.spec(clients), &operations, progress)
                 .await?
                 .into_iter();
-        let (Some(plain), Some(gated)) = (measured.next(), measured.next()) else {
-            bail!("{label}: the side-by-side window measured fewer than two operations");
+        let (Some(plain), Some(in_process), Some(https)) =
+            (measured.next(), measured.next(), measured.next())
+        else {
+            bail!("{label}: the side-by-side window measured fewer than three operations");
         };
-        rows.push(GatewayRow::new(clients, plain.summary, gated.summary));
+        rows.push(GatewayRow::new(
+            clients,
+            GatewayLink::InProcess,
+            plain.summary.clone(),
+            in_process.summary,
+        ));
+        rows.push(GatewayRow::new(
+            clients,
+            GatewayLink::Https,
+            plain.summary,
+            https.summary,
+        ));
     }
+    let Some((gateway, pinned)) = pinned else {
+        bail!("no gateway was measured");
+    };
 
     let step = progress.counted("gateway: TLS handshakes, node and gateway", 2);
     let node_tls = node.data_dir().join(clemmys_server::tls::LOCAL_TLS_DIR);
@@ -253,12 +319,14 @@ fn millis(timings: &Timings) -> f64 {
 }
 
 /// Starts an owner's gateway in front of `node`, on its runtime, as
-/// `clemmys gateway serve --owner OWNER --auth GUEST_KEY` does, and
-/// authorizes it with the broker as the owner (`gateway authorize`).
+/// `clemmys gateway serve --owner OWNER --auth GUEST_KEY` does, reaching
+/// the node by `link`, and authorizes it with the broker as the owner
+/// (`gateway authorize`).
 async fn start_gateway(
     node: &Node,
     state_dir: &std::path::Path,
     clients: usize,
+    link: GatewayLink,
 ) -> anyhow::Result<RunningGateway> {
     let owner = node
         .owner
@@ -270,6 +338,10 @@ async fn start_gateway(
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         node: node.client.api_host().to_owned(),
         node_tls: node.client_tls().clone(),
+        node_in_process: match link {
+            GatewayLink::InProcess => Some(node.in_process()),
+            GatewayLink::Https => None,
+        },
         state_dir: state_dir.to_owned(),
         // The node's platform: its broker accepts the gateway's evidence.
         sim_platform_key: Some(node.data_dir().join("sim-platform.key")),

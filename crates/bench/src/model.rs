@@ -733,8 +733,32 @@ pub(crate) mod tests {
             },
             gateway: crate::gateway::GatewayReport {
                 rows: vec![
-                    crate::gateway::GatewayRow::new(1, summary(2000.0, 0.5), summary(1700.0, 0.6)),
-                    crate::gateway::GatewayRow::new(8, summary(4000.0, 2.0), summary(3000.0, 2.6)),
+                    crate::gateway::GatewayRow::new(
+                        1,
+                        crate::gateway::GatewayLink::InProcess,
+                        summary(2000.0, 0.5),
+                        summary(1700.0, 0.6),
+                    ),
+                    // Over HTTPS: never judged (it would pass at 1 client
+                    // and fail at 8 the other way round).
+                    crate::gateway::GatewayRow::new(
+                        1,
+                        crate::gateway::GatewayLink::Https,
+                        summary(2000.0, 0.5),
+                        summary(1000.0, 0.9),
+                    ),
+                    crate::gateway::GatewayRow::new(
+                        8,
+                        crate::gateway::GatewayLink::InProcess,
+                        summary(4000.0, 2.0),
+                        summary(3000.0, 2.6),
+                    ),
+                    crate::gateway::GatewayRow::new(
+                        8,
+                        crate::gateway::GatewayLink::Https,
+                        summary(4000.0, 2.0),
+                        summary(3800.0, 2.2),
+                    ),
                 ],
                 handshakes: vec![
                     crate::gateway::HandshakeRow {

@@ -276,6 +276,11 @@ impl Node {
         &self.server.guest_auth
     }
 
+    /// The node's API for a caller in this process (a gateway beside it).
+    pub fn in_process(&self) -> std::sync::Arc<dyn clemmys_client::LocalApi> {
+        std::sync::Arc::new(self.server.in_process.clone())
+    }
+
     /// The node's runtime, for servers that belong to its side (the
     /// gateway): their CPU then counts as the node's.
     pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Handle> {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ClientError;
 use crate::names::{Query, entity_path, namespace_path, resolve_name};
-use crate::transport::{Observer, RawResponse, Transport};
+use crate::transport::{LocalApi, Observer, RawResponse, Transport};
 use crate::types::{ActionDoc, ActivationFilter, ActivationSummary, InvokeOptions, Invoked};
 use crate::wskprops::WskProps;
 use clemmys_tls::ClientTlsOptions;
@@ -47,6 +47,18 @@ impl Client {
     ) -> Result<Self, ClientError> {
         Ok(Self {
             transport: Transport::with_tls(api_host, &auth, tls)?,
+        })
+    }
+
+    /// A client of `api_host` served by this process through `api` (see
+    /// [`LocalApi`]), authenticating as `auth`.
+    pub fn in_process(
+        api_host: &str,
+        auth: AuthKey,
+        api: std::sync::Arc<dyn LocalApi>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            transport: Transport::in_process(api_host, &auth, api)?,
         })
     }
 

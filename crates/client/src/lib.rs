@@ -38,7 +38,7 @@ pub mod wskprops;
 pub use client::{ACTIVATION_ID_HEADER, Client, invoked_from_response};
 pub use error::ClientError;
 pub use names::{DEFAULT_NAMESPACE, encode_component, resolve_name, resolve_name_in};
-pub use transport::{Exchange, Observer, RawResponse, Transport};
+pub use transport::{Exchange, LocalAnswer, LocalApi, Observer, RawResponse, Transport};
 pub use types::{ActionDoc, ActivationFilter, ActivationSummary, ExecDoc, InvokeOptions, Invoked};
 pub use wskprops::WskProps;
 

@@ -6,6 +6,8 @@
 //! parameters before an invoke, opening results after) can do the same with
 //! [`Client::request`](crate::Client::request) without touching either.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,7 @@ use clemmys_whisk::AuthKey;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
-use hyper::{Method, Request, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -93,11 +95,67 @@ struct Target {
     observer: Option<Observer>,
 }
 
+/// An API host served by this very process, called without a socket:
+/// the node's router when an attested gateway runs beside it
+/// (`clemmys serve --gateway`). It sees exactly the requests a network
+/// client would send (sealed bodies, the same credentials), so it
+/// changes what crosses no trust boundary, only what it costs: no TLS,
+/// no HTTP framing, no wake-up of another thread per request.
+pub trait LocalApi: std::fmt::Debug + Send + Sync + 'static {
+    /// Serves one request: the whole answer, or why there is none.
+    fn call(&self, request: Request<Full<Bytes>>) -> LocalAnswer;
+}
+
+/// What [`LocalApi::call`] returns.
+pub type LocalAnswer = Pin<
+    Box<
+        dyn Future<Output = Result<Response<Bytes>, Box<dyn std::error::Error + Send + Sync>>>
+            + Send,
+    >,
+>;
+
+/// Where a transport's requests go.
+#[derive(Clone)]
+enum Route {
+    /// Over pooled HTTP/1 connections (TLS for `https://`).
+    Network(HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// To a [`LocalApi`] in this process.
+    InProcess(Arc<dyn LocalApi>),
+}
+
+impl Target {
+    /// `api_host` taken apart, and `auth` as a Basic credential.
+    fn new(api_host: &str, auth: &AuthKey) -> Result<Self, ClientError> {
+        let ApiHost {
+            scheme,
+            authority,
+            path,
+        } = parse_api_host(api_host)?;
+        let credentials = base64::engine::general_purpose::STANDARD.encode(auth.to_string());
+        let mut authorization =
+            HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+                ClientError::Config {
+                    message: "the API key contains characters that cannot be sent in a header"
+                        .into(),
+                }
+            })?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            api_host: api_host.trim().to_owned(),
+            scheme,
+            authority,
+            prefix: format!("{path}{API_PATH}"),
+            authorization,
+            observer: None,
+        })
+    }
+}
+
 /// A connection-pooling HTTP/1 client bound to one API host and one key.
 /// Cloning is cheap and clones share the connection pool.
 #[derive(Clone)]
 pub struct Transport {
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    route: Route,
     target: Arc<Target>,
 }
 
@@ -124,41 +182,40 @@ impl Transport {
         auth: &AuthKey,
         tls: &ClientTlsOptions,
     ) -> Result<Self, ClientError> {
-        let ApiHost {
-            scheme,
-            authority,
-            path,
-        } = parse_api_host(api_host)?;
-        let credentials = base64::engine::general_purpose::STANDARD.encode(auth.to_string());
-        let mut authorization =
-            HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
-                ClientError::Config {
-                    message: "the API key contains characters that cannot be sent in a header"
-                        .into(),
-                }
-            })?;
-        authorization.set_sensitive(true);
-
-        let connector = clemmys_tls::http_connector(tls, scheme == Scheme::HTTPS, CONNECT_TIMEOUT)
-            .map_err(|source| ClientError::Tls {
-                api_host: api_host.trim().to_owned(),
-                source,
-            })?;
+        let target = Target::new(api_host, auth)?;
+        let connector =
+            clemmys_tls::http_connector(tls, target.scheme == Scheme::HTTPS, CONNECT_TIMEOUT)
+                .map_err(|source| ClientError::Tls {
+                    api_host: target.api_host.clone(),
+                    source,
+                })?;
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build(connector);
         Ok(Self {
-            http,
-            target: Arc::new(Target {
-                api_host: api_host.trim().to_owned(),
-                scheme,
-                authority,
-                prefix: format!("{path}{API_PATH}"),
-                authorization,
-                observer: None,
-            }),
+            route: Route::Network(http),
+            target: Arc::new(target),
         })
+    }
+
+    /// A transport that hands its requests to `api`, the API host
+    /// `api_host` served by this process, authenticating with `auth` as
+    /// over the network.
+    pub fn in_process(
+        api_host: &str,
+        auth: &AuthKey,
+        api: Arc<dyn LocalApi>,
+    ) -> Result<Self, ClientError> {
+        Ok(Self {
+            route: Route::InProcess(api),
+            target: Arc::new(Target::new(api_host, auth)?),
+        })
+    }
+
+    /// Whether requests go to an API host in this process.
+    pub fn is_in_process(&self) -> bool {
+        matches!(self.route, Route::InProcess(_))
     }
 
     /// This transport, reporting every exchange to `observer`.
@@ -172,7 +229,7 @@ impl Transport {
             observer: Some(observer),
         };
         Self {
-            http: self.http,
+            route: self.route,
             target: Arc::new(target),
         }
     }
@@ -244,7 +301,21 @@ impl Transport {
                 api_host: self.target.api_host.clone(),
                 source,
             };
-        let response = self.http.request(request).await.map_err(|error| {
+        let http = match &self.route {
+            Route::Network(http) => http,
+            Route::InProcess(api) => {
+                let (parts, body) = api.call(request).await.map_err(transport_error)?.into_parts();
+                if body.len() > MAX_RESPONSE_BYTES {
+                    return Err(transport_error("the response body is too large".into()));
+                }
+                return Ok(RawResponse {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                });
+            }
+        };
+        let response = http.request(request).await.map_err(|error| {
             match clemmys_tls::tls_failure(&error) {
                 Some(failure) => ClientError::TlsHandshake {
                     api_host: self.target.api_host.clone(),

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use clemmys_client::confidential::{
     BrokerIdentityDoc, ClientHome, Confidential, ConfidentialError, expected_broker_measurement,
 };
-use clemmys_client::{Client, ClientTlsOptions};
+use clemmys_client::{Client, ClientTlsOptions, LocalApi};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::{ClientId, Digest, Measurement, SigningPublicKey, TeeKind};
 use clemmys_tee::Tee;
@@ -98,6 +98,10 @@ pub struct GatewayConfig {
     pub node: String,
     /// How the node's TLS certificate is checked.
     pub node_tls: ClientTlsOptions,
+    /// The node itself when it runs in this process (`clemmys serve
+    /// --gateway`): requests go to it without a socket, still as the
+    /// node's clients send them (the provider sees the same bytes).
+    pub node_in_process: Option<Arc<dyn LocalApi>>,
     /// Where the sealed secrets, the certificate and the client state live.
     pub state_dir: PathBuf,
     /// The namespace whose actions it serves (sealed into every object).
@@ -387,7 +391,10 @@ impl Gateway {
         if let Some(found) = self.lock().get(&key) {
             return Ok(found.clone());
         }
-        let client = Client::with_tls(&self.config.node, auth, &self.config.node_tls)?;
+        let client = match &self.config.node_in_process {
+            Some(node) => Client::in_process(&self.config.node, auth, node.clone())?,
+            None => Client::with_tls(&self.config.node, auth, &self.config.node_tls)?,
+        };
         // A key of another namespace would have the gateway register and
         // seal in the served namespace (as its owner) while the node
         // stores in the key's own: refused.
@@ -506,6 +513,7 @@ mod tests {
         GatewayConfig {
             node: "https://127.0.0.1:9".to_owned(),
             node_tls: ClientTlsOptions::default(),
+            node_in_process: None,
             state_dir: state_dir.to_owned(),
             namespace: "guest".to_owned(),
             names: vec!["localhost".to_owned()],

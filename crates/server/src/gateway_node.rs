@@ -12,6 +12,7 @@ use anyhow::Context;
 use clemmys_gateway::{Gateway, GatewayConfig};
 use clemmys_tee::sim::SimTee;
 use clemmys_tee::{Role, measurement};
+use clemmys_client::LocalApi;
 use clemmys_tls::ClientTlsOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,6 +29,10 @@ pub struct GatewayNodeConfig {
     pub node: String,
     /// How the node's certificate is checked.
     pub node_tls: ClientTlsOptions,
+    /// The node, when it runs in this process: called without a socket
+    /// ([`crate::in_process`]); `node` still names it in the gateway's
+    /// state.
+    pub node_in_process: Option<Arc<dyn LocalApi>>,
     /// The gateway's state directory (sealed secrets, certificate, client
     /// state).
     pub state_dir: PathBuf,
@@ -95,6 +100,7 @@ impl RunningGateway {
         let gateway_config = GatewayConfig {
             node: config.node.clone(),
             node_tls: config.node_tls.clone(),
+            node_in_process: config.node_in_process.clone(),
             state_dir: config.state_dir.clone(),
             namespace: config.namespace.clone(),
             names,

@@ -18,6 +18,7 @@ pub mod broker_service;
 pub mod catalog;
 pub mod confidential;
 pub mod gateway_node;
+pub mod in_process;
 pub mod invoker_node;
 pub mod listener;
 mod restart_prewarm;
@@ -181,6 +182,8 @@ pub struct RunningServer {
     /// The certificate authority clients trust, when the node made its own
     /// (`DATA_DIR/tls/ca.pem`).
     pub ca_file: Option<PathBuf>,
+    /// The node's API for callers in this process (a gateway beside it).
+    pub in_process: in_process::InProcessNode,
     scheme: &'static str,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
@@ -371,6 +374,7 @@ impl RunningServer {
         bootstrap::write_wskprops(&config.data_dir, &api_host, &guest_auth, ca_file.as_deref())?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);
+        let in_process = in_process::InProcessNode::new(app.clone());
         let acceptor = tls.map(|tls| tls.acceptor);
         let serving = tokio::spawn(listener::serve(
             listener,
@@ -391,6 +395,7 @@ impl RunningServer {
             sandbox,
             invoker,
             ca_file,
+            in_process,
             scheme,
             stop,
             serving,

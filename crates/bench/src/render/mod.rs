@@ -336,12 +336,14 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\nGateway: warm noop through the attested gateway (confidential) vs plain on the \
-                 node, both over keep-alive TLS, side by side (latency in ms; goal: gateway \
-                 throughput at least {}x plain)",
+                 node, both over keep-alive TLS, side by side; link: how the gateway reaches the \
+                 node, in-process beside it (serve --gateway) or over https (latency in ms; goal, \
+                 in-process: gateway throughput at least {}x plain)",
                 crate::gateway::GATEWAY_THROUGHPUT_GOAL
             );
             let mut table = Table::new(&[
                 "clients",
+                "link",
                 "plain req/s",
                 "gateway req/s",
                 "plain p50",
@@ -354,6 +356,7 @@ impl Report {
             for row in &g.rows {
                 table.row(vec![
                     row.clients.to_string(),
+                    row.link.name().to_owned(),
                     rate(row.plain.throughput_rps),
                     rate(row.gateway.throughput_rps),
                     ms(row.plain.p50_ms),
@@ -1079,11 +1082,18 @@ mod tests {
             .lines()
             .find(|l| l.starts_with('8') && l.contains("3000"))
             .unwrap_or_else(|| panic!("gateway 8-client row:\n{text}"));
-        for cell in ["4000", "2.000", "2.600", "0.750", "1.300"] {
+        for cell in ["in-process", "4000", "2.000", "2.600", "0.750", "1.300"] {
+            assert!(line.contains(cell), "{cell} in {line}");
+        }
+        let line = text
+            .lines()
+            .find(|l| l.starts_with('8') && l.contains("3800"))
+            .unwrap_or_else(|| panic!("gateway 8-client https row:\n{text}"));
+        for cell in ["https", "4000", "0.950", "1.100"] {
             assert!(line.contains(cell), "{cell} in {line}");
         }
         assert!(
-            text.contains("goal: gateway throughput at least 0.8x plain"),
+            text.contains("in-process: gateway throughput at least 0.8x plain"),
             "{text}"
         );
         let line = text

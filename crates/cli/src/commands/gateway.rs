@@ -452,6 +452,8 @@ async fn serve(args: GatewayServeArgs, global: &GlobalArgs) -> anyhow::Result<()
             listen: args.listen,
             node,
             node_tls: node_tls(global)?,
+            // Another process: over the network.
+            node_in_process: None,
             state_dir: args.state_dir.clone(),
             sim_platform_key: args.sim_platform_key.clone(),
             namespace: args.namespace.clone(),
