@@ -192,7 +192,8 @@ pub async fn measure(
     .await?;
     let (beside, remote) = (crate::temporary_dir()?, crate::temporary_dir()?);
     let measured = async {
-        let in_process = start_gateway(&node, beside.path(), largest, GatewayLink::InProcess).await?;
+        let in_process =
+            start_gateway(&node, beside.path(), largest, GatewayLink::InProcess).await?;
         let https = start_gateway(&node, remote.path(), largest, GatewayLink::Https).await?;
         let gateways = [
             (&in_process, beside.path(), GATED_NOOP),

@@ -304,7 +304,11 @@ impl Transport {
         let http = match &self.route {
             Route::Network(http) => http,
             Route::InProcess(api) => {
-                let (parts, body) = api.call(request).await.map_err(transport_error)?.into_parts();
+                let (parts, body) = api
+                    .call(request)
+                    .await
+                    .map_err(transport_error)?
+                    .into_parts();
                 if body.len() > MAX_RESPONSE_BYTES {
                     return Err(transport_error("the response body is too large".into()));
                 }
@@ -315,15 +319,16 @@ impl Transport {
                 });
             }
         };
-        let response = http.request(request).await.map_err(|error| {
-            match clemmys_tls::tls_failure(&error) {
-                Some(failure) => ClientError::TlsHandshake {
-                    api_host: self.target.api_host.clone(),
-                    reason: failure.to_string(),
-                },
-                None => transport_error(Box::new(error)),
-            }
-        })?;
+        let response =
+            http.request(request).await.map_err(|error| {
+                match clemmys_tls::tls_failure(&error) {
+                    Some(failure) => ClientError::TlsHandshake {
+                        api_host: self.target.api_host.clone(),
+                        reason: failure.to_string(),
+                    },
+                    None => transport_error(Box::new(error)),
+                }
+            })?;
         let (parts, incoming) = response.into_parts();
         let body = Limited::new(incoming, MAX_RESPONSE_BYTES)
             .collect()

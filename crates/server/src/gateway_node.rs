@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clemmys_client::LocalApi;
 use clemmys_gateway::{Gateway, GatewayConfig};
 use clemmys_tee::sim::SimTee;
 use clemmys_tee::{Role, measurement};
-use clemmys_client::LocalApi;
 use clemmys_tls::ClientTlsOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -8,8 +8,10 @@
 //! ([`ClientHome::open_sealed`]): then no file there holds a secret or a
 //! mark in the clear. The identity, the pins, the high-water marks and the
 //! plan versions live in the vault, which seals them (and may bind them to
-//! a monotonic counter against rollback); each keyring and session line
-//! is sealed on its own by the vault before it is appended.
+//! a monotonic counter against rollback); each session line is sealed on
+//! its own by the vault before it is appended, and the keyring's entries,
+//! buffered a few dozen at a time, are sealed together as one line (one
+//! key derivation and one AEAD per batch, not per invocation).
 //!
 //! The two logs (the keyring and the sessions) grow with every invocation,
 //! so each is kept in two generations of at most half its limit
@@ -155,32 +157,78 @@ impl LogFiles {
     }
 }
 
-/// Keyring lines not appended yet, shared by a home's clones; appended
-/// when the last is dropped.
+/// Keyring entries not appended yet (JSON lines), shared by a home's
+/// clones; appended when the last is dropped. With a vault, a batch is
+/// sealed as one line when it is appended.
 #[derive(Debug)]
 struct Pending {
     log: LogFiles,
-    lines: std::sync::Mutex<Vec<u8>>,
+    vault: Option<std::sync::Arc<dyn HomeVault>>,
+    entries: std::sync::Mutex<Zeroizing<Vec<u8>>>,
 }
 
 impl Pending {
-    fn new(log: LogFiles) -> Self {
+    fn new(log: LogFiles, vault: Option<std::sync::Arc<dyn HomeVault>>) -> Self {
         Self {
             log,
-            lines: std::sync::Mutex::new(Vec::new()),
+            vault,
+            entries: std::sync::Mutex::new(Zeroizing::new(Vec::new())),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Zeroizing<Vec<u8>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Buffers one entry (`json`, without a newline); appends the batch
+    /// once it holds `batch` bytes.
+    fn push(&self, json: &[u8], batch: u64) -> Result<(), ConfidentialError> {
+        let mut entries = self.lock();
+        entries.extend_from_slice(json);
+        entries.push(b'\n');
+        if u64::try_from(entries.len()).unwrap_or(u64::MAX) >= batch {
+            self.append(&mut entries)?;
+        }
+        Ok(())
     }
 
     /// Appends what is buffered.
     fn flush(&self) -> Result<(), ConfidentialError> {
-        let mut lines = self
-            .lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.log.append(&lines)?;
-        lines.clear();
+        self.append(&mut self.lock())
+    }
+
+    fn append(&self, entries: &mut Zeroizing<Vec<u8>>) -> Result<(), ConfidentialError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match &self.vault {
+            Some(vault) => {
+                let batch = entries.strip_suffix(b"\n").unwrap_or(entries);
+                self.log
+                    .append(&sealed_line(vault.as_ref(), self.log.name, batch)?)?;
+            }
+            None => self.log.append(entries)?,
+        }
+        entries.clear();
         Ok(())
     }
+}
+
+/// `plaintext` sealed by `vault` as one line of log `name`: base64, then
+/// a newline.
+fn sealed_line(
+    vault: &dyn HomeVault,
+    name: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, ConfidentialError> {
+    use base64::Engine as _;
+    let mut line = base64::engine::general_purpose::STANDARD
+        .encode(vault.seal_record(name, plaintext)?)
+        .into_bytes();
+    line.push(b'\n');
+    Ok(line)
 }
 
 impl Drop for Pending {
@@ -535,12 +583,10 @@ impl ClientHome {
                 .map_err(|e| io_error(&dir, e))?;
         }
         let home = Self {
-            keyring: std::sync::Arc::new(Pending::new(LogFiles::new(
-                &dir,
-                KEYRING,
-                false,
-                DEFAULT_LOG_LIMIT,
-            ))),
+            keyring: std::sync::Arc::new(Pending::new(
+                LogFiles::new(&dir, KEYRING, false, DEFAULT_LOG_LIMIT),
+                None,
+            )),
             sessions: LogFiles::new(&dir, SESSIONS, false, DEFAULT_LOG_LIMIT),
             dir,
             vault: None,
@@ -577,9 +623,10 @@ impl ClientHome {
     /// Makes the logs' files anew (for a new limit or a vault).
     fn set_logs(&mut self, limit: u64) {
         let sealed = self.vault.is_some();
-        self.keyring = std::sync::Arc::new(Pending::new(LogFiles::new(
-            &self.dir, KEYRING, sealed, limit,
-        )));
+        self.keyring = std::sync::Arc::new(Pending::new(
+            LogFiles::new(&self.dir, KEYRING, sealed, limit),
+            self.vault.clone(),
+        ));
         self.sessions = LogFiles::new(&self.dir, SESSIONS, sealed, limit);
     }
 
@@ -630,21 +677,21 @@ impl ClientHome {
 
     /// One line of log `name`, newline included: `json`, or sealed.
     fn log_line(&self, name: &str, json: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
-        use base64::Engine as _;
-        let mut line = match &self.vault {
-            Some(vault) => base64::engine::general_purpose::STANDARD
-                .encode(vault.seal_record(name, json)?)
-                .into_bytes(),
-            None => json.to_vec(),
-        };
-        line.push(b'\n');
-        Ok(line)
+        match &self.vault {
+            Some(vault) => sealed_line(vault.as_ref(), name, json),
+            None => {
+                let mut line = json.to_vec();
+                line.push(b'\n');
+                Ok(line)
+            }
+        }
     }
 
-    /// What `wanted` finds in the newest line of `log` that reads (a torn
+    /// What `wanted` finds in the newest entry of `log` that reads (a torn
     /// or foreign line does not) and that it finds something in: the
     /// current generation first, newest line first, opening each only
-    /// when it is reached.
+    /// when it is reached. A sealed line may hold several entries, one
+    /// per line of its plaintext (a keyring batch).
     fn find_in_log<T>(
         &self,
         log: &LogFiles,
@@ -666,7 +713,8 @@ impl ClientHome {
                             let sealed = base64::engine::general_purpose::STANDARD
                                 .decode(line)
                                 .ok()?;
-                            wanted(&vault.open_record(log.name, &sealed)?)
+                            let batch = vault.open_record(log.name, &sealed)?;
+                            batch.split(|byte| *byte == b'\n').rev().find_map(&wanted)
                         }
                         None => wanted(line),
                     });
@@ -793,19 +841,10 @@ impl ClientHome {
         let json = Zeroizing::new(
             serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?,
         );
-        let line = self.log_line(KEYRING, &json)?;
-        let mut lines = self
-            .keyring
-            .lines
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        lines.extend_from_slice(&line);
-        let buffered = u64::try_from(lines.len()).unwrap_or(u64::MAX);
-        if buffered >= KEYRING_BUFFER.min(self.keyring.log.generation_limit() / 8) {
-            self.keyring.log.append(&lines)?;
-            lines.clear();
-        }
-        Ok(())
+        self.keyring.push(
+            &json,
+            KEYRING_BUFFER.min(self.keyring.log.generation_limit() / 8),
+        )
     }
 
     /// Writes out buffered keyring entries.
@@ -1446,6 +1485,33 @@ mod tests {
         });
         let other = ClientHome::open_sealed(dir.path(), stranger).expect("home");
         assert!(other.recall("act-1").expect("read").is_none());
+    }
+
+    #[test]
+    fn a_sealed_keyring_batch_is_one_line_and_each_entry_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = std::sync::Arc::new(TestVault {
+            key: [9; 32],
+            ..TestVault::default()
+        });
+        let home = ClientHome::open_sealed(dir.path(), vault.clone()).expect("home");
+        for id in ["act-1", "act-2", "act-3"] {
+            home.remember(&entry(id)).expect("remembered");
+        }
+        home.flush().expect("flushed");
+        home.remember(&entry("act-4")).expect("remembered");
+        home.flush().expect("flushed");
+        let file = dir.path().join(format!("{KEYRING}.sealed"));
+        let text = std::fs::read_to_string(&file).expect("keyring");
+        // One sealed line per batch, none in the clear.
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains("act-"), "{text}");
+        let again = ClientHome::open_sealed(dir.path(), vault).expect("home");
+        for id in ["act-1", "act-2", "act-3", "act-4"] {
+            let found = again.recall(id).expect("read").expect("kept");
+            assert_eq!(found.activation_id, id);
+        }
+        assert!(again.recall("act-5").expect("read").is_none());
     }
 
     #[test]
