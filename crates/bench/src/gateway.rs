@@ -262,7 +262,7 @@ async fn measure_with(
         rows.push(GatewayRow::new(
             clients,
             GatewayLink::InProcess,
-            plain.summary.clone(),
+            plain.summary,
             in_process.summary,
         ));
         rows.push(GatewayRow::new(
@@ -511,9 +511,19 @@ mod tests {
     #[test]
     fn rows_divide_the_gateway_by_plain() {
         let summary = |rps: f64, p50: f64| crate::model::tests::summary(rps, p50);
-        let row = GatewayRow::new(8, summary(4000.0, 2.0), summary(3400.0, 2.5));
+        let row = GatewayRow::new(
+            8,
+            GatewayLink::Https,
+            summary(4000.0, 2.0),
+            summary(3400.0, 2.5),
+        );
         assert!((row.throughput_ratio - 0.85).abs() < 1e-12);
         assert!((row.p50_ratio - 1.25).abs() < 1e-12);
+        assert_eq!(row.link.name(), "https");
+        assert_eq!(
+            serde_json::to_value(GatewayLink::InProcess).expect("json"),
+            "inProcess"
+        );
     }
 
     #[test]

@@ -120,7 +120,11 @@ fn a_small_gateway_run_measures_both_paths_and_the_handshakes() {
         serde_json::from_slice(&output.stdout).expect("a JSON report on stdout");
     let gateway = &report["gateway"];
     let rows = gateway["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 2, "1 and 2 clients: {gateway}");
+    // 1 and 2 clients, each through the gateway beside the node and the
+    // one over HTTPS.
+    assert_eq!(rows.len(), 4, "{gateway}");
+    let links: Vec<&str> = rows.iter().filter_map(|row| row["link"].as_str()).collect();
+    assert_eq!(links, ["inProcess", "https", "inProcess", "https"]);
     for row in rows {
         for side in ["plain", "gateway"] {
             assert!(
@@ -147,7 +151,8 @@ fn a_small_gateway_run_measures_both_paths_and_the_handshakes() {
         .expect("goals")
         .iter()
         .find(|goal| {
-            goal["goal"] == "gateway/plain throughput, noop over keep-alive TLS, 2 clients"
+            goal["goal"]
+                == "gateway/plain throughput, noop over keep-alive TLS, gateway beside the node, 2 clients"
         })
         .expect("the gateway goal");
     assert!(goal["measured"].as_f64().is_some_and(|r| r > 0.0), "{goal}");

@@ -81,6 +81,14 @@ pub struct ServeArgs {
     /// node; its state lives in DATA_DIR/gateway.
     #[arg(long, value_name = "ADDR")]
     pub gateway: Option<SocketAddr>,
+    /// The namespace owner the gateway beside this node acts for (their
+    /// client identity, as `clemmys broker show` prints it), as `clemmys
+    /// gateway serve --owner` does: it accepts only credentials it issues
+    /// them, and reaches this node with namespace `guest`'s key. Without
+    /// it the gateway runs in the owner-less TEST MODE, which protects
+    /// nothing from the provider.
+    #[arg(long, value_name = "HEX", requires = "gateway")]
+    pub gateway_owner: Option<clemmys_proto::ClientId>,
     /// The bus between controller and invokers: NATS JetStream at
     /// `nats://HOST:PORT` (scripts/nats.sh starts one), for a controller
     /// and invokers in processes of their own. Default: in this process.
@@ -452,9 +460,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             namespace: "guest".to_owned(),
             extra_names: Vec::new(),
             http: args.http.limits(),
-            // Test mode: the all-in-one node's gateway is a demonstration.
-            owner: None,
-            node_auth: None,
+            // Without an owner: the test mode, which uses each caller's key.
+            owner: args.gateway_owner,
+            node_auth: args.gateway_owner.map(|_| server.guest_auth.clone()),
             client_log_limit: clemmys_gateway::DEFAULT_CLIENT_LOG_LIMIT,
         },
     )

@@ -470,6 +470,14 @@ impl Server {
         self.spawn_again();
     }
 
+    /// Stops the server (SIGTERM) and starts it again on the same data
+    /// directory and port with `flags` in place of the ones it had.
+    pub fn restart_with(&mut self, flags: &[&str]) {
+        self.stop();
+        self.serve_flags = flags.iter().map(|flag| (*flag).to_owned()).collect();
+        self.spawn_again_on_the_same_port();
+    }
+
     /// A new user of this server: their own home, client identity, pins
     /// and keyring.
     pub fn user(&self) -> User {

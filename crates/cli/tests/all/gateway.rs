@@ -508,7 +508,7 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
 }
 
 #[test]
-fn gateway_verify_refuses_another_measurement_platform_or_no_evidence() {
+fn the_all_in_one_gateway_verifies_only_as_itself_and_serves_in_process() {
     // The all-in-one node: TLS on the node, the gateway beside it.
     let server = Server::start_with(&["--tls", "--gateway", "127.0.0.1:0"]);
     // The gateway starts after the node's API: wait for its announcement.
@@ -620,6 +620,126 @@ fn gateway_verify_refuses_another_measurement_platform_or_no_evidence() {
         "{}",
         String::from_utf8_lossy(&listed.stderr)
     );
+
+    // It calls the node in its own process, not over a socket: a
+    // confidential action deploys and answers through it, and what it
+    // sealed reaches the node's data and log only sealed.
+    let deployed = node(&url, &server.guest_auth, Some(&pin), &deploy);
+    assert!(
+        deployed.status.success() && String::from_utf8_lossy(&deployed.stdout).contains("true"),
+        "{}",
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let param = unique("aio-in-process-secret");
+    let invoked = node(
+        &url,
+        &server.guest_auth,
+        Some(&pin),
+        &[
+            "gateway-step.js",
+            "invoke",
+            "hello",
+            &json!({ "name": param }).to_string(),
+        ],
+    );
+    let answer: Value = serde_json::from_slice(&invoked.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&invoked.stdout)));
+    assert_eq!(
+        answer["out"],
+        json!({ "payload": format!("Hello, {param}!") }),
+        "{answer}"
+    );
+    let shown = user
+        .clemmys(&["action", "get", "hello", "--json"])
+        .success()
+        .json();
+    assert!(
+        shown["annotations"].to_string().contains("confidential"),
+        "the gateway's deploy is not confidential on the node: {shown}"
+    );
+    let mut sources = Vec::new();
+    add_files(&server.data_dir, &mut sources);
+    sources.push(Source {
+        label: "node log (without colours)".into(),
+        bytes: strip_ansi(server.log().as_bytes()),
+    });
+    let findings = scan(&sources, &markers(&param)[1..]);
+    assert!(
+        findings.is_empty(),
+        "the all-in-one gateway's plaintext reached the node:\n{}",
+        report(&findings)
+    );
+}
+
+#[test]
+fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
+    let mut server = Server::start_with(&["--tls"]);
+    let owner = server.user();
+    owner.trust_broker();
+    let owner_id = identity_of(&owner);
+    server.restart_with(&[
+        "--tls",
+        "--gateway",
+        "127.0.0.1:0",
+        "--gateway-owner",
+        &owner_id,
+    ]);
+    let deadline = Instant::now() + START_TIMEOUT;
+    let url = loop {
+        if let Some(url) = announced_gateway(&server.log()) {
+            break url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no gateway announced within {START_TIMEOUT:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !server.log().contains("OWNER-LESS TEST MODE"),
+        "{}",
+        server.log()
+    );
+    let pin = owner.home().join("gateway.pem");
+    owner
+        .clemmys(&["gateway", "verify", &url, "--out", arg(&pin)])
+        .success()
+        .stdout_has(&format!("acts for owner:   {owner_id}"));
+    owner
+        .clemmys(&["gateway", "authorize", &url])
+        .success()
+        .stdout_has("authorized gateway");
+    let (credential, _) = credential_of(&owner, &url);
+    let hello = example("hello");
+    let as_owner = |auth: &str, args: &[&str]| {
+        let mut all = vec!["gateway-step.js"];
+        all.extend_from_slice(args);
+        let out = node(&url, auth, Some(&pin), &all);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|error| {
+            panic!(
+                "{error}: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    let deployed = as_owner(&credential, &["deploy", "hello", arg(&hello)]);
+    assert_eq!(deployed["ok"], true, "{deployed}");
+    let invoked = as_owner(&credential, &["invoke", "hello", r#"{"name":"beside"}"#]);
+    assert_eq!(
+        invoked["out"],
+        json!({"payload": "Hello, beside!"}),
+        "{invoked}"
+    );
+    // The action is the owner's: their own client runs it.
+    let own = owner
+        .clemmys(&["action", "invoke", "hello", "-p", "name", "owner", "-r"])
+        .success();
+    assert_eq!(own.json(), json!({"payload": "Hello, owner!"}), "{own}");
+    // The namespace key, which the provider holds, opens nothing there.
+    let refused = as_owner(&server.guest_auth, &["invoke", "hello", "{}"]);
+    assert_eq!(refused["statusCode"], 401, "{refused}");
 }
 
 /// One `gateway-step.js` step as the npm client of `gateway`.
