@@ -926,13 +926,15 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
     }
     if !found.gateway.rows.is_empty() {
         notes.push(
-            "gateway: plain noop on a node serving TLS against confidential noop through an \
-             owner's attested gateway in front of it (in this process, on the node's runtime; a \
-             credential it issued, its RA-TLS certificate pinned), both as an OpenWhisk client \
-             invokes (?blocking=true&result=true, keep-alive TLS), side by side; the gateway seals \
-             the parameters, opens the answer and verifies its receipt on the same cores; \
-             handshakes: connect + handshake + 1-byte echo on each listener's TLS configuration, \
-             one connection at a time"
+            "gateway: plain noop on a node serving TLS against confidential noop through two \
+             owner's attested gateways in front of it (in this process, on the node's runtime; a \
+             credential each issued, its RA-TLS certificate pinned), all as an OpenWhisk client \
+             invokes (?blocking=true&result=true, keep-alive TLS), side by side; link in-process: \
+             the gateway calls the node's API in the process (serve --gateway), link https: over \
+             keep-alive HTTPS (gateway serve --apihost); each gateway seals the parameters, opens \
+             the answer and verifies its receipt on the same cores; handshakes: connect + \
+             handshake + 1-byte echo on each listener's TLS configuration, one connection at a \
+             time"
                 .into(),
         );
     }
