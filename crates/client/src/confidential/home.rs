@@ -158,13 +158,38 @@ impl LogFiles {
 }
 
 /// Keyring entries not appended yet (JSON lines), shared by a home's
-/// clones; appended when the last is dropped. With a vault, a batch is
-/// sealed as one line when it is appended.
+/// clones. A full batch is handed to a writer thread of the home's own, so
+/// that no invocation waits for the file (or, with a vault, the sealing);
+/// [`Pending::flush`] waits until all of it is appended, and so does the
+/// last clone's drop. With a vault, a batch is sealed as one line.
 #[derive(Debug)]
 struct Pending {
     log: LogFiles,
     vault: Option<std::sync::Arc<dyn HomeVault>>,
     entries: std::sync::Mutex<Zeroizing<Vec<u8>>>,
+    /// The writer thread, started with the first full batch.
+    writer: std::sync::Mutex<Option<BatchWriter>>,
+}
+
+/// The thread that appends a home's keyring batches, in the order sent.
+#[derive(Debug)]
+struct BatchWriter {
+    jobs: std::sync::mpsc::Sender<WriterJob>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What a [`BatchWriter`] is asked to do.
+enum WriterJob {
+    /// Append this batch.
+    Append(Zeroizing<Vec<u8>>),
+    /// Answer once every batch sent before is appended: the first failure
+    /// since the last answer, if any.
+    Settle(std::sync::mpsc::Sender<Result<(), String>>),
+}
+
+/// The writer thread is gone (it panicked); what it was sent is lost.
+fn writer_stopped() -> ConfidentialError {
+    ConfidentialError::State("the keyring writer thread stopped".into())
 }
 
 impl Pending {
@@ -173,6 +198,7 @@ impl Pending {
             log,
             vault,
             entries: std::sync::Mutex::new(Zeroizing::new(Vec::new())),
+            writer: std::sync::Mutex::new(None),
         }
     }
 
@@ -182,37 +208,123 @@ impl Pending {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Buffers one entry (`json`, without a newline); appends the batch
-    /// once it holds `batch` bytes.
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Option<BatchWriter>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Buffers one entry (`json`, without a newline); hands the batch to
+    /// the writer once it holds `batch` bytes.
     fn push(&self, json: &[u8], batch: u64) -> Result<(), ConfidentialError> {
-        let mut entries = self.lock();
-        entries.extend_from_slice(json);
-        entries.push(b'\n');
-        if u64::try_from(entries.len()).unwrap_or(u64::MAX) >= batch {
-            self.append(&mut entries)?;
+        let full = {
+            let mut entries = self.lock();
+            entries.extend_from_slice(json);
+            entries.push(b'\n');
+            (u64::try_from(entries.len()).unwrap_or(u64::MAX) >= batch)
+                .then(|| std::mem::take(&mut *entries))
+        };
+        match full {
+            Some(full) => self.hand_off(&mut self.lock_writer(), full),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Appends what is buffered.
+    /// Sends `batch` to the writer, started if need be; appends it here if
+    /// the thread cannot be had.
+    fn hand_off(
+        &self,
+        writer: &mut Option<BatchWriter>,
+        batch: Zeroizing<Vec<u8>>,
+    ) -> Result<(), ConfidentialError> {
+        if writer.is_none() {
+            *writer = self.start_writer().ok();
+        }
+        let unsent = match writer.as_ref() {
+            Some(running) => match running.jobs.send(WriterJob::Append(batch)) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => WriterJob::Append(batch),
+        };
+        match unsent {
+            WriterJob::Append(batch) => append_batch(&self.log, self.vault.as_deref(), &batch),
+            WriterJob::Settle(_) => Ok(()),
+        }
+    }
+
+    fn start_writer(&self) -> Result<BatchWriter, ConfidentialError> {
+        let (jobs, received) = std::sync::mpsc::channel::<WriterJob>();
+        let (log, vault) = (self.log.clone(), self.vault.clone());
+        let thread = std::thread::Builder::new()
+            .name("clemmys-keyring".into())
+            .spawn(move || {
+                let mut failure = None;
+                for job in received {
+                    match job {
+                        WriterJob::Append(batch) => {
+                            if let Err(error) = append_batch(&log, vault.as_deref(), &batch) {
+                                failure.get_or_insert(error.to_string());
+                            }
+                        }
+                        WriterJob::Settle(answer) => {
+                            let _ = answer.send(failure.take().map_or(Ok(()), Err));
+                        }
+                    }
+                }
+            })
+            .map_err(|error| {
+                ConfidentialError::State(format!("starting the keyring writer: {error}"))
+            })?;
+        Ok(BatchWriter {
+            jobs,
+            thread: Some(thread),
+        })
+    }
+
+    /// Appends what is buffered, and waits until the writer appended all
+    /// it was sent: the first failure since the last flush, if any.
     fn flush(&self) -> Result<(), ConfidentialError> {
-        self.append(&mut self.lock())
-    }
-
-    fn append(&self, entries: &mut Zeroizing<Vec<u8>>) -> Result<(), ConfidentialError> {
-        if entries.is_empty() {
+        let rest = std::mem::take(&mut *self.lock());
+        let mut writer = self.lock_writer();
+        if writer.is_none() {
+            // Never started: nothing in flight, so append here.
+            return append_batch(&self.log, self.vault.as_deref(), &rest);
+        }
+        if !rest.is_empty() {
+            self.hand_off(&mut writer, rest)?;
+        }
+        let Some(running) = writer.as_ref() else {
             return Ok(());
+        };
+        let (answer, answered) = std::sync::mpsc::channel();
+        running
+            .jobs
+            .send(WriterJob::Settle(answer))
+            .map_err(|_| writer_stopped())?;
+        answered
+            .recv()
+            .map_err(|_| writer_stopped())?
+            .map_err(ConfidentialError::State)
+    }
+}
+
+/// Appends `entries` (JSON lines) to `log`: as they are, or with `vault`
+/// sealed as one line.
+fn append_batch(
+    log: &LogFiles,
+    vault: Option<&dyn HomeVault>,
+    entries: &[u8],
+) -> Result<(), ConfidentialError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    match vault {
+        Some(vault) => {
+            let batch = entries.strip_suffix(b"\n").unwrap_or(entries);
+            log.append(&sealed_line(vault, log.name, batch)?)
         }
-        match &self.vault {
-            Some(vault) => {
-                let batch = entries.strip_suffix(b"\n").unwrap_or(entries);
-                self.log
-                    .append(&sealed_line(vault.as_ref(), self.log.name, batch)?)?;
-            }
-            None => self.log.append(entries)?,
-        }
-        entries.clear();
-        Ok(())
+        None => log.append(entries),
     }
 }
 
@@ -236,6 +348,14 @@ impl Drop for Pending {
         // Nowhere to report it: the keys of the last few answers (which
         // this client has read or given up) are lost, as after a kill.
         let _ = self.flush();
+        if let Some(mut writer) = self.lock_writer().take() {
+            // Closing the queue ends the thread once it is empty.
+            let thread = writer.thread.take();
+            drop(writer);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
@@ -1512,6 +1632,42 @@ mod tests {
             assert_eq!(found.activation_id, id);
         }
         assert!(again.recall("act-5").expect("read").is_none());
+    }
+
+    #[test]
+    fn batches_handed_to_the_writer_are_all_appended_by_flush_and_by_drop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limit = 1 << 20;
+        let home = ClientHome::open(dir.path())
+            .expect("home")
+            .with_log_limit(limit);
+        // Several batches of 16 KiB, each handed to the writer thread.
+        for i in 0..200 {
+            home.remember(&entry(&format!("act-{i}")))
+                .expect("remembered");
+        }
+        home.flush().expect("flushed");
+        let reader = ClientHome::open(dir.path())
+            .expect("home")
+            .with_log_limit(limit);
+        for i in [0, 57, 123, 199] {
+            assert!(
+                reader.recall(&format!("act-{i}")).expect("read").is_some(),
+                "act-{i} after flush"
+            );
+        }
+        for i in 200..400 {
+            home.remember(&entry(&format!("act-{i}")))
+                .expect("remembered");
+        }
+        // The last clone's drop appends the rest and waits for the writer.
+        drop(home);
+        for i in [200, 311, 399] {
+            assert!(
+                reader.recall(&format!("act-{i}")).expect("read").is_some(),
+                "act-{i} after drop"
+            );
+        }
     }
 
     #[test]
