@@ -2342,6 +2342,19 @@ fn a_package_through_the_gateway_seals_its_parameters_into_its_actions_unseen_by
             json!({key.clone(): value, "greeting": "hi", "name": "Ada"})
         )
     );
+    // A sequence in the package: its first step, an action outside the
+    // package without parameters of its own, gets the package's
+    // parameters under the invoke's, as OpenWhisk passes them on.
+    deploy_with_curl(&owners, "echo-out", &example("echo"), json!([]));
+    sequence_with_curl(&owners, "vault/pipe", &["/guest/echo-out"]);
+    let (status, result) = invoke_result_with_curl(&owners, "vault/pipe", &json!({"name": "Bo"}));
+    assert_eq!(
+        (status, result),
+        (200, json!({key.clone(): value, "name": "Bo"}))
+    );
+    let (status, result) =
+        invoke_result_with_curl(&owners, "vault/pipe", &json!({key.clone(): "mine"}));
+    assert_eq!((status, result), (200, json!({key.clone(): "mine"})));
     // The whole record, blocking; and a non-blocking invoke's result.
     let record = json_ok(
         "POST vault/echo",

@@ -130,6 +130,34 @@ fn seal_session_run(
 }
 
 impl Confidential {
+    /// The input of sequence `short` when it is in a package whose
+    /// parameters this client keeps: the package's parameters under the
+    /// invoke's, as OpenWhisk passes a packaged sequence's parameters to
+    /// its first step (sealed into that step's input, never sent in the
+    /// clear). `None`: `params` as they are.
+    fn with_package_parameters(
+        &self,
+        short: &str,
+        params: &Value,
+    ) -> Result<Option<Value>, ConfidentialError> {
+        let Some((package, _)) = short.split_once('/') else {
+            return Ok(None);
+        };
+        let Some(mut merged) = self.package_defaults(package)? else {
+            return Ok(None);
+        };
+        if merged.is_empty() {
+            return Ok(None);
+        }
+        match params {
+            Value::Object(given) => merged.extend(given.clone()),
+            Value::Null => {}
+            // Not an object: the first step gets it as it is, as plain.
+            _ => return Ok(None),
+        }
+        Ok(Some(Value::Object(merged)))
+    }
+
     /// Invokes a confidential sequence as a chain: in this client's chain
     /// session with it if it holds one for these steps, else as a first run
     /// (which opens a session when sessions are on); opens and verifies the
@@ -142,6 +170,8 @@ impl Confidential {
         options: InvokeOptions,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
+        let with_package = self.with_package_parameters(&short, params)?;
+        let params = with_package.as_ref().unwrap_or(params);
         let steps = self.planned_steps(plan).await?;
         let session = self.chain_session_for(&short, &steps);
         let (body, mut entry, first_run) = match &session {
