@@ -97,10 +97,10 @@ struct Target {
 
 /// An API host served by this very process, called without a socket:
 /// the node's router when an attested gateway runs beside it
-/// (`clemmys serve --gateway`). It sees exactly the requests a network
-/// client would send (sealed bodies, the same credentials), so it
-/// changes what crosses no trust boundary, only what it costs: no TLS,
-/// no HTTP framing, no wake-up of another thread per request.
+/// (`clemmys serve --gateway`). It gets exactly the requests a network
+/// client would send (sealed bodies, the same credentials), so what
+/// crosses to the provider is unchanged; what goes is the cost of TLS,
+/// HTTP framing and a socket per request.
 pub trait LocalApi: std::fmt::Debug + Send + Sync + 'static {
     /// Serves one request: the whole answer, or why there is none.
     fn call(&self, request: Request<Full<Bytes>>) -> LocalAnswer;
@@ -211,11 +211,6 @@ impl Transport {
             route: Route::InProcess(api),
             target: Arc::new(Target::new(api_host, auth)?),
         })
-    }
-
-    /// Whether requests go to an API host in this process.
-    pub fn is_in_process(&self) -> bool {
-        matches!(self.route, Route::InProcess(_))
     }
 
     /// This transport, reporting every exchange to `observer`.
@@ -414,6 +409,72 @@ pub fn parse_api_host(api_host: &str) -> Result<ApiHost, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a [`Recorder`] was sent: method, URI, credential, body.
+    type Seen = (Method, String, Option<HeaderValue>, Bytes);
+
+    /// An API host in this process that answers every request with
+    /// `answer` and keeps what it was sent.
+    #[derive(Debug)]
+    struct Recorder {
+        seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+        answer: Bytes,
+    }
+
+    impl LocalApi for Recorder {
+        fn call(&self, request: Request<Full<Bytes>>) -> LocalAnswer {
+            let (seen, answer) = (self.seen.clone(), self.answer.clone());
+            Box::pin(async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await?.to_bytes();
+                seen.lock().expect("lock").push((
+                    parts.method,
+                    parts.uri.to_string(),
+                    parts.headers.get(header::AUTHORIZATION).cloned(),
+                    body,
+                ));
+                Ok(Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(answer)?)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_in_process_transport_sends_what_the_network_one_would() {
+        let api = Arc::new(Recorder {
+            seen: Arc::default(),
+            answer: Bytes::from_static(b"{\"activationId\":\"a\"}"),
+        });
+        let auth: AuthKey = format!("{}:{}", "1".repeat(36), "k".repeat(64))
+            .parse()
+            .expect("auth");
+        let transport = Transport::in_process("https://127.0.0.1:3233/prefix", &auth, api.clone())
+            .expect("transport");
+        let answer = transport
+            .request(
+                Method::POST,
+                "/namespaces/_/actions/a?blocking=true",
+                Some(Bytes::from_static(b"{\"sealed\":\"x\"}")),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        assert_eq!(&answer.body[..], b"{\"activationId\":\"a\"}");
+        let seen = api.seen.lock().expect("lock");
+        let (method, uri, authorization, body) = &seen[0];
+        assert_eq!(method, Method::POST);
+        assert_eq!(
+            uri,
+            "https://127.0.0.1:3233/prefix/api/v1/namespaces/_/actions/a?blocking=true"
+        );
+        let expected = base64::engine::general_purpose::STANDARD.encode(auth.to_string());
+        assert_eq!(
+            authorization.as_ref().and_then(|v| v.to_str().ok()),
+            Some(format!("Basic {expected}").as_str())
+        );
+        assert_eq!(&body[..], b"{\"sealed\":\"x\"}");
+    }
 
     #[test]
     fn accepts_plain_http_hosts() {
