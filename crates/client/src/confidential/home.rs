@@ -243,7 +243,11 @@ impl Pending {
         let unsent = match writer.as_ref() {
             Some(running) => match running.jobs.send(WriterJob::Append(batch)) {
                 Ok(()) => return Ok(()),
-                Err(std::sync::mpsc::SendError(job)) => job,
+                Err(std::sync::mpsc::SendError(job)) => {
+                    // The thread is gone: the next batch starts another.
+                    *writer = None;
+                    job
+                }
             },
             None => WriterJob::Append(batch),
         };
@@ -298,14 +302,19 @@ impl Pending {
             return Ok(());
         };
         let (answer, answered) = std::sync::mpsc::channel();
-        running
-            .jobs
-            .send(WriterJob::Settle(answer))
-            .map_err(|_| writer_stopped())?;
-        answered
-            .recv()
-            .map_err(|_| writer_stopped())?
-            .map_err(ConfidentialError::State)
+        let settled = match running.jobs.send(WriterJob::Settle(answer)) {
+            Ok(()) => answered.recv().ok(),
+            Err(_) => None,
+        };
+        match settled {
+            Some(result) => result.map_err(ConfidentialError::State),
+            None => {
+                // What it was sent may be lost; the next batch starts
+                // another thread.
+                *writer = None;
+                Err(writer_stopped())
+            }
+        }
     }
 }
 
