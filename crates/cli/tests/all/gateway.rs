@@ -192,6 +192,23 @@ fn announced_gateway(log: &str) -> Option<String> {
     })
 }
 
+/// The URL of the gateway beside `server` (`serve --gateway`), once it
+/// announced it: it starts after the node's API.
+fn gateway_beside(server: &Server) -> String {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(url) = announced_gateway(&server.log()) {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no gateway announced within {START_TIMEOUT:?}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `node ARGS` in `clients/npm` as an OpenWhisk user of `gateway` with
 /// `auth`, trusting `pin` (if any) besides the system's authorities.
 fn node(gateway: &str, auth: &str, pin: Option<&Path>, args: &[&str]) -> std::process::Output {
@@ -511,19 +528,7 @@ fn the_npm_client_drives_the_gateway_with_only_its_pin_and_the_provider_sees_not
 fn the_all_in_one_gateway_verifies_only_as_itself_and_serves_in_process() {
     // The all-in-one node: TLS on the node, the gateway beside it.
     let server = Server::start_with(&["--tls", "--gateway", "127.0.0.1:0"]);
-    // The gateway starts after the node's API: wait for its announcement.
-    let deadline = Instant::now() + START_TIMEOUT;
-    let url = loop {
-        if let Some(url) = announced_gateway(&server.log()) {
-            break url;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no gateway announced within {START_TIMEOUT:?}:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let url = gateway_beside(&server);
     let user = server.user();
 
     let genuine = user
@@ -684,18 +689,7 @@ fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
         "--gateway-owner",
         &owner_id,
     ]);
-    let deadline = Instant::now() + START_TIMEOUT;
-    let url = loop {
-        if let Some(url) = announced_gateway(&server.log()) {
-            break url;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no gateway announced within {START_TIMEOUT:?}:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let url = gateway_beside(&server);
     assert!(
         !server.log().contains("OWNER-LESS TEST MODE"),
         "{}",
