@@ -5,6 +5,7 @@
 //! only TLS, HTTP framing and a thread's wake-up per request are saved.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Weak};
 
 use axum::Router;
 use axum::body::Body;
@@ -15,16 +16,20 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Request, Response};
 use tower_service::Service as _;
 
-/// The node's router as a [`LocalApi`].
+/// The node's router as a [`LocalApi`]. It does not keep the node
+/// alive: once the node stops (and drops its router, and with it the
+/// controller that holds the bus open), calls answer that it stopped.
 #[derive(Clone)]
 pub struct InProcessNode {
-    app: Router,
+    app: Weak<Router>,
 }
 
 impl InProcessNode {
-    /// Serves `app` in this process.
-    pub fn new(app: Router) -> Self {
-        Self { app }
+    /// Serves `app`, which its owner keeps, in this process.
+    pub fn new(app: &Arc<Router>) -> Self {
+        Self {
+            app: Arc::downgrade(app),
+        }
     }
 }
 
@@ -36,8 +41,12 @@ impl std::fmt::Debug for InProcessNode {
 
 impl LocalApi for InProcessNode {
     fn call(&self, request: Request<Full<Bytes>>) -> LocalAnswer {
-        let mut app = self.app.clone();
+        let app = self.app.upgrade();
         Box::pin(async move {
+            let Some(app) = app else {
+                return Err("the node has stopped".into());
+            };
+            let mut app = Router::clone(&app);
             // A router is always ready, and its errors are responses.
             let response: Result<Response<Body>, Infallible> =
                 app.call(request.map(Body::new)).await;

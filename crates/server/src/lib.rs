@@ -184,6 +184,8 @@ pub struct RunningServer {
     pub ca_file: Option<PathBuf>,
     /// The node's API for callers in this process (a gateway beside it).
     pub in_process: in_process::InProcessNode,
+    /// What `in_process` calls, kept until the node stops.
+    app: Arc<axum::Router>,
     scheme: &'static str,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
@@ -374,7 +376,8 @@ impl RunningServer {
         bootstrap::write_wskprops(&config.data_dir, &api_host, &guest_auth, ca_file.as_deref())?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);
-        let in_process = in_process::InProcessNode::new(app.clone());
+        let kept_app = Arc::new(app.clone());
+        let in_process = in_process::InProcessNode::new(&kept_app);
         let acceptor = tls.map(|tls| tls.acceptor);
         let serving = tokio::spawn(listener::serve(
             listener,
@@ -396,6 +399,7 @@ impl RunningServer {
             invoker,
             ca_file,
             in_process,
+            app: kept_app,
             scheme,
             stop,
             serving,
@@ -424,6 +428,9 @@ impl RunningServer {
     /// wait ran out) to finish and be recorded, for at most the grace
     /// period; last makes every record written so far durable.
     pub async fn shutdown(self) {
+        // The router holds the controller, which holds the bus open: the
+        // invoker's loop below ends only once every copy is gone.
+        drop(self.app);
         let _ = self.stop.send(());
         match self.serving.await {
             Ok(Ok(())) => {}

@@ -690,6 +690,15 @@ fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
         &owner_id,
     ]);
     let url = gateway_beside(&server);
+    // Nothing was running: the stop did not wait out its grace period
+    // (a router kept for the gateway once held the bus open).
+    assert!(
+        !server
+            .log()
+            .contains("stopping with activations still running"),
+        "{}",
+        server.log()
+    );
     assert!(
         !server.log().contains("OWNER-LESS TEST MODE"),
         "{}",
