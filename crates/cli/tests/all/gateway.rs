@@ -629,26 +629,15 @@ fn the_all_in_one_gateway_verifies_only_as_itself_and_serves_in_process() {
     // It calls the node in its own process, not over a socket: a
     // confidential action deploys and answers through it, and what it
     // sealed reaches the node's data and log only sealed.
-    let deployed = node(&url, &server.guest_auth, Some(&pin), &deploy);
-    assert!(
-        deployed.status.success() && String::from_utf8_lossy(&deployed.stdout).contains("true"),
-        "{}",
-        String::from_utf8_lossy(&deployed.stderr)
-    );
+    let deployed = step(&url, &server.guest_auth, &pin, &deploy[1..]);
+    assert_eq!(deployed["ok"], true, "{deployed}");
     let param = unique("aio-in-process-secret");
-    let invoked = node(
+    let answer = step(
         &url,
         &server.guest_auth,
-        Some(&pin),
-        &[
-            "gateway-step.js",
-            "invoke",
-            "hello",
-            &json!({ "name": param }).to_string(),
-        ],
+        &pin,
+        &["invoke", "hello", &json!({ "name": param }).to_string()],
     );
-    let answer: Value = serde_json::from_slice(&invoked.stdout)
-        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&invoked.stdout)));
     assert_eq!(
         answer["out"],
         json!({ "payload": format!("Hello, {param}!") }),
@@ -715,21 +704,14 @@ fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
         .stdout_has("authorized gateway");
     let (credential, _) = credential_of(&owner, &url);
     let hello = example("hello");
-    let as_owner = |auth: &str, args: &[&str]| {
-        let mut all = vec!["gateway-step.js"];
-        all.extend_from_slice(args);
-        let out = node(&url, auth, Some(&pin), &all);
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_else(|error| {
-            panic!(
-                "{error}: {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    };
-    let deployed = as_owner(&credential, &["deploy", "hello", arg(&hello)]);
+    let deployed = step(&url, &credential, &pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(deployed["ok"], true, "{deployed}");
-    let invoked = as_owner(&credential, &["invoke", "hello", r#"{"name":"beside"}"#]);
+    let invoked = step(
+        &url,
+        &credential,
+        &pin,
+        &["invoke", "hello", r#"{"name":"beside"}"#],
+    );
     assert_eq!(
         invoked["out"],
         json!({"payload": "Hello, beside!"}),
@@ -741,15 +723,15 @@ fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
         .success();
     assert_eq!(own.json(), json!({"payload": "Hello, owner!"}), "{own}");
     // The namespace key, which the provider holds, opens nothing there.
-    let refused = as_owner(&server.guest_auth, &["invoke", "hello", "{}"]);
+    let refused = step(&url, &server.guest_auth, &pin, &["invoke", "hello", "{}"]);
     assert_eq!(refused["statusCode"], 401, "{refused}");
 }
 
-/// One `gateway-step.js` step as the npm client of `gateway`.
-fn step(gateway: &GatewayProcess, auth: &str, pin: &Path, args: &[&str]) -> Value {
+/// One `gateway-step.js` step as the npm client of the gateway at `url`.
+fn step(url: &str, auth: &str, pin: &Path, args: &[&str]) -> Value {
     let mut all = vec!["gateway-step.js"];
     all.extend_from_slice(args);
-    let out = node(&gateway.url, auth, Some(pin), &all);
+    let out = node(url, auth, Some(pin), &all);
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|error| {
         panic!(
@@ -787,7 +769,7 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
     let auth = owners.credential.clone();
 
     // Not authorized: the broker refuses to register for the owner.
-    let refused = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
+    let refused = step(&gateway.url, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(refused["ok"], false, "{refused}");
     assert_eq!(refused["statusCode"], 403, "{refused}");
 
@@ -798,10 +780,10 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .success()
         .stdout_has("authorized gateway")
         .stdout_has("SIMULATED TEE");
-    let deployed = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
+    let deployed = step(&gateway.url, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(deployed["ok"], true, "{deployed}");
     let invoked = step(
-        gateway,
+        &gateway.url,
         &auth,
         pin,
         &["invoke", "hello", r#"{"name":"gw"}"#],
@@ -834,7 +816,7 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
         .success();
     let (impostor_auth, _) = credential_of(owner, &impostor.url);
     let denied = step(
-        &impostor,
+        &impostor.url,
         &impostor_auth,
         &impostor_pin,
         &["invoke", "hello", r#"{"name":"impostor"}"#],
@@ -851,13 +833,13 @@ fn an_unauthorized_gateway_cannot_act_for_the_owner_and_a_revoked_one_stops() {
     // to a second (its session lease): the revocation holds after that.
     std::thread::sleep(SESSION_LEASE_PASSED);
     let after = step(
-        gateway,
+        &gateway.url,
         &auth,
         pin,
         &["invoke", "hello", r#"{"name":"late"}"#],
     );
     assert_eq!(after["ok"], false, "{after}");
-    let redeploy = step(gateway, &auth, pin, &["deploy", "hello", arg(&hello)]);
+    let redeploy = step(&gateway.url, &auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(redeploy["ok"], false, "{redeploy}");
     assert_eq!(redeploy["statusCode"], 403, "{redeploy}");
     // The owner is not locked out of their own action.
@@ -892,10 +874,10 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         .json();
     let pinned = std::fs::read(pin).unwrap_or_else(|error| panic!("pin: {error}"));
     let hello = example("hello");
-    let deployed = step(gateway, auth, pin, &["deploy", "hello", arg(&hello)]);
+    let deployed = step(&gateway.url, auth, pin, &["deploy", "hello", arg(&hello)]);
     assert_eq!(deployed["ok"], true, "{deployed}");
     let later = step(
-        gateway,
+        &gateway.url,
         auth,
         pin,
         &["invoke-later", "hello", r#"{"name":"before"}"#],
@@ -906,7 +888,7 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
         .to_owned();
     // Recorded before the restart (the node answers it sealed).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while step(gateway, auth, pin, &["result", &id])["ok"] != true {
+    while step(&gateway.url, auth, pin, &["result", &id])["ok"] != true {
         assert!(Instant::now() < deadline, "activation {id} never finished");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -953,14 +935,14 @@ fn a_restarted_gateway_keeps_its_identity_certificate_credentials_and_answers() 
     // in the sealed keyring), and invokes the action it deployed then (a
     // new session, under the broker pin kept in its sealed state: it does
     // not pin again).
-    let result = step(&gateway, &auth, &pin, &["result", &id]);
+    let result = step(&gateway.url, &auth, &pin, &["result", &id]);
     assert_eq!(
         result["out"]["result"],
         json!({"payload": "Hello, before!"}),
         "{result}"
     );
     let invoked = step(
-        &gateway,
+        &gateway.url,
         &auth,
         &pin,
         &["invoke", "hello", r#"{"name":"after"}"#],
@@ -1115,14 +1097,14 @@ fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
     let (gateway, pin) = (&owners.gateway, &owners.pin);
     let hello = example("hello");
     let deployed = step(
-        gateway,
+        &gateway.url,
         &owners.credential,
         pin,
         &["deploy", "hello", arg(&hello)],
     );
     assert_eq!(deployed["ok"], true, "{deployed}");
     let later = step(
-        gateway,
+        &gateway.url,
         &owners.credential,
         pin,
         &["invoke-later", "hello", r#"{"name":"owner-secret"}"#],
@@ -1132,7 +1114,7 @@ fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
         .unwrap_or_else(|| panic!("no activation id: {later}"))
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while step(gateway, &owners.credential, pin, &["result", &id])["ok"] != true {
+    while step(&gateway.url, &owners.credential, pin, &["result", &id])["ok"] != true {
         assert!(Instant::now() < deadline, "activation {id} never finished");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1141,7 +1123,7 @@ fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
     // gateway as any OpenWhisk client would.
     let provider = &server.guest_auth;
     let invoked = step(
-        gateway,
+        &gateway.url,
         provider,
         pin,
         &["invoke", "hello", r#"{"name":"provider"}"#],
