@@ -278,7 +278,7 @@ impl Node {
 
     /// The node's API for a caller in this process (a gateway beside it).
     pub fn in_process(&self) -> std::sync::Arc<dyn clemmys_client::LocalApi> {
-        std::sync::Arc::new(self.server.in_process.clone())
+        self.server.in_process()
     }
 
     /// The node's runtime, for servers that belong to its side (the

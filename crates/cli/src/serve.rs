@@ -448,7 +448,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..clemmys_client::ClientTlsOptions::default()
             },
             // Beside the node: requests go to it without a socket.
-            node_in_process: Some(std::sync::Arc::new(server.in_process.clone())),
+            node_in_process: Some(server.in_process()),
             state_dir: args.data_dir.join("gateway"),
             // The node's platform: the gateway's evidence and the
             // broker's come from the same (simulated) host.

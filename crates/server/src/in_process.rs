@@ -19,7 +19,6 @@ use tower_service::Service as _;
 /// The node's router as a [`LocalApi`]. It does not keep the node
 /// alive: once the node stops (and drops its router, and with it the
 /// controller that holds the bus open), calls answer that it stopped.
-#[derive(Clone)]
 pub struct InProcessNode {
     app: Weak<Router>,
 }

@@ -182,9 +182,8 @@ pub struct RunningServer {
     /// The certificate authority clients trust, when the node made its own
     /// (`DATA_DIR/tls/ca.pem`).
     pub ca_file: Option<PathBuf>,
-    /// The node's API for callers in this process (a gateway beside it).
-    pub in_process: in_process::InProcessNode,
-    /// What `in_process` calls, kept until the node stops.
+    /// The node's router, kept until the node stops for
+    /// [`in_process`](Self::in_process) callers.
     app: Arc<axum::Router>,
     scheme: &'static str,
     stop: oneshot::Sender<()>,
@@ -377,7 +376,6 @@ impl RunningServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let app = clemmys_controller::router(controller);
         let kept_app = Arc::new(app.clone());
-        let in_process = in_process::InProcessNode::new(&kept_app);
         let acceptor = tls.map(|tls| tls.acceptor);
         let serving = tokio::spawn(listener::serve(
             listener,
@@ -398,7 +396,6 @@ impl RunningServer {
             sandbox,
             invoker,
             ca_file,
-            in_process,
             app: kept_app,
             scheme,
             stop,
@@ -408,6 +405,12 @@ impl RunningServer {
             nats_invoker,
             shutdown_grace: config.shutdown_grace,
         })
+    }
+
+    /// The node's API for a caller in this process (a gateway beside it),
+    /// without a socket.
+    pub fn in_process(&self) -> Arc<dyn clemmys_client::LocalApi> {
+        Arc::new(in_process::InProcessNode::new(&self.app))
     }
 
     /// `http://ADDR` (`https://` with TLS), the API host clients use.
