@@ -215,8 +215,10 @@ impl Pending {
     }
 
     /// Buffers one entry (`json`, without a newline); hands the batch to
-    /// the writer once it holds `batch` bytes.
-    fn push(&self, json: &[u8], batch: u64) -> Result<(), ConfidentialError> {
+    /// the writer once it holds a few dozen (at most an eighth of a
+    /// generation).
+    fn push(&self, json: &[u8]) -> Result<(), ConfidentialError> {
+        let batch = KEYRING_BUFFER.min(self.log.generation_limit() / 8);
         let full = {
             let mut entries = self.lock();
             entries.extend_from_slice(json);
@@ -970,10 +972,7 @@ impl ClientHome {
         let json = Zeroizing::new(
             serde_json::to_vec(entry).map_err(|e| ConfidentialError::State(e.to_string()))?,
         );
-        self.keyring.push(
-            &json,
-            KEYRING_BUFFER.min(self.keyring.log.generation_limit() / 8),
-        )
+        self.keyring.push(&json)
     }
 
     /// Writes out buffered keyring entries.
