@@ -40,7 +40,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
@@ -280,16 +280,37 @@ pub(crate) async fn connect(
     gateway: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<clemmys_client::confidential::Confidential>, ApiError> {
-    let node_auth = gateway.authenticate(auth(headers)?)?;
-    Ok(gateway.connection(node_auth).await?)
+    connect_with(gateway, headers.get(header::AUTHORIZATION)).await
+}
+
+/// [`connect`] for the caller whose `Authorization` header is `header`.
+async fn connect_with(
+    gateway: &Gateway,
+    header: Option<&HeaderValue>,
+) -> Result<Arc<clemmys_client::confidential::Confidential>, ApiError> {
+    let header = header.ok_or(ApiError::Unauthenticated)?;
+    if let Some(connection) = gateway.verified_caller(header.as_bytes())? {
+        return Ok(connection);
+    }
+    let presented = auth_value(header)?;
+    let node_auth = gateway.authenticate(presented.clone())?;
+    let connection = gateway.connection(node_auth).await?;
+    gateway.remember_verified(header.as_bytes(), &presented, &connection);
+    Ok(connection)
 }
 
 /// The API key of the request's HTTP Basic credentials.
 pub(crate) fn auth(headers: &HeaderMap) -> Result<AuthKey, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or(ApiError::Unauthenticated)?;
+    auth_value(
+        headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated)?,
+    )
+}
+
+/// The API key of HTTP Basic credentials `header`.
+fn auth_value(header: &HeaderValue) -> Result<AuthKey, ApiError> {
+    let value = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
     let encoded = value
         .strip_prefix("Basic ")
         .ok_or(ApiError::Unauthenticated)?;

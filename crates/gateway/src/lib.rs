@@ -88,7 +88,8 @@ const PLAINTEXT_CLIENT_FILES: [&str; 6] = [
 /// What the gateway logs when it verifies and pins a node's broker (once:
 /// the pin is kept in its sealed state across restarts).
 pub const PINNED: &str = "verified and pinned the node's key broker";
-/// The most API keys whose connections are kept.
+/// The most API keys whose connections are kept, and the most verified
+/// callers' headers.
 const MAX_CONNECTIONS: usize = 1024;
 
 /// How to run a gateway.
@@ -217,6 +218,18 @@ pub struct Gateway {
     owner_mode: Option<OwnerMode>,
     /// Digest of an API key → the confidential client acting with it.
     connections: Mutex<HashMap<Digest, Arc<Confidential>>>,
+    /// `Authorization` headers whose credential verified → the caller, so
+    /// that its next requests skip decoding and the credential's MAC.
+    verified: Mutex<HashMap<Box<[u8]>, VerifiedCaller>>,
+}
+
+/// A caller whose credential verified (see [`Gateway::verified_caller`]).
+#[derive(Clone)]
+struct VerifiedCaller {
+    /// The id of the credential it presented: checked against the
+    /// revocations on every request.
+    credential: String,
+    connection: Arc<Confidential>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -273,7 +286,50 @@ impl Gateway {
             owner_mode,
             config,
             connections: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The connection of a caller whose `authorization` header verified
+    /// before ([`Self::remember_verified`]): refused as
+    /// [`Self::authenticate`] refuses once its credential is revoked or
+    /// another instance wrote the sealed state. `None` for a header not
+    /// seen to verify, which must go through [`Self::authenticate`].
+    pub(crate) fn verified_caller(
+        &self,
+        authorization: &[u8],
+    ) -> Result<Option<Arc<Confidential>>, CredentialFailure> {
+        self.state.check_current()?;
+        let Some(caller) = lock(&self.verified).get(authorization).cloned() else {
+            return Ok(None);
+        };
+        if let Some(mode) = &self.owner_mode
+            && lock(&mode.revocations).contains(&caller.credential)
+        {
+            return Err(CredentialError::Revoked.into());
+        }
+        Ok(Some(caller.connection))
+    }
+
+    /// Keeps that `authorization`, which carried `presented`, verified and
+    /// reaches the node through `connection`.
+    pub(crate) fn remember_verified(
+        &self,
+        authorization: &[u8],
+        presented: &AuthKey,
+        connection: &Arc<Confidential>,
+    ) {
+        let mut verified = lock(&self.verified);
+        if verified.len() >= MAX_CONNECTIONS {
+            verified.clear();
+        }
+        verified.insert(
+            authorization.into(),
+            VerifiedCaller {
+                credential: presented.uuid.clone(),
+                connection: connection.clone(),
+            },
+        );
     }
 
     /// The node key to act with for a caller presenting `presented`: with
