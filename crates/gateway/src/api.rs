@@ -39,7 +39,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -617,17 +618,55 @@ async fn put_sequence(
     )
 }
 
+/// The request's `Authorization` header alone: what an invoke reads of
+/// its headers, taken without copying them all as `HeaderMap` does.
+struct Authorization(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authorization {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::AUTHORIZATION).cloned()))
+    }
+}
+
+/// What an invoke reads of its query, as OpenWhisk does: a flag is set by
+/// the value `true`, and the last of repeated parameters counts. Read
+/// without a map of every parameter (this is on every invoke's path).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct InvokeQuery {
+    blocking: bool,
+    result: bool,
+    timeout: Option<String>,
+}
+
+impl InvokeQuery {
+    fn parse(query: Option<&str>) -> Self {
+        let mut parsed = Self::default();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*name {
+                "blocking" => parsed.blocking = value == "true",
+                "result" => parsed.result = value == "true",
+                "timeout" => parsed.timeout = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        parsed
+    }
+}
+
 /// Seals the parameters, invokes, and opens the answer.
 async fn invoke(
     State(gateway): State<Arc<Gateway>>,
     Path(path): Path<ActionPath>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    uri: Uri,
+    Authorization(authorization): Authorization,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_namespace(&gateway, &path.namespace)?;
     let name = path.action()?;
-    let connection = connect(&gateway, &headers).await?;
+    let query = InvokeQuery::parse(uri.query());
+    let connection = connect_with(&gateway, authorization.as_ref()).await?;
     let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -640,7 +679,7 @@ async fn invoke(
             "the parameters must be a JSON object".into(),
         ));
     }
-    let timeout_ms = match query.get("timeout") {
+    let timeout_ms = match &query.timeout {
         Some(text) => Some(
             text.parse::<u64>()
                 .map_err(|_| ApiError::BadRequest("timeout must be milliseconds".into()))?,
@@ -648,8 +687,8 @@ async fn invoke(
         None => None,
     };
     let options = InvokeOptions {
-        blocking: flag(&query, "blocking"),
-        result: flag(&query, "blocking") && flag(&query, "result"),
+        blocking: query.blocking,
+        result: query.blocking && query.result,
         timeout_ms,
     };
     match connection.invoke(&name, &params, options).await? {
@@ -814,6 +853,31 @@ mod tests {
         assert_eq!((key.uuid.as_str(), key.key.as_str()), ("uuid", "secret"));
         headers.insert(header::AUTHORIZATION, "Basic %%%".parse().expect("header"));
         assert!(matches!(auth(&headers), Err(ApiError::Unauthenticated)));
+    }
+
+    #[test]
+    fn an_invokes_query_reads_as_openwhisk_reads_it() {
+        assert_eq!(InvokeQuery::parse(None), InvokeQuery::default());
+        let query = InvokeQuery::parse(Some("blocking=true&result=true&timeout=250&other=x"));
+        assert_eq!(
+            query,
+            InvokeQuery {
+                blocking: true,
+                result: true,
+                timeout: Some("250".into()),
+            }
+        );
+        // Only the value `true` sets a flag; the last repetition counts;
+        // values are percent-decoded.
+        let query = InvokeQuery::parse(Some("blocking=TRUE&result=true&result=false&timeout=%31"));
+        assert_eq!(
+            query,
+            InvokeQuery {
+                blocking: false,
+                result: false,
+                timeout: Some("1".into()),
+            }
+        );
     }
 
     #[test]
