@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::error::entity_name;
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::{ApiError, Controller};
 
 /// Most components a sequence may have.
@@ -45,7 +45,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path(ns): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?;
     let counting = query::flag(&params, "count", false)?;
@@ -109,7 +109,7 @@ pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?;
     let name = entity_name(&name)?;
@@ -167,7 +167,7 @@ pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use clemmys_store::ActivationFilter;
 use clemmys_whisk::{Activation, ActivationId, ApiActivationLogs, FullyQualifiedName};
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::{ApiError, Controller};
 
 /// `GET …/activations?name=&skip=&limit=&since=&upto=&docs=&count=`.
@@ -27,7 +27,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path(ns): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.to_string();
     let (skip, limit) = query::paging(&params, "activations")?;

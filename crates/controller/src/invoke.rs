@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clemmys_bus::{ActivationMessage, ActivationRunner, BusError, InvokerMessage};
@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
 use crate::body::read_limited;
-use crate::query::{self, Params};
+use crate::query::{self, Params, QueryParams};
 use crate::sequence::SequenceRun;
 use crate::{ApiError, Controller};
 
@@ -60,7 +60,7 @@ pub async fn invoke(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use clemmys_whisk::action::ActionPut;
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::error::entity_name;
 use crate::packages::{namespace_of, readable_package};
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::{ApiError, Controller, actions, feeds, invoke};
 
 /// The package whose actions `namespace/package` shows to namespace
@@ -94,7 +94,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, package)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let package = entity_name(&package)?;
@@ -123,7 +123,7 @@ pub async fn get(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, package, name)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;
     let (package, name) = (entity_name(&package)?, entity_name(&name)?);
@@ -153,7 +153,7 @@ pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, package, name)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
@@ -230,7 +230,7 @@ pub async fn invoke(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, package, name)): Path<(String, String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (namespace, _) = namespace_of(&caller, &ns)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clemmys_store::PutMode;
@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::error::entity_name;
 use crate::package_actions::action_summaries;
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::{ApiError, Controller};
 
 /// Largest `PUT` body: parameters and annotations only.
@@ -164,7 +164,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path(ns): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let (namespace, own) = namespace_of(&caller, &ns)?;
     let (skip, limit) = query::paging(&params, "packages")?;
@@ -288,7 +288,7 @@ pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();

@@ -1,6 +1,10 @@
 //! Query-string parameters, parsed with OpenWhisk's rules and messages.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 
 use crate::error::ApiError;
 
@@ -11,6 +15,28 @@ pub const MAX_LIST_LIMIT: usize = 200;
 
 /// The raw query parameters of a request.
 pub type Params = HashMap<String, String>;
+
+/// The extractor of a request's [`Params`]. It reads them as axum's
+/// `Query<HashMap<String, String>>` does (percent-decoded, never refused,
+/// the last of repeated names counts) but straight from the URI: every
+/// invoke runs it, and serde's map visitor with the extractor's error-path
+/// tracking costs several times the parse itself.
+pub struct QueryParams(pub Params);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parse(parts.uri.query())))
+    }
+}
+
+/// The parameters of the query string `query`.
+pub fn parse(query: Option<&str>) -> Params {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
 
 /// A boolean flag: absent → `default`; `true`/`false` otherwise.
 pub fn flag(params: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
@@ -95,6 +121,22 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_query_reads_as_axums_query_map_reads_it() {
+        assert!(parse(None).is_empty());
+        assert_eq!(
+            parse(Some("blocking=true&result&name=a%20b+c&limit=1&limit=2")),
+            params(&[
+                ("blocking", "true"),
+                ("result", ""),
+                ("name", "a b c"),
+                ("limit", "2"),
+            ])
+        );
+        // Not UTF-8 after decoding: replaced, never refused.
+        assert_eq!(parse(Some("skip=%FF")), params(&[("skip", "\u{fffd}")]));
     }
 
     #[test]

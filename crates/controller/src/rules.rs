@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clemmys_store::PutMode;
@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::error::entity_name;
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::{ApiError, Controller, package_actions};
 
 /// Largest `PUT` body: two names and annotations.
@@ -168,7 +168,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path(ns): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
     let (skip, limit) = query::paging(&params, "rules")?;
@@ -327,7 +327,7 @@ pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();

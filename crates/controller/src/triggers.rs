@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clemmys_store::PutMode;
@@ -30,7 +30,7 @@ use crate::auth::Caller;
 use crate::body::{parse_json, read_limited};
 use crate::error::entity_name;
 use crate::invoke::{self, ACTIVATION_ID_HEADER, InvokeMode};
-use crate::query::{self, Params};
+use crate::query::{self, QueryParams};
 use crate::rules::{CONFIDENTIAL_REFUSAL, resolve_rule_action};
 use crate::{ApiError, Controller};
 
@@ -60,7 +60,7 @@ pub async fn list(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path(ns): Path<String>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
     let (skip, limit) = query::paging(&params, "triggers")?;
@@ -152,7 +152,7 @@ pub async fn put(
     State(controller): State<Arc<Controller>>,
     caller: Caller,
     Path((ns, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
+    QueryParams(params): QueryParams,
     body: Body,
 ) -> Result<Response, ApiError> {
     let namespace = caller.namespace(&ns)?.clone();
