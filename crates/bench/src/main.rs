@@ -63,7 +63,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 
-use self::model::{Machine, Mode, PeerRow, PeerSection, Report, Settings};
+use self::model::{Machine, Mode, PeerRow, PeerSection, Report, Settings, WarmRow};
 use self::peer::{PeerServer, PeerSpec};
 use self::progress::Progress;
 use self::render::svg as plot;
@@ -723,7 +723,9 @@ impl Findings {
 }
 
 /// Our warm hello, plain and confidential, and `wasmtime serve` at each
-/// client count, one after the other.
+/// client count, the three side by side (see [`alternate`]): the peer runs
+/// on the same stretch of the machine's drift as ours, so the ratios
+/// compare like with like.
 async fn measure_peer(
     node: &Node,
     plan: &Plan,
@@ -745,23 +747,48 @@ async fn measure_peer(
     found.peer.version = Some(server.version.clone());
     found.peer.component = Some(spec.component.display().to_string());
     let probe = load::RawGet::new(&server.url(), peer::PEER_BODY)?;
+    // Untimed, as our invokes' first one is: a failure here is a setup
+    // error, not a window full of errors.
+    probe.get().await?;
+    let ours = [
+        (Mode::Plain, PLAIN_HELLO),
+        (Mode::Confidential, CONFIDENTIAL_HELLO),
+    ];
     for &clients in &plan.clients {
-        let pair = [
-            (Mode::Plain, PLAIN_HELLO),
-            (Mode::Confidential, CONFIDENTIAL_HELLO),
-        ];
-        found
-            .warm
-            .extend(scenarios::warm(node, plan, (clients, 1), "hello", &pair, progress).await?);
+        let mut operations = Vec::with_capacity(ours.len() + 1);
+        for (mode, name) in ours {
+            operations.push(scenarios::invoke_operation(node, name, mode).await?);
+        }
         let probe = probe.clone();
-        let operation = move || {
+        operations.push(alternate::operation(move || {
             let probe = probe.clone();
             async move { probe.get().await }
-        };
-        let label = format!("wasmtime serve hello, {clients} client(s)");
-        let summary =
-            scenarios::closed_loop(&label, plan.spec(clients), operation, progress).await?;
-        found.peer.rows.push(PeerRow { clients, summary });
+        }));
+        let label = format!("hello plain vs confidential vs wasmtime serve, {clients} client(s)");
+        let mut measured =
+            alternate::side_by_side(&label, plan.spec(clients), &operations, progress)
+                .await?
+                .into_iter();
+        for (mode, _) in ours {
+            let ours = measured
+                .next()
+                .context("side_by_side measures every operation")?;
+            found.warm.push(WarmRow {
+                action: model::PEER_ACTION.into(),
+                mode,
+                clients,
+                run: 1,
+                summary: ours.summary,
+                slice_requests: ours.slice_requests,
+            });
+        }
+        let theirs = measured
+            .next()
+            .context("side_by_side measures every operation")?;
+        found.peer.rows.push(PeerRow {
+            clients,
+            summary: theirs.summary,
+        });
     }
     drop(server);
     Ok(())
