@@ -334,7 +334,13 @@ pub(crate) fn check_namespace(gateway: &Gateway, namespace: &str) -> Result<(), 
 }
 
 pub(crate) fn flag(query: &HashMap<String, String>, name: &str) -> bool {
-    query.get(name).is_some_and(|value| value == "true")
+    query.get(name).is_some_and(|value| sets_flag(value))
+}
+
+/// Whether a query flag's `value` sets it: only `true` does, as in
+/// OpenWhisk.
+fn sets_flag(value: &str) -> bool {
+    value == "true"
 }
 
 /// The node's answer, as it came.
@@ -645,8 +651,8 @@ impl InvokeQuery {
         let mut parsed = Self::default();
         for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*name {
-                "blocking" => parsed.blocking = value == "true",
-                "result" => parsed.result = value == "true",
+                "blocking" => parsed.blocking = sets_flag(&value),
+                "result" => parsed.result = sets_flag(&value),
                 "timeout" => parsed.timeout = Some(value.into_owned()),
                 _ => {}
             }

@@ -201,6 +201,17 @@ struct OwnerMode {
     revocations: Mutex<Revocations>,
 }
 
+impl OwnerMode {
+    /// Refuses the credential `uuid` once the owner revoked it: checked on
+    /// every request, whether its MAC was verified now or before.
+    fn refuse_revoked(&self, uuid: &str) -> Result<(), CredentialError> {
+        if lock(&self.revocations).contains(uuid) {
+            return Err(CredentialError::Revoked);
+        }
+        Ok(())
+    }
+}
+
 /// A running gateway's state: what every request handler shares.
 pub struct Gateway {
     config: GatewayConfig,
@@ -303,10 +314,8 @@ impl Gateway {
         let Some(caller) = lock(&self.verified).get(authorization).cloned() else {
             return Ok(None);
         };
-        if let Some(mode) = &self.owner_mode
-            && lock(&mode.revocations).contains(&caller.credential)
-        {
-            return Err(CredentialError::Revoked.into());
+        if let Some(mode) = &self.owner_mode {
+            mode.refuse_revoked(&caller.credential)?;
         }
         Ok(Some(caller.connection))
     }
@@ -345,9 +354,7 @@ impl Gateway {
         };
         mode.key
             .verify(&self.identity.id(), &mode.owner, &presented)?;
-        if lock(&mode.revocations).contains(&presented.uuid) {
-            return Err(CredentialError::Revoked.into());
-        }
+        mode.refuse_revoked(&presented.uuid)?;
         Ok(mode.node_auth.clone())
     }
 
