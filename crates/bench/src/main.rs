@@ -770,7 +770,7 @@ async fn measure_peer(
                 .await?
                 .into_iter();
         for (mode, _) in ours {
-            let ours = measured
+            let mine = measured
                 .next()
                 .context("side_by_side measures every operation")?;
             found.warm.push(WarmRow {
@@ -778,8 +778,8 @@ async fn measure_peer(
                 mode,
                 clients,
                 run: 1,
-                summary: ours.summary,
-                slice_requests: ours.slice_requests,
+                summary: mine.summary,
+                slice_requests: mine.slice_requests,
             });
         }
         let theirs = measured
