@@ -26,12 +26,16 @@
 //!
 //! # Where the guest runs
 //!
-//! The sandbox is synchronous. On a multi-threaded runtime a run whose
-//! caller may wait for it runs in place ([`tokio::task::block_in_place`]:
-//! the worker's other tasks move to another thread, no handoff to a
-//! blocking thread and back); the epoch deadline bounds it by the action's
-//! time limit. Elsewhere (a current-thread runtime, or a caller that must
-//! be able to give up before the time limit) it runs on a blocking thread.
+//! A plain activation runs on its own task ([`Sandbox::run_async`]): the
+//! guest runs inside the task's poll and gives the worker back at every
+//! epoch tick and while it sleeps, with no handoff to another thread and no
+//! `block_on` per WASI call. What is synchronous (an enclave, and the
+//! compile of a JavaScript action's source that its first activation does)
+//! runs, on a multi-threaded runtime, in place when its caller may wait for
+//! it ([`tokio::task::block_in_place`]: the worker's other tasks move to
+//! another thread); the epoch deadline bounds it by the action's time
+//! limit. Elsewhere (a current-thread runtime, or a caller that must be
+//! able to give up before the time limit) it runs on a blocking thread.
 //!
 //! # A networked bus
 //!
@@ -500,16 +504,22 @@ impl Invoker {
             },
         };
         let is_javascript = matches!(message.action.exec, Exec::JavaScript { .. });
-        let sandbox = self.sandbox.clone();
-        let outcome = placement
-            .run(move || {
-                let request = match compile_first {
-                    Some(compile) => compile.run(&sandbox, &module, request),
-                    None => request,
-                };
-                sandbox.run(&module, request)
-            })
-            .await;
+        let outcome = match compile_first {
+            // The first activation of a JavaScript action compiles its
+            // source to bytecode (blocking) before it runs.
+            Some(compile) => {
+                let sandbox = self.sandbox.clone();
+                placement
+                    .run(move || {
+                        let request = compile.run(&sandbox, &module, request);
+                        sandbox.run(&module, request)
+                    })
+                    .await
+            }
+            // On this task: the guest gives the worker back at every epoch
+            // tick and while it sleeps, so a caller can still give up.
+            None => Ok(self.sandbox.run_async(&module, request).await),
+        };
         match outcome {
             Ok(outcome) => RunReport {
                 start_ms,

@@ -28,10 +28,21 @@ pub struct PreparedModule {
     code: RwLock<Arc<Code>>,
 }
 
-/// One compiler's code for a module.
+/// One compiler's code for a module, linked twice against WASI preview 1.
 pub(crate) struct Code {
+    /// For blocking runs ([`Sandbox::run`](crate::Sandbox::run)).
     pub(crate) pre: InstancePre<Host>,
+    /// For runs on the async runtime
+    /// ([`Sandbox::run_async`](crate::Sandbox::run_async)): WASI's async
+    /// functions, which a synchronous call cannot use.
+    pub(crate) pre_async: InstancePre<Host>,
     pub(crate) tier: Tier,
+}
+
+/// A compiled module linked for both kinds of run (see [`Code`]).
+pub(crate) struct Linked {
+    pub(crate) pre: InstancePre<Host>,
+    pub(crate) pre_async: InstancePre<Host>,
 }
 
 /// Whether a module's code is the one it keeps.
@@ -48,13 +59,17 @@ impl PreparedModule {
     pub(crate) fn new(
         digest: CodeDigest,
         compile_time: Duration,
-        pre: InstancePre<Host>,
+        Linked { pre, pre_async }: Linked,
         tier: Tier,
     ) -> Self {
         Self {
             digest,
             compile_time,
-            code: RwLock::new(Arc::new(Code { pre, tier })),
+            code: RwLock::new(Arc::new(Code {
+                pre,
+                pre_async,
+                tier,
+            })),
         }
     }
 
@@ -81,9 +96,10 @@ impl PreparedModule {
     }
 
     /// Replaces the baseline code with the final one.
-    pub(crate) fn finish(&self, pre: InstancePre<Host>) {
+    pub(crate) fn finish(&self, Linked { pre, pre_async }: Linked) {
         let code = Arc::new(Code {
             pre,
+            pre_async,
             tier: Tier::Final,
         });
         *self.code.write().unwrap_or_else(PoisonError::into_inner) = code;

@@ -45,7 +45,7 @@ use std::ops::Range;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::{Caller, Extern, Linker};
+use wasmtime::{Caller, Extern, Linker, Memory};
 use wasmtime_wasi::HostMonotonicClock;
 
 use crate::run::Host;
@@ -201,7 +201,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     added
 }
 
-/// `poll_oneoff(in, out, nsubscriptions, nevents) -> errno`.
+/// Replaces wasmtime-wasi's `poll_oneoff` in `linker`, which must already
+/// hold WASI preview 1's async functions, with one that sleeps on the async
+/// runtime's timer.
+pub(crate) fn add_to_linker_async(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let added = linker
+        .func_wrap_async(
+            WASI_MODULE,
+            "poll_oneoff",
+            |caller: Caller<'_, Host>,
+             (subscriptions, events, nsubscriptions, nevents): (u32, u32, u32, u32)| {
+                Box::new(poll_oneoff_async(
+                    caller,
+                    [subscriptions, events, nsubscriptions, nevents],
+                ))
+            },
+        )
+        .map(|_| ());
+    linker.allow_shadowing(false);
+    added
+}
+
+/// `poll_oneoff(in, out, nsubscriptions, nevents) -> errno`, blocking.
 fn poll_oneoff(
     mut caller: Caller<'_, Host>,
     subscriptions: u32,
@@ -209,35 +231,94 @@ fn poll_oneoff(
     nsubscriptions: u32,
     nevents: u32,
 ) -> wasmtime::Result<i32> {
+    let planned = match plan(
+        &mut caller,
+        [subscriptions, events, nsubscriptions, nevents],
+    )? {
+        Planned::Sleep(planned) => planned,
+        Planned::Refused(errno) => return Ok(errno),
+    };
+    sleep_until(planned.wake, planned.timing.deadline)?;
+    planned.write_events(&mut caller)?;
+    Ok(0)
+}
+
+/// `poll_oneoff`, sleeping on the async runtime's timer.
+async fn poll_oneoff_async(
+    mut caller: Caller<'_, Host>,
+    arguments: [u32; 4],
+) -> wasmtime::Result<i32> {
+    let planned = match plan(&mut caller, arguments)? {
+        Planned::Sleep(planned) => planned,
+        Planned::Refused(errno) => return Ok(errno),
+    };
+    sleep_until_async(planned.wake, planned.timing.deadline).await?;
+    planned.write_events(&mut caller)?;
+    Ok(0)
+}
+
+/// What a call does after its checks.
+enum Planned {
+    /// Returns this errno at once.
+    Refused(i32),
+    /// Sleeps, then writes the events.
+    Sleep(Sleep),
+}
+
+/// A checked call waiting for its wake-up.
+struct Sleep {
+    call: Call,
+    memory: Memory,
+    timing: Timing,
+    started: Now,
+    /// When the earliest subscription is due (`None`: never).
+    wake: Option<Instant>,
+}
+
+impl Sleep {
+    /// Writes the events due now.
+    fn write_events(&self, caller: &mut Caller<'_, Host>) -> wasmtime::Result<()> {
+        self.call.write_events(
+            self.memory.data_mut(caller),
+            &self.timing,
+            self.started,
+            Instant::now(),
+        )?;
+        Ok(())
+    }
+}
+
+/// Checks a call's `[in, out, nsubscriptions, nevents]` against the
+/// guest's memory and finds when it wakes; an error is a trap.
+fn plan(caller: &mut Caller<'_, Host>, arguments: [u32; 4]) -> wasmtime::Result<Planned> {
+    let [subscriptions, events, nsubscriptions, nevents] = arguments;
     let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
         return Err(BadMemory::NoMemory.into());
     };
     let timing = caller.data().timing;
     let started = Now::read();
     let planned = Call::new(
-        memory.data(&caller).len(),
+        memory.data(&*caller).len(),
         subscriptions,
         events,
         nsubscriptions,
         nevents,
     )
     .and_then(|call| {
-        let wake = call.wake(memory.data(&caller), &timing, started)?;
+        let wake = call.wake(memory.data(&*caller), &timing, started)?;
         Ok((call, wake))
     });
-    let (call, wake) = match planned {
-        Ok(planned) => planned,
-        Err(Refused::Errno(errno)) => return Ok(i32::from(errno as u16)),
-        Err(Refused::Trap(bad)) => return Err(bad.into()),
-    };
-    sleep_until(wake, timing.deadline)?;
-    call.write_events(
-        memory.data_mut(&mut caller),
-        &timing,
-        started,
-        Instant::now(),
-    )?;
-    Ok(0)
+    match planned {
+        Ok((call, wake)) => Ok(Planned::Sleep(Sleep {
+            call,
+            memory,
+            timing,
+            started,
+            wake,
+        })),
+        Err(Refused::Errno(errno)) => Ok(Planned::Refused(i32::from(errno as u16))),
+        Err(Refused::Trap(bad)) => Err(bad.into()),
+    }
 }
 
 /// Sleeps until `wake` (forever if `None`), or fails at `deadline` if that
@@ -245,19 +326,58 @@ fn poll_oneoff(
 /// deadline: the guest then runs on until its epoch deadline stops it.
 fn sleep_until(wake: Option<Instant>, deadline: Option<Instant>) -> Result<(), DeadlinePassed> {
     loop {
-        let now = Instant::now();
-        if wake.is_some_and(|wake| wake <= now) {
-            return Ok(());
+        match next_sleep(wake, deadline, Instant::now())? {
+            Wait::Done => return Ok(()),
+            Wait::Until(until) => std::thread::sleep(until - Instant::now().min(until)),
+            Wait::Forever => std::thread::sleep(Duration::MAX),
         }
-        if deadline.is_some_and(|deadline| deadline <= now) {
-            return Err(DeadlinePassed);
-        }
-        let until = match (wake, deadline) {
-            (Some(wake), Some(deadline)) => Some(wake.min(deadline)),
-            (wake, deadline) => wake.or(deadline),
-        };
-        std::thread::sleep(until.map_or(Duration::MAX, |until| until - now));
     }
+}
+
+/// [`sleep_until`] on the async runtime's timer.
+async fn sleep_until_async(
+    wake: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Result<(), DeadlinePassed> {
+    loop {
+        match next_sleep(wake, deadline, Instant::now())? {
+            Wait::Done => return Ok(()),
+            // Tokio caps a timer at about two years; the loop sleeps again.
+            Wait::Until(until) => tokio::time::sleep_until(until.into()).await,
+            Wait::Forever => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// What a sleeping call does next at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Its wake-up is due: write the events.
+    Done,
+    /// Sleep until then (the wake-up or the deadline), and look again.
+    Until(Instant),
+    /// Nothing will wake it: no subscription is due and there is no
+    /// deadline.
+    Forever,
+}
+
+/// The next step of a call due at `wake` with `deadline`, at `now`.
+fn next_sleep(
+    wake: Option<Instant>,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Result<Wait, DeadlinePassed> {
+    if wake.is_some_and(|wake| wake <= now) {
+        return Ok(Wait::Done);
+    }
+    if deadline.is_some_and(|deadline| deadline <= now) {
+        return Err(DeadlinePassed);
+    }
+    Ok(match (wake, deadline) {
+        (Some(wake), Some(deadline)) => Wait::Until(wake.min(deadline)),
+        (Some(until), None) | (None, Some(until)) => Wait::Until(until),
+        (None, None) => Wait::Forever,
+    })
 }
 
 /// The moment a call started, on both WASI clocks.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{ActionLimits, ActivationResponse};
-use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap};
+use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
@@ -121,79 +121,139 @@ impl From<wasmtime::Error> for Ended {
     }
 }
 
-/// Runs `module` once with `request`; see the module docs.
+/// Runs `module` once with `request`, blocking; see the module docs.
 pub(crate) fn run(
     epoch_tick: Duration,
     module: &PreparedModule,
     request: RunRequest,
 ) -> RunOutcome {
-    let started = Instant::now();
-    let RunRequest {
-        input,
-        limits,
-        entry,
-        env,
-    } = request;
-    let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
-    let stdout = Capture::new(StdoutBuffer::new(limits.max_result_bytes, stderr.clone()));
     let code = module.code();
-    let mut store = new_store(
-        &code.pre,
-        (input, &env),
-        &limits,
-        (stdout.clone(), stderr.clone()),
-        started,
-        epoch_tick,
-    );
+    let (mut activation, entry) =
+        Activation::start(&code.pre, request, Interruption::Trap { epoch_tick });
+    let ended = call(&mut activation.store, &code.pre, &entry);
+    activation.finish(ended)
+}
 
-    let ended = call(
-        &mut store,
-        &code.pre,
-        entry.as_deref().unwrap_or(DEFAULT_ENTRY),
-    );
-    let memory_denied = store.data().limiter.denied();
-    let peak_memory_bytes = store.data().limiter.peak_memory_bytes() as u64;
-    // Release the instance slot before the bookkeeping below.
-    drop(store);
+/// Runs `module` once with `request` on the async runtime polling it; see
+/// [`Sandbox::run_async`](crate::Sandbox::run_async).
+pub(crate) async fn run_async(module: &PreparedModule, request: RunRequest) -> RunOutcome {
+    let code = module.code();
+    let (mut activation, entry) = Activation::start(&code.pre_async, request, Interruption::Yield);
+    let ended = call_async(&mut activation.store, &code.pre_async, &entry).await;
+    activation.finish(ended)
+}
 
-    let mut failure = ended
-        .err()
-        .and_then(|ended| classify(ended, memory_denied, &limits));
-    let (result, result_bytes) = {
-        let mut stdout = stdout.lock();
-        let result = stdout.finish();
-        if failure.is_none() && result.size > limits.max_result_bytes as u64 {
-            failure = Some(Failure::ResultTooLarge {
-                size: result.size,
-                max: limits.max_result_bytes,
-            });
+/// How a running guest is stopped at its deadline.
+#[derive(Debug, Clone, Copy)]
+enum Interruption {
+    /// A trap once the ticks covering the time limit have passed: a
+    /// blocking run.
+    Trap { epoch_tick: Duration },
+    /// A yield to the async runtime at every tick, and a trap at the first
+    /// tick past the deadline: a run on the async runtime.
+    Yield,
+}
+
+/// One run under way: its store and what reads its ending.
+struct Activation {
+    started: Instant,
+    limits: RunLimits,
+    stdout: Capture<StdoutBuffer>,
+    stderr: Capture<LogBuffer>,
+    store: Store<Host>,
+}
+
+impl Activation {
+    /// A fresh store for `request` (see [`new_store`]), and the export to
+    /// call.
+    fn start(
+        pre: &InstancePre<Host>,
+        request: RunRequest,
+        interruption: Interruption,
+    ) -> (Self, String) {
+        let started = Instant::now();
+        let RunRequest {
+            input,
+            limits,
+            entry,
+            env,
+        } = request;
+        let stderr = Capture::new(LogBuffer::new(limits.log_bytes));
+        let stdout = Capture::new(StdoutBuffer::new(limits.max_result_bytes, stderr.clone()));
+        let store = new_store(
+            pre,
+            (input, &env),
+            &limits,
+            (stdout.clone(), stderr.clone()),
+            started,
+            interruption,
+        );
+        let activation = Self {
+            started,
+            limits,
+            stdout,
+            stderr,
+            store,
+        };
+        (
+            activation,
+            entry.unwrap_or_else(|| DEFAULT_ENTRY.to_owned()),
+        )
+    }
+
+    /// The outcome of the run that ended with `ended`.
+    fn finish(self, ended: Result<(), Ended>) -> RunOutcome {
+        let Self {
+            started,
+            limits,
+            stdout,
+            stderr,
+            store,
+        } = self;
+        let memory_denied = store.data().limiter.denied();
+        let peak_memory_bytes = store.data().limiter.peak_memory_bytes() as u64;
+        // Release the instance slot before the bookkeeping below.
+        drop(store);
+
+        let mut failure = ended
+            .err()
+            .and_then(|ended| classify(ended, memory_denied, &limits));
+        let (result, result_bytes) = {
+            let mut stdout = stdout.lock();
+            let result = stdout.finish();
+            if failure.is_none() && result.size > limits.max_result_bytes as u64 {
+                failure = Some(Failure::ResultTooLarge {
+                    size: result.size,
+                    max: limits.max_result_bytes,
+                });
+            }
+            (result.kept, stdout.written())
+        };
+        let response = interpret(&result, failure.as_ref());
+        let logs = stderr.lock().finish_at(SystemTime::now());
+        RunOutcome {
+            response,
+            logs: logs.lines,
+            logs_truncated: logs.truncated,
+            duration: started.elapsed(),
+            result_bytes,
+            peak_memory_bytes,
+            failure,
         }
-        (result.kept, stdout.written())
-    };
-    let response = interpret(&result, failure.as_ref());
-    let logs = stderr.lock().finish_at(SystemTime::now());
-    RunOutcome {
-        response,
-        logs: logs.lines,
-        logs_truncated: logs.truncated,
-        duration: started.elapsed(),
-        result_bytes,
-        peak_memory_bytes,
-        failure,
     }
 }
 
 /// A fresh store for one activation of `module`: WASI preview 1 with
 /// `input` on stdin and the captures on stdout and stderr, the memory
 /// limiter, `env` as its environment, and an epoch deadline
-/// `limits.timeout` from `started`.
+/// `limits.timeout` from `started`, enforced as `interruption` says.
 fn new_store(
     pre: &InstancePre<Host>,
     (input, env): (Vec<u8>, &[(String, String)]),
     limits: &RunLimits,
     (stdout, stderr): (Capture<StdoutBuffer>, Capture<LogBuffer>),
     started: Instant,
-    epoch_tick: Duration,
+    interruption: Interruption,
 ) -> Store<Host> {
     let timing = Timing::new(started, limits.timeout);
     let wasi = WasiCtxBuilder::new()
@@ -212,8 +272,25 @@ fn new_store(
     };
     let mut store = Store::new(pre.module().engine(), host);
     store.limiter(|host| &mut host.limiter);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
+    match interruption {
+        Interruption::Trap { epoch_tick } => {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
+        }
+        Interruption::Yield => {
+            let deadline = timing.deadline;
+            store.epoch_deadline_callback(move |_| {
+                if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            });
+            store.set_epoch_deadline(1);
+        }
+    }
     store
 }
 
@@ -282,7 +359,7 @@ pub(crate) fn instantiate_idle(
         &limits,
         captures,
         Instant::now(),
-        epoch_tick,
+        Interruption::Trap { epoch_tick },
     );
     match code.pre.instantiate(&mut store) {
         Ok(instance) => Ok(IdleInstance {
@@ -299,7 +376,7 @@ pub(crate) fn instantiate_idle(
     }
 }
 
-/// Instantiates the module and calls `entry`.
+/// Instantiates the module and calls `entry`, blocking.
 fn call(store: &mut Store<Host>, pre: &InstancePre<Host>, entry: &str) -> Result<(), Ended> {
     let instance = pre.instantiate(&mut *store)?;
     if entry != DEFAULT_ENTRY
@@ -311,6 +388,26 @@ fn call(store: &mut Store<Host>, pre: &InstancePre<Host>, entry: &str) -> Result
         .get_typed_func::<(), ()>(&mut *store, entry)
         .map_err(|_| Ended::MissingEntry(entry.to_owned()))?;
     main.call(&mut *store, ())?;
+    Ok(())
+}
+
+/// Instantiates the module and calls `entry`, on the async runtime (see
+/// [`call`]).
+async fn call_async(
+    store: &mut Store<Host>,
+    pre: &InstancePre<Host>,
+    entry: &str,
+) -> Result<(), Ended> {
+    let instance = pre.instantiate_async(&mut *store).await?;
+    if entry != DEFAULT_ENTRY
+        && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+    {
+        initialize.call_async(&mut *store, ()).await?;
+    }
+    let main = instance
+        .get_typed_func::<(), ()>(&mut *store, entry)
+        .map_err(|_| Ended::MissingEntry(entry.to_owned()))?;
+    main.call_async(&mut *store, ()).await?;
     Ok(())
 }
 

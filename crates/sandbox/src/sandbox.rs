@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Config, Engine, InstancePre, Linker, Module};
+use wasmtime::{Config, Engine, Linker, Module};
 
-use crate::cache::{ModuleCache, Tier};
+use crate::cache::{Linked, ModuleCache, Tier};
 use crate::run::{self, Host};
 use crate::tier::TierUp;
 use crate::validate::check_module;
@@ -30,11 +30,13 @@ pub struct Sandbox {
     _ticker: EpochTicker,
 }
 
-/// An engine and its WASI linker.
+/// An engine and its WASI linkers: one for blocking runs, one for runs on
+/// the async runtime.
 #[derive(Clone)]
 pub(crate) struct Backend {
     engine: Engine,
     linker: Linker<Host>,
+    linker_async: Linker<Host>,
 }
 
 impl Backend {
@@ -42,16 +44,28 @@ impl Backend {
         let failed = |error: wasmtime::Error| SandboxError::Engine(format!("{error:#}"));
         let engine = Engine::new(config).map_err(failed)?;
         let linker = build_linker(&engine).map_err(failed)?;
-        Ok(Self { engine, linker })
+        let linker_async = build_linker_async(&engine).map_err(failed)?;
+        Ok(Self {
+            engine,
+            linker,
+            linker_async,
+        })
     }
 
-    /// Compiles `code` and links it against WASI.
-    pub(crate) fn compile(&self, code: &[u8]) -> Result<InstancePre<Host>, SandboxError> {
+    /// Compiles `code` and links it against WASI, for both kinds of run
+    /// (linking checks the imports; it compiles nothing more).
+    pub(crate) fn compile(&self, code: &[u8]) -> Result<Linked, SandboxError> {
         let module = Module::new(&self.engine, code)
             .map_err(|error| SandboxError::Compile(format!("{error:#}")))?;
-        self.linker
-            .instantiate_pre(&module)
-            .map_err(|error| SandboxError::Link(format!("{error:#}")))
+        let link = |linker: &Linker<Host>| {
+            linker
+                .instantiate_pre(&module)
+                .map_err(|error| SandboxError::Link(format!("{error:#}")))
+        };
+        Ok(Linked {
+            pre: link(&self.linker)?,
+            pre_async: link(&self.linker_async)?,
+        })
     }
 }
 
@@ -139,7 +153,7 @@ impl Sandbox {
         let started = Instant::now();
         if let Some((baseline, tier_up)) = &self.baseline {
             match baseline.compile(code) {
-                Ok(pre) => {
+                Ok(linked) => {
                     let compile_time = started.elapsed();
                     if private {
                         tracing::debug!(?compile_time, "compiled a private module (Winch)");
@@ -149,7 +163,7 @@ impl Sandbox {
                     let module = Arc::new(PreparedModule::new(
                         digest,
                         compile_time,
-                        pre,
+                        linked,
                         Tier::Baseline,
                     ));
                     tier_up.queue(&module, code.to_vec(), visibility);
@@ -166,7 +180,7 @@ impl Sandbox {
                 }
             }
         }
-        let pre = self.main.compile(code)?;
+        let linked = self.main.compile(code)?;
         let compile_time = started.elapsed();
         if private {
             tracing::debug!(?compile_time, "compiled a private module");
@@ -176,7 +190,7 @@ impl Sandbox {
         Ok(Arc::new(PreparedModule::new(
             digest,
             compile_time,
-            pre,
+            linked,
             Tier::Final,
         )))
     }
@@ -224,6 +238,23 @@ impl Sandbox {
         run::run(self.epoch_tick, module, request)
     }
 
+    /// Runs one activation of `module` on the async runtime that polls the
+    /// returned future, with the same outcome as [`run`](Self::run): no
+    /// blocking thread, and WASI's functions called without a `block_on`
+    /// each. The guest runs inside `poll`, but gives the thread back at
+    /// every epoch tick ([`SandboxConfig::epoch_tick`]) and while it
+    /// sleeps, so a CPU-bound guest holds a runtime worker for one tick at
+    /// a time. Needs a Tokio runtime with its timer (a sleeping guest
+    /// waits on it).
+    ///
+    /// Dropping the future stops the guest where it is; an activation that
+    /// must run to its end is polled to its end.
+    ///
+    /// [`SandboxConfig::epoch_tick`]: crate::SandboxConfig::epoch_tick
+    pub async fn run_async(&self, module: &PreparedModule, request: RunRequest) -> RunOutcome {
+        run::run_async(module, request).await
+    }
+
     /// Instantiates `module` and keeps the instance alive, unrun, until the
     /// returned [`IdleInstance`](run::IdleInstance) is dropped. For
     /// measuring how many warm instances fit in memory (`clemmys-bench`);
@@ -267,6 +298,15 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |host: &mut Host| &mut host.wasi)?;
     poll::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// The linker of runs on the async runtime: WASI preview 1's async
+/// functions, and our async `poll_oneoff`.
+fn build_linker_async(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |host: &mut Host| &mut host.wasi)?;
+    poll::add_to_linker_async(&mut linker)?;
     Ok(linker)
 }
 

@@ -137,10 +137,10 @@ fn work(optimizing: &Backend, queue: &Receiver<Job>, shared: &Shared) {
             match optimizing.compile(&code) {
                 // A private module's digest and compiler messages derive
                 // from confidential code: nothing about it is logged.
-                Ok(pre) if visibility == Visibility::Private => module.finish(pre),
+                Ok(linked) if visibility == Visibility::Private => module.finish(linked),
                 Err(_) if visibility == Visibility::Private => {}
-                Ok(pre) => {
-                    module.finish(pre);
+                Ok(linked) => {
+                    module.finish(linked);
                     tracing::debug!(digest = %module.digest(), "optimised code swapped in");
                 }
                 // The baseline code stays and runs correctly; an error here

@@ -10,6 +10,7 @@ mod engine;
 mod examples;
 mod failures;
 mod limits;
+mod on_runtime;
 mod results;
 mod sleep;
 mod validate;
