@@ -347,10 +347,10 @@ impl Enclave {
     /// authenticate and open, admit, execute, seal. `load_code` fetches the
     /// action's sealed code from the untrusted store when this enclave has
     /// not compiled it yet.
-    pub fn run(
+    pub async fn run(
         &self,
         run: SealedRun<'_>,
-        load_code: impl Fn() -> Option<Vec<u8>>,
+        load_code: impl Fn() -> Option<Vec<u8>> + Sync,
     ) -> Result<SealedOutcome, EnclaveError> {
         let input = SealedInput::from_bytes(run.invocation)?;
         if self.current().is_none() {
@@ -359,14 +359,18 @@ impl Enclave {
         }
         let load_code = &load_code;
         match input {
-            SealedInput::Invocation(invocation) => self.run_invocation(run, invocation, load_code),
-            SealedInput::SessionRequest(request) => self.run_session(run, request, load_code),
-            SealedInput::ChainHop(hop) => self.run_chain_step(run, hop, load_code),
-            SealedInput::ChainSessionHop(hop) => self.run_chain_session_step(run, hop, load_code),
+            SealedInput::Invocation(invocation) => {
+                self.run_invocation(run, invocation, load_code).await
+            }
+            SealedInput::SessionRequest(request) => self.run_session(run, request, load_code).await,
+            SealedInput::ChainHop(hop) => self.run_chain_step(run, hop, load_code).await,
+            SealedInput::ChainSessionHop(hop) => {
+                self.run_chain_session_step(run, hop, load_code).await
+            }
         }
     }
 
-    fn run_invocation(
+    async fn run_invocation(
         &self,
         run: SealedRun<'_>,
         invocation: SealedInvocation,
@@ -413,13 +417,15 @@ impl Enclave {
                 counters: Mutex::new(CounterWindow::new()),
             });
         }
-        let ran = self.execute(
-            &run,
-            &provisioned,
-            &opened.params,
-            load_code,
-            &mut init_time,
-        )?;
+        let ran = self
+            .execute(
+                &run,
+                &provisioned,
+                &opened.params,
+                load_code,
+                &mut init_time,
+            )
+            .await?;
         let receipt = self.receipt(
             &run,
             descriptor,
@@ -455,7 +461,7 @@ impl Enclave {
     /// client and the version; the session refuses a counter it accepted
     /// before, and the broker (or, for up to a second, this enclave's
     /// lease of its last admission) a version that is no longer current.
-    fn run_session(
+    async fn run_session(
         &self,
         run: SealedRun<'_>,
         request: SessionInvocation,
@@ -504,7 +510,9 @@ impl Enclave {
             request.timestamp_ms,
             delegate,
         )?;
-        let ran = self.execute(&run, &provisioned, &params, load_code, &mut init_time)?;
+        let ran = self
+            .execute(&run, &provisioned, &params, load_code, &mut init_time)
+            .await?;
         let receipt = SessionReceipt {
             activation_id: run.activation_id.to_owned(),
             session_id: request.session_id,
@@ -569,8 +577,9 @@ impl Enclave {
         Ok(provisioned)
     }
 
-    /// Opens and compiles the code if needed and runs it on `input`.
-    fn execute(
+    /// Opens and compiles the code if needed and runs it on `input`, on the
+    /// async runtime polling it (see `Sandbox::run_async`).
+    async fn execute(
         &self,
         run: &SealedRun<'_>,
         provisioned: &Provisioned,
@@ -604,18 +613,21 @@ impl Enclave {
                 let params = serde_json::from_slice(input)
                     .unwrap_or_else(|_| serde_json::Value::Object(Default::default()));
                 let started = Instant::now();
-                let (input, compiled) = javascript.bytecode.input(&JsRun {
-                    sandbox: &self.sandbox,
-                    engine: &runnable.module,
-                    key: BytecodeKey {
-                        code_digest: provisioned.grant.action.code_digest,
-                        entry: entry.clone(),
-                    },
-                    source: &javascript.source,
-                    params: &params,
-                    env: &env,
-                    limits: (&run.limits).into(),
-                });
+                let (input, compiled) = javascript
+                    .bytecode
+                    .input(&JsRun {
+                        sandbox: &self.sandbox,
+                        engine: &runnable.module,
+                        key: BytecodeKey {
+                            code_digest: provisioned.grant.action.code_digest,
+                            entry: entry.clone(),
+                        },
+                        source: &javascript.source,
+                        params: &params,
+                        env: &env,
+                        limits: (&run.limits).into(),
+                    })
+                    .await;
                 if compiled {
                     add_time(init_time, started.elapsed());
                 }
@@ -633,7 +645,7 @@ impl Enclave {
                 env,
             },
         };
-        let outcome = self.sandbox.run(&runnable.module, request);
+        let outcome = self.sandbox.run_async(&runnable.module, request).await;
         let timed_out = matches!(outcome.failure, Some(Failure::Timeout { .. }));
         let response = if runnable.javascript.is_some() {
             engine_response(outcome.response)

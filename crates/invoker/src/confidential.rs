@@ -16,7 +16,7 @@ use clemmys_whisk::{Action, ActivationResponse, ActivationStatus, EntityName, Ex
 use serde_json::{Value, json};
 use tokio::runtime::{Handle, TryCurrentError};
 
-use crate::{Invoker, Placement, RunReport};
+use crate::{Invoker, RunReport};
 
 /// The store as the enclave pool's source of sealed code.
 pub struct StoredCode {
@@ -43,9 +43,11 @@ impl CodeSource for StoredCode {
             None => (None, name),
         };
         let name = EntityName::new(name).ok()?;
-        // The pool calls this on a blocking thread (`spawn_blocking`, or a
-        // worker handed over by `block_in_place`), so waiting here holds
-        // up no task; the embedded store's read is ready at its first poll.
+        // The pool calls this from a run polled on a runtime worker (see
+        // `poll_blocking_future`) or on a blocking thread; `block_in_place`
+        // lets this thread wait (it hands a worker's other tasks to another
+        // thread first). The embedded store's read is ready at its first
+        // poll.
         let read = async {
             match &package {
                 Some(package) => {
@@ -56,7 +58,7 @@ impl CodeSource for StoredCode {
                 None => self.store.get_code(&namespace, &name).await,
             }
         };
-        match self.runtime.block_on(read) {
+        match tokio::task::block_in_place(|| self.runtime.block_on(read)) {
             Ok(code) => code,
             Err(error) => {
                 tracing::warn!(%namespace, ?package, %name, %error, "reading sealed code failed");
@@ -81,11 +83,7 @@ pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 
 impl Invoker {
     /// Runs a confidential action inside the enclave.
-    pub(crate) async fn execute_confidential(
-        &self,
-        message: &ActivationMessage,
-        placement: Placement,
-    ) -> RunReport {
+    pub(crate) async fn execute_confidential(&self, message: &ActivationMessage) -> RunReport {
         let started = Instant::now();
         let start_ms = clemmys_whisk::now_ms();
         let refuse = |status: ActivationStatus, text: String| RunReport {
@@ -111,7 +109,7 @@ impl Invoker {
                 "the sealed parameters are not valid base64".into(),
             );
         };
-        // Only what the run needs crosses to the blocking thread.
+        // Only what the run needs goes into its future.
         let action = &message.action;
         let (namespace, name, limits) = (
             action.namespace.to_string(),
@@ -129,9 +127,9 @@ impl Invoker {
             Exec::Sequence { .. } => None,
         };
         let activation_id = message.activation_id.to_string();
-        let outcome = placement
-            .run(move || {
-                enclaves.run(SealedRun {
+        let outcome = crate::poll_blocking_future(async move {
+            enclaves
+                .run(SealedRun {
                     namespace: &namespace,
                     action: &name,
                     activation_id: &activation_id,
@@ -139,8 +137,9 @@ impl Invoker {
                     limits,
                     entry,
                 })
-            })
-            .await;
+                .await
+        })
+        .await;
         match outcome {
             Ok(Ok(sealed)) => {
                 let mut result = json!({ SEALED_FIELD: base64::engine::general_purpose::STANDARD.encode(&sealed.result) });

@@ -26,16 +26,21 @@
 //!
 //! # Where the guest runs
 //!
-//! A plain activation runs on its own task ([`Sandbox::run_async`]): the
-//! guest runs inside the task's poll and gives the worker back at every
-//! epoch tick and while it sleeps, with no handoff to another thread and no
-//! `block_on` per WASI call. What is synchronous (an enclave, and the
-//! compile of a JavaScript action's source that its first activation does)
-//! runs, on a multi-threaded runtime, in place when its caller may wait for
-//! it ([`tokio::task::block_in_place`]: the worker's other tasks move to
-//! another thread); the epoch deadline bounds it by the action's time
-//! limit. Elsewhere (a current-thread runtime, or a caller that must be
-//! able to give up before the time limit) it runs on a blocking thread.
+//! An activation runs on its own task ([`Sandbox::run_async`], inside the
+//! enclave too for a confidential one): the guest runs inside the task's
+//! poll and gives the worker back at every epoch tick and while it sleeps,
+//! with no handoff to another thread and no `block_on` per WASI call.
+//!
+//! What stays synchronous runs on the thread that polls it: an enclave's
+//! start, its broker round trips and its compile (none on a warm session
+//! request) block that worker while they last, and reading sealed code
+//! hands the worker's other tasks to another thread first
+//! ([`tokio::task::block_in_place`]). On a current-thread runtime a
+//! confidential activation is polled on a blocking thread instead. The
+//! compile of a plain JavaScript action's source that its first activation
+//! does runs in place when its caller may wait for it (`block_in_place`),
+//! else on a blocking thread; the epoch deadline bounds it by the action's
+//! time limit.
 //!
 //! # A networked bus
 //!
@@ -436,7 +441,7 @@ impl Invoker {
     /// Runs the action of `message` and reports what happened.
     async fn execute(&self, message: &ActivationMessage, placement: Placement) -> RunReport {
         if message.action.is_confidential() {
-            return self.execute_confidential(message, placement).await;
+            return self.execute_confidential(message).await;
         }
         let started = Instant::now();
         let start_ms = clemmys_whisk::now_ms();
@@ -762,7 +767,7 @@ async fn keep_in_progress(receipt: Arc<dyn Receipt>) {
     while_held(receipt.as_ref(), std::future::pending::<()>()).await;
 }
 
-/// Where a synchronous run (a guest, an enclave) goes.
+/// Where a synchronous run (the compile of a JavaScript source) goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Placement {
     /// On the current task's worker thread, if the runtime can hand the
@@ -787,6 +792,21 @@ impl Placement {
         }
         tokio::task::spawn_blocking(work).await
     }
+}
+
+/// Polls `work`, a future that may block its thread for a while (an
+/// enclave starting, a broker round trip, a compile), on this task when the
+/// runtime is multi-threaded, else on a blocking thread: a current-thread
+/// runtime's only thread must not wait for what may need it, and it cannot
+/// use `block_in_place`.
+pub(crate) async fn poll_blocking_future<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, JoinError> {
+    let runtime = Handle::current();
+    if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
+        return Ok(work.await);
+    }
+    tokio::task::spawn_blocking(move || runtime.block_on(work)).await
 }
 
 /// A future that, if dropped before it finishes, goes on as a task of its

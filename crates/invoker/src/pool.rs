@@ -242,13 +242,18 @@ impl EnclavePool {
     }
 
     /// Runs one sealed input of `run.namespace/run.action` in the action's
-    /// enclave, binding one first if needed. Blocks: call it from a thread
-    /// that may. The outcome's `init_time` includes the time to start an
-    /// enclave when none was idle.
-    pub fn run(&self, run: SealedRun<'_>) -> Result<SealedOutcome, EnclaveError> {
+    /// enclave, binding one first if needed. The guest runs on the async
+    /// runtime polling this; starting an enclave, fetching a key from the
+    /// broker, reading and compiling code still block the thread while they
+    /// last (a warm session request does none of them). The outcome's
+    /// `init_time` includes the time to start an enclave when none was
+    /// idle.
+    pub async fn run(&self, run: SealedRun<'_>) -> Result<SealedOutcome, EnclaveError> {
         let (namespace, name) = (run.namespace, run.action);
         let (lease, enclave, started_in) = self.lease(namespace, name, Purpose::Run)?;
-        let result = enclave.run(run, || self.code.sealed_code(namespace, name));
+        let result = enclave
+            .run(run, || self.code.sealed_code(namespace, name))
+            .await;
         if let Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) = &result {
             self.unbind_unprovisioned(&lease.key, &enclave);
         }

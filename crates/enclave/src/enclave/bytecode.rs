@@ -94,10 +94,10 @@ impl KeptBytecode {
     }
 
     /// The engine's input for `run`: the bytecode's envelope if it is
-    /// kept for `run.key`, or once this run compiled it (the first to ask;
-    /// blocking, like [`Sandbox::run`]); else the source's envelope.
-    /// Returns whether this run compiled.
-    pub(super) fn input(&self, run: &JsRun<'_>) -> (Vec<u8>, bool) {
+    /// kept for `run.key`, or once this run compiled it (the first to ask,
+    /// on the async runtime like [`Sandbox::run_async`]); else the source's
+    /// envelope. Returns whether this run compiled.
+    pub(super) async fn input(&self, run: &JsRun<'_>) -> (Vec<u8>, bool) {
         let main = Some(run.key.entry.as_str());
         match self.plan(&run.key) {
             Plan::Run(bytecode) => (
@@ -106,15 +106,18 @@ impl KeptBytecode {
             ),
             Plan::RunSource => (envelope(run.source, main, run.params, run.env), false),
             Plan::CompileFirst => {
-                let outcome = run.sandbox.run(
-                    run.engine,
-                    RunRequest {
-                        input: compile_envelope(run.source, main),
-                        limits: run.limits,
-                        entry: None,
-                        env: Vec::new(),
-                    },
-                );
+                let outcome = run
+                    .sandbox
+                    .run_async(
+                        run.engine,
+                        RunRequest {
+                            input: compile_envelope(run.source, main),
+                            limits: run.limits,
+                            entry: None,
+                            env: Vec::new(),
+                        },
+                    )
+                    .await;
                 let input = match self.finish(run.key.clone(), bytecode_of(&outcome.response)) {
                     Some(bytecode) => bytecode_envelope(&bytecode, main, run.params, run.env),
                     None => envelope(run.source, main, run.params, run.env),

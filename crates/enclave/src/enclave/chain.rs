@@ -48,7 +48,7 @@ impl Enclave {
     /// the step the client's ticket names at the hop's index and that the
     /// broker never admitted (chain id, index) before; runs; seals the output
     /// to the next step, or the final answer to the client.
-    pub(super) fn run_chain_step(
+    pub(super) async fn run_chain_step(
         &self,
         run: SealedRun<'_>,
         hop: SealedHop,
@@ -92,7 +92,9 @@ impl Enclave {
             delegate,
         )?;
         let input_hash = Digest::of(&hop.value);
-        let ran = self.execute(&run, &provisioned, &hop.value, load_code, &mut init_time)?;
+        let ran = self
+            .execute(&run, &provisioned, &hop.value, load_code, &mut init_time)
+            .await?;
         let position = ChainPosition {
             chain_id: ticket.chain_id,
             index,
@@ -170,7 +172,7 @@ impl Enclave {
     /// admit (run, index) once, runs, and seals the output to the next step
     /// (or the answer to the client) under keys only the chain's enclaves
     /// and the client hold.
-    pub(super) fn run_chain_session_step(
+    pub(super) async fn run_chain_session_step(
         &self,
         run: SealedRun<'_>,
         hop: SessionHop,
@@ -215,7 +217,9 @@ impl Enclave {
             delegate,
         )?;
         let input_hash = Digest::of(&body.value);
-        let ran = self.execute(&run, &provisioned, &body.value, load_code, &mut init_time)?;
+        let ran = self
+            .execute(&run, &provisioned, &body.value, load_code, &mut init_time)
+            .await?;
         let run_key = session.chain_key.for_run(&run_id)?;
         let position = ChainPosition {
             chain_id: run_id,
