@@ -143,21 +143,16 @@ pub trait ActivationRunner: Send + Sync + 'static {
     /// messages the invoker takes off the bus), runs it, stores its record,
     /// reports its [`Completion`] and returns the record.
     ///
-    /// `patience` is how long the caller waits for the record: a run whose
-    /// time limit fits in it may hold the caller's task while the guest
-    /// runs; a longer one is run elsewhere so that the caller can give up on
-    /// time.
+    /// The guest runs on the caller's task and gives the thread back at
+    /// every epoch tick, so a caller can give up on time whatever the
+    /// action's time limit.
     ///
     /// The activation runs to its end and is recorded even when the caller
     /// drops the returned future first (its wait ran out, its client went
     /// away): the rest then goes on in the background, and a stopping node
     /// waits for it like for any activation it accepted. A record that
     /// could not be stored is still returned.
-    async fn run(
-        self: Arc<Self>,
-        message: ActivationMessage,
-        patience: Duration,
-    ) -> Result<Arc<Activation>, BusError>;
+    async fn run(self: Arc<Self>, message: ActivationMessage) -> Result<Arc<Activation>, BusError>;
 }
 
 /// The invoker's side of the completion channel.

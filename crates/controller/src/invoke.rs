@@ -312,7 +312,7 @@ impl Controller {
     ) -> Outcome {
         let id = message.activation_id;
         let stand_in = StandInSource::of(&message);
-        match tokio::time::timeout(mode.wait, invoker.run(message, mode.wait)).await {
+        match tokio::time::timeout(mode.wait, invoker.run(message)).await {
             Ok(Ok(activation)) => Outcome::Finished(activation),
             Ok(Err(error)) => {
                 // It was never admitted, so never completed.

@@ -182,7 +182,7 @@ impl Controller {
             accepted_at: clemmys_whisk::now_ms(),
         };
         if let Some(invoker) = &self.local_invoker {
-            return match tokio::time::timeout(wait, invoker.clone().run(message, wait)).await {
+            return match tokio::time::timeout(wait, invoker.clone().run(message)).await {
                 Ok(Ok(activation)) => Ok(Arc::unwrap_or_clone(activation)),
                 Ok(Err(error)) => Err(internal(&error.to_string())),
                 Err(_) => Err(internal("a sequence component did not finish in time")),

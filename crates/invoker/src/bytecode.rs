@@ -154,22 +154,24 @@ pub(crate) struct Compile {
 impl Compile {
     /// Compiles the source with the engine `module` under `limits` (the
     /// action's), keeps what it gave, and answers the bytecode if it
-    /// compiled. Blocking, like [`Sandbox::run`].
-    pub(crate) fn run(
+    /// compiled. On the async runtime, like [`Sandbox::run_async`].
+    pub(crate) async fn run(
         self,
         sandbox: &Sandbox,
         module: &PreparedModule,
         limits: RunLimits,
     ) -> Option<Arc<[u8]>> {
-        let outcome = sandbox.run(
-            module,
-            RunRequest {
-                input: javascript::compile_envelope(&self.source, self.key.main.as_deref()),
-                limits,
-                entry: None,
-                env: Vec::new(),
-            },
-        );
+        let outcome = sandbox
+            .run_async(
+                module,
+                RunRequest {
+                    input: javascript::compile_envelope(&self.source, self.key.main.as_deref()),
+                    limits,
+                    entry: None,
+                    env: Vec::new(),
+                },
+            )
+            .await;
         match javascript::bytecode_of(&outcome.response) {
             Some(bytecode) => {
                 let bytecode: Arc<[u8]> = bytecode.into();
@@ -195,15 +197,15 @@ pub(crate) struct CompileFirst {
 impl CompileFirst {
     /// Compiles under `request`'s limits and gives back the request to
     /// run: the bytecode's envelope if it compiled, else `request` (the
-    /// source's). Blocking, like [`Sandbox::run`].
-    pub(crate) fn run(
+    /// source's). On the async runtime, like [`Sandbox::run_async`].
+    pub(crate) async fn run(
         self,
         sandbox: &Sandbox,
         module: &PreparedModule,
         request: RunRequest,
     ) -> RunRequest {
         let main = self.compile.key.main.clone();
-        match self.compile.run(sandbox, module, request.limits) {
+        match self.compile.run(sandbox, module, request.limits).await {
             Some(bytecode) => RunRequest {
                 input: javascript::bytecode_envelope(
                     &bytecode,

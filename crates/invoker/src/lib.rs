@@ -31,16 +31,15 @@
 //! poll and gives the worker back at every epoch tick and while it sleeps,
 //! with no handoff to another thread and no `block_on` per WASI call.
 //!
+//! The compile of a plain JavaScript action's source to bytecode, which
+//! its first activation (or its prewarm) does, is a guest run too.
+//!
 //! What stays synchronous runs on the thread that polls it: an enclave's
 //! start, its broker round trips and its compile (none on a warm session
 //! request) block that worker while they last, and reading sealed code
 //! hands the worker's other tasks to another thread first
 //! ([`tokio::task::block_in_place`]). On a current-thread runtime a
-//! confidential activation is polled on a blocking thread instead. The
-//! compile of a plain JavaScript action's source that its first activation
-//! does runs in place when its caller may wait for it (`block_in_place`),
-//! else on a blocking thread; the epoch deadline bounds it by the action's
-//! time limit.
+//! confidential activation is polled on a blocking thread instead.
 //!
 //! # A networked bus
 //!
@@ -301,12 +300,8 @@ impl Invoker {
                     else {
                         return; // the semaphores are never closed
                     };
-                    // Nothing else waits on this task: the guest may hold it.
-                    self.activations.spawn(async move {
-                        invoker
-                            .activate(*message, admitted, Placement::InPlace)
-                            .await
-                    });
+                    self.activations
+                        .spawn(async move { invoker.activate(*message, admitted).await });
                 }
                 InvokerMessage::Prewarm(action) => {
                     tokio::spawn(async move { invoker.prewarm(&action).await });
@@ -340,10 +335,7 @@ impl Invoker {
                     let receipt: Arc<dyn Receipt> = Arc::from(receipt);
                     self.activations.spawn(async move {
                         let ticking = tokio::spawn(keep_in_progress(receipt.clone()));
-                        // Nothing else waits on this task: the guest may hold it.
-                        let (_, stored) = invoker
-                            .run_and_record(*message, admitted, Placement::InPlace)
-                            .await;
+                        let (_, stored) = invoker.run_and_record(*message, admitted).await;
                         ticking.abort();
                         if stored {
                             receipt.done().await;
@@ -401,13 +393,8 @@ impl Invoker {
 
     /// Runs one activation, gives back what it was `admitted` with (its
     /// instance is gone), stores its record and reports it.
-    async fn activate(
-        &self,
-        message: ActivationMessage,
-        admitted: Admitted,
-        placement: Placement,
-    ) -> Arc<Activation> {
-        self.run_and_record(message, admitted, placement).await.0
+    async fn activate(&self, message: ActivationMessage, admitted: Admitted) -> Arc<Activation> {
+        self.run_and_record(message, admitted).await.0
     }
 
     /// [`Invoker::activate`], also saying whether the record is stored.
@@ -415,9 +402,8 @@ impl Invoker {
         &self,
         message: ActivationMessage,
         admitted: Admitted,
-        placement: Placement,
     ) -> (Arc<Activation>, bool) {
-        let report = self.execute(&message, placement).await;
+        let report = self.execute(&message).await;
         drop(admitted);
         let activation = Arc::new(record::activation(&message, report));
         // The store takes its own copy: its API takes the record by value.
@@ -439,7 +425,7 @@ impl Invoker {
     }
 
     /// Runs the action of `message` and reports what happened.
-    async fn execute(&self, message: &ActivationMessage, placement: Placement) -> RunReport {
+    async fn execute(&self, message: &ActivationMessage) -> RunReport {
         if message.action.is_confidential() {
             return self.execute_confidential(message).await;
         }
@@ -509,40 +495,24 @@ impl Invoker {
             },
         };
         let is_javascript = matches!(message.action.exec, Exec::JavaScript { .. });
-        let outcome = match compile_first {
-            // The first activation of a JavaScript action compiles its
-            // source to bytecode (blocking) before it runs.
-            Some(compile) => {
-                let sandbox = self.sandbox.clone();
-                placement
-                    .run(move || {
-                        let request = compile.run(&sandbox, &module, request);
-                        sandbox.run(&module, request)
-                    })
-                    .await
-            }
-            // On this task: the guest gives the worker back at every epoch
-            // tick and while it sleeps, so a caller can still give up.
-            None => Ok(self.sandbox.run_async(&module, request).await),
+        // The first activation of a JavaScript action compiles its source
+        // to bytecode before it runs.
+        let request = match compile_first {
+            Some(compile) => compile.run(&self.sandbox, &module, request).await,
+            None => request,
         };
-        match outcome {
-            Ok(outcome) => RunReport {
-                start_ms,
-                duration: started.elapsed(),
-                init_time,
-                timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
-                response: if is_javascript {
-                    javascript::engine_response(outcome.response)
-                } else {
-                    outcome.response
-                },
-                logs: outcome.logs,
+        let outcome = self.sandbox.run_async(&module, request).await;
+        RunReport {
+            start_ms,
+            duration: started.elapsed(),
+            init_time,
+            timed_out: matches!(outcome.failure, Some(Failure::Timeout { .. })),
+            response: if is_javascript {
+                javascript::engine_response(outcome.response)
+            } else {
+                outcome.response
             },
-            Err(join_error) => {
-                let error =
-                    StartError::Internal(format!("the sandbox thread failed: {join_error}"));
-                RunReport::failed(start_ms, started, &error.to_string(), &error)
-            }
+            logs: outcome.logs,
         }
     }
 
@@ -709,29 +679,18 @@ impl Invoker {
             source,
         };
         let (sandbox, limits) = (self.sandbox.clone(), (&action.limits).into());
-        if let Err(error) =
-            tokio::task::spawn_blocking(move || compile.run(&sandbox, &module, limits)).await
-        {
+        // A task of its own, so that a panic in it still abandons the key.
+        let compiling = tokio::spawn(async move { compile.run(&sandbox, &module, limits).await });
+        if let Err(error) = compiling.await {
             self.bytecode.abandon(&key);
-            tracing::warn!(action = %action.path(), %error, "the precompiling thread failed");
+            tracing::warn!(action = %action.path(), %error, "the precompiling task failed");
         }
     }
 }
 
 #[async_trait::async_trait]
 impl ActivationRunner for Invoker {
-    async fn run(
-        self: Arc<Self>,
-        message: ActivationMessage,
-        patience: Duration,
-    ) -> Result<Arc<Activation>, BusError> {
-        // The guest may hold the caller's task only if the caller cannot
-        // want to give up before the guest's time limit ends it.
-        let placement = if Duration::from_millis(message.action.limits.timeout) <= patience {
-            Placement::InPlace
-        } else {
-            Placement::BlockingThread
-        };
+    async fn run(self: Arc<Self>, message: ActivationMessage) -> Result<Arc<Activation>, BusError> {
         let tracker = self.activations.clone();
         let run = tracker.track_future(async move {
             let admitted = self
@@ -739,7 +698,7 @@ impl ActivationRunner for Invoker {
                 .admit(message.action.limits.memory)
                 .await
                 .ok_or(BusError::Closed)?;
-            Ok(self.activate(message, admitted, placement).await)
+            Ok(self.activate(message, admitted).await)
         });
         RunToEnd::new(run).await
     }
@@ -761,37 +720,11 @@ async fn while_held<T>(receipt: &dyn Receipt, work: impl Future<Output = T>) -> 
 }
 
 /// Tells the bus every so often that `receipt`'s message is still held,
-/// until aborted; a task of its own because the guest may hold the
-/// activation's task.
+/// until aborted; a task of its own because what is synchronous in an
+/// activation (an enclave's start, a compile) may hold its task for a
+/// while.
 async fn keep_in_progress(receipt: Arc<dyn Receipt>) {
     while_held(receipt.as_ref(), std::future::pending::<()>()).await;
-}
-
-/// Where a synchronous run (the compile of a JavaScript source) goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
-    /// On the current task's worker thread, if the runtime can hand the
-    /// worker's other tasks to another thread; else a blocking thread.
-    InPlace,
-    /// On a blocking thread, so the current task can still do other work
-    /// (time out) meanwhile.
-    BlockingThread,
-}
-
-impl Placement {
-    /// Runs `work` where this placement says.
-    pub(crate) async fn run<T: Send + 'static>(
-        self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, JoinError> {
-        let multi_threaded = Handle::try_current()
-            .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if self == Placement::InPlace && multi_threaded {
-            // `block_in_place` panics on a current-thread runtime only.
-            return Ok(tokio::task::block_in_place(work));
-        }
-        tokio::task::spawn_blocking(work).await
-    }
 }
 
 /// Polls `work`, a future that may block its thread for a while (an

@@ -109,15 +109,12 @@ pub(crate) async fn message(
     }
 }
 
-/// Long enough for any run here: the guest may run in place.
-const PATIENT: Duration = Duration::from_secs(3600);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_run_answers_and_stores_its_record() {
     let node = node_with("echo", redb).await;
     let message = message(&node, "echo", json!({"k": "v"})).await;
     let id = message.activation_id;
-    let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
+    let activation = ActivationRunner::run(node.invoker.clone(), message)
         .await
         .expect("ran");
     assert_eq!(activation.response.status, ActivationStatus::Success);
@@ -136,7 +133,7 @@ async fn a_direct_run_answers_and_stores_its_record() {
 async fn a_record_that_cannot_be_stored_still_answers_the_result() {
     let node = node_with("echo", records_fail).await;
     let message = message(&node, "echo", json!({"k": "v"})).await;
-    let activation = ActivationRunner::run(node.invoker.clone(), message, PATIENT)
+    let activation = ActivationRunner::run(node.invoker.clone(), message)
         .await
         .expect("ran");
     // The function ran: its result, not an error inviting a retry.
@@ -151,11 +148,11 @@ async fn a_direct_run_whose_caller_stops_waiting_still_stores_its_record() {
     let message = message(&node, "sleep", json!({"ms": 300})).await;
     let id = message.activation_id;
     // The caller waits 10 ms, far less than the action's time limit: the
-    // guest runs off its task, and the wait runs out first.
-    let patience = Duration::from_millis(10);
+    // guest (asleep) gives the caller's task back, and the wait runs out
+    // first.
     let waited = tokio::time::timeout(
-        patience,
-        ActivationRunner::run(node.invoker.clone(), message, patience),
+        Duration::from_millis(10),
+        ActivationRunner::run(node.invoker.clone(), message),
     )
     .await;
     assert!(waited.is_err(), "the caller gave up before the guest ended");
