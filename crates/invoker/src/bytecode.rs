@@ -158,7 +158,7 @@ impl Compile {
     pub(crate) async fn run(
         self,
         sandbox: &Sandbox,
-        module: &PreparedModule,
+        module: &Arc<PreparedModule>,
         limits: RunLimits,
     ) -> Option<Arc<[u8]>> {
         let outcome = sandbox
@@ -201,7 +201,7 @@ impl CompileFirst {
     pub(crate) async fn run(
         self,
         sandbox: &Sandbox,
-        module: &PreparedModule,
+        module: &Arc<PreparedModule>,
         request: RunRequest,
     ) -> RunRequest {
         let main = self.compile.key.main.clone();

@@ -29,7 +29,8 @@
 //! An activation runs on its own task ([`Sandbox::run_async`], inside the
 //! enclave too for a confidential one): the guest runs inside the task's
 //! poll and gives the worker back at every epoch tick and while it sleeps,
-//! with no handoff to another thread and no `block_on` per WASI call.
+//! with no handoff to another thread and no `block_on` per WASI call; one
+//! still computing after a whole tick finishes on a blocking thread.
 //!
 //! The compile of a plain JavaScript action's source to bytecode, which
 //! its first activation (or its prewarm) does, is a guest run too.

@@ -6,6 +6,8 @@
 //! context are dropped before the outcome is returned, and the pooling
 //! allocator resets the memory slot before any other run reuses it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
@@ -121,6 +123,23 @@ impl From<wasmtime::Error> for Ended {
     }
 }
 
+impl RunOutcome {
+    /// The outcome of a run that could not end by itself (`message` says
+    /// why): an internal error, no logs.
+    pub(crate) fn internal(message: &str) -> Self {
+        let failure = Failure::Internal(message.to_owned());
+        Self {
+            response: interpret(b"", Some(&failure)),
+            logs: Vec::new(),
+            logs_truncated: false,
+            duration: Duration::ZERO,
+            result_bytes: 0,
+            peak_memory_bytes: 0,
+            failure: Some(failure),
+        }
+    }
+}
+
 /// Runs `module` once with `request`, blocking; see the module docs.
 pub(crate) fn run(
     epoch_tick: Duration,
@@ -136,22 +155,50 @@ pub(crate) fn run(
 
 /// Runs `module` once with `request` on the async runtime polling it; see
 /// [`Sandbox::run_async`](crate::Sandbox::run_async).
-pub(crate) async fn run_async(module: &PreparedModule, request: RunRequest) -> RunOutcome {
+pub(crate) async fn run_async(
+    module: &PreparedModule,
+    request: RunRequest,
+    signals: Arc<RunSignals>,
+) -> RunOutcome {
     let code = module.code();
-    let (mut activation, entry) = Activation::start(&code.pre_async, request, Interruption::Yield);
+    let (mut activation, entry) =
+        Activation::start(&code.pre_async, request, Interruption::Yield(signals));
     let ended = call_async(&mut activation.store, &code.pre_async, &entry).await;
     activation.finish(ended)
 }
 
 /// How a running guest is stopped at its deadline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Interruption {
     /// A trap once the ticks covering the time limit have passed: a
     /// blocking run.
     Trap { epoch_tick: Duration },
     /// A yield to the async runtime at every tick, and a trap at the first
-    /// tick past the deadline: a run on the async runtime.
-    Yield,
+    /// tick past the deadline or once cancelled: a run on the async
+    /// runtime, which the signals tell how long it has been computing.
+    Yield(Arc<RunSignals>),
+}
+
+/// What a run on the async runtime tells its poller, and hears from it.
+#[derive(Debug, Default)]
+pub(crate) struct RunSignals {
+    /// Epoch ticks the guest has reached while computing.
+    ticks: AtomicU32,
+    /// Set when nobody waits for the run any more: it stops at its next
+    /// tick.
+    cancelled: AtomicBool,
+}
+
+impl RunSignals {
+    /// Whether the guest has computed for at least a whole tick.
+    pub(crate) fn computed_a_tick(&self) -> bool {
+        self.ticks.load(Ordering::Relaxed) >= 2
+    }
+
+    /// Stops the run at its next tick.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One run under way: its store and what reads its ending.
@@ -277,12 +324,15 @@ fn new_store(
             store.epoch_deadline_trap();
             store.set_epoch_deadline(deadline_ticks(limits.timeout, epoch_tick));
         }
-        Interruption::Yield => {
+        Interruption::Yield(signals) => {
             let deadline = timing.deadline;
             store.epoch_deadline_callback(move |_| {
-                if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                if signals.cancelled.load(Ordering::Relaxed)
+                    || deadline.is_some_and(|deadline| deadline <= Instant::now())
+                {
                     return Ok(UpdateDeadline::Interrupt);
                 }
+                signals.ticks.fetch_add(1, Ordering::Relaxed);
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),

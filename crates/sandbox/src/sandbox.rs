@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Config, Engine, Linker, Module};
 
 use crate::cache::{Linked, ModuleCache, Tier};
-use crate::run::{self, Host};
+use crate::run::{self, Host, RunSignals};
 use crate::tier::TierUp;
 use crate::validate::check_module;
 use crate::{
@@ -241,18 +242,42 @@ impl Sandbox {
     /// Runs one activation of `module` on the async runtime that polls the
     /// returned future, with the same outcome as [`run`](Self::run): no
     /// blocking thread, and WASI's functions called without a `block_on`
-    /// each. The guest runs inside `poll`, but gives the thread back at
-    /// every epoch tick ([`SandboxConfig::epoch_tick`]) and while it
-    /// sleeps, so a CPU-bound guest holds a runtime worker for one tick at
-    /// a time. Needs a Tokio runtime with its timer (a sleeping guest
-    /// waits on it).
+    /// each. The guest runs inside `poll`, giving the thread back at every
+    /// epoch tick ([`SandboxConfig::epoch_tick`]) and while it sleeps. A
+    /// guest still computing after a whole tick is moved to a blocking
+    /// thread for the rest of its run, so that long computations leave the
+    /// runtime's workers to short requests. Needs a Tokio runtime with its
+    /// timer (a sleeping guest waits on it).
     ///
-    /// Dropping the future stops the guest where it is; an activation that
-    /// must run to its end is polled to its end.
+    /// Dropping the future stops the guest (on a blocking thread, at its
+    /// next tick); an activation that must run to its end is polled to its
+    /// end.
     ///
     /// [`SandboxConfig::epoch_tick`]: crate::SandboxConfig::epoch_tick
-    pub async fn run_async(&self, module: &PreparedModule, request: RunRequest) -> RunOutcome {
-        run::run_async(module, request).await
+    pub async fn run_async(&self, module: &Arc<PreparedModule>, request: RunRequest) -> RunOutcome {
+        let signals = Arc::new(RunSignals::default());
+        let mut running = Box::pin({
+            let (module, signals) = (Arc::clone(module), Arc::clone(&signals));
+            async move { run::run_async(&module, request, signals).await }
+        });
+        let inline = std::future::poll_fn(|cx| match running.as_mut().poll(cx) {
+            Poll::Ready(outcome) => Poll::Ready(Some(outcome)),
+            Poll::Pending if signals.computed_a_tick() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(outcome) = inline {
+            return outcome;
+        }
+        let _cancel_on_drop = CancelOnDrop(Arc::clone(&signals));
+        let runtime = tokio::runtime::Handle::current();
+        match tokio::task::spawn_blocking(move || runtime.block_on(running)).await {
+            Ok(outcome) => outcome,
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => RunOutcome::internal("the runtime stopped during the run"),
+            },
+        }
     }
 
     /// Instantiates `module` and keeps the instance alive, unrun, until the
@@ -262,6 +287,15 @@ impl Sandbox {
     /// when no instance slot is free.
     pub fn instantiate_idle(&self, module: &PreparedModule) -> Result<run::IdleInstance, Failure> {
         run::instantiate_idle(self.epoch_tick, module)
+    }
+}
+
+/// Cancels a run moved to a blocking thread when its poller stops waiting.
+struct CancelOnDrop(Arc<RunSignals>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

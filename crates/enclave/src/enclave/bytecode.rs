@@ -78,7 +78,7 @@ enum Plan {
 /// One engine run, as [`KeptBytecode::input`] prepares it.
 pub(super) struct JsRun<'a> {
     pub(super) sandbox: &'a Sandbox,
-    pub(super) engine: &'a PreparedModule,
+    pub(super) engine: &'a Arc<PreparedModule>,
     pub(super) key: BytecodeKey,
     pub(super) source: &'a str,
     pub(super) params: &'a Value,

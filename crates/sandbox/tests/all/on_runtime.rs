@@ -148,6 +148,39 @@ fn a_computing_guest_gives_its_thread_back_until_its_time_limit() {
 }
 
 #[test]
+fn a_guest_computing_past_a_tick_leaves_the_runtime_thread() {
+    let sandbox = sandbox();
+    let spins = prepare(
+        &sandbox,
+        &module(r#"(func (export "_start") (loop $forever (br $forever)))"#),
+    );
+    let runtime = runtime();
+    let (spins_ended, turns) = runtime.block_on(async {
+        let guest = sandbox.run_async(&spins, request("{}", with_timeout(400), None));
+        // Another task taking turns on this one thread while the guest
+        // computes: a guest kept on the thread would leave it one turn per
+        // epoch tick (5 ms), about 80 in all.
+        let counter = async {
+            let mut turns = 0_u64;
+            let until = tokio::time::Instant::now() + Duration::from_millis(300);
+            while tokio::time::Instant::now() < until {
+                turns += 1;
+                tokio::task::yield_now().await;
+            }
+            turns
+        };
+        tokio::join!(guest, counter)
+    });
+    assert!(turns > 2_000, "the other task got only {turns} turns");
+    assert_eq!(
+        spins_ended.failure,
+        Some(Failure::Timeout {
+            limit: Duration::from_millis(400)
+        })
+    );
+}
+
+#[test]
 fn a_sleeping_guest_gives_its_thread_back() {
     let sandbox = sandbox();
     let sleeps = prepare(&sandbox, &sleeper(5_000_000_000));
@@ -191,9 +224,17 @@ fn a_dropped_run_stops_its_guest_and_frees_its_slot() {
         )
         .await;
         assert!(gave_up.is_err(), "the spinning guest was still running");
-        let outcome = sandbox
-            .run_async(&replies, request(r#"{"after":"drop"}"#, limits(), None))
-            .await;
-        assert_eq!(success(&outcome), &json!({"after": "drop"}));
+        // It had moved to a blocking thread: it stops at its next tick.
+        for _ in 0..100 {
+            let outcome = sandbox
+                .run_async(&replies, request(r#"{"after":"drop"}"#, limits(), None))
+                .await;
+            if outcome.failure.is_none() {
+                assert_eq!(success(&outcome), &json!({"after": "drop"}));
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the slot stayed taken for a second after the run was dropped");
     });
 }
