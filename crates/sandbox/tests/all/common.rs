@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clemmys_sandbox::{
-    CodeDigest, PreparedModule, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig,
+    CodeDigest, Failure, PreparedModule, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig,
 };
 use clemmys_whisk::ActivationStatus;
 use serde_json::Value;
@@ -133,6 +133,22 @@ pub fn prints(stdout: &str, stderr: &str, then: &str) -> Vec<u8> {
         out_len = stdout.len(),
         err_len = stderr.len(),
     ))
+}
+
+/// A guest that computes until it is stopped.
+pub fn spinner() -> Vec<u8> {
+    module(r#"(func (export "_start") (loop $forever (br $forever)))"#)
+}
+
+/// Asserts that `outcome` ended at its time limit of `millis`.
+pub fn assert_timed_out(outcome: &RunOutcome, millis: u64) {
+    assert_eq!(
+        outcome.failure,
+        Some(Failure::Timeout {
+            limit: Duration::from_millis(millis)
+        }),
+        "{outcome:#?}"
+    );
 }
 
 /// A guest that copies stdin to stdout.

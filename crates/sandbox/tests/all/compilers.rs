@@ -44,11 +44,7 @@ fn guests() -> Vec<(&'static str, Vec<u8>, RunLimits)> {
             prints("{}", "", "(call $proc_exit (i32.const 3))"),
             short,
         ),
-        (
-            "loop",
-            module(r#"(func (export "_start") (loop $forever (br $forever)))"#),
-            short,
-        ),
+        ("loop", spinner(), short),
         (
             "grow",
             module(

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use clemmys_sandbox::{Failure, RunLimits};
+use clemmys_sandbox::RunLimits;
 use serde_json::json;
 
 use crate::common::*;
@@ -16,7 +16,7 @@ fn with_timeout(millis: u64) -> RunLimits {
 
 #[test]
 fn infinite_loop_is_stopped_at_the_time_limit() {
-    let wasm = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let wasm = spinner();
     let started = Instant::now();
     let outcome = run_with(&wasm, "{}", with_timeout(200));
     assert!(
@@ -27,12 +27,7 @@ fn infinite_loop_is_stopped_at_the_time_limit() {
         &outcome,
         "The action exceeded its time limits of 200 milliseconds.",
     );
-    assert_eq!(
-        outcome.failure,
-        Some(Failure::Timeout {
-            limit: Duration::from_millis(200)
-        })
-    );
+    assert_timed_out(&outcome, 200);
 }
 
 #[test]

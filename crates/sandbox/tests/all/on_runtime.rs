@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use clemmys_sandbox::{Failure, RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig};
+use clemmys_sandbox::{RunLimits, RunOutcome, RunRequest, Sandbox, SandboxConfig};
 use serde_json::json;
 
 use crate::common::*;
@@ -64,7 +64,7 @@ fn an_async_run_ends_as_a_blocking_run_does() {
           (loop $grow (br_if $grow (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
           unreachable)"#,
     );
-    let spins = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let spins = spinner();
     let small_memory = RunLimits {
         memory_bytes: 64 << 20,
         ..limits()
@@ -121,10 +121,7 @@ fn an_async_run_ends_as_a_blocking_run_does() {
 #[test]
 fn a_computing_guest_gives_its_thread_back_until_its_time_limit() {
     let sandbox = sandbox();
-    let spins = prepare(
-        &sandbox,
-        &module(r#"(func (export "_start") (loop $forever (br $forever)))"#),
-    );
+    let spins = prepare(&sandbox, &spinner());
     let runtime = runtime();
     let other_ran = Arc::new(AtomicBool::new(false));
     let outcome = runtime.block_on(async {
@@ -139,21 +136,13 @@ fn a_computing_guest_gives_its_thread_back_until_its_time_limit() {
         other_ran.load(Ordering::SeqCst),
         "another task ran while the guest computed"
     );
-    assert_eq!(
-        outcome.failure,
-        Some(Failure::Timeout {
-            limit: Duration::from_millis(300)
-        })
-    );
+    assert_timed_out(&outcome, 300);
 }
 
 #[test]
 fn a_guest_computing_past_a_tick_leaves_the_runtime_thread() {
     let sandbox = sandbox();
-    let spins = prepare(
-        &sandbox,
-        &module(r#"(func (export "_start") (loop $forever (br $forever)))"#),
-    );
+    let spins = prepare(&sandbox, &spinner());
     let runtime = runtime();
     let (spins_ended, turns) = runtime.block_on(async {
         let guest = sandbox.run_async(&spins, request("{}", with_timeout(400), None));
@@ -172,12 +161,7 @@ fn a_guest_computing_past_a_tick_leaves_the_runtime_thread() {
         tokio::join!(guest, counter)
     });
     assert!(turns > 2_000, "the other task got only {turns} turns");
-    assert_eq!(
-        spins_ended.failure,
-        Some(Failure::Timeout {
-            limit: Duration::from_millis(400)
-        })
-    );
+    assert_timed_out(&spins_ended, 400);
 }
 
 #[test]
@@ -209,10 +193,7 @@ fn a_sleeping_guest_gives_its_thread_back() {
 #[test]
 fn a_dropped_run_stops_its_guest_and_frees_its_slot() {
     let sandbox = Sandbox::new(&SandboxConfig::with_slots(1)).expect("sandbox");
-    let spins = prepare(
-        &sandbox,
-        &module(r#"(func (export "_start") (loop $forever (br $forever)))"#),
-    );
+    let spins = prepare(&sandbox, &spinner());
     let replies = prepare(&sandbox, &echo());
     // Slots are the pool's, which a tiered module's final code uses.
     assert!(sandbox.wait_for_tier_ups(Duration::from_secs(30)));
