@@ -36,6 +36,13 @@
 //! attest with: on a machine without SGX that is `sim`, which protects
 //! nothing, and the report says so.
 
+/// mimalloc instead of glibc's allocator: a warm invoke allocates and
+/// frees many small buffers on the runtime's threads, and with mimalloc
+/// the node spends 7-16 % less CPU per request at 8 clients
+/// (docs/BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod alternate;
 mod chains;
 mod cluster;
