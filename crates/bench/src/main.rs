@@ -38,7 +38,7 @@
 
 /// mimalloc instead of glibc's allocator: a warm invoke allocates and
 /// frees many small buffers on the runtime's threads, and with mimalloc
-/// the node spends 7-16 % less CPU per request at 8 clients
+/// the node spends 6-14 % less CPU per request at 8 clients
 /// (docs/BENCHMARKS.md, "The allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
