@@ -127,6 +127,19 @@ pub enum ConfidentialError {
     /// The broker refused the request.
     #[error("the key broker refused: {0}")]
     Refused(String),
+    /// The node stored a new version's code but the broker did not register
+    /// it: the action refuses to run until it is deployed again.
+    #[error(
+        "the node stored version {version} of {action}, but the key broker did not register it ({reason}): deploy it again (`clemmys action update {action} FILE`)"
+    )]
+    StoredNotRegistered {
+        /// The action.
+        action: String,
+        /// The version stored.
+        version: u64,
+        /// Why the registration failed.
+        reason: String,
+    },
     /// The enclave refused to run the invocation, or the platform failed.
     #[error("{0}")]
     Execution(String),
@@ -1196,24 +1209,29 @@ impl Confidential {
         let short = self.short_name(name)?.to_owned();
         let kept_key = self.home_key(&short);
         let given = put.parameters.is_some();
-        // An update registers the version after the broker's current one.
-        let update_to = if overwrite {
-            Some(self.next_version(&short).await?)
-        } else {
-            None
+        // An action the broker knows keeps its action key from version to
+        // version, so the next version's code can be sealed and stored
+        // before it is registered: a store the node refuses (the action
+        // exists, a limit is out of range) then leaves the registered
+        // version, and the code the node holds for it, as they were.
+        let current = match self.describe_of(self.owner(), &short).await {
+            Ok(current) => Some(current),
+            Err(ConfidentialError::Refused(_)) => None,
+            Err(other) => return Err(other),
         };
+        let version = current.as_ref().map_or(1, |current| current.version + 1);
         let final_parameters = put
             .annotations
             .as_ref()
             .is_some_and(|annotations| annotations.is_true("final"));
         let mut defaults = take_defaults(&mut put, final_parameters)?;
-        if let (Some(next), false) = (update_to, given) {
+        if overwrite && !given {
             // As OpenWhisk keeps an action's parameters on an update that
             // names none: ours are sealed, so the copy is this client's,
             // and serves only if this client sealed the current version.
             defaults = self
                 .home
-                .sealed_defaults(&kept_key, next.saturating_sub(1))?;
+                .sealed_defaults(&kept_key, version.saturating_sub(1))?;
         }
         // An action of a package runs with the package's parameters under
         // its own: this client's copy of them (the node has none) is
@@ -1237,53 +1255,67 @@ impl Confidential {
             .clone()
             .unwrap_or_else(|| code.default_entry().to_owned());
         let registered = (code_digest, entry.as_str());
-        // A create registers version 1 (or the one after the version this
-        // client last saw) without asking first: one broker round trip
-        // fewer on every deploy of a new action. An update, or a guess the
-        // broker refuses (the action exists, our copy is stale), asks for
-        // the current version and registers the next one.
-        let descriptor = match update_to {
-            Some(next) => self.register(&short, next, registered, options).await?,
-            None => {
-                let guess = self.lock().get(&short).map_or(1, |known| known.version + 1);
-                match self.register(&short, guess, registered, options).await {
-                    Err(ConfidentialError::Refused(reason)) => {
-                        match self.next_version(&short).await {
-                            Ok(next) if next > guess => {
-                                self.register(&short, next, registered, options).await?
-                            }
-                            // Not a version clash: the first refusal says why.
-                            _ => return Err(ConfidentialError::Refused(reason)),
-                        }
-                    }
-                    registered => registered?,
-                }
-            }
-        };
-        let version = descriptor.version;
         let binding = CodeBinding {
             namespace: &self.namespace,
             action: &short,
             version,
             code_digest,
-            entry: &descriptor.policy.entry,
+            entry: &entry,
         };
-        // Sealed as the registration's owner's code: the enclave opens it
-        // with the owner the broker's descriptor names.
-        let sealed = SealedCode::seal(
-            &plaintext,
-            descriptor.owner,
-            &descriptor.action_key,
-            &binding,
-            &mut os_rng(),
-        )?;
-        self.lock().insert(short.clone(), Arc::new(descriptor));
-        put.exec = Some(code.exec(&sealed.to_bytes(), main));
         let mut annotations = put.annotations.take().unwrap_or_default();
         annotate(version, &mut annotations);
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
-        let stored = self.client.put_action(&short, &put, overwrite).await?;
+        let stored = match current {
+            Some(current) => {
+                // Sealed as the registration's owner's code: the enclave
+                // opens it with the owner the broker's descriptor names.
+                let sealed = SealedCode::seal(
+                    &plaintext,
+                    current.owner,
+                    &current.action_key,
+                    &binding,
+                    &mut os_rng(),
+                )?;
+                put.exec = Some(code.exec(&sealed.to_bytes(), main));
+                let stored = self.client.put_action(&short, &put, overwrite).await?;
+                let descriptor = self
+                    .register(&short, version, registered, options)
+                    .await
+                    .map_err(|error| ConfidentialError::StoredNotRegistered {
+                        action: short.clone(),
+                        version,
+                        reason: error.to_string(),
+                    })?;
+                if descriptor.action_key != current.action_key {
+                    // Registered anew between the two calls: the stored
+                    // code is sealed to a key no enclave is given.
+                    return Err(ConfidentialError::StoredNotRegistered {
+                        action: short,
+                        version,
+                        reason: "the broker registered it with another action key".into(),
+                    });
+                }
+                self.lock().insert(short.clone(), Arc::new(descriptor));
+                stored
+            }
+            None => {
+                // New to the broker: its registration makes the action key.
+                // Nothing of this owner's can run under this name yet, so a
+                // store the node refuses breaks nothing.
+                let descriptor = self.register(&short, version, registered, options).await?;
+                let sealed = SealedCode::seal(
+                    &plaintext,
+                    descriptor.owner,
+                    &descriptor.action_key,
+                    &binding,
+                    &mut os_rng(),
+                )?;
+                self.lock().insert(short.clone(), Arc::new(descriptor));
+                put.exec = Some(code.exec(&sealed.to_bytes(), main));
+                self.client.put_action(&short, &put, overwrite).await?
+            }
+        };
         self.home.keep_sealed_defaults(
             &kept_key,
             version,
@@ -1291,16 +1323,6 @@ impl Confidential {
             sealed_set.as_ref().is_some_and(DefaultParameters::is_final),
         )?;
         Ok(stored)
-    }
-
-    /// The version after the broker's current one of action `short`; 1 for
-    /// an action the broker does not know.
-    async fn next_version(&self, short: &str) -> Result<u64, ConfidentialError> {
-        match self.describe_of(self.owner(), short).await {
-            Ok(current) => Ok(current.version + 1),
-            Err(ConfidentialError::Refused(_)) => Ok(1),
-            Err(other) => Err(other),
-        }
     }
 
     /// Registers `version` of action `short` with the broker: its code

@@ -133,10 +133,78 @@ async fn an_update_runs_the_new_version_even_for_a_client_with_a_stale_view() {
 }
 
 #[tokio::test]
+async fn a_deploy_the_node_refuses_leaves_the_running_version_as_it_was() {
+    use clemmys_client::ClientError;
+    use clemmys_client::confidential::ConfidentialError;
+    use clemmys_whisk::ActionPut;
+    use clemmys_whisk::limits::ActionLimitsPut;
+
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("act", "echo").await;
+    let refused_with = |outcome: Result<_, ConfidentialError>| match outcome {
+        Err(ConfidentialError::Api(ClientError::Api { status, .. })) => status,
+        other => panic!("expected the node's refusal, got {other:?}"),
+    };
+
+    // A create of a name that exists (409), then an update whose limit is
+    // out of range (400): the node refuses both, and the broker must not
+    // have moved to a version whose code the node never stored.
+    let create = owner
+        .client
+        .deploy(
+            "act",
+            &crate::common::example("hello"),
+            ActionPut::default(),
+            false,
+            &Default::default(),
+        )
+        .await;
+    assert_eq!(refused_with(create), 409);
+    let out_of_range = ActionPut {
+        limits: Some(ActionLimitsPut {
+            timeout: Some(10),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let update = owner
+        .client
+        .deploy(
+            "act",
+            &crate::common::example("hello"),
+            out_of_range,
+            true,
+            &Default::default(),
+        )
+        .await;
+    assert_eq!(refused_with(update), 400);
+
+    // Both this client and one that never saw the refusals still run it.
+    let opened = owner
+        .invoke("act", json!({"kept": true}))
+        .await
+        .expect("v1");
+    assert_eq!(opened.result, json!({"kept": true}));
+    assert_eq!(opened.receipt.receipt.version, 1);
+    let fresh = owner.second_client(&server).await;
+    let opened = fresh.invoke("act", json!({"kept": 2})).await.expect("v1");
+    assert_eq!(opened.result, json!({"kept": 2}));
+
+    // And the next deploy that the node accepts is version 2.
+    owner.deploy("act", "hello").await;
+    let opened = owner
+        .invoke("act", json!({"name": "v2"}))
+        .await
+        .expect("v2");
+    assert_eq!(opened.result, json!({"payload": "Hello, v2!"}));
+    assert_eq!(opened.receipt.receipt.version, 2);
+}
+
+#[tokio::test]
 async fn creating_a_deleted_action_again_moves_its_version_past_the_old_one() {
     let server = TestServer::start().await;
     let owner = server.owner().await;
-    // A create (no overwrite) guesses version 1 without asking the broker.
     owner
         .deploy_with("act", "echo", &Default::default(), false)
         .await;
@@ -144,8 +212,8 @@ async fn creating_a_deleted_action_again_moves_its_version_past_the_old_one() {
     assert_eq!(first.receipt.receipt.version, 1);
 
     // Deleted from the store, the action stays registered with the broker
-    // at version 1. A client that never saw it creates it again: its guess
-    // (1) is refused, it asks for the current version and registers 2.
+    // at version 1. A client that never saw it creates it again: the broker
+    // describes version 1, so the client seals and registers version 2.
     server
         .api_client()
         .delete_action("act")
