@@ -319,3 +319,69 @@ fn admits_only_while_delegated(admission: impl Fn(u8) -> Admission) {
         "admitted after revocation"
     );
 }
+
+#[test]
+fn a_delegation_stamped_before_the_revocation_is_refused_also_after_a_restart() {
+    let fixture = Fixture::new();
+    let owner = ClientIdentity::generate(&mut os_rng());
+    let gateway = ClientIdentity::generate(&mut os_rng());
+    let delegate_at = |broker: &Broker, stamped_ms: u64| {
+        let (request, key) = seal_broker_request_for(
+            &owner,
+            &broker.identity().keys.kem,
+            BrokerOp::Delegate {
+                gateway: gateway.id(),
+                measurement: measurement::expected(Role::ActionRuntime),
+                expires_ms: now_ms() + 3_600_000,
+            },
+            None,
+            stamped_ms,
+            &mut os_rng(),
+        )
+        .expect("seals");
+        let reply = broker.handle_client(&request).expect("answers");
+        open_broker_reply(&reply, &key).expect("opens").reply
+    };
+    let broker = fixture.open();
+    let first = now_ms() - 2_000;
+    assert!(matches!(
+        delegate_at(&broker, first),
+        BrokerReply::Delegated(_)
+    ));
+    assert!(matches!(
+        ask(
+            &broker,
+            &owner,
+            None,
+            BrokerOp::Revoke {
+                gateway: gateway.id()
+            }
+        ),
+        BrokerReply::Revoked { .. }
+    ));
+    // A delegation stamped before the revocation (a new one, not a
+    // replay: the nonce is fresh) is older than the owner's last word.
+    assert!(matches!(
+        delegate_at(&broker, first + 1),
+        BrokerReply::Refused { .. }
+    ));
+    drop(broker);
+    let broker = fixture.open();
+    assert!(matches!(
+        delegate_at(&broker, first + 1),
+        BrokerReply::Refused { .. }
+    ));
+    assert!(matches!(
+        ask(&broker, &gateway, Some(owner.id()), register(1)),
+        BrokerReply::Refused { .. }
+    ));
+    // The owner's next delegation, stamped now, is accepted.
+    assert!(matches!(
+        delegate_at(&broker, now_ms()),
+        BrokerReply::Delegated(_)
+    ));
+    assert!(matches!(
+        ask(&broker, &gateway, Some(owner.id()), register(1)),
+        BrokerReply::Action(_)
+    ));
+}

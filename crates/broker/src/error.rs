@@ -53,6 +53,15 @@ pub enum BrokerError {
     /// No delegation to revoke.
     #[error("no delegation to that gateway")]
     UnknownDelegation,
+    /// A delegation or revocation stamped no later than the last change to
+    /// that delegation: a replay, or older than the owner's last word.
+    #[error(
+        "the owner changed this delegation by a request stamped {changed_ms} (epoch ms); a delegation or revocation stamped no later is refused"
+    )]
+    DelegationChangedSince {
+        /// The stamp of the last change.
+        changed_ms: u64,
+    },
     /// The identity has registered as many actions as one may.
     #[error("this client has registered {limit} confidential actions, the most one may")]
     TooManyActions {
@@ -118,6 +127,7 @@ impl BrokerError {
         match self {
             Self::StaleVersion { .. } | Self::VersionNotNewer { .. } => Refusal::StaleVersion,
             Self::Replay(replay) => Refusal::from(*replay),
+            Self::DelegationChangedSince { .. } => Refusal::Replayed,
             Self::ClientNotAllowed | Self::NotDelegated { .. } => Refusal::ClientNotAllowed,
             Self::Attestation(_)
             | Self::MeasurementNotAllowed(_)
@@ -126,6 +136,18 @@ impl BrokerError {
             | Self::UnknownAction => Refusal::KeyRefused,
             Self::Proto(_) => Refusal::Tampered,
             _ => Refusal::Other,
+        }
+    }
+
+    /// The refusal's code in a reply to a client: as [`Self::refusal`],
+    /// but naming an unknown action and a throttled client apart, so that
+    /// a client reads "not registered" only from the broker itself.
+    pub fn client_refusal(&self) -> clemmys_proto::refusal::Refusal {
+        use clemmys_proto::refusal::Refusal;
+        match self {
+            Self::UnknownAction => Refusal::UnknownAction,
+            Self::Throttled => Refusal::Throttled,
+            other => other.refusal(),
         }
     }
 

@@ -122,8 +122,10 @@ impl Broker {
             replay: Mutex::new(ReplayWindow::new(now, REPLAY_WINDOW_MS, MAX_CLOCK_SKEW_MS)),
             // A client request replayed across a restart is answered again,
             // under a fresh salt (no key or nonce reused), and can change
-            // nothing (a registration must raise the durable version): no
-            // floor, so that clients need not re-stamp after a restart.
+            // nothing (a registration must raise the durable version, a
+            // delegation or revocation must be stamped after the last
+            // change to it): no floor, so that clients need not re-stamp
+            // after a restart.
             client_requests: Mutex::new(ReplayWindow::with_floor(
                 0,
                 now,
@@ -215,6 +217,7 @@ impl Broker {
                 tracing::debug!(client = %request.client, %error, "broker refused a client request");
                 BrokerReply::Refused {
                     reason: error.to_string(),
+                    refusal: Some(error.client_refusal()),
                 }
             }
         };
@@ -262,13 +265,16 @@ impl Broker {
                     gateway: *gateway,
                     measurement: *measurement,
                     expires_ms: *expires_ms,
+                    changed_ms: request.timestamp_ms,
+                    revoked: false,
                 };
                 self.state.put_delegation(&delegation)?;
                 tracing::info!(owner = %delegation.owner, gateway = %delegation.gateway, "delegated to a gateway");
                 Ok(BrokerReply::Delegated(delegation))
             }
             BrokerOp::Revoke { gateway } => {
-                self.state.remove_delegation(&request.client, gateway)?;
+                self.state
+                    .revoke_delegation(&request.client, gateway, request.timestamp_ms)?;
                 tracing::info!(owner = %request.client, %gateway, "revoked a gateway's delegation");
                 Ok(BrokerReply::Revoked { gateway: *gateway })
             }

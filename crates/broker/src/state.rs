@@ -79,6 +79,18 @@ fn record_key(owner: &ClientId, namespace: &str, name: &str) -> String {
     format!("{owner}:{namespace}/{name}")
 }
 
+/// Refuses a change of `last` by a request stamped `stamped_ms` unless it
+/// was stamped after the change that made `last` (a replay, or a request
+/// older than the owner's last word).
+fn stamped_after(last: &Delegation, stamped_ms: u64) -> Result<(), BrokerError> {
+    if stamped_ms <= last.changed_ms {
+        return Err(BrokerError::DelegationChangedSince {
+            changed_ms: last.changed_ms,
+        });
+    }
+    Ok(())
+}
+
 /// The one place a delegation's key is made.
 fn delegation_key(owner: &ClientId, gateway: &ClientId) -> String {
     format!("{owner}>{gateway}")
@@ -376,28 +388,39 @@ impl BrokerState {
     }
 
     /// Writes `delegation` (replacing the owner's earlier one to the same
-    /// gateway) as the next state version.
+    /// gateway) as the next state version, if the request that made it was
+    /// stamped after the last change to that delegation.
     pub fn put_delegation(&self, delegation: &Delegation) -> Result<u64, BrokerError> {
         let key = delegation_key(&delegation.owner, &delegation.gateway);
         self.commit(|records| {
+            if let Some(last) = records.delegations.get(&key) {
+                stamped_after(last, delegation.changed_ms)?;
+            }
             records.delegations.insert(key, delegation.clone());
             Ok(())
         })
     }
 
-    /// Removes `owner`'s delegation to `gateway` as the next state version.
-    pub fn remove_delegation(
+    /// Revokes `owner`'s delegation to `gateway`, by a request stamped
+    /// `stamped_ms`, as the next state version. The revoked delegation is
+    /// kept with that stamp: a replay of an earlier delegation is refused.
+    pub fn revoke_delegation(
         &self,
         owner: &ClientId,
         gateway: &ClientId,
+        stamped_ms: u64,
     ) -> Result<u64, BrokerError> {
         let key = delegation_key(owner, gateway);
         self.commit(|records| {
-            records
+            let delegation = records
                 .delegations
-                .remove(&key)
-                .map(drop)
-                .ok_or(BrokerError::UnknownDelegation)
+                .get_mut(&key)
+                .filter(|delegation| !delegation.revoked)
+                .ok_or(BrokerError::UnknownDelegation)?;
+            stamped_after(delegation, stamped_ms)?;
+            delegation.revoked = true;
+            delegation.changed_ms = stamped_ms;
+            Ok(())
         })
     }
 

@@ -201,6 +201,7 @@ impl ApiError {
                 }
                 ConfidentialError::Api(_) => StatusCode::BAD_GATEWAY,
                 ConfidentialError::Refused(_)
+                | ConfidentialError::NotRegistered(_)
                 | ConfidentialError::UntrustedOwner { .. }
                 | ConfidentialError::EnclaveRefused {
                     refusal: Refusal::ClientNotAllowed,
@@ -438,7 +439,7 @@ async fn delete_action(
     // a registered action (plain, a sequence): nothing to record.
     let current = match connection.describe(&name, true).await {
         Ok(descriptor) => Some(descriptor.version),
-        Err(ConfidentialError::Refused(_)) => None,
+        Err(ConfidentialError::NotRegistered(_)) => None,
         Err(other) => return Err(other.into()),
     };
     let response = connection

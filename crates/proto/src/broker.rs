@@ -149,12 +149,22 @@ pub struct Delegation {
     pub measurement: Measurement,
     /// When it ends, epoch ms.
     pub expires_ms: u64,
+    /// The stamp of the owner's request that made it, or that revoked it:
+    /// the broker accepts a later delegation or revocation of the same
+    /// gateway only if stamped after it, so that neither can be replayed
+    /// over the other (also across the broker's restarts).
+    #[serde(default)]
+    pub changed_ms: u64,
+    /// Withdrawn by the owner (kept, with its stamp, so that a replay of
+    /// the delegation cannot bring it back).
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 impl Delegation {
     /// Whether it is in force at `now_ms`.
     pub fn is_live(&self, now_ms: u64) -> bool {
-        now_ms < self.expires_ms
+        !self.revoked && now_ms < self.expires_ms
     }
 }
 
@@ -183,6 +193,11 @@ pub enum BrokerReply {
     Refused {
         /// Why.
         reason: String,
+        /// Why, as a code the client decides by: only `unknown_action`
+        /// says the action is not a registered confidential one (absent
+        /// from brokers before it was added: read as some other refusal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<crate::refusal::Refusal>,
     },
     /// A delegation as it now stands (after `Delegate`).
     Delegated(Delegation),
@@ -855,6 +870,7 @@ mod tests {
         assert_eq!(request.client, client.id());
         let reply = BrokerReply::Refused {
             reason: "nope".into(),
+            refusal: Some(crate::refusal::Refusal::UnknownAction),
         };
         let sealed_reply = seal_broker_reply(&reply, 7, &broker_key, &mut rng).expect("seal");
         let opened = open_broker_reply(&sealed_reply, &key).expect("open");

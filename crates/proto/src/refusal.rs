@@ -52,6 +52,12 @@ pub enum Refusal {
     /// Something sealed did not open or parse: tampering.
     #[error("tampered or malformed")]
     Tampered,
+    /// The broker holds no registration of that action by that owner.
+    #[error("not registered")]
+    UnknownAction,
+    /// Too many requests from that identity for now.
+    #[error("throttled")]
+    Throttled,
     /// Anything else.
     #[error("refused")]
     Other,
@@ -85,6 +91,8 @@ impl Refusal {
             Self::CodeRejected => "code_rejected",
             Self::KeyRefused => "key_refused",
             Self::Tampered => "tampered",
+            Self::UnknownAction => "unknown_action",
+            Self::Throttled => "throttled",
             Self::Other => "other",
         }
     }
@@ -121,6 +129,8 @@ mod tests {
             Refusal::CodeRejected,
             Refusal::KeyRefused,
             Refusal::Tampered,
+            Refusal::UnknownAction,
+            Refusal::Throttled,
             Refusal::Other,
         ] {
             let json = serde_json::to_value(refusal).expect("serializes");

@@ -127,6 +127,12 @@ pub enum ConfidentialError {
     /// The broker refused the request.
     #[error("the key broker refused: {0}")]
     Refused(String),
+    /// The broker holds no confidential action of that name by a trusted
+    /// owner: its own answer, sealed, which the node cannot forge. Only
+    /// this refusal lets a client treat a name as not confidential; any
+    /// other (a throttled client) is an error.
+    #[error("the key broker knows no such confidential action: {0}")]
+    NotRegistered(String),
     /// The node stored a new version's code but the broker did not register
     /// it: the action refuses to run until it is deployed again.
     #[error(
@@ -778,7 +784,7 @@ impl Confidential {
             {
                 Ok(delegation)
             }
-            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            BrokerReply::Refused { reason, .. } => Err(ConfidentialError::Refused(reason)),
             _ => Err(ConfidentialError::ReceiptMismatch(
                 "the broker answered another request than the delegation",
             )),
@@ -789,7 +795,7 @@ impl Confidential {
     pub async fn revoke(&self, gateway: ClientId) -> Result<(), ConfidentialError> {
         match self.broker_reply(BrokerOp::Revoke { gateway }).await? {
             BrokerReply::Revoked { gateway: revoked } if revoked == gateway => Ok(()),
-            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            BrokerReply::Refused { reason, .. } => Err(ConfidentialError::Refused(reason)),
             _ => Err(ConfidentialError::ReceiptMismatch(
                 "the broker answered another request than the revocation",
             )),
@@ -831,7 +837,7 @@ impl Confidential {
         let short = self.short_name(name)?.to_owned();
         let current = match self.describe_of(self.owner(), &short).await {
             Ok(descriptor) => descriptor.version,
-            Err(ConfidentialError::Refused(_)) => return Ok(None),
+            Err(ConfidentialError::NotRegistered(_)) => return Ok(None),
             Err(other) => return Err(other),
         };
         self.home.sealed_set(&self.home_key(&short), current)
@@ -902,7 +908,11 @@ impl Confidential {
     async fn broker(&self, op: BrokerOp) -> Result<ActionDescriptor, ConfidentialError> {
         match self.broker_reply(op).await? {
             BrokerReply::Action(descriptor) => Ok(descriptor),
-            BrokerReply::Refused { reason } => Err(ConfidentialError::Refused(reason)),
+            BrokerReply::Refused {
+                reason,
+                refusal: Some(Refusal::UnknownAction),
+            } => Err(ConfidentialError::NotRegistered(reason)),
+            BrokerReply::Refused { reason, .. } => Err(ConfidentialError::Refused(reason)),
             BrokerReply::Delegated(_) | BrokerReply::Revoked { .. } => Err(
                 ConfidentialError::ReceiptMismatch("the broker answered another request"),
             ),
@@ -1000,7 +1010,7 @@ impl Confidential {
         }
         match self.describe(short, true).await {
             Ok(_) => Ok(true),
-            Err(ConfidentialError::Refused(_)) => Ok(false),
+            Err(ConfidentialError::NotRegistered(_)) => Ok(false),
             Err(other) => Err(other),
         }
     }
@@ -1033,13 +1043,13 @@ impl Confidential {
         for owner in self.trusted_owners() {
             match self.describe_of(owner, short).await {
                 Ok(descriptor) => return Ok(descriptor),
-                Err(ConfidentialError::Refused(reason)) => {
+                Err(ConfidentialError::NotRegistered(reason)) => {
                     first_refusal.get_or_insert(reason);
                 }
                 Err(other) => return Err(other),
             }
         }
-        Err(ConfidentialError::Refused(
+        Err(ConfidentialError::NotRegistered(
             first_refusal.unwrap_or_else(|| "no trusted owner".into()),
         ))
     }
@@ -1216,7 +1226,7 @@ impl Confidential {
         // version, and the code the node holds for it, as they were.
         let current = match self.describe_of(self.owner(), &short).await {
             Ok(current) => Some(current),
-            Err(ConfidentialError::Refused(_)) => None,
+            Err(ConfidentialError::NotRegistered(_)) => None,
             Err(other) => return Err(other),
         };
         let version = current.as_ref().map_or(1, |current| current.version + 1);

@@ -299,7 +299,7 @@ async fn rolled_back_code_version_is_rejected() {
         .ask_broker(&identity, &owner.client.pin().keys.kem, replayed)
         .await;
     assert!(
-        matches!(&reply, clemmys_proto::broker::BrokerReply::Refused { reason } if reason.contains("not above the current version")),
+        matches!(&reply, clemmys_proto::broker::BrokerReply::Refused { reason, .. } if reason.contains("not above the current version")),
         "{reply:?}"
     );
 }

@@ -291,7 +291,7 @@ async fn sealed_code_moved_between_packages_runs_nothing() {
     assert_eq!(copied.status, StatusCode::OK, "{:?}", copied.json);
     let unknown = owner.invoke("other/echo", json!({})).await;
     assert!(
-        matches!(unknown, Err(ConfidentialError::Refused(_))),
+        matches!(unknown, Err(ConfidentialError::NotRegistered(_))),
         "{unknown:?}"
     );
 }

@@ -184,3 +184,152 @@ async fn rolled_back_broker_state_and_counter_are_refused_by_the_owners_client()
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn delegation_replayed_after_its_revocation_and_a_restart_is_refused() {
+    use clemmys_proto::broker::BrokerReply;
+
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let identity = owner.client.home().identity().expect("identity");
+    let broker_kem = owner.client.pin().keys.kem;
+    let gateway = server.owner().await;
+    let gateway_identity = gateway.client.home().identity().expect("identity");
+    // The owner's delegation to the gateway, as the provider records it on
+    // its way to the broker.
+    let (delegation, _) = seal_broker_request(
+        &identity,
+        &broker_kem,
+        BrokerOp::Delegate {
+            gateway: gateway_identity.id(),
+            measurement: clemmys_client::confidential::expected_runtime_measurement(),
+            expires_ms: clemmys_whisk::now_ms() + 3_600_000,
+        },
+        clemmys_whisk::now_ms(),
+        &mut os_rng(),
+    )
+    .expect("seal");
+    let delegated = server.post_broker_request(&delegation).await;
+    assert_eq!(delegated.status, StatusCode::OK, "{:?}", delegated.json);
+    assert!(
+        matches!(
+            describe_for(&server, &gateway_identity, identity.id()).await,
+            BrokerReply::Action(_)
+        ),
+        "the delegation works before the revocation"
+    );
+    owner
+        .client
+        .revoke(gateway_identity.id())
+        .await
+        .expect("revoked");
+
+    // The provider restarts the node (and its broker) on the same data
+    // directory and replays the recorded delegation.
+    let server = server.restart().await;
+    let _ = server.post_broker_request(&delegation).await;
+    let reply = describe_for(&server, &gateway_identity, identity.id()).await;
+    assert!(
+        matches!(reply, BrokerReply::Refused { .. }),
+        "the revoked gateway acts for the owner again: {reply:?}"
+    );
+}
+
+/// The broker's answer to `delegate` describing `echo` for `owner`.
+async fn describe_for(
+    server: &TestServer,
+    delegate: &clemmys_proto::identity::ClientIdentity,
+    owner: clemmys_proto::ClientId,
+) -> clemmys_proto::broker::BrokerReply {
+    let broker_kem = server.owner().await.client.pin().keys.kem;
+    let (request, key) = clemmys_proto::broker::seal_broker_request_for(
+        delegate,
+        &broker_kem,
+        BrokerOp::Describe {
+            owner,
+            namespace: "guest".into(),
+            name: "echo".into(),
+        },
+        Some(owner),
+        clemmys_whisk::now_ms(),
+        &mut os_rng(),
+    )
+    .expect("seal");
+    let reply = server.post_broker_request(&request).await;
+    let sealed = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        reply.json["reply"].as_str().expect("a sealed reply"),
+    )
+    .expect("base64");
+    clemmys_proto::broker::open_broker_reply(&sealed, &key)
+        .expect("opens")
+        .reply
+}
+
+#[tokio::test]
+async fn a_broker_throttled_by_replays_does_not_make_an_action_read_as_plain() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let identity = owner.client.home().identity().expect("identity");
+    let broker_kem = owner.client.pin().keys.kem;
+    // The owner's client asks the broker about its actions now and then;
+    // the provider records every request (each answered once here).
+    let mut recorded = Vec::new();
+    for _ in 0..250 {
+        let (sealed, _) = seal_broker_request(
+            &identity,
+            &broker_kem,
+            BrokerOp::Describe {
+                owner: identity.id(),
+                namespace: "guest".into(),
+                name: "echo".into(),
+            },
+            clemmys_whisk::now_ms(),
+            &mut os_rng(),
+        )
+        .expect("seal");
+        recorded.push(sealed);
+    }
+    for sealed in &recorded {
+        server.post_broker_request(sealed).await;
+        // Within the broker's sustained rate: all of them answered.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // After a restart the provider replays them all, spending the owner's
+    // allowance of broker requests, then forwards the CLI's question
+    // "is echo confidential?".
+    let server = server.restart().await;
+    let mut replays = tokio::task::JoinSet::new();
+    for chunk in recorded.chunks(recorded.len() / 8) {
+        let (api, chunk) = (server.api_client(), chunk.to_vec());
+        replays.spawn(async move {
+            for sealed in chunk {
+                let body = json!({
+                    "request": base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        sealed,
+                    )
+                });
+                let _ = api
+                    .request(
+                        hyper::Method::POST,
+                        "/broker/request",
+                        Some(body.to_string().into()),
+                    )
+                    .await;
+            }
+        });
+    }
+    replays.join_all().await;
+    let owner = owner.second_client(&server).await;
+    match owner.client.is_confidential("echo").await {
+        Ok(true) => {}
+        Ok(false) => panic!("a throttled broker made a confidential action read as plain"),
+        Err(error) => assert!(
+            !matches!(error, ConfidentialError::NotRegistered(_)),
+            "{error}"
+        ),
+    }
+}

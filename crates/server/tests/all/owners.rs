@@ -182,6 +182,7 @@ async fn action_replaced_by_a_sequence_of_the_providers_action_is_refused() {
         matches!(
             &outcome,
             Err(ConfidentialError::Refused(_)
+                | ConfidentialError::NotRegistered(_)
                 | ConfidentialError::UntrustedOwner { .. }
                 | ConfidentialError::ChainPlan(_))
         ),
