@@ -164,7 +164,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let output = Output::new(cli.global.json);
-    match run(cli).await {
+    let outcome = run(cli).await;
+    if output::stdout_closed() {
+        // As the default `SIGPIPE` action would have ended it, once the
+        // command kept what it must (see `output::write_stdout`).
+        return ExitCode::from(141);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             output.print_error(&error);

@@ -7,25 +7,41 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clemmys_client::ClientError;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Writes formatted text to stdout. A closed pipe (`clemmys … | head`) ends
-/// the process quietly with status 141, as the default `SIGPIPE` action
-/// would, instead of panicking as `print!` does.
+/// Set once a reader closed stdout (`clemmys … | head`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes formatted text to stdout. A closed pipe (`clemmys … | head`) is
+/// not an error and does not panic, as `print!` does: later output is
+/// dropped, the command finishes (so that what it must keep, such as the
+/// keys of a confidential answer, is written) and the process ends with
+/// status 141, as the default `SIGPIPE` action would have ended it.
 pub fn write_stdout(args: fmt::Arguments<'_>) {
+    if stdout_closed() {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         if error.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            return;
         }
         // Anything else (a full disk) is as fatal as `print!` makes it,
         // but reported without a backtrace.
         let _ = writeln!(std::io::stderr(), "error: writing to stdout: {error}");
         std::process::exit(1);
     }
+}
+
+/// Whether a reader closed stdout: a command that would go on printing
+/// (`activation poll`) stops, and the process ends with status 141.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
 }
 
 /// `print!` that survives a closed pipe; see [`write_stdout`].

@@ -465,9 +465,10 @@ async fn poll_loop(
     // Connected on the first sealed record this client holds a key for.
     let mut sealing: Option<clemmys_client::confidential::Confidential> = None;
     loop {
-        if let Some(exit) = args.exit
-            && started.elapsed() >= Duration::from_secs(exit)
-        {
+        let timed_out = args
+            .exit
+            .is_some_and(|exit| started.elapsed() >= Duration::from_secs(exit));
+        if timed_out || crate::output::stdout_closed() {
             return Ok(());
         }
         let filter = ActivationFilter {

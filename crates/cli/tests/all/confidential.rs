@@ -368,6 +368,51 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
 }
 
 #[test]
+fn an_answer_printed_into_a_closed_pipe_keeps_its_keys() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    // `clemmys action invoke hello -b | true`: the reader is gone before
+    // the answer comes back.
+    let (mut command, shown) =
+        crate::common::clemmys_command(&["action", "invoke", "hello", "-b", "-p", "name", "pipe"]);
+    let mut child = command
+        .env("HOME", user.home())
+        .env("CLEMMYS_HOME", user.clemmys_home())
+        .env("WSK_CONFIG_FILE", user.wskprops())
+        .current_dir(user.home())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{shown}: {error}"));
+    drop(child.stdout.take());
+    let finished = child
+        .wait_with_output()
+        .unwrap_or_else(|error| panic!("{shown}: {error}"));
+    assert_eq!(
+        finished.status.code(),
+        Some(141),
+        "{shown}: {}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    // The answer's keys were kept: it opens later.
+    let result = user.clemmys(&["activation", "result", "--last"]).success();
+    assert_eq!(
+        result.json(),
+        json!({"payload": "Hello, pipe!"}),
+        "{result}"
+    );
+    result.stderr_has("decrypted; receipt verified: ");
+}
+
+#[test]
 fn a_non_blocking_confidential_invoke_is_opened_later_with_the_keyring() {
     let server = Server::start();
     let user = server.user();
