@@ -112,8 +112,9 @@ impl Output {
             .chain()
             .find_map(|cause| cause.downcast_ref::<ClientError>());
         let mut stderr = std::io::stderr().lock();
+        let message = error_chain(error);
         if self.json {
-            let mut body = serde_json::json!({ "error": format!("{error:#}") });
+            let mut body = serde_json::json!({ "error": message });
             if let Some(ClientError::Api { status, code, .. }) = api {
                 body["status"] = Value::from(*status);
                 if let Some(code) = code {
@@ -123,7 +124,7 @@ impl Output {
             let _ = writeln!(stderr, "{body}");
             return;
         }
-        let _ = writeln!(stderr, "error: {error:#}");
+        let _ = writeln!(stderr, "error: {message}");
         if let Some(ClientError::Transport { .. }) = api {
             let _ = writeln!(
                 stderr,
@@ -131,6 +132,24 @@ impl Output {
             );
         }
     }
+}
+
+/// `error` and its causes, `: `-separated as `{error:#}` prints them, but
+/// without a cause that the message before it already ends with (many
+/// errors print their source in their own message too).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// `value` as JSON indented by four spaces, as `wsk` prints it.
@@ -338,6 +357,38 @@ fn strip_log_prefix_checked(line: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_cause_its_message_already_ends_with_is_printed_once() {
+        #[derive(Debug)]
+        struct Root;
+        impl fmt::Display for Root {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("disk on fire")
+            }
+        }
+        impl std::error::Error for Root {}
+        /// Prints its source in its own message, as many errors do.
+        #[derive(Debug)]
+        struct Repeats(Root);
+        impl fmt::Display for Repeats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "reading cc/x.pem: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = anyhow::Error::new(Repeats(Root)).context("connecting");
+        assert_eq!(
+            error_chain(&error),
+            "connecting: reading cc/x.pem: disk on fire"
+        );
+        let plain = anyhow::Error::new(Root).context("a").context("b");
+        assert_eq!(error_chain(&plain), "b: a: disk on fire");
+    }
 
     #[test]
     fn tables_align_columns_without_trailing_spaces() {
