@@ -213,7 +213,13 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             skip,
             limit,
         } => {
-            let namespace = namespace.unwrap_or_else(|| "_".to_owned());
+            // `/whisk.system` as `wsk` writes it, or `whisk.system`.
+            let namespace = namespace
+                .as_deref()
+                .map(|namespace| namespace.trim_matches('/'))
+                .filter(|namespace| !namespace.is_empty())
+                .unwrap_or("_")
+                .to_owned();
             let packages = client
                 .list_packages(&namespace, skip, Some(limit))
                 .await

@@ -49,6 +49,9 @@ fn packages_are_created_bound_listed_and_deleted() {
         listed.stdout, "packages\n/guest/mytools  private\n/guest/tools    shared\n",
         "{listed}"
     );
+    // The namespace as `wsk` writes it, with its slash.
+    let qualified = user.clemmys(&["package", "list", "/guest"]).success();
+    assert_eq!(qualified.stdout, listed.stdout, "{qualified}");
     user.clemmys(&[
         "action",
         "create",
