@@ -306,9 +306,10 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
             .is_some_and(|annotations| annotations.is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION));
     if web && sealed {
         bail!(
-            "confidential actions cannot be web actions yet: the node's web route would show \
-             the provider requests and answers in the clear, and the attested gateway does \
-             not serve web actions yet. Export a plain action instead (add --plain)"
+            "a confidential action is not exported through the node: its web route would \
+             show the provider requests and answers in the clear. Create it through an \
+             attested gateway with the web-export annotation (it serves confidential web \
+             actions; see the README), or export a plain action (add --plain)"
         );
     }
     let doc = if let (true, Some(file)) = (confidential, &args.file) {

@@ -366,7 +366,7 @@ fn web_flags_export_an_action_and_get_url_prints_where() {
         "true",
     ])
     .failure()
-    .stderr_has("cannot be web actions yet");
+    .stderr_has("is not exported through the node");
     user.clemmys(&[
         "action",
         "create",
