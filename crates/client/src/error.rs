@@ -39,14 +39,14 @@ pub enum ClientError {
     },
     /// The TLS handshake with the API host failed: most often its
     /// certificate is not from an authority this client trusts.
-    #[error(
-        "TLS with {api_host} failed: {reason} (a server that made its own authority, `clemmys serve --tls`, is trusted with --cacert DATA_DIR/tls/ca.pem or `clemmys property set --cacert FILE`; -i skips the check)"
-    )]
+    #[error("TLS with {api_host} failed: {reason} ({hint})")]
     TlsHandshake {
         /// The API host that was tried.
         api_host: String,
         /// What rustls reported.
         reason: String,
+        /// What to try, for what rustls reported.
+        hint: &'static str,
     },
     /// The API host answered with a body this client cannot read.
     #[error("the API host sent an unexpected {what}: {detail}")]

@@ -320,6 +320,7 @@ impl Transport {
                     Some(failure) => ClientError::TlsHandshake {
                         api_host: self.target.api_host.clone(),
                         reason: failure.to_string(),
+                        hint: tls_hint(failure),
                     },
                     None => transport_error(Box::new(error)),
                 }
@@ -404,6 +405,25 @@ pub fn parse_api_host(api_host: &str) -> Result<ApiHost, ClientError> {
         authority,
         path,
     })
+}
+
+/// What a user can try after the TLS failure `failure`.
+fn tls_hint(failure: &rustls::Error) -> &'static str {
+    match failure {
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => {
+            "the server wants a client certificate: give one with --cert FILE --key FILE, \
+             or `clemmys property set --cert FILE --key FILE`"
+        }
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the server did not answer in TLS: if it speaks plain HTTP, write the API host \
+             as http://HOST:PORT"
+        }
+        _ => {
+            "a server that made its own authority, `clemmys serve --tls`, is trusted with \
+             --cacert DATA_DIR/tls/ca.pem or `clemmys property set --cacert FILE`; -i skips \
+             the check"
+        }
+    }
 }
 
 #[cfg(test)]

@@ -68,3 +68,13 @@ fn a_tls_server_is_used_through_its_wskprops_and_refused_without_trust() {
     // The operator's admin commands reach the running server over TLS too.
     server.admin(&["list"]).success().stdout_has("guest");
 }
+
+#[test]
+fn an_https_api_host_for_a_plain_http_node_is_told_to_use_http() {
+    let server = Server::start();
+    let https = server.api_host.replacen("http://", "https://", 1);
+    let user = server.user_via(&https);
+    user.clemmys(&["namespace", "list", "-i"])
+        .failure()
+        .stderr_has("http://HOST:PORT");
+}
