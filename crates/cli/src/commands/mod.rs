@@ -321,8 +321,18 @@ impl Context {
         }
         self.tls_flags.check_values()?;
         let Some(api_host) = &self.api_host else {
+            // A properties file named (WSK_CONFIG_FILE) but missing is the
+            // likely cause: say so.
+            let missing = if self.props_path.exists() {
+                String::new()
+            } else {
+                format!(
+                    " (the properties file {} does not exist)",
+                    self.props_path.display()
+                )
+            };
             bail!(
-                "no API host is configured: pass --apihost http://HOST:PORT, or run `clemmys property set --apihost http://HOST:PORT`, or start a local server with `clemmys serve`"
+                "no API host is configured{missing}: pass --apihost http://HOST:PORT, or run `clemmys property set --apihost http://HOST:PORT`, or start a local server with `clemmys serve`"
             );
         };
         let Some(auth) = &self.auth else {

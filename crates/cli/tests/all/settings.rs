@@ -171,3 +171,14 @@ fn property_unset_removes_what_property_set_saved() {
         .stdout_has("whisk API host unset.");
     assert_eq!(keys_in(user.wskprops()), Vec::<String>::new());
 }
+
+#[test]
+fn a_properties_file_named_but_missing_is_named_in_the_error() {
+    let server = Server::start();
+    let user = server.user_via(&server.api_host);
+    std::fs::remove_file(user.wskprops()).unwrap_or_else(|error| panic!("{error}"));
+    user.clemmys(&["namespace", "list"])
+        .failure()
+        .stderr_has("no API host is configured (the properties file")
+        .stderr_has("does not exist)");
+}
