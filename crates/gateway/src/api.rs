@@ -531,7 +531,7 @@ async fn put_action(
     }
     if exec.kind != clemmys_whisk::WASM_KIND {
         return Err(ApiError::Unsupported(format!(
-            "the gateway makes every action confidential, and confidential actions are wasm modules: kind {} is not supported (create it on the node directly, unprotected)",
+            "the gateway makes every action confidential and deploys wasm modules only: kind {} is not supported here (a confidential JavaScript action is deployed with the Clemmys CLI, `clemmys action create NAME FILE.js`)",
             exec.kind
         )));
     }

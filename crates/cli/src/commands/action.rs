@@ -19,7 +19,8 @@ use crate::output::{out, outln};
 /// `clemmys action …` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ActionCommand {
-    /// Create an action from a WebAssembly module, or a sequence.
+    /// Create an action from a WebAssembly module or a JavaScript file, or a
+    /// sequence.
     Create(PutArgs),
     /// Update an action (only what is given changes).
     Update(PutArgs),
@@ -41,7 +42,7 @@ pub enum ActionCommand {
 pub struct PutArgs {
     /// The action (`name`, `pkg/name` or `/ns/name`).
     pub name: String,
-    /// The code: a WebAssembly module (FILE.wasm).
+    /// The code: a WebAssembly module (FILE.wasm) or JavaScript (FILE.js).
     pub file: Option<PathBuf>,
     /// The runtime kind: `wasm` (inferred from a .wasm FILE) or
     /// `nodejs:20`, `nodejs:18`, `nodejs:default` (inferred from a .js

@@ -235,10 +235,12 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
     outln!("");
     outln!("credential for unmodified OpenWhisk clients of {url}:");
     outln!("AUTH={auth}");
-    outln!("use it (with the pinned certificate) as");
-    outln!("  curl -u {auth} {url}/api/v1/namespaces");
-    outln!("  __OW_API_HOST={url} __OW_API_KEY={auth} node app.js");
-    outln!("  wsk --apihost {url} --auth {auth} ...");
+    outln!(
+        "use it with the certificate `clemmys gateway verify {url} --out gateway.pem` pinned, as"
+    );
+    outln!("  curl --cacert gateway.pem -u {auth} {url}/api/v1/namespaces");
+    outln!("  NODE_EXTRA_CA_CERTS=gateway.pem __OW_API_HOST={url} __OW_API_KEY={auth} node app.js");
+    outln!("  SSL_CERT_FILE=gateway.pem wsk --apihost {url} --auth {auth} ...");
     if let Some(path) = &args.props {
         outln!("written to {} (WSK_CONFIG_FILE)", path.display());
     }

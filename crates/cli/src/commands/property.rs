@@ -18,7 +18,7 @@ pub enum PropertyCommand {
     /// and --namespace.
     Get(GetArgs),
     /// Save properties in the wskprops file: --apihost HOST, --auth KEY,
-    /// --namespace NAME.
+    /// --namespace NAME, --cert FILE, --key FILE, --cacert FILE.
     Set(SetArgs),
     /// Remove properties from the wskprops file: --apihost, --auth,
     /// --namespace, --cert, --key, --cacert, each without a value.
