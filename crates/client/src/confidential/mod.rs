@@ -208,6 +208,11 @@ pub enum ConfidentialError {
     /// A chain's answer does not prove that its ticket ran as signed.
     #[error("the chain's answer does not prove its ticket ran: {0}")]
     Chain(ChainCheckError),
+    /// A confidential sequence named as a component of another.
+    #[error(
+        "{0} is a confidential sequence, and a confidential sequence cannot be a component of another: list its actions instead"
+    )]
+    NestedChain(String),
     /// This client holds no key for that activation.
     #[error("activation {0} was not invoked by this client (no key in its keyring)")]
     NoKey(String),
@@ -1723,6 +1728,16 @@ impl Confidential {
         let short = self.short_name(name)?.to_owned();
         let mut planned = Vec::with_capacity(components.len());
         for component in components {
+            // Said plainly: the broker would only say it knows no such
+            // action (a sequence is not registered there).
+            let component_short = self.short_name(component)?;
+            if self
+                .home
+                .newest_plan(&self.home_key(component_short))?
+                .is_some()
+            {
+                return Err(ConfidentialError::NestedChain(component.clone()));
+            }
             let descriptor = self.describe(component, false).await?;
             planned.push(PlanComponent {
                 owner: descriptor.owner,

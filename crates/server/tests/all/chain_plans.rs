@@ -250,3 +250,22 @@ async fn a_chain_plan_annotation_that_is_no_plan_is_refused_by_the_controller() 
         .await
         .expect("runs");
 }
+
+#[tokio::test]
+async fn a_confidential_sequence_as_a_component_is_refused_by_name() {
+    let (_server, owner) = setup().await;
+    crate::chains::create(&owner, "pipe", &["echo", "greet"]).await;
+    let nested = owner
+        .client
+        .put_sequence(
+            "outer",
+            &["pipe".to_owned(), "echo".to_owned()],
+            Default::default(),
+            false,
+        )
+        .await;
+    assert!(
+        matches!(&nested, Err(ConfidentialError::NestedChain(name)) if name == "pipe"),
+        "{nested:?}"
+    );
+}
