@@ -94,6 +94,27 @@ fn get(args: &GetArgs, ctx: &Context) -> anyhow::Result<()> {
         rows.push(("namespace", "whisk namespace", ctx.namespace().to_owned()));
     }
     if all {
+        // As `wsk` shows the client certificate; and the authorities this
+        // client trusts besides the system's.
+        let path = |path: Option<&std::path::Path>| {
+            path.map_or_else(String::new, |path| path.display().to_string())
+        };
+        let identity = ctx.tls.identity.as_ref();
+        rows.push((
+            "cert",
+            "client cert",
+            path(identity.map(|(cert, _)| cert.as_path())),
+        ));
+        rows.push((
+            "key",
+            "Client key",
+            path(identity.map(|(_, key)| key.as_path())),
+        ));
+        rows.push((
+            "cacert",
+            "CA certificates",
+            path(ctx.tls.ca_file.as_deref()),
+        ));
         rows.push(("apiversion", "whisk API version", "v1".to_owned()));
         rows.push((
             "cliversion",

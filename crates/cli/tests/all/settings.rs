@@ -28,7 +28,8 @@ fn property_get_all_shows_the_server_settings() {
     let out = user.clemmys(&["property", "get", "--all"]).success();
     let wskprops = server.wskprops();
     let expected = format!(
-        "whisk API host\t\t{}\nwhisk auth\t\t{}\nwhisk namespace\t\tguest\nwhisk API version\tv1\n\
+        "whisk API host\t\t{}\nwhisk auth\t\t{}\nwhisk namespace\t\tguest\nclient cert\t\t\n\
+         Client key\t\t\nCA certificates\t\t\nwhisk API version\tv1\n\
          clemmys CLI version\t{}\nproperties file\t\t{}\n",
         server.api_host,
         server.guest_auth,
@@ -128,6 +129,13 @@ fn property_unset_removes_what_property_set_saved() {
         keys_in(user.wskprops()),
         ["APIHOST", "AUTH", "NAMESPACE", "CERT", "KEY", "CACERT"]
     );
+    let shown = user
+        .clemmys(&["property", "get", "--all", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["cert"], arg(&files[0]), "{shown}");
+    assert_eq!(shown["key"], arg(&files[1]), "{shown}");
+    assert_eq!(shown["cacert"], arg(&files[2]), "{shown}");
 
     // Flags take no values here, and the client's certificate goes with
     // its key.
