@@ -513,25 +513,26 @@ async fn open_logs(
     client: &Client,
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
 ) -> Vec<String> {
-    let logs = activation.logs.clone().unwrap_or_default();
     let id = activation.activation_id;
     let ours = confidential::home()
         .ok()
         .and_then(|home| home.recall(&id.to_string()).ok().flatten())
         .is_some();
     if !ours {
-        return logs;
+        return activation.logs.clone().unwrap_or_default();
     }
     if sealing.is_none() {
         // Opening needs only the keyring: the pinned namespace will do.
         *sealing = confidential::connect(client.clone(), None).await.ok();
     }
+    // This client's activation: its logs are the opened ones, never the
+    // record's lines (the provider's to write).
     match sealing.as_ref() {
         Some(sealing) => match sealing.open_activation(id).await {
-            Ok(opened) => opened.logs.unwrap_or(logs),
-            Err(_) => logs,
+            Ok(opened) => confidential::opened_logs(&opened),
+            Err(error) => vec![format!("(its sealed logs did not open: {error})")],
         },
-        None => logs,
+        None => vec!["(its sealed logs were not opened: no key broker is pinned)".to_owned()],
     }
 }
 

@@ -72,11 +72,25 @@ pub fn is_sealed(activation: &Activation) -> bool {
         .is_some_and(Value::is_string)
 }
 
-/// Replaces the sealed result and logs of `activation` with the opened ones.
+/// Replaces the sealed result and logs of `activation` with the opened
+/// ones. The record's own lines are the provider's to write: none of them
+/// is shown next to a verified answer.
 pub fn reveal(activation: &mut Activation, opened: &OpenedActivation) {
     activation.response = ActivationResponse::new(opened.status, opened.result.clone());
-    if let Some(logs) = &opened.logs {
-        activation.logs = logs.clone();
+    activation.logs = opened_logs(opened);
+}
+
+/// The logs of an opened activation: the sealed ones it opened, or for a
+/// sequence its steps' activation ids (what OpenWhisk logs for one), from
+/// the verified receipts; else none.
+pub fn opened_logs(opened: &OpenedActivation) -> Vec<String> {
+    match (&opened.logs, &opened.chain) {
+        (Some(logs), _) => logs.clone(),
+        (None, Some(steps)) => steps
+            .iter()
+            .map(|step| step.activation_id.clone())
+            .collect(),
+        (None, None) => Vec::new(),
     }
 }
 

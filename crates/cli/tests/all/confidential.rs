@@ -740,3 +740,61 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
         "{action}"
     );
 }
+
+/// Plays the provider: rewrites activation `id`'s log lines in the node's
+/// store (while the node is stopped).
+fn forge_logs(data_dir: &std::path::Path, id: &str, line: &str) {
+    use clemmys_store::{EntityStore as _, RecordDurability, RedbStore, StoreConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async {
+        let store = RedbStore::open_with(
+            &data_dir.join("store.redb"),
+            StoreConfig {
+                record_durability: RecordDurability::Sync,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap_or_else(|error| panic!("store: {error}"));
+        let id: clemmys_whisk::ActivationId =
+            id.parse().unwrap_or_else(|error| panic!("{id}: {error:?}"));
+        let mut record = store
+            .get_activation("guest", &id)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("no record {id}"));
+        record.logs = vec![line.to_owned()];
+        store
+            .put_activation(record)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    });
+}
+
+#[test]
+fn log_lines_the_provider_writes_are_not_shown_with_a_verified_answer() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let id = user.invoke_for_id("hello", &[("name", "logs")]);
+    server.stop();
+    forge_logs(&server.data_dir, &id, "PROVIDER-FORGED: payment approved");
+    server.spawn_again_on_the_same_port();
+    for command in [["activation", "logs"], ["activation", "get"]] {
+        let out = user.clemmys(&[command[0], command[1], &id]).success();
+        out.stderr_has("decrypted; receipt verified");
+        assert!(
+            !out.stdout.contains("PROVIDER-FORGED"),
+            "a line the provider wrote is shown as the activation's: {out}"
+        );
+    }
+}
