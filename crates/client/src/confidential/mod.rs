@@ -1160,7 +1160,7 @@ impl Confidential {
             put,
             overwrite,
             options,
-            &|_, _| {},
+            None,
         )
         .await
     }
@@ -1185,7 +1185,7 @@ impl Confidential {
             put,
             overwrite,
             options,
-            annotate,
+            Some(annotate),
         )
         .await
     }
@@ -1208,7 +1208,7 @@ impl Confidential {
             },
             kind: javascript.kind,
         };
-        self.deploy_code(name, code, put, overwrite, options, &|_, _| {})
+        self.deploy_code(name, code, put, overwrite, options, None)
             .await
     }
 
@@ -1219,7 +1219,7 @@ impl Confidential {
         mut put: ActionPut,
         overwrite: bool,
         options: &DeployOptions,
-        annotate: &(dyn Fn(u64, &mut KeyValues) + Sync),
+        annotate: Option<&(dyn Fn(u64, &mut KeyValues) + Sync)>,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let kept_key = self.home_key(&short);
@@ -1228,7 +1228,8 @@ impl Confidential {
         // version, so the next version's code can be sealed and stored
         // before it is registered: a store the node refuses (the action
         // exists, a limit is out of range) then leaves the registered
-        // version, and the code the node holds for it, as they were.
+        // version, and the code the node holds for it, as they were (not
+        // for annotations bound to the version: see below).
         let current = match self.describe_of(self.owner(), &short).await {
             Ok(current) => Some(current),
             Err(ConfidentialError::NotRegistered(_)) => None,
@@ -1278,10 +1279,17 @@ impl Confidential {
             entry: &entry,
         };
         let mut annotations = put.annotations.take().unwrap_or_default();
-        annotate(version, &mut annotations);
+        if let Some(annotate) = annotate {
+            annotate(version, &mut annotations);
+        }
         annotations.set(CONFIDENTIAL_ANNOTATION, Value::Bool(true));
         put.annotations = Some(annotations);
-        let stored = match current {
+        // Annotations bound to the version (the gateway's web tag) are made
+        // only for a version the broker registered with this code: stored
+        // first, a registration the provider dropped would leave them on
+        // the node for a version later registered with other code.
+        let store_first = current.filter(|_| annotate.is_none());
+        let stored = match store_first {
             Some(current) => {
                 // Sealed as the registration's owner's code: the enclave
                 // opens it with the owner the broker's descriptor names.
@@ -1315,9 +1323,9 @@ impl Confidential {
                 stored
             }
             None => {
-                // New to the broker: its registration makes the action key.
-                // Nothing of this owner's can run under this name yet, so a
-                // store the node refuses breaks nothing.
+                // New to the broker (its registration makes the action key:
+                // nothing of this owner's can run under this name yet, so a
+                // store the node refuses breaks nothing), or annotated.
                 let descriptor = self.register(&short, version, registered, options).await?;
                 let sealed = SealedCode::seal(
                     &plaintext,
