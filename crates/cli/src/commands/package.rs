@@ -190,22 +190,43 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
         PackageCommand::Delete { name } => {
-            let confidential_package = client
-                .get_package(&name)
-                .await
-                .is_ok_and(|package| is_confidential(&package));
-            client
-                .delete_package(&name)
-                .await
-                .with_context(|| format!("deleting package {name}"))?;
-            if confidential_package {
-                let sealing = connect_for(ctx, &client, &name).await?;
-                sealing.keep_package_defaults(&short_package(&name)?, None)?;
+            // Whether this client keeps the package's parameters is its own
+            // record's say, not the node's (whose annotation the provider
+            // writes). Without a broker pin it keeps none.
+            let short = short_package(&name)?;
+            let sealing = match confidential::home()?.broker_pin(client.api_host())? {
+                Some(_) => Some(connect_for(ctx, &client, &name).await?),
+                None => None,
+            };
+            let kept = match &sealing {
+                Some(sealing) => sealing.package_defaults(&short)?.is_some(),
+                None => false,
+            };
+            let gone_already = match client.delete_package(&name).await {
+                Ok(()) => false,
+                // Already gone from the node: its parameters are forgotten
+                // all the same, or a package made later under the name
+                // would get them.
+                Err(clemmys_client::ClientError::Api { status: 404, .. }) if kept => true,
+                Err(error) => {
+                    return Err(
+                        anyhow::Error::new(error).context(format!("deleting package {name}"))
+                    );
+                }
+            };
+            if let (Some(sealing), true) = (&sealing, kept) {
+                sealing.keep_package_defaults(&short, None)?;
             }
             if ctx.output.is_json() {
                 return ctx.output.print_json(&json!({ "deleted": name }));
             }
-            outln!("ok: deleted package {name}");
+            if gone_already {
+                outln!(
+                    "ok: package {name} was already gone from the node; its kept parameters are forgotten"
+                );
+            } else {
+                outln!("ok: deleted package {name}");
+            }
             Ok(())
         }
         PackageCommand::List {
@@ -249,6 +270,17 @@ async fn put_confidential(
     let mut annotations = args.annotations.to_object()?.unwrap_or_default();
     annotations.insert(CONFIDENTIAL_ANNOTATION.into(), Value::Bool(true));
     let body = put_body(None, Some(annotations), args.shared, None);
+    // Asked before the update makes it anew (an update of a package the
+    // node does not have creates it).
+    let existed = overwrite
+        && parameters.is_none()
+        && match client.get_package(name).await {
+            Ok(_) => true,
+            Err(clemmys_client::ClientError::Api { status: 404, .. }) => false,
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("getting package {name}")));
+            }
+        };
     let stored = client
         .put_package(name, &body, overwrite)
         .await
@@ -259,7 +291,10 @@ async fn put_confidential(
     // confidential, whatever the node shows later.
     let kept = match &parameters {
         Some(parameters) => Some(parameters.clone()),
-        None if overwrite => sealing.package_defaults(&package)?,
+        // Carried over only to the package they were kept for: one the
+        // node no longer has was deleted (perhaps other than through this
+        // client), and a package made anew starts without them.
+        None if overwrite && existed => sealing.package_defaults(&package)?,
         None => None,
     };
     sealing

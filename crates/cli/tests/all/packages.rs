@@ -227,3 +227,49 @@ fn a_confidential_package_keeps_its_parameters_in_the_client() {
         .json();
     assert_eq!(fresh["parameters"], json!([]), "{fresh}");
 }
+
+#[test]
+fn a_confidential_package_the_provider_deleted_first_leaves_no_parameters_behind() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "package",
+        "create",
+        "vault",
+        "--confidential",
+        "-p",
+        "token",
+        "SECRET-A",
+    ])
+    .success();
+    // The provider deletes the package itself (with the namespace key), so
+    // that the owner's delete finds nothing there.
+    let (status, body) = crate::common::http_send(
+        hyper::Method::DELETE,
+        &server.api_host,
+        "/api/v1/namespaces/_/packages/vault",
+        &server.guest_auth,
+        Vec::new(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    user.clemmys(&["package", "delete", "vault"])
+        .success()
+        .stdout_has("already gone from the node");
+    // A package made later under the name, and an action sealed in it,
+    // carry nothing of the deleted one.
+    user.clemmys(&["package", "update", "vault", "--confidential"])
+        .success();
+    let echo = crate::common::example("echo");
+    user.clemmys(&["action", "create", "vault/echo", crate::common::arg(&echo)])
+        .success();
+    let result = user
+        .clemmys(&["action", "invoke", "vault/echo", "-r", "-p", "n", "1"])
+        .success()
+        .json();
+    assert_eq!(
+        result,
+        json!({"n": 1}),
+        "the deleted package's parameters came back"
+    );
+}
