@@ -77,6 +77,10 @@ const REFUSAL_FIELD: &str = "refusal";
 /// obtain a request signed for the future, to submit then.
 const MAX_FLOOR_AHEAD_MS: u64 = 60 * 1000;
 
+/// What adds annotations bound to the policy version a deploy registers
+/// (the gateway's web tag).
+type VersionAnnotator<'a> = &'a (dyn Fn(u64, &mut KeyValues) + Sync);
+
 /// A confidential operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -1219,7 +1223,7 @@ impl Confidential {
         mut put: ActionPut,
         overwrite: bool,
         options: &DeployOptions,
-        annotate: Option<&(dyn Fn(u64, &mut KeyValues) + Sync)>,
+        annotate: Option<VersionAnnotator<'_>>,
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let kept_key = self.home_key(&short);
