@@ -163,10 +163,19 @@ pub fn note_verified(ctx: &Context, opened: &OpenedActivation) {
         return;
     }
     let receipt = &opened.receipt.receipt;
+    // Which activation was opened, as its receipt binds it: a caller that
+    // asked for "the last" one (the node's choice) sees which it got.
+    let what = match &opened.chain {
+        Some(steps) => format!("a chain of {} step(s) ending in", steps.len()),
+        None => "of".to_owned(),
+    };
     ctx.output.hint(format_args!(
-        "decrypted; receipt verified: code {} v{} ran in a {} enclave of measurement {}",
-        receipt.code_digest,
+        "decrypted; receipt verified: activation {} {what} /{}/{} v{}: code {} ran in a {} enclave of measurement {}",
+        opened.activation_id,
+        receipt.namespace,
+        receipt.action,
         receipt.version,
+        receipt.code_digest,
         opened.tee.name(),
         receipt.measurement
     ));

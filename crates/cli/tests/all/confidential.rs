@@ -81,7 +81,7 @@ pub(crate) fn create_invoke_and_verify_hello(user: &User) {
     );
     invoked
         .stderr_has(&format!(
-            "decrypted; receipt verified: code {code_digest} v1 ran in a sim enclave of measurement {runtime}"
+            "of /guest/hello v1: code {code_digest} ran in a sim enclave of measurement {runtime}"
         ))
         .stderr_has(SIM_WARNING_START)
         .stderr_has(SIM_WARNING_POINT);
@@ -273,7 +273,7 @@ fn updating_a_confidential_action_with_new_code_keeps_it_confidential() {
         .success();
     assert_eq!(invoked.json(), json!({"k": [1, 2]}), "{invoked}");
     invoked.stderr_has(&format!(
-        "decrypted; receipt verified: code {} v2 ran in a sim enclave",
+        "of /guest/act v2: code {} ran in a sim enclave",
         sha256_hex(&echo)
     ));
     let id = user.invoke_for_id("act", &[("v", "2")]);
