@@ -161,3 +161,49 @@ pub(crate) fn non_blocking_message(id: ActivationId) -> clemmys_bus::ActivationM
         accepted_at: 1,
     }
 }
+
+/// An invoker that stores each activation's record and whose completion
+/// is lost on the way back (a bus that reconnected meanwhile).
+struct CompletionLost(Arc<dyn EntityStore>);
+
+#[async_trait]
+impl ActivationQueue for CompletionLost {
+    async fn send(&self, message: InvokerMessage) -> Result<(), BusError> {
+        let InvokerMessage::Activate(message) = message else {
+            return Ok(());
+        };
+        let mut record = stand_in(0);
+        record.activation_id = message.activation_id;
+        record.response = ActivationResponse::success(serde_json::json!({"ran": true}));
+        let store = self.0.clone();
+        tokio::spawn(async move { store.put_activation(record).await });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_blocking_invoke_whose_completion_is_lost_is_answered_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn EntityStore> =
+        Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
+    let controller = Controller::new(
+        store.clone(),
+        Arc::new(CompletionLost(store)),
+        Arc::new(CompletionRegistry::default()),
+        Arc::new(Throttle::default()),
+        Arc::new(AnyCode),
+        ControllerConfig::default(),
+    );
+    let mut message = non_blocking_message(ActivationId::from_bytes([4; 16]));
+    message.blocking = true;
+    let mode = crate::invoke::InvokeMode {
+        blocking: true,
+        result_only: false,
+        // Long enough that answering 202 would be the wait running out.
+        wait: std::time::Duration::from_secs(30),
+    };
+    let response = controller.run(message, mode).await.into_response(false);
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_text(response).await;
+    assert!(body.contains("\"ran\":true"), "{body}");
+}

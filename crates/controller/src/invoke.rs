@@ -359,6 +359,7 @@ impl Controller {
             };
         }
         let completion = self.completions.wait_for(id);
+        let namespace = message.namespace.clone();
         if let Err(error) = self
             .queue
             .send(InvokerMessage::Activate(Box::new(message)))
@@ -368,8 +369,17 @@ impl Controller {
             self.throttle.release(&id);
             return Outcome::Answered(bus_error(error).into_response());
         }
-        match tokio::time::timeout(mode.wait, completion).await {
-            Ok(Ok(done)) => Outcome::Finished(done.activation),
+        let finished = async {
+            tokio::select! {
+                done = completion => done.map(|done| done.activation),
+                record = self.stored_record(&namespace, id) => Ok(record),
+            }
+        };
+        match tokio::time::timeout(mode.wait, finished).await {
+            Ok(Ok(record)) => {
+                self.completions.forget(&id);
+                Outcome::Finished(record)
+            }
             Ok(Err(_)) => Outcome::Answered(
                 ApiError::internal("invoker dropped a blocking activation").into_response(),
             ),
@@ -379,7 +389,28 @@ impl Controller {
             }
         }
     }
+
+    /// Activation `id`'s record once the store has it, looked for every
+    /// [`RECORD_POLL`]: an invoker stores the record before it sends the
+    /// completion, which the bus may lose (a reconnect drops what was
+    /// published meanwhile), and a lost completion must not cost a
+    /// blocking caller the whole wait. OpenWhisk's controller polls its
+    /// activation store the same way.
+    async fn stored_record(&self, namespace: &str, id: ActivationId) -> Arc<Activation> {
+        let mut poll =
+            tokio::time::interval_at(tokio::time::Instant::now() + RECORD_POLL, RECORD_POLL);
+        loop {
+            poll.tick().await;
+            if let Ok(Some(record)) = self.store.get_activation(namespace, &id).await {
+                return Arc::new(record);
+            }
+        }
+    }
 }
+
+/// How often a blocking invoke through the bus looks for its record in the
+/// store, in case its completion was lost.
+const RECORD_POLL: Duration = Duration::from_secs(1);
 
 fn bus_error(error: BusError) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
