@@ -141,10 +141,19 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
     let id = activation_id(args.id.as_deref(), args.last, &client).await?;
     let sealing =
         confidential::connect(client, confidential::sealing_namespace(ctx, None)?).await?;
-    let opened = sealing
-        .open_activation(id)
-        .await
-        .with_context(|| format!("verifying activation {id}"))?;
+    let opened = match sealing.open_activation(id).await {
+        Ok(opened) => opened,
+        Err(clemmys_client::confidential::ConfidentialError::NoKey(_))
+            if client_record_is_plain(&sealing, id).await =>
+        {
+            anyhow::bail!(
+                "activation {id} is a plain one: nothing of it is sealed or attested, so there is nothing to verify"
+            );
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!("verifying activation {id}")));
+        }
+    };
     // For a chain, the last step's (verified) receipt; else the signed one.
     let receipt = opened
         .chain
@@ -447,6 +456,19 @@ async fn poll(args: PollArgs, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Whether activation `id`'s record, as the node shows it, carries no
+/// sealed answer: only for wording an error (nothing is decided by it).
+async fn client_record_is_plain(
+    sealing: &clemmys_client::confidential::Confidential,
+    id: ActivationId,
+) -> bool {
+    sealing
+        .client()
+        .get_activation(id)
+        .await
+        .is_ok_and(|activation| !confidential::is_sealed(&activation))
 }
 
 /// Lists new activations every [`POLL_INTERVAL`] and prints each once,

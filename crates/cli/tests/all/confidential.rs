@@ -798,3 +798,22 @@ fn log_lines_the_provider_writes_are_not_shown_with_a_verified_answer() {
         );
     }
 }
+
+#[test]
+fn verifying_a_plain_activation_says_it_is_plain() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "open",
+        crate::common::arg(&example("echo")),
+        "--plain",
+    ])
+    .success();
+    let id = user.invoke_for_id("open", &[("a", "1")]);
+    user.clemmys(&["activation", "verify", &id])
+        .failure()
+        .stderr_has("is a plain one: nothing of it is sealed or attested");
+}
