@@ -429,10 +429,23 @@ impl TestServer {
         broker_kem: &clemmys_proto::KemPublicKey,
         op: clemmys_proto::broker::BrokerOp,
     ) -> clemmys_proto::broker::BrokerReply {
-        let (request, key) = clemmys_proto::broker::seal_broker_request(
+        self.ask_broker_for(identity, broker_kem, op, None).await
+    }
+
+    /// [`ask_broker`](Self::ask_broker), made on behalf of owner
+    /// `on_behalf_of` when given (as a delegated gateway asks).
+    pub async fn ask_broker_for(
+        &self,
+        identity: &clemmys_proto::identity::ClientIdentity,
+        broker_kem: &clemmys_proto::KemPublicKey,
+        op: clemmys_proto::broker::BrokerOp,
+        on_behalf_of: Option<clemmys_proto::ClientId>,
+    ) -> clemmys_proto::broker::BrokerReply {
+        let (request, key) = clemmys_proto::broker::seal_broker_request_for(
             identity,
             broker_kem,
             op,
+            on_behalf_of,
             clemmys_whisk::now_ms(),
             &mut clemmys_tee::os_rng(),
         )

@@ -214,7 +214,7 @@ async fn delegation_replayed_after_its_revocation_and_a_restart_is_refused() {
     assert_eq!(delegated.status, StatusCode::OK, "{:?}", delegated.json);
     assert!(
         matches!(
-            describe_for(&server, &gateway_identity, identity.id()).await,
+            describe_for(&server, &broker_kem, &gateway_identity, identity.id()).await,
             BrokerReply::Action(_)
         ),
         "the delegation works before the revocation"
@@ -229,7 +229,7 @@ async fn delegation_replayed_after_its_revocation_and_a_restart_is_refused() {
     // directory and replays the recorded delegation.
     let server = server.restart().await;
     let _ = server.post_broker_request(&delegation).await;
-    let reply = describe_for(&server, &gateway_identity, identity.id()).await;
+    let reply = describe_for(&server, &broker_kem, &gateway_identity, identity.id()).await;
     assert!(
         matches!(reply, BrokerReply::Refused { .. }),
         "the revoked gateway acts for the owner again: {reply:?}"
@@ -239,32 +239,18 @@ async fn delegation_replayed_after_its_revocation_and_a_restart_is_refused() {
 /// The broker's answer to `delegate` describing `echo` for `owner`.
 async fn describe_for(
     server: &TestServer,
+    broker_kem: &clemmys_proto::KemPublicKey,
     delegate: &clemmys_proto::identity::ClientIdentity,
     owner: clemmys_proto::ClientId,
 ) -> clemmys_proto::broker::BrokerReply {
-    let broker_kem = server.owner().await.client.pin().keys.kem;
-    let (request, key) = clemmys_proto::broker::seal_broker_request_for(
-        delegate,
-        &broker_kem,
-        BrokerOp::Describe {
-            owner,
-            namespace: "guest".into(),
-            name: "echo".into(),
-        },
-        Some(owner),
-        clemmys_whisk::now_ms(),
-        &mut os_rng(),
-    )
-    .expect("seal");
-    let reply = server.post_broker_request(&request).await;
-    let sealed = base64::Engine::decode(
-        &base64::engine::general_purpose::STANDARD,
-        reply.json["reply"].as_str().expect("a sealed reply"),
-    )
-    .expect("base64");
-    clemmys_proto::broker::open_broker_reply(&sealed, &key)
-        .expect("opens")
-        .reply
+    let describe = BrokerOp::Describe {
+        owner,
+        namespace: "guest".into(),
+        name: "echo".into(),
+    };
+    server
+        .ask_broker_for(delegate, broker_kem, describe, Some(owner))
+        .await
 }
 
 #[tokio::test]
