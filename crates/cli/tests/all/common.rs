@@ -582,13 +582,19 @@ impl User {
 
     /// Runs `clemmys ARGS` as this user.
     pub fn clemmys(&self, args: &[&str]) -> Out {
+        let (command, shown) = self.command(args);
+        run(command, shown)
+    }
+
+    /// `clemmys ARGS` as this user, not started (and how to show it).
+    pub fn command(&self, args: &[&str]) -> (Command, String) {
         let (mut command, shown) = clemmys_command(args);
         command
             .env("HOME", self.home())
             .env("CLEMMYS_HOME", self.clemmys_home())
             .env("WSK_CONFIG_FILE", &self.wskprops)
             .current_dir(self.home());
-        run(command, shown)
+        (command, shown)
     }
 
     /// `clemmys broker trust --yes`, asserting success.

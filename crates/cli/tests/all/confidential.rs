@@ -382,12 +382,8 @@ fn an_answer_printed_into_a_closed_pipe_keeps_its_keys() {
     // `clemmys action invoke hello -b | true`: the reader is gone before
     // the answer comes back.
     let (mut command, shown) =
-        crate::common::clemmys_command(&["action", "invoke", "hello", "-b", "-p", "name", "pipe"]);
+        user.command(&["action", "invoke", "hello", "-b", "-p", "name", "pipe"]);
     let mut child = command
-        .env("HOME", user.home())
-        .env("CLEMMYS_HOME", user.clemmys_home())
-        .env("WSK_CONFIG_FILE", user.wskprops())
-        .current_dir(user.home())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
