@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use clemmys_proto::broker::{
-    Admission, BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request_for,
+    Admission, BrokerOp, BrokerReply, Policy, RegisteredKind, open_broker_reply,
+    seal_broker_request_for,
 };
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::{ClientId, Digest};
@@ -76,6 +77,7 @@ fn register(version: u64) -> BrokerOp {
             allowed_clients: Vec::new(),
             min_version: version,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+            kind: RegisteredKind::Action,
         },
     }
 }

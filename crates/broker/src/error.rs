@@ -94,6 +94,13 @@ pub enum BrokerError {
     /// A policy that allows no enclave at all.
     #[error("the policy allows no enclave measurement")]
     EmptyPolicy,
+    /// A sequence's registration that allows enclave measurements: no
+    /// enclave runs a sequence, so none may receive its key.
+    #[error("a sequence's registration allows no enclave measurement")]
+    SequenceWithMeasurements,
+    /// A key asked for a registration that names a sequence, not an action.
+    #[error("{0} is a confidential sequence, not an action: no enclave receives its key")]
+    NotAnAction(String),
     /// A nonce was refused.
     #[error("{0}")]
     Replay(ReplayError),
@@ -133,6 +140,7 @@ impl BrokerError {
             | Self::MeasurementNotAllowed(_)
             | Self::MeasurementOfAnotherTee { .. }
             | Self::HardwareRequired(_)
+            | Self::NotAnAction(_)
             | Self::UnknownAction => Refusal::KeyRefused,
             Self::Proto(_) => Refusal::Tampered,
             _ => Refusal::Other,

@@ -33,7 +33,7 @@ use clemmys_proto::ClientId;
 use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity,
     BrokerLink, BrokerOp, BrokerReply, BrokerRequest, Delegation, KeyGrant, KeyRequest, LinkError,
-    open_broker_request, seal_broker_reply, seal_grant,
+    RegisteredKind, open_broker_request, seal_broker_reply, seal_grant,
 };
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::replay::{ReplayError, ReplayWindow};
@@ -314,8 +314,14 @@ impl Broker {
                 code_digest,
                 policy,
             } => {
-                if policy.allowed_measurements.is_empty() {
-                    return Err(BrokerError::EmptyPolicy);
+                match policy.kind {
+                    RegisteredKind::Action if policy.allowed_measurements.is_empty() => {
+                        return Err(BrokerError::EmptyPolicy);
+                    }
+                    RegisteredKind::Sequence if !policy.allowed_measurements.is_empty() => {
+                        return Err(BrokerError::SequenceWithMeasurements);
+                    }
+                    RegisteredKind::Action | RegisteredKind::Sequence => {}
                 }
                 // The requester's own registration (or its delegating
                 // owner's): another identity's action of the same name is
@@ -380,6 +386,12 @@ impl Broker {
             .action(&request.owner, &request.namespace, &request.name)?
             .ok_or(BrokerError::UnknownAction)?;
         let policy = &record.descriptor.policy;
+        if !policy.kind.is_action() {
+            return Err(BrokerError::NotAnAction(format!(
+                "{}/{}",
+                request.namespace, request.name
+            )));
+        }
         let presented = verified.measurement();
         if !policy.allowed_measurements.contains(&presented) {
             // Named apart because it is a downgrade attempt, not a stale
@@ -559,7 +571,7 @@ fn hex_id(id: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clemmys_proto::broker::{Policy, open_broker_reply, seal_broker_request};
+    use clemmys_proto::broker::{Policy, RegisteredKind, open_broker_reply, seal_broker_request};
     use clemmys_proto::identity::ClientIdentity;
     use clemmys_proto::{Digest, Measurement};
     use clemmys_tee::sim::{SimPlatform, SimTee};
@@ -626,6 +638,7 @@ mod tests {
                 allowed_clients: vec![],
                 min_version: version,
                 entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+                kind: RegisteredKind::Action,
             },
         }
     }

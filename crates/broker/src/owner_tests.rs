@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use clemmys_proto::broker::{
-    BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request,
+    BrokerOp, BrokerReply, Policy, RegisteredKind, open_broker_reply, seal_broker_request,
 };
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::refusal::Refusal;
@@ -57,6 +57,7 @@ fn register(name: &str, version: u64) -> BrokerOp {
             allowed_clients: Vec::new(),
             min_version: version,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+            kind: RegisteredKind::Action,
         },
     }
 }
@@ -168,4 +169,56 @@ fn a_flooding_identity_is_throttled_and_others_are_served() {
         &other,
         describe(other.id(), "none")
     )));
+}
+
+#[test]
+fn a_sequence_registration_allows_no_enclave() {
+    let fixture = broker();
+    let owner = ClientIdentity::generate(&mut os_rng());
+    let sequence = |version: u64, allowed_measurements| {
+        let BrokerOp::Register {
+            namespace,
+            name,
+            code_digest,
+            policy,
+            ..
+        } = register("pipe", version)
+        else {
+            unreachable!("register makes a registration")
+        };
+        BrokerOp::Register {
+            namespace,
+            name,
+            version,
+            code_digest,
+            policy: Policy {
+                allowed_measurements,
+                kind: RegisteredKind::Sequence,
+                ..policy
+            },
+        }
+    };
+    // An enclave would receive the key of a sequence that allowed one.
+    let BrokerReply::Refused { reason, .. } = ask(
+        &fixture.broker,
+        &owner,
+        sequence(1, vec![measurement::expected(Role::ActionRuntime)]),
+    ) else {
+        panic!("a sequence was registered for an enclave");
+    };
+    assert!(reason.contains("allows no enclave measurement"), "{reason}");
+    let BrokerReply::Action(registered) = ask(&fixture.broker, &owner, sequence(2, Vec::new()))
+    else {
+        panic!("refused");
+    };
+    assert_eq!(registered.policy.kind, RegisteredKind::Sequence);
+    // Described as one, which is how a client that never ran it knows.
+    let BrokerReply::Action(described) = ask(&fixture.broker, &owner, describe(owner.id(), "pipe"))
+    else {
+        panic!("refused");
+    };
+    assert_eq!(
+        (described.policy.kind, described.version),
+        (RegisteredKind::Sequence, 2)
+    );
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use chacha20::ChaCha20Rng;
 use clemmys_proto::broker::{
     ActionDescriptor, Admission, AdmissionKey, AdmitReply, AdmitRequest, BrokerIdentity, BrokerOp,
-    BrokerReply, BrokerRequest, KeyGrant, KeyRequest, Policy, open_broker_request,
+    BrokerReply, BrokerRequest, KeyGrant, KeyRequest, Policy, RegisteredKind, open_broker_request,
     seal_broker_reply, seal_broker_request, seal_grant,
 };
 use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
@@ -453,6 +453,7 @@ fn build() -> Fixtures {
             allowed_clients: Vec::new(),
             min_version: VERSION,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+            kind: RegisteredKind::Action,
         },
     };
     let broker_reply = seal_broker_reply(

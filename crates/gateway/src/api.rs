@@ -439,7 +439,7 @@ async fn delete_action(
     // a registered action (plain, a sequence): nothing to record.
     let current = match connection.describe(&name, true).await {
         Ok(descriptor) => Some(descriptor.version),
-        Err(ConfidentialError::NotRegistered(_)) => None,
+        Err(ConfidentialError::NotRegistered(_) | ConfidentialError::RegisteredSequence(_)) => None,
         Err(other) => return Err(other.into()),
     };
     let response = connection

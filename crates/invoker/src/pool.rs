@@ -721,7 +721,7 @@ mod tests {
     use clemmys_broker::Broker;
     use clemmys_proto::Digest;
     use clemmys_proto::broker::{
-        BrokerOp, BrokerReply, Policy, open_broker_reply, seal_broker_request,
+        BrokerOp, BrokerReply, Policy, RegisteredKind, open_broker_reply, seal_broker_request,
     };
     use clemmys_proto::code::{CodeBinding, SealedCode};
     use clemmys_proto::identity::ClientIdentity;
@@ -811,6 +811,7 @@ mod tests {
                     allowed_clients: Vec::new(),
                     min_version: version,
                     entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+                    kind: RegisteredKind::Action,
                 },
             };
             let (request, reply_key) = seal_broker_request(

@@ -36,6 +36,33 @@ pub struct Policy {
     /// The export enclaves run (`exec.main`), whatever the host names.
     #[serde(default = "default_entry")]
     pub entry: String,
+    /// What the registration names. Absent (an action) in registrations
+    /// made before sequences were registered.
+    #[serde(default, skip_serializing_if = "RegisteredKind::is_action")]
+    pub kind: RegisteredKind,
+}
+
+/// What a broker registration names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisteredKind {
+    /// An action that enclaves run, under its action key.
+    #[default]
+    Action,
+    /// A confidential sequence: registered so that a client that never
+    /// ran it knows the name for one (and seals, whatever the node shows),
+    /// and knows its newest signed plan (the registration's version is
+    /// the plan's, its code digest the digest of the plan's bytes). No
+    /// enclave runs it: its key is never released, and its policy allows
+    /// no measurement.
+    Sequence,
+}
+
+impl RegisteredKind {
+    /// Whether it is [`RegisteredKind::Action`].
+    pub fn is_action(&self) -> bool {
+        *self == Self::Action
+    }
 }
 
 pub(crate) fn default_entry() -> String {
@@ -848,6 +875,7 @@ mod tests {
                 allowed_clients: vec![],
                 min_version: 1,
                 entry: "_start".into(),
+                kind: RegisteredKind::Action,
             },
         }
     }

@@ -8,7 +8,7 @@ use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server};
 
 /// The value after `label` on the line of `text` that starts with it.
 #[track_caller]
-fn field<'a>(text: &'a str, label: &str) -> &'a str {
+pub(crate) fn field<'a>(text: &'a str, label: &str) -> &'a str {
     text.lines()
         .find_map(|line| line.trim_start().strip_prefix(label))
         .map(str::trim)

@@ -813,3 +813,81 @@ fn verifying_a_plain_activation_says_it_is_plain() {
         .failure()
         .stderr_has("is a plain one: nothing of it is sealed or attested");
 }
+
+#[test]
+fn a_confidential_sequence_stays_sealed_for_a_client_that_never_ran_it() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let friend = server.user();
+    friend.trust_broker();
+    let id_of = |user: &User| {
+        crate::broker::field(
+            &user.clemmys(&["broker", "show"]).success().stdout,
+            "your client identity:",
+        )
+        .to_owned()
+    };
+    let (owner_id, friend_id) = (id_of(&owner), id_of(&friend));
+    let hello = example("hello");
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "c1",
+            crate::common::arg(&hello),
+            "--allow-client",
+            &friend_id,
+        ])
+        .success();
+    owner
+        .clemmys(&["action", "create", "pipe", "--sequence", "c1"])
+        .success();
+    // The plan the owner signed first, as the node stores it.
+    let (status, first) = server.get("/api/v1/namespaces/_/actions/pipe");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&first));
+    let first: Value = serde_json::from_slice(&first).expect("an action record");
+    friend
+        .clemmys(&["broker", "trust", "--yes", "--trust-owner", &owner_id])
+        .success();
+
+    // The provider shows the sequence as a plain action of its own. The
+    // friend never ran it (no plan in its home), so only the broker can
+    // tell it the name is a confidential sequence.
+    provider_replaces_with_plain_echo(&server, "pipe");
+    let secret = crate::common::unique("param-");
+    let out = friend
+        .clemmys(&["action", "invoke", "pipe", "-p", "secret", &secret, "-r"])
+        .failure();
+    out.stderr_has("registers pipe as a confidential sequence");
+    assert!(!out.stdout.contains(&secret), "{out}");
+    assert!(
+        !provider_sees(&server, "pipe", &secret),
+        "the parameters of an invoke of pipe reached the node in the clear"
+    );
+
+    // The owner puts the sequence back with a newer plan; the provider
+    // restores the first plan over it. The friend, who saw neither, runs
+    // no older plan than the one the owner registered.
+    owner
+        .clemmys(&["action", "update", "pipe", "--sequence", "c1"])
+        .success();
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/pipe?overwrite=true",
+        &json!({"exec": first["exec"], "annotations": first["annotations"]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    friend
+        .clemmys(&["action", "invoke", "pipe", "-p", "name", "F", "-r"])
+        .failure()
+        .stderr_has("older than version");
+
+    // The owner's current plan runs for the friend.
+    owner
+        .clemmys(&["action", "update", "pipe", "--sequence", "c1"])
+        .success();
+    friend
+        .clemmys(&["action", "invoke", "pipe", "-p", "name", "F", "-r"])
+        .success()
+        .stdout_has("Hello, F!");
+}

@@ -243,6 +243,9 @@ impl Confidential {
                 // first: ask for the planned owner's.
                 Arc::new(self.describe_of(component.owner, &component.name).await?)
             };
+            if !descriptor.policy.kind.is_action() {
+                return Err(ConfidentialError::RegisteredSequence(component.qualified()));
+            }
             plan.check_owner(index, &descriptor.owner)?;
             if descriptor.namespace != component.namespace || descriptor.name != component.name {
                 return Err(ChainPlanError::ComponentOwner { index }.into());

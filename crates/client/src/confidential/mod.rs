@@ -23,7 +23,7 @@ use base64::Engine;
 use bytes::Bytes;
 use clemmys_proto::broker::{
     ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Delegation, OpenedBrokerReply, Policy,
-    open_broker_reply, seal_broker_request_for,
+    RegisteredKind, open_broker_reply, seal_broker_request_for,
 };
 use clemmys_proto::chain_check::ChainCheckError;
 use clemmys_proto::chain_plan::{
@@ -217,6 +217,24 @@ pub enum ConfidentialError {
         "{0} is a confidential sequence, and a confidential sequence cannot be a component of another: list its actions instead"
     )]
     NestedChain(String),
+    /// A name the key broker registers as a confidential sequence, used
+    /// as an action: the node shows it as one (the provider replaced the
+    /// sequence), or it is named as a component of a chain.
+    #[error(
+        "the key broker registers {0} as a confidential sequence, but it is used as an action here (the node shows it as one, or it is a component of a chain): nothing was sealed or sent"
+    )]
+    RegisteredSequence(String),
+    /// The node stored a confidential sequence but the broker did not
+    /// register it: clients that never ran it cannot tell it is one.
+    #[error(
+        "the node stored sequence {sequence}, but the key broker did not register it ({reason}): create it again with `--overwrite`/`action update`, so that clients that never ran it know it is confidential"
+    )]
+    SequenceNotRegistered {
+        /// The sequence.
+        sequence: String,
+        /// Why the registration failed.
+        reason: String,
+    },
     /// This client holds no key for that activation.
     #[error("activation {0} was not invoked by this client (no key in its keyring)")]
     NoKey(String),
@@ -998,14 +1016,19 @@ impl Confidential {
         if !refresh && let Some(found) = self.lock().get(name) {
             return Ok(found.clone());
         }
-        let descriptor = Arc::new(self.describe_trusted(name).await?);
+        let descriptor = self.describe_trusted(name).await?;
+        if !descriptor.policy.kind.is_action() {
+            return Err(ConfidentialError::RegisteredSequence(name.to_owned()));
+        }
+        let descriptor = Arc::new(descriptor);
         self.lock().insert(name.to_owned(), descriptor.clone());
         Ok(descriptor)
     }
 
     /// Whether `name` is confidential by what the node cannot forge: a
-    /// trusted owner registered it with the key broker (asked afresh), or
-    /// this client signed or ran a chain plan of that sequence. What the
+    /// trusted owner registered it with the key broker (asked afresh), as
+    /// an action or as a sequence, or this client signed or ran a chain
+    /// plan of that sequence. What the
     /// node shows is not asked: a client that believed it would send a
     /// confidential action's parameters or new code in the clear once the
     /// provider showed the action as plain. A name in another namespace
@@ -1018,7 +1041,7 @@ impl Confidential {
             return Ok(true);
         }
         match self.describe(short, true).await {
-            Ok(_) => Ok(true),
+            Ok(_) | Err(ConfidentialError::RegisteredSequence(_)) => Ok(true),
             Err(ConfidentialError::NotRegistered(_)) => Ok(false),
             Err(other) => Err(other),
         }
@@ -1372,6 +1395,7 @@ impl Confidential {
             allowed_clients: options.allowed_clients.clone(),
             min_version: version,
             entry: entry.to_owned(),
+            kind: RegisteredKind::Action,
         };
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
@@ -1379,6 +1403,34 @@ impl Confidential {
             version,
             code_digest,
             policy,
+        })
+        .await
+    }
+
+    /// Registers `version` of sequence `short` (its signed plan's version,
+    /// `plan_digest` the digest of the plan's bytes) with the broker, so
+    /// that every client, not only those that signed or ran a plan of it,
+    /// knows the name for a confidential sequence and the newest plan.
+    async fn register_sequence(
+        &self,
+        short: &str,
+        version: u64,
+        plan_digest: Digest,
+        allowed_clients: &[ClientId],
+    ) -> Result<ActionDescriptor, ConfidentialError> {
+        self.broker(BrokerOp::Register {
+            namespace: self.namespace.clone(),
+            name: short.to_owned(),
+            version,
+            code_digest: plan_digest,
+            policy: Policy {
+                allowed_measurements: Vec::new(),
+                require_hardware: self.pin.tee.is_hardware(),
+                allowed_clients: allowed_clients.to_vec(),
+                min_version: version,
+                entry: clemmys_proto::code::DEFAULT_ENTRY.to_owned(),
+                kind: RegisteredKind::Sequence,
+            },
         })
         .await
     }
@@ -1710,17 +1762,31 @@ impl Confidential {
             })?;
         let signed = SignedChainPlan::from_bytes(&bytes).map_err(ChainPlanError::Malformed)?;
         let key = self.home_key(&short);
-        let plan = signed.verify(
-            &self.plan_signers(),
-            &self.namespace,
-            &short,
-            self.home.newest_plan(&key)?,
-        )?;
+        let newest_seen = self
+            .home
+            .newest_plan(&key)?
+            .max(self.registered_plan_version(&short).await?);
+        let plan = signed.verify(&self.plan_signers(), &self.namespace, &short, newest_seen)?;
         plan.check_listed(doc.exec.components.as_deref().unwrap_or_default())?;
         self.home.see_plan(&key, plan.plan().version)?;
         let plan = Some(Arc::new(plan));
         self.lock_kinds().insert(short, plan.clone());
         Ok(plan)
+    }
+
+    /// The version of sequence `short`'s newest plan as a trusted owner
+    /// registered it with the broker: no older plan is run, also by a
+    /// client that never saw the newer one. `None` when no trusted owner
+    /// registered it (a sequence made before sequences were registered).
+    async fn registered_plan_version(&self, short: &str) -> Result<Option<u64>, ConfidentialError> {
+        match self.describe_trusted(short).await {
+            Ok(descriptor) if !descriptor.policy.kind.is_action() => Ok(Some(descriptor.version)),
+            // An action of that name: the sequence replaced it on the node
+            // and its registration failed, or the provider shows a
+            // sequence where the owner's action is. The plan decides.
+            Ok(_) | Err(ConfidentialError::NotRegistered(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 
     /// Creates (or, with `overwrite`, updates) confidential sequence `name`
@@ -1739,6 +1805,9 @@ impl Confidential {
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let mut planned = Vec::with_capacity(components.len());
+        // Who may learn from the broker that the sequence is confidential:
+        // whoever may invoke one of its steps.
+        let mut components_allowed = Vec::new();
         for component in components {
             // Said plainly: the broker would only say it knows no such
             // action (a sequence is not registered there).
@@ -1750,7 +1819,20 @@ impl Confidential {
             {
                 return Err(ConfidentialError::NestedChain(component.clone()));
             }
-            let descriptor = self.describe(component, false).await?;
+            let descriptor =
+                self.describe(component, false)
+                    .await
+                    .map_err(|error| match error {
+                        ConfidentialError::RegisteredSequence(_) => {
+                            ConfidentialError::NestedChain(component.clone())
+                        }
+                        other => other,
+                    })?;
+            for client in &descriptor.policy.allowed_clients {
+                if !components_allowed.contains(client) {
+                    components_allowed.push(*client);
+                }
+            }
             planned.push(PlanComponent {
                 owner: descriptor.owner,
                 namespace: descriptor.namespace.clone(),
@@ -1782,11 +1864,20 @@ impl Confidential {
             Value::String(base64::engine::general_purpose::STANDARD.encode(signed.to_bytes())),
         );
         put.annotations = Some(annotations);
+        let plan_digest = Digest::of(&signed.to_bytes());
         let doc = self.client.put_action(&short, &put, overwrite).await?;
         // Marked once stored: a mark above the stored plan would refuse it.
         self.home.see_plan(&key, version)?;
         self.lock_kinds().remove(&short);
         self.end_chain_session(&short);
+        // Registered once stored, as an action's new version is: a
+        // registration above the stored plan would refuse it.
+        self.register_sequence(&short, version, plan_digest, &components_allowed)
+            .await
+            .map_err(|error| ConfidentialError::SequenceNotRegistered {
+                sequence: short.clone(),
+                reason: error.to_string(),
+            })?;
         Ok(doc)
     }
 

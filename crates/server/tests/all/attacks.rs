@@ -6,7 +6,7 @@ use base64::Engine;
 use clemmys_client::confidential::{
     BrokerIdentityDoc, ConfidentialError, DeployOptions, expected_runtime_measurement,
 };
-use clemmys_proto::broker::{ActionDescriptor, BrokerOp, KeyRequest, Policy};
+use clemmys_proto::broker::{ActionDescriptor, BrokerOp, KeyRequest, Policy, RegisteredKind};
 use clemmys_proto::code::{CodeBinding, SealedCode};
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::refusal::Refusal;
@@ -293,6 +293,7 @@ async fn rolled_back_code_version_is_rejected() {
             allowed_clients: vec![],
             min_version: 1,
             entry: "_start".into(),
+            kind: RegisteredKind::Action,
         },
     };
     let reply = server
@@ -513,6 +514,7 @@ async fn sim_evidence_claiming_an_sgx_digest_gets_no_key() {
             allowed_clients: vec![],
             min_version: 1,
             entry: "_start".into(),
+            kind: RegisteredKind::Action,
         },
     };
     let reply = server

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_client::confidential::{ConfidentialError, DeployOptions};
-use clemmys_proto::broker::{BrokerOp, BrokerReply, Policy};
+use clemmys_proto::broker::{BrokerOp, BrokerReply, Policy, RegisteredKind};
 use clemmys_proto::identity::ClientIdentity;
 use clemmys_proto::refusal::Refusal;
 use clemmys_tee::os_rng;
@@ -209,6 +209,7 @@ async fn register_at_broker(
             allowed_clients: vec![],
             min_version: 1,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+            kind: RegisteredKind::Action,
         },
     };
     server
