@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clemmys_broker::Broker;
-use clemmys_proto::broker::BrokerLink;
+use clemmys_proto::TeeKind;
+use clemmys_proto::broker::{BrokerIdentity, BrokerLink};
 
 use crate::broker_link::RemoteBroker;
 use clemmys_controller::BrokerGateway;
@@ -45,11 +46,38 @@ pub enum BrokerLocation {
 pub fn load_platform(data_dir: &Path, path: Option<&PathBuf>) -> anyhow::Result<Arc<SimPlatform>> {
     let path = path
         .cloned()
-        .unwrap_or_else(|| data_dir.join("sim-platform.key"));
+        .unwrap_or_else(|| data_dir.join(SIM_PLATFORM_KEY_FILE));
     let platform = SimPlatform::load_or_create(&path)
         .with_context(|| format!("loading the sim platform key {}", path.display()))?;
     tracing::warn!("{SIM_WARNING}");
     Ok(Arc::new(platform))
+}
+
+/// The simulated platform key's file in a data directory, unless
+/// `--sim-platform-key` names another.
+const SIM_PLATFORM_KEY_FILE: &str = "sim-platform.key";
+
+/// Refuses, at start, a remote broker whose `sim` evidence this host's
+/// platform key does not verify (a broker started with another key file):
+/// every enclave would refuse it, and every confidential invoke would fail
+/// with an attestation error instead of this hint. Hardware evidence is
+/// left to the enclaves, which verify it on every start.
+fn check_broker_platform(
+    verifier: &Verifier,
+    broker: &BrokerIdentity,
+    url: &str,
+    key_file: &Path,
+) -> anyhow::Result<()> {
+    if broker.evidence.tee != TeeKind::Sim || verifier.verify(&broker.evidence).is_ok() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the key broker at {url} runs on another simulated platform than this process: \
+         its evidence does not verify under {}. Give every process on this host the \
+         broker's key file with --sim-platform-key FILE (the broker's \
+         DATA_DIR/{SIM_PLATFORM_KEY_FILE}, or the file it was given)",
+        key_file.display()
+    )
 }
 
 /// Opens the key broker in this process, inside its (simulated) enclave.
@@ -136,6 +164,12 @@ impl TrustedParts {
                         RemoteBroker::connect(url, tls)
                             .with_context(|| format!("connecting to the key broker at {url}"))?,
                     );
+                    if enclaves.is_some() {
+                        let key_file = platform_key
+                            .cloned()
+                            .unwrap_or_else(|| data_dir.join(SIM_PLATFORM_KEY_FILE));
+                        check_broker_platform(&verifier, &remote.identity(), url, &key_file)?;
+                    }
                     (None, remote.clone(), Gateway::Remote(remote))
                 }
             };

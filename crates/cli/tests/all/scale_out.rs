@@ -1001,3 +1001,33 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
         );
     }
 }
+
+#[test]
+fn a_node_on_another_simulated_platform_than_its_broker_stops_with_the_fix() {
+    let broker = BrokerProcess::start();
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    // No --sim-platform-key: the node makes a platform key of its own, which
+    // the broker's evidence does not verify under (nor would the broker
+    // grant its enclaves a key).
+    let started = Command::new(crate::common::bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            arg(data_dir.path()),
+            "--broker",
+            &broker.url,
+            "--no-js-engine",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("running the node: {error}"));
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(!started.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("runs on another simulated platform than this process"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--sim-platform-key"), "{stderr}");
+}
