@@ -44,8 +44,14 @@
 //!
 //! # A networked bus
 //!
-//! Off a networked bus ([`Invoker::consume_deliveries`]) a message is
-//! acknowledged only once its record is stored durably. When storing it
+//! Off a networked bus ([`Invoker::consume_deliveries`]) an activation
+//! is answered (its completion sent to the controller) as soon as it ran,
+//! and its message is acknowledged only once its record is committed
+//! ([`EntityStore::committed`]: under group durability, by the group
+//! commit that is due anyway). The commit is off the answer's path; the
+//! price is that an invoker that dies between the two leaves a record
+//! that says it was lost ([`INVOKER_LOST`]) for an activation whose
+//! caller already has its result. When storing it
 //! fails (the store retried it and gave up), the message is handed back
 //! to the bus unacknowledged: the function ran, and its result was
 //! answered, but it is not run again. A message the bus delivers again,
@@ -206,6 +212,21 @@ pub struct InvokerStats {
     pub compiled_javascript: usize,
 }
 
+/// When an activation's caller hears of its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Once its record is stored (as the store's durability says): the
+    /// in-process bus, where the caller then reads the record at once.
+    AfterRecord,
+    /// As soon as it ran, before its record is stored: a networked bus,
+    /// whose message is acknowledged only once the record is durable (a
+    /// lost invoker's message comes back, and the record says so). A
+    /// record commit (an fsync on the database) is then off the answer's
+    /// path; the controller shows the answered record to its readers
+    /// until it is committed.
+    BeforeRecord,
+}
+
 /// One invoker.
 pub struct Invoker {
     sandbox: Arc<Sandbox>,
@@ -336,9 +357,14 @@ impl Invoker {
                     let receipt: Arc<dyn Receipt> = Arc::from(receipt);
                     self.activations.spawn(async move {
                         let ticking = tokio::spawn(keep_in_progress(receipt.clone()));
-                        let (_, stored) = invoker.run_and_record(*message, admitted).await;
+                        let (_, stored) = invoker
+                            .run_and_record(*message, admitted, Answer::BeforeRecord)
+                            .await;
+                        // Acknowledged once durable: a message acknowledged
+                        // before would be lost with this invoker.
+                        let durable = stored && invoker.store.committed().await.is_ok();
                         ticking.abort();
-                        if stored {
+                        if durable {
                             receipt.done().await;
                         } else {
                             // Back to the bus, which delivers it again as
@@ -395,18 +421,27 @@ impl Invoker {
     /// Runs one activation, gives back what it was `admitted` with (its
     /// instance is gone), stores its record and reports it.
     async fn activate(&self, message: ActivationMessage, admitted: Admitted) -> Arc<Activation> {
-        self.run_and_record(message, admitted).await.0
+        self.run_and_record(message, admitted, Answer::AfterRecord)
+            .await
+            .0
     }
 
-    /// [`Invoker::activate`], also saying whether the record is stored.
+    /// [`Invoker::activate`], also saying whether the record is stored,
+    /// answering when `answer` says.
     async fn run_and_record(
         &self,
         message: ActivationMessage,
         admitted: Admitted,
+        answer: Answer,
     ) -> (Arc<Activation>, bool) {
         let report = self.execute(&message).await;
         drop(admitted);
         let activation = Arc::new(record::activation(&message, report));
+        if answer == Answer::BeforeRecord {
+            self.completions.complete(Completion {
+                activation: activation.clone(),
+            });
+        }
         // The store takes its own copy: its API takes the record by value.
         let stored = match self.store.put_activation((*activation).clone()).await {
             Ok(()) => true,
@@ -419,9 +454,11 @@ impl Invoker {
                 false
             }
         };
-        self.completions.complete(Completion {
-            activation: activation.clone(),
-        });
+        if answer == Answer::AfterRecord {
+            self.completions.complete(Completion {
+                activation: activation.clone(),
+            });
+        }
         (activation, stored)
     }
 

@@ -274,7 +274,11 @@ impl RunningServer {
                 let bus = NatsBus::connect(nats)
                     .await
                     .context("connecting to the NATS bus")?;
-                let queue = NatsQueue::start(bus.clone(), &random_token("c"), sink.clone())
+                let shown: Arc<dyn CompletionSink> = Arc::new(ShownUntilStored {
+                    store: store.clone(),
+                    inner: sink.clone(),
+                });
+                let queue = NatsQueue::start(bus.clone(), &random_token("c"), shown)
                     .await
                     .context("joining the NATS bus as a controller")?;
                 if config.role == NodeRole::All {
@@ -477,6 +481,29 @@ impl RunningServer {
     }
 }
 
+/// How long a controller shows a record that an invoker over NATS
+/// answered before committing it (see [`ShownUntilStored`]): far longer
+/// than a commit takes, short enough to keep few such records in memory.
+const SHOWN_UNTIL_STORED: Duration = Duration::from_secs(2);
+
+/// A controller's completions on a networked bus. Invokers there answer
+/// an activation before its record is committed (its message is
+/// acknowledged only once it is), so a caller could read
+/// `/activations/ID` before the record is in the store; this shows the
+/// answered record to the controller's reads meanwhile.
+struct ShownUntilStored {
+    store: Arc<dyn EntityStore>,
+    inner: Arc<dyn CompletionSink>,
+}
+
+impl CompletionSink for ShownUntilStored {
+    fn complete(&self, completion: clemmys_bus::Completion) {
+        self.store
+            .show_until_stored(&completion.activation, SHOWN_UNTIL_STORED);
+        self.inner.complete(completion);
+    }
+}
+
 /// Refuses a scale-out setup that cannot work: processes of their own
 /// share nothing unless they share the bus, the store and the key broker.
 pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
@@ -502,15 +529,12 @@ pub(crate) fn check_scale_out(config: &ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the node's store. Over NATS, an activation's record is on disk
-/// before its message is acknowledged: a killed invoker then loses no
-/// record of what the bus will not deliver again.
+/// Opens the node's store. (Over NATS, an invoker acknowledges a message
+/// only once its record is committed, whatever the durability: see
+/// `Invoker::consume_deliveries`.)
 pub(crate) async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn EntityStore>> {
     bootstrap::create_private_dir(&config.data_dir)?;
-    let mut store_config = config.store.clone();
-    if matches!(config.bus, BusLocation::Nats(_)) && config.role != NodeRole::Controller {
-        store_config.record_durability = clemmys_store::RecordDurability::Sync;
-    }
+    let store_config = config.store.clone();
     Ok(match &config.store_location {
         StoreLocation::DataDir => {
             let store_path = config.data_dir.join("store.redb");

@@ -309,6 +309,13 @@ pub trait EntityStore: Send + Sync + 'static {
     /// it returns, `get_activation` finds the record from any thread; how
     /// durable it is by then is the store's [`RecordDurability`].
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError>;
+    /// Shows `activation`, which another process answered and is storing
+    /// (an invoker on a networked bus answers before its record is
+    /// committed), to this store's reads at once, for about `hold`: by
+    /// then that process has committed it. Best effort, never written by
+    /// this store. Default: nothing (a store that only this process
+    /// writes never needs it).
+    fn show_until_stored(&self, _activation: &Activation, _hold: std::time::Duration) {}
     /// Remembers `stand_in`, the record to keep for an activation that was
     /// acknowledged before it finished, should the node stop before storing
     /// the activation's own record. Does nothing if that record is already
@@ -342,5 +349,14 @@ pub trait EntityStore: Send + Sync + 'static {
     /// when they return have nothing to do.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Returns once every write that returned before it is durable, as
+    /// [`flush`](Self::flush), but without hurrying the commit: under
+    /// group durability it waits for the commit that is due anyway. For a
+    /// writer that must know its record is durable but answers no one
+    /// meanwhile (an invoker acknowledging a bus message).
+    async fn committed(&self) -> Result<(), StoreError> {
+        self.flush().await
     }
 }

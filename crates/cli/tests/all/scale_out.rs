@@ -893,6 +893,22 @@ fn dump_database(url: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// Waits until the database at `url` holds the record of activation `id`
+/// (in the clear in its JSON): an invoker over NATS answers before the
+/// group commit that stores the record, and a scan of the database before
+/// it would miss what the record holds.
+fn wait_for_record(url: &str, id: &str) {
+    let needle: String = id.bytes().map(|byte| format!("{byte:02x}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&dump_database(url)).contains(&needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the record of {id} was not in the database within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What the provider holds of the node's traffic and state: everything
 /// `tap` saw on the bus (closing it) and the database at `url`.
 fn bus_and_database(tap: Wiretap, url: &str) -> Vec<Source> {
@@ -945,6 +961,8 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
     let result = owner.clemmys(&["activation", "result", &id]).success();
     assert_eq!(result.json(), json!({ "shout": param.to_uppercase() }));
     result.stderr_has("decrypted; receipt verified: ");
+    // The invoker commits its records in order: the last one stored, all are.
+    wait_for_record(&backends.database.url, &id);
 
     let mut sources = bus_and_database(tap, &backends.database.url);
     sources.push(Source {
@@ -983,6 +1001,8 @@ fn a_confidential_action_runs_on_an_invoker_and_leaks_nothing_to_the_bus_or_data
         ])
         .success();
     assert_eq!(plain.json(), json!({ "shout": control.to_uppercase() }));
+    let control_id = owner.invoke_for_id("plain-secret", &[("secret", &control)]);
+    wait_for_record(&backends.database.url, &control_id);
     let sources = bus_and_database(tap, &backends.database.url);
     let found = leaks::scan(&sources, &leaks::markers(&control));
     for (marker, source) in [

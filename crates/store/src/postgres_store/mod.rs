@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use clemmys_whisk::{
@@ -109,6 +109,9 @@ impl MigrationSource<'static> for EmbeddedMigrations {
 pub struct PostgresStore {
     pool: PgPool,
     pending: Arc<Pending>,
+    /// Records of other processes shown in `pending` until their deadline
+    /// (see `show_until_stored`), oldest first.
+    shown: std::sync::Mutex<std::collections::VecDeque<(Instant, Arc<EncodedRecord>)>>,
     records: mpsc::UnboundedSender<Queued>,
     record_durability: RecordDurability,
     failed_records: Arc<AtomicU64>,
@@ -187,6 +190,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             pending,
+            shown: std::sync::Mutex::default(),
             records,
             record_durability: config.record_durability,
             failed_records,
@@ -873,6 +877,34 @@ impl EntityStore for PostgresStore {
             .await
     }
 
+    fn show_until_stored(&self, activation: &Activation, hold: Duration) {
+        let now = Instant::now();
+        let mut shown = self
+            .shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Those whose time is up first: their writers have committed them.
+        while let Some((deadline, _)) = shown.front()
+            && *deadline <= now
+        {
+            if let Some((_, record)) = shown.pop_front() {
+                self.pending.remove(&record);
+            }
+        }
+        let record = match EncodedRecord::encode(activation.clone()) {
+            Ok(record) => Arc::new(record),
+            Err(error) => {
+                tracing::warn!(%error, id = %activation.activation_id, "an answered record could not be shown before it is stored");
+                return;
+            }
+        };
+        // A full pending set shows nothing more: the record appears once
+        // its invoker commits it.
+        if self.pending.try_insert(&record) {
+            shown.push_back((now + hold, record));
+        }
+    }
+
     async fn put_activation(&self, activation: Activation) -> Result<(), StoreError> {
         let record = Arc::new(EncodedRecord::encode(activation)?);
         if self.record_durability == RecordDurability::Group && self.pending.try_insert(&record) {
@@ -996,6 +1028,14 @@ impl EntityStore for PostgresStore {
         let (reply, answer) = oneshot::channel();
         self.records
             .send(Queued::Flush(reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn committed(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.records
+            .send(Queued::AfterCommit(reply))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }

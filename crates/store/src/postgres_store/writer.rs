@@ -56,6 +56,9 @@ pub(super) enum Queued {
     Durable(Arc<EncodedRecord>, oneshot::Sender<Result<(), StoreError>>),
     /// Commit everything held, then answer.
     Flush(oneshot::Sender<Result<(), StoreError>>),
+    /// Answer after the commit of everything held, when it is due (at
+    /// once if nothing is held: all queued before is committed).
+    AfterCommit(oneshot::Sender<Result<(), StoreError>>),
 }
 
 pub(super) struct Writer {
@@ -70,6 +73,9 @@ pub(super) struct Writer {
     waiting: Vec<(ActivationId, oneshot::Sender<Result<(), StoreError>>)>,
     /// Flushes answered after the commit.
     flushes: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    /// The last commit's outcome, for an `AfterCommit` that finds nothing
+    /// held: it answers for records that commit stored or gave up.
+    last_outcome: Result<(), StoreError>,
 }
 
 impl Writer {
@@ -89,6 +95,7 @@ impl Writer {
             held_since: None,
             waiting: Vec::new(),
             flushes: Vec::new(),
+            last_outcome: Ok(()),
         }
     }
 
@@ -141,6 +148,16 @@ impl Writer {
             Queued::Flush(reply) => {
                 self.flushes.push(reply);
                 true
+            }
+            Queued::AfterCommit(reply) => {
+                if self.held.is_empty() {
+                    // The writer commits in order: what was queued before
+                    // is committed (or given up) by now.
+                    let _ = reply.send(self.last_outcome.clone());
+                } else {
+                    self.flushes.push(reply);
+                }
+                false
             }
         }
     }
@@ -205,6 +222,9 @@ impl Writer {
         }
         for reply in flushes {
             let _ = reply.send(outcome.clone());
+        }
+        if !held.is_empty() {
+            self.last_outcome = outcome.clone();
         }
         outcome
     }
