@@ -302,7 +302,12 @@ impl Broker {
                     .state
                     .action(owner, namespace, name)?
                     .ok_or(BrokerError::UnknownAction)?;
-                if !record.descriptor.allows_client(acting) {
+                // A sequence's registration names no secret (its plan is on
+                // the node): any client may learn the name is one, also one
+                // allowed on a step later, or a step's other owner.
+                if record.descriptor.policy.kind.is_action()
+                    && !record.descriptor.allows_client(acting)
+                {
                     return Err(BrokerError::ClientNotAllowed);
                 }
                 Ok(record.descriptor)

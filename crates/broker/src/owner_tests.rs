@@ -221,4 +221,11 @@ fn a_sequence_registration_allows_no_enclave() {
         (described.policy.kind, described.version),
         (RegisteredKind::Sequence, 2)
     );
+    // To any client: it names no secret, and a step's other owner or a
+    // client allowed on a step later must learn it too.
+    let stranger = ClientIdentity::generate(&mut os_rng());
+    assert!(matches!(
+        ask(&fixture.broker, &stranger, describe(owner.id(), "pipe")),
+        BrokerReply::Action(described) if described.policy.kind == RegisteredKind::Sequence
+    ));
 }

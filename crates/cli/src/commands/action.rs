@@ -271,6 +271,20 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
         Some(components) if all_confidential(ctx, &client, &components).await? => Some(components),
         _ => None,
     };
+    if chain.is_some()
+        && body
+            .parameters
+            .as_ref()
+            .is_some_and(|parameters| !parameters.is_empty())
+    {
+        // The node would hold them in the clear, and hand them to the
+        // chain's first step unsealed.
+        anyhow::bail!(
+            "a confidential sequence keeps no default parameters of its own (the node would \
+             hold them in the clear): give them to its actions (clemmys action update ACTION \
+             FILE -p KEY VALUE); nothing was sent"
+        );
+    }
     if update && body.exec.is_none() {
         keep_chain_plan(&client, &args.name, &mut body).await?;
     }

@@ -840,6 +840,22 @@ fn a_confidential_sequence_stays_sealed_for_a_client_that_never_ran_it() {
             &friend_id,
         ])
         .success();
+    // A sequence's own defaults would reach the node in the clear.
+    let default = crate::common::unique("default-");
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "pipe",
+            "--sequence",
+            "c1",
+            "-p",
+            "k",
+            &default,
+        ])
+        .failure()
+        .stderr_has("keeps no default parameters of its own");
+    assert_eq!(server.get("/api/v1/namespaces/_/actions/pipe").0, 404);
     owner
         .clemmys(&["action", "create", "pipe", "--sequence", "c1"])
         .success();

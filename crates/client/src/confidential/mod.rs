@@ -1416,7 +1416,6 @@ impl Confidential {
         short: &str,
         version: u64,
         plan_digest: Digest,
-        allowed_clients: &[ClientId],
     ) -> Result<ActionDescriptor, ConfidentialError> {
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
@@ -1426,7 +1425,8 @@ impl Confidential {
             policy: Policy {
                 allowed_measurements: Vec::new(),
                 require_hardware: self.pin.tee.is_hardware(),
-                allowed_clients: allowed_clients.to_vec(),
+                // Described to any client: see the broker's `Describe`.
+                allowed_clients: Vec::new(),
                 min_version: version,
                 entry: clemmys_proto::code::DEFAULT_ENTRY.to_owned(),
                 kind: RegisteredKind::Sequence,
@@ -1774,17 +1774,18 @@ impl Confidential {
         Ok(plan)
     }
 
-    /// The version of sequence `short`'s newest plan as a trusted owner
-    /// registered it with the broker: no older plan is run, also by a
-    /// client that never saw the newer one. `None` when no trusted owner
-    /// registered it (a sequence made before sequences were registered).
+    /// The version a trusted owner registered `short` at with the broker:
+    /// no older plan is run, also by a client that never saw the newer
+    /// one. A plan's version is above every version registered before it
+    /// was signed, so the current registration is a floor whatever it
+    /// names: the sequence's newest plan, or the action that replaced an
+    /// older plan (which then cannot be restored). `None` when no trusted
+    /// owner registered it (a sequence made before sequences were
+    /// registered).
     async fn registered_plan_version(&self, short: &str) -> Result<Option<u64>, ConfidentialError> {
         match self.describe_trusted(short).await {
-            Ok(descriptor) if !descriptor.policy.kind.is_action() => Ok(Some(descriptor.version)),
-            // An action of that name: the sequence replaced it on the node
-            // and its registration failed, or the provider shows a
-            // sequence where the owner's action is. The plan decides.
-            Ok(_) | Err(ConfidentialError::NotRegistered(_)) => Ok(None),
+            Ok(descriptor) => Ok(Some(descriptor.version)),
+            Err(ConfidentialError::NotRegistered(_)) => Ok(None),
             Err(other) => Err(other),
         }
     }
@@ -1805,9 +1806,6 @@ impl Confidential {
     ) -> Result<crate::ActionDoc, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
         let mut planned = Vec::with_capacity(components.len());
-        // Who may learn from the broker that the sequence is confidential:
-        // whoever may invoke one of its steps.
-        let mut components_allowed = Vec::new();
         for component in components {
             // Said plainly: the broker would only say it knows no such
             // action (a sequence is not registered there).
@@ -1828,11 +1826,6 @@ impl Confidential {
                         }
                         other => other,
                     })?;
-            for client in &descriptor.policy.allowed_clients {
-                if !components_allowed.contains(client) {
-                    components_allowed.push(*client);
-                }
-            }
             planned.push(PlanComponent {
                 owner: descriptor.owner,
                 namespace: descriptor.namespace.clone(),
@@ -1840,8 +1833,20 @@ impl Confidential {
             });
         }
         let key = self.home_key(&short);
-        let newest = self.home.newest_plan(&key)?;
-        let version = newest.map_or(0, |v| v.saturating_add(1)).max(now_ms());
+        // Above any plan seen here and any version the broker holds of the
+        // name (a plan or an action registered from elsewhere), so that
+        // the registration after the store cannot be refused as stale.
+        let registered = match self.describe_of(self.owner(), &short).await {
+            Ok(descriptor) => Some(descriptor.version),
+            Err(ConfidentialError::NotRegistered(_)) => None,
+            Err(other) => return Err(other),
+        };
+        let version = self
+            .home
+            .newest_plan(&key)?
+            .max(registered)
+            .map_or(0, |v| v.saturating_add(1))
+            .max(now_ms());
         let signed = ChainPlan {
             owner: self.identity.id(),
             namespace: self.namespace.clone(),
@@ -1872,7 +1877,7 @@ impl Confidential {
         self.end_chain_session(&short);
         // Registered once stored, as an action's new version is: a
         // registration above the stored plan would refuse it.
-        self.register_sequence(&short, version, plan_digest, &components_allowed)
+        self.register_sequence(&short, version, plan_digest)
             .await
             .map_err(|error| ConfidentialError::SequenceNotRegistered {
                 sequence: short.clone(),
