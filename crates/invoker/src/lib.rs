@@ -437,10 +437,13 @@ impl Invoker {
         let report = self.execute(&message).await;
         drop(admitted);
         let activation = Arc::new(record::activation(&message, report));
-        if answer == Answer::BeforeRecord {
+        let report_it = || {
             self.completions.complete(Completion {
                 activation: activation.clone(),
             });
+        };
+        if answer == Answer::BeforeRecord {
+            report_it();
         }
         // The store takes its own copy: its API takes the record by value.
         let stored = match self.store.put_activation((*activation).clone()).await {
@@ -455,9 +458,7 @@ impl Invoker {
             }
         };
         if answer == Answer::AfterRecord {
-            self.completions.complete(Completion {
-                activation: activation.clone(),
-            });
+            report_it();
         }
         (activation, stored)
     }

@@ -1028,11 +1028,11 @@ impl Confidential {
     /// Whether `name` is confidential by what the node cannot forge: a
     /// trusted owner registered it with the key broker (asked afresh), as
     /// an action or as a sequence, or this client signed or ran a chain
-    /// plan of that sequence. What the
-    /// node shows is not asked: a client that believed it would send a
-    /// confidential action's parameters or new code in the clear once the
-    /// provider showed the action as plain. A name in another namespace
-    /// than this client seals for is never one.
+    /// plan of that sequence. What the node shows is not asked: a client
+    /// that believed it would send a confidential action's parameters or
+    /// new code in the clear once the provider showed the action as plain.
+    /// A name in another namespace than this client seals for is never
+    /// one.
     pub async fn is_confidential(&self, name: &str) -> Result<bool, ConfidentialError> {
         let Ok(short) = self.short_name(name) else {
             return Ok(false);
@@ -1863,13 +1863,13 @@ impl Confidential {
                 .map(PlanComponent::qualified)
                 .collect(),
         ));
+        let plan_bytes = signed.to_bytes();
         let mut annotations = put.annotations.take().unwrap_or_default();
         annotations.set(
             CHAIN_PLAN_ANNOTATION,
-            Value::String(base64::engine::general_purpose::STANDARD.encode(signed.to_bytes())),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&plan_bytes)),
         );
         put.annotations = Some(annotations);
-        let plan_digest = Digest::of(&signed.to_bytes());
         let doc = self.client.put_action(&short, &put, overwrite).await?;
         // Marked once stored: a mark above the stored plan would refuse it.
         self.home.see_plan(&key, version)?;
@@ -1877,7 +1877,7 @@ impl Confidential {
         self.end_chain_session(&short);
         // Registered once stored, as an action's new version is: a
         // registration above the stored plan would refuse it.
-        self.register_sequence(&short, version, plan_digest)
+        self.register_sequence(&short, version, Digest::of(&plan_bytes))
             .await
             .map_err(|error| ConfidentialError::SequenceNotRegistered {
                 sequence: short.clone(),

@@ -507,9 +507,19 @@ impl PostgresStore {
     /// Hands `record` to the writer to commit with what is queued now, and
     /// waits for that commit.
     async fn put_durable(&self, record: Arc<EncodedRecord>) -> Result<(), StoreError> {
+        self.ask_writer(|reply| Queued::Durable(record, reply))
+            .await
+    }
+
+    /// Sends the record writer what `queued` makes of a reply channel, and
+    /// waits for its answer.
+    async fn ask_writer(
+        &self,
+        queued: impl FnOnce(oneshot::Sender<Result<(), StoreError>>) -> Queued,
+    ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.records
-            .send(Queued::Durable(record, reply))
+            .send(queued(reply))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -1025,19 +1035,11 @@ impl EntityStore for PostgresStore {
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.records
-            .send(Queued::Flush(reply))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.ask_writer(Queued::Flush).await
     }
 
     async fn committed(&self) -> Result<(), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.records
-            .send(Queued::AfterCommit(reply))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.ask_writer(Queued::AfterCommit).await
     }
 }
 
