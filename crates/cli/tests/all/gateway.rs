@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clemmys_client::confidential::PLAN_RECHECK_INTERVAL;
 use serde_json::{Value, json};
 
 use crate::common::{START_TIMEOUT, Server, arg, bin, example, unique};
@@ -1820,6 +1821,72 @@ fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
         body.contains("components differ from its signed plan"),
         "{body}"
     );
+}
+
+/// A running gateway refuses a sequence's older plan that the provider put
+/// back on the node after the owner updated the sequence with their own
+/// client, and runs the owner's update. Failed before the gateway read a
+/// plan again after `PLAN_RECHECK_INTERVAL`: it ran the plan it had
+/// verified first until it restarted, so the provider's restored plan ran
+/// the step the owner had dropped on the caller's parameters.
+#[test]
+fn a_running_gateway_refuses_an_old_plan_put_back_after_an_update() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let (owner, gateway, pin) = (&owners.owner, &owners.gateway, &owners.pin);
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    deploy_with_curl(&owners, "echo", &example("echo"), json!([]));
+    sequence_with_curl(&owners, "pipe", &["/guest/secret", "/guest/echo"]);
+    let param = unique("gwupdated-");
+    let run = || {
+        let params = json!({"secret": param}).to_string();
+        curl(
+            &gateway.url,
+            pin,
+            "POST",
+            "/api/v1/namespaces/_/actions/pipe?blocking=true&result=true",
+            Some(&owners.credential),
+            Some(&params),
+        )
+    };
+    let first = json_ok("POST pipe", run());
+    assert!(first.get("shout").is_some(), "{first}");
+
+    // What the provider keeps: the sequence as the node stores it now.
+    let path = "/api/v1/namespaces/_/actions/pipe";
+    let auth = Some(server.guest_auth.as_str());
+    let old = curl_json_ok(&server.api_host, pin, "GET", path, auth, None);
+    let drop_the_first_step = || {
+        owner
+            .clemmys(&["action", "update", "pipe", "--sequence", "/guest/echo"])
+            .success();
+    };
+
+    // The owner drops the first step with their own client; the provider
+    // puts the old plan back with the namespace key.
+    drop_the_first_step();
+    let put = json!({"exec": old["exec"], "annotations": old["annotations"]}).to_string();
+    let (status, body) = curl(
+        &server.api_host,
+        pin,
+        "PUT",
+        &format!("{path}?overwrite=true"),
+        auth,
+        Some(&put),
+    );
+    assert_eq!(status, 200, "the provider's PUT: {body}");
+    std::thread::sleep(PLAN_RECHECK_INTERVAL + Duration::from_millis(200));
+    let (status, body) = run();
+    assert_eq!(status, 502, "the old plan ran: {body}");
+    assert!(body.contains("older than version"), "{body}");
+    assert!(!body.contains("shout"), "{body}");
+
+    // The owner updates it again: the gateway runs the update.
+    drop_the_first_step();
+    std::thread::sleep(PLAN_RECHECK_INTERVAL + Duration::from_millis(200));
+    let updated = json_ok("POST pipe after the update", run());
+    assert_eq!(updated, json!({"secret": param}), "the old plan ran");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod home;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -565,6 +566,22 @@ impl OpenedActivation {
     }
 }
 
+/// How long a client runs a name as the kind it found (an action, or a
+/// sequence's verified plan) before it reads the node's record and the
+/// broker's registration again. Only the client checks which plan is
+/// current, so a long-lived client (an attested gateway) would otherwise
+/// go on running a plan its owner replaced, or that the provider put back
+/// after the update, until it restarts.
+pub const PLAN_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a client found a name to be, and when.
+#[derive(Clone)]
+struct KnownKind {
+    /// The verified plan if the name is a sequence.
+    plan: Option<Arc<VerifiedChainPlan>>,
+    checked: Instant,
+}
+
 /// A client for confidential actions of one API host.
 pub struct Confidential {
     client: Client,
@@ -573,8 +590,9 @@ pub struct Confidential {
     pin: BrokerPin,
     namespace: String,
     descriptors: Mutex<HashMap<String, Arc<ActionDescriptor>>>,
-    /// Action name → its verified signed plan when it is a sequence.
-    kinds: Mutex<HashMap<String, Option<Arc<VerifiedChainPlan>>>>,
+    /// Action name → its verified signed plan when it is a sequence, and
+    /// when that was checked (see [`PLAN_RECHECK_INTERVAL`]).
+    kinds: Mutex<HashMap<String, KnownKind>>,
     /// Whether to open sessions with enclaves (see `proto::session`).
     use_sessions: bool,
     /// Action name → this client's session with its enclave.
@@ -1734,7 +1752,7 @@ impl Confidential {
     }
 
     /// The verified signed plan of `name` if it is a sequence (cached per
-    /// name). The controller's answer is untrusted: the plan must be signed
+    /// name for [`PLAN_RECHECK_INTERVAL`]). The controller's answer is untrusted: the plan must be signed
     /// by a trusted owner for this sequence, not older than the newest seen,
     /// and the controller must list exactly its components.
     async fn sequence_plan(
@@ -1742,12 +1760,21 @@ impl Confidential {
         name: &str,
     ) -> Result<Option<Arc<VerifiedChainPlan>>, ConfidentialError> {
         let short = self.short_name(name)?.to_owned();
-        if let Some(known) = self.lock_kinds().get(&short) {
-            return Ok(known.clone());
+        if let Some(known) = self.lock_kinds().get(&short)
+            && known.checked.elapsed() < PLAN_RECHECK_INTERVAL
+        {
+            return Ok(known.plan.clone());
         }
+        let checked = Instant::now();
         let doc = self.client.get_action(&short, false).await?;
         if doc.exec.kind.as_deref() != Some(clemmys_whisk::SEQUENCE_KIND) {
-            self.lock_kinds().insert(short, None);
+            self.lock_kinds().insert(
+                short,
+                KnownKind {
+                    plan: None,
+                    checked,
+                },
+            );
             return Ok(None);
         }
         let encoded = doc
@@ -1770,7 +1797,13 @@ impl Confidential {
         plan.check_listed(doc.exec.components.as_deref().unwrap_or_default())?;
         self.home.see_plan(&key, plan.plan().version)?;
         let plan = Some(Arc::new(plan));
-        self.lock_kinds().insert(short, plan.clone());
+        self.lock_kinds().insert(
+            short,
+            KnownKind {
+                plan: plan.clone(),
+                checked,
+            },
+        );
         Ok(plan)
     }
 
@@ -1886,9 +1919,7 @@ impl Confidential {
         Ok(doc)
     }
 
-    fn lock_kinds(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<VerifiedChainPlan>>>> {
+    fn lock_kinds(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownKind>> {
         self.kinds
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
