@@ -251,8 +251,8 @@ fn stand_in(message: &ActivationMessage) -> Activation {
     )
 }
 
-/// What a stand-in record is built from, kept while a direct run holds the
-/// message: the record itself is built only if the wait runs out.
+/// What a stand-in record is built from, kept while a blocking invoke
+/// waits: the record itself is built only if the wait runs out.
 struct StandInSource(ActivationMessage);
 
 impl StandInSource {
@@ -331,7 +331,6 @@ impl Controller {
             return self.run_direct(invoker.clone(), message, mode).await;
         }
         let id = message.activation_id;
-        let stand_in = stand_in(&message);
         // Published from here on: should its completion be lost, the slot
         // is released once its record is found.
         self.throttle
@@ -339,7 +338,7 @@ impl Controller {
         if !mode.blocking {
             // The stand-in first: a 503 then means the activation never
             // started, so a caller may retry it without running it twice.
-            let acknowledged = self.acknowledge(stand_in).await;
+            let acknowledged = self.acknowledge(stand_in(&message)).await;
             if acknowledged.status() != StatusCode::ACCEPTED {
                 self.throttle.release(&id);
                 return Outcome::Answered(acknowledged);
@@ -359,7 +358,7 @@ impl Controller {
             };
         }
         let completion = self.completions.wait_for(id);
-        let namespace = message.namespace.clone();
+        let stand_in = StandInSource::of(&message);
         if let Err(error) = self
             .queue
             .send(InvokerMessage::Activate(Box::new(message)))
@@ -372,7 +371,7 @@ impl Controller {
         let finished = async {
             tokio::select! {
                 done = completion => done.map(|done| done.activation),
-                record = self.stored_record(&namespace, id) => Ok(record),
+                record = self.stored_record(&stand_in.0.namespace, id) => Ok(record),
             }
         };
         match tokio::time::timeout(mode.wait, finished).await {
@@ -385,15 +384,15 @@ impl Controller {
             ),
             Err(_) => {
                 self.completions.forget(&id);
-                Outcome::Answered(self.acknowledge(stand_in).await)
+                Outcome::Answered(self.acknowledge(stand_in.record()).await)
             }
         }
     }
 
     /// Activation `id`'s record once the store has it, looked for every
-    /// [`RECORD_POLL`]: an invoker stores the record before it sends the
-    /// completion, which the bus may lose (a reconnect drops what was
-    /// published meanwhile), and a lost completion must not cost a
+    /// [`RECORD_POLL`]: the bus may lose an invoker's completion (a
+    /// reconnect drops what was published meanwhile), while its record is
+    /// stored within a group commit, and a lost completion must not cost a
     /// blocking caller the whole wait. OpenWhisk's controller polls its
     /// activation store the same way.
     async fn stored_record(&self, namespace: &str, id: ActivationId) -> Arc<Activation> {
