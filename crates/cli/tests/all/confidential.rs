@@ -367,6 +367,57 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
     invoke_stays_sealed("pipe");
 }
 
+/// A confidential action deleted and a plain one created under its name:
+/// the key broker still holds the confidential registration, so the CLI
+/// seals for it. It now says so before sending anything; it used to send
+/// the sealed parameters to the plain action and report the unopenable
+/// answer as tampering.
+#[test]
+fn a_plain_action_under_a_confidential_name_is_refused_with_the_reason() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let echo = example("echo");
+    owner
+        .clemmys(&["action", "create", "reused", crate::common::arg(&echo)])
+        .success();
+    owner.clemmys(&["action", "delete", "reused"]).success();
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "reused",
+            crate::common::arg(&echo),
+            "--plain",
+        ])
+        .success();
+    let secret = crate::common::unique("param-");
+    let out = owner
+        .clemmys(&["action", "invoke", "reused", "-p", "secret", &secret, "-r"])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("the node shows reused as a plain action, but it is registered"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("tamper"), "{out}");
+    // Nothing was sent: the plain action never ran.
+    let (status, body) = server.get("/api/v1/namespaces/_/activations?name=reused");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let listed: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    assert!(!provider_sees(&server, "reused", &secret));
+    // Updated with code, it is confidential again.
+    owner
+        .clemmys(&["action", "update", "reused", crate::common::arg(&echo)])
+        .success()
+        .stdout_has("updated confidential action reused");
+    owner
+        .clemmys(&["action", "invoke", "reused", "-p", "secret", &secret, "-r"])
+        .success()
+        .stdout_has(&secret);
+}
+
 #[test]
 fn an_answer_printed_into_a_closed_pipe_keeps_its_keys() {
     let server = Server::start();

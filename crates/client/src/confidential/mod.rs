@@ -225,6 +225,14 @@ pub enum ConfidentialError {
         "the key broker registers {0} as a confidential sequence, but it is used as an action here (the node shows it as one, or it is a component of a chain): nothing was sealed or sent"
     )]
     RegisteredSequence(String),
+    /// The node shows as a plain action a name that a trusted owner
+    /// registered with the key broker as confidential: its owner deleted
+    /// the confidential action and put a plain one under the name (the
+    /// broker keeps every registration), or the provider replaced it.
+    #[error(
+        "the node shows {0} as a plain action, but it is registered with the key broker as confidential: nothing was sealed or sent. If the confidential action was deleted and a plain one created under its name, the broker still holds the confidential one: update it with code (`action update NAME FILE`) to make it confidential again, or use another name; otherwise the provider replaced it"
+    )]
+    ShownAsPlain(String),
     /// The node stored a confidential sequence but the broker did not
     /// register it: clients that never ran it cannot tell it is one.
     #[error(
@@ -1768,6 +1776,19 @@ impl Confidential {
         let checked = Instant::now();
         let doc = self.client.get_action(&short, false).await?;
         if doc.exec.kind.as_deref() != Some(clemmys_whisk::SEQUENCE_KIND) {
+            // Sealed parameters sent to a plain action would only come
+            // back unopenable, reported as tampering: where a trusted
+            // owner registered the name as a confidential action, say so
+            // before anything is sent.
+            if !doc.annotations.is_true(CONFIDENTIAL_ANNOTATION) {
+                match self.describe_trusted(&short).await {
+                    Ok(registered) if registered.policy.kind.is_action() => {
+                        return Err(ConfidentialError::ShownAsPlain(short));
+                    }
+                    Ok(_) | Err(ConfidentialError::NotRegistered(_)) => {}
+                    Err(other) => return Err(other),
+                }
+            }
             self.lock_kinds().insert(
                 short,
                 KnownKind {
