@@ -17,9 +17,10 @@
 //! plan only. Each component's broker descriptor must then name the owner
 //! the plan names ([`VerifiedChainPlan::check_owner`]).
 
+use crate::broker::ActionDescriptor;
 use crate::identity::{ClientIdentity, SIGNATURE_LEN};
 use crate::wire::{Reader, Writer};
-use crate::{ClientId, ProtoError};
+use crate::{ClientId, Digest, ProtoError};
 
 /// The annotation of a confidential sequence that holds its signed plan
 /// (base64 of [`SignedChainPlan::to_bytes`]).
@@ -143,6 +144,29 @@ pub enum ChainPlanError {
         /// The newest this client has seen.
         newest: u64,
     },
+    /// A trusted owner registered another plan of this sequence with the
+    /// key broker (another version, or other bytes): this one was stored
+    /// but never registered, or copied from another deployment.
+    #[error(
+        "the chain plan (version {version}) is not the one registered with the key broker (version {registered}): stored without its registration, or copied from elsewhere"
+    )]
+    Unregistered {
+        /// The version presented.
+        version: u64,
+        /// The version registered.
+        registered: u64,
+    },
+    /// The key broker registers the name as an action: the sequence shown
+    /// is one its owner replaced, put back.
+    #[error(
+        "the key broker registers this name as an action (version {registered}), not as the sequence the node shows (plan version {version}): a replaced sequence put back"
+    )]
+    ReplacedByAction {
+        /// The plan's version.
+        version: u64,
+        /// The action's registered version.
+        registered: u64,
+    },
     /// The controller's component list is not the signed one (shortened,
     /// reordered, repeated or replaced steps).
     #[error("the sequence's components differ from its signed plan (changed by the provider)")]
@@ -260,6 +284,34 @@ impl VerifiedChainPlan {
         &self.0
     }
 
+    /// Checks this plan, whose wire form hashes to `plan_digest`, is the
+    /// one `registered` (a trusted owner's registration of the name, the
+    /// broker's answer, which the node can neither forge nor replay)
+    /// names: a sequence registration of exactly its version and bytes. A
+    /// registration's version as a mere floor let a plan the owner signed
+    /// but never registered run, and a sequence the owner replaced by an
+    /// action (registered below the plan's version) come back.
+    pub fn check_registered(
+        &self,
+        plan_digest: &Digest,
+        registered: &ActionDescriptor,
+    ) -> Result<(), ChainPlanError> {
+        let version = self.0.version;
+        if registered.policy.kind.is_action() {
+            return Err(ChainPlanError::ReplacedByAction {
+                version,
+                registered: registered.version,
+            });
+        }
+        if registered.version != version || &registered.code_digest != plan_digest {
+            return Err(ChainPlanError::Unregistered {
+                version,
+                registered: registered.version,
+            });
+        }
+        Ok(())
+    }
+
     /// The steps, in order.
     pub fn components(&self) -> &[PlanComponent] {
         &self.0.components
@@ -315,6 +367,70 @@ mod tests {
 
     fn listed(steps: &[&str]) -> Vec<String> {
         steps.iter().map(|s| format!("/guest/{s}")).collect()
+    }
+
+    /// A registration of `pipe` as the broker would describe it.
+    fn registration(
+        owner: &ClientIdentity,
+        kind: crate::broker::RegisteredKind,
+        version: u64,
+        digest: Digest,
+    ) -> ActionDescriptor {
+        ActionDescriptor {
+            namespace: "guest".into(),
+            name: "pipe".into(),
+            version,
+            code_digest: digest,
+            action_key: crate::suite::KemKeyPair::generate(&mut os_rng()).public(),
+            owner: owner.id(),
+            policy: crate::broker::Policy {
+                allowed_measurements: Vec::new(),
+                require_hardware: false,
+                allowed_clients: Vec::new(),
+                min_version: version,
+                entry: "_start".into(),
+                kind,
+            },
+        }
+    }
+
+    #[test]
+    fn only_the_registered_plan_passes_the_registration_check() {
+        use crate::broker::RegisteredKind;
+        let owner = ClientIdentity::generate(&mut os_rng());
+        let signed = plan(&owner, 7, &["c1", "c2"]).sign(&owner);
+        let digest = Digest::of(&signed.to_bytes());
+        let verified = signed
+            .verify(&[owner.id()], "guest", "pipe", None)
+            .expect("verifies");
+        let check = |kind, version, registered_digest| {
+            verified.check_registered(
+                &digest,
+                &registration(&owner, kind, version, registered_digest),
+            )
+        };
+        assert_eq!(check(RegisteredKind::Sequence, 7, digest), Ok(()));
+        assert_eq!(
+            check(RegisteredKind::Sequence, 8, digest),
+            Err(ChainPlanError::Unregistered {
+                version: 7,
+                registered: 8
+            })
+        );
+        assert_eq!(
+            check(RegisteredKind::Sequence, 7, Digest::of(b"another plan")),
+            Err(ChainPlanError::Unregistered {
+                version: 7,
+                registered: 7
+            })
+        );
+        assert_eq!(
+            check(RegisteredKind::Action, 7, digest),
+            Err(ChainPlanError::ReplacedByAction {
+                version: 7,
+                registered: 7
+            })
+        );
     }
 
     #[test]

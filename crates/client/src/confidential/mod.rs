@@ -1809,36 +1809,51 @@ impl Confidential {
                 ChainPlanError::Malformed(ProtoError::Malformed("chain plan is not base64"))
             })?;
         let signed = SignedChainPlan::from_bytes(&bytes).map_err(ChainPlanError::Malformed)?;
+        let plan_digest = Digest::of(&signed.to_bytes());
         let key = self.home_key(&short);
+        let registered = self.trusted_registration(&short).await?;
         let newest_seen = self
             .home
             .newest_plan(&key)?
-            .max(self.registered_plan_version(&short).await?);
+            .max(registered.as_ref().map(|registered| registered.version));
         let plan = signed.verify(&self.plan_signers(), &self.namespace, &short, newest_seen)?;
+        if let Some(registered) = &registered {
+            plan.check_registered(&plan_digest, registered)?;
+        }
         plan.check_listed(doc.exec.components.as_deref().unwrap_or_default())?;
         self.home.see_plan(&key, plan.plan().version)?;
-        let plan = Some(Arc::new(plan));
-        self.lock_kinds().insert(
-            short,
-            KnownKind {
-                plan: plan.clone(),
-                checked,
-            },
-        );
-        Ok(plan)
+        let plan = Arc::new(plan);
+        let mut kinds = self.lock_kinds();
+        // A slower check that began before a newer plan was cached does
+        // not put its older plan back.
+        let newer_cached = kinds
+            .get(&short)
+            .and_then(|known| known.plan.as_ref())
+            .is_some_and(|cached| cached.plan().version > plan.plan().version);
+        if !newer_cached {
+            kinds.insert(
+                short,
+                KnownKind {
+                    plan: Some(plan.clone()),
+                    checked,
+                },
+            );
+        }
+        Ok(Some(plan))
     }
 
-    /// The version a trusted owner registered `short` at with the broker:
-    /// no older plan is run, also by a client that never saw the newer
-    /// one. A plan's version is above every version registered before it
-    /// was signed, so the current registration is a floor whatever it
-    /// names: the sequence's newest plan, or the action that replaced an
-    /// older plan (which then cannot be restored). `None` when no trusted
+    /// The registration of `short` by a trusted owner, the broker's
+    /// answer: a sequence's plan runs only if it is the registered one
+    /// ([`VerifiedChainPlan::check_registered`]), so a client that never
+    /// saw the newest plan still refuses any other. `None` when no trusted
     /// owner registered it (a sequence made before sequences were
-    /// registered).
-    async fn registered_plan_version(&self, short: &str) -> Result<Option<u64>, ConfidentialError> {
+    /// registered, whose plans only the client's own marks floor).
+    async fn trusted_registration(
+        &self,
+        short: &str,
+    ) -> Result<Option<ActionDescriptor>, ConfidentialError> {
         match self.describe_trusted(short).await {
-            Ok(descriptor) => Ok(Some(descriptor.version)),
+            Ok(descriptor) => Ok(Some(descriptor)),
             Err(ConfidentialError::NotRegistered(_)) => Ok(None),
             Err(other) => Err(other),
         }

@@ -269,3 +269,121 @@ async fn a_confidential_sequence_as_a_component_is_refused_by_name() {
         "{nested:?}"
     );
 }
+
+/// The owner's home identity, as the provider never holds it: used here
+/// only to make the plans the owner's client really signed (a PUT whose
+/// answer the provider forged, another deployment's plan).
+fn owners_identity(owner: &Owner) -> ClientIdentity {
+    clemmys_client::confidential::ClientHome::open(owner.home.path())
+        .expect("home")
+        .identity()
+        .expect("identity")
+}
+
+/// The owner's signed plan of `pipe` at `version`, of `steps`.
+fn owners_plan(identity: &ClientIdentity, version: u64, steps: &[&str]) -> SignedChainPlan {
+    ChainPlan {
+        owner: identity.id(),
+        namespace: "guest".into(),
+        name: "pipe".into(),
+        version,
+        components: steps
+            .iter()
+            .map(|step| PlanComponent {
+                owner: identity.id(),
+                namespace: "guest".into(),
+                name: (*step).into(),
+            })
+            .collect(),
+    }
+    .sign(identity)
+}
+
+/// The version of `pipe`'s stored plan.
+async fn stored_version(server: &TestServer) -> u64 {
+    use base64::Engine;
+    let stored = stored_plan(server, "pipe").await;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(stored.as_str().expect("a string"))
+        .expect("base64");
+    SignedChainPlan::from_bytes(&bytes)
+        .expect("a plan")
+        .unverified()
+        .version
+}
+
+/// A plan the owner signed but never registered with the broker (the
+/// provider kept the PUT of an update and answered it with an error, so the
+/// owner's client registered nothing, or copied the plan from another
+/// deployment of the same sequence) is refused by every client, also at
+/// the registered version with other steps. Failed before clients compared
+/// the plan with the broker's registration: its version was only a floor,
+/// so both plans ran (a provider review's finding R1).
+#[tokio::test]
+async fn an_owners_plan_the_broker_never_registered_is_refused() {
+    let (server, owner) = pipe().await;
+    let identity = owners_identity(&owner);
+    let registered = stored_version(&server).await;
+    for (version, steps) in [
+        (
+            registered.saturating_add(10_000),
+            &["echo", "shout", "echo"][..],
+        ),
+        (registered, &["shout"][..]),
+    ] {
+        let unregistered = owners_plan(&identity, version, steps);
+        provider_put(&server, "pipe", steps, Some(plan_annotation(&unregistered))).await;
+        let fresh = owner.second_client(&server).await;
+        assert!(matches!(
+            refused_plan(&fresh, "pipe").await,
+            ChainPlanError::Unregistered { version: shown, registered: at }
+                if shown == version && at == registered
+        ));
+    }
+}
+
+/// A sequence that was never registered (made before sequences were, or
+/// whose registration the provider dropped), replaced by a confidential
+/// action: the provider puts the old sequence back, and every client,
+/// the owner's included, refuses it since the broker registers the name
+/// as an action. Failed before: the action's version (1) was below the
+/// plan's, so the retired chain ran instead of the action (a provider
+/// review's finding R2).
+#[tokio::test]
+async fn an_unregistered_sequence_put_back_over_its_action_is_refused() {
+    let (server, owner) = setup().await;
+    let identity = owners_identity(&owner);
+    let old = owners_plan(&identity, clemmys_whisk::now_ms(), &["echo", "greet"]);
+    provider_put(
+        &server,
+        "pipe",
+        &["echo", "greet"],
+        Some(plan_annotation(&old)),
+    )
+    .await;
+    owner
+        .invoke("pipe", json!({"name": "Ada"}))
+        .await
+        .expect("the unregistered sequence runs, as one made before registration");
+    owner.deploy("pipe", "secret").await;
+    tokio::time::sleep(clemmys_client::confidential::PLAN_RECHECK_INTERVAL).await;
+    let opened = owner
+        .invoke("pipe", json!({"secret": "turtle"}))
+        .await
+        .expect("the action runs");
+    assert_eq!(opened.result, json!({"shout": "TURTLE"}));
+    provider_put(
+        &server,
+        "pipe",
+        &["echo", "greet"],
+        Some(plan_annotation(&old)),
+    )
+    .await;
+    tokio::time::sleep(clemmys_client::confidential::PLAN_RECHECK_INTERVAL).await;
+    for client in [&owner, &owner.second_client(&server).await] {
+        assert!(matches!(
+            refused_plan(client, "pipe").await,
+            ChainPlanError::ReplacedByAction { .. }
+        ));
+    }
+}
