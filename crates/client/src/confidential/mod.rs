@@ -1780,14 +1780,13 @@ impl Confidential {
             // back unopenable, reported as tampering: where a trusted
             // owner registered the name as a confidential action, say so
             // before anything is sent.
-            if !doc.annotations.is_true(CONFIDENTIAL_ANNOTATION) {
-                match self.describe_trusted(&short).await {
-                    Ok(registered) if registered.policy.kind.is_action() => {
-                        return Err(ConfidentialError::ShownAsPlain(short));
-                    }
-                    Ok(_) | Err(ConfidentialError::NotRegistered(_)) => {}
-                    Err(other) => return Err(other),
-                }
+            if !doc.annotations.is_true(CONFIDENTIAL_ANNOTATION)
+                && self
+                    .trusted_registration(&short)
+                    .await?
+                    .is_some_and(|registered| registered.policy.kind.is_action())
+            {
+                return Err(ConfidentialError::ShownAsPlain(short));
             }
             self.lock_kinds().insert(
                 short,
