@@ -10,6 +10,7 @@ source scripts/setup.sh
 
 # Each stage says how long the one before it took, so that a slow CI run
 # shows where its time went.
+echo "   (setup: $SECONDS s)"
 STAGE_STARTED=$SECONDS
 stage() {
     local now=$SECONDS
