@@ -25,7 +25,8 @@ use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::session::{
     SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
 };
-use clemmys_proto::{ClientId, Digest, Evidence, Measurement, SigningPublicKey};
+use clemmys_proto::suite::ENC_LEN;
+use clemmys_proto::{ClientId, Digest, Evidence, KemPublicKey, Measurement, SigningPublicKey};
 use clemmys_sandbox::javascript::{JsEngine, engine_response};
 use clemmys_sandbox::{ActivationContext, Failure, PreparedModule, RunRequest, Sandbox};
 use clemmys_tee::{Tee, Verifier, os_rng};
@@ -41,7 +42,7 @@ mod lease;
 
 use bytecode::{BytecodeKey, JsRun, KeptBytecode};
 
-use chain::{ChainSession, ChainSessionStep};
+use chain::{ChainSession, ChainSessionStep, KeptLink};
 use lease::{AdmissionLease, LeaseScope};
 pub use lease::{SESSION_LEASE, SESSION_LEASE_USES};
 
@@ -200,6 +201,12 @@ pub struct Enclave {
     /// The broker's last admission, reused for session requests in its
     /// scope for a short while (see [`lease`]).
     session_lease: Mutex<Option<AdmissionLease>>,
+    /// Links to the next steps of chains, by the next step's action key;
+    /// each seals hops for at most [`chain::LINK_LIFETIME`].
+    links_out: Mutex<HashMap<KemPublicKey, Arc<KeptLink>>>,
+    /// Links from previous steps (or clients) this enclave opened, by
+    /// their encapsulated key.
+    links_in: Mutex<HashMap<[u8; ENC_LEN], Arc<KeptLink>>>,
 }
 
 /// Most sessions (and, separately, chain session steps) one enclave keeps;
@@ -259,6 +266,8 @@ impl Enclave {
             javascript: None,
             sessions: Mutex::new(HashMap::new()),
             chain_sessions: Mutex::new(HashMap::new()),
+            links_out: Mutex::new(HashMap::new()),
+            links_in: Mutex::new(HashMap::new()),
             session_lease: Mutex::new(None),
         })
     }

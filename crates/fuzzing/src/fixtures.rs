@@ -15,7 +15,9 @@ use clemmys_proto::broker::{
     BrokerReply, BrokerRequest, KeyGrant, KeyRequest, Policy, RegisteredKind, open_broker_request,
     seal_broker_reply, seal_broker_request, seal_grant,
 };
-use clemmys_proto::chain::{ChainKey, ChainStep, ChainTicket, HopBody, SignedTicket, seal_hop};
+use clemmys_proto::chain::{
+    ChainKey, ChainStep, ChainTicket, HopBody, HopLink, SignedTicket, seal_hop,
+};
 use clemmys_proto::chain_session::{
     HopHeader, ReceiptMac, SessionHop, SessionHopBody, StepTrace, hop_key,
 };
@@ -396,7 +398,7 @@ fn build() -> Fixtures {
             value: Zeroizing::new(PARAMS.to_vec()),
             receipts: vec![body.receipt.clone()],
         },
-        &mut rng,
+        &HopLink::new(&ticket.ticket.steps[1], &mut rng).expect("fixture: a link to step 1"),
     )
     .expect("fixture: seal hop");
     let session_hop_key = hop_key(&ExportedKey::from_bytes([0x73; 32])).expect("fixture: hop key");

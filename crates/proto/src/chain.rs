@@ -21,7 +21,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::identity::{ClientIdentity, SIGNATURE_LEN};
 use crate::invoke::{SignedReceipt, hex_bytes};
-use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
+use crate::suite::{ENC_LEN, ExportedKey, KemKeyPair, hpke_export_from, hpke_export_to};
 use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, ProtoError};
 
@@ -203,16 +203,15 @@ pub struct HopBody {
     pub receipts: Vec<SignedReceipt>,
 }
 
-const HOP_FRAME: &str = "clemmys/chain-hop/v1";
-/// What both ends of a hop export from its HPKE context: the secret later
-/// runs of a chain session seal this hop under.
-const HOP_SESSION_LABEL: &[u8] = b"clemmys/chain-hop-session/v1";
+const HOP_FRAME: &str = "clemmys/chain-hop/v2";
+/// What both ends of a link export from its HPKE context.
+const LINK_LABEL: &[u8] = b"clemmys/chain-link/v1";
 const HOP_BODY: &str = "clemmys/chain-hop-body/v1";
 
-fn hop_info(step: &ChainStep) -> Vec<u8> {
+fn hop_info(namespace: &str, action: &str) -> Vec<u8> {
     Writer::new("clemmys/chain-info/v1")
-        .str(&step.namespace)
-        .str(&step.action)
+        .str(namespace)
+        .str(action)
         .finish()
 }
 
@@ -223,27 +222,109 @@ fn hop_aad(chain_id: &[u8; 16], index: u64) -> Vec<u8> {
         .finish()
 }
 
-fn hop_mac_transcript(chain_id: &[u8; 16], index: u64, message: &HpkeMessage) -> Vec<u8> {
+fn hop_mac_transcript(
+    chain_id: &[u8; 16],
+    index: u64,
+    enc: &[u8; ENC_LEN],
+    ciphertext: &[u8],
+) -> Vec<u8> {
     Writer::new("clemmys/chain-mac/v1")
         .bytes(chain_id)
         .u64(index)
-        .bytes(&message.enc)
-        .bytes(Digest::of(&message.ciphertext).as_bytes())
+        .bytes(enc)
+        .bytes(Digest::of(ciphertext).as_bytes())
         .finish()
 }
 
-/// Seals `body` to the step it names (its `index` in the ticket). Also
-/// returns the hop's session secret, which only the sender and that step
-/// know (kept when the ticket opens a chain session).
-pub fn seal_hop(
-    body: &HopBody,
-    rng: &mut impl CryptoRng,
-) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
+/// A secret a sender shares with the holders of one step's action key:
+/// HPKE to that key (info: the step's namespace and action), from which
+/// every hop's key is derived. A client makes one for each run's first
+/// hop; an enclave keeps one per next step for a while and seals many
+/// runs' hops over it, so that a hop costs no public-key operation on
+/// either end once the receiving enclave has opened the link.
+pub struct HopLink {
+    enc: [u8; ENC_LEN],
+    secret: ExportedKey,
+    /// The receiving step's namespace, action and action key.
+    to: (String, String, KemPublicKey),
+}
+
+impl HopLink {
+    /// A new link to `step`'s action key.
+    pub fn new(step: &ChainStep, rng: &mut impl CryptoRng) -> Result<Self, ProtoError> {
+        let (enc, secret) = hpke_export_to(
+            &step.action_key,
+            &hop_info(&step.namespace, &step.action),
+            LINK_LABEL,
+            rng,
+        )?;
+        Ok(Self {
+            enc,
+            secret,
+            to: (step.namespace.clone(), step.action.clone(), step.action_key),
+        })
+    }
+
+    /// Whether this is a link to `step` (its namespace, action and key).
+    pub fn leads_to(&self, step: &ChainStep) -> bool {
+        let (namespace, action, key) = &self.to;
+        *namespace == step.namespace && *action == step.action && *key == step.action_key
+    }
+
+    /// The link's encapsulated key: what its hops carry, and what the
+    /// receiver knows the link by.
+    pub fn enc(&self) -> &[u8; ENC_LEN] {
+        &self.enc
+    }
+
+    /// The key of hop `(chain_id, index)` over this link: each seals one
+    /// message (the broker admits a step once, before its enclave seals
+    /// the next hop).
+    fn hop_key(&self, chain_id: &[u8; 16], index: u64) -> Result<ExportedKey, ProtoError> {
+        self.secret.derive(
+            &Writer::new("clemmys/chain-hop-key/v2")
+                .bytes(chain_id)
+                .u64(index)
+                .finish(),
+        )
+    }
+
+    /// The secret of hop `(chain_id, index)` a chain session keeps: only
+    /// the two ends of the link can derive it.
+    fn session_secret(&self, chain_id: &[u8; 16], index: u64) -> Result<ExportedKey, ProtoError> {
+        self.secret.derive(
+            &Writer::new("clemmys/chain-hop-session/v2")
+                .bytes(chain_id)
+                .u64(index)
+                .finish(),
+        )
+    }
+}
+
+impl std::fmt::Debug for HopLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HopLink(enc: {}, secret: <redacted>)",
+            hex::encode(self.enc)
+        )
+    }
+}
+
+/// Seals `body` over `link`, which must be a link to the step `body` names
+/// (its `index` in the ticket). Also returns the hop's session secret,
+/// which only the sender and that step know (kept when the ticket opens a
+/// chain session).
+pub fn seal_hop(body: &HopBody, link: &HopLink) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
     let ticket = &body.ticket.ticket;
+    let chain_id = &ticket.chain_id;
     let step = usize::try_from(body.index)
         .ok()
         .and_then(|index| ticket.steps.get(index))
         .ok_or(ProtoError::Malformed("hop index beyond the ticket"))?;
+    if !link.leads_to(step) {
+        return Err(ProtoError::Malformed("a link to another step"));
+    }
     let ticket_json =
         serde_json::to_vec(&body.ticket).map_err(|e| ProtoError::Crypto(e.to_string()))?;
     let receipts =
@@ -257,26 +338,23 @@ pub fn seal_hop(
             .bytes(&receipts)
             .finish(),
     );
-    let (message, secret) = hpke_seal(
-        &step.action_key,
-        &hop_info(step),
-        &hop_aad(&ticket.chain_id, body.index),
-        &plaintext,
-        Some(HOP_SESSION_LABEL),
-        rng,
-    )?;
-    let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
-    let tag = body
-        .chain_key
-        .mac(&hop_mac_transcript(&ticket.chain_id, body.index, &message))?;
+    let ciphertext = link
+        .hop_key(chain_id, body.index)?
+        .seal(&plaintext, &hop_aad(chain_id, body.index))?;
+    let tag = body.chain_key.mac(&hop_mac_transcript(
+        chain_id,
+        body.index,
+        &link.enc,
+        &ciphertext,
+    ))?;
     let frame = Writer::new(HOP_FRAME)
-        .bytes(&ticket.chain_id)
+        .bytes(chain_id)
         .u64(body.index)
-        .bytes(&message.enc)
-        .bytes(&message.ciphertext)
+        .bytes(&link.enc)
+        .bytes(&ciphertext)
         .bytes(&tag)
         .finish();
-    Ok((frame, secret))
+    Ok((frame, link.session_secret(chain_id, body.index)?))
 }
 
 /// A chain hop as it travels: parsed, not opened.
@@ -284,7 +362,8 @@ pub fn seal_hop(
 pub struct SealedHop {
     chain_id: [u8; 16],
     index: u64,
-    message: HpkeMessage,
+    enc: [u8; ENC_LEN],
+    ciphertext: Vec<u8>,
     tag: Vec<u8>,
 }
 
@@ -297,47 +376,58 @@ impl SealedHop {
         let hop = Self {
             chain_id: reader.array()?,
             index: reader.u64()?,
-            message: HpkeMessage {
-                enc: reader.array()?,
-                ciphertext: reader.bytes()?.to_vec(),
-            },
+            enc: reader.array()?,
+            ciphertext: reader.bytes()?.to_vec(),
             tag: reader.bytes()?.to_vec(),
         };
         reader.finish()?;
         Ok(hop)
     }
 
-    /// Opens this hop for the step `(namespace, action)` with its action
-    /// keys: checks the AEAD, the ticket's signature, the MAC, and that the
-    /// hop's index and chain id agree with what is sealed inside. The caller
-    /// checks that the ticket's step at that index is really this enclave's
-    /// action. Also returns the hop's session secret (see [`seal_hop`]).
-    pub fn open(
+    /// The encapsulated key of the link this hop came over: a receiver that
+    /// opened the link before knows its secret by it.
+    pub fn link_enc(&self) -> &[u8; ENC_LEN] {
+        &self.enc
+    }
+
+    /// Opens the link this hop came over, for the step `(namespace,
+    /// action)` with its action keys (HPKE: the one public-key operation
+    /// of a receiver, once per link).
+    pub fn open_link(
         &self,
         namespace: &str,
         action: &str,
         keys: &KemKeyPair,
-    ) -> Result<(HopBody, ExportedKey), ProtoError> {
-        let Self {
-            chain_id,
-            index,
-            message,
-            tag,
-        } = self;
-        let (chain_id, index) = (*chain_id, *index);
-        let info = Writer::new("clemmys/chain-info/v1")
-            .str(namespace)
-            .str(action)
-            .finish();
-        let (plaintext, secret) = hpke_open(
+    ) -> Result<HopLink, ProtoError> {
+        let secret = hpke_export_from(
             keys,
-            message,
-            &info,
-            &hop_aad(&chain_id, index),
-            Some(HOP_SESSION_LABEL),
+            &self.enc,
+            &hop_info(namespace, action),
+            LINK_LABEL,
             "sealed chain hop",
         )?;
-        let secret = secret.ok_or(ProtoError::Crypto("no exported hop secret".into()))?;
+        Ok(HopLink {
+            enc: self.enc,
+            secret,
+            to: (namespace.to_owned(), action.to_owned(), keys.public()),
+        })
+    }
+
+    /// Opens this hop over `link` (see [`SealedHop::open_link`]): checks
+    /// the AEAD, the ticket's signature, the MAC, and that the hop's index
+    /// and chain id agree with what is sealed inside. The caller checks
+    /// that the ticket's step at that index is really this enclave's
+    /// action. Also returns the hop's session secret (see [`seal_hop`]).
+    pub fn open_over(&self, link: &HopLink) -> Result<(HopBody, ExportedKey), ProtoError> {
+        let (chain_id, index) = (self.chain_id, self.index);
+        if link.enc != self.enc {
+            return Err(ProtoError::Tampered("sealed chain hop"));
+        }
+        let plaintext = Zeroizing::new(link.hop_key(&chain_id, index)?.open(
+            &self.ciphertext,
+            &hop_aad(&chain_id, index),
+            "sealed chain hop",
+        )?);
         let mut reader = Reader::new(&plaintext, HOP_BODY)?;
         let ticket: SignedTicket = serde_json::from_slice(reader.bytes()?)
             .map_err(|_| ProtoError::Malformed("chain ticket"))?;
@@ -348,8 +438,8 @@ impl SealedHop {
             .map_err(|_| ProtoError::Malformed("chain receipts"))?;
         reader.finish()?;
         chain_key.verify_mac(
-            &hop_mac_transcript(&chain_id, index, message),
-            tag,
+            &hop_mac_transcript(&chain_id, index, &self.enc, &self.ciphertext),
+            &self.tag,
             "chain hop MAC",
         )?;
         if inner_index != index || ticket.ticket.chain_id != chain_id {
@@ -363,7 +453,17 @@ impl SealedHop {
             value,
             receipts,
         };
-        Ok((body, secret))
+        Ok((body, link.session_secret(&chain_id, index)?))
+    }
+
+    /// Opens the link, then the hop over it.
+    pub fn open(
+        &self,
+        namespace: &str,
+        action: &str,
+        keys: &KemKeyPair,
+    ) -> Result<(HopBody, ExportedKey), ProtoError> {
+        self.open_over(&self.open_link(namespace, action, keys)?)
     }
 }
 
@@ -507,7 +607,8 @@ mod tests {
         );
         let ticket = plan(&client, &[&a, &b]);
         let key = ChainKey::generate(&mut rng);
-        let (sealed, sent) = seal_hop(&hop(&ticket, &key, 1), &mut rng).expect("seal");
+        let link = HopLink::new(&ticket.ticket.steps[1], &mut rng).expect("link");
+        let (sealed, sent) = seal_hop(&hop(&ticket, &key, 1), &link).expect("seal");
         let (opened, received) = open_hop(&sealed, "guest", "step1", &b).expect("open");
         assert_eq!(opened.index, 1);
         assert_eq!(
@@ -530,6 +631,65 @@ mod tests {
     }
 
     #[test]
+    fn hops_of_two_chains_over_one_link_open_only_as_themselves() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let (a, b) = (
+            KemKeyPair::generate(&mut rng),
+            KemKeyPair::generate(&mut rng),
+        );
+        let first = plan(&client, &[&a, &b]);
+        let mut second = first.ticket.clone();
+        second.chain_id = [7; 16];
+        let second = second.sign(&client);
+        let key = ChainKey::generate(&mut rng);
+        let link = HopLink::new(&first.ticket.steps[1], &mut rng).expect("link");
+        assert!(
+            seal_hop(&hop(&first, &key, 0), &link).is_err(),
+            "a link to step 1 does not carry step 0's hop"
+        );
+        let (one, one_secret) = seal_hop(&hop(&first, &key, 1), &link).expect("seal");
+        let (two, two_secret) = seal_hop(&hop(&second, &key, 1), &link).expect("seal");
+        assert_ne!(one_secret.as_bytes(), two_secret.as_bytes());
+
+        // The receiver opens the link once, then both hops over it.
+        let (one, two) = (
+            SealedHop::from_bytes(&one).expect("parse"),
+            SealedHop::from_bytes(&two).expect("parse"),
+        );
+        assert_eq!(one.link_enc(), two.link_enc());
+        let opened = one.open_link("guest", "step1", &b).expect("link");
+        assert_eq!(opened.enc(), link.enc());
+        let (body, secret) = one.open_over(&opened).expect("open");
+        assert_eq!(body.ticket.ticket.chain_id, [9; 16]);
+        assert_eq!(secret.as_bytes(), one_secret.as_bytes());
+        assert_eq!(
+            two.open_over(&opened)
+                .expect("open")
+                .0
+                .ticket
+                .ticket
+                .chain_id,
+            [7; 16]
+        );
+
+        // One chain's ciphertext under the other's header: its hop key
+        // (chain id, index) differs.
+        let mut spliced = two.clone();
+        spliced.ciphertext = one.ciphertext.clone();
+        assert!(spliced.open_over(&opened).is_err());
+        // Another link's secret for the same encapsulated key: refused.
+        let other = HopLink::new(&first.ticket.steps[1], &mut rng).expect("link");
+        assert!(one.open_over(&other).is_err());
+        // Only the receiving step's key opens the link.
+        assert!(
+            one.open_link("guest", "step1", &a)
+                .and_then(|link| one.open_over(&link))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_forged_ticket_or_foreign_chain_key_is_refused() {
         let mut rng = os_rng();
         let client = ClientIdentity::generate(&mut rng);
@@ -537,7 +697,8 @@ mod tests {
         let mut ticket = plan(&client, &[&a]);
         ticket.ticket.timestamp_ms += 1;
         let key = ChainKey::generate(&mut rng);
-        let (sealed, _) = seal_hop(&hop(&ticket, &key, 0), &mut rng).expect("seal");
+        let link = HopLink::new(&ticket.ticket.steps[0], &mut rng).expect("link");
+        let (sealed, _) = seal_hop(&hop(&ticket, &key, 0), &link).expect("seal");
         assert_eq!(
             open_hop(&sealed, "guest", "step0", &a).err(),
             Some(ProtoError::BadSignature("chain ticket"))

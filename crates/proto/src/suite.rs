@@ -344,6 +344,47 @@ pub fn hpke_open(
     Ok((Zeroizing::new(plaintext), exported))
 }
 
+/// Sets up an HPKE context to `recipient` and exports a secret from it
+/// under `label`, sealing nothing: the encapsulated key and the secret, for
+/// a sender that derives the keys of many messages from one setup.
+pub fn hpke_export_to(
+    recipient: &KemPublicKey,
+    info: &[u8],
+    label: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<([u8; ENC_LEN], ExportedKey), ProtoError> {
+    let recipient = recipient_key(recipient)?;
+    let (enc, context) =
+        hpke::setup_sender_with_rng::<HpkeAead, Kdf, Kem>(&OpModeS::Base, &recipient, info, rng)
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let mut key = [0u8; 32];
+    context
+        .export(label, &mut key)
+        .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    Ok((enc.to_bytes().into(), ExportedKey(key)))
+}
+
+/// The receiver's side of [`hpke_export_to`]: the same secret, from the
+/// encapsulated key and `keys`; `what` names it in errors.
+pub fn hpke_export_from(
+    keys: &KemKeyPair,
+    enc: &[u8; ENC_LEN],
+    info: &[u8],
+    label: &[u8],
+    what: &'static str,
+) -> Result<ExportedKey, ProtoError> {
+    let enc =
+        <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| ProtoError::Tampered(what))?;
+    let context =
+        hpke::setup_receiver::<HpkeAead, Kdf, Kem>(&OpModeR::Base, &keys.secret, &enc, info)
+            .map_err(|_| ProtoError::Tampered(what))?;
+    let mut key = [0u8; 32];
+    context
+        .export(label, &mut key)
+        .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    Ok(ExportedKey(key))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine;
 use clemmys_proto::broker::ActionDescriptor;
 use clemmys_proto::chain::{
-    ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, open_chain_answer, seal_hop,
+    ChainAnswer, ChainKey, ChainStep, ChainTicket, HopBody, HopLink, open_chain_answer, seal_hop,
 };
 use clemmys_proto::chain_check::{ExpectedChain, verify_chain_answer, verify_session_answer};
 use clemmys_proto::chain_plan::{ChainPlanError, VerifiedChainPlan};
@@ -327,7 +327,17 @@ impl Confidential {
             value: Zeroizing::new(value),
             receipts: Vec::new(),
         };
-        let (sealed, first_hop_secret) = seal_hop(&hop, &mut os_rng())?;
+        // A link of its own for each run: a client seals one hop per run
+        // (a process such as the CLI runs once), so keeping links would
+        // save nothing a chain session does not.
+        let first_step = hop
+            .ticket
+            .ticket
+            .steps
+            .first()
+            .ok_or(ConfidentialError::State("a chain has no steps".into()))?;
+        let link = HopLink::new(first_step, &mut os_rng())?;
+        let (sealed, first_hop_secret) = seal_hop(&hop, &link)?;
         // Back out of the sealed hop: the key is moved, never cloned.
         let chain_key = hop.chain_key;
         let entry = chain_entry(

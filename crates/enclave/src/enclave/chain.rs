@@ -4,11 +4,12 @@
 //! receipts, see `clemmys_proto::chain_session`).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clemmys_proto::broker::Admission;
 use clemmys_proto::chain::{
-    ChainAnswer, ChainKey, HopBody, SealedHop, seal_chain_answer, seal_chain_logs, seal_hop,
+    ChainAnswer, ChainKey, ChainStep, HopBody, HopLink, SealedHop, seal_chain_answer,
+    seal_chain_logs, seal_hop,
 };
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
@@ -20,6 +21,24 @@ use zeroize::Zeroizing;
 
 use super::{Enclave, SealedOutcome, SealedRun, keep_bounded, lock};
 use crate::EnclaveError;
+
+/// How long an enclave seals hops to a next step over one link before it
+/// sets up a new one (HPKE), and uses a link it opened. Each hop's key is
+/// derived from the link with the chain id and index, so this bounds what
+/// one link's secret would expose, not how often a key seals.
+pub(super) const LINK_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A chain hop link this enclave set up or opened, and when.
+pub(super) struct KeptLink {
+    link: HopLink,
+    made: Instant,
+}
+
+impl KeptLink {
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.made) < LINK_LIFETIME
+    }
+}
 
 /// A chain session and a step index: where a session hop is going.
 pub(super) type ChainSessionStep = ([u8; 16], u64);
@@ -57,8 +76,7 @@ impl Enclave {
         let started = Instant::now();
         let mut init_time = None;
         let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
-        let (mut hop, secret_in) =
-            hop.open(run.namespace, run.action, &provisioned.grant.action_keys)?;
+        let (mut hop, secret_in) = self.open_hop(&run, &hop, &provisioned.grant.action_keys)?;
         let ticket = &hop.ticket.ticket;
         let index = hop.index;
         let step = usize::try_from(index)
@@ -123,7 +141,8 @@ impl Enclave {
                 value: Zeroizing::new(ran.output.clone()),
                 receipts: std::mem::take(&mut hop.receipts),
             };
-            let (sealed, secret) = seal_hop(&next, &mut os_rng())?;
+            let link = self.link_to(&ticket.steps, next.index)?;
+            let (sealed, secret) = seal_hop(&next, &link.link)?;
             secret_out = Some(secret);
             (sealed, false, next.chain_key)
         } else {
@@ -275,6 +294,61 @@ impl Enclave {
 
     /// Keeps this step's part in a chain session, dropping the oldest past
     /// the bound.
+    /// Opens `hop` over the link it came by: a link this enclave opened
+    /// before is used again (no HPKE); a new one is opened with the action
+    /// keys and kept once a hop over it verified (so that hops the provider
+    /// forges cannot push out real links).
+    fn open_hop(
+        &self,
+        run: &SealedRun<'_>,
+        hop: &SealedHop,
+        keys: &clemmys_proto::suite::KemKeyPair,
+    ) -> Result<(HopBody, clemmys_proto::suite::ExportedKey), EnclaveError> {
+        let now = Instant::now();
+        let kept = lock(&self.links_in)
+            .get(hop.link_enc())
+            .filter(|kept| kept.fresh(now))
+            .cloned();
+        if let Some(kept) = kept {
+            return Ok(hop.open_over(&kept.link)?);
+        }
+        let link = hop.open_link(run.namespace, run.action, keys)?;
+        let opened = hop.open_over(&link)?;
+        keep_bounded(
+            &mut lock(&self.links_in),
+            *link.enc(),
+            Arc::new(KeptLink { link, made: now }),
+            |kept| kept.made,
+        );
+        Ok(opened)
+    }
+
+    /// The link this enclave seals hops into step `index` of `steps` over:
+    /// the one it keeps for that step's action key while it is fresh, else
+    /// a new one.
+    fn link_to(&self, steps: &[ChainStep], index: u64) -> Result<Arc<KeptLink>, EnclaveError> {
+        let step = usize::try_from(index)
+            .ok()
+            .and_then(|i| steps.get(i))
+            .ok_or(EnclaveError::NotTheTicketsStep { index })?;
+        let now = Instant::now();
+        let mut links = lock(&self.links_out);
+        if let Some(kept) = links.get(&step.action_key)
+            && kept.fresh(now)
+            && kept.link.leads_to(step)
+        {
+            return Ok(Arc::clone(kept));
+        }
+        let kept = Arc::new(KeptLink {
+            link: HopLink::new(step, &mut os_rng())?,
+            made: now,
+        });
+        keep_bounded(&mut links, step.action_key, Arc::clone(&kept), |kept| {
+            kept.made
+        });
+        Ok(kept)
+    }
+
     fn keep_chain_session(&self, key: ChainSessionStep, session: ChainSession) {
         keep_bounded(
             &mut lock(&self.chain_sessions),

@@ -4,7 +4,9 @@
 //! order, splice values between chains and rewrite records, and show every
 //! attack is detected and that no step runs on forged input.
 
+use base64::Engine;
 use clemmys_client::confidential::KeyringEntry;
+use clemmys_proto::wire::{Reader, Writer};
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -292,6 +294,90 @@ async fn chain_values_spliced_between_concurrent_chains_are_detected() {
         .await;
     for id in [first.activation_id, second.activation_id] {
         expect_tampered(&owner.client.open_activation(id).await);
+    }
+}
+
+/// A first-run hop as the orchestrator sees it: the public frame
+/// `clemmys/chain-hop/v2` (chain id, index, the link's encapsulated key,
+/// ciphertext, MAC), parsed from and rebuilt into a step's input.
+#[derive(Clone)]
+struct HopFrame {
+    chain_id: [u8; 16],
+    index: u64,
+    link: [u8; 32],
+    ciphertext: Vec<u8>,
+    tag: Vec<u8>,
+}
+
+const HOP_FRAME: &str = "clemmys/chain-hop/v2";
+
+impl HopFrame {
+    fn of(input: &Value) -> Self {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(input["sealed"].as_str().expect("a sealed hop"))
+            .expect("base64");
+        let mut reader = Reader::new(&bytes, HOP_FRAME).expect("a first-run hop");
+        Self {
+            chain_id: reader.array().expect("chain id"),
+            index: reader.u64().expect("index"),
+            link: reader.array().expect("link"),
+            ciphertext: reader.bytes().expect("ciphertext").to_vec(),
+            tag: reader.bytes().expect("mac").to_vec(),
+        }
+    }
+
+    fn input(&self) -> Value {
+        let bytes = Writer::new(HOP_FRAME)
+            .bytes(&self.chain_id)
+            .u64(self.index)
+            .bytes(&self.link)
+            .bytes(&self.ciphertext)
+            .bytes(&self.tag)
+            .finish();
+        json!({ "sealed": base64::engine::general_purpose::STANDARD.encode(bytes) })
+    }
+}
+
+/// An enclave seals the hops of every chain it forwards to the same next
+/// step over one link for a while. The orchestrator holds two chains' hops
+/// into greet over that link and moves one's ciphertext into the other's
+/// frame (and the other way round): no hop key of the link opens it, and
+/// the genuine hops still run once each.
+#[tokio::test]
+async fn a_hop_moved_to_another_chain_over_the_same_link_is_refused() {
+    let (server, owner) = setup().await;
+    create(&owner, "pair", &["echo", "greet"]).await;
+    let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
+    let mut hops = Vec::new();
+    for name in ["first", "second"] {
+        let (body, _) = owner
+            .client
+            .seal_chain(&components, &json!({ "name": name }))
+            .await
+            .expect("seal");
+        let step0 = deliver(&server, "echo", &body).await;
+        assert_eq!(step0["response"]["status"], "success", "{step0}");
+        hops.push(HopFrame::of(&passed_on(&step0)));
+    }
+    let (first, second) = (&hops[0], &hops[1]);
+    assert_ne!(first.chain_id, second.chain_id);
+    assert_eq!(
+        first.link, second.link,
+        "echo's enclave sealed both hops over one link to greet"
+    );
+    for (frame, ciphertext) in [(first, &second.ciphertext), (second, &first.ciphertext)] {
+        let spliced = HopFrame {
+            ciphertext: ciphertext.clone(),
+            ..frame.clone()
+        };
+        let message = refusal(&deliver(&server, "greet", &spliced.input()).await);
+        assert!(message.contains("failed authentication"), "{message}");
+    }
+    for hop in [first, second] {
+        let record = deliver(&server, "greet", &hop.input()).await;
+        assert_eq!(record["response"]["status"], "success", "{record}");
+        let message = refusal(&deliver(&server, "greet", &hop.input()).await);
+        assert!(message.contains("replayed"), "{message}");
     }
 }
 
