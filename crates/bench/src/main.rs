@@ -929,8 +929,11 @@ fn notes(found: &Findings, scenarios: &[Scenario]) -> Vec<String> {
         notes.push(
             "chains: 'confidential, session' runs in the chain session its untimed first invoke \
              opened (symmetric hops, MAC receipts, each verified); 'confidential, first runs' is a \
-             client without sessions: a signed ticket, HPKE per hop and signed receipts with \
-             evidence on every invoke; each step's record is stored in every mode"
+             client without sessions: a signed ticket, HPKE into the first step and signed \
+             receipts with evidence on every invoke, the later hops over the links the steps' \
+             enclaves keep for 60 s (warm here: every run goes through the same enclaves; on a \
+             node idle for longer each hop sets up a link, as every hop did before links); each \
+             step's record is stored in every mode"
                 .into(),
         );
     }

@@ -512,7 +512,7 @@ impl Report {
             {
                 let _ = writeln!(
                     out,
-                    "first runs (no chain session: ticket signed, HPKE per hop, signed receipts): \
+                    "first runs (no chain session: ticket signed, HPKE into step 0, hops over kept links, signed receipts): \
                      {} us per hop over plain, first-run/plain p50 at {} steps: {}",
                     micros(per_hop),
                     c.steps,
