@@ -396,7 +396,9 @@ fn build() -> Fixtures {
             chain_key: ChainKey::from_bytes([0x6b; 32]),
             index: 1,
             value: Zeroizing::new(PARAMS.to_vec()),
-            receipts: vec![body.receipt.clone()],
+            receipts: vec![
+                serde_json::value::to_raw_value(&body.receipt).expect("fixture: receipt JSON"),
+            ],
         },
         &HopLink::new(&ticket.ticket.steps[1], &mut rng).expect("fixture: a link to step 1"),
     )

@@ -17,6 +17,7 @@
 use hmac::{KeyInit, Mac};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::identity::{ClientIdentity, SIGNATURE_LEN};
@@ -199,8 +200,11 @@ pub struct HopBody {
     pub index: u64,
     /// The step's parameters (the previous step's result), JSON.
     pub value: Zeroizing<Vec<u8>>,
-    /// Receipts of the steps so far.
-    pub receipts: Vec<SignedReceipt>,
+    /// Receipts of the steps so far ([`SignedReceipt`]s, as JSON): only the
+    /// client checks them, so each step passes them on without parsing
+    /// them (a hop carries all of them, so a chain would parse each again
+    /// at every later step).
+    pub receipts: Vec<Box<RawValue>>,
 }
 
 const HOP_FRAME: &str = "clemmys/chain-hop/v2";
@@ -434,7 +438,7 @@ impl SealedHop {
         let chain_key = ChainKey(reader.array()?);
         let inner_index = reader.u64()?;
         let value = Zeroizing::new(reader.bytes()?.to_vec());
-        let receipts: Vec<SignedReceipt> = serde_json::from_slice(reader.bytes()?)
+        let receipts: Vec<Box<RawValue>> = serde_json::from_slice(reader.bytes()?)
             .map_err(|_| ProtoError::Malformed("chain receipts"))?;
         reader.finish()?;
         chain_key.verify_mac(
@@ -500,9 +504,10 @@ fn answer_aad(chain_id: &[u8; 16]) -> Vec<u8> {
         .finish()
 }
 
-/// Seals the final answer (enclave side).
-pub fn seal_chain_answer(
-    answer: &ChainAnswer,
+/// Seals the final answer (enclave side, with the receipts as the steps
+/// passed them on).
+pub fn seal_chain_answer<R: Serialize>(
+    answer: &ChainAnswer<R>,
     key: &ChainKey,
     chain_id: &[u8; 16],
 ) -> Result<Vec<u8>, ProtoError> {

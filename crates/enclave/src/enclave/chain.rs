@@ -14,7 +14,7 @@ use clemmys_proto::chain::{
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
 use clemmys_proto::suite::ChannelKey;
-use clemmys_proto::{ClientId, Digest};
+use clemmys_proto::{ClientId, Digest, ProtoError};
 use clemmys_tee::os_rng;
 use clemmys_whisk::ActivationStatus;
 use zeroize::Zeroizing;
@@ -129,7 +129,10 @@ impl Enclave {
         let last = index.saturating_add(1) >= ticket.steps.len() as u64;
         let succeeded = ran.status == ActivationStatus::Success;
         let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
-        hop.receipts.push(receipt);
+        hop.receipts.push(
+            serde_json::value::to_raw_value(&receipt)
+                .map_err(|e| ProtoError::Crypto(e.to_string()))?,
+        );
         let mut secret_out = None;
         // The chain key moves into the next hop and back out once that is
         // sealed, then into the kept session: secret keys are not cloned.
