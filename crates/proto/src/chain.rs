@@ -285,23 +285,24 @@ impl HopLink {
     /// message (the broker admits a step once, before its enclave seals
     /// the next hop).
     fn hop_key(&self, chain_id: &[u8; 16], index: u64) -> Result<ExportedKey, ProtoError> {
-        self.secret.derive(
-            &Writer::new("clemmys/chain-hop-key/v2")
-                .bytes(chain_id)
-                .u64(index)
-                .finish(),
-        )
+        self.derive("clemmys/chain-hop-key/v2", chain_id, index)
     }
 
     /// The secret of hop `(chain_id, index)` a chain session keeps: only
     /// the two ends of the link can derive it.
     fn session_secret(&self, chain_id: &[u8; 16], index: u64) -> Result<ExportedKey, ProtoError> {
-        self.secret.derive(
-            &Writer::new("clemmys/chain-hop-session/v2")
-                .bytes(chain_id)
-                .u64(index)
-                .finish(),
-        )
+        self.derive("clemmys/chain-hop-session/v2", chain_id, index)
+    }
+
+    /// A key of this link for `(chain_id, index)`, under `label`.
+    fn derive(
+        &self,
+        label: &str,
+        chain_id: &[u8; 16],
+        index: u64,
+    ) -> Result<ExportedKey, ProtoError> {
+        self.secret
+            .derive(&Writer::new(label).bytes(chain_id).u64(index).finish())
     }
 }
 

@@ -13,7 +13,7 @@ use clemmys_proto::chain::{
 };
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
-use clemmys_proto::suite::ChannelKey;
+use clemmys_proto::suite::{ChannelKey, ExportedKey, KemKeyPair};
 use clemmys_proto::{ClientId, Digest, ProtoError};
 use clemmys_tee::os_rng;
 use clemmys_whisk::ActivationStatus;
@@ -295,8 +295,6 @@ impl Enclave {
         })
     }
 
-    /// Keeps this step's part in a chain session, dropping the oldest past
-    /// the bound.
     /// Opens `hop` over the link it came by: a link this enclave opened
     /// before is used again (no HPKE); a new one is opened with the action
     /// keys and kept once a hop over it verified (so that hops the provider
@@ -305,8 +303,8 @@ impl Enclave {
         &self,
         run: &SealedRun<'_>,
         hop: &SealedHop,
-        keys: &clemmys_proto::suite::KemKeyPair,
-    ) -> Result<(HopBody, clemmys_proto::suite::ExportedKey), EnclaveError> {
+        keys: &KemKeyPair,
+    ) -> Result<(HopBody, ExportedKey), EnclaveError> {
         let now = Instant::now();
         let kept = lock(&self.links_in)
             .get(hop.link_enc())
@@ -352,6 +350,8 @@ impl Enclave {
         Ok(kept)
     }
 
+    /// Keeps this step's part in a chain session, dropping the oldest past
+    /// the bound.
     fn keep_chain_session(&self, key: ChainSessionStep, session: ChainSession) {
         keep_bounded(
             &mut lock(&self.chain_sessions),
