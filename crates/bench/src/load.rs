@@ -39,6 +39,11 @@ use serde::Serialize;
 const MAX_LATENCY_NS: u64 = 120_000_000_000;
 /// Significant decimal digits the histogram keeps.
 const SIGNIFICANT_DIGITS: u8 = 3;
+/// How long one operation may take before it counts as an error: longer
+/// than the server's 60 s blocking-invoke wait, so only an operation that
+/// will never end meets it. Without it, one lost answer (a connection
+/// neither side closes) would hold the whole measurement forever.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(90);
 
 /// How much load to offer and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +272,21 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
+    generate_with_deadline(spec, operation, finished, OPERATION_DEADLINE).await
+}
+
+/// [`generate`], an operation counting as an error once it has run for
+/// `deadline`.
+async fn generate_with_deadline<F, Fut>(
+    spec: LoadSpec,
+    operation: F,
+    finished: Arc<AtomicU64>,
+    deadline: Duration,
+) -> anyhow::Result<(Recording, Duration)>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let started = Instant::now();
     let window_start = started + spec.warmup;
     let window_end = window_start + spec.duration;
@@ -281,7 +301,10 @@ where
                 if begun >= window_end {
                     break;
                 }
-                let outcome = operation().await;
+                let outcome = match tokio::time::timeout(deadline, operation()).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(anyhow::anyhow!("no answer within {deadline:?}")),
+                };
                 let done = Instant::now();
                 finished.fetch_add(1, Ordering::Relaxed);
                 let counted = begun >= window_start && done <= window_end;
@@ -429,6 +452,25 @@ mod tests {
         let summary = recording.summarize(Duration::from_secs(1));
         assert!((summary.p50_ms - 0.437).abs() < 0.001, "{}", summary.p50_ms);
         assert!((summary.mean_ms - 0.437).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_never_ends_is_an_error_not_a_hang() {
+        let spec = LoadSpec {
+            clients: 2,
+            warmup: Duration::ZERO,
+            duration: ms(1000),
+        };
+        let never = || std::future::pending::<anyhow::Result<()>>();
+        let finished = Arc::new(AtomicU64::new(0));
+        let (recording, _) = generate_with_deadline(spec, never, finished.clone(), ms(20))
+            .await
+            .expect("the run ends");
+        let summary = recording.summarize(spec.duration);
+        assert_eq!(summary.requests, 0);
+        assert!(summary.errors >= 2, "each client's operation timed out");
+        assert_eq!(finished.load(Ordering::Relaxed), summary.errors);
+        assert_eq!(recording.first_error(), Some("no answer within 20ms"));
     }
 
     #[test]
