@@ -454,6 +454,7 @@ impl Enclave {
             &opened.answer_keys,
             run.activation_id,
             &header.nonce,
+            &mut os_rng(),
         )?;
         Ok(SealedOutcome {
             result: sealed.result,

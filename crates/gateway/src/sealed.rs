@@ -648,11 +648,12 @@ impl HomeVault for SealedState {
     }
 
     fn seal_record(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, ConfidentialError> {
+        let mut rng = os_rng();
         let mut salt = [0u8; LOG_SALT];
-        rand_core::Rng::fill_bytes(&mut os_rng(), &mut salt);
+        rand_core::Rng::fill_bytes(&mut rng, &mut salt);
         let sealed = self
             .line_key(name, &salt)
-            .and_then(|key| key.seal(plaintext, name.as_bytes()))
+            .and_then(|key| key.seal(plaintext, name.as_bytes(), &mut rng))
             .map_err(|error| ConfidentialError::State(error.to_string()))?;
         Ok([&salt[..], &sealed].concat())
     }
@@ -669,8 +670,7 @@ impl HomeVault for SealedState {
 
 impl SealedState {
     /// The key of one line of log `name`: its own, derived with a random
-    /// salt, so that it seals one message under [`ExportedKey::seal`]'s
-    /// fixed nonce.
+    /// salt, so that no two lines share a key.
     fn line_key(&self, name: &str, salt: &[u8]) -> Result<ExportedKey, clemmys_proto::ProtoError> {
         let label = [LOG_LABEL.as_bytes(), name.as_bytes(), b"/", salt].concat();
         self.log_key.derive(&label)

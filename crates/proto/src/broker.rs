@@ -353,7 +353,7 @@ pub fn seal_broker_reply(
         .u64(state_version)
         .bytes(&json)
         .finish();
-    let sealed = reply_key(key, &salt)?.seal(&body, REPLY_FRAME.as_bytes())?;
+    let sealed = reply_key(key, &salt)?.seal(&body, REPLY_FRAME.as_bytes(), rng)?;
     let mut framed = salt.to_vec();
     framed.extend_from_slice(&sealed);
     Ok(framed)

@@ -320,7 +320,11 @@ impl std::fmt::Debug for HopLink {
 /// (its `index` in the ticket). Also returns the hop's session secret,
 /// which only the sender and that step know (kept when the ticket opens a
 /// chain session).
-pub fn seal_hop(body: &HopBody, link: &HopLink) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
+pub fn seal_hop(
+    body: &HopBody,
+    link: &HopLink,
+    rng: &mut impl CryptoRng,
+) -> Result<(Vec<u8>, ExportedKey), ProtoError> {
     let ticket = &body.ticket.ticket;
     let chain_id = &ticket.chain_id;
     let step = usize::try_from(body.index)
@@ -343,9 +347,11 @@ pub fn seal_hop(body: &HopBody, link: &HopLink) -> Result<(Vec<u8>, ExportedKey)
             .bytes(&receipts)
             .finish(),
     );
-    let ciphertext = link
-        .hop_key(chain_id, body.index)?
-        .seal(&plaintext, &hop_aad(chain_id, body.index))?;
+    let ciphertext = link.hop_key(chain_id, body.index)?.seal(
+        &plaintext,
+        &hop_aad(chain_id, body.index),
+        rng,
+    )?;
     let tag = body.chain_key.mac(&hop_mac_transcript(
         chain_id,
         body.index,
@@ -511,10 +517,11 @@ pub fn seal_chain_answer<R: Serialize>(
     answer: &ChainAnswer<R>,
     key: &ChainKey,
     chain_id: &[u8; 16],
+    rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>, ProtoError> {
     let json =
         Zeroizing::new(serde_json::to_vec(answer).map_err(|e| ProtoError::Crypto(e.to_string()))?);
-    key.answer_key()?.seal(&json, &answer_aad(chain_id))
+    key.answer_key()?.seal(&json, &answer_aad(chain_id), rng)
 }
 
 /// Opens the final answer (client side).
@@ -544,10 +551,12 @@ pub fn seal_chain_logs(
     key: &ChainKey,
     chain_id: &[u8; 16],
     index: u64,
+    rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>, ProtoError> {
     let json =
         Zeroizing::new(serde_json::to_vec(logs).map_err(|e| ProtoError::Crypto(e.to_string()))?);
-    key.logs_key(index)?.seal(&json, &logs_aad(chain_id, index))
+    key.logs_key(index)?
+        .seal(&json, &logs_aad(chain_id, index), rng)
 }
 
 /// Opens step `index`'s logs.
@@ -614,7 +623,7 @@ mod tests {
         let ticket = plan(&client, &[&a, &b]);
         let key = ChainKey::generate(&mut rng);
         let link = HopLink::new(&ticket.ticket.steps[1], &mut rng).expect("link");
-        let (sealed, sent) = seal_hop(&hop(&ticket, &key, 1), &link).expect("seal");
+        let (sealed, sent) = seal_hop(&hop(&ticket, &key, 1), &link, &mut rng).expect("seal");
         let (opened, received) = open_hop(&sealed, "guest", "step1", &b).expect("open");
         assert_eq!(opened.index, 1);
         assert_eq!(
@@ -651,11 +660,11 @@ mod tests {
         let key = ChainKey::generate(&mut rng);
         let link = HopLink::new(&first.ticket.steps[1], &mut rng).expect("link");
         assert!(
-            seal_hop(&hop(&first, &key, 0), &link).is_err(),
+            seal_hop(&hop(&first, &key, 0), &link, &mut rng).is_err(),
             "a link to step 1 does not carry step 0's hop"
         );
-        let (one, one_secret) = seal_hop(&hop(&first, &key, 1), &link).expect("seal");
-        let (two, two_secret) = seal_hop(&hop(&second, &key, 1), &link).expect("seal");
+        let (one, one_secret) = seal_hop(&hop(&first, &key, 1), &link, &mut rng).expect("seal");
+        let (two, two_secret) = seal_hop(&hop(&second, &key, 1), &link, &mut rng).expect("seal");
         assert_ne!(one_secret.as_bytes(), two_secret.as_bytes());
 
         // The receiver opens the link once, then both hops over it.
@@ -704,7 +713,7 @@ mod tests {
         ticket.ticket.timestamp_ms += 1;
         let key = ChainKey::generate(&mut rng);
         let link = HopLink::new(&ticket.ticket.steps[0], &mut rng).expect("link");
-        let (sealed, _) = seal_hop(&hop(&ticket, &key, 0), &link).expect("seal");
+        let (sealed, _) = seal_hop(&hop(&ticket, &key, 0), &link, &mut rng).expect("seal");
         assert_eq!(
             open_hop(&sealed, "guest", "step0", &a).err(),
             Some(ProtoError::BadSignature("chain ticket"))
@@ -721,7 +730,7 @@ mod tests {
             last_index: 2,
             receipts: vec![],
         };
-        let sealed = seal_chain_answer(&answer, &key, &[1; 16]).expect("seal");
+        let sealed = seal_chain_answer(&answer, &key, &[1; 16], &mut rng).expect("seal");
         assert_eq!(
             open_chain_answer(&sealed, &key, &[1; 16]).expect("open"),
             answer
@@ -731,7 +740,7 @@ mod tests {
             "another chain"
         );
         assert!(open_chain_answer(&sealed, &ChainKey::generate(&mut rng), &[1; 16]).is_err());
-        let logs = seal_chain_logs(&["l".to_owned()], &key, &[1; 16], 0).expect("seal");
+        let logs = seal_chain_logs(&["l".to_owned()], &key, &[1; 16], 0, &mut rng).expect("seal");
         assert!(
             open_chain_logs(&logs, &key, &[1; 16], 1).is_err(),
             "another step"

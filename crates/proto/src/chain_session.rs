@@ -29,6 +29,7 @@
 //! chain, and the receipts convince the client, not a third party, as for
 //! invocation sessions.
 
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::chain::{ChainKey, ChainStep};
@@ -200,7 +201,12 @@ fn answer_aad(run_id: &[u8; 16]) -> Vec<u8> {
 
 impl SessionAnswer {
     /// Seals the answer of run `run_id` (enclave side).
-    pub fn seal(&self, run_key: &ChainKey, run_id: &[u8; 16]) -> Result<Vec<u8>, ProtoError> {
+    pub fn seal(
+        &self,
+        run_key: &ChainKey,
+        run_id: &[u8; 16],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, ProtoError> {
         let writer = Writer::new(ANSWER)
             .u64(u64::from(self.status.code()))
             .bytes(&self.result)
@@ -210,7 +216,9 @@ impl SessionAnswer {
                 .bytes(&self.receipts.0)
                 .finish(),
         );
-        run_key.answer_key()?.seal(&plaintext, &answer_aad(run_id))
+        run_key
+            .answer_key()?
+            .seal(&plaintext, &answer_aad(run_id), rng)
     }
 
     /// Opens the answer of run `run_id` (client side). The receipts are
@@ -526,7 +534,9 @@ mod tests {
             traces,
             receipts,
         };
-        let sealed = answer.seal(&key, &run).expect("seal");
+        let sealed = answer
+            .seal(&key, &run, &mut crate::suite::tests::os_rng())
+            .expect("seal");
         assert_eq!(
             SessionAnswer::open(&sealed, &key, &run).expect("open"),
             answer

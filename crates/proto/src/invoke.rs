@@ -386,6 +386,7 @@ pub fn seal_answer(
     keys: &AnswerKeys,
     activation_id: &str,
     nonce: &[u8; 16],
+    rng: &mut impl CryptoRng,
 ) -> Result<SealedAnswer, ProtoError> {
     let result =
         Zeroizing::new(serde_json::to_vec(body).map_err(|e| ProtoError::Crypto(e.to_string()))?);
@@ -394,10 +395,10 @@ pub fn seal_answer(
     Ok(SealedAnswer {
         result: keys
             .result
-            .seal(&result, &answer_aad("result", activation_id, nonce))?,
+            .seal(&result, &answer_aad("result", activation_id, nonce), rng)?,
         logs: keys
             .logs
-            .seal(&logs, &answer_aad("logs", activation_id, nonce))?,
+            .seal(&logs, &answer_aad("logs", activation_id, nonce), rng)?,
     })
 }
 
@@ -523,7 +524,8 @@ mod tests {
             receipt: SignedReceipt::sign(receipt, &keys, evidence),
         };
         let logs = vec!["line".to_owned()];
-        let sealed = seal_answer(&body, &logs, &opened.answer_keys, "id", &[7; 16]).expect("seal");
+        let sealed =
+            seal_answer(&body, &logs, &opened.answer_keys, "id", &[7; 16], &mut rng).expect("seal");
         let opened_body =
             open_result(&sealed.result, &pending.keys, "id", &pending.nonce).expect("open");
         assert_eq!(opened_body, body);

@@ -26,6 +26,8 @@ pub type HpkeAead = hpke::aead::ChaCha20Poly1305;
 pub const ENC_LEN: usize = 32;
 /// Length of an AEAD tag.
 pub const TAG_LEN: usize = 16;
+/// Bytes of a ChaCha20-Poly1305 nonce.
+const NONCE_LEN: usize = 12;
 
 /// An X25519 key pair whose secret is zeroed on drop.
 pub struct KemKeyPair {
@@ -97,18 +99,33 @@ impl ExportedKey {
         Ok(Self(key))
     }
 
-    /// Seals `plaintext` under this key. Every exported key seals exactly
-    /// one message, so the nonce is fixed.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        cipher(&self.0)?
+    /// Seals `plaintext` under this key, under a fresh random nonce that
+    /// the sealed bytes carry in front. An exported key is meant to seal
+    /// one message, but that rests on the broker admitting each request
+    /// once, and a provider can fork the broker (two instances on copies of
+    /// its state each admit it once: docs/THREAT-MODEL.md); with a fixed
+    /// nonce the second message would share the first one's keystream.
+    pub fn seal(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, ProtoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let ciphertext = cipher(&self.0)?
             .encrypt(
-                &[0; 12].into(),
+                &nonce.into(),
                 Payload {
                     msg: plaintext,
                     aad,
                 },
             )
-            .map_err(|e| ProtoError::Crypto(e.to_string()))
+            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
     }
 
     /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
@@ -118,8 +135,17 @@ impl ExportedKey {
         aad: &[u8],
         what: &'static str,
     ) -> Result<Vec<u8>, ProtoError> {
+        let (nonce, ciphertext) = sealed
+            .split_first_chunk::<NONCE_LEN>()
+            .ok_or(ProtoError::Tampered(what))?;
         cipher(&self.0)?
-            .decrypt(&[0; 12].into(), Payload { msg: sealed, aad })
+            .decrypt(
+                &(*nonce).into(),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
             .map_err(|_| ProtoError::Tampered(what))
     }
 }
@@ -412,12 +438,21 @@ pub(crate) mod tests {
         assert_eq!(plaintext.as_slice(), b"secret");
         let (sender_key, receiver_key) = (sender_key.expect("key"), receiver_key.expect("key"));
         assert_eq!(sender_key.as_bytes(), receiver_key.as_bytes());
-        let answer = receiver_key.seal(b"reply", b"ctx").expect("seal");
+        let answer = receiver_key.seal(b"reply", b"ctx", &mut rng).expect("seal");
         assert_eq!(
             sender_key.open(&answer, b"ctx", "reply").expect("open"),
             b"reply"
         );
         assert!(sender_key.open(&answer, b"other", "reply").is_err());
+        // Sealed twice (a request a forked broker admitted twice), the two
+        // messages get their own nonces: no keystream in common.
+        let again = receiver_key.seal(b"reply", b"ctx", &mut rng).expect("seal");
+        assert_ne!(again[..12], answer[..12], "a fresh nonce");
+        assert_ne!(again[12..], answer[12..]);
+        assert_eq!(
+            sender_key.open(&again, b"ctx", "reply").expect("open"),
+            b"reply"
+        );
     }
 
     #[test]

@@ -337,7 +337,7 @@ impl Confidential {
             .first()
             .ok_or(ConfidentialError::State("a chain has no steps".into()))?;
         let link = HopLink::new(first_step, &mut os_rng())?;
-        let (sealed, first_hop_secret) = seal_hop(&hop, &link)?;
+        let (sealed, first_hop_secret) = seal_hop(&hop, &link, &mut os_rng())?;
         // Back out of the sealed hop: the key is moved, never cloned.
         let chain_key = hop.chain_key;
         let entry = chain_entry(

@@ -128,7 +128,7 @@ impl Enclave {
         let chain_id = ticket.chain_id;
         let last = index.saturating_add(1) >= ticket.steps.len() as u64;
         let succeeded = ran.status == ActivationStatus::Success;
-        let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index)?;
+        let logs = seal_chain_logs(&ran.logs, &hop.chain_key, &chain_id, index, &mut os_rng())?;
         hop.receipts.push(
             serde_json::value::to_raw_value(&receipt)
                 .map_err(|e| ProtoError::Crypto(e.to_string()))?,
@@ -145,7 +145,7 @@ impl Enclave {
                 receipts: std::mem::take(&mut hop.receipts),
             };
             let link = self.link_to(&ticket.steps, next.index)?;
-            let (sealed, secret) = seal_hop(&next, &link.link)?;
+            let (sealed, secret) = seal_hop(&next, &link.link, &mut os_rng())?;
             secret_out = Some(secret);
             (sealed, false, next.chain_key)
         } else {
@@ -156,7 +156,7 @@ impl Enclave {
                 receipts: std::mem::take(&mut hop.receipts),
             };
             (
-                seal_chain_answer(&answer, &hop.chain_key, &chain_id)?,
+                seal_chain_answer(&answer, &hop.chain_key, &chain_id, &mut os_rng())?,
                 !last,
                 hop.chain_key,
             )
@@ -260,7 +260,7 @@ impl Enclave {
             measurement: report.measurement,
             output_hash: report.output_hash,
         });
-        let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index)?;
+        let logs = seal_chain_logs(&ran.logs, &run_key, &run_id, header.index, &mut os_rng())?;
         let last = header.index.saturating_add(1) >= session.steps;
         let succeeded = ran.status == ActivationStatus::Success;
         let (result, stop_chain) = match &session.send {
@@ -281,7 +281,7 @@ impl Enclave {
                     traces: body.traces,
                     receipts: body.receipts,
                 };
-                (answer.seal(&run_key, &run_id)?, !last)
+                (answer.seal(&run_key, &run_id, &mut os_rng())?, !last)
             }
         };
         Ok(SealedOutcome {

@@ -301,18 +301,18 @@ async fn chain_values_spliced_between_concurrent_chains_are_detected() {
 /// `clemmys/chain-hop/v2` (chain id, index, the link's encapsulated key,
 /// ciphertext, MAC), parsed from and rebuilt into a step's input.
 #[derive(Clone)]
-struct HopFrame {
-    chain_id: [u8; 16],
-    index: u64,
-    link: [u8; 32],
-    ciphertext: Vec<u8>,
+pub(crate) struct HopFrame {
+    pub(crate) chain_id: [u8; 16],
+    pub(crate) index: u64,
+    pub(crate) link: [u8; 32],
+    pub(crate) ciphertext: Vec<u8>,
     tag: Vec<u8>,
 }
 
 const HOP_FRAME: &str = "clemmys/chain-hop/v2";
 
 impl HopFrame {
-    fn of(input: &Value) -> Self {
+    pub(crate) fn of(input: &Value) -> Self {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(input["sealed"].as_str().expect("a sealed hop"))
             .expect("base64");
@@ -326,7 +326,7 @@ impl HopFrame {
         }
     }
 
-    fn input(&self) -> Value {
+    pub(crate) fn input(&self) -> Value {
         let bytes = Writer::new(HOP_FRAME)
             .bytes(&self.chain_id)
             .u64(self.index)

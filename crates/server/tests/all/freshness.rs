@@ -94,7 +94,7 @@ async fn invoke_replayed_after_a_restart_is_refused_and_honest_clients_go_on() {
 }
 
 /// Copies directory `from` into `to` (created), recursively.
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {
         let entry = entry.expect("entry");

@@ -20,6 +20,7 @@ mod confidential_packages;
 mod contract;
 mod default_parameters;
 mod enclave_pool;
+mod forked_broker;
 mod freshness;
 mod info;
 mod invoke;

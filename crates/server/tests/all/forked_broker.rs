@@ -1,0 +1,211 @@
+//! A forked key broker: the provider copies the broker's data directory,
+//! starts a second broker on the copy, and routes an enclave's admission
+//! requests to one or the other (the link between them is the provider's
+//! network). Each broker admits a chain step once, so together they admit
+//! it twice, and the step's enclave runs twice. With the `sim` TEE nothing
+//! stops the fork (the counter that refuses an older copy is a file the
+//! provider holds; docs/THREAT-MODEL.md); what must hold anyway is that
+//! the enclave never seals two messages under one key and nonce, or the
+//! XOR of the two ciphertexts is the XOR of the two plaintexts.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use clemmys_server::broker_node::{BrokerConfig, RunningBroker};
+use clemmys_server::{BrokerLocation, RunningServer, ServerConfig};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::chains::{HopFrame, deliver, passed_on};
+use crate::common::TestServer;
+use crate::freshness::copy_dir;
+
+/// The provider's network between the node and its broker: a TCP relay
+/// that sends new connections to whichever broker it is told.
+struct Relay {
+    addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accepting: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let target = Arc::new(Mutex::new(target));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let accepting = tokio::spawn({
+            let (target, connections) = (target.clone(), connections.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let to = *target.lock().unwrap_or_else(PoisonError::into_inner);
+                    let relaying = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(to).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(relaying);
+                }
+            }
+        });
+        Self {
+            addr,
+            target,
+            connections,
+            accepting,
+        }
+    }
+
+    /// Sends every later connection to `target`, and cuts the open ones
+    /// (the node's client then connects again, through to `target`).
+    async fn switch_to(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = target;
+        for connection in self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            connection.abort();
+        }
+        // Lets the node's pooled connections see the cut before the next
+        // request.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+async fn start_broker(data_dir: std::path::PathBuf, platform: &std::path::Path) -> RunningBroker {
+    RunningBroker::start(BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir,
+        sim_platform_key: Some(platform.to_owned()),
+        trust_sim_platforms: Vec::new(),
+        http: Default::default(),
+        tls: None,
+    })
+    .await
+    .expect("broker starts")
+}
+
+/// The longest run of positions where `a` and `b` hold the same byte. Two
+/// ciphertexts under one key and nonce are equal wherever their plaintexts
+/// are (the XOR of the keystream cancels), so sealed messages with a
+/// common beginning show it as a long run; under independent keystreams a
+/// byte matches by chance once in 256.
+fn longest_equal_run(a: &[u8], b: &[u8]) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for (x, y) in a.iter().zip(b) {
+        run = if x == y { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+fn sealed_bytes(record: &Value) -> Vec<u8> {
+    let sealed = record["response"]["result"]["sealed"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a sealed result: {record}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .expect("base64")
+}
+
+/// Broker A serves the node; broker B runs on a copy of A's directory
+/// taken after the actions were registered. One chain's first hop goes to
+/// `echo` twice (admitted by A, then by B), and its second hop to `greet`
+/// twice: each enclave runs twice and seals the next hop, or the chain's
+/// answer, twice. No two of those may share a keystream.
+#[tokio::test]
+async fn a_step_run_twice_through_a_forked_broker_never_reuses_a_key_and_nonce() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
+    let relay = Relay::start(broker_a.addr).await;
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
+    config.broker = BrokerLocation::Remote {
+        url: format!("http://{}", relay.addr),
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.clone());
+    let server = TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    );
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    owner.deploy("greet", "hello").await;
+    owner.create_sequence("pair", &["echo", "greet"]).await;
+
+    // The fork: a second broker on a copy of the first one's state.
+    copy_dir(&dir.path().join("broker-a"), &dir.path().join("broker-b"));
+    let broker_b = start_broker(dir.path().join("broker-b"), &platform).await;
+
+    // A broker refuses what is stamped before its start plus the allowed
+    // clock skew, so the provider lets the owner's client meet B first: B
+    // refuses its invoke naming that floor, and the client stamps at it
+    // from then on, which A, whose skew reaches as far ahead, accepts too.
+    relay.switch_to(broker_b.addr).await;
+    owner
+        .invoke("echo", json!({}))
+        .await
+        .expect("an invoke re-stamped at B's floor");
+    let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
+    let (first_hop, _) = owner
+        .client
+        .seal_chain(&components, &json!({ "name": "fork" }))
+        .await
+        .expect("seal");
+    relay.switch_to(broker_a.addr).await;
+    let echo_a = deliver(&server, "echo", &first_hop).await;
+    assert_eq!(echo_a["response"]["status"], "success", "{echo_a}");
+    let second_hop = passed_on(&echo_a);
+    let greet_a = deliver(&server, "greet", &second_hop).await;
+    assert_eq!(greet_a["response"]["status"], "success", "{greet_a}");
+
+    relay.switch_to(broker_b.addr).await;
+    let echo_b = deliver(&server, "echo", &first_hop).await;
+    assert_eq!(
+        echo_b["response"]["status"], "success",
+        "broker B admits the step A admitted: the fork worked: {echo_b}"
+    );
+    let greet_b = deliver(&server, "greet", &second_hop).await;
+    assert_eq!(greet_b["response"]["status"], "success", "{greet_b}");
+
+    let (hop_a, hop_b) = (HopFrame::of(&second_hop), HopFrame::of(&passed_on(&echo_b)));
+    assert_eq!(
+        (hop_a.chain_id, hop_a.index, hop_a.link),
+        (hop_b.chain_id, hop_b.index, hop_b.link),
+        "echo's enclave sealed hop 1 of one chain twice, over the same link"
+    );
+    for (what, a, b) in [
+        ("hop 1", hop_a.ciphertext, hop_b.ciphertext),
+        ("the answer", sealed_bytes(&greet_a), sealed_bytes(&greet_b)),
+    ] {
+        let run = longest_equal_run(&a, &b);
+        assert!(
+            run < 16,
+            "{what}, sealed twice, shares a keystream: {run} equal bytes in a row"
+        );
+    }
+    broker_b.shutdown().await;
+    broker_a.shutdown().await;
+}
