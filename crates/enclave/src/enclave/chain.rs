@@ -3,6 +3,7 @@
 //! a step of a later run of a chain session (symmetric hops and MAC
 //! receipts, see `clemmys_proto::chain_session`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,13 @@ impl KeptLink {
     fn fresh(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.made) < LINK_LIFETIME
     }
+}
+
+/// Drops the links past their lifetime, so that their secrets do not stay
+/// in memory until the bound pushes them out. Run when a link is made
+/// (about once a lifetime per next step), not per hop.
+fn forget_stale<K>(links: &mut HashMap<K, Arc<KeptLink>>, now: Instant) {
+    links.retain(|_, kept| kept.fresh(now));
 }
 
 /// A chain session and a step index: where a session hop is going.
@@ -76,7 +84,8 @@ impl Enclave {
         let started = Instant::now();
         let mut init_time = None;
         let provisioned = self.grant(run.namespace, run.action, None, &mut init_time)?;
-        let (mut hop, secret_in) = self.open_hop(&run, &hop, &provisioned.grant.action_keys)?;
+        let (mut hop, secret_in, new_link) =
+            self.open_hop(&run, &hop, &provisioned.grant.action_keys)?;
         let ticket = &hop.ticket.ticket;
         let index = hop.index;
         let step = usize::try_from(index)
@@ -109,6 +118,9 @@ impl Enclave {
             ticket.timestamp_ms,
             delegate,
         )?;
+        if let Some(link) = new_link {
+            self.keep_link_in(link);
+        }
         let input_hash = Digest::of(&hop.value);
         let ran = self
             .execute(&run, &provisioned, &hop.value, load_code, &mut init_time)
@@ -297,31 +309,37 @@ impl Enclave {
 
     /// Opens `hop` over the link it came by: a link this enclave opened
     /// before is used again (no HPKE); a new one is opened with the action
-    /// keys and kept once a hop over it verified (so that hops the provider
-    /// forges cannot push out real links).
+    /// keys and handed back, for the caller to keep once the broker admitted
+    /// the hop ([`Enclave::keep_link_in`]). A hop verifies under any ticket
+    /// signed by any key, so keeping links before admission would let hops
+    /// the provider makes push real links out.
     fn open_hop(
         &self,
         run: &SealedRun<'_>,
         hop: &SealedHop,
         keys: &KemKeyPair,
-    ) -> Result<(HopBody, ExportedKey), EnclaveError> {
+    ) -> Result<(HopBody, ExportedKey, Option<KeptLink>), EnclaveError> {
         let now = Instant::now();
         let kept = lock(&self.links_in)
             .get(hop.link_enc())
             .filter(|kept| kept.fresh(now))
             .cloned();
         if let Some(kept) = kept {
-            return Ok(hop.open_over(&kept.link)?);
+            let (body, secret) = hop.open_over(&kept.link)?;
+            return Ok((body, secret, None));
         }
         let link = hop.open_link(run.namespace, run.action, keys)?;
-        let opened = hop.open_over(&link)?;
-        keep_bounded(
-            &mut lock(&self.links_in),
-            *link.enc(),
-            Arc::new(KeptLink { link, made: now }),
-            |kept| kept.made,
-        );
-        Ok(opened)
+        let (body, secret) = hop.open_over(&link)?;
+        Ok((body, secret, Some(KeptLink { link, made: now })))
+    }
+
+    /// Keeps a link a hop of an admitted chain step came over.
+    fn keep_link_in(&self, link: KeptLink) {
+        let mut links = lock(&self.links_in);
+        forget_stale(&mut links, link.made);
+        keep_bounded(&mut links, *link.link.enc(), Arc::new(link), |kept| {
+            kept.made
+        });
     }
 
     /// The link this enclave seals hops into step `index` of `steps` over:
@@ -344,6 +362,7 @@ impl Enclave {
             link: HopLink::new(step, &mut os_rng())?,
             made: now,
         });
+        forget_stale(&mut links, now);
         keep_bounded(&mut links, step.action_key, Arc::clone(&kept), |kept| {
             kept.made
         });
