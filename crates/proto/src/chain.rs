@@ -230,13 +230,13 @@ fn hop_mac_transcript(
     chain_id: &[u8; 16],
     index: u64,
     enc: &[u8; ENC_LEN],
-    ciphertext: &[u8],
+    ciphertext: &Digest,
 ) -> Vec<u8> {
     Writer::new("clemmys/chain-mac/v1")
         .bytes(chain_id)
         .u64(index)
         .bytes(enc)
-        .bytes(Digest::of(ciphertext).as_bytes())
+        .bytes(ciphertext.as_bytes())
         .finish()
 }
 
@@ -288,10 +288,24 @@ impl HopLink {
         self.derive("clemmys/chain-hop-key/v2", chain_id, index)
     }
 
-    /// The secret of hop `(chain_id, index)` a chain session keeps: only
-    /// the two ends of the link can derive it.
-    fn session_secret(&self, chain_id: &[u8; 16], index: u64) -> Result<ExportedKey, ProtoError> {
-        self.derive("clemmys/chain-hop-session/v2", chain_id, index)
+    /// The secret a chain session keeps of hop `(chain_id, index)` whose
+    /// ciphertext hashes to `ciphertext`: only the two ends of the link can
+    /// derive it, and a hop sealed again (its AEAD nonce is random) gives
+    /// another, so that a step a forked broker admits twice does not open
+    /// a second session under the first one's keys.
+    fn session_secret(
+        &self,
+        chain_id: &[u8; 16],
+        index: u64,
+        ciphertext: &Digest,
+    ) -> Result<ExportedKey, ProtoError> {
+        self.secret.derive(
+            &Writer::new("clemmys/chain-hop-session/v3")
+                .bytes(chain_id)
+                .u64(index)
+                .bytes(ciphertext.as_bytes())
+                .finish(),
+        )
     }
 
     /// A key of this link for `(chain_id, index)`, under `label`.
@@ -352,11 +366,12 @@ pub fn seal_hop(
         &hop_aad(chain_id, body.index),
         rng,
     )?;
+    let ciphertext_digest = Digest::of(&ciphertext);
     let tag = body.chain_key.mac(&hop_mac_transcript(
         chain_id,
         body.index,
         &link.enc,
-        &ciphertext,
+        &ciphertext_digest,
     ))?;
     let frame = Writer::new(HOP_FRAME)
         .bytes(chain_id)
@@ -365,7 +380,8 @@ pub fn seal_hop(
         .bytes(&ciphertext)
         .bytes(&tag)
         .finish();
-    Ok((frame, link.session_secret(chain_id, body.index)?))
+    let session_secret = link.session_secret(chain_id, body.index, &ciphertext_digest)?;
+    Ok((frame, session_secret))
 }
 
 /// A chain hop as it travels: parsed, not opened.
@@ -448,8 +464,9 @@ impl SealedHop {
         let receipts: Vec<Box<RawValue>> = serde_json::from_slice(reader.bytes()?)
             .map_err(|_| ProtoError::Malformed("chain receipts"))?;
         reader.finish()?;
+        let ciphertext_digest = Digest::of(&self.ciphertext);
         chain_key.verify_mac(
-            &hop_mac_transcript(&chain_id, index, &self.enc, &self.ciphertext),
+            &hop_mac_transcript(&chain_id, index, &self.enc, &ciphertext_digest),
             &self.tag,
             "chain hop MAC",
         )?;
@@ -464,7 +481,8 @@ impl SealedHop {
             value,
             receipts,
         };
-        Ok((body, link.session_secret(&chain_id, index)?))
+        let session_secret = link.session_secret(&chain_id, index, &ciphertext_digest)?;
+        Ok((body, session_secret))
     }
 
     /// Opens the link, then the hop over it.

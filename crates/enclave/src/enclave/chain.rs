@@ -4,7 +4,7 @@
 //! receipts, see `clemmys_proto::chain_session`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clemmys_proto::broker::Admission;
@@ -14,6 +14,8 @@ use clemmys_proto::chain::{
 };
 use clemmys_proto::chain_session::{SessionAnswer, SessionHop, SessionHopBody, StepTrace, hop_key};
 use clemmys_proto::invoke::ChainPosition;
+use clemmys_proto::refusal::Refusal;
+use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::suite::{ChannelKey, ExportedKey, KemKeyPair};
 use clemmys_proto::{ClientId, Digest, ProtoError};
 use clemmys_tee::os_rng;
@@ -67,6 +69,11 @@ pub(super) struct ChainSession {
     receive: ChannelKey,
     /// The key of the hops into the next step (`None` for the last step).
     send: Option<ChannelKey>,
+    /// The runs this step ran. The broker admits each (run, step) once,
+    /// but a provider can fork the broker; this window is what keeps the
+    /// step from sealing a run's hop or answer twice under `send`'s key
+    /// and the run counter as nonce.
+    runs: Mutex<CounterWindow>,
     opened: Instant,
 }
 
@@ -186,6 +193,7 @@ impl Enclave {
                     chain_key,
                     receive: hop_key(&secret_in)?,
                     send: secret_out.as_ref().map(hop_key).transpose()?,
+                    runs: Mutex::new(CounterWindow::new()),
                     opened: Instant::now(),
                 },
             );
@@ -238,6 +246,12 @@ impl Enclave {
         // Opened first: only an authentic hop may use up the admission of
         // (run, index), so a forged one cannot refuse the genuine one.
         let mut body = hop.open(&session.receive)?;
+        lock(&session.runs)
+            .accept(header.counter)
+            .map_err(|replay| EnclaveError::Refused {
+                refusal: Refusal::from(replay),
+                reason: replay.to_string(),
+            })?;
         let run_id = header.run_id();
         self.admit_for(
             &run,
