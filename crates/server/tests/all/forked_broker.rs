@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::chains::{HopFrame, deliver, passed_on};
+use crate::chains::{HopFrame, deliver, passed_on, refusal};
 use crate::common::TestServer;
 use crate::freshness::copy_dir;
 
@@ -124,70 +124,100 @@ fn sealed_bytes(record: &Value) -> Vec<u8> {
         .expect("base64")
 }
 
-/// Broker A serves the node; broker B runs on a copy of A's directory
-/// taken after the actions were registered. One chain's first hop goes to
-/// `echo` twice (admitted by A, then by B), and its second hop to `greet`
-/// twice: each enclave runs twice and seals the next hop, or the chain's
-/// answer, twice. No two of those may share a keystream.
+/// A node whose broker link goes through a [`Relay`] to broker A, an owner
+/// with confidential `echo` and `greet` and sequence `pair` of them, and
+/// broker B on a copy of A's directory taken then (the fork). The owner's
+/// client has met B's replay floor (a broker refuses what is stamped
+/// before its start plus the allowed clock skew: the provider lets the
+/// client meet B first, B refuses its invoke naming that floor, and the
+/// client stamps at it from then on, which A, whose skew reaches as far
+/// ahead, accepts too). The relay points at A again.
+struct Forked {
+    server: TestServer,
+    owner: crate::common::Owner,
+    relay: Relay,
+    broker_a: RunningBroker,
+    broker_b: RunningBroker,
+    _dir: tempfile::TempDir,
+}
+
+impl Forked {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = dir.path().join("host-platform.key");
+        let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
+        let relay = Relay::start(broker_a.addr).await;
+        let node_dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ServerConfig::new(
+            "127.0.0.1:0".parse().expect("address"),
+            node_dir.path().join("data"),
+        );
+        config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
+        config.broker = BrokerLocation::Remote {
+            url: format!("http://{}", relay.addr),
+            tls: Default::default(),
+        };
+        config.sim_platform_key = Some(platform.clone());
+        let server = TestServer::wrap(
+            RunningServer::start(config).await.expect("node starts"),
+            node_dir,
+        );
+        let owner = server.owner().await;
+        owner.deploy("echo", "echo").await;
+        owner.deploy("greet", "hello").await;
+        owner.create_sequence("pair", &["echo", "greet"]).await;
+
+        copy_dir(&dir.path().join("broker-a"), &dir.path().join("broker-b"));
+        let broker_b = start_broker(dir.path().join("broker-b"), &platform).await;
+        relay.switch_to(broker_b.addr).await;
+        owner
+            .invoke("echo", json!({}))
+            .await
+            .expect("an invoke re-stamped at B's floor");
+        relay.switch_to(broker_a.addr).await;
+        Self {
+            server,
+            owner,
+            relay,
+            broker_a,
+            broker_b,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.broker_b.shutdown().await;
+        self.broker_a.shutdown().await;
+    }
+}
+
+/// One chain's first hop goes to `echo` twice (admitted by A, then by B),
+/// and its second hop to `greet` twice: each enclave runs twice and seals
+/// the next hop, or the chain's answer, twice. No two of those may share
+/// a keystream.
 #[tokio::test]
 async fn a_step_run_twice_through_a_forked_broker_never_reuses_a_key_and_nonce() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let platform = dir.path().join("host-platform.key");
-    let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
-    let relay = Relay::start(broker_a.addr).await;
-    let node_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        node_dir.path().join("data"),
-    );
-    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
-    config.broker = BrokerLocation::Remote {
-        url: format!("http://{}", relay.addr),
-        tls: Default::default(),
-    };
-    config.sim_platform_key = Some(platform.clone());
-    let server = TestServer::wrap(
-        RunningServer::start(config).await.expect("node starts"),
-        node_dir,
-    );
-    let owner = server.owner().await;
-    owner.deploy("echo", "echo").await;
-    owner.deploy("greet", "hello").await;
-    owner.create_sequence("pair", &["echo", "greet"]).await;
-
-    // The fork: a second broker on a copy of the first one's state.
-    copy_dir(&dir.path().join("broker-a"), &dir.path().join("broker-b"));
-    let broker_b = start_broker(dir.path().join("broker-b"), &platform).await;
-
-    // A broker refuses what is stamped before its start plus the allowed
-    // clock skew, so the provider lets the owner's client meet B first: B
-    // refuses its invoke naming that floor, and the client stamps at it
-    // from then on, which A, whose skew reaches as far ahead, accepts too.
-    relay.switch_to(broker_b.addr).await;
-    owner
-        .invoke("echo", json!({}))
-        .await
-        .expect("an invoke re-stamped at B's floor");
+    let forked = Forked::start().await;
+    let (server, owner, relay) = (&forked.server, &forked.owner, &forked.relay);
     let components = vec!["/guest/echo".to_owned(), "/guest/greet".to_owned()];
     let (first_hop, _) = owner
         .client
         .seal_chain(&components, &json!({ "name": "fork" }))
         .await
         .expect("seal");
-    relay.switch_to(broker_a.addr).await;
-    let echo_a = deliver(&server, "echo", &first_hop).await;
+    let echo_a = deliver(server, "echo", &first_hop).await;
     assert_eq!(echo_a["response"]["status"], "success", "{echo_a}");
     let second_hop = passed_on(&echo_a);
-    let greet_a = deliver(&server, "greet", &second_hop).await;
+    let greet_a = deliver(server, "greet", &second_hop).await;
     assert_eq!(greet_a["response"]["status"], "success", "{greet_a}");
 
-    relay.switch_to(broker_b.addr).await;
-    let echo_b = deliver(&server, "echo", &first_hop).await;
+    relay.switch_to(forked.broker_b.addr).await;
+    let echo_b = deliver(server, "echo", &first_hop).await;
     assert_eq!(
         echo_b["response"]["status"], "success",
         "broker B admits the step A admitted: the fork worked: {echo_b}"
     );
-    let greet_b = deliver(&server, "greet", &second_hop).await;
+    let greet_b = deliver(server, "greet", &second_hop).await;
     assert_eq!(greet_b["response"]["status"], "success", "{greet_b}");
 
     let (hop_a, hop_b) = (HopFrame::of(&second_hop), HopFrame::of(&passed_on(&echo_b)));
@@ -206,6 +236,33 @@ async fn a_step_run_twice_through_a_forked_broker_never_reuses_a_key_and_nonce()
             "{what}, sealed twice, shares a keystream: {run} equal bytes in a row"
         );
     }
-    broker_b.shutdown().await;
-    broker_a.shutdown().await;
+    forked.stop().await;
+}
+
+/// In a chain session a step seals a run's hop under the session's key
+/// with the run counter as the AES-GCM nonce. A run admitted by A and then
+/// by B reaches `echo` twice: the second time it must be refused by the
+/// step itself, or it would seal under the same key and nonce again (which
+/// under GCM also gives away the authentication key).
+#[tokio::test]
+async fn a_chain_session_run_admitted_by_a_forked_broker_is_refused_by_the_step() {
+    let forked = Forked::start().await;
+    let (server, owner) = (&forked.server, &forked.owner);
+    let first = owner
+        .invoke("pair", json!({ "name": "first" }))
+        .await
+        .expect("the first run opens a chain session");
+    assert_eq!(first.result, json!({ "payload": "Hello, first!" }));
+    let (run, _) = owner
+        .client
+        .seal_in_chain_session("pair", &json!({ "name": "Ada" }))
+        .expect("the first run opened a session")
+        .expect("sealed");
+    let through_a = deliver(server, "echo", &run).await;
+    assert_eq!(through_a["response"]["status"], "success", "{through_a}");
+
+    forked.relay.switch_to(forked.broker_b.addr).await;
+    let message = refusal(&deliver(server, "echo", &run).await);
+    assert!(message.contains("replayed"), "{message}");
+    forked.stop().await;
 }
