@@ -23,7 +23,8 @@ use clemmys_proto::invoke::{
 use clemmys_proto::refusal::Refusal;
 use clemmys_proto::replay::CounterWindow;
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, SessionSalt,
+    seal_session_answer,
 };
 use clemmys_proto::suite::ENC_LEN;
 use clemmys_proto::{ClientId, Digest, Evidence, KemPublicKey, Measurement, SigningPublicKey};
@@ -416,8 +417,11 @@ impl Enclave {
             header.timestamp_ms,
             delegate,
         )?;
-        if header.open_session {
-            let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash())?;
+        let session_salt = header
+            .open_session
+            .then(|| SessionSalt::generate(&mut os_rng()));
+        if let Some(salt) = &session_salt {
+            let keys = SessionKeys::derive(&opened.answer_keys, &invocation.input_hash(), salt)?;
             self.keep_session(Session {
                 keys,
                 client: header.client,
@@ -447,6 +451,7 @@ impl Enclave {
             status: ran.status,
             result: ran.result,
             receipt,
+            session_salt,
         };
         let sealed = seal_answer(
             &body,

@@ -30,7 +30,8 @@ use clemmys_proto::invoke::{
     seal_invocation,
 };
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, seal_session_answer,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, SessionSalt,
+    seal_session_answer,
 };
 use clemmys_proto::suite::{ChannelKey, ExportedKey, KemKeyPair};
 use clemmys_proto::{Digest, Evidence, Measurement};
@@ -219,6 +220,9 @@ pub fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(build)
 }
 
+/// The salt of the session the fixture's invocation opens.
+const SESSION_SALT: SessionSalt = SessionSalt([0x5a; 16]);
+
 /// The randomness of the fixtures' AEAD nonces: a stream apart from
 /// `build`'s, so that the keys drawn after a seal stay those the committed
 /// corpora were made with.
@@ -316,6 +320,7 @@ fn build() -> Fixtures {
             nonce,
             None,
         ),
+        session_salt: Some(SESSION_SALT),
     };
     let sealed_result = seal_answer(
         &body,
@@ -328,7 +333,7 @@ fn build() -> Fixtures {
     .expect("fixture: seal answer")
     .result;
 
-    let session_keys = SessionKeys::derive(&pending.keys, &pending.input_hash)
+    let session_keys = SessionKeys::derive(&pending.keys, &pending.input_hash, &SESSION_SALT)
         .expect("fixture: derive session keys");
     let session_binding = SessionBinding {
         namespace: NAMESPACE,

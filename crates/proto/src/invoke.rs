@@ -360,6 +360,10 @@ pub struct SealedResultBody {
     pub result: serde_json::Value,
     /// The signed receipt.
     pub receipt: SignedReceipt,
+    /// When the invocation opened a session: the enclave's salt of its
+    /// keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_salt: Option<crate::session::SessionSalt>,
 }
 
 /// An enclave's answer, sealed to the client in two parts.
@@ -522,6 +526,7 @@ mod tests {
             status: ActivationStatus::Success,
             result: serde_json::json!({"y": 2}),
             receipt: SignedReceipt::sign(receipt, &keys, evidence),
+            session_salt: None,
         };
         let logs = vec!["line".to_owned()];
         let sealed =

@@ -27,6 +27,7 @@
 //! [`SessionReceipt`] (its request, the record's activation id) and
 //! rebuilds it to check the MAC.
 
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::invoke::{AnswerKeys, PendingAnswer};
@@ -40,7 +41,26 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 const FRAME: &str = "clemmys/session-invocation/v2";
 /// Bytes of a session receipt's MAC: HMAC-SHA256 truncated to 128 bits.
 pub const SESSION_MAC_BYTES: usize = 16;
-const SECRET_LABEL: &[u8] = b"clemmys/session-secret/v1";
+const SECRET_LABEL: &str = "clemmys/session-secret/v2";
+
+/// Random bytes the enclave draws when it opens a session and sends, sealed
+/// in the opening answer, for both ends to derive the session's keys with.
+/// Without them the keys would follow from the opening invocation alone,
+/// and an invocation delivered again (a provider running two brokers on
+/// copies of one state gets it admitted twice) would open the same session
+/// again with a fresh replay window: the enclave would then answer its
+/// requests again under the same key and counter nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSalt(#[serde(with = "crate::invoke::hex_bytes")] pub [u8; 16]);
+
+impl SessionSalt {
+    /// Fresh random bytes.
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        Self(salt)
+    }
+}
 
 /// The keys of one session, derived from its secret; zeroed on drop.
 #[derive(Debug)]
@@ -55,11 +75,17 @@ pub struct SessionKeys {
 
 impl SessionKeys {
     /// The session that the invocation with these answer keys and input
-    /// hash opened. Client and enclave derive the same.
-    pub fn derive(answer: &AnswerKeys, input_hash: &Digest) -> Result<Self, ProtoError> {
+    /// hash opened, with the enclave's `salt`. Client and enclave derive
+    /// the same.
+    pub fn derive(
+        answer: &AnswerKeys,
+        input_hash: &Digest,
+        salt: &SessionSalt,
+    ) -> Result<Self, ProtoError> {
         let mut id = [0u8; 16];
         id.copy_from_slice(&input_hash.as_bytes()[..16]);
-        Self::from_secret(id, answer.result.derive(SECRET_LABEL)?)
+        let label = Writer::new(SECRET_LABEL).bytes(&salt.0).finish();
+        Self::from_secret(id, answer.result.derive(&label)?)
     }
 
     /// The keys of session `id` from its secret (the client's keyring).
@@ -79,9 +105,10 @@ impl SessionKeys {
         &self.secret
     }
 
-    /// The session a client opened with `pending`.
-    pub fn for_client(pending: &PendingAnswer) -> Result<Self, ProtoError> {
-        Self::derive(&pending.keys, &pending.input_hash)
+    /// The session a client opened with `pending`, whose answer carried
+    /// `salt`.
+    pub fn for_client(pending: &PendingAnswer, salt: &SessionSalt) -> Result<Self, ProtoError> {
+        Self::derive(&pending.keys, &pending.input_hash, salt)
     }
 
     /// The broker nonce of request `counter`: unique per session and counter.
@@ -425,8 +452,44 @@ mod tests {
             seal_invocation(&client, &action.public(), header, &code, b"{}", &mut rng)
                 .expect("seal");
         let opened = sealed.open(&action, &code).expect("open");
-        let enclave = SessionKeys::derive(&opened.answer_keys, &sealed.input_hash()).expect("keys");
-        (SessionKeys::for_client(&pending).expect("keys"), enclave)
+        let salt = SessionSalt::generate(&mut rng);
+        let enclave =
+            SessionKeys::derive(&opened.answer_keys, &sealed.input_hash(), &salt).expect("keys");
+        (
+            SessionKeys::for_client(&pending, &salt).expect("keys"),
+            enclave,
+        )
+    }
+
+    #[test]
+    fn an_invocation_opening_a_session_again_opens_other_keys() {
+        let mut rng = os_rng();
+        let client = ClientIdentity::generate(&mut rng);
+        let action = KemKeyPair::generate(&mut rng);
+        let header = InvocationHeader {
+            namespace: "guest".into(),
+            action: "a".into(),
+            version: 2,
+            nonce: [1; 16],
+            timestamp_ms: 1,
+            client: client.id(),
+            open_session: true,
+        };
+        let code = Digest::of(b"code");
+        let (sealed, _) =
+            seal_invocation(&client, &action.public(), header, &code, b"{}", &mut rng)
+                .expect("seal");
+        let [first, again] = [(); 2].map(|()| {
+            let opened = sealed.open(&action, &code).expect("open");
+            let salt = SessionSalt::generate(&mut rng);
+            SessionKeys::derive(&opened.answer_keys, &sealed.input_hash(), &salt).expect("keys")
+        });
+        assert_eq!(first.id, again.id, "the same session id");
+        assert_ne!(
+            first.secret().as_bytes(),
+            again.secret().as_bytes(),
+            "but not the same keys"
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ use clemmys_proto::invoke::{
 };
 use clemmys_proto::refusal::Refusal;
 use clemmys_proto::session::{
-    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, open_session_result,
+    SessionBinding, SessionInvocation, SessionKeys, SessionReceipt, SessionSalt,
+    open_session_result,
 };
 use clemmys_proto::{ClientId, Digest, Measurement, ProtoError, SigningPublicKey, TeeKind};
 use clemmys_tee::{
@@ -1635,13 +1636,19 @@ impl Confidential {
                 } else {
                     split_record(body)
                 };
-                let opened =
-                    self.open(&entry, &descriptor, activation_id, &result, logs.as_deref())?;
-                if self.use_sessions {
-                    // The answer opened and its signed receipt verified: the
-                    // enclave holds the session this invocation asked for.
+                let (opened, session_salt) = self.open_with_salt(
+                    &entry,
+                    &descriptor,
+                    activation_id,
+                    &result,
+                    logs.as_deref(),
+                )?;
+                // The answer opened and its signed receipt verified: the
+                // enclave holds the session this invocation asked for, keyed
+                // with the salt it sent (without one, there is none).
+                if let (true, Some(salt)) = (self.use_sessions, session_salt) {
                     let session = ClientSession {
-                        keys: SessionKeys::for_client(&pending)?,
+                        keys: SessionKeys::for_client(&pending, &salt)?,
                         counter: AtomicU64::new(1),
                         version: descriptor.version,
                         code_digest: descriptor.code_digest,
@@ -2027,6 +2034,20 @@ impl Confidential {
         result: &Value,
         sealed_logs: Option<&str>,
     ) -> Result<OpenedActivation, ConfidentialError> {
+        self.open_with_salt(entry, descriptor, activation_id, result, sealed_logs)
+            .map(|(opened, _)| opened)
+    }
+
+    /// [`Self::open`], and the salt of the session the answer opened, if
+    /// it opened one.
+    fn open_with_salt(
+        &self,
+        entry: &KeyringEntry,
+        descriptor: &ActionDescriptor,
+        activation_id: ActivationId,
+        result: &Value,
+        sealed_logs: Option<&str>,
+    ) -> Result<(OpenedActivation, Option<SessionSalt>), ConfidentialError> {
         let id = activation_id.to_string();
         let sealed = sealed_answer(result)?;
         let keys = entry.keys()?;
@@ -2037,7 +2058,7 @@ impl Confidential {
             None => None,
         };
         let tee = self.verify_receipt(&body, entry, descriptor, &id)?;
-        Ok(OpenedActivation {
+        let opened = OpenedActivation {
             activation_id,
             status: body.status,
             result: body.result,
@@ -2046,7 +2067,8 @@ impl Confidential {
             chain: None,
             session: None,
             tee,
-        })
+        };
+        Ok((opened, body.session_salt))
     }
 
     /// Checks that the receipt is signed by an enclave whose evidence

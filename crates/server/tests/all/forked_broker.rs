@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
+use clemmys_broker::MAX_CLOCK_SKEW_MS;
 use clemmys_server::broker_node::{BrokerConfig, RunningBroker};
 use clemmys_server::{BrokerLocation, RunningServer, ServerConfig};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -82,6 +84,78 @@ impl Relay {
     }
 }
 
+/// The provider's network between a client and the node: a TCP relay
+/// that keeps a copy of everything the client sends.
+struct Wire {
+    addr: SocketAddr,
+    sent: Arc<Mutex<Vec<u8>>>,
+    accepting: JoinHandle<()>,
+}
+
+impl Wire {
+    async fn start(node: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let accepting = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                while let Ok((inbound, _)) = listener.accept().await {
+                    let Ok(outbound) = TcpStream::connect(node).await else {
+                        continue;
+                    };
+                    let sent = sent.clone();
+                    tokio::spawn(async move {
+                        let (mut from_client, mut to_client) = inbound.into_split();
+                        let (mut from_node, mut to_node) = outbound.into_split();
+                        let upstream = async {
+                            let mut buffer = [0u8; 16 * 1024];
+                            while let Ok(read @ 1..) = from_client.read(&mut buffer).await {
+                                sent.lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .extend_from_slice(&buffer[..read]);
+                                if to_node.write_all(&buffer[..read]).await.is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = to_node.shutdown().await;
+                        };
+                        // Closed by the node (an idle keep-alive connection):
+                        // closed for the client too.
+                        let downstream = async {
+                            let _ = tokio::io::copy(&mut from_node, &mut to_client).await;
+                            let _ = to_client.shutdown().await;
+                        };
+                        let _ = tokio::join!(upstream, downstream);
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            sent,
+            accepting,
+        }
+    }
+
+    /// The sealed bodies (`{"sealed":"…"}`) the client sent so far, in order.
+    fn sealed_bodies(&self) -> Vec<Value> {
+        let sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&sent);
+        text.split("{\"sealed\":\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('"'))
+            .map(|(sealed, _)| json!({ "sealed": sealed }))
+            .collect()
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.accepting.abort();
@@ -135,9 +209,14 @@ fn sealed_bytes(record: &Value) -> Vec<u8> {
 struct Forked {
     server: TestServer,
     owner: crate::common::Owner,
+    /// Between the owner's client and the node.
+    wire: Wire,
     relay: Relay,
     broker_a: RunningBroker,
     broker_b: RunningBroker,
+    /// When broker B started: it refuses what is stamped before this plus
+    /// the allowed clock skew.
+    b_started: std::time::Instant,
     _dir: tempfile::TempDir,
 }
 
@@ -162,12 +241,21 @@ impl Forked {
             RunningServer::start(config).await.expect("node starts"),
             node_dir,
         );
-        let owner = server.owner().await;
+        let wire = Wire::start(server.node().addr).await;
+        let client = clemmys_client::Client::with_tls(
+            &format!("http://{}", wire.addr),
+            server.node().guest_auth.clone(),
+            &Default::default(),
+        )
+        .expect("client");
+        let owner = server.owner_via(client, "guest").await;
         owner.deploy("echo", "echo").await;
+        owner.deploy("twin", "echo").await;
         owner.deploy("greet", "hello").await;
         owner.create_sequence("pair", &["echo", "greet"]).await;
 
         copy_dir(&dir.path().join("broker-a"), &dir.path().join("broker-b"));
+        let b_started = std::time::Instant::now();
         let broker_b = start_broker(dir.path().join("broker-b"), &platform).await;
         relay.switch_to(broker_b.addr).await;
         owner
@@ -178,9 +266,11 @@ impl Forked {
         Self {
             server,
             owner,
+            wire,
             relay,
             broker_a,
             broker_b,
+            b_started,
             _dir: dir,
         }
     }
@@ -264,5 +354,70 @@ async fn a_chain_session_run_admitted_by_a_forked_broker_is_refused_by_the_step(
     forked.relay.switch_to(forked.broker_b.addr).await;
     let message = refusal(&deliver(server, "echo", &run).await);
     assert!(message.contains("replayed"), "{message}");
+    forked.stop().await;
+}
+
+/// A session: the owner's client opens one with an HPKE invocation of
+/// `twin`, then sends a request in it; the provider keeps both off the
+/// wire. Through broker B it delivers the opening invocation again (the
+/// enclave opens the session again) and then the request: each broker
+/// admits each once, so the enclave runs the request twice. Its two
+/// answers must not share a keystream (before: the same session keys and
+/// the counter as AES-GCM nonce, which also gives away GCM's
+/// authentication key).
+#[tokio::test]
+async fn a_session_opened_again_through_a_forked_broker_never_reuses_a_key_and_nonce() {
+    let forked = Forked::start().await;
+    let (server, owner) = (&forked.server, &forked.owner);
+    let already = forked.wire.sealed_bodies().len();
+    let opening = owner
+        .invoke("twin", json!({ "secret": "opening" }))
+        .await
+        .expect("the opening invoke");
+    assert_eq!(opening.result, json!({ "secret": "opening" }));
+    // A session request is stamped with the client's clock, not at a
+    // floor: the provider waits until B's floor has passed.
+    let floor_passed = forked.b_started + Duration::from_millis(MAX_CLOCK_SKEW_MS + 1_000);
+    tokio::time::sleep_until(floor_passed.into()).await;
+    let request = owner
+        .invoke("twin", json!({ "secret": "in the session" }))
+        .await
+        .expect("a request in the session");
+    let sent = forked.wire.sealed_bodies();
+    let [opening_body, request_body] = &sent[already..] else {
+        panic!(
+            "two sealed bodies on the wire, not {}",
+            sent.len() - already
+        );
+    };
+    let genuine = server
+        .activation_records()
+        .await
+        .as_array()
+        .and_then(|records| {
+            records
+                .iter()
+                .find(|record| record["activationId"] == request.activation_id.to_string())
+                .cloned()
+        })
+        .expect("the request's record");
+
+    forked.relay.switch_to(forked.broker_b.addr).await;
+    let reopened = deliver(server, "twin", opening_body).await;
+    assert_eq!(reopened["response"]["status"], "success", "{reopened}");
+    let replayed = deliver(server, "twin", request_body).await;
+    if replayed["response"]["status"] == "success" {
+        let run = longest_equal_run(&sealed_bytes(&genuine), &sealed_bytes(&replayed));
+        assert!(
+            run < 16,
+            "the request's answer, sealed twice, shares a keystream: {run} equal bytes in a row"
+        );
+    } else {
+        refusal(&replayed);
+        assert_ne!(
+            replayed["response"]["result"]["refusal"], "stamped_before_floor",
+            "the replay reached the enclave: {replayed}"
+        );
+    }
     forked.stop().await;
 }
