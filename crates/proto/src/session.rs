@@ -42,6 +42,7 @@ const FRAME: &str = "clemmys/session-invocation/v2";
 /// Bytes of a session receipt's MAC: HMAC-SHA256 truncated to 128 bits.
 pub const SESSION_MAC_BYTES: usize = 16;
 const SECRET_LABEL: &str = "clemmys/session-secret/v2";
+const ID_LABEL: &str = "clemmys/session-id/v2";
 
 /// Random bytes the enclave draws when it opens a session and sends, sealed
 /// in the opening answer, for both ends to derive the session's keys with.
@@ -65,7 +66,8 @@ impl SessionSalt {
 /// The keys of one session, derived from its secret; zeroed on drop.
 #[derive(Debug)]
 pub struct SessionKeys {
-    /// The session id (a prefix of the opening invocation's digest).
+    /// The session id (a prefix of SHA-256 of the opening invocation's
+    /// digest and the enclave's salt).
     pub id: [u8; 16],
     secret: ExportedKey,
     request: ChannelKey,
@@ -82,8 +84,15 @@ impl SessionKeys {
         input_hash: &Digest,
         salt: &SessionSalt,
     ) -> Result<Self, ProtoError> {
+        // The id is salted too: an opening admitted twice (a forked
+        // broker) gives two sessions side by side, and the one the client
+        // kept goes on, its requests still refused a second time.
+        let id_frame = Writer::new(ID_LABEL)
+            .bytes(input_hash.as_bytes())
+            .bytes(&salt.0)
+            .finish();
         let mut id = [0u8; 16];
-        id.copy_from_slice(&input_hash.as_bytes()[..16]);
+        id.copy_from_slice(&Digest::of(&id_frame).as_bytes()[..16]);
         let label = Writer::new(SECRET_LABEL).bytes(&salt.0).finish();
         Self::from_secret(id, answer.result.derive(&label)?)
     }
@@ -484,11 +493,11 @@ mod tests {
             let salt = SessionSalt::generate(&mut rng);
             SessionKeys::derive(&opened.answer_keys, &sealed.input_hash(), &salt).expect("keys")
         });
-        assert_eq!(first.id, again.id, "the same session id");
+        assert_ne!(first.id, again.id, "two sessions side by side");
         assert_ne!(
             first.secret().as_bytes(),
             again.secret().as_bytes(),
-            "but not the same keys"
+            "under other keys"
         );
     }
 

@@ -364,7 +364,7 @@ async fn a_chain_session_run_admitted_by_a_forked_broker_is_refused_by_the_step(
 /// admits each once, so the enclave runs the request twice. Its two
 /// answers must not share a keystream (before: the same session keys and
 /// the counter as AES-GCM nonce, which also gives away GCM's
-/// authentication key).
+/// authentication key). And the session the client kept must go on.
 #[tokio::test]
 async fn a_session_opened_again_through_a_forked_broker_never_reuses_a_key_and_nonce() {
     let forked = Forked::start().await;
@@ -419,5 +419,15 @@ async fn a_session_opened_again_through_a_forked_broker_never_reuses_a_key_and_n
             "the replay reached the enclave: {replayed}"
         );
     }
+    // The session opened again sits beside the client's, which goes on.
+    let after = owner
+        .invoke("twin", json!({ "secret": "after" }))
+        .await
+        .expect("the client's session goes on");
+    assert!(
+        after.session.is_some(),
+        "a request in the session: {after:?}"
+    );
+    assert_eq!(after.result, json!({ "secret": "after" }));
     forked.stop().await;
 }
