@@ -129,24 +129,27 @@ impl ExportedKey {
     }
 
     /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
+    ///
+    /// Also opens the form sealed before random nonces (2026-12-07): the
+    /// whole of `sealed` under the zero nonce, so that records stored
+    /// then (a client's activations, a gateway's log lines) still read.
+    /// Accepting it gives a provider nothing: only the key's holders could
+    /// make either form, and no current enclave seals the old one.
     pub fn open(
         &self,
         sealed: &[u8],
         aad: &[u8],
         what: &'static str,
     ) -> Result<Vec<u8>, ProtoError> {
-        let (nonce, ciphertext) = sealed
+        let cipher = cipher(&self.0)?;
+        let decrypt = |nonce: &[u8; NONCE_LEN], msg: &[u8]| {
+            cipher.decrypt(&(*nonce).into(), Payload { msg, aad }).ok()
+        };
+        sealed
             .split_first_chunk::<NONCE_LEN>()
-            .ok_or(ProtoError::Tampered(what))?;
-        cipher(&self.0)?
-            .decrypt(
-                &(*nonce).into(),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| ProtoError::Tampered(what))
+            .and_then(|(nonce, ciphertext)| decrypt(nonce, ciphertext))
+            .or_else(|| decrypt(&[0; NONCE_LEN], sealed))
+            .ok_or(ProtoError::Tampered(what))
     }
 }
 
@@ -453,6 +456,22 @@ pub(crate) mod tests {
             sender_key.open(&again, b"ctx", "reply").expect("open"),
             b"reply"
         );
+        // The form sealed before random nonces still opens.
+        let legacy = cipher(receiver_key.as_bytes())
+            .expect("cipher")
+            .encrypt(
+                &[0; 12].into(),
+                Payload {
+                    msg: b"stored",
+                    aad: b"ctx",
+                },
+            )
+            .expect("seal");
+        assert_eq!(
+            sender_key.open(&legacy, b"ctx", "reply").expect("open"),
+            b"stored"
+        );
+        assert!(sender_key.open(&legacy, b"other", "reply").is_err());
     }
 
     #[test]
