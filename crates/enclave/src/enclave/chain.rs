@@ -384,13 +384,14 @@ impl Enclave {
     }
 
     /// Keeps this step's part in a chain session, dropping the oldest past
-    /// the bound.
+    /// the bound. A part it already keeps stays as it is: only a first-run
+    /// hop delivered again (admitted twice by a forked broker) opens the
+    /// same chain session again, and replacing the part would start its run
+    /// window afresh, letting the runs it ran run again.
     fn keep_chain_session(&self, key: ChainSessionStep, session: ChainSession) {
-        keep_bounded(
-            &mut lock(&self.chain_sessions),
-            key,
-            Arc::new(session),
-            |s| s.opened,
-        );
+        let mut sessions = lock(&self.chain_sessions);
+        if !sessions.contains_key(&key) {
+            keep_bounded(&mut sessions, key, Arc::new(session), |s| s.opened);
+        }
     }
 }

@@ -333,16 +333,26 @@ async fn a_step_run_twice_through_a_forked_broker_never_reuses_a_key_and_nonce()
 /// with the run counter as the AES-GCM nonce. A run admitted by A and then
 /// by B reaches `echo` twice: the second time it must be refused by the
 /// step itself, or it would seal under the same key and nonce again (which
-/// under GCM also gives away the authentication key).
+/// under GCM also gives away the authentication key). Also when the
+/// provider first delivers the chain's first-run hop again through B,
+/// which would open the step's part of the chain session again.
 #[tokio::test]
 async fn a_chain_session_run_admitted_by_a_forked_broker_is_refused_by_the_step() {
     let forked = Forked::start().await;
     let (server, owner) = (&forked.server, &forked.owner);
+    let already = forked.wire.sealed_bodies().len();
     let first = owner
         .invoke("pair", json!({ "name": "first" }))
         .await
         .expect("the first run opens a chain session");
     assert_eq!(first.result, json!({ "payload": "Hello, first!" }));
+    let sent = forked.wire.sealed_bodies();
+    let [first_hop] = &sent[already..] else {
+        panic!(
+            "one first-run hop on the wire, not {}",
+            sent.len() - already
+        );
+    };
     let (run, _) = owner
         .client
         .seal_in_chain_session("pair", &json!({ "name": "Ada" }))
@@ -352,6 +362,10 @@ async fn a_chain_session_run_admitted_by_a_forked_broker_is_refused_by_the_step(
     assert_eq!(through_a["response"]["status"], "success", "{through_a}");
 
     forked.relay.switch_to(forked.broker_b.addr).await;
+    // The first run's hop again, which B admits too: echo runs it again
+    // (a forked broker gets that), but keeps the chain session it holds.
+    let again = deliver(server, "echo", first_hop).await;
+    assert_eq!(again["response"]["status"], "success", "{again}");
     let message = refusal(&deliver(server, "echo", &run).await);
     assert!(message.contains("replayed"), "{message}");
     forked.stop().await;
