@@ -111,21 +111,7 @@ impl ExportedKey {
         aad: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, ProtoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        let ciphertext = cipher(&self.0)?
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        Ok(sealed)
+        seal_under_random_nonce(&self.0, plaintext, aad, rng)
     }
 
     /// Opens what [`ExportedKey::seal`] produced; `what` names it in errors.
@@ -141,14 +127,13 @@ impl ExportedKey {
         aad: &[u8],
         what: &'static str,
     ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = cipher(&self.0)?;
-        let decrypt = |nonce: &[u8; NONCE_LEN], msg: &[u8]| {
-            cipher.decrypt(&(*nonce).into(), Payload { msg, aad }).ok()
-        };
-        sealed
-            .split_first_chunk::<NONCE_LEN>()
-            .and_then(|(nonce, ciphertext)| decrypt(nonce, ciphertext))
-            .or_else(|| decrypt(&[0; NONCE_LEN], sealed))
+        open_nonce_prefixed(&self.0, sealed, aad)?
+            .or_else(|| {
+                cipher(&self.0)
+                    .ok()?
+                    .decrypt(&[0; NONCE_LEN].into(), Payload { msg: sealed, aad })
+                    .ok()
+            })
             .ok_or(ProtoError::Tampered(what))
     }
 }
@@ -224,6 +209,44 @@ fn cipher(key: &[u8; 32]) -> Result<ChaCha20Poly1305, ProtoError> {
     ChaCha20Poly1305::new_from_slice(key).map_err(|e| ProtoError::Crypto(e.to_string()))
 }
 
+/// `nonce ‖ ChaCha20-Poly1305(key, nonce, aad, plaintext)` under a fresh
+/// random nonce: what exported and storage keys both seal.
+fn seal_under_random_nonce(
+    key: &[u8; 32],
+    plaintext: &[u8],
+    aad: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, ProtoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let ciphertext = cipher(key)?
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|e| ProtoError::Crypto(e.to_string()))?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(&ciphertext);
+    Ok(sealed)
+}
+
+/// Opens what [`seal_under_random_nonce`] produced: `None` when it does
+/// not authenticate (or is too short to).
+fn open_nonce_prefixed(
+    key: &[u8; 32],
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<Option<Vec<u8>>, ProtoError> {
+    let cipher = cipher(key)?;
+    Ok(sealed
+        .split_first_chunk::<NONCE_LEN>()
+        .and_then(|(nonce, msg)| cipher.decrypt(&(*nonce).into(), Payload { msg, aad }).ok()))
+}
+
 /// A symmetric key for data at rest (an enclave's sealing key), zeroed on
 /// drop. Each sealed record carries its own random nonce.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -242,21 +265,7 @@ impl StorageKey {
         aad: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, ProtoError> {
-        let cipher = cipher(&self.0)?;
-        let mut nonce = [0u8; 12];
-        rng.fill_bytes(&mut nonce);
-        let ciphertext = cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|e| ProtoError::Crypto(e.to_string()))?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
-        Ok(sealed)
+        seal_under_random_nonce(&self.0, plaintext, aad, rng)
     }
 
     /// Opens what [`StorageKey::seal`] produced.
@@ -266,24 +275,12 @@ impl StorageKey {
         aad: &[u8],
         what: &'static str,
     ) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
-        if sealed.len() < 12 + TAG_LEN {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(ProtoError::Malformed("sealed record too short"));
         }
-        let (nonce, ciphertext) = sealed.split_at(12);
-        let nonce: [u8; 12] = nonce
-            .try_into()
-            .map_err(|_| ProtoError::Malformed("nonce"))?;
-        let cipher = cipher(&self.0)?;
-        cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
+        open_nonce_prefixed(&self.0, sealed, aad)?
             .map(Zeroizing::new)
-            .map_err(|_| ProtoError::Tampered(what))
+            .ok_or(ProtoError::Tampered(what))
     }
 }
 
