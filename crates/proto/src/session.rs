@@ -429,7 +429,7 @@ pub fn open_session_result(
 mod tests {
     use super::*;
     use crate::identity::ClientIdentity;
-    use crate::invoke::{InvocationHeader, seal_invocation};
+    use crate::invoke::{InvocationHeader, SealedInvocation, seal_invocation};
     use crate::suite::KemKeyPair;
     use crate::suite::tests::os_rng;
 
@@ -442,8 +442,9 @@ mod tests {
         }
     }
 
-    /// Opens a session the way client and enclave do; both sides' keys.
-    fn open_session() -> (SessionKeys, SessionKeys) {
+    /// An invocation that asks to open a session, as the client seals it,
+    /// with the action's keys and code digest the enclave opens it with.
+    fn opening_invocation() -> (SealedInvocation, PendingAnswer, KemKeyPair, Digest) {
         let mut rng = os_rng();
         let client = ClientIdentity::generate(&mut rng);
         let action = KemKeyPair::generate(&mut rng);
@@ -460,8 +461,14 @@ mod tests {
         let (sealed, pending) =
             seal_invocation(&client, &action.public(), header, &code, b"{}", &mut rng)
                 .expect("seal");
+        (sealed, pending, action, code)
+    }
+
+    /// Opens a session the way client and enclave do; both sides' keys.
+    fn open_session() -> (SessionKeys, SessionKeys) {
+        let (sealed, pending, action, code) = opening_invocation();
         let opened = sealed.open(&action, &code).expect("open");
-        let salt = SessionSalt::generate(&mut rng);
+        let salt = SessionSalt::generate(&mut os_rng());
         let enclave =
             SessionKeys::derive(&opened.answer_keys, &sealed.input_hash(), &salt).expect("keys");
         (
@@ -472,22 +479,8 @@ mod tests {
 
     #[test]
     fn an_invocation_opening_a_session_again_opens_other_keys() {
+        let (sealed, _, action, code) = opening_invocation();
         let mut rng = os_rng();
-        let client = ClientIdentity::generate(&mut rng);
-        let action = KemKeyPair::generate(&mut rng);
-        let header = InvocationHeader {
-            namespace: "guest".into(),
-            action: "a".into(),
-            version: 2,
-            nonce: [1; 16],
-            timestamp_ms: 1,
-            client: client.id(),
-            open_session: true,
-        };
-        let code = Digest::of(b"code");
-        let (sealed, _) =
-            seal_invocation(&client, &action.public(), header, &code, b"{}", &mut rng)
-                .expect("seal");
         let [first, again] = [(); 2].map(|()| {
             let opened = sealed.open(&action, &code).expect("open");
             let salt = SessionSalt::generate(&mut rng);
