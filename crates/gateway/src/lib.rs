@@ -68,6 +68,13 @@ use crate::credentials::{
 use crate::ratls::{RaTlsCertificate, RaTlsError};
 use crate::sealed::{DirLock, GatewaySecrets, Revocations, SealedState, SealedStateError};
 
+/// What the gateway's client state keeps its node's broker pin, version
+/// marks, plan versions, sealed defaults and deletions under: one name,
+/// not the `--apihost` the provider passes, so that the same node spelt
+/// otherwise (or another node) finds the pin and marks already there
+/// instead of none (a broker that is not the pinned one is refused).
+const NODE_KEY: &str = "the gateway's node";
+
 /// The file (in the state directory) holding the gateway's RA-TLS
 /// certificate: public, kept so that a pinned copy stays valid across
 /// restarts as long as the key and evidence are the same.
@@ -258,7 +265,12 @@ impl Gateway {
     /// `tee`, and its RA-TLS certificate.
     pub fn start(config: GatewayConfig, tee: Arc<dyn Tee>) -> Result<Self, GatewayError> {
         let lock = DirLock::acquire(&config.state_dir)?;
-        let secrets = GatewaySecrets::load_or_create(&config.state_dir, &*tee, config.owner)?;
+        let secrets = GatewaySecrets::load_or_create(
+            &config.state_dir,
+            &*tee,
+            config.owner,
+            &config.namespace,
+        )?;
         let id = secrets.identity.id();
         let (der, pem) = certificate(&config.state_dir, &config.names, &*tee, &secrets)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(secrets.tls_key.serialize_der()));
@@ -472,11 +484,11 @@ impl Gateway {
                 code: None,
             }));
         }
-        if self.home.broker_pin(client.api_host())?.is_none() {
+        if self.home.broker_pin(NODE_KEY)?.is_none() {
             let doc = BrokerIdentityDoc::fetch(&client).await?;
             let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;
             pin.namespace = Some(self.config.namespace.clone());
-            self.home.save_broker_pin(client.api_host(), &pin)?;
+            self.home.save_broker_pin(NODE_KEY, &pin)?;
             tracing::info!(node = %client.api_host(), "{PINNED}");
         }
         let identity = ClientIdentity::from_secret(&self.identity.secret_bytes());
@@ -485,6 +497,7 @@ impl Gateway {
             self.home.clone(),
             identity,
             Some(self.config.namespace.clone()),
+            NODE_KEY.to_owned(),
         )
         .await?;
         if let Some(owner) = self.config.owner {

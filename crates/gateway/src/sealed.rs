@@ -8,10 +8,13 @@
 //! certificates and credentials survive restarts; any other program (or
 //! platform) cannot open them.
 //!
-//! The owner is sealed with the identity it was made with and cannot
-//! change: an owner's delegation names that identity, and a provider who
-//! restarted the same gateway without `--owner` (test mode, which accepts
-//! namespace keys) or for itself would otherwise inherit the delegation.
+//! The owner and the namespace are sealed with the identity it was made
+//! with and cannot change: an owner's delegation names that identity, and
+//! a provider who restarted the same gateway without `--owner` (test mode,
+//! which accepts namespace keys) or for itself would otherwise inherit the
+//! delegation; one who restarted it for another namespace of the owner's
+//! would have the callers' parameters run by that namespace's action of
+//! the same name.
 //!
 //! What changes as it runs is a second sealed file ([`SealedState`]),
 //! versioned against the TEE's monotonic counter so that restoring an
@@ -58,10 +61,11 @@ pub const STATE_FILE: &str = "state.sealed";
 /// The file that held the sealed list of revoked credentials before the
 /// client state was sealed with it: read once, moved into [`STATE_FILE`].
 pub const LEGACY_REVOKED_FILE: &str = "revoked.sealed";
-/// The secrets of gateways from before credentials: no credential key and
-/// no owner binding; refused rather than upgraded (see [`SealedStateError::Outdated`]).
-const FRAME_V1: &str = "clemmys/gateway-secrets/v1";
-const FRAME: &str = "clemmys/gateway-secrets/v2";
+/// The secrets of gateways from before credentials (no credential key and
+/// no owner binding) and from before the namespace was bound: refused
+/// rather than upgraded (see [`SealedStateError::Outdated`]).
+const OLDER_FRAMES: [&str; 2] = ["clemmys/gateway-secrets/v1", "clemmys/gateway-secrets/v2"];
+const FRAME: &str = "clemmys/gateway-secrets/v3";
 const AAD: &[u8] = b"clemmys/gateway-secrets-aad/v1";
 const REVOKED_FRAME: &str = "clemmys/gateway-revoked/v1";
 const REVOKED_AAD: &[u8] = b"clemmys/gateway-revoked-aad/v1";
@@ -121,11 +125,13 @@ pub enum SealedStateError {
     /// A new TLS key could not be made, or the stored one is not a key.
     #[error("the gateway's TLS key: {0}")]
     TlsKey(#[from] rcgen::Error),
-    /// The secrets were sealed by a gateway from before credentials, which
-    /// bound no owner: upgrading them would let a provider restart an
-    /// owner's gateway in test mode under the identity the owner trusts.
+    /// The secrets were sealed by an older gateway, which bound no owner
+    /// or no namespace: upgrading them would let a provider restart an
+    /// owner's gateway in test mode, or for another namespace, under the
+    /// identity the owner trusts (and the older file stays a copy the
+    /// provider could put back).
     #[error(
-        "{} was sealed by an older gateway (without credentials): start on a new state directory, and have the owner authorize its new identity",
+        "{} was sealed by an older gateway (which did not bind its owner and namespace): start on a new state directory, and have the owner authorize its new identity",
         path.display()
     )]
     Outdated {
@@ -144,6 +150,17 @@ pub enum SealedStateError {
         sealed: Option<ClientId>,
         /// The one asked for now.
         configured: Option<ClientId>,
+    },
+    /// The gateway was made for another namespace than it is started for
+    /// now.
+    #[error(
+        "this gateway's state was made for namespace {sealed}, and it is started for {configured}: a namespace is fixed when the gateway's identity is made (start on a new state directory)"
+    )]
+    NamespaceChanged {
+        /// The namespace sealed with the identity.
+        sealed: String,
+        /// The one asked for now.
+        configured: String,
     },
     /// The sealed state (revoked credentials, client state) is older than
     /// the TEE's counter says: an old copy was restored.
@@ -204,6 +221,8 @@ pub struct GatewaySecrets {
     pub credential_key: CredentialKey,
     /// The owner it acts for, fixed when it was made.
     pub owner: Option<ClientId>,
+    /// The namespace it serves, fixed when it was made.
+    pub namespace: String,
 }
 
 impl std::fmt::Debug for GatewaySecrets {
@@ -216,12 +235,13 @@ impl std::fmt::Debug for GatewaySecrets {
 
 impl GatewaySecrets {
     /// Opens the secrets sealed in `dir`, or makes and seals new ones
-    /// there on first start, for `owner`; refuses secrets made for another
-    /// owner.
+    /// there on first start, for `owner` and `namespace`; refuses secrets
+    /// made for another owner or namespace.
     pub fn load_or_create(
         dir: &Path,
         tee: &dyn Tee,
         owner: Option<ClientId>,
+        namespace: &str,
     ) -> Result<Self, SealedStateError> {
         let path = dir.join(SECRETS_FILE);
         let io = |source| SealedStateError::Io {
@@ -237,6 +257,12 @@ impl GatewaySecrets {
                         configured: owner,
                     });
                 }
+                if secrets.namespace != namespace {
+                    return Err(SealedStateError::NamespaceChanged {
+                        sealed: secrets.namespace,
+                        configured: namespace.to_owned(),
+                    });
+                }
                 Ok(secrets)
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -246,6 +272,7 @@ impl GatewaySecrets {
                     tls_key: rcgen::KeyPair::generate()?,
                     credential_key: CredentialKey::generate(&mut os_rng()),
                     owner,
+                    namespace: namespace.to_owned(),
                 };
                 let plaintext = Zeroizing::new(
                     Writer::new(FRAME)
@@ -253,6 +280,7 @@ impl GatewaySecrets {
                         .bytes(&Zeroizing::new(secrets.tls_key.serialize_der()))
                         .bytes(secrets.credential_key.secret_bytes())
                         .bytes(owner.as_ref().map_or(&[][..], |id| id.as_bytes()))
+                        .bytes(namespace.as_bytes())
                         .finish(),
                 );
                 let sealed = tee
@@ -275,7 +303,10 @@ impl GatewaySecrets {
             .open(sealed, AAD, "gateway secrets")
             .map_err(|_| not_opened())?;
         let Ok(mut reader) = Reader::new(&plaintext, FRAME) else {
-            if Reader::new(&plaintext, FRAME_V1).is_ok() {
+            if OLDER_FRAMES
+                .iter()
+                .any(|older| Reader::new(&plaintext, older).is_ok())
+            {
                 return Err(SealedStateError::Outdated {
                     path: path.to_owned(),
                 });
@@ -291,12 +322,16 @@ impl GatewaySecrets {
             [] => None,
             bytes => Some(ClientId(bytes.try_into().map_err(|_| not_opened())?)),
         };
+        let namespace = std::str::from_utf8(reader.bytes().map_err(|_| not_opened())?)
+            .map_err(|_| not_opened())?
+            .to_owned();
         reader.finish().map_err(|_| not_opened())?;
         Ok(Self {
             identity: ClientIdentity::from_secret(&identity),
             tls_key: rcgen::KeyPair::try_from(tls_der.as_slice())?,
             credential_key: CredentialKey::from_bytes(&credential_key),
             owner,
+            namespace,
         })
     }
 }
@@ -798,8 +833,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let platform = Arc::new(SimPlatform::generate());
         let tee = SimTee::new(platform.clone(), &[1; 32]);
-        let first = GatewaySecrets::load_or_create(dir.path(), &tee, None).expect("created");
-        let again = GatewaySecrets::load_or_create(dir.path(), &tee, None).expect("opened");
+        let first =
+            GatewaySecrets::load_or_create(dir.path(), &tee, None, "guest").expect("created");
+        let again =
+            GatewaySecrets::load_or_create(dir.path(), &tee, None, "guest").expect("opened");
         assert_eq!(first.identity.id(), again.identity.id());
         assert_eq!(
             first.tls_key.subject_public_key_info(),
@@ -818,7 +855,7 @@ mod tests {
         );
         let other = SimTee::new(platform, &[2; 32]);
         assert!(matches!(
-            GatewaySecrets::load_or_create(dir.path(), &other, None),
+            GatewaySecrets::load_or_create(dir.path(), &other, None, "guest"),
             Err(SealedStateError::NotOpened { .. })
         ));
     }
@@ -828,37 +865,67 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let tee = SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]);
         let owner = ClientIdentity::generate(&mut os_rng()).id();
-        let made = GatewaySecrets::load_or_create(dir.path(), &tee, Some(owner)).expect("made");
+        let made =
+            GatewaySecrets::load_or_create(dir.path(), &tee, Some(owner), "guest").expect("made");
         assert_eq!(made.owner, Some(owner));
         for other in [None, Some(ClientIdentity::generate(&mut os_rng()).id())] {
             assert!(matches!(
-                GatewaySecrets::load_or_create(dir.path(), &tee, other),
+                GatewaySecrets::load_or_create(dir.path(), &tee, other, "guest"),
                 Err(SealedStateError::OwnerChanged { .. })
             ));
         }
         // And a test-mode gateway does not become an owner's.
         let test_mode = tempfile::tempdir().expect("dir");
-        GatewaySecrets::load_or_create(test_mode.path(), &tee, None).expect("made");
+        GatewaySecrets::load_or_create(test_mode.path(), &tee, None, "guest").expect("made");
         assert!(matches!(
-            GatewaySecrets::load_or_create(test_mode.path(), &tee, Some(owner)),
+            GatewaySecrets::load_or_create(test_mode.path(), &tee, Some(owner), "guest"),
             Err(SealedStateError::OwnerChanged { .. })
         ));
     }
 
     #[test]
-    fn secrets_of_the_version_without_credentials_are_refused() {
+    fn a_gateway_made_for_a_namespace_cannot_restart_for_another() {
         let dir = tempfile::tempdir().expect("dir");
         let tee = SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]);
-        let v1 = Writer::new(FRAME_V1).bytes(&[3; 32]).bytes(b"der").finish();
-        let sealed = tee
-            .sealing_key()
-            .seal(&v1, AAD, &mut os_rng())
-            .expect("sealed");
-        std::fs::write(dir.path().join(SECRETS_FILE), sealed).expect("written");
+        let owner = ClientIdentity::generate(&mut os_rng()).id();
+        let made =
+            GatewaySecrets::load_or_create(dir.path(), &tee, Some(owner), "guest").expect("made");
+        assert_eq!(made.namespace, "guest");
         assert!(matches!(
-            GatewaySecrets::load_or_create(dir.path(), &tee, None),
-            Err(SealedStateError::Outdated { .. })
+            GatewaySecrets::load_or_create(dir.path(), &tee, Some(owner), "other"),
+            Err(SealedStateError::NamespaceChanged { sealed, configured })
+                if sealed == "guest" && configured == "other"
         ));
+        GatewaySecrets::load_or_create(dir.path(), &tee, Some(owner), "guest").expect("opened");
+    }
+
+    #[test]
+    fn secrets_of_older_versions_are_refused() {
+        let tee = SimTee::new(Arc::new(SimPlatform::generate()), &[1; 32]);
+        // Before credentials: no credential key, no owner.
+        let v1 = Writer::new(OLDER_FRAMES[0])
+            .bytes(&[3; 32])
+            .bytes(b"der")
+            .finish();
+        // Before the namespace was bound.
+        let v2 = Writer::new(OLDER_FRAMES[1])
+            .bytes(&[3; 32])
+            .bytes(b"der")
+            .bytes(&[4; 32])
+            .bytes(&[])
+            .finish();
+        for older in [v1, v2] {
+            let dir = tempfile::tempdir().expect("dir");
+            let sealed = tee
+                .sealing_key()
+                .seal(&older, AAD, &mut os_rng())
+                .expect("sealed");
+            std::fs::write(dir.path().join(SECRETS_FILE), sealed).expect("written");
+            assert!(matches!(
+                GatewaySecrets::load_or_create(dir.path(), &tee, None, "guest"),
+                Err(SealedStateError::Outdated { .. })
+            ));
+        }
     }
 
     fn sim_tee(platform: &Arc<SimPlatform>, counter: &Path) -> Arc<dyn Tee> {

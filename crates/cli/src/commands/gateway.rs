@@ -365,8 +365,39 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
     } else {
         Shown::Text
     };
-    let verified = verify(args.verify.clone(), shown).await?;
     let confidential = super::confidential::connect(ctx.client()?, None).await?;
+    // The gateway's evidence must be of the platform the owner pinned its
+    // broker on, never only of the one the evidence claims: a delegation
+    // lets the gateway act for the owner wherever the broker does.
+    let pin = confidential.pin();
+    let mut to_verify = args.verify.clone();
+    let trusted = if pin.tee.is_hardware() {
+        TrustedPlatform::Hardware
+    } else {
+        to_verify.sim_platform = to_verify.sim_platform.or(pin.sim_platform);
+        TrustedPlatform::Given
+    };
+    let verified = verify_as(to_verify, shown, trusted).await?;
+    let me = confidential.owner();
+    match verified.owner {
+        Some(owner) if owner == me => {}
+        Some(owner) => bail!(
+            "refusing to authorize {}: it acts for owner {owner}, not for you ({me})",
+            args.verify.url
+        ),
+        None => bail!(
+            "refusing to authorize {}: it acts for no owner (test mode, which takes the namespace key from anyone)",
+            args.verify.url
+        ),
+    }
+    if verified.namespace != confidential.namespace() {
+        bail!(
+            "refusing to authorize {}: it serves namespace {}, and your confidential actions are in {}",
+            args.verify.url,
+            verified.namespace,
+            confidential.namespace()
+        );
+    }
     let lasts = u64::try_from(args.lasts.as_millis()).unwrap_or(u64::MAX);
     let expires_ms = clemmys_whisk::now_ms().saturating_add(lasts);
     let delegation = confidential
@@ -554,11 +585,33 @@ struct Verified {
     gateway: VerifiedGateway,
     /// The owner it acts for; `None`: test mode.
     owner: Option<clemmys_proto::ClientId>,
+    /// The namespace it serves (sealed with its identity).
+    namespace: String,
     /// HTTPS to it, trusting only its verified certificate.
     channel: PinnedChannel,
 }
 
+/// Which platforms a gateway's evidence may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrustedPlatform {
+    /// Hardware, or for `sim` the platform key given, else the one the
+    /// evidence claims (on first use: all `sim` can offer a stranger).
+    ClaimedOnFirstUse,
+    /// Hardware, or for `sim` only the platform key given.
+    Given,
+    /// Hardware only.
+    Hardware,
+}
+
 async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
+    verify_as(args, shown, TrustedPlatform::ClaimedOnFirstUse).await
+}
+
+async fn verify_as(
+    args: VerifyArgs,
+    shown: Shown,
+    trusted: TrustedPlatform,
+) -> anyhow::Result<Verified> {
     let (address, host) = address_of(&args.url)?;
     let der = clemmys_tls::fetch_server_certificate(&address, &host)
         .await
@@ -566,9 +619,23 @@ async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
     let certificate = RaTlsCertificate::parse(&der)
         .with_context(|| format!("reading the certificate of {}", args.url))?;
     let evidence = certificate.evidence();
-    let platform = args
-        .sim_platform
-        .or_else(|| clemmys_tee::sim::claimed_platform(evidence));
+    let platform = match trusted {
+        TrustedPlatform::ClaimedOnFirstUse => args
+            .sim_platform
+            .or_else(|| clemmys_tee::sim::claimed_platform(evidence)),
+        TrustedPlatform::Given => args.sim_platform,
+        TrustedPlatform::Hardware => {
+            if !evidence.tee.is_hardware() {
+                bail!(
+                    "refusing the gateway {}: its evidence is {}, and your key broker is pinned on hardware ({})",
+                    args.url,
+                    evidence.tee.name(),
+                    SIM_WARNING
+                );
+            }
+            None
+        }
+    };
     let mut verifier = Verifier::new().trust_sgx_dcap(SgxPolicy::new());
     if let Some(platform) = platform {
         verifier = verifier.trust_sim_platform(platform);
@@ -600,9 +667,14 @@ async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
                 .with_context(|| format!("{}: the owner it names", args.url))?,
         ),
     };
+    let namespace = about["namespace"]
+        .as_str()
+        .with_context(|| format!("{}: it names no namespace", args.url))?
+        .to_owned();
     let verified = Verified {
         gateway: verified,
         owner,
+        namespace,
         channel,
     };
     if let Some(path) = &args.out {
@@ -623,6 +695,7 @@ async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
             "hardware": hardware,
             "identity": verified.gateway.gateway,
             "owner": verified.owner,
+            "namespace": verified.namespace,
             "testMode": verified.owner.is_none(),
             "simPlatformKey": platform.filter(|_| !hardware),
             "warning": (!hardware).then_some(SIM_WARNING),
@@ -646,6 +719,7 @@ async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
         Some(owner) => outln!("  acts for owner:   {owner} (callers need its credentials)"),
         None => outln!("  acts for owner:   none (TEST MODE)"),
     }
+    outln!("  serves namespace: {}", verified.namespace);
     if let Some(platform) = platform.filter(|_| !hardware) {
         outln!(
             "  sim platform key: {platform}{}",

@@ -81,12 +81,46 @@ impl GatewayProcess {
     }
 
     fn spawn(root: tempfile::TempDir, node: &str, node_data_dir: &Path, flags: &[&str]) -> Self {
-        let state = root.path().join("state");
-        let (home, tmp) = (root.path().join("home"), root.path().join("tmp"));
+        let child = Self::spawn_child(root.path(), node, node_data_dir, flags);
+        let mut gateway = Self {
+            child: Some(child),
+            root,
+            url: String::new(),
+        };
+        gateway.url = gateway.wait_until_serving();
+        gateway
+    }
+
+    /// Stops this gateway and starts it again on the same state directory
+    /// with `flags`, which it must refuse: the log of the refusal.
+    fn restart_refused(&mut self, node: &str, node_data_dir: &Path, flags: &[&str]) -> String {
+        self.stop();
+        let mut child = Self::spawn_child(self.root.path(), node, node_data_dir, flags);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().ok().flatten() {
+                break status;
+            }
+            if Instant::now() > deadline || announced_gateway(&self.log()).is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gateway started with {flags:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{}", self.log());
+        self.log()
+    }
+
+    /// `clemmys gateway serve` on the state directory under `root`,
+    /// logging (at debug level) into `root/gateway.log`, which it truncates.
+    fn spawn_child(root: &Path, node: &str, node_data_dir: &Path, flags: &[&str]) -> Child {
+        let state = root.join("state");
+        let (home, tmp) = (root.join("home"), root.join("tmp"));
         for dir in [&home, &tmp] {
             std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("{error}"));
         }
-        let log = std::fs::File::create(root.path().join("gateway.log"))
+        let log = std::fs::File::create(root.join("gateway.log"))
             .unwrap_or_else(|error| panic!("gateway log: {error}"));
         let log_too = log
             .try_clone()
@@ -114,7 +148,7 @@ impl GatewayProcess {
         ] {
             command.env_remove(variable);
         }
-        let child = command
+        command
             .args(&args)
             .env("RUST_LOG", "debug")
             .env("HOME", &home)
@@ -123,14 +157,7 @@ impl GatewayProcess {
             .stdout(log)
             .stderr(log_too)
             .spawn()
-            .unwrap_or_else(|error| panic!("spawning the gateway: {error}"));
-        let mut gateway = Self {
-            child: Some(child),
-            root,
-            url: String::new(),
-        };
-        gateway.url = gateway.wait_until_serving();
-        gateway
+            .unwrap_or_else(|error| panic!("spawning the gateway: {error}"))
     }
 
     fn wait_until_serving(&mut self) -> String {
@@ -2870,4 +2897,104 @@ fn a_web_action_deleted_through_the_gateway_is_not_served_again() {
     deploy_with_curl(&owners, "gone", &example("secret"), web_export());
     let answer = curl_json_ok(&gateway.url, pin, "GET", &url("gone"), None, None);
     assert_eq!(answer, json!({"shout": value.to_uppercase()}));
+}
+
+#[test]
+fn a_gateway_restarted_for_its_node_spelt_otherwise_or_another_namespace_keeps_its_word() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let value = unique("gwspelt-");
+    deploy_with_curl(&owners, "gone", &example("secret"), web_export());
+    let url = format!("/api/v1/web/guest/default/gone.json?secret={value}");
+    let answer = curl_json_ok(&owners.gateway.url, &owners.pin, "GET", &url, None, None);
+    assert_eq!(answer, json!({"shout": value.to_uppercase()}));
+    // The provider keeps the record; the owner deletes the action through
+    // the gateway; the provider puts it back on the node.
+    let kept = provider_copy(&server, &owners.pin, "gone");
+    let (status, body) = owners_curl(&owners, "DELETE", "/api/v1/namespaces/_/actions/gone", None);
+    assert_eq!(status, 200, "{body}");
+    provider_puts_back(&server, "gone", &kept);
+
+    // It restarts the gateway for the same node spelt otherwise (the
+    // gateway's client state was keyed by the --apihost string: found
+    // none, it pinned the broker anew and knew of no deletion).
+    let OwnersGateway {
+        gateway,
+        pin,
+        owner_id,
+        ..
+    } = owners;
+    let spelt_otherwise = server.api_host.replacen("http://", "HTTP://", 1);
+    assert_ne!(spelt_otherwise, server.api_host);
+    let mut gateway = gateway.restart(
+        &spelt_otherwise,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    let before = provider_activation_count(&server, &pin);
+    let (status, body) = curl(&gateway.url, &pin, "GET", &url, None, None);
+    assert_eq!(status, 404, "{body}\n{}", gateway.log());
+    assert!(!body.contains(&value.to_uppercase()), "{body}");
+    assert_eq!(
+        provider_activation_count(&server, &pin),
+        before,
+        "the gateway ran a web action deleted through it:\n{}",
+        gateway.log()
+    );
+    assert!(
+        !gateway.log().contains(clemmys_gateway::PINNED),
+        "the gateway pinned the node's broker again:\n{}",
+        gateway.log()
+    );
+
+    // Or restarts it for another namespace of the owner's, whose actions
+    // of the same names would get the callers' parameters: refused.
+    let mut flags = owner_flags(&owner_id, &server).to_vec();
+    flags.extend(["--namespace", "elsewhere"]);
+    let refused = gateway.restart_refused(&server.api_host, &server.data_dir, &flags);
+    assert!(
+        refused.contains("made for namespace guest, and it is started for elsewhere"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let owner_id = identity_of(&owner);
+    // The provider runs a gateway of the right measurement on a simulated
+    // platform of its own (a key it made), acting for the owner.
+    let elsewhere = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
+    let impostor = GatewayProcess::start(
+        &server.api_host,
+        elsewhere.path(),
+        &owner_flags(&owner_id, &server),
+    );
+    // `gateway verify` alone accepts the claimed `sim` platform on first
+    // use (all `sim` offers a stranger, and it says so)...
+    owner
+        .clemmys(&["gateway", "verify", &impostor.url])
+        .success()
+        .stdout_has("accepted on first use");
+    // ...but authorizing takes only the platform the owner pinned its
+    // broker on.
+    owner
+        .clemmys(&["gateway", "authorize", &impostor.url])
+        .failure()
+        .stderr_has("refusing the gateway");
+    // A gateway on the right platform acting for someone else.
+    let other = server.user();
+    other.trust_broker();
+    let others = GatewayProcess::start(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&identity_of(&other), &server),
+    );
+    owner
+        .clemmys(&["gateway", "authorize", &others.url])
+        .failure()
+        .stderr_has("not for you");
 }

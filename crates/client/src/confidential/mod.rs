@@ -595,6 +595,9 @@ struct KnownKind {
 pub struct Confidential {
     client: Client,
     home: ClientHome,
+    /// What `home` keeps this node's pin and marks under (see
+    /// [`connect_as`](Self::connect_as)).
+    node_key: String,
     identity: ClientIdentity,
     pin: BrokerPin,
     namespace: String,
@@ -731,21 +734,28 @@ impl Confidential {
         namespace: Option<String>,
     ) -> Result<Self, ConfidentialError> {
         let identity = home.identity()?;
-        Self::connect_as(client, home, identity, namespace).await
+        let node_key = client.api_host().to_owned();
+        Self::connect_as(client, home, identity, namespace, node_key).await
     }
 
     /// Connects as [`connect_in`](Self::connect_in) does, as `identity`
     /// instead of the one in `home`: a caller that keeps its identity key
-    /// sealed (the attested gateway) never writes it there.
+    /// sealed (the attested gateway) never writes it there. `home` keeps
+    /// the node's broker pin, high-water marks and plan versions under
+    /// `node_key`: the API host for a user's client, who chose it; a fixed
+    /// name for the gateway, whose API host the provider passes it, so
+    /// that another spelling of the same node finds the same pin and marks
+    /// instead of none.
     pub async fn connect_as(
         client: Client,
         home: ClientHome,
         identity: ClientIdentity,
         namespace: Option<String>,
+        node_key: String,
     ) -> Result<Self, ConfidentialError> {
         let api_host = client.api_host().to_owned();
         let pin = home
-            .broker_pin(&api_host)?
+            .broker_pin(&node_key)?
             .ok_or_else(|| ConfidentialError::NotPinned(api_host.clone()))?;
         let doc = BrokerIdentityDoc::fetch(&client).await?;
         if let Some(changes) = doc.changes_from(&pin) {
@@ -757,6 +767,7 @@ impl Confidential {
         let connected = Self {
             client,
             home,
+            node_key,
             identity,
             pin,
             namespace,
@@ -1024,7 +1035,7 @@ impl Confidential {
             _ => None,
         };
         self.home.check_fresh(
-            self.client.api_host(),
+            &self.node_key,
             state_version,
             action
                 .as_ref()
@@ -1763,7 +1774,7 @@ impl Confidential {
     /// How this client's home files name action or sequence `short`: with
     /// the API host and the namespace.
     fn home_key(&self, short: &str) -> String {
-        format!("{} /{}/{short}", self.client.api_host(), self.namespace)
+        format!("{} /{}/{short}", self.node_key, self.namespace)
     }
 
     /// The verified signed plan of `name` if it is a sequence (cached per
