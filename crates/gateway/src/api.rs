@@ -161,6 +161,10 @@ pub enum ApiError {
     /// to the provider, or is not built).
     #[error("{0}")]
     Unsupported(String),
+    /// The node answered other than it must (a record of another
+    /// activation, or not a record).
+    #[error("{0}")]
+    Upstream(String),
     /// The confidential client failed.
     #[error(transparent)]
     Confidential(#[from] ConfidentialError),
@@ -195,6 +199,7 @@ impl ApiError {
             | ApiError::BindingRefused
             | ApiError::PackageNotKept(_) => StatusCode::BAD_REQUEST,
             ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Confidential(error) => match error {
                 ConfidentialError::Api(ClientError::Api { status, .. }) => {
                     StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -726,24 +731,54 @@ fn completed_status(status: ActivationStatus) -> StatusCode {
 }
 
 /// The node's record of `opened`, with the opened result and logs in
-/// place of the sealed ones.
+/// place of the sealed ones, and named as what the gateway invoked: the
+/// record's name, namespace and `path` are the provider's to write, and
+/// its activation list shows any, so a record of one action relabelled
+/// as another would otherwise carry the other's name over a verified
+/// answer.
 async fn opened_record(
     connection: &clemmys_client::confidential::Confidential,
     opened: &OpenedActivation,
 ) -> Result<Value, ApiError> {
-    let path = format!("/namespaces/_/activations/{}", opened.activation_id);
+    let id = opened.activation_id.to_string();
+    let path = format!("/namespaces/_/activations/{id}");
     let mut record: Value = connection
         .client()
         .request(Method::GET, &path, None)
         .await?
         .json("activation")?;
-    if let Some(fields) = record.as_object_mut() {
-        fields.insert("response".into(), opened.response_json());
-        fields.insert(
-            "logs".into(),
-            json!(opened.logs.clone().unwrap_or_default()),
-        );
+    let Some(fields) = record.as_object_mut() else {
+        return Err(ApiError::Upstream(format!(
+            "the node's record of activation {id} is not an object"
+        )));
+    };
+    if fields.get("activationId").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err(ApiError::Upstream(format!(
+            "the node answered for activation {id} with the record of another"
+        )));
     }
+    // As the node records any activation: the invoking namespace, the
+    // action's own name, and its full path (a package's included).
+    let namespace = connection.namespace();
+    let name = opened
+        .action
+        .rsplit_once('/')
+        .map_or(opened.action.as_str(), |(_, name)| name);
+    let full_path = format!("{namespace}/{}", opened.action);
+    fields.insert("name".into(), json!(name));
+    fields.insert("namespace".into(), json!(namespace));
+    if let Some(annotations) = fields.get_mut("annotations").and_then(Value::as_array_mut) {
+        for annotation in annotations.iter_mut() {
+            if annotation["key"] == "path" {
+                annotation["value"] = json!(full_path);
+            }
+        }
+    }
+    fields.insert("response".into(), opened.response_json());
+    fields.insert(
+        "logs".into(),
+        json!(opened.logs.clone().unwrap_or_default()),
+    );
     Ok(record)
 }
 

@@ -2998,3 +2998,87 @@ fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
         .failure()
         .stderr_has("not for you");
 }
+
+/// Plays the provider: rewrites activation `id`'s record in the stopped
+/// node's store (`data_dir`) with `edit`.
+fn forge_record(data_dir: &Path, id: &str, edit: impl FnOnce(&mut clemmys_whisk::Activation)) {
+    use clemmys_store::{EntityStore as _, RecordDurability, RedbStore, StoreConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async {
+        let store = RedbStore::open_with(
+            &data_dir.join("store.redb"),
+            StoreConfig {
+                record_durability: RecordDurability::Sync,
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap_or_else(|error| panic!("store: {error}"));
+        let id: clemmys_whisk::ActivationId =
+            id.parse().unwrap_or_else(|error| panic!("{id}: {error:?}"));
+        let mut record = store
+            .get_activation("guest", &id)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|| panic!("no record {id}"));
+        edit(&mut record);
+        store
+            .put_activation(record)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    });
+}
+
+#[test]
+fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked() {
+    let mut server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let value = unique("gwlabel-");
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    deploy_with_curl(&owners, "secret", &example("secret"), json!([]));
+    let (status, body) = owners_curl(
+        &owners,
+        "POST",
+        "/api/v1/namespaces/_/actions/secret?blocking=true",
+        Some(&json!({"secret": value})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let invoked: Value = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}"));
+    let id = invoked["activationId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no activation id: {invoked}"))
+        .to_owned();
+    assert_eq!(invoked["name"], "secret", "{invoked}");
+
+    // The provider labels the record of `secret` as one of `hello` (its
+    // activation list shows any name it writes).
+    server.stop();
+    forge_record(&server.data_dir, &id, |record| {
+        record.name = "hello".into();
+        record
+            .annotations
+            .set("path", Value::String("guest/hello".into()));
+    });
+    server.spawn_again_on_the_same_port();
+
+    let path = format!("/api/v1/namespaces/_/activations/{id}");
+    let (status, body) = owners_curl(&owners, "GET", &path, None);
+    assert_eq!(status, 200, "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        shown["response"]["result"],
+        json!({"shout": value.to_uppercase()})
+    );
+    assert_eq!(
+        shown["name"], "secret",
+        "a verified answer shown under the name the provider wrote: {shown}"
+    );
+    let path_annotation = shown["annotations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["key"] == "path"))
+        .map(|a| a["value"].clone());
+    assert_eq!(path_annotation, Some(json!("guest/secret")), "{shown}");
+}

@@ -497,6 +497,7 @@ impl Confidential {
         ))?;
         Ok(OpenedActivation {
             activation_id,
+            action: entry.action.clone(),
             status: answer.status,
             result: answer.result,
             logs: None,

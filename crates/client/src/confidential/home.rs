@@ -1171,15 +1171,34 @@ impl ClientHome {
         self.write_whole(DEFAULTS, &json, true)
     }
 
-    /// The keys of activation `id`, if this client invoked it.
+    /// The keys of activation `id`, if this client invoked it. Every line
+    /// is read: an id this client was answered under twice is refused
+    /// ([`ConfidentialError::ActivationIdReused`]), since the node names
+    /// ids, and one it reused would have this client show one
+    /// invocation's verified answer as the other's.
     pub fn recall(&self, activation_id: &str) -> Result<Option<KeyringEntry>, ConfidentialError> {
         self.flush()?;
+        let found = std::cell::RefCell::new(Vec::new());
+        // Only lines naming the id are parsed.
+        let id = memchr::memmem::Finder::new(activation_id.as_bytes());
         // A torn line (a crash mid-append) is skipped.
         self.find_in_log(&self.keyring.log, |line| {
-            serde_json::from_slice::<KeyringEntry>(line)
+            id.find(line)?;
+            if let Some(entry) = serde_json::from_slice::<KeyringEntry>(line)
                 .ok()
                 .filter(|entry| entry.activation_id == activation_id)
-        })
+            {
+                found.borrow_mut().push(entry);
+            }
+            None::<()>
+        })?;
+        let mut found = found.into_inner();
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            _ => Err(ConfidentialError::ActivationIdReused(
+                activation_id.to_owned(),
+            )),
+        }
     }
 }
 
@@ -1613,6 +1632,25 @@ mod tests {
         });
         let other = ClientHome::open_sealed(dir.path(), stranger).expect("home");
         assert!(other.recall("act-1").expect("read").is_none());
+    }
+
+    #[test]
+    fn an_activation_id_answered_twice_is_refused_not_recalled() {
+        let dir = tempfile::tempdir().expect("dir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        home.remember(&entry("act-1")).expect("remembered");
+        home.remember(&entry("act-10")).expect("remembered");
+        // The node answers another invocation under an id it gave before.
+        let mut other = entry("act-1");
+        other.action = "b".into();
+        home.remember(&other).expect("remembered");
+        assert!(matches!(
+            home.recall("act-1"),
+            Err(ConfidentialError::ActivationIdReused(id)) if id == "act-1"
+        ));
+        // An id that only contains the reused one is still found.
+        let found = home.recall("act-10").expect("read").expect("kept");
+        assert_eq!(found.activation_id, "act-10");
     }
 
     #[test]

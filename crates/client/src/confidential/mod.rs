@@ -248,6 +248,12 @@ pub enum ConfidentialError {
     /// This client holds no key for that activation.
     #[error("activation {0} was not invoked by this client (no key in its keyring)")]
     NoKey(String),
+    /// This client was answered under activation id `0` twice: the node
+    /// reused an id, and which answer it names cannot be told.
+    #[error(
+        "activation {0} answered two invocations of this client: the node reused the id, so neither answer is shown as its"
+    )]
+    ActivationIdReused(String),
     /// The activation is not a confidential one, or not finished.
     #[error("activation {0} carries no sealed answer")]
     NotSealed(String),
@@ -549,6 +555,10 @@ fn with_package_defaults(
 pub struct OpenedActivation {
     /// The activation id.
     pub activation_id: ActivationId,
+    /// The action this client invoked under that id (for a chain, the
+    /// sequence), as its keyring names it (`package/name` in a package):
+    /// what the node's record must be shown as, whatever name it carries.
+    pub action: String,
     /// How the run ended (inside the enclave).
     pub status: ActivationStatus,
     /// The result.
@@ -707,6 +717,7 @@ fn open_in_session(
     let body = open_session_result(&decode(sealed)?, keys, expected)?;
     Ok(OpenedActivation {
         activation_id,
+        action: entry.action.clone(),
         status: body.status,
         result: body.result,
         logs: Some(body.logs),
@@ -2071,6 +2082,7 @@ impl Confidential {
         let tee = self.verify_receipt(&body, entry, descriptor, &id)?;
         let opened = OpenedActivation {
             activation_id,
+            action: entry.action.clone(),
             status: body.status,
             result: body.result,
             logs,
