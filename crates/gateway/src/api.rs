@@ -60,9 +60,16 @@ use crate::{CredentialAnswer, CredentialFailure, Gateway};
 /// The largest request body: OpenWhisk's 48 MiB code limit, base64'd.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// The largest body of a route open to anyone but web actions (a signed
+/// credential request).
+const MAX_PUBLIC_BODY: usize = 64 * 1024;
+
 /// The gateway's router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
+    // Callers of the API are authenticated before their body is read: a
+    // body of up to `MAX_BODY` is buffered only for a caller who holds a
+    // credential (or, in test mode, the namespace key).
+    let api = Router::new()
         .route("/api/v1/namespaces", get(forward))
         .route("/api/v1/namespaces/{namespace}/actions", get(forward))
         .route(
@@ -102,10 +109,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             "/api/v1/namespaces/{namespace}/activations/{id}/logs",
             get(activation_logs),
         )
-        .route(
-            "/api/v1/web/{namespace}/{package}/{*rest}",
-            axum::routing::any(crate::web::serve),
-        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            caller_first,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    // Web actions read at most OpenWhisk's payload limit themselves.
+    let web = Router::new().route(
+        "/api/v1/web/{namespace}/{package}/{*rest}",
+        axum::routing::any(crate::web::serve),
+    );
+    let public = Router::new()
         .route("/clemmys/v1/gateway", get(about))
         .route(
             "/clemmys/v1/credentials/challenge",
@@ -113,8 +127,22 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/clemmys/v1/credentials", axum::routing::post(credential))
         .fallback(unsupported)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(gateway)
+        .layer(DefaultBodyLimit::max(MAX_PUBLIC_BODY));
+    api.merge(web).merge(public).with_state(gateway)
+}
+
+/// Refuses a caller of the API whose credentials do not verify, before
+/// its body is read; a caller who verified is remembered, so the
+/// handler's own check is a look-up.
+async fn caller_first(
+    State(gateway): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match connect(&gateway, request.headers()).await {
+        Ok(_) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A refusal, as OpenWhisk shapes them.

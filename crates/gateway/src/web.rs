@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -248,14 +248,37 @@ pub(crate) async fn serve(
     Path((namespace, package, rest)): Path<(String, String, String)>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !web_http::is_web_method(&method) {
         return WebFailure::Web(WebError::MethodNotAllowed).into_response();
     }
-    if body.len() > MAX_PAYLOAD_BYTES {
+    // Anyone may call a web action: read no more than OpenWhisk's payload
+    // limit of what they send, and nothing when they say it is longer.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_PAYLOAD_BYTES as u64) {
         return WebFailure::TooLarge.into_response();
     }
+    let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+        body,
+        MAX_PAYLOAD_BYTES,
+    ))
+    .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return WebFailure::TooLarge.into_response();
+        }
+        Err(error) => {
+            return WebFailure::Web(WebError::MalformedBody(format!(
+                "the body could not be read: {error}"
+            )))
+            .into_response();
+        }
+    };
     let exported = match find(&gateway, &namespace, &package, &rest).await {
         Ok(exported) => exported,
         Err(failure) => return failure.into_response(),

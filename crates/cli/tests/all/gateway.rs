@@ -3082,3 +3082,103 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
         .map(|a| a["value"].clone());
     assert_eq!(path_annotation, Some(json!("guest/secret")), "{shown}");
 }
+
+/// Sends `head` (a request's line and headers, announcing a body far
+/// larger than it sends) and a few bytes of body to the gateway at `url`
+/// over TLS trusting `pin`, keeps the connection open without sending
+/// more, and returns the status line it answers with within `within`
+/// (`None`: it answered nothing, waiting for the body).
+fn answer_to_a_stalled_body(url: &str, pin: &Path, head: &str, within: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("not https: {url}"))
+        .to_owned();
+    let certificate = clemmys_tls::read_certificates(pin)
+        .unwrap_or_else(|error| panic!("{error}"))
+        .remove(0);
+    let config =
+        clemmys_tls::pinned_client_config(certificate).unwrap_or_else(|error| panic!("{error}"));
+    let connector = clemmys_tls::TlsConnector::from(std::sync::Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&address)
+            .await
+            .unwrap_or_else(|error| panic!("{address}: {error}"));
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1")
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .unwrap_or_else(|error| panic!("TLS to {address}: {error}"));
+        tls.write_all(format!("{head}\r\n{{\"a\":").as_bytes())
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        tls.flush().await.unwrap_or_else(|error| panic!("{error}"));
+        let mut answer = vec![0u8; 4096];
+        match tokio::time::timeout(within, tls.read(&mut answer)).await {
+            Ok(Ok(read)) if read > 0 => {
+                let text = String::from_utf8_lossy(&answer[..read]).into_owned();
+                text.lines().next().map(str::to_owned)
+            }
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn a_caller_without_a_credential_is_refused_before_its_body_is_read() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    // The provider (or anyone on the internet) announces 100 MiB, sends a
+    // few bytes and waits: the gateway must answer without waiting for
+    // (and buffering) the rest.
+    const LENGTH: &str = "Content-Length: 104857600";
+    let forged = base64_basic("23bc46b1-71f6-4ed5-8c54-816aa4f8c502:forged");
+    for (head, status) in [
+        (
+            format!(
+                "PUT /api/v1/namespaces/_/actions/big HTTP/1.1\r\nHost: gateway\r\n{LENGTH}\r\n"
+            ),
+            "401",
+        ),
+        (
+            format!(
+                "POST /api/v1/namespaces/_/actions/big?blocking=true HTTP/1.1\r\nHost: gateway\r\nAuthorization: Basic {forged}\r\n{LENGTH}\r\n"
+            ),
+            "401",
+        ),
+        (
+            format!(
+                "POST /api/v1/web/guest/default/big.json HTTP/1.1\r\nHost: gateway\r\ncontent-type: application/json\r\n{LENGTH}\r\n"
+            ),
+            "413",
+        ),
+    ] {
+        let answer = answer_to_a_stalled_body(
+            &owners.gateway.url,
+            &owners.pin,
+            &head,
+            Duration::from_secs(5),
+        );
+        let line = answer.unwrap_or_else(|| {
+            panic!(
+                "no answer while the body was pending, to:\n{head}\n{}",
+                owners.gateway.log()
+            )
+        });
+        assert!(line.contains(status), "{line}, to:\n{head}");
+    }
+    // The owner's credential still gets its large bodies read.
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+}
+
+/// HTTP Basic credentials `user:password`, encoded.
+fn base64_basic(credentials: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(credentials)
+}
