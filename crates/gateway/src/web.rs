@@ -411,8 +411,17 @@ async fn run(
     };
     // Parameters bound on the node are the provider's to write (the
     // gateway never stores any): they are not merged in.
-    let arguments = web_http::arguments(call, &target, &annotations, Map::new(), user)?;
+    let mut arguments = web_http::arguments(call, &target, &annotations, Map::new(), user)?;
     let connection = gateway.connection(node_auth.clone()).await?;
+    // A caller's value for a `final` parameter is dropped, not refused as
+    // OpenWhisk refuses it: anyone may call the URL, and the refusal would
+    // tell them (the provider first) which names the sealed defaults have.
+    // The sealed value is the one the action gets either way.
+    if let Some(names) = connection.final_default_names(&action, version)? {
+        for name in names.iter() {
+            arguments.remove(name);
+        }
+    }
     let options = InvokeOptions {
         blocking: true,
         result: false,

@@ -3182,3 +3182,34 @@ fn base64_basic(credentials: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(credentials)
 }
+
+#[test]
+fn a_public_web_call_cannot_tell_which_final_parameters_are_sealed() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let fixed = unique("gwwebfinal-");
+    let mut annotations = web_export();
+    if let Some(all) = annotations.as_array_mut() {
+        all.push(json!({"key": "final", "value": true}));
+    }
+    let put = json!({
+        "exec": wasm_exec(&example("echo")),
+        "parameters": [{"key": "mode", "value": fixed}],
+        "annotations": annotations,
+    });
+    let (status, answer) = put_with_curl(&owners, "fixedweb", &put);
+    assert_eq!(status, 200, "{answer}");
+    // Anyone (the provider first) calls the URL with a guessed name and
+    // without: the answers must not differ by whether the name is sealed.
+    // OpenWhisk refuses the first; here that refusal named a sealed key.
+    for query in ["other=1", "other=1&mode=guess", "other=1&absent=guess"] {
+        let url = format!("/api/v1/web/guest/default/fixedweb.json?{query}");
+        let (status, body) = curl(&owners.gateway.url, &owners.pin, "GET", &url, None, None);
+        assert_eq!(status, 200, "{query}: {body}");
+        let answered: Value =
+            serde_json::from_str(&body).unwrap_or_else(|error| panic!("{query}: {error}: {body}"));
+        assert_eq!(answered["mode"], json!(fixed), "{query}: {answered}");
+        assert_eq!(answered["other"], "1", "{query}: {answered}");
+    }
+}

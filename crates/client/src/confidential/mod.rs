@@ -1166,44 +1166,61 @@ impl Confidential {
     /// Refuses an invoke of the described version that names a `final`
     /// default this client sealed into it, before anything is sealed or
     /// sent: OpenWhisk answers such an invoke 400 without running it. The
-    /// enclave refuses it too, but only once the request reached it. Read
-    /// from the home once per version, not on every invoke.
+    /// enclave refuses it too, but only once the request reached it.
     fn check_final_defaults(
         &self,
         descriptor: &ActionDescriptor,
         params: &Value,
     ) -> Result<(), ConfidentialError> {
-        let final_names = {
-            let mut known = self
-                .final_defaults
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match known.get(&descriptor.name) {
-                Some(kept) if kept.version == descriptor.version => kept.names.clone(),
-                _ => {
-                    let names = self
-                        .home
-                        .sealed_set(&self.home_key(&descriptor.name), descriptor.version)?
-                        .filter(DefaultParameters::is_final)
-                        .map(|set| set.parameters().keys().cloned().collect::<Arc<[String]>>());
-                    let kept = FinalDefaults {
-                        version: descriptor.version,
-                        names: names.clone(),
-                    };
-                    known.insert(descriptor.name.clone(), kept);
-                    names
-                }
-            }
-        };
         let named = |names: &[String]| {
             params
                 .as_object()
                 .is_some_and(|given| names.iter().any(|name| given.contains_key(name)))
         };
-        match final_names {
+        match self.final_names_of(&descriptor.name, descriptor.version)? {
             Some(names) if named(&names) => Err(FinalParameterOverridden.into()),
             _ => Ok(()),
         }
+    }
+
+    /// The names of the `final` defaults this client sealed into `version`
+    /// of action `name` (`None`: none are final, or it sealed none). Read
+    /// from the home once per version, not on every invoke.
+    pub fn final_default_names(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<Arc<[String]>>, ConfidentialError> {
+        self.final_names_of(self.short_name(name)?, version)
+    }
+
+    /// [`final_default_names`](Self::final_default_names) of the action
+    /// this client's home names `short`.
+    fn final_names_of(
+        &self,
+        short: &str,
+        version: u64,
+    ) -> Result<Option<Arc<[String]>>, ConfidentialError> {
+        let mut known = self
+            .final_defaults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(kept) = known.get(short).filter(|kept| kept.version == version) {
+            return Ok(kept.names.clone());
+        }
+        let names = self
+            .home
+            .sealed_set(&self.home_key(short), version)?
+            .filter(DefaultParameters::is_final)
+            .map(|set| set.parameters().keys().cloned().collect::<Arc<[String]>>());
+        known.insert(
+            short.to_owned(),
+            FinalDefaults {
+                version,
+                names: names.clone(),
+            },
+        );
+        Ok(names)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ActionDescriptor>>> {
