@@ -763,7 +763,7 @@ async fn invoke_confidential(
         .get_activation(opened.activation_id)
         .await
         .with_context(|| format!("getting activation {}", opened.activation_id))?;
-    confidential::reveal(&mut activation, &opened);
+    confidential::reveal(&mut activation, &opened, sealing.namespace())?;
     let status = if opened.status == clemmys_whisk::ActivationStatus::Success {
         200
     } else {

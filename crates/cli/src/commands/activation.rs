@@ -329,7 +329,7 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         .get_activation(id)
         .await
         .with_context(|| format!("getting activation {id}"))?;
-    confidential::open_if_sealed(ctx, &client, &mut activation).await?;
+    confidential::open_if_sealed(ctx, &client, id, &mut activation).await?;
     let output = &ctx.output;
     if args.logs {
         let lines: Vec<&str> = activation
@@ -380,7 +380,7 @@ async fn result(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
         .get_activation(id)
         .await
         .with_context(|| format!("getting the result of activation {id}"))?;
-    confidential::open_sealed(ctx, &client, &mut activation).await?;
+    confidential::open_sealed(ctx, &client, id, &mut activation).await?;
     ctx.output
         .print_json(&activation.response.result.unwrap_or_else(|| json!({})))
 }
@@ -392,7 +392,7 @@ async fn logs(args: LogsArgs, ctx: &Context) -> anyhow::Result<()> {
         .get_activation(id)
         .await
         .with_context(|| format!("getting the logs of activation {id}"))?;
-    confidential::open_sealed(ctx, &client, &mut activation).await?;
+    confidential::open_sealed(ctx, &client, id, &mut activation).await?;
     let lines = activation.logs;
     let lines: Vec<&str> = lines
         .iter()

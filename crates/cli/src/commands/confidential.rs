@@ -4,8 +4,10 @@
 
 use anyhow::Context as _;
 use clemmys_client::Client;
-use clemmys_client::confidential::{ClientHome, Confidential, OpenedActivation, sim_warning};
-use clemmys_whisk::{Activation, ActivationResponse};
+use clemmys_client::confidential::{
+    ClientHome, Confidential, ConfidentialError, OpenedActivation, sim_warning,
+};
+use clemmys_whisk::{Activation, ActivationId, ActivationResponse, ActivationStatus};
 use serde_json::Value;
 
 use super::Context;
@@ -73,11 +75,41 @@ pub fn is_sealed(activation: &Activation) -> bool {
 }
 
 /// Replaces the sealed result and logs of `activation` with the opened
-/// ones. The record's own lines are the provider's to write: none of them
-/// is shown next to a verified answer.
-pub fn reveal(activation: &mut Activation, opened: &OpenedActivation) {
+/// ones, and names it as what this client invoked under its id (in
+/// `namespace`). The record's own lines, name and `path` are the
+/// provider's to write: none of them is shown next to a verified answer,
+/// and a record of another activation is refused.
+pub fn reveal(
+    activation: &mut Activation,
+    opened: &OpenedActivation,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    answered_for(opened.activation_id, activation)?;
     activation.response = ActivationResponse::new(opened.status, opened.result.clone());
     activation.logs = opened_logs(opened);
+    let name = opened
+        .action
+        .rsplit_once('/')
+        .map_or(opened.action.as_str(), |(_, name)| name);
+    activation.name = name.to_owned();
+    activation.namespace = namespace.to_owned();
+    activation.annotations.set(
+        "path",
+        Value::String(format!("{namespace}/{}", opened.action)),
+    );
+    Ok(())
+}
+
+/// Refuses a record the node gave for activation `requested` that is the
+/// record of another.
+fn answered_for(requested: ActivationId, activation: &Activation) -> anyhow::Result<()> {
+    if activation.activation_id != requested {
+        anyhow::bail!(
+            "the node answered for activation {requested} with the record of activation {}: refusing to show it",
+            activation.activation_id
+        );
+    }
+    Ok(())
 }
 
 /// The logs of an opened activation: the sealed ones it opened, or for a
@@ -94,64 +126,97 @@ pub fn opened_logs(opened: &OpenedActivation) -> Vec<String> {
     }
 }
 
-/// Opens `activation` in place when it is sealed and this client holds its
-/// keys; says on stderr what was verified. A sealed record this client
-/// cannot open (no pinned broker, no key in its keyring) is left sealed,
-/// with a note on stderr; tampering is an error.
+/// Opens `activation`, the node's record of activation `requested`, in
+/// place when this client invoked it (its keyring decides, not the
+/// record's shape: a record stripped of its sealed answer is tampering,
+/// not a plain answer); says on stderr what was verified. A sealed record
+/// of an activation this client did not invoke, or cannot verify (no
+/// pinned broker), is left sealed, with a note on stderr.
 pub async fn open_if_sealed(
     ctx: &Context,
     client: &Client,
+    requested: ActivationId,
     activation: &mut Activation,
 ) -> anyhow::Result<bool> {
-    if !is_sealed(activation) {
+    answered_for(requested, activation)?;
+    let invoked_here = home()?.recall(&requested.to_string())?.is_some();
+    if invoked_here && !is_sealed(activation) {
+        node_report(ctx, requested, activation)?;
         return Ok(false);
     }
-    let holds_key = home()?
-        .recall(&activation.activation_id.to_string())?
-        .is_some();
     let pinned = home()?.broker_pin(client.api_host())?.is_some();
-    if !holds_key || !pinned {
-        ctx.output.hint(format_args!(
-            "activation {} is confidential and sealed; this client holds no key to open it",
-            activation.activation_id
-        ));
+    if !invoked_here || !pinned {
+        if is_sealed(activation) {
+            ctx.output.hint(format_args!(
+                "activation {requested} is confidential and sealed; this client holds no key to open it"
+            ));
+        }
         return Ok(false);
     }
-    let confidential = connect(client.clone(), sealing_namespace(ctx, None)?).await?;
-    let opened = confidential
-        .open_activation(activation.activation_id)
-        .await
-        .with_context(|| {
-            format!(
-                "opening confidential activation {}",
-                activation.activation_id
-            )
-        })?;
-    reveal(activation, &opened);
-    note_verified(ctx, &opened);
+    open_invoked(ctx, client, requested, activation).await?;
     Ok(true)
 }
 
-/// Opens `activation` in place when it is sealed, failing when this client
-/// cannot (for `activation result|logs`, which have nothing else to show).
+/// Lets an unsealed record of an activation this client invoked
+/// confidentially be shown only as what it can be: the node's report that
+/// the run failed (a crash cut it off, the host refused or timed it out),
+/// which the provider can always make and nothing verifies. A successful
+/// answer is the enclave's and comes sealed: without the seal it is the
+/// provider's, and refused.
+fn node_report(
+    ctx: &Context,
+    requested: ActivationId,
+    activation: &Activation,
+) -> anyhow::Result<()> {
+    if activation.response.status == ActivationStatus::Success {
+        anyhow::bail!(
+            "the node's record of activation {requested}, which this client invoked confidentially, carries no sealed answer but a successful result: the provider replaced it, and it is not shown"
+        );
+    }
+    ctx.output.hint(format_args!(
+        "activation {requested} carries no sealed answer: its {} is the node's own report, which nothing verifies",
+        activation.response.status.as_str()
+    ));
+    Ok(())
+}
+
+/// Opens `activation`, the node's record of activation `requested`, in
+/// place when this client invoked it, failing when it is sealed and this
+/// client cannot open it (for `activation result|logs`, which have nothing
+/// else to show).
 pub async fn open_sealed(
     ctx: &Context,
     client: &Client,
+    requested: ActivationId,
     activation: &mut Activation,
 ) -> anyhow::Result<()> {
-    if !is_sealed(activation) {
+    answered_for(requested, activation)?;
+    if home()?.recall(&requested.to_string())?.is_none() {
+        if is_sealed(activation) {
+            return Err(ConfidentialError::NoKey(requested.to_string()).into());
+        }
         return Ok(());
     }
-    let id = activation.activation_id;
-    if home()?.recall(&id.to_string())?.is_none() {
-        return Err(clemmys_client::confidential::ConfidentialError::NoKey(id.to_string()).into());
+    if !is_sealed(activation) {
+        return node_report(ctx, requested, activation);
     }
+    open_invoked(ctx, client, requested, activation).await
+}
+
+/// Opens and verifies the answer of activation `requested`, which this
+/// client invoked, and shows it in `activation` (its record).
+async fn open_invoked(
+    ctx: &Context,
+    client: &Client,
+    requested: ActivationId,
+    activation: &mut Activation,
+) -> anyhow::Result<()> {
     let confidential = connect(client.clone(), sealing_namespace(ctx, None)?).await?;
     let opened = confidential
-        .open_activation(id)
+        .open_activation(requested)
         .await
-        .with_context(|| format!("opening confidential activation {id}"))?;
-    reveal(activation, &opened);
+        .with_context(|| format!("opening confidential activation {requested}"))?;
+    reveal(activation, &opened, confidential.namespace())?;
     note_verified(ctx, &opened);
     Ok(())
 }

@@ -788,9 +788,13 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
     );
 }
 
-/// Plays the provider: rewrites activation `id`'s log lines in the node's
-/// store (while the node is stopped).
-fn forge_logs(data_dir: &std::path::Path, id: &str, line: &str) {
+/// Plays the provider: rewrites activation `id`'s record in the node's
+/// store (while the node is stopped) with `edit`.
+pub(crate) fn forge_record(
+    data_dir: &std::path::Path,
+    id: &str,
+    edit: impl FnOnce(&mut clemmys_whisk::Activation),
+) {
     use clemmys_store::{EntityStore as _, RecordDurability, RedbStore, StoreConfig};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -812,12 +816,17 @@ fn forge_logs(data_dir: &std::path::Path, id: &str, line: &str) {
             .await
             .unwrap_or_else(|error| panic!("{error}"))
             .unwrap_or_else(|| panic!("no record {id}"));
-        record.logs = vec![line.to_owned()];
+        edit(&mut record);
         store
             .put_activation(record)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
     });
+}
+
+/// Plays the provider: rewrites activation `id`'s log lines.
+fn forge_logs(data_dir: &std::path::Path, id: &str, line: &str) {
+    forge_record(data_dir, id, |record| record.logs = vec![line.to_owned()]);
 }
 
 #[test]
@@ -957,4 +966,183 @@ fn a_confidential_sequence_stays_sealed_for_a_client_that_never_ran_it() {
         .clemmys(&["action", "invoke", "pipe", "-p", "name", "F", "-r"])
         .success()
         .stdout_has("Hello, F!");
+}
+
+#[test]
+fn a_record_stripped_of_its_sealed_answer_is_not_shown_as_the_result() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let id = user.invoke_for_id("hello", &[("name", "stripped")]);
+    // The provider replaces the sealed answer with a plain one of its own
+    // (and its own logs and name): a record of a plain action.
+    server.stop();
+    forge_record(&server.data_dir, &id, |record| {
+        record.response = clemmys_whisk::ActivationResponse::success(
+            json!({"payload": "PROVIDER-FORGED: approved"}),
+        );
+        record.logs = vec!["PROVIDER-FORGED: log".into()];
+    });
+    server.spawn_again_on_the_same_port();
+    for command in [
+        vec!["activation", "result", &id],
+        vec!["activation", "logs", &id],
+        vec!["activation", "get", &id],
+        vec!["activation", "result", &id, "--json"],
+        vec!["activation", "get", &id, "--json"],
+    ] {
+        let out = user.clemmys(&command).failure();
+        assert!(
+            !out.stdout.contains("PROVIDER-FORGED"),
+            "{command:?} showed the provider's answer: {out}"
+        );
+        out.stderr_has("no sealed answer");
+    }
+}
+
+#[test]
+fn a_record_relabelled_by_the_provider_shows_the_invoked_name() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    for name in ["hello", "other"] {
+        user.clemmys(&[
+            "action",
+            "create",
+            name,
+            crate::common::arg(&example("hello")),
+        ])
+        .success();
+    }
+    let id = user.invoke_for_id("hello", &[("name", "label")]);
+    server.stop();
+    forge_record(&server.data_dir, &id, |record| {
+        record.name = "other".into();
+        record
+            .annotations
+            .set("path", Value::String("guest/other".into()));
+    });
+    server.spawn_again_on_the_same_port();
+    let shown = user
+        .clemmys(&["activation", "get", &id, "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["name"], "hello", "{shown}");
+    assert_eq!(
+        annotation(&shown, "path"),
+        Some(&json!("guest/hello")),
+        "{shown}"
+    );
+    let summary = user
+        .clemmys(&["activation", "get", &id, "--summary"])
+        .success();
+    assert!(!summary.stdout.contains("/other"), "{summary}");
+}
+
+/// What a [`rewriting_proxy`] replaces in requests, once set: `(from, to)`.
+type RewriteRule = std::sync::Arc<std::sync::Mutex<Option<(Vec<u8>, Vec<u8>)>>>;
+
+/// A proxy to `upstream` that, once `rule` holds `(from, to)`, replaces
+/// `from` with `to` (of the same length) in every request it forwards: the
+/// provider's network answering one URL with another's answer.
+fn rewriting_proxy(upstream: &str, rule: RewriteRule) -> String {
+    use std::io::{Read as _, Write as _};
+    let upstream = upstream
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not http: {upstream}"))
+        .to_owned();
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("{error}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("{error}"));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (Ok(mut from_client), Ok(mut to_client)) = (client.try_clone(), client.try_clone())
+            else {
+                continue;
+            };
+            let (Ok(mut to_server), Ok(mut from_server)) = (server.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            let rule = rule.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 64 * 1024];
+                while let Ok(read) = from_client.read(&mut chunk) {
+                    if read == 0 {
+                        break;
+                    }
+                    let mut bytes = chunk[..read].to_vec();
+                    if let Some((from, to)) = rule.lock().ok().and_then(|rule| rule.clone()) {
+                        let mut at = 0;
+                        while let Some(found) = bytes[at..]
+                            .windows(from.len())
+                            .position(|window| window == from.as_slice())
+                        {
+                            let start = at + found;
+                            bytes[start..start + to.len()].copy_from_slice(&to);
+                            at = start + to.len();
+                        }
+                    }
+                    if to_server.write_all(&bytes).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn the_record_of_another_activation_given_for_an_id_is_refused() {
+    let server = Server::start();
+    let rule = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let proxy = rewriting_proxy(&server.api_host, rule.clone());
+    let user = server.user_via(&proxy);
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let bob = user.invoke_for_id("hello", &[("name", "Bob")]);
+    let alice = user.invoke_for_id("hello", &[("name", "Alice")]);
+    assert_eq!(bob.len(), alice.len());
+    // The provider answers every request for Alice's activation with Bob's.
+    *rule
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some((alice.as_bytes().to_vec(), bob.as_bytes().to_vec()));
+    for command in [
+        vec!["activation", "result", &alice],
+        vec!["activation", "get", &alice],
+        vec!["activation", "result", &alice, "--json"],
+    ] {
+        let out = user.clemmys(&command).failure();
+        assert!(
+            !out.stdout.contains("Bob"),
+            "{command:?} showed another activation's verified answer: {out}"
+        );
+        out.stderr_has("with the record of activation");
+    }
 }
