@@ -3213,3 +3213,34 @@ fn a_public_web_call_cannot_tell_which_final_parameters_are_sealed() {
         assert_eq!(answered["other"], "1", "{query}: {answered}");
     }
 }
+
+#[test]
+fn final_added_by_an_update_that_keeps_the_parameters_is_sealed() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    let fixed = unique("gwlatefinal-");
+    // Bound parameters first, not final; then exported as `wsk action
+    // update NAME --web true` does it: web-export and final, no
+    // parameters (OpenWhisk keeps them).
+    let put = json!({
+        "exec": wasm_exec(&example("echo")),
+        "parameters": [{"key": "mode", "value": fixed}],
+    });
+    let (status, answer) = put_with_curl(&owners, "laterfinal", &put);
+    assert_eq!(status, 200, "{answer}");
+    let mut annotations = web_export();
+    if let Some(all) = annotations.as_array_mut() {
+        all.push(json!({"key": "final", "value": true}));
+    }
+    let put = json!({"exec": wasm_exec(&example("echo")), "annotations": annotations});
+    let (status, answer) = put_with_curl(&owners, "laterfinal", &put);
+    assert_eq!(status, 200, "{answer}");
+    // Anyone calling the URL cannot override the bound value.
+    let url = "/api/v1/web/guest/default/laterfinal.json?mode=guess";
+    let (status, body) = curl(&owners.gateway.url, &owners.pin, "GET", url, None, None);
+    assert_eq!(status, 200, "{body}");
+    let answered: Value =
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
+    assert_eq!(answered["mode"], json!(fixed), "{answered}");
+}

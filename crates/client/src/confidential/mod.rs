@@ -1341,6 +1341,14 @@ impl Confidential {
             defaults = self
                 .home
                 .sealed_defaults(&kept_key, version.saturating_sub(1))?;
+            // Whether they are final is the update's to say when it names
+            // annotations (what the node will show), as `wsk action update
+            // --web true` adds `final`; else it stays as sealed.
+            if put.annotations.is_some() {
+                defaults = defaults.map(|kept| {
+                    DefaultParameters::new(kept.parameters().clone(), final_parameters)
+                });
+            }
         }
         // An action of a package runs with the package's parameters under
         // its own: this client's copy of them (the node has none) is
