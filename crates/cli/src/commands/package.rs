@@ -158,6 +158,20 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
         } => {
             let target = clemmys_client::resolve_name(&package)
                 .with_context(|| format!("reading the package name {package}"))?;
+            // Refused here, before the binding's parameters are sent: a
+            // node that stored them would hold them in the clear. This
+            // client's own record says first (the node's annotation is
+            // the provider's to strip).
+            if keeps_parameters_of(ctx, &client, &package).await?
+                || client
+                    .get_package(&package)
+                    .await
+                    .is_ok_and(|doc| is_confidential(&doc))
+            {
+                anyhow::bail!(
+                    "package {package} is confidential and cannot be bound: its actions run only under their own names, with its parameters sealed into them (nothing was sent)"
+                );
+            }
             let body = put_body(
                 params.to_object()?,
                 annotations.to_object()?,
@@ -383,6 +397,23 @@ fn is_confidential(package: &Value) -> bool {
                 annotation["key"] == CONFIDENTIAL_ANNOTATION && annotation["value"] == true
             })
         })
+}
+
+/// Whether this client keeps the sealed parameters of confidential
+/// package `name` (its own record; without a broker pin it keeps none).
+async fn keeps_parameters_of(
+    ctx: &Context,
+    client: &clemmys_client::Client,
+    name: &str,
+) -> anyhow::Result<bool> {
+    if confidential::home()?
+        .broker_pin(client.api_host())?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let sealing = connect_for(ctx, client, name).await?;
+    Ok(sealing.package_defaults(&short_package(name)?)?.is_some())
 }
 
 /// The package's name within its namespace.

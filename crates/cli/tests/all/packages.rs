@@ -273,3 +273,47 @@ fn a_confidential_package_the_provider_deleted_first_leaves_no_parameters_behind
         "the deleted package's parameters came back"
     );
 }
+
+#[test]
+fn binding_a_confidential_package_sends_nothing() {
+    let server = Server::start();
+    let wire = crate::leaks::Wire::start(&server.api_host);
+    let user = server.user_via(&wire.api_host());
+    user.trust_broker();
+    user.clemmys(&[
+        "package",
+        "create",
+        "vault",
+        "--confidential",
+        "-p",
+        "token",
+        "t-1",
+    ])
+    .success();
+    let secret = crate::common::unique("BIND-SECRET-");
+    let bind = || {
+        user.clemmys(&["package", "bind", "vault", "mine", "-p", "token", &secret])
+            .failure()
+            .stderr_has("cannot be bound");
+    };
+    // The node would refuse it too, but only once the parameters reached it.
+    bind();
+    // The provider strips the package's annotation so that the node takes
+    // the binding: the client's own record still refuses it.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/vault?overwrite=true",
+        &json!({"annotations": []}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    bind();
+    let leaked: Vec<_> = wire
+        .sources()
+        .into_iter()
+        .filter(|source| crate::leaks::contains(&source.bytes, secret.as_bytes()))
+        .map(|source| source.label)
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the binding's parameter crossed the wire: {leaked:?}"
+    );
+}
