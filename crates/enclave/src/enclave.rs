@@ -182,10 +182,12 @@ pub struct Enclave {
     /// key for, fixed by its first provisioning.
     action: OnceLock<(String, String)>,
     /// The identity that registered that action, as its stored sealed code
-    /// names it (untrusted routing: the broker keys actions by owner, and a
-    /// wrong owner only yields a key under which nothing of this action's
-    /// clients opens). Read again at every prewarm, as a deploy may change it.
-    owner: Mutex<Option<ClientId>>,
+    /// first named it (untrusted routing: the broker keys actions by
+    /// owner), fixed like the action: a host that could switch it would
+    /// have this enclave ask for another owner's grant of the same name
+    /// and admit a request under that registration while running this
+    /// owner's code. Another owner's code gets a fresh enclave.
+    owner: OnceLock<ClientId>,
     /// The current grant; replaced when the action moves to a new version.
     /// Runs under way keep the grant they started with.
     provisioned: Mutex<Option<Arc<Provisioned>>>,
@@ -261,7 +263,7 @@ impl Enclave {
             broker_signing: identity.keys.signing,
             sandbox,
             action: OnceLock::new(),
-            owner: Mutex::new(None),
+            owner: OnceLock::new(),
             provisioned: Mutex::new(None),
             provisioning: Mutex::new(()),
             javascript: None,
@@ -342,12 +344,16 @@ impl Enclave {
         Ok(true)
     }
 
-    /// Reads the action's owner from its stored sealed code.
+    /// Reads the action's owner from its stored sealed code: the first
+    /// one binds this enclave, any other is refused.
     fn learn_owner(&self, sealed_code: &[u8]) -> Result<(), EnclaveError> {
-        let owner = SealedCode::from_bytes(sealed_code)
+        let found = SealedCode::from_bytes(sealed_code)
             .map_err(EnclaveError::CodeRejected)?
             .owner();
-        *lock(&self.owner) = Some(owner);
+        let bound = *self.owner.get_or_init(|| found);
+        if bound != found {
+            return Err(EnclaveError::OwnedByAnother { bound, found });
+        }
         Ok(())
     }
 
@@ -809,6 +815,9 @@ impl Enclave {
                     *lock(&self.provisioned) = Some(fresh.clone());
                     fresh
                 };
+                // The request was opened, and will run, under the grant it
+                // came with: only that same registration may admit it.
+                same_registration(&provisioned.grant.action, &fresh.grant.action, version)?;
                 ask(&fresh.grant)?
             }
             other => other?,
@@ -847,7 +856,7 @@ impl Enclave {
 
     /// Asks the broker for the action's key and opens the grant.
     fn request_grant(&self, namespace: &str, name: &str) -> Result<Arc<Provisioned>, EnclaveError> {
-        let owner = (*lock(&self.owner)).ok_or(EnclaveError::CodeMissing)?;
+        let owner = *self.owner.get().ok_or(EnclaveError::CodeMissing)?;
         let request = KeyRequest {
             evidence: self.evidence.clone(),
             enclave: self.keys.public(),
@@ -1024,6 +1033,31 @@ fn keep_bounded<K: Copy + Eq + std::hash::Hash, V>(
         map.remove(&oldest);
     }
     map.insert(key, value);
+}
+
+/// Refuses a grant fetched again (the broker said it had forgotten the
+/// one a request was opened under) that is not of the same registration:
+/// admitting under another owner's grant, or another version's, would
+/// let that registration's policy admit a run of this one's code.
+fn same_registration(
+    opened_under: &ActionDescriptor,
+    fetched: &ActionDescriptor,
+    requested_version: u64,
+) -> Result<(), EnclaveError> {
+    if fetched.owner != opened_under.owner
+        || fetched.action_key != opened_under.action_key
+        || fetched.code_digest != opened_under.code_digest
+        || fetched.policy.entry != opened_under.policy.entry
+    {
+        return Err(EnclaveError::GrantChanged);
+    }
+    if fetched.version != opened_under.version {
+        return Err(EnclaveError::VersionMismatch {
+            requested: requested_version,
+            current: fetched.version,
+        });
+    }
+    Ok(())
 }
 
 fn add_time(total: &mut Option<Duration>, spent: Duration) {

@@ -65,6 +65,20 @@ pub enum EnclaveError {
         /// The action the host asked for.
         requested: String,
     },
+    /// The host asked an enclave bound to one owner's action to provision
+    /// another owner's code of the same name: a fresh enclave serves it.
+    #[error("this enclave serves the action as registered by {bound}, not by {found}")]
+    OwnedByAnother {
+        /// The owner the enclave is bound to.
+        bound: clemmys_proto::ClientId,
+        /// The owner the stored code names.
+        found: clemmys_proto::ClientId,
+    },
+    /// The broker, asked again for the grant a request was opened under,
+    /// answered with another registration's (another owner, key, code or
+    /// entry): the request is not admitted under it.
+    #[error("the key broker's grant is no longer the one this request was opened under")]
+    GrantChanged,
     /// The invocation names an older version than the policy (rollback).
     #[error(
         "the invocation is for version {requested} but the policy requires version {current}: refresh the action and retry"
@@ -159,7 +173,10 @@ impl EnclaveError {
             Self::VersionMismatch { .. } => Refusal::StaleVersion,
             Self::UnknownSession => Refusal::UnknownSession,
             Self::StampedBeforeFloor { .. } => Refusal::StampedBeforeFloor,
-            Self::WrongAction { .. } | Self::BoundToAnotherAction { .. } => Refusal::WrongAction,
+            Self::WrongAction { .. }
+            | Self::BoundToAnotherAction { .. }
+            | Self::OwnedByAnother { .. } => Refusal::WrongAction,
+            Self::GrantChanged => Refusal::KeyRefused,
             Self::EntryMismatch { .. } => Refusal::CodeRejected,
             Self::NotTheTicketsStep { .. } | Self::CodeNotTheTickets { .. } => {
                 Refusal::NotTheTicketsStep

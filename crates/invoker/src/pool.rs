@@ -254,8 +254,12 @@ impl EnclavePool {
         let result = enclave
             .run(run, || self.code.sealed_code(namespace, name))
             .await;
-        if let Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) = &result {
-            self.unbind_unprovisioned(&lease.key, &enclave);
+        match &result {
+            Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) => {
+                self.unbind_unprovisioned(&lease.key, &enclave);
+            }
+            Err(EnclaveError::OwnedByAnother { .. }) => self.unbind(&lease.key, &enclave),
+            _ => {}
         }
         drop(lease);
         let mut outcome = result?;
@@ -380,6 +384,9 @@ impl EnclavePool {
             Err(EnclaveError::KeyRefused(_) | EnclaveError::CodeMissing) => {
                 self.unbind_unprovisioned(&lease.key, &enclave)
             }
+            // Another owner's code under the name: a fresh enclave serves
+            // it, never this one.
+            Err(EnclaveError::OwnedByAnother { .. }) => self.unbind(&lease.key, &enclave),
             Err(_) => {}
         }
         drop(lease);
@@ -593,6 +600,11 @@ impl EnclavePool {
         if enclave.is_provisioned() {
             return;
         }
+        self.unbind(key, enclave);
+    }
+
+    /// Drops `enclave` as the one bound to `key`, if it still is.
+    fn unbind(&self, key: &ActionKey, enclave: &Arc<Enclave>) {
         let removed = {
             let mut state = self.lock();
             let ours = state

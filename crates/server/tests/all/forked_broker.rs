@@ -445,3 +445,199 @@ async fn a_session_opened_again_through_a_forked_broker_never_reuses_a_key_and_n
     assert_eq!(after.result, json!({ "secret": "after" }));
     forked.stop().await;
 }
+
+/// The host names the enclave's owner (the owner field of the stored
+/// sealed code is clear), and a broker that forgot a grant makes the
+/// enclave ask for its action's grant again, for that owner. A provider
+/// that registers the owner's action name under an identity P of its own
+/// and delegates P to an identity Q, points the warm enclave at P, and
+/// then forks the broker (so that the grant the enclave holds is unknown)
+/// would have Q's request, sealed to the owner's key and not allowed by
+/// the owner's policy, admitted under P's registration and run with the
+/// owner's code and sealed defaults: Q reads them.
+#[tokio::test]
+async fn a_host_that_switches_an_enclaves_owner_gets_no_run_admitted_under_another_registration() {
+    use clemmys_proto::broker::{BrokerOp, BrokerReply, RegisteredKind};
+    use clemmys_proto::code::{CodeBinding, DEFAULT_ENTRY, SealedCode};
+    use clemmys_proto::identity::ClientIdentity;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
+    let relay = Relay::start(broker_a.addr).await;
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
+    config.broker = BrokerLocation::Remote {
+        url: format!("http://{}", relay.addr),
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.clone());
+    let server = TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    );
+    let owner = server.owner().await;
+    owner
+        .deploy_echo_with_defaults("vault", &json!({"token": "OWNER-SECRET"}), None)
+        .await;
+    let warm = owner
+        .invoke("vault", json!({}))
+        .await
+        .expect("the owner runs it");
+    assert_eq!(warm.result["token"], "OWNER-SECRET");
+
+    // The provider's identities: P registers the name (squatting is
+    // allowed, keyed by owner) at the owner's version and delegates to Q,
+    // which the owner's policy does not allow. What a client once allowed
+    // knew of the owner's action (its public key, version and code
+    // digest), the provider knows too.
+    let known = owner
+        .client
+        .describe("vault", false)
+        .await
+        .expect("described");
+    let p = ClientIdentity::generate(&mut clemmys_tee::os_rng());
+    let q = ClientIdentity::generate(&mut clemmys_tee::os_rng());
+    let broker_kem = owner.client.pin().keys.kem;
+    let registered = server
+        .ask_broker(
+            &p,
+            &broker_kem,
+            BrokerOp::Register {
+                namespace: "guest".into(),
+                name: "vault".into(),
+                version: known.version,
+                code_digest: clemmys_proto::Digest::of(b"provider"),
+                policy: clemmys_proto::broker::Policy {
+                    allowed_measurements: vec![
+                        clemmys_client::confidential::expected_runtime_measurement(),
+                    ],
+                    require_hardware: false,
+                    allowed_clients: vec![],
+                    min_version: 1,
+                    entry: DEFAULT_ENTRY.into(),
+                    kind: RegisteredKind::Action,
+                },
+            },
+        )
+        .await;
+    let BrokerReply::Action(p_vault) = registered else {
+        panic!("P's registration: {registered:?}");
+    };
+    let delegated = server
+        .ask_broker(
+            &p,
+            &broker_kem,
+            BrokerOp::Delegate {
+                gateway: q.id(),
+                measurement: clemmys_client::confidential::expected_runtime_measurement(),
+                expires_ms: clemmys_whisk::now_ms() + 600_000,
+            },
+        )
+        .await;
+    assert!(
+        !matches!(delegated, BrokerReply::Refused { .. }),
+        "{delegated:?}"
+    );
+
+    // Code naming P as its owner in the store, and a prewarm: the warm
+    // enclave reads its owner from it.
+    let binding = CodeBinding {
+        namespace: "guest",
+        action: "vault",
+        version: 1,
+        code_digest: clemmys_proto::Digest::of(b"provider"),
+        entry: DEFAULT_ENTRY,
+    };
+    let p_code = SealedCode::seal(
+        b"provider",
+        p.id(),
+        &p_vault.action_key,
+        &binding,
+        &mut clemmys_tee::os_rng(),
+    )
+    .expect("sealed");
+    let store = &server.node().store;
+    let name = |text: &str| clemmys_whisk::EntityName::new(text).expect("name");
+    let doc = store
+        .get_action(&name("guest"), &name("vault"))
+        .await
+        .expect("read")
+        .expect("stored");
+    store
+        .put_action(
+            doc,
+            Some(p_code.to_bytes()),
+            clemmys_store::PutMode::Overwrite,
+        )
+        .await
+        .expect("write");
+    let enclaves = server.enclaves().clone();
+    let _ = tokio::task::spawn_blocking(move || enclaves.prewarm("guest", "vault"))
+        .await
+        .expect("prewarm thread");
+
+    // The fork: broker B on a copy of A's state knows no grant A made.
+    copy_dir(&dir.path().join("broker-a"), &dir.path().join("broker-b"));
+    let broker_b = start_broker(dir.path().join("broker-b"), &platform).await;
+    relay.switch_to(broker_b.addr).await;
+    // Q's request, sealed to the owner's key for the owner's code and
+    // stamped at B's floor (B started just now).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let header = clemmys_proto::invoke::InvocationHeader {
+        namespace: "guest".into(),
+        action: "vault".into(),
+        version: known.version,
+        nonce: [7; 16],
+        timestamp_ms: clemmys_whisk::now_ms() + MAX_CLOCK_SKEW_MS - 1,
+        client: q.id(),
+        open_session: false,
+    };
+    let (sealed, pending) = clemmys_proto::invoke::seal_invocation(
+        &q,
+        &known.action_key,
+        header,
+        &known.code_digest,
+        b"{}",
+        &mut clemmys_tee::os_rng(),
+    )
+    .expect("sealed");
+    let answer = server
+        .call(
+            hyper::Method::POST,
+            "/api/v1/namespaces/_/actions/vault?blocking=true",
+            Some(clemmys_client::confidential::Confidential::invoke_body(
+                &sealed,
+            )),
+        )
+        .await;
+    let record = answer.json;
+    let opened = record["response"]["result"]["sealed"]
+        .as_str()
+        .and_then(|sealed| {
+            base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .ok()
+        })
+        .and_then(|sealed| {
+            clemmys_proto::invoke::open_result(
+                &sealed,
+                &pending.keys,
+                record["activationId"].as_str()?,
+                &pending.nonce,
+            )
+            .ok()
+        });
+    assert!(
+        opened.is_none(),
+        "a client the owner never allowed ran the owner's code: {:?}",
+        opened.map(|body| body.result)
+    );
+    assert_ne!(record["response"]["status"], "success", "{record}");
+    broker_b.shutdown().await;
+    broker_a.shutdown().await;
+}
