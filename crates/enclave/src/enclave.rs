@@ -845,8 +845,23 @@ impl Enclave {
             // Whoever held the lock before may have got what we need.
             match self.current() {
                 Some(current) if fresh_enough(&current) => Ok(current),
-                _ => self.request_grant(namespace, name).inspect(|fresh| {
-                    *lock(&self.provisioned) = Some(fresh.clone());
+                current => self.request_grant(namespace, name).map(|fresh| {
+                    // The version asked for comes from a header nobody
+                    // has authenticated yet: when the broker's grant is
+                    // the one held, keep it and its compiled module, or
+                    // anyone could make every client wait for a recompile.
+                    match current {
+                        Some(current)
+                            if same_registration(&current.grant.action, &fresh.grant.action, 0)
+                                .is_ok() =>
+                        {
+                            current
+                        }
+                        _ => {
+                            *lock(&self.provisioned) = Some(fresh.clone());
+                            fresh
+                        }
+                    }
                 }),
             }
         };

@@ -966,3 +966,58 @@ async fn stripped_default_parameters_are_refused() {
     tamper_code(&server, "two", |code| *code = without).await;
     code_refused(&owner.invoke("two", json!({})).await);
 }
+
+/// A header's version is read before anything authenticates it: a caller
+/// (the provider with the namespace key, or anyone it lets post) that
+/// names a version above the enclave's grant must not make it drop its
+/// compiled module, which every other client would then wait for.
+#[tokio::test]
+async fn a_forged_header_version_does_not_make_the_enclave_recompile() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("warm", "echo").await;
+    owner
+        .invoke("warm", serde_json::json!({}))
+        .await
+        .expect("warm");
+    assert!(server.enclaves().is_ready("guest", "warm"));
+    let stranger = clemmys_proto::identity::ClientIdentity::generate(&mut clemmys_tee::os_rng());
+    for nonce in 0..5u8 {
+        let header = clemmys_proto::invoke::InvocationHeader {
+            namespace: "guest".into(),
+            action: "warm".into(),
+            version: u64::MAX,
+            nonce: [nonce; 16],
+            timestamp_ms: clemmys_whisk::now_ms(),
+            client: stranger.id(),
+            open_session: false,
+        };
+        let (sealed, _) = clemmys_proto::invoke::seal_invocation(
+            &stranger,
+            &owner.client.pin().keys.kem,
+            header,
+            &clemmys_proto::Digest::of(b"whatever"),
+            b"{}",
+            &mut clemmys_tee::os_rng(),
+        )
+        .expect("sealed");
+        let answer = server
+            .call(
+                Method::POST,
+                "/api/v1/namespaces/_/actions/warm?blocking=true",
+                Some(clemmys_client::confidential::Confidential::invoke_body(
+                    &sealed,
+                )),
+            )
+            .await;
+        assert_ne!(
+            answer.json["response"]["status"], "success",
+            "{}",
+            answer.json
+        );
+    }
+    assert!(
+        server.enclaves().is_ready("guest", "warm"),
+        "forged versions made the enclave drop its compiled module"
+    );
+}
