@@ -25,8 +25,8 @@ pub enum GatewayCommand {
     /// clients talk TLS to it, and it seals for them.
     Serve(GatewayServeArgs),
     /// Fetch a gateway's RA-TLS certificate, verify its evidence, and
-    /// write the certificate to pin (curl --cacert, NODE_EXTRA_CA_CERTS,
-    /// SSL_CERT_FILE for wsk).
+    /// write the certificate to pin (curl --cacert with --pinnedpubkey,
+    /// SSL_CERT_FILE for node with --use-openssl-ca and for wsk).
     Verify(VerifyArgs),
     /// Verify a gateway, then authorize it with the key broker to act for
     /// you (your client identity) in your namespace until it expires.
@@ -235,12 +235,24 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
     outln!("");
     outln!("credential for unmodified OpenWhisk clients of {url}:");
     outln!("AUTH={auth}");
-    outln!(
-        "use it with the certificate `clemmys gateway verify {url} --out gateway.pem` pinned, as"
-    );
-    outln!("  curl --cacert gateway.pem -u {auth} {url}/api/v1/namespaces");
-    outln!("  NODE_EXTRA_CA_CERTS=gateway.pem __OW_API_HOST={url} __OW_API_KEY={auth} node app.js");
-    outln!("  SSL_CERT_FILE=gateway.pem wsk --apihost {url} --auth {auth} ...");
+    let pem = match &args.verify.out {
+        Some(path) => {
+            outln!(
+                "use it with the certificate of the gateway that issued it, pinned in {}, trusting nothing else:",
+                path.display()
+            );
+            path.display().to_string()
+        }
+        None => {
+            outln!(
+                "use it with the certificate of the gateway that issued it (`clemmys gateway credential {url} --out gateway.pem` writes it), trusting nothing else:"
+            );
+            "gateway.pem".to_owned()
+        }
+    };
+    for line in pinned_client_lines(&pem, &verified.key_pin, &url, Some(&auth)) {
+        outln!("  {line}");
+    }
     if let Some(path) = &args.props {
         outln!("written to {} (WSK_CONFIG_FILE)", path.display());
     }
@@ -447,6 +459,30 @@ async fn revoke(args: RevokeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `curl`, the npm client and `wsk` reach the gateway at `url` with
+/// `auth`, trusting only its certificate `pem` (whose key is `key_pin`):
+/// `--cacert` or `NODE_EXTRA_CA_CERTS` alone add to the system's
+/// authorities, any of which could sign a certificate for the gateway's
+/// name for whoever answers there.
+fn pinned_client_lines(pem: &str, key_pin: &str, url: &str, auth: Option<&str>) -> [String; 3] {
+    let only_the_pin = format!("SSL_CERT_FILE={pem} SSL_CERT_DIR=/nonexistent");
+    let (user, key, wsk_auth) = match auth {
+        Some(auth) => (
+            format!(" -u {auth}"),
+            format!(" __OW_API_KEY={auth}"),
+            format!(" --auth {auth}"),
+        ),
+        None => Default::default(),
+    };
+    [
+        format!("curl --cacert {pem} --pinnedpubkey {key_pin}{user} {url}/api/v1/namespaces"),
+        format!(
+            "NODE_OPTIONS=--use-openssl-ca {only_the_pin} __OW_API_HOST={url}{key} node app.js"
+        ),
+        format!("{only_the_pin} wsk --apihost {url}{wsk_auth} ..."),
+    ]
+}
+
 /// The node's TLS settings from the global flags.
 pub fn node_tls(global: &GlobalArgs) -> anyhow::Result<clemmys_client::ClientTlsOptions> {
     let flags = super::TlsFlags::new(global);
@@ -587,6 +623,9 @@ struct Verified {
     owner: Option<clemmys_proto::ClientId>,
     /// The namespace it serves (sealed with its identity).
     namespace: String,
+    /// Its TLS key as `curl --pinnedpubkey` takes it: `sha256//` and the
+    /// base64 SHA-256 of the certificate's SubjectPublicKeyInfo.
+    key_pin: String,
     /// HTTPS to it, trusting only its verified certificate.
     channel: PinnedChannel,
 }
@@ -671,10 +710,16 @@ async fn verify_as(
         .as_str()
         .with_context(|| format!("{}: it names no namespace", args.url))?
         .to_owned();
+    let key_pin = format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD
+            .encode(clemmys_proto::Digest::of(certificate.spki_der()).as_bytes())
+    );
     let verified = Verified {
         gateway: verified,
         owner,
         namespace,
+        key_pin,
         channel,
     };
     if let Some(path) = &args.out {
@@ -696,6 +741,7 @@ async fn verify_as(
             "identity": verified.gateway.gateway,
             "owner": verified.owner,
             "namespace": verified.namespace,
+            "keyPin": verified.key_pin,
             "testMode": verified.owner.is_none(),
             "simPlatformKey": platform.filter(|_| !hardware),
             "warning": (!hardware).then_some(SIM_WARNING),
@@ -720,6 +766,7 @@ async fn verify_as(
         None => outln!("  acts for owner:   none (TEST MODE)"),
     }
     outln!("  serves namespace: {}", verified.namespace);
+    outln!("  TLS key pin:      {}", verified.key_pin);
     if let Some(platform) = platform.filter(|_| !hardware) {
         outln!(
             "  sim platform key: {platform}{}",
@@ -742,10 +789,10 @@ async fn verify_as(
     if let Some(path) = &args.out {
         let path = path.display();
         outln!("");
-        outln!("pinned certificate written to {path}; use it as");
-        outln!("  curl --cacert {path} {}/api/v1/namespaces", args.url);
-        outln!("  NODE_EXTRA_CA_CERTS={path} node app.js");
-        outln!("  SSL_CERT_FILE={path} wsk --apihost {} ...", args.url);
+        outln!("pinned certificate written to {path}; trust it and nothing else, as");
+        for line in pinned_client_lines(&path.to_string(), &verified.key_pin, &args.url, None) {
+            outln!("  {line}");
+        }
     }
     Ok(verified)
 }

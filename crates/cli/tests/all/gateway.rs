@@ -238,7 +238,9 @@ fn gateway_beside(server: &Server) -> String {
 }
 
 /// `node ARGS` in `clients/npm` as an OpenWhisk user of `gateway` with
-/// `auth`, trusting `pin` (if any) besides the system's authorities.
+/// `auth`, trusting `pin` (if any) and nothing else, as `gateway
+/// credential` tells users to (`--use-openssl-ca` with the pin as the
+/// whole store); without a pin, the system's authorities.
 fn node(gateway: &str, auth: &str, pin: Option<&Path>, args: &[&str]) -> std::process::Output {
     let mut command = Command::new("node");
     command
@@ -248,9 +250,15 @@ fn node(gateway: &str, auth: &str, pin: Option<&Path>, args: &[&str]) -> std::pr
         .env("__OW_API_KEY", auth)
         .env_remove("__OW_NAMESPACE")
         .env_remove("NODE_EXTRA_CA_CERTS")
+        .env_remove("NODE_OPTIONS")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
         .env_remove("NODE_TLS_REJECT_UNAUTHORIZED");
     if let Some(pin) = pin {
-        command.env("NODE_EXTRA_CA_CERTS", pin);
+        command
+            .env("NODE_OPTIONS", "--use-openssl-ca")
+            .env("SSL_CERT_FILE", pin)
+            .env("SSL_CERT_DIR", "/nonexistent");
     }
     command
         .output()
@@ -3243,4 +3251,190 @@ fn final_added_by_an_update_that_keeps_the_parameters_is_sealed() {
     let answered: Value =
         serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}: {body}"));
     assert_eq!(answered["mode"], json!(fixed), "{answered}");
+}
+
+/// A TLS server standing in for the gateway at `127.0.0.1`, with a
+/// certificate from an authority of its own (`authority`, PEM): what the
+/// provider answers with once some authority the client's system trusts
+/// signed a certificate for the gateway's name. Counts the requests that
+/// reached it (a client that sent one sent its credential).
+struct StandIn {
+    url: String,
+    authority: PathBuf,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let local = clemmys_tls::ensure_local_certificate(dir.path(), &["127.0.0.1".to_owned()])
+            .unwrap_or_else(|error| panic!("{error}"));
+        let tls = clemmys_tls::ServerTls::from_pem_files(&local.cert_path, &local.key_path, None)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let acceptor = tls.acceptor();
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("{error}"));
+        let url = format!(
+            "https://{}",
+            listener
+                .local_addr()
+                .unwrap_or_else(|error| panic!("{error}"))
+        );
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|error| panic!("{error}"));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|error| panic!("{error}"));
+            runtime.block_on(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .unwrap_or_else(|error| panic!("{error}"));
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let mut request = [0u8; 4096];
+                        if matches!(tls.read(&mut request).await, Ok(read) if read > 0) {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let _ = tls
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]")
+                                .await;
+                        }
+                    });
+                }
+            });
+        });
+        Self {
+            url,
+            authority: local.ca_path,
+            requests,
+            _dir: dir,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn the_pinned_client_lines_trust_only_the_gateway_not_the_systems_authorities() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    // The pin where the lines name it (relative: they run in its
+    // directory).
+    let root = owners.gateway.root.path();
+    let pin = root.join("gateway.pem");
+    let issued = owners
+        .owner
+        .clemmys(&[
+            "gateway",
+            "credential",
+            &owners.gateway.url,
+            "--out",
+            arg(&pin),
+        ])
+        .success();
+    let auth = issued
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("AUTH="))
+        .unwrap_or_else(|| panic!("no AUTH= in:\n{issued}"))
+        .to_owned();
+    // The lines that carry the credential.
+    let line = |start: &str| -> Vec<String> {
+        issued
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(start) && line.contains(&auth))
+            .unwrap_or_else(|| panic!("no `{start}` line with the credential in:\n{issued}"))
+            .split_whitespace()
+            .map(|word| word.replace(&owners.gateway.url, "GATEWAY"))
+            .collect()
+    };
+    let (curl_line, node_line) = (line("curl "), line("NODE_"));
+
+    // The lines work against the gateway.
+    let at = |words: &[String], url: &str| -> Vec<String> {
+        words
+            .iter()
+            .map(|word| word.replace("GATEWAY", url))
+            .collect()
+    };
+    let run_curl = |url: &str, system_store: Option<&Path>| {
+        let words = at(&curl_line, url);
+        let mut command = Command::new("curl");
+        command
+            .current_dir(root)
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(store) = system_store {
+            command.args(["--capath", arg(store)]);
+        }
+        command.args(&words[1..]);
+        let out = command
+            .output()
+            .unwrap_or_else(|error| panic!("curl: {error}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let run_node = |url: &str, system_store: Option<&Path>| {
+        let words = at(&node_line, url);
+        let mut command = Command::new("node");
+        command
+            .current_dir(root)
+            .env("NODE_PATH", npm_client_dir().join("node_modules"))
+            .args(["-e", LIST_NAMESPACES])
+            .env_remove("NODE_EXTRA_CA_CERTS")
+            .env_remove("NODE_TLS_REJECT_UNAUTHORIZED")
+            .env_remove("__OW_NAMESPACE");
+        if let Some(store) = system_store {
+            // A node that uses the system's store, holding the authority.
+            command
+                .env("NODE_OPTIONS", "--use-openssl-ca")
+                .env("SSL_CERT_DIR", store);
+        }
+        for word in words.iter().take_while(|word| word.as_str() != "node") {
+            let (name, value) = word
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not NAME=VALUE: {word}"));
+            command.env(name, value);
+        }
+        command
+            .output()
+            .unwrap_or_else(|error| panic!("node: {error}"))
+            .status
+    };
+    assert_eq!(run_curl(&owners.gateway.url, None), "200", "{curl_line:?}");
+    assert!(
+        run_node(&owners.gateway.url, None).success(),
+        "{node_line:?}"
+    );
+
+    // A stand-in whose certificate an authority of the system's store
+    // signed gets nothing from either.
+    let stand_in = StandIn::start();
+    let store = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    std::fs::copy(&stand_in.authority, store.path().join("authority.pem"))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let rehashed = Command::new("openssl")
+        .args(["rehash", arg(store.path())])
+        .status()
+        .unwrap_or_else(|error| panic!("openssl: {error}"));
+    assert!(rehashed.success());
+    let code = run_curl(&stand_in.url, Some(store.path()));
+    assert!(!run_node(&stand_in.url, Some(store.path())).success());
+    assert_eq!(
+        stand_in.requests(),
+        0,
+        "a client following the printed lines sent its credential to a stand-in (curl answered {code})"
+    );
 }
