@@ -92,6 +92,12 @@ pub struct TrustArgs {
     /// repeatable. Without it only your own are accepted.
     #[arg(long = "trust-owner", value_name = "HEX")]
     pub trust_owners: Vec<clemmys_proto::ClientId>,
+    /// Pin a simulated (`sim`) broker where a hardware one was pinned
+    /// before: refused without it, since a provider that changed the
+    /// broker's keys would like nothing better than a re-pin to a TEE it
+    /// simulates.
+    #[arg(long)]
+    pub downgrade_to_sim: bool,
 }
 
 /// Runs a broker command.
@@ -114,10 +120,13 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     let expected = args
         .expect_measurement
         .unwrap_or_else(expected_broker_measurement);
+    // The TEE kind the verified evidence is of, not the document's word.
+    let tee = claimed.tee();
+    let previous = home()?.broker_pin(client.api_host())?;
     let output = &ctx.output;
     if !output.is_json() {
         outln!("key broker of {}", client.api_host());
-        outln!("  TEE:                  {}", doc.tee.name());
+        outln!("  TEE:                  {}", tee.name());
         outln!("  measurement:          {claimed}");
         outln!(
             "  expected measurement: {expected}{}",
@@ -132,10 +141,26 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
         if let Some(platform) = doc.sim_platform_key {
             outln!("  sim platform key:     {platform}");
         }
-        if let Some(warning) = sim_warning(doc.tee) {
+        if let Some(previous) = &previous {
+            for change in pin_changes(previous, &claimed, &doc.identity.keys) {
+                outln!("  CHANGED since pinned: {change}");
+            }
+        }
+        if let Some(warning) = sim_warning(tee) {
             outln!("");
             outln!("WARNING: {warning}");
         }
+    }
+    if previous
+        .as_ref()
+        .is_some_and(|previous| previous.tee.is_hardware() && !tee.is_hardware())
+        && !args.downgrade_to_sim
+    {
+        bail!(
+            "refusing to pin: the broker of {} was pinned on hardware and now shows {} evidence, which gives no hardware protection (pass --downgrade-to-sim if that is what you mean)",
+            client.api_host(),
+            tee.name()
+        );
     }
     if claimed != expected {
         bail!("refusing to pin: the broker's measurement {claimed} is not the expected {expected}");
@@ -148,7 +173,7 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut pin = doc.verify(expected, doc.sim_platform_key)?;
     let home = home()?;
     // Trusting the same broker again keeps the owners trusted before.
-    if let Some(previous) = home.broker_pin(client.api_host())?
+    if let Some(previous) = previous
         && previous.keys == pin.keys
     {
         pin.trusted_owners = previous.trusted_owners;
@@ -224,4 +249,28 @@ fn show(ctx: &Context) -> anyhow::Result<()> {
         outln!("WARNING: {warning}");
     }
     Ok(())
+}
+
+/// What differs between `previous` and a broker of measurement `claimed`
+/// with `keys`, in words.
+fn pin_changes(
+    previous: &clemmys_client::confidential::BrokerPin,
+    claimed: &Measurement,
+    keys: &clemmys_proto::identity::EnclavePublicKeys,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if previous.tee != claimed.tee() {
+        changes.push(format!(
+            "TEE {} (was {})",
+            claimed.tee().name(),
+            previous.tee.name()
+        ));
+    }
+    if previous.measurement != *claimed {
+        changes.push(format!("measurement (was {})", previous.measurement));
+    }
+    if previous.keys != *keys {
+        changes.push("keys".to_owned());
+    }
+    changes
 }

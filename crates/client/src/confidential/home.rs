@@ -966,6 +966,19 @@ impl ClientHome {
         self.write_whole(FRESHNESS, &json, true)
     }
 
+    /// The highest version of action `action` (`owner:namespace/name`)
+    /// this client has seen from `api_host`'s broker, if any.
+    pub fn highest_seen(
+        &self,
+        api_host: &str,
+        action: &str,
+    ) -> Result<Option<u64>, ConfidentialError> {
+        let marks: BTreeMap<String, HighWater> = self.read_json(FRESHNESS)?;
+        Ok(marks
+            .get(api_host)
+            .and_then(|marks| marks.actions.get(action).copied()))
+    }
+
     /// Remembers the keys of one invocation's answer (buffered: appended
     /// with a few dozen others, at most an eighth of a generation).
     pub fn remember(&self, entry: &KeyringEntry) -> Result<(), ConfidentialError> {

@@ -199,6 +199,17 @@ pub enum ConfidentialError {
         /// The highest this client has seen.
         highest: u64,
     },
+    /// The broker says it knows no confidential action of this name, which
+    /// it never forgets, and this client has seen a version of it.
+    #[error(
+        "the key broker says it knows no confidential action {action}, but this client has seen version {highest} of it: the broker was rolled back or is another one, so nothing was sent"
+    )]
+    ActionForgotten {
+        /// `namespace/name`.
+        action: String,
+        /// The highest version this client has seen.
+        highest: u64,
+    },
     /// A sealed object did not open or verify: the provider tampered with,
     /// replayed, swapped or substituted something.
     #[error("tampering detected: {0}")]
@@ -1091,7 +1102,21 @@ impl Confidential {
         }
         match self.describe(short, true).await {
             Ok(_) | Err(ConfidentialError::RegisteredSequence(_)) => Ok(true),
-            Err(ConfidentialError::NotRegistered(_)) => Ok(false),
+            Err(ConfidentialError::NotRegistered(_)) => {
+                // The broker never forgets a registration: one this client
+                // has seen a version of and that it now says it does not
+                // know was rolled back, or the broker is another one.
+                for owner in self.trusted_owners() {
+                    let action = format!("{owner}:{}/{short}", self.namespace);
+                    if let Some(highest) = self.home.highest_seen(&self.node_key, &action)? {
+                        return Err(ConfidentialError::ActionForgotten {
+                            action: format!("{}/{short}", self.namespace),
+                            highest,
+                        });
+                    }
+                }
+                Ok(false)
+            }
             Err(other) => Err(other),
         }
     }

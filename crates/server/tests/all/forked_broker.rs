@@ -641,3 +641,99 @@ async fn a_host_that_switches_an_enclaves_owner_gets_no_run_admitted_under_anoth
     broker_b.shutdown().await;
     broker_a.shutdown().await;
 }
+
+/// The provider replaces the key broker with a fresh one (its keys
+/// change, so the client stops until its user trusts a broker again) and
+/// has the user re-pin: the new broker knows none of the owner's actions.
+/// A client that took "not registered" for "plain" would then send the
+/// action's parameters, or its new code, in the clear; one that has seen
+/// the action before knows the broker forgot it.
+#[tokio::test]
+async fn a_replaced_broker_that_forgot_an_action_does_not_make_it_plain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
+    let relay = Relay::start(broker_a.addr).await;
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.broker = BrokerLocation::Remote {
+        url: format!("http://{}", relay.addr),
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.clone());
+    let server = TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    );
+    let owner = server.owner().await;
+    owner.deploy("vault", "echo").await;
+    owner
+        .invoke("vault", json!({"secret": 1}))
+        .await
+        .expect("the owner runs it");
+
+    let broker_c = start_broker(dir.path().join("broker-c"), &platform).await;
+    relay.switch_to(broker_c.addr).await;
+    // The node, restarted, shows the new broker's identity.
+    let relay_url = format!("http://{}", relay.addr);
+    let server = server
+        .restart_configured(
+            |_| {},
+            |config| {
+                config.broker = BrokerLocation::Remote {
+                    url: relay_url,
+                    tls: Default::default(),
+                };
+                config.sim_platform_key = Some(platform.clone());
+            },
+        )
+        .await
+        .expect("the node restarts");
+    // The user trusts the broker it is shown again.
+    let repinned =
+        crate::common::pin_and_connect(server.api_client(), owner.home.path(), "guest").await;
+    // The new broker's state version passes the client's mark (the
+    // provider registers names of its own there).
+    let provider = clemmys_proto::identity::ClientIdentity::generate(&mut clemmys_tee::os_rng());
+    for n in 0..20 {
+        server
+            .ask_broker(
+                &provider,
+                &repinned.pin().keys.kem,
+                clemmys_proto::broker::BrokerOp::Register {
+                    namespace: "guest".into(),
+                    name: format!("filler{n}"),
+                    version: 1,
+                    code_digest: clemmys_proto::Digest::of(b"filler"),
+                    policy: clemmys_proto::broker::Policy {
+                        allowed_measurements: vec![
+                            clemmys_client::confidential::expected_runtime_measurement(),
+                        ],
+                        require_hardware: false,
+                        allowed_clients: vec![],
+                        min_version: 1,
+                        entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+                        kind: clemmys_proto::broker::RegisteredKind::Action,
+                    },
+                },
+            )
+            .await;
+    }
+    let asked = repinned.is_confidential("vault").await;
+    assert!(
+        !matches!(asked, Ok(false)),
+        "the client took the owner's action for a plain one"
+    );
+    assert!(
+        matches!(
+            asked,
+            Err(clemmys_client::confidential::ConfidentialError::ActionForgotten { .. })
+        ),
+        "{asked:?}"
+    );
+    broker_c.shutdown().await;
+    broker_a.shutdown().await;
+}
