@@ -7,7 +7,10 @@
 //! QE identity, CRLs, issuer chains) that Intel signs and a PCCS serves; the
 //! attesting host fetches it and attaches it to the evidence, so a verifier
 //! needs no network. The collateral is signed by Intel, so the host that
-//! attaches it can only make verification fail, not succeed.
+//! attaches it cannot forge it; it can attach an older genuine one, which
+//! is judged current against the verifier's clock (see docs/SGX.md: a
+//! verifier on the provider's clock needs a floor of the newest collateral
+//! it has seen, which is not built).
 //!
 //! Verification itself is done by the [`dcap_qvl`] crate (pure Rust,
 //! RustCrypto backend, Intel's production root compiled in). This module
