@@ -148,6 +148,12 @@ pub struct VerifyArgs {
     /// the evidence is accepted on first use, which is all `sim` can offer.
     #[arg(long, value_name = "HEX")]
     pub sim_platform: Option<SigningPublicKey>,
+    /// Write the pin (--out) of a gateway in owner-less test mode, which
+    /// hands its callers' keys to the node: refused without it, since a
+    /// provider could route a verification meant for an owner's gateway
+    /// to a genuine test-mode one.
+    #[arg(long)]
+    pub allow_test_mode: bool,
 }
 
 /// Runs a gateway command.
@@ -215,7 +221,13 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
         .as_str()
         .context("the gateway sent no credential")?
         .to_owned();
-    let uuid = issued["uuid"].as_str().unwrap_or_default().to_owned();
+    let uuid = issued["uuid"]
+        .as_str()
+        .context("the gateway sent no credential id")?
+        .to_owned();
+    super::confidential::home()?
+        .keep_issued_credential(&uuid, verified.gateway.gateway)
+        .context("recording which gateway issued the credential")?;
     if let Some(path) = &args.props {
         write_private(path, &format!("APIHOST={url}\nAUTH={auth}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -267,6 +279,26 @@ async fn revoke_credential(args: RevokeCredentialArgs, global: &GlobalArgs) -> a
         Shown::Text
     };
     let verified = verify(args.verify.clone(), shown).await?;
+    // A credential is a MAC under the issuing gateway's sealed key: any
+    // other gateway of the owner's would "revoke" it and it would stay
+    // valid where it works. Only the gateway that issued it is asked.
+    match super::confidential::home()?.credential_issuer(&args.uuid)? {
+        Some(issuer) if issuer != verified.gateway.gateway => bail!(
+            "credential {} was issued by gateway {issuer}, and {} is gateway {}: revoke it there (nothing was revoked)",
+            args.uuid,
+            args.verify.url,
+            verified.gateway.gateway
+        ),
+        Some(_) => {}
+        None => {
+            if !global.json {
+                eprintln!(
+                    "warning: this client has no record of the gateway that issued credential {} (it records those it gets): if {} is another gateway, the credential stays valid where it was issued",
+                    args.uuid, args.verify.url
+                );
+            }
+        }
+    }
     ask_gateway(
         &verified,
         CredentialAction::Revoke {
@@ -723,6 +755,12 @@ async fn verify_as(
         channel,
     };
     if let Some(path) = &args.out {
+        if verified.owner.is_none() && !args.allow_test_mode {
+            bail!(
+                "refusing to pin {}: it runs in owner-less TEST MODE, which hands its callers' keys to the node (pass --allow-test-mode to pin it anyway; nothing was written)",
+                args.url
+            );
+        }
         let mut file =
             std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
         file.write_all(pem.as_bytes())

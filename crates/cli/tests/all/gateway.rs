@@ -634,8 +634,20 @@ fn the_all_in_one_gateway_verifies_only_as_itself_and_serves_in_process() {
     let other = server.admin(&["create", "other"]).success();
     let other_key = other.stdout.trim().to_owned();
     let pin = user.home().join("gateway.pem");
+    // A test-mode gateway's pin is written only when asked for.
     user.clemmys(&["gateway", "verify", &url, "--out", arg(&pin)])
-        .success();
+        .failure()
+        .stderr_has("TEST MODE");
+    assert!(!pin.exists());
+    user.clemmys(&[
+        "gateway",
+        "verify",
+        &url,
+        "--out",
+        arg(&pin),
+        "--allow-test-mode",
+    ])
+    .success();
     let hello = example("hello");
     let deploy = ["gateway-step.js", "deploy", "hello", arg(&hello)];
     let refused = node(&url, &other_key, Some(&pin), &deploy);
@@ -3437,4 +3449,49 @@ fn the_pinned_client_lines_trust_only_the_gateway_not_the_systems_authorities() 
         0,
         "a client following the printed lines sent its credential to a stand-in (curl answered {code})"
     );
+}
+
+#[test]
+fn a_credential_is_revoked_only_at_the_gateway_that_issued_it() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    // The provider runs a second genuine gateway for the same owner and
+    // routes the owner's revocation to it: it would "revoke" any UUID,
+    // while the credential stays valid at the gateway that issued it.
+    let other = GatewayProcess::start(&server.api_host, &server.data_dir, &owners.flags(&server));
+    owners
+        .owner
+        .clemmys(&["gateway", "revoke-credential", &other.url, &owners.uuid])
+        .failure()
+        .stderr_has("was issued by gateway");
+    let list = "/api/v1/namespaces/_/actions";
+    let (status, body) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "GET",
+        list,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    // At the gateway that issued it, the revocation holds.
+    owners
+        .owner
+        .clemmys(&[
+            "gateway",
+            "revoke-credential",
+            &owners.gateway.url,
+            &owners.uuid,
+        ])
+        .success()
+        .stdout_has("revoked credential");
+    let (status, body) = curl(
+        &owners.gateway.url,
+        &owners.pin,
+        "GET",
+        list,
+        Some(&owners.credential),
+        None,
+    );
+    assert_eq!(status, 401, "{body}");
 }

@@ -966,6 +966,29 @@ impl ClientHome {
         self.write_whole(FRESHNESS, &json, true)
     }
 
+    /// Records that gateway `gateway` (its identity) issued credential
+    /// `uuid` to this client, so that a revocation is sent to that gateway
+    /// and no other.
+    pub fn keep_issued_credential(
+        &self,
+        uuid: &str,
+        gateway: ClientId,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("gateway-credentials")?;
+        let mut issued: BTreeMap<String, ClientId> = self.read_json(ISSUED_CREDENTIALS)?;
+        issued.insert(uuid.to_owned(), gateway);
+        let json = serde_json::to_vec_pretty(&issued)
+            .map_err(|e| ConfidentialError::State(e.to_string()))?;
+        self.write_whole(ISSUED_CREDENTIALS, &json, true)
+    }
+
+    /// The gateway that issued credential `uuid` to this client, if it
+    /// recorded one.
+    pub fn credential_issuer(&self, uuid: &str) -> Result<Option<ClientId>, ConfidentialError> {
+        let issued: BTreeMap<String, ClientId> = self.read_json(ISSUED_CREDENTIALS)?;
+        Ok(issued.get(uuid).copied())
+    }
+
     /// The highest version of action `action` (`owner:namespace/name`)
     /// this client has seen from `api_host`'s broker, if any.
     pub fn highest_seen(
@@ -1215,6 +1238,9 @@ impl ClientHome {
     }
 }
 
+/// The gateway credentials this client was issued, by UUID, with the
+/// identity of the gateway that issued each (a whole file).
+const ISSUED_CREDENTIALS: &str = "gateway-credentials.json";
 /// The pinned brokers (a whole file).
 const PINS: &str = "brokers.json";
 /// The high-water marks (a whole file).
