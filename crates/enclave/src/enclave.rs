@@ -816,8 +816,21 @@ impl Enclave {
                     fresh
                 };
                 // The request was opened, and will run, under the grant it
-                // came with: only that same registration may admit it.
-                same_registration(&provisioned.grant.action, &fresh.grant.action, version)?;
+                // came with: only that same registration may admit it
+                // (admitting under another owner's, whose policy the
+                // provider writes, would run this one's code for whoever
+                // that policy allows).
+                let (held, fetched) = (&provisioned.grant.action, &fresh.grant.action);
+                if !same_registration(held, fetched) {
+                    return Err(if fetched.version == held.version {
+                        EnclaveError::GrantChanged
+                    } else {
+                        EnclaveError::VersionMismatch {
+                            requested: version,
+                            current: fetched.version,
+                        }
+                    });
+                }
                 ask(&fresh.grant)?
             }
             other => other?,
@@ -852,8 +865,7 @@ impl Enclave {
                     // anyone could make every client wait for a recompile.
                     match current {
                         Some(current)
-                            if same_registration(&current.grant.action, &fresh.grant.action, 0)
-                                .is_ok() =>
+                            if same_registration(&current.grant.action, &fresh.grant.action) =>
                         {
                             current
                         }
@@ -1050,29 +1062,14 @@ fn keep_bounded<K: Copy + Eq + std::hash::Hash, V>(
     map.insert(key, value);
 }
 
-/// Refuses a grant fetched again (the broker said it had forgotten the
-/// one a request was opened under) that is not of the same registration:
-/// admitting under another owner's grant, or another version's, would
-/// let that registration's policy admit a run of this one's code.
-fn same_registration(
-    opened_under: &ActionDescriptor,
-    fetched: &ActionDescriptor,
-    requested_version: u64,
-) -> Result<(), EnclaveError> {
-    if fetched.owner != opened_under.owner
-        || fetched.action_key != opened_under.action_key
-        || fetched.code_digest != opened_under.code_digest
-        || fetched.policy.entry != opened_under.policy.entry
-    {
-        return Err(EnclaveError::GrantChanged);
-    }
-    if fetched.version != opened_under.version {
-        return Err(EnclaveError::VersionMismatch {
-            requested: requested_version,
-            current: fetched.version,
-        });
-    }
-    Ok(())
+/// Whether two grants' descriptors are of the same registration at the
+/// same version: same owner, action key, code, entry and version.
+fn same_registration(held: &ActionDescriptor, fetched: &ActionDescriptor) -> bool {
+    fetched.owner == held.owner
+        && fetched.action_key == held.action_key
+        && fetched.code_digest == held.code_digest
+        && fetched.policy.entry == held.policy.entry
+        && fetched.version == held.version
 }
 
 fn add_time(total: &mut Option<Duration>, spent: Duration) {
