@@ -286,6 +286,7 @@ fn admits_only_while_delegated(admission: impl Fn(u8) -> Admission) {
             admission(nonce),
             // At the replay floor of a broker that just started.
             now_ms() + crate::MAX_CLOCK_SKEW_MS,
+            &mut os_rng(),
         )
         .and_then(|request| request.for_delegate(&grant.admission_key, delegate))
         .expect("request");

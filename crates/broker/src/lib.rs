@@ -676,6 +676,7 @@ mod tests {
                 counter: 1,
             },
             u64::MAX,
+            &mut os_rng(),
         )
         .expect("request");
         for admission in [

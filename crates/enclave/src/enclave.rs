@@ -331,6 +331,13 @@ impl Enclave {
             match self.current() {
                 // Same version: keep the grant (and module) runs already use.
                 Some(current) if current.version() == fresh.version() => current,
+                // An older one than held is an answer the provider kept.
+                Some(current) if current.version() > fresh.version() => {
+                    return Err(EnclaveError::VersionMismatch {
+                        requested: fresh.version(),
+                        current: current.version(),
+                    });
+                }
                 _ => {
                     *lock(&self.provisioned) = Some(fresh.clone());
                     fresh
@@ -781,6 +788,7 @@ impl Enclave {
                 version,
                 admission,
                 timestamp_ms,
+                &mut os_rng(),
             )?
             .for_delegate(&grant.admission_key, delegate)?;
             let reply = self
@@ -809,28 +817,33 @@ impl Enclave {
         };
         match ask(&provisioned.grant) {
             Err(EnclaveError::KeyRefused(LinkError::UnknownGrant)) => {
+                // "Unknown grant" is the host's word, not the broker's.
                 let fresh = {
                     let _provisioning = lock(&self.provisioning);
                     let fresh = self.request_grant(run.namespace, run.action)?;
+                    // The request was opened, and will run, under the grant
+                    // it came with: only that same registration may admit
+                    // it (admitting under another owner's, whose policy the
+                    // provider writes, would run this one's code for whoever
+                    // that policy allows).
+                    let (held, fetched) = (&provisioned.grant.action, &fresh.grant.action);
+                    if !same_registration(held, fetched) {
+                        return Err(if fetched.version == held.version {
+                            EnclaveError::GrantChanged
+                        } else {
+                            EnclaveError::VersionMismatch {
+                                requested: version,
+                                current: fetched.version,
+                            }
+                        });
+                    }
+                    // The same code: the new grant keeps the compiled module.
+                    if let Some(module) = provisioned.module.get() {
+                        let _ = fresh.module.set(module.clone());
+                    }
                     *lock(&self.provisioned) = Some(fresh.clone());
                     fresh
                 };
-                // The request was opened, and will run, under the grant it
-                // came with: only that same registration may admit it
-                // (admitting under another owner's, whose policy the
-                // provider writes, would run this one's code for whoever
-                // that policy allows).
-                let (held, fetched) = (&provisioned.grant.action, &fresh.grant.action);
-                if !same_registration(held, fetched) {
-                    return Err(if fetched.version == held.version {
-                        EnclaveError::GrantChanged
-                    } else {
-                        EnclaveError::VersionMismatch {
-                            requested: version,
-                            current: fetched.version,
-                        }
-                    });
-                }
                 ask(&fresh.grant)?
             }
             other => other?,
@@ -865,7 +878,10 @@ impl Enclave {
                     // anyone could make every client wait for a recompile.
                     match current {
                         Some(current)
-                            if same_registration(&current.grant.action, &fresh.grant.action) =>
+                            if same_registration(&current.grant.action, &fresh.grant.action)
+                                // An older one than held is an answer the
+                                // provider kept: the held grant stays.
+                                || current.version() > fresh.version() =>
                         {
                             current
                         }

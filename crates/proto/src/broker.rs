@@ -674,11 +674,18 @@ pub struct AdmitRequest {
     /// broker refuses if no live delegation says so). MACed with the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate: Option<ClientId>,
+    /// Drawn inside the enclave for every request: everything else in it
+    /// is what the provider sees, so without it the same input given to
+    /// the same enclave again would make the same request, which an
+    /// answer the provider recorded would admit again, broker or not.
+    #[serde(with = "crate::invoke::hex_bytes")]
+    pub challenge: [u8; 16],
 }
 
 impl AdmitRequest {
     fn transcript(&self) -> Vec<u8> {
-        let writer = Writer::new("clemmys/admit-request/v1")
+        let writer = Writer::new("clemmys/admit-request/v2")
+            .bytes(&self.challenge)
             .bytes(&self.grant_id)
             .str(&self.namespace)
             .str(&self.name)
@@ -699,7 +706,8 @@ impl AdmitRequest {
         }
     }
 
-    /// A MACed request (enclave side).
+    /// A MACed request (enclave side), with a fresh challenge from `rng`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: &AdmissionKey,
         grant_id: [u8; 16],
@@ -708,7 +716,10 @@ impl AdmitRequest {
         version: u64,
         admission: Admission,
         timestamp_ms: u64,
+        rng: &mut impl CryptoRng,
     ) -> Result<Self, ProtoError> {
+        let mut challenge = [0u8; 16];
+        rng.fill_bytes(&mut challenge);
         let mut request = Self {
             grant_id,
             namespace: namespace.to_owned(),
@@ -718,6 +729,7 @@ impl AdmitRequest {
             timestamp_ms,
             mac: [0; 32],
             delegate: None,
+            challenge,
         };
         request.mac = key.mac(&request.transcript())?;
         Ok(request)
@@ -985,6 +997,7 @@ mod tests {
             2,
             Admission::Invocation { nonce: [5; 16] },
             7,
+            &mut rng,
         )
         .expect("request");
         request.verify(&key).expect("the broker accepts it");
@@ -1023,9 +1036,25 @@ mod tests {
             2,
             Admission::Invocation { nonce: [6; 16] },
             7,
+            &mut rng,
         )
         .expect("request");
         assert!(admitted.verify(&key, &other).is_err());
+        // Nor does it for the same request made again: each draws its own
+        // challenge, so a recorded answer admits nothing twice.
+        let again = AdmitRequest::new(
+            &key,
+            [1; 16],
+            "guest",
+            "a",
+            2,
+            Admission::Invocation { nonce: [5; 16] },
+            7,
+            &mut rng,
+        )
+        .expect("request");
+        assert_ne!(again.challenge, request.challenge);
+        assert!(admitted.verify(&key, &again).is_err());
         assert!(
             admitted
                 .verify(&AdmissionKey::generate(&mut rng), &request)

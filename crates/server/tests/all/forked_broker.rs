@@ -737,3 +737,242 @@ async fn a_replaced_broker_that_forgot_an_action_does_not_make_it_plain() {
     broker_c.shutdown().await;
     broker_a.shutdown().await;
 }
+
+/// The provider's network between the node and its broker, at the HTTP
+/// level: forwards everything to the broker, keeping each admission
+/// request's body with the broker's answer, and once told to, answers an
+/// admission request it has seen before from what it kept, without asking
+/// the broker.
+struct AdmitRecorder {
+    addr: SocketAddr,
+    replaying: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers the next admission request `unknown grant` itself (what a
+    /// broker that restarted says, in the clear).
+    forget_next: Arc<std::sync::atomic::AtomicBool>,
+    serving: JoinHandle<()>,
+}
+
+/// Admission request bodies and the broker's status and body for each.
+type Recorded = Arc<Mutex<std::collections::HashMap<Vec<u8>, (u16, Vec<u8>)>>>;
+
+impl AdmitRecorder {
+    async fn start(broker: SocketAddr) -> Self {
+        use http_body_util::{BodyExt as _, Full};
+        let recorded = Recorded::default();
+        let replaying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forget_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<bytes::Bytes>>();
+        let handler = {
+            let (recorded, replaying, forget_next) =
+                (recorded.clone(), replaying.clone(), forget_next.clone());
+            move |request: axum::extract::Request| {
+                let (recorded, replaying, forget_next, http) = (
+                    recorded.clone(),
+                    replaying.clone(),
+                    forget_next.clone(),
+                    http.clone(),
+                );
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.expect("body").to_bytes().to_vec();
+                    let path = parts.uri.path().to_owned();
+                    let admission = path.ends_with("/admit");
+                    if admission && forget_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        return axum::response::Response::builder()
+                            .status(404)
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(
+                                "{\"error\":\"unknown grant\",\"kind\":\"unknown-grant\"}",
+                            ))
+                            .expect("response");
+                    }
+                    let kept = recorded
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get(&body)
+                        .cloned();
+                    if admission
+                        && replaying.load(std::sync::atomic::Ordering::SeqCst)
+                        && let Some((status, answer)) = kept
+                    {
+                        return axum::response::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(answer))
+                            .expect("response");
+                    }
+                    let forwarded = hyper::Request::builder()
+                        .method(parts.method)
+                        .uri(format!("http://{broker}{}", parts.uri))
+                        .header("content-type", "application/json")
+                        .body(Full::new(bytes::Bytes::from(body.clone())))
+                        .expect("request");
+                    let Ok(response) = http.request(forwarded).await else {
+                        return axum::response::Response::builder()
+                            .status(502)
+                            .body(axum::body::Body::from("{\"error\":\"unreachable\"}"))
+                            .expect("response");
+                    };
+                    let status = response.status().as_u16();
+                    let answer = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .expect("answer")
+                        .to_bytes()
+                        .to_vec();
+                    if admission {
+                        recorded
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(body, (status, answer.clone()));
+                    }
+                    axum::response::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(answer))
+                        .expect("response")
+                }
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let serving = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            replaying,
+            forget_next,
+            serving,
+        }
+    }
+}
+
+impl Drop for AdmitRecorder {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// The provider records the broker's answer to an enclave's admission of
+/// a client's request, then delivers the same request to the same warm
+/// enclave again and answers its admission from the recording, with the
+/// broker shut down: the enclave must not run the request twice. Before
+/// the enclave drew a challenge for each admission, everything in the
+/// request was what the provider sees, so the same input made the same
+/// request and the recorded answer admitted it again, as often as asked.
+#[tokio::test]
+async fn a_recorded_admission_answer_admits_nothing_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker = start_broker(dir.path().join("broker"), &platform).await;
+    let recorder = AdmitRecorder::start(broker.addr).await;
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.broker = BrokerLocation::Remote {
+        url: format!("http://{}", recorder.addr),
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.clone());
+    let server = TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    );
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let (sealed, _, _) = owner
+        .client
+        .seal("echo", &json!({"run": "once"}))
+        .await
+        .expect("sealed");
+    let body = clemmys_client::confidential::Confidential::invoke_body(&sealed);
+    let path = "/api/v1/namespaces/_/actions/echo?blocking=true";
+    let first = server
+        .call(hyper::Method::POST, path, Some(body.clone()))
+        .await;
+    assert_eq!(
+        first.json["response"]["status"], "success",
+        "{}",
+        first.json
+    );
+
+    recorder
+        .replaying
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    broker.shutdown().await;
+    for _ in 0..3 {
+        let again = server
+            .call(hyper::Method::POST, path, Some(body.clone()))
+            .await;
+        assert_ne!(
+            again.json["response"]["status"], "success",
+            "the enclave ran a request again on a recorded admission: {}",
+            again.json
+        );
+    }
+}
+
+/// "Unknown grant" is the host's word, not the broker's: answered to a
+/// warm enclave's admission, it must not make the enclave drop the module
+/// it compiled (every client would wait for a recompile, as often as the
+/// provider says it).
+#[tokio::test]
+async fn a_forged_unknown_grant_keeps_the_compiled_module() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker = start_broker(dir.path().join("broker"), &platform).await;
+    let recorder = AdmitRecorder::start(broker.addr).await;
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.broker = BrokerLocation::Remote {
+        url: format!("http://{}", recorder.addr),
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.clone());
+    let server = TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    );
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    // Invocations without sessions, each admitted by the broker.
+    let invoke_once = async || {
+        let (sealed, _, _) = owner.client.seal("echo", &json!({})).await.expect("sealed");
+        let body = clemmys_client::confidential::Confidential::invoke_body(&sealed);
+        let answer = server
+            .call(
+                hyper::Method::POST,
+                "/api/v1/namespaces/_/actions/echo?blocking=true",
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            answer.json["response"]["status"], "success",
+            "{}",
+            answer.json
+        );
+    };
+    invoke_once().await;
+    assert!(server.enclaves().is_ready("guest", "echo"));
+    for _ in 0..3 {
+        recorder
+            .forget_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        invoke_once().await;
+        assert!(
+            server.enclaves().is_ready("guest", "echo"),
+            "a forged unknown-grant answer made the enclave drop its module"
+        );
+    }
+    broker.shutdown().await;
+}
