@@ -37,6 +37,23 @@ pub enum HandshakeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// One connection (connect, handshake, echo) did not finish in time.
+    #[error("a measured connection did not finish within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// The longest one measured connection may take: a loopback connection
+/// takes well under a millisecond, so one that takes this long is stuck,
+/// and the measurement says so rather than wait for ever.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `connection`, or [`HandshakeError::TimedOut`] after [`CONNECTION_TIMEOUT`].
+async fn in_time<T>(
+    connection: impl Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
+    tokio::time::timeout(CONNECTION_TIMEOUT, connection)
+        .await
+        .map_err(|_| HandshakeError::TimedOut(CONNECTION_TIMEOUT))?
 }
 
 /// The times of one kind of connection.
@@ -84,12 +101,11 @@ pub async fn measure(
     let resuming = TlsConnector::from(Arc::new(client));
 
     // One resumed connection first, so every measured one has a ticket.
-    connect_tls(&resuming, tls.address, name.clone()).await?;
+    in_time(connect_tls(&resuming, tls.address, name.clone())).await?;
     let mut times = Vec::with_capacity(connections);
     for _ in 0..connections {
         let started = Instant::now();
-        let stream = connect(tcp.address).await?;
-        echo_through(stream).await?;
+        in_time(async { echo_through(connect(tcp.address).await?).await }).await?;
         times.push(started.elapsed());
     }
     let tcp_timings = Timings::of(&mut times, None);
@@ -98,7 +114,7 @@ pub async fn measure(
         let mut resumed = 0usize;
         for _ in 0..connections {
             let started = Instant::now();
-            if connect_tls(connector, tls.address, name.clone()).await? {
+            if in_time(connect_tls(connector, tls.address, name.clone())).await? {
                 resumed = resumed.saturating_add(1);
             }
             times.push(started.elapsed());
