@@ -3019,38 +3019,6 @@ fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
         .stderr_has("not for you");
 }
 
-/// Plays the provider: rewrites activation `id`'s record in the stopped
-/// node's store (`data_dir`) with `edit`.
-fn forge_record(data_dir: &Path, id: &str, edit: impl FnOnce(&mut clemmys_whisk::Activation)) {
-    use clemmys_store::{EntityStore as _, RecordDurability, RedbStore, StoreConfig};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|error| panic!("runtime: {error}"));
-    runtime.block_on(async {
-        let store = RedbStore::open_with(
-            &data_dir.join("store.redb"),
-            StoreConfig {
-                record_durability: RecordDurability::Sync,
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap_or_else(|error| panic!("store: {error}"));
-        let id: clemmys_whisk::ActivationId =
-            id.parse().unwrap_or_else(|error| panic!("{id}: {error:?}"));
-        let mut record = store
-            .get_activation("guest", &id)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"))
-            .unwrap_or_else(|| panic!("no record {id}"));
-        edit(&mut record);
-        store
-            .put_activation(record)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-    });
-}
-
 #[test]
 fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked() {
     let mut server = Server::start();
@@ -3076,7 +3044,7 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
     // The provider labels the record of `secret` as one of `hello` (its
     // activation list shows any name it writes).
     server.stop();
-    forge_record(&server.data_dir, &id, |record| {
+    crate::confidential::forge_record(&server.data_dir, &id, |record| {
         record.name = "hello".into();
         record
             .annotations
