@@ -78,6 +78,7 @@ fn register(version: u64) -> BrokerOp {
             min_version: version,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     }
 }

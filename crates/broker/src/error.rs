@@ -98,6 +98,9 @@ pub enum BrokerError {
     /// enclave runs a sequence, so none may receive its key.
     #[error("a sequence's registration allows no enclave measurement")]
     SequenceWithMeasurements,
+    /// A policy binding limits outside OpenWhisk's ranges.
+    #[error("the policy's limits are out of range: {0}")]
+    LimitsOutOfRange(#[from] clemmys_whisk::LimitError),
     /// A key asked for a registration that names a sequence, not an action.
     #[error("{0} is a confidential sequence, not an action: no enclave receives its key")]
     NotAnAction(String),

@@ -328,6 +328,9 @@ impl Broker {
                     }
                     RegisteredKind::Action | RegisteredKind::Sequence => {}
                 }
+                if let Some(limits) = &policy.limits {
+                    limits.validate()?;
+                }
                 // The requester's own registration (or its delegating
                 // owner's): another identity's action of the same name is
                 // another record.
@@ -644,6 +647,7 @@ mod tests {
                 min_version: version,
                 entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                 kind: RegisteredKind::Action,
+                limits: None,
             },
         }
     }
@@ -692,6 +696,54 @@ mod tests {
             };
             assert!(broker.decide(&request, 1).is_err());
         }
+    }
+
+    #[test]
+    fn a_policy_binding_limits_out_of_range_is_refused() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let with_limits = |timeout_ms| {
+            let BrokerOp::Register {
+                namespace,
+                name,
+                version,
+                code_digest,
+                mut policy,
+            } = register(1)
+            else {
+                unreachable!("register makes a registration")
+            };
+            policy.limits = Some(clemmys_proto::broker::BoundLimits {
+                timeout_ms,
+                memory_mb: 256,
+                logs_mb: 10,
+            });
+            BrokerOp::Register {
+                namespace,
+                name,
+                version,
+                code_digest,
+                policy,
+            }
+        };
+        let (sealed, key) = fixture.request(&broker, with_limits(10), now_ms());
+        let reply = broker.handle_client(&sealed).expect("answered");
+        let BrokerReply::Refused { reason, .. } =
+            open_broker_reply(&reply, &key).expect("opens").reply
+        else {
+            panic!("registered a timeout of 10 ms");
+        };
+        assert!(reason.contains("limits are out of range"), "{reason}");
+        let (sealed, key) = fixture.request(&broker, with_limits(1_000), now_ms());
+        let reply = broker.handle_client(&sealed).expect("answered");
+        let BrokerReply::Action(registered) = open_broker_reply(&reply, &key).expect("opens").reply
+        else {
+            panic!("refused limits in range");
+        };
+        assert_eq!(
+            registered.policy.limits.map(|limits| limits.timeout_ms),
+            Some(1_000)
+        );
     }
 
     #[test]

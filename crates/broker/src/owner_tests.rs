@@ -58,6 +58,7 @@ fn register(name: &str, version: u64) -> BrokerOp {
             min_version: version,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     }
 }

@@ -58,7 +58,8 @@ pub struct SealedRun<'a> {
     pub activation_id: &'a str,
     /// The sealed invocation from the client.
     pub invocation: &'a [u8],
-    /// The action's limits.
+    /// The action's limits as the host records them; those the owner's
+    /// policy binds (see `Policy::limits`) replace them.
     pub limits: ActionLimits,
     /// The export the host names (`exec.main`; `_start` if none). The
     /// enclave runs the export the owner's policy binds, and refuses the
@@ -631,8 +632,12 @@ impl Enclave {
                 Err(refused) => return Ok(refused),
             },
         };
-        let entry = &provisioned.grant.action.policy.entry;
-        let env = confidential_context(run, &provisioned.grant.action).env();
+        let policy = &provisioned.grant.action.policy;
+        let entry = &policy.entry;
+        // The owner's limits where the policy binds them: the host's
+        // record of the action is the provider's to write.
+        let limits = policy.run_limits(run.limits);
+        let env = confidential_context(run, &provisioned.grant.action, limits.timeout).env();
         let request = match &runnable.javascript {
             // The engine reads the source (or the bytecode this enclave
             // compiled from it), the function's name and the parameters
@@ -653,7 +658,7 @@ impl Enclave {
                         source: &javascript.source,
                         params: &params,
                         env: &env,
-                        limits: (&run.limits).into(),
+                        limits: (&limits).into(),
                     })
                     .await;
                 if compiled {
@@ -661,14 +666,14 @@ impl Enclave {
                 }
                 RunRequest {
                     input,
-                    limits: (&run.limits).into(),
+                    limits: (&limits).into(),
                     entry: None,
                     env,
                 }
             }
             None => RunRequest {
                 input: input.to_vec(),
-                limits: (&run.limits).into(),
+                limits: (&limits).into(),
                 entry: Some(entry.clone()),
                 env,
             },
@@ -1094,9 +1099,14 @@ fn add_time(total: &mut Option<Duration>, spent: Duration) {
 
 /// The `__OW_*` context of a confidential run: the action's name and
 /// policy version as the broker granted them, the activation id the
-/// receipt binds, and a deadline by this machine's clock. Never an API key
-/// nor the node's URL: the host does not hand the enclave credentials.
-fn confidential_context(run: &SealedRun<'_>, action: &ActionDescriptor) -> ActivationContext {
+/// receipt binds, and a deadline by this machine's clock and the run's
+/// timeout. Never an API key nor the node's URL: the host does not hand the
+/// enclave credentials.
+fn confidential_context(
+    run: &SealedRun<'_>,
+    action: &ActionDescriptor,
+    timeout_ms: u64,
+) -> ActivationContext {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| {
@@ -1107,7 +1117,7 @@ fn confidential_context(run: &SealedRun<'_>, action: &ActionDescriptor) -> Activ
         action_version: action.version.to_string(),
         activation_id: run.activation_id.to_owned(),
         namespace: run.namespace.to_owned(),
-        deadline_ms: now_ms.saturating_add(run.limits.timeout),
+        deadline_ms: now_ms.saturating_add(timeout_ms),
         api_host: None,
         api_key: None,
     }

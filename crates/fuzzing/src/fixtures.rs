@@ -473,6 +473,7 @@ fn build() -> Fixtures {
             min_version: VERSION,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     };
     let broker_reply = seal_broker_reply(

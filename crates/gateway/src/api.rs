@@ -246,7 +246,9 @@ impl ApiError {
                 ConfidentialError::DefaultParametersTooLarge { .. } => {
                     StatusCode::PAYLOAD_TOO_LARGE
                 }
-                ConfidentialError::FinalParameterOverridden(_) => StatusCode::BAD_REQUEST,
+                ConfidentialError::FinalParameterOverridden(_) | ConfidentialError::Limits(_) => {
+                    StatusCode::BAD_REQUEST
+                }
                 ConfidentialError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // Attestation, tampering, rollback, a refused or failed
                 // run: the node behind the gateway did not answer as it

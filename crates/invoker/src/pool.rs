@@ -824,6 +824,7 @@ mod tests {
                     min_version: version,
                     entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                     kind: RegisteredKind::Action,
+                    limits: None,
                 },
             };
             let (request, reply_key) = seal_broker_request(

@@ -19,6 +19,7 @@ use crate::refusal::Refusal;
 use crate::suite::{ExportedKey, HpkeMessage, KemKeyPair, hpke_open, hpke_seal};
 use crate::wire::{Reader, Writer};
 use crate::{ClientId, Digest, KemPublicKey, Measurement, ProtoError, SigningPublicKey};
+use clemmys_whisk::limits::{ActionLimits, LimitError};
 
 /// Who may receive an action's key and who may invoke it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +41,61 @@ pub struct Policy {
     /// made before sequences were registered.
     #[serde(default, skip_serializing_if = "RegisteredKind::is_action")]
     pub kind: RegisteredKind,
+    /// The limits enclaves run the action under, whatever the host's
+    /// record of the action says. Absent in registrations made before
+    /// limits were bound: enclaves then take the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BoundLimits>,
+}
+
+/// The limits of an action's runs that the owner binds into its policy:
+/// the host writes the action's record, so limits taken from it would let
+/// the provider choose them, and learn, from a chain step's public stop,
+/// whether the step's memory use (which may depend on secret input) is
+/// above a threshold of its choice, or change what a guest that reads its
+/// deadline answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundLimits {
+    /// Wall-clock limit of one run, in milliseconds.
+    pub timeout_ms: u64,
+    /// Memory limit, in OpenWhisk MB.
+    pub memory_mb: u32,
+    /// Log size limit, in OpenWhisk MB.
+    pub logs_mb: u32,
+}
+
+impl BoundLimits {
+    /// The bound part of `limits`.
+    pub fn of(limits: &ActionLimits) -> Self {
+        Self {
+            timeout_ms: limits.timeout,
+            memory_mb: limits.memory,
+            logs_mb: limits.logs,
+        }
+    }
+
+    /// `host`'s limits with the bound ones in their place (the host keeps
+    /// only what schedules runs, such as concurrency).
+    pub fn over(&self, host: ActionLimits) -> ActionLimits {
+        ActionLimits {
+            timeout: self.timeout_ms,
+            memory: self.memory_mb,
+            logs: self.logs_mb,
+            ..host
+        }
+    }
+
+    /// Checks them against OpenWhisk's ranges.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        self.over(ActionLimits::default()).validate()
+    }
+}
+
+impl Policy {
+    /// The limits a run of this policy's action gets, given the host's.
+    pub fn run_limits(&self, host: ActionLimits) -> ActionLimits {
+        self.limits.map_or(host, |bound| bound.over(host))
+    }
 }
 
 /// What a broker registration names.
@@ -888,6 +944,7 @@ mod tests {
                 min_version: 1,
                 entry: "_start".into(),
                 kind: RegisteredKind::Action,
+                limits: None,
             },
         }
     }

@@ -390,6 +390,7 @@ mod tests {
                 min_version: version,
                 entry: "_start".into(),
                 kind,
+                limits: None,
             },
         }
     }

@@ -297,6 +297,9 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     {
         refuse_clear_defaults(ctx, &client, &args.name).await?;
     }
+    if update && args.file.is_none() && body.limits.is_some() {
+        refuse_unbound_limits(&client, &args.name).await?;
+    }
     let javascript = body
         .exec
         .as_ref()
@@ -430,6 +433,32 @@ async fn refuse_clear_defaults(ctx: &Context, client: &Client, name: &str) -> an
         || broker_holds(ctx, client, name).await?
     {
         return Err(refuse());
+    }
+    Ok(())
+}
+
+/// Refuses to change the limits of confidential action `name` without its
+/// code: its enclaves run under the limits its owner bound into its policy
+/// with the code, so the node's record alone would change nothing but what
+/// the node shows. The node's word is enough here: limits are not secret,
+/// and a node that hides the action's kind only makes this update useless.
+async fn refuse_unbound_limits(client: &Client, name: &str) -> anyhow::Result<()> {
+    let doc = match client.get_action(name, false).await {
+        Ok(doc) => doc,
+        // The update itself says what is wrong.
+        Err(_) => return Ok(()),
+    };
+    let sequence = doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND);
+    if doc
+        .annotations
+        .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
+        && !sequence
+    {
+        bail!(
+            "the limits of a confidential action are bound into its policy with its code (its \
+             enclaves run under those, whatever the node records): give the code again \
+             (clemmys action update {name} FILE --memory MB --timeout MS); nothing was sent"
+        );
     }
     Ok(())
 }

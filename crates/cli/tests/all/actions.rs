@@ -116,8 +116,12 @@ fn plain_and_confidential_actions_are_listed_got_updated_and_deleted() {
         .success();
     assert_eq!(invoked.json(), json!({"payload": "Hello, again!"}));
 
-    // A confidential action's limits can change too, and it stays confidential.
+    // A confidential action's limits change with its code (they are bound
+    // into its policy), and it stays confidential.
     user.clemmys(&["action", "update", "hello", "-t", "1000"])
+        .failure()
+        .stderr_has("give the code again");
+    user.clemmys(&["action", "update", "hello", arg(&hello), "-t", "1000"])
         .success();
     let doc = user
         .clemmys(&["action", "get", "hello", "--json"])

@@ -1146,3 +1146,39 @@ fn the_record_of_another_activation_given_for_an_id_is_refused() {
         out.stderr_has("with the record of activation");
     }
 }
+
+#[test]
+fn a_confidential_actions_limits_are_bound_with_its_code() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let sleep = example("sleep");
+    let sleep = crate::common::arg(&sleep);
+    user.clemmys(&["action", "create", "slow", sleep, "--timeout", "300"])
+        .success();
+    let invoke = |ms: &str| user.clemmys(&["action", "invoke", "slow", "-p", "ms", ms, "-r"]);
+    let cut = invoke("600").failure();
+    cut.stdout_has("exceeded its time limits of 300 milliseconds");
+    assert_eq!(
+        invoke("100").success().json(),
+        json!({"slept": 100}),
+        "within the owner's timeout"
+    );
+
+    // Without the code, the limits are not changed at the node alone,
+    // where the enclave would not take them.
+    let refused = user
+        .clemmys(&["action", "update", "slow", "--timeout", "1000"])
+        .failure();
+    refused.stderr_has("bound into its policy with its code");
+    // An update with the code keeps them, as OpenWhisk keeps limits an
+    // update leaves out...
+    user.clemmys(&["action", "update", "slow", sleep]).success();
+    invoke("600")
+        .failure()
+        .stdout_has("exceeded its time limits of 300 milliseconds");
+    // ...and binds the ones it names.
+    user.clemmys(&["action", "update", "slow", sleep, "--timeout", "1000"])
+        .success();
+    assert_eq!(invoke("600").success().json(), json!({"slept": 600}));
+}

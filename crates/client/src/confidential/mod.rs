@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::Bytes;
 use clemmys_proto::broker::{
-    ActionDescriptor, BrokerIdentity, BrokerOp, BrokerReply, Delegation, OpenedBrokerReply, Policy,
-    RegisteredKind, open_broker_reply, seal_broker_request_for,
+    ActionDescriptor, BoundLimits, BrokerIdentity, BrokerOp, BrokerReply, Delegation,
+    OpenedBrokerReply, Policy, RegisteredKind, open_broker_reply, seal_broker_request_for,
 };
 use clemmys_proto::chain_check::ChainCheckError;
 use clemmys_proto::chain_plan::{
@@ -51,7 +51,10 @@ use clemmys_tee::{
     os_rng,
 };
 use clemmys_whisk::action::{ActionPut, ExecPut, FinalParameterOverridden};
-use clemmys_whisk::{ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, now_ms};
+use clemmys_whisk::{
+    ActionLimits, ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, LimitError,
+    now_ms,
+};
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -276,6 +279,10 @@ pub enum ConfidentialError {
     /// as OpenWhisk refuses it (400) before running anything.
     #[error(transparent)]
     FinalParameterOverridden(#[from] FinalParameterOverridden),
+    /// A limit out of OpenWhisk's range: refused before anything is
+    /// registered or sent.
+    #[error(transparent)]
+    Limits(#[from] LimitError),
     /// The action's default parameters are over the payload limit.
     #[error("the default parameters take {size} bytes, over the limit of {limit}")]
     DefaultParametersTooLarge {
@@ -603,6 +610,14 @@ impl OpenedActivation {
 /// go on running a plan its owner replaced, or that the provider put back
 /// after the update, until it restarts.
 pub const PLAN_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What registering a version of an action binds besides its policy
+/// options.
+struct Registered<'a> {
+    code_digest: Digest,
+    entry: &'a str,
+    limits: BoundLimits,
+}
 
 /// What a client found a name to be, and when.
 #[derive(Clone)]
@@ -1354,6 +1369,9 @@ impl Confidential {
             Err(other) => return Err(other),
         };
         let version = current.as_ref().map_or(1, |current| current.version + 1);
+        let limits = self
+            .bound_limits(&short, current.as_ref(), &put, overwrite)
+            .await?;
         let final_parameters = put
             .annotations
             .as_ref()
@@ -1396,7 +1414,11 @@ impl Confidential {
         let entry = main
             .clone()
             .unwrap_or_else(|| code.default_entry().to_owned());
-        let registered = (code_digest, entry.as_str());
+        let registered = Registered {
+            code_digest,
+            entry: &entry,
+            limits,
+        };
         let binding = CodeBinding {
             namespace: &self.namespace,
             action: &short,
@@ -1474,14 +1496,46 @@ impl Confidential {
         Ok(stored)
     }
 
+    /// The limits the next version of `short` runs under, bound into its
+    /// policy since the node's record of them is the provider's: those
+    /// `put` names over the registered ones (OpenWhisk keeps the limits an
+    /// update leaves out). A registration made before limits were bound
+    /// has none: an update then keeps the node's, once.
+    async fn bound_limits(
+        &self,
+        short: &str,
+        current: Option<&ActionDescriptor>,
+        put: &ActionPut,
+        overwrite: bool,
+    ) -> Result<BoundLimits, ConfidentialError> {
+        let kept = match current.map(|current| current.policy.limits) {
+            Some(Some(bound)) => bound.over(ActionLimits::default()),
+            Some(None) if overwrite => match self.client.get_action(short, false).await {
+                Ok(doc) => doc.limits.unwrap_or_default(),
+                Err(error) if error.status() == Some(404) => ActionLimits::default(),
+                Err(error) => return Err(error.into()),
+            },
+            _ => ActionLimits::default(),
+        };
+        let limits = match &put.limits {
+            Some(given) => kept.updated_with(given)?,
+            None => kept,
+        };
+        Ok(BoundLimits::of(&limits))
+    }
+
     /// Registers `version` of action `short` with the broker: its code
-    /// digest and entry export, and the policy `options` describe (the new
-    /// version is also its minimum).
+    /// digest, entry export and limits, and the policy `options` describe
+    /// (the new version is also its minimum).
     async fn register(
         &self,
         short: &str,
         version: u64,
-        (code_digest, entry): (Digest, &str),
+        Registered {
+            code_digest,
+            entry,
+            limits,
+        }: Registered<'_>,
         options: &DeployOptions,
     ) -> Result<ActionDescriptor, ConfidentialError> {
         let mut allowed_measurements = vec![expected_runtime_measurement()];
@@ -1495,6 +1549,7 @@ impl Confidential {
             min_version: version,
             entry: entry.to_owned(),
             kind: RegisteredKind::Action,
+            limits: Some(limits),
         };
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
@@ -1529,6 +1584,7 @@ impl Confidential {
                 min_version: version,
                 entry: clemmys_proto::code::DEFAULT_ENTRY.to_owned(),
                 kind: RegisteredKind::Sequence,
+                limits: None,
             },
         })
         .await

@@ -294,6 +294,7 @@ async fn rolled_back_code_version_is_rejected() {
             min_version: 1,
             entry: "_start".into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     };
     let reply = server
@@ -515,6 +516,7 @@ async fn sim_evidence_claiming_an_sgx_digest_gets_no_key() {
             min_version: 1,
             entry: "_start".into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     };
     let reply = server
@@ -1019,5 +1021,77 @@ async fn a_forged_header_version_does_not_make_the_enclave_recompile() {
     assert!(
         server.enclaves().is_ready("guest", "warm"),
         "forged versions made the enclave drop its compiled module"
+    );
+}
+
+/// The provider rewrites the node's record of `action`'s limits through the
+/// API, with the namespace key it holds (an update without code keeps the
+/// sealed code, as OpenWhisk keeps it).
+async fn rewrite_limits(server: &TestServer, action: &str, limits: Value) {
+    let answer = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/namespaces/_/actions/{action}?overwrite=true"),
+            Some(json!({ "limits": limits })),
+        )
+        .await;
+    assert!(answer.status.is_success(), "{}", answer.json);
+    assert_eq!(
+        answer.json["limits"],
+        json!(limits_merged(&answer.json, &limits))
+    );
+}
+
+fn limits_merged(doc: &Value, given: &Value) -> Value {
+    let mut merged = doc["limits"].clone();
+    for (key, value) in given.as_object().expect("limits object") {
+        merged[key] = value.clone();
+    }
+    merged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_the_provider_lowers_does_not_cut_a_confidential_run() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("slow", "sleep").await;
+    rewrite_limits(&server, "slow", json!({ "timeout": 100 })).await;
+    let opened = owner
+        .invoke("slow", json!({ "ms": 400 }))
+        .await
+        .expect("a verified answer");
+    assert_eq!(
+        (opened.status, &opened.result),
+        (
+            clemmys_whisk::ActivationStatus::Success,
+            &json!({ "slept": 400 })
+        ),
+        "the run was cut at the provider's timeout"
+    );
+}
+
+/// The memory oracle: a chain step's stop is public, so a provider that
+/// chose the memory limit would learn whether a run's memory use (which
+/// may depend on secret input) is above a threshold of its choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_the_provider_lowers_does_not_bind_a_confidential_run() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("hog", "memory-hog").await;
+    rewrite_limits(&server, "hog", json!({ "memory": 128 })).await;
+    let opened = owner
+        .invoke("hog", json!({}))
+        .await
+        .expect("a verified answer");
+    let logs = opened.logs.expect("the sealed logs").join("\n");
+    let got_mib: u64 = logs
+        .split("allocator failed after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|mib| mib.parse().ok())
+        .unwrap_or_else(|| panic!("no allocation report in {logs}"));
+    assert!(
+        got_mib > 128,
+        "the run got {got_mib} MiB: the provider's 128 MB, not the owner's 256"
     );
 }

@@ -521,6 +521,7 @@ async fn a_host_that_switches_an_enclaves_owner_gets_no_run_admitted_under_anoth
                     min_version: 1,
                     entry: DEFAULT_ENTRY.into(),
                     kind: RegisteredKind::Action,
+                    limits: None,
                 },
             },
         )
@@ -717,6 +718,7 @@ async fn a_replaced_broker_that_forgot_an_action_does_not_make_it_plain() {
                         min_version: 1,
                         entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
                         kind: clemmys_proto::broker::RegisteredKind::Action,
+                        limits: None,
                     },
                 },
             )

@@ -210,6 +210,7 @@ async fn register_at_broker(
             min_version: 1,
             entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
             kind: RegisteredKind::Action,
+            limits: None,
         },
     };
     server
