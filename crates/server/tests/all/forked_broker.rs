@@ -175,6 +175,27 @@ async fn start_broker(data_dir: std::path::PathBuf, platform: &std::path::Path) 
     .expect("broker starts")
 }
 
+/// A node (16 sandbox slots) whose enclaves reach their broker at
+/// `broker_url` (a relay or recorder the test controls), on the simulated
+/// platform whose key is at `platform`.
+async fn node_behind(broker_url: String, platform: &std::path::Path) -> TestServer {
+    let node_dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().expect("address"),
+        node_dir.path().join("data"),
+    );
+    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
+    config.broker = BrokerLocation::Remote {
+        url: broker_url,
+        tls: Default::default(),
+    };
+    config.sim_platform_key = Some(platform.to_owned());
+    TestServer::wrap(
+        RunningServer::start(config).await.expect("node starts"),
+        node_dir,
+    )
+}
+
 /// The longest run of positions where `a` and `b` hold the same byte. Two
 /// ciphertexts under one key and nonce are equal wherever their plaintexts
 /// are (the XOR of the keystream cancels), so sealed messages with a
@@ -226,21 +247,7 @@ impl Forked {
         let platform = dir.path().join("host-platform.key");
         let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
         let relay = Relay::start(broker_a.addr).await;
-        let node_dir = tempfile::tempdir().expect("tempdir");
-        let mut config = ServerConfig::new(
-            "127.0.0.1:0".parse().expect("address"),
-            node_dir.path().join("data"),
-        );
-        config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
-        config.broker = BrokerLocation::Remote {
-            url: format!("http://{}", relay.addr),
-            tls: Default::default(),
-        };
-        config.sim_platform_key = Some(platform.clone());
-        let server = TestServer::wrap(
-            RunningServer::start(config).await.expect("node starts"),
-            node_dir,
-        );
+        let server = node_behind(format!("http://{}", relay.addr), &platform).await;
         let wire = Wire::start(server.node().addr).await;
         let client = clemmys_client::Client::with_tls(
             &format!("http://{}", wire.addr),
@@ -465,21 +472,7 @@ async fn a_host_that_switches_an_enclaves_owner_gets_no_run_admitted_under_anoth
     let platform = dir.path().join("host-platform.key");
     let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
     let relay = Relay::start(broker_a.addr).await;
-    let node_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        node_dir.path().join("data"),
-    );
-    config.sandbox = clemmys_sandbox::SandboxConfig::with_slots(16);
-    config.broker = BrokerLocation::Remote {
-        url: format!("http://{}", relay.addr),
-        tls: Default::default(),
-    };
-    config.sim_platform_key = Some(platform.clone());
-    let server = TestServer::wrap(
-        RunningServer::start(config).await.expect("node starts"),
-        node_dir,
-    );
+    let server = node_behind(format!("http://{}", relay.addr), &platform).await;
     let owner = server.owner().await;
     owner
         .deploy_echo_with_defaults("vault", &json!({"token": "OWNER-SECRET"}), None)
@@ -655,20 +648,7 @@ async fn a_replaced_broker_that_forgot_an_action_does_not_make_it_plain() {
     let platform = dir.path().join("host-platform.key");
     let broker_a = start_broker(dir.path().join("broker-a"), &platform).await;
     let relay = Relay::start(broker_a.addr).await;
-    let node_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        node_dir.path().join("data"),
-    );
-    config.broker = BrokerLocation::Remote {
-        url: format!("http://{}", relay.addr),
-        tls: Default::default(),
-    };
-    config.sim_platform_key = Some(platform.clone());
-    let server = TestServer::wrap(
-        RunningServer::start(config).await.expect("node starts"),
-        node_dir,
-    );
+    let server = node_behind(format!("http://{}", relay.addr), &platform).await;
     let owner = server.owner().await;
     owner.deploy("vault", "echo").await;
     owner
@@ -873,20 +853,7 @@ async fn a_recorded_admission_answer_admits_nothing_again() {
     let platform = dir.path().join("host-platform.key");
     let broker = start_broker(dir.path().join("broker"), &platform).await;
     let recorder = AdmitRecorder::start(broker.addr).await;
-    let node_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        node_dir.path().join("data"),
-    );
-    config.broker = BrokerLocation::Remote {
-        url: format!("http://{}", recorder.addr),
-        tls: Default::default(),
-    };
-    config.sim_platform_key = Some(platform.clone());
-    let server = TestServer::wrap(
-        RunningServer::start(config).await.expect("node starts"),
-        node_dir,
-    );
+    let server = node_behind(format!("http://{}", recorder.addr), &platform).await;
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     let (sealed, _, _) = owner
@@ -931,20 +898,7 @@ async fn a_forged_unknown_grant_keeps_the_compiled_module() {
     let platform = dir.path().join("host-platform.key");
     let broker = start_broker(dir.path().join("broker"), &platform).await;
     let recorder = AdmitRecorder::start(broker.addr).await;
-    let node_dir = tempfile::tempdir().expect("tempdir");
-    let mut config = ServerConfig::new(
-        "127.0.0.1:0".parse().expect("address"),
-        node_dir.path().join("data"),
-    );
-    config.broker = BrokerLocation::Remote {
-        url: format!("http://{}", recorder.addr),
-        tls: Default::default(),
-    };
-    config.sim_platform_key = Some(platform.clone());
-    let server = TestServer::wrap(
-        RunningServer::start(config).await.expect("node starts"),
-        node_dir,
-    );
+    let server = node_behind(format!("http://{}", recorder.addr), &platform).await;
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
     // Invocations without sessions, each admitted by the broker.
