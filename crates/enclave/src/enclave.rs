@@ -44,7 +44,7 @@ mod lease;
 use bytecode::{BytecodeKey, JsRun, KeptBytecode};
 
 use chain::{ChainSession, ChainSessionStep, KeptLink};
-use lease::{AdmissionLease, LeaseScope};
+use lease::{LeaseScope, SessionLeases};
 pub use lease::{SESSION_LEASE, SESSION_LEASE_USES};
 
 /// One run the host asks for: everything in it is sealed or public.
@@ -203,8 +203,8 @@ pub struct Enclave {
     /// Chain sessions this enclave takes part in, by (session id, step).
     chain_sessions: Mutex<HashMap<ChainSessionStep, Arc<ChainSession>>>,
     /// The broker's last admission, reused for session requests in its
-    /// scope for a short while (see [`lease`]).
-    session_lease: Mutex<Option<AdmissionLease>>,
+    /// scope for a short while, and the admissions asked (see [`lease`]).
+    session_lease: Mutex<SessionLeases>,
     /// Links to the next steps of chains, by the next step's action key;
     /// each seals hops for at most [`chain::LINK_LIFETIME`].
     links_out: Mutex<HashMap<KemPublicKey, Arc<KeptLink>>>,
@@ -272,7 +272,7 @@ impl Enclave {
             chain_sessions: Mutex::new(HashMap::new()),
             links_out: Mutex::new(HashMap::new()),
             links_in: Mutex::new(HashMap::new()),
-            session_lease: Mutex::new(None),
+            session_lease: Mutex::default(),
         })
     }
 
@@ -778,9 +778,11 @@ impl Enclave {
             delegate,
         };
         if matches!(admission, Admission::SessionRequest { .. })
-            && lock(&self.session_lease).as_mut().is_some_and(|lease| {
-                lease.admit(&scope(&provisioned.grant), timestamp_ms, Instant::now())
-            })
+            && lock(&self.session_lease).admit(
+                &scope(&provisioned.grant),
+                timestamp_ms,
+                Instant::now(),
+            )
         {
             return Ok(());
         }
@@ -796,6 +798,9 @@ impl Enclave {
                 &mut os_rng(),
             )?
             .for_delegate(&grant.admission_key, delegate)?;
+            // Numbered and timed before it leaves: the host may hold the
+            // answer back past a revocation or an update.
+            let asked = lock(&self.session_lease).asking(Instant::now());
             let reply = self
                 .broker
                 .admit(&request)
@@ -806,11 +811,7 @@ impl Enclave {
                     reply.not_before_ms,
                 ) {
                     (Ok(()), _) => {
-                        *lock(&self.session_lease) = Some(AdmissionLease::granted(
-                            scope(grant),
-                            timestamp_ms,
-                            Instant::now(),
-                        ));
+                        lock(&self.session_lease).granted(asked, scope(grant), timestamp_ms);
                         Ok(())
                     }
                     (Err(_), Some(floor_ms)) => Err(EnclaveError::StampedBeforeFloor { floor_ms }),

@@ -13,6 +13,14 @@
 //! requests, whichever comes first (the count holds even against a host
 //! that stalls the enclave's clock). Invocations, which consume a nonce at
 //! the broker, are never leased.
+//!
+//! The host carries admissions and their answers, and can hold an answer
+//! back past an update or a revocation. So a lease runs from when its
+//! admission was asked, not from when the answer came, and only the
+//! answer to the admission asked last may start one ([`SessionLeases`]):
+//! answers held back give at most one lease after a change, which ends
+//! [`SESSION_LEASE`] after its admission was asked (by the enclave's
+//! clock) or after [`SESSION_LEASE_USES`] requests.
 
 use std::time::{Duration, Instant};
 
@@ -41,9 +49,52 @@ pub struct LeaseScope {
     pub delegate: Option<ClientId>,
 }
 
+/// An enclave's session lease, and the admissions it asked the broker for.
+#[derive(Debug, Default)]
+pub struct SessionLeases {
+    /// How many admissions were asked for.
+    asked: u64,
+    current: Option<AdmissionLease>,
+}
+
+/// One admission asked of the broker: its number, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    number: u64,
+    at: Instant,
+}
+
+impl SessionLeases {
+    /// Admits a session request in `scope` stamped `timestamp_ms` under
+    /// the current lease; `false` when the broker must be asked instead.
+    pub fn admit(&mut self, scope: &LeaseScope, timestamp_ms: u64, now: Instant) -> bool {
+        self.current
+            .as_mut()
+            .is_some_and(|lease| lease.admit(scope, timestamp_ms, now))
+    }
+
+    /// Numbers an admission about to be asked of the broker at `now`.
+    pub fn asking(&mut self, now: Instant) -> Asked {
+        self.asked = self.asked.saturating_add(1);
+        Asked {
+            number: self.asked,
+            at: now,
+        }
+    }
+
+    /// The broker admitted `asked`, a request in `scope` stamped
+    /// `stamped_ms`: it leases later session requests only if no admission
+    /// was asked after it, and from when it was asked.
+    pub fn granted(&mut self, asked: Asked, scope: LeaseScope, stamped_ms: u64) {
+        if asked.number == self.asked {
+            self.current = Some(AdmissionLease::granted(scope, stamped_ms, asked.at));
+        }
+    }
+}
+
 /// A broker admission, reused for session requests in its scope.
 #[derive(Debug)]
-pub struct AdmissionLease {
+struct AdmissionLease {
     scope: LeaseScope,
     stamped_ms: u64,
     until: Instant,
@@ -51,20 +102,20 @@ pub struct AdmissionLease {
 }
 
 impl AdmissionLease {
-    /// The lease of an admission the broker just granted to a request
-    /// stamped `stamped_ms`.
-    pub fn granted(scope: LeaseScope, stamped_ms: u64, now: Instant) -> Self {
+    /// The lease of an admission asked at `asked` that the broker granted
+    /// to a request stamped `stamped_ms`.
+    fn granted(scope: LeaseScope, stamped_ms: u64, asked: Instant) -> Self {
         Self {
             scope,
             stamped_ms,
-            until: now + SESSION_LEASE,
+            until: asked + SESSION_LEASE,
             uses_left: SESSION_LEASE_USES,
         }
     }
 
     /// Admits a session request in `scope` stamped `timestamp_ms`, using
     /// up one use; `false` when the broker must be asked instead.
-    pub fn admit(&mut self, scope: &LeaseScope, timestamp_ms: u64, now: Instant) -> bool {
+    fn admit(&mut self, scope: &LeaseScope, timestamp_ms: u64, now: Instant) -> bool {
         let covered = self.uses_left > 0
             && now < self.until
             && self.scope == *scope
@@ -124,6 +175,37 @@ mod tests {
         let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
         assert!(!lease.admit(&scope(), 1_000_000 + STAMP_SLACK_MS + 1, start));
         assert!(!lease.admit(&scope(), 1_000_000 - STAMP_SLACK_MS - 1, start));
+    }
+
+    #[test]
+    fn a_lease_runs_from_when_its_admission_was_asked() {
+        let mut leases = SessionLeases::default();
+        let start = Instant::now();
+        let asked = leases.asking(start);
+        // The host held the broker's answer back for two seconds.
+        let answered = start + 2 * SESSION_LEASE;
+        leases.granted(asked, scope(), 1_000_000);
+        assert!(!leases.admit(&scope(), 1_000_000, answered));
+    }
+
+    #[test]
+    fn only_the_admission_asked_last_starts_a_lease() {
+        let mut leases = SessionLeases::default();
+        let start = Instant::now();
+        let held = leases.asking(start);
+        let last = leases.asking(start);
+        // The answer to the earlier admission, released after the later
+        // one was asked, leases nothing; the later one's does.
+        leases.granted(held, scope(), 1_000_000);
+        assert!(!leases.admit(&scope(), 1_000_000, start));
+        leases.granted(last, scope(), 1_000_000);
+        assert!(leases.admit(&scope(), 1_000_000, start));
+        // And the held answer, released once more, does not renew it.
+        for _ in 1..SESSION_LEASE_USES {
+            assert!(leases.admit(&scope(), 1_000_000, start));
+        }
+        leases.granted(held, scope(), 1_000_000);
+        assert!(!leases.admit(&scope(), 1_000_000, start));
     }
 
     #[test]

@@ -731,6 +731,11 @@ struct AdmitRecorder {
     /// Answers the next admission request `unknown grant` itself (what a
     /// broker that restarted says, in the clear).
     forget_next: Arc<std::sync::atomic::AtomicBool>,
+    /// Holds the broker's answer to the next admission request back until
+    /// `release` is notified; `holding` is notified once it has it.
+    hold_next: Arc<std::sync::atomic::AtomicBool>,
+    holding: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
     serving: JoinHandle<()>,
 }
 
@@ -743,12 +748,19 @@ impl AdmitRecorder {
         let recorded = Recorded::default();
         let replaying = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let forget_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (holding, release) = (
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        );
         let http =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Full<bytes::Bytes>>();
         let handler = {
             let (recorded, replaying, forget_next) =
                 (recorded.clone(), replaying.clone(), forget_next.clone());
+            let (hold_next, holding, release) =
+                (hold_next.clone(), holding.clone(), release.clone());
             move |request: axum::extract::Request| {
                 let (recorded, replaying, forget_next, http) = (
                     recorded.clone(),
@@ -756,6 +768,8 @@ impl AdmitRecorder {
                     forget_next.clone(),
                     http.clone(),
                 );
+                let (hold_next, holding, release) =
+                    (hold_next.clone(), holding.clone(), release.clone());
                 async move {
                     let (parts, body) = request.into_parts();
                     let body = body.collect().await.expect("body").to_bytes().to_vec();
@@ -810,6 +824,10 @@ impl AdmitRecorder {
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .insert(body, (status, answer.clone()));
+                        if hold_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            holding.notify_one();
+                            release.notified().await;
+                        }
                     }
                     axum::response::Response::builder()
                         .status(status)
@@ -829,6 +847,9 @@ impl AdmitRecorder {
             addr,
             replaying,
             forget_next,
+            hold_next,
+            holding,
+            release,
             serving,
         }
     }
@@ -928,6 +949,93 @@ async fn a_forged_unknown_grant_keeps_the_compiled_module() {
         assert!(
             server.enclaves().is_ready("guest", "echo"),
             "a forged unknown-grant answer made the enclave drop its module"
+        );
+    }
+    broker.shutdown().await;
+}
+
+/// The provider holds back the broker's answer admitting a gateway's
+/// session request until after the owner revoked the gateway, then
+/// delivers the gateway's next requests of the session: the late answer
+/// must lease nothing to them. Before, a lease ran for a second from when
+/// the answer came, so they ran for the revoked gateway (and, held answers
+/// released one after another, a lease each, without bound).
+#[tokio::test]
+async fn a_held_admission_answer_leases_nothing_after_a_revocation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = dir.path().join("host-platform.key");
+    let broker = start_broker(dir.path().join("broker"), &platform).await;
+    let recorder = AdmitRecorder::start(broker.addr).await;
+    let server = node_behind(format!("http://{}", recorder.addr), &platform).await;
+    let owner = server.owner().await;
+    owner.deploy("echo", "echo").await;
+    let gateway = server.owner().await;
+    let gateway_id = gateway.client.client_id();
+    let gateway = crate::common::Owner {
+        client: gateway.client.acting_for(owner.client.client_id()),
+        home: gateway.home,
+    };
+    owner
+        .client
+        .delegate(
+            gateway_id,
+            clemmys_client::confidential::expected_runtime_measurement(),
+            clemmys_whisk::now_ms() + 3_600_000,
+        )
+        .await
+        .expect("delegated");
+    gateway
+        .invoke("echo", json!({"open": "session"}))
+        .await
+        .expect("the gateway's opening invoke");
+    // The lease of the opening admission lapses.
+    tokio::time::sleep(clemmys_enclave::SESSION_LEASE).await;
+    let descriptor = gateway
+        .client
+        .describe("echo", false)
+        .await
+        .expect("describe");
+    let requests: Vec<Value> = (0..3)
+        .map(|n| {
+            gateway
+                .client
+                .seal_in_session(&descriptor, &json!({ "request": n }))
+                .expect("sealed in the gateway's session")
+        })
+        .collect();
+    let post = |request: &Value| {
+        server.call(
+            hyper::Method::POST,
+            "/api/v1/namespaces/_/actions/echo?blocking=true",
+            Some(request.clone()),
+        )
+    };
+
+    recorder
+        .hold_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = post(&requests[0]);
+    let released = async {
+        recorder.holding.notified().await;
+        owner
+            .client
+            .revoke(gateway_id)
+            .await
+            .expect("revoked while the answer is held");
+        tokio::time::sleep(2 * clemmys_enclave::SESSION_LEASE).await;
+        recorder.release.notify_one();
+    };
+    let (first, ()) = tokio::join!(first, released);
+    assert_eq!(
+        first.json["response"]["status"], "success",
+        "admitted before the revocation: {}",
+        first.json
+    );
+    for request in &requests[1..] {
+        let record = post(request).await.json;
+        assert_eq!(
+            record["response"]["result"]["refusal"], "client_not_allowed",
+            "{record}"
         );
     }
     broker.shutdown().await;
