@@ -1663,10 +1663,13 @@ impl Confidential {
         options: InvokeOptions,
         pinned: Option<u64>,
     ) -> Result<ConfidentialInvoked, ConfidentialError> {
-        // A refusal a fresh request cures is retried, each kind once: a
-        // restarted broker's floor (re-stamp at it), an updated action or a
-        // forgotten session (refresh and reseal).
-        let (mut refreshed, mut restamped) = (false, false);
+        // A refusal a fresh request cures is retried, once: a restarted
+        // broker's floor (re-stamp at it), an updated action or a
+        // forgotten session (refresh and reseal). A refusal is the
+        // provider's word, which may come after the request already ran:
+        // once, so that it makes the request run at most twice, and a
+        // stale version only when the broker describes another version.
+        let mut retried = false;
         loop {
             let outcome = match pinned {
                 Some(_) => self.invoke_once(name, params, options, pinned).await,
@@ -1677,36 +1680,70 @@ impl Confidential {
             };
             match outcome {
                 Err(ConfidentialError::StampedBeforeFloor { floor_ms, .. })
-                    if !restamped && self.accept_floor(floor_ms) =>
+                    if !retried && self.accept_floor(floor_ms) =>
                 {
-                    restamped = true;
+                    retried = true;
                     self.end_session(name);
                     self.end_chain_session(name);
                 }
-                Err(ConfidentialError::EnclaveRefused { refusal, .. })
-                    if !refreshed && refusal.is_cured_by_a_fresh_request() =>
+                Err(ConfidentialError::EnclaveRefused { refusal, message })
+                    if !retried && refusal.is_cured_by_a_fresh_request() =>
                 {
-                    refreshed = true;
+                    retried = true;
                     self.end_session(name);
                     self.end_chain_session(name);
-                    let plan = match pinned {
-                        Some(_) => None,
-                        None => self.sequence_plan(name).await?,
-                    };
-                    match plan {
-                        Some(plan) => {
-                            for component in plan.components() {
-                                self.describe(&component.qualified(), true).await?;
-                            }
+                    if refusal == Refusal::UnknownSession {
+                        // Most likely the node restarted, and its broker
+                        // with it: the one retry is stamped at the floor
+                        // the broker announces (a hint, bounded as a
+                        // refusal's), or it would be refused for that.
+                        if let Ok(BrokerIdentityDoc {
+                            replay_floor_ms: Some(floor_ms),
+                            ..
+                        }) = BrokerIdentityDoc::fetch(&self.client).await
+                        {
+                            self.accept_floor(floor_ms);
                         }
-                        None => {
-                            self.describe(name, true).await?;
-                        }
+                    }
+                    let moved = self.describe_again(name, pinned).await?;
+                    if refusal == Refusal::StaleVersion && !moved {
+                        return Err(ConfidentialError::EnclaveRefused { refusal, message });
                     }
                 }
                 other => return other,
             }
         }
+    }
+
+    /// Describes `name` (a sequence: each of its planned actions) afresh;
+    /// whether any version moved from the one this client held.
+    async fn describe_again(
+        &self,
+        name: &str,
+        pinned: Option<u64>,
+    ) -> Result<bool, ConfidentialError> {
+        let plan = match pinned {
+            Some(_) => None,
+            None => self.sequence_plan(name).await?,
+        };
+        let names = match plan {
+            Some(plan) => plan
+                .components()
+                .iter()
+                .map(|component| component.qualified())
+                .collect(),
+            None => vec![name.to_owned()],
+        };
+        let mut moved = false;
+        for name in &names {
+            let held = self
+                .lock()
+                .get(self.short_name(name)?)
+                .map(|held| held.version);
+            let described = self.describe(name, true).await?;
+            moved |= held != Some(described.version);
+        }
+        Ok(moved)
     }
 
     /// One invocation of action `name`; with `pinned`, only at that

@@ -1095,3 +1095,149 @@ async fn a_memory_limit_the_provider_lowers_does_not_bind_a_confidential_run() {
         "the run got {got_mib} MiB: the provider's 128 MB, not the owner's 256"
     );
 }
+
+/// The provider's front of the node: forwards every request, and the
+/// invokes of `action` too (so they run), but answers the next of those
+/// with the refusals `forged` holds, in order, in records it writes.
+async fn forging_front(
+    node: std::net::SocketAddr,
+    action: &'static str,
+    forged: Vec<Value>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::{BodyExt as _, Full};
+    let forged = std::sync::Arc::new(std::sync::Mutex::new(
+        forged
+            .into_iter()
+            .collect::<std::collections::VecDeque<_>>(),
+    ));
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let handler = move |request: axum::extract::Request| {
+        let (forged, http) = (forged.clone(), http.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.expect("body").to_bytes();
+            let invoke = parts.method == Method::POST
+                && parts.uri.path().ends_with(&format!("/actions/{action}"));
+            let mut forwarded = hyper::Request::builder()
+                .method(parts.method)
+                .uri(format!("http://{node}{}", parts.uri));
+            for (name, value) in &parts.headers {
+                forwarded = forwarded.header(name, value);
+            }
+            let response = http
+                .request(forwarded.body(Full::new(body)).expect("request"))
+                .await
+                .expect("the node answers");
+            let status = response.status();
+            let answer = response
+                .into_body()
+                .collect()
+                .await
+                .expect("answer")
+                .to_bytes();
+            let next = if invoke {
+                forged
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front()
+            } else {
+                None
+            };
+            let (status, answer) = match next {
+                Some(result) => {
+                    let mut record: Value = serde_json::from_slice(&answer).expect("a record");
+                    record["response"] = json!({
+                        "status": "developer error",
+                        "success": false,
+                        "result": result,
+                    });
+                    (hyper::StatusCode::BAD_GATEWAY, record.to_string().into())
+                }
+                None => (status, answer),
+            };
+            axum::response::Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(answer))
+                .expect("response")
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let app = axum::Router::new().fallback(handler);
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, serving)
+}
+
+async fn runs_of(server: &TestServer, action: &str) -> usize {
+    let listed = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/namespaces/_/activations?name={action}&limit=200"),
+            None,
+        )
+        .await;
+    listed.json.as_array().expect("a list").len()
+}
+
+/// The provider runs a client's invoke, keeps the answer and forges a
+/// refusal that a fresh request would cure (a restarted broker's floor,
+/// then a stale version): each made the client send, and the enclave
+/// run, the same parameters again (three runs of one invoke before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
+    let server = TestServer::start().await;
+    let floor = || {
+        json!({
+            "error": "confidential execution refused: stamped before the broker's floor",
+            "notBeforeMs": clemmys_whisk::now_ms() + 1_000,
+        })
+    };
+    let stale = json!({
+        "error": "confidential execution refused: stale version",
+        "refusal": "stale_version",
+    });
+    let (front, serving) =
+        forging_front(server.node().addr, "echo", vec![floor(), stale.clone()]).await;
+    let client = clemmys_client::Client::with_tls(
+        &format!("http://{front}"),
+        server.node().guest_auth.clone(),
+        &Default::default(),
+    )
+    .expect("client");
+    let owner = server.owner_via(client, "guest").await;
+    owner.deploy("echo", "echo").await;
+    let refused = owner.invoke("echo", json!({"secret": 1})).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ConfidentialError::EnclaveRefused {
+                refusal: Refusal::StaleVersion,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(runs_of(&server, "echo").await, 2, "runs of one invoke");
+
+    // A stale version the broker does not confirm is not retried at all.
+    let (front, serving_again) = forging_front(server.node().addr, "twin", vec![stale]).await;
+    let client = clemmys_client::Client::with_tls(
+        &format!("http://{front}"),
+        server.node().guest_auth.clone(),
+        &Default::default(),
+    )
+    .expect("client");
+    let owner = server.owner_via(client, "guest").await;
+    owner.deploy("twin", "echo").await;
+    let refused = owner.invoke("twin", json!({"secret": 2})).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(runs_of(&server, "twin").await, 1, "runs of one invoke");
+    serving.abort();
+    serving_again.abort();
+}
