@@ -1671,12 +1671,16 @@ impl Confidential {
         // stale version only when the broker describes another version.
         let mut retried = false;
         loop {
-            let outcome = match pinned {
-                Some(_) => self.invoke_once(name, params, options, pinned).await,
-                None => match self.sequence_plan(name).await? {
-                    Some(plan) => self.invoke_chain_once(name, &plan, params, options).await,
-                    None => self.invoke_once(name, params, options, None).await,
-                },
+            let plan = match pinned {
+                Some(_) => None,
+                None => self.sequence_plan(name).await?,
+            };
+            // The versions this attempt seals for (a concurrent deploy
+            // through this client may move them on while it runs).
+            let held = self.held_versions(name, plan.as_deref());
+            let outcome = match &plan {
+                Some(plan) => self.invoke_chain_once(name, plan, params, options).await,
+                None => self.invoke_once(name, params, options, pinned).await,
             };
             match outcome {
                 Err(ConfidentialError::StampedBeforeFloor { floor_ms, .. })
@@ -1705,7 +1709,7 @@ impl Confidential {
                             self.accept_floor(floor_ms);
                         }
                     }
-                    let moved = self.describe_again(name, pinned).await?;
+                    let moved = self.describe_again(&held).await?;
                     if refusal == Refusal::StaleVersion && !moved {
                         return Err(ConfidentialError::EnclaveRefused { refusal, message });
                     }
@@ -1715,17 +1719,13 @@ impl Confidential {
         }
     }
 
-    /// Describes `name` (a sequence: each of its planned actions) afresh;
-    /// whether any version moved from the one this client held.
-    async fn describe_again(
+    /// The actions an invoke of `name` runs (those of `plan` for a
+    /// sequence), each with the version this client holds for it, if any.
+    fn held_versions(
         &self,
         name: &str,
-        pinned: Option<u64>,
-    ) -> Result<bool, ConfidentialError> {
-        let plan = match pinned {
-            Some(_) => None,
-            None => self.sequence_plan(name).await?,
-        };
+        plan: Option<&VerifiedChainPlan>,
+    ) -> Vec<(String, Option<u64>)> {
         let names = match plan {
             Some(plan) => plan
                 .components()
@@ -1734,14 +1734,30 @@ impl Confidential {
                 .collect(),
             None => vec![name.to_owned()],
         };
+        let descriptors = self.lock();
+        names
+            .into_iter()
+            .map(|name| {
+                let held = self
+                    .short_name(&name)
+                    .ok()
+                    .and_then(|short| descriptors.get(short))
+                    .map(|held| held.version);
+                (name, held)
+            })
+            .collect()
+    }
+
+    /// Describes each of the `held` actions afresh; whether any version
+    /// moved from the one held.
+    async fn describe_again(
+        &self,
+        held: &[(String, Option<u64>)],
+    ) -> Result<bool, ConfidentialError> {
         let mut moved = false;
-        for name in &names {
-            let held = self
-                .lock()
-                .get(self.short_name(name)?)
-                .map(|held| held.version);
+        for (name, version) in held {
             let described = self.describe(name, true).await?;
-            moved |= held != Some(described.version);
+            moved |= *version != Some(described.version);
         }
         Ok(moved)
     }
