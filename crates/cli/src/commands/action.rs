@@ -297,7 +297,11 @@ async fn put(args: PutArgs, update: bool, ctx: &Context) -> anyhow::Result<()> {
     {
         refuse_clear_defaults(ctx, &client, &args.name).await?;
     }
-    if update && args.file.is_none() && body.limits.is_some() {
+    // Concurrency is the host's to schedule, not bound into the policy.
+    let bound_limits_given = body.limits.is_some_and(|limits| {
+        limits.timeout.is_some() || limits.memory.is_some() || limits.logs.is_some()
+    });
+    if update && args.file.is_none() && bound_limits_given {
         refuse_unbound_limits(&client, &args.name).await?;
     }
     let javascript = body

@@ -1171,6 +1171,9 @@ fn a_confidential_actions_limits_are_bound_with_its_code() {
         .clemmys(&["action", "update", "slow", "--timeout", "1000"])
         .failure();
     refused.stderr_has("bound into its policy with its code");
+    // Concurrency is the host's to schedule: it changes alone.
+    user.clemmys(&["action", "update", "slow", "-c", "2"])
+        .success();
     // An update with the code keeps them, as OpenWhisk keeps limits an
     // update leaves out...
     user.clemmys(&["action", "update", "slow", sleep]).success();
@@ -1180,5 +1183,19 @@ fn a_confidential_actions_limits_are_bound_with_its_code() {
     // ...and binds the ones it names.
     user.clemmys(&["action", "update", "slow", sleep, "--timeout", "1000"])
         .success();
+    assert_eq!(invoke("600").success().json(), json!({"slept": 600}));
+    let shown = user
+        .clemmys(&["action", "get", "slow", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["limits"]["timeout"], 1000, "{shown}");
+
+    // Created again after a delete, it starts from OpenWhisk's defaults,
+    // whatever the broker kept of the deleted one.
+    user.clemmys(&["action", "delete", "slow"]).success();
+    user.clemmys(&["action", "create", "slow", sleep, "--timeout", "300"])
+        .success();
+    user.clemmys(&["action", "delete", "slow"]).success();
+    user.clemmys(&["action", "create", "slow", sleep]).success();
     assert_eq!(invoke("600").success().json(), json!({"slept": 600}));
 }

@@ -51,6 +51,7 @@ use clemmys_tee::{
     os_rng,
 };
 use clemmys_whisk::action::{ActionPut, ExecPut, FinalParameterOverridden};
+use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{
     ActionLimits, ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, LimitError,
     now_ms,
@@ -1369,9 +1370,7 @@ impl Confidential {
             Err(other) => return Err(other),
         };
         let version = current.as_ref().map_or(1, |current| current.version + 1);
-        let limits = self
-            .bound_limits(&short, current.as_ref(), &put, overwrite)
-            .await?;
+        let limits = Self::bound_limits(current.as_ref(), &mut put, overwrite)?;
         let final_parameters = put
             .annotations
             .as_ref()
@@ -1496,31 +1495,30 @@ impl Confidential {
         Ok(stored)
     }
 
-    /// The limits the next version of `short` runs under, bound into its
+    /// The limits the next version of an action runs under, bound into its
     /// policy since the node's record of them is the provider's: those
-    /// `put` names over the registered ones (OpenWhisk keeps the limits an
-    /// update leaves out). A registration made before limits were bound
-    /// has none: an update then keeps the node's, once.
-    async fn bound_limits(
-        &self,
-        short: &str,
+    /// `put` names over the registered ones on an update (OpenWhisk keeps
+    /// the limits an update leaves out), over OpenWhisk's defaults on a
+    /// create or for a registration made before limits were bound (never
+    /// the node's record, which the provider may have lowered). `put`
+    /// then names them all, so that the node records what enclaves use.
+    fn bound_limits(
         current: Option<&ActionDescriptor>,
-        put: &ActionPut,
+        put: &mut ActionPut,
         overwrite: bool,
     ) -> Result<BoundLimits, ConfidentialError> {
-        let kept = match current.map(|current| current.policy.limits) {
-            Some(Some(bound)) => bound.over(ActionLimits::default()),
-            Some(None) if overwrite => match self.client.get_action(short, false).await {
-                Ok(doc) => doc.limits.unwrap_or_default(),
-                Err(error) if error.status() == Some(404) => ActionLimits::default(),
-                Err(error) => return Err(error.into()),
-            },
+        let kept = match current.and_then(|current| current.policy.limits) {
+            Some(bound) if overwrite => bound.over(ActionLimits::default()),
             _ => ActionLimits::default(),
         };
-        let limits = match &put.limits {
-            Some(given) => kept.updated_with(given)?,
-            None => kept,
-        };
+        let given = put.limits.unwrap_or_default();
+        let limits = kept.updated_with(&given)?;
+        put.limits = Some(ActionLimitsPut {
+            timeout: Some(limits.timeout),
+            memory: Some(limits.memory),
+            logs: Some(limits.logs),
+            concurrency: given.concurrency,
+        });
         Ok(BoundLimits::of(&limits))
     }
 

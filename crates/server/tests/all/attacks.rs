@@ -1241,3 +1241,86 @@ async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
     serving.abort();
     serving_again.abort();
 }
+
+/// An action registered before limits were bound has none in its policy.
+/// The provider lowers the node's record of its memory; the owner's next
+/// update with the code, naming no limits, must not bind the provider's
+/// value for good (before, the client took the node's record as the
+/// limits to keep).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_of_an_action_from_before_bound_limits_does_not_bind_the_providers() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let identity = clemmys_client::confidential::ClientHome::open(owner.home.path())
+        .and_then(|home| home.identity())
+        .expect("the owner's identity");
+    // The registration as a client from before bound limits made it.
+    let registered = server
+        .ask_broker(
+            &identity,
+            &owner.client.pin().keys.kem,
+            BrokerOp::Register {
+                namespace: "guest".into(),
+                name: "hog".into(),
+                version: 1,
+                code_digest: Digest::of(b"the first version"),
+                policy: Policy {
+                    allowed_measurements: vec![expected_runtime_measurement()],
+                    require_hardware: false,
+                    allowed_clients: vec![],
+                    min_version: 1,
+                    entry: clemmys_proto::code::DEFAULT_ENTRY.into(),
+                    kind: RegisteredKind::Action,
+                    limits: None,
+                },
+            },
+        )
+        .await;
+    assert!(
+        matches!(registered, clemmys_proto::broker::BrokerReply::Action(_)),
+        "{registered:?}"
+    );
+    // The node's record of it (as the provider rewrites it, shown plain),
+    // its memory lowered.
+    let stored = server
+        .call(
+            Method::PUT,
+            "/api/v1/namespaces/_/actions/hog",
+            Some(json!({
+                "exec": {
+                    "kind": "wasm",
+                    "code": base64::engine::general_purpose::STANDARD.encode(example("memory-hog")),
+                },
+                "limits": {"memory": 128},
+            })),
+        )
+        .await;
+    assert!(stored.status.is_success(), "{}", stored.json);
+
+    owner
+        .client
+        .deploy(
+            "hog",
+            &example("memory-hog"),
+            Default::default(),
+            true,
+            &DeployOptions::default(),
+        )
+        .await
+        .expect("the owner's update");
+    let opened = owner
+        .invoke("hog", json!({}))
+        .await
+        .expect("a verified answer");
+    let logs = opened.logs.expect("the sealed logs").join("\n");
+    let got_mib: u64 = logs
+        .split("allocator failed after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|mib| mib.parse().ok())
+        .unwrap_or_else(|| panic!("no allocation report in {logs}"));
+    assert!(
+        got_mib > 128,
+        "the update bound the provider's 128 MB: the run got {got_mib} MiB"
+    );
+}
