@@ -16,11 +16,14 @@
 //!
 //! The host carries admissions and their answers, and can hold an answer
 //! back past an update or a revocation. So a lease runs from when its
-//! admission was asked, not from when the answer came, and only the
-//! answer to the admission asked last may start one ([`SessionLeases`]):
-//! answers held back give at most one lease after a change, which ends
-//! [`SESSION_LEASE`] after its admission was asked (by the enclave's
-//! clock) or after [`SESSION_LEASE_USES`] requests.
+//! admission was asked, not from when the answer came, and an answer
+//! starts one only if its admission was asked after the current lease
+//! started ([`SessionLeases`]): answers held back give at most one lease
+//! after a change, which ends [`SESSION_LEASE`] after its admission was
+//! asked (by the enclave's clock) or after [`SESSION_LEASE_USES`]
+//! requests. (Only the answer to the admission asked last would do too,
+//! but under steady concurrent load a newer one is nearly always out, and
+//! no lease would ever start.)
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +57,9 @@ pub struct LeaseScope {
 pub struct SessionLeases {
     /// How many admissions were asked for.
     asked: u64,
+    /// How many had been asked for when the current lease started: only
+    /// an admission asked after that may start another.
+    asked_before_current: u64,
     current: Option<AdmissionLease>,
 }
 
@@ -83,11 +89,12 @@ impl SessionLeases {
     }
 
     /// The broker admitted `asked`, a request in `scope` stamped
-    /// `stamped_ms`: it leases later session requests only if no admission
-    /// was asked after it, and from when it was asked.
+    /// `stamped_ms`: it leases later session requests, from when it was
+    /// asked, only if it was asked after the current lease started.
     pub fn granted(&mut self, asked: Asked, scope: LeaseScope, stamped_ms: u64) {
-        if asked.number == self.asked {
+        if asked.number > self.asked_before_current {
             self.current = Some(AdmissionLease::granted(scope, stamped_ms, asked.at));
+            self.asked_before_current = self.asked;
         }
     }
 }
@@ -189,23 +196,42 @@ mod tests {
     }
 
     #[test]
-    fn only_the_admission_asked_last_starts_a_lease() {
+    fn answers_held_back_start_at_most_one_lease() {
         let mut leases = SessionLeases::default();
         let start = Instant::now();
-        let held = leases.asking(start);
-        let last = leases.asking(start);
-        // The answer to the earlier admission, released after the later
-        // one was asked, leases nothing; the later one's does.
-        leases.granted(held, scope(), 1_000_000);
-        assert!(!leases.admit(&scope(), 1_000_000, start));
-        leases.granted(last, scope(), 1_000_000);
-        assert!(leases.admit(&scope(), 1_000_000, start));
-        // And the held answer, released once more, does not renew it.
-        for _ in 1..SESSION_LEASE_USES {
+        let held: Vec<Asked> = (0..3).map(|_| leases.asking(start)).collect();
+        // The first answer released starts a lease...
+        leases.granted(held[0], scope(), 1_000_000);
+        for _ in 0..SESSION_LEASE_USES {
             assert!(leases.admit(&scope(), 1_000_000, start));
         }
-        leases.granted(held, scope(), 1_000_000);
         assert!(!leases.admit(&scope(), 1_000_000, start));
+        // ...and the others, asked before it started, renew nothing, even
+        // with the enclave's clock stalled.
+        for asked in &held[1..] {
+            leases.granted(*asked, scope(), 1_000_000);
+            assert!(!leases.admit(&scope(), 1_000_000, start));
+        }
+    }
+
+    #[test]
+    fn under_steady_concurrent_asking_a_lease_starts() {
+        let mut leases = SessionLeases::default();
+        let start = Instant::now();
+        // Eight admissions always out: each answer comes back after a
+        // newer one was asked.
+        let mut out: std::collections::VecDeque<Asked> =
+            (0..8).map(|_| leases.asking(start)).collect();
+        let answered = out.pop_front().expect("asked");
+        out.push_back(leases.asking(start));
+        leases.granted(answered, scope(), 1_000_000);
+        assert!(leases.admit(&scope(), 1_000_000, start));
+        // Once it lapses, the next admission asked starts the next one.
+        let later = start + SESSION_LEASE;
+        assert!(!leases.admit(&scope(), 1_000_000, later));
+        let asked = leases.asking(later);
+        leases.granted(asked, scope(), 1_000_000);
+        assert!(leases.admit(&scope(), 1_000_000, later));
     }
 
     #[test]
