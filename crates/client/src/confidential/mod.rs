@@ -1673,9 +1673,10 @@ impl Confidential {
                 Some(_) => None,
                 None => self.sequence_plan(name).await?,
             };
-            // The versions this attempt seals for (a concurrent deploy
-            // through this client may move them on while it runs).
-            let held = self.held_versions(name, plan.as_deref());
+            // The versions held before the attempt: those it seals for (a
+            // concurrent deploy through this client may move them on while
+            // it runs), where it does not describe them first.
+            let held_before = self.held_versions(name, plan.as_deref());
             let outcome = match &plan {
                 Some(plan) => self.invoke_chain_once(name, plan, params, options).await,
                 None => self.invoke_once(name, params, options, pinned).await,
@@ -1707,7 +1708,15 @@ impl Confidential {
                             self.accept_floor(floor_ms);
                         }
                     }
-                    let moved = self.describe_again(&held).await?;
+                    let sealed_for = match pinned {
+                        Some(version) => vec![(name.to_owned(), Some(version))],
+                        None => held_before
+                            .into_iter()
+                            .zip(self.held_versions(name, plan.as_deref()))
+                            .map(|((name, before), (_, after))| (name, before.or(after)))
+                            .collect(),
+                    };
+                    let moved = self.describe_again(&sealed_for).await?;
                     if refusal == Refusal::StaleVersion && !moved {
                         return Err(ConfidentialError::EnclaveRefused { refusal, message });
                     }
@@ -1747,7 +1756,7 @@ impl Confidential {
     }
 
     /// Describes each of the `held` actions afresh; whether any version
-    /// moved from the one held.
+    /// moved from the one held (or none was).
     async fn describe_again(
         &self,
         held: &[(String, Option<u64>)],

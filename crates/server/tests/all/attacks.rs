@@ -1233,10 +1233,28 @@ async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
         &Default::default(),
     )
     .expect("client");
-    let owner = server.owner_via(client, "guest").await;
+    let owner = server.owner_via(client.clone(), "guest").await;
     owner.deploy("twin", "echo").await;
-    let refused = owner.invoke("twin", json!({"secret": 2})).await;
-    assert!(refused.is_err(), "{refused:?}");
+    // Invoked by a client of the same owner that never described it (as
+    // each `clemmys action invoke` is): it holds no version to compare.
+    let fresh = crate::common::pin_and_connect(client, owner.home.path(), "guest").await;
+    let refused = fresh
+        .invoke(
+            "twin",
+            &json!({"secret": 2}),
+            clemmys_client::InvokeOptions::blocking(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ConfidentialError::EnclaveRefused {
+                refusal: Refusal::StaleVersion,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     assert_eq!(runs_of(&server, "twin").await, 1, "runs of one invoke");
     serving.abort();
     serving_again.abort();
