@@ -18,10 +18,11 @@
 //! back past an update or a revocation. So a lease runs from when its
 //! admission was asked, not from when the answer came, and an answer
 //! starts one only if its admission was asked after the current lease
-//! started ([`SessionLeases`]): answers held back give at most one lease
+//! started, and is good only for the requests no lease admitted since it
+//! was asked ([`SessionLeases`]): answers held back give at most one lease
 //! after a change, which ends [`SESSION_LEASE`] after its admission was
-//! asked (by the enclave's clock) or after [`SESSION_LEASE_USES`]
-//! requests. (Only the answer to the admission asked last would do too,
+//! asked (by the enclave's clock) or once [`SESSION_LEASE_USES`] requests
+//! were leased since then. (Only the answer to the admission asked last would do too,
 //! but under steady concurrent load a newer one is nearly always out, and
 //! no lease would ever start.)
 
@@ -60,6 +61,8 @@ pub struct SessionLeases {
     /// How many had been asked for when the current lease started: only
     /// an admission asked after that may start another.
     asked_before_current: u64,
+    /// How many session requests leases admitted, in all.
+    leased: u64,
     current: Option<AdmissionLease>,
 }
 
@@ -68,15 +71,22 @@ pub struct SessionLeases {
 pub struct Asked {
     number: u64,
     at: Instant,
+    /// [`SessionLeases::leased`] when it was asked.
+    leased: u64,
 }
 
 impl SessionLeases {
     /// Admits a session request in `scope` stamped `timestamp_ms` under
     /// the current lease; `false` when the broker must be asked instead.
     pub fn admit(&mut self, scope: &LeaseScope, timestamp_ms: u64, now: Instant) -> bool {
-        self.current
+        let admitted = self
+            .current
             .as_mut()
-            .is_some_and(|lease| lease.admit(scope, timestamp_ms, now))
+            .is_some_and(|lease| lease.admit(scope, timestamp_ms, now));
+        if admitted {
+            self.leased = self.leased.saturating_add(1);
+        }
+        admitted
     }
 
     /// Numbers an admission about to be asked of the broker at `now`.
@@ -85,15 +95,22 @@ impl SessionLeases {
         Asked {
             number: self.asked,
             at: now,
+            leased: self.leased,
         }
     }
 
     /// The broker admitted `asked`, a request in `scope` stamped
     /// `stamped_ms`: it leases later session requests, from when it was
-    /// asked, only if it was asked after the current lease started.
+    /// asked, only if it was asked after the current lease started, and
+    /// only as many as leases have not admitted since it was asked (so
+    /// that an answer held back while the lease before it was used up adds
+    /// none).
     pub fn granted(&mut self, asked: Asked, scope: LeaseScope, stamped_ms: u64) {
         if asked.number > self.asked_before_current {
-            self.current = Some(AdmissionLease::granted(scope, stamped_ms, asked.at));
+            let used_since = self.leased.saturating_sub(asked.leased);
+            let uses =
+                SESSION_LEASE_USES.saturating_sub(u32::try_from(used_since).unwrap_or(u32::MAX));
+            self.current = Some(AdmissionLease::granted(scope, stamped_ms, asked.at, uses));
             self.asked_before_current = self.asked;
         }
     }
@@ -110,13 +127,13 @@ struct AdmissionLease {
 
 impl AdmissionLease {
     /// The lease of an admission asked at `asked` that the broker granted
-    /// to a request stamped `stamped_ms`.
-    fn granted(scope: LeaseScope, stamped_ms: u64, asked: Instant) -> Self {
+    /// to a request stamped `stamped_ms`, good for `uses` requests.
+    fn granted(scope: LeaseScope, stamped_ms: u64, asked: Instant, uses: u32) -> Self {
         Self {
             scope,
             stamped_ms,
             until: asked + SESSION_LEASE,
-            uses_left: SESSION_LEASE_USES,
+            uses_left: uses,
         }
     }
 
@@ -149,7 +166,7 @@ mod tests {
     #[test]
     fn admits_its_scope_near_the_checked_stamp_until_it_expires() {
         let start = Instant::now();
-        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start, SESSION_LEASE_USES);
         assert!(lease.admit(&scope(), 1_000_500, start));
         assert!(lease.admit(&scope(), 999_000, start + Duration::from_millis(999)));
         assert!(!lease.admit(&scope(), 1_000_000, start + SESSION_LEASE));
@@ -158,7 +175,7 @@ mod tests {
     #[test]
     fn refuses_another_version_grant_or_delegate() {
         let start = Instant::now();
-        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start, SESSION_LEASE_USES);
         let newer = LeaseScope {
             version: 4,
             ..scope()
@@ -179,7 +196,7 @@ mod tests {
     #[test]
     fn refuses_stamps_far_from_the_checked_one() {
         let start = Instant::now();
-        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start, SESSION_LEASE_USES);
         assert!(!lease.admit(&scope(), 1_000_000 + STAMP_SLACK_MS + 1, start));
         assert!(!lease.admit(&scope(), 1_000_000 - STAMP_SLACK_MS - 1, start));
     }
@@ -215,6 +232,21 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_held_while_the_lease_before_was_used_up_adds_no_uses() {
+        let mut leases = SessionLeases::default();
+        let start = Instant::now();
+        let first = leases.asking(start);
+        leases.granted(first, scope(), 1_000_000);
+        // Asked (for a request stamped too far from the first) and held.
+        let held = leases.asking(start);
+        for _ in 0..SESSION_LEASE_USES {
+            assert!(leases.admit(&scope(), 1_000_000, start));
+        }
+        leases.granted(held, scope(), 1_000_000);
+        assert!(!leases.admit(&scope(), 1_000_000, start));
+    }
+
+    #[test]
     fn under_steady_concurrent_asking_a_lease_starts() {
         let mut leases = SessionLeases::default();
         let start = Instant::now();
@@ -237,7 +269,7 @@ mod tests {
     #[test]
     fn runs_out_after_its_uses_whatever_the_clock_says() {
         let start = Instant::now();
-        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start);
+        let mut lease = AdmissionLease::granted(scope(), 1_000_000, start, SESSION_LEASE_USES);
         for _ in 0..SESSION_LEASE_USES {
             assert!(lease.admit(&scope(), 1_000_000, start));
         }
