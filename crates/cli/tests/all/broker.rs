@@ -211,3 +211,44 @@ fn a_key_given_on_the_command_line_needs_a_qualified_confidential_name() {
     .failure()
     .stderr_has("name the action /NAMESPACE/hello");
 }
+
+/// A broker pinned on hardware, replaced by the provider with a `sim` one
+/// (which it can read): `broker trust` must not re-pin it without the
+/// user saying so. Nothing here runs on SGX, so the hardware pin is the
+/// one pinned here with its TEE rewritten as the user's own file would
+/// hold it after trusting a hardware broker.
+#[test]
+fn a_hardware_pin_is_not_replaced_by_a_sim_broker_without_asking() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let pins = user.clemmys_home().join("brokers.json");
+    let pinned = std::fs::read_to_string(&pins).expect("the pin");
+    assert!(pinned.contains("\"tee\": \"sim\""), "{pinned}");
+    std::fs::write(
+        &pins,
+        pinned
+            .replace("\"tee\": \"sim\"", "\"tee\": \"sgx-dcap\"")
+            .replace("\"measurement\": \"sim:", "\"measurement\": \"sgx-dcap:"),
+    )
+    .expect("rewritten");
+
+    let refused = user.clemmys(&["broker", "trust", "--yes"]).failure();
+    refused
+        .stderr_has("was pinned on hardware and now shows sim evidence")
+        .stderr_has("--downgrade-to-sim");
+    assert!(
+        std::fs::read_to_string(&pins)
+            .expect("the pin")
+            .contains("\"tee\": \"sgx-dcap\""),
+        "the hardware pin was replaced"
+    );
+    user.clemmys(&["broker", "trust", "--yes", "--downgrade-to-sim"])
+        .success();
+    assert!(
+        std::fs::read_to_string(&pins)
+            .expect("the pin")
+            .contains("\"tee\": \"sim\""),
+        "the user's downgrade was not pinned"
+    );
+}
