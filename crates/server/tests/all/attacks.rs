@@ -1096,24 +1096,22 @@ async fn a_memory_limit_the_provider_lowers_does_not_bind_a_confidential_run() {
     );
 }
 
-/// The provider's front of the node: forwards every request, and the
-/// invokes of `action` too (so they run), but answers the next of those
-/// with the refusals `forged` holds, in order, in records it writes.
-async fn forging_front(
+/// The provider's front of the node: forwards every request, the invokes
+/// of `action` too (so they run), and answers the `n`th of those (from 0)
+/// with what `rewrite(n, status, answer)` makes of the node's answer.
+async fn provider_front(
     node: std::net::SocketAddr,
     action: &'static str,
-    forged: Vec<Value>,
+    rewrite: impl FnMut(usize, hyper::StatusCode, bytes::Bytes) -> (hyper::StatusCode, bytes::Bytes)
+    + Send
+    + 'static,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use http_body_util::{BodyExt as _, Full};
-    let forged = std::sync::Arc::new(std::sync::Mutex::new(
-        forged
-            .into_iter()
-            .collect::<std::collections::VecDeque<_>>(),
-    ));
+    let rewrite = std::sync::Arc::new(std::sync::Mutex::new((0usize, rewrite)));
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let handler = move |request: axum::extract::Request| {
-        let (forged, http) = (forged.clone(), http.clone());
+        let (rewrite, http) = (rewrite.clone(), http.clone());
         async move {
             let (parts, body) = request.into_parts();
             let body = body.collect().await.expect("body").to_bytes();
@@ -1136,25 +1134,16 @@ async fn forging_front(
                 .await
                 .expect("answer")
                 .to_bytes();
-            let next = if invoke {
-                forged
+            let (status, answer) = if invoke {
+                let mut rewriting = rewrite
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .pop_front()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let (count, rewrite) = &mut *rewriting;
+                let rewritten = rewrite(*count, status, answer);
+                *count += 1;
+                rewritten
             } else {
-                None
-            };
-            let (status, answer) = match next {
-                Some(result) => {
-                    let mut record: Value = serde_json::from_slice(&answer).expect("a record");
-                    record["response"] = json!({
-                        "status": "developer error",
-                        "success": false,
-                        "result": result,
-                    });
-                    (hyper::StatusCode::BAD_GATEWAY, record.to_string().into())
-                }
-                None => (status, answer),
+                (status, answer)
             };
             axum::response::Response::builder()
                 .status(status)
@@ -1172,6 +1161,28 @@ async fn forging_front(
         let _ = axum::serve(listener, app).await;
     });
     (addr, serving)
+}
+
+/// A [`provider_front`] that answers the first invokes of `action` with
+/// the refusals `forged` holds, in order, in records it writes.
+async fn forging_front(
+    node: std::net::SocketAddr,
+    action: &'static str,
+    forged: Vec<Value>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    provider_front(node, action, move |n, status, answer| match forged.get(n) {
+        Some(result) => {
+            let mut record: Value = serde_json::from_slice(&answer).expect("a record");
+            record["response"] = json!({
+                "status": "developer error",
+                "success": false,
+                "result": result,
+            });
+            (hyper::StatusCode::BAD_GATEWAY, record.to_string().into())
+        }
+        None => (status, answer),
+    })
+    .await
 }
 
 async fn runs_of(server: &TestServer, action: &str) -> usize {
@@ -1341,4 +1352,47 @@ async fn an_update_of_an_action_from_before_bound_limits_does_not_bind_the_provi
         got_mib > 128,
         "the update bound the provider's 128 MB: the run got {got_mib} MiB"
     );
+}
+
+/// The provider answers a client's second invoke with the answer to its
+/// first (after running the second): the id the client files the second
+/// invoke's keys under is then the first's. Opening that activation later
+/// must be refused, not done with whichever of the two keys comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_id_answered_twice_is_refused_when_opened() {
+    let server = TestServer::start().await;
+    let mut first = None;
+    let (front, serving) =
+        provider_front(
+            server.node().addr,
+            "echo",
+            move |n, status, answer| match n {
+                0 => {
+                    first = Some((status, answer.clone()));
+                    (status, answer)
+                }
+                _ => first.clone().unwrap_or((status, answer)),
+            },
+        )
+        .await;
+    let client = clemmys_client::Client::with_tls(
+        &format!("http://{front}"),
+        server.node().guest_auth.clone(),
+        &Default::default(),
+    )
+    .expect("client");
+    let owner = without_sessions(server.owner_via(client, "guest").await);
+    owner.deploy("echo", "echo").await;
+    let opened = owner
+        .invoke("echo", json!({"first": 1}))
+        .await
+        .expect("the first invoke");
+    let second = owner.invoke("echo", json!({"second": 2})).await;
+    assert!(second.is_err(), "{second:?}");
+    let reopened = owner.client.open_activation(opened.activation_id).await;
+    assert!(
+        matches!(reopened, Err(ConfidentialError::ActivationIdReused(_))),
+        "{reopened:?}"
+    );
+    serving.abort();
 }
