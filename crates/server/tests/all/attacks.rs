@@ -17,7 +17,7 @@ use clemmys_whisk::EntityName;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Owner, TestServer, example, expect_tampered};
+use crate::common::{Owner, ProviderFront, TestServer, example, expect_tampered};
 
 fn name(text: &str) -> EntityName {
     EntityName::new(text).expect("name")
@@ -689,18 +689,7 @@ async fn revoked_delegates_session_request_on_the_owners_lease_is_refused() {
         .invoke("echo", json!({"open": "session"}))
         .await
         .expect("the owner's opening invoke");
-    let gateway = server.owner().await;
-    let gateway_id = gateway.client.client_id();
-    let gateway = Owner {
-        client: gateway.client.acting_for(owner.client.client_id()),
-        home: gateway.home,
-    };
-    let expires_ms = clemmys_whisk::now_ms() + 3_600_000;
-    owner
-        .client
-        .delegate(gateway_id, expected_runtime_measurement(), expires_ms)
-        .await
-        .expect("delegated");
+    let (gateway, gateway_id) = server.delegated_gateway(&owner).await;
     gateway
         .invoke("echo", json!({"open": "session"}))
         .await
@@ -1083,105 +1072,36 @@ async fn a_memory_limit_the_provider_lowers_does_not_bind_a_confidential_run() {
         .invoke("hog", json!({}))
         .await
         .expect("a verified answer");
-    let logs = opened.logs.expect("the sealed logs").join("\n");
-    let got_mib: u64 = logs
-        .split("allocator failed after ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|mib| mib.parse().ok())
-        .unwrap_or_else(|| panic!("no allocation report in {logs}"));
+    let got_mib = memory_hog_got_mib(&opened);
     assert!(
         got_mib > 128,
         "the run got {got_mib} MiB: the provider's 128 MB, not the owner's 256"
     );
 }
 
-/// The provider's front of the node: forwards every request, the invokes
-/// of `action` too (so they run), and answers the `n`th of those (from 0)
-/// with what `rewrite(n, status, answer)` makes of the node's answer.
-async fn provider_front(
-    node: std::net::SocketAddr,
-    action: &'static str,
-    rewrite: impl FnMut(usize, hyper::StatusCode, bytes::Bytes) -> (hyper::StatusCode, bytes::Bytes)
-    + Send
-    + 'static,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use http_body_util::{BodyExt as _, Full};
-    let rewrite = std::sync::Arc::new(std::sync::Mutex::new((0usize, rewrite)));
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
-    let handler = move |request: axum::extract::Request| {
-        let (rewrite, http) = (rewrite.clone(), http.clone());
-        async move {
-            let (parts, body) = request.into_parts();
-            let body = body.collect().await.expect("body").to_bytes();
-            let invoke = parts.method == Method::POST
-                && parts.uri.path().ends_with(&format!("/actions/{action}"));
-            let mut forwarded = hyper::Request::builder()
-                .method(parts.method)
-                .uri(format!("http://{node}{}", parts.uri));
-            for (name, value) in &parts.headers {
-                forwarded = forwarded.header(name, value);
-            }
-            let response = http
-                .request(forwarded.body(Full::new(body)).expect("request"))
-                .await
-                .expect("the node answers");
-            let status = response.status();
-            let answer = response
-                .into_body()
-                .collect()
-                .await
-                .expect("answer")
-                .to_bytes();
-            let (status, answer) = if invoke {
-                let mut rewriting = rewrite
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let (count, rewrite) = &mut *rewriting;
-                let rewritten = rewrite(*count, status, answer);
-                *count += 1;
-                rewritten
-            } else {
-                (status, answer)
-            };
-            axum::response::Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(answer))
-                .expect("response")
-        }
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let app = axum::Router::new().fallback(handler);
-    let serving = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, serving)
-}
-
-/// A [`provider_front`] that answers the first invokes of `action` with
+/// A [`ProviderFront`] that answers the first invokes of `action` with
 /// the refusals `forged` holds, in order, in records it writes.
 async fn forging_front(
     node: std::net::SocketAddr,
     action: &'static str,
     forged: Vec<Value>,
-) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    provider_front(node, action, move |n, status, answer| match forged.get(n) {
-        Some(result) => {
-            let mut record: Value = serde_json::from_slice(&answer).expect("a record");
-            record["response"] = json!({
-                "status": "developer error",
-                "success": false,
-                "result": result,
-            });
-            (hyper::StatusCode::BAD_GATEWAY, record.to_string().into())
-        }
-        None => (status, answer),
-    })
+) -> ProviderFront {
+    ProviderFront::rewriting(
+        node,
+        action,
+        Box::new(move |n, status, answer| match forged.get(n) {
+            Some(result) => {
+                let mut record: Value = serde_json::from_slice(&answer).expect("a record");
+                record["response"] = json!({
+                    "status": "developer error",
+                    "success": false,
+                    "result": result,
+                });
+                (hyper::StatusCode::BAD_GATEWAY, record.to_string().into())
+            }
+            None => (status, answer),
+        }),
+    )
     .await
 }
 
@@ -1213,15 +1133,8 @@ async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
         "error": "confidential execution refused: stale version",
         "refusal": "stale_version",
     });
-    let (front, serving) =
-        forging_front(server.node().addr, "echo", vec![floor(), stale.clone()]).await;
-    let client = clemmys_client::Client::with_tls(
-        &format!("http://{front}"),
-        server.node().guest_auth.clone(),
-        &Default::default(),
-    )
-    .expect("client");
-    let owner = server.owner_via(client, "guest").await;
+    let front = forging_front(server.node().addr, "echo", vec![floor(), stale.clone()]).await;
+    let owner = server.owner_via(front.client(&server), "guest").await;
     owner.deploy("echo", "echo").await;
     let refused = owner.invoke("echo", json!({"secret": 1})).await;
     assert!(
@@ -1237,13 +1150,8 @@ async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
     assert_eq!(runs_of(&server, "echo").await, 2, "runs of one invoke");
 
     // A stale version the broker does not confirm is not retried at all.
-    let (front, serving_again) = forging_front(server.node().addr, "twin", vec![stale]).await;
-    let client = clemmys_client::Client::with_tls(
-        &format!("http://{front}"),
-        server.node().guest_auth.clone(),
-        &Default::default(),
-    )
-    .expect("client");
+    let front = forging_front(server.node().addr, "twin", vec![stale]).await;
+    let client = front.client(&server);
     let owner = server.owner_via(client.clone(), "guest").await;
     owner.deploy("twin", "echo").await;
     // Invoked by a client of the same owner that never described it (as
@@ -1267,8 +1175,6 @@ async fn forged_retryable_refusals_run_an_invoke_at_most_twice() {
         "{refused:?}"
     );
     assert_eq!(runs_of(&server, "twin").await, 1, "runs of one invoke");
-    serving.abort();
-    serving_again.abort();
 }
 
 /// An action registered before limits were bound has none in its policy.
@@ -1341,13 +1247,7 @@ async fn an_update_of_an_action_from_before_bound_limits_does_not_bind_the_provi
         .invoke("hog", json!({}))
         .await
         .expect("a verified answer");
-    let logs = opened.logs.expect("the sealed logs").join("\n");
-    let got_mib: u64 = logs
-        .split("allocator failed after ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|mib| mib.parse().ok())
-        .unwrap_or_else(|| panic!("no allocation report in {logs}"));
+    let got_mib = memory_hog_got_mib(&opened);
     assert!(
         got_mib > 128,
         "the update bound the provider's 128 MB: the run got {got_mib} MiB"
@@ -1362,26 +1262,19 @@ async fn an_update_of_an_action_from_before_bound_limits_does_not_bind_the_provi
 async fn an_activation_id_answered_twice_is_refused_when_opened() {
     let server = TestServer::start().await;
     let mut first = None;
-    let (front, serving) =
-        provider_front(
-            server.node().addr,
-            "echo",
-            move |n, status, answer| match n {
-                0 => {
-                    first = Some((status, answer.clone()));
-                    (status, answer)
-                }
-                _ => first.clone().unwrap_or((status, answer)),
-            },
-        )
-        .await;
-    let client = clemmys_client::Client::with_tls(
-        &format!("http://{front}"),
-        server.node().guest_auth.clone(),
-        &Default::default(),
+    let front = ProviderFront::rewriting(
+        server.node().addr,
+        "echo",
+        Box::new(move |n, status, answer| match n {
+            0 => {
+                first = Some((status, answer.clone()));
+                (status, answer)
+            }
+            _ => first.clone().unwrap_or((status, answer)),
+        }),
     )
-    .expect("client");
-    let owner = without_sessions(server.owner_via(client, "guest").await);
+    .await;
+    let owner = without_sessions(server.owner_via(front.client(&server), "guest").await);
     owner.deploy("echo", "echo").await;
     let opened = owner
         .invoke("echo", json!({"first": 1}))
@@ -1394,5 +1287,15 @@ async fn an_activation_id_answered_twice_is_refused_when_opened() {
         matches!(reopened, Err(ConfidentialError::ActivationIdReused(_))),
         "{reopened:?}"
     );
-    serving.abort();
+}
+
+/// How many MiB `memory-hog` got before its allocator failed, from its
+/// opened (sealed) logs.
+fn memory_hog_got_mib(opened: &clemmys_client::confidential::OpenedActivation) -> u64 {
+    let logs = opened.logs.as_ref().expect("the sealed logs").join("\n");
+    logs.split("allocator failed after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|mib| mib.parse().ok())
+        .unwrap_or_else(|| panic!("no allocation report in {logs}"))
 }

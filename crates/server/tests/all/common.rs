@@ -396,6 +396,27 @@ impl TestServer {
         self.owner_via(self.api_client(), "guest").await
     }
 
+    /// A gateway `owner` delegated to (for an hour): a fresh identity,
+    /// acting for the owner; and that identity.
+    pub async fn delegated_gateway(&self, owner: &Owner) -> (Owner, clemmys_proto::ClientId) {
+        let gateway = self.owner().await;
+        let gateway_id = gateway.client.client_id();
+        owner
+            .client
+            .delegate(
+                gateway_id,
+                clemmys_client::confidential::expected_runtime_measurement(),
+                clemmys_whisk::now_ms() + 3_600_000,
+            )
+            .await
+            .expect("delegated");
+        let gateway = Owner {
+            client: gateway.client.acting_for(owner.client.client_id()),
+            home: gateway.home,
+        };
+        (gateway, gateway_id)
+    }
+
     /// A fresh confidential client of `client`'s API host and key, which
     /// pinned the broker with `namespace` as its own.
     pub async fn owner_via(&self, client: clemmys_client::Client, namespace: &str) -> Owner {
@@ -681,4 +702,140 @@ pub fn files_containing(dir: &std::path::Path, marker: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Rewrites the node's answer to the `n`th invoke (from 0) through a
+/// [`ProviderFront`]: `(n, status, answer)` to what the client gets.
+pub type Rewrite = Box<dyn FnMut(usize, StatusCode, Bytes) -> (StatusCode, Bytes) + Send>;
+
+/// The provider's front of the node: it forwards every request, the
+/// invokes of one action too (so they run), and may hold the first of
+/// those back before forwarding it, and rewrite the node's answers.
+pub struct ProviderFront {
+    pub addr: std::net::SocketAddr,
+    /// Notified once the first invoke is held (with [`Self::holding_first`]).
+    pub holding: std::sync::Arc<tokio::sync::Notify>,
+    /// Releases the held invoke.
+    pub release: std::sync::Arc<tokio::sync::Notify>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl ProviderFront {
+    /// A front that rewrites the answers to invokes of `action`.
+    pub async fn rewriting(
+        node: std::net::SocketAddr,
+        action: &'static str,
+        rewrite: Rewrite,
+    ) -> Self {
+        Self::with(node, action, false, rewrite).await
+    }
+
+    /// A front that holds the first invoke of `action` back, before
+    /// forwarding it, until [`Self::release`] is notified.
+    pub async fn holding_first(node: std::net::SocketAddr, action: &'static str) -> Self {
+        Self::with(
+            node,
+            action,
+            true,
+            Box::new(|_, status, answer| (status, answer)),
+        )
+        .await
+    }
+
+    async fn with(
+        node: std::net::SocketAddr,
+        action: &'static str,
+        hold_first: bool,
+        rewrite: Rewrite,
+    ) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex, PoisonError};
+        let holding = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let invokes = Arc::new(AtomicUsize::new(0));
+        let rewrite = Arc::new(Mutex::new(rewrite));
+        let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let handler = {
+            let (holding, release) = (holding.clone(), release.clone());
+            move |request: axum::extract::Request| {
+                let (holding, release, invokes, rewrite, http) = (
+                    holding.clone(),
+                    release.clone(),
+                    invokes.clone(),
+                    rewrite.clone(),
+                    http.clone(),
+                );
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let body = body.collect().await.expect("body").to_bytes();
+                    let invoke = (parts.method == Method::POST
+                        && parts.uri.path().ends_with(&format!("/actions/{action}")))
+                    .then(|| invokes.fetch_add(1, Ordering::SeqCst));
+                    if hold_first && invoke == Some(0) {
+                        holding.notify_one();
+                        release.notified().await;
+                    }
+                    let mut forwarded = Request::builder()
+                        .method(parts.method)
+                        .uri(format!("http://{node}{}", parts.uri));
+                    for (name, value) in &parts.headers {
+                        forwarded = forwarded.header(name, value);
+                    }
+                    let response = http
+                        .request(forwarded.body(Full::new(body)).expect("request"))
+                        .await
+                        .expect("the node answers");
+                    let status = response.status();
+                    let answer = response
+                        .into_body()
+                        .collect()
+                        .await
+                        .expect("answer")
+                        .to_bytes();
+                    let (status, answer) = match invoke {
+                        Some(n) => (rewrite.lock().unwrap_or_else(PoisonError::into_inner))(
+                            n, status, answer,
+                        ),
+                        None => (status, answer),
+                    };
+                    axum::response::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(answer))
+                        .expect("response")
+                }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app = axum::Router::new().fallback(handler);
+        let serving = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            holding,
+            release,
+            serving,
+        }
+    }
+
+    /// A plain API client of the node through this front, with `server`'s
+    /// guest key.
+    pub fn client(&self, server: &TestServer) -> clemmys_client::Client {
+        clemmys_client::Client::with_tls(
+            &format!("http://{}", self.addr),
+            server.node().guest_auth.clone(),
+            &Default::default(),
+        )
+        .expect("client")
+    }
+}
+
+impl Drop for ProviderFront {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
 }

@@ -417,100 +417,11 @@ async fn results_with_any_float_verify_in_every_mode() {
     }
 }
 
-/// A front of the node that holds the first invoke of `action` back,
-/// before forwarding it, until `release` is notified (`holding` is
-/// notified once it holds it).
-struct HoldingFront {
-    addr: std::net::SocketAddr,
-    holding: std::sync::Arc<tokio::sync::Notify>,
-    release: std::sync::Arc<tokio::sync::Notify>,
-    serving: tokio::task::JoinHandle<()>,
-}
-
-impl HoldingFront {
-    async fn start(node: std::net::SocketAddr, action: &'static str) -> Self {
-        use http_body_util::{BodyExt as _, Full};
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let holding = Arc::new(tokio::sync::Notify::new());
-        let release = Arc::new(tokio::sync::Notify::new());
-        let held = Arc::new(AtomicBool::new(false));
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<bytes::Bytes>>();
-        let handler = {
-            let (holding, release) = (holding.clone(), release.clone());
-            move |request: axum::extract::Request| {
-                let (holding, release, held, http) =
-                    (holding.clone(), release.clone(), held.clone(), http.clone());
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let body = body.collect().await.expect("body").to_bytes();
-                    let invoke = parts.method == hyper::Method::POST
-                        && parts.uri.path().ends_with(&format!("/actions/{action}"));
-                    if invoke && !held.swap(true, Ordering::SeqCst) {
-                        holding.notify_one();
-                        release.notified().await;
-                    }
-                    let mut forwarded = hyper::Request::builder()
-                        .method(parts.method)
-                        .uri(format!("http://{node}{}", parts.uri));
-                    for (name, value) in &parts.headers {
-                        forwarded = forwarded.header(name, value);
-                    }
-                    let response = http
-                        .request(forwarded.body(Full::new(body)).expect("request"))
-                        .await
-                        .expect("the node answers");
-                    let status = response.status();
-                    let answer = response
-                        .into_body()
-                        .collect()
-                        .await
-                        .expect("answer")
-                        .to_bytes();
-                    axum::response::Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json")
-                        .body(axum::body::Body::from(answer))
-                        .expect("response")
-                }
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let app = axum::Router::new().fallback(handler);
-        let serving = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            addr,
-            holding,
-            release,
-            serving,
-        }
-    }
-}
-
-impl Drop for HoldingFront {
-    fn drop(&mut self) {
-        self.serving.abort();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invoke_in_flight_while_its_client_deploys_a_new_version_is_retried() {
     let server = TestServer::start().await;
-    let front = HoldingFront::start(server.node().addr, "act").await;
-    let client = clemmys_client::Client::with_tls(
-        &format!("http://{}", front.addr),
-        server.node().guest_auth.clone(),
-        &Default::default(),
-    )
-    .expect("client");
-    let owner = server.owner_via(client, "guest").await;
+    let front = crate::common::ProviderFront::holding_first(server.node().addr, "act").await;
+    let owner = server.owner_via(front.client(&server), "guest").await;
     owner.deploy("act", "echo").await;
     // One client invokes and deploys at once, as a gateway serves many
     // callers with one.

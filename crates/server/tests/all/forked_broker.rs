@@ -969,21 +969,7 @@ async fn a_held_admission_answer_leases_nothing_after_a_revocation() {
     let server = node_behind(format!("http://{}", recorder.addr), &platform).await;
     let owner = server.owner().await;
     owner.deploy("echo", "echo").await;
-    let gateway = server.owner().await;
-    let gateway_id = gateway.client.client_id();
-    let gateway = crate::common::Owner {
-        client: gateway.client.acting_for(owner.client.client_id()),
-        home: gateway.home,
-    };
-    owner
-        .client
-        .delegate(
-            gateway_id,
-            clemmys_client::confidential::expected_runtime_measurement(),
-            clemmys_whisk::now_ms() + 3_600_000,
-        )
-        .await
-        .expect("delegated");
+    let (gateway, gateway_id) = server.delegated_gateway(&owner).await;
     gateway
         .invoke("echo", json!({"open": "session"}))
         .await
