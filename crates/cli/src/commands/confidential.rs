@@ -141,7 +141,7 @@ pub async fn open_if_sealed(
     answered_for(requested, activation)?;
     let invoked_here = home()?.recall(&requested.to_string())?.is_some();
     if invoked_here && !is_sealed(activation) {
-        node_report(ctx, requested, activation)?;
+        node_report(requested, activation)?;
         return Ok(false);
     }
     let pinned = home()?.broker_pin(client.api_host())?.is_some();
@@ -160,23 +160,43 @@ pub async fn open_if_sealed(
 /// Lets an unsealed record of an activation this client invoked
 /// confidentially be shown only as what it can be: the node's report that
 /// the run failed (a crash cut it off, the host refused or timed it out),
-/// which the provider can always make and nothing verifies. A successful
-/// answer is the enclave's and comes sealed: without the seal it is the
-/// provider's, and refused.
-fn node_report(
-    ctx: &Context,
-    requested: ActivationId,
-    activation: &Activation,
-) -> anyhow::Result<()> {
+/// which the provider can always make and nothing verifies. Such a report
+/// is a failure status and a result of only an `error` text (with a
+/// refusal's code and floor), as the node writes it, and no log lines (a
+/// confidential run's are sealed). A successful answer, any other result
+/// or log lines are the provider's words in the enclave's place: refused.
+fn node_report(requested: ActivationId, activation: &mut Activation) -> anyhow::Result<()> {
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "the node's record of activation {requested}, which this client invoked confidentially, carries no sealed answer but {what}: the provider replaced it, and it is not shown"
+        )
+    };
     if activation.response.status == ActivationStatus::Success {
-        anyhow::bail!(
-            "the node's record of activation {requested}, which this client invoked confidentially, carries no sealed answer but a successful result: the provider replaced it, and it is not shown"
-        );
+        return Err(refuse("a successful result"));
     }
-    ctx.output.hint(format_args!(
+    let report_shaped = match &activation.response.result {
+        Some(serde_json::Value::Object(fields)) => {
+            fields
+                .get("error")
+                .is_some_and(serde_json::Value::is_string)
+                && fields
+                    .keys()
+                    .all(|key| ["error", "refusal", "notBeforeMs"].contains(&key.as_str()))
+        }
+        None => true,
+        Some(_) => false,
+    };
+    if !report_shaped {
+        return Err(refuse("a result other than the node's error report"));
+    }
+    if !activation.logs.is_empty() {
+        return Err(refuse("log lines"));
+    }
+    // On stderr in every mode: stdout may be read by a script.
+    eprintln!(
         "activation {requested} carries no sealed answer: its {} is the node's own report, which nothing verifies",
         activation.response.status.as_str()
-    ));
+    );
     Ok(())
 }
 
@@ -198,7 +218,7 @@ pub async fn open_sealed(
         return Ok(());
     }
     if !is_sealed(activation) {
-        return node_report(ctx, requested, activation);
+        return node_report(requested, activation);
     }
     open_invoked(ctx, client, requested, activation).await
 }

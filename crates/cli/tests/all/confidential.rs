@@ -1005,6 +1005,42 @@ fn a_record_stripped_of_its_sealed_answer_is_not_shown_as_the_result() {
         );
         out.stderr_has("no sealed answer");
     }
+
+    // Nor as a failure: an answer of any shape under a failure status,
+    // or log lines, are the provider's words too (an honest node's
+    // report of a failed confidential run is an error text alone).
+    let id = user.invoke_for_id("hello", &[("name", "failed")]);
+    let logged = user.invoke_for_id("hello", &[("name", "logged")]);
+    server.stop();
+    forge_record(&server.data_dir, &id, |record| {
+        record.response = clemmys_whisk::ActivationResponse::new(
+            clemmys_whisk::ActivationStatus::ApplicationError,
+            json!({"payload": "PROVIDER-FORGED: approved"}),
+        );
+    });
+    forge_record(&server.data_dir, &logged, |record| {
+        record.response = clemmys_whisk::ActivationResponse::error(
+            clemmys_whisk::ActivationStatus::DeveloperError,
+            "the run failed",
+        );
+        record.logs = vec!["PROVIDER-FORGED: log".into()];
+    });
+    server.spawn_again_on_the_same_port();
+    for id in [&id, &logged] {
+        for command in [
+            vec!["activation", "result", id],
+            vec!["activation", "logs", id],
+            vec!["activation", "get", id],
+            vec!["activation", "result", id, "--json"],
+        ] {
+            let out = user.clemmys(&command).failure();
+            assert!(
+                !out.stdout.contains("PROVIDER-FORGED"),
+                "{command:?} showed the provider's words: {out}"
+            );
+            out.stderr_has("no sealed answer");
+        }
+    }
 }
 
 #[test]
