@@ -1057,10 +1057,24 @@ pub fn action_summary(doc: &ActionDoc) -> String {
 
 async fn delete(name: &str, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
-    client
-        .delete_action(name)
-        .await
-        .with_context(|| format!("deleting action {name}"))?;
+    // A delete sends nothing secret: with the broker unreachable or
+    // changed, it goes through plainly (and the node's 404 on the next
+    // update still keeps the deleted action's parameters out).
+    if broker_holds(ctx, &client, name).await.unwrap_or(false) {
+        // Recorded as deleted in this client's state, so that an action
+        // made anew under the name seals none of this one's parameters.
+        let namespace = confidential::sealing_namespace(ctx, Some(name))?;
+        confidential::connect(client.clone(), namespace)
+            .await?
+            .delete_action(name)
+            .await
+            .with_context(|| format!("deleting confidential action {name}"))?;
+    } else {
+        client
+            .delete_action(name)
+            .await
+            .with_context(|| format!("deleting action {name}"))?;
+    }
     if ctx.output.is_json() {
         return ctx
             .output

@@ -511,6 +511,18 @@ impl Server {
         http_get(&self.api_host, path, &self.guest_auth)
     }
 
+    /// `DELETE path` with the guest key: the provider deleting what the
+    /// API stores.
+    pub fn delete(&self, path: &str) -> (u16, Vec<u8>) {
+        http_send(
+            hyper::Method::DELETE,
+            &self.api_host,
+            path,
+            &self.guest_auth,
+            Vec::new(),
+        )
+    }
+
     /// `PUT path` of `body` with the guest key: the provider changing what
     /// the API stores.
     pub fn put(&self, path: &str, body: &Value) -> (u16, Vec<u8>) {

@@ -1235,3 +1235,43 @@ fn a_confidential_actions_limits_are_bound_with_its_code() {
     user.clemmys(&["action", "create", "slow", sleep]).success();
     assert_eq!(invoke("600").success().json(), json!({"slept": 600}));
 }
+
+/// An action deleted (by its owner, or by the provider on the node) and
+/// then updated with new code and no parameters is made anew: the deleted
+/// one's sealed parameters must not be sealed into code that was not
+/// written for them. Before, the client sealed its kept copy into it
+/// whenever the broker's version matched, and the broker never forgets.
+#[test]
+fn a_deleted_actions_parameters_are_not_sealed_into_the_action_made_anew() {
+    let server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let echo = example("echo");
+    let echo = crate::common::arg(&echo);
+    for name in ["mine", "theirs"] {
+        user.clemmys(&["action", "create", name, echo, "-p", "token", "SECRET"])
+            .success();
+    }
+    // The owner deletes one; the provider puts a record back under its
+    // name (so the node says it exists).
+    user.clemmys(&["action", "delete", "mine"]).success();
+    use base64::Engine as _;
+    let code = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(example("echo")).expect("the echo example"));
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/mine",
+        &json!({"exec": {"kind": "wasm", "code": code}}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // The provider deletes the other on the node.
+    let (status, body) = server.delete("/api/v1/namespaces/_/actions/theirs");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    for name in ["mine", "theirs"] {
+        user.clemmys(&["action", "update", name, echo]).success();
+        let invoked = user
+            .clemmys(&["action", "invoke", name, "-p", "new", "code", "-r"])
+            .success();
+        assert_eq!(invoked.json(), json!({"new": "code"}), "{name}: {invoked}");
+    }
+}

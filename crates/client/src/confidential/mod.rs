@@ -989,6 +989,31 @@ impl Confidential {
             .keep_deleted_version(&self.home_key(short), version)
     }
 
+    /// Deletes confidential action `name` on the node and records the
+    /// broker's current version as deleted (see
+    /// [`Self::keep_deleted_version`]), also when the node had no such
+    /// action: an action made anew under the name then carries none of the
+    /// deleted one's sealed parameters over, whatever the node shows.
+    pub async fn delete_action(&self, name: &str) -> Result<(), ConfidentialError> {
+        let current = match self.describe(name, true).await {
+            Ok(descriptor) => Some(descriptor.version),
+            Err(ConfidentialError::NotRegistered(_) | ConfidentialError::RegisteredSequence(_)) => {
+                None
+            }
+            Err(other) => return Err(other),
+        };
+        let deleted = self.client.delete_action(name).await;
+        if let Some(version) = current
+            && match &deleted {
+                Ok(_) => true,
+                Err(error) => error.status() == Some(404),
+            }
+        {
+            self.keep_deleted_version(name, version)?;
+        }
+        deleted.map(|_| ()).map_err(ConfidentialError::from)
+    }
+
     /// The name `name` is registered, sealed and run under in this
     /// client's namespace: `action`, or `package/action` inside a package.
     fn short_name<'a>(&self, name: &'a str) -> Result<&'a str, ConfidentialError> {
@@ -1376,7 +1401,7 @@ impl Confidential {
             .as_ref()
             .is_some_and(|annotations| annotations.is_true("final"));
         let mut defaults = take_defaults(&mut put, final_parameters)?;
-        if overwrite && !given {
+        if overwrite && !given && self.still_stored(&short, &kept_key, version).await? {
             // As OpenWhisk keeps an action's parameters on an update that
             // names none: ours are sealed, so the copy is this client's,
             // and serves only if this client sealed the current version.
@@ -1493,6 +1518,32 @@ impl Confidential {
             sealed_set.as_ref().is_some_and(DefaultParameters::is_final),
         )?;
         Ok(stored)
+    }
+
+    /// Whether the version before `version` of action `short` (kept under
+    /// `kept_key`) is still the action an update goes over: not deleted
+    /// through this client, and still on the node (an update of a deleted
+    /// action makes it anew, without the deleted one's parameters, as in
+    /// OpenWhisk).
+    async fn still_stored(
+        &self,
+        short: &str,
+        kept_key: &str,
+        version: u64,
+    ) -> Result<bool, ConfidentialError> {
+        let previous = version.saturating_sub(1);
+        if self
+            .home
+            .deleted_version(kept_key)?
+            .is_some_and(|deleted| deleted >= previous)
+        {
+            return Ok(false);
+        }
+        match self.client.get_action(short, false).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.status() == Some(404) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The limits the next version of an action runs under, bound into its
