@@ -527,57 +527,65 @@ async fn poll_loop(
 }
 
 /// The logs of a polled activation, decrypted when this client invoked it
-/// confidentially (otherwise as stored). Its keyring decides, not the
+/// confidentially (otherwise as stored), with the name to show it under:
+/// for this client's own activations, the action it invoked, never the
+/// record's (the provider's to write). Its keyring decides, not the
 /// record: an activation in a session keeps its logs inside the sealed
 /// answer and stores none beside it.
 async fn open_logs(
     activation: &ActivationSummary,
     client: &Client,
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
-) -> Vec<String> {
+) -> (String, Vec<String>) {
     let id = activation.activation_id;
-    let ours = confidential::home()
+    let invoked = confidential::home()
         .ok()
-        .and_then(|home| home.recall(&id.to_string()).ok().flatten())
-        .is_some();
-    if !ours {
-        return activation.logs.clone().unwrap_or_default();
-    }
+        .and_then(|home| home.recall(&id.to_string()).ok().flatten());
+    let Some(invoked) = invoked else {
+        return (
+            activation.name.clone(),
+            activation.logs.clone().unwrap_or_default(),
+        );
+    };
+    // As the node names a record: the action's own name, a package's
+    // left out.
+    let name = invoked
+        .action
+        .rsplit_once('/')
+        .map_or(invoked.action.as_str(), |(_, name)| name)
+        .to_owned();
     if sealing.is_none() {
         // Opening needs only the keyring: the pinned namespace will do.
         *sealing = confidential::connect(client.clone(), None).await.ok();
     }
     // This client's activation: its logs are the opened ones, never the
     // record's lines (the provider's to write).
-    match sealing.as_ref() {
+    let logs = match sealing.as_ref() {
         Some(sealing) => match sealing.open_activation(id).await {
             Ok(opened) => confidential::opened_logs(&opened),
             Err(error) => vec![format!("(its sealed logs did not open: {error})")],
         },
         None => vec!["(its sealed logs were not opened: no key broker is pinned)".to_owned()],
-    }
+    };
+    (name, logs)
 }
 
 fn print_polled(
     activation: &ActivationSummary,
-    logs: Vec<String>,
+    (name, logs): (String, Vec<String>),
     ctx: &Context,
 ) -> anyhow::Result<()> {
     if ctx.output.is_json() {
         // One compact JSON object per line.
         let line = json!({
             "activationId": activation.activation_id,
-            "name": activation.name,
+            "name": name,
             "logs": logs,
         });
         outln!("{line}");
         return Ok(());
     }
-    outln!(
-        "\nActivation: '{}' ({})",
-        activation.name,
-        activation.activation_id
-    );
+    outln!("\nActivation: '{}' ({})", name, activation.activation_id);
     outln!("{}", to_pretty_json(&Value::from(logs))?);
     Ok(())
 }

@@ -145,6 +145,9 @@ pub async fn open_if_sealed(
         return Ok(false);
     }
     let pinned = home()?.broker_pin(client.api_host())?.is_some();
+    if !invoked_here && pinned {
+        refuse_made_up(ctx, client, requested, activation).await?;
+    }
     if !invoked_here || !pinned {
         if is_sealed(activation) {
             ctx.output.hint(format_args!(
@@ -215,12 +218,62 @@ pub async fn open_sealed(
         if is_sealed(activation) {
             return Err(ConfidentialError::NoKey(requested.to_string()).into());
         }
+        if home()?.broker_pin(client.api_host())?.is_some() {
+            refuse_made_up(ctx, client, requested, activation).await?;
+        }
         return Ok(());
     }
     if !is_sealed(activation) {
         return node_report(requested, activation);
     }
     open_invoked(ctx, client, requested, activation).await
+}
+
+/// Refuses an unsealed, successful record that this client did not
+/// invoke of an action the key broker holds as confidential: only an
+/// enclave answers such an action's runs, and sealed, so the record is
+/// one the provider made up (under a fresh id, say, as the newest for
+/// `--last`).
+async fn refuse_made_up(
+    ctx: &Context,
+    client: &Client,
+    requested: ActivationId,
+    activation: &Activation,
+) -> anyhow::Result<()> {
+    if is_sealed(activation) || activation.response.status != ActivationStatus::Success {
+        return Ok(());
+    }
+    let path = activation
+        .annotations
+        .get("path")
+        .and_then(serde_json::Value::as_str)
+        .map_or_else(|| activation.name.clone(), str::to_owned);
+    // The path names the namespace first; the broker is asked for the
+    // name in this client's namespace.
+    let name = path.split_once('/').map_or(path.as_str(), |(_, name)| name);
+    let checked = match connect(client.clone(), sealing_namespace(ctx, None)?).await {
+        Ok(sealing) => sealing
+            .is_confidential(name)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(error) => Err(error),
+    };
+    let confidential = match checked {
+        Ok(confidential) => confidential,
+        Err(error) => {
+            // Shown, but not as checked: the provider can cut the broker off.
+            eprintln!(
+                "activation {requested}: could not ask the key broker whether {name} is confidential ({error:#}); its record is the node's, and nothing verifies it"
+            );
+            false
+        }
+    };
+    if confidential {
+        anyhow::bail!(
+            "activation {requested} claims a plain, successful run of {name}, which the key broker holds as confidential: its runs are answered sealed, so the provider made this record up, and it is not shown"
+        );
+    }
+    Ok(())
 }
 
 /// Opens and verifies the answer of activation `requested`, which this

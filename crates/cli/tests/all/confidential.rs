@@ -1275,3 +1275,68 @@ fn a_deleted_actions_parameters_are_not_sealed_into_the_action_made_anew() {
         assert_eq!(invoked.json(), json!({"new": "code"}), "{name}: {invoked}");
     }
 }
+
+/// The provider relabels this client's activation as another action's,
+/// and makes up a newer, plain record of its confidential action: `poll`
+/// must show the opened logs under the name invoked, and `--last` must
+/// not show the made-up record as the action's result.
+#[test]
+fn poll_and_last_show_no_record_the_provider_relabelled_or_made_up() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let hello = example("hello");
+    for name in ["hello", "other"] {
+        user.clemmys(&["action", "create", name, crate::common::arg(&hello)])
+            .success();
+    }
+    user.clemmys(&[
+        "action",
+        "create",
+        "pub",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let id = user.invoke_for_id("hello", &[("name", "label")]);
+    let plain = user.invoke_for_id("pub", &[("name", "plain")]);
+    server.stop();
+    forge_record(&server.data_dir, &id, |record| {
+        record.name = "other".into();
+        record
+            .annotations
+            .set("path", Value::String("guest/other".into()));
+    });
+    forge_record(&server.data_dir, &plain, |record| {
+        record.name = "hello".into();
+        record
+            .annotations
+            .set("path", Value::String("guest/hello".into()));
+        record.response = clemmys_whisk::ActivationResponse::success(
+            json!({"payload": "PROVIDER-FORGED: approved"}),
+        );
+    });
+    server.spawn_again_on_the_same_port();
+
+    let polled = user
+        .clemmys(&["activation", "poll", "--exit", "1", "--since-minutes", "10"])
+        .success();
+    polled
+        .stdout_has(&format!("Activation: 'hello' ({id})"))
+        .stdout_has("hello: greeting label");
+    assert!(
+        !polled.stdout.contains(&format!("'other' ({id})")),
+        "{polled}"
+    );
+    for command in [
+        vec!["activation", "result", "--last"],
+        vec!["activation", "get", "--last"],
+    ] {
+        let out = user.clemmys(&command).failure();
+        assert!(
+            !out.stdout.contains("PROVIDER-FORGED"),
+            "{command:?}: {out}"
+        );
+        out.stderr_has("made this record up");
+    }
+}
