@@ -1299,3 +1299,33 @@ fn memory_hog_got_mib(opened: &clemmys_client::confidential::OpenedActivation) -
         .and_then(|mib| mib.parse().ok())
         .unwrap_or_else(|| panic!("no allocation report in {logs}"))
 }
+
+/// Where finding 41 matters most: a chain step's stop is public. The
+/// provider lowers the timeout of a chain's first step; the chain must
+/// run through under the owner's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_the_provider_lowers_does_not_stop_a_confidential_chain() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    owner.deploy("slow", "sleep").await;
+    owner.deploy("echo", "echo").await;
+    owner.create_sequence("pipe", &["slow", "echo"]).await;
+    rewrite_limits(&server, "slow", json!({ "timeout": 100 })).await;
+    let opened = owner
+        .invoke("pipe", json!({ "ms": 400 }))
+        .await
+        .expect("a verified answer");
+    assert_eq!(
+        (opened.status, &opened.result),
+        (
+            clemmys_whisk::ActivationStatus::Success,
+            &json!({ "slept": 400 })
+        ),
+        "the chain stopped at the provider's timeout"
+    );
+    assert_eq!(
+        opened.chain.as_ref().map(Vec::len),
+        Some(2),
+        "both steps ran"
+    );
+}
