@@ -703,28 +703,15 @@ mod tests {
         let fixture = Fixture::new();
         let broker = fixture.open().expect("opens");
         let with_limits = |timeout_ms| {
-            let BrokerOp::Register {
-                namespace,
-                name,
-                version,
-                code_digest,
-                mut policy,
-            } = register(1)
-            else {
-                unreachable!("register makes a registration")
-            };
-            policy.limits = Some(clemmys_proto::broker::BoundLimits {
-                timeout_ms,
-                memory_mb: 256,
-                logs_mb: 10,
-            });
-            BrokerOp::Register {
-                namespace,
-                name,
-                version,
-                code_digest,
-                policy,
+            let mut op = register(1);
+            if let BrokerOp::Register { policy, .. } = &mut op {
+                policy.limits = Some(clemmys_proto::broker::BoundLimits {
+                    timeout_ms,
+                    memory_mb: 256,
+                    logs_mb: 10,
+                });
             }
+            op
         };
         let (sealed, key) = fixture.request(&broker, with_limits(10), now_ms());
         let reply = broker.handle_client(&sealed).expect("answered");

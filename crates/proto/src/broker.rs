@@ -1046,17 +1046,20 @@ mod tests {
     fn admission_answers_are_bound_to_their_request_and_key() {
         let mut rng = os_rng();
         let key = AdmissionKey::generate(&mut rng);
-        let request = AdmitRequest::new(
-            &key,
-            [1; 16],
-            "guest",
-            "a",
-            2,
-            Admission::Invocation { nonce: [5; 16] },
-            7,
-            &mut rng,
-        )
-        .expect("request");
+        let invocation = |nonce: u8, rng: &mut _| {
+            AdmitRequest::new(
+                &key,
+                [1; 16],
+                "guest",
+                "a",
+                2,
+                Admission::Invocation { nonce: [nonce; 16] },
+                7,
+                rng,
+            )
+            .expect("request")
+        };
+        let request = invocation(5, &mut rng);
         request.verify(&key).expect("the broker accepts it");
         let mut forged = request.clone();
         forged.version = 1;
@@ -1085,31 +1088,11 @@ mod tests {
         flipped.refusal = None;
         assert!(flipped.verify(&key, &request).is_err());
         // An answer to another request does not verify for this one.
-        let other = AdmitRequest::new(
-            &key,
-            [1; 16],
-            "guest",
-            "a",
-            2,
-            Admission::Invocation { nonce: [6; 16] },
-            7,
-            &mut rng,
-        )
-        .expect("request");
+        let other = invocation(6, &mut rng);
         assert!(admitted.verify(&key, &other).is_err());
         // Nor does it for the same request made again: each draws its own
         // challenge, so a recorded answer admits nothing twice.
-        let again = AdmitRequest::new(
-            &key,
-            [1; 16],
-            "guest",
-            "a",
-            2,
-            Admission::Invocation { nonce: [5; 16] },
-            7,
-            &mut rng,
-        )
-        .expect("request");
+        let again = invocation(5, &mut rng);
         assert_ne!(again.challenge, request.challenge);
         assert!(admitted.verify(&key, &again).is_err());
         assert!(

@@ -139,12 +139,13 @@ pub async fn open_if_sealed(
     activation: &mut Activation,
 ) -> anyhow::Result<bool> {
     answered_for(requested, activation)?;
-    let invoked_here = home()?.recall(&requested.to_string())?.is_some();
+    let home = home()?;
+    let invoked_here = home.recall(&requested.to_string())?.is_some();
     if invoked_here && !is_sealed(activation) {
         node_report(requested, activation)?;
         return Ok(false);
     }
-    let pinned = home()?.broker_pin(client.api_host())?.is_some();
+    let pinned = home.broker_pin(client.api_host())?.is_some();
     if !invoked_here && pinned {
         refuse_made_up(ctx, client, requested, activation).await?;
     }
@@ -214,11 +215,12 @@ pub async fn open_sealed(
     activation: &mut Activation,
 ) -> anyhow::Result<()> {
     answered_for(requested, activation)?;
-    if home()?.recall(&requested.to_string())?.is_none() {
+    let home = home()?;
+    if home.recall(&requested.to_string())?.is_none() {
         if is_sealed(activation) {
             return Err(ConfidentialError::NoKey(requested.to_string()).into());
         }
-        if home()?.broker_pin(client.api_host())?.is_some() {
+        if home.broker_pin(client.api_host())?.is_some() {
             refuse_made_up(ctx, client, requested, activation).await?;
         }
         return Ok(());

@@ -788,6 +788,15 @@ fn confidential_default_parameters_are_sealed_and_merged_inside() {
     );
 }
 
+/// Plays the provider: names `record` as one of action `name` in `guest`
+/// (its name and its `path`).
+pub(crate) fn relabel(record: &mut clemmys_whisk::Activation, name: &str) {
+    record.name = name.into();
+    record
+        .annotations
+        .set("path", Value::String(format!("guest/{name}")));
+}
+
 /// Plays the provider: rewrites activation `id`'s record in the node's
 /// store (while the node is stopped) with `edit`.
 pub(crate) fn forge_record(
@@ -1060,10 +1069,7 @@ fn a_record_relabelled_by_the_provider_shows_the_invoked_name() {
     let id = user.invoke_for_id("hello", &[("name", "label")]);
     server.stop();
     forge_record(&server.data_dir, &id, |record| {
-        record.name = "other".into();
-        record
-            .annotations
-            .set("path", Value::String("guest/other".into()));
+        relabel(record, "other");
     });
     server.spawn_again_on_the_same_port();
     let shown = user
@@ -1302,16 +1308,10 @@ fn poll_and_last_show_no_record_the_provider_relabelled_or_made_up() {
     let plain = user.invoke_for_id("pub", &[("name", "plain")]);
     server.stop();
     forge_record(&server.data_dir, &id, |record| {
-        record.name = "other".into();
-        record
-            .annotations
-            .set("path", Value::String("guest/other".into()));
+        relabel(record, "other");
     });
     forge_record(&server.data_dir, &plain, |record| {
-        record.name = "hello".into();
-        record
-            .annotations
-            .set("path", Value::String("guest/hello".into()));
+        relabel(record, "hello");
         record.response = clemmys_whisk::ActivationResponse::success(
             json!({"payload": "PROVIDER-FORGED: approved"}),
         );

@@ -3045,10 +3045,7 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
     // activation list shows any name it writes).
     server.stop();
     crate::confidential::forge_record(&server.data_dir, &id, |record| {
-        record.name = "hello".into();
-        record
-            .annotations
-            .set("path", Value::String("guest/hello".into()));
+        crate::confidential::relabel(record, "hello");
     });
     server.spawn_again_on_the_same_port();
 
