@@ -213,7 +213,9 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
         Shown::Text
     };
     let url = args.verify.url.clone();
-    let verified = verify(args.verify.clone(), shown).await?;
+    // A credential opens every answer the gateway gives: only a gateway
+    // on the owner's platform is asked for one.
+    let verified = verify_for_owner(&args.verify, global, shown).await?;
     let issued = ask_gateway(&verified, CredentialAction::Issue)
         .await
         .context("getting a credential from the gateway")?;
@@ -278,7 +280,9 @@ async fn revoke_credential(args: RevokeCredentialArgs, global: &GlobalArgs) -> a
     } else {
         Shown::Text
     };
-    let verified = verify(args.verify.clone(), shown).await?;
+    // A gateway on another platform could claim the issuer's identity
+    // and say "revoked" while the credential stays valid.
+    let verified = verify_for_owner(&args.verify, global, shown).await?;
     // A credential is a MAC under the issuing gateway's sealed key: any
     // other gateway of the owner's would "revoke" it and it would stay
     // valid where it works. Only the gateway that issued it is asked.
@@ -410,18 +414,9 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
         Shown::Text
     };
     let confidential = super::confidential::connect(ctx.client()?, None).await?;
-    // The gateway's evidence must be of the platform the owner pinned its
-    // broker on, never only of the one the evidence claims: a delegation
-    // lets the gateway act for the owner wherever the broker does.
-    let pin = confidential.pin();
-    let mut to_verify = args.verify.clone();
-    let trusted = if pin.tee.is_hardware() {
-        TrustedPlatform::Hardware
-    } else {
-        to_verify.sim_platform = to_verify.sim_platform.or(pin.sim_platform);
-        TrustedPlatform::Given
-    };
-    let verified = verify_as(to_verify, shown, trusted).await?;
+    // A delegation lets the gateway act for the owner wherever the broker
+    // does.
+    let verified = verify_on_pinned_platform(&args.verify, confidential.pin(), shown).await?;
     let me = confidential.owner();
     match verified.owner {
         Some(owner) if owner == me => {}
@@ -676,6 +671,43 @@ enum TrustedPlatform {
 
 async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
     verify_as(args, shown, TrustedPlatform::ClaimedOnFirstUse).await
+}
+
+/// Verifies a gateway that is to act for this client's identity, on the
+/// platform of the key broker the client pinned for the configured API
+/// host (see [`verify_on_pinned_platform`]); without a pin, refused.
+async fn verify_for_owner(
+    args: &VerifyArgs,
+    global: &GlobalArgs,
+    shown: Shown,
+) -> anyhow::Result<Verified> {
+    let client = super::Context::new(global)?.client()?;
+    let Some(pin) = super::confidential::home()?.broker_pin(client.api_host())? else {
+        bail!(
+            "no key broker is pinned for {}: a gateway that acts for you is verified on your broker's platform (run `clemmys broker trust` first)",
+            client.api_host()
+        );
+    };
+    verify_on_pinned_platform(args, &pin, shown).await
+}
+
+/// Verifies a gateway whose evidence must come from the platform the owner
+/// pinned its broker on (hardware for a hardware pin, else the pinned
+/// `sim` platform key), never only from the one the evidence claims: the
+/// provider can make a `sim` platform of its own.
+async fn verify_on_pinned_platform(
+    args: &VerifyArgs,
+    pin: &clemmys_client::confidential::BrokerPin,
+    shown: Shown,
+) -> anyhow::Result<Verified> {
+    let mut to_verify = args.clone();
+    let trusted = if pin.tee.is_hardware() {
+        TrustedPlatform::Hardware
+    } else {
+        to_verify.sim_platform = to_verify.sim_platform.or(pin.sim_platform);
+        TrustedPlatform::Given
+    };
+    verify_as(to_verify, shown, trusted).await
 }
 
 async fn verify_as(

@@ -591,6 +591,7 @@ fn the_all_in_one_gateway_verifies_only_as_itself_and_serves_in_process() {
         .stdout_has("acts for owner:   none (TEST MODE)")
         .stdout_has("WARNING: OWNER-LESS TEST MODE");
     // It issues no credentials.
+    user.trust_broker();
     user.clemmys(&["gateway", "credential", &url])
         .failure()
         .stderr_has("OWNER-LESS TEST MODE");
@@ -1208,6 +1209,7 @@ fn the_provider_calling_an_owners_gateway_with_the_namespace_key_is_refused() {
     // No credentials for the provider: it is not the owner, and has none
     // of the owner's keys.
     let provider_user = server.user();
+    provider_user.trust_broker();
     provider_user
         .clemmys(&["gateway", "credential", &gateway.url])
         .failure()
@@ -3017,6 +3019,45 @@ fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
         .clemmys(&["gateway", "authorize", &others.url])
         .failure()
         .stderr_has("not for you");
+}
+
+#[test]
+fn no_credential_is_asked_of_or_revoked_at_a_gateway_on_another_platform() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let owner_id = identity_of(&owner);
+    // The provider's gateway of the right measurement acting for the owner,
+    // on a simulated platform of its own: had the owner's signed request
+    // reached it, it could have relayed it to the owner's real gateway.
+    let elsewhere = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
+    let impostor = GatewayProcess::start(
+        &server.api_host,
+        elsewhere.path(),
+        &owner_flags(&owner_id, &server),
+    );
+    owner
+        .clemmys(&["gateway", "credential", &impostor.url, "--json"])
+        .failure()
+        .stderr_has("refusing the gateway")
+        .stderr_has("untrusted platform");
+    // Nor does it get to say "revoked" for a credential that stays valid.
+    let genuine = GatewayProcess::start(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    let (_, uuid) = credential_of(&owner, &genuine.url);
+    owner
+        .clemmys(&["gateway", "revoke-credential", &impostor.url, &uuid])
+        .failure()
+        .stderr_has("refusing the gateway");
+    // Without a pinned broker there is no platform to verify on.
+    let stranger = server.user();
+    stranger
+        .clemmys(&["gateway", "credential", &genuine.url])
+        .failure()
+        .stderr_has("no key broker is pinned");
 }
 
 #[test]
