@@ -486,6 +486,8 @@ async fn poll_loop(
     let mut reported: HashMap<ActivationId, u64> = HashMap::new();
     // Connected on the first sealed record this client holds a key for.
     let mut sealing: Option<clemmys_client::confidential::Confidential> = None;
+    // What the key broker said of the names records of other clients give.
+    let mut checked = HashMap::new();
     loop {
         let timed_out = args
             .exit
@@ -508,7 +510,7 @@ async fn poll_loop(
                         continue;
                     }
                     reported.insert(activation.activation_id, activation.start);
-                    let logs = open_logs(activation, client, &mut sealing).await;
+                    let logs = open_logs(activation, client, &mut sealing, &mut checked).await;
                     print_polled(activation, logs, ctx)?;
                 }
                 if let Some(newest) = activations.iter().map(|a| a.start).max() {
@@ -536,16 +538,23 @@ async fn open_logs(
     activation: &ActivationSummary,
     client: &Client,
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
+    checked: &mut HashMap<Vec<String>, bool>,
 ) -> (String, Vec<String>) {
     let id = activation.activation_id;
     let invoked = confidential::home()
         .ok()
         .and_then(|home| home.recall(&id.to_string()).ok().flatten());
     let Some(invoked) = invoked else {
-        return (
-            activation.name.clone(),
-            activation.logs.clone().unwrap_or_default(),
-        );
+        let logs = activation.logs.clone().unwrap_or_default();
+        let logs = if made_up_lines(activation, &logs, client, sealing, checked).await {
+            vec![
+                "(log lines in the clear of an action the key broker holds as confidential, whose runs log only sealed: the provider wrote them, and they are not shown)"
+                    .to_owned(),
+            ]
+        } else {
+            logs
+        };
+        return (activation.name.clone(), logs);
     };
     // As the node names a record: the action's own name, a package's
     // left out.
@@ -568,6 +577,41 @@ async fn open_logs(
         None => vec!["(its sealed logs were not opened: no key broker is pinned)".to_owned()],
     };
     (name, logs)
+}
+
+/// Whether `logs`, the lines of a record another client made, are lines
+/// in the clear under a name the key broker holds as confidential (whose
+/// runs keep their lines sealed, or inside a session's answer): then the
+/// provider wrote them. What the broker says of a record's names is kept
+/// in `checked`; when it cannot be asked, the lines are shown as stored.
+async fn made_up_lines(
+    activation: &ActivationSummary,
+    logs: &[String],
+    client: &Client,
+    sealing: &mut Option<clemmys_client::confidential::Confidential>,
+    checked: &mut HashMap<Vec<String>, bool>,
+) -> bool {
+    use clemmys_client::confidential::SEALED_LOGS_PREFIX;
+    if logs.iter().all(|line| line.starts_with(SEALED_LOGS_PREFIX)) {
+        return false;
+    }
+    let names = confidential::claimed_names(&activation.name, &activation.annotations);
+    if let Some(&confidential) = checked.get(&names) {
+        return confidential;
+    }
+    if sealing.is_none() {
+        *sealing = confidential::connect(client.clone(), None).await.ok();
+    }
+    let Some(sealing) = sealing.as_ref() else {
+        return false;
+    };
+    match confidential::first_confidential(sealing, &names).await {
+        Ok(found) => {
+            checked.insert(names, found.is_some());
+            found.is_some()
+        }
+        Err(_) => false,
+    }
 }
 
 fn print_polled(

@@ -7,7 +7,7 @@ use clemmys_client::Client;
 use clemmys_client::confidential::{
     ClientHome, Confidential, ConfidentialError, OpenedActivation, sim_warning,
 };
-use clemmys_whisk::{Activation, ActivationId, ActivationResponse, ActivationStatus};
+use clemmys_whisk::{Activation, ActivationId, ActivationResponse, ActivationStatus, KeyValues};
 use serde_json::Value;
 
 use super::Context;
@@ -169,10 +169,24 @@ pub async fn open_if_sealed(
 /// refusal's code and floor), as the node writes it, and no log lines (a
 /// confidential run's are sealed). A successful answer, any other result
 /// or log lines are the provider's words in the enclave's place: refused.
-fn node_report(requested: ActivationId, activation: &mut Activation) -> anyhow::Result<()> {
+fn node_report(requested: ActivationId, activation: &Activation) -> anyhow::Result<()> {
+    report_only(
+        requested,
+        activation,
+        "which this client invoked confidentially",
+    )
+}
+
+/// As [`node_report`], for a record of activation `requested`, `whose`
+/// (for example "which this client invoked confidentially").
+fn report_only(
+    requested: ActivationId,
+    activation: &Activation,
+    whose: &str,
+) -> anyhow::Result<()> {
     let refuse = |what: &str| {
         anyhow::anyhow!(
-            "the node's record of activation {requested}, which this client invoked confidentially, carries no sealed answer but {what}: the provider replaced it, and it is not shown"
+            "the node's record of activation {requested}, {whose}, carries no sealed answer but {what}: the provider replaced it, and it is not shown"
         )
     };
     if activation.response.status == ActivationStatus::Success {
@@ -231,51 +245,81 @@ pub async fn open_sealed(
     open_invoked(ctx, client, requested, activation).await
 }
 
-/// Refuses an unsealed, successful record that this client did not
-/// invoke of an action the key broker holds as confidential: only an
-/// enclave answers such an action's runs, and sealed, so the record is
-/// one the provider made up (under a fresh id, say, as the newest for
-/// `--last`).
+/// Lets an unsealed record that this client did not invoke, of an action
+/// the key broker holds as confidential, be shown only as the node's
+/// report of a failed run ([`node_report`]'s shape): only an enclave
+/// answers such an action's runs, and sealed, so a result or log lines in
+/// the clear are the provider's (a record made up under a fresh id, say,
+/// as the newest for `--last`). Every name the record could stand for is
+/// asked ([`claimed_names`]).
 async fn refuse_made_up(
     ctx: &Context,
     client: &Client,
     requested: ActivationId,
     activation: &Activation,
 ) -> anyhow::Result<()> {
-    if is_sealed(activation) || activation.response.status != ActivationStatus::Success {
+    if is_sealed(activation) {
         return Ok(());
     }
-    let path = activation
-        .annotations
-        .get("path")
-        .and_then(serde_json::Value::as_str)
-        .map_or_else(|| activation.name.clone(), str::to_owned);
-    // The path names the namespace first; the broker is asked for the
-    // name in this client's namespace.
-    let name = path.split_once('/').map_or(path.as_str(), |(_, name)| name);
+    let names = claimed_names(&activation.name, &activation.annotations);
     let checked = match connect(client.clone(), sealing_namespace(ctx, None)?).await {
-        Ok(sealing) => sealing
-            .is_confidential(name)
+        Ok(sealing) => first_confidential(&sealing, &names)
             .await
             .map_err(anyhow::Error::from),
         Err(error) => Err(error),
     };
-    let confidential = match checked {
-        Ok(confidential) => confidential,
+    match checked {
+        Ok(Some(name)) => report_only(
+            requested,
+            activation,
+            &format!(
+                "a run of {name}, which the key broker holds as confidential and this client did not invoke"
+            ),
+        ),
+        Ok(None) => Ok(()),
         Err(error) => {
             // Shown, but not as checked: the provider can cut the broker off.
             eprintln!(
-                "activation {requested}: could not ask the key broker whether {name} is confidential ({error:#}); its record is the node's, and nothing verifies it"
+                "activation {requested}: could not ask the key broker whether {} is confidential ({error:#}); its record is the node's, and nothing verifies it",
+                names.join(" or ")
             );
-            false
+            Ok(())
         }
-    };
-    if confidential {
-        anyhow::bail!(
-            "activation {requested} claims a plain, successful run of {name}, which the key broker holds as confidential: its runs are answered sealed, so the provider made this record up, and it is not shown"
-        );
     }
-    Ok(())
+}
+
+/// The names of actions a record could be taken for, all the provider's
+/// to write: its `name`, and its `path` annotation without the namespace
+/// and as its last segment (`ns/pkg/name`: `pkg/name` and `name`).
+pub fn claimed_names(name: &str, annotations: &KeyValues) -> Vec<String> {
+    let mut names = vec![name.to_owned()];
+    if let Some(path) = annotations.get("path").and_then(Value::as_str) {
+        let path = path.trim_start_matches('/');
+        if let Some((_, within)) = path.split_once('/') {
+            names.push(within.to_owned());
+        }
+        if let Some((_, last)) = path.rsplit_once('/') {
+            names.push(last.to_owned());
+        }
+    }
+    names.retain(|name| !name.is_empty());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The first of `names` that the key broker (asked through `sealing`)
+/// holds as confidential in this client's namespace, if any.
+pub async fn first_confidential(
+    sealing: &Confidential,
+    names: &[String],
+) -> Result<Option<String>, ConfidentialError> {
+    for name in names {
+        if sealing.is_confidential(name).await? {
+            return Ok(Some(name.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Opens and verifies the answer of activation `requested`, which this

@@ -1287,6 +1287,91 @@ fn a_deleted_actions_parameters_are_not_sealed_into_the_action_made_anew() {
 /// must show the opened logs under the name invoked, and `--last` must
 /// not show the made-up record as the action's result.
 #[test]
+fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
+    use clemmys_whisk::{ActivationResponse, ActivationStatus};
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let hello = example("hello");
+    user.clemmys(&["action", "create", "hello", crate::common::arg(&hello)])
+        .success();
+    user.clemmys(&[
+        "action",
+        "create",
+        "pub",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let ids: Vec<String> = (0..4)
+        .map(|n| user.invoke_for_id("pub", &[("name", &format!("plain{n}"))]))
+        .collect();
+    server.stop();
+    // Records of the plain action rewritten as runs of confidential
+    // `hello` that this client did not invoke: a failure carrying a result
+    // and log lines...
+    forge_record(&server.data_dir, &ids[0], |record| {
+        relabel(record, "hello");
+        record.response = ActivationResponse::new(
+            ActivationStatus::ApplicationError,
+            json!({"payload": "PROVIDER-FORGED-A"}),
+        );
+        record.logs = vec!["2026-12-07T00:00:00Z stdout: PROVIDER-FORGED-A".into()];
+    });
+    // ...a success whose path reads as package `guest`'s action...
+    forge_record(&server.data_dir, &ids[1], |record| {
+        record.name = "hello".into();
+        record
+            .annotations
+            .set("path", Value::String("/guest/hello".into()));
+        record.response = ActivationResponse::success(json!({"payload": "PROVIDER-FORGED-B"}));
+    });
+    // ...a success named `hello` whose path names the plain action...
+    forge_record(&server.data_dir, &ids[2], |record| {
+        record.name = "hello".into();
+        record.response = ActivationResponse::success(json!({"payload": "PROVIDER-FORGED-C"}));
+        record.logs = vec!["2026-12-07T00:00:00Z stdout: PROVIDER-FORGED-C".into()];
+    });
+    // ...and what the node writes when it refuses a run: shown, as its
+    // report.
+    forge_record(&server.data_dir, &ids[3], |record| {
+        relabel(record, "hello");
+        record.response = ActivationResponse::new(
+            ActivationStatus::ApplicationError,
+            json!({"error": "the enclave refused the request"}),
+        );
+        record.logs = Vec::new();
+    });
+    server.spawn_again_on_the_same_port();
+
+    for (id, command) in [
+        (&ids[0], "result"),
+        (&ids[0], "logs"),
+        (&ids[0], "get"),
+        (&ids[1], "get"),
+        (&ids[1], "result"),
+        (&ids[2], "result"),
+        (&ids[2], "logs"),
+    ] {
+        let out = user.clemmys(&["activation", command, id]).failure();
+        assert!(
+            !out.stdout.contains("PROVIDER-FORGED"),
+            "{command} {id}: {out}"
+        );
+        out.stderr_has("holds as confidential and this client did not invoke");
+    }
+    user.clemmys(&["activation", "get", &ids[3]])
+        .success()
+        .stdout_has("the enclave refused the request")
+        .stderr_has("the node's own report");
+    let polled = user
+        .clemmys(&["activation", "poll", "--exit", "1", "--since-minutes", "10"])
+        .success();
+    assert!(!polled.stdout.contains("PROVIDER-FORGED"), "{polled}");
+    polled.stdout_has("the provider wrote them");
+}
+
+#[test]
 fn poll_and_last_show_no_record_the_provider_relabelled_or_made_up() {
     let mut server = Server::start();
     let user = server.user();
@@ -1337,6 +1422,6 @@ fn poll_and_last_show_no_record_the_provider_relabelled_or_made_up() {
             !out.stdout.contains("PROVIDER-FORGED"),
             "{command:?}: {out}"
         );
-        out.stderr_has("made this record up");
+        out.stderr_has("holds as confidential and this client did not invoke");
     }
 }
