@@ -168,6 +168,7 @@ async fn verify(args: IdArgs, ctx: &Context) -> anyhow::Result<()> {
             "receipt": receipt,
             "chain": opened.chain,
             "enclave": opened.receipt.enclave,
+            "warning": clemmys_client::confidential::sim_warning(opened.tee),
         }));
     }
     ctx.output.ok(format_args!("activation {id} verified"));

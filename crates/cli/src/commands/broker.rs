@@ -165,8 +165,18 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     if claimed != expected {
         bail!("refusing to pin: the broker's measurement {claimed} is not the expected {expected}");
     }
-    if !args.yes && args.expect_measurement.is_none() && !confirm("Pin this key broker?")? {
-        bail!("not pinned");
+    if !args.yes && args.expect_measurement.is_none() {
+        if output.is_json() {
+            // What is to be pinned, before the question (stdout is the
+            // answer's).
+            eprintln!("key broker of {}: {claimed}", client.api_host());
+            if let Some(warning) = sim_warning(tee) {
+                eprintln!("WARNING: {warning}");
+            }
+        }
+        if !confirm("Pin this key broker?")? {
+            bail!("not pinned");
+        }
     }
     // For sim, the platform key comes from the provider itself: accepting it
     // is exactly the trust-on-first-use that sim cannot avoid.
@@ -200,7 +210,11 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     pin.namespace = Some(namespace);
     home.save_broker_pin(client.api_host(), &pin)?;
     if output.is_json() {
-        return output.print_json(&json!({ "pinned": pin, "apiHost": client.api_host() }));
+        return output.print_json(&json!({
+            "pinned": pin,
+            "apiHost": client.api_host(),
+            "warning": sim_warning(pin.tee),
+        }));
     }
     output.ok(format_args!(
         "pinned the key broker of {}",
@@ -233,7 +247,9 @@ fn show(ctx: &Context) -> anyhow::Result<()> {
         );
     };
     if ctx.output.is_json() {
-        return ctx.output.print_json(&pin);
+        let mut shown = serde_json::to_value(&pin)?;
+        shown["warning"] = json!(sim_warning(pin.tee));
+        return ctx.output.print_json(&shown);
     }
     outln!("key broker pinned for {}", client.api_host());
     outln!("  TEE:         {}", pin.tee.name());

@@ -242,6 +242,7 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
                 "uuid": uuid,
                 "auth": auth,
                 "props": args.props,
+                "warning": sim_warning_of(&verified),
             }))?
         );
         return Ok(());
@@ -448,7 +449,9 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
         .await
         .context("authorizing the gateway with the key broker")?;
     if global.json {
-        outln!("{}", serde_json::to_string_pretty(&delegation)?);
+        let mut shown = serde_json::to_value(&delegation)?;
+        shown["warning"] = json!(sim_warning_of(&verified));
+        outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
     }
     outln!("");
@@ -655,6 +658,12 @@ struct Verified {
     key_pin: String,
     /// HTTPS to it, trusting only its verified certificate.
     channel: PinnedChannel,
+}
+
+/// What a verified gateway's evidence does not protect, for `--json`
+/// outputs (the text ones print it as they verify).
+fn sim_warning_of(verified: &Verified) -> Option<&'static str> {
+    (!verified.gateway.evidence.tee().is_hardware()).then_some(SIM_WARNING)
 }
 
 /// Which platforms a gateway's evidence may come from.

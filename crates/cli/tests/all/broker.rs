@@ -63,6 +63,12 @@ fn broker_trust_shows_the_sim_tee_and_its_warning_then_pins() {
     let json = user.clemmys(&["broker", "show", "--json"]).success().json();
     assert_eq!(json["tee"], "sim", "{json}");
     assert_eq!(json["measurement"], expected.as_str(), "{json}");
+    assert!(
+        json["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains(SIM_WARNING_POINT)),
+        "{json}"
+    );
 
     // The pin lives in CLEMMYS_HOME; nothing went to the user's HOME.
     assert!(
@@ -88,6 +94,12 @@ fn broker_trust_json_reports_the_pin() {
     let json = out.json();
     assert_eq!(json["apiHost"], server.api_host.as_str(), "{out}");
     assert_eq!(json["pinned"]["tee"], "sim", "{out}");
+    assert!(
+        json["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains(SIM_WARNING_POINT)),
+        "{out}"
+    );
     assert_eq!(
         json["pinned"]["measurement"],
         expected_broker_measurement().to_string().as_str(),

@@ -155,6 +155,12 @@ pub(crate) fn create_invoke_and_verify_hello(user: &User) {
     assert_eq!(verified["verified"], true, "{verified}");
     assert_eq!(verified["tee"], "sim", "{verified}");
     assert_eq!(verified["hardware"], false, "{verified}");
+    assert!(
+        verified["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains(SIM_WARNING_POINT)),
+        "{verified}"
+    );
     assert_eq!(
         verified["receipt"]["activationId"],
         id.as_str(),

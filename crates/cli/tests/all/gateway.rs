@@ -333,6 +333,13 @@ fn credential_of(owner: &crate::common::User, url: &str) -> (String, String) {
         .clemmys(&["gateway", "credential", url, "--json"])
         .success()
         .json();
+    // Only `sim` gateways here: the JSON says what that does not protect.
+    assert!(
+        issued["warning"]
+            .as_str()
+            .is_some_and(|warning| warning.contains("NO hardware protection")),
+        "{issued}"
+    );
     let field = |name: &str| {
         issued[name]
             .as_str()
