@@ -477,7 +477,11 @@ async fn refuse_unbound_limits(client: &Client, name: &str) -> anyhow::Result<()
 /// is an error, never a reason to send in the clear.
 ///
 /// [`Confidential::is_confidential`]: clemmys_client::confidential::Confidential::is_confidential
-async fn broker_holds(ctx: &Context, client: &Client, name: &str) -> anyhow::Result<bool> {
+pub(super) async fn broker_holds(
+    ctx: &Context,
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<bool> {
     if confidential::home()?
         .broker_pin(client.api_host())?
         .is_none()

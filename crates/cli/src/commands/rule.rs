@@ -2,7 +2,8 @@
 //! does them. Rules fire plain actions only: the node refuses a rule to a
 //! confidential action, whose parameters only its owner's client can seal.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use clemmys_client::Client;
 use clemmys_whisk::KeyValues;
 use serde_json::{Map, Value, json};
 
@@ -80,11 +81,25 @@ fn put_body(trigger: &str, action: &str, annotations: Option<Map<String, Value>>
     body
 }
 
+/// Refuses a rule for `action` when the key broker holds it as
+/// confidential, whatever the node shows (the provider can show it as
+/// plain): a trigger's parameters travel in the clear, so no rule can fire
+/// a confidential action.
+async fn refuse_confidential(ctx: &Context, client: &Client, action: &str) -> anyhow::Result<()> {
+    if super::action::broker_holds(ctx, client, action).await? {
+        bail!(
+            "{action} is a confidential action (the key broker holds it): a rule cannot fire it, since a trigger's parameters travel in the clear; nothing was sent"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a rule command.
 pub async fn run(command: RuleCommand, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
     match command {
         RuleCommand::Create(args) => {
+            refuse_confidential(ctx, &client, &args.action).await?;
             let body = put_body(&args.trigger, &args.action, args.annotations.to_object()?);
             let created = client
                 .put_rule(&args.name, &body, false)
@@ -93,6 +108,7 @@ pub async fn run(command: RuleCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &created, &format!("ok: created rule {}", args.name))
         }
         RuleCommand::Update(args) => {
+            refuse_confidential(ctx, &client, &args.action).await?;
             let body = put_body(&args.trigger, &args.action, args.annotations.to_object()?);
             let updated = client
                 .put_rule(&args.name, &body, true)

@@ -373,6 +373,37 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
     invoke_stays_sealed("pipe");
 }
 
+#[test]
+fn no_rule_fires_a_confidential_action_the_provider_shows_as_plain() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "act",
+            crate::common::arg(&example("hello")),
+        ])
+        .success();
+    owner.clemmys(&["trigger", "create", "event"]).success();
+    // The node would refuse a rule for a confidential action; shown as
+    // plain, it takes one, and the owner would believe `act` handles the
+    // trigger's events (whose parameters travel in the clear).
+    provider_replaces_with_plain_echo(&server, "act");
+    for command in ["create", "update"] {
+        owner
+            .clemmys(&["rule", command, "handler", "event", "act"])
+            .failure()
+            .stderr_has("a rule cannot fire it");
+    }
+    let (status, _) = server.get("/api/v1/namespaces/_/rules/handler");
+    assert_eq!(
+        status, 404,
+        "a rule for the confidential action reached the node"
+    );
+}
+
 /// A confidential action deleted and a plain one created under its name:
 /// the key broker still holds the confidential registration, so the CLI
 /// seals for it. It now says so before sending anything; it used to send
