@@ -97,8 +97,20 @@ pub fn reveal(
         "path",
         Value::String(format!("{namespace}/{}", opened.action)),
     );
+    // Claims about the run that nothing verifies, beside a verified
+    // answer: what started it, whether it timed out, and the limits the
+    // node records (the enclave ran under the policy's).
+    activation.cause = None;
+    activation
+        .annotations
+        .0
+        .retain(|pair| !UNVERIFIED_RUN_CLAIMS.contains(&pair.key.as_str()));
     Ok(())
 }
+
+/// Annotations of a record that claim something of the run, which the
+/// provider writes and nothing verifies; not shown with an opened answer.
+const UNVERIFIED_RUN_CLAIMS: [&str; 3] = ["causedBy", "timeout", "limits"];
 
 /// Refuses a record the node gave for activation `requested` that is the
 /// record of another.

@@ -1324,6 +1324,48 @@ fn a_deleted_actions_parameters_are_not_sealed_into_the_action_made_anew() {
 /// must show the opened logs under the name invoked, and `--last` must
 /// not show the made-up record as the action's result.
 #[test]
+fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&example("hello")),
+    ])
+    .success();
+    let id = user.invoke_for_id("hello", &[("name", "claims")]);
+    let cause = user.invoke_for_id("hello", &[("name", "cause")]);
+    server.stop();
+    // The provider says the run was a sequence's step that timed out under
+    // limits of its choosing.
+    forge_record(&server.data_dir, &id, |record| {
+        record.cause = Some(cause.parse().unwrap_or_else(|error| panic!("{error:?}")));
+        record.annotations.set("causedBy", json!("sequence"));
+        record.annotations.set("timeout", json!(true));
+        record
+            .annotations
+            .set("limits", json!({"timeout": 1, "memory": 1, "logs": 0}));
+    });
+    server.spawn_again_on_the_same_port();
+    let shown = user
+        .clemmys(&["activation", "get", &id, "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        shown["response"]["result"],
+        json!({"payload": "Hello, claims!"}),
+        "{shown}"
+    );
+    assert!(shown.get("cause").is_none_or(Value::is_null), "{shown}");
+    let annotations = shown["annotations"].to_string();
+    for claim in ["causedBy", "timeout", "limits"] {
+        assert!(!annotations.contains(claim), "{claim} shown: {shown}");
+    }
+}
+
+#[test]
 fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
     use clemmys_whisk::{ActivationResponse, ActivationStatus};
     let mut server = Server::start();
