@@ -134,6 +134,12 @@ pub enum ConfidentialError {
         /// Its owner.
         owner: clemmys_proto::ClientId,
     },
+    /// Under a broker pinned on hardware, a policy that lets `sim`
+    /// enclaves (the provider's own processes) run the action.
+    #[error(
+        "the key broker is pinned on hardware, and the policy of action {0} lets a `sim` enclave (which gives NO hardware protection) run it: nothing is sealed for it (deploy it again from a client pinned on hardware)"
+    )]
+    SimAllowedUnderHardware(String),
     /// The broker refused the request.
     #[error("the key broker refused: {0}")]
     Refused(String),
@@ -443,6 +449,26 @@ pub fn expected_runtime_measurement() -> Measurement {
 /// The warning to print wherever `sim` attestation is shown.
 pub fn sim_warning(tee: TeeKind) -> Option<&'static str> {
     (!tee.is_hardware()).then_some(SIM_WARNING)
+}
+
+/// Refuses, under a broker pinned on hardware (`pinned`), a descriptor
+/// whose policy lets `sim` enclaves run the action: the broker releases
+/// its key to any evidence the policy allows, and a `sim` platform key is
+/// the host's, so parameters sealed for it would reach the provider (the
+/// receipt check fails only after they were sent). A registration made
+/// elsewhere (a gateway, whose pin is `sim`; another client of a trusted
+/// owner) can carry such a policy.
+fn check_hardware_policy(
+    pinned: TeeKind,
+    descriptor: &ActionDescriptor,
+) -> Result<(), ConfidentialError> {
+    if pinned.is_hardware() && !descriptor.policy.require_hardware {
+        return Err(ConfidentialError::SimAllowedUnderHardware(format!(
+            "{}/{}",
+            descriptor.namespace, descriptor.name
+        )));
+    }
+    Ok(())
 }
 
 /// A deploy's policy choices.
@@ -1226,6 +1252,7 @@ impl Confidential {
                 "the broker described another action than asked",
             ));
         }
+        check_hardware_policy(self.pin.tee, &descriptor)?;
         Ok(descriptor)
     }
 
@@ -2542,6 +2569,39 @@ mod tests {
         serde_json::from_str::<SessionAnswerBody>(body)
             .expect("an answer body")
             .into_stored_result(result_only)
+    }
+
+    fn descriptor(require_hardware: bool) -> ActionDescriptor {
+        let mut rng = clemmys_tee::os_rng();
+        ActionDescriptor {
+            namespace: "guest".into(),
+            name: "a".into(),
+            version: 1,
+            code_digest: Digest::of(b"code"),
+            action_key: clemmys_proto::suite::KemKeyPair::generate(&mut rng).public(),
+            owner: ClientIdentity::generate(&mut rng).id(),
+            policy: Policy {
+                allowed_measurements: vec![expected_runtime_measurement()],
+                require_hardware,
+                allowed_clients: vec![],
+                min_version: 1,
+                entry: "_start".into(),
+                kind: RegisteredKind::Action,
+                limits: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_hardware_pin_seals_only_for_policies_that_require_hardware() {
+        let lets_sim_run = descriptor(false);
+        assert!(matches!(
+            check_hardware_policy(TeeKind::SgxDcap, &lets_sim_run),
+            Err(ConfidentialError::SimAllowedUnderHardware(action)) if action == "guest/a"
+        ));
+        check_hardware_policy(TeeKind::SgxDcap, &descriptor(true)).expect("hardware only");
+        // Under a `sim` pin nothing is hardware anyway: said on every surface.
+        check_hardware_policy(TeeKind::Sim, &lets_sim_run).expect("sim");
     }
 
     #[test]
