@@ -866,11 +866,16 @@ async fn activation_logs(
 /// Who this gateway is, answered inside the RA-TLS channel (so from the
 /// enclave the certificate's evidence names).
 async fn about(State(gateway): State<Arc<Gateway>>) -> Response {
+    let broker = gateway.broker().await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not pin the node's key broker");
+        None
+    });
     axum::Json(json!({
         "identity": gateway.identity(),
         "owner": gateway.owner(),
         "namespace": gateway.namespace(),
         "testMode": gateway.owner().is_none(),
+        "broker": broker,
     }))
     .into_response()
 }

@@ -454,6 +454,24 @@ impl Gateway {
         &self.config.namespace
     }
 
+    /// The keys of the key broker it seals for: the one it pinned, which an
+    /// owner's gateway pins now if it has not yet (its node, and so the
+    /// broker, is the host's choice: the owner compares it with its own
+    /// pin before it authorizes the gateway or asks it for a credential).
+    /// `None`: a test-mode gateway that no caller has used yet.
+    pub async fn broker(
+        &self,
+    ) -> Result<Option<clemmys_proto::identity::EnclavePublicKeys>, ConfidentialError> {
+        if let Some(pin) = self.home.broker_pin(NODE_KEY)? {
+            return Ok(Some(pin.keys));
+        }
+        let Some(mode) = &self.owner_mode else {
+            return Ok(None);
+        };
+        self.connection(mode.node_auth.clone()).await?;
+        Ok(self.home.broker_pin(NODE_KEY)?.map(|pin| pin.keys))
+    }
+
     /// The confidential client acting with `auth`: made (and the node's
     /// broker verified and pinned, the first time) on the key's first
     /// request, then reused. None once another instance of the gateway

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use clemmys_gateway::TEST_MODE_WARNING;
 use clemmys_gateway::credentials::{CredentialAction, CredentialRequest};
 use clemmys_gateway::ratls::{RaTlsCertificate, VerifiedGateway};
+use clemmys_proto::identity::EnclavePublicKeys;
 use clemmys_proto::{Measurement, SigningPublicKey};
 use clemmys_tee::{Role, SIM_WARNING, SgxPolicy, Verifier, measurement};
 use rustls_pki_types::CertificateDer;
@@ -653,6 +654,8 @@ struct Verified {
     owner: Option<clemmys_proto::ClientId>,
     /// The namespace it serves (sealed with its identity).
     namespace: String,
+    /// The keys of the key broker it seals for (`None`: not pinned yet).
+    broker: Option<EnclavePublicKeys>,
     /// Its TLS key as `curl --pinnedpubkey` takes it: `sha256//` and the
     /// base64 SHA-256 of the certificate's SubjectPublicKeyInfo.
     key_pin: String,
@@ -716,7 +719,26 @@ async fn verify_on_pinned_platform(
         to_verify.sim_platform = to_verify.sim_platform.or(pin.sim_platform);
         TrustedPlatform::Given
     };
-    verify_as(to_verify, shown, trusted).await
+    let verified = verify_as(to_verify, shown, trusted).await?;
+    // The gateway seals for the broker of the node its host points it at:
+    // it must be the owner's (a test-mode gateway is refused by the
+    // callers, whatever it pinned).
+    if verified.owner.is_some() {
+        match &verified.broker {
+            Some(keys) if *keys == pin.keys => {}
+            Some(keys) => bail!(
+                "refusing the gateway {}: it seals for the key broker with signing key {}, and yours is {} (its host points it at another node's broker)",
+                args.url,
+                keys.signing,
+                pin.keys.signing
+            ),
+            None => bail!(
+                "refusing the gateway {}: it names no key broker it seals for (it could not reach its node)",
+                args.url
+            ),
+        }
+    }
+    Ok(verified)
 }
 
 async fn verify_as(
@@ -783,6 +805,13 @@ async fn verify_as(
         .as_str()
         .with_context(|| format!("{}: it names no namespace", args.url))?
         .to_owned();
+    let broker = match &about["broker"] {
+        serde_json::Value::Null => None,
+        value => Some(
+            serde_json::from_value::<EnclavePublicKeys>(value.clone())
+                .with_context(|| format!("{}: the key broker it names", args.url))?,
+        ),
+    };
     let key_pin = format!(
         "sha256//{}",
         base64::engine::general_purpose::STANDARD
@@ -792,6 +821,7 @@ async fn verify_as(
         gateway: verified,
         owner,
         namespace,
+        broker,
         key_pin,
         channel,
     };

@@ -3029,6 +3029,40 @@ fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
 }
 
 #[test]
+fn a_gateway_pointed_at_another_nodes_broker_is_not_authorized() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let owner_id = identity_of(&owner);
+    // The provider's own node on the same (simulated) platform, with a
+    // broker of its own, and the owner's genuine gateway pointed at it:
+    // the gateway's evidence, owner and namespace are all right, and it
+    // would seal for the provider's broker.
+    let platform = server.data_dir.join("sim-platform.key");
+    let providers = Server::start_with(&["--sim-platform-key", arg(&platform)]);
+    let gateway = GatewayProcess::start(
+        &providers.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &providers),
+    );
+    for command in ["authorize", "credential"] {
+        owner
+            .clemmys(&["gateway", command, &gateway.url])
+            .failure()
+            .stderr_has("it seals for the key broker with signing key");
+    }
+    // Pointed at the owner's node, the same kind of gateway is authorized.
+    let genuine = GatewayProcess::start(
+        &server.api_host,
+        &server.data_dir,
+        &owner_flags(&owner_id, &server),
+    );
+    owner
+        .clemmys(&["gateway", "authorize", &genuine.url])
+        .success();
+}
+
+#[test]
 fn no_credential_is_asked_of_or_revoked_at_a_gateway_on_another_platform() {
     let server = Server::start();
     let owner = server.user();
