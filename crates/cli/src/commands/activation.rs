@@ -229,6 +229,13 @@ async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
         .list_activations(&filter)
         .await
         .context("listing activations")?;
+    if args.full {
+        // Full records are not opened or checked one by one here
+        // (`activation get ID` does that).
+        eprintln!(
+            "note: these records are the node's, as it stores them: nothing verifies them (`clemmys activation get ID` opens and checks one)"
+        );
+    }
     if ctx.output.is_json() {
         return ctx.output.print_json(&activations);
     }
@@ -592,8 +599,10 @@ async fn made_up_lines(
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
     checked: &mut HashMap<Vec<String>, bool>,
 ) -> bool {
-    use clemmys_client::confidential::SEALED_LOGS_PREFIX;
-    if logs.iter().all(|line| line.starts_with(SEALED_LOGS_PREFIX)) {
+    if logs
+        .iter()
+        .all(|line| confidential::sealed_or_step_id(line))
+    {
         return false;
     }
     let names = confidential::claimed_names(&activation.name, &activation.annotations);
@@ -603,16 +612,25 @@ async fn made_up_lines(
     if sealing.is_none() {
         *sealing = confidential::connect(client.clone(), None).await.ok();
     }
-    let Some(sealing) = sealing.as_ref() else {
-        return false;
+    let found = match sealing.as_ref() {
+        Some(sealing) => confidential::first_confidential(sealing, &names)
+            .await
+            .map_err(anyhow::Error::from),
+        None => Err(anyhow::anyhow!("no key broker could be reached")),
     };
-    match confidential::first_confidential(sealing, &names).await {
-        Ok(found) => {
-            checked.insert(names, found.is_some());
-            found.is_some()
+    let confidential = match found {
+        Ok(found) => found.is_some(),
+        Err(error) => {
+            // Said once per name: the provider can cut the broker off.
+            eprintln!(
+                "could not ask the key broker whether {} is confidential ({error:#}); its log lines are the node's, and nothing verifies them",
+                names.join(" or ")
+            );
+            false
         }
-        Err(_) => false,
-    }
+    };
+    checked.insert(names, confidential);
+    confidential
 }
 
 fn print_polled(

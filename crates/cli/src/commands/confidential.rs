@@ -7,7 +7,9 @@ use clemmys_client::Client;
 use clemmys_client::confidential::{
     ClientHome, Confidential, ConfidentialError, OpenedActivation, sim_warning,
 };
-use clemmys_whisk::{Activation, ActivationId, ActivationResponse, ActivationStatus, KeyValues};
+use clemmys_whisk::{
+    Activation, ActivationId, ActivationResponse, ActivationStatus, FullyQualifiedName, KeyValues,
+};
 use serde_json::Value;
 
 use super::Context;
@@ -219,7 +221,12 @@ fn report_only(
     if !report_shaped {
         return Err(refuse("a result other than the node's error report"));
     }
-    if !activation.logs.is_empty() {
+    // A sequence's step ids are what the node logs for one.
+    if !activation
+        .logs
+        .iter()
+        .all(|line| line.parse::<ActivationId>().is_ok())
+    {
         return Err(refuse("log lines"));
     }
     // On stderr in every mode: stdout may be read by a script.
@@ -270,7 +277,7 @@ async fn refuse_made_up(
     requested: ActivationId,
     activation: &Activation,
 ) -> anyhow::Result<()> {
-    if is_sealed(activation) {
+    if only_sealed(activation) {
         return Ok(());
     }
     let names = claimed_names(&activation.name, &activation.annotations);
@@ -301,23 +308,45 @@ async fn refuse_made_up(
 }
 
 /// The names of actions a record could be taken for, all the provider's
-/// to write: its `name`, and its `path` annotation without the namespace
-/// and as its last segment (`ns/pkg/name`: `pkg/name` and `name`).
+/// to write: its `path` annotation as a fully qualified name (`/ns/name`,
+/// `/ns/pkg/name`; the broker holds none in another namespace), and its
+/// `name` too unless the path parses and ends in it (a record of a plain
+/// `pkg/hello` is not one of a confidential top-level `hello`).
 pub fn claimed_names(name: &str, annotations: &KeyValues) -> Vec<String> {
-    let mut names = vec![name.to_owned()];
-    if let Some(path) = annotations.get("path").and_then(Value::as_str) {
-        let path = path.trim_start_matches('/');
-        if let Some((_, within)) = path.split_once('/') {
-            names.push(within.to_owned());
-        }
-        if let Some((_, last)) = path.rsplit_once('/') {
-            names.push(last.to_owned());
-        }
+    let Some(path) = annotations.get("path").and_then(Value::as_str) else {
+        return vec![name.to_owned()];
+    };
+    let qualified = format!("/{}", path.trim_start_matches('/'));
+    let consistent = FullyQualifiedName::parse(&qualified, None)
+        .is_ok_and(|parsed| parsed.name.as_str() == name);
+    if consistent {
+        vec![qualified]
+    } else {
+        vec![qualified, name.to_owned()]
     }
-    names.retain(|name| !name.is_empty());
-    names.sort();
-    names.dedup();
-    names
+}
+
+/// Whether a record shows nothing in the clear that an enclave would have
+/// sealed: a result of only a sealed answer (and the host's compile-failure
+/// text), and log lines that are sealed or a sequence's step ids.
+pub fn only_sealed(activation: &Activation) -> bool {
+    let sealed_result = match &activation.response.result {
+        Some(Value::Object(fields)) => {
+            fields.get("sealed").is_some_and(Value::is_string)
+                && fields
+                    .iter()
+                    .all(|(key, value)| key == "sealed" || (key == "error" && value.is_string()))
+        }
+        _ => false,
+    };
+    sealed_result && activation.logs.iter().all(|line| sealed_or_step_id(line))
+}
+
+/// A log line an enclave sealed, or a sequence's step id (what OpenWhisk
+/// logs for a sequence, in the clear for confidential ones too).
+pub fn sealed_or_step_id(line: &str) -> bool {
+    line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX)
+        || line.parse::<ActivationId>().is_ok()
 }
 
 /// The first of `names` that the key broker (asked through `sealing`)

@@ -1382,9 +1382,20 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
         "--plain",
     ])
     .success();
-    let ids: Vec<String> = (0..4)
+    let ids: Vec<String> = (0..6)
         .map(|n| user.invoke_for_id("pub", &[("name", &format!("plain{n}"))]))
         .collect();
+    // A plain action of the same name in a package: its records are shown.
+    user.clemmys(&["package", "create", "pkg"]).success();
+    user.clemmys(&[
+        "action",
+        "create",
+        "pkg/hello",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let packaged = user.invoke_for_id("pkg/hello", &[("name", "packaged")]);
     server.stop();
     // Records of the plain action rewritten as runs of confidential
     // `hello` that this client did not invoke: a failure carrying a result
@@ -1421,9 +1432,28 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
         );
         record.logs = Vec::new();
     });
+    // ...a result beside a sealed one...
+    forge_record(&server.data_dir, &ids[4], |record| {
+        relabel(record, "hello");
+        record.response = ActivationResponse::success(
+            json!({"sealed": "c2VhbGVk", "payload": "PROVIDER-FORGED-E"}),
+        );
+    });
+    // ...and a record named as the plain action whose path is `hello`'s.
+    forge_record(&server.data_dir, &ids[5], |record| {
+        record
+            .annotations
+            .set("path", Value::String("guest/hello".into()));
+        record.response = ActivationResponse::success(json!({"payload": "PROVIDER-FORGED-F"}));
+    });
     server.spawn_again_on_the_same_port();
 
+    user.clemmys(&["activation", "result", &packaged])
+        .success()
+        .stdout_has("Hello, packaged!");
     for (id, command) in [
+        (&ids[4], "get"),
+        (&ids[5], "result"),
         (&ids[0], "result"),
         (&ids[0], "logs"),
         (&ids[0], "get"),
