@@ -246,6 +246,7 @@ impl Confidential {
             if !descriptor.policy.kind.is_action() {
                 return Err(ConfidentialError::RegisteredSequence(component.qualified()));
             }
+            super::check_hardware_policy(self.pin.tee, &descriptor)?;
             plan.check_owner(index, &descriptor.owner)?;
             if descriptor.namespace != component.namespace || descriptor.name != component.name {
                 return Err(ChainPlanError::ComponentOwner { index }.into());

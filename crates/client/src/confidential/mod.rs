@@ -451,14 +451,16 @@ pub fn sim_warning(tee: TeeKind) -> Option<&'static str> {
     (!tee.is_hardware()).then_some(SIM_WARNING)
 }
 
-/// Refuses, under a broker pinned on hardware (`pinned`), a descriptor
-/// whose policy lets `sim` enclaves run the action: the broker releases
+/// Refuses, under a broker pinned on hardware (`pinned`), to seal for a
+/// descriptor whose policy lets `sim` enclaves run the action (checked
+/// where something is sealed, not where it is described, so that such an
+/// action can still be deployed again or deleted): the broker releases
 /// its key to any evidence the policy allows, and a `sim` platform key is
 /// the host's, so parameters sealed for it would reach the provider (the
 /// receipt check fails only after they were sent). A registration made
 /// elsewhere (a gateway, whose pin is `sim`; another client of a trusted
 /// owner) can carry such a policy.
-fn check_hardware_policy(
+pub(crate) fn check_hardware_policy(
     pinned: TeeKind,
     descriptor: &ActionDescriptor,
 ) -> Result<(), ConfidentialError> {
@@ -1252,7 +1254,6 @@ impl Confidential {
                 "the broker described another action than asked",
             ));
         }
-        check_hardware_policy(self.pin.tee, &descriptor)?;
         Ok(descriptor)
     }
 
@@ -1673,6 +1674,7 @@ impl Confidential {
         params: &Value,
     ) -> Result<(SealedInvocation, PendingAnswer, Arc<ActionDescriptor>), ConfidentialError> {
         let descriptor = self.describe(name, false).await?;
+        check_hardware_policy(self.pin.tee, &descriptor)?;
         let mut nonce = [0u8; 16];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut nonce);
         let header = InvocationHeader {
@@ -1862,6 +1864,7 @@ impl Confidential {
             descriptor = self.describe(name, true).await?;
         }
         check_pinned(&descriptor, pinned)?;
+        check_hardware_policy(self.pin.tee, &descriptor)?;
         self.check_final_defaults(&descriptor, params)?;
         if let Some(session) = self.session_for(&descriptor) {
             return self
