@@ -197,6 +197,10 @@ pub enum CredentialAnswer {
     Revoked(String, bool),
 }
 
+/// How long the gateway waits for the node's broker identity when it pins
+/// it.
+const PIN_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An owner's gateway: who it issues credentials to, and how it checks
 /// them.
 struct OwnerMode {
@@ -236,6 +240,10 @@ pub struct Gateway {
     owner_mode: Option<OwnerMode>,
     /// Digest of an API key → the confidential client acting with it.
     connections: Mutex<HashMap<Digest, Arc<Confidential>>>,
+    /// Held from checking that no broker is pinned to saving the one
+    /// fetched: a reply the provider held back must not replace a pin made
+    /// (and checked by the owner) meanwhile.
+    pinning: tokio::sync::Mutex<()>,
     /// `Authorization` headers whose credential verified → the caller, so
     /// that its next requests skip decoding and the credential's MAC.
     verified: Mutex<HashMap<Box<[u8]>, VerifiedCaller>>,
@@ -309,6 +317,7 @@ impl Gateway {
             owner_mode,
             config,
             connections: Mutex::new(HashMap::new()),
+            pinning: tokio::sync::Mutex::new(()),
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -468,8 +477,13 @@ impl Gateway {
         let Some(mode) = &self.owner_mode else {
             return Ok(None);
         };
-        self.connection(mode.node_auth.clone()).await?;
-        Ok(self.home.broker_pin(NODE_KEY)?.map(|pin| pin.keys))
+        // Connecting pins it; what was pinned is the answer even when the
+        // connection then fails (the node presenting another broker).
+        let connected = self.connection(mode.node_auth.clone()).await;
+        match self.home.broker_pin(NODE_KEY)? {
+            Some(pin) => Ok(Some(pin.keys)),
+            None => connected.map(|_| None),
+        }
     }
 
     /// The confidential client acting with `auth`: made (and the node's
@@ -502,13 +516,7 @@ impl Gateway {
                 code: None,
             }));
         }
-        if self.home.broker_pin(NODE_KEY)?.is_none() {
-            let doc = BrokerIdentityDoc::fetch(&client).await?;
-            let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;
-            pin.namespace = Some(self.config.namespace.clone());
-            self.home.save_broker_pin(NODE_KEY, &pin)?;
-            tracing::info!(node = %client.api_host(), "{PINNED}");
-        }
+        self.pin_broker(&client).await?;
         let identity = ClientIdentity::from_secret(&self.identity.secret_bytes());
         let mut connected = Confidential::connect_as(
             client,
@@ -528,6 +536,30 @@ impl Gateway {
         }
         connections.insert(key, connected.clone());
         Ok(connected)
+    }
+
+    /// Pins the broker `client`'s node presents, unless one is pinned: once
+    /// only, whatever replies arrive later.
+    async fn pin_broker(&self, client: &Client) -> Result<(), ConfidentialError> {
+        let _pinning = self.pinning.lock().await;
+        if self.home.broker_pin(NODE_KEY)?.is_some() {
+            return Ok(());
+        }
+        // Bounded: the lock must not stay held for as long as the provider
+        // holds the reply back.
+        let doc = tokio::time::timeout(PIN_FETCH_TIMEOUT, BrokerIdentityDoc::fetch(client))
+            .await
+            .map_err(|_| {
+                ConfidentialError::Attestation(format!(
+                    "the node did not present its key broker within {} s",
+                    PIN_FETCH_TIMEOUT.as_secs()
+                ))
+            })??;
+        let mut pin = doc.verify(expected_broker_measurement(), self.config.broker_platform)?;
+        pin.namespace = Some(self.config.namespace.clone());
+        self.home.save_broker_pin(NODE_KEY, &pin)?;
+        tracing::info!(node = %client.api_host(), "{PINNED}");
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Confidential>>> {

@@ -29,6 +29,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clemmys_client::confidential::PLAN_RECHECK_INTERVAL;
@@ -3060,6 +3062,156 @@ fn a_gateway_pointed_at_another_nodes_broker_is_not_authorized() {
     owner
         .clemmys(&["gateway", "authorize", &genuine.url])
         .success();
+}
+
+/// A front of the node at `upstream` (plain HTTP) that, one request per
+/// connection, forwards every request but the first `GET` of the broker's
+/// identity, which it holds until `release` is set (setting `holding`)
+/// and answers with `identity`: the provider's network holding back the
+/// first pin of a gateway and answering it with another broker's.
+fn holding_first_broker_identity(
+    upstream: &str,
+    identity: Vec<u8>,
+) -> (String, Arc<AtomicBool>, Arc<AtomicBool>) {
+    use std::io::{Read as _, Write as _};
+    let upstream = upstream
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not http: {upstream}"))
+        .to_owned();
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("{error}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let (holding, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let held_once = Arc::new(AtomicBool::new(false));
+    let (holding_too, release_too) = (holding.clone(), release.clone());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let (upstream, identity) = (upstream.clone(), identity.clone());
+            let (holding, release, held_once) =
+                (holding_too.clone(), release_too.clone(), held_once.clone());
+            std::thread::spawn(move || {
+                // The request head (no bodies are held: bodies follow it).
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                let head_end = loop {
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+                let first_line = head.lines().next().unwrap_or_default().to_owned();
+                if first_line.contains("/broker/identity")
+                    && !held_once.swap(true, Ordering::SeqCst)
+                {
+                    holding.store(true, Ordering::SeqCst);
+                    while !release.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        identity.len()
+                    );
+                    let _ = client.write_all(answer.as_bytes());
+                    let _ = client.write_all(&identity);
+                    return;
+                }
+                // Forwarded with the connection closed after its answer.
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let lower = line.to_ascii_lowercase();
+                        lower
+                            .strip_prefix("content-length:")
+                            .and_then(|value| value.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    match client.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let kept: Vec<&str> = head
+                    .trim_end()
+                    .lines()
+                    .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                let mut forwarded =
+                    format!("{}\r\nconnection: close\r\n\r\n", kept.join("\r\n")).into_bytes();
+                forwarded.extend_from_slice(&request[head_end..head_end + length]);
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                if server.write_all(&forwarded).is_err() {
+                    return;
+                }
+                let _ = std::io::copy(&mut server, &mut client);
+            });
+        }
+    });
+    (format!("http://{addr}"), holding, release)
+}
+
+#[test]
+fn a_held_back_broker_identity_does_not_replace_the_pin_the_owner_checked() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let owner_id = identity_of(&owner);
+    // The provider's broker, on a node of its own on the same platform.
+    let platform = server.data_dir.join("sim-platform.key");
+    let providers = Server::start_with(&["--sim-platform-key", arg(&platform)]);
+    let (status, identity) = providers.get("/api/v1/broker/identity");
+    assert_eq!(status, 200);
+    let (front, holding, release) = holding_first_broker_identity(&server.api_host, identity);
+    let gateway = GatewayProcess::start(&front, &server.data_dir, &owner_flags(&owner_id, &server));
+    // Anyone's request makes the gateway pin its broker: the provider's
+    // first one is held at the broker's identity.
+    let about = format!("{}/clemmys/v1/gateway", gateway.url);
+    let provider_asks = std::thread::spawn(move || {
+        Command::new("curl")
+            .args(["-sk", "--max-time", "60", &about])
+            .output()
+    });
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !holding.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never asked for the broker"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The owner checks the gateway meanwhile; then the held answer, of the
+    // provider's broker, arrives.
+    let releasing = {
+        let release = release.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            release.store(true, Ordering::SeqCst);
+        })
+    };
+    let authorized = owner.clemmys(&["gateway", "authorize", &gateway.url]);
+    let _ = releasing.join();
+    let _ = provider_asks.join();
+    // What the owner was told must still hold: a gateway it authorized
+    // seals for its broker, and so still gets it a credential.
+    if authorized.status.success() {
+        owner
+            .clemmys(&["gateway", "credential", &gateway.url])
+            .success();
+    } else {
+        authorized.stderr_has("it seals for the key broker with signing key");
+    }
 }
 
 #[test]
