@@ -798,12 +798,20 @@ async fn opened_record(
     fields.insert("name".into(), json!(name));
     fields.insert("namespace".into(), json!(namespace));
     if let Some(annotations) = fields.get_mut("annotations").and_then(Value::as_array_mut) {
+        // The node's claims about the run are not shown beside a verified
+        // answer (what started it, a timeout, the limits it records).
+        annotations.retain(|annotation| {
+            !annotation["key"].as_str().is_some_and(|key| {
+                clemmys_client::confidential::UNVERIFIED_RUN_CLAIMS.contains(&key)
+            })
+        });
         for annotation in annotations.iter_mut() {
             if annotation["key"] == "path" {
                 annotation["value"] = json!(full_path);
             }
         }
     }
+    fields.remove("cause");
     fields.insert("response".into(), opened.response_json());
     fields.insert(
         "logs".into(),

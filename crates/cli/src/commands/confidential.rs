@@ -5,7 +5,8 @@
 use anyhow::Context as _;
 use clemmys_client::Client;
 use clemmys_client::confidential::{
-    ClientHome, Confidential, ConfidentialError, OpenedActivation, sim_warning,
+    ClientHome, Confidential, ConfidentialError, OpenedActivation, UNVERIFIED_RUN_CLAIMS,
+    sim_warning,
 };
 use clemmys_whisk::{
     Activation, ActivationId, ActivationResponse, ActivationStatus, FullyQualifiedName, KeyValues,
@@ -109,10 +110,6 @@ pub fn reveal(
         .retain(|pair| !UNVERIFIED_RUN_CLAIMS.contains(&pair.key.as_str()));
     Ok(())
 }
-
-/// Annotations of a record that claim something of the run, which the
-/// provider writes and nothing verifies; not shown with an opened answer.
-const UNVERIFIED_RUN_CLAIMS: [&str; 3] = ["causedBy", "timeout", "limits"];
 
 /// Refuses a record the node gave for activation `requested` that is the
 /// record of another.

@@ -3280,6 +3280,11 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
     server.stop();
     crate::confidential::forge_record(&server.data_dir, &id, |record| {
         crate::confidential::relabel(record, "hello");
+        // And claims about the run: a sequence's step that timed out.
+        record.cause = Some(id.parse().unwrap_or_else(|error| panic!("{error:?}")));
+        record.annotations.set("causedBy", json!("sequence"));
+        record.annotations.set("timeout", json!(true));
+        record.annotations.set("limits", json!({"timeout": 1}));
     });
     server.spawn_again_on_the_same_port();
 
@@ -3300,6 +3305,11 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
         .and_then(|all| all.iter().find(|a| a["key"] == "path"))
         .map(|a| a["value"].clone());
     assert_eq!(path_annotation, Some(json!("guest/secret")), "{shown}");
+    assert!(shown.get("cause").is_none_or(Value::is_null), "{shown}");
+    let annotations = shown["annotations"].to_string();
+    for claim in ["causedBy", "timeout", "limits"] {
+        assert!(!annotations.contains(claim), "{claim} shown: {shown}");
+    }
 }
 
 /// Sends `head` (a request's line and headers, announcing a body far

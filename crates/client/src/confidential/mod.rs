@@ -72,6 +72,10 @@ pub const SEALED_FIELD: &str = "sealed";
 /// The prefix of the log line that carries a confidential activation's
 /// sealed logs.
 pub const SEALED_LOGS_PREFIX: &str = "sealed:";
+/// Annotations of an activation record that claim something of the run,
+/// which the node writes and nothing verifies: left out where a record is
+/// shown with its opened, verified answer.
+pub const UNVERIFIED_RUN_CLAIMS: [&str; 3] = ["causedBy", "timeout", "limits"];
 /// What the enclave says when a fresh request would succeed.
 /// The field of a refused result holding a restarted broker's replay floor.
 const NOT_BEFORE_FIELD: &str = "notBeforeMs";
