@@ -216,7 +216,7 @@ async fn credential(args: CredentialArgs, global: &GlobalArgs) -> anyhow::Result
     let url = args.verify.url.clone();
     // A credential opens every answer the gateway gives: only a gateway
     // on the owner's platform is asked for one.
-    let verified = verify_for_owner(&args.verify, global, shown).await?;
+    let verified = verify_for_owner(&args.verify, global, shown, SealsFor::OwnersBroker).await?;
     let issued = ask_gateway(&verified, CredentialAction::Issue)
         .await
         .context("getting a credential from the gateway")?;
@@ -283,8 +283,9 @@ async fn revoke_credential(args: RevokeCredentialArgs, global: &GlobalArgs) -> a
         Shown::Text
     };
     // A gateway on another platform could claim the issuer's identity
-    // and say "revoked" while the credential stays valid.
-    let verified = verify_for_owner(&args.verify, global, shown).await?;
+    // and say "revoked" while the credential stays valid. Its broker is
+    // not compared: a revocation must work after an honest broker change.
+    let verified = verify_for_owner(&args.verify, global, shown, SealsFor::Any).await?;
     // A credential is a MAC under the issuing gateway's sealed key: any
     // other gateway of the owner's would "revoke" it and it would stay
     // valid where it works. Only the gateway that issued it is asked.
@@ -418,7 +419,13 @@ async fn authorize(args: AuthorizeArgs, global: &GlobalArgs) -> anyhow::Result<(
     let confidential = super::confidential::connect(ctx.client()?, None).await?;
     // A delegation lets the gateway act for the owner wherever the broker
     // does.
-    let verified = verify_on_pinned_platform(&args.verify, confidential.pin(), shown).await?;
+    let verified = verify_on_pinned_platform(
+        &args.verify,
+        confidential.pin(),
+        shown,
+        SealsFor::OwnersBroker,
+    )
+    .await?;
     let me = confidential.owner();
     match verified.owner {
         Some(owner) if owner == me => {}
@@ -682,7 +689,17 @@ enum TrustedPlatform {
 }
 
 async fn verify(args: VerifyArgs, shown: Shown) -> anyhow::Result<Verified> {
-    verify_as(args, shown, TrustedPlatform::ClaimedOnFirstUse).await
+    verify_as(args, shown, TrustedPlatform::ClaimedOnFirstUse, None).await
+}
+
+/// Which key broker an owner's gateway must seal for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SealsFor {
+    /// The one the owner pinned (to authorize it, or ask it for a
+    /// credential).
+    OwnersBroker,
+    /// Any (to revoke a credential it issued).
+    Any,
 }
 
 /// Verifies a gateway that is to act for this client's identity, on the
@@ -692,6 +709,7 @@ async fn verify_for_owner(
     args: &VerifyArgs,
     global: &GlobalArgs,
     shown: Shown,
+    seals_for: SealsFor,
 ) -> anyhow::Result<Verified> {
     let client = super::Context::new(global)?.client()?;
     let Some(pin) = super::confidential::home()?.broker_pin(client.api_host())? else {
@@ -700,7 +718,7 @@ async fn verify_for_owner(
             client.api_host()
         );
     };
-    verify_on_pinned_platform(args, &pin, shown).await
+    verify_on_pinned_platform(args, &pin, shown, seals_for).await
 }
 
 /// Verifies a gateway whose evidence must come from the platform the owner
@@ -711,6 +729,7 @@ async fn verify_on_pinned_platform(
     args: &VerifyArgs,
     pin: &clemmys_client::confidential::BrokerPin,
     shown: Shown,
+    seals_for: SealsFor,
 ) -> anyhow::Result<Verified> {
     let mut to_verify = args.clone();
     let trusted = if pin.tee.is_hardware() {
@@ -719,32 +738,41 @@ async fn verify_on_pinned_platform(
         to_verify.sim_platform = to_verify.sim_platform.or(pin.sim_platform);
         TrustedPlatform::Given
     };
-    let verified = verify_as(to_verify, shown, trusted).await?;
-    // The gateway seals for the broker of the node its host points it at:
-    // it must be the owner's (a test-mode gateway is refused by the
-    // callers, whatever it pinned).
-    if verified.owner.is_some() {
-        match &verified.broker {
-            Some(keys) if *keys == pin.keys => {}
-            Some(keys) => bail!(
-                "refusing the gateway {}: it seals for the key broker with signing key {}, and yours is {} (its host points it at another node's broker)",
-                args.url,
-                keys.signing,
-                pin.keys.signing
-            ),
-            None => bail!(
-                "refusing the gateway {}: it names no key broker it seals for (it could not reach its node)",
-                args.url
-            ),
-        }
+    let owners_broker = (seals_for == SealsFor::OwnersBroker).then_some(&pin.keys);
+    verify_as(to_verify, shown, trusted, owners_broker).await
+}
+
+/// Refuses an owner's gateway that does not seal for `expected`, the
+/// broker the owner pinned: the gateway seals for the broker of the node
+/// its host points it at (a test-mode gateway is refused by the callers,
+/// whatever it pinned).
+fn check_seals_for(
+    url: &str,
+    owner: Option<clemmys_proto::ClientId>,
+    broker: Option<&EnclavePublicKeys>,
+    expected: &EnclavePublicKeys,
+) -> anyhow::Result<()> {
+    if owner.is_none() {
+        return Ok(());
     }
-    Ok(verified)
+    match broker {
+        Some(keys) if keys == expected => Ok(()),
+        Some(keys) => bail!(
+            "refusing the gateway {url}: it seals for the key broker with signing key {}, and yours is {} (its host points it at another node's broker)",
+            keys.signing,
+            expected.signing
+        ),
+        None => bail!(
+            "refusing the gateway {url}: it names no key broker it seals for (it could not reach its node)"
+        ),
+    }
 }
 
 async fn verify_as(
     args: VerifyArgs,
     shown: Shown,
     trusted: TrustedPlatform,
+    owners_broker: Option<&EnclavePublicKeys>,
 ) -> anyhow::Result<Verified> {
     let (address, host) = address_of(&args.url)?;
     let der = clemmys_tls::fetch_server_certificate(&address, &host)
@@ -812,6 +840,10 @@ async fn verify_as(
                 .with_context(|| format!("{}: the key broker it names", args.url))?,
         ),
     };
+    // Before anything is written or shown as attested.
+    if let Some(expected) = owners_broker {
+        check_seals_for(&args.url, owner, broker.as_ref(), expected)?;
+    }
     let key_pin = format!(
         "sha256//{}",
         base64::engine::general_purpose::STANDARD
@@ -850,6 +882,7 @@ async fn verify_as(
             "identity": verified.gateway.gateway,
             "owner": verified.owner,
             "namespace": verified.namespace,
+            "broker": verified.broker,
             "keyPin": verified.key_pin,
             "testMode": verified.owner.is_none(),
             "simPlatformKey": platform.filter(|_| !hardware),
@@ -875,6 +908,10 @@ async fn verify_as(
         None => outln!("  acts for owner:   none (TEST MODE)"),
     }
     outln!("  serves namespace: {}", verified.namespace);
+    match &verified.broker {
+        Some(broker) => outln!("  seals for broker: {} (signing key)", broker.signing),
+        None => outln!("  seals for broker: none pinned yet"),
+    }
     outln!("  TLS key pin:      {}", verified.key_pin);
     if let Some(platform) = platform.filter(|_| !hardware) {
         outln!(
