@@ -124,31 +124,41 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     let tee = claimed.tee();
     let previous = home()?.broker_pin(client.api_host())?;
     let output = &ctx.output;
-    if !output.is_json() {
-        outln!("key broker of {}", client.api_host());
-        outln!("  TEE:                  {}", tee.name());
-        outln!("  measurement:          {claimed}");
-        outln!(
+    // What is to be pinned: on stdout, or with --json (whose stdout is the
+    // answer) on stderr before the question, if one is asked.
+    let mut summary = vec![
+        format!("key broker of {}", client.api_host()),
+        format!("  TEE:                  {}", tee.name()),
+        format!("  measurement:          {claimed}"),
+        format!(
             "  expected measurement: {expected}{}",
             if args.expect_measurement.is_some() {
                 ""
             } else {
                 " (this release's broker)"
             }
-        );
-        outln!("  HPKE key:             {}", doc.identity.keys.kem);
-        outln!("  signing key:          {}", doc.identity.keys.signing);
-        if let Some(platform) = doc.sim_platform_key {
-            outln!("  sim platform key:     {platform}");
+        ),
+        format!("  HPKE key:             {}", doc.identity.keys.kem),
+        format!("  signing key:          {}", doc.identity.keys.signing),
+    ];
+    if let Some(platform) = doc.sim_platform_key {
+        summary.push(format!("  sim platform key:     {platform}"));
+    }
+    if let Some(previous) = &previous {
+        for change in pin_changes(previous, &claimed, &doc.identity.keys) {
+            summary.push(format!("  CHANGED since pinned: {change}"));
         }
-        if let Some(previous) = &previous {
-            for change in pin_changes(previous, &claimed, &doc.identity.keys) {
-                outln!("  CHANGED since pinned: {change}");
-            }
-        }
-        if let Some(warning) = sim_warning(tee) {
-            outln!("");
-            outln!("WARNING: {warning}");
+    }
+    if let Some(warning) = sim_warning(tee) {
+        summary.push(String::new());
+        summary.push(format!("WARNING: {warning}"));
+    }
+    let asking = !args.yes && args.expect_measurement.is_none();
+    for line in &summary {
+        if !output.is_json() {
+            outln!("{line}");
+        } else if asking {
+            eprintln!("{line}");
         }
     }
     if previous
@@ -165,18 +175,8 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     if claimed != expected {
         bail!("refusing to pin: the broker's measurement {claimed} is not the expected {expected}");
     }
-    if !args.yes && args.expect_measurement.is_none() {
-        if output.is_json() {
-            // What is to be pinned, before the question (stdout is the
-            // answer's).
-            eprintln!("key broker of {}: {claimed}", client.api_host());
-            if let Some(warning) = sim_warning(tee) {
-                eprintln!("WARNING: {warning}");
-            }
-        }
-        if !confirm("Pin this key broker?")? {
-            bail!("not pinned");
-        }
+    if asking && !confirm("Pin this key broker?")? {
+        bail!("not pinned");
     }
     // For sim, the platform key comes from the provider itself: accepting it
     // is exactly the trust-on-first-use that sim cannot avoid.

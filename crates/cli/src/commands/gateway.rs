@@ -315,7 +315,10 @@ async fn revoke_credential(args: RevokeCredentialArgs, global: &GlobalArgs) -> a
     .await
     .context("revoking the credential")?;
     if global.json {
-        outln!("{}", json!({"revoked": args.uuid}));
+        outln!(
+            "{}",
+            json!({"revoked": args.uuid, "warning": sim_warning_of(&verified)})
+        );
     } else {
         outln!("");
         outln!(
