@@ -1319,10 +1319,6 @@ fn a_deleted_actions_parameters_are_not_sealed_into_the_action_made_anew() {
     }
 }
 
-/// The provider relabels this client's activation as another action's,
-/// and makes up a newer, plain record of its confidential action: `poll`
-/// must show the opened logs under the name invoked, and `--last` must
-/// not show the made-up record as the action's result.
 #[test]
 fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
     let mut server = Server::start();
@@ -1480,6 +1476,10 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
     polled.stdout_has("the provider wrote them");
 }
 
+/// The provider relabels this client's activation as another action's,
+/// and makes up a newer, plain record of its confidential action: `poll`
+/// must show the opened logs under the name invoked, and `--last` must
+/// not show the made-up record as the action's result.
 #[test]
 fn poll_and_last_show_no_record_the_provider_relabelled_or_made_up() {
     let mut server = Server::start();
