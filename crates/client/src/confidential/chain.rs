@@ -264,6 +264,7 @@ impl Confidential {
         let mut steps = Vec::with_capacity(components.len());
         for component in components {
             let descriptor = self.describe(component, false).await?;
+            super::check_hardware_policy(self.pin.tee, &descriptor)?;
             steps.push(step_of(&descriptor));
         }
         Ok(steps)

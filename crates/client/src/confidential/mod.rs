@@ -141,7 +141,7 @@ pub enum ConfidentialError {
     /// Under a broker pinned on hardware, a policy that lets `sim`
     /// enclaves (the provider's own processes) run the action.
     #[error(
-        "the key broker is pinned on hardware, and the policy of action {0} lets a `sim` enclave (which gives NO hardware protection) run it: nothing is sealed for it (deploy it again from a client pinned on hardware)"
+        "the key broker is pinned on hardware, and the policy of action {0} lets a `sim` enclave (which gives NO hardware protection) run it: its key may be the provider's, so nothing is sealed for it, no invoke and no new version (deploy the code under another name from a client pinned on hardware)"
     )]
     SimAllowedUnderHardware(String),
     /// The broker refused the request.
@@ -1426,6 +1426,11 @@ impl Confidential {
             Err(ConfidentialError::NotRegistered(_)) => None,
             Err(other) => return Err(other),
         };
+        // A new version keeps the action's key pair, which the broker may
+        // already have released to `sim` evidence the provider forged.
+        if let Some(current) = &current {
+            check_hardware_policy(self.pin.tee, current)?;
+        }
         let version = current.as_ref().map_or(1, |current| current.version + 1);
         let limits = Self::bound_limits(current.as_ref(), &mut put, overwrite)?;
         let final_parameters = put
