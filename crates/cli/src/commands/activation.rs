@@ -562,7 +562,9 @@ async fn open_logs(
         } else {
             logs
         };
-        return (activation.name.clone(), logs);
+        // Under its path's name: `pkg/hello` is not a top-level `hello`.
+        let name = confidential::name_in_path(&activation.name, &activation.annotations);
+        return (name, logs);
     };
     // As the node names a record: the action's own name, a package's
     // left out.
@@ -618,19 +620,21 @@ async fn made_up_lines(
             .map_err(anyhow::Error::from),
         None => Err(anyhow::anyhow!("no key broker could be reached")),
     };
-    let confidential = match found {
-        Ok(found) => found.is_some(),
+    match found {
+        Ok(found) => {
+            checked.insert(names, found.is_some());
+            found.is_some()
+        }
         Err(error) => {
-            // Said once per name: the provider can cut the broker off.
+            // Said for each record, and asked again for the next: the
+            // provider can cut the broker off for a while.
             eprintln!(
                 "could not ask the key broker whether {} is confidential ({error:#}); its log lines are the node's, and nothing verifies them",
                 names.join(" or ")
             );
             false
         }
-    };
-    checked.insert(names, confidential);
-    confidential
+    }
 }
 
 fn print_polled(

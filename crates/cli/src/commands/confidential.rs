@@ -279,9 +279,24 @@ async fn refuse_made_up(
     }
     let names = claimed_names(&activation.name, &activation.annotations);
     let checked = match connect(client.clone(), sealing_namespace(ctx, None)?).await {
-        Ok(sealing) => first_confidential(&sealing, &names)
-            .await
-            .map_err(anyhow::Error::from),
+        Ok(sealing) => match first_confidential(&sealing, &names).await {
+            // The path names a package's or another namespace's action
+            // whose bare name is a confidential one's: shown, but not as
+            // that one's (the path is the provider's to write too).
+            Ok(None)
+                if names.len() == 1
+                    && names[0] != format!("/{}/{}", sealing.namespace(), activation.name) =>
+            {
+                if sealing.is_confidential(&activation.name).await? {
+                    eprintln!(
+                        "note: activation {requested} is the node's record of {}, not of your confidential action {}; nothing verifies it",
+                        names[0], activation.name
+                    );
+                }
+                Ok(None)
+            }
+            other => other.map_err(anyhow::Error::from),
+        },
         Err(error) => Err(error),
     };
     match checked {
@@ -321,6 +336,17 @@ pub fn claimed_names(name: &str, annotations: &KeyValues) -> Vec<String> {
     } else {
         vec![qualified, name.to_owned()]
     }
+}
+
+/// What a record of another client's is shown under: its name within its
+/// namespace as its `path` annotation gives it (`pkg/name` for a package's
+/// action), else its `name`.
+pub fn name_in_path(name: &str, annotations: &KeyValues) -> String {
+    annotations
+        .get("path")
+        .and_then(Value::as_str)
+        .and_then(|path| path.trim_start_matches('/').split_once('/'))
+        .map_or_else(|| name.to_owned(), |(_, within)| within.to_owned())
 }
 
 /// Whether a record shows nothing in the clear that an enclave would have

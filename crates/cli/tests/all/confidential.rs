@@ -1378,7 +1378,7 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
         "--plain",
     ])
     .success();
-    let ids: Vec<String> = (0..6)
+    let ids: Vec<String> = (0..7)
         .map(|n| user.invoke_for_id("pub", &[("name", &format!("plain{n}"))]))
         .collect();
     // A plain action of the same name in a package: its records are shown.
@@ -1435,6 +1435,15 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
             json!({"sealed": "c2VhbGVk", "payload": "PROVIDER-FORGED-E"}),
         );
     });
+    // ...a record named `hello` whose path names a package of the
+    // provider's making...
+    forge_record(&server.data_dir, &ids[6], |record| {
+        record.name = "hello".into();
+        record
+            .annotations
+            .set("path", Value::String("guest/zz/hello".into()));
+        record.response = ActivationResponse::success(json!({"payload": "PROVIDER-FORGED-G"}));
+    });
     // ...and a record named as the plain action whose path is `hello`'s.
     forge_record(&server.data_dir, &ids[5], |record| {
         record
@@ -1447,6 +1456,12 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
     user.clemmys(&["activation", "result", &packaged])
         .success()
         .stdout_has("Hello, packaged!");
+    // Shown as what its path says it is, never as a run of `hello`.
+    user.clemmys(&["activation", "result", &ids[6]])
+        .success()
+        .stderr_has(
+            "is the node's record of /guest/zz/hello, not of your confidential action hello",
+        );
     for (id, command) in [
         (&ids[4], "get"),
         (&ids[5], "result"),
@@ -1473,6 +1488,9 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
         .clemmys(&["activation", "poll", "--exit", "1", "--since-minutes", "10"])
         .success();
     assert!(!polled.stdout.contains("PROVIDER-FORGED"), "{polled}");
+    polled
+        .stdout_has(&format!("Activation: 'zz/hello' ({})", ids[6]))
+        .stdout_has(&format!("Activation: 'pkg/hello' ({packaged})"));
     polled.stdout_has("the provider wrote them");
 }
 
