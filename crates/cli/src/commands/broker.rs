@@ -144,10 +144,11 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(platform) = doc.sim_platform_key {
         summary.push(format!("  sim platform key:     {platform}"));
     }
-    if let Some(previous) = &previous {
-        for change in pin_changes(previous, &claimed, &doc.identity.keys) {
-            summary.push(format!("  CHANGED since pinned: {change}"));
-        }
+    let changes = previous.as_ref().map_or_else(Vec::new, |previous| {
+        pin_changes(previous, &claimed, &doc.identity.keys)
+    });
+    for change in &changes {
+        summary.push(format!("  CHANGED since pinned: {change}"));
     }
     if let Some(warning) = sim_warning(tee) {
         summary.push(String::new());
@@ -213,6 +214,7 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
         return output.print_json(&json!({
             "pinned": pin,
             "apiHost": client.api_host(),
+            "changedSincePinned": changes,
             "warning": sim_warning(pin.tee),
         }));
     }

@@ -368,7 +368,13 @@ pub fn only_sealed(activation: &Activation) -> bool {
 /// A log line an enclave sealed, or a sequence's step id (what OpenWhisk
 /// logs for a sequence, in the clear for confidential ones too).
 pub fn sealed_or_step_id(line: &str) -> bool {
-    line.starts_with(clemmys_client::confidential::SEALED_LOGS_PREFIX)
+    use base64::Engine as _;
+    line.strip_prefix(clemmys_client::confidential::SEALED_LOGS_PREFIX)
+        .is_some_and(|sealed| {
+            base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .is_ok()
+        })
         || line.parse::<ActivationId>().is_ok()
 }
 

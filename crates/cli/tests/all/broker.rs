@@ -3,6 +3,7 @@
 //! TEE does not protect.
 
 use clemmys_client::confidential::expected_broker_measurement;
+use serde_json::json;
 
 use crate::common::{SIM_WARNING_POINT, SIM_WARNING_START, Server};
 
@@ -94,6 +95,7 @@ fn broker_trust_json_reports_the_pin() {
     let json = out.json();
     assert_eq!(json["apiHost"], server.api_host.as_str(), "{out}");
     assert_eq!(json["pinned"]["tee"], "sim", "{out}");
+    assert_eq!(json["changedSincePinned"], json!([]), "{out}");
     assert!(
         json["warning"]
             .as_str()
@@ -255,8 +257,17 @@ fn a_hardware_pin_is_not_replaced_by_a_sim_broker_without_asking() {
             .contains("\"tee\": \"sgx-dcap\""),
         "the hardware pin was replaced"
     );
-    user.clemmys(&["broker", "trust", "--yes", "--downgrade-to-sim"])
-        .success();
+    let downgraded = user
+        .clemmys(&["broker", "trust", "--yes", "--downgrade-to-sim", "--json"])
+        .success()
+        .json();
+    // A script sees what changed, too.
+    assert!(
+        downgraded["changedSincePinned"]
+            .as_array()
+            .is_some_and(|changes| !changes.is_empty()),
+        "{downgraded}"
+    );
     assert!(
         std::fs::read_to_string(&pins)
             .expect("the pin")
