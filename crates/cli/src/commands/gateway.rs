@@ -136,7 +136,9 @@ pub struct GatewayServeArgs {
 /// Arguments of `gateway verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
-    /// The gateway, `https://HOST:PORT`.
+    /// The gateway, `https://HOST:PORT` (without a scheme: https, as `wsk`
+    /// takes an API host).
+    #[arg(value_parser = gateway_url)]
     pub url: String,
     /// Write the verified certificate (PEM) here.
     #[arg(long, value_name = "FILE")]
@@ -517,8 +519,10 @@ fn pinned_client_lines(pem: &str, key_pin: &str, url: &str, auth: Option<&str>) 
     };
     [
         format!("curl --cacert {pem} --pinnedpubkey {key_pin}{user} {url}/api/v1/namespaces"),
+        // What a user's environment may add to Node's trust (an extra
+        // authority, the checks turned off) is taken away first.
         format!(
-            "NODE_OPTIONS=--use-openssl-ca {only_the_pin} __OW_API_HOST={url}{key} node app.js"
+            "env -u NODE_EXTRA_CA_CERTS -u NODE_TLS_REJECT_UNAUTHORIZED -u __OW_IGNORE_CERTS NODE_OPTIONS=--use-openssl-ca {only_the_pin} __OW_API_HOST={url}{key} node app.js"
         ),
         format!("{only_the_pin} wsk --apihost {url}{wsk_auth} ..."),
     ]
@@ -611,10 +615,24 @@ pub fn announce(gateway: &clemmys_server::gateway_node::RunningGateway) {
 }
 
 /// `host:port` and the host of an `https://` URL (port 443 by default).
-fn address_of(url: &str) -> anyhow::Result<(String, String)> {
-    if url.starts_with("http://") {
-        bail!("{url}: a gateway speaks TLS only (https://)");
+/// A gateway's URL as it is used and printed: always `https://` (the
+/// lines printed for curl must not fall back to curl's default of plain
+/// HTTP, which would send the credential in the clear).
+fn gateway_url(url: &str) -> Result<String, String> {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => {
+            Ok(format!("https://{rest}"))
+        }
+        Some((scheme, _)) => Err(format!(
+            "{url}: a gateway speaks TLS only (https://), not {scheme}://"
+        )),
+        None => Ok(format!("https://{url}")),
     }
+}
+
+fn address_of(url: &str) -> anyhow::Result<(String, String)> {
+    let url = gateway_url(url).map_err(anyhow::Error::msg)?;
+    let url = url.as_str();
     let rest = url.strip_prefix("https://").unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
     if authority.is_empty() {
@@ -978,5 +996,34 @@ mod tests {
         );
         assert!(address_of("http://127.0.0.1:1").is_err());
         assert!(address_of("https://h:notaport").is_err());
+    }
+
+    #[test]
+    fn a_gateway_url_is_always_used_and_printed_as_https() {
+        // curl, given no scheme, speaks plain HTTP: the printed lines must
+        // name https.
+        assert_eq!(
+            gateway_url("gw.example:3443").as_deref(),
+            Ok("https://gw.example:3443")
+        );
+        assert_eq!(
+            gateway_url("HTTPS://gw.example").as_deref(),
+            Ok("https://gw.example")
+        );
+        assert!(gateway_url("http://gw.example").is_err());
+        assert!(gateway_url("ftp://gw.example").is_err());
+        let lines = pinned_client_lines(
+            "gateway.pem",
+            "sha256//pin",
+            &gateway_url("gw.example:3443").expect("url"),
+            Some("uuid:key"),
+        );
+        assert!(
+            lines
+                .iter()
+                .filter(|line| line.contains("gw.example"))
+                .all(|line| line.contains("https://gw.example:3443")),
+            "{lines:?}"
+        );
     }
 }

@@ -3241,6 +3241,21 @@ fn no_credential_is_asked_of_or_revoked_at_a_gateway_on_another_platform() {
         &owner_flags(&owner_id, &server),
     );
     let (_, uuid) = credential_of(&owner, &genuine.url);
+    // Given without a scheme, the gateway is https (as `wsk` takes an API
+    // host), and so is every line printed for curl, whose default is
+    // plain HTTP.
+    let schemeless = genuine.url.trim_start_matches("https://");
+    let printed = owner
+        .clemmys(&["gateway", "credential", schemeless])
+        .success();
+    assert!(
+        printed
+            .stdout
+            .lines()
+            .filter(|line| line.contains(schemeless))
+            .all(|line| line.contains(&genuine.url)),
+        "{printed}"
+    );
     owner
         .clemmys(&["gateway", "revoke-credential", &impostor.url, &uuid])
         .failure()
@@ -3577,13 +3592,13 @@ fn the_pinned_client_lines_trust_only_the_gateway_not_the_systems_authorities() 
             .stdout
             .lines()
             .map(str::trim)
-            .find(|line| line.starts_with(start) && line.contains(&auth))
+            .find(|line| line.contains(start) && line.contains(&auth))
             .unwrap_or_else(|| panic!("no `{start}` line with the credential in:\n{issued}"))
             .split_whitespace()
             .map(|word| word.replace(&owners.gateway.url, "GATEWAY"))
             .collect()
     };
-    let (curl_line, node_line) = (line("curl "), line("NODE_"));
+    let (curl_line, node_line) = (line("curl "), line("__OW_API_HOST="));
 
     // The lines work against the gateway.
     let at = |words: &[String], url: &str| -> Vec<String> {
@@ -3618,16 +3633,34 @@ fn the_pinned_client_lines_trust_only_the_gateway_not_the_systems_authorities() 
             .env_remove("NODE_TLS_REJECT_UNAUTHORIZED")
             .env_remove("__OW_NAMESPACE");
         if let Some(store) = system_store {
-            // A node that uses the system's store, holding the authority.
+            // A node that uses the system's store, holding the authority,
+            // for a user whose environment also trusts it as an extra
+            // authority and has turned the checks off.
             command
                 .env("NODE_OPTIONS", "--use-openssl-ca")
-                .env("SSL_CERT_DIR", store);
+                .env("SSL_CERT_DIR", store)
+                .env("NODE_EXTRA_CA_CERTS", store.join("authority.pem"))
+                .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
+                .env("__OW_IGNORE_CERTS", "true");
         }
-        for word in words.iter().take_while(|word| word.as_str() != "node") {
-            let (name, value) = word
-                .split_once('=')
-                .unwrap_or_else(|| panic!("not NAME=VALUE: {word}"));
-            command.env(name, value);
+        // `env -u NAME … NAME=VALUE … node …`, as a shell runs it.
+        let mut words = words.iter().take_while(|word| word.as_str() != "node");
+        while let Some(word) = words.next() {
+            match word.as_str() {
+                "env" => {}
+                "-u" => {
+                    let name = words
+                        .next()
+                        .unwrap_or_else(|| panic!("no name after -u: {node_line:?}"));
+                    command.env_remove(name);
+                }
+                assignment => {
+                    let (name, value) = assignment
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("not NAME=VALUE: {assignment}"));
+                    command.env(name, value);
+                }
+            }
         }
         command
             .output()
