@@ -522,7 +522,7 @@ fn pinned_client_lines(pem: &str, key_pin: &str, url: &str, auth: Option<&str>) 
         // What a user's environment may add to Node's trust (an extra
         // authority, the checks turned off) is taken away first.
         format!(
-            "env -u NODE_EXTRA_CA_CERTS -u NODE_TLS_REJECT_UNAUTHORIZED -u __OW_IGNORE_CERTS NODE_OPTIONS=--use-openssl-ca {only_the_pin} __OW_API_HOST={url}{key} node app.js"
+            "env -u NODE_EXTRA_CA_CERTS -u NODE_USE_SYSTEM_CA -u NODE_TLS_REJECT_UNAUTHORIZED -u __OW_IGNORE_CERTS NODE_OPTIONS=--use-openssl-ca {only_the_pin} __OW_API_HOST={url}{key} node app.js"
         ),
         format!("{only_the_pin} wsk --apihost {url}{wsk_auth} ..."),
     ]
@@ -619,15 +619,25 @@ pub fn announce(gateway: &clemmys_server::gateway_node::RunningGateway) {
 /// lines printed for curl must not fall back to curl's default of plain
 /// HTTP, which would send the credential in the clear).
 fn gateway_url(url: &str) -> Result<String, String> {
-    match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => {
-            Ok(format!("https://{rest}"))
+    let authority = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{url}: a gateway speaks TLS only (https://), not {scheme}://"
+            ));
         }
-        Some((scheme, _)) => Err(format!(
-            "{url}: a gateway speaks TLS only (https://), not {scheme}://"
-        )),
-        None => Ok(format!("https://{url}")),
+        None => url,
+    };
+    // Only `HOST[:PORT]`: the printed lines append the API's paths, and a
+    // character a shell reads (`&`, `;`, `$`, a space) would split them.
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if authority.is_empty() || !authority.chars().all(allowed) {
+        return Err(format!(
+            "{url}: name a gateway as https://HOST[:PORT], without a path, user or query"
+        ));
     }
+    Ok(format!("https://{authority}"))
 }
 
 fn address_of(url: &str) -> anyhow::Result<(String, String)> {
@@ -987,7 +997,7 @@ mod tests {
             ("127.0.0.1:3443".into(), "127.0.0.1".into())
         );
         assert_eq!(
-            address_of("https://gw.example/api/v1").expect("url"),
+            address_of("https://gw.example").expect("url"),
             ("gw.example:443".into(), "gw.example".into())
         );
         assert_eq!(
@@ -1012,6 +1022,21 @@ mod tests {
         );
         assert!(gateway_url("http://gw.example").is_err());
         assert!(gateway_url("ftp://gw.example").is_err());
+        assert_eq!(
+            gateway_url("https://[::1]:8443/").as_deref(),
+            Ok("https://[::1]:8443")
+        );
+        for unsafe_url in [
+            "https://gw.example/api/v1",
+            "https://gw.example/&",
+            "https://user@gw.example",
+            "https://gw.example?x=1",
+            "gw.example;rm",
+            "https://gw example",
+            "",
+        ] {
+            assert!(gateway_url(unsafe_url).is_err(), "{unsafe_url}");
+        }
         let lines = pinned_client_lines(
             "gateway.pem",
             "sha256//pin",

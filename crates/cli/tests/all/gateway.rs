@@ -3640,6 +3640,7 @@ fn the_pinned_client_lines_trust_only_the_gateway_not_the_systems_authorities() 
                 .env("NODE_OPTIONS", "--use-openssl-ca")
                 .env("SSL_CERT_DIR", store)
                 .env("NODE_EXTRA_CA_CERTS", store.join("authority.pem"))
+                .env("NODE_USE_SYSTEM_CA", "1")
                 .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
                 .env("__OW_IGNORE_CERTS", "true");
         }
