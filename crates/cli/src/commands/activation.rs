@@ -562,8 +562,21 @@ async fn open_logs(
         } else {
             logs
         };
-        // Under its path's name: `pkg/hello` is not a top-level `hello`.
+        // Under its path's name: `pkg/hello` is not a top-level `hello`,
+        // nor is another namespace's `hello` (named in full).
         let name = confidential::name_in_path(&activation.name, &activation.annotations);
+        let name = match confidential::path_parts(&activation.annotations) {
+            Some((namespace, within)) => {
+                if sealing.is_none() {
+                    *sealing = confidential::connect(client.clone(), None).await.ok();
+                }
+                match sealing.as_ref() {
+                    Some(ours) if ours.namespace() != namespace => format!("/{namespace}/{within}"),
+                    _ => name,
+                }
+            }
+            None => name,
+        };
         return (name, logs);
     };
     // As the node names a record: the action's own name, a package's

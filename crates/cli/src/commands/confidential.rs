@@ -287,11 +287,16 @@ async fn refuse_made_up(
                 if names.len() == 1
                     && names[0] != format!("/{}/{}", sealing.namespace(), activation.name) =>
             {
-                if sealing.is_confidential(&activation.name).await? {
-                    eprintln!(
+                match sealing.is_confidential(&activation.name).await {
+                    Ok(true) => eprintln!(
                         "note: activation {requested} is the node's record of {}, not of your confidential action {}; nothing verifies it",
                         names[0], activation.name
-                    );
+                    ),
+                    Ok(false) => {}
+                    Err(error) => eprintln!(
+                        "activation {requested}: could not ask the key broker whether {} is confidential ({error}); its record is the node's, and nothing verifies it",
+                        activation.name
+                    ),
                 }
                 Ok(None)
             }
@@ -342,11 +347,15 @@ pub fn claimed_names(name: &str, annotations: &KeyValues) -> Vec<String> {
 /// namespace as its `path` annotation gives it (`pkg/name` for a package's
 /// action), else its `name`.
 pub fn name_in_path(name: &str, annotations: &KeyValues) -> String {
+    path_parts(annotations).map_or_else(|| name.to_owned(), |(_, within)| within.to_owned())
+}
+
+/// A record's `path` annotation as `(namespace, name within it)`.
+pub fn path_parts(annotations: &KeyValues) -> Option<(&str, &str)> {
     annotations
         .get("path")
         .and_then(Value::as_str)
         .and_then(|path| path.trim_start_matches('/').split_once('/'))
-        .map_or_else(|| name.to_owned(), |(_, within)| within.to_owned())
 }
 
 /// Whether a record shows nothing in the clear that an enclave would have

@@ -1378,7 +1378,7 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
         "--plain",
     ])
     .success();
-    let ids: Vec<String> = (0..7)
+    let ids: Vec<String> = (0..8)
         .map(|n| user.invoke_for_id("pub", &[("name", &format!("plain{n}"))]))
         .collect();
     // A plain action of the same name in a package: its records are shown.
@@ -1444,6 +1444,15 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
             .set("path", Value::String("guest/zz/hello".into()));
         record.response = ActivationResponse::success(json!({"payload": "PROVIDER-FORGED-G"}));
     });
+    // ...a record named `hello` of another namespace, whose lines `poll`
+    // shows under that namespace's name...
+    forge_record(&server.data_dir, &ids[7], |record| {
+        record.name = "hello".into();
+        record
+            .annotations
+            .set("path", Value::String("other/hello".into()));
+        record.logs = vec!["2026-12-07T00:00:00Z stdout: OTHER-NAMESPACE-LINE".into()];
+    });
     // ...and a record named as the plain action whose path is `hello`'s.
     forge_record(&server.data_dir, &ids[5], |record| {
         record
@@ -1490,7 +1499,8 @@ fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
     assert!(!polled.stdout.contains("PROVIDER-FORGED"), "{polled}");
     polled
         .stdout_has(&format!("Activation: 'zz/hello' ({})", ids[6]))
-        .stdout_has(&format!("Activation: 'pkg/hello' ({packaged})"));
+        .stdout_has(&format!("Activation: 'pkg/hello' ({packaged})"))
+        .stdout_has(&format!("Activation: '/other/hello' ({})", ids[7]));
     polled.stdout_has("the provider wrote them");
 }
 
