@@ -4,7 +4,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use anyhow::{Context as _, bail};
 use clemmys_client::confidential::{BrokerIdentityDoc, expected_broker_measurement, sim_warning};
-use clemmys_proto::Measurement;
+use clemmys_proto::{Measurement, SigningPublicKey};
 use serde_json::json;
 
 use super::Context;
@@ -145,7 +145,7 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
         summary.push(format!("  sim platform key:     {platform}"));
     }
     let changes = previous.as_ref().map_or_else(Vec::new, |previous| {
-        pin_changes(previous, &claimed, &doc.identity.keys)
+        pin_changes(previous, &claimed, &doc.identity.keys, doc.sim_platform_key)
     });
     for change in &changes {
         summary.push(format!("  CHANGED since pinned: {change}"));
@@ -275,6 +275,7 @@ fn pin_changes(
     previous: &clemmys_client::confidential::BrokerPin,
     claimed: &Measurement,
     keys: &clemmys_proto::identity::EnclavePublicKeys,
+    sim_platform: Option<SigningPublicKey>,
 ) -> Vec<String> {
     let mut changes = Vec::new();
     if previous.tee != claimed.tee() {
@@ -289,6 +290,48 @@ fn pin_changes(
     }
     if previous.keys != *keys {
         changes.push("keys".to_owned());
+        if !previous.trusted_owners.is_empty() {
+            // Trusted owners are kept only for the same broker.
+            changes.push(format!(
+                "trusted owners ({} dropped: trust them again with --trust-owner)",
+                previous.trusted_owners.len()
+            ));
+        }
+    }
+    if previous.sim_platform != sim_platform {
+        changes.push("sim platform key".to_owned());
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clemmys_client::confidential::BrokerPin;
+    use clemmys_proto::identity::EnclaveKeys;
+
+    #[test]
+    fn what_changed_since_the_pin_names_keys_owners_and_the_platform() {
+        let mut rng = clemmys_tee::os_rng();
+        let (pinned_keys, other_keys) = (
+            EnclaveKeys::generate(&mut rng).public(),
+            EnclaveKeys::generate(&mut rng).public(),
+        );
+        let platform = EnclaveKeys::generate(&mut rng).public().signing;
+        let measurement = expected_broker_measurement();
+        let previous = BrokerPin {
+            tee: measurement.tee(),
+            measurement,
+            sim_platform: Some(platform),
+            keys: pinned_keys,
+            namespace: Some("guest".into()),
+            trusted_owners: vec![clemmys_proto::identity::ClientIdentity::generate(&mut rng).id()],
+        };
+        assert!(pin_changes(&previous, &measurement, &pinned_keys, Some(platform)).is_empty());
+        let changes = pin_changes(&previous, &measurement, &other_keys, None);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(changes[0], "keys");
+        assert!(changes[1].contains("1 dropped"), "{changes:?}");
+        assert_eq!(changes[2], "sim platform key");
+    }
 }
