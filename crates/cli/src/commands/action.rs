@@ -881,10 +881,15 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("getting action {}", args.name))?;
     let output = &ctx.output;
+    // The broker's word too, not only the node's annotation (which the
+    // provider can drop).
     if !saving
-        && doc
+        && (doc
             .annotations
             .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
+            || broker_holds(ctx, &client, &args.name)
+                .await
+                .unwrap_or(false))
     {
         show_sealed_defaults(&mut doc, &args.name, ctx).await;
     }
@@ -950,18 +955,38 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
 /// kept when it sealed the current version. Without a broker pin (not the
 /// owner's client) the node's record stays as it is.
 async fn show_sealed_defaults(doc: &mut ActionDoc, name: &str, ctx: &Context) {
-    let kept = async {
+    let connected = async {
         let namespace = confidential::sealing_namespace(ctx, Some(name))?;
-        let sealing = confidential::connect(ctx.client()?.clone(), namespace).await?;
-        anyhow::Ok(sealing.current_defaults(name).await?)
+        anyhow::Ok(confidential::connect(ctx.client()?.clone(), namespace).await?)
     };
-    match kept.await {
+    let sealing = match connected.await {
+        Ok(sealing) => sealing,
+        Err(error) => {
+            ctx.output.hint(format_args!(
+                "its default parameters are sealed and its limits bound in its policy, and the key broker could not be asked: {error:#}"
+            ));
+            return;
+        }
+    };
+    match sealing.current_defaults(name).await {
         Ok(Some(defaults)) => {
             doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
         }
         Ok(None) => {}
         Err(error) => ctx.output.hint(format_args!(
             "its default parameters are sealed, and this client has no copy to show: {error:#}"
+        )),
+    }
+    // The limits its enclaves run under are the policy's, whatever the
+    // node records (the provider writes that).
+    match sealing.describe(name, true).await {
+        Ok(descriptor) => {
+            if let Some(bound) = descriptor.policy.limits {
+                doc.limits = Some(bound.over(doc.limits.unwrap_or_default()));
+            }
+        }
+        Err(error) => ctx.output.hint(format_args!(
+            "its limits are bound in its policy, which the key broker did not describe: the node's are shown ({error:#})"
         )),
     }
 }

@@ -374,6 +374,38 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
 }
 
 #[test]
+fn action_get_shows_the_limits_a_confidential_action_runs_under() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "act",
+            crate::common::arg(&example("hello")),
+            "--memory",
+            "200",
+            "--timeout",
+            "30000",
+        ])
+        .success();
+    // The provider rewrites the limits in the node's record of the action.
+    let (status, body) = server.get("/api/v1/namespaces/_/actions/act?code=true");
+    assert_eq!(status, 200);
+    let mut record: Value = serde_json::from_slice(&body).unwrap_or_else(|error| panic!("{error}"));
+    record["limits"] = json!({"timeout": 100, "memory": 128, "logs": 10, "concurrency": 1});
+    let (status, body) = server.put("/api/v1/namespaces/_/actions/act?overwrite=true", &record);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let shown = owner
+        .clemmys(&["action", "get", "act", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["limits"]["memory"], 200, "{shown}");
+    assert_eq!(shown["limits"]["timeout"], 30000, "{shown}");
+}
+
+#[test]
 fn no_rule_fires_a_confidential_action_the_provider_shows_as_plain() {
     let server = Server::start();
     let owner = server.user();
