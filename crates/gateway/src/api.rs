@@ -502,19 +502,34 @@ async fn get_action(
     check_namespace(&gateway, &path.namespace)?;
     let name = path.action()?;
     let connection = connect(&gateway, &headers).await?;
-    let doc = connection.client().get_action(&name, false).await?;
+    let mut doc = connection.client().get_action(&name, false).await?;
+    // A registered action's enclaves run under the limits its policy
+    // binds, whatever the node's record says (the provider writes that).
+    let registered = match connection.describe(&name, true).await {
+        Ok(descriptor) => {
+            if let Some(bound) = descriptor.policy.limits {
+                doc.limits = Some(bound.over(doc.limits.unwrap_or_default()));
+            }
+            true
+        }
+        Err(_) => false,
+    };
     let mut shown = without_code(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,
     );
-    if let Some(defaults) = connection.current_defaults(&name).await? {
-        let parameters = KeyValues::from_object(defaults.parameters());
-        if let Some(fields) = shown.as_object_mut() {
-            fields.insert(
-                "parameters".into(),
-                serde_json::to_value(parameters)
-                    .map_err(|e| ConfidentialError::State(e.to_string()))?,
-            );
-        }
+    let parameters = match connection.current_defaults(&name).await? {
+        Some(defaults) => Some(KeyValues::from_object(defaults.parameters())),
+        // Its parameters are sealed with its code: any the node shows
+        // beside them are the provider's.
+        None if registered => Some(KeyValues::default()),
+        None => None,
+    };
+    if let (Some(parameters), Some(fields)) = (parameters, shown.as_object_mut()) {
+        fields.insert(
+            "parameters".into(),
+            serde_json::to_value(parameters)
+                .map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
     }
     Ok(axum::Json(shown).into_response())
 }

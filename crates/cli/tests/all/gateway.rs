@@ -3269,6 +3269,28 @@ fn no_credential_is_asked_of_or_revoked_at_a_gateway_on_another_platform() {
 }
 
 #[test]
+fn the_gateway_shows_the_limits_an_action_runs_under() {
+    let server = Server::start();
+    let owners = OwnersGateway::start(&server, &server.api_host);
+    owners.authorize();
+    deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    // The provider rewrites the limits in the node's record.
+    let (status, body) = server.get("/api/v1/namespaces/_/actions/hello?code=true");
+    assert_eq!(status, 200);
+    let mut record: Value = serde_json::from_slice(&body).unwrap_or_else(|error| panic!("{error}"));
+    record["limits"] = json!({"timeout": 100, "memory": 128, "logs": 10, "concurrency": 1});
+    let (status, body) = server.put("/api/v1/namespaces/_/actions/hello?overwrite=true", &record);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = owners_curl(&owners, "GET", "/api/v1/namespaces/_/actions/hello", None);
+    assert_eq!(status, 200, "{body}");
+    let shown: Value = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{error}"));
+    // OpenWhisk's defaults, bound in the policy when it was deployed.
+    assert_eq!(shown["limits"]["memory"], 256, "{shown}");
+    assert_eq!(shown["limits"]["timeout"], 60000, "{shown}");
+    assert_eq!(shown["parameters"], json!([]), "{shown}");
+}
+
+#[test]
 fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked() {
     let mut server = Server::start();
     let owners = OwnersGateway::start(&server, &server.api_host);
