@@ -883,17 +883,26 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     let output = &ctx.output;
     // The broker's word too, not only the node's annotation (which the
     // provider can drop).
-    if !saving
-        && (doc
-            .annotations
-            .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
-            || broker_holds(ctx, &client, &args.name)
-                .await
-                .unwrap_or(false))
-    {
+    let confidential = doc
+        .annotations
+        .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
+        || broker_holds(ctx, &client, &args.name)
+            .await
+            .unwrap_or(false);
+    if !saving && confidential {
         show_sealed_defaults(&mut doc, &args.name, ctx).await;
     }
     if args.url {
+        if confidential && doc.annotations.is_true(WEB_EXPORT) {
+            // The node's web route would take its callers' requests in the
+            // clear (an honest node refuses them).
+            bail!(
+                "{} is a confidential web action: the owner's attested gateway serves it, at https://GATEWAY/api/v1/web/{}/default/{} (or its package's name for `default`); the node's web URL is not one to give out",
+                args.name,
+                doc.namespace,
+                doc.name
+            );
+        }
         let url = action_url(client.api_host(), &doc);
         if output.is_json() {
             return output.print_json(&json!({ "url": url }));
@@ -911,10 +920,7 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         if output.is_json() {
             return output.print_json(&json!({ "saved": path }));
         }
-        if doc
-            .annotations
-            .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
-        {
+        if confidential {
             output.ok(format_args!(
                 "saved the SEALED code of confidential action {} to {}",
                 doc.name,

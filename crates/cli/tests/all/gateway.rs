@@ -1517,6 +1517,14 @@ fn a_confidential_web_action_is_served_by_the_gateway_and_the_provider_sees_noth
     deploy_with_curl(&owners, "secret", &example("secret"), web_export());
     deploy_with_curl(&owners, "echo", &example("echo"), web_export());
     deploy_with_curl(&owners, "hello", &example("hello"), json!([]));
+    // The owner's CLI, asked for its URL at the node, gives no node web
+    // URL to hand out (the node's web route would see callers' requests).
+    let asked = owners
+        .owner
+        .clemmys(&["action", "get", "secret", "--url"])
+        .failure();
+    asked.stderr_has("the owner's attested gateway serves it");
+    assert!(!asked.stdout.contains("/api/v1/web/"), "{asked}");
 
     // Anyone, without credentials and trusting only the pinned
     // certificate: `.json` by GET (query) and POST (JSON body).
