@@ -564,18 +564,12 @@ async fn open_logs(
         };
         // Under its path's name: `pkg/hello` is not a top-level `hello`,
         // nor is another namespace's `hello` (named in full).
-        let name = confidential::name_in_path(&activation.name, &activation.annotations);
         let name = match confidential::path_parts(&activation.annotations) {
-            Some((namespace, within)) => {
-                if sealing.is_none() {
-                    *sealing = confidential::connect(client.clone(), None).await.ok();
-                }
-                match sealing.as_ref() {
-                    Some(ours) if ours.namespace() != namespace => format!("/{namespace}/{within}"),
-                    _ => name,
-                }
-            }
-            None => name,
+            Some((namespace, within)) => match connected(sealing, client).await {
+                Some(ours) if ours.namespace() != namespace => format!("/{namespace}/{within}"),
+                _ => within.to_owned(),
+            },
+            None => activation.name.clone(),
         };
         return (name, logs);
     };
@@ -586,13 +580,9 @@ async fn open_logs(
         .rsplit_once('/')
         .map_or(invoked.action.as_str(), |(_, name)| name)
         .to_owned();
-    if sealing.is_none() {
-        // Opening needs only the keyring: the pinned namespace will do.
-        *sealing = confidential::connect(client.clone(), None).await.ok();
-    }
     // This client's activation: its logs are the opened ones, never the
     // record's lines (the provider's to write).
-    let logs = match sealing.as_ref() {
+    let logs = match connected(sealing, client).await {
         Some(sealing) => match sealing.open_activation(id).await {
             Ok(opened) => confidential::opened_logs(&opened),
             Err(error) => vec![format!("(its sealed logs did not open: {error})")],
@@ -600,6 +590,19 @@ async fn open_logs(
         None => vec!["(its sealed logs were not opened: no key broker is pinned)".to_owned()],
     };
     (name, logs)
+}
+
+/// `poll`'s confidential client, connected on first need (for the
+/// pinned namespace: opening needs only the keyring); `None` when it
+/// cannot be (no key broker pinned, say).
+async fn connected<'a>(
+    sealing: &'a mut Option<clemmys_client::confidential::Confidential>,
+    client: &Client,
+) -> Option<&'a clemmys_client::confidential::Confidential> {
+    if sealing.is_none() {
+        *sealing = confidential::connect(client.clone(), None).await.ok();
+    }
+    sealing.as_ref()
 }
 
 /// Whether `logs`, the lines of a record another client made, are lines
@@ -624,10 +627,7 @@ async fn made_up_lines(
     if let Some(&confidential) = checked.get(&names) {
         return confidential;
     }
-    if sealing.is_none() {
-        *sealing = confidential::connect(client.clone(), None).await.ok();
-    }
-    let found = match sealing.as_ref() {
+    let found = match connected(sealing, client).await {
         Some(sealing) => confidential::first_confidential(sealing, &names)
             .await
             .map_err(anyhow::Error::from),

@@ -278,50 +278,57 @@ async fn refuse_made_up(
         return Ok(());
     }
     let names = claimed_names(&activation.name, &activation.annotations);
-    let checked = match connect(client.clone(), sealing_namespace(ctx, None)?).await {
-        Ok(sealing) => match first_confidential(&sealing, &names).await {
-            // The path names a package's or another namespace's action
-            // whose bare name is a confidential one's: shown, but not as
-            // that one's (the path is the provider's to write too).
-            Ok(None)
-                if names.len() == 1
-                    && names[0] != format!("/{}/{}", sealing.namespace(), activation.name) =>
-            {
-                match sealing.is_confidential(&activation.name).await {
-                    Ok(true) => eprintln!(
-                        "note: activation {requested} is the node's record of {}, not of your confidential action {}; nothing verifies it",
-                        names[0], activation.name
-                    ),
-                    Ok(false) => {}
-                    Err(error) => eprintln!(
-                        "activation {requested}: could not ask the key broker whether {} is confidential ({error}); its record is the node's, and nothing verifies it",
-                        activation.name
-                    ),
-                }
-                Ok(None)
-            }
-            other => other.map_err(anyhow::Error::from),
-        },
-        Err(error) => Err(error),
-    };
-    match checked {
-        Ok(Some(name)) => report_only(
-            requested,
-            activation,
-            &format!(
-                "a run of {name}, which the key broker holds as confidential and this client did not invoke"
-            ),
-        ),
-        Ok(None) => Ok(()),
+    let sealing = match connect(client.clone(), sealing_namespace(ctx, None)?).await {
+        Ok(sealing) => sealing,
         Err(error) => {
-            // Shown, but not as checked: the provider can cut the broker off.
-            eprintln!(
-                "activation {requested}: could not ask the key broker whether {} is confidential ({error:#}); its record is the node's, and nothing verifies it",
-                names.join(" or ")
+            unverified(requested, &names.join(" or "), &error);
+            return Ok(());
+        }
+    };
+    match first_confidential(&sealing, &names).await {
+        Ok(Some(name)) => {
+            return report_only(
+                requested,
+                activation,
+                &format!(
+                    "a run of {name}, which the key broker holds as confidential and this client did not invoke"
+                ),
             );
-            Ok(())
+        }
+        Ok(None) => {}
+        Err(error) => {
+            unverified(requested, &names.join(" or "), &error.into());
+            return Ok(());
         }
     }
+    // The path names a package's or another namespace's action whose bare
+    // name may be a confidential one's (not asked yet): shown, but not as
+    // that one's (the path is the provider's to write too).
+    let own = format!("/{}/{}", sealing.namespace(), activation.name);
+    if !names
+        .iter()
+        .any(|name| *name == activation.name || *name == own)
+    {
+        match sealing.is_confidential(&activation.name).await {
+            Ok(true) => eprintln!(
+                "note: activation {requested} is the node's record of {}, not of your confidential action {}; nothing verifies it",
+                names.join(" or "),
+                activation.name
+            ),
+            Ok(false) => {}
+            Err(error) => unverified(requested, &activation.name, &error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Says that whether `names` is confidential could not be asked, so the
+/// record of activation `requested` is shown as the node's: the provider
+/// can cut the broker off.
+fn unverified(requested: ActivationId, names: &str, error: &anyhow::Error) {
+    eprintln!(
+        "activation {requested}: could not ask the key broker whether {names} is confidential ({error:#}); its record is the node's, and nothing verifies it"
+    );
 }
 
 /// The names of actions a record could be taken for, all the provider's
@@ -341,13 +348,6 @@ pub fn claimed_names(name: &str, annotations: &KeyValues) -> Vec<String> {
     } else {
         vec![qualified, name.to_owned()]
     }
-}
-
-/// What a record of another client's is shown under: its name within its
-/// namespace as its `path` annotation gives it (`pkg/name` for a package's
-/// action), else its `name`.
-pub fn name_in_path(name: &str, annotations: &KeyValues) -> String {
-    path_parts(annotations).map_or_else(|| name.to_owned(), |(_, within)| within.to_owned())
 }
 
 /// A record's `path` annotation as `(namespace, name within it)`.
