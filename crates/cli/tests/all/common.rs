@@ -751,3 +751,19 @@ pub fn try_http_send_within(
             .unwrap_or(Err(HttpFailure::TimedOut))
     })
 }
+
+/// What a test proxy in front of the node at `upstream` (`http://HOST:PORT`)
+/// starts from: the upstream's `HOST:PORT`, and a listener on a free
+/// loopback port with its address.
+pub fn proxy_listener(upstream: &str) -> (String, std::net::TcpListener, std::net::SocketAddr) {
+    let upstream = upstream
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// API host: {upstream}"))
+        .to_owned();
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("bind: {error}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("{error}"));
+    (upstream, listener, addr)
+}

@@ -1165,15 +1165,7 @@ type RewriteRule = std::sync::Arc<std::sync::Mutex<Option<(Vec<u8>, Vec<u8>)>>>;
 /// provider's network answering one URL with another's answer.
 fn rewriting_proxy(upstream: &str, rule: RewriteRule) -> String {
     use std::io::{Read as _, Write as _};
-    let upstream = upstream
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("not http: {upstream}"))
-        .to_owned();
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("{error}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("{error}"));
+    let (upstream, listener, addr) = crate::common::proxy_listener(upstream);
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };

@@ -2998,20 +2998,34 @@ fn a_gateway_restarted_for_its_node_spelt_otherwise_or_another_namespace_keeps_i
     );
 }
 
-#[test]
-fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
-    let server = Server::start();
+/// An owner of `server` who pinned its broker (with its identity), and
+/// the provider's gateway of the right measurement acting for that owner
+/// on a simulated platform of its own (a key it made, in the directory
+/// returned, to keep while the gateway runs).
+fn owner_and_impostor(
+    server: &Server,
+) -> (
+    crate::common::User,
+    String,
+    tempfile::TempDir,
+    GatewayProcess,
+) {
     let owner = server.user();
     owner.trust_broker();
     let owner_id = identity_of(&owner);
-    // The provider runs a gateway of the right measurement on a simulated
-    // platform of its own (a key it made), acting for the owner.
     let elsewhere = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
     let impostor = GatewayProcess::start(
         &server.api_host,
         elsewhere.path(),
-        &owner_flags(&owner_id, &server),
+        &owner_flags(&owner_id, server),
     );
+    (owner, owner_id, elsewhere, impostor)
+}
+
+#[test]
+fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
+    let server = Server::start();
+    let (owner, _, _elsewhere, impostor) = owner_and_impostor(&server);
     // `gateway verify` alone accepts the claimed `sim` platform on first
     // use (all `sim` offers a stranger, and it says so)...
     owner
@@ -3082,15 +3096,7 @@ fn holding_first_broker_identity(
     identity: Vec<u8>,
 ) -> (String, Arc<AtomicBool>, Arc<AtomicBool>) {
     use std::io::{Read as _, Write as _};
-    let upstream = upstream
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("not http: {upstream}"))
-        .to_owned();
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("{error}"));
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("{error}"));
+    let (upstream, listener, addr) = crate::common::proxy_listener(upstream);
     let (holding, release) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -3225,18 +3231,9 @@ fn a_held_back_broker_identity_does_not_replace_the_pin_the_owner_checked() {
 #[test]
 fn no_credential_is_asked_of_or_revoked_at_a_gateway_on_another_platform() {
     let server = Server::start();
-    let owner = server.user();
-    owner.trust_broker();
-    let owner_id = identity_of(&owner);
-    // The provider's gateway of the right measurement acting for the owner,
-    // on a simulated platform of its own: had the owner's signed request
-    // reached it, it could have relayed it to the owner's real gateway.
-    let elsewhere = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
-    let impostor = GatewayProcess::start(
-        &server.api_host,
-        elsewhere.path(),
-        &owner_flags(&owner_id, &server),
-    );
+    // Had the owner's signed request reached the impostor, it could have
+    // relayed it to the owner's real gateway.
+    let (owner, owner_id, _elsewhere, impostor) = owner_and_impostor(&server);
     owner
         .clemmys(&["gateway", "credential", &impostor.url, "--json"])
         .failure()

@@ -22,7 +22,7 @@
 //! four: the positive control that proves the scan can fail.
 
 use std::io::{Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -199,12 +199,7 @@ pub(crate) struct Wire {
 impl Wire {
     /// Starts a proxy to `upstream` (`http://HOST:PORT`).
     pub(crate) fn start(upstream: &str) -> Self {
-        let upstream = upstream
-            .strip_prefix("http://")
-            .unwrap_or_else(|| panic!("not an http:// API host: {upstream}"))
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (upstream, listener, addr) = crate::common::proxy_listener(upstream);
         let streams = Recordings::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (recorded, stopping) = (streams.clone(), stop.clone());
