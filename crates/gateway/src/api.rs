@@ -51,7 +51,7 @@ use clemmys_client::confidential::{
 use clemmys_client::{ClientError, InvokeOptions};
 use clemmys_proto::refusal::Refusal;
 use clemmys_whisk::action::ActionPut;
-use clemmys_whisk::{ActivationId, ActivationStatus, AuthKey, KeyValues};
+use clemmys_whisk::{Activation, ActivationId, ActivationStatus, AuthKey, KeyValues};
 use serde_json::{Value, json};
 
 use crate::credentials::{CredentialError, SignedCredentialRequest};
@@ -775,63 +775,21 @@ fn completed_status(status: ActivationStatus) -> StatusCode {
     }
 }
 
-/// The node's record of `opened`, with the opened result and logs in
-/// place of the sealed ones, and named as what the gateway invoked: the
-/// record's name, namespace and `path` are the provider's to write, and
-/// its activation list shows any, so a record of one action relabelled
-/// as another would otherwise carry the other's name over a verified
-/// answer.
+/// The node's record of `opened`, shown with its opened answer as the
+/// client library shows one ([`OpenedActivation::reveal`]): named as what
+/// the gateway invoked, with only the annotations a verified answer does
+/// not contradict, and refused if it is another activation's.
 async fn opened_record(
     connection: &clemmys_client::confidential::Confidential,
     opened: &OpenedActivation,
-) -> Result<Value, ApiError> {
-    let id = opened.activation_id.to_string();
-    let path = format!("/namespaces/_/activations/{id}");
-    let mut record: Value = connection
+) -> Result<Activation, ApiError> {
+    let path = format!("/namespaces/_/activations/{}", opened.activation_id);
+    let mut record: Activation = connection
         .client()
         .request(Method::GET, &path, None)
         .await?
         .json("activation")?;
-    let Some(fields) = record.as_object_mut() else {
-        return Err(ApiError::Upstream(format!(
-            "the node's record of activation {id} is not an object"
-        )));
-    };
-    if fields.get("activationId").and_then(Value::as_str) != Some(id.as_str()) {
-        return Err(ApiError::Upstream(format!(
-            "the node answered for activation {id} with the record of another"
-        )));
-    }
-    // As the node records any activation: the invoking namespace, the
-    // action's own name, and its full path (a package's included).
-    let namespace = connection.namespace();
-    let name = opened
-        .action
-        .rsplit_once('/')
-        .map_or(opened.action.as_str(), |(_, name)| name);
-    let full_path = format!("{namespace}/{}", opened.action);
-    fields.insert("name".into(), json!(name));
-    fields.insert("namespace".into(), json!(namespace));
-    if let Some(annotations) = fields.get_mut("annotations").and_then(Value::as_array_mut) {
-        // The node's claims about the run are not shown beside a verified
-        // answer (what started it, a timeout, the limits it records).
-        annotations.retain(|annotation| {
-            !annotation["key"].as_str().is_some_and(|key| {
-                clemmys_client::confidential::UNVERIFIED_RUN_CLAIMS.contains(&key)
-            })
-        });
-        for annotation in annotations.iter_mut() {
-            if annotation["key"] == "path" {
-                annotation["value"] = json!(full_path);
-            }
-        }
-    }
-    fields.remove("cause");
-    fields.insert("response".into(), opened.response_json());
-    fields.insert(
-        "logs".into(),
-        json!(opened.logs.clone().unwrap_or_default()),
-    );
+    opened.reveal(&mut record, connection.namespace())?;
     Ok(record)
 }
 
@@ -883,7 +841,7 @@ async fn activation_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (_, opened) = open(&gateway, &headers, &namespace, &id).await?;
-    Ok(axum::Json(json!({"logs": opened.logs.unwrap_or_default()})).into_response())
+    Ok(axum::Json(json!({"logs": opened.shown_logs()})).into_response())
 }
 
 /// Who this gateway is, answered inside the RA-TLS channel (so from the

@@ -800,7 +800,7 @@ async fn invoke_confidential(
         .get_activation(opened.activation_id)
         .await
         .with_context(|| format!("getting activation {}", opened.activation_id))?;
-    confidential::reveal(&mut activation, &opened, sealing.namespace())?;
+    opened.reveal(&mut activation, sealing.namespace())?;
     let status = if opened.status == clemmys_whisk::ActivationStatus::Success {
         200
     } else {

@@ -584,7 +584,7 @@ async fn open_logs(
     // record's lines (the provider's to write).
     let logs = match connected(sealing, client).await {
         Some(sealing) => match sealing.open_activation(id).await {
-            Ok(opened) => confidential::opened_logs(&opened),
+            Ok(opened) => opened.shown_logs(),
             Err(error) => vec![format!("(its sealed logs did not open: {error})")],
         },
         None => vec!["(its sealed logs were not opened: no key broker is pinned)".to_owned()],

@@ -5,12 +5,9 @@
 use anyhow::Context as _;
 use clemmys_client::Client;
 use clemmys_client::confidential::{
-    ClientHome, Confidential, ConfidentialError, OpenedActivation, UNVERIFIED_RUN_CLAIMS,
-    sim_warning,
+    ClientHome, Confidential, ConfidentialError, OpenedActivation, sim_warning,
 };
-use clemmys_whisk::{
-    Activation, ActivationId, ActivationResponse, ActivationStatus, FullyQualifiedName, KeyValues,
-};
+use clemmys_whisk::{Activation, ActivationId, ActivationStatus, FullyQualifiedName, KeyValues};
 use serde_json::Value;
 
 use super::Context;
@@ -77,64 +74,16 @@ pub fn is_sealed(activation: &Activation) -> bool {
         .is_some_and(Value::is_string)
 }
 
-/// Replaces the sealed result and logs of `activation` with the opened
-/// ones, and names it as what this client invoked under its id (in
-/// `namespace`). The record's own lines, name and `path` are the
-/// provider's to write: none of them is shown next to a verified answer,
-/// and a record of another activation is refused.
-pub fn reveal(
-    activation: &mut Activation,
-    opened: &OpenedActivation,
-    namespace: &str,
-) -> anyhow::Result<()> {
-    answered_for(opened.activation_id, activation)?;
-    activation.response = ActivationResponse::new(opened.status, opened.result.clone());
-    activation.logs = opened_logs(opened);
-    let name = opened
-        .action
-        .rsplit_once('/')
-        .map_or(opened.action.as_str(), |(_, name)| name);
-    activation.name = name.to_owned();
-    activation.namespace = namespace.to_owned();
-    activation.annotations.set(
-        "path",
-        Value::String(format!("{namespace}/{}", opened.action)),
-    );
-    // Claims about the run that nothing verifies, beside a verified
-    // answer: what started it, whether it timed out, and the limits the
-    // node records (the enclave ran under the policy's).
-    activation.cause = None;
-    activation
-        .annotations
-        .0
-        .retain(|pair| !UNVERIFIED_RUN_CLAIMS.contains(&pair.key.as_str()));
-    Ok(())
-}
-
 /// Refuses a record the node gave for activation `requested` that is the
 /// record of another.
-fn answered_for(requested: ActivationId, activation: &Activation) -> anyhow::Result<()> {
+fn answered_for(requested: ActivationId, activation: &Activation) -> Result<(), ConfidentialError> {
     if activation.activation_id != requested {
-        anyhow::bail!(
-            "the node answered for activation {requested} with the record of activation {}: refusing to show it",
-            activation.activation_id
-        );
+        return Err(ConfidentialError::RecordOfAnother {
+            requested,
+            given: activation.activation_id,
+        });
     }
     Ok(())
-}
-
-/// The logs of an opened activation: the sealed ones it opened, or for a
-/// sequence its steps' activation ids (what OpenWhisk logs for one), from
-/// the verified receipts; else none.
-pub fn opened_logs(opened: &OpenedActivation) -> Vec<String> {
-    match (&opened.logs, &opened.chain) {
-        (Some(logs), _) => logs.clone(),
-        (None, Some(steps)) => steps
-            .iter()
-            .map(|step| step.activation_id.clone())
-            .collect(),
-        (None, None) => Vec::new(),
-    }
 }
 
 /// Opens `activation`, the node's record of activation `requested`, in
@@ -414,7 +363,7 @@ async fn open_invoked(
         .open_activation(requested)
         .await
         .with_context(|| format!("opening confidential activation {requested}"))?;
-    reveal(activation, &opened, confidential.namespace())?;
+    opened.reveal(activation, confidential.namespace())?;
     note_verified(ctx, &opened);
     Ok(())
 }

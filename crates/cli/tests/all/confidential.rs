@@ -1367,6 +1367,10 @@ fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
         record
             .annotations
             .set("limits", json!({"timeout": 1, "memory": 1, "logs": 0}));
+        // And a claim of its own making: that it ran on hardware.
+        record
+            .annotations
+            .set("tee", json!("sgx: hardware-protected"));
     });
     server.spawn_again_on_the_same_port();
     let shown = user
@@ -1380,7 +1384,7 @@ fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
     );
     assert!(shown.get("cause").is_none_or(Value::is_null), "{shown}");
     let annotations = shown["annotations"].to_string();
-    for claim in ["causedBy", "timeout", "limits"] {
+    for claim in ["causedBy", "timeout", "limits", "hardware-protected"] {
         assert!(!annotations.contains(claim), "{claim} shown: {shown}");
     }
 }

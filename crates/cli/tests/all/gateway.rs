@@ -3327,6 +3327,10 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
         record.annotations.set("causedBy", json!("sequence"));
         record.annotations.set("timeout", json!(true));
         record.annotations.set("limits", json!({"timeout": 1}));
+        // And a claim of its own making: that it ran on hardware.
+        record
+            .annotations
+            .set("tee", json!("sgx: hardware-protected"));
     });
     server.spawn_again_on_the_same_port();
 
@@ -3349,7 +3353,7 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
     assert_eq!(path_annotation, Some(json!("guest/secret")), "{shown}");
     assert!(shown.get("cause").is_none_or(Value::is_null), "{shown}");
     let annotations = shown["annotations"].to_string();
-    for claim in ["causedBy", "timeout", "limits"] {
+    for claim in ["causedBy", "timeout", "limits", "hardware-protected"] {
         assert!(!annotations.contains(claim), "{claim} shown: {shown}");
     }
 }

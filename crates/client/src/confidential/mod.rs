@@ -53,8 +53,8 @@ use clemmys_tee::{
 use clemmys_whisk::action::{ActionPut, ExecPut, FinalParameterOverridden};
 use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{
-    ActionLimits, ActivationId, ActivationStatus, CONFIDENTIAL_ANNOTATION, KeyValues, LimitError,
-    now_ms,
+    ActionLimits, Activation, ActivationId, ActivationResponse, ActivationStatus,
+    CONFIDENTIAL_ANNOTATION, KeyValues, LimitError, now_ms,
 };
 use hyper::Method;
 use serde::Deserialize;
@@ -72,10 +72,14 @@ pub const SEALED_FIELD: &str = "sealed";
 /// The prefix of the log line that carries a confidential activation's
 /// sealed logs.
 pub const SEALED_LOGS_PREFIX: &str = "sealed:";
-/// Annotations of an activation record that claim something of the run,
-/// which the node writes and nothing verifies: left out where a record is
-/// shown with its opened, verified answer.
-pub const UNVERIFIED_RUN_CLAIMS: [&str; 3] = ["causedBy", "timeout", "limits"];
+/// The annotations of the node's activation record that are shown beside
+/// its opened, verified answer ([`OpenedActivation::reveal`]): its `path`,
+/// rewritten from what this client invoked, and timings and a kind that
+/// OpenWhisk clients read and no verified answer contradicts. Everything
+/// else the node writes is left out: its claims about the run (what
+/// started it, a timeout, the limits it records, where the enclave ran
+/// under the policy's) and whatever it makes up.
+pub const SHOWN_RECORD_ANNOTATIONS: [&str; 5] = ["path", "kind", "waitTime", "initTime", "topmost"];
 /// What the enclave says when a fresh request would succeed.
 /// The field of a refused result holding a restarted broker's replay floor.
 const NOT_BEFORE_FIELD: &str = "notBeforeMs";
@@ -282,6 +286,17 @@ pub enum ConfidentialError {
     /// The activation is not a confidential one, or not finished.
     #[error("activation {0} carries no sealed answer")]
     NotSealed(String),
+    /// The node gave the record of another activation for one this client
+    /// opened.
+    #[error(
+        "the node answered for activation {requested} with the record of activation {given}: refusing to show it"
+    )]
+    RecordOfAnother {
+        /// The activation opened.
+        requested: ActivationId,
+        /// The one the node's record is of.
+        given: ActivationId,
+    },
     /// The client's state directory.
     #[error("client state: {0}")]
     State(String),
@@ -633,6 +648,59 @@ impl OpenedActivation {
     /// The activation JSON as OpenWhisk would show it for a plain action.
     pub fn response_json(&self) -> Value {
         json!({"status": self.status, "success": self.status == ActivationStatus::Success, "result": self.result})
+    }
+
+    /// The log lines to show: the opened ones, or for a chain its steps'
+    /// activation ids (what OpenWhisk logs for a sequence), from the
+    /// verified receipts; else none.
+    pub fn shown_logs(&self) -> Vec<String> {
+        match (&self.logs, &self.chain) {
+            (Some(logs), _) => logs.clone(),
+            (None, Some(steps)) => steps
+                .iter()
+                .map(|step| step.activation_id.clone())
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Shows `record`, the node's record of this activation, with the
+    /// opened answer and logs in place of the sealed ones, named as what
+    /// this client invoked (in `namespace`). The record's name, namespace
+    /// and `path` are the provider's to write, so a record of one action
+    /// relabelled as another would otherwise carry the other's name over a
+    /// verified answer; its cause and every annotation but
+    /// [`SHOWN_RECORD_ANNOTATIONS`] are dropped. A record of another
+    /// activation is refused.
+    pub fn reveal(
+        &self,
+        record: &mut Activation,
+        namespace: &str,
+    ) -> Result<(), ConfidentialError> {
+        if record.activation_id != self.activation_id {
+            return Err(ConfidentialError::RecordOfAnother {
+                requested: self.activation_id,
+                given: record.activation_id,
+            });
+        }
+        record.response = ActivationResponse::new(self.status, self.result.clone());
+        record.logs = self.shown_logs();
+        let name = self
+            .action
+            .rsplit_once('/')
+            .map_or(self.action.as_str(), |(_, name)| name);
+        name.clone_into(&mut record.name);
+        namespace.clone_into(&mut record.namespace);
+        record.cause = None;
+        record
+            .annotations
+            .0
+            .retain(|pair| SHOWN_RECORD_ANNOTATIONS.contains(&pair.key.as_str()));
+        record.annotations.set(
+            "path",
+            Value::String(format!("{namespace}/{}", self.action)),
+        );
+        Ok(())
     }
 }
 
