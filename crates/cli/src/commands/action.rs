@@ -890,7 +890,7 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
             .await
             .unwrap_or(false);
     if !saving && confidential {
-        show_sealed_defaults(&mut doc, &args.name, ctx).await;
+        show_what_is_bound(&mut doc, &args.name, ctx).await?;
     }
     if args.url {
         if confidential && doc.annotations.is_true(WEB_EXPORT) {
@@ -956,11 +956,13 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     output.print_json(&doc)
 }
 
-/// Fills in a confidential action's default parameters, which the node
-/// shows as none (they are sealed with the code), from the copy this client
-/// kept when it sealed the current version. Without a broker pin (not the
-/// owner's client) the node's record stays as it is.
-async fn show_sealed_defaults(doc: &mut ActionDoc, name: &str, ctx: &Context) {
+/// Shows what a confidential action is bound to rather than the node's
+/// word: its default parameters (which the node shows as none: they are
+/// sealed with the code) from the copy this client kept when it sealed the
+/// current version, its policy's limits, and for a sequence, refuses a
+/// listing that is not its owner's signed plan. Without a broker pin (not
+/// the owner's client) the node's record stays as it is.
+async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> anyhow::Result<()> {
     let connected = async {
         let namespace = confidential::sealing_namespace(ctx, Some(name))?;
         anyhow::Ok(confidential::connect(ctx.client()?.clone(), namespace).await?)
@@ -971,9 +973,19 @@ async fn show_sealed_defaults(doc: &mut ActionDoc, name: &str, ctx: &Context) {
             ctx.output.hint(format_args!(
                 "its default parameters are sealed and its limits bound in its policy, and the key broker could not be asked: {error:#}"
             ));
-            return;
+            return Ok(());
         }
     };
+    if doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND) {
+        // Its components are the ones its owner signed, whatever the node
+        // lists: an invoke refuses any other, and so does this view.
+        sealing
+            .sequence_plan(name)
+            .await
+            .with_context(|| format!("checking confidential sequence {name}"))?
+            .with_context(|| format!("the node no longer shows {name} as a sequence: ask again"))?;
+        return Ok(());
+    }
     match sealing.current_defaults(name).await {
         Ok(Some(defaults)) => {
             doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
@@ -995,6 +1007,7 @@ async fn show_sealed_defaults(doc: &mut ActionDoc, name: &str, ctx: &Context) {
             "its limits are bound in its policy, which the key broker did not describe: the node's are shown ({error:#})"
         )),
     }
+    Ok(())
 }
 
 /// `wsk action get --url`: the web URL of a web action

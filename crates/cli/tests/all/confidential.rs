@@ -642,10 +642,17 @@ fn a_confidential_sequence_rewritten_by_the_provider_is_refused() {
         .clemmys(&["action", "create", "pipe", "--sequence", "c1,c2"])
         .success();
     // The provider, holding the namespace key, shortens the owner's
-    // sequence to c2 through the API.
+    // sequence to c2 through the API, keeping its annotations (the signed
+    // plan among them).
+    let (status, body) = server.get("/api/v1/namespaces/_/actions/pipe");
+    assert_eq!(status, 200);
+    let stored: Value = serde_json::from_slice(&body).expect("an action");
     let (status, body) = server.put(
         "/api/v1/namespaces/_/actions/pipe?overwrite=true",
-        &json!({"exec": {"kind": "sequence", "components": ["/guest/c2"]}}),
+        &json!({
+            "exec": {"kind": "sequence", "components": ["/guest/c2"]},
+            "annotations": stored["annotations"],
+        }),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let out = owner
@@ -653,6 +660,14 @@ fn a_confidential_sequence_rewritten_by_the_provider_is_refused() {
         .failure();
     out.stderr_has("components differ from its signed plan");
     assert!(out.stdout.trim().is_empty(), "no result printed: {out}");
+    // Nor does the owner's CLI show the shortened sequence as the owner's.
+    for format in [&["--json"][..], &[]] {
+        let shown = owner
+            .clemmys(&[&["action", "get", "pipe"][..], format].concat())
+            .failure();
+        shown.stderr_has("components differ from its signed plan");
+        assert!(!shown.stdout.contains("components"), "shown: {shown}");
+    }
     // The owner's own update is signed and runs again.
     owner
         .clemmys(&["action", "update", "pipe", "--sequence", "c1,c2"])

@@ -2116,7 +2116,7 @@ impl Confidential {
     /// name for [`PLAN_RECHECK_INTERVAL`]). The controller's answer is untrusted: the plan must be signed
     /// by a trusted owner for this sequence, not older than the newest seen,
     /// and the controller must list exactly its components.
-    async fn sequence_plan(
+    pub async fn sequence_plan(
         &self,
         name: &str,
     ) -> Result<Option<Arc<VerifiedChainPlan>>, ConfidentialError> {
