@@ -162,7 +162,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // node that stored them would hold them in the clear. This
             // client's own record says first (the node's annotation is
             // the provider's to strip).
-            if keeps_parameters_of(ctx, &client, &package).await?
+            if kept_parameters_of(ctx, &client, &package).await?.is_some()
                 || client
                     .get_package(&package)
                     .await
@@ -189,12 +189,16 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
                 .get_package(&name)
                 .await
                 .with_context(|| format!("getting package {name}"))?;
-            if is_confidential(&package) {
-                // The node has none: show this client's copy.
-                let sealing = connect_for(ctx, &client, &name).await?;
-                if let Some(kept) = sealing.package_defaults(&short_package(&name)?)? {
-                    package["parameters"] = json!(KeyValues::from_object(&kept));
-                }
+            // A confidential package's parameters are sealed into its
+            // actions and the node holds none: this client's copy is shown,
+            // by its own record's say (the node's annotation, and any
+            // parameters it shows, are the provider's to write).
+            if let Some(kept) = kept_parameters_of(ctx, &client, &name).await? {
+                package["parameters"] = json!(KeyValues::from_object(&kept));
+            } else if is_confidential(&package) {
+                ctx.output.hint(
+                    "its parameters are sealed into its actions, and this client keeps no copy of them to show",
+                );
             }
             if ctx.output.is_json() {
                 return ctx.output.print_json(&package);
@@ -283,7 +287,8 @@ async fn put_confidential(
     let parameters = args.params.to_object()?;
     let mut annotations = args.annotations.to_object()?.unwrap_or_default();
     annotations.insert(CONFIDENTIAL_ANNOTATION.into(), Value::Bool(true));
-    let body = put_body(None, Some(annotations), args.shared, None);
+    // Explicitly none: an update clears any the provider wrote there.
+    let body = put_body(Some(Map::new()), Some(annotations), args.shared, None);
     // Asked before the update makes it anew (an update of a package the
     // node does not have creates it).
     let existed = overwrite
@@ -399,21 +404,21 @@ fn is_confidential(package: &Value) -> bool {
         })
 }
 
-/// Whether this client keeps the sealed parameters of confidential
-/// package `name` (its own record; without a broker pin it keeps none).
-async fn keeps_parameters_of(
+/// The parameters of confidential package `name` this client keeps, if it
+/// keeps them (its own record; without a broker pin it keeps none).
+async fn kept_parameters_of(
     ctx: &Context,
     client: &clemmys_client::Client,
     name: &str,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<serde_json::Map<String, Value>>> {
     if confidential::home()?
         .broker_pin(client.api_host())?
         .is_none()
     {
-        return Ok(false);
+        return Ok(None);
     }
     let sealing = connect_for(ctx, client, name).await?;
-    Ok(sealing.package_defaults(&short_package(name)?)?.is_some())
+    Ok(sealing.package_defaults(&short_package(name)?)?)
 }
 
 /// The package's name within its namespace.

@@ -148,11 +148,22 @@ fn a_confidential_package_keeps_its_parameters_in_the_client() {
     // take parameters in the clear. The client knows the package as a
     // confidential one of its own, whatever the node shows: an update
     // without --confidential keeps them too, and marks it again.
+    // It also writes parameters of its own there, for the owner's `get`
+    // to show as the package's.
     let (status, body) = server.put(
         "/api/v1/namespaces/_/packages/vault?overwrite=true",
-        &json!({"annotations": []}),
+        &json!({"annotations": [], "parameters": [{"key": "token", "value": "PROVIDER-MADE"}]}),
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got = user
+        .clemmys(&["package", "get", "vault", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        got["parameters"],
+        json!([{"key": "token", "value": "t-1"}]),
+        "the node's parameters shown as the package's: {got}"
+    );
     user.clemmys(&["package", "update", "vault", "-p", "token", "t-1"])
         .success()
         .stdout_has("ok: updated confidential package vault");
