@@ -886,9 +886,15 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     let confidential = doc
         .annotations
         .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
-        || broker_holds(ctx, &client, &args.name)
-            .await
-            .unwrap_or(false);
+        || match broker_holds(ctx, &client, &args.name).await {
+            Ok(holds) => holds,
+            Err(error) => {
+                ctx.output.hint(format_args!(
+                    "shown as the node has it: whether it is confidential could not be checked ({error:#})"
+                ));
+                false
+            }
+        };
     if !saving && confidential {
         show_what_is_bound(&mut doc, &args.name, ctx).await?;
     }
@@ -967,6 +973,9 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
         let namespace = confidential::sealing_namespace(ctx, Some(name))?;
         anyhow::Ok(confidential::connect(ctx.client()?.clone(), namespace).await?)
     };
+    // Whatever parameters the node shows are not the action's: its
+    // enclaves run with the sealed ones only.
+    let node_written = doc.parameters.replace(KeyValues::default());
     let sealing = match connected.await {
         Ok(sealing) => sealing,
         Err(error) => {
@@ -989,6 +998,11 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
     match sealing.current_defaults(name).await {
         Ok(Some(defaults)) => {
             doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
+        }
+        Ok(None) if node_written.is_some_and(|written| !written.0.is_empty()) => {
+            ctx.output.hint(
+                "its default parameters are sealed with its code, and this client did not seal its current version, so it has no copy to show; the parameters the node shows are not the action's",
+            );
         }
         Ok(None) => {}
         Err(error) => ctx.output.hint(format_args!(

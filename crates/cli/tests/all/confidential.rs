@@ -374,6 +374,65 @@ fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear()
 }
 
 #[test]
+fn action_get_shows_no_parameters_the_node_wrote_for_a_confidential_action() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let friend = server.user();
+    friend.trust_broker();
+    let id_of = |user: &User| {
+        crate::broker::field(
+            &user.clemmys(&["broker", "show"]).success().stdout,
+            "your client identity:",
+        )
+        .to_owned()
+    };
+    let (owner_id, friend_id) = (id_of(&owner), id_of(&friend));
+    owner
+        .clemmys(&[
+            "action",
+            "create",
+            "echo",
+            crate::common::arg(&example("echo")),
+            "-p",
+            "token",
+            "t-1",
+            "--allow-client",
+            &friend_id,
+        ])
+        .success();
+    friend
+        .clemmys(&["broker", "trust", "--yes", "--trust-owner", &owner_id])
+        .success();
+    // The provider strips the annotation (an honest node refuses
+    // parameters on a confidential action) and writes parameters of its
+    // own, for the owner's other clients to read as the action's.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/actions/echo?overwrite=true",
+        &json!({"annotations": [], "parameters": [{"key": "token", "value": "PROVIDER-MADE"}]}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let shown = friend.clemmys(&["action", "get", "echo"]).success();
+    assert!(!shown.stdout.contains("PROVIDER-MADE"), "shown: {shown}");
+    shown.stderr_has("the parameters the node shows are not the action's");
+    let shown = friend
+        .clemmys(&["action", "get", "echo", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["parameters"], json!([]), "{shown}");
+    // The owner's client shows the copy it sealed.
+    let shown = owner
+        .clemmys(&["action", "get", "echo", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        shown["parameters"],
+        json!([{"key": "token", "value": "t-1"}]),
+        "{shown}"
+    );
+}
+
+#[test]
 fn action_get_shows_the_limits_a_confidential_action_runs_under() {
     let server = Server::start();
     let owner = server.user();
