@@ -122,6 +122,18 @@ pub enum BrokerError {
         /// The counter's value.
         counter: u64,
     },
+    /// Another broker on a copy of this one's sealed state wrote (the
+    /// monotonic counter moved past this one's version): this one would
+    /// serve without its revocations and updates, so it serves nothing.
+    #[error(
+        "the broker's sealed state is at version {state_version} but its monotonic counter is at {counter}: another broker on a copy of its state wrote, so this one serves nothing"
+    )]
+    Forked {
+        /// The version of this broker's state.
+        state_version: u64,
+        /// The counter's value.
+        counter: u64,
+    },
     /// The TEE's monotonic counter failed.
     #[error(transparent)]
     Counter(#[from] CounterError),

@@ -207,7 +207,9 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
             .allow(&request.client, now_ms());
         let outcome = if allowed {
-            self.apply(&request)
+            self.state
+                .check_current()
+                .and_then(|()| self.apply(&request))
         } else {
             Err(BrokerError::Throttled)
         };
@@ -382,6 +384,7 @@ impl Broker {
     /// Releases an action key to the enclave that sent `request`, if its
     /// evidence verifies, binds its keys and matches the action's policy.
     pub fn grant(&self, request: &KeyRequest) -> Result<Vec<u8>, BrokerError> {
+        self.state.check_current()?;
         let verified = self
             .verifier
             .verify(&request.evidence)
@@ -493,14 +496,17 @@ impl Broker {
             )
         };
         request.verify(&key)?;
-        let decided = match request.delegate {
-            // A client the policy does not name: only as a gateway the
-            // owner delegated to, and only while that delegation lives.
-            Some(gateway) => self
-                .check_delegated(&owner, &gateway)
-                .and_then(|()| self.decide(request, version.load(Ordering::SeqCst))),
-            None => self.decide(request, version.load(Ordering::SeqCst)),
-        };
+        let decided = self
+            .state
+            .check_current()
+            .and_then(|()| match request.delegate {
+                // A client the policy does not name: only as a gateway the
+                // owner delegated to, and only while that delegation lives.
+                Some(gateway) => self
+                    .check_delegated(&owner, &gateway)
+                    .and_then(|()| self.decide(request, version.load(Ordering::SeqCst))),
+                None => self.decide(request, version.load(Ordering::SeqCst)),
+            });
         Ok(match decided {
             Ok(()) => AdmitReply::new(&key, request, None)?,
             Err(error @ BrokerError::Replay(ReplayError::PredatesStart { floor_ms })) => {
@@ -584,6 +590,7 @@ mod tests {
     use clemmys_proto::{Digest, Measurement};
     use clemmys_tee::sim::{SimPlatform, SimTee};
     use clemmys_tee::{Role, measurement};
+    use std::time::Duration;
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -601,18 +608,32 @@ mod tests {
         }
 
         fn open(&self) -> Result<Broker, BrokerError> {
-            let tee = SimTee::with_counter_file(
-                self.platform.clone(),
-                &measurement::expected_digest(Role::KeyBroker),
-                &self.dir.path().join("broker.counter"),
+            self.open_at(&self.dir.path().join("broker.redb"), self.counter())
+        }
+
+        /// The broker's TEE, its counter kept in the fixture's file.
+        fn counter(&self) -> Arc<SimTee> {
+            Arc::new(
+                SimTee::with_counter_file(
+                    self.platform.clone(),
+                    &measurement::expected_digest(Role::KeyBroker),
+                    &self.dir.path().join("broker.counter"),
+                )
+                .expect("counter"),
             )
-            .expect("counter");
+        }
+
+        /// A broker on the state at `path`, in `tee`.
+        fn open_at(&self, path: &Path, tee: Arc<SimTee>) -> Result<Broker, BrokerError> {
             let verifier = Verifier::new().trust_sim_platform(self.platform.public_key());
-            Broker::open(
-                &self.dir.path().join("broker.redb"),
-                Arc::new(tee),
-                verifier,
-            )
+            Broker::open(path, tee, verifier)
+        }
+
+        /// `op` sealed, sent to `broker` and its reply opened.
+        fn ask(&self, broker: &Broker, op: BrokerOp) -> BrokerReply {
+            let (sealed, key) = self.request(broker, op, now_ms());
+            let reply = broker.handle_client(&sealed).expect("answered");
+            open_broker_reply(&reply, &key).expect("opens").reply
         }
 
         fn request(
@@ -753,22 +774,87 @@ mod tests {
     fn replies_carry_the_state_version_and_each_write_raises_it() {
         let fixture = Fixture::new();
         let broker = fixture.open().expect("opens");
-        let (sealed, key) = fixture.request(&broker, register(1), now_ms());
-        let reply = broker.handle_client(&sealed).expect("answered");
-        assert_eq!(
-            open_broker_reply(&reply, &key)
-                .expect("opens")
-                .state_version,
-            1
+        let mut versions = Vec::new();
+        for version in [1, 2] {
+            let (sealed, key) = fixture.request(&broker, register(version), now_ms());
+            let reply = broker.handle_client(&sealed).expect("answered");
+            versions.push(
+                open_broker_reply(&reply, &key)
+                    .expect("opens")
+                    .state_version,
+            );
+        }
+        assert!(0 < versions[0] && versions[0] < versions[1], "{versions:?}");
+    }
+
+    /// Two brokers on copies of one state and one monotonic counter (a
+    /// hardware counter: the provider cannot give each its own): the
+    /// provider keeps the owner's clients on A and points its enclaves at
+    /// B. Once A writes (a revocation, an update), B must not serve the
+    /// state A's write replaced: not a write, not a key, not a describe,
+    /// and not again after a restart.
+    #[test]
+    fn a_broker_on_a_copy_of_the_state_serves_nothing_once_the_other_wrote() {
+        let fixture = Fixture::new();
+        let counter = fixture.counter();
+        let state_a = fixture.dir.path().join("a.redb");
+        let state_b = fixture.dir.path().join("b.redb");
+        let broker_a = fixture.open_at(&state_a, counter.clone()).expect("opens");
+        assert!(matches!(
+            fixture.ask(&broker_a, register(1)),
+            BrokerReply::Action(_)
+        ));
+        std::fs::copy(&state_a, &state_b).expect("copy");
+        let broker_b = fixture.open_at(&state_b, counter.clone()).expect("opens");
+        let describe = || BrokerOp::Describe {
+            owner: fixture.client.id(),
+            namespace: "guest".into(),
+            name: "a".into(),
+        };
+        assert!(matches!(
+            fixture.ask(&broker_b, describe()),
+            BrokerReply::Action(_)
+        ));
+
+        // The owner's update, at A.
+        assert!(matches!(
+            fixture.ask(&broker_a, register(2)),
+            BrokerReply::Action(_)
+        ));
+        // B's next write is refused, and so is everything after it.
+        let forked = |reply: BrokerReply| match reply {
+            BrokerReply::Refused { reason, .. } => {
+                assert!(reason.contains("another broker"), "{reason}");
+            }
+            other => panic!("served from a forked state: {other:?}"),
+        };
+        forked(fixture.ask(&broker_b, register(3)));
+        forked(fixture.ask(&broker_b, describe()));
+        // A goes on.
+        assert!(matches!(
+            fixture.ask(&broker_a, describe()),
+            BrokerReply::Action(_)
+        ));
+        drop(broker_b);
+        // Nor does B serve again after a restart (the state it wrote was
+        // written over a version the counter no longer holds).
+        assert!(
+            matches!(
+                fixture.open_at(&state_b, counter.clone()),
+                Err(BrokerError::Forked { .. } | BrokerError::RolledBack { .. })
+            ),
+            "a forked state opened again"
         );
-        let (sealed, key) = fixture.request(&broker, register(2), now_ms());
-        let reply = broker.handle_client(&sealed).expect("answered");
-        assert_eq!(
-            open_broker_reply(&reply, &key)
-                .expect("opens")
-                .state_version,
-            2
-        );
+
+        // A broker that does not write finds out within the interval.
+        std::fs::copy(&state_a, &state_b).expect("copy");
+        let broker_b = fixture.open_at(&state_b, counter).expect("opens");
+        assert!(matches!(
+            fixture.ask(&broker_a, register(4)),
+            BrokerReply::Action(_)
+        ));
+        std::thread::sleep(state::COUNTER_CHECK_INTERVAL + Duration::from_millis(100));
+        forked(fixture.ask(&broker_b, describe()));
     }
 
     #[test]
@@ -786,12 +872,15 @@ mod tests {
         }
         fixture.open().expect("the current state opens");
         std::fs::copy(&old, &state).expect("restore");
-        assert!(matches!(
-            fixture.open(),
-            Err(BrokerError::RolledBack {
-                state_version: 1,
-                counter: 2
-            })
-        ));
+        assert!(
+            matches!(
+                fixture.open(),
+                Err(BrokerError::RolledBack {
+                    state_version,
+                    counter
+                }) if state_version < counter
+            ),
+            "an older state opened"
+        );
     }
 }

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use clemmys_proto::broker::{ActionDescriptor, Delegation};
 use clemmys_proto::identity::EnclaveKeys;
@@ -39,6 +40,19 @@ const SNAPSHOT_KEY: &str = "snapshot";
 const SNAPSHOT_FRAME: &str = "clemmys/broker-snapshot/v1";
 /// A snapshot that also holds owners' delegations to gateways.
 const SNAPSHOT_FRAME_V2: &str = "clemmys/broker-snapshot/v2";
+/// A snapshot that also names the version it was written over.
+const SNAPSHOT_FRAME_V3: &str = "clemmys/broker-snapshot/v3";
+/// Each write steps the state version by a random amount in
+/// `1..=MAX_STEP`, so that two brokers forked from one version write
+/// different versions, and the one whose counter step lost cannot pass for
+/// the current state at its next start (one chance in `MAX_STEP` that both
+/// drew the same step). 2^64 / 2^24 leaves room for 2^40 writes.
+const MAX_STEP: u64 = 1 << 24;
+/// How long the broker serves from its state before it reads the
+/// monotonic counter again to see whether another broker on a copy of its
+/// state wrote since (a hardware counter read is slow; a write always
+/// checks).
+pub(crate) const COUNTER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Records of the layout before snapshots, one per action, read once to
 /// migrate them into the first snapshot.
 const LEGACY_ACTION_PREFIX: &str = "action:";
@@ -101,6 +115,9 @@ fn delegation_key(owner: &ClientId, gateway: &ClientId) -> String {
 /// be undone by restoring an older copy of them.
 struct Snapshot {
     version: u64,
+    /// The version it was written over (`None`: written before versions
+    /// were stepped at random, when each write added one).
+    previous: Option<u64>,
     actions: BTreeMap<String, ActionRecord>,
     delegations: BTreeMap<String, Delegation>,
 }
@@ -114,7 +131,10 @@ struct Records<'a> {
 impl Snapshot {
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
         let count = u64::try_from(self.actions.len()).map_err(storage)?;
-        let mut writer = Writer::new(SNAPSHOT_FRAME_V2).u64(self.version).u64(count);
+        let mut writer = Writer::new(SNAPSHOT_FRAME_V3)
+            .u64(self.version)
+            .u64(self.previous.unwrap_or(0))
+            .u64(count);
         for (key, record) in &self.actions {
             let descriptor = serde_json::to_vec(&record.descriptor).map_err(storage)?;
             writer = writer
@@ -131,15 +151,23 @@ impl Snapshot {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, BrokerError> {
-        // A snapshot written before delegations existed has none.
-        let with_delegations = Reader::domain(bytes)? == SNAPSHOT_FRAME_V2.as_bytes();
-        let frame = if with_delegations {
-            SNAPSHOT_FRAME_V2
+        // A snapshot written before delegations existed has none, and one
+        // written before random steps names no previous version.
+        let domain = Reader::domain(bytes)?;
+        let (frame, with_delegations, with_previous) = if domain == SNAPSHOT_FRAME_V3.as_bytes() {
+            (SNAPSHOT_FRAME_V3, true, true)
+        } else if domain == SNAPSHOT_FRAME_V2.as_bytes() {
+            (SNAPSHOT_FRAME_V2, true, false)
         } else {
-            SNAPSHOT_FRAME
+            (SNAPSHOT_FRAME, false, false)
         };
         let mut reader = Reader::new(bytes, frame)?;
         let version = reader.u64()?;
+        let previous = if with_previous {
+            Some(reader.u64()?)
+        } else {
+            None
+        };
         let count = reader.u64()?;
         let mut actions = BTreeMap::new();
         for _ in 0..count {
@@ -167,6 +195,7 @@ impl Snapshot {
         reader.finish()?;
         Ok(Self {
             version,
+            previous,
             actions,
             delegations,
         })
@@ -178,6 +207,17 @@ pub struct BrokerState {
     key: StorageKey,
     tee: Arc<dyn Tee>,
     snapshot: Mutex<Snapshot>,
+    /// Whether the counter still covers the snapshot in memory.
+    counter_check: Mutex<CounterCheck>,
+}
+
+/// What the broker last learnt of its monotonic counter.
+struct CounterCheck {
+    /// When it last found the counter at its own state's version.
+    checked: Instant,
+    /// The counter's value once it found another broker wrote (from then
+    /// on this one serves nothing).
+    forked: Option<u64>,
 }
 
 /// A stored descriptor. Policies stored before measurements were typed by
@@ -227,8 +267,13 @@ impl BrokerState {
             tee,
             snapshot: Mutex::new(Snapshot {
                 version: 0,
+                previous: None,
                 actions: BTreeMap::new(),
                 delegations: BTreeMap::new(),
+            }),
+            counter_check: Mutex::new(CounterCheck {
+                checked: Instant::now(),
+                forked: None,
             }),
         };
         let snapshot = match state.get(SNAPSHOT_KEY)? {
@@ -236,14 +281,39 @@ impl BrokerState {
             None => state.legacy_snapshot()?,
         };
         let counter = state.tee.read_counter()?;
-        if snapshot.version < counter {
-            return Err(BrokerError::RolledBack {
-                state_version: snapshot.version,
-                counter,
-            });
+        let version = snapshot.version;
+        match snapshot.previous {
+            _ if version == counter => {}
+            _ if version < counter => {
+                return Err(BrokerError::RolledBack {
+                    state_version: version,
+                    counter,
+                });
+            }
+            // A write whose counter step a crash lost, made over the
+            // version the counter holds: the counter catches up, unless
+            // another broker stepped it first.
+            Some(previous) if previous == counter => {
+                if let Err(held) = state.tee.compare_and_advance_counter(counter, version)? {
+                    return Err(BrokerError::Forked {
+                        state_version: version,
+                        counter: held,
+                    });
+                }
+            }
+            // Written over another version than the counter holds: by a
+            // broker whose counter step lost to another's.
+            Some(_) => {
+                return Err(BrokerError::Forked {
+                    state_version: version,
+                    counter,
+                });
+            }
+            // Written before random steps: as then, the counter catches up.
+            None => {
+                state.tee.advance_counter(version)?;
+            }
         }
-        // A write whose counter step a crash lost: the counter catches up.
-        state.tee.advance_counter(snapshot.version)?;
         let migrate = snapshot.version == 0 && !snapshot.actions.is_empty();
         state.snapshot = Mutex::new(snapshot);
         if migrate {
@@ -282,6 +352,7 @@ impl BrokerState {
         }
         Ok(Snapshot {
             version: 0,
+            previous: None,
             actions,
             delegations: BTreeMap::new(),
         })
@@ -424,16 +495,67 @@ impl BrokerState {
         })
     }
 
+    /// Refuses to serve once another broker on a copy of this one's state
+    /// wrote (the counter moved past this one's version): its revocations
+    /// and updates would otherwise go unseen here. Reads the counter at
+    /// most once per [`COUNTER_CHECK_INTERVAL`].
+    pub fn check_current(&self) -> Result<(), BrokerError> {
+        let mut check = self
+            .counter_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if check.forked.is_none() && check.checked.elapsed() < COUNTER_CHECK_INTERVAL {
+            return Ok(());
+        }
+        let version = self.lock().version;
+        self.check_counter(&mut check, version)
+    }
+
+    /// `Forked` if the counter is not at `version` (or was not before).
+    fn check_counter(&self, check: &mut CounterCheck, version: u64) -> Result<(), BrokerError> {
+        let counter = match check.forked {
+            Some(counter) => counter,
+            None => {
+                let counter = self.tee.read_counter()?;
+                if counter == version {
+                    check.checked = Instant::now();
+                    return Ok(());
+                }
+                tracing::error!(
+                    counter,
+                    version,
+                    "another broker on a copy of this one's state wrote: this one serves nothing more"
+                );
+                check.forked = Some(counter);
+                counter
+            }
+        };
+        Err(BrokerError::Forked {
+            state_version: version,
+            counter,
+        })
+    }
+
     /// Applies `change` to the records as the next version: sealed and
-    /// written durably, then the counter advanced, then kept in memory.
+    /// written durably, then the counter advanced over the version it
+    /// holds (refused, and nothing served from then on, when another
+    /// broker stepped it), then kept in memory.
     fn commit(
         &self,
         change: impl FnOnce(Records<'_>) -> Result<(), BrokerError>,
     ) -> Result<u64, BrokerError> {
         let mut snapshot = self.lock();
-        let version = snapshot
-            .version
-            .checked_add(1)
+        let mut check = self
+            .counter_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.check_counter(&mut check, snapshot.version)?;
+        let mut step = [0u8; 8];
+        rand_core::Rng::fill_bytes(&mut os_rng(), &mut step);
+        let step = u64::from_be_bytes(step) % MAX_STEP + 1;
+        let previous = snapshot.version;
+        let version = previous
+            .checked_add(step)
             .ok_or_else(|| storage("the state version is exhausted"))?;
         let mut actions: BTreeMap<String, ActionRecord> = snapshot
             .actions
@@ -447,11 +569,25 @@ impl BrokerState {
         })?;
         let next = Snapshot {
             version,
+            previous: Some(previous),
             actions,
             delegations,
         };
         self.put(SNAPSHOT_KEY, &next.encode()?)?;
-        self.tee.advance_counter(version)?;
+        // A crash before this leaves a snapshot written over the counter's
+        // value: caught up at the next start.
+        if let Err(held) = self.tee.compare_and_advance_counter(previous, version)? {
+            tracing::error!(
+                counter = held,
+                "another broker on a copy of this one's state wrote: this one serves nothing more"
+            );
+            check.forked = Some(held);
+            return Err(BrokerError::Forked {
+                state_version: previous,
+                counter: held,
+            });
+        }
+        check.checked = Instant::now();
         *snapshot = next;
         Ok(version)
     }
