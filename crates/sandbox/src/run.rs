@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clemmys_whisk::limits::MAX_PAYLOAD_BYTES;
 use clemmys_whisk::{ActionLimits, ActivationResponse};
+use tracing::instrument::WithSubscriber as _;
 use wasmtime::{InstancePre, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -141,6 +142,11 @@ impl RunOutcome {
 }
 
 /// Runs `module` once with `request`, blocking; see the module docs.
+///
+/// The guest runs with tracing off, whatever the host's filter: the
+/// WASI glue traces every host call with its arguments and result (the
+/// length of each write to stdout and stderr, the exit code), which are
+/// the sealed answer's to tell, not the provider's log.
 pub(crate) fn run(
     epoch_tick: Duration,
     module: &PreparedModule,
@@ -149,12 +155,15 @@ pub(crate) fn run(
     let code = module.code();
     let (mut activation, entry) =
         Activation::start(&code.pre, request, Interruption::Trap { epoch_tick });
-    let ended = call(&mut activation.store, &code.pre, &entry);
+    let ended = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
+        call(&mut activation.store, &code.pre, &entry)
+    });
     activation.finish(ended)
 }
 
 /// Runs `module` once with `request` on the async runtime polling it; see
-/// [`Sandbox::run_async`](crate::Sandbox::run_async).
+/// [`Sandbox::run_async`](crate::Sandbox::run_async). With tracing off, as
+/// [`run`].
 pub(crate) async fn run_async(
     module: &PreparedModule,
     request: RunRequest,
@@ -163,7 +172,9 @@ pub(crate) async fn run_async(
     let code = module.code();
     let (mut activation, entry) =
         Activation::start(&code.pre_async, request, Interruption::Yield(signals));
-    let ended = call_async(&mut activation.store, &code.pre_async, &entry).await;
+    let ended = call_async(&mut activation.store, &code.pre_async, &entry)
+        .with_subscriber(tracing::Dispatch::none())
+        .await;
     activation.finish(ended)
 }
 

@@ -252,6 +252,8 @@ pub struct Server {
     /// `--listen`: `127.0.0.1:0` at first; its own address to restart on
     /// the same port.
     listen: String,
+    /// The server's `RUST_LOG`.
+    log_filter: &'static str,
 }
 
 impl Server {
@@ -264,6 +266,12 @@ impl Server {
     /// Starts `clemmys serve --listen 127.0.0.1:0` with `flags` as well
     /// (also on every restart).
     pub fn start_with(flags: &[&str]) -> Self {
+        Self::start_logging("debug", flags)
+    }
+
+    /// Starts `clemmys serve` with `flags` as [`Server::start_with`] does,
+    /// logging at `RUST_LOG=log_filter` (the provider's choice).
+    pub fn start_logging(log_filter: &'static str, flags: &[&str]) -> Self {
         let root = tempfile::Builder::new()
             .prefix("clemmys-cli-server-")
             .tempdir()
@@ -278,6 +286,7 @@ impl Server {
             guest_auth: String::new(),
             serve_flags: flags.iter().map(|flag| (*flag).to_owned()).collect(),
             listen: "127.0.0.1:0".to_owned(),
+            log_filter,
             root,
         };
         server.spawn();
@@ -318,7 +327,7 @@ impl Server {
         args.extend(self.serve_flags.iter().map(String::as_str));
         let (mut command, shown) = clemmys_command(&args);
         command
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", self.log_filter)
             .env("HOME", &home)
             .env("TMPDIR", &tmp)
             .stdin(Stdio::null())

@@ -829,3 +829,41 @@ fn the_scan_finds_markers_in_every_encoding() {
     };
     assert!(scan(&[clean], &markers).is_empty());
 }
+
+/// WASI's glue traces every host call a guest makes, with its arguments
+/// and result: the length of each line written to stdout or stderr (one
+/// log line, or one secret a guest prints), the exit code. The provider
+/// runs the node at `RUST_LOG=trace`, and must read none of it.
+#[test]
+fn a_guests_host_calls_are_not_traced_at_any_log_level() {
+    let mut server = Server::start_logging("trace", &[]);
+    let owner = server.user();
+    owner.trust_broker();
+    owner
+        .clemmys(&["action", "create", "secret", arg(&example("secret"))])
+        .success();
+    // Its log line is `log: `, the parameter reversed and a newline: 4,327
+    // bytes.
+    let param = "x".repeat(4321);
+    owner
+        .clemmys(&["action", "invoke", "secret", "-p", "secret", &param, "-r"])
+        .success()
+        .stdout_has("XXXX");
+    server.stop();
+    let log = server.log();
+    assert!(
+        log.contains("serving the OpenWhisk API"),
+        "not the node's log"
+    );
+    for traced in ["fd_write", "proc_exit", "4327", "wiggle"] {
+        assert!(
+            !log.contains(traced),
+            "{traced} in the provider's log: {}",
+            log.lines()
+                .filter(|line| line.contains(traced))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
