@@ -156,8 +156,10 @@ impl Sandbox {
             match baseline.compile(code) {
                 Ok(linked) => {
                     let compile_time = started.elapsed();
+                    // Which compiler took a private module is a property of
+                    // its code: the same line as Cranelift's below.
                     if private {
-                        tracing::debug!(?compile_time, "compiled a private module (Winch)");
+                        tracing::debug!(?compile_time, "compiled a private module");
                     } else {
                         tracing::debug!(%digest, ?compile_time, "compiled action module (Winch)");
                     }
@@ -173,9 +175,7 @@ impl Sandbox {
                 // Validated code Winch does not support (tail calls, say):
                 // Cranelift compiles it now.
                 // (Its message names the code's imports and offsets.)
-                Err(_) if private => {
-                    tracing::debug!("Winch cannot compile a private module");
-                }
+                Err(_) if private => {}
                 Err(error) => {
                     tracing::debug!(%digest, %error, "Winch cannot compile this module");
                 }

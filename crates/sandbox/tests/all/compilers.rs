@@ -183,3 +183,66 @@ fn code_winch_cannot_compile_is_compiled_by_cranelift_at_once() {
         "runs, and prints nothing: not JSON"
     );
 }
+
+/// What a private (confidential) module's compile logs at any level must
+/// not depend on its code: the provider reads the log, and which compiler
+/// took a module tells whether it uses features Winch lacks.
+#[test]
+fn a_private_modules_compile_logs_the_same_whichever_compiler_took_it() {
+    let sandbox = sandbox_with(Compiler::Tiered);
+    let winch_takes = module(r#"(func (export "_start"))"#);
+    let winch_refuses = module(
+        r#"(func $done)
+        (func (export "_start") (return_call $done))"#,
+    );
+    let logged = |code: &[u8]| {
+        let capture = Capture::default();
+        tracing::subscriber::with_default(capture.clone(), || {
+            sandbox.compile_private(code).expect("compiles")
+        });
+        capture.messages()
+    };
+    let (took, refused) = (logged(&winch_takes), logged(&winch_refuses));
+    assert!(
+        !took.is_empty(),
+        "nothing logged: the comparison means nothing"
+    );
+    assert_eq!(took, refused);
+}
+
+/// A subscriber keeping every event's message, at every level.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Capture {
+    fn messages(&self) -> Vec<String> {
+        self.0.lock().expect("capture").clone()
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                // The message only: a compile time differs run to run.
+                if field.name() == "message" {
+                    self.0.push_str(&format!("{value:?}"));
+                }
+            }
+        }
+        let mut message = format!("{} ", event.metadata().level());
+        event.record(&mut Message(&mut message));
+        self.0.lock().expect("capture").push(message);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
