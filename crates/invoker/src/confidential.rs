@@ -199,9 +199,15 @@ impl Invoker {
                 }
                 report
             }
+            // Not its text: a panic's message is the enclave's, not the
+            // record's.
             Err(join_error) => refuse(
                 ActivationStatus::InternalError,
-                format!("the enclave thread failed: {join_error}"),
+                if join_error.is_panic() {
+                    "the enclave thread panicked".to_owned()
+                } else {
+                    "the enclave thread was cancelled".to_owned()
+                },
             ),
         }
     }

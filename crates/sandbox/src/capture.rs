@@ -422,6 +422,9 @@ impl LogBuffer {
         let charged = LINE_PREFIX_BYTES + line.len() as u64;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line);
+        // The host's clock is the provider's: set before 1970, it would
+        // panic the formatter, and with it every run that logs.
+        let since = since.max(SystemTime::UNIX_EPOCH);
         let formatted = format!("{} {}: {text}", format_rfc3339_nanos(since), stream.name());
         // Replacement characters (and years past 9999) are longer than what
         // was charged: charge the difference, so that later lines see it.
@@ -448,6 +451,21 @@ mod tests {
 
     fn stamp(seconds: u64) -> String {
         format_rfc3339_nanos(at(seconds)).to_string()
+    }
+
+    #[test]
+    fn a_clock_set_before_1970_stamps_lines_at_the_epoch() {
+        let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400);
+        let mut log = LogBuffer::new(1 << 20);
+        log.write_at(b"one\ntwo", before_1970);
+        let logs = log.finish_at(before_1970);
+        assert_eq!(
+            logs.lines,
+            [
+                "1970-01-01T00:00:00.000000000Z stderr: one",
+                "1970-01-01T00:00:00.000000000Z stderr: two"
+            ]
+        );
     }
 
     #[test]
