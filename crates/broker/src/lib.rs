@@ -504,8 +504,8 @@ impl Broker {
                 // owner delegated to, and only while that delegation lives.
                 Some(gateway) => self
                     .check_delegated(&owner, &gateway)
-                    .and_then(|()| self.decide(request, version.load(Ordering::SeqCst))),
-                None => self.decide(request, version.load(Ordering::SeqCst)),
+                    .and_then(|()| self.decide(request, &owner, version.load(Ordering::SeqCst))),
+                None => self.decide(request, &owner, version.load(Ordering::SeqCst)),
             });
         Ok(match decided {
             Ok(()) => AdmitReply::new(&key, request, None)?,
@@ -518,7 +518,16 @@ impl Broker {
         })
     }
 
-    fn decide(&self, request: &AdmitRequest, current: u64) -> Result<(), BrokerError> {
+    /// Admits `request` for an action of `owner` at version `current`.
+    /// Nonces and chain steps are scoped by the owner too, so that another
+    /// identity's registration of the same name, or a ticket of its own
+    /// naming the same chain id, can never spend them first.
+    fn decide(
+        &self,
+        request: &AdmitRequest,
+        owner: &ClientId,
+        current: u64,
+    ) -> Result<(), BrokerError> {
         if request.version != current {
             return Err(BrokerError::StaleVersion {
                 requested: request.version,
@@ -538,14 +547,15 @@ impl Broker {
                     Ok(())
                 };
             }
-            Admission::Invocation { nonce } => {
-                (format!("{}/{}", request.namespace, request.name), nonce)
-            }
+            Admission::Invocation { nonce } => (
+                format!("{owner}:{}/{}", request.namespace, request.name),
+                nonce,
+            ),
             Admission::ChainStep { chain_id, index } => {
                 // The scope is the chain; the nonce is the step index.
                 let mut step = [0u8; 16];
                 step[8..].copy_from_slice(&index.to_be_bytes());
-                (format!("chain:{}", hex_id(&chain_id)), step)
+                (format!("chain:{owner}:{}", hex_id(&chain_id)), step)
             }
         };
         self.consume_nonce(&scope, nonce, request.timestamp_ms)
@@ -715,7 +725,48 @@ mod tests {
                 admission,
                 ..request.clone()
             };
-            assert!(broker.decide(&request, 1).is_err());
+            assert!(broker.decide(&request, &fixture.client.id(), 1).is_err());
+        }
+    }
+
+    /// The provider registers the owner's `namespace/name` under its own
+    /// identity, and has its own enclave admit the nonce (or chain step) of
+    /// the owner's request first: the owner's must still be admitted.
+    #[test]
+    fn another_owners_admission_of_the_same_nonce_or_chain_step_spends_nothing() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let owner = fixture.client.id();
+        let provider = ClientIdentity::generate(&mut os_rng()).id();
+        for admission in [
+            Admission::Invocation { nonce: [7; 16] },
+            Admission::ChainStep {
+                chain_id: [9; 16],
+                index: 0,
+            },
+        ] {
+            let request = AdmitRequest::new(
+                &AdmissionKey::generate(&mut os_rng()),
+                [0; 16],
+                "guest",
+                "a",
+                1,
+                admission,
+                // At the floor of a broker that just started.
+                now_ms() + MAX_CLOCK_SKEW_MS,
+                &mut os_rng(),
+            )
+            .expect("request");
+            broker
+                .decide(&request, &provider, 1)
+                .expect("the provider's own admission");
+            broker
+                .decide(&request, &owner, 1)
+                .expect("the owner's admission, after the provider's");
+            assert!(matches!(
+                broker.decide(&request, &owner, 1),
+                Err(BrokerError::Replay(ReplayError::Replayed))
+            ));
         }
     }
 
