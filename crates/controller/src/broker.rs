@@ -23,9 +23,11 @@ const MAX_BROKER_REQUEST: usize = 256 * 1024;
 
 /// What the controller needs from the key broker.
 pub trait BrokerGateway: Send + Sync + 'static {
-    /// The broker's identity document (evidence, keys, TEE kind and, for
-    /// `sim`, the warning that it protects nothing).
-    fn identity(&self) -> Value;
+    /// The broker's identity document (evidence, keys, TEE kind, its replay
+    /// floor and, for `sim`, the warning that it protects nothing), as the
+    /// broker gives it now: a broker in its own process may have restarted
+    /// since, with a later floor. May block.
+    fn identity(&self) -> Result<Value, String>;
     /// Handles one sealed client request; answers the sealed reply.
     fn handle(&self, sealed: &[u8]) -> Result<Vec<u8>, String>;
 }
@@ -62,8 +64,17 @@ pub async fn identity(
     State(controller): State<Arc<Controller>>,
     _caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let broker = controller.broker()?;
-    Ok(Json(broker.identity()))
+    let broker = controller.broker()?.clone();
+    let identity = tokio::task::spawn_blocking(move || broker.identity())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the key broker did not answer: {error}"),
+            )
+        })?;
+    Ok(Json(identity))
 }
 
 /// `POST /api/v1/broker/request` with `{"request": "<base64>"}`.

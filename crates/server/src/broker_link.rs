@@ -33,7 +33,6 @@ pub struct RemoteBroker {
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     identity: BrokerIdentity,
-    document: Value,
 }
 
 impl std::fmt::Debug for RemoteBroker {
@@ -68,19 +67,31 @@ impl RemoteBroker {
             http,
             runtime: Some(runtime),
             identity: placeholder_identity(),
-            document: Value::Null,
         };
         let document = link.exchange("GET", "/identity", None)?;
         link.identity = serde_json::from_value(document["identity"].clone()).map_err(|e| {
             LinkError::Unreachable(format!("the broker's identity is malformed: {e}"))
         })?;
-        link.document = document;
         Ok(link)
     }
 
-    /// The broker's identity document, as its `/identity` route serves it.
-    pub fn identity_document(&self) -> &Value {
-        &self.document
+    /// The broker's identity document, as its `/identity` route serves it
+    /// now (its replay floor moves when it restarts). The identity itself
+    /// must be the one this link met: a broker with other keys is another
+    /// broker, and the link refuses to pass it off as its own.
+    pub fn fetch_identity_document(&self) -> Result<Value, LinkError> {
+        let document = self.exchange("GET", "/identity", None)?;
+        let identity: BrokerIdentity = serde_json::from_value(document["identity"].clone())
+            .map_err(|e| {
+                LinkError::Unreachable(format!("the broker's identity is malformed: {e}"))
+            })?;
+        // Its evidence may be made anew at a restart; its keys are its own.
+        if identity.keys != self.identity.keys {
+            return Err(LinkError::Refused(
+                "the broker's identity changed since this node connected to it: restart the node to meet it".into(),
+            ));
+        }
+        Ok(document)
     }
 
     /// Forwards a sealed client request; answers the sealed reply.

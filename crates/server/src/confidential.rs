@@ -236,10 +236,12 @@ pub enum Gateway {
 }
 
 impl BrokerGateway for Gateway {
-    fn identity(&self) -> Value {
+    fn identity(&self) -> Result<Value, String> {
         match self {
-            Gateway::Local { broker, platform } => broker.identity_document(Some(*platform)),
-            Gateway::Remote(remote) => remote.identity_document().clone(),
+            Gateway::Local { broker, platform } => Ok(broker.identity_document(Some(*platform))),
+            Gateway::Remote(remote) => remote
+                .fetch_identity_document()
+                .map_err(|error| error.to_string()),
         }
     }
 

@@ -5,7 +5,7 @@ use clemmys_client::ClientTlsOptions;
 use clemmys_server::broker_node::{BrokerConfig, RunningBroker};
 use clemmys_server::{BrokerLocation, CertificateSource, ListenerTls, RunningServer, ServerConfig};
 use hyper::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
@@ -119,6 +119,20 @@ async fn confidential_actions_work_through_a_broker_in_its_own_process() {
     })
     .await
     .expect("broker restarts");
+    // The node gives its clients the restarted broker's floor, not the one
+    // it met when it connected.
+    let floor = |document: &Value| {
+        document["replayFloorMs"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no replay floor: {document}"))
+    };
+    let restarted_identity = server
+        .call(Method::GET, "/api/v1/broker/identity", None)
+        .await;
+    assert!(
+        floor(&restarted_identity.json) > floor(&identity.json),
+        "the node serves the floor of the broker before its restart"
+    );
     let after = owner
         .invoke("echo", json!({"after": "restart"}))
         .await
