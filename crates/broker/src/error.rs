@@ -134,6 +134,20 @@ pub enum BrokerError {
         /// The counter's value.
         counter: u64,
     },
+    /// The sealed state was written over a version the monotonic counter
+    /// never reached: the counter was reset or replaced. The broker does
+    /// not start from it.
+    #[error(
+        "the broker's sealed state (version {state_version}) was written over version {previous}, but its monotonic counter is at {counter}: the counter was reset or replaced"
+    )]
+    CounterBehind {
+        /// The version of the state found.
+        state_version: u64,
+        /// The version it was written over.
+        previous: u64,
+        /// The counter's value.
+        counter: u64,
+    },
     /// The TEE's monotonic counter failed.
     #[error(transparent)]
     Counter(#[from] CounterError),

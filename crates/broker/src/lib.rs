@@ -908,6 +908,31 @@ mod tests {
         forked(fixture.ask(&broker_b, describe()));
     }
 
+    /// A state written over a version the counter never reached (the
+    /// provider deleted or replaced the counter) is refused, and named as
+    /// such, not as another broker's fork.
+    #[test]
+    fn a_state_ahead_of_a_reset_counter_is_refused_at_start() {
+        let fixture = Fixture::new();
+        {
+            let broker = fixture.open().expect("opens");
+            for version in [1, 2] {
+                assert!(matches!(
+                    fixture.ask(&broker, register(version)),
+                    BrokerReply::Action(_)
+                ));
+            }
+        }
+        std::fs::remove_file(fixture.dir.path().join("broker.counter")).expect("reset");
+        assert!(
+            matches!(
+                fixture.open(),
+                Err(BrokerError::CounterBehind { counter: 0, .. })
+            ),
+            "a state opened over a reset counter"
+        );
+    }
+
     #[test]
     fn an_older_copy_of_the_state_is_refused_at_start() {
         let fixture = Fixture::new();

@@ -211,9 +211,14 @@ pub struct BrokerState {
     counter_check: Mutex<CounterCheck>,
 }
 
-/// What the broker last learnt of its monotonic counter.
+/// What the broker last learnt of its monotonic counter. Taken after the
+/// snapshot's lock by a write, alone by a check (never the other way
+/// round): so it keeps the version the counter must hold itself.
 struct CounterCheck {
-    /// When it last found the counter at its own state's version.
+    /// The version of the snapshot in memory (set by the write that
+    /// made it, under this lock).
+    version: u64,
+    /// When it last found the counter at that version.
     checked: Instant,
     /// The counter's value once it found another broker wrote (from then
     /// on this one serves nothing).
@@ -272,6 +277,7 @@ impl BrokerState {
                 delegations: BTreeMap::new(),
             }),
             counter_check: Mutex::new(CounterCheck {
+                version: 0,
                 checked: Instant::now(),
                 forked: None,
             }),
@@ -301,6 +307,15 @@ impl BrokerState {
                     });
                 }
             }
+            // Written over a version the counter never reached: the
+            // counter was reset or replaced, not stepped by another broker.
+            Some(previous) if counter < previous => {
+                return Err(BrokerError::CounterBehind {
+                    state_version: version,
+                    previous,
+                    counter,
+                });
+            }
             // Written over another version than the counter holds: by a
             // broker whose counter step lost to another's.
             Some(_) => {
@@ -315,6 +330,11 @@ impl BrokerState {
             }
         }
         let migrate = snapshot.version == 0 && !snapshot.actions.is_empty();
+        state
+            .counter_check
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .version = version;
         state.snapshot = Mutex::new(snapshot);
         if migrate {
             state.commit(|_| Ok(()))?;
@@ -507,12 +527,13 @@ impl BrokerState {
         if check.forked.is_none() && check.checked.elapsed() < COUNTER_CHECK_INTERVAL {
             return Ok(());
         }
-        let version = self.lock().version;
-        self.check_counter(&mut check, version)
+        self.check_counter(&mut check)
     }
 
-    /// `Forked` if the counter is not at `version` (or was not before).
-    fn check_counter(&self, check: &mut CounterCheck, version: u64) -> Result<(), BrokerError> {
+    /// `Forked` if the counter is not at the version in memory (or was
+    /// not before).
+    fn check_counter(&self, check: &mut CounterCheck) -> Result<(), BrokerError> {
+        let version = check.version;
         let counter = match check.forked {
             Some(counter) => counter,
             None => {
@@ -549,7 +570,7 @@ impl BrokerState {
             .counter_check
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.check_counter(&mut check, snapshot.version)?;
+        self.check_counter(&mut check)?;
         let mut step = [0u8; 8];
         rand_core::Rng::fill_bytes(&mut os_rng(), &mut step);
         let step = u64::from_be_bytes(step) % MAX_STEP + 1;
@@ -587,6 +608,7 @@ impl BrokerState {
                 counter: held,
             });
         }
+        check.version = version;
         check.checked = Instant::now();
         *snapshot = next;
         Ok(version)
