@@ -162,12 +162,41 @@ impl SealedCode {
 /// A module can never be read as this frame nor the frame as a module: a
 /// frame starts with its domain's length (`00 00 00 12`), a module with
 /// `\0asm`, whose length would be 6 MiB.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JavaScriptCode<'a> {
     /// SHA-256 of the engine module.
     pub engine: Digest,
     /// The action's source.
     pub source: &'a str,
+}
+
+// The `Debug` of code and defaults shows sizes only: formatted, they must
+// not carry an action's plaintext out of the enclave.
+impl std::fmt::Debug for JavaScriptCode<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JavaScriptCode")
+            .field("engine", &self.engine)
+            .field("source_bytes", &self.source.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CodeWithDefaults<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeWithDefaults")
+            .field("defaults", &self.defaults)
+            .field("code_bytes", &self.code.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for OpenedCode<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedCode")
+            .field("code_bytes", &self.code.len())
+            .field("defaults", &self.defaults)
+            .finish()
+    }
 }
 
 impl<'a> JavaScriptCode<'a> {
@@ -255,7 +284,6 @@ impl std::fmt::Debug for DefaultParameters {
 /// parameters by whoever knows the code.
 ///
 /// Like a JavaScript frame, it can never be read as a module.
-#[derive(Debug)]
 pub struct CodeWithDefaults<'a> {
     /// Fresh random bytes.
     pub salt: [u8; DEFAULTS_SALT_BYTES],
@@ -285,7 +313,6 @@ impl CodeWithDefaults<'_> {
 
 /// Opened code, split into what runs and the default parameters sealed
 /// with it, if any.
-#[derive(Debug)]
 pub struct OpenedCode<'a> {
     /// The module, or a [`JavaScriptCode`] frame.
     pub code: &'a [u8],
@@ -415,6 +442,23 @@ mod javascript_tests {
             &[bytes.as_slice(), b"x"].concat()[..],
         ] {
             assert!(JavaScriptCode::parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn formatted_code_shows_its_size_not_its_source() {
+        let source = "function main() { return {secret: 's3cr3t'}; }";
+        let code = JavaScriptCode {
+            engine: Digest::of(b"engine"),
+            source,
+        };
+        let opened = OpenedCode {
+            code: source.as_bytes(),
+            defaults: None,
+        };
+        for formatted in [format!("{code:?}"), format!("{opened:?}")] {
+            assert!(!formatted.contains("s3cr3t"), "{formatted}");
+            assert!(formatted.contains(&source.len().to_string()), "{formatted}");
         }
     }
 }

@@ -67,8 +67,8 @@ impl Default for RunLimits {
     }
 }
 
-/// One activation's input.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One activation's input. Its `Debug` shows sizes, not the parameters.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RunRequest {
     /// The parameters: one JSON object, given to the guest as stdin.
     pub input: Vec<u8>,
@@ -83,8 +83,10 @@ pub struct RunRequest {
     pub env: Vec<(String, String)>,
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
+/// How a run ended. Its `Debug` shows the status and sizes, not the
+/// result or the logs (a confidential run's are sealed before they leave
+/// the enclave, and a formatted outcome must not carry them out).
+#[derive(Clone, PartialEq)]
 pub struct RunOutcome {
     /// Status and result, as the activation record shows them.
     pub response: ActivationResponse,
@@ -100,6 +102,31 @@ pub struct RunOutcome {
     pub peak_memory_bytes: u64,
     /// Why the run failed, if it did (also summarised in `response`).
     pub failure: Option<Failure>,
+}
+
+impl std::fmt::Debug for RunRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRequest")
+            .field("input_bytes", &self.input.len())
+            .field("limits", &self.limits)
+            .field("entry", &self.entry)
+            .field("env_vars", &self.env.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOutcome")
+            .field("status", &self.response.status)
+            .field("log_lines", &self.logs.len())
+            .field("logs_truncated", &self.logs_truncated)
+            .field("duration", &self.duration)
+            .field("result_bytes", &self.result_bytes)
+            .field("peak_memory_bytes", &self.peak_memory_bytes)
+            .field("failed", &self.failure.is_some())
+            .finish()
+    }
 }
 
 /// The data of an activation's store.
@@ -526,6 +553,29 @@ fn deadline_ticks(timeout: Duration, tick: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_formatted_request_or_outcome_shows_sizes_not_contents() {
+        let secret = "s3cr3t-in-the-run";
+        let request = RunRequest {
+            input: format!(r#"{{"k":"{secret}"}}"#).into_bytes(),
+            env: vec![("__OW_ACTION_NAME".into(), secret.into())],
+            ..RunRequest::default()
+        };
+        let outcome = RunOutcome {
+            response: ActivationResponse::success(serde_json::json!({ "k": secret })),
+            logs: vec![format!("2026-12-07T00:00:00Z stderr: {secret}")],
+            logs_truncated: false,
+            duration: Duration::ZERO,
+            result_bytes: 30,
+            peak_memory_bytes: 0,
+            failure: None,
+        };
+        for formatted in [format!("{request:?}"), format!("{outcome:?}")] {
+            assert!(!formatted.contains(secret), "{formatted}");
+        }
+        assert!(format!("{outcome:?}").contains("result_bytes: 30"));
+    }
 
     #[test]
     fn deadline_covers_the_timeout_in_whole_ticks() {
