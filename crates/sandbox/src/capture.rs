@@ -25,10 +25,14 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use humantime::format_rfc3339_nanos;
+
+/// The latest time a log line is stamped at: the last an RFC 3339 time
+/// (four-digit years) can write, 9999-12-31T23:59:59.999999999Z.
+const LATEST_STAMP: Duration = Duration::new(253_402_300_799, 999_999_999);
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -422,12 +426,16 @@ impl LogBuffer {
         let charged = LINE_PREFIX_BYTES + line.len() as u64;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let text = String::from_utf8_lossy(line);
-        // The host's clock is the provider's: set before 1970, it would
-        // panic the formatter, and with it every run that logs.
-        let since = since.max(SystemTime::UNIX_EPOCH);
+        // The host's clock is the provider's: set before 1970 or after
+        // 9999, it would panic the formatter, and with it every run that
+        // logs.
+        let since = since.clamp(
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + LATEST_STAMP,
+        );
         let formatted = format!("{} {}: {text}", format_rfc3339_nanos(since), stream.name());
-        // Replacement characters (and years past 9999) are longer than what
-        // was charged: charge the difference, so that later lines see it.
+        // Replacement characters are longer than what was charged: charge
+        // the difference, so that later lines see it.
         self.used += (formatted.len() as u64).saturating_sub(charged);
         self.lines.push((since, formatted));
     }
@@ -454,18 +462,24 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_set_before_1970_stamps_lines_at_the_epoch() {
+    fn a_clock_set_before_1970_or_after_9999_stamps_lines_within_them() {
         let before_1970 = SystemTime::UNIX_EPOCH - Duration::from_secs(86_400);
-        let mut log = LogBuffer::new(1 << 20);
-        log.write_at(b"one\ntwo", before_1970);
-        let logs = log.finish_at(before_1970);
-        assert_eq!(
-            logs.lines,
-            [
-                "1970-01-01T00:00:00.000000000Z stderr: one",
-                "1970-01-01T00:00:00.000000000Z stderr: two"
-            ]
-        );
+        let after_9999 = SystemTime::UNIX_EPOCH + LATEST_STAMP + Duration::from_secs(86_400);
+        for (clock, stamp) in [
+            (before_1970, "1970-01-01T00:00:00.000000000Z"),
+            (after_9999, "9999-12-31T23:59:59.999999999Z"),
+        ] {
+            let mut log = LogBuffer::new(1 << 20);
+            log.write_at(b"one\ntwo", clock);
+            let logs = log.finish_at(clock);
+            assert_eq!(
+                logs.lines,
+                [
+                    format!("{stamp} stderr: one"),
+                    format!("{stamp} stderr: two")
+                ]
+            );
+        }
     }
 
     #[test]
