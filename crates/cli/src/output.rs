@@ -98,6 +98,12 @@ impl Output {
         }
     }
 
+    /// A warning on stderr in either mode: what a user must not miss, as
+    /// that what is shown is the node's word and nothing verified it.
+    pub fn warn(&self, text: impl fmt::Display) {
+        eprintln!("warning: {text}");
+    }
+
     /// Prints `value` as indented JSON on stdout, in either mode.
     pub fn print_json(&self, value: &impl Serialize) -> anyhow::Result<()> {
         outln!("{}", to_pretty_json(value)?);

@@ -4,13 +4,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clemmys_client::{ActionDoc, Client, InvokeOptions, Invoked};
-use clemmys_proto::chain_plan::CHAIN_PLAN_ANNOTATION;
+use clemmys_proto::chain_plan::{CHAIN_PLAN_ANNOTATION, ChainPlanError};
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{Activation, EntityName, FullyQualifiedName, KeyValues};
 use serde_json::{Value, json};
 
-use clemmys_client::confidential::{ConfidentialInvoked, DeployOptions, JavaScriptSource};
+use clemmys_client::confidential::{
+    ConfidentialError, ConfidentialInvoked, DeployOptions, JavaScriptSource,
+};
 
 use super::{AnnotationArgs, Context, ParamArgs, confidential};
 use crate::output::Table;
@@ -889,7 +891,7 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         || match broker_holds(ctx, &client, &args.name).await {
             Ok(holds) => holds,
             Err(error) => {
-                ctx.output.hint(format_args!(
+                ctx.output.warn(format_args!(
                     "shown as the node has it: whether it is confidential could not be checked ({error:#})"
                 ));
                 false
@@ -966,8 +968,8 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
 /// word: its default parameters (which the node shows as none: they are
 /// sealed with the code) from the copy this client kept when it sealed the
 /// current version, its policy's limits, and for a sequence, refuses a
-/// listing that is not its owner's signed plan. Without a broker pin (not
-/// the owner's client) the node's record stays as it is.
+/// listing that is not its owner's signed plan. The node's parameters are
+/// never shown: a client that kept no copy shows none.
 async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> anyhow::Result<()> {
     let connected = async {
         let namespace = confidential::sealing_namespace(ctx, Some(name))?;
@@ -979,7 +981,7 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
     let sealing = match connected.await {
         Ok(sealing) => sealing,
         Err(error) => {
-            ctx.output.hint(format_args!(
+            ctx.output.warn(format_args!(
                 "its default parameters are sealed and its limits bound in its policy, and the key broker could not be asked: {error:#}"
             ));
             return Ok(());
@@ -988,11 +990,22 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
     if doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND) {
         // Its components are the ones its owner signed, whatever the node
         // lists: an invoke refuses any other, and so does this view.
-        sealing
-            .sequence_plan(name)
-            .await
-            .with_context(|| format!("checking confidential sequence {name}"))?
-            .with_context(|| format!("the node no longer shows {name} as a sequence: ask again"))?;
+        match sealing.sequence_plan(name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("the node no longer shows {name} as a sequence: ask again"),
+            // Signed by an identity this client does not trust (a gateway
+            // of the owner signs the sequences made through it): not
+            // shown as the owner's, nor refused as forged.
+            Err(ConfidentialError::ChainPlan(ChainPlanError::UntrustedOwner(signer))) => {
+                ctx.output.warn(format_args!(
+                    "its plan is signed by {signer}, an identity this client does not trust, so its components are the node's word (if that is the owner's gateway: clemmys broker trust --trust-owner {signer})"
+                ));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("checking confidential sequence {name}")));
+            }
+        }
         return Ok(());
     }
     match sealing.current_defaults(name).await {
@@ -1000,7 +1013,7 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
             doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
         }
         Ok(None) if node_written.is_some_and(|written| !written.0.is_empty()) => {
-            ctx.output.hint(
+            ctx.output.warn(
                 "its default parameters are sealed with its code, and this client did not seal its current version, so it has no copy to show; the parameters the node shows are not the action's",
             );
         }

@@ -417,8 +417,9 @@ fn action_get_shows_no_parameters_the_node_wrote_for_a_confidential_action() {
     shown.stderr_has("the parameters the node shows are not the action's");
     let shown = friend
         .clemmys(&["action", "get", "echo", "--json"])
-        .success()
-        .json();
+        .success();
+    shown.stderr_has("the parameters the node shows are not the action's");
+    let shown = shown.json();
     assert_eq!(shown["parameters"], json!([]), "{shown}");
     // The owner's client shows the copy it sealed.
     let shown = owner
