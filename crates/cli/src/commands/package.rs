@@ -162,7 +162,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // node that stored them would hold them in the clear. This
             // client's own record says first (the node's annotation is
             // the provider's to strip).
-            if kept_parameters_of(ctx, &client, &package).await?.is_some()
+            if kept_parameters_of(ctx, &client, &package)?.is_some()
                 || client
                     .get_package(&package)
                     .await
@@ -193,7 +193,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // actions and the node holds none: this client's copy is shown,
             // by its own record's say (the node's annotation, and any
             // parameters it shows, are the provider's to write).
-            if let Some(kept) = kept_parameters_of(ctx, &client, &name).await? {
+            if let Some(kept) = kept_parameters_of(ctx, &client, &name)? {
                 package["parameters"] = json!(KeyValues::from_object(&kept));
             } else if is_confidential(&package) {
                 ctx.output.hint(
@@ -405,20 +405,22 @@ fn is_confidential(package: &Value) -> bool {
 }
 
 /// The parameters of confidential package `name` this client keeps, if it
-/// keeps them (its own record; without a broker pin it keeps none).
-async fn kept_parameters_of(
+/// keeps them: its own record, read without asking the node or the broker
+/// (without a broker pin it keeps none).
+fn kept_parameters_of(
     ctx: &Context,
     client: &clemmys_client::Client,
     name: &str,
 ) -> anyhow::Result<Option<serde_json::Map<String, Value>>> {
-    if confidential::home()?
-        .broker_pin(client.api_host())?
-        .is_none()
-    {
-        return Ok(None);
-    }
-    let sealing = connect_for(ctx, client, name).await?;
-    Ok(sealing.package_defaults(&short_package(name)?)?)
+    let namespace = confidential::sealing_namespace(ctx, Some(name))
+        .ok()
+        .flatten();
+    Ok(clemmys_client::confidential::kept_package_defaults(
+        &confidential::home()?,
+        client.api_host(),
+        namespace.as_deref(),
+        &short_package(name)?,
+    )?)
 }
 
 /// The package's name within its namespace.

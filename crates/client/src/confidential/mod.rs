@@ -704,6 +704,31 @@ impl OpenedActivation {
     }
 }
 
+/// How a client's home files name `short` in `namespace` of the node it
+/// knows as `node_key`.
+fn home_key(node_key: &str, namespace: &str, short: &str) -> String {
+    format!("{node_key} /{namespace}/{short}")
+}
+
+/// The parameters a client keeps of its confidential package `package`
+/// of the node at `api_host`, read from its `home` alone (no node or
+/// broker asked): in `namespace`, or else the one pinned with the broker.
+/// `None` without a broker pin, where it never made one.
+pub fn kept_package_defaults(
+    home: &ClientHome,
+    api_host: &str,
+    namespace: Option<&str>,
+    package: &str,
+) -> Result<Option<Map<String, Value>>, ConfidentialError> {
+    let Some(pin) = home.broker_pin(api_host)? else {
+        return Ok(None);
+    };
+    let Some(namespace) = namespace.or(pin.namespace.as_deref()) else {
+        return Ok(None);
+    };
+    home.package_defaults(&home_key(api_host, namespace, package))
+}
+
 /// How long a client runs a name as the kind it found (an action, or a
 /// sequence's verified plan) before it reads the node's record and the
 /// broker's registration again. Only the client checks which plan is
@@ -2105,11 +2130,10 @@ impl Confidential {
         }
     }
 
-    /// The key of sequence `short`'s newest plan seen in the client's home.
-    /// How this client's home files name action or sequence `short`: with
-    /// the API host and the namespace.
+    /// How this client's home files name action, sequence or package
+    /// `short`: with the API host and the namespace.
     fn home_key(&self, short: &str) -> String {
-        format!("{} /{}/{short}", self.node_key, self.namespace)
+        home_key(&self.node_key, &self.namespace, short)
     }
 
     /// The verified signed plan of `name` if it is a sequence (cached per
