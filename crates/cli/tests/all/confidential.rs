@@ -1446,6 +1446,10 @@ fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
         record
             .annotations
             .set("tee", json!("sgx: hardware-protected"));
+        // Or in the value of one shown.
+        record
+            .annotations
+            .set("kind", json!("wasm (sgx: hardware-protected)"));
     });
     server.spawn_again_on_the_same_port();
     let shown = user

@@ -3340,6 +3340,10 @@ fn a_record_the_provider_relabelled_is_shown_as_the_action_the_gateway_invoked()
         record
             .annotations
             .set("tee", json!("sgx: hardware-protected"));
+        // Or in the value of one shown.
+        record
+            .annotations
+            .set("kind", json!("wasm (sgx: hardware-protected)"));
     });
     server.spawn_again_on_the_same_port();
 

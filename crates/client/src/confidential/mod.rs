@@ -75,10 +75,11 @@ pub const SEALED_LOGS_PREFIX: &str = "sealed:";
 /// The annotations of the node's activation record that are shown beside
 /// its opened, verified answer ([`OpenedActivation::reveal`]): its `path`,
 /// rewritten from what this client invoked, and timings and a kind that
-/// OpenWhisk clients read and no verified answer contradicts. Everything
-/// else the node writes is left out: its claims about the run (what
-/// started it, a timeout, the limits it records, where the enclave ran
-/// under the policy's) and whatever it makes up.
+/// OpenWhisk clients read, each only with a value of its type that no
+/// verified answer contradicts. Everything else the node writes is left
+/// out: its claims about the run (what started it, a timeout, the limits
+/// it records, where the enclave ran under the policy's) and whatever it
+/// makes up.
 pub const SHOWN_RECORD_ANNOTATIONS: [&str; 5] = ["path", "kind", "waitTime", "initTime", "topmost"];
 /// What the enclave says when a fresh request would succeed.
 /// The field of a refused result holding a restarted broker's replay floor.
@@ -650,6 +651,31 @@ impl OpenedActivation {
         json!({"status": self.status, "success": self.status == ActivationStatus::Success, "result": self.result})
     }
 
+    /// Whether the node's annotation `key: value` is shown beside this
+    /// answer: one of [`SHOWN_RECORD_ANNOTATIONS`], with a value of its
+    /// type that the verified answer does not contradict (a kind that is
+    /// `sequence` exactly when this was a chain, `topmost` only on one).
+    fn shows_annotation(&self, key: &str, value: &Value) -> bool {
+        if !SHOWN_RECORD_ANNOTATIONS.contains(&key) {
+            return false;
+        }
+        let chain = self.chain.is_some();
+        match key {
+            "waitTime" | "initTime" => value.is_u64(),
+            "topmost" => chain && value.is_boolean(),
+            "kind" => value.as_str().is_some_and(|kind| {
+                if chain {
+                    kind == clemmys_whisk::SEQUENCE_KIND
+                } else {
+                    kind == clemmys_whisk::WASM_KIND
+                        || clemmys_whisk::JAVASCRIPT_KINDS.contains(&kind)
+                }
+            }),
+            // `path`, rewritten.
+            _ => true,
+        }
+    }
+
     /// The log lines to show: the opened ones, or for a chain its steps'
     /// activation ids (what OpenWhisk logs for a sequence), from the
     /// verified receipts; else none.
@@ -695,7 +721,7 @@ impl OpenedActivation {
         record
             .annotations
             .0
-            .retain(|pair| SHOWN_RECORD_ANNOTATIONS.contains(&pair.key.as_str()));
+            .retain(|pair| self.shows_annotation(&pair.key, &pair.value));
         record.annotations.set(
             "path",
             Value::String(format!("{namespace}/{}", self.action)),
