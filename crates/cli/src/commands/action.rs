@@ -1008,6 +1008,12 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
         }
         return Ok(());
     }
+    let described = sealing.describe(name, true).await;
+    if let Err(ConfidentialError::RegisteredSequence(_)) = described {
+        bail!(
+            "the key broker registers {name} as a confidential sequence, but the node shows it as an action: changed by the provider (an invoke refuses it too)"
+        );
+    }
     match sealing.current_defaults(name).await {
         Ok(Some(defaults)) => {
             doc.parameters = Some(KeyValues::from_object(defaults.parameters()));
@@ -1024,7 +1030,7 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
     }
     // The limits its enclaves run under are the policy's, whatever the
     // node records (the provider writes that).
-    match sealing.describe(name, true).await {
+    match described {
         Ok(descriptor) => {
             if let Some(bound) = descriptor.policy.limits {
                 doc.limits = Some(bound.over(doc.limits.unwrap_or_default()));

@@ -1084,6 +1084,11 @@ fn a_confidential_sequence_stays_sealed_for_a_client_that_never_ran_it() {
     // friend never ran it (no plan in its home), so only the broker can
     // tell it the name is a confidential sequence.
     provider_replaces_with_plain_echo(&server, "pipe");
+    // Its owner's CLI does not show it as an action either.
+    owner
+        .clemmys(&["action", "get", "pipe"])
+        .failure()
+        .stderr_has("registers pipe as a confidential sequence");
     let secret = crate::common::unique("param-");
     let out = friend
         .clemmys(&["action", "invoke", "pipe", "-p", "secret", &secret, "-r"])
