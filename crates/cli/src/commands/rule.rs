@@ -94,6 +94,16 @@ async fn refuse_confidential(ctx: &Context, client: &Client, action: &str) -> an
     Ok(())
 }
 
+/// The action a rule, as the node shows it, fires: `/namespace/name` (its
+/// `path` names a package too).
+fn fired_action(rule: &Value) -> anyhow::Result<String> {
+    let action = &rule["action"];
+    match (action["path"].as_str(), action["name"].as_str()) {
+        (Some(path), Some(name)) => Ok(format!("/{path}/{name}")),
+        _ => bail!("the node's rule names no action: {rule}"),
+    }
+}
+
 /// Runs a rule command.
 pub async fn run(command: RuleCommand, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
@@ -117,6 +127,14 @@ pub async fn run(command: RuleCommand, ctx: &Context) -> anyhow::Result<()> {
             done(ctx, &updated, &format!("ok: updated rule {}", args.name))
         }
         RuleCommand::Enable { name } => {
+            // Whatever made the rule (the provider can, with the namespace
+            // key), enabling it is this client's word that its action may
+            // take a trigger's parameters in the clear.
+            let rule = client
+                .get_rule(&name)
+                .await
+                .with_context(|| format!("getting rule {name}"))?;
+            refuse_confidential(ctx, &client, &fired_action(&rule)?).await?;
             client
                 .set_rule_status(&name, true)
                 .await

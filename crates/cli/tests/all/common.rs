@@ -535,8 +535,17 @@ impl Server {
     /// `PUT path` of `body` with the guest key: the provider changing what
     /// the API stores.
     pub fn put(&self, path: &str, body: &Value) -> (u16, Vec<u8>) {
+        self.send(hyper::Method::PUT, path, body)
+    }
+
+    /// `POST path` of `body` with the guest key (as [`Server::put`]).
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Vec<u8>) {
+        self.send(hyper::Method::POST, path, body)
+    }
+
+    fn send(&self, method: hyper::Method, path: &str, body: &Value) -> (u16, Vec<u8>) {
         http_send(
-            hyper::Method::PUT,
+            method,
             &self.api_host,
             path,
             &self.guest_auth,

@@ -494,6 +494,25 @@ fn no_rule_fires_a_confidential_action_the_provider_shows_as_plain() {
         status, 404,
         "a rule for the confidential action reached the node"
     );
+    // The provider makes the rule itself, inactive, for the owner to
+    // enable.
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/rules/handler",
+        &json!({"trigger": "/_/event", "action": "/_/act", "status": "inactive"}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = server.post(
+        "/api/v1/namespaces/_/rules/handler",
+        &json!({"status": "inactive"}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    owner
+        .clemmys(&["rule", "enable", "handler"])
+        .failure()
+        .stderr_has("a rule cannot fire it");
+    let (_, body) = server.get("/api/v1/namespaces/_/rules/handler");
+    let rule: Value = serde_json::from_slice(&body).expect("a rule");
+    assert_eq!(rule["status"], "inactive", "{rule}");
 }
 
 /// A confidential action deleted and a plain one created under its name:
