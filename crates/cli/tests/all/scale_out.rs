@@ -824,7 +824,9 @@ fn the_confidential_cli_deploys_invokes_and_verifies_on_a_controller_and_an_invo
 /// completions. A plain NATS protocol client on a socket of its own.
 struct Wiretap {
     stream: TcpStream,
-    reading: Option<std::thread::JoinHandle<Vec<u8>>>,
+    /// Everything tapped so far.
+    seen: std::sync::Arc<Mutex<Vec<u8>>>,
+    reading: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Wiretap {
@@ -845,31 +847,190 @@ impl Wiretap {
             seen.extend_from_slice(chunk.get(..read).unwrap_or_default());
         }
         let mut reader = stream.try_clone().expect("the tap's socket");
+        let seen = std::sync::Arc::new(Mutex::new(seen));
+        let all = seen.clone();
         let reading = std::thread::spawn(move || {
-            let mut all = seen;
             let mut chunk = [0u8; 16 * 1024];
             while let Ok(read) = reader.read(&mut chunk) {
                 if read == 0 {
                     break;
                 }
-                all.extend_from_slice(chunk.get(..read).unwrap_or_default());
+                all.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(chunk.get(..read).unwrap_or_default());
             }
-            all
         });
         Self {
             stream,
+            seen,
             reading: Some(reading),
         }
+    }
+
+    /// The messages tapped so far.
+    fn messages(&self) -> Vec<Tapped> {
+        tapped(&self.seen.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Everything tapped so far; closes the tap.
     fn stop(mut self) -> Vec<u8> {
         let _ = self.stream.shutdown(Shutdown::Both);
-        self.reading
-            .take()
-            .and_then(|reading| reading.join().ok())
-            .unwrap_or_default()
+        if let Some(reading) = self.reading.take() {
+            let _ = reading.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(PoisonError::into_inner))
     }
+}
+
+/// One message as a tap received it (`MSG` or `HMSG`).
+struct Tapped {
+    subject: String,
+    /// The header block (`NATS/1.0` and its lines), empty for a `MSG`.
+    headers: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+/// The messages in `bytes`, a subscriber's side of the NATS protocol
+/// (other lines, and a message cut short at the end, are skipped).
+fn tapped(bytes: &[u8]) -> Vec<Tapped> {
+    let mut messages = Vec::new();
+    let mut rest = bytes;
+    while let Some(end) = rest.windows(2).position(|pair| pair == b"\r\n") {
+        let line = String::from_utf8_lossy(rest.get(..end).unwrap_or_default()).into_owned();
+        rest = rest.get(end + 2..).unwrap_or_default();
+        let fields: Vec<&str> = line.split(' ').collect();
+        // MSG subject sid [reply] size; HMSG subject sid [reply] hsize size.
+        let (subject, header_size, size) = match fields.as_slice() {
+            ["MSG", subject, _, .., size] => (*subject, 0, *size),
+            ["HMSG", subject, _, .., header_size, size] => {
+                (*subject, header_size.parse().unwrap_or(0), *size)
+            }
+            _ => continue,
+        };
+        let Ok(size) = size.parse::<usize>() else {
+            continue;
+        };
+        let (Some(body), Some(after)) = (rest.get(..size), rest.get(size + 2..)) else {
+            break;
+        };
+        messages.push(Tapped {
+            subject: subject.to_owned(),
+            headers: body.get(..header_size).unwrap_or_default().to_vec(),
+            payload: body.get(header_size..).unwrap_or_default().to_vec(),
+        });
+        rest = after;
+    }
+    messages
+}
+
+/// Publishes `payload` with the header block `headers` on `subject`, as
+/// anyone holding nats-server can.
+fn publish_raw(url: &str, subject: &str, headers: &[u8], payload: &[u8]) {
+    let address = url.strip_prefix("nats://").expect("a nats:// URL");
+    let mut stream = TcpStream::connect(address).expect("connecting to nats-server");
+    let mut message = format!(
+        "CONNECT {{\"verbose\":false,\"headers\":true}}\r\nHPUB {subject} {} {}\r\n",
+        headers.len(),
+        headers.len() + payload.len()
+    )
+    .into_bytes();
+    message.extend_from_slice(headers);
+    message.extend_from_slice(payload);
+    message.extend_from_slice(b"\r\nPING\r\n");
+    stream.write_all(&message).expect("publishing");
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !leaks::contains(&seen, b"PONG\r\n") {
+        let read = stream.read(&mut chunk).expect("reading from nats-server");
+        assert!(
+            read > 0,
+            "nats-server closed the connection: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
+}
+
+/// The provider records a confidential invocation on the bus and delivers
+/// it again, as a new message, to the other invoker, whose enclaves hold
+/// the same action key: the broker, which admits each invocation's nonce
+/// once whatever invoker asks, must refuse it there, so that it runs once.
+#[test]
+fn an_invocation_delivered_again_to_another_invoker_is_refused_as_replayed() {
+    let Some(cluster) = Cluster::start(&["left", "right"]) else {
+        return;
+    };
+    let (server, backends) = (&cluster.controller, &cluster.backends);
+    let user = server.user();
+    user.trust_broker();
+    user.clemmys(&["action", "create", "echo", arg(&example("echo"))])
+        .success();
+    let tap = Wiretap::start(backends.nats.url());
+    let secret = unique("replay-");
+    let invoked = user
+        .clemmys(&["action", "invoke", "echo", "-p", "k", &secret, "-r"])
+        .success();
+    assert_eq!(invoked.json(), json!({"k": secret}), "{invoked}");
+
+    // The activation as the controller published it to one invoker.
+    let delivered = tap
+        .messages()
+        .into_iter()
+        .find(|message| {
+            message.subject.starts_with("clemmys.invoke.")
+                && leaks::contains(&message.payload, b"\"Activate\"")
+        })
+        .unwrap_or_else(|| panic!("no activation on the bus"));
+    let activation: Value = serde_json::from_slice(&delivered.payload).expect("JSON");
+    let id = activation["Activate"]["activation_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no activation id: {activation}"))
+        .to_owned();
+    let other = if delivered.subject.ends_with(".left") {
+        "clemmys.invoke.right"
+    } else {
+        "clemmys.invoke.left"
+    };
+    // Delivered again as a new message (JetStream keeps one message per
+    // id, so the provider gives it another).
+    let headers = String::from_utf8_lossy(&delivered.headers).replace(
+        &format!("Nats-Msg-Id: {id}"),
+        &format!("Nats-Msg-Id: {id}-again"),
+    );
+    publish_raw(
+        backends.nats.url(),
+        other,
+        headers.as_bytes(),
+        &delivered.payload,
+    );
+
+    // The other invoker's completion of it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let completion = loop {
+        let completions: Vec<Value> = tap
+            .messages()
+            .into_iter()
+            .filter(|message| message.subject.starts_with("clemmys.done."))
+            .filter_map(|message| serde_json::from_slice(&message.payload).ok())
+            .filter(|completion: &Value| completion["activation"]["activationId"] == id.as_str())
+            .collect();
+        if completions.len() >= 2 {
+            break completions[1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other invoker never completed the delivery again ({} completions)",
+            completions.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let result = &completion["activation"]["response"]["result"];
+    assert!(
+        result.get("sealed").is_none(),
+        "the enclave ran the invocation a second time: {completion}"
+    );
+    assert_eq!(result["refusal"], "replayed", "{completion}");
+    drop(tap);
 }
 
 /// `pg_dump` of the whole database: every table as the provider holds it.
