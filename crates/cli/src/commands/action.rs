@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clemmys_client::{ActionDoc, Client, InvokeOptions, Invoked};
-use clemmys_proto::chain_plan::{CHAIN_PLAN_ANNOTATION, ChainPlanError};
+use clemmys_proto::chain_plan::CHAIN_PLAN_ANNOTATION;
 use clemmys_whisk::action::{ActionPut, ExecPut};
 use clemmys_whisk::limits::ActionLimitsPut;
 use clemmys_whisk::{Activation, EntityName, FullyQualifiedName, KeyValues};
@@ -990,22 +990,11 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
     if doc.exec.kind.as_deref() == Some(clemmys_whisk::SEQUENCE_KIND) {
         // Its components are the ones its owner signed, whatever the node
         // lists: an invoke refuses any other, and so does this view.
-        match sealing.sequence_plan(name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => bail!("the node no longer shows {name} as a sequence: ask again"),
-            // Signed by an identity this client does not trust (a gateway
-            // of the owner signs the sequences made through it): not
-            // shown as the owner's, nor refused as forged.
-            Err(ConfidentialError::ChainPlan(ChainPlanError::UntrustedOwner(signer))) => {
-                ctx.output.warn(format_args!(
-                    "its plan is signed by {signer}, an identity this client does not trust, so its components are the node's word (if that is the owner's gateway: clemmys broker trust --trust-owner {signer})"
-                ));
-            }
-            Err(error) => {
-                return Err(anyhow::Error::new(error)
-                    .context(format!("checking confidential sequence {name}")));
-            }
-        }
+        sealing
+            .sequence_plan(name)
+            .await
+            .with_context(|| format!("checking confidential sequence {name}"))?
+            .with_context(|| format!("the node no longer shows {name} as a sequence: ask again"))?;
         return Ok(());
     }
     let described = sealing.describe(name, true).await;
@@ -1036,7 +1025,7 @@ async fn show_what_is_bound(doc: &mut ActionDoc, name: &str, ctx: &Context) -> a
                 doc.limits = Some(bound.over(doc.limits.unwrap_or_default()));
             }
         }
-        Err(error) => ctx.output.hint(format_args!(
+        Err(error) => ctx.output.warn(format_args!(
             "its limits are bound in its policy, which the key broker did not describe: the node's are shown ({error:#})"
         )),
     }

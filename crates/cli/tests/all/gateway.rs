@@ -1786,15 +1786,32 @@ fn a_sequence_through_the_gateway_answers_its_last_step_and_the_provider_sees_no
         Some(&params),
     );
     assert_eq!(answer, json!({"payload": "Hello, World!"}));
-    // The owner's CLI shows it, though the gateway signed its plan, an
-    // identity the CLI does not trust: as the node's word, and says so.
-    for format in [&["--json"][..], &[]] {
-        owners
-            .owner
-            .clemmys(&[&["action", "get", "shout-then-greet"][..], format].concat())
-            .success()
-            .stderr_has("its components are the node's word");
-    }
+    // The owner's CLI shows it, and runs it: the gateway signed its plan
+    // and registered it as the owner's delegate, and the registration
+    // names the plan's bytes.
+    let shown = owners
+        .owner
+        .clemmys(&["action", "get", "shout-then-greet", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        shown["exec"]["components"],
+        json!(["/guest/secret", "/guest/hello"]),
+        "{shown}"
+    );
+    let ran = owners
+        .owner
+        .clemmys(&[
+            "action",
+            "invoke",
+            "shout-then-greet",
+            "-p",
+            "secret",
+            "x",
+            "-r",
+        ])
+        .success();
+    assert_eq!(ran.json(), json!({"payload": "Hello, World!"}), "{ran}");
 
     // What the provider holds: its data, logs, and every byte between the
     // gateway and the node.

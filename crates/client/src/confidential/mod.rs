@@ -2218,7 +2218,17 @@ impl Confidential {
             .home
             .newest_plan(&key)?
             .max(registered.as_ref().map(|registered| registered.version));
-        let plan = signed.verify(&self.plan_signers(), &self.namespace, &short, newest_seen)?;
+        // A plan a trusted owner registered is that owner's word, whoever
+        // signed it: the owner's gateway, which registers as its delegate,
+        // signs the sequences made through it. The registration names the
+        // plan's exact bytes, and only the owner or a delegate can make it.
+        let mut signers = self.plan_signers();
+        if registered.as_ref().is_some_and(|registered| {
+            !registered.policy.kind.is_action() && registered.code_digest == plan_digest
+        }) {
+            signers.push(signed.unverified().owner);
+        }
+        let plan = signed.verify(&signers, &self.namespace, &short, newest_seen)?;
         if let Some(registered) = &registered {
             plan.check_registered(&plan_digest, registered)?;
         }
