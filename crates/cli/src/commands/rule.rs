@@ -98,10 +98,14 @@ async fn refuse_confidential(ctx: &Context, client: &Client, action: &str) -> an
 /// `path` names a package too).
 fn fired_action(rule: &Value) -> anyhow::Result<String> {
     let action = &rule["action"];
-    match (action["path"].as_str(), action["name"].as_str()) {
-        (Some(path), Some(name)) => Ok(format!("/{path}/{name}")),
-        _ => bail!("the node's rule names no action: {rule}"),
-    }
+    let (Some(path), Some(name)) = (action["path"].as_str(), action["name"].as_str()) else {
+        bail!("the node's rule names no action: {rule}");
+    };
+    let fired = format!("/{path}/{name}");
+    // A name the broker cannot be asked about is not taken for plain.
+    clemmys_client::resolve_name(&fired)
+        .with_context(|| format!("the node's rule fires {fired}, which is not an action's name"))?;
+    Ok(fired)
 }
 
 /// Runs a rule command.
@@ -238,6 +242,22 @@ pub fn rule_table(rules: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_fires_the_action_its_path_and_name_make_or_none() {
+        let rule = |path: &str, name: &str| json!({"action": {"path": path, "name": name}});
+        assert_eq!(
+            fired_action(&rule("guest", "act")).expect("fires"),
+            "/guest/act"
+        );
+        assert_eq!(
+            fired_action(&rule("guest/pkg", "act")).expect("fires"),
+            "/guest/pkg/act"
+        );
+        assert!(fired_action(&rule("guest/", "act")).is_err());
+        assert!(fired_action(&rule("guest/a/b", "act")).is_err());
+        assert!(fired_action(&json!({"action": {}})).is_err());
+    }
 
     #[test]
     fn put_bodies_name_the_trigger_and_action() {
