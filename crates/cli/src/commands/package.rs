@@ -193,11 +193,17 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // actions and the node holds none: this client's copy is shown,
             // by its own record's say (the node's annotation, and any
             // parameters it shows, are the provider's to write).
-            if let Some(kept) = kept_parameters_of(ctx, &client, &name)? {
+            // Where the namespace is unknown (a relative name under a key
+            // given with --auth), this client keeps no copy it can find.
+            let kept = match confidential::sealing_namespace(ctx, Some(&name)) {
+                Ok(namespace) => kept_parameters_in(&client, namespace.as_deref(), &name)?,
+                Err(_) => None,
+            };
+            if let Some(kept) = kept {
                 package["parameters"] = json!(KeyValues::from_object(&kept));
             } else if is_confidential(&package) {
-                ctx.output.hint(
-                    "its parameters are sealed into its actions, and this client keeps no copy of them to show",
+                ctx.output.warn(
+                    "its parameters are sealed into its actions, and this client keeps no copy of them to show: the parameters shown are the node's",
                 );
             }
             if ctx.output.is_json() {
@@ -407,18 +413,29 @@ fn is_confidential(package: &Value) -> bool {
 /// The parameters of confidential package `name` this client keeps, if it
 /// keeps them: its own record, read without asking the node or the broker
 /// (without a broker pin it keeps none).
+/// The namespace it seals for is the name's, the one configured, or the
+/// one pinned with the broker; a name that leaves it unknown (a relative
+/// name under a key given with `--auth`) is an error.
 fn kept_parameters_of(
     ctx: &Context,
     client: &clemmys_client::Client,
     name: &str,
 ) -> anyhow::Result<Option<serde_json::Map<String, Value>>> {
-    let namespace = confidential::sealing_namespace(ctx, Some(name))
-        .ok()
-        .flatten();
+    let namespace = confidential::sealing_namespace(ctx, Some(name))?;
+    kept_parameters_in(client, namespace.as_deref(), name)
+}
+
+/// [`kept_parameters_of`] in `namespace` (`None`: the one pinned with
+/// the broker).
+fn kept_parameters_in(
+    client: &clemmys_client::Client,
+    namespace: Option<&str>,
+    name: &str,
+) -> anyhow::Result<Option<serde_json::Map<String, Value>>> {
     Ok(clemmys_client::confidential::kept_package_defaults(
         &confidential::home()?,
         client.api_host(),
-        namespace.as_deref(),
+        namespace,
         &short_package(name)?,
     )?)
 }
