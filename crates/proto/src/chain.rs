@@ -509,8 +509,9 @@ pub fn open_hop(
 /// The final answer of a chain's first run, sealed to the client (`R`, a
 /// step's receipt, is signed on the wire; the client checks the chain with
 /// the receipts alone once their signatures verified). A run of a
-/// [chain session](crate::chain_session) answers with its own format.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// [chain session](crate::chain_session) answers with its own format. Its
+/// `Debug` leaves the result out (plaintext inside the enclave).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChainAnswer<R = SignedReceipt> {
     /// How the last step that ran ended.
     pub status: clemmys_whisk::ActivationStatus,
@@ -521,6 +522,16 @@ pub struct ChainAnswer<R = SignedReceipt> {
     pub last_index: u64,
     /// One receipt per step that ran, in order.
     pub receipts: Vec<R>,
+}
+
+impl<R: std::fmt::Debug> std::fmt::Debug for ChainAnswer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainAnswer")
+            .field("status", &self.status)
+            .field("last_index", &self.last_index)
+            .field("receipts", &self.receipts)
+            .finish_non_exhaustive()
+    }
 }
 
 fn answer_aad(chain_id: &[u8; 16]) -> Vec<u8> {

@@ -178,8 +178,8 @@ fn read_traces(reader: &mut Reader<'_>) -> Result<Vec<StepTrace>, ProtoError> {
 }
 
 /// The final answer of a session run, sealed to the client under the run
-/// key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// key. Its `Debug` shows the result's size, not the result.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionAnswer {
     /// How the last step that ran ended.
     pub status: clemmys_whisk::ActivationStatus,
@@ -191,6 +191,18 @@ pub struct SessionAnswer {
     pub traces: Vec<StepTrace>,
     /// The running MAC of their receipts.
     pub receipts: ReceiptMac,
+}
+
+impl std::fmt::Debug for SessionAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionAnswer")
+            .field("status", &self.status)
+            .field("result_bytes", &self.result.len())
+            .field("last_index", &self.last_index)
+            .field("traces", &self.traces)
+            .field("receipts", &self.receipts)
+            .finish()
+    }
 }
 
 fn answer_aad(run_id: &[u8; 16]) -> Vec<u8> {

@@ -351,8 +351,9 @@ impl SignedReceipt {
     }
 }
 
-/// The result part of an enclave's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The result part of an enclave's answer. Its `Debug` shows the status
+/// and the receipt, not the result (plaintext inside the enclave).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealedResultBody {
     /// How the run ended.
     pub status: ActivationStatus,
@@ -364,6 +365,15 @@ pub struct SealedResultBody {
     /// keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_salt: Option<crate::session::SessionSalt>,
+}
+
+impl std::fmt::Debug for SealedResultBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedResultBody")
+            .field("status", &self.status)
+            .field("receipt", &self.receipt)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An enclave's answer, sealed to the client in two parts.
