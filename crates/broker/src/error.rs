@@ -136,7 +136,10 @@ pub enum BrokerError {
     },
     /// The sealed state was written over a version the monotonic counter
     /// never reached: the counter was reset or replaced. The broker does
-    /// not start from it.
+    /// not start from it. (Not every reset shows: under a state written
+    /// once over version 0, or in a format from before random steps, a
+    /// reset counter reads as a lost counter step, which it catches up.
+    /// A rollback is caught by [`BrokerError::RolledBack`], not by this.)
     #[error(
         "the broker's sealed state (version {state_version}) was written over version {previous}, but its monotonic counter is at {counter}: the counter was reset or replaced"
     )]
