@@ -166,16 +166,7 @@ fn another_identity_uses_an_owners_action_only_once_it_trusts_the_owner() {
         .stdout_has("namespace:            guest");
     let friend = server.user();
     friend.trust_broker();
-    let friend_id = field(
-        &friend.clemmys(&["broker", "show"]).success().stdout,
-        "your client identity:",
-    )
-    .to_owned();
-    let owner_id = field(
-        &owner.clemmys(&["broker", "show"]).success().stdout,
-        "your client identity:",
-    )
-    .to_owned();
+    let (owner_id, friend_id) = (owner.identity(), friend.identity());
     let hello = crate::common::example("hello");
     owner
         .clemmys(&[

@@ -595,6 +595,18 @@ impl User {
         Self { root, wskprops }
     }
 
+    /// This user's client identity, as `clemmys broker show` prints it.
+    pub fn identity(&self) -> String {
+        let shown = self.clemmys(&["broker", "show"]).success();
+        shown
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("your client identity:"))
+            .unwrap_or_else(|| panic!("no identity in {shown}"))
+            .trim()
+            .to_owned()
+    }
+
     /// The user's `HOME`.
     pub fn home(&self) -> PathBuf {
         self.root.path().join("home")

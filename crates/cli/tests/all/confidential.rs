@@ -380,14 +380,7 @@ fn action_get_shows_no_parameters_the_node_wrote_for_a_confidential_action() {
     owner.trust_broker();
     let friend = server.user();
     friend.trust_broker();
-    let id_of = |user: &User| {
-        crate::broker::field(
-            &user.clemmys(&["broker", "show"]).success().stdout,
-            "your client identity:",
-        )
-        .to_owned()
-    };
-    let (owner_id, friend_id) = (id_of(&owner), id_of(&friend));
+    let (owner_id, friend_id) = (owner.identity(), friend.identity());
     owner
         .clemmys(&[
             "action",
@@ -1053,14 +1046,7 @@ fn a_confidential_sequence_stays_sealed_for_a_client_that_never_ran_it() {
     owner.trust_broker();
     let friend = server.user();
     friend.trust_broker();
-    let id_of = |user: &User| {
-        crate::broker::field(
-            &user.clemmys(&["broker", "show"]).success().stdout,
-            "your client identity:",
-        )
-        .to_owned()
-    };
-    let (owner_id, friend_id) = (id_of(&owner), id_of(&friend));
+    let (owner_id, friend_id) = (owner.identity(), friend.identity());
     let hello = example("hello");
     owner
         .clemmys(&[

@@ -287,7 +287,7 @@ impl OwnersGateway {
     fn start(server: &Server, node: &str) -> Self {
         let owner = server.user();
         owner.trust_broker();
-        let owner_id = identity_of(&owner);
+        let owner_id = owner.identity();
         let gateway =
             GatewayProcess::start(node, &server.data_dir, &owner_flags(&owner_id, server));
         assert!(
@@ -728,7 +728,7 @@ fn an_owners_gateway_beside_the_node_takes_only_the_owners_credentials() {
     let mut server = Server::start_with(&["--tls"]);
     let owner = server.user();
     owner.trust_broker();
-    let owner_id = identity_of(&owner);
+    let owner_id = owner.identity();
     server.restart_with(&[
         "--tls",
         "--gateway",
@@ -797,18 +797,6 @@ fn step(url: &str, auth: &str, pin: &Path, args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-/// The owner's client identity, as `clemmys broker show` prints it.
-fn identity_of(user: &crate::common::User) -> String {
-    let shown = user.clemmys(&["broker", "show"]).success();
-    shown
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("your client identity: "))
-        .unwrap_or_else(|| panic!("no identity in {shown}"))
-        .trim()
-        .to_owned()
 }
 
 #[test]
@@ -3038,7 +3026,7 @@ fn owner_and_impostor(
 ) {
     let owner = server.user();
     owner.trust_broker();
-    let owner_id = identity_of(&owner);
+    let owner_id = owner.identity();
     let elsewhere = tempfile::tempdir().unwrap_or_else(|error| panic!("temp dir: {error}"));
     let impostor = GatewayProcess::start(
         &server.api_host,
@@ -3070,7 +3058,7 @@ fn a_gateway_of_another_platform_or_owner_is_not_authorized() {
     let others = GatewayProcess::start(
         &server.api_host,
         &server.data_dir,
-        &owner_flags(&identity_of(&other), &server),
+        &owner_flags(&other.identity(), &server),
     );
     owner
         .clemmys(&["gateway", "authorize", &others.url])
@@ -3083,7 +3071,7 @@ fn a_gateway_pointed_at_another_nodes_broker_is_not_authorized() {
     let server = Server::start();
     let owner = server.user();
     owner.trust_broker();
-    let owner_id = identity_of(&owner);
+    let owner_id = owner.identity();
     // The provider's own node on the same (simulated) platform, with a
     // broker of its own, and the owner's genuine gateway pointed at it:
     // the gateway's evidence, owner and namespace are all right, and it
@@ -3207,7 +3195,7 @@ fn a_held_back_broker_identity_does_not_replace_the_pin_the_owner_checked() {
     let server = Server::start();
     let owner = server.user();
     owner.trust_broker();
-    let owner_id = identity_of(&owner);
+    let owner_id = owner.identity();
     // The provider's broker, on a node of its own on the same platform.
     let platform = server.data_dir.join("sim-platform.key");
     let providers = Server::start_with(&["--sim-platform-key", arg(&platform)]);
