@@ -1,9 +1,10 @@
 //! `clemmys activation …`: list, get, result, logs and poll activations.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clemmys_client::confidential::KeyringEntry;
 use clemmys_client::{ActivationFilter, ActivationSummary, Client};
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use serde_json::{Value, json};
@@ -246,8 +247,32 @@ async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    out!("{}", activation_table(&activations));
+    let invoked = invoked_here(&client, &activations)?;
+    out!("{}", activation_table(&activations, &invoked));
+    if !invoked.is_empty() {
+        ctx.output.hint(
+            "sealed: a confidential activation of this client's, named as it invoked it; its status is in its sealed answer (clemmys activation get ID opens it)",
+        );
+    }
     Ok(())
+}
+
+/// The keyring entries of the listed activations this client invoked
+/// confidentially (none without a broker pinned for this API host).
+fn invoked_here(
+    client: &Client,
+    activations: &[ActivationSummary],
+) -> anyhow::Result<BTreeMap<String, KeyringEntry>> {
+    let home = confidential::home()?;
+    if home.broker_pin(client.api_host())?.is_none() {
+        return Ok(BTreeMap::new());
+    }
+    let ids: Vec<String> = activations
+        .iter()
+        .map(|activation| activation.activation_id.to_string())
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    Ok(home.recall_each(&ids)?)
 }
 
 /// `wsk`'s short status names for the activation list.
@@ -262,8 +287,14 @@ fn short_status(status: Option<ActivationStatus>) -> &'static str {
 
 /// `wsk activation list`: `Datetime  Activation ID  Kind  Start  Duration
 /// Status  Entity`, times in UTC, Start `cold` when the activation has an
-/// `initTime` annotation, Entity `ns/name:version`.
-pub fn activation_table(activations: &[ActivationSummary]) -> String {
+/// `initTime` annotation, Entity `ns/name:version`. An activation this
+/// client invoked confidentially (in `invoked`, by id) is named as it
+/// invoked it, whatever the node's record says, and its status is
+/// `sealed`: the node records every such run as a success.
+pub fn activation_table(
+    activations: &[ActivationSummary],
+    invoked: &BTreeMap<String, KeyringEntry>,
+) -> String {
     let mut table = Table::new([
         "Datetime",
         "Activation ID",
@@ -274,19 +305,28 @@ pub fn activation_table(activations: &[ActivationSummary]) -> String {
         "Entity",
     ]);
     for activation in activations {
+        let id = activation.activation_id.to_string();
+        let (namespace, name, status) = match invoked.get(&id) {
+            Some(entry) => (entry.namespace.as_str(), entry.action.as_str(), "sealed"),
+            None => (
+                activation.namespace.as_str(),
+                activation.name.as_str(),
+                short_status(activation.status()),
+            ),
+        };
         let entity = format!(
             "{}/{}:{}",
-            truncate_middle(&activation.namespace, 20),
-            truncate_middle(&activation.name, 30),
+            truncate_middle(namespace, 20),
+            truncate_middle(name, 30),
             truncate_middle(&activation.version, 20)
         );
         table.push([
             format_datetime(activation.start),
-            activation.activation_id.to_string(),
+            id,
             activation.kind().unwrap_or("unknown").to_owned(),
             if activation.is_cold() { "cold" } else { "warm" }.to_owned(),
             format_duration_ms(activation.duration),
-            short_status(activation.status()).to_owned(),
+            status.to_owned(),
             entity,
         ]);
     }
@@ -699,7 +739,7 @@ Datetime            Activation ID                    Kind    Start Duration Stat
 2023-11-14 22:13:20 0ac00ac00ac00ac00ac00ac00ac00ac0 wasm    cold  12ms     success         guest/hello:0.0.1
 2023-11-14 22:13:21 ffffffffffffffffffffffffffffffff unknown warm  1.5s     developer error guest/a-very-long-act...es-on-and-on:0.0.2
 ";
-        assert_eq!(activation_table(&activations), expected);
+        assert_eq!(activation_table(&activations, &BTreeMap::new()), expected);
     }
 
     #[test]

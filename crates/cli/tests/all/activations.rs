@@ -48,9 +48,10 @@ fn activations_are_listed_as_a_table_and_as_json() {
     );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{table}");
-    // Newest first.
+    // Newest first; this client's confidential run is sealed (the node
+    // records it as a success whatever its status was).
     assert!(rows[0].contains(&sealed), "{table}");
-    assert!(rows[0].ends_with(" success guest/hello:0.0.1"), "{table}");
+    assert!(rows[0].ends_with(" sealed  guest/hello:0.0.1"), "{table}");
     assert!(rows[1].contains(&plain), "{table}");
     assert!(
         rows[1].ends_with(" success guest/plainhello:0.0.1"),

@@ -1478,6 +1478,48 @@ fn a_verified_answer_is_not_shown_with_the_providers_claims_about_its_run() {
     }
 }
 
+/// The node records every confidential run as a success, under whatever
+/// name it writes: the owner's `activation list` names its own runs as it
+/// invoked them and shows their status as sealed.
+#[test]
+fn activation_list_shows_own_confidential_runs_as_invoked_and_sealed() {
+    let mut server = Server::start();
+    let user = server.user();
+    user.trust_broker();
+    let hello = example("hello");
+    user.clemmys(&["action", "create", "hello", crate::common::arg(&hello)])
+        .success();
+    user.clemmys(&[
+        "action",
+        "create",
+        "pub",
+        crate::common::arg(&hello),
+        "--plain",
+    ])
+    .success();
+    let sealed = user.invoke_for_id("hello", &[("name", "listed")]);
+    let plain = user.invoke_for_id("pub", &[("name", "listed")]);
+    server.stop();
+    forge_record(&server.data_dir, &sealed, |record| relabel(record, "other"));
+    server.spawn_again_on_the_same_port();
+    let listed = user.clemmys(&["activation", "list"]).success();
+    let row = |id: &str| {
+        listed
+            .stdout
+            .lines()
+            .find(|line| line.contains(id))
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"))
+            .to_owned()
+    };
+    let sealed_row = row(&sealed);
+    assert!(sealed_row.contains("guest/hello:"), "{sealed_row}");
+    assert!(sealed_row.contains(" sealed "), "{sealed_row}");
+    assert!(!sealed_row.contains("success"), "{sealed_row}");
+    let plain_row = row(&plain);
+    assert!(plain_row.contains("success"), "{plain_row}");
+    assert!(plain_row.contains("guest/pub:"), "{plain_row}");
+}
+
 #[test]
 fn a_made_up_failure_or_path_of_a_confidential_action_shows_nothing_forged() {
     use clemmys_whisk::{ActivationResponse, ActivationStatus};

@@ -1236,6 +1236,42 @@ impl ClientHome {
             )),
         }
     }
+
+    /// The keyring entries of those of `activation_ids` this client
+    /// invoked, in one read of its keyring (for a list of activations).
+    /// An id it was answered under twice is left out, as [`Self::recall`]
+    /// refuses it.
+    pub fn recall_each(
+        &self,
+        activation_ids: &[&str],
+    ) -> Result<BTreeMap<String, KeyringEntry>, ConfidentialError> {
+        self.flush()?;
+        let finders: Vec<_> = activation_ids
+            .iter()
+            .map(|id| memchr::memmem::Finder::new(id.as_bytes()))
+            .collect();
+        let found = std::cell::RefCell::new(BTreeMap::new());
+        let reused = std::cell::RefCell::new(Vec::new());
+        self.find_in_log(&self.keyring.log, |line| {
+            // Only lines naming one of the ids are parsed.
+            finders.iter().find(|finder| finder.find(line).is_some())?;
+            if let Some(entry) = serde_json::from_slice::<KeyringEntry>(line)
+                .ok()
+                .filter(|entry| activation_ids.contains(&entry.activation_id.as_str()))
+                && let Some(again) = found
+                    .borrow_mut()
+                    .insert(entry.activation_id.clone(), entry)
+            {
+                reused.borrow_mut().push(again.activation_id);
+            }
+            None::<()>
+        })?;
+        let mut found = found.into_inner();
+        for id in reused.into_inner() {
+            found.remove(&id);
+        }
+        Ok(found)
+    }
 }
 
 /// The gateway credentials this client was issued, by UUID, with the
