@@ -490,9 +490,11 @@ pub(super) async fn broker_holds(
     {
         return Ok(false);
     }
-    // A relative name under a key given on the command line: the namespace
-    // pinned with the broker.
-    let namespace = confidential::sealing_namespace(ctx, Some(name)).unwrap_or(None);
+    // A relative name under a key given on the command line, with no
+    // namespace configured, names an action of an unknown namespace: not
+    // checked against the pinned one (whose answer would be about another
+    // action), but refused, before anything of it is sent.
+    let namespace = confidential::sealing_namespace(ctx, Some(name))?;
     let checking = || {
         format!(
             "checking with the key broker whether {name} is confidential before sending \

@@ -58,7 +58,7 @@ pub fn sealing_namespace(ctx: &Context, name: Option<&str>) -> anyhow::Result<Op
         && key_from_flag
     {
         anyhow::bail!(
-            "the namespace of the API key given on the command line is not configured: name the action /NAMESPACE/{name}"
+            "the namespace of the API key given on the command line is not configured: name it in full, /NAMESPACE/{name}"
         );
     }
     Ok(None)

@@ -197,7 +197,12 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // given with --auth), this client keeps no copy it can find.
             let kept = match confidential::sealing_namespace(ctx, Some(&name)) {
                 Ok(namespace) => kept_parameters_in(&client, namespace.as_deref(), &name)?,
-                Err(_) => None,
+                Err(error) => {
+                    ctx.output.warn(format_args!(
+                        "the parameters shown are the node's: this client's kept copy of a confidential package could not be looked up ({error:#})"
+                    ));
+                    None
+                }
             };
             if let Some(kept) = kept {
                 package["parameters"] = json!(KeyValues::from_object(&kept));
@@ -384,18 +389,14 @@ async fn sealing_for_update(
     {
         return Ok(None);
     }
-    // A plain package's update goes on when nothing local names the
-    // namespace; a kept one's is refused then, as with `--confidential`.
-    let namespace = confidential::sealing_namespace(ctx, Some(name));
-    let sealing = confidential::connect(
-        client.clone(),
-        namespace.as_ref().ok().and_then(Clone::clone),
-    )
-    .await?;
+    // A relative name under a key given with --auth and no namespace
+    // configured is of an unknown namespace, whose kept packages cannot be
+    // looked up: refused before anything is sent.
+    let namespace = confidential::sealing_namespace(ctx, Some(name))?;
+    let sealing = confidential::connect(client.clone(), namespace).await?;
     if sealing.package_defaults(&short_package(name)?)?.is_none() {
         return Ok(None);
     }
-    namespace?;
     Ok(Some(sealing))
 }
 

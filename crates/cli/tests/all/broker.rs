@@ -214,7 +214,29 @@ fn a_key_given_on_the_command_line_needs_a_qualified_confidential_name() {
         &key,
     ])
     .failure()
-    .stderr_has("name the action /NAMESPACE/hello");
+    .stderr_has("name it in full, /NAMESPACE/hello");
+    // Nor is anything of an invoke, a rule or a package update sent under
+    // that key, as if the name were a plain action of the pinned
+    // namespace's (where the provider shows a plain one).
+    user.clemmys(&[
+        "action",
+        "create",
+        "hello",
+        crate::common::arg(&hello),
+        "--plain",
+        "-u",
+        &key,
+    ])
+    .success();
+    for command in [
+        &["action", "invoke", "hello", "-p", "k", "v"][..],
+        &["rule", "create", "r", "t", "hello"],
+        &["package", "update", "pkg", "-p", "k", "v"],
+    ] {
+        user.clemmys(&[command, &["-u", &key]].concat())
+            .failure()
+            .stderr_has("name it in full, /NAMESPACE/");
+    }
 }
 
 /// A broker pinned on hardware, replaced by the provider with a `sim` one
