@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clemmys_client::confidential::KeyringEntry;
+use clemmys_client::confidential::{ClientHome, Recalled};
 use clemmys_client::{ActivationFilter, ActivationSummary, Client};
 use clemmys_whisk::{ActivationId, ActivationStatus};
 use serde_json::{Value, json};
@@ -247,22 +247,42 @@ async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let invoked = invoked_here(&client, &activations)?;
+    let invoked = invoked_here(&client, &activations, ctx);
     out!("{}", activation_table(&activations, &invoked));
     if !invoked.is_empty() {
         ctx.output.hint(
-            "sealed: a confidential activation of this client's, named as it invoked it; its status is in its sealed answer (clemmys activation get ID opens it)",
+            "sealed: a confidential activation of this client's, named as it invoked it; its status is in its sealed answer (clemmys activation get ID opens it). reused: an id the node answered two of its invocations under",
         );
     }
     Ok(())
 }
 
-/// The keyring entries of the listed activations this client invoked
-/// confidentially (none without a broker pinned for this API host).
+/// What this client's keyring says of the listed activations (none
+/// without a broker pinned for this API host, when it never invoked a
+/// confidential action there).
 fn invoked_here(
     client: &Client,
     activations: &[ActivationSummary],
-) -> anyhow::Result<BTreeMap<String, KeyringEntry>> {
+    ctx: &Context,
+) -> BTreeMap<String, Recalled> {
+    if !ClientHome::default_dir().exists() {
+        return BTreeMap::new();
+    }
+    match recall_listed(client, activations) {
+        Ok(recalled) => recalled,
+        Err(error) => {
+            ctx.output.warn(format_args!(
+                "every record is shown as the node has it: this client's keyring could not be read ({error:#})"
+            ));
+            BTreeMap::new()
+        }
+    }
+}
+
+fn recall_listed(
+    client: &Client,
+    activations: &[ActivationSummary],
+) -> anyhow::Result<BTreeMap<String, Recalled>> {
     let home = confidential::home()?;
     if home.broker_pin(client.api_host())?.is_none() {
         return Ok(BTreeMap::new());
@@ -293,7 +313,7 @@ fn short_status(status: Option<ActivationStatus>) -> &'static str {
 /// `sealed`: the node records every such run as a success.
 pub fn activation_table(
     activations: &[ActivationSummary],
-    invoked: &BTreeMap<String, KeyringEntry>,
+    invoked: &BTreeMap<String, Recalled>,
 ) -> String {
     let mut table = Table::new([
         "Datetime",
@@ -307,7 +327,12 @@ pub fn activation_table(
     for activation in activations {
         let id = activation.activation_id.to_string();
         let (namespace, name, status) = match invoked.get(&id) {
-            Some(entry) => (entry.namespace.as_str(), entry.action.as_str(), "sealed"),
+            Some(Recalled::Invoked(entry)) => {
+                (entry.namespace.as_str(), entry.action.as_str(), "sealed")
+            }
+            // Neither of the two invocations answered under it can be
+            // named.
+            Some(Recalled::Reused) => ("?", "?", "reused"),
             None => (
                 activation.namespace.as_str(),
                 activation.name.as_str(),
@@ -589,9 +614,21 @@ async fn open_logs(
     checked: &mut HashMap<Vec<String>, bool>,
 ) -> (String, Vec<String>) {
     let id = activation.activation_id;
-    let invoked = confidential::home()
-        .ok()
-        .and_then(|home| home.recall(&id.to_string()).ok().flatten());
+    let invoked = match confidential::home().map(|home| home.recall(&id.to_string())) {
+        Ok(Ok(invoked)) => invoked,
+        // Two of this client's invocations were answered under this id:
+        // neither can be named, nor its lines shown as the other's.
+        Ok(Err(clemmys_client::confidential::ConfidentialError::ActivationIdReused(_))) => {
+            return (
+                "?".to_owned(),
+                vec![
+                    "(the node answered two of this client's invocations under this id: not shown)"
+                        .to_owned(),
+                ],
+            );
+        }
+        _ => None,
+    };
     let Some(invoked) = invoked else {
         let logs = activation.logs.clone().unwrap_or_default();
         let logs = if made_up_lines(activation, &logs, client, sealing, checked).await {

@@ -448,6 +448,16 @@ impl TryFrom<StoredPin> for BrokerPin {
     }
 }
 
+/// What a client's keyring says of an activation id it was answered under.
+#[derive(Debug)]
+pub enum Recalled {
+    /// The one invocation it answered.
+    Invoked(Box<KeyringEntry>),
+    /// Two invocations were answered under it: the node reused it, and
+    /// which of them a record is of cannot be told.
+    Reused,
+}
+
 /// What the client keeps about one confidential invocation, to read its
 /// answer later (`activation result|logs|verify`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -1237,40 +1247,44 @@ impl ClientHome {
         }
     }
 
-    /// The keyring entries of those of `activation_ids` this client
-    /// invoked, in one read of its keyring (for a list of activations).
-    /// An id it was answered under twice is left out, as [`Self::recall`]
-    /// refuses it.
+    /// What this client's keyring says of each of `activation_ids`, in one
+    /// read of it (for a list of activations): the entry of each it
+    /// invoked, or that it was answered under that id twice (which
+    /// [`Self::recall`] refuses). Ids it did not invoke are left out.
     pub fn recall_each(
         &self,
         activation_ids: &[&str],
-    ) -> Result<BTreeMap<String, KeyringEntry>, ConfidentialError> {
-        self.flush()?;
-        let finders: Vec<_> = activation_ids
-            .iter()
-            .map(|id| memchr::memmem::Finder::new(id.as_bytes()))
-            .collect();
-        let found = std::cell::RefCell::new(BTreeMap::new());
-        let reused = std::cell::RefCell::new(Vec::new());
-        self.find_in_log(&self.keyring.log, |line| {
-            // Only lines naming one of the ids are parsed.
-            finders.iter().find(|finder| finder.find(line).is_some())?;
-            if let Some(entry) = serde_json::from_slice::<KeyringEntry>(line)
-                .ok()
-                .filter(|entry| activation_ids.contains(&entry.activation_id.as_str()))
-                && let Some(again) = found
-                    .borrow_mut()
-                    .insert(entry.activation_id.clone(), entry)
-            {
-                reused.borrow_mut().push(again.activation_id);
-            }
-            None::<()>
-        })?;
-        let mut found = found.into_inner();
-        for id in reused.into_inner() {
-            found.remove(&id);
+    ) -> Result<BTreeMap<String, Recalled>, ConfidentialError> {
+        const ID_FIELD: &[u8] = b"\"activationId\":\"";
+        if activation_ids.is_empty() {
+            return Ok(BTreeMap::new());
         }
-        Ok(found)
+        self.flush()?;
+        let wanted: std::collections::HashSet<&[u8]> =
+            activation_ids.iter().map(|id| id.as_bytes()).collect();
+        let field = memchr::memmem::Finder::new(ID_FIELD);
+        let found = std::cell::RefCell::new(BTreeMap::new());
+        self.find_in_log(&self.keyring.log, |line| {
+            // One look per line: the id it names, parsed only if wanted.
+            let at = field.find(line)? + ID_FIELD.len();
+            let rest = line.get(at..)?;
+            let id = rest.get(..memchr::memchr(b'"', rest)?)?;
+            if !wanted.contains(id) {
+                return None::<()>;
+            }
+            if let Ok(entry) = serde_json::from_slice::<KeyringEntry>(line) {
+                let mut found = found.borrow_mut();
+                let id = entry.activation_id.clone();
+                let recalled = if found.contains_key(&id) {
+                    Recalled::Reused
+                } else {
+                    Recalled::Invoked(Box::new(entry))
+                };
+                found.insert(id, recalled);
+            }
+            None
+        })?;
+        Ok(found.into_inner())
     }
 }
 
@@ -1726,6 +1740,27 @@ mod tests {
         // An id that only contains the reused one is still found.
         let found = home.recall("act-10").expect("read").expect("kept");
         assert_eq!(found.activation_id, "act-10");
+    }
+
+    #[test]
+    fn a_list_recalls_each_invoked_id_and_marks_a_reused_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        for id in ["act-1", "act-10", "act-2", "act-1"] {
+            home.remember(&entry(id)).expect("remembered");
+        }
+        let recalled = home
+            .recall_each(&["act-1", "act-10", "act-3"])
+            .expect("read");
+        assert!(matches!(recalled.get("act-1"), Some(Recalled::Reused)));
+        assert!(matches!(
+            recalled.get("act-10"),
+            Some(Recalled::Invoked(entry)) if entry.activation_id == "act-10"
+        ));
+        // Not listed, or not invoked here: left out.
+        assert!(!recalled.contains_key("act-2"));
+        assert!(!recalled.contains_key("act-3"));
+        assert!(home.recall_each(&[]).expect("read").is_empty());
     }
 
     #[test]

@@ -61,8 +61,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 pub use home::{
-    BrokerPin, ChainEntry, ClientHome, HomeVault, KeyringEntry, OpenedSession, SessionEntry,
-    SessionSecret,
+    BrokerPin, ChainEntry, ClientHome, HomeVault, KeyringEntry, OpenedSession, Recalled,
+    SessionEntry, SessionSecret,
 };
 
 use crate::{Client, ClientError, InvokeOptions, Invoked};
