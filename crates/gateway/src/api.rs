@@ -512,7 +512,20 @@ async fn get_action(
             }
             true
         }
-        Err(_) => false,
+        // A sequence the owner registered: shown only as its signed plan
+        // lists it, checked as an invoke checks it.
+        Err(ConfidentialError::RegisteredSequence(_)) => {
+            connection.sequence_plan(&name).await?.ok_or_else(|| {
+                ApiError::Upstream(format!(
+                    "the key broker registers {name} as a confidential sequence, but the node does not show it as one"
+                ))
+            })?;
+            true
+        }
+        Err(ConfidentialError::NotRegistered(_)) => false,
+        // Not the node's record shown as a plain action's because the
+        // broker could not be asked (or refused, throttled).
+        Err(other) => return Err(other.into()),
     };
     let mut shown = without_code(
         serde_json::to_value(doc).map_err(|e| ConfidentialError::State(e.to_string()))?,

@@ -34,6 +34,15 @@ pub(crate) fn package_name(text: &str) -> Result<EntityName, ApiError> {
 }
 
 /// `doc` with `parameters` as OpenWhisk shows a package's.
+/// Whether the node's package `doc` is marked confidential.
+fn marked_confidential(doc: &Value) -> bool {
+    doc["annotations"].as_array().is_some_and(|annotations| {
+        annotations.iter().any(|annotation| {
+            annotation["key"] == CONFIDENTIAL_ANNOTATION && annotation["value"] == true
+        })
+    })
+}
+
 fn with_parameters(mut doc: Value, parameters: &Map<String, Value>) -> Result<Value, ApiError> {
     if let Some(fields) = doc.as_object_mut() {
         let shown = serde_json::to_value(KeyValues::from_object(parameters))
@@ -165,8 +174,10 @@ pub(crate) async fn get(
         // annotations: what it seals into the package's actions, even if
         // the provider stripped the mark and stored parameters of its own.
         Some(kept) => with_parameters(doc, &kept)?,
-        // A package it did not make, as the node has it (plain, or
-        // another client's confidential one).
+        // Another client's confidential package: its parameters are with
+        // that client, and any the node shows are the provider's.
+        None if marked_confidential(&doc) => with_parameters(doc, &Map::new())?,
+        // A plain package, as the node has it.
         None => doc,
     };
     Ok(axum::Json(shown).into_response())

@@ -1901,6 +1901,13 @@ fn a_sequence_reordered_by_the_provider_is_refused_through_the_gateway() {
         body.contains("components differ from its signed plan"),
         "{body}"
     );
+    // Nor does its GET show the reordered steps as the sequence's.
+    let (status, body) = curl(&gateway.url, &pin, "GET", path, Some(&credential), None);
+    assert_eq!(status, 502, "the reordered sequence was shown: {body}");
+    assert!(
+        body.contains("components differ from its signed plan"),
+        "{body}"
+    );
 }
 
 /// A running gateway refuses a sequence's older plan that the provider put
