@@ -515,11 +515,16 @@ async fn get_action(
         // A sequence the owner registered: shown only as its signed plan
         // lists it, checked as an invoke checks it.
         Err(ConfidentialError::RegisteredSequence(_)) => {
-            connection.sequence_plan(&name).await?.ok_or_else(|| {
+            let plan = connection.sequence_plan(&name).await?.ok_or_else(|| {
                 ApiError::Upstream(format!(
                     "the key broker registers {name} as a confidential sequence, but the node does not show it as one"
                 ))
             })?;
+            // The record shown, not only the one the plan was checked
+            // against (the node may answer each fetch differently, and a
+            // plan checked within the last second is not fetched again).
+            plan.check_listed(doc.exec.components.as_deref().unwrap_or_default())
+                .map_err(ConfidentialError::from)?;
             true
         }
         Err(ConfidentialError::NotRegistered(_)) => false,

@@ -33,7 +33,6 @@ pub(crate) fn package_name(text: &str) -> Result<EntityName, ApiError> {
     EntityName::new(text).map_err(|error| ApiError::BadRequest(format!("package {text}: {error}")))
 }
 
-/// `doc` with `parameters` as OpenWhisk shows a package's.
 /// Whether the node's package `doc` is marked confidential.
 fn marked_confidential(doc: &Value) -> bool {
     doc["annotations"].as_array().is_some_and(|annotations| {
@@ -43,6 +42,7 @@ fn marked_confidential(doc: &Value) -> bool {
     })
 }
 
+/// `doc` with `parameters` as OpenWhisk shows a package's.
 fn with_parameters(mut doc: Value, parameters: &Map<String, Value>) -> Result<Value, ApiError> {
     if let Some(fields) = doc.as_object_mut() {
         let shown = serde_json::to_value(KeyValues::from_object(parameters))

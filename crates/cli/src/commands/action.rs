@@ -1129,6 +1129,15 @@ pub fn action_summary(doc: &ActionDoc) -> String {
 
 async fn delete(name: &str, ctx: &Context) -> anyhow::Result<()> {
     let client = ctx.client()?;
+    // With a broker pinned, a name of an unknown namespace is refused, as
+    // for any command that asks the broker: its deletion could not be
+    // recorded.
+    if confidential::home()?
+        .broker_pin(client.api_host())?
+        .is_some()
+    {
+        confidential::sealing_namespace(ctx, Some(name))?;
+    }
     // A delete sends nothing secret: with the broker unreachable or
     // changed, it goes through plainly (and the node's 404 on the next
     // update still keeps the deleted action's parameters out).

@@ -197,12 +197,18 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // given with --auth), this client keeps no copy it can find.
             let kept = match confidential::sealing_namespace(ctx, Some(&name)) {
                 Ok(namespace) => kept_parameters_in(&client, namespace.as_deref(), &name)?,
-                Err(error) => {
+                // Only a client with a broker pinned here keeps any.
+                Err(error)
+                    if confidential::home()?
+                        .broker_pin(client.api_host())?
+                        .is_some() =>
+                {
                     ctx.output.warn(format_args!(
-                        "the parameters shown are the node's: this client's kept copy of a confidential package could not be looked up ({error:#})"
+                        "the parameters shown are the node's: this client's kept copy, if it is a confidential package, could not be looked up ({error:#})"
                     ));
                     None
                 }
+                Err(_) => None,
             };
             if let Some(kept) = kept {
                 package["parameters"] = json!(KeyValues::from_object(&kept));

@@ -232,6 +232,7 @@ fn a_key_given_on_the_command_line_needs_a_qualified_confidential_name() {
         &["action", "invoke", "hello", "-p", "k", "v"][..],
         &["rule", "create", "r", "t", "hello"],
         &["package", "update", "pkg", "-p", "k", "v"],
+        &["action", "delete", "hello"],
     ] {
         user.clemmys(&[command, &["-u", &key]].concat())
             .failure()
