@@ -247,7 +247,11 @@ async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let invoked = invoked_here(&client, &activations, ctx);
+    let ids: Vec<String> = activations
+        .iter()
+        .map(|activation| activation.activation_id.to_string())
+        .collect();
+    let invoked = invoked_here(&client, &ids, ctx);
     out!("{}", activation_table(&activations, &invoked));
     if !invoked.is_empty() {
         ctx.output.hint(
@@ -260,15 +264,11 @@ async fn list(args: ListArgs, ctx: &Context) -> anyhow::Result<()> {
 /// What this client's keyring says of the listed activations (none
 /// without a broker pinned for this API host, when it never invoked a
 /// confidential action there).
-fn invoked_here(
-    client: &Client,
-    activations: &[ActivationSummary],
-    ctx: &Context,
-) -> BTreeMap<String, Recalled> {
-    if !ClientHome::default_dir().exists() {
+fn invoked_here(client: &Client, ids: &[String], ctx: &Context) -> BTreeMap<String, Recalled> {
+    if ids.is_empty() || !ClientHome::default_dir().exists() {
         return BTreeMap::new();
     }
-    match recall_listed(client, activations) {
+    match recall_listed(client, ids) {
         Ok(recalled) => recalled,
         Err(error) => {
             ctx.output.warn(format_args!(
@@ -279,18 +279,11 @@ fn invoked_here(
     }
 }
 
-fn recall_listed(
-    client: &Client,
-    activations: &[ActivationSummary],
-) -> anyhow::Result<BTreeMap<String, Recalled>> {
+fn recall_listed(client: &Client, ids: &[String]) -> anyhow::Result<BTreeMap<String, Recalled>> {
     let home = confidential::home()?;
     if home.broker_pin(client.api_host())?.is_none() {
         return Ok(BTreeMap::new());
     }
-    let ids: Vec<String> = activations
-        .iter()
-        .map(|activation| activation.activation_id.to_string())
-        .collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     Ok(home.recall_each(&ids)?)
 }
@@ -578,12 +571,27 @@ async fn poll_loop(
         match client.list_activations(&filter).await {
             Ok(activations) => {
                 // Oldest first, so logs read in order.
-                for activation in activations.iter().rev() {
-                    if reported.contains_key(&activation.activation_id) {
-                        continue;
-                    }
+                let fresh: Vec<&ActivationSummary> = activations
+                    .iter()
+                    .rev()
+                    .filter(|activation| !reported.contains_key(&activation.activation_id))
+                    .collect();
+                let ids: Vec<String> = fresh
+                    .iter()
+                    .map(|activation| activation.activation_id.to_string())
+                    .collect();
+                // One read of the keyring per round.
+                let recalled = invoked_here(client, &ids, ctx);
+                for (activation, id) in fresh.into_iter().zip(&ids) {
                     reported.insert(activation.activation_id, activation.start);
-                    let logs = open_logs(activation, client, &mut sealing, &mut checked).await;
+                    let logs = open_logs(
+                        activation,
+                        recalled.get(id),
+                        client,
+                        &mut sealing,
+                        &mut checked,
+                    )
+                    .await;
                     print_polled(activation, logs, ctx)?;
                 }
                 if let Some(newest) = activations.iter().map(|a| a.start).max() {
@@ -606,19 +614,21 @@ async fn poll_loop(
 /// for this client's own activations, the action it invoked, never the
 /// record's (the provider's to write). Its keyring decides, not the
 /// record: an activation in a session keeps its logs inside the sealed
-/// answer and stores none beside it.
+/// answer and stores none beside it. `recalled`: what its keyring says
+/// of the activation.
 async fn open_logs(
     activation: &ActivationSummary,
+    recalled: Option<&Recalled>,
     client: &Client,
     sealing: &mut Option<clemmys_client::confidential::Confidential>,
     checked: &mut HashMap<Vec<String>, bool>,
 ) -> (String, Vec<String>) {
     let id = activation.activation_id;
-    let invoked = match confidential::home().map(|home| home.recall(&id.to_string())) {
-        Ok(Ok(invoked)) => invoked,
+    let invoked = match recalled {
+        Some(Recalled::Invoked(entry)) => Some(entry),
         // Two of this client's invocations were answered under this id:
         // neither can be named, nor its lines shown as the other's.
-        Ok(Err(clemmys_client::confidential::ConfidentialError::ActivationIdReused(_))) => {
+        Some(Recalled::Reused) => {
             return (
                 "?".to_owned(),
                 vec![
@@ -627,7 +637,7 @@ async fn open_logs(
                 ],
             );
         }
-        _ => None,
+        None => None,
     };
     let Some(invoked) = invoked else {
         let logs = activation.logs.clone().unwrap_or_default();
