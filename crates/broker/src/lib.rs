@@ -347,6 +347,15 @@ impl Broker {
                         }
                         record.descriptor.version = *version;
                         record.descriptor.code_digest = *code_digest;
+                        if !record.key_serves(policy) {
+                            // An enclave the old policy let have the key
+                            // must not open what is sealed for this
+                            // version, nor one it newly lets have it what
+                            // was sealed before.
+                            let keys = KemKeyPair::generate(&mut os_rng());
+                            record.descriptor.action_key = keys.public();
+                            record = ActionRecord::new(record.descriptor, &keys);
+                        }
                         record.descriptor.policy = policy.clone();
                         record
                     }
@@ -681,6 +690,34 @@ mod tests {
                 limits: None,
             },
         }
+    }
+
+    #[test]
+    fn a_new_version_keeps_the_action_key_only_where_it_goes_to_the_same_enclaves() {
+        let fixture = Fixture::new();
+        let broker = fixture.open().expect("opens");
+        let key_of = |op| match fixture.ask(&broker, op) {
+            BrokerReply::Action(descriptor) => descriptor.action_key,
+            other => panic!("refused: {other:?}"),
+        };
+        let first = key_of(register(1));
+        assert_eq!(key_of(register(2)), first, "same enclaves, same key");
+        let mut widened = register(3);
+        let BrokerOp::Register { policy, .. } = &mut widened else {
+            unreachable!("a registration")
+        };
+        policy.allowed_measurements.push(Measurement::sim([2; 32]));
+        let third = key_of(widened);
+        assert_ne!(third, first, "a newly allowed enclave gets a fresh key");
+        let mut hardened = register(4);
+        let BrokerOp::Register { policy, .. } = &mut hardened else {
+            unreachable!("a registration")
+        };
+        policy.allowed_measurements.push(Measurement::sim([2; 32]));
+        policy.require_hardware = true;
+        let fourth = key_of(hardened);
+        assert_ne!(fourth, third, "`sim` dropped: a fresh key");
+        assert_ne!(fourth, first);
     }
 
     #[test]

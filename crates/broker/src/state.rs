@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use clemmys_proto::broker::{ActionDescriptor, Delegation};
+use clemmys_proto::broker::{ActionDescriptor, Delegation, Policy};
 use clemmys_proto::identity::EnclaveKeys;
 use clemmys_proto::suite::{KemKeyPair, StorageKey};
 use clemmys_proto::wire::{Reader, Writer};
@@ -42,6 +42,9 @@ const SNAPSHOT_FRAME: &str = "clemmys/broker-snapshot/v1";
 const SNAPSHOT_FRAME_V2: &str = "clemmys/broker-snapshot/v2";
 /// A snapshot that also names the version it was written over.
 const SNAPSHOT_FRAME_V3: &str = "clemmys/broker-snapshot/v3";
+/// A snapshot that also marks the action keys made since a new key comes
+/// with every policy that releases it to other enclaves.
+const SNAPSHOT_FRAME_V4: &str = "clemmys/broker-snapshot/v4";
 /// Each write steps the state version by a random amount in
 /// `1..=MAX_STEP`, so that two brokers forked from one version write
 /// different versions, and the one whose counter step lost cannot pass for
@@ -62,6 +65,10 @@ const ACTION_FRAME: &str = "clemmys/broker-action/v1";
 pub struct ActionRecord {
     pub descriptor: ActionDescriptor,
     secret: Zeroizing<[u8; 32]>,
+    /// Whether the key was made since a new key comes with every policy
+    /// that releases it to other enclaves: only then has it gone to no
+    /// enclave the current policy leaves out.
+    follows_policy: bool,
 }
 
 impl ActionRecord {
@@ -69,11 +76,20 @@ impl ActionRecord {
         Self {
             descriptor,
             secret: keys.secret_bytes(),
+            follows_policy: true,
         }
     }
 
     pub fn keys(&self) -> Result<KemKeyPair, BrokerError> {
         Ok(KemKeyPair::from_secret(&self.secret)?)
+    }
+
+    /// Whether a version registered under `next` may keep this key: only
+    /// if it goes to the same enclaves, and has gone to no other (a key
+    /// made before the rule may have: one released to `sim`, or to a
+    /// build the owner dropped since).
+    pub fn key_serves(&self, next: &Policy) -> bool {
+        self.follows_policy && self.descriptor.policy.releases_key_alike(next)
     }
 
     /// A copy for a caller to read or change before writing it back (the
@@ -82,6 +98,7 @@ impl ActionRecord {
         Self {
             descriptor: self.descriptor.clone(),
             secret: Zeroizing::new(*self.secret),
+            follows_policy: self.follows_policy,
         }
     }
 }
@@ -131,7 +148,7 @@ struct Records<'a> {
 impl Snapshot {
     fn encode(&self) -> Result<Zeroizing<Vec<u8>>, BrokerError> {
         let count = u64::try_from(self.actions.len()).map_err(storage)?;
-        let mut writer = Writer::new(SNAPSHOT_FRAME_V3)
+        let mut writer = Writer::new(SNAPSHOT_FRAME_V4)
             .u64(self.version)
             .u64(self.previous.unwrap_or(0))
             .u64(count);
@@ -140,7 +157,8 @@ impl Snapshot {
             writer = writer
                 .str(key)
                 .bytes(&descriptor)
-                .bytes(record.secret.as_slice());
+                .bytes(record.secret.as_slice())
+                .u64(u64::from(record.follows_policy));
         }
         let delegations = u64::try_from(self.delegations.len()).map_err(storage)?;
         writer = writer.u64(delegations);
@@ -151,16 +169,20 @@ impl Snapshot {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, BrokerError> {
-        // A snapshot written before delegations existed has none, and one
-        // written before random steps names no previous version.
+        // A snapshot written before delegations existed has none, one
+        // written before random steps names no previous version, and one
+        // written before keys followed policies marks no key as following.
         let domain = Reader::domain(bytes)?;
-        let (frame, with_delegations, with_previous) = if domain == SNAPSHOT_FRAME_V3.as_bytes() {
-            (SNAPSHOT_FRAME_V3, true, true)
-        } else if domain == SNAPSHOT_FRAME_V2.as_bytes() {
-            (SNAPSHOT_FRAME_V2, true, false)
-        } else {
-            (SNAPSHOT_FRAME, false, false)
-        };
+        let (frame, with_delegations, with_previous, with_marks) =
+            if domain == SNAPSHOT_FRAME_V4.as_bytes() {
+                (SNAPSHOT_FRAME_V4, true, true, true)
+            } else if domain == SNAPSHOT_FRAME_V3.as_bytes() {
+                (SNAPSHOT_FRAME_V3, true, true, false)
+            } else if domain == SNAPSHOT_FRAME_V2.as_bytes() {
+                (SNAPSHOT_FRAME_V2, true, false, false)
+            } else {
+                (SNAPSHOT_FRAME, false, false, false)
+            };
         let mut reader = Reader::new(bytes, frame)?;
         let version = reader.u64()?;
         let previous = if with_previous {
@@ -174,12 +196,20 @@ impl Snapshot {
             let key = reader.str()?.to_owned();
             let descriptor = decode_descriptor(reader.bytes()?)?;
             let secret = Zeroizing::new(reader.array()?);
+            let follows_policy = with_marks && reader.u64()? == 1;
             if key != record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name) {
                 return Err(BrokerError::Storage(format!(
                     "snapshot record {key} holds another action"
                 )));
             }
-            actions.insert(key, ActionRecord { descriptor, secret });
+            actions.insert(
+                key,
+                ActionRecord {
+                    descriptor,
+                    secret,
+                    follows_policy,
+                },
+            );
         }
         let mut delegations = BTreeMap::new();
         if with_delegations {
@@ -367,7 +397,11 @@ impl BrokerState {
             reader.finish()?;
             actions.insert(
                 record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name),
-                ActionRecord { descriptor, secret },
+                ActionRecord {
+                    descriptor,
+                    secret,
+                    follows_policy: false,
+                },
             );
         }
         Ok(Snapshot {
@@ -650,5 +684,35 @@ mod tests {
         // Typed ones are read as they are.
         let typed = serde_json::to_vec(&sim).expect("json");
         assert_eq!(decode_descriptor(&typed).expect("decodes"), sim);
+    }
+
+    #[test]
+    fn a_key_made_before_keys_followed_policies_serves_no_next_version() {
+        let descriptor = decode_descriptor(&legacy_descriptor(false)).expect("decodes");
+        let key = record_key(&descriptor.owner, &descriptor.namespace, &descriptor.name);
+        let policy = descriptor.policy.clone();
+        let v3 = Writer::new(SNAPSHOT_FRAME_V3)
+            .u64(9)
+            .u64(8)
+            .u64(1)
+            .str(&key)
+            .bytes(&serde_json::to_vec(&descriptor).expect("json"))
+            .bytes(&[3; 32])
+            .u64(0)
+            .finish();
+        let old = Snapshot::decode(&v3).expect("decodes");
+        assert!(
+            !old.actions[&key].key_serves(&policy),
+            "may have gone to `sim`"
+        );
+        // Written again, it stays marked as it was; a fresh key follows.
+        let again = Snapshot::decode(&old.encode().expect("encodes")).expect("decodes");
+        assert!(!again.actions[&key].key_serves(&policy));
+        let fresh = ActionRecord::new(descriptor, &KemKeyPair::generate(&mut os_rng()));
+        assert!(fresh.key_serves(&policy));
+        let mut snapshot = again;
+        snapshot.actions.insert(key.clone(), fresh);
+        let read = Snapshot::decode(&snapshot.encode().expect("encodes")).expect("decodes");
+        assert!(read.actions[&key].key_serves(&policy));
     }
 }

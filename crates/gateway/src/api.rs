@@ -617,24 +617,6 @@ async fn put_action(
     if let Some(package) = &path.package {
         crate::packages::check_kept(&connection, package).await?;
     }
-    // Checked before the broker registers a new version: a create that
-    // the node would then refuse must not move the broker's version past
-    // the code the node holds.
-    if !overwrite {
-        match connection.client().get_action(&name, false).await {
-            Ok(_) => {
-                return Err(ApiError::Confidential(ConfidentialError::Api(
-                    ClientError::Api {
-                        status: StatusCode::CONFLICT.as_u16(),
-                        message: "resource already exists".into(),
-                        code: None,
-                    },
-                )));
-            }
-            Err(ClientError::Api { status: 404, .. }) => {}
-            Err(other) => return Err(other.into()),
-        }
-    }
     // The web annotations are tagged for the policy version this deploy
     // registers: the node cannot export, or lift the protection of, an
     // action the owner did not ([`crate::web`]).

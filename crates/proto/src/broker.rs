@@ -96,6 +96,22 @@ impl Policy {
     pub fn run_limits(&self, host: ActionLimits) -> ActionLimits {
         self.limits.map_or(host, |bound| bound.over(host))
     }
+
+    /// Whether `next` releases the action key to exactly the enclaves this
+    /// policy does (the same measurements, hardware required alike). When
+    /// it does not, the next version gets a fresh key: one kept would still
+    /// open, in an enclave this policy let have it, what is sealed for a
+    /// version whose owner dropped that enclave (a flawed build, `sim`),
+    /// and one kept over a widened policy would open, in a newly allowed
+    /// enclave, what was sealed before.
+    pub fn releases_key_alike(&self, next: &Policy) -> bool {
+        let within = |these: &[Measurement], those: &[Measurement]| {
+            these.iter().all(|measurement| those.contains(measurement))
+        };
+        self.require_hardware == next.require_hardware
+            && within(&self.allowed_measurements, &next.allowed_measurements)
+            && within(&next.allowed_measurements, &self.allowed_measurements)
+    }
 }
 
 /// What a broker registration names.
@@ -947,6 +963,35 @@ mod tests {
                 limits: None,
             },
         }
+    }
+
+    #[test]
+    fn a_policy_releases_the_key_alike_only_to_the_same_enclaves() {
+        let key = KemKeyPair::generate(&mut os_rng()).public();
+        let current = descriptor(ClientIdentity::generate(&mut os_rng()).id(), key).policy;
+        let changed = |edit: fn(&mut Policy)| {
+            let mut next = current.clone();
+            edit(&mut next);
+            current.releases_key_alike(&next)
+        };
+        // What decides where the key goes.
+        assert!(!changed(|next| next.require_hardware = true));
+        assert!(!changed(|next| next.allowed_measurements.clear()));
+        assert!(!changed(
+            |next| next.allowed_measurements[0] = Measurement::sim([2; 32])
+        ));
+        assert!(!changed(|next| {
+            next.allowed_measurements.push(Measurement::sim([2; 32]))
+        }));
+        // What does not.
+        assert!(changed(|next| {
+            next.allowed_measurements.push(Measurement::sim([1; 32]))
+        }));
+        assert!(changed(|next| next.min_version = 7));
+        assert!(changed(|next| next.entry = "other".into()));
+        assert!(changed(|next| next
+            .allowed_clients
+            .push(ClientIdentity::generate(&mut os_rng()).id())));
     }
 
     #[test]

@@ -1217,6 +1217,29 @@ impl ClientHome {
         self.write_whole(DEFAULTS, &json, true)
     }
 
+    /// Keeps what this client sealed into `from` of `action` as sealed into
+    /// `to`: version `to` was registered, but its code was not stored, so
+    /// the node still runs `from`'s, and an update over it keeps `from`'s
+    /// defaults.
+    pub fn carry_sealed_defaults(
+        &self,
+        action: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), ConfidentialError> {
+        let _updating = self.exclusive("defaults")?;
+        let mut kept: BTreeMap<String, KeptDefaults> = self.read_json(DEFAULTS)?;
+        match kept.get_mut(action) {
+            Some(defaults) if defaults.version == from => defaults.version = to,
+            _ => return Ok(()),
+        }
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&kept)
+                .map_err(|e| ConfidentialError::State(e.to_string()))?,
+        );
+        self.write_whole(DEFAULTS, &json, true)
+    }
+
     /// The keys of activation `id`, if this client invoked it. Every line
     /// is read: an id this client was answered under twice is refused
     /// ([`ConfidentialError::ActivationIdReused`]), since the node names

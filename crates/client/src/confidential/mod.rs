@@ -146,9 +146,16 @@ pub enum ConfidentialError {
     /// Under a broker pinned on hardware, a policy that lets `sim`
     /// enclaves (the provider's own processes) run the action.
     #[error(
-        "the key broker is pinned on hardware, and the policy of action {0} lets a `sim` enclave (which gives NO hardware protection) run it: its key may be the provider's, so nothing is sealed for it, no invoke and no new version (deploy the code under another name from a client pinned on hardware)"
+        "the key broker is pinned on hardware, and the policy of action {0} lets a `sim` enclave (which gives NO hardware protection) run it: its key may be the provider's, so nothing is sealed for it (a new version deployed from a client pinned on hardware requires hardware, and gets a fresh key)"
     )]
     SimAllowedUnderHardware(String),
+    /// The broker kept an action's key over a new version whose policy
+    /// releases it to other enclaves: an enclave the old policy let have
+    /// it would open what is sealed for the new one.
+    #[error(
+        "the key broker kept the key of action {0} over a policy that releases it to other enclaves: nothing was stored; the broker is not one this client can trust with the change"
+    )]
+    KeyKeptOverNewPolicy(String),
     /// The broker refused the request.
     #[error("the key broker refused: {0}")]
     Refused(String),
@@ -763,12 +770,27 @@ pub fn kept_package_defaults(
 /// after the update, until it restarts.
 pub const PLAN_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What registering a version of an action binds besides its policy
-/// options.
-struct Registered<'a> {
-    code_digest: Digest,
-    entry: &'a str,
-    limits: BoundLimits,
+/// How long a client seals for an action's descriptor (its version, key
+/// and policy) before it asks the broker again. The owner may update the
+/// action from another client, with a fresh key when the new policy drops
+/// an enclave (finding 67), and the provider need not refuse anything sealed
+/// for the old one: a long-lived client (an attested gateway) would
+/// otherwise go on sealing to the old key, which that enclave holds.
+pub const DESCRIPTOR_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An action's descriptor as the broker last answered it, and when.
+struct KnownDescriptor {
+    descriptor: Arc<ActionDescriptor>,
+    described: Instant,
+}
+
+impl KnownDescriptor {
+    fn now(descriptor: Arc<ActionDescriptor>) -> Self {
+        Self {
+            descriptor,
+            described: Instant::now(),
+        }
+    }
 }
 
 /// What a client found a name to be, and when.
@@ -789,7 +811,9 @@ pub struct Confidential {
     identity: ClientIdentity,
     pin: BrokerPin,
     namespace: String,
-    descriptors: Mutex<HashMap<String, Arc<ActionDescriptor>>>,
+    /// Action name → its descriptor, refreshed after
+    /// [`DESCRIPTOR_RECHECK_INTERVAL`].
+    descriptors: Mutex<HashMap<String, KnownDescriptor>>,
     /// Action name → its verified signed plan when it is a sequence, and
     /// when that was checked (see [`PLAN_RECHECK_INTERVAL`]).
     kinds: Mutex<HashMap<String, KnownKind>>,
@@ -1265,15 +1289,19 @@ impl Confidential {
         refresh: bool,
     ) -> Result<Arc<ActionDescriptor>, ConfidentialError> {
         let name = self.short_name(name)?;
-        if !refresh && let Some(found) = self.lock().get(name) {
-            return Ok(found.clone());
+        if !refresh
+            && let Some(known) = self.lock().get(name)
+            && known.described.elapsed() < DESCRIPTOR_RECHECK_INTERVAL
+        {
+            return Ok(known.descriptor.clone());
         }
         let descriptor = self.describe_trusted(name).await?;
         if !descriptor.policy.kind.is_action() {
             return Err(ConfidentialError::RegisteredSequence(name.to_owned()));
         }
         let descriptor = Arc::new(descriptor);
-        self.lock().insert(name.to_owned(), descriptor.clone());
+        self.lock()
+            .insert(name.to_owned(), KnownDescriptor::now(descriptor.clone()));
         Ok(descriptor)
     }
 
@@ -1440,7 +1468,7 @@ impl Confidential {
         Ok(names)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ActionDescriptor>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownDescriptor>> {
         self.descriptors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1535,21 +1563,17 @@ impl Confidential {
         let kept_key = self.home_key(&short);
         let given = put.parameters.is_some();
         // An action the broker knows keeps its action key from version to
-        // version, so the next version's code can be sealed and stored
-        // before it is registered: a store the node refuses (the action
-        // exists, a limit is out of range) then leaves the registered
-        // version, and the code the node holds for it, as they were (not
-        // for annotations bound to the version: see below).
+        // version while its policy releases the key to the same enclaves,
+        // so the next version's code can be sealed and stored before it is
+        // registered: a store the node refuses (the action exists, a limit
+        // is out of range) then leaves the registered version, and the
+        // code the node holds for it, as they were (not for annotations
+        // bound to the version, nor for a fresh key: see below).
         let current = match self.describe_of(self.owner(), &short).await {
             Ok(current) => Some(current),
             Err(ConfidentialError::NotRegistered(_)) => None,
             Err(other) => return Err(other),
         };
-        // A new version keeps the action's key pair, which the broker may
-        // already have released to `sim` evidence the provider forged.
-        if let Some(current) = &current {
-            check_hardware_policy(self.pin.tee, current)?;
-        }
         let version = current.as_ref().map_or(1, |current| current.version + 1);
         let limits = Self::bound_limits(current.as_ref(), &mut put, overwrite)?;
         let final_parameters = put
@@ -1594,11 +1618,13 @@ impl Confidential {
         let entry = main
             .clone()
             .unwrap_or_else(|| code.default_entry().to_owned());
-        let registered = Registered {
-            code_digest,
-            entry: &entry,
-            limits,
-        };
+        let policy = self.action_policy(version, &entry, limits, options);
+        // A policy that releases the key to other enclaves (under a
+        // hardware pin, one that drops `sim`) gets a fresh key from the
+        // broker: the code is sealed to it once registered.
+        let keeps_key = current
+            .as_ref()
+            .is_some_and(|current| current.policy.releases_key_alike(&policy));
         let binding = CodeBinding {
             namespace: &self.namespace,
             action: &short,
@@ -1616,7 +1642,23 @@ impl Confidential {
         // only for a version the broker registered with this code: stored
         // first, a registration the provider dropped would leave them on
         // the node for a version later registered with other code.
-        let store_first = current.filter(|_| annotate.is_none());
+        let store_first = current.as_ref().filter(|_| keeps_key && annotate.is_none());
+        if store_first.is_none() && !overwrite {
+            // Asked before the broker registers a new version: a create the
+            // node then refused would move the broker's version (and, for
+            // a fresh key, the key) past the code the node holds.
+            match self.client.get_action(&short, false).await {
+                Ok(_) => {
+                    return Err(ConfidentialError::Api(ClientError::Api {
+                        status: 409,
+                        message: "resource already exists".into(),
+                        code: None,
+                    }));
+                }
+                Err(error) if error.status() == Some(404) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         let stored = match store_first {
             Some(current) => {
                 // Sealed as the registration's owner's code: the enclave
@@ -1631,7 +1673,7 @@ impl Confidential {
                 put.exec = Some(code.exec(&sealed.to_bytes(), main));
                 let stored = self.client.put_action(&short, &put, overwrite).await?;
                 let descriptor = self
-                    .register(&short, version, registered, options)
+                    .register(&short, version, code_digest, policy)
                     .await
                     .map_err(|error| ConfidentialError::StoredNotRegistered {
                         action: short.clone(),
@@ -1647,14 +1689,22 @@ impl Confidential {
                         reason: "the broker registered it with another action key".into(),
                     });
                 }
-                self.lock().insert(short.clone(), Arc::new(descriptor));
+                self.lock()
+                    .insert(short.clone(), KnownDescriptor::now(Arc::new(descriptor)));
                 stored
             }
             None => {
                 // New to the broker (its registration makes the action key:
                 // nothing of this owner's can run under this name yet, so a
-                // store the node refuses breaks nothing), or annotated.
-                let descriptor = self.register(&short, version, registered, options).await?;
+                // store the node refuses breaks nothing), annotated, or
+                // given a fresh key (a store the node refuses then leaves
+                // the action without runnable code until the next deploy).
+                let descriptor = self.register(&short, version, code_digest, policy).await?;
+                if let Some(current) = current.as_ref().filter(|_| !keeps_key)
+                    && descriptor.action_key == current.action_key
+                {
+                    return Err(ConfidentialError::KeyKeptOverNewPolicy(short));
+                }
                 let sealed = SealedCode::seal(
                     &plaintext,
                     descriptor.owner,
@@ -1662,9 +1712,22 @@ impl Confidential {
                     &binding,
                     &mut os_rng(),
                 )?;
-                self.lock().insert(short.clone(), Arc::new(descriptor));
+                self.lock()
+                    .insert(short.clone(), KnownDescriptor::now(Arc::new(descriptor)));
                 put.exec = Some(code.exec(&sealed.to_bytes(), main));
-                self.client.put_action(&short, &put, overwrite).await?
+                match self.client.put_action(&short, &put, overwrite).await {
+                    Ok(stored) => stored,
+                    Err(error) => {
+                        // The node runs the version before, with its
+                        // defaults: the next update goes over them.
+                        self.home.carry_sealed_defaults(
+                            &kept_key,
+                            version.saturating_sub(1),
+                            version,
+                        )?;
+                        return Err(error.into());
+                    }
+                }
             }
         };
         self.home.keep_sealed_defaults(
@@ -1729,23 +1792,18 @@ impl Confidential {
         Ok(BoundLimits::of(&limits))
     }
 
-    /// Registers `version` of action `short` with the broker: its code
-    /// digest, entry export and limits, and the policy `options` describe
-    /// (the new version is also its minimum).
-    async fn register(
+    /// The policy of `version` of an action: its entry export and limits,
+    /// and what `options` describe (the new version is also its minimum).
+    fn action_policy(
         &self,
-        short: &str,
         version: u64,
-        Registered {
-            code_digest,
-            entry,
-            limits,
-        }: Registered<'_>,
+        entry: &str,
+        limits: BoundLimits,
         options: &DeployOptions,
-    ) -> Result<ActionDescriptor, ConfidentialError> {
+    ) -> Policy {
         let mut allowed_measurements = vec![expected_runtime_measurement()];
         allowed_measurements.extend(options.extra_measurements.iter().copied());
-        let policy = Policy {
+        Policy {
             allowed_measurements,
             // Under a hardware broker, hardware is the default: a `sim`
             // enclave would be the provider's own process.
@@ -1755,7 +1813,18 @@ impl Confidential {
             entry: entry.to_owned(),
             kind: RegisteredKind::Action,
             limits: Some(limits),
-        };
+        }
+    }
+
+    /// Registers `version` of action `short`, its code digest
+    /// `code_digest`, under `policy` with the broker.
+    async fn register(
+        &self,
+        short: &str,
+        version: u64,
+        code_digest: Digest,
+        policy: Policy,
+    ) -> Result<ActionDescriptor, ConfidentialError> {
         self.broker(BrokerOp::Register {
             namespace: self.namespace.clone(),
             name: short.to_owned(),
@@ -1957,7 +2026,7 @@ impl Confidential {
                     .short_name(&name)
                     .ok()
                     .and_then(|short| descriptors.get(short))
-                    .map(|held| held.version);
+                    .map(|held| held.descriptor.version);
                 (name, held)
             })
             .collect()

@@ -605,6 +605,70 @@ async fn sim_enclave_under_a_hardware_only_policy_gets_no_key() {
     );
 }
 
+/// The provider keeps the action key an enclave build was granted while
+/// the owner's policy allowed it (an old runtime release with a known
+/// flaw, say), and reads what is sealed for the versions after the owner
+/// dropped that build: the key must not outlive the policy that let it go.
+#[tokio::test]
+async fn a_key_granted_to_a_build_the_owner_dropped_opens_nothing_sealed_after() {
+    let server = TestServer::start().await;
+    let owner = server.owner().await;
+    let dropped = Measurement::sim([0x42; 32]);
+    let options = DeployOptions {
+        extra_measurements: vec![dropped],
+        ..Default::default()
+    };
+    owner.deploy_with("hello", "hello", &options, false).await;
+    // The node holds the `sim` platform key: it reports any measurement.
+    let broker = server.node().broker.as_ref().expect("in-process broker");
+    let platform =
+        SimPlatform::load_or_create(&server.data_dir.path().join("data/sim-platform.key"))
+            .expect("key");
+    let keys = EnclaveKeys::generate(&mut os_rng());
+    let request = key_request(
+        platform.report(dropped.digest(), &keys.public().report_data()),
+        &keys,
+        owner.client.client_id(),
+        "hello",
+    );
+    let sealed_grant = broker
+        .grant(&request)
+        .expect("the first policy allows the build");
+    let kept = clemmys_proto::broker::open_grant(
+        &sealed_grant,
+        &request,
+        &keys,
+        &broker.identity().keys.signing,
+    )
+    .expect("the grant opens");
+
+    // The owner's next version allows only this release's runtime.
+    owner.deploy("hello", "hello").await;
+    let error = broker.grant(&request).expect_err("the build is dropped");
+    assert!(
+        matches!(error, clemmys_broker::BrokerError::MeasurementNotAllowed(m) if m == dropped),
+        "{error}"
+    );
+    let (sealed, _, descriptor) = owner
+        .client
+        .seal("hello", &json!({"name": "a secret"}))
+        .await
+        .expect("seal");
+    assert_eq!(descriptor.version, 2);
+    assert!(
+        sealed
+            .open(&kept.action_keys, &descriptor.code_digest)
+            .is_err(),
+        "the kept key opened parameters sealed for the version that dropped its build"
+    );
+    // The action still runs under its new key.
+    let opened = owner
+        .invoke("hello", json!({"name": "x"}))
+        .await
+        .expect("runs");
+    assert_eq!(opened.result["payload"], "Hello, x!");
+}
+
 /// Opens a session with `echo` and seals one session request without
 /// sending it; answers the body.
 async fn session_request(owner: &Owner) -> Value {
@@ -694,6 +758,13 @@ async fn revoked_delegates_session_request_on_the_owners_lease_is_refused() {
         .invoke("echo", json!({"open": "session"}))
         .await
         .expect("the gateway's opening invoke");
+    // What the gateway's client holds of echo before the revocation (it
+    // asks again a second later, and is then refused).
+    let descriptor = gateway
+        .client
+        .describe("echo", false)
+        .await
+        .expect("describe");
     // The gateway's own lease lapses; the owner revokes it, then runs
     // echo in its session (admitted by the broker: a fresh lease, the
     // owner's, stamped as the gateway's next request will be).
@@ -704,11 +775,6 @@ async fn revoked_delegates_session_request_on_the_owners_lease_is_refused() {
         .await
         .expect("the owner's session request");
     // The revoked gateway, which does not know it yet, goes on.
-    let descriptor = gateway
-        .client
-        .describe("echo", false)
-        .await
-        .expect("describe");
     let request = gateway
         .client
         .seal_in_session(&descriptor, &json!({"after": "the revocation"}))
