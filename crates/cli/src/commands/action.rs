@@ -475,8 +475,10 @@ async fn refuse_unbound_limits(client: &Client, name: &str) -> anyhow::Result<()
 /// asked before anything of `name` is sent in the clear, since the
 /// provider can show a confidential action as plain. Without a broker
 /// pinned for this API host, this client never sealed anything there:
-/// false. Any other failure (the broker unreachable, its identity changed)
-/// is an error, never a reason to send in the clear.
+/// false, unless it knows the name for a confidential one at another
+/// address (the same deployment may be reached by several), which is
+/// refused. Any other failure (the broker unreachable, its identity
+/// changed) is an error, never a reason to send in the clear.
 ///
 /// [`Confidential::is_confidential`]: clemmys_client::confidential::Confidential::is_confidential
 pub(super) async fn broker_holds(
@@ -484,10 +486,9 @@ pub(super) async fn broker_holds(
     client: &Client,
     name: &str,
 ) -> anyhow::Result<bool> {
-    if confidential::home()?
-        .broker_pin(client.api_host())?
-        .is_none()
-    {
+    let home = confidential::home()?;
+    if home.broker_pin(client.api_host())?.is_none() {
+        refuse_if_confidential_elsewhere(ctx, &home, client.api_host(), name)?;
         return Ok(false);
     }
     // A relative name under a key given on the command line, with no
@@ -505,6 +506,41 @@ pub(super) async fn broker_holds(
         .await
         .with_context(checking)?;
     sealing.is_confidential(name).await.with_context(checking)
+}
+
+/// Refuses to send anything of `name` in the clear to `api_host`, where
+/// no broker is pinned, when this client knows a confidential action (or
+/// sequence) of that name at another address: the provider may offer the
+/// same deployment under a new address (another controller, a moved
+/// endpoint), or the user typed another spelling of it, and show the
+/// action there as plain.
+fn refuse_if_confidential_elsewhere(
+    ctx: &Context,
+    home: &clemmys_client::confidential::ClientHome,
+    api_host: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let qualified = clemmys_client::resolve_name(name)?;
+    let short = match &qualified.package {
+        Some(package) => format!("{package}/{}", qualified.name),
+        None => qualified.name.to_string(),
+    };
+    // Of any namespace when none is known: a false alarm costs a flag the
+    // user can give (`--apihost`), a miss the secret.
+    let namespace = match qualified.namespace.as_str() {
+        clemmys_client::DEFAULT_NAMESPACE => {
+            let configured = ctx.namespace();
+            (configured != clemmys_client::DEFAULT_NAMESPACE).then(|| configured.to_owned())
+        }
+        given => Some(given.to_owned()),
+    };
+    let elsewhere = home.confidential_elsewhere(api_host, namespace.as_deref(), &short)?;
+    if let Some(first) = elsewhere.first() {
+        bail!(
+            "{name} is a confidential action at {first}, and no key broker is pinned for {api_host}:              if this is the same deployment under another address, the node may show it as plain              to have it sent in the clear; use --apihost {first}, or pin this address's broker              (clemmys --apihost {api_host} broker trust) and check it is the same; nothing was sent"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the stored action `name` is confidential.

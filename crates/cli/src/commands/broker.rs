@@ -98,6 +98,14 @@ pub struct TrustArgs {
     /// simulates.
     #[arg(long)]
     pub downgrade_to_sim: bool,
+    /// Pin a broker for a namespace that is pinned at another address to
+    /// another broker, where this client has confidential actions: this
+    /// address is another deployment, and nothing seen there carries over.
+    /// Refused without it, since a provider could offer the same
+    /// deployment under a new address with a fresh broker, which would
+    /// know none of those actions.
+    #[arg(long)]
+    pub another_deployment: bool,
 }
 
 /// Runs a broker command.
@@ -154,6 +162,37 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
         summary.push(String::new());
         summary.push(format!("WARNING: {warning}"));
     }
+    // From the user's own configuration only: a controller that named the
+    // namespace could name one the provider owns.
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ctx.namespace().to_owned());
+    if namespace == clemmys_client::DEFAULT_NAMESPACE {
+        bail!(
+            "no namespace is configured: pass --namespace NAMESPACE (or set it with `clemmys property set --namespace NAMESPACE`)"
+        );
+    }
+    // The same namespace pinned at another address: the same broker (a
+    // cluster's other controller, another spelling of the URL) shares what
+    // was seen there; another broker must be another deployment.
+    let home = home()?;
+    let mut same_broker = Vec::new();
+    if previous.is_none() {
+        for (host, other) in home.pinned_for(&namespace, client.api_host())? {
+            if other.keys == doc.identity.keys {
+                summary.push(format!(
+                    "  same broker as:        {host} (the versions seen there carry over)"
+                ));
+                same_broker.push(host);
+            } else if home.saw_confidential_at(&host, &namespace)? && !args.another_deployment {
+                bail!(
+                    "refusing to pin: namespace {namespace} is pinned at {host} to another key broker, and this client has confidential actions there; a provider could offer that deployment under this new address with a fresh broker, which knows none of them, to have them read as plain. Pass --another-deployment if {} is another deployment (nothing seen at {host} carries over)",
+                    client.api_host()
+                );
+            }
+        }
+    }
     let asking = !args.yes && args.expect_measurement.is_none();
     for line in &summary {
         if !output.is_json() {
@@ -182,7 +221,6 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     // For sim, the platform key comes from the provider itself: accepting it
     // is exactly the trust-on-first-use that sim cannot avoid.
     let mut pin = doc.verify(expected, doc.sim_platform_key)?;
-    let home = home()?;
     // Trusting the same broker again keeps the owners trusted before.
     if let Some(previous) = previous
         && previous.keys == pin.keys
@@ -194,14 +232,6 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
             pin.trusted_owners.push(owner);
         }
     }
-    // From the user's own configuration only: a controller that named the
-    // namespace could name one the provider owns.
-    let namespace = args.namespace.unwrap_or_else(|| ctx.namespace().to_owned());
-    if namespace == clemmys_client::DEFAULT_NAMESPACE {
-        bail!(
-            "no namespace is configured: pass --namespace NAMESPACE (or set it with `clemmys property set --namespace NAMESPACE`)"
-        );
-    }
     if !output.is_json() {
         outln!("  namespace:            {namespace}");
         for owner in &pin.trusted_owners {
@@ -209,6 +239,9 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
         }
     }
     pin.namespace = Some(namespace);
+    for host in &same_broker {
+        home.adopt_marks(host, client.api_host())?;
+    }
     home.save_broker_pin(client.api_host(), &pin)?;
     if output.is_json() {
         return output.print_json(&json!({

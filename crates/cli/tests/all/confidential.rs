@@ -318,6 +318,116 @@ fn provider_sees(server: &Server, action: &str, needle: &str) -> bool {
     })
 }
 
+/// The provider offers the owner's deployment at a second address (another
+/// controller of its cluster: a relay here), where the owner pinned
+/// nothing, and shows the confidential action there as plain: nothing of
+/// it is sent in the clear, and pinning that address asks what broker it
+/// has (the same one carries over what was seen; another is refused
+/// unless the user says it is another deployment).
+#[test]
+fn a_confidential_action_reached_at_another_address_gets_nothing_in_the_clear() {
+    let server = Server::start();
+    let owner = server.user();
+    owner.trust_broker();
+    let hello = example("hello");
+    owner
+        .clemmys(&["action", "create", "vault", crate::common::arg(&hello)])
+        .success();
+    owner
+        .clemmys(&["action", "invoke", "vault", "-p", "name", "A", "-r"])
+        .success()
+        .stdout_has("Hello, A!");
+    let other = rewriting_proxy(&server.api_host, RewriteRule::default());
+    provider_replaces_with_plain_echo(&server, "vault");
+    let secret = crate::common::unique("param-");
+    owner
+        .clemmys(&[
+            "--apihost",
+            &other,
+            "action",
+            "invoke",
+            "vault",
+            "-p",
+            "secret",
+            &secret,
+            "-r",
+        ])
+        .failure()
+        .stderr_has("no key broker is pinned for")
+        .stderr_has("nothing was sent");
+    assert!(
+        !provider_sees(&server, "vault", &secret),
+        "the parameters reached the node in the clear at the second address"
+    );
+    // New code for it at that address is not sent in the clear either.
+    owner
+        .clemmys(&[
+            "--apihost",
+            &other,
+            "action",
+            "update",
+            "vault",
+            crate::common::arg(&hello),
+        ])
+        .failure()
+        .stderr_has("no key broker is pinned for");
+
+    // Another broker behind a new address is another deployment only by
+    // the user's word.
+    let elsewhere = Server::start();
+    let at_elsewhere = [
+        "--apihost",
+        &elsewhere.api_host,
+        "--auth",
+        &elsewhere.guest_auth,
+    ];
+    owner
+        .clemmys(
+            &[
+                &at_elsewhere[..],
+                &["broker", "trust", "--yes", "--namespace", "guest"],
+            ]
+            .concat(),
+        )
+        .failure()
+        .stderr_has("to another key broker");
+    owner
+        .clemmys(
+            &[
+                &at_elsewhere[..],
+                &[
+                    "broker",
+                    "trust",
+                    "--yes",
+                    "--namespace",
+                    "guest",
+                    "--another-deployment",
+                ],
+            ]
+            .concat(),
+        )
+        .success();
+    // The same broker is pinned as such, and the action is sealed there.
+    owner
+        .clemmys(&["--apihost", &other, "broker", "trust", "--yes"])
+        .success()
+        .stdout_has(&format!("same broker as:        {}", server.api_host));
+    owner
+        .clemmys(&[
+            "--apihost",
+            &other,
+            "action",
+            "invoke",
+            "vault",
+            "-p",
+            "secret",
+            &secret,
+            "-r",
+        ])
+        .failure();
+    assert!(!provider_sees(&server, "vault", &secret));
+}
+
 #[test]
 fn a_confidential_action_the_provider_shows_as_plain_gets_nothing_in_the_clear() {
     let server = Server::start();

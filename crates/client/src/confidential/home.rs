@@ -372,7 +372,7 @@ impl Drop for Pending {
 
 /// The highest state version seen from one API host's broker, and the
 /// highest version seen of each of its actions (`freshness.json`).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct HighWater {
     state_version: u64,
@@ -929,6 +929,84 @@ impl ClientHome {
         self.write_whole(PINS, &json, true)
     }
 
+    /// The API hosts other than `except` whose broker is pinned for
+    /// `namespace`, with their pins.
+    pub fn pinned_for(
+        &self,
+        namespace: &str,
+        except: &str,
+    ) -> Result<Vec<(String, BrokerPin)>, ConfidentialError> {
+        Ok(self
+            .pins()?
+            .into_iter()
+            .filter(|(host, pin)| host != except && pin.namespace.as_deref() == Some(namespace))
+            .collect())
+    }
+
+    /// Whether this client saw a confidential action, or signed or
+    /// accepted a chain plan, of `namespace` at `api_host`.
+    pub fn saw_confidential_at(
+        &self,
+        api_host: &str,
+        namespace: &str,
+    ) -> Result<bool, ConfidentialError> {
+        let of_namespace = |qualified: &str| {
+            qualified
+                .split_once('/')
+                .is_some_and(|(ns, _)| ns == namespace)
+        };
+        let marks: BTreeMap<String, HighWater> = self.read_json(FRESHNESS)?;
+        if marks.get(api_host).is_some_and(|marks| {
+            marks.actions.keys().any(|action| {
+                action
+                    .split_once(':')
+                    .is_some_and(|(_owner, qualified)| of_namespace(qualified))
+            })
+        }) {
+            return Ok(true);
+        }
+        let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
+        Ok(plans.keys().any(|key| {
+            key.split_once(" /")
+                .is_some_and(|(host, qualified)| host == api_host && of_namespace(qualified))
+        }))
+    }
+
+    /// Raises `to`'s high-water marks (the broker's state version, the
+    /// actions' versions, the chain plans' versions) to `from`'s: both
+    /// addresses reach the same broker, so what was seen through one
+    /// bounds what the other may show.
+    pub fn adopt_marks(&self, from: &str, to: &str) -> Result<(), ConfidentialError> {
+        {
+            let _updating = self.exclusive("freshness")?;
+            let mut marks: BTreeMap<String, HighWater> = self.read_json(FRESHNESS)?;
+            if let Some(seen) = marks.get(from).cloned() {
+                let adopted = marks.entry(to.to_owned()).or_default();
+                adopted.state_version = adopted.state_version.max(seen.state_version);
+                for (action, version) in seen.actions {
+                    let highest = adopted.actions.entry(action).or_insert(0);
+                    *highest = (*highest).max(version);
+                }
+                let json = serde_json::to_vec_pretty(&marks)
+                    .map_err(|e| ConfidentialError::State(e.to_string()))?;
+                self.write_whole(FRESHNESS, &json, true)?;
+            }
+        }
+        let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
+        for (key, version) in plans {
+            if let Some((host, qualified)) = key.split_once(" /")
+                && host == from
+            {
+                self.raise_mark(
+                    (PLANS, "chain-plans"),
+                    &format!("{to} /{qualified}"),
+                    version,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Holds `{what}.lock` exclusively until the returned file is dropped
     /// (see [`exclusive`]).
     fn exclusive(&self, what: &str) -> Result<std::fs::File, ConfidentialError> {
@@ -1010,6 +1088,50 @@ impl ClientHome {
         Ok(marks
             .get(api_host)
             .and_then(|marks| marks.actions.get(action).copied()))
+    }
+
+    /// The API hosts other than `api_host` from whose brokers this client
+    /// saw a confidential action `short` (`[package/]name`) of `namespace`
+    /// (of any namespace when `None`), or where it signed or accepted a
+    /// chain plan of a sequence of that name. The same deployment may be
+    /// reached by another address (another controller of a cluster,
+    /// another spelling of the URL), where this client has pinned nothing.
+    pub fn confidential_elsewhere(
+        &self,
+        api_host: &str,
+        namespace: Option<&str>,
+        short: &str,
+    ) -> Result<Vec<String>, ConfidentialError> {
+        // `namespace/short`, as both files name an entity.
+        let names_it = |qualified: &str| {
+            qualified.split_once('/').is_some_and(|(ns, rest)| {
+                rest == short && namespace.is_none_or(|wanted| ns == wanted)
+            })
+        };
+        let marks: BTreeMap<String, HighWater> = self.read_json(FRESHNESS)?;
+        let mut hosts: Vec<String> = marks
+            .into_iter()
+            .filter(|(host, marks)| {
+                host != api_host
+                    && marks.actions.keys().any(|action| {
+                        action
+                            .split_once(':')
+                            .is_some_and(|(_owner, qualified)| names_it(qualified))
+                    })
+            })
+            .map(|(host, _)| host)
+            .collect();
+        let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
+        for key in plans.keys() {
+            if let Some((host, qualified)) = key.split_once(" /")
+                && host != api_host
+                && names_it(qualified)
+                && !hosts.iter().any(|known| known == host)
+            {
+                hosts.push(host.to_owned());
+            }
+        }
+        Ok(hosts)
     }
 
     /// Remembers the keys of one invocation's answer (buffered: appended
