@@ -486,9 +486,11 @@ pub(super) async fn broker_holds(
     client: &Client,
     name: &str,
 ) -> anyhow::Result<bool> {
-    let home = confidential::home()?;
-    if home.broker_pin(client.api_host())?.is_none() {
-        refuse_if_confidential_elsewhere(ctx, &home, client.api_host(), name)?;
+    if confidential::home()?
+        .broker_pin(client.api_host())?
+        .is_none()
+    {
+        refuse_unpinned_if_confidential_elsewhere(ctx, client, name)?;
         return Ok(false);
     }
     // A relative name under a key given on the command line, with no
@@ -508,25 +510,45 @@ pub(super) async fn broker_holds(
     sealing.is_confidential(name).await.with_context(checking)
 }
 
-/// Refuses to send anything of `name` in the clear to `api_host`, where
-/// no broker is pinned, when this client knows a confidential action (or
-/// sequence) of that name at another address: the provider may offer the
-/// same deployment under a new address (another controller, a moved
-/// endpoint), or the user typed another spelling of it, and show the
-/// action there as plain.
-fn refuse_if_confidential_elsewhere(
+/// A name this client knows for a confidential entity at another address,
+/// asked of an address where no broker is pinned.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name} is confidential at {elsewhere}, and no key broker is pinned for {api_host}: if this \
+     is the same deployment under another address, the node may show it as plain to have it sent \
+     in the clear; use --apihost {elsewhere}, or pin this address's broker (clemmys --apihost \
+     {api_host} broker trust: the same broker is recognised, another one is refused unless you \
+     say it is another deployment); nothing was sent"
+)]
+pub(super) struct ConfidentialElsewhere {
+    name: String,
+    elsewhere: String,
+    api_host: String,
+}
+
+/// Refuses to send anything of `name` (an action, sequence or package) in
+/// the clear to `client`'s API host when no broker is pinned for it and
+/// this client knows a confidential entity of that name at another
+/// address: the provider may offer the same deployment under a new
+/// address (another controller, a moved endpoint), or the user typed
+/// another spelling of it, and show the entity there as plain.
+pub(super) fn refuse_unpinned_if_confidential_elsewhere(
     ctx: &Context,
-    home: &clemmys_client::confidential::ClientHome,
-    api_host: &str,
+    client: &Client,
     name: &str,
 ) -> anyhow::Result<()> {
+    let home = confidential::home()?;
+    let api_host = client.api_host();
+    if home.broker_pin(api_host)?.is_some() {
+        return Ok(());
+    }
     let qualified = clemmys_client::resolve_name(name)?;
     let short = match &qualified.package {
         Some(package) => format!("{package}/{}", qualified.name),
         None => qualified.name.to_string(),
     };
-    // Of any namespace when none is known: a false alarm costs a flag the
-    // user can give (`--apihost`), a miss the secret.
+    // Of any namespace when none is known: a false alarm is an error the
+    // user can read, a miss the secret.
     let namespace = match qualified.namespace.as_str() {
         clemmys_client::DEFAULT_NAMESPACE => {
             let configured = ctx.namespace();
@@ -535,10 +557,13 @@ fn refuse_if_confidential_elsewhere(
         given => Some(given.to_owned()),
     };
     let elsewhere = home.confidential_elsewhere(api_host, namespace.as_deref(), &short)?;
-    if let Some(first) = elsewhere.first() {
-        bail!(
-            "{name} is a confidential action at {first}, and no key broker is pinned for {api_host}:              if this is the same deployment under another address, the node may show it as plain              to have it sent in the clear; use --apihost {first}, or pin this address's broker              (clemmys --apihost {api_host} broker trust) and check it is the same; nothing was sent"
-        );
+    if let Some(first) = elsewhere.into_iter().next() {
+        return Err(ConfidentialElsewhere {
+            name: name.to_owned(),
+            elsewhere: first,
+            api_host: api_host.to_owned(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -928,6 +953,10 @@ async fn get(args: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         .is_true(clemmys_whisk::CONFIDENTIAL_ANNOTATION)
         || match broker_holds(ctx, &client, &args.name).await {
             Ok(holds) => holds,
+            // Confidential elsewhere: nothing here can be checked.
+            Err(error) if error.downcast_ref::<ConfidentialElsewhere>().is_some() => {
+                return Err(error);
+            }
             Err(error) => {
                 ctx.output.warn(format_args!(
                     "shown as the node has it: whether it is confidential could not be checked ({error:#})"

@@ -178,7 +178,12 @@ async fn trust(args: TrustArgs, ctx: &Context) -> anyhow::Result<()> {
     // was seen there; another broker must be another deployment.
     let home = home()?;
     let mut same_broker = Vec::new();
-    if previous.is_none() {
+    // Also on a re-pin to other keys: a fresh broker behind an address
+    // pinned as the same deployment's is no more the same one.
+    if previous
+        .as_ref()
+        .is_none_or(|previous| previous.keys != doc.identity.keys)
+    {
         for (host, other) in home.pinned_for(&namespace, client.api_host())? {
             if other.keys == doc.identity.keys {
                 summary.push(format!(

@@ -162,6 +162,7 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // node that stored them would hold them in the clear. This
             // client's own record says first (the node's annotation is
             // the provider's to strip).
+            super::action::refuse_unpinned_if_confidential_elsewhere(ctx, &client, &package)?;
             if kept_parameters_of(ctx, &client, &package)?.is_some()
                 || client
                     .get_package(&package)
@@ -393,6 +394,7 @@ async fn sealing_for_update(
         .broker_pin(client.api_host())?
         .is_none()
     {
+        super::action::refuse_unpinned_if_confidential_elsewhere(ctx, client, name)?;
         return Ok(None);
     }
     // A relative name under a key given with --auth and no namespace

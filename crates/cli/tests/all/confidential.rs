@@ -426,6 +426,106 @@ fn a_confidential_action_reached_at_another_address_gets_nothing_in_the_clear() 
         ])
         .failure();
     assert!(!provider_sees(&server, "vault", &secret));
+
+    // A confidential package's parameters at an address pinned to nothing.
+    owner
+        .clemmys(&[
+            "package",
+            "create",
+            "team",
+            "--confidential",
+            "-p",
+            "k",
+            "v",
+        ])
+        .success();
+    // The provider strips its mark (an honest node refuses clear
+    // parameters for a confidential package).
+    let (status, body) = server.put(
+        "/api/v1/namespaces/_/packages/team?overwrite=true",
+        &json!({"annotations": []}),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let unpinned = rewriting_proxy(&server.api_host, RewriteRule::default());
+    owner
+        .clemmys(&[
+            "--apihost",
+            &unpinned,
+            "package",
+            "update",
+            "team",
+            "-p",
+            "token",
+            &secret,
+        ])
+        .failure()
+        .stderr_has("no key broker is pinned for");
+    let (status, body) = server.get("/api/v1/namespaces/_/packages/team");
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains(&secret));
+
+    // A fresh broker behind the address pinned as the same deployment's is
+    // not pinned over it unasked.
+    let (switch, switchable) = switchable_relay(&server.api_host);
+    owner
+        .clemmys(&["--apihost", &switchable, "broker", "trust", "--yes"])
+        .success()
+        .stdout_has("same broker as:");
+    *switch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = elsewhere.api_host.clone();
+    owner
+        .clemmys(&[
+            "--apihost",
+            &switchable,
+            "--auth",
+            &elsewhere.guest_auth,
+            "broker",
+            "trust",
+            "--yes",
+            "--namespace",
+            "guest",
+        ])
+        .failure()
+        .stderr_has("to another key broker");
+}
+
+/// A relay to the address the returned cell names when a connection
+/// opens: the provider moving what answers behind one address.
+fn switchable_relay(upstream: &str) -> (std::sync::Arc<std::sync::Mutex<String>>, String) {
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(upstream.to_owned()));
+    let target = cell.clone();
+    let (_, listener, addr) = crate::common::proxy_listener(upstream);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let upstream = upstream_of(&target);
+            let Ok(mut server) =
+                std::net::TcpStream::connect(upstream.trim_start_matches("http://"))
+            else {
+                continue;
+            };
+            let (Ok(mut to_client), Ok(mut to_server)) = (client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client, &mut to_server);
+                let _ = to_server.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut to_client);
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (cell, format!("http://{addr}"))
+}
+
+fn upstream_of(cell: &std::sync::Mutex<String>) -> String {
+    cell.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 #[test]

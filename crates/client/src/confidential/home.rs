@@ -973,9 +973,10 @@ impl ClientHome {
     }
 
     /// Raises `to`'s high-water marks (the broker's state version, the
-    /// actions' versions, the chain plans' versions) to `from`'s: both
-    /// addresses reach the same broker, so what was seen through one
-    /// bounds what the other may show.
+    /// actions' versions, the chain plans' versions) to `from`'s, and
+    /// keeps `from`'s confidential packages for `to`: both addresses reach
+    /// the same broker, so what was seen through one bounds what the other
+    /// may show. Once, when `to` is pinned: later marks are each host's.
     pub fn adopt_marks(&self, from: &str, to: &str) -> Result<(), ConfidentialError> {
         {
             let _updating = self.exclusive("freshness")?;
@@ -1002,6 +1003,19 @@ impl ClientHome {
                     &format!("{to} /{qualified}"),
                     version,
                 )?;
+            }
+        }
+        // The confidential packages made through `from` are this client's
+        // at `to` too (their parameters are sealed into their actions).
+        let packages: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
+        for (key, parameters) in &packages {
+            if let Some((host, qualified)) = key.split_once(" /")
+                && host == from
+            {
+                let adopted = format!("{to} /{qualified}");
+                if !packages.contains_key(&adopted) {
+                    self.keep_package_defaults(&adopted, Some(parameters))?;
+                }
             }
         }
         Ok(())
@@ -1092,8 +1106,9 @@ impl ClientHome {
 
     /// The API hosts other than `api_host` from whose brokers this client
     /// saw a confidential action `short` (`[package/]name`) of `namespace`
-    /// (of any namespace when `None`), or where it signed or accepted a
-    /// chain plan of a sequence of that name. The same deployment may be
+    /// (of any namespace when `None`), where it signed or accepted a chain
+    /// plan of a sequence of that name, or keeps the parameters of a
+    /// confidential package of that name. The same deployment may be
     /// reached by another address (another controller of a cluster,
     /// another spelling of the URL), where this client has pinned nothing.
     pub fn confidential_elsewhere(
@@ -1121,8 +1136,10 @@ impl ClientHome {
             })
             .map(|(host, _)| host)
             .collect();
+        // Chain plans and confidential packages, both kept by `HOST /ns/short`.
         let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
-        for key in plans.keys() {
+        let packages: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
+        for key in plans.keys().chain(packages.keys()) {
             if let Some((host, qualified)) = key.split_once(" /")
                 && host != api_host
                 && names_it(qualified)
@@ -1630,6 +1647,44 @@ mod tests {
             reopened.deleted_version("h /guest/p/a").expect("read"),
             None
         );
+    }
+
+    #[test]
+    fn a_name_confidential_at_another_address_is_found_there_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = ClientHome::open(dir.path()).expect("home");
+        home.keep_package_defaults("http://a /guest/tools", Some(&Parameters::new()))
+            .expect("keep");
+        home.see_plan("http://a /guest/pipe", 3).expect("plan");
+        home.check_fresh("http://a", 1, Some(("ab:guest/pkg/vault", 2)))
+            .expect("mark");
+        for (namespace, short) in [
+            (Some("guest"), "tools"),
+            (None, "tools"),
+            (Some("guest"), "pipe"),
+            (Some("guest"), "pkg/vault"),
+            (None, "pkg/vault"),
+        ] {
+            assert_eq!(
+                home.confidential_elsewhere("http://b", namespace, short)
+                    .expect("read"),
+                ["http://a"],
+                "{namespace:?} {short}"
+            );
+        }
+        for (api_host, namespace, short) in [
+            ("http://a", Some("guest"), "tools"),
+            ("http://b", Some("other"), "tools"),
+            ("http://b", Some("guest"), "vault"),
+            ("http://b", Some("guest"), "pkg"),
+        ] {
+            assert!(
+                home.confidential_elsewhere(api_host, namespace, short)
+                    .expect("read")
+                    .is_empty(),
+                "{api_host} {namespace:?} {short}"
+            );
+        }
     }
 
     #[test]
