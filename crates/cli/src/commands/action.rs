@@ -486,11 +486,9 @@ pub(super) async fn broker_holds(
     client: &Client,
     name: &str,
 ) -> anyhow::Result<bool> {
-    if confidential::home()?
-        .broker_pin(client.api_host())?
-        .is_none()
-    {
-        refuse_unpinned_if_confidential_elsewhere(ctx, client, name)?;
+    let home = confidential::home()?;
+    if home.broker_pin(client.api_host())?.is_none() {
+        refuse_if_confidential_elsewhere(ctx, &home, client.api_host(), name)?;
         return Ok(false);
     }
     // A relative name under a key given on the command line, with no
@@ -527,21 +525,17 @@ pub(super) struct ConfidentialElsewhere {
 }
 
 /// Refuses to send anything of `name` (an action, sequence or package) in
-/// the clear to `client`'s API host when no broker is pinned for it and
-/// this client knows a confidential entity of that name at another
+/// the clear to `api_host`, where no broker is pinned (the caller checked),
+/// when this client knows a confidential entity of that name at another
 /// address: the provider may offer the same deployment under a new
 /// address (another controller, a moved endpoint), or the user typed
 /// another spelling of it, and show the entity there as plain.
-pub(super) fn refuse_unpinned_if_confidential_elsewhere(
+pub(super) fn refuse_if_confidential_elsewhere(
     ctx: &Context,
-    client: &Client,
+    home: &clemmys_client::confidential::ClientHome,
+    api_host: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    let home = confidential::home()?;
-    let api_host = client.api_host();
-    if home.broker_pin(api_host)?.is_some() {
-        return Ok(());
-    }
     let qualified = clemmys_client::resolve_name(name)?;
     let short = match &qualified.package {
         Some(package) => format!("{package}/{}", qualified.name),

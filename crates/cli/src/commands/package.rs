@@ -162,7 +162,15 @@ pub async fn run(command: PackageCommand, ctx: &Context) -> anyhow::Result<()> {
             // node that stored them would hold them in the clear. This
             // client's own record says first (the node's annotation is
             // the provider's to strip).
-            super::action::refuse_unpinned_if_confidential_elsewhere(ctx, &client, &package)?;
+            let home = confidential::home()?;
+            if home.broker_pin(client.api_host())?.is_none() {
+                super::action::refuse_if_confidential_elsewhere(
+                    ctx,
+                    &home,
+                    client.api_host(),
+                    &package,
+                )?;
+            }
             if kept_parameters_of(ctx, &client, &package)?.is_some()
                 || client
                     .get_package(&package)
@@ -390,11 +398,9 @@ async fn sealing_for_update(
     if asked {
         return Ok(Some(connect_for(ctx, client, name).await?));
     }
-    if confidential::home()?
-        .broker_pin(client.api_host())?
-        .is_none()
-    {
-        super::action::refuse_unpinned_if_confidential_elsewhere(ctx, client, name)?;
+    let home = confidential::home()?;
+    if home.broker_pin(client.api_host())?.is_none() {
+        super::action::refuse_if_confidential_elsewhere(ctx, &home, client.api_host(), name)?;
         return Ok(None);
     }
     // A relative name under a key given with --auth and no namespace

@@ -340,8 +340,9 @@ fn a_confidential_action_reached_at_another_address_gets_nothing_in_the_clear() 
     let other = rewriting_proxy(&server.api_host, RewriteRule::default());
     provider_replaces_with_plain_echo(&server, "vault");
     let secret = crate::common::unique("param-");
-    owner
-        .clemmys(&[
+    // The secret invoked at the second address.
+    let invoke_at_other = || {
+        owner.clemmys(&[
             "--apihost",
             &other,
             "action",
@@ -352,6 +353,8 @@ fn a_confidential_action_reached_at_another_address_gets_nothing_in_the_clear() 
             &secret,
             "-r",
         ])
+    };
+    invoke_at_other()
         .failure()
         .stderr_has("no key broker is pinned for")
         .stderr_has("nothing was sent");
@@ -412,19 +415,7 @@ fn a_confidential_action_reached_at_another_address_gets_nothing_in_the_clear() 
         .clemmys(&["--apihost", &other, "broker", "trust", "--yes"])
         .success()
         .stdout_has(&format!("same broker as:        {}", server.api_host));
-    owner
-        .clemmys(&[
-            "--apihost",
-            &other,
-            "action",
-            "invoke",
-            "vault",
-            "-p",
-            "secret",
-            &secret,
-            "-r",
-        ])
-        .failure();
+    invoke_at_other().failure();
     assert!(!provider_sees(&server, "vault", &secret));
 
     // A confidential package's parameters at an address pinned to nothing.
