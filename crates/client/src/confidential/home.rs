@@ -370,6 +370,12 @@ impl Drop for Pending {
     }
 }
 
+/// The API host and `namespace/short` of a key that names both, as
+/// `super::home_key` makes it (chain plans, packages, sealed defaults).
+fn host_and_entity(key: &str) -> Option<(&str, &str)> {
+    key.split_once(" /")
+}
+
 /// The highest state version seen from one API host's broker, and the
 /// highest version seen of each of its actions (`freshness.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -967,7 +973,7 @@ impl ClientHome {
         }
         let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
         Ok(plans.keys().any(|key| {
-            key.split_once(" /")
+            host_and_entity(key)
                 .is_some_and(|(host, qualified)| host == api_host && of_namespace(qualified))
         }))
     }
@@ -995,7 +1001,7 @@ impl ClientHome {
         }
         let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
         for (key, version) in plans {
-            if let Some((host, qualified)) = key.split_once(" /")
+            if let Some((host, qualified)) = host_and_entity(&key)
                 && host == from
             {
                 self.raise_mark(
@@ -1009,7 +1015,7 @@ impl ClientHome {
         // at `to` too (their parameters are sealed into their actions).
         let packages: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
         for (key, parameters) in &packages {
-            if let Some((host, qualified)) = key.split_once(" /")
+            if let Some((host, qualified)) = host_and_entity(key)
                 && host == from
             {
                 let adopted = format!("{to} /{qualified}");
@@ -1140,7 +1146,7 @@ impl ClientHome {
         let plans: BTreeMap<String, u64> = self.read_json(PLANS)?;
         let packages: BTreeMap<String, Parameters> = self.read_json(PACKAGE_DEFAULTS)?;
         for key in plans.keys().chain(packages.keys()) {
-            if let Some((host, qualified)) = key.split_once(" /")
+            if let Some((host, qualified)) = host_and_entity(key)
                 && host != api_host
                 && names_it(qualified)
                 && !hosts.iter().any(|known| known == host)
